@@ -1,0 +1,47 @@
+# VibeBox: `make run` serves it, `make test` tests it. Both prepare everything first
+# (virtualenv, Docker engine, Redis, sandbox images, migrations) and are fast when it is in place.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export VIBEBOX_DATA_DIR ?= $(CURDIR)/var
+export VIBEBOX_HOST ?= 127.0.0.1
+export VIBEBOX_PORT ?= 8000
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: setup host venv images migrate run test lint format clean-containers
+
+setup: host venv migrate images
+
+host:
+	@bash scripts/host-setup.sh
+
+venv: $(VENV)/.deps
+
+$(VENV)/.deps: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python requirements into $(VENV)" >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+migrate: venv
+	@$(BIN)/python manage.py migrate --noinput -v 0
+
+images: venv host migrate
+	@$(BIN)/python manage.py buildimages
+
+run: setup
+	@$(BIN)/python manage.py bootstrap
+	@$(BIN)/python manage.py reconcile --startup
+	@exec $(BIN)/honcho start -f Procfile
+
+test: setup
+	@$(BIN)/pytest
+
+lint: venv
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: venv
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .

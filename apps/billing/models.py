@@ -1,0 +1,1 @@
+# Usage metering, prices and quotas arrive with the billing issue.

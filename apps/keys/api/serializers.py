@@ -1,0 +1,61 @@
+from rest_framework import serializers
+
+from apps.keys.scopes import ALL_SCOPES
+from vibebox.api.serializers import DurationField, StrictSerializer
+
+
+class ApiKeySerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(source="display", help_text="First characters of the key, for telling keys apart.")
+    test = serializers.BooleanField(source="is_test")
+    scopes = serializers.ListField(child=serializers.CharField())
+    rateLimit = serializers.CharField(source="rate_limit")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at")
+    createdAt = serializers.DateTimeField(source="created_at")
+    revokedAt = serializers.DateTimeField(source="revoked_at")
+    rotatedFrom = serializers.CharField(source="rotated_from_id")
+    active = serializers.SerializerMethodField()
+
+    def get_active(self, key) -> bool:
+        return key.is_active()
+
+
+class ApiKeyWithSecretSerializer(ApiKeySerializer):
+    key = serializers.SerializerMethodField(help_text="The full key. Shown only in this response.")
+
+    def get_key(self, key) -> str:
+        return self.context["secret"]
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, help_text="Default: the caller's scopes."
+    )
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True)
+    expiresIn = DurationField(required=False, help_text="Alternative to expiresAt: '30d', '12h'...")
+    test = serializers.BooleanField(required=False, default=False)
+    rateLimit = serializers.CharField(required=False, allow_blank=True, default="", help_text="e.g. '100/min'")
+
+    def validate(self, attrs):
+        if attrs.get("expiresAt") and attrs.get("expiresIn") is not None:
+            raise serializers.ValidationError("Give expiresAt or expiresIn, not both.")
+        return attrs
+
+
+class ApiKeyRotateSerializer(StrictSerializer):
+    gracePeriod = DurationField(required=False, help_text="How long the old key keeps working. Default 24h.")
+
+
+class ApiKeyUsageDaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    requests = serializers.IntegerField()
+
+
+class ApiKeyUsageSerializer(serializers.Serializer):
+    keyId = serializers.CharField()
+    lastUsedAt = serializers.DateTimeField()
+    totalRequests = serializers.IntegerField()
+    days = ApiKeyUsageDaySerializer(many=True)

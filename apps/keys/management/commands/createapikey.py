@@ -1,0 +1,28 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.keys.scopes import DEFAULT_SCOPES, parse_scopes
+from apps.keys.services import api_key_create
+
+
+class Command(BaseCommand):
+    help = "Create an API key for a user (created if missing) and print the key alone on stdout."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", required=True)
+        parser.add_argument("--name", default="CLI key")
+        parser.add_argument("--scopes", default=",".join(DEFAULT_SCOPES), help="comma-separated, or 'all'")
+        parser.add_argument("--test", action="store_true", help="make a vb_test_ key")
+
+    def handle(self, *args, user, name, scopes, test, **options):
+        try:
+            scope_list = parse_scopes(scopes)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        account, created = get_user_model().objects.get_or_create(username=user)
+        if created:
+            account.set_unusable_password()
+            account.save()
+            self.stderr.write(f"created user {user}")
+        _, secret = api_key_create(user=account, name=name, scopes=scope_list, test=test)
+        self.stdout.write(secret)

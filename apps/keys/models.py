@@ -1,0 +1,55 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .secrets import random_id
+
+
+def new_key_id() -> str:
+    return random_id("key_", 16)
+
+
+class ApiKey(models.Model):
+    id = models.CharField(primary_key=True, max_length=24, default=new_key_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_prefix = models.CharField(max_length=8)  # "vb_live_" or "vb_test_"
+    display = models.CharField(max_length=16)  # "vb_live_AbC1", for lists
+    scopes = models.JSONField(default=list)
+    rate_limit = models.CharField(max_length=20, blank=True, default="")  # "100/min"; empty: settings
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rotated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.display}…)"
+
+    @property
+    def is_test(self) -> bool:
+        return self.key_prefix == "vb_test_"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class ApiKeyUsage(models.Model):
+    """Requests per key per day (UTC)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="unique_key_usage_day")]
+        ordering = ["-day"]
+
+    def __str__(self):
+        return f"{self.key_id} {self.day}: {self.requests}"

@@ -1,0 +1,23 @@
+"""API key scopes. Each endpoint declares the scopes it needs per HTTP method."""
+
+SANDBOXES_READ = "sandboxes:read"
+SANDBOXES_WRITE = "sandboxes:write"
+EXECUTE = "execute"
+KEYS_MANAGE = "keys:manage"
+TEMPLATES_READ = "templates:read"
+
+ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ]
+# What a new key gets when the caller names no scopes.
+DEFAULT_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, TEMPLATES_READ]
+
+
+def parse_scopes(value: str | list[str]) -> list[str]:
+    """`"all"`, a comma-separated string or a list -> a sorted list of known scopes."""
+    if isinstance(value, str):
+        if value.strip() == "all":
+            return list(ALL_SCOPES)
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    unknown = sorted(set(value) - set(ALL_SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
+    return sorted(set(value), key=ALL_SCOPES.index)

@@ -1,0 +1,44 @@
+"""Reads for API keys, scoped to their owner."""
+
+import datetime as dt
+
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from .models import ApiKey, ApiKeyUsage
+from .secrets import hash_key, well_formed
+
+
+def api_key_list(*, user) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(user=user)
+
+
+def api_key_get(*, user, id: str) -> ApiKey:
+    key = ApiKey.objects.filter(user=user, pk=id).first()
+    if key is None:
+        raise errors.KeyNotFound()
+    return key
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The active key with this secret, or None (malformed, unknown, expired or revoked)."""
+    if not well_formed(secret):
+        return None
+    key = ApiKey.objects.select_related("user").filter(key_hash=hash_key(secret)).first()
+    if key is None or not key.is_active() or not key.user.is_active:
+        return None
+    return key
+
+
+def api_key_usage(*, key: ApiKey, days: int = 30) -> dict:
+    since = timezone.now().date() - dt.timedelta(days=days - 1)
+    rows = ApiKeyUsage.objects.filter(key=key, day__gte=since).order_by("day")
+    total = ApiKeyUsage.objects.filter(key=key).aggregate(total=Sum("requests"))["total"] or 0
+    return {
+        "keyId": key.id,
+        "lastUsedAt": key.last_used_at,
+        "totalRequests": total,
+        "days": [{"date": row.day.isoformat(), "requests": row.requests} for row in rows],
+    }

@@ -1,0 +1,99 @@
+"""Writes for templates: seeding built-in templates from images/ and building their images."""
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from django.conf import settings
+
+from apps.sandboxes.runtime import get_driver
+from vibebox import exceptions as errors
+
+from .catalog import BASE_DIR_NAME, TemplateSource, base_image, built_in_templates, extra_ca_bytes
+from .models import Template
+
+logger = logging.getLogger(__name__)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def base_image_build(*, log=_stderr) -> str:
+    """Builds the Debian base image with debootstrap (only when it is absent)."""
+    tag = base_image()
+    if get_driver().image_exists(tag):
+        return tag
+    log(f"building base image {tag} with debootstrap (a few minutes, once)")
+    script = settings.VIBEBOX_IMAGES_DIR / BASE_DIR_NAME / "build.sh"
+    env = {
+        **os.environ,
+        "VIBEBOX_DATA_DIR": str(settings.DATA_DIR),
+        "VIBEBOX_DEBIAN_MIRROR": settings.VIBEBOX_DEBIAN_MIRROR,
+    }
+    result = subprocess.run(["bash", str(script), tag], env=env, check=False)
+    if result.returncode != 0:
+        raise errors.RuntimeFailure(f"building the base image failed (exit {result.returncode}); see the output above")
+    return tag
+
+
+def template_image_build(*, source: TemplateSource, base: str, force: bool = False, log=_stderr) -> bool:
+    """Builds one template's image unless it exists. True when it built."""
+    driver = get_driver()
+    if not force and driver.image_exists(source.image):
+        return False
+    log(f"building template {source.name} -> {source.image}")
+    with tempfile.TemporaryDirectory(prefix="vibebox-build-") as context:
+        shutil.copytree(source.path, context, dirs_exist_ok=True)
+        with open(os.path.join(context, "extra-ca.crt"), "wb") as handle:
+            handle.write(extra_ca_bytes())
+        driver.image_build(
+            context=context,
+            tag=source.image,
+            buildargs={"BASE_IMAGE": base},
+            labels={
+                "vibebox.managed-image": "1",
+                "vibebox.template": source.name,
+                "vibebox.template-version": str(source.spec.get("version", 1)),
+            },
+            log=log,
+        )
+    return True
+
+
+def template_upsert(*, source: TemplateSource) -> Template:
+    spec = source.spec
+    template, _ = Template.objects.update_or_create(
+        name=source.name,
+        defaults={
+            "display_name": spec.get("displayName", source.name),
+            "description": spec.get("description", ""),
+            "version": int(spec.get("version", 1)),
+            "image": source.image,
+            "language": spec.get("language", ""),
+            "languages": spec.get("languages", []),
+            "user": spec.get("user", ""),
+            "workdir": spec.get("workdir", "/workspace"),
+            "default_env": {k: str(v) for k, v in (spec.get("defaultEnv") or {}).items()},
+            "ports": spec.get("ports", []),
+            "pre_installed": spec.get("preInstalled", {}),
+            "cap_add": spec.get("capAdd", []),
+            "runtime": spec.get("runtime", "runc"),
+            "built_in": True,
+            "is_active": True,
+        },
+    )
+    return template
+
+
+def templates_sync(*, build: bool = True, only: list[str] | None = None, force: bool = False, log=_stderr) -> list:
+    """Seeds the built-in templates into the database and (optionally) builds missing images."""
+    sources = [s for s in built_in_templates() if not only or s.name in only]
+    if build:
+        base = base_image_build(log=log)
+        for source in sources:
+            template_image_build(source=source, base=base, force=force, log=log)
+    return [template_upsert(source=source) for source in sources]

@@ -1,0 +1,111 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.models import ApiKey
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes import selectors, services
+from apps.sandboxes.models import Status
+
+from .serializers import SandboxCreateSerializer, SandboxSerializer, SandboxUpdateSerializer
+
+READ_WRITE = {
+    "GET": [SANDBOXES_READ],
+    "POST": [SANDBOXES_WRITE],
+    "PATCH": [SANDBOXES_WRITE],
+    "DELETE": [SANDBOXES_WRITE],
+}
+
+LIST_FILTERS = [
+    OpenApiParameter("status", description="Comma-separated statuses (default: all but destroyed)."),
+    OpenApiParameter("template", description="Template name."),
+    OpenApiParameter("name", description="Exact sandbox name."),
+    OpenApiParameter("metadata.<key>", description="Metadata value to match, e.g. metadata.team=ml."),
+]
+
+
+class SandboxListView(GenericAPIView):
+    required_scopes = READ_WRITE
+    serializer_class = SandboxSerializer
+
+    @extend_schema(operation_id="sandboxes_list", parameters=LIST_FILTERS)
+    def get(self, request):
+        params = request.query_params
+        statuses = [s for s in params.get("status", "").split(",") if s in Status.values]
+        metadata = {key[len("metadata.") :]: value for key, value in params.items() if key.startswith("metadata.")}
+        queryset = selectors.sandbox_list(
+            owner=request.user,
+            status=statuses or None,
+            template=params.get("template") or None,
+            name=params.get("name") or None,
+            metadata=metadata,
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(SandboxSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="sandboxes_create", request=SandboxCreateSerializer, responses={201: SandboxSerializer})
+    def post(self, request):
+        body = SandboxCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        sandbox = services.sandbox_create(
+            owner=request.user,
+            api_key=request.auth if isinstance(request.auth, ApiKey) else None,
+            template=data["template"],
+            name=data.get("name"),
+            auto_start=data["autoStart"],
+            ephemeral=data["ephemeral"],
+            timeout=data.get("timeout"),
+            env=data.get("env"),
+            metadata=data.get("metadata"),
+            resources=data.get("resources"),
+        )
+        return Response(SandboxSerializer(sandbox).data, status=201)
+
+
+class SandboxDetailView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="sandboxes_retrieve", responses=SandboxSerializer)
+    def get(self, request, sandbox_id):
+        return Response(SandboxSerializer(selectors.sandbox_get(owner=request.user, ref=sandbox_id)).data)
+
+    @extend_schema(operation_id="sandboxes_update", request=SandboxUpdateSerializer, responses=SandboxSerializer)
+    def patch(self, request, sandbox_id):
+        body = SandboxUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = services.sandbox_update(sandbox=sandbox, **_update_fields(body.validated_data))
+        return Response(SandboxSerializer(sandbox).data)
+
+    @extend_schema(operation_id="sandboxes_destroy", responses={204: None})
+    def delete(self, request, sandbox_id):
+        services.sandbox_destroy(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id))
+        return Response(status=204)
+
+
+def _update_fields(data: dict) -> dict:
+    names = {"name": "name", "metadata": "metadata", "timeout": "timeout"}
+    return {python: data[api] for api, python in names.items() if api in data}
+
+
+class SandboxActionView(APIView):
+    """POST /sandboxes/{id}/start|stop|restart."""
+
+    required_scopes = {"POST": [SANDBOXES_WRITE]}
+    action_service = None
+
+    @extend_schema(
+        request=None, responses=SandboxSerializer, parameters=[OpenApiParameter("sandbox_id", OpenApiTypes.STR, "path")]
+    )
+    def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = type(self).action_service(sandbox=sandbox)
+        return Response(SandboxSerializer(sandbox).data)
+
+
+def action_view(service, name: str):
+    view = type(f"Sandbox{name.title()}View", (SandboxActionView,), {"action_service": staticmethod(service)})
+    return extend_schema(operation_id=f"sandboxes_{name}")(view).as_view()

@@ -1,0 +1,69 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.keys.secrets import random_id
+
+
+def new_sandbox_id() -> str:
+    return random_id("sbx_", 20)  # about 119 random bits
+
+
+class Status(models.TextChoices):
+    CREATING = "creating"
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    ERROR = "error"
+
+
+class Sandbox(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_sandbox_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandboxes")
+    api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=64)
+    template = models.ForeignKey("marketplace.Template", on_delete=models.PROTECT, related_name="sandboxes")
+    image = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    ephemeral = models.BooleanField(default=False)
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    cpu = models.FloatField()
+    memory = models.PositiveBigIntegerField()
+    disk = models.PositiveBigIntegerField(null=True, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    container_id = models.CharField(max_length=80, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now_add=True)  # set by every state change
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"], condition=~Q(status="destroyed"), name="unique_live_sandbox_name"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.id})"
+
+    @property
+    def container_name(self) -> str:
+        return self.id
+
+    @property
+    def volume_name(self) -> str:
+        return f"{self.id}-workspace"

@@ -1,0 +1,97 @@
+"""Keeps the database and the engine in agreement (run at start-up and every minute).
+
+- containers and volumes of this instance with no live sandbox row are removed (orphans);
+- live rows whose container vanished are marked `error` with a reason;
+- rows stuck in a transitional state are finished from what the engine says;
+- running rows whose container exited are marked `stopped`;
+- expired sandboxes are destroyed.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from . import states
+from .models import Sandbox, Status
+from .runtime import get_driver
+from .services import base_labels, sandbox_destroy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    orphans_removed: list[str] = field(default_factory=list)
+    volumes_removed: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    exited: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if value}
+
+
+def _status_from_container(container) -> str:
+    if container is None:
+        return Status.ERROR
+    if container.status in ("running", "restarting"):
+        return Status.RUNNING
+    if container.status == "paused":
+        return Status.PAUSED
+    return Status.STOPPED
+
+
+def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
+    if sandbox.status == Status.DESTROYING:
+        sandbox_destroy(sandbox=sandbox)
+    else:
+        target = _status_from_container(container)
+        reason = "" if container else f"container missing after interrupted {sandbox.status}"
+        states.move(sandbox, {sandbox.status}, target, status_reason=reason)
+    report.finished.append(sandbox.id)
+
+
+def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:
+    """One pass. `startup=True` treats every transitional row as stuck (no request is running)."""
+    now = now or timezone.now()
+    driver = get_driver()
+    report = Report()
+    containers = {c.labels.get("vibebox.sandbox-id", ""): c for c in driver.list_containers(base_labels())}
+    live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template")}
+
+    for sandbox_id, container in containers.items():
+        if sandbox_id not in live and not container.labels.get("vibebox.pool"):
+            driver.remove(container.name, volume=f"{sandbox_id}-workspace" if sandbox_id else None)
+            report.orphans_removed.append(container.name)
+    for volume in driver.list_volumes(base_labels()):
+        if volume.removesuffix("-workspace") not in live:
+            driver.remove_volume(volume)
+            report.volumes_removed.append(volume)
+
+    stuck_before = now - dt.timedelta(seconds=0 if startup else settings.VIBEBOX_STUCK_AFTER)
+    for sandbox in live.values():
+        container = containers.get(sandbox.id)
+        try:
+            if sandbox.status in states.TRANSITIONAL:
+                if sandbox.updated_at <= stuck_before:
+                    _finish_stuck(sandbox, container, report)
+            elif container is None and sandbox.status != Status.ERROR:
+                states.move(sandbox, {sandbox.status}, Status.ERROR, status_reason="container vanished")
+                report.vanished.append(sandbox.id)
+            elif sandbox.status == Status.RUNNING and container and container.status in ("exited", "dead"):
+                states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason="container exited", stopped_at=now)
+                report.exited.append(sandbox.id)
+            if sandbox.expires_at and sandbox.expires_at <= now and sandbox.status != Status.DESTROYED:
+                sandbox_destroy(sandbox=sandbox)
+                report.expired.append(sandbox.id)
+        except errors.SandboxStateConflict:
+            continue  # a request moved it meanwhile; the next pass looks again
+    if report.as_dict():
+        logger.info("reconciled: %s", report.as_dict())
+    return report

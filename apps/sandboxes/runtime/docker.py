@@ -1,0 +1,242 @@
+"""The Docker Engine driver: the only module that imports `docker`.
+
+Docker errors are translated here into application errors, so nothing above this
+module ever sees a Docker type or exception.
+"""
+
+import contextlib
+import logging
+import threading
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Mount
+
+from vibebox import exceptions as errors
+
+from . import firewall
+from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo
+
+logger = logging.getLogger(__name__)
+
+# Storage drivers that can cap a container's writable layer with --storage-opt size.
+_DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
+
+
+def _labels_filter(labels: dict[str, str]) -> dict:
+    return {"label": [f"{key}={value}" for key, value in labels.items()]}
+
+
+def _info_from_inspect(data: dict) -> ContainerInfo:
+    state = data.get("State") or {}
+    return ContainerInfo(
+        id=data["Id"],
+        name=data.get("Name", "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        labels=(data.get("Config") or {}).get("Labels") or {},
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        started_at=state.get("StartedAt"),
+    )
+
+
+class DockerDriver:
+    def __init__(self, base_url: str | None = None, timeout: int = 120):
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+        self._networks: set[str] = set()
+
+    # ---- connection and error translation ----
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            with self._lock, self._engine():
+                if self._client is None:
+                    if self._base_url:
+                        self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
+                    else:
+                        self._client = docker.from_env(timeout=self._timeout)
+        return self._client
+
+    @contextlib.contextmanager
+    def _engine(self):
+        try:
+            yield
+        except errors.ApplicationError:
+            raise
+        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
+            raise errors.RuntimeUnavailable(details={"reason": str(exc)[:300]}) from None
+        except APIError as exc:
+            raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
+        except DockerException as exc:
+            if "Error while fetching server API version" in str(exc):
+                raise errors.RuntimeUnavailable(details={"reason": str(exc)[:300]}) from None
+            raise errors.RuntimeFailure(str(exc)[:500]) from None
+        except requests.exceptions.RequestException as exc:
+            raise errors.RuntimeUnavailable(details={"reason": str(exc)[:300]}) from None
+
+    def ping(self) -> None:
+        with self._engine():
+            self.client.ping()
+
+    def engine_info(self) -> EngineInfo:
+        with self._engine():
+            info = self.client.info()
+        storage = info.get("Driver", "")
+        backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+        supports = storage in _DISK_LIMIT_DRIVERS or (storage == "overlay2" and backing == "xfs")
+        return EngineInfo(version=info.get("ServerVersion", ""), storage_driver=storage, supports_disk_limit=supports)
+
+    # ---- containers ----
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        with self._engine():
+            self.client.volumes.create(name=spec.volume, labels=spec.labels)
+            kwargs = dict(
+                image=spec.image,
+                command=list(spec.command),
+                name=spec.name,
+                hostname=spec.hostname,
+                user=spec.user or None,
+                working_dir=spec.workdir,
+                environment=spec.env,
+                labels=spec.labels,
+                detach=True,
+                init=True,
+                cap_drop=["ALL"],
+                cap_add=list(spec.cap_add) or None,
+                security_opt=["no-new-privileges:true"],
+                pids_limit=spec.pids_limit,
+                mem_limit=spec.memory,
+                memswap_limit=spec.memory,
+                nano_cpus=int(spec.cpu * 1e9),
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size}"},  # noqa: S108 (a tmpfs inside the container)
+                log_config=LogConfig(
+                    type="local", config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}
+                ),
+                mounts=[Mount(target="/workspace", source=spec.volume, type="volume")],
+                network=spec.network,
+                runtime=spec.runtime,
+                ipc_mode="private",
+            )
+            if spec.disk:
+                kwargs["storage_opt"] = {"size": str(spec.disk)}
+            try:
+                container = self.client.containers.create(**kwargs)
+            except ImageNotFound:
+                raise errors.TemplateUnavailable(details={"image": spec.image}) from None
+            except APIError as exc:
+                if "storage-opt" in str(exc.explanation or "") or "storage opt" in str(exc.explanation or ""):
+                    raise errors.DiskLimitUnsupported() from None
+                raise
+            return _info_from_inspect(container.attrs)
+
+    def start(self, name: str) -> ContainerInfo:
+        with self._engine():
+            self.client.api.start(name)
+            return _info_from_inspect(self.client.api.inspect_container(name))
+
+    def stop(self, name: str, timeout: int) -> ContainerInfo:
+        with self._engine():
+            self.client.api.stop(name, timeout=timeout)
+            return _info_from_inspect(self.client.api.inspect_container(name))
+
+    def restart(self, name: str, timeout: int) -> ContainerInfo:
+        with self._engine():
+            self.client.api.restart(name, timeout=timeout)
+            return _info_from_inspect(self.client.api.inspect_container(name))
+
+    def remove(self, name: str, *, volume: str | None = None) -> None:
+        with self._engine(), contextlib.suppress(NotFound):
+            self.client.api.remove_container(name, force=True, v=False)
+        if volume:
+            self.remove_volume(volume)
+
+    def inspect(self, name: str) -> ContainerInfo | None:
+        with self._engine():
+            try:
+                return _info_from_inspect(self.client.api.inspect_container(name))
+            except NotFound:
+                return None
+
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        with self._engine():
+            rows = self.client.api.containers(all=True, filters=_labels_filter(labels))
+        return [
+            ContainerInfo(
+                id=row["Id"],
+                name=(row.get("Names") or ["/"])[0].lstrip("/"),
+                status=row.get("State", "unknown"),
+                labels=row.get("Labels") or {},
+            )
+            for row in rows
+        ]
+
+    # ---- volumes and networks ----
+
+    def list_volumes(self, labels: dict[str, str]) -> list[str]:
+        with self._engine():
+            data = self.client.api.volumes(filters=_labels_filter(labels))
+        return [volume["Name"] for volume in (data.get("Volumes") or [])]
+
+    def remove_volume(self, name: str) -> None:
+        with self._engine(), contextlib.suppress(NotFound):
+            self.client.api.remove_volume(name, force=True)
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> str:
+        """A bridge network with inter-container traffic off and no way into the host."""
+        bridge = ("vbx-" + name.removeprefix("vibebox-"))[:15]
+        if name in self._networks:
+            return bridge
+        with self._engine():
+            try:
+                self.client.api.inspect_network(name)
+            except NotFound:
+                try:
+                    self.client.api.create_network(
+                        name,
+                        driver="bridge",
+                        labels=labels,
+                        options={
+                            "com.docker.network.bridge.enable_icc": "false",
+                            "com.docker.network.bridge.name": bridge,
+                        },
+                    )
+                except APIError as exc:  # created concurrently by another process
+                    if exc.status_code != 409:
+                        raise
+        firewall.isolate_bridge(bridge)
+        self._networks.add(name)
+        return bridge
+
+    # ---- images ----
+
+    def image_exists(self, tag: str) -> bool:
+        with self._engine():
+            try:
+                self.client.api.inspect_image(tag)
+                return True
+            except (ImageNotFound, NotFound):
+                return False
+
+    def image_build(
+        self, *, context: str, tag: str, buildargs: dict[str, str], labels: dict[str, str], log: BuildLog
+    ) -> None:
+        with self._engine():
+            stream = self.client.api.build(
+                path=context, tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise errors.RuntimeFailure(f"building {tag} failed: {chunk['error'].strip()}")
+                text = chunk.get("stream")
+                if text and text.strip():
+                    log(text.rstrip("\n"))
+
+    def image_remove(self, tag: str) -> None:
+        with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
+            self.client.api.remove_image(tag)

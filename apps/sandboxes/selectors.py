@@ -1,0 +1,40 @@
+"""Reads for sandboxes, always scoped to the owner: another owner's sandbox is a 404."""
+
+from django.db.models import QuerySet
+
+from vibebox import exceptions as errors
+
+from . import states
+from .models import Sandbox, Status
+
+
+def sandbox_list(
+    *,
+    owner,
+    status: list[str] | None = None,
+    template: str | None = None,
+    name: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> QuerySet[Sandbox]:
+    """Live sandboxes by default; pass `status=["destroyed"]` to see destroyed ones."""
+    qs = Sandbox.objects.filter(owner=owner).select_related("template")
+    qs = qs.filter(status__in=status) if status else qs.filter(status__in=states.ALIVE)
+    if template:
+        qs = qs.filter(template__name=template)
+    if name:
+        qs = qs.filter(name=name)
+    for key, value in (metadata or {}).items():
+        qs = qs.filter(**{f"metadata__{key}": value})
+    return qs
+
+
+def sandbox_get(*, owner, ref: str) -> Sandbox:
+    """By id (`sbx_…`) or by name (live sandboxes only)."""
+    qs = Sandbox.objects.filter(owner=owner).select_related("template")
+    if ref.startswith("sbx_"):
+        sandbox = qs.filter(pk=ref).first()
+    else:
+        sandbox = qs.filter(name=ref).exclude(status=Status.DESTROYED).first()
+    if sandbox is None:
+        raise errors.SandboxNotFound(details={"sandbox": ref})
+    return sandbox

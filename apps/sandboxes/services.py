@@ -1,0 +1,361 @@
+"""Writes for sandboxes: the lifecycle, on top of the runtime driver.
+
+Intent first: a sandbox row is written (`creating`) before its container exists, and the
+container is named after the row's id, so a retry can never make a duplicate and the
+reconciler can always tell what a container belongs to.
+"""
+
+import datetime as dt
+import json
+import logging
+import re
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.marketplace.models import Template
+from vibebox import exceptions as errors
+from vibebox.units import format_size
+
+from . import states
+from .models import Sandbox, Status
+from .runtime import ContainerSpec, get_driver
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+METADATA_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+METADATA_VALUE_MAX = 1024
+ENV_MAX_BYTES = 64 * 1024
+UNSET = object()
+
+
+# ---- validation shared by create and update ----
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name) or name.startswith("sbx_"):
+        raise errors.ValidationFailed(
+            "name: 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, not 'sbx_'.",
+            details={"fields": {"name": [{"message": "invalid name", "code": "invalid"}]}},
+        )
+    return name
+
+
+def validate_metadata(metadata) -> dict[str, str]:
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise errors.InvalidMetadata()
+    bad_keys = [k for k in metadata if not METADATA_KEY_RE.match(k)]
+    if bad_keys:
+        raise errors.InvalidMetadata("Metadata keys: 1-64 of letters, digits and _.:/-", details={"keys": bad_keys})
+    size = len(json.dumps(metadata).encode())
+    if (
+        len(metadata) > settings.VIBEBOX_METADATA_MAX_KEYS
+        or size > settings.VIBEBOX_METADATA_MAX_BYTES
+        or any(len(v) > METADATA_VALUE_MAX for v in metadata.values())
+    ):
+        raise errors.MetadataTooLarge(
+            details={
+                "maxKeys": settings.VIBEBOX_METADATA_MAX_KEYS,
+                "maxBytes": settings.VIBEBOX_METADATA_MAX_BYTES,
+                "maxValueLength": METADATA_VALUE_MAX,
+            }
+        )
+    return metadata
+
+
+def validate_env(env) -> dict[str, str]:
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise errors.InvalidEnv()
+    bad = [k for k in env if not ENV_KEY_RE.match(k)]
+    if bad:
+        raise errors.InvalidEnv(
+            "Variable names are letters, digits and '_', not starting with a digit.", details={"keys": bad}
+        )
+    if any("\0" in v for v in env.values()) or len(json.dumps(env).encode()) > ENV_MAX_BYTES:
+        raise errors.InvalidEnv("Environment too large or has NUL characters.")
+    return env
+
+
+def _resources(resources: dict | None, *, engine_supports_disk) -> tuple[float, int, int | None]:
+    resources = resources or {}
+    cpu = resources.get("cpu") or settings.VIBEBOX_DEFAULT_CPU
+    memory = resources.get("memory") or settings.VIBEBOX_DEFAULT_MEMORY
+    disk = resources.get("disk") or settings.VIBEBOX_DEFAULT_DISK
+    problems = {}
+    if not 0.01 <= cpu <= settings.VIBEBOX_MAX_CPU:
+        problems["cpu"] = f"between 0.01 and {settings.VIBEBOX_MAX_CPU}"
+    if not settings.VIBEBOX_MIN_MEMORY <= memory <= settings.VIBEBOX_MAX_MEMORY:
+        problems["memory"] = (
+            f"between {format_size(settings.VIBEBOX_MIN_MEMORY)} and {format_size(settings.VIBEBOX_MAX_MEMORY)}"
+        )
+    if disk and settings.VIBEBOX_MAX_DISK and disk > settings.VIBEBOX_MAX_DISK:
+        problems["disk"] = f"at most {format_size(settings.VIBEBOX_MAX_DISK)}"
+    if problems:
+        raise errors.InvalidResources(
+            "Resources out of range: " + "; ".join(f"{k} {v}" for k, v in problems.items()), details=problems
+        )
+    if disk and not engine_supports_disk():
+        raise errors.DiskLimitUnsupported(details={"hint": "needs overlay2 on xfs with pquota, btrfs or zfs"})
+    return float(cpu), int(memory), int(disk) if disk else None
+
+
+def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.datetime | None]:
+    if not timeout and ephemeral:
+        timeout = settings.VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT
+    if not timeout:
+        return None, None
+    if timeout > settings.VIBEBOX_MAX_TIMEOUT:
+        raise errors.InvalidDuration(
+            f"timeout is above the maximum of {int(settings.VIBEBOX_MAX_TIMEOUT)} seconds.",
+            details={"max": int(settings.VIBEBOX_MAX_TIMEOUT)},
+        )
+    seconds = max(1, int(timeout))
+    return seconds, timezone.now() + dt.timedelta(seconds=seconds)
+
+
+def _template(name: str) -> Template:
+    template = Template.objects.filter(name=name, is_active=True).first()
+    if template is None:
+        known = list(Template.objects.filter(is_active=True).values_list("name", flat=True))
+        raise errors.UnknownTemplate(f"Unknown template {name!r}.", details={"template": name, "available": known})
+    if template.runtime not in settings.VIBEBOX_ALLOWED_RUNTIMES:
+        raise errors.TemplateUnavailable(f"Template {name!r} needs runtime {template.runtime!r}, not allowed here.")
+    if set(template.cap_add) - set(settings.VIBEBOX_ALLOWED_CAPABILITIES):
+        raise errors.TemplateUnavailable(f"Template {name!r} asks for capabilities this server does not allow.")
+    return template
+
+
+# ---- engine-side names ----
+
+
+def network_name() -> str:
+    return f"vibebox-{settings.VIBEBOX_INSTANCE}"
+
+
+def base_labels() -> dict[str, str]:
+    return {"vibebox.managed": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
+
+
+def _labels(sandbox: Sandbox) -> dict[str, str]:
+    return {
+        **base_labels(),
+        "vibebox.sandbox-id": sandbox.id,
+        "vibebox.owner": str(sandbox.owner_id),
+        "vibebox.template": sandbox.template.name,
+        "vibebox.pool": "",
+    }
+
+
+def _spec(sandbox: Sandbox) -> ContainerSpec:
+    template = sandbox.template
+    return ContainerSpec(
+        name=sandbox.container_name,
+        image=sandbox.image,
+        labels=_labels(sandbox),
+        env={**template.default_env, **sandbox.env},
+        volume=sandbox.volume_name,
+        network=network_name(),
+        user=template.user,
+        workdir=template.workdir or "/workspace",
+        cpu=sandbox.cpu,
+        memory=sandbox.memory,
+        disk=sandbox.disk,
+        pids_limit=settings.VIBEBOX_PIDS_LIMIT,
+        tmpfs_size=settings.VIBEBOX_TMPFS_SIZE,
+        cap_add=tuple(template.cap_add),
+        runtime=template.runtime,
+        log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
+        log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
+    )
+
+
+def _remove_quietly(sandbox: Sandbox) -> None:
+    try:
+        get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
+    except errors.ApplicationError as exc:  # the reconciler removes it later by label
+        logger.warning("could not remove container of %s: %s", sandbox.id, exc.message)
+
+
+# ---- lifecycle ----
+
+
+def sandbox_create(
+    *,
+    owner,
+    template: str,
+    name: str | None = None,
+    auto_start: bool = True,
+    ephemeral: bool = False,
+    timeout: float | None = None,
+    env: dict | None = None,
+    metadata: dict | None = None,
+    resources: dict | None = None,
+    api_key=None,
+) -> Sandbox:
+    driver = get_driver()
+    tmpl = _template(template)
+    if name is not None:
+        validate_name(name)
+    env = validate_env(env or {})
+    metadata = validate_metadata(metadata or {})
+    cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
+    timeout_seconds, expires_at = _expiry(timeout, ephemeral)
+
+    try:
+        with transaction.atomic():
+            # Serialises this owner's creates, so the quota check cannot be raced.
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+            live = Sandbox.objects.filter(owner=owner, status__in=states.ALIVE)
+            if live.count() >= settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER:
+                raise errors.QuotaExceeded(
+                    f"At most {settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER} sandboxes at a time.",
+                    details={"limit": settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER},
+                )
+            if name is not None and live.filter(name=name).exists():
+                raise errors.SandboxNameTaken(details={"name": name})
+            sandbox = Sandbox(
+                owner=owner,
+                api_key=api_key,
+                template=tmpl,
+                image=tmpl.image,
+                ephemeral=ephemeral,
+                timeout_seconds=timeout_seconds,
+                expires_at=expires_at,
+                cpu=cpu,
+                memory=memory,
+                disk=disk,
+                env=env,
+                metadata=metadata,
+            )
+            sandbox.name = name or f"{tmpl.name}-{sandbox.id[4:12].lower()}"
+            sandbox.save(force_insert=True)
+    except IntegrityError:
+        raise errors.SandboxNameTaken(details={"name": name}) from None
+
+    try:
+        driver.ensure_network(network_name(), base_labels())
+        info = driver.create(_spec(sandbox))
+        if auto_start:
+            info = driver.start(sandbox.container_name)
+    except BaseException:
+        # Nothing half-made: no container, no volume, no row.
+        _remove_quietly(sandbox)
+        Sandbox.objects.filter(pk=sandbox.pk).delete()
+        raise
+
+    now = timezone.now()
+    fields = {"container_id": info.id}
+    if auto_start:
+        fields["started_at"] = now
+    if not states.move(sandbox, {Status.CREATING}, Status.RUNNING if auto_start else Status.STOPPED, **fields):
+        # Destroyed while we were creating it: the destroy may have run before the container
+        # existed, so make sure it is gone.
+        _remove_quietly(sandbox)
+    return sandbox
+
+
+def _container_gone(sandbox: Sandbox) -> bool:
+    """True only when the engine answers that the container does not exist."""
+    try:
+        return get_driver().inspect(sandbox.container_name) is None
+    except errors.ApplicationError:
+        return False
+
+
+def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
+    """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the
+    sandbox goes back to where it was, or to `error` if its container has vanished."""
+    before = states.claim(sandbox, from_statuses, via, action)
+    try:
+        call()
+    except errors.ApplicationError:
+        if _container_gone(sandbox):
+            states.move(sandbox, {via}, Status.ERROR, status_reason="container not found")
+        else:
+            states.move(sandbox, {via}, before)
+        raise
+    states.move(sandbox, {via}, to, status_reason="", **done_fields)
+    return sandbox
+
+
+def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="start",
+        from_statuses=states.START_FROM,
+        via=Status.STARTING,
+        to=Status.RUNNING,
+        call=lambda: get_driver().start(sandbox.container_name),
+        started_at=timezone.now(),
+    )
+
+
+def sandbox_stop(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="stop",
+        from_statuses=states.STOP_FROM,
+        via=Status.STOPPING,
+        to=Status.STOPPED,
+        call=lambda: get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        stopped_at=timezone.now(),
+    )
+
+
+def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="restart",
+        from_statuses=states.RESTART_FROM,
+        via=Status.STARTING,
+        to=Status.RUNNING,
+        call=lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        started_at=timezone.now(),
+    )
+
+
+def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
+    """Removes container and workspace. Idempotent: destroying a destroyed sandbox is a no-op.
+
+    If the engine is unreachable the row stays `destroying` and the reconciler finishes it.
+    """
+    if sandbox.status == Status.DESTROYED:
+        return sandbox
+    states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
+    get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
+    states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+    return sandbox
+
+
+def sandbox_update(*, sandbox: Sandbox, name=UNSET, metadata=UNSET, timeout=UNSET) -> Sandbox:
+    """Renames, replaces metadata, or resets the time to live (`timeout` from now; None clears it)."""
+    fields = {}
+    if name is not UNSET:
+        fields["name"] = validate_name(name)
+    if metadata is not UNSET:
+        fields["metadata"] = validate_metadata(metadata)
+    if timeout is not UNSET:
+        if not timeout and sandbox.ephemeral:
+            raise errors.InvalidDuration("An ephemeral sandbox always has a timeout.")
+        fields["timeout_seconds"], fields["expires_at"] = _expiry(timeout, False)
+    if not fields:
+        return sandbox
+    try:
+        with transaction.atomic():
+            if "name" in fields and (
+                Sandbox.objects.filter(owner=sandbox.owner, name=fields["name"], status__in=states.ALIVE)
+                .exclude(pk=sandbox.pk)
+                .exists()
+            ):
+                raise errors.SandboxNameTaken(details={"name": fields["name"]})
+            updated = Sandbox.objects.filter(pk=sandbox.pk, status__in=list(states.UPDATE_FROM)).update(**fields)
+    except IntegrityError:
+        raise errors.SandboxNameTaken(details={"name": fields.get("name")}) from None
+    sandbox.refresh_from_db()
+    if not updated:
+        raise errors.SandboxStateConflict(f"Cannot update a sandbox that is {sandbox.status}.")
+    return sandbox

@@ -1,0 +1,48 @@
+"""The one place that moves sandboxes between states.
+
+    creating -> running | stopped          (autoStart false: stopped)
+    stopped  -> starting -> running
+    running | paused -> stopping -> stopped
+    running | stopped -> starting -> running   (restart)
+    any but destroyed -> destroying -> destroyed
+    anything -> error (with a reason), when the engine says the container is gone
+
+Each move is a conditional UPDATE (`WHERE status IN (...)`), so of two concurrent
+requests only one can win; the loser gets 409 sandbox_state_conflict.
+"""
+
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from .models import Sandbox, Status
+
+ALIVE = [s for s in Status.values if s != Status.DESTROYED]
+
+START_FROM = {Status.STOPPED}
+STOP_FROM = {Status.RUNNING, Status.PAUSED}
+RESTART_FROM = {Status.RUNNING, Status.STOPPED}
+DESTROY_FROM = set(ALIVE)
+UPDATE_FROM = set(ALIVE) - {Status.DESTROYING}
+TRANSITIONAL = {Status.CREATING, Status.STARTING, Status.STOPPING, Status.DESTROYING}
+
+
+def move(sandbox: Sandbox, from_statuses, to: str, **fields) -> bool:
+    """Conditionally moves the sandbox to `to`; refreshes the instance either way."""
+    now = timezone.now()
+    updated = Sandbox.objects.filter(pk=sandbox.pk, status__in=list(from_statuses)).update(
+        status=to, updated_at=now, **fields
+    )
+    sandbox.refresh_from_db()
+    return bool(updated)
+
+
+def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> str:
+    """Like move(), but a loss is a 409. Returns the status the sandbox had before."""
+    before = sandbox.status
+    if not move(sandbox, from_statuses, to, **fields):
+        raise errors.SandboxStateConflict(
+            f"Cannot {action} a sandbox that is {sandbox.status}.",
+            details={"status": sandbox.status, "allowedFrom": sorted(from_statuses)},
+        )
+    return before

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Prepare this host for VibeBox: Debian packages, a Docker engine and Redis.
+#
+# Idempotent and quick when everything is already in place (prints nothing
+# then). Progress and errors go to stderr.
+#
+# Environment:
+#   VIBEBOX_DATA_DIR  state directory (default: <repo>/var); dockerd's log goes
+#                     to $VIBEBOX_DATA_DIR/log/dockerd.log, Redis keeps its
+#                     dir/pidfile/logfile in $VIBEBOX_DATA_DIR/redis.
+#   REDIS_URL         default redis://127.0.0.1:6379/0. A local URL
+#                     (127.0.0.1/localhost/::1) is started here when it does
+#                     not answer; any other URL must already answer.
+#   VIBEBOX_DOCKERD_FLAGS  extra flags for dockerd when this script starts it.
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_DIR="${VIBEBOX_DATA_DIR:-$REPO_DIR/var}"
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+DOCKER_WAIT_SECONDS=60
+REDIS_WAIT_SECONDS=10
+
+# Admin tools (dockerd, iptables, debootstrap) live in sbin.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+log() { printf 'host-setup: %s\n' "$*" >&2; }
+die() { printf 'host-setup: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+docker_ok() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
+redis_ok() { redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; }
+
+# ---------------------------------------------------------------- packages --
+# command -> Debian package providing it
+declare -A PKG_FOR=(
+    [dockerd]=docker.io
+    [containerd]=containerd
+    [runc]=runc
+    [iptables]=iptables
+    [redis-server]=redis-server
+    [redis-cli]=redis-tools
+    [debootstrap]=debootstrap
+)
+
+ensure_packages() {
+    local missing=() cmd pkg
+    # dockerd only matters when no engine answers already (e.g. remote
+    # DOCKER_HOST or a docker-ce install); same for a remote Redis.
+    local cmds=(redis-cli debootstrap)
+    if ! docker_ok; then cmds+=(dockerd containerd runc iptables); fi
+    if ! have redis-server && ! redis_ok; then cmds+=(redis-server); fi
+    for cmd in "${cmds[@]}"; do
+        have "$cmd" || missing+=("${PKG_FOR[$cmd]}")
+    done
+    # debootstrap needs the trixie archive keys (bookworm's keyring has them).
+    if [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+        missing+=(debian-archive-keyring)
+    fi
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    # de-duplicate
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    if ! is_root; then
+        die "missing Debian packages: ${missing[*]}
+  install them as root:  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}
+  (or run this script as root)"
+    fi
+    have apt-get || die "missing ${missing[*]} and apt-get is not available; install them by hand"
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# ------------------------------------------------------------------ docker --
+start_dockerd() {
+    is_root || die "the Docker engine does not answer and only root can start it.
+  start it (e.g. 'sudo service docker start' / 'sudo systemctl start docker'),
+  or make sure your user may use /var/run/docker.sock (group 'docker')"
+
+    # A systemd host manages dockerd itself.
+    if [ -d /run/systemd/system ] && have systemctl; then
+        log "starting docker via systemctl"
+        systemctl start docker.service >&2 || true
+        wait_for_docker "" && return 0
+        die "systemctl start docker did not bring the engine up (see: journalctl -u docker)"
+    fi
+
+    mkdir -p "$DATA_DIR/log"
+    local logfile="$DATA_DIR/log/dockerd.log"
+    local pidfile=/var/run/docker.pid
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        log "dockerd (pid $(cat "$pidfile")) is running but not answering yet; waiting"
+        wait_for_docker "" && return 0
+        die "dockerd (pid $(cat "$pidfile")) does not answer; see $logfile"
+    fi
+    rm -f "$pidfile"
+
+    # Docker's bridge networking needs forwarding; dockerd turns it on itself
+    # when it manages iptables, this only saves a warning.
+    local flags=(--host unix:///var/run/docker.sock --pidfile "$pidfile")
+    # Only overlay2 is wanted on ext4/xfs; let dockerd fall back otherwise.
+    if [ -z "${VIBEBOX_DOCKERD_FLAGS:-}" ] && supports_overlay2; then
+        flags+=(--storage-driver overlay2)
+    fi
+    # shellcheck disable=SC2206  # intentional word splitting of user flags
+    flags+=(${VIBEBOX_DOCKERD_FLAGS:-})
+
+    log "starting dockerd (log: $logfile)"
+    # setsid + nohup + </dev/null: detached from this shell's session and
+    # process group, so Ctrl-C in the caller (e.g. 'make run') leaves it alone.
+    printf '\n=== %s host-setup starting dockerd %s\n' "$(date -Is)" "${flags[*]}" >>"$logfile"
+    setsid nohup dockerd "${flags[@]}" </dev/null >>"$logfile" 2>&1 &
+    local pid=$!
+    disown "$pid" 2>/dev/null || true
+    wait_for_docker "$pid" && return 0
+    tail -n 20 "$logfile" >&2 || true
+    die "dockerd did not answer within ${DOCKER_WAIT_SECONDS}s; see $logfile"
+}
+
+supports_overlay2() {
+    grep -qw overlay /proc/filesystems 2>/dev/null || return 1
+    local fstype
+    fstype="$(stat -f -c %T /var/lib 2>/dev/null || true)"
+    case "$fstype" in ext2/ext3|ext4|xfs) return 0 ;; *) return 1 ;; esac
+}
+
+# wait_for_docker PID: poll until `docker info` works; fail early if PID dies.
+wait_for_docker() {
+    local pid="$1" i
+    for ((i = 0; i < DOCKER_WAIT_SECONDS * 4; i++)); do
+        docker_ok && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            log "dockerd exited during startup"
+            return 1
+        fi
+        sleep 0.25
+    done
+    return 1
+}
+
+ensure_docker() {
+    have docker || die "the docker CLI is missing (Debian package docker.io provides one)"
+    docker_ok && return 0
+    if [ -S /var/run/docker.sock ] && ! is_root && [ ! -w /var/run/docker.sock ]; then
+        die "cannot use /var/run/docker.sock as $(id -un); add yourself to the 'docker' group or run as root"
+    fi
+    start_dockerd
+    log "docker engine is up ($(docker info --format '{{.ServerVersion}} {{.Driver}}'))"
+}
+
+# ------------------------------------------------------------------- redis --
+# Parse REDIS_URL into REDIS_HOST / REDIS_PORT / REDIS_PASSWORD.
+parse_redis_url() {
+    local rest="$REDIS_URL" auth=""
+    case "$rest" in
+        redis://*) rest="${rest#redis://}" ;;
+        rediss://*) rest="${rest#rediss://}" ;;
+        unix://*) REDIS_HOST=""; REDIS_PORT=""; REDIS_PASSWORD=""; return 0 ;;
+        *) die "REDIS_URL must start with redis:// or rediss:// (got: $REDIS_URL)" ;;
+    esac
+    rest="${rest%%/*}"
+    rest="${rest%%\?*}"
+    if [[ "$rest" == *@* ]]; then
+        auth="${rest%@*}"
+        rest="${rest##*@}"
+    fi
+    REDIS_PASSWORD="${auth#*:}"
+    [[ "$auth" == *:* ]] || REDIS_PASSWORD="$auth"
+    if [[ "$rest" =~ ^\[([^]]+)\](:([0-9]+))?$ ]]; then # [ipv6]:port
+        REDIS_HOST="${BASH_REMATCH[1]}"
+        REDIS_PORT="${BASH_REMATCH[3]:-6379}"
+    elif [[ "$rest" =~ ^([^:]*)(:([0-9]+))?$ ]]; then
+        REDIS_HOST="${BASH_REMATCH[1]:-127.0.0.1}"
+        REDIS_PORT="${BASH_REMATCH[3]:-6379}"
+    else
+        die "cannot parse host/port from REDIS_URL ($REDIS_URL)"
+    fi
+}
+
+ensure_redis() {
+    have redis-cli || die "redis-cli is missing (Debian package redis-tools)"
+    redis_ok && return 0
+    parse_redis_url
+    case "$REDIS_HOST" in
+        127.0.0.1 | localhost | ::1) ;;
+        *) die "Redis at $REDIS_URL does not answer (not a local address, so not starting one)" ;;
+    esac
+    have redis-server || die "redis-server is missing (Debian package redis-server)"
+    local dir="$DATA_DIR/redis"
+    mkdir -p "$dir"
+    local bind=127.0.0.1
+    [ "$REDIS_HOST" = "::1" ] && bind="::1"
+    local args=(--daemonize yes --bind "$bind" --port "$REDIS_PORT"
+        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log")
+    [ -n "$REDIS_PASSWORD" ] && args+=(--requirepass "$REDIS_PASSWORD")
+    log "starting redis-server on $bind:$REDIS_PORT (dir: $dir)"
+    redis-server "${args[@]}" >&2 || die "redis-server failed to start; see $dir/redis.log"
+    local i
+    for ((i = 0; i < REDIS_WAIT_SECONDS * 10; i++)); do
+        redis_ok && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$dir/redis.log" >&2 || true
+    die "redis-server did not answer at $REDIS_URL within ${REDIS_WAIT_SECONDS}s; see $dir/redis.log"
+}
+
+main() {
+    ensure_packages
+    ensure_docker
+    ensure_redis
+}
+
+main "$@"

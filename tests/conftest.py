@@ -1,0 +1,131 @@
+"""Shared fixtures. Everything runs against the real Docker engine, Redis and database."""
+
+import docker
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from apps.keys.scopes import ALL_SCOPES
+from apps.keys.services import api_key_create
+from apps.marketplace.catalog import built_in_templates
+from apps.marketplace.services import template_upsert, templates_sync
+from apps.sandboxes.runtime import get_driver
+
+TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": "test"}
+LABEL_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+def _test_containers(client):
+    return client.containers.list(all=True, filters={"label": LABEL_FILTER})
+
+
+def _remove_all(client):
+    for container in _test_containers(client):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": LABEL_FILTER}):
+        volume.remove(force=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_sweep(docker_client):
+    """Starts from a clean engine and proves at the end that no test left a container behind."""
+    _remove_all(docker_client)
+    yield
+    leftovers = [c.name for c in _test_containers(docker_client)]
+    _remove_all(docker_client)
+    assert not leftovers, f"tests left containers behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def built_images(django_db_setup, django_db_blocker):
+    """Builds any missing template image once (make test has normally built them already)."""
+    with django_db_blocker.unblock():
+        templates_sync(build=True)
+
+
+@pytest.fixture
+def templates(built_images, db):
+    """Template rows in the test database (transactional tests flush them after each test)."""
+    return {source.name: template_upsert(source=source) for source in built_in_templates()}
+
+
+@pytest.fixture
+def owner(db):
+    return get_user_model().objects.create_user(username="owner", password="pw-owner")
+
+
+@pytest.fixture
+def outsider(db):
+    return get_user_model().objects.create_user(username="outsider", password="pw-outsider")
+
+
+def _client(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def make_key():
+    def make(user, scopes=ALL_SCOPES, **kwargs):
+        key, secret = api_key_create(user=user, name=kwargs.pop("name", "test key"), scopes=scopes, **kwargs)
+        return key, secret
+
+    return make
+
+
+@pytest.fixture
+def api_key(owner, make_key):
+    return make_key(owner)
+
+
+@pytest.fixture
+def api_client(api_key):
+    return _client(api_key[1])
+
+
+@pytest.fixture
+def outsider_client(outsider, make_key):
+    return _client(make_key(outsider)[1])
+
+
+@pytest.fixture
+def client_for(make_key):
+    """A client for `user` holding only `scopes`."""
+
+    def make(user, scopes=ALL_SCOPES, **kwargs):
+        return _client(make_key(user, scopes, **kwargs)[1])
+
+    return make
+
+
+@pytest.fixture
+def cleanup_sandbox_ids():
+    """Ids of sandboxes a test made through the API; their containers are removed afterwards."""
+    ids: list[str] = []
+    yield ids
+    driver = get_driver()
+    for sandbox_id in ids:
+        driver.remove(sandbox_id, volume=f"{sandbox_id}-workspace")
+
+
+@pytest.fixture
+def create_sandbox(api_client, templates, cleanup_sandbox_ids):
+    """POSTs a sandbox through the API (as `owner`) and removes it at teardown."""
+
+    def create(client=None, expect=201, **body):
+        body.setdefault("template", "python-3")
+        response = (client or api_client).post("/api/v1/sandboxes", body, format="json")
+        assert response.status_code == expect, response.content
+        if response.status_code == 201:
+            cleanup_sandbox_ids.append(response.json()["id"])
+        return response.json()
+
+    return create

@@ -1,0 +1,101 @@
+"""Every hardening setting, checked on a real container (DESIGN.md §3)."""
+
+import socket
+import threading
+
+import pytest
+
+from apps.sandboxes.runtime import firewall
+
+
+@pytest.fixture
+def sandbox(create_sandbox, docker_client):
+    body = create_sandbox(template="node-20")
+    return docker_client.containers.get(body["id"])
+
+
+def test_labels_name_and_workspace_volume(sandbox, owner):
+    labels = sandbox.labels
+    assert labels["vibebox.managed"] == "1"
+    assert labels["vibebox.instance"] == "test"
+    assert labels["vibebox.sandbox-id"] == sandbox.name
+    assert labels["vibebox.owner"] == str(owner.pk)
+    assert labels["vibebox.template"] == "node-20"
+    assert "vibebox.pool" in labels
+    mounts = sandbox.attrs["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [
+        ("volume", f"{sandbox.name}-workspace", "/workspace")
+    ]
+
+
+def test_host_config_is_hardened(sandbox):
+    host = sandbox.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert not any("seccomp=unconfined" in opt or "apparmor=unconfined" in opt for opt in host["SecurityOpt"])
+    assert host["Privileged"] is False
+    assert host["Init"] is True
+    assert host["PidsLimit"] == 512
+    assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"]
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["Tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,size=")
+    assert host["LogConfig"] == {"Type": "local", "Config": {"max-file": "3", "max-size": "10m"}}
+    assert host["Binds"] in (None, [])  # no host paths
+    assert host["NetworkMode"] == "vibebox-test"
+    assert host["IpcMode"] == "private"
+    assert host["Runtime"] == "runc"
+    assert not any("docker.sock" in (m.get("Source") or "") for m in sandbox.attrs["Mounts"])
+
+
+def test_process_runs_unprivileged_under_seccomp(sandbox):
+    result = sandbox.exec_run(["sh", "-c", "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"])
+    lines = result.output.decode().split("\n")
+    assert lines[0] == "1000"
+    status = dict(line.split(":\t") for line in lines[1:] if line)
+    assert status["Seccomp"].strip() == "2"  # filter mode: Docker's default profile
+    assert status["NoNewPrivs"].strip() == "1"
+    assert int(status["CapEff"], 16) == 0
+    assert sandbox.exec_run(["sh", "-c", "ls /var/run/docker.sock"]).exit_code != 0
+
+
+def test_pids_limit_stops_a_fork_bomb(create_sandbox, docker_client):
+    # 600 background processes against a limit of 512.
+    body = create_sandbox()
+    container = docker_client.containers.get(body["id"])
+    result = container.exec_run(["sh", "-c", "for i in $(seq 600); do sleep 30 & done 2>&1 | tail -1; pkill sleep"])
+    assert b"fork" in result.output.lower() or b"resource temporarily unavailable" in result.output.lower()
+
+
+def test_sandboxes_cannot_reach_each_other(create_sandbox, docker_client):
+    server = docker_client.containers.get(create_sandbox()["id"])
+    client = docker_client.containers.get(create_sandbox()["id"])
+    server.exec_run(["python3", "-m", "http.server", "8000"], detach=True)
+    server_ip = server.attrs["NetworkSettings"]["Networks"]["vibebox-test"]["IPAddress"]
+    probe = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=3)"
+    # the server answers from inside its own container...
+    assert server.exec_run(["python3", "-c", probe, "http://127.0.0.1:8000/"]).exit_code == 0
+    # ...but not to another sandbox on the same network (inter-container traffic is off)
+    assert client.exec_run(["python3", "-c", probe, f"http://{server_ip}:8000/"]).exit_code != 0
+
+
+def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
+    container = docker_client.containers.get(create_sandbox()["id"])
+    network = docker_client.networks.get("vibebox-test")
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
+    assert any("-j DROP" in rule for rule in firewall.rules(bridge))
+
+    # A listener on all host interfaces, standing in for VibeBox's own server.
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))  # noqa: S104
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+    thread.start()
+    probe = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)"
+    result = container.exec_run(["python3", "-c", probe, gateway, str(port)])
+    listener.close()
+    assert result.exit_code != 0
+    assert not accepted

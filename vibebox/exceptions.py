@@ -1,0 +1,75 @@
+"""Application errors: each has a stable code and an HTTP status.
+
+Services raise these; the API's exception handler renders them in the error envelope
+`{"error": {"code", "message", "details"}, "requestId"}`. The registry below is the one
+list of codes; both SDKs map the same codes to exception classes.
+"""
+
+ERROR_CODES: dict[str, int] = {}
+
+
+def _register(cls):
+    ERROR_CODES[cls.code] = cls.status
+    return cls
+
+
+class ApplicationError(Exception):
+    code = "internal_error"
+    status = 500
+    message = "Internal server error."
+
+    def __init__(self, message: str | None = None, *, details: dict | None = None, headers: dict | None = None):
+        self.message = message or self.message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+def error(code: str, status: int, message: str) -> type[ApplicationError]:
+    """Declare an error class in one line and register its code."""
+    name = "".join(part.title() for part in code.split("_")) + "Error"
+    return _register(type(name, (ApplicationError,), {"code": code, "status": status, "message": message}))
+
+
+_register(ApplicationError)
+
+# Generic request errors (also produced by the handler from DRF/Django exceptions).
+ValidationFailed = error("validation_error", 400, "The request is invalid.")
+UnknownField = error("unknown_field", 400, "The request has fields this endpoint does not accept.")
+InvalidDuration = error("invalid_duration", 400, "Invalid duration.")
+InvalidSize = error("invalid_size", 400, "Invalid size.")
+MalformedRequest = error("malformed_request", 400, "The request body is not valid JSON.")
+NotAuthenticated = error("not_authenticated", 401, "Authentication credentials were not provided.")
+InvalidApiKey = error("invalid_api_key", 401, "The API key is invalid, expired or revoked.")
+PermissionDenied = error("permission_denied", 403, "You do not have permission to do this.")
+InsufficientScope = error("insufficient_scope", 403, "The API key lacks a scope this endpoint needs.")
+NotFound = error("not_found", 404, "Not found.")
+MethodNotAllowed = error("method_not_allowed", 405, "Method not allowed.")
+NotAcceptable = error("not_acceptable", 406, "Not acceptable.")
+UnsupportedMediaType = error("unsupported_media_type", 415, "Unsupported media type; send application/json.")
+RateLimited = error("rate_limited", 429, "Too many requests.")
+
+# Sandboxes.
+SandboxNotFound = error("sandbox_not_found", 404, "Sandbox not found.")
+SandboxStateConflict = error("sandbox_state_conflict", 409, "The sandbox is not in a state that allows this.")
+SandboxNameTaken = error("sandbox_name_taken", 409, "A sandbox with this name already exists.")
+InvalidMetadata = error("invalid_metadata", 400, "Metadata must be a map of short strings.")
+MetadataTooLarge = error("metadata_too_large", 400, "Metadata is too large.")
+InvalidResources = error("invalid_resources", 400, "Invalid resources.")
+DiskLimitUnsupported = error("disk_limit_unsupported", 400, "This engine's storage driver cannot limit disk size.")
+QuotaExceeded = error("quota_exceeded", 403, "Sandbox quota exceeded.")
+
+# Templates.
+TemplateNotFound = error("template_not_found", 404, "Template not found.")
+UnknownTemplate = error("unknown_template", 400, "Unknown template.")
+TemplateUnavailable = error("template_unavailable", 503, "The template's image is not built on this server.")
+
+# Keys.
+KeyNotFound = error("key_not_found", 404, "API key not found.")
+ScopeEscalation = error("scope_escalation", 403, "A key cannot create a key broader than itself.")
+InvalidScope = error("invalid_scope", 400, "Unknown scope.")
+
+# Runtime.
+RuntimeUnavailable = error("runtime_unavailable", 503, "The container engine is not reachable.")
+RuntimeFailure = error("runtime_error", 502, "The container engine failed.")
+InvalidEnv = error("invalid_env", 400, "Environment variables must be a map of NAME to string.")

@@ -1,0 +1,262 @@
+"""VibeBox settings, read from the environment with safe single-machine defaults.
+
+See docs/operations.md for every VIBEBOX_* variable.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import (
+    database_from_url,
+    env_bool,
+    env_duration,
+    env_float,
+    env_int,
+    env_list,
+    env_size,
+    env_str,
+    sqlite_database,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("VIBEBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+PRODUCTION = env_bool("VIBEBOX_PRODUCTION", False)
+DEBUG = env_bool("VIBEBOX_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("VIBEBOX_SECRET_KEY") or env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("VIBEBOX_SECRET_KEY must be set when VIBEBOX_PRODUCTION=1")
+    # Single-machine default: a random key kept in the data directory, so API key
+    # hashes and sessions stay valid across restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+# The API key HMAC secret; separate so SECRET_KEY can rotate without invalidating keys.
+VIBEBOX_KEY_HASH_SECRET = env_str("VIBEBOX_KEY_HASH_SECRET") or SECRET_KEY
+
+VIBEBOX_HOST = env_str("VIBEBOX_HOST", "127.0.0.1")
+VIBEBOX_PORT = env_int("VIBEBOX_PORT", 8000)
+ALLOWED_HOSTS = env_list("VIBEBOX_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+if VIBEBOX_HOST not in ALLOWED_HOSTS and VIBEBOX_HOST not in ("0.0.0.0", "::"):  # noqa: S104
+    ALLOWED_HOSTS.append(VIBEBOX_HOST)
+CSRF_TRUSTED_ORIGINS = env_list("VIBEBOX_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_htmx",
+    "apps.keys",
+    "apps.marketplace",
+    "apps.sandboxes",
+    "apps.billing",
+]
+
+MIDDLEWARE = [
+    "vibebox.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "vibebox.urls"
+ASGI_APPLICATION = "vibebox.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {"default": sqlite_database(DATA_DIR / "vibebox.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("VIBEBOX_CACHE_PREFIX", "vibebox"),
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("VIBEBOX_CACHE_PREFIX", "vibebox")},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-sandboxes": {
+        "task": "apps.sandboxes.tasks.reconcile_sandboxes",
+        "schedule": VIBEBOX_RECONCILE_INTERVAL,
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.keys.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.keys.permissions.HasScopes",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.keys.throttles.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "vibebox.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "vibebox.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "VibeBox API",
+    "DESCRIPTION": "Isolated Docker sandboxes for AI agents.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKey": {"type": "http", "scheme": "bearer", "description": "vb_live_... or vb_test_... key"}
+        }
+    },
+    "SECURITY": [{"ApiKey": []}],
+}
+
+LOG_LEVEL = env_str("VIBEBOX_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "vibebox": {"level": LOG_LEVEL},
+        "apps": {"level": LOG_LEVEL},
+    },
+}
+
+# ---- VibeBox product settings (docs/operations.md) ----
+# Several VibeBox installations (or the test suite) may share one Docker engine:
+# each only manages containers labelled with its own instance name.
+VIBEBOX_INSTANCE = env_str("VIBEBOX_INSTANCE", "default")
+VIBEBOX_RUNTIME_DRIVER = env_str("VIBEBOX_RUNTIME_DRIVER", "docker")
+VIBEBOX_DOCKER_HOST = env_str("DOCKER_HOST", "")
+VIBEBOX_IMAGE_PREFIX = env_str("VIBEBOX_IMAGE_PREFIX", "vibebox")
+VIBEBOX_IMAGES_DIR = Path(env_str("VIBEBOX_IMAGES_DIR", str(BASE_DIR / "images")))
+# "system": the host's CA bundle (the default); a path: that PEM bundle; empty: none.
+VIBEBOX_EXTRA_CA_CERTS = env_str("VIBEBOX_EXTRA_CA_CERTS", "system")
+VIBEBOX_SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+VIBEBOX_DEBIAN_MIRROR = env_str("VIBEBOX_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
+VIBEBOX_ALLOWED_CAPABILITIES = env_list(
+    "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]
+)
+VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
+
+VIBEBOX_DEFAULT_CPU = env_float("VIBEBOX_DEFAULT_CPU", 1.0)
+VIBEBOX_MAX_CPU = env_float("VIBEBOX_MAX_CPU", 2.0)
+VIBEBOX_DEFAULT_MEMORY = env_size("VIBEBOX_DEFAULT_MEMORY", "1g")
+VIBEBOX_MAX_MEMORY = env_size("VIBEBOX_MAX_MEMORY", "8g")
+VIBEBOX_MIN_MEMORY = env_size("VIBEBOX_MIN_MEMORY", "64m")
+VIBEBOX_DEFAULT_DISK = env_size("VIBEBOX_DEFAULT_DISK", None)
+VIBEBOX_MAX_DISK = env_size("VIBEBOX_MAX_DISK", "50g")
+VIBEBOX_PIDS_LIMIT = env_int("VIBEBOX_PIDS_LIMIT", 512)
+VIBEBOX_TMPFS_SIZE = env_size("VIBEBOX_TMPFS_SIZE", "512m")
+VIBEBOX_LOG_MAX_SIZE = env_str("VIBEBOX_LOG_MAX_SIZE", "10m")
+VIBEBOX_LOG_MAX_FILES = env_int("VIBEBOX_LOG_MAX_FILES", 3)
+VIBEBOX_STOP_TIMEOUT = env_int("VIBEBOX_STOP_TIMEOUT", 5)
+
+VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT = env_duration("VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT", "30m")
+VIBEBOX_MAX_TIMEOUT = env_duration("VIBEBOX_MAX_TIMEOUT", "30d")
+VIBEBOX_MAX_SANDBOXES_PER_OWNER = env_int("VIBEBOX_MAX_SANDBOXES_PER_OWNER", 50)
+VIBEBOX_STUCK_AFTER = env_duration("VIBEBOX_STUCK_AFTER", "5m")
+
+VIBEBOX_RATE_LIMIT = env_str("VIBEBOX_RATE_LIMIT", "1200/min")
+VIBEBOX_KEY_ROTATION_GRACE = env_duration("VIBEBOX_KEY_ROTATION_GRACE", "24h")
+VIBEBOX_METADATA_MAX_KEYS = env_int("VIBEBOX_METADATA_MAX_KEYS", 50)
+VIBEBOX_METADATA_MAX_BYTES = env_int("VIBEBOX_METADATA_MAX_BYTES", 16384)

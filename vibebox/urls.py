@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("api/v1/", include("vibebox.api.urls")),
+    path(
+        "api/docs",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
+        name="api-docs",
+    ),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "vibebox.api.errors.handler404"
+handler500 = "vibebox.api.errors.handler500"
