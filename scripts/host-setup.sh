@@ -29,7 +29,6 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
 docker_ok() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
-redis_ok() { redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; }
 
 # ---------------------------------------------------------------- packages --
 # command -> Debian package providing it
@@ -44,7 +43,7 @@ declare -A PKG_FOR=(
 )
 
 ensure_packages() {
-    local missing=() cmd pkg
+    local missing=() cmd
     # dockerd only matters when no engine answers already (e.g. remote
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
     local cmds=(redis-cli debootstrap)
@@ -66,10 +65,18 @@ ensure_packages() {
   (or run this script as root)"
     fi
     have apt-get || die "missing ${missing[*]} and apt-get is not available; install them by hand"
-    log "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    mkdir -p "$DATA_DIR/log"
+    local apt_log="$DATA_DIR/log/apt.log"
+    log "installing Debian packages: ${missing[*]} (log: $apt_log)"
+    printf '\n=== %s host-setup installing %s\n' "$(date -Is)" "${missing[*]}" >>"$apt_log"
+    # policy-rc.d-less hosts may try to start the services here; harmless,
+    # the checks below start whatever is still not answering.
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+        >>"$apt_log" 2>&1; then
+        tail -n 20 "$apt_log" >&2
+        die "installing ${missing[*]} failed; see $apt_log"
+    fi
 }
 
 # ------------------------------------------------------------------ docker --
@@ -150,62 +157,97 @@ ensure_docker() {
 }
 
 # ------------------------------------------------------------------- redis --
-# Parse REDIS_URL into REDIS_HOST / REDIS_PORT / REDIS_PASSWORD.
+# Split REDIS_URL into REDIS_{HOST,PORT,USER,PASSWORD,SOCKET,TLS}. The ping is
+# built from these rather than `redis-cli -u`, because redis-cli sends
+# AUTH "" <password> for a password-only URL (redis://:pw@host), which
+# redis-py (Celery, Channels) accepts as a plain password.
+urldecode() { local s="${1//+/ }"; printf '%b' "${s//%/\\x}"; }
+
 parse_redis_url() {
     local rest="$REDIS_URL" auth=""
+    REDIS_HOST="" REDIS_PORT="" REDIS_USER="" REDIS_PASSWORD="" REDIS_SOCKET="" REDIS_TLS=""
     case "$rest" in
         redis://*) rest="${rest#redis://}" ;;
-        rediss://*) rest="${rest#rediss://}" ;;
-        unix://*) REDIS_HOST=""; REDIS_PORT=""; REDIS_PASSWORD=""; return 0 ;;
-        *) die "REDIS_URL must start with redis:// or rediss:// (got: $REDIS_URL)" ;;
+        rediss://*) rest="${rest#rediss://}"; REDIS_TLS=1 ;;
+        unix://*)
+            rest="${rest#unix://}"
+            if [[ "$rest" == *@* ]]; then auth="${rest%%@*}"; rest="${rest#*@}"; fi
+            REDIS_SOCKET="${rest%%\?*}"
+            ;;
+        *) die "REDIS_URL must start with redis://, rediss:// or unix:// (got: $REDIS_URL)" ;;
     esac
-    rest="${rest%%/*}"
-    rest="${rest%%\?*}"
-    if [[ "$rest" == *@* ]]; then
-        auth="${rest%@*}"
-        rest="${rest##*@}"
+    if [ -z "$REDIS_SOCKET" ]; then
+        rest="${rest%%/*}"
+        rest="${rest%%\?*}"
+        if [[ "$rest" == *@* ]]; then
+            auth="${rest%@*}"
+            rest="${rest##*@}"
+        fi
+        if [[ "$rest" =~ ^\[([^]]+)\](:([0-9]+))?$ ]]; then # [ipv6]:port
+            REDIS_HOST="${BASH_REMATCH[1]}"
+            REDIS_PORT="${BASH_REMATCH[3]:-6379}"
+        elif [[ "$rest" =~ ^([^:]*)(:([0-9]+))?$ ]]; then
+            REDIS_HOST="${BASH_REMATCH[1]:-127.0.0.1}"
+            REDIS_PORT="${BASH_REMATCH[3]:-6379}"
+        else
+            die "cannot parse host/port from REDIS_URL ($REDIS_URL)"
+        fi
     fi
-    REDIS_PASSWORD="${auth#*:}"
-    [[ "$auth" == *:* ]] || REDIS_PASSWORD="$auth"
-    if [[ "$rest" =~ ^\[([^]]+)\](:([0-9]+))?$ ]]; then # [ipv6]:port
-        REDIS_HOST="${BASH_REMATCH[1]}"
-        REDIS_PORT="${BASH_REMATCH[3]:-6379}"
-    elif [[ "$rest" =~ ^([^:]*)(:([0-9]+))?$ ]]; then
-        REDIS_HOST="${BASH_REMATCH[1]:-127.0.0.1}"
-        REDIS_PORT="${BASH_REMATCH[3]:-6379}"
+    if [[ "$auth" == *:* ]]; then
+        REDIS_USER="$(urldecode "${auth%%:*}")"
+        REDIS_PASSWORD="$(urldecode "${auth#*:}")"
     else
-        die "cannot parse host/port from REDIS_URL ($REDIS_URL)"
+        REDIS_PASSWORD="$(urldecode "$auth")" # redis://password@host
     fi
+}
+
+redis_ok() {
+    have redis-cli || return 1
+    local args=()
+    if [ -n "$REDIS_SOCKET" ]; then
+        args+=(-s "$REDIS_SOCKET")
+    else
+        args+=(-h "$REDIS_HOST" -p "$REDIS_PORT")
+    fi
+    [ -n "$REDIS_TLS" ] && args+=(--tls)
+    [ -n "$REDIS_USER" ] && args+=(--user "$REDIS_USER")
+    REDISCLI_AUTH="$REDIS_PASSWORD" timeout 5 redis-cli "${args[@]}" ping 2>/dev/null | grep -q PONG
 }
 
 ensure_redis() {
     have redis-cli || die "redis-cli is missing (Debian package redis-tools)"
     redis_ok && return 0
-    parse_redis_url
     case "$REDIS_HOST" in
         127.0.0.1 | localhost | ::1) ;;
-        *) die "Redis at $REDIS_URL does not answer (not a local address, so not starting one)" ;;
+        *) die "Redis at $REDIS_URL does not answer (not a local TCP address, so not starting one)" ;;
     esac
+    [ -z "$REDIS_TLS" ] || die "Redis at $REDIS_URL does not answer (rediss:// is not started locally)"
     have redis-server || die "redis-server is missing (Debian package redis-server)"
     local dir="$DATA_DIR/redis"
     mkdir -p "$dir"
-    local bind=127.0.0.1
+    local logfile="$dir/redis.log" bind=127.0.0.1 seen=0
     [ "$REDIS_HOST" = "::1" ] && bind="::1"
+    [ -f "$logfile" ] && seen="$(wc -l <"$logfile")"
     local args=(--daemonize yes --bind "$bind" --port "$REDIS_PORT"
-        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log")
-    [ -n "$REDIS_PASSWORD" ] && args+=(--requirepass "$REDIS_PASSWORD")
+        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$logfile")
+    if [ -n "$REDIS_USER" ] && [ "$REDIS_USER" != default ]; then
+        args+=(--user "$REDIS_USER" on ">$REDIS_PASSWORD" "~*" "&*" "+@all")
+    elif [ -n "$REDIS_PASSWORD" ]; then
+        args+=(--requirepass "$REDIS_PASSWORD")
+    fi
     log "starting redis-server on $bind:$REDIS_PORT (dir: $dir)"
-    redis-server "${args[@]}" >&2 || die "redis-server failed to start; see $dir/redis.log"
+    redis-server "${args[@]}" >&2 || die "redis-server failed to start; see $logfile"
     local i
     for ((i = 0; i < REDIS_WAIT_SECONDS * 10; i++)); do
         redis_ok && return 0
         sleep 0.1
     done
-    tail -n 20 "$dir/redis.log" >&2 || true
-    die "redis-server did not answer at $REDIS_URL within ${REDIS_WAIT_SECONDS}s; see $dir/redis.log"
+    tail -n "+$((seen + 1))" "$logfile" | tail -n 20 >&2 || true
+    die "redis-server did not answer at $REDIS_URL within ${REDIS_WAIT_SECONDS}s; see $logfile"
 }
 
 main() {
+    parse_redis_url
     ensure_packages
     ensure_docker
     ensure_redis
