@@ -40,18 +40,24 @@ declare -A PKG_FOR=(
     [redis-server]=redis-server
     [redis-cli]=redis-tools
     [debootstrap]=debootstrap
+    [curl]=curl
+    [python3]=python3
 )
 
 ensure_packages() {
     local missing=() cmd
     # dockerd only matters when no engine answers already (e.g. remote
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
-    local cmds=(redis-cli debootstrap)
+    local cmds=(redis-cli debootstrap curl python3)
     if ! docker_ok; then cmds+=(dockerd containerd runc iptables); fi
     if ! have redis-server && ! redis_ok; then cmds+=(redis-server); fi
     for cmd in "${cmds[@]}"; do
         have "$cmd" || missing+=("${PKG_FOR[$cmd]}")
     done
+    # The virtualenv needs venv + ensurepip (Debian splits them into python3-venv).
+    if have python3 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        missing+=(python3-venv)
+    fi
     # debootstrap needs the trixie archive keys (bookworm's keyring has them).
     if [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
         missing+=(debian-archive-keyring)

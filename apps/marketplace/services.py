@@ -1,5 +1,6 @@
 """Writes for templates: seeding built-in templates from images/ and building their images."""
 
+import collections
 import logging
 import os
 import shutil
@@ -46,21 +47,33 @@ def template_image_build(*, source: TemplateSource, base: str, force: bool = Fal
     if not force and driver.image_exists(source.image):
         return False
     log(f"building template {source.name} -> {source.image}")
+    recent = collections.deque(maxlen=40)  # shown only if the build fails
+
+    def progress(line: str) -> None:
+        recent.append(line)
+        if line.startswith("Step "):
+            log(f"  {line}")
+
     with tempfile.TemporaryDirectory(prefix="vibebox-build-") as context:
         shutil.copytree(source.path, context, dirs_exist_ok=True)
         with open(os.path.join(context, "extra-ca.crt"), "wb") as handle:
             handle.write(extra_ca_bytes())
-        driver.image_build(
-            context=context,
-            tag=source.image,
-            buildargs={"BASE_IMAGE": base},
-            labels={
-                "vibebox.managed-image": "1",
-                "vibebox.template": source.name,
-                "vibebox.template-version": str(source.spec.get("version", 1)),
-            },
-            log=log,
-        )
+        try:
+            driver.image_build(
+                context=context,
+                tag=source.image,
+                buildargs={"BASE_IMAGE": base},
+                labels={
+                    "vibebox.managed-image": "1",
+                    "vibebox.template": source.name,
+                    "vibebox.template-version": str(source.spec.get("version", 1)),
+                },
+                log=progress,
+            )
+        except errors.ApplicationError:
+            for line in recent:
+                log(line)
+            raise
     return True
 
 
