@@ -12,6 +12,8 @@ class Template(models.Model):
     language = models.CharField(max_length=32, blank=True)
     languages = models.JSONField(default=list)
     user = models.CharField(max_length=64, blank=True)  # non-root user to run as
+    uid = models.PositiveIntegerField(default=1000)  # owner of uploaded files
+    gid = models.PositiveIntegerField(default=1000)
     workdir = models.CharField(max_length=200, default="/workspace")
     default_env = models.JSONField(default=dict)
     ports = models.JSONField(default=list)

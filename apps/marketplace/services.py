@@ -89,6 +89,8 @@ def template_upsert(*, source: TemplateSource) -> Template:
             "language": spec.get("language", ""),
             "languages": spec.get("languages", []),
             "user": spec.get("user", ""),
+            "uid": int(spec.get("uid", 1000)),
+            "gid": int(spec.get("gid", 1000)),
             "workdir": spec.get("workdir", "/workspace"),
             "default_env": {k: str(v) for k, v in (spec.get("defaultEnv") or {}).items()},
             "ports": spec.get("ports", []),

@@ -9,6 +9,10 @@ def new_sandbox_id() -> str:
     return random_id("sbx_", 20)  # about 119 random bits
 
 
+def new_execution_id() -> str:
+    return random_id("exec_", 20)
+
+
 class Status(models.TextChoices):
     CREATING = "creating"
     STARTING = "starting"
@@ -67,3 +71,51 @@ class Sandbox(models.Model):
     @property
     def volume_name(self) -> str:
         return f"{self.id}-workspace"
+
+
+class Execution(models.Model):
+    """One command (`exec`) or code snippet (`execute`) run in a sandbox, with its outcome.
+
+    Output is stored capped (VIBEBOX_EXEC_STORED_OUTPUT per stream) with secret env values
+    masked; the byte counts are of everything the command printed.
+    """
+
+    class Kind(models.TextChoices):
+        EXEC = "exec"
+        EXECUTE = "execute"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        TIMEOUT = "timeout"
+        ERROR = "error"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_execution_id, editable=False)
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="executions")
+    api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    language = models.CharField(max_length=16, blank=True)
+    command = models.TextField(blank=True)  # the command, or the code's first lines
+    code_sha256 = models.CharField(max_length=64, blank=True)
+    cwd = models.CharField(max_length=1024, blank=True)
+    user = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    stdout = models.TextField(blank=True)
+    stderr = models.TextField(blank=True)
+    stdout_bytes = models.PositiveBigIntegerField(default=0)
+    stderr_bytes = models.PositiveBigIntegerField(default=0)
+    truncated = models.BooleanField(default=False)
+    oom_killed = models.BooleanField(default=False)
+    return_value = models.JSONField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["sandbox", "-started_at"])]
+
+    def __str__(self):
+        return f"{self.id} ({self.kind}, {self.status})"

@@ -38,3 +38,14 @@ def sandbox_get(*, owner, ref: str) -> Sandbox:
     if sandbox is None:
         raise errors.SandboxNotFound(details={"sandbox": ref})
     return sandbox
+
+
+def execution_list(*, sandbox: Sandbox):
+    return sandbox.executions.all()
+
+
+def execution_get(*, sandbox: Sandbox, id: str):
+    execution = sandbox.executions.filter(pk=id).first()
+    if execution is None:
+        raise errors.ExecutionNotFound(details={"executionId": id})
+    return execution

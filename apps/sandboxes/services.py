@@ -19,7 +19,7 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import states
+from . import envvars, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
 
@@ -27,9 +27,7 @@ logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 METADATA_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 METADATA_VALUE_MAX = 1024
-ENV_MAX_BYTES = 64 * 1024
 UNSET = object()
 
 
@@ -65,19 +63,6 @@ def validate_metadata(metadata) -> dict[str, str]:
             }
         )
     return metadata
-
-
-def validate_env(env) -> dict[str, str]:
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise errors.InvalidEnv()
-    bad = [k for k in env if not ENV_KEY_RE.match(k)]
-    if bad:
-        raise errors.InvalidEnv(
-            "Variable names are letters, digits and '_', not starting with a digit.", details={"keys": bad}
-        )
-    if any("\0" in v for v in env.values()) or len(json.dumps(env).encode()) > ENV_MAX_BYTES:
-        raise errors.InvalidEnv("Environment too large or has NUL characters.")
-    return env
 
 
 def _resources(resources: dict | None, *, engine_supports_disk) -> tuple[float, int, int | None]:
@@ -156,7 +141,7 @@ def _spec(sandbox: Sandbox) -> ContainerSpec:
         name=sandbox.container_name,
         image=sandbox.image,
         labels=_labels(sandbox),
-        env={**template.default_env, **sandbox.env},
+        env=dict(template.default_env),  # sandbox variables go to each exec, not the container
         volume=sandbox.volume_name,
         network=network_name(),
         user=template.user,
@@ -200,7 +185,7 @@ def sandbox_create(
     tmpl = _template(template)
     if name is not None:
         validate_name(name)
-    env = validate_env(env or {})
+    env = envvars.prepare(env or {})
     metadata = validate_metadata(metadata or {})
     cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
@@ -316,6 +301,26 @@ def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
         call=lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
         started_at=timezone.now(),
     )
+
+
+def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
+    """Freezes every process (docker pause); memory and workspace are kept."""
+    return _flip(sandbox, action="pause", from_status=Status.RUNNING, to=Status.PAUSED, call=get_driver().pause)
+
+
+def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
+    return _flip(sandbox, action="resume", from_status=Status.PAUSED, to=Status.RUNNING, call=get_driver().unpause)
+
+
+def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call) -> Sandbox:
+    """A quick transition without an in-between state: claim, act, undo the claim on failure."""
+    states.claim(sandbox, {from_status}, to, action)
+    try:
+        call(sandbox.container_name)
+    except errors.ApplicationError:
+        states.move(sandbox, {to}, from_status)
+        raise
+    return sandbox
 
 
 def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:

@@ -4,6 +4,7 @@
     stopped  -> starting -> running
     running | paused -> stopping -> stopped
     running | stopped -> starting -> running   (restart)
+    running <-> paused
     any but destroyed -> destroying -> destroyed
     anything -> error (with a reason), when the engine says the container is gone
 

@@ -63,3 +63,92 @@ class SandboxSerializer(serializers.Serializer):
 
     def get_warm(self, sandbox) -> bool:
         return False
+
+
+class CommandField(serializers.Field):
+    """A shell command line (string) or an argv list of strings."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.strip():
+            return data
+        if isinstance(data, list) and data and all(isinstance(part, str) for part in data):
+            return data
+        raise serializers.ValidationError("command is a non-empty string or a list of strings.")
+
+    def to_representation(self, value):
+        return value
+
+
+class EnvMapField(serializers.DictField):
+    child = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class ExecSerializer(StrictSerializer):
+    command = CommandField()
+    cwd = serializers.CharField(required=False, allow_blank=True)
+    env = EnvMapField(required=False)
+    user = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    stdin = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    timeout = DurationField(required=False, allow_null=True, help_text="Seconds or '30s'; 0 = the server maximum.")
+    autoResume = serializers.BooleanField(required=False, default=False)
+
+
+class ExecuteSerializer(StrictSerializer):
+    code = serializers.CharField(trim_whitespace=False)
+    language = serializers.CharField(
+        required=False, default="auto", help_text="auto, javascript, typescript, python, shell"
+    )
+    cwd = serializers.CharField(required=False, allow_blank=True)
+    env = EnvMapField(required=False)
+    timeout = DurationField(required=False, allow_null=True)
+    autoResume = serializers.BooleanField(required=False, default=False)
+
+
+class ExecResultSerializer(serializers.Serializer):
+    executionId = serializers.CharField()
+    stdout = serializers.CharField()
+    stderr = serializers.CharField()
+    exitCode = serializers.IntegerField(allow_null=True)
+    duration = serializers.IntegerField(help_text="milliseconds")
+    status = serializers.ChoiceField(choices=["completed", "failed", "timeout"])
+    truncated = serializers.BooleanField()
+    oomKilled = serializers.BooleanField()
+
+
+class ExecuteResultSerializer(ExecResultSerializer):
+    language = serializers.CharField()
+    returnValue = serializers.JSONField(allow_null=True)
+
+
+class ExecutionSerializer(serializers.Serializer):
+    executionId = serializers.CharField(source="id")
+    kind = serializers.CharField()
+    language = serializers.CharField()
+    command = serializers.CharField()
+    cwd = serializers.CharField()
+    user = serializers.CharField()
+    status = serializers.CharField()
+    exitCode = serializers.IntegerField(source="exit_code", allow_null=True)
+    duration = serializers.IntegerField(source="duration_ms", allow_null=True)
+    stdoutBytes = serializers.IntegerField(source="stdout_bytes")
+    stderrBytes = serializers.IntegerField(source="stderr_bytes")
+    truncated = serializers.BooleanField()
+    oomKilled = serializers.BooleanField(source="oom_killed")
+    startedAt = serializers.DateTimeField(source="started_at")
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+
+
+class ExecutionDetailSerializer(ExecutionSerializer):
+    stdout = serializers.CharField()
+    stderr = serializers.CharField()
+    returnValue = serializers.JSONField(source="return_value", allow_null=True)
+
+
+class MkdirSerializer(StrictSerializer):
+    path = serializers.CharField()
+
+
+class MoveSerializer(StrictSerializer):
+    source = serializers.CharField()
+    destination = serializers.CharField()
+    overwrite = serializers.BooleanField(required=False, default=False)

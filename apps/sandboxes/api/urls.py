@@ -2,7 +2,7 @@ from django.urls import path
 
 from apps.sandboxes import services
 
-from . import views
+from . import env_views, exec_views, file_views, views
 
 urlpatterns = [
     path("sandboxes", views.SandboxListView.as_view(), name="sandboxes"),
@@ -10,4 +10,14 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/start", views.action_view(services.sandbox_start, "start")),
     path("sandboxes/<str:sandbox_id>/stop", views.action_view(services.sandbox_stop, "stop")),
     path("sandboxes/<str:sandbox_id>/restart", views.action_view(services.sandbox_restart, "restart")),
+    path("sandboxes/<str:sandbox_id>/pause", views.action_view(services.sandbox_pause, "pause")),
+    path("sandboxes/<str:sandbox_id>/resume", views.action_view(services.sandbox_resume, "resume")),
+    path("sandboxes/<str:sandbox_id>/exec", exec_views.ExecView.as_view()),
+    path("sandboxes/<str:sandbox_id>/execute", exec_views.ExecuteView.as_view()),
+    path("sandboxes/<str:sandbox_id>/executions", exec_views.ExecutionListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
+    path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),
+    path("sandboxes/<str:sandbox_id>/files", file_views.FilesView.as_view()),
+    path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
 ]

@@ -2,9 +2,18 @@ from functools import cache
 
 from django.conf import settings
 
-from .base import ContainerInfo, ContainerSpec, EngineInfo, RuntimeDriver
+from .base import ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat, RuntimeDriver
 
-__all__ = ["ContainerInfo", "ContainerSpec", "EngineInfo", "RuntimeDriver", "get_driver"]
+__all__ = [
+    "ContainerInfo",
+    "ContainerSpec",
+    "EngineInfo",
+    "ExecRequest",
+    "ExecResult",
+    "PathStat",
+    "RuntimeDriver",
+    "get_driver",
+]
 
 
 @cache

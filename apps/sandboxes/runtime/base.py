@@ -5,7 +5,7 @@ Drivers raise `vibebox.exceptions.RuntimeUnavailable` when the engine cannot be 
 and `RuntimeFailure` for other engine errors.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,7 +51,45 @@ class EngineInfo:
     supports_disk_limit: bool
 
 
+@dataclass(frozen=True)
+class PathStat:
+    name: str
+    size: int
+    is_dir: bool
+    is_symlink: bool
+    mode: int  # permission bits
+    modified_at: str
+    link_target: str = ""
+
+
 BuildLog = Callable[[str], None]
+OutputCallback = Callable[[str, bytes], None]  # ("stdout" | "stderr", chunk)
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    argv: tuple[str, ...]
+    exec_id: str  # marks every process of this command, so a timeout can kill them all
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = "/workspace"
+    stdin: bytes | None = None
+    timeout: float = 60.0
+    output_limit: int = 10 * 1024**2  # bytes kept per stream; the rest is counted and dropped
+    on_output: OutputCallback | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_bytes: int  # total produced, including what was dropped
+    stderr_bytes: int
+    truncated: bool
+    timed_out: bool
+    oom_killed: bool
+    duration_ms: int
 
 
 class RuntimeDriver(Protocol):
@@ -66,6 +104,16 @@ class RuntimeDriver(Protocol):
     def remove(self, name: str, *, volume: str | None = None) -> None: ...
     def inspect(self, name: str) -> ContainerInfo | None: ...
     def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]: ...
+    def pause(self, name: str) -> None: ...
+    def unpause(self, name: str) -> None: ...
+
+    # Commands: run with a deadline that kills every process the command started.
+    def exec(self, name: str, request: ExecRequest) -> ExecResult: ...
+
+    # Files, as tar streams into and out of the container's filesystem (volumes included).
+    def path_stat(self, name: str, path: str) -> PathStat | None: ...
+    def get_archive(self, name: str, path: str) -> tuple[Iterator[bytes], PathStat]: ...
+    def put_archive(self, name: str, path: str, data: Iterable[bytes]) -> None: ...
 
     # Volumes and networks.
     def list_volumes(self, labels: dict[str, str]) -> list[str]: ...

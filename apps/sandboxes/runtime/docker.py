@@ -4,9 +4,12 @@ Docker errors are translated here into application errors, so nothing above this
 module ever sees a Docker type or exception.
 """
 
+import base64
 import contextlib
+import json
 import logging
 import threading
+from collections.abc import Iterable, Iterator
 
 import docker
 import requests
@@ -15,8 +18,8 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import firewall
-from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo
+from . import docker_exec, firewall
+from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,35 @@ def _info_from_inspect(data: dict) -> ContainerInfo:
         oom_killed=bool(state.get("OOMKilled")),
         started_at=state.get("StartedAt"),
     )
+
+
+_MODE_DIR = 1 << 31
+_MODE_SYMLINK = 1 << 27
+
+
+def _path_stat_from_dict(stat: dict) -> PathStat:
+    mode = int(stat.get("mode", 0))
+    return PathStat(
+        name=stat.get("name", ""),
+        size=int(stat.get("size", 0)),
+        is_dir=bool(mode & _MODE_DIR),
+        is_symlink=bool(mode & _MODE_SYMLINK),
+        mode=mode & 0o7777,
+        modified_at=stat.get("mtime", ""),
+        link_target=stat.get("linkTarget", ""),
+    )
+
+
+def _path_stat(header: str) -> PathStat:
+    return _path_stat_from_dict(json.loads(base64.b64decode(header)) if header else {})
+
+
+def _translated(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """Engine errors while streaming become application errors too."""
+    try:
+        yield from stream
+    except (requests.exceptions.RequestException, DockerException) as exc:
+        raise errors.RuntimeFailure(f"reading from the container failed: {exc}"[:300]) from None
 
 
 class DockerDriver:
@@ -175,6 +207,44 @@ class DockerDriver:
             )
             for row in rows
         ]
+
+    def pause(self, name: str) -> None:
+        with self._engine():
+            self.client.api.pause(name)
+
+    def unpause(self, name: str) -> None:
+        with self._engine():
+            self.client.api.unpause(name)
+
+    def exec(self, name: str, request: ExecRequest) -> ExecResult:
+        with self._engine():
+            return docker_exec.run(self.client.api, name, request)
+
+    # ---- files ----
+
+    def path_stat(self, name: str, path: str) -> PathStat | None:
+        with self._engine():
+            api = self.client.api
+            response = api.head(api._url("/containers/{0}/archive", name), params={"path": path})
+            if response.status_code == 404:
+                return None
+            api._raise_for_status(response)
+            return _path_stat(response.headers.get("X-Docker-Container-Path-Stat", ""))
+
+    def get_archive(self, name: str, path: str) -> tuple[Iterator[bytes], PathStat]:
+        with self._engine():
+            try:
+                stream, stat = self.client.api.get_archive(name, path, chunk_size=1024 * 1024)
+            except NotFound:
+                raise errors.FileNotFound(details={"path": path}) from None
+        return _translated(stream), _path_stat_from_dict(stat)
+
+    def put_archive(self, name: str, path: str, data: Iterable[bytes]) -> None:
+        with self._engine():
+            try:
+                self.client.api.put_archive(name, path, data)
+            except NotFound:
+                raise errors.FileNotFound(details={"path": path}) from None
 
     # ---- volumes and networks ----
 

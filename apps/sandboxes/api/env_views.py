@@ -1,0 +1,53 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes import envvars, selectors
+from vibebox import exceptions as errors
+
+SCOPES = {"GET": [SANDBOXES_READ], "PUT": [SANDBOXES_WRITE], "PATCH": [SANDBOXES_WRITE], "DELETE": [SANDBOXES_WRITE]}
+ENV_DOC = (
+    "A map of NAME to a string or to {value, secret}. Secret values are stored encrypted like the others "
+    "and never returned (shown as ********). In PATCH, null removes a variable."
+)
+
+
+def _body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise errors.InvalidEnv("The body is a JSON object of NAME to value.")
+    return request.data
+
+
+class EnvView(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(operation_id="sandboxes_env_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id):
+        return Response(envvars.public(selectors.sandbox_get(owner=request.user, ref=sandbox_id)))
+
+    @extend_schema(operation_id="sandboxes_env_replace", request=OpenApiTypes.OBJECT, description=ENV_DOC)
+    def put(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request), replace=True)
+        return Response(envvars.public(sandbox))
+
+    @extend_schema(operation_id="sandboxes_env_update", request=OpenApiTypes.OBJECT, description=ENV_DOC)
+    def patch(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request))
+        return Response(envvars.public(sandbox))
+
+
+class EnvVarView(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(operation_id="sandboxes_env_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id, name):
+        return Response(envvars.public_one(selectors.sandbox_get(owner=request.user, ref=sandbox_id), name))
+
+    @extend_schema(operation_id="sandboxes_env_destroy", responses={204: None})
+    def delete(self, request, sandbox_id, name):
+        envvars.env_delete(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id), name=name)
+        return Response(status=204)

@@ -1,0 +1,102 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.models import ApiKey
+from apps.keys.scopes import EXECUTE, SANDBOXES_READ
+from apps.sandboxes import execution, selectors
+
+from .serializers import (
+    ExecResultSerializer,
+    ExecSerializer,
+    ExecuteResultSerializer,
+    ExecuteSerializer,
+    ExecutionDetailSerializer,
+    ExecutionSerializer,
+)
+
+
+def _key(request):
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def outcome_body(outcome) -> dict:
+    result = outcome.result
+    return {
+        "executionId": outcome.execution.id,
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+        "exitCode": result.exit_code,
+        "duration": result.duration_ms,
+        "status": outcome.execution.status,
+        "truncated": result.truncated,
+        "oomKilled": result.oom_killed,
+    }
+
+
+class ExecView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+
+    @extend_schema(operation_id="sandboxes_exec", request=ExecSerializer, responses=ExecResultSerializer)
+    def post(self, request, sandbox_id):
+        body = ExecSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        outcome = execution.sandbox_exec(
+            sandbox=sandbox,
+            command=data["command"],
+            cwd=data.get("cwd"),
+            env=data.get("env"),
+            user=data.get("user") or None,
+            stdin=data.get("stdin"),
+            timeout=data.get("timeout"),
+            auto_resume=data["autoResume"],
+            api_key=_key(request),
+        )
+        return Response(outcome_body(outcome))
+
+
+class ExecuteView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+
+    @extend_schema(operation_id="sandboxes_execute", request=ExecuteSerializer, responses=ExecuteResultSerializer)
+    def post(self, request, sandbox_id):
+        body = ExecuteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        outcome = execution.sandbox_execute(
+            sandbox=sandbox,
+            code=data["code"],
+            language=data["language"],
+            cwd=data.get("cwd"),
+            env=data.get("env"),
+            timeout=data.get("timeout"),
+            auto_resume=data["autoResume"],
+            api_key=_key(request),
+        )
+        return Response(
+            {**outcome_body(outcome), "language": outcome.execution.language, "returnValue": outcome.return_value}
+        )
+
+
+class ExecutionListView(GenericAPIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+    serializer_class = ExecutionSerializer
+
+    @extend_schema(operation_id="sandboxes_executions_list")
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        page = self.paginate_queryset(selectors.execution_list(sandbox=sandbox))
+        return self.get_paginated_response(ExecutionSerializer(page, many=True).data)
+
+
+class ExecutionDetailView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="sandboxes_executions_retrieve", responses=ExecutionDetailSerializer)
+    def get(self, request, sandbox_id, execution_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(ExecutionDetailSerializer(selectors.execution_get(sandbox=sandbox, id=execution_id)).data)

@@ -1,0 +1,131 @@
+"""Sandbox environment variables: validated, encrypted at rest, secret ones never shown.
+
+Stored in `Sandbox.env` as {NAME: {"value": <Fernet token>, "secret": bool}}. They are not
+put into the container's configuration (where `docker inspect` would show them) but passed
+to every exec, so changes apply to the next command without a restart.
+"""
+
+import base64
+import hashlib
+import re
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import transaction
+
+from vibebox import exceptions as errors
+
+from .models import Sandbox
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_VALUE_BYTES = 32 * 1024
+MAX_VARIABLES = 200
+MASK = "********"
+
+
+@cache
+def _fernet(key: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"vibebox-env-v1:" + key.encode()).digest()))
+
+
+def encrypt(value: str) -> str:
+    return _fernet(settings.VIBEBOX_ENCRYPTION_KEY).encrypt(value.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet(settings.VIBEBOX_ENCRYPTION_KEY).decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise errors.ApplicationError(
+            "A stored secret cannot be decrypted (was VIBEBOX_ENCRYPTION_KEY changed?)."
+        ) from None
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise errors.InvalidEnv(
+            "Variable names are letters, digits and '_', not starting with a digit (no '=', NUL or newline).",
+            details={"name": str(name)[:130]},
+        )
+    return name
+
+
+def _normalise(name: str, raw) -> dict:
+    """A request value ("text" or {"value": "text", "secret": true}) -> a stored entry."""
+    validate_name(name)
+    secret = False
+    if isinstance(raw, dict):
+        if set(raw) - {"value", "secret"} or "value" not in raw:
+            raise errors.InvalidEnv(
+                "A variable is a string or {'value': string, 'secret': bool}.", details={"name": name}
+            )
+        secret = bool(raw.get("secret", False))
+        raw = raw["value"]
+    if not isinstance(raw, str) or "\0" in raw or len(raw.encode()) > MAX_VALUE_BYTES:
+        raise errors.InvalidEnv(
+            f"Value of {name} must be a string without NUL, at most 32 KiB.", details={"name": name}
+        )
+    return {"value": encrypt(raw), "secret": secret}
+
+
+def prepare(variables: dict) -> dict:
+    """Validates and encrypts a whole map (for create and replace)."""
+    if not isinstance(variables, dict):
+        raise errors.InvalidEnv()
+    if len(variables) > MAX_VARIABLES:
+        raise errors.InvalidEnv(f"At most {MAX_VARIABLES} variables.")
+    return {name: _normalise(name, raw) for name, raw in variables.items()}
+
+
+def plain(sandbox: Sandbox) -> dict[str, str]:
+    """Decrypted values, for passing to commands. Never returned by the API for secrets."""
+    return {name: decrypt(entry["value"]) for name, entry in sandbox.env.items()}
+
+
+def secret_values(sandbox: Sandbox) -> list[str]:
+    return [decrypt(e["value"]) for e in sandbox.env.values() if e.get("secret")]
+
+
+def public(sandbox: Sandbox) -> dict[str, dict]:
+    return {
+        name: {"value": MASK if entry.get("secret") else decrypt(entry["value"]), "secret": bool(entry.get("secret"))}
+        for name, entry in sorted(sandbox.env.items())
+    }
+
+
+def public_one(sandbox: Sandbox, name: str) -> dict:
+    if name not in sandbox.env:
+        raise errors.EnvVarNotFound(details={"name": name})
+    return {"name": name, **public(sandbox)[name]}
+
+
+def env_update(*, sandbox: Sandbox, changes: dict, replace: bool = False) -> Sandbox:
+    """Sets (value), removes (None) or replaces all variables."""
+    with transaction.atomic():
+        current = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
+        env = {} if replace else dict(current.env)
+        for name, raw in changes.items():
+            if raw is None:
+                validate_name(name)
+                env.pop(name, None)
+            else:
+                env[name] = _normalise(name, raw)
+        if len(env) > MAX_VARIABLES:
+            raise errors.InvalidEnv(f"At most {MAX_VARIABLES} variables.")
+        Sandbox.objects.filter(pk=sandbox.pk).update(env=env)
+    sandbox.refresh_from_db()
+    return sandbox
+
+
+def env_delete(*, sandbox: Sandbox, name: str) -> Sandbox:
+    if name not in sandbox.env:
+        raise errors.EnvVarNotFound(details={"name": name})
+    return env_update(sandbox=sandbox, changes={name: None})
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        if len(value) >= 4:
+            text = text.replace(value, MASK)
+    return text

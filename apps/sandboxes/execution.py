@@ -1,0 +1,266 @@
+"""Running commands (`exec`) and code snippets (`execute`) in a sandbox, and recording them."""
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from . import envvars, languages
+from .models import Execution, Sandbox, Status, new_execution_id
+from .runtime import ExecRequest, ExecResult, get_driver
+
+# Runs a command string with bash as a login shell, or sh where bash is absent.
+SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash -lc "$1"; else exec sh -c "$1"; fi'
+COMMAND_PREVIEW = 4096
+
+
+@dataclass
+class Outcome:
+    execution: Execution
+    result: ExecResult
+    stdout: str
+    stderr: str
+    return_value: object = None
+
+
+def resolve_timeout(timeout: float | None) -> float:
+    """None: the default; 0: the maximum; above the maximum: an error."""
+    if timeout is None:
+        return settings.VIBEBOX_EXEC_DEFAULT_TIMEOUT
+    if timeout == 0:
+        return settings.VIBEBOX_EXEC_MAX_TIMEOUT
+    if timeout > settings.VIBEBOX_EXEC_MAX_TIMEOUT:
+        raise errors.InvalidDuration(
+            f"timeout is above the maximum of {int(settings.VIBEBOX_EXEC_MAX_TIMEOUT)} seconds.",
+            details={"max": int(settings.VIBEBOX_EXEC_MAX_TIMEOUT)},
+        )
+    return timeout
+
+
+def resolve_cwd(sandbox: Sandbox, cwd: str | None) -> str:
+    workdir = sandbox.template.workdir or "/workspace"
+    if not cwd:
+        return workdir
+    if "\0" in cwd:
+        raise errors.InvalidPath("cwd has a NUL byte.")
+    return posixpath.normpath(posixpath.join(workdir, cwd))
+
+
+def require_running(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
+    if sandbox.status == Status.PAUSED and auto_resume:
+        from .services import sandbox_resume
+
+        sandbox_resume(sandbox=sandbox)
+    if sandbox.status != Status.RUNNING:
+        raise errors.SandboxNotRunning(
+            f"The sandbox is {sandbox.status}; start it first"
+            + (" (or pass autoResume)." if sandbox.status == Status.PAUSED else "."),
+            details={"status": sandbox.status},
+        )
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _run(
+    *,
+    sandbox: Sandbox,
+    kind: str,
+    argv: tuple[str, ...],
+    record: dict,
+    stdin: bytes | None,
+    env: dict | None,
+    cwd: str | None,
+    user: str | None,
+    timeout: float | None,
+    extra_env: dict | None = None,
+    api_key=None,
+    on_output=None,
+) -> tuple[Execution, ExecResult]:
+    timeout = resolve_timeout(timeout)
+    workdir = resolve_cwd(sandbox, cwd)
+    user = user or sandbox.template.user
+    if env is not None:
+        envvars.prepare(env)  # validates names and values; request env is not stored
+    full_env = {**sandbox.template.default_env, **envvars.plain(sandbox), **(env or {}), **(extra_env or {})}
+    record = {"id": new_execution_id(), **record}
+    execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
+    try:
+        result = get_driver().exec(
+            sandbox.container_name,
+            ExecRequest(
+                argv=argv,
+                exec_id=execution.id,
+                env=full_env,
+                user=user,
+                workdir=workdir,
+                stdin=stdin,
+                timeout=timeout,
+                output_limit=settings.VIBEBOX_EXEC_OUTPUT_LIMIT,
+                on_output=on_output,
+            ),
+        )
+    except errors.ApplicationError as exc:
+        Execution.objects.filter(pk=execution.pk).update(
+            status=Execution.Status.ERROR, stderr=exc.message[:1000], finished_at=timezone.now()
+        )
+        raise
+    return execution, result
+
+
+def _finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: bytes, return_value) -> Outcome:
+    if result.timed_out:
+        status = Execution.Status.TIMEOUT
+    elif result.exit_code == 0:
+        status = Execution.Status.COMPLETED
+    else:
+        status = Execution.Status.FAILED
+    secrets = envvars.secret_values(sandbox)
+    stored = settings.VIBEBOX_EXEC_STORED_OUTPUT
+    stdout_text, stderr_text = _decode(stdout), _decode(result.stderr)
+    execution.status = status
+    execution.exit_code = result.exit_code
+    execution.duration_ms = result.duration_ms
+    execution.stdout = envvars.redact(_decode(stdout[:stored]), secrets)
+    execution.stderr = envvars.redact(_decode(result.stderr[:stored]), secrets)
+    execution.stdout_bytes = result.stdout_bytes
+    execution.stderr_bytes = result.stderr_bytes
+    execution.truncated = result.truncated
+    execution.oom_killed = result.oom_killed
+    execution.return_value = return_value
+    execution.finished_at = timezone.now()
+    execution.save()
+    return Outcome(execution, result, stdout_text, stderr_text, return_value)
+
+
+def sandbox_exec(
+    *,
+    sandbox: Sandbox,
+    command: str | list[str],
+    cwd: str | None = None,
+    env: dict | None = None,
+    user: str | None = None,
+    stdin: str | None = None,
+    timeout: float | None = None,
+    auto_resume: bool = False,
+    api_key=None,
+    on_output=None,
+) -> Outcome:
+    """Runs a shell command line (bash -lc, or sh -c) or an argv list."""
+    if isinstance(command, str):
+        if not command.strip():
+            raise errors.ValidationFailed("command is empty.")
+        argv, preview = ("sh", "-c", SHELL, "sh", command), command
+    else:
+        if not command or not all(isinstance(part, str) for part in command):
+            raise errors.ValidationFailed("command is a string or a non-empty list of strings.")
+        argv, preview = tuple(command), json.dumps(command)
+    if any("\0" in part for part in argv):
+        raise errors.ValidationFailed("command has a NUL byte.")
+    data = stdin.encode() if stdin is not None else None
+    if data is not None and len(data) > settings.VIBEBOX_EXEC_STDIN_LIMIT:
+        raise errors.PayloadTooLarge("stdin is too large.")
+    require_running(sandbox, auto_resume=auto_resume)
+    secrets = envvars.secret_values(sandbox)
+    execution, result = _run(
+        sandbox=sandbox,
+        kind=Execution.Kind.EXEC,
+        argv=argv,
+        record={"command": envvars.redact(preview[:COMMAND_PREVIEW], secrets)},
+        stdin=data,
+        env=env,
+        cwd=cwd,
+        user=user,
+        timeout=timeout,
+        api_key=api_key,
+        on_output=on_output,
+    )
+    return _finish(execution, result, sandbox, result.stdout, None)
+
+
+def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
+    """`auto`: a shell command line when the first word is a builtin or on the sandbox's PATH,
+    else the template's language."""
+    template = sandbox.template
+    language = languages.normalise(language)
+    supported = list(template.languages) or [template.language]
+    if language == "auto":
+        default = template.language or (supported[0] if supported else "shell")
+        word = languages.first_command_word(code, default)
+        if word and "shell" in supported and (word in languages.SHELL_BUILTINS or _on_path(sandbox, word)):
+            return "shell"
+        return default
+    languages.check_supported(language, supported)
+    return language
+
+
+def _on_path(sandbox: Sandbox, word: str) -> bool:
+    result = get_driver().exec(
+        sandbox.container_name,
+        ExecRequest(
+            argv=("sh", "-lc", 'command -v -- "$1" >/dev/null 2>&1 && echo yes', "sh", word),
+            exec_id=new_execution_id(),
+            user=sandbox.template.user,
+            env={**sandbox.template.default_env, **envvars.plain(sandbox)},
+            timeout=10,
+            output_limit=64,
+        ),
+    )
+    return result.stdout.strip() == b"yes"
+
+
+def sandbox_execute(
+    *,
+    sandbox: Sandbox,
+    code: str,
+    language: str = "auto",
+    cwd: str | None = None,
+    env: dict | None = None,
+    timeout: float | None = None,
+    auto_resume: bool = False,
+    api_key=None,
+    on_output=None,
+) -> Outcome:
+    """Runs a code snippet; `returnValue` is what JavaScript returns or Python's last expression."""
+    if not code.strip():
+        raise errors.ValidationFailed("code is empty.")
+    if len(code.encode()) > settings.VIBEBOX_CODE_LIMIT:
+        raise errors.PayloadTooLarge("code is too large.")
+    require_running(sandbox, auto_resume=auto_resume)
+    chosen = choose_language(sandbox, code, language)
+    execution_id = new_execution_id()
+    prog = languages.program(chosen, code, execution_id)
+    secrets = envvars.secret_values(sandbox)
+    execution, result = _run(
+        sandbox=sandbox,
+        kind=Execution.Kind.EXECUTE,
+        argv=prog.argv,
+        record={
+            "id": execution_id,
+            "language": chosen,
+            "command": envvars.redact(code[:COMMAND_PREVIEW], secrets),
+            "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        },
+        stdin=prog.stdin,
+        env=env,
+        extra_env=prog.env,
+        cwd=cwd,
+        user=None,
+        timeout=timeout,
+        api_key=api_key,
+        on_output=on_output,
+    )
+    stdout, value_text = languages.split_return_value(result.stdout, prog.marker)
+    return_value = None
+    if value_text is not None:
+        try:
+            return_value = json.loads(value_text)
+        except ValueError:
+            return_value = value_text
+    return _finish(execution, result, sandbox, stdout, return_value)

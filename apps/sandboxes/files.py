@@ -1,0 +1,230 @@
+"""Files in a sandbox: upload, download, list, delete, mkdir, move.
+
+Everything happens inside the container's own filesystem: uploads and downloads go through
+the engine's archive API (which resolves paths and symlinks within the container), the
+rest runs as commands in the sandbox as its user. So `..`, symlinks to `/` and the like can
+only ever reach the sandbox's own files, never the host's.
+"""
+
+import posixpath
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from vibebox import exceptions as errors
+
+from . import tarstream
+from .execution import require_running
+from .models import Sandbox, new_execution_id
+from .runtime import ExecRequest, PathStat, get_driver
+
+WORKSPACE = "/workspace"
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+@dataclass
+class Download:
+    chunks: Iterator[bytes]
+    content_type: str
+    filename: str
+    length: int | None
+
+
+def resolve(path: str | None) -> str:
+    """An absolute, normalised path; relative paths start at /workspace."""
+    if path is None or path == "":
+        return WORKSPACE
+    if "\0" in path or "\n" in path:
+        raise errors.InvalidPath("Paths may not contain NUL or newline characters.")
+    return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+
+def _missing_ancestors(sandbox: Sandbox, directory: str) -> tuple[str, list[str]]:
+    """The deepest existing ancestor of `directory` and the components below it that are missing."""
+    driver = get_driver()
+    missing: list[str] = []
+    current = directory
+    while current != "/":
+        stat = driver.path_stat(sandbox.container_name, current)
+        if stat is not None:
+            if not stat.is_dir and not stat.is_symlink:
+                raise errors.FileConflict(f"{current} exists and is not a directory.", details={"path": current})
+            break
+        missing.insert(0, posixpath.basename(current))
+        current = posixpath.dirname(current)
+    return current, missing
+
+
+def _directory_entries(missing: list[str], uid: int, gid: int) -> list:
+    return [(tarstream.directory_entry("/".join(missing[: i + 1]), uid, gid), None) for i in range(len(missing))]
+
+
+def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat:
+    """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
+    target = resolve(path)
+    if target == "/":
+        raise errors.InvalidPath("Cannot write to /.")
+    template = sandbox.template
+    base, missing = _missing_ancestors(sandbox, posixpath.dirname(target))
+    name = "/".join([*missing, posixpath.basename(target)])
+    entries = _directory_entries(missing, template.uid, template.gid)
+    entries.append(
+        (tarstream.file_entry(name, size, template.uid, template.gid, 0o644 if mode is None else mode), fileobj)
+    )
+    get_driver().put_archive(sandbox.container_name, base, tarstream.build(entries))
+    return get_driver().path_stat(sandbox.container_name, target)
+
+
+def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
+    """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
+    anything is written."""
+    target = resolve(path)
+    template = sandbox.template
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        copy_limited(stream, spool, limit)
+        spool.seek(0)
+        count = tarstream.check(spool)
+        spool.seek(0)
+        base, missing = _missing_ancestors(sandbox, target)
+        prefix = "/".join(missing)
+
+        def chunks():
+            if missing:
+                for info, _ in _directory_entries(missing, template.uid, template.gid):
+                    yield info.tobuf(tarfile.PAX_FORMAT)
+            yield from tarstream.rewrite(spool, prefix=prefix, uid=template.uid, gid=template.gid)
+
+        get_driver().put_archive(sandbox.container_name, base, chunks())
+    return {"path": target, "entries": count}
+
+
+def copy_limited(source, destination, limit: int) -> int:
+    """Copies a stream, answering 413 past `limit` bytes."""
+    total = 0
+    while chunk := source.read(tarstream.CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise errors.PayloadTooLarge(details={"limit": limit})
+        destination.write(chunk)
+    return total
+
+
+def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bool = False) -> Download:
+    """A file as itself, or a directory (or anything with as_tar) as a tar stream."""
+    target = resolve(path)
+    driver = get_driver()
+    for _ in range(10):  # follow symlinks to files, inside the container
+        stat = driver.path_stat(sandbox.container_name, target)
+        if stat is None:
+            raise errors.FileNotFound(details={"path": target})
+        if not stat.is_symlink or as_tar:
+            break
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(target), stat.link_target))
+    name = posixpath.basename(target) or "root"
+    if stat.is_dir or as_tar:
+        chunks, _ = driver.get_archive(sandbox.container_name, target)
+        if gzip:
+            return Download(_gzipped(chunks), "application/gzip", f"{name}.tar.gz", None)
+        return Download(chunks, "application/x-tar", f"{name}.tar", None)
+    chunks, _ = driver.get_archive(sandbox.container_name, target)
+    return Download(_single_file(chunks), "application/octet-stream", name, stat.size)
+
+
+def _single_file(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with tarfile.open(fileobj=tarstream.IteratorReader(chunks), mode="r|") as tar:
+        member = tar.next()
+        handle = tar.extractfile(member) if member is not None else None
+        if handle is None:
+            return
+        while data := handle.read(tarstream.CHUNK):
+            yield data
+
+
+def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        if data := compressor.compress(chunk):
+            yield data
+    yield compressor.flush()
+
+
+# ---- operations run as commands in the sandbox ----
+
+LIST_SCRIPT = 'find "$1" -mindepth 0 $2 -printf \'%p\\0%s\\0%y\\0%m\\0%T@\\0%l\\0\' | head -z -n "$3"'
+DELETE_SCRIPT = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 2; }; rm $2 -- "$1"'
+MOVE_SCRIPT = """[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 2; }
+if [ "$3" != 1 ] && { [ -e "$2" ] || [ -L "$2" ]; }; then echo "$2 already exists" >&2; exit 17; fi
+mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2\""""
+
+
+def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> bytes:
+    require_running(sandbox)
+    result = get_driver().exec(
+        sandbox.container_name,
+        ExecRequest(
+            argv=("sh", "-c", script, "sh", *args),
+            exec_id=new_execution_id(),
+            user=sandbox.template.user,
+            timeout=60,
+            output_limit=limit,
+        ),
+    )
+    if result.timed_out:
+        raise errors.FileConflict("The file operation took too long.")
+    if result.exit_code != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        text = message[-1] if message else "failed"
+        if "No such file" in text:
+            raise errors.FileNotFound(text)
+        if "Permission denied" in text or "Operation not permitted" in text:
+            raise errors.FilePermissionDenied(text)
+        raise errors.FileConflict(text)
+    return result.stdout
+
+
+_TYPES = {"d": "directory", "f": "file", "l": "symlink"}
+
+
+def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[dict]:
+    target = resolve(path)
+    limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
+    depth = "" if recursive else "-maxdepth 1"
+    raw = _sh(sandbox, LIST_SCRIPT, target, depth, str(limit * 6), limit=64 * 1024 * 1024)
+    fields = raw.split(b"\0")
+    entries = []
+    for i in range(0, len(fields) - 5, 6):
+        entry_path, size, kind, mode, mtime, link = (f.decode(errors="replace") for f in fields[i : i + 6])
+        entries.append(
+            {
+                "path": entry_path,
+                "name": posixpath.basename(entry_path) or "/",
+                "size": int(size),
+                "isDir": kind == "d",
+                "type": _TYPES.get(kind, "other"),
+                "mode": mode.rjust(4, "0"),
+                "modifiedAt": float(mtime),
+                "symlinkTarget": link or None,
+            }
+        )
+    if entries and entries[0]["isDir"] and entries[0]["path"] == target:
+        entries = entries[1:]  # a directory: its contents, not itself
+    return entries
+
+
+def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None:
+    target = resolve(path)
+    if target in ("/", WORKSPACE):
+        raise errors.InvalidPath(f"Refusing to delete {target}.")
+    _sh(sandbox, DELETE_SCRIPT, target, "-rf" if recursive else "-f")
+
+
+def file_mkdir(*, sandbox: Sandbox, path: str) -> None:
+    _sh(sandbox, 'mkdir -p -- "$1"', resolve(path))
+
+
+def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> None:
+    _sh(sandbox, MOVE_SCRIPT, resolve(source), resolve(destination), "1" if overwrite else "0")

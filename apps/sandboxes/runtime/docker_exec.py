@@ -1,0 +1,135 @@
+"""Running a command in a container over Docker's exec API, with a deadline.
+
+The attach stream is read with select() so that the deadline holds however much or
+little the command prints; stdin is written interleaved with reading, so a command that
+prints while it reads cannot deadlock us. Kept apart from docker.py for size; it receives
+the low-level API client and is imported only by docker.py.
+"""
+
+import select
+import socket
+import struct
+import time
+
+from .base import ExecRequest, ExecResult
+from .scripts import KILLER, MARKER_ENV, OOM_CHECK, WRAPPER
+
+_HEADER = struct.Struct(">BxxxL")
+_STREAMS = {1: "stdout", 2: "stderr"}
+_DRAIN_SECONDS = 3.0  # after a kill, how long to wait for the stream to close
+
+
+class _Collector:
+    """Keeps up to `limit` bytes per stream and counts the rest."""
+
+    def __init__(self, limit: int, on_output):
+        self.limit = limit
+        self.on_output = on_output
+        self.kept = {"stdout": bytearray(), "stderr": bytearray()}
+        self.total = {"stdout": 0, "stderr": 0}
+
+    def add(self, stream: str, data: bytes) -> None:
+        self.total[stream] += len(data)
+        room = self.limit - len(self.kept[stream])
+        if room > 0:
+            self.kept[stream] += data[:room]
+        if self.on_output is not None:
+            self.on_output(stream, data)
+
+    @property
+    def truncated(self) -> bool:
+        return any(self.total[s] > len(self.kept[s]) for s in self.kept)
+
+
+def _raw_socket(sock):
+    return getattr(sock, "_sock", sock)
+
+
+def _run_simple(api, container: str, argv: list[str], user: str) -> bytes:
+    exec_id = api.exec_create(container, argv, stdout=True, stderr=True, user=user)["Id"]
+    return api.exec_start(exec_id) or b""
+
+
+def run(api, container: str, request: ExecRequest) -> ExecResult:
+    started = time.monotonic()
+    deadline = started + request.timeout
+    env = {**request.env, MARKER_ENV: request.exec_id}
+    exec_id = api.exec_create(
+        container,
+        ["sh", "-c", WRAPPER, "sh", *request.argv],
+        stdout=True,
+        stderr=True,
+        stdin=request.stdin is not None,
+        tty=False,
+        environment=env,
+        workdir=request.workdir or None,
+        user=request.user or "",
+    )["Id"]
+    sock = _raw_socket(api.exec_start(exec_id, socket=True))
+    collector = _Collector(request.output_limit, request.on_output)
+    pending = memoryview(request.stdin or b"")
+    writing = request.stdin is not None
+    buffer = bytearray()
+    timed_out = False
+    try:
+        sock.setblocking(False)
+        if writing and not pending:
+            sock.shutdown(socket.SHUT_WR)
+            writing = False
+        eof = False
+        while not eof:
+            now = time.monotonic()
+            if not timed_out and now >= deadline:
+                timed_out = True
+                _run_simple(api, container, ["sh", "-c", KILLER, "sh", request.exec_id], request.user)
+                deadline = now + _DRAIN_SECONDS
+            elif timed_out and now >= deadline:
+                break  # the stream did not close after the kill: give up on it
+            readable, writable, _ = select.select([sock], [sock] if writing else [], [], max(0.0, deadline - now))
+            if writable:
+                sent = sock.send(pending[:65536])
+                pending = pending[sent:]
+                if not pending:
+                    sock.shutdown(socket.SHUT_WR)
+                    writing = False
+            if readable:
+                chunk = sock.recv(262144)
+                if not chunk:
+                    eof = True
+                buffer += chunk
+                while len(buffer) >= _HEADER.size:
+                    kind, size = _HEADER.unpack_from(buffer)
+                    if len(buffer) < _HEADER.size + size:
+                        break
+                    data = bytes(buffer[_HEADER.size : _HEADER.size + size])
+                    del buffer[: _HEADER.size + size]
+                    collector.add(_STREAMS.get(kind, "stdout"), data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command exited without reading all of its stdin
+    finally:
+        sock.close()
+    exit_code = _exit_code(api, exec_id)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    oom = False
+    if exit_code == 137 and not timed_out:
+        oom = b"oom" in _run_simple(api, container, ["sh", "-c", OOM_CHECK, "sh", request.exec_id], request.user)
+    return ExecResult(
+        exit_code=None if timed_out else exit_code,
+        stdout=bytes(collector.kept["stdout"]),
+        stderr=bytes(collector.kept["stderr"]),
+        stdout_bytes=collector.total["stdout"],
+        stderr_bytes=collector.total["stderr"],
+        truncated=collector.truncated,
+        timed_out=timed_out,
+        oom_killed=oom,
+        duration_ms=duration_ms,
+    )
+
+
+def _exit_code(api, exec_id: str) -> int | None:
+    for _ in range(50):
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running"):
+            return info.get("ExitCode")
+        time.sleep(0.02)
+    return None

@@ -1,0 +1,114 @@
+"""Tar archives as streams: built, checked and rewritten without holding files in memory."""
+
+import io
+import posixpath
+import tarfile
+import time
+from collections.abc import Iterable, Iterator
+
+from vibebox import exceptions as errors
+
+CHUNK = 1024 * 1024
+BLOCK = tarfile.BLOCKSIZE
+
+
+class IteratorReader(io.RawIOBase):
+    """A read-only file object over an iterator of byte chunks (for tarfile's stream mode)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def directory_entry(name: str, uid: int, gid: int, mode: int = 0o755) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    info.uid, info.gid = uid, gid
+    info.mtime = int(time.time())
+    return info
+
+
+def file_entry(name: str, size: int, uid: int, gid: int, mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.uid, info.gid = uid, gid
+    info.mtime = int(time.time())
+    return info
+
+
+def _copy(fileobj, size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining > 0:
+        chunk = fileobj.read(min(CHUNK, remaining))
+        if not chunk:
+            raise errors.ValidationFailed("The upload ended early.")
+        remaining -= len(chunk)
+        yield chunk
+    if size % BLOCK:
+        yield b"\0" * (BLOCK - size % BLOCK)
+
+
+def build(entries: Iterable[tuple[tarfile.TarInfo, object]]) -> Iterator[bytes]:
+    """Yields a tar archive of (TarInfo, file object or None) entries."""
+    for info, fileobj in entries:
+        yield info.tobuf(tarfile.PAX_FORMAT)
+        if fileobj is not None and info.isfile():
+            yield from _copy(fileobj, info.size)
+    yield b"\0" * (BLOCK * 2)
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    if name.startswith("/") or ".." in posixpath.normpath(name).split("/"):
+        return "entries may not be absolute or contain '..'"
+    if member.ischr() or member.isblk():
+        return "device entries are not allowed"
+    if member.islnk() and (member.linkname.startswith("/") or ".." in member.linkname.split("/")):
+        return "hard links may not point outside the archive"
+    return None
+
+
+def check(fileobj) -> int:
+    """Reads a whole (possibly compressed) tar; raises InvalidArchive on unsafe entries. Returns the count."""
+    count = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            for member in tar:
+                problem = _unsafe(member)
+                if problem:
+                    raise errors.InvalidArchive(f"{problem}: {member.name!r}", details={"entry": member.name})
+                count += 1
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise errors.InvalidArchive(f"Not a readable tar archive: {exc}") from None
+    return count
+
+
+def rewrite(fileobj, *, prefix: str, uid: int, gid: int) -> Iterator[bytes]:
+    """The checked archive again, under `prefix`, owned by uid:gid (modes kept)."""
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        for member in tar:
+            member.uid, member.gid = uid, gid
+            member.uname = member.gname = ""
+            member.name = posixpath.join(prefix, member.name) if prefix else member.name
+            if member.islnk():
+                member.linkname = posixpath.join(prefix, member.linkname) if prefix else member.linkname
+            yield member.tobuf(tarfile.PAX_FORMAT)
+            if member.isfile():
+                yield from _copy(tar.extractfile(member), member.size)
+    yield b"\0" * (BLOCK * 2)
