@@ -15,6 +15,23 @@ ENDPOINTS = [
     ("post", "/api/v1/sandboxes/{id}/start", "sandboxes:write"),
     ("post", "/api/v1/sandboxes/{id}/stop", "sandboxes:write"),
     ("post", "/api/v1/sandboxes/{id}/restart", "sandboxes:write"),
+    ("post", "/api/v1/sandboxes/{id}/pause", "sandboxes:write"),
+    ("post", "/api/v1/sandboxes/{id}/resume", "sandboxes:write"),
+    ("post", "/api/v1/sandboxes/{id}/exec", "execute"),
+    ("post", "/api/v1/sandboxes/{id}/execute", "execute"),
+    ("get", "/api/v1/sandboxes/{id}/executions", "sandboxes:read"),
+    ("get", "/api/v1/sandboxes/{id}/executions/exec_x", "sandboxes:read"),
+    ("get", "/api/v1/sandboxes/{id}/env", "sandboxes:read"),
+    ("put", "/api/v1/sandboxes/{id}/env", "sandboxes:write"),
+    ("patch", "/api/v1/sandboxes/{id}/env", "sandboxes:write"),
+    ("get", "/api/v1/sandboxes/{id}/env/NAME", "sandboxes:read"),
+    ("delete", "/api/v1/sandboxes/{id}/env/NAME", "sandboxes:write"),
+    ("get", "/api/v1/sandboxes/{id}/files", "sandboxes:read"),
+    ("post", "/api/v1/sandboxes/{id}/files", "sandboxes:write"),
+    ("get", "/api/v1/sandboxes/{id}/files/a.txt", "sandboxes:read"),
+    ("delete", "/api/v1/sandboxes/{id}/files/a.txt", "sandboxes:write"),
+    ("post", "/api/v1/sandboxes/{id}/files/mkdir", "sandboxes:write"),
+    ("post", "/api/v1/sandboxes/{id}/files/move", "sandboxes:write"),
 ]
 COLLECTION = [
     ("get", "/api/v1/sandboxes", "sandboxes:read"),
@@ -39,7 +56,7 @@ def test_outsider_gets_404_and_changes_nothing(outsider_client, row, method, pat
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "sandbox_not_found"
     row.refresh_from_db()
-    assert row.status == "stopped" and row.name == "row"
+    assert row.status == "stopped" and row.name == "row" and row.env == {}
 
 
 @pytest.mark.parametrize(("method", "path", "scope"), ENDPOINTS + COLLECTION)

@@ -40,10 +40,10 @@ class ExecView(APIView):
 
     @extend_schema(operation_id="sandboxes_exec", request=ExecSerializer, responses=ExecResultSerializer)
     def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = ExecSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         outcome = execution.sandbox_exec(
             sandbox=sandbox,
             command=data["command"],
@@ -63,10 +63,10 @@ class ExecuteView(APIView):
 
     @extend_schema(operation_id="sandboxes_execute", request=ExecuteSerializer, responses=ExecuteResultSerializer)
     def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = ExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         outcome = execution.sandbox_execute(
             sandbox=sandbox,
             code=data["code"],

@@ -74,9 +74,9 @@ class SandboxDetailView(APIView):
 
     @extend_schema(operation_id="sandboxes_update", request=SandboxUpdateSerializer, responses=SandboxSerializer)
     def patch(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = SandboxUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = services.sandbox_update(sandbox=sandbox, **_update_fields(body.validated_data))
         return Response(SandboxSerializer(sandbox).data)
 

@@ -1,0 +1,146 @@
+"""File transfer through the API, against the real engine."""
+
+import io
+import os
+import tarfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+
+@pytest.fixture
+def sandbox_id(create_sandbox):
+    return create_sandbox(template="python-3")["id"]
+
+
+def sh(api_client, sandbox_id, command):
+    return api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": command}, format="json").json()
+
+
+def raw_upload(api_client, sandbox_id, path, data, content_type="application/octet-stream", **params):
+    query = "&".join(f"{k}={v}" for k, v in {"path": path, **params}.items())
+    return api_client.post(f"/api/v1/sandboxes/{sandbox_id}/files?{query}", data, content_type=content_type)
+
+
+def content(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def make_tar(entries) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data, mode in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, mode
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_binary_round_trip_raw_and_multipart(api_client, sandbox_id):
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    response = raw_upload(api_client, sandbox_id, "bin/data.bin", payload, mode="0750")
+    assert response.status_code == 201, response.content
+    assert response.json() == {"path": "/workspace/bin/data.bin", "size": len(payload), "mode": "0750"}
+    download = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files/bin/data.bin")
+    assert download.status_code == 200 and int(download["Content-Length"]) == len(payload)
+    assert content(download) == payload
+    # owned by the sandbox user, so the agent can change it
+    assert sh(api_client, sandbox_id, "stat -c '%U %a' bin bin/data.bin")["stdout"] == "sandbox 755\nsandbox 750\n"
+
+    upload = SimpleUploadedFile("local.json", b'{"a": 1}')
+    response = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/files", {"file": upload, "path": "/app/config.json"}, format="multipart"
+    )
+    assert response.status_code == 201 and response.json()["path"] == "/app/config.json"
+    assert content(api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files//app/config.json")) == b'{"a": 1}'
+
+
+def test_directory_as_tar_round_trip_keeps_modes(api_client, sandbox_id):
+    archive = make_tar(
+        [("src", None, 0o755), ("src/run.sh", b"#!/bin/sh\necho ran\n", 0o755), ("README", b"hi", 0o600)]
+    )
+    response = raw_upload(api_client, sandbox_id, "project", archive, content_type="application/gzip")
+    assert response.status_code == 201 and response.json() == {"path": "/workspace/project", "entries": 3}
+    assert (
+        sh(api_client, sandbox_id, "cd project && ./src/run.sh && stat -c '%a %U' README")["stdout"]
+        == "ran\n600 sandbox\n"
+    )
+
+    download = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files/project?gzip=1")
+    assert download["Content-Type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(content(download)), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members["project/src/run.sh"].mode & 0o777 == 0o755
+        assert tar.extractfile(members["project/README"]).read() == b"hi"
+
+
+def test_list_mkdir_move_delete(api_client, sandbox_id):
+    base = f"/api/v1/sandboxes/{sandbox_id}/files"
+    assert api_client.post(f"{base}/mkdir", {"path": "a/b"}, format="json").status_code == 201
+    raw_upload(api_client, sandbox_id, "a/b/f.txt", b"12345")
+    listing = api_client.get(f"{base}?path=a").json()
+    assert listing["path"] == "/workspace/a"
+    assert [(e["name"], e["isDir"]) for e in listing["entries"]] == [("b", True)]
+    entries = api_client.get(f"{base}?path=a&recursive=true").json()["entries"]
+    file_entry = next(e for e in entries if e["name"] == "f.txt")
+    assert file_entry["size"] == 5 and file_entry["path"] == "/workspace/a/b/f.txt" and file_entry["mode"] == "0644"
+
+    assert (
+        api_client.post(f"{base}/move", {"source": "a/b/f.txt", "destination": "c/g.txt"}, format="json").status_code
+        == 200
+    )
+    raw_upload(api_client, sandbox_id, "a/other.txt", b"x")
+    clash = api_client.post(f"{base}/move", {"source": "a/other.txt", "destination": "c/g.txt"}, format="json")
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "file_conflict"
+    assert content(api_client.get(f"{base}/c/g.txt")) == b"12345"
+
+    not_empty = api_client.delete(f"{base}/a")
+    assert not_empty.status_code == 409
+    assert api_client.delete(f"{base}/a?recursive=true").status_code == 204
+    assert api_client.delete(f"{base}/c/g.txt").status_code == 204
+    gone = api_client.get(f"{base}/c/g.txt")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "file_not_found"
+    assert api_client.delete(f"{base}/c/g.txt").status_code == 404
+
+
+def test_traversal_stays_inside_the_container(api_client, sandbox_id):
+    base = f"/api/v1/sandboxes/{sandbox_id}/files"
+    passwd = content(api_client.get(f"{base}/../../etc/passwd"))
+    assert b"sandbox:x:1000" in passwd  # the container's own /etc/passwd, not the host's
+    sh(api_client, sandbox_id, "ln -s / /workspace/root-link")
+    assert b"sandbox:x:1000" in content(api_client.get(f"{base}/root-link/etc/passwd"))
+    # writing through the symlink lands in the container too, and only where the sandbox user could
+    response = raw_upload(api_client, sandbox_id, "root-link/tmp/through-link.txt", b"in the box")
+    assert response.status_code == 201
+    assert not os.path.exists("/tmp/through-link.txt")
+    assert api_client.get(f"{base}?path=a%00b").json()["error"]["code"] == "invalid_path"
+
+
+def test_unsafe_archives_are_rejected_whole(api_client, sandbox_id):
+    for bad in ("../escape.txt", "/abs.txt", "ok/../../up.txt"):
+        archive = make_tar([("fine.txt", b"ok", 0o644), (bad, b"x", 0o644)])
+        response = raw_upload(api_client, sandbox_id, "dest", archive, content_type="application/gzip")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_archive", bad
+    response = raw_upload(api_client, sandbox_id, "dest", b"not a tar", content_type="application/x-tar")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_archive"
+    assert sh(api_client, sandbox_id, "ls /workspace /; ls /workspace/dest 2>&1")["stdout"].count("fine.txt") == 0
+
+
+def test_oversize_upload_is_413(api_client, sandbox_id, settings):
+    settings.VIBEBOX_UPLOAD_MAX_BYTES = 1000
+    response = raw_upload(api_client, sandbox_id, "big.bin", b"x" * 1001)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    archive = make_tar([("big.bin", os.urandom(5000), 0o644)])
+    response = raw_upload(api_client, sandbox_id, "d", archive, content_type="application/gzip")
+    assert response.status_code == 413
+    assert "big.bin" not in sh(api_client, sandbox_id, "ls -R /workspace")["stdout"]
+
+
+def test_list_needs_a_running_sandbox(api_client, sandbox_id):
+    api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop")
+    response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "sandbox_not_running"
