@@ -1,8 +1,9 @@
-"""End to end: the real server process (daphne) on loopback, driven by the README's curl example."""
+"""End to end: the real server (uvicorn, as in the Procfile) on loopback, with the README example."""
 
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -30,10 +31,13 @@ def live_server_url(transactional_db, templates):
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
     }
-    daphne = ROOT / ".venv" / "bin" / "daphne"
-    command = [str(daphne) if daphne.exists() else "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    # The Procfile's web server and flags.
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
+    flags = [f for f in flags if f not in ("--host", "--port")]
+    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "vibebox.asgi:application", *flags]
     process = subprocess.Popen(
-        [*command, "vibebox.asgi:application"], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
+        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -107,3 +111,19 @@ def test_live_server_readyz_and_error_envelope(live_server_url):
     except urllib.error.HTTPError as exc:
         assert exc.code == 401
         assert json.load(exc)["error"]["code"] == "not_authenticated"
+
+
+def test_oversized_upload_is_refused_before_the_body_is_read(live_server_url, api_key, create_sandbox, settings):
+    sandbox_id = create_sandbox()["id"]
+    request = urllib.request.Request(
+        f"{live_server_url}/api/v1/sandboxes/{sandbox_id}/files?path=huge.bin",
+        data=b"x" * 10,
+        method="POST",
+        headers={"Authorization": f"Bearer {api_key[1]}", "Content-Length": str(10 * 1024**4)},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("expected 413")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 413
+        assert json.load(exc)["error"]["code"] == "payload_too_large"

@@ -32,6 +32,10 @@ class Download:
     content_type: str
     filename: str
     length: int | None
+    source: Iterator[bytes]  # the engine's stream: close it if the download is abandoned
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def resolve(path: str | None) -> str:
@@ -128,10 +132,10 @@ def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bo
     if stat.is_dir or as_tar:
         chunks, _ = driver.get_archive(sandbox.container_name, target)
         if gzip:
-            return Download(_gzipped(chunks), "application/gzip", f"{name}.tar.gz", None)
-        return Download(chunks, "application/x-tar", f"{name}.tar", None)
+            return Download(_gzipped(chunks), "application/gzip", f"{name}.tar.gz", None, chunks)
+        return Download(chunks, "application/x-tar", f"{name}.tar", None, chunks)
     chunks, _ = driver.get_archive(sandbox.container_name, target)
-    return Download(_single_file(chunks), "application/octet-stream", name, stat.size)
+    return Download(_single_file(chunks), "application/octet-stream", name, stat.size, chunks)
 
 
 def _single_file(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -154,11 +158,15 @@ def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 # ---- operations run as commands in the sandbox ----
 
-LIST_SCRIPT = 'find "$1" -mindepth 0 $2 -printf \'%p\\0%s\\0%y\\0%m\\0%T@\\0%l\\0\' | head -z -n "$3"'
-DELETE_SCRIPT = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 2; }; rm $2 -- "$1"'
-MOVE_SCRIPT = """[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 2; }
+MISSING = '[ -e "$1" ] || [ -L "$1" ] || { echo "$1: No such file or directory" >&2; exit 2; }'
+LIST_SCRIPT = MISSING + '; find "$1" -mindepth 0 $2 -printf \'%p\\0%s\\0%y\\0%m\\0%T@\\0%l\\0\' | head -z -n "$3"'
+DELETE_SCRIPT = MISSING + '; rm $2 -- "$1"'
+MOVE_SCRIPT = (
+    MISSING
+    + """
 if [ "$3" != 1 ] && { [ -e "$2" ] || [ -L "$2" ]; }; then echo "$2 already exists" >&2; exit 17; fi
 mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2\""""
+)
 
 
 def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> bytes:

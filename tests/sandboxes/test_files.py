@@ -5,6 +5,7 @@ import os
 import tarfile
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 
@@ -23,7 +24,12 @@ def raw_upload(api_client, sandbox_id, path, data, content_type="application/oct
 
 
 def content(response) -> bytes:
-    return b"".join(response.streaming_content)
+    """The whole body of a streamed download (the view streams asynchronously, as under ASGI)."""
+
+    async def collect():
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
 
 
 def make_tar(entries) -> bytes:
@@ -118,6 +124,8 @@ def test_traversal_stays_inside_the_container(api_client, sandbox_id):
     assert response.status_code == 201
     assert not os.path.exists("/tmp/through-link.txt")
     assert api_client.get(f"{base}?path=a%00b").json()["error"]["code"] == "invalid_path"
+    missing = api_client.get(f"{base}?path=no/such/dir")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "file_not_found"
 
 
 def test_unsafe_archives_are_rejected_whole(api_client, sandbox_id):

@@ -1,5 +1,6 @@
 import posixpath
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -93,6 +94,19 @@ class FilesView(APIView):
         return Response(_stat_body(files.resolve(path), stat), status=201)
 
 
+async def _async_chunks(download):
+    """Django would read a sync iterator whole into memory under ASGI: pull one chunk at a time,
+    and release the engine's stream however the response ends (a client may hang up)."""
+    iterator = iter(download.chunks)
+    done = object()
+    pull = sync_to_async(next, thread_sensitive=False)
+    try:
+        while (chunk := await pull(iterator, done)) is not done:
+            yield chunk
+    finally:
+        await sync_to_async(download.close, thread_sensitive=False)()
+
+
 def _stat_body(path: str, stat) -> dict:
     return {"path": path, "size": stat.size if stat else None, "mode": f"{stat.mode:04o}" if stat else None}
 
@@ -112,7 +126,7 @@ class FileView(APIView):
         download = files.file_download(
             sandbox=sandbox, path=path, as_tar=request.query_params.get("format") == "tar", gzip=_flag(request, "gzip")
         )
-        response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
+        response = StreamingHttpResponse(_async_chunks(download), content_type=download.content_type)
         response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
         if download.length is not None:
             response["Content-Length"] = str(download.length)

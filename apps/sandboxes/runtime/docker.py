@@ -65,12 +65,15 @@ def _path_stat(header: str) -> PathStat:
     return _path_stat_from_dict(json.loads(base64.b64decode(header)) if header else {})
 
 
-def _translated(stream: Iterator[bytes]) -> Iterator[bytes]:
-    """Engine errors while streaming become application errors too."""
+def _archive_chunks(response) -> Iterator[bytes]:
+    """The archive's bytes; the HTTP response is closed when this generator ends or is closed,
+    because an open archive stream blocks other operations on the container."""
     try:
-        yield from stream
-    except (requests.exceptions.RequestException, DockerException) as exc:
+        yield from response.raw.stream(1024 * 1024, decode_content=False)
+    except (requests.exceptions.RequestException, DockerException, OSError) as exc:
         raise errors.RuntimeFailure(f"reading from the container failed: {exc}"[:300]) from None
+    finally:
+        response.close()
 
 
 class DockerDriver:
@@ -232,12 +235,21 @@ class DockerDriver:
             return _path_stat(response.headers.get("X-Docker-Container-Path-Stat", ""))
 
     def get_archive(self, name: str, path: str) -> tuple[Iterator[bytes], PathStat]:
+        """A tar stream of `path`; close the iterator (or read it to the end) to release the engine."""
         with self._engine():
-            try:
-                stream, stat = self.client.api.get_archive(name, path, chunk_size=1024 * 1024)
-            except NotFound:
-                raise errors.FileNotFound(details={"path": path}) from None
-        return _translated(stream), _path_stat_from_dict(stat)
+            api = self.client.api
+            response = api._get(
+                api._url("/containers/{0}/archive", name),
+                params={"path": path},
+                headers={"Accept-Encoding": "identity"},  # else the engine gzips it
+                stream=True,
+            )
+            if response.status_code == 404:
+                response.close()
+                raise errors.FileNotFound(details={"path": path})
+            api._raise_for_status(response)
+        stat = _path_stat(response.headers.get("X-Docker-Container-Path-Stat", ""))
+        return _archive_chunks(response), stat
 
     def put_archive(self, name: str, path: str, data: Iterable[bytes]) -> None:
         with self._engine():

@@ -1,0 +1,42 @@
+"""Exec round trip of `true`: VibeBox's API vs raw docker-py exec_run on the same container.
+
+.venv/bin/python bench/exec.py [--repeat 50]
+"""
+
+import argparse
+import json
+
+import docker
+from common import api, live_server, summary, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    client = docker.from_env()
+    with live_server() as (url, key, _pid):
+        _, sandbox = api(url, key, "POST", "/api/v1/sandboxes", {"template": "python-3"})
+        try:
+            container = client.containers.get(sandbox["id"])
+            path = f"/api/v1/sandboxes/{sandbox['id']}/exec"
+            for _ in range(5):  # warm up both paths
+                container.exec_run(["true"])
+                api(url, key, "POST", path, {"command": ["true"]})
+            baseline = summary("docker-py exec_run(['true'])", timed(lambda: container.exec_run(["true"]), args.repeat))
+            argv = summary(
+                "API exec argv ['true']", timed(lambda: api(url, key, "POST", path, {"command": ["true"]}), args.repeat)
+            )
+            shell = summary(
+                "API exec 'true' (bash -lc)",
+                timed(lambda: api(url, key, "POST", path, {"command": "true"}), args.repeat),
+            )
+        finally:
+            api(url, key, "DELETE", f"/api/v1/sandboxes/{sandbox['id']}")
+    for row in (argv, shell):
+        row["ratio_p50_vs_baseline"] = round(row["p50_ms"] / baseline["p50_ms"], 2)
+    print(json.dumps({"baseline": baseline, "results": [argv, shell]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
