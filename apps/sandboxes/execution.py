@@ -200,19 +200,24 @@ def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
     return language
 
 
-def _on_path(sandbox: Sandbox, word: str) -> bool:
-    result = get_driver().exec(
+def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60, output_limit: int = 1024**2):
+    """A short command of VibeBox's own (not recorded as an Execution), as the sandbox's user."""
+    return get_driver().exec(
         sandbox.container_name,
         ExecRequest(
-            argv=("sh", "-lc", 'command -v -- "$1" >/dev/null 2>&1 && echo yes', "sh", word),
+            argv=argv,
             exec_id=new_execution_id(),
             user=sandbox.template.user,
             env={**sandbox.template.default_env, **envvars.plain(sandbox)},
-            timeout=10,
-            output_limit=64,
+            timeout=timeout,
+            output_limit=output_limit,
         ),
     )
-    return result.stdout.strip() == b"yes"
+
+
+def _on_path(sandbox: Sandbox, word: str) -> bool:
+    script = 'command -v -- "$1" >/dev/null 2>&1 && echo yes'
+    return run_internal(sandbox, ("sh", "-lc", script, "sh", word), timeout=10).stdout.strip() == b"yes"
 
 
 def sandbox_execute(

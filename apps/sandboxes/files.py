@@ -6,6 +6,7 @@ rest runs as commands in the sandbox as its user. So `..`, symlinks to `/` and t
 only ever reach the sandbox's own files, never the host's.
 """
 
+import mimetypes
 import posixpath
 import tarfile
 import tempfile
@@ -18,9 +19,9 @@ from django.conf import settings
 from vibebox import exceptions as errors
 
 from . import tarstream
-from .execution import require_running
-from .models import Sandbox, new_execution_id
-from .runtime import ExecRequest, PathStat, get_driver
+from .execution import require_running, run_internal
+from .models import Sandbox
+from .runtime import PathStat, get_driver
 
 WORKSPACE = "/workspace"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -135,7 +136,8 @@ def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bo
             return Download(_gzipped(chunks), "application/gzip", f"{name}.tar.gz", None, chunks)
         return Download(chunks, "application/x-tar", f"{name}.tar", None, chunks)
     chunks, _ = driver.get_archive(sandbox.container_name, target)
-    return Download(_single_file(chunks), "application/octet-stream", name, stat.size, chunks)
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Download(_single_file(chunks), content_type, name, stat.size, chunks)
 
 
 def _single_file(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -171,16 +173,7 @@ mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2\""""
 
 def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> bytes:
     require_running(sandbox)
-    result = get_driver().exec(
-        sandbox.container_name,
-        ExecRequest(
-            argv=("sh", "-c", script, "sh", *args),
-            exec_id=new_execution_id(),
-            user=sandbox.template.user,
-            timeout=60,
-            output_limit=limit,
-        ),
-    )
+    result = run_internal(sandbox, ("sh", "-c", script, "sh", *args), output_limit=limit)
     if result.timed_out:
         raise errors.FileConflict("The file operation took too long.")
     if result.exit_code != 0:

@@ -62,7 +62,8 @@ def test_binary_round_trip_raw_and_multipart(api_client, sandbox_id):
         f"/api/v1/sandboxes/{sandbox_id}/files", {"file": upload, "path": "/app/config.json"}, format="multipart"
     )
     assert response.status_code == 201 and response.json()["path"] == "/app/config.json"
-    assert content(api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files//app/config.json")) == b'{"a": 1}'
+    download = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files//app/config.json")
+    assert download["Content-Type"] == "application/json" and content(download) == b'{"a": 1}'
 
 
 def test_directory_as_tar_round_trip_keeps_modes(api_client, sandbox_id):
