@@ -85,3 +85,13 @@ FileNotFound = error("file_not_found", 404, "No such file or directory in the sa
 FilePermissionDenied = error("file_permission_denied", 403, "Permission denied inside the sandbox.")
 FileConflict = error("file_conflict", 409, "The file operation conflicts with what is there.")
 PayloadTooLarge = error("payload_too_large", 413, "The request body is too large.")
+
+# Git.
+GitCloneFailed = error("git_clone_failed", 422, "Cloning the repository failed.")
+GitAuthFailed = error("git_auth_failed", 422, "The git server refused the credentials.")
+GitFailed = error("git_error", 422, "The git command failed.")
+NotAGitRepository = error("not_a_git_repository", 400, "The path is not a git repository.")
+NothingToCommit = error("nothing_to_commit", 409, "There is nothing to commit.")
+InvalidGitUrl = error("invalid_git_url", 400, "Invalid repository URL.")
+InvalidGitRef = error("invalid_git_ref", 400, "Invalid branch or ref name.")
+InvalidGitAuth = error("invalid_git_auth", 400, "Invalid git credentials.")

@@ -237,6 +237,9 @@ VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]
 )
 VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
+# Docker networks sandboxes also join (an internal git server, a package mirror). Sandboxes can
+# reach each other on these, so use them only for networks made for this purpose.
+VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
 
 VIBEBOX_DEFAULT_CPU = env_float("VIBEBOX_DEFAULT_CPU", 1.0)
 VIBEBOX_MAX_CPU = env_float("VIBEBOX_MAX_CPU", 2.0)
@@ -272,3 +275,9 @@ VIBEBOX_UPLOAD_MAX_BYTES = env_size("VIBEBOX_UPLOAD_MAX_BYTES", "5g")
 VIBEBOX_FILE_LIST_LIMIT = env_int("VIBEBOX_FILE_LIST_LIMIT", 10000)
 # Key for secrets at rest (env values, later stored credentials); default: derived from the secret key.
 VIBEBOX_ENCRYPTION_KEY = env_str("VIBEBOX_ENCRYPTION_KEY") or SECRET_KEY
+
+# Git (docs/operations.md).
+VIBEBOX_GIT_TIMEOUT = env_duration("VIBEBOX_GIT_TIMEOUT", "10m")
+VIBEBOX_GIT_AUTHOR_NAME = env_str("VIBEBOX_GIT_AUTHOR_NAME", "")  # default: the API key's user
+VIBEBOX_GIT_AUTHOR_EMAIL = env_str("VIBEBOX_GIT_AUTHOR_EMAIL", "")
+VIBEBOX_GIT_DIFF_LIMIT = env_size("VIBEBOX_GIT_DIFF_LIMIT", "2m")

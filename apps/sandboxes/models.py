@@ -119,3 +119,21 @@ class Execution(models.Model):
 
     def __str__(self):
         return f"{self.id} ({self.kind}, {self.status})"
+
+
+class SandboxGitConfig(models.Model):
+    """A repository cloned into a sandbox. The URL is stored without credentials; credentials
+    are stored (encrypted) only when the caller asked for them to be kept."""
+
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="git_repos")
+    path = models.CharField(max_length=1024, default="/repo")
+    repo_url = models.CharField(max_length=2048)
+    branch = models.CharField(max_length=255, blank=True)
+    auth = models.TextField(blank=True)  # encrypted JSON of the kept credentials, or empty
+    cloned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sandbox", "path"], name="unique_sandbox_git_path")]
+
+    def __str__(self):
+        return f"{self.repo_url} at {self.path}"

@@ -19,7 +19,7 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, states
+from . import envvars, git, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
 
@@ -144,6 +144,7 @@ def _spec(sandbox: Sandbox) -> ContainerSpec:
         env=dict(template.default_env),  # sandbox variables go to each exec, not the container
         volume=sandbox.volume_name,
         network=network_name(),
+        extra_networks=tuple(settings.VIBEBOX_EXTRA_NETWORKS),
         user=template.user,
         workdir=template.workdir or "/workspace",
         cpu=sandbox.cpu,
@@ -179,8 +180,11 @@ def sandbox_create(
     env: dict | None = None,
     metadata: dict | None = None,
     resources: dict | None = None,
+    git_spec=None,
     api_key=None,
 ) -> Sandbox:
+    """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
+    is `running` only once the repository is cloned, and a failed clone undoes the create."""
     driver = get_driver()
     tmpl = _template(template)
     if name is not None:
@@ -189,6 +193,7 @@ def sandbox_create(
     metadata = validate_metadata(metadata or {})
     cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
+    clone = git.parse_spec(git_spec) if git_spec is not None else None
 
     try:
         with transaction.atomic():
@@ -224,8 +229,12 @@ def sandbox_create(
     try:
         driver.ensure_network(network_name(), base_labels())
         info = driver.create(_spec(sandbox))
-        if auto_start:
+        if auto_start or clone:
             info = driver.start(sandbox.container_name)
+        if clone:
+            _initial_clone(sandbox, clone)
+            if not auto_start:
+                info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
     except BaseException:
         # Nothing half-made: no container, no volume, no row.
         _remove_quietly(sandbox)
@@ -249,6 +258,23 @@ def _container_gone(sandbox: Sandbox) -> bool:
         return get_driver().inspect(sandbox.container_name) is None
     except errors.ApplicationError:
         return False
+
+
+def _initial_clone(sandbox: Sandbox, spec: dict) -> None:
+    try:
+        git.git_clone(
+            sandbox=sandbox,
+            url=spec["url"],
+            branch=spec.get("branch"),
+            path=spec.get("path"),
+            depth=spec.get("depth"),
+            auth=spec.get("auth"),
+            creating=True,
+        )
+    except (errors.GitCloneFailed, errors.GitAuthFailed, errors.GitFailed) as exc:
+        if spec.get("failOnError", True):
+            raise errors.GitCloneFailed(exc.message, details=exc.details) from None
+        Sandbox.objects.filter(pk=sandbox.pk).update(status_reason=f"git clone failed: {exc.message}"[:500])
 
 
 def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:

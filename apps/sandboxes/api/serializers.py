@@ -20,6 +20,10 @@ class SandboxCreateSerializer(StrictSerializer):
     env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False)
     metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     resources = ResourcesInputSerializer(required=False)
+    git = serializers.JSONField(
+        required=False,
+        help_text="A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running.",
+    )
 
 
 class SandboxUpdateSerializer(StrictSerializer):
@@ -152,3 +156,46 @@ class MoveSerializer(StrictSerializer):
     source = serializers.CharField()
     destination = serializers.CharField()
     overwrite = serializers.BooleanField(required=False, default=False)
+
+
+class GitAuthField(serializers.JSONField):
+    """{type: "token", token, username?, persist?} or {type: "ssh", privateKey, knownHosts?, persist?}."""
+
+
+class GitCloneSerializer(StrictSerializer):
+    url = serializers.CharField()
+    branch = serializers.CharField(required=False)
+    path = serializers.CharField(required=False)
+    depth = serializers.IntegerField(required=False, min_value=1)
+    auth = GitAuthField(required=False)
+
+
+class GitPullSerializer(StrictSerializer):
+    path = serializers.CharField(required=False)
+    remote = serializers.CharField(required=False, default="origin")
+    branch = serializers.CharField(required=False)
+    auth = GitAuthField(required=False)
+
+
+class GitPushSerializer(GitPullSerializer):
+    setUpstream = serializers.BooleanField(required=False, default=False)
+    force = serializers.BooleanField(required=False, default=False, help_text="--force-with-lease")
+
+
+class GitAuthorSerializer(StrictSerializer):
+    name = serializers.CharField()
+    email = serializers.CharField()
+
+
+class GitCommitSerializer(StrictSerializer):
+    message = serializers.CharField(trim_whitespace=False)
+    path = serializers.CharField(required=False)
+    all = serializers.BooleanField(required=False, default=False)
+    author = GitAuthorSerializer(required=False)
+    allowEmpty = serializers.BooleanField(required=False, default=False)
+
+
+class GitCheckoutSerializer(StrictSerializer):
+    branch = serializers.CharField()
+    path = serializers.CharField(required=False)
+    create = serializers.BooleanField(required=False, default=False)

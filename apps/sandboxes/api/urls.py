@@ -2,7 +2,7 @@ from django.urls import path
 
 from apps.sandboxes import services
 
-from . import env_views, exec_views, file_views, views
+from . import env_views, exec_views, file_views, git_views, views
 
 urlpatterns = [
     path("sandboxes", views.SandboxListView.as_view(), name="sandboxes"),
@@ -20,4 +20,5 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),
     path("sandboxes/<str:sandbox_id>/files", file_views.FilesView.as_view()),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
+    *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
 ]

@@ -61,6 +61,7 @@ class SandboxListView(GenericAPIView):
             env=data.get("env"),
             metadata=data.get("metadata"),
             resources=data.get("resources"),
+            git_spec=data.get("git"),
         )
         return Response(SandboxSerializer(sandbox).data, status=201)
 

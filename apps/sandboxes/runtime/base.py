@@ -18,6 +18,7 @@ class ContainerSpec:
     env: dict[str, str]
     volume: str  # named volume mounted at /workspace
     network: str
+    extra_networks: tuple[str, ...] = ()  # operator-chosen networks (say, an internal git server)
     user: str = ""
     workdir: str = "/workspace"
     command: tuple[str, ...] = ("sleep", "infinity")

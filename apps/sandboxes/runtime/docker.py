@@ -168,6 +168,8 @@ class DockerDriver:
                 if "storage-opt" in str(exc.explanation or "") or "storage opt" in str(exc.explanation or ""):
                     raise errors.DiskLimitUnsupported() from None
                 raise
+            for network in spec.extra_networks:
+                self.client.api.connect_container_to_network(container.id, network)
             return _info_from_inspect(container.attrs)
 
     def start(self, name: str) -> ContainerInfo:

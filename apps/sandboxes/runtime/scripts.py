@@ -30,7 +30,7 @@ for round in 1 2 3; do
     grep -qsz "^VIBEBOX_EXEC_ID=$id\\$" "$p/environ" && kill -9 "${p#/proc/}" 2>/dev/null
   done
 done
-rm -f "/tmp/.vbx-$id.pid" "/tmp/.vbx-$id.oom" /tmp/vbx-"$id".*
+rm -rf "/tmp/.vbx-$id.pid" "/tmp/.vbx-$id.oom" /tmp/vbx-"$id".*
 exit 0
 """
 

@@ -1,0 +1,121 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes import git, selectors
+
+from .serializers import (
+    GitCheckoutSerializer,
+    GitCloneSerializer,
+    GitCommitSerializer,
+    GitPullSerializer,
+    GitPushSerializer,
+)
+
+SCOPES = {"GET": [SANDBOXES_READ], "POST": [SANDBOXES_WRITE]}
+
+
+def _flag(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def _post_view(name: str, serializer_class, call):
+    def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        body = serializer_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(call(sandbox, body.validated_data, request))
+
+    post = extend_schema(operation_id=f"sandboxes_git_{name}", request=serializer_class, responses=OpenApiTypes.OBJECT)(
+        post
+    )
+    return type(f"Git{name.title()}View", (APIView,), {"required_scopes": SCOPES, "post": post}).as_view()
+
+
+def _get_view(name: str, call, parameters=()):
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(call(sandbox, request.query_params))
+
+    get = extend_schema(
+        operation_id=f"sandboxes_git_{name}",
+        parameters=[OpenApiParameter("path", description="Repository path (default /repo)"), *parameters],
+        responses=OpenApiTypes.OBJECT,
+    )(get)
+    return type(f"Git{name.title()}View", (APIView,), {"required_scopes": SCOPES, "get": get}).as_view()
+
+
+def _user(request):
+    return request.user if request.user and request.user.is_authenticated else None
+
+
+views = {
+    "clone": _post_view(
+        "clone",
+        GitCloneSerializer,
+        lambda s, d, r: git.git_clone(
+            sandbox=s,
+            url=d["url"],
+            branch=d.get("branch"),
+            path=d.get("path"),
+            depth=d.get("depth"),
+            auth=d.get("auth"),
+        ),
+    ),
+    "pull": _post_view(
+        "pull",
+        GitPullSerializer,
+        lambda s, d, r: git.git_pull(
+            sandbox=s, path=d.get("path"), remote=d["remote"], branch=d.get("branch"), auth=d.get("auth")
+        ),
+    ),
+    "push": _post_view(
+        "push",
+        GitPushSerializer,
+        lambda s, d, r: git.git_push(
+            sandbox=s,
+            path=d.get("path"),
+            remote=d["remote"],
+            branch=d.get("branch"),
+            auth=d.get("auth"),
+            set_upstream=d["setUpstream"],
+            force=d["force"],
+        ),
+    ),
+    "commit": _post_view(
+        "commit",
+        GitCommitSerializer,
+        lambda s, d, r: git.git_commit(
+            sandbox=s,
+            message=d["message"],
+            path=d.get("path"),
+            all=d["all"],
+            author=d.get("author"),
+            allow_empty=d["allowEmpty"],
+            user=_user(r),
+        ),
+    ),
+    "checkout": _post_view(
+        "checkout",
+        GitCheckoutSerializer,
+        lambda s, d, r: git.git_checkout(sandbox=s, branch=d["branch"], path=d.get("path"), create=d["create"]),
+    ),
+    "status": _get_view("status", lambda s, q: git.git_status(sandbox=s, path=q.get("path"))),
+    "diff": _get_view(
+        "diff",
+        lambda s, q: git.git_diff(sandbox=s, path=q.get("path"), staged=_flag(q.get("staged")), file=q.get("file")),
+        [OpenApiParameter("staged", OpenApiTypes.BOOL), OpenApiParameter("file", description="Limit to one path")],
+    ),
+    "log": _get_view(
+        "log",
+        lambda s, q: git.git_log(sandbox=s, path=q.get("path"), limit=q.get("limit") or 20),
+            sandbox=s,
+            path=q.get("path"),
+            limit=int(q.get("limit") or 20) if str(q.get("limit") or "20").isdigit() else 20,
+        ),
+        [OpenApiParameter("limit", OpenApiTypes.INT)],
+    ),
+    "branches": _get_view("branches", lambda s, q: git.git_branches(sandbox=s, path=q.get("path"))),
+}
