@@ -111,10 +111,6 @@ views = {
     "log": _get_view(
         "log",
         lambda s, q: git.git_log(sandbox=s, path=q.get("path"), limit=q.get("limit") or 20),
-            sandbox=s,
-            path=q.get("path"),
-            limit=int(q.get("limit") or 20) if str(q.get("limit") or "20").isdigit() else 20,
-        ),
         [OpenApiParameter("limit", OpenApiTypes.INT)],
     ),
     "branches": _get_view("branches", lambda s, q: git.git_branches(sandbox=s, path=q.get("path"))),
