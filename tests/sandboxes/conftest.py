@@ -1,0 +1,147 @@
+"""Git servers for the git tests: smart HTTP with basic auth, and SSH with key auth.
+
+Both run as containers on a Docker network of their own; sandboxes join it through the
+VIBEBOX_EXTRA_NETWORKS setting, as an operator's internal git server would be reached.
+Nothing leaves the machine.
+"""
+
+import contextlib
+import io
+import secrets
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from apps.marketplace.catalog import base_image, built_in_templates
+
+HERE = Path(__file__).parent / "gitserver"
+GIT_NETWORK = "vibebox-test-git"
+FIXTURE_LABELS = {"vibebox.test-fixture": "git"}
+SSH_IMAGE = "vibebox-test/git-ssh:1"
+
+
+def _keypair() -> tuple[str, str]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
+def _put(container, path: str, name: str, data: bytes, mode: int = 0o644) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), mode
+        tar.addfile(info, io.BytesIO(data))
+    container.put_archive(path, buffer.getvalue())
+
+
+def run_in(container, script: str, user: str = "root", env: dict | None = None) -> str:
+    result = container.exec_run(["sh", "-c", script], user=user, environment=env or {})
+    assert result.exit_code == 0, result.output.decode()
+    return result.output.decode()
+
+
+@dataclass
+class GitServers:
+    http: object
+    ssh: object
+    user: str
+    token: str
+    private_key: str
+    other_private_key: str
+    known_hosts: str
+
+    http_url = "http://git-http:8080/project.git"
+    ssh_url = "ssh://git@git-ssh/home/git/project.git"
+
+    def token_auth(self, **extra) -> dict:
+        return {"type": "token", "username": self.user, "token": self.token, **extra}
+
+    def ssh_auth(self, **extra) -> dict:
+        return {"type": "ssh", "privateKey": self.private_key, "knownHosts": self.known_hosts, **extra}
+
+    def http_ref(self, ref: str) -> str:
+        return run_in(self.http, f"git --git-dir=/srv/git/project.git rev-parse {ref}").strip()
+
+    def ssh_ref(self, ref: str) -> str:
+        return run_in(self.ssh, f"git --git-dir=/home/git/project.git rev-parse {ref}", user="git").strip()
+
+    def commit_on_http_server(self, filename: str, text: str) -> str:
+        script = (
+            "set -e; w=$(mktemp -d); git clone -q /srv/git/project.git $w; cd $w; "
+            "git config user.email server@example.test; git config user.name Server; "
+            f"printf '%s' '{text}' > {filename}; git add -A; git commit -qm 'server change'; git push -q origin main"
+        )
+        run_in(self.http, script)
+        return self.http_ref("main")
+
+
+@pytest.fixture(scope="session")
+def git_servers(docker_client):
+    for stale in docker_client.containers.list(all=True, filters={"label": "vibebox.test-fixture=git"}):
+        stale.remove(force=True)
+    try:
+        network = docker_client.networks.get(GIT_NETWORK)
+    except docker.errors.NotFound:
+        network = docker_client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
+    python_image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    seed = (HERE / "seed.sh").read_bytes()
+
+    user, token = "agent", secrets.token_urlsafe(16)
+    http = docker_client.containers.run(
+        python_image,
+        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
+        name="vibebox-test-git-http",
+        hostname="git-http",
+        user="root",
+        detach=True,
+        labels=FIXTURE_LABELS,
+        environment={"GIT_USER": user, "GIT_TOKEN": token},
+        network=GIT_NETWORK,
+        working_dir="/srv",
+    )
+    network.reload()
+    _put(http, "/srv", "http_server.py", (HERE / "http_server.py").read_bytes())
+    _put(http, "/srv", "seed.sh", seed)
+    run_in(http, "sh /srv/seed.sh /srv/git && touch /srv/ready")  # the server starts now
+
+    docker_client.images.build(
+        path=str(HERE), dockerfile="ssh.Dockerfile", tag=SSH_IMAGE, buildargs={"BASE_IMAGE": base_image()}, rm=True
+    )
+    private_key, public_key = _keypair()
+    other_private_key, _ = _keypair()
+    ssh = docker_client.containers.run(
+        SSH_IMAGE,
+        name="vibebox-test-git-ssh",
+        hostname="git-ssh",
+        detach=True,
+        labels=FIXTURE_LABELS,
+        network=GIT_NETWORK,
+    )
+    _put(ssh, "/home/git/.ssh", "authorized_keys", (public_key + "\n").encode(), 0o600)
+    _put(ssh, "/tmp", "seed.sh", seed)
+    run_in(ssh, "chown git:git /home/git/.ssh/authorized_keys")
+    run_in(ssh, "sh /tmp/seed.sh /home/git", user="git")
+    host_key = run_in(ssh, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()
+    known_hosts = f"git-ssh {host_key[0]} {host_key[1]}"
+    servers = GitServers(http, ssh, user, token, private_key, other_private_key, known_hosts)
+    yield servers
+    for container in (http, ssh):
+        container.remove(force=True)
+    with contextlib.suppress(docker.errors.APIError):  # a sandbox still attached: the next run reuses it
+        network.remove()
+
+
+@pytest.fixture
+def git(git_servers, settings):
+    """The git servers, with sandboxes created in this test joining their network."""
+    settings.VIBEBOX_EXTRA_NETWORKS = [GIT_NETWORK]
+    return git_servers
