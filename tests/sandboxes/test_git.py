@@ -51,6 +51,13 @@ def test_clone_at_create_with_branch_depth_path_and_url_credentials(api_client, 
     assert stored.path == "/workspace/proj"
 
 
+def test_clone_at_create_shorthand(api_client, create_sandbox, git):
+    url = git.http_url.replace("http://", f"http://{git.user}:{git.token}@")
+    sandbox = create_sandbox(template="python-3", git=url)  # the product spec's `git: "<url>"`
+    assert sh(api_client, sandbox["id"], "git log --format=%s -1")["stdout"] == "initial project\n"
+    assert git_api(api_client, sandbox["id"], "status", method="get")["branch"] == "main"
+
+
 def test_failed_clone_at_create_leaves_nothing(api_client, git, templates, docker_client):
     bad = {"url": git.http_url, "auth": {"type": "token", "username": git.user, "token": "wrong-token-123"}}
     response = api_client.post("/api/v1/sandboxes", {"template": "python-3", "git": bad}, format="json")
