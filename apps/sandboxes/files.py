@@ -25,6 +25,8 @@ from .runtime import PathStat, get_driver
 
 WORKSPACE = "/workspace"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# In-memory mounts the engine's archive API cannot see (it reads and writes underneath them).
+TMPFS_PATHS = ("/tmp", "/dev/shm")  # noqa: S108 (paths inside the sandbox)
 
 
 @dataclass
@@ -46,6 +48,18 @@ def resolve(path: str | None) -> str:
     if "\0" in path or "\n" in path:
         raise errors.InvalidPath("Paths may not contain NUL or newline characters.")
     return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+
+def _archive_path(path: str | None) -> str:
+    """resolve(), refusing tmpfs mounts where an archive transfer would silently miss."""
+    target = resolve(path)
+    if any(target == mount or target.startswith(mount + "/") for mount in TMPFS_PATHS):
+        raise errors.InvalidPath(
+            f"{target} is on an in-memory filesystem that file transfers cannot reach; "
+            "use /workspace, or write it with a command (exec).",
+            details={"path": target},
+        )
+    return target
 
 
 def _missing_ancestors(sandbox: Sandbox, directory: str) -> tuple[str, list[str]]:
@@ -70,7 +84,7 @@ def _directory_entries(missing: list[str], uid: int, gid: int) -> list:
 
 def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat:
     """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
-    target = resolve(path)
+    target = _archive_path(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
     template = sandbox.template
@@ -87,7 +101,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
     anything is written."""
-    target = resolve(path)
+    target = _archive_path(path)
     template = sandbox.template
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         copy_limited(stream, spool, limit)
@@ -120,7 +134,7 @@ def copy_limited(source, destination, limit: int) -> int:
 
 def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bool = False) -> Download:
     """A file as itself, or a directory (or anything with as_tar) as a tar stream."""
-    target = resolve(path)
+    target = _archive_path(path)
     driver = get_driver()
     for _ in range(10):  # follow symlinks to files, inside the container
         stat = driver.path_stat(sandbox.container_name, target)

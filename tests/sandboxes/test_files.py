@@ -120,10 +120,14 @@ def test_traversal_stays_inside_the_container(api_client, sandbox_id):
     assert b"sandbox:x:1000" in passwd  # the container's own /etc/passwd, not the host's
     sh(api_client, sandbox_id, "ln -s / /workspace/root-link")
     assert b"sandbox:x:1000" in content(api_client.get(f"{base}/root-link/etc/passwd"))
-    # writing through the symlink lands in the container too, and only where the sandbox user could
-    response = raw_upload(api_client, sandbox_id, "root-link/tmp/through-link.txt", b"in the box")
+    # writing through the symlink lands in the container too, never on the host
+    response = raw_upload(api_client, sandbox_id, "root-link/opt/through-link.txt", b"in the box")
     assert response.status_code == 201
-    assert not os.path.exists("/tmp/through-link.txt")
+    assert not os.path.exists("/opt/through-link.txt")
+    assert sh(api_client, sandbox_id, "cat /opt/through-link.txt")["stdout"] == "in the box"
+    # the /tmp tmpfs is out of the archive API's reach: refused rather than silently lost
+    response = raw_upload(api_client, sandbox_id, "/tmp/x.txt", b"lost")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"
     assert api_client.get(f"{base}?path=a%00b").json()["error"]["code"] == "invalid_path"
     missing = api_client.get(f"{base}?path=no/such/dir")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "file_not_found"
