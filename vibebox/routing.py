@@ -1,3 +1,6 @@
-"""WebSocket routes, one list per app, joined here (streams arrive with the streams issue)."""
+"""WebSocket routes, joined from each app."""
 
-websocket_urlpatterns: list = []
+from apps.sandboxes.consumers.terminal import websocket_urlpatterns as terminal_routes
+from apps.sandboxes.routing import websocket_urlpatterns as sandbox_routes
+
+websocket_urlpatterns = [*sandbox_routes, *terminal_routes]

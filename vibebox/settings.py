@@ -281,3 +281,10 @@ VIBEBOX_GIT_TIMEOUT = env_duration("VIBEBOX_GIT_TIMEOUT", "10m")
 VIBEBOX_GIT_AUTHOR_NAME = env_str("VIBEBOX_GIT_AUTHOR_NAME", "")  # default: the API key's user
 VIBEBOX_GIT_AUTHOR_EMAIL = env_str("VIBEBOX_GIT_AUTHOR_EMAIL", "")
 VIBEBOX_GIT_DIFF_LIMIT = env_size("VIBEBOX_GIT_DIFF_LIMIT", "2m")
+
+# WebSockets: streams and terminals (docs/operations.md).
+VIBEBOX_WS_QUEUE_MESSAGES = env_int("VIBEBOX_WS_QUEUE_MESSAGES", 256)  # per client; a client this far behind is dropped
+VIBEBOX_WS_SLOW_CLIENT_SECONDS = env_duration("VIBEBOX_WS_SLOW_CLIENT_SECONDS", "10s")
+VIBEBOX_TERMINAL_IDLE_TIMEOUT = env_duration("VIBEBOX_TERMINAL_IDLE_TIMEOUT", "30m")
+VIBEBOX_PROCESS_BUFFER = env_size("VIBEBOX_PROCESS_BUFFER", "1m")  # output kept for reattaching
+VIBEBOX_EVENTS_KEPT = env_int("VIBEBOX_EVENTS_KEPT", 1000)  # lifecycle events kept per sandbox

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import envvars, languages
+from . import envvars, events, languages
 from .models import Execution, Sandbox, Status, new_execution_id
 from .runtime import ExecRequest, ExecResult, get_driver
 
@@ -82,6 +82,7 @@ def _run(
     extra_env: dict | None = None,
     api_key=None,
     on_output=None,
+    control=None,
 ) -> tuple[Execution, ExecResult]:
     timeout = resolve_timeout(timeout)
     workdir = resolve_cwd(sandbox, cwd)
@@ -91,6 +92,12 @@ def _run(
     full_env = {**sandbox.template.default_env, **envvars.plain(sandbox), **(env or {}), **(extra_env or {})}
     record = {"id": new_execution_id(), **record}
     execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
+    events.publish(
+        sandbox=sandbox,
+        type="exec.started",
+        text=f"{kind} started: {execution.command[:200]}",
+        data={"executionId": execution.id, "kind": kind},
+    )
     try:
         result = get_driver().exec(
             sandbox.container_name,
@@ -104,6 +111,7 @@ def _run(
                 timeout=timeout,
                 output_limit=settings.VIBEBOX_EXEC_OUTPUT_LIMIT,
                 on_output=on_output,
+                control=control,
             ),
         )
     except errors.ApplicationError as exc:
@@ -136,6 +144,12 @@ def _finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: 
     execution.return_value = return_value
     execution.finished_at = timezone.now()
     execution.save()
+    events.publish(
+        sandbox=sandbox,
+        type="exec.finished",
+        text=f"{execution.kind} {status} (exit {result.exit_code}, {result.duration_ms} ms)",
+        data={"executionId": execution.id, "status": status, "exitCode": result.exit_code},
+    )
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 
 
@@ -151,8 +165,10 @@ def sandbox_exec(
     auto_resume: bool = False,
     api_key=None,
     on_output=None,
+    control=None,
 ) -> Outcome:
-    """Runs a shell command line (bash -lc, or sh -c) or an argv list."""
+    """Runs a shell command line (bash -lc, or sh -c) or an argv list. With `control`, stdin stays
+    open for interactive input and signals (the WebSocket exec)."""
     if isinstance(command, str):
         if not command.strip():
             raise errors.ValidationFailed("command is empty.")
@@ -180,6 +196,7 @@ def sandbox_exec(
         timeout=timeout,
         api_key=api_key,
         on_output=on_output,
+        control=control,
     )
     return _finish(execution, result, sandbox, result.stdout, None)
 

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from vibebox import exceptions as errors
 
-from . import tarstream
+from . import events, tarstream
 from .execution import require_running, run_internal
 from .models import Sandbox
 from .runtime import PathStat, get_driver
@@ -95,6 +95,9 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
         (tarstream.file_entry(name, size, template.uid, template.gid, 0o644 if mode is None else mode), fileobj)
     )
     get_driver().put_archive(sandbox.container_name, base, tarstream.build(entries))
+    events.publish(
+        sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
+    )
     return get_driver().path_stat(sandbox.container_name, target)
 
 
@@ -118,6 +121,9 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
             yield from tarstream.rewrite(spool, prefix=prefix, uid=template.uid, gid=template.gid)
 
         get_driver().put_archive(sandbox.container_name, base, chunks())
+    events.publish(
+        sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
+    )
     return {"path": target, "entries": count}
 
 

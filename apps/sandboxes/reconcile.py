@@ -4,7 +4,8 @@
 - live rows whose container vanished are marked `error` with a reason;
 - rows stuck in a transitional state are finished from what the engine says;
 - running rows whose container exited are marked `stopped`;
-- expired sandboxes are destroyed.
+- expired sandboxes are destroyed;
+- executions left `running` by a server that stopped are marked `error`.
 """
 
 import datetime as dt
@@ -17,7 +18,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import states
-from .models import Sandbox, Status
+from .models import Execution, Sandbox, Status
 from .runtime import get_driver
 from .services import base_labels, sandbox_destroy
 
@@ -32,6 +33,7 @@ class Report:
     finished: list[str] = field(default_factory=list)
     exited: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    executions_abandoned: int = 0
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value}
@@ -92,6 +94,11 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 report.expired.append(sandbox.id)
         except errors.SandboxStateConflict:
             continue  # a request moved it meanwhile; the next pass looks again
+    # An execution still `running` past the longest possible timeout lost its server (a restart).
+    abandoned = now - dt.timedelta(seconds=settings.VIBEBOX_EXEC_MAX_TIMEOUT + settings.VIBEBOX_STUCK_AFTER)
+    report.executions_abandoned = Execution.objects.filter(
+        status=Execution.Status.RUNNING, started_at__lt=abandoned
+    ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
     if report.as_dict():
         logger.info("reconciled: %s", report.as_dict())
     return report

@@ -19,7 +19,7 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, git, states
+from . import envvars, events, git, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
 
@@ -29,6 +29,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 METADATA_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 METADATA_VALUE_MAX = 1024
 UNSET = object()
+PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
 
 
 # ---- validation shared by create and update ----
@@ -249,6 +250,10 @@ def sandbox_create(
         # Destroyed while we were creating it: the destroy may have run before the container
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
+        return sandbox
+    events.publish(sandbox=sandbox, type="sandbox.created", data={"template": tmpl.name, "name": sandbox.name})
+    if auto_start:
+        events.publish(sandbox=sandbox, type="sandbox.started")
     return sandbox
 
 
@@ -290,6 +295,7 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
             states.move(sandbox, {via}, before)
         raise
     states.move(sandbox, {via}, to, status_reason="", **done_fields)
+    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 
 
@@ -346,6 +352,7 @@ def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call) -> 
     except errors.ApplicationError:
         states.move(sandbox, {to}, from_status)
         raise
+    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 
 
@@ -359,6 +366,7 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
     states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
     states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+    events.publish(sandbox=sandbox, type="sandbox.destroyed")
     return sandbox
 
 

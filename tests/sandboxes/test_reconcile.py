@@ -83,3 +83,15 @@ def test_expiry_destroys_the_sandbox(create_sandbox, docker_client):
     assert Sandbox.objects.get(pk=expire).status == "destroyed"
     assert not docker_client.containers.list(all=True, filters={"name": expire})
     assert Sandbox.objects.get(pk=keep).status == "running"
+
+
+def test_abandoned_executions_are_closed(create_sandbox, settings):
+    from apps.sandboxes.models import Execution
+
+    sandbox_id = create_sandbox()["id"]
+    old = Execution.objects.create(sandbox_id=sandbox_id, kind="exec", command="sleep 1d")
+    fresh = Execution.objects.create(sandbox_id=sandbox_id, kind="exec", command="sleep 1")
+    Execution.objects.filter(pk=old.pk).update(started_at=timezone.now() - dt.timedelta(days=1))
+    assert sandbox_reconcile().executions_abandoned == 1
+    assert Execution.objects.get(pk=old.pk).status == "error"
+    assert Execution.objects.get(pk=fresh.pk).status == "running"

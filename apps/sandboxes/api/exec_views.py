@@ -1,11 +1,13 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
-from apps.sandboxes import execution, selectors
+from apps.sandboxes import execution, logs, selectors
+from vibebox import exceptions as errors
 
 from .serializers import (
     ExecResultSerializer,
@@ -100,3 +102,34 @@ class ExecutionDetailView(APIView):
     def get(self, request, sandbox_id, execution_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         return Response(ExecutionDetailSerializer(selectors.execution_get(sandbox=sandbox, id=execution_id)).data)
+
+
+class LogsView(APIView):
+    """GET /sandboxes/{id}/logs?since=1h&tail=100&stream=stdout|stderr|all&events=1"""
+
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(
+        operation_id="sandboxes_logs",
+        parameters=[
+            OpenApiParameter("since", description="A duration back from now ('1h') or a unix timestamp."),
+            OpenApiParameter("tail", OpenApiTypes.INT, description="Last N lines (default 100; 'all')."),
+            OpenApiParameter("stream", enum=["stdout", "stderr", "all"]),
+            OpenApiParameter("events", OpenApiTypes.BOOL, description="Include VibeBox's events (default true)."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        params = request.query_params
+        stream = params.get("stream", "all")
+        if stream not in ("stdout", "stderr", "all"):
+            raise errors.ValidationFailed("stream is stdout, stderr or all.")
+        entries = logs.read(
+            sandbox=sandbox,
+            since=logs.parse_since(params.get("since")),
+            tail=logs.parse_tail(params.get("tail", "100")),
+            streams=logs.STREAMS if stream == "all" else (stream,),
+            include_events=params.get("events", "1") not in ("0", "false"),
+        )
+        return Response({"logs": entries})

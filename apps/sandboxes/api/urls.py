@@ -15,6 +15,7 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/exec", exec_views.ExecView.as_view()),
     path("sandboxes/<str:sandbox_id>/execute", exec_views.ExecuteView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions", exec_views.ExecutionListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/logs", exec_views.LogsView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),

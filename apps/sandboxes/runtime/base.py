@@ -5,6 +5,9 @@ Drivers raise `vibebox.exceptions.RuntimeUnavailable` when the engine cannot be 
 and `RuntimeFailure` for other engine errors.
 """
 
+import contextlib
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,8 +66,68 @@ class PathStat:
     link_target: str = ""
 
 
+class LogStream(Protocol):
+    def __iter__(self) -> Iterator[tuple[float, str]]: ...
+    def close(self) -> None: ...
+
+
 BuildLog = Callable[[str], None]
 OutputCallback = Callable[[str, bytes], None]  # ("stdout" | "stderr", chunk)
+
+
+class ExecControl:
+    """Input for a running command, from another thread: more stdin, end of stdin, signals.
+
+    The exec loop waits on `wake_fd` along with the engine's socket, so a write wakes it at once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._stdin: list[bytes] = []
+        self._signals: list[str] = []
+        self._close = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+
+    def _wake(self):
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"x")
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._stdin.append(data)
+        self._wake()
+
+    def close_stdin(self) -> None:
+        with self._lock:
+            self._close = True
+        self._wake()
+
+    def signal(self, name: str) -> None:
+        with self._lock:
+            self._signals.append(name)
+        self._wake()
+
+    @property
+    def wake_fd(self) -> int:
+        return self._wake_read
+
+    def take(self) -> tuple[bytes, bool, list[str]]:
+        """What arrived since last time: (stdin bytes, stdin closed?, signals)."""
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            data, self._stdin = b"".join(self._stdin), []
+            signals, self._signals = self._signals, []
+            return data, self._close, signals
+
+    def close(self) -> None:
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -78,6 +141,7 @@ class ExecRequest:
     timeout: float = 60.0
     output_limit: int = 10 * 1024**2  # bytes kept per stream; the rest is counted and dropped
     on_output: OutputCallback | None = None
+    control: ExecControl | None = None  # interactive stdin and signals (stdin stays open until closed)
 
 
 @dataclass(frozen=True)
@@ -110,6 +174,9 @@ class RuntimeDriver(Protocol):
 
     # Commands: run with a deadline that kills every process the command started.
     def exec(self, name: str, request: ExecRequest) -> ExecResult: ...
+
+    # The container's own output (its main process), line by line: (unix time, text).
+    def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool) -> "LogStream": ...
 
     # Files, as tar streams into and out of the container's filesystem (volumes included).
     def path_stat(self, name: str, path: str) -> PathStat | None: ...

@@ -18,7 +18,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import docker_exec, firewall
+from . import docker_exec, docker_logs, docker_tty, firewall
 from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,35 @@ class DockerDriver:
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
         with self._engine():
             return docker_exec.run(self.client.api, name, request)
+
+    def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool):
+        with self._engine():
+            api = self.client.api
+            params = {
+                "stdout": stream == "stdout",
+                "stderr": stream == "stderr",
+                "timestamps": True,
+                "follow": follow,
+                "tail": "all" if tail is None else str(tail),
+            }
+            if since:
+                params["since"] = f"{since:.3f}"
+            response = api._get(
+                api._url("/containers/{0}/logs", name),
+                params=params,
+                stream=True,
+                timeout=None if follow else self._timeout,  # a followed log may be quiet for hours
+            )
+            if response.status_code == 404:
+                response.close()
+                raise errors.SandboxNotFound("The sandbox's container is gone.")
+            api._raise_for_status(response)
+        return docker_logs.LogStream(response)
+
+    def open_tty(self, name: str, **options):
+        """An interactive PTY session (see docker_tty.open_tty for the options)."""
+        with self._engine():
+            return docker_tty.open_tty(self.client.api, name, **options)
 
     # ---- files ----
 

@@ -9,10 +9,11 @@ the low-level API client and is imported only by docker.py.
 import select
 import socket
 import struct
+import threading
 import time
 
 from .base import ExecRequest, ExecResult
-from .scripts import KILLER, MARKER_ENV, OOM_CHECK, WRAPPER
+from .scripts import KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, WRAPPER
 
 _HEADER = struct.Struct(">BxxxL")
 _STREAMS = {1: "stdout", 2: "stderr"}
@@ -50,6 +51,12 @@ def _run_simple(api, container: str, argv: list[str], user: str) -> bytes:
     return api.exec_start(exec_id) or b""
 
 
+def _run_beside(api, container: str, argv: list[str], user: str) -> None:
+    """Runs a helper command (kill, signal) in another thread while the caller keeps draining the
+    main command's output: the engine may not finish the helper until that output is read."""
+    threading.Thread(target=_run_simple, args=(api, container, argv, user), daemon=True).start()
+
+
 def run(api, container: str, request: ExecRequest) -> ExecResult:
     started = time.monotonic()
     deadline = started + request.timeout
@@ -59,7 +66,7 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
         ["sh", "-c", WRAPPER, "sh", *request.argv],
         stdout=True,
         stderr=True,
-        stdin=request.stdin is not None,
+        stdin=request.stdin is not None or request.control is not None,
         tty=False,
         environment=env,
         workdir=request.workdir or None,
@@ -67,32 +74,40 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
     )["Id"]
     sock = _raw_socket(api.exec_start(exec_id, socket=True))
     collector = _Collector(request.output_limit, request.on_output)
+    control = request.control
     pending = memoryview(request.stdin or b"")
-    writing = request.stdin is not None
+    stdin_open = request.stdin is not None or control is not None
+    closing = control is None  # without a control, stdin ends after request.stdin
     buffer = bytearray()
     timed_out = False
     try:
         sock.setblocking(False)
-        if writing and not pending:
-            sock.shutdown(socket.SHUT_WR)
-            writing = False
         eof = False
         while not eof:
             now = time.monotonic()
             if not timed_out and now >= deadline:
                 timed_out = True
-                _run_simple(api, container, ["sh", "-c", KILLER, "sh", request.exec_id], request.user)
+                _run_beside(api, container, ["sh", "-c", KILLER, "sh", request.exec_id], request.user)
                 deadline = now + _DRAIN_SECONDS
             elif timed_out and now >= deadline:
                 break  # the stream did not close after the kill: give up on it
-            readable, writable, _ = select.select([sock], [sock] if writing else [], [], max(0.0, deadline - now))
+            if stdin_open and closing and not pending:
+                sock.shutdown(socket.SHUT_WR)
+                stdin_open = False
+            waiting = [sock, control.wake_fd] if control is not None else [sock]
+            writing = [sock] if stdin_open and pending else []
+            readable, writable, _ = select.select(waiting, writing, [], max(0.0, deadline - now))
+            if control is not None and control.wake_fd in readable:
+                data, close, signals = control.take()
+                if data and stdin_open:
+                    pending = memoryview(bytes(pending) + data)
+                closing = closing or close
+                for name in signals:
+                    _run_beside(api, container, ["sh", "-c", SIGNAL, "sh", request.exec_id, name], request.user)
             if writable:
                 sent = sock.send(pending[:65536])
                 pending = pending[sent:]
-                if not pending:
-                    sock.shutdown(socket.SHUT_WR)
-                    writing = False
-            if readable:
+            if sock in readable:
                 chunk = sock.recv(262144)
                 if not chunk:
                     eof = True

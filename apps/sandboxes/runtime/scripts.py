@@ -42,3 +42,9 @@ rm -f "$f.pid" "$f.oom"
 [ -n "$now" ] && [ "$now" != "$before" ] && echo oom
 exit 0
 """
+
+# argv: sh -c SIGNAL sh <exec id> <signal name>; signals every process of the command's session.
+SIGNAL = """sid=$(cat "/tmp/.vbx-$1.pid" 2>/dev/null)
+[ -n "$sid" ] && pkill -"$2" -s "$sid"
+exit 0
+"""

@@ -1,0 +1,122 @@
+import asyncio
+import json
+
+from asgiref.sync import sync_to_async
+
+from apps.keys.scopes import EXECUTE
+from vibebox import exceptions as errors
+from vibebox.units import parse_duration
+
+from .. import execution
+from ..runtime.base import ExecControl
+from .base import BaseConsumer
+from .streams import Outbox
+
+SIGNALS = {"INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT"}
+START_FIELDS = {"command", "cwd", "env", "timeout", "user"}
+
+
+class ExecConsumer(BaseConsumer):
+    """WS /ws/sandboxes/{id}/exec: one command per connection, output streamed as it comes.
+
+    The client's first message is {command, cwd?, env?, timeout?, user?}; later ones are
+    {type: "stdin", data}, {type: "close_stdin"} and {type: "signal", signal}. The server sends
+    {type: "stdout"|"stderr", data} and finally {type: "exit", exitCode, duration, status, ...}.
+    """
+
+    required_scopes = [EXECUTE]
+
+    async def setup(self):
+        self.sandbox = await self.get_sandbox()
+        self.control = None
+        self.task = None
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            message = json.loads(text_data or (bytes_data or b"").decode())
+            if not isinstance(message, dict):
+                raise ValueError
+        except ValueError:
+            await self._error(errors.ValidationFailed("Messages are JSON objects."))
+            return
+        if self.task is None:
+            await self._start(message)
+        elif message.get("type") == "stdin" and isinstance(message.get("data"), str):
+            self.control.write(message["data"].encode())
+        elif message.get("type") == "close_stdin":
+            self.control.close_stdin()
+        elif message.get("type") == "signal" and str(message.get("signal", "")).upper().removeprefix("SIG") in SIGNALS:
+            self.control.signal(str(message["signal"]).upper().removeprefix("SIG"))
+        else:
+            await self._error(errors.ValidationFailed("Unknown message; send stdin, close_stdin or signal."))
+
+    async def _start(self, message: dict):
+        unknown = sorted(set(message) - START_FIELDS - {"type"})
+        if unknown or "command" not in message:
+            await self._error(
+                errors.UnknownField(details={"fields": unknown})
+                if unknown
+                else errors.ValidationFailed("command is required.")
+            )
+            return
+        try:
+            timeout = parse_duration(message["timeout"]) if message.get("timeout") is not None else None
+        except ValueError as exc:
+            await self._error(errors.InvalidDuration(str(exc)))
+            return
+        self.control = ExecControl()
+        self.outbox = Outbox(self)
+        loop_outbox = self.outbox
+
+        def on_output(stream: str, data: bytes):
+            loop_outbox.put_from_thread("json", {"type": stream, "data": data.decode("utf-8", errors="replace")})
+
+        run = sync_to_async(execution.sandbox_exec, thread_sensitive=False)
+        self.task = asyncio.ensure_future(
+            run(
+                sandbox=self.sandbox,
+                command=message["command"],
+                cwd=message.get("cwd"),
+                env=message.get("env"),
+                user=message.get("user"),
+                timeout=timeout,
+                api_key=self.key,
+                on_output=on_output,
+                control=self.control,
+            )
+        )
+        self.task.add_done_callback(lambda task: asyncio.ensure_future(self._finished(task)))
+
+    async def _finished(self, task):
+        self.control.close()
+        try:
+            outcome = task.result()
+        except errors.ApplicationError as exc:
+            await self.outbox.put("json", {"type": "error", "error": {"code": exc.code, "message": exc.message}})
+            await self.outbox.finish()
+            await self.close(code=4000 + exc.status)
+            return
+        result = outcome.result
+        await self.outbox.put(
+            "json",
+            {
+                "type": "exit",
+                "executionId": outcome.execution.id,
+                "exitCode": result.exit_code,
+                "duration": result.duration_ms,
+                "status": outcome.execution.status,
+                "truncated": result.truncated,
+                "oomKilled": result.oom_killed,
+            },
+        )
+        await self.outbox.finish()
+        await self.close(code=1000)
+
+    async def _error(self, exc: errors.ApplicationError):
+        await self.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+
+    async def disconnect(self, code):
+        if self.control is not None:
+            self.control.signal("KILL")  # the client left: the command does not outlive it
+        if getattr(self, "outbox", None):
+            self.outbox.cancel()

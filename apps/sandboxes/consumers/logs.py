@@ -1,0 +1,89 @@
+import asyncio
+import threading
+import time
+
+from asgiref.sync import sync_to_async
+
+from apps.keys.scopes import SANDBOXES_READ
+
+from .. import events, logs
+from ..models import Status
+from ..runtime import get_driver
+from .base import BaseConsumer
+from .streams import Outbox
+
+
+class LogsConsumer(BaseConsumer):
+    """WS /ws/sandboxes/{id}/logs?since=1h&tail=100&stdout=1&stderr=1&follow=1"""
+
+    required_scopes = [SANDBOXES_READ]
+
+    async def setup(self):
+        self.sandbox = await self.get_sandbox()
+        self.since = logs.parse_since(self.query("since"))
+        self.tail = logs.parse_tail(self.query("tail", "100"))
+        self.streams = [s for s in logs.STREAMS if self.query(s, "1") not in ("0", "false")]
+        self.follow = self.query("follow", "1") not in ("0", "false")
+        self.followers = []
+
+    async def started(self):
+        self.outbox = Outbox(self)
+        self.group = events.logs_group(self.sandbox.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        started_at = time.time()
+        backlog = await sync_to_async(logs.read, thread_sensitive=False)(
+            sandbox=self.sandbox, since=self.since, tail=self.tail, streams=self.streams
+        )
+        for entry in backlog:
+            await self.outbox.put("json", entry)
+        if self.follow and self.sandbox.status in (Status.RUNNING, Status.PAUSED):
+            for stream in self.streams:
+                self._follow(stream, started_at)
+        elif not self.follow:
+            await self.outbox.finish()
+            await self.close()
+
+    def _follow(self, stream: str, since: float):
+        handle = get_driver().logs(self.sandbox.container_name, stream=stream, since=since, tail=0, follow=True)
+        self.followers.append(handle)
+
+        def pump():
+            for timestamp, text in handle:
+                if not self.outbox.put_from_thread("json", logs.line(stream, timestamp, text)):
+                    break
+            handle.close()
+
+        threading.Thread(target=pump, daemon=True, name=f"logs-{self.sandbox.id}-{stream}").start()
+
+    async def sandbox_event(self, message):
+        if await self.still_allowed():
+            await self.outbox.put("json", events.as_log_line(message["event"]))
+
+    async def disconnect(self, code):
+        for handle in getattr(self, "followers", []):
+            await asyncio.to_thread(handle.close)
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "outbox"):
+            self.outbox.cancel()
+
+
+class ActivityConsumer(BaseConsumer):
+    """WS /ws/activity: the caller's own events, as the webhooks will deliver them."""
+
+    required_scopes = [SANDBOXES_READ]
+
+    async def started(self):
+        self.outbox = Outbox(self)
+        self.group = events.activity_group(self.user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def sandbox_event(self, message):
+        if await self.still_allowed():
+            await self.outbox.put("json", message["event"])
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "outbox"):
+            self.outbox.cancel()

@@ -1,0 +1,3 @@
+"""Interactive terminals (in progress)."""
+
+websocket_urlpatterns: list = []

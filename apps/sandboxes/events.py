@@ -1,0 +1,84 @@
+"""The one publisher of sandbox events: lifecycle, commands, files.
+
+An event is kept in Redis (the last VIBEBOX_EVENTS_KEPT per sandbox, for the log stream's
+`since`/`tail`) and sent, after the database transaction commits, to two channel-layer groups:
+the sandbox's log stream and its owner's activity feed. Celery workers can publish too. Redis
+being down never fails the request that caused the event.
+"""
+
+import json
+import logging
+import time
+from functools import cache
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _key(sandbox_id: str) -> str:
+    return f"{settings.CACHES['default']['KEY_PREFIX']}:events:{sandbox_id}"
+
+
+def logs_group(sandbox_id: str) -> str:
+    return f"logs.{sandbox_id}"
+
+
+def activity_group(owner_id) -> str:
+    return f"activity.{owner_id}"
+
+
+def publish(*, sandbox, type: str, text: str = "", data: dict | None = None) -> None:
+    event = {
+        "type": type,
+        "sandboxId": sandbox.id,
+        "text": text or type.replace(".", " "),
+        "data": data or {},
+        "timestamp": time.time(),
+    }
+    transaction.on_commit(lambda: _deliver(event, sandbox.owner_id))
+
+
+def _deliver(event: dict, owner_id) -> None:
+    try:
+        client = _redis(settings.REDIS_URL)
+        key = _key(event["sandboxId"])
+        client.lpush(key, json.dumps(event))
+        client.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
+        client.expire(key, 30 * 86400)
+        layer = get_channel_layer()
+        send = async_to_sync(layer.group_send)
+        send(logs_group(event["sandboxId"]), {"type": "sandbox.event", "event": event})
+        send(activity_group(owner_id), {"type": "sandbox.event", "event": event})
+    except Exception as exc:  # events are best effort; the action itself has happened
+        logger.warning("event %s not delivered: %s", event["type"], exc)
+
+
+def recent(sandbox_id: str, since: float | None = None) -> list[dict]:
+    """Kept events of a sandbox, oldest first."""
+    try:
+        raw = _redis(settings.REDIS_URL).lrange(_key(sandbox_id), 0, -1)
+    except redis.RedisError as exc:
+        logger.warning("events unavailable: %s", exc)
+        return []
+    events = [json.loads(item) for item in reversed(raw)]
+    return [e for e in events if since is None or e["timestamp"] >= since]
+
+
+def as_log_line(event: dict) -> dict:
+    return {
+        "type": "event",
+        "stream": "vibebox",
+        "text": event["text"],
+        "timestamp": event["timestamp"],
+        "event": event["type"],
+    }

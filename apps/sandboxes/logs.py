@@ -1,0 +1,57 @@
+"""A sandbox's log: its container's output merged with VibeBox's own events for it."""
+
+import time
+
+from vibebox import exceptions as errors
+from vibebox.units import parse_duration
+
+from . import events
+from .models import Sandbox, Status
+from .runtime import get_driver
+
+STREAMS = ("stdout", "stderr")
+
+
+def parse_since(value: str | None) -> float | None:
+    """'1h' (a duration back from now) or a unix timestamp; None for everything."""
+    if not value:
+        return None
+    try:
+        number = float(value)
+        if number > 1e9:  # a timestamp
+            return number
+    except ValueError:
+        pass
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError:
+        raise errors.InvalidDuration("since is a duration such as '1h' or a unix timestamp.") from None
+
+
+def parse_tail(value: str | None) -> int | None:
+    if value in (None, "", "all"):
+        return None
+    if not str(value).isdigit():
+        raise errors.ValidationFailed("tail is a number of lines.")
+    return min(int(value), 100_000)
+
+
+def line(stream: str, timestamp: float, text: str) -> dict:
+    return {"type": "log", "stream": stream, "text": text, "timestamp": timestamp}
+
+
+def read(
+    *, sandbox: Sandbox, since: float | None, tail: int | None, streams=STREAMS, include_events=True
+) -> list[dict]:
+    entries: list[dict] = []
+    if sandbox.container_id and sandbox.status not in (Status.DESTROYED, Status.DESTROYING, Status.CREATING):
+        driver = get_driver()
+        for stream in streams:
+            for timestamp, text in driver.logs(
+                sandbox.container_name, stream=stream, since=since, tail=tail, follow=False
+            ):
+                entries.append(line(stream, timestamp, text))
+    if include_events:
+        entries += [events.as_log_line(event) for event in events.recent(sandbox.id, since)]
+    entries.sort(key=lambda entry: entry["timestamp"])
+    return entries[-tail:] if tail else entries

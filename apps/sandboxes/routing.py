@@ -1,0 +1,10 @@
+from django.urls import path
+
+from .consumers.exec import ExecConsumer
+from .consumers.logs import ActivityConsumer, LogsConsumer
+
+websocket_urlpatterns = [
+    path("ws/activity", ActivityConsumer.as_asgi()),
+    path("ws/sandboxes/<str:sandbox_id>/logs", LogsConsumer.as_asgi()),
+    path("ws/sandboxes/<str:sandbox_id>/exec", ExecConsumer.as_asgi()),
+]
