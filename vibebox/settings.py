@@ -128,7 +128,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("VIBEBOX_CACHE_PREFIX", "vibebox")},
+        # No socket timeout: redis-py's default (5 s) equals channels_redis's blocking read and
+        # made consumers crash under load.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": env_str("VIBEBOX_CACHE_PREFIX", "vibebox"),
+        },
     }
 }
 

@@ -153,6 +153,20 @@ def _finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: 
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 
 
+def outcome_summary(outcome: Outcome) -> dict:
+    """The `exit` message of streamed and background commands."""
+    result = outcome.result
+    return {
+        "type": "exit",
+        "executionId": outcome.execution.id,
+        "exitCode": result.exit_code,
+        "duration": result.duration_ms,
+        "status": outcome.execution.status,
+        "truncated": result.truncated,
+        "oomKilled": result.oom_killed,
+    }
+
+
 def sandbox_exec(
     *,
     sandbox: Sandbox,
@@ -166,6 +180,8 @@ def sandbox_exec(
     api_key=None,
     on_output=None,
     control=None,
+    execution_id: str | None = None,
+    background: bool = False,
 ) -> Outcome:
     """Runs a shell command line (bash -lc, or sh -c) or an argv list. With `control`, stdin stays
     open for interactive input and signals (the WebSocket exec)."""
@@ -188,7 +204,11 @@ def sandbox_exec(
         sandbox=sandbox,
         kind=Execution.Kind.EXEC,
         argv=argv,
-        record={"command": envvars.redact(preview[:COMMAND_PREVIEW], secrets)},
+        record={
+            "id": execution_id or new_execution_id(),
+            "background": background,
+            "command": envvars.redact(preview[:COMMAND_PREVIEW], secrets),
+        },
         stdin=data,
         env=env,
         cwd=cwd,

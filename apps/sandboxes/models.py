@@ -95,6 +95,7 @@ class Execution(models.Model):
     sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="executions")
     api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices)
+    background = models.BooleanField(default=False)  # started with background: true (a process)
     language = models.CharField(max_length=16, blank=True)
     command = models.TextField(blank=True)  # the command, or the code's first lines
     code_sha256 = models.CharField(max_length=64, blank=True)

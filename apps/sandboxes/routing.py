@@ -2,9 +2,11 @@ from django.urls import path
 
 from .consumers.exec import ExecConsumer
 from .consumers.logs import ActivityConsumer, LogsConsumer
+from .consumers.process import ProcessConsumer
 
 websocket_urlpatterns = [
     path("ws/activity", ActivityConsumer.as_asgi()),
     path("ws/sandboxes/<str:sandbox_id>/logs", LogsConsumer.as_asgi()),
     path("ws/sandboxes/<str:sandbox_id>/exec", ExecConsumer.as_asgi()),
+    path("ws/sandboxes/<str:sandbox_id>/processes/<str:process_id>", ProcessConsumer.as_asgi()),
 ]

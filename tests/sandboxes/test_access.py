@@ -36,6 +36,9 @@ ENDPOINTS = [
     *[("post", f"/api/v1/sandboxes/{{id}}/git/{action}", "sandboxes:write") for action in ("commit", "checkout")],
     *[("get", f"/api/v1/sandboxes/{{id}}/git/{action}", "sandboxes:read") for action in ("status", "diff", "log")],
     ("get", "/api/v1/sandboxes/{id}/git/branches", "sandboxes:read"),
+    ("get", "/api/v1/sandboxes/{id}/logs", "sandboxes:read"),
+    ("get", "/api/v1/sandboxes/{id}/processes", "sandboxes:read"),
+    ("post", "/api/v1/sandboxes/{id}/processes/exec_x/kill", "execute"),
 ]
 COLLECTION = [
     ("get", "/api/v1/sandboxes", "sandboxes:read"),

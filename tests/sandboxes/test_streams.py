@@ -177,3 +177,56 @@ def test_exec_flood_keeps_memory_bounded(api_key, sandbox_id, settings):
 
     pushed = async_to_sync(scenario)()
     assert pushed < 20_000  # `yes` alone would produce millions of chunks in 4 s
+
+
+def test_background_process_outlives_the_request_and_reattaches(api_client, api_key, sandbox_id):
+    response = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec",
+        {"command": "for i in 1 2 3; do echo tick $i; sleep 0.5; done; echo done >&2", "background": True},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    process_id = response.json()["processId"]
+    listed = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/processes").json()["processes"]
+    assert [p["processId"] for p in listed] == [process_id]
+
+    async def reattach():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/processes/{process_id}", api_key[1])
+        assert (await comm.connect())[0]
+        messages = await receive_until(comm, lambda m: m.get("type") == "exit")
+        await comm.disconnect()
+        return messages
+
+    messages = async_to_sync(reattach)()
+    out = "".join(m["data"] for m in messages if m.get("type") == "stdout")
+    assert out == "tick 1\ntick 2\ntick 3\n"  # from the start, though we attached late
+    assert messages[-1]["status"] == "completed" and messages[-1]["exitCode"] == 0
+    assert Execution.objects.get(pk=process_id).background is True
+    # a finished process replays and exits at once
+    again = async_to_sync(reattach)()
+    assert again[-1]["type"] == "exit"
+    assert api_client.get(f"/api/v1/sandboxes/{sandbox_id}/processes").json()["processes"] == []
+
+
+def test_background_process_kill(api_client, api_key, sandbox_id):
+    response = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "sleep 300", "background": True}, format="json"
+    )
+    process_id = response.json()["processId"]
+    killed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{process_id}/kill")
+    assert killed.status_code == 200
+
+    async def wait_exit():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/processes/{process_id}", api_key[1])
+        await comm.connect()
+        messages = await receive_until(comm, lambda m: m.get("type") == "exit")
+        await comm.disconnect()
+        return messages[-1]
+
+    assert async_to_sync(wait_exit)()["exitCode"] == 137
+    left = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "pgrep -c 'sleep 300' || true"}, format="json"
+    )
+    assert left.json()["stdout"].strip() == "0"
+    missing = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill")
+    assert missing.status_code == 404

@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
-from apps.sandboxes import execution, logs, selectors
+from apps.sandboxes import execution, logs, processes, selectors
 from vibebox import exceptions as errors
 
 from .serializers import (
@@ -46,6 +46,21 @@ class ExecView(APIView):
         body = ExecSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        if data["background"]:
+            if data.get("stdin") is not None:
+                raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
+            if data["autoResume"]:
+                execution.require_running(sandbox, auto_resume=True)
+            process = processes.process_start(
+                sandbox=sandbox,
+                command=data["command"],
+                cwd=data.get("cwd"),
+                env=data.get("env"),
+                user=data.get("user") or None,
+                timeout=data.get("timeout"),
+                api_key=_key(request),
+            )
+            return Response({"processId": process.id, "executionId": process.id, "status": "running"}, status=202)
         outcome = execution.sandbox_exec(
             sandbox=sandbox,
             command=data["command"],
@@ -133,3 +148,21 @@ class LogsView(APIView):
             include_events=params.get("events", "1") not in ("0", "false"),
         )
         return Response({"logs": entries})
+
+
+class ProcessListView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="sandboxes_processes_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response({"processes": [p.summary() for p in processes.process_list(sandbox=sandbox)]})
+
+
+class ProcessKillView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+
+    @extend_schema(operation_id="sandboxes_processes_kill", request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id, process_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(processes.process_kill(sandbox=sandbox, id=process_id).summary())

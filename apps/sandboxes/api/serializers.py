@@ -95,6 +95,9 @@ class ExecSerializer(StrictSerializer):
     stdin = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     timeout = DurationField(required=False, allow_null=True, help_text="Seconds or '30s'; 0 = the server maximum.")
     autoResume = serializers.BooleanField(required=False, default=False)
+    background = serializers.BooleanField(
+        required=False, default=False, help_text="Return at once with a processId; the command runs on."
+    )
 
 
 class ExecuteSerializer(StrictSerializer):

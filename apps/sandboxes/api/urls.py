@@ -16,6 +16,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/execute", exec_views.ExecuteView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions", exec_views.ExecutionListView.as_view()),
     path("sandboxes/<str:sandbox_id>/logs", exec_views.LogsView.as_view()),
+    path("sandboxes/<str:sandbox_id>/processes", exec_views.ProcessListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/processes/<str:process_id>/kill", exec_views.ProcessKillView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),

@@ -96,19 +96,7 @@ class ExecConsumer(BaseConsumer):
             await self.outbox.finish()
             await self.close(code=4000 + exc.status)
             return
-        result = outcome.result
-        await self.outbox.put(
-            "json",
-            {
-                "type": "exit",
-                "executionId": outcome.execution.id,
-                "exitCode": result.exit_code,
-                "duration": result.duration_ms,
-                "status": outcome.execution.status,
-                "truncated": result.truncated,
-                "oomKilled": result.oom_killed,
-            },
-        )
+        await self.outbox.put("json", execution.outcome_summary(outcome))
         await self.outbox.finish()
         await self.close(code=1000)
 

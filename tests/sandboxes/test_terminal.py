@@ -1,0 +1,369 @@
+"""Interactive terminals: the real ASGI app (WebsocketCommunicator) and a live uvicorn server driven
+by a real WebSocket client, against real containers."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from vibebox.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> WebsocketCommunicator:
+    headers = [(b"host", b"testserver")]
+    if secret:
+        headers.append((b"authorization", f"Bearer {secret}".encode()))
+    return WebsocketCommunicator(
+        application, path, headers=headers, subprotocols=[subprotocol] if subprotocol else None
+    )
+
+
+async def open_terminal(path: str, secret: str) -> tuple[WebsocketCommunicator, dict]:
+    comm = communicator(path, secret)
+    connected, code = await comm.connect(timeout=20)
+    assert connected, code
+    first = await comm.receive_output(timeout=10)
+    return comm, json.loads(first["text"])
+
+
+async def read_until(comm: WebsocketCommunicator, needle: bytes, timeout: float = 15.0) -> bytes:
+    """Output until `needle` appears; JSON messages and closes end up in the result as text."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        output = await comm.receive_output(timeout=max(0.1, deadline - time.monotonic()))
+        if output["type"] == "websocket.close":
+            raise AssertionError(f"closed ({output.get('code')}) before {needle!r}; got {seen[-500:]!r}")
+        seen += output.get("bytes") or (output.get("text") or "").encode()
+    return seen
+
+
+async def next_message(comm: WebsocketCommunicator, timeout: float = 15.0) -> dict:
+    """The next JSON message or close, skipping output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = await comm.receive_output(timeout=max(0.1, deadline - time.monotonic()))
+        if output["type"] == "websocket.close":
+            return {"type": "__closed__", "code": output.get("code")}
+        if output.get("text"):
+            return json.loads(output["text"])
+
+
+def processes(docker_client, sandbox_id: str) -> str:
+    container = docker_client.containers.get(sandbox_id)
+    return container.exec_run(["ps", "-eo", "args"]).output.decode()
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.fixture
+def sandbox_id(create_sandbox):
+    return create_sandbox(template="python-3")["id"]
+
+
+# ---- through the ASGI app ----
+
+
+def test_auth_refusals(api_key, sandbox_id, owner, outsider, make_key, api_client):
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+    read_only = make_key(owner, ["sandboxes:read"])[1]
+    outsider_key = make_key(outsider)[1]
+
+    async def scenario():
+        assert await communicator(path).connect() == (False, 4401)
+        assert await communicator(path, "vb_live_nonsense").connect() == (False, 4401)
+        assert await communicator(path, read_only).connect() == (False, 4403)
+        assert await communicator(path, outsider_key).connect() == (False, 4404)
+        assert await communicator(path + "?shell=python", api_key[1]).connect() == (False, 4400)
+        assert await communicator(path + "?cols=0", api_key[1]).connect() == (False, 4400)
+        assert await communicator(path + "?session=term_nope", api_key[1]).connect() == (False, 4404)
+        # browsers pass the key as a subprotocol, which the server echoes
+        comm = communicator(path, subprotocol=f"vibebox.{api_key[1]}")
+        connected, protocol = await comm.connect(timeout=20)
+        assert connected and protocol == f"vibebox.{api_key[1]}"
+        session = json.loads((await comm.receive_output(timeout=10))["text"])
+        # an outsider cannot join the session, even knowing its id
+        joined = communicator(f"{path}?session={session['sessionId']}", outsider_key)
+        assert await joined.connect() == (False, 4404)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
+    assert async_to_sync(communicator(path, api_key[1]).connect)() == (False, 4409)
+
+
+def test_type_resize_and_exit(api_key, sandbox_id):
+    async def scenario():
+        comm, session = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal?cols=120&rows=40", api_key[1])
+        assert session["type"] == "session" and session["sessionId"].startswith("term_")
+        assert (session["cols"], session["rows"], session["shell"]) == (120, 40, "bash")
+        await comm.send_to(text_data="stty size; echo hi-$((40+2))\n")
+        assert b"40 120\r\nhi-42" in await read_until(comm, b"hi-42")
+        await comm.send_json_to({"type": "resize", "cols": 101, "rows": 33})
+        await comm.send_to(bytes_data=b"pwd; stty size\n")
+        assert b"/workspace\r\n33 101" in await read_until(comm, b"33 101")
+        await comm.send_json_to({"type": "resize", "cols": 0, "rows": 5})
+        assert (await next_message(comm))["error"]["code"] == "validation_error"
+        await comm.send_to(text_data='{"type": "input", "data": "exit 3\\n"}')
+        assert await next_message(comm) == {"type": "exit", "exitCode": 3}
+        assert await next_message(comm) == {"type": "__closed__", "code": 1000}
+
+    async_to_sync(scenario)()
+
+
+def test_sh_and_cwd(api_key, sandbox_id):
+    async def scenario():
+        comm, session = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal?shell=sh&cwd=/tmp", api_key[1])
+        assert (session["shell"], session["cols"], session["rows"]) == ("sh", 80, 24)
+        await comm.send_to(text_data='echo "$0 in $(pwd) as $(id -un) $((6*7))"\n')
+        assert b"sh in /tmp as sandbox 42" in await read_until(comm, b"sandbox 42")
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_stopping_the_sandbox_ends_its_terminal(api_key, sandbox_id, api_client):
+    async def scenario():
+        comm, _ = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
+        await comm.send_to(text_data="echo up-$((2+2))\n")
+        await read_until(comm, b"up-4")
+        response = await asyncio.to_thread(api_client.post, f"/api/v1/sandboxes/{sandbox_id}/stop")
+        assert response.status_code == 200
+        assert (await next_message(comm))["type"] == "exit"
+        assert await next_message(comm) == {"type": "__closed__", "code": 1000}
+
+    async_to_sync(scenario)()
+
+
+def test_last_client_leaving_kills_everything_the_shell_started(api_key, sandbox_id, docker_client):
+    async def scenario():
+        comm, _ = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
+        await comm.send_to(
+            text_data="sleep 500 & nohup sleep 501 >/dev/null 2>&1 & setsid sleep 502 & echo ok-$((1+1))\n"
+        )
+        await read_until(comm, b"ok-2")
+        await comm.send_to(text_data="sleep 503\n")
+        await asyncio.sleep(0.5)
+        assert "sleep 503" in await asyncio.to_thread(processes, docker_client, sandbox_id)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    assert wait_for(lambda: "sleep 50" not in processes(docker_client, sandbox_id)), processes(
+        docker_client, sandbox_id
+    )
+    assert "bash" not in processes(docker_client, sandbox_id)
+
+
+def test_idle_terminal_is_closed(api_key, sandbox_id, settings, docker_client):
+    settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT = 1.5
+
+    async def scenario():
+        comm, _ = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
+        await comm.send_to(text_data="sleep 600\n")
+        assert await next_message(comm) == {"type": "exit", "exitCode": None, "reason": "idle"}
+        assert await next_message(comm) == {"type": "__closed__", "code": 4408}
+
+    async_to_sync(scenario)()
+    assert wait_for(lambda: "sleep 600" not in processes(docker_client, sandbox_id))
+
+
+# ---- a live server and a real WebSocket client ----
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def uvicorn_server(transactional_db, templates):
+    """uvicorn as in the Procfile, on loopback, dropping slow clients after 2 s; yields (url, pid)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "VIBEBOX_WS_SLOW_CLIENT_SECONDS": "2",
+    }
+    command = [str(ROOT / ".venv/bin/uvicorn"), "vibebox.asgi:application", "--ws", "websockets", "--lifespan", "off"]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url.replace("http", "ws"), process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        line = next(line for line in handle if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+class Terminal:
+    """A real WebSocket client on a terminal, with the output seen so far."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.output = b""
+        self.session = None
+
+    @classmethod
+    async def open(cls, base: str, sandbox_id: str, secret: str, query: str = "", **options) -> "Terminal":
+        ws = await connect(
+            f"{base}/ws/sandboxes/{sandbox_id}/terminal{query}",
+            additional_headers={"Authorization": f"Bearer {secret}"},
+            max_size=None,
+            **options,
+        )
+        terminal = cls(ws)
+        terminal.session = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        return terminal
+
+    async def expect(self, needle: bytes, timeout: float = 15.0) -> bytes:
+        async with asyncio.timeout(timeout):
+            while needle not in self.output:
+                frame = await self.ws.recv()
+                self.output += frame if isinstance(frame, bytes) else frame.encode()
+        seen, self.output = self.output, self.output[self.output.index(needle) + len(needle) :]
+        return seen
+
+    async def type(self, text: str) -> None:
+        await self.ws.send(text.encode())
+
+
+def test_real_client_resize_cat_ctrl_c_and_shared_session(uvicorn_server, api_key, sandbox_id, docker_client):
+    base, _ = uvicorn_server
+    secret = api_key[1]
+
+    async def scenario():
+        agent = await Terminal.open(base, sandbox_id, secret, "?cols=100&rows=30")
+        await agent.type("stty size; echo ready-$((2*4))\n")
+        assert b"30 100" in await agent.expect(b"ready-8")
+        await agent.ws.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
+        await agent.type("stty size\n")
+        await agent.expect(b"43 132")
+
+        # cat echoes what is typed (the terminal's echo, then cat's copy); Ctrl-D ends it
+        await agent.type("cat\n")
+        await asyncio.sleep(0.3)
+        await agent.type("meow-line\n")
+        seen = await agent.expect(b"meow-line\r\nmeow-line")
+        assert seen.count(b"meow-line") >= 2
+        await agent.type("\x04echo cat-done-$((3*3))\n")
+        await agent.expect(b"cat-done-9")
+
+        # Ctrl-C interrupts a foreground sleep long before it ends
+        await agent.type("sleep 100\n")
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await agent.type("\x03")
+        await agent.type("echo rc=$?-$((5*5))\n")
+        assert b"rc=130-25" in await agent.expect(b"-25", timeout=10)
+        assert time.monotonic() - started < 10
+
+        # a person joins the agent's session: both see the same output, either can type
+        person = await Terminal.open(base, sandbox_id, secret, f"?session={agent.session['sessionId']}")
+        assert person.session["sessionId"] == agent.session["sessionId"]
+        assert (person.session["cols"], person.session["rows"]) == (132, 43)
+        await agent.type("echo shared-$((6*7))\n")
+        await agent.expect(b"shared-42")
+        await person.expect(b"shared-42")
+        await person.type("echo from-person-$((7*7))\n")
+        await agent.expect(b"from-person-49")
+        await person.expect(b"from-person-49")
+
+        # the agent leaves; the shell lives on for the person
+        await agent.type("sleep 500 &\n")
+        await person.expect(b"sleep 500")
+        await agent.ws.close()
+        await person.type("echo still-$((8*8))\n")
+        await person.expect(b"still-64")
+        assert "sleep 500" in await asyncio.to_thread(processes, docker_client, sandbox_id)
+        await person.ws.close()
+
+    async_to_sync(scenario)()
+    assert wait_for(lambda: "sleep 500" not in processes(docker_client, sandbox_id)), processes(
+        docker_client, sandbox_id
+    )
+
+
+def test_flood_to_a_client_that_never_reads_keeps_server_memory_bounded(
+    uvicorn_server, api_key, sandbox_id, docker_client
+):
+    base, pid = uvicorn_server
+    secret = api_key[1]
+
+    async def scenario():
+        warm = await Terminal.open(base, sandbox_id, secret)  # load everything a terminal needs once
+        await warm.type("echo warm-$((1+2))\n")
+        await warm.expect(b"warm-3")
+        await warm.ws.close()
+        await asyncio.sleep(0.5)
+        before = rss_mib(pid)
+
+        # without compression, or `yes` would squeeze a thousandfold into the socket buffers
+        flooded = await Terminal.open(base, sandbox_id, secret, compression=None)
+        await flooded.type("yes flood-flood-flood-flood\n")
+        other = await Terminal.open(base, sandbox_id, secret)
+        await asyncio.sleep(1)
+        # another terminal of the same server is served while the flood is held back
+        await other.type("echo alive-$((9*9))\n")
+        await other.expect(b"alive-81", timeout=5)
+        peak = before
+        for _ in range(10):  # 5 s more without reading the flooded terminal
+            await asyncio.sleep(0.5)
+            peak = max(peak, rss_mib(pid))
+
+        # the flooded client was dropped (4008): draining it ends in that close, after a bounded amount
+        received = 0
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(30):
+                while True:
+                    received += len(await flooded.ws.recv())
+        await other.ws.close()
+        return before, peak, received, closed.value.rcvd.code
+
+    before, peak, received, code = async_to_sync(scenario)()
+    assert code == 4008
+    assert peak - before < 50, (before, peak)
+    assert received < 64 * 1024**2, received
+    assert wait_for(lambda: "yes flood" not in processes(docker_client, sandbox_id)), processes(
+        docker_client, sandbox_id
+    )
