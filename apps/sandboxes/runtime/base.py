@@ -175,6 +175,9 @@ class RuntimeDriver(Protocol):
     # Commands: run with a deadline that kills every process the command started.
     def exec(self, name: str, request: ExecRequest) -> ExecResult: ...
 
+    # An interactive PTY session (see docker_tty.open_tty for the options and the handle).
+    def open_tty(self, name: str, **options): ...
+
     # The container's own output (its main process), line by line: (unix time, text).
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool) -> "LogStream": ...
 
