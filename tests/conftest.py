@@ -1,7 +1,18 @@
 """Shared fixtures. Everything runs against the real Docker engine, Redis and database."""
 
+import contextlib
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import docker
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
@@ -129,3 +140,47 @@ def create_sandbox(api_client, templates, cleanup_sandbox_ids):
         return response.json()
 
     return create
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(**extra_env):
+    """The Procfile's web server (uvicorn and its flags) on loopback, on the test database.
+    Needs a transactional test. Yields (http url, server pid)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        **extra_env,
+    }
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
+    flags = [f for f in flags if f not in ("--host", "--port")]
+    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "vibebox.asgi:application", *flags]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

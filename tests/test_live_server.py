@@ -3,58 +3,21 @@
 import json
 import os
 import re
-import shlex
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+
+from tests.conftest import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server_url(transactional_db, templates):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
-    }
-    # The Procfile's web server and flags.
-    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
-    flags = [f for f in flags if f not in ("--host", "--port")]
-    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "vibebox.asgi:application", *flags]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with live_server() as (url, _pid):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _readme_curl_block() -> str:

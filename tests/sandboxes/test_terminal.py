@@ -3,26 +3,18 @@ by a real WebSocket client, against real containers."""
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import live_server
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> WebsocketCommunicator:
@@ -193,41 +185,11 @@ def test_idle_terminal_is_closed(api_key, sandbox_id, settings, docker_client):
 # ---- a live server and a real WebSocket client ----
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def uvicorn_server(transactional_db, templates):
-    """uvicorn as in the Procfile, on loopback, dropping slow clients after 2 s; yields (url, pid)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
-        "VIBEBOX_WS_SLOW_CLIENT_SECONDS": "2",
-    }
-    command = [str(ROOT / ".venv/bin/uvicorn"), "vibebox.asgi:application", "--ws", "websockets", "--lifespan", "off"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield url.replace("http", "ws"), process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    """The live server, dropping slow clients after 2 s; yields (ws url, pid)."""
+    with live_server(VIBEBOX_WS_SLOW_CLIENT_SECONDS="2") as (url, pid):
+        yield url.replace("http", "ws"), pid
 
 
 def rss_mib(pid: int) -> float:
