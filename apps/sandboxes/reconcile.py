@@ -5,7 +5,9 @@
 - rows stuck in a transitional state are finished from what the engine says;
 - running rows whose container exited are marked `stopped`;
 - expired sandboxes are destroyed;
-- executions left `running` by a server that stopped are marked `error`.
+- executions left `running` by a server that stopped are marked `error`;
+- at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
+  killed: nobody can follow them any more.
 """
 
 import datetime as dt
@@ -19,7 +21,8 @@ from vibebox import exceptions as errors
 
 from . import states
 from .models import Execution, Sandbox, Status
-from .runtime import get_driver
+from .runtime import ExecRequest, get_driver
+from .runtime.scripts import REAPER_ID, STRAYS
 from .services import base_labels, sandbox_destroy
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class Report:
     exited: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     executions_abandoned: int = 0
+    strays_ended: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value}
@@ -57,6 +61,20 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
         reason = "" if container else f"container missing after interrupted {sandbox.status}"
         states.move(sandbox, {sandbox.status}, target, status_reason=reason)
     report.finished.append(sandbox.id)
+
+
+def _kill_strays(sandboxes, report: Report) -> None:
+    """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them."""
+    for sandbox in sandboxes:
+        for user in {sandbox.template.user, "0"}:
+            try:
+                get_driver().exec(
+                    sandbox.container_name,
+                    ExecRequest(argv=("sh", "-c", STRAYS), exec_id=REAPER_ID, user=user, timeout=30, output_limit=1024),
+                )
+            except errors.ApplicationError as exc:
+                logger.warning("could not end stray commands in %s: %s", sandbox.id, exc.message)
+        report.strays_ended.append(sandbox.id)
 
 
 def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:
@@ -94,6 +112,8 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 report.expired.append(sandbox.id)
         except errors.SandboxStateConflict:
             continue  # a request moved it meanwhile; the next pass looks again
+    if startup:
+        _kill_strays([s for s in live.values() if s.status == Status.RUNNING and s.id in containers], report)
     # An execution still `running` past the longest possible timeout lost its server (a restart).
     abandoned = now - dt.timedelta(seconds=settings.VIBEBOX_EXEC_MAX_TIMEOUT + settings.VIBEBOX_STUCK_AFTER)
     report.executions_abandoned = Execution.objects.filter(

@@ -1,6 +1,7 @@
 """Reconciliation of database and engine, and expiry, against the real engine."""
 
 import datetime as dt
+import time
 
 from django.utils import timezone
 
@@ -95,3 +96,15 @@ def test_abandoned_executions_are_closed(create_sandbox, settings):
     assert sandbox_reconcile().executions_abandoned == 1
     assert Execution.objects.get(pk=old.pk).status == "error"
     assert Execution.objects.get(pk=fresh.pk).status == "running"
+
+
+def test_startup_ends_commands_of_a_previous_server(create_sandbox, docker_client):
+    sandbox_id = create_sandbox()["id"]
+    container = docker_client.containers.get(sandbox_id)
+    # as a background command or terminal of a server that has since died would be
+    container.exec_run(["sh", "-c", "sleep 901"], environment={"VIBEBOX_EXEC_ID": "exec_gone"}, detach=True)
+    container.exec_run(["sh", "-c", "sleep 902"], detach=True)  # not VibeBox's: left alone
+    time.sleep(0.5)
+    assert sandbox_reconcile(startup=True).strays_ended == [sandbox_id]
+    running = container.exec_run(["ps", "-eo", "args"]).output.decode()
+    assert "sleep 901" not in running and "sleep 902" in running

@@ -48,3 +48,14 @@ SIGNAL = """sid=$(cat "/tmp/.vbx-$1.pid" 2>/dev/null)
 [ -n "$sid" ] && pkill -"$2" -s "$sid"
 exit 0
 """
+
+# argv: sh -c STRAYS sh; kills every process started by VibeBox (any command or terminal) that
+# this user may kill. Run at start-up, when no command of a previous server can still be followed.
+REAPER_ID = "reaper"
+STRAYS = """for p in /proc/[0-9]*; do
+  grep -qsz "^VIBEBOX_EXEC_ID=" "$p/environ" && ! grep -qsz "^VIBEBOX_EXEC_ID=reaper$" "$p/environ" \\
+    && kill -9 "${p#/proc/}" 2>/dev/null
+done
+rm -rf /tmp/.vbx-* /tmp/vbx-*
+exit 0
+"""
