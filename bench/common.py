@@ -19,7 +19,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 # The same server and flags as the Procfile's `web` process.
-SERVER = [str(ROOT / ".venv" / "bin" / "uvicorn"), "--ws", "websockets-sansio", "--lifespan", "off", "--log-level", "warning"]
+SERVER = [
+    str(ROOT / ".venv" / "bin" / "uvicorn"),
+    "--ws",
+    "websockets-sansio",
+    "--lifespan",
+    "off",
+    "--log-level",
+    "warning",
+]
 
 
 def percentile(values: list[float], p: float) -> float:
