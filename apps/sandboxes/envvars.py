@@ -83,6 +83,15 @@ def plain(sandbox: Sandbox) -> dict[str, str]:
     return {name: decrypt(entry["value"]) for name, entry in sandbox.env.items()}
 
 
+def command_env(sandbox: Sandbox, *overrides: dict | None) -> dict[str, str]:
+    """What a command in the sandbox sees: the template's defaults, the sandbox's variables, then
+    each override in turn (a request's env wins over the sandbox's)."""
+    env = {**sandbox.template.default_env, **plain(sandbox)}
+    for override in overrides:
+        env.update(override or {})
+    return env
+
+
 def secret_values(sandbox: Sandbox) -> list[str]:
     return [decrypt(e["value"]) for e in sandbox.env.values() if e.get("secret")]
 

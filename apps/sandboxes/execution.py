@@ -89,7 +89,7 @@ def _run(
     user = user or sandbox.template.user
     if env is not None:
         envvars.prepare(env)  # validates names and values; request env is not stored
-    full_env = {**sandbox.template.default_env, **envvars.plain(sandbox), **(env or {}), **(extra_env or {})}
+    full_env = envvars.command_env(sandbox, env, extra_env)
     record = {"id": new_execution_id(), **record}
     execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
     events.publish(
@@ -245,7 +245,7 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
             argv=argv,
             exec_id=new_execution_id(),
             user=sandbox.template.user,
-            env={**sandbox.template.default_env, **envvars.plain(sandbox)},
+            env=envvars.command_env(sandbox),
             timeout=timeout,
             output_limit=output_limit,
         ),

@@ -166,7 +166,7 @@ def run_git(
         ExecRequest(
             argv=tuple(argv),
             exec_id=new_execution_id(),
-            env={**sandbox.template.default_env, **envvars.plain(sandbox), **env},
+            env=envvars.command_env(sandbox, env),
             user=sandbox.template.user,
             workdir=workdir,
             stdin=stdin,

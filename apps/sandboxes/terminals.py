@@ -72,7 +72,7 @@ def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
         owner_id=sandbox.owner_id,
         container=sandbox.container_name,
         user=sandbox.template.user,
-        env={**sandbox.template.default_env, **envvars.plain(sandbox)},
+        env=envvars.command_env(sandbox),
         workdir=execution.resolve_cwd(sandbox, cwd),
     )
 
