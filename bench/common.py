@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,49 +62,68 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class LiveServer:
+    """A running throwaway server: unpacks as (url, key, pid) for the benchmarks."""
+
+    url: str
+    key: str
+    pid: int
+    env: dict = field(repr=False)
+
+    def __iter__(self):
+        return iter((self.url, self.key, self.pid))
+
+    def manage(self, *args: str) -> str:
+        """Runs a management command against this server's database; answers its stdout."""
+        command = [str(PYTHON), str(ROOT / "manage.py"), *args]
+        return subprocess.run(command, env=self.env, check=True, cwd=ROOT, capture_output=True, text=True).stdout
+
+    def create_key(self, user: str, scopes: str = "all") -> str:
+        return self.manage("createapikey", "--user", user, "--scopes", scopes).strip()
+
+
 @contextmanager
-def live_server():
-    """A throwaway VibeBox (own data dir and instance label) served by uvicorn; yields (url, key, pid)."""
-    with tempfile.TemporaryDirectory(prefix="vibebox-bench-") as data_dir:
+def live_server(instance: str = "bench", **extra_env: str):
+    """A throwaway VibeBox (own data dir and instance label) served by uvicorn; yields a LiveServer."""
+    with tempfile.TemporaryDirectory(prefix=f"vibebox-{instance}-") as data_dir:
         env = {
             **os.environ,
+            "DJANGO_SETTINGS_MODULE": "vibebox.settings",
             "VIBEBOX_DATA_DIR": data_dir,
-            "VIBEBOX_INSTANCE": "bench",
-            "VIBEBOX_CACHE_PREFIX": "vibebox-bench",
+            "VIBEBOX_INSTANCE": instance,
+            "VIBEBOX_CACHE_PREFIX": f"vibebox-{instance}",
             "VIBEBOX_RATE_LIMIT": "100000/min",
+            **extra_env,
         }
-        manage = [str(PYTHON), str(ROOT / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
-        subprocess.run([*manage, "buildimages", "--no-build"], env=env, check=True, cwd=ROOT, capture_output=True)
-        key = subprocess.run(
-            [*manage, "createapikey", "--user", "bench", "--scopes", "all"],
-            env=env,
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        env.pop("DATABASE_URL", None)
         port = _free_port()
-        server = subprocess.Popen(
+        server = LiveServer(url=f"http://127.0.0.1:{port}", key="", pid=0, env=env)
+        server.manage("migrate", "-v", "0")
+        server.manage("buildimages", "--no-build")
+        server.key = server.create_key(instance)
+        process = subprocess.Popen(
             [*SERVER, "--host", "127.0.0.1", "--port", str(port), "vibebox.asgi:application"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=sys.stderr,
         )
-        url = f"http://127.0.0.1:{port}"
+        server.pid = process.pid
         try:
             for _ in range(100):
                 try:
-                    urllib.request.urlopen(f"{url}/healthz", timeout=1).read()
+                    urllib.request.urlopen(f"{server.url}/healthz", timeout=1).read()
                     break
                 except OSError:
                     time.sleep(0.1)
-            yield url, key, server.pid
+            yield server
         finally:
-            subprocess.run([*manage, "reconcile"], env={**env}, cwd=ROOT, capture_output=True, check=False)
-            server.terminate()
-            server.wait(timeout=10)
+            subprocess.run(
+                [str(PYTHON), str(ROOT / "manage.py"), "reconcile"], env=env, cwd=ROOT, capture_output=True, check=False
+            )
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def api(url: str, key: str, method: str, path: str, body=None, data: bytes | None = None, headers=None):

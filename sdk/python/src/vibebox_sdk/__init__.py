@@ -1,0 +1,98 @@
+"""VibeBox SDK: isolated sandboxes for AI agents, from Python.
+
+from vibebox_sdk import VibeBox
+vb = VibeBox()                         # VIBEBOX_API_KEY, VIBEBOX_API_URL
+sandbox = vb.sandbox("node-20")
+print(sandbox.run("return 6 * 7").return_value)
+sandbox.destroy()
+"""
+
+from .aio import AsyncCommandStream, AsyncSandbox, AsyncVibeBox
+from .client import VibeBox
+from .errors import (
+    AuthenticationError,
+    CommandExitError,
+    CommandTimeoutError,
+    ConflictError,
+    ConnectionError,
+    EnvVarNotFoundError,
+    ExecutionNotFoundError,
+    GitError,
+    KeyNotFoundError,
+    NotFoundError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+    SandboxFileNotFoundError,
+    SandboxNotFoundError,
+    SandboxNotRunningError,
+    ServerError,
+    ServiceUnavailableError,
+    TemplateNotFoundError,
+    TimeoutError,
+    ValidationError,
+    VibeBoxError,
+)
+from .models import (
+    ApiKey,
+    EnvVar,
+    ExecutionRecord,
+    ExecutionResult,
+    FileEntry,
+    LogEntry,
+    SandboxInfo,
+    Snapshot,
+    Template,
+)
+from .sandbox import BackgroundProcess, Sandbox
+from .streams import CommandStream, LogFollower, StreamEvent, Terminal
+from .version import VERSION as __version__
+
+__all__ = [
+    "ApiKey",
+    "AsyncCommandStream",
+    "AsyncSandbox",
+    "AsyncVibeBox",
+    "AuthenticationError",
+    "BackgroundProcess",
+    "CommandExitError",
+    "CommandStream",
+    "CommandTimeoutError",
+    "ConflictError",
+    "ConnectionError",
+    "EnvVar",
+    "EnvVarNotFoundError",
+    "ExecutionNotFoundError",
+    "ExecutionRecord",
+    "ExecutionResult",
+    "FileEntry",
+    "GitError",
+    "KeyNotFoundError",
+    "LogEntry",
+    "LogFollower",
+    "NotFoundError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "Sandbox",
+    "SandboxFileNotFoundError",
+    "SandboxInfo",
+    "SandboxNotFoundError",
+    "SandboxNotRunningError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "Snapshot",
+    "StreamEvent",
+    "Template",
+    "TemplateNotFoundError",
+    "Terminal",
+    "TimeoutError",
+    "ValidationError",
+    "VibeBox",
+    "VibeBoxError",
+    "__version__",
+]

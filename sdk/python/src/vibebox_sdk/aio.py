@@ -1,0 +1,480 @@
+"""`AsyncVibeBox`: the same surface as `VibeBox` for asyncio agents.
+
+    import asyncio
+    from vibebox_sdk import AsyncVibeBox
+
+    async def main():
+        async with AsyncVibeBox() as vb, vb.with_sandbox("node-20") as sandbox:
+            result = await sandbox.run("return 6 * 7")
+            async for event in await sandbox.exec("npm test", stream=True):
+                print(event.type, event.data)
+
+    asyncio.run(main())
+
+Requests are described once in `calls.py` and `namespaces.py` (`sandbox.env`, `.git`, `.claude`,
+`vb.keys` are awaited here); this module adds what differs: awaiting, tasks and async streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from . import archive, calls, config, errors
+from .archive import Progress
+from .client import create_fields, list_params
+from .durations import Duration
+from .files import file_target, is_archive, total_size, upload_call
+from .models import ExecutionRecord, ExecutionResult, FileEntry, LogEntry, SandboxInfo, Snapshot, Template
+from .namespaces import Claude, Env, Git, Keys
+from .sandbox import LogFilter, check_result, log_params
+from .streams import OPEN_TIMEOUT, CommandState, StreamEvent, auth_headers, refused, refused_upgrade, sandbox_ws
+from .transport import AsyncTransport, RetryPolicy
+
+T = TypeVar("T")
+
+
+async def open_ws(url: str, api_key: str | None) -> ClientConnection:
+    try:
+        return await connect(url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None)
+    except InvalidStatus as error:
+        raise refused_upgrade(error) from error
+    except OSError as error:
+        raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
+
+
+class AsyncCommandStream:
+    """A streamed command: `async for event in stream`, or `await stream.wait()`; callbacks
+    (`on_data`, `on_complete`) are called from a task reading the stream."""
+
+    def __init__(self, connection: ClientConnection, sandbox: Any = None) -> None:
+        self._ws = connection
+        self._state = CommandState(sandbox)
+        self._queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
+        self._data_callbacks: list[Callable[[str], Any]] = []
+        self._complete_callbacks: list[Callable[[ExecutionResult], Any]] = []
+        self._task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for raw in self._ws:
+                event = self._state.feed(raw)
+                if event is None:
+                    continue
+                await self._dispatch(event)
+                if event.type == "exit":
+                    break
+            if self._state.result is None:
+                raise refused(self._ws.close_code, self._ws.close_reason or "")
+        except ConnectionClosed as error:
+            if self._state.result is None:
+                code = error.rcvd.code if error.rcvd else None
+                await self._queue.put(refused(code, error.rcvd.reason if error.rcvd else ""))
+        except Exception as error:  # handed to the waiting caller
+            await self._queue.put(error)
+        finally:
+            await self._queue.put(None)
+            await self._ws.close()
+
+    async def _dispatch(self, event: StreamEvent) -> None:
+        await self._queue.put(event)
+        callbacks: list[Any] = (
+            [(cb, event.result) for cb in self._complete_callbacks]
+            if event.type == "exit"
+            else [(cb, event.data) for cb in self._data_callbacks]
+        )
+        for callback, value in callbacks:
+            outcome = callback(value)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+
+    def on_data(self, callback: Callable[[str], Any]) -> AsyncCommandStream:
+        self._data_callbacks.append(callback)
+        return self
+
+    def on_complete(self, callback: Callable[[ExecutionResult], Any]) -> AsyncCommandStream:
+        self._complete_callbacks.append(callback)
+        return self
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def wait(self) -> ExecutionResult:
+        await self._task
+        if self._state.result is None:
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, BaseException):
+                    raise item
+            raise errors.ConnectionError("the stream ended without a result")
+        return self._state.result
+
+    async def send_stdin(self, data: str) -> None:
+        await self._ws.send(json.dumps({"type": "stdin", "data": data}))
+
+    async def close_stdin(self) -> None:
+        await self._ws.send(json.dumps({"type": "close_stdin"}))
+
+    async def signal(self, name: str) -> None:
+        await self._ws.send(json.dumps({"type": "signal", "signal": name}))
+
+    async def kill(self) -> None:
+        await self.signal("KILL")
+
+
+async def _iter_logs(connection: ClientConnection) -> AsyncIterator[LogEntry]:
+    try:
+        async for raw in connection:
+            yield LogEntry.from_api(json.loads(raw))
+    except ConnectionClosed:
+        return
+    finally:
+        await connection.close()
+
+
+class AsyncFiles:
+    def __init__(self, sandbox: AsyncSandbox) -> None:
+        self._sandbox = sandbox
+
+    async def list(self, path: str = "/workspace", *, recursive: bool = False) -> list[FileEntry]:
+        return await self._sandbox._send(calls.list_files(self._sandbox.id, path, recursive))
+
+    async def write(self, path: str, data: bytes | str, *, mode: int | None = None) -> dict[str, Any]:
+        content = data.encode() if isinstance(data, str) else data
+        return await self._sandbox._send(calls.upload_file(self._sandbox.id, path, lambda: content, len(content), mode))
+
+    async def read(self, path: str) -> bytes:
+        response = await self._sandbox._send(calls.download(self._sandbox.id, path))
+        try:
+            return b"".join([chunk async for chunk in response.aiter_bytes()])
+        finally:
+            await response.aclose()
+
+    async def upload(
+        self,
+        local: str | os.PathLike[str],
+        remote: str | None = None,
+        *,
+        exclude: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        selection = await asyncio.to_thread(archive.select, local, remote, exclude)
+        call, handle = await asyncio.to_thread(upload_call, self._sandbox.id, selection, progress)
+        try:
+            return await self._sandbox._send(call)
+        finally:
+            handle.close()
+
+    async def download(self, remote: str, local: str | os.PathLike[str]) -> Path:
+        response = await self._sandbox._send(calls.download(self._sandbox.id, remote))
+        try:
+            with tempfile.TemporaryFile() as spool:
+                async for chunk in response.aiter_bytes():
+                    spool.write(chunk)
+                spool.seek(0)
+                if is_archive(response):
+                    await asyncio.to_thread(archive.extract, spool, Path(local), strip_top=True)
+                    return Path(local)
+                target = file_target(remote, local)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    out.write(spool.read(total_size(response) or -1))
+                return target
+        finally:
+            await response.aclose()
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        await self._sandbox._send(calls.delete_file(self._sandbox.id, path, recursive))
+
+    async def mkdir(self, path: str) -> dict[str, Any]:
+        return await self._sandbox._send(calls.mkdir(self._sandbox.id, path))
+
+    async def move(self, source: str, destination: str, *, overwrite: bool = False) -> dict[str, Any]:
+        return await self._sandbox._send(calls.move(self._sandbox.id, source, destination, overwrite))
+
+
+class AsyncSandbox:
+    """The async twin of `Sandbox`: the same methods, awaited."""
+
+    def __init__(self, client: AsyncVibeBox, info: SandboxInfo) -> None:
+        self._client = client
+        self.info = info
+        self.files = AsyncFiles(self)
+        self.env = Env(self._send, lambda: self.id)
+        self.git = Git(self._send, lambda: self.id)
+        self.claude = Claude(self._send, lambda: self.id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSandbox {self.id} {self.name!r} {self.template} {self.status}>"
+
+    id = property(lambda self: self.info.id)
+    name = property(lambda self: self.info.name)
+    status = property(lambda self: self.info.status)
+    template = property(lambda self: self.info.template)
+
+    def _send(self, call: calls.Call) -> Awaitable[Any]:
+        return self._client._transport.send(call)
+
+    async def _action(self, call: calls.Call) -> AsyncSandbox:
+        self.info = await self._send(call)
+        return self
+
+    async def refresh(self) -> AsyncSandbox:
+        return await self._action(calls.get_sandbox(self.id))
+
+    async def start(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "start"))
+
+    async def stop(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "stop"))
+
+    async def restart(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "restart"))
+
+    async def pause(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "pause"))
+
+    async def resume(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "resume"))
+
+    async def destroy(self) -> None:
+        await self._send(calls.destroy_sandbox(self.id))
+        self.info.status = "destroyed"
+
+    async def update(self, **fields: Any) -> AsyncSandbox:
+        """`name=`, `metadata=`, `timeout=` (None removes the expiry)."""
+        return await self._action(calls.update_sandbox(self.id, {calls.camel(k): v for k, v in fields.items()}))
+
+    async def exec(
+        self,
+        command: str | list[str],
+        *,
+        stream: bool = False,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        stdin: str | None = None,
+        timeout: Duration | None = None,
+        auto_resume: bool | None = None,
+    ) -> ExecutionResult | AsyncCommandStream:
+        fields = {"command": command, "cwd": cwd, "env": env, "user": user, "timeout": timeout}
+        if stream:
+            connection = await open_ws(sandbox_ws(self._client.base_url, self.id, "exec"), self._client.api_key)
+            await connection.send(json.dumps(calls.body(**fields)))
+            handle = AsyncCommandStream(connection, sandbox=self)
+            if stdin is not None:
+                await handle.send_stdin(stdin)
+                await handle.close_stdin()
+            return handle
+        fields.update(stdin=stdin, auto_resume=auto_resume)
+        return ExecutionResult.from_api(await self._send(calls.exec_command(self.id, fields)), sandbox=self)
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        language: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: Duration | None = None,
+        auto_resume: bool | None = None,
+    ) -> ExecutionResult:
+        fields = {"code": code, "language": language, "cwd": cwd, "env": env, "timeout": timeout}
+        fields["auto_resume"] = auto_resume
+        return ExecutionResult.from_api(await self._send(calls.execute_code(self.id, fields)), sandbox=self)
+
+    async def run(
+        self,
+        code: str,
+        *,
+        language: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: Duration | None = None,
+        check: bool = True,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        auto_resume: bool | None = None,
+    ) -> ExecutionResult:
+        """As `Sandbox.run`: raises `CommandExitError` / `CommandTimeoutError` unless `check=False`."""
+        attempts: list[ExecutionResult] = []
+        while True:
+            result = await self.execute(
+                code, language=language, cwd=cwd, env=env, timeout=timeout, auto_resume=auto_resume
+            )
+            attempts.append(result)
+            if not check or result.ok or len(attempts) > retries:
+                break
+            await asyncio.sleep(retry_delay)
+        if check:
+            check_result(result, attempts)
+        return result
+
+    async def executions(self, limit: int = 20, offset: int = 0) -> list[ExecutionRecord]:
+        return await self._send(calls.executions(self.id, limit, offset))
+
+    async def upload(
+        self, local: str | os.PathLike[str], remote: str | None = None, *, exclude: list[str] | None = None
+    ) -> AsyncSandbox:
+        await self.files.upload(local, remote, exclude=exclude)
+        return self
+
+    async def download(self, remote: str, local: str | os.PathLike[str] | None = None) -> bytes | AsyncSandbox:
+        if local is None:
+            return await self.files.read(remote)
+        await self.files.download(remote, local)
+        return self
+
+    async def logs(
+        self, *, since: Duration | None = None, tail: int | str | None = None, filter: LogFilter = None
+    ) -> list[LogEntry]:
+        stream = filter if filter in ("stdout", "stderr") else None
+        return await self._send(calls.logs(self.id, {"since": since, "tail": tail, "stream": stream}))
+
+    async def stream_logs(
+        self,
+        *,
+        follow: bool = True,
+        since: Duration | None = None,
+        tail: int | str | None = None,
+        filter: LogFilter = None,
+    ) -> AsyncIterator[LogEntry]:
+        """`async for entry in await sandbox.stream_logs(): ...`"""
+        url = sandbox_ws(self._client.base_url, self.id, "logs", log_params(since, tail, filter, follow))
+        return _iter_logs(await open_ws(url, self._client.api_key))
+
+    async def snapshot(self, name: str | None = None) -> Snapshot:
+        return await self._send(calls.create_snapshot(self.id, name))
+
+    async def restore(self, snapshot: Snapshot | str) -> AsyncSandbox:
+        snapshot_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
+        return await self._action(calls.restore_snapshot(self.id, snapshot_id))
+
+
+class AsyncVibeBox:
+    """The async client; arguments as `VibeBox`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        key, url = config.credentials(api_key, base_url)
+        self.api_key = key
+        self.base_url = url
+        retry = RetryPolicy(max_retries=max_retries)
+        self._transport = AsyncTransport(url, key, timeout=timeout, retry=retry, headers=headers)
+        self.keys = Keys(self._transport.send)
+
+    async def __aenter__(self) -> AsyncVibeBox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._transport.aclose()
+
+    async def create(self, template: str | None = None, **options: Any) -> AsyncSandbox:
+        info = await self._transport.send(calls.create_sandbox(create_fields(template, **options)))
+        return AsyncSandbox(self, info)
+
+    async def sandbox(self, template: str, **options: Any) -> AsyncSandbox:
+        return await self.create(template, auto_start=True, **options)
+
+    async def get(self, sandbox_id: str) -> AsyncSandbox:
+        return AsyncSandbox(self, await self._transport.send(calls.get_sandbox(sandbox_id)))
+
+    async def list(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        template: str | None = None,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> list[AsyncSandbox]:
+        params, offset, found = list_params(status, template, name, metadata), 0, []
+        while True:
+            page, _, more = await self._transport.send(calls.list_sandboxes({**params, "limit": 100, "offset": offset}))
+            found.extend(AsyncSandbox(self, info) for info in page)
+            if not more or not page:
+                return found
+            offset += len(page)
+
+    async def create_many(self, specs: list[dict[str, Any]]) -> list[AsyncSandbox]:
+        """Creates in parallel; if any fails, the others are destroyed and the first error raised."""
+        outcomes = await asyncio.gather(*(self.create(**spec) for spec in specs), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            await self.destroy_all([o for o in outcomes if isinstance(o, AsyncSandbox)])
+            raise failures[0]
+        return list(outcomes)  # type: ignore[arg-type]
+
+    async def destroy_all(self, sandboxes: list[AsyncSandbox] | None = None) -> int:
+        targets = await self.list() if sandboxes is None else list(sandboxes)
+        await asyncio.gather(*(sandbox.destroy() for sandbox in targets))
+        return len(targets)
+
+    @contextlib.asynccontextmanager
+    async def with_sandbox(self, template: str, **options: Any) -> AsyncIterator[AsyncSandbox]:
+        sandbox = await self.create(template, **options)
+        try:
+            yield sandbox
+        finally:
+            with contextlib.suppress(errors.NotFoundError):
+                await sandbox.destroy()
+
+    async def ephemeral(self, template: str, timeout: Duration = "30m", **options: Any) -> AsyncSandbox:
+        return await self.create(template, ephemeral=True, timeout=timeout, **options)
+
+    async def with_ephemeral(
+        self, template: str, fn: Callable[[AsyncSandbox], Awaitable[T]], *, timeout: Duration = "15m", **options: Any
+    ) -> T:
+        async with self.with_sandbox(template, ephemeral=True, timeout=timeout, **options) as sandbox:
+            return await fn(sandbox)
+
+    async def run_once(
+        self,
+        template: str,
+        code: str,
+        *,
+        language: str | None = None,
+        timeout: Duration | None = None,
+        check: bool = True,
+        **options: Any,
+    ) -> ExecutionResult:
+        async def run(sandbox: AsyncSandbox) -> ExecutionResult:
+            return await sandbox.run(code, language=language, timeout=timeout, check=check)
+
+        return await self.with_ephemeral(template, run, **options)
+
+    async def templates(self) -> list[Template]:
+        return await self._transport.send(calls.templates())
+
+    async def template(self, name: str) -> Template:
+        return await self._transport.send(calls.template(name))
+
+    async def health(self) -> dict[str, Any]:
+        return await self._transport.send(calls.health())

@@ -1,0 +1,329 @@
+"""Every API endpoint the SDK uses, described once as a `Call` for both the sync and async clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .durations import Duration, seconds
+from .models import ApiKey, EnvVar, ExecutionRecord, FileEntry, LogEntry, SandboxInfo, Snapshot, Template, snake_keys
+from .transport import Call
+
+API = "/api/v1"
+EXEC_DEFAULT_TIMEOUT = 60.0
+EXEC_MAX_TIMEOUT = 3600.0
+SLACK = 30.0  # on top of a command's own timeout, for the HTTP answer to arrive
+LONG = 600.0  # creates with a git clone, restarts, snapshots
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A JSON body in the API's camelCase, leaving out arguments that were not given (None)."""
+    return {camel(k): v for k, v in fields.items() if v is not None}
+
+
+def sandbox_path(sandbox_id: str, *parts: str) -> str:
+    return "/".join([f"{API}/sandboxes/{quote(sandbox_id, safe='')}", *parts])
+
+
+def file_path(sandbox_id: str, path: str) -> str:
+    """`…/files/<path>`; an absolute path keeps its leading slash (`files//app/x`)."""
+    return sandbox_path(sandbox_id, "files", quote(path, safe="/"))
+
+
+def exec_timeout(timeout: Duration | None) -> float:
+    """The HTTP read timeout for a command with this timeout."""
+    if timeout is None:
+        return EXEC_DEFAULT_TIMEOUT + SLACK
+    value = seconds(timeout)
+    return (value or EXEC_MAX_TIMEOUT) + SLACK
+
+
+def _none(_: httpx.Response) -> None:
+    return None
+
+
+def _sandbox(response: httpx.Response) -> SandboxInfo:
+    return SandboxInfo.from_api(response.json())
+
+
+def _sandbox_page(response: httpx.Response) -> tuple[list[SandboxInfo], int, bool]:
+    data = response.json()
+    return [SandboxInfo.from_api(item) for item in data["results"]], data["count"], bool(data.get("next"))
+
+
+def _env_map(response: httpx.Response) -> dict[str, EnvVar]:
+    return {name: EnvVar(name, item["value"], item.get("secret", False)) for name, item in response.json().items()}
+
+
+def _env_var(response: httpx.Response) -> EnvVar:
+    data = response.json()
+    return EnvVar(data["name"], data["value"], data.get("secret", False))
+
+
+def _snake(response: httpx.Response) -> Any:
+    return snake_keys(response.json()) if response.content else None
+
+
+def _key(response: httpx.Response) -> ApiKey:
+    return ApiKey.from_api(response.json())
+
+
+def _snapshot(response: httpx.Response) -> Snapshot:
+    return Snapshot.from_api(response.json())
+
+
+# Sandboxes
+
+
+def create_sandbox(fields: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/sandboxes", json=body(**fields), timeout=LONG, parse=_sandbox)
+
+
+def get_sandbox(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id), parse=_sandbox)
+
+
+def list_sandboxes(params: dict[str, Any]) -> Call:
+    clean = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", f"{API}/sandboxes", params=clean, parse=_sandbox_page)
+
+
+def update_sandbox(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", sandbox_path(sandbox_id), json=fields, parse=_sandbox)
+
+
+def destroy_sandbox(sandbox_id: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id), parse=_none, timeout=LONG)
+
+
+def sandbox_action(sandbox_id: str, action: str) -> Call:
+    """start, stop, restart, pause, resume."""
+    return Call("POST", sandbox_path(sandbox_id, action), timeout=LONG, parse=_sandbox)
+
+
+# Commands and code
+
+
+def exec_command(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call(
+        "POST", sandbox_path(sandbox_id, "exec"), json=body(**fields), timeout=exec_timeout(fields.get("timeout"))
+    )
+
+
+def execute_code(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    timeout = exec_timeout(fields.get("timeout"))
+    return Call("POST", sandbox_path(sandbox_id, "execute"), json=body(**fields), timeout=timeout)
+
+
+def executions(sandbox_id: str, limit: int, offset: int) -> Call:
+    def parse(response: httpx.Response) -> list[ExecutionRecord]:
+        return [ExecutionRecord.from_api(item) for item in response.json()["results"]]
+
+    return Call("GET", sandbox_path(sandbox_id, "executions"), params={"limit": limit, "offset": offset}, parse=parse)
+
+
+def execution(sandbox_id: str, execution_id: str) -> Call:
+    path = sandbox_path(sandbox_id, "executions", quote(execution_id, safe=""))
+    return Call("GET", path, parse=lambda response: ExecutionRecord.from_api(response.json()))
+
+
+def processes(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "processes"), parse=lambda response: _snake(response)["processes"])
+
+
+def kill_process(sandbox_id: str, process_id: str) -> Call:
+    return Call("POST", sandbox_path(sandbox_id, "processes", quote(process_id, safe=""), "kill"), parse=_snake)
+
+
+def logs(sandbox_id: str, params: dict[str, Any]) -> Call:
+    def parse(response: httpx.Response) -> list[LogEntry]:
+        return [LogEntry.from_api(item) for item in response.json()["logs"]]
+
+    clean = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", sandbox_path(sandbox_id, "logs"), params=clean, parse=parse)
+
+
+# Environment variables
+
+
+def env_all(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "env"), parse=_env_map)
+
+
+def env_patch(sandbox_id: str, values: dict[str, Any]) -> Call:
+    return Call("PATCH", sandbox_path(sandbox_id, "env"), json=values, parse=_env_map)
+
+
+def env_replace(sandbox_id: str, values: dict[str, Any]) -> Call:
+    return Call("PUT", sandbox_path(sandbox_id, "env"), json=values, parse=_env_map)
+
+
+def env_get(sandbox_id: str, name: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "env", quote(name, safe="")), parse=_env_var)
+
+
+def env_delete(sandbox_id: str, name: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id, "env", quote(name, safe="")), parse=_none)
+
+
+# Files
+
+
+def list_files(sandbox_id: str, path: str, recursive: bool) -> Call:
+    params = {"path": path, "recursive": "true" if recursive else "false"}
+
+    def parse(response: httpx.Response) -> list[FileEntry]:
+        return [FileEntry.from_api(item) for item in response.json()["entries"]]
+
+    return Call("GET", sandbox_path(sandbox_id, "files"), params=params, parse=parse)
+
+
+def upload_file(sandbox_id: str, path: str, content: Callable[[], Any], size: int, mode: int | None) -> Call:
+    params: dict[str, Any] = {"path": path}
+    if mode is not None:
+        params["mode"] = f"{mode:o}"
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    return Call(
+        "POST",
+        sandbox_path(sandbox_id, "files"),
+        params=params,
+        body=content,
+        headers=headers,
+        timeout=LONG,
+        parse=_snake,
+    )
+
+
+def upload_archive(sandbox_id: str, path: str, content: Callable[[], Any], size: int) -> Call:
+    headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+    return Call(
+        "POST",
+        sandbox_path(sandbox_id, "files"),
+        params={"path": path},
+        body=content,
+        headers=headers,
+        timeout=LONG,
+        parse=_snake,
+    )
+
+
+def download(sandbox_id: str, path: str, *, archive: bool = False) -> Call:
+    params = {"format": "tar"} if archive else None
+    return Call("GET", file_path(sandbox_id, path), params=params, stream=True, timeout=LONG)
+
+
+def delete_file(sandbox_id: str, path: str, recursive: bool) -> Call:
+    params = {"recursive": "true"} if recursive else None
+    return Call("DELETE", file_path(sandbox_id, path), params=params, parse=_none)
+
+
+def mkdir(sandbox_id: str, path: str) -> Call:
+    return Call("POST", sandbox_path(sandbox_id, "files", "mkdir"), json={"path": path}, parse=_snake)
+
+
+def move(sandbox_id: str, source: str, destination: str, overwrite: bool) -> Call:
+    fields = {"source": source, "destination": destination, "overwrite": overwrite}
+    return Call("POST", sandbox_path(sandbox_id, "files", "move"), json=fields, parse=_snake)
+
+
+# Git
+
+
+def git_post(sandbox_id: str, operation: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", sandbox_path(sandbox_id, "git", operation), json=body(**fields), timeout=LONG, parse=_snake)
+
+
+def git_get(sandbox_id: str, operation: str, params: dict[str, Any]) -> Call:
+    clean = {camel(k): v for k, v in params.items() if v is not None}
+    return Call("GET", sandbox_path(sandbox_id, "git", operation), params=clean, timeout=LONG, parse=_snake)
+
+
+# Snapshots and Claude Code: present in the SDK before the server has them (NotSupportedError until then).
+
+
+def create_snapshot(sandbox_id: str, name: str | None) -> Call:
+    path = sandbox_path(sandbox_id, "snapshots")
+    return Call("POST", path, json=body(name=name), timeout=LONG, feature="snapshots", parse=_snapshot)
+
+
+def list_snapshots(sandbox_id: str) -> Call:
+    def parse(response: httpx.Response) -> list[Snapshot]:
+        data = response.json()
+        return [Snapshot.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
+
+    return Call("GET", sandbox_path(sandbox_id, "snapshots"), feature="snapshots", parse=parse)
+
+
+def delete_snapshot(snapshot_id: str) -> Call:
+    return Call("DELETE", f"{API}/snapshots/{quote(snapshot_id, safe='')}", parse=_none, feature="snapshots")
+
+
+def restore_snapshot(sandbox_id: str, snapshot_id: str) -> Call:
+    fields = {"snapshot": snapshot_id}
+    path = sandbox_path(sandbox_id, "restore")
+    return Call("POST", path, json=fields, timeout=LONG, feature="snapshots", parse=_sandbox)
+
+
+def claude(sandbox_id: str, method: str, operation: str, fields: dict[str, Any] | None = None) -> Call:
+    json = body(**fields) if fields is not None else None
+    path = sandbox_path(sandbox_id, "claude", operation)
+    return Call(method, path, json=json, timeout=LONG, feature="Claude Code", parse=_snake)
+
+
+# Templates, keys, health
+
+
+def templates() -> Call:
+    def parse(response: httpx.Response) -> list[Template]:
+        data = response.json()
+        return [Template.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
+
+    return Call("GET", f"{API}/templates", parse=parse)
+
+
+def template(name: str) -> Call:
+    return Call("GET", f"{API}/templates/{quote(name, safe='')}", parse=lambda r: Template.from_api(r.json()))
+
+
+def keys_list() -> Call:
+    def parse(response: httpx.Response) -> list[ApiKey]:
+        data = response.json()
+        return [ApiKey.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
+
+    return Call("GET", f"{API}/keys", parse=parse)
+
+
+def key_create(fields: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/keys", json=body(**fields), parse=_key)
+
+
+def key_get(key_id: str) -> Call:
+    return Call("GET", f"{API}/keys/{quote(key_id, safe='')}", parse=_key)
+
+
+def key_revoke(key_id: str) -> Call:
+    return Call("DELETE", f"{API}/keys/{quote(key_id, safe='')}", parse=_none)
+
+
+def key_rotate(key_id: str, grace_period: Duration | None) -> Call:
+    path = f"{API}/keys/{quote(key_id, safe='')}/rotate"
+    return Call("POST", path, json=body(grace_period=grace_period), parse=_key)
+
+
+def key_usage(key_id: str) -> Call:
+    return Call("GET", f"{API}/keys/{quote(key_id, safe='')}/usage", parse=_snake)
+
+
+def health() -> Call:
+    def parse(response: httpx.Response) -> dict[str, Any]:
+        return {**(response.json() if response.content else {}), "status_code": response.status_code}
+
+    return Call("GET", "/readyz", parse=parse, raise_for_status=False)

@@ -1,0 +1,230 @@
+"""`VibeBox`: the sync client.
+
+from vibebox_sdk import VibeBox
+vb = VibeBox()                                     # VIBEBOX_API_KEY / VIBEBOX_API_URL, or ~/.config/vibebox
+with vb.with_sandbox("python-3") as sandbox:
+    print(sandbox.run("print(6 * 7)").stdout)      # 42
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from . import calls, config, errors
+from .durations import Duration
+from .models import ExecutionResult, SandboxInfo, Template
+from .namespaces import Keys
+from .sandbox import Sandbox
+from .transport import RetryPolicy, SyncTransport
+
+T = TypeVar("T")
+PAGE = 100
+
+
+def create_fields(
+    template: str | None,
+    *,
+    name: str | None = None,
+    auto_start: bool | None = None,
+    ephemeral: bool | None = None,
+    timeout: Duration | None = None,
+    git: str | dict[str, Any] | None = None,
+    env: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
+    resources: dict[str, Any] | None = None,
+    snapshot: str | None = None,
+) -> dict[str, Any]:
+    if isinstance(git, dict):
+        git = calls.body(**git)
+    return {
+        "template": template,
+        "name": name,
+        "auto_start": auto_start,
+        "ephemeral": ephemeral,
+        "timeout": timeout,
+        "git": git,
+        "env": env,
+        "metadata": metadata,
+        "resources": resources,
+        "snapshot": snapshot,
+    }
+
+
+def list_params(
+    status: str | list[str] | None, template: str | None, name: str | None, metadata: dict[str, str] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "status": ",".join(status) if isinstance(status, list) else status,
+        "template": template,
+        "name": name,
+    }
+    params.update({f"metadata.{k}": v for k, v in (metadata or {}).items()})
+    return params
+
+
+class VibeBox:
+    """A connection to a VibeBox server.
+
+    Args:
+        api_key: the key (`vb_live_…`); default `VIBEBOX_API_KEY`, then the CLI's config file.
+        base_url: the server; default `VIBEBOX_API_URL`, then the config file, then http://127.0.0.1:8000.
+        timeout: seconds to wait for an answer (calls that run commands wait for the command's own
+            timeout plus 30 s).
+        max_retries: more attempts on 429, 502, 503 and failed connections (with backoff and jitter).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        key, url = config.credentials(api_key, base_url)
+        self.api_key = key
+        self.base_url = url
+        retry = RetryPolicy(max_retries=max_retries)
+        self._transport = SyncTransport(url, key, timeout=timeout, retry=retry, headers=headers)
+        self.keys = Keys(self._transport.send)
+
+    def __enter__(self) -> VibeBox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def _wrap(self, info: SandboxInfo) -> Sandbox:
+        return Sandbox(self, info)
+
+    # Sandboxes
+
+    def create(self, template: str | None = None, **options: Any) -> Sandbox:
+        """Creates a sandbox (and starts it, unless `auto_start=False`).
+
+        Options: `name`, `auto_start`, `ephemeral`, `timeout` ("2h"), `git` (a URL or
+        {"url", "branch", "path", "depth", "auth"}), `env`, `metadata`, `resources`
+        ({"cpu": 1, "memory": "1g"}), `snapshot`.
+        """
+        return self._wrap(self._transport.send(calls.create_sandbox(create_fields(template, **options))))
+
+    def sandbox(self, template: str, **options: Any) -> Sandbox:
+        """The one-liner: create and start a sandbox from `template`."""
+        return self.create(template, auto_start=True, **options)
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        """A sandbox by id (`sbx_…`) or name; `SandboxNotFoundError` when there is none of yours."""
+        return self._wrap(self._transport.send(calls.get_sandbox(sandbox_id)))
+
+    def list(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        template: str | None = None,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Sandbox]:
+        """Your sandboxes (all pages, or the first `limit`), newest first; destroyed ones only when
+        `status` asks for them."""
+        return list(self.iter(status=status, template=template, name=name, metadata=metadata, limit=limit))
+
+    def iter(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        template: str | None = None,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Sandbox]:
+        params = list_params(status, template, name, metadata)
+        offset, seen = 0, 0
+        while True:
+            page, _, more = self._transport.send(calls.list_sandboxes({**params, "limit": PAGE, "offset": offset}))
+            for info in page:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield self._wrap(info)
+            if not more or not page:
+                return
+            offset += len(page)
+
+    def create_many(self, specs: list[dict[str, Any]], *, max_workers: int = 8) -> list[Sandbox]:
+        """Creates several sandboxes in parallel, in the order given. If any fails, the others are
+        destroyed and the first error is raised."""
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(specs) or 1))) as pool:
+            futures = [pool.submit(lambda spec=spec: self.create(**spec)) for spec in specs]
+            outcomes = [(f.result() if not f.exception() else f.exception()) for f in futures]
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            self.destroy_all([o for o in outcomes if isinstance(o, Sandbox)])
+            raise failures[0]
+        return outcomes  # type: ignore[return-value]
+
+    def destroy_all(self, sandboxes: list[Sandbox] | None = None, *, max_workers: int = 8) -> int:
+        """Destroys the given sandboxes (default: all of yours) in parallel; answers how many."""
+        targets = list(self.iter()) if sandboxes is None else list(sandboxes)
+        if not targets:
+            return 0
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(targets)))) as pool:
+            list(pool.map(lambda sandbox: sandbox.destroy(), targets))
+        return len(targets)
+
+    @contextlib.contextmanager
+    def with_sandbox(self, template: str, **options: Any) -> Iterator[Sandbox]:
+        """A sandbox for the `with` block, destroyed at its end, also when the block raises."""
+        sandbox = self.create(template, **options)
+        try:
+            yield sandbox
+        finally:
+            with contextlib.suppress(errors.NotFoundError):
+                sandbox.destroy()
+
+    def ephemeral(self, template: str, timeout: Duration = "30m", **options: Any) -> Sandbox:
+        """A sandbox the server destroys by itself after `timeout`."""
+        return self.create(template, ephemeral=True, timeout=timeout, **options)
+
+    def with_ephemeral(
+        self, template: str, fn: Callable[[Sandbox], T], *, timeout: Duration = "15m", **options: Any
+    ) -> T:
+        """Calls `fn(sandbox)` with an ephemeral sandbox, destroyed as soon as `fn` returns or raises."""
+        with self.with_sandbox(template, ephemeral=True, timeout=timeout, **options) as sandbox:
+            return fn(sandbox)
+
+    def run_once(
+        self,
+        template: str,
+        code: str,
+        *,
+        language: str | None = None,
+        timeout: Duration | None = None,
+        check: bool = True,
+        **options: Any,
+    ) -> ExecutionResult:
+        """Runs a command or code snippet in a fresh ephemeral sandbox, destroyed afterwards."""
+
+        def run(sandbox: Sandbox) -> ExecutionResult:
+            return sandbox.run(code, language=language, timeout=timeout, check=check)
+
+        return self.with_ephemeral(template, run, **options)
+
+    # Templates, health
+
+    def templates(self) -> list[Template]:
+        return self._transport.send(calls.templates())
+
+    def template(self, name: str) -> Template:
+        return self._transport.send(calls.template(name))
+
+    def health(self) -> dict[str, Any]:
+        """`/readyz`: {"status": "ok" | "unavailable", "checks": {...}, "status_code": 200 | 503}."""
+        return self._transport.send(calls.health())

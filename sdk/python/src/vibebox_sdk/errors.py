@@ -1,0 +1,252 @@
+"""Exceptions: one class per kind of server error, all under `VibeBoxError`.
+
+Every error carries the server's stable `code`, its `message`, `status` (HTTP), `details` and the
+`request_id` to quote when reporting a problem.
+
+    try:
+        vb.get("no-such-box")
+    except SandboxNotFoundError as error:
+        print(error.code, error.request_id)
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import ExecutionResult
+
+
+class VibeBoxError(Exception):
+    """Base class of every error the SDK raises."""
+
+    default_code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.status = status
+        self.details = details or {}
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        suffix = f" (code={self.code}" + (f", request_id={self.request_id})" if self.request_id else ")")
+        return f"{self.message}{suffix}"
+
+
+class ConnectionError(VibeBoxError):
+    """The server could not be reached (refused, reset, DNS), after the retries."""
+
+    default_code = "connection_error"
+
+
+class TimeoutError(VibeBoxError, builtins.TimeoutError):
+    """A request took longer than its timeout, or a command run with `run()` timed out."""
+
+    default_code = "timeout"
+
+
+class NotSupportedError(VibeBoxError):
+    """This server has no endpoint for the call (an older server, or a feature not built yet)."""
+
+    default_code = "not_supported"
+
+
+class ValidationError(VibeBoxError):
+    """400: the request was refused as invalid (see `code` and `details`)."""
+
+    default_code = "validation_error"
+
+
+class PayloadTooLargeError(ValidationError):
+    default_code = "payload_too_large"
+
+
+class AuthenticationError(VibeBoxError):
+    """401: no API key, or a wrong, expired or revoked one."""
+
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(VibeBoxError):
+    """403: the key lacks a scope, a quota is reached, or the sandbox user may not do that."""
+
+    default_code = "permission_denied"
+
+
+class QuotaExceededError(PermissionDeniedError):
+    default_code = "quota_exceeded"
+
+
+class NotFoundError(VibeBoxError):
+    """404: no such object (or someone else's)."""
+
+    default_code = "not_found"
+
+
+class SandboxNotFoundError(NotFoundError):
+    default_code = "sandbox_not_found"
+
+
+class TemplateNotFoundError(NotFoundError):
+    default_code = "template_not_found"
+
+
+class KeyNotFoundError(NotFoundError):
+    default_code = "key_not_found"
+
+
+class ExecutionNotFoundError(NotFoundError):
+    default_code = "execution_not_found"
+
+
+class EnvVarNotFoundError(NotFoundError):
+    default_code = "env_var_not_found"
+
+
+class SandboxFileNotFoundError(NotFoundError):
+    default_code = "file_not_found"
+
+
+class ConflictError(VibeBoxError):
+    """409: the request clashes with the object's state (name taken, wrong state, file exists...)."""
+
+    default_code = "conflict"
+
+
+class SandboxNotRunningError(ConflictError):
+    default_code = "sandbox_not_running"
+
+
+class GitError(VibeBoxError):
+    """422: git itself failed (clone, credentials, any other git error); `details["git"]` has its message."""
+
+    default_code = "git_error"
+
+
+class RateLimitError(VibeBoxError):
+    """429: too many requests; `retry_after` is in seconds."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(VibeBoxError):
+    """5xx: the server or its container engine failed."""
+
+    default_code = "internal_error"
+
+
+class ServiceUnavailableError(ServerError):
+    default_code = "runtime_unavailable"
+
+
+class CommandExitError(VibeBoxError):
+    """A command run with `run()` exited non-zero (after any retries).
+
+    `exit_code`, `stdout`, `stderr` and `result` are those of the last attempt; `logs` has the
+    output of every attempt.
+    """
+
+    default_code = "command_failed"
+
+    def __init__(self, result: ExecutionResult, *, attempts: list[ExecutionResult] | None = None) -> None:
+        attempts = attempts or [result]
+        self.result = result
+        self.attempts = attempts
+        self.exit_code = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        self.logs = "".join(
+            f"--- attempt {n} (exit {a.exit_code}, {a.status}) ---\n{a.output}" for n, a in enumerate(attempts, 1)
+        )
+        tail = result.output.strip().splitlines()[-1:] or [""]
+        super().__init__(
+            f"command exited with {result.exit_code} after {len(attempts)} attempt(s): {tail[0][:200]}",
+            code=self.default_code,
+        )
+
+
+class CommandTimeoutError(TimeoutError):
+    """A command run with `run()` reached its timeout (it was killed with everything it started)."""
+
+    default_code = "command_timeout"
+
+    def __init__(self, result: ExecutionResult, *, attempts: list[ExecutionResult] | None = None) -> None:
+        self.result = result
+        self.attempts = attempts or [result]
+        self.logs = "".join(a.output for a in self.attempts)
+        super().__init__(f"command timed out after {result.duration} ms", code=self.default_code)
+
+
+_BY_CODE: dict[str, type[VibeBoxError]] = {
+    "not_authenticated": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "quota_exceeded": QuotaExceededError,
+    "sandbox_not_found": SandboxNotFoundError,
+    "template_not_found": TemplateNotFoundError,
+    "key_not_found": KeyNotFoundError,
+    "execution_not_found": ExecutionNotFoundError,
+    "env_var_not_found": EnvVarNotFoundError,
+    "file_not_found": SandboxFileNotFoundError,
+    "sandbox_not_running": SandboxNotRunningError,
+    "payload_too_large": PayloadTooLargeError,
+    "rate_limited": RateLimitError,
+    "runtime_unavailable": ServiceUnavailableError,
+    "template_unavailable": ServiceUnavailableError,
+}
+
+_BY_STATUS: dict[int, type[VibeBoxError]] = {
+    400: ValidationError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: NotSupportedError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: GitError,
+    429: RateLimitError,
+    501: NotSupportedError,
+    503: ServiceUnavailableError,
+}
+
+
+def error_class(code: str, status: int) -> type[VibeBoxError]:
+    """The exception class for a server error `code` and HTTP `status`."""
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return ValidationError if 400 <= status < 500 else VibeBoxError
+
+
+def from_payload(
+    status: int, payload: Any, *, request_id: str | None = None, retry_after: float | None = None
+) -> VibeBoxError:
+    """Builds the exception for an error answer (the `{"error": {...}, "requestId"}` envelope)."""
+    body = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(body, dict):
+        body = {"code": f"http_{status}", "message": f"HTTP {status}"}
+    code = str(body.get("code") or f"http_{status}")
+    message = str(body.get("message") or f"HTTP {status}")
+    request_id = (payload.get("requestId") if isinstance(payload, dict) else None) or request_id
+    cls = error_class(code, status)
+    kwargs: dict[str, Any] = {"code": code, "status": status, "details": body.get("details"), "request_id": request_id}
+    if cls is RateLimitError:
+        kwargs["retry_after"] = retry_after
+    return cls(message, **kwargs)

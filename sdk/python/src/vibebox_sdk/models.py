@@ -1,0 +1,236 @@
+"""Typed views of the API's JSON (camelCase on the wire, snake_case here).
+
+Every model keeps the server's whole answer in `raw`, so fields a newer server adds are not lost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
+
+
+def snake_keys(value: Any) -> Any:
+    """A JSON value with every object key turned to snake_case (used for git and usage answers)."""
+    if isinstance(value, dict):
+        return {snake(str(k)): snake_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [snake_keys(v) for v in value]
+    return value
+
+
+def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f for f in cls.__dataclass_fields__ if f != "raw"}
+    return {snake(k): v for k, v in data.items() if snake(k) in names}
+
+
+@dataclass
+class SandboxInfo:
+    """A sandbox as the server last described it."""
+
+    id: str
+    name: str
+    template: str
+    status: str
+    status_reason: str = ""
+    ephemeral: bool = False
+    timeout: int | None = None
+    expires_at: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+    destroyed_at: str | None = None
+    paused_at: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    warm: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> SandboxInfo:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class ExecutionResult:
+    """What a command or code snippet did.
+
+    `duration` is in milliseconds; `output` is stdout followed by stderr; `return_value` is the
+    snippet's value (`run()` of code), else None.
+    """
+
+    execution_id: str | None
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    duration: int = 0
+    status: str = ""
+    truncated: bool = False
+    oom_killed: bool = False
+    language: str | None = None
+    return_value: Any = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    sandbox: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], sandbox: Any = None) -> ExecutionResult:
+        values = _pick(cls, data)
+        values.setdefault("execution_id", None)
+        return cls(**values, raw=data, sandbox=sandbox)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.status == "completed"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timeout"
+
+    # The fluent chain: sandbox.upload("./src").run("npm install").run("npm test").download(...).destroy()
+    def run(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        return self.sandbox.run(*args, **kwargs)
+
+    def exec(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sandbox.exec(*args, **kwargs)
+
+    def upload(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sandbox.upload(*args, **kwargs)
+
+    def download(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sandbox.download(*args, **kwargs)
+
+    def destroy(self) -> None:
+        self.sandbox.destroy()
+
+
+@dataclass
+class ExecutionRecord:
+    """An entry of a sandbox's execution history."""
+
+    execution_id: str
+    kind: str = ""
+    language: str | None = None
+    command: str = ""
+    cwd: str = ""
+    user: str = ""
+    status: str = ""
+    exit_code: int | None = None
+    duration: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    return_value: Any = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ExecutionRecord:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class FileEntry:
+    path: str
+    name: str
+    size: int = 0
+    is_dir: bool = False
+    type: str = "file"
+    mode: str = ""
+    modified_at: float | None = None
+    symlink_target: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> FileEntry:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class EnvVar:
+    name: str
+    value: str
+    secret: bool = False
+
+
+@dataclass
+class LogEntry:
+    """A line of container output (`type == "log"`) or a VibeBox event (`type == "event"`)."""
+
+    type: str
+    stream: str
+    text: str
+    timestamp: str | float | None = None
+    event: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> LogEntry:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class Template:
+    name: str
+    display_name: str = ""
+    description: str = ""
+    version: str = ""
+    image: str = ""
+    language: str = ""
+    languages: list[str] = field(default_factory=list)
+    user: str = ""
+    workdir: str = ""
+    default_env: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    pre_installed: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Template:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class ApiKey:
+    """An API key's description; `key` (the secret) is set only in the answer that created it."""
+
+    id: str
+    name: str
+    prefix: str = ""
+    scopes: list[str] = field(default_factory=list)
+    created_at: str | None = None
+    expires_at: str | None = None
+    last_used_at: str | None = None
+    revoked_at: str | None = None
+    rate_limit: str | None = None
+    test: bool = False
+    active: bool = True
+    key: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ApiKey:
+        return cls(**_pick(cls, data), raw=data)
+
+
+@dataclass
+class Snapshot:
+    id: str
+    name: str = ""
+    sandbox_id: str | None = None
+    size: int | None = None
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(**_pick(cls, data), raw=data)

@@ -1,0 +1,186 @@
+"""`sandbox.env`, `sandbox.git`, `sandbox.claude` and `vb.keys`: one request per method.
+
+They are shared by the sync and async clients: each method returns what `send` returns, the value
+itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import calls
+from .durations import Duration
+from .models import EnvVar
+
+
+class _Namespace:
+    def __init__(self, send: Callable[[calls.Call], Any], sandbox_id: Callable[[], str]) -> None:
+        self._send = send
+        self._sandbox_id = sandbox_id
+
+
+class Env(_Namespace):
+    """Environment variables, stored (encrypted) by the server and given to every later command.
+
+    sandbox.env.set("NODE_ENV", "production")
+    sandbox.env.set({"A": "1", "B": "2"})
+    sandbox.env.set("TOKEN", "s3cr3t", secret=True)       # never shown again, masked in history
+    sandbox.env.get("NODE_ENV")                           # EnvVar(name, value, secret)
+    """
+
+    def set(self, name: str | dict[str, Any], value: str | None = None, *, secret: bool = False) -> Any:
+        """Sets one variable, or several from a dict (values: strings, or {"value", "secret"});
+        `None` as a value removes that variable. Answers all variables (name -> EnvVar)."""
+        if isinstance(name, dict):
+            values = dict(name)
+        else:
+            values = {name: {"value": value, "secret": True} if secret and value is not None else value}
+        return self._send(calls.env_patch(self._sandbox_id(), values))
+
+    def get(self, name: str) -> Any:
+        """The variable (`EnvVar`); `EnvVarNotFoundError` when it is not set. Secret values read `********`."""
+        return self._send(calls.env_get(self._sandbox_id(), name))
+
+    def all(self) -> Any:
+        return self._send(calls.env_all(self._sandbox_id()))
+
+    def replace(self, values: dict[str, Any]) -> Any:
+        return self._send(calls.env_replace(self._sandbox_id(), values))
+
+    def delete(self, name: str) -> Any:
+        return self._send(calls.env_delete(self._sandbox_id(), name))
+
+
+class Git(_Namespace):
+    """Git in the sandbox (default path `/repo`). Answers are dicts with snake_case keys.
+
+    sandbox.git.clone("https://example.com/app.git", branch="develop", depth=1)
+    sandbox.git.commit("feat: x", all=True); sandbox.git.push()
+    """
+
+    def _post(self, operation: str, **fields: Any) -> Any:
+        return self._send(calls.git_post(self._sandbox_id(), operation, fields))
+
+    def _get(self, operation: str, **params: Any) -> Any:
+        return self._send(calls.git_get(self._sandbox_id(), operation, params))
+
+    def clone(
+        self,
+        url: str,
+        *,
+        branch: str | None = None,
+        path: str | None = None,
+        depth: int | None = None,
+        auth: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._post("clone", url=url, branch=branch, path=path, depth=depth, auth=auth)
+
+    def pull(
+        self,
+        *,
+        path: str | None = None,
+        remote: str | None = None,
+        branch: str | None = None,
+        auth: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._post("pull", path=path, remote=remote, branch=branch, auth=auth)
+
+    def push(
+        self,
+        *,
+        path: str | None = None,
+        remote: str | None = None,
+        branch: str | None = None,
+        auth: dict[str, Any] | None = None,
+        set_upstream: bool | None = None,
+        force: bool | None = None,
+    ) -> Any:
+        return self._post(
+            "push", path=path, remote=remote, branch=branch, auth=auth, set_upstream=set_upstream, force=force
+        )
+
+    def commit(
+        self,
+        message: str,
+        *,
+        all: bool = False,
+        path: str | None = None,
+        author: dict[str, str] | None = None,
+        allow_empty: bool | None = None,
+    ) -> Any:
+        return self._post("commit", message=message, all=all, path=path, author=author, allow_empty=allow_empty)
+
+    def checkout(self, branch: str, *, create: bool = False, path: str | None = None) -> Any:
+        return self._post("checkout", branch=branch, create=create, path=path)
+
+    def status(self, *, path: str | None = None) -> Any:
+        return self._get("status", path=path)
+
+    def diff(self, *, path: str | None = None, staged: bool | None = None, file: str | None = None) -> Any:
+        return self._get("diff", path=path, staged="true" if staged else None, file=file)
+
+    def log(self, *, path: str | None = None, limit: int | None = None) -> Any:
+        return self._get("log", path=path, limit=limit)
+
+    def branches(self, *, path: str | None = None) -> Any:
+        return self._get("branches", path=path)
+
+
+class Claude(_Namespace):
+    """Claude Code in the sandbox. Raises `NotSupportedError` on servers without it."""
+
+    def enable(self, **options: Any) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "POST", "enable", options))
+
+    def ask(self, prompt: str, **options: Any) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "POST", "ask", {"prompt": prompt, **options}))
+
+    def status(self) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "GET", "status"))
+
+    def changes(self) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "GET", "changes"))
+
+    def approve(self) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "POST", "approve", {}))
+
+    def reject(self) -> Any:
+        return self._send(calls.claude(self._sandbox_id(), "POST", "reject", {}))
+
+
+class Keys:
+    """API keys of the caller (`keys:manage` scope). `create` answers the only copy of the key (`.key`)."""
+
+    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+        self._send = send
+
+    def list(self) -> Any:
+        return self._send(calls.keys_list())
+
+    def create(
+        self,
+        name: str,
+        *,
+        scopes: list[str] | None = None,
+        expires_in: Duration | None = None,
+        test: bool | None = None,
+        rate_limit: str | None = None,
+    ) -> Any:
+        fields = {"name": name, "scopes": scopes, "expires_in": expires_in, "test": test, "rate_limit": rate_limit}
+        return self._send(calls.key_create(fields))
+
+    def get(self, key_id: str) -> Any:
+        return self._send(calls.key_get(key_id))
+
+    def revoke(self, key_id: str) -> Any:
+        return self._send(calls.key_revoke(key_id))
+
+    def rotate(self, key_id: str, *, grace_period: Duration | None = None) -> Any:
+        return self._send(calls.key_rotate(key_id, grace_period))
+
+    def usage(self, key_id: str) -> Any:
+        return self._send(calls.key_usage(key_id))
+
+
+__all__ = ["Claude", "Env", "EnvVar", "Git", "Keys"]
