@@ -1,0 +1,84 @@
+"""End-to-end fixtures for the SDK and CLI: a real VibeBox server on loopback, the real Docker engine.
+
+The server is the one the benchmarks use (bench/common.py): uvicorn with the Procfile's flags, its
+own data directory and SQLite database, and its own instance label, so these tests never touch the
+Django test suite's containers and a sweep at the end proves nothing leaked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from vibebox_sdk import Sandbox, VibeBox
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import LiveServer, live_server  # noqa: E402
+
+INSTANCE = f"sdk{os.getpid()}"
+
+
+def _leftovers(client: docker.DockerClient) -> list:
+    return client.containers.list(all=True, filters={"label": [f"vibebox.instance={INSTANCE}"]})
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LiveServer]:
+    """One server for the whole session; yields url, key (all scopes, user = the instance name), env."""
+    engine = docker.from_env()
+    with live_server(INSTANCE) as running:
+        yield running
+    leftovers = _leftovers(engine)
+    for container in leftovers:
+        container.remove(force=True)
+    for volume in engine.volumes.list(filters={"label": [f"vibebox.instance={INSTANCE}"]}):
+        volume.remove(force=True)
+    engine.close()
+    assert not leftovers, f"SDK tests left containers behind: {[c.name for c in leftovers]}"
+
+
+@pytest.fixture(scope="session")
+def vb(server: LiveServer) -> Iterator[VibeBox]:
+    with VibeBox(api_key=server.key, base_url=server.url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def outsider_key(server: LiveServer) -> str:
+    """A key of another user: every sandbox above is a 404 to it."""
+    return server.create_key("outsider")
+
+
+@pytest.fixture
+def sandbox(vb: VibeBox) -> Iterator[Sandbox]:
+    """A running python-3 sandbox, destroyed afterwards."""
+    box = vb.sandbox("python-3")
+    yield box
+    box.destroy()
+
+
+@pytest.fixture
+def node_sandbox(vb: VibeBox) -> Iterator[Sandbox]:
+    box = vb.sandbox("node-20")
+    yield box
+    box.destroy()
+
+
+@pytest.fixture
+def cli_env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the `vibebox` command against the test server, with a private config dir."""
+    return {
+        **os.environ,
+        "VIBEBOX_API_URL": server.url,
+        "VIBEBOX_API_KEY": server.key,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
