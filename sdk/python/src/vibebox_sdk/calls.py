@@ -40,9 +40,10 @@ def file_path(sandbox_id: str, path: str) -> str:
 
 def exec_timeout(timeout: Duration | None) -> float:
     """The HTTP read timeout for a command with this timeout."""
-    if timeout is None:
-        return EXEC_DEFAULT_TIMEOUT + SLACK
-    value = seconds(timeout)
+    try:
+        value = EXEC_DEFAULT_TIMEOUT if timeout is None else seconds(timeout)
+    except ValueError:  # the server explains what it accepts (400 invalid_duration)
+        value = EXEC_DEFAULT_TIMEOUT
     return (value or EXEC_MAX_TIMEOUT) + SLACK
 
 

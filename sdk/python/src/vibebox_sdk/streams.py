@@ -5,6 +5,7 @@ The protocol handling (`CommandState`, URLs, headers) is shared with the async s
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import threading
@@ -93,10 +94,14 @@ class CommandState:
         return None
 
 
-def open_ws(url: str, api_key: str | None, **kwargs: Any) -> ClientConnection:
+# websockets 16+ warns unless a connection used outside `with` is asked for explicitly.
+_DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+
+
+def open_ws(url: str, api_key: str | None) -> ClientConnection:
     try:
         return connect(
-            url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None, **kwargs
+            url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None, **_DIRECT
         )
     except InvalidStatus as error:
         raise refused_upgrade(error) from error
