@@ -18,7 +18,7 @@ host:
 
 venv: $(VENV)/.deps
 
-$(VENV)/.deps: requirements.txt requirements-dev.txt
+$(VENV)/.deps: requirements.txt requirements-dev.txt sdk/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python requirements into $(VENV)" >&2
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

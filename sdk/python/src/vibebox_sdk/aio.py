@@ -225,6 +225,12 @@ class AsyncSandbox:
     def __repr__(self) -> str:
         return f"<AsyncSandbox {self.id} {self.name!r} {self.template} {self.status}>"
 
+    async def __aenter__(self) -> AsyncSandbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.destroy()
+
     id = property(lambda self: self.info.id)
     name = property(lambda self: self.info.name)
     status = property(lambda self: self.info.status)

@@ -79,6 +79,13 @@ class Sandbox:
     def __repr__(self) -> str:
         return f"<Sandbox {self.id} {self.name!r} {self.template} {self.status}>"
 
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """`with vb.sandbox("node-20") as sandbox:` destroys it at the end of the block."""
+        self.destroy()
+
     @property
     def id(self) -> str:
         return self.info.id
