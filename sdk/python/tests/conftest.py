@@ -14,7 +14,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from vibebox_sdk import Sandbox, VibeBox
 
 ROOT = Path(__file__).resolve().parents[3]
