@@ -17,8 +17,10 @@ from vibebox_sdk import (
     SandboxNotFoundError,
     ServerError,
     ServiceUnavailableError,
+    TimeoutError,
     ValidationError,
     VibeBox,
+    VibeBoxError,
 )
 
 SANDBOX = {"id": "sbx_1", "name": "one", "template": "python-3", "status": "running"}
@@ -47,6 +49,8 @@ def scripted() -> Iterator[tuple[Script, str]]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            headers = dict(headers)
+            time.sleep(float(headers.pop("_delay", 0)))
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -168,3 +172,18 @@ def test_no_key_anywhere(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     with pytest.raises(AuthenticationError):
         VibeBox(base_url="http://127.0.0.1:1")
+
+
+def test_per_call_options(scripted):
+    script, url = scripted
+    script.answers = [(503, envelope("runtime_unavailable"), {}), (200, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb:
+        with pytest.raises(ServiceUnavailableError):
+            vb.with_options(max_retries=0).get("one")
+        assert len(script.requests) == 1
+        sandbox = vb.get("one")  # the client itself still retries
+        assert len(script.requests) == 2
+        script.answers = [(200, SANDBOX, {"_delay": "2"})]
+        with pytest.raises(TimeoutError) as info:
+            sandbox.with_options(timeout=0.5, max_retries=0).refresh()
+        assert isinstance(info.value, VibeBoxError)

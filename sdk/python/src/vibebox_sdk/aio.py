@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import tempfile
@@ -239,6 +240,9 @@ class AsyncSandbox:
     def _send(self, call: calls.Call) -> Awaitable[Any]:
         return self._client._transport.send(call)
 
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> AsyncSandbox:
+        return AsyncSandbox(self._client.with_options(timeout=timeout, max_retries=max_retries), self.info)
+
     async def _action(self, call: calls.Call) -> AsyncSandbox:
         self.info = await self._send(call)
         return self
@@ -402,6 +406,13 @@ class AsyncVibeBox:
 
     async def close(self) -> None:
         await self._transport.aclose()
+
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> AsyncVibeBox:
+        """As `VibeBox.with_options`."""
+        clone = copy.copy(self)
+        clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
+        clone.keys = Keys(clone._transport.send)
+        return clone
 
     async def create(self, template: str | None = None, **options: Any) -> AsyncSandbox:
         info = await self._transport.send(calls.create_sandbox(create_fields(template, **options)))

@@ -9,6 +9,7 @@ with vb.with_sandbox("python-3") as sandbox:
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -100,6 +101,16 @@ class VibeBox:
 
     def close(self) -> None:
         self._transport.close()
+
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> VibeBox:
+        """The same client (same connections) with another timeout or retry count, for some calls:
+
+        vb.with_options(timeout=5, max_retries=0).get("my-dev")
+        """
+        clone = copy.copy(self)
+        clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
+        clone.keys = Keys(clone._transport.send)
+        return clone
 
     def _wrap(self, info: SandboxInfo) -> Sandbox:
         return Sandbox(self, info)

@@ -105,6 +105,13 @@ class Sandbox:
     def _send(self, call: calls.Call) -> Any:
         return self._client._transport.send(call)
 
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Sandbox:
+        """This sandbox through a client with another timeout or retry count:
+
+        sandbox.with_options(timeout=5).files.list()
+        """
+        return Sandbox(self._client.with_options(timeout=timeout, max_retries=max_retries), self.info)
+
     def _set(self, info: SandboxInfo) -> Sandbox:
         self.info = info
         return self

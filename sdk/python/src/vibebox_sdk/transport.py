@@ -14,6 +14,8 @@ sync and async clients share every endpoint's definition and the retry rules:
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import email.utils
 import random
 import time
@@ -129,6 +131,15 @@ class _Base:
         self.api_key = api_key
         self.timeout = timeout
         self.retry = retry
+
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Any:
+        """A copy sharing the connection pool, with another default timeout or retry count."""
+        clone = copy.copy(self)
+        if timeout is not None:
+            clone.timeout = timeout
+        if max_retries is not None:
+            clone.retry = dataclasses.replace(self.retry, max_retries=max_retries)
+        return clone
 
     def _timeout(self, call: Call) -> httpx.Timeout:
         return httpx.Timeout(call.timeout or self.timeout, connect=CONNECT_TIMEOUT)
