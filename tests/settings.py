@@ -12,3 +12,6 @@ CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "vibebox-test"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VIBEBOX_STOP_TIMEOUT = 1
 VIBEBOX_DEFAULT_MEMORY = 256 * 1024**2
+# Warm pools are tested on their own (tests/sandboxes/test_pools.py turns them on).
+VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", False)  # noqa: F405
+VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", False)  # noqa: F405

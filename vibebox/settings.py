@@ -148,6 +148,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.sandboxes.tasks.reconcile_sandboxes",
         "schedule": VIBEBOX_RECONCILE_INTERVAL,
     },
+    "maintain-pools": {
+        "task": "apps.sandboxes.tasks.maintain_pools",
+        "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -245,6 +249,19 @@ VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
 # Docker networks sandboxes also join (an internal git server, a package mirror). Sandboxes can
 # reach each other on these, so use them only for networks made for this purpose.
 VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
+
+# Warm pools: started, unassigned containers per template, taken by creates (docs/operations.md).
+VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", True)
+VIBEBOX_POOL_SIZES = {
+    name.strip(): int(size)
+    for name, _, size in (item.partition("=") for item in env_list("VIBEBOX_POOL_SIZES", ["node-20=5", "python-3=2"]))
+    if name.strip() and size.strip().isdigit()
+}
+VIBEBOX_POOL_MAX_SIZE = env_int("VIBEBOX_POOL_MAX_SIZE", 20)
+VIBEBOX_POOL_DEMAND_WINDOW = env_duration("VIBEBOX_POOL_DEMAND_WINDOW", "10m")
+VIBEBOX_POOL_INTERVAL = env_duration("VIBEBOX_POOL_INTERVAL", "30s")
+# Refill right after a take, in a background thread of the process that took (off in unit tests).
+VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", True)
 
 VIBEBOX_DEFAULT_CPU = env_float("VIBEBOX_DEFAULT_CPU", 1.0)
 VIBEBOX_MAX_CPU = env_float("VIBEBOX_MAX_CPU", 2.0)

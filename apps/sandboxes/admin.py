@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from .models import Sandbox
+from .models import PooledContainer, Sandbox, WarmPool
 
 
 @admin.register(Sandbox)
 class SandboxAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "owner", "template", "status", "container_id_short", "created_at", "expires_at")
-    list_filter = ("status", "template", "ephemeral")
+    list_display = ("id", "name", "owner", "template", "status", "warm", "container_id_short", "created_at")
+    list_filter = ("status", "template", "ephemeral", "warm")
     search_fields = ("id", "name", "owner__username", "container_id")
     readonly_fields = ("id", "container_id", "image", "created_at", "updated_at", "started_at", "stopped_at")
     exclude = ("env",)  # may hold secrets
@@ -14,3 +14,21 @@ class SandboxAdmin(admin.ModelAdmin):
     @admin.display(description="container")
     def container_id_short(self, sandbox):
         return sandbox.container_id[:12]
+
+
+class PooledContainerInline(admin.TabularInline):
+    model = PooledContainer
+    fields = ("id", "status", "image", "created_at", "ready_at", "ready_ms")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(WarmPool)
+class WarmPoolAdmin(admin.ModelAdmin):
+    """Operators size pools here; `maintain_pools` (Celery beat) applies the change."""
+
+    list_display = ("template", "enabled", "min_size", "max_size", "target_size", "hits", "misses", "last_ready_ms")
+    list_editable = ("enabled", "min_size", "max_size")
+    readonly_fields = ("target_size", "hits", "misses", "replaced", "last_ready_ms", "updated_at")
+    inlines = [PooledContainerInline]

@@ -43,6 +43,7 @@ class Sandbox(models.Model):
     env = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     container_id = models.CharField(max_length=80, blank=True)
+    warm = models.BooleanField(default=False)  # its container came ready from a warm pool
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now_add=True)  # set by every state change
     started_at = models.DateTimeField(null=True, blank=True)
@@ -138,3 +139,48 @@ class SandboxGitConfig(models.Model):
 
     def __str__(self):
         return f"{self.repo_url} at {self.path}"
+
+
+class WarmPool(models.Model):
+    """Started, hardened, unassigned containers of one template, kept ready for creates.
+
+    The pool holds between `min_size` and `max_size` containers: the target follows the number
+    of creates of the template over the last VIBEBOX_POOL_DEMAND_WINDOW."""
+
+    template = models.OneToOneField("marketplace.Template", on_delete=models.CASCADE, related_name="warm_pool")
+    enabled = models.BooleanField(default=True)
+    min_size = models.PositiveIntegerField(default=2)
+    max_size = models.PositiveIntegerField(default=10)
+    target_size = models.PositiveIntegerField(default=2)
+    hits = models.PositiveBigIntegerField(default=0)
+    misses = models.PositiveBigIntegerField(default=0)
+    replaced = models.PositiveBigIntegerField(default=0)  # pooled containers that failed a health check
+    last_ready_ms = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"pool of {self.template_id}"
+
+
+class PooledContainer(models.Model):
+    """One container of a warm pool. Its id is the id of the sandbox that will take it, so the
+    container and volume names never change (`<id>`, `<id>-workspace`)."""
+
+    class Status(models.TextChoices):
+        CREATING = "creating"
+        READY = "ready"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_sandbox_id, editable=False)
+    pool = models.ForeignKey(WarmPool, on_delete=models.CASCADE, related_name="containers")
+    image = models.CharField(max_length=200)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATING)
+    container_id = models.CharField(max_length=80, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    ready_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["pool", "status", "ready_at"])]
+
+    def __str__(self):
+        return f"{self.id} ({self.status})"

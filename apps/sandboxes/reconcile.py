@@ -1,6 +1,7 @@
 """Keeps the database and the engine in agreement (run at start-up and every minute).
 
-- containers and volumes of this instance with no live sandbox row are removed (orphans);
+- containers and volumes of this instance with no live sandbox row (nor warm-pool row) are
+  removed (orphans);
 - live rows whose container vanished are marked `error` with a reason;
 - rows stuck in a transitional state are finished from what the engine says;
 - running rows whose container exited are marked `stopped`;
@@ -20,10 +21,11 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import states
-from .models import Execution, Sandbox, Status
+from .models import Execution, PooledContainer, Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
-from .services import base_labels, sandbox_destroy
+from .services import sandbox_destroy
+from .specs import base_labels
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +86,15 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     report = Report()
     containers = {c.labels.get("vibebox.sandbox-id", ""): c for c in driver.list_containers(base_labels())}
     live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template")}
+    # Warm-pool containers belong to their pool's rows until a sandbox takes them.
+    known = set(live) | set(PooledContainer.objects.values_list("id", flat=True))
 
     for sandbox_id, container in containers.items():
-        if sandbox_id not in live and not container.labels.get("vibebox.pool"):
+        if sandbox_id not in known:
             driver.remove(container.name, volume=f"{sandbox_id}-workspace" if sandbox_id else None)
             report.orphans_removed.append(container.name)
     for volume in driver.list_volumes(base_labels()):
-        if volume.removesuffix("-workspace") not in live:
+        if volume.removesuffix("-workspace") not in known:
             driver.remove_volume(volume)
             report.volumes_removed.append(volume)
 

@@ -19,9 +19,10 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, events, git, states
+from . import envvars, events, git, pools, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
+from .specs import base_labels, container_spec, network_name
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +119,6 @@ def _template(name: str) -> Template:
 # ---- engine-side names ----
 
 
-def network_name() -> str:
-    return f"vibebox-{settings.VIBEBOX_INSTANCE}"
-
-
-def base_labels() -> dict[str, str]:
-    return {"vibebox.managed": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
-
-
 def _labels(sandbox: Sandbox) -> dict[str, str]:
     return {
         **base_labels(),
@@ -137,26 +130,14 @@ def _labels(sandbox: Sandbox) -> dict[str, str]:
 
 
 def _spec(sandbox: Sandbox) -> ContainerSpec:
-    template = sandbox.template
-    return ContainerSpec(
+    return container_spec(
         name=sandbox.container_name,
+        template=sandbox.template,
         image=sandbox.image,
         labels=_labels(sandbox),
-        env=dict(template.default_env),  # sandbox variables go to each exec, not the container
-        volume=sandbox.volume_name,
-        network=network_name(),
-        extra_networks=tuple(settings.VIBEBOX_EXTRA_NETWORKS),
-        user=template.user,
-        workdir=template.workdir or "/workspace",
         cpu=sandbox.cpu,
         memory=sandbox.memory,
         disk=sandbox.disk,
-        pids_limit=settings.VIBEBOX_PIDS_LIMIT,
-        tmpfs_size=settings.VIBEBOX_TMPFS_SIZE,
-        cap_add=tuple(template.cap_add),
-        runtime=template.runtime,
-        log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
-        log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
     )
 
 
@@ -195,6 +176,7 @@ def sandbox_create(
     cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
+    warm = pools.poolable(auto_start=auto_start, cpu=cpu, memory=memory, disk=disk)
 
     try:
         with transaction.atomic():
@@ -222,16 +204,27 @@ def sandbox_create(
                 env=env,
                 metadata=metadata,
             )
+            pooled = pools.pool_claim(tmpl) if warm else None
+            if pooled is not None:  # a started container, ready: it becomes this sandbox
+                sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
+                sandbox.status = Status.CREATING if clone else Status.RUNNING
+                sandbox.started_at = timezone.now()
             sandbox.name = name or f"{tmpl.name}-{sandbox.id[4:12].lower()}"
             sandbox.save(force_insert=True)
     except IntegrityError:
         raise errors.SandboxNameTaken(details={"name": name}) from None
+    if warm:
+        transaction.on_commit(lambda: pools.refill_soon(tmpl))
+    if sandbox.warm and not clone:
+        _publish_created(sandbox)
+        return sandbox
 
     try:
-        driver.ensure_network(network_name(), base_labels())
-        info = driver.create(_spec(sandbox))
-        if auto_start or clone:
-            info = driver.start(sandbox.container_name)
+        if not sandbox.warm:
+            driver.ensure_network(network_name(), base_labels())
+            info = driver.create(_spec(sandbox))
+            if auto_start or clone:
+                info = driver.start(sandbox.container_name)
         if clone:
             _initial_clone(sandbox, clone)
             if not auto_start:
@@ -241,6 +234,10 @@ def sandbox_create(
         _remove_quietly(sandbox)
         Sandbox.objects.filter(pk=sandbox.pk).delete()
         raise
+    if sandbox.warm:
+        states.move(sandbox, {Status.CREATING}, Status.RUNNING)
+        _publish_created(sandbox)
+        return sandbox
 
     now = timezone.now()
     fields = {"container_id": info.id}
@@ -251,10 +248,15 @@ def sandbox_create(
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
         return sandbox
-    events.publish(sandbox=sandbox, type="sandbox.created", data={"template": tmpl.name, "name": sandbox.name})
-    if auto_start:
-        events.publish(sandbox=sandbox, type="sandbox.started")
+    _publish_created(sandbox)
     return sandbox
+
+
+def _publish_created(sandbox: Sandbox) -> None:
+    data = {"template": sandbox.template.name, "name": sandbox.name, "warm": sandbox.warm}
+    events.publish(sandbox=sandbox, type="sandbox.created", data=data)
+    if sandbox.status == Status.RUNNING:
+        events.publish(sandbox=sandbox, type="sandbox.started")
 
 
 def _container_gone(sandbox: Sandbox) -> bool:

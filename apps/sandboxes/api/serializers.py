@@ -54,7 +54,7 @@ class SandboxSerializer(serializers.Serializer):
     destroyedAt = serializers.DateTimeField(source="destroyed_at")
     resources = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
-    warm = serializers.SerializerMethodField(help_text="Whether the sandbox came from a warm pool.")
+    warm = serializers.BooleanField(help_text="Whether the sandbox's container came ready from a warm pool.")
 
     @extend_schema_field(ResourcesSerializer)
     def get_resources(self, sandbox) -> dict:
@@ -64,9 +64,6 @@ class SandboxSerializer(serializers.Serializer):
             "memoryBytes": sandbox.memory,
             "disk": format_size(sandbox.disk) if sandbox.disk else None,
         }
-
-    def get_warm(self, sandbox) -> bool:
-        return False
 
 
 class CommandField(serializers.Field):

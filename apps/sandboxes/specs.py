@@ -1,0 +1,41 @@
+"""Engine-side names and the container spec every sandbox (and warm-pool container) gets."""
+
+from django.conf import settings
+
+from apps.marketplace.models import Template
+
+from .runtime import ContainerSpec
+
+
+def network_name() -> str:
+    return f"vibebox-{settings.VIBEBOX_INSTANCE}"
+
+
+def base_labels() -> dict[str, str]:
+    return {"vibebox.managed": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
+
+
+def container_spec(
+    *, name: str, template: Template, image: str, labels: dict[str, str], cpu: float, memory: int, disk: int | None
+) -> ContainerSpec:
+    """The hardened container of a sandbox (or of a warm pool, which has no owner yet)."""
+    return ContainerSpec(
+        name=name,
+        image=image,
+        labels=labels,
+        env=dict(template.default_env),  # sandbox variables go to each exec, not the container
+        volume=f"{name}-workspace",
+        network=network_name(),
+        extra_networks=tuple(settings.VIBEBOX_EXTRA_NETWORKS),
+        user=template.user,
+        workdir=template.workdir or "/workspace",
+        cpu=cpu,
+        memory=memory,
+        disk=disk,
+        pids_limit=settings.VIBEBOX_PIDS_LIMIT,
+        tmpfs_size=settings.VIBEBOX_TMPFS_SIZE,
+        cap_add=tuple(template.cap_add),
+        runtime=template.runtime,
+        log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
+        log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
+    )
