@@ -33,6 +33,7 @@ images: venv host migrate
 run: setup
 	@$(BIN)/python manage.py bootstrap
 	@$(BIN)/python manage.py reconcile --startup
+	@$(BIN)/python manage.py warmpools --fill >/dev/null
 	@exec $(BIN)/honcho start -f Procfile
 
 test: setup

@@ -119,11 +119,11 @@ def live_server(instance: str = "bench", **extra_env: str):
                     time.sleep(0.1)
             yield server
         finally:
-            subprocess.run(
-                [str(PYTHON), str(ROOT / "manage.py"), "reconcile"], env=env, cwd=ROOT, capture_output=True, check=False
-            )
             process.terminate()
             process.wait(timeout=10)
+            manage = [str(PYTHON), str(ROOT / "manage.py")]
+            for command in (["warmpools", "--drain"], ["reconcile"]):
+                subprocess.run([*manage, *command], env=env, cwd=ROOT, capture_output=True, check=False)
 
 
 def api(url: str, key: str, method: str, path: str, body=None, data: bytes | None = None, headers=None):
