@@ -263,6 +263,9 @@ VIBEBOX_POOL_INTERVAL = env_duration("VIBEBOX_POOL_INTERVAL", "30s")
 # Refill right after a take, in a background thread of the process that took (off in unit tests).
 VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", True)
 
+# Auto-pause: the shortest `autoPause` accepted (idle sandboxes are paused by the reconcile pass).
+VIBEBOX_AUTO_PAUSE_MIN = env_duration("VIBEBOX_AUTO_PAUSE_MIN", "10s")
+
 VIBEBOX_DEFAULT_CPU = env_float("VIBEBOX_DEFAULT_CPU", 1.0)
 VIBEBOX_MAX_CPU = env_float("VIBEBOX_MAX_CPU", 2.0)
 VIBEBOX_DEFAULT_MEMORY = env_size("VIBEBOX_DEFAULT_MEMORY", "1g")

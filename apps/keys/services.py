@@ -112,8 +112,12 @@ def api_key_rotate(*, key: ApiKey, grace_seconds: float | None = None) -> tuple[
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revokes the key; the ephemeral sandboxes it created are destroyed with it."""
+    from apps.sandboxes.services import sandboxes_destroy_ephemeral_of_key
+
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
+    transaction.on_commit(lambda: sandboxes_destroy_ephemeral_of_key(key_id=key.pk))
     return key
 
 

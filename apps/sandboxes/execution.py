@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import envvars, events, languages
+from . import activity, envvars, events, languages
 from .models import Execution, Sandbox, Status, new_execution_id
 from .runtime import ExecRequest, ExecResult, get_driver
 
@@ -52,16 +52,24 @@ def resolve_cwd(sandbox: Sandbox, cwd: str | None) -> str:
 
 
 def require_running(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
-    if sandbox.status == Status.PAUSED and auto_resume:
+    """Commands and in-sandbox file operations need a running sandbox. A paused one is resumed
+    first when the request or the sandbox says `autoResume`, else 409 sandbox_paused."""
+    require_not_paused(sandbox, auto_resume=auto_resume)
+    if sandbox.status != Status.RUNNING:
+        raise errors.SandboxNotRunning(
+            f"The sandbox is {sandbox.status}; start it first.", details={"status": sandbox.status}
+        )
+
+
+def require_not_paused(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
+    """Also for uploads and downloads, which work on a stopped sandbox but not on a frozen one."""
+    if sandbox.status == Status.PAUSED:
+        if not (auto_resume or sandbox.auto_resume):
+            raise errors.SandboxPaused(details={"status": sandbox.status})
         from .services import sandbox_resume
 
         sandbox_resume(sandbox=sandbox)
-    if sandbox.status != Status.RUNNING:
-        raise errors.SandboxNotRunning(
-            f"The sandbox is {sandbox.status}; start it first"
-            + (" (or pass autoResume)." if sandbox.status == Status.PAUSED else "."),
-            details={"status": sandbox.status},
-        )
+    activity.touch(sandbox)
 
 
 def _decode(data: bytes) -> str:

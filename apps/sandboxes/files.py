@@ -19,7 +19,7 @@ from django.conf import settings
 from vibebox import exceptions as errors
 
 from . import events, tarstream
-from .execution import require_running, run_internal
+from .execution import require_not_paused, require_running, run_internal
 from .models import Sandbox
 from .runtime import PathStat, get_driver
 
@@ -84,6 +84,7 @@ def _directory_entries(missing: list[str], uid: int, gid: int) -> list:
 
 def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat:
     """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
+    require_not_paused(sandbox)
     target = _archive_path(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
@@ -104,6 +105,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
     anything is written."""
+    require_not_paused(sandbox)
     target = _archive_path(path)
     template = sandbox.template
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
@@ -140,6 +142,7 @@ def copy_limited(source, destination, limit: int) -> int:
 
 def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bool = False) -> Download:
     """A file as itself, or a directory (or anything with as_tar) as a tar stream."""
+    require_not_paused(sandbox)
     target = _archive_path(path)
     driver = get_driver()
     for _ in range(10):  # follow symlinks to files, inside the container

@@ -44,6 +44,11 @@ class Sandbox(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     container_id = models.CharField(max_length=80, blank=True)
     warm = models.BooleanField(default=False)  # its container came ready from a warm pool
+    auto_pause_seconds = models.PositiveIntegerField(null=True, blank=True)  # pause after this long idle
+    auto_resume = models.BooleanField(default=False)  # commands and files resume a paused sandbox
+    pause_stops_timeout = models.BooleanField(default=False)  # time paused does not count toward expiry
+    paused_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)  # API, exec or terminal use (10 s precision)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now_add=True)  # set by every state change
     started_at = models.DateTimeField(null=True, blank=True)

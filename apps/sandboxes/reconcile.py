@@ -5,7 +5,10 @@
 - live rows whose container vanished are marked `error` with a reason;
 - rows stuck in a transitional state are finished from what the engine says;
 - running rows whose container exited are marked `stopped`;
-- expired sandboxes are destroyed;
+- expired sandboxes are destroyed (a paused one with `pauseStopsTimeout` waits), and so are
+  ephemeral sandboxes whose creating API key was revoked;
+- running sandboxes with `autoPause` and no activity (API, commands, terminal input) for that
+  long, and no command running, are paused;
 - executions left `running` by a server that stopped are marked `error`;
 - at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
   killed: nobody can follow them any more.
@@ -20,11 +23,11 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import states
+from . import activity, states
 from .models import Execution, PooledContainer, Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
-from .services import sandbox_destroy
+from .services import sandbox_destroy, sandbox_pause
 from .specs import base_labels
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ class Report:
     expired: list[str] = field(default_factory=list)
     executions_abandoned: int = 0
     strays_ended: list[str] = field(default_factory=list)
+    key_revoked: list[str] = field(default_factory=list)
+    auto_paused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value}
@@ -79,13 +84,21 @@ def _kill_strays(sandboxes, report: Report) -> None:
         report.strays_ended.append(sandbox.id)
 
 
+def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
+    """Running, with `autoPause`, no command running, and no activity for that long."""
+    if sandbox.status != Status.RUNNING or not sandbox.auto_pause_seconds or sandbox.id in busy:
+        return False
+    return activity.idle_since(sandbox) <= now - dt.timedelta(seconds=sandbox.auto_pause_seconds)
+
+
 def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:
     """One pass. `startup=True` treats every transitional row as stuck (no request is running)."""
     now = now or timezone.now()
     driver = get_driver()
     report = Report()
     containers = {c.labels.get("vibebox.sandbox-id", ""): c for c in driver.list_containers(base_labels())}
-    live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template")}
+    live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template", "api_key")}
+    busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
     # Warm-pool containers belong to their pool's rows until a sandbox takes them.
     known = set(live) | set(PooledContainer.objects.values_list("id", flat=True))
 
@@ -111,9 +124,16 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             elif sandbox.status == Status.RUNNING and container and container.status in ("exited", "dead"):
                 states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason="container exited", stopped_at=now)
                 report.exited.append(sandbox.id)
-            if sandbox.expires_at and sandbox.expires_at <= now and sandbox.status != Status.DESTROYED:
+            frozen_clock = sandbox.status == Status.PAUSED and sandbox.pause_stops_timeout
+            if sandbox.expires_at and sandbox.expires_at <= now and not frozen_clock:
                 sandbox_destroy(sandbox=sandbox)
                 report.expired.append(sandbox.id)
+            elif sandbox.ephemeral and sandbox.api_key_id and sandbox.api_key.revoked_at:
+                sandbox_destroy(sandbox=sandbox)
+                report.key_revoked.append(sandbox.id)
+            elif _idle(sandbox, now, busy):
+                sandbox_pause(sandbox=sandbox)
+                report.auto_paused.append(sandbox.id)
         except errors.SandboxStateConflict:
             continue  # a request moved it meanwhile; the next pass looks again
     if startup:

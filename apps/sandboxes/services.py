@@ -164,6 +164,9 @@ def sandbox_create(
     resources: dict | None = None,
     git_spec=None,
     api_key=None,
+    auto_pause: float | None = None,
+    auto_resume: bool = False,
+    pause_stops_timeout: bool = False,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create."""
@@ -203,6 +206,9 @@ def sandbox_create(
                 disk=disk,
                 env=env,
                 metadata=metadata,
+                auto_pause_seconds=_auto_pause(auto_pause),
+                auto_resume=auto_resume,
+                pause_stops_timeout=pause_stops_timeout,
             )
             pooled = pools.pool_claim(tmpl) if warm else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
@@ -339,20 +345,35 @@ def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
 
 def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
     """Freezes every process (docker pause); memory and workspace are kept."""
-    return _flip(sandbox, action="pause", from_status=Status.RUNNING, to=Status.PAUSED, call=get_driver().pause)
+    return _flip(
+        sandbox,
+        action="pause",
+        from_status=Status.RUNNING,
+        to=Status.PAUSED,
+        call=get_driver().pause,
+        fields={"paused_at": timezone.now()},
+    )
 
 
 def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
-    return _flip(sandbox, action="resume", from_status=Status.PAUSED, to=Status.RUNNING, call=get_driver().unpause)
+    """Unfreezes. With `pauseStopsTimeout`, the expiry moves by the time spent paused."""
+    now = timezone.now()
+    fields = {"paused_at": None, "last_activity_at": now}
+    if sandbox.pause_stops_timeout and sandbox.expires_at and sandbox.paused_at:
+        fields["expires_at"] = sandbox.expires_at + (now - sandbox.paused_at)
+    return _flip(
+        sandbox, action="resume", from_status=Status.PAUSED, to=Status.RUNNING, call=get_driver().unpause, fields=fields
+    )
 
 
-def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call) -> Sandbox:
+def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call, fields: dict) -> Sandbox:
     """A quick transition without an in-between state: claim, act, undo the claim on failure."""
-    states.claim(sandbox, {from_status}, to, action)
+    before = {name: getattr(sandbox, name) for name in fields}
+    states.claim(sandbox, {from_status}, to, action, **fields)
     try:
         call(sandbox.container_name)
     except errors.ApplicationError:
-        states.move(sandbox, {to}, from_status)
+        states.move(sandbox, {to}, from_status, **before)
         raise
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
@@ -372,9 +393,36 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def sandbox_update(*, sandbox: Sandbox, name=UNSET, metadata=UNSET, timeout=UNSET) -> Sandbox:
-    """Renames, replaces metadata, or resets the time to live (`timeout` from now; None clears it)."""
+def _auto_pause(seconds: float | None) -> int | None:
+    if seconds is None or seconds == 0:
+        return None
+    if seconds < settings.VIBEBOX_AUTO_PAUSE_MIN:
+        raise errors.InvalidDuration(
+            f"autoPause must be at least {int(settings.VIBEBOX_AUTO_PAUSE_MIN)} seconds.",
+            details={"min": int(settings.VIBEBOX_AUTO_PAUSE_MIN)},
+        )
+    return int(seconds)
+
+
+def sandbox_update(
+    *,
+    sandbox: Sandbox,
+    name=UNSET,
+    metadata=UNSET,
+    timeout=UNSET,
+    auto_pause=UNSET,
+    auto_resume=UNSET,
+    pause_stops_timeout=UNSET,
+) -> Sandbox:
+    """Renames, replaces metadata, resets the time to live (`timeout` from now; None clears it),
+    or changes the pause settings (`auto_pause` None or 0 turns auto-pause off)."""
     fields = {}
+    if auto_pause is not UNSET:
+        fields["auto_pause_seconds"] = _auto_pause(auto_pause)
+    if auto_resume is not UNSET:
+        fields["auto_resume"] = bool(auto_resume)
+    if pause_stops_timeout is not UNSET:
+        fields["pause_stops_timeout"] = bool(pause_stops_timeout)
     if name is not UNSET:
         fields["name"] = validate_name(name)
     if metadata is not UNSET:
@@ -400,3 +448,15 @@ def sandbox_update(*, sandbox: Sandbox, name=UNSET, metadata=UNSET, timeout=UNSE
     if not updated:
         raise errors.SandboxStateConflict(f"Cannot update a sandbox that is {sandbox.status}.")
     return sandbox
+
+
+def sandboxes_destroy_ephemeral_of_key(*, key_id) -> list[str]:
+    """Ephemeral sandboxes die with the API key that created them (called when it is revoked)."""
+    destroyed = []
+    for sandbox in Sandbox.objects.filter(api_key_id=key_id, ephemeral=True, status__in=states.ALIVE):
+        try:
+            sandbox_destroy(sandbox=sandbox)
+            destroyed.append(sandbox.id)
+        except errors.ApplicationError as exc:  # the reconcile pass tries again
+            logger.warning("could not destroy %s of a revoked key: %s", sandbox.id, exc.message)
+    return destroyed

@@ -22,12 +22,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
 
-from . import envvars, execution
+from . import activity, envvars, execution
 from .models import Sandbox, new_execution_id
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import KILLER, MARKER_ENV, WRAPPER
@@ -112,6 +113,7 @@ class Session:
         self.loop = asyncio.get_running_loop()
         self.input_lock = asyncio.Lock()
         self.last_active = time.monotonic()
+        self.touched = 0.0
         self.replay = bytearray()
         self.closing: asyncio.Future | None = None
         self.idle_task: asyncio.Task | None = None
@@ -129,6 +131,9 @@ class Session:
 
     async def write(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.last_active - self.touched > activity.PRECISION.total_seconds():
+            self.touched = self.last_active  # typing keeps the sandbox from auto-pausing
+            await database_sync_to_async(activity.touch_id)(self.spec.sandbox_id)
         async with self.input_lock:
             await asyncio.to_thread(self.handle.write, data, WRITE_TIMEOUT)
 

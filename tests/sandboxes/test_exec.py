@@ -73,7 +73,7 @@ def test_oom_is_reported(api_client, create_sandbox):
 def test_stopped_and_paused_sandboxes(api_client, sandbox_id):
     api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause")
     body = run(api_client, sandbox_id, expect=409, command="true")
-    assert body["error"]["code"] == "sandbox_not_running"
+    assert body["error"]["code"] == "sandbox_paused"
     body = run(api_client, sandbox_id, command="echo back", autoResume=True)
     assert body["stdout"] == "back\n"
     assert api_client.get(f"/api/v1/sandboxes/{sandbox_id}").json()["status"] == "running"

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
-from apps.sandboxes import files, selectors
+from apps.sandboxes import execution, files, selectors
 from vibebox import exceptions as errors
 
 from .serializers import MkdirSerializer, MoveSerializer
@@ -20,6 +20,14 @@ TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "applic
 
 def _flag(request, name: str) -> bool:
     return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _sandbox(request, sandbox_id: str):
+    """The caller's sandbox; `?autoResume=true` resumes it first when it is paused."""
+    sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+    if _flag(request, "autoResume"):
+        execution.require_not_paused(sandbox, auto_resume=True)
+    return sandbox
 
 
 def _mode(value) -> int | None:
@@ -46,7 +54,7 @@ class FilesView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = _sandbox(request, sandbox_id)
         path = request.query_params.get("path", "")
         entries = files.file_list(sandbox=sandbox, path=path, recursive=_flag(request, "recursive"))
         return Response({"path": files.resolve(path), "entries": entries})
@@ -62,7 +70,7 @@ class FilesView(APIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = _sandbox(request, sandbox_id)
         django_request = request._request
         limit = settings.VIBEBOX_UPLOAD_MAX_BYTES
         content_type = (request.content_type or "").split(";")[0].strip().lower()
@@ -122,7 +130,7 @@ class FileView(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
     )
     def get(self, request, sandbox_id, path):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = _sandbox(request, sandbox_id)
         download = files.file_download(
             sandbox=sandbox, path=path, as_tar=request.query_params.get("format") == "tar", gzip=_flag(request, "gzip")
         )
@@ -138,13 +146,13 @@ class FileView(APIView):
         responses={204: None},
     )
     def delete(self, request, sandbox_id, path):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = _sandbox(request, sandbox_id)
         files.file_delete(sandbox=sandbox, path=path, recursive=_flag(request, "recursive"))
         return Response(status=204)
 
     @extend_schema(operation_id="sandboxes_files_action", request=MoveSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, sandbox_id, path):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = _sandbox(request, sandbox_id)
         if path == "mkdir":
             body = MkdirSerializer(data=request.data)
             body.is_valid(raise_exception=True)

@@ -24,12 +24,22 @@ class SandboxCreateSerializer(StrictSerializer):
         required=False,
         help_text="A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running.",
     )
+    autoPause = DurationField(required=False, allow_null=True, help_text="Pause after this long without activity.")
+    autoResume = serializers.BooleanField(
+        required=False, default=False, help_text="Commands and file calls resume the sandbox when it is paused."
+    )
+    pauseStopsTimeout = serializers.BooleanField(
+        required=False, default=False, help_text="Time spent paused does not count toward the expiry."
+    )
 
 
 class SandboxUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=63, required=False)
     metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     timeout = DurationField(required=False, allow_null=True, help_text="New time to live from now; null clears it.")
+    autoPause = DurationField(required=False, allow_null=True, help_text="Idle time before pausing; null: never.")
+    autoResume = serializers.BooleanField(required=False)
+    pauseStopsTimeout = serializers.BooleanField(required=False)
 
 
 class ResourcesSerializer(serializers.Serializer):
@@ -55,6 +65,11 @@ class SandboxSerializer(serializers.Serializer):
     resources = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
     warm = serializers.BooleanField(help_text="Whether the sandbox's container came ready from a warm pool.")
+    pausedAt = serializers.DateTimeField(source="paused_at")
+    autoPause = serializers.IntegerField(source="auto_pause_seconds", allow_null=True)
+    autoResume = serializers.BooleanField(source="auto_resume")
+    pauseStopsTimeout = serializers.BooleanField(source="pause_stops_timeout")
+    lastActivityAt = serializers.DateTimeField(source="last_activity_at")
 
     @extend_schema_field(ResourcesSerializer)
     def get_resources(self, sandbox) -> dict:

@@ -62,6 +62,9 @@ class SandboxListView(GenericAPIView):
             metadata=data.get("metadata"),
             resources=data.get("resources"),
             git_spec=data.get("git"),
+            auto_pause=data.get("autoPause"),
+            auto_resume=data["autoResume"],
+            pause_stops_timeout=data["pauseStopsTimeout"],
         )
         return Response(SandboxSerializer(sandbox).data, status=201)
 
@@ -88,7 +91,14 @@ class SandboxDetailView(APIView):
 
 
 def _update_fields(data: dict) -> dict:
-    names = {"name": "name", "metadata": "metadata", "timeout": "timeout"}
+    names = {
+        "name": "name",
+        "metadata": "metadata",
+        "timeout": "timeout",
+        "autoPause": "auto_pause",
+        "autoResume": "auto_resume",
+        "pauseStopsTimeout": "pause_stops_timeout",
+    }
     return {python: data[api] for api, python in names.items() if api in data}
 
 

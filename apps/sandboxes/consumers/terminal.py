@@ -74,7 +74,7 @@ class TerminalConsumer(BaseConsumer):
 
     async def setup(self):
         sandbox = await self.get_sandbox()
-        execution.require_running(sandbox)
+        await database_sync_to_async(execution.require_running)(sandbox)
         self.client = terminals.Client(self._dropped)
         session_id = self.query("session")
         if session_id:
