@@ -76,6 +76,7 @@ InvalidEnv = error("invalid_env", 400, "Environment variables must be a map of N
 
 # Commands, code, files, environment.
 SandboxNotRunning = error("sandbox_not_running", 409, "The sandbox is not running.")
+SnapshotNotFound = error("snapshot_not_found", 404, "Snapshot not found.")
 SandboxPaused = error("sandbox_paused", 409, "The sandbox is paused; resume it first (or pass autoResume).")
 UnsupportedLanguage = error("unsupported_language", 400, "This sandbox's template cannot run that language.")
 ExecutionNotFound = error("execution_not_found", 404, "Execution not found.")

@@ -263,6 +263,8 @@ VIBEBOX_POOL_INTERVAL = env_duration("VIBEBOX_POOL_INTERVAL", "30s")
 # Refill right after a take, in a background thread of the process that took (off in unit tests).
 VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", True)
 
+# Snapshots: workspace archives live here (the committed images in the engine).
+VIBEBOX_SNAPSHOT_DIR = Path(env_str("VIBEBOX_SNAPSHOT_DIR", str(DATA_DIR / "snapshots")))
 # Auto-pause: the shortest `autoPause` accepted (idle sandboxes are paused by the reconcile pass).
 VIBEBOX_AUTO_PAUSE_MIN = env_duration("VIBEBOX_AUTO_PAUSE_MIN", "10s")
 

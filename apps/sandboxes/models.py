@@ -13,6 +13,10 @@ def new_execution_id() -> str:
     return random_id("exec_", 20)
 
 
+def new_snapshot_id() -> str:
+    return random_id("snap_", 20)
+
+
 class Status(models.TextChoices):
     CREATING = "creating"
     STARTING = "starting"
@@ -189,3 +193,30 @@ class PooledContainer(models.Model):
 
     def __str__(self):
         return f"{self.id} ({self.status})"
+
+
+class Snapshot(models.Model):
+    """A sandbox's filesystem at one moment: the container committed as an image, plus a tar of
+    its workspace volume (which a commit leaves out). Memory and /tmp (a tmpfs) are not in it.
+    It outlives its sandbox; new sandboxes can be created from it."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_snapshot_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="snapshots")
+    sandbox = models.ForeignKey(Sandbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
+    sandbox_name = models.CharField(max_length=64, blank=True)
+    template = models.ForeignKey("marketplace.Template", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100, blank=True)
+    image = models.CharField(max_length=200)  # the committed image's tag
+    image_bytes = models.PositiveBigIntegerField(default=0)  # what the commit adds to the template image
+    workspace_bytes = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name or self.id} of {self.sandbox_name}"
+
+    @property
+    def size(self) -> int:
+        return self.image_bytes + self.workspace_bytes

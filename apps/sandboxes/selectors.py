@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from vibebox import exceptions as errors
 
 from . import states
-from .models import Sandbox, Status
+from .models import Sandbox, Snapshot, Status
 
 
 def sandbox_list(
@@ -49,3 +49,15 @@ def execution_get(*, sandbox: Sandbox, id: str):
     if execution is None:
         raise errors.ExecutionNotFound(details={"executionId": id})
     return execution
+
+
+def snapshot_get(*, owner, snapshot_id: str) -> Snapshot:
+    snapshot = Snapshot.objects.filter(owner=owner, pk=snapshot_id).select_related("template").first()
+    if snapshot is None:
+        raise errors.SnapshotNotFound(details={"snapshot": snapshot_id})
+    return snapshot
+
+
+def snapshot_list(*, owner, sandbox: Sandbox | None = None) -> QuerySet[Snapshot]:
+    qs = Snapshot.objects.filter(owner=owner).select_related("template")
+    return qs.filter(sandbox=sandbox) if sandbox is not None else qs

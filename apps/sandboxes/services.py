@@ -19,7 +19,7 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, events, git, pools, states
+from . import envvars, events, git, pools, snapshots, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
 from .specs import base_labels, container_spec, network_name
@@ -167,11 +167,16 @@ def sandbox_create(
     auto_pause: float | None = None,
     auto_resume: bool = False,
     pause_stops_timeout: bool = False,
+    snapshot=None,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create."""
     driver = get_driver()
-    tmpl = _template(template)
+    tmpl = _template(snapshot.template.name if snapshot else template)
+    if snapshot and template and template != tmpl.name:
+        raise errors.ValidationFailed(
+            "The snapshot is of another template.", details={"fields": {"template": [f"the snapshot's is {tmpl.name}"]}}
+        )
     if name is not None:
         validate_name(name)
     env = envvars.prepare(env or {})
@@ -179,7 +184,7 @@ def sandbox_create(
     cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
-    warm = pools.poolable(auto_start=auto_start, cpu=cpu, memory=memory, disk=disk)
+    warm = not snapshot and pools.poolable(auto_start=auto_start, cpu=cpu, memory=memory, disk=disk)
 
     try:
         with transaction.atomic():
@@ -197,7 +202,7 @@ def sandbox_create(
                 owner=owner,
                 api_key=api_key,
                 template=tmpl,
-                image=tmpl.image,
+                image=snapshot.image if snapshot else tmpl.image,
                 ephemeral=ephemeral,
                 timeout_seconds=timeout_seconds,
                 expires_at=expires_at,
@@ -229,12 +234,14 @@ def sandbox_create(
         if not sandbox.warm:
             driver.ensure_network(network_name(), base_labels())
             info = driver.create(_spec(sandbox))
-            if auto_start or clone:
+            if auto_start or clone or snapshot:
                 info = driver.start(sandbox.container_name)
+        if snapshot:
+            snapshots.restore_workspace(sandbox.container_name, snapshot)
         if clone:
             _initial_clone(sandbox, clone)
-            if not auto_start:
-                info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+        if (clone or snapshot) and not auto_start:
+            info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
     except BaseException:
         # Nothing half-made: no container, no volume, no row.
         _remove_quietly(sandbox)

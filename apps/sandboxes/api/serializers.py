@@ -12,7 +12,8 @@ class ResourcesInputSerializer(StrictSerializer):
 
 
 class SandboxCreateSerializer(StrictSerializer):
-    template = serializers.CharField(max_length=64)
+    template = serializers.CharField(max_length=64, required=False, help_text="Required unless `snapshot` is given.")
+    snapshot = serializers.CharField(max_length=32, required=False, help_text="Create from this snapshot (snap_…).")
     name = serializers.CharField(max_length=63, required=False)
     autoStart = serializers.BooleanField(required=False, default=True)
     ephemeral = serializers.BooleanField(required=False, default=False)
@@ -31,6 +32,11 @@ class SandboxCreateSerializer(StrictSerializer):
     pauseStopsTimeout = serializers.BooleanField(
         required=False, default=False, help_text="Time spent paused does not count toward the expiry."
     )
+
+    def validate(self, attrs):
+        if not attrs.get("template") and not attrs.get("snapshot"):
+            raise serializers.ValidationError({"template": ["This field is required."]})
+        return attrs
 
 
 class SandboxUpdateSerializer(StrictSerializer):
@@ -214,3 +220,25 @@ class GitCheckoutSerializer(StrictSerializer):
     branch = serializers.CharField()
     path = serializers.CharField(required=False)
     create = serializers.BooleanField(required=False, default=False)
+
+
+class SnapshotCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class SnapshotRestoreSerializer(StrictSerializer):
+    snapshot = serializers.CharField(max_length=32)
+
+
+class SnapshotSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    sandboxId = serializers.CharField(source="sandbox_id", allow_null=True)
+    sandboxName = serializers.CharField(source="sandbox_name")
+    template = serializers.CharField(source="template.name")
+    size = serializers.IntegerField(help_text="Bytes: imageBytes + workspaceBytes.")
+    imageBytes = serializers.IntegerField(
+        source="image_bytes", help_text="What the snapshot adds to the template image."
+    )
+    workspaceBytes = serializers.IntegerField(source="workspace_bytes", help_text="The workspace archive.")
+    createdAt = serializers.DateTimeField(source="created_at")

@@ -2,10 +2,14 @@ from django.urls import path
 
 from apps.sandboxes import services
 
-from . import env_views, exec_views, file_views, git_views, pool_views, views
+from . import env_views, exec_views, file_views, git_views, pool_views, snapshot_views, views
 
 urlpatterns = [
     path("pools", pool_views.PoolListView.as_view(), name="pools"),
+    path("snapshots", snapshot_views.SnapshotListView.as_view()),
+    path("snapshots/<str:snapshot_id>", snapshot_views.SnapshotDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/snapshots", snapshot_views.SandboxSnapshotsView.as_view()),
+    path("sandboxes/<str:sandbox_id>/restore", snapshot_views.SandboxRestoreView.as_view()),
     path("sandboxes", views.SandboxListView.as_view(), name="sandboxes"),
     path("sandboxes/<str:sandbox_id>", views.SandboxDetailView.as_view(), name="sandbox-detail"),
     path("sandboxes/<str:sandbox_id>/start", views.action_view(services.sandbox_start, "start")),

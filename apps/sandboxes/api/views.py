@@ -53,7 +53,10 @@ class SandboxListView(GenericAPIView):
         sandbox = services.sandbox_create(
             owner=request.user,
             api_key=request.auth if isinstance(request.auth, ApiKey) else None,
-            template=data["template"],
+            template=data.get("template"),
+            snapshot=selectors.snapshot_get(owner=request.user, snapshot_id=data["snapshot"])
+            if data.get("snapshot")
+            else None,
             name=data.get("name"),
             auto_start=data["autoStart"],
             ephemeral=data["ephemeral"],

@@ -352,4 +352,20 @@ class DockerDriver:
 
     def image_remove(self, tag: str) -> None:
         with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
-            self.client.api.remove_image(tag)
+            self.client.api.remove_image(tag, force=True)  # containers made from it keep running
+
+    def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int:
+        """The container's filesystem (not its volumes, not tmpfs) as a new image; answers the
+        size of what it adds to its parent image, in bytes."""
+        repository, _, tag = image.rpartition(":")
+        with self._engine():
+            self.client.api.commit(name, repository=repository, tag=tag, conf={"Labels": labels}, pause=True)
+            data = self.client.api.inspect_image(image)
+            parent = data.get("Parent") or ""
+            base = self.client.api.inspect_image(parent).get("Size", 0) if parent else 0
+        return max(0, int(data.get("Size", 0)) - int(base))
+
+    def list_images(self, labels: dict[str, str]) -> list[str]:
+        with self._engine():
+            images = self.client.api.images(filters=_labels_filter(labels))
+        return [tag for image in images for tag in (image.get("RepoTags") or []) if tag != "<none>:<none>"]

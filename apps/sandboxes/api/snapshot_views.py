@@ -1,0 +1,64 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.sandboxes import selectors, snapshots
+
+from .serializers import SandboxSerializer, SnapshotCreateSerializer, SnapshotRestoreSerializer, SnapshotSerializer
+from .views import READ_WRITE
+
+
+class SandboxSnapshotsView(APIView):
+    """POST: snapshot the sandbox (its filesystem and workspace); GET: its snapshots."""
+
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="snapshots_of_sandbox", responses=SnapshotSerializer(many=True))
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        items = selectors.snapshot_list(owner=request.user, sandbox=sandbox)
+        return Response({"results": SnapshotSerializer(items, many=True).data})
+
+    @extend_schema(
+        operation_id="snapshots_create", request=SnapshotCreateSerializer, responses={201: SnapshotSerializer}
+    )
+    def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        body = SnapshotCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        snapshot = snapshots.snapshot_create(sandbox=sandbox, name=body.validated_data.get("name", ""))
+        return Response(SnapshotSerializer(snapshot).data, status=201)
+
+
+class SandboxRestoreView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="sandboxes_restore", request=SnapshotRestoreSerializer, responses=SandboxSerializer)
+    def post(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        body = SnapshotRestoreSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        snapshot = selectors.snapshot_get(owner=request.user, snapshot_id=body.validated_data["snapshot"])
+        return Response(SandboxSerializer(snapshots.snapshot_restore(sandbox=sandbox, snapshot=snapshot)).data)
+
+
+class SnapshotListView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="snapshots_list", responses=SnapshotSerializer(many=True))
+    def get(self, request):
+        items = selectors.snapshot_list(owner=request.user)
+        return Response({"results": SnapshotSerializer(items, many=True).data})
+
+
+class SnapshotDetailView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="snapshots_get", responses=SnapshotSerializer)
+    def get(self, request, snapshot_id):
+        return Response(SnapshotSerializer(selectors.snapshot_get(owner=request.user, snapshot_id=snapshot_id)).data)
+
+    @extend_schema(operation_id="snapshots_delete", responses={204: None})
+    def delete(self, request, snapshot_id):
+        snapshots.snapshot_delete(snapshot=selectors.snapshot_get(owner=request.user, snapshot_id=snapshot_id))
+        return Response(status=204)
