@@ -10,6 +10,8 @@ from vibebox_sdk import (
     NotSupportedError,
     PermissionDeniedError,
     SandboxNotFoundError,
+    SandboxPausedError,
+    SnapshotNotFoundError,
     ValidationError,
     VibeBox,
 )
@@ -153,14 +155,42 @@ def test_another_owner_sees_404(vb, sandbox, outsider_key, server):
             stranger(calls.exec_command(sandbox.id, {"command": "id"}))
 
 
-def test_not_yet_supported_features(sandbox):
+def test_snapshots_round_trip(vb, sandbox):
+    sandbox.files.write("state.txt", "before")
+    snap = sandbox.snapshot("before-deploy")
+    try:
+        assert (snap.name, snap.sandbox_id, snap.template) == ("before-deploy", sandbox.id, "python-3")
+        assert snap.size == snap.image_bytes + snap.workspace_bytes > 0
+        assert [s.id for s in sandbox.snapshots()] == [snap.id]
+        assert vb.snapshot(snap.id).name == "before-deploy"
+        sandbox.files.write("state.txt", "after")
+        assert sandbox.restore(snap) is sandbox
+        assert sandbox.files.read_text("state.txt") == "before"
+        with vb.create(snapshot=snap) as copy:
+            assert copy.template == "python-3"
+            assert copy.files.read_text("state.txt") == "before"
+    finally:
+        vb.delete_snapshot(snap)
+    assert snap.id not in [s.id for s in vb.snapshots()]
+    with pytest.raises(SnapshotNotFoundError):
+        sandbox.restore(snap.id)
+
+
+def test_paused_errors_and_pause_settings(vb):
+    with vb.with_sandbox("python-3", auto_pause="10m", pause_stops_timeout=True, timeout="1h") as sandbox:
+        assert (sandbox.info.auto_pause, sandbox.info.pause_stops_timeout) == (600, True)
+        sandbox.pause()
+        assert sandbox.info.paused_at
+        with pytest.raises(SandboxPausedError):
+            sandbox.files.read("anything")
+        sandbox.update(auto_resume=True)
+        assert sandbox.exec("echo up").stdout == "up\n"
+
+
+def test_claude_is_not_supported_yet(sandbox):
     with pytest.raises(NotSupportedError) as info:
-        sandbox.snapshot("before-deploy")
-    assert info.value.details == {"feature": "snapshots"}
-    with pytest.raises(NotSupportedError):
-        sandbox.restore("snap_1")
-    with pytest.raises(NotSupportedError):
         sandbox.claude.enable()
+    assert info.value.details == {"feature": "Claude Code"}
     with pytest.raises(NotSupportedError):
         sandbox.claude.ask("Add tests")
 

@@ -374,6 +374,9 @@ class AsyncSandbox:
     async def snapshot(self, name: str | None = None) -> Snapshot:
         return await self._send(calls.create_snapshot(self.id, name))
 
+    async def snapshots(self) -> list[Snapshot]:
+        return await self._send(calls.list_snapshots(self.id))
+
     async def restore(self, snapshot: Snapshot | str) -> AsyncSandbox:
         snapshot_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
         return await self._action(calls.restore_snapshot(self.id, snapshot_id))
@@ -486,6 +489,15 @@ class AsyncVibeBox:
             return await sandbox.run(code, language=language, timeout=timeout, check=check)
 
         return await self.with_ephemeral(template, run, **options)
+
+    async def snapshots(self) -> list[Snapshot]:
+        return await self._transport.send(calls.all_snapshots())
+
+    async def snapshot(self, snapshot_id: str) -> Snapshot:
+        return await self._transport.send(calls.get_snapshot(snapshot_id))
+
+    async def delete_snapshot(self, snapshot: Snapshot | str) -> None:
+        await self._transport.send(calls.delete_snapshot(snapshot.id if isinstance(snapshot, Snapshot) else snapshot))
 
     async def templates(self) -> list[Template]:
         return await self._transport.send(calls.templates())

@@ -81,6 +81,10 @@ def _snapshot(response: httpx.Response) -> Snapshot:
     return Snapshot.from_api(response.json())
 
 
+def _snapshots(response: httpx.Response) -> list[Snapshot]:
+    return [Snapshot.from_api(item) for item in response.json()["results"]]
+
+
 # Sandboxes
 
 
@@ -256,11 +260,15 @@ def create_snapshot(sandbox_id: str, name: str | None) -> Call:
 
 
 def list_snapshots(sandbox_id: str) -> Call:
-    def parse(response: httpx.Response) -> list[Snapshot]:
-        data = response.json()
-        return [Snapshot.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
+    return Call("GET", sandbox_path(sandbox_id, "snapshots"), feature="snapshots", parse=_snapshots)
 
-    return Call("GET", sandbox_path(sandbox_id, "snapshots"), feature="snapshots", parse=parse)
+
+def all_snapshots() -> Call:
+    return Call("GET", f"{API}/snapshots", feature="snapshots", parse=_snapshots)
+
+
+def get_snapshot(snapshot_id: str) -> Call:
+    return Call("GET", f"{API}/snapshots/{quote(snapshot_id, safe='')}", feature="snapshots", parse=_snapshot)
 
 
 def delete_snapshot(snapshot_id: str) -> Call:

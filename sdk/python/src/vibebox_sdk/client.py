@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from . import calls, config, errors
 from .durations import Duration
-from .models import ExecutionResult, SandboxInfo, Template
+from .models import ExecutionResult, SandboxInfo, Snapshot, Template
 from .namespaces import Keys
 from .sandbox import Sandbox
 from .transport import RetryPolicy, SyncTransport
@@ -36,11 +36,17 @@ def create_fields(
     env: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
     resources: dict[str, Any] | None = None,
-    snapshot: str | None = None,
+    snapshot: str | Snapshot | None = None,
+    auto_pause: Duration | None = None,
+    auto_resume: bool | None = None,
+    pause_stops_timeout: bool | None = None,
 ) -> dict[str, Any]:
     if isinstance(git, dict):
         git = calls.body(**git)
     return {
+        "auto_pause": auto_pause,
+        "auto_resume": auto_resume,
+        "pause_stops_timeout": pause_stops_timeout,
         "template": template,
         "name": name,
         "auto_start": auto_start,
@@ -50,7 +56,7 @@ def create_fields(
         "env": env,
         "metadata": metadata,
         "resources": resources,
-        "snapshot": snapshot,
+        "snapshot": snapshot.id if isinstance(snapshot, Snapshot) else snapshot,
     }
 
 
@@ -122,7 +128,8 @@ class VibeBox:
 
         Options: `name`, `auto_start`, `ephemeral`, `timeout` ("2h"), `git` (a URL or
         {"url", "branch", "path", "depth", "auth"}), `env`, `metadata`, `resources`
-        ({"cpu": 1, "memory": "1g"}), `snapshot`.
+        ({"cpu": 1, "memory": "1g"}), `snapshot` (a Snapshot or its id: `template` may then be
+        left out), `auto_pause` ("10m" idle), `auto_resume`, `pause_stops_timeout`.
         """
         return self._wrap(self._transport.send(calls.create_sandbox(create_fields(template, **options))))
 
@@ -227,6 +234,18 @@ class VibeBox:
             return sandbox.run(code, language=language, timeout=timeout, check=check)
 
         return self.with_ephemeral(template, run, **options)
+
+    # Snapshots
+
+    def snapshots(self) -> list[Snapshot]:
+        """All your snapshots, newest first (they outlive their sandboxes)."""
+        return self._transport.send(calls.all_snapshots())
+
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        return self._transport.send(calls.get_snapshot(snapshot_id))
+
+    def delete_snapshot(self, snapshot: Snapshot | str) -> None:
+        self._transport.send(calls.delete_snapshot(snapshot.id if isinstance(snapshot, Snapshot) else snapshot))
 
     # Templates, health
 

@@ -128,6 +128,16 @@ class SandboxNotRunningError(ConflictError):
     default_code = "sandbox_not_running"
 
 
+class SandboxPausedError(SandboxNotRunningError):
+    """409: the sandbox is paused; resume it, or pass `auto_resume=True`."""
+
+    default_code = "sandbox_paused"
+
+
+class SnapshotNotFoundError(NotFoundError):
+    default_code = "snapshot_not_found"
+
+
 class GitError(VibeBoxError):
     """422: git itself failed (clone, credentials, any other git error); `details["git"]` has its message."""
 
@@ -203,6 +213,8 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "env_var_not_found": EnvVarNotFoundError,
     "file_not_found": SandboxFileNotFoundError,
     "sandbox_not_running": SandboxNotRunningError,
+    "sandbox_paused": SandboxPausedError,
+    "snapshot_not_found": SnapshotNotFoundError,
     "payload_too_large": PayloadTooLargeError,
     "rate_limited": RateLimitError,
     "runtime_unavailable": ServiceUnavailableError,

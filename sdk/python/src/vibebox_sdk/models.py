@@ -47,6 +47,10 @@ class SandboxInfo:
     stopped_at: str | None = None
     destroyed_at: str | None = None
     paused_at: str | None = None
+    auto_pause: int | None = None
+    auto_resume: bool = False
+    pause_stops_timeout: bool = False
+    last_activity_at: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     warm: bool = False
@@ -224,10 +228,16 @@ class ApiKey:
 
 @dataclass
 class Snapshot:
+    """A sandbox's filesystem and workspace at one moment (not its memory)."""
+
     id: str
     name: str = ""
     sandbox_id: str | None = None
+    sandbox_name: str = ""
+    template: str = ""
     size: int | None = None
+    image_bytes: int | None = None
+    workspace_bytes: int | None = None
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

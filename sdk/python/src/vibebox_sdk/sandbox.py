@@ -143,10 +143,22 @@ class Sandbox:
         self.info.status = "destroyed"
 
     def update(
-        self, *, name: str | None = None, metadata: dict[str, str] | None = None, timeout: Duration | None = _UNSET
+        self,
+        *,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+        timeout: Duration | None = _UNSET,
+        auto_pause: Duration | None = _UNSET,
+        auto_resume: bool | None = None,
+        pause_stops_timeout: bool | None = None,
     ) -> Sandbox:
-        """Renames, replaces metadata, or sets a new time to live from now (`timeout=None` removes it)."""
-        fields: dict[str, Any] = calls.body(name=name, metadata=metadata)
+        """Renames, replaces metadata, sets a new time to live from now (`timeout=None` removes it),
+        or changes the pause settings (`auto_pause=None` turns auto-pause off)."""
+        fields: dict[str, Any] = calls.body(
+            name=name, metadata=metadata, auto_resume=auto_resume, pause_stops_timeout=pause_stops_timeout
+        )
+        if auto_pause is not _UNSET:
+            fields["autoPause"] = auto_pause
         if timeout is not _UNSET:
             fields["timeout"] = timeout
         return self._set(self._send(calls.update_sandbox(self.id, fields)))
@@ -356,7 +368,7 @@ class Sandbox:
         url = sandbox_ws(self._client.base_url, self.id, "terminal", params)
         return Terminal(open_ws(url, self._client.api_key))
 
-    # Snapshots (NotSupportedError until the server has them)
+    # Snapshots
 
     def snapshot(self, name: str | None = None) -> Snapshot:
         return self._send(calls.create_snapshot(self.id, name))
