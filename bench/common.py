@@ -79,8 +79,8 @@ class LiveServer:
         command = [str(PYTHON), str(ROOT / "manage.py"), *args]
         return subprocess.run(command, env=self.env, check=True, cwd=ROOT, capture_output=True, text=True).stdout
 
-    def create_key(self, user: str, scopes: str = "all") -> str:
-        return self.manage("createapikey", "--user", user, "--scopes", scopes).strip()
+    def create_key(self, user: str, scopes: str = "all", *, staff: bool = False) -> str:
+        return self.manage("createapikey", "--user", user, "--scopes", scopes, *(["--staff"] if staff else [])).strip()
 
 
 @contextmanager
@@ -101,7 +101,7 @@ def live_server(instance: str = "bench", **extra_env: str):
         server = LiveServer(url=f"http://127.0.0.1:{port}", key="", pid=0, env=env)
         server.manage("migrate", "-v", "0")
         server.manage("buildimages", "--no-build")
-        server.key = server.create_key(instance)
+        server.key = server.create_key(instance, staff=True)
         process = subprocess.Popen(
             [*SERVER, "--host", "127.0.0.1", "--port", str(port), "vibebox.asgi:application"],
             env=env,

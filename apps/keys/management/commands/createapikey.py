@@ -13,8 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="CLI key")
         parser.add_argument("--scopes", default=",".join(DEFAULT_SCOPES), help="comma-separated, or 'all'")
         parser.add_argument("--test", action="store_true", help="make a vb_test_ key")
+        parser.add_argument("--staff", action="store_true", help="make the user staff (an operator: GET /api/v1/pools)")
 
-    def handle(self, *args, user, name, scopes, test, **options):
+    def handle(self, *args, user, name, scopes, test, staff, **options):
         try:
             scope_list = parse_scopes(scopes)
         except ValueError as exc:
@@ -24,5 +25,8 @@ class Command(BaseCommand):
             account.set_unusable_password()
             account.save()
             self.stderr.write(f"created user {user}")
+        if staff and not account.is_staff:
+            account.is_staff = True
+            account.save(update_fields=["is_staff"])
         _, secret = api_key_create(user=account, name=name, scopes=scope_list, test=test)
         self.stdout.write(secret)
