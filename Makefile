@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host venv images migrate run test lint format clean-containers
+.PHONY: setup host venv images migrate run test lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -38,6 +38,9 @@ run: setup
 
 test: setup
 	@$(BIN)/pytest
+
+bench: setup
+	@cd bench && ../$(BIN)/python run_all.py
 
 lint: venv
 	@$(BIN)/ruff check .
