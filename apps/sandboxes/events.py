@@ -2,12 +2,15 @@
 
 An event is kept in Redis (the last VIBEBOX_EVENTS_KEPT per sandbox, for the log stream's
 `since`/`tail`) and sent, after the database transaction commits, to two channel-layer groups:
-the sandbox's log stream and its owner's activity feed. Celery workers can publish too. Redis
-being down never fails the request that caused the event.
+the sandbox's log stream and its owner's activity feed. Delivery happens in one background
+thread per process, in publishing order, so requests do not wait for Redis. Celery workers can
+publish too. Redis being down never fails the request that caused the event.
 """
 
 import json
 import logging
+import queue
+import threading
 import time
 from functools import cache
 
@@ -45,7 +48,42 @@ def publish(*, sandbox, type: str, text: str = "", data: dict | None = None) -> 
         "data": data or {},
         "timestamp": time.time(),
     }
-    transaction.on_commit(lambda: _deliver(event, sandbox.owner_id))
+    transaction.on_commit(lambda: _enqueue(event, sandbox.owner_id))
+
+
+# Delivery takes a few Redis round trips (~4 ms); a thread does it so no request waits for it.
+_queue: queue.SimpleQueue = queue.SimpleQueue()
+_pending = 0
+_idle = threading.Condition()
+_worker: threading.Thread | None = None
+
+
+def _enqueue(event: dict, owner_id) -> None:
+    global _pending, _worker
+    with _idle:
+        _pending += 1
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, daemon=True, name="vibebox-events")
+            _worker.start()
+    _queue.put((event, owner_id))
+
+
+def _work() -> None:
+    global _pending
+    while True:
+        event, owner_id = _queue.get()
+        try:
+            _deliver(event, owner_id)
+        finally:
+            with _idle:
+                _pending -= 1
+                _idle.notify_all()
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Waits until the events published so far are delivered (readers call this first)."""
+    with _idle:
+        _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 
 
 def _deliver(event: dict, owner_id) -> None:
@@ -65,6 +103,7 @@ def _deliver(event: dict, owner_id) -> None:
 
 def recent(sandbox_id: str, since: float | None = None) -> list[dict]:
     """Kept events of a sandbox, oldest first."""
+    flush()
     try:
         raw = _redis(settings.REDIS_URL).lrange(_key(sandbox_id), 0, -1)
     except redis.RedisError as exc:
