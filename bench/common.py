@@ -122,7 +122,7 @@ def live_server(instance: str = "bench", **extra_env: str):
             process.terminate()
             process.wait(timeout=10)
             manage = [str(PYTHON), str(ROOT / "manage.py")]
-            for command in (["warmpools", "--drain"], ["reconcile"]):
+            for command in (["warmpools", "--drain"], ["dropinstance", "--yes"]):
                 subprocess.run([*manage, *command], env=env, cwd=ROOT, capture_output=True, check=False)
 
 

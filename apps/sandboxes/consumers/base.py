@@ -43,14 +43,15 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def refuse(self, exc: errors.ApplicationError):
         if "websocket.http.response" in (self.scope.get("extensions") or {}):
             body = json.dumps(envelope(exc.code, exc.message, exc.details)).encode()
-            await self.send(
+            # base_send: the consumer's own send() takes text or bytes frames, not ASGI messages.
+            await self.base_send(
                 {
                     "type": "websocket.http.response.start",
                     "status": exc.status,
                     "headers": [(b"content-type", b"application/json")],
                 }
             )
-            await self.send({"type": "websocket.http.response.body", "body": body})
+            await self.base_send({"type": "websocket.http.response.body", "body": body})
             return
         await self.close(code=CLOSE_BASE + exc.status)
 

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
 
 
+def _bridge(network: str) -> str:
+    return ("vbx-" + network.removeprefix("vibebox-"))[:15]
+
+
 def _labels_filter(labels: dict[str, str]) -> dict:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
@@ -300,9 +304,16 @@ class DockerDriver:
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_volume(name, force=True)
 
+    def remove_network(self, name: str) -> None:
+        """Removes the network and its firewall rules (its containers must be gone)."""
+        with self._engine(), contextlib.suppress(NotFound):
+            self.client.api.remove_network(name)
+        firewall.remove_bridge_rules(_bridge(name))
+        self._networks.discard(name)
+
     def ensure_network(self, name: str, labels: dict[str, str]) -> str:
         """A bridge network with inter-container traffic off and no way into the host."""
-        bridge = ("vbx-" + name.removeprefix("vibebox-"))[:15]
+        bridge = _bridge(name)
         if name in self._networks:
             return bridge
         with self._engine():

@@ -54,3 +54,14 @@ def rules(bridge: str) -> list[str]:
     result = _iptables("-S", chain, check=False)
     jump = [line for line in _iptables("-S", "INPUT", check=False).stdout.splitlines() if f"-j {chain}" in line]
     return jump + result.stdout.splitlines()
+
+
+def remove_bridge_rules(bridge: str) -> None:
+    """Removes the rules of a bridge that is gone (a throwaway instance's)."""
+    if not settings.VIBEBOX_FIREWALL or shutil.which("iptables") is None:
+        return
+    chain = chain_name(bridge)
+    while _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False).returncode == 0:
+        pass
+    _iptables("-F", chain, check=False)
+    _iptables("-X", chain, check=False)

@@ -119,3 +119,13 @@ def test_fluent_chain(vb, project, tmp_path):
     )
     assert (tmp_path / "out" / "bundle.js").read_text() == "module.exports = 1;\n// built\n"
     assert vb.get(sandbox_id).status == "destroyed"
+
+
+def test_uploaded_directories_belong_to_the_sandbox_user(sandbox, project, monkeypatch):
+    (project / "src" / "empty").mkdir()
+    sandbox.upload(project / "src")
+    owners = sandbox.exec("stat -c '%U %n' src src/lib src/empty && touch src/lib/new.txt && echo ok")
+    assert owners.stdout == "sandbox src\nsandbox src/lib\nsandbox src/empty\nok\n", owners.stderr
+    monkeypatch.chdir(project)
+    sandbox.upload("./**/*.py", "/workspace/globbed")
+    assert sandbox.exec("stat -c %U globbed/src/lib && touch globbed/src/lib/x").stdout == "sandbox\n"

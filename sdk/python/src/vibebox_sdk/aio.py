@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from . import archive, calls, config, errors
 from .archive import Progress
@@ -38,19 +38,33 @@ from .files import file_target, is_archive, total_size, upload_call
 from .models import ExecutionRecord, ExecutionResult, FileEntry, LogEntry, SandboxInfo, Snapshot, Template
 from .namespaces import Claude, Env, Git, Keys
 from .sandbox import LogFilter, check_result, log_params
-from .streams import OPEN_TIMEOUT, CommandState, StreamEvent, auth_headers, refused, refused_upgrade, sandbox_ws
+from .streams import (
+    HANDSHAKE_ATTEMPTS,
+    OPEN_TIMEOUT,
+    CommandState,
+    StreamEvent,
+    auth_headers,
+    refused,
+    refused_upgrade,
+    sandbox_ws,
+)
 from .transport import AsyncTransport, RetryPolicy
 
 T = TypeVar("T")
 
 
 async def open_ws(url: str, api_key: str | None) -> ClientConnection:
-    try:
-        return await connect(url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None)
-    except InvalidStatus as error:
-        raise refused_upgrade(error) from error
-    except OSError as error:
-        raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
+    for attempt in range(HANDSHAKE_ATTEMPTS):
+        try:
+            headers = auth_headers(api_key)
+            return await connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT, max_size=None)
+        except InvalidStatus as error:
+            raise refused_upgrade(error) from error
+        except (OSError, InvalidMessage) as error:
+            if attempt + 1 == HANDSHAKE_ATTEMPTS:
+                raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class AsyncCommandStream:

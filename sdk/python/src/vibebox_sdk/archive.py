@@ -53,6 +53,8 @@ def _walk(base: Path, exclude: list[str]) -> list[str]:
         rel_root = os.path.relpath(root, base)
         rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/")
         dirs[:] = sorted(d for d in dirs if not excluded(posixpath.join(rel_root, d), exclude))
+        if rel_root and not files and not dirs:
+            found.append(rel_root)  # an empty directory travels too
         for name in sorted(files):
             relative = posixpath.join(rel_root, name)
             if not excluded(relative, exclude):
@@ -107,11 +109,28 @@ def select(local: str | os.PathLike[str], remote: str | None, exclude: list[str]
     raise FileNotFoundError(f"no such file or directory: {text!r}")
 
 
+def _with_directories(files: list[str]) -> list[str]:
+    """The files preceded by every directory above them, so the archive carries the directories'
+    own entries (the server gives them to the sandbox user; without entries the engine would
+    make them as root)."""
+    entries: list[str] = []
+    seen: set[str] = set()
+    for relative in files:
+        parts = relative.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            directory = "/".join(parts[:depth])
+            if directory not in seen:
+                seen.add(directory)
+                entries.append(directory)
+        entries.append(relative)
+    return entries
+
+
 def pack(selection: Selection) -> tuple[IO[bytes], int]:
     """A tar of the selection in a temporary file (in memory when small); returns (file, size)."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned to the caller
     with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for relative in selection.files:
+        for relative in _with_directories(selection.files):
             source = selection.base / relative
             info = tar.gettarinfo(str(source), arcname=relative)
             info.uid = info.gid = 0
@@ -119,7 +138,7 @@ def pack(selection: Selection) -> tuple[IO[bytes], int]:
             if info.isreg():
                 with source.open("rb") as handle:
                     tar.addfile(info, handle)
-            elif info.issym():
+            elif info.issym() or info.isdir():
                 tar.addfile(info)
     size = spool.tell()
     spool.seek(0)

@@ -194,8 +194,8 @@ class Template:
     user: str = ""
     workdir: str = ""
     default_env: dict[str, str] = field(default_factory=dict)
-    ports: list[int] = field(default_factory=list)
-    pre_installed: list[str] = field(default_factory=list)
+    ports: list[Any] = field(default_factory=list)
+    pre_installed: Any = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -9,12 +9,13 @@ import inspect
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from . import errors
@@ -98,15 +99,22 @@ class CommandState:
 _DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 
+HANDSHAKE_ATTEMPTS = 3  # a handshake that failed before the server answered started nothing: retry it
+
+
 def open_ws(url: str, api_key: str | None) -> ClientConnection:
-    try:
-        return connect(
-            url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None, **_DIRECT
-        )
-    except InvalidStatus as error:
-        raise refused_upgrade(error) from error
-    except OSError as error:
-        raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
+    for attempt in range(HANDSHAKE_ATTEMPTS):
+        try:
+            return connect(
+                url, additional_headers=auth_headers(api_key), open_timeout=OPEN_TIMEOUT, max_size=None, **_DIRECT
+            )
+        except InvalidStatus as error:
+            raise refused_upgrade(error) from error
+        except (OSError, InvalidMessage) as error:
+            if attempt + 1 == HANDSHAKE_ATTEMPTS:
+                raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class CommandStream:
