@@ -87,6 +87,7 @@ class DockerDriver:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._networks: set[str] = set()
+        self._network_lock = threading.Lock()  # one create at a time in this process
 
     # ---- connection and error translation ----
 
@@ -316,7 +317,7 @@ class DockerDriver:
         bridge = _bridge(name)
         if name in self._networks:
             return bridge
-        with self._engine():
+        with self._network_lock, self._engine():
             try:
                 self.client.api.inspect_network(name)
             except NotFound:
@@ -330,9 +331,8 @@ class DockerDriver:
                             "com.docker.network.bridge.name": bridge,
                         },
                     )
-                except APIError as exc:  # created concurrently by another process
-                    if exc.status_code != 409:
-                        raise
+                except APIError:  # created concurrently by another process: fine if it exists now
+                    self.client.api.inspect_network(name)
         firewall.isolate_bridge(bridge)
         self._networks.add(name)
         return bridge
