@@ -94,6 +94,9 @@ def live_server(instance: str = "bench", **extra_env: str):
             "VIBEBOX_INSTANCE": instance,
             "VIBEBOX_CACHE_PREFIX": f"vibebox-{instance}",
             "VIBEBOX_RATE_LIMIT": "100000/min",
+            # Warm pools fill in the background and would disturb other measurements; the
+            # benchmarks (and tests) that need them turn them on.
+            "VIBEBOX_POOL_ENABLED": "0",
             **extra_env,
         }
         env.pop("DATABASE_URL", None)

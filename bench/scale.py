@@ -122,6 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     client = docker.from_env()
     env = {
+        "VIBEBOX_POOL_ENABLED": "1",
         "VIBEBOX_POOL_SIZES": f"{TEMPLATE}={args.burst}",
         "VIBEBOX_POOL_REFILL_AFTER_TAKE": "0",
         "VIBEBOX_MAX_SANDBOXES_PER_OWNER": str(max(args.n, args.burst) + 10),

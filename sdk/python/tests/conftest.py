@@ -33,7 +33,7 @@ def _leftovers(client: docker.DockerClient) -> list:
 def server() -> Iterator[LiveServer]:
     """One server for the whole session; yields url, key (all scopes, user = the instance name), env."""
     engine = docker.from_env()
-    with live_server(INSTANCE) as running:
+    with live_server(INSTANCE, VIBEBOX_POOL_ENABLED="1") as running:  # creates take warm containers
         yield running
         running.manage("warmpools", "--drain")  # pooled containers are the server's, not leaks
         leftovers = [c.name for c in _leftovers(engine)]
