@@ -250,6 +250,8 @@ VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
 # reach each other on these, so use them only for networks made for this purpose.
 VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
 
+# The exec agent in each sandbox runs simple commands in milliseconds instead of a Docker exec's tens.
+VIBEBOX_EXEC_AGENT = env_bool("VIBEBOX_EXEC_AGENT", True)
 # Warm pools: started, unassigned containers per template, taken by creates (docs/operations.md).
 VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", True)
 VIBEBOX_POOL_SIZES = {

@@ -21,5 +21,6 @@ def get_driver() -> RuntimeDriver:
     if settings.VIBEBOX_RUNTIME_DRIVER == "docker":
         from .docker import DockerDriver
 
-        return DockerDriver(base_url=settings.VIBEBOX_DOCKER_HOST or None)
+        agent_secret = settings.SECRET_KEY if settings.VIBEBOX_EXEC_AGENT else None
+        return DockerDriver(base_url=settings.VIBEBOX_DOCKER_HOST or None, agent_secret=agent_secret)
     raise ValueError(f"unknown VIBEBOX_RUNTIME_DRIVER {settings.VIBEBOX_RUNTIME_DRIVER!r}")

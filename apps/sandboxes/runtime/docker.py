@@ -6,6 +6,7 @@ module ever sees a Docker type or exception.
 
 import base64
 import contextlib
+import http.client
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import docker_exec, docker_logs, docker_tty, firewall
+from . import docker_agent, docker_exec, docker_logs, docker_tty, firewall
 from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,25 @@ def _archive_chunks(response) -> Iterator[bytes]:
         response.close()
 
 
+def _agent_target(data: dict) -> tuple[str, str] | None:
+    """(address, configured user) of a running container, for its exec agent."""
+    if not (data.get("State") or {}).get("Running"):
+        return None
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
+    return (address, (data.get("Config") or {}).get("User") or "") if address else None
+
+
 class DockerDriver:
-    def __init__(self, base_url: str | None = None, timeout: int = 120):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, agent_secret: str | None = None):
         self._base_url = base_url
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._networks: set[str] = set()
         self._network_lock = threading.Lock()  # one create at a time in this process
+        self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
+        self._agents: dict[str, tuple[str, str]] = {}  # container name -> (address, user)
 
     # ---- connection and error translation ----
 
@@ -136,9 +148,10 @@ class DockerDriver:
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         with self._engine():
             self.client.volumes.create(name=spec.volume, labels=spec.labels)
+            command = docker_agent.COMMAND if self._agent_secret else spec.command
             kwargs = dict(
                 image=spec.image,
-                command=list(spec.command),
+                command=list(command),
                 name=spec.name,
                 hostname=spec.hostname,
                 user=spec.user or None,
@@ -175,24 +188,38 @@ class DockerDriver:
                 raise
             for network in spec.extra_networks:
                 self.client.api.connect_container_to_network(container.id, network)
+            if self._agent_secret:
+                self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name, 0, 0))
             return _info_from_inspect(container.attrs)
+
+    def _inspect_running(self, name: str) -> ContainerInfo:
+        """Inspects a container just started; remembers where its exec agent listens."""
+        data = self.client.api.inspect_container(name)
+        target = _agent_target(data)
+        if target:
+            self._agents[name] = target
+        else:
+            self._agents.pop(name, None)
+        return _info_from_inspect(data)
 
     def start(self, name: str) -> ContainerInfo:
         with self._engine():
             self.client.api.start(name)
-            return _info_from_inspect(self.client.api.inspect_container(name))
+            return self._inspect_running(name)
 
     def stop(self, name: str, timeout: int) -> ContainerInfo:
         with self._engine():
+            self._agents.pop(name, None)
             self.client.api.stop(name, timeout=timeout)
             return _info_from_inspect(self.client.api.inspect_container(name))
 
     def restart(self, name: str, timeout: int) -> ContainerInfo:
         with self._engine():
             self.client.api.restart(name, timeout=timeout)
-            return _info_from_inspect(self.client.api.inspect_container(name))
+            return self._inspect_running(name)
 
     def remove(self, name: str, *, volume: str | None = None) -> None:
+        self._agents.pop(name, None)
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_container(name, force=True, v=False)
         if volume:
@@ -228,7 +255,31 @@ class DockerDriver:
 
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
         with self._engine():
+            if self._agent_secret:
+                result = self._exec_by_agent(name, request)
+                if result is not None:
+                    return result
             return docker_exec.run(self.client.api, name, request)
+
+    def _exec_by_agent(self, name: str, request: ExecRequest) -> ExecResult | None:
+        """The command through the container's exec agent; None to use Docker's exec instead."""
+        target = self._agents.get(name)
+        if target is None:
+            target = _agent_target(self.client.api.inspect_container(name))
+            if target is None:
+                return None
+            self._agents[name] = target
+        address, user = target
+        if not docker_agent.eligible(request, user):
+            return None
+        try:
+            result = docker_agent.run(address, self._agent_secret, name, request)
+        except (OSError, http.client.HTTPException) as exc:
+            self._agents.pop(name, None)
+            raise errors.RuntimeFailure(f"the sandbox's exec agent failed: {exc}"[:300]) from None
+        if result is None:
+            self._agents.pop(name, None)  # look again next time (restarted, or not up yet)
+        return result
 
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool):
         with self._engine():
