@@ -7,6 +7,7 @@ thread per process, in publishing order, so requests do not wait for Redis. Cele
 publish too. Redis being down never fails the request that caused the event.
 """
 
+import asyncio
 import json
 import logging
 import queue
@@ -15,7 +16,6 @@ import time
 from functools import cache
 
 import redis
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -70,10 +70,11 @@ def _enqueue(event: dict, owner_id) -> None:
 
 def _work() -> None:
     global _pending
+    loop = asyncio.new_event_loop()  # one loop for the thread: the channel layer keeps its connections
     while True:
         event, owner_id = _queue.get()
         try:
-            _deliver(event, owner_id)
+            _deliver(event, owner_id, loop)
         finally:
             with _idle:
                 _pending -= 1
@@ -86,19 +87,26 @@ def flush(timeout: float = 5.0) -> None:
         _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 
 
-def _deliver(event: dict, owner_id) -> None:
+def _deliver(event: dict, owner_id, loop: asyncio.AbstractEventLoop) -> None:
     try:
-        client = _redis(settings.REDIS_URL)
         key = _key(event["sandboxId"])
-        client.lpush(key, json.dumps(event))
-        client.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
-        client.expire(key, 30 * 86400)
-        layer = get_channel_layer()
-        send = async_to_sync(layer.group_send)
-        send(logs_group(event["sandboxId"]), {"type": "sandbox.event", "event": event})
-        send(activity_group(owner_id), {"type": "sandbox.event", "event": event})
+        pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
+        pipeline.lpush(key, json.dumps(event))
+        pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
+        pipeline.expire(key, 30 * 86400)
+        pipeline.execute()
+        loop.run_until_complete(_send(event, owner_id))
     except Exception as exc:  # events are best effort; the action itself has happened
         logger.warning("event %s not delivered: %s", event["type"], exc)
+
+
+async def _send(event: dict, owner_id) -> None:
+    layer = get_channel_layer()
+    message = {"type": "sandbox.event", "event": event}
+    await asyncio.gather(
+        layer.group_send(logs_group(event["sandboxId"]), message),
+        layer.group_send(activity_group(owner_id), message),
+    )
 
 
 def recent(sandbox_id: str, since: float | None = None) -> list[dict]:
