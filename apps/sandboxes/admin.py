@@ -26,9 +26,10 @@ class PooledContainerInline(admin.TabularInline):
 
 @admin.register(WarmPool)
 class WarmPoolAdmin(admin.ModelAdmin):
-    """Operators size pools here; `maintain_pools` (Celery beat) applies the change."""
+    """Operators size pools here, and add pools for other resources (cpu, memory in bytes): creates
+    asking for exactly those take from them. `maintain_pools` (Celery beat) applies the change."""
 
-    list_display = ("template", "enabled", "min_size", "max_size", "target_size", "hits", "misses", "last_ready_ms")
+    list_display = ("template", "cpu", "memory", "enabled", "min_size", "max_size", "target_size", "hits", "misses")
     list_editable = ("enabled", "min_size", "max_size")
     readonly_fields = ("target_size", "hits", "misses", "replaced", "last_ready_ms", "updated_at")
     inlines = [PooledContainerInline]

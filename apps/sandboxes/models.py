@@ -156,7 +156,10 @@ class WarmPool(models.Model):
     The pool holds between `min_size` and `max_size` containers: the target follows the number
     of creates of the template over the last VIBEBOX_POOL_DEMAND_WINDOW."""
 
-    template = models.OneToOneField("marketplace.Template", on_delete=models.CASCADE, related_name="warm_pool")
+    template = models.ForeignKey("marketplace.Template", on_delete=models.CASCADE, related_name="warm_pools")
+    # The resources key: a create takes from the pool of its template with its cpu and memory.
+    cpu = models.FloatField(default=1.0)
+    memory = models.PositiveBigIntegerField(default=1024**3)
     enabled = models.BooleanField(default=True)
     min_size = models.PositiveIntegerField(default=2)
     max_size = models.PositiveIntegerField(default=10)
@@ -167,8 +170,11 @@ class WarmPool(models.Model):
     last_ready_ms = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["template", "cpu", "memory"], name="unique_pool_resources")]
+
     def __str__(self):
-        return f"pool of {self.template_id}"
+        return f"pool of {self.template_id} ({self.cpu:g} cpu, {self.memory // 1024**2} MiB)"
 
 
 class PooledContainer(models.Model):

@@ -4,9 +4,11 @@
   label `vibebox.pool=<template>` and an empty owner; its row (`PooledContainer`) is written
   before the container exists, and its id becomes the id of the sandbox that takes it, so
   container and volume names never change.
-- A create that matches (template, default resources, started) takes the oldest ready container
-  with one conditional delete in the create's transaction: no container start on the request
-  path. Ownership lives in the database; the pool label stays on the container.
+- A pool is keyed by template and resources (cpu, memory): every template in
+  VIBEBOX_POOL_SIZES gets a pool with the default resources, operators add others in the admin.
+  A create that matches a pool (template, cpu, memory, started, no disk limit) takes the oldest
+  ready container with one conditional delete in the create's transaction: no container start
+  on the request path. Ownership lives in the database; the pool label stays on the container.
 - Refilled right after each take (a background thread of the process that took) and every
   VIBEBOX_POOL_INTERVAL by Celery beat (`maintain_pools`), which also health-checks pooled
   containers (a no-op exec) and replaces bad ones, and removes containers of outdated images.
@@ -27,6 +29,7 @@ from django.utils import timezone
 
 from apps.marketplace.models import Template
 from vibebox import exceptions as errors
+from vibebox.units import format_size
 
 from .models import PooledContainer, Sandbox, WarmPool
 from .runtime import ExecRequest, get_driver
@@ -48,34 +51,43 @@ def pool_labels(container_id: str, template: Template) -> dict[str, str]:
 
 
 def pool_get(template: Template) -> WarmPool | None:
-    """The template's pool; created from VIBEBOX_POOL_SIZES the first time it is asked for."""
-    pool = WarmPool.objects.filter(template=template).first()
+    """The template's pool with the default resources; created from VIBEBOX_POOL_SIZES the first
+    time it is asked for."""
+    defaults = {"cpu": settings.VIBEBOX_DEFAULT_CPU, "memory": settings.VIBEBOX_DEFAULT_MEMORY}
+    pool = WarmPool.objects.filter(template=template, **defaults).first()
     if pool is None and template.name in settings.VIBEBOX_POOL_SIZES:
         size = settings.VIBEBOX_POOL_SIZES[template.name]
         pool, _ = WarmPool.objects.get_or_create(
             template=template,
+            **defaults,
             defaults={"min_size": size, "target_size": size, "max_size": max(size, settings.VIBEBOX_POOL_MAX_SIZE)},
         )
     return pool
 
 
-def poolable(*, auto_start: bool, cpu: float, memory: int, disk: int | None) -> bool:
-    """Pooled containers have the default resources and are running."""
-    return (
-        settings.VIBEBOX_POOL_ENABLED
-        and auto_start
-        and not disk
-        and cpu == settings.VIBEBOX_DEFAULT_CPU
-        and memory == settings.VIBEBOX_DEFAULT_MEMORY
-    )
+def pool_label(pool: WarmPool) -> str:
+    """The template's name, plus the resources when they are not the defaults."""
+    if pool.cpu == settings.VIBEBOX_DEFAULT_CPU and pool.memory == settings.VIBEBOX_DEFAULT_MEMORY:
+        return pool.template.name
+    return f"{pool.template.name}:{pool.cpu:g}cpu:{format_size(pool.memory)}"
 
 
-def pool_claim(template: Template) -> PooledContainer | None:
-    """Takes the oldest ready container of the template's current image (call inside the
-    create's transaction). Counts a hit or a miss."""
-    pool = WarmPool.objects.filter(template=template, enabled=True).only("pk").first()
+def poolable(*, auto_start: bool, disk: int | None) -> bool:
+    """Pooled containers are running and have no disk limit."""
+    return settings.VIBEBOX_POOL_ENABLED and auto_start and not disk
+
+
+def pool_for(template: Template, *, cpu: float, memory: int) -> WarmPool | None:
+    pools = WarmPool.objects.select_related("template")
+    return pools.filter(template=template, cpu=cpu, memory=memory, enabled=True).first()
+
+
+def pool_claim(pool: WarmPool | None) -> PooledContainer | None:
+    """Takes the oldest ready container of the pool's current image (call inside the create's
+    transaction). Counts a hit or a miss."""
     if pool is None:
         return None
+    template = pool.template
     ready = PooledContainer.objects.filter(pool=pool, status=PooledContainer.Status.READY, image=template.image)
     for candidate in ready.order_by("ready_at")[:3]:
         # Conditional: of two creates racing for this container only one deletes the row.
@@ -88,7 +100,9 @@ def pool_claim(template: Template) -> PooledContainer | None:
 
 def _target(pool: WarmPool, now) -> int:
     window = now - timezone.timedelta(seconds=settings.VIBEBOX_POOL_DEMAND_WINDOW)
-    demand = Sandbox.objects.filter(template_id=pool.template_id, created_at__gte=window).count()
+    demand = Sandbox.objects.filter(
+        template_id=pool.template_id, cpu=pool.cpu, memory=pool.memory, created_at__gte=window
+    ).count()
     return max(pool.min_size, min(pool.max_size, demand))
 
 
@@ -103,7 +117,8 @@ def _reserve(pool: WarmPool, template: Template) -> list[PooledContainer]:
         return [PooledContainer.objects.create(pool=pool, image=template.image) for _ in range(max(0, target - have))]
 
 
-def _start_one(row: PooledContainer, template: Template) -> bool:
+def _start_one(row: PooledContainer, pool: WarmPool) -> bool:
+    template = pool.template
     driver = get_driver()
     started = time.monotonic()
     spec = container_spec(
@@ -111,8 +126,8 @@ def _start_one(row: PooledContainer, template: Template) -> bool:
         template=template,
         image=row.image,
         labels=pool_labels(row.id, template),
-        cpu=settings.VIBEBOX_DEFAULT_CPU,
-        memory=settings.VIBEBOX_DEFAULT_MEMORY,
+        cpu=pool.cpu,
+        memory=pool.memory,
         disk=None,
     )
     try:
@@ -156,20 +171,19 @@ def _discard(row: PooledContainer) -> None:
     PooledContainer.objects.filter(pk=row.pk).delete()
 
 
-def pool_fill(template: Template) -> int:
-    """Brings the template's pool up to its target; answers how many containers were started."""
-    pool = pool_get(template)
+def pool_fill(pool: WarmPool | None) -> int:
+    """Brings a pool up to its target; answers how many containers were started."""
     if pool is None or not pool.enabled or not settings.VIBEBOX_POOL_ENABLED:
         return 0
-    return sum(_start_one(row, template) for row in _reserve(pool, template))
+    return sum(_start_one(row, pool) for row in _reserve(pool, pool.template))
 
 
-def pool_check(template: Template) -> int:
+def pool_check(pool: WarmPool | None) -> int:
     """Removes pooled containers of outdated images, those stuck in `creating` (their maker
     died) and those failing a health check; answers how many failed (pool_fill replaces them)."""
-    pool = WarmPool.objects.filter(template=template).first()
     if pool is None:
         return 0
+    template = pool.template
     bad = 0
     stuck = timezone.now() - timezone.timedelta(seconds=settings.VIBEBOX_STUCK_AFTER)
     stale = PooledContainer.objects.filter(pool=pool).exclude(image=template.image)
@@ -189,11 +203,9 @@ def pool_check(template: Template) -> int:
     return bad
 
 
-def pool_drain(template: Template | None = None) -> int:
-    """Removes every pooled container (of one template, or all); answers how many."""
-    rows = (
-        PooledContainer.objects.all() if template is None else PooledContainer.objects.filter(pool__template=template)
-    )
+def pool_drain(pool: WarmPool | None = None) -> int:
+    """Removes every pooled container (of one pool, or all); answers how many."""
+    rows = PooledContainer.objects.all() if pool is None else PooledContainer.objects.filter(pool=pool)
     count = 0
     for row in list(rows):
         if PooledContainer.objects.filter(pk=row.pk).delete()[0]:
@@ -203,43 +215,42 @@ def pool_drain(template: Template | None = None) -> int:
 
 
 def pools_maintain() -> dict[str, dict[str, int]]:
-    """One pass over every template: health check, then refill (disabled pools are drained)."""
-    report = {}
+    """One pass over every pool: health check, then refill (disabled pools are drained)."""
     for template in Template.objects.filter(is_active=True):
-        pool = pool_get(template)
-        if pool is None:
+        pool_get(template)  # the default pools of VIBEBOX_POOL_SIZES exist
+    report = {}
+    for pool in WarmPool.objects.select_related("template").order_by("template__name", "cpu", "memory"):
+        if not pool.enabled or not settings.VIBEBOX_POOL_ENABLED or not pool.template.is_active:
+            report[pool_label(pool)] = {"drained": pool_drain(pool)}
             continue
-        if not pool.enabled or not settings.VIBEBOX_POOL_ENABLED:
-            report[template.name] = {"drained": pool_drain(template)}
-            continue
-        report[template.name] = {"replaced": pool_check(template), "started": pool_fill(template)}
+        report[pool_label(pool)] = {"replaced": pool_check(pool), "started": pool_fill(pool)}
     return report
 
 
-_filling: set[str] = set()
+_filling: set[int] = set()
 _filling_lock = threading.Lock()
 
 
-def refill_soon(template: Template) -> None:
-    """Refills the pool in a background thread of this process (one at a time per template)."""
-    if not settings.VIBEBOX_POOL_REFILL_AFTER_TAKE:
+def refill_soon(pool: WarmPool | None) -> None:
+    """Refills the pool in a background thread of this process (one at a time per pool)."""
+    if pool is None or not settings.VIBEBOX_POOL_REFILL_AFTER_TAKE:
         return
     with _filling_lock:
-        if template.name in _filling:
+        if pool.pk in _filling:
             return
-        _filling.add(template.name)
+        _filling.add(pool.pk)
 
     def run() -> None:
         try:
-            pool_fill(template)
+            pool_fill(pool)
         except Exception:  # a failed refill is retried by the next maintain_pools
-            logger.exception("warm pool %s: refill failed", template.name)
+            logger.exception("warm pool %s: refill failed", pool_label(pool))
         finally:
             with _filling_lock:
-                _filling.discard(template.name)
+                _filling.discard(pool.pk)
             close_old_connections()
 
-    threading.Thread(target=run, daemon=True, name=f"pool-refill-{template.name}").start()
+    threading.Thread(target=run, daemon=True, name=f"pool-refill-{pool.pk}").start()
 
 
 def pool_stats() -> list[dict]:
@@ -249,11 +260,13 @@ def pool_stats() -> list[dict]:
         creating=Count("containers", filter=Q(containers__status=PooledContainer.Status.CREATING)),
     )
     stats = []
-    for pool in pools.order_by("template__name"):
+    for pool in pools.order_by("template__name", "cpu", "memory"):
         taken = pool.hits + pool.misses
         stats.append(
             {
                 "template": pool.template.name,
+                "cpu": pool.cpu,
+                "memory": format_size(pool.memory),
                 "enabled": pool.enabled and settings.VIBEBOX_POOL_ENABLED,
                 "size": pool.ready,
                 "creating": pool.creating,

@@ -184,7 +184,9 @@ def sandbox_create(
     cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
-    warm = not snapshot and pools.poolable(auto_start=auto_start, cpu=cpu, memory=memory, disk=disk)
+    poolable = not snapshot and pools.poolable(auto_start=auto_start, disk=disk)
+    pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
+    warm = pool is not None
 
     try:
         with transaction.atomic():
@@ -215,7 +217,7 @@ def sandbox_create(
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
             )
-            pooled = pools.pool_claim(tmpl) if warm else None
+            pooled = pools.pool_claim(pool) if warm else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
                 sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
                 sandbox.status = Status.CREATING if clone else Status.RUNNING
@@ -225,7 +227,7 @@ def sandbox_create(
     except IntegrityError:
         raise errors.SandboxNameTaken(details={"name": name}) from None
     if warm:
-        transaction.on_commit(lambda: pools.refill_soon(tmpl))
+        transaction.on_commit(lambda: pools.refill_soon(pool))
     if sandbox.warm and not clone:
         _publish_created(sandbox)
         return sandbox

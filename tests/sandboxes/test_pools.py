@@ -34,7 +34,7 @@ def pooled_containers(docker_client):
 
 
 def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbox_ids):
-    assert pools.pool_fill(python_pool) == 2
+    assert pools.pool_fill(pools.pool_get(python_pool)) == 2
     rows = list(PooledContainer.objects.filter(status=PooledContainer.Status.READY))
     assert len(rows) == 2 and all(r.ready_ms for r in rows)
     containers = {c.name: c for c in pooled_containers(docker_client)}
@@ -61,7 +61,7 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
     pool = WarmPool.objects.get(template=python_pool)
     assert (pool.hits, pool.misses) == (1, 0)
 
-    assert pools.pool_fill(python_pool) == 1  # back to the target
+    assert pools.pool_fill(pools.pool_get(python_pool)) == 1  # back to the target
     assert PooledContainer.objects.filter(status=PooledContainer.Status.READY).count() == 2
     # The taken container is now a sandbox: destroy removes it like any other.
     assert api_client.delete(f"/api/v1/sandboxes/{body['id']}").status_code == 204
@@ -69,7 +69,7 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
 
 
 def test_creates_that_do_not_match_miss_the_pool(python_pool, api_client, cleanup_sandbox_ids):
-    pools.pool_fill(python_pool)
+    pools.pool_fill(pools.pool_get(python_pool))
     for body in (
         {"template": "python-3", "resources": {"memory": "512m"}},
         {"template": "python-3", "autoStart": False},
@@ -93,11 +93,11 @@ def test_an_empty_pool_counts_a_miss_and_creates_cold(python_pool, api_client, c
 
 
 def test_health_check_replaces_bad_containers_and_outdated_images(python_pool, docker_client):
-    pools.pool_fill(python_pool)
+    pools.pool_fill(pools.pool_get(python_pool))
     first, second = PooledContainer.objects.order_by("ready_at")
     docker_client.containers.get(first.id).kill()
     PooledContainer.objects.filter(pk=second.pk).update(image="vibebox/python-3:outdated")
-    assert pools.pool_check(python_pool) == 1
+    assert pools.pool_check(pools.pool_get(python_pool)) == 1
     assert not PooledContainer.objects.filter(pk__in=[first.pk, second.pk]).exists()
     assert not docker_client.containers.list(all=True, filters={"name": first.id})
     assert not docker_client.containers.list(all=True, filters={"name": second.id})
@@ -110,13 +110,16 @@ def test_target_follows_demand_within_bounds(python_pool, owner, templates):
     pool = pools.pool_get(python_pool)
     WarmPool.objects.filter(pk=pool.pk).update(min_size=1, max_size=3)
     for n in range(5):
-        Sandbox.objects.create(owner=owner, name=f"demand-{n}", template=python_pool, image="x", cpu=1, memory=1)
-    assert pools.pool_fill(python_pool) == 3
+        Sandbox.objects.create(
+            owner=owner, name=f"demand-{n}", template=python_pool, image="x", cpu=pool.cpu, memory=pool.memory
+        )
+    Sandbox.objects.create(owner=owner, name="other-size", template=python_pool, image="x", cpu=2, memory=pool.memory)
+    assert pools.pool_fill(pools.pool_get(python_pool)) == 3
     assert WarmPool.objects.get(pk=pool.pk).target_size == 3
 
 
 def test_disabled_pool_is_drained_and_reconcile_keeps_pool_containers(python_pool, docker_client):
-    pools.pool_fill(python_pool)
+    pools.pool_fill(pools.pool_get(python_pool))
     report = sandbox_reconcile()
     assert not report.orphans_removed
     assert len(pooled_containers(docker_client)) == 2
@@ -130,7 +133,7 @@ def test_disabled_pool_is_drained_and_reconcile_keeps_pool_containers(python_poo
 
 
 def test_pools_endpoint_for_operators_only(python_pool, owner, client_for, client):
-    pools.pool_fill(python_pool)
+    pools.pool_fill(pools.pool_get(python_pool))
     assert client_for(owner).get("/api/v1/pools").status_code == 403
     assert client.get("/api/v1/pools").status_code == 401
     owner.is_staff = True
@@ -139,6 +142,8 @@ def test_pools_endpoint_for_operators_only(python_pool, owner, client_for, clien
     assert stats == [
         {
             "template": "python-3",
+            "cpu": 1.0,
+            "memory": "256m",
             "enabled": True,
             "size": 2,
             "creating": 0,
@@ -165,7 +170,7 @@ def test_no_double_assignment_under_concurrent_creates(transactional_db, templat
     from django.test import override_settings
 
     with override_settings(VIBEBOX_POOL_ENABLED=True, VIBEBOX_POOL_SIZES={"python-3": 5}):
-        assert pools.pool_fill(templates["python-3"]) == 5
+        assert pools.pool_fill(pools.pool_get(templates["python-3"])) == 5
     key = make_key(owner)[1]
     results, ids = [], []
     try:
@@ -200,3 +205,21 @@ def test_no_double_assignment_under_concurrent_creates(transactional_db, templat
             docker_client.containers.get(sandbox_id).remove(force=True, v=True)
         with override_settings(VIBEBOX_POOL_SIZES={"python-3": 5}):
             pools.pool_drain()
+
+
+def test_pools_for_other_resources(python_pool, api_client, cleanup_sandbox_ids, docker_client):
+    """Operators add pools keyed by resources; a create asking for exactly those takes from them."""
+    big = WarmPool.objects.create(template=python_pool, cpu=0.5, memory=512 * 1024**2, min_size=1, target_size=1)
+    assert pools.pool_fill(big) == 1
+    pooled = PooledContainer.objects.get(pool=big)
+    assert docker_client.containers.get(pooled.id).attrs["HostConfig"]["Memory"] == 512 * 1024**2
+    response = api_client.post(
+        "/api/v1/sandboxes", {"template": "python-3", "resources": {"cpu": 0.5, "memory": "512m"}}, format="json"
+    )
+    cleanup_sandbox_ids.append(response.json()["id"])
+    assert response.json()["warm"] is True and response.json()["id"] == pooled.id
+    assert response.json()["resources"]["memory"] == "512m"
+    other = api_client.post("/api/v1/sandboxes", {"template": "python-3", "resources": {"cpu": 0.5}}, format="json")
+    cleanup_sandbox_ids.append(other.json()["id"])
+    assert other.json()["warm"] is False  # 0.5 cpu with the default memory: no such pool
+    assert "python-3:0.5cpu:512m" in pools.pools_maintain()
