@@ -10,6 +10,7 @@
 - running sandboxes with `autoPause` and no activity (API, commands, terminal input) for that
   long, and no command running, are paused;
 - executions left `running` by a server that stopped are marked `error`;
+- snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed;
 - at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
   killed: nobody can follow them any more.
 """
@@ -24,7 +25,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import activity, states
-from .models import Execution, PooledContainer, Sandbox, Status
+from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
 from .services import sandbox_destroy, sandbox_pause
@@ -45,6 +46,7 @@ class Report:
     strays_ended: list[str] = field(default_factory=list)
     key_revoked: list[str] = field(default_factory=list)
     auto_paused: list[str] = field(default_factory=list)
+    snapshot_images_removed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value}
@@ -82,6 +84,20 @@ def _kill_strays(sandboxes, report: Report) -> None:
             except errors.ApplicationError as exc:
                 logger.warning("could not end stray commands in %s: %s", sandbox.id, exc.message)
         report.strays_ended.append(sandbox.id)
+
+
+def _remove_lost_snapshot_images(now: dt.datetime, report: Report) -> None:
+    """Snapshot images whose row is gone (a snapshot that failed half-way, a deleted database).
+    Only images older than VIBEBOX_STUCK_AFTER: a snapshot being taken has its image first."""
+    before = (now - dt.timedelta(seconds=settings.VIBEBOX_STUCK_AFTER)).timestamp()
+    images = [i for i in get_driver().list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
+    known = set(
+        Snapshot.objects.filter(pk__in=[i.labels["vibebox.snapshot-id"] for i in images]).values_list("pk", flat=True)
+    )
+    for image in images:
+        if image.labels["vibebox.snapshot-id"] not in known and image.created < before:
+            get_driver().image_remove(image.tag)
+            report.snapshot_images_removed.append(image.tag)
 
 
 def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
@@ -136,6 +152,7 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 report.auto_paused.append(sandbox.id)
         except errors.SandboxStateConflict:
             continue  # a request moved it meanwhile; the next pass looks again
+    _remove_lost_snapshot_images(now, report)
     if startup:
         _kill_strays([s for s in live.values() if s.status == Status.RUNNING and s.id in containers], report)
     # An execution still `running` past the longest possible timeout lost its server (a restart).

@@ -119,3 +119,22 @@ def test_access(api_client, create_sandbox, outsider_client, client, owner, clie
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "snapshot_not_found"
     bad = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {"label": "x"}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_field"
+
+
+def test_reconcile_removes_snapshot_images_whose_row_is_gone(api_client, create_sandbox, docker_client):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.sandboxes.reconcile import sandbox_reconcile
+
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    kept = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {}, format="json").json()
+    lost = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {}, format="json").json()
+    lost_image = Snapshot.objects.get(pk=lost["id"]).image
+    Snapshot.objects.filter(pk=lost["id"]).delete()  # as if the database lost it
+    assert lost_image not in sandbox_reconcile().snapshot_images_removed  # too recent: may be in the making
+    later = timezone.now() + dt.timedelta(minutes=10)
+    assert sandbox_reconcile(now=later).snapshot_images_removed == [lost_image]
+    assert not docker_client.images.list(name=lost_image)
+    assert docker_client.images.list(name=Snapshot.objects.get(pk=kept["id"]).image)

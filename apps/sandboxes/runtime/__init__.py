@@ -2,7 +2,16 @@ from functools import cache
 
 from django.conf import settings
 
-from .base import ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat, RuntimeDriver
+from .base import (
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ExecRequest,
+    ExecResult,
+    ImageInfo,
+    PathStat,
+    RuntimeDriver,
+)
 
 __all__ = [
     "ContainerInfo",
@@ -10,6 +19,7 @@ __all__ = [
     "EngineInfo",
     "ExecRequest",
     "ExecResult",
+    "ImageInfo",
     "PathStat",
     "RuntimeDriver",
     "get_driver",

@@ -49,6 +49,13 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created: float = 0.0  # unix time
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     version: str
     storage_driver: str
@@ -199,4 +206,4 @@ class RuntimeDriver(Protocol):
     ) -> None: ...
     def image_remove(self, tag: str) -> None: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size
-    def list_images(self, labels: dict[str, str]) -> list[str]: ...
+    def list_images(self, labels: dict[str, str]) -> list[ImageInfo]: ...

@@ -20,7 +20,16 @@ from docker.types import LogConfig, Mount
 from vibebox import exceptions as errors
 
 from . import docker_agent, docker_exec, docker_logs, docker_tty, firewall
-from .base import BuildLog, ContainerInfo, ContainerSpec, EngineInfo, ExecRequest, ExecResult, PathStat
+from .base import (
+    BuildLog,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ExecRequest,
+    ExecResult,
+    ImageInfo,
+    PathStat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -427,7 +436,12 @@ class DockerDriver:
             base = self.client.api.inspect_image(parent).get("Size", 0) if parent else 0
         return max(0, int(data.get("Size", 0)) - int(base))
 
-    def list_images(self, labels: dict[str, str]) -> list[str]:
+    def list_images(self, labels: dict[str, str]) -> list[ImageInfo]:
         with self._engine():
             images = self.client.api.images(filters=_labels_filter(labels))
-        return [tag for image in images for tag in (image.get("RepoTags") or []) if tag != "<none>:<none>"]
+        return [
+            ImageInfo(tag=tag, labels=image.get("Labels") or {}, created=float(image.get("Created") or 0))
+            for image in images
+            for tag in (image.get("RepoTags") or [])
+            if tag != "<none>:<none>"
+        ]
