@@ -8,6 +8,7 @@ Django test suite's containers and a sweep at the end proves nothing leaked.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,16 @@ def cli_env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
+
+
+VIBEBOX = str(Path(sys.executable).with_name("vibebox"))
+
+
+def cli(
+    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Runs `vibebox args...` (the installed command); stdin is `input`, else /dev/null (never a terminal)."""
+    stdin = None if input is not None else subprocess.DEVNULL
+    return subprocess.run(
+        [VIBEBOX, *args], env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import VIBEBOX, cli
 from vibebox_sdk import Sandbox, VibeBox
-
-VIBEBOX = str(Path(sys.executable).with_name("vibebox"))
-
-
-def cli(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Runs `vibebox args...`; stdin is `input`, else /dev/null (never a terminal)."""
-    stdin = None if input is not None else subprocess.DEVNULL
-    return subprocess.run(
-        [VIBEBOX, *args], env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,19 +12,8 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import VIBEBOX, cli
 from vibebox_sdk import Sandbox, VibeBox
-
-VIBEBOX = str(Path(sys.executable).with_name("vibebox"))
-
-
-def cli(
-    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    """Runs `vibebox args...`; stdin is `input`, else /dev/null (never a terminal)."""
-    stdin = None if input is not None else subprocess.DEVNULL
-    return subprocess.run(
-        [VIBEBOX, *args], env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 90, step: float = 1.0) -> bool:

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import cli
 from vibebox_sdk import Sandbox, VibeBox
-
-VIBEBOX = str(Path(sys.executable).with_name("vibebox"))
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [VIBEBOX, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def data(env: dict[str, str], *args: str) -> dict:

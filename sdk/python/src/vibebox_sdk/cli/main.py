@@ -14,7 +14,7 @@ import typer
 
 from .. import errors
 from ..version import VERSION
-from . import admin, execution, gitcmd, sandboxes, shell, transfer
+from . import admin, execution, gitcmd, sandboxes, shell, snapshots, transfer
 from .common import AUTH, ERROR, NOT_FOUND, CliError
 from .output import err
 
@@ -49,6 +49,7 @@ execution.register(app)
 shell.register(app)
 gitcmd.register(app)
 admin.register(app)
+snapshots.register(app)
 
 
 def exit_code(error: errors.VibeBoxError) -> int:
