@@ -104,3 +104,48 @@ def test_async_helpers_clean_up(server):
             assert (await vb.health())["status"] == "ok"
 
     asyncio.run(scenario())
+
+
+def test_async_background_terminal_logs_and_files(server, tmp_path):
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "f.txt").write_text("F")
+
+    async def scenario():
+        async with AsyncVibeBox(api_key=server.key, base_url=server.url) as vb, vb.with_sandbox("python-3") as sandbox:
+            process = await sandbox.exec("echo bg-start; sleep 60", background=True)
+            assert any(p["process_id"] == process.process_id for p in await sandbox.processes())
+            stream = await process.attach()
+            first = await anext(aiter(stream))
+            assert first.data == "bg-start\n"
+            await process.kill()
+            assert (await stream.wait()).exit_code != 0
+            assert (await sandbox.execution(process.execution_id)).command == "echo bg-start; sleep 60"
+
+            async with await sandbox.terminal(cols=90, rows=20) as term:
+                assert term.session_id.startswith("term_")
+                await term.resize(100, 30)
+                await term.send("stty size; exit 4\r")
+                output = b""
+                while (chunk := await term.recv()) is not None:
+                    output += chunk
+                assert b"30 100" in output and term.exit_code == 4
+
+            seen = asyncio.Event()
+
+            def collect(entry):
+                if "async-follow" in entry.text:
+                    seen.set()
+
+            task = sandbox.on_log(collect, filter="stdout")
+            await asyncio.sleep(0.5)
+            await sandbox.exec("echo async-follow > /proc/1/fd/1")
+            await asyncio.wait_for(seen.wait(), 30)
+            task.cancel()
+
+            await sandbox.files.upload_dir(tmp_path / "tree", "/workspace/tree")
+            assert await sandbox.files.exists("tree/sub/f.txt")
+            assert not await sandbox.files.exists("tree/nope")
+            assert await sandbox.files.read_text("tree/sub/f.txt") == "F"
+            assert (await sandbox.set_timeout("1h")).info.timeout == 3600
+
+    asyncio.run(scenario())

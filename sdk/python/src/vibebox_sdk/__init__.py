@@ -7,7 +7,8 @@ print(sandbox.run("return 6 * 7").return_value)
 sandbox.destroy()
 """
 
-from .aio import AsyncCommandStream, AsyncSandbox, AsyncVibeBox
+from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
+from .aio_streams import AsyncCommandStream, AsyncTerminal
 from .client import VibeBox
 from .errors import (
     AuthenticationError,
@@ -54,8 +55,10 @@ from .version import VERSION as __version__
 
 __all__ = [
     "ApiKey",
+    "AsyncBackgroundProcess",
     "AsyncCommandStream",
     "AsyncSandbox",
+    "AsyncTerminal",
     "AsyncVibeBox",
     "AuthenticationError",
     "BackgroundProcess",

@@ -22,208 +22,39 @@ import contextlib
 import copy
 import json
 import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
-
-from . import archive, calls, config, errors
-from .archive import Progress
+from . import calls, config, errors
+from .aio_files import AsyncFiles
+from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
 from .client import create_fields, list_params
 from .durations import Duration
-from .files import file_target, is_archive, total_size, upload_call
-from .models import ExecutionRecord, ExecutionResult, FileEntry, LogEntry, SandboxInfo, Snapshot, Template
+from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot, Template
 from .namespaces import Claude, Env, Git, Keys
 from .sandbox import LogFilter, check_result, log_params
-from .streams import (
-    HANDSHAKE_ATTEMPTS,
-    OPEN_TIMEOUT,
-    CommandState,
-    StreamEvent,
-    auth_headers,
-    refused,
-    refused_upgrade,
-    sandbox_ws,
-)
+from .streams import sandbox_ws
 from .transport import AsyncTransport, RetryPolicy
 
 T = TypeVar("T")
 
 
-async def open_ws(url: str, api_key: str | None) -> ClientConnection:
-    for attempt in range(HANDSHAKE_ATTEMPTS):
-        try:
-            headers = auth_headers(api_key)
-            return await connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT, max_size=None)
-        except InvalidStatus as error:
-            raise refused_upgrade(error) from error
-        except (OSError, InvalidMessage) as error:
-            if attempt + 1 == HANDSHAKE_ATTEMPTS:
-                raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
-            await asyncio.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+class AsyncBackgroundProcess:
+    """A command started with `await sandbox.exec(..., background=True)`."""
 
+    def __init__(self, sandbox: AsyncSandbox, data: dict[str, Any]) -> None:
+        self.sandbox = sandbox
+        self.process_id: str = data["processId"]
+        self.execution_id: str = data["executionId"]
 
-class AsyncCommandStream:
-    """A streamed command: `async for event in stream`, or `await stream.wait()`; callbacks
-    (`on_data`, `on_complete`) are called from a task reading the stream."""
-
-    def __init__(self, connection: ClientConnection, sandbox: Any = None) -> None:
-        self._ws = connection
-        self._state = CommandState(sandbox)
-        self._queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
-        self._data_callbacks: list[Callable[[str], Any]] = []
-        self._complete_callbacks: list[Callable[[ExecutionResult], Any]] = []
-        self._task = asyncio.ensure_future(self._pump())
-
-    async def _pump(self) -> None:
-        try:
-            async for raw in self._ws:
-                event = self._state.feed(raw)
-                if event is None:
-                    continue
-                await self._dispatch(event)
-                if event.type == "exit":
-                    break
-            if self._state.result is None:
-                raise refused(self._ws.close_code, self._ws.close_reason or "")
-        except ConnectionClosed as error:
-            if self._state.result is None:
-                code = error.rcvd.code if error.rcvd else None
-                await self._queue.put(refused(code, error.rcvd.reason if error.rcvd else ""))
-        except Exception as error:  # handed to the waiting caller
-            await self._queue.put(error)
-        finally:
-            await self._queue.put(None)
-            await self._ws.close()
-
-    async def _dispatch(self, event: StreamEvent) -> None:
-        await self._queue.put(event)
-        callbacks: list[Any] = (
-            [(cb, event.result) for cb in self._complete_callbacks]
-            if event.type == "exit"
-            else [(cb, event.data) for cb in self._data_callbacks]
-        )
-        for callback, value in callbacks:
-            outcome = callback(value)
-            if asyncio.iscoroutine(outcome):
-                await outcome
-
-    def on_data(self, callback: Callable[[str], Any]) -> AsyncCommandStream:
-        self._data_callbacks.append(callback)
-        return self
-
-    def on_complete(self, callback: Callable[[ExecutionResult], Any]) -> AsyncCommandStream:
-        self._complete_callbacks.append(callback)
-        return self
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    async def attach(self) -> AsyncCommandStream:
+        return await self.sandbox._stream("processes/" + self.process_id)
 
     async def wait(self) -> ExecutionResult:
-        await self._task
-        if self._state.result is None:
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if isinstance(item, BaseException):
-                    raise item
-            raise errors.ConnectionError("the stream ended without a result")
-        return self._state.result
-
-    async def send_stdin(self, data: str) -> None:
-        await self._ws.send(json.dumps({"type": "stdin", "data": data}))
-
-    async def close_stdin(self) -> None:
-        await self._ws.send(json.dumps({"type": "close_stdin"}))
-
-    async def signal(self, name: str) -> None:
-        await self._ws.send(json.dumps({"type": "signal", "signal": name}))
+        return await (await self.attach()).wait()
 
     async def kill(self) -> None:
-        await self.signal("KILL")
-
-
-async def _iter_logs(connection: ClientConnection) -> AsyncIterator[LogEntry]:
-    try:
-        async for raw in connection:
-            yield LogEntry.from_api(json.loads(raw))
-    except ConnectionClosed:
-        return
-    finally:
-        await connection.close()
-
-
-class AsyncFiles:
-    def __init__(self, sandbox: AsyncSandbox) -> None:
-        self._sandbox = sandbox
-
-    async def list(self, path: str = "/workspace", *, recursive: bool = False) -> list[FileEntry]:
-        return await self._sandbox._send(calls.list_files(self._sandbox.id, path, recursive))
-
-    async def write(self, path: str, data: bytes | str, *, mode: int | None = None) -> dict[str, Any]:
-        content = data.encode() if isinstance(data, str) else data
-        return await self._sandbox._send(calls.upload_file(self._sandbox.id, path, lambda: content, len(content), mode))
-
-    async def read(self, path: str) -> bytes:
-        response = await self._sandbox._send(calls.download(self._sandbox.id, path))
-        try:
-            return b"".join([chunk async for chunk in response.aiter_bytes()])
-        finally:
-            await response.aclose()
-
-    async def upload(
-        self,
-        local: str | os.PathLike[str],
-        remote: str | None = None,
-        *,
-        exclude: list[str] | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        selection = await asyncio.to_thread(archive.select, local, remote, exclude)
-        call, handle = await asyncio.to_thread(upload_call, self._sandbox.id, selection, progress)
-        try:
-            return await self._sandbox._send(call)
-        finally:
-            handle.close()
-
-    async def download(self, remote: str, local: str | os.PathLike[str]) -> Path:
-        response = await self._sandbox._send(calls.download(self._sandbox.id, remote))
-        try:
-            with tempfile.TemporaryFile() as spool:
-                async for chunk in response.aiter_bytes():
-                    spool.write(chunk)
-                spool.seek(0)
-                if is_archive(response):
-                    await asyncio.to_thread(archive.extract, spool, Path(local), strip_top=True)
-                    return Path(local)
-                target = file_target(remote, local)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with target.open("wb") as out:
-                    out.write(spool.read(total_size(response) or -1))
-                return target
-        finally:
-            await response.aclose()
-
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
-        await self._sandbox._send(calls.delete_file(self._sandbox.id, path, recursive))
-
-    async def mkdir(self, path: str) -> dict[str, Any]:
-        return await self._sandbox._send(calls.mkdir(self._sandbox.id, path))
-
-    async def move(self, source: str, destination: str, *, overwrite: bool = False) -> dict[str, Any]:
-        return await self._sandbox._send(calls.move(self._sandbox.id, source, destination, overwrite))
+        await self.sandbox._send(calls.kill_process(self.sandbox.id, self.process_id))
 
 
 class AsyncSandbox:
@@ -284,21 +115,28 @@ class AsyncSandbox:
         self.info.status = "destroyed"
 
     async def update(self, **fields: Any) -> AsyncSandbox:
-        """`name=`, `metadata=`, `timeout=` (None removes the expiry)."""
+        """As `Sandbox.update`: `name=`, `metadata=`, `timeout=` (None removes the expiry),
+        `auto_pause=` (None turns it off), `auto_resume=`, `pause_stops_timeout=`."""
         return await self._action(calls.update_sandbox(self.id, {calls.camel(k): v for k, v in fields.items()}))
+
+    async def set_timeout(self, timeout: Duration | None) -> AsyncSandbox:
+        return await self.update(timeout=timeout)
 
     async def exec(
         self,
         command: str | list[str],
         *,
         stream: bool = False,
+        background: bool = False,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         user: str | None = None,
         stdin: str | None = None,
         timeout: Duration | None = None,
         auto_resume: bool | None = None,
-    ) -> ExecutionResult | AsyncCommandStream:
+    ) -> ExecutionResult | AsyncCommandStream | AsyncBackgroundProcess:
+        """As `Sandbox.exec`: the result, or with `stream=True` an `AsyncCommandStream`, or with
+        `background=True` an `AsyncBackgroundProcess`."""
         fields = {"command": command, "cwd": cwd, "env": env, "user": user, "timeout": timeout}
         if stream:
             connection = await open_ws(sandbox_ws(self._client.base_url, self.id, "exec"), self._client.api_key)
@@ -309,7 +147,14 @@ class AsyncSandbox:
                 await handle.close_stdin()
             return handle
         fields.update(stdin=stdin, auto_resume=auto_resume)
+        if background:
+            fields["background"] = True
+            return AsyncBackgroundProcess(self, await self._send(calls.exec_command(self.id, fields)))
         return ExecutionResult.from_api(await self._send(calls.exec_command(self.id, fields)), sandbox=self)
+
+    async def _stream(self, kind: str) -> AsyncCommandStream:
+        url = sandbox_ws(self._client.base_url, self.id, kind)
+        return AsyncCommandStream(await open_ws(url, self._client.api_key), sandbox=self)
 
     async def execute(
         self,
@@ -355,6 +200,39 @@ class AsyncSandbox:
     async def executions(self, limit: int = 20, offset: int = 0) -> list[ExecutionRecord]:
         return await self._send(calls.executions(self.id, limit, offset))
 
+    async def execution(self, execution_id: str) -> ExecutionRecord:
+        return await self._send(calls.execution(self.id, execution_id))
+
+    async def processes(self) -> list[dict[str, Any]]:
+        return await self._send(calls.processes(self.id))
+
+    async def terminal(
+        self,
+        *,
+        cols: int = 80,
+        rows: int = 24,
+        shell: str | None = None,
+        cwd: str | None = None,
+        session: str | None = None,
+    ) -> AsyncTerminal:
+        """`async with await sandbox.terminal() as term: ...`"""
+        params = {"cols": cols, "rows": rows, "shell": shell, "cwd": cwd, "session": session}
+        url = sandbox_ws(self._client.base_url, self.id, "terminal", params)
+        return await AsyncTerminal.open(await open_ws(url, self._client.api_key))
+
+    def on_log(
+        self, callback: Callable[[LogEntry], Any], *, filter: LogFilter = None, tail: int | str | None = 0
+    ) -> asyncio.Task:
+        """Calls `callback` (plain or async) with each new log entry from a task; cancel the task to stop."""
+
+        async def follow() -> None:
+            async for entry in await self.stream_logs(follow=True, tail=tail, filter=filter):
+                outcome = callback(entry)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+
+        return asyncio.ensure_future(follow())
+
     async def upload(
         self, local: str | os.PathLike[str], remote: str | None = None, *, exclude: list[str] | None = None
     ) -> AsyncSandbox:
@@ -383,7 +261,7 @@ class AsyncSandbox:
     ) -> AsyncIterator[LogEntry]:
         """`async for entry in await sandbox.stream_logs(): ...`"""
         url = sandbox_ws(self._client.base_url, self.id, "logs", log_params(since, tail, filter, follow))
-        return _iter_logs(await open_ws(url, self._client.api_key))
+        return iter_logs(await open_ws(url, self._client.api_key))
 
     async def snapshot(self, name: str | None = None) -> Snapshot:
         return await self._send(calls.create_snapshot(self.id, name))
