@@ -19,22 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from . import calls, config, errors
+from . import calls, errors
 from .aio_files import AsyncFiles
 from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
-from .client import create_fields, list_params
+from .client import ClientCore, create_fields, list_params
 from .durations import Duration
 from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot, Template
-from .namespaces import Claude, Env, Git, Keys
+from .namespaces import Claude, Env, Git
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
-from .transport import AsyncTransport, RetryPolicy
+from .transport import AsyncTransport
 
 T = TypeVar("T")
 
@@ -274,24 +273,10 @@ class AsyncSandbox:
         return await self._action(calls.restore_snapshot(self.id, snapshot_id))
 
 
-class AsyncVibeBox:
+class AsyncVibeBox(ClientCore):
     """The async client; arguments as `VibeBox`."""
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        key, url = config.credentials(api_key, base_url)
-        self.api_key = key
-        self.base_url = url
-        retry = RetryPolicy(max_retries=max_retries)
-        self._transport = AsyncTransport(url, key, timeout=timeout, retry=retry, headers=headers)
-        self.keys = Keys(self._transport.send)
+    transport_class = AsyncTransport
 
     async def __aenter__(self) -> AsyncVibeBox:
         return self
@@ -301,13 +286,6 @@ class AsyncVibeBox:
 
     async def close(self) -> None:
         await self._transport.aclose()
-
-    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> AsyncVibeBox:
-        """As `VibeBox.with_options`."""
-        clone = copy.copy(self)
-        clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
-        clone.keys = Keys(clone._transport.send)
-        return clone
 
     async def create(self, template: str | None = None, **options: Any) -> AsyncSandbox:
         info = await self._transport.send(calls.create_sandbox(create_fields(template, **options)))

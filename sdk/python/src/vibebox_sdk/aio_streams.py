@@ -17,6 +17,7 @@ from .streams import (
     OPEN_TIMEOUT,
     CommandState,
     StreamEvent,
+    TerminalProtocol,
     auth_headers,
     refused,
     refused_upgrade,
@@ -135,16 +136,8 @@ async def iter_logs(connection: ClientConnection) -> AsyncIterator[LogEntry]:
         await connection.close()
 
 
-class AsyncTerminal:
+class AsyncTerminal(TerminalProtocol):
     """An interactive terminal (PTY), async: `await term.send(b"ls\\r")`, `await term.recv()`."""
-
-    def __init__(self, connection: ClientConnection, hello: dict[str, Any]) -> None:
-        self._ws = connection
-        self.session_id: str = hello.get("sessionId", "")
-        self.cols: int = hello.get("cols", 80)
-        self.rows: int = hello.get("rows", 24)
-        self.shell: str = hello.get("shell", "")
-        self.exit_code: int | None = None
 
     @classmethod
     async def open(cls, connection: ClientConnection) -> AsyncTerminal:
@@ -156,23 +149,16 @@ class AsyncTerminal:
             try:
                 frame = await self._ws.recv()
             except ConnectionClosed as error:
-                code = error.rcvd.code if error.rcvd else None
-                if code not in (None, 1000):
-                    raise refused(code, error.rcvd.reason if error.rcvd else "") from error
+                self._ended(error)
                 return None
-            if isinstance(frame, bytes):
-                return frame
-            message = json.loads(frame)
-            if message.get("type") == "exit":
-                self.exit_code = message.get("exitCode")
-            elif message.get("type") == "error":
-                raise errors.from_payload(400, {"error": message.get("error")})
+            if (output := self._output(frame)) is not None:
+                return output
 
     async def send(self, keys: bytes | str) -> None:
         await self._ws.send(keys.encode() if isinstance(keys, str) else keys)
 
     async def resize(self, cols: int, rows: int) -> None:
-        await self._ws.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+        await self._ws.send(self._resize_message(cols, rows))
         self.cols, self.rows = cols, rows
 
     async def close(self) -> None:

@@ -12,14 +12,14 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from . import calls, config, errors
 from .durations import Duration
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
 from .namespaces import Keys
 from .sandbox import Sandbox
-from .transport import RetryPolicy, SyncTransport
+from .transport import AsyncTransport, RetryPolicy, SyncTransport
 
 T = TypeVar("T")
 PAGE = 100
@@ -72,16 +72,10 @@ def list_params(
     return params
 
 
-class VibeBox:
-    """A connection to a VibeBox server.
+class ClientCore:
+    """What the sync and async clients share: settings, the transport, per-call options, keys."""
 
-    Args:
-        api_key: the key (`vb_live_…`); default `VIBEBOX_API_KEY`, then the CLI's config file.
-        base_url: the server; default `VIBEBOX_API_URL`, then the config file, then http://127.0.0.1:8000.
-        timeout: seconds to wait for an answer (calls that run commands wait for the command's own
-            timeout plus 30 s).
-        max_retries: more attempts on 429, 502, 503 and failed connections (with backoff and jitter).
-    """
+    transport_class: type[SyncTransport] | type[AsyncTransport]
 
     def __init__(
         self,
@@ -96,8 +90,32 @@ class VibeBox:
         self.api_key = key
         self.base_url = url
         retry = RetryPolicy(max_retries=max_retries)
-        self._transport = SyncTransport(url, key, timeout=timeout, retry=retry, headers=headers)
+        self._transport = self.transport_class(url, key, timeout=timeout, retry=retry, headers=headers)
         self.keys = Keys(self._transport.send)
+
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
+        """The same client (same connections) with another timeout or retry count, for some calls:
+
+        vb.with_options(timeout=5, max_retries=0).get("my-dev")
+        """
+        clone = copy.copy(self)
+        clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
+        clone.keys = Keys(clone._transport.send)
+        return clone
+
+
+class VibeBox(ClientCore):
+    """A connection to a VibeBox server.
+
+    Args:
+        api_key: the key (`vb_live_…`); default `VIBEBOX_API_KEY`, then the CLI's config file.
+        base_url: the server; default `VIBEBOX_API_URL`, then the config file, then http://127.0.0.1:8000.
+        timeout: seconds to wait for an answer (calls that run commands wait for the command's own
+            timeout plus 30 s).
+        max_retries: more attempts on 429, 502, 503 and failed connections (with backoff and jitter).
+    """
+
+    transport_class = SyncTransport
 
     def __enter__(self) -> VibeBox:
         return self
@@ -107,16 +125,6 @@ class VibeBox:
 
     def close(self) -> None:
         self._transport.close()
-
-    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> VibeBox:
-        """The same client (same connections) with another timeout or retry count, for some calls:
-
-        vb.with_options(timeout=5, max_retries=0).get("my-dev")
-        """
-        clone = copy.copy(self)
-        clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
-        clone.keys = Keys(clone._transport.send)
-        return clone
 
     def _wrap(self, info: SandboxInfo) -> Sandbox:
         return Sandbox(self, info)

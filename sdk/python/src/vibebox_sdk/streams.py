@@ -294,7 +294,43 @@ def iter_logs(connection: ClientConnection) -> Iterator[LogEntry]:
         connection.close()
 
 
-class Terminal:
+class TerminalProtocol:
+    """The terminal stream's messages, shared by the sync and async terminals: the `session`
+    hello, raw output frames, `exit` and `error` messages, and the close codes."""
+
+    def __init__(self, connection: Any, hello: dict[str, Any]) -> None:
+        self._ws = connection
+        self.session_id: str = hello.get("sessionId", "")
+        self.cols: int = hello.get("cols", 80)
+        self.rows: int = hello.get("rows", 24)
+        self.shell: str = hello.get("shell", "")
+        self.exit_code: int | None = None
+        self.closed = False
+
+    def _output(self, frame: str | bytes) -> bytes | None:
+        """Output bytes of a frame; None for a control message (an exit code is kept)."""
+        if isinstance(frame, bytes):
+            return frame
+        message = json.loads(frame)
+        if message.get("type") == "exit":
+            self.exit_code = message.get("exitCode")
+        elif message.get("type") == "error":
+            raise errors.from_payload(400, {"error": message.get("error")})
+        return None
+
+    def _ended(self, error: ConnectionClosed) -> None:
+        """The connection closed: normal after the shell exited, else the server refused."""
+        self.closed = True
+        code = error.rcvd.code if error.rcvd else None
+        if code not in (None, 1000):
+            raise refused(code, error.rcvd.reason if error.rcvd else "") from error
+
+    @staticmethod
+    def _resize_message(cols: int, rows: int) -> str:
+        return json.dumps({"type": "resize", "cols": cols, "rows": rows})
+
+
+class Terminal(TerminalProtocol):
     """An interactive terminal (PTY) in a sandbox: send keystrokes, receive raw output bytes.
 
     with sandbox.terminal(cols=120, rows=40) as term:
@@ -303,14 +339,7 @@ class Terminal:
     """
 
     def __init__(self, connection: ClientConnection) -> None:
-        self._ws = connection
-        hello = json.loads(connection.recv())
-        self.session_id: str = hello.get("sessionId", "")
-        self.cols: int = hello.get("cols", 80)
-        self.rows: int = hello.get("rows", 24)
-        self.shell: str = hello.get("shell", "")
-        self.exit_code: int | None = None
-        self.closed = False
+        super().__init__(connection, json.loads(connection.recv()))
 
     def recv(self, timeout: float | None = None) -> bytes | None:
         """The next output bytes; None when the shell has exited (see `exit_code`)."""
@@ -318,24 +347,16 @@ class Terminal:
             try:
                 frame = self._ws.recv(timeout)
             except ConnectionClosed as error:
-                self.closed = True
-                code = error.rcvd.code if error.rcvd else None
-                if code not in (None, 1000):
-                    raise refused(code, error.rcvd.reason if error.rcvd else "") from error
+                self._ended(error)
                 return None
-            if isinstance(frame, bytes):
-                return frame
-            message = json.loads(frame)
-            if message.get("type") == "exit":
-                self.exit_code = message.get("exitCode")
-            elif message.get("type") == "error":
-                raise errors.from_payload(400, {"error": message.get("error")})
+            if (output := self._output(frame)) is not None:
+                return output
 
     def send(self, keys: bytes | str) -> None:
         self._ws.send(keys.encode() if isinstance(keys, str) else keys)
 
     def resize(self, cols: int, rows: int) -> None:
-        self._ws.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+        self._ws.send(self._resize_message(cols, rows))
         self.cols, self.rows = cols, rows
 
     def close(self) -> None:
