@@ -111,6 +111,10 @@ def test_logs_backlog_and_follow(api_client, api_key, sandbox_id):
             format="json",
         )
         seen = await receive_until(comm, lambda m: m.get("text") == "live-line")
+        # Events and container output are each in order; between the two, arrival order (each has
+        # a timestamp). A fast command's output can arrive before its exec.started event.
+        if not any(m.get("event") == "exec.started" for m in seen):
+            seen += await receive_until(comm, lambda m: m.get("event") == "exec.started")
         assert any(m.get("event") == "exec.started" for m in seen)
         await comm.disconnect()
 
