@@ -2,7 +2,7 @@ from django.urls import path
 
 from apps.sandboxes import services
 
-from . import env_views, exec_views, file_views, git_views, pool_views, snapshot_views, views
+from . import env_views, exec_views, file_views, git_views, metrics_views, pool_views, snapshot_views, views
 
 urlpatterns = [
     path("pools", pool_views.PoolListView.as_view(), name="pools"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/execute", exec_views.ExecuteView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions", exec_views.ExecutionListView.as_view()),
     path("sandboxes/<str:sandbox_id>/logs", exec_views.LogsView.as_view()),
+    path("sandboxes/<str:sandbox_id>/metrics", metrics_views.SandboxMetricsView.as_view()),
     path("sandboxes/<str:sandbox_id>/processes", exec_views.ProcessListView.as_view()),
     path("sandboxes/<str:sandbox_id>/processes/<str:process_id>/kill", exec_views.ProcessKillView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),

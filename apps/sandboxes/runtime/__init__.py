@@ -5,6 +5,7 @@ from django.conf import settings
 from .base import (
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
     ExecRequest,
     ExecResult,
@@ -16,6 +17,7 @@ from .base import (
 __all__ = [
     "ContainerInfo",
     "ContainerSpec",
+    "ContainerStats",
     "EngineInfo",
     "ExecRequest",
     "ExecResult",

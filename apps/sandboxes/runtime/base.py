@@ -63,6 +63,18 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
+class ContainerStats:
+    """A running container's resource use, as the engine measures it."""
+
+    cpu_percent: float | None  # of one core (200.0 = two cores busy); None when it cannot be measured
+    online_cpus: int
+    memory_usage: int  # bytes, without the reclaimable page cache
+    memory_limit: int  # bytes
+    pids: int
+    pids_limit: int | None
+
+
+@dataclass(frozen=True)
 class PathStat:
     name: str
     size: int
@@ -178,6 +190,7 @@ class RuntimeDriver(Protocol):
     def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]: ...
     def pause(self, name: str) -> None: ...
     def unpause(self, name: str) -> None: ...
+    def stats(self, name: str) -> ContainerStats: ...
 
     # Commands: run with a deadline that kills every process the command started.
     def exec(self, name: str, request: ExecRequest) -> ExecResult: ...

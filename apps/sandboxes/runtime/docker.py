@@ -10,6 +10,7 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import docker
@@ -24,6 +25,7 @@ from .base import (
     BuildLog,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
     ExecRequest,
     ExecResult,
@@ -88,6 +90,36 @@ def _archive_chunks(response) -> Iterator[bytes]:
         raise errors.RuntimeFailure(f"reading from the container failed: {exc}"[:300]) from None
     finally:
         response.close()
+
+
+def _cpu_times(sample: dict) -> tuple[int, int]:
+    cpu = sample.get("cpu_stats") or {}
+    return int((cpu.get("cpu_usage") or {}).get("total_usage") or 0), int(cpu.get("system_cpu_usage") or 0)
+
+
+def _stats(first: dict, second: dict) -> ContainerStats:
+    """The numbers `docker stats` shows, from two samples of the engine's stats API."""
+    cpu = second.get("cpu_stats") or {}
+    online = int(cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1)
+    (used_before, system_before), (used, system) = _cpu_times(first), _cpu_times(second)
+    percent = None
+    if system > system_before and used >= used_before:
+        percent = round((used - used_before) / (system - system_before) * online * 100.0, 2)
+    memory = second.get("memory_stats") or {}
+    details = memory.get("stats") or {}
+    # Page cache the kernel can reclaim is not counted (cgroup v1: total_inactive_file, v2: inactive_file).
+    cache = details.get("total_inactive_file", details.get("inactive_file", 0)) or 0
+    usage = max(0, int(memory.get("usage") or 0) - int(cache))
+    pids = second.get("pids_stats") or {}
+    limit = pids.get("limit")
+    return ContainerStats(
+        cpu_percent=percent,
+        online_cpus=online,
+        memory_usage=usage,
+        memory_limit=int(memory.get("limit") or 0),
+        pids=int(pids.get("current") or 0),
+        pids_limit=int(limit) if limit and limit < 2**62 else None,
+    )
 
 
 def _agent_target(data: dict) -> tuple[str, str] | None:
@@ -261,6 +293,18 @@ class DockerDriver:
     def unpause(self, name: str) -> None:
         with self._engine():
             self.client.api.unpause(name)
+
+    def stats(self, name: str, *, interval: float = 0.25) -> ContainerStats:
+        """Two one-shot samples `interval` apart (the engine's own two-sample read takes ~2 s):
+        CPU use is their difference, memory and processes the second sample."""
+        with self._engine():
+            try:
+                first = self.client.api.stats(name, stream=False, one_shot=True)
+                time.sleep(interval)
+                second = self.client.api.stats(name, stream=False, one_shot=True)
+            except NotFound:
+                raise errors.SandboxNotFound("The sandbox's container is gone.") from None
+        return _stats(first, second)
 
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
         with self._engine():

@@ -205,6 +205,10 @@ class AsyncSandbox:
     async def processes(self) -> list[dict[str, Any]]:
         return await self._send(calls.processes(self.id))
 
+    async def metrics(self) -> dict[str, Any]:
+        """As `Sandbox.metrics`: CPU, memory, workspace disk and processes now."""
+        return await self._send(calls.metrics(self.id))
+
     async def terminal(
         self,
         *,

@@ -156,6 +156,10 @@ def logs(sandbox_id: str, params: dict[str, Any]) -> Call:
     return Call("GET", sandbox_path(sandbox_id, "logs"), params=clean, parse=parse)
 
 
+def metrics(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "metrics"), feature="metrics", parse=_snake)
+
+
 # Environment variables
 
 

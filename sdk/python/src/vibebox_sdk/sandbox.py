@@ -289,6 +289,17 @@ class Sandbox:
         """The background commands still running."""
         return self._send(calls.processes(self.id))
 
+    def metrics(self) -> dict[str, Any]:
+        """Resource use now (running or paused sandboxes), snake_case keys:
+
+            {"cpu": {"percent", "limit", "percent_of_limit", "online_cpus"},
+             "memory": {"usage", "limit", "percent"}, "disk": {"workspace", "limit"},
+             "pids": {"current", "limit"}, "sandbox_id", "status", "timestamp"}
+
+        Bytes for memory and disk; CPU `percent` is of one core. `disk.workspace` is None while paused.
+        """
+        return self._send(calls.metrics(self.id))
+
     # Files
 
     def upload(

@@ -1,0 +1,52 @@
+"""A sandbox's resource use now: CPU, memory, processes (from the engine) and the workspace's size.
+
+Reading metrics is not activity: it does not postpone an idle sandbox's auto-pause.
+"""
+
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from .execution import run_internal
+from .models import Sandbox, Status
+from .runtime import get_driver
+
+WORKSPACE = "/workspace"
+
+
+def _workspace_bytes(sandbox: Sandbox) -> int | None:
+    """`du` in the sandbox, as its user (what it cannot read is not counted); None if it fails."""
+    result = run_internal(sandbox, ("du", "-sxb", WORKSPACE), timeout=30, output_limit=4096)
+    first = result.stdout.decode(errors="replace").split("\t", 1)[0].strip()
+    return int(first) if first.isdigit() and not result.timed_out else None
+
+
+def sandbox_metrics(*, sandbox: Sandbox) -> dict:
+    """The API's answer for GET /sandboxes/{id}/metrics (running or paused sandboxes)."""
+    if sandbox.status not in (Status.RUNNING, Status.PAUSED):
+        raise errors.SandboxNotRunning(
+            f"The sandbox is {sandbox.status}; metrics are measured while it runs.", details={"status": sandbox.status}
+        )
+    stats = get_driver().stats(sandbox.container_name)
+    # A paused sandbox's processes are frozen: nothing can run in it to measure the workspace.
+    workspace = _workspace_bytes(sandbox) if sandbox.status == Status.RUNNING else None
+    limit = stats.memory_limit or sandbox.memory
+    cpu_percent = stats.cpu_percent
+    return {
+        "sandboxId": sandbox.id,
+        "status": sandbox.status,
+        "timestamp": timezone.now(),
+        "cpu": {
+            "percent": cpu_percent,
+            "limit": sandbox.cpu,
+            "percentOfLimit": round(cpu_percent / sandbox.cpu, 2) if cpu_percent is not None and sandbox.cpu else None,
+            "onlineCpus": stats.online_cpus,
+        },
+        "memory": {
+            "usage": stats.memory_usage,
+            "limit": limit,
+            "percent": round(stats.memory_usage / limit * 100, 2) if limit else None,
+        },
+        "disk": {"workspace": workspace, "limit": sandbox.disk},
+        "pids": {"current": stats.pids, "limit": stats.pids_limit},
+    }
