@@ -84,8 +84,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(instance: str = "bench", **extra_env: str):
-    """A throwaway VibeBox (own data dir and instance label) served by uvicorn; yields a LiveServer."""
+def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: str):
+    """A throwaway VibeBox (own data dir and instance label) served by uvicorn; yields a LiveServer.
+    With `gateway`, its model gateway runs too (`manage.py rungateway`, on a free port)."""
     with tempfile.TemporaryDirectory(prefix=f"vibebox-{instance}-") as data_dir:
         env = {
             **os.environ,
@@ -100,6 +101,8 @@ def live_server(instance: str = "bench", **extra_env: str):
             **extra_env,
         }
         env.pop("DATABASE_URL", None)
+        if gateway:
+            env["VIBEBOX_GATEWAY_PORT"] = str(_free_port())
         port = _free_port()
         server = LiveServer(url=f"http://127.0.0.1:{port}", key="", pid=0, env=env)
         server.manage("migrate", "-v", "0")
@@ -113,6 +116,10 @@ def live_server(instance: str = "bench", **extra_env: str):
             stderr=sys.stderr,
         )
         server.pid = process.pid
+        helpers = []
+        if gateway:
+            command = [str(PYTHON), str(ROOT / "manage.py"), "rungateway"]
+            helpers.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sys.stderr))
         try:
             for _ in range(100):
                 try:
@@ -122,8 +129,9 @@ def live_server(instance: str = "bench", **extra_env: str):
                     time.sleep(0.1)
             yield server
         finally:
-            process.terminate()
-            process.wait(timeout=10)
+            for child in [process, *helpers]:
+                child.terminate()
+                child.wait(timeout=10)
             manage = [str(PYTHON), str(ROOT / "manage.py")]
             for command in (["warmpools", "--drain"], ["dropinstance", "--yes"]):
                 subprocess.run([*manage, *command], env=env, cwd=ROOT, capture_output=True, check=False)

@@ -97,3 +97,12 @@ NothingToCommit = error("nothing_to_commit", 409, "There is nothing to commit.")
 InvalidGitUrl = error("invalid_git_url", 400, "Invalid repository URL.")
 InvalidGitRef = error("invalid_git_ref", 400, "Invalid branch or ref name.")
 InvalidGitAuth = error("invalid_git_auth", 400, "Invalid git credentials.")
+
+# Claude Code.
+ClaudeUnavailable = error("claude_unavailable", 409, "This sandbox's template has no Claude Code.")
+ClaudeNotEnabled = error("claude_not_enabled", 409, "Claude Code is not enabled on this sandbox; POST claude/enable.")
+AskNotFound = error("ask_not_found", 404, "Ask not found.")
+AskRunning = error("ask_running", 409, "This session already has a running ask.")
+ClaudeSessionNotFound = error("claude_session_not_found", 404, "Claude session not found.")
+NoPendingChanges = error("no_pending_changes", 409, "There are no pending changes to review.")
+MergeConflict = error("merge_conflict", 409, "The changes conflict with what /workspace holds now.")

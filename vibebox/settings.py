@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.marketplace",
     "apps.sandboxes",
     "apps.billing",
+    "apps.agents",
 ]
 
 MIDDLEWARE = [
@@ -304,6 +305,26 @@ VIBEBOX_UPLOAD_MAX_BYTES = env_size("VIBEBOX_UPLOAD_MAX_BYTES", "5g")
 VIBEBOX_FILE_LIST_LIMIT = env_int("VIBEBOX_FILE_LIST_LIMIT", 10000)
 # Key for secrets at rest (env values, later stored credentials); default: derived from the secret key.
 VIBEBOX_ENCRYPTION_KEY = env_str("VIBEBOX_ENCRYPTION_KEY") or SECRET_KEY
+
+# Claude Code and its model gateway (docs/claude.md).
+# The operator's Anthropic key: used by the gateway only, never given to a sandbox.
+VIBEBOX_ANTHROPIC_API_KEY = env_str("VIBEBOX_ANTHROPIC_API_KEY", "")
+VIBEBOX_ANTHROPIC_UPSTREAM = env_str("VIBEBOX_ANTHROPIC_UPSTREAM", "https://api.anthropic.com").rstrip("/")
+# Where the gateway listens: by default the sandbox network's gateway address (reachable from
+# sandboxes, not from elsewhere); the firewall lets sandboxes reach this one port of the host.
+VIBEBOX_GATEWAY_HOST = env_str("VIBEBOX_GATEWAY_HOST", "")
+VIBEBOX_GATEWAY_PORT = env_int("VIBEBOX_GATEWAY_PORT", 8001)
+# The gateway's URL as sandboxes see it; default http://<network gateway>:<port>.
+VIBEBOX_GATEWAY_URL = env_str("VIBEBOX_GATEWAY_URL", "").rstrip("/")
+VIBEBOX_CLAUDE_ASK_TIMEOUT = env_duration("VIBEBOX_CLAUDE_ASK_TIMEOUT", "30m")
+VIBEBOX_CLAUDE_DIFF_LIMIT = env_size("VIBEBOX_CLAUDE_DIFF_LIMIT", "2m")
+# USD per million tokens (input, output, cache write, cache read) by model family; the family is
+# the first of these names found in the model id.
+VIBEBOX_CLAUDE_PRICES = {
+    "opus": (15.0, 75.0, 18.75, 1.5),
+    "sonnet": (3.0, 15.0, 3.75, 0.3),
+    "haiku": (1.0, 5.0, 1.25, 0.1),
+}
 
 # Git (docs/operations.md).
 VIBEBOX_GIT_TIMEOUT = env_duration("VIBEBOX_GIT_TIMEOUT", "10m")

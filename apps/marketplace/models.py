@@ -5,6 +5,7 @@ class Template(models.Model):
     """A sandbox template: an image plus how to run it. Built-in ones are seeded from images/."""
 
     name = models.SlugField(max_length=64, unique=True)
+    aliases = models.JSONField(default=list, blank=True)  # other names it answers to
     display_name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=1)

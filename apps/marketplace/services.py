@@ -82,6 +82,7 @@ def template_upsert(*, source: TemplateSource) -> Template:
     template, _ = Template.objects.update_or_create(
         name=source.name,
         defaults={
+            "aliases": [str(alias) for alias in spec.get("aliases") or []],
             "display_name": spec.get("displayName", source.name),
             "description": spec.get("description", ""),
             "version": int(spec.get("version", 1)),

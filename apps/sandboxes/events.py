@@ -40,7 +40,8 @@ def activity_group(owner_id) -> str:
     return f"activity.{owner_id}"
 
 
-def publish(*, sandbox, type: str, text: str = "", data: dict | None = None) -> None:
+def publish(*, sandbox, type: str, text: str = "", data: dict | None = None, groups: tuple[str, ...] = ()) -> None:
+    """Sends an event to the sandbox's log stream and its owner's activity feed, and to `groups`."""
     event = {
         "type": type,
         "sandboxId": sandbox.id,
@@ -48,7 +49,7 @@ def publish(*, sandbox, type: str, text: str = "", data: dict | None = None) -> 
         "data": data or {},
         "timestamp": time.time(),
     }
-    transaction.on_commit(lambda: _enqueue(event, sandbox.owner_id))
+    transaction.on_commit(lambda: _enqueue(event, sandbox.owner_id, groups))
 
 
 # Delivery takes a few Redis round trips (~4 ms); a thread does it so no request waits for it.
@@ -58,23 +59,23 @@ _idle = threading.Condition()
 _worker: threading.Thread | None = None
 
 
-def _enqueue(event: dict, owner_id) -> None:
+def _enqueue(event: dict, owner_id, groups: tuple[str, ...] = ()) -> None:
     global _pending, _worker
     with _idle:
         _pending += 1
         if _worker is None or not _worker.is_alive():
             _worker = threading.Thread(target=_work, daemon=True, name="vibebox-events")
             _worker.start()
-    _queue.put((event, owner_id))
+    _queue.put((event, owner_id, groups))
 
 
 def _work() -> None:
     global _pending
     loop = asyncio.new_event_loop()  # one loop for the thread: the channel layer keeps its connections
     while True:
-        event, owner_id = _queue.get()
+        event, owner_id, groups = _queue.get()
         try:
-            _deliver(event, owner_id, loop)
+            _deliver(event, owner_id, groups, loop)
         finally:
             with _idle:
                 _pending -= 1
@@ -87,7 +88,7 @@ def flush(timeout: float = 5.0) -> None:
         _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 
 
-def _deliver(event: dict, owner_id, loop: asyncio.AbstractEventLoop) -> None:
+def _deliver(event: dict, owner_id, groups: tuple[str, ...], loop: asyncio.AbstractEventLoop) -> None:
     try:
         key = _key(event["sandboxId"])
         pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
@@ -95,18 +96,16 @@ def _deliver(event: dict, owner_id, loop: asyncio.AbstractEventLoop) -> None:
         pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
         pipeline.expire(key, 30 * 86400)
         pipeline.execute()
-        loop.run_until_complete(_send(event, owner_id))
+        loop.run_until_complete(_send(event, owner_id, groups))
     except Exception as exc:  # events are best effort; the action itself has happened
         logger.warning("event %s not delivered: %s", event["type"], exc)
 
 
-async def _send(event: dict, owner_id) -> None:
+async def _send(event: dict, owner_id, groups: tuple[str, ...] = ()) -> None:
     layer = get_channel_layer()
     message = {"type": "sandbox.event", "event": event}
-    await asyncio.gather(
-        layer.group_send(logs_group(event["sandboxId"]), message),
-        layer.group_send(activity_group(owner_id), message),
-    )
+    targets = [logs_group(event["sandboxId"]), activity_group(owner_id), *groups]
+    await asyncio.gather(*(layer.group_send(group, message) for group in targets))
 
 
 def recent(sandbox_id: str, since: float | None = None) -> list[dict]:

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.marketplace.models import Template
+from apps.marketplace.selectors import template_find
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
@@ -105,7 +106,7 @@ def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.date
 
 
 def _template(name: str) -> Template:
-    template = Template.objects.filter(name=name, is_active=True).first()
+    template = template_find(name)
     if template is None:
         known = list(Template.objects.filter(is_active=True).values_list("name", flat=True))
         raise errors.UnknownTemplate(f"Unknown template {name!r}.", details={"template": name, "available": known})

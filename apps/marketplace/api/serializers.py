@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 class TemplateSerializer(serializers.Serializer):
     name = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
     displayName = serializers.CharField(source="display_name")
     description = serializers.CharField()
     version = serializers.IntegerField()

@@ -441,6 +441,15 @@ class DockerDriver:
         self._networks.add(name)
         return bridge
 
+    def network_gateway(self, name: str) -> str:
+        """The host's address on the network (where sandboxes reach the model gateway)."""
+        with self._engine():
+            configs = (self.client.api.inspect_network(name).get("IPAM") or {}).get("Config") or []
+        for config in configs:
+            if config.get("Gateway") and ":" not in config["Gateway"]:
+                return config["Gateway"]
+        raise errors.RuntimeFailure(f"network {name} has no IPv4 gateway")
+
     # ---- images ----
 
     def image_exists(self, tag: str) -> bool:

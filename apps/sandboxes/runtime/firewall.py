@@ -4,7 +4,8 @@ Docker's bridge networks let containers open connections to the host's addresses
 bridge (its gateway), and so to any service listening on all interfaces, VibeBox's own
 server included. For each sandbox bridge we add, in a chain of our own jumped to from
 INPUT, a rule that drops new connections arriving from that bridge (replies to connections
-the host opened stay allowed). Traffic to the internet goes through FORWARD and is not
+the host opened stay allowed), except to the model gateway's port when there is one (the one
+service of VibeBox's that sandboxes use: docs/claude.md). Traffic to the internet goes through FORWARD and is not
 touched here.
 """
 
@@ -38,6 +39,8 @@ def isolate_bridge(bridge: str) -> bool:
             _iptables("-N", chain)
         _iptables("-F", chain)
         _iptables("-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN")
+        if settings.VIBEBOX_GATEWAY_PORT:
+            _iptables("-A", chain, "-p", "tcp", "--dport", str(settings.VIBEBOX_GATEWAY_PORT), "-j", "RETURN")
         _iptables("-A", chain, "-j", "DROP")
         if _iptables("-C", "INPUT", "-i", bridge, "-j", chain, check=False).returncode != 0:
             _iptables("-I", "INPUT", "1", "-i", bridge, "-j", chain)

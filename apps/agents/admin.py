@@ -1,0 +1,35 @@
+from django.contrib import admin
+
+from .models import ChangeSet, ClaudeAsk, ClaudeSession, ClaudeSetup, ModelUsage
+
+
+@admin.register(ClaudeSetup)
+class ClaudeSetupAdmin(admin.ModelAdmin):
+    list_display = ["sandbox", "version", "mcp", "enabled_at", "last_activity_at"]
+    exclude = ["token_hash", "upstream_key", "mcp_key"]
+    readonly_fields = ["sandbox", "api_key", "version", "home", "mcp"]
+
+
+@admin.register(ClaudeSession)
+class ClaudeSessionAdmin(admin.ModelAdmin):
+    list_display = ["id", "sandbox", "title", "review", "last_activity_at"]
+    search_fields = ["id", "sandbox__id", "title"]
+
+
+@admin.register(ClaudeAsk)
+class ClaudeAskAdmin(admin.ModelAdmin):
+    list_display = ["id", "sandbox", "session", "status", "cost_usd", "started_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "sandbox__id", "session__id"]
+
+
+@admin.register(ChangeSet)
+class ChangeSetAdmin(admin.ModelAdmin):
+    list_display = ["id", "session", "status", "created_at", "reviewed_at"]
+    list_filter = ["status"]
+
+
+@admin.register(ModelUsage)
+class ModelUsageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "sandbox", "model", "input_tokens", "output_tokens", "cost_usd", "status"]
+    list_filter = ["model"]

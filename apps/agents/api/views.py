@@ -1,0 +1,204 @@
+"""/api/v1/sandboxes/{id}/claude/…: enable, status, asks, sessions, review (docs/claude.md)."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.models import ApiKey
+from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes import selectors as sandbox_selectors
+
+from .. import asks, changes, selectors, setup
+from .serializers import AskSerializer, EnableSerializer, ReviewSerializer, ask_body, change_body, session_body
+
+
+def _key(request):
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def _sandbox(request, sandbox_id):
+    return sandbox_selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+
+
+def _truthy(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+class EnableView(APIView):
+    required_scopes = {"POST": [SANDBOXES_WRITE]}
+
+    @extend_schema(operation_id="claude_enable", request=EnableSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        body = EnableSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        found, created = setup.claude_enable(
+            sandbox=sandbox,
+            api_key=_key(request),
+            anthropic_api_key=data.get("anthropicApiKey", ""),
+            mcp=data["mcp"],
+        )
+        return Response(
+            {
+                "installed": True,
+                "version": found.version,
+                "enabled": True,
+                "mcp": found.mcp,
+                "ownKey": bool(found.upstream_key),
+            },
+            status=201 if created else 200,
+        )
+
+
+class StatusView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="claude_status", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id):
+        return Response(setup.claude_status(_sandbox(request, sandbox_id)))
+
+
+class AskView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+
+    @extend_schema(operation_id="claude_ask", request=AskSerializer, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        body = AskSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        ask = asks.ask_start(
+            sandbox=sandbox,
+            api_key=_key(request),
+            prompt=data["prompt"],
+            session_id=data.get("sessionId"),
+            model=data.get("model"),
+            permission_mode=data["permissionMode"],
+            allowed_tools=data.get("allowedTools"),
+            disallowed_tools=data.get("disallowedTools"),
+            max_turns=data.get("maxTurns"),
+            append_system_prompt=data.get("appendSystemPrompt"),
+            review=data.get("review"),
+        )
+        return Response({**ask_body(ask), "stream": f"/ws/sandboxes/{sandbox.id}/claude?askId={ask.id}"}, status=202)
+
+
+class AskListView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(
+        operation_id="claude_asks_list",
+        parameters=[OpenApiParameter("sessionId", description="Only this session's asks.")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        found = selectors.ask_list(sandbox=sandbox, session_id=request.query_params.get("sessionId"))[:200]
+        return Response({"data": [ask_body(ask) for ask in found]})
+
+
+class AskDetailView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="claude_asks_retrieve", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id, ask_id):
+        sandbox = _sandbox(request, sandbox_id)
+        return Response(ask_body(selectors.ask_get(sandbox=sandbox, ask_id=ask_id)))
+
+
+class AskCancelView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+
+    @extend_schema(operation_id="claude_asks_cancel", request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id, ask_id):
+        sandbox = _sandbox(request, sandbox_id)
+        ask = asks.ask_cancel(ask=selectors.ask_get(sandbox=sandbox, ask_id=ask_id))
+        return Response(ask_body(ask), status=202 if ask.status == "running" else 200)
+
+
+class SessionListView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="claude_sessions_list", responses=OpenApiTypes.OBJECT)
+    def get(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        return Response({"data": [session_body(s) for s in selectors.session_list(sandbox=sandbox)[:200]]})
+
+
+class SessionDetailView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(
+        operation_id="claude_sessions_retrieve",
+        parameters=[OpenApiParameter("transcript", bool, description="Include Claude's own transcript file.")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, sandbox_id, session_id):
+        sandbox = _sandbox(request, sandbox_id)
+        session = selectors.session_get(sandbox=sandbox, session_id=session_id)
+        body = {
+            **session_body(session),
+            "messages": selectors.conversation(session),
+            "askIds": list(session.asks.order_by("started_at").values_list("id", flat=True)),
+        }
+        if _truthy(request.query_params.get("transcript")):
+            body["transcript"], body["transcriptTruncated"] = selectors.transcript(sandbox, session)
+        return Response(body)
+
+
+class ChangesView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(
+        operation_id="claude_changes_list",
+        parameters=[
+            OpenApiParameter("sessionId", description="Only this session's change sets."),
+            OpenApiParameter("status", description="pending (default), approved, rejected or all."),
+            OpenApiParameter("diff", bool, description="Include each change set's unified diff (default true)."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        params = request.query_params
+        status = params.get("status", "pending")
+        found = changes.change_sets(
+            sandbox=sandbox, session_id=params.get("sessionId"), status=None if status == "all" else status
+        )
+        with_diff = params.get("diff", "true").lower() not in ("0", "false", "no")
+        data = [change_body(c, changes.change_diff(sandbox, c) if with_diff else None) for c in found[:100]]
+        return Response({"data": data})
+
+
+class ReviewView(APIView):
+    required_scopes = {"POST": [EXECUTE]}
+    approve = True
+
+    @extend_schema(request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        body = ReviewSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        action = changes.changes_approve if self.approve else changes.changes_reject
+        done = action(sandbox=sandbox, session_id=body.validated_data.get("sessionId"), api_key=_key(request))
+        return Response(
+            {"status": "approved" if self.approve else "rejected", "changeSets": [change_body(c) for c in done]}
+        )
+
+
+class ApproveView(ReviewView):
+    approve = True
+
+    @extend_schema(operation_id="claude_changes_approve", request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id):
+        return super().post(request, sandbox_id)
+
+
+class RejectView(ReviewView):
+    approve = False
+
+    @extend_schema(operation_id="claude_changes_reject", request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, sandbox_id):
+        return super().post(request, sandbox_id)

@@ -1,0 +1,389 @@
+"""Asks: one `claude -p … --output-format stream-json` run in the sandbox, as its user.
+
+An ask returns at once; a thread runs Claude (argv, no shell, stdin closed) and turns each
+line of its output into a stored ClaudeEvent and a live event (WS /ws/sandboxes/{id}/claude,
+the log stream and the activity feed). In review mode Claude works in its session's worktree
+and what it changed becomes a change set (review.py). One running ask per session; cancel
+kills Claude's process group. Running asks live in this process's registry; an ask whose
+server went away is marked failed by the reconcile pass.
+"""
+
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from apps.sandboxes import events
+from apps.sandboxes.execution import require_running, sandbox_exec
+from apps.sandboxes.runtime.base import ExecControl
+from vibebox import exceptions as errors
+
+from . import review
+from .models import ChangeSet, ClaudeAsk, ClaudeEvent, ClaudeSession
+from .setup import mcp_config_path, setup_get, touch
+
+logger = logging.getLogger(__name__)
+
+PERMISSION_MODES = ("acceptEdits", "default", "plan", "bypassPermissions", "dontAsk")
+LIVE_EVENT_LIMIT = 64 * 1024  # bigger events go to the WebSocket in summary; all are stored whole
+
+_running: dict[str, ExecControl] = {}
+_cancelled: set[str] = set()
+_lock = threading.Lock()
+
+
+def claude_group(sandbox_id: str) -> str:
+    return f"claude.{sandbox_id}"
+
+
+def kind_of(event: dict) -> str:
+    """init, assistant (text), thinking, tool_use, tool_result, user, result, system, …"""
+    kind = event.get("type", "unknown")
+    if kind == "system" and event.get("subtype") == "init":
+        return "init"
+    content = (event.get("message") or {}).get("content")
+    if isinstance(content, list):
+        types = {block.get("type") for block in content if isinstance(block, dict)}
+        if kind == "assistant" and "tool_use" in types:
+            return "tool_use"
+        if kind == "assistant" and types == {"thinking"}:
+            return "thinking"
+        if kind == "user" and "tool_result" in types:
+            return "tool_result"
+    return str(kind)
+
+
+def summary(kind: str, event: dict) -> str:
+    content = (event.get("message") or {}).get("content") or []
+    if kind == "init":
+        return f"Claude started ({event.get('model', 'default model')})"
+    if kind == "tool_use":
+        uses = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        return "; ".join(f"{u.get('name')} {_first_argument(u.get('input'))}".strip() for u in uses)[:300]
+    if kind == "assistant":
+        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))[:300]
+    if kind == "result":
+        cost = event.get("total_cost_usd")
+        return f"Claude finished ({event.get('subtype', '')}" + (f", ${cost:.4f})" if cost is not None else ")")
+    return kind.replace("_", " ")
+
+
+def _first_argument(arguments) -> str:
+    if isinstance(arguments, dict):
+        for name in ("file_path", "command", "path", "pattern", "url"):
+            if name in arguments:
+                return str(arguments[name])[:200]
+    return ""
+
+
+def _validate(prompt: str, model, allowed, disallowed, max_turns, permission_mode) -> None:
+    if not isinstance(prompt, str) or not prompt.strip() or "\0" in prompt:
+        raise errors.ValidationFailed("prompt is a non-empty string.")
+    if permission_mode not in PERMISSION_MODES:
+        raise errors.ValidationFailed(
+            f"permissionMode is one of {', '.join(PERMISSION_MODES)}.", details={"permissionMode": permission_mode}
+        )
+    for tools in (allowed or [], disallowed or []):
+        if any(not t or "\0" in t or t.startswith("-") for t in tools):
+            raise errors.ValidationFailed("Tool names are non-empty strings not starting with '-'.")
+    if model is not None and (not model or model.startswith("-") or "\0" in model):
+        raise errors.ValidationFailed("model is a model name, e.g. claude-sonnet-4-5.")
+    if max_turns is not None and not 1 <= max_turns <= 500:
+        raise errors.ValidationFailed("maxTurns is between 1 and 500.")
+
+
+def _session_for(*, sandbox, setup, session_id, review_mode, api_key, prompt) -> ClaudeSession:
+    if session_id:
+        session = ClaudeSession.objects.filter(pk=session_id, sandbox=sandbox).first()
+        if session is None:
+            raise errors.ClaudeSessionNotFound(details={"sessionId": session_id})
+        if review_mode is not None and review_mode != session.review:
+            raise errors.ValidationFailed(
+                f"Session {session_id} was started with review={str(session.review).lower()}; it cannot change.",
+                details={"review": session.review},
+            )
+        return session
+    new_id = str(uuid.uuid4())
+    review_mode = True if review_mode is None else review_mode
+    workspace = sandbox.template.workdir or "/workspace"
+    return ClaudeSession.objects.create(
+        id=new_id,
+        sandbox=sandbox,
+        api_key=api_key,
+        title=prompt.strip().splitlines()[0][:200],
+        review=review_mode,
+        cwd=review.worktree_path(setup.home, new_id) if review_mode else workspace,
+        branch=f"claude/{new_id}" if review_mode else "",
+    )
+
+
+def ask_start(
+    *,
+    sandbox,
+    api_key=None,
+    prompt: str,
+    session_id: str | None = None,
+    model: str | None = None,
+    permission_mode: str = "acceptEdits",
+    allowed_tools: list[str] | None = None,
+    disallowed_tools: list[str] | None = None,
+    max_turns: int | None = None,
+    append_system_prompt: str | None = None,
+    review: bool | None = None,
+) -> ClaudeAsk:
+    _validate(prompt, model, allowed_tools, disallowed_tools, max_turns, permission_mode)
+    setup = setup_get(sandbox)
+    require_running(sandbox)
+    options = {
+        "model": model,
+        "permissionMode": permission_mode,
+        "allowedTools": allowed_tools or [],
+        "disallowedTools": disallowed_tools or [],
+        "maxTurns": max_turns,
+        "appendSystemPrompt": append_system_prompt,
+    }
+    try:
+        with transaction.atomic():
+            session = _session_for(
+                sandbox=sandbox, setup=setup, session_id=session_id, review_mode=review, api_key=api_key, prompt=prompt
+            )
+            ask = ClaudeAsk.objects.create(
+                session=session, sandbox=sandbox, api_key=api_key, prompt=prompt, options=options
+            )
+    except IntegrityError:
+        raise errors.AskRunning(details={"sessionId": session_id}) from None
+    control = ExecControl()
+    control.close_stdin()
+    with _lock:
+        _running[ask.id] = control
+    _publish(ask, "ask.started", f"Claude ask started: {prompt.strip()[:200]}", {"prompt": prompt[:2000]})
+    threading.Thread(target=_run, args=(ask.id, setup, control), daemon=True, name=f"claude-{ask.id}").start()
+    return ask
+
+
+def _argv(ask: ClaudeAsk, session: ClaudeSession, setup, resume: bool) -> list[str]:
+    options = ask.options
+    argv = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+    argv += ["--permission-mode", options["permissionMode"]]
+    argv += ["--resume", session.id] if resume else ["--session-id", session.id]
+    if options.get("model"):
+        argv += ["--model", options["model"]]
+    if options.get("maxTurns"):
+        argv += ["--max-turns", str(options["maxTurns"])]
+    if options.get("appendSystemPrompt"):
+        argv += ["--append-system-prompt", options["appendSystemPrompt"]]
+    if setup.mcp:
+        argv += ["--mcp-config", mcp_config_path(setup)]
+    if options.get("allowedTools"):
+        argv += ["--allowedTools", *options["allowedTools"]]
+    if options.get("disallowedTools"):
+        argv += ["--disallowedTools", *options["disallowedTools"]]
+    return [*argv, "--", ask.prompt]
+
+
+class _Lines:
+    """Splits Claude's stdout into JSON events: stores each, publishes it, keeps the result."""
+
+    def __init__(self, ask: ClaudeAsk):
+        self.ask = ask
+        self.buffer = b""
+        self.seq = 0
+        self.result: dict | None = None
+        self.started = False
+        self.stderr = b""
+
+    def feed(self, stream: str, data: bytes) -> None:
+        if stream != "stdout":
+            self.stderr = (self.stderr + data)[-8192:]
+            return
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.line(line)
+
+    def flush(self) -> None:
+        if self.buffer.strip():
+            self.line(self.buffer)
+        self.buffer = b""
+
+    def line(self, raw: bytes) -> None:
+        raw = raw.strip()
+        if not raw:
+            return
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            event = {"type": "output", "text": raw.decode(errors="replace")[:4000]}
+        if not isinstance(event, dict):
+            return
+        self.seq += 1
+        kind = kind_of(event)
+        if kind == "init":
+            self.started = True
+        if kind == "result":
+            self.result = event
+        ClaudeEvent.objects.create(ask=self.ask, seq=self.seq, type=kind[:32], data=event)
+        live = event if len(raw) <= LIVE_EVENT_LIMIT else {"type": event.get("type"), "truncated": True}
+        _publish(self.ask, kind, summary(kind, event), {"seq": self.seq, "kind": kind, "event": live})
+
+
+def _publish(ask: ClaudeAsk, kind: str, text: str, data: dict | None = None) -> None:
+    events.publish(
+        sandbox=ask.sandbox,
+        type=f"claude.{kind}",
+        text=text,
+        data={"askId": ask.id, "sessionId": ask.session_id, **(data or {})},
+        groups=(claude_group(ask.sandbox_id),),
+    )
+
+
+def _resumable(session: ClaudeSession, ask: ClaudeAsk) -> bool:
+    """Claude has a transcript for this session once an earlier ask got to its init event."""
+    return ClaudeEvent.objects.filter(ask__session=session, type="init").exclude(ask=ask).exists()
+
+
+def _prepare(session: ClaudeSession, sandbox) -> str:
+    pending = session.change_sets.filter(status=ChangeSet.Status.PENDING).exists()
+    start = review.prepare(
+        sandbox,
+        workspace=sandbox.template.workdir or "/workspace",
+        worktree=session.cwd,
+        branch=session.branch,
+        refresh=not pending,
+    )
+    if not pending:
+        ClaudeSession.objects.filter(pk=session.pk).update(reviewed_commit=start)
+    return start
+
+
+def _run(ask_id: str, setup, control: ExecControl) -> None:
+    ask = ClaudeAsk.objects.select_related("session", "sandbox__template", "sandbox__owner").get(pk=ask_id)
+    session, sandbox = ask.session, ask.sandbox
+    lines = _Lines(ask)
+    outcome = None
+    failure = ""
+    start = ""
+    try:
+        if session.review:
+            start = _prepare(session, sandbox)
+        outcome = sandbox_exec(
+            sandbox=sandbox,
+            command=_argv(ask, session, setup, resume=_resumable(session, ask)),
+            cwd=session.cwd,
+            env={"ANTHROPIC_CUSTOM_HEADERS": f"X-VibeBox-Ask: {ask.id}"},
+            timeout=settings.VIBEBOX_CLAUDE_ASK_TIMEOUT,
+            api_key=ask.api_key,
+            on_output=lines.feed,
+            control=control,
+            background=True,
+        )
+        lines.flush()
+    except errors.ApplicationError as exc:
+        failure = exc.message
+    except Exception as exc:  # the ask must end, whatever went wrong
+        logger.exception("claude ask %s failed", ask_id)
+        failure = f"internal error: {type(exc).__name__}"
+    finally:
+        with _lock:
+            _running.pop(ask_id, None)
+            cancelled = ask_id in _cancelled
+            _cancelled.discard(ask_id)
+        try:
+            _finish(ask, session, sandbox, lines, outcome, failure, cancelled, start)
+        finally:
+            control.close()
+            close_old_connections()
+
+
+def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancelled: bool, start: str) -> None:
+    result = lines.result or {}
+    if cancelled:
+        status = ClaudeAsk.Status.CANCELLED
+    elif outcome is not None and outcome.result.timed_out:
+        status = ClaudeAsk.Status.TIMEOUT
+    elif outcome is not None and outcome.result.exit_code == 0 and result and not result.get("is_error"):
+        status = ClaudeAsk.Status.COMPLETED
+    else:
+        status = ClaudeAsk.Status.FAILED
+    if status == ClaudeAsk.Status.FAILED and not failure:
+        failure = str(result.get("result") or "") or lines.stderr.decode(errors="replace").strip()[-2000:]
+        failure = failure or f"claude exited with code {outcome.result.exit_code if outcome else None}"
+    cost = result.get("total_cost_usd")
+    ClaudeAsk.objects.filter(pk=ask.pk).update(
+        status=status,
+        error=failure[:4000],
+        result=str(result.get("result") or "")[:1_000_000],
+        is_error=bool(result.get("is_error")) or status != ClaudeAsk.Status.COMPLETED,
+        num_turns=result.get("num_turns"),
+        cost_usd=round(cost, 6) if isinstance(cost, (int, float)) else None,
+        usage=result.get("usage") or {},
+        duration_ms=result.get("duration_ms") or (outcome.result.duration_ms if outcome else None),
+        exit_code=outcome.result.exit_code if outcome else None,
+        execution_id=outcome.execution.id if outcome else "",
+        finished_at=timezone.now(),
+    )
+    ClaudeSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
+    touch(sandbox.claude)
+    change = None
+    if session.review and start:
+        change = _record_changes(ask, session, sandbox, start)
+    data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
+    _publish(ask, "ask.finished", f"Claude ask {status}", data)
+
+
+def _record_changes(ask, session, sandbox, start: str) -> ChangeSet | None:
+    try:
+        head = review.commit(
+            sandbox, worktree=session.cwd, message=f"Claude: {ask.prompt.strip()[:60]}\n\nVibeBox-Ask: {ask.id}"
+        )
+        if head == start:
+            return None
+        files = review.files_changed(sandbox, worktree=session.cwd, base=start, head=head)
+        change = ChangeSet.objects.create(session=session, ask=ask, base_commit=start, head_commit=head, files=files)
+    except errors.ApplicationError as exc:
+        logger.warning("claude ask %s: changes not recorded: %s", ask.id, exc.message)
+        return None
+    _publish(
+        ask, "changes", f"Claude changed {len(files)} file(s); review them", {"changeSetId": change.id, "files": files}
+    )
+    return change
+
+
+def ask_cancel(*, ask: ClaudeAsk) -> ClaudeAsk:
+    with _lock:
+        control = _running.get(ask.id)
+        if control is not None:
+            _cancelled.add(ask.id)
+    if control is not None:
+        control.signal("KILL")
+    elif ask.status == ClaudeAsk.Status.RUNNING:  # its server went away: nothing runs it
+        ClaudeAsk.objects.filter(pk=ask.pk, status=ClaudeAsk.Status.RUNNING).update(
+            status=ClaudeAsk.Status.CANCELLED, finished_at=timezone.now()
+        )
+    ask.refresh_from_db()
+    return ask
+
+
+def is_running_here(ask_id: str) -> bool:
+    with _lock:
+        return ask_id in _running
+
+
+def asks_orphaned(*, older_than_seconds: float = 0) -> int:
+    """Marks failed the running asks that no thread of this process runs (reconcile)."""
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    stale = [
+        pk
+        for pk in ClaudeAsk.objects.filter(status=ClaudeAsk.Status.RUNNING, started_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+        if not is_running_here(pk)
+    ]
+    return ClaudeAsk.objects.filter(pk__in=stale, status=ClaudeAsk.Status.RUNNING).update(
+        status=ClaudeAsk.Status.FAILED, error="The server running this ask stopped.", finished_at=timezone.now()
+    )

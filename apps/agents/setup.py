@@ -1,0 +1,162 @@
+"""Enabling Claude Code on a sandbox: checks the binary, gives the sandbox a gateway token
+(never the real Anthropic key), writes Claude's settings; and its status."""
+
+import hashlib
+import hmac
+import json
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.sandboxes import envvars
+from apps.sandboxes.execution import require_running, run_internal
+from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.specs import base_labels, network_name
+from vibebox import exceptions as errors
+
+from .models import ClaudeAsk, ClaudeSetup
+from .usage import totals as usage_totals
+
+TOKEN_PREFIX = "vbgw_"  # noqa: S105  (a prefix, not a secret)
+
+# Reports the binary, the user's home and Claude's config dir; writes the settings VibeBox
+# needs when they are absent (a person's own edits are kept). $1: settings JSON.
+PROBE = r"""
+command -v claude >/dev/null 2>&1 || { echo "missing"; exit 0; }
+config=${CLAUDE_CONFIG_DIR:-$HOME/.claude}
+mkdir -p "$config" "$HOME/.vibebox"
+[ -f "$config/settings.json" ] || printf '%s\n' "$1" > "$config/settings.json"
+[ -f "$config/.claude.json" ] || printf '%s\n' '{"hasCompletedOnboarding": true}' > "$config/.claude.json"
+printf 'version=%s\nhome=%s\nconfig=%s\n' "$(claude --version 2>/dev/null | head -n 1)" "$HOME" "$config"
+"""
+
+WRITE = r"""umask 077; mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" > "$1"
+"""
+
+CLAUDE_SETTINGS = {
+    "autoUpdates": False,
+    "includeCoAuthoredBy": False,
+    "env": {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+}
+
+
+def token_hash(token: str) -> str:
+    key = settings.VIBEBOX_ENCRYPTION_KEY.encode()
+    return hmac.new(key, b"gateway:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def gateway_url() -> str:
+    """The gateway's address as sandboxes reach it."""
+    if settings.VIBEBOX_GATEWAY_URL:
+        return settings.VIBEBOX_GATEWAY_URL
+    host = settings.VIBEBOX_GATEWAY_HOST
+    if not host or host in ("0.0.0.0", "::"):  # noqa: S104
+        driver = get_driver()
+        driver.ensure_network(network_name(), base_labels())
+        host = driver.network_gateway(network_name())
+    return f"http://{host}:{settings.VIBEBOX_GATEWAY_PORT}"
+
+
+def mcp_config_path(setup: ClaudeSetup) -> str:
+    return f"{setup.home.rstrip('/')}/.vibebox/mcp.json"
+
+
+def _probe(sandbox) -> dict:
+    result = run_internal(sandbox, ("sh", "-lc", PROBE, "sh", json.dumps(CLAUDE_SETTINGS)), timeout=60)
+    text = result.stdout.decode(errors="replace")
+    if result.exit_code != 0:
+        raise errors.RuntimeFailure(
+            "Checking for Claude Code failed.", details={"stderr": result.stderr.decode(errors="replace")[-500:]}
+        )
+    if text.strip() == "missing":
+        raise errors.ClaudeUnavailable(
+            f"Template {sandbox.template.name!r} has no Claude Code; use node-22-claude-code.",
+            details={"template": sandbox.template.name},
+        )
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bool = False) -> tuple[ClaudeSetup, bool]:
+    """Idempotent: enabling again rotates the gateway token. Answers (setup, newly enabled)."""
+    require_running(sandbox)
+    found = _probe(sandbox)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    base_url = gateway_url()
+    with transaction.atomic():
+        setup = ClaudeSetup.objects.select_for_update().filter(sandbox=sandbox).first()
+        created = setup is None
+        setup = setup or ClaudeSetup(sandbox=sandbox)
+        setup.api_key = api_key
+        setup.version = found.get("version", "").split(" ")[0]
+        setup.home = found.get("home") or "/home/" + (sandbox.template.user or "agent")
+        setup.token_hash = token_hash(token)
+        setup.upstream_key = envvars.encrypt(anthropic_api_key) if anthropic_api_key else ""
+        setup.mcp = mcp
+        if mcp and not setup.mcp_key:
+            setup.mcp_key = envvars.encrypt(_mint_mcp_key(sandbox, api_key))
+        setup.save()
+        envvars.env_update(
+            sandbox=sandbox,
+            changes={"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": {"value": token, "secret": True}},
+        )
+    if mcp:
+        config = {
+            "mcpServers": {
+                "vibebox": {"type": "http", "url": f"{base_url}/mcp", "headers": {"Authorization": f"Bearer {token}"}}
+            }
+        }
+        run_internal(
+            sandbox, ("sh", "-c", WRITE, "sh", mcp_config_path(setup), json.dumps(config, indent=2)), timeout=30
+        )
+    return setup, created
+
+
+def _mint_mcp_key(sandbox, api_key) -> str:
+    """The VibeBox key the gateway's MCP server acts with for this sandbox; never enters it."""
+    from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
+    from apps.keys.services import api_key_create
+
+    _, raw = api_key_create(
+        user=sandbox.owner, name=f"claude-mcp {sandbox.id}"[:64], scopes=[SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE]
+    )
+    return raw
+
+
+def setup_get(sandbox) -> ClaudeSetup:
+    setup = ClaudeSetup.objects.filter(sandbox=sandbox).first()
+    if setup is None:
+        raise errors.ClaudeNotEnabled(details={"sandbox": sandbox.id})
+    return setup
+
+
+def setup_by_token(token: str) -> ClaudeSetup | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return ClaudeSetup.objects.select_related("sandbox", "api_key").filter(token_hash=token_hash(token)).first()
+
+
+def touch(setup: ClaudeSetup) -> None:
+    ClaudeSetup.objects.filter(pk=setup.pk).update(last_activity_at=timezone.now())
+
+
+def claude_status(sandbox) -> dict:
+    setup = ClaudeSetup.objects.filter(sandbox=sandbox).first()
+    if setup is None:
+        return {"enabled": False, "version": None, "runningAsks": [], "lastActivityAt": None, "mcp": False}
+    running = list(
+        ClaudeAsk.objects.filter(sandbox=sandbox, status=ClaudeAsk.Status.RUNNING).values_list("id", flat=True)
+    )
+    last = max(filter(None, [setup.last_activity_at, setup.enabled_at]))
+    return {
+        "enabled": True,
+        "version": setup.version,
+        "runningAsks": running,
+        "lastActivityAt": last.isoformat().replace("+00:00", "Z"),
+        "enabledAt": setup.enabled_at.isoformat().replace("+00:00", "Z"),
+        "mcp": setup.mcp,
+        "ownKey": bool(setup.upstream_key),
+        "sessions": sandbox.claude_sessions.count(),
+        "usage": usage_totals(sandbox.model_usage.all()),
+    }
