@@ -15,6 +15,7 @@ import typer
 from .. import errors
 from ..version import VERSION
 from . import admin, execution, gitcmd, sandboxes, shell, snapshots, transfer
+from . import mcp as mcp_command
 from .common import AUTH, ERROR, NOT_FOUND, CliError
 from .output import err
 
@@ -50,6 +51,7 @@ shell.register(app)
 gitcmd.register(app)
 admin.register(app)
 snapshots.register(app)
+mcp_command.register(app)
 
 
 def exit_code(error: errors.VibeBoxError) -> int:
