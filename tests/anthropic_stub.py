@@ -4,7 +4,8 @@ It answers `POST /v1/messages` (streaming SSE or JSON), `POST /v1/messages/count
 `GET /v1/models`, records every request it receives (path, headers, body), and follows
 scripts: a script is matched by a trigger word in the conversation's first user message and
 answers the conversation's Nth assistant turn with its Nth step (a list of content blocks),
-so a Write tool call then a final text is two steps. Unmatched conversations get a short text.
+so a Write tool call then a final text is two steps; turns past the script, and unmatched
+conversations, get a short text.
 """
 
 import json
@@ -51,8 +52,8 @@ class Stub:
         with self.lock:
             for trigger, steps in self.scripts.items():
                 if trigger in first:
-                    # A resumed conversation carries earlier scripted turns: count within the script.
-                    return steps[turn % len(steps)] if steps else [text("OK")]
+                    # A resumed conversation carries the earlier turns: past the script, plain text.
+                    return steps[turn] if turn < len(steps) else [text("OK")]
         return [text("OK")]
 
 

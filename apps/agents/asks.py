@@ -19,7 +19,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from apps.sandboxes import events
-from apps.sandboxes.execution import require_running, sandbox_exec
+from apps.sandboxes.execution import require_running, run_internal, sandbox_exec
 from apps.sandboxes.runtime.base import ExecControl
 from vibebox import exceptions as errors
 
@@ -275,7 +275,7 @@ def _run(ask_id: str, setup, control: ExecControl) -> None:
             sandbox=sandbox,
             command=_argv(ask, session, setup, resume=_resumable(session, ask)),
             cwd=session.cwd,
-            env={"ANTHROPIC_CUSTOM_HEADERS": f"X-VibeBox-Ask: {ask.id}"},
+            env={"ANTHROPIC_CUSTOM_HEADERS": f"X-VibeBox-Ask: {ask.id}", "VIBEBOX_ASK_ID": ask.id},
             timeout=settings.VIBEBOX_CLAUDE_ASK_TIMEOUT,
             api_key=ask.api_key,
             on_output=lines.feed,
@@ -293,11 +293,31 @@ def _run(ask_id: str, setup, control: ExecControl) -> None:
             _running.pop(ask_id, None)
             cancelled = ask_id in _cancelled
             _cancelled.discard(ask_id)
+        if cancelled or (outcome is not None and outcome.result.timed_out):
+            _kill_leftovers(sandbox, ask_id)
         try:
             _finish(ask, session, sandbox, lines, outcome, failure, cancelled, start)
         finally:
             control.close()
             close_old_connections()
+
+
+# Claude starts its tools' shells in process groups of their own, which outlive a kill of
+# Claude's group; they inherit VIBEBOX_ASK_ID, so they are found by their environment.
+KILL_LEFTOVERS = r"""for dir in /proc/[0-9]*; do
+    if tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qx "VIBEBOX_ASK_ID=$1"; then
+        kill -KILL "${dir#/proc/}" 2>/dev/null
+    fi
+done
+exit 0
+"""
+
+
+def _kill_leftovers(sandbox, ask_id: str) -> None:
+    try:
+        run_internal(sandbox, ("sh", "-c", KILL_LEFTOVERS, "sh", ask_id), timeout=30)
+    except errors.ApplicationError as exc:
+        logger.warning("claude ask %s: leftover processes not killed: %s", ask_id, exc.message)
 
 
 def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancelled: bool, start: str) -> None:

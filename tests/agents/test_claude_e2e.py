@@ -19,7 +19,7 @@ from tests import anthropic_stub
 from tests.anthropic_stub import text, tool_use
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from common import api, live_server  # noqa: E402
+from common import api, live_server
 
 OPERATOR_KEY = "sk-ant-operator-" + "x" * 24
 TEMPLATE = "node-22-claude-code"
@@ -124,7 +124,9 @@ def test_ask_with_review_writes_in_the_worktree_then_approve(server, sandbox, en
     status, changes = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/changes")
     assert status == 200 and len(changes["data"]) == 1
     change = changes["data"][0]
-    assert change["files"] == [{"path": "hello.txt", "status": "added", "additions": 1, "deletions": 0, "binary": False}]
+    assert change["files"] == [
+        {"path": "hello.txt", "status": "added", "additions": 1, "deletions": 0, "binary": False}
+    ]
     assert "+hello from claude" in change["diff"] and change["sessionId"] == started["sessionId"]
     status, approved = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/approve", {})
     assert status == 200 and approved["changeSets"][0]["status"] == "approved", approved
@@ -144,3 +146,206 @@ def test_ask_with_review_writes_in_the_worktree_then_approve(server, sandbox, en
     assert usage["outputTokens"] == 2 * anthropic_stub.USAGE_OUT and usage["costUsd"] > 0
     status, session = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions/{started['sessionId']}")
     assert session["usage"]["requests"] >= 2
+
+
+def test_resume_sends_the_earlier_turns_and_reject_drops_changes(server, sandbox, enabled, stub):
+    stub.script("RESUME-A", [tool_use("Write", file_path="notes.md", content="# notes\n")], [text("first answer")])
+    first = ask(server, sandbox, "RESUME-A: start notes")
+    assert wait_ask(server, sandbox, first["askId"])["status"] == "completed"
+    second = ask(server, sandbox, "and now summarise", sessionId=first["sessionId"])
+    assert second["sessionId"] == first["sessionId"]
+    done = wait_ask(server, sandbox, second["askId"])
+    assert done["status"] == "completed", done
+    last = stub.conversation_requests("RESUME-A")[-1]["body"]["messages"]
+    assistant_text = json.dumps([m for m in last if m["role"] == "assistant"])
+    assert "first answer" in assistant_text and "summarise" in json.dumps(last[-1])
+    status, history = call(
+        server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions/{first['sessionId']}?transcript=1"
+    )
+    assert status == 200 and history["askIds"] == [first["askId"], second["askId"]]
+    kinds = [(m["role"], m["type"]) for m in history["messages"]]
+    assert kinds[0] == ("user", "prompt") and ("assistant", "tool_use") in kinds and ("tool", "tool_result") in kinds
+    assert any(m.get("text") == "first answer" for m in history["messages"])
+    assert any(entry.get("sessionId") == first["sessionId"] for entry in history["transcript"])
+    status, listed = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions")
+    assert first["sessionId"] in [s["sessionId"] for s in listed["data"]]
+    # The notes are pending; rejecting drops them from the branch and leaves /workspace alone.
+    status, pending = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/changes?sessionId={first['sessionId']}")
+    assert [f["path"] for f in pending["data"][0]["files"]] == ["notes.md"]
+    status, rejected = call(
+        server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/reject", {"sessionId": first["sessionId"]}
+    )
+    assert status == 200 and rejected["changeSets"][0]["status"] == "rejected"
+    worktree = history["cwd"]
+    assert (
+        sh(server, sandbox, f"test -e {worktree}/notes.md || test -e /workspace/notes.md; echo $?")["stdout"] == "1\n"
+    )
+    status, again = call(
+        server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/reject", {"sessionId": first["sessionId"]}
+    )
+    assert status == 409 and again["error"]["code"] == "no_pending_changes"
+
+
+def test_approve_with_a_conflicting_workspace_is_a_409_that_changes_nothing(server, sandbox, enabled, stub):
+    sh(server, sandbox, "printf 'original\\n' > /workspace/shared.txt")
+    # Claude's Write of an existing file needs a Read first; relative paths are in its worktree.
+    stub.script(
+        "CONFLICT-ME",
+        [tool_use("Read", file_path="shared.txt")],
+        [tool_use("Write", file_path="shared.txt", content="claude's version\n")],
+        [text("rewrote shared.txt")],
+    )
+    started = ask(server, sandbox, "CONFLICT-ME rewrite it")
+    assert wait_ask(server, sandbox, started["askId"])["status"] == "completed"
+    sh(server, sandbox, "printf 'a person edited this\\n' > /workspace/shared.txt")
+    status, body = call(
+        server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/approve", {"sessionId": started["sessionId"]}
+    )
+    assert status == 409 and body["error"]["code"] == "merge_conflict", body
+    assert body["error"]["details"]["files"] == ["shared.txt"]
+    assert sh(server, sandbox, "cat /workspace/shared.txt")["stdout"] == "a person edited this\n"
+    status, pending = call(
+        server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/changes?sessionId={started['sessionId']}"
+    )
+    assert len(pending["data"]) == 1 and pending["data"][0]["status"] == "pending"
+    # Non-conflicting: the person's edit goes; approving applies Claude's version on top.
+    sh(server, sandbox, "printf 'original\\n' > /workspace/shared.txt && printf 'mine\\n' > /workspace/other.txt")
+    status, body = call(
+        server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/approve", {"sessionId": started["sessionId"]}
+    )
+    assert status == 200, body
+    assert sh(server, sandbox, "cat /workspace/shared.txt /workspace/other.txt")["stdout"] == "claude's version\nmine\n"
+
+
+def test_without_review_claude_writes_to_the_workspace(server, sandbox, enabled, stub):
+    stub.script(
+        "DIRECT-WRITE", [tool_use("Write", file_path="/workspace/direct.txt", content="direct\n")], [text("ok")]
+    )
+    started = ask(server, sandbox, "DIRECT-WRITE please", review=False)
+    done = wait_ask(server, sandbox, started["askId"])
+    assert done["status"] == "completed" and done["review"] is False and done["changeSetId"] is None
+    assert sh(server, sandbox, "cat /workspace/direct.txt")["stdout"] == "direct\n"
+    status, body = call(
+        server,
+        "POST",
+        f"/api/v1/sandboxes/{sandbox}/claude/ask",
+        {"prompt": "x", "sessionId": started["sessionId"], "review": True},
+    )
+    assert status == 400 and body["error"]["code"] == "validation_error"
+
+
+def test_cancel_kills_a_running_ask_and_one_ask_runs_per_session(server, sandbox, enabled, stub):
+    slow = "python3 -c 'import time; time.sleep(60)'"  # Claude refuses a bare `sleep 60`
+    stub.script("SLOW-BASH", [tool_use("Bash", command=slow, description="wait")], [text("slept")])
+    started = ask(server, sandbox, "SLOW-BASH now", permissionMode="bypassPermissions", review=False)
+    deadline = time.monotonic() + 30
+    while "time.sleep(60)" not in sh(server, sandbox, "ps -eo args")["stdout"]:
+        assert time.monotonic() < deadline, "Claude never ran the command"
+        time.sleep(0.3)
+    status, body = call(
+        server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/ask", {"prompt": "more", "sessionId": started["sessionId"]}
+    )
+    assert status == 409 and body["error"]["code"] == "ask_running"
+    status, status_body = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/status")
+    assert started["askId"] in status_body["runningAsks"]
+    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/asks/{started['askId']}/cancel")
+    assert status in (200, 202)
+    done = wait_ask(server, sandbox, started["askId"], timeout=30)
+    assert done["status"] == "cancelled"
+    assert "time.sleep(60)" not in sh(server, sandbox, "ps -eo args")["stdout"]
+
+
+def test_bad_input_and_access(server, sandbox, enabled):
+    base = f"/api/v1/sandboxes/{sandbox}/claude"
+    for body, code in [
+        ({}, "validation_error"),
+        ({"prompt": "x", "colour": "red"}, "unknown_field"),
+        ({"prompt": "x", "permissionMode": "yolo"}, "validation_error"),
+        ({"prompt": "x", "maxTurns": 0}, "validation_error"),
+        ({"prompt": "x", "model": "--dangerously"}, "validation_error"),
+    ]:
+        status, answer = call(server, "POST", f"{base}/ask", body)
+        assert status == 400 and answer["error"]["code"] == code, (body, answer)
+    status, answer = call(server, "POST", f"{base}/ask", {"prompt": "x", "sessionId": "nope"})
+    assert status == 404 and answer["error"]["code"] == "claude_session_not_found"
+    status, answer = call(server, "GET", f"{base}/asks/ask_missing")
+    assert status == 404 and answer["error"]["code"] == "ask_not_found"
+    outsider = server.create_key("outsider")
+    for method, path in [
+        ("GET", "status"),
+        ("POST", "ask"),
+        ("GET", "changes"),
+        ("POST", "approve"),
+        ("GET", "sessions"),
+    ]:
+        try:
+            api(server.url, outsider, method, f"{base}/{path}", {"prompt": "x"} if method == "POST" else None)
+            raise AssertionError("outsider got through")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404 and json.loads(exc.read())["error"]["code"] == "sandbox_not_found"
+    try:
+        api(server.url, "", "GET", f"{base}/status")
+        raise AssertionError("anonymous got through")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+    reader = server.create_key(server.env["VIBEBOX_INSTANCE"], "sandboxes:read")
+    try:
+        api(server.url, reader, "POST", f"{base}/ask", {"prompt": "x"})
+        raise AssertionError("a read-only key asked")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403 and json.loads(exc.read())["error"]["code"] == "insufficient_scope"
+
+
+def test_templates_without_claude_and_sandboxes_not_enabled(server):
+    status, plain = call(server, "POST", "/api/v1/sandboxes", {"template": "python-3"})
+    assert status == 201
+    try:
+        status, body = call(server, "POST", f"/api/v1/sandboxes/{plain['id']}/claude/enable", {})
+        assert status == 409 and body["error"]["code"] == "claude_unavailable", body
+        status, body = call(server, "POST", f"/api/v1/sandboxes/{plain['id']}/claude/ask", {"prompt": "hi"})
+        assert status == 409 and body["error"]["code"] == "claude_not_enabled"
+        status, body = call(server, "GET", f"/api/v1/sandboxes/{plain['id']}/claude/status")
+        assert status == 200 and body["enabled"] is False
+    finally:
+        call(server, "DELETE", f"/api/v1/sandboxes/{plain['id']}")
+    status, alias = call(server, "GET", "/api/v1/templates/node-20-claude-code")
+    assert status == 200 and alias["name"] == TEMPLATE and "node-20-claude-code" in alias["aliases"]
+
+
+def test_gateway_checks_tokens_and_is_the_only_port_sandboxes_reach(server, sandbox, enabled, stub):
+    probe = (
+        'code=$(curl -s -o /dev/null -w "%{http_code}" -H "x-api-key: $1" "$ANTHROPIC_BASE_URL/v1/models"); echo $code'
+    )
+    good = sh(server, sandbox, f"sh -c '{probe}' sh \"$ANTHROPIC_API_KEY\"")["stdout"].strip()
+    bad = sh(server, sandbox, f"sh -c '{probe}' sh vbgw_forged")["stdout"].strip()
+    assert (good, bad) == ("200", "401")
+    # A listener of the host's on another port of the same address is not reachable.
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))  # noqa: S104  (all interfaces: the bridge address too)
+    listener.listen()
+    try:
+        port = listener.getsockname()[1]
+        reach = (
+            "host=${ANTHROPIC_BASE_URL#http://}; host=${host%:*}; curl -s -m 2 -o /dev/null http://$host:"
+            + str(port)
+            + "/; echo $?"
+        )
+        assert sh(server, sandbox, reach)["stdout"].strip() in ("28", "7")  # timed out / refused, never connected
+    finally:
+        listener.close()
+
+
+def test_own_anthropic_key_is_used_and_never_enters_the_sandbox(server, sandbox, enabled, stub):
+    own = "sk-ant-own-" + "y" * 24
+    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {"anthropicApiKey": own})
+    assert status == 200 and body["ownKey"] is True and "anthropicApiKey" not in body
+    stub.script("OWN-KEY", [text("paid by you")])
+    done = wait_ask(server, sandbox, ask(server, sandbox, "OWN-KEY hello", review=False)["askId"])
+    assert done["status"] == "completed" and done["result"] == "paid by you"
+    headers = {k.lower(): v for k, v in stub.conversation_requests("OWN-KEY")[-1]["headers"].items()}
+    assert headers["x-api-key"] == own
+    assert own not in sh(server, sandbox, "env; cat -v $CLAUDE_CONFIG_DIR/*.json 2>/dev/null")["stdout"]
+    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {})
+    assert body["ownKey"] is False
