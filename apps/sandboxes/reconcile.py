@@ -43,6 +43,7 @@ class Report:
     exited: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     executions_abandoned: int = 0
+    asks_abandoned: int = 0
     strays_ended: list[str] = field(default_factory=list)
     key_revoked: list[str] = field(default_factory=list)
     auto_paused: list[str] = field(default_factory=list)
@@ -160,6 +161,10 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     report.executions_abandoned = Execution.objects.filter(
         status=Execution.Status.RUNNING, started_at__lt=abandoned
     ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
+    from apps.agents.asks import asks_orphaned  # Claude asks run in the web process, like executions
+
+    grace = settings.VIBEBOX_CLAUDE_ASK_TIMEOUT + settings.VIBEBOX_STUCK_AFTER
+    report.asks_abandoned = asks_orphaned(older_than_seconds=0 if startup else grace)
     if report.as_dict():
         logger.info("reconciled: %s", report.as_dict())
     return report
