@@ -334,6 +334,8 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
         failure = str(result.get("result") or "") or lines.stderr.decode(errors="replace").strip()[-2000:]
         failure = failure or f"claude exited with code {outcome.result.exit_code if outcome else None}"
     cost = result.get("total_cost_usd")
+    # The change set exists before the ask stops being `running`: whoever sees it finished can review.
+    change = _record_changes(ask, session, sandbox, start) if session.review and start else None
     ClaudeAsk.objects.filter(pk=ask.pk).update(
         status=status,
         error=failure[:4000],
@@ -349,9 +351,6 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
     )
     ClaudeSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
     touch(sandbox.claude)
-    change = None
-    if session.review and start:
-        change = _record_changes(ask, session, sandbox, start)
     data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
     _publish(ask, "ask.finished", f"Claude ask {status}", data)
 

@@ -196,7 +196,9 @@ def test_approve_with_a_conflicting_workspace_is_a_409_that_changes_nothing(serv
         [text("rewrote shared.txt")],
     )
     started = ask(server, sandbox, "CONFLICT-ME rewrite it")
-    assert wait_ask(server, sandbox, started["askId"])["status"] == "completed"
+    done = wait_ask(server, sandbox, started["askId"])
+    history = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions/{started['sessionId']}")[1]
+    assert done["status"] == "completed" and done["changeSetId"], json.dumps(history["messages"])
     sh(server, sandbox, "printf 'a person edited this\\n' > /workspace/shared.txt")
     status, body = call(
         server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/approve", {"sessionId": started["sessionId"]}

@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import LiveServer, live_server  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from tests import anthropic_stub  # noqa: E402  (a local Anthropic API: there is never a real key)
+
 INSTANCE = f"sdk{os.getpid()}"
 
 
@@ -30,11 +33,24 @@ def _leftovers(client: docker.DockerClient) -> list:
     return client.containers.list(all=True, filters={"label": [f"vibebox.instance={INSTANCE}"]})
 
 
+OPERATOR_KEY = "sk-ant-operator-" + "s" * 24
+
+
 @pytest.fixture(scope="session")
-def server() -> Iterator[LiveServer]:
-    """One server for the whole session; yields url, key (all scopes, user = the instance name), env."""
+def anthropic() -> Iterator[anthropic_stub.Stub]:
+    """The Anthropic API stub the server's model gateway forwards to (scripted per test)."""
+    stub, http = anthropic_stub.start()
+    yield stub
+    http.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(anthropic: anthropic_stub.Stub) -> Iterator[LiveServer]:
+    """One server for the whole session; yields url, key (all scopes, user = the instance name), env.
+    Its model gateway runs too, forwarding to the `anthropic` stub."""
     engine = docker.from_env()
-    with live_server(INSTANCE, VIBEBOX_POOL_ENABLED="1") as running:  # creates take warm containers
+    gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": OPERATOR_KEY}
+    with live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway) as running:  # warm creates
         yield running
         running.manage("warmpools", "--drain")  # pooled containers are the server's, not leaks
         leftovers = [c.name for c in _leftovers(engine)]

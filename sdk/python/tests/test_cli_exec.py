@@ -147,11 +147,14 @@ def test_sh_alias_with_piped_stdin(cli_env, box):
     assert cli(cli_env, "shell", "no-such-sandbox-w", input="exit\n").returncode == 3
 
 
-def test_claude_commands_are_not_supported_yet(cli_env, box):
-    for args in (["enable", box.name], ["ask", box.name, "Add tests for src/utils.ts"], ["status", box.name]):
+def test_claude_commands_on_a_template_without_it(cli_env, box):
+    for args, code in (
+        (["enable", box.name], "claude_unavailable"),
+        (["ask", box.name, "Add tests"], "claude_not_enabled"),
+    ):
         result = cli(cli_env, "claude", *args)
         assert result.returncode == 1
-        assert "does not support Claude Code" in result.stderr and "(not_supported)" in result.stderr
+        assert f"({code})" in result.stderr
     assert cli(cli_env, "claude", "status", "no-such-sandbox-v").returncode == 3
 
 

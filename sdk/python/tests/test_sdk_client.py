@@ -6,8 +6,9 @@ import docker
 import pytest
 from vibebox_sdk import (
     AuthenticationError,
+    ClaudeNotEnabledError,
+    ClaudeUnavailableError,
     ConflictError,
-    NotSupportedError,
     PermissionDeniedError,
     SandboxNotFoundError,
     SandboxPausedError,
@@ -187,12 +188,13 @@ def test_paused_errors_and_pause_settings(vb):
         assert sandbox.exec("echo up").stdout == "up\n"
 
 
-def test_claude_is_not_supported_yet(sandbox):
-    with pytest.raises(NotSupportedError) as info:
+def test_claude_needs_a_template_with_it(sandbox):
+    with pytest.raises(ClaudeUnavailableError) as info:
         sandbox.claude.enable()
-    assert info.value.details == {"feature": "Claude Code"}
-    with pytest.raises(NotSupportedError):
+    assert info.value.details == {"template": "python-3"}
+    with pytest.raises(ClaudeNotEnabledError):
         sandbox.claude.ask("Add tests")
+    assert sandbox.claude.status()["enabled"] is False
 
 
 def test_templates_health_and_keys(vb):

@@ -11,7 +11,12 @@ from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
 from .aio_streams import AsyncCommandStream, AsyncTerminal
 from .client import VibeBox
 from .errors import (
+    AskNotFoundError,
+    AskRunningError,
     AuthenticationError,
+    ClaudeNotEnabledError,
+    ClaudeSessionNotFoundError,
+    ClaudeUnavailableError,
     CommandExitError,
     CommandTimeoutError,
     ConflictError,
@@ -20,6 +25,8 @@ from .errors import (
     ExecutionNotFoundError,
     GitError,
     KeyNotFoundError,
+    MergeConflictError,
+    NoPendingChangesError,
     NotFoundError,
     NotSupportedError,
     PayloadTooLargeError,
@@ -55,6 +62,8 @@ from .version import VERSION as __version__
 
 __all__ = [
     "ApiKey",
+    "AskNotFoundError",
+    "AskRunningError",
     "AsyncBackgroundProcess",
     "AsyncCommandStream",
     "AsyncSandbox",
@@ -62,6 +71,9 @@ __all__ = [
     "AsyncVibeBox",
     "AuthenticationError",
     "BackgroundProcess",
+    "ClaudeNotEnabledError",
+    "ClaudeSessionNotFoundError",
+    "ClaudeUnavailableError",
     "CommandExitError",
     "CommandStream",
     "CommandTimeoutError",
@@ -77,6 +89,8 @@ __all__ = [
     "KeyNotFoundError",
     "LogEntry",
     "LogFollower",
+    "MergeConflictError",
+    "NoPendingChangesError",
     "NotFoundError",
     "NotSupportedError",
     "PayloadTooLargeError",

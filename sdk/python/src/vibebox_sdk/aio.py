@@ -27,10 +27,11 @@ from typing import Any, TypeVar
 from . import calls, errors
 from .aio_files import AsyncFiles
 from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
+from .claude import AsyncClaude
 from .client import ClientCore, create_fields, list_params
 from .durations import Duration
 from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot, Template
-from .namespaces import Claude, Env, Git
+from .namespaces import Env, Git
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
 from .transport import AsyncTransport
@@ -65,7 +66,7 @@ class AsyncSandbox:
         self.files = AsyncFiles(self)
         self.env = Env(self._send, lambda: self.id)
         self.git = Git(self._send, lambda: self.id)
-        self.claude = Claude(self._send, lambda: self.id)
+        self.claude = AsyncClaude(self._send, self)
 
     def __repr__(self) -> str:
         return f"<AsyncSandbox {self.id} {self.name!r} {self.template} {self.status}>"

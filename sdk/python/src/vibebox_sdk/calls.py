@@ -285,10 +285,23 @@ def restore_snapshot(sandbox_id: str, snapshot_id: str) -> Call:
     return Call("POST", path, json=fields, timeout=LONG, feature="snapshots", parse=_sandbox)
 
 
-def claude(sandbox_id: str, method: str, operation: str, fields: dict[str, Any] | None = None) -> Call:
+def claude(
+    sandbox_id: str,
+    method: str,
+    operation: str,
+    fields: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Call:
+    """`…/claude/<operation>`; answers dicts with snake_case keys (lists for `data` pages)."""
     json = body(**fields) if fields is not None else None
-    path = sandbox_path(sandbox_id, "claude", operation)
-    return Call(method, path, json=json, timeout=LONG, feature="Claude Code", parse=_snake)
+    query = {camel(k): v for k, v in (params or {}).items() if v is not None}
+    path = sandbox_path(sandbox_id, "claude", *operation.split("/"))
+
+    def parse(response: httpx.Response) -> Any:
+        value = _snake(response)
+        return value["data"] if isinstance(value, dict) and set(value) == {"data"} else value
+
+    return Call(method, path, json=json, params=query or None, timeout=LONG, feature="Claude Code", parse=parse)
 
 
 # Templates, keys, health

@@ -138,6 +138,38 @@ class SnapshotNotFoundError(NotFoundError):
     default_code = "snapshot_not_found"
 
 
+class ClaudeUnavailableError(ConflictError):
+    """409: the sandbox's template has no Claude Code (use `node-22-claude-code`)."""
+
+
+class ClaudeNotEnabledError(ConflictError):
+    """409: call `sandbox.claude.enable()` first."""
+
+
+class AskNotFoundError(NotFoundError):
+    pass
+
+
+class ClaudeSessionNotFoundError(NotFoundError):
+    pass
+
+
+class AskRunningError(ConflictError):
+    """409: that Claude session already has a running ask."""
+
+
+class NoPendingChangesError(ConflictError):
+    """409: there are no Claude changes waiting for review."""
+
+
+class MergeConflictError(ConflictError):
+    """409: Claude's changes conflict with /workspace; nothing was applied (`files`, `conflicts`)."""
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.details.get("files", []))
+
+
 class GitError(VibeBoxError):
     """422: git itself failed (clone, credentials, any other git error); `details["git"]` has its message."""
 
@@ -219,6 +251,13 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "rate_limited": RateLimitError,
     "runtime_unavailable": ServiceUnavailableError,
     "template_unavailable": ServiceUnavailableError,
+    "claude_unavailable": ClaudeUnavailableError,
+    "claude_not_enabled": ClaudeNotEnabledError,
+    "ask_not_found": AskNotFoundError,
+    "claude_session_not_found": ClaudeSessionNotFoundError,
+    "ask_running": AskRunningError,
+    "no_pending_changes": NoPendingChangesError,
+    "merge_conflict": MergeConflictError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

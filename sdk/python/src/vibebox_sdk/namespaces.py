@@ -1,4 +1,4 @@
-"""`sandbox.env`, `sandbox.git`, `sandbox.claude` and `vb.keys`: one request per method.
+"""`sandbox.env`, `sandbox.git` and `vb.keys`: one request per method.
 
 They are shared by the sync and async clients: each method returns what `send` returns, the value
 itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
@@ -127,28 +127,6 @@ class Git(_Namespace):
         return self._get("branches", path=path)
 
 
-class Claude(_Namespace):
-    """Claude Code in the sandbox. Raises `NotSupportedError` on servers without it."""
-
-    def enable(self, **options: Any) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "POST", "enable", options))
-
-    def ask(self, prompt: str, **options: Any) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "POST", "ask", {"prompt": prompt, **options}))
-
-    def status(self) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "GET", "status"))
-
-    def changes(self) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "GET", "changes"))
-
-    def approve(self) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "POST", "approve", {}))
-
-    def reject(self) -> Any:
-        return self._send(calls.claude(self._sandbox_id(), "POST", "reject", {}))
-
-
 class Keys:
     """API keys of the caller (`keys:manage` scope). `create` answers the only copy of the key (`.key`)."""
 
@@ -183,4 +161,4 @@ class Keys:
         return self._send(calls.key_usage(key_id))
 
 
-__all__ = ["Claude", "Env", "EnvVar", "Git", "Keys"]
+__all__ = ["Env", "EnvVar", "Git", "Keys"]

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import calls, errors
 from .archive import Progress
+from .claude import SyncClaude
 from .durations import Duration
 from .files import Files
 from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot
-from .namespaces import Claude, Env, Git
+from .namespaces import Env, Git
 from .streams import CommandStream, LogFollower, Terminal, iter_logs, open_ws, sandbox_ws
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class Sandbox:
         self.files = Files(self)
         self.env = Env(self._send, lambda: self.id)
         self.git = Git(self._send, lambda: self.id)
-        self.claude = Claude(self._send, lambda: self.id)
+        self.claude = SyncClaude(self._send, self)
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.id} {self.name!r} {self.template} {self.status}>"

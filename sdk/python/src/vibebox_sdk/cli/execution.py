@@ -1,4 +1,4 @@
-"""Running things: exec (streamed), run (a script file), exec-once / run-once (ephemeral), claude."""
+"""Running things: exec (streamed), run (a script file), exec-once / run-once (ephemeral)."""
 
 from __future__ import annotations
 
@@ -159,44 +159,9 @@ def run_once(
     finish(result, json)
 
 
-claude_app = typer.Typer(help="Claude Code in a sandbox (needs a server that supports it).", no_args_is_help=True)
-
-
-def show(answer: Any, json: bool) -> None:
-    if json:
-        output.print_json(answer)
-    elif isinstance(answer, dict):
-        output.fields(answer.items())
-    elif answer is not None:
-        output.line(str(answer))
-
-
-@claude_app.command("enable")
-def claude_enable(sandbox: SandboxArg, json: JsonFlag = False) -> None:
-    """Set up Claude Code in a sandbox."""
-    show(get_sandbox(sandbox).claude.enable(), json)
-
-
-@claude_app.command("ask")
-def claude_ask(
-    sandbox: SandboxArg,
-    prompt: Annotated[str, typer.Argument(help="What Claude should do.", show_default=False)],
-    json: JsonFlag = False,
-) -> None:
-    """Ask Claude Code to do something in a sandbox."""
-    show(get_sandbox(sandbox).claude.ask(prompt), json)
-
-
-@claude_app.command("status")
-def claude_status(sandbox: SandboxArg, json: JsonFlag = False) -> None:
-    """Show Claude Code's activity in a sandbox."""
-    show(get_sandbox(sandbox).claude.status(), json)
-
-
 def register(app: typer.Typer) -> None:
     panel = "Commands"
     app.command("exec", rich_help_panel=panel)(exec_command)
     app.command("run", rich_help_panel=panel)(run_command)
     app.command("exec-once", rich_help_panel=panel)(exec_once)
     app.command("run-once", rich_help_panel=panel)(run_once)
-    app.add_typer(claude_app, name="claude", rich_help_panel="Git and Claude Code")

@@ -1,0 +1,87 @@
+"""Claude Code from the SDK and the CLI: the real binary in a node-22-claude-code sandbox, through the
+server's model gateway, against the session's Anthropic stub (conftest `anthropic`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import OPERATOR_KEY, cli
+from vibebox_sdk import AsyncVibeBox, MergeConflictError, NoPendingChangesError, Sandbox, VibeBox
+
+from tests.anthropic_stub import text, tool_use
+
+
+@pytest.fixture(scope="module")
+def claude_box(vb: VibeBox) -> Iterator[Sandbox]:
+    box = vb.sandbox("node-22-claude-code", name=f"claude-{uuid.uuid4().hex[:6]}")
+    box.claude.enable()
+    yield box
+    box.destroy()
+
+
+def test_ask_streams_events_then_review(claude_box, anthropic):
+    anthropic.script(
+        "SDK-WRITE", [tool_use("Write", file_path="sdk.txt", content="from the sdk\n")], [text("wrote it")]
+    )
+    seen = []
+    done = claude_box.claude.ask("SDK-WRITE please", on_event=seen.append, timeout=120)
+    assert done["status"] == "completed" and done["result"] == "wrote it" and done["change_set_id"]
+    kinds = [event["type"] for event in seen]
+    assert {"claude.init", "claude.tool_use", "claude.tool_result", "claude.result", "claude.ask.finished"} <= set(
+        kinds
+    )
+    [change] = claude_box.claude.changes(done["session_id"])
+    assert change["files"][0]["path"] == "sdk.txt" and "+from the sdk" in change["diff"]
+    claude_box.exec("printf 'mine\\n' > /workspace/sdk.txt")  # a person got there first
+    with pytest.raises(MergeConflictError) as conflict:
+        claude_box.claude.approve(done["session_id"])
+    assert conflict.value.files == ["sdk.txt"]
+    rejected = claude_box.claude.reject(done["session_id"])
+    assert rejected["change_sets"][0]["status"] == "rejected"
+    with pytest.raises(NoPendingChangesError):
+        claude_box.claude.approve()
+    assert claude_box.files.read_text("/workspace/sdk.txt") == "mine\n"
+    headers = {k.lower(): v for k, v in anthropic.conversation_requests("SDK-WRITE")[0]["headers"].items()}
+    assert headers["x-api-key"] == OPERATOR_KEY
+
+
+def test_async_ask_and_sessions(server, claude_box, anthropic):
+    anthropic.script("ASYNC-HI", [text("hello from async")])
+
+    async def main():
+        async with AsyncVibeBox(api_key=server.key, base_url=server.url) as client:
+            box = await client.get(claude_box.id)
+            events = []
+            done = await box.claude.ask("ASYNC-HI", review=False, on_event=events.append, timeout=120)
+            history = await box.claude.session(done["session_id"])
+            return done, events, history, await box.claude.sessions()
+
+    done, events, history, sessions = asyncio.run(main())
+    assert done["status"] == "completed" and done["result"] == "hello from async"
+    assert any(e["type"] == "claude.result" for e in events)
+    assert history["messages"][0]["type"] == "prompt"
+    assert any(m.get("text") == "hello from async" for m in history["messages"])
+    assert done["session_id"] in [s["session_id"] for s in sessions]
+
+
+def test_cli_claude_ask_changes_approve(cli_env, claude_box, anthropic):
+    anthropic.script(
+        "CLI-WRITE", [tool_use("Write", file_path="cli.txt", content="from the cli\n")], [text("cli done")]
+    )
+    result = cli(cli_env, "claude", "ask", claude_box.name, "CLI-WRITE now")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "cli done\n"
+    assert "[tool_use] Write cli.txt" in result.stderr and "vibebox claude changes" in result.stderr
+    result = cli(cli_env, "claude", "changes", claude_box.name)
+    assert result.returncode == 0 and "+from the cli" in result.stdout
+    result = cli(cli_env, "claude", "approve", claude_box.name)
+    assert result.returncode == 0 and result.stdout == "approved: cli.txt\n"
+    assert claude_box.files.read_text("/workspace/cli.txt") == "from the cli\n"
+    result = cli(cli_env, "claude", "status", claude_box.name, "--json")
+    status = json.loads(result.stdout)
+    assert status["enabled"] is True and status["usage"]["requests"] >= 2
+    assert cli(cli_env, "claude", "approve", claude_box.name).returncode == 1  # nothing pending
