@@ -104,6 +104,7 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
         if gateway:
             env["VIBEBOX_GATEWAY_PORT"] = str(_free_port())
         port = _free_port()
+        env["VIBEBOX_PORT"] = str(port)  # where the gateway's MCP tools reach the API
         server = LiveServer(url=f"http://127.0.0.1:{port}", key="", pid=0, env=env)
         server.manage("migrate", "-v", "0")
         server.manage("buildimages", "--no-build")

@@ -351,3 +351,41 @@ def test_own_anthropic_key_is_used_and_never_enters_the_sandbox(server, sandbox,
     assert own not in sh(server, sandbox, "env; cat -v $CLAUDE_CONFIG_DIR/*.json 2>/dev/null")["stdout"]
     status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {})
     assert body["ownKey"] is False
+
+
+def test_mcp_gives_claude_vibebox_tools_for_its_own_sandbox_only(server, sandbox, enabled, stub):
+    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {"mcp": True})
+    assert status == 200 and body["mcp"] is True
+    config = json.loads(sh(server, sandbox, "cat ~/.vibebox/mcp.json")["stdout"])
+    assert config["mcpServers"]["vibebox"]["url"].endswith("/mcp")
+    stub.script(
+        "MCP-EXEC",
+        [tool_use("mcp__vibebox__sandbox_exec", command="echo via-mcp > /workspace/mcp.txt")],
+        [text("ran it through VibeBox")],
+    )
+    started = ask(server, sandbox, "MCP-EXEC go", review=False, allowedTools=["mcp__vibebox__sandbox_exec"])
+    done = wait_ask(server, sandbox, started["askId"])
+    history = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions/{started['sessionId']}")[1]
+    assert done["status"] == "completed", json.dumps(history["messages"])
+    results = [m for m in history["messages"] if m["type"] == "tool_result"]
+    assert results and not results[0]["isError"], json.dumps(results)
+    assert sh(server, sandbox, "cat /workspace/mcp.txt")["stdout"] == "via-mcp\n"
+    # Claude saw the sandbox's tools, without the ones that reach other sandboxes.
+    with connect(
+        server.url.replace("http", "ws") + f"/ws/sandboxes/{sandbox}/claude?askId={started['askId']}",
+        additional_headers={"Authorization": f"Bearer {server.key}"},
+        open_timeout=10,
+    ) as ws:
+        init = json.loads(ws.recv(timeout=10))  # replayed: the ask's first event
+    assert init["type"] == "claude.init" and init["replayed"] is True
+    servers = {s["name"]: s["status"] for s in init["data"]["event"]["mcp_servers"]}
+    assert servers == {"vibebox": "connected"}
+    names = {name for name in init["data"]["event"]["tools"] if name.startswith("mcp__vibebox__")}
+    assert {"mcp__vibebox__sandbox_exec", "mcp__vibebox__file_read", "mcp__vibebox__git_status"} <= names
+    assert not names & {"mcp__vibebox__sandbox_create", "mcp__vibebox__sandbox_list", "mcp__vibebox__sandbox_destroy"}
+    forged = sh(
+        server,
+        sandbox,
+        'curl -s -o /dev/null -w "%{http_code}" -X POST -H "Authorization: Bearer vbgw_forged" $ANTHROPIC_BASE_URL/mcp',
+    )
+    assert forged["stdout"] == "401"

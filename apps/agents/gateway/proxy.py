@@ -23,6 +23,7 @@ from apps.sandboxes.models import Status
 from .. import setup as claude_setup
 from .. import usage as claude_usage
 from ..models import ClaudeAsk, ClaudeSession
+from . import mcp as gateway_mcp
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,10 @@ async def application(scope, receive, send) -> None:
         return
     if scope["path"] == "/healthz":
         return await respond_json(send, 200, {"status": "ok"})
-    setup, problem = await authenticate(bearer(dict(scope["headers"])))
+    token = bearer(dict(scope["headers"]))
+    setup, problem = await authenticate(token)
     if setup is None:
         return await respond_json(send, 401, anthropic_error("authentication_error", problem))
+    if scope["path"] == "/mcp" or scope["path"].startswith("/mcp/"):
+        return await gateway_mcp.serve(scope, receive, send, setup, token, respond_json)
     return await proxy(scope, receive, send, setup)

@@ -1,0 +1,53 @@
+"""VibeBox's MCP server for Claude inside a sandbox, at the gateway's `/mcp`.
+
+Enabled by `claude/enable` with `mcp: true`. The caller is the sandbox (its gateway token); the
+tools (vibebox_sdk.mcp, fixed on that one sandbox: no create, list or destroy) call the REST API
+on this machine with the VibeBox key made for the purpose, which never enters the sandbox.
+"""
+
+from collections import OrderedDict
+
+from django.conf import settings
+
+from apps.sandboxes import envvars
+
+MAX_APPS = 256  # one Streamable HTTP app (with its sessions) per sandbox, most recent kept
+
+_apps: OrderedDict = OrderedDict()
+
+
+def api_url() -> str:
+    configured = getattr(settings, "VIBEBOX_MCP_API_URL", "")
+    if configured:
+        return configured.rstrip("/")
+    host = settings.VIBEBOX_HOST if settings.VIBEBOX_HOST not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    return f"http://{host}:{settings.VIBEBOX_PORT}"
+
+
+def _app_for(setup, secret: str):
+    from vibebox_sdk import AsyncVibeBox
+    from vibebox_sdk.mcp import http_app
+
+    found = _apps.get(setup.sandbox_id)
+    if found is not None and found[0] == secret:
+        _apps.move_to_end(setup.sandbox_id)
+        return found[1]
+    client = AsyncVibeBox(api_key=secret, base_url=api_url())
+    app = http_app(lambda request: client, sandbox_id=setup.sandbox_id)
+    _apps[setup.sandbox_id] = (secret, app)
+    while len(_apps) > MAX_APPS:
+        _apps.popitem(last=False)
+    return app
+
+
+async def serve(scope, receive, send, setup, token: str, respond_json) -> None:
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    if not setup.mcp or not setup.mcp_key:
+        await respond_json(send, 404, {"error": "MCP is not enabled for this sandbox (claude/enable with mcp: true)."})
+        return
+    secret = envvars.decrypt(setup.mcp_key)
+    # Sessions are bound to the token that opened them (a rotated token cannot reuse them).
+    user = AuthenticatedUser(AccessToken(token=token, client_id=setup.sandbox_id, scopes=[]))
+    await _app_for(setup, secret)({**scope, "user": user}, receive, send)
