@@ -29,6 +29,14 @@ config=${CLAUDE_CONFIG_DIR:-$HOME/.claude}
 mkdir -p "$config" "$HOME/.vibebox"
 [ -f "$config/settings.json" ] || printf '%s\n' "$1" > "$config/settings.json"
 [ -f "$config/.claude.json" ] || printf '%s\n' '{"hasCompletedOnboarding": true}' > "$config/.claude.json"
+# Interactive `claude` in a terminal then takes the gateway token without asking ($2: its tail).
+if command -v jq >/dev/null 2>&1; then
+    tmp=$(mktemp)
+    jq --arg k "$2" '.hasCompletedOnboarding = true
+        | .customApiKeyResponses.approved = ((.customApiKeyResponses.approved // []) + [$k] | unique)' \
+        "$config/.claude.json" > "$tmp" && cat "$tmp" > "$config/.claude.json"
+    rm -f "$tmp"
+fi
 printf 'version=%s\nhome=%s\nconfig=%s\n' "$(claude --version 2>/dev/null | head -n 1)" "$HOME" "$config"
 """
 
@@ -63,8 +71,9 @@ def mcp_config_path(setup: ClaudeSetup) -> str:
     return f"{setup.home.rstrip('/')}/.vibebox/mcp.json"
 
 
-def _probe(sandbox) -> dict:
-    result = run_internal(sandbox, ("sh", "-lc", PROBE, "sh", json.dumps(CLAUDE_SETTINGS)), timeout=60)
+def _probe(sandbox, token: str) -> dict:
+    argv = ("sh", "-lc", PROBE, "sh", json.dumps(CLAUDE_SETTINGS), token[-20:])
+    result = run_internal(sandbox, argv, timeout=60)
     text = result.stdout.decode(errors="replace")
     if result.exit_code != 0:
         raise errors.RuntimeFailure(
@@ -81,8 +90,8 @@ def _probe(sandbox) -> dict:
 def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bool = False) -> tuple[ClaudeSetup, bool]:
     """Idempotent: enabling again rotates the gateway token. Answers (setup, newly enabled)."""
     require_running(sandbox)
-    found = _probe(sandbox)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    found = _probe(sandbox, token)
     base_url = gateway_url()
     with transaction.atomic():
         setup = ClaudeSetup.objects.select_for_update().filter(sandbox=sandbox).first()

@@ -97,6 +97,15 @@ def test_enable_reports_the_binary_and_gives_only_a_gateway_token(server, sandbo
     env = sh(server, sandbox, "printenv ANTHROPIC_API_KEY ANTHROPIC_BASE_URL")["stdout"].split()
     assert env[0].startswith("vbgw_") and OPERATOR_KEY not in sh(server, sandbox, "env")["stdout"]
     assert env[1].startswith("http://") and env[1].endswith(f":{server.env['VIBEBOX_GATEWAY_PORT']}")
+    approved = sh(server, sandbox, "jq -c .customApiKeyResponses.approved $CLAUDE_CONFIG_DIR/.claude.json")
+    assert json.loads(approved["stdout"]) == [env[0][-20:]]  # interactive claude takes the token unasked
+
+
+def test_a_person_runs_claude_by_hand_with_the_same_gateway(server, sandbox, enabled, stub):
+    stub.script("BY-HAND", [text("hello, person")])
+    answer = sh(server, sandbox, "claude -p 'BY-HAND hi' --output-format json < /dev/null")
+    assert answer["exitCode"] == 0 and json.loads(answer["stdout"])["result"] == "hello, person"
+    assert stub.conversation_requests("BY-HAND")[0]["headers"]["x-api-key"] == OPERATOR_KEY
 
 
 def test_ask_with_review_writes_in_the_worktree_then_approve(server, sandbox, enabled, stub):
