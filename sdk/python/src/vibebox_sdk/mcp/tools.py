@@ -172,7 +172,11 @@ class RunCodeIn(Input):
 
 class RunCodeOut(ExecOut):
     language: str | None = None
-    return_value: Any = Field(None, description="The snippet's value, as JSON.")
+    return_value: Any = Field(
+        None,
+        description="The snippet's value, as JSON (null when it has none).",
+        json_schema_extra={"type": ["object", "array", "string", "number", "boolean", "null"]},
+    )
 
 
 class FileReadIn(Input):
