@@ -38,6 +38,7 @@ def main() -> None:
         ["exec.py"],
         ["files.py"],
         ["terminal.py"],
+        ["gateway.py"],
         ["scale.py", *(["--n", "1000"] if args.full else [])],
     ]
     table, extras = [], []

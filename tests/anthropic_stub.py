@@ -136,6 +136,7 @@ def _message(model: str, blocks: list) -> dict:
 def _handler(stub: Stub):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
         def log_message(self, *args):
             pass

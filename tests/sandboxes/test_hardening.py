@@ -2,6 +2,7 @@
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -73,8 +74,11 @@ def test_sandboxes_cannot_reach_each_other(create_sandbox, docker_client):
     server.exec_run(["python3", "-m", "http.server", "8000"], detach=True)
     server_ip = server.attrs["NetworkSettings"]["Networks"]["vibebox-test"]["IPAddress"]
     probe = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=3)"
-    # the server answers from inside its own container...
-    assert server.exec_run(["python3", "-c", probe, "http://127.0.0.1:8000/"]).exit_code == 0
+    # the server answers from inside its own container (once it has started listening)...
+    deadline = time.monotonic() + 15
+    while server.exec_run(["python3", "-c", probe, "http://127.0.0.1:8000/"]).exit_code != 0:
+        assert time.monotonic() < deadline, "the server in the sandbox never answered"
+        time.sleep(0.2)
     # ...but not to another sandbox on the same network (inter-container traffic is off)
     assert client.exec_run(["python3", "-c", probe, f"http://{server_ip}:8000/"]).exit_code != 0
 

@@ -10,6 +10,7 @@ never reaches the sandbox. A raw ASGI app: it is small and streams without buffe
 import json
 import logging
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -81,11 +82,31 @@ def bearer(headers: dict[bytes, bytes]) -> str:
     return token
 
 
+AUTH_CACHE_SECONDS = 5.0  # a rotated token or a stopped sandbox is refused at most this late
+_auth_cache: dict[str, tuple[float, object]] = {}
+
+
+async def authenticate(token: str):
+    """(setup, problem): the sandbox's Claude setup for a live sandbox, else why not. Answers for
+    valid tokens are kept a few seconds (an agent's turn makes several calls in a row)."""
+    if not token:
+        return None, "The gateway token is missing or invalid."
+    now = time.monotonic()
+    cached = _auth_cache.get(token)
+    if cached is not None and cached[0] > now:
+        return cached[1], ""
+    setup, problem = await _authenticate(token)
+    if setup is not None:
+        if len(_auth_cache) > 10_000:
+            _auth_cache.clear()
+        _auth_cache[token] = (now + AUTH_CACHE_SECONDS, setup)
+    return setup, problem
+
+
 @sync_to_async(thread_sensitive=False)
-def authenticate(token: str):
-    """(setup, problem): the sandbox's Claude setup for a live sandbox, else why not."""
+def _authenticate(token: str):
     close_old_connections()
-    setup = claude_setup.setup_by_token(token) if token else None
+    setup = claude_setup.setup_by_token(token)
     if setup is None:
         return None, "The gateway token is missing or invalid."
     if setup.sandbox.status not in (Status.RUNNING, Status.PAUSED):
