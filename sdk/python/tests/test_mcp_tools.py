@@ -234,7 +234,8 @@ async def exercise_every_tool(client, vb: VibeBox) -> None:
             client, "git_push", sandbox_id=sandbox_id, path="work", remote="backup", branch="main", set_upstream=True
         )
         assert backup["remote"] == "backup"
-        mirrored = await call(client, "sandbox_exec", sandbox_id=sandbox_id, command="git -C backup.git log --oneline main")
+        log = "git -C backup.git log --oneline main"
+        mirrored = await call(client, "sandbox_exec", sandbox_id=sandbox_id, command=log)
         assert mirrored["stdout"].split("\n")[0].endswith("feat: app")
 
         # Metrics: the dd below is in the workspace's size.

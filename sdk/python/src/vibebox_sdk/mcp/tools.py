@@ -175,7 +175,9 @@ class RunCodeOut(ExecOut):
     return_value: Any = Field(
         None,
         description="The snippet's value, as JSON (null when it has none).",
-        json_schema_extra={"type": ["object", "array", "string", "number", "boolean", "null"]},
+        json_schema_extra={
+            "anyOf": [{"type": kind} for kind in ("object", "array", "string", "number", "boolean", "null")]
+        },
     )
 
 
