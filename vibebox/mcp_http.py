@@ -12,8 +12,8 @@ on a Unix socket). The MCP session manager starts with the first request (the se
 `--lifespan off`).
 """
 
+import asyncio
 import json
-import logging
 import secrets
 from collections import OrderedDict
 from urllib.parse import urlsplit
@@ -23,8 +23,6 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from apps.keys.selectors import api_key_authenticate
-
-logger = logging.getLogger(__name__)
 
 PATH = "/mcp"
 MAX_CLIENTS = 256  # API clients kept, one per (key, address)
@@ -147,8 +145,6 @@ class McpEndpoint:
 
     @staticmethod
     def _close_later(client) -> None:
-        import asyncio
-
         task = asyncio.get_running_loop().create_task(client.close())
         task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
 
