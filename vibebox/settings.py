@@ -317,6 +317,8 @@ VIBEBOX_GATEWAY_PORT = env_int("VIBEBOX_GATEWAY_PORT", 8001)
 # The gateway's URL as sandboxes see it; default http://<network gateway>:<port>.
 VIBEBOX_GATEWAY_URL = env_str("VIBEBOX_GATEWAY_URL", "").rstrip("/")
 VIBEBOX_CLAUDE_ASK_TIMEOUT = env_duration("VIBEBOX_CLAUDE_ASK_TIMEOUT", "30m")
+# Where MCP tools (at /mcp and in the gateway) call the REST API; default: this server on loopback.
+VIBEBOX_MCP_API_URL = env_str("VIBEBOX_MCP_API_URL", "")
 VIBEBOX_CLAUDE_DIFF_LIMIT = env_size("VIBEBOX_CLAUDE_DIFF_LIMIT", "2m")
 # USD per million tokens (input, output, cache write, cache read) by model family; the family is
 # the first of these names found in the model id.

@@ -5,6 +5,7 @@ tools (vibebox_sdk.mcp, fixed on that one sandbox: no create, list or destroy) c
 on this machine with the VibeBox key made for the purpose, which never enters the sandbox.
 """
 
+import asyncio
 from collections import OrderedDict
 
 from django.conf import settings
@@ -32,12 +33,26 @@ def _app_for(setup, secret: str):
     if found is not None and found[0] == secret:
         _apps.move_to_end(setup.sandbox_id)
         return found[1]
+    if found is not None:  # the key changed (enabled again): the old app goes
+        _close_later(*found[1:])
     client = AsyncVibeBox(api_key=secret, base_url=api_url())
     app = http_app(lambda request: client, sandbox_id=setup.sandbox_id)
-    _apps[setup.sandbox_id] = (secret, app)
+    _apps[setup.sandbox_id] = (secret, app, client)
     while len(_apps) > MAX_APPS:
-        _apps.popitem(last=False)
+        _, (_, old_app, old_client) = _apps.popitem(last=False)
+        _close_later(old_app, old_client)
     return app
+
+
+def _close_later(app, client) -> None:
+    """Stops an app's session manager and closes its API client, off the request's path."""
+
+    async def close():
+        await app.aclose()
+        await client.close()
+
+    task = asyncio.get_running_loop().create_task(close())
+    task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
 
 
 async def serve(scope, receive, send, setup, token: str, respond_json) -> None:
