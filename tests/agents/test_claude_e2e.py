@@ -398,3 +398,19 @@ def test_mcp_gives_claude_vibebox_tools_for_its_own_sandbox_only(server, sandbox
         'curl -s -o /dev/null -w "%{http_code}" -X POST -H "Authorization: Bearer vbgw_forged" $ANTHROPIC_BASE_URL/mcp',
     )
     assert forged["stdout"] == "401"
+
+
+def test_a_session_survives_a_restart_of_its_sandbox(server, sandbox, enabled, stub):
+    stub.script("RESTART-A", [tool_use("Write", file_path="kept.txt", content="kept\n")], [text("before restart")])
+    first = ask(server, sandbox, "RESTART-A begin")
+    assert wait_ask(server, sandbox, first["askId"])["status"] == "completed"
+    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/restart")
+    assert status == 200, body
+    second = ask(server, sandbox, "continue after the restart", sessionId=first["sessionId"])
+    assert wait_ask(server, sandbox, second["askId"])["status"] == "completed"
+    # The transcript (on the workspace volume) and the pending change survived: Claude resumed.
+    last = stub.conversation_requests("RESTART-A")[-1]["body"]["messages"]
+    assert "before restart" in json.dumps(last) and "continue after the restart" in json.dumps(last[-1])
+    status, pending = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/changes?sessionId={first['sessionId']}")
+    assert [f["path"] for f in pending["data"][0]["files"]] == ["kept.txt"]
+    call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/reject", {"sessionId": first["sessionId"]})
