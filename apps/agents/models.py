@@ -1,6 +1,7 @@
 """Claude Code in sandboxes: its setup per sandbox, sessions, asks (one `claude -p` run each),
 their events, the change sets waiting for review, and model usage through the gateway."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -162,3 +163,81 @@ class ModelUsage(models.Model):
 
     def __str__(self):
         return f"{self.model} {self.input_tokens}+{self.output_tokens} tokens"
+
+
+# ---- orchestration records (vibebox_sdk.agent): a run and its tasks, for the dashboard ----
+
+
+def new_run_id() -> str:
+    return random_id("run_", 20)
+
+
+def new_task_id() -> str:
+    return random_id("task_", 20)
+
+
+class AgentRun(models.Model):
+    """One orchestration run (a map, a pool, a stream...) as the SDK reports it."""
+
+    class Kind(models.TextChoices):
+        MAP = "map"
+        TASK = "task"
+        POOL = "pool"
+        ORCHESTRATE = "orchestrate"
+        STREAM = "stream"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_run_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs")
+    api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MAP)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    parallelism = models.PositiveIntegerField(null=True, blank=True)
+    template = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self):
+        return self.id
+
+
+class AgentTask(models.Model):
+    """One item of a run. `sandbox_id` is a plain id: sandboxes are destroyed, records stay."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_task_id, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="tasks")
+    index = models.PositiveIntegerField()
+    name = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    sandbox_id = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_agent_task_index")]
+
+    def __str__(self):
+        return f"{self.run_id}#{self.index}"

@@ -4,7 +4,8 @@ An event is kept in Redis (the last VIBEBOX_EVENTS_KEPT per sandbox, for the log
 `since`/`tail`) and sent, after the database transaction commits, to two channel-layer groups:
 the sandbox's log stream and its owner's activity feed. Delivery happens in one background
 thread per process, in publishing order, so requests do not wait for Redis. Celery workers can
-publish too. Redis being down never fails the request that caused the event.
+publish too. Redis being down never fails the request that caused the event. Events that
+belong to no sandbox (agent runs) go through `publish_owner`, to the activity feed alone.
 """
 
 import asyncio
@@ -52,6 +53,19 @@ def publish(*, sandbox, type: str, text: str = "", data: dict | None = None, gro
     transaction.on_commit(lambda: _enqueue(event, sandbox.owner_id, groups))
 
 
+def publish_owner(owner_id, type: str, text: str = "", data: dict | None = None) -> None:
+    """Sends an event that belongs to no sandbox (`sandboxId` null) to the owner's activity feed
+    only: it is not kept in Redis and reaches no log stream."""
+    event = {
+        "type": type,
+        "sandboxId": None,
+        "text": text or type.replace(".", " "),
+        "data": data or {},
+        "timestamp": time.time(),
+    }
+    transaction.on_commit(lambda: _enqueue(event, owner_id))
+
+
 # Delivery takes a few Redis round trips (~4 ms); a thread does it so no request waits for it.
 _queue: queue.SimpleQueue = queue.SimpleQueue()
 _pending = 0
@@ -90,12 +104,13 @@ def flush(timeout: float = 5.0) -> None:
 
 def _deliver(event: dict, owner_id, groups: tuple[str, ...], loop: asyncio.AbstractEventLoop) -> None:
     try:
-        key = _key(event["sandboxId"])
-        pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
-        pipeline.lpush(key, json.dumps(event))
-        pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
-        pipeline.expire(key, 30 * 86400)
-        pipeline.execute()
+        if event["sandboxId"] is not None:
+            key = _key(event["sandboxId"])
+            pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
+            pipeline.lpush(key, json.dumps(event))
+            pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
+            pipeline.expire(key, 30 * 86400)
+            pipeline.execute()
         loop.run_until_complete(_send(event, owner_id, groups))
     except Exception as exc:  # events are best effort; the action itself has happened
         logger.warning("event %s not delivered: %s", event["type"], exc)
@@ -104,7 +119,9 @@ def _deliver(event: dict, owner_id, groups: tuple[str, ...], loop: asyncio.Abstr
 async def _send(event: dict, owner_id, groups: tuple[str, ...] = ()) -> None:
     layer = get_channel_layer()
     message = {"type": "sandbox.event", "event": event}
-    targets = [logs_group(event["sandboxId"]), activity_group(owner_id), *groups]
+    targets = [activity_group(owner_id), *groups]
+    if event["sandboxId"] is not None:
+        targets.append(logs_group(event["sandboxId"]))
     await asyncio.gather(*(layer.group_send(group, message) for group in targets))
 
 
