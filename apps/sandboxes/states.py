@@ -34,7 +34,10 @@ def move(sandbox: Sandbox, from_statuses, to: str, **fields) -> bool:
     updated = Sandbox.objects.filter(pk=sandbox.pk, status__in=list(from_statuses)).update(
         status=to, updated_at=now, **fields
     )
-    sandbox.refresh_from_db()
+    try:
+        sandbox.refresh_from_db()
+    except Sandbox.DoesNotExist:  # a create that failed meanwhile removed its row (a destroy raced it)
+        raise errors.SandboxNotFound(details={"sandbox": sandbox.pk}) from None
     return bool(updated)
 
 

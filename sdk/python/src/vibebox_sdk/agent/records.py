@@ -1,0 +1,93 @@
+"""The server's record of an orchestration run (`/api/v1/agent-runs`), for the dashboard.
+
+Recording is best effort: a server without the endpoint, or a failed call, never stops the work
+(the recorder turns itself off and logs why).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from .. import calls, errors
+
+logger = logging.getLogger("vibebox_sdk.agent")
+RESULT_LIMIT = 60 * 1024
+
+
+def summarize(value: Any) -> Any:
+    """What of a task's result is stored: JSON if it fits in RESULT_LIMIT, else a short text."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(repr(value))
+    if len(text) <= RESULT_LIMIT:
+        return json.loads(text)
+    return {"truncated": True, "preview": text[:2000]}
+
+
+def create_run(name: str, kind: str, parallelism: int | None, template: str | None, tasks: list[str]) -> calls.Call:
+    fields = calls.body(name=name[:200], kind=kind, parallelism=parallelism, template=template)
+    fields["tasks"] = [{"name": task[:500]} for task in tasks]
+    return calls.Call("POST", f"{calls.API}/agent-runs", json=fields, feature="agent runs")
+
+
+def add_tasks(run_id: str, tasks: list[str]) -> calls.Call:
+    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}/tasks"
+    return calls.Call("POST", path, json={"tasks": [{"name": t[:500]} for t in tasks]}, feature="agent runs")
+
+
+def update_task(run_id: str, task_id: str, fields: dict[str, Any]) -> calls.Call:
+    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
+    return calls.Call("PATCH", path, json=calls.body(**fields), feature="agent runs")
+
+
+def finish_run(run_id: str, status: str) -> calls.Call:
+    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}"
+    return calls.Call("PATCH", path, json={"status": status}, feature="agent runs")
+
+
+class Recorder:
+    """Keeps a run's record in step (sync). `run_id` is None when recording is off or failed."""
+
+    def __init__(self, send, *, enabled: bool = True) -> None:
+        self._send = send
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self.task_ids: list[str] = []
+
+    def _try(self, call: calls.Call) -> Any:
+        if not self.enabled:
+            return None
+        try:
+            return self._send(call)
+        except errors.VibeBoxError as error:
+            logger.warning("agent run not recorded (%s); going on without", error)
+            self.enabled = False
+            return None
+
+    def start(self, name: str, kind: str, parallelism: int | None, template: str | None, tasks: list[str]) -> None:
+        run = self._try(create_run(name, kind, parallelism, template, tasks))
+        if run:
+            self.run_id = run["id"]
+            self.task_ids = [task["id"] for task in run.get("tasks", [])]
+
+    def add(self, names: list[str]) -> None:
+        if self.run_id:
+            answer = self._try(add_tasks(self.run_id, names))
+            if answer:
+                self.task_ids += [task["id"] for task in answer["tasks"]]
+
+    def task(self, index: int, **fields: Any) -> None:
+        if self.run_id and index < len(self.task_ids):
+            if "result" in fields:
+                fields["result"] = summarize(fields["result"])
+            if fields.get("error") is not None:
+                fields["error"] = str(fields["error"])[:10000]
+            self._try(update_task(self.run_id, self.task_ids[index], fields))
+
+    def finish(self, status: str) -> None:
+        if self.run_id:
+            self._try(finish_run(self.run_id, status))
