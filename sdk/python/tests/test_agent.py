@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import OPERATOR_KEY, LiveServer
 from vibebox_sdk import VibeBox
-from vibebox_sdk.agent import TaskFailedError, VibeBoxAgent
+from vibebox_sdk.agent import AsyncVibeBoxAgent, TaskFailedError, VibeBoxAgent
 
 from tests.anthropic_stub import text, tool_use
 
@@ -203,4 +204,34 @@ def test_a_killed_orchestrator_leaves_only_sandboxes_that_expire(server, vb):
     finally:
         for sandbox in left:
             sandbox.destroy()
+    assert tagged(vb, tag) == []
+
+
+def test_async_agent_map_stream_and_task(server, vb, anthropic):
+    tag = uuid.uuid4().hex[:8]
+    anthropic.script("ASYNC-TASK", [tool_use("run_command", command="echo async-ran")], [text("async done")])
+
+    async def main():
+        async with AsyncVibeBoxAgent(
+            api_key=server.key, base_url=server.url, claude_api_key="k", claude_base_url=anthropic.url
+        ) as agent:
+            live = []
+
+            async def fn(item, sandbox):
+                live.append(len(agent.alive()))
+                await asyncio.sleep(0.3)
+                return (await sandbox.exec(f"echo {item}")).stdout.strip()
+
+            mapped = await agent.map(range(6), fn, parallelism=2, template="python-3", metadata={"agentTest": tag})
+            updates = [
+                u async for u in agent.stream_results(["echo x; echo y", "echo z"], parallelism=2, template="python-3")
+            ]
+            result = await agent.task("ASYNC-TASK", template="python-3")
+            return mapped, max(live), updates, result, agent.alive()
+
+    mapped, peak, updates, result, alive = asyncio.run(main())
+    assert mapped == [str(i) for i in range(6)] and peak <= 2 and alive == []
+    assert "".join(u.logs for u in updates if u.index == 0 and u.status == "output") == "x\ny\n"
+    assert {u.index for u in updates if u.status == "completed"} == {0, 1}
+    assert result.text == "async done" and "async-ran" in result.tool_calls[0]["output"]
     assert tagged(vb, tag) == []

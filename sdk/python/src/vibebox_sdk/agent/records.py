@@ -58,36 +58,74 @@ class Recorder:
         self.run_id: str | None = None
         self.task_ids: list[str] = []
 
+    def _failed(self, error: errors.VibeBoxError) -> None:
+        logger.warning("agent run not recorded (%s); going on without", error)
+        self.enabled = False
+
     def _try(self, call: calls.Call) -> Any:
         if not self.enabled:
             return None
         try:
             return self._send(call)
         except errors.VibeBoxError as error:
-            logger.warning("agent run not recorded (%s); going on without", error)
-            self.enabled = False
+            self._failed(error)
             return None
 
-    def start(self, name: str, kind: str, parallelism: int | None, template: str | None, tasks: list[str]) -> None:
-        run = self._try(create_run(name, kind, parallelism, template, tasks))
+    def _started(self, run: Any) -> None:
         if run:
             self.run_id = run["id"]
             self.task_ids = [task["id"] for task in run.get("tasks", [])]
 
+    def _added(self, answer: Any) -> None:
+        if answer:
+            self.task_ids += [task["id"] for task in answer["tasks"]]
+
+    def _task_call(self, index: int, fields: dict[str, Any]) -> calls.Call | None:
+        if not self.run_id or index >= len(self.task_ids):
+            return None
+        if "result" in fields:
+            fields["result"] = summarize(fields["result"])
+        if fields.get("error") is not None:
+            fields["error"] = str(fields["error"])[:10000]
+        return update_task(self.run_id, self.task_ids[index], fields)
+
+    def start(self, name: str, kind: str, parallelism: int | None, template: str | None, tasks: list[str]) -> None:
+        self._started(self._try(create_run(name, kind, parallelism, template, tasks)))
+
     def add(self, names: list[str]) -> None:
         if self.run_id:
-            answer = self._try(add_tasks(self.run_id, names))
-            if answer:
-                self.task_ids += [task["id"] for task in answer["tasks"]]
+            self._added(self._try(add_tasks(self.run_id, names)))
 
     def task(self, index: int, **fields: Any) -> None:
-        if self.run_id and index < len(self.task_ids):
-            if "result" in fields:
-                fields["result"] = summarize(fields["result"])
-            if fields.get("error") is not None:
-                fields["error"] = str(fields["error"])[:10000]
-            self._try(update_task(self.run_id, self.task_ids[index], fields))
+        call = self._task_call(index, fields)
+        if call is not None:
+            self._try(call)
 
     def finish(self, status: str) -> None:
         if self.run_id:
             self._try(finish_run(self.run_id, status))
+
+
+class AsyncRecorder(Recorder):
+    """The same, for the async agent: every method is awaited."""
+
+    async def _try(self, call: calls.Call) -> Any:  # type: ignore[override]
+        if not self.enabled:
+            return None
+        try:
+            return await self._send(call)
+        except errors.VibeBoxError as error:
+            self._failed(error)
+            return None
+
+    async def start(self, name, kind, parallelism, template, tasks) -> None:  # type: ignore[override]
+        self._started(await self._try(create_run(name, kind, parallelism, template, tasks)))
+
+    async def task(self, index: int, **fields: Any) -> None:  # type: ignore[override]
+        call = self._task_call(index, fields)
+        if call is not None:
+            await self._try(call)
+
+    async def finish(self, status: str) -> None:  # type: ignore[override]
+        if self.run_id:
+            await self._try(finish_run(self.run_id, status))

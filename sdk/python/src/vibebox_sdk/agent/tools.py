@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .results import TaskResult
@@ -67,26 +68,42 @@ def _clip(text: str) -> str:
     return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + f"\n[... {len(text) - OUTPUT_LIMIT} more]"
 
 
+def _tool_call(sandbox: Any, name: str, arguments: dict[str, Any]) -> tuple[Any, Callable[[Any], str]]:
+    """(the SDK call for a tool, how to render its answer): shared by the sync and async runners."""
+    if name == "run_command":
+        call = sandbox.exec(arguments["command"], cwd=arguments.get("cwd"), timeout=arguments.get("timeout"))
+        return call, _render_exec
+    if name == "execute_code":
+        call = sandbox.execute(arguments["code"], language=arguments.get("language"))
+        return call, _render_exec
+    if name == "read_file":
+        return sandbox.files.read_text(absolute(arguments["path"])), _clip
+    if name == "write_file":
+        path = absolute(arguments["path"])
+        return sandbox.files.write(path, arguments["content"]), lambda _: f"wrote {path}"
+    if name == "list_files":
+        call = sandbox.files.list(absolute(arguments.get("path") or "/workspace"))
+        return call, lambda entries: "\n".join(e.name + ("/" if e.is_dir else "") for e in entries)
+    raise ValueError(f"unknown tool {name}")
+
+
+def _render_exec(result: Any) -> str:
+    answer = {"exit_code": result.exit_code, "stdout": _clip(result.stdout), "stderr": _clip(result.stderr)}
+    if result.return_value is not None:
+        answer["return_value"] = result.return_value
+    return json.dumps(answer, default=str)
+
+
 def run_tool(sandbox: Any, name: str, arguments: dict[str, Any]) -> str:
     """Runs one tool call in `sandbox` (sync SDK); answers the text given back to the model."""
-    if name == "run_command":
-        result = sandbox.exec(arguments["command"], cwd=arguments.get("cwd"), timeout=arguments.get("timeout"))
-        return json.dumps(
-            {"exit_code": result.exit_code, "stdout": _clip(result.stdout), "stderr": _clip(result.stderr)}
-        )
-    if name == "execute_code":
-        result = sandbox.execute(arguments["code"], language=arguments.get("language"))
-        output = {"exit_code": result.exit_code, "stdout": _clip(result.stdout), "stderr": _clip(result.stderr)}
-        return json.dumps({**output, "return_value": result.return_value}, default=str)
-    if name == "read_file":
-        return _clip(sandbox.files.read_text(absolute(arguments["path"])))
-    if name == "write_file":
-        sandbox.files.write(absolute(arguments["path"]), arguments["content"])
-        return f"wrote {absolute(arguments['path'])}"
-    if name == "list_files":
-        entries = sandbox.files.list(absolute(arguments.get("path") or "/workspace"))
-        return "\n".join(e.name + ("/" if e.is_dir else "") for e in entries)
-    raise ValueError(f"unknown tool {name}")
+    value, render = _tool_call(sandbox, name, arguments)
+    return render(value)
+
+
+async def run_tool_async(sandbox: Any, name: str, arguments: dict[str, Any]) -> str:
+    """The same with an `AsyncSandbox`."""
+    value, render = _tool_call(sandbox, name, arguments)
+    return render(await value)
 
 
 def block_dict(block: Any) -> dict[str, Any]:
