@@ -106,3 +106,9 @@ AskRunning = error("ask_running", 409, "This session already has a running ask."
 ClaudeSessionNotFound = error("claude_session_not_found", 404, "Claude session not found.")
 NoPendingChanges = error("no_pending_changes", 409, "There are no pending changes to review.")
 MergeConflict = error("merge_conflict", 409, "The changes conflict with what /workspace holds now.")
+
+# Agent runs (orchestration records).
+AgentRunNotFound = error("agent_run_not_found", 404, "Agent run not found.")
+AgentTaskNotFound = error("agent_task_not_found", 404, "Agent task not found.")
+AgentRunFinished = error("agent_run_finished", 409, "The agent run is finished; it and its tasks cannot change.")
+AgentTaskFinished = error("agent_task_finished", 409, "The agent task is finished; its status cannot change.")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ChangeSet, ClaudeAsk, ClaudeSession, ClaudeSetup, ModelUsage
+from .models import AgentRun, AgentTask, ChangeSet, ClaudeAsk, ClaudeSession, ClaudeSetup, ModelUsage
 
 
 @admin.register(ClaudeSetup)
@@ -33,3 +33,28 @@ class ChangeSetAdmin(admin.ModelAdmin):
 class ModelUsageAdmin(admin.ModelAdmin):
     list_display = ["created_at", "sandbox", "model", "input_tokens", "output_tokens", "cost_usd", "status"]
     list_filter = ["model"]
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    """Records the SDK writes: read them here, change them through the API."""
+
+    list_display = ["id", "owner", "name", "kind", "status", "parallelism", "created_at", "finished_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["id", "name", "owner__username"]
+    readonly_fields = ["id", "owner", "api_key", "kind", "parallelism", "template", "created_at", "finished_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AgentTask)
+class AgentTaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "index", "name", "status", "sandbox_id", "attempts", "started_at", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "run__id", "name", "sandbox_id"]
+    list_select_related = ["run"]
+    readonly_fields = ["id", "run", "index", "sandbox_id", "attempts", "started_at", "finished_at"]
+
+    def has_add_permission(self, request):
+        return False

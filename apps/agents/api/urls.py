@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import run_views, views
 
 prefix = "sandboxes/<str:sandbox_id>/claude/"
 
@@ -16,4 +16,9 @@ urlpatterns = [
     path(prefix + "changes", views.ChangesView.as_view()),
     path(prefix + "approve", views.ApproveView.as_view()),
     path(prefix + "reject", views.RejectView.as_view()),
+    # orchestration records (vibebox_sdk.agent)
+    path("agent-runs", run_views.AgentRunListView.as_view()),
+    path("agent-runs/<str:run_id>", run_views.AgentRunDetailView.as_view()),
+    path("agent-runs/<str:run_id>/tasks", run_views.AgentTaskListView.as_view()),
+    path("agent-runs/<str:run_id>/tasks/<str:task_id>", run_views.AgentTaskDetailView.as_view()),
 ]

@@ -1,0 +1,156 @@
+"""/api/v1/agent-runs: the records of orchestration runs and their tasks (docs/api.md, "Agent runs")."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.models import ApiKey
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+
+from .. import runs
+from ..models import AgentRun
+from .run_serializers import (
+    AgentRunCreateSerializer,
+    AgentRunSerializer,
+    AgentRunSummarySerializer,
+    AgentRunUpdateSerializer,
+    AgentTaskListSerializer,
+    AgentTasksAddSerializer,
+    AgentTaskSerializer,
+    AgentTaskUpdateSerializer,
+    run_body,
+    task_body,
+)
+
+READ_WRITE = {
+    "GET": [SANDBOXES_READ],
+    "POST": [SANDBOXES_WRITE],
+    "PATCH": [SANDBOXES_WRITE],
+    "DELETE": [SANDBOXES_WRITE],
+}
+
+LIST_FILTERS = [
+    OpenApiParameter("status", description="Comma-separated statuses: running, completed, failed, cancelled."),
+    OpenApiParameter("kind", description="map, task, pool, orchestrate or stream."),
+    OpenApiParameter("template", description="Template name."),
+    OpenApiParameter("name", description="Exact run name."),
+    OpenApiParameter("metadata.<key>", description="Metadata value to match, e.g. metadata.team=ml."),
+]
+
+
+def _key(request):
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def _run(request, run_id) -> AgentRun:
+    return runs.agent_run_get(owner=request.user, run_id=run_id)
+
+
+def _full(request, run_id) -> dict:
+    run = _run(request, run_id)
+    return run_body(run, runs.agent_run_tasks(run))
+
+
+class AgentRunListView(GenericAPIView):
+    required_scopes = READ_WRITE
+    serializer_class = AgentRunSummarySerializer
+
+    @extend_schema(
+        operation_id="agent_runs_list", parameters=LIST_FILTERS, responses=AgentRunSummarySerializer(many=True)
+    )
+    def get(self, request):
+        params = request.query_params
+        statuses = [s for s in params.get("status", "").split(",") if s in AgentRun.Status.values]
+        metadata = {key[len("metadata.") :]: value for key, value in params.items() if key.startswith("metadata.")}
+        queryset = runs.agent_run_list(
+            owner=request.user,
+            status=statuses or None,
+            kind=params.get("kind") or None,
+            template=params.get("template") or None,
+            name=params.get("name") or None,
+            metadata=metadata,
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response([run_body(run) for run in page])
+
+    @extend_schema(
+        operation_id="agent_runs_create", request=AgentRunCreateSerializer, responses={201: AgentRunSerializer}
+    )
+    def post(self, request):
+        body = AgentRunCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        run = runs.agent_run_create(
+            owner=request.user,
+            api_key=_key(request),
+            name=data["name"],
+            kind=data["kind"],
+            parallelism=data.get("parallelism"),
+            template=data.get("template"),
+            metadata=data.get("metadata"),
+            tasks=data.get("tasks"),
+        )
+        return Response(_full(request, run.id), status=201)
+
+
+class AgentRunDetailView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="agent_runs_retrieve", responses=AgentRunSerializer)
+    def get(self, request, run_id):
+        return Response(_full(request, run_id))
+
+    @extend_schema(operation_id="agent_runs_update", request=AgentRunUpdateSerializer, responses=AgentRunSerializer)
+    def patch(self, request, run_id):
+        run = _run(request, run_id)
+        body = AgentRunUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        runs.agent_run_finish(run=run, status=body.validated_data["status"])
+        return Response(_full(request, run_id))
+
+    @extend_schema(operation_id="agent_runs_destroy", responses={204: None})
+    def delete(self, request, run_id):
+        runs.agent_run_delete(run=_run(request, run_id))
+        return Response(status=204)
+
+
+class AgentTaskListView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(
+        operation_id="agent_runs_tasks_create",
+        request=AgentTasksAddSerializer,
+        responses={201: AgentTaskListSerializer},
+    )
+    def post(self, request, run_id):
+        run = _run(request, run_id)
+        body = AgentTasksAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        added = runs.agent_tasks_add(run=run, tasks=body.validated_data["tasks"])
+        return Response({"tasks": [task_body(task) for task in added]}, status=201)
+
+
+class AgentTaskDetailView(APIView):
+    required_scopes = READ_WRITE
+
+    @extend_schema(operation_id="agent_runs_tasks_retrieve", responses=AgentTaskSerializer)
+    def get(self, request, run_id, task_id):
+        return Response(task_body(runs.agent_task_get(run=_run(request, run_id), task_id=task_id)))
+
+    @extend_schema(
+        operation_id="agent_runs_tasks_update", request=AgentTaskUpdateSerializer, responses=AgentTaskSerializer
+    )
+    def patch(self, request, run_id, task_id):
+        task = runs.agent_task_get(run=_run(request, run_id), task_id=task_id)
+        body = AgentTaskUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        names = {
+            "status": "status",
+            "sandboxId": "sandbox_id",
+            "attempts": "attempts",
+            "error": "error",
+            "result": "result",
+        }
+        changes = {python: body.validated_data[api] for api, python in names.items() if api in body.validated_data}
+        return Response(task_body(runs.agent_task_update(task=task, **changes)))
