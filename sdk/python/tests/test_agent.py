@@ -235,3 +235,25 @@ def test_async_agent_map_stream_and_task(server, vb, anthropic):
     assert {u.index for u in updates if u.status == "completed"} == {0, 1}
     assert result.text == "async done" and "async-ran" in result.tool_calls[0]["output"]
     assert tagged(vb, tag) == []
+
+
+def test_runs_are_recorded_for_the_dashboard(agent):
+    def work(item, sandbox):
+        if item == "bad":
+            raise ValueError("bad item")
+        return {"item": item, "sandbox": sandbox.id}
+
+    results = agent.map(["a", "bad", "c"], work, parallelism=2, template="python-3", return_exceptions=True, name="rec")
+    run = agent.run()
+    assert run["id"] == agent.last_run_id and run["name"] == "rec" and run["kind"] == "map"
+    assert run["status"] == "failed" and run["parallelism"] == 2 and run["template"] == "python-3"
+    assert run["counts"] == {"pending": 0, "running": 0, "completed": 2, "failed": 1, "cancelled": 0, "total": 3}
+    tasks = run["tasks"]
+    assert [t["name"] for t in tasks] == ["a", "bad", "c"] and [t["status"] for t in tasks] == [
+        "completed",
+        "failed",
+        "completed",
+    ]
+    assert tasks[0]["sandboxId"] == results[0]["sandbox"] and tasks[0]["result"] == results[0]
+    assert "bad item" in tasks[1]["error"] and tasks[1]["attempts"] == 1 and tasks[1]["finishedAt"]
+    assert run["id"] in [r["id"] for r in agent.runs()]

@@ -52,6 +52,7 @@ class AsyncVibeBoxAgent:
         self.record = record
         self._slots = asyncio.BoundedSemaphore(max_parallel_sandboxes)
         self._alive: dict[str, AsyncSandbox] = {}
+        self.last_run_id: str | None = None
 
     async def __aenter__(self) -> AsyncVibeBoxAgent:
         return self
@@ -126,6 +127,7 @@ class AsyncVibeBoxAgent:
         workers = max(1, min(parallelism, len(items), self.max_parallel_sandboxes))
         recorder = AsyncRecorder(self.vb._transport.send, enabled=self.record)
         await recorder.start(name or f"{kind} of {len(items)}", kind, workers, template, [_label(i) for i in items])
+        self.last_run_id = recorder.run_id or self.last_run_id
         attempts = 1 if fallback_strategy == "fail" else retries + 1
         results: list[Any] = [None] * len(items)
         pending: asyncio.Queue = asyncio.Queue()

@@ -21,6 +21,7 @@ from .. import errors
 from ..client import VibeBox
 from ..durations import Duration
 from ..sandbox import Sandbox
+from . import records
 from .context import Context
 from .records import Recorder
 from .results import TaskFailedError, TaskResult, Update
@@ -101,6 +102,7 @@ class VibeBoxAgent:
         self._slots = threading.BoundedSemaphore(max_parallel_sandboxes)
         self._alive: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
+        self.last_run_id: str | None = None  # the server's record of the latest map/task/pool
         _agents.add(self)
 
     # ---- sandboxes ----
@@ -155,6 +157,16 @@ class VibeBoxAgent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ---- run records ----
+
+    def runs(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Your recorded runs, newest first (dicts as the API has them: counts, no tasks)."""
+        return self.vb._transport.send(records.list_runs(status))
+
+    def run(self, run_id: str | None = None) -> dict[str, Any]:
+        """One recorded run with its tasks (default: the last one this agent started)."""
+        return self.vb._transport.send(records.get_run(run_id or self.last_run_id or ""))
+
     # ---- map / reduce ----
 
     def create_context(self, shared_data: dict[str, Any] | None = None) -> Context:
@@ -190,6 +202,7 @@ class VibeBoxAgent:
         workers = max(1, min(parallelism, len(items), self.max_parallel_sandboxes))
         recorder = Recorder(self.vb._transport.send, enabled=self.record)
         recorder.start(name or f"{kind} of {len(items)}", kind, workers, template, [_label(i) for i in items])
+        self.last_run_id = recorder.run_id or self.last_run_id
         results: list[Any] = [None] * len(items)
         pending: queue.SimpleQueue = queue.SimpleQueue()
         for index in range(len(items)):
@@ -209,27 +222,30 @@ class VibeBoxAgent:
                     results[index] = self._run_item(
                         slot, fn, items[index], index, context, attempts, on_error, recorder, notify
                     )
+            except BaseException as error:  # on_error or on_update raised: the map fails with it
+                crashed.append(error)
+                stop.set()
             finally:
                 slot.close()
 
         status = "failed"
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="vibebox-agent")
+        crashed: list[BaseException] = []
+        # Daemon threads: after Ctrl-C, a worker still inside `fn` does not hold the interpreter's exit.
+        threads = [threading.Thread(target=worker, daemon=True, name="vibebox-agent") for _ in range(workers)]
         try:
-            futures = [pool.submit(worker) for _ in range(workers)]
-            for future in futures:
-                while True:  # short waits, so Ctrl-C reaches this thread
-                    try:
-                        future.result(timeout=0.5)
-                        break
-                    except TimeoutError:
-                        continue
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():  # short waits, so Ctrl-C reaches this thread
+                    thread.join(0.5)
+            if crashed:
+                raise crashed[0]
             status = "completed"
         except BaseException:
             stop.set()
             status = "cancelled"
             raise
         finally:
-            pool.shutdown(wait=status == "completed", cancel_futures=True)
             if status != "completed":
                 self.cleanup()
             failures = [r.error for r in results if isinstance(r, _Failed)]
@@ -557,6 +573,7 @@ class WorkerPool:
         self._futures: list[Future] = []
         self._recorder = Recorder(agent.vb._transport.send, enabled=agent.record)
         self._recorder.start(f"pool of {workers}", "pool", workers, template, [])
+        agent.last_run_id = self._recorder.run_id or agent.last_run_id
         self._slots = [Slot(agent, template, options) for _ in range(min(workers, agent.max_parallel_sandboxes))]
         self._lock = threading.Lock()
         self._closed = False

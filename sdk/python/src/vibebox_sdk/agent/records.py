@@ -34,6 +34,20 @@ def create_run(name: str, kind: str, parallelism: int | None, template: str | No
     return calls.Call("POST", f"{calls.API}/agent-runs", json=fields, feature="agent runs")
 
 
+def get_run(run_id: str) -> calls.Call:
+    return calls.Call("GET", f"{calls.API}/agent-runs/{quote(run_id, safe='')}", feature="agent runs")
+
+
+def list_runs(status: str | None = None) -> calls.Call:
+    params = {"status": status} if status else None
+
+    def parse(response) -> Any:
+        data = response.json()
+        return data["results"] if isinstance(data, dict) and "results" in data else data
+
+    return calls.Call("GET", f"{calls.API}/agent-runs", params=params, feature="agent runs", parse=parse)
+
+
 def add_tasks(run_id: str, tasks: list[str]) -> calls.Call:
     path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}/tasks"
     return calls.Call("POST", path, json={"tasks": [{"name": t[:500]} for t in tasks]}, feature="agent runs")
