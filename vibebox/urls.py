@@ -5,7 +5,6 @@ from drf_spectacular.views import SpectacularSwaggerView
 from . import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("api/v1/", include("vibebox.api.urls")),
@@ -15,6 +14,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("admin/", admin.site.urls),
+    path("", include("apps.dashboard.urls")),
 ]
 
 handler404 = "vibebox.api.errors.handler404"

@@ -1,10 +1,9 @@
-"""Process-level endpoints: liveness, readiness and the landing page."""
+"""Process-level endpoints: liveness and readiness."""
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
 
 from apps.sandboxes.runtime import get_driver
 from vibebox.exceptions import ApplicationError
@@ -49,6 +48,3 @@ def readyz(request):
     ready = all(result["ok"] for result in results.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
 
-
-def home(request):
-    return render(request, "home.html")

@@ -1,0 +1,50 @@
+"""The dashboard's navigation: the top menu and a sandbox's tabs, from the routes that exist.
+
+A page or tab appears once its URL name is routed (apps/dashboard/urls.py), so areas can land
+one at a time.
+"""
+
+from django.urls import NoReverseMatch, reverse
+
+MENU = [
+    ("activity", "Agent activity", "dashboard:activity"),
+    ("templates", "Templates", "dashboard:templates"),
+    ("keys", "API keys", "dashboard:keys"),
+    ("usage", "Usage", "dashboard:usage"),
+]
+
+TABS = [
+    ("overview", "Overview", "dashboard:sandbox"),
+    ("terminal", "Terminal", "dashboard:sandbox-terminal"),
+    ("files", "Files", "dashboard:sandbox-files"),
+    ("exec", "Exec", "dashboard:sandbox-exec"),
+    ("logs", "Logs", "dashboard:sandbox-logs"),
+    ("git", "Git", "dashboard:sandbox-git"),
+    ("claude", "Claude", "dashboard:sandbox-claude"),
+]
+
+
+def _url(name: str, *args) -> str | None:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+def menu(request) -> dict:
+    """Context processor: `dashboard_nav` for the top menu."""
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    items = [{"key": key, "label": label, "url": url} for key, label, name in MENU if (url := _url(name))]
+    return {"dashboard_nav": items}
+
+
+def sandbox_tabs(sandbox) -> list[dict]:
+    tabs = []
+    for key, label, name in TABS:
+        if key == "claude" and "claude" not in sandbox.template.name:
+            continue
+        url = _url(name, sandbox.id)
+        if url:
+            tabs.append({"key": key, "label": label, "url": url})
+    return tabs

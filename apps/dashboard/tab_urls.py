@@ -1,0 +1,3 @@
+"""Routes of the sandbox tabs: terminal, files, exec, logs (views in sandbox_tabs.py)."""
+
+urlpatterns: list = []

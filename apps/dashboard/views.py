@@ -1,0 +1,193 @@
+"""The dashboard's sandbox pages: list (live), create, detail overview and lifecycle actions.
+
+Every view goes through the same services and selectors as the API, scoped to the signed-in
+user: another user's sandbox is a 404 page.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.marketplace.selectors import template_list
+from apps.sandboxes import selectors, services
+from apps.sandboxes.models import Status
+from vibebox import exceptions as errors
+from vibebox.units import parse_duration, parse_size
+
+from .forms import SandboxCreateForm
+from .navigation import sandbox_tabs
+
+ACTIONS = {
+    "start": services.sandbox_start,
+    "stop": services.sandbox_stop,
+    "restart": services.sandbox_restart,
+    "pause": services.sandbox_pause,
+    "resume": services.sandbox_resume,
+    "destroy": services.sandbox_destroy,
+}
+
+
+def sandbox_page(request, sandbox, tab: str, template: str, **context):
+    """Renders one tab of a sandbox's page (the layout has the header and the tab bar)."""
+    context = {
+        "sandbox": sandbox,
+        "tab": tab,
+        "tabs": sandbox_tabs(sandbox),
+        "nav": "sandboxes",
+        "sandbox_actions": available_actions(sandbox),
+        **context,
+    }
+    return render(request, template, context)
+
+
+def available_actions(sandbox) -> list[str]:
+    """The lifecycle buttons that make sense in the sandbox's state (destroy always)."""
+    by_status = {
+        Status.RUNNING: ["stop", "restart", "pause"],
+        Status.PAUSED: ["resume", "stop"],
+        Status.STOPPED: ["start"],
+        Status.ERROR: ["start"],
+    }
+    return [*by_status.get(sandbox.status, []), *(["destroy"] if sandbox.status != Status.DESTROYED else [])]
+
+
+def get_sandbox(request, sandbox_id):
+    """The signed-in user's sandbox, else a 404 page (never a 403)."""
+    try:
+        return selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+    except errors.SandboxNotFound:
+        raise Http404("No such sandbox.") from None
+
+
+def home(request):
+    if request.user.is_authenticated:
+        return redirect("dashboard:sandboxes")
+    return render(request, "home.html")
+
+
+def _filters(request) -> dict:
+    params = request.GET
+    statuses = [s for s in params.getlist("status") if s in Status.values]
+    return {
+        "status": statuses or None,
+        "template": params.get("template") or None,
+        "name": params.get("name") or None,
+    }
+
+
+@login_required
+def sandbox_list(request):
+    filters = _filters(request)
+    sandboxes = selectors.sandbox_list(owner=request.user, **filters)[:500]
+    context = {
+        "sandboxes": sandboxes,
+        "filters": filters,
+        "templates": template_list(),
+        "statuses": Status.values,
+        "nav": "sandboxes",
+    }
+    if request.htmx and request.GET.get("partial") == "rows":
+        return render(request, "dashboard/partials/sandbox_rows.html", context)
+    return render(request, "dashboard/sandbox_list.html", context)
+
+
+@login_required
+@require_POST
+def sandbox_bulk(request):
+    action = request.POST.get("action")
+    if action not in ("stop", "destroy"):
+        messages.error(request, "Choose stop or destroy.")
+        return redirect("dashboard:sandboxes")
+    done, failed = 0, []
+    for sandbox_id in request.POST.getlist("ids"):
+        sandbox = get_sandbox(request, sandbox_id)
+        try:
+            ACTIONS[action](sandbox=sandbox)
+            done += 1
+        except errors.ApplicationError as exc:
+            failed.append(f"{sandbox.name}: {exc.message}")
+    if done:
+        messages.success(request, f"{action.title()}: {done} sandbox(es).")
+    for line in failed:
+        messages.error(request, line)
+    return redirect("dashboard:sandboxes")
+
+
+@login_required
+def sandbox_create(request):
+    form = SandboxCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            resources = {}
+            if data["cpu"]:
+                resources["cpu"] = data["cpu"]
+            if data["memory"]:
+                resources["memory"] = parse_size(data["memory"])
+            git = {"url": data["git_url"], **({"branch": data["git_branch"]} if data["git_branch"] else {})}
+            sandbox = services.sandbox_create(
+                owner=request.user,
+                template=data["template"],
+                name=data["name"] or None,
+                ephemeral=data["ephemeral"],
+                timeout=parse_duration(data["timeout"]) if data["timeout"] else None,
+                env=data["env"] or None,
+                resources=resources or None,
+                git_spec=git if data["git_url"] else None,
+            )
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        except errors.ApplicationError as exc:
+            form.add_error(None, f"{exc.message} ({exc.code})")
+        else:
+            messages.success(request, f"Sandbox {sandbox.name} created.")
+            return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+    return render(request, "dashboard/sandbox_create.html", {"form": form, "nav": "sandboxes"})
+
+
+@login_required
+def sandbox_detail(request, sandbox_id):
+    sandbox = get_sandbox(request, sandbox_id)
+    return sandbox_page(request, sandbox, "overview", "dashboard/sandbox_overview.html")
+
+
+@login_required
+def sandbox_metrics(request, sandbox_id):
+    from apps.sandboxes.metrics import sandbox_metrics as measure
+
+    sandbox = get_sandbox(request, sandbox_id)
+    try:
+        metrics, problem = measure(sandbox=sandbox), ""
+    except errors.ApplicationError as exc:
+        metrics, problem = None, exc.message
+    return render(request, "dashboard/partials/metrics.html", {"sandbox": sandbox, "m": metrics, "problem": problem})
+
+
+@login_required
+@require_POST
+def sandbox_action(request, sandbox_id, action):
+    sandbox = get_sandbox(request, sandbox_id)
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    try:
+        ACTIONS[action](sandbox=sandbox)
+        messages.success(request, f"{sandbox.name}: {action} done.")
+    except errors.ApplicationError as exc:
+        messages.error(request, f"{sandbox.name}: {exc.message}")
+    if action == "destroy":
+        return redirect("dashboard:sandboxes")
+    return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+
+
+@login_required
+@require_POST
+def sandbox_extend(request, sandbox_id):
+    sandbox = get_sandbox(request, sandbox_id)
+    try:
+        services.sandbox_update(sandbox=sandbox, timeout=parse_duration(request.POST.get("timeout") or "1h"))
+        messages.success(request, "Expiry extended.")
+    except (ValueError, errors.ApplicationError) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+    return redirect("dashboard:sandbox", sandbox_id=sandbox.id)

@@ -1,0 +1,42 @@
+// VibeBox dashboard: live updates from the activity WebSocket (session auth), and small helpers.
+(function () {
+  "use strict";
+  let socket = null;
+  let retry = 1000;
+  let pending = null;
+
+  function wsUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  // A sandbox event refreshes the live list (debounced) and the status badge of an open sandbox.
+  function onEvent(event) {
+    window.dispatchEvent(new CustomEvent("vibebox:event", { detail: event }));
+    const rows = document.getElementById("sandbox-rows");
+    if (rows && event.type && event.type.startsWith("sandbox.")) {
+      clearTimeout(pending);
+      pending = setTimeout(() => window.htmx && htmx.trigger(rows, "refresh"), 150);
+    }
+    const badge = document.getElementById("sandbox-status");
+    if (badge && event.sandboxId === badge.dataset.sandbox && event.type.startsWith("sandbox.")) {
+      const status = { created: "running", started: "running", restarted: "running", stopped: "stopped",
+        paused: "paused", resumed: "running", destroyed: "destroyed" }[event.type.split(".")[1]];
+      if (status) { badge.textContent = status; badge.className = "status status-" + status; }
+    }
+  }
+
+  function connect() {
+    if (!document.body.dataset.live && !document.getElementById("sandbox-rows") && !document.getElementById("sandbox-status")) {
+      return;
+    }
+    if (socket && socket.readyState <= 1) return;
+    socket = new WebSocket(wsUrl("/ws/activity"));
+    socket.onmessage = (message) => { try { onEvent(JSON.parse(message.data)); } catch (e) { /* not an event */ } };
+    socket.onopen = () => { retry = 1000; };
+    socket.onclose = () => { socket = null; setTimeout(connect, retry); retry = Math.min(retry * 2, 15000); };
+  }
+
+  document.addEventListener("DOMContentLoaded", connect);
+  document.addEventListener("htmx:afterSettle", connect);
+  window.VibeBox = { wsUrl: wsUrl };
+})();
