@@ -9,12 +9,15 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host venv images migrate run test lint format bench clean-containers
+.PHONY: setup host browser venv images migrate run test lint format bench clean-containers
 
 setup: host venv migrate images
 
 host:
 	@bash scripts/host-setup.sh
+
+browser:
+	@bash scripts/browser-setup.sh
 
 venv: $(VENV)/.deps
 
@@ -36,7 +39,7 @@ run: setup
 	@$(BIN)/python manage.py warmpools --fill >/dev/null
 	@exec $(BIN)/honcho start -f Procfile
 
-test: setup
+test: setup browser
 	@$(BIN)/pytest
 
 bench: setup

@@ -15,3 +15,11 @@ def outsider_browser(outsider) -> Client:
     client = Client()
     client.force_login(outsider)
     return client
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (`rep_call`), for the browser tests' screenshots."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
