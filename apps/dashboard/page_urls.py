@@ -2,9 +2,11 @@
 
 from django.urls import path
 
-from . import account
+from . import account, activity
 
 urlpatterns = [
+    path("activity/", activity.activity_page, name="activity"),
+    path("activity/runs/<str:run_id>", activity.activity_run, name="activity-run"),
     path("templates/", account.templates_page, name="templates"),
     path("keys/", account.keys_page, name="keys"),
     path("keys/new", account.key_create, name="key-create"),

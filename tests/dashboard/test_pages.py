@@ -123,3 +123,51 @@ def test_usage_page(browser, outsider_browser, create_sandbox):
     assert b"chart.umd.js" in page.content and len(page.context["rows"]) == 30
     other = outsider_browser.get("/usage/")
     assert other.context["total_sandboxes"] == 0 and other.context["total_seconds"] == 0
+
+
+# ---- agent activity and runs ----
+
+
+def test_activity_page_and_runs(browser, outsider_browser, owner, outsider):
+    from apps.agents import runs
+
+    run = runs.agent_run_create(owner=owner, name="tests-in-parallel", tasks=[{"name": "a"}, {"name": "b"}])
+    other = runs.agent_run_create(owner=outsider, name="not-yours")
+    page = browser.get("/activity/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="activity-feed"' in text and "js/activity.js" in text and "tests-in-parallel" in text
+    assert "not-yours" not in text and f"/activity/runs/{run.id}" in text
+    rows = browser.get("/activity/?partial=runs", HTTP_HX_REQUEST="true")
+    assert rows.status_code == 200 and b"<html" not in rows.content and b"tests-in-parallel" in rows.content
+    assert b"tests-in-parallel" not in browser.get("/activity/?status=completed").content
+    assert b"tests-in-parallel" in browser.get("/activity/?status=running&status=bogus").content
+
+    assert outsider_browser.get(f"/activity/runs/{run.id}").status_code == 404
+    assert browser.get(f"/activity/runs/{other.id}").status_code == 404
+    assert browser.get("/activity/runs/run_nope").status_code == 404
+
+
+def test_run_detail_polls_while_running(browser, owner, create_sandbox):
+    from apps.agents import runs
+
+    sandbox_id = create_sandbox()["id"]
+    run = runs.agent_run_create(owner=owner, name="build", tasks=[{"name": "one"}, {"name": "two"}, {"name": "three"}])
+    one, two, _ = runs.agent_run_tasks(run)
+    runs.agent_task_update(task=one, status="running", sandbox_id=sandbox_id)
+    runs.agent_task_update(task=two, status="running")
+    runs.agent_task_update(task=two, status="failed", error="boom: exit 2")
+
+    page = browser.get(f"/activity/runs/{run.id}")
+    text = page.content.decode()
+    assert page.status_code == 200 and 'hx-trigger="every 2s"' in text
+    assert page.context["counts"] == {**page.context["counts"], "pending": 1, "running": 1, "failed": 1}
+    assert f'href="/sandboxes/{sandbox_id}/"' in text and "boom: exit 2" in text
+    partial = browser.get(f"/activity/runs/{run.id}?partial=run", HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and b"<html" not in partial.content and b'id="run-body"' in partial.content
+    failed = browser.get(f"/activity/runs/{run.id}?status=failed")
+    assert [t.name for t in failed.context["tasks"]] == ["two"]
+
+    runs.agent_run_finish(run=runs.agent_run_get(owner=owner, run_id=run.id), status="failed")
+    done = browser.get(f"/activity/runs/{run.id}?partial=run", HTTP_HX_REQUEST="true")
+    assert b"every 2s" not in done.content and b"status-failed" in done.content
