@@ -158,8 +158,14 @@ def sandbox_files_download(request, sandbox_id):
     path = request.GET.get("path", "")
     try:
         download = files.file_download(sandbox=sandbox, path=path, as_tar=request.GET.get("format") == "tar")
-    except errors.ApplicationError as exc:
-        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    except errors.ApplicationError as exc:  # back to the listing, with the reason
+        where = exc.details.get("path") or path
+        messages.error(request, f"Cannot download {where}: {exc.message}")
+        try:
+            directory = posixpath.dirname(files.resolve(path))
+        except errors.ApplicationError:
+            directory = files.WORKSPACE
+        return redirect(_files_url(sandbox, directory))
     response = StreamingHttpResponse(_async_chunks(download), content_type=download.content_type)
     response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
     if download.length is not None:
