@@ -1,6 +1,7 @@
 """Dashboard pages beyond the sandbox list: API keys, templates, usage, agent activity and runs,
 and the git and Claude tabs (owner works, outsider 404, anonymous to sign in, bad input)."""
 
+import pytest
 from django.test import Client
 
 from apps.keys.models import ApiKey, ApiKeyUsage
@@ -171,3 +172,114 @@ def test_run_detail_polls_while_running(browser, owner, create_sandbox):
     runs.agent_run_finish(run=runs.agent_run_get(owner=owner, run_id=run.id), status="failed")
     done = browser.get(f"/activity/runs/{run.id}?partial=run", HTTP_HX_REQUEST="true")
     assert b"every 2s" not in done.content and b"status-failed" in done.content
+
+
+# ---- git tab ----
+
+
+SETUP_REPO = (
+    "set -e; mkdir -p /workspace/repo && cd /workspace/repo && git init -q -b main . "
+    "&& git config user.email t@t && git config user.name t && printf 'one\\ntwo\\n' > a.txt "
+    "&& git add a.txt && git commit -qm first && printf 'one\\nTWO\\n' > a.txt && echo new > b.txt"
+)
+
+
+@pytest.fixture
+def repo_sandbox(create_sandbox, api_client):
+    sandbox_id = create_sandbox()["id"]
+    result = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": SETUP_REPO}, format="json")
+    assert result.status_code == 200 and result.json()["exitCode"] == 0, result.content
+    return sandbox_id
+
+
+def test_git_tab_status_diff_commit(browser, outsider_browser, repo_sandbox):
+    url = f"/sandboxes/{repo_sandbox}/git"
+    page = browser.get(url + "?path=repo")
+    text = page.content.decode()
+    assert page.status_code == 200 and 'id="git-branch">main<' in text
+    assert "diff-del" in text and "-two" in text and "+TWO" in text and "b.txt" in text and "first" in text
+    staged = browser.get(url + "?path=repo&staged=1")
+    assert b'id="git-diff-empty"' in staged.content
+    partial = browser.get(url + "?path=repo&partial=diff", HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and b"<html" not in partial.content and b"+TWO" in partial.content
+    assert b'id="git-no-repo"' in browser.get(url).content  # nothing at /repo
+
+    assert outsider_browser.get(url).status_code == 404
+    assert outsider_browser.post(url + "/commit", {"path": "repo", "message": "x", "all": "on"}).status_code == 404
+    assert outsider_browser.post(url + "/push", {"path": "repo"}).status_code == 404
+
+    bad = browser.post(url + "/commit", {"path": "repo", "message": "  ", "all": "on"}, follow=True)
+    assert b"Commit failed: message is required" in bad.content
+    assert b"+TWO" in browser.get(url + "?path=repo").content  # nothing committed
+
+    done = browser.post(url + "/commit", {"path": "repo", "message": "second", "all": "on"})
+    assert done.status_code == 302 and done["Location"] == url + "?path=repo"
+    page = browser.get(url + "?path=repo")
+    assert b"Committed" in page.content and b'status-running">clean<' in page.content
+    again = browser.post(url + "/commit", {"path": "repo", "message": "third"}, follow=True)
+    assert b"nothing_to_commit" in again.content
+    push = browser.post(url + "/push", {"path": "repo"}, follow=True)
+    assert b"Push failed" in push.content
+    assert browser.get(url + "/commit").status_code == 405
+
+
+def test_git_and_claude_anonymous(db):
+    client = Client()
+    for path in ("git", "claude"):
+        assert _signin_redirect(client.get(f"/sandboxes/sbx_x/{path}"))
+    for path in ("git/commit", "git/push", "claude/enable", "claude/ask", "claude/approve", "claude/reject"):
+        assert _signin_redirect(client.post(f"/sandboxes/sbx_x/{path}"))
+
+
+# ---- Claude tab ----
+
+
+def test_side_by_side_diff():
+    from apps.dashboard.sandbox_dev import side_by_side
+
+    text = "diff --git a/x b/x\nindex 1..2\n--- a/x\n+++ b/x\n@@ -1,3 +1,4 @@\n a\n-b\n+B\n+C\n c\n"
+    (file,) = side_by_side(text)
+    assert file["name"] == "x"
+    rows = file["rows"][1:]
+    assert [(r["left"] or {}).get("text") for r in rows] == ["a", "b", None, "c"]
+    assert [(r["right"] or {}).get("text") for r in rows] == ["a", "B", "C", "c"]
+    assert rows[3]["left"]["no"] == 3 and rows[3]["right"]["no"] == 4
+
+
+def test_claude_tab(browser, outsider_browser, create_sandbox):
+    from apps.agents.models import ClaudeAsk, ClaudeSetup
+
+    python = create_sandbox()["id"]
+    assert browser.get(f"/sandboxes/{python}/claude").status_code == 404
+    assert b"/claude" not in browser.get(f"/sandboxes/{python}/").content
+
+    sandbox_id = create_sandbox(template="node-22-claude-code")["id"]
+    url = f"/sandboxes/{sandbox_id}/claude"
+    assert f'href="{url}"'.encode() in browser.get(f"/sandboxes/{sandbox_id}/").content
+    page = browser.get(url)
+    assert page.status_code == 200 and b'id="claude-enable-button"' in page.content
+    assert outsider_browser.get(url).status_code == 404
+    assert outsider_browser.post(url + "/enable").status_code == 404
+    assert outsider_browser.post(url + "/ask", {"prompt": "hi"}).status_code == 404
+    assert outsider_browser.post(url + "/approve").status_code == 404
+    assert ClaudeSetup.objects.count() == 0
+
+    not_enabled = browser.post(url + "/ask", {"prompt": "hi"}, follow=True)
+    assert b"claude_not_enabled" in not_enabled.content and ClaudeAsk.objects.count() == 0
+
+    enabled = browser.post(url + "/enable", follow=True)
+    assert b"Claude Code" in enabled.content and b"enabled" in enabled.content
+    assert ClaudeSetup.objects.filter(sandbox_id=sandbox_id).exists()
+    text = enabled.content.decode()
+    assert 'id="claude-feed"' in text and 'id="claude-prompt"' in text and "js/claude.js" in text
+    assert 'id="claude-no-changes"' in text and 'id="claude-messages"' in text
+
+    empty = browser.post(url + "/ask", {"prompt": "   "}, follow=True)
+    assert b"Write a prompt first" in empty.content and ClaudeAsk.objects.count() == 0
+    assert browser.post(url + "/ask", {"prompt": "hi", "session": "nope"}).status_code == 404
+    nothing = browser.post(url + "/approve", follow=True)
+    assert b"Could not approve" in nothing.content
+    for partial in ("changes", "conversation"):
+        response = browser.get(f"{url}?partial={partial}", HTTP_HX_REQUEST="true")
+        assert response.status_code == 200 and b"<html" not in response.content
+    assert browser.get(url + "?session=nope").status_code == 404
