@@ -46,7 +46,7 @@ def _get_key(request, key_id):
         raise Http404("No such key.") from None
 
 
-def _keys_page(request, *, status=200, form=None, errors_=(), new_key=None, secret=None, usage_key=None, usage=None):
+def _keys_page(request, *, form=None, errors_=(), new_key=None, secret=None, usage_key=None, usage=None):
     form = form or {"name": "", "scopes": list(DEFAULT_SCOPES), "expires": ""}
     context = {
         "keys": key_selectors.api_key_list(user=request.user),
@@ -61,7 +61,7 @@ def _keys_page(request, *, status=200, form=None, errors_=(), new_key=None, secr
         "now": timezone.now(),
         "nav": "keys",
     }
-    return render(request, "dashboard/keys.html", context, status=status)
+    return render(request, "dashboard/keys.html", context)
 
 
 @login_required
@@ -103,7 +103,8 @@ def key_create(request):
             problems.append(f"{exc.message} ({exc.code})")
         else:
             return _keys_page(request, new_key=key, secret=secret)
-    return _keys_page(request, status=400, form=form, errors_=problems)
+    # 200 like the other dashboard forms: htmx (boosted forms) does not swap 4xx responses.
+    return _keys_page(request, form=form, errors_=problems)
 
 
 @login_required
