@@ -2,6 +2,8 @@
 // #exec-output; the snippet form is plain htmx (a POST answered with the result partial).
 (function () {
   "use strict";
+  // After dashboard.js (deferred) on a full load; at once when htmx swaps the tab in.
+  function start() {
   const form = document.getElementById("exec-command-form");
   if (!form || form.dataset.started) return;
   form.dataset.started = "1";
@@ -104,4 +106,7 @@
     }
   }
   document.addEventListener("htmx:beforeSwap", beforeSwap);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

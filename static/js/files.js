@@ -2,6 +2,8 @@
 // CSRF token to the dashboard's upload endpoint), then the listing is refreshed in place.
 (function () {
   "use strict";
+  // After dashboard.js (deferred) on a full load; at once when htmx swaps the tab in.
+  function start() {
   const form = document.getElementById("file-upload-form");
   if (!form || form.dataset.started) return;
   form.dataset.started = "1";
@@ -70,6 +72,7 @@
   }
 
   input.addEventListener("change", function () { upload(input.files); });
+  if (input.files && input.files.length) upload(input.files); // chosen before this script ran
   form.addEventListener("submit", function (event) { event.preventDefault(); upload(input.files); });
 
   // Drag and drop: anywhere on the tab body, highlighted on the form.
@@ -97,4 +100,7 @@
     form.classList.remove("dragging");
     upload(event.dataTransfer.files);
   });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

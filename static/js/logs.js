@@ -2,6 +2,8 @@
 // stdout/stderr/events filter of the view, and pause/resume (lines are buffered while paused).
 (function () {
   "use strict";
+  // After dashboard.js (deferred) on a full load; at once when htmx swaps the tab in.
+  function start() {
   const view = document.getElementById("log-output");
   if (!view || view.dataset.started) return;
   view.dataset.started = "1";
@@ -111,4 +113,7 @@
   window.addEventListener("pagehide", dispose);
   applyFilters();
   connect();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

@@ -2,6 +2,8 @@
 // resizing the PTY with the window; `?session=term_…` joins an open session instead.
 (function () {
   "use strict";
+  // After dashboard.js (deferred) on a full load; at once when htmx swaps the tab in.
+  function start() {
   const box = document.getElementById("terminal");
   if (!box || box.dataset.started || !window.Terminal || !window.FitAddon) return;
   box.dataset.started = "1";
@@ -16,13 +18,20 @@
   term.loadAddon(fit);
   term.open(box);
   try { fit.fit(); } catch (e) { /* not laid out yet */ }
+  box.dataset.size = term.cols + "x" + term.rows;
   let socket = null;
   let session = box.dataset.session || "";
   let disposed = false;
   let resizeTimer = null;
+  let pending = []; // keystrokes typed before the shell is attached; sent once it is
+  let attached = false;
 
   function say(text) { if (state) state.textContent = text; }
   function open() { return socket && socket.readyState === WebSocket.OPEN; }
+  function send(bytes) {
+    if (attached && open()) socket.send(bytes);
+    else if (socket && pending.length < 1000) pending.push(bytes);
+  }
 
   const closeReasons = {
     4008: "Disconnected: this window fell behind the output.",
@@ -43,6 +52,8 @@
       ? "?session=" + encodeURIComponent(session)
       : "?cols=" + term.cols + "&rows=" + term.rows;
     say(session ? "Joining session " + session + "…" : "Connecting…");
+    attached = false;
+    pending = [];
     socket = new WebSocket(window.VibeBox.wsUrl(box.dataset.ws + query));
     socket.binaryType = "arraybuffer";
     socket.onmessage = function (message) {
@@ -54,6 +65,9 @@
       try { data = JSON.parse(message.data); } catch (e) { term.write(message.data); return; }
       if (data.type === "session") {
         const joined = !!session;
+        attached = true;
+        pending.forEach(function (bytes) { socket.send(bytes); });
+        pending = [];
         session = data.sessionId;
         box.dataset.session = session;
         say((joined ? "Joined session " : "Session ") + session + " · " + data.shell + " · " +
@@ -73,6 +87,8 @@
     };
     socket.onclose = function (event) {
       socket = null;
+      attached = false;
+      pending = [];
       if (disposed) return;
       if (event.code !== 1000) {
         say(closeReasons[event.code] || "Disconnected (" + event.code + ").");
@@ -83,12 +99,13 @@
     };
   }
 
-  term.onData(function (data) { if (open()) socket.send(encoder.encode(data)); });
+  term.onData(function (data) { send(encoder.encode(data)); });
   term.onBinary(function (data) {
-    if (open()) socket.send(Uint8Array.from(data, function (c) { return c.charCodeAt(0) & 255; }));
+    send(Uint8Array.from(data, function (c) { return c.charCodeAt(0) & 255; }));
   });
   term.onResize(function (size) {
-    if (open()) socket.send(JSON.stringify({ type: "resize", cols: size.cols, rows: size.rows }));
+    box.dataset.size = size.cols + "x" + size.rows;
+    if (attached && open()) socket.send(JSON.stringify({ type: "resize", cols: size.cols, rows: size.rows }));
   });
 
   function onWindowResize() {
@@ -125,4 +142,7 @@
 
   connect();
   term.focus();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
