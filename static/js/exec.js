@@ -100,6 +100,11 @@
   }
 
   function beforeSwap(event) {
+    if (event.detail.target === output && event.detail.xhr && event.detail.xhr.status >= 400) {
+      event.detail.shouldSwap = true; // show why the snippet was refused (the partial says so)
+      event.detail.isError = false;
+      return;
+    }
     if (event.detail.target && event.detail.target.contains(form)) {
       if (socket) socket.close(1000);
       document.removeEventListener("htmx:beforeSwap", beforeSwap);
