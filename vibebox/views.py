@@ -47,4 +47,3 @@ def readyz(request):
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     ready = all(result["ok"] for result in results.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
-

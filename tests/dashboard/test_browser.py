@@ -1,0 +1,161 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against a live server
+(uvicorn, as `make run` serves it) and the real engine.
+
+On failure, a screenshot of every open page goes to var/test-output/browser/<test>/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import live_server  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "browser-pw-" + "x" * 8
+OUTPUT = ROOT / "var" / "test-output" / "browser"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+
+SET_PASSWORD = (
+    "from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{user}');"
+    "u.set_password('{password}'); u.save()"
+)
+FAKE_ROWS = (
+    "from apps.sandboxes.models import Sandbox; from apps.marketplace.models import Template;"
+    "from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{user}');"
+    "t = Template.objects.get(name='python-3');"
+    "Sandbox.objects.bulk_create([Sandbox(owner=u, name=f'listed-{{i:03}}', template=t, image=t.image,"
+    " status='stopped', cpu=1, memory=2**30) for i in range({n})])"
+)
+
+
+@pytest.fixture(scope="module")
+def server():
+    instance = f"web{os.getpid()}"
+    with live_server(instance) as running:
+        running.manage("shell", "-c", SET_PASSWORD.format(user=instance, password=PASSWORD))
+        running.user = instance
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(20_000)
+    yield context
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        folder = OUTPUT / request.node.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, page in enumerate(context.pages):
+            page.screenshot(path=str(folder / f"page{number}.png"), full_page=True)
+    context.close()
+
+
+def sign_in(page, server):
+    page.goto(f"{server.url}/login/")
+    page.get_by_label("User name").fill(server.user)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/sandboxes/$"))
+
+
+def test_the_dashboard_end_to_end(server, context):
+    from playwright.sync_api import expect
+
+    watcher = context.new_page()
+    sign_in(watcher, server)
+    expect(watcher.get_by_role("heading", name="Sandboxes")).to_be_visible()
+
+    # Create a sandbox from the form in a second tab; the first sees it running without reload.
+    page = context.new_page()
+    page.goto(f"{server.url}/sandboxes/new")
+    page.get_by_label("Template").select_option("python-3")
+    page.get_by_label("Name").fill("browser-box")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url(re.compile(r"/sandboxes/sbx_\w+/$"))
+    sandbox_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    row = watcher.locator(f"#row-{sandbox_id}")
+    expect(row).to_be_visible()
+    expect(row.locator(".status")).to_have_text("running")
+
+    # Terminal: type a command, see its output.
+    page.get_by_role("link", name="Terminal").click()
+    terminal = page.locator("#terminal")
+    expect(terminal.locator(".xterm-rows")).to_be_visible()
+    terminal.click()
+    page.keyboard.type("echo hel''lo\n")
+    # xterm's rows are separate elements: inner text has a newline between them.
+    expect(terminal.locator(".xterm-rows")).to_contain_text(re.compile(r"^hello$", re.M), use_inner_text=True)
+
+    # Files: upload with the file input, see it listed.
+    page.get_by_role("link", name="Files").click()
+    page.locator("#file-input").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"uploaded from the browser\n"}]
+    )
+    expect(page.locator("#file-list")).to_contain_text("notes.txt")
+
+    # Exec: run a snippet.
+    page.get_by_role("link", name="Exec").click()
+    page.locator("#exec-code").fill("print(6 * 7)")
+    language = page.get_by_label("Language")
+    if language.count():
+        language.select_option("python")
+    page.locator("#exec-run").click()
+    expect(page.locator("#exec-output")).to_contain_text("42")
+
+    # API keys: create one (shown once), then revoke it.
+    page.goto(f"{server.url}/keys/")
+    page.locator("#key-name").fill("from-the-browser")
+    page.locator("#key-create").click()
+    expect(page.locator("#new-key")).to_contain_text("vb_")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tr", has_text="from-the-browser").locator("[data-revoke]").click()
+    expect(page.locator("tr", has_text="from-the-browser")).to_contain_text(re.compile("revoked", re.I))
+
+    # Destroy the sandbox from its page; it leaves the live list.
+    page.goto(f"{server.url}/sandboxes/{sandbox_id}/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Destroy").click()
+    page.wait_for_url(re.compile(r"/sandboxes/$"))
+    expect(watcher.locator(f"#row-{sandbox_id}")).to_have_count(0)
+
+
+def test_every_page_renders_and_the_list_loads_fast(server, context):
+    """Each page answers in the browser; the list's load time with 100 sandboxes is reported."""
+    page = context.new_page()
+    sign_in(page, server)
+    server.manage("shell", "-c", FAKE_ROWS.format(user=server.user, n=100))
+    timings = []
+    for _ in range(5):
+        page.goto(f"{server.url}/sandboxes/?status=stopped")
+        entry = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
+        timing = json.loads(entry)
+        timings.append(timing["loadEventEnd"] - timing["responseStart"])
+    assert page.locator("tbody#sandbox-rows tr").count() == 100
+    timings.sort()
+    report = {"sandboxes": 100, "first_byte_to_load_ms_median": round(timings[2], 1), "runs": timings}
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "list-load.json").write_text(json.dumps(report))
+    print(f"\nsandbox list with 100 rows: first byte to load event {report['first_byte_to_load_ms_median']} ms")
+    for path in ["/templates/", "/keys/", "/usage/", "/activity/"]:
+        response = page.goto(f"{server.url}{path}")
+        assert response.status == 200, path
