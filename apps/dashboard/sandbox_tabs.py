@@ -48,16 +48,10 @@ def _files_url(sandbox, path: str | None = None, **extra) -> str:
 
 def open_terminal_sessions(sandbox) -> list[dict]:
     """The sandbox's open terminal sessions (they live in this web process, see terminals.py)."""
-    sessions = []
-    for session in list(getattr(terminals, "_sessions", {}).values()):
-        spec = session.spec
-        if session.closed or spec.sandbox_id != sandbox.id or spec.owner_id != sandbox.owner_id:
-            continue
-        sessions.append(
-            {"id": session.id, "shell": session.shell, "cols": session.cols, "rows": session.rows,
-             "clients": len(session.clients)}
-        )  # fmt: skip
-    return sorted(sessions, key=lambda s: s["id"])
+    return [
+        {"id": s.id, "shell": s.shell, "cols": s.cols, "rows": s.rows, "clients": len(s.clients)}
+        for s in terminals.session_list(owner_id=sandbox.owner_id, sandbox_id=sandbox.id)
+    ]
 
 
 @login_required

@@ -277,6 +277,18 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
     return session
 
 
+def session_list(*, owner_id: int, sandbox_id: str) -> list[Session]:
+    """The open sessions of one owner's sandbox in this process (for people to join)."""
+    return sorted(
+        (
+            s
+            for s in list(_sessions.values())
+            if not s.closed and s.spec.owner_id == owner_id and s.spec.sandbox_id == sandbox_id
+        ),
+        key=lambda s: s.id,
+    )
+
+
 def attach(session_id: str, *, owner_id: int, sandbox_id: str, client: Client) -> Session:
     """Joins an open session of the same owner and sandbox; anything else is not found."""
     session = _sessions.get(session_id)
