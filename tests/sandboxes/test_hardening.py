@@ -103,3 +103,24 @@ def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
     listener.close()
     assert result.exit_code != 0
     assert not accepted
+
+
+def test_firewall_rules_stay_in_order_when_processes_set_them_at_once(settings):
+    """The web server and the model gateway both set a bridge's rules at startup."""
+    bridge = "vbx-race-test"
+    workers = [threading.Thread(target=firewall.isolate_bridge, args=(bridge,)) for _ in range(6)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        chain = [line for line in firewall.rules(bridge) if line.startswith("-A VIBEBOX")]
+        assert (
+            len(chain) == 3
+            and "RELATED,ESTABLISHED" in chain[0]
+            and f"--dport {settings.VIBEBOX_GATEWAY_PORT}" in chain[1]
+        )
+        assert chain[2].endswith("-j DROP")
+    finally:
+        firewall.remove_bridge_rules(bridge)
+    assert firewall.rules(bridge) == []

@@ -9,13 +9,18 @@ service of VibeBox's that sandboxes use: docs/claude.md). Traffic to the interne
 touched here.
 """
 
+import contextlib
+import fcntl
 import logging
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+LOCK_PATH = Path(tempfile.gettempdir()) / "vibebox-firewall.lock"
 
 
 def chain_name(bridge: str) -> str:
@@ -35,20 +40,37 @@ def isolate_bridge(bridge: str) -> bool:
         return False
     chain = chain_name(bridge)
     try:
-        if _iptables("-n", "-L", chain, check=False).returncode != 0:
-            _iptables("-N", chain)
-        _iptables("-F", chain)
-        _iptables("-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN")
-        if settings.VIBEBOX_GATEWAY_PORT:
-            _iptables("-A", chain, "-p", "tcp", "--dport", str(settings.VIBEBOX_GATEWAY_PORT), "-j", "RETURN")
-        _iptables("-A", chain, "-j", "DROP")
-        if _iptables("-C", "INPUT", "-i", bridge, "-j", chain, check=False).returncode != 0:
-            _iptables("-I", "INPUT", "1", "-i", bridge, "-j", chain)
+        with _rules_lock():
+            _rebuild(bridge, chain)
         return True
     except (subprocess.SubprocessError, OSError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
         logger.warning("could not set firewall rules for %s: %s %s", bridge, exc, stderr.strip())
         return False
+
+
+@contextlib.contextmanager
+def _rules_lock():
+    """Serialises rebuilds across processes (the web server and the gateway both set the rules
+    at startup: interleaved flushes and appends once left the DROP rule first in the chain)."""
+    with open(LOCK_PATH, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _rebuild(bridge: str, chain: str) -> None:
+    if _iptables("-n", "-L", chain, check=False).returncode != 0:
+        _iptables("-N", chain)
+    _iptables("-F", chain)
+    _iptables("-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN")
+    if settings.VIBEBOX_GATEWAY_PORT:
+        _iptables("-A", chain, "-p", "tcp", "--dport", str(settings.VIBEBOX_GATEWAY_PORT), "-j", "RETURN")
+    _iptables("-A", chain, "-j", "DROP")
+    if _iptables("-C", "INPUT", "-i", bridge, "-j", chain, check=False).returncode != 0:
+        _iptables("-I", "INPUT", "1", "-i", bridge, "-j", chain)
 
 
 def rules(bridge: str) -> list[str]:
@@ -64,7 +86,8 @@ def remove_bridge_rules(bridge: str) -> None:
     if not settings.VIBEBOX_FIREWALL or shutil.which("iptables") is None:
         return
     chain = chain_name(bridge)
-    while _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False).returncode == 0:
-        pass
-    _iptables("-F", chain, check=False)
-    _iptables("-X", chain, check=False)
+    with _rules_lock():
+        while _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False).returncode == 0:
+            pass
+        _iptables("-F", chain, check=False)
+        _iptables("-X", chain, check=False)
