@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
-from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes.api.views import READ_WRITE
 
 from .. import runs
 from ..models import AgentRun
@@ -22,13 +22,6 @@ from .run_serializers import (
     run_body,
     task_body,
 )
-
-READ_WRITE = {
-    "GET": [SANDBOXES_READ],
-    "POST": [SANDBOXES_WRITE],
-    "PATCH": [SANDBOXES_WRITE],
-    "DELETE": [SANDBOXES_WRITE],
-}
 
 LIST_FILTERS = [
     OpenApiParameter("status", description="Comma-separated statuses: running, completed, failed, cancelled."),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,7 +18,7 @@ from .. import errors
 from ..aio import AsyncSandbox, AsyncVibeBox
 from ..durations import Duration
 from .context import Context
-from .core import DEFAULT_MODEL, STRATEGIES, _label
+from .core import GATEWAY_ENV, STRATEGIES, _label, claude_code_result, claude_credentials, claude_model, create_fields
 from .records import AsyncRecorder
 from .results import TaskFailedError, TaskResult, Update
 from .tools import TOOLS, Loop, run_tool_async
@@ -73,9 +72,7 @@ class AsyncVibeBoxAgent:
     async def _make(self, template: str, options: dict[str, Any]) -> AsyncSandbox:
         await self._slots.acquire()
         try:
-            metadata = {"vibebox-agent": "1", **(options.get("metadata") or {})}
-            fields = {**options, "ephemeral": True, "timeout": self.sandbox_ttl, "metadata": metadata}
-            sandbox = await self.vb.sandbox(template, **fields)
+            sandbox = await self.vb.sandbox(template, **create_fields(options, self.sandbox_ttl))
         except BaseException:
             self._slots.release()
             raise
@@ -290,22 +287,14 @@ class AsyncVibeBoxAgent:
         if engine == "claude-code":
             await sandbox.claude.enable()
             done = await sandbox.claude.ask(prompt, review=False, max_turns=max_turns, model=model)
-            if done["status"] != "completed":
-                raise RuntimeError(f"Claude Code ask {done['status']}: {done.get('error')}")
-            return TaskResult(
-                text=done.get("result") or "",
-                usage=done.get("usage") or {},
-                turns=done.get("num_turns") or 0,
-                sandbox_id=sandbox.id,
-            )
+            return claude_code_result(done, sandbox.id)
         import anthropic
 
-        key = self.claude_api_key or os.environ.get("ANTHROPIC_API_KEY")
-        base_url = self.claude_base_url or os.environ.get("ANTHROPIC_BASE_URL")
-        if not key:
+        key, base_url = claude_credentials(self)
+        if not key:  # the sandbox's own gateway token
             await sandbox.claude.enable()
-            key, base_url = (await sandbox.exec("printenv ANTHROPIC_API_KEY ANTHROPIC_BASE_URL")).stdout.split()
-        model = model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL
+            key, base_url = (await sandbox.exec(GATEWAY_ENV)).stdout.split()
+        model = claude_model(model)
         loop = Loop(prompt, repo=repo)
         async with anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=2) as client:
             for _ in range(max_turns):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import queue
 import threading
 import weakref
@@ -37,6 +38,38 @@ _agents: weakref.WeakSet = weakref.WeakSet()
 def _cleanup_at_exit() -> None:
     for agent in list(_agents):
         agent.cleanup()
+
+
+def create_fields(options: dict[str, Any], ttl: Duration) -> dict[str, Any]:
+    """The create options of an agent's sandbox: ephemeral with a TTL, tagged `vibebox-agent`."""
+    metadata = {"vibebox-agent": "1", **(options.get("metadata") or {})}
+    return {**options, "ephemeral": True, "timeout": ttl, "metadata": metadata}
+
+
+def claude_credentials(agent: Any) -> tuple[str | None, str | None]:
+    """(key, base URL) from the agent, else ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL; a None key
+    means: use the sandbox's own gateway token."""
+    key = agent.claude_api_key or os.environ.get("ANTHROPIC_API_KEY")
+    return key, agent.claude_base_url or os.environ.get("ANTHROPIC_BASE_URL")
+
+
+def claude_model(model: str | None) -> str:
+    return model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL
+
+
+GATEWAY_ENV = "printenv ANTHROPIC_API_KEY ANTHROPIC_BASE_URL"
+
+
+def claude_code_result(done: dict[str, Any], sandbox_id: str) -> TaskResult:
+    """A finished `sandbox.claude.ask` as a TaskResult (an ask that did not complete raises)."""
+    if done["status"] != "completed":
+        raise RuntimeError(f"Claude Code ask {done['status']}: {done.get('error')}")
+    return TaskResult(
+        text=done.get("result") or "",
+        usage=done.get("usage") or {},
+        turns=done.get("num_turns") or 0,
+        sandbox_id=sandbox_id,
+    )
 
 
 class _Failed:
@@ -110,10 +143,7 @@ class VibeBoxAgent:
     def _make_sandbox(self, template: str, options: dict[str, Any]) -> Sandbox:
         self._slots.acquire()
         try:
-            metadata = {"vibebox-agent": "1", **(options.get("metadata") or {})}
-            sandbox = self.vb.sandbox(
-                template, **{**options, "ephemeral": True, "timeout": self.sandbox_ttl, "metadata": metadata}
-            )
+            sandbox = self.vb.sandbox(template, **create_fields(options, self.sandbox_ttl))
         except BaseException:
             self._slots.release()
             raise
@@ -390,15 +420,12 @@ class VibeBoxAgent:
         )
 
     def _claude_client(self, sandbox: Sandbox) -> Any:
-        import os
-
         import anthropic
 
-        key = self.claude_api_key or os.environ.get("ANTHROPIC_API_KEY")
-        base_url = self.claude_base_url or os.environ.get("ANTHROPIC_BASE_URL")
+        key, base_url = claude_credentials(self)
         if not key:  # the sandbox's own gateway token: VibeBox holds the real key
             sandbox.claude.enable()
-            key, base_url = sandbox.exec("printenv ANTHROPIC_API_KEY ANTHROPIC_BASE_URL").stdout.split()
+            key, base_url = sandbox.exec(GATEWAY_ENV).stdout.split()
         return anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=2)
 
     def _claude_run(
@@ -407,20 +434,11 @@ class VibeBoxAgent:
         if engine == "claude-code":
             sandbox.claude.enable()
             done = sandbox.claude.ask(prompt, review=False, max_turns=max_turns, model=model)
-            if done["status"] != "completed":
-                raise RuntimeError(f"Claude Code ask {done['status']}: {done.get('error')}")
-            return TaskResult(
-                text=done.get("result") or "",
-                usage=done.get("usage") or {},
-                turns=done.get("num_turns") or 0,
-                sandbox_id=sandbox.id,
-            )
-        import os
-
+            return claude_code_result(done, sandbox.id)
         from .tools import TOOLS, Loop, run_tool
 
         client = self._claude_client(sandbox)
-        model = model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL
+        model = claude_model(model)
         loop = Loop(prompt, repo=repo)
         for _ in range(max_turns):
             response = client.messages.create(
