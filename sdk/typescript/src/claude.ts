@@ -1,0 +1,204 @@
+/**
+ * `sandbox.claude`: Claude Code in the sandbox, under review (templates with Claude Code:
+ * `node-22-claude-code`, alias `node-20-claude-code`).
+ * @module
+ */
+
+import { TimeoutError } from './errors.js';
+import { LONG, body, sandboxPath } from './paths.js';
+import { sleep, type Query, type Transport } from './transport.js';
+
+/** Options of `claude.enable()`. */
+export interface EnableOptions {
+  /** Your own Anthropic key for this sandbox (stored encrypted; never enters the sandbox). */
+  anthropicApiKey?: string;
+  /** Give Claude VibeBox's MCP server, scoped to this sandbox. */
+  mcp?: boolean;
+}
+
+/** Options of `claude.ask()` and `claude.start()`. */
+export interface AskOptions {
+  /** Continue this session (default: a new one). */
+  sessionId?: string;
+  model?: string;
+  /** `acceptEdits` (the default), `default`, `plan`, `bypassPermissions`. */
+  permissionMode?: string;
+  allowedTools?: string[];
+  disallowedTools?: string[];
+  maxTurns?: number;
+  appendSystemPrompt?: string;
+  /** Claude works on its own branch and its changes wait for approval (default `true` for a new session). */
+  review?: boolean;
+}
+
+/** Options of `claude.ask()` only. */
+export interface WaitOptions {
+  /** Milliseconds to wait for the ask to finish (default 10 minutes); then `TimeoutError`. */
+  timeout?: number;
+  /** Milliseconds between status checks (default 500). */
+  pollInterval?: number;
+}
+
+/** A change set's file. */
+export interface ChangedFile {
+  path: string;
+  status?: string;
+  additions?: number;
+  deletions?: number;
+  binary?: boolean;
+}
+
+/** Claude's changes from one ask, waiting for review (or reviewed). */
+export interface ChangeSet {
+  id: string;
+  sessionId: string;
+  askId: string | null;
+  status: 'pending' | 'approved' | 'rejected' | string;
+  baseCommit: string;
+  headCommit: string;
+  files: ChangedFile[];
+  stats: { files: number; additions: number; deletions: number };
+  /** The unified diff (with `pendingChanges()`). */
+  diff?: string;
+  createdAt: string | null;
+  reviewedAt: string | null;
+  [field: string]: unknown;
+}
+
+/** An ask: one prompt to Claude and what came of it. */
+export interface Ask {
+  askId: string;
+  sessionId: string;
+  status: 'running' | 'completed' | 'failed' | 'cancelled' | string;
+  prompt: string;
+  result: string | null;
+  isError: boolean;
+  error: string | null;
+  numTurns: number | null;
+  costUsd: number | null;
+  durationMs: number | null;
+  exitCode: number | null;
+  changeSetId: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  [field: string]: unknown;
+}
+
+/** A Claude session (a conversation, continued by later asks). */
+export interface ClaudeSession {
+  sessionId: string;
+  title: string;
+  review: boolean;
+  pendingChanges: number;
+  [field: string]: unknown;
+}
+
+/** What `approve()` and `reject()` answer. */
+export interface ReviewResult {
+  status: 'approved' | 'rejected';
+  changeSets: ChangeSet[];
+}
+
+const FEATURE = 'Claude Code';
+
+/**
+ * Claude Code in a sandbox: enable it, ask, review its changes.
+ *
+ * @example
+ * ```ts
+ * await sandbox.claude.enable();
+ * await sandbox.claude.ask('Add error handling to src/index.ts');
+ * const changes = await sandbox.claude.pendingChanges();
+ * await sandbox.claude.approve(); // or .reject()
+ * ```
+ */
+export class Claude {
+  constructor(
+    private readonly transport: Transport,
+    private readonly sandboxId: () => string,
+  ) {}
+
+  private call<T>(method: 'GET' | 'POST', operation: string, fields?: Record<string, unknown>, query?: Query): Promise<T> {
+    const path = sandboxPath(this.sandboxId(), 'claude', ...operation.split('/').map(encodeURIComponent));
+    const call = { method, path, timeout: LONG, feature: FEATURE, ...(query ? { query } : {}) };
+    return this.transport.json(fields ? { ...call, json: body(fields) } : call);
+  }
+
+  private static unwrap<T>(answer: { data: T }): T {
+    return answer.data;
+  }
+
+  /** Checks Claude Code is installed and gives the sandbox its model gateway token. */
+  enable(options: EnableOptions = {}): Promise<Record<string, unknown>> {
+    return this.call('POST', 'enable', { ...options });
+  }
+
+  /** Enabled or not, version, running asks, usage. */
+  status(): Promise<Record<string, unknown>> {
+    return this.call('GET', 'status');
+  }
+
+  /** Starts an ask and answers at once (`status: "running"`). */
+  start(prompt: string, options: AskOptions = {}): Promise<Ask> {
+    return this.call('POST', 'ask', { prompt, ...options });
+  }
+
+  /** Asks Claude and waits until it is done; answers the finished ask (`result`, `changeSetId`…). */
+  async ask(prompt: string, options: AskOptions & WaitOptions = {}): Promise<Ask> {
+    const { timeout, pollInterval, ...fields } = options;
+    const started = await this.start(prompt, fields);
+    return this.wait(started.askId, { timeout, pollInterval });
+  }
+
+  /** Waits for a running ask to finish. */
+  async wait(askId: string, options: WaitOptions = {}): Promise<Ask> {
+    const deadline = Date.now() + (options.timeout ?? 600_000);
+    for (;;) {
+      const ask = await this.get(askId);
+      if (ask.status !== 'running') return ask;
+      if (Date.now() > deadline) throw new TimeoutError(`Claude's ask ${askId} is still running`);
+      await sleep(options.pollInterval ?? 500);
+    }
+  }
+
+  /** One ask. */
+  get(askId: string): Promise<Ask> {
+    return this.call('GET', `asks/${askId}`);
+  }
+
+  /** The sandbox's asks, newest first. */
+  async asks(): Promise<Ask[]> {
+    return Claude.unwrap(await this.call<{ data: Ask[] }>('GET', 'asks'));
+  }
+
+  /** Kills a running ask (Claude and the tools it started). */
+  cancel(askId: string): Promise<Ask> {
+    return this.call('POST', `asks/${askId}/cancel`);
+  }
+
+  /** The sandbox's Claude sessions. */
+  async sessions(): Promise<ClaudeSession[]> {
+    return Claude.unwrap(await this.call<{ data: ClaudeSession[] }>('GET', 'sessions'));
+  }
+
+  /** A session with its conversation. */
+  session(sessionId: string): Promise<ClaudeSession & { messages?: unknown[] }> {
+    return this.call('GET', `sessions/${sessionId}`);
+  }
+
+  /** Change sets waiting for review, with their diffs (of one session, or all). */
+  async pendingChanges(options: { sessionId?: string } = {}): Promise<ChangeSet[]> {
+    const query = { sessionId: options.sessionId, status: 'pending', diff: 1 };
+    return Claude.unwrap(await this.call<{ data: ChangeSet[] }>('GET', 'changes', undefined, query));
+  }
+
+  /** Applies the pending changes to /workspace (`MergeConflictError` if they clash: nothing applied). */
+  approve(options: { sessionId?: string } = {}): Promise<ReviewResult> {
+    return this.call('POST', 'approve', { sessionId: options.sessionId });
+  }
+
+  /** Drops the pending changes. */
+  reject(options: { sessionId?: string } = {}): Promise<ReviewResult> {
+    return this.call('POST', 'reject', { sessionId: options.sessionId });
+  }
+}

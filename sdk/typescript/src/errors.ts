@@ -1,0 +1,403 @@
+/**
+ * Errors: one class per kind of server error, all extending {@link VibeBoxError}.
+ *
+ * Every error carries the server's stable `code`, its `message`, the HTTP `status`, `details`
+ * and the `requestId` to quote when reporting a problem.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await vb.get('no-such-box');
+ * } catch (error) {
+ *   if (error instanceof SandboxNotFoundError) console.log(error.code, error.requestId);
+ * }
+ * ```
+ * @module
+ */
+
+/** Options every {@link VibeBoxError} accepts. */
+export interface ErrorOptions {
+  code?: string;
+  status?: number;
+  details?: Record<string, unknown>;
+  requestId?: string;
+  cause?: unknown;
+}
+
+/**
+ * Base class of every error the SDK throws.
+ *
+ * @example
+ * ```ts
+ * await sandbox.run('exit 3').catch((error: VibeBoxError) => console.log(error.code)); // "command_failed"
+ * ```
+ */
+export class VibeBoxError extends Error {
+  /** The code used when the server sent none. */
+  static defaultCode = 'error';
+  /** The server's stable error code (`sandbox_not_found`, `rate_limited`…). */
+  readonly code: string;
+  /** The HTTP status of the answer, when there was one. */
+  readonly status: number | undefined;
+  /** Structured details the server attached (`details.fields`, `details.status`…). */
+  readonly details: Record<string, unknown>;
+  /** The server's request id (`X-Request-Id`), to quote in bug reports. */
+  readonly requestId: string | undefined;
+
+  constructor(message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = options.code ?? (new.target as typeof VibeBoxError).defaultCode;
+    this.status = options.status;
+    this.details = options.details ?? {};
+    this.requestId = options.requestId;
+  }
+}
+
+/**
+ * The server could not be reached (refused, reset, DNS), after the retries.
+ * @example
+ * ```ts
+ * new VibeBox({ baseUrl: 'http://127.0.0.1:1' }).templates().catch((e) => e instanceof ConnectionError); // true
+ * ```
+ */
+export class ConnectionError extends VibeBoxError {
+  static override defaultCode = 'connection_error';
+}
+
+/**
+ * A request took longer than its timeout. {@link CommandTimeoutError} is the kind for commands.
+ * @example
+ * ```ts
+ * if (error instanceof TimeoutError) console.log('too slow');
+ * ```
+ */
+export class TimeoutError extends VibeBoxError {
+  static override defaultCode = 'timeout';
+}
+
+/**
+ * This server has no endpoint for the call (an older server, or a feature it lacks).
+ * @example
+ * ```ts
+ * if (error instanceof NotSupportedError) console.log(error.details.feature);
+ * ```
+ */
+export class NotSupportedError extends VibeBoxError {
+  static override defaultCode = 'not_supported';
+}
+
+/**
+ * 400: the request was refused as invalid (`code` says why, `details.fields` which field).
+ * @example
+ * ```ts
+ * await vb.create({ template: 'node-20', timeout: 'soon' }).catch((e: ValidationError) => e.code); // "invalid_duration"
+ * ```
+ */
+export class ValidationError extends VibeBoxError {
+  static override defaultCode = 'validation_error';
+}
+
+/** 413: an upload, stdin or code above the server's limit. @example `if (e instanceof PayloadTooLargeError) …` */
+export class PayloadTooLargeError extends ValidationError {
+  static override defaultCode = 'payload_too_large';
+}
+
+/**
+ * 401: no API key, or a wrong, expired or revoked one.
+ * @example
+ * ```ts
+ * await new VibeBox({ apiKey: 'vb_live_wrong' }).list().catch((e) => e instanceof AuthenticationError); // true
+ * ```
+ */
+export class AuthenticationError extends VibeBoxError {
+  static override defaultCode = 'invalid_api_key';
+}
+
+/** 403: the key lacks a scope, or the sandbox user may not do that. @example `if (e instanceof PermissionDeniedError) console.log(e.details.missing)` */
+export class PermissionDeniedError extends VibeBoxError {
+  static override defaultCode = 'permission_denied';
+}
+
+/** 403: too many live sandboxes for this owner. @example `if (e instanceof QuotaExceededError) await vb.destroyAll(old)` */
+export class QuotaExceededError extends PermissionDeniedError {
+  static override defaultCode = 'quota_exceeded';
+}
+
+/** 404: no such object (or someone else's). @example `if (e instanceof NotFoundError) …` */
+export class NotFoundError extends VibeBoxError {
+  static override defaultCode = 'not_found';
+}
+
+/**
+ * 404: no such sandbox, or another owner's.
+ * @example
+ * ```ts
+ * await vb.get('sbx_missing').catch((e) => e instanceof SandboxNotFoundError); // true
+ * ```
+ */
+export class SandboxNotFoundError extends NotFoundError {
+  static override defaultCode = 'sandbox_not_found';
+}
+
+/** 404: no such template. @example `await vb.template('nope') // throws TemplateNotFoundError` */
+export class TemplateNotFoundError extends NotFoundError {
+  static override defaultCode = 'template_not_found';
+}
+
+/** 404: no such execution in this sandbox. @example `if (e instanceof ExecutionNotFoundError) …` */
+export class ExecutionNotFoundError extends NotFoundError {
+  static override defaultCode = 'execution_not_found';
+}
+
+/** 404: no such environment variable. @example `await sandbox.env.delete('NOPE') // throws EnvVarNotFoundError` */
+export class EnvVarNotFoundError extends NotFoundError {
+  static override defaultCode = 'env_var_not_found';
+}
+
+/** 404: no such file or directory in the sandbox. @example `await sandbox.download('missing.txt') // throws FileNotFoundError` */
+export class FileNotFoundError extends NotFoundError {
+  static override defaultCode = 'file_not_found';
+}
+
+/** 404: no such snapshot of yours. @example `await sandbox.restore('snap_missing') // throws SnapshotNotFoundError` */
+export class SnapshotNotFoundError extends NotFoundError {
+  static override defaultCode = 'snapshot_not_found';
+}
+
+/** 404: no such Claude ask in this sandbox. @example `if (e instanceof AskNotFoundError) …` */
+export class AskNotFoundError extends NotFoundError {
+  static override defaultCode = 'ask_not_found';
+}
+
+/** 409: the request clashes with the object's state (name taken, wrong state, file exists…). @example `if (e instanceof ConflictError) console.log(e.details)` */
+export class ConflictError extends VibeBoxError {
+  static override defaultCode = 'conflict';
+}
+
+/** 409: commands need a running sandbox (`details.status` says what it is). @example `await sandbox.start()` */
+export class SandboxNotRunningError extends ConflictError {
+  static override defaultCode = 'sandbox_not_running';
+}
+
+/** 409: the sandbox is paused: `resume()` it, or pass `autoResume: true`. @example `await sandbox.resume()` */
+export class SandboxPausedError extends SandboxNotRunningError {
+  static override defaultCode = 'sandbox_paused';
+}
+
+/** 409: the template has no Claude Code (use `node-22-claude-code`). @example `await vb.sandbox('node-22-claude-code')` */
+export class ClaudeUnavailableError extends ConflictError {
+  static override defaultCode = 'claude_unavailable';
+}
+
+/** 409: call `sandbox.claude.enable()` first. @example `await sandbox.claude.enable()` */
+export class ClaudeNotEnabledError extends ConflictError {
+  static override defaultCode = 'claude_not_enabled';
+}
+
+/** 409: that Claude session already has a running ask. @example `await sandbox.claude.cancel(askId)` */
+export class AskRunningError extends ConflictError {
+  static override defaultCode = 'ask_running';
+}
+
+/** 409: no Claude changes wait for review. @example `if (e instanceof NoPendingChangesError) …` */
+export class NoPendingChangesError extends ConflictError {
+  static override defaultCode = 'no_pending_changes';
+}
+
+/**
+ * 409: Claude's changes conflict with /workspace; nothing was applied.
+ * @example
+ * ```ts
+ * await sandbox.claude.approve().catch((e: MergeConflictError) => console.log(e.files));
+ * ```
+ */
+export class MergeConflictError extends ConflictError {
+  static override defaultCode = 'merge_conflict';
+  /** The files in conflict. */
+  get files(): string[] {
+    const files = this.details.files;
+    return Array.isArray(files) ? files.map(String) : [];
+  }
+}
+
+/** 422: git failed (clone, credentials, any other git error); `details.git` has git's message. @example `if (e instanceof GitError) console.log(e.details.git)` */
+export class GitError extends VibeBoxError {
+  static override defaultCode = 'git_error';
+}
+
+/**
+ * 429: too many requests; `retryAfter` is in seconds (the SDK already waited and retried).
+ * @example
+ * ```ts
+ * if (error instanceof RateLimitError) await new Promise((r) => setTimeout(r, (error.retryAfter ?? 1) * 1000));
+ * ```
+ */
+export class RateLimitError extends VibeBoxError {
+  static override defaultCode = 'rate_limited';
+  /** Seconds the server asked to wait (`Retry-After`), when it said. */
+  retryAfter: number | undefined;
+}
+
+/** 5xx: the server or its container engine failed. @example `if (e instanceof ServerError) console.log(e.requestId)` */
+export class ServerError extends VibeBoxError {
+  static override defaultCode = 'internal_error';
+}
+
+/** 503: the container engine is unreachable, or the template's image is not built. @example `if (e instanceof ServiceUnavailableError) …` */
+export class ServiceUnavailableError extends ServerError {
+  static override defaultCode = 'runtime_unavailable';
+}
+
+/** What a failed command left: the result of each attempt. */
+export interface AttemptLike {
+  exitCode: number | null;
+  status: string;
+  output: string;
+  duration: number;
+}
+
+function attemptLogs(attempts: AttemptLike[]): string {
+  return attempts
+    .map((a, n) => `--- attempt ${n + 1} (exit ${a.exitCode ?? 'none'}, ${a.status}) ---\n${a.output}`)
+    .join('');
+}
+
+/**
+ * A command run with `run()` exited non-zero (after any retries). `exitCode` and `result` are
+ * the last attempt's; `logs` has the output of every attempt.
+ *
+ * @example
+ * ```ts
+ * await sandbox.run('npm test', { retries: 3 }).catch((error: CommandExitError) => {
+ *   console.error(error.exitCode, error.logs);
+ * });
+ * ```
+ */
+export class CommandExitError<R extends AttemptLike = AttemptLike> extends VibeBoxError {
+  static override defaultCode = 'command_failed';
+  /** The last attempt's result. */
+  readonly result: R;
+  /** Every attempt's result, first to last. */
+  readonly attempts: R[];
+  /** The last attempt's exit code. */
+  readonly exitCode: number | null;
+  /** The output (stdout then stderr) of every attempt, each under a header line. */
+  readonly logs: string;
+
+  constructor(result: R, attempts: R[] = [result]) {
+    const tail = result.output.trim().split('\n').at(-1) ?? '';
+    super(`command exited with ${result.exitCode} after ${attempts.length} attempt(s): ${tail.slice(0, 200)}`);
+    this.result = result;
+    this.attempts = attempts;
+    this.exitCode = result.exitCode;
+    this.logs = attemptLogs(attempts);
+  }
+}
+
+/**
+ * A command run with `run()` reached its timeout: it was killed with everything it started.
+ *
+ * @example
+ * ```ts
+ * await sandbox.run('sleep 60', { timeout: '1s' }).catch((e) => e instanceof CommandTimeoutError); // true
+ * ```
+ */
+export class CommandTimeoutError<R extends AttemptLike = AttemptLike> extends TimeoutError {
+  static override defaultCode = 'command_timeout';
+  readonly result: R;
+  readonly attempts: R[];
+  /** The output of every attempt. */
+  readonly logs: string;
+
+  constructor(result: R, attempts: R[] = [result]) {
+    super(`command timed out after ${result.duration} ms`);
+    this.result = result;
+    this.attempts = attempts;
+    this.logs = attemptLogs(attempts);
+  }
+}
+
+type ErrorClass = new (message: string, options?: ErrorOptions) => VibeBoxError;
+
+const BY_CODE: Record<string, ErrorClass> = {
+  not_authenticated: AuthenticationError,
+  invalid_api_key: AuthenticationError,
+  quota_exceeded: QuotaExceededError,
+  sandbox_not_found: SandboxNotFoundError,
+  template_not_found: TemplateNotFoundError,
+  execution_not_found: ExecutionNotFoundError,
+  env_var_not_found: EnvVarNotFoundError,
+  file_not_found: FileNotFoundError,
+  snapshot_not_found: SnapshotNotFoundError,
+  ask_not_found: AskNotFoundError,
+  sandbox_not_running: SandboxNotRunningError,
+  sandbox_paused: SandboxPausedError,
+  payload_too_large: PayloadTooLargeError,
+  rate_limited: RateLimitError,
+  runtime_unavailable: ServiceUnavailableError,
+  template_unavailable: ServiceUnavailableError,
+  claude_unavailable: ClaudeUnavailableError,
+  claude_not_enabled: ClaudeNotEnabledError,
+  ask_running: AskRunningError,
+  no_pending_changes: NoPendingChangesError,
+  merge_conflict: MergeConflictError,
+};
+
+const BY_STATUS: Record<number, ErrorClass> = {
+  400: ValidationError,
+  401: AuthenticationError,
+  403: PermissionDeniedError,
+  404: NotFoundError,
+  405: NotSupportedError,
+  409: ConflictError,
+  413: PayloadTooLargeError,
+  422: GitError,
+  429: RateLimitError,
+  501: NotSupportedError,
+  503: ServiceUnavailableError,
+};
+
+/**
+ * The error class for a server error `code` and HTTP `status`.
+ * @example
+ * ```ts
+ * errorClass('sandbox_not_found', 404) === SandboxNotFoundError; // true
+ * ```
+ */
+export function errorClass(code: string, status: number): ErrorClass {
+  const known = BY_CODE[code] ?? BY_STATUS[status];
+  if (known) return known;
+  if (status >= 500) return ServerError;
+  return status >= 400 ? ValidationError : VibeBoxError;
+}
+
+/**
+ * Builds the error for an error answer (the `{"error": {...}, "requestId"}` envelope).
+ * @example
+ * ```ts
+ * fromPayload(404, { error: { code: 'sandbox_not_found', message: 'Sandbox not found.' } });
+ * ```
+ */
+export function fromPayload(
+  status: number,
+  payload: unknown,
+  requestId?: string,
+  retryAfter?: number,
+): VibeBoxError {
+  const envelope = isRecord(payload) ? payload : {};
+  const body = isRecord(envelope.error) ? envelope.error : {};
+  const code = typeof body.code === 'string' && body.code ? body.code : `http_${status}`;
+  const message = typeof body.message === 'string' && body.message ? body.message : `HTTP ${status}`;
+  const details = isRecord(body.details) ? body.details : {};
+  const id = typeof envelope.requestId === 'string' ? envelope.requestId : requestId;
+  const Class = errorClass(code, status);
+  const error = new Class(message, { code, status, details, ...(id ? { requestId: id } : {}) });
+  if (error instanceof RateLimitError) error.retryAfter = retryAfter;
+  return error;
+}
+
+/** True for plain objects (JSON objects). @example `isRecord({}) // true` */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

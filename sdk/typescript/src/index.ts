@@ -1,0 +1,41 @@
+/**
+ * `@vibebox/sdk`: isolated Docker sandboxes for AI agents, from Node.js.
+ *
+ * @example
+ * ```ts
+ * import { VibeBox } from '@vibebox/sdk';
+ *
+ * const vb = new VibeBox();                       // VIBEBOX_API_KEY, VIBEBOX_API_URL
+ * const sandbox = await vb.sandbox('node-20');
+ * console.log((await sandbox.run('return 6 * 7')).returnValue); // 42
+ * ```
+ * @module
+ */
+
+export { VibeBox, DEFAULT_URL, type VibeBoxOptions } from './client.js';
+export { Sandbox, BackgroundProcess, type ExecOptions, type RunOptions } from './sandbox.js';
+export { SandboxChain } from './chain.js';
+export { CommandStream, type OutputStream, type Signal } from './command.js';
+export { ExecResult, type ExecStatus } from './results.js';
+export { LogSubscription, type LogEntry, type LogFilter, type LogLevel, type LogOptions } from './logs.js';
+export { Files, type FileEntry, type UploadOptions, type UploadResult } from './files.js';
+export { Env, type EnvInput, type EnvValue } from './env.js';
+export * from './git.js';
+export * from './claude.js';
+export * from './errors.js';
+export { seconds, type Duration } from './durations.js';
+export { VERSION } from './version.js';
+export type {
+  CreateOptions,
+  ExecutionDetail,
+  ExecutionRecord,
+  GitAuth,
+  GitSource,
+  ListOptions,
+  SandboxInfo,
+  SandboxMetrics,
+  Schemas,
+  Snapshot,
+  Template,
+} from './types.js';
+export type { components, paths, operations } from './generated/openapi.js';

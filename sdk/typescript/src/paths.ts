@@ -1,0 +1,59 @@
+/**
+ * API paths and the HTTP timeouts of long calls.
+ * @module
+ */
+
+import { seconds, type Duration } from './durations.js';
+
+/** The API's base path. */
+export const API = '/api/v1';
+/** Milliseconds for creates with a git clone, restarts, snapshots, uploads and downloads. */
+export const LONG = 600_000;
+const EXEC_DEFAULT = 60;
+const EXEC_MAX = 3600;
+const SLACK = 30;
+
+/**
+ * `/api/v1/sandboxes/<id>/<parts…>`.
+ * @example
+ * ```ts
+ * sandboxPath('sbx_1', 'git', 'status'); // "/api/v1/sandboxes/sbx_1/git/status"
+ * ```
+ */
+export function sandboxPath(sandboxId: string, ...parts: string[]): string {
+  return [`${API}/sandboxes/${encodeURIComponent(sandboxId)}`, ...parts].join('/');
+}
+
+/**
+ * `…/files/<path>`; an absolute path keeps its leading slash (`files//app/x`).
+ * @example
+ * ```ts
+ * filePath('sbx_1', '/app/x y'); // "/api/v1/sandboxes/sbx_1/files//app/x%20y"
+ * ```
+ */
+export function filePath(sandboxId: string, path: string): string {
+  return sandboxPath(sandboxId, 'files', path.split('/').map(encodeURIComponent).join('/'));
+}
+
+/**
+ * The HTTP timeout (ms) for a command with this timeout: the command's own, plus slack for the answer.
+ * @example
+ * ```ts
+ * execTimeout('5m'); // 330000
+ * ```
+ */
+export function execTimeout(timeout: Duration | undefined): number {
+  const value = timeout === undefined ? EXEC_DEFAULT : (seconds(timeout) ?? EXEC_DEFAULT);
+  return ((value || EXEC_MAX) + SLACK) * 1000;
+}
+
+/**
+ * A JSON body without the fields left undefined.
+ * @example
+ * ```ts
+ * body({ a: 1, b: undefined }); // { a: 1 }
+ * ```
+ */
+export function body<T extends Record<string, unknown>>(fields: T): Partial<T> {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,418 @@
+/**
+ * A sandbox: lifecycle, commands and code, files, environment, git, logs, snapshots, Claude.
+ * @module
+ */
+
+import { SandboxChain } from './chain.js';
+import { Claude } from './claude.js';
+import { CommandStream } from './command.js';
+import type { Duration } from './durations.js';
+import { Env } from './env.js';
+import { Files, type UploadOptions, type UploadResult } from './files.js';
+import { Git } from './git.js';
+import { LogSubscription, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
+import { LONG, body, execTimeout, sandboxPath } from './paths.js';
+import { ExecResult } from './results.js';
+import { openSocket } from './socket.js';
+import { sleep, type Transport } from './transport.js';
+import type {
+  ExecutionDetail,
+  ExecutionRecord,
+  SandboxInfo,
+  SandboxMetrics,
+  Schemas,
+  Snapshot,
+} from './types.js';
+
+/** Options of `sandbox.exec()`. */
+export interface ExecOptions {
+  /** Working directory (default the template's, `/workspace`; relative paths start there). */
+  cwd?: string;
+  /** Extra variables for this command only. */
+  env?: Record<string, string>;
+  /** Run as this user of the container (default the template's, e.g. `sandbox`). */
+  user?: string;
+  /** Written to the command's stdin, then closed. */
+  stdin?: string;
+  /** Kill the command (and everything it started) after this long (default `60s`; `0` = the server's maximum). */
+  timeout?: Duration;
+  /** Resume a paused sandbox first. */
+  autoResume?: boolean;
+  /** Stream output as it is printed: answers a {@link CommandStream}. */
+  stream?: boolean;
+  /** Run on without waiting: answers a {@link BackgroundProcess}. */
+  background?: boolean;
+}
+
+/** Options of `sandbox.run()`. */
+export interface RunOptions {
+  /** `javascript`, `typescript`, `python`, `shell`… (default: detected; a command runs as shell). */
+  language?: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Kill it after this long (default `60s`). */
+  timeout?: Duration;
+  /** More attempts after a failure (non-zero exit or timeout). */
+  retries?: number;
+  /** Milliseconds between attempts (default 1000). */
+  retryDelay?: number;
+  /** `false`: answer a failed result instead of throwing. */
+  check?: boolean;
+  autoResume?: boolean;
+}
+
+const WS = (sandboxId: string, kind: string) => `/ws/sandboxes/${encodeURIComponent(sandboxId)}/${kind}`;
+
+/**
+ * A command started with `exec(…, { background: true })`: it runs on without any client.
+ *
+ * @example
+ * ```ts
+ * const server = await sandbox.exec('node server.js', { background: true });
+ * const stream = await server.attach();
+ * stream.onData((data) => console.log(data));
+ * await server.kill();
+ * ```
+ */
+export class BackgroundProcess {
+  readonly processId: string;
+  readonly executionId: string;
+
+  /** @internal */
+  constructor(
+    private readonly sandbox: Sandbox,
+    data: { processId: string; executionId: string },
+  ) {
+    this.processId = data.processId;
+    this.executionId = data.executionId;
+  }
+
+  /** Its output from the start (up to the server's buffer), then live, then its exit. */
+  async attach(): Promise<CommandStream> {
+    const socket = await openSocket(this.sandbox.transport, WS(this.sandbox.id, `processes/${encodeURIComponent(this.processId)}`));
+    return new CommandStream(socket);
+  }
+
+  /** Waits for it to exit. */
+  async wait(): Promise<ExecResult> {
+    return (await this.attach()).wait();
+  }
+
+  /** Kills it and everything it started. */
+  async kill(): Promise<void> {
+    const path = sandboxPath(this.sandbox.id, 'processes', encodeURIComponent(this.processId), 'kill');
+    await this.sandbox.transport.json({ method: 'POST', path });
+  }
+}
+
+/**
+ * A VibeBox sandbox. Get one from `vb.sandbox()`, `vb.create()`, `vb.get()` or `vb.list()`.
+ *
+ * Lifecycle, `run`, `upload` and `download` return a {@link SandboxChain}: await it, or chain the
+ * next step. `info` is what the server last said about the sandbox.
+ *
+ * @example
+ * ```ts
+ * const sandbox = await vb.sandbox('node-20');
+ * const result = await sandbox.run('npm --version');
+ * await sandbox.upload('./src').run('npm install').run('npm test').destroy();
+ * ```
+ */
+export class Sandbox {
+  /** What the server last said about this sandbox. */
+  info: SandboxInfo;
+  /** Files: upload, download, list, delete, mkdir, move. */
+  readonly files: Files;
+  /** Environment variables. */
+  readonly env: Env;
+  /** Git in the sandbox. */
+  readonly git: Git;
+  /** Claude Code in the sandbox (templates with Claude Code). */
+  readonly claude: Claude;
+
+  /** @internal */
+  constructor(
+    readonly transport: Transport,
+    info: SandboxInfo,
+  ) {
+    this.info = info;
+    const id = () => this.id;
+    this.files = new Files(transport, id);
+    this.env = new Env(transport, id);
+    this.git = new Git(transport, id);
+    this.claude = new Claude(transport, id);
+  }
+
+  /** `sbx_…`. */
+  get id(): string {
+    return this.info.id;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  /** `creating`, `running`, `paused`, `stopped`, `destroyed`, `error`… as last seen. */
+  get status(): string {
+    return this.info.status;
+  }
+
+  get template(): string {
+    return this.info.template;
+  }
+
+  /** This sandbox through a client with another timeout (ms) or retry count. */
+  withOptions(options: { timeout?: number; maxRetries?: number }): Sandbox {
+    return new Sandbox(this.transport.with(options), this.info);
+  }
+
+  private chain<T>(promise: Promise<T>): SandboxChain<T> {
+    return new SandboxChain(this, promise);
+  }
+
+  private async action(action: string): Promise<Sandbox> {
+    const path = sandboxPath(this.id, action);
+    this.info = await this.transport.json<SandboxInfo>({ method: 'POST', path, timeout: LONG });
+    return this;
+  }
+
+  // Lifecycle
+
+  /** Reads the sandbox's state again. */
+  refresh(): SandboxChain<Sandbox> {
+    return this.chain(
+      this.transport.json<SandboxInfo>({ method: 'GET', path: sandboxPath(this.id) }).then((info) => {
+        this.info = info;
+        return this;
+      }),
+    );
+  }
+
+  /** Starts a stopped sandbox. */
+  start(): SandboxChain<Sandbox> {
+    return this.chain(this.action('start'));
+  }
+
+  /** Stops it (processes end; files are kept). */
+  stop(): SandboxChain<Sandbox> {
+    return this.chain(this.action('stop'));
+  }
+
+  /** Restarts it (a full restart: processes end). */
+  restart(): SandboxChain<Sandbox> {
+    return this.chain(this.action('restart'));
+  }
+
+  /** Freezes every process; memory and files are kept. */
+  pause(): SandboxChain<Sandbox> {
+    return this.chain(this.action('pause'));
+  }
+
+  /** Continues a paused sandbox where it was. */
+  resume(): SandboxChain<Sandbox> {
+    return this.chain(this.action('resume'));
+  }
+
+  /** Removes the container and its workspace. Idempotent. */
+  destroy(): SandboxChain<void> {
+    const done = this.transport.json<void>({ method: 'DELETE', path: sandboxPath(this.id), timeout: LONG }).then(() => {
+      this.info = { ...this.info, status: 'destroyed' };
+    });
+    return this.chain(done);
+  }
+
+  /** Renames, replaces metadata, sets a new time to live from now (`timeout: null` removes it), or pause settings. */
+  async update(fields: {
+    name?: string;
+    metadata?: Record<string, string>;
+    timeout?: Duration | null;
+    autoPause?: Duration | null;
+    autoResume?: boolean;
+    pauseStopsTimeout?: boolean;
+  }): Promise<Sandbox> {
+    const json = body(fields) satisfies Partial<Record<keyof Schemas['PatchedSandboxUpdateRequest'], unknown>>;
+    this.info = await this.transport.json<SandboxInfo>({ method: 'PATCH', path: sandboxPath(this.id), json });
+    return this;
+  }
+
+  /** A new time to live from now (`null`: never expires, for non-ephemeral sandboxes). */
+  setTimeout(timeout: Duration | null): Promise<Sandbox> {
+    return this.update({ timeout });
+  }
+
+  // Commands and code
+
+  /**
+   * Runs a command: a shell string (`bash -lc`), or an argv list run without a shell. Answers the
+   * result whatever the exit code (`run()` throws instead).
+   */
+  exec(command: string | string[], options: ExecOptions & { stream: true }): Promise<CommandStream>;
+  exec(command: string | string[], options: ExecOptions & { background: true }): Promise<BackgroundProcess>;
+  exec(command: string | string[], options?: ExecOptions): Promise<ExecResult>;
+  async exec(command: string | string[], options: ExecOptions = {}): Promise<ExecResult | CommandStream | BackgroundProcess> {
+    const { stream, background, stdin, autoResume, ...rest } = options;
+    if (stream) {
+      const socket = await openSocket(this.transport, WS(this.id, 'exec'));
+      socket.send(JSON.stringify(body({ command, ...rest })));
+      const handle = new CommandStream(socket);
+      if (stdin !== undefined) handle.write(stdin).closeStdin();
+      return handle;
+    }
+    const json = body({ command, ...rest, stdin, autoResume, background: background || undefined });
+    const call = { method: 'POST' as const, path: sandboxPath(this.id, 'exec'), json, timeout: execTimeout(rest.timeout) };
+    if (background) return new BackgroundProcess(this, await this.transport.json(call));
+    return new ExecResult(await this.transport.json<Schemas['ExecResult']>(call));
+  }
+
+  /** Runs code in the template's language (or `language`) once; `returnValue` is its value. */
+  async execute(code: string, options: Omit<RunOptions, 'retries' | 'retryDelay' | 'check'> = {}): Promise<ExecResult> {
+    const json = body({ code, ...options }) satisfies Partial<Record<keyof Schemas['ExecuteRequest'], unknown>>;
+    const path = sandboxPath(this.id, 'execute');
+    return new ExecResult(
+      await this.transport.json<Schemas['ExecuteResult']>({ method: 'POST', path, json, timeout: execTimeout(options.timeout) }),
+    );
+  }
+
+  /**
+   * Runs a command or a code snippet and checks that it worked.
+   *
+   * `"npm install"` runs as a shell command; JavaScript or Python code runs in the template's
+   * language (its `return` or last expression becomes `returnValue`). A non-zero exit throws
+   * `CommandExitError`, a timeout `CommandTimeoutError`, after `retries` more attempts
+   * `retryDelay` ms apart; both carry `.logs` with every attempt's output.
+   */
+  run(code: string, options: RunOptions = {}): SandboxChain<ExecResult> {
+    return this.chain(this.runWithRetries(code, options));
+  }
+
+  private async runWithRetries(code: string, options: RunOptions): Promise<ExecResult> {
+    const { retries = 0, retryDelay = 1000, check = true, ...fields } = options;
+    const attempts: ExecResult[] = [];
+    for (;;) {
+      const result = await this.execute(code, fields);
+      attempts.push(result);
+      if (!check || result.ok) return result;
+      if (attempts.length > retries) return result.check(attempts);
+      await sleep(retryDelay);
+    }
+  }
+
+  /** The sandbox's command history, newest first. */
+  async executions(options: { limit?: number; offset?: number } = {}): Promise<ExecutionRecord[]> {
+    const path = sandboxPath(this.id, 'executions');
+    const query = { limit: options.limit ?? 20, offset: options.offset ?? 0 };
+    return (await this.transport.json<{ results: ExecutionRecord[] }>({ method: 'GET', path, query })).results;
+  }
+
+  /** One execution with its output. */
+  execution(executionId: string): Promise<ExecutionDetail> {
+    const path = sandboxPath(this.id, 'executions', encodeURIComponent(executionId));
+    return this.transport.json({ method: 'GET', path });
+  }
+
+  /** The background commands still running. */
+  async processes(): Promise<Array<{ processId: string; command: unknown; running: boolean; exit: unknown }>> {
+    const path = sandboxPath(this.id, 'processes');
+    return (await this.transport.json<{ processes: [] }>({ method: 'GET', path })).processes;
+  }
+
+  /** CPU, memory, disk and process counts now (running or paused sandboxes). */
+  metrics(): Promise<SandboxMetrics> {
+    return this.transport.json({ method: 'GET', path: sandboxPath(this.id, 'metrics'), feature: 'metrics' });
+  }
+
+  // Files
+
+  /**
+   * Uploads a file, a directory or a glob pattern. Default destination: `/workspace/<name>`.
+   * @example
+   * ```ts
+   * await sandbox.upload('./package.json');                        // /workspace/package.json
+   * await sandbox.upload('./local.json', '/app/config.json');
+   * await sandbox.upload('./**\/*.ts', { exclude: ['node_modules', 'dist'] });
+   * ```
+   */
+  upload(local: string, remote?: string | UploadOptions, options?: UploadOptions): SandboxChain<UploadResult> {
+    const [target, settings] = typeof remote === 'object' ? [undefined, remote] : [remote, options];
+    return this.chain(this.files.upload(local, target, settings));
+  }
+
+  /**
+   * Without `local`: the file's bytes. With it: writes the file, or a directory's contents, there.
+   * @example
+   * ```ts
+   * const content = await sandbox.download('dist/bundle.js'); // Buffer
+   * await sandbox.download('dist/', './local-dist/');          // directory sync
+   * ```
+   */
+  download(remote: string): SandboxChain<Buffer>;
+  download(remote: string, local: string): SandboxChain<string>;
+  download(remote: string, local?: string): SandboxChain<Buffer | string> {
+    return this.chain(local === undefined ? this.files.download(remote) : this.files.downloadTo(remote, local));
+  }
+
+  // Logs
+
+  /**
+   * Calls `callback` with each new log entry (container output, VibeBox's events) until `close()`.
+   * @example
+   * ```ts
+   * sandbox.onLog((log) => console.log(log.text));
+   * sandbox.onLog({ filter: 'stdout', level: 'info' }, (log) => console.log(log.text));
+   * ```
+   */
+  onLog(callback: (entry: LogEntry) => void): LogSubscription;
+  onLog(options: LogOptions, callback: (entry: LogEntry) => void): LogSubscription;
+  onLog(
+    optionsOrCallback: LogOptions | ((entry: LogEntry) => void),
+    maybeCallback?: (entry: LogEntry) => void,
+  ): LogSubscription {
+    const [options, callback] =
+      typeof optionsOrCallback === 'function' ? [{}, optionsOrCallback] : [optionsOrCallback, maybeCallback];
+    if (!callback) throw new TypeError('onLog needs a callback');
+    return new LogSubscription(this.transport, WS(this.id, 'logs'), options, callback);
+  }
+
+  /** Recent log entries, oldest first (default the last 100). */
+  async logs(options: Omit<LogOptions, 'onError'> = {}): Promise<LogEntry[]> {
+    const filter = options.filter ?? 'all';
+    const streamOnly = filter === 'stdout' || filter === 'stderr';
+    const query = { since: options.since, tail: options.tail ?? 100, stream: streamOnly ? filter : 'all', events: streamOnly ? 0 : 1 };
+    const path = sandboxPath(this.id, 'logs');
+    const answer = await this.transport.json<{ logs: Array<Record<string, unknown>> }>({ method: 'GET', path, query });
+    const entries = answer.logs.map(toLogEntry);
+    return filter === 'events' ? entries.filter((entry) => entry.type === 'event') : entries;
+  }
+
+  // Snapshots
+
+  /** Takes a snapshot of the filesystem and workspace (not memory or processes). */
+  snapshot(name?: string): Promise<Snapshot> {
+    const path = sandboxPath(this.id, 'snapshots');
+    return this.transport.json({ method: 'POST', path, json: body({ name }), timeout: LONG, feature: 'snapshots' });
+  }
+
+  /** This sandbox's snapshots. */
+  async snapshots(): Promise<Snapshot[]> {
+    const path = sandboxPath(this.id, 'snapshots');
+    return (await this.transport.json<{ results: Snapshot[] }>({ method: 'GET', path, feature: 'snapshots' })).results;
+  }
+
+  /** Rolls the sandbox back to a snapshot, in place (same id, name and settings). */
+  restore(snapshot: Snapshot | string): SandboxChain<Sandbox> {
+    const id = typeof snapshot === 'string' ? snapshot : snapshot.id;
+    const path = sandboxPath(this.id, 'restore');
+    const done = this.transport
+      .json<SandboxInfo>({ method: 'POST', path, json: { snapshot: id }, timeout: LONG, feature: 'snapshots' })
+      .then((info) => {
+        this.info = info;
+        return this;
+      });
+    return this.chain(done);
+  }
+
+  /** `{ id, name, template, status }` for logs and `console.log`. */
+  toJSON(): SandboxInfo {
+    return this.info;
+  }
+}

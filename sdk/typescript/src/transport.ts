@@ -1,0 +1,250 @@
+/**
+ * HTTP to the VibeBox API with `fetch`, with retries.
+ *
+ * Retried, with exponential backoff and full jitter: 429 (after `Retry-After` when the server
+ * sends it), 502, 503, connections that could not be made, and dropped connections of
+ * idempotent requests (GET, HEAD, PUT, DELETE); never another 4xx, never a POST that may have
+ * reached the server. `maxRetries` (default 3) more attempts, delays from `backoff` (500 ms)
+ * doubling up to `maxBackoff` (8 s); a `Retry-After` above `maxRetryAfter` (60 s) is not waited
+ * for: the error is thrown.
+ * @module
+ */
+
+import { ConnectionError, TimeoutError, VibeBoxError, NotSupportedError, fromPayload } from './errors.js';
+import { VERSION } from './version.js';
+
+/** Query parameters; `undefined` and `null` values are left out. */
+export type Query = Record<string, string | number | boolean | undefined | null>;
+
+/** A request body made fresh for each attempt (a stream can be read only once). */
+export type BodyFactory = () => Promise<RequestBody> | RequestBody;
+/** What {@link BodyFactory} may make. */
+export type RequestBody = string | Uint8Array | ReadableStream<Uint8Array>;
+
+/** One API request: what to send and how to treat the answer. */
+export interface Call {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
+  path: string;
+  query?: Query;
+  json?: unknown;
+  body?: BodyFactory;
+  headers?: Record<string, string>;
+  /** Milliseconds for the whole exchange, when the call needs another than the client's. */
+  timeout?: number;
+  /** A generic 404/405/501 means the server lacks this feature: throw NotSupportedError. */
+  feature?: string;
+}
+
+/** Retry settings; see the module's description. */
+export interface RetryOptions {
+  maxRetries: number;
+  backoff: number;
+  maxBackoff: number;
+  maxRetryAfter: number;
+}
+
+/** How a {@link Transport} reaches the server. */
+export interface TransportOptions extends RetryOptions {
+  baseUrl: string;
+  apiKey: string | undefined;
+  timeout: number;
+  headers: Record<string, string>;
+}
+
+const RETRY_STATUSES = new Set([429, 502, 503]);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE']);
+const NEVER_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED']);
+
+/**
+ * Seconds to wait from a `Retry-After` header (seconds or an HTTP date), if any.
+ * @example
+ * ```ts
+ * retryAfter(new Headers({ 'Retry-After': '2' })); // 2
+ * ```
+ */
+export function retryAfter(headers: Headers): number | undefined {
+  const value = headers.get('retry-after');
+  if (!value) return undefined;
+  const number = Number(value);
+  if (Number.isFinite(number)) return Math.max(0, number);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
+}
+
+function errorCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+}
+
+/** Waits `ms` milliseconds. @example `await sleep(100)` */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes. */
+export class Transport {
+  readonly options: TransportOptions;
+
+  constructor(options: TransportOptions) {
+    this.options = { ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+  }
+
+  /** A copy with other settings (same server and key). */
+  with(changes: Partial<TransportOptions>): Transport {
+    return new Transport({ ...this.options, ...changes });
+  }
+
+  /** Sends the call and answers its JSON (`undefined` for an empty answer). */
+  async json<T>(call: Call): Promise<T> {
+    const response = await this.send(call);
+    const text = await this.read(call, response, () => response.text());
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Sends the call and answers its body as bytes. */
+  async bytes(call: Call): Promise<Buffer> {
+    const response = await this.send(call);
+    return Buffer.from(await this.read(call, response, () => response.arrayBuffer()));
+  }
+
+  /** Sends the call and answers the open response (status checked) for the caller to read. */
+  async send(call: Call): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        response = await fetch(this.url(call.path, call.query), await this.init(call));
+      } catch (error) {
+        const delay = this.delayAfterError(error, call.method, attempt);
+        if (delay === undefined) throw this.transportError(error, call);
+        await sleep(delay);
+        continue;
+      }
+      const delay = this.delayAfterResponse(response, attempt);
+      if (delay !== undefined) {
+        await response.body?.cancel().catch(() => undefined);
+        await sleep(delay);
+        continue;
+      }
+      if (response.status >= 400) throw await this.errorFor(call, response);
+      return response;
+    }
+  }
+
+  /** `http(s)://host/path?query` for this server. */
+  url(path: string, query?: Query): string {
+    const url = new URL(this.options.baseUrl + path);
+    for (const [name, value] of Object.entries(query ?? {})) {
+      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    }
+    return url.toString();
+  }
+
+  /** The WebSocket URL (`ws://` or `wss://`) for a server path. */
+  wsUrl(path: string, query?: Query): string {
+    return this.url(path, query).replace(/^http/, 'ws');
+  }
+
+  /** Headers for every request: authentication, user agent. */
+  headers(): Record<string, string> {
+    const headers: Record<string, string> = {
+      'User-Agent': `vibebox-sdk-typescript/${VERSION}`,
+      Accept: 'application/json',
+      ...this.options.headers,
+    };
+    if (this.options.apiKey) headers.Authorization = `Bearer ${this.options.apiKey}`;
+    return headers;
+  }
+
+  private async init(call: Call): Promise<RequestInit> {
+    const headers = { ...this.headers(), ...call.headers };
+    let body: RequestBody | undefined;
+    if (call.body) body = await call.body();
+    else if (call.json !== undefined) {
+      body = JSON.stringify(call.json);
+      headers['Content-Type'] = 'application/json';
+    }
+    const init: RequestInit & { duplex?: 'half' } = {
+      method: call.method,
+      headers,
+      signal: AbortSignal.timeout(call.timeout ?? this.options.timeout),
+    };
+    if (body !== undefined) {
+      init.body = body as NonNullable<RequestInit['body']>;
+      if (body instanceof ReadableStream) init.duplex = 'half';
+    }
+    return init;
+  }
+
+  private async read<T>(call: Call, response: Response, reader: () => Promise<T>): Promise<T> {
+    try {
+      return await reader();
+    } catch (error) {
+      throw this.transportError(error, call);
+    }
+  }
+
+  private backoffDelay(attempt: number): number {
+    const { backoff, maxBackoff } = this.options;
+    return Math.random() * Math.min(maxBackoff, backoff * 2 ** attempt);
+  }
+
+  private delayAfterResponse(response: Response, attempt: number): number | undefined {
+    if (!RETRY_STATUSES.has(response.status) || attempt >= this.options.maxRetries) return undefined;
+    const after = retryAfter(response.headers);
+    if (after === undefined) return this.backoffDelay(attempt);
+    return after <= this.options.maxRetryAfter ? after * 1000 : undefined;
+  }
+
+  private delayAfterError(error: unknown, method: string, attempt: number): number | undefined {
+    if (attempt >= this.options.maxRetries || isTimeout(error)) return undefined;
+    const code = errorCode(error) ?? '';
+    if (NEVER_SENT.has(code) || (DROPPED.has(code) && IDEMPOTENT.has(method))) return this.backoffDelay(attempt);
+    return undefined;
+  }
+
+  private transportError(error: unknown, call: Call): VibeBoxError {
+    if (error instanceof VibeBoxError) return error;
+    if (isTimeout(error)) return new TimeoutError(`${call.method} ${call.path} timed out`, { cause: error });
+    const code = errorCode(error);
+    const reason = code ?? (error instanceof Error ? error.message : String(error));
+    return new ConnectionError(`cannot reach the VibeBox server at ${this.options.baseUrl}: ${reason}`, {
+      cause: error,
+    });
+  }
+
+  private async errorFor(call: Call, response: Response): Promise<VibeBoxError> {
+    let payload: unknown;
+    try {
+      payload = JSON.parse(await response.text());
+    } catch {
+      payload = undefined;
+    }
+    const requestId = response.headers.get('x-request-id') ?? undefined;
+    const error = fromPayload(response.status, payload, requestId, retryAfter(response.headers));
+    const generic = error.code === 'not_found' || error.code === 'method_not_allowed' || response.status === 501;
+    if (call.feature && generic) {
+      return new NotSupportedError(`this VibeBox server does not support ${call.feature}`, {
+        status: response.status,
+        details: { feature: call.feature },
+        ...(requestId ? { requestId } : {}),
+      });
+    }
+    return error;
+  }
+}

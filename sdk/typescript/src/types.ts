@@ -1,0 +1,106 @@
+/**
+ * The API's types, from the OpenAPI document (src/generated/openapi.ts), and the SDK's options.
+ * @module
+ */
+
+import type { components } from './generated/openapi.js';
+import type { Duration } from './durations.js';
+
+/** Every schema of the server's OpenAPI document, by name. @example `type S = Schemas['Sandbox']` */
+export type Schemas = components['schemas'];
+
+/** A sandbox as the server describes it. @example `console.log(sandbox.info.status)` */
+export type SandboxInfo = Schemas['Sandbox'];
+/** A template (`node-20`, `python-3`, `node-22-claude-code`…). @example `(await vb.templates()).map((t) => t.name)` */
+export type Template = Schemas['Template'];
+/** A snapshot: a sandbox's filesystem and workspace at a moment. @example `const snap: Snapshot = await sandbox.snapshot('before')` */
+export type Snapshot = Schemas['Snapshot'];
+/** A recorded execution (the sandbox's command history). @example `(await sandbox.executions())[0]?.command` */
+export type ExecutionRecord = Schemas['Execution'];
+/** A recorded execution with its output. @example `(await sandbox.execution(id)).stdout` */
+export type ExecutionDetail = Schemas['ExecutionDetail'];
+/** A sandbox's resource use now. @example `(await sandbox.metrics()).memory.usage` */
+export type SandboxMetrics = Schemas['SandboxMetrics'];
+
+/**
+ * Credentials for a git remote: a token (HTTPS) or an SSH key.
+ * @example
+ * ```ts
+ * const auth: GitAuth = { type: 'token', token: process.env.GITHUB_TOKEN! };
+ * ```
+ */
+export type GitAuth =
+  | { type: 'token'; token: string; username?: string; persist?: boolean }
+  | { type: 'ssh'; privateKey: string; knownHosts?: string; persist?: boolean };
+
+/**
+ * A repository cloned while the sandbox is created.
+ * @example
+ * ```ts
+ * await vb.create({ template: 'node-20', git: { url: 'https://github.com/user/project.git', branch: 'main' } });
+ * ```
+ */
+export interface GitSource {
+  url: string;
+  /** Default: the remote's default branch. */
+  branch?: string;
+  /** Default `/repo`. */
+  path?: string;
+  depth?: number;
+  auth?: GitAuth;
+  /** `false`: a failed clone still creates the sandbox (its `statusReason` says why). */
+  failOnError?: boolean;
+}
+
+/**
+ * How to create a sandbox (`vb.create()`); everything but `template` is optional.
+ * @example
+ * ```ts
+ * const sandbox = await vb.create({ template: 'node-20', name: 'my-dev', ephemeral: true, timeout: '2h' });
+ * ```
+ */
+export interface CreateOptions {
+  /** `node-20`, `python-3`, `node-22-claude-code`… (`vb.templates()`); may be left out with `snapshot`. */
+  template?: string;
+  /** Unique among your live sandboxes; letters, digits, `-_.`. */
+  name?: string;
+  /** Start at once (default `true`); `false` leaves it `stopped`. */
+  autoStart?: boolean;
+  /** Ephemeral sandboxes always expire (default after 30 minutes). */
+  ephemeral?: boolean;
+  /** Time to live: seconds or `"30m"`, `"2h"`, `"1d"`; destroyed when it is up. */
+  timeout?: Duration;
+  /** Environment variables for every command. */
+  env?: Record<string, string>;
+  /** Your labels (string values), filterable in `vb.list()`. */
+  metadata?: Record<string, string>;
+  /** CPU cores and memory (`"512m"`, `"2g"`). */
+  resources?: { cpu?: number; memory?: string | number; disk?: string | number };
+  /** A repository to clone before the sandbox is running: a URL or {@link GitSource}. */
+  git?: string | GitSource;
+  /** Start from a snapshot (`snap_…`) instead of the template's image. */
+  snapshot?: string;
+  /** Pause after this long without activity (`"15m"`). */
+  autoPause?: Duration;
+  /** Commands and file calls on the paused sandbox resume it. */
+  autoResume?: boolean;
+  /** Time spent paused does not count toward the expiry. */
+  pauseStopsTimeout?: boolean;
+}
+
+/**
+ * Filters for `vb.list()`.
+ * @example
+ * ```ts
+ * await vb.list({ status: 'running', metadata: { team: 'ml' } });
+ * ```
+ */
+export interface ListOptions {
+  /** One status or several (`running`, `paused`, `stopped`…). */
+  status?: string | string[];
+  template?: string;
+  name?: string;
+  metadata?: Record<string, string>;
+  /** At most this many (default: all). */
+  limit?: number;
+}

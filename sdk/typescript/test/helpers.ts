@@ -1,0 +1,36 @@
+// Shared by the test suites: the live server the pytest driver started (sdk/typescript/test/
+// test_node_suites.py), its keys, and sandboxes that are always destroyed.
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+
+export const API_URL = required('VIBEBOX_API_URL');
+export const API_KEY = required('VIBEBOX_API_KEY');
+/** A key of another user: every sandbox of API_KEY's user is a 404 to it. */
+export const OUTSIDER_KEY = required('VIBEBOX_TEST_OUTSIDER_KEY');
+/** A git repository sandboxes can clone (smart HTTP, on a Docker network of the tests). */
+export const GIT_URL = process.env.VIBEBOX_TEST_GIT_URL ?? '';
+
+function required(name: string): string {
+  const value = process.env[name];
+  assert.ok(value, `${name} is not set: run the suites through pytest (make test)`);
+  return value;
+}
+
+/** A unique name for a sandbox of this test run. */
+export function uniqueName(prefix = 'ts'): string {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** Destroys `id` at the end of the suite (also when a test failed). */
+export function cleanupLater(destroy: () => Promise<unknown>): void {
+  after(async () => {
+    await destroy().catch(() => undefined);
+  });
+}
+
+/** Raw API call with the test key (for checks that go around the SDK). */
+export async function api(method: string, path: string, json?: unknown, key = API_KEY): Promise<Response> {
+  const init: RequestInit = { method, headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' } };
+  if (json !== undefined) init.body = JSON.stringify(json);
+  return fetch(`${API_URL}${path}`, init);
+}

@@ -1,0 +1,177 @@
+"""Runs the TypeScript SDK's suites (Node's test runner) against a live VibeBox server.
+
+`make test` gets here through pytest: this module builds the SDK and its tests with `tsc`, starts a
+server on loopback (bench/common.live_server: its own data directory and instance label, its
+model gateway forwarding to the local Anthropic stub, sandboxes joining a git server's network),
+and runs each `test/*.test.ts` suite with `node --test`. It also checks that the SDK's generated
+types match the server's OpenAPI document, and that `npm pack` makes a package that installs in
+an empty folder and runs the README's three-line example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PKG = HERE.parent
+ROOT = PKG.parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from common import LiveServer, live_server  # noqa: E402
+
+from tests import anthropic_stub  # noqa: E402
+from tests.anthropic_stub import text, tool_use  # noqa: E402
+from tests.sandboxes.conftest import HERE as GIT_FILES  # noqa: E402
+from tests.sandboxes.conftest import _put, run_in  # noqa: E402
+
+INSTANCE = f"tssdk{os.getpid()}"
+GIT_NETWORK = f"vibebox-tssdk-git-{os.getpid()}"
+FIXTURE_LABELS = {"vibebox.test-fixture": "tssdk-git"}
+SUITES = sorted(path.name.removesuffix(".test.ts") for path in HERE.glob("*.test.ts"))
+CA_CERTS = "/etc/ssl/certs/ca-certificates.crt"
+NODE = shutil.which("node") or "node"
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    if Path(CA_CERTS).exists():
+        env.setdefault("NODE_EXTRA_CA_CERTS", CA_CERTS)
+    return env
+
+
+def run(command: list[str], *, cwd: Path = PKG, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=node_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def check(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout[-20000:]}\n{result.stderr[-20000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    """node_modules from the lock file, then the SDK and the suites compiled (strict) into build/."""
+    check(subprocess.run(["bash", str(ROOT / "scripts/typescript-setup.sh")], capture_output=True, text=True))
+    shutil.rmtree(PKG / "build", ignore_errors=True)
+    check(run([NODE, "node_modules/typescript/bin/tsc", "-p", "tsconfig.test.json"]))
+
+
+@pytest.fixture(scope="session")
+def git_server() -> Iterator[dict[str, str]]:
+    """A smart-HTTP git server (basic auth) on a Docker network the test server's sandboxes join."""
+    client = docker.from_env()
+    for stale in client.containers.list(all=True, filters={"label": "vibebox.test-fixture=tssdk-git"}):
+        stale.remove(force=True)
+    network = client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
+    python_image = client.images.list(filters={"reference": "vibebox/python-3:*"})[0].tags[0]
+    user, token = "agent", secrets.token_urlsafe(16)
+    container = client.containers.run(
+        python_image,
+        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
+        name=f"vibebox-tssdk-git-{os.getpid()}",
+        hostname="git-http",
+        user="root",
+        detach=True,
+        labels=FIXTURE_LABELS,
+        environment={"GIT_USER": user, "GIT_TOKEN": token},
+        network=GIT_NETWORK,
+        working_dir="/srv",
+    )
+    try:
+        _put(container, "/srv", "http_server.py", (GIT_FILES / "http_server.py").read_bytes())
+        _put(container, "/srv", "seed.sh", (GIT_FILES / "seed.sh").read_bytes())
+        run_in(container, "sh /srv/seed.sh /srv/git && touch /srv/ready")
+        yield {
+            "VIBEBOX_TEST_GIT_URL": "http://git-http:8080/project.git",
+            "VIBEBOX_TEST_GIT_USER": user,
+            "VIBEBOX_TEST_GIT_TOKEN": token,
+        }
+    finally:
+        container.remove(force=True)
+        network.reload()
+        for attached in network.containers:  # a sandbox left behind would keep the network
+            network.disconnect(attached, force=True)
+        network.remove()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def anthropic() -> Iterator[anthropic_stub.Stub]:
+    """The Anthropic API stub the server's model gateway forwards to, scripted for the Claude suite."""
+    stub, http = anthropic_stub.start()
+    stub.script("TS-WRITE", [tool_use("Write", file_path="ts.txt", content="from typescript\n")], [text("wrote it")])
+    yield stub
+    http.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(anthropic: anthropic_stub.Stub, git_server: dict[str, str]) -> Iterator[LiveServer]:
+    engine = docker.from_env()
+    gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": "sk-ant-ts-" + "t" * 24}
+    with live_server(
+        INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", VIBEBOX_EXTRA_NETWORKS=GIT_NETWORK, **gateway
+    ) as running:
+        yield running
+        running.manage("warmpools", "--drain")
+        leftovers = [c.name for c in engine.containers.list(all=True, filters={"label": f"vibebox.instance={INSTANCE}"})]
+    engine.close()
+    assert not leftovers, f"the TypeScript SDK's tests left containers behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def suite_env(server: LiveServer, git_server: dict[str, str]) -> dict[str, str]:
+    return {
+        "VIBEBOX_API_URL": server.url,
+        "VIBEBOX_API_KEY": server.key,
+        "VIBEBOX_TEST_OUTSIDER_KEY": server.create_key("ts-outsider"),
+        **git_server,
+    }
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_suite(suite: str, built: None, suite_env: dict[str, str]) -> None:
+    """One `test/<suite>.test.ts` file: every test in it passes against the live server."""
+    command = [NODE, "--test", "--test-reporter=spec", f"build/test/{suite}.test.js"]
+    output = check(run(command, **suite_env))
+    assert "# fail 0" in output or "ℹ fail 0" in output, output
+
+
+def test_types_match_the_servers_openapi_document(built: None) -> None:
+    """src/generated/openapi.ts is what openapi-typescript makes of the server's schema today."""
+    check(run([NODE, "scripts/generate-types.mjs", "--check"], VIBEBOX_PYTHON=sys.executable))
+
+
+def test_npm_pack_installs_and_runs_the_three_line_example(
+    built: None, suite_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`npm pack` → install the tarball in an empty folder → the README's first example runs."""
+    packed = json.loads(check(run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)])))
+    files = {entry["path"] for entry in packed[0]["files"]}
+    assert {"dist/index.js", "dist/index.d.ts", "package.json", "README.md"} <= files, files
+    assert not any(name.startswith(("src/", "test/", "node_modules/")) for name in files), files
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
+    check(run(["npm", "install", "--no-audit", "--no-fund", str(tmp_path / packed[0]["filename"])], cwd=app))
+    (app / "example.mjs").write_text(
+        "import { VibeBox } from '@vibebox/sdk';\n"
+        "const vb = new VibeBox();\n"
+        "const sandbox = await vb.sandbox('node-20');\n"
+        "const result = await sandbox.run('return 6 * 7');\n"
+        "console.log(JSON.stringify({ id: sandbox.id, value: result.returnValue }));\n"
+        "await sandbox.destroy();\n"
+    )
+    output = check(run([NODE, "example.mjs"], cwd=app, **suite_env))
+    answer = json.loads(output.strip().splitlines()[-1])
+    assert answer["value"] == 42 and answer["id"].startswith("sbx_")
