@@ -215,10 +215,33 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "APPEND_COMPONENTS": {
         "securitySchemes": {
-            "ApiKey": {"type": "http", "scheme": "bearer", "description": "vb_live_... or vb_test_... key"}
+            "ApiKey": {"type": "http", "scheme": "bearer", "description": "vb_live_... or vb_test_... key"},
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key"},
         }
     },
-    "SECURITY": [{"ApiKey": []}],
+    "SECURITY": [{"ApiKeyHeader": []}],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "vibebox.api.schema.postprocess_errors"],
+    # Stable names for the enums (several answers have a `status` or a `type`), so generated SDK types keep theirs.
+    "ENUM_NAME_OVERRIDES": {
+        "SandboxStatusEnum": "apps.sandboxes.models.Status",
+        "ExecStatusEnum": "apps.sandboxes.api.serializers.EXEC_STATUSES",
+        "ExecutionStatusEnum": "apps.sandboxes.models.Execution.Status",
+        "ExecutionKindEnum": "apps.sandboxes.models.Execution.Kind",
+        "BackgroundStatusEnum": "apps.sandboxes.api.schema.BACKGROUND_STATUSES",
+        "FileTypeEnum": "apps.sandboxes.api.schema.FILE_TYPES",
+        "LogEntryTypeEnum": "apps.sandboxes.api.schema.LOG_TYPES",
+        "LogStreamEnum": "apps.sandboxes.api.schema.LOG_STREAMS",
+        "GitTokenAuthTypeEnum": ["token"],
+        "GitSshAuthTypeEnum": ["ssh"],
+        "ScopesEnum": "apps.keys.scopes.ALL_SCOPES",
+        "PermissionModeEnum": "apps.agents.asks.PERMISSION_MODES",
+        "ClaudeAskStatusEnum": "apps.agents.models.ClaudeAsk.Status",
+        "ClaudeMessageRoleEnum": "apps.agents.api.schema.MESSAGE_ROLES",
+        "ClaudeMessageTypeEnum": "apps.agents.api.schema.MESSAGE_TYPES",
+        "ChangeSetStatusEnum": "apps.agents.models.ChangeSet.Status",
+        "ChangeFileStatusEnum": "apps.agents.api.schema.CHANGE_FILE_STATUSES",
+        "ReviewStatusEnum": "apps.agents.api.schema.REVIEW_STATUSES",
+    },
 }
 
 LOG_LEVEL = env_str("VIBEBOX_LOG_LEVEL", "INFO")

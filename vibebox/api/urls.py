@@ -1,6 +1,8 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from . import schema  # noqa: F401  (registers the OpenAPI extensions of the custom fields)
+
 urlpatterns = [
     path("", include("apps.sandboxes.api.urls")),
     path("", include("apps.keys.api.urls")),

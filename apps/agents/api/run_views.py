@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.sandboxes.api.views import READ_WRITE
+from vibebox.api.schema import error_responses
 
 from .. import runs
 from ..models import AgentRun
@@ -94,7 +95,11 @@ class AgentRunDetailView(APIView):
     def get(self, request, run_id):
         return Response(_full(request, run_id))
 
-    @extend_schema(operation_id="agent_runs_update", request=AgentRunUpdateSerializer, responses=AgentRunSerializer)
+    @extend_schema(
+        operation_id="agent_runs_update",
+        request=AgentRunUpdateSerializer,
+        responses={200: AgentRunSerializer, **error_responses(409)},
+    )
     def patch(self, request, run_id):
         run = _run(request, run_id)
         body = AgentRunUpdateSerializer(data=request.data)
@@ -114,7 +119,7 @@ class AgentTaskListView(APIView):
     @extend_schema(
         operation_id="agent_runs_tasks_create",
         request=AgentTasksAddSerializer,
-        responses={201: AgentTaskListSerializer},
+        responses={201: AgentTaskListSerializer, **error_responses(409)},
     )
     def post(self, request, run_id):
         run = _run(request, run_id)
@@ -132,7 +137,9 @@ class AgentTaskDetailView(APIView):
         return Response(task_body(runs.agent_task_get(run=_run(request, run_id), task_id=task_id)))
 
     @extend_schema(
-        operation_id="agent_runs_tasks_update", request=AgentTaskUpdateSerializer, responses=AgentTaskSerializer
+        operation_id="agent_runs_tasks_update",
+        request=AgentTaskUpdateSerializer,
+        responses={200: AgentTaskSerializer, **error_responses(409, 413)},
     )
     def patch(self, request, run_id, task_id):
         task = runs.agent_task_get(run=_run(request, run_id), task_id=task_id)

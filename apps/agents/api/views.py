@@ -1,6 +1,5 @@
 """/api/v1/sandboxes/{id}/claude/…: enable, status, asks, sessions, review (docs/claude.md)."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,8 +7,10 @@ from rest_framework.views import APIView
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors as sandbox_selectors
+from vibebox.api.schema import error_responses
 
 from .. import asks, changes, selectors, setup
+from . import schema
 from .serializers import AskSerializer, EnableSerializer, ReviewSerializer, ask_body, change_body, session_body
 
 
@@ -28,7 +29,16 @@ def _truthy(value) -> bool:
 class EnableView(APIView):
     required_scopes = {"POST": [SANDBOXES_WRITE]}
 
-    @extend_schema(operation_id="claude_enable", request=EnableSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="claude_enable",
+        request=EnableSerializer,
+        responses={
+            200: schema.ClaudeEnabledSerializer,
+            201: schema.ClaudeEnabledSerializer,
+            **error_responses(409),
+        },
+        description="201 the first time, 200 when it was enabled already.",
+    )
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
         body = EnableSerializer(data=request.data)
@@ -55,7 +65,7 @@ class EnableView(APIView):
 class StatusView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_status", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="claude_status", responses=schema.ClaudeStatusSerializer)
     def get(self, request, sandbox_id):
         return Response(setup.claude_status(_sandbox(request, sandbox_id)))
 
@@ -63,7 +73,11 @@ class StatusView(APIView):
 class AskView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
-    @extend_schema(operation_id="claude_ask", request=AskSerializer, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="claude_ask",
+        request=AskSerializer,
+        responses={202: schema.ClaudeAskStartedSerializer, **error_responses(409)},
+    )
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
         body = AskSerializer(data=request.data)
@@ -91,7 +105,7 @@ class AskListView(APIView):
     @extend_schema(
         operation_id="claude_asks_list",
         parameters=[OpenApiParameter("sessionId", description="Only this session's asks.")],
-        responses=OpenApiTypes.OBJECT,
+        responses=schema.ClaudeAskListSerializer,
     )
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -102,7 +116,7 @@ class AskListView(APIView):
 class AskDetailView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_asks_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="claude_asks_retrieve", responses=schema.ClaudeAskSerializer)
     def get(self, request, sandbox_id, ask_id):
         sandbox = _sandbox(request, sandbox_id)
         return Response(ask_body(selectors.ask_get(sandbox=sandbox, ask_id=ask_id)))
@@ -111,7 +125,12 @@ class AskDetailView(APIView):
 class AskCancelView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
-    @extend_schema(operation_id="claude_asks_cancel", request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="claude_asks_cancel",
+        request=None,
+        responses={200: schema.ClaudeAskSerializer, 202: schema.ClaudeAskSerializer},
+        description="200 with the ask once it has ended; 202 while it is still being stopped.",
+    )
     def post(self, request, sandbox_id, ask_id):
         sandbox = _sandbox(request, sandbox_id)
         ask = asks.ask_cancel(ask=selectors.ask_get(sandbox=sandbox, ask_id=ask_id))
@@ -121,7 +140,7 @@ class AskCancelView(APIView):
 class SessionListView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_sessions_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="claude_sessions_list", responses=schema.ClaudeSessionListSerializer)
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
         return Response({"data": [session_body(s) for s in selectors.session_list(sandbox=sandbox)[:200]]})
@@ -133,7 +152,7 @@ class SessionDetailView(APIView):
     @extend_schema(
         operation_id="claude_sessions_retrieve",
         parameters=[OpenApiParameter("transcript", bool, description="Include Claude's own transcript file.")],
-        responses=OpenApiTypes.OBJECT,
+        responses=schema.ClaudeSessionDetailSerializer,
     )
     def get(self, request, sandbox_id, session_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -158,7 +177,7 @@ class ChangesView(APIView):
             OpenApiParameter("status", description="pending (default), approved, rejected or all."),
             OpenApiParameter("diff", bool, description="Include each change set's unified diff (default true)."),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses=schema.ChangeSetListSerializer,
     )
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -176,7 +195,6 @@ class ReviewView(APIView):
     required_scopes = {"POST": [EXECUTE]}
     approve = True
 
-    @extend_schema(request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
         body = ReviewSerializer(data=request.data or {})
@@ -191,7 +209,11 @@ class ReviewView(APIView):
 class ApproveView(ReviewView):
     approve = True
 
-    @extend_schema(operation_id="claude_changes_approve", request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="claude_changes_approve",
+        request=ReviewSerializer,
+        responses={200: schema.ReviewResultSerializer, **error_responses(409)},
+    )
     def post(self, request, sandbox_id):
         return super().post(request, sandbox_id)
 
@@ -199,6 +221,10 @@ class ApproveView(ReviewView):
 class RejectView(ReviewView):
     approve = False
 
-    @extend_schema(operation_id="claude_changes_reject", request=ReviewSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="claude_changes_reject",
+        request=ReviewSerializer,
+        responses={200: schema.ReviewResultSerializer, **error_responses(409)},
+    )
     def post(self, request, sandbox_id):
         return super().post(request, sandbox_id)

@@ -9,13 +9,15 @@ class ApiKeySerializer(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField(source="display", help_text="First characters of the key, for telling keys apart.")
     test = serializers.BooleanField(source="is_test")
-    scopes = serializers.ListField(child=serializers.CharField())
-    rateLimit = serializers.CharField(source="rate_limit")
-    expiresAt = serializers.DateTimeField(source="expires_at")
-    lastUsedAt = serializers.DateTimeField(source="last_used_at")
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES))
+    rateLimit = serializers.CharField(source="rate_limit", help_text="e.g. '100/min'; empty: the server default.")
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
+    lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
-    revokedAt = serializers.DateTimeField(source="revoked_at")
-    rotatedFrom = serializers.CharField(source="rotated_from_id")
+    revokedAt = serializers.DateTimeField(source="revoked_at", allow_null=True)
+    rotatedFrom = serializers.CharField(
+        source="rotated_from_id", allow_null=True, help_text="The key this one replaced."
+    )
     active = serializers.SerializerMethodField()
 
     def get_active(self, key) -> bool:
@@ -56,6 +58,6 @@ class ApiKeyUsageDaySerializer(serializers.Serializer):
 
 class ApiKeyUsageSerializer(serializers.Serializer):
     keyId = serializers.CharField()
-    lastUsedAt = serializers.DateTimeField()
+    lastUsedAt = serializers.DateTimeField(allow_null=True)
     totalRequests = serializers.IntegerField()
     days = ApiKeyUsageDaySerializer(many=True)

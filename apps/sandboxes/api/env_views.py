@@ -1,4 +1,3 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -6,6 +5,8 @@ from rest_framework.views import APIView
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import envvars, selectors
 from vibebox import exceptions as errors
+
+from .schema import EnvMapSerializer, EnvReplaceSerializer, EnvUpdateSerializer, EnvVarSerializer
 
 SCOPES = {"GET": [SANDBOXES_READ], "PUT": [SANDBOXES_WRITE], "PATCH": [SANDBOXES_WRITE], "DELETE": [SANDBOXES_WRITE]}
 ENV_DOC = (
@@ -23,17 +24,27 @@ def _body(request) -> dict:
 class EnvView(APIView):
     required_scopes = SCOPES
 
-    @extend_schema(operation_id="sandboxes_env_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="sandboxes_env_list", responses=EnvMapSerializer)
     def get(self, request, sandbox_id):
         return Response(envvars.public(selectors.sandbox_get(owner=request.user, ref=sandbox_id)))
 
-    @extend_schema(operation_id="sandboxes_env_replace", request=OpenApiTypes.OBJECT, description=ENV_DOC)
+    @extend_schema(
+        operation_id="sandboxes_env_replace",
+        request=EnvReplaceSerializer,
+        responses=EnvMapSerializer,
+        description=ENV_DOC,
+    )
     def put(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request), replace=True)
         return Response(envvars.public(sandbox))
 
-    @extend_schema(operation_id="sandboxes_env_update", request=OpenApiTypes.OBJECT, description=ENV_DOC)
+    @extend_schema(
+        operation_id="sandboxes_env_update",
+        request=EnvUpdateSerializer,
+        responses=EnvMapSerializer,
+        description=ENV_DOC,
+    )
     def patch(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request))
@@ -43,7 +54,7 @@ class EnvView(APIView):
 class EnvVarView(APIView):
     required_scopes = SCOPES
 
-    @extend_schema(operation_id="sandboxes_env_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="sandboxes_env_retrieve", responses=EnvVarSerializer)
     def get(self, request, sandbox_id, name):
         return Response(envvars.public_one(selectors.sandbox_get(owner=request.user, ref=sandbox_id), name))
 

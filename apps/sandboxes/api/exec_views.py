@@ -1,4 +1,3 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -8,7 +7,9 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
 from apps.sandboxes import execution, logs, processes, selectors
 from vibebox import exceptions as errors
+from vibebox.api.schema import error_responses
 
+from .schema import BackgroundProcessSerializer, LogsSerializer, ProcessListSerializer, ProcessSerializer
 from .serializers import (
     ExecResultSerializer,
     ExecSerializer,
@@ -40,7 +41,13 @@ def outcome_body(outcome) -> dict:
 class ExecView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
-    @extend_schema(operation_id="sandboxes_exec", request=ExecSerializer, responses=ExecResultSerializer)
+    @extend_schema(
+        operation_id="sandboxes_exec",
+        request=ExecSerializer,
+        responses={200: ExecResultSerializer, 202: BackgroundProcessSerializer, **error_responses(409, 413)},
+        description="Runs a command and answers its result (200, whatever its exit code); with `background: true` "
+        "answers 202 at once and the command runs on (GET processes, WS processes/{processId}).",
+    )
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = ExecSerializer(data=request.data)
@@ -78,7 +85,11 @@ class ExecView(APIView):
 class ExecuteView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
-    @extend_schema(operation_id="sandboxes_execute", request=ExecuteSerializer, responses=ExecuteResultSerializer)
+    @extend_schema(
+        operation_id="sandboxes_execute",
+        request=ExecuteSerializer,
+        responses={200: ExecuteResultSerializer, **error_responses(409, 413)},
+    )
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = ExecuteSerializer(data=request.data)
@@ -103,7 +114,7 @@ class ExecutionListView(GenericAPIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
     serializer_class = ExecutionSerializer
 
-    @extend_schema(operation_id="sandboxes_executions_list")
+    @extend_schema(operation_id="sandboxes_executions_list", responses=ExecutionSerializer(many=True))
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         page = self.paginate_queryset(selectors.execution_list(sandbox=sandbox))
@@ -128,11 +139,11 @@ class LogsView(APIView):
         operation_id="sandboxes_logs",
         parameters=[
             OpenApiParameter("since", description="A duration back from now ('1h') or a unix timestamp."),
-            OpenApiParameter("tail", OpenApiTypes.INT, description="Last N lines (default 100; 'all')."),
-            OpenApiParameter("stream", enum=["stdout", "stderr", "all"]),
-            OpenApiParameter("events", OpenApiTypes.BOOL, description="Include VibeBox's events (default true)."),
+            OpenApiParameter("tail", description="The last N entries (default 100; at most 100000), or 'all'."),
+            OpenApiParameter("stream", enum=["stdout", "stderr", "all"], description="Default all."),
+            OpenApiParameter("events", description="0 or false leaves out VibeBox's events (default: included)."),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: LogsSerializer, **error_responses(400)},
     )
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
@@ -153,7 +164,7 @@ class LogsView(APIView):
 class ProcessListView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="sandboxes_processes_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="sandboxes_processes_list", responses=ProcessListSerializer)
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         return Response({"processes": [p.summary() for p in processes.process_list(sandbox=sandbox)]})
@@ -162,7 +173,7 @@ class ProcessListView(APIView):
 class ProcessKillView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
-    @extend_schema(operation_id="sandboxes_processes_kill", request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="sandboxes_processes_kill", request=None, responses=ProcessSerializer)
     def post(self, request, sandbox_id, process_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         return Response(processes.process_kill(sandbox=sandbox, id=process_id).summary())

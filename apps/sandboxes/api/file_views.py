@@ -11,11 +11,20 @@ from rest_framework.views import APIView
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import execution, files, selectors
 from vibebox import exceptions as errors
+from vibebox.api.schema import error_responses
 
+from .schema import (
+    AUTO_RESUME,
+    UPLOAD_RESULT,
+    FileListSerializer,
+    FilePathSerializer,
+    FileUploadMultipartSerializer,
+)
 from .serializers import MkdirSerializer, MoveSerializer
 
 SCOPES = {"GET": [SANDBOXES_READ], "POST": [SANDBOXES_WRITE], "DELETE": [SANDBOXES_WRITE]}
 TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip"}
+PATH_DOC = "Relative to /workspace; an absolute path starts with a second slash (files//etc/hosts)."
 
 
 def _flag(request, name: str) -> bool:
@@ -50,8 +59,12 @@ class FilesView(APIView):
 
     @extend_schema(
         operation_id="sandboxes_files_list",
-        parameters=[OpenApiParameter("path"), OpenApiParameter("recursive", OpenApiTypes.BOOL)],
-        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("path", description="The directory (default /workspace); relative to /workspace."),
+            OpenApiParameter("recursive", bool, description="Everything below it, not only its entries."),
+            AUTO_RESUME,
+        ],
+        responses={200: FileListSerializer, **error_responses(400, 409)},
     )
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -61,13 +74,22 @@ class FilesView(APIView):
 
     @extend_schema(
         operation_id="sandboxes_files_upload",
+        description="A multipart `file`, a raw body (needs ?path= and a Content-Length), or a tar archive, plain or "
+        "gzipped (application/x-tar, application/gzip, or any type with ?extract=true), extracted at ?path=. "
+        "A file answers {path, size, mode}, an archive {path, entries}.",
         request={
-            "multipart/form-data": OpenApiTypes.OBJECT,
+            "multipart/form-data": FileUploadMultipartSerializer,
             "application/octet-stream": OpenApiTypes.BINARY,
             "application/x-tar": OpenApiTypes.BINARY,
+            "application/gzip": OpenApiTypes.BINARY,
         },
-        parameters=[OpenApiParameter("path"), OpenApiParameter("mode"), OpenApiParameter("extract", OpenApiTypes.BOOL)],
-        responses={201: OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter("path", description="Where to write (required for raw bodies and archives). " + PATH_DOC),
+            OpenApiParameter("mode", description="Octal file mode, default 0644 (files only)."),
+            OpenApiParameter("extract", bool, description="Take the body as a tar archive whatever its type."),
+            AUTO_RESUME,
+        ],
+        responses={201: UPLOAD_RESULT, **error_responses(409, 413)},
     )
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -126,8 +148,15 @@ class FileView(APIView):
 
     @extend_schema(
         operation_id="sandboxes_files_download",
-        parameters=[OpenApiParameter("format", enum=["raw", "tar"]), OpenApiParameter("gzip", OpenApiTypes.BOOL)],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        description="A file comes as itself (Content-Type guessed from its name, else application/octet-stream); "
+        "a directory, or anything with format=tar, as a tar (application/x-tar; application/gzip with gzip=1).",
+        parameters=[
+            OpenApiParameter("path", location="path", description=PATH_DOC),
+            OpenApiParameter("format", enum=["raw", "tar"], description="tar: always a tar archive."),
+            OpenApiParameter("gzip", bool, description="With a tar: gzip it."),
+            AUTO_RESUME,
+        ],
+        responses={(200, "*/*"): OpenApiTypes.BINARY, **error_responses(400, 409)},
     )
     def get(self, request, sandbox_id, path):
         sandbox = _sandbox(request, sandbox_id)
@@ -142,15 +171,19 @@ class FileView(APIView):
 
     @extend_schema(
         operation_id="sandboxes_files_delete",
-        parameters=[OpenApiParameter("recursive", OpenApiTypes.BOOL)],
-        responses={204: None},
+        parameters=[
+            OpenApiParameter("path", location="path", description=PATH_DOC),
+            OpenApiParameter("recursive", bool, description="Needed for a directory (else 409 file_conflict)."),
+            AUTO_RESUME,
+        ],
+        responses={204: None, **error_responses(400, 409)},
     )
     def delete(self, request, sandbox_id, path):
         sandbox = _sandbox(request, sandbox_id)
         files.file_delete(sandbox=sandbox, path=path, recursive=_flag(request, "recursive"))
         return Response(status=204)
 
-    @extend_schema(operation_id="sandboxes_files_action", request=MoveSerializer, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(exclude=True)  # described as files/mkdir and files/move (below)
     def post(self, request, sandbox_id, path):
         sandbox = _sandbox(request, sandbox_id)
         if path == "mkdir":
@@ -167,3 +200,38 @@ class FileView(APIView):
             )
             return Response({"path": files.resolve(data["destination"])})
         raise errors.MethodNotAllowed("POST works on files/mkdir and files/move; upload with POST files.")
+
+
+class _FileActionView(FileView):
+    """POST files/mkdir and files/move, routed apart only so that the schema describes each; FileView
+    does the work (a GET or DELETE there is on a file of that name in /workspace, as anywhere)."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, sandbox_id, path):
+        return super().get(request, sandbox_id, path)
+
+    @extend_schema(exclude=True)
+    def delete(self, request, sandbox_id, path):
+        return super().delete(request, sandbox_id, path)
+
+
+def _file_action(name: str, body, status: int, description: str):
+    def post(self, request, sandbox_id, path):
+        return FileView.post(self, request, sandbox_id, path)
+
+    post = extend_schema(
+        operation_id=f"sandboxes_files_{name}",
+        description=description,
+        request=body,
+        parameters=[AUTO_RESUME],
+        responses={status: FilePathSerializer, **error_responses(409)},
+    )(post)
+    return type(f"File{name.title()}View", (_FileActionView,), {"post": post})
+
+
+FileMkdirView = _file_action(
+    "mkdir", MkdirSerializer, 201, "Creates the directory and its parents; an existing directory is fine."
+)
+FileMoveView = _file_action(
+    "move", MoveSerializer, 200, "Renames source to destination (the new path itself), creating its parents."
+)

@@ -1,11 +1,12 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import git, selectors
+from vibebox.api.schema import error_responses
 
+from . import git_schema
 from .serializers import (
     GitCheckoutSerializer,
     GitCloneSerializer,
@@ -21,20 +22,22 @@ def _flag(value) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
-def _post_view(name: str, serializer_class, call):
+def _post_view(name: str, serializer_class, call, result):
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = serializer_class(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(call(sandbox, body.validated_data, request))
 
-    post = extend_schema(operation_id=f"sandboxes_git_{name}", request=serializer_class, responses=OpenApiTypes.OBJECT)(
-        post
-    )
+    post = extend_schema(
+        operation_id=f"sandboxes_git_{name}",
+        request=serializer_class,
+        responses={200: result, **error_responses(409, 422)},
+    )(post)
     return type(f"Git{name.title()}View", (APIView,), {"required_scopes": SCOPES, "post": post}).as_view()
 
 
-def _get_view(name: str, call, parameters=()):
+def _get_view(name: str, call, result, parameters=()):
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         return Response(call(sandbox, request.query_params))
@@ -42,7 +45,7 @@ def _get_view(name: str, call, parameters=()):
     get = extend_schema(
         operation_id=f"sandboxes_git_{name}",
         parameters=[OpenApiParameter("path", description="Repository path (default /repo)"), *parameters],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: result, **error_responses(400, 409, 422)},
     )(get)
     return type(f"Git{name.title()}View", (APIView,), {"required_scopes": SCOPES, "get": get}).as_view()
 
@@ -63,6 +66,7 @@ views = {
             depth=d.get("depth"),
             auth=d.get("auth"),
         ),
+        git_schema.GitCloneResultSerializer,
     ),
     "pull": _post_view(
         "pull",
@@ -70,6 +74,7 @@ views = {
         lambda s, d, r: git.git_pull(
             sandbox=s, path=d.get("path"), remote=d["remote"], branch=d.get("branch"), auth=d.get("auth")
         ),
+        git_schema.GitPullResultSerializer,
     ),
     "push": _post_view(
         "push",
@@ -83,6 +88,7 @@ views = {
             set_upstream=d["setUpstream"],
             force=d["force"],
         ),
+        git_schema.GitPushResultSerializer,
     ),
     "commit": _post_view(
         "commit",
@@ -96,22 +102,33 @@ views = {
             allow_empty=d["allowEmpty"],
             user=_user(r),
         ),
+        git_schema.GitCommitResultSerializer,
     ),
     "checkout": _post_view(
         "checkout",
         GitCheckoutSerializer,
         lambda s, d, r: git.git_checkout(sandbox=s, branch=d["branch"], path=d.get("path"), create=d["create"]),
+        git_schema.GitCheckoutResultSerializer,
     ),
-    "status": _get_view("status", lambda s, q: git.git_status(sandbox=s, path=q.get("path"))),
+    "status": _get_view(
+        "status", lambda s, q: git.git_status(sandbox=s, path=q.get("path")), git_schema.GitStatusSerializer
+    ),
     "diff": _get_view(
         "diff",
         lambda s, q: git.git_diff(sandbox=s, path=q.get("path"), staged=_flag(q.get("staged")), file=q.get("file")),
-        [OpenApiParameter("staged", OpenApiTypes.BOOL), OpenApiParameter("file", description="Limit to one path")],
+        git_schema.GitDiffSerializer,
+        [
+            OpenApiParameter("staged", bool, description="The staged changes (git diff --cached)."),
+            OpenApiParameter("file", description="Limit to one path."),
+        ],
     ),
     "log": _get_view(
         "log",
         lambda s, q: git.git_log(sandbox=s, path=q.get("path"), limit=q.get("limit") or 20),
-        [OpenApiParameter("limit", OpenApiTypes.INT)],
+        git_schema.GitLogSerializer,
+        [OpenApiParameter("limit", int, description="How many commits (default 20, at most 500).")],
     ),
-    "branches": _get_view("branches", lambda s, q: git.git_branches(sandbox=s, path=q.get("path"))),
+    "branches": _get_view(
+        "branches", lambda s, q: git.git_branches(sandbox=s, path=q.get("path")), git_schema.GitBranchesSerializer
+    ),
 }

@@ -5,6 +5,7 @@ from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes import metrics, selectors
+from vibebox.api.schema import error_responses
 
 
 class CpuMetricsSerializer(serializers.Serializer):
@@ -47,7 +48,7 @@ class SandboxMetricsView(APIView):
 
     @extend_schema(
         operation_id="sandboxes_metrics",
-        responses=SandboxMetricsSerializer,
+        responses={200: SandboxMetricsSerializer, **error_responses(409)},
         description="The sandbox's resource use now (running or paused sandboxes; 409 sandbox_not_running otherwise). "
         "CPU is measured over a quarter of a second.",
     )

@@ -1,4 +1,3 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -7,13 +6,15 @@ from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes import pools
 from vibebox import exceptions as errors
 
+from .schema import PoolListSerializer
+
 
 class PoolListView(APIView):
     """GET /api/v1/pools: warm-pool state and metrics, for operators (staff users) only."""
 
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="pools_list", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="pools_list", responses=PoolListSerializer)
     def get(self, request):
         if not request.user.is_staff:
             raise errors.PermissionDenied("Warm pools are visible to operators (staff users) only.")

@@ -1,8 +1,11 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.sandboxes.models import Execution, Status
 from vibebox.api.serializers import DurationField, SizeField, StrictSerializer
 from vibebox.units import format_size
+
+from .git_schema import GitAuthField, GitSpecField
 
 
 class ResourcesInputSerializer(StrictSerializer):
@@ -21,7 +24,7 @@ class SandboxCreateSerializer(StrictSerializer):
     env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False)
     metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     resources = ResourcesInputSerializer(required=False)
-    git = serializers.JSONField(
+    git = GitSpecField(
         required=False,
         help_text="A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running.",
     )
@@ -59,23 +62,23 @@ class SandboxSerializer(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
     template = serializers.CharField(source="template.name")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Status.choices)
     statusReason = serializers.CharField(source="status_reason")
     ephemeral = serializers.BooleanField()
-    timeout = serializers.IntegerField(source="timeout_seconds", allow_null=True)
-    expiresAt = serializers.DateTimeField(source="expires_at")
+    timeout = serializers.IntegerField(source="timeout_seconds", allow_null=True, help_text="Seconds.")
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
-    startedAt = serializers.DateTimeField(source="started_at")
-    stoppedAt = serializers.DateTimeField(source="stopped_at")
-    destroyedAt = serializers.DateTimeField(source="destroyed_at")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    stoppedAt = serializers.DateTimeField(source="stopped_at", allow_null=True)
+    destroyedAt = serializers.DateTimeField(source="destroyed_at", allow_null=True)
     resources = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
     warm = serializers.BooleanField(help_text="Whether the sandbox's container came ready from a warm pool.")
-    pausedAt = serializers.DateTimeField(source="paused_at")
-    autoPause = serializers.IntegerField(source="auto_pause_seconds", allow_null=True)
+    pausedAt = serializers.DateTimeField(source="paused_at", allow_null=True)
+    autoPause = serializers.IntegerField(source="auto_pause_seconds", allow_null=True, help_text="Seconds.")
     autoResume = serializers.BooleanField(source="auto_resume")
     pauseStopsTimeout = serializers.BooleanField(source="pause_stops_timeout")
-    lastActivityAt = serializers.DateTimeField(source="last_activity_at")
+    lastActivityAt = serializers.DateTimeField(source="last_activity_at", allow_null=True)
 
     @extend_schema_field(ResourcesSerializer)
     def get_resources(self, sandbox) -> dict:
@@ -87,6 +90,14 @@ class SandboxSerializer(serializers.Serializer):
         }
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "description": "Run by bash -lc (sh -c without bash)."},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "An argv, run directly."},
+        ]
+    }
+)
 class CommandField(serializers.Field):
     """A shell command line (string) or an argv list of strings."""
 
@@ -129,13 +140,16 @@ class ExecuteSerializer(StrictSerializer):
     autoResume = serializers.BooleanField(required=False, default=False)
 
 
+EXEC_STATUSES = ["completed", "failed", "timeout"]
+
+
 class ExecResultSerializer(serializers.Serializer):
     executionId = serializers.CharField()
     stdout = serializers.CharField()
     stderr = serializers.CharField()
     exitCode = serializers.IntegerField(allow_null=True)
     duration = serializers.IntegerField(help_text="milliseconds")
-    status = serializers.ChoiceField(choices=["completed", "failed", "timeout"])
+    status = serializers.ChoiceField(choices=EXEC_STATUSES)
     truncated = serializers.BooleanField()
     oomKilled = serializers.BooleanField()
 
@@ -147,12 +161,12 @@ class ExecuteResultSerializer(ExecResultSerializer):
 
 class ExecutionSerializer(serializers.Serializer):
     executionId = serializers.CharField(source="id")
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Execution.Kind.choices)
     language = serializers.CharField()
-    command = serializers.CharField()
+    command = serializers.CharField(help_text="The command line, the argv as JSON, or the code (first 4096 chars).")
     cwd = serializers.CharField()
     user = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Execution.Status.choices)
     exitCode = serializers.IntegerField(source="exit_code", allow_null=True)
     duration = serializers.IntegerField(source="duration_ms", allow_null=True)
     stdoutBytes = serializers.IntegerField(source="stdout_bytes")
@@ -177,10 +191,6 @@ class MoveSerializer(StrictSerializer):
     source = serializers.CharField()
     destination = serializers.CharField()
     overwrite = serializers.BooleanField(required=False, default=False)
-
-
-class GitAuthField(serializers.JSONField):
-    """{type: "token", token, username?, persist?} or {type: "ssh", privateKey, knownHosts?, persist?}."""
 
 
 class GitCloneSerializer(StrictSerializer):

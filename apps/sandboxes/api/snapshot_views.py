@@ -3,7 +3,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.sandboxes import selectors, snapshots
+from vibebox.api.schema import error_responses
 
+from .schema import SnapshotListSerializer
 from .serializers import SandboxSerializer, SnapshotCreateSerializer, SnapshotRestoreSerializer, SnapshotSerializer
 from .views import READ_WRITE
 
@@ -13,14 +15,16 @@ class SandboxSnapshotsView(APIView):
 
     required_scopes = READ_WRITE
 
-    @extend_schema(operation_id="snapshots_of_sandbox", responses=SnapshotSerializer(many=True))
+    @extend_schema(operation_id="snapshots_of_sandbox", responses=SnapshotListSerializer)
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         items = selectors.snapshot_list(owner=request.user, sandbox=sandbox)
         return Response({"results": SnapshotSerializer(items, many=True).data})
 
     @extend_schema(
-        operation_id="snapshots_create", request=SnapshotCreateSerializer, responses={201: SnapshotSerializer}
+        operation_id="snapshots_create",
+        request=SnapshotCreateSerializer,
+        responses={201: SnapshotSerializer, **error_responses(409)},
     )
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
@@ -33,7 +37,11 @@ class SandboxSnapshotsView(APIView):
 class SandboxRestoreView(APIView):
     required_scopes = READ_WRITE
 
-    @extend_schema(operation_id="sandboxes_restore", request=SnapshotRestoreSerializer, responses=SandboxSerializer)
+    @extend_schema(
+        operation_id="sandboxes_restore",
+        request=SnapshotRestoreSerializer,
+        responses={200: SandboxSerializer, **error_responses(409)},
+    )
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = SnapshotRestoreSerializer(data=request.data)
@@ -45,7 +53,7 @@ class SandboxRestoreView(APIView):
 class SnapshotListView(APIView):
     required_scopes = READ_WRITE
 
-    @extend_schema(operation_id="snapshots_list", responses=SnapshotSerializer(many=True))
+    @extend_schema(operation_id="snapshots_list", responses=SnapshotListSerializer)
     def get(self, request):
         items = selectors.snapshot_list(owner=request.user)
         return Response({"results": SnapshotSerializer(items, many=True).data})

@@ -28,6 +28,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),
     path("sandboxes/<str:sandbox_id>/files", file_views.FilesView.as_view()),
+    path("sandboxes/<str:sandbox_id>/files/mkdir", file_views.FileMkdirView.as_view(), {"path": "mkdir"}),
+    path("sandboxes/<str:sandbox_id>/files/move", file_views.FileMoveView.as_view(), {"path": "move"}),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
 ]

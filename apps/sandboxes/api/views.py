@@ -1,4 +1,3 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -8,6 +7,7 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors, services
 from apps.sandboxes.models import Status
+from vibebox.api.schema import error_responses
 
 from .serializers import SandboxCreateSerializer, SandboxSerializer, SandboxUpdateSerializer
 
@@ -30,7 +30,7 @@ class SandboxListView(GenericAPIView):
     required_scopes = READ_WRITE
     serializer_class = SandboxSerializer
 
-    @extend_schema(operation_id="sandboxes_list", parameters=LIST_FILTERS)
+    @extend_schema(operation_id="sandboxes_list", parameters=LIST_FILTERS, responses=SandboxSerializer(many=True))
     def get(self, request):
         params = request.query_params
         statuses = [s for s in params.get("status", "").split(",") if s in Status.values]
@@ -45,7 +45,11 @@ class SandboxListView(GenericAPIView):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(SandboxSerializer(page, many=True).data)
 
-    @extend_schema(operation_id="sandboxes_create", request=SandboxCreateSerializer, responses={201: SandboxSerializer})
+    @extend_schema(
+        operation_id="sandboxes_create",
+        request=SandboxCreateSerializer,
+        responses={201: SandboxSerializer, **error_responses(409, 422)},
+    )
     def post(self, request):
         body = SandboxCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -79,7 +83,11 @@ class SandboxDetailView(APIView):
     def get(self, request, sandbox_id):
         return Response(SandboxSerializer(selectors.sandbox_get(owner=request.user, ref=sandbox_id)).data)
 
-    @extend_schema(operation_id="sandboxes_update", request=SandboxUpdateSerializer, responses=SandboxSerializer)
+    @extend_schema(
+        operation_id="sandboxes_update",
+        request=SandboxUpdateSerializer,
+        responses={200: SandboxSerializer, **error_responses(409)},
+    )
     def patch(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = SandboxUpdateSerializer(data=request.data)
@@ -106,14 +114,11 @@ def _update_fields(data: dict) -> dict:
 
 
 class SandboxActionView(APIView):
-    """POST /sandboxes/{id}/start|stop|restart."""
+    """POST /sandboxes/{id}/start|stop|restart|pause|resume."""
 
     required_scopes = {"POST": [SANDBOXES_WRITE]}
     action_service = None
 
-    @extend_schema(
-        request=None, responses=SandboxSerializer, parameters=[OpenApiParameter("sandbox_id", OpenApiTypes.STR, "path")]
-    )
     def post(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = type(self).action_service(sandbox=sandbox)
@@ -121,5 +126,15 @@ class SandboxActionView(APIView):
 
 
 def action_view(service, name: str):
-    view = type(f"Sandbox{name.title()}View", (SandboxActionView,), {"action_service": staticmethod(service)})
-    return extend_schema(operation_id=f"sandboxes_{name}")(view).as_view()
+    def post(self, request, sandbox_id):
+        return SandboxActionView.post(self, request, sandbox_id)
+
+    post = extend_schema(
+        operation_id=f"sandboxes_{name}",
+        description=f"{name.title()}s the sandbox and answers it (409 sandbox_state_conflict from a state that "
+        "does not allow it).",
+        request=None,
+        responses={200: SandboxSerializer, **error_responses(409)},
+    )(post)
+    attributes = {"action_service": staticmethod(service), "post": post}
+    return type(f"Sandbox{name.title()}View", (SandboxActionView,), attributes).as_view()
