@@ -105,6 +105,8 @@ def rewrite(fileobj, *, prefix: str, uid: int, gid: int) -> Iterator[bytes]:
         for member in tar:
             member.uid, member.gid = uid, gid
             member.uname = member.gname = ""
+            # A long or non-ASCII name came in a PAX record, which tobuf would write over the new name.
+            member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
             member.name = posixpath.join(prefix, member.name) if prefix else member.name
             if member.islnk():
                 member.linkname = posixpath.join(prefix, member.linkname) if prefix else member.linkname

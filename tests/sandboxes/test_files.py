@@ -143,6 +143,21 @@ def test_unsafe_archives_are_rejected_whole(api_client, sandbox_id):
     assert sh(api_client, sandbox_id, "ls /workspace /; ls /workspace/dest 2>&1")["stdout"].count("fine.txt") == 0
 
 
+def test_pax_long_and_non_ascii_names_land_under_the_target(api_client, sandbox_id):
+    long_name = "deep/" + "d" * 120 + "/f.txt"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in ((long_name, b"long"), ("caf\u00e9.txt", b"accent")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    response = raw_upload(api_client, sandbox_id, "project", buffer.getvalue(), content_type="application/x-tar")
+    assert response.status_code == 201, response.content
+    assert sh(api_client, sandbox_id, f"cat /workspace/project/{long_name}")["stdout"] == "long"
+    assert sh(api_client, sandbox_id, "cat /workspace/project/caf\u00e9.txt")["stdout"] == "accent"
+    assert sh(api_client, sandbox_id, "test -e /workspace/deep && echo leaked || echo ok")["stdout"] == "ok\n"
+
+
 def test_oversize_upload_is_413(api_client, sandbox_id, settings):
     settings.VIBEBOX_UPLOAD_MAX_BYTES = 1000
     response = raw_upload(api_client, sandbox_id, "big.bin", b"x" * 1001)
