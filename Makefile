@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser venv images migrate run test lint format bench clean-containers
+.PHONY: setup host browser typescript venv images migrate run test lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -18,6 +18,9 @@ host:
 
 browser:
 	@bash scripts/browser-setup.sh
+
+typescript:
+	@bash scripts/typescript-setup.sh
 
 venv: $(VENV)/.deps
 
@@ -39,15 +42,16 @@ run: setup
 	@$(BIN)/python manage.py warmpools --fill >/dev/null
 	@exec $(BIN)/honcho start -f Procfile
 
-test: setup browser
+test: setup browser typescript
 	@$(BIN)/pytest
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py
 
-lint: venv
+lint: venv typescript
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@cd sdk/typescript && node node_modules/typescript/bin/tsc -p tsconfig.test.json --noEmit
 
 format: venv
 	@$(BIN)/ruff check --fix .

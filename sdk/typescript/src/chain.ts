@@ -31,12 +31,14 @@ export class SandboxChain<T> implements PromiseLike<T> {
 
   then<A = T, B = never>(
     onFulfilled?: ((value: T) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as Promise's: errors are untyped
+    onRejected?: ((reason: any) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
     return this.promise.then(onFulfilled, onRejected);
   }
 
-  catch<B = never>(onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<T | B> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as Promise's: errors are untyped
+  catch<B = never>(onRejected?: ((reason: any) => B | PromiseLike<B>) | null): Promise<T | B> {
     return this.promise.catch(onRejected);
   }
 

@@ -7,6 +7,7 @@
 import { TimeoutError } from './errors.js';
 import { LONG, body, sandboxPath } from './paths.js';
 import { sleep, type Query, type Transport } from './transport.js';
+import type { Schemas } from './types.js';
 
 /** Options of `claude.enable()`. */
 export interface EnableOptions {
@@ -40,64 +41,15 @@ export interface WaitOptions {
 }
 
 /** A change set's file. */
-export interface ChangedFile {
-  path: string;
-  status?: string;
-  additions?: number;
-  deletions?: number;
-  binary?: boolean;
-}
-
-/** Claude's changes from one ask, waiting for review (or reviewed). */
-export interface ChangeSet {
-  id: string;
-  sessionId: string;
-  askId: string | null;
-  status: 'pending' | 'approved' | 'rejected' | string;
-  baseCommit: string;
-  headCommit: string;
-  files: ChangedFile[];
-  stats: { files: number; additions: number; deletions: number };
-  /** The unified diff (with `pendingChanges()`). */
-  diff?: string;
-  createdAt: string | null;
-  reviewedAt: string | null;
-  [field: string]: unknown;
-}
-
-/** An ask: one prompt to Claude and what came of it. */
-export interface Ask {
-  askId: string;
-  sessionId: string;
-  status: 'running' | 'completed' | 'failed' | 'cancelled' | string;
-  prompt: string;
-  result: string | null;
-  isError: boolean;
-  error: string | null;
-  numTurns: number | null;
-  costUsd: number | null;
-  durationMs: number | null;
-  exitCode: number | null;
-  changeSetId: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  [field: string]: unknown;
-}
-
+export type ChangedFile = Schemas['ChangeFile'];
+/** Claude's changes from one ask, waiting for review (or reviewed); `diff` with `pendingChanges()`. */
+export type ChangeSet = Schemas['ChangeSet'];
+/** An ask: one prompt to Claude and what came of it (`status`, `result`, `costUsd`, `changeSetId`…). */
+export type Ask = Schemas['ClaudeAsk'];
 /** A Claude session (a conversation, continued by later asks). */
-export interface ClaudeSession {
-  sessionId: string;
-  title: string;
-  review: boolean;
-  pendingChanges: number;
-  [field: string]: unknown;
-}
-
+export type ClaudeSession = Schemas['ClaudeSession'];
 /** What `approve()` and `reject()` answer. */
-export interface ReviewResult {
-  status: 'approved' | 'rejected';
-  changeSets: ChangeSet[];
-}
+export type ReviewResult = Schemas['ReviewResult'];
 
 const FEATURE = 'Claude Code';
 
@@ -129,17 +81,17 @@ export class Claude {
   }
 
   /** Checks Claude Code is installed and gives the sandbox its model gateway token. */
-  enable(options: EnableOptions = {}): Promise<Record<string, unknown>> {
+  enable(options: EnableOptions = {}): Promise<Schemas['ClaudeEnabled']> {
     return this.call('POST', 'enable', { ...options });
   }
 
   /** Enabled or not, version, running asks, usage. */
-  status(): Promise<Record<string, unknown>> {
+  status(): Promise<Schemas['ClaudeStatus']> {
     return this.call('GET', 'status');
   }
 
   /** Starts an ask and answers at once (`status: "running"`). */
-  start(prompt: string, options: AskOptions = {}): Promise<Ask> {
+  start(prompt: string, options: AskOptions = {}): Promise<Schemas['ClaudeAskStarted']> {
     return this.call('POST', 'ask', { prompt, ...options });
   }
 
@@ -182,7 +134,7 @@ export class Claude {
   }
 
   /** A session with its conversation. */
-  session(sessionId: string): Promise<ClaudeSession & { messages?: unknown[] }> {
+  session(sessionId: string): Promise<Schemas['ClaudeSessionDetail']> {
     return this.call('GET', `sessions/${sessionId}`);
   }
 

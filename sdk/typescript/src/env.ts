@@ -6,12 +6,10 @@
 import { EnvVarNotFoundError } from './errors.js';
 import { sandboxPath } from './paths.js';
 import type { Transport } from './transport.js';
+import type { Schemas } from './types.js';
 
 /** A variable as the server stores it; secret values read back as `********`. */
-export interface EnvValue {
-  value: string;
-  secret: boolean;
-}
+export type EnvValue = Schemas['EnvVarValue'];
 
 /** What `set` accepts per variable: a value, or `{ value, secret: true }` for a secret. */
 export type EnvInput = string | { value: string; secret?: boolean };

@@ -17,6 +17,7 @@ import { select, type Selection } from './glob.js';
 import { LONG, filePath, sandboxPath } from './paths.js';
 import { extractTar, fileChunks, tarChunks, tarSize } from './tar.js';
 import type { Call, RequestBody, Transport } from './transport.js';
+import type { Schemas } from './types.js';
 
 /**
  * Called as bytes go by: `done` so far of `total` (0 when the server did not say).
@@ -76,20 +77,7 @@ export interface UploadResult {
  * console.log(entry.path, entry.isDir ? 'dir' : `${entry.size} bytes`);
  * ```
  */
-export interface FileEntry {
-  /** The absolute path in the sandbox. */
-  path: string;
-  name: string;
-  size: number;
-  isDir: boolean;
-  type: 'file' | 'directory' | 'symlink' | 'other';
-  /** Permission bits in octal (`"0644"`). */
-  mode: string;
-  /** Unix seconds. */
-  modifiedAt: number;
-  /** Where a symlink points, else null. */
-  symlinkTarget: string | null;
-}
+export type FileEntry = Schemas['FileEntry'];
 
 const ARCHIVE_TYPES = ['application/x-tar', 'application/gzip'];
 

@@ -6,7 +6,7 @@
 
 import { LONG, body, sandboxPath } from './paths.js';
 import type { Query, Transport } from './transport.js';
-import type { GitAuth } from './types.js';
+import type { GitAuth, Schemas } from './types.js';
 
 /** Where the repository is (default `/repo`; relative paths start at `/workspace`). */
 export interface GitPathOption {
@@ -43,78 +43,26 @@ export interface DiffOptions extends GitPathOption {
   file?: string;
 }
 
-/** `clone`'s answer. */
-export interface CloneResult {
-  path: string;
-  url: string;
-  branch: string;
-  commit: string;
-}
+/** `clone`'s answer: `{ path, url, branch, commit }`. */
+export type CloneResult = Schemas['GitCloneResult'];
 /** `pull`'s answer: `updated` when new commits arrived. */
-export interface PullResult {
-  path: string;
-  before: string;
-  commit: string;
-  updated: boolean;
-}
+export type PullResult = Schemas['GitPullResult'];
 /** `push`'s answer. */
-export interface PushResult {
-  path: string;
-  remote: string;
-  branch: string;
-  commit: string;
-}
+export type PushResult = Schemas['GitPushResult'];
 /** `commit`'s answer. */
-export interface CommitResult {
-  path: string;
-  commit: string;
-  message: string;
-}
+export type CommitResult = Schemas['GitCommitResult'];
 /** `checkout`'s answer. */
-export interface CheckoutResult {
-  path: string;
-  branch: string;
-  commit: string;
-}
+export type CheckoutResult = Schemas['GitCheckoutResult'];
 /** A changed file in `status`. */
-export interface GitFileStatus {
-  path: string;
-  status: string;
-}
+export type GitFileStatus = Schemas['GitFileStatus'];
 /** `status`'s answer. */
-export interface GitStatus {
-  branch: string | null;
-  commit: string | null;
-  upstream: string | null;
-  ahead: number;
-  behind: number;
-  staged: GitFileStatus[];
-  unstaged: GitFileStatus[];
-  untracked: string[];
-  conflicted: string[];
-  clean: boolean;
-}
+export type GitStatus = Schemas['GitStatus'];
 /** `diff`'s answer. */
-export interface GitDiff {
-  diff: string;
-  truncated: boolean;
-  files: Array<{ path: string; additions: number; deletions: number; binary: boolean }>;
-}
+export type GitDiff = Schemas['GitDiff'];
 /** A commit in `log`. */
-export interface GitCommit {
-  sha: string;
-  author: { name: string; email: string };
-  date: string;
-  message: string;
-}
+export type GitCommit = Schemas['GitLogCommit'];
 /** A branch in `branches`. */
-export interface GitBranch {
-  name: string;
-  commit: string;
-  current: boolean;
-  remote: boolean;
-  upstream: string | null;
-}
+export type GitBranch = Schemas['GitBranch'];
 
 /**
  * Git operations in a running sandbox.
@@ -180,12 +128,12 @@ export class Git {
 
   /** The latest commits (default 20). */
   async log(options: GitPathOption & { limit?: number } = {}): Promise<GitCommit[]> {
-    const answer = await this.get<{ commits: GitCommit[] }>('log', { path: options.path, limit: options.limit });
+    const answer = await this.get<Schemas['GitLog']>('log', { path: options.path, limit: options.limit });
     return answer.commits;
   }
 
   /** Local and remote branches. */
-  branches(options: GitPathOption = {}): Promise<{ current: string | null; branches: GitBranch[] }> {
+  branches(options: GitPathOption = {}): Promise<Schemas['GitBranches']> {
     return this.get('branches', { path: options.path });
   }
 }

@@ -109,7 +109,14 @@ export function logQuery(options: LogOptions, follow: boolean): Query {
   };
 }
 
-function wanted(entry: LogEntry, options: LogOptions): boolean {
+/**
+ * Whether an entry passes the options' `filter` and `level`.
+ * @example
+ * ```ts
+ * logMatches(entry, { filter: 'stdout', level: 'info' });
+ * ```
+ */
+export function logMatches(entry: LogEntry, options: LogOptions): boolean {
   const filter = options.filter ?? 'all';
   if (filter === 'events' && entry.type !== 'event') return false;
   if ((filter === 'stdout' || filter === 'stderr') && entry.type === 'log' && entry.stream !== filter) return false;
@@ -147,7 +154,7 @@ export class LogSubscription {
             const raw = parseFrame(data);
             if (!raw || raw.type === 'error') return;
             const entry = toLogEntry(raw);
-            if (wanted(entry, options)) callback(entry);
+            if (logMatches(entry, options)) callback(entry);
           });
           socket.on('error', () => undefined);
           socket.on('close', (code) => {

@@ -10,7 +10,7 @@ import type { Duration } from './durations.js';
 import { Env } from './env.js';
 import { Files, type UploadOptions, type UploadResult } from './files.js';
 import { Git } from './git.js';
-import { LogSubscription, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
+import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
 import { LONG, body, execTimeout, sandboxPath } from './paths.js';
 import { ExecResult } from './results.js';
 import { openSocket } from './socket.js';
@@ -348,7 +348,9 @@ export class Sandbox {
   download(remote: string): SandboxChain<Buffer>;
   download(remote: string, local: string): SandboxChain<string>;
   download(remote: string, local?: string): SandboxChain<Buffer | string> {
-    return this.chain(local === undefined ? this.files.download(remote) : this.files.downloadTo(remote, local));
+    return this.chain<Buffer | string>(
+      local === undefined ? this.files.download(remote) : this.files.downloadTo(remote, local),
+    );
   }
 
   // Logs
@@ -380,8 +382,7 @@ export class Sandbox {
     const query = { since: options.since, tail: options.tail ?? 100, stream: streamOnly ? filter : 'all', events: streamOnly ? 0 : 1 };
     const path = sandboxPath(this.id, 'logs');
     const answer = await this.transport.json<{ logs: Array<Record<string, unknown>> }>({ method: 'GET', path, query });
-    const entries = answer.logs.map(toLogEntry);
-    return filter === 'events' ? entries.filter((entry) => entry.type === 'event') : entries;
+    return answer.logs.map(toLogEntry).filter((entry) => logMatches(entry, options));
   }
 
   // Snapshots

@@ -21,11 +21,16 @@ export function uniqueName(prefix = 'ts'): string {
   return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
-/** Destroys `id` at the end of the suite (also when a test failed). */
-export function cleanupLater(destroy: () => Promise<unknown>): void {
-  after(async () => {
-    await destroy().catch(() => undefined);
-  });
+const cleanups: Array<() => Promise<unknown>> = [];
+
+// One hook of the file's root test: hooks registered inside `before` would run right after it.
+after(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+/** Runs `cleanup` (a destroy) when the suite file ends, also when a test failed. */
+export function cleanupLater(cleanup: () => Promise<unknown>): void {
+  cleanups.push(cleanup);
 }
 
 /** Raw API call with the test key (for checks that go around the SDK). */
@@ -33,4 +38,12 @@ export async function api(method: string, path: string, json?: unknown, key = AP
   const init: RequestInit = { method, headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' } };
   if (json !== undefined) init.body = JSON.stringify(json);
   return fetch(`${API_URL}${path}`, init);
+}
+
+/** The sandbox is destroyed (the API still answers a destroyed sandbox by id, as `destroyed`). */
+export async function assertDestroyed(id: string): Promise<void> {
+  const response = await api('GET', `/api/v1/sandboxes/${id}`);
+  if (response.status === 404) return;
+  const body = (await response.json()) as { status: string };
+  assert.equal(body.status, 'destroyed', `sandbox ${id} is ${body.status}`);
 }

@@ -255,6 +255,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description 200 with the ask once it has ended; 202 while it is still being stopped. */
         post: operations["claude_asks_cancel"];
         delete?: never;
         options?: never;
@@ -287,6 +288,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description 201 the first time, 200 when it was enabled already. */
         post: operations["claude_enable"];
         delete?: never;
         options?: never;
@@ -401,6 +403,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Runs a command and answers its result (200, whatever its exit code); with `background: true` answers 202 at once and the command runs on (GET processes, WS processes/{processId}). */
         post: operations["sandboxes_exec"];
         delete?: never;
         options?: never;
@@ -466,7 +469,7 @@ export interface paths {
         /** @description GET: list a directory. POST: upload a file (multipart or raw body) or a tar archive. */
         get: operations["sandboxes_files_list"];
         put?: never;
-        /** @description GET: list a directory. POST: upload a file (multipart or raw body) or a tar archive. */
+        /** @description A multipart `file`, a raw body (needs ?path= and a Content-Length), or a tar archive, plain or gzipped (application/x-tar, application/gzip, or any type with ?extract=true), extracted at ?path=. A file answers {path, size, mode}, an archive {path, entries}. */
         post: operations["sandboxes_files_upload"];
         delete?: never;
         options?: never;
@@ -481,13 +484,46 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description GET: download. DELETE: remove. POST files/mkdir and files/move. */
+        /** @description A file comes as itself (Content-Type guessed from its name, else application/octet-stream); a directory, or anything with format=tar, as a tar (application/x-tar; application/gzip with gzip=1). */
         get: operations["sandboxes_files_download"];
         put?: never;
-        /** @description GET: download. DELETE: remove. POST files/mkdir and files/move. */
-        post: operations["sandboxes_files_action"];
+        post?: never;
         /** @description GET: download. DELETE: remove. POST files/mkdir and files/move. */
         delete: operations["sandboxes_files_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/files/mkdir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Creates the directory and its parents; an existing directory is fine. */
+        post: operations["sandboxes_files_mkdir"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/files/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Renames source to destination (the new path itself), creating its parents. */
+        post: operations["sandboxes_files_move"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -680,7 +716,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description POST /sandboxes/{id}/start|stop|restart. */
+        /** @description Pauses the sandbox and answers it (409 sandbox_state_conflict from a state that does not allow it). */
         post: operations["sandboxes_pause"];
         delete?: never;
         options?: never;
@@ -729,7 +765,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description POST /sandboxes/{id}/start|stop|restart. */
+        /** @description Restarts the sandbox and answers it (409 sandbox_state_conflict from a state that does not allow it). */
         post: operations["sandboxes_restart"];
         delete?: never;
         options?: never;
@@ -762,7 +798,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description POST /sandboxes/{id}/start|stop|restart. */
+        /** @description Resumes the sandbox and answers it (409 sandbox_state_conflict from a state that does not allow it). */
         post: operations["sandboxes_resume"];
         delete?: never;
         options?: never;
@@ -797,7 +833,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description POST /sandboxes/{id}/start|stop|restart. */
+        /** @description Starts the sandbox and answers it (409 sandbox_state_conflict from a state that does not allow it). */
         post: operations["sandboxes_start"];
         delete?: never;
         options?: never;
@@ -814,7 +850,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description POST /sandboxes/{id}/start|stop|restart. */
+        /** @description Stops the sandbox and answers it (409 sandbox_state_conflict from a state that does not allow it). */
         post: operations["sandboxes_stop"];
         delete?: never;
         options?: never;
@@ -918,7 +954,6 @@ export interface components {
             cancelled: number;
             total: number;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         AgentRunCreateRequest: {
             name: string;
             /** @default map */
@@ -969,7 +1004,6 @@ export interface components {
             /** @description finishedAt - startedAt */
             durationMs: number | null;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         AgentTaskInputRequest: {
             name: string;
             /** @description A map of short strings (as a sandbox's metadata). */
@@ -980,7 +1014,6 @@ export interface components {
         AgentTaskList: {
             tasks: components["schemas"]["AgentTask"][];
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         AgentTasksAddRequest: {
             /** @description At most 10000. */
             tasks: components["schemas"]["AgentTaskInputRequest"][];
@@ -991,20 +1024,21 @@ export interface components {
             /** @description First characters of the key, for telling keys apart. */
             prefix: string;
             test: boolean;
-            scopes: string[];
+            scopes: components["schemas"]["ScopesEnum"][];
+            /** @description e.g. '100/min'; empty: the server default. */
             rateLimit: string;
             /** Format: date-time */
-            expiresAt: string;
+            expiresAt: string | null;
             /** Format: date-time */
-            lastUsedAt: string;
+            lastUsedAt: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
-            revokedAt: string;
-            rotatedFrom: string;
+            revokedAt: string | null;
+            /** @description The key this one replaced. */
+            rotatedFrom: string | null;
             readonly active: boolean;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         ApiKeyCreateRequest: {
             name: string;
             /** @description Default: the caller's scopes. */
@@ -1012,7 +1046,7 @@ export interface components {
             /** Format: date-time */
             expiresAt?: string | null;
             /** @description Alternative to expiresAt: '30d', '12h'... */
-            expiresIn?: string;
+            expiresIn?: number | string;
             /** @default false */
             test: boolean;
             /**
@@ -1021,15 +1055,14 @@ export interface components {
              */
             rateLimit: string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         ApiKeyRotateRequest: {
             /** @description How long the old key keeps working. Default 24h. */
-            gracePeriod?: string;
+            gracePeriod?: number | string;
         };
         ApiKeyUsage: {
             keyId: string;
             /** Format: date-time */
-            lastUsedAt: string;
+            lastUsedAt: string | null;
             totalRequests: number;
             days: components["schemas"]["ApiKeyUsageDay"][];
         };
@@ -1044,22 +1077,29 @@ export interface components {
             /** @description First characters of the key, for telling keys apart. */
             prefix: string;
             test: boolean;
-            scopes: string[];
+            scopes: components["schemas"]["ScopesEnum"][];
+            /** @description e.g. '100/min'; empty: the server default. */
             rateLimit: string;
             /** Format: date-time */
-            expiresAt: string;
+            expiresAt: string | null;
             /** Format: date-time */
-            lastUsedAt: string;
+            lastUsedAt: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
-            revokedAt: string;
-            rotatedFrom: string;
+            revokedAt: string | null;
+            /** @description The key this one replaced. */
+            rotatedFrom: string | null;
             readonly active: boolean;
             /** @description The full key. Shown only in this response. */
             readonly key: string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        ArchiveUploaded: {
+            /** @description Absolute path in the sandbox. */
+            path: string;
+            /** @description How many archive entries were written. */
+            entries: number;
+        };
         AskRequest: {
             prompt: string;
             sessionId?: string | null;
@@ -1072,6 +1112,261 @@ export interface components {
             appendSystemPrompt?: string | null;
             /** @description Claude works on its own branch and its changes wait for approval (default true for a new session). */
             review?: boolean | null;
+        };
+        BackgroundProcess: {
+            processId: string;
+            executionId: string;
+            status: components["schemas"]["BackgroundStatusEnum"];
+        };
+        /**
+         * @description * `running` - running
+         * @enum {string}
+         */
+        BackgroundStatusEnum: "running";
+        ChangeFile: {
+            path: string;
+            status: components["schemas"]["ChangeFileStatusEnum"];
+            additions: number;
+            deletions: number;
+            binary?: boolean;
+        };
+        /**
+         * @description * `added` - added
+         *     * `modified` - modified
+         *     * `deleted` - deleted
+         * @enum {string}
+         */
+        ChangeFileStatusEnum: "added" | "modified" | "deleted";
+        ChangeSet: {
+            id: string;
+            sessionId: string;
+            askId: string;
+            status: components["schemas"]["ChangeSetStatusEnum"];
+            baseCommit: string;
+            headCommit: string;
+            files: components["schemas"]["ChangeFile"][];
+            stats: components["schemas"]["ChangeStats"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            reviewedAt: string | null;
+            /** @description The unified diff (GET changes, unless diff=false). */
+            diff?: string;
+            /** @description Whether the diff was cut. */
+            truncated?: boolean;
+        };
+        ChangeSetList: {
+            /** @description At most 100. */
+            data: components["schemas"]["ChangeSet"][];
+        };
+        /**
+         * @description * `pending` - Pending
+         *     * `approved` - Approved
+         *     * `rejected` - Rejected
+         * @enum {string}
+         */
+        ChangeSetStatusEnum: "pending" | "approved" | "rejected";
+        ChangeStats: {
+            files: number;
+            additions: number;
+            deletions: number;
+        };
+        ClaudeAsk: {
+            askId: string;
+            sessionId: string;
+            status: components["schemas"]["ClaudeAskStatusEnum"];
+            prompt: string;
+            options: components["schemas"]["ClaudeAskOptions"];
+            /** @description Claude works on its own branch; its changes wait for approval. */
+            review: boolean;
+            /** @description Claude's final answer. */
+            result: string | null;
+            isError: boolean;
+            error: string | null;
+            numTurns: number | null;
+            /**
+             * Format: double
+             * @description As Claude Code reports it.
+             */
+            costUsd: number | null;
+            /** @description Claude Code's own usage report (tokens...), as it gives it. */
+            usage: {
+                [key: string]: unknown;
+            };
+            durationMs: number | null;
+            exitCode: number | null;
+            executionId: string | null;
+            /** @description The change set this ask made, under review. */
+            changeSetId: string | null;
+            gatewayUsage: components["schemas"]["ModelUsage"];
+            /** Format: date-time */
+            startedAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+        };
+        ClaudeAskList: {
+            /** @description Newest first; at most 200. */
+            data: components["schemas"]["ClaudeAsk"][];
+        };
+        ClaudeAskOptions: {
+            model?: string | null;
+            permissionMode?: string;
+            allowedTools?: string[];
+            disallowedTools?: string[];
+            maxTurns?: number | null;
+            appendSystemPrompt?: string | null;
+        };
+        ClaudeAskStarted: {
+            askId: string;
+            sessionId: string;
+            status: components["schemas"]["ClaudeAskStatusEnum"];
+            prompt: string;
+            options: components["schemas"]["ClaudeAskOptions"];
+            /** @description Claude works on its own branch; its changes wait for approval. */
+            review: boolean;
+            /** @description Claude's final answer. */
+            result: string | null;
+            isError: boolean;
+            error: string | null;
+            numTurns: number | null;
+            /**
+             * Format: double
+             * @description As Claude Code reports it.
+             */
+            costUsd: number | null;
+            /** @description Claude Code's own usage report (tokens...), as it gives it. */
+            usage: {
+                [key: string]: unknown;
+            };
+            durationMs: number | null;
+            exitCode: number | null;
+            executionId: string | null;
+            /** @description The change set this ask made, under review. */
+            changeSetId: string | null;
+            gatewayUsage: components["schemas"]["ModelUsage"];
+            /** Format: date-time */
+            startedAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+            /** @description The WebSocket path streaming this ask's events. */
+            stream: string;
+        };
+        /**
+         * @description * `running` - Running
+         *     * `completed` - Completed
+         *     * `failed` - Failed
+         *     * `cancelled` - Cancelled
+         *     * `timeout` - Timeout
+         * @enum {string}
+         */
+        ClaudeAskStatusEnum: "running" | "completed" | "failed" | "cancelled" | "timeout";
+        ClaudeEnabled: {
+            installed: boolean;
+            /** @description Claude Code's version. */
+            version: string;
+            enabled: boolean;
+            mcp: boolean;
+            /** @description The sandbox's model calls use your own Anthropic key. */
+            ownKey: boolean;
+        };
+        /** @description One turn of the conversation; which fields it has depends on `type`. */
+        ClaudeMessage: {
+            role: components["schemas"]["ClaudeMessageRoleEnum"];
+            type: components["schemas"]["ClaudeMessageTypeEnum"];
+            askId: string;
+            /** @description Not on prompts. */
+            seq?: number;
+            /** @description prompt, text and result. */
+            text?: string | null;
+            /** @description tool_use and tool_result. */
+            toolUseId?: string | null;
+            /** @description tool_use: the tool. */
+            name?: string | null;
+            /** @description tool_use: the tool's input. */
+            input?: unknown;
+            /** @description tool_result: what the tool answered. */
+            content?: unknown;
+            /** @description tool_result and result. */
+            isError?: boolean;
+            /**
+             * Format: double
+             * @description result.
+             */
+            costUsd?: number | null;
+            /** @description result. */
+            numTurns?: number | null;
+        };
+        /**
+         * @description * `user` - user
+         *     * `assistant` - assistant
+         *     * `tool` - tool
+         *     * `result` - result
+         * @enum {string}
+         */
+        ClaudeMessageRoleEnum: "user" | "assistant" | "tool" | "result";
+        /**
+         * @description * `prompt` - prompt
+         *     * `text` - text
+         *     * `tool_use` - tool_use
+         *     * `tool_result` - tool_result
+         *     * `result` - result
+         * @enum {string}
+         */
+        ClaudeMessageTypeEnum: "prompt" | "text" | "tool_use" | "tool_result" | "result";
+        ClaudeSession: {
+            sessionId: string;
+            title: string;
+            review: boolean;
+            cwd: string;
+            /** @description Claude's own branch (review mode). */
+            branch: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            lastActivityAt: string;
+            asks: number;
+            pendingChanges: number;
+            usage: components["schemas"]["ModelUsage"];
+        };
+        ClaudeSessionDetail: {
+            sessionId: string;
+            title: string;
+            review: boolean;
+            cwd: string;
+            /** @description Claude's own branch (review mode). */
+            branch: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            lastActivityAt: string;
+            asks: number;
+            pendingChanges: number;
+            usage: components["schemas"]["ModelUsage"];
+            messages: components["schemas"]["ClaudeMessage"][];
+            /** @description Oldest first. */
+            askIds: string[];
+            /** @description With ?transcript=1: its JSON lines. */
+            transcript?: unknown[];
+            transcriptTruncated?: boolean;
+        };
+        ClaudeSessionList: {
+            /** @description At most 200. */
+            data: components["schemas"]["ClaudeSession"][];
+        };
+        /** @description When Claude is not enabled: only enabled (false), version (null), runningAsks, lastActivityAt, mcp. */
+        ClaudeStatus: {
+            enabled: boolean;
+            version: string | null;
+            /** @description Ids of the running asks. */
+            runningAsks: string[];
+            /** Format: date-time */
+            lastActivityAt: string | null;
+            mcp: boolean;
+            /** Format: date-time */
+            enabledAt?: string;
+            ownKey?: boolean;
+            sessions?: number;
+            usage?: components["schemas"]["ModelUsage"];
         };
         CpuMetrics: {
             /**
@@ -1098,7 +1393,6 @@ export interface components {
             /** @description The writable layer's size limit, if any. */
             limit: number | null;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         EnableRequest: {
             /** @description Your own Anthropic key for this sandbox's model calls (stored encrypted; never enters the sandbox). */
             anthropicApiKey?: string;
@@ -1108,9 +1402,32 @@ export interface components {
              */
             mcp: boolean;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        /** @description NAME → {value, secret}. */
+        EnvMap: {
+            [key: string]: components["schemas"]["EnvVarValue"];
+        };
+        /** @description NAME → a string or {value, secret}. */
+        EnvReplaceRequest: {
+            [key: string]: string | components["schemas"]["EnvVarInputRequest"];
+        };
+        EnvVar: {
+            name: string;
+            /** @description ******** for a secret. */
+            value: string;
+            secret: boolean;
+        };
+        EnvVarInputRequest: {
+            value: string;
+            /** @default false */
+            secret: boolean;
+        };
+        EnvVarValue: {
+            /** @description ******** for a secret. */
+            value: string;
+            secret: boolean;
+        };
         ExecRequest: {
-            command: string;
+            command: string | string[];
             cwd?: string;
             env?: {
                 [key: string]: string;
@@ -1118,7 +1435,7 @@ export interface components {
             user?: string;
             stdin?: string;
             /** @description Seconds or '30s'; 0 = the server maximum. */
-            timeout?: string | null;
+            timeout?: (number | string) | null;
             /** @default false */
             autoResume: boolean;
             /**
@@ -1134,11 +1451,17 @@ export interface components {
             exitCode: number | null;
             /** @description milliseconds */
             duration: number;
-            status: components["schemas"]["StatusEnum"];
+            status: components["schemas"]["ExecStatusEnum"];
             truncated: boolean;
             oomKilled: boolean;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        /**
+         * @description * `completed` - completed
+         *     * `failed` - failed
+         *     * `timeout` - timeout
+         * @enum {string}
+         */
+        ExecStatusEnum: "completed" | "failed" | "timeout";
         ExecuteRequest: {
             code: string;
             /**
@@ -1150,7 +1473,7 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
-            timeout?: string | null;
+            timeout?: (number | string) | null;
             /** @default false */
             autoResume: boolean;
         };
@@ -1161,7 +1484,7 @@ export interface components {
             exitCode: number | null;
             /** @description milliseconds */
             duration: number;
-            status: components["schemas"]["StatusEnum"];
+            status: components["schemas"]["ExecStatusEnum"];
             truncated: boolean;
             oomKilled: boolean;
             language: string;
@@ -1169,12 +1492,13 @@ export interface components {
         };
         Execution: {
             executionId: string;
-            kind: string;
+            kind: components["schemas"]["ExecutionKindEnum"];
             language: string;
+            /** @description The command line, the argv as JSON, or the code (first 4096 chars). */
             command: string;
             cwd: string;
             user: string;
-            status: string;
+            status: components["schemas"]["ExecutionStatusEnum"];
             exitCode: number | null;
             duration: number | null;
             stdoutBytes: number;
@@ -1188,12 +1512,13 @@ export interface components {
         };
         ExecutionDetail: {
             executionId: string;
-            kind: string;
+            kind: components["schemas"]["ExecutionKindEnum"];
             language: string;
+            /** @description The command line, the argv as JSON, or the code (first 4096 chars). */
             command: string;
             cwd: string;
             user: string;
-            status: string;
+            status: components["schemas"]["ExecutionStatusEnum"];
             exitCode: number | null;
             duration: number | null;
             stdoutBytes: number;
@@ -1208,27 +1533,114 @@ export interface components {
             stderr: string;
             returnValue: unknown;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        /**
+         * @description * `exec` - Exec
+         *     * `execute` - Execute
+         * @enum {string}
+         */
+        ExecutionKindEnum: "exec" | "execute";
+        /**
+         * @description * `running` - Running
+         *     * `completed` - Completed
+         *     * `failed` - Failed
+         *     * `timeout` - Timeout
+         *     * `error` - Error
+         * @enum {string}
+         */
+        ExecutionStatusEnum: "running" | "completed" | "failed" | "timeout" | "error";
+        FileEntry: {
+            path: string;
+            name: string;
+            /** @description Bytes. */
+            size: number;
+            isDir: boolean;
+            type: components["schemas"]["FileTypeEnum"];
+            /** @description Octal permission bits, e.g. 0644. */
+            mode: string;
+            /**
+             * Format: double
+             * @description Unix seconds.
+             */
+            modifiedAt: number;
+            symlinkTarget: string | null;
+        };
+        FileList: {
+            /** @description The directory, absolute. */
+            path: string;
+            entries: components["schemas"]["FileEntry"][];
+        };
+        FilePath: {
+            /** @description Absolute path in the sandbox. */
+            path: string;
+        };
+        /**
+         * @description * `file` - file
+         *     * `directory` - directory
+         *     * `symlink` - symlink
+         *     * `other` - other
+         * @enum {string}
+         */
+        FileTypeEnum: "file" | "directory" | "symlink" | "other";
+        FileUploadMultipartRequest: {
+            /** Format: binary */
+            file: string;
+            /** @description Default: the file's name in /workspace; ending in / : a directory to put it in. */
+            path?: string;
+            /** @description Octal, default 0644. */
+            mode?: string;
+        };
+        FileUploadResult: components["schemas"]["FileUploaded"] | components["schemas"]["ArchiveUploaded"];
+        FileUploaded: {
+            /** @description Absolute path in the sandbox. */
+            path: string;
+            /** @description Bytes. */
+            size: number | null;
+            /** @description Octal permission bits, e.g. 0644. */
+            mode: string | null;
+        };
+        GitAuthRequest: components["schemas"]["GitTokenAuthRequest"] | components["schemas"]["GitSshAuthRequest"];
         GitAuthorRequest: {
             name: string;
             email: string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        GitBranch: {
+            /** @description Remote branches as origin/main. */
+            name: string;
+            commit: string;
+            current: boolean;
+            remote: boolean;
+            upstream: string | null;
+        };
+        GitBranches: {
+            path: string;
+            current: string | null;
+            branches: components["schemas"]["GitBranch"][];
+        };
         GitCheckoutRequest: {
             branch: string;
             path?: string;
             /** @default false */
             create: boolean;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        GitCheckoutResult: {
+            path: string;
+            branch: string;
+            commit: string;
+        };
         GitCloneRequest: {
             url: string;
             branch?: string;
             path?: string;
             depth?: number;
-            auth?: unknown;
+            auth?: components["schemas"]["GitAuthRequest"];
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        GitCloneResult: {
+            path: string;
+            /** @description Without credentials. */
+            url: string;
+            branch: string;
+            commit: string;
+        };
         GitCommitRequest: {
             message: string;
             path?: string;
@@ -1238,21 +1650,70 @@ export interface components {
             /** @default false */
             allowEmpty: boolean;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        GitCommitResult: {
+            path: string;
+            commit: string;
+            message: string;
+        };
+        GitDiff: {
+            path: string;
+            staged: boolean;
+            /** @description Unified diff. */
+            diff: string;
+            truncated: boolean;
+            files: components["schemas"]["GitDiffFile"][];
+        };
+        GitDiffFile: {
+            path: string;
+            /** @description null for a binary file. */
+            additions: number | null;
+            /** @description null for a binary file. */
+            deletions: number | null;
+            binary: boolean;
+        };
+        GitFileStatus: {
+            path: string;
+            /** @description git's one-letter code: M, A, D, R, C, T. */
+            status: string;
+        };
+        GitLog: {
+            path: string;
+            /** @description Newest first. */
+            commits: components["schemas"]["GitLogCommit"][];
+        };
+        GitLogCommit: {
+            sha: string;
+            author: components["schemas"]["GitPerson"];
+            /** @description ISO 8601, with the author's offset. */
+            date: string;
+            /** @description The subject line. */
+            message: string;
+        };
+        GitPerson: {
+            name: string;
+            email: string;
+        };
         GitPullRequest: {
             path?: string;
             /** @default origin */
             remote: string;
             branch?: string;
-            auth?: unknown;
+            auth?: components["schemas"]["GitAuthRequest"];
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        GitPullResult: {
+            path: string;
+            /** @description HEAD before the pull. */
+            before: string;
+            /** @description HEAD after it. */
+            commit: string;
+            updated: boolean;
+        };
         GitPushRequest: {
             path?: string;
             /** @default origin */
             remote: string;
             branch?: string;
-            auth?: unknown;
+            auth?: components["schemas"]["GitAuthRequest"];
             /** @default false */
             setUpstream: boolean;
             /**
@@ -1260,6 +1721,116 @@ export interface components {
              * @default false
              */
             force: boolean;
+        };
+        GitPushResult: {
+            path: string;
+            remote: string;
+            branch: string;
+            commit: string;
+        };
+        GitSpecRequest: {
+            url: string;
+            branch?: string;
+            /** @description Default /repo. */
+            path?: string;
+            depth?: number;
+            auth?: components["schemas"]["GitAuthRequest"];
+            /**
+             * @description false: a failed clone leaves the sandbox created, with statusReason.
+             * @default true
+             */
+            failOnError: boolean;
+        };
+        GitSshAuthRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ssh";
+            /** @description An OpenSSH or PEM private key. */
+            privateKey: string;
+            /** @description known_hosts lines; without them a new host key is accepted on first use. */
+            knownHosts?: string;
+            /**
+             * @description Keep the credentials (encrypted) for later pull and push on this path.
+             * @default false
+             */
+            persist: boolean;
+        };
+        /**
+         * @description * `ssh` - ssh
+         * @enum {string}
+         */
+        GitSshAuthTypeEnum: "ssh";
+        GitStatus: {
+            path: string;
+            /** @description null before git knows it; (detached) when detached. */
+            branch: string | null;
+            /** @description null before the first commit. */
+            commit: string | null;
+            upstream: string | null;
+            ahead: number;
+            behind: number;
+            staged: components["schemas"]["GitFileStatus"][];
+            unstaged: components["schemas"]["GitFileStatus"][];
+            untracked: string[];
+            conflicted: string[];
+            clean: boolean;
+        };
+        GitTokenAuthRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "token";
+            token: string;
+            /** @description Default x-access-token. */
+            username?: string;
+            /**
+             * @description Keep the credentials (encrypted) for later pull and push on this path.
+             * @default false
+             */
+            persist: boolean;
+        };
+        /**
+         * @description * `token` - token
+         * @enum {string}
+         */
+        GitTokenAuthTypeEnum: "token";
+        LogEntry: {
+            /**
+             * @description log: the container's output; event: VibeBox's.
+             *
+             *     * `log` - log
+             *     * `event` - event
+             */
+            type: components["schemas"]["LogEntryTypeEnum"];
+            stream: components["schemas"]["LogStreamEnum"];
+            text: string;
+            /**
+             * Format: double
+             * @description Unix seconds.
+             */
+            timestamp: number;
+            /** @description Events only: its type, e.g. sandbox.started. */
+            event?: string;
+        };
+        /**
+         * @description * `log` - log
+         *     * `event` - event
+         * @enum {string}
+         */
+        LogEntryTypeEnum: "log" | "event";
+        /**
+         * @description * `stdout` - stdout
+         *     * `stderr` - stderr
+         *     * `vibebox` - vibebox
+         * @enum {string}
+         */
+        LogStreamEnum: "stdout" | "stderr" | "vibebox";
+        Logs: {
+            /** @description Oldest first. */
+            logs: components["schemas"]["LogEntry"][];
         };
         MemoryMetrics: {
             /** @description Bytes in use, without reclaimable page cache. */
@@ -1269,7 +1840,19 @@ export interface components {
             /** Format: double */
             percent: number | null;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        MkdirRequest: {
+            path: string;
+        };
+        /** @description Model calls through VibeBox's gateway, summed. */
+        ModelUsage: {
+            requests: number;
+            inputTokens: number;
+            outputTokens: number;
+            cacheCreationTokens: number;
+            cacheReadTokens: number;
+            /** Format: double */
+            costUsd: number;
+        };
         MoveRequest: {
             source: string;
             destination: string;
@@ -1283,20 +1866,48 @@ export interface components {
              * Format: uri
              * @example http://api.example.org/accounts/?offset=400&limit=100
              */
-            next?: string | null;
+            next: string | null;
             /**
              * Format: uri
              * @example http://api.example.org/accounts/?offset=200&limit=100
              */
-            previous?: string | null;
+            previous: string | null;
             results: components["schemas"]["AgentRunSummary"][];
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        PaginatedExecutionList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous: string | null;
+            results: components["schemas"]["Execution"][];
+        };
+        PaginatedSandboxList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous: string | null;
+            results: components["schemas"]["Sandbox"][];
+        };
         PatchedAgentRunUpdateRequest: {
             /** @description completed, failed or cancelled (cancelling also cancels its pending and running tasks). A finished run cannot change again (409 agent_run_finished); asking for the status it has is a no-op. */
             status?: string & ("running" | "completed" | "failed" | "cancelled");
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         PatchedAgentTaskUpdateRequest: {
             status?: string & ("pending" | "running" | "completed" | "failed" | "cancelled");
             sandboxId?: string | null;
@@ -1305,16 +1916,19 @@ export interface components {
             /** @description Any JSON, at most 64 KiB. */
             result?: unknown;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        /** @description NAME → a string or {value, secret}; null removes the variable. */
+        PatchedEnvUpdateRequest: {
+            [key: string]: (string | components["schemas"]["EnvVarInputRequest"]) | null;
+        };
         PatchedSandboxUpdateRequest: {
             name?: string;
             metadata?: {
                 [key: string]: string;
             };
             /** @description New time to live from now; null clears it. */
-            timeout?: string | null;
+            timeout?: (number | string) | null;
             /** @description Idle time before pausing; null: never. */
-            autoPause?: string | null;
+            autoPause?: (number | string) | null;
             autoResume?: boolean;
             pauseStopsTimeout?: boolean;
         };
@@ -1331,6 +1945,60 @@ export interface components {
             current: number;
             limit: number | null;
         };
+        Pool: {
+            template: string;
+            /** Format: double */
+            cpu: number;
+            /** @description e.g. 1g */
+            memory: string;
+            enabled: boolean;
+            /** @description Ready containers. */
+            size: number;
+            creating: number;
+            targetSize: number;
+            minSize: number;
+            maxSize: number;
+            hits: number;
+            misses: number;
+            /** Format: double */
+            hitRate: number | null;
+            /** @description Containers replaced after failed health checks. */
+            replaced: number;
+            lastReadyMs: number | null;
+        };
+        PoolList: {
+            pools: components["schemas"]["Pool"][];
+        };
+        Process: {
+            processId: string;
+            /** @description Its first 200 characters. */
+            command: string;
+            running: boolean;
+            exit: components["schemas"]["ProcessExit"] | null;
+        };
+        ProcessError: {
+            code: string;
+            message: string;
+        };
+        /** @description As the `exit` message of the process WebSocket. */
+        ProcessExit: {
+            /** @description Always exit. */
+            type: string;
+            /** @description completed, failed, timeout; error when the engine failed. */
+            status: string;
+            executionId?: string;
+            exitCode?: number | null;
+            /** @description Milliseconds. */
+            duration?: number;
+            truncated?: boolean;
+            oomKilled?: boolean;
+            /** @description When status is error. */
+            error?: components["schemas"]["ProcessError"];
+        };
+        ProcessList: {
+            /** @description The running ones. */
+            processes: components["schemas"]["Process"][];
+        };
         Resources: {
             /** Format: double */
             cpu: number;
@@ -1338,7 +2006,6 @@ export interface components {
             memoryBytes: number;
             disk: string | null;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         ResourcesInputRequest: {
             /**
              * Format: double
@@ -1346,33 +2013,44 @@ export interface components {
              */
             cpu?: number;
             /** @description Bytes or '512m', '1g'. */
-            memory?: string;
+            memory?: number | string;
             /** @description Writable layer size, where the storage driver can limit it. */
-            disk?: string;
+            disk?: number | string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         ReviewRequest: {
             /** @description Default: every session. */
             sessionId?: string | null;
         };
+        ReviewResult: {
+            status: components["schemas"]["ReviewStatusEnum"];
+            /** @description The change sets approved or rejected. */
+            changeSets: components["schemas"]["ChangeSet"][];
+        };
+        /**
+         * @description * `approved` - approved
+         *     * `rejected` - rejected
+         * @enum {string}
+         */
+        ReviewStatusEnum: "approved" | "rejected";
         Sandbox: {
             id: string;
             name: string;
             template: string;
-            status: string;
+            status: components["schemas"]["SandboxStatusEnum"];
             statusReason: string;
             ephemeral: boolean;
+            /** @description Seconds. */
             timeout: number | null;
             /** Format: date-time */
-            expiresAt: string;
+            expiresAt: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
-            startedAt: string;
+            startedAt: string | null;
             /** Format: date-time */
-            stoppedAt: string;
+            stoppedAt: string | null;
             /** Format: date-time */
-            destroyedAt: string;
+            destroyedAt: string | null;
             readonly resources: components["schemas"]["Resources"];
             metadata: {
                 [key: string]: string;
@@ -1380,14 +2058,14 @@ export interface components {
             /** @description Whether the sandbox's container came ready from a warm pool. */
             warm: boolean;
             /** Format: date-time */
-            pausedAt: string;
+            pausedAt: string | null;
+            /** @description Seconds. */
             autoPause: number | null;
             autoResume: boolean;
             pauseStopsTimeout: boolean;
             /** Format: date-time */
-            lastActivityAt: string;
+            lastActivityAt: string | null;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         SandboxCreateRequest: {
             /** @description Required unless `snapshot` is given. */
             template?: string;
@@ -1399,7 +2077,7 @@ export interface components {
             /** @default false */
             ephemeral: boolean;
             /** @description Seconds or '30m', '2h', '1d'. */
-            timeout?: string | null;
+            timeout?: (number | string) | null;
             env?: {
                 [key: string]: string;
             };
@@ -1408,9 +2086,9 @@ export interface components {
             };
             resources?: components["schemas"]["ResourcesInputRequest"];
             /** @description A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running. */
-            git?: unknown;
+            git?: string | components["schemas"]["GitSpecRequest"];
             /** @description Pause after this long without activity. */
-            autoPause?: string | null;
+            autoPause?: (number | string) | null;
             /**
              * @description Commands and file calls resume the sandbox when it is paused.
              * @default false
@@ -1432,6 +2110,19 @@ export interface components {
             disk: components["schemas"]["DiskMetrics"];
             pids: components["schemas"]["PidsMetrics"];
         };
+        /**
+         * @description * `creating` - Creating
+         *     * `starting` - Starting
+         *     * `running` - Running
+         *     * `paused` - Paused
+         *     * `stopping` - Stopping
+         *     * `stopped` - Stopped
+         *     * `destroying` - Destroying
+         *     * `destroyed` - Destroyed
+         *     * `error` - Error
+         * @enum {string}
+         */
+        SandboxStatusEnum: "creating" | "starting" | "running" | "paused" | "stopping" | "stopped" | "destroying" | "destroyed" | "error";
         /**
          * @description * `sandboxes:read` - sandboxes:read
          *     * `sandboxes:write` - sandboxes:write
@@ -1456,21 +2147,15 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
         SnapshotCreateRequest: {
             name?: string;
         };
-        /** @description Rejects fields it does not declare (code `unknown_field`), so typos are not ignored. */
+        SnapshotList: {
+            results: components["schemas"]["Snapshot"][];
+        };
         SnapshotRestoreRequest: {
             snapshot: string;
         };
-        /**
-         * @description * `completed` - completed
-         *     * `failed` - failed
-         *     * `timeout` - timeout
-         * @enum {string}
-         */
-        StatusEnum: "completed" | "failed" | "timeout";
         Template: {
             name: string;
             aliases: string[];
@@ -1493,6 +2178,25 @@ export interface components {
             };
             builtIn: boolean;
         };
+        /** @description Every error answer has this envelope. */
+        ErrorResponse: {
+            error: {
+                /** @description A stable code (see ErrorCode), e.g. sandbox_not_found. */
+                code: string;
+                message: string;
+                /** @description More about the error; validation errors have `fields`: {field: [{message, code}]}. */
+                details: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description As in the X-Request-Id header. */
+            requestId: string;
+        };
+        /**
+         * @description The error codes the server knows today (new ones may come).
+         * @enum {string}
+         */
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_not_found" | "malformed_request" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "payload_too_large" | "permission_denied" | "quota_exceeded" | "rate_limited" | "runtime_error" | "runtime_unavailable" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "template_not_found" | "template_unavailable" | "unknown_field" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -1534,6 +2238,42 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedAgentRunSummaryList"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     agent_runs_create: {
@@ -1557,6 +2297,51 @@ export interface operations {
                     "application/json": components["schemas"]["AgentRun"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     agent_runs_retrieve: {
@@ -1578,6 +2363,51 @@ export interface operations {
                     "application/json": components["schemas"]["AgentRun"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     agent_runs_destroy: {
@@ -1597,6 +2427,51 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -1621,6 +2496,69 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AgentRun"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1648,6 +2586,69 @@ export interface operations {
                     "application/json": components["schemas"]["AgentTaskList"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     agent_runs_tasks_retrieve: {
@@ -1668,6 +2669,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AgentTask"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1696,6 +2742,78 @@ export interface operations {
                     "application/json": components["schemas"]["AgentTask"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is above the server's limit (details.limit for uploads). error.code says which (docs/api.md lists them). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     keys_list: {
@@ -1713,6 +2831,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKey"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1738,6 +2892,51 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyWithSecret"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     keys_retrieve: {
@@ -1759,6 +2958,51 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     keys_revoke: {
@@ -1778,6 +3022,51 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -1804,6 +3093,60 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyWithSecret"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     keys_usage: {
@@ -1825,6 +3168,51 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyUsage"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     pools_list: {
@@ -1841,9 +3229,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PoolList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1851,10 +3273,14 @@ export interface operations {
     sandboxes_list: {
         parameters: {
             query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
                 /** @description Metadata value to match, e.g. metadata.team=ml. */
                 "metadata.<key>"?: string;
                 /** @description Exact sandbox name. */
                 name?: string;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
                 /** @description Comma-separated statuses (default: all but destroyed). */
                 status?: string;
                 /** @description Template name. */
@@ -1871,7 +3297,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Sandbox"];
+                    "application/json": components["schemas"]["PaginatedSandboxList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1897,6 +3359,69 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_retrieve: {
@@ -1904,6 +3429,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -1918,6 +3444,51 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_destroy: {
@@ -1925,6 +3496,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -1938,6 +3510,51 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_update: {
@@ -1945,6 +3562,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -1963,6 +3581,69 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     claude_changes_approve: {
@@ -1970,6 +3651,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -1985,9 +3667,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ReviewResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1997,6 +3740,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2012,9 +3756,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeAskStarted"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2027,6 +3832,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2038,9 +3844,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeAskList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2051,6 +3900,7 @@ export interface operations {
             header?: never;
             path: {
                 ask_id: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2062,9 +3912,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeAsk"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2075,6 +3968,7 @@ export interface operations {
             header?: never;
             path: {
                 ask_id: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2086,9 +3980,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeAsk"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClaudeAsk"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2105,6 +4050,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2116,9 +4062,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ChangeSetList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2128,6 +4117,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2143,9 +4133,78 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeEnabled"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClaudeEnabled"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2155,6 +4214,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2170,9 +4230,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ReviewResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2182,6 +4303,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2193,9 +4315,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeSessionList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2208,6 +4373,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
                 session_id: string;
             };
@@ -2220,9 +4386,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeSessionDetail"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2232,6 +4441,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2243,9 +4453,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ClaudeStatus"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2255,6 +4508,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2266,9 +4520,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["EnvMap"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2278,24 +4575,78 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
         };
         requestBody?: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["EnvReplaceRequest"];
             };
         };
         responses: {
-            /** @description No response body */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["EnvMap"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -2304,24 +4655,78 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
         };
         requestBody?: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["PatchedEnvUpdateRequest"];
             };
         };
         responses: {
-            /** @description No response body */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["EnvMap"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -2331,6 +4736,7 @@ export interface operations {
             header?: never;
             path: {
                 name: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2342,9 +4748,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["EnvVar"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2355,6 +4804,7 @@ export interface operations {
             header?: never;
             path: {
                 name: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2368,6 +4818,51 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_exec: {
@@ -2375,6 +4870,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2393,6 +4889,86 @@ export interface operations {
                     "application/json": components["schemas"]["ExecResult"];
                 };
             };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackgroundProcess"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is above the server's limit (details.limit for uploads). error.code says which (docs/api.md lists them). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_execute: {
@@ -2400,6 +4976,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2418,13 +4995,91 @@ export interface operations {
                     "application/json": components["schemas"]["ExecuteResult"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is above the server's limit (details.limit for uploads). error.code says which (docs/api.md lists them). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_executions_list: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2436,7 +5091,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Execution"];
+                    "application/json": components["schemas"]["PaginatedExecutionList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2447,6 +5147,7 @@ export interface operations {
             header?: never;
             path: {
                 execution_id: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2461,16 +5162,66 @@ export interface operations {
                     "application/json": components["schemas"]["ExecutionDetail"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_files_list: {
         parameters: {
             query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+                /** @description The directory (default /workspace); relative to /workspace. */
                 path?: string;
+                /** @description Everything below it, not only its entries. */
                 recursive?: boolean;
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2482,9 +5233,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FileList"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2492,23 +5304,28 @@ export interface operations {
     sandboxes_files_upload: {
         parameters: {
             query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+                /** @description Take the body as a tar archive whatever its type. */
                 extract?: boolean;
+                /** @description Octal file mode, default 0644 (files only). */
                 mode?: string;
+                /** @description Where to write (required for raw bodies and archives). Relative to /workspace; an absolute path starts with a second slash (files//etc/hosts). */
                 path?: string;
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
         };
         requestBody?: {
             content: {
-                "multipart/form-data": {
-                    [key: string]: unknown;
-                };
+                "multipart/form-data": components["schemas"]["FileUploadMultipartRequest"];
                 "application/octet-stream": string;
                 "application/x-tar": string;
+                "application/gzip": string;
             };
         };
         responses: {
@@ -2517,9 +5334,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FileUploadResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is above the server's limit (details.limit for uploads). error.code says which (docs/api.md lists them). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2527,12 +5414,18 @@ export interface operations {
     sandboxes_files_download: {
         parameters: {
             query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+                /** @description tar: always a tar archive. */
                 format?: "raw" | "tar";
+                /** @description With a tar: gzip it. */
                 gzip?: boolean;
             };
             header?: never;
             path: {
+                /** @description Relative to /workspace; an absolute path starts with a second slash (files//etc/hosts). */
                 path: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2544,17 +5437,266 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/octet-stream": string;
+                    "*/*": string;
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    sandboxes_files_action: {
+    sandboxes_files_delete: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+                /** @description Needed for a directory (else 409 file_conflict). */
+                recursive?: boolean;
+            };
             header?: never;
             path: {
+                /** @description Relative to /workspace; an absolute path starts with a second slash (files//etc/hosts). */
                 path: string;
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_files_mkdir: {
+        parameters: {
+            query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MkdirRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FilePath"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_files_move: {
+        parameters: {
+            query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                autoResume?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2570,33 +5712,71 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FilePath"];
                 };
             };
-        };
-    };
-    sandboxes_files_delete: {
-        parameters: {
-            query?: {
-                recursive?: boolean;
-            };
-            header?: never;
-            path: {
-                path: string;
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description No response body */
-            204: {
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -2608,6 +5788,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2619,9 +5800,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitBranches"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2631,6 +5882,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2646,9 +5898,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitCheckoutResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2658,6 +5980,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2673,9 +5996,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitCloneResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2685,6 +6078,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2700,9 +6094,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitCommitResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2710,14 +6174,16 @@ export interface operations {
     sandboxes_git_diff: {
         parameters: {
             query?: {
-                /** @description Limit to one path */
+                /** @description Limit to one path. */
                 file?: string;
                 /** @description Repository path (default /repo) */
                 path?: string;
+                /** @description The staged changes (git diff --cached). */
                 staged?: boolean;
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2729,9 +6195,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitDiff"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2739,12 +6275,14 @@ export interface operations {
     sandboxes_git_log: {
         parameters: {
             query?: {
+                /** @description How many commits (default 20, at most 500). */
                 limit?: number;
                 /** @description Repository path (default /repo) */
                 path?: string;
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2756,9 +6294,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitLog"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2768,6 +6376,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2783,9 +6392,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitPullResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2795,6 +6474,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2810,9 +6490,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitPushResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2825,6 +6575,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2836,9 +6587,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GitStatus"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2846,16 +6667,18 @@ export interface operations {
     sandboxes_logs: {
         parameters: {
             query?: {
-                /** @description Include VibeBox's events (default true). */
-                events?: boolean;
+                /** @description 0 or false leaves out VibeBox's events (default: included). */
+                events?: string;
                 /** @description A duration back from now ('1h') or a unix timestamp. */
                 since?: string;
+                /** @description Default all. */
                 stream?: "all" | "stderr" | "stdout";
-                /** @description Last N lines (default 100; 'all'). */
-                tail?: number;
+                /** @description The last N entries (default 100; at most 100000), or 'all'. */
+                tail?: string;
             };
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2867,9 +6690,61 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Logs"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2879,6 +6754,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2893,6 +6769,60 @@ export interface operations {
                     "application/json": components["schemas"]["SandboxMetrics"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_pause: {
@@ -2900,6 +6830,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2914,6 +6845,60 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_processes_list: {
@@ -2921,6 +6906,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2932,9 +6918,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ProcessList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2945,6 +6974,7 @@ export interface operations {
             header?: never;
             path: {
                 process_id: string;
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2956,9 +6986,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Process"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -2968,6 +7041,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -2982,6 +7056,60 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_restore: {
@@ -2989,6 +7117,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3007,6 +7136,69 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_resume: {
@@ -3014,6 +7206,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3028,6 +7221,60 @@ export interface operations {
                     "application/json": components["schemas"]["Sandbox"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     snapshots_of_sandbox: {
@@ -3035,6 +7282,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3046,7 +7294,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Snapshot"][];
+                    "application/json": components["schemas"]["SnapshotList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3056,6 +7349,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3074,6 +7368,69 @@ export interface operations {
                     "application/json": components["schemas"]["Snapshot"];
                 };
             };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     sandboxes_start: {
@@ -3081,6 +7438,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3093,6 +7451,60 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Sandbox"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3102,6 +7514,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The sandbox's id (sbx_…) or name. */
                 sandbox_id: string;
             };
             cookie?: never;
@@ -3114,6 +7527,60 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Sandbox"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3132,7 +7599,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Snapshot"][];
+                    "application/json": components["schemas"]["SnapshotList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3156,6 +7659,51 @@ export interface operations {
                     "application/json": components["schemas"]["Snapshot"];
                 };
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     snapshots_delete: {
@@ -3176,6 +7724,51 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     templates_list: {
@@ -3193,6 +7786,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Template"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3214,6 +7843,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Template"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -1,0 +1,253 @@
+// The client: configuration, typed errors, retries (against a local HTTP server that fails
+// first), batch helpers and the ephemeral helpers, against the live server.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, describe, test } from 'node:test';
+
+import {
+  AuthenticationError,
+  ConnectionError,
+  NotSupportedError,
+  RateLimitError,
+  Sandbox,
+  SandboxNotFoundError,
+  ServiceUnavailableError,
+  TemplateNotFoundError,
+  ValidationError,
+  VibeBox,
+  VibeBoxError,
+} from '../src/index.js';
+import { API_KEY, API_URL, OUTSIDER_KEY, assertDestroyed, cleanupLater, uniqueName } from './helpers.js';
+
+const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
+
+type Handler = (request: IncomingMessage, response: ServerResponse, hit: number) => void;
+
+/** A local HTTP server answering with `handler`; counts the requests it got. */
+async function flakyServer(handler: Handler): Promise<{ url: string; hits: () => number; server: Server }> {
+  let hits = 0;
+  const server = createServer((request, response) => {
+    hits += 1;
+    request.resume();
+    request.on('end', () => handler(request, response, hits));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, hits: () => hits, server };
+}
+
+function answer(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+  response.end(JSON.stringify(body));
+}
+
+const templatesBody = { count: 1, next: null, previous: null, results: [{ name: 'node-20' }] };
+
+describe('configuration', () => {
+  test('new VibeBox() reads VIBEBOX_API_KEY and VIBEBOX_API_URL', async () => {
+    const saved = { key: process.env.VIBEBOX_API_KEY, url: process.env.VIBEBOX_API_URL };
+    process.env.VIBEBOX_API_KEY = API_KEY;
+    process.env.VIBEBOX_API_URL = API_URL;
+    try {
+      const fromEnv = new VibeBox();
+      assert.equal(fromEnv.baseUrl, API_URL);
+      const names = (await fromEnv.templates()).map((t) => t.name);
+      assert.ok(names.includes('node-20') && names.includes('python-3'), String(names));
+    } finally {
+      process.env.VIBEBOX_API_KEY = saved.key;
+      process.env.VIBEBOX_API_URL = saved.url;
+    }
+  });
+
+  test('explicit options win; region is accepted', async () => {
+    const explicit = new VibeBox({ apiKey: API_KEY, baseUrl: `${API_URL}/`, region: 'us-east-1' });
+    assert.equal(explicit.baseUrl, API_URL);
+    assert.equal(explicit.region, 'us-east-1');
+    assert.equal((await explicit.template('node-20')).name, 'node-20');
+    assert.equal((await explicit.health()).ready, true);
+  });
+});
+
+describe('typed errors', () => {
+  test('a wrong key is an AuthenticationError with the server code and request id', async () => {
+    const wrong = new VibeBox({ apiKey: 'vb_live_wrong', baseUrl: API_URL });
+    const error = await wrong.list().catch((e: unknown) => e);
+    assert.ok(error instanceof AuthenticationError, String(error));
+    assert.equal(error.status, 401);
+    assert.equal(error.code, 'invalid_api_key');
+    assert.ok(error.requestId);
+  });
+
+  test('missing and foreign sandboxes are SandboxNotFoundError', async () => {
+    await assert.rejects(vb.get('sbx_doesnotexist'), SandboxNotFoundError);
+    const mine = await vb.sandbox('node-20', { name: uniqueName('mine') });
+    cleanupLater(() => mine.destroy());
+    const outsider = new VibeBox({ apiKey: OUTSIDER_KEY, baseUrl: API_URL });
+    await assert.rejects(outsider.get(mine.id), SandboxNotFoundError);
+    const theirs = new Sandbox(outsider.transport, mine.info);
+    await assert.rejects(theirs.run('echo hi'), SandboxNotFoundError);
+    await assert.rejects(theirs.destroy(), SandboxNotFoundError);
+    assert.equal((await vb.get(mine.id)).status, 'running');
+  });
+
+  test('bad input is a ValidationError with a stable code, and nothing is made', async () => {
+    const before = (await vb.list()).length;
+    const duration = await vb.create({ template: 'node-20', timeout: 'soon' }).catch((e: unknown) => e);
+    assert.ok(duration instanceof ValidationError);
+    assert.equal(duration.code, 'invalid_duration');
+    const unknown = await vb.create({ template: 'no-such-template' }).catch((e: unknown) => e);
+    assert.ok(unknown instanceof VibeBoxError && unknown.status === 400, String(unknown));
+    assert.equal(unknown.code, 'unknown_template');
+    await assert.rejects(vb.template('no-such-template'), TemplateNotFoundError);
+    assert.equal((await vb.list()).length, before);
+  });
+});
+
+describe('retries', () => {
+  test('503 then 200: retried, answered', async () => {
+    const flaky = await flakyServer((_req, res, hit) =>
+      hit < 3 ? answer(res, 503, { error: { code: 'runtime_unavailable', message: 'down' } }) : answer(res, 200, templatesBody),
+    );
+    const client = new VibeBox({ apiKey: 'k', baseUrl: flaky.url, backoff: 10 });
+    assert.deepEqual((await client.templates()).map((t) => t.name), ['node-20']);
+    assert.equal(flaky.hits(), 3);
+  });
+
+  test('429 waits for Retry-After', async () => {
+    const flaky = await flakyServer((_req, res, hit) =>
+      hit === 1 ? answer(res, 429, { error: { code: 'rate_limited', message: 'slow down' } }, { 'Retry-After': '1' }) : answer(res, 200, templatesBody),
+    );
+    const client = new VibeBox({ apiKey: 'k', baseUrl: flaky.url, backoff: 10 });
+    const started = performance.now();
+    await client.templates();
+    assert.ok(performance.now() - started >= 950, 'the client did not wait for Retry-After');
+    assert.equal(flaky.hits(), 2);
+  });
+
+  test('after maxRetries the typed error is thrown; a Retry-After too long is not waited for', async () => {
+    const down = await flakyServer((_req, res) => answer(res, 503, { error: { code: 'runtime_unavailable', message: 'down' }, requestId: 'req_1' }));
+    const client = new VibeBox({ apiKey: 'k', baseUrl: down.url, backoff: 5, maxRetries: 2 });
+    const error = await client.templates().catch((e: unknown) => e);
+    assert.ok(error instanceof ServiceUnavailableError);
+    assert.equal(error.requestId, 'req_1');
+    assert.equal(down.hits(), 3);
+    const limited = await flakyServer((_req, res) => answer(res, 429, { error: { code: 'rate_limited', message: 'x' } }, { 'Retry-After': '3600' }));
+    const started = performance.now();
+    const rate = await new VibeBox({ apiKey: 'k', baseUrl: limited.url }).templates().catch((e: unknown) => e);
+    assert.ok(rate instanceof RateLimitError);
+    assert.equal(rate.retryAfter, 3600);
+    assert.equal(limited.hits(), 1);
+    assert.ok(performance.now() - started < 3000);
+  });
+
+  test('dropped connections: GET retried, POST not (it may have reached the server)', async () => {
+    const dropping = await flakyServer((req, res, hit) => {
+      if (req.method === 'GET' && hit > 1) return answer(res, 200, templatesBody);
+      res.socket?.destroy();
+    });
+    const client = new VibeBox({ apiKey: 'k', baseUrl: dropping.url, backoff: 5 });
+    await client.templates();
+    assert.equal(dropping.hits(), 2);
+    await assert.rejects(client.create({ template: 'node-20' }), ConnectionError);
+    assert.equal(dropping.hits(), 3);
+  });
+
+  test('a refused connection is retried, then a ConnectionError', async () => {
+    const closed = await flakyServer(() => undefined);
+    const url = closed.url;
+    await new Promise<void>((resolve) => closed.server.close(() => resolve()));
+    const client = new VibeBox({ apiKey: 'k', baseUrl: url, backoff: 5, maxRetries: 2 });
+    const error = await client.templates().catch((e: unknown) => e);
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.match(error.message, /ECONNREFUSED/);
+  });
+
+  test('a server without an endpoint: NotSupportedError', async () => {
+    const old = await flakyServer((_req, res) => answer(res, 404, { error: { code: 'not_found', message: 'Not found.' } }));
+    const client = new VibeBox({ apiKey: 'k', baseUrl: old.url });
+    const error = await client.snapshots().catch((e: unknown) => e);
+    assert.ok(error instanceof NotSupportedError);
+    assert.equal(error.details.feature, 'snapshots');
+  });
+});
+
+describe('batches and helpers', () => {
+  test('createMany makes them in parallel; destroyAll removes them', async () => {
+    const tag = uniqueName('batch');
+    const sandboxes = await vb.createMany([
+      { template: 'node-20', name: `${tag}-1`, metadata: { batch: tag } },
+      { template: 'node-20', name: `${tag}-2`, metadata: { batch: tag } },
+      { template: 'python-3', name: `${tag}-ml`, metadata: { batch: tag } },
+    ]);
+    cleanupLater(() => vb.destroyAll(sandboxes));
+    assert.deepEqual(sandboxes.map((s) => s.name), [`${tag}-1`, `${tag}-2`, `${tag}-ml`]);
+    const results = await Promise.all(sandboxes.map((s) => s.run('echo ready', { language: 'shell' })));
+    assert.deepEqual(results.map((r) => r.output), ['ready\n', 'ready\n', 'ready\n']);
+    assert.equal((await vb.list({ metadata: { batch: tag } })).length, 3);
+    await vb.destroyAll(sandboxes);
+    assert.equal((await vb.list({ metadata: { batch: tag } })).length, 0);
+    await vb.destroyAll([sandboxes[0]!.id]); // already gone: fine
+  });
+
+  test('createMany is all or nothing', async () => {
+    const tag = uniqueName('half');
+    await assert.rejects(
+      vb.createMany([
+        { template: 'node-20', metadata: { batch: tag } },
+        { template: 'no-such-template', metadata: { batch: tag } },
+      ]),
+      ValidationError,
+    );
+    assert.equal((await vb.list({ metadata: { batch: tag } })).length, 0);
+  });
+
+  test('withSandbox destroys the sandbox after the block, also when it throws', async () => {
+    let id = '';
+    const result = await vb.withSandbox('node-20', async (sandbox) => {
+      id = sandbox.id;
+      await sandbox.run('npm --version');
+      return sandbox.run('return 1 + 1');
+    });
+    assert.equal(result.returnValue, 2);
+    await assertDestroyed(id);
+    await assert.rejects(
+      vb.withSandbox({ template: 'python-3' }, async (sandbox) => {
+        id = sandbox.id;
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    await assertDestroyed(id);
+  });
+
+  test('ephemeral sandboxes expire; runOnce and withEphemeral clean up', async () => {
+    const sandbox = await vb.ephemeral('node-20', '1h');
+    cleanupLater(() => sandbox.destroy());
+    assert.equal(sandbox.info.ephemeral, true);
+    assert.equal(sandbox.info.timeout, 3600);
+    assert.ok(sandbox.info.expiresAt);
+    const before = (await vb.list()).length;
+    const once = await vb.runOnce('node-20', `
+      console.log("Hello from ephemeral sandbox!");
+      return { status: 'success' };
+    `);
+    assert.deepEqual(once.returnValue, { status: 'success' });
+    assert.equal(once.output, 'Hello from ephemeral sandbox!\n');
+    let seen: Sandbox | undefined;
+    const tested = await vb.withEphemeral(
+      'node-20',
+      async (box) => {
+        seen = box;
+        assert.equal(box.info.ephemeral, true);
+        assert.equal(box.info.timeout, 900);
+        return box.run('echo ok');
+      },
+      { timeout: '15m' },
+    );
+    assert.equal(tested.stdout, 'ok\n');
+    await assertDestroyed(seen!.id);
+    assert.equal((await vb.list()).length, before);
+  });
+});

@@ -1,0 +1,308 @@
+// A sandbox's life and commands through the SDK, against the live server and the real engine:
+// create, run (code and commands), exec (plain, streamed, background), logs, env, lifecycle,
+// snapshots and the fluent chain.
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+
+import {
+  CommandExitError,
+  CommandTimeoutError,
+  SandboxPausedError,
+  VibeBox,
+  type LogEntry,
+  type Sandbox,
+} from '../src/index.js';
+import { API_KEY, API_URL, assertDestroyed, cleanupLater, uniqueName } from './helpers.js';
+
+const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
+
+let sandbox: Sandbox;
+
+before(async () => {
+  sandbox = await vb.sandbox('node-20');
+  cleanupLater(() => sandbox.destroy());
+});
+
+describe('create', () => {
+  test('vb.sandbox(template) answers a running sandbox', () => {
+    assert.match(sandbox.id, /^sbx_/);
+    assert.equal(sandbox.status, 'running');
+    assert.equal(sandbox.template, 'node-20');
+  });
+
+  test('vb.create with full configuration; autoStart false leaves it stopped', async () => {
+    const name = uniqueName('my-dev');
+    const box = await vb.create({
+      template: 'node-20',
+      name,
+      autoStart: false,
+      ephemeral: false,
+      timeout: '2h',
+      env: { GREETING: 'hi' },
+      metadata: { purpose: 'test' },
+      resources: { cpu: 0.5, memory: '512m' },
+    });
+    cleanupLater(() => box.destroy());
+    assert.equal(box.name, name);
+    assert.equal(box.status, 'stopped');
+    assert.equal(box.info.timeout, 7200);
+    assert.equal(box.info.resources.memory, '512m');
+    await box.start();
+    assert.equal(box.status, 'running');
+    assert.equal((await box.run('echo $GREETING')).stdout, 'hi\n');
+    assert.equal((await vb.get(name)).id, box.id);
+    await box.update({ metadata: { purpose: 'renamed' } });
+    assert.deepEqual(box.info.metadata, { purpose: 'renamed' });
+  });
+});
+
+describe('run', () => {
+  test('code: output, returnValue, exitCode, duration', async () => {
+    await sandbox.files.write('package.json', '{}');
+    const result = await sandbox.run(`
+      const fs = require('fs');
+      const files = fs.readdirSync('.');
+      console.log('Files:', files);
+      return files;
+    `);
+    assert.ok(Array.isArray(result.returnValue) && (result.returnValue as string[]).includes('package.json'));
+    assert.match(result.output, /^Files: \[.*'package.json'.*\]\n$/s);
+    assert.equal(result.exitCode, 0);
+    assert.equal(typeof result.duration, 'number');
+    assert.equal(result.language, 'javascript');
+  });
+
+  test('a command with cwd', async () => {
+    const result = await sandbox.run('pwd', { cwd: '/tmp' });
+    assert.equal(result.stdout, '/tmp\n');
+    assert.equal((await sandbox.run('npm --version')).exitCode, 0);
+  });
+
+  test('a failing command throws CommandExitError with every attempt in logs', async () => {
+    const error = await sandbox.run('echo try; exit 3', { retries: 2, retryDelay: 50 }).catch((e: unknown) => e);
+    assert.ok(error instanceof CommandExitError, String(error));
+    assert.equal(error.exitCode, 3);
+    assert.equal(error.attempts.length, 3);
+    assert.equal((error.logs.match(/--- attempt/g) ?? []).length, 3);
+    assert.match(error.logs, /try/);
+    assert.match(error.message, /failed|exited with 3/);
+  });
+
+  test('retries until a flaky command works', async () => {
+    await sandbox.files.write('flaky.sh', 'n=$(cat /tmp/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/count; echo "run $n"; [ $n -ge 3 ]\n');
+    const result = await sandbox.run('bash flaky.sh', { retries: 3, retryDelay: 100, timeout: '30s' });
+    assert.equal(result.stdout, 'run 3\n');
+    const caught = await sandbox
+      .run('exit 1', { retries: 1, retryDelay: 10 })
+      .catch((error) => error.logs);
+    assert.match(String(caught), /attempt 2/);
+  });
+
+  test('the timeout is honoured: CommandTimeoutError, everything it started killed', async () => {
+    const started = Date.now();
+    const error = await sandbox.run('sleep 31 & sleep 32', { timeout: '1s', language: 'shell' }).catch((e: unknown) => e);
+    assert.ok(error instanceof CommandTimeoutError, String(error));
+    assert.equal(error.result.status, 'timeout');
+    assert.ok(Date.now() - started < 20_000);
+    for (let tries = 0; ; tries++) {
+      const left = await sandbox.exec("pgrep -fc 'sleep 3[12]' || true");
+      if (left.stdout.trim() === '0') break;
+      assert.ok(tries < 20, `still running: ${(await sandbox.exec('ps -ef')).stdout}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  });
+
+  test('check: false answers the failed result', async () => {
+    const result = await sandbox.run('exit 4', { check: false });
+    assert.equal(result.exitCode, 4);
+    assert.equal(result.ok, false);
+  });
+});
+
+describe('exec', () => {
+  test('plain await answers the result whatever the exit code', async () => {
+    const result = await sandbox.exec('echo out; echo err >&2; exit 2');
+    assert.equal(result.stdout, 'out\n');
+    assert.equal(result.stderr, 'err\n');
+    assert.equal(result.exitCode, 2);
+    assert.equal(result.status, 'failed');
+    const argv = await sandbox.exec(['node', '-e', 'console.log(process.argv.length)'], { env: { X: '1' } });
+    assert.equal(argv.stdout, '1\n');
+  });
+
+  test('stream: onData while it runs, onComplete and wait at the end', async () => {
+    const cmd = await sandbox.exec('for i in 1 2 3; do echo line $i; sleep 0.2; done; echo oops >&2; exit 5', {
+      stream: true,
+      cwd: '/workspace',
+    });
+    const chunks: Array<[string, string]> = [];
+    const times: number[] = [];
+    cmd.onData((data, stream) => {
+      chunks.push([data, stream]);
+      times.push(Date.now());
+    });
+    const completed = new Promise<number | null>((resolve) => cmd.onComplete((result) => resolve(result.exitCode)));
+    const result = await cmd.wait();
+    assert.equal(await completed, 5);
+    assert.equal(result.stdout, 'line 1\nline 2\nline 3\n');
+    assert.equal(result.stderr, 'oops\n');
+    assert.equal(chunks.map(([data]) => data).join(''), 'line 1\nline 2\nline 3\noops\n');
+    assert.ok(times.at(-1)! - times[0]! >= 300, 'output did not arrive as it was printed');
+    let late = -1;
+    cmd.onComplete((r) => (late = r.exitCode ?? -1));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(late, 5);
+  });
+
+  test('stream: stdin and signals reach the command', async () => {
+    const cat = await sandbox.exec('cat', { stream: true });
+    cat.write('hello ').write('stdin\n').closeStdin();
+    assert.equal((await cat.wait()).stdout, 'hello stdin\n');
+    const sleeper = await sandbox.exec('sleep 60', { stream: true });
+    sleeper.signal('TERM');
+    const stopped = await sleeper.wait();
+    assert.notEqual(stopped.exitCode, 0);
+  });
+
+  test('background: runs on, attach replays its output, kill stops it', async () => {
+    const process = await sandbox.exec('echo started; sleep 60', { background: true });
+    const listed = await sandbox.processes();
+    assert.ok(listed.some((p) => p.processId === process.processId));
+    const stream = await process.attach();
+    const first = await new Promise<string>((resolve) => stream.onData((data) => resolve(data)));
+    assert.equal(first, 'started\n');
+    await process.kill();
+    const result = await stream.wait();
+    assert.notEqual(result.exitCode, 0);
+    const history = await sandbox.executions({ limit: 5 });
+    assert.equal(history[0]?.executionId, process.executionId);
+    assert.equal((await sandbox.execution(process.executionId)).command, 'echo started; sleep 60');
+  });
+});
+
+describe('logs', () => {
+  test('onLog delivers new container output; filters apply', async () => {
+    const all: LogEntry[] = [];
+    const stdoutOnly: LogEntry[] = [];
+    const everything = sandbox.onLog((log) => all.push(log));
+    const filtered = sandbox.onLog({ filter: 'stdout', level: 'info' }, (log) => stdoutOnly.push(log));
+    try {
+      await Promise.all([everything.ready, filtered.ready]);
+      const deadline = Date.now() + 30_000;
+      while (!all.some((l) => l.message === 'to-pid-1') || !all.some((l) => l.message === 'err-pid-1')) {
+        assert.ok(Date.now() < deadline, 'no log entry arrived');
+        await sandbox.exec('echo to-pid-1 > /proc/1/fd/1; echo err-pid-1 > /proc/1/fd/2'); // PID 1's own output
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    } finally {
+      everything.close();
+      filtered.close();
+    }
+    await Promise.all([everything.closed, filtered.closed]);
+    const line = all.find((l) => l.message === 'to-pid-1')!;
+    assert.equal(line.stream, 'stdout');
+    assert.equal(line.level, 'info');
+    assert.match(line.text, /^\d{4}-\d\d-\d\dT.*Z \[stdout\] to-pid-1$/);
+    assert.equal(all.find((l) => l.message === 'err-pid-1')!.level, 'error');
+    assert.ok(stdoutOnly.some((l) => l.message === 'to-pid-1'));
+    assert.ok(!stdoutOnly.some((l) => l.stream === 'stderr'));
+    const errorsOnly = await sandbox.logs({ tail: 'all', level: 'error' });
+    assert.ok(errorsOnly.every((l) => l.level === 'error'));
+    const backlog = await sandbox.logs({ tail: 'all' });
+    assert.ok(backlog.some((l) => l.type === 'event' && l.event === 'sandbox.started'));
+    assert.ok(backlog.some((l) => l.message === 'to-pid-1'));
+    assert.ok((await sandbox.logs({ filter: 'stderr', tail: 'all' })).every((l) => l.stream === 'stderr'));
+  });
+});
+
+describe('environment', () => {
+  test('set one or several, get, all, delete', async () => {
+    await sandbox.env.set('NODE_ENV', 'production');
+    await sandbox.env.set({ API_KEY: { value: 'secret-value', secret: true }, PORT: '3000' });
+    assert.equal(await sandbox.env.get('NODE_ENV'), 'production');
+    assert.equal(await sandbox.env.get('API_KEY'), '********');
+    assert.equal(await sandbox.env.get('MISSING'), undefined);
+    const all = await sandbox.env.all();
+    assert.deepEqual(all.PORT, { value: '3000', secret: false });
+    assert.equal((await sandbox.run('echo $NODE_ENV $PORT $API_KEY')).stdout, 'production 3000 secret-value\n');
+    await sandbox.env.delete('PORT');
+    assert.equal(await sandbox.env.get('PORT'), undefined);
+  });
+});
+
+describe('lifecycle and snapshots', () => {
+  test('pause, resume, restart', async () => {
+    const box = await vb.sandbox('node-20');
+    cleanupLater(() => box.destroy());
+    await box.run('echo kept > /workspace/state.txt');
+    await box.pause();
+    assert.equal(box.status, 'paused');
+    assert.ok(box.info.pausedAt);
+    await assert.rejects(box.run('echo hi'), SandboxPausedError);
+    assert.equal((await box.run('echo auto', { autoResume: true })).stdout, 'auto\n');
+    await box.pause();
+    await box.resume();
+    assert.equal(box.status, 'running');
+    await box.restart();
+    assert.equal(box.status, 'running');
+    assert.equal((await box.run('cat /workspace/state.txt')).stdout, 'kept\n');
+    await box.stop();
+    assert.equal((await box.refresh()).status, 'stopped');
+  });
+
+  test('snapshot and restore roll the workspace back', async () => {
+    const box = await vb.sandbox('node-20');
+    cleanupLater(() => box.destroy());
+    await box.run('echo v1 > /workspace/app.txt');
+    const snapshot = await box.snapshot('before-deploy');
+    assert.match(snapshot.id, /^snap_/);
+    assert.equal(snapshot.name, 'before-deploy');
+    cleanupLater(() => vb.deleteSnapshot(snapshot));
+    await box.run('echo v2 > /workspace/app.txt');
+    await box.restore(snapshot);
+    assert.equal(box.id, snapshot.sandboxId);
+    assert.equal((await box.run('cat /workspace/app.txt')).stdout, 'v1\n');
+    assert.ok((await box.snapshots()).some((s) => s.id === snapshot.id));
+    assert.ok((await vb.snapshots()).some((s) => s.id === snapshot.id));
+    const copy = await vb.create({ snapshot: snapshot.id });
+    cleanupLater(() => copy.destroy());
+    assert.equal((await copy.run('cat /workspace/app.txt')).stdout, 'v1\n');
+  });
+});
+
+describe('fluent chain', () => {
+  test('upload → run → run → download → destroy', async () => {
+    const local = await mkdtemp(join(tmpdir(), 'vibebox-chain-'));
+    await mkdir(join(local, 'src'));
+    await writeFile(join(local, 'src', 'index.js'), "console.log('built');\n");
+    const box = await vb.sandbox('node-20');
+    cleanupLater(() => box.destroy());
+    const out = join(local, 'local-dist');
+    await box
+      .upload(join(local, 'src'))
+      .run('mkdir -p dist && node src/index.js > dist/bundle.txt')
+      .run('echo extra > dist/extra.txt')
+      .download('dist/', out)
+      .destroy();
+    assert.equal(await readFile(join(out, 'bundle.txt'), 'utf8'), 'built\n');
+    assert.equal(await readFile(join(out, 'extra.txt'), 'utf8'), 'extra\n');
+    await assertDestroyed(box.id);
+  });
+
+  test('a failing step skips the rest and rejects the chain', async () => {
+    const box = await vb.sandbox('node-20');
+    cleanupLater(() => box.destroy());
+    const error = await box
+      .run('exit 7')
+      .run('echo never > /workspace/never.txt')
+      .catch((e: unknown) => e);
+    assert.ok(error instanceof CommandExitError);
+    assert.equal(error.exitCode, 7);
+    assert.equal((await box.exec('test -e /workspace/never.txt')).exitCode, 1);
+    const content = await box.run('echo hi > a.txt').download('a.txt');
+    assert.equal(content.toString(), 'hi\n');
+  });
+});
