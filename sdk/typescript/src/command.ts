@@ -3,8 +3,6 @@
  * @module
  */
 
-import type WebSocket from 'ws';
-
 import { ConnectionError, VibeBoxError, fromPayload, isRecord } from './errors.js';
 import { ExecResult } from './results.js';
 import { closeError, parseFrame } from './socket.js';
@@ -17,6 +15,16 @@ export type Signal = 'INT' | 'TERM' | 'KILL' | 'HUP' | 'QUIT' | 'USR1' | 'USR2' 
 type DataCallback = (data: string, stream: OutputStream) => void;
 
 const noop = () => undefined;
+const OPEN = 1;
+
+/** The part of a WebSocket a stream uses (so the package's types do not depend on `ws`'s). */
+export interface StreamSocket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the socket's listeners vary per event
+  on(event: string, listener: (...args: any[]) => void): unknown;
+}
 
 /**
  * A command whose output arrives as it is printed.
@@ -41,13 +49,14 @@ export class CommandStream {
   private outcome: { result?: ExecResult; error?: VibeBoxError } | undefined;
   private truncatedBytes = 0;
 
-  constructor(private readonly socket: WebSocket) {
+  /** @internal */
+  constructor(private readonly socket: StreamSocket) {
     this.done = new Promise<ExecResult>((resolve, reject) => {
-      socket.on('message', (data) => {
+      socket.on('message', (data: unknown) => {
         const message = parseFrame(data);
         if (message) this.handle(message, resolve, reject);
       });
-      socket.on('close', (code, reason) => {
+      socket.on('close', (code: number, reason: Buffer) => {
         if (this.outcome) return;
         const error =
           code >= 4000 ? closeError(code, reason.toString()) : new ConnectionError(`the command's stream closed (code ${code}) before it exited`);
@@ -179,6 +188,6 @@ export class CommandStream {
   }
 
   private send(message: Record<string, unknown>): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+    if (this.socket.readyState === OPEN) this.socket.send(JSON.stringify(message));
   }
 }

@@ -111,9 +111,11 @@ export async function openSocket(transport: Transport, path: string, query?: Que
  * parseFrame(Buffer.from('{"type":"stdout"}')); // { type: 'stdout' }
  * ```
  */
-export function parseFrame(data: WebSocket.RawData): Record<string, unknown> | undefined {
+export function parseFrame(data: unknown): Record<string, unknown> | undefined {
   try {
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const text = Array.isArray(data)
+      ? Buffer.concat(data as Buffer[]).toString('utf8')
+      : Buffer.from(data as ArrayBuffer).toString('utf8');
     const value: unknown = JSON.parse(text);
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {

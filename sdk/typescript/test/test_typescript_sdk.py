@@ -212,16 +212,19 @@ def run_readme_examples(app: Path, suite_env: dict[str, str]) -> None:
         )
     )
     check(run([NODE, str(PKG / "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], cwd=app))
-    (app / "local.json").write_text('{"local": true}\n')
-    (app / "src").mkdir()
-    (app / "src/index.ts").write_text("export const answer = 42;\n")
-    (app / "src/util.ts").write_text("export const util = 1;\n")
-    (app / "node_modules/skipped.ts").write_text("excluded by the upload's exclude list\n")
+    project = app.parent / "project"  # what the examples upload: a small Node project
+    (project / "src").mkdir(parents=True)
+    (project / "node_modules").mkdir()
+    (project / "package.json").write_text('{"name": "project", "version": "1.0.0", "private": true}\n')
+    (project / "local.json").write_text('{"local": true}\n')
+    (project / "src/index.ts").write_text("export const answer = 42;\n")
+    (project / "src/util.ts").write_text("export const util = 1;\n")
+    (project / "node_modules/skipped.ts").write_text("excluded by the upload's exclude list\n")
     env = {**suite_env, "REPO_URL": authenticated_git_url(suite_env)}
     for number in range(1, len(examples) + 1):
-        result = run([NODE, f"out/readme{number}.js"], cwd=app, timeout=300, **env)
+        result = run([NODE, str(app / f"out/readme{number}.js")], cwd=project, timeout=300, **env)
         assert result.returncode == 0, f"README example {number} failed:\n{examples[number - 1]}\n{result.stderr}"
-    assert (app / "local-dist").is_dir()
+    assert (project / "local-dist/index.ts").is_file()
 
 
 def authenticated_git_url(env: dict[str, str]) -> str:
