@@ -49,6 +49,27 @@ def run_in(container, script: str, user: str = "root", env: dict | None = None) 
     return result.output.decode()
 
 
+def start_http_git_server(client, image: str, *, name: str, network: str, labels: dict, user: str, token: str):
+    """A smart-HTTP git server (basic auth as user:token) holding seed.sh's project.git, on `network`
+    as host `git-http` (port 8080). Also used by the TypeScript SDK's tests."""
+    http = client.containers.run(
+        image,
+        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
+        name=name,
+        hostname="git-http",
+        user="root",
+        detach=True,
+        labels=labels,
+        environment={"GIT_USER": user, "GIT_TOKEN": token},
+        network=network,
+        working_dir="/srv",
+    )
+    _put(http, "/srv", "http_server.py", (HERE / "http_server.py").read_bytes())
+    _put(http, "/srv", "seed.sh", (HERE / "seed.sh").read_bytes())
+    run_in(http, "sh /srv/seed.sh /srv/git && touch /srv/ready")  # the server starts now
+    return http
+
+
 @dataclass
 class GitServers:
     http: object
@@ -96,22 +117,16 @@ def git_servers(docker_client):
     seed = (HERE / "seed.sh").read_bytes()
 
     user, token = "agent", secrets.token_urlsafe(16)
-    http = docker_client.containers.run(
+    http = start_http_git_server(
+        docker_client,
         python_image,
-        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
         name="vibebox-test-git-http",
-        hostname="git-http",
-        user="root",
-        detach=True,
-        labels=FIXTURE_LABELS,
-        environment={"GIT_USER": user, "GIT_TOKEN": token},
         network=GIT_NETWORK,
-        working_dir="/srv",
+        labels=FIXTURE_LABELS,
+        user=user,
+        token=token,
     )
     network.reload()
-    _put(http, "/srv", "http_server.py", (HERE / "http_server.py").read_bytes())
-    _put(http, "/srv", "seed.sh", seed)
-    run_in(http, "sh /srv/seed.sh /srv/git && touch /srv/ready")  # the server starts now
 
     docker_client.images.build(
         path=str(HERE), dockerfile="ssh.Dockerfile", tag=SSH_IMAGE, buildargs={"BASE_IMAGE": base_image()}, rm=True

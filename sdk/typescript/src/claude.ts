@@ -9,7 +9,13 @@ import { LONG, body, sandboxPath } from './paths.js';
 import { sleep, type Query, type Transport } from './transport.js';
 import type { Schemas } from './types.js';
 
-/** Options of `claude.enable()`. */
+/**
+ * Options of `claude.enable()`.
+ * @example
+ * ```ts
+ * await sandbox.claude.enable({ mcp: true });
+ * ```
+ */
 export interface EnableOptions {
   /** Your own Anthropic key for this sandbox (stored encrypted; never enters the sandbox). */
   anthropicApiKey?: string;
@@ -17,7 +23,13 @@ export interface EnableOptions {
   mcp?: boolean;
 }
 
-/** Options of `claude.ask()` and `claude.start()`. */
+/**
+ * Options of `claude.ask()` and `claude.start()`.
+ * @example
+ * ```ts
+ * await sandbox.claude.ask('Fix the failing test', { maxTurns: 10, review: true });
+ * ```
+ */
 export interface AskOptions {
   /** Continue this session (default: a new one). */
   sessionId?: string;
@@ -32,7 +44,13 @@ export interface AskOptions {
   review?: boolean;
 }
 
-/** Options of `claude.ask()` only. */
+/**
+ * Options of `claude.ask()` only.
+ * @example
+ * ```ts
+ * await sandbox.claude.ask('Refactor src/', { timeout: 300_000, pollInterval: 1000 });
+ * ```
+ */
 export interface WaitOptions {
   /** Milliseconds to wait for the ask to finish (default 10 minutes); then `TimeoutError`. */
   timeout?: number;
@@ -40,15 +58,47 @@ export interface WaitOptions {
   pollInterval?: number;
 }
 
-/** A change set's file. */
+/**
+ * A change set's file.
+ * @example
+ * ```ts
+ * for (const file of change.files) console.log(file.path, file.additions, file.deletions);
+ * ```
+ */
 export type ChangedFile = Schemas['ChangeFile'];
-/** Claude's changes from one ask, waiting for review (or reviewed); `diff` with `pendingChanges()`. */
+/**
+ * Claude's changes from one ask, waiting for review (or reviewed); `diff` with `pendingChanges()`.
+ * @example
+ * ```ts
+ * const [change] = await sandbox.claude.pendingChanges();
+ * console.log(change?.stats, change?.diff);
+ * ```
+ */
 export type ChangeSet = Schemas['ChangeSet'];
-/** An ask: one prompt to Claude and what came of it (`status`, `result`, `costUsd`, `changeSetId`…). */
+/**
+ * An ask: one prompt to Claude and what came of it (`status`, `result`, `costUsd`, `changeSetId`…).
+ * @example
+ * ```ts
+ * const ask: Ask = await sandbox.claude.ask('Add tests');
+ * console.log(ask.status, ask.result, ask.costUsd);
+ * ```
+ */
 export type Ask = Schemas['ClaudeAsk'];
-/** A Claude session (a conversation, continued by later asks). */
+/**
+ * A Claude session (a conversation, continued by later asks).
+ * @example
+ * ```ts
+ * for (const session of await sandbox.claude.sessions()) console.log(session.sessionId, session.title);
+ * ```
+ */
 export type ClaudeSession = Schemas['ClaudeSession'];
-/** What `approve()` and `reject()` answer. */
+/**
+ * What `approve()` and `reject()` answer.
+ * @example
+ * ```ts
+ * const { status, changeSets } = await sandbox.claude.approve();
+ * ```
+ */
 export type ReviewResult = Schemas['ReviewResult'];
 
 const FEATURE = 'Claude Code';

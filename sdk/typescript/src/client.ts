@@ -11,7 +11,13 @@ import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
 
-/** Where the server is when neither `baseUrl` nor `VIBEBOX_API_URL` says. */
+/**
+ * Where the server is when neither `baseUrl` nor `VIBEBOX_API_URL` says.
+ * @example
+ * ```ts
+ * new VibeBox().baseUrl === DEFAULT_URL; // when VIBEBOX_API_URL is not set
+ * ```
+ */
 export const DEFAULT_URL = 'http://127.0.0.1:8000';
 
 /**

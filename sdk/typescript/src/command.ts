@@ -7,9 +7,21 @@ import { ConnectionError, VibeBoxError, fromPayload, isRecord } from './errors.j
 import { ExecResult } from './results.js';
 import { closeError, parseFrame } from './socket.js';
 
-/** Which stream a chunk of output came from. */
+/**
+ * Which stream a chunk of output came from.
+ * @example
+ * ```ts
+ * cmd.onData((data, stream: OutputStream) => (stream === 'stderr' ? console.error : console.log)(data));
+ * ```
+ */
 export type OutputStream = 'stdout' | 'stderr';
-/** Signals a running command can be sent. */
+/**
+ * Signals a running command can be sent.
+ * @example
+ * ```ts
+ * cmd.signal('INT');
+ * ```
+ */
 export type Signal = 'INT' | 'TERM' | 'KILL' | 'HUP' | 'QUIT' | 'USR1' | 'USR2' | 'STOP' | 'CONT';
 
 type DataCallback = (data: string, stream: OutputStream) => void;
@@ -17,7 +29,13 @@ type DataCallback = (data: string, stream: OutputStream) => void;
 const noop = () => undefined;
 const OPEN = 1;
 
-/** The part of a WebSocket a stream uses (so the package's types do not depend on `ws`'s). */
+/**
+ * The part of a WebSocket a stream uses (so the package's types do not depend on `ws`'s).
+ * @example
+ * ```ts
+ * // implemented by the `ws` WebSocket the SDK opens; not needed by callers
+ * ```
+ */
 export interface StreamSocket {
   readonly readyState: number;
   send(data: string): void;

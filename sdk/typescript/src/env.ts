@@ -8,10 +8,22 @@ import { sandboxPath } from './paths.js';
 import type { Transport } from './transport.js';
 import type { Schemas } from './types.js';
 
-/** A variable as the server stores it; secret values read back as `********`. */
+/**
+ * A variable as the server stores it; secret values read back as `********`.
+ * @example
+ * ```ts
+ * const { value, secret } = (await sandbox.env.all()).NODE_ENV!;
+ * ```
+ */
 export type EnvValue = Schemas['EnvVarValue'];
 
-/** What `set` accepts per variable: a value, or `{ value, secret: true }` for a secret. */
+/**
+ * What `set` accepts per variable: a value, or `{ value, secret: true }` for a secret.
+ * @example
+ * ```ts
+ * await sandbox.env.set({ PORT: '3000', TOKEN: { value: 's3cr3t', secret: true } });
+ * ```
+ */
 export type EnvInput = string | { value: string; secret?: boolean };
 
 /**

@@ -15,7 +15,13 @@
  * @module
  */
 
-/** Options every {@link VibeBoxError} accepts. */
+/**
+ * Options every {@link VibeBoxError} accepts.
+ * @example
+ * ```ts
+ * new VibeBoxError('failed', { code: 'my_code', status: 400 });
+ * ```
+ */
 export interface ErrorOptions {
   code?: string;
   status?: number;
@@ -249,7 +255,13 @@ export class ServiceUnavailableError extends ServerError {
   static override defaultCode = 'runtime_unavailable';
 }
 
-/** What a failed command left: the result of each attempt. */
+/**
+ * What a failed command left: the result of each attempt.
+ * @example
+ * ```ts
+ * error.attempts.map((attempt: AttemptLike) => attempt.exitCode);
+ * ```
+ */
 export interface AttemptLike {
   exitCode: number | null;
   status: string;

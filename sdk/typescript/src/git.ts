@@ -8,60 +8,156 @@ import { LONG, body, sandboxPath } from './paths.js';
 import type { Query, Transport } from './transport.js';
 import type { GitAuth, Schemas } from './types.js';
 
-/** Where the repository is (default `/repo`; relative paths start at `/workspace`). */
+/**
+ * Where the repository is (default `/repo`; relative paths start at `/workspace`).
+ * @example
+ * ```ts
+ * await sandbox.git.status({ path: '/workspace/app' });
+ * ```
+ */
 export interface GitPathOption {
   path?: string;
 }
-/** Options of `git.clone()`. */
+/**
+ * Options of `git.clone()`.
+ * @example
+ * ```ts
+ * await sandbox.git.clone(url, { branch: 'develop', path: '/repo', depth: 1 });
+ * ```
+ */
 export interface CloneOptions extends GitPathOption {
   branch?: string;
   depth?: number;
   auth?: GitAuth;
 }
-/** Options of `git.pull()`. */
+/**
+ * Options of `git.pull()`.
+ * @example
+ * ```ts
+ * await sandbox.git.pull({ remote: 'origin', branch: 'main' });
+ * ```
+ */
 export interface PullOptions extends GitPathOption {
   remote?: string;
   branch?: string;
   auth?: GitAuth;
 }
-/** Options of `git.push()`. */
+/**
+ * Options of `git.push()`.
+ * @example
+ * ```ts
+ * await sandbox.git.push({ setUpstream: true });
+ * ```
+ */
 export interface PushOptions extends PullOptions {
   setUpstream?: boolean;
   /** `--force-with-lease`. */
   force?: boolean;
 }
-/** Options of `git.commit()`. */
+/**
+ * Options of `git.commit()`.
+ * @example
+ * ```ts
+ * await sandbox.git.commit('fix: typo', { all: true, author: { name: 'Bot', email: 'bot@example.com' } });
+ * ```
+ */
 export interface CommitOptions extends GitPathOption {
   /** Stage everything first (`git add -A`). */
   all?: boolean;
   author?: { name: string; email: string };
   allowEmpty?: boolean;
 }
-/** Options of `git.diff()`. */
+/**
+ * Options of `git.diff()`.
+ * @example
+ * ```ts
+ * const { diff, files } = await sandbox.git.diff({ staged: true });
+ * ```
+ */
 export interface DiffOptions extends GitPathOption {
   staged?: boolean;
   file?: string;
 }
 
-/** `clone`'s answer: `{ path, url, branch, commit }`. */
+/**
+ * `clone`'s answer: `{ path, url, branch, commit }`.
+ * @example
+ * ```ts
+ * const { path, branch, commit } = await sandbox.git.clone(url);
+ * ```
+ */
 export type CloneResult = Schemas['GitCloneResult'];
-/** `pull`'s answer: `updated` when new commits arrived. */
+/**
+ * `pull`'s answer: `updated` when new commits arrived.
+ * @example
+ * ```ts
+ * if ((await sandbox.git.pull()).updated) console.log('new commits');
+ * ```
+ */
 export type PullResult = Schemas['GitPullResult'];
-/** `push`'s answer. */
+/**
+ * `push`'s answer.
+ * @example
+ * ```ts
+ * const { remote, branch } = await sandbox.git.push();
+ * ```
+ */
 export type PushResult = Schemas['GitPushResult'];
-/** `commit`'s answer. */
+/**
+ * `commit`'s answer.
+ * @example
+ * ```ts
+ * const { commit } = await sandbox.git.commit('feat: x', { all: true });
+ * ```
+ */
 export type CommitResult = Schemas['GitCommitResult'];
-/** `checkout`'s answer. */
+/**
+ * `checkout`'s answer.
+ * @example
+ * ```ts
+ * const { branch } = await sandbox.git.checkout('feature', { create: true });
+ * ```
+ */
 export type CheckoutResult = Schemas['GitCheckoutResult'];
-/** A changed file in `status`. */
+/**
+ * A changed file in `status`.
+ * @example
+ * ```ts
+ * for (const file of (await sandbox.git.status()).staged) console.log(file.status, file.path);
+ * ```
+ */
 export type GitFileStatus = Schemas['GitFileStatus'];
-/** `status`'s answer. */
+/**
+ * `status`'s answer.
+ * @example
+ * ```ts
+ * const { branch, clean, untracked } = await sandbox.git.status();
+ * ```
+ */
 export type GitStatus = Schemas['GitStatus'];
-/** `diff`'s answer. */
+/**
+ * `diff`'s answer.
+ * @example
+ * ```ts
+ * console.log((await sandbox.git.diff()).diff);
+ * ```
+ */
 export type GitDiff = Schemas['GitDiff'];
-/** A commit in `log`. */
+/**
+ * A commit in `log`.
+ * @example
+ * ```ts
+ * const [latest] = await sandbox.git.log({ limit: 1 });
+ * ```
+ */
 export type GitCommit = Schemas['GitLogCommit'];
-/** A branch in `branches`. */
+/**
+ * A branch in `branches`.
+ * @example
+ * ```ts
+ * const { branches } = await sandbox.git.branches();
+ * ```
+ */
 export type GitBranch = Schemas['GitBranch'];
 
 /**

@@ -11,9 +11,21 @@ import { openSocket } from './socket.js';
 import { parseFrame } from './socket.js';
 import type { Query, Transport } from './transport.js';
 
-/** Severity given to each entry: stderr is `error`, stdout `info`, events by their name. */
+/**
+ * Severity given to each entry: stderr is `error`, stdout `info`, events by their name.
+ * @example
+ * ```ts
+ * sandbox.onLog({ level: 'error' }, (log) => console.error(log.text));
+ * ```
+ */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-/** Which entries: container stdout, stderr, VibeBox's events, or all. */
+/**
+ * Which entries: container stdout, stderr, VibeBox's events, or all.
+ * @example
+ * ```ts
+ * sandbox.onLog({ filter: 'events' }, (log) => console.log(log.event));
+ * ```
+ */
 export type LogFilter = 'stdout' | 'stderr' | 'events' | 'all';
 
 const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -43,7 +55,13 @@ export interface LogEntry {
   raw: Record<string, unknown>;
 }
 
-/** Options of `sandbox.onLog()`. */
+/**
+ * Options of `sandbox.onLog()`.
+ * @example
+ * ```ts
+ * sandbox.onLog({ filter: 'stderr', since: '10m', onError: console.error }, (log) => console.log(log.text));
+ * ```
+ */
 export interface LogOptions {
   /** `stdout`, `stderr`, `events`, or `all` (the default). */
   filter?: LogFilter;

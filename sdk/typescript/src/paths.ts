@@ -5,9 +5,21 @@
 
 import { seconds, type Duration } from './durations.js';
 
-/** The API's base path. */
+/**
+ * The API's base path.
+ * @example
+ * ```ts
+ * `${API}/sandboxes`; // "/api/v1/sandboxes"
+ * ```
+ */
 export const API = '/api/v1';
-/** Milliseconds for creates with a git clone, restarts, snapshots, uploads and downloads. */
+/**
+ * Milliseconds for creates with a git clone, restarts, snapshots, uploads and downloads.
+ * @example
+ * ```ts
+ * transport.json({ method: 'POST', path, timeout: LONG });
+ * ```
+ */
 export const LONG = 600_000;
 const EXEC_DEFAULT = 60;
 const EXEC_MAX = 3600;

@@ -6,7 +6,13 @@
 import { CommandExitError, CommandTimeoutError } from './errors.js';
 import type { Schemas } from './types.js';
 
-/** `completed` (exit 0), `failed` (another exit code), `timeout`, or `error` (the engine failed). */
+/**
+ * `completed` (exit 0), `failed` (another exit code), `timeout`, or `error` (the engine failed).
+ * @example
+ * ```ts
+ * if (result.status === 'timeout') console.log('killed at its timeout');
+ * ```
+ */
 export type ExecStatus = Schemas['ExecResult']['status'] | 'error';
 
 /**

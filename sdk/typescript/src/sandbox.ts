@@ -24,7 +24,13 @@ import type {
   Snapshot,
 } from './types.js';
 
-/** Options of `sandbox.exec()`. */
+/**
+ * Options of `sandbox.exec()`.
+ * @example
+ * ```ts
+ * await sandbox.exec('npm test', { cwd: '/repo', env: { CI: '1' }, timeout: '5m' });
+ * ```
+ */
 export interface ExecOptions {
   /** Working directory (default the template's, `/workspace`; relative paths start there). */
   cwd?: string;
@@ -44,7 +50,13 @@ export interface ExecOptions {
   background?: boolean;
 }
 
-/** Options of `sandbox.run()`. */
+/**
+ * Options of `sandbox.run()`.
+ * @example
+ * ```ts
+ * await sandbox.run('npm test', { cwd: '/repo', retries: 2, retryDelay: 500, timeout: '5m' });
+ * ```
+ */
 export interface RunOptions {
   /** `javascript`, `typescript`, `python`, `shell`… (default: detected; a command runs as shell). */
   language?: string;

@@ -13,15 +13,39 @@
 import { ConnectionError, TimeoutError, VibeBoxError, NotSupportedError, fromPayload } from './errors.js';
 import { VERSION } from './version.js';
 
-/** Query parameters; `undefined` and `null` values are left out. */
+/**
+ * Query parameters; `undefined` and `null` values are left out.
+ * @example
+ * ```ts
+ * transport.url('/api/v1/sandboxes', { status: 'running', limit: 10 });
+ * ```
+ */
 export type Query = Record<string, string | number | boolean | undefined | null>;
 
-/** A request body made fresh for each attempt (a stream can be read only once). */
+/**
+ * A request body made fresh for each attempt (a stream can be read only once).
+ * @example
+ * ```ts
+ * const call: Call = { method: 'POST', path, body: () => Readable.toWeb(createReadStream(file)) };
+ * ```
+ */
 export type BodyFactory = () => Promise<RequestBody> | RequestBody;
-/** What {@link BodyFactory} may make. */
+/**
+ * What {@link BodyFactory} may make.
+ * @example
+ * ```ts
+ * const body: RequestBody = new TextEncoder().encode('hello');
+ * ```
+ */
 export type RequestBody = string | Uint8Array | ReadableStream<Uint8Array>;
 
-/** One API request: what to send and how to treat the answer. */
+/**
+ * One API request: what to send and how to treat the answer.
+ * @example
+ * ```ts
+ * await vb.transport.json({ method: 'GET', path: '/api/v1/templates' });
+ * ```
+ */
 export interface Call {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
   path: string;
@@ -35,7 +59,13 @@ export interface Call {
   feature?: string;
 }
 
-/** Retry settings; see the module's description. */
+/**
+ * Retry settings; see the module's description.
+ * @example
+ * ```ts
+ * new VibeBox({ maxRetries: 5, backoff: 250 });
+ * ```
+ */
 export interface RetryOptions {
   maxRetries: number;
   backoff: number;
@@ -43,7 +73,13 @@ export interface RetryOptions {
   maxRetryAfter: number;
 }
 
-/** How a {@link Transport} reaches the server. */
+/**
+ * How a {@link Transport} reaches the server.
+ * @example
+ * ```ts
+ * vb.transport.with({ timeout: 5_000 });
+ * ```
+ */
 export interface TransportOptions extends RetryOptions {
   baseUrl: string;
   apiKey: string | undefined;
@@ -97,7 +133,13 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes. */
+/**
+ * The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes.
+ * @example
+ * ```ts
+ * const templates = await vb.transport.json({ method: 'GET', path: '/api/v1/templates' });
+ * ```
+ */
 export class Transport {
   readonly options: TransportOptions;
 

@@ -10,6 +10,7 @@ an empty folder and runs the README's three-line example.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from common import LiveServer, live_server  # noqa: E402
 
+from apps.marketplace.catalog import built_in_templates  # noqa: E402
 from tests import anthropic_stub  # noqa: E402
 from tests.anthropic_stub import text, tool_use  # noqa: E402
-from tests.sandboxes.conftest import HERE as GIT_FILES  # noqa: E402
-from tests.sandboxes.conftest import _put, run_in  # noqa: E402
+from tests.sandboxes.conftest import start_http_git_server  # noqa: E402
 
 INSTANCE = f"tssdk{os.getpid()}"
 GIT_NETWORK = f"vibebox-tssdk-git-{os.getpid()}"
@@ -75,24 +76,13 @@ def git_server() -> Iterator[dict[str, str]]:
     for stale in client.containers.list(all=True, filters={"label": "vibebox.test-fixture=tssdk-git"}):
         stale.remove(force=True)
     network = client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
-    python_image = client.images.list(filters={"reference": "vibebox/python-3:*"})[0].tags[0]
+    python_image = next(spec.image for spec in built_in_templates() if spec.name == "python-3")
     user, token = "agent", secrets.token_urlsafe(16)
-    container = client.containers.run(
-        python_image,
-        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
-        name=f"vibebox-tssdk-git-{os.getpid()}",
-        hostname="git-http",
-        user="root",
-        detach=True,
-        labels=FIXTURE_LABELS,
-        environment={"GIT_USER": user, "GIT_TOKEN": token},
-        network=GIT_NETWORK,
-        working_dir="/srv",
+    name = f"vibebox-tssdk-git-{os.getpid()}"
+    container = start_http_git_server(
+        client, python_image, name=name, network=GIT_NETWORK, labels=FIXTURE_LABELS, user=user, token=token
     )
     try:
-        _put(container, "/srv", "http_server.py", (GIT_FILES / "http_server.py").read_bytes())
-        _put(container, "/srv", "seed.sh", (GIT_FILES / "seed.sh").read_bytes())
-        run_in(container, "sh /srv/seed.sh /srv/git && touch /srv/ready")
         yield {
             "VIBEBOX_TEST_GIT_URL": "http://git-http:8080/project.git",
             "VIBEBOX_TEST_GIT_USER": user,
@@ -102,8 +92,10 @@ def git_server() -> Iterator[dict[str, str]]:
         container.remove(force=True)
         network.reload()
         for attached in network.containers:  # a sandbox left behind would keep the network
-            network.disconnect(attached, force=True)
-        network.remove()
+            with contextlib.suppress(docker.errors.APIError):
+                network.disconnect(attached, force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
         client.close()
 
 
@@ -230,3 +222,30 @@ def run_readme_examples(app: Path, suite_env: dict[str, str]) -> None:
 def authenticated_git_url(env: dict[str, str]) -> str:
     credentials = f"{env['VIBEBOX_TEST_GIT_USER']}:{env['VIBEBOX_TEST_GIT_TOKEN']}@"
     return env["VIBEBOX_TEST_GIT_URL"].replace("://", f"://{credentials}")
+
+
+EXPORT = re.compile(r"export (?:async )?(?:class|interface|type|function|const|enum) (\w+)")
+
+
+def doc_before(lines: list[str], index: int) -> str:
+    """The /** … */ block right above line `index` (line comments in between are skipped)."""
+    end = index - 1
+    while end >= 0 and lines[end].strip().startswith("//"):
+        end -= 1
+    if end < 0 or not lines[end].strip().endswith("*/"):
+        return ""
+    start = end
+    while start > 0 and not lines[start].strip().startswith("/**"):
+        start -= 1
+    return "\n".join(lines[start : end + 1])
+
+
+def test_every_export_has_tsdoc_with_an_example() -> None:
+    missing = []
+    for path in sorted((PKG / "src").glob("*.ts")):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            found = EXPORT.match(line)
+            if found and "@example" not in doc_before(lines, index):
+                missing.append(f"{path.name}:{index + 1} {found.group(1)}")
+    assert not missing, f"exports without a TSDoc @example: {missing}"
