@@ -39,6 +39,7 @@ def main() -> None:
         ["files.py"],
         ["terminal.py"],
         ["gateway.py"],
+        ["sdk_typescript.py"],
         ["scale.py", *(["--n", "1000"] if args.full else [])],
     ]
     table, extras = [], []
