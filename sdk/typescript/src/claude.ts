@@ -6,6 +6,7 @@
 
 import { TimeoutError } from './errors.js';
 import { LONG, body, sandboxPath } from './paths.js';
+import { openSocket, parseFrame } from './socket.js';
 import { sleep, type Query, type Transport } from './transport.js';
 import type { Schemas } from './types.js';
 
@@ -45,13 +46,33 @@ export interface AskOptions {
 }
 
 /**
- * Options of `claude.ask()` only.
+ * One of Claude's events, as the server streams it (`claude.init`, `claude.assistant`,
+ * `claude.tool_use`, `claude.tool_result`, `claude.result`, `claude.ask.started`,
+ * `claude.ask.finished`, `claude.changes`…); `data.event` is Claude's own stream-json line.
  * @example
  * ```ts
- * await sandbox.claude.ask('Refactor src/', { timeout: 300_000, pollInterval: 1000 });
+ * await sandbox.claude.ask('Add a README', { onEvent: (event: ClaudeEvent) => console.log(event.type, event.text) });
+ * ```
+ */
+export interface ClaudeEvent {
+  type: string;
+  sandboxId: string;
+  text: string;
+  /** Unix seconds. */
+  timestamp: number;
+  data: { askId?: string; sessionId?: string; seq?: number; kind?: string; [field: string]: unknown };
+}
+
+/**
+ * Options of `claude.ask()` and `claude.wait()`.
+ * @example
+ * ```ts
+ * await sandbox.claude.ask('Refactor src/', { timeout: 300_000, onEvent: (event) => console.log(event.text) });
  * ```
  */
 export interface WaitOptions {
+  /** Called with each of the ask's events as it happens (the ones so far first). */
+  onEvent?: (event: ClaudeEvent) => void;
   /** Milliseconds to wait for the ask to finish (default 10 minutes); then `TimeoutError`. */
   timeout?: number;
   /** Milliseconds between status checks (default 500). */
@@ -147,20 +168,43 @@ export class Claude {
 
   /** Asks Claude and waits until it is done; answers the finished ask (`result`, `changeSetId`…). */
   async ask(prompt: string, options: AskOptions & WaitOptions = {}): Promise<Ask> {
-    const { timeout, pollInterval, ...fields } = options;
+    const { timeout, pollInterval, onEvent, ...fields } = options;
     const started = await this.start(prompt, fields);
-    return this.wait(started.askId, { timeout, pollInterval });
+    return this.wait(started.askId, { timeout, pollInterval, onEvent });
   }
 
-  /** Waits for a running ask to finish. */
+  /** Waits for a running ask to finish (following its events with `onEvent`). */
   async wait(askId: string, options: WaitOptions = {}): Promise<Ask> {
     const deadline = Date.now() + (options.timeout ?? 600_000);
+    if (options.onEvent) {
+      // The stream is a convenience: if it cannot be followed, polling still answers.
+      await this.follow(askId, options.onEvent, deadline).catch(() => undefined);
+    }
     for (;;) {
       const ask = await this.get(askId);
       if (ask.status !== 'running') return ask;
       if (Date.now() > deadline) throw new TimeoutError(`Claude's ask ${askId} is still running`);
       await sleep(options.pollInterval ?? 500);
     }
+  }
+
+  private async follow(askId: string, onEvent: (event: ClaudeEvent) => void, deadline: number): Promise<void> {
+    const path = `/ws/sandboxes/${encodeURIComponent(this.sandboxId())}/claude`;
+    const socket = await openSocket(this.transport, path, { askId });
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.close(1000), Math.max(0, deadline - Date.now()));
+      socket.on('message', (data) => {
+        const event = parseFrame(data) as ClaudeEvent | undefined;
+        if (!event || typeof event.type !== 'string') return;
+        onEvent(event);
+        if (event.type === 'claude.ask.finished' && event.data?.askId === askId) socket.close(1000);
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** One ask. */

@@ -38,7 +38,7 @@ const OPEN = 1;
  */
 export interface StreamSocket {
   readonly readyState: number;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(code?: number): void;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the socket's listeners vary per event
   on(event: string, listener: (...args: any[]) => void): unknown;

@@ -15,7 +15,8 @@
 export { VibeBox, DEFAULT_URL, type VibeBoxOptions } from './client.js';
 export { Sandbox, BackgroundProcess, type ExecOptions, type RunOptions } from './sandbox.js';
 export { SandboxChain } from './chain.js';
-export { CommandStream, type OutputStream, type Signal } from './command.js';
+export { CommandStream, type OutputStream, type Signal, type StreamSocket } from './command.js';
+export { Terminal, type TerminalOptions } from './terminal.js';
 export { ExecResult, type ExecStatus } from './results.js';
 export { LogSubscription, type LogEntry, type LogFilter, type LogLevel, type LogOptions } from './logs.js';
 export { Files, type FileEntry, type UploadOptions, type UploadResult } from './files.js';

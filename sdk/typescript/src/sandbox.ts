@@ -14,6 +14,7 @@ import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions
 import { LONG, body, execTimeout, sandboxPath } from './paths.js';
 import { ExecResult } from './results.js';
 import { openSocket } from './socket.js';
+import { Terminal, type TerminalOptions } from './terminal.js';
 import { sleep, type Transport } from './transport.js';
 import type {
   ExecutionDetail,
@@ -395,6 +396,20 @@ export class Sandbox {
     const path = sandboxPath(this.id, 'logs');
     const answer = await this.transport.json<{ logs: Array<Record<string, unknown>> }>({ method: 'GET', path, query });
     return answer.logs.map(toLogEntry).filter((entry) => logMatches(entry, options));
+  }
+
+  /**
+   * Opens an interactive terminal (a PTY); `session` joins an open one.
+   * @example
+   * ```ts
+   * const term = await sandbox.terminal({ cols: 120, rows: 40 });
+   * term.onData((bytes) => process.stdout.write(bytes));
+   * term.write('top\r');
+   * ```
+   */
+  async terminal(options: TerminalOptions = {}): Promise<Terminal> {
+    const socket = await openSocket(this.transport, WS(this.id, 'terminal'), { ...options });
+    return new Terminal(socket).ready;
   }
 
   // Snapshots

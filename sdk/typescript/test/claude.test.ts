@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
-import { ClaudeUnavailableError, NoPendingChangesError, VibeBox, type Sandbox } from '../src/index.js';
+import { ClaudeUnavailableError, NoPendingChangesError, VibeBox, type ClaudeEvent, type Sandbox } from '../src/index.js';
 import { API_KEY, API_URL, cleanupLater } from './helpers.js';
 
 const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
@@ -19,7 +19,13 @@ describe('claude', () => {
   test('enable, ask, review, approve', async () => {
     const enabled = await sandbox.claude.enable();
     assert.equal(enabled.installed, true);
-    const ask = await sandbox.claude.ask('TS-WRITE: create ts.txt', { timeout: 180_000 });
+    const events: ClaudeEvent[] = [];
+    const ask = await sandbox.claude.ask('TS-WRITE: create ts.txt', { timeout: 180_000, onEvent: (e) => events.push(e) });
+    const kinds = new Set(events.map((e) => e.type));
+    for (const kind of ['claude.init', 'claude.tool_use', 'claude.tool_result', 'claude.result', 'claude.ask.finished']) {
+      assert.ok(kinds.has(kind), `no ${kind} event in ${[...kinds].join(', ')}`);
+    }
+    assert.ok(events.every((e) => e.sandboxId === sandbox.id));
     assert.equal(ask.status, 'completed', JSON.stringify(ask));
     assert.equal(ask.result, 'wrote it');
     assert.ok(ask.changeSetId);

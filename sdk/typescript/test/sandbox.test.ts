@@ -183,6 +183,23 @@ describe('exec', () => {
   });
 });
 
+describe('terminal', () => {
+  test('a PTY: resize, type, exit code; a second client joins the session', async () => {
+    const term = await sandbox.terminal({ cols: 100, rows: 30 });
+    assert.match(term.sessionId, /^term_/);
+    assert.deepEqual([term.cols, term.rows], [100, 30]);
+    const watcher = await sandbox.terminal({ session: term.sessionId });
+    assert.equal(watcher.sessionId, term.sessionId);
+    term.resize(132, 43);
+    term.write('stty size; echo $((6 * 7)); exit 3\r');
+    assert.equal(await term.exited, 3);
+    assert.match(term.output, /43 132/);
+    assert.match(term.output, /42/);
+    assert.equal(await watcher.exited, 3);
+    assert.match(watcher.output, /42/);
+  });
+});
+
 describe('logs', () => {
   test('onLog delivers new container output; filters apply', async () => {
     const all: LogEntry[] = [];
