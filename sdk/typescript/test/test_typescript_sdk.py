@@ -69,12 +69,28 @@ def built() -> None:
     check(run([NODE, "node_modules/typescript/bin/tsc", "-p", "tsconfig.test.json"]))
 
 
+def sweep_stale_git_servers(client: docker.DockerClient) -> None:
+    """Removes the git servers and networks of test runs whose process is gone (not a concurrent run's)."""
+
+    def stale(name: str) -> bool:
+        pid = name.rsplit("-", 1)[-1]
+        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
+    label = {"label": "vibebox.test-fixture=tssdk-git"}
+    with contextlib.suppress(docker.errors.APIError):
+        for container in client.containers.list(all=True, filters=label):
+            if stale(container.name):
+                container.remove(force=True)
+        for network in client.networks.list(filters=label):
+            if stale(network.name):
+                network.remove()
+
+
 @pytest.fixture(scope="session")
 def git_server() -> Iterator[dict[str, str]]:
     """A smart-HTTP git server (basic auth) on a Docker network the test server's sandboxes join."""
     client = docker.from_env()
-    for stale in client.containers.list(all=True, filters={"label": "vibebox.test-fixture=tssdk-git"}):
-        stale.remove(force=True)
+    sweep_stale_git_servers(client)
     network = client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
     python_image = next(spec.image for spec in built_in_templates() if spec.name == "python-3")
     user, token = "agent", secrets.token_urlsafe(16)
