@@ -105,7 +105,8 @@ def git_server() -> Iterator[dict[str, str]]:
             "VIBEBOX_TEST_GIT_TOKEN": token,
         }
     finally:
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
         network.reload()
         for attached in network.containers:  # a sandbox left behind would keep the network
             with contextlib.suppress(docker.errors.APIError):
