@@ -54,4 +54,6 @@ def read(
     if include_events:
         entries += [events.as_log_line(event) for event in events.recent(sandbox.id, since)]
     entries.sort(key=lambda entry: entry["timestamp"])
-    return entries[-tail:] if tail else entries
+    if tail is None:
+        return entries
+    return entries[-tail:] if tail else []  # tail=0: none (a follower wants only what comes next)

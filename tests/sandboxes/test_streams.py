@@ -97,6 +97,8 @@ def test_logs_backlog_and_follow(api_client, api_key, sandbox_id):
     assert any(entry.get("event") == "exec.finished" for entry in lines)
     only_err = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/logs?stream=stderr&events=0").json()["logs"]
     assert only_err == []
+    assert api_client.get(f"/api/v1/sandboxes/{sandbox_id}/logs?tail=0").json()["logs"] == []
+    assert len(api_client.get(f"/api/v1/sandboxes/{sandbox_id}/logs?tail=1").json()["logs"]) == 1
 
     async def scenario():
         comm = communicator(f"/ws/sandboxes/{sandbox_id}/logs?tail=all", api_key[1])
