@@ -129,3 +129,15 @@ def test_uploaded_directories_belong_to_the_sandbox_user(sandbox, project, monke
     monkeypatch.chdir(project)
     sandbox.upload("./**/*.py", "/workspace/globbed")
     assert sandbox.exec("stat -c %U globbed/src/lib && touch globbed/src/lib/x").stdout == "sandbox\n"
+
+
+def test_dot_dot_in_a_path_stays_in_the_files_api(vb, sandbox):
+    """`..` is resolved before the URL is made: httpx would collapse it into another endpoint
+    (`files/..` is the sandbox itself, so a delete would have destroyed it)."""
+    with pytest.raises(ValidationError):  # "/" (where ".." from /workspace leads) cannot be deleted
+        sandbox.files.delete("..", recursive=True)
+    with pytest.raises(SandboxFileNotFoundError):
+        sandbox.files.read("../restart")
+    assert vb.get(sandbox.id).status == "running"
+    sandbox.files.write("a b/naïve.txt", b"ok")
+    assert sandbox.files.read("/workspace/a b/../a b/naïve.txt") == b"ok"

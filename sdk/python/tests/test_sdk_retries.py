@@ -187,3 +187,12 @@ def test_per_call_options(scripted):
         with pytest.raises(TimeoutError) as info:
             sandbox.with_options(timeout=0.5, max_retries=0).refresh()
         assert isinstance(info.value, VibeBoxError)
+
+
+def test_a_502_is_not_retried_for_a_post(scripted):
+    """The engine failed after the command may have started: sending it again could run it twice."""
+    script, url = scripted
+    script.answers = [(502, envelope("runtime_error"), {}), (200, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(ServerError):
+        vb.sandbox("python-3")
+    assert len(script.requests) == 1

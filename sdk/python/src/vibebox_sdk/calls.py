@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -33,9 +34,15 @@ def sandbox_path(sandbox_id: str, *parts: str) -> str:
     return "/".join([f"{API}/sandboxes/{quote(sandbox_id, safe='')}", *parts])
 
 
+def sandbox_file(path: str) -> str:
+    """The absolute, normalised sandbox path (relative paths start at /workspace): `..` cannot make
+    the URL reach another endpoint once HTTP clients collapse it."""
+    return "/" + posixpath.normpath(posixpath.join("/workspace", path)).lstrip("/")
+
+
 def file_path(sandbox_id: str, path: str) -> str:
-    """`…/files/<path>`; an absolute path keeps its leading slash (`files//app/x`)."""
-    return sandbox_path(sandbox_id, "files", quote(path, safe="/"))
+    """`…/files//<absolute path>` (`files//workspace/a.txt`, `files//app/x`)."""
+    return sandbox_path(sandbox_id, "files", quote(sandbox_file(path), safe="/"))
 
 
 def exec_timeout(timeout: Duration | None) -> float:

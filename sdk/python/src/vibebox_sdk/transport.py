@@ -4,9 +4,9 @@ A request is described once as a `Call` (built by `calls.py`) and sent by either
 sync and async clients share every endpoint's definition and the retry rules:
 
 - retried, with exponential backoff and full jitter: 429 (after `Retry-After` when the server
-  sends it), 502, 503, connections that could not be made, and dropped connections of idempotent
-  requests (GET, PUT, DELETE, HEAD); never any other 4xx, never a POST whose request may have
-  reached the server;
+  sends it), 502 (not for a POST: the command may have run), 503, connections that could not be
+  made, and dropped connections of idempotent requests (GET, PUT, DELETE, HEAD); never any other
+  4xx, never a POST whose request may have reached the server;
 - `max_retries` (default 3) more attempts, delays from `backoff` (0.5 s) doubling up to `max_backoff`
   (8 s); a `Retry-After` above `max_retry_after` (60 s) is not waited for: the error is raised.
 """
@@ -64,9 +64,12 @@ class RetryPolicy:
     def backoff_delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_backoff, self.backoff * (2**attempt)))
 
-    def delay_after_response(self, response: httpx.Response, attempt: int) -> float | None:
-        """Seconds to wait before retrying this answer, or None to not retry it."""
+    def delay_after_response(self, response: httpx.Response, attempt: int, method: str = "GET") -> float | None:
+        """Seconds to wait before retrying this answer, or None to not retry it. A 502 is not
+        retried for a POST: the engine failed after the command may have started."""
         if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+            return None
+        if response.status_code == 502 and method not in IDEMPOTENT:
             return None
         after = retry_after(response)
         if after is None:
@@ -179,7 +182,7 @@ class SyncTransport(_Base):
                 time.sleep(delay)
                 attempt += 1
                 continue
-            delay = self.retry.delay_after_response(response, attempt)
+            delay = self.retry.delay_after_response(response, attempt, call.method)
             if delay is not None:
                 response.close()
                 time.sleep(delay)
@@ -244,7 +247,7 @@ class AsyncTransport(_Base):
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            delay = self.retry.delay_after_response(response, attempt)
+            delay = self.retry.delay_after_response(response, attempt, call.method)
             if delay is not None:
                 await response.aclose()
                 await asyncio.sleep(delay)
