@@ -4,8 +4,8 @@
  * @module
  */
 
-import { TimeoutError } from './errors.js';
-import { LONG, body, sandboxPath } from './paths.js';
+import { CallbackError, TimeoutError, guarded } from './errors.js';
+import { LONG, body, sandboxPath, segment } from './paths.js';
 import { openSocket, parseFrame } from './socket.js';
 import { sleep, type Query, type Transport } from './transport.js';
 import type { Schemas } from './types.js';
@@ -142,7 +142,7 @@ export class Claude {
   ) {}
 
   private call<T>(method: 'GET' | 'POST', operation: string, fields?: Record<string, unknown>, query?: Query): Promise<T> {
-    const path = sandboxPath(this.sandboxId(), 'claude', ...operation.split('/').map(encodeURIComponent));
+    const path = sandboxPath(this.sandboxId(), 'claude', ...operation.split('/').map((part) => segment(part)));
     const call = { method, path, timeout: LONG, feature: FEATURE, ...(query ? { query } : {}) };
     return this.transport.json(fields ? { ...call, json: body(fields) } : call);
   }
@@ -177,8 +177,12 @@ export class Claude {
   async wait(askId: string, options: WaitOptions = {}): Promise<Ask> {
     const deadline = Date.now() + (options.timeout ?? 600_000);
     if (options.onEvent) {
-      // The stream is a convenience: if it cannot be followed, polling still answers.
-      await this.follow(askId, options.onEvent, deadline).catch(() => undefined);
+      // The stream is a convenience: if it cannot be followed, polling still answers. A callback
+      // that throws ends the wait with a CallbackError.
+      const thrown = await this.follow(askId, options.onEvent, deadline).catch((error: unknown) =>
+        error instanceof CallbackError ? error : undefined,
+      );
+      if (thrown) throw thrown;
     }
     for (;;) {
       const ask = await this.get(askId);
@@ -189,22 +193,38 @@ export class Claude {
   }
 
   private async follow(askId: string, onEvent: (event: ClaudeEvent) => void, deadline: number): Promise<void> {
-    const path = `/ws/sandboxes/${encodeURIComponent(this.sandboxId())}/claude`;
+    const path = `/ws/sandboxes/${segment(this.sandboxId())}/claude`;
     const socket = await openSocket(this.transport, path, { askId });
+    let failure: CallbackError | undefined;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => socket.close(1000), Math.max(0, deadline - Date.now()));
+      // An ask that ended before the stream was set up sends no `finished` event: check now and then.
+      const check = setInterval(() => {
+        this.get(askId).then(
+          (ask) => ask.status !== 'running' && socket.close(1000),
+          () => undefined,
+        );
+      }, 2000);
       socket.on('message', (data) => {
         const event = parseFrame(data) as ClaudeEvent | undefined;
-        if (!event || typeof event.type !== 'string') return;
-        onEvent(event);
+        if (!event || typeof event.type !== 'string' || failure) return;
+        guarded(
+          () => onEvent(event),
+          (error) => {
+            failure = error;
+            socket.close(1000);
+          },
+        );
         if (event.type === 'claude.ask.finished' && event.data?.askId === askId) socket.close(1000);
       });
       socket.on('error', () => undefined);
       socket.on('close', () => {
         clearTimeout(timer);
+        clearInterval(check);
         resolve();
       });
     });
+    if (failure) throw failure;
   }
 
   /** One ask. */

@@ -4,8 +4,8 @@
  */
 
 import type { Duration } from './durations.js';
-import { SandboxNotFoundError, VibeBoxError } from './errors.js';
-import { API, LONG, body } from './paths.js';
+import { ConnectionError, SandboxNotFoundError } from './errors.js';
+import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
@@ -127,7 +127,7 @@ export class VibeBox {
    * ```
    */
   async get(idOrName: string): Promise<Sandbox> {
-    const info = await this.transport.json<SandboxInfo>({ method: 'GET', path: `${API}/sandboxes/${encodeURIComponent(idOrName)}` });
+    const info = await this.transport.json<SandboxInfo>({ method: 'GET', path: `${API}/sandboxes/${segment(idOrName)}` });
     return new Sandbox(this.transport, info);
   }
 
@@ -293,7 +293,7 @@ export class VibeBox {
    * ```
    */
   template(name: string): Promise<Template> {
-    return this.transport.json({ method: 'GET', path: `${API}/templates/${encodeURIComponent(name)}` });
+    return this.transport.json({ method: 'GET', path: `${API}/templates/${segment(name)}` });
   }
 
   /**
@@ -317,7 +317,7 @@ export class VibeBox {
    */
   async deleteSnapshot(snapshot: Snapshot | string): Promise<void> {
     const id = typeof snapshot === 'string' ? snapshot : snapshot.id;
-    await this.transport.json({ method: 'DELETE', path: `${API}/snapshots/${encodeURIComponent(id)}`, feature: 'snapshots' });
+    await this.transport.json({ method: 'DELETE', path: `${API}/snapshots/${segment(id)}`, feature: 'snapshots' });
   }
 
   /**
@@ -327,13 +327,16 @@ export class VibeBox {
    * const { ready } = await vb.health();
    * ```
    */
-  async health(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean }> }> {
-    try {
-      const answer = await this.transport.json<{ checks: Record<string, { ok: boolean }> }>({ method: 'GET', path: '/readyz' });
-      return { ready: true, checks: answer.checks ?? {} };
-    } catch (error) {
-      if (error instanceof VibeBoxError && error.status === 503) return { ready: false, checks: (error.details.checks as Record<string, { ok: boolean }>) ?? {} };
-      throw error;
-    }
+  async health(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; error?: string }> }> {
+    const call = { method: 'GET' as const, path: '/readyz' };
+    // Not through the retries: a 503 here is an answer (what is down), not a reason to wait.
+    const response = await fetch(this.transport.url(call.path), { signal: AbortSignal.timeout(10_000) }).catch(
+      (error: unknown) => {
+        throw new ConnectionError(`cannot reach the VibeBox server at ${this.baseUrl}`, { cause: error });
+      },
+    );
+    const answer = (await response.json().catch(() => ({}))) as { checks?: Record<string, { ok: boolean }> };
+    return { ready: response.status === 200, checks: answer.checks ?? {} };
   }
+
 }

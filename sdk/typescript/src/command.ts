@@ -3,7 +3,7 @@
  * @module
  */
 
-import { ConnectionError, VibeBoxError, fromPayload, isRecord } from './errors.js';
+import { ConnectionError, VibeBoxError, fromPayload, guarded, isRecord, warnLate } from './errors.js';
 import { ExecResult } from './results.js';
 import { closeError, parseFrame } from './socket.js';
 
@@ -66,10 +66,12 @@ export class CommandStream {
   private readonly done: Promise<ExecResult>;
   private outcome: { result?: ExecResult; error?: VibeBoxError } | undefined;
   private truncatedBytes = 0;
+  private fail: (error: VibeBoxError) => void = () => undefined;
 
   /** @internal */
   constructor(private readonly socket: StreamSocket) {
     this.done = new Promise<ExecResult>((resolve, reject) => {
+      this.fail = (error: VibeBoxError) => this.finish({ error }, resolve, reject);
       socket.on('message', (data: unknown) => {
         const message = parseFrame(data);
         if (message) this.handle(message, resolve, reject);
@@ -94,7 +96,7 @@ export class CommandStream {
     if (kind === 'stdout' || kind === 'stderr') {
       const data = typeof message.data === 'string' ? message.data : '';
       this.chunks.push([data, kind]);
-      for (const callback of this.dataCallbacks) callback(data, kind);
+      for (const callback of this.dataCallbacks) this.invoke(() => callback(data, kind));
     } else if (kind === 'truncated') {
       this.truncatedBytes = Number(message.droppedBytes ?? 0);
     } else if (kind === 'exit') {
@@ -122,11 +124,20 @@ export class CommandStream {
     this.outcome = outcome;
     if (outcome.result) {
       resolve(outcome.result);
-      for (const callback of this.completeCallbacks) callback(outcome.result);
+      for (const callback of this.completeCallbacks) this.invoke(() => callback(outcome.result!));
     } else if (outcome.error) {
       reject(outcome.error);
-      for (const callback of this.errorCallbacks) callback(outcome.error);
+      for (const callback of this.errorCallbacks) this.invoke(() => callback(outcome.error!));
     }
+  }
+
+  /** Runs a callback of the user's: a throw fails the stream (or, once it is over, is a warning). */
+  private invoke(run: () => unknown): void {
+    guarded(run, (error) => {
+      if (this.outcome) return warnLate(error);
+      this.fail(error);
+      this.socket.close(1000);
+    });
   }
 
   private text(stream: OutputStream): string {
@@ -155,14 +166,14 @@ export class CommandStream {
 
   /** Calls `callback` with the result when the command exits (at once if it has). */
   onComplete(callback: (result: ExecResult) => void): this {
-    if (this.outcome?.result) queueMicrotask(() => callback(this.outcome!.result!));
+    if (this.outcome?.result) queueMicrotask(() => this.invoke(() => callback(this.outcome!.result!)));
     else this.completeCallbacks.push(callback);
     return this;
   }
 
   /** Calls `callback` if the stream fails (refused, dropped, an engine error). */
   onError(callback: (error: VibeBoxError) => void): this {
-    if (this.outcome?.error) queueMicrotask(() => callback(this.outcome!.error!));
+    if (this.outcome?.error) queueMicrotask(() => this.invoke(() => callback(this.outcome!.error!)));
     else this.errorCallbacks.push(callback);
     return this;
   }

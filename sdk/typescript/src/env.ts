@@ -4,7 +4,7 @@
  */
 
 import { EnvVarNotFoundError } from './errors.js';
-import { sandboxPath } from './paths.js';
+import { sandboxPath, segment } from './paths.js';
 import type { Transport } from './transport.js';
 import type { Schemas } from './types.js';
 
@@ -43,7 +43,7 @@ export class Env {
   ) {}
 
   private path(...parts: string[]): string {
-    return sandboxPath(this.sandboxId(), 'env', ...parts.map(encodeURIComponent));
+    return sandboxPath(this.sandboxId(), 'env', ...parts.map((part) => segment(part)));
   }
 
   /** Sets one variable (`set(name, value)`) or several (`set({ NAME: value })`); answers them all. */

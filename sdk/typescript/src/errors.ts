@@ -330,6 +330,44 @@ export class CommandTimeoutError<R extends AttemptLike = AttemptLike> extends Ti
   }
 }
 
+/**
+ * The error for a callback of yours that threw inside a stream (`cause` is what it threw): the
+ * stream ends and its promise rejects with this instead of the process crashing.
+ * @example
+ * ```ts
+ * await cmd.wait().catch((e) => e instanceof CallbackError && console.error(e.cause));
+ * ```
+ */
+export class CallbackError extends VibeBoxError {
+  static override defaultCode = 'callback_error';
+}
+
+/**
+ * Runs a user's callback; what it throws is handed to `fail` as a {@link CallbackError}.
+ * @example
+ * ```ts
+ * guarded(() => onData(chunk), (error) => stream.fail(error));
+ * ```
+ */
+export function guarded(run: () => unknown, fail: (error: CallbackError) => void): void {
+  try {
+    run();
+  } catch (error) {
+    fail(new CallbackError(`a callback threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+  }
+}
+
+/**
+ * Reports an error nobody can receive any more (a callback that threw after its stream ended).
+ * @example
+ * ```ts
+ * warnLate(new CallbackError('late'));
+ * ```
+ */
+export function warnLate(error: VibeBoxError): void {
+  process.emitWarning(error.message, { code: error.code });
+}
+
 type ErrorClass = new (message: string, options?: ErrorOptions) => VibeBoxError;
 
 const BY_CODE: Record<string, ErrorClass> = {

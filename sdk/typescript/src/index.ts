@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `@vibebox/sdk`: isolated Docker sandboxes for AI agents, from Node.js.
  *

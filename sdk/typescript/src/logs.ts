@@ -3,8 +3,7 @@
  * @module
  */
 
-import type WebSocket from 'ws';
-
+import type { StreamSocket } from './command.js';
 import type { Duration } from './durations.js';
 import { VibeBoxError } from './errors.js';
 import { openSocket } from './socket.js';
@@ -137,7 +136,7 @@ export function logQuery(options: LogOptions, follow: boolean): Query {
 export function logMatches(entry: LogEntry, options: LogOptions): boolean {
   const filter = options.filter ?? 'all';
   if (filter === 'events' && entry.type !== 'event') return false;
-  if ((filter === 'stdout' || filter === 'stderr') && entry.type === 'log' && entry.stream !== filter) return false;
+  if ((filter === 'stdout' || filter === 'stderr') && (entry.type !== 'log' || entry.stream !== filter)) return false;
   return LEVELS.indexOf(entry.level) >= LEVELS.indexOf(options.level ?? 'debug');
 }
 
@@ -156,11 +155,12 @@ export class LogSubscription {
   readonly ready: Promise<void>;
   /** Resolves when the stream ends (after `close()`), rejects if it failed. */
   readonly closed: Promise<void>;
-  private socket: WebSocket | undefined;
+  private socket: StreamSocket | undefined;
   private closing = false;
+  private failure: unknown;
 
   constructor(transport: Transport, path: string, options: LogOptions, callback: (entry: LogEntry) => void) {
-    let opened: Promise<WebSocket>;
+    let opened: Promise<StreamSocket>;
     this.ready = (opened = openSocket(transport, path, logQuery(options, true))).then((socket) => {
       this.socket = socket;
       if (this.closing) socket.close(1000);
@@ -172,10 +172,19 @@ export class LogSubscription {
             const raw = parseFrame(data);
             if (!raw || raw.type === 'error') return;
             const entry = toLogEntry(raw);
-            if (logMatches(entry, options)) callback(entry);
+            if (!logMatches(entry, options)) return;
+            try {
+              callback(entry);
+            } catch (error) {
+              // A failing callback ends the subscription (`closed` rejects with its error).
+              this.failure = error;
+              this.closing = true;
+              socket.close(1000);
+            }
           });
           socket.on('error', () => undefined);
-          socket.on('close', (code) => {
+          socket.on('close', (code: number) => {
+            if (this.failure !== undefined) return reject(this.failure);
             if (this.closing || code === 1000) return resolve();
             const error = new VibeBoxError(`the log stream closed (code ${code})`, { code: 'stream_closed' });
             options.onError?.(error);

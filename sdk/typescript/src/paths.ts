@@ -3,7 +3,10 @@
  * @module
  */
 
+import { posix } from 'node:path';
+
 import { seconds, type Duration } from './durations.js';
+import { ValidationError } from './errors.js';
 
 /**
  * The API's base path.
@@ -33,7 +36,34 @@ const SLACK = 30;
  * ```
  */
 export function sandboxPath(sandboxId: string, ...parts: string[]): string {
-  return [`${API}/sandboxes/${encodeURIComponent(sandboxId)}`, ...parts].join('/');
+  return [`${API}/sandboxes/${segment(sandboxId)}`, ...parts].join('/');
+}
+
+/**
+ * One path segment, encoded; `.` and `..` (which URL parsing would collapse, reaching another
+ * endpoint) are refused.
+ * @example
+ * ```ts
+ * segment('my box'); // "my%20box"
+ * ```
+ */
+export function segment(value: string): string {
+  if (value === '' || value === '.' || value === '..') {
+    throw new ValidationError(`${JSON.stringify(value)} is not a valid name or id`, { code: 'invalid_path' });
+  }
+  return encodeURIComponent(value);
+}
+
+/**
+ * A sandbox path made absolute and normalised the way the server reads it (relative paths start
+ * at `/workspace`; `..` cannot climb above `/`).
+ * @example
+ * ```ts
+ * sandboxFile('src/../a b.txt'); // "/workspace/a b.txt"
+ * ```
+ */
+export function sandboxFile(path: string): string {
+  return posix.normalize(posix.join('/workspace', path.startsWith('/') ? posix.relative('/workspace', path) : path));
 }
 
 /**
@@ -41,10 +71,12 @@ export function sandboxPath(sandboxId: string, ...parts: string[]): string {
  * @example
  * ```ts
  * filePath('sbx_1', '/app/x y'); // "/api/v1/sandboxes/sbx_1/files//app/x%20y"
+ * filePath('sbx_1', '../../other'); // "/api/v1/sandboxes/sbx_1/files//other"
  * ```
  */
 export function filePath(sandboxId: string, path: string): string {
-  return sandboxPath(sandboxId, 'files', path.split('/').map(encodeURIComponent).join('/'));
+  const absolute = sandboxFile(path).replace(/\/+$/, '') || '/';
+  return sandboxPath(sandboxId, 'files', absolute.split('/').map(encodeURIComponent).join('/'));
 }
 
 /**

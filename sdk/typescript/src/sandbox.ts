@@ -11,7 +11,7 @@ import { Env } from './env.js';
 import { Files, type UploadOptions, type UploadResult } from './files.js';
 import { Git } from './git.js';
 import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
-import { LONG, body, execTimeout, sandboxPath } from './paths.js';
+import { LONG, body, execTimeout, sandboxPath, segment } from './paths.js';
 import { ExecResult } from './results.js';
 import { openSocket } from './socket.js';
 import { Terminal, type TerminalOptions } from './terminal.js';
@@ -74,7 +74,7 @@ export interface RunOptions {
   autoResume?: boolean;
 }
 
-const WS = (sandboxId: string, kind: string) => `/ws/sandboxes/${encodeURIComponent(sandboxId)}/${kind}`;
+const WS = (sandboxId: string, kind: string) => `/ws/sandboxes/${segment(sandboxId)}/${kind}`;
 
 /**
  * A command started with `exec(…, { background: true })`: it runs on without any client.
@@ -102,7 +102,7 @@ export class BackgroundProcess {
 
   /** Its output from the start (up to the server's buffer), then live, then its exit. */
   async attach(): Promise<CommandStream> {
-    const socket = await openSocket(this.sandbox.transport, WS(this.sandbox.id, `processes/${encodeURIComponent(this.processId)}`));
+    const socket = await openSocket(this.sandbox.transport, WS(this.sandbox.id, `processes/${segment(this.processId)}`));
     return new CommandStream(socket);
   }
 
@@ -113,7 +113,7 @@ export class BackgroundProcess {
 
   /** Kills it and everything it started. */
   async kill(): Promise<void> {
-    const path = sandboxPath(this.sandbox.id, 'processes', encodeURIComponent(this.processId), 'kill');
+    const path = sandboxPath(this.sandbox.id, 'processes', segment(this.processId), 'kill');
     await this.sandbox.transport.json({ method: 'POST', path });
   }
 }
@@ -265,6 +265,7 @@ export class Sandbox {
   async exec(command: string | string[], options: ExecOptions = {}): Promise<ExecResult | CommandStream | BackgroundProcess> {
     const { stream, background, stdin, autoResume, ...rest } = options;
     if (stream) {
+      if (autoResume && (await this.refresh()).status === 'paused') await this.resume();
       const socket = await openSocket(this.transport, WS(this.id, 'exec'));
       socket.send(JSON.stringify(body({ command, ...rest })));
       const handle = new CommandStream(socket);
@@ -319,7 +320,7 @@ export class Sandbox {
 
   /** One execution with its output. */
   execution(executionId: string): Promise<ExecutionDetail> {
-    const path = sandboxPath(this.id, 'executions', encodeURIComponent(executionId));
+    const path = sandboxPath(this.id, 'executions', segment(executionId));
     return this.transport.json({ method: 'GET', path });
   }
 

@@ -17,6 +17,7 @@ import {
   VibeBoxError,
   fromPayload,
 } from './errors.js';
+import type { StreamSocket } from './command.js';
 import { sleep, type Query, type Transport } from './transport.js';
 
 const OPEN_TIMEOUT = 15_000;
@@ -60,9 +61,57 @@ function refusedUpgrade(response: IncomingMessage): Promise<VibeBoxError> {
   });
 }
 
-function connectOnce(url: string, headers: Record<string, string>): Promise<WebSocket> {
+/**
+ * A WebSocket whose `message` and `close` events are kept until a listener is there: the
+ * server's first frames can arrive with the handshake, before the consumer has attached.
+ */
+class BufferedSocket implements StreamSocket {
+  private readonly queued = new Map<string, unknown[][]>([
+    ['message', []],
+    ['close', []],
+  ]);
+  private readonly listeners = new Map<string, Array<(...args: unknown[]) => void>>();
+
+  constructor(private readonly socket: WebSocket) {
+    for (const event of ['message', 'close', 'error']) socket.on(event, (...args: unknown[]) => this.emit(event, args));
+  }
+
+  private emit(event: string, args: unknown[]): void {
+    const listeners = this.listeners.get(event);
+    if (listeners?.length) for (const listener of listeners) listener(...args);
+    else this.queued.get(event)?.push(args);
+  }
+
+  get readyState(): number {
+    return this.socket.readyState;
+  }
+
+  send(data: string | Uint8Array): void {
+    this.socket.send(data);
+  }
+
+  close(code?: number): void {
+    this.socket.close(code);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as StreamSocket
+  on(event: string, listener: (...args: any[]) => void): this {
+    const listeners = this.listeners.get(event) ?? [];
+    listeners.push(listener);
+    this.listeners.set(event, listeners);
+    const queued = this.queued.get(event);
+    if (queued?.length) {
+      this.queued.set(event, []);
+      for (const args of queued) listener(...args);
+    }
+    return this;
+  }
+}
+
+function connectOnce(url: string, headers: Record<string, string>): Promise<StreamSocket> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, { headers, handshakeTimeout: OPEN_TIMEOUT, maxPayload: 0 });
+    const buffered = new BufferedSocket(socket);
     let settled = false;
     const fail = (error: VibeBoxError) => {
       if (settled) return;
@@ -72,13 +121,15 @@ function connectOnce(url: string, headers: Record<string, string>): Promise<WebS
     };
     socket.once('open', () => {
       settled = true;
-      resolve(socket);
+      resolve(buffered);
     });
     socket.once('unexpected-response', (_request, response) => {
       void refusedUpgrade(response).then(fail);
     });
     socket.once('close', (code, reason) => fail(closeError(code, reason.toString())));
-    socket.once('error', (error) => fail(new ConnectionError(`cannot open ${url.split('?')[0]}: ${error.message}`, { cause: error })));
+    socket.once('error', (error) =>
+      fail(new ConnectionError(`cannot open ${url.split('?')[0]}: ${error.message}`, { cause: error })),
+    );
   });
 }
 
@@ -90,7 +141,7 @@ function connectOnce(url: string, headers: Record<string, string>): Promise<WebS
  * const socket = await openSocket(transport, '/ws/sandboxes/sbx_1/logs', { follow: 1 });
  * ```
  */
-export async function openSocket(transport: Transport, path: string, query?: Query): Promise<WebSocket> {
+export async function openSocket(transport: Transport, path: string, query?: Query): Promise<StreamSocket> {
   const url = transport.wsUrl(path, query);
   const headers = { ...transport.headers() };
   delete headers.Accept;

@@ -3,7 +3,7 @@
  * @module
  */
 
-import { VibeBoxError, fromPayload, isRecord } from './errors.js';
+import { VibeBoxError, fromPayload, guarded, isRecord, warnLate } from './errors.js';
 import type { StreamSocket } from './command.js';
 import { closeError } from './socket.js';
 
@@ -50,6 +50,7 @@ export class Terminal {
   private readonly chunks: Buffer[] = [];
   private readonly dataCallbacks: Array<(data: Buffer) => void> = [];
   private readonly errorCallbacks: Array<(error: VibeBoxError) => void> = [];
+  private failure: VibeBoxError | undefined;
 
   /** @internal */
   constructor(private readonly socket: StreamSocket) {
@@ -69,12 +70,13 @@ export class Terminal {
         } else if (message?.type === 'exit') exitCode = typeof message.exitCode === 'number' ? message.exitCode : null;
         else if (message?.type === 'error') {
           const error = fromPayload(400, { error: isRecord(message.error) ? message.error : {} });
-          for (const callback of this.errorCallbacks) callback(error);
+          for (const callback of this.errorCallbacks) guarded(() => callback(error), warnLate);
         }
       });
       socket.on('error', () => undefined);
       socket.on('close', (code: number, reason: Buffer) => {
-        if (code === 1000 || code === 4408 || code === 1005) resolve(exitCode);
+        if (this.failure) reject(this.failure);
+        else if (code === 1000 || code === 4408 || code === 1005) resolve(exitCode);
         else reject(closeError(code, reason.toString()));
       });
     });
@@ -84,7 +86,15 @@ export class Terminal {
 
   private received(data: Buffer): void {
     this.chunks.push(data);
-    for (const callback of this.dataCallbacks) callback(data);
+    for (const callback of this.dataCallbacks) {
+      guarded(
+        () => callback(data),
+        (error) => {
+          this.failure = error; // `exited` rejects with it
+          this.socket.close(1000);
+        },
+      );
+    }
   }
 
   /** Calls `callback` with the terminal's output (first with what already arrived). */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { ConnectionError, TimeoutError, VibeBoxError, NotSupportedError, fromPayload } from './errors.js';
+import { ConnectionError, NotSupportedError, TimeoutError, ValidationError, VibeBoxError, fromPayload } from './errors.js';
 import { VERSION } from './version.js';
 
 /**
@@ -134,6 +134,62 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
+ * Aborts a request once nothing has moved for `ms`: no answer yet, no chunk of its body sent or
+ * received. A long transfer that keeps moving is never cut off.
+ */
+class IdleTimer {
+  readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {
+    this.touch();
+  }
+
+  touch(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.controller.abort(new DOMException('idle', 'TimeoutError')), this.ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** `source`, touching `timer` at every chunk and turning its failures into `fail(error)`. */
+function watched(
+  source: ReadableStream<Uint8Array>,
+  timer: IdleTimer,
+  fail: (error: unknown) => unknown,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          timer.stop();
+          controller.close();
+          return;
+        }
+        timer.touch();
+        controller.enqueue(value);
+      } catch (error) {
+        timer.stop();
+        controller.error(fail(error));
+      }
+    },
+    async cancel(reason) {
+      timer.stop();
+      await reader.cancel(reason);
+    },
+  });
+}
+
+// Error codes of a 503 that mean nothing was started: a POST may be sent again.
+const NOTHING_STARTED = new Set(['runtime_unavailable', 'template_unavailable']);
+
+/**
  * The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes.
  * @example
  * ```ts
@@ -141,50 +197,88 @@ export function sleep(ms: number): Promise<void> {
  * ```
  */
 export class Transport {
-  readonly options: TransportOptions;
+  /** Settings (the key is kept apart, so printing a client never shows it). */
+  readonly options: Omit<TransportOptions, 'apiKey'>;
+  readonly #apiKey: string | undefined;
 
   constructor(options: TransportOptions) {
-    this.options = { ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+    const { apiKey, ...rest } = options;
+    const base = new URL(options.baseUrl);
+    if (base.username || base.password) {
+      throw new ValidationError('the server URL must not hold credentials: pass the API key as apiKey', {
+        code: 'invalid_base_url',
+      });
+    }
+    this.options = { ...rest, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+    this.#apiKey = apiKey;
   }
 
-  /** A copy with other settings (same server and key). */
-  with(changes: Partial<TransportOptions>): Transport {
-    return new Transport({ ...this.options, ...changes });
+  /** A copy with other settings (same server and key); `undefined` values keep the current ones. */
+  with(changes: Partial<Omit<TransportOptions, 'apiKey' | 'baseUrl'>>): Transport {
+    const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
+    return new Transport({ ...this.options, ...defined, apiKey: this.#apiKey });
   }
 
   /** Sends the call and answers its JSON (`undefined` for an empty answer). */
   async json<T>(call: Call): Promise<T> {
     const response = await this.send(call);
-    const text = await this.read(call, response, () => response.text());
-    return (text ? JSON.parse(text) : undefined) as T;
+    const text = await this.read(call, () => response.text());
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (error) {
+      throw new VibeBoxError(`the server's answer to ${call.method} ${call.path} is not JSON`, {
+        code: 'invalid_response',
+        status: response.status,
+        cause: error,
+      });
+    }
   }
 
   /** Sends the call and answers its body as bytes. */
   async bytes(call: Call): Promise<Buffer> {
     const response = await this.send(call);
-    return Buffer.from(await this.read(call, response, () => response.arrayBuffer()));
+    return Buffer.from(await this.read(call, () => response.arrayBuffer()));
   }
 
-  /** Sends the call and answers the open response (status checked) for the caller to read. */
+  /**
+   * Sends the call and answers the open response (status checked) for the caller to read. The
+   * call's timeout is an idle timeout: it runs until the answer starts, then between chunks.
+   */
   async send(call: Call): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
+      const timer = new IdleTimer(call.timeout ?? this.options.timeout);
       let response: Response;
       try {
-        response = await fetch(this.url(call.path, call.query), await this.init(call));
+        response = await fetch(this.url(call.path, call.query), await this.init(call, timer));
       } catch (error) {
+        timer.stop();
         const delay = this.delayAfterError(error, call.method, attempt);
         if (delay === undefined) throw this.transportError(error, call);
         await sleep(delay);
         continue;
       }
-      const delay = this.delayAfterResponse(response, attempt);
+      timer.touch();
+      const delay = await this.delayAfterResponse(response, call.method, attempt);
       if (delay !== undefined) {
+        timer.stop();
         await response.body?.cancel().catch(() => undefined);
         await sleep(delay);
         continue;
       }
-      if (response.status >= 400) throw await this.errorFor(call, response);
-      return response;
+      if (response.status >= 400) {
+        try {
+          throw await this.errorFor(call, response);
+        } finally {
+          timer.stop();
+        }
+      }
+      if (!response.body) {
+        timer.stop();
+        return response;
+      }
+      const body = watched(response.body, timer, (error) => this.transportError(error, call));
+      return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
     }
   }
 
@@ -209,11 +303,11 @@ export class Transport {
       Accept: 'application/json',
       ...this.options.headers,
     };
-    if (this.options.apiKey) headers.Authorization = `Bearer ${this.options.apiKey}`;
+    if (this.#apiKey) headers.Authorization = `Bearer ${this.#apiKey}`;
     return headers;
   }
 
-  private async init(call: Call): Promise<RequestInit> {
+  private async init(call: Call, timer: IdleTimer): Promise<RequestInit> {
     const headers = { ...this.headers(), ...call.headers };
     let body: RequestBody | undefined;
     if (call.body) body = await call.body();
@@ -221,19 +315,15 @@ export class Transport {
       body = JSON.stringify(call.json);
       headers['Content-Type'] = 'application/json';
     }
-    const init: RequestInit & { duplex?: 'half' } = {
-      method: call.method,
-      headers,
-      signal: AbortSignal.timeout(call.timeout ?? this.options.timeout),
-    };
-    if (body !== undefined) {
-      init.body = body as NonNullable<RequestInit['body']>;
-      if (body instanceof ReadableStream) init.duplex = 'half';
-    }
+    const init: RequestInit & { duplex?: 'half' } = { method: call.method, headers, signal: timer.controller.signal };
+    if (body instanceof ReadableStream) {
+      init.body = watched(body, timer, (error) => error) as NonNullable<RequestInit['body']>;
+      init.duplex = 'half';
+    } else if (body !== undefined) init.body = body as NonNullable<RequestInit['body']>;
     return init;
   }
 
-  private async read<T>(call: Call, response: Response, reader: () => Promise<T>): Promise<T> {
+  private async read<T>(call: Call, reader: () => Promise<T>): Promise<T> {
     try {
       return await reader();
     } catch (error) {
@@ -246,8 +336,22 @@ export class Transport {
     return Math.random() * Math.min(maxBackoff, backoff * 2 ** attempt);
   }
 
-  private delayAfterResponse(response: Response, attempt: number): number | undefined {
+  /**
+   * Milliseconds to wait before sending the call again after this answer, or undefined. A POST is
+   * sent again only when the server cannot have started it: 429, or a 503 saying the engine or
+   * the image is unavailable (a 502 may come after the command ran).
+   */
+  private async delayAfterResponse(response: Response, method: string, attempt: number): Promise<number | undefined> {
     if (!RETRY_STATUSES.has(response.status) || attempt >= this.options.maxRetries) return undefined;
+    if (!IDEMPOTENT.has(method) && response.status !== 429) {
+      if (response.status !== 503) return undefined;
+      const code = await response
+        .clone()
+        .json()
+        .then((payload: unknown) => (payload as { error?: { code?: string } } | null)?.error?.code)
+        .catch(() => undefined);
+      if (code !== undefined && !NOTHING_STARTED.has(code)) return undefined;
+    }
     const after = retryAfter(response.headers);
     if (after === undefined) return this.backoffDelay(attempt);
     return after <= this.options.maxRetryAfter ? after * 1000 : undefined;
@@ -262,7 +366,11 @@ export class Transport {
 
   private transportError(error: unknown, call: Call): VibeBoxError {
     if (error instanceof VibeBoxError) return error;
-    if (isTimeout(error)) return new TimeoutError(`${call.method} ${call.path} timed out`, { cause: error });
+    if (isTimeout(error) || isTimeout((error as { cause?: unknown })?.cause)) {
+      return new TimeoutError(`${call.method} ${call.path}: nothing moved for ${call.timeout ?? this.options.timeout} ms`, {
+        cause: error,
+      });
+    }
     const code = errorCode(error);
     const reason = code ?? (error instanceof Error ? error.message : String(error));
     return new ConnectionError(`cannot reach the VibeBox server at ${this.options.baseUrl}: ${reason}`, {

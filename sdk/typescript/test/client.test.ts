@@ -13,6 +13,7 @@ import {
   Sandbox,
   SandboxNotFoundError,
   ServiceUnavailableError,
+  TimeoutError,
   TemplateNotFoundError,
   ValidationError,
   VibeBox,
@@ -59,6 +60,14 @@ describe('configuration', () => {
       process.env.VIBEBOX_API_KEY = saved.key;
       process.env.VIBEBOX_API_URL = saved.url;
     }
+  });
+
+  test('the key is never printed; credentials in the URL are refused', async () => {
+    const client = new VibeBox({ apiKey: 'vb_live_secret_for_inspect', baseUrl: API_URL });
+    const { inspect } = await import('node:util');
+    assert.ok(!inspect(client, { depth: 10, showHidden: true }).includes('vb_live_secret_for_inspect'));
+    assert.ok(!JSON.stringify(client).includes('vb_live_secret_for_inspect'));
+    assert.throws(() => new VibeBox({ apiKey: 'k', baseUrl: 'http://user:pass@127.0.0.1:1' }), ValidationError);
   });
 
   test('explicit options win; region is accepted', async () => {
@@ -162,6 +171,49 @@ describe('retries', () => {
     const error = await client.templates().catch((e: unknown) => e);
     assert.ok(error instanceof ConnectionError, String(error));
     assert.match(error.message, /ECONNREFUSED/);
+  });
+
+  test('POST is not sent again after a 502 (the command may have run), but after a 503 that started nothing', async () => {
+    const broken = await flakyServer((_req, res) => answer(res, 502, { error: { code: 'runtime_error', message: 'engine' } }));
+    const client = new VibeBox({ apiKey: 'k', baseUrl: broken.url, backoff: 5 });
+    await assert.rejects(client.create({ template: 'node-20' }), (e: VibeBoxError) => e.code === 'runtime_error');
+    assert.equal(broken.hits(), 1);
+    const starting = await flakyServer((_req, res, hit) =>
+      hit === 1
+        ? answer(res, 503, { error: { code: 'runtime_unavailable', message: 'engine down' } })
+        : answer(res, 201, { id: 'sbx_1', name: 'x', template: 'node-20', status: 'running' }),
+    );
+    const created = await new VibeBox({ apiKey: 'k', baseUrl: starting.url, backoff: 5 }).create({ template: 'node-20' });
+    assert.equal(created.id, 'sbx_1');
+    assert.equal(starting.hits(), 2);
+  });
+
+  test('the timeout is an idle timeout: a slow but moving answer completes, a stalled one times out', async () => {
+    const slow = await flakyServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      let sent = 0;
+      const stall = req.url?.includes('stall');
+      const timer = setInterval(() => {
+        if (stall && sent === 2) return; // stops moving
+        res.write(Buffer.alloc(10, 97));
+        if (++sent === 8) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const client = new VibeBox({ apiKey: 'k', baseUrl: slow.url, timeout: 400 });
+    const body = await client.transport.bytes({ method: 'GET', path: '/moving' }); // 800 ms in all
+    assert.equal(body.length, 80);
+    await assert.rejects(client.transport.bytes({ method: 'GET', path: '/stall' }), TimeoutError);
+  });
+
+  test('health() reports what is down without retrying', async () => {
+    const down = await flakyServer((_req, res) => answer(res, 503, { status: 'unavailable', checks: { docker: { ok: false, error: 'no engine' } } }));
+    const health = await new VibeBox({ baseUrl: down.url }).health();
+    assert.deepEqual(health, { ready: false, checks: { docker: { ok: false, error: 'no engine' } } });
+    assert.equal(down.hits(), 1);
   });
 
   test('a server without an endpoint: NotSupportedError', async () => {

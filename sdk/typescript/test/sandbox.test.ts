@@ -8,9 +8,12 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 
 import {
+  CallbackError,
   CommandExitError,
   CommandTimeoutError,
+  FileNotFoundError,
   SandboxPausedError,
+  ValidationError,
   VibeBox,
   type LogEntry,
   type Sandbox,
@@ -134,7 +137,7 @@ describe('exec', () => {
   });
 
   test('stream: onData while it runs, onComplete and wait at the end', async () => {
-    const cmd = await sandbox.exec('for i in 1 2 3; do echo line $i; sleep 0.2; done; echo oops >&2; exit 5', {
+    const cmd = await sandbox.exec('for i in 1 2 3; do echo line $i; sleep 0.5; done; echo oops >&2; exit 5', {
       stream: true,
       cwd: '/workspace',
     });
@@ -150,7 +153,7 @@ describe('exec', () => {
     assert.equal(result.stdout, 'line 1\nline 2\nline 3\n');
     assert.equal(result.stderr, 'oops\n');
     assert.equal(chunks.map(([data]) => data).join(''), 'line 1\nline 2\nline 3\noops\n');
-    assert.ok(times.at(-1)! - times[0]! >= 300, 'output did not arrive as it was printed');
+    assert.ok(times.at(-1)! - times[0]! >= 500, 'output did not arrive as it was printed');
     let late = -1;
     cmd.onComplete((r) => (late = r.exitCode ?? -1));
     await new Promise((resolve) => setImmediate(resolve));
@@ -180,6 +183,35 @@ describe('exec', () => {
     const history = await sandbox.executions({ limit: 5 });
     assert.equal(history[0]?.executionId, process.executionId);
     assert.equal((await sandbox.execution(process.executionId)).command, 'echo started; sleep 60');
+  });
+});
+
+describe('streams', () => {
+  test('waiting on a background process that already exited', async () => {
+    const quick = await sandbox.exec('echo done-already', { background: true });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const result = await quick.wait();
+    assert.equal(result.exitCode, 0);
+    assert.equal(result.stdout, 'done-already\n');
+  });
+
+  test('a callback that throws ends the stream with a CallbackError instead of crashing', async () => {
+    const cmd = await sandbox.exec('echo one; sleep 30', { stream: true });
+    cmd.onData(() => {
+      throw new Error('my bug');
+    });
+    const error = await cmd.wait().catch((e: unknown) => e);
+    assert.ok(error instanceof CallbackError, String(error));
+    assert.equal((error.cause as Error).message, 'my bug');
+  });
+
+  test('streamed exec with autoResume resumes a paused sandbox', async () => {
+    const box = await vb.sandbox('node-20');
+    cleanupLater(() => box.destroy());
+    await box.pause();
+    const cmd = await box.exec('echo awake', { stream: true, autoResume: true });
+    assert.equal((await cmd.wait()).stdout, 'awake\n');
+    assert.equal(box.status, 'running');
   });
 });
 
@@ -225,7 +257,9 @@ describe('logs', () => {
     assert.match(line.text, /^\d{4}-\d\d-\d\dT.*Z \[stdout\] to-pid-1$/);
     assert.equal(all.find((l) => l.message === 'err-pid-1')!.level, 'error');
     assert.ok(stdoutOnly.some((l) => l.message === 'to-pid-1'));
-    assert.ok(!stdoutOnly.some((l) => l.stream === 'stderr'));
+    assert.ok(stdoutOnly.every((l) => l.type === 'log' && l.stream === 'stdout'), 'the stdout filter let other entries in');
+    assert.ok(!all.some((l) => l.event === 'sandbox.created'), 'a new subscription got the history');
+    assert.ok(all.some((l) => l.event === 'exec.started'), 'live events are delivered');
     const errorsOnly = await sandbox.logs({ tail: 'all', level: 'error' });
     assert.ok(errorsOnly.every((l) => l.level === 'error'));
     const backlog = await sandbox.logs({ tail: 'all' });
@@ -287,6 +321,24 @@ describe('lifecycle and snapshots', () => {
     const copy = await vb.create({ snapshot: snapshot.id });
     cleanupLater(() => copy.destroy());
     assert.equal((await copy.run('cat /workspace/app.txt')).stdout, 'v1\n');
+  });
+});
+
+describe('paths', () => {
+  test('.. in a file path stays in the sandbox; spaces and unicode round-trip', async () => {
+    const other = await vb.sandbox('node-20', { name: uniqueName('victim') });
+    cleanupLater(() => other.destroy());
+    await assert.rejects(sandbox.files.delete(`../../${other.name}`, { recursive: true }), FileNotFoundError);
+    await assert.rejects(sandbox.files.delete('../restart'), FileNotFoundError);
+    await assert.rejects(sandbox.download(`../../${other.id}/files/secret.txt`), FileNotFoundError);
+    assert.equal((await vb.get(other.id)).status, 'running');
+    await sandbox.files.write('dir with space/naïve ☃.txt', 'snow');
+    assert.equal((await sandbox.download('dir with space/naïve ☃.txt')).toString(), 'snow');
+    assert.equal((await sandbox.files.readText('/workspace/dir with space/../dir with space/naïve ☃.txt')), 'snow');
+    await sandbox.files.delete('dir with space', { recursive: true });
+    assert.equal(await sandbox.files.exists('dir with space'), false);
+    await assert.rejects(vb.get('..'), ValidationError);
+    await assert.rejects(sandbox.env.get('..'), ValidationError);
   });
 });
 

@@ -154,7 +154,7 @@ def suite_env(server: LiveServer, git_server: dict[str, str]) -> dict[str, str]:
 @pytest.mark.parametrize("suite", SUITES)
 def test_suite(suite: str, built: None, suite_env: dict[str, str]) -> None:
     """One `test/<suite>.test.ts` file: every test in it passes against the live server."""
-    command = [NODE, "--test", "--test-reporter=spec", f"build/test/{suite}.test.js"]
+    command = [NODE, "--test", "--test-timeout=180000", "--test-reporter=spec", f"build/test/{suite}.test.js"]
     output = check(run(command, **suite_env))
     assert re.search(r"\bfail 0\b", output), output
 
@@ -175,7 +175,10 @@ def test_npm_pack_installs_and_runs_the_three_line_example(
     app = tmp_path / "app"
     app.mkdir()
     (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
-    check(run(["npm", "install", "--no-audit", "--no-fund", str(tmp_path / packed[0]["filename"])], cwd=app))
+    tarball = str(tmp_path / packed[0]["filename"])
+    check(run(["npm", "install", "--no-audit", "--no-fund", tarball, "@types/node@20"], cwd=app))
+    required = check(run([NODE, "-e", "console.log(typeof require('@vibebox/sdk').VibeBox)"], cwd=app))
+    assert required.strip().endswith("function")  # CommonJS callers too (require of an ES module)
     (app / "example.mjs").write_text(
         "import { VibeBox } from '@vibebox/sdk';\n"
         "const vb = new VibeBox();\n"
@@ -212,8 +215,6 @@ def run_readme_examples(app: Path, suite_env: dict[str, str]) -> None:
                     "strict": True,
                     "noUncheckedIndexedAccess": True,
                     "skipLibCheck": False,
-                    "types": ["node"],
-                    "typeRoots": [str(PKG / "node_modules/@types")],
                     "outDir": "out",
                 },
                 "include": ["readme*.ts"],
