@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -85,17 +86,23 @@ def exec_command(
         finish(box.exec(line, **options), json=True)
     stream = box.exec(line, stream=True, **options)
     interrupts = 0
-    while True:
-        try:
-            for event in stream:
-                if event.type == "stdout":
-                    write(sys.stdout, event.data)
-                elif event.type == "stderr":
-                    write(sys.stderr, event.data)
-            break
-        except KeyboardInterrupt:  # Ctrl-C reaches the command: INT first, then KILL
-            interrupts += 1
-            stream.signal("INT" if interrupts == 1 else "KILL")
+
+    def interrupt(*_: object) -> None:  # Ctrl-C reaches the command: INT first, then KILL
+        nonlocal interrupts
+        interrupts += 1
+        stream.signal("INT" if interrupts == 1 else "KILL")
+
+    # A handler, not KeyboardInterrupt: an exception raised inside the stream's queue could leave
+    # its lock taken and the command's end never read.
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        for event in stream:
+            if event.type == "stdout":
+                write(sys.stdout, event.data)
+            elif event.type == "stderr":
+                write(sys.stderr, event.data)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     finish(stream.wait(), json=False, echo=False)
 
 
