@@ -196,16 +196,16 @@ describe('retries', () => {
       const timer = setInterval(() => {
         if (stall && sent === 2) return; // stops moving
         res.write(Buffer.alloc(10, 97));
-        if (++sent === 8) {
+        if (++sent === 20) {
           clearInterval(timer);
           res.end();
         }
       }, 100);
       res.on('close', () => clearInterval(timer));
     });
-    const client = new VibeBox({ apiKey: 'k', baseUrl: slow.url, timeout: 400 });
-    const body = await client.transport.bytes({ method: 'GET', path: '/moving' }); // 800 ms in all
-    assert.equal(body.length, 80);
+    const client = new VibeBox({ apiKey: 'k', baseUrl: slow.url, timeout: 1000 });
+    const body = await client.transport.bytes({ method: 'GET', path: '/moving' }); // 2 s in all
+    assert.equal(body.length, 200);
     await assert.rejects(client.transport.bytes({ method: 'GET', path: '/stall' }), TimeoutError);
   });
 
