@@ -1,8 +1,11 @@
 """Commands in a sandbox through the API, against the real engine."""
 
+import time
+
 import pytest
 
 from apps.sandboxes.models import Execution
+from apps.sandboxes.runtime.docker_exec import early_output
 
 
 @pytest.fixture
@@ -107,3 +110,33 @@ def test_executions_are_recorded(api_client, sandbox_id, api_key):
     assert Execution.objects.get(pk=first["executionId"]).api_key_id == api_key[0].id
     missing = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/executions/exec_nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "execution_not_found"
+
+
+def test_output_that_came_with_the_exec_headers_is_kept(docker_client, sandbox_id):
+    """docker-py hands out the socket under its buffered HTTP reader: a first frame read along with
+    the headers (a busy server reads them late) sits in that buffer. A CI run lost a background
+    command's first line this way; early_output recovers it."""
+    api = docker_client.api
+    container = docker_client.containers.get(sandbox_id)
+    exec_id = api.exec_create(container.id, ["sh", "-c", "echo first; sleep 0.5; echo second"])["Id"]
+    response = api._post_json(
+        api._url("/exec/{0}/start", exec_id),
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        data={"Tty": False, "Detach": False},
+        stream=True,
+    )
+    time.sleep(0.2)
+    assert response.raw._fp.fp.peek()  # the first frame is now in the reader's buffer, as on a busy server
+    wrapper = api._get_raw_response_socket(response)
+    sock = wrapper._sock
+    sock.setblocking(False)
+    try:
+        assert b"first" in early_output(wrapper)
+        sock.setblocking(True)
+        sock.settimeout(5)
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        assert b"second" in rest and b"first" not in rest  # the socket alone never had it
+    finally:
+        wrapper.close()

@@ -46,6 +46,19 @@ def _raw_socket(sock):
     return getattr(sock, "_sock", sock)
 
 
+def early_output(wrapper) -> bytes:
+    """What the HTTP client read past the response headers of a hijacked exec: docker-py hands out
+    the socket *under* its buffered reader, so a first frame that came with the headers (a busy
+    client reads them late) would be lost. Call with the raw socket non-blocking."""
+    reader = getattr(getattr(getattr(getattr(wrapper, "_response", None), "raw", None), "_fp", None), "fp", None)
+    if reader is None:
+        return b""
+    try:
+        return reader.read1(1 << 20) or b""
+    except (OSError, ValueError):
+        return b""
+
+
 def _run_simple(api, container: str, argv: list[str], user: str) -> bytes:
     exec_id = api.exec_create(container, argv, stdout=True, stderr=True, user=user)["Id"]
     return api.exec_start(exec_id) or b""
@@ -72,16 +85,17 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
         workdir=request.workdir or None,
         user=request.user or "",
     )["Id"]
-    sock = _raw_socket(api.exec_start(exec_id, socket=True))
+    wrapper = api.exec_start(exec_id, socket=True)
+    sock = _raw_socket(wrapper)
+    sock.setblocking(False)
     collector = _Collector(request.output_limit, request.on_output)
     control = request.control
     pending = memoryview(request.stdin or b"")
     stdin_open = request.stdin is not None or control is not None
     closing = control is None  # without a control, stdin ends after request.stdin
-    buffer = bytearray()
+    buffer = bytearray(early_output(wrapper))
     timed_out = False
     try:
-        sock.setblocking(False)
         eof = False
         while not eof:
             now = time.monotonic()

@@ -16,6 +16,8 @@ import time
 
 from vibebox import exceptions as errors
 
+from .docker_exec import early_output
+
 _READ_ERRORS = (OSError, ValueError)
 
 
@@ -25,6 +27,9 @@ class TtyHandle:
         self._exec_id = exec_id
         self._wrapper = sock  # keeps docker-py's wrapper (and its response) alive
         self._sock = getattr(sock, "_sock", sock)
+        self._sock.setblocking(False)
+        self._early = early_output(sock)  # output that came with the headers, read first
+        self._sock.setblocking(True)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._readers = 0
@@ -42,7 +47,7 @@ class TtyHandle:
             self._readers += 1
         data = b""
         try:
-            data = self._sock.recv(max_bytes)
+            data, self._early = (self._early, b"") if self._early else (self._sock.recv(max_bytes), b"")
         except _READ_ERRORS:
             data = b""
         finally:
