@@ -7,6 +7,7 @@ import type { Duration } from './durations.js';
 import { ConnectionError, SandboxNotFoundError } from './errors.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
+import { Keys } from './keys.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
@@ -67,6 +68,8 @@ export class VibeBox {
   readonly transport: Transport;
   /** The region asked for, if any. */
   readonly region: string | undefined;
+  /** Your API keys (`keys:manage`). */
+  readonly keys: Keys;
 
   constructor(options: VibeBoxOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.VIBEBOX_API_URL ?? DEFAULT_URL;
@@ -81,6 +84,7 @@ export class VibeBox {
       maxRetryAfter: 60,
       headers: options.headers ?? {},
     });
+    this.keys = new Keys(this.transport);
   }
 
   /** The server's URL. */

@@ -24,6 +24,7 @@ export { Files, type FileEntry, type UploadOptions, type UploadResult } from './
 export { Env, type EnvInput, type EnvValue } from './env.js';
 export * from './git.js';
 export * from './claude.js';
+export * from './keys.js';
 export * from './errors.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';

@@ -9,6 +9,7 @@ import {
   AuthenticationError,
   ConnectionError,
   NotSupportedError,
+  PermissionDeniedError,
   RateLimitError,
   Sandbox,
   SandboxNotFoundError,
@@ -222,6 +223,28 @@ describe('retries', () => {
     const error = await client.snapshots().catch((e: unknown) => e);
     assert.ok(error instanceof NotSupportedError);
     assert.equal(error.details.feature, 'snapshots');
+  });
+});
+
+describe('keys', () => {
+  test('create a narrower key, use it, see its usage, rotate, revoke', async () => {
+    const created = await vb.keys.create(uniqueName('ci'), { scopes: ['sandboxes:read', 'templates:read'], expiresIn: '1d' });
+    assert.match(created.key, /^vb_live_/);
+    assert.deepEqual([...created.scopes].sort(), ['sandboxes:read', 'templates:read']);
+    const narrow = new VibeBox({ apiKey: created.key, baseUrl: API_URL });
+    assert.ok((await narrow.templates()).length > 0);
+    const refused = await narrow.create({ template: 'node-20' }).catch((e: unknown) => e);
+    assert.ok(refused instanceof PermissionDeniedError, String(refused));
+    assert.equal(refused.code, 'insufficient_scope');
+    assert.ok((await vb.keys.list()).some((k) => k.id === created.id && !('key' in k)));
+    assert.ok((await vb.keys.usage(created.id)).totalRequests >= 2);
+    const rotated = await vb.keys.rotate(created.id, { gracePeriod: '1h' });
+    assert.notEqual(rotated.key, created.key);
+    assert.ok((await new VibeBox({ apiKey: rotated.key, baseUrl: API_URL }).templates()).length > 0);
+    assert.ok((await narrow.templates()).length > 0, 'the old key works during the grace period');
+    await vb.keys.revoke(rotated.id);
+    await assert.rejects(new VibeBox({ apiKey: rotated.key, baseUrl: API_URL }).templates(), AuthenticationError);
+    await vb.keys.revoke(created.id);
   });
 });
 
