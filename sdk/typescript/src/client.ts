@@ -153,7 +153,7 @@ export class VibeBox {
     const wanted = options.limit ?? Number.POSITIVE_INFINITY;
     for (let offset = 0; found.length < wanted; ) {
       const limit = Math.min(100, wanted - found.length);
-      const page = await this.transport.json<{ results: SandboxInfo[]; next: string | null }>({
+      const page = await this.transport.json<Schemas['PaginatedSandboxList']>({
         method: 'GET',
         path: `${API}/sandboxes`,
         query: { ...query, limit, offset },
@@ -285,8 +285,7 @@ export class VibeBox {
    * ```
    */
   async templates(): Promise<Template[]> {
-    const answer = await this.transport.json<Template[] | { results: Template[] }>({ method: 'GET', path: `${API}/templates` });
-    return Array.isArray(answer) ? answer : answer.results;
+    return this.transport.json<Template[]>({ method: 'GET', path: `${API}/templates` });
   }
 
   /**
@@ -308,7 +307,7 @@ export class VibeBox {
    * ```
    */
   async snapshots(): Promise<Snapshot[]> {
-    const answer = await this.transport.json<{ results: Snapshot[] }>({ method: 'GET', path: `${API}/snapshots`, feature: 'snapshots' });
+    const answer = await this.transport.json<Schemas['SnapshotList']>({ method: 'GET', path: `${API}/snapshots`, feature: 'snapshots' });
     return answer.results;
   }
 

@@ -70,8 +70,7 @@ export class Keys {
 
   /** Your keys. */
   async list(): Promise<ApiKey[]> {
-    const answer = await this.transport.json<ApiKey[] | { results: ApiKey[] }>({ method: 'GET', path: this.path() });
-    return Array.isArray(answer) ? answer : answer.results;
+    return this.transport.json<ApiKey[]>({ method: 'GET', path: this.path() });
   }
 
   /** Creates a key no broader than the one you call with; `key` is shown only here. */

@@ -272,9 +272,11 @@ export class Sandbox {
       if (stdin !== undefined) handle.write(stdin).closeStdin();
       return handle;
     }
-    const json = body({ command, ...rest, stdin, autoResume, background: background || undefined });
+    const json = body({ command, ...rest, stdin, autoResume, background: background || undefined }) satisfies Partial<
+      Record<keyof Schemas['ExecRequest'], unknown>
+    >;
     const call = { method: 'POST' as const, path: sandboxPath(this.id, 'exec'), json, timeout: execTimeout(rest.timeout) };
-    if (background) return new BackgroundProcess(this, await this.transport.json(call));
+    if (background) return new BackgroundProcess(this, await this.transport.json<Schemas['BackgroundProcess']>(call));
     return new ExecResult(await this.transport.json<Schemas['ExecResult']>(call));
   }
 
@@ -315,7 +317,7 @@ export class Sandbox {
   async executions(options: { limit?: number; offset?: number } = {}): Promise<ExecutionRecord[]> {
     const path = sandboxPath(this.id, 'executions');
     const query = { limit: options.limit ?? 20, offset: options.offset ?? 0 };
-    return (await this.transport.json<{ results: ExecutionRecord[] }>({ method: 'GET', path, query })).results;
+    return (await this.transport.json<Schemas['PaginatedExecutionList']>({ method: 'GET', path, query })).results;
   }
 
   /** One execution with its output. */
@@ -325,9 +327,9 @@ export class Sandbox {
   }
 
   /** The background commands still running. */
-  async processes(): Promise<Array<{ processId: string; command: unknown; running: boolean; exit: unknown }>> {
+  async processes(): Promise<Schemas['Process'][]> {
     const path = sandboxPath(this.id, 'processes');
-    return (await this.transport.json<{ processes: [] }>({ method: 'GET', path })).processes;
+    return (await this.transport.json<Schemas['ProcessList']>({ method: 'GET', path })).processes;
   }
 
   /** CPU, memory, disk and process counts now (running or paused sandboxes). */
@@ -424,7 +426,7 @@ export class Sandbox {
   /** This sandbox's snapshots. */
   async snapshots(): Promise<Snapshot[]> {
     const path = sandboxPath(this.id, 'snapshots');
-    return (await this.transport.json<{ results: Snapshot[] }>({ method: 'GET', path, feature: 'snapshots' })).results;
+    return (await this.transport.json<Schemas['SnapshotList']>({ method: 'GET', path, feature: 'snapshots' })).results;
   }
 
   /** Rolls the sandbox back to a snapshot, in place (same id, name and settings). */

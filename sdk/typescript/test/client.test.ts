@@ -45,7 +45,7 @@ function answer(response: ServerResponse, status: number, body: unknown, headers
   response.end(JSON.stringify(body));
 }
 
-const templatesBody = { count: 1, next: null, previous: null, results: [{ name: 'node-20' }] };
+const templatesBody = [{ name: 'node-20' }]; // GET /api/v1/templates answers an array
 
 describe('configuration', () => {
   test('new VibeBox() reads VIBEBOX_API_KEY and VIBEBOX_API_URL', async () => {
