@@ -196,3 +196,15 @@ def test_a_502_is_not_retried_for_a_post(scripted):
     with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(ServerError):
         vb.sandbox("python-3")
     assert len(script.requests) == 1
+
+
+def test_a_post_is_sent_again_only_after_a_503_that_started_nothing(scripted):
+    script, url = scripted
+    script.answers = [(503, envelope("runtime_unavailable"), {}), (201, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb:
+        assert vb.sandbox("python-3").id == "sbx_1"
+    assert len(script.requests) == 2
+    script.answers = [(503, envelope("maintenance"), {}), (201, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(ServiceUnavailableError):
+        vb.sandbox("python-3")
+    assert len(script.requests) == 3

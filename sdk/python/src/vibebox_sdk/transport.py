@@ -4,7 +4,7 @@ A request is described once as a `Call` (built by `calls.py`) and sent by either
 sync and async clients share every endpoint's definition and the retry rules:
 
 - retried, with exponential backoff and full jitter: 429 (after `Retry-After` when the server
-  sends it), 502 (not for a POST: the command may have run), 503, connections that could not be
+  sends it), 502 and 503 (for a POST only a 503 saying nothing started), connections that could not be
   made, and dropped connections of idempotent requests (GET, PUT, DELETE, HEAD); never any other
   4xx, never a POST whose request may have reached the server;
 - `max_retries` (default 3) more attempts, delays from `backoff` (0.5 s) doubling up to `max_backoff`
@@ -65,11 +65,12 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_backoff, self.backoff * (2**attempt)))
 
     def delay_after_response(self, response: httpx.Response, attempt: int, method: str = "GET") -> float | None:
-        """Seconds to wait before retrying this answer, or None to not retry it. A 502 is not
-        retried for a POST: the engine failed after the command may have started."""
+        """Seconds to wait before retrying this answer, or None to not retry it. A POST is retried
+        only when it cannot have started anything: a 429, or a 503 saying the engine or the image
+        is unavailable (never a 502: the engine failed after the command may have started)."""
         if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
             return None
-        if response.status_code == 502 and method not in IDEMPOTENT:
+        if method not in IDEMPOTENT and response.status_code != 429 and not _nothing_started(response):
             return None
         after = retry_after(response)
         if after is None:
@@ -84,6 +85,22 @@ class RetryPolicy:
         if never_sent or (dropped and method in IDEMPOTENT):
             return self.backoff_delay(attempt)
         return None
+
+
+NOTHING_STARTED = frozenset({"runtime_unavailable", "template_unavailable"})
+
+
+def _nothing_started(response: httpx.Response) -> bool:
+    """A 503 whose code says the engine or the image was unavailable (or a proxy's, without our
+    envelope): the request cannot have started anything, so a POST may be sent again. The body
+    must have been read."""
+    if response.status_code != 503:
+        return False
+    try:
+        code = response.json().get("error", {}).get("code")
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        return True
+    return code is None or code in NOTHING_STARTED
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -182,6 +199,8 @@ class SyncTransport(_Base):
                 time.sleep(delay)
                 attempt += 1
                 continue
+            if response.status_code == 503 and call.method not in IDEMPOTENT:
+                response.read()  # its code says whether the request may be sent again
             delay = self.retry.delay_after_response(response, attempt, call.method)
             if delay is not None:
                 response.close()
@@ -247,6 +266,8 @@ class AsyncTransport(_Base):
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
+            if response.status_code == 503 and call.method not in IDEMPOTENT:
+                await response.aread()  # its code says whether the request may be sent again
             delay = self.retry.delay_after_response(response, attempt, call.method)
             if delay is not None:
                 await response.aclose()
