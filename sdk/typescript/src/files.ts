@@ -216,7 +216,7 @@ export class Files {
    * await sandbox.files.upload('./package.json');                 // /workspace/package.json
    * await sandbox.files.upload('./src');                          // /workspace/src/…
    * await sandbox.files.upload('./local.json', '/app/config.json');
-   * await sandbox.files.upload('./**\/*.ts', { exclude: ['node_modules', 'dist'] });
+   * await sandbox.files.upload('./src/*.ts', { exclude: ['node_modules', 'dist'] });
    * ```
    */
   async upload(local: string, remote?: string | UploadOptions, options: UploadOptions = {}): Promise<UploadResult> {

@@ -5,7 +5,7 @@
 
 import type { StreamSocket } from './command.js';
 import type { Duration } from './durations.js';
-import { VibeBoxError } from './errors.js';
+import { VibeBoxError, guarded } from './errors.js';
 import { openSocket } from './socket.js';
 import { parseFrame } from './socket.js';
 import type { Query, Transport } from './transport.js';
@@ -64,7 +64,7 @@ export interface LogEntry {
 export interface LogOptions {
   /** `stdout`, `stderr`, `events`, or `all` (the default). */
   filter?: LogFilter;
-  /** The lowest level delivered (`info` by default: everything the server sends). */
+  /** The lowest level delivered (default: every entry). */
   level?: LogLevel;
   /** Also deliver earlier entries from this far back (`"10m"`) or this many (`tail`). */
   since?: Duration;
@@ -170,17 +170,19 @@ export class LogSubscription {
         new Promise<void>((resolve, reject) => {
           socket.on('message', (data) => {
             const raw = parseFrame(data);
-            if (!raw || raw.type === 'error') return;
+            if (!raw || raw.type === 'error' || this.failure !== undefined) return;
             const entry = toLogEntry(raw);
             if (!logMatches(entry, options)) return;
-            try {
-              callback(entry);
-            } catch (error) {
-              // A failing callback ends the subscription (`closed` rejects with its error).
-              this.failure = error;
-              this.closing = true;
-              socket.close(1000);
-            }
+            // A failing callback ends the subscription: `closed` rejects with a CallbackError.
+            guarded(
+              () => callback(entry),
+              (error) => {
+                this.failure = error;
+                this.closing = true;
+                options.onError?.(error);
+                socket.close(1000);
+              },
+            );
           });
           socket.on('error', () => undefined);
           socket.on('close', (code: number) => {

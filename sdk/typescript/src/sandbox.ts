@@ -345,7 +345,7 @@ export class Sandbox {
    * ```ts
    * await sandbox.upload('./package.json');                        // /workspace/package.json
    * await sandbox.upload('./local.json', '/app/config.json');
-   * await sandbox.upload('./**\/*.ts', { exclude: ['node_modules', 'dist'] });
+   * await sandbox.upload('./src/*.ts', { exclude: ['node_modules', 'dist'] });
    * ```
    */
   upload(local: string, remote?: string | UploadOptions, options?: UploadOptions): SandboxChain<UploadResult> {

@@ -62,11 +62,17 @@ describe('git', { skip: GIT_URL ? false : 'no git server (VIBEBOX_TEST_GIT_URL)'
     assert.equal(latest?.author.name, 'TS');
     const { branches } = await sandbox.git.branches();
     assert.ok(branches.some((b) => b.name === branch && b.current));
+    await sandbox.run('echo more >> /repo/feature.txt');
+    const second = await sandbox.git.commit('feat: more', { all: true });
+    assert.equal((await sandbox.git.push()).commit, second.commit); // the upstream is set: no options
     await sandbox.git.checkout('main');
     const other = await vb.sandbox('node-20');
     cleanupLater(() => other.destroy());
-    await other.git.clone(GIT_URL, { branch, auth });
-    assert.equal((await other.run('cat /repo/feature.txt')).stdout, 'new feature\n');
+    const plain = await other.git.clone(withCredentials); // credentials in the URL, never stored
+    assert.equal(plain.path, '/repo');
+    await other.git.checkout(branch);
+    assert.equal((await other.run('cat /repo/feature.txt')).stdout, 'new feature\nmore\n');
+    assert.ok(!(await other.exec('cat /repo/.git/config')).stdout.includes(token));
   });
 
   test('git failures are typed', async () => {

@@ -1,5 +1,5 @@
 // Shared by the test suites: the live server the pytest driver started (sdk/typescript/test/
-// test_node_suites.py), its keys, and sandboxes that are always destroyed.
+// test_typescript_sdk.py), its keys, and sandboxes that are always destroyed.
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 

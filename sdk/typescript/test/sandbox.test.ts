@@ -57,6 +57,10 @@ describe('create', () => {
     assert.equal(box.status, 'running');
     assert.equal((await box.run('echo $GREETING')).stdout, 'hi\n');
     assert.equal((await vb.get(name)).id, box.id);
+    const ephemeral = await vb.create({ template: 'node-20', ephemeral: true, timeout: '30m' });
+    cleanupLater(() => ephemeral.destroy());
+    assert.equal(ephemeral.info.ephemeral, true);
+    assert.equal(ephemeral.info.timeout, 1800);
     await box.update({ metadata: { purpose: 'renamed' } });
     assert.deepEqual(box.info.metadata, { purpose: 'renamed' });
   });
@@ -116,6 +120,15 @@ describe('run', () => {
       assert.ok(tries < 20, `still running: ${(await sandbox.exec('ps -ef')).stdout}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
+  });
+
+  test('retries of a command that times out: CommandTimeoutError with every attempt', async () => {
+    const error = await sandbox.run('echo attempt; sleep 30', { timeout: '1s', retries: 1, retryDelay: 10, language: 'shell' }).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof CommandTimeoutError, String(error));
+    assert.equal(error.attempts.length, 2);
+    assert.equal((error.logs.match(/attempt/g) ?? []).length >= 2, true);
   });
 
   test('check: false answers the failed result', async () => {
@@ -203,6 +216,21 @@ describe('streams', () => {
     const error = await cmd.wait().catch((e: unknown) => e);
     assert.ok(error instanceof CallbackError, String(error));
     assert.equal((error.cause as Error).message, 'my bug');
+  });
+
+  test('an onLog callback that throws ends the subscription with a CallbackError', async () => {
+    const seen: unknown[] = [];
+    const logs = sandbox.onLog(
+      { onError: (error) => seen.push(error) },
+      () => {
+        throw new Error('log bug');
+      },
+    );
+    await logs.ready;
+    await sandbox.exec('echo boom > /proc/1/fd/1');
+    const error = await logs.closed.catch((e: unknown) => e);
+    assert.ok(error instanceof CallbackError, String(error));
+    assert.equal(seen[0], error);
   });
 
   test('streamed exec with autoResume resumes a paused sandbox', async () => {
