@@ -151,29 +151,59 @@ export class Claude {
     return answer.data;
   }
 
-  /** Checks Claude Code is installed and gives the sandbox its model gateway token. */
+  /**
+   * Checks Claude Code is installed and gives the sandbox its model gateway token.
+   * @example
+   * ```ts
+   * await sandbox.claude.enable();
+   * ```
+   */
   enable(options: EnableOptions = {}): Promise<Schemas['ClaudeEnabled']> {
     return this.call('POST', 'enable', { ...options });
   }
 
-  /** Enabled or not, version, running asks, usage. */
+  /**
+   * Enabled or not, version, running asks, usage.
+   * @example
+   * ```ts
+   * const { enabled, version } = await sandbox.claude.status();
+   * ```
+   */
   status(): Promise<Schemas['ClaudeStatus']> {
     return this.call('GET', 'status');
   }
 
-  /** Starts an ask and answers at once (`status: "running"`). */
+  /**
+   * Starts an ask and answers at once (`status: "running"`).
+   * @example
+   * ```ts
+   * const { askId } = await sandbox.claude.start('Write the README');
+   * ```
+   */
   start(prompt: string, options: AskOptions = {}): Promise<Schemas['ClaudeAskStarted']> {
     return this.call('POST', 'ask', { prompt, ...options });
   }
 
-  /** Asks Claude and waits until it is done; answers the finished ask (`result`, `changeSetId`…). */
+  /**
+   * Asks Claude and waits until it is done; answers the finished ask (`result`, `changeSetId`…).
+   * @example
+   * ```ts
+   * const ask = await sandbox.claude.ask('Add error handling to src/index.ts', { onEvent: (e) => console.log(e.text) });
+   * ```
+   */
   async ask(prompt: string, options: AskOptions & WaitOptions = {}): Promise<Ask> {
     const { timeout, pollInterval, onEvent, ...fields } = options;
     const started = await this.start(prompt, fields);
     return this.wait(started.askId, { timeout, pollInterval, onEvent });
   }
 
-  /** Waits for a running ask to finish (following its events with `onEvent`). */
+  /**
+   * Waits for a running ask to finish (following its events with `onEvent`).
+   * @example
+   * ```ts
+   * const done = await sandbox.claude.wait(askId, { timeout: 300_000 });
+   * ```
+   */
   async wait(askId: string, options: WaitOptions = {}): Promise<Ask> {
     const deadline = Date.now() + (options.timeout ?? 600_000);
     if (options.onEvent) {
@@ -227,43 +257,91 @@ export class Claude {
     if (failure) throw failure;
   }
 
-  /** One ask. */
+  /**
+   * One ask.
+   * @example
+   * ```ts
+   * const ask = await sandbox.claude.get(askId);
+   * ```
+   */
   get(askId: string): Promise<Ask> {
     return this.call('GET', `asks/${askId}`);
   }
 
-  /** The sandbox's asks, newest first. */
+  /**
+   * The sandbox's asks, newest first.
+   * @example
+   * ```ts
+   * const asks = await sandbox.claude.asks();
+   * ```
+   */
   async asks(): Promise<Ask[]> {
     return Claude.unwrap(await this.call<{ data: Ask[] }>('GET', 'asks'));
   }
 
-  /** Kills a running ask (Claude and the tools it started). */
+  /**
+   * Kills a running ask (Claude and the tools it started).
+   * @example
+   * ```ts
+   * await sandbox.claude.cancel(askId);
+   * ```
+   */
   cancel(askId: string): Promise<Ask> {
     return this.call('POST', `asks/${askId}/cancel`);
   }
 
-  /** The sandbox's Claude sessions. */
+  /**
+   * The sandbox's Claude sessions.
+   * @example
+   * ```ts
+   * const sessions = await sandbox.claude.sessions();
+   * ```
+   */
   async sessions(): Promise<ClaudeSession[]> {
     return Claude.unwrap(await this.call<{ data: ClaudeSession[] }>('GET', 'sessions'));
   }
 
-  /** A session with its conversation. */
+  /**
+   * A session with its conversation.
+   * @example
+   * ```ts
+   * const { messages } = await sandbox.claude.session(sessionId);
+   * ```
+   */
   session(sessionId: string): Promise<Schemas['ClaudeSessionDetail']> {
     return this.call('GET', `sessions/${sessionId}`);
   }
 
-  /** Change sets waiting for review, with their diffs (of one session, or all). */
+  /**
+   * Change sets waiting for review, with their diffs (of one session, or all).
+   * @example
+   * ```ts
+   * const changes = await sandbox.claude.pendingChanges();
+   * ```
+   */
   async pendingChanges(options: { sessionId?: string } = {}): Promise<ChangeSet[]> {
     const query = { sessionId: options.sessionId, status: 'pending', diff: 1 };
     return Claude.unwrap(await this.call<{ data: ChangeSet[] }>('GET', 'changes', undefined, query));
   }
 
-  /** Applies the pending changes to /workspace (`MergeConflictError` if they clash: nothing applied). */
+  /**
+   * Applies the pending changes to /workspace (`MergeConflictError` if they clash: nothing applied).
+   * @example
+   * ```ts
+   * await sandbox.claude.approve();
+   * ```
+   */
   approve(options: { sessionId?: string } = {}): Promise<ReviewResult> {
     return this.call('POST', 'approve', { sessionId: options.sessionId });
   }
 
-  /** Drops the pending changes. */
+  /**
+   * Drops the pending changes.
+   * @example
+   * ```ts
+   * await sandbox.claude.reject({ sessionId });
+   * ```
+   */
   reject(options: { sessionId?: string } = {}): Promise<ReviewResult> {
     return this.call('POST', 'reject', { sessionId: options.sessionId });
   }

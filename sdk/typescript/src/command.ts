@@ -147,38 +147,74 @@ export class CommandStream {
       .join('');
   }
 
-  /** Calls `callback` with every chunk of stdout and stderr (first with what already arrived). */
+  /**
+   * Calls `callback` with every chunk of stdout and stderr (first with what already arrived).
+   * @example
+   * ```ts
+   * cmd.onData((data, stream) => process.stdout.write(data));
+   * ```
+   */
   onData(callback: DataCallback): this {
     for (const [data, stream] of this.chunks) callback(data, stream);
     this.dataCallbacks.push(callback);
     return this;
   }
 
-  /** Calls `callback` with stdout chunks only. */
+  /**
+   * Calls `callback` with stdout chunks only.
+   * @example
+   * ```ts
+   * cmd.onStdout((data) => process.stdout.write(data));
+   * ```
+   */
   onStdout(callback: (data: string) => void): this {
     return this.onData((data, stream) => stream === 'stdout' && callback(data));
   }
 
-  /** Calls `callback` with stderr chunks only. */
+  /**
+   * Calls `callback` with stderr chunks only.
+   * @example
+   * ```ts
+   * cmd.onStderr((data) => process.stderr.write(data));
+   * ```
+   */
   onStderr(callback: (data: string) => void): this {
     return this.onData((data, stream) => stream === 'stderr' && callback(data));
   }
 
-  /** Calls `callback` with the result when the command exits (at once if it has). */
+  /**
+   * Calls `callback` with the result when the command exits (at once if it has).
+   * @example
+   * ```ts
+   * cmd.onComplete((result) => console.log('Done!', result.exitCode));
+   * ```
+   */
   onComplete(callback: (result: ExecResult) => void): this {
     if (this.outcome?.result) queueMicrotask(() => this.invoke(() => callback(this.outcome!.result!)));
     else this.completeCallbacks.push(callback);
     return this;
   }
 
-  /** Calls `callback` if the stream fails (refused, dropped, an engine error). */
+  /**
+   * Calls `callback` if the stream fails (refused, dropped, an engine error).
+   * @example
+   * ```ts
+   * cmd.onError((error) => console.error(error.code));
+   * ```
+   */
   onError(callback: (error: VibeBoxError) => void): this {
     if (this.outcome?.error) queueMicrotask(() => this.invoke(() => callback(this.outcome!.error!)));
     else this.errorCallbacks.push(callback);
     return this;
   }
 
-  /** The result once the command exits (whatever its exit code). */
+  /**
+   * The result once the command exits (whatever its exit code).
+   * @example
+   * ```ts
+   * const result = await cmd.wait();
+   * ```
+   */
   wait(): Promise<ExecResult> {
     return this.done;
   }
@@ -188,30 +224,60 @@ export class CommandStream {
     return this.truncatedBytes;
   }
 
-  /** Writes to the command's stdin. */
+  /**
+   * Writes to the command's stdin.
+   * @example
+   * ```ts
+   * cmd.write('yes\n').closeStdin();
+   * ```
+   */
   write(data: string): this {
     this.send({ type: 'stdin', data });
     return this;
   }
 
-  /** Closes the command's stdin (it sees end of file). */
+  /**
+   * Closes the command's stdin (it sees end of file).
+   * @example
+   * ```ts
+   * cmd.closeStdin();
+   * ```
+   */
   closeStdin(): this {
     this.send({ type: 'close_stdin' });
     return this;
   }
 
-  /** Sends a signal to every process of the command. */
+  /**
+   * Sends a signal to every process of the command.
+   * @example
+   * ```ts
+   * cmd.signal('INT');
+   * ```
+   */
   signal(signal: Signal): this {
     this.send({ type: 'signal', signal });
     return this;
   }
 
-  /** Kills the command and everything it started. */
+  /**
+   * Kills the command and everything it started.
+   * @example
+   * ```ts
+   * cmd.kill();
+   * ```
+   */
   kill(): this {
     return this.signal('KILL');
   }
 
-  /** Leaves the stream (a streamed exec's command is killed; a background process runs on). */
+  /**
+   * Leaves the stream (a streamed exec's command is killed; a background process runs on).
+   * @example
+   * ```ts
+   * cmd.close();
+   * ```
+   */
   close(): void {
     this.socket.close(1000);
   }

@@ -46,7 +46,14 @@ export class Env {
     return sandboxPath(this.sandboxId(), 'env', ...parts.map((part) => segment(part)));
   }
 
-  /** Sets one variable (`set(name, value)`) or several (`set({ NAME: value })`); answers them all. */
+  /**
+   * Sets one variable (`set(name, value)`) or several (`set({ NAME: value })`); answers them all.
+   * @example
+   * ```ts
+   * await sandbox.env.set('NODE_ENV', 'production');
+   * await sandbox.env.set({ API_KEY: 'secret', PORT: '3000' });
+   * ```
+   */
   async set(
     nameOrValues: string | Record<string, EnvInput>,
     value?: EnvInput,
@@ -60,7 +67,13 @@ export class Env {
     return this.transport.json({ method: 'PATCH', path: this.path(), json: values });
   }
 
-  /** A variable's value (`********` for secrets), or `undefined` when it is not set. */
+  /**
+   * A variable's value (`********` for secrets), or `undefined` when it is not set.
+   * @example
+   * ```ts
+   * const nodeEnv = await sandbox.env.get('NODE_ENV');
+   * ```
+   */
   async get(name: string): Promise<string | undefined> {
     try {
       const answer = await this.transport.json<{ value: string }>({ method: 'GET', path: this.path(name) });
@@ -71,17 +84,35 @@ export class Env {
     }
   }
 
-  /** Every variable, by name. */
+  /**
+   * Every variable, by name.
+   * @example
+   * ```ts
+   * const variables = await sandbox.env.all();
+   * ```
+   */
   async all(): Promise<Record<string, EnvValue>> {
     return this.transport.json({ method: 'GET', path: this.path() });
   }
 
-  /** Replaces every variable with these. */
+  /**
+   * Replaces every variable with these.
+   * @example
+   * ```ts
+   * await sandbox.env.replace({ ONLY: 'this' });
+   * ```
+   */
   async replace(values: Record<string, EnvInput>): Promise<Record<string, EnvValue>> {
     return this.transport.json({ method: 'PUT', path: this.path(), json: values });
   }
 
-  /** Removes a variable (`EnvVarNotFoundError` if it is not set). */
+  /**
+   * Removes a variable (`EnvVarNotFoundError` if it is not set).
+   * @example
+   * ```ts
+   * await sandbox.env.delete('PORT');
+   * ```
+   */
   async delete(name: string): Promise<void> {
     await this.transport.json({ method: 'DELETE', path: this.path(name) });
   }

@@ -187,48 +187,102 @@ export class Git {
     return this.transport.json({ method: 'GET', path, query, timeout: LONG });
   }
 
-  /** Clones `url` (default into `/repo`). */
+  /**
+   * Clones `url` (default into `/repo`).
+   * @example
+   * ```ts
+   * await sandbox.git.clone('https://github.com/user/project.git', { branch: 'develop', depth: 1 });
+   * ```
+   */
   clone(url: string, options: CloneOptions = {}): Promise<CloneResult> {
     return this.post('clone', { url, ...options });
   }
 
-  /** Pulls from the remote (default `origin`, the current branch). */
+  /**
+   * Pulls from the remote (default `origin`, the current branch).
+   * @example
+   * ```ts
+   * const { updated } = await sandbox.git.pull();
+   * ```
+   */
   pull(options: PullOptions = {}): Promise<PullResult> {
     return this.post('pull', { ...options });
   }
 
-  /** Pushes the current branch (or `branch`). */
+  /**
+   * Pushes the current branch (or `branch`).
+   * @example
+   * ```ts
+   * await sandbox.git.push({ setUpstream: true });
+   * ```
+   */
   push(options: PushOptions = {}): Promise<PushResult> {
     return this.post('push', { ...options });
   }
 
-  /** Commits what is staged (`all: true` stages everything first). */
+  /**
+   * Commits what is staged (`all: true` stages everything first).
+   * @example
+   * ```ts
+   * await sandbox.git.commit('feat: add new feature', { all: true });
+   * ```
+   */
   commit(message: string, options: CommitOptions = {}): Promise<CommitResult> {
     return this.post('commit', { message, ...options });
   }
 
-  /** Switches to `branch` (`create: true` makes it). */
+  /**
+   * Switches to `branch` (`create: true` makes it).
+   * @example
+   * ```ts
+   * await sandbox.git.checkout('feature-branch', { create: true });
+   * ```
+   */
   checkout(branch: string, options: GitPathOption & { create?: boolean } = {}): Promise<CheckoutResult> {
     return this.post('checkout', { branch, ...options });
   }
 
-  /** Branch, upstream, ahead/behind, staged, unstaged, untracked and conflicted files. */
+  /**
+   * Branch, upstream, ahead/behind, staged, unstaged, untracked and conflicted files.
+   * @example
+   * ```ts
+   * const { branch, clean } = await sandbox.git.status();
+   * ```
+   */
   status(options: GitPathOption = {}): Promise<GitStatus> {
     return this.get('status', { path: options.path });
   }
 
-  /** The unified diff of the working tree (or of what is staged), with per-file counts. */
+  /**
+   * The unified diff of the working tree (or of what is staged), with per-file counts.
+   * @example
+   * ```ts
+   * console.log((await sandbox.git.diff({ staged: true })).diff);
+   * ```
+   */
   diff(options: DiffOptions = {}): Promise<GitDiff> {
     return this.get('diff', { path: options.path, staged: options.staged, file: options.file });
   }
 
-  /** The latest commits (default 20). */
+  /**
+   * The latest commits (default 20).
+   * @example
+   * ```ts
+   * const [latest] = await sandbox.git.log({ limit: 1 });
+   * ```
+   */
   async log(options: GitPathOption & { limit?: number } = {}): Promise<GitCommit[]> {
     const answer = await this.get<Schemas['GitLog']>('log', { path: options.path, limit: options.limit });
     return answer.commits;
   }
 
-  /** Local and remote branches. */
+  /**
+   * Local and remote branches.
+   * @example
+   * ```ts
+   * const { current, branches } = await sandbox.git.branches();
+   * ```
+   */
   branches(options: GitPathOption = {}): Promise<Schemas['GitBranches']> {
     return this.get('branches', { path: options.path });
   }

@@ -68,33 +68,69 @@ export class Keys {
     return [`${API}/keys`, ...parts.map((part) => segment(part))].join('/');
   }
 
-  /** Your keys. */
+  /**
+   * Your keys.
+   * @example
+   * ```ts
+   * const keys = await vb.keys.list();
+   * ```
+   */
   async list(): Promise<ApiKey[]> {
     return this.transport.json<ApiKey[]>({ method: 'GET', path: this.path() });
   }
 
-  /** Creates a key no broader than the one you call with; `key` is shown only here. */
+  /**
+   * Creates a key no broader than the one you call with; `key` is shown only here.
+   * @example
+   * ```ts
+   * const { key } = await vb.keys.create('ci', { scopes: ['sandboxes:read', 'execute'] });
+   * ```
+   */
   create(name: string, options: KeyOptions = {}): Promise<NewApiKey> {
     const json = body({ name, ...options }) satisfies Partial<Record<keyof Schemas['ApiKeyCreateRequest'], unknown>>;
     return this.transport.json({ method: 'POST', path: this.path(), json });
   }
 
-  /** One key. */
+  /**
+   * One key.
+   * @example
+   * ```ts
+   * const key = await vb.keys.get(id);
+   * ```
+   */
   get(keyId: string): Promise<ApiKey> {
     return this.transport.json({ method: 'GET', path: this.path(keyId) });
   }
 
-  /** A new key with the same name, scopes and limits; the old one works for `gracePeriod` (default 24h). */
+  /**
+   * A new key with the same name, scopes and limits; the old one works for `gracePeriod` (default 24h).
+   * @example
+   * ```ts
+   * const { key } = await vb.keys.rotate(id, { gracePeriod: '1h' });
+   * ```
+   */
   rotate(keyId: string, options: { gracePeriod?: Duration } = {}): Promise<NewApiKey> {
     return this.transport.json({ method: 'POST', path: this.path(keyId, 'rotate'), json: body({ ...options }) });
   }
 
-  /** Revokes a key at once (its ephemeral sandboxes are destroyed). */
+  /**
+   * Revokes a key at once (its ephemeral sandboxes are destroyed).
+   * @example
+   * ```ts
+   * await vb.keys.revoke(id);
+   * ```
+   */
   async revoke(keyId: string): Promise<void> {
     await this.transport.json({ method: 'DELETE', path: this.path(keyId) });
   }
 
-  /** Requests per day over the last 30 days. */
+  /**
+   * Requests per day over the last 30 days.
+   * @example
+   * ```ts
+   * const { totalRequests } = await vb.keys.usage(id);
+   * ```
+   */
   usage(keyId: string): Promise<ApiKeyUsage> {
     return this.transport.json({ method: 'GET', path: this.path(keyId, 'usage') });
   }

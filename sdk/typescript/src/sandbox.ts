@@ -100,18 +100,37 @@ export class BackgroundProcess {
     this.executionId = data.executionId;
   }
 
-  /** Its output from the start (up to the server's buffer), then live, then its exit. */
+  /**
+   * Its output from the start (up to the server's buffer), then live, then its exit.
+   * @example
+   * ```ts
+   * const stream = await server.attach();
+   * stream.onData((data) => console.log(data));
+   * ```
+   */
   async attach(): Promise<CommandStream> {
     const socket = await openSocket(this.sandbox.transport, WS(this.sandbox.id, `processes/${segment(this.processId)}`));
     return new CommandStream(socket);
   }
 
-  /** Waits for it to exit. */
+  /**
+   * Waits for it to exit.
+   * @example
+   * ```ts
+   * const result = await server.wait();
+   * ```
+   */
   async wait(): Promise<ExecResult> {
     return (await this.attach()).wait();
   }
 
-  /** Kills it and everything it started. */
+  /**
+   * Kills it and everything it started.
+   * @example
+   * ```ts
+   * await server.kill();
+   * ```
+   */
   async kill(): Promise<void> {
     const path = sandboxPath(this.sandbox.id, 'processes', segment(this.processId), 'kill');
     await this.sandbox.transport.json({ method: 'POST', path });
@@ -174,7 +193,13 @@ export class Sandbox {
     return this.info.template;
   }
 
-  /** This sandbox through a client with another timeout (ms) or retry count. */
+  /**
+   * This sandbox through a client with another timeout (ms) or retry count.
+   * @example
+   * ```ts
+   * await sandbox.withOptions({ timeout: 5_000 }).files.list();
+   * ```
+   */
   withOptions(options: { timeout?: number; maxRetries?: number }): Sandbox {
     return new Sandbox(this.transport.with(options), this.info);
   }
@@ -191,7 +216,13 @@ export class Sandbox {
 
   // Lifecycle
 
-  /** Reads the sandbox's state again. */
+  /**
+   * Reads the sandbox's state again.
+   * @example
+   * ```ts
+   * console.log((await sandbox.refresh()).status);
+   * ```
+   */
   refresh(): SandboxChain<Sandbox> {
     return this.chain(
       this.transport.json<SandboxInfo>({ method: 'GET', path: sandboxPath(this.id) }).then((info) => {
@@ -201,32 +232,68 @@ export class Sandbox {
     );
   }
 
-  /** Starts a stopped sandbox. */
+  /**
+   * Starts a stopped sandbox.
+   * @example
+   * ```ts
+   * await sandbox.start();
+   * ```
+   */
   start(): SandboxChain<Sandbox> {
     return this.chain(this.action('start'));
   }
 
-  /** Stops it (processes end; files are kept). */
+  /**
+   * Stops it (processes end; files are kept).
+   * @example
+   * ```ts
+   * await sandbox.stop();
+   * ```
+   */
   stop(): SandboxChain<Sandbox> {
     return this.chain(this.action('stop'));
   }
 
-  /** Restarts it (a full restart: processes end). */
+  /**
+   * Restarts it (a full restart: processes end).
+   * @example
+   * ```ts
+   * await sandbox.restart();
+   * ```
+   */
   restart(): SandboxChain<Sandbox> {
     return this.chain(this.action('restart'));
   }
 
-  /** Freezes every process; memory and files are kept. */
+  /**
+   * Freezes every process; memory and files are kept.
+   * @example
+   * ```ts
+   * await sandbox.pause(); // memory and processes kept
+   * ```
+   */
   pause(): SandboxChain<Sandbox> {
     return this.chain(this.action('pause'));
   }
 
-  /** Continues a paused sandbox where it was. */
+  /**
+   * Continues a paused sandbox where it was.
+   * @example
+   * ```ts
+   * await sandbox.resume();
+   * ```
+   */
   resume(): SandboxChain<Sandbox> {
     return this.chain(this.action('resume'));
   }
 
-  /** Removes the container and its workspace. Idempotent. */
+  /**
+   * Removes the container and its workspace. Idempotent.
+   * @example
+   * ```ts
+   * await sandbox.destroy();
+   * ```
+   */
   destroy(): SandboxChain<void> {
     const done = this.transport.json<void>({ method: 'DELETE', path: sandboxPath(this.id), timeout: LONG }).then(() => {
       this.info = { ...this.info, status: 'destroyed' };
@@ -234,7 +301,13 @@ export class Sandbox {
     return this.chain(done);
   }
 
-  /** Renames, replaces metadata, sets a new time to live from now (`timeout: null` removes it), or pause settings. */
+  /**
+   * Renames, replaces metadata, sets a new time to live from now (`timeout: null` removes it), or pause settings.
+   * @example
+   * ```ts
+   * await sandbox.update({ name: 'renamed', metadata: { team: 'ml' }, timeout: '4h' });
+   * ```
+   */
   async update(fields: {
     name?: string;
     metadata?: Record<string, string>;
@@ -248,7 +321,13 @@ export class Sandbox {
     return this;
   }
 
-  /** A new time to live from now (`null`: never expires, for non-ephemeral sandboxes). */
+  /**
+   * A new time to live from now (`null`: never expires, for non-ephemeral sandboxes).
+   * @example
+   * ```ts
+   * await sandbox.setTimeout('1h'); // expires an hour from now
+   * ```
+   */
   setTimeout(timeout: Duration | null): Promise<Sandbox> {
     return this.update({ timeout });
   }
@@ -258,6 +337,11 @@ export class Sandbox {
   /**
    * Runs a command: a shell string (`bash -lc`), or an argv list run without a shell. Answers the
    * result whatever the exit code (`run()` throws instead).
+   * @example
+   * ```ts
+   * const { stdout, exitCode } = await sandbox.exec('npm test', { cwd: '/repo', timeout: '5m' });
+   * const cmd = await sandbox.exec('npm install', { stream: true });
+   * ```
    */
   exec(command: string | string[], options: ExecOptions & { stream: true }): Promise<CommandStream>;
   exec(command: string | string[], options: ExecOptions & { background: true }): Promise<BackgroundProcess>;
@@ -280,7 +364,13 @@ export class Sandbox {
     return new ExecResult(await this.transport.json<Schemas['ExecResult']>(call));
   }
 
-  /** Runs code in the template's language (or `language`) once; `returnValue` is its value. */
+  /**
+   * Runs code in the template's language (or `language`) once; `returnValue` is its value.
+   * @example
+   * ```ts
+   * const { returnValue } = await sandbox.execute('1 + 1', { language: 'python' });
+   * ```
+   */
   async execute(code: string, options: Omit<RunOptions, 'retries' | 'retryDelay' | 'check'> = {}): Promise<ExecResult> {
     const json = body({ code, ...options }) satisfies Partial<Record<keyof Schemas['ExecuteRequest'], unknown>>;
     const path = sandboxPath(this.id, 'execute');
@@ -296,6 +386,11 @@ export class Sandbox {
    * language (its `return` or last expression becomes `returnValue`). A non-zero exit throws
    * `CommandExitError`, a timeout `CommandTimeoutError`, after `retries` more attempts
    * `retryDelay` ms apart; both carry `.logs` with every attempt's output.
+   * @example
+   * ```ts
+   * await sandbox.run('npm install', { cwd: '/repo' });
+   * const files = (await sandbox.run("return require('fs').readdirSync('.')")).returnValue;
+   * ```
    */
   run(code: string, options: RunOptions = {}): SandboxChain<ExecResult> {
     return this.chain(this.runWithRetries(code, options));
@@ -313,26 +408,50 @@ export class Sandbox {
     }
   }
 
-  /** The sandbox's command history, newest first. */
+  /**
+   * The sandbox's command history, newest first.
+   * @example
+   * ```ts
+   * for (const run of await sandbox.executions({ limit: 5 })) console.log(run.command, run.exitCode);
+   * ```
+   */
   async executions(options: { limit?: number; offset?: number } = {}): Promise<ExecutionRecord[]> {
     const path = sandboxPath(this.id, 'executions');
     const query = { limit: options.limit ?? 20, offset: options.offset ?? 0 };
     return (await this.transport.json<Schemas['PaginatedExecutionList']>({ method: 'GET', path, query })).results;
   }
 
-  /** One execution with its output. */
+  /**
+   * One execution with its output.
+   * @example
+   * ```ts
+   * const { stdout } = await sandbox.execution('exec_…');
+   * ```
+   */
   execution(executionId: string): Promise<ExecutionDetail> {
     const path = sandboxPath(this.id, 'executions', segment(executionId));
     return this.transport.json({ method: 'GET', path });
   }
 
-  /** The background commands still running. */
+  /**
+   * The background commands still running.
+   * @example
+   * ```ts
+   * for (const process of await sandbox.processes()) console.log(process.processId, process.command);
+   * ```
+   */
   async processes(): Promise<Schemas['Process'][]> {
     const path = sandboxPath(this.id, 'processes');
     return (await this.transport.json<Schemas['ProcessList']>({ method: 'GET', path })).processes;
   }
 
-  /** CPU, memory, disk and process counts now (running or paused sandboxes). */
+  /**
+   * CPU, memory, disk and process counts now (running or paused sandboxes).
+   * @example
+   * ```ts
+   * const { cpu, memory } = await sandbox.metrics();
+   * ```
+   */
   metrics(): Promise<SandboxMetrics> {
     return this.transport.json({ method: 'GET', path: sandboxPath(this.id, 'metrics'), feature: 'metrics' });
   }
@@ -391,7 +510,13 @@ export class Sandbox {
     return new LogSubscription(this.transport, WS(this.id, 'logs'), options, callback);
   }
 
-  /** Recent log entries, oldest first (default the last 100). */
+  /**
+   * Recent log entries, oldest first (default the last 100).
+   * @example
+   * ```ts
+   * for (const log of await sandbox.logs({ tail: 50, filter: 'stderr' })) console.log(log.text);
+   * ```
+   */
   async logs(options: Omit<LogOptions, 'onError'> = {}): Promise<LogEntry[]> {
     const filter = options.filter ?? 'all';
     const streamOnly = filter === 'stdout' || filter === 'stderr';
@@ -417,19 +542,37 @@ export class Sandbox {
 
   // Snapshots
 
-  /** Takes a snapshot of the filesystem and workspace (not memory or processes). */
+  /**
+   * Takes a snapshot of the filesystem and workspace (not memory or processes).
+   * @example
+   * ```ts
+   * const snapshot = await sandbox.snapshot('before-deploy');
+   * ```
+   */
   snapshot(name?: string): Promise<Snapshot> {
     const path = sandboxPath(this.id, 'snapshots');
     return this.transport.json({ method: 'POST', path, json: body({ name }), timeout: LONG, feature: 'snapshots' });
   }
 
-  /** This sandbox's snapshots. */
+  /**
+   * This sandbox's snapshots.
+   * @example
+   * ```ts
+   * const snapshots = await sandbox.snapshots();
+   * ```
+   */
   async snapshots(): Promise<Snapshot[]> {
     const path = sandboxPath(this.id, 'snapshots');
     return (await this.transport.json<Schemas['SnapshotList']>({ method: 'GET', path, feature: 'snapshots' })).results;
   }
 
-  /** Rolls the sandbox back to a snapshot, in place (same id, name and settings). */
+  /**
+   * Rolls the sandbox back to a snapshot, in place (same id, name and settings).
+   * @example
+   * ```ts
+   * await sandbox.restore(snapshot);
+   * ```
+   */
   restore(snapshot: Snapshot | string): SandboxChain<Sandbox> {
     const id = typeof snapshot === 'string' ? snapshot : snapshot.id;
     const path = sandboxPath(this.id, 'restore');

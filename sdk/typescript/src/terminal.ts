@@ -97,14 +97,26 @@ export class Terminal {
     }
   }
 
-  /** Calls `callback` with the terminal's output (first with what already arrived). */
+  /**
+   * Calls `callback` with the terminal's output (first with what already arrived).
+   * @example
+   * ```ts
+   * term.onData((bytes) => process.stdout.write(bytes));
+   * ```
+   */
   onData(callback: (data: Buffer) => void): this {
     for (const chunk of this.chunks) callback(chunk);
     this.dataCallbacks.push(callback);
     return this;
   }
 
-  /** Calls `callback` when the server refuses a keystroke or resize (the terminal stays open). */
+  /**
+   * Calls `callback` when the server refuses a keystroke or resize (the terminal stays open).
+   * @example
+   * ```ts
+   * term.onError((error) => console.error(error.message));
+   * ```
+   */
   onError(callback: (error: VibeBoxError) => void): this {
     this.errorCallbacks.push(callback);
     return this;
@@ -115,19 +127,37 @@ export class Terminal {
     return Buffer.concat(this.chunks).toString('utf8');
   }
 
-  /** Types keystrokes (sent as binary, so text starting with `{` is typed as it is). */
+  /**
+   * Types keystrokes (sent as binary, so text starting with `{` is typed as it is).
+   * @example
+   * ```ts
+   * term.write('ls -la\r');
+   * ```
+   */
   write(data: string | Uint8Array): this {
     this.socket.send(typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data));
     return this;
   }
 
-  /** Resizes the terminal (its programs get SIGWINCH). */
+  /**
+   * Resizes the terminal (its programs get SIGWINCH).
+   * @example
+   * ```ts
+   * term.resize(132, 43);
+   * ```
+   */
   resize(cols: number, rows: number): this {
     this.socket.send(JSON.stringify({ type: 'resize', cols, rows }));
     return this;
   }
 
-  /** Leaves the session; the shell is killed when its last client leaves. */
+  /**
+   * Leaves the session; the shell is killed when its last client leaves.
+   * @example
+   * ```ts
+   * term.close();
+   * ```
+   */
   close(): void {
     this.socket.close(1000);
   }
