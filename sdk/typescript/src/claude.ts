@@ -5,7 +5,7 @@
  */
 
 import { CallbackError, TimeoutError, guarded } from './errors.js';
-import { LONG, body, sandboxPath, segment } from './paths.js';
+import { LONG, body, sandboxPath, segment, socketPath } from './paths.js';
 import { openSocket, parseFrame } from './socket.js';
 import { sleep, type Query, type Transport } from './transport.js';
 import type { Schemas } from './types.js';
@@ -223,8 +223,7 @@ export class Claude {
   }
 
   private async follow(askId: string, onEvent: (event: ClaudeEvent) => void, deadline: number): Promise<void> {
-    const path = `/ws/sandboxes/${segment(this.sandboxId())}/claude`;
-    const socket = await openSocket(this.transport, path, { askId });
+    const socket = await openSocket(this.transport, socketPath(this.sandboxId(), 'claude'), { askId });
     let failure: CallbackError | undefined;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => socket.close(1000), Math.max(0, deadline - Date.now()));

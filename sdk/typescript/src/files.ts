@@ -12,7 +12,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ConnectionError, FileNotFoundError, TimeoutError, ValidationError, VibeBoxError } from './errors.js';
+import { FileNotFoundError, ValidationError } from './errors.js';
 import { select, type Selection } from './glob.js';
 import { LONG, filePath, sandboxPath } from './paths.js';
 import { extractTar, fileChunks, tarChunks, tarSize } from './tar.js';
@@ -110,22 +110,15 @@ function progressStream(
   });
 }
 
-/** The response body's chunks with progress; a broken or slow read becomes a VibeBoxError. */
-async function* responseChunks(response: Response, what: string, onProgress?: Progress): AsyncGenerator<Uint8Array> {
+/** The response body's chunks with progress (the transport already turns a broken or stalled read into a VibeBoxError). */
+async function* responseChunks(response: Response, onProgress?: Progress): AsyncGenerator<Uint8Array> {
   const total = Number(response.headers.get('content-length') ?? 0) || 0;
   let done = 0;
   onProgress?.(0, total);
-  try {
-    for await (const chunk of response.body ?? []) {
-      done += chunk.length;
-      onProgress?.(done, total);
-      yield chunk;
-    }
-  } catch (error) {
-    if (error instanceof VibeBoxError) throw error;
-    const name = error instanceof Error ? error.name : '';
-    if (name === 'TimeoutError' || name === 'AbortError') throw new TimeoutError(`${what} timed out`, { cause: error });
-    throw new ConnectionError(`${what} was cut off: ${String(error)}`, { cause: error });
+  for await (const chunk of response.body ?? []) {
+    done += chunk.length;
+    onProgress?.(done, total);
+    yield chunk;
   }
 }
 
@@ -273,7 +266,7 @@ export class Files {
   async download(remote: string, options: DownloadOptions = {}): Promise<Buffer> {
     const response = await this.get(remote);
     const parts: Uint8Array[] = [];
-    for await (const chunk of responseChunks(response, `downloading ${remote}`, options.onProgress)) parts.push(chunk);
+    for await (const chunk of responseChunks(response, options.onProgress)) parts.push(chunk);
     return Buffer.concat(parts);
   }
 
@@ -312,7 +305,7 @@ export class Files {
    */
   async downloadTo(remote: string, local: string, options: DownloadOptions = {}): Promise<string> {
     const response = await this.get(remote);
-    const chunks = responseChunks(response, `downloading ${remote}`, options.onProgress);
+    const chunks = responseChunks(response, options.onProgress);
     try {
       if (isDirectoryArchive(response)) {
         await extractTar(gunzipped(response, chunks), local, { stripTop: true });

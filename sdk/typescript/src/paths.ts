@@ -40,6 +40,17 @@ export function sandboxPath(sandboxId: string, ...parts: string[]): string {
 }
 
 /**
+ * `/ws/sandboxes/<id>/<parts…>`: a sandbox's WebSocket path.
+ * @example
+ * ```ts
+ * socketPath('sbx_1', 'processes', 'exec_2'); // "/ws/sandboxes/sbx_1/processes/exec_2"
+ * ```
+ */
+export function socketPath(sandboxId: string, ...parts: string[]): string {
+  return ['/ws/sandboxes', ...[sandboxId, ...parts].map((part) => segment(part))].join('/');
+}
+
+/**
  * One path segment, encoded; `.` and `..` (which URL parsing would collapse, reaching another
  * endpoint) are refused.
  * @example

@@ -11,7 +11,7 @@ import { Env } from './env.js';
 import { Files, type UploadOptions, type UploadResult } from './files.js';
 import { Git } from './git.js';
 import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
-import { LONG, body, execTimeout, sandboxPath, segment } from './paths.js';
+import { LONG, body, execTimeout, sandboxPath, segment, socketPath } from './paths.js';
 import { ExecResult } from './results.js';
 import { openSocket } from './socket.js';
 import { Terminal, type TerminalOptions } from './terminal.js';
@@ -74,8 +74,6 @@ export interface RunOptions {
   autoResume?: boolean;
 }
 
-const WS = (sandboxId: string, kind: string) => `/ws/sandboxes/${segment(sandboxId)}/${kind}`;
-
 /**
  * A command started with `exec(…, { background: true })`: it runs on without any client.
  *
@@ -109,7 +107,7 @@ export class BackgroundProcess {
    * ```
    */
   async attach(): Promise<CommandStream> {
-    const socket = await openSocket(this.sandbox.transport, WS(this.sandbox.id, `processes/${segment(this.processId)}`));
+    const socket = await openSocket(this.sandbox.transport, socketPath(this.sandbox.id, 'processes', this.processId));
     return new CommandStream(socket);
   }
 
@@ -350,7 +348,7 @@ export class Sandbox {
     const { stream, background, stdin, autoResume, ...rest } = options;
     if (stream) {
       if (autoResume && (await this.refresh()).status === 'paused') await this.resume();
-      const socket = await openSocket(this.transport, WS(this.id, 'exec'));
+      const socket = await openSocket(this.transport, socketPath(this.id, 'exec'));
       socket.send(JSON.stringify(body({ command, ...rest })));
       const handle = new CommandStream(socket);
       if (stdin !== undefined) handle.write(stdin).closeStdin();
@@ -507,7 +505,7 @@ export class Sandbox {
     const [options, callback] =
       typeof optionsOrCallback === 'function' ? [{}, optionsOrCallback] : [optionsOrCallback, maybeCallback];
     if (!callback) throw new TypeError('onLog needs a callback');
-    return new LogSubscription(this.transport, WS(this.id, 'logs'), options, callback);
+    return new LogSubscription(this.transport, socketPath(this.id, 'logs'), options, callback);
   }
 
   /**
@@ -536,7 +534,7 @@ export class Sandbox {
    * ```
    */
   async terminal(options: TerminalOptions = {}): Promise<Terminal> {
-    const socket = await openSocket(this.transport, WS(this.id, 'terminal'), { ...options });
+    const socket = await openSocket(this.transport, socketPath(this.id, 'terminal'), { ...options });
     return new Terminal(socket).ready;
   }
 

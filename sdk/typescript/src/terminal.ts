@@ -5,7 +5,7 @@
 
 import { VibeBoxError, fromPayload, guarded, isRecord, warnLate } from './errors.js';
 import type { StreamSocket } from './command.js';
-import { closeError } from './socket.js';
+import { closeError, parseFrame } from './socket.js';
 
 /**
  * Options of `sandbox.terminal()`.
@@ -60,7 +60,7 @@ export class Terminal {
     this.exited = new Promise<number | null>((resolve, reject) => {
       socket.on('message', (data: Buffer, isBinary: boolean) => {
         if (isBinary) return this.received(data);
-        const message = parseControl(data);
+        const message = parseFrame(data);
         if (message?.type === 'session') {
           this.sessionId = String(message.sessionId ?? '');
           this.cols = Number(message.cols ?? 0);
@@ -160,14 +160,5 @@ export class Terminal {
    */
   close(): void {
     this.socket.close(1000);
-  }
-}
-
-function parseControl(data: Buffer): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(data.toString('utf8'));
-    return isRecord(value) ? value : undefined;
-  } catch {
-    return undefined;
   }
 }
