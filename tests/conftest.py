@@ -22,7 +22,7 @@ from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.services import template_upsert, templates_sync
 from apps.sandboxes.runtime import get_driver
 
-TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": "test"}
+TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
 LABEL_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]
 
 

@@ -6,9 +6,13 @@ reconciled away by) the containers of a VibeBox served on the same engine.
 
 from vibebox.settings import *  # noqa: F403
 
-VIBEBOX_INSTANCE = "test"
-CACHES["default"]["KEY_PREFIX"] = "vibebox-test"  # noqa: F405
-CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "vibebox-test"  # noqa: F405
+# VIBEBOX_TEST_INSTANCE=<short name> lets several test runs share one engine and Redis (each with
+# its own containers, network, database and cache keys): the default "test" is what make test uses.
+VIBEBOX_INSTANCE = env_str("VIBEBOX_TEST_INSTANCE", "test")  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = f"vibebox-{VIBEBOX_INSTANCE}"  # noqa: F405
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"vibebox-{VIBEBOX_INSTANCE}"  # noqa: F405
+if VIBEBOX_INSTANCE != "test" and "TEST" in DATABASES["default"]:  # noqa: F405
+    DATABASES["default"]["TEST"]["NAME"] = str(DATA_DIR / f"{VIBEBOX_INSTANCE}.sqlite3")  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VIBEBOX_STOP_TIMEOUT = 1
 VIBEBOX_DEFAULT_MEMORY = 256 * 1024**2

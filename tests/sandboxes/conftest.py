@@ -16,12 +16,14 @@ import docker
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import base_image, built_in_templates
 
 HERE = Path(__file__).parent / "gitserver"
-GIT_NETWORK = "vibebox-test-git"
-FIXTURE_LABELS = {"vibebox.test-fixture": "git"}
+INSTANCE = django_settings.VIBEBOX_INSTANCE
+GIT_NETWORK = f"vibebox-{INSTANCE}-git"
+FIXTURE_LABELS = {"vibebox.test-fixture": "git", "vibebox.test-instance": INSTANCE}
 SSH_IMAGE = "vibebox-test/git-ssh:1"
 
 
@@ -107,7 +109,9 @@ class GitServers:
 
 @pytest.fixture(scope="session")
 def git_servers(docker_client):
-    for stale in docker_client.containers.list(all=True, filters={"label": "vibebox.test-fixture=git"}):
+    for stale in docker_client.containers.list(
+        all=True, filters={"label": ["vibebox.test-fixture=git", f"vibebox.test-instance={INSTANCE}"]}
+    ):
         stale.remove(force=True)
     try:
         network = docker_client.networks.get(GIT_NETWORK)
@@ -120,7 +124,7 @@ def git_servers(docker_client):
     http = start_http_git_server(
         docker_client,
         python_image,
-        name="vibebox-test-git-http",
+        name=f"vibebox-{INSTANCE}-git-http",
         network=GIT_NETWORK,
         labels=FIXTURE_LABELS,
         user=user,
@@ -135,7 +139,7 @@ def git_servers(docker_client):
     other_private_key, _ = _keypair()
     ssh = docker_client.containers.run(
         SSH_IMAGE,
-        name="vibebox-test-git-ssh",
+        name=f"vibebox-{INSTANCE}-git-ssh",
         hostname="git-ssh",
         detach=True,
         labels=FIXTURE_LABELS,

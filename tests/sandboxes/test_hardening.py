@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings as django_settings
 
 from apps.sandboxes.runtime import firewall
 
@@ -18,7 +19,7 @@ def sandbox(create_sandbox, docker_client):
 def test_labels_name_and_workspace_volume(sandbox, owner):
     labels = sandbox.labels
     assert labels["vibebox.managed"] == "1"
-    assert labels["vibebox.instance"] == "test"
+    assert labels["vibebox.instance"] == django_settings.VIBEBOX_INSTANCE
     assert labels["vibebox.sandbox-id"] == sandbox.name
     assert labels["vibebox.owner"] == str(owner.pk)
     assert labels["vibebox.template"] == "node-20"
@@ -43,7 +44,7 @@ def test_host_config_is_hardened(sandbox):
     assert host["Tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,size=")
     assert host["LogConfig"] == {"Type": "local", "Config": {"max-file": "3", "max-size": "10m"}}
     assert host["Binds"] in (None, [])  # no host paths
-    assert host["NetworkMode"] == "vibebox-test"
+    assert host["NetworkMode"] == f"vibebox-{django_settings.VIBEBOX_INSTANCE}"
     assert host["IpcMode"] == "private"
     assert host["Runtime"] == "runc"
     assert not any("docker.sock" in (m.get("Source") or "") for m in sandbox.attrs["Mounts"])
@@ -72,7 +73,7 @@ def test_sandboxes_cannot_reach_each_other(create_sandbox, docker_client):
     server = docker_client.containers.get(create_sandbox()["id"])
     client = docker_client.containers.get(create_sandbox()["id"])
     server.exec_run(["python3", "-m", "http.server", "8000"], detach=True)
-    server_ip = server.attrs["NetworkSettings"]["Networks"]["vibebox-test"]["IPAddress"]
+    server_ip = server.attrs["NetworkSettings"]["Networks"][f"vibebox-{django_settings.VIBEBOX_INSTANCE}"]["IPAddress"]
     probe = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=3)"
     # the server answers from inside its own container (once it has started listening)...
     deadline = time.monotonic() + 15
@@ -85,7 +86,7 @@ def test_sandboxes_cannot_reach_each_other(create_sandbox, docker_client):
 
 def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
     container = docker_client.containers.get(create_sandbox()["id"])
-    network = docker_client.networks.get("vibebox-test")
+    network = docker_client.networks.get(f"vibebox-{django_settings.VIBEBOX_INSTANCE}")
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
     bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
     assert any("-j DROP" in rule for rule in firewall.rules(bridge))

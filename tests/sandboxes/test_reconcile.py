@@ -3,6 +3,7 @@
 import datetime as dt
 import time
 
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox
@@ -14,11 +15,16 @@ def test_removes_a_hand_made_orphan(docker_client, templates):
     image = templates["python-3"].image
     orphan = docker_client.containers.create(
         image,
-        name="sbx_handmadeorphan000000",
-        labels={"vibebox.managed": "1", "vibebox.instance": "test", "vibebox.sandbox-id": "sbx_handmadeorphan000000"},
+        name=f"sbx_handmadeorphan{django_settings.VIBEBOX_INSTANCE}",
+        labels={
+            "vibebox.managed": "1",
+            "vibebox.instance": django_settings.VIBEBOX_INSTANCE,
+            "vibebox.sandbox-id": f"sbx_handmadeorphan{django_settings.VIBEBOX_INSTANCE}",
+        },
     )
     volume = docker_client.volumes.create(
-        "sbx_stray-workspace", labels={"vibebox.instance": "test", "vibebox.managed": "1"}
+        f"sbx_stray{django_settings.VIBEBOX_INSTANCE}-workspace",
+        labels={"vibebox.instance": django_settings.VIBEBOX_INSTANCE, "vibebox.managed": "1"},
     )
     report = sandbox_reconcile()
     assert orphan.name in report.orphans_removed
