@@ -48,6 +48,7 @@ MethodNotAllowed = error("method_not_allowed", 405, "Method not allowed.")
 NotAcceptable = error("not_acceptable", 406, "Not acceptable.")
 UnsupportedMediaType = error("unsupported_media_type", 415, "Unsupported media type; send application/json.")
 RateLimited = error("rate_limited", 429, "Too many requests.")
+TooManyStreams = error("too_many_streams", 429, "Too many open streams, background processes or terminals.")
 
 # Sandboxes.
 SandboxNotFound = error("sandbox_not_found", 404, "Sandbox not found.")
@@ -85,6 +86,7 @@ InvalidPath = error("invalid_path", 400, "Invalid path.")
 InvalidArchive = error("invalid_archive", 400, "The archive is invalid or has unsafe entries.")
 FileNotFound = error("file_not_found", 404, "No such file or directory in the sandbox.")
 FilePermissionDenied = error("file_permission_denied", 403, "Permission denied inside the sandbox.")
+PathNotWritable = error("path_not_writable", 403, "The sandbox user cannot write there.")
 FileConflict = error("file_conflict", 409, "The file operation conflicts with what is there.")
 PayloadTooLarge = error("payload_too_large", 413, "The request body is too large.")
 
