@@ -23,6 +23,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     rotated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The sandbox a key was made for (claude/enable's MCP key): destroying it revokes the key. An id,
+    # not a foreign key: keys sit below sandboxes and never import them.
+    sandbox_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -14,7 +14,7 @@ from .models import ApiKey, ApiKeyUsage
 from .scopes import DEFAULT_SCOPES, parse_scopes
 from .secrets import display_prefix, generate_key, hash_key
 
-_RATE = re.compile(r"^[1-9]\d{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$")
+RATE_PATTERN = re.compile(r"^[1-9]\d{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$")
 _PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 LAST_USED_PRECISION = dt.timedelta(seconds=60)
 
@@ -34,18 +34,19 @@ def api_key_create(
     rate_limit: str = "",
     creator: ApiKey | None = None,
     rotated_from: ApiKey | None = None,
+    sandbox_id: str = "",
 ) -> tuple[ApiKey, str]:
     """Creates a key and returns it with its secret, which is never shown again.
 
-    When `creator` (the key making the request) is given, the new key can be no broader:
-    its scopes are a subset, it expires no later, it is a test key if the creator is one,
-    and its rate limit is no higher.
+    When `creator` (the key making the request) is given, the new key can be no broader
+    (`api_key_ensure_no_broader`); what the request leaves out (scopes, expiry, rate limit) is
+    the creator's. `sandbox_id` binds the key to a sandbox: destroying it revokes the key.
     """
     try:
         scope_list = parse_scopes(scopes) if scopes is not None else None
     except ValueError as exc:
         raise errors.InvalidScope(str(exc)) from None
-    if rate_limit and not _RATE.match(rate_limit):
+    if rate_limit and not RATE_PATTERN.match(rate_limit):
         raise errors.ValidationFailed(
             "rateLimit must look like '100/min' (periods: s, min, h, day).",
             details={"fields": {"rateLimit": [{"message": "invalid rate", "code": "invalid"}]}},
@@ -55,20 +56,12 @@ def api_key_create(
     if creator is not None:
         if scope_list is None:
             scope_list = list(creator.scopes)
-        broader = sorted(set(scope_list) - set(creator.scopes))
-        if broader:
-            raise errors.ScopeEscalation(details={"scopes": broader})
-        if creator.expires_at is not None:
-            if expires_at is None:
-                expires_at = creator.expires_at
-            elif expires_at > creator.expires_at:
-                _escalation("expiresAt")
-        if creator.is_test and not test:
-            _escalation("test")
-        creator_rate = creator.rate_limit or settings.VIBEBOX_RATE_LIMIT
-        if rate_limit and rate_per_second(rate_limit) > rate_per_second(creator_rate):
-            _escalation("rateLimit")
+        if expires_at is None:
+            expires_at = creator.expires_at
         rate_limit = rate_limit or creator.rate_limit
+        api_key_ensure_no_broader(
+            creator=creator, action="create", scopes=scope_list, expires_at=expires_at, test=test, rate_limit=rate_limit
+        )
     if scope_list is None:
         scope_list = list(DEFAULT_SCOPES)
     secret = generate_key(test=test)
@@ -82,16 +75,71 @@ def api_key_create(
         rate_limit=rate_limit,
         expires_at=expires_at,
         rotated_from=rotated_from,
+        sandbox_id=sandbox_id,
     )
     return key, secret
 
 
-def _escalation(field: str):
-    raise errors.ScopeEscalation(f"A key cannot create a key broader than itself ({field}).", details={"field": field})
+def api_key_broader_than(
+    *, creator: ApiKey, scopes, expires_at: dt.datetime | None, test: bool, rate_limit: str
+) -> dict[str, object]:
+    """What a key with these properties has beyond `creator`, by API field name (empty: nothing).
+
+    The one "never broader than the calling key" rule, for create, rotate and revoke: scopes a
+    subset, expiry no later (never-expiring is the latest), a test key only reaches test keys, rate
+    limit no higher (an empty one is the server default).
+    """
+    broader: dict[str, object] = {}
+    extra = [scope for scope in scopes if scope not in creator.scopes]
+    if extra:
+        broader["scopes"] = extra
+    if creator.expires_at is not None and (expires_at is None or expires_at > creator.expires_at):
+        broader["expiresAt"] = expires_at
+    if creator.is_test and not test:
+        broader["test"] = False
+    rate = rate_limit or settings.VIBEBOX_RATE_LIMIT
+    if rate_per_second(rate) > rate_per_second(creator.rate_limit or settings.VIBEBOX_RATE_LIMIT):
+        broader["rateLimit"] = rate
+    return broader
 
 
-def api_key_rotate(*, key: ApiKey, grace_seconds: float | None = None) -> tuple[ApiKey, str]:
-    """A new key with the same name, scopes and limits; the old one expires after the grace period."""
+def api_key_ensure_no_broader(*, creator: ApiKey | None, action: str, **properties) -> None:
+    """Raises `scope_escalation` naming what is broader; no creator (a signed-in user) is not limited."""
+    if creator is None:
+        return
+    broader = api_key_broader_than(creator=creator, **properties)
+    if not broader:
+        return
+    details: dict[str, object] = {"broader": list(broader)}
+    if "scopes" in broader:
+        details["scopes"] = broader["scopes"]
+    raise errors.ScopeEscalation(
+        f"A key cannot {action} a key broader than itself ({', '.join(broader)}).", details=details
+    )
+
+
+def _ensure_may_act_on(*, key: ApiKey, creator: ApiKey | None, action: str) -> None:
+    """A key may always act on itself; on another key only if that one is no broader."""
+    if creator is None or creator.pk == key.pk:
+        return
+    api_key_ensure_no_broader(
+        creator=creator,
+        action=action,
+        scopes=key.scopes,
+        expires_at=key.expires_at,
+        test=key.is_test,
+        rate_limit=key.rate_limit,
+    )
+
+
+def api_key_rotate(
+    *, key: ApiKey, grace_seconds: float | None = None, creator: ApiKey | None = None
+) -> tuple[ApiKey, str]:
+    """A new key with the same name, scopes and limits; the old one expires after the grace period.
+
+    `creator` (the calling key) may rotate itself or a key no broader than itself.
+    """
+    _ensure_may_act_on(key=key, creator=creator, action="rotate")
     if not key.is_active():
         raise errors.ValidationFailed("Only an active key can be rotated.")
     grace = settings.VIBEBOX_KEY_ROTATION_GRACE if grace_seconds is None else grace_seconds
@@ -104,6 +152,7 @@ def api_key_rotate(*, key: ApiKey, grace_seconds: float | None = None) -> tuple[
             test=key.is_test,
             rate_limit=key.rate_limit,
             rotated_from=key,
+            sandbox_id=key.sandbox_id,
         )
         old_expiry = timezone.now() + dt.timedelta(seconds=grace)
         if key.expires_at is None or key.expires_at > old_expiry:
@@ -111,14 +160,35 @@ def api_key_rotate(*, key: ApiKey, grace_seconds: float | None = None) -> tuple[
     return new_key, secret
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revokes the key; the ephemeral sandboxes it created are destroyed with it."""
+def api_key_revoke(*, key: ApiKey, creator: ApiKey | None = None) -> ApiKey:
+    """Revokes the key; the ephemeral sandboxes it created are destroyed with it.
+
+    `creator` (the calling key) may revoke itself or a key no broader than itself.
+    """
     from apps.sandboxes.services import sandboxes_destroy_ephemeral_of_key
 
+    _ensure_may_act_on(key=key, creator=creator, action="revoke")
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     transaction.on_commit(lambda: sandboxes_destroy_ephemeral_of_key(key_id=key.pk))
     return key
+
+
+def api_keys_revoke_for_sandbox(*, sandbox_id: str, keep: ApiKey | None = None) -> list[str]:
+    """Revokes the keys bound to a sandbox (made for it, e.g. by claude/enable), but `keep`.
+
+    Called by the sandbox's destroy and by enabling Claude again; answers the revoked ids.
+    """
+    if not sandbox_id:
+        return []
+    bound = ApiKey.objects.filter(sandbox_id=sandbox_id, revoked_at__isnull=True)
+    if keep is not None:
+        bound = bound.exclude(pk=keep.pk)
+    revoked = []
+    for key in bound:
+        api_key_revoke(key=key)
+        revoked.append(key.pk)
+    return revoked
 
 
 def api_key_record_use(*, key: ApiKey) -> None:

@@ -65,9 +65,14 @@ class KeyDetailView(APIView):
     def get(self, request, key_id):
         return Response(ApiKeySerializer(selectors.api_key_get(user=request.user, id=key_id)).data)
 
-    @extend_schema(operation_id="keys_revoke", responses={204: None})
+    @extend_schema(
+        operation_id="keys_revoke",
+        responses={204: None},
+        description="A key may revoke itself, or a key no broader than itself (else 403 scope_escalation).",
+    )
     def delete(self, request, key_id):
-        services.api_key_revoke(key=selectors.api_key_get(user=request.user, id=key_id))
+        key = selectors.api_key_get(user=request.user, id=key_id)
+        services.api_key_revoke(key=key, creator=_creator(request))
         return Response(status=204)
 
 
@@ -75,13 +80,18 @@ class KeyRotateView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
-        operation_id="keys_rotate", request=ApiKeyRotateSerializer, responses={201: ApiKeyWithSecretSerializer}
+        operation_id="keys_rotate",
+        request=ApiKeyRotateSerializer,
+        responses={201: ApiKeyWithSecretSerializer},
+        description="A key may rotate itself, or a key no broader than itself (else 403 scope_escalation).",
     )
     def post(self, request, key_id):
         body = ApiKeyRotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         key = selectors.api_key_get(user=request.user, id=key_id)
-        new_key, secret = services.api_key_rotate(key=key, grace_seconds=body.validated_data.get("gracePeriod"))
+        new_key, secret = services.api_key_rotate(
+            key=key, grace_seconds=body.validated_data.get("gracePeriod"), creator=_creator(request)
+        )
         return _created(new_key, secret)
 
 
