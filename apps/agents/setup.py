@@ -10,6 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.keys.models import ApiKey
+from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
+from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
 from apps.sandboxes import envvars
 from apps.sandboxes.execution import require_running, run_internal
 from apps.sandboxes.runtime import get_driver
@@ -20,6 +23,7 @@ from .models import ClaudeAsk, ClaudeSetup
 from .usage import totals as usage_totals
 
 TOKEN_PREFIX = "vbgw_"  # noqa: S105  (a prefix, not a secret)
+MCP_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE]  # what the sandbox's MCP tools use
 
 # Reports the binary, the user's home and Claude's config dir; writes the settings VibeBox
 # needs when they are absent (a person's own edits are kept). $1: settings JSON.
@@ -103,8 +107,10 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
         setup.token_hash = token_hash(token)
         setup.upstream_key = envvars.encrypt(anthropic_api_key) if anthropic_api_key else ""
         setup.mcp = mcp
-        if mcp and not setup.mcp_key:
-            setup.mcp_key = envvars.encrypt(_mint_mcp_key(sandbox, api_key))
+        # Enabling again replaces the MCP key (made for the new caller), or drops it without MCP.
+        mcp_key, secret = _mint_mcp_key(sandbox, api_key) if mcp else (None, "")
+        api_keys_revoke_for_sandbox(sandbox_id=sandbox.id, keep=mcp_key)
+        setup.mcp_key = envvars.encrypt(secret) if secret else ""
         setup.save()
         envvars.env_update(
             sandbox=sandbox,
@@ -122,15 +128,33 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
     return setup, created
 
 
-def _mint_mcp_key(sandbox, api_key) -> str:
-    """The VibeBox key the gateway's MCP server acts with for this sandbox; never enters it."""
-    from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
-    from apps.keys.services import api_key_create
+def _mint_mcp_key(sandbox, api_key: ApiKey | None) -> tuple[ApiKey, str]:
+    """The VibeBox key the gateway's MCP server acts with for this sandbox; never enters it.
 
-    _, raw = api_key_create(
-        user=sandbox.owner, name=f"claude-mcp {sandbox.id}"[:64], scopes=[SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE]
+    Never broader than the calling key: of the scopes the tools use, those the caller has (a
+    caller without `execute` gives Claude MCP tools that answer insufficient_scope for commands;
+    enable itself needs only `sandboxes:write`), a test key for a test key, the caller's rate limit.
+    It expires with the sandbox (or with the caller, if sooner) and is bound to the sandbox, so
+    destroying it revokes the key. A signed-in user (no key) is limited by the sandbox alone.
+    """
+    scopes = [scope for scope in MCP_SCOPES if api_key is None or scope in api_key.scopes]
+    expires_at = sandbox.expires_at
+    if api_key is not None and api_key.expires_at is not None:
+        expires_at = min(filter(None, [expires_at, api_key.expires_at]))
+    if expires_at is not None and expires_at <= timezone.now():
+        raise errors.SandboxStateConflict(
+            "The sandbox's time is up: extend it (timeout) before enabling Claude.",
+            details={"expiresAt": sandbox.expires_at.isoformat() if sandbox.expires_at else None},
+        )
+    return api_key_create(
+        user=sandbox.owner,
+        name=f"claude-mcp {sandbox.id}",
+        scopes=scopes,
+        expires_at=expires_at,
+        test=api_key.is_test if api_key is not None else False,
+        creator=api_key,
+        sandbox_id=sandbox.id,
     )
-    return raw
 
 
 def setup_get(sandbox) -> ClaudeSetup:

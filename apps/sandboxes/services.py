@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.keys.services import api_keys_revoke_for_sandbox
 from apps.marketplace.models import Template
 from apps.marketplace.selectors import template_find
 from vibebox import exceptions as errors
@@ -397,6 +398,7 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
     if sandbox.status == Status.DESTROYED:
         return sandbox
     states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
+    api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
     states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
     events.publish(sandbox=sandbox, type="sandbox.destroyed")

@@ -37,7 +37,11 @@ class EnableView(APIView):
             201: schema.ClaudeEnabledSerializer,
             **error_responses(409),
         },
-        description="201 the first time, 200 when it was enabled already.",
+        description=(
+            "201 the first time, 200 when it was enabled already (the gateway token and the MCP key are"
+            " replaced). With `mcp`, the key the sandbox's MCP server acts with is never broader than the"
+            " calling key, expires with the sandbox, and is revoked when the sandbox is destroyed."
+        ),
     )
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
