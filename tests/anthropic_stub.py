@@ -1,7 +1,8 @@
 """A local stub of the Anthropic Messages API for tests (there is never a real key).
 
 It answers `POST /v1/messages` (streaming SSE or JSON), `POST /v1/messages/count_tokens` and
-`GET /v1/models`, records every request it receives (path, headers, body), and follows
+`GET /v1/models`, records every request it receives whatever its method (method, path, the raw
+request `target` as it came on the request line, headers, body), and follows
 scripts: a script is matched by a trigger word in the conversation's first user message and
 answers the conversation's Nth assistant turn with its Nth step (a list of content blocks),
 so a Write tool call then a final text is two steps; turns past the script, and unmatched
@@ -142,10 +143,22 @@ def _handler(stub: Stub):
             pass
 
         def _record(self, body) -> None:
+            # http.server rewrites a leading "//" in self.path: the request line keeps what came.
+            parts = self.requestline.split(" ")
+            target = parts[1] if len(parts) == 3 else self.path
             with stub.lock:
                 stub.requests.append(
-                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "target": target,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
                 )
+
+        def _not_found(self) -> None:
+            self._reply(404, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}', "application/json")
 
         def _reply(self, status: int, payload: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -162,18 +175,34 @@ def _handler(stub: Stub):
                     {"type": "model", "id": m, "display_name": m} for m in ("claude-sonnet-4-5", "claude-haiku-4-5")
                 ]
                 return self._reply(200, json.dumps({"data": models, "has_more": False}).encode(), "application/json")
-            self._reply(404, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}', "application/json")
+            self._not_found()
+
+        def _other(self):
+            """Any other method: recorded (a test can then tell it arrived), answered 404."""
+            length = int(self.headers.get("Content-Length") or 0)
+            self._record(self.rfile.read(length) if length else None)
+            self._not_found()
+
+        do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _other
+
+        def do_HEAD(self):
+            self._record(None)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length) or b"{}"
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
             self._record(body)
+            if not isinstance(body, dict) or not self.path.startswith("/v1/messages"):
+                return self._not_found()
             if self.path.startswith("/v1/messages/count_tokens"):
                 return self._reply(200, json.dumps({"input_tokens": USAGE_IN}).encode(), "application/json")
-            if not self.path.startswith("/v1/messages"):
-                return self._reply(
-                    404, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}', "application/json"
-                )
             model = body.get("model", "claude-sonnet-4-5")
             blocks = stub.answer(body)
             if body.get("stream"):

@@ -9,8 +9,10 @@ never reaches the sandbox. A raw ASGI app: it is small and streams without buffe
 
 import json
 import logging
+import re
 import ssl
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from django.db import close_old_connections
 
 from apps.sandboxes import envvars
 from apps.sandboxes.models import Status
+from vibebox import safejson
 
 from .. import setup as claude_setup
 from .. import usage as claude_usage
@@ -28,20 +31,119 @@ from . import mcp as gateway_mcp
 
 logger = logging.getLogger(__name__)
 
-ROUTES = ("/v1/messages", "/v1/models")
+# The one list of what reaches Anthropic: (method, path) pairs, matched exactly on the raw request
+# path. Whatever the sandbox sends, the upstream URL is built from these constants (and a model id
+# of a strict charset), never from the request's path, so `..`, encoded dots or slashes and the like
+# cannot make the operator's key reach any other endpoint (HTTP clients collapse dot segments).
+ROUTES = {
+    "/v1/messages": "POST",
+    "/v1/messages/count_tokens": "POST",
+    "/v1/models": "GET",
+}
+MODEL_PATH = re.compile(r"/v1/models/([A-Za-z0-9][A-Za-z0-9._-]{0,99})")
+# What a path may look like at all: plain segments, no percent-encoding, backslash, `;`, `//`.
+PATH_SYNTAX = re.compile(r"(/[A-Za-z0-9._-]+)+")
+MAX_PATH = 256
+# The query parameters Anthropic's API takes on those routes (Claude Code sends `?beta=true`),
+# each with the values it accepts. Anything else is refused, never passed through.
+ID_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+LIMIT_VALUE = re.compile(r"[1-9][0-9]{0,3}")
+BETA = {"beta": re.compile(r"true|false")}
+QUERY = {
+    "/v1/messages": BETA,
+    "/v1/messages/count_tokens": BETA,
+    "/v1/models": {**BETA, "limit": LIMIT_VALUE, "after_id": ID_VALUE, "before_id": ID_VALUE},
+    "/v1/models/{id}": BETA,
+}
 MAX_BODY = 32 * 1024 * 1024
+MCP_PATHS = (b"/mcp", b"/mcp/")  # exactly: the MCP app itself serves whatever path it is given
 # Not forwarded upstream: credentials (replaced), hop-by-hop headers, VibeBox's own.
 DROP_REQUEST = {
     b"host",
     b"content-length",
     b"x-api-key",
     b"authorization",
+    b"proxy-authorization",
     b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
     b"accept-encoding",
     b"x-vibebox-ask",
     b"transfer-encoding",
 }
 DROP_RESPONSE = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
+
+class Refused(Exception):
+    """A request the gateway does not forward: answered with this status and Anthropic-style error."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: list | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers or []
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # the upstream path, from the constants above
+    query: str  # the validated query string, rebuilt ("" when none)
+    metered: bool  # a Messages call: tokens are read from the answer
+    model: str = ""  # the model a /v1/models/{id} call names
+
+
+def route(method: str, raw_path: bytes, raw_query: bytes) -> Route:
+    """The allow-listed route of a request, from its RAW path and query (before any decoding);
+    raises Refused for anything else."""
+    try:
+        path = raw_path.decode("ascii")
+        query = raw_query.decode("ascii")
+    except UnicodeDecodeError:
+        raise Refused(400, "invalid_request_error", "The request path is not plain ASCII.") from None
+    segments = path.split("/")
+    if len(path) > MAX_PATH or not PATH_SYNTAX.fullmatch(path) or any(segment in (".", "..") for segment in segments):
+        raise Refused(
+            400,
+            "invalid_request_error",
+            "The request path is not accepted by the gateway (no dot segments, encodings, `//`, `\\` or `;`).",
+        )
+    model = ""
+    if path in ROUTES:
+        key = next(known for known in ROUTES if known == path)  # the constant, not the request string
+        allowed, path = ROUTES[key], key
+    elif match := MODEL_PATH.fullmatch(path):
+        allowed, key, model = "GET", "/v1/models/{id}", match.group(1)
+        path = "/v1/models/" + model
+    else:
+        raise Refused(404, "not_found_error", f"{path} is not served by the VibeBox gateway.")
+    if method != allowed:
+        raise Refused(
+            405,
+            "invalid_request_error",
+            f"{method} {path} is not served here; use {allowed}.",
+            [(b"allow", allowed.encode())],
+        )
+    return Route(allowed, path, _query(key, query), metered=key == "/v1/messages", model=model)
+
+
+def _query(route_key: str, query: str) -> str:
+    if not query:
+        return ""
+    accepted = QUERY[route_key]
+    seen: dict[str, str] = {}
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        pattern = accepted.get(name)
+        if not sep or pattern is None or name in seen or not pattern.fullmatch(value):
+            names = ", ".join(sorted(accepted))
+            message = f"Query parameter {pair[:40]!r} is not accepted on {route_key} (accepted: {names})."
+            raise Refused(400, "invalid_request_error", message)
+        seen[name] = value
+    return "&".join(f"{name}={value}" for name, value in seen.items())
+
 
 _client: httpx.AsyncClient | None = None
 
@@ -130,30 +232,32 @@ def upstream_key(setup) -> tuple[str, bool]:
 
 
 async def read_body(receive) -> bytes | None:
-    body = b""
+    """The whole request body; None when the client went away. Refused past MAX_BODY."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY:
-            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, "request_too_large", "The request body is too large.")
+        chunks.append(chunk)
         if not message.get("more_body"):
-            return body
+            return b"".join(chunks)
 
 
 async def proxy(scope, receive, send, setup) -> None:
-    path = scope["path"]
-    if not any(path == route or path.startswith(route + "/") for route in ROUTES):
-        return await respond_json(send, 404, anthropic_error("not_found_error", f"{path} is not served here."))
-    key, own = upstream_key(setup)
-    if not key:
-        return await respond_json(
-            send, 503, anthropic_error("api_error", "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY).")
-        )
-    body = await read_body(receive)
+    try:
+        target = route(scope["method"], _raw_path(scope), scope.get("query_string") or b"")
+        key, own = upstream_key(setup)
+        if not key:
+            raise Refused(503, "api_error", "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY).")
+        body = await read_body(receive)
+    except Refused as refused:
+        return await respond_json(send, refused.status, anthropic_error(refused.kind, refused.message), refused.headers)
     if body is None:
-        return await respond_json(send, 413, anthropic_error("request_too_large", "The request body is too large."))
+        return
     headers = dict(scope["headers"])
     forward = [(k.decode(), v.decode(errors="replace")) for k, v in scope["headers"] if k not in DROP_REQUEST]
     forward += [("x-api-key", key), ("accept-encoding", "identity")]
@@ -162,49 +266,65 @@ async def proxy(scope, receive, send, setup) -> None:
         headers.get(b"x-vibebox-ask", b"").decode(errors="replace")[:32],
         headers.get(b"x-claude-code-session-id", b"").decode(errors="replace")[:64],
     )
-    url = (
-        settings.VIBEBOX_ANTHROPIC_UPSTREAM
-        + path
-        + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
-    )
-    request = client().build_request(scope["method"], url, headers=forward, content=body if body else None)
+    # From constants and validated parts only: never the request's own path.
+    url = settings.VIBEBOX_ANTHROPIC_UPSTREAM + target.path + (f"?{target.query}" if target.query else "")
+    content = body if body and target.method == "POST" else None
+    request = client().build_request(target.method, url, headers=forward, content=content)
+    # Every forwarded call is recorded (a model listing too); tokens come from Messages answers.
+    status, meter = 502, None
     try:
-        response = await client().send(request, stream=True)
-    except httpx.HTTPError as exc:
-        logger.warning("gateway: upstream unreachable: %s", type(exc).__name__)
-        return await respond_json(send, 502, anthropic_error("api_error", "The model API is not reachable."))
-    metered = scope["method"] == "POST" and path == "/v1/messages"
-    meter = claude_usage.UsageMeter(streamed="text/event-stream" in response.headers.get("content-type", ""))
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [
-                    (k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in DROP_RESPONSE
-                ],
-            }
-        )
-        async for chunk in response.aiter_raw():
-            if metered:
-                meter.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        await response.aclose()
-        if metered:
-            meter.finish()
-            model = meter.model or _model_of(body)
-            await sync_to_async(_record, thread_sensitive=False)(
-                setup, ask, session, path, response.status_code, model, meter.usage, own
+        try:
+            response = await client().send(request, stream=True)
+        except httpx.HTTPError as exc:
+            logger.warning("gateway: upstream unreachable: %s", type(exc).__name__)
+            return await respond_json(send, 502, anthropic_error("api_error", "The model API is not reachable."))
+        status = response.status_code
+        if target.metered:
+            meter = claude_usage.UsageMeter(streamed="text/event-stream" in response.headers.get("content-type", ""))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in DROP_RESPONSE
+                    ],
+                }
             )
+            async for chunk in response.aiter_raw():
+                if meter is not None:
+                    meter.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+    finally:
+        usage: dict = {}
+        model = target.model
+        if meter is not None:
+            meter.finish()
+            model, usage = meter.model, meter.usage
+        if not model and content:
+            model = _model_of(content)
+        await sync_to_async(_record, thread_sensitive=False)(
+            setup, ask, session, target.path, status, model, usage, own
+        )
+
+
+def _raw_path(scope) -> bytes:
+    """The path as it came on the request line (before percent-decoding)."""
+    raw = scope.get("raw_path")
+    if raw is None:  # servers that do not give it: the decoded path (dot segments are still refused)
+        raw = scope["path"].encode("utf-8", errors="replace")
+    return raw
 
 
 def _model_of(body: bytes) -> str:
     try:
-        return str(json.loads(body).get("model", ""))
-    except (ValueError, AttributeError):
+        value = safejson.loads(body)
+    except ValueError:
         return ""
+    return str(value.get("model", ""))[:100] if isinstance(value, dict) else ""
 
 
 def _record(setup, ask, session, path, status, model, usage, own) -> None:
@@ -230,12 +350,13 @@ async def application(scope, receive, send) -> None:
                 return
     if scope["type"] != "http":
         return
-    if scope["path"] == "/healthz":
+    raw_path = _raw_path(scope)
+    if raw_path == b"/healthz":
         return await respond_json(send, 200, {"status": "ok"})
     token = bearer(dict(scope["headers"]))
     setup, problem = await authenticate(token)
     if setup is None:
         return await respond_json(send, 401, anthropic_error("authentication_error", problem))
-    if scope["path"] == "/mcp" or scope["path"].startswith("/mcp/"):
+    if raw_path in MCP_PATHS:
         return await gateway_mcp.serve(scope, receive, send, setup, token, respond_json)
     return await proxy(scope, receive, send, setup)
