@@ -318,6 +318,10 @@ VIBEBOX_STUCK_AFTER = env_duration("VIBEBOX_STUCK_AFTER", "5m")
 
 VIBEBOX_RATE_LIMIT = env_str("VIBEBOX_RATE_LIMIT", "1200/min")
 VIBEBOX_KEY_ROTATION_GRACE = env_duration("VIBEBOX_KEY_ROTATION_GRACE", "24h")
+# Sign-in lockout (/login/ and /admin/login/, vibebox/login_limits.py): this many failures for one
+# user name from one address lock that pair out for the cool-off.
+VIBEBOX_LOGIN_MAX_FAILURES = max(1, env_int("VIBEBOX_LOGIN_MAX_FAILURES", 5))
+VIBEBOX_LOGIN_COOLOFF = env_duration("VIBEBOX_LOGIN_COOLOFF", "15m")
 VIBEBOX_METADATA_MAX_KEYS = env_int("VIBEBOX_METADATA_MAX_KEYS", 50)
 VIBEBOX_METADATA_MAX_BYTES = env_int("VIBEBOX_METADATA_MAX_BYTES", 16384)
 

@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
-from . import views
+from . import login_limits, views
+
+# The admin's sign-in form counts failures and locks out like the dashboard's (login_limits).
+admin.site.login_form = login_limits.LimitedAdminAuthenticationForm
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -13,6 +16,7 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
         name="api-docs",
     ),
+    path("admin/login/", login_limits.limited(admin.site.login)),  # before the admin's own route: 429s
     path("admin/", admin.site.urls),
     path("", include("apps.dashboard.urls")),
 ]

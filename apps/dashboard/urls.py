@@ -3,13 +3,23 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from vibebox import login_limits
+
 from . import page_urls, tab_urls, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="dashboard/login.html"), name="login"),
+    path(
+        "login/",
+        login_limits.limited(
+            auth_views.LoginView.as_view(
+                template_name="dashboard/login.html", authentication_form=login_limits.LimitedAuthenticationForm
+            )
+        ),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("sandboxes/", views.sandbox_list, name="sandboxes"),
     path("sandboxes/new", views.sandbox_create, name="sandbox-create"),
