@@ -1,9 +1,8 @@
 """Reads for Claude: asks, sessions and their conversation, scoped to an owner's sandbox."""
 
-import json
-
-from apps.sandboxes.execution import run_internal
+from apps.sandboxes.execution import require_running, run_internal
 from vibebox import exceptions as errors
+from vibebox import safejson
 
 from .models import ClaudeAsk, ClaudeEvent, ClaudeSession
 
@@ -107,13 +106,16 @@ def conversation(session: ClaudeSession) -> list[dict]:
 
 def transcript(sandbox, session: ClaudeSession) -> tuple[list[dict], bool]:
     """Claude's own transcript file of the session (it also has turns taken in a terminal)."""
+    # Never resumes a paused sandbox (the view checks the caller may), and `sh -c`, not a login
+    # shell: a read must not run the sandbox's ~/.profile.
+    require_running(sandbox)
     result = run_internal(
-        sandbox, ("sh", "-lc", FIND_TRANSCRIPT, "sh", session.id), timeout=30, output_limit=TRANSCRIPT_LIMIT
+        sandbox, ("sh", "-c", FIND_TRANSCRIPT, "sh", session.id), timeout=30, output_limit=TRANSCRIPT_LIMIT
     )
     entries = []
     for line in result.stdout.decode(errors="replace").splitlines():
         try:
-            entries.append(json.loads(line))
+            entries.append(safejson.loads(line))
         except ValueError:
             continue
     return entries, result.truncated

@@ -1,12 +1,32 @@
 """Git inside sandboxes: clone, pull, push, commit, checkout, status, diff, log, branches.
 
-Every git command is an argument list run in the sandbox as its user; user input is never
-pasted into a shell string. Credentials live only for one command: an HTTPS token reaches
-git through a credential helper reading environment variables, an SSH key through a file
-in a private temporary directory removed when the command ends (or by the timeout killer).
-Neither is written to .git/config. Kept credentials (`auth.persist`) are stored encrypted.
+Every git command is an argument list; user input is never pasted into a shell string.
+
+Two kinds of git run here:
+
+- **As the sandbox user**, on the sandbox's repositories (status, diff, commit, checkout, merge,
+  and clones, pulls and pushes that need no credentials). Nothing secret is involved; still,
+  hooks, fsmonitor, askpass and credential helpers are turned off with `-c` options (which win
+  over the repository's config and its includes), reads take no optional locks, and GIT_*
+  variables of the sandbox's environment are dropped.
+- **The credentialed part** of a clone, pull or push (the only part that talks to the server
+  with the owner's token or SSH key) runs in the sandbox's container as another user
+  (RUNNER_USER, neither the sandbox user nor root): the sandbox's processes cannot read its
+  environment, memory or files (a different uid, and sandboxes have no CAP_SYS_PTRACE or
+  CAP_DAC_OVERRIDE), and it reads no config the sandbox controls: no system or global config,
+  and a staging repository of its own in a private directory under /tmp whose objects come from
+  the sandbox's repository through `objects/info/alternates` (data only). The URL is the one the
+  owner gave at clone time (SandboxGitConfig.repo_url), never what `origin` says now; the
+  credential helper is scoped to exactly that URL (`credential.<url>.helper`, useHttpPath), so
+  a redirect to another host gets nothing. A pull fetches into the staging repository, which
+  the sandbox user then fetches from (locally, no credentials) and merges. The token reaches the
+  helper in that process's environment (passed by the engine, never in argv); an SSH key is a
+  file in the private directory, with known hosts from the saved credentials.
+
+Kept credentials (`auth.persist`) are stored encrypted, never in the sandbox.
 """
 
+import contextlib
 import json
 import posixpath
 import re
@@ -26,24 +46,126 @@ from .runtime import ExecRequest, ExecResult, get_driver
 DEFAULT_PATH = "/repo"
 _SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+$")
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/@+-]{1,200}$")
+_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_STAGING = re.compile(r"^/tmp/vbx-git\.[A-Za-z0-9]{10}$")
 _SCHEMES = {"https", "http", "ssh", "git"}
+# The credentialed part runs as nobody: not the sandbox user (whose processes could read its
+# environment and memory), not root (whose files the sandbox user might be able to make it read).
+RUNNER_USER = "65534:65534"
+MAX_HAVES = 2000  # refs of the sandbox's repository told to the server as what we have
+# Answers only for the owner's scheme and host (git tells the helper what it asks for on stdin).
 CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || exit 0; echo "username=$VBX_GIT_USERNAME"; echo "password=$VBX_GIT_TOKEN"; }; f'
+    '!f() { test "$1" = get || exit 0; p=; h=; while IFS= read -r l; do case $l in '
+    '"protocol=$VBX_GIT_PROTOCOL") p=1 ;; "host=$VBX_GIT_HOST") h=1 ;; esac; done; '
+    '[ "$p$h" = 11 ] || exit 0; echo "username=$VBX_GIT_USERNAME"; echo "password=$VBX_GIT_TOKEN"; }; f'
 )
-SSH_WRAPPER = """umask 077
-d=/tmp/vbx-$VIBEBOX_EXEC_ID.ssh
-mkdir -p "$d" && cat > "$d/key" && printf '%s\\n' "$VBX_KNOWN_HOSTS" > "$d/known_hosts" || exit 128
-o="-o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=$d/known_hosts"
-export GIT_SSH_COMMAND="ssh -i $d/key $o -o StrictHostKeyChecking=$VBX_STRICT_HOSTS"
-"$@"
-rc=$?
-rm -rf "$d"
-exit $rc
-"""
 AUTHOR_WRAPPER = """n="$VBX_NAME"
 [ -n "$(git config user.name)" ] || export GIT_AUTHOR_NAME="$n" GIT_COMMITTER_NAME="$n"
 [ -n "$(git config user.email)" ] || export GIT_AUTHOR_EMAIL="$VBX_EMAIL" GIT_COMMITTER_EMAIL="$VBX_EMAIL"
 exec "$@"
+"""
+# Config of every git run as the sandbox user (command-line scope: it wins over the repository's
+# own config and anything that includes).
+SANDBOX_CONFIG = (
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("credential.helper", ""),
+    ("core.askPass", ""),
+    ("core.pager", "cat"),
+    ("commit.gpgSign", "false"),
+    ("protocol.ext.allow", "never"),
+    ("protocol.fd.allow", "never"),
+)
+SANDBOX_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",
+    "SSH_ASKPASS": "",
+    "GIT_EDITOR": "true",
+    "GIT_PAGER": "cat",
+    "GIT_OPTIONAL_LOCKS": "0",  # reads (status) never write the index
+    "LC_ALL": "C",
+}
+
+# The runner's scripts start with this: only the config VibeBox gives (GIT_CONFIG_COUNT...),
+# nothing of the container's environment that could redirect git, a private directory.
+RUNNER_PRELUDE = r"""for v in $(env | sed -n 's/^\(GIT_[A-Za-z0-9_]*\)=.*/\1/p'); do
+  case $v in GIT_CONFIG_COUNT|GIT_CONFIG_KEY_*|GIT_CONFIG_VALUE_*) ;; *) unset "$v" ;; esac
+done
+unset LD_PRELOAD LD_LIBRARY_PATH XDG_CONFIG_HOME
+export PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+  GIT_TERMINAL_PROMPT=0 GIT_ASKPASS= SSH_ASKPASS= SSH_ASKPASS_REQUIRE=never
+umask 077
+find /tmp -maxdepth 1 -name 'vbx-git.*' -user 65534 -mmin +1440 -exec rm -rf {} + 2>/dev/null
+S=$(mktemp -d /tmp/vbx-git.XXXXXXXXXX) || exit 70
+mkdir "$S/home" && export HOME="$S/home" || exit 70
+if [ -n "$VBX_SSH" ]; then
+  mkdir "$S/ssh" && cat > "$S/ssh/key" && printf '%s\n' "$VBX_KNOWN_HOSTS" > "$S/ssh/known_hosts" || exit 70
+  export GIT_SSH_COMMAND="ssh -F /dev/null -i $S/ssh/key -o IdentitiesOnly=yes -o IdentityAgent=none \
+-o BatchMode=yes -o UserKnownHostsFile=$S/ssh/known_hosts -o GlobalKnownHostsFile=/dev/null \
+-o StrictHostKeyChecking=$VBX_STRICT_HOSTS" GIT_SSH_VARIANT=ssh
+fi
+init() {
+  git init -q --bare --template= "$S/r.git" || exit 70
+  [ -z "$1" ] || printf '%s/objects\n' "$1" > "$S/r.git/objects/info/alternates" || exit 70
+  [ -z "$VBX_SHALLOW" ] || printf '%s\n' $VBX_SHALLOW > "$S/r.git/shallow" || exit 70
+  [ -z "$VBX_HAVES" ] || printf 'create refs/haves/%s %s\n' $VBX_HAVES | git --git-dir="$S/r.git" update-ref --stdin \
+    2>/dev/null || true
+}
+"""
+# Each runner script prints its private directory first (the caller removes it afterwards,
+# also after a timeout). argv: URL [clone options...]: a bare clone, left readable.
+RUNNER_CLONE = (
+    RUNNER_PRELUDE
+    + r"""echo "$S"
+url=$1; shift
+git clone -q --bare --template= "$@" -- "$url" "$S/r.git"; rc=$?
+rm -rf "$S/ssh"; chmod -R a+rX "$S/r.git" 2>/dev/null; chmod 711 "$S"
+exit $rc
+"""
+)
+# argv: URL OBJECTS_DIR REFSPEC...: fetches into a staging repository that borrows the sandbox
+# repository's objects (so only what is new comes), left readable for the sandbox user.
+RUNNER_FETCH = (
+    RUNNER_PRELUDE
+    + r"""echo "$S"
+url=$1; init "$2"; shift 2
+git --git-dir="$S/r.git" fetch -q --no-write-fetch-head -- "$url" "$@"; rc=$?
+rm -rf "$S/ssh"; chmod -R a+rX "$S/r.git" 2>/dev/null; chmod 711 "$S"
+exit $rc
+"""
+)
+# argv: URL OBJECTS_DIR REFSPEC [push options...]: pushes the sandbox's commit.
+RUNNER_PUSH = (
+    RUNNER_PRELUDE
+    + r"""echo "$S"
+url=$1 refspec=$3; init "$2"; shift 3
+git --git-dir="$S/r.git" push --porcelain "$@" -- "$url" "$refspec" >/dev/null
+"""
+)
+# argv: STAGING_DIR. Removes a staging directory (as the runner, who owns it).
+RUNNER_CLEANUP = 'case $1 in /tmp/vbx-git.*) rm -rf -- "$1" ;; esac'
+# argv: git diff arguments. `git diff` refreshes the index and writes it whatever
+# GIT_OPTIONAL_LOCKS says: it works on a copy, so a read leaves the repository as it was.
+DIFF_SCRIPT = r"""i=$(git rev-parse --git-path index) || exit 128
+t=$(mktemp) || exit 1
+trap 'rm -f "$t" "$t.lock"' EXIT
+if [ -f "$i" ]; then cp -- "$i" "$t" && export GIT_INDEX_FILE="$t" || exit 1; fi
+git "$@"
+"""
+# argv: BRANCH (may be empty). What a pull or push needs to know about the sandbox's repository,
+# one value per line: HEAD's commit, the common git directory, the current branch, its upstream
+# (remote, merge ref), the tracking ref of BRANCH; then "shallow" and the shallow commits; then
+# "haves" and the commits its refs point to.
+INSPECT = r"""git rev-parse -q --verify 'HEAD^{commit}' || echo
+git rev-parse --path-format=absolute --git-common-dir || exit 128
+b=$(git symbolic-ref -q --short HEAD); echo "$b"
+if [ -n "$b" ]; then git config "branch.$b.remote" || echo; git config "branch.$b.merge" || echo; else echo; echo; fi
+[ -n "$1" ] && git rev-parse -q --verify "refs/remotes/origin/$1^{commit}" || echo
+echo shallow
+c=$(git rev-parse --path-format=absolute --git-common-dir); [ -f "$c/shallow" ] && head -n 10000 "$c/shallow"
+echo haves
+git for-each-ref --format='%(objectname)' refs/heads refs/remotes refs/tags | sort -u | head -n "$2"
+exit 0
 """
 
 
@@ -134,46 +256,140 @@ def _sanitise(text: str, auth: GitAuth | None) -> str:
     return envvars.redact(text, auth.secrets() if auth else [])[-2000:]
 
 
+def _config_env(pairs) -> dict[str, str]:
+    """Config as GIT_CONFIG_COUNT/KEY/VALUE variables: command-line scope (it wins over the
+    repository's config and its includes, as `-c` does), and nothing is parsed out of a value."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    return env
+
+
+def _sandbox_env(sandbox: Sandbox, path: str | None, extra_config=(), extra: dict | None = None) -> dict:
+    """The sandbox's command environment without its GIT_* overrides (GIT_DIR, GIT_SSH_COMMAND,
+    GIT_CONFIG_*...), plus SANDBOX_CONFIG."""
+    env = {k: v for k, v in envvars.command_env(sandbox).items() if not k.startswith("GIT_")}
+    pairs = [*SANDBOX_CONFIG, *extra_config, *([("safe.directory", path)] if path else [])]
+    return {**env, **SANDBOX_ENV, **_config_env(pairs), **(extra or {})}
+
+
 def run_git(
     sandbox: Sandbox,
     args: list[str],
     *,
     path: str | None,
-    auth: GitAuth | None = None,
     author: dict | None = None,
     timeout: float | None = None,
     output_limit: int = 4 * 1024 * 1024,
+    extra_config: tuple = (),
 ) -> ExecResult:
-    workdir = path or "/"
-    argv = ["git", "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never"]
-    if path:
-        argv += ["-c", f"safe.directory={path}"]
-    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "", "LC_ALL": "C"}
-    stdin = None
-    if auth and auth.type == "token":
-        argv += ["-c", f"credential.helper={CREDENTIAL_HELPER}"]
-        env |= {"VBX_GIT_TOKEN": auth.token, "VBX_GIT_USERNAME": auth.username or "x-access-token"}
-    argv += args
+    """git as the sandbox user, with hooks, fsmonitor and credential helpers off. No secrets."""
+    argv, extra = ["git", *args], None
     if author is not None:
-        env |= {"VBX_NAME": author["name"], "VBX_EMAIL": author["email"]}
+        extra = {"VBX_NAME": author["name"], "VBX_EMAIL": author["email"]}
         argv = ["sh", "-c", AUTHOR_WRAPPER, "sh", *argv]
-    if auth and auth.type == "ssh":
-        env |= {"VBX_KNOWN_HOSTS": auth.known_hosts, "VBX_STRICT_HOSTS": "yes" if auth.known_hosts else "accept-new"}
-        argv = ["sh", "-c", SSH_WRAPPER, "sh", *argv]
-        stdin = auth.private_key.encode()
+    env = _sandbox_env(sandbox, path, extra_config, extra)
+    return _exec(sandbox, argv, user=sandbox.template.user, env=env, workdir=path or "/", timeout=timeout,
+                 output_limit=output_limit)  # fmt: skip
+
+
+def run_git_script(
+    sandbox: Sandbox, script: str, args: list[str], *, path: str, output_limit: int = 4 * 1024 * 1024
+) -> ExecResult:
+    """A small sh script of git commands, as the sandbox user, with run_git's config."""
+    return _exec(sandbox, ["sh", "-c", script, "sh", *args], user=sandbox.template.user,
+                 env=_sandbox_env(sandbox, path), workdir=path, output_limit=output_limit)  # fmt: skip
+
+
+def _exec(sandbox, argv, *, user, env, workdir="/", stdin=None, timeout=None, output_limit=4 * 1024 * 1024):
     return get_driver().exec(
         sandbox.container_name,
         ExecRequest(
             argv=tuple(argv),
             exec_id=new_execution_id(),
-            env=envvars.command_env(sandbox, env),
-            user=sandbox.template.user,
+            env=env,
+            user=user,
             workdir=workdir,
             stdin=stdin,
             timeout=timeout or settings.VIBEBOX_GIT_TIMEOUT,
             output_limit=output_limit,
         ),
     )
+
+
+def _runner_config(url: str, auth: GitAuth) -> dict[str, str]:
+    """The runner's whole git config, as GIT_CONFIG_COUNT variables (a URL may hold '=', which
+    `-c` would split on)."""
+    pairs = [
+        ("protocol.allow", "never"),
+        *((f"protocol.{scheme}.allow", "always") for scheme in sorted(_SCHEMES)),
+        ("core.hooksPath", "/dev/null"),
+        ("core.fsmonitor", "false"),
+        ("core.askPass", ""),
+        ("core.alternateRefsCommand", "true"),  # never run git in the sandbox's repository
+        ("credential.helper", ""),
+        ("gc.auto", "0"),
+        ("maintenance.auto", "false"),
+        ("advice.defaultBranchName", "false"),
+    ]
+    if auth.type == "token":
+        # Only for the owner's host: the helper is configured for it alone and checks again what
+        # git asks for, so a redirect elsewhere (or any other URL) gets nothing.
+        pairs.append((f"credential.{_origin(url)}.helper", CREDENTIAL_HELPER))
+    return _config_env(pairs)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{_host(url)}"
+
+
+def _host(url: str) -> str:
+    """host[:port] as git's credential protocol says it (IPv6 in brackets)."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _run_runner(sandbox: Sandbox, script: str, args: list[str], *, url: str, auth: GitAuth, state=None):
+    """A credentialed git script as RUNNER_USER; the token travels in the environment the engine
+    gives that process (never argv, never a file), an SSH key through stdin into a private file."""
+    env = _runner_config(url, auth)
+    stdin = None
+    if auth.type == "token":
+        env |= {"VBX_GIT_TOKEN": auth.token, "VBX_GIT_USERNAME": auth.username or "x-access-token",
+                "VBX_GIT_PROTOCOL": urlsplit(url).scheme, "VBX_GIT_HOST": _host(url)}  # fmt: skip
+    else:
+        strict = "yes" if auth.known_hosts else "accept-new"
+        env |= {"VBX_SSH": "1", "VBX_KNOWN_HOSTS": auth.known_hosts, "VBX_STRICT_HOSTS": strict}
+        stdin = auth.private_key.encode()
+    if state is not None:
+        env |= {
+            "VBX_SHALLOW": " ".join(state.shallow),
+            "VBX_HAVES": " ".join(f"{i} {sha}" for i, sha in enumerate(state.haves)),
+        }
+    result = _exec(sandbox, ["sh", "-c", script, "sh", *args], user=RUNNER_USER, env=env, workdir="/", stdin=stdin)
+    first = result.stdout.split(b"\n", 1)[0].decode(errors="replace")
+    return result, (first if _STAGING.match(first) else None)
+
+
+def _from_staging(staging: str) -> list[str]:
+    """Options for the sandbox user's git reading a staging repository (owned by the runner: git
+    refuses another user's repository, and clears config variables for the upload-pack it runs)."""
+    if not _STAGING.match(staging):  # it goes into a command line: only the shape mktemp makes
+        raise errors.GitFailed("Unexpected staging directory.")
+    return ["--upload-pack", f"git -c safe.directory={staging}/r.git upload-pack"]
+
+
+def _trust(staging: str) -> tuple:
+    return (("safe.directory", f"{staging}/r.git"),)
+
+
+def _cleanup(sandbox: Sandbox, staging: str | None) -> None:
+    if not staging:
+        return
+    with contextlib.suppress(errors.ApplicationError):  # else swept by a later credentialed command
+        _exec(sandbox, ["sh", "-c", RUNNER_CLEANUP, "sh", staging], user=RUNNER_USER, env={}, timeout=60)
 
 
 def _check(result: ExecResult, auth: GitAuth | None, failure=errors.GitFailed) -> str:
@@ -189,16 +405,21 @@ def _check(result: ExecResult, auth: GitAuth | None, failure=errors.GitFailed) -
             s in lowered for s in ("authentication failed", "permission denied (publickey", "could not read username")
         ):
             raise errors.GitAuthFailed(message, details={"git": message})
+        if "no user exists for uid" in lowered:
+            message += " (the template's image needs a passwd entry for uid 65534, nobody, for SSH)"
         raise failure(message, details={"git": message})
     return result.stdout.decode(errors="replace")
 
 
-def _git(sandbox, args, *, path, auth=None, author=None, failure=errors.GitFailed) -> str:
-    return _check(run_git(sandbox, args, path=path, auth=auth, author=author), auth, failure)
+def _git(sandbox, args, *, path, author=None, failure=errors.GitFailed, extra_config=()) -> str:
+    return _check(run_git(sandbox, args, path=path, author=author, extra_config=extra_config), None, failure)
 
 
-def _stored_auth(sandbox: Sandbox, path: str) -> GitAuth | None:
-    config = SandboxGitConfig.objects.filter(sandbox=sandbox, path=path).first()
+def _stored(sandbox: Sandbox, path: str) -> SandboxGitConfig | None:
+    return SandboxGitConfig.objects.filter(sandbox=sandbox, path=path).first()
+
+
+def _stored_auth(config: SandboxGitConfig | None) -> GitAuth | None:
     if config is None or not config.auth:
         return None
     return GitAuth(**json.loads(envvars.decrypt(config.auth)))
@@ -206,6 +427,61 @@ def _stored_auth(sandbox: Sandbox, path: str) -> GitAuth | None:
 
 def _head(sandbox: Sandbox, path: str) -> str:
     return _git(sandbox, ["rev-parse", "HEAD"], path=path).strip()
+
+
+@dataclass
+class _RepoState:
+    """What a credentialed pull or push needs to know of the sandbox's repository (which the
+    sandbox controls: every field is checked before use)."""
+
+    head: str
+    common_dir: str
+    branch: str
+    upstream_remote: str
+    upstream_merge: str
+    tracking: str
+    shallow: list[str]
+    haves: list[str]
+
+
+def _inspect(sandbox: Sandbox, target: str, branch: str | None) -> _RepoState:
+    result = run_git_script(sandbox, INSPECT, [branch or "", str(MAX_HAVES)], path=target)
+    text = _check(result, None)
+    lines = text.split("\n")
+    head, common, current, remote, merge, tracking = (lines + [""] * 6)[:6]
+    rest = lines[6:]
+    shallow_at = rest.index("shallow") if "shallow" in rest else len(rest)
+    haves_at = rest.index("haves") if "haves" in rest else len(rest)
+    shallow = [line for line in rest[shallow_at + 1 : haves_at] if _SHA.match(line)]
+    haves = [line for line in rest[haves_at + 1 :] if _SHA.match(line)][:MAX_HAVES]
+    if not common.startswith("/") or len(common) > 4096 or "\0" in common:
+        raise errors.GitFailed("The repository's git directory could not be found.")
+    return _RepoState(
+        head=head if _SHA.match(head) else "",
+        common_dir=posixpath.normpath(common),
+        branch=current if current and _REF.match(current) else "",
+        upstream_remote=remote,
+        upstream_merge=merge,
+        tracking=tracking if _SHA.match(tracking) else "",
+        shallow=shallow,
+        haves=haves,
+    )
+
+
+def _pinned(sandbox: Sandbox, target: str, remote: str, given: GitAuth | None) -> tuple[str, GitAuth] | None:
+    """(URL, credentials) for a credentialed pull or push, or None when there are none. The URL
+    is the one the owner cloned from, whatever the repository's remotes say now."""
+    config = _stored(sandbox, target)
+    credentials = given or _stored_auth(config)
+    if credentials is None:
+        return None
+    if config is None or remote != "origin":
+        raise errors.InvalidGitAuth(
+            "Credentials are only sent to the URL the repository was cloned from through the API "
+            "(its remote 'origin'); clone it through the API first.",
+            details={"path": target, "remote": remote},
+        )
+    return config.repo_url, credentials
 
 
 # ---- operations ----
@@ -239,12 +515,25 @@ def git_clone(
     credentials = parse_auth(auth) if isinstance(auth, dict) else auth
     credentials = credentials or url_auth
     target = repo_path(path)
-    args = ["clone", "--no-hardlinks"]
-    if branch:
-        args += ["--branch", check_ref(branch)]
+    options = ["--branch", check_ref(branch)] if branch else []
     if depth:
-        args += ["--depth", str(int(depth))]
-    _git(sandbox, [*args, "--", clean, target], path=None, auth=credentials, failure=errors.GitCloneFailed)
+        options += ["--depth", str(int(depth))]
+    if credentials is None:  # nothing to hide: the sandbox user clones
+        _git(sandbox, ["clone", "--no-hardlinks", *options, "--", clean, target], path=None,
+             failure=errors.GitCloneFailed)  # fmt: skip
+    else:
+        result, staging = _run_runner(sandbox, RUNNER_CLONE, [clean, *options], url=clean, auth=credentials)
+        try:
+            _check(result, credentials, errors.GitCloneFailed)
+            if staging is None:
+                raise errors.GitCloneFailed("The git command failed to start.")
+            # The sandbox user copies the staged clone (depth: through upload-pack, which keeps it).
+            source = f"file://{staging}/r.git" if depth else f"{staging}/r.git"
+            _git(sandbox, ["clone", "-q", "--no-hardlinks", *_from_staging(staging), *options, "--", source, target],
+                 path=None, failure=errors.GitCloneFailed, extra_config=_trust(staging))  # fmt: skip
+            _git(sandbox, ["remote", "set-url", "origin", clean], path=target)
+        finally:
+            _cleanup(sandbox, staging)
     current = _git(sandbox, ["rev-parse", "--abbrev-ref", "HEAD"], path=target).strip()
     SandboxGitConfig.objects.update_or_create(
         sandbox=sandbox,
@@ -259,19 +548,40 @@ def git_clone(
     return {"path": target, "url": clean, "branch": current, "commit": _head(sandbox, target)}
 
 
-def _auth_for(sandbox, path, auth):
-    return parse_auth(auth) if auth is not None else _stored_auth(sandbox, path)
-
-
 def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None) -> dict:
     require_running(sandbox)
     target = repo_path(path)
-    credentials = _auth_for(sandbox, target, auth)
-    before = _head(sandbox, target)
-    args = ["-c", "pull.rebase=false", "pull", "--no-edit", "--", check_ref(remote, "remote")]
+    check_ref(remote, "remote")
     if branch:
-        args.append(check_ref(branch))
-    _git(sandbox, args, path=target, auth=credentials)
+        check_ref(branch)
+    pinned = _pinned(sandbox, target, remote, parse_auth(auth) if auth is not None else None)
+    before = _head(sandbox, target)
+    if pinned is None:  # no credentials: the sandbox user pulls from its own remote
+        _git(sandbox, ["-c", "pull.rebase=false", "pull", "--no-edit", "--", remote, *([branch] if branch else [])],
+             path=target)  # fmt: skip
+    else:
+        url, credentials = pinned
+        state = _inspect(sandbox, target, branch)
+        if not branch:
+            merge = state.upstream_merge.removeprefix("refs/heads/")
+            if state.upstream_remote != "origin" or not _REF.match(merge):
+                raise errors.GitFailed("The current branch has no upstream on origin; name the branch to pull.")
+            branch = merge
+        result, staging = _run_runner(
+            sandbox, RUNNER_FETCH, [url, state.common_dir, "+refs/heads/*:refs/remotes/origin/*"],
+            url=url, auth=credentials, state=state,
+        )  # fmt: skip
+        try:
+            _check(result, credentials)
+            if staging is None:
+                raise errors.GitFailed("The git command failed to start.")
+            # No credentials from here on: the sandbox user takes what was fetched, and merges.
+            fetch = ["fetch", "-q", "--no-write-fetch-head", *_from_staging(staging), "--", f"{staging}/r.git"]
+            _git(sandbox, [*fetch, "+refs/remotes/origin/*:refs/remotes/origin/*"], path=target,
+                 extra_config=_trust(staging))  # fmt: skip
+        finally:
+            _cleanup(sandbox, staging)
+        _git(sandbox, ["merge", "--no-edit", "--", f"refs/remotes/origin/{branch}"], path=target)
     after = _head(sandbox, target)
     return {"path": target, "before": before, "commit": after, "updated": before != after}
 
@@ -281,17 +591,34 @@ def git_push(
 ) -> dict:
     require_running(sandbox)
     target = repo_path(path)
-    credentials = _auth_for(sandbox, target, auth)
+    check_ref(remote, "remote")
+    pinned = _pinned(sandbox, target, remote, parse_auth(auth) if auth is not None else None)
     branch = check_ref(branch) if branch else _git(sandbox, ["rev-parse", "--abbrev-ref", "HEAD"], path=target).strip()
-    args = ["push", "--porcelain"]
-    if set_upstream:
-        args.append("--set-upstream")
-    if force:
-        args.append("--force-with-lease")
-    _git(
-        sandbox, [*args, "--", check_ref(remote, "remote"), f"HEAD:refs/heads/{branch}"], path=target, auth=credentials
-    )
-    return {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}
+    check_ref(branch)
+    if pinned is None:  # no credentials: the sandbox user pushes to its own remote
+        args = ["push", "--porcelain"] + (["--set-upstream"] if set_upstream else [])
+        args += ["--force-with-lease"] if force else []
+        _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target)
+        return {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}
+    url, credentials = pinned
+    state = _inspect(sandbox, target, branch)
+    if not state.head:
+        raise errors.GitFailed("Nothing to push: the repository has no commit.")
+    options = [f"--force-with-lease=refs/heads/{branch}:{state.tracking}"] if force else []
+    result, staging = _run_runner(
+        sandbox, RUNNER_PUSH, [url, state.common_dir, f"{state.head}:refs/heads/{branch}", *options],
+        url=url, auth=credentials, state=state,
+    )  # fmt: skip
+    try:
+        _check(result, credentials)
+    finally:
+        _cleanup(sandbox, staging)
+    # What `git push` does for the sandbox's own view of the remote.
+    _git(sandbox, ["update-ref", f"refs/remotes/origin/{branch}", state.head], path=target)
+    if set_upstream and state.branch:
+        _git(sandbox, ["config", f"branch.{state.branch}.remote", "origin"], path=target)
+        _git(sandbox, ["config", f"branch.{state.branch}.merge", f"refs/heads/{branch}"], path=target)
+    return {"path": target, "remote": remote, "branch": branch, "commit": state.head}
 
 
 def default_author(user) -> dict:
@@ -374,13 +701,15 @@ def git_status(*, sandbox: Sandbox, path=None) -> dict:
 def git_diff(*, sandbox: Sandbox, path=None, staged: bool = False, file: str | None = None) -> dict:
     require_running(sandbox)
     target = repo_path(path)
-    base = ["diff", "--no-color", "--no-ext-diff"] + (["--cached"] if staged else [])
+    base = ["diff", "--no-color", "--no-ext-diff", "--no-textconv"] + (["--cached"] if staged else [])
     limit = ["--", file] if file else []
     if file is not None and ("\0" in file or file.startswith("-")):
         raise errors.InvalidPath()
-    text_result = run_git(sandbox, [*base, *limit], path=target, output_limit=settings.VIBEBOX_GIT_DIFF_LIMIT)
+    text_result = run_git_script(
+        sandbox, DIFF_SCRIPT, [*base, *limit], path=target, output_limit=settings.VIBEBOX_GIT_DIFF_LIMIT
+    )
     text = _check(text_result, None)
-    numstat = _git(sandbox, [*base, "--numstat", "-z", *limit], path=target)
+    numstat = _check(run_git_script(sandbox, DIFF_SCRIPT, [*base, "--numstat", "-z", *limit], path=target), None)
     files = []
     for record in filter(None, numstat.split("\0")):
         added, deleted, name = [*record.split("\t", 2), "", ""][:3]

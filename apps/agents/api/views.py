@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors as sandbox_selectors
+from apps.sandboxes.api.access import read_guard
 from vibebox.api.schema import error_responses
 
 from .. import asks, changes, selectors, setup
@@ -167,6 +168,7 @@ class SessionDetailView(APIView):
             "askIds": list(session.asks.order_by("started_at").values_list("id", flat=True)),
         }
         if _truthy(request.query_params.get("transcript")):
+            read_guard(request, sandbox)  # reading it needs the sandbox unfrozen, and a read never resumes
             body["transcript"], body["transcriptTruncated"] = selectors.transcript(sandbox, session)
         return Response(body)
 
@@ -191,6 +193,8 @@ class ChangesView(APIView):
             sandbox=sandbox, session_id=params.get("sessionId"), status=None if status == "all" else status
         )
         with_diff = params.get("diff", "true").lower() not in ("0", "false", "no")
+        if with_diff:
+            read_guard(request, sandbox)  # diffs run git in the sandbox; a read never resumes it
         data = [change_body(c, changes.change_diff(sandbox, c) if with_diff else None) for c in found[:100]]
         return Response({"data": data})
 

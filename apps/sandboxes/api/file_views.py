@@ -13,6 +13,7 @@ from apps.sandboxes import execution, files, selectors
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
+from . import access
 from .schema import (
     AUTO_RESUME,
     UPLOAD_RESULT,
@@ -32,9 +33,12 @@ def _flag(request, name: str) -> bool:
 
 
 def _sandbox(request, sandbox_id: str):
-    """The caller's sandbox; `?autoResume=true` resumes it first when it is paused."""
+    """The caller's sandbox; `?autoResume=true` resumes it first when it is paused. A GET only
+    resumes for a key that may write (access.read_guard)."""
     sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
-    if _flag(request, "autoResume"):
+    if request.method in ("GET", "HEAD"):
+        access.read_guard(request, sandbox, auto_resume=_flag(request, "autoResume"))
+    elif _flag(request, "autoResume"):
         execution.require_not_paused(sandbox, auto_resume=True)
     return sandbox
 
@@ -101,7 +105,7 @@ class FilesView(APIView):
             if upload is None:
                 raise errors.ValidationFailed("multipart upload needs a 'file' field.")
             if upload.size > limit:
-                raise errors.PayloadTooLarge(details={"limit": limit})
+                raise errors.RequestTooLarge(details={"limit": limit})
             path = django_request.POST.get("path") or request.query_params.get("path") or upload.name
             if path.endswith("/"):
                 path = posixpath.join(path, posixpath.basename(upload.name))
@@ -118,7 +122,7 @@ class FilesView(APIView):
         if not size:
             raise errors.ValidationFailed("A raw upload needs a Content-Length (or use multipart).")
         if int(size) > limit:
-            raise errors.PayloadTooLarge(details={"limit": limit})
+            raise errors.RequestTooLarge(details={"limit": limit})
         mode = _mode(request.query_params.get("mode"))
         stat = files.file_upload(sandbox=sandbox, path=path, fileobj=django_request, size=int(size), mode=mode)
         return Response(_stat_body(files.resolve(path), stat), status=201)
@@ -145,6 +149,8 @@ class FileView(APIView):
     """GET: download. DELETE: remove. POST files/mkdir and files/move."""
 
     required_scopes = SCOPES
+    # POST is served on files/mkdir and files/move only (their own routes): Allow says so.
+    http_method_names = ["get", "delete", "head", "options"]
 
     @extend_schema(
         operation_id="sandboxes_files_download",
@@ -204,15 +210,10 @@ class FileView(APIView):
 
 class _FileActionView(FileView):
     """POST files/mkdir and files/move, routed apart only so that the schema describes each; FileView
-    does the work (a GET or DELETE there is on a file of that name in /workspace, as anywhere)."""
+    does the work. Only POST: a file named mkdir or move in /workspace is reached by its absolute
+    path (files//workspace/mkdir)."""
 
-    @extend_schema(exclude=True)
-    def get(self, request, sandbox_id, path):
-        return super().get(request, sandbox_id, path)
-
-    @extend_schema(exclude=True)
-    def delete(self, request, sandbox_id, path):
-        return super().delete(request, sandbox_id, path)
+    http_method_names = ["post", "options"]
 
 
 def _file_action(name: str, body, status: int, description: str):

@@ -6,7 +6,7 @@ from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import git, selectors
 from vibebox.api.schema import error_responses
 
-from . import git_schema
+from . import access, git_schema
 from .serializers import (
     GitCheckoutSerializer,
     GitCloneSerializer,
@@ -40,6 +40,7 @@ def _post_view(name: str, serializer_class, call, result):
 def _get_view(name: str, call, result, parameters=()):
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        access.read_guard(request, sandbox)  # a read-only key never resumes a paused sandbox
         return Response(call(sandbox, request.query_params))
 
     get = extend_schema(
