@@ -4,6 +4,7 @@ Each raises ImproperlyConfigured with the variable's name when a value is malfor
 so a typo in the environment stops the server at start instead of misbehaving later.
 """
 
+import ipaddress
 import os
 from urllib.parse import unquote, urlparse
 
@@ -56,6 +57,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_cidrs(name: str) -> list[str]:
+    """A comma-separated list of networks (`10.1.0.0/16`, `fd00::/8`, a bare address), normalised."""
+    try:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in env_list(name, [])]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
 def env_duration(name: str, default: str | float) -> float:

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .env import (
     database_from_url,
     env_bool,
+    env_cidrs,
     env_duration,
     env_float,
     env_int,
@@ -277,6 +278,9 @@ VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
 # Docker networks sandboxes also join (an internal git server, a package mirror). Sandboxes can
 # reach each other on these, so use them only for networks made for this purpose.
 VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
+# Private destinations (CIDRs, IPv4 or IPv6) sandboxes may reach anyway: the firewall rejects the
+# rest of the private, link-local and reserved ranges (apps/sandboxes/runtime/firewall.py).
+VIBEBOX_EGRESS_ALLOW_PRIVATE = env_cidrs("VIBEBOX_EGRESS_ALLOW_PRIVATE")
 
 # The exec agent in each sandbox runs simple commands in milliseconds instead of a Docker exec's tens.
 VIBEBOX_EXEC_AGENT = env_bool("VIBEBOX_EXEC_AGENT", True)

@@ -89,7 +89,14 @@ def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
     network = docker_client.networks.get(f"vibebox-{django_settings.VIBEBOX_INSTANCE}")
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
     bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
-    assert any("-j DROP" in rule for rule in firewall.rules(bridge))
+    chain = [line for line in firewall.rules(bridge) if line.startswith(f"-A {firewall.chain_name(bridge)} ")]
+    assert chain[-1].endswith("-j DROP")
+    # The one exception: the model gateway's port on the gateway's own address (issue 17, item 14).
+    exceptions = [line for line in chain if "--dport" in line]
+    assert exceptions == [
+        f"-A {firewall.chain_name(bridge)} -d {gateway}/32 -p tcp -m tcp "
+        f"--dport {django_settings.VIBEBOX_GATEWAY_PORT} -j RETURN"
+    ]
 
     # A listener on all host interfaces, standing in for VibeBox's own server.
     listener = socket.socket()
@@ -108,20 +115,28 @@ def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
 
 def test_firewall_rules_stay_in_order_when_processes_set_them_at_once(settings):
     """The web server and the model gateway both set a bridge's rules at startup."""
-    bridge = "vbx-race-test"
-    workers = [threading.Thread(target=firewall.isolate_bridge, args=(bridge,)) for _ in range(6)]
+    bridge, gateway = "vbx-race-test", "198.51.100.1"  # a bridge that does not exist; documentation address
+    workers = [threading.Thread(target=firewall.isolate_bridge, args=(bridge, gateway)) for _ in range(6)]
     try:
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        chain = [line for line in firewall.rules(bridge) if line.startswith("-A VIBEBOX")]
+        lines = firewall.rules(bridge)
+        chain = [line for line in lines if line.startswith(f"-A {firewall.chain_name(bridge)} ")]
         assert (
             len(chain) == 3
             and "RELATED,ESTABLISHED" in chain[0]
-            and f"--dport {settings.VIBEBOX_GATEWAY_PORT}" in chain[1]
+            and f"-d {gateway}/32 -p tcp -m tcp --dport {settings.VIBEBOX_GATEWAY_PORT} -j RETURN" in chain[1]
         )
         assert chain[2].endswith("-j DROP")
+        egress = [line for line in lines if line.startswith(f"-A {firewall.egress_chain_name(bridge)} ")]
+        assert "RELATED,ESTABLISHED" in egress[0] and egress[-1].startswith(
+            f"-A {firewall.egress_chain_name(bridge)} -d"
+        )
+        resolvers = [address for address in firewall.host_resolvers() if address.version == 4]
+        assert len(egress) == 1 + 2 * len(resolvers) + len(firewall.PRIVATE_V4)
+        assert len([line for line in lines if line.startswith(("-A INPUT", "-A DOCKER-USER", "-A FORWARD"))]) == 2
     finally:
         firewall.remove_bridge_rules(bridge)
-    assert firewall.rules(bridge) == []
+    assert firewall.rules(bridge) == [] and firewall.rules(bridge, ipv6=True) == []

@@ -43,6 +43,13 @@ def _bridge(network: str) -> str:
     return ("vbx-" + network.removeprefix("vibebox-"))[:15]
 
 
+def _ipv4_gateway(network: dict) -> str | None:
+    for config in (network.get("IPAM") or {}).get("Config") or []:
+        if config.get("Gateway") and ":" not in config["Gateway"]:
+            return config["Gateway"]
+    return None
+
+
 def _labels_filter(labels: dict[str, str]) -> dict:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
@@ -437,18 +444,19 @@ class DockerDriver:
                     )
                 except APIError:  # created concurrently by another process: fine if it exists now
                     self.client.api.inspect_network(name)
-        firewall.isolate_bridge(bridge)
+            gateway = _ipv4_gateway(self.client.api.inspect_network(name))
+        # The model gateway's port is open on that one address only.
+        firewall.isolate_bridge(bridge, gateway)
         self._networks.add(name)
         return bridge
 
     def network_gateway(self, name: str) -> str:
         """The host's address on the network (where sandboxes reach the model gateway)."""
         with self._engine():
-            configs = (self.client.api.inspect_network(name).get("IPAM") or {}).get("Config") or []
-        for config in configs:
-            if config.get("Gateway") and ":" not in config["Gateway"]:
-                return config["Gateway"]
-        raise errors.RuntimeFailure(f"network {name} has no IPv4 gateway")
+            gateway = _ipv4_gateway(self.client.api.inspect_network(name))
+        if gateway is None:
+            raise errors.RuntimeFailure(f"network {name} has no IPv4 gateway")
+        return gateway
 
     # ---- images ----
 

@@ -1,20 +1,38 @@
-"""Host firewall rules that keep sandboxes away from the host's own ports.
+"""Host firewall rules for sandbox bridges: no way into the host, no way to private networks.
 
-Docker's bridge networks let containers open connections to the host's addresses on the
-bridge (its gateway), and so to any service listening on all interfaces, VibeBox's own
-server included. For each sandbox bridge we add, in a chain of our own jumped to from
-INPUT, a rule that drops new connections arriving from that bridge (replies to connections
-the host opened stay allowed), except to the model gateway's port when there is one (the one
-service of VibeBox's that sandboxes use: docs/claude.md). Traffic to the internet goes through FORWARD and is not
-touched here.
+Docker's bridge networks let containers
+- open connections to every address of the host (the bridge's gateway first), so to any service
+  listening on all interfaces, VibeBox's own server included: that traffic goes through INPUT;
+- reach anything the host routes to, private networks and link-local addresses included (the
+  cloud metadata service at 169.254.169.254, the host's LAN, a VPN): that goes through FORWARD.
+
+For each sandbox bridge, two chains of ours, for IPv4 (iptables) and IPv6 (ip6tables, when
+present):
+- `VIBEBOX-<bridge>`, jumped to from INPUT for traffic arriving from the bridge: replies to
+  connections the host opened pass, new connections are dropped, except to the model gateway's
+  port on the gateway's own address (the one service of VibeBox's that sandboxes use:
+  docs/claude.md);
+- `VIBEBOX-OUT-<bridge>`, jumped to for forwarded traffic entering from the bridge, from
+  DOCKER-USER (the chain Docker jumps to first from FORWARD and never rewrites, so the rules
+  survive a dockerd restart and the network being re-created; FORWARD itself when Docker has no
+  DOCKER-USER, as for IPv6 without Docker's ip6tables support): replies pass, then the operator's
+  allow-list (VIBEBOX_EGRESS_ALLOW_PRIVATE) and DNS to the host's resolvers return to Docker's
+  rules, and new connections to private, link-local, loopback, CGNAT, multicast and reserved
+  destinations are rejected. Public addresses stay reachable. Traffic leaving through another
+  bridge (VIBEBOX_EXTRA_NETWORKS) enters from that bridge, not the sandbox bridge: not touched.
+
+Each chain is replaced in one iptables-restore transaction, so a rebuild never leaves it open.
 """
 
 import contextlib
 import fcntl
+import ipaddress
+import json
 import logging
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -22,26 +40,93 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 LOCK_PATH = Path(tempfile.gettempdir()) / "vibebox-firewall.lock"
 
+# Destinations sandboxes may not open connections to (unless allow-listed). Documentation ranges
+# (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not listed: no private
+# service lives there, and test networks use them for public stand-ins.
+PRIVATE_V4 = (
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # RFC 1918
+    "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local: cloud metadata (169.254.169.254)
+    "172.16.0.0/12",  # RFC 1918
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.168.0.0/16",  # RFC 1918
+    "198.18.0.0/15",  # benchmarking (RFC 2544)
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, broadcast
+)
+PRIVATE_V6 = (
+    "::/128",  # unspecified
+    "::1/128",  # loopback
+    "::ffff:0:0/96",  # IPv4-mapped
+    "64:ff9b:1::/48",  # local-use NAT64 (may translate to private IPv4)
+    "100::/64",  # discard
+    "fc00::/7",  # unique local (fd00:ec2::254: cloud metadata over IPv6)
+    "fe80::/10",  # link-local
+    "fec0::/10",  # site-local (deprecated)
+    "ff00::/8",  # multicast
+)
+# Where Docker's embedded DNS gets its upstream servers (it forwards a container's queries from
+# the container's namespace, so through FORWARD: a private resolver must stay reachable on 53).
+RESOLV_CONF_PATHS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+@dataclass(frozen=True)
+class Family:
+    version: int
+    binary: str
+    reject: str  # the ICMP answer for rejected connections: "administratively prohibited"
+    private: tuple[str, ...]
+
+    @property
+    def restore(self) -> str:
+        return self.binary + "-restore"
+
+
+IPV4 = Family(4, "iptables", "icmp-admin-prohibited", PRIVATE_V4)
+IPV6 = Family(6, "ip6tables", "icmp6-adm-prohibited", PRIVATE_V6)
+
 
 def chain_name(bridge: str) -> str:
     return f"VIBEBOX-{bridge}"[:28]
 
 
+def egress_chain_name(bridge: str) -> str:
+    return f"VIBEBOX-OUT-{bridge}"[:28]
+
+
+def _run(family: Family, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([family.binary, "-w", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
 def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=check, timeout=30)
+    return _run(IPV4, *args, check=check)
 
 
-def isolate_bridge(bridge: str) -> bool:
-    """Installs (idempotently) the rules for one bridge. False when they could not be set."""
+def _families() -> list[Family]:
+    found = [family for family in (IPV4, IPV6) if shutil.which(family.binary) and shutil.which(family.restore)]
+    return found
+
+
+def isolate_bridge(bridge: str, gateway: str | None = None) -> bool:
+    """Installs (idempotently) the rules for one bridge; `gateway`: the host's address on it,
+    where sandboxes reach the model gateway. False when they could not be set."""
     if not settings.VIBEBOX_FIREWALL:
         return False
     if shutil.which("iptables") is None:
-        logger.warning("iptables not found: sandboxes on %s can reach the host's ports", bridge)
+        logger.warning("iptables not found: sandboxes on %s can reach the host and private networks", bridge)
         return False
-    chain = chain_name(bridge)
+    families = _families()
+    if IPV6 not in families:
+        logger.warning("ip6tables not found: IPv6 traffic from %s is not filtered", bridge)
     try:
+        allowed = allowed_private()
+        resolvers = host_resolvers()
         with _rules_lock():
-            _rebuild(bridge, chain)
+            for family in families:
+                _rebuild(family, bridge, gateway_addresses(gateway, family), allowed, resolvers)
         return True
     except (subprocess.SubprocessError, OSError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
@@ -61,33 +146,114 @@ def _rules_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _rebuild(bridge: str, chain: str) -> None:
-    if _iptables("-n", "-L", chain, check=False).returncode != 0:
-        _iptables("-N", chain)
-    _iptables("-F", chain)
-    _iptables("-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN")
+def allowed_private() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """VIBEBOX_EGRESS_ALLOW_PRIVATE as networks (settings has validated them)."""
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.VIBEBOX_EGRESS_ALLOW_PRIVATE]
+
+
+def gateway_addresses(gateway: str | None, family: Family) -> list[str]:
+    """Where sandboxes may reach the gateway's port: the bridge's gateway, and the address the
+    gateway is told to listen on when that is one address (not 0.0.0.0 or ::)."""
+    found = []
+    for candidate in (gateway, settings.VIBEBOX_GATEWAY_HOST):
+        try:
+            address = ipaddress.ip_address(candidate or "")
+        except ValueError:
+            continue
+        if address.version == family.version and not address.is_unspecified and str(address) not in found:
+            found.append(str(address))
+    return found
+
+
+def host_resolvers() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The DNS servers Docker's embedded DNS forwards to (loopback ones are used from the host's
+    own namespace and need nothing)."""
+    names: list[str] = []
+    for path in RESOLV_CONF_PATHS:
+        with contextlib.suppress(OSError):
+            for line in Path(path).read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    names.append(fields[1])
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        names += [str(name) for name in json.loads(Path(DOCKER_DAEMON_JSON).read_text()).get("dns") or []]
+    found = []
+    for name in names:
+        try:
+            address = ipaddress.ip_address(name.split("%", 1)[0])
+        except ValueError:
+            continue
+        if not address.is_loopback and address not in found:
+            found.append(address)
+    return found
+
+
+def _forward_parent(family: Family) -> str:
+    """DOCKER-USER when Docker made it (its documented place for rules of ours), else FORWARD."""
+    return "DOCKER-USER" if _run(family, "-n", "-L", "DOCKER-USER", check=False).returncode == 0 else "FORWARD"
+
+
+def _rebuild(family: Family, bridge: str, gateways: list[str], allowed: list, resolvers: list) -> None:
+    inbound, outbound = chain_name(bridge), egress_chain_name(bridge)
+    established = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"]
+    # A declared chain is made, or emptied when it exists (--noflush leaves every other chain alone).
+    rules = [[f":{inbound}", "-", "[0:0]"], [f":{outbound}", "-", "[0:0]"]]
+    rules += [["-F", inbound], ["-A", inbound, *established]]
+    if family is IPV6:  # neighbour discovery: IPv6 on the bridge needs it
+        rules.append(["-A", inbound, "-p", "ipv6-icmp", "-j", "RETURN"])
     if settings.VIBEBOX_GATEWAY_PORT:
-        _iptables("-A", chain, "-p", "tcp", "--dport", str(settings.VIBEBOX_GATEWAY_PORT), "-j", "RETURN")
-    _iptables("-A", chain, "-j", "DROP")
-    if _iptables("-C", "INPUT", "-i", bridge, "-j", chain, check=False).returncode != 0:
-        _iptables("-I", "INPUT", "1", "-i", bridge, "-j", chain)
+        port = str(settings.VIBEBOX_GATEWAY_PORT)
+        rules += [["-A", inbound, "-d", address, "-p", "tcp", "--dport", port, "-j", "RETURN"] for address in gateways]
+    rules.append(["-A", inbound, "-j", "DROP"])
+
+    rules += [["-F", outbound], ["-A", outbound, *established]]
+    rules += [["-A", outbound, "-d", str(net), "-j", "RETURN"] for net in allowed if net.version == family.version]
+    for resolver in resolvers:
+        if resolver.version == family.version:
+            rules += [
+                ["-A", outbound, "-d", str(resolver), "-p", proto, "--dport", "53", "-j", "RETURN"]
+                for proto in ("udp", "tcp")
+            ]
+    reject = ["-j", "REJECT", "--reject-with", family.reject]
+    rules += [["-A", outbound, "-d", cidr, *reject] for cidr in family.private]
+
+    jumps = [("INPUT", inbound), (_forward_parent(family), outbound)]
+    for parent, chain in jumps:
+        if _run(family, "-C", parent, "-i", bridge, "-j", chain, check=False).returncode != 0:
+            rules.append(["-I", parent, "1", "-i", bridge, "-j", chain])
+    payload = "*filter\n" + "".join(" ".join(rule) + "\n" for rule in rules) + "COMMIT\n"
+    subprocess.run(
+        [family.restore, "-w", "--noflush"], input=payload, capture_output=True, text=True, check=True, timeout=30
+    )
 
 
-def rules(bridge: str) -> list[str]:
-    """The rules in force for a bridge (`iptables -S` lines), for checks and diagnostics."""
-    chain = chain_name(bridge)
-    result = _iptables("-S", chain, check=False)
-    jump = [line for line in _iptables("-S", "INPUT", check=False).stdout.splitlines() if f"-j {chain}" in line]
-    return jump + result.stdout.splitlines()
+def rules(bridge: str, *, ipv6: bool = False) -> list[str]:
+    """The rules in force for a bridge (`iptables -S` lines: the jumps to our chains, then the
+    chains), for checks and diagnostics."""
+    family = IPV6 if ipv6 else IPV4
+    chains = (chain_name(bridge), egress_chain_name(bridge))
+    lines = []
+    for parent in ("INPUT", "DOCKER-USER", "FORWARD"):
+        listed = _run(family, "-S", parent, check=False).stdout.splitlines()
+        lines += [line for line in listed if any(line.endswith(f"-j {chain}") for chain in chains)]
+    for chain in chains:
+        lines += _run(family, "-S", chain, check=False).stdout.splitlines()
+    return lines
 
 
 def remove_bridge_rules(bridge: str) -> None:
     """Removes the rules of a bridge that is gone (a throwaway instance's)."""
     if not settings.VIBEBOX_FIREWALL or shutil.which("iptables") is None:
         return
-    chain = chain_name(bridge)
     with _rules_lock():
-        while _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False).returncode == 0:
-            pass
-        _iptables("-F", chain, check=False)
-        _iptables("-X", chain, check=False)
+        for family in _families():
+            for parent, chain in (
+                ("INPUT", chain_name(bridge)),
+                ("DOCKER-USER", egress_chain_name(bridge)),
+                ("FORWARD", egress_chain_name(bridge)),
+            ):
+                while _run(family, "-D", parent, "-i", bridge, "-j", chain, check=False).returncode == 0:
+                    pass
+            for chain in (chain_name(bridge), egress_chain_name(bridge)):
+                _run(family, "-F", chain, check=False)
+                _run(family, "-X", chain, check=False)
