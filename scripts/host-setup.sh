@@ -37,6 +37,7 @@ declare -A PKG_FOR=(
     [containerd]=containerd
     [runc]=runc
     [iptables]=iptables
+    [ip]=iproute2
     [redis-server]=redis-server
     [redis-cli]=redis-tools
     [debootstrap]=debootstrap
@@ -48,8 +49,9 @@ ensure_packages() {
     local missing=() cmd
     # dockerd only matters when no engine answers already (e.g. remote
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
-    local cmds=(redis-cli debootstrap curl python3)
-    if ! docker_ok; then cmds+=(dockerd containerd runc iptables); fi
+    # iptables (with ip6tables and *-restore): the sandbox firewall; ip: the egress tests' namespaces.
+    local cmds=(redis-cli debootstrap curl python3 iptables ip)
+    if ! docker_ok; then cmds+=(dockerd containerd runc); fi
     if ! have redis-server && ! redis_ok; then cmds+=(redis-server); fi
     for cmd in "${cmds[@]}"; do
         have "$cmd" || missing+=("${PKG_FOR[$cmd]}")
