@@ -160,6 +160,7 @@ def live_server(**extra_env):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "VIBEBOX_PORT": str(port),  # as the Procfile passes it: the server's own origins derive from it
         **extra_env,
     }
     web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))

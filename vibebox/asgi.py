@@ -7,21 +7,34 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
+from apps.sandboxes.consumers.base import Refusal  # noqa: E402
+from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
 from vibebox.mcp_http import endpoint as mcp_endpoint  # noqa: E402
 from vibebox.mcp_http import is_mcp_path  # noqa: E402
+from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
 from vibebox.routing import websocket_urlpatterns  # noqa: E402
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Browsers always send Origin: it must be one of our hosts (no cross-site use of a session).
-    Agents and SDKs send none; they authenticate with a key, which no other site can use."""
+class OriginGuard:
+    """Browsers always send Origin: it must be one of ours, scheme, host and port alike (no
+    cross-site use of a session; vibebox/origins.py). Agents and SDKs send none; they authenticate
+    with a key, which no other site can use. A foreign origin is refused with 403 (4403)."""
 
-    def valid_origin(self, parsed_origin):
-        return parsed_origin is None or self.validate_origin(parsed_origin)
+    def __init__(self, app):
+        self.app = app
+        allowed_origins()  # a malformed VIBEBOX_ALLOWED_ORIGINS stops the server at start
+
+    async def __call__(self, scope, receive, send):
+        foreign = [origin for origin in origins_of(scope) if not origin_allowed(origin)]
+        if not foreign:
+            return await self.app(scope, receive, send)
+        error = errors.PermissionDenied(
+            "WebSockets from this origin are not allowed (VIBEBOX_ALLOWED_ORIGINS).",
+            details={"origin": foreign[0][:200]},
+        )
+        return await Refusal.as_asgi(error=error)(scope, receive, send)
 
 
 class HttpRouter:
@@ -37,11 +50,9 @@ class HttpRouter:
             await self.django_app(scope, receive, send)
 
 
-allowed_origins = ["*"] if settings.DEBUG else settings.ALLOWED_HOSTS
-
 application = ProtocolTypeRouter(
     {
         "http": HttpRouter(BodyLimitMiddleware(django_asgi_app)),
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins),
+        "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -374,4 +374,14 @@ VIBEBOX_WS_QUEUE_MESSAGES = env_int("VIBEBOX_WS_QUEUE_MESSAGES", 256)  # per cli
 VIBEBOX_WS_SLOW_CLIENT_SECONDS = env_duration("VIBEBOX_WS_SLOW_CLIENT_SECONDS", "10s")
 VIBEBOX_TERMINAL_IDLE_TIMEOUT = env_duration("VIBEBOX_TERMINAL_IDLE_TIMEOUT", "30m")
 VIBEBOX_PROCESS_BUFFER = env_size("VIBEBOX_PROCESS_BUFFER", "1m")  # output kept for reattaching
+VIBEBOX_PROCESS_KEEP = env_duration("VIBEBOX_PROCESS_KEEP", "10m")  # a finished process's output, in memory
+# Per user, across web processes (apps/sandboxes/limits.py): 429 too_many_streams past these.
+VIBEBOX_MAX_STREAMS_PER_OWNER = env_int("VIBEBOX_MAX_STREAMS_PER_OWNER", 100)  # WebSocket connections
+VIBEBOX_MAX_TERMINALS_PER_OWNER = env_int("VIBEBOX_MAX_TERMINALS_PER_OWNER", 32)
+VIBEBOX_MAX_PROCESSES_PER_OWNER = env_int("VIBEBOX_MAX_PROCESSES_PER_OWNER", 32)
+# Open streams re-check their key or session this often (revocation, logout...): at most 5 s.
+VIBEBOX_WS_RECHECK_SECONDS = min(env_duration("VIBEBOX_WS_RECHECK_SECONDS", "3s"), 5.0)
+VIBEBOX_WS_MAX_MESSAGE = env_size("VIBEBOX_WS_MAX_MESSAGE", "16m")  # a client's message; uvicorn's --ws-max-size
+# Full origins (scheme://host:port) whose pages may open WebSockets; default: the server's own.
+VIBEBOX_ALLOWED_ORIGINS = env_list("VIBEBOX_ALLOWED_ORIGINS", [])
 VIBEBOX_EVENTS_KEPT = env_int("VIBEBOX_EVENTS_KEPT", 1000)  # lifecycle events kept per sandbox

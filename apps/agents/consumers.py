@@ -53,6 +53,8 @@ def _backlog(sandbox, ask_id: str) -> list[dict]:
 
 class ClaudeConsumer(BaseConsumer):
     required_scopes = [SANDBOXES_READ]
+    outbox: Outbox | None = None
+    group: str | None = None
 
     async def setup(self):
         self.sandbox = await self.get_sandbox()
@@ -85,7 +87,7 @@ class ClaudeConsumer(BaseConsumer):
             await self._send(message["event"])
 
     async def disconnect(self, code):
-        if hasattr(self, "group"):
+        if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        if hasattr(self, "outbox"):
+        if self.outbox is not None:
             self.outbox.cancel()

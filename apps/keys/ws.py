@@ -5,7 +5,11 @@ A key comes in the `Authorization: Bearer` header (agents, SDKs) or as the subpr
 session cookie (Channels' AuthMiddlewareStack puts them in scope["user"]).
 """
 
+from importlib import import_module
+
+from channels.auth import get_user
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from vibebox import exceptions as errors
 
@@ -60,3 +64,35 @@ async def authenticate(scope, needed: list[str]) -> tuple[object, ApiKey | None,
     if user is not None and user.is_authenticated:
         return user, None, None
     raise errors.NotAuthenticated()
+
+
+@database_sync_to_async
+def _key_problem(key_id: str, needed: list[str]) -> errors.ApplicationError | None:
+    key = ApiKey.objects.select_related("user").filter(pk=key_id).first()
+    if key is None or not key.is_active():
+        return errors.InvalidApiKey("The API key was revoked or has expired.")
+    if not key.user.is_active:
+        return errors.InvalidApiKey("The API key's user was deactivated.")
+    missing = [scope_name for scope_name in needed if scope_name not in key.scopes]
+    if missing:
+        return errors.InsufficientScope(details={"required": needed, "missing": missing})
+    return None
+
+
+async def recheck(scope, user, key: ApiKey | None, needed: list[str]) -> errors.ApplicationError | None:
+    """Why a connection authenticated earlier may no longer go on, or None: its key was revoked,
+    expired or lost a scope it needs; its session was logged out, expired or invalidated (a
+    password change); its user was deactivated. Reads the database and the session store afresh."""
+    if key is not None:
+        return await _key_problem(key.pk, needed)
+    session = scope.get("session")
+    session_key = getattr(session, "session_key", None)
+    if not session_key:
+        return errors.NotAuthenticated("The session ended.")
+    # A fresh store: the scope's session was loaded once, at connect. channels' get_user checks
+    # the session's auth hash and that the user is still active, as Django's does for a request.
+    fresh = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    current = await get_user({"session": fresh})
+    if not current.is_authenticated or current.pk != user.pk:
+        return errors.NotAuthenticated("The session was logged out or has expired.")
+    return None

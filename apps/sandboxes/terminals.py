@@ -14,6 +14,8 @@ process the terminal started (they carry VIBEBOX_EXEC_ID=<session id>, like exec
 The registry lives in this process, on the event loop that opened each session: VibeBox's web
 server is one uvicorn process. Serving from several processes would need attaches routed to the
 process holding the session (sticky routing by session id, or a relay over the channel layer).
+The per-user cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is counted in Redis by
+apps/sandboxes/limits.py, so it already holds across processes.
 """
 
 import asyncio
@@ -28,7 +30,7 @@ from django.conf import settings
 from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
 
-from . import activity, envvars, execution
+from . import activity, envvars, execution, limits
 from .models import Sandbox, new_execution_id
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import KILLER, MARKER_ENV, WRAPPER
@@ -36,7 +38,6 @@ from .runtime.scripts import KILLER, MARKER_ENV, WRAPPER
 logger = logging.getLogger(__name__)
 
 SHELLS = ("bash", "sh", "zsh", "fish", "dash")  # a missing one falls back to sh
-MAX_SESSIONS_PER_OWNER = 32
 READ_BYTES = 16 * 1024
 FRAME_BYTES = 64 * 1024  # queued output is joined into frames up to about this size
 REPLAY_BYTES = 64 * 1024  # recent output shown to a client that attaches later
@@ -103,8 +104,9 @@ class Client:
 
 
 class Session:
-    def __init__(self, session_id: str, spec: Spec, handle, *, shell: str, cols: int, rows: int):
+    def __init__(self, session_id: str, spec: Spec, handle, *, shell: str, cols: int, rows: int, slot=None):
         self.id = session_id
+        self.slot = slot  # this session's place in the owner's terminal limit
         self.spec = spec
         self.handle = handle
         self.shell = shell
@@ -237,6 +239,8 @@ class Session:
         await asyncio.shield(self.closing)
 
     def _hang_up(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
         self.handle.close()
         try:
             get_driver().exec(
@@ -255,22 +259,25 @@ class Session:
 
 async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client) -> Session:
     """Starts a shell with `client` attached (so it sees the first prompt)."""
-    if sum(1 for s in _sessions.values() if s.spec.owner_id == spec.owner_id) >= MAX_SESSIONS_PER_OWNER:
-        raise errors.QuotaExceeded(f"At most {MAX_SESSIONS_PER_OWNER} terminals can be open at once.")
+    slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
     argv = ("sh", "-c", WRAPPER, "sh", "sh", "-c", START, "sh", str(cols), str(rows), shell)
-    handle = await asyncio.to_thread(
-        get_driver().open_tty,
-        spec.container,
-        argv=argv,
-        env=env,
-        user=spec.user,
-        workdir=spec.workdir,
-        cols=cols,
-        rows=rows,
-    )
-    session = Session(session_id, spec, handle, shell=shell, cols=cols, rows=rows)
+    try:
+        handle = await asyncio.to_thread(
+            get_driver().open_tty,
+            spec.container,
+            argv=argv,
+            env=env,
+            user=spec.user,
+            workdir=spec.workdir,
+            cols=cols,
+            rows=rows,
+        )
+    except BaseException:
+        slot.release()
+        raise
+    session = Session(session_id, spec, handle, shell=shell, cols=cols, rows=rows, slot=slot)
     _sessions[session_id] = session
     session.attach(client)
     session.start()

@@ -8,6 +8,7 @@ import time
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import Client
 
 from apps.sandboxes import files
@@ -62,7 +63,8 @@ def urls(sandbox_id: str) -> dict[str, tuple[str, str]]:
 def session_communicator(client: Client, path: str) -> WebsocketCommunicator:
     """A WebSocket on the real ASGI app carrying the dashboard's session cookie, as a browser would."""
     cookie = f"sessionid={client.cookies['sessionid'].value}"
-    headers = [(b"host", b"testserver"), (b"origin", b"http://testserver"), (b"cookie", cookie.encode())]
+    origin = f"http://testserver:{settings.VIBEBOX_PORT}".encode()  # the page's full origin (vibebox/origins.py)
+    headers = [(b"host", b"testserver"), (b"origin", origin), (b"cookie", cookie.encode())]
     return WebsocketCommunicator(application, path, headers=headers)
 
 
@@ -226,7 +228,7 @@ def test_upload_bad_input_changes_nothing(browser, sandbox, settings):
     big = io.BytesIO(b"too big")
     big.name = "big.txt"
     response = browser.post(upload, {"dir": "/workspace", "file": big}, HTTP_ACCEPT="application/json")
-    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
     tmp = io.BytesIO(b"x")
     tmp.name = "x.txt"
     response = browser.post(upload, {"dir": "/tmp", "file": tmp}, HTTP_ACCEPT="application/json")

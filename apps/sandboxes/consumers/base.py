@@ -1,44 +1,157 @@
-"""The shared base of VibeBox's WebSocket consumers: authentication, lookups, refusals.
+"""The shared base of VibeBox's WebSocket consumers: authentication, lookups, refusals, limits,
+re-checks, and a clean end whenever the connection ends.
 
 A refused connection is closed before it is accepted, with a close code that mirrors the HTTP
-status (4401, 4403, 4404, 4409...). Where the server supports the ASGI `websocket.http.response`
-extension, the client gets a real HTTP answer with the usual error envelope instead.
+status (4401, 4403, 4404, 4409, 4429...). Where the server supports the ASGI
+`websocket.http.response` extension, the client gets a real HTTP answer with the usual error
+envelope instead.
+
+Every connection holds one of its user's VIBEBOX_MAX_STREAMS_PER_OWNER slots (apps/sandboxes/
+limits.py) while it is open. Once accepted, a watchdog re-checks the key or session every
+VIBEBOX_WS_RECHECK_SECONDS (at most 5) and closes the connection when it no longer may go on:
+4401 for a revoked or expired key, a logged-out session or a deactivated user, 4403 for a scope
+that was taken away; the close reason is the error code.
+
+A connection can end at any point (before it was accepted, while it is being refused, mid-
+stream): all the state `disconnect` and background tasks look at exists from the start, sends
+after the end are dropped, and the clean-up runs exactly once, even when the consumer's task is
+cancelled.
 """
 
+import asyncio
 import json
-import time
+import logging
 
-from channels.db import database_sync_to_async
+from channels.db import aclose_old_connections, database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from apps.keys.ws import authenticate
+from apps.keys.ws import authenticate, recheck
 from vibebox import exceptions as errors
+from vibebox import safejson
 from vibebox.api.errors import envelope
 
-from .. import selectors
+from .. import limits, selectors
+
+logger = logging.getLogger(__name__)
 
 CLOSE_BASE = 4000
-RECHECK_SECONDS = 30
+ENDING_MESSAGES = ("websocket.close", "websocket.http.response.body")
+
+
+def close_code(exc: errors.ApplicationError) -> int:
+    return CLOSE_BASE + exc.status
+
+
+def error_message(exc: errors.ApplicationError) -> dict:
+    error = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        error["details"] = exc.details
+    return {"type": "error", "error": error}
+
+
+def invalid_json() -> errors.ApplicationError:
+    """A client message that is not JSON, or nests too deep (the HTTP API's code for such a body)."""
+    return errors.InvalidJson("The message is not valid JSON, or nests too deep.")
+
+
+def parse_json(data: str | bytes):
+    """A client's JSON message, parsed with a depth limit; InvalidJson when it does not parse."""
+    try:
+        return safejson.loads(data)
+    except ValueError:  # including safejson.TooDeep and undecodable bytes
+        raise invalid_json() from None
 
 
 class BaseConsumer(AsyncWebsocketConsumer):
     required_scopes: list[str] = []
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Everything disconnect() and the background tasks look at, before anything can fail.
+        self.user = None
+        self.key = None
+        self.ended = False  # closed by either side, or refused: nothing more goes out
+        self.revoked = False
+        self._accepted = False
+        self._slot: limits.Slot | None = None
+        self._watchdog: asyncio.Task | None = None
+        self._cleaned_up = False
+
+    async def __call__(self, scope, receive, send):
+        async def guarded_send(message):
+            if self.ended:
+                return  # the connection is over: a late send from a background task is dropped
+            if message["type"] in ENDING_MESSAGES:
+                self.ended = True
+            try:
+                await send(message)
+            except OSError:  # uvicorn's ClientDisconnected: the client left meanwhile
+                self.ended = True
+                if not self._accepted:
+                    raise  # during the handshake the server expects it back (and ends the app quietly)
+                return
+            if message["type"] == "websocket.accept":
+                self._accepted = True
+
+        try:
+            await super().__call__(scope, receive, guarded_send)
+        finally:
+            await self._cleanup(1006)
+
+    # ---- the connection's life ----
+
     async def connect(self):
         try:
             self.user, self.key, subprotocol = await authenticate(self.scope, self.required_scopes)
+            self._slot = await asyncio.to_thread(limits.acquire, limits.STREAMS, self.user.pk)
             await self.setup()
         except errors.ApplicationError as exc:
+            self._release_slot()
             await self.refuse(exc)
             return
         await self.accept(subprotocol)
-        await self.started()
+        if self.ended:  # the client left during the handshake
+            return
+        self._watchdog = asyncio.ensure_future(self._watch())
+        try:
+            await self.started()
+        except errors.ApplicationError as exc:  # e.g. the sandbox went away meanwhile
+            await self.send_error(exc)
+            await self.close(code=close_code(exc), reason=exc.code)
 
     async def setup(self):
         """Look things up and check them before the connection is accepted."""
 
     async def started(self):
         """Called once accepted."""
+
+    async def disconnect(self, code):
+        """Let go of what the connection holds; called once, however the connection ended."""
+
+    async def websocket_disconnect(self, message):
+        self.ended = True
+        await self._cleanup(message.get("code", 1006))
+        await aclose_old_connections()
+        raise StopConsumer()
+
+    async def _cleanup(self, code):
+        if self._cleaned_up:
+            return
+        self._cleaned_up = True
+        self.ended = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        try:
+            await self.disconnect(code)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self):
+        slot, self._slot = self._slot, None
+        if slot is not None:  # a Redis call: off the event loop, and never cancelled halfway
+            asyncio.get_running_loop().run_in_executor(None, slot.release)
 
     async def refuse(self, exc: errors.ApplicationError):
         if "websocket.http.response" in (self.scope.get("extensions") or {}):
@@ -53,21 +166,45 @@ class BaseConsumer(AsyncWebsocketConsumer):
             )
             await self.base_send({"type": "websocket.http.response.body", "body": body})
             return
-        await self.close(code=CLOSE_BASE + exc.status)
+        await self.close(code=close_code(exc))
+
+    # ---- re-checks ----
+
+    async def _watch(self):
+        """Closes the connection once its key or session may no longer be used (see the module)."""
+        while not self.ended:
+            await asyncio.sleep(settings.VIBEBOX_WS_RECHECK_SECONDS)
+            try:
+                problem = await recheck(self.scope, self.user, self.key, self.required_scopes)
+            except Exception as exc:  # the database is busy or away: try again next time
+                logger.warning("websocket re-check failed: %s", exc)
+                continue
+            if problem is not None and not self.ended:
+                self.revoked = True
+                logger.info("closing %s: %s", self.scope.get("path"), problem.code)
+                await self.close(code=close_code(problem), reason=problem.code)
+                return
 
     async def still_allowed(self) -> bool:
-        """Re-checks, at most every RECHECK_SECONDS, that the key is still valid; closes if not."""
-        if self.key is None:
-            return True
-        now = time.monotonic()
-        if now - getattr(self, "_checked_at", 0.0) < RECHECK_SECONDS:
-            return True
-        self._checked_at = now
-        key = await database_sync_to_async(lambda: type(self.key).objects.filter(pk=self.key.pk).first())()
-        if key is None or not key.is_active():
-            await self.close(code=CLOSE_BASE + 401)
-            return False
-        return True
+        """False once the watchdog found the key or session no longer valid (or the socket ended)."""
+        return not (self.revoked or self.ended)
+
+    # ---- messages ----
+
+    async def websocket_receive(self, message):
+        if self.revoked or self.ended:
+            return  # nothing more from a connection that is being closed
+        data = message.get("text") if message.get("text") is not None else message.get("bytes") or b""
+        limit = settings.VIBEBOX_WS_MAX_MESSAGE
+        if limit and len(data) > limit:
+            exc = errors.RequestTooLarge(f"A message is at most {limit} bytes.", details={"limit": limit})
+            await self.send_json(error_message(exc))
+            await self.close(code=close_code(exc), reason=exc.code)
+            return
+        await super().websocket_receive(message)
+
+    async def send_error(self, exc: errors.ApplicationError):
+        await self.send_json(error_message(exc))
 
     async def get_sandbox(self):
         ref = self.scope["url_route"]["kwargs"]["sandbox_id"]
@@ -81,3 +218,18 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
         values = parse_qs(self.scope.get("query_string", b"").decode()).get(name)
         return values[-1] if values else default
+
+
+class Refusal(BaseConsumer):
+    """Refuses every connection with `error` (an ApplicationError), as BaseConsumer refuses: used
+    in front of the routes (vibebox/asgi.py's origin check)."""
+
+    channel_layer_alias = "none"  # not a configured layer: a refusal needs no Redis channel
+    error: errors.ApplicationError | None = None
+
+    def __init__(self, *args, error: errors.ApplicationError | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.error = error
+
+    async def connect(self):
+        await self.refuse(self.error or errors.PermissionDenied())

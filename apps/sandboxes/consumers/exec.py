@@ -1,5 +1,5 @@
 import asyncio
-import json
+import logging
 
 from asgiref.sync import sync_to_async
 
@@ -9,9 +9,10 @@ from vibebox.units import parse_duration
 
 from .. import execution
 from ..runtime.base import ExecControl
-from .base import BaseConsumer
+from .base import BaseConsumer, close_code, error_message, parse_json
 from .streams import Outbox
 
+logger = logging.getLogger(__name__)
 SIGNALS = {"INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT"}
 START_FIELDS = {"command", "cwd", "env", "timeout", "user"}
 
@@ -25,22 +26,27 @@ class ExecConsumer(BaseConsumer):
     """
 
     required_scopes = [EXECUTE]
+    sandbox = None
+    control: ExecControl | None = None
+    task: asyncio.Future | None = None
+    outbox: Outbox | None = None
 
     async def setup(self):
         self.sandbox = await self.get_sandbox()
-        self.control = None
-        self.task = None
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
-            message = json.loads(text_data or (bytes_data or b"").decode())
-            if not isinstance(message, dict):
-                raise ValueError
-        except ValueError:
+            message = parse_json(text_data if text_data is not None else bytes_data or b"")
+        except errors.ApplicationError as exc:
+            await self._error(exc)
+            return
+        if not isinstance(message, dict):
             await self._error(errors.ValidationFailed("Messages are JSON objects."))
             return
         if self.task is None:
             await self._start(message)
+        elif self.task.done():
+            return  # the command has ended (its exit is on its way); its control is closed
         elif message.get("type") == "stdin" and isinstance(message.get("data"), str):
             self.control.write(message["data"].encode())
         elif message.get("type") == "close_stdin":
@@ -92,19 +98,25 @@ class ExecConsumer(BaseConsumer):
         try:
             outcome = task.result()
         except errors.ApplicationError as exc:
-            await self.outbox.put("json", {"type": "error", "error": {"code": exc.code, "message": exc.message}})
+            await self.outbox.put("json", error_message(exc))
             await self.outbox.finish()
-            await self.close(code=4000 + exc.status)
+            await self.close(code=close_code(exc))
+            return
+        except Exception:
+            logger.exception("exec %s: the command's stream failed", self.sandbox.id)
+            await self.outbox.put("json", error_message(errors.ApplicationError()))
+            await self.outbox.finish()
+            await self.close(code=1011)
             return
         await self.outbox.put("json", execution.outcome_summary(outcome))
         await self.outbox.finish()
         await self.close(code=1000)
 
     async def _error(self, exc: errors.ApplicationError):
-        await self.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        await self.send_json(error_message(exc))
 
     async def disconnect(self, code):
-        if self.control is not None:
+        if self.control is not None and (self.task is None or not self.task.done()):
             self.control.signal("KILL")  # the client left: the command does not outlive it
-        if getattr(self, "outbox", None):
+        if self.outbox is not None:
             self.outbox.cancel()

@@ -17,6 +17,10 @@ class LogsConsumer(BaseConsumer):
     """WS /ws/sandboxes/{id}/logs?since=1h&tail=100&stdout=1&stderr=1&follow=1"""
 
     required_scopes = [SANDBOXES_READ]
+    sandbox = None
+    outbox: Outbox | None = None
+    group: str | None = None
+    followers: tuple | list = ()
 
     async def setup(self):
         self.sandbox = await self.get_sandbox()
@@ -60,11 +64,11 @@ class LogsConsumer(BaseConsumer):
             await self.outbox.put("json", events.as_log_line(message["event"]))
 
     async def disconnect(self, code):
-        for handle in getattr(self, "followers", []):
+        for handle in self.followers:
             await asyncio.to_thread(handle.close)
-        if hasattr(self, "group"):
+        if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        if hasattr(self, "outbox"):
+        if self.outbox is not None:
             self.outbox.cancel()
 
 
@@ -72,6 +76,8 @@ class ActivityConsumer(BaseConsumer):
     """WS /ws/activity: the caller's own events, as the webhooks will deliver them."""
 
     required_scopes = [SANDBOXES_READ]
+    outbox: Outbox | None = None
+    group: str | None = None
 
     async def started(self):
         self.outbox = Outbox(self)
@@ -83,7 +89,7 @@ class ActivityConsumer(BaseConsumer):
             await self.outbox.put("json", message["event"])
 
     async def disconnect(self, code):
-        if hasattr(self, "group"):
+        if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        if hasattr(self, "outbox"):
+        if self.outbox is not None:
             self.outbox.cancel()

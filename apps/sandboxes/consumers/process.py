@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -14,13 +15,15 @@ class ProcessConsumer(BaseConsumer):
     (as much as is kept), then live, then {type: "exit", ...}. Leaving does not stop the command."""
 
     required_scopes = [EXECUTE]
+    process: processes.Process | None = None
+    pump: asyncio.Future | None = None
 
     async def setup(self):
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.VIBEBOX_WS_QUEUE_MESSAGES)
+        self.loop = asyncio.get_running_loop()
         sandbox = await self.get_sandbox()
         process_id = self.scope["url_route"]["kwargs"]["process_id"]
         self.process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=process_id)
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.VIBEBOX_WS_QUEUE_MESSAGES)
-        self.loop = asyncio.get_running_loop()
 
     def _listener(self, item):  # called from the process's thread: never block it
         def put():
@@ -30,7 +33,8 @@ class ProcessConsumer(BaseConsumer):
                 self.process.detach(self._listener)
                 self.loop.create_task(self.close(code=4008))
 
-        self.loop.call_soon_threadsafe(put)
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is listening
+            self.loop.call_soon_threadsafe(put)
 
     async def started(self):
         backlog, dropped, exit_info = self.process.attach(self._listener)
@@ -57,7 +61,7 @@ class ProcessConsumer(BaseConsumer):
         await self.close(code=1000)
 
     async def disconnect(self, code):
-        if hasattr(self, "process"):
+        if self.process is not None:
             self.process.detach(self._listener)
-        if getattr(self, "pump", None):
+        if self.pump is not None:
             self.pump.cancel()

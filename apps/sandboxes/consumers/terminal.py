@@ -12,16 +12,16 @@ dropped with 4008. Refusals close with 4000 + the HTTP status (4401, 4403, 4404,
 
 import asyncio
 import contextlib
-import json
 
 from channels.db import database_sync_to_async
 from django.urls import path
 
 from apps.keys.scopes import EXECUTE
 from vibebox import exceptions as errors
+from vibebox import safejson
 
 from .. import execution, terminals
-from .base import BaseConsumer
+from .base import BaseConsumer, error_message, invalid_json
 
 DEFAULT_SHELL = "bash"
 MAX_SIZE = 1000  # columns or rows
@@ -45,11 +45,13 @@ def _parse_shell(value: str) -> str:
 
 def _parse_control(text: str) -> dict | None:
     """A text frame holding a JSON object with a known `type` is a control message; any other
-    text is keystrokes."""
+    text is keystrokes. JSON nested too deep is refused (invalid_json), not typed."""
     if not text.startswith("{"):
         return None
     try:
-        message = json.loads(text)
+        message = safejson.loads(text)
+    except safejson.TooDeep:
+        raise invalid_json() from None
     except ValueError:
         return None
     if not isinstance(message, dict):
@@ -129,7 +131,7 @@ class TerminalConsumer(BaseConsumer):
             else:
                 await self.session.write(control["data"].encode())
         except errors.ApplicationError as exc:
-            await self.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+            await self.send_json(error_message(exc))
 
     async def _dropped(self, code: int):
         """The session let go of this client (it stopped reading)."""

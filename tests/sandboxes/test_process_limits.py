@@ -1,0 +1,185 @@
+"""Background processes are forgotten after VIBEBOX_PROCESS_KEEP (their record still answers),
+and each user's background processes, streams and terminals are capped (429 too_many_streams
+over REST, 4429 for a WebSocket, HTTP 429 from a live server). Real containers, Redis, uvicorn."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from apps.sandboxes import limits, processes
+from tests.conftest import live_server
+from vibebox.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def communicator(path: str, secret: str) -> WebsocketCommunicator:
+    return WebsocketCommunicator(
+        application, path, headers=[(b"host", b"testserver"), (b"authorization", f"Bearer {secret}".encode())]
+    )
+
+
+async def receive_until(comm, predicate, timeout=30.0) -> list[dict]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        output = await comm.receive_output(timeout=max(0.1, deadline - time.monotonic()))
+        if output["type"] == "websocket.close":
+            seen.append({"type": "__closed__", "code": output.get("code")})
+            return seen
+        message = json.loads(output["text"]) if output.get("text") else {"bytes": output.get("bytes")}
+        seen.append(message)
+        if predicate(message):
+            return seen
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture
+def sandbox_id(create_sandbox):
+    return create_sandbox(template="python-3")["id"]
+
+
+def start(client, sandbox_id, command, expect=202):
+    response = client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": command, "background": True}, format="json"
+    )
+    assert response.status_code == expect, response.content
+    return response.json()
+
+
+def test_finished_process_is_forgotten_and_answered_from_its_record(api_client, api_key, sandbox_id, settings):
+    settings.VIBEBOX_PROCESS_KEEP = 0.5
+    process_id = start(api_client, sandbox_id, "echo kept-out; echo kept-err >&2; exit 3")["processId"]
+    assert wait_for(lambda: processes._registry[process_id].exit is not None)
+    time.sleep(1)
+    start(api_client, sandbox_id, "true")  # any use of the registry sweeps it
+    assert process_id not in processes._registry
+
+    async def attach():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/processes/{process_id}", api_key[1])
+        assert (await comm.connect(timeout=30))[0]
+        messages = await receive_until(comm, lambda m: m.get("type") == "exit")
+        await comm.disconnect()
+        return messages
+
+    messages = async_to_sync(attach)()
+    assert {"type": "stdout", "data": "kept-out\n"} in messages
+    assert {"type": "stderr", "data": "kept-err\n"} in messages
+    assert messages[-1]["exitCode"] == 3 and messages[-1]["status"] == "failed"
+    assert messages[-1]["executionId"] == process_id
+    killed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{process_id}/kill")
+    assert killed.status_code == 200, killed.content
+    assert killed.json()["running"] is False and killed.json()["exit"]["exitCode"] == 3
+    # still a 404 for what never was
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill").status_code == 404
+
+
+def test_background_processes_are_capped_per_owner(api_client, outsider, client_for, create_sandbox, settings):
+    settings.VIBEBOX_MAX_PROCESSES_PER_OWNER = 2
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    first = start(api_client, sandbox_id, "sleep 300")["processId"]
+    start(api_client, sandbox_id, "sleep 300")
+    refused = start(api_client, sandbox_id, "sleep 300", expect=429)
+    assert refused["error"]["code"] == "too_many_streams"
+    assert refused["error"]["details"] == {"kind": "processes", "limit": 2, "current": 2}
+    # another user has slots of their own
+    outsider_client = client_for(outsider)
+    theirs = create_sandbox(client=outsider_client, template="python-3")["id"]
+    start(outsider_client, theirs, "true")
+    # a process that ends gives its slot back
+    api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{first}/kill")
+    assert wait_for(lambda: processes._registry[first].exit is not None)
+    start(api_client, sandbox_id, "sleep 300")
+    assert start(api_client, sandbox_id, "sleep 300", expect=429)["error"]["details"]["current"] == 2
+
+
+def test_streams_are_capped_per_owner_and_freed_on_close(api_key, owner, outsider, make_key, settings):
+    settings.VIBEBOX_MAX_STREAMS_PER_OWNER = 2
+    outsider_key = make_key(outsider)[1]
+
+    async def scenario():
+        first = communicator("/ws/activity", api_key[1])
+        second = communicator("/ws/activity", api_key[1])
+        assert (await first.connect(timeout=10))[0] and (await second.connect(timeout=10))[0]
+        third = communicator("/ws/activity", api_key[1])
+        assert await third.connect(timeout=10) == (False, 4429)
+        await third.disconnect()
+        theirs = communicator("/ws/activity", outsider_key)  # counted for its own user
+        assert (await theirs.connect(timeout=10))[0]
+        await theirs.disconnect()
+        await first.disconnect()
+        # the slot comes back once the stream closed
+        deadline = time.monotonic() + 30
+        while await asyncio.to_thread(limits.current, limits.STREAMS, owner.pk) >= 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        again = communicator("/ws/activity", api_key[1])
+        assert (await again.connect(timeout=10))[0]
+        await again.disconnect()
+        await second.disconnect()
+
+    async_to_sync(scenario)()
+    assert wait_for(lambda: limits.current(limits.STREAMS, owner.pk) == 0)
+
+
+def test_terminals_are_capped_per_owner(api_key, sandbox_id, settings):
+    settings.VIBEBOX_MAX_TERMINALS_PER_OWNER = 1
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+
+    async def scenario():
+        first = communicator(path, api_key[1])
+        assert (await first.connect(timeout=30))[0]
+        session = (await receive_until(first, lambda m: m.get("type") == "session"))[-1]
+        second = communicator(path, api_key[1])
+        assert await second.connect(timeout=30) == (False, 4429)
+        await second.disconnect()
+        # joining the open session opens no terminal
+        joined = communicator(f"{path}?session={session['sessionId']}", api_key[1])
+        assert (await joined.connect(timeout=30))[0]
+        await joined.disconnect()
+        await first.disconnect()  # the last client: the session ends, its slot comes back
+        deadline = time.monotonic() + 30
+        while True:
+            again = communicator(path, api_key[1])
+            connected, code = await again.connect(timeout=30)
+            if connected:
+                break
+            assert code == 4429 and time.monotonic() < deadline
+            await again.disconnect()
+            await asyncio.sleep(0.2)
+        await again.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_live_server_answers_429_with_details(transactional_db, api_key):
+    with live_server(VIBEBOX_MAX_STREAMS_PER_OWNER="1") as (url, _pid):
+        base = url.replace("http", "ws")
+        headers = {"Authorization": f"Bearer {api_key[1]}"}
+
+        async def scenario():
+            held = await connect(f"{base}/ws/activity", additional_headers=headers)
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(f"{base}/ws/activity", additional_headers=headers)
+            await held.close()
+            return refused.value.response
+
+        response = async_to_sync(scenario)()
+        assert response.status_code == 429
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "too_many_streams"
+        assert error["details"] == {"kind": "streams", "limit": 1, "current": 1}
