@@ -400,6 +400,7 @@ const BY_STATUS: Record<number, ErrorClass> = {
   403: PermissionDeniedError,
   404: NotFoundError,
   405: NotSupportedError,
+  too_many_streams: RateLimitError, // too many open streams, terminals or background processes
   409: ConflictError,
   413: PayloadTooLargeError,
   422: GitError,

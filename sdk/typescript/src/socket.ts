@@ -12,8 +12,10 @@ import {
   ConnectionError,
   NotFoundError,
   PermissionDeniedError,
+  RateLimitError,
   SandboxNotFoundError,
   SandboxNotRunningError,
+  ValidationError,
   VibeBoxError,
   fromPayload,
 } from './errors.js';
@@ -28,6 +30,8 @@ const CLOSE_CODES: Record<number, new (message: string, options?: { status?: num
   4403: PermissionDeniedError,
   4404: SandboxNotFoundError,
   4409: SandboxNotRunningError,
+  4413: ValidationError, // a message above the server's limit
+  4429: RateLimitError, // too many open streams
 };
 
 /**

@@ -258,6 +258,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "ask_running": AskRunningError,
     "no_pending_changes": NoPendingChangesError,
     "merge_conflict": MergeConflictError,
+    "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

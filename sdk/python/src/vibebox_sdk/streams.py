@@ -28,6 +28,8 @@ CLOSE_CODES: dict[int, type[errors.VibeBoxError]] = {
     4403: errors.PermissionDeniedError,
     4404: errors.SandboxNotFoundError,
     4409: errors.SandboxNotRunningError,
+    4413: errors.ValidationError,  # a message above the server's limit
+    4429: errors.RateLimitError,  # too many open streams
     4502: errors.ServerError,
     4503: errors.ServiceUnavailableError,
 }
