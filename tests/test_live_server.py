@@ -89,4 +89,4 @@ def test_oversized_upload_is_refused_before_the_body_is_read(live_server_url, ap
         raise AssertionError("expected 413")
     except urllib.error.HTTPError as exc:
         assert exc.code == 413
-        assert json.load(exc)["error"]["code"] == "payload_too_large"
+        assert json.load(exc)["error"]["code"] == "request_too_large"

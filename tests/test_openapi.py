@@ -362,3 +362,36 @@ def test_other_answers_and_errors_match_their_schemas(check, api_key, templates)
     check("get", "/api/v1/pools", 403)
     anonymous = Checker(check.doc, APIClient())
     anonymous("get", "/api/v1/sandboxes", 401)
+
+
+def test_the_document_states_the_ranges_and_patterns_the_server_enforces(doc, settings):
+    """Issue 17, item 19: what the server accepts is what the document says (schemathesis checks
+    it both ways in tests/test_schema_fuzz.py)."""
+    from vibebox.units import DURATION_PATTERN, SIZE_PATTERN
+
+    exec_body = component(
+        doc, doc["paths"][f"{SANDBOX}/exec"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    )
+    number, text = exec_body["properties"]["timeout"]["oneOf"]
+    assert number["minimum"] == 0 and number["maximum"] == settings.VIBEBOX_EXEC_MAX_TIMEOUT
+    assert text["pattern"] == DURATION_PATTERN
+    create = component(doc, "SandboxCreateRequest")["properties"]
+    zero, paused, _ = create["autoPause"]["oneOf"]
+    assert zero["enum"] == [0] and paused["minimum"] == settings.VIBEBOX_AUTO_PAUSE_MIN
+    assert create["timeout"]["oneOf"][0]["maximum"] == settings.VIBEBOX_MAX_TIMEOUT
+    assert create["name"]["pattern"].startswith("^(?!sbx_)")
+    assert create["metadata"]["maxProperties"] == settings.VIBEBOX_METADATA_MAX_KEYS
+    resources = component(doc, "ResourcesInputRequest")["properties"]
+    assert resources["cpu"]["maximum"] == settings.VIBEBOX_MAX_CPU and resources["cpu"]["minimum"] == 0.01
+    memory, memory_text = resources["memory"]["oneOf"]
+    assert (memory["minimum"], memory["maximum"]) == (settings.VIBEBOX_MIN_MEMORY, settings.VIBEBOX_MAX_MEMORY)
+    assert memory_text["pattern"] == SIZE_PATTERN
+    key = component(doc, "ApiKeyCreateRequest")["properties"]
+    assert key["rateLimit"]["pattern"].startswith("^([1-9][0-9]{0,6}/")
+    assert key["expiresIn"]["oneOf"][0]["maximum"] == 10 * 365 * 86400
+    limit, offset = (
+        next(p for p in doc["paths"]["/api/v1/sandboxes"]["get"]["parameters"] if p["name"] == name)["schema"]
+        for name in ("limit", "offset")
+    )
+    assert (limit["minimum"], limit["maximum"], offset["minimum"]) == (1, 500, 0)
+    assert set(doc["paths"][f"{SANDBOX}/files/{{path}}"]) == {"get", "delete"}

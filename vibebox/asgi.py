@@ -52,7 +52,8 @@ class HttpRouter:
 
 application = ProtocolTypeRouter(
     {
-        "http": HttpRouter(BodyLimitMiddleware(django_asgi_app)),
+        # The body limit comes first: it covers Django and /mcp alike (vibebox/bodylimit.py).
+        "http": BodyLimitMiddleware(HttpRouter(django_asgi_app)),
         "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,11 +1,68 @@
-"""Answers 413 for oversized uploads before the body is read (Django would spool it first)."""
+"""Request-body limit for every HTTP request, enforced on the bytes as they arrive.
+
+Django's ASGI handler (and the MCP app) read the whole body before a view runs, so a limit
+checked in a view comes too late: a 60 MB body is already in memory or spooled to disk. This
+ASGI middleware sits in front of both. A declared `Content-Length` above the limit is answered
+413 at once, without reading a byte; a body without one (chunked) is counted as it streams in,
+and the first chunk past the limit ends it: the app sees the client go away (it never gets a
+truncated body) and the caller gets `413 request_too_large`.
+
+Uploads (the API's `POST …/files` and the dashboard's upload) have VIBEBOX_UPLOAD_MAX_BYTES,
+everything else VIBEBOX_REQUEST_MAX_BYTES.
+"""
 
 import json
 import re
+import secrets
 
 from django.conf import settings
 
-UPLOAD_PATH = re.compile(r"^/api/v1/sandboxes/[^/]+/files/?$")
+UPLOAD_PATHS = (
+    re.compile(r"^/api/v1/sandboxes/[^/]+/files/?$"),
+    re.compile(r"^/sandboxes/[^/]+/files/upload/?$"),
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def limit_for(method: str, path: str) -> int:
+    if method == "POST" and any(pattern.match(path) for pattern in UPLOAD_PATHS):
+        return settings.VIBEBOX_UPLOAD_MAX_BYTES
+    return settings.VIBEBOX_REQUEST_MAX_BYTES
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _request_id(scope) -> str:
+    incoming = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+    return incoming if _REQUEST_ID.match(incoming) else "req_" + secrets.token_hex(8)
+
+
+async def send_too_large(scope, send, limit: int) -> None:
+    request_id = _request_id(scope)
+    body = json.dumps(
+        {
+            "error": {
+                "code": "request_too_large",
+                "message": f"The request body is too large (at most {limit} bytes).",
+                "details": {"limit": limit},
+            },
+            "requestId": request_id,
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        # The rest of the body is never read, so the connection cannot carry another request.
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:
@@ -13,22 +70,39 @@ class BodyLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and UPLOAD_PATH.match(scope["path"]):
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            limit = settings.VIBEBOX_UPLOAD_MAX_BYTES
-            if length and length.isdigit() and int(length) > limit:
-                body = json.dumps(
-                    {
-                        "error": {
-                            "code": "payload_too_large",
-                            "message": "The request body is too large.",
-                            "details": {"limit": limit},
-                        },
-                        "requestId": "",
-                    }
-                ).encode()
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 413, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = limit_for(scope["method"], scope["path"])
+        length = (_header(scope, b"content-length") or b"").strip()
+        if length.isdigit() and int(length) > limit:
+            await send_too_large(scope, send, limit)
+            return
+
+        received = 0
+        over = False
+        started = False
+
+        async def counting_receive():
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # The app must not see a truncated body as a whole one: to it, the client left.
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if over and not started:
+                return  # whatever the app answers to a body it never got whole; ours follows
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+        if over and not started:
+            await send_too_large(scope, send, limit)

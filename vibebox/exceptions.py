@@ -38,7 +38,7 @@ ValidationFailed = error("validation_error", 400, "The request is invalid.")
 UnknownField = error("unknown_field", 400, "The request has fields this endpoint does not accept.")
 InvalidDuration = error("invalid_duration", 400, "Invalid duration.")
 InvalidSize = error("invalid_size", 400, "Invalid size.")
-MalformedRequest = error("malformed_request", 400, "The request body is not valid JSON.")
+InvalidJson = error("invalid_json", 400, "The request body is not valid JSON.")
 NotAuthenticated = error("not_authenticated", 401, "Authentication credentials were not provided.")
 InvalidApiKey = error("invalid_api_key", 401, "The API key is invalid, expired or revoked.")
 PermissionDenied = error("permission_denied", 403, "You do not have permission to do this.")
@@ -88,7 +88,7 @@ FileNotFound = error("file_not_found", 404, "No such file or directory in the sa
 FilePermissionDenied = error("file_permission_denied", 403, "Permission denied inside the sandbox.")
 PathNotWritable = error("path_not_writable", 403, "The sandbox user cannot write there.")
 FileConflict = error("file_conflict", 409, "The file operation conflicts with what is there.")
-PayloadTooLarge = error("payload_too_large", 413, "The request body is too large.")
+RequestTooLarge = error("request_too_large", 413, "The request body is too large.")
 
 # Git.
 GitCloneFailed = error("git_clone_failed", 422, "Cloning the repository failed.")

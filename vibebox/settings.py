@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_CLASSES": ["apps.keys.throttles.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["vibebox.api.parsers.JSONParser"],  # with a nesting limit
     "DEFAULT_PAGINATION_CLASS": "vibebox.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -337,6 +337,11 @@ VIBEBOX_EXEC_STORED_OUTPUT = env_size("VIBEBOX_EXEC_STORED_OUTPUT", "64k")
 VIBEBOX_EXEC_STDIN_LIMIT = env_size("VIBEBOX_EXEC_STDIN_LIMIT", "10m")
 VIBEBOX_CODE_LIMIT = env_size("VIBEBOX_CODE_LIMIT", "5m")
 VIBEBOX_UPLOAD_MAX_BYTES = env_size("VIBEBOX_UPLOAD_MAX_BYTES", "5g")
+# Every other request body (vibebox/bodylimit.py counts the bytes as they arrive): room for a
+# 10 MiB stdin or 5 MiB of code even when JSON escaping doubles their size.
+VIBEBOX_REQUEST_MAX_BYTES = env_size("VIBEBOX_REQUEST_MAX_BYTES", "32m")
+# Django's own check on the bodies it reads whole (DRF's JSON parser, forms): the same limit, not 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = VIBEBOX_REQUEST_MAX_BYTES
 VIBEBOX_FILE_LIST_LIMIT = env_int("VIBEBOX_FILE_LIST_LIMIT", 10000)
 # Key for secrets at rest (env values, later stored credentials); default: derived from the secret key.
 VIBEBOX_ENCRYPTION_KEY = env_str("VIBEBOX_ENCRYPTION_KEY") or SECRET_KEY

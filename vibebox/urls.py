@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("apps.dashboard.urls")),
 ]
 
+handler400 = "vibebox.api.errors.handler400"
 handler404 = "vibebox.api.errors.handler404"
 handler500 = "vibebox.api.errors.handler500"

@@ -195,7 +195,7 @@ def agent_tasks_add(*, run: AgentRun, tasks: list[dict]) -> list[AgentTask]:
 def _check_result(result) -> None:
     size = len(json.dumps(result, separators=(",", ":")).encode())
     if size > RESULT_MAX_BYTES:
-        raise errors.PayloadTooLarge(
+        raise errors.RequestTooLarge(
             f"result: at most {RESULT_MAX_BYTES} bytes of JSON.",
             details={"field": "result", "limit": RESULT_MAX_BYTES, "size": size},
         )

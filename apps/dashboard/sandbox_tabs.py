@@ -206,7 +206,7 @@ def sandbox_files_upload(request, sandbox_id):
         names = []
         for upload in uploads:
             if upload.size > settings.VIBEBOX_UPLOAD_MAX_BYTES:
-                raise errors.PayloadTooLarge(details={"limit": settings.VIBEBOX_UPLOAD_MAX_BYTES})
+                raise errors.RequestTooLarge(details={"limit": settings.VIBEBOX_UPLOAD_MAX_BYTES})
             name = _clean_name(posixpath.basename(upload.name or ""))
             files.file_upload(sandbox=sandbox, path=posixpath.join(directory, name), fileobj=upload, size=upload.size)
             names.append(name)

@@ -205,7 +205,7 @@ def sandbox_exec(
         raise errors.ValidationFailed("command has a NUL byte.")
     data = stdin.encode() if stdin is not None else None
     if data is not None and len(data) > settings.VIBEBOX_EXEC_STDIN_LIMIT:
-        raise errors.PayloadTooLarge("stdin is too large.")
+        raise errors.RequestTooLarge("stdin is too large.")
     require_running(sandbox, auto_resume=auto_resume)
     secrets = envvars.secret_values(sandbox)
     execution, result = _run(
@@ -281,7 +281,7 @@ def sandbox_execute(
     if not code.strip():
         raise errors.ValidationFailed("code is empty.")
     if len(code.encode()) > settings.VIBEBOX_CODE_LIMIT:
-        raise errors.PayloadTooLarge("code is too large.")
+        raise errors.RequestTooLarge("code is too large.")
     require_running(sandbox, auto_resume=auto_resume)
     chosen = choose_language(sandbox, code, language)
     execution_id = new_execution_id()

@@ -135,7 +135,7 @@ def copy_limited(source, destination, limit: int) -> int:
     while chunk := source.read(tarstream.CHUNK):
         total += len(chunk)
         if total > limit:
-            raise errors.PayloadTooLarge(details={"limit": limit})
+            raise errors.RequestTooLarge(details={"limit": limit})
         destination.write(chunk)
     return total
 

@@ -18,7 +18,7 @@ def parse_since(value: str | None) -> float | None:
         return None
     try:
         number = float(value)
-        if number > 1e9:  # a timestamp
+        if 1e9 < number < 1e11:  # a timestamp (inf, nan and year 5000 are not)
             return number
     except ValueError:
         pass
@@ -31,7 +31,7 @@ def parse_since(value: str | None) -> float | None:
 def parse_tail(value: str | None) -> int | None:
     if value in (None, "", "all"):
         return None
-    if not str(value).isdigit():
+    if not (str(value).isascii() and str(value).isdigit()):  # "²".isdigit() too
         raise errors.ValidationFailed("tail is a number of lines.")
     return min(int(value), 100_000)
 

@@ -208,7 +208,7 @@ def test_task_result_and_error_limits(api_client, run):
     fits = "x" * (64 * 1024 - 2)  # with its quotes: exactly 64 KiB of JSON
     assert patch_task(api_client, run, task, result=fits)["result"] == fits
     response = api_client.patch(url, {"result": "x" * (64 * 1024), "status": "completed"}, format="json")
-    assert response.status_code == 413 and code(response) == "payload_too_large"
+    assert response.status_code == 413 and code(response) == "request_too_large"
     assert response.json()["error"]["details"]["limit"] == 64 * 1024
     response = api_client.patch(url, {"error": "e" * 10_001}, format="json")
     assert response.status_code == 400 and code(response) == "validation_error"

@@ -47,7 +47,7 @@ def test_bad_input(api_client, nothing_left, body, status, code):
 
 def test_malformed_json(api_client, nothing_left):
     response = api_client.post("/api/v1/sandboxes", "{not json", content_type="application/json")
-    assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_request"
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     nothing_left()
 
 

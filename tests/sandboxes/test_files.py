@@ -161,7 +161,7 @@ def test_pax_long_and_non_ascii_names_land_under_the_target(api_client, sandbox_
 def test_oversize_upload_is_413(api_client, sandbox_id, settings):
     settings.VIBEBOX_UPLOAD_MAX_BYTES = 1000
     response = raw_upload(api_client, sandbox_id, "big.bin", b"x" * 1001)
-    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
     archive = make_tar([("big.bin", os.urandom(5000), 0o644)])
     response = raw_upload(api_client, sandbox_id, "d", archive, content_type="application/gzip")
     assert response.status_code == 413

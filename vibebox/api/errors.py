@@ -2,7 +2,9 @@
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -21,7 +23,7 @@ _DRF_CODES = {
     drf.NotAcceptable: app.NotAcceptable,
     drf.UnsupportedMediaType: app.UnsupportedMediaType,
     drf.Throttled: app.RateLimited,
-    drf.ParseError: app.MalformedRequest,
+    drf.ParseError: app.InvalidJson,
 }
 
 
@@ -59,7 +61,24 @@ def _validation_response(exc: drf.ValidationError) -> Response:
     return Response(envelope(code, message, {"fields": fields}), status=400)
 
 
+def too_large_error(exc) -> app.ApplicationError:
+    """Django's own refusals of a request it reads whole (its body, form or query fields)."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return app.RequestTooLarge(f"The request body is too large (at most {limit} bytes).", details={"limit": limit})
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return app.RequestTooLarge(f"The request has too many files (at most {limit}).", details={"maxFiles": limit})
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    return app.RequestTooLarge(f"The request has too many fields (at most {limit}).", details={"maxFields": limit})
+
+
+TOO_LARGE = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, TOO_LARGE):
+        exc = too_large_error(exc)
     if isinstance(exc, app.ApplicationError):
         return Response(envelope(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers)
     if isinstance(exc, Http404):
@@ -93,6 +112,19 @@ def handler404(request, exception=None):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+def handler400(request, exception=None):
+    """Django answers 400 for a SuspiciousOperation outside DRF (the dashboard's forms, the CSRF
+    check reading one): a body, form or query string above Django's limits is a 413 here."""
+    if isinstance(exception, TOO_LARGE):
+        error = too_large_error(exception)
+        return JsonResponse(envelope(error.code, error.message, error.details), status=error.status)
+    if _is_api(request):
+        return JsonResponse(envelope("validation_error", "Bad request."), status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
 
 
 def handler500(request):

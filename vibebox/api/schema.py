@@ -8,8 +8,9 @@ from drf_spectacular.plumbing import get_doc, is_serializer
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from vibebox.api.serializers import StrictSerializer
+from vibebox.api.serializers import StrictSerializer, limit_value
 from vibebox.exceptions import ERROR_CODES
+from vibebox.units import DURATION_MAX, DURATION_PATTERN, SIZE_MAX, SIZE_PATTERN
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
@@ -95,8 +96,9 @@ def _json() -> dict:
 # ---- custom fields ----
 
 
-def _number_or_text(target: str, *, number: str, minimum: int, unit: str, units: str, example: str):
-    """The extension of a field taking a number or a human string ("30m", "512m"), answered as a number."""
+def _number_or_text(target: str, *, number: str, unit: str, units: str, pattern: str, cap: int, example: str):
+    """The extension of a field taking a number or a human string ("30m", "512m"), answered as a
+    number: the number's range is the field's own (the string's cannot be said in a schema)."""
 
     class Extension(OpenApiSerializerFieldExtension):
         target_class = target
@@ -105,20 +107,37 @@ def _number_or_text(target: str, *, number: str, minimum: int, unit: str, units:
         def map_serializer_field(self, auto_schema, direction):
             if direction == "response":
                 return {"type": number, "description": unit}
-            text = {"type": "string", "description": f"A number and a unit: {units}.", "example": example}
-            return {"oneOf": [{"type": number, "minimum": minimum, "description": unit}, text]}
+            field = self.target
+            minimum, maximum = limit_value(field.minimum), limit_value(field.maximum) or cap
+            text = {"type": "string", "pattern": pattern, "description": f"A number and a unit: {units}.",
+                    "example": example}  # fmt: skip
+            numbers = [{"type": number, "minimum": minimum, "maximum": maximum, "description": unit}]
+            if getattr(field, "zero_allowed", False) and minimum > 0:
+                numbers.insert(0, {"type": number, "enum": [0], "description": "0: see the field's description."})
+            return {"oneOf": [*numbers, text]}
 
     return Extension
 
 
 DurationFieldExtension = _number_or_text(
-    "vibebox.api.serializers.DurationField", number="number", minimum=0, unit="Seconds.", units="ms, s, m, h, d, w",
-    example="30m",
+    "vibebox.api.serializers.DurationField", number="number", unit="Seconds.", units="ms, s, m, h, d, w",
+    pattern=DURATION_PATTERN, cap=DURATION_MAX, example="30m",
 )  # fmt: skip
 SizeFieldExtension = _number_or_text(
-    "vibebox.api.serializers.SizeField", number="integer", minimum=1, unit="Bytes.", units="k, m, g, t (binary)",
-    example="512m",
+    "vibebox.api.serializers.SizeField", number="integer", unit="Bytes.", units="k, m, g, t (binary)",
+    pattern=SIZE_PATTERN, cap=SIZE_MAX, example="512m",
 )  # fmt: skip
+
+
+class BoundedFloatFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "vibebox.api.serializers.BoundedFloatField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = {"type": "number", "format": "double"}
+        if direction == "request":
+            schema |= {"minimum": limit_value(self.target.minimum), "maximum": limit_value(self.target.maximum)}
+        return schema
 
 
 def _one_of(auto_schema, options, direction) -> dict:
@@ -151,7 +170,10 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
     match_subclasses = True
 
     def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        # The views never validate partially, not even for PATCH: required fields stay required.
+        target = copy.copy(self.target)
+        target.partial = False
+        schema = auto_schema._map_serializer(target, direction, bypass_extensions=True)
         if schema.get("description") == get_doc(StrictSerializer):  # inherited, not the body's own
             del schema["description"]
         return {**schema, "additionalProperties": False}

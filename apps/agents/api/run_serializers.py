@@ -5,6 +5,7 @@ the OpenAPI document by the plain serializers beside them."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.sandboxes.api.serializers import metadata_field
 from vibebox.api.serializers import StrictSerializer
 
 from ..models import AgentRun, AgentTask
@@ -33,12 +34,7 @@ KindField = _choices(AgentRun.Kind.values)
 
 
 def _metadata_field(**kwargs):
-    return serializers.DictField(
-        child=serializers.CharField(allow_blank=True),
-        required=False,
-        help_text="A map of short strings (as a sandbox's metadata).",
-        **kwargs,
-    )
+    return metadata_field(required=False, **kwargs)
 
 
 # ---- requests ----

@@ -1,7 +1,11 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from apps.keys.scopes import ALL_SCOPES
-from vibebox.api.serializers import DurationField, StrictSerializer
+from vibebox.api.serializers import DurationField, StrictSerializer, pattern_field
+
+# As apps.keys.services.RATE_PATTERN, in ASCII digits (the published pattern is ECMAScript's).
+RATE_PATTERN = r"^([1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day))?$"
 
 
 class ApiKeySerializer(serializers.Serializer):
@@ -37,9 +41,24 @@ class ApiKeyCreateSerializer(StrictSerializer):
         child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, help_text="Default: the caller's scopes."
     )
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
-    expiresIn = DurationField(required=False, help_text="Alternative to expiresAt: '30d', '12h'...")
+    expiresIn = DurationField(
+        minimum=1, required=False, help_text="Alternative to expiresAt: '30d', '12h'... (at most ten years)."
+    )
     test = serializers.BooleanField(required=False, default=False)
-    rateLimit = serializers.CharField(required=False, allow_blank=True, default="", help_text="e.g. '100/min'")
+    rateLimit = pattern_field(
+        RATE_PATTERN,
+        "rateLimit must look like '100/min' (periods: s, min, h, day).",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="e.g. '100/min'; empty: the server default.",
+    )
+
+    def validate_expiresAt(self, value):
+        # Depends on the clock, so the schema cannot say it: the fuzz test knows this code.
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("expiresAt must be in the future.", code="in_the_past")
+        return value
 
     def validate(self, attrs):
         if attrs.get("expiresAt") and attrs.get("expiresIn") is not None:
@@ -48,7 +67,9 @@ class ApiKeyCreateSerializer(StrictSerializer):
 
 
 class ApiKeyRotateSerializer(StrictSerializer):
-    gracePeriod = DurationField(required=False, help_text="How long the old key keeps working. Default 24h.")
+    gracePeriod = DurationField(
+        required=False, help_text="How long the old key keeps working (at most ten years). Default 24h."
+    )
 
 
 class ApiKeyUsageDaySerializer(serializers.Serializer):

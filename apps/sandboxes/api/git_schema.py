@@ -43,7 +43,7 @@ class GitSpecSerializer(StrictSerializer):
     url = serializers.CharField()
     branch = serializers.CharField(required=False)
     path = serializers.CharField(required=False, help_text="Default /repo.")
-    depth = serializers.IntegerField(required=False, min_value=1)
+    depth = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     auth = GitAuthField(required=False)
     failOnError = serializers.BooleanField(
         required=False, default=True, help_text="false: a failed clone leaves the sandbox created, with statusReason."

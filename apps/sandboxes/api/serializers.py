@@ -1,34 +1,76 @@
+from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.sandboxes.models import Execution, Status
-from vibebox.api.serializers import DurationField, SizeField, StrictSerializer
+from apps.sandboxes.services import METADATA_VALUE_MAX
+from vibebox import exceptions as errors
+from vibebox.api.serializers import BoundedFloatField, DurationField, SizeField, StrictSerializer, pattern_field
 from vibebox.units import format_size
 
 from .git_schema import GitAuthField, GitSpecField
 
+NAME_PATTERN = r"^(?!sbx_)[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+NAME_HELP = "1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, not 'sbx_'."
+
+
+def name_field(**kwargs):
+    return pattern_field(NAME_PATTERN, "name: " + NAME_HELP, help_text=NAME_HELP, **kwargs)
+
+
+def metadata_field(**kwargs):
+    """Keys: 1-64 of letters, digits and _.:/- (checked by the service: OpenAPI 3.0 cannot say it)."""
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=METADATA_VALUE_MAX),
+        validators=[MaxLengthValidator(lambda: settings.VIBEBOX_METADATA_MAX_KEYS)],
+        help_text="Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most "
+        f"{METADATA_VALUE_MAX} characters; at most VIBEBOX_METADATA_MAX_KEYS keys and VIBEBOX_METADATA_MAX_BYTES "
+        "bytes of JSON.",
+        **kwargs,
+    )
+
 
 class ResourcesInputSerializer(StrictSerializer):
-    cpu = serializers.FloatField(required=False, help_text="Cores, e.g. 0.5 or 2.")
-    memory = SizeField(required=False, help_text="Bytes or '512m', '1g'.")
-    disk = SizeField(required=False, help_text="Writable layer size, where the storage driver can limit it.")
+    cpu = BoundedFloatField(
+        minimum=0.01, maximum="VIBEBOX_MAX_CPU", error=errors.InvalidResources, required=False,
+        help_text="Cores, e.g. 0.5 or 2.",
+    )  # fmt: skip
+    memory = SizeField(
+        minimum="VIBEBOX_MIN_MEMORY", maximum="VIBEBOX_MAX_MEMORY", required=False, help_text="Bytes or '512m', '1g'."
+    )
+    disk = SizeField(
+        maximum="VIBEBOX_MAX_DISK",
+        required=False,
+        help_text="Writable layer size, where the storage driver can limit it.",
+    )
 
 
 class SandboxCreateSerializer(StrictSerializer):
     template = serializers.CharField(max_length=64, required=False, help_text="Required unless `snapshot` is given.")
     snapshot = serializers.CharField(max_length=32, required=False, help_text="Create from this snapshot (snap_…).")
-    name = serializers.CharField(max_length=63, required=False)
+    name = name_field(required=False)
     autoStart = serializers.BooleanField(required=False, default=True)
     ephemeral = serializers.BooleanField(required=False, default=False)
-    timeout = DurationField(required=False, allow_null=True, help_text="Seconds or '30m', '2h', '1d'.")
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False)
-    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    timeout = DurationField(
+        maximum="VIBEBOX_MAX_TIMEOUT", required=False, allow_null=True,
+        help_text="Seconds or '30m', '2h', '1d'; 0 or null: none (an ephemeral sandbox gets the server default).",
+    )  # fmt: skip
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text="NAME (letters, digits, _, not starting with a digit) to value.",
+    )
+    metadata = metadata_field(required=False)
     resources = ResourcesInputSerializer(required=False)
     git = GitSpecField(
         required=False,
         help_text="A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running.",
     )
-    autoPause = DurationField(required=False, allow_null=True, help_text="Pause after this long without activity.")
+    autoPause = DurationField(
+        minimum="VIBEBOX_AUTO_PAUSE_MIN", zero_allowed=True, required=False, allow_null=True,
+        help_text="Pause after this long without activity; 0 or null: never.",
+    )  # fmt: skip
     autoResume = serializers.BooleanField(
         required=False, default=False, help_text="Commands and file calls resume the sandbox when it is paused."
     )
@@ -43,10 +85,16 @@ class SandboxCreateSerializer(StrictSerializer):
 
 
 class SandboxUpdateSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=63, required=False)
-    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
-    timeout = DurationField(required=False, allow_null=True, help_text="New time to live from now; null clears it.")
-    autoPause = DurationField(required=False, allow_null=True, help_text="Idle time before pausing; null: never.")
+    name = name_field(required=False)
+    metadata = metadata_field(required=False)
+    timeout = DurationField(
+        maximum="VIBEBOX_MAX_TIMEOUT", required=False, allow_null=True,
+        help_text="New time to live from now; 0 or null clears it.",
+    )  # fmt: skip
+    autoPause = DurationField(
+        minimum="VIBEBOX_AUTO_PAUSE_MIN", zero_allowed=True, required=False, allow_null=True,
+        help_text="Idle time before pausing; 0 or null: never.",
+    )  # fmt: skip
     autoResume = serializers.BooleanField(required=False)
     pauseStopsTimeout = serializers.BooleanField(required=False)
 
@@ -122,7 +170,10 @@ class ExecSerializer(StrictSerializer):
     env = EnvMapField(required=False)
     user = serializers.CharField(required=False, allow_blank=True, max_length=64)
     stdin = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    timeout = DurationField(required=False, allow_null=True, help_text="Seconds or '30s'; 0 = the server maximum.")
+    timeout = DurationField(
+        maximum="VIBEBOX_EXEC_MAX_TIMEOUT", required=False, allow_null=True,
+        help_text="Seconds or '30s'; 0 = the server maximum.",
+    )  # fmt: skip
     autoResume = serializers.BooleanField(required=False, default=False)
     background = serializers.BooleanField(
         required=False, default=False, help_text="Return at once with a processId; the command runs on."
@@ -136,7 +187,10 @@ class ExecuteSerializer(StrictSerializer):
     )
     cwd = serializers.CharField(required=False, allow_blank=True)
     env = EnvMapField(required=False)
-    timeout = DurationField(required=False, allow_null=True)
+    timeout = DurationField(
+        maximum="VIBEBOX_EXEC_MAX_TIMEOUT", required=False, allow_null=True,
+        help_text="Seconds or '30s'; 0 = the server maximum.",
+    )  # fmt: skip
     autoResume = serializers.BooleanField(required=False, default=False)
 
 
@@ -197,7 +251,7 @@ class GitCloneSerializer(StrictSerializer):
     url = serializers.CharField()
     branch = serializers.CharField(required=False)
     path = serializers.CharField(required=False)
-    depth = serializers.IntegerField(required=False, min_value=1)
+    depth = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     auth = GitAuthField(required=False)
 
 

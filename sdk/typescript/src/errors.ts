@@ -104,10 +104,22 @@ export class ValidationError extends VibeBoxError {
   static override defaultCode = 'validation_error';
 }
 
-/** 413: an upload, stdin or code above the server's limit. @example `if (e instanceof PayloadTooLargeError) …` */
-export class PayloadTooLargeError extends ValidationError {
-  static override defaultCode = 'payload_too_large';
+/**
+ * 413: the request body (an upload, stdin, code, a task result…) is above the server's limit;
+ * `details.limit` says how many bytes fit.
+ * @example `if (e instanceof RequestTooLargeError) console.log(e.details.limit)`
+ */
+export class RequestTooLargeError extends ValidationError {
+  static override defaultCode = 'request_too_large';
 }
+
+/**
+ * The old name of {@link RequestTooLargeError} (older servers answered `payload_too_large`).
+ * @example `if (e instanceof PayloadTooLargeError) …`
+ */
+export const PayloadTooLargeError = RequestTooLargeError;
+/** The old name of {@link RequestTooLargeError}. */
+export type PayloadTooLargeError = RequestTooLargeError;
 
 /**
  * 401: no API key, or a wrong, expired or revoked one.
@@ -383,8 +395,12 @@ const BY_CODE: Record<string, ErrorClass> = {
   ask_not_found: AskNotFoundError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
-  payload_too_large: PayloadTooLargeError,
+  request_too_large: RequestTooLargeError,
+  payload_too_large: RequestTooLargeError, // older servers' code for it
+  invalid_json: ValidationError,
+  malformed_request: ValidationError, // older servers' code for invalid_json
   rate_limited: RateLimitError,
+  too_many_streams: RateLimitError, // too many open streams, terminals or background processes
   runtime_unavailable: ServiceUnavailableError,
   template_unavailable: ServiceUnavailableError,
   claude_unavailable: ClaudeUnavailableError,
@@ -400,9 +416,8 @@ const BY_STATUS: Record<number, ErrorClass> = {
   403: PermissionDeniedError,
   404: NotFoundError,
   405: NotSupportedError,
-  too_many_streams: RateLimitError, // too many open streams, terminals or background processes
   409: ConflictError,
-  413: PayloadTooLargeError,
+  413: RequestTooLargeError,
   422: GitError,
   429: RateLimitError,
   501: NotSupportedError,

@@ -68,8 +68,14 @@ class ValidationError(VibeBoxError):
     default_code = "validation_error"
 
 
-class PayloadTooLargeError(ValidationError):
-    default_code = "payload_too_large"
+class RequestTooLargeError(ValidationError):
+    """413: the request body (an upload, stdin, code, a task result...) is above the server's limit;
+    `details["limit"]` says how many bytes fit."""
+
+    default_code = "request_too_large"
+
+
+PayloadTooLargeError = RequestTooLargeError  # its old name (older servers answered payload_too_large)
 
 
 class AuthenticationError(VibeBoxError):
@@ -247,8 +253,12 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "sandbox_not_running": SandboxNotRunningError,
     "sandbox_paused": SandboxPausedError,
     "snapshot_not_found": SnapshotNotFoundError,
-    "payload_too_large": PayloadTooLargeError,
+    "request_too_large": RequestTooLargeError,
+    "payload_too_large": RequestTooLargeError,  # older servers' code for it
+    "invalid_json": ValidationError,
+    "malformed_request": ValidationError,  # older servers' code for invalid_json
     "rate_limited": RateLimitError,
+    "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
     "runtime_unavailable": ServiceUnavailableError,
     "template_unavailable": ServiceUnavailableError,
     "claude_unavailable": ClaudeUnavailableError,
@@ -258,7 +268,6 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "ask_running": AskRunningError,
     "no_pending_changes": NoPendingChangesError,
     "merge_conflict": MergeConflictError,
-    "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {
@@ -268,7 +277,7 @@ _BY_STATUS: dict[int, type[VibeBoxError]] = {
     404: NotFoundError,
     405: NotSupportedError,
     409: ConflictError,
-    413: PayloadTooLargeError,
+    413: RequestTooLargeError,
     422: GitError,
     429: RateLimitError,
     501: NotSupportedError,

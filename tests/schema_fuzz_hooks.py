@@ -1,0 +1,78 @@
+"""Schemathesis hooks of the schema fuzz run (tests/test_schema_fuzz.py), loaded by the CLI through
+SCHEMATHESIS_HOOKS. Each one encodes a rule the API states but OpenAPI 3.0 cannot express, or
+keeps the run from harming itself; nothing else is relaxed.
+"""
+
+import json
+import os
+
+import schemathesis
+
+# Durations and sizes may be human strings ("400d", "64g"): their pattern is in the document,
+# their range cannot be (it is for the numbers), so the server's range check answers these codes.
+RANGE_CODES = {"invalid_duration", "invalid_size", "invalid_resources"}
+DURATION_OR_SIZE = {"timeout", "autoPause", "expiresIn", "gracePeriod", "memory", "disk"}
+# Rules on state or on names that a schema cannot state (each field's description says them):
+STATE_CODES = {
+    "unknown_template",  # `template` must name a template installed on this server
+    "invalid_metadata",  # metadata keys: 1-64 of letters, digits, _.:/- (OpenAPI 3.0 has no propertyNames)
+    "metadata_too_large",  # at most VIBEBOX_METADATA_MAX_BYTES of JSON in all
+    "invalid_env",  # environment variable names (no propertyNames either)
+    "disk_limit_unsupported",  # whether this engine's storage driver can limit disk size
+}
+STATE_FIELD_CODES = {"in_the_past"}  # expiresAt depends on the clock
+
+
+def _strings_for_ranges(body) -> bool:
+    """Whether the body gives some duration or size as a human string."""
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in DURATION_OR_SIZE and isinstance(value, str):
+                    return True
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _error(response) -> dict:
+    try:
+        error = json.loads(response.content or b"{}").get("error")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+@schemathesis.hook
+def filter_failure(ctx, failure, case, response):
+    """Keeps every failure but a refused schema-valid request whose refusal is one of the rules above."""
+    if type(failure).__name__ != "RejectedPositiveData" or response.status_code != 400:
+        return True
+    error = _error(response)
+    if error.get("code") in STATE_CODES:
+        return False
+    if error.get("code") in RANGE_CODES and _strings_for_ranges(case.body):
+        return False
+    fields = (error.get("details") or {}).get("fields") or {}
+    codes = {problem.get("code") for problems in fields.values() for problem in problems if isinstance(problem, dict)}
+    return not (codes and codes <= STATE_FIELD_CODES)
+
+
+@schemathesis.hook
+def filter_path_parameters(ctx, path_parameters):
+    """The run's own key is never revoked or rotated (its grace period could be 0): the rest of
+    the run would be 401s. Keys the run creates itself are fair game."""
+    return (path_parameters or {}).get("key_id") != os.environ["VIBEBOX_FUZZ_KEY_ID"]
+
+
+@schemathesis.hook("filter_body").apply_to(method="POST", path="/api/v1/sandboxes")
+def no_real_sandboxes(ctx, body):
+    """A body naming an installed template would create a real sandbox, and with it fuzzed git
+    URLs (traffic off this machine, which tests may not send), commands and files: those are
+    tested with real values elsewhere. Random template names are still sent (400 unknown_template)."""
+    if not isinstance(body, dict):
+        return True
+    return body.get("template") not in os.environ["VIBEBOX_FUZZ_TEMPLATES"].split(",")
