@@ -9,6 +9,7 @@ import time
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -46,6 +47,15 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.1)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def fresh_counts(owner, outsider):
+    """No slot left over from an earlier run of this instance (user ids restart with each test
+    database; a killed run's slots would only expire after limits.LEASE_SECONDS)."""
+    for user in (owner, outsider):
+        for kind in (limits.STREAMS, limits.TERMINALS, limits.PROCESSES):
+            limits._redis(django_settings.REDIS_URL).delete(limits._key(kind, user.pk))
 
 
 @pytest.fixture
