@@ -195,6 +195,25 @@ class RuntimeDriver(Protocol):
     # Commands: run with a deadline that kills every process the command started.
     def exec(self, name: str, request: ExecRequest) -> ExecResult: ...
 
+    def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
+        """Signals the running command `exec_id` (run as `user`). The kill contract, which every
+        driver (and sandboxd, the in-sandbox daemon to come) keeps:
+
+        - A command is every process that carries VIBEBOX_EXEC_ID=<exec id> in its environment,
+          is in the session or process group of the command's first process, holds the command's
+          output, or descends from one of those; with `sweep`, also every process of the sandbox
+          user that carries no VIBEBOX_EXEC_ID at all and is in no other running command's
+          session (what `setsid env -i` left behind), never the container's own processes.
+        - KILL ends all of them, however fast they fork, and works when the sandbox is at its
+          pids limit (nothing new can start there): the killer is already running in the sandbox,
+          or the kill is one signal to a whole process group, which the kernel delivers to forks
+          in flight too. Other signals go to the command's processes as they are.
+        - A timeout is a KILL with `sweep`; so is a kill through the API; destroying the sandbox
+          removes its container, which ends everything in it.
+        - It raises RuntimeUnavailable / RuntimeFailure only when the sandbox cannot be reached.
+        """
+        ...
+
     # An interactive PTY session (see docker_tty.open_tty for the options and the handle).
     def open_tty(self, name: str, **options): ...
 

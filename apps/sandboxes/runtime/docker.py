@@ -7,7 +7,6 @@ module ever sees a Docker type or exception.
 import base64
 import contextlib
 import http.client
-import json
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import docker_agent, docker_exec, docker_logs, docker_tty, firewall
+from . import bounded, docker_agent, docker_exec, docker_logs, docker_tty, firewall, scripts
 from .base import (
     BuildLog,
     ContainerInfo,
@@ -71,21 +70,39 @@ _MODE_DIR = 1 << 31
 _MODE_SYMLINK = 1 << 27
 
 
+_STAT_HEADER_LIMIT = 16 * 1024  # a name (255 bytes) and a link target (4095) fit many times over
+
+
+def _stat_field(stat: dict, name: str, kind: type, default):
+    value = stat.get(name, default)
+    if type(value) is not kind or (kind is str and len(value) > 4096) or (kind is int and not 0 <= value < 1 << 63):
+        raise errors.RuntimeFailure(f"the engine's stat of a path has an invalid {name}", details={"reason": "stat"})
+    return value
+
+
 def _path_stat_from_dict(stat: dict) -> PathStat:
-    mode = int(stat.get("mode", 0))
+    """The engine's stat of a path in the container; names and link targets come from the sandbox,
+    so every field is checked for type and range."""
+    mode = _stat_field(stat, "mode", int, 0)
     return PathStat(
-        name=stat.get("name", ""),
-        size=int(stat.get("size", 0)),
+        name=_stat_field(stat, "name", str, ""),
+        size=_stat_field(stat, "size", int, 0),
         is_dir=bool(mode & _MODE_DIR),
         is_symlink=bool(mode & _MODE_SYMLINK),
         mode=mode & 0o7777,
-        modified_at=stat.get("mtime", ""),
-        link_target=stat.get("linkTarget", ""),
+        modified_at=_stat_field(stat, "mtime", str, ""),
+        link_target=_stat_field(stat, "linkTarget", str, ""),
     )
 
 
 def _path_stat(header: str) -> PathStat:
-    return _path_stat_from_dict(json.loads(base64.b64decode(header)) if header else {})
+    try:
+        stat = bounded.loads(base64.b64decode(header, validate=True), max_bytes=_STAT_HEADER_LIMIT) if header else {}
+    except ValueError:  # binascii.Error is one too
+        raise errors.RuntimeFailure("the engine's stat of a path is not valid", details={"reason": "stat"}) from None
+    if not isinstance(stat, dict):
+        raise errors.RuntimeFailure("the engine's stat of a path is not an object", details={"reason": "stat"})
+    return _path_stat_from_dict(stat)
 
 
 def _archive_chunks(response) -> Iterator[bytes]:
@@ -237,7 +254,7 @@ class DockerDriver:
             for network in spec.extra_networks:
                 self.client.api.connect_container_to_network(container.id, network)
             if self._agent_secret:
-                self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name, 0, 0))
+                self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name))
             return _info_from_inspect(container.attrs)
 
     def _inspect_running(self, name: str) -> ContainerInfo:
@@ -319,27 +336,67 @@ class DockerDriver:
                 result = self._exec_by_agent(name, request)
                 if result is not None:
                     return result
-            return docker_exec.run(self.client.api, name, request)
+            return docker_exec.run(self.client.api, name, request, kill=self._killer(name, request.user))
 
-    def _exec_by_agent(self, name: str, request: ExecRequest) -> ExecResult | None:
-        """The command through the container's exec agent; None to use Docker's exec instead."""
-        target = self._agents.get(name)
+    def _agent_address(self, name: str, *, fresh: bool = False) -> tuple[str, str] | None:
+        """(address, user) of the container's exec agent, cached per process; `fresh` inspects again."""
+        target = None if fresh else self._agents.get(name)
         if target is None:
             target = _agent_target(self.client.api.inspect_container(name))
             if target is None:
+                self._agents.pop(name, None)
                 return None
             self._agents[name] = target
-        address, user = target
-        if not docker_agent.eligible(request, user):
+        return target
+
+    def _exec_by_agent(self, name: str, request: ExecRequest) -> ExecResult | None:
+        """The command through the container's exec agent; None to use Docker's exec instead."""
+        target = self._agent_address(name)
+        if target is None or not docker_agent.eligible(request, target[1]):
             return None
         try:
-            result = docker_agent.run(address, self._agent_secret, name, request)
+            result = docker_agent.run(target[0], self._agent_secret, name, request)
+        except bounded.HostileOutput as exc:
+            self._agents.pop(name, None)
+            logger.warning("exec agent of %s answered badly (%s): %s", name, exc.reason, exc)
+            raise errors.RuntimeFailure(
+                f"The sandbox's exec agent answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             self._agents.pop(name, None)
-            raise errors.RuntimeFailure(f"the sandbox's exec agent failed: {exc}"[:300]) from None
+            raise errors.RuntimeFailure(
+                f"the sandbox's exec agent failed: {exc}"[:300], details={"reason": "agent_failed"}
+            ) from None
         if result is None:
-            self._agents.pop(name, None)  # look again next time (restarted, or not up yet)
+            self._agents.pop(name, None)  # look again next time (restarted, not up yet, another container's)
         return result
+
+    def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
+        """Signals a running command; KILL ends every process it started (the contract is in
+        base.RuntimeDriver.kill). The agent does it from inside, where it works even when the
+        sandbox is at its pids limit; without one, a Docker exec of the supervisor's KILLER (or
+        SIGNAL) does it, the wrapper's own watchdog having killed its process group at the deadline."""
+        with self._engine():
+            if self._agent_secret:
+                target = self._agent_address(name)
+                if target is not None and user in ("", target[1]):
+                    if docker_agent.kill(target[0], self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
+                        return
+                    self._agents.pop(name, None)
+            script = scripts.KILLER if signal == "KILL" else scripts.SIGNAL
+            args = [exec_id] if signal == "KILL" else [exec_id, signal]
+            docker_exec.run_helper(self.client.api, name, ["sh", "-c", script, "sh", *args], user)
+
+    def _killer(self, name: str, user: str):
+        """kill(exec_id, signal) for docker_exec, errors logged (it runs in a thread of its own)."""
+
+        def kill(exec_id: str, signal: str) -> None:
+            try:
+                self.kill(name, exec_id, user=user, signal=signal, sweep=signal == "KILL")
+            except errors.ApplicationError as exc:
+                logger.warning("could not signal %s in %s: %s", exec_id, name, exc.message)
+
+        return kill
 
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool):
         with self._engine():

@@ -1,11 +1,20 @@
 """The server's side of the in-sandbox exec agent (sandbox_agent.py): install it, call it.
 
 Installed into each container right after it is created (a tar into /opt/vibebox through the
-engine's archive API) and started by the container's main command beside `sleep infinity`. A
-command goes through the agent when it needs nothing the agent does not do (streamed output,
-interactive stdin, signals, another user); if the agent does not answer (not started yet, a
-template without python3, a container restarted on a new address), the caller falls back to
-Docker's exec, so the agent only ever makes commands faster.
+engine's archive API, root-owned and read-only to everyone in the sandbox) and started by the
+container's main command beside `sleep infinity`. A command goes through the agent when it needs
+nothing the agent does not do (streamed output, interactive stdin, signals, another user); if the
+agent does not answer (not started yet, a template without python3, a container restarted on a
+new address, another sandbox now at the cached address), the caller falls back to Docker's exec,
+so the agent only ever makes commands faster.
+
+Everything the agent answers is hostile: sandbox code can kill the agent and listen on its port.
+So every exchange is bounded (bounded.Budget: a byte cap from the request's output limit and a
+total deadline of the command's timeout plus SLACK), the agent must prove it holds this container's
+token before anything is sent to it (a command is never posted to another sandbox), its answer is
+signed over (container, this connection's nonce, exec id, digest of the answer), and every field
+is validated. A failure once the command was sent is an error (502 runtime_error with a `reason`),
+never a second run.
 """
 
 from __future__ import annotations
@@ -17,10 +26,13 @@ import http.client
 import io
 import json
 import logging
+import secrets
+import socket
 import tarfile
 import time
 from pathlib import Path
 
+from . import bounded
 from .base import ExecRequest, ExecResult
 
 logger = logging.getLogger(__name__)
@@ -29,30 +41,45 @@ PORT = 49983
 DIRECTORY = "/opt/vibebox"
 AGENT = f"{DIRECTORY}/agent.py"
 TOKEN_FILE = f"{DIRECTORY}/token"
+CONTAINER_FILE = f"{DIRECTORY}/container"
 SOURCE = (Path(__file__).with_name("sandbox_agent.py")).read_bytes()
 # The container's main command: the agent beside the process that keeps the container up.
 COMMAND = ("sh", "-c", f"command -v python3 >/dev/null && python3 {AGENT} {TOKEN_FILE} & exec sleep infinity")
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
 CONNECT_TIMEOUT = 1.0  # an agent that does not accept at once is not there: use Docker's exec
+HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
+HELLO_LIMIT = 16 * 1024  # bytes of a hello or kill answer (headers included)
+HEADER_LIMIT = 64 * 1024  # bytes of an exec answer's headers and JSON header line
+MAX_COUNT = 1 << 62  # byte counts beyond this are nonsense
+
+
+class Unavailable(Exception):
+    """The agent cannot take the command and nothing was sent: Docker's exec may run it."""
 
 
 def token(secret: str, container: str) -> str:
     return hmac.new(secret.encode(), f"vibebox-agent:{container}".encode(), hashlib.sha256).hexdigest()
 
 
-def bundle(secret: str, container: str, uid: int, gid: int) -> bytes:
-    """The tar put into a new container: the agent and its token (readable by the sandbox user)."""
+def _sign(key: str, *parts: str) -> str:
+    return hmac.new(key.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def bundle(secret: str, container: str) -> bytes:
+    """The tar put into a new container: the agent, its token and its container name, owned by
+    root and read-only to everyone (the sandbox user reads them, cannot change them)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         directory = tarfile.TarInfo(DIRECTORY.lstrip("/"))
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        directory.type, directory.mode, directory.uid, directory.gid = tarfile.DIRTYPE, 0o555, 0, 0
         tar.addfile(directory)
-        for name, data, mode in (
-            (AGENT, SOURCE, 0o644),
-            (TOKEN_FILE, token(secret, container).encode(), 0o444),  # the sandbox user reads it
+        for name, data in (
+            (AGENT, SOURCE),
+            (TOKEN_FILE, token(secret, container).encode()),
+            (CONTAINER_FILE, container.encode()),
         ):
             info = tarfile.TarInfo(name.lstrip("/"))
-            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+            info.size, info.mode, info.uid, info.gid = len(data), 0o444, 0, 0
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -66,50 +93,216 @@ def eligible(request: ExecRequest, default_user: str) -> bool:
     )
 
 
+class _Connection(http.client.HTTPConnection):
+    """http.client over a socket whose every read is charged to the current exchange's budget."""
+
+    def __init__(self, address: str):
+        super().__init__(address, PORT, timeout=CONNECT_TIMEOUT)
+        self.budget = bounded.Budget.within(HELLO_SECONDS, limit=HELLO_LIMIT, what="the exec agent's hello")
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), CONNECT_TIMEOUT)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = bounded.BoundedSocket(raw, self.budget)
+
+    def exchange(self, budget: bounded.Budget) -> None:
+        self.budget = budget
+        if self.sock is not None:
+            self.sock.budget = budget
+
+
+def _read_exact(response, size: int, digest) -> bytes:
+    data = response.read(size) if size else b""
+    if len(data) != size:
+        raise bounded.Malformed("the exec agent's answer ended early")
+    digest.update(data)
+    return data
+
+
+class _Session:
+    """One connection to a container's agent whose identity has been checked."""
+
+    def __init__(self, address: str, secret: str, container: str):
+        self.container = container
+        self.key = token(secret, container)
+        self.connection = _Connection(address)
+        self.server_nonce = secrets.token_hex(16)
+        self.agent_nonce = ""
+
+    def hello(self) -> None:
+        """Connects and checks that the agent holds this container's token; raises Unavailable
+        (nothing was sent) when it does not answer or is not this container's agent."""
+        try:
+            self.connection.connect()
+        except OSError as exc:
+            raise Unavailable(f"no agent at the address: {exc}") from None
+        try:
+            self.connection.request("GET", f"/hello?nonce={self.server_nonce}")
+            response = self.connection.getresponse()
+            payload = response.read(_length(response, HELLO_LIMIT))  # never read() unbounded
+            data = bounded.loads(payload, max_bytes=HELLO_LIMIT) if response.status == 200 else None
+        except (OSError, http.client.HTTPException, bounded.HostileOutput, ValueError) as exc:
+            raise Unavailable(f"the agent's hello failed: {type(exc).__name__}: {exc}"[:300]) from None
+        if not isinstance(data, dict) or data.get("container") != self.container:
+            raise Unavailable("the agent at the address is not this container's")
+        nonce, proof = data.get("nonce"), data.get("proof")
+        if not (isinstance(nonce, str) and isinstance(proof, str) and 16 <= len(nonce) <= 128):
+            raise Unavailable("the agent's hello is malformed")
+        expected = _sign(self.key, "hello", self.container, self.server_nonce, nonce)
+        if not hmac.compare_digest(proof, expected):
+            raise Unavailable("the agent at the address cannot prove it is this container's")
+        self.agent_nonce = nonce
+
+    def post(self, kind: str, body: bytes, budget: bounded.Budget) -> http.client.HTTPResponse:
+        self.connection.exchange(budget)
+        signature = _sign(self.key, kind, self.container, self.agent_nonce, hashlib.sha256(body).hexdigest())
+        self.connection.request(
+            "POST",
+            f"/{kind}",
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-VibeBox-Container": self.container,
+                "X-VibeBox-Signature": signature,
+            },
+        )
+        return self.connection.getresponse()
+
+    def verify(self, response, exec_id: str, digest: str) -> None:
+        if response.getheader("X-VibeBox-Container") != self.container:
+            raise bounded.Malformed("the answer names another container", reason="identity")
+        expected = _sign(self.key, "answer", self.container, self.server_nonce, exec_id, digest)
+        if not hmac.compare_digest(response.getheader("X-VibeBox-Signature") or "", expected):
+            raise bounded.Malformed("the answer's signature does not match", reason="identity")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _length(response, limit: int) -> int:
+    if response.getheader("Transfer-Encoding"):
+        raise bounded.Malformed("the exec agent's answer is not of a fixed length")
+    try:
+        length = int(response.getheader("Content-Length") or "")
+    except ValueError:
+        raise bounded.Malformed("the exec agent's answer has no valid length") from None
+    if not 0 <= length <= limit:
+        raise bounded.TooLarge(f"the exec agent announced {length} bytes (at most {limit})")
+    return length
+
+
+def _count(header: dict, name: str, high: int = MAX_COUNT) -> int:
+    value = header.get(name)
+    if type(value) is not int or not 0 <= value <= high:
+        raise bounded.Malformed(f"{name} is not a count")
+    return value
+
+
+def _flag(header: dict, name: str) -> bool:
+    value = header.get(name)
+    if type(value) is not bool:
+        raise bounded.Malformed(f"{name} is not a boolean")
+    return value
+
+
 def run(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
-    """Runs the command through the agent; None when the agent cannot take it (fall back)."""
+    """Runs the command through the agent; None when the agent cannot take it (fall back).
+    Raises bounded.HostileOutput for an answer that is too large, too slow or invalid, and
+    OSError / http.client.HTTPException when the connection breaks after sending."""
     started = time.monotonic()
-    body = json.dumps(
-        {
-            "argv": list(request.argv),
-            "exec_id": request.exec_id,
-            "env": request.env,
-            "workdir": request.workdir,
-            "stdin": base64.b64encode(request.stdin).decode() if request.stdin is not None else None,
-            "timeout": request.timeout,
-            "output_limit": request.output_limit,
-        }
-    )
-    connection = http.client.HTTPConnection(address, PORT, timeout=CONNECT_TIMEOUT)
+    session = _Session(address, secret, container)
     try:
         try:
-            connection.connect()
-        except OSError as exc:  # nothing was sent: Docker's exec can run it instead
+            session.hello()
+        except Unavailable as exc:
             logger.debug("exec agent of %s unavailable: %s", container, exc)
             return None
+        body = json.dumps(
+            {
+                "argv": list(request.argv),
+                "exec_id": request.exec_id,
+                "env": request.env,
+                "workdir": request.workdir,
+                "stdin": base64.b64encode(request.stdin).decode() if request.stdin is not None else None,
+                "timeout": request.timeout,
+                "output_limit": request.output_limit,
+            }
+        ).encode()
+        # The kept output of both streams, its header and HTTP's: all an honest agent sends.
+        limit = 2 * request.output_limit + HEADER_LIMIT
+        budget = bounded.Budget(limit=limit, deadline=started + request.timeout + SLACK, what="the exec agent's answer")
         # From here on the command may have started: a failure is an error, never a second run.
-        connection.sock.settimeout(request.timeout + SLACK)
-        connection.request(
-            "POST",
-            "/exec",
-            body=body,
-            headers={"Authorization": f"Bearer {token(secret, container)}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        payload = response.read()
+        response = session.post("exec", body, budget)
+        if response.status != 200:  # refused before running anything (start failed, unauthorized)
+            return None
+        return _result(session, response, request, limit, started)
     finally:
-        connection.close()
-    if response.status != 200:
-        return None
-    data = json.loads(payload)
+        session.close()
+
+
+def _result(session: _Session, response, request: ExecRequest, limit: int, started: float) -> ExecResult:
+    length = _length(response, limit)
+    digest = hashlib.sha256()
+    line = response.readline(min(length, HEADER_LIMIT) + 1)
+    if not line.endswith(b"\n") or len(line) > length:
+        raise bounded.Malformed("the exec agent's answer has no header line")
+    digest.update(line)
+    try:
+        header = bounded.loads(line, max_bytes=HEADER_LIMIT, max_depth=2)
+    except ValueError as exc:
+        raise bounded.Malformed(f"the exec agent's header is not valid JSON: {exc}"[:200]) from None
+    if not isinstance(header, dict):
+        raise bounded.Malformed("the exec agent's header is not an object")
+    stdout_len = _count(header, "stdout_len", request.output_limit)
+    stderr_len = _count(header, "stderr_len", request.output_limit)
+    if len(line) + stdout_len + stderr_len != length:
+        raise bounded.Malformed("the exec agent's answer does not add up")
+    stdout = _read_exact(response, stdout_len, digest)
+    stderr = _read_exact(response, stderr_len, digest)
+    session.verify(response, request.exec_id, digest.hexdigest())
+    if header.get("exec_id") != request.exec_id:
+        raise bounded.Malformed("the answer is for another command", reason="identity")
+    exit_code = header.get("exit_code")
+    if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
+        raise bounded.Malformed("exit_code is not an exit code")
+    stdout_bytes, stderr_bytes = _count(header, "stdout_bytes"), _count(header, "stderr_bytes")
+    if stdout_bytes < stdout_len or stderr_bytes < stderr_len:
+        raise bounded.Malformed("the byte counts are smaller than the output")
     return ExecResult(
-        exit_code=data["exit_code"],
-        stdout=base64.b64decode(data["stdout"]),
-        stderr=base64.b64decode(data["stderr"]),
-        stdout_bytes=data["stdout_bytes"],
-        stderr_bytes=data["stderr_bytes"],
-        truncated=data["truncated"],
-        timed_out=data["timed_out"],
-        oom_killed=data["oom_killed"],
+        exit_code=exit_code,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_bytes=stdout_bytes,
+        stderr_bytes=stderr_bytes,
+        truncated=_flag(header, "truncated") or stdout_bytes > stdout_len or stderr_bytes > stderr_len,
+        timed_out=_flag(header, "timed_out"),
+        oom_killed=_flag(header, "oom_killed"),
         duration_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str = "KILL", sweep: bool = False) -> bool:
+    """Asks the agent to signal a command (KILL: end every process of it, see sandbox_agent.end);
+    True when the agent did, False when it could not be asked (use the Docker-exec fallback)."""
+    session = _Session(address, secret, container)
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("exec agent of %s unavailable for a kill: %s", container, exc)
+            return False
+        body = json.dumps({"exec_id": exec_id, "signal": signal, "sweep": sweep}).encode()
+        budget = bounded.Budget.within(
+            HELLO_SECONDS + 10.0, limit=HELLO_LIMIT, what="the exec agent's answer to a kill"
+        )
+        response = session.post("kill", body, budget)
+        payload = response.read(_length(response, HELLO_LIMIT))
+        if response.status != 200:
+            return False
+        session.verify(response, exec_id, hashlib.sha256(payload).hexdigest())
+        return True
+    except (OSError, http.client.HTTPException, bounded.HostileOutput) as exc:
+        logger.warning("exec agent of %s failed a kill: %s", container, exc)
+        return False
+    finally:
+        session.close()

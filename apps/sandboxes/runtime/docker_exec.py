@@ -1,23 +1,26 @@
 """Running a command in a container over Docker's exec API, with a deadline.
 
-The attach stream is read with select() so that the deadline holds however much or
-little the command prints; stdin is written interleaved with reading, so a command that
-prints while it reads cannot deadlock us. Kept apart from docker.py for size; it receives
-the low-level API client and is imported only by docker.py.
+The attach stream is read with select() so that the deadline (a total one) holds however much or
+little the command prints; stdin is written interleaved with reading, so a command that prints
+while it reads cannot deadlock us. What the command prints is hostile: it is demultiplexed as it
+arrives (bounded.Frames, whatever size a frame claims) and kept up to the output limit per
+stream, the rest only counted. Kept apart from docker.py for size; it receives the low-level API
+client and is imported only by docker.py.
 """
 
 import select
 import socket
-import struct
 import threading
 import time
+from collections.abc import Callable
 
+from . import bounded
 from .base import ExecRequest, ExecResult
-from .scripts import KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, WRAPPER
+from .scripts import HELPER_ID, KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, TIMEOUT_ENV, WRAPPER
 
-_HEADER = struct.Struct(">BxxxL")
-_STREAMS = {1: "stdout", 2: "stderr"}
-_DRAIN_SECONDS = 3.0  # after a kill, how long to wait for the stream to close
+_DRAIN_SECONDS = 6.0  # after a kill, how long to wait for the stream to close (the watchdog's grace and more)
+_WATCHDOG_GRACE = 2.0  # the supervisor's own watchdog fires this long after the server's deadline
+Kill = Callable[[str, str], None]  # (exec id, signal name)
 
 
 class _Collector:
@@ -59,21 +62,42 @@ def early_output(wrapper) -> bytes:
         return b""
 
 
-def _run_simple(api, container: str, argv: list[str], user: str) -> bytes:
-    exec_id = api.exec_create(container, argv, stdout=True, stderr=True, user=user)["Id"]
-    return api.exec_start(exec_id) or b""
+def run_helper(api, container: str, argv: list[str], user: str, *, limit: int = 64 * 1024) -> bytes:
+    """A short helper of VibeBox's own (kill, OOM check), marked as such; at most `limit` bytes of
+    its output are kept."""
+    exec_id = api.exec_create(
+        container, argv, stdout=True, stderr=True, user=user, environment={MARKER_ENV: HELPER_ID}
+    )["Id"]
+    output = bytearray()
+    for chunk in api.exec_start(exec_id, stream=True):
+        output += chunk[: max(0, limit - len(output))]
+    return bytes(output)
 
 
-def _run_beside(api, container: str, argv: list[str], user: str) -> None:
-    """Runs a helper command (kill, signal) in another thread while the caller keeps draining the
-    main command's output: the engine may not finish the helper until that output is read."""
-    threading.Thread(target=_run_simple, args=(api, container, argv, user), daemon=True).start()
+def _default_kill(api, container: str, user: str) -> Kill:
+    def kill(exec_id: str, signal: str) -> None:
+        script, args = (KILLER, [exec_id]) if signal == "KILL" else (SIGNAL, [exec_id, signal])
+        run_helper(api, container, ["sh", "-c", script, "sh", *args], user)
+
+    return kill
 
 
-def run(api, container: str, request: ExecRequest) -> ExecResult:
+def _beside(kill: Kill, exec_id: str, signal: str) -> None:
+    """Signals in another thread while the caller keeps draining the command's output: the engine
+    may not finish a helper until that output is read, and a kill may take seconds."""
+    threading.Thread(target=kill, args=(exec_id, signal), daemon=True).start()
+
+
+def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) -> ExecResult:
+    """Runs the command under the supervisor (scripts.WRAPPER). At the deadline, and for signals
+    from `request.control`, `kill(exec_id, signal)` is called (the driver's kill contract)."""
+    kill = kill or _default_kill(api, container, request.user)
     started = time.monotonic()
     deadline = started + request.timeout
-    env = {**request.env, MARKER_ENV: request.exec_id}
+    # The supervisor's watchdog kills the command's process group a little after our deadline,
+    # from inside, if nothing else has (it was started before the command could fill the pids limit).
+    watchdog = f"{request.timeout + _WATCHDOG_GRACE:.3f}"
+    env = {**request.env, MARKER_ENV: request.exec_id, TIMEOUT_ENV: watchdog}
     exec_id = api.exec_create(
         container,
         ["sh", "-c", WRAPPER, "sh", *request.argv],
@@ -93,7 +117,9 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
     pending = memoryview(request.stdin or b"")
     stdin_open = request.stdin is not None or control is not None
     closing = control is None  # without a control, stdin ends after request.stdin
-    buffer = bytearray(early_output(wrapper))
+    frames = bounded.Frames()
+    for stream, data in frames.feed(early_output(wrapper)):
+        collector.add(stream, data)
     timed_out = False
     try:
         eof = False
@@ -101,7 +127,7 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
             now = time.monotonic()
             if not timed_out and now >= deadline:
                 timed_out = True
-                _run_beside(api, container, ["sh", "-c", KILLER, "sh", request.exec_id], request.user)
+                _beside(kill, request.exec_id, "KILL")
                 deadline = now + _DRAIN_SECONDS
             elif timed_out and now >= deadline:
                 break  # the stream did not close after the kill: give up on it
@@ -117,7 +143,7 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
                     pending = memoryview(bytes(pending) + data)
                 closing = closing or close
                 for name in signals:
-                    _run_beside(api, container, ["sh", "-c", SIGNAL, "sh", request.exec_id, name], request.user)
+                    _beside(kill, request.exec_id, name)
             if writable:
                 sent = sock.send(pending[:65536])
                 pending = pending[sent:]
@@ -125,14 +151,8 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
                 chunk = sock.recv(262144)
                 if not chunk:
                     eof = True
-                buffer += chunk
-                while len(buffer) >= _HEADER.size:
-                    kind, size = _HEADER.unpack_from(buffer)
-                    if len(buffer) < _HEADER.size + size:
-                        break
-                    data = bytes(buffer[_HEADER.size : _HEADER.size + size])
-                    del buffer[: _HEADER.size + size]
-                    collector.add(_STREAMS.get(kind, "stdout"), data)
+                for stream, data in frames.feed(chunk):
+                    collector.add(stream, data)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the command exited without reading all of its stdin
     finally:
@@ -141,7 +161,7 @@ def run(api, container: str, request: ExecRequest) -> ExecResult:
     duration_ms = int((time.monotonic() - started) * 1000)
     oom = False
     if exit_code == 137 and not timed_out:
-        oom = b"oom" in _run_simple(api, container, ["sh", "-c", OOM_CHECK, "sh", request.exec_id], request.user)
+        oom = b"oom" in run_helper(api, container, ["sh", "-c", OOM_CHECK, "sh", request.exec_id], request.user)
     return ExecResult(
         exit_code=None if timed_out else exit_code,
         stdout=bytes(collector.kept["stdout"]),

@@ -2,35 +2,74 @@
 
 They need only POSIX sh, grep, pkill (procps) and /proc, which every template has.
 Each command runs under WRAPPER with VIBEBOX_EXEC_ID=<id> in its environment: the
-wrapper's pid is the session id of everything the command starts (docker exec makes it a
-session leader), and the marker is inherited by every descendant. At a timeout, KILLER
-kills by session and by marker, so daemonised children (setsid, nohup, &) die too.
+wrapper's pid is the session id and process group of everything the command starts (docker
+exec makes it a session leader), and the marker is inherited by every descendant.
+
+Ending a command (the kill contract, base.RuntimeDriver.kill) must work when the sandbox is at
+its pids limit, where nothing new can start: not the `docker exec` of KILLER, not the `pkill` in
+it. So the wrapper starts its watchdog BEFORE the command (VIBEBOX_EXEC_TIMEOUT=<seconds>): at
+the deadline it kills the wrapper's whole process group with one signal (`kill -KILL 0`, a
+builtin), which the kernel delivers to every member, forks in flight included. The exec agent,
+when the sandbox has one, ends the rest the same way from a process already running; KILLER
+(stop, then kill, by session and by marker) is the fallback for what left the group.
 """
 
 MARKER_ENV = "VIBEBOX_EXEC_ID"
+TIMEOUT_ENV = "VIBEBOX_EXEC_TIMEOUT"
+HELPER_ID = "vibebox-helper"  # the marker of VibeBox's own helper commands (kill, OOM check)
 
 _OOM_COUNT = "grep -h '^oom_kill ' /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
 
 # argv: sh -c WRAPPER sh <command argv...>
+# Without a TTY the command's stdout and stderr are FIFOs relayed by two `cat`s started before
+# it: the command is done once it has exited AND its output is closed (every process that still
+# holds it has exited, as `$(…)` or a subprocess pipe would wait), so a background child printing
+# on, or a fork bomb, keeps it running until its deadline, where all of it is killed. Waiting on
+# the relays is a builtin: the wrapper never needs to start a process after the command has
+# (a shell that cannot fork exits, and Docker ends the exec with it).
 WRAPPER = f"""f=/tmp/.vbx-$VIBEBOX_EXEC_ID
 echo $$ > "$f.pid" 2>/dev/null
 {_OOM_COUNT} > "$f.oom"
-"$@"
-rc=$?
+s=
+t=${{{TIMEOUT_ENV}:-}}
+unset {TIMEOUT_ENV}
+if [ -n "$t" ]; then
+  rm -f "$f.w"
+  (sleep "$t" & echo $! > "$f.w"; wait $! && kill -KILL 0) </dev/null >/dev/null 2>&1 &
+  n=0
+  while [ ! -s "$f.w" ] && [ "$n" -lt 200000 ]; do n=$((n + 1)); done
+  read -r s < "$f.w" 2>/dev/null
+fi
+if [ ! -t 1 ] && rm -f "$f.o" "$f.e" && mkfifo -m 600 "$f.o" "$f.e" 2>/dev/null; then
+  cat "$f.o" & o=$!
+  cat "$f.e" >&2 & e=$!
+  "$@" >"$f.o" 2>"$f.e"
+  rc=$?
+  wait "$o"
+  wait "$e"
+  rm -f "$f.o" "$f.e"
+else
+  "$@"
+  rc=$?
+fi
+[ -n "$s" ] && kill "$s" 2>/dev/null
+rm -f "$f.w"
 [ "$rc" -eq 137 ] || rm -f "$f.pid" "$f.oom"
 exit "$rc"
 """
 
-# argv: sh -c KILLER sh <exec id>
+# argv: sh -c KILLER sh <exec id>; stops, then kills, the command's session and every process
+# carrying its marker (three rounds: a process forked meanwhile is caught by the next).
 KILLER = """id=$1
 sid=$(cat "/tmp/.vbx-$id.pid" 2>/dev/null)
-for round in 1 2 3; do
-  [ -n "$sid" ] && pkill -9 -s "$sid" 2>/dev/null
+for sig in STOP STOP KILL KILL; do
+  [ -n "$sid" ] && kill -"$sig" -- -"$sid" 2>/dev/null
+  [ -n "$sid" ] && pkill -"$sig" -s "$sid" 2>/dev/null
   for p in /proc/[0-9]*; do
-    grep -qsz "^VIBEBOX_EXEC_ID=$id\\$" "$p/environ" && kill -9 "${p#/proc/}" 2>/dev/null
+    grep -qsz "^VIBEBOX_EXEC_ID=$id\\$" "$p/environ" && kill -"$sig" "${p#/proc/}" 2>/dev/null
   done
 done
-rm -rf "/tmp/.vbx-$id.pid" "/tmp/.vbx-$id.oom" /tmp/vbx-"$id".*
+rm -rf "/tmp/.vbx-$id".* /tmp/vbx-"$id".*
 exit 0
 """
 

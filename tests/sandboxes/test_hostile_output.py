@@ -1,0 +1,189 @@
+"""Everything that comes out of a sandbox is hostile (issue 17, item 3).
+
+Sandbox code can kill its exec agent and listen on the agent's port. A fake agent
+(tests/sandboxes/fake_agent.py, run in the sandbox as the sandbox user) floods, drips, answers
+malformed or forged answers; through a live server, `POST …/exec` answers a clean error envelope
+within the command's deadline, the server's memory stays put, and another sandbox's commands
+keep working meanwhile. A command that prints gigabytes through the normal paths is capped too.
+"""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from apps.sandboxes.runtime import docker_agent
+from tests.conftest import live_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAKE_AGENT = (Path(__file__).with_name("fake_agent.py")).read_text()
+MiB = 1024 * 1024
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        line = next(line for line in handle if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def post_exec(url: str, secret: str, sandbox_id: str, body: dict, timeout: float) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{url}/api/v1/sandboxes/{sandbox_id}/exec",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+    return value
+
+
+def in_sandbox(docker_client, sandbox_id: str, script: str) -> str:
+    result = docker_client.containers.get(sandbox_id).exec_run(["sh", "-c", script], user="sandbox")
+    return result.output.decode()
+
+
+def set_mode(docker_client, sandbox_id: str, mode: str) -> None:
+    in_sandbox(docker_client, sandbox_id, f"echo {mode} > /tmp/fake-mode")
+
+
+def start_fake_agent(docker_client, sandbox_id: str, mode: str) -> None:
+    """Kills the real agent (the sandbox user may) and listens on its port instead."""
+    set_mode(docker_client, sandbox_id, mode)
+    in_sandbox(docker_client, sandbox_id, "pkill -f '^python3 /opt/vibebox/agent.py'; rm -f /tmp/fake-ready")
+    api = docker_client.api
+    exec_id = api.exec_create(sandbox_id, ["python3", "-c", FAKE_AGENT], user="sandbox")["Id"]
+    api.exec_start(exec_id, detach=True)
+    wait_for(lambda: "ready" in in_sandbox(docker_client, sandbox_id, "test -f /tmp/fake-ready && echo ready"))
+
+
+@pytest.fixture
+def server(transactional_db, templates):
+    with live_server() as (url, pid):
+        yield url, pid
+
+
+@pytest.fixture
+def sandboxes(server, api_key, create_sandbox):
+    """(victim, bystander): two sandboxes whose agents answer through the live server."""
+    url, _ = server
+    ids = [create_sandbox(template="python-3")["id"] for _ in range(2)]
+    body = {"command": "true"}
+    for sandbox_id in ids:
+        wait_for(lambda sandbox_id=sandbox_id: post_exec(url, api_key[1], sandbox_id, body, 30)[0] == 200)
+    return ids
+
+
+def assert_clean_error(status: int, body: dict, reason: str) -> None:
+    assert status == 502, body
+    assert body["error"]["code"] == "runtime_error", body
+    assert body["error"]["details"]["reason"] == reason, body
+    assert body["requestId"]
+
+
+def bystander_works(url: str, secret: str, bystander: str, rounds: int = 3) -> int:
+    done = 0
+    for i in range(rounds):
+        status, body = post_exec(url, secret, bystander, {"command": f"echo ok-{i}"}, 60)
+        assert status == 200 and body["stdout"] == f"ok-{i}\n", body
+        done += 1
+    return done
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("flood", "agent_too_large"),
+        ("chunked", "agent_malformed"),
+        ("malformed", "agent_malformed"),
+        ("types", "agent_malformed"),
+        ("bomb", "agent_malformed"),
+        ("overlong", "agent_malformed"),
+        ("unsigned", "agent_identity"),
+    ],
+)
+def test_a_hostile_agent_answer_is_a_clean_error(server, api_key, sandboxes, docker_client, mode, reason):
+    url, pid = server
+    victim, bystander = sandboxes
+    bystander_works(url, api_key[1], bystander)  # warm: the code paths are loaded before measuring
+    before = rss(pid)
+    start_fake_agent(docker_client, victim, mode)
+    outcome = {}
+
+    def attack():
+        outcome["answer"] = post_exec(url, api_key[1], victim, {"command": "echo hi", "timeout": 5}, 120)
+
+    thread = threading.Thread(target=attack)
+    thread.start()
+    assert bystander_works(url, api_key[1], bystander) == 3
+    thread.join(120)
+    assert not thread.is_alive(), "the server did not answer"
+    assert_clean_error(*outcome["answer"], reason)
+    assert rss(pid) - before < 50 * MiB
+
+
+def test_a_dripping_agent_is_cut_off_at_the_deadline_while_others_work(server, api_key, sandboxes, docker_client):
+    url, pid = server
+    victim, bystander = sandboxes
+    bystander_works(url, api_key[1], bystander)
+    before = rss(pid)
+    start_fake_agent(docker_client, victim, "drip")
+    outcome = {}
+    timeout = 2
+
+    def attack():
+        outcome["answer"] = post_exec(url, api_key[1], victim, {"command": "echo hi", "timeout": timeout}, 120)
+
+    thread = threading.Thread(target=attack)
+    thread.start()
+    time.sleep(1)  # the drip has begun
+    # Commands of another sandbox keep working while the server waits on the drip.
+    assert bystander_works(url, api_key[1], bystander) == 3
+    assert thread.is_alive()  # …while the victim's request was still waiting on its agent
+    thread.join(timeout + docker_agent.SLACK + 60)
+    assert not thread.is_alive(), "the server did not cut the drip off"
+    assert_clean_error(*outcome["answer"], "agent_deadline")
+    assert rss(pid) - before < 50 * MiB
+
+
+@pytest.mark.parametrize("mode", ["hello-flood", "hello-drip"])
+def test_an_agent_that_fails_the_identity_exchange_is_bypassed(server, api_key, sandboxes, docker_client, mode):
+    """Nothing was sent to it yet: Docker's exec runs the command instead, in the right container."""
+    url, pid = server
+    victim, _ = sandboxes
+    before = rss(pid)
+    start_fake_agent(docker_client, victim, mode)
+    status, body = post_exec(url, api_key[1], victim, {"command": "echo via-docker", "timeout": 5}, 120)
+    assert status == 200 and body["stdout"] == "via-docker\n", body
+    assert rss(pid) - before < 50 * MiB
+
+
+@pytest.mark.parametrize("user", ["", "root"], ids=["agent", "docker-exec"])
+def test_a_command_printing_gigabytes_is_capped(server, api_key, sandboxes, user):
+    url, pid = server
+    victim, bystander = sandboxes
+    bystander_works(url, api_key[1], bystander)
+    before = rss(pid)
+    size = 2 * 1024 * MiB if not user else 1024 * MiB
+    body = {"command": f"yes | head -c {size}", "timeout": 600, **({"user": user} if user else {})}
+    status, answer = post_exec(url, api_key[1], victim, body, 660)
+    assert status == 200, answer
+    assert answer["truncated"] is True and answer["exitCode"] == 0
+    assert len(answer["stdout"]) <= 10 * MiB
+    assert rss(pid) - before < 50 * MiB
+    assert bystander_works(url, api_key[1], bystander) == 3
