@@ -122,11 +122,15 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
             command = [str(PYTHON), str(ROOT / "manage.py"), "rungateway"]
             helpers.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sys.stderr))
         try:
-            for _ in range(100):
+            # Generous: on a loaded 2-core machine Django's start alone has taken over 10 s.
+            deadline = time.monotonic() + 60
+            while True:
                 try:
                     urllib.request.urlopen(f"{server.url}/healthz", timeout=1).read()
                     break
                 except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the VibeBox server on {server.url} did not start") from None
                     time.sleep(0.1)
             yield server
         finally:
