@@ -962,7 +962,7 @@ export interface components {
             kind: string & ("map" | "task" | "pool" | "orchestrate" | "stream");
             parallelism?: number | null;
             template?: string | null;
-            /** @description A map of short strings (as a sandbox's metadata). */
+            /** @description Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most 1024 characters; at most VIBEBOX_METADATA_MAX_KEYS keys and VIBEBOX_METADATA_MAX_BYTES bytes of JSON. */
             metadata?: {
                 [key: string]: string;
             };
@@ -1008,7 +1008,7 @@ export interface components {
         };
         AgentTaskInputRequest: {
             name: string;
-            /** @description A map of short strings (as a sandbox's metadata). */
+            /** @description Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most 1024 characters; at most VIBEBOX_METADATA_MAX_KEYS keys and VIBEBOX_METADATA_MAX_BYTES bytes of JSON. */
             metadata?: {
                 [key: string]: string;
             };
@@ -1047,18 +1047,15 @@ export interface components {
             scopes?: components["schemas"]["ScopesEnum"][];
             /** Format: date-time */
             expiresAt?: string | null;
-            /** @description Alternative to expiresAt: '30d', '12h'... */
+            /** @description Alternative to expiresAt: '30d', '12h'... (at most ten years). */
             expiresIn?: number | string;
             /** @default false */
             test: boolean;
-            /**
-             * @description e.g. '100/min'
-             * @default
-             */
-            rateLimit: string;
+            /** @description e.g. '100/min'; empty: the server default. */
+            rateLimit?: string;
         };
         ApiKeyRotateRequest: {
-            /** @description How long the old key keeps working. Default 24h. */
+            /** @description How long the old key keeps working (at most ten years). Default 24h. */
             gracePeriod?: number | string;
         };
         ApiKeyUsage: {
@@ -1475,6 +1472,7 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description Seconds or '30s'; 0 = the server maximum. */
             timeout?: (number | string) | null;
             /** @default false */
             autoResume: boolean;
@@ -1908,7 +1906,7 @@ export interface components {
         };
         PatchedAgentRunUpdateRequest: {
             /** @description completed, failed or cancelled (cancelling also cancels its pending and running tasks). A finished run cannot change again (409 agent_run_finished); asking for the status it has is a no-op. */
-            status?: string & ("running" | "completed" | "failed" | "cancelled");
+            status: string & ("running" | "completed" | "failed" | "cancelled");
         };
         PatchedAgentTaskUpdateRequest: {
             status?: string & ("pending" | "running" | "completed" | "failed" | "cancelled");
@@ -1923,14 +1921,16 @@ export interface components {
             [key: string]: (string | components["schemas"]["EnvVarInputRequest"]) | null;
         };
         PatchedSandboxUpdateRequest: {
+            /** @description 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, not 'sbx_'. */
             name?: string;
+            /** @description Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most 1024 characters; at most VIBEBOX_METADATA_MAX_KEYS keys and VIBEBOX_METADATA_MAX_BYTES bytes of JSON. */
             metadata?: {
                 [key: string]: string;
             };
-            /** @description New time to live from now; null clears it. */
+            /** @description New time to live from now; 0 or null clears it. */
             timeout?: (number | string) | null;
-            /** @description Idle time before pausing; null: never. */
-            autoPause?: (number | string) | null;
+            /** @description Idle time before pausing; 0 or null: never. */
+            autoPause?: (0 | number | string) | null;
             autoResume?: boolean;
             pauseStopsTimeout?: boolean;
         };
@@ -2073,24 +2073,27 @@ export interface components {
             template?: string;
             /** @description Create from this snapshot (snap_…). */
             snapshot?: string;
+            /** @description 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, not 'sbx_'. */
             name?: string;
             /** @default true */
             autoStart: boolean;
             /** @default false */
             ephemeral: boolean;
-            /** @description Seconds or '30m', '2h', '1d'. */
+            /** @description Seconds or '30m', '2h', '1d'; 0 or null: none (an ephemeral sandbox gets the server default). */
             timeout?: (number | string) | null;
+            /** @description NAME (letters, digits, _, not starting with a digit) to value. */
             env?: {
                 [key: string]: string;
             };
+            /** @description Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most 1024 characters; at most VIBEBOX_METADATA_MAX_KEYS keys and VIBEBOX_METADATA_MAX_BYTES bytes of JSON. */
             metadata?: {
                 [key: string]: string;
             };
             resources?: components["schemas"]["ResourcesInputRequest"];
             /** @description A repository URL, or {url, branch, path, depth, auth, failOnError}; cloned before running. */
             git?: string | components["schemas"]["GitSpecRequest"];
-            /** @description Pause after this long without activity. */
-            autoPause?: (number | string) | null;
+            /** @description Pause after this long without activity; 0 or null: never. */
+            autoPause?: (0 | number | string) | null;
             /**
              * @description Commands and file calls resume the sandbox when it is paused.
              * @default false
@@ -2198,7 +2201,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_not_found" | "malformed_request" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "path_not_writable" | "payload_too_large" | "permission_denied" | "quota_exceeded" | "rate_limited" | "runtime_error" | "runtime_unavailable" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "template_not_found" | "template_unavailable" | "too_many_streams" | "unknown_field" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "validation_error";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "path_not_writable" | "permission_denied" | "quota_exceeded" | "rate_limited" | "request_too_large" | "runtime_error" | "runtime_unavailable" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "template_not_found" | "template_unavailable" | "too_many_streams" | "unknown_field" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -2486,7 +2489,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["PatchedAgentRunUpdateRequest"];
             };
