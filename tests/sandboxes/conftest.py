@@ -51,18 +51,22 @@ def run_in(container, script: str, user: str = "root", env: dict | None = None) 
     return result.output.decode()
 
 
-def start_http_git_server(client, image: str, *, name: str, network: str, labels: dict, user: str, token: str):
+def start_http_git_server(
+    client, image: str, *, name: str, network: str, labels: dict, user: str, token: str, hostname: str = "git-http",
+    record: str | None = None,
+):  # fmt: skip
     """A smart-HTTP git server (basic auth as user:token) holding seed.sh's project.git, on `network`
-    as host `git-http` (port 8080). Also used by the TypeScript SDK's tests."""
+    as host `hostname` (port 8080); with `record`, it logs each request and its Authorization header
+    to that file. Also used by the TypeScript SDK's tests."""
     http = client.containers.run(
         image,
         ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 /srv/http_server.py"],
         name=name,
-        hostname="git-http",
+        hostname=hostname,
         user="root",
         detach=True,
         labels=labels,
-        environment={"GIT_USER": user, "GIT_TOKEN": token},
+        environment={"GIT_USER": user, "GIT_TOKEN": token, **({"RECORD_REQUESTS": record} if record else {})},
         network=network,
         working_dir="/srv",
     )
@@ -164,3 +168,37 @@ def git(git_servers, settings):
     """The git servers, with sandboxes created in this test joining their network."""
     settings.VIBEBOX_EXTRA_NETWORKS = [GIT_NETWORK]
     return git_servers
+
+
+@dataclass
+class RecordingServer:
+    """A second HTTP git server on the git network (host `git-rec`) that takes no credential of
+    the tests' and logs every request with the Authorization header it carried."""
+
+    container: object
+    url = "http://git-rec:8080/project.git"
+    LOG = "/srv/requests.log"
+
+    def requests(self) -> str:
+        return run_in(self.container, f"cat {self.LOG} 2>/dev/null || true")
+
+    def clear(self) -> None:
+        run_in(self.container, f": > {self.LOG}")
+
+
+@pytest.fixture(scope="session")
+def recording_git_server(git_servers, docker_client):
+    python_image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    container = start_http_git_server(
+        docker_client,
+        python_image,
+        name=f"vibebox-{INSTANCE}-git-rec",
+        network=GIT_NETWORK,
+        labels=FIXTURE_LABELS,
+        user="someone-else",
+        token=secrets.token_urlsafe(16),
+        hostname="git-rec",
+        record=RecordingServer.LOG,
+    )
+    yield RecordingServer(container)
+    container.remove(force=True)

@@ -10,6 +10,7 @@ import subprocess
 
 ROOT = "/srv/git"
 EXPECTED = "Basic " + base64.b64encode(f"{os.environ['GIT_USER']}:{os.environ['GIT_TOKEN']}".encode()).decode()
+RECORD = os.environ.get("RECORD_REQUESTS")  # a file: one line per request, with its Authorization header
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -33,6 +34,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def serve_git(self):
+        if RECORD:
+            with open(RECORD, "a") as log:
+                log.write(f"{self.command} {self.path} {self.headers.get('Authorization', '-')}\n")
         if self.headers.get("Authorization", "") != EXPECTED:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="git"')
