@@ -208,3 +208,18 @@ def test_a_post_is_sent_again_only_after_a_503_that_started_nothing(scripted):
     with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(ServiceUnavailableError):
         vb.sandbox("python-3")
     assert len(script.requests) == 3
+
+
+@pytest.mark.parametrize("name", [".", "..", ""])
+def test_dot_ids_and_names_never_reach_another_endpoint(scripted, name):
+    """`quote` leaves `.` and `..` as they are and httpx collapses them: `env.get("..")` would be a GET of
+    the sandbox itself (and through the MCP tools, of whatever a model asks for). Refused before sending."""
+    script, url = scripted
+    script.answers = [(200, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb:
+        sandbox = vb.get("one")
+        for call in (lambda: sandbox.env.get(name), lambda: sandbox.env.delete(name), lambda: vb.get(name)):
+            with pytest.raises(ValidationError) as raised:
+                call()
+            assert raised.value.code == "invalid_path"
+    assert len(script.requests) == 1  # only the first get

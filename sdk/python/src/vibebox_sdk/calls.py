@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from .durations import Duration, seconds
+from .errors import ValidationError
 from .models import ApiKey, EnvVar, ExecutionRecord, FileEntry, LogEntry, SandboxInfo, Snapshot, Template, snake_keys
 from .transport import Call
 
@@ -30,8 +31,16 @@ def body(**fields: Any) -> dict[str, Any]:
     return {camel(k): v for k, v in fields.items() if v is not None}
 
 
+def segment(value: str) -> str:
+    """One URL path segment from an id or name. `.` and `..` are refused: quoting leaves them as they
+    are and HTTP clients collapse them, so `env.get("..")` would reach the sandbox itself."""
+    if value in ("", ".", ".."):
+        raise ValidationError(f"{value!r} is not a valid id or name.", code="invalid_path")
+    return quote(value, safe="")
+
+
 def sandbox_path(sandbox_id: str, *parts: str) -> str:
-    return "/".join([f"{API}/sandboxes/{quote(sandbox_id, safe='')}", *parts])
+    return "/".join([f"{API}/sandboxes/{segment(sandbox_id)}", *parts])
 
 
 def sandbox_file(path: str) -> str:
@@ -143,7 +152,7 @@ def executions(sandbox_id: str, limit: int, offset: int) -> Call:
 
 
 def execution(sandbox_id: str, execution_id: str) -> Call:
-    path = sandbox_path(sandbox_id, "executions", quote(execution_id, safe=""))
+    path = sandbox_path(sandbox_id, "executions", segment(execution_id))
     return Call("GET", path, parse=lambda response: ExecutionRecord.from_api(response.json()))
 
 
@@ -152,7 +161,7 @@ def processes(sandbox_id: str) -> Call:
 
 
 def kill_process(sandbox_id: str, process_id: str) -> Call:
-    return Call("POST", sandbox_path(sandbox_id, "processes", quote(process_id, safe=""), "kill"), parse=_snake)
+    return Call("POST", sandbox_path(sandbox_id, "processes", segment(process_id), "kill"), parse=_snake)
 
 
 def logs(sandbox_id: str, params: dict[str, Any]) -> Call:
@@ -183,11 +192,11 @@ def env_replace(sandbox_id: str, values: dict[str, Any]) -> Call:
 
 
 def env_get(sandbox_id: str, name: str) -> Call:
-    return Call("GET", sandbox_path(sandbox_id, "env", quote(name, safe="")), parse=_env_var)
+    return Call("GET", sandbox_path(sandbox_id, "env", segment(name)), parse=_env_var)
 
 
 def env_delete(sandbox_id: str, name: str) -> Call:
-    return Call("DELETE", sandbox_path(sandbox_id, "env", quote(name, safe="")), parse=_none)
+    return Call("DELETE", sandbox_path(sandbox_id, "env", segment(name)), parse=_none)
 
 
 # Files
@@ -279,11 +288,11 @@ def all_snapshots() -> Call:
 
 
 def get_snapshot(snapshot_id: str) -> Call:
-    return Call("GET", f"{API}/snapshots/{quote(snapshot_id, safe='')}", feature="snapshots", parse=_snapshot)
+    return Call("GET", f"{API}/snapshots/{segment(snapshot_id)}", feature="snapshots", parse=_snapshot)
 
 
 def delete_snapshot(snapshot_id: str) -> Call:
-    return Call("DELETE", f"{API}/snapshots/{quote(snapshot_id, safe='')}", parse=_none, feature="snapshots")
+    return Call("DELETE", f"{API}/snapshots/{segment(snapshot_id)}", parse=_none, feature="snapshots")
 
 
 def restore_snapshot(sandbox_id: str, snapshot_id: str) -> Call:
@@ -323,7 +332,7 @@ def templates() -> Call:
 
 
 def template(name: str) -> Call:
-    return Call("GET", f"{API}/templates/{quote(name, safe='')}", parse=lambda r: Template.from_api(r.json()))
+    return Call("GET", f"{API}/templates/{segment(name)}", parse=lambda r: Template.from_api(r.json()))
 
 
 def keys_list() -> Call:
@@ -339,20 +348,20 @@ def key_create(fields: dict[str, Any]) -> Call:
 
 
 def key_get(key_id: str) -> Call:
-    return Call("GET", f"{API}/keys/{quote(key_id, safe='')}", parse=_key)
+    return Call("GET", f"{API}/keys/{segment(key_id)}", parse=_key)
 
 
 def key_revoke(key_id: str) -> Call:
-    return Call("DELETE", f"{API}/keys/{quote(key_id, safe='')}", parse=_none)
+    return Call("DELETE", f"{API}/keys/{segment(key_id)}", parse=_none)
 
 
 def key_rotate(key_id: str, grace_period: Duration | None) -> Call:
-    path = f"{API}/keys/{quote(key_id, safe='')}/rotate"
+    path = f"{API}/keys/{segment(key_id)}/rotate"
     return Call("POST", path, json=body(grace_period=grace_period), parse=_key)
 
 
 def key_usage(key_id: str) -> Call:
-    return Call("GET", f"{API}/keys/{quote(key_id, safe='')}/usage", parse=_snake)
+    return Call("GET", f"{API}/keys/{segment(key_id)}/usage", parse=_snake)
 
 
 def health() -> Call:

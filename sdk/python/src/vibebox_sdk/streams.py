@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from . import errors
+from .calls import segment
 from .models import ExecutionResult, LogEntry
 
 OPEN_TIMEOUT = 30.0
@@ -42,7 +43,7 @@ def ws_url(base_url: str, path: str, params: dict[str, Any] | None = None) -> st
 
 
 def sandbox_ws(base_url: str, sandbox_id: str, kind: str, params: dict[str, Any] | None = None) -> str:
-    return ws_url(base_url, f"/ws/sandboxes/{quote(sandbox_id, safe='')}/{kind}", params)
+    return ws_url(base_url, f"/ws/sandboxes/{segment(sandbox_id)}/{kind}", params)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
 
 from .. import calls, errors
 
@@ -35,7 +34,7 @@ def create_run(name: str, kind: str, parallelism: int | None, template: str | No
 
 
 def get_run(run_id: str) -> calls.Call:
-    return calls.Call("GET", f"{calls.API}/agent-runs/{quote(run_id, safe='')}", feature="agent runs")
+    return calls.Call("GET", f"{calls.API}/agent-runs/{calls.segment(run_id)}", feature="agent runs")
 
 
 def list_runs(status: str | None = None) -> calls.Call:
@@ -49,17 +48,17 @@ def list_runs(status: str | None = None) -> calls.Call:
 
 
 def add_tasks(run_id: str, tasks: list[str]) -> calls.Call:
-    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}/tasks"
+    path = f"{calls.API}/agent-runs/{calls.segment(run_id)}/tasks"
     return calls.Call("POST", path, json={"tasks": [{"name": t[:500]} for t in tasks]}, feature="agent runs")
 
 
 def update_task(run_id: str, task_id: str, fields: dict[str, Any]) -> calls.Call:
-    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
+    path = f"{calls.API}/agent-runs/{calls.segment(run_id)}/tasks/{calls.segment(task_id)}"
     return calls.Call("PATCH", path, json=calls.body(**fields), feature="agent runs")
 
 
 def finish_run(run_id: str, status: str) -> calls.Call:
-    path = f"{calls.API}/agent-runs/{quote(run_id, safe='')}"
+    path = f"{calls.API}/agent-runs/{calls.segment(run_id)}"
     return calls.Call("PATCH", path, json={"status": status}, feature="agent runs")
 
 
