@@ -202,6 +202,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "vibebox.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Throttles identify anonymous callers by REMOTE_ADDR only: uvicorn's --proxy-headers already takes
+    # X-Forwarded-For from trusted proxies (FORWARDED_ALLOW_IPS); DRF's default would trust any client's.
+    "NUM_PROXIES": 0,
 }
 
 SPECTACULAR_SETTINGS = {
