@@ -6,8 +6,10 @@ rest runs as commands in the sandbox as its user. So `..`, symlinks to `/` and t
 only ever reach the sandbox's own files, never the host's.
 """
 
+import logging
 import mimetypes
 import posixpath
+import secrets
 import tarfile
 import tempfile
 import zlib
@@ -22,6 +24,8 @@ from . import events, tarstream
 from .execution import require_not_paused, require_running, run_internal
 from .models import Sandbox
 from .runtime import PathStat, get_driver
+
+logger = logging.getLogger(__name__)
 
 WORKSPACE = "/workspace"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -62,50 +66,102 @@ def _archive_path(path: str | None) -> str:
     return target
 
 
-def _missing_ancestors(sandbox: Sandbox, directory: str) -> tuple[str, list[str]]:
-    """The deepest existing ancestor of `directory` and the components below it that are missing."""
-    driver = get_driver()
-    missing: list[str] = []
-    current = directory
-    while current != "/":
-        stat = driver.path_stat(sandbox.container_name, current)
-        if stat is not None:
-            if not stat.is_dir and not stat.is_symlink:
-                raise errors.FileConflict(f"{current} exists and is not a directory.", details={"path": current})
-            break
-        missing.insert(0, posixpath.basename(current))
-        current = posixpath.dirname(current)
-    return current, missing
+# ---- uploads ----
+#
+# The engine writes archives as root, resolving links inside the container as it goes, so it never
+# writes where a user of the sandbox points it: only into a fresh, randomly named directory in
+# STAGING (root's, writable by all but not listable, sticky), which nothing in the sandbox can
+# know or redirect while the engine writes. The sandbox user then moves what was written into
+# place with its own permissions, so an upload can change exactly what that user could (a
+# CHECK_SCRIPT first gives a clear answer in the usual cases). The engine also never chowns
+# anything but the staged files to the sandbox user.
+
+STAGING = "/.vibebox-uploads"
+CHECK_SCRIPT = r"""t=$1 kind=$2
+if [ -e "$t" ]; then
+  if [ "$kind" = file ] && [ -d "$t" ]; then echo "$t is a directory" >&2; exit 21; fi
+  if [ "$kind" = dir ] && [ ! -d "$t" ]; then echo "$t exists and is not a directory" >&2; exit 21; fi
+  [ -w "$t" ] || { echo "$t" >&2; exit 13; }
+  [ "$kind" = file ] || exit 0
+fi
+d=$(dirname -- "$t")
+while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done
+[ -d "$d" ] || { echo "$d exists and is not a directory" >&2; exit 21; }
+[ -w "$d" ] && [ -x "$d" ] || { echo "$d" >&2; exit 13; }
+"""
+PLACE_FILE = 'mkdir -p -- "$(dirname -- "$2")" && mv -fT -- "$1" "$2"'
+PLACE_TREE = 'mkdir -p -- "$2" && cp -dRp -- "$1/." "$2/"'
+DISCARD = 'chmod -R u+rwX -- "$1" 2>/dev/null; rm -rf -- "$1"'
 
 
-def _directory_entries(missing: list[str], uid: int, gid: int) -> list:
-    return [(tarstream.directory_entry("/".join(missing[: i + 1]), uid, gid), None) for i in range(len(missing))]
+def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
+    """A file operation of an upload, as the sandbox user; maps its failures to API errors."""
+    result = run_internal(sandbox, ("sh", "-c", script, "sh", *args), timeout=timeout, output_limit=64 * 1024)
+    if result.timed_out:
+        raise errors.FileConflict("The file operation took too long.")
+    if result.exit_code == 0:
+        return
+    lines = result.stderr.decode(errors="replace").strip().splitlines()
+    text = lines[-1][:500] if lines else "failed"
+    if result.exit_code == 13 or "Permission denied" in text or "Operation not permitted" in text:
+        raise errors.PathNotWritable(
+            "The sandbox user cannot write there.", details={"path": text if result.exit_code == 13 else args[-1]}
+        )
+    raise errors.FileConflict(text, details={"path": args[-1]})
+
+
+def _staged(entries) -> Iterator[bytes]:
+    """The tar that makes STAGING (if need be), then `entries` (tar chunks: the upload's own
+    directory in it and what goes below)."""
+    top = tarstream.directory_entry(STAGING.lstrip("/"), 0, 0, 0o1733)
+    yield top.tobuf(tarfile.PAX_FORMAT)
+    yield from entries
+
+
+def _upload_dir() -> str:
+    return f"{STAGING}/{secrets.token_hex(16)}"
 
 
 def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat:
     """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
-    require_not_paused(sandbox)
+    require_running(sandbox)
     target = _archive_path(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
+    _as_user(sandbox, CHECK_SCRIPT, target, "file")
     template = sandbox.template
-    base, missing = _missing_ancestors(sandbox, posixpath.dirname(target))
-    name = "/".join([*missing, posixpath.basename(target)])
-    entries = _directory_entries(missing, template.uid, template.gid)
-    entries.append(
-        (tarstream.file_entry(name, size, template.uid, template.gid, 0o644 if mode is None else mode), fileobj)
-    )
-    get_driver().put_archive(sandbox.container_name, base, tarstream.build(entries))
+    staging = _upload_dir()
+    entries = [
+        (tarstream.directory_entry(staging.lstrip("/"), template.uid, template.gid, 0o700), None),
+        (
+            tarstream.file_entry(
+                f"{staging.lstrip('/')}/f", size, template.uid, template.gid, 0o644 if mode is None else mode
+            ),
+            fileobj,
+        ),
+    ]
+    try:
+        get_driver().put_archive(sandbox.container_name, "/", _staged(tarstream.build(entries)))
+        _as_user(sandbox, PLACE_FILE, f"{staging}/f", target, timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT)
+    finally:
+        _discard(sandbox, staging)
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
     )
     return get_driver().path_stat(sandbox.container_name, target)
 
 
+def _discard(sandbox: Sandbox, staging: str) -> None:
+    try:
+        _as_user(sandbox, DISCARD, staging)
+    except errors.ApplicationError as exc:  # only the sandbox's own disk: it can remove it itself
+        logger.warning("could not remove the upload staging directory of %s: %s", sandbox.id, exc.message)
+
+
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
     anything is written."""
-    require_not_paused(sandbox)
+    require_running(sandbox)
     target = _archive_path(path)
     template = sandbox.template
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
@@ -113,16 +169,20 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
-        base, missing = _missing_ancestors(sandbox, target)
-        prefix = "/".join(missing)
+        _as_user(sandbox, CHECK_SCRIPT, target, "dir")
+        staging = _upload_dir()
 
         def chunks():
-            if missing:
-                for info, _ in _directory_entries(missing, template.uid, template.gid):
-                    yield info.tobuf(tarfile.PAX_FORMAT)
-            yield from tarstream.rewrite(spool, prefix=prefix, uid=template.uid, gid=template.gid)
+            yield tarstream.directory_entry(staging.lstrip("/"), template.uid, template.gid, 0o700).tobuf(
+                tarfile.PAX_FORMAT
+            )
+            yield from tarstream.rewrite(spool, prefix=staging.lstrip("/"), uid=template.uid, gid=template.gid)
 
-        get_driver().put_archive(sandbox.container_name, base, chunks())
+        try:
+            get_driver().put_archive(sandbox.container_name, "/", _staged(chunks()))
+            _as_user(sandbox, PLACE_TREE, staging, target, timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT)
+        finally:
+            _discard(sandbox, staging)
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
     )

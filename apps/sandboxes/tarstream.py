@@ -84,15 +84,35 @@ def _unsafe(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _through_links(member: tarfile.TarInfo, symlinks: set[str], files: set[str]) -> str | None:
+    """The engine extracts as root and follows links the archive itself made: no entry may go
+    through a symlink of the archive, and a hard link may only be to an earlier file of it."""
+    name = posixpath.normpath(member.name)
+    parts = name.split("/")
+    if any("/".join(parts[:i]) in symlinks for i in range(1, len(parts))):
+        return "entries may not be below a symlink of the archive"
+    if member.islnk() and posixpath.normpath(member.linkname) not in files:
+        return "a hard link must point to an earlier file of the archive"
+    return None
+
+
 def check(fileobj) -> int:
     """Reads a whole (possibly compressed) tar; raises InvalidArchive on unsafe entries. Returns the count."""
     count = 0
+    symlinks: set[str] = set()
+    files: set[str] = set()
     try:
         with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
             for member in tar:
-                problem = _unsafe(member)
+                problem = _unsafe(member) or _through_links(member, symlinks, files)
                 if problem:
                     raise errors.InvalidArchive(f"{problem}: {member.name!r}", details={"entry": member.name})
+                name = posixpath.normpath(member.name)
+                (symlinks if member.issym() else files if member.isfile() else set()).add(name)
+                if not member.issym():
+                    symlinks.discard(name)
+                if not member.isfile():
+                    files.discard(name)
                 count += 1
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise errors.InvalidArchive(f"Not a readable tar archive: {exc}") from None
@@ -100,9 +120,20 @@ def check(fileobj) -> int:
 
 
 def rewrite(fileobj, *, prefix: str, uid: int, gid: int) -> Iterator[bytes]:
-    """The checked archive again, under `prefix`, owned by uid:gid (modes kept)."""
+    """The checked archive again, under `prefix`, owned by uid:gid (modes kept). Directories the
+    archive only implies get an entry of their own (else the engine makes them, owned by root)."""
+    made: set[str] = set()
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         for member in tar:
+            parts = posixpath.normpath(member.name).split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in made:
+                    made.add(parent)
+                    name = posixpath.join(prefix, parent) if prefix else parent
+                    yield directory_entry(name, uid, gid).tobuf(tarfile.PAX_FORMAT)
+            if member.isdir():
+                made.add("/".join(parts))
             member.uid, member.gid = uid, gid
             member.uname = member.gname = ""
             # A long or non-ASCII name came in a PAX record, which tobuf would write over the new name.

@@ -59,10 +59,10 @@ def test_binary_round_trip_raw_and_multipart(api_client, sandbox_id):
 
     upload = SimpleUploadedFile("local.json", b'{"a": 1}')
     response = api_client.post(
-        f"/api/v1/sandboxes/{sandbox_id}/files", {"file": upload, "path": "/app/config.json"}, format="multipart"
+        f"/api/v1/sandboxes/{sandbox_id}/files", {"file": upload, "path": "/repo/config.json"}, format="multipart"
     )
-    assert response.status_code == 201 and response.json()["path"] == "/app/config.json"
-    download = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files//app/config.json")
+    assert response.status_code == 201 and response.json()["path"] == "/repo/config.json"
+    download = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files//repo/config.json")
     assert download["Content-Type"] == "application/json" and content(download) == b'{"a": 1}'
 
 
@@ -120,11 +120,14 @@ def test_traversal_stays_inside_the_container(api_client, sandbox_id):
     assert b"sandbox:x:1000" in passwd  # the container's own /etc/passwd, not the host's
     sh(api_client, sandbox_id, "ln -s / /workspace/root-link")
     assert b"sandbox:x:1000" in content(api_client.get(f"{base}/root-link/etc/passwd"))
-    # writing through the symlink lands in the container too, never on the host
-    response = raw_upload(api_client, sandbox_id, "root-link/opt/through-link.txt", b"in the box")
+    # writing through the symlink lands in the container too, never on the host, and only where
+    # the sandbox user may write (tests/sandboxes/test_files_security.py)
+    response = raw_upload(api_client, sandbox_id, "root-link/repo/through-link.txt", b"in the box")
     assert response.status_code == 201
-    assert not os.path.exists("/opt/through-link.txt")
-    assert sh(api_client, sandbox_id, "cat /opt/through-link.txt")["stdout"] == "in the box"
+    assert not os.path.exists("/repo/through-link.txt")
+    assert sh(api_client, sandbox_id, "cat /repo/through-link.txt")["stdout"] == "in the box"
+    response = raw_upload(api_client, sandbox_id, "root-link/opt/through-link.txt", b"in the box")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_writable"
     # the /tmp tmpfs is out of the archive API's reach: refused rather than silently lost
     response = raw_upload(api_client, sandbox_id, "/tmp/x.txt", b"lost")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"

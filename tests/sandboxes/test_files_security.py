@@ -1,0 +1,153 @@
+"""Uploads write only where the sandbox user may write (issue 17, item 9).
+
+The engine writes archives as root: an upload must never let `sandboxes:write` replace VibeBox's
+files in the sandbox (/opt/vibebox), the image's programs or anything else the sandbox user could
+not change itself (which would give code execution without `execute`, or reach the next user of
+those programs: git runs the image's binaries with the owner's credentials).
+"""
+
+import io
+import tarfile
+
+import pytest
+
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+
+
+@pytest.fixture
+def sandbox_id(create_sandbox):
+    return create_sandbox(template="python-3")["id"]
+
+
+@pytest.fixture
+def writer(owner, client_for):
+    """A key that may upload but not run commands."""
+    return client_for(owner, [SANDBOXES_READ, SANDBOXES_WRITE])
+
+
+def sh(client, sandbox_id, command, user=None):
+    body = {"command": command, **({"user": user} if user else {})}
+    response = client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", body, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["stdout"]
+
+
+def upload(client, sandbox_id, path, data, content_type="application/octet-stream"):
+    return client.post(f"/api/v1/sandboxes/{sandbox_id}/files?path={path}", data, content_type=content_type)
+
+
+def tar_of(*members) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def file_member(name, data=b"pwned"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def link_member(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def assert_not_writable(response):
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "path_not_writable"
+
+
+PROTECTED = "sha256sum /opt/vibebox/agent.py /usr/bin/git; ls -la /opt/vibebox /usr/local/bin /etc/profile.d; ls /"
+
+
+def test_uploads_outside_the_sandbox_users_paths_are_refused(api_client, writer, sandbox_id):
+    before = sh(api_client, sandbox_id, PROTECTED)
+    for path in ("/opt/vibebox/agent.py", "/usr/bin/git", "/usr/local/bin/evil", "/etc/profile.d/evil.sh", "/x"):
+        assert_not_writable(upload(writer, sandbox_id, path, b"#!/bin/sh\ntouch /tmp/pwned\n"))
+    # through a symlink the sandbox made
+    sh(api_client, sandbox_id, "ln -s /opt/vibebox /workspace/agent-dir && ln -s /usr/bin/git /workspace/git-bin")
+    assert_not_writable(upload(writer, sandbox_id, "agent-dir/agent.py", b"pwned"))
+    assert_not_writable(upload(writer, sandbox_id, "agent-dir/new.py", b"pwned"))
+    assert_not_writable(upload(writer, sandbox_id, "git-bin", b"pwned"))
+    # an existing file the sandbox user may not write, in a directory it may
+    sh(api_client, sandbox_id, "mkdir -m 777 /workspace/open")
+    sh(api_client, sandbox_id, "echo root > /workspace/open/root-owned && chmod 644 /workspace/open/root-owned", "root")
+    assert_not_writable(upload(writer, sandbox_id, "open/root-owned", b"pwned"))
+    # archives: at a protected place, and into a protected directory through a symlink
+    archive = tar_of(file_member("agent.py"))
+    assert_not_writable(upload(writer, sandbox_id, "/opt/vibebox", archive, "application/x-tar"))
+    assert_not_writable(upload(writer, sandbox_id, "agent-dir", archive, "application/x-tar"))
+    assert_not_writable(
+        upload(writer, sandbox_id, "/", tar_of(file_member("opt/vibebox/agent.py")), "application/x-tar")
+    )
+    assert sh(api_client, sandbox_id, PROTECTED) == before
+    assert sh(api_client, sandbox_id, "cat /workspace/open/root-owned; ls /tmp/pwned 2>&1 || true").startswith("root\n")
+
+
+def test_archive_entries_cannot_reach_out_through_links(api_client, writer, sandbox_id):
+    before = sh(api_client, sandbox_id, PROTECTED)
+    evil = [
+        # a symlink in the archive, then a file through it
+        tar_of(link_member("l", "/opt/vibebox"), file_member("l/agent.py")),
+        tar_of(link_member("d", "/usr/bin"), file_member("d/git")),
+        # a hard link to a file of the image (the engine would also chown it to the sandbox user)
+        tar_of(link_member("h", "opt/vibebox/agent.py", tarfile.LNKTYPE)),
+        tar_of(link_member("s", "/"), link_member("h", "s/usr/bin/git", tarfile.LNKTYPE)),
+    ]
+    for archive in evil:
+        for target in ("/workspace/x", "/"):
+            response = upload(writer, sandbox_id, target, archive, "application/x-tar")
+            assert response.status_code in (400, 403), response.content
+            assert response.json()["error"]["code"] in ("invalid_archive", "path_not_writable")
+    assert sh(api_client, sandbox_id, PROTECTED) == before
+    # links inside the archive itself are fine
+    fine = tar_of(file_member("a.txt", b"A"), link_member("b.txt", "a.txt", tarfile.LNKTYPE), link_member("c", "a.txt"))
+    assert upload(writer, sandbox_id, "fine", fine, "application/x-tar").status_code == 201
+    out = sh(api_client, sandbox_id, "cd /workspace/fine && cat a.txt b.txt c && stat -c '%U %h' a.txt")
+    assert out == "AAA" + "sandbox 2\n"
+
+
+def test_uploads_are_the_sandbox_users_and_work_where_it_may_write(api_client, writer, sandbox_id):
+    assert upload(writer, sandbox_id, "new/deeper/f.txt", b"one").status_code == 201
+    assert upload(writer, sandbox_id, "/repo/r.txt", b"two").status_code == 201  # the image gave /repo to the user
+    assert upload(writer, sandbox_id, "new/deeper/f.txt", b"three").status_code == 201  # replace its own file
+    archive = tar_of(file_member("sub/t.txt", b"four"))
+    assert upload(writer, sandbox_id, "/workspace/new", archive, "application/x-tar").status_code == 201
+    out = sh(api_client, sandbox_id, "cd /workspace/new && cat deeper/f.txt /repo/r.txt sub/t.txt && "
+             "stat -c '%U %a' deeper deeper/f.txt sub sub/t.txt /repo/r.txt")  # fmt: skip
+    assert out == "threetwofour" + "sandbox 755\nsandbox 644\nsandbox 755\nsandbox 644\nsandbox 644\n"
+    # nothing is left in the staging directory, and the sandbox user cannot look into it
+    assert sh(api_client, sandbox_id, "ls /.vibebox-uploads 2>&1 | head -1; stat -c '%U %a' /.vibebox-uploads") == (
+        "ls: cannot open directory '/.vibebox-uploads': Permission denied\nroot 1733\n"
+    )
+    assert sh(api_client, sandbox_id, "ls -A /.vibebox-uploads", user="root") == ""
+    # a directory is not replaced by a file
+    response = upload(writer, sandbox_id, "new", b"x")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "file_conflict"
+
+
+def test_other_file_writes_run_as_the_sandbox_user(api_client, writer, sandbox_id):
+    base = f"/api/v1/sandboxes/{sandbox_id}/files"
+    refused = [
+        writer.post(f"{base}/mkdir", {"path": "/opt/vibebox/x"}, format="json"),
+        writer.post(f"{base}/move", {"source": "/opt/vibebox/agent.py", "destination": "a.py"}, format="json"),
+        writer.post(
+            f"{base}/move",
+            {"source": "/etc/hostname", "destination": "/opt/vibebox/agent.py", "overwrite": True},
+            format="json",
+        ),
+        writer.delete(f"{base}//opt/vibebox/agent.py"),
+    ]
+    for response in refused:
+        assert response.status_code == 403, response.content
+        assert response.json()["error"]["code"] in ("file_permission_denied", "path_not_writable")
+
+
+def test_uploads_need_a_running_sandbox(api_client, sandbox_id):
+    api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop")
+    response = upload(api_client, sandbox_id, "a.txt", b"x")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "sandbox_not_running"
