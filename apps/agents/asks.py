@@ -9,7 +9,6 @@ server went away is marked failed by the reconcile pass.
 """
 
 import datetime as dt
-import json
 import logging
 import threading
 import uuid
@@ -20,6 +19,7 @@ from django.utils import timezone
 
 from apps.sandboxes import events
 from apps.sandboxes.execution import require_running, run_internal, sandbox_exec
+from apps.sandboxes.runtime import bounded
 from apps.sandboxes.runtime.base import ExecControl
 from vibebox import exceptions as errors
 
@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 PERMISSION_MODES = ("acceptEdits", "default", "plan", "bypassPermissions", "dontAsk")
 LIVE_EVENT_LIMIT = 64 * 1024  # bigger events go to the WebSocket in summary; all are stored whole
+# Claude's output is printed in the sandbox, so it is hostile: one event line is at most this many
+# bytes (a longer one is stored as cut text), and an ask stores at most EVENTS_LIMIT events.
+EVENT_LINE_LIMIT = 1024 * 1024
+EVENTS_LIMIT = 20_000
 
 _running: dict[str, ExecControl] = {}
 _cancelled: set[str] = set()
@@ -41,35 +45,49 @@ def claude_group(sandbox_id: str) -> str:
     return f"claude.{sandbox_id}"
 
 
+def _content(event: dict) -> list:
+    """The content blocks of an event's message (any shape Claude, or anything else, printed)."""
+    message = event.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
+
+
+def _number(value, high: float):
+    """A JSON number from the event stream within [0, high], else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        return None
+    return value
+
+
 def kind_of(event: dict) -> str:
     """init, assistant (text), thinking, tool_use, tool_result, user, result, system, …"""
     kind = event.get("type", "unknown")
     if kind == "system" and event.get("subtype") == "init":
         return "init"
-    content = (event.get("message") or {}).get("content")
-    if isinstance(content, list):
-        types = {block.get("type") for block in content if isinstance(block, dict)}
+    types = {block.get("type") for block in _content(event) if isinstance(block.get("type"), str)}
+    if types:
         if kind == "assistant" and "tool_use" in types:
             return "tool_use"
         if kind == "assistant" and types == {"thinking"}:
             return "thinking"
         if kind == "user" and "tool_result" in types:
             return "tool_result"
-    return str(kind)
+    return str(kind)[:32]
 
 
 def summary(kind: str, event: dict) -> str:
-    content = (event.get("message") or {}).get("content") or []
+    content = _content(event)
     if kind == "init":
-        return f"Claude started ({event.get('model', 'default model')})"
+        return f"Claude started ({str(event.get('model', 'default model'))[:100]})"
     if kind == "tool_use":
-        uses = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
-        return "; ".join(f"{u.get('name')} {_first_argument(u.get('input'))}".strip() for u in uses)[:300]
+        uses = [b for b in content if b.get("type") == "tool_use"]
+        return "; ".join(f"{str(u.get('name'))[:100]} {_first_argument(u.get('input'))}".strip() for u in uses)[:300]
     if kind == "assistant":
-        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))[:300]
+        return " ".join(str(b.get("text", ""))[:300] for b in content)[:300]
     if kind == "result":
-        cost = event.get("total_cost_usd")
-        return f"Claude finished ({event.get('subtype', '')}" + (f", ${cost:.4f})" if cost is not None else ")")
+        cost = _number(event.get("total_cost_usd"), 1e9)
+        subtype = str(event.get("subtype", ""))[:50]
+        return f"Claude finished ({subtype}" + (f", ${cost:.4f})" if cost is not None else ")")
     return kind.replace("_", " ")
 
 
@@ -187,12 +205,16 @@ def _argv(ask: ClaudeAsk, session: ClaudeSession, setup, resume: bool) -> list[s
 
 
 class _Lines:
-    """Splits Claude's stdout into JSON events: stores each, publishes it, keeps the result."""
+    """Splits Claude's stdout into JSON events: stores each, publishes it, keeps the result. The
+    lines are read as hostile (bounded.Lines, bounded.loads): cut at EVENT_LINE_LIMIT, nested at
+    most 64 deep, no NaN, at most EVENTS_LIMIT stored."""
 
     def __init__(self, ask: ClaudeAsk):
         self.ask = ask
-        self.buffer = b""
+        self.lines = bounded.Lines(EVENT_LINE_LIMIT)
         self.seq = 0
+        self.dropped = 0
+        self.skipping = False  # inside a line that was too long: its other pieces are dropped
         self.result: dict | None = None
         self.started = False
         self.stderr = b""
@@ -201,24 +223,29 @@ class _Lines:
         if stream != "stdout":
             self.stderr = (self.stderr + data)[-8192:]
             return
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            self.line(line)
+        for line, cut in self.lines.feed(data):
+            self.line(line, cut=cut)
 
     def flush(self) -> None:
-        if self.buffer.strip():
-            self.line(self.buffer)
-        self.buffer = b""
+        for line, cut in self.lines.flush():
+            self.line(line, cut=cut)
 
-    def line(self, raw: bytes) -> None:
+    def line(self, raw: bytes, *, cut: bool = False) -> None:
+        skipping, self.skipping = self.skipping, cut
+        if skipping:  # the rest of an over-long line: its start was stored already
+            return
         raw = raw.strip()
         if not raw:
             return
+        if self.seq >= EVENTS_LIMIT:
+            self.dropped += 1
+            return
         try:
-            event = json.loads(raw)
+            if cut:
+                raise ValueError("an over-long line")
+            event = bounded.loads(raw, max_bytes=EVENT_LINE_LIMIT)
         except ValueError:
-            event = {"type": "output", "text": raw.decode(errors="replace")[:4000]}
+            event = {"type": "output", "text": raw.decode(errors="replace")[:4000], "truncated": cut}
         if not isinstance(event, dict):
             return
         self.seq += 1
@@ -228,7 +255,7 @@ class _Lines:
         if kind == "result":
             self.result = event
         ClaudeEvent.objects.create(ask=self.ask, seq=self.seq, type=kind[:32], data=event)
-        live = event if len(raw) <= LIVE_EVENT_LIMIT else {"type": event.get("type"), "truncated": True}
+        live = event if len(raw) <= LIVE_EVENT_LIMIT else {"type": str(event.get("type"))[:32], "truncated": True}
         _publish(self.ask, kind, summary(kind, event), {"seq": self.seq, "kind": kind, "event": live})
 
 
@@ -333,7 +360,11 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
     if status == ClaudeAsk.Status.FAILED and not failure:
         failure = str(result.get("result") or "") or lines.stderr.decode(errors="replace").strip()[-2000:]
         failure = failure or f"claude exited with code {outcome.result.exit_code if outcome else None}"
-    cost = result.get("total_cost_usd")
+    # The result event was printed in the sandbox: every field is checked before it is stored.
+    cost = _number(result.get("total_cost_usd"), 1e9)
+    turns = _number(result.get("num_turns"), 1_000_000)
+    duration = _number(result.get("duration_ms"), 2**31 - 1)
+    usage = result.get("usage")
     # The change set exists before the ask stops being `running`: whoever sees it finished can review.
     change = _record_changes(ask, session, sandbox, start) if session.review and start else None
     ClaudeAsk.objects.filter(pk=ask.pk).update(
@@ -341,10 +372,10 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
         error=failure[:4000],
         result=str(result.get("result") or "")[:1_000_000],
         is_error=bool(result.get("is_error")) or status != ClaudeAsk.Status.COMPLETED,
-        num_turns=result.get("num_turns"),
-        cost_usd=round(cost, 6) if isinstance(cost, (int, float)) else None,
-        usage=result.get("usage") or {},
-        duration_ms=result.get("duration_ms") or (outcome.result.duration_ms if outcome else None),
+        num_turns=int(turns) if turns is not None else None,
+        cost_usd=round(cost, 6) if cost is not None else None,
+        usage=usage if isinstance(usage, dict) else {},
+        duration_ms=int(duration) if duration is not None else (outcome.result.duration_ms if outcome else None),
         exit_code=outcome.result.exit_code if outcome else None,
         execution_id=outcome.execution.id if outcome else "",
         finished_at=timezone.now(),

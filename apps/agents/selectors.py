@@ -1,8 +1,8 @@
 """Reads for Claude: asks, sessions and their conversation, scoped to an owner's sandbox."""
 
 from apps.sandboxes.execution import require_running, run_internal
+from apps.sandboxes.runtime import bounded
 from vibebox import exceptions as errors
-from vibebox import safejson
 
 from .models import ClaudeAsk, ClaudeEvent, ClaudeSession
 
@@ -115,7 +115,7 @@ def transcript(sandbox, session: ClaudeSession) -> tuple[list[dict], bool]:
     entries = []
     for line in result.stdout.decode(errors="replace").splitlines():
         try:
-            entries.append(safejson.loads(line))
+            entries.append(bounded.loads(line, max_bytes=TRANSCRIPT_LIMIT))  # depth-limited, no NaN
         except ValueError:
             continue
     return entries, result.truncated

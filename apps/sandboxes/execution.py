@@ -12,7 +12,7 @@ from vibebox import exceptions as errors
 
 from . import activity, envvars, events, languages
 from .models import Execution, Sandbox, Status, new_execution_id
-from .runtime import ExecRequest, ExecResult, get_driver
+from .runtime import ExecRequest, ExecResult, bounded, get_driver
 
 # Runs a command string with bash as a login shell, or sh where bash is absent.
 SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash -lc "$1"; else exec sh -c "$1"; fi'
@@ -309,8 +309,10 @@ def sandbox_execute(
     stdout, value_text = languages.split_return_value(result.stdout, prog.marker)
     return_value = None
     if value_text is not None:
+        # Printed in the sandbox: JSON nested at most 64 deep, finite numbers (a strict JSON
+        # renderer refuses NaN later, as a 500), else it is answered as the text it is.
         try:
-            return_value = json.loads(value_text)
+            return_value = bounded.loads(value_text, max_bytes=settings.VIBEBOX_EXEC_OUTPUT_LIMIT)
         except ValueError:
             return_value = value_text
     return _finish(execution, result, sandbox, stdout, return_value)

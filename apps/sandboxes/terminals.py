@@ -8,7 +8,7 @@ server memory stays bounded whatever a client does. Keystrokes and resizes from 
 through one lock, in order, in worker threads.
 
 The shell is killed when its last client leaves or when nothing was typed or printed for
-VIBEBOX_TERMINAL_IDLE_TIMEOUT: the PTY is hung up and the supervisor's KILLER removes every
+VIBEBOX_TERMINAL_IDLE_TIMEOUT: the PTY is hung up and the driver's kill (runtime.base) removes every
 process the terminal started (they carry VIBEBOX_EXEC_ID=<session id>, like exec's commands).
 
 The registry lives in this process, on the event loop that opened each session: VibeBox's web
@@ -31,9 +31,9 @@ from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
 
 from . import activity, envvars, execution, limits
-from .models import Sandbox, new_execution_id
-from .runtime import ExecRequest, get_driver
-from .runtime.scripts import KILLER, MARKER_ENV, WRAPPER
+from .models import Sandbox
+from .runtime import get_driver
+from .runtime.scripts import MARKER_ENV, WRAPPER
 
 logger = logging.getLogger(__name__)
 
@@ -242,17 +242,8 @@ class Session:
         if self.slot is not None:
             self.slot.release()
         self.handle.close()
-        try:
-            get_driver().exec(
-                self.spec.container,
-                ExecRequest(
-                    argv=("sh", "-c", KILLER, "sh", self.id),
-                    exec_id=new_execution_id(),
-                    user=self.spec.user,
-                    timeout=15,
-                    output_limit=4096,
-                ),
-            )
+        try:  # the kill contract: works even when the terminal's processes filled the pids limit
+            get_driver().kill(self.spec.container, self.id, user=self.spec.user, sweep=False)
         except errors.ApplicationError as exc:  # the sandbox stopped or went away: nothing is left
             logger.info("terminal %s: cleanup skipped: %s", self.id, exc.message)
 

@@ -187,3 +187,23 @@ def test_a_command_printing_gigabytes_is_capped(server, api_key, sandboxes, user
     assert len(answer["stdout"]) <= 10 * MiB
     assert rss(pid) - before < 50 * MiB
     assert bystander_works(url, api_key[1], bystander) == 3
+
+
+def test_execute_return_values_printed_by_the_sandbox_are_checked(api_client, create_sandbox):
+    """`returnValue` is parsed from what the sandbox prints: deep or non-finite JSON is answered as
+    the text it is, never a 500."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    deep = 'import os, sys\n_ = sys.stdout.write("\\n" + os.environ["VBX_MARKER"] + "[" * 100000 + "]" * 100000)'
+    cases = {"float('nan')": "NaN", "1e308 * 10": "Infinity", deep: "[" * 100000 + "]" * 100000}
+    for code, expected in cases.items():
+        response = api_client.post(
+            f"/api/v1/sandboxes/{sandbox_id}/execute", {"code": code, "language": "python"}, format="json"
+        )
+        assert response.status_code == 200, response.content[:300]
+        assert response.json()["returnValue"] == expected
+    nested = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/execute",
+        {"code": "{'a': [1, 2.5, None]}", "language": "python"},
+        format="json",
+    )
+    assert nested.json()["returnValue"] == {"a": [1, 2.5, None]}

@@ -29,6 +29,7 @@ signal; an exit 137 during which the cgroup's OOM-kill count grew is an OOM kill
 
 import base64
 import contextlib
+import glob
 import hashlib
 import hmac
 import json
@@ -211,7 +212,11 @@ def send_signal(exec_id: str, name: str, *, sweep: bool = False) -> int:
         session = _live.get(exec_id)
     sessions = {s for s in (session, _recorded_session(exec_id)) if s}
     if name == "KILL":
-        return end(exec_id, sessions=sessions, sweep=sweep)
+        count = end(exec_id, sessions=sessions, sweep=sweep)
+        for path in glob.glob(f"/tmp/.vbx-{exec_id}.*") + glob.glob(f"/tmp/vbx-{exec_id}.*"):  # noqa: S108
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # the supervisor's files and execute's code file, as KILLER does
+        return count
     number = getattr(signal, f"SIG{name}")
     members = _members(exec_id, sessions, set(), False, set())
     for pid in members:

@@ -73,12 +73,13 @@ rm -rf "/tmp/.vbx-$id".* /tmp/vbx-"$id".*
 exit 0
 """
 
-# argv: sh -c OOM_CHECK sh <exec id>; prints "oom" when the cgroup's OOM kill count grew.
+# argv: sh -c OOM_CHECK sh <exec id>; prints "oom" when the cgroup's OOM kill count grew (not when
+# the count taken at the start is gone: a kill removed it, and a killed command is not an OOM).
 OOM_CHECK = f"""f=/tmp/.vbx-$1
 before=$(cat "$f.oom" 2>/dev/null)
 now=$({_OOM_COUNT})
 rm -f "$f.pid" "$f.oom"
-[ -n "$now" ] && [ "$now" != "$before" ] && echo oom
+[ -n "$before" ] && [ -n "$now" ] && [ "$now" != "$before" ] && echo oom
 exit 0
 """
 
