@@ -21,7 +21,7 @@ from apps.marketplace.selectors import template_find
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, events, git, pools, snapshots, states
+from . import envvars, events, git, pools, quotas, snapshots, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
 from .specs import base_labels, container_spec, network_name
@@ -195,11 +195,7 @@ def sandbox_create(
             # Serialises this owner's creates, so the quota check cannot be raced.
             get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
             live = Sandbox.objects.filter(owner=owner, status__in=states.ALIVE)
-            if live.count() >= settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER:
-                raise errors.QuotaExceeded(
-                    f"At most {settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER} sandboxes at a time.",
-                    details={"limit": settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER},
-                )
+            quotas.check_sandbox(owner, cpu=cpu, memory=memory, disk=disk)
             if name is not None and live.filter(name=name).exists():
                 raise errors.SandboxNameTaken(details={"name": name})
             sandbox = Sandbox(

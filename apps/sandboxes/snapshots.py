@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, states
+from . import events, quotas, states
 from .models import Sandbox, Snapshot, Status
 from .runtime import get_driver
 from .specs import base_labels
@@ -80,6 +82,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
             f"Cannot snapshot a sandbox that is {sandbox.status}.",
             details={"status": sandbox.status, "allowedFrom": sorted(SNAPSHOT_FROM)},
         )
+    quotas.check_snapshot(sandbox.owner)  # count, and bytes already at the limit: before taking anything
     driver = get_driver()
     snapshot = Snapshot(owner=sandbox.owner, sandbox=sandbox, sandbox_name=sandbox.name, template=sandbox.template)
     snapshot.name = name or f"{sandbox.name}-{timezone.now():%Y%m%d-%H%M%S}"
@@ -97,7 +100,16 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
     finally:
         if freeze:
             driver.unpause(sandbox.container_name)
-    snapshot.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            # Again with its size, under the owner's lock: concurrent snapshots cannot both fit.
+            get_user_model().objects.select_for_update().filter(pk=sandbox.owner_id).first()
+            quotas.check_snapshot(sandbox.owner)
+            quotas.check_snapshot(sandbox.owner, size=snapshot.size)
+            snapshot.save(force_insert=True)
+    except BaseException:
+        _remove_data(snapshot)
+        raise
     events.publish(sandbox=sandbox, type="sandbox.snapshotted", data={"snapshot": snapshot.id, "name": snapshot.name})
     return snapshot
 
