@@ -375,7 +375,8 @@ def test_the_document_states_the_ranges_and_patterns_the_server_enforces(doc, se
     number, text = exec_body["properties"]["timeout"]["oneOf"]
     assert number["minimum"] == 0 and number["maximum"] == settings.VIBEBOX_EXEC_MAX_TIMEOUT
     assert text["pattern"] == DURATION_PATTERN
-    create = component(doc, "SandboxCreateRequest")["properties"]
+    create_body = component(doc, "SandboxCreateRequest")
+    create = create_body["properties"]
     zero, paused, _ = create["autoPause"]["oneOf"]
     assert zero["enum"] == [0] and paused["minimum"] == settings.VIBEBOX_AUTO_PAUSE_MIN
     assert create["timeout"]["oneOf"][0]["maximum"] == settings.VIBEBOX_MAX_TIMEOUT
@@ -387,7 +388,10 @@ def test_the_document_states_the_ranges_and_patterns_the_server_enforces(doc, se
     assert (memory["minimum"], memory["maximum"]) == (settings.VIBEBOX_MIN_MEMORY, settings.VIBEBOX_MAX_MEMORY)
     assert memory_text["pattern"] == SIZE_PATTERN
     key = component(doc, "ApiKeyCreateRequest")["properties"]
-    assert key["rateLimit"]["pattern"].startswith("^([1-9][0-9]{0,6}/")
+    pattern, blank = key["rateLimit"]["oneOf"]
+    assert pattern["pattern"].startswith("^[1-9][0-9]{0,6}/") and blank == {"type": "string", "maxLength": 0}
+    assert create_body["anyOf"] == [{"required": ["template"]}, {"required": ["snapshot"]}]
+    assert component(doc, "ApiKeyCreateRequest")["not"] == {"required": ["expiresAt", "expiresIn"]}
     assert key["expiresIn"]["oneOf"][0]["maximum"] == 10 * 365 * 86400
     limit, offset = (
         next(p for p in doc["paths"]["/api/v1/sandboxes"]["get"]["parameters"] if p["name"] == name)["schema"]

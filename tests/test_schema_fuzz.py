@@ -8,7 +8,7 @@ rotate it, revoke it). Checks: no 5xx, answers and their headers as documented, 
 requests refused, schema-valid ones accepted (tests/schema_fuzz_hooks.py lists the few rules a
 schema cannot state), no use after delete, no ignored authentication.
 
-The key has every scope and no rate limit, its user a quota of 2 sandboxes. Exclusions, each
+The key has every scope and no rate limit, its user (staff, for GET pools) a quota of 2 sandboxes. Exclusions, each
 needed for the run to be sound or safe (tests/schema_fuzz_hooks.py):
 - the run's own key is never revoked or rotated by the run (everything after would be a 401);
 - a sandbox-create body naming an installed template is not sent: it would make a real sandbox
@@ -37,7 +37,8 @@ EXAMPLES = int(os.environ.get("VIBEBOX_FUZZ_EXAMPLES", "12"))
 
 @pytest.fixture
 def fuzz_key(transactional_db, templates, make_key, django_user_model):
-    user = django_user_model.objects.create_user(username="fuzz", password="pw-fuzz")
+    # Staff: GET /api/v1/pools is for operators, and the run should reach it too.
+    user = django_user_model.objects.create_user(username="fuzz", password="pw-fuzz", is_staff=True)
     return make_key(user, ALL_SCOPES, name="fuzz", rate_limit="1000000/s")
 
 

@@ -69,6 +69,7 @@ TemplateUnavailable = error("template_unavailable", 503, "The template's image i
 KeyNotFound = error("key_not_found", 404, "API key not found.")
 ScopeEscalation = error("scope_escalation", 403, "A key cannot create a key broader than itself.")
 InvalidScope = error("invalid_scope", 400, "Unknown scope.")
+KeyInactive = error("key_inactive", 409, "The key is revoked or expired.")
 
 # Runtime.
 RuntimeUnavailable = error("runtime_unavailable", 503, "The container engine is not reachable.")

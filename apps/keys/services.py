@@ -141,7 +141,7 @@ def api_key_rotate(
     """
     _ensure_may_act_on(key=key, creator=creator, action="rotate")
     if not key.is_active():
-        raise errors.ValidationFailed("Only an active key can be rotated.")
+        raise errors.KeyInactive("Only an active key can be rotated.")  # a state, not bad input: 409
     grace = settings.VIBEBOX_KEY_ROTATION_GRACE if grace_seconds is None else grace_seconds
     with transaction.atomic():
         new_key, secret = api_key_create(

@@ -71,6 +71,7 @@ def postprocess_errors(result, generator, **kwargs):
     }
     for path, item in result.get("paths", {}).items():
         for operation in item.values():
+            _require_bodies_with_required_fields(operation, schemas)
             statuses = [401, 403, 429, *([404] if "{" in path else []), *([400] if "requestBody" in operation else [])]
             responses = operation["responses"]
             for status in statuses:
@@ -87,6 +88,16 @@ def postprocess_errors(result, generator, **kwargs):
                 if parameter["in"] == "path" and parameter["name"] == "sandbox_id":
                     parameter.setdefault("description", "The sandbox's id (sbx_…) or name.")
     return result
+
+
+def _require_bodies_with_required_fields(operation: dict, schemas: dict) -> None:
+    """A body whose object needs one of several fields (anyOf required) is itself required;
+    drf-spectacular only sees plain `required` lists."""
+    body = operation.get("requestBody")
+    ref = (body or {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    component = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+    if any("required" in option for option in component.get("anyOf", [])):
+        body["required"] = True
 
 
 def _json() -> dict:
@@ -176,7 +187,12 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(target, direction, bypass_extensions=True)
         if schema.get("description") == get_doc(StrictSerializer):  # inherited, not the body's own
             del schema["description"]
-        return {**schema, "additionalProperties": False}
+        groups = {}
+        if target.any_of_required:
+            groups["anyOf"] = [{"required": [name]} for name in target.any_of_required]
+        if target.not_together:
+            groups["not"] = {"required": list(target.not_together)}
+        return {**schema, **groups, "additionalProperties": False}
 
 
 class MapSerializer(serializers.Serializer):

@@ -69,6 +69,11 @@ class StrictSerializer(serializers.Serializer):
     ignored, and values whose JSON type is not the declared one (no coercion of 5 to "5"). Strings
     are taken as sent: trimming them would accept what `maxLength` or a pattern refuses."""
 
+    # Field groups the OpenAPI document states too: at least one of `any_of_required`; never all
+    # of `not_together` (present, whatever their values).
+    any_of_required: tuple[str, ...] = ()
+    not_together: tuple[str, ...] = ()
+
     def get_fields(self):
         fields = super().get_fields()
         for field in fields.values():
@@ -90,6 +95,15 @@ class StrictSerializer(serializers.Serializer):
             }
             if wrong:
                 raise serializers.ValidationError(wrong)
+            if self.any_of_required and not any(name in data for name in self.any_of_required):
+                raise serializers.ValidationError(
+                    {self.any_of_required[0]: [serializers.ErrorDetail("This field is required.", code="required")]}
+                )
+            if self.not_together and all(name in data for name in self.not_together):
+                message = f"Give {' or '.join(self.not_together)}, not both."
+                raise serializers.ValidationError(
+                    {self.not_together[-1]: [serializers.ErrorDetail(message, code="invalid")]}
+                )
         return super().to_internal_value(data)
 
 

@@ -4,8 +4,9 @@ from rest_framework import serializers
 from apps.keys.scopes import ALL_SCOPES
 from vibebox.api.serializers import DurationField, StrictSerializer, pattern_field
 
-# As apps.keys.services.RATE_PATTERN, in ASCII digits (the published pattern is ECMAScript's).
-RATE_PATTERN = r"^([1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day))?$"
+# As apps.keys.services.RATE_PATTERN, in ASCII digits (the published pattern is ECMAScript's); ""
+# (the server default) is allowed apart, as the document says.
+RATE_PATTERN = r"^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$"
 
 
 class ApiKeySerializer(serializers.Serializer):
@@ -36,6 +37,8 @@ class ApiKeyWithSecretSerializer(ApiKeySerializer):
 
 
 class ApiKeyCreateSerializer(StrictSerializer):
+    not_together = ("expiresAt", "expiresIn")
+
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, help_text="Default: the caller's scopes."
@@ -59,11 +62,6 @@ class ApiKeyCreateSerializer(StrictSerializer):
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("expiresAt must be in the future.", code="in_the_past")
         return value
-
-    def validate(self, attrs):
-        if attrs.get("expiresAt") and attrs.get("expiresIn") is not None:
-            raise serializers.ValidationError("Give expiresAt or expiresIn, not both.")
-        return attrs
 
 
 class ApiKeyRotateSerializer(StrictSerializer):

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.sandboxes.models import Execution, Status
-from apps.sandboxes.services import METADATA_VALUE_MAX
+from apps.sandboxes.services import METADATA_VALUE_MAX, validate_metadata
 from vibebox import exceptions as errors
 from vibebox.api.serializers import BoundedFloatField, DurationField, SizeField, StrictSerializer, pattern_field
 from vibebox.units import format_size
@@ -19,9 +19,22 @@ def name_field(**kwargs):
     return pattern_field(NAME_PATTERN, "name: " + NAME_HELP, help_text=NAME_HELP, **kwargs)
 
 
+class MetadataField(serializers.DictField):
+    """Keys: 1-64 of letters, digits and _.:/- (checked by the service: OpenAPI 3.0 cannot say it).
+    Too many keys or too long a value is `metadata_too_large`, as the service says it; the schema
+    states both limits (maxProperties, maxLength)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (
+            len(data) > settings.VIBEBOX_METADATA_MAX_KEYS
+            or any(isinstance(v, str) and len(v) > METADATA_VALUE_MAX for v in data.values())
+        ):
+            validate_metadata(data)  # raises metadata_too_large with its details
+        return super().to_internal_value(data)
+
+
 def metadata_field(**kwargs):
-    """Keys: 1-64 of letters, digits and _.:/- (checked by the service: OpenAPI 3.0 cannot say it)."""
-    return serializers.DictField(
+    return MetadataField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=METADATA_VALUE_MAX),
         validators=[MaxLengthValidator(lambda: settings.VIBEBOX_METADATA_MAX_KEYS)],
         help_text="Keys: 1-64 of letters, digits and _.:/- ; values: strings of at most "
@@ -47,6 +60,8 @@ class ResourcesInputSerializer(StrictSerializer):
 
 
 class SandboxCreateSerializer(StrictSerializer):
+    any_of_required = ("template", "snapshot")
+
     template = serializers.CharField(max_length=64, required=False, help_text="Required unless `snapshot` is given.")
     snapshot = serializers.CharField(max_length=32, required=False, help_text="Create from this snapshot (snap_…).")
     name = name_field(required=False)
@@ -77,11 +92,6 @@ class SandboxCreateSerializer(StrictSerializer):
     pauseStopsTimeout = serializers.BooleanField(
         required=False, default=False, help_text="Time spent paused does not count toward the expiry."
     )
-
-    def validate(self, attrs):
-        if not attrs.get("template") and not attrs.get("snapshot"):
-            raise serializers.ValidationError({"template": ["This field is required."]})
-        return attrs
 
 
 class SandboxUpdateSerializer(StrictSerializer):
