@@ -187,12 +187,27 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(target, direction, bypass_extensions=True)
         if schema.get("description") == get_doc(StrictSerializer):  # inherited, not the body's own
             del schema["description"]
+        if direction == "request":
+            for prop in schema.get("properties", {}).values():
+                _no_nul(prop)
         groups = {}
         if target.any_of_required:
             groups["anyOf"] = [{"required": [name]} for name in target.any_of_required]
         if target.not_together:
             groups["not"] = {"required": list(target.not_together)}
         return {**schema, **groups, "additionalProperties": False}
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(schema: dict) -> None:
+    """DRF's string fields refuse NUL characters: say so where no pattern or format says more."""
+    if schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema):
+        schema["pattern"] = NO_NUL
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _no_nul(schema[key])
 
 
 class MapSerializer(serializers.Serializer):
