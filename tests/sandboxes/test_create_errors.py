@@ -1,15 +1,18 @@
 """Bad input and failures: a clear code, and nothing left behind (no container, no row)."""
 
 import pytest
+from django.conf import settings as django_settings
 
 from apps.sandboxes.models import Sandbox
+
+INSTANCE_LABEL = f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}"
 
 
 @pytest.fixture
 def nothing_left(docker_client, templates):
     def check():
         assert Sandbox.objects.count() == 0
-        assert not docker_client.containers.list(all=True, filters={"label": "vibebox.instance=test"})
+        assert not docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
 
     return check
 
@@ -56,7 +59,7 @@ def test_duplicate_name(api_client, create_sandbox, docker_client):
     response = api_client.post("/api/v1/sandboxes", {"template": "python-3", "name": "twin"}, format="json")
     assert response.status_code == 409 and response.json()["error"]["code"] == "sandbox_name_taken"
     assert Sandbox.objects.count() == 1
-    assert len(docker_client.containers.list(all=True, filters={"label": "vibebox.instance=test"})) == 1
+    assert len(docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})) == 1
 
 
 def test_name_is_free_again_after_destroy(api_client, create_sandbox):
@@ -106,5 +109,5 @@ def test_missing_template_image_is_503_and_leaves_nothing(api_client, templates,
     response = api_client.post("/api/v1/sandboxes", {"template": "ghost"}, format="json")
     assert response.status_code == 503 and response.json()["error"]["code"] == "template_unavailable"
     assert Sandbox.objects.count() == 0
-    assert not docker_client.containers.list(all=True, filters={"label": "vibebox.instance=test"})
-    assert not docker_client.volumes.list(filters={"label": "vibebox.instance=test"})
+    assert not docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
+    assert not docker_client.volumes.list(filters={"label": INSTANCE_LABEL})
