@@ -24,6 +24,7 @@ from apps.sandboxes.runtime import get_driver
 
 TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
 LABEL_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]
+INSTANCE_LABEL = f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}"
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,9 @@
 """Bad input and failures: a clear code, and nothing left behind (no container, no row)."""
 
 import pytest
-from django.conf import settings as django_settings
 
 from apps.sandboxes.models import Sandbox
-
-INSTANCE_LABEL = f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}"
+from tests.conftest import INSTANCE_LABEL
 
 
 @pytest.fixture

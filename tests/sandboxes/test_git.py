@@ -3,6 +3,7 @@
 import pytest
 
 from apps.sandboxes.models import Sandbox, SandboxGitConfig
+from tests.conftest import INSTANCE_LABEL
 
 
 def git_api(api_client, sandbox_id, action, expect=200, method="post", **body):
@@ -66,7 +67,7 @@ def test_failed_clone_at_create_leaves_nothing(api_client, git, templates, docke
     error = response.json()["error"]
     assert error["code"] == "git_clone_failed" and "wrong-token-123" not in response.content.decode()
     assert Sandbox.objects.count() == 0
-    assert not docker_client.containers.list(all=True, filters={"label": "vibebox.instance=test"})
+    assert not docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
     # unless the caller says a failed clone is fine
     response = api_client.post(
         "/api/v1/sandboxes", {"template": "python-3", "git": {**bad, "failOnError": False}}, format="json"

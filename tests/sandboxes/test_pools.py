@@ -9,7 +9,7 @@ import pytest
 from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
 from apps.sandboxes.reconcile import sandbox_reconcile
-from tests.conftest import live_server
+from tests.conftest import INSTANCE_LABEL, live_server
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def python_pool(pool_settings, templates):
 
 def pooled_containers(docker_client):
     return docker_client.containers.list(
-        all=True, filters={"label": ["vibebox.instance=test", "vibebox.pool=python-3"]}
+        all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3"]}
     )
 
 
@@ -197,7 +197,7 @@ def test_no_double_assignment_under_concurrent_creates(transactional_db, templat
         assert sum(r["warm"] for r in results) == 5
         rows = Sandbox.objects.filter(id__in=ids)
         assert len({r.container_id for r in rows}) == 20
-        running = {c.name for c in docker_client.containers.list(filters={"label": "vibebox.instance=test"})}
+        running = {c.name for c in docker_client.containers.list(filters={"label": INSTANCE_LABEL})}
         assert set(ids) <= running
         assert PooledContainer.objects.count() == 0
     finally:
