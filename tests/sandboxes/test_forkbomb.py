@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from apps.sandboxes.runtime import get_driver
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BOMB = "bomb() { bomb | bomb & }; bomb"
@@ -81,8 +83,7 @@ def test_a_fork_bomb_that_leaves_its_session_and_marker_ends_at_its_timeout(api_
     assert_recovers(api_client, docker_client, sandbox_id, baseline)
 
 
-def test_killing_a_background_fork_bomb_ends_it(api_client, docker_client, sandbox):
-    sandbox_id, baseline = sandbox
+def kill_background_bomb(api_client, docker_client, sandbox_id: str, baseline: int) -> None:
     response = api_client.post(
         f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": BOMB, "background": True}, format="json"
     )
@@ -98,6 +99,32 @@ def test_killing_a_background_fork_bomb_ends_it(api_client, docker_client, sandb
 
     assert wait_for(finished)
     assert_recovers(api_client, docker_client, sandbox_id, baseline)
+
+
+def test_killing_a_background_fork_bomb_ends_it(api_client, docker_client, sandbox):
+    kill_background_bomb(api_client, docker_client, *sandbox)
+
+
+@pytest.fixture
+def without_agent(settings):
+    """Sandboxes without the exec agent (VIBEBOX_EXEC_AGENT=false, or a template without python3):
+    only the supervisor (scripts.py) and Docker execs of its KILLER are left to end a command."""
+    settings.VIBEBOX_EXEC_AGENT = False
+    get_driver.cache_clear()
+    yield
+    get_driver.cache_clear()
+
+
+def test_without_the_agent_a_fork_bomb_ends_at_its_timeout_and_at_a_kill(
+    without_agent, api_client, create_sandbox, docker_client
+):
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    assert wait_for(lambda: alive(api_client, sandbox_id), timeout=30)
+    baseline = process_count(docker_client, sandbox_id)
+    status, body = exec_body(api_client, sandbox_id, command=BOMB, timeout=5)
+    assert status == 200 and body["status"] == "timeout", body
+    assert_recovers(api_client, docker_client, sandbox_id, baseline)
+    kill_background_bomb(api_client, docker_client, sandbox_id, baseline)
 
 
 def test_destroying_a_sandbox_with_a_fork_bomb_ends_it(api_client, docker_client, sandbox):

@@ -19,7 +19,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import bounded, docker_agent, docker_exec, docker_logs, docker_tty, firewall, scripts
+from . import bounded, docker_agent, docker_exec, docker_logs, docker_tty, firewall
 from .base import (
     BuildLog,
     ContainerInfo,
@@ -34,8 +34,12 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
-# Storage drivers that can cap a container's writable layer with --storage-opt size.
+# Storage drivers that can cap a container's writable layer with --storage-opt size (overlay2
+# only on XFS mounted with project quotas: a probe tells). With overlay2 the size counts what the
+# container writes; with the others, its whole filesystem, image included.
 _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
+_UPPER_ONLY_DRIVERS = {"overlay2", "windowsfilter"}
+_ENGINE_INFO_TTL = 300.0
 
 
 def _bridge(network: str) -> str:
@@ -165,6 +169,7 @@ class DockerDriver:
         self._network_lock = threading.Lock()  # one create at a time in this process
         self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
         self._agents: dict[str, tuple[str, str]] = {}  # container name -> (address, user)
+        self._engine_info: tuple[float, EngineInfo] | None = None
 
     # ---- connection and error translation ----
 
@@ -201,18 +206,64 @@ class DockerDriver:
             self.client.ping()
 
     def engine_info(self) -> EngineInfo:
+        """The engine's version and storage driver, and whether it enforces disk limits (found
+        out once by creating, not starting, a container with one). Kept for a few minutes."""
+        cached = self._engine_info
+        if cached is not None and time.monotonic() - cached[0] < _ENGINE_INFO_TTL:
+            return cached[1]
         with self._engine():
             info = self.client.info()
-        storage = info.get("Driver", "")
-        backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
-        supports = storage in _DISK_LIMIT_DRIVERS or (storage == "overlay2" and backing == "xfs")
-        return EngineInfo(version=info.get("ServerVersion", ""), storage_driver=storage, supports_disk_limit=supports)
+            storage = info.get("Driver", "")
+            backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+            candidate = storage in _DISK_LIMIT_DRIVERS or (storage == "overlay2" and backing == "xfs")
+            supports = candidate and self._probe_disk_limit(storage)
+        result = EngineInfo(version=info.get("ServerVersion", ""), storage_driver=storage, supports_disk_limit=supports)
+        if supports is not None:
+            self._engine_info = (time.monotonic(), result)
+        if cached is None and not supports:
+            logger.warning(
+                "disk limits are off: the engine's storage (%s on %s) cannot limit a container's size "
+                "(docs/operations.md, Disk limits); sandboxes get no disk size unless one is asked for, "
+                "which is refused (disk_limit_unsupported)",
+                storage,
+                backing or "?",
+            )
+        return EngineInfo(result.version, result.storage_driver, bool(supports))
+
+    def _probe_disk_limit(self, storage: str) -> bool | None:
+        """Creates (never starts) a container with a size limit; None: no image to try with."""
+        images = [image for image in self.client.api.images() if image.get("RepoTags")]
+        if not images:
+            return None
+        image = images[0]
+        size = 1024**3 + (0 if storage in _UPPER_ONLY_DRIVERS else int(image.get("Size") or 0))
+        try:
+            created = self.client.api.create_container(
+                image["Id"],
+                command=["true"],
+                network_disabled=True,
+                labels={"vibebox.probe": "disk-limit"},
+                host_config=self.client.api.create_host_config(storage_opt={"size": str(size)}),
+            )
+        except APIError as exc:
+            logger.info("disk limit probe: %s", exc.explanation or exc)
+            return False
+        self.client.api.remove_container(created["Id"], force=True)
+        return True
+
+    def _layer_size(self, spec: ContainerSpec) -> int:
+        """--storage-opt size for `spec.disk` bytes of the sandbox's own writes."""
+        storage = self.engine_info().storage_driver
+        if storage in _UPPER_ONLY_DRIVERS:
+            return spec.disk
+        return spec.disk + int(self.client.api.inspect_image(spec.image).get("Size") or 0)
 
     # ---- containers ----
 
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         with self._engine():
-            self.client.volumes.create(name=spec.volume, labels=spec.labels)
+            if spec.volume:
+                self.client.volumes.create(name=spec.volume, labels=spec.labels)
             command = docker_agent.COMMAND if self._agent_secret else spec.command
             kwargs = dict(
                 image=spec.image,
@@ -236,14 +287,14 @@ class DockerDriver:
                 log_config=LogConfig(
                     type="local", config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}
                 ),
-                mounts=[Mount(target="/workspace", source=spec.volume, type="volume")],
+                mounts=[Mount(target="/workspace", source=spec.volume, type="volume")] if spec.volume else [],
                 network=spec.network,
                 runtime=spec.runtime,
                 ipc_mode="private",
             )
-            if spec.disk:
-                kwargs["storage_opt"] = {"size": str(spec.disk)}
             try:
+                if spec.disk:
+                    kwargs["storage_opt"] = {"size": str(self._layer_size(spec))}
                 container = self.client.containers.create(**kwargs)
             except ImageNotFound:
                 raise errors.TemplateUnavailable(details={"image": spec.image}) from None
@@ -383,9 +434,8 @@ class DockerDriver:
                     if docker_agent.kill(target[0], self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
                         return
                     self._agents.pop(name, None)
-            script = scripts.KILLER if signal == "KILL" else scripts.SIGNAL
-            args = [exec_id] if signal == "KILL" else [exec_id, signal]
-            docker_exec.run_helper(self.client.api, name, ["sh", "-c", script, "sh", *args], user)
+            if not docker_exec.kill(self.client.api, name, exec_id, signal, user):
+                logger.warning("could not start the killer of %s in %s (its pids limit?)", exec_id, name)
 
     def _killer(self, name: str, user: str):
         """kill(exec_id, signal) for docker_exec, errors logged (it runs in a thread of its own)."""

@@ -20,6 +20,7 @@ from .scripts import HELPER_ID, KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, TIMEOUT_E
 
 _DRAIN_SECONDS = 6.0  # after a kill, how long to wait for the stream to close (the watchdog's grace and more)
 _WATCHDOG_GRACE = 2.0  # the supervisor's own watchdog fires this long after the server's deadline
+KILL_SECONDS = 15.0  # how long a Docker-exec kill is retried while the engine cannot start it
 Kill = Callable[[str, str], None]  # (exec id, signal name)
 
 
@@ -62,24 +63,40 @@ def early_output(wrapper) -> bytes:
         return b""
 
 
-def run_helper(api, container: str, argv: list[str], user: str, *, limit: int = 64 * 1024) -> bytes:
-    """A short helper of VibeBox's own (kill, OOM check), marked as such; at most `limit` bytes of
-    its output are kept."""
+def _helper(api, container: str, argv: list[str], user: str, limit: int) -> tuple[bytes, int | None]:
     exec_id = api.exec_create(
         container, argv, stdout=True, stderr=True, user=user, environment={MARKER_ENV: HELPER_ID}
     )["Id"]
     output = bytearray()
     for chunk in api.exec_start(exec_id, stream=True):
         output += chunk[: max(0, limit - len(output))]
-    return bytes(output)
+    return bytes(output), _exit_code(api, exec_id)
+
+
+def run_helper(api, container: str, argv: list[str], user: str, *, limit: int = 64 * 1024) -> bytes:
+    """A short helper of VibeBox's own (OOM check), marked as such; at most `limit` bytes of its
+    output are kept."""
+    return _helper(api, container, argv, user, limit)[0]
+
+
+def kill(api, container: str, exec_id: str, signal: str, user: str, *, seconds: float = KILL_SECONDS) -> bool:
+    """Signals a command with a Docker exec of KILLER (or SIGNAL), again until it ran: at the pids
+    limit the engine often cannot start it, and a retry lands when a dying process frees a slot
+    (KILLER's first steps are builtins, so once started it needs no other)."""
+    script, args = (KILLER, [exec_id]) if signal == "KILL" else (SIGNAL, [exec_id, signal])
+    deadline = time.monotonic() + seconds
+    while True:
+        _, code = _helper(api, container, ["sh", "-c", script, "sh", *args], user, 4096)
+        if code == 0 or time.monotonic() > deadline:
+            return code == 0
+        time.sleep(0.1)
 
 
 def _default_kill(api, container: str, user: str) -> Kill:
-    def kill(exec_id: str, signal: str) -> None:
-        script, args = (KILLER, [exec_id]) if signal == "KILL" else (SIGNAL, [exec_id, signal])
-        run_helper(api, container, ["sh", "-c", script, "sh", *args], user)
+    def default(exec_id: str, signal: str) -> None:
+        kill(api, container, exec_id, signal, user)
 
-    return kill
+    return default
 
 
 def _beside(kill: Kill, exec_id: str, signal: str) -> None:

@@ -58,12 +58,16 @@ rm -f "$f.w"
 exit "$rc"
 """
 
-# argv: sh -c KILLER sh <exec id>; stops, then kills, the command's session and every process
-# carrying its marker (three rounds: a process forked meanwhile is caught by the next).
+# argv: sh -c KILLER sh <exec id>; ends the command: builtins first (at the pids limit nothing
+# new can start, but this shell may have got a slot a dying process freed): one signal stops,
+# then kills, its whole process group, forks in flight included; then, slots free again, its
+# session and every process carrying its marker (a process forked meanwhile: the next round).
+# dash's kill takes `-SIG -PGID`, not `-s SIG` or `--` before a negative pid.
 KILLER = """id=$1
-sid=$(cat "/tmp/.vbx-$id.pid" 2>/dev/null)
-for sig in STOP STOP KILL KILL; do
-  [ -n "$sid" ] && kill -"$sig" -- -"$sid" 2>/dev/null
+sid=
+read -r sid < "/tmp/.vbx-$id.pid" 2>/dev/null
+if [ -n "$sid" ]; then kill -STOP -"$sid" 2>/dev/null; kill -KILL -"$sid" 2>/dev/null; fi
+for sig in STOP KILL KILL; do
   [ -n "$sid" ] && pkill -"$sig" -s "$sid" 2>/dev/null
   for p in /proc/[0-9]*; do
     grep -qsz "^VIBEBOX_EXEC_ID=$id\\$" "$p/environ" && kill -"$sig" "${p#/proc/}" 2>/dev/null
@@ -84,7 +88,8 @@ exit 0
 """
 
 # argv: sh -c SIGNAL sh <exec id> <signal name>; signals every process of the command's session.
-SIGNAL = """sid=$(cat "/tmp/.vbx-$1.pid" 2>/dev/null)
+SIGNAL = """sid=
+read -r sid < "/tmp/.vbx-$1.pid" 2>/dev/null
 [ -n "$sid" ] && pkill -"$2" -s "$sid"
 exit 0
 """
