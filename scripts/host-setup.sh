@@ -12,12 +12,21 @@
 #                     (127.0.0.1/localhost/::1) is started here when it does
 #                     not answer; any other URL must already answer.
 #   VIBEBOX_DOCKERD_FLAGS  extra flags for dockerd when this script starts it.
+#   VIBEBOX_DOCKER_ROOT    data root of a dockerd this script starts (default
+#                     /var/lib/vibebox-docker): a filesystem that can limit a
+#                     container's size (sandboxes' disk limits), made from a
+#                     sparse image file $VIBEBOX_DOCKER_ROOT.img when missing.
+#   VIBEBOX_DOCKER_DISK_SIZE  that image's size (default: 80% of the free space
+#                     where it lives, at least 20G); VIBEBOX_DOCKER_DISK_LIMITS=0
+#                     keeps dockerd's own data root instead (no disk limits).
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${VIBEBOX_DATA_DIR:-$REPO_DIR/var}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 DOCKER_WAIT_SECONDS=60
+DOCKER_ROOT="${VIBEBOX_DOCKER_ROOT:-/var/lib/vibebox-docker}"
+DOCKER_ROOT_IMAGE="$DOCKER_ROOT.img"
 REDIS_WAIT_SECONDS=10
 
 # Admin tools (dockerd, iptables, debootstrap) live in sbin.
@@ -43,6 +52,8 @@ declare -A PKG_FOR=(
     [debootstrap]=debootstrap
     [curl]=curl
     [python3]=python3
+    [mkfs.xfs]=xfsprogs
+    [mkfs.btrfs]=btrfs-progs
 )
 
 ensure_packages() {
@@ -51,7 +62,11 @@ ensure_packages() {
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
     # iptables (with ip6tables and *-restore): the sandbox firewall; ip: the egress tests' namespaces.
     local cmds=(redis-cli debootstrap curl python3 iptables ip)
-    if ! docker_ok; then cmds+=(dockerd containerd runc); fi
+    if ! docker_ok; then
+        cmds+=(dockerd containerd runc)
+        # for a data root that can limit sandboxes' disk (prepare_data_root)
+        if disk_limits_wanted && ! mountpoint -q "$DOCKER_ROOT" 2>/dev/null; then cmds+=(mkfs.xfs mkfs.btrfs); fi
+    fi
     if ! have redis-server && ! redis_ok; then cmds+=(redis-server); fi
     for cmd in "${cmds[@]}"; do
         have "$cmd" || missing+=("${PKG_FOR[$cmd]}")
@@ -114,8 +129,10 @@ start_dockerd() {
     # Docker's bridge networking needs forwarding; dockerd turns it on itself
     # when it manages iptables, this only saves a warning.
     local flags=(--host unix:///var/run/docker.sock --pidfile "$pidfile")
+    if [ -z "${VIBEBOX_DOCKERD_FLAGS:-}" ] && prepare_data_root; then
+        flags+=("${DATA_ROOT_FLAGS[@]}")
     # Only overlay2 is wanted on ext4/xfs; let dockerd fall back otherwise.
-    if [ -z "${VIBEBOX_DOCKERD_FLAGS:-}" ] && supports_overlay2; then
+    elif [ -z "${VIBEBOX_DOCKERD_FLAGS:-}" ] && supports_overlay2; then
         flags+=(--storage-driver overlay2)
     fi
     # shellcheck disable=SC2206  # intentional word splitting of user flags
@@ -131,6 +148,71 @@ start_dockerd() {
     wait_for_docker "$pid" && return 0
     tail -n 20 "$logfile" >&2 || true
     die "dockerd did not answer within ${DOCKER_WAIT_SECONDS}s; see $logfile"
+}
+
+# ------------------------------------------------------ disk-limited data root --
+# Sandboxes' disk limits (VIBEBOX_DEFAULT_DISK) need a storage driver that can size a container:
+# overlay2 on XFS mounted with project quotas (Docker's own way; needs a kernel with XFS quota),
+# else btrfs (qgroups). A dockerd this script starts gets its data root on such a filesystem: a
+# sparse image file, loop-mounted at $DOCKER_ROOT (again after a reboot). Nothing here touches
+# a running engine or /var/lib/docker.
+disk_limits_wanted() { [ "${VIBEBOX_DOCKER_DISK_LIMITS:-1}" != 0 ]; }
+
+DATA_ROOT_FLAGS=()
+# Sets DATA_ROOT_FLAGS; fails (with a warning) when no such filesystem can be had.
+prepare_data_root() {
+    disk_limits_wanted || return 1
+    if ! mountpoint -q "$DOCKER_ROOT"; then
+        mkdir -p "$DOCKER_ROOT"
+        if [ -e "$DOCKER_ROOT_IMAGE" ]; then
+            mount_data_root "$(blkid -o value -s TYPE "$DOCKER_ROOT_IMAGE" 2>/dev/null || true)" || {
+                warn_no_disk_limits "could not mount $DOCKER_ROOT_IMAGE"
+                return 1
+            }
+        else
+            make_data_root || return 1
+        fi
+    fi
+    case "$(stat -f -c %T "$DOCKER_ROOT")" in
+        xfs) DATA_ROOT_FLAGS=(--data-root "$DOCKER_ROOT" --storage-driver overlay2) ;;
+        btrfs) DATA_ROOT_FLAGS=(--data-root "$DOCKER_ROOT" --storage-driver btrfs) ;;
+        *) warn_no_disk_limits "$DOCKER_ROOT is neither xfs nor btrfs"; return 1 ;;
+    esac
+}
+
+mount_data_root() { # FSTYPE
+    case "$1" in
+        xfs) mount -o loop,prjquota "$DOCKER_ROOT_IMAGE" "$DOCKER_ROOT" 2>/dev/null ;;
+        btrfs) mount -o loop "$DOCKER_ROOT_IMAGE" "$DOCKER_ROOT" 2>/dev/null ;;
+        *) return 1 ;;
+    esac
+}
+
+make_data_root() {
+    local dir avail size
+    dir="$(dirname "$DOCKER_ROOT_IMAGE")"
+    avail="$(df --output=avail -B1 "$dir" | tail -n 1 | tr -d ' ')"
+    size="${VIBEBOX_DOCKER_DISK_SIZE:-$((avail / 10 * 8))}"
+    if [ -z "${VIBEBOX_DOCKER_DISK_SIZE:-}" ] && [ "$size" -lt $((20 * 1024 ** 3)) ]; then
+        warn_no_disk_limits "less than 25G free in $dir for the engine's data (set VIBEBOX_DOCKER_DISK_SIZE)"
+        return 1
+    fi
+    log "making the engine's data root: a $size-byte sparse $DOCKER_ROOT_IMAGE, mounted at $DOCKER_ROOT"
+    truncate -s "$size" "$DOCKER_ROOT_IMAGE"
+    # XFS with project quotas where the kernel has them, else btrfs.
+    if mkfs.xfs -q -f "$DOCKER_ROOT_IMAGE" >/dev/null 2>&1 && mount_data_root xfs; then
+        return 0
+    fi
+    if mkfs.btrfs -q -f "$DOCKER_ROOT_IMAGE" >/dev/null 2>&1 && mount_data_root btrfs; then
+        return 0
+    fi
+    rm -f "$DOCKER_ROOT_IMAGE"
+    warn_no_disk_limits "neither XFS with project quotas nor btrfs could be mounted"
+    return 1
+}
+
+warn_no_disk_limits() {
+    log "warning: $1; sandboxes get no disk limit (docs/operations.md, Disk limits)"
 }
 
 supports_overlay2() {

@@ -24,7 +24,7 @@ from vibebox.units import format_size
 from . import envvars, events, git, pools, quotas, snapshots, states
 from .models import Sandbox, Status
 from .runtime import ContainerSpec, get_driver
-from .specs import base_labels, container_spec, network_name
+from .specs import base_labels, container_spec, default_disk, disk_limits_on, network_name
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,14 @@ def validate_metadata(metadata) -> dict[str, str]:
     return metadata
 
 
-def _resources(resources: dict | None, *, engine_supports_disk) -> tuple[float, int, int | None]:
+def _resources(resources: dict | None) -> tuple[float, int, int | None]:
     resources = resources or {}
     cpu = resources.get("cpu") or settings.VIBEBOX_DEFAULT_CPU
     memory = resources.get("memory") or settings.VIBEBOX_DEFAULT_MEMORY
-    disk = resources.get("disk") or settings.VIBEBOX_DEFAULT_DISK
+    asked = resources.get("disk")
+    # Where the engine cannot enforce a disk limit, the default is left off (with a warning in the
+    # log, once); an explicit one is refused below.
+    disk = asked or default_disk()
     problems = {}
     if not 0.01 <= cpu <= settings.VIBEBOX_MAX_CPU:
         problems["cpu"] = f"between 0.01 and {settings.VIBEBOX_MAX_CPU}"
@@ -87,8 +90,10 @@ def _resources(resources: dict | None, *, engine_supports_disk) -> tuple[float, 
         raise errors.InvalidResources(
             "Resources out of range: " + "; ".join(f"{k} {v}" for k, v in problems.items()), details=problems
         )
-    if disk and not engine_supports_disk():
-        raise errors.DiskLimitUnsupported(details={"hint": "needs overlay2 on xfs with pquota, btrfs or zfs"})
+    if asked and not disk_limits_on():
+        raise errors.DiskLimitUnsupported(
+            details={"hint": "the engine's data root needs btrfs, zfs, or overlay2 on xfs with pquota"}
+        )
     return float(cpu), int(memory), int(disk) if disk else None
 
 
@@ -183,10 +188,11 @@ def sandbox_create(
         validate_name(name)
     env = envvars.prepare(env or {})
     metadata = validate_metadata(metadata or {})
-    cpu, memory, disk = _resources(resources, engine_supports_disk=lambda: driver.engine_info().supports_disk_limit)
+    cpu, memory, disk = _resources(resources)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
-    poolable = not snapshot and pools.poolable(auto_start=auto_start, disk=disk)
+    # Pooled containers have the default disk (container_spec): a create asking for that one fits.
+    poolable = not snapshot and pools.poolable(auto_start=auto_start, disk=None if disk == default_disk() else disk)
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
     warm = pool is not None
 

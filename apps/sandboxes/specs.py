@@ -4,7 +4,7 @@ from django.conf import settings
 
 from apps.marketplace.models import Template
 
-from .runtime import ContainerSpec
+from .runtime import ContainerSpec, get_driver
 
 
 def network_name() -> str:
@@ -15,16 +15,30 @@ def base_labels() -> dict[str, str]:
     return {"vibebox.managed": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
 
 
+def disk_limits_on() -> bool:
+    return get_driver().engine_info().supports_disk_limit
+
+
+def default_disk() -> int | None:
+    """VIBEBOX_DEFAULT_DISK where the engine enforces disk limits, else None (no limit; the engine
+    logs a warning once)."""
+    return settings.VIBEBOX_DEFAULT_DISK if settings.VIBEBOX_DEFAULT_DISK and disk_limits_on() else None
+
+
 def container_spec(
     *, name: str, template: Template, image: str, labels: dict[str, str], cpu: float, memory: int, disk: int | None
 ) -> ContainerSpec:
-    """The hardened container of a sandbox (or of a warm pool, which has no owner yet)."""
+    """The hardened container of a sandbox (or of a warm pool, which has no owner yet: `disk`
+    None gets the default). With a disk limit, /workspace is part of the container's writable
+    layer, which the limit covers (the engine can size that layer, not a volume); without one, a
+    named volume."""
+    disk = disk or default_disk()
     return ContainerSpec(
         name=name,
         image=image,
         labels=labels,
         env=dict(template.default_env),  # sandbox variables go to each exec, not the container
-        volume=f"{name}-workspace",
+        volume=None if disk else f"{name}-workspace",
         network=network_name(),
         extra_networks=tuple(settings.VIBEBOX_EXTRA_NETWORKS),
         user=template.user,

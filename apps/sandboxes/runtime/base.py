@@ -19,7 +19,7 @@ class ContainerSpec:
     image: str
     labels: dict[str, str]
     env: dict[str, str]
-    volume: str  # named volume mounted at /workspace
+    volume: str | None  # named volume mounted at /workspace; None: /workspace is in the writable layer
     network: str
     extra_networks: tuple[str, ...] = ()  # operator-chosen networks (say, an internal git server)
     user: str = ""
@@ -27,7 +27,7 @@ class ContainerSpec:
     command: tuple[str, ...] = ("sleep", "infinity")
     cpu: float = 1.0  # cores
     memory: int = 1024**3  # bytes; swap is not allowed beyond it
-    disk: int | None = None  # bytes of writable layer, where the storage driver can limit it
+    disk: int | None = None  # bytes the sandbox may write (its writable layer), where the engine can limit it
     pids_limit: int = 512
     tmpfs_size: int = 512 * 1024**2
     cap_add: tuple[str, ...] = ()

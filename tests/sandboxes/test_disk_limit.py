@@ -1,0 +1,61 @@
+"""Disk limits (issue 17, item 7): a sandbox that fills its disk gets its own ENOSPC (or EDQUOT),
+never the host's, and keeps working once it frees space.
+
+Needs an engine that enforces `--storage-opt size` (scripts/host-setup.sh puts the data root of an
+engine it starts on such a filesystem: docs/operations.md, "Disk limits"); elsewhere these tests
+are skipped, and tests/sandboxes/test_create_errors.py checks the refusal instead.
+"""
+
+import pytest
+
+from apps.sandboxes.runtime import get_driver
+
+MIB = 1024**2
+FULL = ("No space left on device", "Disk quota exceeded")
+
+
+@pytest.fixture(autouse=True)
+def disk_limits_on():
+    if not get_driver().engine_info().supports_disk_limit:
+        pytest.skip("this engine cannot limit disk size (see docs/operations.md, Disk limits)")
+
+
+def sh(client, sandbox_id, command):
+    response = client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": command, "timeout": 120}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_full_disk_is_the_sandboxs_own(api_client, create_sandbox):
+    sandbox = create_sandbox(template="python-3", resources={"disk": "64m"})
+    assert sandbox["resources"]["disk"] == "64m"
+    for target in ("/workspace/big", "/repo/big"):  # the workspace and the rest of its filesystem
+        filled = sh(api_client, sandbox["id"], f"head -c {100 * MIB} /dev/zero > {target}")
+        assert filled["exitCode"] != 0 and any(text in filled["stderr"] for text in FULL), filled
+        size = int(sh(api_client, sandbox["id"], f"stat -c %s {target}")["stdout"])
+        assert size < 70 * MIB
+        # it still works once it frees space
+        again = sh(api_client, sandbox["id"], f"rm {target} && head -c {10 * MIB} /dev/zero > {target} && echo ok")
+        assert again["stdout"] == "ok\n", again
+        sh(api_client, sandbox["id"], f"rm {target}")
+
+
+def test_the_default_disk_applies(api_client, create_sandbox, settings, docker_client):
+    settings.VIBEBOX_DEFAULT_DISK = 128 * MIB
+    sandbox = create_sandbox(template="python-3")
+    assert sandbox["resources"]["disk"] == "128m"
+    assert docker_client.containers.get(sandbox["id"]).attrs["HostConfig"]["StorageOpt"]["size"]
+    filled = sh(api_client, sandbox["id"], f"head -c {200 * MIB} /dev/zero > /workspace/big")
+    assert filled["exitCode"] != 0 and any(text in filled["stderr"] for text in FULL), filled
+
+
+def test_disk_counts_in_the_owners_quota(create_sandbox, settings):
+    settings.VIBEBOX_MAX_DISK_PER_OWNER = 100 * MIB
+    create_sandbox(template="python-3", resources={"disk": "64m"}, autoStart=False)
+    refused = create_sandbox(expect=403, template="python-3", resources={"disk": "64m"})
+    assert refused["error"]["details"] == {
+        "resource": "disk",
+        "limit": 100 * MIB,
+        "used": 64 * MIB,
+        "requested": 64 * MIB,
+    }
