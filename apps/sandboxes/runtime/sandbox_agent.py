@@ -338,6 +338,9 @@ def run(request: dict):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120  # an idle connection is dropped
+    # Headers and body are two writes; with Nagle the body would wait for the server's delayed
+    # ACK (40 ms) on the connection's second exchange (the hello is the first).
+    disable_nagle_algorithm = True
     token = ""
     container = ""
 
