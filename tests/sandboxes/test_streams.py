@@ -85,6 +85,25 @@ def test_exec_signal_and_timeout(api_key, sandbox_id):
     async_to_sync(scenario)()
 
 
+def test_output_a_command_prints_after_a_signal_arrives(api_key, sandbox_id):
+    """The supervisor's relays and watchdog ignore the signals sent to the command's session, so
+    what the command prints while it handles one still arrives, with its own exit code."""
+
+    async def scenario():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/exec", api_key[1])
+        await comm.connect()
+        command = "trap 'sleep 0.3; echo cleaned-up; exit 3' INT; echo ready; sleep 100 >/dev/null 2>&1 & wait"
+        await comm.send_json_to({"command": command, "timeout": 60})
+        await receive_until(comm, lambda m: m.get("data") == "ready\n")
+        await comm.send_json_to({"type": "signal", "signal": "SIGINT"})
+        rest = await receive_until(comm, lambda m: m.get("type") == "exit")
+        assert {"type": "stdout", "data": "cleaned-up\n"} in rest
+        assert rest[-1]["exitCode"] == 3 and rest[-1]["status"] == "failed"
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def test_logs_backlog_and_follow(api_client, api_key, sandbox_id):
     api_client.post(
         f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "echo to-the-log > /proc/1/fd/1"}, format="json"

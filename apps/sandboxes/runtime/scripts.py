@@ -26,33 +26,39 @@ _OOM_COUNT = "grep -h '^oom_kill ' /sys/fs/cgroup/memory.events /sys/fs/cgroup/m
 # holds it has exited, as `$(…)` or a subprocess pipe would wait), so a background child printing
 # on, or a fork bomb, keeps it running until its deadline, where all of it is killed. Waiting on
 # the relays is a builtin: the wrapper never needs to start a process after the command has
-# (a shell that cannot fork exits, and Docker ends the exec with it).
+# (a shell that cannot fork exits, and Docker ends the exec with it). The signals a client sends
+# the command's session (INT, TERM...) are for the command: the wrapper catches them (a no-op:
+# the command gets the default dispositions back) and the relays and the watchdog ignore them,
+# so the output a command prints after a Ctrl-C still arrives; KILL ends them all.
 WRAPPER = f"""f=/tmp/.vbx-$VIBEBOX_EXEC_ID
 echo $$ > "$f.pid" 2>/dev/null
 {_OOM_COUNT} > "$f.oom"
 s=
+SIGS="INT TERM HUP QUIT USR1 USR2"
+trap : $SIGS
 t=${{{TIMEOUT_ENV}:-}}
 unset {TIMEOUT_ENV}
 if [ -n "$t" ]; then
   rm -f "$f.w"
-  (sleep "$t" & echo $! > "$f.w"; wait $! && kill -KILL 0) </dev/null >/dev/null 2>&1 &
+  (trap '' $SIGS; sleep "$t" & echo $! > "$f.w"; wait $! && kill -KILL 0) </dev/null >/dev/null 2>&1 &
   n=0
   while [ ! -s "$f.w" ] && [ "$n" -lt 200000 ]; do n=$((n + 1)); done
   read -r s < "$f.w" 2>/dev/null
 fi
 if [ ! -t 1 ] && rm -f "$f.o" "$f.e" && mkfifo -m 600 "$f.o" "$f.e" 2>/dev/null; then
-  cat "$f.o" & o=$!
-  cat "$f.e" >&2 & e=$!
+  (trap '' $SIGS; exec cat "$f.o") & o=$!
+  (trap '' $SIGS; exec cat "$f.e" >&2) & e=$!
   "$@" >"$f.o" 2>"$f.e"
   rc=$?
-  wait "$o"
-  wait "$e"
+  for r in "$o" "$e"; do  # a caught signal ends `wait` early: wait again while the relay runs
+    while :; do wait "$r"; w=$?; [ "$w" -gt 128 ] && [ "$w" -ne 137 ] && kill -0 "$r" 2>/dev/null || break; done
+  done
   rm -f "$f.o" "$f.e"
 else
   "$@"
   rc=$?
 fi
-[ -n "$s" ] && kill "$s" 2>/dev/null
+[ -n "$s" ] && kill -KILL "$s" 2>/dev/null
 rm -f "$f.w"
 [ "$rc" -eq 137 ] || rm -f "$f.pid" "$f.oom"
 exit "$rc"
