@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.sandboxes.runtime import docker_agent
+from apps.sandboxes.runtime import bounded, docker_agent
 from tests.conftest import live_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -207,3 +207,24 @@ def test_execute_return_values_printed_by_the_sandbox_are_checked(api_client, cr
         format="json",
     )
     assert nested.json()["returnValue"] == {"a": [1, 2.5, None]}
+
+
+def test_the_bounded_readers_hold_no_more_than_their_limits():
+    """Docker frames claiming 4 GiB and lines without end are passed on as they arrive."""
+    frames = bounded.Frames()
+    header = bytes([2, 0, 0, 0]) + (0xFFFFFFFF).to_bytes(4, "big")
+    assert frames.feed(header[:5]) == [] and frames.partial
+    assert frames.feed(header[5:] + b"abc") == [("stderr", b"abc")]
+    assert frames.feed(b"d" * 100) == [("stderr", b"d" * 100)]
+
+    lines = bounded.Lines(10)
+    assert lines.feed(b"short\n" + b"x" * 25) == [(b"short", False), (b"x" * 10, True), (b"x" * 10, True)]
+    assert len(lines._buffer) == 5
+    assert lines.feed(b"y\nz") == [(b"xxxxxy", False)] and lines.flush() == [(b"z", False)]
+
+    for bad in ("NaN", "[1e999]", '{"a": Infinity}', "[" * 65 + "]" * 65):
+        with pytest.raises(ValueError):
+            bounded.loads(bad, max_bytes=1000)
+    with pytest.raises(ValueError):
+        bounded.loads("[1]" + " " * 1000, max_bytes=1000)
+    assert bounded.loads('{"a": [1, 2.5, null]}', max_bytes=1000) == {"a": [1, 2.5, None]}
