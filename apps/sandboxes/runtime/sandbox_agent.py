@@ -180,7 +180,9 @@ def end(exec_id: str, *, sessions=(), pipes=(), sweep: bool = False) -> int:
     finds none running (or KILL_SECONDS pass), then SIGKILL them all. Nothing here starts a
     process or a thread, so it works when nothing new can start.
     """
-    sessions, pipes = {s for s in sessions if s and s > 1}, set(pipes)
+    # Never the agent's own group or session (a pid file in /tmp is the sandbox's to write).
+    sessions = {s for s in sessions if s and s > 1} - {os.getpgid(0), os.getsid(0)}
+    pipes = set(pipes)
     protected = _other_sessions(exec_id) - sessions if sweep else set()
     deadline = time.monotonic() + KILL_SECONDS
     seen: set = set()
@@ -196,6 +198,7 @@ def end(exec_id: str, *, sessions=(), pipes=(), sweep: bool = False) -> int:
                 os.kill(pid, signal.SIGSTOP)
         if not running or time.monotonic() > deadline:
             break
+        time.sleep(0.005)  # what still runs is leaving the kernel (stopped ones cannot fork meanwhile)
     for session in sessions:
         with contextlib.suppress(OSError):
             os.killpg(session, signal.SIGKILL)
