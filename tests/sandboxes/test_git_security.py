@@ -12,6 +12,8 @@ import time
 import pytest
 from asgiref.sync import async_to_sync
 
+from tests.sandboxes.conftest import run_in
+
 POLLER = r"""
 import os, stat, time
 seen = set()
@@ -69,13 +71,33 @@ def marks(client, sandbox_id) -> str:
     return sh(client, sandbox_id, f"cat {MARK} 2>/dev/null || true", cwd="/")
 
 
+def branch_of(sandbox_id: str) -> str:
+    """Each test's own branch on the shared git servers (their main stays as other tests expect)."""
+    return "sec-" + sandbox_id.removeprefix("sbx_").lower()
+
+
+def commit_on_server(git, branch: str, name: str) -> str:
+    script = (
+        f"set -e; w=$(mktemp -d); git clone -q -b {branch} /srv/git/project.git $w; cd $w; "
+        "git config user.email server@example.test; git config user.name Server; "
+        f"printf x > {name}; git add -A; git commit -qm 'server change'; git push -q origin {branch}"
+    )
+    run_in(git.http, script)
+    return git.http_ref(branch)
+
+
 @pytest.fixture
 def cloned(api_client, create_sandbox, git, recording_git_server):
-    """A sandbox with the project cloned at /repo, the token kept (persist) for later pushes."""
+    """A sandbox with the project cloned at /repo, the token kept (persist) for later pushes, on
+    a branch of its own that tracks the same branch on the server."""
     recording_git_server.clear()
-    sandbox = create_sandbox(template="python-3", git={"url": git.http_url, "auth": git.token_auth(persist=True)})
-    sh(api_client, sandbox["id"], "git config user.email a@example.test && git config user.name A")
-    return sandbox["id"]
+    sandbox_id = create_sandbox(template="python-3", git={"url": git.http_url, "auth": git.token_auth(persist=True)})[
+        "id"
+    ]
+    sh(api_client, sandbox_id, "git config user.email a@example.test && git config user.name A")
+    sh(api_client, sandbox_id, f"git checkout -q -b {branch_of(sandbox_id)}")
+    git_api(api_client, sandbox_id, "push", setUpstream=True)
+    return sandbox_id
 
 
 def commit(client, sandbox_id, name: str) -> str:
@@ -100,16 +122,17 @@ def commit(client, sandbox_id, name: str) -> str:
 def test_a_rewritten_config_never_sends_the_token_elsewhere(
     api_client, cloned, git, recording_git_server, attack
 ):  # fmt: skip
+    branch = branch_of(cloned)
     sh(api_client, cloned, attack)
     sha = commit(api_client, cloned, "pushed")
     pushed = git_api(api_client, cloned, "push")  # the kept token, to the URL the owner gave
-    assert pushed["commit"] == sha and git.http_ref("main") == sha
+    assert pushed["commit"] == sha and git.http_ref(branch) == sha
     # and once more with the token given in the request
     sha = commit(api_client, cloned, "again")
     git_api(api_client, cloned, "push", auth=git.token_auth())
-    assert git.http_ref("main") == sha
+    assert git.http_ref(branch) == sha
 
-    server_sha = git.commit_on_http_server(f"server-{cloned[-6:]}.md", "from the server")
+    server_sha = commit_on_server(git, branch, "server.md")
     pulled = git_api(api_client, cloned, "pull")
     assert pulled["commit"] != sha and pulled["updated"] is True
     assert sh(api_client, cloned, f"git merge-base --is-ancestor {server_sha} HEAD && echo yes") == "yes\n"
@@ -129,12 +152,12 @@ def test_hooks_and_fsmonitor_never_run(api_client, cloned, git):
     sh(api_client, cloned, "git config core.fsmonitor /workspace/hook.sh && "
        "printf '[core]\\n\\thooksPath = /workspace/hooks\\n\\tfsmonitor = /workspace/hook.sh\\n' > /workspace/inc.cfg"
        " && git config include.path /workspace/inc.cfg")  # fmt: skip
-    sh(api_client, cloned, "echo change >> test.js")
+    sh(api_client, cloned, "echo change >> hooks.txt")  # (not test.js: other tests run it)
     git_api(api_client, cloned, "status", method="get")
     git_api(api_client, cloned, "diff", method="get")
     git_api(api_client, cloned, "commit", message="change", all=True)
     git_api(api_client, cloned, "push")
-    git.commit_on_http_server(f"hooks-{cloned[-6:]}.md", "x")
+    commit_on_server(git, branch_of(cloned), "hooks.md")
     git_api(api_client, cloned, "pull")
     git_api(api_client, cloned, "checkout", branch="other", create=True)
     git_api(api_client, cloned, "branches", method="get")
@@ -180,7 +203,7 @@ def test_sandbox_processes_cannot_read_the_token_while_git_runs(transactional_db
         for n in range(3):
             commit(api_client, cloned, f"poll{n}")
             git_api(api_client, cloned, "push", auth=git.token_auth())
-            git_api(api_client, cloned, "pull")
+            git_api(api_client, cloned, "pull", branch=branch_of(cloned))
 
     seen = _poll_during(api_client, cloned, pushes).decode(errors="replace")
     assert "push" in seen  # it did watch git's processes (their command lines are public)
@@ -197,8 +220,8 @@ def test_sandbox_processes_cannot_read_the_ssh_key(transactional_db, api_client,
     def pushes():
         for n in range(3):
             sha = commit(api_client, sandbox_id, f"ssh{n}")
-            git_api(api_client, sandbox_id, "push")
-            assert git.ssh_ref("main") == sha
+            git_api(api_client, sandbox_id, "push", branch=branch_of(sandbox_id))
+            assert git.ssh_ref(branch_of(sandbox_id)) == sha
 
     seen = _poll_during(api_client, sandbox_id, pushes).decode(errors="replace")
     assert "push" in seen
