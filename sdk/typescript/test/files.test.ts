@@ -256,9 +256,10 @@ describe('files (live server)', () => {
     assert.equal(auto.path, '/workspace/package.json');
     assert.equal(auto.size, 17);
     assert.equal(await files.readText('package.json'), '{"name": "demo"}\n');
-    const explicit = await files.upload(path.join(local, 'single/local.json'), '/app/config.json');
-    assert.equal(explicit.path, '/app/config.json');
-    assert.equal((await sh('cat /app/config.json')).stdout, '{"port": 8080}\n');
+    // (an absolute path the sandbox user may write: elsewhere an upload is 403 path_not_writable)
+    const explicit = await files.upload(path.join(local, 'single/local.json'), '/repo/config.json');
+    assert.equal(explicit.path, '/repo/config.json');
+    assert.equal((await sh('cat /repo/config.json')).stdout, '{"port": 8080}\n');
     const into = await files.upload(path.join(local, 'single/local.json'), 'conf/');
     assert.equal(into.path, '/workspace/conf/local.json');
   });
