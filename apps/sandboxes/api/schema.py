@@ -15,7 +15,10 @@ LOG_STREAMS = ["stdout", "stderr", "vibebox"]
 BACKGROUND_STATUSES = ["running"]
 
 AUTO_RESUME = OpenApiParameter(
-    "autoResume", bool, description="Resume the sandbox first if it is paused (else 409 sandbox_paused)."
+    "autoResume",
+    bool,
+    description="Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: "
+    "on a GET, a key without it gets 403 insufficient_scope.",
 )
 
 # ---- environment variables ----

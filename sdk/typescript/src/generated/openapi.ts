@@ -5217,7 +5217,7 @@ export interface operations {
     sandboxes_files_list: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
                 /** @description The directory (default /workspace); relative to /workspace. */
                 path?: string;
@@ -5309,7 +5309,7 @@ export interface operations {
     sandboxes_files_upload: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
                 /** @description Take the body as a tar archive whatever its type. */
                 extract?: boolean;
@@ -5419,7 +5419,7 @@ export interface operations {
     sandboxes_files_download: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
                 /** @description tar: always a tar archive. */
                 format?: "raw" | "tar";
@@ -5513,7 +5513,7 @@ export interface operations {
     sandboxes_files_delete: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
                 /** @description Needed for a directory (else 409 file_conflict). */
                 recursive?: boolean;
@@ -5604,7 +5604,7 @@ export interface operations {
     sandboxes_files_mkdir: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
             };
             header?: never;
@@ -5696,7 +5696,7 @@ export interface operations {
     sandboxes_files_move: {
         parameters: {
             query?: {
-                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). */
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
                 autoResume?: boolean;
             };
             header?: never;
