@@ -204,11 +204,25 @@ make_data_root() {
         return 0
     fi
     if mkfs.btrfs -q -f "$DOCKER_ROOT_IMAGE" >/dev/null 2>&1 && mount_data_root btrfs; then
+        enable_simple_quotas
         return 0
     fi
     rm -f "$DOCKER_ROOT_IMAGE"
     warn_no_disk_limits "neither XFS with project quotas nor btrfs could be mounted"
     return 1
+}
+
+# btrfs simple quotas (kernel 6.7+), before dockerd turns on full qgroups by itself: a size limit
+# then counts only what a container writes, and creating and removing containers costs a fraction
+# of what full qgroups cost (seconds each on a busy machine).
+enable_simple_quotas() {
+    btrfs quota enable --simple "$DOCKER_ROOT" >/dev/null 2>&1 && return 0
+    # btrfs-progs before 6.7 cannot ask: BTRFS_IOC_QUOTA_CTL, BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA
+    python3 - "$DOCKER_ROOT" >/dev/null 2>&1 <<'PY' && return 0
+import fcntl, os, struct, sys
+fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), 0xC0109428, bytearray(struct.pack("QQ", 4, 0)))
+PY
+    log "note: no btrfs simple quotas here (kernel before 6.7?): dockerd will use full qgroups, which are slower"
 }
 
 warn_no_disk_limits() {

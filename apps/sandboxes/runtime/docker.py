@@ -35,10 +35,10 @@ from .base import (
 logger = logging.getLogger(__name__)
 
 # Storage drivers that can cap a container's writable layer with --storage-opt size (overlay2
-# only on XFS mounted with project quotas: a probe tells). With overlay2 the size counts what the
-# container writes; with the others, its whole filesystem, image included.
+# only on XFS mounted with project quotas: a probe tells). The size counts what the container
+# writes (overlay2, btrfs with simple quotas), or its whole filesystem, image included (btrfs with
+# full qgroups, zfs, devicemapper): the probe tells that too.
 _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
-_UPPER_ONLY_DRIVERS = {"overlay2", "windowsfilter"}
 _ENGINE_INFO_TTL = 300.0
 
 
@@ -170,6 +170,7 @@ class DockerDriver:
         self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
         self._agents: dict[str, tuple[str, str]] = {}  # container name -> (address, user)
         self._engine_info: tuple[float, EngineInfo] | None = None
+        self._disk_counts_image = False  # the engine's size limit counts the image too
 
     # ---- connection and error translation ----
 
@@ -216,7 +217,7 @@ class DockerDriver:
             storage = info.get("Driver", "")
             backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
             candidate = storage in _DISK_LIMIT_DRIVERS or (storage == "overlay2" and backing == "xfs")
-            supports = candidate and self._probe_disk_limit(storage)
+            supports = candidate and self._probe_disk_limit()
         result = EngineInfo(version=info.get("ServerVersion", ""), storage_driver=storage, supports_disk_limit=supports)
         if supports is not None:
             self._engine_info = (time.monotonic(), result)
@@ -230,31 +231,43 @@ class DockerDriver:
             )
         return EngineInfo(result.version, result.storage_driver, bool(supports))
 
-    def _probe_disk_limit(self, storage: str) -> bool | None:
-        """Creates (never starts) a container with a size limit; None: no image to try with."""
-        images = [image for image in self.client.api.images() if image.get("RepoTags")]
+    def _probe_disk_limit(self) -> bool | None:
+        """Creates (never starts) containers with a size limit; None: no image to try with. A
+        limit of half the largest image works where only the container's writes count."""
+        images = sorted(
+            (image for image in self.client.api.images() if image.get("RepoTags")),
+            key=lambda image: int(image.get("Size") or 0),
+        )
         if not images:
             return None
-        image = images[0]
-        size = 1024**3 + (0 if storage in _UPPER_ONLY_DRIVERS else int(image.get("Size") or 0))
+        image, size = images[-1]["Id"], int(images[-1].get("Size") or 0)
+        if self._create_sized(image, max(1024**2, size // 2)):
+            self._disk_counts_image = False
+            return True
+        if self._create_sized(image, size + 1024**3):
+            self._disk_counts_image = True
+            return True
+        return False
+
+    def _create_sized(self, image: str, size: int) -> bool:
         try:
             created = self.client.api.create_container(
-                image["Id"],
+                image,
                 command=["true"],
                 network_disabled=True,
                 labels={"vibebox.probe": "disk-limit"},
                 host_config=self.client.api.create_host_config(storage_opt={"size": str(size)}),
             )
         except APIError as exc:
-            logger.info("disk limit probe: %s", exc.explanation or exc)
+            logger.info("disk limit probe (%d bytes): %s", size, exc.explanation or exc)
             return False
         self.client.api.remove_container(created["Id"], force=True)
         return True
 
     def _layer_size(self, spec: ContainerSpec) -> int:
         """--storage-opt size for `spec.disk` bytes of the sandbox's own writes."""
-        storage = self.engine_info().storage_driver
-        if storage in _UPPER_ONLY_DRIVERS:
+        self.engine_info()  # (probed)
+        if not self._disk_counts_image:
             return spec.disk
         return spec.disk + int(self.client.api.inspect_image(spec.image).get("Size") or 0)
 
