@@ -6,69 +6,21 @@ stub, its operator key a fake the stub must see in place of the sandbox's gatewa
 """
 
 import json
-import os
-import sys
 import time
 import urllib.error
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
 from tests import anthropic_stub
+from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, api, call, sh
 from tests.anthropic_stub import text, tool_use
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from common import api, live_server
-
-OPERATOR_KEY = "sk-ant-operator-" + "x" * 24
-TEMPLATE = "node-22-claude-code"
-
-
-@pytest.fixture(scope="module")
-def stub():
-    found, server = anthropic_stub.start()
-    yield found
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def server(stub):
-    with live_server(
-        f"claude{os.getpid()}",
-        gateway=True,
-        VIBEBOX_ANTHROPIC_UPSTREAM=stub.url,
-        VIBEBOX_ANTHROPIC_API_KEY=OPERATOR_KEY,
-    ) as running:
-        yield running
-
-
-def call(server, method, path, body=None):
-    """(status, body) for any status: errors are answers too."""
-    try:
-        return api(server.url, server.key, method, path, body)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-@pytest.fixture(scope="module")
-def sandbox(server):
-    status, body = call(server, "POST", "/api/v1/sandboxes", {"template": TEMPLATE})
-    assert status == 201, body
-    yield body["id"]
-    call(server, "DELETE", f"/api/v1/sandboxes/{body['id']}")
 
 
 @pytest.fixture(scope="module")
 def enabled(server, sandbox):
     status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {})
     assert status == 201, body
-    return body
-
-
-def sh(server, sandbox, command) -> dict:
-    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/exec", {"command": command})
-    assert status == 200, body
     return body
 
 

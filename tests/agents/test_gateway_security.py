@@ -7,23 +7,15 @@ refused request gets an Anthropic-style error, and every call that is forwarded 
 """
 
 import json
-import os
 import re
 import socket
-import sys
-import urllib.error
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests import anthropic_stub
+from tests.agents.conftest import OPERATOR_KEY, call, sh
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from common import api, live_server
-
-OPERATOR_KEY = "sk-ant-operator-" + "z" * 24
-TEMPLATE = "node-22-claude-code"
 ALLOWED = {("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")}
 MODEL_ID = re.compile(r"/v1/models/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -69,45 +61,6 @@ ESCAPES = [
     ("POST", "http://127.0.0.1/v1/messages/../files"),
     ("POST", "https://api.anthropic.com/v1/files"),
 ]
-
-
-def call(server, method, path, body=None):
-    try:
-        return api(server.url, server.key, method, path, body)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-@pytest.fixture(scope="module")
-def stub():
-    found, server = anthropic_stub.start()
-    yield found
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def server(stub):
-    with live_server(
-        f"gws{os.getpid()}",
-        gateway=True,
-        VIBEBOX_ANTHROPIC_UPSTREAM=stub.url,
-        VIBEBOX_ANTHROPIC_API_KEY=OPERATOR_KEY,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sandbox(server):
-    status, body = call(server, "POST", "/api/v1/sandboxes", {"template": TEMPLATE})
-    assert status == 201, body
-    yield body["id"]
-    call(server, "DELETE", f"/api/v1/sandboxes/{body['id']}")
-
-
-def sh(server, sandbox, command) -> dict:
-    status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/exec", {"command": command})
-    assert status == 200, body
-    return body
 
 
 @pytest.fixture(scope="module")
