@@ -92,6 +92,14 @@ def command_env(sandbox: Sandbox, *overrides: dict | None) -> dict[str, str]:
     return env
 
 
+def internal_env(sandbox: Sandbox) -> dict[str, str]:
+    """What VibeBox's own commands in the sandbox see (file listings, moves, disk usage, git): the
+    template's defaults only. The sandbox's variables are the key holder's to set with
+    `sandboxes:write`; a PATH, LD_PRELOAD or BASH_ENV of theirs would make our commands run their
+    programs, code execution without `sandboxes:exec`."""
+    return dict(sandbox.template.default_env)
+
+
 def secret_values(sandbox: Sandbox) -> list[str]:
     return [decrypt(e["value"]) for e in sandbox.env.values() if e.get("secret")]
 

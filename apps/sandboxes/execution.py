@@ -253,7 +253,7 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
             argv=argv,
             exec_id=new_execution_id(),
             user=sandbox.template.user,
-            env=envvars.command_env(sandbox),
+            env=envvars.internal_env(sandbox),
             timeout=timeout,
             output_limit=output_limit,
         ),

@@ -9,6 +9,7 @@ only ever reach the sandbox's own files, never the host's.
 import logging
 import mimetypes
 import posixpath
+import re
 import secrets
 import tarfile
 import tempfile
@@ -271,6 +272,8 @@ def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> 
 
 
 _TYPES = {"d": "directory", "f": "file", "l": "symlink"}
+_MODE = re.compile(r"^[0-7]{1,4}$")
+_MTIME = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,10})?$")
 
 
 def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[dict]:
@@ -278,10 +281,21 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[d
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
     depth = "" if recursive else "-maxdepth 1"
     raw = _sh(sandbox, LIST_SCRIPT, target, depth, str(limit * 6), limit=64 * 1024 * 1024)
+    entries = parse_listing(raw, target=target)
+    if entries and entries[0]["isDir"] and entries[0]["path"] == target:
+        entries = entries[1:]  # a directory: its contents, not itself
+    return entries
+
+
+def parse_listing(raw: bytes, *, target: str) -> list[dict]:
+    """LIST_SCRIPT's output: six NUL-terminated fields per entry. What `find` printed comes from the
+    sandbox: numbers are checked, not trusted (a 500 otherwise)."""
     fields = raw.split(b"\0")
     entries = []
     for i in range(0, len(fields) - 5, 6):
         entry_path, size, kind, mode, mtime, link = (f.decode(errors="replace") for f in fields[i : i + 6])
+        if not (size.isascii() and size.isdigit() and _MODE.match(mode) and _MTIME.match(mtime)):
+            raise errors.RuntimeFailure("The sandbox answered a malformed file listing.", details={"path": target})
         entries.append(
             {
                 "path": entry_path,
@@ -294,8 +308,6 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[d
                 "symlinkTarget": link or None,
             }
         )
-    if entries and entries[0]["isDir"] and entries[0]["path"] == target:
-        entries = entries[1:]  # a directory: its contents, not itself
     return entries
 
 

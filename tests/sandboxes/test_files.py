@@ -8,6 +8,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from apps.sandboxes import files
+from vibebox import exceptions as errors
+
 
 @pytest.fixture
 def sandbox_id(create_sandbox):
@@ -112,6 +115,35 @@ def test_list_mkdir_move_delete(api_client, sandbox_id):
     gone = api_client.get(f"{base}/c/g.txt")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "file_not_found"
     assert api_client.delete(f"{base}/c/g.txt").status_code == 404
+
+
+def test_listing_takes_every_name_date_and_mode_a_sandbox_can_make(api_client, sandbox_id):
+    """The listing's fields are checked (what the sandbox prints is hostile), so the check must take
+    every real entry: a newline in a name, a date before 1970, a sticky directory."""
+    script = "mkdir -p odd && cd odd && touch -d 1960-01-01 old && touch 'two\nlines' && mkdir -m 1777 sticky"
+    assert (
+        api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": script}, format="json").json()["exitCode"]
+        == 0
+    )
+    entries = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files?path=odd").json()["entries"]
+    by_name = {e["name"]: e for e in entries}
+    assert set(by_name) == {"old", "two\nlines", "sticky"}
+    assert by_name["old"]["modifiedAt"] < 0 and by_name["sticky"]["mode"] == "1777"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"/workspace/a\0NaN\0f\0644\0" + b"1.5\0\0",
+        b"/workspace/a\0" + b"9" * 5000 + b"\0f\0644\0" + b"1.5\0\0",  # int() of 5000 digits: ValueError
+        b"/workspace/a\0\xd9\xa3\0f\0644\0" + b"1.5\0\0",  # an Arabic-Indic digit
+        b"/workspace/a\0" + b"1\0f\0rwx\0" + b"1.5\0\0",
+        b"/workspace/a\0" + b"1\0f\0644\0" + b"inf\0\0",
+    ],
+)
+def test_a_malformed_listing_from_the_sandbox_is_a_clean_error(raw):
+    with pytest.raises(errors.RuntimeFailure):
+        files.parse_listing(raw, target="/workspace")
 
 
 def test_traversal_stays_inside_the_container(api_client, sandbox_id):

@@ -7,6 +7,7 @@ those programs: git runs the image's binaries with the owner's credentials).
 """
 
 import io
+import subprocess
 import tarfile
 
 import pytest
@@ -151,3 +152,51 @@ def test_uploads_need_a_running_sandbox(api_client, sandbox_id):
     api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop")
     response = upload(api_client, sandbox_id, "a.txt", b"x")
     assert response.status_code == 409 and response.json()["error"]["code"] == "sandbox_not_running"
+
+
+def preload_library(tmp_path) -> bytes:
+    """A shared library whose constructor leaves /tmp/pwned (built with the host's gcc: glibc is
+    backwards compatible, so it loads in the Debian 13 images)."""
+    source = tmp_path / "hook.c"
+    source.write_text(
+        '#include <fcntl.h>\n__attribute__((constructor)) static void hook(void) { creat("/tmp/pwned", 0644); }\n'
+    )
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "hook.so"), str(source)], check=True)
+    return (tmp_path / "hook.so").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"PATH": "/workspace/bin:/usr/local/bin:/usr/bin:/bin"},  # a `find`, `du`, `mv` of the key's own
+        {"LD_PRELOAD": "/workspace/bin/hook.so"},  # loaded into every program the server starts
+        {"BASH_ENV": "/workspace/bin/find", "ENV": "/workspace/bin/find"},  # sourced by non-interactive shells
+    ],
+    ids=["PATH", "LD_PRELOAD", "BASH_ENV"],
+)
+def test_the_sandboxs_variables_never_reach_vibebox_own_commands(
+    api_client, writer, sandbox_id, variables, docker_client, tmp_path
+):
+    """A write key sets variables and uploads files: VibeBox's own commands in the sandbox (file
+    listings, moves, disk usage, git) run with the template's environment only, so the key cannot
+    make them run its programs (code execution without `sandboxes:exec`)."""
+    program = b'#!/bin/sh\ntouch /tmp/pwned\nexec /usr/bin/find "$@"\n'
+    assert upload(writer, sandbox_id, "/workspace/bin/find", program).status_code == 201
+    assert upload(writer, sandbox_id, "/workspace/bin/hook.so", preload_library(tmp_path)).status_code == 201
+    sh(api_client, sandbox_id, "chmod +x /workspace/bin/find")
+    response = writer.patch(f"/api/v1/sandboxes/{sandbox_id}/env", variables, format="json")
+    assert response.status_code == 200, response.content
+
+    listing = writer.get(f"/api/v1/sandboxes/{sandbox_id}/files?path=/workspace&recursive=true")
+    assert listing.status_code == 200, listing.content
+    moved = writer.post(
+        f"/api/v1/sandboxes/{sandbox_id}/files/move",
+        {"source": "/workspace/bin/hook.so", "destination": "/workspace/h.so"},
+        format="json",
+    )
+    assert moved.status_code in (200, 204), moved.content
+    container = docker_client.containers.get(sandbox_id)
+    assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code != 0, "the key's program ran"
+    # The key's own commands (with exec, as an argv: BASH_ENV would run the fake find first) still see them.
+    name = next(iter(variables))
+    assert sh(api_client, sandbox_id, ["printenv", name]).strip() == variables[name]
