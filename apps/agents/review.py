@@ -8,14 +8,19 @@ merges them into /workspace's working tree (a three-way merge against /workspace
 state, so unrelated edits made meanwhile are kept; HEAD and the index are not touched);
 conflicting edits give 409 merge_conflict and change nothing. Reject resets the branch.
 
-Every git command runs in the sandbox as its user, by the scripts below.
+Every git command runs in the sandbox as its user, by the scripts below, through
+apps.sandboxes.git.run_git_script: `git` there is the function that starts git unable to start
+any process (a filter, merge driver, textconv, hook... of the repository's: a diff of the
+changes is a `sandboxes:read` GET), /bin/sh and the system's PATH, no global config. Only
+`git worktree add` starts children (`command git`, with --no-checkout: they write refs, never
+files; the checkout is a limited `git reset --hard`).
 """
 
 import re
 
 from django.conf import settings
 
-from apps.sandboxes.execution import run_internal
+from apps.sandboxes.git import run_git_script
 from vibebox import exceptions as errors
 
 COMMON = r"""
@@ -60,7 +65,8 @@ if [ -e "$wt/.git" ]; then
 else
     start=$(snapshot)
     mkdir -p "$(dirname "$wt")"
-    git worktree add -q -f -B "$branch" "$wt" "$start"
+    command git worktree add -q -f --no-checkout -B "$branch" "$wt" "$start"
+    git -C "$wt" reset -q --hard
 fi
 git -C "$wt" rev-parse HEAD
 """
@@ -78,13 +84,14 @@ git rev-parse HEAD
 
 STAT = (
     COMMON
-    + r"""cd "$1"; git diff --no-renames --numstat "$2" "$3"; echo '--'; git diff --no-renames --name-status "$2" "$3"
+    + r"""cd "$1"; git diff --no-ext-diff --no-textconv --no-renames --numstat "$2" "$3"; echo '--'
+git diff --no-ext-diff --no-renames --name-status "$2" "$3"
 """
 )
 
 DIFF = (
     COMMON
-    + r"""cd "$1"; git diff --no-color --no-ext-diff --no-renames "$2" "$3"
+    + r"""cd "$1"; git diff --no-color --no-ext-diff --no-textconv --no-renames "$2" "$3"
 """
 )
 
@@ -99,7 +106,7 @@ out=$(git merge-tree --write-tree --merge-base="$base" "$current" "$head") || st
 if [ "$status" = 1 ]; then echo "$out"; exit 3; fi
 [ "$status" = 0 ] || exit "$status"
 merged=$(echo "$out" | head -n 1)
-git diff --binary "$current" "$merged" | git apply --whitespace=nowarn --allow-empty
+git diff --binary --no-ext-diff --no-textconv "$current" "$merged" | git apply --whitespace=nowarn --allow-empty
 """
 )
 
@@ -112,8 +119,9 @@ REJECT = (
 SHA = re.compile(r"^[0-9a-f]{40,64}$")
 
 
-def _run(sandbox, script: str, *args: str, timeout: float | None = None):
-    return run_internal(sandbox, ("sh", "-c", script, "sh", *args), timeout=timeout or settings.VIBEBOX_GIT_TIMEOUT)
+def _run(sandbox, script: str, *args: str, timeout: float | None = None, output_limit: int = 1024**2):
+    return run_git_script(sandbox, script, list(args), path=None, timeout=timeout or settings.VIBEBOX_GIT_TIMEOUT,
+                          output_limit=output_limit)  # fmt: skip
 
 
 def _sha(sandbox, script: str, *args: str) -> str:
@@ -170,7 +178,7 @@ def files_changed(sandbox, *, worktree: str, base: str, head: str) -> list[dict]
 def diff(sandbox, *, worktree: str, base: str, head: str) -> tuple[str, bool]:
     """The unified diff (text), cut at VIBEBOX_CLAUDE_DIFF_LIMIT: (diff, truncated)."""
     limit = settings.VIBEBOX_CLAUDE_DIFF_LIMIT
-    result = run_internal(sandbox, ("sh", "-c", DIFF, "sh", worktree, base, head), timeout=60, output_limit=limit + 1)
+    result = _run(sandbox, DIFF, worktree, base, head, timeout=60, output_limit=limit + 1)
     if result.exit_code != 0:
         raise errors.GitFailed(details={"stderr": result.stderr.decode(errors="replace")[-2000:]})
     data = result.stdout

@@ -5,10 +5,15 @@ Every git command is an argument list; user input is never pasted into a shell s
 Two kinds of git run here:
 
 - **As the sandbox user**, on the sandbox's repositories (status, diff, commit, checkout, merge,
-  and clones, pulls and pushes that need no credentials). Nothing secret is involved; still,
-  hooks, fsmonitor, askpass and credential helpers are turned off with `-c` options (which win
-  over the repository's config and its includes), reads take no optional locks, and GIT_*
-  variables of the sandbox's environment are dropped.
+  and clones, pulls and pushes that need no credentials). Nothing secret is involved, but the
+  repository, the sandbox user's home and most of its PATH are writable with `sandboxes:write`
+  alone (uploads, variables), so nothing there may choose a program git runs: that would be code
+  execution without `execute`, and a `sandboxes:read` GET (status, diff) would trigger it. Every
+  such git goes through `safe_git` (one argv and environment builder): `/bin/sh` and git from
+  the system's directories (SYSTEM_PATH), none of the sandbox's variables, no system or global
+  config, and git with no way to start a process (LOCAL_ONLY) except for clone, fetch and push,
+  whose transports are pinned (SANDBOX_ENV, SANDBOX_CONFIG). See LOCAL_ONLY for why a list of
+  `-c` overrides alone cannot do it.
 - **The credentialed part** of a clone, pull or push (the only part that talks to the server
   with the owner's token or SSH key) runs in the sandbox's container as another user
   (RUNNER_USER, neither the sandbox user nor root): the sandbox's processes cannot read its
@@ -59,32 +64,98 @@ CREDENTIAL_HELPER = (
     '"protocol=$VBX_GIT_PROTOCOL") p=1 ;; "host=$VBX_GIT_HOST") h=1 ;; esac; done; '
     '[ "$p$h" = 11 ] || exit 0; echo "username=$VBX_GIT_USERNAME"; echo "password=$VBX_GIT_TOKEN"; }; f'
 )
-AUTHOR_WRAPPER = """n="$VBX_NAME"
-[ -n "$(git config user.name)" ] || export GIT_AUTHOR_NAME="$n" GIT_COMMITTER_NAME="$n"
-[ -n "$(git config user.email)" ] || export GIT_AUTHOR_EMAIL="$VBX_EMAIL" GIT_COMMITTER_EMAIL="$VBX_EMAIL"
-exec "$@"
+# Every command the API runs in a sandbox starts from /bin/sh with this PATH: the images put a
+# directory of the sandbox user's first (~/.local/bin, /opt/venv/bin), where an upload can put a
+# `git` or `sh` (which the credentialed runner would then start with the token in its
+# environment), and the sandbox's own variables are never used.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The prelude of every script run by safe_git. `git` is a function that starts git with
+# RLIMIT_NPROC 0, so that git cannot start any process or thread (fork and clone fail with
+# EAGAIN for a user that is not root). That is the one control that does not depend on knowing
+# the repository's config: the programs git runs on its own (a filter's clean/smudge/process,
+# a merge driver, textconv and diff commands, gpg for signing or verifying, the pager, the
+# editor, fsmonitor, hooks, `git status` in each submodule...) are mostly named by keys whose
+# names the repository chooses (`filter.<any>.clean`, bound to paths by .gitattributes or by
+# .git/info/attributes, which nothing can turn off), and the config can change between reading
+# it and running git. Without a child process none of them can run, whatever the key or its
+# include, and a filter that cannot start is skipped (as git does when its program is missing;
+# one the repository marks `required` fails the call). Only clone, fetch and push need children
+# (remote-http, ssh, index-pack, upload-pack): they run as `command git`, touch no working tree
+# (a clone is made with --no-checkout, then checked out by a limited git), and what they may
+# start is pinned by SANDBOX_ENV and SANDBOX_CONFIG. (bash's `ulimit -p` is the pipe size and
+# fails: then -u. Neither: the command fails.)
+LOCAL_ONLY = r"""git() { (ulimit -p 0 2>/dev/null || ulimit -u 0 || exit 125; exec git "$@"); }
 """
+# After LOCAL_ONLY, when the commit identity is VibeBox's default (VBX_NAME, VBX_EMAIL): used
+# only when the repository names none.
+AUTHOR = """[ -n "$(git config user.name)" ] || export GIT_AUTHOR_NAME="$VBX_NAME" GIT_COMMITTER_NAME="$VBX_NAME"
+[ -n "$(git config user.email)" ] || export GIT_AUTHOR_EMAIL="$VBX_EMAIL" GIT_COMMITTER_EMAIL="$VBX_EMAIL"
+"""
+LOCAL_GIT = 'git "$@"\n'  # one git command, without child processes
+NETWORK_GIT = 'exec git "$@"\n'  # clone, fetch, push (see LOCAL_ONLY)
 # Config of every git run as the sandbox user (command-line scope: it wins over the repository's
-# own config and anything that includes).
+# own config and anything it includes). With LOCAL_ONLY these are what make the calls work
+# (a hook, a signature or fsmonitor that cannot start would fail them); for clone, fetch and
+# push they are the control.
 SANDBOX_CONFIG = (
-    ("core.hooksPath", "/dev/null"),
+    ("core.hooksPath", "/dev/null"),  # no hook of the repository's (nor reference-transaction)
     ("core.fsmonitor", "false"),
-    ("credential.helper", ""),
+    ("credential.helper", ""),  # an empty value drops every helper, credential.<url>.helper too
     ("core.askPass", ""),
     ("core.pager", "cat"),
-    ("commit.gpgSign", "false"),
-    ("protocol.ext.allow", "never"),
-    ("protocol.fd.allow", "never"),
+    ("core.editor", "true"),
+    ("sequence.editor", "true"),
+    # a fetch lists the refs of the repository's alternates with this command (run by a shell)
+    ("core.alternateRefsCommand", "true"),
+    ("commit.gpgSign", "false"),  # gpg.program, gpg.<format>.program, gpg.ssh.defaultKeyCommand
+    ("tag.gpgSign", "false"),
+    ("push.gpgSign", "false"),
+    ("merge.verifySignatures", "false"),
+    ("log.showSignature", "false"),
+    ("submodule.recurse", "false"),  # a submodule's git reads the submodule's config
+    ("fetch.recurseSubmodules", "false"),
+    ("push.recurseSubmodules", "no"),
+    ("gc.auto", "0"),  # no background gc or maintenance started by a fetch or commit
+    ("maintenance.auto", "false"),
+    # no threads either under LOCAL_ONLY: git would die on a large index
+    ("core.preloadIndex", "false"),
+    ("index.threads", "1"),
+    ("checkout.workers", "1"),
 )
 SANDBOX_ENV = {
+    "PATH": SYSTEM_PATH,
+    # ~/.gitconfig and ~/.config/git/config are the sandbox's (an upload-pack or pack-objects hook
+    # there runs in protected scope, in the upload-pack a credentialed pull starts), /etc/gitconfig
+    # is the image's: git reads neither, only the repository's and the command line's.
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ATTR_NOSYSTEM": "1",
+    # Transports: these protocols only, whatever protocol.<name>.allow the repository sets: no
+    # ext:: or fd::, no remote helper that a rewritten URL (url.*.insteadOf) or remote.*.vcs
+    # would start, no local path (whose upload-pack or receive-pack, remote.*.uploadpack, would
+    # run here). Fetches from a staging repository allow `file` alone.
+    "GIT_ALLOW_PROTOCOL": "https:http:ssh:git",
+    # ssh: this command whatever core.sshCommand says, and without ~/.ssh/config (ProxyCommand,
+    # LocalCommand, KnownHostsCommand, Match exec); its keys and known_hosts are data.
+    "GIT_SSH_COMMAND": "ssh -F /dev/null -o BatchMode=yes",
+    "GIT_SSH_VARIANT": "ssh",
+    # Set and empty: git takes the first proxy command it finds, the environment's first, so
+    # core.gitProxy (git://) is never read, and an empty one means no proxy.
+    "GIT_PROXY_COMMAND": "",
+    "GIT_NO_LAZY_FETCH": "1",  # a partial clone's promisor remote is never fetched from on the side
     "GIT_TERMINAL_PROMPT": "0",
-    "GIT_ASKPASS": "",
+    "GIT_ASKPASS": "",  # set and empty: core.askPass and SSH_ASKPASS are not tried
     "SSH_ASKPASS": "",
+    "SSH_ASKPASS_REQUIRE": "never",
     "GIT_EDITOR": "true",
+    "GIT_SEQUENCE_EDITOR": "true",
+    "GIT_MERGE_AUTOEDIT": "no",
     "GIT_PAGER": "cat",
+    "PAGER": "cat",
     "GIT_OPTIONAL_LOCKS": "0",  # reads (status) never write the index
     "LC_ALL": "C",
 }
+STAGING_ENV = {"GIT_ALLOW_PROTOCOL": "file"}  # a clone or fetch from a staging repository
 
 # The runner's scripts start with this: only the config VibeBox gives (GIT_CONFIG_COUNT...),
 # nothing of the container's environment that could redirect git, a private directory.
@@ -166,6 +237,42 @@ c=$(git rev-parse --path-format=absolute --git-common-dir); [ -f "$c/shallow" ] 
 echo haves
 git for-each-ref --format='%(objectname)' refs/heads refs/remotes refs/tags | sort -u | head -n "$2"
 exit 0
+"""
+
+# argv: COMMIT DESCRIPTION. A pull's merge, as `git merge --no-edit` would do it but under
+# LOCAL_ONLY (`git merge` starts `git stash create` for a real merge): already up to date,
+# a fast-forward, or a merge commit when git's merge is clean (a conflict changes nothing:
+# exit 3, the conflicted paths on stdout). COMMIT "FETCH_HEAD" takes the commit `git fetch`
+# marked for merging, and the message from FETCH_HEAD; else DESCRIPTION makes the message
+# ("branch 'x' of <url>").
+MERGE_SCRIPT = r"""m=$1
+if [ "$m" = FETCH_HEAD ]; then
+  f=$(git rev-parse --git-path FETCH_HEAD) || exit 128
+  m=$(sed -n '/\tnot-for-merge\t/!{s/\t.*//p;q;}' "$f")
+  [ -n "$m" ] || { echo "Nothing to merge: no upstream for the current branch; name the branch." >&2; exit 2; }
+fi
+m=$(git rev-parse -q --verify "$m^{commit}") || { echo "Nothing to merge." >&2; exit 2; }
+h=$(git rev-parse -q --verify 'HEAD^{commit}') || h=
+if [ -z "$h" ]; then  # an unborn branch takes the commit as it is
+  git read-tree -m -u "$(git hash-object -t tree /dev/null)" "$m" && git update-ref -m "pull: initial pull" HEAD "$m" ""
+  exit
+fi
+git merge-base --is-ancestor "$m" "$h" && exit 0
+if git merge-base --is-ancestor "$h" "$m"; then git merge -q --ff-only --no-stat "$m"; exit; fi
+git diff-index --cached --quiet "$h" -- || { echo "The index has staged changes: commit them first." >&2; exit 2; }
+out=$(git merge-tree --write-tree --name-only --no-messages "$h" "$m"); rc=$?
+if [ "$rc" = 1 ]; then printf '%s\n' "$out" | tail -n +2 | sort -u; exit 3; fi
+[ "$rc" = 0 ] || exit "$rc"
+t=$(printf '%s\n' "$out" | head -n 1)
+git read-tree -m -u "$h" "$t" || exit
+if [ "$1" = FETCH_HEAD ]; then msg=$(git fmt-merge-msg -F "$f")
+else msg=$(printf '%s\t\t%s\n' "$m" "$2" | git fmt-merge-msg); fi
+c=$(git commit-tree "$t" -p "$h" -p "$m" -m "$msg") || exit
+git update-ref -m "pull: Merge made by the 'ort' strategy." HEAD "$c" "$h" && git update-ref ORIG_HEAD "$h"
+"""
+# A clone's working tree (cloned with --no-checkout: see LOCAL_ONLY).
+CHECKOUT_SCRIPT = r"""git rev-parse -q --verify HEAD >/dev/null || exit 0
+git read-tree --reset -u HEAD
 """
 
 
@@ -265,12 +372,22 @@ def _config_env(pairs) -> dict[str, str]:
     return env
 
 
-def _sandbox_env(sandbox: Sandbox, path: str | None, extra_config=(), extra: dict | None = None) -> dict:
-    """The sandbox's command environment without its GIT_* overrides (GIT_DIR, GIT_SSH_COMMAND,
-    GIT_CONFIG_*...), plus SANDBOX_CONFIG."""
-    env = {k: v for k, v in envvars.command_env(sandbox).items() if not k.startswith("GIT_")}
+def safe_git(
+    sandbox: Sandbox, script: str, args=(), *, path: str | None, author: dict | None = None,
+    extra_config: tuple = (), extra_env: dict | None = None,
+) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+    """The argv and environment of every git the API runs as the sandbox user: `script` (sh,
+    its git commands written `git`, or `exec git`/`command git` for a clone, fetch or push) after
+    LOCAL_ONLY, run by /bin/sh with SANDBOX_ENV and SANDBOX_CONFIG (see the module docstring).
+    The environment is the template's (the sandbox's own variables are the key holder's to set:
+    a PATH or LD_PRELOAD of theirs would choose what runs) without its GIT_* variables."""
+    env = {k: v for k, v in envvars.internal_env(sandbox).items() if not k.startswith("GIT_")}
     pairs = [*SANDBOX_CONFIG, *extra_config, *([("safe.directory", path)] if path else [])]
-    return {**env, **SANDBOX_ENV, **_config_env(pairs), **(extra or {})}
+    env |= {**SANDBOX_ENV, **_config_env(pairs), **(extra_env or {})}
+    if author is not None:
+        script = AUTHOR + script
+        env |= {"VBX_NAME": author["name"], "VBX_EMAIL": author["email"]}
+    return ["/bin/sh", "-c", LOCAL_ONLY + script, "sh", *args], env
 
 
 def run_git(
@@ -282,32 +399,36 @@ def run_git(
     timeout: float | None = None,
     output_limit: int = 4 * 1024 * 1024,
     extra_config: tuple = (),
+    extra_env: dict | None = None,
+    network: bool = False,
 ) -> ExecResult:
-    """git as the sandbox user, with hooks, fsmonitor and credential helpers off. No secrets."""
-    argv, extra = ["git", *args], None
-    if author is not None:
-        extra = {"VBX_NAME": author["name"], "VBX_EMAIL": author["email"]}
-        argv = ["sh", "-c", AUTHOR_WRAPPER, "sh", *argv]
-    env = _sandbox_env(sandbox, path, extra_config, extra)
+    """One git command as the sandbox user (safe_git); `network` for clone, fetch and push only."""
+    argv, env = safe_git(sandbox, NETWORK_GIT if network else LOCAL_GIT, args, path=path, author=author,
+                         extra_config=extra_config, extra_env=extra_env)  # fmt: skip
     return _exec(sandbox, argv, user=sandbox.template.user, env=env, workdir=path or "/", timeout=timeout,
                  output_limit=output_limit)  # fmt: skip
 
 
 def run_git_script(
-    sandbox: Sandbox, script: str, args: list[str], *, path: str, output_limit: int = 4 * 1024 * 1024
-) -> ExecResult:
-    """A small sh script of git commands, as the sandbox user, with run_git's config."""
-    return _exec(sandbox, ["sh", "-c", script, "sh", *args], user=sandbox.template.user,
-                 env=_sandbox_env(sandbox, path), workdir=path, output_limit=output_limit)  # fmt: skip
+    sandbox: Sandbox, script: str, args: list[str], *, path: str | None, author: dict | None = None,
+    timeout: float | None = None, output_limit: int = 4 * 1024 * 1024,
+) -> ExecResult:  # fmt: skip
+    """A small sh script of git commands, as the sandbox user (safe_git)."""
+    argv, env = safe_git(sandbox, script, args, path=path, author=author)
+    return _exec(sandbox, argv, user=sandbox.template.user, env=env, workdir=path or "/", timeout=timeout,
+                 output_limit=output_limit)  # fmt: skip
 
 
 def _exec(sandbox, argv, *, user, env, workdir="/", stdin=None, timeout=None, output_limit=4 * 1024 * 1024):
+    # /bin/sh and SYSTEM_PATH: see SYSTEM_PATH (the runner gets the owner's token in its environment).
+    if argv[0] != "/bin/sh":
+        raise ValueError("git commands run by /bin/sh")
     return get_driver().exec(
         sandbox.container_name,
         ExecRequest(
             argv=tuple(argv),
             exec_id=new_execution_id(),
-            env=env,
+            env={**env, "PATH": SYSTEM_PATH},
             user=user,
             workdir=workdir,
             stdin=stdin,
@@ -368,7 +489,8 @@ def _run_runner(sandbox: Sandbox, script: str, args: list[str], *, url: str, aut
             "VBX_SHALLOW": " ".join(state.shallow),
             "VBX_HAVES": " ".join(f"{i} {sha}" for i, sha in enumerate(state.haves)),
         }
-    result = _exec(sandbox, ["sh", "-c", script, "sh", *args], user=RUNNER_USER, env=env, workdir="/", stdin=stdin)
+    result = _exec(sandbox, ["/bin/sh", "-c", script, "sh", *args], user=RUNNER_USER, env=env, workdir="/",
+                   stdin=stdin)  # fmt: skip
     first = result.stdout.split(b"\n", 1)[0].decode(errors="replace")
     return result, (first if _STAGING.match(first) else None)
 
@@ -389,7 +511,7 @@ def _cleanup(sandbox: Sandbox, staging: str | None) -> None:
     if not staging:
         return
     with contextlib.suppress(errors.ApplicationError):  # else swept by a later credentialed command
-        _exec(sandbox, ["sh", "-c", RUNNER_CLEANUP, "sh", staging], user=RUNNER_USER, env={}, timeout=60)
+        _exec(sandbox, ["/bin/sh", "-c", RUNNER_CLEANUP, "sh", staging], user=RUNNER_USER, env={}, timeout=60)
 
 
 def _check(result: ExecResult, auth: GitAuth | None, failure=errors.GitFailed) -> str:
@@ -411,8 +533,12 @@ def _check(result: ExecResult, auth: GitAuth | None, failure=errors.GitFailed) -
     return result.stdout.decode(errors="replace")
 
 
-def _git(sandbox, args, *, path, author=None, failure=errors.GitFailed, extra_config=()) -> str:
-    return _check(run_git(sandbox, args, path=path, author=author, extra_config=extra_config), None, failure)
+def _git(sandbox, args, *, path, author=None, failure=errors.GitFailed, network=False, staging=None) -> str:
+    """`staging`: the command reads that staging repository (trusted, `file` transport only)."""
+    extra_config, extra_env = (_trust(staging), STAGING_ENV) if staging else ((), None)
+    result = run_git(sandbox, args, path=path, author=author, extra_config=extra_config, extra_env=extra_env,
+                     network=network)  # fmt: skip
+    return _check(result, None, failure)
 
 
 def _stored(sandbox: Sandbox, path: str) -> SandboxGitConfig | None:
@@ -518,9 +644,11 @@ def git_clone(
     options = ["--branch", check_ref(branch)] if branch else []
     if depth:
         options += ["--depth", str(int(depth))]
+    # --no-checkout: the working tree is written afterwards under LOCAL_ONLY (the new repository's
+    # config and info/attributes are writable by uploads while the clone runs).
     if credentials is None:  # nothing to hide: the sandbox user clones
-        _git(sandbox, ["clone", "--no-hardlinks", *options, "--", clean, target], path=None,
-             failure=errors.GitCloneFailed)  # fmt: skip
+        _git(sandbox, ["clone", "--no-checkout", "--no-hardlinks", *options, "--", clean, target], path=None,
+             failure=errors.GitCloneFailed, network=True)  # fmt: skip
     else:
         result, staging = _run_runner(sandbox, RUNNER_CLONE, [clean, *options], url=clean, auth=credentials)
         try:
@@ -529,11 +657,13 @@ def git_clone(
                 raise errors.GitCloneFailed("The git command failed to start.")
             # The sandbox user copies the staged clone (depth: through upload-pack, which keeps it).
             source = f"file://{staging}/r.git" if depth else f"{staging}/r.git"
-            _git(sandbox, ["clone", "-q", "--no-hardlinks", *_from_staging(staging), *options, "--", source, target],
-                 path=None, failure=errors.GitCloneFailed, extra_config=_trust(staging))  # fmt: skip
+            clone = ["clone", "-q", "--no-checkout", "--no-hardlinks", *_from_staging(staging), *options]
+            _git(sandbox, [*clone, "--", source, target], path=None, failure=errors.GitCloneFailed, network=True,
+                 staging=staging)  # fmt: skip
             _git(sandbox, ["remote", "set-url", "origin", clean], path=target)
         finally:
             _cleanup(sandbox, staging)
+    _check(run_git_script(sandbox, CHECKOUT_SCRIPT, [], path=target), None, errors.GitCloneFailed)
     current = _git(sandbox, ["rev-parse", "--abbrev-ref", "HEAD"], path=target).strip()
     SandboxGitConfig.objects.update_or_create(
         sandbox=sandbox,
@@ -548,7 +678,7 @@ def git_clone(
     return {"path": target, "url": clean, "branch": current, "commit": _head(sandbox, target)}
 
 
-def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None) -> dict:
+def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None, user=None) -> dict:
     require_running(sandbox)
     target = repo_path(path)
     check_ref(remote, "remote")
@@ -556,9 +686,10 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
         check_ref(branch)
     pinned = _pinned(sandbox, target, remote, parse_auth(auth) if auth is not None else None)
     before = _head(sandbox, target)
-    if pinned is None:  # no credentials: the sandbox user pulls from its own remote
-        _git(sandbox, ["-c", "pull.rebase=false", "pull", "--no-edit", "--", remote, *([branch] if branch else [])],
-             path=target)  # fmt: skip
+    if pinned is None:  # no credentials: the sandbox user fetches from its own remote, and merges
+        fetch = ["fetch", "-q", "--no-recurse-submodules", "--", remote, *([branch] if branch else [])]
+        _git(sandbox, fetch, path=target, network=True)
+        _merge(sandbox, target, "FETCH_HEAD", "", user)
     else:
         url, credentials = pinned
         state = _inspect(sandbox, target, branch)
@@ -576,14 +707,27 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
             if staging is None:
                 raise errors.GitFailed("The git command failed to start.")
             # No credentials from here on: the sandbox user takes what was fetched, and merges.
-            fetch = ["fetch", "-q", "--no-write-fetch-head", *_from_staging(staging), "--", f"{staging}/r.git"]
-            _git(sandbox, [*fetch, "+refs/remotes/origin/*:refs/remotes/origin/*"], path=target,
-                 extra_config=_trust(staging))  # fmt: skip
+            fetch = ["fetch", "-q", "--no-write-fetch-head", "--no-recurse-submodules", *_from_staging(staging)]
+            _git(sandbox, [*fetch, "--", f"{staging}/r.git", "+refs/remotes/origin/*:refs/remotes/origin/*"],
+                 path=target, network=True, staging=staging)  # fmt: skip
         finally:
             _cleanup(sandbox, staging)
-        _git(sandbox, ["merge", "--no-edit", "--", f"refs/remotes/origin/{branch}"], path=target)
+        _merge(sandbox, target, f"refs/remotes/origin/{branch}", f"branch '{branch}' of {url}", user)
     after = _head(sandbox, target)
     return {"path": target, "before": before, "commit": after, "updated": before != after}
+
+
+def _merge(sandbox: Sandbox, target: str, commit: str, description: str, user) -> None:
+    """A pull's merge (MERGE_SCRIPT); a conflict changes nothing and answers which paths."""
+    result = run_git_script(sandbox, MERGE_SCRIPT, [commit, description], path=target, author=default_author(user))
+    if result.exit_code == 3 and not result.timed_out:
+        paths = [p for p in result.stdout.decode(errors="replace").splitlines() if p][:100]
+        raise errors.GitFailed(
+            f"The merge conflicts in {', '.join(paths)[:1000]}; nothing was changed. The fetched commits are in "
+            f"{'FETCH_HEAD' if commit == 'FETCH_HEAD' else commit}: merge them with the sandbox's own git.",
+            details={"conflicts": paths, "git": "merge conflict"},
+        )
+    _check(result, None)
 
 
 def git_push(
@@ -596,9 +740,9 @@ def git_push(
     branch = check_ref(branch) if branch else _git(sandbox, ["rev-parse", "--abbrev-ref", "HEAD"], path=target).strip()
     check_ref(branch)
     if pinned is None:  # no credentials: the sandbox user pushes to its own remote
-        args = ["push", "--porcelain"] + (["--set-upstream"] if set_upstream else [])
-        args += ["--force-with-lease"] if force else []
-        _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target)
+        args = ["push", "--porcelain", "--no-verify", "--no-recurse-submodules"]
+        args += (["--set-upstream"] if set_upstream else []) + (["--force-with-lease"] if force else [])
+        _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target, network=True)
         return {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}
     url, credentials = pinned
     state = _inspect(sandbox, target, branch)
@@ -662,7 +806,10 @@ def git_checkout(*, sandbox: Sandbox, branch: str, path=None, create: bool = Fal
 def git_status(*, sandbox: Sandbox, path=None) -> dict:
     require_running(sandbox)
     target = repo_path(path)
-    raw = _git(sandbox, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], path=target)
+    # (--ignore-submodules=dirty: whether a submodule's files changed is a `git status` in it, a
+    # child process; a submodule at another commit is still reported)
+    args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--ignore-submodules=dirty"]
+    raw = _git(sandbox, args, path=target)
     status = {"path": target, "branch": None, "upstream": None, "ahead": 0, "behind": 0, "commit": None}
     staged, unstaged, untracked, conflicted = [], [], [], []
     fields = raw.split("\0")
@@ -701,7 +848,8 @@ def git_status(*, sandbox: Sandbox, path=None) -> dict:
 def git_diff(*, sandbox: Sandbox, path=None, staged: bool = False, file: str | None = None) -> dict:
     require_running(sandbox)
     target = repo_path(path)
-    base = ["diff", "--no-color", "--no-ext-diff", "--no-textconv"] + (["--cached"] if staged else [])
+    base = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=dirty"]
+    base += ["--cached"] if staged else []
     limit = ["--", file] if file else []
     if file is not None and ("\0" in file or file.startswith("-")):
         raise errors.InvalidPath()

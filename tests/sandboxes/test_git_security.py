@@ -1,17 +1,27 @@
-"""The owner's git credentials never reach sandbox code (issue 17, item 5).
+"""The owner's git credentials never reach sandbox code (issue 17, item 5), and git run by the
+API never runs a program the sandbox names (items 5 and 9).
 
 A sandbox controls its repository's config and runs code as its user while git runs: whatever it
 does, the token goes only to the server the owner cloned from, no hook or fsmonitor of its runs,
 and none of its processes can read the token or the SSH key from /proc or /tmp.
+
+A key with `sandboxes:write` but not `execute` can upload any file the sandbox user may write
+(.git/config, .gitattributes, ~/.gitconfig, scripts with mode 0755, programs in a directory on
+the image's PATH) and set the sandbox's variables: none of it makes an API git call, even a read
+by a `sandboxes:read` key, run a program of its choosing.
 """
 
 import base64
 import secrets
 import time
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import async_to_sync
 
+from apps.agents.models import ChangeSet, ClaudeAsk, ClaudeSession
+from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
+from apps.sandboxes.models import Sandbox
 from tests.sandboxes.conftest import run_in
 
 POLLER = r"""
@@ -50,7 +60,8 @@ HOOK = f'#!/bin/sh\necho "$0 $*" >> {MARK}\n'
 def git_api(client, sandbox_id, action, expect=200, method="post", **body):
     url = f"/api/v1/sandboxes/{sandbox_id}/git/{action}"
     response = client.get(url, body) if method == "get" else client.post(url, body, format="json")
-    assert response.status_code == expect, response.content
+    assert expect is None or response.status_code == expect, response.content
+    assert response.status_code < 500, response.content
     return response.json()
 
 
@@ -243,3 +254,279 @@ def test_credentials_go_only_to_the_url_the_repository_was_cloned_from(api_clien
     refused = git_api(api_client, sandbox_id, "pull", expect=400, path="/workspace/c", remote="other",
                       auth=git.token_auth())  # fmt: skip
     assert refused["error"]["code"] == "invalid_git_auth"
+
+
+# ---- programs named by the repository, the sandbox's global config, its variables and PATH ----
+
+# Proof of a run: a line in /tmp/pwned (any user may write there, the runner's uid too). As a
+# filter it passes the content through; as textconv it prints the file.
+PWN = """#!/bin/sh
+echo "$*" >> /tmp/pwned
+case $1 in filter) exec cat ;; textconv) exec cat "$2" ;; esac
+exit 0
+"""
+FILTER = '[filter "evil"]\n\tclean = /workspace/pwn.sh filter clean\n\tsmudge = /workspace/pwn.sh filter smudge\n'
+# Vector -> files to plant: "config" is appended to /repo/.git/config, other keys are paths.
+REPOSITORY_VECTORS = {
+    "filter-gitattributes": {"/repo/.gitattributes": "*.txt filter=evil\n", "config": FILTER},
+    "filter-info-attributes": {"/repo/.git/info/attributes": "*.txt filter=evil\n", "config": FILTER},
+    "filter-process": {
+        "/repo/.git/info/attributes": "*.txt filter=evil\n",
+        "config": '[filter "evil"]\n\tprocess = /workspace/pwn.sh process\n',
+    },
+    "include-path": {
+        "/repo/.git/info/attributes": "*.txt filter=evil\n",
+        "/workspace/inc.cfg": FILTER,
+        "config": "[include]\n\tpath = /workspace/inc.cfg\n",
+    },
+    "includeIf": {
+        "/repo/.gitattributes": "*.txt filter=evil\n",
+        "/workspace/inc.cfg": FILTER,
+        "config": '[includeIf "gitdir:/repo/"]\n\tpath = /workspace/inc.cfg\n',
+    },
+    "textconv-diff-command": {
+        "/repo/.git/info/attributes": "*.txt diff=evil\n",
+        "config": '[diff "evil"]\n\ttextconv = /workspace/pwn.sh textconv\n\tcommand = /workspace/pwn.sh command\n'
+        "[diff]\n\texternal = /workspace/pwn.sh external\n",
+    },
+    "gpg": {
+        "config": "[commit]\n\tgpgSign = true\n[tag]\n\tgpgSign = true\n[push]\n\tgpgSign = true\n"
+        "[log]\n\tshowSignature = true\n[merge]\n\tverifySignatures = true\n"
+        "[gpg]\n\tprogram = /workspace/pwn.sh gpg\n"
+        '[gpg "ssh"]\n\tprogram = /workspace/pwn.sh ssh-keygen\n\tdefaultKeyCommand = /workspace/pwn.sh ssh-key\n'
+        '[gpg "x509"]\n\tprogram = /workspace/pwn.sh gpgsm\n',
+    },
+    "pager-editor": {
+        "config": "[core]\n\tpager = /workspace/pwn.sh pager\n\teditor = /workspace/pwn.sh editor\n"
+        "[pager]\n\tstatus = /workspace/pwn.sh pager\n\tdiff = /workspace/pwn.sh pager\n"
+        "\tlog = /workspace/pwn.sh pager\n"
+        "[sequence]\n\teditor = /workspace/pwn.sh editor\n",
+    },
+    "alternateRefsCommand": {
+        "/workspace/alt/objects/info/keep": "keep\n",
+        "/repo/.git/objects/info/alternates": "/workspace/alt/objects\n",
+        "config": "[core]\n\talternateRefsCommand = /workspace/pwn.sh alternates\n",
+    },
+}
+
+
+@pytest.fixture
+def writer(owner, client_for):
+    """A key that may change a sandbox's files and variables but not run anything in it."""
+    return client_for(owner, [SANDBOXES_READ, SANDBOXES_WRITE])
+
+
+@pytest.fixture
+def reader(owner, client_for):
+    return client_for(owner, [SANDBOXES_READ])
+
+
+def upload(client, sandbox_id, path: str, data: str, mode: str | None = None) -> None:
+    url = f"/api/v1/sandboxes/{sandbox_id}/files?path={quote(path)}" + (f"&mode={mode}" if mode else "")
+    response = client.post(url, data.encode(), content_type="application/octet-stream")
+    assert response.status_code == 201, response.content
+
+
+def download(client, sandbox_id, path: str) -> str:
+    response = client.get(f"/api/v1/sandboxes/{sandbox_id}/files/{quote(path)}")  # files//abs for /abs
+    assert response.status_code == 200, response.content
+    return _content(response).decode()
+
+
+def plant(client, sandbox_id, files: dict, repo: str = "/repo") -> None:
+    """What a write key can do: upload the program and the files that name it."""
+    upload(client, sandbox_id, "/workspace/pwn.sh", PWN, mode="755")
+    for path, text in files.items():
+        if path == "config":
+            config = download(client, sandbox_id, f"{repo}/.git/config")
+            upload(client, sandbox_id, f"{repo}/.git/config", config + text)
+        else:
+            upload(client, sandbox_id, path, text)
+
+
+def pwned(client, sandbox_id) -> str:
+    return sh(client, sandbox_id, "cat /tmp/pwned 2>/dev/null || true", cwd="/")
+
+
+def server_run(git, branch: str, script: str) -> str:
+    """A commit made on the server's branch by `script` (run in a clone of it)."""
+    run_in(git.http, f"set -e; w=$(mktemp -d); git clone -q -b {branch} /srv/git/project.git $w; cd $w; "
+           "git config user.email server@example.test; git config user.name Server; "
+           f"{script}; git add -A; git commit -qm 'server change'; git push -q origin {branch}")  # fmt: skip
+    return git.http_ref(branch)
+
+
+@pytest.mark.parametrize("vector", list(REPOSITORY_VECTORS))
+def test_repository_config_never_runs_a_program(api_client, writer, reader, cloned, git, vector):
+    """Every git call of the API, reads by a read-only key included, with a program planted by a
+    write key through the repository's config, attributes and includes: it never runs, and the
+    calls work."""
+    branch = branch_of(cloned)
+    plant(writer, cloned, REPOSITORY_VECTORS[vector])
+    upload(writer, cloned, "/repo/a.txt", "one\n")
+    git_api(writer, cloned, "commit", message="a", all=True)
+    upload(writer, cloned, "/repo/a.txt", "one\ntwo\n")
+
+    status = git_api(reader, cloned, "status", method="get")
+    assert {"path": "a.txt", "status": "M"} in status["unstaged"]
+    diff = git_api(reader, cloned, "diff", method="get")
+    assert "+two" in diff["diff"] and {f["path"] for f in diff["files"]} >= {"a.txt"}
+    git_api(reader, cloned, "diff", method="get", staged="true")
+    git_api(reader, cloned, "log", method="get")
+    git_api(reader, cloned, "branches", method="get")
+
+    git_api(writer, cloned, "commit", message="two", all=True)
+    git_api(writer, cloned, "checkout", branch=f"{branch}-other", create=True)
+    upload(writer, cloned, "/repo/a.txt", "other\n")
+    git_api(writer, cloned, "commit", message="other", all=True)
+    git_api(writer, cloned, "checkout", branch=branch)  # rewrites a.txt
+    assert download(reader, cloned, "/repo/a.txt") == "one\ntwo\n"
+    git_api(writer, cloned, "push")
+
+    server_run(git, branch, "echo server > server.txt")
+    upload(writer, cloned, "/repo/local.txt", "local\n")
+    local = git_api(writer, cloned, "commit", message="local", all=True)["commit"]
+    pulled = git_api(writer, cloned, "pull")  # a merge commit: both sides have new commits
+    assert pulled["updated"] is True
+    assert sh(api_client, cloned, "git rev-parse HEAD^1 && cat server.txt") == f"{local}\nserver\n"
+    git_api(writer, cloned, "push")
+    assert git.http_ref(branch) == pulled["commit"]
+    assert git_api(reader, cloned, "status", method="get")["clean"] is True
+    assert pwned(api_client, cloned) == ""
+
+
+def test_a_custom_merge_driver_never_runs(api_client, writer, reader, cloned, git):
+    """A merge that needs the repository's merge driver is refused (nothing changes) rather than
+    run it."""
+    branch = branch_of(cloned)
+    plant(writer, cloned, {"/repo/.git/info/attributes": "m.txt merge=evil\n",
+                           "config": '[merge "evil"]\n\tdriver = /workspace/pwn.sh merge %O %A %B\n'})  # fmt: skip
+    upload(writer, cloned, "/repo/m.txt", "1\n2\n3\n4\n5\n6\n")
+    git_api(writer, cloned, "commit", message="m", all=True)
+    git_api(writer, cloned, "push")
+    server_run(git, branch, "sed -i 1s/1/one/ m.txt")
+    upload(writer, cloned, "/repo/m.txt", "1\n2\n3\n4\n5\nsix\n")
+    before = git_api(writer, cloned, "commit", message="six", all=True)["commit"]
+
+    refused = git_api(writer, cloned, "pull", expect=422)
+    assert refused["error"]["code"] == "git_error" and "m.txt" in refused["error"]["message"]
+    status = git_api(reader, cloned, "status", method="get")
+    assert status["commit"] == before and status["clean"] is True
+    assert pwned(api_client, cloned) == ""
+    # the fetched commits are there for the sandbox's own git to merge
+    assert sh(api_client, cloned, f"git rev-parse origin/{branch}").strip() == git.http_ref(branch)
+
+
+def test_a_required_filter_that_cannot_run_fails_the_call(api_client, writer, reader, cloned):
+    """A filter the repository marks required (as git-lfs does) is not run either: a call that
+    needs it fails cleanly instead of storing unfiltered content."""
+    config = FILTER.replace("\tclean", "\trequired = true\n\tclean")
+    plant(writer, cloned, {"/repo/.git/info/attributes": "*.txt filter=evil\n", "config": config})
+    upload(writer, cloned, "/repo/a.txt", "one\n")
+    failed = git_api(writer, cloned, "commit", expect=422, message="a", all=True)
+    assert failed["error"]["code"] == "git_error" and "filter" in failed["error"]["message"]
+    git_api(reader, cloned, "status", method="get")
+    assert pwned(api_client, cloned) == ""
+
+
+TRANSPORT_VECTORS = {
+    "sshCommand": ("ssh://git@git-ssh/home/git/project.git", "[core]\n\tsshCommand = /workspace/pwn.sh ssh\n"),
+    "gitProxy": ("git://git-http/project.git", "[core]\n\tgitProxy = /workspace/pwn.sh\n"),  # (no shell: no args)
+    "insteadOf-helper": (
+        "http://git-http:8080/project.git",
+        '[url "evil::x"]\n\tinsteadOf = http://git-http:8080/\n[url "evil::y"]\n\tpushInsteadOf = http://git-http:8080/\n',
+    ),
+    "vcs": ("http://git-http:8080/project.git", '[remote "origin"]\n\tvcs = evil\n'),
+    "local-uploadpack": (
+        "/workspace/other.git",
+        '[remote "origin"]\n\tuploadpack = /workspace/pwn.sh upload-pack\n'
+        "\treceivepack = /workspace/pwn.sh receive-pack\n",
+    ),
+    "askpass-credential-helper": (
+        "http://git-http:8080/project.git",
+        "[core]\n\taskPass = /workspace/pwn.sh askpass\n[credential]\n\thelper = /workspace/pwn.sh helper\n"
+        '[credential "http://git-http:8080"]\n\thelper = /workspace/pwn.sh helper-url\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("vector", list(TRANSPORT_VECTORS))
+def test_a_pull_or_push_without_credentials_never_runs_a_program(api_client, writer, create_sandbox, git, vector):
+    """A repository the API has no credentials for is pulled and pushed by the sandbox user: what
+    its config names for the transport (ssh, proxy, remote helper, upload-pack...) never runs."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    url, config = TRANSPORT_VECTORS[vector]
+    sh(api_client, sandbox_id, "git init -q --bare other.git && git init -q -b main r && cd r && "
+       "git -c user.name=A -c user.email=a@e.test commit -q --allow-empty -m x && "
+       f"git remote add origin {url} && git config branch.main.remote origin && "
+       "git config branch.main.merge refs/heads/main", cwd="/workspace")  # fmt: skip
+    # the remote helper a rewritten URL or remote.*.vcs would start, on the image's PATH
+    upload(writer, sandbox_id, "/opt/venv/bin/git-remote-evil", PWN, mode="755")
+    plant(writer, sandbox_id, {"config": config}, repo="/workspace/r")
+    for action in ("pull", "push"):
+        response = git_api(writer, sandbox_id, action, expect=None, path="r")
+        assert response.get("error", {}).get("code") in (None, "git_error", "git_auth_failed"), response
+    assert pwned(api_client, sandbox_id) == ""
+
+
+def test_the_sandbox_global_config_is_never_read(api_client, writer, reader, cloned, git):
+    """~/.gitconfig and ~/.config/git/* are the sandbox's: clones, pulls and reads ignore them
+    (an upload-pack hook, a filter bound by the global attributes)."""
+    home = sh(api_client, cloned, "echo $HOME", cwd="/").strip()
+    upload(writer, cloned, "/workspace/pwn.sh", PWN, mode="755")
+    upload(writer, cloned, f"{home}/.gitconfig",
+           f"[uploadpack]\n\tpackObjectsHook = /workspace/pwn.sh pack-objects-hook\n{FILTER}"
+           "[core]\n\tpager = /workspace/pwn.sh pager\n")  # fmt: skip
+    upload(writer, cloned, f"{home}/.config/git/attributes", "* filter=evil\n")
+    upload(writer, cloned, f"{home}/.config/git/config", FILTER)
+    git_api(writer, cloned, "clone", url=git.http_url, auth=git.token_auth(), path="with-auth")
+    git_api(writer, cloned, "clone", url=git.http_url, auth=git.token_auth(), path="shallow", depth=1)
+    server_run(git, branch_of(cloned), "echo server > server.txt")
+    git_api(writer, cloned, "pull")
+    upload(writer, cloned, "/repo/test.js", "changed\n")
+    git_api(reader, cloned, "status", method="get")
+    git_api(reader, cloned, "diff", method="get")
+    git_api(writer, cloned, "commit", message="c", all=True)
+    assert pwned(api_client, cloned) == ""
+
+
+SPY = """#!/bin/sh
+[ -z "$GIT_CONFIG_COUNT$VBX_GIT_TOKEN" ] || echo "$0 $* $VBX_GIT_TOKEN" >> /tmp/pwned
+exec /usr/bin/${0##*/} "$@"
+"""
+
+
+def test_programs_on_the_sandbox_path_never_run(api_client, writer, reader, cloned, git):
+    """A `git` or `sh` a write key puts first on the PATH (the image's /opt/venv/bin is the
+    sandbox user's, and the sandbox's variables may name another): the API's git, and the
+    credentialed runner, use the system's."""
+    env = writer.patch(f"/api/v1/sandboxes/{cloned}/env", {"PATH": "/workspace/bin:/usr/bin:/bin"}, format="json")
+    assert env.status_code == 200, env.content
+    for path in ("/workspace/bin/git", "/workspace/bin/sh", "/opt/venv/bin/git", "/opt/venv/bin/sh"):
+        upload(writer, cloned, path, SPY, mode="755")
+    git_api(reader, cloned, "status", method="get")
+    git_api(reader, cloned, "diff", method="get")
+    sha = commit(api_client, cloned, "spied")
+    git_api(writer, cloned, "push")
+    assert git.http_ref(branch_of(cloned)) == sha
+    seen = pwned(api_client, cloned)
+    assert seen == "" and git.token not in seen
+
+
+def test_reading_claude_changes_never_runs_a_program(api_client, writer, reader, cloned, api_key):
+    """GET claude/changes (sandboxes:read) diffs a session's commits in its worktree: the
+    repository's textconv or external diff never runs."""
+    sh(api_client, cloned, "echo one > a.txt && git add a.txt && git commit -qm base")
+    base = sh(api_client, cloned, "git rev-parse HEAD").strip()
+    sh(api_client, cloned, "echo two >> a.txt && git commit -qam claude")
+    head = sh(api_client, cloned, "git rev-parse HEAD").strip()
+    plant(writer, cloned, REPOSITORY_VECTORS["textconv-diff-command"])
+    sandbox = Sandbox.objects.get(pk=cloned)
+    session = ClaudeSession.objects.create(id="s-" + secrets.token_hex(6), sandbox=sandbox, cwd="/repo")
+    ask = ClaudeAsk.objects.create(session=session, sandbox=sandbox, prompt="p", status=ClaudeAsk.Status.COMPLETED)
+    files = [{"path": "a.txt", "status": "modified", "additions": 1, "deletions": 0}]
+    ChangeSet.objects.create(session=session, ask=ask, base_commit=base, head_commit=head, files=files)
+    response = reader.get(f"/api/v1/sandboxes/{cloned}/claude/changes")
+    assert response.status_code == 200, response.content
+    assert "+two" in response.json()["data"][0]["diff"]
+    assert pwned(api_client, cloned) == ""
