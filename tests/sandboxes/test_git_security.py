@@ -469,6 +469,29 @@ def test_a_pull_or_push_without_credentials_never_runs_a_program(api_client, wri
     assert pwned(api_client, sandbox_id) == ""
 
 
+def test_a_pull_and_push_without_credentials_still_work(api_client, writer, create_sandbox, git):
+    """The sandbox's own remote (its credentials in the URL, the API has none): the pull's merge,
+    done without git merge's child process, is a fast-forward or a merge commit as git's would be."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    branch = branch_of(sandbox_id)
+    own = git.http_url.replace("http://", f"http://{git.user}:{git.token}@")
+    sh(api_client, sandbox_id, f"git clone -q {own} r && cd r && git config user.email a@e.test && "
+       f"git config user.name A && git checkout -q -b {branch} && git push -q -u origin {branch}",
+       cwd="/workspace")  # fmt: skip
+    server = server_run(git, branch, "echo one > one.txt")
+    pulled = git_api(writer, sandbox_id, "pull", path="r")
+    assert pulled["updated"] is True and pulled["commit"] == server  # a fast-forward
+    server = server_run(git, branch, "echo two > two.txt")
+    sh(api_client, sandbox_id, "echo l > l.txt && git add l.txt && git commit -qm local", cwd="/workspace/r")
+    local = sh(api_client, sandbox_id, "git rev-parse HEAD", cwd="/workspace/r").strip()
+    merged = git_api(writer, sandbox_id, "pull", path="r")["commit"]
+    parents = sh(api_client, sandbox_id, "git log -1 --format='%P%n%s'", cwd="/workspace/r").split("\n")
+    assert parents[0] == f"{local} {server}"
+    assert parents[1] == f"Merge branch '{branch}' of http://git-http:8080/project into {branch}"  # as git pull
+    assert git_api(writer, sandbox_id, "push", path="r")["commit"] == merged == git.http_ref(branch)
+    assert git_api(writer, sandbox_id, "pull", path="r", branch=branch)["updated"] is False
+
+
 def test_the_sandbox_global_config_is_never_read(api_client, writer, reader, cloned, git):
     """~/.gitconfig and ~/.config/git/* are the sandbox's: clones, pulls and reads ignore them
     (an upload-pack hook, a filter bound by the global attributes)."""
