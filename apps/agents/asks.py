@@ -342,7 +342,7 @@ exit 0
 
 def _kill_leftovers(sandbox, ask_id: str) -> None:
     try:
-        run_internal(sandbox, ("sh", "-c", KILL_LEFTOVERS, "sh", ask_id), timeout=30)
+        run_internal(sandbox, ("/bin/sh", "-c", KILL_LEFTOVERS, "sh", ask_id), timeout=30)
     except errors.ApplicationError as exc:
         logger.warning("claude ask %s: leftover processes not killed: %s", ask_id, exc.message)
 

@@ -110,7 +110,7 @@ def transcript(sandbox, session: ClaudeSession) -> tuple[list[dict], bool]:
     # shell: a read must not run the sandbox's ~/.profile.
     require_running(sandbox)
     result = run_internal(
-        sandbox, ("sh", "-c", FIND_TRANSCRIPT, "sh", session.id), timeout=30, output_limit=TRANSCRIPT_LIMIT
+        sandbox, ("/bin/sh", "-c", FIND_TRANSCRIPT, "sh", session.id), timeout=30, output_limit=TRANSCRIPT_LIMIT
     )
     entries = []
     for line in result.stdout.decode(errors="replace").splitlines():

@@ -76,7 +76,7 @@ def mcp_config_path(setup: ClaudeSetup) -> str:
 
 
 def _probe(sandbox, token: str) -> dict:
-    argv = ("sh", "-lc", PROBE, "sh", json.dumps(CLAUDE_SETTINGS), token[-20:])
+    argv = ("/bin/sh", "-c", PROBE, "sh", json.dumps(CLAUDE_SETTINGS), token[-20:])
     result = run_internal(sandbox, argv, timeout=60)
     text = result.stdout.decode(errors="replace")
     if result.exit_code != 0:
@@ -123,7 +123,7 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
             }
         }
         run_internal(
-            sandbox, ("sh", "-c", WRITE, "sh", mcp_config_path(setup), json.dumps(config, indent=2)), timeout=30
+            sandbox, ("/bin/sh", "-c", WRITE, "sh", mcp_config_path(setup), json.dumps(config, indent=2)), timeout=30
         )
     return setup, created
 

@@ -92,12 +92,18 @@ def command_env(sandbox: Sandbox, *overrides: dict | None) -> dict[str, str]:
     return env
 
 
+# Where VibeBox's own commands find programs: the images put a directory of the sandbox user's
+# first on their PATH (~/.local/bin, /opt/venv/bin), where an upload can put a `sh` or a `git`.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def internal_env(sandbox: Sandbox) -> dict[str, str]:
-    """What VibeBox's own commands in the sandbox see (file listings, moves, disk usage, git): the
-    template's defaults only. The sandbox's variables are the key holder's to set with
-    `sandboxes:write`; a PATH, LD_PRELOAD or BASH_ENV of theirs would make our commands run their
-    programs, code execution without `sandboxes:exec`."""
-    return dict(sandbox.template.default_env)
+    """What VibeBox's own commands in the sandbox see (file listings, moves, disk usage, git,
+    Claude's setup): the template's defaults with SYSTEM_PATH. The sandbox's variables are the key
+    holder's to set with `sandboxes:write`; a PATH, LD_PRELOAD or BASH_ENV of theirs, or a program
+    uploaded first on the image's PATH, would make our commands run theirs: code execution without
+    `execute`."""
+    return {**sandbox.template.default_env, "PATH": SYSTEM_PATH}
 
 
 def secret_values(sandbox: Sandbox) -> list[str]:

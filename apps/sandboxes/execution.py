@@ -246,7 +246,12 @@ def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
 
 
 def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60, output_limit: int = 1024**2):
-    """A short command of VibeBox's own (not recorded as an Execution), as the sandbox's user."""
+    """A short command of VibeBox's own (not recorded as an Execution), as the sandbox's user, with
+    the template's environment (envvars.internal_env). argv[0] is an absolute path of the image's
+    (`/bin/sh`), never looked up on a PATH the sandbox can write to, and shells are never login
+    shells (~/.profile is the sandbox's)."""
+    if not argv[0].startswith("/"):
+        raise ValueError("VibeBox's own commands name their program by absolute path")
     return get_driver().exec(
         sandbox.container_name,
         ExecRequest(
@@ -262,7 +267,7 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
 
 def _on_path(sandbox: Sandbox, word: str) -> bool:
     script = 'command -v -- "$1" >/dev/null 2>&1 && echo yes'
-    return run_internal(sandbox, ("sh", "-lc", script, "sh", word), timeout=10).stdout.strip() == b"yes"
+    return run_internal(sandbox, ("/bin/sh", "-lc", script, "sh", word), timeout=10).stdout.strip() == b"yes"
 
 
 def sandbox_execute(

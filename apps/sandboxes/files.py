@@ -97,7 +97,7 @@ DISCARD = 'chmod -R u+rwX -- "$1" 2>/dev/null; rm -rf -- "$1"'
 
 def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
     """A file operation of an upload, as the sandbox user; maps its failures to API errors."""
-    result = run_internal(sandbox, ("sh", "-c", script, "sh", *args), timeout=timeout, output_limit=64 * 1024)
+    result = run_internal(sandbox, ("/bin/sh", "-c", script, "sh", *args), timeout=timeout, output_limit=64 * 1024)
     if result.timed_out:
         raise errors.FileConflict("The file operation took too long.")
     if result.exit_code == 0:
@@ -257,7 +257,7 @@ mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2\""""
 
 def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> bytes:
     require_running(sandbox)
-    result = run_internal(sandbox, ("sh", "-c", script, "sh", *args), output_limit=limit)
+    result = run_internal(sandbox, ("/bin/sh", "-c", script, "sh", *args), output_limit=limit)
     if result.timed_out:
         raise errors.FileConflict("The file operation took too long.")
     if result.exit_code != 0:

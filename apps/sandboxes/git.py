@@ -68,7 +68,7 @@ CREDENTIAL_HELPER = (
 # directory of the sandbox user's first (~/.local/bin, /opt/venv/bin), where an upload can put a
 # `git` or `sh` (which the credentialed runner would then start with the token in its
 # environment), and the sandbox's own variables are never used.
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEM_PATH = envvars.SYSTEM_PATH
 # The prelude of every script run by safe_git. `git` is a function that starts git with
 # RLIMIT_NPROC 0, so that git cannot start any process or thread (fork and clone fail with
 # EAGAIN for a user that is not root). That is the one control that does not depend on knowing

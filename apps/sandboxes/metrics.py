@@ -16,7 +16,7 @@ WORKSPACE = "/workspace"
 
 def _workspace_bytes(sandbox: Sandbox) -> int | None:
     """`du` in the sandbox, as its user (what it cannot read is not counted); None if it fails."""
-    result = run_internal(sandbox, ("du", "-sxb", WORKSPACE), timeout=30, output_limit=4096)
+    result = run_internal(sandbox, ("/usr/bin/du", "-sxb", WORKSPACE), timeout=30, output_limit=4096)
     first = result.stdout.decode(errors="replace").split("\t", 1)[0].strip()
     return int(first) if first.isdigit() and not result.timed_out else None
 

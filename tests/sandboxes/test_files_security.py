@@ -200,3 +200,23 @@ def test_the_sandboxs_variables_never_reach_vibebox_own_commands(
     # The key's own commands (with exec, as an argv: BASH_ENV would run the fake find first) still see them.
     name = next(iter(variables))
     assert sh(api_client, sandbox_id, ["printenv", name]).strip() == variables[name]
+
+
+@pytest.mark.parametrize("program", ["sh", "find", "mv", "du"])
+def test_programs_first_on_the_images_path_never_run_for_vibebox(
+    api_client, writer, sandbox_id, program, docker_client
+):
+    """python-3 puts /opt/venv/bin (the sandbox user's) first on PATH: a `sh`, `find`, `mv` or `du`
+    uploaded there by a write key is not what file listings, moves and metrics run."""
+    fake = f'#!/bin/sh\ntouch /tmp/pwned\nexec /usr/bin/{program} "$@"\n'.encode()
+    assert upload(writer, sandbox_id, f"/opt/venv/bin/{program}", fake).status_code == 201
+    sh(api_client, sandbox_id, ["/bin/chmod", "+x", f"/opt/venv/bin/{program}"])
+    assert writer.get(f"/api/v1/sandboxes/{sandbox_id}/files?path=/workspace").status_code == 200
+    assert writer.post(f"/api/v1/sandboxes/{sandbox_id}/files/mkdir", {"path": "d"}, format="json").status_code == 201
+    moved = writer.post(
+        f"/api/v1/sandboxes/{sandbox_id}/files/move", {"source": "d", "destination": "e"}, format="json"
+    )
+    assert moved.status_code == 200, moved.content
+    assert writer.get(f"/api/v1/sandboxes/{sandbox_id}/metrics").status_code == 200
+    container = docker_client.containers.get(sandbox_id)
+    assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code != 0, f"the key's {program} ran"

@@ -44,7 +44,7 @@ TOKEN_FILE = f"{DIRECTORY}/token"
 CONTAINER_FILE = f"{DIRECTORY}/container"
 SOURCE = (Path(__file__).with_name("sandbox_agent.py")).read_bytes()
 # The container's main command: the agent beside the process that keeps the container up.
-COMMAND = ("sh", "-c", f"command -v python3 >/dev/null && python3 {AGENT} {TOKEN_FILE} & exec sleep infinity")
+COMMAND = ("/bin/sh", "-c", f"command -v python3 >/dev/null && python3 {AGENT} {TOKEN_FILE} & exec sleep infinity")
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
 CONNECT_TIMEOUT = 1.0  # an agent that does not accept at once is not there: use Docker's exec
 HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent

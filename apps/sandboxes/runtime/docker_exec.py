@@ -86,7 +86,7 @@ def kill(api, container: str, exec_id: str, signal: str, user: str, *, seconds: 
     script, args = (KILLER, [exec_id]) if signal == "KILL" else (SIGNAL, [exec_id, signal])
     deadline = time.monotonic() + seconds
     while True:
-        _, code = _helper(api, container, ["sh", "-c", script, "sh", *args], user, 4096)
+        _, code = _helper(api, container, ["/bin/sh", "-c", script, "sh", *args], user, 4096)
         if code == 0 or time.monotonic() > deadline:
             return code == 0
         time.sleep(0.1)
@@ -117,7 +117,7 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
     env = {**request.env, MARKER_ENV: request.exec_id, TIMEOUT_ENV: watchdog}
     exec_id = api.exec_create(
         container,
-        ["sh", "-c", WRAPPER, "sh", *request.argv],
+        ["/bin/sh", "-c", WRAPPER, "sh", *request.argv],
         stdout=True,
         stderr=True,
         stdin=request.stdin is not None or request.control is not None,
@@ -178,7 +178,7 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
     duration_ms = int((time.monotonic() - started) * 1000)
     oom = False
     if exit_code == 137 and not timed_out:
-        oom = b"oom" in run_helper(api, container, ["sh", "-c", OOM_CHECK, "sh", request.exec_id], request.user)
+        oom = b"oom" in run_helper(api, container, ["/bin/sh", "-c", OOM_CHECK, "sh", request.exec_id], request.user)
     return ExecResult(
         exit_code=None if timed_out else exit_code,
         stdout=bytes(collector.kept["stdout"]),
