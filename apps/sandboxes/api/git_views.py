@@ -73,7 +73,12 @@ views = {
         "pull",
         GitPullSerializer,
         lambda s, d, r: git.git_pull(
-            sandbox=s, path=d.get("path"), remote=d["remote"], branch=d.get("branch"), auth=d.get("auth")
+            sandbox=s,
+            path=d.get("path"),
+            remote=d["remote"],
+            branch=d.get("branch"),
+            auth=d.get("auth"),
+            user=_user(r),  # a merge commit's author when the repository names none, as for commit
         ),
         git_schema.GitPullResultSerializer,
     ),
