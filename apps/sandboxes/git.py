@@ -132,8 +132,8 @@ SANDBOX_ENV = {
     "GIT_ATTR_NOSYSTEM": "1",
     # Transports: these protocols only, whatever protocol.<name>.allow the repository sets: no
     # ext:: or fd::, no remote helper that a rewritten URL (url.*.insteadOf) or remote.*.vcs
-    # would start, no local path (whose upload-pack or receive-pack, remote.*.uploadpack, would
-    # run here). Fetches from a staging repository allow `file` alone.
+    # would start, no local path unless its upload-pack and receive-pack are pinned (OWN_PATH_*).
+    # Fetches from a staging repository allow `file` alone.
     "GIT_ALLOW_PROTOCOL": "https:http:ssh:git",
     # ssh: this command whatever core.sshCommand says, and without ~/.ssh/config (ProxyCommand,
     # LocalCommand, KnownHostsCommand, Match exec); its keys and known_hosts are data.
@@ -156,6 +156,24 @@ SANDBOX_ENV = {
     "LC_ALL": "C",
 }
 STAGING_ENV = {"GIT_ALLOW_PROTOCOL": "file"}  # a clone or fetch from a staging repository
+
+
+# A pull or push without credentials goes to the sandbox's own remote, which may be a path in the
+# sandbox (`git remote add backup /workspace/backup.git`). Then `file` is allowed, and the
+# upload-pack or receive-pack the local transport starts (through /bin/sh) is this command, not
+# the remote's uploadpack/receivepack (--upload-pack/--receive-pack win; in config git keeps the
+# first value it reads, the repository's). Its -c options are needed: git clears the caller's
+# config environment for a local transport, so the receiving repository (the sandbox's too) would
+# run its hooks, update a checked-out work tree (updateInstead runs its filters) or start gc.
+# Only for a path: a server's ssh (GitHub's) accepts no command but git-upload-pack/receive-pack.
+OWN_PATH_OPTIONS = " ".join(f"-c {key}={value}" for key, value in (
+    ("core.hooksPath", "/dev/null"), ("core.fsmonitor", "false"), ("core.alternateRefsCommand", "true"),
+    ("receive.denyCurrentBranch", "refuse"), ("receive.autogc", "false"), ("gc.auto", "0"),
+))  # fmt: skip
+OWN_PATH_FETCH = [f"--upload-pack=git {OWN_PATH_OPTIONS} upload-pack"]
+OWN_PATH_PUSH = [f"--receive-pack=git {OWN_PATH_OPTIONS} receive-pack"]
+OWN_PATH_ENV = {"GIT_ALLOW_PROTOCOL": "file"}
+
 
 # The runner's scripts start with this: only the config VibeBox gives (GIT_CONFIG_COUNT...),
 # nothing of the container's environment that could redirect git, a private directory.
@@ -533,9 +551,14 @@ def _check(result: ExecResult, auth: GitAuth | None, failure=errors.GitFailed) -
     return result.stdout.decode(errors="replace")
 
 
-def _git(sandbox, args, *, path, author=None, failure=errors.GitFailed, network=False, staging=None) -> str:
-    """`staging`: the command reads that staging repository (trusted, `file` transport only)."""
+def _git(
+    sandbox, args, *, path, author=None, failure=errors.GitFailed, network=False, staging=None, own_path=False
+) -> str:
+    """`staging`: the command reads that staging repository (trusted, `file` transport only);
+    `own_path`: it fetches from or pushes to a path in the sandbox (OWN_PATH_*)."""
     extra_config, extra_env = (_trust(staging), STAGING_ENV) if staging else ((), None)
+    if own_path:
+        extra_env = OWN_PATH_ENV
     result = run_git(sandbox, args, path=path, author=author, extra_config=extra_config, extra_env=extra_env,
                      network=network)  # fmt: skip
     return _check(result, None, failure)
@@ -687,8 +710,10 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
     pinned = _pinned(sandbox, target, remote, parse_auth(auth) if auth is not None else None)
     before = _head(sandbox, target)
     if pinned is None:  # no credentials: the sandbox user fetches from its own remote, and merges
-        fetch = ["fetch", "-q", "--no-recurse-submodules", "--", remote, *([branch] if branch else [])]
-        _git(sandbox, fetch, path=target, network=True)
+        own_path = _remote_is_path(sandbox, target, remote)
+        fetch = ["fetch", "-q", "--no-recurse-submodules", *(OWN_PATH_FETCH if own_path else [])]
+        fetch += ["--", remote, *([branch] if branch else [])]
+        _git(sandbox, fetch, path=target, network=True, own_path=own_path)
         _merge(sandbox, target, "FETCH_HEAD", "", user)
     else:
         url, credentials = pinned
@@ -730,6 +755,15 @@ def _merge(sandbox: Sandbox, target: str, commit: str, description: str, user) -
     _check(result, None)
 
 
+def _remote_is_path(sandbox, target: str, remote: str, *, push: bool = False) -> bool:
+    """Whether `remote` (a name, or itself a URL or path) leads to a path in the sandbox, as git
+    would resolve it now (insteadOf applied). The sandbox could change it before git runs: then
+    `file` is not allowed (a path) or the command fails, no program of its own runs either way."""
+    result = run_git(sandbox, ["remote", "get-url", *(["--push"] if push else []), "--", remote], path=target)
+    url = result.stdout.decode(errors="replace").strip() if result.exit_code == 0 else remote
+    return url.startswith(("/", "./", "../", "file:")) or ("://" not in url and ":" not in url.split("/")[0])
+
+
 def git_push(
     *, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None, set_upstream=False, force=False
 ) -> dict:
@@ -740,9 +774,10 @@ def git_push(
     branch = check_ref(branch) if branch else _git(sandbox, ["rev-parse", "--abbrev-ref", "HEAD"], path=target).strip()
     check_ref(branch)
     if pinned is None:  # no credentials: the sandbox user pushes to its own remote
-        args = ["push", "--porcelain", "--no-verify", "--no-recurse-submodules"]
+        own_path = _remote_is_path(sandbox, target, remote, push=True)
+        args = ["push", "--porcelain", "--no-verify", "--no-recurse-submodules", *(OWN_PATH_PUSH if own_path else [])]
         args += (["--set-upstream"] if set_upstream else []) + (["--force-with-lease"] if force else [])
-        _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target, network=True)
+        _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target, network=True, own_path=own_path)
         return {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}
     url, credentials = pinned
     state = _inspect(sandbox, target, branch)

@@ -553,3 +553,39 @@ def test_reading_claude_changes_never_runs_a_program(api_client, writer, reader,
     assert response.status_code == 200, response.content
     assert "+two" in response.json()["data"][0]["diff"]
     assert pwned(api_client, cloned) == ""
+
+
+def test_a_path_remote_works_and_its_repository_runs_nothing(api_client, writer, create_sandbox, git):
+    """A remote that is a path in the sandbox (`git remote add backup /workspace/backup.git`) can be
+    pushed to and pulled from, and what the receiving repository names never runs: its hooks, a
+    core.hooksPath of its own, an updateInstead checkout through a filter, or the pushing
+    repository's remote.*.receivepack / uploadpack."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    sh(api_client, sandbox_id, "git init -q -b main r && cd r && git -c user.name=A -c user.email=a@e.test "
+       "commit -q --allow-empty -m one && git init -q -b main ../live && git -C ../live -c user.name=A "
+       "-c user.email=a@e.test commit -q --allow-empty -m base && git init -q --bare ../backup.git && "
+       "git remote add backup /workspace/backup.git && git remote add live /workspace/live",
+       cwd="/workspace")  # fmt: skip
+    hooks = "pre-receive update post-receive post-update push-to-checkout reference-transaction"
+    own = '[remote "backup"]\n\treceivepack = /workspace/pwn.sh receive-pack\n\tuploadpack = /workspace/pwn.sh up\n'
+    plant(writer, sandbox_id, {"config": own}, repo="/workspace/r")
+    for hook in hooks.split():
+        upload(writer, sandbox_id, f"/workspace/backup.git/hooks/{hook}", PWN, mode="755")
+        upload(writer, sandbox_id, f"/workspace/h/{hook}", PWN, mode="755")
+    config = download(writer, sandbox_id, "/workspace/live/.git/config")
+    hostile = "[receive]\n\tdenyCurrentBranch = updateInstead\n[core]\n\thooksPath = /workspace/h\n" + FILTER
+    upload(writer, sandbox_id, "/workspace/live/.git/config", config + hostile)
+    upload(writer, sandbox_id, "/workspace/live/.git/info/attributes", "* filter=evil\n")
+
+    pushed = git_api(writer, sandbox_id, "push", path="/workspace/r", remote="backup", branch="main")
+    assert pushed["remote"] == "backup"
+    assert sh(api_client, sandbox_id, "git --git-dir=backup.git log --format=%s main", cwd="/workspace") == "one\n"
+    sh(api_client, sandbox_id, "cd r && git -c user.name=A -c user.email=a@e.test commit -q --allow-empty -m two && "
+       "git push -q --receive-pack='git -c core.hooksPath=/dev/null receive-pack' backup main && "
+       "git reset -q --hard HEAD~1", cwd="/workspace")  # fmt: skip
+    pulled = git_api(writer, sandbox_id, "pull", path="/workspace/r", remote="backup", branch="main")
+    assert pulled["updated"] is True
+    # a checked-out branch of a repository with updateInstead is refused, not checked out
+    refused = git_api(writer, sandbox_id, "push", expect=422, path="/workspace/r", remote="live", branch="main")
+    assert refused["error"]["code"] == "git_error"
+    assert pwned(api_client, sandbox_id) == ""
