@@ -234,11 +234,13 @@ git --git-dir="$S/r.git" push --porcelain "$@" -- "$url" "$refspec" >/dev/null
 # argv: STAGING_DIR. Removes a staging directory (as the runner, who owns it).
 RUNNER_CLEANUP = 'case $1 in /tmp/vbx-git.*) rm -rf -- "$1" ;; esac'
 # argv: git diff arguments. `git diff` refreshes the index and writes it whatever
-# GIT_OPTIONAL_LOCKS says: it works on a copy, so a read leaves the repository as it was.
+# GIT_OPTIONAL_LOCKS says: it works on a copy, so a read leaves the repository as it was. The
+# copy keeps the index's mtime (cp -p): git re-reads a file changed in the second the index was
+# written only when it sees that ("racily clean"); a newer copy hid such a change from the diff.
 DIFF_SCRIPT = r"""i=$(git rev-parse --git-path index) || exit 128
 t=$(mktemp) || exit 1
 trap 'rm -f "$t" "$t.lock"' EXIT
-if [ -f "$i" ]; then cp -- "$i" "$t" && export GIT_INDEX_FILE="$t" || exit 1; fi
+if [ -f "$i" ]; then cp -p -- "$i" "$t" && export GIT_INDEX_FILE="$t" || exit 1; fi
 git "$@"
 """
 # argv: BRANCH (may be empty). What a pull or push needs to know about the sandbox's repository,

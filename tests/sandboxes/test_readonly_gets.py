@@ -80,6 +80,19 @@ def test_git_reads_never_write_the_index(api_client, reader, create_sandbox):
     assert after == before
 
 
+def test_a_read_diff_still_sees_a_racily_clean_change(api_client, reader, create_sandbox):
+    """The diff works on a copy of the index: the copy must keep the index's mtime, or a change made
+    in the second the index was written, at the same size, is invisible (git re-reads such
+    "racily clean" files only when the index is no older than them)."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    when = "2020-01-01 00:00:00"
+    script = f"echo two > b.txt && touch -d '{when}' b.txt && git add b.txt && echo TWO > b.txt"
+    sh(api_client, sandbox_id, f"git init -q -b main repo && cd repo && {script} && touch -d '{when}' b.txt .git/index")
+    diff = reader.get(f"/api/v1/sandboxes/{sandbox_id}/git/diff?path=/workspace/repo&staged=false")
+    assert diff.status_code == 200, diff.content
+    assert "+TWO" in diff.json()["diff"]
+
+
 def test_a_transcript_read_runs_no_shell_start_up_file_and_never_resumes(api_client, reader, create_sandbox):
     sandbox_id = create_sandbox(template="python-3", autoResume=True)["id"]
     session_id = "0b5e2a3c-1d4f-4e6a-9b7c-8d9e0f1a2b3c"
