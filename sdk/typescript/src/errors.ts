@@ -118,7 +118,10 @@ export class RequestTooLargeError extends ValidationError {
  * @example `if (e instanceof PayloadTooLargeError) …`
  */
 export const PayloadTooLargeError = RequestTooLargeError;
-/** The old name of {@link RequestTooLargeError}. */
+/**
+ * The old name of {@link RequestTooLargeError}, as a type.
+ * @example `const tooBig: PayloadTooLargeError | undefined = undefined;`
+ */
 export type PayloadTooLargeError = RequestTooLargeError;
 
 /**
