@@ -28,9 +28,7 @@ def python_pool(pool_settings, templates):
 
 
 def pooled_containers(docker_client):
-    return docker_client.containers.list(
-        all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3"]}
-    )
+    return docker_client.containers.list(all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3"]})
 
 
 def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbox_ids):
