@@ -19,6 +19,7 @@ apps/sandboxes/limits.py, so it already holds across processes.
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -149,7 +150,15 @@ class Session:
 
     def _read_loop(self):
         """The session's one reader (a thread: reads block)."""
+        started = (self.cols, self.rows)
+        first = True
         while data := self.handle.read(READ_BYTES):
+            if first and (self.cols, self.rows) != started:
+                # A resize that came before START's stty ran was undone by it: the shell's first
+                # output comes after that stty, so the latest size is applied again now.
+                with contextlib.suppress(errors.ApplicationError):
+                    self.handle.resize(self.cols, self.rows)
+            first = False
             if not self._on_loop(self._deliver(data, output=True)):
                 break
         exit_code = None if self.closed else self.handle.exit_code()
