@@ -7,6 +7,7 @@ within the command's deadline, the server's memory stays put, and another sandbo
 keep working meanwhile. A command that prints gigabytes through the normal paths is capped too.
 """
 
+import contextlib
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from apps.sandboxes.runtime import bounded, docker_agent
 from tests.conftest import live_server
@@ -187,6 +189,31 @@ def test_a_command_printing_gigabytes_is_capped(server, api_key, sandboxes, user
     assert len(answer["stdout"]) <= 10 * MiB
     assert rss(pid) - before < 50 * MiB
     assert bystander_works(url, api_key[1], bystander) == 3
+
+
+def test_stdin_a_command_never_reads_is_held_back_not_buffered(server, api_key, sandboxes):
+    """A key holder streams stdin into a command that never reads it: the server holds at most
+    about STDIN_BUFFER of it (the stream stops reading its client), not all of it."""
+    url, pid = server
+    victim, bystander = sandboxes
+    before = rss(pid)
+    socket_url = url.replace("http://", "ws://") + f"/ws/sandboxes/{victim}/exec"
+    chunk = json.dumps({"type": "stdin", "data": "x" * MiB})
+    sent = [0]
+
+    def flood(connection):
+        with contextlib.suppress(Exception):  # ends when the test closes the connection
+            for _ in range(200):
+                connection.send(chunk)
+                sent[0] += 1
+
+    with connect(socket_url, additional_headers={"Authorization": f"Bearer {api_key[1]}"}) as connection:
+        connection.send(json.dumps({"command": "sleep 60", "timeout": "90s"}))
+        thread = threading.Thread(target=flood, args=(connection,), daemon=True)
+        thread.start()
+        thread.join(timeout=20)  # the server stops reading long before 200 MiB
+        assert rss(pid) - before < 50 * MiB
+        assert bystander_works(url, api_key[1], bystander) == 3
 
 
 def test_execute_return_values_printed_by_the_sandbox_are_checked(api_client, create_sandbox):

@@ -1,6 +1,7 @@
 """Logs, activity and streaming exec over WebSockets: the real ASGI app and real containers."""
 
 import asyncio
+import hashlib
 import json
 
 import pytest
@@ -9,6 +10,8 @@ from channels.testing import WebsocketCommunicator
 
 from apps.sandboxes.models import Execution
 from vibebox.asgi import application
+
+MiB = 1024 * 1024
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -255,3 +258,24 @@ def test_background_process_kill(api_client, api_key, sandbox_id):
     assert left.json()["stdout"].strip() == "0"
     missing = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill")
     assert missing.status_code == 404
+
+
+def test_stdin_larger_than_the_buffer_arrives_whole_and_in_order(api_key, sandbox_id):
+    """Stdin is taken from the stream's control at most STDIN_BUFFER ahead of the command: 6 MiB in
+    1 MiB messages still reach the command whole and in order."""
+    chunks = [f"{n:07d}".encode() * (MiB // 7) for n in range(6)]
+
+    async def scenario():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/exec", api_key[1])
+        assert (await comm.connect())[0]
+        await comm.send_json_to({"command": "sha256sum", "timeout": "60s"})
+        for chunk in chunks:
+            await comm.send_json_to({"type": "stdin", "data": chunk.decode()})
+        await comm.send_json_to({"type": "close_stdin"})
+        messages = await receive_until(comm, lambda m: m.get("type") == "exit", timeout=60)
+        await comm.disconnect()
+        return "".join(m.get("data", "") for m in messages if m.get("type") == "stdout"), messages[-1]
+
+    output, exit_message = async_to_sync(scenario)()
+    assert exit_message["exitCode"] == 0, exit_message
+    assert output.split()[0] == hashlib.sha256(b"".join(chunks)).hexdigest()

@@ -8,7 +8,7 @@ from vibebox import exceptions as errors
 from vibebox.units import parse_duration
 
 from .. import execution
-from ..runtime.base import ExecControl
+from ..runtime.base import STDIN_BUFFER, ExecControl
 from .base import BaseConsumer, close_code, error_message, parse_json
 from .streams import Outbox
 
@@ -49,6 +49,10 @@ class ExecConsumer(BaseConsumer):
             return  # the command has ended (its exit is on its way); its control is closed
         elif message.get("type") == "stdin" and isinstance(message.get("data"), str):
             self.control.write(message["data"].encode())
+            # Backpressure: no more messages are read while the command is that far behind (a
+            # client's disconnect then waits too, at most until the command's own timeout).
+            while self.control.buffered > STDIN_BUFFER and not self.task.done() and not self.ended:
+                await asyncio.sleep(0.05)
         elif message.get("type") == "close_stdin":
             self.control.close_stdin()
         elif message.get("type") == "signal" and str(message.get("signal", "")).upper().removeprefix("SIG") in SIGNALS:

@@ -94,15 +94,22 @@ BuildLog = Callable[[str], None]
 OutputCallback = Callable[[str, bytes], None]  # ("stdout" | "stderr", chunk)
 
 
+STDIN_BUFFER = 1024 * 1024  # stdin held for a command that has not read it yet; writers wait past it
+
+
 class ExecControl:
     """Input for a running command, from another thread: more stdin, end of stdin, signals.
 
     The exec loop waits on `wake_fd` along with the engine's socket, so a write wakes it at once.
+    Stdin is bounded: the loop takes at most STDIN_BUFFER bytes ahead of what the command has read,
+    and writers wait while `buffered` is above it (a client streaming faster than the command reads
+    would otherwise grow the server's memory without end).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._stdin: list[bytes] = []
+        self._buffered = 0
         self._signals: list[str] = []
         self._close = False
         self._wake_read, self._wake_write = os.pipe()
@@ -115,7 +122,13 @@ class ExecControl:
     def write(self, data: bytes) -> None:
         with self._lock:
             self._stdin.append(data)
+            self._buffered += len(data)
         self._wake()
+
+    @property
+    def buffered(self) -> int:
+        """Stdin written but not yet taken by the exec loop."""
+        return self._buffered
 
     def close_stdin(self) -> None:
         with self._lock:
@@ -131,17 +144,26 @@ class ExecControl:
     def wake_fd(self) -> int:
         return self._wake_read
 
-    def take(self) -> tuple[bytes, bool, list[str]]:
-        """What arrived since last time: (stdin bytes, stdin closed?, signals)."""
+    def take(self, limit: int = STDIN_BUFFER) -> tuple[bytes, bool, list[str]]:
+        """What arrived since last time: (at most `limit` stdin bytes, stdin closed and all of it
+        taken?, signals). Stdin past the limit stays for the next take."""
         try:
             while os.read(self._wake_read, 4096):
                 pass
         except BlockingIOError:
             pass
         with self._lock:
-            data, self._stdin = b"".join(self._stdin), []
+            taken = bytearray()
+            while self._stdin and len(taken) < limit:
+                chunk, room = self._stdin[0], limit - len(taken)
+                if len(chunk) <= room:
+                    taken += self._stdin.pop(0)
+                else:
+                    taken += chunk[:room]
+                    self._stdin[0] = chunk[room:]
+            self._buffered -= len(taken)
             signals, self._signals = self._signals, []
-            return data, self._close, signals
+            return bytes(taken), self._close and not self._stdin, signals
 
     def close(self) -> None:
         for fd in (self._wake_read, self._wake_write):

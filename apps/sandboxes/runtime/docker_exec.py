@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from . import bounded
-from .base import ExecRequest, ExecResult
+from .base import STDIN_BUFFER, ExecRequest, ExecResult
 from .scripts import HELPER_ID, KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, TIMEOUT_ENV, WRAPPER
 
 _DRAIN_SECONDS = 6.0  # after a kill, how long to wait for the stream to close (the watchdog's grace and more)
@@ -153,9 +153,11 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
                 stdin_open = False
             waiting = [sock, control.wake_fd] if control is not None else [sock]
             writing = [sock] if stdin_open and pending else []
-            readable, writable, _ = select.select(waiting, writing, [], max(0.0, deadline - now))
-            if control is not None and control.wake_fd in readable:
-                data, close, signals = control.take()
+            # stdin left in the control (over STDIN_BUFFER) is taken as soon as there is room
+            ready = control is not None and control.buffered and len(pending) < STDIN_BUFFER
+            readable, writable, _ = select.select(waiting, writing, [], 0 if ready else max(0.0, deadline - now))
+            if control is not None and (ready or control.wake_fd in readable):
+                data, close, signals = control.take(max(0, STDIN_BUFFER - len(pending)))
                 if data and stdin_open:
                     pending = memoryview(bytes(pending) + data)
                 closing = closing or close
