@@ -21,6 +21,7 @@ from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.services import template_upsert, templates_sync
 from apps.sandboxes.runtime import get_driver
+from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
 
 TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
 LABEL_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]

@@ -267,6 +267,8 @@ LOGGING = {
 VIBEBOX_INSTANCE = env_str("VIBEBOX_INSTANCE", "default")
 VIBEBOX_RUNTIME_DRIVER = env_str("VIBEBOX_RUNTIME_DRIVER", "docker")
 VIBEBOX_DOCKER_HOST = env_str("DOCKER_HOST", "")
+# How long one engine call may take before it fails as runtime_unavailable (a hung engine).
+VIBEBOX_DOCKER_TIMEOUT = env_duration("VIBEBOX_DOCKER_TIMEOUT", 120)
 VIBEBOX_IMAGE_PREFIX = env_str("VIBEBOX_IMAGE_PREFIX", "vibebox")
 VIBEBOX_IMAGES_DIR = Path(env_str("VIBEBOX_IMAGES_DIR", str(BASE_DIR / "images")))
 # "system": the host's CA bundle (the default); a path: that PEM bundle; empty: none.
