@@ -21,6 +21,7 @@ from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.services import template_upsert, templates_sync
 from apps.sandboxes.runtime import get_driver
+from tests import sessions
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
 
 TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
@@ -40,19 +41,26 @@ def _test_containers(client):
 
 
 def _remove_all(client):
-    for container in _test_containers(client):
-        container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": LABEL_FILTER}):
-        volume.remove(force=True)
+    """Everything of this session's label: containers, volumes, its networks, snapshot images."""
+    sessions.remove_instance(client, django_settings.VIBEBOX_INSTANCE, remove_network=get_driver().remove_network)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_sweep(docker_client):
-    """Starts from a clean engine and proves at the end that no test left a container behind."""
+    """Claims this session's label, clears what it holds and what provably dead sessions left
+    (never another live session's: tests/sessions.py), and proves at the end that no test left a
+    container behind."""
+    label = django_settings.VIBEBOX_INSTANCE
+    try:
+        sessions.claim(docker_client, label)
+    except sessions.LabelInUse as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    sessions.sweep_dead(docker_client, data_dir=django_settings.DATA_DIR, remove_network=get_driver().remove_network)
     _remove_all(docker_client)
     yield
     leftovers = [c.name for c in _test_containers(docker_client)]
     _remove_all(docker_client)
+    sessions.release(docker_client, label)
     assert not leftovers, f"tests left containers behind: {leftovers}"
 
 

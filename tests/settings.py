@@ -1,18 +1,39 @@
-"""Settings for the test suite: the real engine and Redis, kept apart from a running server.
+"""Settings for the test suite: the real engine and Redis, kept apart from a running server and
+from other test sessions on the same engine.
 
-Sandboxes made by tests carry `vibebox.instance=test`, so they never touch (or get
-reconciled away by) the containers of a VibeBox served on the same engine.
+Each session has its own instance label (tests/sessions.py): the sandboxes it makes carry
+`vibebox.instance=<label>`, so they never touch (or get reconciled away by) the containers of a
+VibeBox served on the same engine, nor another test run's.
 """
 
+import os
+import sys
+
+from tests import sessions
 from vibebox.settings import *  # noqa: F403
 
-# VIBEBOX_TEST_INSTANCE=<short name> lets several test runs share one engine and Redis (each with
-# its own containers, network, database and cache keys): the default "test" is what make test uses.
-VIBEBOX_INSTANCE = env_str("VIBEBOX_TEST_INSTANCE", "test")  # noqa: F405
+
+def _session_label() -> str:
+    """VIBEBOX_TEST_INSTANCE=<short name> when given; else the label of the pytest that started this
+    process (a server or command it runs); else, in a pytest session, a fresh label of its own."""
+    explicit = os.environ.get("VIBEBOX_TEST_INSTANCE")
+    if explicit:
+        return explicit
+    inherited = os.environ.get(sessions.SESSION_ENV)
+    if inherited and "pytest" not in sys.modules:
+        return inherited
+    label = sessions.new_label()
+    os.environ[sessions.SESSION_ENV] = label
+    return label
+
+
+VIBEBOX_INSTANCE = _session_label()
 CACHES["default"]["KEY_PREFIX"] = f"vibebox-{VIBEBOX_INSTANCE}"  # noqa: F405
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"vibebox-{VIBEBOX_INSTANCE}"  # noqa: F405
-if VIBEBOX_INSTANCE != "test" and "TEST" in DATABASES["default"]:  # noqa: F405
+if "TEST" in DATABASES["default"]:  # SQLite: a file per session  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = str(DATA_DIR / f"{VIBEBOX_INSTANCE}.sqlite3")  # noqa: F405
+else:  # a database server: a test database per session
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{VIBEBOX_INSTANCE}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VIBEBOX_STOP_TIMEOUT = 1
 VIBEBOX_DEFAULT_MEMORY = 256 * 1024**2
