@@ -79,6 +79,9 @@ InvalidEnv = error("invalid_env", 400, "Environment variables must be a map of N
 # Commands, code, files, environment.
 SandboxNotRunning = error("sandbox_not_running", 409, "The sandbox is not running.")
 SnapshotNotFound = error("snapshot_not_found", 404, "Snapshot not found.")
+SnapshotUnusable = error(
+    "snapshot_unusable", 409, "The snapshot cannot be used: its image or workspace archive is missing or damaged."
+)
 SandboxPaused = error("sandbox_paused", 409, "The sandbox is paused; resume it first (or pass autoResume).")
 UnsupportedLanguage = error("unsupported_language", 400, "This sandbox's template cannot run that language.")
 ExecutionNotFound = error("execution_not_found", 404, "Execution not found.")
@@ -115,3 +118,8 @@ AgentRunNotFound = error("agent_run_not_found", 404, "Agent run not found.")
 AgentTaskNotFound = error("agent_task_not_found", 404, "Agent task not found.")
 AgentRunFinished = error("agent_run_finished", 409, "The agent run is finished; it and its tasks cannot change.")
 AgentTaskFinished = error("agent_task_finished", 409, "The agent task is finished; its status cannot change.")
+
+# Limits that cannot be counted (Redis down): writes and new streams are refused (issue 18).
+RateLimiterUnavailable = error(
+    "rate_limiter_unavailable", 503, "Limits cannot be counted right now (Redis is unreachable); try again shortly."
+)

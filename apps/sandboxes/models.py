@@ -47,6 +47,8 @@ class Sandbox(models.Model):
     env = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     container_id = models.CharField(max_length=80, blank=True)
+    # The workspace volume when it is not `<id>-workspace` (a restore builds a new one beside the old).
+    workspace_volume = models.CharField(max_length=100, blank=True)
     warm = models.BooleanField(default=False)  # its container came ready from a warm pool
     auto_pause_seconds = models.PositiveIntegerField(null=True, blank=True)  # pause after this long idle
     auto_resume = models.BooleanField(default=False)  # commands and files resume a paused sandbox
@@ -80,7 +82,7 @@ class Sandbox(models.Model):
 
     @property
     def volume_name(self) -> str:
-        return f"{self.id}-workspace"
+        return self.workspace_volume or f"{self.id}-workspace"
 
 
 class Execution(models.Model):
@@ -215,6 +217,7 @@ class Snapshot(models.Model):
     image = models.CharField(max_length=200)  # the committed image's tag
     image_bytes = models.PositiveBigIntegerField(default=0)  # what the commit adds to the template image
     workspace_bytes = models.PositiveBigIntegerField(default=0)
+    workspace_sha256 = models.CharField(max_length=64, blank=True)  # of the archive, checked before each use
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

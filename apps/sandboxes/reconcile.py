@@ -13,8 +13,14 @@
 - snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed;
 - at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
   killed: nobody can follow them any more.
+
+Each object is one step: if the engine refuses it (or anything else goes wrong with it), the
+failure is logged and reported under `failed` and the pass goes on with the others; the next pass
+tries again. Only a failure to list the engine's containers ends the pass: without the list,
+"gone" cannot be told from "unknown".
 """
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -24,7 +30,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import activity, states
+from . import activity, snapshots, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
@@ -48,9 +54,32 @@ class Report:
     key_revoked: list[str] = field(default_factory=list)
     auto_paused: list[str] = field(default_factory=list)
     snapshot_images_removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # sandbox, container, volume or image -> why
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value}
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, errors.ApplicationError):
+        detail = exc.details.get("reason")
+        return f"{exc.message} ({detail})"[:500] if detail else exc.message[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@contextlib.contextmanager
+def _step(report: Report, what: str, action: str):
+    """One object's step: a failure is logged and reported, and the pass goes on without it."""
+    try:
+        yield
+    except (errors.SandboxStateConflict, errors.SandboxNotFound):
+        pass  # a request moved (or removed) it meanwhile; the next pass looks again
+    except errors.ApplicationError as exc:
+        logger.warning("reconcile could not %s %s: %s", action, what, _reason(exc))
+        report.failed[what] = _reason(exc)
+    except Exception as exc:  # not the engine's: still, one object must not stop the pass for the others
+        logger.exception("reconcile could not %s %s", action, what)
+        report.failed[what] = _reason(exc)
 
 
 def _status_from_container(container) -> str:
@@ -76,29 +105,33 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
 def _kill_strays(sandboxes, report: Report) -> None:
     """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them."""
     for sandbox in sandboxes:
-        for user in {sandbox.template.user, "0"}:
-            try:
+        users, ended = sorted({sandbox.template.user, "0"}), 0
+        for user in users:
+            with _step(report, sandbox.id, f"end stray commands (as user {user}) in"):
                 get_driver().exec(
                     sandbox.container_name,
                     ExecRequest(argv=("sh", "-c", STRAYS), exec_id=REAPER_ID, user=user, timeout=30, output_limit=1024),
                 )
-            except errors.ApplicationError as exc:
-                logger.warning("could not end stray commands in %s: %s", sandbox.id, exc.message)
-        report.strays_ended.append(sandbox.id)
+                ended += 1
+        if ended == len(users):
+            report.strays_ended.append(sandbox.id)
 
 
 def _remove_lost_snapshot_images(now: dt.datetime, report: Report) -> None:
     """Snapshot images whose row is gone (a snapshot that failed half-way, a deleted database).
     Only images older than VIBEBOX_STUCK_AFTER: a snapshot being taken has its image first."""
     before = (now - dt.timedelta(seconds=settings.VIBEBOX_STUCK_AFTER)).timestamp()
-    images = [i for i in get_driver().list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
+    images = []
+    with _step(report, "snapshot images", "list"):
+        images = [i for i in get_driver().list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
     known = set(
         Snapshot.objects.filter(pk__in=[i.labels["vibebox.snapshot-id"] for i in images]).values_list("pk", flat=True)
     )
     for image in images:
         if image.labels["vibebox.snapshot-id"] not in known and image.created < before:
-            get_driver().image_remove(image.tag)
-            report.snapshot_images_removed.append(image.tag)
+            with _step(report, image.tag, "remove lost snapshot image"):
+                get_driver().image_remove(image.tag)
+                report.snapshot_images_removed.append(image.tag)
 
 
 def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
@@ -113,7 +146,14 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     now = now or timezone.now()
     driver = get_driver()
     report = Report()
-    containers = {c.labels.get("vibebox.sandbox-id", ""): c for c in driver.list_containers(base_labels())}
+    # A sandbox's container has its id as its name; another with its label is one a restore set aside.
+    containers, aside = {}, {}
+    for container in driver.list_containers(base_labels()):
+        sandbox_id = container.labels.get("vibebox.sandbox-id", "")
+        if sandbox_id and container.name != sandbox_id:
+            aside[sandbox_id] = container
+        else:
+            containers[sandbox_id] = container
     live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template", "api_key")}
     busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
     # Warm-pool containers belong to their pool's rows until a sandbox takes them.
@@ -121,19 +161,37 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
 
     for sandbox_id, container in containers.items():
         if sandbox_id not in known:
-            driver.remove(container.name, volume=f"{sandbox_id}-workspace" if sandbox_id else None)
-            report.orphans_removed.append(container.name)
-    for volume in driver.list_volumes(base_labels()):
-        if volume.removesuffix("-workspace") not in known:
-            driver.remove_volume(volume)
-            report.volumes_removed.append(volume)
+            with _step(report, container.name, "remove orphan container"):
+                driver.remove(container.name, volume=f"{sandbox_id}-workspace" if sandbox_id else None)
+                report.orphans_removed.append(container.name)
+    # Set-aside containers and superseded workspaces, once no restore of theirs is under way.
+    restoring = {i for i, s in live.items() if s.status == Status.STARTING}
+    for sandbox_id, container in aside.items():
+        if sandbox_id not in restoring:
+            with _step(report, container.name, "remove set-aside container"):
+                driver.remove(container.name)
+                report.orphans_removed.append(container.name)
+    current = {s.volume_name for s in live.values()}
+    volumes = []
+    with _step(report, "volumes", "list"):
+        volumes = driver.list_volumes(base_labels())
+    for volume in volumes:
+        owner = volume.partition("-workspace")[0]  # `<id>-workspace`, or `<id>-workspace-<suffix>` after a restore
+        if owner not in known or (owner in live and owner not in restoring and volume not in current):
+            with _step(report, volume, "remove orphan volume"):
+                driver.remove_volume(volume)
+                report.volumes_removed.append(volume)
 
     stuck_before = now - dt.timedelta(seconds=0 if startup else settings.VIBEBOX_STUCK_AFTER)
     for sandbox in live.values():
         container = containers.get(sandbox.id)
-        try:
+        with _step(report, sandbox.id, "reconcile sandbox"):
             if sandbox.status in states.TRANSITIONAL:
-                if sandbox.updated_at <= stuck_before:
+                if sandbox.updated_at <= stuck_before and sandbox.id in aside:
+                    # A restore that never finished: the set-aside container is the sandbox.
+                    snapshots.restore_roll_back(sandbox, aside.pop(sandbox.id))
+                    report.finished.append(sandbox.id)
+                elif sandbox.updated_at <= stuck_before:
                     _finish_stuck(sandbox, container, report)
             elif container is None and sandbox.status != Status.ERROR:
                 states.move(sandbox, {sandbox.status}, Status.ERROR, status_reason="container vanished")
@@ -151,8 +209,6 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             elif _idle(sandbox, now, busy):
                 sandbox_pause(sandbox=sandbox)
                 report.auto_paused.append(sandbox.id)
-        except errors.SandboxStateConflict:
-            continue  # a request moved it meanwhile; the next pass looks again
     _remove_lost_snapshot_images(now, report)
     if startup:
         _kill_strays([s for s in live.values() if s.status == Status.RUNNING and s.id in containers], report)

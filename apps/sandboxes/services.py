@@ -145,6 +145,7 @@ def _spec(sandbox: Sandbox) -> ContainerSpec:
         cpu=sandbox.cpu,
         memory=sandbox.memory,
         disk=sandbox.disk,
+        volume=sandbox.volume_name,
     )
 
 
@@ -191,6 +192,8 @@ def sandbox_create(
     cpu, memory, disk = _resources(resources)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
+    if snapshot:
+        snapshots.check_usable(snapshot)  # 409 snapshot_unusable before anything is made
     # Pooled containers have the default disk (container_spec): a create asking for that one fits.
     poolable = not snapshot and pools.poolable(auto_start=auto_start, disk=None if disk == default_disk() else disk)
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None

@@ -8,8 +8,11 @@ processes and /tmp (a tmpfs) are not part of a snapshot.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
 
 from . import events, quotas, states
@@ -39,17 +43,20 @@ def image_tag(snapshot: Snapshot) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-{settings.VIBEBOX_INSTANCE}:{snapshot.id}"
 
 
-def _save_workspace(container: str, target: Path) -> int:
-    """Streams the workspace volume's tar to `target` (atomically); answers its size."""
+def _save_workspace(container: str, target: Path) -> tuple[int, str]:
+    """Streams the workspace volume's tar to `target` (atomically); answers its size and digest."""
     target.parent.mkdir(parents=True, exist_ok=True)
     chunks, _ = get_driver().get_archive(container, "/workspace")
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    size = 0
+    size, digest = 0, hashlib.sha256()
     try:
         with os.fdopen(descriptor, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
+                digest.update(chunk)
                 size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())  # a snapshot is a promise: on disk before the row says it exists
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -58,7 +65,7 @@ def _save_workspace(container: str, target: Path) -> int:
         close = getattr(chunks, "close", None)
         if close:
             close()
-    return size
+    return size, digest.hexdigest()
 
 
 def _read(path: Path) -> Iterator[bytes]:
@@ -67,12 +74,45 @@ def _read(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def restore_workspace(container: str, snapshot: Snapshot) -> None:
-    """Writes the snapshot's workspace into a started container's (fresh) workspace volume."""
+def _archive_intact(path: Path, snapshot: Snapshot) -> bool:
+    """Same size and digest as when it was taken (older snapshots have no digest: a tar that reads)."""
+    try:
+        if path.stat().st_size != snapshot.workspace_bytes:
+            return False
+        if snapshot.workspace_sha256:
+            digest = hashlib.sha256()
+            for chunk in _read(path):
+                digest.update(chunk)
+            return hmac.compare_digest(digest.hexdigest(), snapshot.workspace_sha256)
+        with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r|") as archive:
+            return archive.next() is not None
+    except (OSError, tarfile.TarError):
+        return False
+
+
+def check_usable(snapshot: Snapshot) -> None:
+    """Refuses (409 snapshot_unusable) a snapshot whose image or workspace archive is gone or
+    damaged, before anything of a sandbox is touched."""
     path = archive_path(snapshot)
-    if not path.exists():
-        raise errors.RuntimeFailure("The snapshot's workspace archive is missing.", details={"snapshot": snapshot.id})
-    get_driver().put_archive(container, "/", _read(path))
+    reason = ""
+    if not get_driver().image_exists(snapshot.image):
+        reason = "image_missing"
+    elif not path.is_file():
+        reason = "archive_missing"
+    else:
+        reason = "" if _archive_intact(path, snapshot) else "archive_damaged"
+    if reason:
+        raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": reason})
+
+
+def restore_workspace(container: str, snapshot: Snapshot) -> None:
+    """Writes the snapshot's workspace into a started container's (fresh) workspace."""
+    path = archive_path(snapshot)
+    try:
+        chunks = _read(path)
+        get_driver().put_archive(container, "/", chunks)
+    except OSError:
+        raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "archive_unreadable"}) from None
 
 
 def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
@@ -93,7 +133,9 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
     try:
         labels = {**base_labels(), "vibebox.snapshot-id": snapshot.id}
         snapshot.image_bytes = driver.commit(sandbox.container_name, image=snapshot.image, labels=labels)
-        snapshot.workspace_bytes = _save_workspace(sandbox.container_name, archive_path(snapshot))
+        snapshot.workspace_bytes, snapshot.workspace_sha256 = _save_workspace(
+            sandbox.container_name, archive_path(snapshot)
+        )
     except BaseException:
         _remove_data(snapshot)
         raise
@@ -130,32 +172,84 @@ def snapshot_delete(*, snapshot: Snapshot) -> None:
 
 def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     """Rolls the sandbox back in place: its container and workspace are replaced by the snapshot's
-    (same id, name, settings and environment variables); a stopped sandbox stays stopped."""
+    (same id, name, settings and environment variables); a stopped sandbox stays stopped.
+
+    Nothing of the sandbox is lost when a restore fails: the snapshot is checked first, the old
+    container is renamed aside (running, paused or stopped as it was, its workspace untouched),
+    the new one is built under the sandbox's name with a new workspace, and the old one is removed
+    only once the new one is ready. On failure the new one goes and the old one gets its name back."""
     from .services import _spec  # the sandbox's own container spec
 
+    check_usable(snapshot)
     before = states.claim(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
     driver = get_driver()
+    old_volume = sandbox.volume_name
+    aside = f"{sandbox.container_name}-replaced"
     try:
-        driver.remove(sandbox.container_name, volume=sandbox.volume_name)
-        sandbox.image = snapshot.image
-        info = driver.create(_spec(sandbox))
+        driver.rename(sandbox.container_name, aside)
+    except errors.ApplicationError:
+        states.move(sandbox, {Status.STARTING}, before)
+        raise
+    new = Sandbox(**{f.attname: getattr(sandbox, f.attname) for f in Sandbox._meta.concrete_fields})
+    new.image = snapshot.image
+    new.workspace_volume = f"{sandbox.id}-workspace-{random_id('', 8).lower()}"
+    spec = _spec(new)
+    try:
+        try:
+            info = driver.create(spec)
+        except errors.TemplateUnavailable:  # the image went after the check
+            raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "image_missing"}) from None
         info = driver.start(sandbox.container_name)
         restore_workspace(sandbox.container_name, snapshot)
         if before == Status.STOPPED:
             info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
-    except errors.ApplicationError as exc:
-        states.move(sandbox, {Status.STARTING}, Status.ERROR, status_reason=f"restore failed: {exc.message}"[:500])
+    except BaseException as exc:
+        _roll_back(sandbox, aside, spec.volume, before, exc)
         raise
     now = timezone.now()
-    states.move(
+    moved = states.move(
         sandbox,
         {Status.STARTING},
         Status.STOPPED if before == Status.STOPPED else Status.RUNNING,
         image=snapshot.image,
         container_id=info.id,
+        workspace_volume=new.workspace_volume if spec.volume else "",
         paused_at=None,
         status_reason="",
         **({"stopped_at": now} if before == Status.STOPPED else {"started_at": now}),
     )
-    events.publish(sandbox=sandbox, type="sandbox.restored", data={"snapshot": snapshot.id})
+    _remove_replaced(aside, old_volume)
+    if moved:
+        events.publish(sandbox=sandbox, type="sandbox.restored", data={"snapshot": snapshot.id})
     return sandbox
+
+
+def _roll_back(sandbox: Sandbox, aside: str, volume: str | None, before: str, exc: BaseException) -> None:
+    """A failed restore: the new container and workspace go, the old container gets its name back."""
+    driver = get_driver()
+    try:
+        driver.remove(sandbox.container_name, volume=volume)
+        driver.rename(aside, sandbox.container_name)
+    except errors.ApplicationError as failure:
+        # The old container is still there under `aside`; reconcile cannot guess which to keep.
+        reason = f"restore failed and its roll-back too ({failure.message}); the previous container is kept as {aside}"
+        states.move(sandbox, {Status.STARTING}, Status.ERROR, status_reason=reason[:500])
+        logger.error("sandbox %s: %s", sandbox.id, reason)
+        return
+    message = getattr(exc, "message", None) or type(exc).__name__
+    states.move(sandbox, {Status.STARTING}, before)
+    logger.warning("sandbox %s: restore failed and was rolled back: %s", sandbox.id, message)
+
+
+def restore_roll_back(sandbox: Sandbox, aside) -> None:
+    """Reconcile's end of a restore its server never finished: the container set aside (an
+    engine ContainerInfo) is the sandbox again, in the state it is in."""
+    status = {"running": Status.RUNNING, "paused": Status.PAUSED}.get(aside.status, Status.STOPPED)
+    _roll_back(sandbox, aside.name, None, status, errors.RuntimeFailure("the server stopped during a restore"))
+
+
+def _remove_replaced(aside: str, volume: str | None) -> None:
+    try:
+        get_driver().remove(aside, volume=volume)
+    except errors.ApplicationError as exc:  # reconcile removes a left-over `-replaced` container
+        logger.warning("could not remove replaced container %s: %s", aside, exc.message)

@@ -26,19 +26,27 @@ def default_disk() -> int | None:
 
 
 def container_spec(
-    *, name: str, template: Template, image: str, labels: dict[str, str], cpu: float, memory: int, disk: int | None
+    *,
+    name: str,
+    template: Template,
+    image: str,
+    labels: dict[str, str],
+    cpu: float,
+    memory: int,
+    disk: int | None,
+    volume: str | None = None,
 ) -> ContainerSpec:
     """The hardened container of a sandbox (or of a warm pool, which has no owner yet: `disk`
     None gets the default). With a disk limit, /workspace is part of the container's writable
     layer, which the limit covers (the engine can size that layer, not a volume); without one, a
-    named volume."""
+    named volume (`volume`, default `<name>-workspace`)."""
     disk = disk or default_disk()
     return ContainerSpec(
         name=name,
         image=image,
         labels=labels,
         env=dict(template.default_env),  # sandbox variables go to each exec, not the container
-        volume=None if disk else f"{name}-workspace",
+        volume=None if disk else volume or f"{name}-workspace",
         network=network_name(),
         extra_networks=tuple(settings.VIBEBOX_EXTRA_NETWORKS),
         user=template.user,

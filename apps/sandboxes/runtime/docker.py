@@ -354,6 +354,13 @@ class DockerDriver:
         if volume:
             self.remove_volume(volume)
 
+    def rename(self, name: str, new_name: str) -> None:
+        # The exec agent's address is looked up again under either name.
+        self._agents.pop(name, None)
+        self._agents.pop(new_name, None)
+        with self._engine():
+            self.client.api.rename(name, new_name)
+
     def inspect(self, name: str) -> ContainerInfo | None:
         with self._engine():
             try:

@@ -206,6 +206,11 @@ export class SandboxPausedError extends SandboxNotRunningError {
   static override defaultCode = 'sandbox_paused';
 }
 
+/** 409: the snapshot's image or workspace archive is missing or damaged (`details.reason`); the sandbox is left as it was. @example `if (e instanceof SnapshotUnusableError) console.log(e.details)` */
+export class SnapshotUnusableError extends ConflictError {
+  static override defaultCode = 'snapshot_unusable';
+}
+
 /** 409: the template has no Claude Code (use `node-22-claude-code`). @example `await vb.sandbox('node-22-claude-code')` */
 export class ClaudeUnavailableError extends ConflictError {
   static override defaultCode = 'claude_unavailable';
@@ -395,6 +400,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   env_var_not_found: EnvVarNotFoundError,
   file_not_found: FileNotFoundError,
   snapshot_not_found: SnapshotNotFoundError,
+  snapshot_unusable: SnapshotUnusableError,
   ask_not_found: AskNotFoundError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,

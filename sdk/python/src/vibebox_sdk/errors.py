@@ -144,6 +144,13 @@ class SnapshotNotFoundError(NotFoundError):
     default_code = "snapshot_not_found"
 
 
+class SnapshotUnusableError(ConflictError):
+    """409: the snapshot's image or workspace archive is missing or damaged (`details["reason"]`);
+    a restore that is refused this way leaves the sandbox as it was."""
+
+    default_code = "snapshot_unusable"
+
+
 class ClaudeUnavailableError(ConflictError):
     """409: the sandbox's template has no Claude Code (use `node-22-claude-code`)."""
 
@@ -253,6 +260,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "sandbox_not_running": SandboxNotRunningError,
     "sandbox_paused": SandboxPausedError,
     "snapshot_not_found": SnapshotNotFoundError,
+    "snapshot_unusable": SnapshotUnusableError,
     "request_too_large": RequestTooLargeError,
     "payload_too_large": RequestTooLargeError,  # older servers' code for it
     "invalid_json": ValidationError,
