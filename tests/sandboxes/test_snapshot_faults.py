@@ -126,7 +126,7 @@ def test_a_restore_failing_half_way_is_rolled_back(api_client, create_sandbox, d
 
 def test_reconcile_finishes_a_restore_whose_server_died(api_client, create_sandbox, docker_client):
     """The server stopped after setting the old container aside: reconcile gives it its name back."""
-    sandbox_id, snapshot = snapshot_then_change(api_client, create_sandbox)
+    sandbox_id, _ = snapshot_then_change(api_client, create_sandbox)
     container = docker_client.containers.get(sandbox_id)
     container.rename(f"{sandbox_id}-replaced")
     long_ago = timezone.now() - dt.timedelta(hours=1)
