@@ -45,22 +45,32 @@ def _remove_all(client):
     sessions.remove_instance(client, django_settings.VIBEBOX_INSTANCE, remove_network=get_driver().remove_network)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def engine_sweep(docker_client):
-    """Claims this session's label, clears what it holds and what provably dead sessions left
-    (never another live session's: tests/sessions.py), and proves at the end that no test left a
-    container behind."""
-    label = django_settings.VIBEBOX_INSTANCE
+def pytest_sessionstart(session):
+    """Claims this session's label before any fixture runs (a second session on a live session's
+    label must stop before its database set-up replaces the first one's SQLite file)."""
+    client = docker.from_env()
     try:
-        sessions.claim(docker_client, label)
+        sessions.claim(client, django_settings.VIBEBOX_INSTANCE)
     except sessions.LabelInUse as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    finally:
+        client.close()
+
+
+def pytest_sessionfinish(session):
+    with contextlib.closing(docker.from_env()) as client:
+        sessions.release(client, django_settings.VIBEBOX_INSTANCE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_sweep(docker_client):
+    """Clears what this session's label holds and what provably dead sessions left (never another
+    live session's: tests/sessions.py), and proves at the end that no test left a container behind."""
     sessions.sweep_dead(docker_client, data_dir=django_settings.DATA_DIR, remove_network=get_driver().remove_network)
     _remove_all(docker_client)
     yield
     leftovers = [c.name for c in _test_containers(docker_client)]
     _remove_all(docker_client)
-    sessions.release(docker_client, label)
     assert not leftovers, f"tests left containers behind: {leftovers}"
 
 

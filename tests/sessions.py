@@ -105,9 +105,13 @@ def claim(client, label: str) -> None:
     client.volumes.create(name=marker_name(label), labels={MARKER_LABEL: label, OWNER_LABEL: me})
 
 
-def release(client, label: str) -> None:
+def release(client, label: str, *, held_by: str | None = None) -> None:
+    """Removes the marker of `label` if it is this process's (or `held_by`'s): never a claim
+    another session has made since."""
     with contextlib.suppress(Exception):
-        client.volumes.get(marker_name(label)).remove(force=True)
+        marker = client.volumes.get(marker_name(label))
+        if (marker.attrs.get("Labels") or {}).get(OWNER_LABEL) == (held_by or owner()):
+            marker.remove(force=True)
 
 
 @contextlib.contextmanager
@@ -162,22 +166,22 @@ def remove_instance(client, label: str, *, data_dir: Path | None = None, remove_
     return removed
 
 
-def dead_labels(client) -> list[str]:
-    """Labels whose marker names a provably dead owner."""
-    dead = []
+def dead_sessions(client) -> dict[str, str]:
+    """Label -> owner of the markers whose owner is provably dead."""
+    dead = {}
     for volume in client.volumes.list(filters={"label": [MARKER_LABEL]}):
         labels = volume.attrs.get("Labels") or {}
         if labels.get(MARKER_LABEL) and owner_state(labels.get(OWNER_LABEL, "")) == "dead":
-            dead.append(labels[MARKER_LABEL])
+            dead[labels[MARKER_LABEL]] = labels[OWNER_LABEL]
     return dead
 
 
 def sweep_dead(client, *, data_dir: Path | None = None, remove_network=None) -> dict[str, list[str]]:
     """Removes what the provably dead sessions left, then their markers; answers label -> removed."""
     swept = {}
-    for label in dead_labels(client):
+    for label, held_by in dead_sessions(client).items():
         swept[label] = remove_instance(client, label, data_dir=data_dir, remove_network=remove_network)
-        release(client, label)
+        release(client, label, held_by=held_by)
         logger.warning("removed what dead test session %s left: %s", label, swept[label] or "nothing")
     return swept
 
