@@ -100,7 +100,8 @@ def test_abandoned_executions_are_closed(create_sandbox, settings):
     fresh = Execution.objects.create(sandbox_id=sandbox_id, kind="exec", command="sleep 1")
     Execution.objects.filter(pk=old.pk).update(started_at=timezone.now() - dt.timedelta(days=1))
     assert sandbox_reconcile().executions_abandoned == 1
-    assert Execution.objects.get(pk=old.pk).status == "error"
+    old.refresh_from_db()
+    assert old.status == "error" and old.stderr == "The server stopped while this ran." and old.finished_at
     assert Execution.objects.get(pk=fresh.pk).status == "running"
 
 
@@ -114,3 +115,81 @@ def test_startup_ends_commands_of_a_previous_server(create_sandbox, docker_clien
     assert sandbox_reconcile(startup=True).strays_ended == [sandbox_id]
     running = container.exec_run(["ps", "-eo", "args"]).output.decode()
     assert "sleep 901" not in running and "sleep 902" in running
+
+
+def test_ephemeral_sandboxes_of_a_revoked_key_are_destroyed(owner, make_key, create_sandbox, docker_client):
+    from rest_framework.test import APIClient
+
+    from apps.keys.services import api_key_revoke
+
+    key, secret = make_key(owner)
+    creator = APIClient()
+    creator.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    ephemeral = create_sandbox(client=creator, ephemeral=True)["id"]
+    lasting = create_sandbox(client=creator)["id"]
+    other_key = create_sandbox(ephemeral=True)["id"]  # its key is still valid
+    # The revoke destroys them once its transaction commits; here it never does, as when the
+    # server stopped in between: the reconcile pass is what is left to do it.
+    api_key_revoke(key=key)
+    assert Sandbox.objects.get(pk=ephemeral).status == "running"
+    report = sandbox_reconcile()
+    assert report.key_revoked == [ephemeral]
+    assert Sandbox.objects.get(pk=ephemeral).status == "destroyed"
+    assert not docker_client.containers.list(all=True, filters={"name": f"^{ephemeral}$"})
+    assert Sandbox.objects.get(pk=lasting).status == "running"
+    assert Sandbox.objects.get(pk=other_key).status == "running"
+
+
+def test_rows_stuck_in_stopping_and_starting_are_finished_from_the_engine(create_sandbox, docker_client):
+    never_stopped = create_sandbox()["id"]  # the stop never reached the engine
+    stopped = create_sandbox()["id"]  # the engine stopped it; the server died before the row moved
+    paused = create_sandbox()["id"]  # a stop of a paused sandbox that never reached the engine
+    gone = create_sandbox()["id"]  # a start whose container was removed meanwhile
+    recent = create_sandbox()["id"]  # a stop under way right now
+    docker_client.containers.get(stopped).stop(timeout=1)
+    docker_client.containers.get(paused).pause()
+    docker_client.containers.get(gone).remove(force=True)
+    long_ago = timezone.now() - dt.timedelta(seconds=django_settings.VIBEBOX_STUCK_AFTER + 60)
+    Sandbox.objects.filter(pk__in=[never_stopped, stopped, paused]).update(status="stopping", updated_at=long_ago)
+    Sandbox.objects.filter(pk=gone).update(status="starting", updated_at=long_ago)
+    Sandbox.objects.filter(pk=recent).update(status="stopping", updated_at=timezone.now())
+
+    report = sandbox_reconcile()
+
+    assert sorted(report.finished) == sorted([never_stopped, stopped, paused, gone])
+    assert Sandbox.objects.get(pk=never_stopped).status == "running"
+    assert Sandbox.objects.get(pk=stopped).status == "stopped"
+    assert Sandbox.objects.get(pk=paused).status == "paused"
+    row = Sandbox.objects.get(pk=gone)
+    assert row.status == "error" and row.status_reason == "container missing after interrupted starting"
+    assert Sandbox.objects.get(pk=recent).status == "stopping"  # its request may still finish it
+    assert not report.vanished and not report.exited  # each row was settled once, by the stuck branch
+
+
+def test_abandoned_claude_asks_are_marked_failed(create_sandbox):
+    from apps.agents.models import ClaudeAsk, ClaudeSession
+
+    sandbox_id = create_sandbox()["id"]
+
+    def ask(session_id, **fields):
+        session = ClaudeSession.objects.create(id=session_id, sandbox_id=sandbox_id, cwd="/workspace")
+        return ClaudeAsk.objects.create(session=session, sandbox_id=sandbox_id, prompt="hello", **fields)
+
+    abandoned = ask("session-abandoned")
+    fresh = ask("session-fresh")
+    done = ask("session-done", status="completed", finished_at=timezone.now())
+    grace = django_settings.VIBEBOX_CLAUDE_ASK_TIMEOUT + django_settings.VIBEBOX_STUCK_AFTER
+    long_ago = timezone.now() - dt.timedelta(seconds=grace + 60)
+    ClaudeAsk.objects.filter(pk__in=[abandoned.pk, done.pk]).update(started_at=long_ago)
+
+    assert sandbox_reconcile().asks_abandoned == 1  # no thread of this process runs it, and it is past its timeout
+    abandoned.refresh_from_db()
+    assert abandoned.status == "failed" and abandoned.error == "The server running this ask stopped."
+    assert abandoned.finished_at is not None
+    assert ClaudeAsk.objects.get(pk=fresh.pk).status == "running"  # may be running in the web process
+    assert ClaudeAsk.objects.get(pk=done.pk).status == "completed"
+
+    # at start-up no server runs anything yet: every ask still `running` was abandoned
+    assert sandbox_reconcile(startup=True).asks_abandoned == 1
+    assert ClaudeAsk.objects.get(pk=fresh.pk).status == "failed"
+    assert ClaudeAsk.objects.get(pk=done.pk).status == "completed"
