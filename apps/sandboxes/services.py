@@ -281,14 +281,6 @@ def _publish_created(sandbox: Sandbox) -> None:
         events.publish(sandbox=sandbox, type="sandbox.started")
 
 
-def _container_gone(sandbox: Sandbox) -> bool:
-    """True only when the engine answers that the container does not exist."""
-    try:
-        return get_driver().inspect(sandbox.container_name) is None
-    except errors.ApplicationError:
-        return False
-
-
 def _initial_clone(sandbox: Sandbox, spec: dict) -> None:
     try:
         git.git_clone(
@@ -307,18 +299,15 @@ def _initial_clone(sandbox: Sandbox, spec: dict) -> None:
 
 
 def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
-    """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the
-    sandbox goes back to where it was, or to `error` if its container has vanished."""
+    """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the row
+    follows the container (_settle)."""
     before = states.claim(sandbox, from_statuses, via, action)
     try:
         call()
-    except errors.ApplicationError:
-        if _container_gone(sandbox):
-            states.move(sandbox, {via}, Status.ERROR, status_reason="container not found")
-        else:
-            states.move(sandbox, {via}, before)
-        raise
-    states.move(sandbox, {via}, to, status_reason="", **done_fields)
+    except errors.ApplicationError as exc:
+        _settle(sandbox, action=action, at=via, before=before, to=to, failure=exc, done=done_fields)
+    else:
+        states.move(sandbox, {via}, to, status_reason="", **done_fields)
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 
@@ -388,11 +377,48 @@ def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call, fie
     states.claim(sandbox, {from_status}, to, action, **fields)
     try:
         call(sandbox.container_name)
-    except errors.ApplicationError:
-        states.move(sandbox, {to}, from_status, **before)
-        raise
+    except errors.ApplicationError as exc:
+        _settle(sandbox, action=action, at=to, before=from_status, to=to, failure=exc, undo=before)
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
+
+
+def _settle(sandbox: Sandbox, *, action: str, at: str, before: str, to: str, failure, done=None, undo=None) -> None:
+    """After the engine failed `action` (the row is `at`), the row follows the container:
+    - the engine cannot say: back to `before` (`undo` restores fields), `failure` raised, and the
+      reconcile pass compares again later;
+    - the container is as before (nothing happened): the same;
+    - it is where `action` wanted it (the engine did it, its answer was lost): the action
+      succeeded, nothing raised;
+    - it is gone or elsewhere (killed, removed behind VibeBox's back): `error` or `stopped`/...
+      with a reason, and 409 sandbox_state_conflict saying so.
+    """
+    undo = undo or {}
+    try:
+        container = get_driver().inspect(sandbox.container_name)
+    except errors.ApplicationError:
+        states.move(sandbox, {at}, before, **undo)
+        raise failure from None
+    actual = states.of_container(container)
+    if actual == before:
+        states.move(sandbox, {at}, before, **undo)
+        raise failure
+    if actual == to:
+        logger.info("%s of %s: the engine failed (%s) but did it", action, sandbox.id, failure.message)
+        states.move(sandbox, {at}, to, status_reason="", **(done or {}))
+        return
+    now = timezone.now()
+    fields = {**undo}
+    if actual == Status.STOPPED:
+        fields.update(stopped_at=now, paused_at=None)
+    elif actual == Status.PAUSED:
+        fields.update(paused_at=now)
+    reason = "container not found" if container is None else f"{action} failed: the container is {container.status}"
+    states.move(sandbox, {at}, actual, status_reason=reason, **fields)
+    raise errors.SandboxStateConflict(
+        f"Cannot {action} the sandbox: {reason}; it is {sandbox.status} now.",
+        details={"status": sandbox.status, "statusReason": sandbox.status_reason},
+    ) from None
 
 
 def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:

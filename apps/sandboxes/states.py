@@ -8,6 +8,10 @@
     any but destroyed -> destroying -> destroyed
     anything -> error (with a reason), when the engine says the container is gone
 
+When the engine fails a move, the row follows the container (`of_container`): back where it
+was, `stopped` or `error` with a reason, or on to the target when the engine did the move and
+only its answer was lost.
+
 Each move is a conditional UPDATE (`WHERE status IN (...)`), so of two concurrent
 requests only one can win; the loser gets 409 sandbox_state_conflict.
 """
@@ -50,3 +54,14 @@ def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> st
             details={"status": sandbox.status, "allowedFrom": sorted(from_statuses)},
         )
     return before
+
+
+def of_container(container) -> str:
+    """The status that matches a container's engine state (None: the container is gone)."""
+    if container is None:
+        return Status.ERROR
+    if container.status in ("running", "restarting"):
+        return Status.RUNNING
+    if container.status == "paused":
+        return Status.PAUSED
+    return Status.STOPPED
