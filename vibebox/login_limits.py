@@ -12,7 +12,10 @@ subclass covers both (the admin takes `AdminSite.login_form`); axes would add a 
 middleware, an authentication backend in front of every `authenticate()` (which then requires the
 request, as Django's test `Client.login` does not pass it) and a database row per failed attempt
 that an attacker can grow. Redis keys expire on their own and every server process counts together.
-Like the API rate limit, it fails open (with a warning) when Redis is down.
+When Redis is down the lockout cannot be counted, so sign-in fails closed (issue 18): the form
+answers 503 "try again later" with Retry-After, before the password is checked; otherwise an
+outage would be a window for unlimited password guessing. A successful sign-in whose count cannot
+be cleared still signs in (the count expires on its own).
 """
 
 import functools
@@ -21,6 +24,7 @@ import logging
 import math
 import time
 
+import redis
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
@@ -34,13 +38,19 @@ def _ident(username: str, address: str) -> str:
     return hashlib.sha256(f"{username.casefold()}\0{address}".encode()).hexdigest()
 
 
+RETRY_AFTER_UNAVAILABLE = 30  # seconds to wait when the lockout cannot be counted
+
+
+class Uncountable(Exception):
+    """Redis is unreachable: the lockout can be neither checked nor counted."""
+
+
 def locked_for(ident: str) -> float:
-    """Seconds the pair is still locked out (0: not locked)."""
+    """Seconds the pair is still locked out (0: not locked); Uncountable when Redis is down."""
     try:
         until = cache.get(f"login-locked:{ident}")
-    except Exception as exc:  # Redis unreachable: do not lock everyone out
-        logger.warning("sign-in limits skipped: %s", exc)
-        return 0.0
+    except redis.RedisError as exc:
+        raise Uncountable(str(exc)) from None
     return max(0.0, until - time.time()) if until else 0.0
 
 
@@ -55,9 +65,8 @@ def record_failure(ident: str) -> float:
             return 0.0
         cache.set(f"login-locked:{ident}", time.time() + cooloff, timeout=cooloff)
         cache.delete(key)
-    except Exception as exc:
-        logger.warning("sign-in limits skipped: %s", exc)
-        return 0.0
+    except redis.RedisError as exc:
+        raise Uncountable(str(exc)) from None
     logger.warning("sign-in locked out for %ss after %s failures (%s)", int(cooloff), failures, ident[:12])
     return cooloff
 
@@ -65,8 +74,8 @@ def record_failure(ident: str) -> float:
 def record_success(ident: str) -> None:
     try:
         cache.delete(f"login-failures:{ident}")
-    except Exception as exc:
-        logger.warning("sign-in limits skipped: %s", exc)
+    except redis.RedisError as exc:  # signs in anyway: the count expires on its own
+        logger.warning("sign-in count not cleared, Redis unavailable: %s", exc)
 
 
 def _wait_text(seconds: float) -> str:
@@ -86,18 +95,33 @@ class LoginLimitMixin:
         if self.request is None or username is None or not password:
             return super().clean()
         ident = _ident(username, self.request.META.get("REMOTE_ADDR", ""))
-        wait = locked_for(ident)
+        try:
+            wait = locked_for(ident)
+        except Uncountable as exc:
+            self._unavailable(exc)
         if wait:
             self._lock(wait)
         try:
             cleaned = super().clean()
         except ValidationError:
-            wait = record_failure(ident)
+            try:
+                wait = record_failure(ident)
+            except Uncountable as exc:
+                self._unavailable(exc)
             if wait:
                 self._lock(wait)
             raise
         record_success(ident)
         return cleaned
+
+    def _unavailable(self, exc: Uncountable):
+        logger.error("sign-in refused, the lockout cannot be counted (Redis unavailable): %s", exc)
+        self.locked_out = True  # the dashboard's template then shows this message, not "do not match"
+        self.request.login_unavailable = True  # read by `limited`, which makes the answer a 503
+        raise ValidationError(
+            "Sign-in is unavailable for a moment (a service it needs is down). Please try again later.",
+            code="unavailable",
+        )
 
     def _lock(self, wait: float):
         self.locked_out = True
@@ -117,7 +141,8 @@ class LimitedAdminAuthenticationForm(LoginLimitMixin, AdminAuthenticationForm):
 
 
 def limited(view):
-    """Turns a login view's answer into a 429 with Retry-After when the form locked the caller out."""
+    """Turns a login view's answer into a 429 with Retry-After when the form locked the caller out,
+    or a 503 with Retry-After when the lockout could not be counted."""
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
@@ -126,6 +151,9 @@ def limited(view):
         if wait:
             response.status_code = 429
             response["Retry-After"] = str(math.ceil(wait))
+        elif getattr(request, "login_unavailable", False):
+            response.status_code = 503
+            response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
         return response
 
     return wrapped

@@ -7,7 +7,11 @@ lease. A web process renews the leases of the slots it holds every LEASE_SECONDS
 so the slots of a process that crashed free themselves after at most LEASE_SECONDS. Taking a slot
 is one Lua script (prune expired, count, add): two requests cannot both take the last one.
 
-Redis being down does not take streams down with it: the slot is granted uncounted (logged).
+Redis down (decided in issue 18): a slot that cannot be counted is refused, 503
+`rate_limiter_unavailable`. A stream or a background process is held open for as long as the
+client likes, which is what these caps bound; granting them uncounted would let one user open
+thousands during the outage. Streams already open keep their slots (their leases are renewed once
+Redis is back, or expire).
 """
 
 import logging
@@ -24,6 +28,7 @@ from vibebox import exceptions as errors
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60
+RETRY_AFTER_UNAVAILABLE = 5  # seconds, when Redis is down
 STREAMS, TERMINALS, PROCESSES = "streams", "terminals", "processes"
 _LIMITS = {
     STREAMS: ("VIBEBOX_MAX_STREAMS_PER_OWNER", "open streams"),
@@ -84,7 +89,8 @@ class Slot:
 
 
 def acquire(kind: str, owner_id) -> Slot:
-    """Takes a slot of `kind` for the owner, or raises TooManyStreams (429) naming the limit."""
+    """Takes a slot of `kind` for the owner, or raises TooManyStreams (429) naming the limit, or
+    RateLimiterUnavailable (503) when Redis cannot count it."""
     maximum = limit(kind)
     key = _key(kind, owner_id)
     slot = Slot(kind, owner_id, key, uuid.uuid4().hex)
@@ -94,8 +100,10 @@ def acquire(kind: str, owner_id) -> Slot:
             keys=[key], args=[now, now + LEASE_SECONDS, maximum, slot.member, LEASE_SECONDS * 2000]
         )
     except redis.RedisError as exc:
-        logger.warning("limits: Redis unavailable, %s not counted: %s", kind, exc)
-        return slot
+        logger.error("limits: Redis unavailable, %s refused: %s", kind, exc)
+        raise errors.RateLimiterUnavailable(
+            details={"dependency": "redis"}, headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
+        ) from None
     if not taken:
         raise errors.TooManyStreams(
             f"At most {maximum} {_LIMITS[kind][1]} per user; close one first.",

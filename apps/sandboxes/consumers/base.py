@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 
+import redis
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -97,6 +98,14 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
         try:
             await super().__call__(scope, receive, guarded_send)
+        except redis.RedisError as exc:  # every consumer listens on the channel layer: Redis is down
+            logger.error("websocket ended, Redis unavailable: %s", exc)
+            if not self.ended:
+                unavailable = errors.RateLimiterUnavailable(details={"dependency": "redis"})
+                if self._accepted:
+                    await self.close(code=close_code(unavailable), reason=unavailable.code)
+                else:
+                    await self.refuse(unavailable)
         finally:
             await self._cleanup(1006)
 
@@ -145,6 +154,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self._watchdog.cancel()
         try:
             await self.disconnect(code)
+        except redis.RedisError as exc:  # leaving channel-layer groups: they expire on their own
+            logger.warning("websocket clean-up without Redis: %s", exc)
         finally:
             self._release_slot()
 
