@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import docker.errors
@@ -187,3 +188,34 @@ def test_the_engine_going_away_mid_pass(create_sandbox, docker_client, engine_fa
     assert sorted(report.expired) == sorted([first, second]) and not report.failed
     assert {Sandbox.objects.get(pk=i).status for i in (first, second)} == {"destroyed"}
     assert _gone(docker_client, first) and _gone(docker_client, second)
+
+
+def _processes(docker_client, sandbox_id) -> str:
+    return docker_client.containers.get(sandbox_id).exec_run(["ps", "-eo", "args"]).output.decode()
+
+
+def test_commands_of_a_previous_server_that_could_not_be_ended_are_reported(
+    create_sandbox, docker_client, engine_fault
+):
+    cut = create_sandbox()["id"]
+    ended = create_sandbox()["id"]
+    for sandbox_id in (cut, ended):  # as a command of a server that has since died would be
+        docker_client.containers.get(sandbox_id).exec_run(
+            ["sh", "-c", "sleep 901"], environment={"VIBEBOX_EXEC_ID": "exec_gone"}, detach=True
+        )
+    deadline = time.monotonic() + 30
+    while not all("sleep 901" in _processes(docker_client, i) for i in (cut, ended)):
+        assert time.monotonic() < deadline, "the stray commands did not start"
+        time.sleep(0.2)
+    # the first engine request of ending `cut`'s strays is cut (the exec, or the inspect before it)
+    tripped = engine_fault.fail_on(rf"^(GET /containers/{cut}/json|POST /containers/{cut}/exec)")
+
+    report = sandbox_reconcile(startup=True)
+
+    assert tripped.is_set()
+    assert report.strays_ended == [ended] and list(report.failed) == [cut]
+    assert "sleep 901" not in _processes(docker_client, ended)
+
+    report = sandbox_reconcile(startup=True)
+    assert report.strays_ended == [cut, ended] or report.strays_ended == [ended, cut]
+    assert not report.failed and "sleep 901" not in _processes(docker_client, cut)
