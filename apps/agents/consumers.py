@@ -4,7 +4,8 @@ Every message is an event as the activity feed has it: {"type": "claude.<kind>",
 "text", "data": {"askId", "sessionId", "seq", "kind", "event"}, "timestamp"} with kind init,
 assistant, tool_use, tool_result, result…, plus claude.ask.started / claude.ask.finished /
 claude.changes / claude.changes.approved|rejected. With `?askId=`, that ask's events so far are
-sent first (then live ones, each once); `?sessionId=` keeps to one session.
+sent first (then live ones, each once); `?sessionId=` keeps to one session. An ask or session
+that is not this sandbox's is refused as not found (4404), as the REST endpoints answer it.
 """
 
 from channels.db import database_sync_to_async
@@ -60,6 +61,8 @@ class ClaudeConsumer(BaseConsumer):
         self.sandbox = await self.get_sandbox()
         self.ask_id = self.query("askId")
         self.session_id = self.query("sessionId")
+        if self.session_id:  # another sandbox's session is not found here, as over REST
+            await database_sync_to_async(selectors.session_get)(sandbox=self.sandbox, session_id=self.session_id)
         self.backlog = await database_sync_to_async(_backlog)(self.sandbox, self.ask_id) if self.ask_id else []
         self.seen: set = set()
 

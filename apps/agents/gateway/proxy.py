@@ -76,14 +76,22 @@ DROP_REQUEST = {
     b"transfer-encoding",
 }
 DROP_RESPONSE = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+# VibeBox's own stable codes for what the gateway itself refuses or cannot do, carried as
+# `error.code` beside Anthropic's `error.type` (Anthropic clients ignore the extra field).
+# 401: missing, unknown, or of a destroyed sandbox
+INVALID_TOKEN = "invalid_gateway_token"  # noqa: S105  (a code, not a secret)
+NOT_RUNNING = "sandbox_not_running"  # 401: the sandbox is stopped, paused, in error...
+NO_UPSTREAM_KEY = "upstream_key_missing"  # 503: no operator key and no key of the caller's own
+UPSTREAM_UNREACHABLE = "upstream_unreachable"  # 502: the model API could not be reached
 
 
 class Refused(Exception):
     """A request the gateway does not forward: answered with this status and Anthropic-style error."""
 
-    def __init__(self, status: int, kind: str, message: str, headers: list | None = None):
+    def __init__(self, status: int, kind: str, message: str, headers: list | None = None, code: str = ""):
         super().__init__(message)
         self.status, self.kind, self.message, self.headers = status, kind, message, headers or []
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -171,8 +179,11 @@ async def respond_json(send, status: int, body: dict, headers: list | None = Non
     await send({"type": "http.response.body", "body": payload})
 
 
-def anthropic_error(kind: str, message: str) -> dict:
-    return {"type": "error", "error": {"type": kind, "message": message}}
+def anthropic_error(kind: str, message: str, code: str = "") -> dict:
+    error = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    return {"type": "error", "error": error}
 
 
 def bearer(headers: dict[bytes, bytes]) -> str:
@@ -186,17 +197,18 @@ def bearer(headers: dict[bytes, bytes]) -> str:
 
 AUTH_CACHE_SECONDS = 5.0  # a rotated token or a stopped sandbox is refused at most this late
 _auth_cache: dict[str, tuple[float, object]] = {}
+INVALID = Refused(401, "authentication_error", "The gateway token is missing or invalid.", code=INVALID_TOKEN)
 
 
 async def authenticate(token: str):
-    """(setup, problem): the sandbox's Claude setup for a live sandbox, else why not. Answers for
-    valid tokens are kept a few seconds (an agent's turn makes several calls in a row)."""
+    """(setup, None) for the token of a running sandbox, else (None, the Refused to answer).
+    Answers for valid tokens are kept a few seconds (an agent's turn makes several calls in a row)."""
     if not token:
-        return None, "The gateway token is missing or invalid."
+        return None, INVALID
     now = time.monotonic()
     cached = _auth_cache.get(token)
     if cached is not None and cached[0] > now:
-        return cached[1], ""
+        return cached[1], None
     setup, problem = await _authenticate(token)
     if setup is not None:
         if len(_auth_cache) > 10_000:
@@ -209,11 +221,15 @@ async def authenticate(token: str):
 def _authenticate(token: str):
     close_old_connections()
     setup = claude_setup.setup_by_token(token)
-    if setup is None:
-        return None, "The gateway token is missing or invalid."
-    if setup.sandbox.status not in (Status.RUNNING, Status.PAUSED):
-        return None, "The sandbox of this token is not running."
-    return setup, ""
+    status = setup.sandbox.status if setup is not None else None
+    if setup is None or status in (Status.DESTROYING, Status.DESTROYED):  # a token that is gone for good
+        return None, INVALID
+    # Only a running sandbox: a paused one runs nothing (its processes are frozen), so a call with
+    # its token does not come from it; it works again once the sandbox is started or resumed.
+    if status != Status.RUNNING:
+        message = f"The sandbox of this token is {status}, not running; start or resume it first."
+        return None, Refused(401, "authentication_error", message, code=NOT_RUNNING)
+    return setup, None
 
 
 @sync_to_async(thread_sensitive=False)
@@ -252,10 +268,11 @@ async def proxy(scope, receive, send, setup) -> None:
         target = route(scope["method"], _raw_path(scope), scope.get("query_string") or b"")
         key, own = upstream_key(setup)
         if not key:
-            raise Refused(503, "api_error", "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY).")
+            message = "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY), nor one given at enable."
+            raise Refused(503, "api_error", message, code=NO_UPSTREAM_KEY)
         body = await read_body(receive)
     except Refused as refused:
-        return await respond_json(send, refused.status, anthropic_error(refused.kind, refused.message), refused.headers)
+        return await refuse(send, refused)
     if body is None:
         return
     headers = dict(scope["headers"])
@@ -270,15 +287,16 @@ async def proxy(scope, receive, send, setup) -> None:
     url = settings.VIBEBOX_ANTHROPIC_UPSTREAM + target.path + (f"?{target.query}" if target.query else "")
     content = body if body and target.method == "POST" else None
     request = client().build_request(target.method, url, headers=forward, content=content)
-    # Every forwarded call is recorded (a model listing too); tokens come from Messages answers.
-    status, meter = 502, None
     try:
-        try:
-            response = await client().send(request, stream=True)
-        except httpx.HTTPError as exc:
-            logger.warning("gateway: upstream unreachable: %s", type(exc).__name__)
-            return await respond_json(send, 502, anthropic_error("api_error", "The model API is not reachable."))
-        status = response.status_code
+        response = await client().send(request, stream=True)
+    except httpx.HTTPError as exc:
+        # Nothing reached the model: nothing is metered (the upstream's own errors are, below).
+        logger.warning("gateway: upstream unreachable: %s", type(exc).__name__)
+        message = "The model API is not reachable."
+        return await refuse(send, Refused(502, "api_error", message, code=UPSTREAM_UNREACHABLE))
+    # Every answered call is recorded (a model listing too); tokens come from Messages answers.
+    status, meter = response.status_code, None
+    try:
         if target.metered:
             meter = claude_usage.UsageMeter(streamed="text/event-stream" in response.headers.get("content-type", ""))
         try:
@@ -309,6 +327,11 @@ async def proxy(scope, receive, send, setup) -> None:
         await sync_to_async(_record, thread_sensitive=False)(
             setup, ask, session, target.path, status, model, usage, own
         )
+
+
+async def refuse(send, refused: Refused) -> None:
+    body = anthropic_error(refused.kind, refused.message, refused.code)
+    await respond_json(send, refused.status, body, refused.headers)
 
 
 def _raw_path(scope) -> bytes:
@@ -356,7 +379,7 @@ async def application(scope, receive, send) -> None:
     token = bearer(dict(scope["headers"]))
     setup, problem = await authenticate(token)
     if setup is None:
-        return await respond_json(send, 401, anthropic_error("authentication_error", problem))
+        return await refuse(send, problem)
     if raw_path in MCP_PATHS:
         return await gateway_mcp.serve(scope, receive, send, setup, token, respond_json)
     return await proxy(scope, receive, send, setup)
