@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
 from apps.sandboxes.reconcile import sandbox_reconcile
+from apps.sandboxes.runtime import get_driver
 from tests.conftest import INSTANCE_LABEL, live_server
 
 
@@ -16,7 +18,9 @@ from tests.conftest import INSTANCE_LABEL, live_server
 def pool_settings(settings):
     settings.VIBEBOX_POOL_ENABLED = True
     settings.VIBEBOX_POOL_SIZES = {"python-3": 2}
-    settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = False
+    # As in production. The refill runs when the create's transaction commits, so tests inside a
+    # rolled-back transaction (`db`) never see it; test_a_take_is_refilled_in_the_background does.
+    settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = True
     return settings
 
 
@@ -64,6 +68,41 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
     # The taken container is now a sandbox: destroy removes it like any other.
     assert api_client.delete(f"/api/v1/sandboxes/{body['id']}").status_code == 204
     assert body["id"] not in {c.name for c in docker_client.containers.list(all=True)}
+
+
+def refills_running() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pool-refill-")]
+
+
+def test_a_take_is_refilled_in_the_background(transactional_db, python_pool, api_client, docker_client):
+    """Nobody calls pool_fill after the take: the create's own refill brings the pool back."""
+    pool = pools.pool_get(python_pool)
+    assert pools.pool_fill(pool) == 2
+    before = set(PooledContainer.objects.values_list("id", flat=True))
+    response = api_client.post("/api/v1/sandboxes", {"template": "python-3"}, format="json")
+    assert response.status_code == 201, response.content
+    taken = response.json()["id"]
+    try:
+        assert response.json()["warm"] is True and taken in before
+
+        def refilled():
+            rows = PooledContainer.objects.filter(status=PooledContainer.Status.READY)
+            ready = set(rows.values_list("id", flat=True))
+            return len(ready) == 2 and not refills_running() and ready
+
+        deadline = time.monotonic() + 120
+        while not (ready := refilled()):
+            assert time.monotonic() < deadline, f"no refill after the take: {list(PooledContainer.objects.values())}"
+            time.sleep(0.2)
+        new = ready - before
+        assert len(new) == 1 and taken not in ready
+        assert {c.name for c in pooled_containers(docker_client) if c.status == "running"} >= ready
+        pool.refresh_from_db()
+        assert (pool.hits, pool.misses) == (1, 0)
+    finally:
+        for thread in refills_running():
+            thread.join(timeout=120)
+        get_driver().remove(taken, volume=f"{taken}-workspace")
 
 
 def test_creates_that_do_not_match_miss_the_pool(python_pool, api_client, cleanup_sandbox_ids):
