@@ -3,14 +3,13 @@ real sandbox: uvicorn + `manage.py rungateway` (bench/common.live_server), whose
 stub of the Anthropic API (there is never a real key) and whose operator key is OPERATOR_KEY."""
 
 import json
-import os
 import sys
 import urllib.error
 from pathlib import Path
 
 import pytest
 
-from tests import anthropic_stub
+from tests import anthropic_stub, sessions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from common import api, live_server
@@ -41,15 +40,19 @@ def stub():
 
 
 @pytest.fixture(scope="module")
-def server(stub, request):
-    """One server per test module (its own instance label, named after the module)."""
-    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "")[:8]
-    with live_server(
-        f"{prefix}{os.getpid()}",
-        gateway=True,
-        VIBEBOX_ANTHROPIC_UPSTREAM=stub.url,
-        VIBEBOX_ANTHROPIC_API_KEY=OPERATOR_KEY,
-    ) as running:
+def server(stub, request, docker_client):
+    """One server per test module (its own instance label, starting with the module's name, short
+    enough for a bridge name, and claimed like a test session's: tests/sessions.py)."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "")[:4]
+    with (
+        sessions.claimed(docker_client, sessions.new_label(prefix, 10)) as label,
+        live_server(
+            label,
+            gateway=True,
+            VIBEBOX_ANTHROPIC_UPSTREAM=stub.url,
+            VIBEBOX_ANTHROPIC_API_KEY=OPERATOR_KEY,
+        ) as running,
+    ):
         yield running
 
 

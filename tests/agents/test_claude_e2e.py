@@ -2,11 +2,12 @@
 against a local stub of the Anthropic API (there is never a real key).
 
 One throwaway server (uvicorn + `manage.py rungateway`) for the module; its upstream is the
-stub, its operator key a fake the stub must see in place of the sandbox's gateway token.
+stub, its operator key a fake the stub must see in place of the sandbox's gateway token. Each test
+has a fresh sandbox of its own: what one leaves (files, sessions, pending changes, a restart, an
+own key) never reaches the next, whatever the order.
 """
 
 import json
-import time
 import urllib.error
 
 import pytest
@@ -15,9 +16,20 @@ from websockets.sync.client import connect
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, api, call, sh
 from tests.anthropic_stub import text, tool_use
+from tests.waiting import wait_for
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def sandbox(server):
+    """A fresh Claude Code sandbox for each test (the conftest's is shared by the module)."""
+    status, body = call(server, "POST", "/api/v1/sandboxes", {"template": TEMPLATE})
+    assert status == 201, body
+    yield body["id"]
+    status, gone = call(server, "DELETE", f"/api/v1/sandboxes/{body['id']}")
+    assert status < 300, gone
+
+
+@pytest.fixture
 def enabled(server, sandbox):
     status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/enable", {})
     assert status == 201, body
@@ -25,14 +37,12 @@ def enabled(server, sandbox):
 
 
 def wait_ask(server, sandbox, ask_id, timeout=120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished():
         status, body = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/asks/{ask_id}")
         assert status == 200, body
-        if body["status"] != "running":
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"ask {ask_id} still running")
+        return body if body["status"] != "running" else None
+
+    return wait_for(finished, timeout=timeout, interval=0.3, what=f"ask {ask_id} to finish")
 
 
 def ask(server, sandbox, prompt, **options) -> dict:
@@ -201,10 +211,12 @@ def test_cancel_kills_a_running_ask_and_one_ask_runs_per_session(server, sandbox
     slow = "python3 -c 'import time; time.sleep(60)'"  # Claude refuses a bare `sleep 60`
     stub.script("SLOW-BASH", [tool_use("Bash", command=slow, description="wait")], [text("slept")])
     started = ask(server, sandbox, "SLOW-BASH now", permissionMode="bypassPermissions", review=False)
-    deadline = time.monotonic() + 30
-    while "time.sleep(60)" not in sh(server, sandbox, "ps -eo args")["stdout"]:
-        assert time.monotonic() < deadline, "Claude never ran the command"
-        time.sleep(0.3)
+    wait_for(
+        lambda: "time.sleep(60)" in sh(server, sandbox, "ps -eo args")["stdout"],
+        timeout=60,
+        interval=0.3,
+        what="Claude to run the slow command",
+    )
     status, body = call(
         server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/ask", {"prompt": "more", "sessionId": started["sessionId"]}
     )
@@ -213,9 +225,13 @@ def test_cancel_kills_a_running_ask_and_one_ask_runs_per_session(server, sandbox
     assert started["askId"] in status_body["runningAsks"]
     status, body = call(server, "POST", f"/api/v1/sandboxes/{sandbox}/claude/asks/{started['askId']}/cancel")
     assert status in (200, 202)
-    done = wait_ask(server, sandbox, started["askId"], timeout=30)
+    done = wait_ask(server, sandbox, started["askId"], timeout=60)
     assert done["status"] == "cancelled"
-    assert "time.sleep(60)" not in sh(server, sandbox, "ps -eo args")["stdout"]
+    wait_for(
+        lambda: "time.sleep(60)" not in sh(server, sandbox, "ps -eo args")["stdout"],
+        timeout=30,
+        what="the cancelled ask's command to be gone",
+    )
 
 
 def test_bad_input_and_access(server, sandbox, enabled):

@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import live_server
+from tests.waiting import wait_for
 from vibebox.asgi import application
 from vibebox.routing import websocket_urlpatterns
 
@@ -235,11 +236,17 @@ def raw_handshake_then_drop(url: str, path: str, secret: str) -> None:
         sock.sendall(request.encode())
 
 
-def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, make_key, sandbox_id):
+def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, make_key, sandbox_id, docker_client):
     url, log_path = uvicorn_server
     base = url.replace("http", "ws")
     secret = api_key[1]
     outsider_key = make_key(outsider)[1]
+    container = docker_client.containers.get(sandbox_id)
+
+    def processes() -> set[str]:
+        return {row[-1] for row in container.top(ps_args="-eo pid,args")["Processes"]}
+
+    at_rest = processes()
 
     async def scenario():
         for route in ("exec", "terminal", "logs"):
@@ -256,9 +263,11 @@ def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, 
                 await ws.send(json.dumps({"command": "echo go; sleep 60"}))
             await asyncio.wait_for(ws.recv(), 30)  # something streamed
             await ws.close()
-        await asyncio.sleep(3)  # the server finishes cleaning up (the log is read after)
 
     async_to_sync(scenario)()
+    # The server has cleaned up when the sessions' processes (the exec's sleep, the terminal's
+    # shell, the log follower) are gone from the sandbox; the log is read after.
+    wait_for(lambda: processes() <= at_rest, timeout=60, what="the sessions' processes to go")
     log = log_path.read_text()
     assert "WebSocket /ws/sandboxes/" in log  # the server's log is the one read here
     assert "Traceback" not in log and "ERROR" not in log and "Exception" not in log, log[-5000:]
