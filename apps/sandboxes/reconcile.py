@@ -98,7 +98,8 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
     else:
         target = _status_from_container(container)
         reason = "" if container else f"container missing after interrupted {sandbox.status}"
-        states.move(sandbox, {sandbox.status}, target, status_reason=reason)
+        stopped = {"stopped_at": timezone.now(), "paused_at": None} if target == Status.STOPPED else {}
+        states.move(sandbox, {sandbox.status}, target, status_reason=reason, **stopped)
     report.finished.append(sandbox.id)
 
 
@@ -199,6 +200,8 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             elif sandbox.status == Status.RUNNING and container and container.status in ("exited", "dead"):
                 states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason="container exited", stopped_at=now)
                 report.exited.append(sandbox.id)
+            if sandbox.status == Status.DESTROYED:
+                continue  # a stuck destroy just finished: nothing more to do (nor to report)
             frozen_clock = sandbox.status == Status.PAUSED and sandbox.pause_stops_timeout
             if sandbox.expires_at and sandbox.expires_at <= now and not frozen_clock:
                 sandbox_destroy(sandbox=sandbox)

@@ -158,7 +158,8 @@ def test_rows_stuck_in_stopping_and_starting_are_finished_from_the_engine(create
 
     assert sorted(report.finished) == sorted([never_stopped, stopped, paused, gone])
     assert Sandbox.objects.get(pk=never_stopped).status == "running"
-    assert Sandbox.objects.get(pk=stopped).status == "stopped"
+    row = Sandbox.objects.get(pk=stopped)
+    assert row.status == "stopped" and row.stopped_at is not None  # as a stop that finished would have it
     assert Sandbox.objects.get(pk=paused).status == "paused"
     row = Sandbox.objects.get(pk=gone)
     assert row.status == "error" and row.status_reason == "container missing after interrupted starting"
@@ -193,3 +194,13 @@ def test_abandoned_claude_asks_are_marked_failed(create_sandbox):
     assert sandbox_reconcile(startup=True).asks_abandoned == 1
     assert ClaudeAsk.objects.get(pk=fresh.pk).status == "failed"
     assert ClaudeAsk.objects.get(pk=done.pk).status == "completed"
+
+
+def test_a_stuck_destroy_of_an_expired_sandbox_is_reported_once(create_sandbox, docker_client):
+    sandbox_id = create_sandbox()["id"]
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    Sandbox.objects.filter(pk=sandbox_id).update(status="destroying", updated_at=long_ago, expires_at=long_ago)
+    report = sandbox_reconcile()
+    assert report.finished == [sandbox_id] and report.expired == []
+    assert Sandbox.objects.get(pk=sandbox_id).status == "destroyed"
+    assert not docker_client.containers.list(all=True, filters={"name": f"^{sandbox_id}$"})
