@@ -231,9 +231,10 @@ def _roll_back(sandbox: Sandbox, aside: str, volume: str | None, before: str, ex
         driver.remove(sandbox.container_name, volume=volume)
         driver.rename(aside, sandbox.container_name)
     except errors.ApplicationError as failure:
-        # The old container is still there under `aside`; reconcile cannot guess which to keep.
-        reason = f"restore failed and its roll-back too ({failure.message}); the previous container is kept as {aside}"
-        states.move(sandbox, {Status.STARTING}, Status.ERROR, status_reason=reason[:500])
+        # The engine failed again: the row stays `starting` with the old container set aside, and
+        # reconcile rolls back once the engine answers (restore_roll_back).
+        reason = f"restore failed; rolling back when the engine answers ({failure.message})"
+        states.move(sandbox, {Status.STARTING}, Status.STARTING, status_reason=reason[:500])
         logger.error("sandbox %s: %s", sandbox.id, reason)
         return
     message = getattr(exc, "message", None) or type(exc).__name__

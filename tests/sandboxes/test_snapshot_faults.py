@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox, Snapshot
@@ -31,6 +32,11 @@ def sh(client, sandbox_id, command):
 
 def containers_of(docker_client, sandbox_id):
     return docker_client.containers.list(all=True, filters={"label": f"vibebox.sandbox-id={sandbox_id}"})
+
+
+def snapshot_images(docker_client) -> set[str]:
+    labels = ["vibebox.snapshot-id", f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}"]
+    return {image.id for image in docker_client.images.list(filters={"label": labels})}
 
 
 def snapshot_then_change(api_client, create_sandbox):
@@ -152,3 +158,46 @@ def test_restore_with_a_workspace_volume_keeps_the_new_one(api_client, create_sa
     assert sh(api_client, sandbox_id, "cat a.txt; ls")["stdout"] == "one\na.txt\n"
     assert api_client.delete(f"/api/v1/sandboxes/{sandbox_id}").status_code in (200, 204)
     assert not docker_client.volumes.list(filters={"name": sandbox_id})
+
+
+def test_engine_lost_during_a_snapshot_leaves_nothing_half_made(
+    api_client, create_sandbox, docker_client, engine_fault
+):
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    sh(api_client, sandbox_id, "echo one > a.txt")
+    images_before = snapshot_images(docker_client)
+    for step in (r"POST /commit", r"GET /containers/[^/]+/archive"):  # before the image, then before the archive
+        tripped = engine_fault.fail_on(step)
+        answer = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {}, format="json")
+        assert tripped.is_set() and answer.status_code in (502, 503), answer.content
+        assert answer.json()["error"]["code"] in ("runtime_error", "runtime_unavailable")
+        assert not Snapshot.objects.exists()
+        assert docker_client.containers.get(sandbox_id).status == "running"  # thawed again
+        assert snapshot_images(docker_client) == images_before
+        assert not list(archive_path(Snapshot(id="x")).parent.glob("*.part"))
+    assert sh(api_client, sandbox_id, "cat a.txt")["stdout"] == "one\n"
+
+
+def test_engine_lost_during_a_restore_is_rolled_back_now_or_by_reconcile(
+    api_client, create_sandbox, docker_client, engine_fault
+):
+    sandbox_id, snapshot = snapshot_then_change(api_client, create_sandbox)
+    container_id = docker_client.containers.get(sandbox_id).id
+
+    # The new container's start fails; the engine answers again for the roll-back.
+    tripped = engine_fault.fail_on(r"POST /containers/[^/]+/start")
+    answer = restore(api_client, sandbox_id, snapshot)
+    assert tripped.is_set() and answer.status_code in (502, 503), answer.content
+    assert_untouched(api_client, docker_client, sandbox_id, container_id)
+
+    # The engine goes away at that step and stays away: the roll-back must wait for it.
+    tripped = engine_fault.fail_on(r"POST /containers/[^/]+/start", then="refuse")
+    answer = restore(api_client, sandbox_id, snapshot)
+    assert tripped.is_set() and answer.status_code in (502, 503), answer.content
+    row = Sandbox.objects.get(pk=sandbox_id)
+    assert row.status == "starting" and "rolling back" in row.status_reason
+    assert docker_client.containers.get(f"{sandbox_id}-replaced").id == container_id  # kept aside
+    engine_fault.restore()
+    Sandbox.objects.filter(pk=sandbox_id).update(updated_at=timezone.now() - dt.timedelta(hours=1))  # stuck
+    assert sandbox_id in sandbox_reconcile().finished
+    assert_untouched(api_client, docker_client, sandbox_id, container_id)

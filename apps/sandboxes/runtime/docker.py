@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # writes (overlay2, btrfs with simple quotas), or its whole filesystem, image included (btrfs with
 # full qgroups, zfs, devicemapper): the probe tells that too.
 _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
+_FREEZE_ATTEMPTS = 4
 _ENGINE_INFO_TTL = 300.0
 
 
@@ -382,8 +383,17 @@ class DockerDriver:
         ]
 
     def pause(self, name: str) -> None:
-        with self._engine():
-            self.client.api.pause(name)
+        # The cgroup freezer gives up ("unable to freeze") when a process is busy in the kernel at
+        # that moment, and thaws everything again: a later try usually succeeds.
+        for attempt in range(_FREEZE_ATTEMPTS):
+            try:
+                with self._engine():
+                    self.client.api.pause(name)
+                return
+            except errors.RuntimeFailure as exc:
+                if "unable to freeze" not in exc.message or attempt == _FREEZE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def unpause(self, name: str) -> None:
         with self._engine():
