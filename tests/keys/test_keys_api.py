@@ -1,5 +1,3 @@
-import time
-
 import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -7,6 +5,7 @@ from rest_framework.test import APIClient
 from apps.keys.models import ApiKey
 from apps.keys.secrets import generate_key, well_formed
 from tests.conftest import _client
+from tests.waiting import wait_for
 
 
 def test_key_format_and_checksum():
@@ -69,24 +68,24 @@ def test_revoked_and_expired_keys_are_rejected(api_client, owner, make_key):
     assert api_client.delete(f"/api/v1/keys/{key.id}").status_code == 204
     response = client.get("/api/v1/sandboxes")
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
-    response = api_client.post("/api/v1/keys", {"name": "short", "expiresIn": 1}, format="json")
+    # 10 s ahead: time enough for the first request on a busy machine; then it stops working
+    response = api_client.post("/api/v1/keys", {"name": "short", "expiresIn": 10}, format="json")
     short = _client(response.json()["key"])
     assert short.get("/api/v1/sandboxes").status_code == 200
-    time.sleep(1.2)
-    assert short.get("/api/v1/sandboxes").status_code == 401
+    wait_for(lambda: short.get("/api/v1/sandboxes").status_code == 401, timeout=70, interval=0.5, what="expiry")
 
 
 def test_rotation_keeps_the_old_key_for_the_grace_period(api_client, owner, make_key):
     key, old_secret = make_key(owner, name="rotating", scopes=["sandboxes:read"])
-    response = api_client.post(f"/api/v1/keys/{key.id}/rotate", {"gracePeriod": "2s"}, format="json")
+    response = api_client.post(f"/api/v1/keys/{key.id}/rotate", {"gracePeriod": "10s"}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["name"] == "rotating" and body["scopes"] == ["sandboxes:read"]
     assert body["rotatedFrom"] == key.id and body["key"] != old_secret
     assert _client(old_secret).get("/api/v1/sandboxes").status_code == 200
     assert _client(body["key"]).get("/api/v1/sandboxes").status_code == 200
-    time.sleep(2.2)
-    assert _client(old_secret).get("/api/v1/sandboxes").status_code == 401
+    old = _client(old_secret)
+    wait_for(lambda: old.get("/api/v1/sandboxes").status_code == 401, timeout=70, interval=0.5, what="the grace to end")
     assert _client(body["key"]).get("/api/v1/sandboxes").status_code == 200
 
 
