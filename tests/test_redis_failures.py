@@ -26,6 +26,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
+from vibebox_sdk import ServiceUnavailableError, VibeBox
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -142,6 +143,10 @@ def test_a_server_with_redis_down_refuses_writes_and_streams_and_serves_reads(
             requests.patch(f"{api}/agent-runs/{run_id}", json={"status": "cancelled"}, headers=headers, timeout=60)
         )
         assert_unavailable(requests.delete(f"{api}/keys/{key.pk}", headers=headers, timeout=60))
+        with VibeBox(api_key=secret, base_url=url, max_retries=0) as sdk:  # the SDK's class for it
+            with pytest.raises(ServiceUnavailableError) as raised:
+                sdk.keys.create("through-the-sdk")
+            assert raised.value.code == "rate_limiter_unavailable"
         assert ApiKey.objects.count() == keys_before
         key.refresh_from_db()
         assert key.name == "test key" and key.revoked_at is None

@@ -7,6 +7,7 @@ are skipped, and tests/sandboxes/test_create_errors.py checks the refusal instea
 """
 
 import pytest
+from django.conf import settings as django_settings
 
 from apps.sandboxes.runtime import get_driver
 
@@ -59,3 +60,13 @@ def test_disk_counts_in_the_owners_quota(create_sandbox, settings):
         "used": 64 * MIB,
         "requested": 64 * MIB,
     }
+
+
+def test_the_shipped_default_applies_without_any_setting(create_sandbox, docker_client):
+    """No disk asked for and VIBEBOX_DEFAULT_DISK as configured (10g unless the environment says):
+    the sandbox still gets a limit, in its answer and on its container."""
+    default = django_settings.VIBEBOX_DEFAULT_DISK
+    assert default
+    sandbox = create_sandbox(template="python-3")
+    assert sandbox["resources"]["disk"] in (f"{default // 1024**3}g", f"{default // MIB}m")
+    assert int(docker_client.containers.get(sandbox["id"]).attrs["HostConfig"]["StorageOpt"]["size"]) >= default

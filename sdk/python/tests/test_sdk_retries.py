@@ -208,6 +208,11 @@ def test_a_post_is_sent_again_only_after_a_503_that_started_nothing(scripted):
     with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(ServiceUnavailableError):
         vb.sandbox("python-3")
     assert len(script.requests) == 3
+    # the server's Redis was down: the write was refused before anything happened
+    script.answers = [(503, envelope("rate_limiter_unavailable"), {}), (201, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb:
+        assert vb.sandbox("python-3").id == "sbx_1"
+    assert len(script.requests) == 5
 
 
 @pytest.mark.parametrize("name", [".", "..", ""])

@@ -412,6 +412,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   too_many_streams: RateLimitError, // too many open streams, terminals or background processes
   runtime_unavailable: ServiceUnavailableError,
   template_unavailable: ServiceUnavailableError,
+  rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
   claude_unavailable: ClaudeUnavailableError,
   claude_not_enabled: ClaudeNotEnabledError,
   ask_running: AskRunningError,

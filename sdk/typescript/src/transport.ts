@@ -187,7 +187,7 @@ function watched(
 }
 
 // Error codes of a 503 that mean nothing was started: a POST may be sent again.
-const NOTHING_STARTED = new Set(['runtime_unavailable', 'template_unavailable']);
+const NOTHING_STARTED = new Set(['runtime_unavailable', 'template_unavailable', 'rate_limiter_unavailable']);
 
 /**
  * The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes.

@@ -187,6 +187,15 @@ describe('retries', () => {
     const created = await new VibeBox({ apiKey: 'k', baseUrl: starting.url, backoff: 5 }).create({ template: 'node-20' });
     assert.equal(created.id, 'sbx_1');
     assert.equal(starting.hits(), 2);
+    // the server's Redis was down: the write was refused before anything happened
+    const limiter = await flakyServer((_req, res, hit) =>
+      hit === 1
+        ? answer(res, 503, { error: { code: 'rate_limiter_unavailable', message: 'redis down' } })
+        : answer(res, 201, { id: 'sbx_2', name: 'y', template: 'node-20', status: 'running' }),
+    );
+    const again = await new VibeBox({ apiKey: 'k', baseUrl: limiter.url, backoff: 5 }).create({ template: 'node-20' });
+    assert.equal(again.id, 'sbx_2');
+    assert.equal(limiter.hits(), 2);
   });
 
   test('the timeout is an idle timeout: a slow but moving answer completes, a stalled one times out', async () => {

@@ -87,7 +87,7 @@ class RetryPolicy:
         return None
 
 
-NOTHING_STARTED = frozenset({"runtime_unavailable", "template_unavailable"})
+NOTHING_STARTED = frozenset({"runtime_unavailable", "template_unavailable", "rate_limiter_unavailable"})
 
 
 def _nothing_started(response: httpx.Response) -> bool:
