@@ -1,16 +1,47 @@
+"""The periodic passes Celery beat sends (CELERY_BEAT_SCHEDULE in vibebox/settings.py).
+
+Beat sends a pass every interval whether or not the last one has finished, and the worker runs
+several tasks at once: two reconcile passes working on the same sandboxes made each other fail
+("removal of container ... is already in progress"). Each pass therefore holds a lock in Redis,
+and a pass that finds it held does nothing (the next interval brings another)."""
+
+import contextlib
+import secrets
+
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
 
 from .pools import pools_maintain
 from .reconcile import sandbox_reconcile
 
 
+@contextlib.contextmanager
+def single_pass(name: str):
+    """Yields whether this pass got the lock `name`. The lock lapses after VIBEBOX_STUCK_AFTER, so
+    a worker killed mid-pass delays the next passes by that much at most."""
+    key, token = f"periodic-pass:{name}", secrets.token_hex(16)
+    held = cache.add(key, token, timeout=max(1, int(settings.VIBEBOX_STUCK_AFTER)))
+    try:
+        yield held
+    finally:
+        if held and cache.get(key) == token:  # not a later pass's lock (ours lapsed)
+            cache.delete(key)
+
+
 @shared_task(ignore_result=True)
 def reconcile_sandboxes() -> dict:
     """Celery beat runs this every VIBEBOX_RECONCILE_INTERVAL (default a minute)."""
-    return sandbox_reconcile().as_dict()
+    with single_pass("reconcile") as held:
+        if not held:
+            return {"skipped": "another reconcile pass is running"}
+        return sandbox_reconcile().as_dict()
 
 
 @shared_task(ignore_result=True)
 def maintain_pools() -> dict:
     """Celery beat runs this every VIBEBOX_POOL_INTERVAL: health checks, then refills warm pools."""
-    return pools_maintain()
+    with single_pass("pools") as held:
+        if not held:
+            return {"skipped": "another warm-pool pass is running"}
+        return pools_maintain()
