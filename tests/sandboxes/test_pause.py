@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.sandboxes.models import Execution, Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
+from tests.waiting import wait_for
 
 COUNTER = (
     "import os, time\n"
@@ -34,24 +35,31 @@ def test_pause_freezes_a_process_and_keeps_its_memory(transactional_db, api_clie
         format="json",
     )
     assert started.status_code == 202
-    deadline = time.monotonic() + 30
-    while api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "test -f c"}, format="json").json()[
-        "exitCode"
-    ]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    pid, before = read_counter(api_client, sandbox_id)
+    exists = {"command": "test -f /workspace/c"}
+    wait_for(
+        lambda: api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", exists, format="json").json()["exitCode"] == 0,
+        timeout=60,
+        what="the counter to start",
+    )
 
+    # The counter ticks at most every 0.05 s: in the time it was not paused it can count no more
+    # than that time allows (a busy machine only makes it count less), while the pause (kept long
+    # against the time the calls took) would have let a running process count far more.
+    begun = time.monotonic()
+    pid, before = read_counter(api_client, sandbox_id)
     paused = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").json()
     assert paused["status"] == "paused" and paused["pausedAt"]
-    time.sleep(2)  # 40 ticks if the process were running
+    paused_at = time.monotonic()
+    time.sleep(max(2, 2 * (paused_at - begun)))  # part of what is tested: time passes while frozen
+    resuming = time.monotonic()
     resumed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").json()
     assert resumed["status"] == "running" and resumed["pausedAt"] is None
     same_pid, after = read_counter(api_client, sandbox_id)
+    running = (paused_at - begun) + (time.monotonic() - resuming)
     assert same_pid == pid  # the same process, not a restarted one
-    assert before <= after < before + 25  # it counted on from its own memory and was frozen meanwhile
-    time.sleep(0.5)
-    assert read_counter(api_client, sandbox_id)[1] > after  # and runs again
+    # It counted on from its own memory and was frozen meanwhile.
+    assert before <= after <= before + running / 0.05 + 2, (before, after, running)
+    wait_for(lambda: read_counter(api_client, sandbox_id)[1] > after, timeout=30, what="the counter to run again")
 
 
 def test_paused_sandbox_refuses_commands_and_files_unless_auto_resume(api_client, create_sandbox):

@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from apps.sandboxes import limits, processes
 from tests.conftest import live_server
+from tests.waiting import async_wait_for, wait_for
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,15 +39,6 @@ async def receive_until(comm, predicate, timeout=30.0) -> list[dict]:
         seen.append(message)
         if predicate(message):
             return seen
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +67,10 @@ def test_finished_process_is_forgotten_and_answered_from_its_record(api_client, 
     settings.VIBEBOX_PROCESS_KEEP = 0.5
     process_id = start(api_client, sandbox_id, "echo kept-out; echo kept-err >&2; exit 3")["processId"]
     assert wait_for(lambda: processes._registry[process_id].exit is not None)
-    time.sleep(1)
+    wait_for(
+        lambda: time.monotonic() - processes._registry[process_id].finished_at > settings.VIBEBOX_PROCESS_KEEP,
+        what="the finished process to be older than VIBEBOX_PROCESS_KEEP",
+    )
     start(api_client, sandbox_id, "true")  # any use of the registry sweeps it
     assert process_id not in processes._registry
 
@@ -133,10 +128,10 @@ def test_streams_are_capped_per_owner_and_freed_on_close(api_key, owner, outside
         await theirs.disconnect()
         await first.disconnect()
         # the slot comes back once the stream closed
-        deadline = time.monotonic() + 30
-        while await asyncio.to_thread(limits.current, limits.STREAMS, owner.pk) >= 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await async_wait_for(
+            lambda: asyncio.to_thread(lambda: limits.current(limits.STREAMS, owner.pk) < 2),
+            what="the closed stream's slot to come back",
+        )
         again = communicator("/ws/activity", api_key[1])
         assert (await again.connect(timeout=10))[0]
         await again.disconnect()

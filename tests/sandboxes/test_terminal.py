@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import live_server
+from tests.waiting import async_wait_for, wait_for
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,13 +63,12 @@ def processes(docker_client, sandbox_id: str) -> str:
     return container.exec_run(["ps", "-eo", "args"]).output.decode()
 
 
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
+async def running(docker_client, sandbox_id: str, command: str) -> None:
+    """Waits until `command` runs in the sandbox (a line of `ps -eo args`)."""
+    await async_wait_for(
+        lambda: asyncio.to_thread(lambda: command in processes(docker_client, sandbox_id).splitlines()),
+        what=f"{command!r} to run",
+    )
 
 
 @pytest.fixture
@@ -158,8 +158,7 @@ def test_last_client_leaving_kills_everything_the_shell_started(api_key, sandbox
         )
         await read_until(comm, b"ok-2")
         await comm.send_to(text_data="sleep 503\n")
-        await asyncio.sleep(0.5)
-        assert "sleep 503" in await asyncio.to_thread(processes, docker_client, sandbox_id)
+        await running(docker_client, sandbox_id, "sleep 503")
         await comm.disconnect()
 
     async_to_sync(scenario)()
@@ -244,7 +243,7 @@ def test_real_client_resize_cat_ctrl_c_and_shared_session(uvicorn_server, api_ke
 
         # cat echoes what is typed (the terminal's echo, then cat's copy); Ctrl-D ends it
         await agent.type("cat\n")
-        await asyncio.sleep(0.3)
+        await running(docker_client, sandbox_id, "cat")  # what is typed now goes to cat
         await agent.type("meow-line\n")
         seen = await agent.expect(b"meow-line\r\nmeow-line")
         assert seen.count(b"meow-line") >= 2
@@ -253,12 +252,12 @@ def test_real_client_resize_cat_ctrl_c_and_shared_session(uvicorn_server, api_ke
 
         # Ctrl-C interrupts a foreground sleep long before it ends
         await agent.type("sleep 100\n")
-        await asyncio.sleep(0.5)
+        await running(docker_client, sandbox_id, "sleep 100")
         started = time.monotonic()
         await agent.type("\x03")
         await agent.type("echo rc=$?-$((5*5))\n")
-        assert b"rc=130-25" in await agent.expect(b"-25", timeout=10)
-        assert time.monotonic() - started < 10
+        assert b"rc=130-25" in await agent.expect(b"-25", timeout=60)
+        assert time.monotonic() - started < 60  # interrupted: the sleep had 100 s to go
 
         # a person joins the agent's session: both see the same output, either can type
         person = await Terminal.open(base, sandbox_id, secret, f"?session={agent.session['sessionId']}")
@@ -297,17 +296,20 @@ def test_flood_to_a_client_that_never_reads_keeps_server_memory_bounded(
         await warm.type("echo warm-$((1+2))\n")
         await warm.expect(b"warm-3")
         await warm.ws.close()
-        await asyncio.sleep(0.5)
+        await async_wait_for(  # its session has ended: the shell is gone
+            lambda: asyncio.to_thread(lambda: "bash" not in processes(docker_client, sandbox_id)),
+            what="the warm-up terminal's shell to go",
+        )
         before = rss_mib(pid)
 
         # without compression, or `yes` would squeeze a thousandfold into the socket buffers
         flooded = await Terminal.open(base, sandbox_id, secret, compression=None)
         await flooded.type("yes flood-flood-flood-flood\n")
         other = await Terminal.open(base, sandbox_id, secret)
-        await asyncio.sleep(1)
+        await running(docker_client, sandbox_id, "yes flood-flood-flood-flood")
         # another terminal of the same server is served while the flood is held back
         await other.type("echo alive-$((9*9))\n")
-        await other.expect(b"alive-81", timeout=5)
+        await other.expect(b"alive-81", timeout=60)
         peak = before
         for _ in range(10):  # 5 s more without reading the flooded terminal
             await asyncio.sleep(0.5)
