@@ -291,3 +291,5 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
     done = [line for line in output.splitlines() if "reconcile_sandboxes[" in line and "succeeded" in line]
     assert any("'expired'" in line and expiring["id"] in line for line in done), output
     assert any("'auto_paused'" in line and idle["id"] in line for line in done), output
+    # Passes never overlap (apps/sandboxes/tasks.py): two once destroyed the same expired sandbox.
+    assert not [line for line in done if "'failed'" in line], output
