@@ -32,7 +32,7 @@ def get(url: str, secret: str) -> requests.Response:
 
 @pytest.fixture
 def limited_key(owner, make_key):
-    key, secret = make_key(owner, rate_limit="10/min")
+    key, secret = make_key(owner, rate_limit="10/hour")  # a window no slow run can outlast
     throttles.forget(key.pk)  # key ids are random, but a rerun must not see an old window
     yield key, secret
     throttles.forget(key.pk)
@@ -50,7 +50,7 @@ def test_a_keys_rate_is_one_budget_across_processes(limited_key):
             refused = get(url, secret)
             assert refused.status_code == 429, refused.content
             assert refused.json()["error"]["code"] == "rate_limited"
-            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            assert 1 <= int(refused.headers["Retry-After"]) <= 3600
 
 
 def test_concurrent_requests_to_both_processes_never_pass_the_limit(limited_key):
