@@ -16,6 +16,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -228,3 +229,39 @@ def test_sign_in_says_try_later_when_the_lockout_cannot_be_counted(own_redis, pe
 
 def test_the_shared_redis_is_not_the_one_killed(own_redis):
     assert own_redis.url != django_settings.REDIS_URL
+
+
+@pytest.fixture
+def hung_redis():
+    """A loopback port that accepts connections and never answers, as a wedged Redis does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    stop.set()
+    thread.join(timeout=10)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_hung_redis_fails_the_same_way_instead_of_hanging(hung_redis, person, api_client, settings):
+    _point_at(settings, hung_redis)
+    client = Client()
+    response = client.post("/login/", {"username": person, "password": "right-password-1"}, REMOTE_ADDR="203.0.113.7")
+    assert response.status_code == 503 and "_auth_user_id" not in client.session
+    assert api_client.get("/api/v1/sandboxes").status_code == 200
+    refused = api_client.post("/api/v1/keys", {"name": "while-hung"}, format="json")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "rate_limiter_unavailable"
