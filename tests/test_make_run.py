@@ -8,6 +8,7 @@ and the engine. `make -o setup run` runs the same recipe as `make run` without t
 run first for the fresh data directory.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -101,7 +102,12 @@ class MakeRun:
     def start(self) -> None:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                ["make", "-o", "setup", "run"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                ["make", "-o", "setup", "run"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, as a terminal would give it
             )
 
     def output(self) -> str:
@@ -142,25 +148,35 @@ class MakeRun:
             row = db.execute("SELECT status FROM sandboxes_sandbox WHERE id = ?", (sandbox_id,)).fetchone()
         return row[0] if row else None
 
-    def stop(self) -> list[str]:
-        """Ctrl-C for `make run`: SIGTERM to honcho, which stops its processes. Answers the names of
-        those still alive afterwards (they are then killed: this test started them)."""
-        pids = self.pids()
-        if self.process.poll() is None:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-            for pid in children or [str(self.process.pid)]:  # make's child is honcho (`exec honcho`)
-                os.kill(int(pid), signal.SIGTERM)
+    def group(self) -> dict[str, int]:
+        """Live processes of make's process group (make, honcho), by pid."""
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == self.process.pid:
+                found[stat.parent.name] = int(stat.parent.name)
+        return found
+
+    def stop(self) -> list[str]:
+        """Ctrl-C for `make run`: SIGINT to its process group (make and honcho; honcho stops the
+        Procfile's processes). Answers the names of those still alive 60 s later (then killed: this
+        test started them)."""
+        everyone = {**self.pids(), **{f"make run ({pid})": pid for pid in self.group().values()}}
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        end = time.monotonic() + 30
-        while any(_alive(pid) for pid in pids.values()) and time.monotonic() < end:
+        end = time.monotonic() + 60
+        while any(_alive(pid) for pid in everyone.values()) and time.monotonic() < end:
             time.sleep(0.2)
-        left = [name for name, pid in pids.items() if _alive(pid)]
+        left = [name for name, pid in everyone.items() if _alive(pid)]
         for name in left:
-            os.kill(pids[name], signal.SIGKILL)
+            os.kill(everyone[name], signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
         return left
 
 
