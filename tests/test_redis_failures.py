@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from apps.agents.models import AgentRun
 from apps.keys.models import ApiKey
+from apps.sandboxes import limits
 from apps.sandboxes.models import Sandbox
 from tests.conftest import INSTANCE_LABEL, live_server
 from vibebox.asgi import application
@@ -265,3 +266,21 @@ def test_a_hung_redis_fails_the_same_way_instead_of_hanging(hung_redis, person, 
     assert api_client.get("/api/v1/sandboxes").status_code == 200
     refused = api_client.post("/api/v1/keys", {"name": "while-hung"}, format="json")
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "rate_limiter_unavailable"
+
+
+def test_held_slots_are_counted_again_after_redis_restarts_empty(own_redis, settings):
+    """A Redis restarted without its data (or an outage longer than the lease) forgets the slots of
+    streams and processes still open; the renewer puts them back, and never a released one."""
+    _point_at(settings, own_redis.url)
+    owner_id = f"restart-{uuid.uuid4().hex[:8]}"
+    kept = limits.acquire(limits.PROCESSES, owner_id)
+    released = limits.acquire(limits.PROCESSES, owner_id)
+    assert limits.current(limits.PROCESSES, owner_id) == 2
+    own_redis.kill()
+    own_redis.start()  # empty: no persistence
+    assert limits.current(limits.PROCESSES, owner_id) == 0
+    released.release()
+    # within one renewal period (LEASE_SECONDS / 3) the held one is counted again, alone
+    assert wait_for(lambda: limits.current(limits.PROCESSES, owner_id) == 1, timeout=limits.LEASE_SECONDS)
+    kept.release()
+    assert limits.current(limits.PROCESSES, owner_id) == 0

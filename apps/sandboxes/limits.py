@@ -4,7 +4,8 @@ terminals (PTY sessions) and background processes. The one place they are counte
 Counts live in Redis, so they hold across several web processes (issue 19 makes the server
 stateless): one sorted set per owner and kind, a member per held slot, scored with the end of its
 lease. A web process renews the leases of the slots it holds every LEASE_SECONDS / 3 (one thread),
-so the slots of a process that crashed free themselves after at most LEASE_SECONDS. Taking a slot
+so the slots of a process that crashed free themselves after at most LEASE_SECONDS, and the slots a
+restarted Redis forgot are counted again within LEASE_SECONDS / 3. Taking a slot
 is one Lua script (prune expired, count, add): two requests cannot both take the last one.
 
 Redis down (decided in issue 18): a slot that cannot be counted is refused, 503
@@ -138,11 +139,17 @@ def _renew_forever() -> None:
             continue
         until = time.time() + LEASE_SECONDS
         try:
-            pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
+            client = _redis(settings.REDIS_URL)
+            pipeline = client.pipeline(transaction=False)
             for slot in slots:
-                # xx: only slots still there; one released meanwhile must not come back
-                pipeline.zadd(slot.key, {slot.member: until}, xx=True)
+                # not only the slots still there: a Redis restarted empty, or an outage longer than
+                # the lease, lost them while their streams and processes stayed open
+                pipeline.zadd(slot.key, {slot.member: until})
                 pipeline.pexpire(slot.key, LEASE_SECONDS * 2000)
             pipeline.execute()
+            with _held_lock:  # one released meanwhile must not come back
+                gone = [slot for slot in slots if slot.member not in _held]
+            for slot in gone:
+                client.zrem(slot.key, slot.member)
         except redis.RedisError as exc:
             logger.warning("limits: could not renew %d slots: %s", len(slots), exc)
