@@ -297,7 +297,6 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
 
     pids = make_run.pids()
     assert set(pids) == set(PROCESSES) and all(_alive(pid) for pid in pids.values()), make_run.output()
-    assert make_run.api("DELETE", f"/api/v1/sandboxes/{idle['id']}")[0] == 204
     left = make_run.stop()
     assert not left, f"still running after make run was stopped: {left}"
 
@@ -309,3 +308,17 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
     assert any("'auto_paused'" in line and idle["id"] in line for line in done), output
     # Passes never overlap (apps/sandboxes/tasks.py): two once destroyed the same expired sandbox.
     assert not [line for line in done if "'failed'" in line], output
+
+    # `make run` again on the same data directory: no second admin or key (the first key still
+    # works), and the paused sandbox is still paused.
+    make_run.log = make_run.log.with_name("make-run-again.log")
+    make_run.start()
+    wait_for(make_run.healthy, "the web process to answer /healthz again", log=make_run.log)
+    output = make_run.output()
+    assert "API key:" not in output and "VibeBox will serve on" in output, output
+    status, body = make_run.api("GET", f"/api/v1/sandboxes/{idle['id']}")
+    assert status == 200 and body["status"] == "paused", body
+    assert [c.status for c in make_run.containers(f"vibebox.sandbox-id={idle['id']}")] == ["paused"]
+    assert make_run.api("DELETE", f"/api/v1/sandboxes/{idle['id']}")[0] == 204
+    left = make_run.stop()
+    assert not left, f"still running after make run was stopped again: {left}"
