@@ -93,6 +93,7 @@ FilePermissionDenied = error("file_permission_denied", 403, "Permission denied i
 PathNotWritable = error("path_not_writable", 403, "The sandbox user cannot write there.")
 FileConflict = error("file_conflict", 409, "The file operation conflicts with what is there.")
 RequestTooLarge = error("request_too_large", 413, "The request body is too large.")
+DiskFull = error("disk_full", 507, "The sandbox's disk is full; free some space and try again.")
 
 # Git.
 GitCloneFailed = error("git_clone_failed", 422, "Cloning the repository failed.")

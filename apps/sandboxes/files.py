@@ -90,9 +90,20 @@ while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done
 [ -d "$d" ] || { echo "$d exists and is not a directory" >&2; exit 21; }
 [ -w "$d" ] && [ -x "$d" ] || { echo "$d" >&2; exit 13; }
 """
-PLACE_FILE = 'mkdir -p -- "$(dirname -- "$2")" && mv -fT -- "$1" "$2"'
+# The staged file goes to a temporary name beside the target, then is renamed over it: where the
+# two are on different filesystems (a workspace volume) mv copies, and a copy that fails half-way
+# (a full disk, a killed mv) must leave the target as it was, not truncated.
+PLACE_FILE = r"""d=$(dirname -- "$2") && mkdir -p -- "$d" && t=$(mktemp -- "$d/.vibebox-upload.XXXXXXXX") || exit 1
+mv -fT -- "$1" "$t" && mv -fT -- "$t" "$2" && exit 0
+s=$?; rm -f -- "$t"; exit "$s"
+"""
 PLACE_TREE = 'mkdir -p -- "$2" && cp -dRp -- "$1/." "$2/"'
 DISCARD = 'chmod -R u+rwX -- "$1" 2>/dev/null; rm -rf -- "$1"'
+
+
+def _disk_full(message: str) -> bool:
+    """A command's error for a full disk: ENOSPC, or EDQUOT where a quota limits it."""
+    return "No space left on device" in message or "Disk quota exceeded" in message
 
 
 def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
@@ -104,6 +115,8 @@ def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
         return
     lines = result.stderr.decode(errors="replace").strip().splitlines()
     text = lines[-1][:500] if lines else "failed"
+    if _disk_full(text):
+        raise errors.DiskFull(details={"path": args[-1]})
     if result.exit_code == 13 or "Permission denied" in text or "Operation not permitted" in text:
         raise errors.PathNotWritable(
             "The sandbox user cannot write there.", details={"path": text if result.exit_code == 13 else args[-1]}
@@ -263,6 +276,8 @@ def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> 
     if result.exit_code != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()
         text = message[-1] if message else "failed"
+        if _disk_full(text):
+            raise errors.DiskFull(details={"path": args[0]})
         if "No such file" in text:
             raise errors.FileNotFound(text)
         if "Permission denied" in text or "Operation not permitted" in text:

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
-from tests.faults import engine_fault  # noqa: F401 (a fixture)
 
 NOTE = b"kept across the fault\n"
 UNDO = {"stop": "start", "pause": "resume"}
@@ -128,7 +127,7 @@ def test_an_action_while_the_engine_refuses_changes_nothing(
     sandbox_id,
     engine_fault,
     api_client,
-    docker_client,  # noqa: F811
+    docker_client,
 ):
     engine_fault.refuse()
     response = api_client.post(url(sandbox_id, action))
@@ -143,7 +142,7 @@ def test_an_action_while_the_engine_refuses_changes_nothing(
     assert note(docker_client, sandbox_id) == NOTE
 
 
-def test_resume_while_the_engine_resets_changes_nothing(sandbox_id, engine_fault, api_client, docker_client):  # noqa: F811
+def test_resume_while_the_engine_resets_changes_nothing(sandbox_id, engine_fault, api_client, docker_client):
     assert api_client.post(url(sandbox_id, "pause")).json()["status"] == "paused"
     paused_at = row(sandbox_id).paused_at
     engine_fault.reset()
@@ -172,7 +171,7 @@ def test_an_action_whose_answer_is_lost_lands_where_the_container_is(
     sandbox_id,
     engine_fault,
     api_client,
-    docker_client,  # noqa: F811
+    docker_client,
 ):
     """The engine did it and the answer never came: the row follows the container, not the error."""
     tripped = engine_fault.fail_on(rf"^POST /containers/{sandbox_id}/{request_path}(\?|$)", when="after")
@@ -184,7 +183,7 @@ def test_an_action_whose_answer_is_lost_lands_where_the_container_is(
     assert note(docker_client, sandbox_id) == NOTE
 
 
-def test_resume_whose_answer_is_lost_lands_running(sandbox_id, engine_fault, api_client, docker_client):  # noqa: F811
+def test_resume_whose_answer_is_lost_lands_running(sandbox_id, engine_fault, api_client, docker_client):
     assert api_client.post(url(sandbox_id, "pause")).json()["status"] == "paused"
     tripped = engine_fault.fail_on(rf"^POST /containers/{sandbox_id}/unpause$", when="after")
     response = api_client.post(url(sandbox_id, "resume"))
@@ -197,7 +196,7 @@ def test_destroy_while_the_engine_refuses_is_finished_by_a_retry(
     sandbox_id,
     engine_fault,
     api_client,
-    docker_client,  # noqa: F811
+    docker_client,
 ):
     """The row is never `destroyed` while its container exists: it stays `destroying`, and a
     retried DELETE finishes the job."""
@@ -214,7 +213,7 @@ def test_destroy_whose_engine_fails_midway_is_finished_by_reconcile(
     sandbox_id,
     engine_fault,
     api_client,
-    docker_client,  # noqa: F811
+    docker_client,
 ):
     """The removal of the container reaches the engine but its answer is lost, and the engine stays
     down: the row stays `destroying` until the next reconcile pass (once the engine is back)

@@ -43,6 +43,12 @@ _FREEZE_ATTEMPTS = 4
 _ENGINE_INFO_TTL = 300.0
 
 
+def _disk_full(message: str) -> bool:
+    """Whether an engine's or a command's error says the disk is full (ENOSPC, EDQUOT)."""
+    text = message.lower()
+    return "no space left on device" in text or "disk quota exceeded" in text
+
+
 def _bridge(network: str) -> str:
     return ("vbx-" + network.removeprefix("vibebox-"))[:15]
 
@@ -541,6 +547,10 @@ class DockerDriver:
                 self.client.api.put_archive(name, path, data)
             except NotFound:
                 raise errors.FileNotFound(details={"path": path}) from None
+            except APIError as exc:
+                if _disk_full(str(exc.explanation or exc)):  # the container's disk limit, or its volume's disk
+                    raise errors.DiskFull(details={"path": path}) from None
+                raise
 
     # ---- volumes and networks ----
 

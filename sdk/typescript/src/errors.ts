@@ -275,6 +275,11 @@ export class ServiceUnavailableError extends ServerError {
   static override defaultCode = 'runtime_unavailable';
 }
 
+/** 507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space and try again. @example `if (e instanceof DiskFullError) console.log(e.details.path)` */
+export class DiskFullError extends ServerError {
+  static override defaultCode = 'disk_full';
+}
+
 /**
  * What a failed command left: the result of each attempt.
  * @example
@@ -404,6 +409,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   ask_not_found: AskNotFoundError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
+  disk_full: DiskFullError,
   request_too_large: RequestTooLargeError,
   payload_too_large: RequestTooLargeError, // older servers' code for it
   invalid_json: ValidationError,

@@ -209,6 +209,13 @@ class ServiceUnavailableError(ServerError):
     default_code = "runtime_unavailable"
 
 
+class DiskFullError(ServerError):
+    """507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space
+    (delete files, or raise `resources.disk` on a new sandbox) and try again."""
+
+    default_code = "disk_full"
+
+
 class CommandExitError(VibeBoxError):
     """A command run with `run()` exited non-zero (after any retries).
 
@@ -268,6 +275,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "rate_limited": RateLimitError,
     "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
     "runtime_unavailable": ServiceUnavailableError,
+    "disk_full": DiskFullError,
     "template_unavailable": ServiceUnavailableError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
     "claude_unavailable": ClaudeUnavailableError,

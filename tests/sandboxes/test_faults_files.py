@@ -1,0 +1,196 @@
+"""File uploads when a step fails for real (issue 18): the sandbox's disk is full, or the engine's
+connection is reset before or in the middle of the archive it is sent. The answer is a clean
+4xx/5xx with a stable code, the file that was there keeps its content (never half-written), and no
+staging directory is left in /.vibebox-uploads (where it would eat the sandbox's disk unseen)."""
+
+import io
+import os
+import tarfile
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from apps.sandboxes import files
+from apps.sandboxes.models import Sandbox
+from apps.sandboxes.runtime import get_driver
+from vibebox import exceptions as errors
+
+MIB = 1024**2
+OLD = b"the content that was there\n"
+
+
+def upload(api_client, sandbox_id, path, data):
+    return api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/files?path={path}", data, content_type="application/octet-stream"
+    )
+
+
+def upload_tar(api_client, sandbox_id, path, entries: dict[str, bytes]):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/files?path={path}", buffer.getvalue(), content_type="application/x-tar"
+    )
+
+
+def download(api_client, sandbox_id, path) -> bytes:
+    response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files/{path}")
+    assert response.status_code == 200, response
+
+    async def collect():
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
+
+
+def sh(docker_client, sandbox_id, script, user="") -> tuple[int, str]:
+    result = docker_client.containers.get(sandbox_id).exec_run(["sh", "-c", script], user=user)
+    return result.exit_code, result.output.decode(errors="replace")
+
+
+def staging_left(docker_client, sandbox_id) -> str:
+    code, output = sh(docker_client, sandbox_id, f"ls -A {files.STAGING} 2>/dev/null || true", user="0")
+    assert code == 0, output
+    return output.strip()
+
+
+def fill_disk(docker_client, sandbox_id, leave_mib: int = 0) -> None:
+    """Writes until the disk is full, then frees `leave_mib` MiB."""
+    _, output = sh(
+        docker_client,
+        sandbox_id,
+        f"head -c {leave_mib * MIB} /dev/zero > /workspace/.reserve; head -c 200M /dev/zero > /workspace/.fill; "
+        "rm -f /workspace/.reserve; sync",
+    )
+    assert "No space left" in output or "quota exceeded" in output, output
+
+
+@pytest.fixture
+def limited(create_sandbox):
+    if not get_driver().engine_info().supports_disk_limit:
+        pytest.skip("this engine cannot limit disk size (see docs/operations.md, Disk limits)")
+    return create_sandbox(template="python-3", resources={"disk": "64m"})["id"]
+
+
+def test_upload_to_a_full_disk_is_507_and_keeps_the_old_file(api_client, limited, docker_client):
+    assert upload(api_client, limited, "keep.txt", OLD).status_code == 201
+    fill_disk(docker_client, limited)
+    response = upload(api_client, limited, "keep.txt", os.urandom(8 * MIB))
+    assert response.status_code == 507, response.content
+    assert response.json()["error"]["code"] == "disk_full"
+    assert download(api_client, limited, "keep.txt") == OLD
+    assert staging_left(docker_client, limited) == ""
+    # once space is freed, the same upload works
+    sh(docker_client, limited, "rm -f /workspace/.fill")
+    data = os.urandom(8 * MIB)
+    assert upload(api_client, limited, "keep.txt", data).status_code == 201
+    assert download(api_client, limited, "keep.txt") == data
+
+
+def test_archive_upload_to_a_full_disk_is_507_and_keeps_the_old_files(api_client, limited, docker_client):
+    assert upload(api_client, limited, "proj/a.txt", OLD).status_code == 201
+    fill_disk(docker_client, limited, leave_mib=4)
+    response = upload_tar(api_client, limited, "proj", {"a.txt": os.urandom(8 * MIB), "b.txt": b"new"})
+    assert response.status_code == 507 and response.json()["error"]["code"] == "disk_full", response.content
+    assert download(api_client, limited, "proj/a.txt") == OLD
+    assert api_client.get(f"/api/v1/sandboxes/{limited}/files/proj/b.txt").status_code == 404
+    assert staging_left(docker_client, limited) == ""
+
+
+def test_an_archive_that_fits_once_is_placed_without_a_second_copy(api_client, limited, docker_client):
+    """Staged files are moved into place, not copied: an archive that fits the disk once fits
+    (a copy ran out of space half-way and left the old file truncated)."""
+    assert upload(api_client, limited, "proj/a.txt", OLD).status_code == 201
+    fill_disk(docker_client, limited, leave_mib=20)
+    new = os.urandom(12 * MIB)
+    response = upload_tar(api_client, limited, "proj", {"a.txt": new, "sub/b.txt": b"new"})
+    assert response.status_code == 201, response.content
+    assert download(api_client, limited, "proj/a.txt") == new
+    assert download(api_client, limited, "proj/sub/b.txt") == b"new"
+    assert staging_left(docker_client, limited) == ""
+
+
+def test_a_move_across_filesystems_killed_midway_keeps_the_old_file(
+    api_client, create_sandbox, settings, docker_client
+):
+    """Without a disk limit /workspace is a volume, so moving a staged file there is a copy; the
+    sandbox (hostile) kills that copy half-way. The target keeps its old content: the copy goes
+    to a temporary name beside it and is renamed into place only when whole."""
+    settings.VIBEBOX_DEFAULT_DISK = None
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    assert docker_client.api.inspect_container(sandbox_id)["Mounts"], "expected a workspace volume"
+    assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
+    killer = "while :; do pkill -KILL -x mv && break; done; echo killed > /tmp/killed"
+    docker_client.containers.get(sandbox_id).exec_run(["sh", "-c", killer], detach=True)
+    response = upload(api_client, sandbox_id, "keep.txt", os.urandom(128 * MIB))
+    if sh(docker_client, sandbox_id, "cat /tmp/killed")[1].strip() != "killed":
+        pytest.skip("the copy finished before the sandbox could kill it")
+    assert 400 <= response.status_code < 600 and response.status_code != 500, response.content
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
+    assert sh(docker_client, sandbox_id, "ls -A /workspace")[1].split() == ["keep.txt"]
+    assert staging_left(docker_client, sandbox_id) == ""
+
+
+# ---- the engine's connection reset ----
+
+
+@pytest.fixture
+def sandbox_id(create_sandbox):
+    return create_sandbox(template="python-3")["id"]
+
+
+def test_upload_whose_archive_the_engine_resets_is_503_and_changes_nothing(
+    sandbox_id,
+    engine_fault,
+    api_client,
+    docker_client,
+):
+    assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
+    tripped = engine_fault.fail_on(rf"^PUT /containers/{sandbox_id}/archive")
+    response = upload(api_client, sandbox_id, "keep.txt", os.urandom(2 * MIB))
+    assert tripped.is_set()
+    assert response.status_code == 503 and response.json()["error"]["code"] == "runtime_unavailable", response.content
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
+    assert staging_left(docker_client, sandbox_id) == ""
+
+
+class Cutting(io.RawIOBase):
+    """An upload body that resets the engine's connections once `after` bytes were read."""
+
+    def __init__(self, data: bytes, after: int, cut):
+        self.data, self.after, self.cut, self.offset = data, after, cut, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.offset >= self.after and self.cut:
+            self.cut(), setattr(self, "cut", None)
+        chunk = self.data[self.offset : self.offset + min(len(buffer), 256 * 1024)]
+        buffer[: len(chunk)] = chunk
+        self.offset += len(chunk)
+        return len(chunk)
+
+
+def test_upload_cut_in_the_middle_leaves_no_half_written_file(
+    sandbox_id,
+    engine_fault,
+    api_client,
+    docker_client,
+):
+    """The engine's connection is reset (and stays down) after 4 MiB of 16 went through: the
+    target keeps its content and the staged half is removed."""
+    assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    data = os.urandom(16 * MIB)
+    body = io.BufferedReader(Cutting(data, 4 * MIB, engine_fault.reset))
+    with pytest.raises(errors.ApplicationError) as failure:
+        files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=body, size=len(data))
+    assert failure.value.status in (502, 503) and failure.value.code in ("runtime_unavailable", "runtime_error")
+    engine_fault.restore()
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
+    assert staging_left(docker_client, sandbox_id) == ""
