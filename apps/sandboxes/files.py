@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 
 from vibebox import exceptions as errors
 
@@ -99,6 +100,9 @@ s=$?; rm -f -- "$t"; exit "$s"
 """
 PLACE_TREE = 'mkdir -p -- "$2" && cp -dRp -- "$1/." "$2/"'
 DISCARD = 'chmod -R u+rwX -- "$1" 2>/dev/null; rm -rf -- "$1"'
+DISCARD_ALL = 'for d; do chmod -R u+rwX -- "$d" 2>/dev/null; rm -rf -- "$d"; done'
+LEFTOVERS_MAX = 100
+LEFTOVERS_TTL = 30 * 24 * 3600
 
 
 def _disk_full(message: str) -> bool:
@@ -142,6 +146,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = _archive_path(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
+    _discard_leftovers(sandbox)
     _as_user(sandbox, CHECK_SCRIPT, target, "file")
     template = sandbox.template
     staging = _upload_dir()
@@ -168,8 +173,43 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
 def _discard(sandbox: Sandbox, staging: str) -> None:
     try:
         _as_user(sandbox, DISCARD, staging)
-    except errors.ApplicationError as exc:  # only the sandbox's own disk: it can remove it itself
+    except errors.ApplicationError as exc:
+        # The sandbox cannot list STAGING to free that space itself: the next upload removes it.
         logger.warning("could not remove the upload staging directory of %s: %s", sandbox.id, exc.message)
+        _leftovers_change(sandbox, add=staging)
+
+
+def _leftovers_key(sandbox: Sandbox) -> str:
+    return f"upload-leftovers:{sandbox.id}"
+
+
+def _leftovers_change(sandbox: Sandbox, *, add: str | None = None, remove: list[str] = ()) -> list[str]:
+    """The staging directories of this sandbox an upload could not remove (kept in the cache,
+    shared by every process); best effort: without Redis they stay on the sandbox's disk."""
+    try:
+        names = [n for n in cache.get(_leftovers_key(sandbox)) or [] if n not in remove]
+        if add:
+            names = [*names, add][-LEFTOVERS_MAX:]
+        if names and (add or remove):
+            cache.set(_leftovers_key(sandbox), names, LEFTOVERS_TTL)
+        elif remove:
+            cache.delete(_leftovers_key(sandbox))
+        return names
+    except Exception as exc:  # whatever the cache raises, the upload goes on
+        logger.warning("upload leftovers of %s: the cache failed: %s", sandbox.id, exc)
+        return []
+
+
+def _discard_leftovers(sandbox: Sandbox) -> None:
+    names = _leftovers_change(sandbox)
+    if not names:
+        return
+    try:
+        _as_user(sandbox, DISCARD_ALL, *names)
+    except errors.ApplicationError as exc:
+        logger.warning("could not remove earlier upload staging directories of %s: %s", sandbox.id, exc.message)
+        return
+    _leftovers_change(sandbox, remove=names)
 
 
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
@@ -183,6 +223,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
+        _discard_leftovers(sandbox)
         _as_user(sandbox, CHECK_SCRIPT, target, "dir")
         staging = _upload_dir()
 
