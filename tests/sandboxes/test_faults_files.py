@@ -136,6 +136,18 @@ def test_a_move_across_filesystems_killed_midway_keeps_the_old_file(
     assert staging_left(docker_client, sandbox_id) == ""
 
 
+def test_upload_to_a_killed_container_is_a_clean_error(api_client, sandbox_id, docker_client):
+    assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
+    docker_client.api.kill(sandbox_id)
+    response = upload(api_client, sandbox_id, "keep.txt", b"new")
+    assert response.status_code in (409, 502), response.content
+    assert response.json()["error"]["code"] in ("sandbox_not_running", "runtime_error")
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/start").status_code == 200
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
+    assert staging_left(docker_client, sandbox_id) == ""
+
+
 # ---- the engine's connection reset ----
 
 

@@ -229,3 +229,37 @@ def test_destroy_whose_engine_fails_midway_is_finished_by_reconcile(
     assert row(sandbox_id).status == "destroyed"
     assert not docker_client.containers.list(all=True, filters={"name": sandbox_id})
     assert not docker_client.volumes.list(filters={"name": sandbox_id})
+
+
+def test_stop_while_the_engine_hangs_changes_nothing(sandbox_id, engine_fault, api_client, docker_client):
+    """The engine takes requests and never answers: the driver's timeout (5 s here) ends the call."""
+    engine_fault.hang()
+    response = api_client.post(url(sandbox_id, "stop"))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "runtime_unavailable", response.content
+    assert row(sandbox_id).status == "running"
+    engine_fault.restore()
+    assert engine_state(docker_client, sandbox_id) == "running"
+    assert note(docker_client, sandbox_id) == NOTE
+
+
+@pytest.fixture
+def no_default_disk(settings):
+    """Set up before engine_fault, so its settings override is undone after the fixture's."""
+    settings.VIBEBOX_DEFAULT_DISK = None
+
+
+def test_destroy_whose_volume_removal_fails_is_finished_by_a_retry(
+    no_default_disk, create_sandbox, engine_fault, api_client, docker_client
+):
+    """Without a disk limit the workspace is a volume: the container goes, the volume's removal
+    fails, and the row stays `destroying` until a retry removes the volume too."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    volume = f"{sandbox_id}-workspace"
+    assert docker_client.volumes.get(volume)
+    tripped = engine_fault.fail_on(rf"^DELETE /volumes/{volume}")
+    response = api_client.delete(url(sandbox_id))
+    assert tripped.is_set()
+    assert response.status_code == 503 and response.json()["error"]["code"] == "runtime_unavailable", response.content
+    assert row(sandbox_id).status == "destroying"
+    assert docker_client.volumes.get(volume)  # its data is still there
+    assert_destroys_cleanly(api_client, docker_client, sandbox_id)
