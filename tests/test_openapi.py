@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import jsonschema
 import pytest
@@ -18,6 +17,7 @@ from apps.sandboxes.models import Sandbox
 
 from .conftest import ROOT
 from .sandboxes.test_files import make_tar
+from .waiting import wait_for
 
 SCHEMA = "#/components/schemas/"
 SANDBOX = "/api/v1/sandboxes/{sandbox_id}"
@@ -293,10 +293,10 @@ def test_sandbox_answers_match_their_schemas(transactional_db, check, api_client
     started = check("post", f"{SANDBOX}/exec", 202, {"command": "sleep 30", "background": True}, **ids)
     check("get", f"{SANDBOX}/processes", 200, **ids)
     check("post", f"{SANDBOX}/processes/{{process_id}}/kill", 200, process_id=started["processId"], **ids)
-    for _ in range(100):  # until its thread has recorded the end
-        if not check("get", f"{SANDBOX}/processes", 200, **ids)["processes"]:
-            break
-        time.sleep(0.1)
+    wait_for(  # until its thread has recorded the end
+        lambda: not check("get", f"{SANDBOX}/processes", 200, **ids)["processes"],
+        what="the killed process to be recorded",
+    )
     check("get", f"{SANDBOX}/executions", 200, **ids)
     check("get", f"{SANDBOX}/executions/{{execution_id}}", 200, execution_id=result["executionId"], **ids)
 

@@ -4,7 +4,6 @@ down) through Docker's exec, with the same results; it refuses callers without t
 import hashlib
 import http.client
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from apps.sandboxes.runtime import docker_agent, get_driver
+from tests.waiting import wait_for
 
 PARENT = "tr '\\0' ' ' < /proc/$PPID/cmdline"
 
@@ -30,10 +30,10 @@ def sandbox_id(create_sandbox):
 
 
 def wait_for_agent(api_client, sandbox_id):
-    deadline = time.monotonic() + 30
-    while "agent.py" not in run(api_client, sandbox_id, command=["sh", "-c", PARENT])["stdout"]:
-        assert time.monotonic() < deadline, "the agent did not come up"
-        time.sleep(0.2)
+    wait_for(
+        lambda: "agent.py" in run(api_client, sandbox_id, command=["sh", "-c", PARENT])["stdout"],
+        what="the agent to come up",
+    )
 
 
 def test_simple_commands_go_through_the_agent_others_through_docker(api_client, sandbox_id):
@@ -144,10 +144,7 @@ def test_a_cached_address_now_holding_another_sandbox_is_refused(api_client, cre
     docker_client.api.exec_start(
         docker_client.api.exec_create(b, ["python3", "-c", fake], user="sandbox")["Id"], detach=True
     )
-    deadline = time.monotonic() + 30
-    while container.exec_run(["test", "-f", "/tmp/fake-ready"]).exit_code != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(lambda: container.exec_run(["test", "-f", "/tmp/fake-ready"]).exit_code == 0, what="the fake agent")
     driver._agents[a] = (b_address, "sandbox")
     assert run(api_client, a, command="cat /opt/vibebox/container")["stdout"] == a
     log = container.exec_run(["cat", "/tmp/fake-log"]).output.decode()

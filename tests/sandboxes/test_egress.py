@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -21,6 +20,7 @@ from django.conf import settings as django_settings
 from apps.sandboxes.runtime import firewall
 from apps.sandboxes.runtime.docker import DockerDriver
 from apps.sandboxes.specs import base_labels, network_name
+from tests.waiting import wait_for
 
 SUBNET = ipaddress.ip_network("10.213.77.0/30")  # checked unused on the test machines (ip addr, ip route)
 HOST_SIDE, NS_SIDE = (str(address) for address in SUBNET.hosts())
@@ -78,14 +78,16 @@ def private_server(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         url = f"http://{NS_SIDE}:{port}/"
-        deadline = time.monotonic() + 30
-        while True:  # from the host (its own namespace's address): up once it answers
+
+        def answers() -> bool:  # from the host (its own namespace's address): up once it answers
+            assert server.poll() is None, "the namespace's server exited"
             try:
                 with urllib.request.urlopen(url, timeout=2):
-                    break
+                    return True
             except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the namespace's server never answered"
-                time.sleep(0.2)
+                return False
+
+        wait_for(answers, what="the namespace's server to answer")
         yield {"url": url, "host_side": HOST_SIDE, "port": port}
     finally:
         if server is not None:

@@ -1,7 +1,5 @@
 """Commands in a sandbox through the API, against the real engine."""
 
-import time
-
 import pytest
 
 from apps.sandboxes.models import Execution
@@ -125,8 +123,8 @@ def test_output_that_came_with_the_exec_headers_is_kept(docker_client, sandbox_i
         data={"Tty": False, "Detach": False},
         stream=True,
     )
-    time.sleep(0.2)
-    assert response.raw._fp.fp.peek()  # the first frame is now in the reader's buffer, as on a busy server
+    # peek() waits for the first frame and leaves it in the reader's buffer, as on a busy server
+    assert response.raw._fp.fp.peek()
     wrapper = api._get_raw_response_socket(response)
     sock = wrapper._sock
     sock.setblocking(False)

@@ -13,7 +13,6 @@ by a `sandboxes:read` key, run a program of its choosing.
 
 import base64
 import secrets
-import time
 from urllib.parse import quote
 
 import pytest
@@ -23,6 +22,7 @@ from apps.agents.models import ChangeSet, ClaudeAsk, ClaudeSession
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes.models import Sandbox
 from tests.sandboxes.conftest import run_in
+from tests.waiting import wait_for
 
 POLLER = r"""
 import os, stat, time
@@ -189,17 +189,15 @@ def _poll_during(client, sandbox_id, action) -> bytes:
     )
     assert started.status_code == 202, started.content
     files = f"/api/v1/sandboxes/{sandbox_id}/files"
-    deadline = time.monotonic() + 60
-    while client.get(f"{files}/poller-ready").status_code != 200:
-        assert time.monotonic() < deadline, "the poller did not start"
-        time.sleep(0.2)
+    wait_for(lambda: client.get(f"{files}/poller-ready").status_code == 200, what="the poller to start")
     action()
     client.post(f"{files}?path=poller-stop", b"stop", content_type="application/octet-stream")
-    deadline = time.monotonic() + 60
-    while (response := client.get(f"{files}/poller-done")).status_code != 200:
-        assert time.monotonic() < deadline, "the poller did not finish"
-        time.sleep(0.2)
-    return _content(response)
+
+    def done():
+        response = client.get(f"{files}/poller-done")
+        return response if response.status_code == 200 else None
+
+    return _content(wait_for(done, what="the poller to finish"))
 
 
 def _content(response) -> bytes:

@@ -2,12 +2,12 @@
 
 import socket
 import threading
-import time
 
 import pytest
 from django.conf import settings as django_settings
 
 from apps.sandboxes.runtime import firewall, get_driver
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -78,10 +78,10 @@ def test_sandboxes_cannot_reach_each_other(create_sandbox, docker_client):
     server_ip = server.attrs["NetworkSettings"]["Networks"][f"vibebox-{django_settings.VIBEBOX_INSTANCE}"]["IPAddress"]
     probe = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=3)"
     # the server answers from inside its own container (once it has started listening)...
-    deadline = time.monotonic() + 15
-    while server.exec_run(["python3", "-c", probe, "http://127.0.0.1:8000/"]).exit_code != 0:
-        assert time.monotonic() < deadline, "the server in the sandbox never answered"
-        time.sleep(0.2)
+    wait_for(
+        lambda: server.exec_run(["python3", "-c", probe, "http://127.0.0.1:8000/"]).exit_code == 0,
+        what="the server in the sandbox to answer",
+    )
     # ...but not to another sandbox on the same network (inter-container traffic is off)
     assert client.exec_run(["python3", "-c", probe, f"http://{server_ip}:8000/"]).exit_code != 0
 
