@@ -47,3 +47,20 @@ export async function assertDestroyed(id: string): Promise<void> {
   const body = (await response.json()) as { status: string };
   assert.equal(body.status, 'destroyed', `sandbox ${id} is ${body.status}`);
 }
+
+/**
+ * Calls `condition` until it answers something truthy, and answers that; fails after `timeout`
+ * ms naming `what` (a deadline on a condition, never a fixed pause: a busy machine is slow).
+ */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  { timeout = 60_000, interval = 250, what = 'the condition' }: { timeout?: number; interval?: number; what?: string } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    assert.ok(Date.now() < deadline, `waited ${timeout} ms for ${what}; last: ${String(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}

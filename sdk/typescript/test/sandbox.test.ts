@@ -18,7 +18,7 @@ import {
   type LogEntry,
   type Sandbox,
 } from '../src/index.js';
-import { API_KEY, API_URL, assertDestroyed, cleanupLater, uniqueName } from './helpers.js';
+import { API_KEY, API_URL, assertDestroyed, cleanupLater, uniqueName, waitFor } from './helpers.js';
 
 const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
 
@@ -114,12 +114,10 @@ describe('run', () => {
     assert.ok(error instanceof CommandTimeoutError, String(error));
     assert.equal(error.result.status, 'timeout');
     assert.ok(Date.now() - started < 20_000);
-    for (let tries = 0; ; tries++) {
-      const left = await sandbox.exec("pgrep -fc 'sleep 3[12]' || true");
-      if (left.stdout.trim() === '0') break;
-      assert.ok(tries < 20, `still running: ${(await sandbox.exec('ps -ef')).stdout}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    await waitFor(async () => (await sandbox.exec("pgrep -fc 'sleep 3[12]' || true")).stdout.trim() === '0', {
+      timeout: 30_000,
+      what: 'the timed-out command and its children to be killed',
+    });
   });
 
   test('retries of a command that times out: CommandTimeoutError with every attempt', async () => {
@@ -202,7 +200,9 @@ describe('exec', () => {
 describe('streams', () => {
   test('waiting on a background process that already exited', async () => {
     const quick = await sandbox.exec('echo done-already', { background: true });
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await waitFor(async () => (await sandbox.execution(quick.executionId)).status !== 'running', {
+      what: 'the background process to exit',
+    });
     const result = await quick.wait();
     assert.equal(result.exitCode, 0);
     assert.equal(result.stdout, 'done-already\n');
@@ -268,12 +268,15 @@ describe('logs', () => {
     const filtered = sandbox.onLog({ filter: 'stdout', level: 'info' }, (log) => stdoutOnly.push(log));
     try {
       await Promise.all([everything.ready, filtered.ready]);
-      const deadline = Date.now() + 30_000;
-      while (!all.some((l) => l.message === 'to-pid-1') || !all.some((l) => l.message === 'err-pid-1')) {
-        assert.ok(Date.now() < deadline, 'no log entry arrived');
-        await sandbox.exec('echo to-pid-1 > /proc/1/fd/1; echo err-pid-1 > /proc/1/fd/2'); // PID 1's own output
-        await new Promise((resolve) => setTimeout(resolve, 300));
-      }
+      // Written again on each try: the subscription may start after the first lines.
+      await waitFor(
+        async () => {
+          if (all.some((l) => l.message === 'to-pid-1') && all.some((l) => l.message === 'err-pid-1')) return true;
+          await sandbox.exec('echo to-pid-1 > /proc/1/fd/1; echo err-pid-1 > /proc/1/fd/2'); // PID 1's own output
+          return false;
+        },
+        { timeout: 60_000, interval: 300, what: 'a log entry from PID 1' },
+      );
     } finally {
       everything.close();
       filtered.close();

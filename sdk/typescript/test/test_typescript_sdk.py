@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,15 +32,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from common import LiveServer, live_server  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from apps.marketplace.catalog import built_in_templates  # noqa: E402
-from tests import anthropic_stub  # noqa: E402
+from apps.sandboxes.runtime import get_driver  # noqa: E402
+from tests import anthropic_stub, sessions  # noqa: E402
 from tests.anthropic_stub import text, tool_use  # noqa: E402
 from tests.sandboxes.conftest import start_http_git_server  # noqa: E402
 
-INSTANCE = f"tssdk{os.getpid()}"
-GIT_NETWORK = f"vibebox-tssdk-git-{os.getpid()}"
-FIXTURE_LABELS = {"vibebox.test-fixture": "tssdk-git"}
+# A label of this session's own, claimed like a test session's (tests/sessions.py): a run killed
+# half-way leaves its server's sandboxes and its git server to the next session's sweep.
+INSTANCE = sessions.new_label("ts")
+GIT_NETWORK = f"vibebox-{INSTANCE}-git"
+FIXTURE_LABELS = {"vibebox.test-fixture": "tssdk-git", "vibebox.test-instance": INSTANCE}
 SUITES = sorted(path.name.removesuffix(".test.ts") for path in HERE.glob("*.test.ts"))
 CA_CERTS = "/etc/ssl/certs/ca-certificates.crt"
 NODE = shutil.which("node") or "node"
@@ -63,38 +68,33 @@ def check(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="session")
 def built() -> None:
-    """node_modules from the lock file, then the SDK and the suites compiled (strict) into build/."""
-    check(subprocess.run(["bash", str(ROOT / "scripts/typescript-setup.sh")], capture_output=True, text=True))
+    """The SDK and the suites compiled (strict) into build/, with the node_modules that setup
+    (`make typescript`: scripts/typescript-setup.sh) installed: a test run downloads nothing."""
+    for stamp, source in ((".package-lock.json", "package-lock.json"), (".vibebox-pack-deps", "package.json")):
+        installed = PKG / "node_modules" / stamp
+        assert installed.exists() and installed.stat().st_mtime >= (PKG / source).stat().st_mtime, (
+            f"the TypeScript SDK's dependencies are missing or older than {source}: run `make typescript`"
+        )
     shutil.rmtree(PKG / "build", ignore_errors=True)
     check(run([NODE, "node_modules/typescript/bin/tsc", "-p", "tsconfig.test.json"]))
 
 
-def sweep_stale_git_servers(client: docker.DockerClient) -> None:
-    """Removes the git servers and networks of test runs whose process is gone (not a concurrent run's)."""
-
-    def stale(name: str) -> bool:
-        pid = name.rsplit("-", 1)[-1]
-        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
-
-    label = {"label": "vibebox.test-fixture=tssdk-git"}
-    with contextlib.suppress(docker.errors.APIError):
-        for container in client.containers.list(all=True, filters=label):
-            if stale(container.name):
-                container.remove(force=True)
-        for network in client.networks.list(filters=label):
-            if stale(network.name):
-                network.remove()
+@pytest.fixture(scope="session")
+def claimed() -> Iterator[str]:
+    """INSTANCE claimed for the session; what dead sessions left is swept first."""
+    with contextlib.closing(docker.from_env()) as client, sessions.claimed(client, INSTANCE):
+        sessions.sweep_dead(client, data_dir=settings.DATA_DIR, remove_network=get_driver().remove_network)
+        yield INSTANCE
 
 
 @pytest.fixture(scope="session")
-def git_server() -> Iterator[dict[str, str]]:
+def git_server(claimed: str) -> Iterator[dict[str, str]]:
     """A smart-HTTP git server (basic auth) on a Docker network the test server's sandboxes join."""
     client = docker.from_env()
-    sweep_stale_git_servers(client)
     network = client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
     python_image = next(spec.image for spec in built_in_templates() if spec.name == "python-3")
     user, token = "agent", secrets.token_urlsafe(16)
-    name = f"vibebox-tssdk-git-{os.getpid()}"
+    name = f"vibebox-{INSTANCE}-git-http"
     container = start_http_git_server(
         client, python_image, name=name, network=GIT_NETWORK, labels=FIXTURE_LABELS, user=user, token=token
     )
@@ -126,7 +126,7 @@ def anthropic() -> Iterator[anthropic_stub.Stub]:
 
 
 @pytest.fixture(scope="session")
-def server(anthropic: anthropic_stub.Stub, git_server: dict[str, str]) -> Iterator[LiveServer]:
+def server(anthropic: anthropic_stub.Stub, git_server: dict[str, str], claimed: str) -> Iterator[LiveServer]:
     engine = docker.from_env()
     gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": "sk-ant-ts-" + "t" * 24}
     with live_server(
@@ -151,12 +151,58 @@ def suite_env(server: LiveServer, git_server: dict[str, str]) -> dict[str, str]:
     }
 
 
+SUMMARY = re.compile(r"^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$", re.M)
+# A test or suite that did not run: Node 20 does not count a skipped suite's tests at all.
+DIRECTIVE = re.compile(r"^\s*(?:not )?ok \d+ - (.*?) # (SKIP|TODO)\b.*$", re.M)
+
+
+def node_test(path: str, *, cwd: Path = PKG, **env: str) -> str:
+    """`node --test` of one file; answers its spec report. Its TAP report, which marks each skipped
+    or todo test and suite, must show some tests, all passed, none failed, cancelled, skipped or todo."""
+    with tempfile.NamedTemporaryFile("r", suffix=".tap") as tap:
+        command = [
+            NODE,
+            "--test",
+            "--test-timeout=180000",
+            "--test-reporter=spec",
+            "--test-reporter-destination=stdout",
+        ]
+        command += ["--test-reporter=tap", f"--test-reporter-destination={tap.name}", path]
+        output = check(run(command, cwd=cwd, **env))
+        report = tap.read()
+    counts = {name: int(number) for name, number in SUMMARY.findall(report)}
+    assert {"tests", "pass", "fail", "cancelled", "skipped", "todo"} <= counts.keys(), f"{output}\n{report}"
+    not_run = [f"{name} ({kind})" for name, kind in DIRECTIVE.findall(report)]
+    bad = {name: counts[name] for name in ("fail", "cancelled", "skipped", "todo") if counts[name]}
+    assert not not_run and not bad, f"did not run: {not_run} {bad}\n{output[-20000:]}"
+    assert counts["tests"] > 0 and counts["pass"] == counts["tests"], f"{counts}\n{output[-20000:]}"
+    return output
+
+
 @pytest.mark.parametrize("suite", SUITES)
 def test_suite(suite: str, built: None, suite_env: dict[str, str]) -> None:
-    """One `test/<suite>.test.ts` file: every test in it passes against the live server."""
-    command = [NODE, "--test", "--test-timeout=180000", "--test-reporter=spec", f"build/test/{suite}.test.js"]
-    output = check(run(command, **suite_env))
-    assert re.search(r"\bfail 0\b", output), output
+    """One `test/<suite>.test.ts` file: every test in it runs and passes against the live server."""
+    node_test(f"build/test/{suite}.test.js", **suite_env)
+
+
+def test_a_skipped_or_todo_test_fails_the_driver(tmp_path: Path) -> None:
+    """What node --test counts as a success (exit 0) but this driver does not: a suite skipped as
+    the git suite skips itself without VIBEBOX_TEST_GIT_URL, a skipped test, a todo."""
+    suite = tmp_path / "suite.test.mjs"
+    for marker in (
+        "describe('git', { skip: 'no git server' }",
+        "test('one', { skip: true }",
+        "test('two', { todo: true }",
+    ):
+        suite.write_text(
+            "import { describe, test } from 'node:test';\n"
+            "test('runs', () => {});\n"
+            f"{marker}, () => {{ test('inner', () => {{}}); }});\n"
+        )
+        with pytest.raises(AssertionError, match=r"did not run: \['(git|one|two) \((SKIP|TODO)\)'\]"):
+            node_test(str(suite), cwd=tmp_path)
+    suite.write_text("import { test } from 'node:test';\ntest('runs', () => {});\n")
+    assert "runs" in node_test(str(suite), cwd=tmp_path)
 
 
 def test_types_match_the_servers_openapi_document(built: None) -> None:
@@ -164,6 +210,7 @@ def test_types_match_the_servers_openapi_document(built: None) -> None:
     check(run([NODE, "scripts/generate-types.mjs", "--check"], VIBEBOX_PYTHON=sys.executable))
 
 
+@pytest.mark.timeout(900)  # pack, install, type-check, then nine programs that each make sandboxes
 def test_npm_pack_installs_and_runs_the_three_line_example(
     built: None, suite_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -176,7 +223,8 @@ def test_npm_pack_installs_and_runs_the_three_line_example(
     app.mkdir()
     (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
     tarball = str(tmp_path / packed[0]["filename"])
-    check(run(["npm", "install", "--no-audit", "--no-fund", tarball, "@types/node@20"], cwd=app))
+    # Offline: scripts/typescript-setup.sh has put the SDK's dependencies and @types/node@20 in npm's cache.
+    check(run(["npm", "install", "--offline", "--no-audit", "--no-fund", tarball, "@types/node@20"], cwd=app))
     required = check(run([NODE, "-e", "console.log(typeof require('@vibebox/sdk').VibeBox)"], cwd=app))
     assert required.strip().endswith("function")  # CommonJS callers too (require of an ES module)
     (app / "example.mjs").write_text(
