@@ -1,10 +1,16 @@
 """Every entry of Celery beat's schedule names a task the worker has (a renamed or moved task would
 otherwise be sent every interval and dropped by the worker as unregistered)."""
 
+import os
+import re
+import subprocess
+import time
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 
+from tests.test_make_run import PYTHON, ROOT, own_redis, wait_for  # noqa: F401 (own_redis: a fixture)
 from vibebox.celery import app
 
 
@@ -21,3 +27,58 @@ def test_every_beat_entry_names_a_registered_task():
         interval = entry["schedule"]
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
         assert seconds > 0, name
+
+
+SEND_AS_BEAT_DOES = """
+from django.conf import settings
+from vibebox.celery import app
+
+for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+    print(name, app.send_task(entry["task"], **entry.get("options", {})).id)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # noqa: F811 (the fixture)
+    """Beat goes on sending while the worker is down; when it is back it does not run every pass
+    that piled up: those older than their interval are dropped (the next one comes anyway)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEBOX_", "DJANGO_", "CELERY_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        VIBEBOX_DATA_DIR=str(tmp_path / "var"),
+        VIBEBOX_INSTANCE=f"beat{os.getpid()}",
+        REDIS_URL=own_redis,
+        VIBEBOX_PORT="1",  # names the worker (Procfile); nothing listens
+        VIBEBOX_RECONCILE_INTERVAL="1s",
+        VIBEBOX_POOL_INTERVAL="1s",
+    )
+    sent = subprocess.run(
+        [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    sent_at = time.monotonic()
+    tasks = dict(re.findall(r"^([\w-]+) ([0-9a-f-]{36})$", sent, re.M))
+    assert set(tasks) == {"reconcile-sandboxes", "maintain-pools"}
+    wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
+
+    worker = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["bash", "-c", worker.split(":", 1)[1]], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def handled():
+            text = log.read_text(errors="replace")
+            assert process.poll() is None, text
+            done = [rf"(Discarding revoked task: \S+\[{i}\]|\[{i}\] (succeeded|raised))" for i in tasks.values()]
+            return all(re.search(pattern, text) for pattern in done) and text
+
+        text = wait_for(handled, "the worker to take the queued passes", log=log)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    for name, task_id in tasks.items():
+        assert re.search(rf"Discarding revoked task: \S+\[{task_id}\]", text), (name, text)
+        assert not re.search(rf"\[{task_id}\] (succeeded|raised)", text), (name, text)

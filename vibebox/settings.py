@@ -147,14 +147,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
+# A pass still queued one interval after beat sent it (the worker was down or busy) expires
+# unrun: the next one is on its way, and a pile of stale passes would run back to back.
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sandboxes": {
         "task": "apps.sandboxes.tasks.reconcile_sandboxes",
         "schedule": VIBEBOX_RECONCILE_INTERVAL,
+        "options": {"expires": VIBEBOX_RECONCILE_INTERVAL},
     },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
+        "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
     },
 }
 
