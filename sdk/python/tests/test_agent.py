@@ -18,6 +18,7 @@ from vibebox_sdk import VibeBox
 from vibebox_sdk.agent import AsyncVibeBoxAgent, TaskFailedError, VibeBoxAgent
 
 from tests.anthropic_stub import text, tool_use
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ class Watcher:
         while not self._stop.is_set():
             self.peak = max(self.peak, len(tagged(self.vb, self.tag)))
             self.samples += 1
-            time.sleep(0.1)
+            self._stop.wait(0.1)  # the sampling interval
 
     def stop(self) -> None:
         self._stop.set()
@@ -57,7 +58,7 @@ def test_map_is_bounded_keeps_order_reuses_sandboxes_and_cleans_up(vb, agent):
 
     def double(item, sandbox):
         used.append(sandbox.id)
-        time.sleep(0.5)  # let the workers overlap
+        time.sleep(0.5)  # the work takes a while: the workers overlap
         return int(sandbox.exec(f"echo $(( {item} * 2 ))").stdout)
 
     watcher = Watcher(vb, tag)
@@ -189,10 +190,12 @@ def test_a_killed_orchestrator_leaves_only_sandboxes_that_expire(server, vb):
     tag = uuid.uuid4().hex[:8]
     child = subprocess.Popen([sys.executable, "-c", SCRIPT, server.key, server.url, tag])
     try:
-        deadline = time.monotonic() + 60
-        while len([s for s in tagged(vb, tag) if s.status == "running"]) < 2:  # both in fn, sleeping
-            assert time.monotonic() < deadline and child.poll() is None
-            time.sleep(0.2)
+
+        def both_in_fn() -> bool:  # both sandboxes running, the child sleeping in fn
+            assert child.poll() is None, "the orchestrator exited"
+            return len([s for s in tagged(vb, tag) if s.status == "running"]) >= 2
+
+        wait_for(both_in_fn, timeout=120, interval=0.2, what="both sandboxes of the orchestrator")
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

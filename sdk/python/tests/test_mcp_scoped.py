@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 
 import httpx2
 import pytest
@@ -22,6 +21,8 @@ from mcp.shared.exceptions import MCPError
 from test_mcp_tools import EVERY_TOOL, call, stdio_client
 from vibebox_sdk import AsyncVibeBox
 from vibebox_sdk.mcp import build_server, http_app
+
+from tests.waiting import wait_for
 
 SCOPED_TOOLS = EVERY_TOOL - {"sandbox_create", "sandbox_list", "sandbox_destroy"}
 
@@ -82,9 +83,8 @@ def serve(app, port: int):
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not runner.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: runner.started or not thread.is_alive(), timeout=60, interval=0.05, what="uvicorn to start")
+    assert runner.started, "uvicorn did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

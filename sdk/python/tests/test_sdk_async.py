@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import docker
 import pytest
@@ -137,9 +138,14 @@ def test_async_background_terminal_logs_and_files(server, tmp_path):
                     seen.set()
 
             task = sandbox.on_log(collect, filter="stdout")
-            await asyncio.sleep(0.5)
-            await sandbox.exec("echo async-follow > /proc/1/fd/1")
-            await asyncio.wait_for(seen.wait(), 30)
+
+            async def until_seen():  # written again until it arrives: the follow may start late
+                while not seen.is_set():
+                    await sandbox.exec("echo async-follow > /proc/1/fd/1")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(seen.wait(), 1)
+
+            await asyncio.wait_for(until_seen(), 60)
             task.cancel()
 
             await sandbox.files.upload_dir(tmp_path / "tree", "/workspace/tree")

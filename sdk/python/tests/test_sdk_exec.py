@@ -8,6 +8,8 @@ import time
 import pytest
 from vibebox_sdk import CommandExitError, CommandTimeoutError, SandboxNotRunningError, ValidationError
 
+from tests.waiting import wait_for
+
 
 def test_run_code_and_commands(node_sandbox):
     result = node_sandbox.run(
@@ -134,9 +136,12 @@ def test_logs_and_on_log(sandbox):
             arrived.set()
 
     with sandbox.on_log(collect, filter="stdout"):
-        time.sleep(0.5)
-        sandbox.exec("echo to-pid-1 > /proc/1/fd/1")
-        assert arrived.wait(30)
+        # Written again until it arrives: the follow may start after the first line.
+        def written_and_arrived() -> bool:
+            sandbox.exec("echo to-pid-1 > /proc/1/fd/1")
+            return arrived.wait(1)
+
+        wait_for(written_and_arrived, timeout=60, interval=0, what="the line written to PID 1's stdout")
     assert all(e.stream in ("stdout", "vibebox") for e in seen)
     backlog = list(sandbox.stream_logs(follow=False, tail="all", filter="stdout"))
     assert any("to-pid-1" in e.text for e in backlog)
