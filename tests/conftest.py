@@ -6,7 +6,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from apps.marketplace.services import template_upsert, templates_sync
 from apps.sandboxes.runtime import get_driver
 from tests import sessions
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
+from tests.waiting import wait_for
 
 TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
 LABEL_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]
@@ -192,15 +192,17 @@ def live_server(**extra_env):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
+            assert process.poll() is None, "the live server exited"
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    break
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                    return True
             except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
+                return False
+
+        # Generous: on a loaded 2-core machine Django's start alone has taken over 10 s.
+        wait_for(healthy, timeout=120, interval=0.2, what=f"the live server on {url}")
         yield url, process.pid
     finally:
         process.terminate()
