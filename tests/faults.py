@@ -138,7 +138,8 @@ class _Connection:
                     while data := reader.read(65536):
                         self.upstream.sendall(data)
                     return
-        except OSError:
+        except OSError as exc:
+            self.proxy.requests.append(f"(proxy: client side {exc!r})")
             return
         finally:
             self.close()
@@ -196,12 +197,13 @@ class _Connection:
             while True:
                 data = self.upstream.recv(65536)
                 if not data:
+                    self.proxy.requests.append("(proxy: the engine closed a connection)")
                     break
                 if self.drop_response:
                     break
                 self.client.sendall(data)
-        except OSError:
-            pass
+        except OSError as exc:
+            self.proxy.requests.append(f"(proxy: engine side {exc!r})")
         self.close()
 
 

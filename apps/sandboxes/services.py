@@ -235,6 +235,13 @@ def sandbox_create(
         raise errors.SandboxNameTaken(details={"name": name}) from None
     if warm:
         transaction.on_commit(lambda: pools.refill_soon(pool))
+    if sandbox.warm and not _pooled_alive(sandbox):
+        # It died in the pool since its last health check: a cold container takes its place.
+        _remove_quietly(sandbox)
+        fields = {"warm": False, "container_id": "", "started_at": None, "status": Status.CREATING}
+        Sandbox.objects.filter(pk=sandbox.pk).update(**fields)
+        for field, value in fields.items():
+            setattr(sandbox, field, value)
     if sandbox.warm and not clone:
         _publish_created(sandbox)
         return sandbox
@@ -272,6 +279,18 @@ def sandbox_create(
         return sandbox
     _publish_created(sandbox)
     return sandbox
+
+
+def _pooled_alive(sandbox: Sandbox) -> bool:
+    """Whether the pooled container a create took is still running (one inspect). If the engine
+    cannot tell, the create fails like a cold one: no row, the container removed if possible."""
+    try:
+        info = get_driver().inspect(sandbox.container_name)
+    except BaseException:
+        _remove_quietly(sandbox)
+        Sandbox.objects.filter(pk=sandbox.pk).delete()
+        raise
+    return info is not None and info.status == "running"
 
 
 def _publish_created(sandbox: Sandbox) -> None:
