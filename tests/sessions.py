@@ -180,6 +180,8 @@ def sweep_dead(client, *, data_dir: Path | None = None, remove_network=None) -> 
     """Removes what the provably dead sessions left, then their markers; answers label -> removed."""
     swept = {}
     for label, held_by in dead_sessions(client).items():
+        if dead_sessions(client).get(label) != held_by:  # claimed again meanwhile: its new owner's now
+            continue
         swept[label] = remove_instance(client, label, data_dir=data_dir, remove_network=remove_network)
         release(client, label, held_by=held_by)
         logger.warning("removed what dead test session %s left: %s", label, swept[label] or "nothing")
