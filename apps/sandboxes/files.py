@@ -6,6 +6,7 @@ rest runs as commands in the sandbox as its user. So `..`, symlinks to `/` and t
 only ever reach the sandbox's own files, never the host's.
 """
 
+import contextlib
 import logging
 import mimetypes
 import posixpath
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, tarstream
+from . import events, states, tarstream
 from .execution import require_not_paused, require_running, run_internal
-from .models import Sandbox
+from .models import Sandbox, Status
 from .runtime import PathStat, get_driver
 
 logger = logging.getLogger(__name__)
@@ -146,6 +148,11 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = _archive_path(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
+    with _container_running(sandbox):
+        return _file_upload(sandbox, target, fileobj, size, mode)
+
+
+def _file_upload(sandbox: Sandbox, target: str, fileobj, size: int, mode: int | None) -> PathStat:
     _discard_leftovers(sandbox)
     _as_user(sandbox, CHECK_SCRIPT, target, "file")
     template = sandbox.template
@@ -168,6 +175,30 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
         sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
     )
     return get_driver().path_stat(sandbox.container_name, target)
+
+
+@contextlib.contextmanager
+def _container_running(sandbox: Sandbox):
+    """An engine failure because the container stopped behind VibeBox's back (killed, OOM,
+    removed) answers 409 sandbox_not_running, and the row follows the container now rather than at
+    the next reconcile pass."""
+    try:
+        yield
+    except (errors.RuntimeFailure, errors.RuntimeUnavailable) as exc:
+        try:
+            container = get_driver().inspect(sandbox.container_name)
+        except errors.ApplicationError:
+            raise exc from None
+        if container is not None and container.status == "running":
+            raise
+        status = states.of_container(container)
+        reason = "container not found" if container is None else f"container {container.status}"
+        fields = {"stopped_at": timezone.now()} if status == Status.STOPPED else {}
+        states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields)
+        raise errors.SandboxNotRunning(
+            f"The sandbox's container is not running ({reason}).",
+            details={"status": sandbox.status, "statusReason": sandbox.status_reason},
+        ) from None
 
 
 def _discard(sandbox: Sandbox, staging: str) -> None:
@@ -223,21 +254,22 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
-        _discard_leftovers(sandbox)
-        _as_user(sandbox, CHECK_SCRIPT, target, "dir")
-        staging = _upload_dir()
+        with _container_running(sandbox):
+            _discard_leftovers(sandbox)
+            _as_user(sandbox, CHECK_SCRIPT, target, "dir")
+            staging = _upload_dir()
 
-        def chunks():
-            yield tarstream.directory_entry(staging.lstrip("/"), template.uid, template.gid, 0o700).tobuf(
-                tarfile.PAX_FORMAT
-            )
-            yield from tarstream.rewrite(spool, prefix=staging.lstrip("/"), uid=template.uid, gid=template.gid)
+            def chunks():
+                yield tarstream.directory_entry(staging.lstrip("/"), template.uid, template.gid, 0o700).tobuf(
+                    tarfile.PAX_FORMAT
+                )
+                yield from tarstream.rewrite(spool, prefix=staging.lstrip("/"), uid=template.uid, gid=template.gid)
 
-        try:
-            get_driver().put_archive(sandbox.container_name, "/", _staged(chunks()))
-            _as_user(sandbox, PLACE_TREE, staging, target, timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT)
-        finally:
-            _discard(sandbox, staging)
+            try:
+                get_driver().put_archive(sandbox.container_name, "/", _staged(chunks()))
+                _as_user(sandbox, PLACE_TREE, staging, target, timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT)
+            finally:
+                _discard(sandbox, staging)
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
     )

@@ -136,13 +136,21 @@ def test_a_move_across_filesystems_killed_midway_keeps_the_old_file(
     assert staging_left(docker_client, sandbox_id) == ""
 
 
-def test_upload_to_a_killed_container_is_a_clean_error(api_client, sandbox_id, docker_client):
+@pytest.mark.parametrize("kind", ["file", "archive"])
+def test_upload_to_a_killed_container_is_409_and_the_row_follows(kind, api_client, sandbox_id, docker_client):
+    """The container was killed behind VibeBox's back: 409 sandbox_not_running (was 502 with the
+    engine's text) and the sandbox is `stopped` with a reason at once, not at the next reconcile."""
     assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
     docker_client.api.kill(sandbox_id)
-    response = upload(api_client, sandbox_id, "keep.txt", b"new")
-    assert response.status_code in (409, 502), response.content
-    assert response.json()["error"]["code"] in ("sandbox_not_running", "runtime_error")
-    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
+    if kind == "file":
+        response = upload(api_client, sandbox_id, "keep.txt", b"new")
+    else:
+        response = upload_tar(api_client, sandbox_id, ".", {"keep.txt": b"new"})
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "sandbox_not_running" and error["details"]["status"] == "stopped", error
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    assert sandbox.status == "stopped" and "exited" in sandbox.status_reason
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/start").status_code == 200
     assert download(api_client, sandbox_id, "keep.txt") == OLD
     assert staging_left(docker_client, sandbox_id) == ""
