@@ -106,10 +106,23 @@ def template_upsert(*, source: TemplateSource) -> Template:
 
 
 def templates_sync(*, build: bool = True, only: list[str] | None = None, force: bool = False, log=_stderr) -> list:
-    """Seeds the built-in templates into the database and (optionally) builds missing images."""
+    """Seeds the built-in templates into the database and (optionally) builds missing images.
+
+    A template whose build fails keeps its row as it was (still on its old image, which a failed
+    build never untags); the others are built and synced, then the failure is raised."""
     sources = [s for s in built_in_templates() if not only or s.name in only]
+    failed: dict[str, errors.ApplicationError] = {}
     if build:
         base = base_image_build(log=log)
         for source in sources:
-            template_image_build(source=source, base=base, force=force, log=log)
-    return [template_upsert(source=source) for source in sources]
+            try:
+                template_image_build(source=source, base=base, force=force, log=log)
+            except errors.ApplicationError as exc:
+                log(f"template {source.name}: {exc.message}")
+                failed[source.name] = exc
+    templates = [template_upsert(source=source) for source in sources if source.name not in failed]
+    if failed:
+        first = next(iter(failed.values()))
+        names = ", ".join(failed)
+        raise type(first)(f"building {names} failed: {first.message}"[:1000], details={"templates": list(failed)})
+    return templates

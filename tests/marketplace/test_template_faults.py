@@ -15,6 +15,7 @@ from django.conf import settings as django_settings
 from apps.marketplace.catalog import BASE_DIR_NAME, base_image, built_in_templates
 from apps.marketplace.models import Template
 from apps.marketplace.services import templates_sync
+from apps.sandboxes.models import Sandbox
 from vibebox import exceptions as errors
 
 NAME = f"fault-{django_settings.VIBEBOX_INSTANCE}"
@@ -122,3 +123,31 @@ def test_a_forced_rebuild_with_the_engine_cut_keeps_the_old_image(
     wait_no_build_containers(docker_client)
     assert not any(new_tag in image.tags for image in docker_client.images.list(filters={"label": BUILD_LABEL}))
     old_image_still_serves(v1, api_client, create_sandbox, docker_client)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_failing_template_does_not_hold_back_the_others(v1, fault_template, docker_client):
+    # A second template of this instance's, synced in the same pass as the failing one.
+    other = f"faultok-{django_settings.VIBEBOX_INSTANCE}"
+    shutil.copytree(fault_template.dir, fault_template.dir.parent / other)
+    spec_file = fault_template.dir.parent / other / "template.yaml"
+    spec_file.write_text(yaml.safe_dump({**yaml.safe_load(spec_file.read_text()), "name": other}))
+    fault_template.write("RUN echo v2 > /etc/fault-version", "RUN exit 3")
+    with pytest.raises(errors.RuntimeFailure, match=NAME):
+        templates_sync(only=[NAME, other])
+    assert Template.objects.get(name=NAME).image == v1["tag"]  # the failed one keeps its old image
+    built = Template.objects.get(name=other)  # the other one is built and usable
+    assert docker_client.images.get(built.image).labels["vibebox.template"] == other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_image_removed_behind_our_back(v1, api_client, create_sandbox, docker_client):
+    docker_client.images.remove(v1["tag"], force=True)  # (a sandbox still uses it: only untagged)
+    assert run(api_client, v1["sandbox"], "cat /workspace/kept.txt")["stdout"] == "kept\n"
+    response = api_client.post("/api/v1/sandboxes", {"template": NAME}, format="json")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "template_unavailable"
+    assert list(Sandbox.objects.values_list("id", flat=True)) == [v1["sandbox"]]
+    (template,) = templates_sync(only=[NAME])  # the operator's rebuild brings it back
+    assert template.image == v1["tag"]
+    fresh = create_sandbox(template=NAME)
+    assert run(api_client, fresh["id"], "cat /etc/fault-version")["stdout"] == "v1\n"

@@ -107,8 +107,8 @@ def test_cold_create_with_one_step_failing_leaves_nothing(
 ):
     tripped = engine_fault.fail_on(step, when=when)
     response = api_client.post("/api/v1/sandboxes", {"template": "python-3", "name": "doomed"}, format="json")
-    assert tripped.is_set(), "\n".join(engine_fault.requests)
-    assert error_of(response, 503) == "runtime_unavailable", "\n".join(engine_fault.requests)
+    assert tripped.is_set(), (response.content, engine_fault.requests)
+    assert error_of(response, 503) == "runtime_unavailable", engine_fault.requests
     assert list(Sandbox.objects.exclude(pk=bystander["id"]).values_list("status", flat=True)) == []
     assert leftovers(docker_client) == bystander["engine"]
 
@@ -191,6 +191,27 @@ def test_warm_create_with_the_engine_failing_is_503_and_leaves_nothing(
     engine_fault.restore()
     sandbox_reconcile()  # (with the engine gone, the taken container could not be removed at once)
     assert pooled(docker_client) == [] and leftovers(docker_client) == ([], [])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("then", ["pass", "refuse"])
+def test_pool_fill_with_the_engine_failing_leaves_nothing_half_made(
+    then, settings, templates, docker_client, engine_fault
+):
+    settings.VIBEBOX_POOL_ENABLED = True
+    settings.VIBEBOX_POOL_SIZES = {"python-3": 1}
+    pool = pools.pool_get(templates["python-3"])
+    try:
+        tripped = engine_fault.fail_on(r"^POST /containers/sbx_[^/]+/start$", then=then)
+        assert pools.pool_fill(pool) == 0
+        assert tripped.is_set()
+        assert not PooledContainer.objects.exists()
+        engine_fault.restore()
+        sandbox_reconcile()  # (with the engine gone, the created container could not be removed at once)
+        assert pooled(docker_client) == []
+        assert pools.pool_fill(pool) == 1  # the next fill works
+    finally:
+        pools.pool_drain()
 
 
 # ---- create with a git clone ----
