@@ -100,7 +100,18 @@ PLACE_FILE = r"""d=$(dirname -- "$2") && mkdir -p -- "$d" && t=$(mktemp -- "$d/.
 mv -fT -- "$1" "$t" && mv -fT -- "$t" "$2" && exit 0
 s=$?; rm -f -- "$t"; exit "$s"
 """
-PLACE_TREE = 'mkdir -p -- "$2" && cp -dRp -- "$1/." "$2/"'
+# A tree is first copied beside its target (a copy that fails half-way changes nothing), then hard
+# linked into place (same filesystem: each file replaced whole), after a check that every file
+# it replaces is the sandbox user's to write (linking over would only need the directory's).
+PLACE_TREE = r"""mkdir -p -- "$2" && t=$(mktemp -d -- "$2/.vibebox-upload.XXXXXXXX") || exit 1
+(
+  cd -- "$1" && find . -mindepth 1 ! -type d | while IFS= read -r f; do
+    if [ -e "$2/$f" ] && [ ! -w "$2/$f" ]; then echo "$2/${f#./}" >&2; exit 13; fi
+  done &&
+  cp -dRp -- "$1/." "$t/" && cp -dRpl --remove-destination -- "$t/." "$2/"
+); s=$?
+chmod -R u+rwX -- "$t" 2>/dev/null; rm -rf -- "$t"; exit "$s"
+"""
 DISCARD = 'chmod -R u+rwX -- "$1" 2>/dev/null; rm -rf -- "$1"'
 DISCARD_ALL = 'for d; do chmod -R u+rwX -- "$d" 2>/dev/null; rm -rf -- "$d"; done'
 LEFTOVERS_MAX = 100
