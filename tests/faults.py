@@ -50,7 +50,6 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
-from django.test import override_settings
 
 PASS, REFUSE, RESET, HANG = "pass", "refuse", "reset", "hang"
 _VERSION_PREFIX = re.compile(r"^/v\d+(\.\d+)?(?=/)")
@@ -367,18 +366,22 @@ class EngineProxy:
 
 
 @pytest.fixture
-def engine_fault():
+def engine_fault(settings):
     """An EngineProxy with VibeBox's driver pointed at it for this test (see the module).
 
     The driver's timeout is 5 s here, so a hung engine fails fast; the driver is rebuilt before
-    and after, so other tests (and the shared engine) never see the fault."""
+    and after, so other tests (and the shared engine) never see the fault. (Through pytest-django's
+    `settings`, so the test's own settings changes unwind in order with these.)"""
     from apps.sandboxes.runtime import get_driver
 
-    with EngineProxy() as proxy, override_settings(VIBEBOX_DOCKER_HOST=proxy.url, VIBEBOX_DOCKER_TIMEOUT=5):
+    host, timeout = settings.VIBEBOX_DOCKER_HOST, settings.VIBEBOX_DOCKER_TIMEOUT
+    with EngineProxy() as proxy:
+        settings.VIBEBOX_DOCKER_HOST, settings.VIBEBOX_DOCKER_TIMEOUT = proxy.url, 5
         get_driver.cache_clear()
         try:
             yield proxy
         finally:
             proxy.restore()
+            # Back on the real engine at once, whatever order other fixtures are torn down in.
+            settings.VIBEBOX_DOCKER_HOST, settings.VIBEBOX_DOCKER_TIMEOUT = host, timeout
             get_driver.cache_clear()
-    get_driver.cache_clear()
