@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from apps.keys import throttles
 from apps.sandboxes import limits
 from tests.conftest import live_server
+from vibebox import redisdb
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +70,7 @@ def test_concurrent_requests_to_both_processes_never_pass_the_limit(limited_key)
 def fresh_slots(owner):
     def clear():
         for kind in (limits.STREAMS, limits.TERMINALS, limits.PROCESSES):
-            limits._redis(django_settings.REDIS_URL).delete(limits._key(kind, owner.pk))
+            redisdb.client(django_settings.REDIS_URL).delete(limits._key(kind, owner.pk))
 
     clear()
     yield

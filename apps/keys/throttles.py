@@ -14,7 +14,6 @@ uncounted write path is what a runaway client or an attacker would use.
 import logging
 import time
 import uuid
-from functools import cache
 
 import redis
 from django.conf import settings
@@ -22,6 +21,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
 from vibebox import exceptions as errors
+from vibebox import redisdb
 
 from .models import ApiKey
 
@@ -43,23 +43,13 @@ return {1, '0'}
 RETRY_AFTER_UNAVAILABLE = 5  # seconds; Redis is usually back (or restarted) by then
 
 
-@cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-
-
-@cache
-def _take_script(url: str):
-    return _redis(url).register_script(_TAKE)
-
-
 def _key(ident) -> str:
     return f"{settings.CACHES['default']['KEY_PREFIX']}:throttle:{ident}"
 
 
 def forget(ident) -> None:
     """Drops the window of a key (by id) or of `user-<id>` / `addr-<address>`."""
-    _redis(settings.REDIS_URL).delete(_key(ident))
+    redisdb.client(settings.REDIS_URL).delete(_key(ident))
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
@@ -77,7 +67,7 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         now = time.time()
         try:
-            taken, oldest = _take_script(settings.REDIS_URL)(
+            taken, oldest = redisdb.script(settings.REDIS_URL, _TAKE)(
                 keys=[_key(self.ident(request))],
                 args=[now, now - self.duration, self.num_requests, uuid.uuid4().hex, int(self.duration * 1000) + 1000],
             )

@@ -19,12 +19,12 @@ import logging
 import threading
 import time
 import uuid
-from functools import cache
 
 import redis
 from django.conf import settings
 
 from vibebox import exceptions as errors
+from vibebox import redisdb
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,6 @@ _held_lock = threading.Lock()
 _renewer: threading.Thread | None = None
 
 
-@cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-
-
-@cache
-def _take_script(url: str):
-    return _redis(url).register_script(_TAKE)
-
-
 def _key(kind: str, owner_id) -> str:
     return f"{settings.CACHES['default']['KEY_PREFIX']}:limits:{kind}:{owner_id}"
 
@@ -84,7 +74,7 @@ class Slot:
             if _held.pop(self.member, None) is None:
                 return
         try:
-            _redis(settings.REDIS_URL).zrem(self.key, self.member)
+            redisdb.client(settings.REDIS_URL).zrem(self.key, self.member)
         except redis.RedisError as exc:  # the lease runs out on its own
             logger.warning("limits: could not release a %s slot: %s", self.kind, exc)
 
@@ -97,7 +87,7 @@ def acquire(kind: str, owner_id) -> Slot:
     slot = Slot(kind, owner_id, key, uuid.uuid4().hex)
     now = time.time()
     try:
-        taken, count = _take_script(settings.REDIS_URL)(
+        taken, count = redisdb.script(settings.REDIS_URL, _TAKE)(
             keys=[key], args=[now, now + LEASE_SECONDS, maximum, slot.member, LEASE_SECONDS * 2000]
         )
     except redis.RedisError as exc:
@@ -118,7 +108,7 @@ def acquire(kind: str, owner_id) -> Slot:
 
 def current(kind: str, owner_id) -> int:
     """How many slots of `kind` the owner holds now (all web processes)."""
-    return int(_redis(settings.REDIS_URL).zcount(_key(kind, owner_id), time.time(), "+inf"))
+    return int(redisdb.client(settings.REDIS_URL).zcount(_key(kind, owner_id), time.time(), "+inf"))
 
 
 def _ensure_renewer() -> None:
@@ -139,7 +129,7 @@ def _renew_forever() -> None:
             continue
         until = time.time() + LEASE_SECONDS
         try:
-            client = _redis(settings.REDIS_URL)
+            client = redisdb.client(settings.REDIS_URL)
             pipeline = client.pipeline(transaction=False)
             for slot in slots:
                 # not only the slots still there: a Redis restarted empty, or an outage longer than

@@ -82,21 +82,11 @@ def _step(report: Report, what: str, action: str):
         report.failed[what] = _reason(exc)
 
 
-def _status_from_container(container) -> str:
-    if container is None:
-        return Status.ERROR
-    if container.status in ("running", "restarting"):
-        return Status.RUNNING
-    if container.status == "paused":
-        return Status.PAUSED
-    return Status.STOPPED
-
-
 def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
     if sandbox.status == Status.DESTROYING:
         sandbox_destroy(sandbox=sandbox)
     else:
-        target = _status_from_container(container)
+        target = states.of_container(container)
         reason = "" if container else f"container missing after interrupted {sandbox.status}"
         stopped = {"stopped_at": timezone.now(), "paused_at": None} if target == Status.STOPPED else {}
         states.move(sandbox, {sandbox.status}, target, status_reason=reason, **stopped)

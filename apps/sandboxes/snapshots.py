@@ -245,8 +245,13 @@ def _roll_back(sandbox: Sandbox, aside: str, volume: str | None, before: str, ex
 def restore_roll_back(sandbox: Sandbox, aside) -> None:
     """Reconcile's end of a restore its server never finished: the container set aside (an
     engine ContainerInfo) is the sandbox again, in the state it is in."""
-    status = {"running": Status.RUNNING, "paused": Status.PAUSED}.get(aside.status, Status.STOPPED)
-    _roll_back(sandbox, aside.name, None, status, errors.RuntimeFailure("the server stopped during a restore"))
+    _roll_back(
+        sandbox,
+        aside.name,
+        None,
+        states.of_container(aside),
+        errors.RuntimeFailure("the server stopped during a restore"),
+    )
 
 
 def _remove_replaced(aside: str, volume: str | None) -> None:

@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from apps.sandboxes import limits, processes
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
+from vibebox import redisdb
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +48,7 @@ def fresh_counts(owner, outsider):
     database; a killed run's slots would only expire after limits.LEASE_SECONDS)."""
     for user in (owner, outsider):
         for kind in (limits.STREAMS, limits.TERMINALS, limits.PROCESSES):
-            limits._redis(django_settings.REDIS_URL).delete(limits._key(kind, user.pk))
+            redisdb.client(django_settings.REDIS_URL).delete(limits._key(kind, user.pk))
 
 
 @pytest.fixture
