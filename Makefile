@@ -43,7 +43,7 @@ run: setup
 	@exec $(BIN)/honcho start -f Procfile
 
 test: setup browser typescript
-	@$(BIN)/pytest
+	@$(BIN)/pytest -n 3 --dist loadfile
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py

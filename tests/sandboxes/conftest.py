@@ -7,6 +7,7 @@ Nothing leaves the machine.
 
 import contextlib
 import io
+import logging
 import secrets
 import tarfile
 from dataclasses import dataclass
@@ -158,7 +159,10 @@ def git_servers(docker_client):
     servers = GitServers(http, ssh, user, token, private_key, other_private_key, known_hosts)
     yield servers
     for container in (http, ssh):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:  # seen once in a parallel run, cause not found: say so, go on
+            logging.getLogger(__name__).warning("git fixture %s was already gone at teardown", container.name)
     with contextlib.suppress(docker.errors.APIError):  # a sandbox still attached: the next run reuses it
         network.remove()
 
