@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests import waiting
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,16 +34,12 @@ DEADLINE = 240
 
 
 def wait_for(condition, what: str, deadline: float = DEADLINE, log: Path | None = None):
-    """Polls `condition` until it answers something true; fails with `what` (and the log's tail)."""
-    end = time.monotonic() + deadline
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > end:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log else ""
-            pytest.fail(f"waited {deadline}s for {what}\n{tail}")
-        time.sleep(0.5)
+    """tests.waiting.wait_for, failing with the processes' log tail as well."""
+    try:
+        return waiting.wait_for(condition, timeout=deadline, interval=0.5, what=what)
+    except waiting.WaitTimeout as exc:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log else ""
+        pytest.fail(f"{exc}\n{tail}")
 
 
 @pytest.fixture
