@@ -19,7 +19,6 @@ apps/sandboxes/limits.py, so it already holds across processes.
 """
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -46,9 +45,10 @@ WRITE_TIMEOUT = 30.0  # seconds the shell may leave its input unread before keys
 IDLE_CLOSE_CODE = 4408
 SLOW_CLOSE_CODE = 4008
 
-# argv: sh -c START sh <cols> <rows> <shell>; sizes the TTY, then becomes the shell (or sh).
-START = """stty cols "$1" rows "$2" 2>/dev/null
-command -v "$3" >/dev/null 2>&1 && exec "$3" -l
+# argv: sh -c START sh <shell>; becomes the shell (or sh). The TTY's size is set by the engine
+# only (open_tty, then each resize in order): a stty here could run after a client's resize
+# and undo it.
+START = """command -v "$1" >/dev/null 2>&1 && exec "$1" -l
 exec sh -l
 """
 
@@ -150,15 +150,7 @@ class Session:
 
     def _read_loop(self):
         """The session's one reader (a thread: reads block)."""
-        started = (self.cols, self.rows)
-        first = True
         while data := self.handle.read(READ_BYTES):
-            if first and (self.cols, self.rows) != started:
-                # A resize that came before START's stty ran was undone by it: the shell's first
-                # output comes after that stty, so the latest size is applied again now.
-                with contextlib.suppress(errors.ApplicationError):
-                    self.handle.resize(self.cols, self.rows)
-            first = False
             if not self._on_loop(self._deliver(data, output=True)):
                 break
         exit_code = None if self.closed else self.handle.exit_code()
@@ -262,7 +254,7 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
-    argv = ("sh", "-c", WRAPPER, "sh", "sh", "-c", START, "sh", str(cols), str(rows), shell)
+    argv = ("sh", "-c", WRAPPER, "sh", "sh", "-c", START, "sh", shell)
     try:
         handle = await asyncio.to_thread(
             get_driver().open_tty,

@@ -9,6 +9,7 @@ engine keeps an exec running after its client hangs up, so callers kill its proc
 """
 
 import contextlib
+import logging
 import select
 import socket
 import threading
@@ -17,6 +18,8 @@ import time
 from vibebox import exceptions as errors
 
 from .docker_exec import early_output
+
+logger = logging.getLogger(__name__)
 
 _READ_ERRORS = (OSError, ValueError)
 
@@ -146,7 +149,10 @@ def open_tty(
         user=user or "",
     )["Id"]
     handle = TtyHandle(api, exec_id, api.exec_start(exec_id, socket=True, tty=True))
-    # The engine can only size a TTY once the exec runs; the shell's own startup sets it too.
-    with contextlib.suppress(errors.RuntimeFailure):
+    # The engine waits (up to 10 s) for the exec to run before it sizes the TTY, so this is the
+    # size the shell starts with. A shell that already exited cannot be sized: that is no error.
+    try:
         handle.resize(cols, rows)
+    except errors.RuntimeFailure as exc:
+        logger.warning("terminal %s: initial size not set: %s", exec_id[:12], exc.message)
     return handle
