@@ -14,11 +14,14 @@ from vibebox.settings import *  # noqa: F403
 
 
 def _session_label() -> str:
-    """VIBEBOX_TEST_INSTANCE=<short name> when given; else the label of the pytest that started this
-    process (a server or command it runs); else, in a pytest session, a fresh label of its own."""
+    """VIBEBOX_TEST_INSTANCE=<short name> when given (and its worker number under xdist); else the
+    label of the pytest that started this process (a server or command it runs); else, in a pytest
+    session, a fresh label of its own."""
     explicit = os.environ.get("VIBEBOX_TEST_INSTANCE")
     if explicit:
-        return explicit
+        # Under pytest-xdist each worker is a session of its own: <name><worker number>.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        return explicit + worker.removeprefix("gw")
     inherited = os.environ.get(sessions.SESSION_ENV)
     if inherited and "pytest" not in sys.modules:
         return inherited

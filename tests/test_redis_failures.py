@@ -23,7 +23,6 @@ import uuid
 import pytest
 import requests
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -36,6 +35,7 @@ from apps.keys.models import ApiKey
 from apps.sandboxes import limits
 from apps.sandboxes.models import Sandbox
 from tests.conftest import INSTANCE_LABEL, live_server
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -191,7 +191,7 @@ def test_websocket_streams_are_refused_with_4503(own_redis, api_key, settings):
     own_redis.kill()
 
     async def scenario():
-        comm = WebsocketCommunicator(
+        comm = Communicator(
             application,
             "/ws/activity",
             headers=[(b"host", b"testserver"), (b"authorization", f"Bearer {api_key[1]}".encode())],

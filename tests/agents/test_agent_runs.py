@@ -5,13 +5,13 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.agents.api.run_serializers import run_body, task_body
 from apps.agents.models import AgentRun, AgentTask
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 RUNS = "/api/v1/agent-runs"
@@ -387,9 +387,7 @@ def test_status_changes_reach_the_activity_feed(api_key, api_client, outsider, m
     outsider_key = make_key(outsider)[1]
 
     def communicator(secret):
-        return WebsocketCommunicator(
-            application, "/ws/activity", headers=[(b"authorization", f"Bearer {secret}".encode())]
-        )
+        return Communicator(application, "/ws/activity", headers=[(b"authorization", f"Bearer {secret}".encode())])
 
     async def next_event(comm) -> dict:
         output = await comm.receive_output(timeout=10)

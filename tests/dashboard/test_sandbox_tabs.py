@@ -7,12 +7,12 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
 from apps.sandboxes import files
 from apps.sandboxes.models import Execution, Sandbox
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,15 +60,15 @@ def urls(sandbox_id: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def session_communicator(client: Client, path: str) -> WebsocketCommunicator:
+def session_communicator(client: Client, path: str) -> Communicator:
     """A WebSocket on the real ASGI app carrying the dashboard's session cookie, as a browser would."""
     cookie = f"sessionid={client.cookies['sessionid'].value}"
     origin = f"http://testserver:{settings.VIBEBOX_PORT}".encode()  # the page's full origin (vibebox/origins.py)
     headers = [(b"host", b"testserver"), (b"origin", origin), (b"cookie", cookie.encode())]
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Communicator(application, path, headers=headers)
 
 
-async def read_until(comm: WebsocketCommunicator, needle: bytes, timeout: float = 15.0) -> bytes:
+async def read_until(comm: Communicator, needle: bytes, timeout: float = 15.0) -> bytes:
     seen = b""
     deadline = time.monotonic() + timeout
     while needle not in seen:

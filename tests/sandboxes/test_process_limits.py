@@ -8,7 +8,6 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -16,14 +15,15 @@ from websockets.exceptions import InvalidStatus
 from apps.sandboxes import limits, processes
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
+from tests.ws import Communicator
 from vibebox import redisdb
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def communicator(path: str, secret: str) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
+def communicator(path: str, secret: str) -> Communicator:
+    return Communicator(
         application, path, headers=[(b"host", b"testserver"), (b"authorization", f"Bearer {secret}".encode())]
     )
 

@@ -1,4 +1,4 @@
-"""Interactive terminals: the real ASGI app (WebsocketCommunicator) and a live uvicorn server driven
+"""Interactive terminals: the real ASGI app (tests/ws.py) and a live uvicorn server driven
 by a real WebSocket client, against real containers."""
 
 import asyncio
@@ -7,27 +7,25 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> WebsocketCommunicator:
+def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> Communicator:
     headers = [(b"host", b"testserver")]
     if secret:
         headers.append((b"authorization", f"Bearer {secret}".encode()))
-    return WebsocketCommunicator(
-        application, path, headers=headers, subprotocols=[subprotocol] if subprotocol else None
-    )
+    return Communicator(application, path, headers=headers, subprotocols=[subprotocol] if subprotocol else None)
 
 
-async def open_terminal(path: str, secret: str) -> tuple[WebsocketCommunicator, dict]:
+async def open_terminal(path: str, secret: str) -> tuple[Communicator, dict]:
     comm = communicator(path, secret)
     connected, code = await comm.connect(timeout=20)
     assert connected, code
@@ -35,7 +33,7 @@ async def open_terminal(path: str, secret: str) -> tuple[WebsocketCommunicator, 
     return comm, json.loads(first["text"])
 
 
-async def read_until(comm: WebsocketCommunicator, needle: bytes, timeout: float = 15.0) -> bytes:
+async def read_until(comm: Communicator, needle: bytes, timeout: float = 15.0) -> bytes:
     """Output until `needle` appears; JSON messages and closes end up in the result as text."""
     seen = b""
     deadline = time.monotonic() + timeout
@@ -47,7 +45,7 @@ async def read_until(comm: WebsocketCommunicator, needle: bytes, timeout: float 
     return seen
 
 
-async def next_message(comm: WebsocketCommunicator, timeout: float = 15.0) -> dict:
+async def next_message(comm: Communicator, timeout: float = 15.0) -> dict:
     """The next JSON message or close, skipping output."""
     deadline = time.monotonic() + timeout
     while True:

@@ -9,13 +9,13 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from apps.agents.models import ClaudeAsk, ClaudeSession
 from apps.sandboxes.models import Sandbox
 from tests.conftest import live_server
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,16 +23,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HTTP_RESPONSE = {"websocket.http.response": {}}  # the ASGI extension uvicorn offers
 
 
-def communicator(path: str, secret: str | None = None, *, http_response: bool = False) -> WebsocketCommunicator:
+def communicator(path: str, secret: str | None = None, *, http_response: bool = False) -> Communicator:
     headers = [(b"authorization", f"Bearer {secret}".encode())] if secret else []
-    comm = WebsocketCommunicator(application, path, headers=headers)
+    comm = Communicator(application, path, headers=headers)
     if http_response:
         comm.scope["extensions"] = HTTP_RESPONSE
     return comm
 
 
 def close_code(path: str, secret: str | None = None):
-    """(accepted, close code or subprotocol), as WebsocketCommunicator.connect answers."""
+    """(accepted, close code or subprotocol), as Communicator.connect answers."""
 
     async def scenario():
         comm = communicator(path, secret)

@@ -13,12 +13,12 @@ import urllib.parse
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import live_server
 from tests.waiting import wait_for
+from tests.ws import Communicator
 from vibebox.asgi import application
 from vibebox.routing import websocket_urlpatterns
 
@@ -28,11 +28,11 @@ DEEP = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"type":' * 100_000 + "1" + "}" * 100_000
 
 
-def communicator(path: str, secret: str | None = None) -> WebsocketCommunicator:
+def communicator(path: str, secret: str | None = None) -> Communicator:
     headers = [(b"host", b"testserver")]
     if secret:
         headers.append((b"authorization", f"Bearer {secret}".encode()))
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Communicator(application, path, headers=headers)
 
 
 async def receive_until(comm, predicate, timeout=30.0) -> list[dict]:

@@ -4,7 +4,6 @@ live uvicorn with a real WebSocket client."""
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
@@ -12,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import live_server
+from tests.ws import Communicator
 from vibebox.asgi import application
 from vibebox.origins import allowed_origins
 
@@ -35,7 +35,7 @@ def attempt(origin: str | None, *, cookie: str | None = None, secret: str | None
         headers.append((b"authorization", f"Bearer {secret}".encode()))
 
     async def scenario():
-        comm = WebsocketCommunicator(application, "/ws/activity", headers=headers)
+        comm = Communicator(application, "/ws/activity", headers=headers)
         result = await comm.connect(timeout=10)
         await comm.disconnect()
         return result

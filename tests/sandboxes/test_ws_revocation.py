@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_revoke
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +39,7 @@ async def open_stream(kind: str, path: str, *, secret: str | None = None, cookie
         headers.append((b"authorization", f"Bearer {secret}".encode()))
     if cookie:
         headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()))
-    comm = WebsocketCommunicator(application, path, headers=headers)
+    comm = Communicator(application, path, headers=headers)
     connected, code = await comm.connect(timeout=30)
     assert connected, (kind, code)
     if kind == "exec":
