@@ -3,6 +3,8 @@ the answer is a clean error with a stable code, nothing is left half-made, nothi
 
 The engine is broken through tests/faults.py's proxy, seen only by this test process."""
 
+import threading
+
 import pytest
 from django.conf import settings as django_settings
 
@@ -11,6 +13,8 @@ from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.runtime.docker import DockerDriver
+from tests import sessions
 from tests.conftest import INSTANCE_LABEL
 from tests.sandboxes.conftest import FIXTURE_LABELS, GIT_NETWORK
 from vibebox import exceptions as errors
@@ -332,3 +336,41 @@ def test_start_of_a_container_removed_behind_our_back_is_error(api_client, stopp
     sandbox = status_of(api_client, stopped)
     assert sandbox["status"] == "error" and sandbox["statusReason"] == "container not found"
     print("start of a removed container:", response.status_code, response.json()["error"])
+
+
+def _ensure_at_once(drivers: list[DockerDriver], name: str) -> list[str]:
+    """Each driver ensures network `name` at the same moment; answers "ok" or the error, per driver."""
+    barrier = threading.Barrier(len(drivers))
+    answers: list[str] = []
+
+    def ensure(driver: DockerDriver) -> None:
+        barrier.wait()
+        try:
+            driver.ensure_network(name, {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE})
+            answers.append("ok")
+        except errors.ApplicationError as exc:
+            answers.append(exc.message)
+
+    threads = [threading.Thread(target=ensure, args=(driver,)) for driver in drivers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers
+
+
+def test_two_processes_creating_the_sandbox_network_at_once_both_get_it(docker_client):
+    """The web server and the model gateway start together and both ensure the network: the
+    engine refuses the second create (same name, same bridge) before it lists the first one's
+    network, which the loser used to take for "network not found" (seen in about 1 round in 10).
+    Each driver here is another process's (its own lock)."""
+    drivers = [DockerDriver(), DockerDriver()]
+    for _ in range(40):
+        name = f"vibebox-{sessions.new_label('n', sessions.MAX_LABEL)}"
+        try:
+            assert _ensure_at_once(drivers, name) == ["ok", "ok"]
+            assert [n.name for n in docker_client.networks.list(names=[name]) if n.name == name] == [name]
+        finally:
+            for network in docker_client.networks.list(names=[name]):
+                if network.name == name:
+                    drivers[0].remove_network(name)

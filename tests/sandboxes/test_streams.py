@@ -6,9 +6,11 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 
-from apps.sandboxes.models import Execution
+from apps.sandboxes.models import Execution, Sandbox, new_execution_id
+from apps.sandboxes.runtime import docker_exec, get_driver
+from apps.sandboxes.runtime.base import ExecControl, ExecRequest
+from tests.ws import Communicator
 from vibebox.asgi import application
 
 MiB = 1024 * 1024
@@ -16,11 +18,9 @@ MiB = 1024 * 1024
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> WebsocketCommunicator:
+def communicator(path: str, secret: str | None = None, subprotocol: str | None = None) -> Communicator:
     headers = [(b"authorization", f"Bearer {secret}".encode())] if secret else []
-    return WebsocketCommunicator(
-        application, path, headers=headers, subprotocols=[subprotocol] if subprotocol else None
-    )
+    return Communicator(application, path, headers=headers, subprotocols=[subprotocol] if subprotocol else None)
 
 
 async def receive_until(comm, predicate, timeout=20.0) -> list[dict]:
@@ -258,6 +258,27 @@ def test_background_process_kill(api_client, api_key, sandbox_id):
     assert left.json()["stdout"].strip() == "0"
     missing = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill")
     assert missing.status_code == 404
+
+
+def test_a_kill_that_finds_nothing_is_sent_again_until_the_command_is_gone(sandbox_id):
+    """A client's KILL can reach the sandbox before the engine has started the command (exec start
+    answers first; seen under load): it finds nothing to kill. The first KILL is dropped here, as
+    that race drops it; the command must still end, not run on to its deadline."""
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    driver, user = get_driver(), sandbox.template.user
+    sent = []
+
+    def first_one_lost(exec_id: str, signal: str) -> None:
+        sent.append(signal)
+        if len(sent) > 1:
+            driver.kill(sandbox.container_name, exec_id, user=user, signal=signal)
+
+    control = ExecControl()
+    control.signal("KILL")
+    request = ExecRequest(argv=("sleep", "300"), exec_id=new_execution_id(), user=user, timeout=60, control=control)
+    result = docker_exec.run(driver.client.api, sandbox.container_name, request, kill=first_one_lost)
+    assert not result.timed_out and result.exit_code == 137, result
+    assert sent[:2] == ["KILL", "KILL"]
 
 
 def test_stdin_larger_than_the_buffer_arrives_whole_and_in_order(api_key, sandbox_id):

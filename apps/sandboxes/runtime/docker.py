@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
 _FREEZE_ATTEMPTS = 4
 _ENGINE_INFO_TTL = 300.0
+NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (another process creating it)
 
 
 def _disk_full(message: str) -> bool:
@@ -576,26 +577,36 @@ class DockerDriver:
         if name in self._networks:
             return bridge
         with self._network_lock, self._engine():
-            try:
-                self.client.api.inspect_network(name)
-            except NotFound:
-                try:
-                    self.client.api.create_network(
-                        name,
-                        driver="bridge",
-                        labels=labels,
-                        options={
-                            "com.docker.network.bridge.enable_icc": "false",
-                            "com.docker.network.bridge.name": bridge,
-                        },
-                    )
-                except APIError:  # created concurrently by another process: fine if it exists now
-                    self.client.api.inspect_network(name)
-            gateway = _ipv4_gateway(self.client.api.inspect_network(name))
+            gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only.
         firewall.isolate_bridge(bridge, gateway)
         self._networks.add(name)
         return bridge
+
+    def _network_created(self, name: str, bridge: str, labels: dict[str, str]) -> dict:
+        """The network, created if missing. Another process (the web server and the model gateway
+        start together) may be creating it at the same moment: the engine then refuses our create
+        (same name or bridge) before it lists theirs, so a refusal is followed by looking again
+        for a while, not taken as final."""
+        deadline = time.monotonic() + NETWORK_CREATE_SECONDS
+        while True:
+            with contextlib.suppress(NotFound):
+                return self.client.api.inspect_network(name)
+            try:
+                self.client.api.create_network(
+                    name,
+                    driver="bridge",
+                    labels=labels,
+                    check_duplicate=True,
+                    options={
+                        "com.docker.network.bridge.enable_icc": "false",
+                        "com.docker.network.bridge.name": bridge,
+                    },
+                )
+            except APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def network_gateway(self, name: str) -> str:
         """The host's address on the network (where sandboxes reach the model gateway)."""

@@ -19,6 +19,7 @@ from .base import STDIN_BUFFER, ExecRequest, ExecResult
 from .scripts import HELPER_ID, KILLER, MARKER_ENV, OOM_CHECK, SIGNAL, TIMEOUT_ENV, WRAPPER
 
 _DRAIN_SECONDS = 6.0  # after a kill, how long to wait for the stream to close (the watchdog's grace and more)
+_KILL_AGAIN_SECONDS = 1.0  # a client's KILL is sent again this often until the output closes
 _WATCHDOG_GRACE = 2.0  # the supervisor's own watchdog fires this long after the server's deadline
 KILL_SECONDS = 15.0  # how long a Docker-exec kill is retried while the engine cannot start it
 Kill = Callable[[str, str], None]  # (exec id, signal name)
@@ -138,6 +139,9 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
     for stream, data in frames.feed(early_output(wrapper)):
         collector.add(stream, data)
     timed_out = False
+    # A KILL that comes before the engine has started the command finds nothing to kill (exec
+    # start answers first): it is sent again until the output closes.
+    killed_at: float | None = None
     try:
         eof = False
         while not eof:
@@ -148,6 +152,9 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
                 deadline = now + _DRAIN_SECONDS
             elif timed_out and now >= deadline:
                 break  # the stream did not close after the kill: give up on it
+            if killed_at is not None and not timed_out and now - killed_at >= _KILL_AGAIN_SECONDS:
+                _beside(kill, request.exec_id, "KILL")
+                killed_at = now
             if stdin_open and closing and not pending:
                 sock.shutdown(socket.SHUT_WR)
                 stdin_open = False
@@ -155,7 +162,8 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
             writing = [sock] if stdin_open and pending else []
             # stdin left in the control (over STDIN_BUFFER) is taken as soon as there is room
             ready = control is not None and control.buffered and len(pending) < STDIN_BUFFER
-            readable, writable, _ = select.select(waiting, writing, [], 0 if ready else max(0.0, deadline - now))
+            wait = deadline - now if killed_at is None else min(deadline - now, killed_at + _KILL_AGAIN_SECONDS - now)
+            readable, writable, _ = select.select(waiting, writing, [], 0 if ready else max(0.0, wait))
             if control is not None and (ready or control.wake_fd in readable):
                 data, close, signals = control.take(max(0, STDIN_BUFFER - len(pending)))
                 if data and stdin_open:
@@ -163,6 +171,7 @@ def run(api, container: str, request: ExecRequest, *, kill: Kill | None = None) 
                 closing = closing or close
                 for name in signals:
                     _beside(kill, request.exec_id, name)
+                    killed_at = now if name == "KILL" else killed_at
             if writable:
                 sent = sock.send(pending[:65536])
                 pending = pending[sent:]
