@@ -17,8 +17,9 @@ Modes (each lasts until `restore()` or another mode):
   (the driver sees "no such file", as when dockerd is down).
 - ``reset()``: live connections are reset (RST) now, and every later request is answered by a
   reset of its connection.
-- ``hang()``: requests are read and never answered, so the driver's read timeout fires; set
-  ``settings.VIBEBOX_DOCKER_TIMEOUT`` low (the fixture's ``timeout=`` does it) or wait 120 s.
+- ``hang()``: requests are read and never answered, so the driver's read timeout fires: mark
+  the test ``@pytest.mark.engine_timeout(5)`` (the fixture's default, 60 s, is for a loaded
+  machine's slow but answered calls: a snapshot's commit has taken over 5 s here).
 - ``cut()``: a one-off: resets the live connections and stays in pass-through.
 
 Faults between steps: ``fail_on(pattern, nth=1, then="pass", when="before")`` makes the
@@ -365,18 +366,24 @@ class EngineProxy:
             self.mode = then
 
 
+ENGINE_TIMEOUT = 60  # seconds: the driver's timeout behind the proxy unless a test marks another
+
+
 @pytest.fixture
-def engine_fault(settings):
+def engine_fault(settings, request):
     """An EngineProxy with VibeBox's driver pointed at it for this test (see the module).
 
-    The driver's timeout is 5 s here, so a hung engine fails fast; the driver is rebuilt before
-    and after, so other tests (and the shared engine) never see the fault. (Through pytest-django's
-    `settings`, so the test's own settings changes unwind in order with these.)"""
+    The driver's timeout is ENGINE_TIMEOUT, or the test's `engine_timeout` mark (a test that hangs
+    the engine: it fails fast); the driver is rebuilt before and after, so other tests (and the
+    shared engine) never see the fault. (Through pytest-django's `settings`, so the test's own
+    settings changes unwind in order with these.)"""
     from apps.sandboxes.runtime import get_driver
 
+    mark = request.node.get_closest_marker("engine_timeout")
     host, timeout = settings.VIBEBOX_DOCKER_HOST, settings.VIBEBOX_DOCKER_TIMEOUT
     with EngineProxy() as proxy:
-        settings.VIBEBOX_DOCKER_HOST, settings.VIBEBOX_DOCKER_TIMEOUT = proxy.url, 5
+        settings.VIBEBOX_DOCKER_HOST = proxy.url
+        settings.VIBEBOX_DOCKER_TIMEOUT = mark.args[0] if mark else ENGINE_TIMEOUT
         get_driver.cache_clear()
         try:
             yield proxy

@@ -32,8 +32,9 @@ def sh(client, sandbox_id, command):
 
 def child_session(tmp_path, test: str, **env: str) -> subprocess.Popen:
     """`pytest tests/session_child.py::<test>` as a session of its own: no VIBEBOX_TEST_INSTANCE
-    unless given (it inherits VIBEBOX_TEST_SESSION, our label for our servers, and must not use it)."""
-    base = {k: v for k, v in os.environ.items() if k != "VIBEBOX_TEST_INSTANCE"}
+    unless given (it inherits VIBEBOX_TEST_SESSION, our label for our servers, and must not use it),
+    and no xdist worker's variables (it is no worker: its label gets no worker number)."""
+    base = {k: v for k, v in os.environ.items() if k != "VIBEBOX_TEST_INSTANCE" and not k.startswith("PYTEST_XDIST")}
     env = {**base, "VIBEBOX_CHILD_REPORT": str(tmp_path / "report.json"), **env}
     command = [sys.executable, "-m", "pytest", f"tests/session_child.py::{test}", "-q", "-p", "no:cacheprovider"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

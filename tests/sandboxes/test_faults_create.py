@@ -38,6 +38,7 @@ def test_proxy_passes_through_then_refuses_resets_and_restores(engine_fault):
     driver.ping()
 
 
+@pytest.mark.engine_timeout(5)
 def test_proxy_hang_fires_the_driver_timeout(engine_fault, settings):
     driver = get_driver()
     driver.ping()
@@ -132,6 +133,7 @@ def test_cold_create_with_the_engine_going_down_is_cleaned_by_reconcile(
     assert leftovers(docker_client) == bystander["engine"]
 
 
+@pytest.mark.engine_timeout(5)
 @pytest.mark.django_db(transaction=True)
 def test_cold_create_with_a_hung_engine_times_out(api_client, templates, docker_client, engine_fault):
     tripped = engine_fault.fail_on(r"^POST /containers/[^/]+/start$", then="hang")
@@ -304,6 +306,7 @@ def start_works_and_nothing_is_lost(client, sandbox_id: str) -> None:
     assert run(client, sandbox_id, "cat /workspace/kept.txt")["stdout"] == "kept\n"
 
 
+@pytest.mark.engine_timeout(5)
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("then", ["pass", "refuse", "hang"])
 def test_start_with_the_engine_failing_goes_back_to_stopped(then, api_client, stopped, engine_fault):

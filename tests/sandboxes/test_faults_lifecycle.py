@@ -231,6 +231,7 @@ def test_destroy_whose_engine_fails_midway_is_finished_by_reconcile(
     assert not docker_client.volumes.list(filters={"name": sandbox_id})
 
 
+@pytest.mark.engine_timeout(5)
 def test_stop_while_the_engine_hangs_changes_nothing(sandbox_id, engine_fault, api_client, docker_client):
     """The engine takes requests and never answers: the driver's timeout (5 s here) ends the call."""
     engine_fault.hang()

@@ -3,21 +3,20 @@
 import datetime as dt
 import threading
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox
-from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.tasks import reconcile_sandboxes
 
 
+@pytest.mark.engine_timeout(120)  # the stuck pass stays stuck until the test lets it go
 def test_a_pass_still_running_makes_the_next_one_skip(transactional_db, engine_fault, settings, create_sandbox):
     """Beat sends a pass every interval even when the last one is still at work (here: stuck on the
     engine); the next one does nothing instead of working on the same sandboxes beside it."""
     sandbox_id = create_sandbox()["id"]
     Sandbox.objects.filter(pk=sandbox_id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
-    settings.VIBEBOX_DOCKER_TIMEOUT = 120  # the stuck pass stays stuck until the test lets it go
-    get_driver.cache_clear()
     stuck = engine_fault.fail_on(r"^GET /containers/json", then="hang")
     first: dict = {}
 
