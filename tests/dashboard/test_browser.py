@@ -59,7 +59,7 @@ def browser():
 @pytest.fixture
 def context(browser, request):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(60_000)  # deadlines, not targets: a create under load has taken over 20 s
     yield context
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
