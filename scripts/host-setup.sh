@@ -12,6 +12,10 @@
 #                     (127.0.0.1/localhost/::1) is started here when it does
 #                     not answer; any other URL must already answer.
 #   VIBEBOX_DOCKERD_FLAGS  extra flags for dockerd when this script starts it.
+#   VIBEBOX_DOCKER_ADDRESS_POOL  where a dockerd this script starts takes new networks'
+#                     subnets (default base=10.199.0.0/16,size=24: 256 networks; Docker's own
+#                     default gives about 30, which two test runs on one engine used up);
+#                     empty: Docker's default.
 #   VIBEBOX_DOCKER_ROOT    data root of a dockerd this script starts (default
 #                     /var/lib/vibebox-docker): a filesystem that can limit a
 #                     container's size (sandboxes' disk limits), made from a
@@ -26,6 +30,7 @@ DATA_DIR="${VIBEBOX_DATA_DIR:-$REPO_DIR/var}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 DOCKER_WAIT_SECONDS=60
 DOCKER_ROOT="${VIBEBOX_DOCKER_ROOT:-/var/lib/vibebox-docker}"
+DOCKER_ADDRESS_POOL="${VIBEBOX_DOCKER_ADDRESS_POOL-base=10.199.0.0/16,size=24}"
 DOCKER_ROOT_IMAGE="$DOCKER_ROOT.img"
 REDIS_WAIT_SECONDS=10
 
@@ -135,6 +140,7 @@ start_dockerd() {
     elif [ -z "${VIBEBOX_DOCKERD_FLAGS:-}" ] && supports_overlay2; then
         flags+=(--storage-driver overlay2)
     fi
+    if [ -n "$DOCKER_ADDRESS_POOL" ]; then flags+=(--default-address-pool "$DOCKER_ADDRESS_POOL"); fi
     # shellcheck disable=SC2206  # intentional word splitting of user flags
     flags+=(${VIBEBOX_DOCKERD_FLAGS:-})
 

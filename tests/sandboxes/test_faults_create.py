@@ -12,7 +12,7 @@ from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
-from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.runtime import ContainerSpec, get_driver
 from apps.sandboxes.runtime.docker import DockerDriver
 from tests import sessions
 from tests.conftest import INSTANCE_LABEL
@@ -377,3 +377,42 @@ def test_two_processes_creating_the_sandbox_network_at_once_both_get_it(docker_c
             for network in docker_client.networks.list(names=[name]):
                 if network.name == name:
                     drivers[0].remove_network(name)
+
+
+def test_a_network_removed_behind_our_back_is_created_again_by_the_next_create(docker_client):
+    """`docker network prune` while no sandbox is attached removes the sandbox network; the driver
+    remembers it as ensured, so every create used to answer 502 "network … not found" until the
+    process restarted. The engine notices the missing network at create or at start (version
+    dependent): both are covered, a removal before the create and one between create and start."""
+    driver = DockerDriver()
+    name = f"vibebox-{sessions.new_label('n', sessions.MAX_LABEL)}"
+    labels = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
+    image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    containers = [f"{name}-1", f"{name}-2"]
+
+    def spec(container: str) -> ContainerSpec:
+        return ContainerSpec(name=container, image=image, labels=labels, env={}, volume=None, network=name)
+
+    def assert_running_on_the_network(container: str) -> None:
+        network = docker_client.networks.get(name)
+        assert network.attrs["Labels"] == labels
+        assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        attrs = docker_client.containers.get(container).attrs
+        assert attrs["State"]["Running"] and list(attrs["NetworkSettings"]["Networks"]) == [name]
+
+    try:
+        driver.ensure_network(name, labels)
+        docker_client.networks.get(name).remove()
+        driver.create(spec(containers[0]))
+        assert driver.start(containers[0]).status == "running"
+        assert_running_on_the_network(containers[0])
+
+        driver.create(spec(containers[1]))
+        docker_client.containers.get(containers[0]).stop(timeout=0)
+        docker_client.networks.get(name).remove()
+        assert driver.start(containers[1]).status == "running"
+        assert_running_on_the_network(containers[1])
+    finally:
+        for container in containers:
+            driver.remove(container)
+        driver.remove_network(name)

@@ -173,7 +173,7 @@ class DockerDriver:
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
-        self._networks: set[str] = set()
+        self._networks: dict[str, dict[str, str]] = {}  # networks ensured -> their labels
         self._network_lock = threading.Lock()  # one create at a time in this process
         self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
         self._agents: dict[str, tuple[str, str]] = {}  # container name -> (address, user)
@@ -316,7 +316,9 @@ class DockerDriver:
             try:
                 if spec.disk:
                     kwargs["storage_opt"] = {"size": str(self._layer_size(spec))}
-                container = self.client.containers.create(**kwargs)
+                container = self._again_if_network_gone(
+                    lambda: self.client.containers.create(**kwargs), lambda: [spec.network]
+                )
             except ImageNotFound:
                 raise errors.TemplateUnavailable(details={"image": spec.image}) from None
             except APIError as exc:
@@ -328,6 +330,29 @@ class DockerDriver:
             if self._agent_secret:
                 self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name))
             return _info_from_inspect(container.attrs)
+
+    def _again_if_network_gone(self, call, networks):
+        """`call()`; if the engine answers that a network is not found and it is one this driver
+        ensured (`networks()`: the ones the call uses), the network was removed behind our back
+        (`docker network prune` while no sandbox was attached): it is ensured again and the call
+        made once more, instead of every create failing until the process restarts."""
+        try:
+            return call()
+        except NotFound as exc:
+            if "network" not in str(exc.explanation or "").lower():
+                raise
+            gone = [(name, self._networks.pop(name)) for name in networks() if name in self._networks]
+            if not gone:
+                raise
+        for name, labels in gone:
+            logger.warning("network %s was removed behind our back; creating it again", name)
+            self.ensure_network(name, labels)
+        return call()
+
+    def _networks_of(self, container: str) -> list[str]:
+        data = self.client.api.inspect_container(container)
+        attached = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        return [(data.get("HostConfig") or {}).get("NetworkMode") or "", *attached]
 
     def _inspect_running(self, name: str) -> ContainerInfo:
         """Inspects a container just started; remembers where its exec agent listens."""
@@ -341,7 +366,7 @@ class DockerDriver:
 
     def start(self, name: str) -> ContainerInfo:
         with self._engine():
-            self.client.api.start(name)
+            self._again_if_network_gone(lambda: self.client.api.start(name), lambda: self._networks_of(name))
             return self._inspect_running(name)
 
     def stop(self, name: str, timeout: int) -> ContainerInfo:
@@ -352,7 +377,9 @@ class DockerDriver:
 
     def restart(self, name: str, timeout: int) -> ContainerInfo:
         with self._engine():
-            self.client.api.restart(name, timeout=timeout)
+            self._again_if_network_gone(
+                lambda: self.client.api.restart(name, timeout=timeout), lambda: self._networks_of(name)
+            )
             return self._inspect_running(name)
 
     def remove(self, name: str, *, volume: str | None = None) -> None:
@@ -569,7 +596,7 @@ class DockerDriver:
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_network(name)
         firewall.remove_bridge_rules(_bridge(name))
-        self._networks.discard(name)
+        self._networks.pop(name, None)
 
     def ensure_network(self, name: str, labels: dict[str, str]) -> str:
         """A bridge network with inter-container traffic off and no way into the host."""
@@ -580,7 +607,7 @@ class DockerDriver:
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only.
         firewall.isolate_bridge(bridge, gateway)
-        self._networks.add(name)
+        self._networks[name] = dict(labels)
         return bridge
 
     def _network_created(self, name: str, bridge: str, labels: dict[str, str]) -> dict:
