@@ -18,7 +18,8 @@ from rest_framework.test import APIClient
 from apps.keys.scopes import ALL_SCOPES
 from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
-from apps.marketplace.services import template_upsert, templates_sync
+from apps.marketplace.services import template_upsert
+from apps.sandboxes.images import templates_sync
 from apps.sandboxes.runtime import get_driver
 from tests import sessions
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)

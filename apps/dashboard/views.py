@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from apps.marketplace.selectors import template_list
 from apps.sandboxes import selectors, services
+from apps.sandboxes.metrics import sandbox_metrics as measure
 from apps.sandboxes.models import Status
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration, parse_size
@@ -155,8 +156,6 @@ def sandbox_detail(request, sandbox_id):
 
 @login_required
 def sandbox_metrics(request, sandbox_id):
-    from apps.sandboxes.metrics import sandbox_metrics as measure
-
     sandbox = get_sandbox(request, sandbox_id)
     try:
         metrics, problem = measure(sandbox=sandbox), ""

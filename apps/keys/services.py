@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
+from . import signals
 from .models import ApiKey, ApiKeyUsage
 from .scopes import DEFAULT_SCOPES, parse_scopes
 from .secrets import display_prefix, generate_key, hash_key
@@ -165,12 +166,10 @@ def api_key_revoke(*, key: ApiKey, creator: ApiKey | None = None) -> ApiKey:
 
     `creator` (the calling key) may revoke itself or a key no broader than itself.
     """
-    from apps.sandboxes.services import sandboxes_destroy_ephemeral_of_key
-
     _ensure_may_act_on(key=key, creator=creator, action="revoke")
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
-    transaction.on_commit(lambda: sandboxes_destroy_ephemeral_of_key(key_id=key.pk))
+    transaction.on_commit(lambda: signals.api_key_revoked.send(sender=ApiKey, key=key))
     return key
 
 

@@ -23,7 +23,8 @@ class TemplateSource:
     image: str
 
 
-def _hash_tree(path: Path, *extra: bytes) -> str:
+def tree_digest(path: Path, *extra: bytes) -> str:
+    """12 hex digits of a hash over every file under `path` (names and contents) and `extra`."""
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes() + b"\0")
@@ -43,7 +44,7 @@ def extra_ca_bytes() -> bytes:
 
 def base_image() -> str:
     base = settings.VIBEBOX_IMAGES_DIR / BASE_DIR_NAME
-    return f"{settings.VIBEBOX_IMAGE_PREFIX}/base:trixie-{_hash_tree(base, settings.VIBEBOX_DEBIAN_MIRROR.encode())}"
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/base:trixie-{tree_digest(base, settings.VIBEBOX_DEBIAN_MIRROR.encode())}"
 
 
 def built_in_templates() -> list[TemplateSource]:
@@ -53,7 +54,7 @@ def built_in_templates() -> list[TemplateSource]:
     for spec_file in sorted(settings.VIBEBOX_IMAGES_DIR.glob("*/template.yaml")):
         spec = yaml.safe_load(spec_file.read_text())
         name = spec["name"]
-        digest = _hash_tree(spec_file.parent, base.encode(), ca)
+        digest = tree_digest(spec_file.parent, base.encode(), ca)
         image = f"{settings.VIBEBOX_IMAGE_PREFIX}/{name}:{spec.get('version', 1)}-{digest}"
         sources.append(TemplateSource(name=name, path=spec_file.parent, spec=spec, image=image))
     return sources

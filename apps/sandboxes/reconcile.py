@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import activity, snapshots, states
+from . import activity, signals, snapshots, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
@@ -49,7 +49,7 @@ class Report:
     exited: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     executions_abandoned: int = 0
-    asks_abandoned: int = 0
+    more: dict[str, int] = field(default_factory=dict)  # counts from other apps' receivers (signals.reconcile_pass)
     strays_ended: list[str] = field(default_factory=list)
     key_revoked: list[str] = field(default_factory=list)
     auto_paused: list[str] = field(default_factory=list)
@@ -57,7 +57,8 @@ class Report:
     failed: dict[str, str] = field(default_factory=dict)  # sandbox, container, volume or image -> why
 
     def as_dict(self) -> dict:
-        return {key: value for key, value in self.__dict__.items() if value}
+        fields = {key: value for key, value in self.__dict__.items() if key != "more"}
+        return {key: value for key, value in {**fields, **self.more}.items() if value}
 
 
 def _reason(exc: Exception) -> str:
@@ -210,10 +211,8 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     report.executions_abandoned = Execution.objects.filter(
         status=Execution.Status.RUNNING, started_at__lt=abandoned
     ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
-    from apps.agents.asks import asks_orphaned  # Claude asks run in the web process, like executions
-
-    grace = settings.VIBEBOX_CLAUDE_ASK_TIMEOUT + settings.VIBEBOX_STUCK_AFTER
-    report.asks_abandoned = asks_orphaned(older_than_seconds=0 if startup else grace)
+    for _, counts in signals.reconcile_pass.send(sender=Report, startup=startup):
+        report.more.update(counts or {})
     if report.as_dict():
         logger.info("reconciled: %s", report.as_dict())
     return report

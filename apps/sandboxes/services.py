@@ -23,8 +23,8 @@ from vibebox.units import format_size
 
 from . import envvars, events, git, pools, quotas, snapshots, states
 from .models import Sandbox, Status
-from .runtime import ContainerSpec, get_driver
-from .specs import base_labels, container_spec, default_disk, disk_limits_on, network_name
+from .runtime import get_driver
+from .specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 
 logger = logging.getLogger(__name__)
 
@@ -124,29 +124,6 @@ def _template(name: str) -> Template:
 
 
 # ---- engine-side names ----
-
-
-def _labels(sandbox: Sandbox) -> dict[str, str]:
-    return {
-        **base_labels(),
-        "vibebox.sandbox-id": sandbox.id,
-        "vibebox.owner": str(sandbox.owner_id),
-        "vibebox.template": sandbox.template.name,
-        "vibebox.pool": "",
-    }
-
-
-def _spec(sandbox: Sandbox) -> ContainerSpec:
-    return container_spec(
-        name=sandbox.container_name,
-        template=sandbox.template,
-        image=sandbox.image,
-        labels=_labels(sandbox),
-        cpu=sandbox.cpu,
-        memory=sandbox.memory,
-        disk=sandbox.disk,
-        volume=sandbox.volume_name,
-    )
 
 
 def _remove_quietly(sandbox: Sandbox) -> None:
@@ -249,7 +226,7 @@ def sandbox_create(
     try:
         if not sandbox.warm:
             driver.ensure_network(network_name(), base_labels())
-            info = driver.create(_spec(sandbox))
+            info = driver.create(sandbox_spec(sandbox))
             if auto_start or clone or snapshot:
                 info = driver.start(sandbox.container_name)
         if snapshot:

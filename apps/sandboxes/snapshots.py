@@ -28,7 +28,7 @@ from vibebox import exceptions as errors
 from . import events, quotas, states
 from .models import Sandbox, Snapshot, Status
 from .runtime import get_driver
-from .specs import base_labels
+from .specs import base_labels, sandbox_spec
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
@@ -178,8 +178,6 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     container is renamed aside (running, paused or stopped as it was, its workspace untouched),
     the new one is built under the sandbox's name with a new workspace, and the old one is removed
     only once the new one is ready. On failure the new one goes and the old one gets its name back."""
-    from .services import _spec  # the sandbox's own container spec
-
     check_usable(snapshot)
     before = states.claim(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
     driver = get_driver()
@@ -193,7 +191,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     new = Sandbox(**{f.attname: getattr(sandbox, f.attname) for f in Sandbox._meta.concrete_fields})
     new.image = snapshot.image
     new.workspace_volume = f"{sandbox.id}-workspace-{random_id('', 8).lower()}"
-    spec = _spec(new)
+    spec = sandbox_spec(new)
     try:
         try:
             info = driver.create(spec)

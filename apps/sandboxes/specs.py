@@ -4,6 +4,7 @@ from django.conf import settings
 
 from apps.marketplace.models import Template
 
+from .models import Sandbox
 from .runtime import ContainerSpec, get_driver
 
 
@@ -60,4 +61,28 @@ def container_spec(
         runtime=template.runtime,
         log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
         log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
+    )
+
+
+def sandbox_labels(sandbox: Sandbox) -> dict[str, str]:
+    return {
+        **base_labels(),
+        "vibebox.sandbox-id": sandbox.id,
+        "vibebox.owner": str(sandbox.owner_id),
+        "vibebox.template": sandbox.template.name,
+        "vibebox.pool": "",
+    }
+
+
+def sandbox_spec(sandbox: Sandbox) -> ContainerSpec:
+    """The container of a sandbox, as its row describes it."""
+    return container_spec(
+        name=sandbox.container_name,
+        template=sandbox.template,
+        image=sandbox.image,
+        labels=sandbox_labels(sandbox),
+        cpu=sandbox.cpu,
+        memory=sandbox.memory,
+        disk=sandbox.disk,
+        volume=sandbox.volume_name,
     )

@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import BASE_DIR_NAME, base_image, built_in_templates
 from apps.marketplace.models import Template
-from apps.marketplace.services import templates_sync
+from apps.sandboxes.images import templates_sync
 from apps.sandboxes.models import Sandbox
 from vibebox import exceptions as errors
 

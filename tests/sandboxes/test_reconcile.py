@@ -183,7 +183,8 @@ def test_abandoned_claude_asks_are_marked_failed(create_sandbox):
     long_ago = timezone.now() - dt.timedelta(seconds=grace + 60)
     ClaudeAsk.objects.filter(pk__in=[abandoned.pk, done.pk]).update(started_at=long_ago)
 
-    assert sandbox_reconcile().asks_abandoned == 1  # no thread of this process runs it, and it is past its timeout
+    # no thread of this process runs it, and it is past its timeout
+    assert sandbox_reconcile().more["asks_abandoned"] == 1
     abandoned.refresh_from_db()
     assert abandoned.status == "failed" and abandoned.error == "The server running this ask stopped."
     assert abandoned.finished_at is not None
@@ -191,7 +192,7 @@ def test_abandoned_claude_asks_are_marked_failed(create_sandbox):
     assert ClaudeAsk.objects.get(pk=done.pk).status == "completed"
 
     # at start-up no server runs anything yet: every ask still `running` was abandoned
-    assert sandbox_reconcile(startup=True).asks_abandoned == 1
+    assert sandbox_reconcile(startup=True).more["asks_abandoned"] == 1
     assert ClaudeAsk.objects.get(pk=fresh.pk).status == "failed"
     assert ClaudeAsk.objects.get(pk=done.pk).status == "completed"
 

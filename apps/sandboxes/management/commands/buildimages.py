@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from apps.marketplace.services import templates_sync
+from apps.sandboxes.images import templates_sync
 
 
 class Command(BaseCommand):

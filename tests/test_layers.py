@@ -1,0 +1,92 @@
+"""The code base's one-way layers (DESIGN.md §2), checked on the source: a new forbidden import
+fails here, with the file and line that brought it.
+
+- Apps depend one way: keys ← marketplace ← sandboxes ← billing/agents ← dashboard. A lower app
+  never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
+  receives (apps/<app>/signals.py, receivers.py).
+- Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`.
+- No import inside a function hides a loop: project imports sit at the top of the module, but
+  in AppConfig.ready() (where receivers connect) and where listed below with the reason.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIERS = [{"keys"}, {"marketplace"}, {"sandboxes"}, {"billing", "agents"}, {"dashboard"}]
+TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
+DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
+# (file, function) -> why its project import sits inside it.
+LATE_IMPORTS = {
+    ("apps/sandboxes/runtime/__init__.py", "get_driver"): "only the configured driver is loaded",
+    # The services → git → execution → services loop; goes with the services package (issue 19).
+    ("apps/sandboxes/execution.py", "require_not_paused"): "services.sandbox_resume",
+}
+
+
+def _sources():
+    for path in sorted((ROOT / "apps").rglob("*.py")):
+        yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(), filename=str(path))
+
+
+def _imported(node: ast.AST, path: str) -> list[str]:
+    """Absolute module names an import statement brings in."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        if node.level == 0:
+            return [node.module or ""]
+        package = path.removesuffix(".py").split("/")[: -node.level]
+        return [".".join([*package, *([node.module] if node.module else [])])]
+    return []
+
+
+def test_a_lower_app_never_imports_a_higher_one():
+    found = []
+    for path, tree in _sources():
+        app = path.split("/")[1]
+        for node in ast.walk(tree):
+            for module in _imported(node, path):
+                other = module.split(".")[1] if module.startswith("apps.") else ""
+                if other != app and app in TIER and other in TIER and TIER[other] >= TIER[app]:
+                    found.append(f"{path}:{node.lineno} ({app}) imports {module}")
+    assert not found, "\n".join(found)
+
+
+def test_every_app_has_a_tier():
+    apps = {path.name for path in (ROOT / "apps").iterdir() if (path / "apps.py").exists()}
+    assert apps <= set(TIER), f"add {sorted(apps - set(TIER))} to TIERS (and to DESIGN.md §2)"
+
+
+def test_only_the_docker_driver_imports_docker():
+    found = [
+        f"{path}:{node.lineno}"
+        for path, tree in _sources()
+        for node in ast.walk(tree)
+        if any(module.split(".")[0] == "docker" for module in _imported(node, path)) and path != DOCKER_DRIVER
+    ]
+    assert not found, f"only {DOCKER_DRIVER} may import docker: {found}"
+
+
+def test_no_project_import_hides_inside_a_function():
+    found = []
+    for path, tree in _sources():
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) or function.name == "ready":
+                continue
+            for node in ast.walk(function):
+                modules = [m for m in _imported(node, path) if m.split(".")[0] in ("apps", "vibebox")]
+                if modules and (path, function.name) not in LATE_IMPORTS:
+                    found.append(f"{path}:{node.lineno} {function.name}() imports {modules}")
+    assert not found, "\n".join(found)
+
+
+def test_the_listed_late_imports_are_still_there():
+    """A late import that went away leaves its exemption behind: drop it from LATE_IMPORTS."""
+    present = set()
+    for path, tree in _sources():
+        for function in ast.walk(tree):
+            is_function = isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+            if is_function and any(_imported(node, path) for node in ast.walk(function)):
+                present.add((path, function.name))
+    assert set(LATE_IMPORTS) <= present, sorted(set(LATE_IMPORTS) - present)
