@@ -1,0 +1,3 @@
+module vibebox.dev/sandboxd
+
+go 1.24

@@ -1,0 +1,357 @@
+// Package command runs one command to completion and ends commands, with the semantics of the
+// Docker path (apps/sandboxes/runtime/scripts.py) and of the Python exec agent sandboxd replaces.
+//
+// A command runs in its own session with VIBEBOX_EXEC_ID=<id> in its environment. It is done
+// when it has exited AND its output is closed (a background child still holding stdout keeps it
+// running, as with `$(...)`). Output is kept up to a limit per stream and counted beyond. A
+// signalled command exits 128 + the signal; an exit 137 during which the cgroup's OOM-kill count
+// grew is an OOM kill. At the deadline every process of the command is ended (proc.End).
+package command
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"vibebox.dev/sandboxd/internal/proc"
+	"vibebox.dev/sandboxd/internal/threads"
+	"vibebox.dev/sandboxd/internal/users"
+)
+
+// Where the cgroup counts OOM kills (v2, then v1).
+var oomFiles = []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}
+
+// The signals a client may send a command.
+var Signals = map[string]syscall.Signal{
+	"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL, "HUP": syscall.SIGHUP,
+	"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+	"STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+}
+
+// Request is one command.
+type Request struct {
+	ExecID      string
+	Argv        []string
+	Env         map[string]string
+	Workdir     string // "": sandboxd's own
+	Stdin       []byte // nil: /dev/null
+	Timeout     time.Duration
+	OutputLimit int // bytes kept per stream
+	User        users.User
+}
+
+// Result is how it went.
+type Result struct {
+	ExitCode    *int // nil when it timed out
+	Stdout      []byte
+	Stderr      []byte
+	StdoutBytes int64 // all it wrote, kept or not
+	StderrBytes int64
+	TimedOut    bool
+	OOMKilled   bool
+}
+
+// Truncated answers whether output was left out.
+func (r Result) Truncated() bool {
+	return r.StdoutBytes > int64(len(r.Stdout)) || r.StderrBytes > int64(len(r.Stderr))
+}
+
+// StartError says the command could not start: nothing ran.
+type StartError struct{ Err error }
+
+func (e *StartError) Error() string { return "could not start the command: " + e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Runner runs commands and remembers the running ones, to end them on request.
+type Runner struct {
+	env         []string // BaseEnv
+	defaultUser users.User
+
+	mu   sync.Mutex
+	live map[string]*running // exec id -> command
+}
+
+type running struct {
+	session int // the command's pid: it is its session's leader
+	uid     int
+}
+
+// NewRunner answers a Runner whose commands start from env (see BaseEnv); a kill of a command
+// it does not run (a Docker-path one) sweeps defaultUser's processes.
+func NewRunner(env []string, defaultUser users.User) *Runner {
+	return &Runner{env: env, defaultUser: defaultUser, live: map[string]*running{}}
+}
+
+func (r *Runner) register(id string, c *running) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live[id] = c
+}
+
+func (r *Runner) unregister(id string, c *running) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[id] == c {
+		delete(r.live, id)
+	}
+}
+
+func (r *Runner) lookup(id string) *running {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live[id]
+}
+
+// Run runs one command to completion; a *StartError when it could not start.
+func (r *Runner) Run(req Request) (Result, error) {
+	deadline := time.Now().Add(req.Timeout)
+	env := commandEnv(r.env, req.User, req.Env, req.ExecID)
+	cred, err := credential(req.User)
+	if err != nil {
+		return Result{}, &StartError{err}
+	}
+	var path string
+	var before string
+	threads.Blocking(func() {
+		if req.Workdir != "" {
+			if info, statErr := os.Stat(req.Workdir); statErr != nil {
+				err = statErr
+				return
+			} else if !info.IsDir() {
+				err = fmt.Errorf("workdir %s: not a directory", req.Workdir)
+				return
+			}
+		}
+		path, err = executable(req.Argv[0], env, req.Workdir)
+		before = oomCount()
+	})
+	if err != nil {
+		return Result{}, &StartError{err}
+	}
+
+	p, err := r.start(req, path, env, cred)
+	if err != nil {
+		return Result{}, &StartError{err}
+	}
+	defer p.close()
+	live := &running{session: p.pid, uid: req.User.UID}
+	r.register(req.ExecID, live)
+	defer r.unregister(req.ExecID, live)
+
+	p.feed(req.Stdin, deadline)
+	var out, errs stream
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go out.drain(p.stdout, req.OutputLimit, deadline, &wg)
+	go errs.drain(p.stderr, req.OutputLimit, deadline, &wg)
+	wg.Wait()
+
+	timedOut := out.timedOut || errs.timedOut
+	var status syscall.WaitStatus
+	exited := false
+	if !timedOut {
+		if status, exited = wait(p.exited, time.Until(deadline)); !exited {
+			timedOut = true // it closed its output but runs on
+		}
+	}
+	if timedOut {
+		r.end(req.ExecID, map[int]int{p.pid: proc.Anyone}, p.pipes, req.User.UID)
+		wait(p.exited, proc.KillWait)
+	}
+
+	result := Result{
+		Stdout: out.kept, Stderr: errs.kept, StdoutBytes: out.total, StderrBytes: errs.total, TimedOut: timedOut,
+	}
+	if !timedOut {
+		code := status.ExitStatus()
+		if status.Signaled() {
+			code = 128 + int(status.Signal())
+		}
+		result.ExitCode = &code
+		if code == 137 {
+			var after string
+			threads.Blocking(func() { after = oomCount() })
+			result.OOMKilled = after != "" && after != before
+		}
+	}
+	return result, nil
+}
+
+func credential(u users.User) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		// Not root (tests): commands run as sandboxd itself, or not at all.
+		if u.UID == os.Geteuid() {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("sandboxd runs as uid %d and cannot run commands as %s", os.Geteuid(), u)
+	}
+	groups := make([]uint32, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = uint32(g)
+	}
+	return &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: groups}, nil
+}
+
+// wait answers the exit status if it arrives within d.
+func wait(exited <-chan syscall.WaitStatus, d time.Duration) (syscall.WaitStatus, bool) {
+	if d <= 0 {
+		select {
+		case status := <-exited:
+			return status, true
+		default:
+			return 0, false
+		}
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case status := <-exited:
+		return status, true
+	case <-timer.C:
+		return 0, false
+	}
+}
+
+// oomCount reads the cgroup's OOM-kill count ("" when there is none to read).
+func oomCount() string {
+	for _, path := range oomFiles {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "oom_kill ") {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	return ""
+}
+
+// end ends every process of a command: its sessions, marker, pipe holders and their
+// descendants, and (sweep) the unmarked processes of its user no other live command owns.
+func (r *Runner) end(id string, sessions map[int]int, pipes map[proc.FileID]bool, uid int) int {
+	protected := r.otherSessions(id)
+	for s := range sessions {
+		delete(protected, s)
+	}
+	return proc.End(proc.Query{
+		ExecID: id, Sessions: sessions, Pipes: pipes, Sweep: true, SweepUID: uid, Protected: protected,
+	})
+}
+
+// Signal signals a command, running here or on the Docker path: KILL ends all of it (proc.End,
+// with the unmarked processes of its user when sweep) and removes the Docker path's files;
+// other signals go to its members. It answers how many processes it signalled.
+func (r *Runner) Signal(id, name string, sweep bool) (int, error) {
+	sig, ok := Signals[name]
+	if !ok {
+		return 0, fmt.Errorf("unknown signal %q", name)
+	}
+	sessions := map[int]int{}
+	uid := r.defaultUser.UID
+	if live := r.lookup(id); live != nil {
+		sessions[live.session] = proc.Anyone
+		uid = live.uid
+	}
+	if sid, owner, ok := recordedSession(id); ok {
+		if _, known := sessions[sid]; !known {
+			sessions[sid] = owner
+		}
+	}
+	if sig == syscall.SIGKILL {
+		var count int
+		if sweep {
+			count = r.end(id, sessions, nil, uid)
+		} else {
+			count = proc.End(proc.Query{ExecID: id, Sessions: sessions})
+		}
+		removeFiles(id)
+		return count, nil
+	}
+	members := proc.Members(proc.Query{ExecID: id, Sessions: sessions})
+	for pid := range members {
+		syscall.Kill(pid, sig)
+	}
+	return len(members), nil
+}
+
+// recordedSession reads the session a Docker-path supervisor recorded for its command
+// (/tmp/.vbx-<id>.pid, scripts.WRAPPER) and who wrote it. The sandbox owns /tmp: the file may be
+// a FIFO, a link or huge, so it is opened without following links or blocking, and must be a
+// small regular file.
+func recordedSession(id string) (int, int, bool) {
+	fd, err := syscall.Open("/tmp/.vbx-"+id+".pid", syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return 0, 0, false
+	}
+	var buf [32]byte
+	n, _ := syscall.Read(fd, buf[:])
+	sid, err := strconv.Atoi(strings.TrimSpace(string(buf[:max(n, 0)])))
+	if err != nil || sid <= 0 {
+		return 0, 0, false
+	}
+	owner := int(st.Uid)
+	if owner == 0 {
+		owner = proc.Anyone // root's word
+	}
+	return sid, owner, true
+}
+
+// otherSessions answers the sessions of the other commands running now, here and on the Docker
+// path: a sweep spares them.
+func (r *Runner) otherSessions(id string) map[int]bool {
+	sessions := map[int]bool{}
+	r.mu.Lock()
+	for other, c := range r.live {
+		if other != id {
+			sessions[c.session] = true
+		}
+	}
+	r.mu.Unlock()
+	threads.Blocking(func() {
+		dir, err := os.Open("/tmp")
+		if err != nil {
+			return
+		}
+		defer dir.Close()
+		for {
+			names, err := dir.Readdirnames(1024)
+			for _, name := range names {
+				other, ok := strings.CutPrefix(name, ".vbx-")
+				if other, ok = strings.CutSuffix(other, ".pid"); ok && other != id {
+					if sid, _, ok := recordedSession(other); ok {
+						sessions[sid] = true
+					}
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return sessions
+}
+
+// removeFiles removes the Docker path's files of a command (its supervisor's, its code file),
+// as scripts.KILLER does; unlink only, so a link planted there is removed, never followed.
+func removeFiles(id string) {
+	threads.Blocking(func() {
+		for _, pattern := range []string{"/tmp/.vbx-" + id + ".*", "/tmp/vbx-" + id + ".*"} {
+			matches, _ := filepath.Glob(pattern)
+			for _, path := range matches {
+				syscall.Unlink(path)
+			}
+		}
+	})
+}

@@ -1,0 +1,133 @@
+package command
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"vibebox.dev/sandboxd/internal/proc"
+	"vibebox.dev/sandboxd/internal/reaper"
+	"vibebox.dev/sandboxd/internal/threads"
+)
+
+// process is a started command: its pid, exit status to come, and our ends of its pipes.
+type process struct {
+	pid    int
+	exited <-chan syscall.WaitStatus
+	stdin  *os.File // nil: /dev/null
+	stdout *os.File
+	stderr *os.File
+	pipes  map[proc.FileID]bool // its stdout and stderr pipes, as /proc shows them
+}
+
+// start forks the command in its own session, as its user, with pipes for its output (and its
+// stdin when there is some). Our ends of the pipes are in Go's poller: reading and writing them
+// parks goroutines, never threads.
+func (r *Runner) start(req Request, path string, env []string, cred *syscall.Credential) (*process, error) {
+	p := &process{}
+	var child [3]*os.File // stdin, stdout and stderr as the command gets them
+	defer func() {        // the command has its copies once forked
+		for _, f := range child {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	fail := func(err error) (*process, error) {
+		p.close()
+		return nil, err
+	}
+	var err error
+	if req.Stdin != nil {
+		if child[0], p.stdin, err = os.Pipe(); err != nil {
+			return fail(err)
+		}
+	} else if child[0], err = os.Open(os.DevNull); err != nil {
+		return fail(err)
+	}
+	if p.stdout, child[1], err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	if p.stderr, child[2], err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	// Fd() also puts the child's ends in blocking mode, as programs expect them.
+	files := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}
+	p.pipes = map[proc.FileID]bool{}
+	for _, fd := range files[1:] {
+		if id, err := proc.Identify(fd); err == nil {
+			p.pipes[id] = true
+		}
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   req.Workdir,
+		Env:   env,
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
+	}
+	threads.Blocking(func() { p.pid, p.exited, err = reaper.Spawn(path, req.Argv, attr) })
+	if err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// feed writes stdin while the output is read, and closes it when all is written; a command that
+// does not read it leaves the writer parked until the end (close) or the deadline.
+func (p *process) feed(data []byte, deadline time.Time) {
+	if p.stdin == nil {
+		return
+	}
+	if len(data) == 0 {
+		p.stdin.Close()
+		return
+	}
+	stdin := p.stdin
+	go func() {
+		stdin.SetWriteDeadline(deadline)
+		stdin.Write(data) // EPIPE when the command exits without reading all: fine
+		stdin.Close()
+	}()
+}
+
+func (p *process) close() {
+	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// stream is one output of a command: what is kept and how much there was.
+type stream struct {
+	kept     []byte
+	total    int64
+	timedOut bool
+}
+
+// drain reads until the stream closes (every holder of its write end has closed it) or the
+// deadline passes.
+func (s *stream) drain(f *os.File, limit int, deadline time.Time, wg *sync.WaitGroup) {
+	defer wg.Done()
+	if err := f.SetReadDeadline(deadline); err != nil {
+		// Not in the poller (cannot happen with os.Pipe): the deadline closes it instead.
+		timer := time.AfterFunc(time.Until(deadline), func() { f.Close() })
+		defer timer.Stop()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			s.total += int64(n)
+			if room := limit - len(s.kept); room > 0 {
+				s.kept = append(s.kept, buf[:min(n, room)]...)
+			}
+		}
+		if err != nil {
+			s.timedOut = errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, os.ErrClosed)
+			return
+		}
+	}
+}
