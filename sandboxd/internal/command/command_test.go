@@ -303,7 +303,7 @@ func TestKillEndsACommandAndItsFiles(t *testing.T) {
 
 func TestOtherSignalsGoToTheCommand(t *testing.T) {
 	r := newRunner()
-	req := sh("sleep 60")
+	req := request("sleep", "60") // one process: a shell could fork after the signal went
 	done := started(t, r, req)
 	if _, err := r.Signal(req.ExecID, "BOGUS", false); err == nil {
 		t.Fatal("an unknown signal was sent")

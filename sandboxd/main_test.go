@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"vibebox.dev/sandboxd/internal/pid1"
+	"vibebox.dev/sandboxd/internal/protocoltest"
+	"vibebox.dev/sandboxd/internal/reaper"
+)
+
+// These tests run sandboxd itself: this test binary, started again with asMain set, runs main's
+// code as uid daemonUID (no other package's tests use it), not as PID 1 but as a child subreaper,
+// which runs the same code.
+const (
+	asMain    = "SANDBOXD_TEST_AS_MAIN"
+	daemonUID = 54321
+	token     = "e2e-token-0123456789"
+	container = "vb-e2e"
+)
+
+var binary string // a copy of this test binary that daemonUID may run
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if err := reaper.Start(); err != nil {
+		panic(err)
+	}
+	dir, err := os.MkdirTemp("", "sandboxd-test")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755)
+	binary = filepath.Join(dir, "sandboxd")
+	self, _ := os.Executable()
+	data, err := os.ReadFile(self)
+	if err == nil {
+		err = os.WriteFile(binary, data, 0o755)
+	}
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := run([]string{"version"}, &out, &errs); code != 0 || !strings.HasPrefix(out.String(), "sandboxd "+version+" ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	for _, args := range [][]string{nil, {"bogus"}, {"serve", "--bogus"}, {"serve", "extra"}} {
+		if code := run(args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestTheTokenFilesAreWaitedFor(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile, containerFile := filepath.Join(dir, "token"), filepath.Join(dir, "container")
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		os.WriteFile(containerFile, []byte("vb-1\n"), 0o400)
+		os.WriteFile(tokenFile, []byte(" secret \n"), 0o400)
+	}()
+	gotToken, gotContainer, err := waitForFiles(tokenFile, containerFile, 5*time.Second)
+	if err != nil || gotToken != "secret" || gotContainer != "vb-1" {
+		t.Fatalf("%q %q %v", gotToken, gotContainer, err)
+	}
+	started := time.Now()
+	_, _, err = waitForFiles(filepath.Join(dir, "missing"), containerFile, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "missing") || time.Since(started) < 300*time.Millisecond {
+		t.Fatalf("a missing file: %v after %s", err, time.Since(started))
+	}
+}
+
+type daemon struct {
+	pid    int
+	exited <-chan syscall.WaitStatus
+	client *protocoltest.Client
+	stderr string // its log file
+}
+
+var ids atomic.Int64
+
+func newID() string { return fmt.Sprintf("e2e-%d", ids.Add(1)) }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs sandboxd serve as daemonUID, with RLIMIT_NPROC nproc when not 0.
+func start(t *testing.T, nproc uint64) *daemon {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sandboxd-files")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	for name, value := range map[string]string{"token": token, "container": container} {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(value), 0o400)
+		os.Chown(path, daemonUID, daemonUID) // root's and 0400 in a sandbox; here sandboxd is not root
+	}
+	logFile, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	null, _ := os.Open(os.DevNull)
+	defer null.Close()
+	addr := freePort(t)
+	argv := []string{"sandboxd", "serve", "--listen", addr, "--user", strconv.Itoa(daemonUID),
+		"--token-file", filepath.Join(dir, "token"), "--container-file", filepath.Join(dir, "container")}
+	attr := &syscall.ProcAttr{
+		Dir:   "/tmp",
+		Env:   []string{asMain + "=1", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"},
+		Files: []uintptr{null.Fd(), logFile.Fd(), logFile.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: daemonUID, Gid: daemonUID}},
+	}
+	if nproc > 0 {
+		// Inherited by sandboxd; this process, root, is exempt from it.
+		var old syscall.Rlimit
+		syscall.Getrlimit(rlimitNproc, &old)
+		syscall.Setrlimit(rlimitNproc, &syscall.Rlimit{Cur: nproc, Max: nproc})
+		defer syscall.Setrlimit(rlimitNproc, &old)
+	}
+	pid, exited, err := reaper.Spawn(binary, argv, attr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{pid: pid, exited: exited, stderr: logFile.Name(),
+		client: &protocoltest.Client{Addr: addr, Token: token, Container: container}}
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		for _, p := range processesOf(daemonUID) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	eventually(t, "sandboxd answers its health check", 10*time.Second, func() bool { return d.healthy() })
+	return d
+}
+
+const rlimitNproc = 6 // RLIMIT_NPROC
+
+func (d *daemon) healthy() bool {
+	conn, err := d.client.Dial()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	resp, body, err := conn.Get("/")
+	return err == nil && resp.StatusCode == 200 && string(body) == `{"ok": true}`
+}
+
+func (d *daemon) log() string {
+	data, _ := os.ReadFile(d.stderr)
+	return string(data)
+}
+
+func (d *daemon) exec(t *testing.T, argv ...string) (protocoltest.Header, string) {
+	t.Helper()
+	header, stdout, stderr, err := d.client.Exec(map[string]any{
+		"exec_id": newID(), "argv": argv, "timeout": 20, "output_limit": 1 << 16, "workdir": "/tmp",
+	})
+	if err != nil {
+		t.Fatalf("%q: %v\n%s", argv, err, d.log())
+	}
+	if header.ExitCode == nil || *header.ExitCode != 0 {
+		t.Fatalf("%q: %+v %s", argv, header, stderr)
+	}
+	return header, string(stdout)
+}
+
+func processesOf(uid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		var st syscall.Stat_t
+		if err == nil && syscall.Stat("/proc/"+entry.Name(), &st) == nil && int(st.Uid) == uid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func eventually(t *testing.T, what string, limit time.Duration, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSignalsFromSandboxCodeDoNotEndSandboxd(t *testing.T) {
+	d := start(t, 0)
+	for _, sig := range pid1.Dropped {
+		if err := syscall.Kill(d.pid, sig.(syscall.Signal)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case status := <-d.exited:
+		t.Fatalf("sandboxd ended: %v\n%s", status, d.log())
+	default:
+	}
+	if !d.healthy() {
+		t.Fatalf("sandboxd does not answer\n%s", d.log())
+	}
+}
+
+func TestCommandsStartWithDefaultSignalsAndTheirEnvironment(t *testing.T) {
+	d := start(t, 0)
+	// What sandboxd drops, it does not ignore: commands start with those signals at their
+	// default, and nothing blocked. (What sandboxd inherited stays, as with docker exec: runc
+	// starts containers with signal 32 ignored.)
+	_, status := d.exec(t, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+	masks := map[string]uint64{}
+	for _, line := range strings.Split(strings.TrimSpace(status), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		masks[name], _ = strconv.ParseUint(strings.TrimSpace(value), 16, 64)
+	}
+	if len(masks) != 2 || masks["SigBlk"] != 0 {
+		t.Errorf("a command starts with %q", status)
+	}
+	for _, sig := range append(pid1.Dropped, syscall.SIGTERM, syscall.SIGCHLD) {
+		if masks["SigIgn"]&(1<<(uint(sig.(syscall.Signal))-1)) != 0 {
+			t.Errorf("a command starts with %v ignored", sig)
+		}
+	}
+	header, env := d.exec(t, "env")
+	if !strings.Contains(env, "VIBEBOX_EXEC_ID="+header.ExecID+"\n") {
+		t.Errorf("no marker in %q", env)
+	}
+	if strings.Contains(env, token) || strings.Contains(env, asMain) {
+		t.Errorf("sandboxd's secrets or settings reached the command: %q", env)
+	}
+}
+
+func TestSIGTERMEndsEveryProcessAndExitsZero(t *testing.T) {
+	d := start(t, 0)
+	go d.client.Exec(map[string]any{"exec_id": newID(), "argv": []string{"sh", "-c", "trap '' TERM; sleep 60 & sleep 60"}, "timeout": 60, "output_limit": 100})
+	eventually(t, "the command runs", 5*time.Second, func() bool { return len(processesOf(daemonUID)) >= 4 })
+	started := time.Now()
+	syscall.Kill(d.pid, syscall.SIGTERM)
+	select {
+	case status := <-d.exited:
+		if !status.Exited() || status.ExitStatus() != 0 {
+			t.Fatalf("sandboxd exited with %v\n%s", status, d.log())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("sandboxd still runs 5 s after SIGTERM\n%s", d.log())
+	}
+	// The shell ignores SIGTERM: it was killed after the grace period.
+	if took := time.Since(started); took < 1500*time.Millisecond {
+		t.Errorf("sandboxd exited after %s: it did not wait for the processes to go", took)
+	}
+	eventually(t, "every process is gone", 2*time.Second, func() bool { return len(processesOf(daemonUID)) == 0 })
+}
+
+func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
+	// RLIMIT_NPROC on sandboxd's uid stands for the sandbox's pids limit: it counts sandboxd's
+	// threads and the bomb's processes, and once the bomb has filled it nothing of that uid can
+	// start a process or a thread.
+	const limit = 150
+	d := start(t, limit)
+	id := newID()
+	done := make(chan error, 1)
+	go func() {
+		_, _, _, err := d.client.Exec(map[string]any{"exec_id": id, "argv": []string{"sh", "-c", "b() { b | b & }; b"}, "timeout": 60, "output_limit": 1 << 16})
+		done <- err
+	}()
+	tasks := func() int {
+		n := 0
+		for _, pid := range processesOf(daemonUID) {
+			data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+			for _, line := range strings.Split(string(data), "\n") {
+				if value, ok := strings.CutPrefix(line, "Threads:"); ok {
+					k, _ := strconv.Atoi(strings.TrimSpace(value))
+					n += k
+				}
+			}
+		}
+		return n
+	}
+	eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return tasks() >= limit-10 })
+	time.Sleep(500 * time.Millisecond) // the bomb keeps the limit full meanwhile
+
+	started := time.Now()
+	count, err := d.client.Kill(id, "KILL", true)
+	if err != nil || count < 50 {
+		t.Fatalf("kill: %d %v\n%s", count, err, d.log())
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the bomb's exec: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bomb's exec still runs")
+	}
+	t.Logf("killed %d processes in %s", count, time.Since(started))
+	eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(processesOf(daemonUID)) == 1 })
+	if !d.healthy() {
+		t.Fatalf("sandboxd does not answer after the bomb\n%s", d.log())
+	}
+	if _, out := d.exec(t, "echo", "alive"); out != "alive\n" {
+		t.Fatalf("echo alive: %q", out)
+	}
+}
