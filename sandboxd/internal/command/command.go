@@ -9,6 +9,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,6 +111,9 @@ func (r *Runner) lookup(id string) *running {
 // Run runs one command to completion; a *StartError when it could not start.
 func (r *Runner) Run(req Request) (Result, error) {
 	deadline := time.Now().Add(req.Timeout)
+	if len(req.Argv) == 0 {
+		return Result{}, &StartError{errors.New("no argv")}
+	}
 	env := commandEnv(r.env, req.User, req.Env, req.ExecID)
 	cred, err := credential(req.User)
 	if err != nil {
