@@ -292,8 +292,11 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 	d := start(t, limit)
 	id := newID()
 	done := make(chan error, 1)
+	// The classic bomb's processes come and go as forks fail; sleeps started by a loop that
+	// retries every failed fork keep the limit full.
+	bomb := "(while :; do sleep 60 & done) 2>/dev/null & b() { b | b & }; b"
 	go func() {
-		_, _, _, err := d.client.Exec(map[string]any{"exec_id": id, "argv": []string{"sh", "-c", "b() { b | b & }; b"}, "timeout": 60, "output_limit": 1 << 16})
+		_, _, _, err := d.client.Exec(map[string]any{"exec_id": id, "argv": []string{"bash", "-c", bomb}, "timeout": 60, "output_limit": 1 << 16})
 		done <- err
 	}()
 	tasks := func() int {
@@ -312,6 +315,20 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 	eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return tasks() >= limit-10 })
 	time.Sleep(500 * time.Millisecond) // the bomb keeps the limit full meanwhile
 
+	// Requests that each hold a thread in blocking system calls (a /proc scan of every process)
+	// at once: the runtime must find their threads in its reserve, since it cannot make any.
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := d.client.Kill(newID(), "TERM", false)
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a signal to another command: %v\n%s", err, d.log())
+		}
+	}
 	started := time.Now()
 	count, err := d.client.Kill(id, "KILL", true)
 	if err != nil || count < 50 {

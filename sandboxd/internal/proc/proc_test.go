@@ -148,7 +148,8 @@ func TestMembersFindsPipeHoldersAndDescendants(t *testing.T) {
 func TestEndStopsAForkBombThenKillsIt(t *testing.T) {
 	// A bomb bounded by RLIMIT_NPROC (bombUID is this test's alone): it fills its limit, as a
 	// sandbox's bomb fills its pids limit, and forks again whenever a slot frees.
-	bomb := spawn(t, bombUID, nil, nil, "/bin/bash", "-c", "ulimit -u 120; b() { b | b & }; b; sleep 60")
+	bomb := spawn(t, bombUID, nil, nil, "/bin/bash", "-c",
+		"ulimit -u 120; (while :; do sleep 60 & done) 2>/dev/null & b() { b | b & }; b; sleep 60")
 	count := func() int {
 		n := 0
 		for _, p := range Table(nil) {
