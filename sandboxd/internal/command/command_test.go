@@ -97,6 +97,24 @@ func eventually(t *testing.T, what string, limit time.Duration, done func() bool
 	}
 }
 
+// inSession answers the processes of a session, from /proc alone.
+func inSession(sid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		data, _ := os.ReadFile("/proc/" + entry.Name() + "/stat")
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+		if len(fields) > 3 && fields[3] == strconv.Itoa(sid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 func alive(pid int) bool {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -206,13 +224,15 @@ func TestABackgroundChildHoldingStdoutKeepsTheCommandRunning(t *testing.T) {
 		t.Fatalf("done after %s with %+v: it should wait for the child that holds stdout", took, result)
 	}
 	started = time.Now()
-	mustRun(t, r, sh("sleep 1 >/dev/null 2>&1 & echo started"))
-	if took := time.Since(started); took > 700*time.Millisecond {
+	req := sh("sleep 30 >/dev/null 2>&1 & echo started")
+	mustRun(t, r, req)
+	if took := time.Since(started); took > 10*time.Second {
 		t.Fatalf("done after %s: a child that let go of the output must not hold the command", took)
 	}
+	r.Signal(req.ExecID, "KILL", false) // its sleep, by its marker
 
 	// At the deadline the holder is ended with the command.
-	req := sh("sleep 30 & echo $!")
+	req = sh("sleep 30 & echo $!")
 	req.Timeout = 500 * time.Millisecond
 	result = mustRun(t, r, req)
 	holder, _ := strconv.Atoi(strings.TrimSpace(string(result.Stdout)))
@@ -231,13 +251,13 @@ func TestTimeoutEndsTheWholeTree(t *testing.T) {
 	// Escapees in sessions of their own, orphaned at once: one with no marker and no output (only
 	// the sweep finds it), one that keeps the marker (only the marker finds it: sandboxd reads
 	// another user's environment); one that keeps the marker and stdout; and a fast forker.
-	req := Request{ExecID: newID(), Workdir: "/tmp", Timeout: 1500 * time.Millisecond, OutputLimit: 1 << 16, User: tree,
+	req := Request{ExecID: newID(), Workdir: "/tmp", Timeout: 3 * time.Second, OutputLimit: 1 << 16, User: tree,
 		Argv: []string{"/bin/bash", "-c", `ulimit -u 200
 ( /usr/bin/env -i /usr/bin/setsid /bin/sleep 60 </dev/null >/dev/null 2>&1 & )
 ( /usr/bin/setsid /bin/sleep 60 </dev/null >/dev/null 2>&1 & )
 /usr/bin/setsid /bin/sleep 60 &
 ( while :; do /bin/sleep 60 & done ) 2>/dev/null &
-sleep 0.5; echo up; sleep 60`}}
+sleep 1; echo up; sleep 60`}}
 	result := mustRun(t, r, req)
 	if !result.TimedOut || result.ExitCode != nil || string(result.Stdout) != "up\n" {
 		t.Fatalf("timed out %v, exit %v, stdout %q, stderr %q", result.TimedOut, result.ExitCode, result.Stdout, result.Stderr)
@@ -245,8 +265,8 @@ sleep 0.5; echo up; sleep 60`}}
 	eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(processesOf(treeUID)) == 0 })
 }
 
-// started runs req in the background and waits until it runs.
-func started(t *testing.T, r *Runner, req Request) <-chan Result {
+// started runs req in the background and waits until its session holds n processes.
+func started(t *testing.T, r *Runner, req Request, n int) <-chan Result {
 	t.Helper()
 	done := make(chan Result, 1)
 	go func() {
@@ -256,7 +276,10 @@ func started(t *testing.T, r *Runner, req Request) <-chan Result {
 		}
 		done <- result
 	}()
-	eventually(t, "the command starts", 5*time.Second, func() bool { return r.lookup(req.ExecID) != nil })
+	eventually(t, "the command starts", 5*time.Second, func() bool {
+		live := r.lookup(req.ExecID)
+		return live != nil && len(inSession(live.session)) >= n
+	})
 	return done
 }
 
@@ -282,7 +305,7 @@ func TestKillEndsACommandAndItsFiles(t *testing.T) {
 	os.WriteFile(keep, nil, 0o644)
 	defer os.Remove(keep)
 
-	done := started(t, r, req)
+	done := started(t, r, req, 3)
 	count, err := r.Signal(req.ExecID, "KILL", true)
 	if err != nil || count < 2 {
 		t.Fatalf("signalled %d (%v), want the shell and its sleep", count, err)
@@ -303,8 +326,8 @@ func TestKillEndsACommandAndItsFiles(t *testing.T) {
 
 func TestOtherSignalsGoToTheCommand(t *testing.T) {
 	r := newRunner()
-	req := request("sleep", "60") // one process: a shell could fork after the signal went
-	done := started(t, r, req)
+	req := request("sleep", "60")
+	done := started(t, r, req, 1)
 	if _, err := r.Signal(req.ExecID, "BOGUS", false); err == nil {
 		t.Fatal("an unknown signal was sent")
 	}
@@ -335,7 +358,10 @@ func TestKillEndsADockerPathCommandByItsRecordedSession(t *testing.T) {
 	id := newID()
 	// As scripts.WRAPPER does: the command records its session, then runs (here, unmarked).
 	leader := spawnAs(t, nobody.UID, "echo $$ > /tmp/.vbx-"+id+".pid; sleep 60 & sleep 60")
-	eventually(t, "the pid file", 5*time.Second, func() bool { _, err := os.Stat("/tmp/.vbx-" + id + ".pid"); return err == nil })
+	eventually(t, "the pid file and the sleeps", 5*time.Second, func() bool {
+		data, _ := os.ReadFile("/tmp/.vbx-" + id + ".pid")
+		return strings.TrimSpace(string(data)) == strconv.Itoa(leader) && len(inSession(leader)) == 3
+	})
 	if count, err := r.Signal(id, "KILL", false); err != nil || count < 2 {
 		t.Fatalf("signalled %d: %v", count, err)
 	}
