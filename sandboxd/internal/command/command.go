@@ -263,10 +263,11 @@ func (r *Runner) Signal(id, name string, sweep bool) (int, error) {
 		sessions[live.session] = proc.Anyone
 		uid = live.uid
 	}
-	if sid, owner, ok := recordedSession(id); ok {
-		if _, known := sessions[sid]; !known {
-			sessions[sid] = owner
-		}
+	var sid, owner int
+	var recorded bool
+	threads.Blocking(func() { sid, owner, recorded = recordedSession(id) })
+	if _, known := sessions[sid]; recorded && !known {
+		sessions[sid] = owner
 	}
 	if sig == syscall.SIGKILL {
 		var count int

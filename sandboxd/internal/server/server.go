@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/command"
+	"vibebox.dev/sandboxd/internal/threads"
 	"vibebox.dev/sandboxd/internal/users"
 )
 
@@ -321,7 +322,8 @@ func (s *Server) exec(w http.ResponseWriter, c *conn, body []byte, execID string
 	if req.User != nil && *req.User != "" {
 		spec = *req.User
 	}
-	user, err := s.cfg.Lookup(spec)
+	var user users.User
+	threads.Blocking(func() { user, err = s.cfg.Lookup(spec) }) // reads /etc/passwd and /etc/group
 	if err != nil {
 		s.fail(w, http.StatusUnprocessableEntity, err.Error()) // nothing ran
 		return
