@@ -84,7 +84,8 @@ def test_shell_language_and_cleanup(api_client, python):
 
 
 def test_timeout_and_env(api_client, python):
-    body = execute(api_client, python, code="import time\nprint('a', flush=True)\ntime.sleep(60)", timeout=1)
+    # 5 s: the interpreter must start and print first, which took over 1 s on a loaded machine
+    body = execute(api_client, python, code="import time\nprint('a', flush=True)\ntime.sleep(60)", timeout=5)
     assert body["status"] == "timeout" and body["stdout"] == "a\n"
     body = execute(api_client, python, code="import os\nos.environ['V']", env={"V": "from-request"})
     assert body["returnValue"] == "from-request"

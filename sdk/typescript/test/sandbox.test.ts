@@ -175,7 +175,10 @@ describe('exec', () => {
     const cat = await sandbox.exec('cat', { stream: true });
     cat.write('hello ').write('stdin\n').closeStdin();
     assert.equal((await cat.wait()).stdout, 'hello stdin\n');
-    const sleeper = await sandbox.exec('sleep 60', { stream: true });
+    // Signalled once it runs: a signal sent before the engine has started the command finds
+    // nothing to signal (docs/api.md, streamed exec), and the sleep would run to its timeout.
+    const sleeper = await sandbox.exec('echo ready; sleep 60', { stream: true });
+    await new Promise<void>((resolve) => sleeper.onData((data) => (data.includes('ready') ? resolve() : undefined)));
     sleeper.signal('TERM');
     const stopped = await sleeper.wait();
     assert.notEqual(stopped.exitCode, 0);
