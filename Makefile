@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript venv images migrate run test lint format bench clean-containers
+.PHONY: setup host browser typescript venv images sandboxd migrate run test lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -35,6 +35,11 @@ migrate: venv
 
 images: venv host migrate
 	@$(BIN)/python manage.py buildimages
+	@$(BIN)/python manage.py sandboxd
+
+# sandboxd alone (gofmt + go vet + build): `make lint` needs no templates or database.
+sandboxd: venv host
+	@$(BIN)/python manage.py sandboxd
 
 run: setup
 	@$(BIN)/python manage.py bootstrap
@@ -43,12 +48,13 @@ run: setup
 	@exec $(BIN)/honcho start -f Procfile
 
 test: setup browser typescript
+	@$(BIN)/python manage.py sandboxd --check
 	@$(BIN)/pytest -n 3 --dist loadfile
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py
 
-lint: venv typescript
+lint: venv typescript sandboxd
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@cd sdk/typescript && node node_modules/typescript/bin/tsc -p tsconfig.test.json --noEmit

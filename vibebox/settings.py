@@ -275,6 +275,8 @@ VIBEBOX_DOCKER_HOST = env_str("DOCKER_HOST", "")
 VIBEBOX_DOCKER_TIMEOUT = env_duration("VIBEBOX_DOCKER_TIMEOUT", 120)
 VIBEBOX_IMAGE_PREFIX = env_str("VIBEBOX_IMAGE_PREFIX", "vibebox")
 VIBEBOX_IMAGES_DIR = Path(env_str("VIBEBOX_IMAGES_DIR", str(BASE_DIR / "images")))
+# sandboxd's Go source, built into a read-only volume every sandbox mounts (docs/sandboxd.md).
+VIBEBOX_SANDBOXD_DIR = BASE_DIR / "sandboxd"
 # "system": the host's CA bundle (the default); a path: that PEM bundle; empty: none.
 VIBEBOX_EXTRA_CA_CERTS = env_str("VIBEBOX_EXTRA_CA_CERTS", "system")
 VIBEBOX_SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

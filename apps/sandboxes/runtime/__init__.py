@@ -3,6 +3,8 @@ from functools import cache
 from django.conf import settings
 
 from .base import (
+    DAEMON_BINARY,
+    DAEMON_MOUNT,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
@@ -15,6 +17,8 @@ from .base import (
 )
 
 __all__ = [
+    "DAEMON_BINARY",
+    "DAEMON_MOUNT",
     "ContainerInfo",
     "ContainerSpec",
     "ContainerStats",

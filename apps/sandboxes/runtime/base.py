@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# Where every sandbox mounts sandboxd's volume (read-only), and its binary there.
+DAEMON_MOUNT = "/opt/vibebox"
+DAEMON_BINARY = f"{DAEMON_MOUNT}/sandboxd"
+
 
 @dataclass(frozen=True)
 class ContainerSpec:
@@ -35,6 +39,9 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_files: int = 3
     hostname: str = "sandbox"
+    # sandboxd's volume: sandboxd is then PID 1 (as root, mounted read-only) and runs commands as
+    # `user`; None: `command` under Docker's init, as `user`.
+    daemon_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,7 @@ class RuntimeDriver(Protocol):
 
     # Volumes and networks.
     def list_volumes(self, labels: dict[str, str]) -> list[str]: ...
+    def volume_from_image(self, volume: str, *, image: str, path: str, labels: dict[str, str]) -> None: ...
     def remove_volume(self, name: str) -> None: ...
     def ensure_network(self, name: str, labels: dict[str, str]) -> str: ...
     def network_gateway(self, name: str) -> str: ...
@@ -258,7 +266,14 @@ class RuntimeDriver(Protocol):
     # Images.
     def image_exists(self, tag: str) -> bool: ...
     def image_build(
-        self, *, context: str, tag: str, buildargs: dict[str, str], labels: dict[str, str], log: BuildLog
+        self,
+        *,
+        context: str,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        log: BuildLog,
+        target: str | None = None,  # a stage of a multi-stage Dockerfile
     ) -> None: ...
     def image_remove(self, tag: str) -> None: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size

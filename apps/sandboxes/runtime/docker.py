@@ -6,6 +6,7 @@ module ever sees a Docker type or exception.
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import logging
 import threading
@@ -21,6 +22,8 @@ from vibebox import exceptions as errors
 
 from . import bounded, docker_agent, docker_exec, docker_logs, docker_tty, firewall
 from .base import (
+    DAEMON_BINARY,
+    DAEMON_MOUNT,
     BuildLog,
     ContainerInfo,
     ContainerSpec,
@@ -164,7 +167,10 @@ def _agent_target(data: dict) -> tuple[str, str] | None:
         return None
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
-    return (address, (data.get("Config") or {}).get("User") or "") if address else None
+    config = data.get("Config") or {}
+    labels = config.get("Labels") or {}
+    user = labels[docker_agent.USER_LABEL] if docker_agent.USER_LABEL in labels else config.get("User") or ""
+    return (address, user) if address else None
 
 
 class DockerDriver:
@@ -285,20 +291,39 @@ class DockerDriver:
         with self._engine():
             if spec.volume:
                 self.client.volumes.create(name=spec.volume, labels=spec.labels)
-            command = docker_agent.COMMAND if self._agent_secret else spec.command
+            daemon = bool(spec.daemon_volume and self._agent_secret)
+            mounts = [Mount(target="/workspace", source=spec.volume, type="volume")] if spec.volume else []
+            run_as = spec.user
+            if daemon:
+                # sandboxd is PID 1, as root, from a read-only volume (never part of the image or a
+                # snapshot); it runs every command as the template's user, else the image's.
+                run_as = spec.user or self._image_user(spec.image)
+                command = [DAEMON_BINARY, "serve", *(("--user", run_as) if run_as else ())]
+                mounts.append(
+                    Mount(
+                        target=DAEMON_MOUNT,
+                        source=spec.daemon_volume,
+                        type="volume",
+                        read_only=True,
+                        no_copy=True,
+                    )
+                )
+            else:
+                command = list(docker_agent.COMMAND if self._agent_secret else spec.command)
+            caps = set(spec.cap_add) | (set(docker_agent.DAEMON_CAPS) if daemon else set())
             kwargs = dict(
                 image=spec.image,
-                command=list(command),
+                command=command,
                 name=spec.name,
                 hostname=spec.hostname,
-                user=spec.user or None,
+                user="0:0" if daemon else spec.user or None,
                 working_dir=spec.workdir,
                 environment=spec.env,
-                labels=spec.labels,
+                labels={**spec.labels, docker_agent.USER_LABEL: run_as} if daemon else spec.labels,
                 detach=True,
-                init=True,
+                init=not daemon,  # sandboxd reaps zombies itself
                 cap_drop=["ALL"],
-                cap_add=list(spec.cap_add) or None,
+                cap_add=sorted(caps) or None,
                 security_opt=["no-new-privileges:true"],
                 pids_limit=spec.pids_limit,
                 mem_limit=spec.memory,
@@ -308,7 +333,7 @@ class DockerDriver:
                 log_config=LogConfig(
                     type="local", config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}
                 ),
-                mounts=[Mount(target="/workspace", source=spec.volume, type="volume")] if spec.volume else [],
+                mounts=mounts,
                 network=spec.network,
                 runtime=spec.runtime,
                 ipc_mode="private",
@@ -327,9 +352,30 @@ class DockerDriver:
                 raise
             for network in spec.extra_networks:
                 self.client.api.connect_container_to_network(container.id, network)
-            if self._agent_secret:
+            if daemon:
+                bundle = docker_agent.daemon_bundle(self._agent_secret, spec.name)
+                self.client.api.put_archive(container.id, "/", bundle)
+            elif self._agent_secret:
                 self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name))
             return _info_from_inspect(container.attrs)
+
+    def _image_user(self, image: str) -> str:
+        try:
+            return (self.client.api.inspect_image(image).get("Config") or {}).get("User") or ""
+        except (ImageNotFound, NotFound):
+            raise errors.TemplateUnavailable(details={"image": image}) from None
+
+    def _user(self, name: str, user: str) -> str:
+        """Who a Docker exec runs as: `user`, else the user sandboxd runs commands as (a sandboxd
+        container itself runs as root, so the engine's default would be root), else the
+        container's own."""
+        if user:
+            return user
+        try:
+            labels = (self.client.api.inspect_container(name).get("Config") or {}).get("Labels") or {}
+        except NotFound:
+            return ""  # what follows fails on the missing container, as it would have
+        return labels.get(docker_agent.USER_LABEL, "")
 
     def _again_if_network_gone(self, call, networks):
         """`call()`; if the engine answers that a network is not found and it is one this driver
@@ -451,6 +497,8 @@ class DockerDriver:
                 result = self._exec_by_agent(name, request)
                 if result is not None:
                     return result
+            if not request.user:
+                request = dataclasses.replace(request, user=self._user(name, ""))
             return docker_exec.run(self.client.api, name, request, kill=self._killer(name, request.user))
 
     def _agent_address(self, name: str, *, fresh: bool = False) -> tuple[str, str] | None:
@@ -498,7 +546,7 @@ class DockerDriver:
                     if docker_agent.kill(target[0], self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
                         return
                     self._agents.pop(name, None)
-            if not docker_exec.kill(self.client.api, name, exec_id, signal, user):
+            if not docker_exec.kill(self.client.api, name, exec_id, signal, self._user(name, user)):
                 logger.warning("could not start the killer of %s in %s (its pids limit?)", exec_id, name)
 
     def _killer(self, name: str, user: str):
@@ -539,6 +587,7 @@ class DockerDriver:
     def open_tty(self, name: str, **options):
         """An interactive PTY session (see docker_tty.open_tty for the options)."""
         with self._engine():
+            options["user"] = self._user(name, options.get("user", ""))
             return docker_tty.open_tty(self.client.api, name, **options)
 
     # ---- files ----
@@ -586,6 +635,27 @@ class DockerDriver:
         with self._engine():
             data = self.client.api.volumes(filters=_labels_filter(labels))
         return [volume["Name"] for volume in (data.get("Volumes") or [])]
+
+    def volume_from_image(self, volume: str, *, image: str, path: str, labels: dict[str, str]) -> None:
+        """Volume `volume` holding what `image` has at `path`. The engine fills an empty volume
+        from the image when a container of that image mounts it there, so this creates such a
+        container and removes it: idempotent, and it completes a volume left empty by a process
+        killed between the two steps (a filled volume is left as it is)."""
+        name = f"{volume}-fill"
+        with self._engine():
+            self.client.volumes.create(name=volume, labels=labels)
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
+            self.client.api.create_container(
+                image,
+                command=["fill"],  # never started: the image may have no command
+                name=name,
+                labels=labels,
+                host_config=self.client.api.create_host_config(
+                    mounts=[Mount(target=path, source=volume, type="volume")], network_mode="none"
+                ),
+            )
+            self.client.api.remove_container(name, force=True)
 
     def remove_volume(self, name: str) -> None:
         with self._engine(), contextlib.suppress(NotFound):
@@ -654,11 +724,25 @@ class DockerDriver:
                 return False
 
     def image_build(
-        self, *, context: str, tag: str, buildargs: dict[str, str], labels: dict[str, str], log: BuildLog
+        self,
+        *,
+        context: str,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        log: BuildLog,
+        target: str | None = None,
     ) -> None:
         with self._engine():
             stream = self.client.api.build(
-                path=context, tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True
+                path=context,
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                target=target,
+                rm=True,
+                forcerm=True,
+                decode=True,
             )
             for chunk in stream:
                 if "error" in chunk:

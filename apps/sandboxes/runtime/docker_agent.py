@@ -45,6 +45,14 @@ CONTAINER_FILE = f"{DIRECTORY}/container"
 SOURCE = (Path(__file__).with_name("sandbox_agent.py")).read_bytes()
 # The container's main command: the agent beside the process that keeps the container up.
 COMMAND = ("/bin/sh", "-c", f"command -v python3 >/dev/null && python3 {AGENT} {TOKEN_FILE} & exec sleep infinity")
+# sandboxd (the Go daemon replacing agent.py): the per-container files (token, container name)
+# the server puts in before the container starts.
+DAEMON_DIRECTORY = "/run/vibebox"
+# What sandboxd needs as root: run commands as the sandbox user (SETUID, SETGID), signal them
+# (KILL), write files as that user (CHOWN, DAC_OVERRIDE, FOWNER). Processes it starts as a
+# non-root user have none of them (the kernel clears them on the change of user).
+DAEMON_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+USER_LABEL = "vibebox.user"  # the user sandboxd runs commands as (the container itself runs as root)
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
 CONNECT_TIMEOUT = 1.0  # an agent that does not accept at once is not there: use Docker's exec
 HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
@@ -80,6 +88,22 @@ def bundle(secret: str, container: str) -> bytes:
         ):
             info = tarfile.TarInfo(name.lstrip("/"))
             info.size, info.mode, info.uid, info.gid = len(data), 0o444, 0, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def daemon_bundle(secret: str, container: str) -> bytes:
+    """The tar put into a new sandboxd container: its token and container name, readable by root
+    only (sandboxd runs as root; the sandbox user cannot read the token)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in ("run", DAEMON_DIRECTORY.lstrip("/")):
+            directory = tarfile.TarInfo(path)
+            directory.type, directory.mode, directory.uid, directory.gid = tarfile.DIRTYPE, 0o755, 0, 0
+            tar.addfile(directory)
+        for name, data in (("token", token(secret, container).encode()), ("container", container.encode())):
+            info = tarfile.TarInfo(f"{DAEMON_DIRECTORY.lstrip('/')}/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), 0o400, 0, 0
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 

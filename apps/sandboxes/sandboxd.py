@@ -1,0 +1,90 @@
+"""sandboxd's build: from its Go source (sandboxd/) to the read-only volume sandboxes mount.
+
+The Dockerfile's stages: `toolchain` (Debian's Go on the base image), `build` (gofmt, go vet and
+a static binary), `sandboxd` (the binary alone, at /opt/vibebox/sandboxd) and `check` (go test).
+Names carry a digest of the source, the base image and the extra CA bundle, so a changed source
+builds a new volume and an unchanged one is never built twice.
+"""
+
+import collections
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+
+from apps.marketplace.catalog import extra_ca_bytes, tree_digest
+from vibebox import exceptions as errors
+
+from .images import base_image_build, log_to_stderr
+from .runtime import DAEMON_MOUNT, get_driver
+
+
+def digest(base: str) -> str:
+    return tree_digest(settings.VIBEBOX_SANDBOXD_DIR, base.encode(), extra_ca_bytes())
+
+
+def image(base: str) -> str:
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/sandboxd:{digest(base)}"
+
+
+def volume(base: str) -> str:
+    return f"vibebox-sandboxd-{digest(base)}"
+
+
+_BUILDER_NOISE = ("Step ", " ---> ", "Removing intermediate container", "Successfully ", "DEPRECATED")
+
+
+def _build(*, tag: str, target: str, base: str, log, buildargs: dict[str, str] | None = None) -> None:
+    """Builds `target`; `log` sees the steps and what the build's commands print (gofmt, go vet
+    and go test), the whole of it when the build fails."""
+    recent = collections.deque(maxlen=200)
+
+    def progress(line: str) -> None:
+        recent.append(line)
+        if line.startswith("Step ") or not line.startswith(_BUILDER_NOISE):
+            log(f"  {line}")
+
+    with tempfile.TemporaryDirectory(prefix="vibebox-sandboxd-") as context:
+        shutil.copytree(settings.VIBEBOX_SANDBOXD_DIR, context, dirs_exist_ok=True)
+        Path(context, "extra-ca.crt").write_bytes(extra_ca_bytes())
+        try:
+            get_driver().image_build(
+                context=context,
+                tag=tag,
+                target=target,
+                buildargs={"BASE_IMAGE": base, **(buildargs or {})},
+                labels={"vibebox.managed-image": "1", "vibebox.sandboxd": digest(base)},
+                log=progress,
+            )
+        except errors.ApplicationError:
+            log("sandboxd build failed; its last lines:")
+            for line in recent:
+                log(f"  {line}")
+            raise
+
+
+def build(*, log=log_to_stderr) -> str:
+    """Builds sandboxd (gofmt and go vet included) unless built, and fills its volume; answers
+    the volume's name."""
+    base = base_image_build(log=log)
+    driver = get_driver()
+    tag = image(base)
+    if not driver.image_exists(tag):
+        log(f"building sandboxd -> {tag}")
+        _build(tag=tag, target="sandboxd", base=base, log=log)
+    name = volume(base)
+    driver.volume_from_image(name, image=tag, path=DAEMON_MOUNT, labels={"vibebox.sandboxd": digest(base)})
+    return name
+
+
+def check(*, log=log_to_stderr) -> None:
+    """Runs sandboxd's `go test` suite (every time: a fresh RUN_ID defeats the build cache);
+    raises RuntimeFailure when it fails, after `log` saw its output."""
+    base = base_image_build(log=log)
+    tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/sandboxd-check:{digest(base)}"
+    try:
+        _build(tag=tag, target="check", base=base, log=log, buildargs={"RUN_ID": secrets.token_hex(8)})
+    finally:
+        get_driver().image_remove(tag)
