@@ -147,6 +147,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
+# How often API keys' request counts move from Redis into the database (apps/keys/usage.py).
+VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")
 # A pass still queued one interval after beat sent it (the worker was down or busy) expires
 # unrun: the next one is on its way, and a pile of stale passes would run back to back.
 CELERY_BEAT_SCHEDULE = {
@@ -154,6 +156,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.sandboxes.tasks.reconcile_sandboxes",
         "schedule": VIBEBOX_RECONCILE_INTERVAL,
         "options": {"expires": VIBEBOX_RECONCILE_INTERVAL},
+    },
+    "flush-key-usage": {
+        "task": "apps.keys.tasks.flush_key_usage",
+        "schedule": VIBEBOX_USAGE_FLUSH_INTERVAL,
+        "options": {"expires": VIBEBOX_USAGE_FLUSH_INTERVAL},
     },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",

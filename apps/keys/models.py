@@ -56,3 +56,14 @@ class ApiKeyUsage(models.Model):
 
     def __str__(self):
         return f"{self.key_id} {self.day}: {self.requests}"
+
+
+class ApiKeyUsageFlush(models.Model):
+    """A batch of request counts moved from Redis into ApiKeyUsage (keys/usage.py): written in the
+    same transaction as the counts, so a batch retried after a crash is never counted twice."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    flushed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return self.id

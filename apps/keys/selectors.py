@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
+from . import usage
 from .models import ApiKey, ApiKeyUsage
 from .secrets import hash_key, well_formed
 
@@ -34,11 +35,15 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
 
 def api_key_usage(*, key: ApiKey, days: int = 30) -> dict:
     since = timezone.now().date() - dt.timedelta(days=days - 1)
-    rows = ApiKeyUsage.objects.filter(key=key, day__gte=since).order_by("day")
+    waiting = usage.pending(key=key)  # counted, not yet flushed into the database
+    per_day = dict(ApiKeyUsage.objects.filter(key=key, day__gte=since).values_list("day", "requests"))
+    for day, requests in waiting.items():
+        if day >= since:
+            per_day[day] = per_day.get(day, 0) + requests
     total = ApiKeyUsage.objects.filter(key=key).aggregate(total=Sum("requests"))["total"] or 0
     return {
         "keyId": key.id,
         "lastUsedAt": key.last_used_at,
-        "totalRequests": total,
-        "days": [{"date": row.day.isoformat(), "requests": row.requests} for row in rows],
+        "totalRequests": total + sum(waiting.values()),
+        "days": [{"date": day.isoformat(), "requests": per_day[day]} for day in sorted(per_day)],
     }

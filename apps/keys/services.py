@@ -4,14 +4,13 @@ import datetime as dt
 import re
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import signals
-from .models import ApiKey, ApiKeyUsage
+from . import signals, usage
+from .models import ApiKey
 from .scopes import DEFAULT_SCOPES, parse_scopes
 from .secrets import display_prefix, generate_key, hash_key
 
@@ -191,15 +190,10 @@ def api_keys_revoke_for_sandbox(*, sandbox_id: str, keep: ApiKey | None = None) 
 
 
 def api_key_record_use(*, key: ApiKey) -> None:
-    """Counts one request for today and refreshes last use (at most once a minute)."""
+    """Counts one request for today (in Redis: usage.py) and refreshes last use (at most once a
+    minute)."""
     now = timezone.now()
-    day = now.date()
-    if not ApiKeyUsage.objects.filter(key=key, day=day).update(requests=F("requests") + 1):
-        try:
-            with transaction.atomic():
-                ApiKeyUsage.objects.create(key=key, day=day, requests=1)
-        except IntegrityError:  # created by a concurrent request
-            ApiKeyUsage.objects.filter(key=key, day=day).update(requests=F("requests") + 1)
+    usage.count(key=key, now=now)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
