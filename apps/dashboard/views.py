@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.marketplace.selectors import template_list
-from apps.sandboxes import selectors, services
+from apps.sandboxes import selectors, services, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
 from apps.sandboxes.models import Status
 from vibebox import exceptions as errors
@@ -44,14 +44,8 @@ def sandbox_page(request, sandbox, tab: str, template: str, **context):
 
 
 def available_actions(sandbox) -> list[str]:
-    """The lifecycle buttons that make sense in the sandbox's state (destroy always)."""
-    by_status = {
-        Status.RUNNING: ["stop", "restart", "pause"],
-        Status.PAUSED: ["resume", "stop"],
-        Status.STOPPED: ["start"],
-        Status.ERROR: ["start"],
-    }
-    return [*by_status.get(sandbox.status, []), *(["destroy"] if sandbox.status != Status.DESTROYED else [])]
+    """The lifecycle buttons the sandbox's state accepts (states.py decides, as for the API)."""
+    return [action for action in states.actions_from(sandbox.status) if action in ACTIONS]
 
 
 def get_sandbox(request, sandbox_id):

@@ -349,7 +349,7 @@ def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
     return _flip(
         sandbox,
         action="pause",
-        from_status=Status.RUNNING,
+        from_statuses=states.PAUSE_FROM,
         to=Status.PAUSED,
         call=get_driver().pause,
         fields={"paused_at": timezone.now()},
@@ -363,18 +363,23 @@ def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
     if sandbox.pause_stops_timeout and sandbox.expires_at and sandbox.paused_at:
         fields["expires_at"] = sandbox.expires_at + (now - sandbox.paused_at)
     return _flip(
-        sandbox, action="resume", from_status=Status.PAUSED, to=Status.RUNNING, call=get_driver().unpause, fields=fields
+        sandbox,
+        action="resume",
+        from_statuses=states.RESUME_FROM,
+        to=Status.RUNNING,
+        call=get_driver().unpause,
+        fields=fields,
     )
 
 
-def _flip(sandbox: Sandbox, *, action: str, from_status: str, to: str, call, fields: dict) -> Sandbox:
+def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, fields: dict) -> Sandbox:
     """A quick transition without an in-between state: claim, act, undo the claim on failure."""
-    before = {name: getattr(sandbox, name) for name in fields}
-    states.claim(sandbox, {from_status}, to, action, **fields)
+    undo = {name: getattr(sandbox, name) for name in fields}
+    before = states.claim(sandbox, from_statuses, to, action, **fields)
     try:
         call(sandbox.container_name)
     except errors.ApplicationError as exc:
-        _settle(sandbox, action=action, at=to, before=from_status, to=to, failure=exc, undo=before)
+        _settle(sandbox, action=action, at=to, before=before, to=to, failure=exc, undo=undo)
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 

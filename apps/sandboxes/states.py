@@ -27,9 +27,25 @@ ALIVE = [s for s in Status.values if s != Status.DESTROYED]
 START_FROM = {Status.STOPPED}
 STOP_FROM = {Status.RUNNING, Status.PAUSED}
 RESTART_FROM = {Status.RUNNING, Status.STOPPED}
+PAUSE_FROM = {Status.RUNNING}
+RESUME_FROM = {Status.PAUSED}
 DESTROY_FROM = set(ALIVE)
+# The lifecycle actions and the states each may start from, in the order interfaces offer them.
+ACTIONS_FROM = {
+    "start": START_FROM,
+    "stop": STOP_FROM,
+    "restart": RESTART_FROM,
+    "pause": PAUSE_FROM,
+    "resume": RESUME_FROM,
+    "destroy": DESTROY_FROM,
+}
 UPDATE_FROM = set(ALIVE) - {Status.DESTROYING}
 TRANSITIONAL = {Status.CREATING, Status.STARTING, Status.STOPPING, Status.DESTROYING}
+
+
+def actions_from(status: str) -> list[str]:
+    """The lifecycle actions a sandbox in `status` accepts (what a dashboard offers)."""
+    return [action for action, allowed in ACTIONS_FROM.items() if status in allowed]
 
 
 def move(sandbox: Sandbox, from_statuses, to: str, **fields) -> bool:

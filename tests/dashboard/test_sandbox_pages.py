@@ -1,9 +1,12 @@
 """Dashboard sandbox pages: list, create, overview, metrics, actions (owner, outsider, anonymous)."""
 
+import re
+
 import pytest
 from django.test import Client
 
-from apps.sandboxes.models import Sandbox
+from apps.sandboxes import states
+from apps.sandboxes.models import Sandbox, Status
 
 
 @pytest.fixture
@@ -82,3 +85,22 @@ def test_create_form(browser, templates, cleanup_sandbox_ids):
     cleanup_sandbox_ids.append(created.id)
     assert response["Location"] == f"/sandboxes/{created.id}/"
     assert created.status == "running" and created.timeout_seconds == 1800 and set(created.env) == {"A", "B"}
+
+
+@pytest.mark.parametrize("status", [s for s in Status.values if s != Status.DESTROYED])
+def test_the_page_offers_exactly_the_actions_its_state_accepts(browser, owner, templates, status):
+    """The buttons come from states.py, as the API's checks do: an errored sandbox used to be
+    offered "start", which answered 409."""
+    template = templates["python-3"]
+    sandbox = Sandbox.objects.create(
+        owner=owner, template=template, name=f"s-{status}", image="none", cpu=1, memory=2**30, status=status
+    )
+    page = browser.get(f"/sandboxes/{sandbox.id}/").content.decode()
+    offered = re.findall(rf'/sandboxes/{sandbox.id}/actions/(\w+)"', page)
+    assert offered == states.actions_from(status)
+    if status == Status.ERROR:
+        assert offered == ["destroy"]
+    # What is not offered is refused by the service before the engine is asked: nothing changes.
+    for action in sorted(set(states.ACTIONS_FROM) - set(offered)):
+        browser.post(f"/sandboxes/{sandbox.id}/actions/{action}")
+        assert Sandbox.objects.get(pk=sandbox.pk).status == status, action
