@@ -4,7 +4,9 @@ fails here, with the file and line that brought it.
 - Apps depend one way: keys ← marketplace ← sandboxes ← billing/agents ← dashboard. A lower app
   never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
   receives (apps/<app>/signals.py, receivers.py).
-- Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`.
+- Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
+  only the sandboxes app's services reach the driver: no interface (API views, consumers,
+  management commands, vibebox/) and no other app.
 - No import inside a function hides a loop: project imports sit at the top of the module, but
   in AppConfig.ready() (where receivers connect) and where listed below with the reason.
 """
@@ -24,9 +26,10 @@ LATE_IMPORTS = {
 }
 
 
-def _sources():
-    for path in sorted((ROOT / "apps").rglob("*.py")):
-        yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(), filename=str(path))
+def _sources(*roots: str):
+    for root in roots or ("apps",):
+        for path in sorted((ROOT / root).rglob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(), filename=str(path))
 
 
 def _imported(node: ast.AST, path: str) -> list[str]:
@@ -66,6 +69,21 @@ def test_only_the_docker_driver_imports_docker():
         if any(module.split(".")[0] == "docker" for module in _imported(node, path)) and path != DOCKER_DRIVER
     ]
     assert not found, f"only {DOCKER_DRIVER} may import docker: {found}"
+
+
+INTERFACES = ("/api/", "/consumers/", "/management/")
+
+
+def test_only_the_sandboxes_services_reach_the_driver():
+    found = []
+    for path, tree in _sources("apps", "vibebox"):
+        inside = path.startswith("apps/sandboxes/") and not any(part in path for part in INTERFACES)
+        if inside:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "get_driver" for alias in node.names):
+                found.append(f"{path}:{node.lineno}")
+    assert not found, f"call a service of apps/sandboxes instead of the driver: {found}"
 
 
 def test_no_project_import_hides_inside_a_function():

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
-from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.engine import engine_ping
 from vibebox.exceptions import ApplicationError
 
 
@@ -28,7 +28,7 @@ def _check_redis():
 
 
 def _check_docker():
-    get_driver().ping()
+    engine_ping()
 
 
 CHECKS = {"database": _check_database, "redis": _check_redis, "docker": _check_docker}

@@ -14,9 +14,8 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
 from apps.sandboxes import envvars
+from apps.sandboxes.engine import sandbox_network_gateway
 from apps.sandboxes.execution import require_running, run_internal
-from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.specs import base_labels, network_name
 from vibebox import exceptions as errors
 
 from .models import ClaudeAsk, ClaudeSetup
@@ -65,9 +64,7 @@ def gateway_url() -> str:
         return settings.VIBEBOX_GATEWAY_URL
     host = settings.VIBEBOX_GATEWAY_HOST
     if not host or host in ("0.0.0.0", "::"):  # noqa: S104
-        driver = get_driver()
-        driver.ensure_network(network_name(), base_labels())
-        host = driver.network_gateway(network_name())
+        host = sandbox_network_gateway()
     return f"http://{host}:{settings.VIBEBOX_GATEWAY_PORT}"
 
 

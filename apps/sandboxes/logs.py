@@ -40,6 +40,11 @@ def line(stream: str, timestamp: float, text: str) -> dict:
     return {"type": "log", "stream": stream, "text": text, "timestamp": timestamp}
 
 
+def follow(*, sandbox: Sandbox, stream: str, since: float):
+    """The container's new output on `stream` as it comes: iterate it, close() it when done."""
+    return get_driver().logs(sandbox.container_name, stream=stream, since=since, tail=0, follow=True)
+
+
 def read(
     *, sandbox: Sandbox, since: float | None, tail: int | None, streams=STREAMS, include_events=True
 ) -> list[dict]:

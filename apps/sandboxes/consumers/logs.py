@@ -8,7 +8,6 @@ from apps.keys.scopes import SANDBOXES_READ
 
 from .. import events, logs
 from ..models import Status
-from ..runtime import get_driver
 from .base import BaseConsumer
 from .streams import Outbox
 
@@ -48,7 +47,7 @@ class LogsConsumer(BaseConsumer):
             await self.close()
 
     def _follow(self, stream: str, since: float):
-        handle = get_driver().logs(self.sandbox.container_name, stream=stream, since=since, tail=0, follow=True)
+        handle = logs.follow(sandbox=self.sandbox, stream=stream, since=since)
         self.followers.append(handle)
 
         def pump():

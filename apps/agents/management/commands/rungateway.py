@@ -4,8 +4,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.specs import base_labels, network_name
+from apps.sandboxes.engine import sandbox_network_gateway
 
 
 class Command(BaseCommand):
@@ -19,9 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, **options):
         if not host:
-            driver = get_driver()
-            driver.ensure_network(network_name(), base_labels())
-            host = driver.network_gateway(network_name())
+            host = sandbox_network_gateway()
         self.stderr.write(f"model gateway on http://{host}:{port} (upstream {settings.VIBEBOX_ANTHROPIC_UPSTREAM})")
         uvicorn.run(
             "apps.agents.gateway.asgi:application",

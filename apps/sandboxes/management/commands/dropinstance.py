@@ -1,8 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.specs import base_labels, network_name
+from apps.sandboxes.engine import instance_drop
 
 
 class Command(BaseCommand):
@@ -17,15 +16,8 @@ class Command(BaseCommand):
     def handle(self, *args, yes, **options):
         if not yes:
             raise CommandError(f"this removes every container of instance {settings.VIBEBOX_INSTANCE!r}; pass --yes")
-        driver = get_driver()
-        containers = driver.list_containers(base_labels())
-        for container in containers:
-            driver.remove(container.name)
-        volumes = driver.list_volumes(base_labels())
-        for volume in volumes:
-            driver.remove_volume(volume)
-        driver.remove_network(network_name())
+        dropped = instance_drop()
         self.stderr.write(
-            f"instance {settings.VIBEBOX_INSTANCE}: removed {len(containers)} containers, {len(volumes)} volumes, "
-            f"network {network_name()}"
+            f"instance {settings.VIBEBOX_INSTANCE}: removed {dropped.containers} containers, "
+            f"{dropped.volumes} volumes, network {dropped.network}"
         )
