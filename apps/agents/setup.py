@@ -16,6 +16,7 @@ from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
 from apps.sandboxes import envvars
 from apps.sandboxes.engine import sandbox_network_gateway
 from apps.sandboxes.execution import require_running, run_internal
+from vibebox import crypto
 from vibebox import exceptions as errors
 
 from .models import ClaudeAsk, ClaudeSetup
@@ -102,12 +103,12 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
         setup.version = found.get("version", "").split(" ")[0]
         setup.home = found.get("home") or "/home/" + (sandbox.template.user or "agent")
         setup.token_hash = token_hash(token)
-        setup.upstream_key = envvars.encrypt(anthropic_api_key) if anthropic_api_key else ""
+        setup.upstream_key = crypto.encrypt(anthropic_api_key) if anthropic_api_key else ""
         setup.mcp = mcp
         # Enabling again replaces the MCP key (made for the new caller), or drops it without MCP.
         mcp_key, secret = _mint_mcp_key(sandbox, api_key) if mcp else (None, "")
         api_keys_revoke_for_sandbox(sandbox_id=sandbox.id, keep=mcp_key)
-        setup.mcp_key = envvars.encrypt(secret) if secret else ""
+        setup.mcp_key = crypto.encrypt(secret) if secret else ""
         setup.save()
         envvars.env_update(
             sandbox=sandbox,

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .secrets import random_id
+from vibebox.ids import random_id
 
 
 def new_key_id() -> str:

@@ -12,7 +12,8 @@ import zlib
 
 from django.conf import settings
 
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+from vibebox.ids import ALPHABET
+
 LIVE_PREFIX = "vb_live_"
 TEST_PREFIX = "vb_test_"
 BODY_LENGTH = 33  # 24 random bytes -> at most 33 base62 digits (zero-padded)
@@ -25,11 +26,6 @@ def _base62(number: int, width: int) -> str:
         number, rest = divmod(number, 62)
         digits.append(ALPHABET[rest])
     return "".join(reversed(digits)).rjust(width, "0")
-
-
-def random_id(prefix: str, length: int = 20) -> str:
-    """`prefix` + `length` base62 characters (20 characters: about 119 bits)."""
-    return prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 def _checksum(prefix: str, body: str) -> str:

@@ -5,16 +5,12 @@ put into the container's configuration (where `docker inspect` would show them) 
 to every exec, so changes apply to the next command without a restart.
 """
 
-import base64
-import hashlib
 import re
-from functools import cache
 
-from cryptography.fernet import Fernet, InvalidToken
-from django.conf import settings
 from django.db import transaction
 
 from vibebox import exceptions as errors
+from vibebox.crypto import decrypt, encrypt
 
 from .models import Sandbox
 
@@ -22,24 +18,6 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 32 * 1024
 MAX_VARIABLES = 200
 MASK = "********"
-
-
-@cache
-def _fernet(key: str) -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"vibebox-env-v1:" + key.encode()).digest()))
-
-
-def encrypt(value: str) -> str:
-    return _fernet(settings.VIBEBOX_ENCRYPTION_KEY).encrypt(value.encode()).decode()
-
-
-def decrypt(token: str) -> str:
-    try:
-        return _fernet(settings.VIBEBOX_ENCRYPTION_KEY).decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise errors.ApplicationError(
-            "A stored secret cannot be decrypted (was VIBEBOX_ENCRYPTION_KEY changed?)."
-        ) from None
 
 
 def validate_name(name: str) -> str:

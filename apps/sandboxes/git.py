@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from django.utils import timezone
 
+from vibebox import crypto
 from vibebox import exceptions as errors
 
 from . import envvars
@@ -573,7 +574,7 @@ def _stored(sandbox: Sandbox, path: str) -> SandboxGitConfig | None:
 def _stored_auth(config: SandboxGitConfig | None) -> GitAuth | None:
     if config is None or not config.auth:
         return None
-    return GitAuth(**json.loads(envvars.decrypt(config.auth)))
+    return GitAuth(**json.loads(crypto.decrypt(config.auth)))
 
 
 def _head(sandbox: Sandbox, path: str) -> str:
@@ -696,7 +697,7 @@ def git_clone(
         defaults={
             "repo_url": clean,
             "branch": branch or current,
-            "auth": envvars.encrypt(credentials.to_json()) if credentials and credentials.persist else "",
+            "auth": crypto.encrypt(credentials.to_json()) if credentials and credentials.persist else "",
             "cloned_at": timezone.now(),
         },
     )

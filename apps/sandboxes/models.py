@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from apps.keys.secrets import random_id
+from vibebox.ids import random_id
 
 
 def new_sandbox_id() -> str:

@@ -22,8 +22,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
+from vibebox.ids import random_id
 
 from . import events, quotas, states
 from .models import Sandbox, Snapshot, Status

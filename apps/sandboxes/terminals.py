@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.keys.secrets import random_id
 from vibebox import exceptions as errors
+from vibebox.ids import random_id
 
 from . import activity, envvars, execution, limits
 from .models import Sandbox

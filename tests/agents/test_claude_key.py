@@ -14,8 +14,8 @@ from apps.agents.models import ClaudeSetup
 from apps.keys.models import ApiKey
 from apps.keys.scopes import ALL_SCOPES, EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.keys.secrets import hash_key
-from apps.sandboxes import envvars
 from apps.sandboxes.models import Sandbox
+from vibebox import crypto
 
 TEMPLATE = "node-22-claude-code"
 MCP_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE]
@@ -36,7 +36,7 @@ def _active_mcp_key(sandbox_id) -> ApiKey:
     active = [key for key in _bound(sandbox_id) if key.is_active()]
     assert len(active) == 1, active
     setup = ClaudeSetup.objects.get(sandbox_id=sandbox_id)
-    assert hash_key(envvars.decrypt(setup.mcp_key)) == active[0].key_hash
+    assert hash_key(crypto.decrypt(setup.mcp_key)) == active[0].key_hash
     return active[0]
 
 

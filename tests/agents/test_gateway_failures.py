@@ -32,11 +32,11 @@ from django.conf import settings as django_settings
 
 from apps.agents.models import ClaudeSetup, ModelUsage
 from apps.agents.setup import TOKEN_PREFIX, token_hash
-from apps.sandboxes import envvars
 from apps.sandboxes.models import Sandbox
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
 from tests.conftest import _free_port
+from vibebox import crypto
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -132,7 +132,7 @@ def make_token(owner, templates):
             version="test",
             home="/home/agent",
             token_hash=token_hash(token),
-            upstream_key=envvars.encrypt(own_key) if own_key else "",
+            upstream_key=crypto.encrypt(own_key) if own_key else "",
         )
         return sandbox, token
 

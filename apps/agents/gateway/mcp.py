@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from django.conf import settings
 
-from apps.sandboxes import envvars
+from vibebox import crypto
 
 MAX_APPS = 256  # one Streamable HTTP app (with its sessions) per sandbox, most recent kept
 
@@ -62,7 +62,7 @@ async def serve(scope, receive, send, setup, token: str, respond_json) -> None:
     if not setup.mcp or not setup.mcp_key:
         await respond_json(send, 404, {"error": "MCP is not enabled for this sandbox (claude/enable with mcp: true)."})
         return
-    secret = envvars.decrypt(setup.mcp_key)
+    secret = crypto.decrypt(setup.mcp_key)
     # Sessions are bound to the token that opened them (a rotated token cannot reuse them).
     user = AuthenticatedUser(AccessToken(token=token, client_id=setup.sandbox_id, scopes=[]))
     await _app_for(setup, secret)({**scope, "user": user}, receive, send)

@@ -20,9 +20,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.sandboxes import envvars
 from apps.sandboxes.models import Status
-from vibebox import safejson
+from vibebox import crypto, safejson
 
 from .. import setup as claude_setup
 from .. import usage as claude_usage
@@ -243,7 +242,7 @@ def _attribution(setup, ask_id: str, session_id: str):
 
 def upstream_key(setup) -> tuple[str, bool]:
     if setup.upstream_key:
-        return envvars.decrypt(setup.upstream_key), True
+        return crypto.decrypt(setup.upstream_key), True
     return settings.VIBEBOX_ANTHROPIC_API_KEY, False
 
 
