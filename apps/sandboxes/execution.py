@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import activity, envvars, events, languages
+from . import envvars, events, idle, languages
 from .models import Execution, Sandbox, Status, new_execution_id
 from .runtime import ExecRequest, ExecResult, bounded, get_driver
 
@@ -69,7 +69,7 @@ def require_not_paused(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
         from .services import sandbox_resume
 
         sandbox_resume(sandbox=sandbox)
-    activity.touch(sandbox)
+    idle.touch(sandbox)
 
 
 def _decode(data: bytes) -> str:

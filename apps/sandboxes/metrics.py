@@ -1,6 +1,6 @@
 """A sandbox's resource use now: CPU, memory, processes (from the engine) and the workspace's size.
 
-Reading metrics is not activity: it does not postpone an idle sandbox's auto-pause.
+Reading metrics is not use: it does not postpone an idle sandbox's auto-pause.
 """
 
 from django.utils import timezone

@@ -7,7 +7,7 @@
 - running rows whose container exited are marked `stopped`;
 - expired sandboxes are destroyed (a paused one with `pauseStopsTimeout` waits), and so are
   ephemeral sandboxes whose creating API key was revoked;
-- running sandboxes with `autoPause` and no activity (API, commands, terminal input) for that
+- running sandboxes with `autoPause` and no use (API, commands, terminal input) for that
   long, and no command running, are paused;
 - executions left `running` by a server that stopped are marked `error`;
 - snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed;
@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import activity, signals, snapshots, states
+from . import idle, signals, snapshots, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
@@ -127,10 +127,10 @@ def _remove_lost_snapshot_images(now: dt.datetime, report: Report) -> None:
 
 
 def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
-    """Running, with `autoPause`, no command running, and no activity for that long."""
+    """Running, with `autoPause`, no command running, and no use for that long."""
     if sandbox.status != Status.RUNNING or not sandbox.auto_pause_seconds or sandbox.id in busy:
         return False
-    return activity.idle_since(sandbox) <= now - dt.timedelta(seconds=sandbox.auto_pause_seconds)
+    return idle.idle_since(sandbox) <= now - dt.timedelta(seconds=sandbox.auto_pause_seconds)
 
 
 def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:

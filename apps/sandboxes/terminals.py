@@ -30,7 +30,7 @@ from django.conf import settings
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
-from . import activity, envvars, execution, limits
+from . import envvars, execution, idle, limits
 from .models import Sandbox
 from .runtime import get_driver
 from .runtime.scripts import MARKER_ENV, WRAPPER
@@ -134,9 +134,9 @@ class Session:
 
     async def write(self, data: bytes) -> None:
         self.last_active = time.monotonic()
-        if self.last_active - self.touched > activity.PRECISION.total_seconds():
+        if self.last_active - self.touched > idle.PRECISION.total_seconds():
             self.touched = self.last_active  # typing keeps the sandbox from auto-pausing
-            await database_sync_to_async(activity.touch_id)(self.spec.sandbox_id)
+            await database_sync_to_async(idle.touch_id)(self.spec.sandbox_id)
         async with self.input_lock:
             await asyncio.to_thread(self.handle.write, data, WRITE_TIMEOUT)
 
