@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/command"
+	"vibebox.dev/sandboxd/internal/logpipe"
 	"vibebox.dev/sandboxd/internal/pid1"
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/server"
@@ -44,6 +45,7 @@ func main() {
 
 const usage = `usage:
   sandboxd serve [--listen :49983] [--user NAME|UID[:GROUP|GID]] [--token-file PATH] [--container-file PATH]
+                 [--log-dir DIR]
   sandboxd version
 `
 
@@ -71,6 +73,7 @@ type options struct {
 	user          string
 	tokenFile     string
 	containerFile string
+	logDir        string
 }
 
 func parseServe(args []string, stderr io.Writer) (options, error) {
@@ -81,6 +84,7 @@ func parseServe(args []string, stderr io.Writer) (options, error) {
 	flags.StringVar(&o.user, "user", "", "user commands run as: NAME or UID, optionally :GROUP or :GID (empty: root)")
 	flags.StringVar(&o.tokenFile, "token-file", "/run/vibebox/token", "file holding the container's token")
 	flags.StringVar(&o.containerFile, "container-file", "/run/vibebox/container", "file holding the container's name")
+	flags.StringVar(&o.logDir, "log-dir", "/run/vibebox", "where to make the stdout and stderr FIFOs into the container's log (empty: none)")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
@@ -117,6 +121,11 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		logger.Print(err)
 		return 1
+	}
+	if opts.logDir != "" {
+		if err := logpipe.Start(opts.logDir, os.Stdout, os.Stderr); err != nil {
+			logger.Printf("no log FIFOs: %v", err) // the rest works without them
+		}
 	}
 	self, _ := users.Lookup(strconv.Itoa(os.Geteuid()))
 	runner := command.NewRunner(command.BaseEnv(os.Environ(), self.Home), defaultUser)
