@@ -109,8 +109,9 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
         server.manage("migrate", "-v", "0")
         server.manage("buildimages", "--no-build")
         server.key = server.create_key(instance, staff=True)
+        workers = ["--workers", env["VIBEBOX_WEB_WORKERS"]] if env.get("VIBEBOX_WEB_WORKERS", "1") != "1" else []
         process = subprocess.Popen(
-            [*SERVER, "--host", "127.0.0.1", "--port", str(port), "vibebox.asgi:application"],
+            [*SERVER, *workers, "--host", "127.0.0.1", "--port", str(port), "vibebox.asgi:application"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
