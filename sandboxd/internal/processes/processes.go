@@ -97,8 +97,9 @@ type Info struct {
 	BufferedFrom int64    `json:"buffered_from"`
 }
 
-// TimeFormat is how times are written: RFC 3339 with nanoseconds, UTC.
-const TimeFormat = time.RFC3339Nano
+// TimeFormat is how times are written (in UTC): RFC 3339 with microseconds, which Python's
+// datetime.fromisoformat reads.
+const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
 // Start starts a background process: req's stdin is /dev/null whatever it says. Errors:
 // ErrExists, ErrFull, *command.StartError (nothing ran).

@@ -17,6 +17,7 @@ import (
 
 	"vibebox.dev/sandboxd/internal/frames"
 	"vibebox.dev/sandboxd/internal/protocoltest"
+	"vibebox.dev/sandboxd/internal/threads"
 )
 
 // The stream tests that check every process of a user is gone run commands as uids of their own.
@@ -470,4 +471,39 @@ func TestStreamRefusals(t *testing.T) {
 		t.Fatal("the signature does not cover the exec id")
 	}
 	collect(t, s2)
+}
+
+func TestStreamsAndAttachersDoNotMultiplyThreads(t *testing.T) {
+	c := serve(t)
+	// Warm up: the runtime makes the threads that forks and /proc scans take.
+	for range 4 {
+		collect(t, open(t, c, streamBody(newID(), false, 10, "true")))
+	}
+	base := threads.Count()
+	// Each stream has four goroutines parked on I/O (two pipes, stdin, the connection), each
+	// attacher two (the connection, the process's output): parked by the poller, not on threads.
+	var streams []*protocoltest.Stream
+	for range 24 {
+		streams = append(streams, open(t, c, streamBody(newID(), true, 60, "cat")))
+	}
+	var ids []string
+	for range 6 {
+		id := newID()
+		ids = append(ids, id)
+		startProcess(t, c, procBody(id, 60, "sleep 60"))
+		for range 3 {
+			attach(t, c, id, "start")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if now := threads.Count(); now > base+4 {
+		t.Fatalf("%d threads with 24 streams and 18 attachers open, %d before", now, base)
+	}
+	for _, s := range streams {
+		s.Send('c', nil)
+		collect(t, s)
+	}
+	for _, id := range ids {
+		processKill(t, c, id, "KILL")
+	}
 }
