@@ -242,13 +242,20 @@ func TestStreamSignals(t *testing.T) {
 		}
 	}
 
-	// STOP and CONT: the command stops and goes on.
-	s := open(t, c, streamBody(newID(), false, 20, "/bin/sh", "-c", "echo $$; while :; do sleep 0.05; done"))
+	// STOP and CONT: the command stops (stdin sent meanwhile waits) and goes on. (A shell
+	// blocked in read: a shell between vfork and its child's exec would show 'D', not 'T'.)
+	s := open(t, c, streamBody(newID(), true, 20, "/bin/sh", "-c", `echo $$; read x; echo "read $x"; read y`))
 	pid, _ := strconv.Atoi(strings.TrimSpace(readUntil(t, s, "\n")))
 	s.Send('s', []byte("STOP"))
 	eventually(t, "the command is stopped", 5*time.Second, func() bool { return state(pid) == 'T' })
+	s.Send('i', []byte("a\n"))
+	s.Deadline(time.Now().Add(300 * time.Millisecond))
+	if f, err := s.Read(); err == nil {
+		t.Fatalf("a stopped command wrote %q", f.Payload)
+	}
+	s.Deadline(time.Now().Add(time.Minute))
 	s.Send('s', []byte("CONT"))
-	eventually(t, "the command runs again", 5*time.Second, func() bool { return state(pid) != 'T' })
+	readUntil(t, s, "read a\n")
 	s.Send('s', []byte("TERM"))
 	if out := collect(t, s); exitOf(t, out) != 128+15 {
 		t.Fatalf("after TERM: %+v", out.Exit)
@@ -505,5 +512,55 @@ func TestStreamsAndAttachersDoNotMultiplyThreads(t *testing.T) {
 	}
 	for _, id := range ids {
 		processKill(t, c, id, "KILL")
+	}
+}
+
+func TestStreamStdinTheCommandDoesNotReadStaysBounded(t *testing.T) {
+	c := serve(t)
+	// A full stdin buffer holds up the stdin frames behind it, not a signal sent after it.
+	s := open(t, c, streamBody(newID(), true, 30, "/bin/sh", "-c", trapScript("TERM")))
+	readUntil(t, s, "ready\n")
+	if err := s.Send('i', make([]byte, frames.MaxStdin)); err != nil { // the pipe takes 64 KiB of it
+		t.Fatal(err)
+	}
+	s.Send('s', []byte("TERM"))
+	if out := collect(t, s); exitOf(t, out) != 7 || string(out.Stdout) != "got TERM\n" {
+		t.Fatalf("TERM behind a full stdin: %q %+v", out.Stdout, out.Exit)
+	}
+
+	// Stdin frames that keep coming wait in the connection: sandboxd's memory stays bounded.
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	id := newID()
+	s = open(t, c, streamBody(id, true, 30, "sleep", "30"))
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for ; n < 40; n++ {
+			if s.Send('i', make([]byte, frames.MaxStdin)) != nil {
+				break
+			}
+		}
+		sent <- n
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case n := <-sent:
+		t.Fatalf("all %d MiB of stdin were taken by a command that reads none", n)
+	default:
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grew := int64(during.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("the heap grew by %d bytes", grew)
+	}
+	// /kill on another connection ends it; the stream then ends.
+	if count, err := c.Kill(id, "KILL", true); err != nil || count != 1 {
+		t.Fatalf("kill: %d %v", count, err)
+	}
+	if out := collect(t, s); exitOf(t, out) != 137 {
+		t.Fatalf("after /kill: %+v", out.Exit)
 	}
 }

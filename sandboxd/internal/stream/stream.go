@@ -4,8 +4,8 @@
 //
 // Nothing is buffered without bound. Output: one frame per stream in flight, so when the server
 // reads slowly, sandboxd stops reading the pipes and the command blocks on its writes
-// (backpressure). Stdin: up to StdinBuffer bytes wait for the command to read them; past that,
-// sandboxd reads no frame until it does. The server going away (EOF, a reset, a frame begun and
+// (backpressure). Stdin: up to StdinBuffer bytes wait for the command to read them; a stdin
+// frame that finds them full waits (with no frame read behind it) until the command reads. The server going away (EOF, a reset, a frame begun and
 // not finished within frames.Stall, a protocol error) ends the command with the kill contract.
 package stream
 
@@ -183,9 +183,23 @@ func poke(c chan struct{}) {
 	}
 }
 
-// push queues data; while StdinBuffer bytes or more are pending it waits (and so no other frame
-// is read) until the command reads, its stdin breaks, or it finishes.
+// push queues data. While StdinBuffer bytes or more are pending it first waits (and so no
+// other frame is read) until the command reads, its stdin breaks, or it finishes: the frames
+// before this one (a signal...) were taken, the ones after it wait in the connection.
 func (q *stdinQueue) push(data []byte, done <-chan struct{}) {
+	for {
+		q.mu.Lock()
+		full := q.size >= StdinBuffer && !q.broken && !q.closing
+		q.mu.Unlock()
+		if !full {
+			break
+		}
+		select {
+		case <-q.room:
+		case <-done:
+			return
+		}
+	}
 	q.mu.Lock()
 	if q.closing || q.broken || len(data) == 0 {
 		q.mu.Unlock()
@@ -195,19 +209,6 @@ func (q *stdinQueue) push(data []byte, done <-chan struct{}) {
 	q.size += len(data)
 	q.mu.Unlock()
 	poke(q.wake)
-	for {
-		q.mu.Lock()
-		full := q.size >= StdinBuffer && !q.broken
-		q.mu.Unlock()
-		if !full {
-			return
-		}
-		select {
-		case <-q.room:
-		case <-done:
-			return
-		}
-	}
 }
 
 func (q *stdinQueue) close() {
