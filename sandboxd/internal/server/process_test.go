@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,9 +145,15 @@ func TestProcessStartListAttach(t *testing.T) {
 	if out, errs := split(all, streams); out != "one\nthree\n" || errs != "two\n" {
 		t.Fatalf("from the start: stdout %q, stderr %q", out, errs)
 	}
+	if got := fromStart.Resp.Header.Get("X-VibeBox-Offset"); got != "0" {
+		t.Fatalf("attached from the start at offset %q", got)
+	}
 	// From an offset: the same bytes from there on.
 	for _, offset := range []int{0, 3, 4, 9, 13, 14} {
 		s := attach(t, c, id, offset)
+		if got := s.Resp.Header.Get("X-VibeBox-Offset"); got != strconv.Itoa(offset) {
+			t.Fatalf("attached from %d at offset %q", offset, got)
+		}
 		data, got := readBytes(t, s, 14-offset)
 		if !bytes.Equal(data, all[offset:]) || !bytes.Equal(got, streams[offset:]) {
 			t.Fatalf("from %d: %q, want %q", offset, data, all[offset:])
@@ -155,6 +162,9 @@ func TestProcessStartListAttach(t *testing.T) {
 	}
 	// From the end: only what comes next. Two attachers now follow the process.
 	fromEnd := attach(t, c, id, "end")
+	if got := fromEnd.Resp.Header.Get("X-VibeBox-Offset"); got != "14" {
+		t.Fatalf("attached from the end at offset %q", got)
+	}
 	time.Sleep(200 * time.Millisecond) // anything old would be sent by now
 	os.WriteFile(trigger, nil, 0o644)
 	for name, s := range map[string]*protocoltest.Stream{"start": fromStart, "end": fromEnd} {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"vibebox.dev/sandboxd/internal/command"
@@ -43,7 +44,7 @@ func (s *Server) startError(w http.ResponseWriter, execID string, err error) {
 
 // openStream sends the 200 of a stream and takes the connection over from net/http: from now
 // on it carries frames. The answer is signed over "stream" where others sign their body's digest.
-func (s *Server) openStream(w http.ResponseWriter, c *conn, execID string) (net.Conn, *bufio.Reader, error) {
+func (s *Server) openStream(w http.ResponseWriter, c *conn, execID string, extra http.Header) (net.Conn, *bufio.Reader, error) {
 	netConn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -55,6 +56,9 @@ func (s *Server) openStream(w http.ResponseWriter, c *conn, execID string) (net.
 		"X-VibeBox-Signature": {s.sign("answer", s.cfg.Container, c.serverNonce, execID, "stream")},
 		"Connection":          {"close"},
 		"Cache-Control":       {"no-store"},
+	}
+	for name, values := range extra {
+		header[name] = values
 	}
 	rw.WriteString("HTTP/1.1 200 OK\r\n")
 	header.Write(rw) // http.Header.Write turns any newline in a value into a space
@@ -87,7 +91,7 @@ func (s *Server) stream(w http.ResponseWriter, c *conn, body []byte, execID stri
 		s.startError(w, execID, err)
 		return
 	}
-	conn, br, _ := s.openStream(w, c, execID)
+	conn, br, _ := s.openStream(w, c, execID, nil)
 	if conn == nil {
 		live.Drop()
 		return
@@ -168,7 +172,10 @@ func (s *Server) processAttach(w http.ResponseWriter, c *conn, fields map[string
 		s.fail(w, http.StatusBadRequest, `invalid request: from is "start", "end" or an offset within the output`)
 		return
 	}
-	conn, br, _ := s.openStream(w, c, execID)
+	// Where the attacher starts: with the lost counts and the bytes that come, the server knows
+	// the absolute offset of everything it gets (to attach again from there).
+	offset := http.Header{"X-VibeBox-Offset": {strconv.FormatInt(from, 10)}}
+	conn, br, _ := s.openStream(w, c, execID, offset)
 	if conn == nil {
 		return
 	}
