@@ -203,7 +203,7 @@ func TestStreamCloseStdin(t *testing.T) {
 	// Closed at once: the command reads EOF.
 	s := open(t, c, streamBody(newID(), true, 10, "/bin/sh", "-c", "wc -c; echo after"))
 	s.Send('c', nil)
-	if out := collect(t, s); strings.Fields(string(out.Stdout))[0] != "0" || !strings.HasSuffix(string(out.Stdout), "after\n") {
+	if out := collect(t, s); string(out.Stdout) != "0\nafter\n" {
 		t.Fatalf("after close: %q", out.Stdout)
 	}
 	// Without stdin, the command reads /dev/null, and stdin frames go nowhere.
