@@ -19,6 +19,7 @@ import (
 	"vibebox.dev/sandboxd/internal/command"
 	"vibebox.dev/sandboxd/internal/logpipe"
 	"vibebox.dev/sandboxd/internal/pid1"
+	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/server"
 	"vibebox.dev/sandboxd/internal/threads"
@@ -26,10 +27,11 @@ import (
 )
 
 // version is what `sandboxd version` prints (a build may set it: -ldflags "-X main.version=...").
-var version = "0.1.0"
+var version = "0.2.0"
 
-// protocol is the wire protocol this build speaks: the Python exec agent's (issue 19, phase 1).
-const protocol = "agent-1"
+// protocol is the wire protocol this build speaks: the Python exec agent's (agent-1, issue 19
+// phase 1) plus streams and background processes (phase 2).
+const protocol = "agent-2"
 
 const (
 	maxProcs       = 2                // GOMAXPROCS: few threads running Go code, whatever the host's CPU count
@@ -37,6 +39,8 @@ const (
 	blockingSlots  = 4                // goroutines in blocking system calls at once (well below the reserve)
 	fileWait       = 10 * time.Second // for the token and container files at start
 	shutdownGrace  = 2 * time.Second  // between SIGTERM and SIGKILL at shutdown
+	// --process-buffer at most: sandboxd's memory counts against the sandbox's limit.
+	maxProcessBuffer = 256 << 20
 )
 
 func main() {
@@ -46,6 +50,7 @@ func main() {
 const usage = `usage:
   sandboxd serve [--listen :49983] [--user NAME|UID[:GROUP|GID]] [--token-file PATH] [--container-file PATH]
                  [--log-dir DIR]
+                 [--max-processes 64] [--process-buffer 1048576] [--process-keep 1h]
   sandboxd version
 `
 
@@ -74,6 +79,7 @@ type options struct {
 	tokenFile     string
 	containerFile string
 	logDir        string
+	processes     processes.Config
 }
 
 func parseServe(args []string, stderr io.Writer) (options, error) {
@@ -85,12 +91,21 @@ func parseServe(args []string, stderr io.Writer) (options, error) {
 	flags.StringVar(&o.tokenFile, "token-file", "/run/vibebox/token", "file holding the container's token")
 	flags.StringVar(&o.containerFile, "container-file", "/run/vibebox/container", "file holding the container's name")
 	flags.StringVar(&o.logDir, "log-dir", "/run/vibebox", "where to make the stdout and stderr FIFOs into the container's log (empty: none)")
+	o.processes = processes.Defaults
+	flags.IntVar(&o.processes.MaxLive, "max-processes", o.processes.MaxLive, "background processes running at once")
+	flags.IntVar(&o.processes.Buffer, "process-buffer", o.processes.Buffer, "bytes of output kept per background process")
+	flags.DurationVar(&o.processes.Keep, "process-keep", o.processes.Keep, "how long a finished background process is kept")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
 	if flags.NArg() > 0 {
 		fmt.Fprintf(stderr, "sandboxd serve: unexpected argument %q\n", flags.Arg(0))
 		return o, errors.New("unexpected argument")
+	}
+	p := o.processes
+	if p.MaxLive < 0 || p.Buffer < 1 || p.Buffer > maxProcessBuffer || p.Keep < 0 {
+		fmt.Fprintf(stderr, "sandboxd serve: --max-processes must be 0 or more, --process-buffer 1 to %d, --process-keep 0 or more\n", maxProcessBuffer)
+		return o, errors.New("invalid value")
 	}
 	return o, nil
 }
@@ -131,6 +146,7 @@ func serve(args []string, stderr io.Writer) int {
 	runner := command.NewRunner(command.BaseEnv(os.Environ(), self.Home), defaultUser)
 	srv := server.New(server.Config{
 		Token: token, Container: container, Runner: runner, DefaultUser: opts.user, Log: logger,
+		Processes: processes.NewTable(runner, opts.processes),
 	})
 	listener, err := net.Listen("tcp", opts.listen)
 	if err != nil {

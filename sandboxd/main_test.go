@@ -62,7 +62,10 @@ func TestVersionAndUsage(t *testing.T) {
 	if code := run([]string{"version"}, &out, &errs); code != 0 || !strings.HasPrefix(out.String(), "sandboxd "+version+" ") {
 		t.Fatalf("version: %d %q", code, out.String())
 	}
-	for _, args := range [][]string{nil, {"bogus"}, {"serve", "--bogus"}, {"serve", "extra"}} {
+	for _, args := range [][]string{
+		nil, {"bogus"}, {"serve", "--bogus"}, {"serve", "extra"}, {"serve", "--process-buffer", "0"},
+		{"serve", "--max-processes", "-1"}, {"serve", "--process-keep", "soon"},
+	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
@@ -109,8 +112,8 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start runs sandboxd serve as daemonUID, with RLIMIT_NPROC nproc when not 0.
-func start(t *testing.T, nproc uint64) *daemon {
+// start runs sandboxd serve as daemonUID, with RLIMIT_NPROC nproc when not 0, and more flags.
+func start(t *testing.T, nproc uint64, flags ...string) *daemon {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sandboxd-files")
 	if err != nil {
@@ -133,6 +136,7 @@ func start(t *testing.T, nproc uint64) *daemon {
 	addr := freePort(t)
 	argv := []string{"sandboxd", "serve", "--listen", addr, "--user", strconv.Itoa(daemonUID),
 		"--token-file", filepath.Join(dir, "token"), "--container-file", filepath.Join(dir, "container")}
+	argv = append(argv, flags...)
 	attr := &syscall.ProcAttr{
 		Dir:   "/tmp",
 		Env:   []string{asMain + "=1", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"},
@@ -347,6 +351,76 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 	if !d.healthy() {
 		t.Fatalf("sandboxd does not answer after the bomb\n%s", d.log())
 	}
+	if _, out := d.exec(t, "echo", "alive"); out != "alive\n" {
+		t.Fatalf("echo alive: %q", out)
+	}
+}
+
+func TestAStreamAndBackgroundProcessesThroughTheBinary(t *testing.T) {
+	d := start(t, 0, "--max-processes", "1", "--process-buffer", "100")
+	s, err := d.client.Open("stream", map[string]any{"exec_id": newID(), "argv": []string{"sh", "-c", "echo out; echo err >&2; exit 2"}, "timeout": 10})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.log())
+	}
+	out, err := s.Collect()
+	s.Close()
+	if err != nil || string(out.Stdout) != "out\n" || string(out.Stderr) != "err\n" || out.Exit.ExitCode == nil || *out.Exit.ExitCode != 2 {
+		t.Fatalf("%+v %v", out, err)
+	}
+	id := newID()
+	start := map[string]any{"exec_id": id, "argv": []string{"sh", "-c", "seq 1 1000; sleep 60"}, "timeout": 60}
+	if status, answer, err := d.client.Call("process/start", start, nil); err != nil || status != 200 {
+		t.Fatalf("process/start: %d %s %v", status, answer, err)
+	}
+	// --max-processes 1: a second one waits for the first to end.
+	if status, _, _ := d.client.Call("process/start", map[string]any{"exec_id": newID(), "argv": []string{"true"}, "timeout": 10}, nil); status != 429 {
+		t.Fatalf("a second process: %d", status)
+	}
+	// --process-buffer 100: the output kept is the last 100 bytes.
+	var listed struct {
+		Processes []struct {
+			ExecID       string `json:"exec_id"`
+			StdoutBytes  int64  `json:"stdout_bytes"`
+			BufferedFrom int64  `json:"buffered_from"`
+		}
+	}
+	eventually(t, "the output is in", 5*time.Second, func() bool {
+		d.client.Call("process/list", map[string]any{"exec_id": ""}, &listed)
+		return len(listed.Processes) == 1 && listed.Processes[0].StdoutBytes == 3893
+	})
+	if p := listed.Processes[0]; p.ExecID != id || p.BufferedFrom != 3893-100 {
+		t.Fatalf("listed %+v", listed)
+	}
+	if status, _, err := d.client.Call("process/kill", map[string]any{"exec_id": id, "signal": "KILL"}, nil); err != nil || status != 200 {
+		t.Fatalf("process/kill: %d %v", status, err)
+	}
+}
+
+func TestAStreamKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
+	const limit = 150
+	d := start(t, limit)
+	bomb := "echo started; (while :; do sleep 60 & done) 2>/dev/null & b() { b | b & }; b"
+	s, err := d.client.Open("stream", map[string]any{"exec_id": newID(), "argv": []string{"bash", "-c", bomb}, "timeout": 60})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.log())
+	}
+	defer s.Close()
+	if f, err := s.Read(); err != nil || string(f.Payload) != "started\n" {
+		t.Fatalf("first frame %q %v", f.Payload, err)
+	}
+	eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return len(processesOf(daemonUID)) >= limit-20 })
+	time.Sleep(500 * time.Millisecond)
+	started := time.Now()
+	if err := s.Send('s', []byte("KILL")); err != nil {
+		t.Fatal(err)
+	}
+	s.Deadline(time.Now().Add(15 * time.Second))
+	// The stream ends (bash itself exited long ago: the bomb held its output).
+	if out, err := s.Collect(); err != nil || out.Exit.TimedOut {
+		t.Fatalf("after KILL: %+v %v\n%s", out.Exit, err, d.log())
+	}
+	t.Logf("the bomb ended %s after the KILL frame", time.Since(started))
+	eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(processesOf(daemonUID)) == 1 })
 	if _, out := d.exec(t, "echo", "alive"); out != "alive\n" {
 		t.Fatalf("echo alive: %q", out)
 	}

@@ -40,7 +40,8 @@ type Request struct {
 	Argv        []string
 	Env         map[string]string
 	Workdir     string // "": sandboxd's own
-	Stdin       []byte // nil: /dev/null
+	Stdin       []byte // nil: /dev/null (Run)
+	Interactive bool   // Start: stdin is a pipe the caller writes (Live.Stdin); else /dev/null
 	Timeout     time.Duration
 	OutputLimit int // bytes kept per stream
 	User        users.User
@@ -102,22 +103,35 @@ func (r *Runner) unregister(id string, c *running) {
 	}
 }
 
+// lookup answers a copy of what is registered under id (Start fills in a session after it
+// registered the id), nil when nothing is.
 func (r *Runner) lookup(id string) *running {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.live[id]
+	if c := r.live[id]; c != nil {
+		copied := *c
+		return &copied
+	}
+	return nil
 }
 
-// Run runs one command to completion; a *StartError when it could not start.
-func (r *Runner) Run(req Request) (Result, error) {
-	deadline := time.Now().Add(req.Timeout)
+// prepared is what starting a command needs, checked before anything runs.
+type prepared struct {
+	path   string
+	env    []string
+	cred   *syscall.Credential
+	before string // the cgroup's OOM-kill count before the start
+}
+
+// prepare checks a request and resolves its program; a *StartError when it cannot start.
+func (r *Runner) prepare(req Request) (prepared, error) {
 	if len(req.Argv) == 0 {
-		return Result{}, &StartError{errors.New("no argv")}
+		return prepared{}, &StartError{errors.New("no argv")}
 	}
 	env := commandEnv(r.env, req.User, req.Env, req.ExecID)
 	cred, err := credential(req.User)
 	if err != nil {
-		return Result{}, &StartError{err}
+		return prepared{}, &StartError{err}
 	}
 	var path string
 	var before string
@@ -135,10 +149,20 @@ func (r *Runner) Run(req Request) (Result, error) {
 		before = oomCount()
 	})
 	if err != nil {
-		return Result{}, &StartError{err}
+		return prepared{}, &StartError{err}
 	}
+	return prepared{path: path, env: env, cred: cred, before: before}, nil
+}
 
-	p, err := r.start(req, path, env, cred)
+// Run runs one command to completion; a *StartError when it could not start.
+func (r *Runner) Run(req Request) (Result, error) {
+	deadline := time.Now().Add(req.Timeout)
+	ready, err := r.prepare(req)
+	if err != nil {
+		return Result{}, err
+	}
+	before := ready.before
+	p, err := r.start(req, ready.path, ready.env, ready.cred)
 	if err != nil {
 		return Result{}, &StartError{err}
 	}
@@ -172,18 +196,30 @@ func (r *Runner) Run(req Request) (Result, error) {
 		Stdout: out.kept, Stderr: errs.kept, StdoutBytes: out.total, StderrBytes: errs.total, TimedOut: timedOut,
 	}
 	if !timedOut {
-		code := status.ExitStatus()
-		if status.Signaled() {
-			code = 128 + int(status.Signal())
-		}
+		code := statusCode(status)
 		result.ExitCode = &code
-		if code == 137 {
-			var after string
-			threads.Blocking(func() { after = oomCount() })
-			result.OOMKilled = after != "" && after != before
-		}
+		result.OOMKilled = oomKilled(code, before)
 	}
 	return result, nil
+}
+
+// statusCode is the command's exit code, or 128 + the signal that ended it.
+func statusCode(status syscall.WaitStatus) int {
+	if status.Signaled() {
+		return 128 + int(status.Signal())
+	}
+	return status.ExitStatus()
+}
+
+// oomKilled answers whether an exit was an OOM kill: a 137 during which the cgroup's OOM-kill
+// count (read before the start) grew.
+func oomKilled(code int, before string) bool {
+	if code != 137 {
+		return false
+	}
+	var after string
+	threads.Blocking(func() { after = oomCount() })
+	return after != "" && after != before
 }
 
 func credential(u users.User) (*syscall.Credential, error) {

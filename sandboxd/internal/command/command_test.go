@@ -488,3 +488,24 @@ func TestAnOrphanOfACommandLeavesNoZombie(t *testing.T) {
 		return err != nil
 	})
 }
+
+// dash starts each program with vfork: until the child execs, the parent sleeps uninterruptibly
+// ('D'), and a child stopped before its exec keeps it there. A kill that waited for every
+// member to show stopped would wait its whole KillWait for such a parent.
+func TestKillIsQuickWhileAShellWaitsForAVforkedChild(t *testing.T) {
+	r := newRunner()
+	for i := range 16 {
+		req := sh("while :; do /bin/true; done")
+		done := started(t, r, req, 2) // the shell and a child of its loop
+		time.Sleep(time.Duration(i%8) * 7 * time.Millisecond)
+		begun := time.Now()
+		r.Signal(req.ExecID, "KILL", false)
+		took := time.Since(begun)
+		if result := finished(t, done); exitCode(t, result) != 137 {
+			t.Fatalf("after KILL: %+v", result)
+		}
+		if took > 2*time.Second {
+			t.Fatalf("the kill took %s", took)
+		}
+	}
+}

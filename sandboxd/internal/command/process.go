@@ -40,7 +40,7 @@ func (r *Runner) start(req Request, path string, env []string, cred *syscall.Cre
 		return nil, err
 	}
 	var err error
-	if req.Stdin != nil {
+	if req.Stdin != nil || req.Interactive {
 		if child[0], p.stdin, err = os.Pipe(); err != nil {
 			return fail(err)
 		}

@@ -129,7 +129,9 @@ func Members(q Query) map[int]byte {
 // a sibling's fork before the scan ends. Stopped processes cannot fork, so: SIGSTOP each
 // session's process group (one signal the kernel delivers to the whole group, which no fork can
 // slip out of), then scan /proc and SIGSTOP every member still running, again until a scan finds
-// none running (or KillWait passes), then SIGKILL them all. Nothing here starts a process, and
+// none running (or KillWait passes), then SIGKILL them all. A member in uninterruptible sleep
+// that a previous round sent SIGSTOP counts as stopped: it stops as soon as it wakes, and cannot
+// fork before. Nothing here starts a process, and
 // the threads it needs are in the reserve, so it works when nothing new can start.
 func End(q Query) int {
 	q.Sessions = cleanSessions(q.Sessions)
@@ -154,10 +156,17 @@ func End(q Query) int {
 		scanned = true
 		running := 0
 		for pid, state := range chosen {
+			signalled := seen[pid]
 			seen[pid] = true
 			if !Stopped(state) {
-				running++
 				syscall.Kill(pid, syscall.SIGSTOP)
+				// A process in uninterruptible sleep stops when it wakes (a vfork parent waits
+				// so for its child's exec, and a stopped child keeps it there): once its SIGSTOP
+				// is pending it cannot fork (the kernel restarts a fork that a signal
+				// interrupts), so it does not hold the kill up.
+				if state != 'D' || !signalled {
+					running++
+				}
 			}
 		}
 		if running == 0 || time.Now().After(deadline) {

@@ -32,12 +32,14 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/command"
+	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/threads"
 	"vibebox.dev/sandboxd/internal/users"
 )
 
 const (
-	MaxRequest        = 64 << 20 // bytes of a request body
+	MaxRequest        = 64 << 20 // bytes of a request body (/exec, /kill)
+	MaxCommandRequest = 4 << 20  // bytes of a request body of the other endpoints
 	MaxConnections    = 256      // open at once; more wait in the kernel's backlog
 	maxHeaderBytes    = 16 << 10
 	readHeaderTimeout = 10 * time.Second
@@ -53,6 +55,7 @@ type Config struct {
 	Token       string
 	Container   string
 	Runner      *command.Runner
+	Processes   *processes.Table                 // background processes; nil: a table with the defaults
 	DefaultUser string                           // --user: commands run as it unless a request names another
 	Lookup      func(string) (users.User, error) // resolves a user spec
 	Log         *log.Logger                      // errors worth an operator's look; nil: none
@@ -68,6 +71,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Log == nil {
 		cfg.Log = log.New(io.Discard, "", 0)
+	}
+	if cfg.Processes == nil {
+		cfg.Processes = processes.NewTable(cfg.Runner, processes.Defaults)
 	}
 	return &Server{cfg: cfg}
 }
@@ -122,6 +128,11 @@ func (s *Server) sign(parts ...string) string {
 
 // answer sends a fixed-length answer; a 200 for an exec id is signed for this connection.
 func (s *Server) answer(w http.ResponseWriter, c *conn, status int, contentType, execID string, parts ...[]byte) {
+	s.answerSigned(w, c, status, contentType, execID, execID != "", parts...)
+}
+
+// answerSigned sends a fixed-length answer, a 200 signed for this connection when sign is set.
+func (s *Server) answerSigned(w http.ResponseWriter, c *conn, status int, contentType, execID string, sign bool, parts ...[]byte) {
 	h := w.Header()
 	length := 0
 	digest := sha256.New()
@@ -132,7 +143,7 @@ func (s *Server) answer(w http.ResponseWriter, c *conn, status int, contentType,
 	h["Content-Type"] = []string{contentType}
 	h["Content-Length"] = []string{strconv.Itoa(length)}
 	h["X-VibeBox-Container"] = []string{s.cfg.Container}
-	if status == http.StatusOK && execID != "" {
+	if status == http.StatusOK && sign {
 		sum := hex.EncodeToString(digest.Sum(nil))
 		h["X-VibeBox-Signature"] = []string{s.sign("answer", s.cfg.Container, c.serverNonce, execID, sum)}
 	}
@@ -196,15 +207,26 @@ func validExecID(id string) bool {
 	return true
 }
 
+// maxBody is the largest request body of an endpoint.
+func maxBody(kind string) int64 {
+	switch kind {
+	case "stream", "process/start", "process/list", "process/attach", "process/kill":
+		return MaxCommandRequest
+	}
+	return MaxRequest
+}
+
 func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
-	if r.ContentLength > MaxRequest {
+	kind := strings.Trim(r.URL.EscapedPath(), "/")
+	limit := maxBody(kind)
+	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close")
 		s.fail(w, http.StatusRequestEntityTooLarge, "body too large")
 		return
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequest))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -214,7 +236,6 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 		}
 		return // the client went away or stalled: nobody to answer
 	}
-	kind := strings.Trim(r.URL.EscapedPath(), "/")
 	if r.Header.Get("X-VibeBox-Container") != s.cfg.Container {
 		s.fail(w, http.StatusMisdirectedRequest, "this is another container's sandboxd") // nothing ran
 		return
@@ -230,7 +251,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	var fields map[string]json.RawMessage
 	var execID string
 	if json.Unmarshal(body, &fields) != nil || fields == nil ||
-		json.Unmarshal(fields["exec_id"], &execID) != nil || !validExecID(execID) {
+		json.Unmarshal(fields["exec_id"], &execID) != nil || !(validExecID(execID) || kind == "process/list" && execID == "") {
 		s.fail(w, http.StatusBadRequest, "invalid request")
 		return
 	}
@@ -239,20 +260,35 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 		s.exec(w, c, body, execID)
 	case "kill":
 		s.kill(w, c, fields, execID)
+	case "stream":
+		s.stream(w, c, body, execID)
+	case "process/start":
+		s.processStart(w, c, body, execID)
+	case "process/list":
+		s.processList(w, c, execID)
+	case "process/attach":
+		s.processAttach(w, c, fields, execID)
+	case "process/kill":
+		s.processKill(w, c, fields, execID)
 	default:
 		s.fail(w, http.StatusNotFound, "no such endpoint")
 	}
 }
 
+// commandFields are the fields every request that runs a command has.
+type commandFields struct {
+	Argv    []string          `json:"argv"`
+	Env     map[string]string `json:"env"`
+	Workdir *string           `json:"workdir"`
+	Timeout *float64          `json:"timeout"`
+	User    *string           `json:"user"`
+}
+
 // execRequest is docker_agent.run's body, plus `user`.
 type execRequest struct {
-	Argv        []string          `json:"argv"`
-	Env         map[string]string `json:"env"`
-	Workdir     *string           `json:"workdir"`
-	Stdin       *string           `json:"stdin"` // base64; null: /dev/null
-	Timeout     *float64          `json:"timeout"`
-	OutputLimit *float64          `json:"output_limit"`
-	User        *string           `json:"user"`
+	commandFields
+	Stdin       *string  `json:"stdin"` // base64; null: /dev/null
+	OutputLimit *float64 `json:"output_limit"`
 }
 
 // execHeader is the first line of an exec answer.
@@ -268,31 +304,43 @@ type execHeader struct {
 	OOMKilled   bool   `json:"oom_killed"`
 }
 
+// request checks the fields of a command; an error is a 400. As the Python agent: a timeout
+// at or below 0 ends the command at once.
+func (f commandFields) request() (command.Request, error) {
+	if len(f.Argv) == 0 || f.Timeout == nil {
+		return command.Request{}, errors.New("argv and timeout are required")
+	}
+	for _, arg := range f.Argv {
+		if strings.IndexByte(arg, 0) >= 0 {
+			return command.Request{}, errors.New("argv holds a NUL")
+		}
+	}
+	for name, value := range f.Env {
+		if name == "" || strings.ContainsAny(name, "=\x00") || strings.IndexByte(value, 0) >= 0 {
+			return command.Request{}, errors.New("invalid environment variable")
+		}
+	}
+	out := command.Request{Argv: f.Argv, Env: f.Env, OutputLimit: defaultOutput}
+	if f.Workdir != nil {
+		out.Workdir = *f.Workdir
+		if strings.IndexByte(out.Workdir, 0) >= 0 {
+			return command.Request{}, errors.New("workdir holds a NUL")
+		}
+	}
+	timeout := min(max(*f.Timeout, 0), maxTimeout)
+	out.Timeout = time.Duration(timeout * float64(time.Second))
+	return out, nil
+}
+
 // parseExec checks an exec body; an error is a 400.
 func parseExec(body []byte) (execRequest, command.Request, error) {
 	var req execRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return req, command.Request{}, err
 	}
-	if len(req.Argv) == 0 || req.Timeout == nil {
-		return req, command.Request{}, errors.New("argv and timeout are required")
-	}
-	for _, arg := range req.Argv {
-		if strings.IndexByte(arg, 0) >= 0 {
-			return req, command.Request{}, errors.New("argv holds a NUL")
-		}
-	}
-	for name, value := range req.Env {
-		if name == "" || strings.ContainsAny(name, "=\x00") || strings.IndexByte(value, 0) >= 0 {
-			return req, command.Request{}, errors.New("invalid environment variable")
-		}
-	}
-	out := command.Request{Argv: req.Argv, Env: req.Env, OutputLimit: defaultOutput}
-	if req.Workdir != nil {
-		out.Workdir = *req.Workdir
-		if strings.IndexByte(out.Workdir, 0) >= 0 {
-			return req, command.Request{}, errors.New("workdir holds a NUL")
-		}
+	out, err := req.request()
+	if err != nil {
+		return req, command.Request{}, err
 	}
 	if req.Stdin != nil {
 		data, err := base64Decode(*req.Stdin)
@@ -301,10 +349,7 @@ func parseExec(body []byte) (execRequest, command.Request, error) {
 		}
 		out.Stdin = data
 	}
-	// As the Python agent: a timeout at or below 0 ends the command at once; a negative output
-	// limit keeps nothing.
-	timeout := min(max(*req.Timeout, 0), maxTimeout)
-	out.Timeout = time.Duration(timeout * float64(time.Second))
+	// As the Python agent: a negative output limit keeps nothing.
 	if req.OutputLimit != nil {
 		out.OutputLimit = int(min(max(*req.OutputLimit, 0), MaxRequest*64))
 	}
@@ -318,17 +363,10 @@ func (s *Server) exec(w http.ResponseWriter, c *conn, body []byte, execID string
 		return
 	}
 	run.ExecID = execID
-	spec := s.cfg.DefaultUser
-	if req.User != nil && *req.User != "" {
-		spec = *req.User
-	}
-	var user users.User
-	threads.Blocking(func() { user, err = s.cfg.Lookup(spec) }) // reads /etc/passwd and /etc/group
-	if err != nil {
+	if run.User, _, err = s.user(req.User); err != nil {
 		s.fail(w, http.StatusUnprocessableEntity, err.Error()) // nothing ran
 		return
 	}
-	run.User = user
 	result, err := s.cfg.Runner.Run(run)
 	if err != nil {
 		var notStarted *command.StartError
@@ -355,14 +393,35 @@ func (s *Server) exec(w http.ResponseWriter, c *conn, body []byte, execID string
 	s.answer(w, c, http.StatusOK, "application/vnd.vibebox.exec", execID, header, result.Stdout, result.Stderr)
 }
 
-func (s *Server) kill(w http.ResponseWriter, c *conn, fields map[string]json.RawMessage, execID string) {
+// user resolves the request's user (nil or "": --user), reading the container's files.
+func (s *Server) user(requested *string) (users.User, string, error) {
+	spec := s.cfg.DefaultUser
+	if requested != nil && *requested != "" {
+		spec = *requested
+	}
+	var user users.User
+	var err error
+	threads.Blocking(func() { user, err = s.cfg.Lookup(spec) }) // reads /etc/passwd and /etc/group
+	return user, spec, err
+}
+
+// signalName reads a kill request's signal (KILL when absent); "" when it names none.
+func signalName(fields map[string]json.RawMessage) string {
 	name := "KILL"
 	if raw, ok := fields["signal"]; ok {
 		if json.Unmarshal(raw, &name) != nil {
-			name = "" // not a string: not a signal
+			return "" // not a string: not a signal
 		}
 	}
 	if _, ok := command.Signals[name]; !ok {
+		return ""
+	}
+	return name
+}
+
+func (s *Server) kill(w http.ResponseWriter, c *conn, fields map[string]json.RawMessage, execID string) {
+	name := signalName(fields)
+	if name == "" {
 		s.fail(w, http.StatusBadRequest, "unknown signal")
 		return
 	}
@@ -427,4 +486,12 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// CloseWrite half-closes a TCP connection (a stream's end).
+func (c *limitConn) CloseWrite() error {
+	if half, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return half.CloseWrite()
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/command"
+	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/protocoltest"
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/users"
@@ -32,13 +33,20 @@ func TestMain(m *testing.M) {
 // serve starts a server on a real listener and answers a client for it.
 func serve(t *testing.T) *protocoltest.Client {
 	t.Helper()
+	return serveWith(t, processes.Defaults)
+}
+
+// serveWith starts a server whose background processes are sized by cfg.
+func serveWith(t *testing.T, cfg processes.Config) *protocoltest.Client {
+	t.Helper()
 	def, err := users.Lookup(runAs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	runner := command.NewRunner(command.BaseEnv([]string{"PATH=" + command.DefaultPath}, ""), def)
 	srv := New(Config{
-		Token: "the-token", Container: "vb-test", DefaultUser: runAs,
-		Runner: command.NewRunner(command.BaseEnv([]string{"PATH=" + command.DefaultPath}, ""), def),
+		Token: "the-token", Container: "vb-test", DefaultUser: runAs, Runner: runner,
+		Processes: processes.NewTable(runner, cfg),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
