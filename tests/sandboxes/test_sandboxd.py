@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes import sandboxd
 from apps.sandboxes.runtime import DAEMON_BINARY, ContainerSpec, ExecRequest, docker_agent, get_driver
+from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.specs import base_labels, network_name
 
 PYTHON = "python-3"
@@ -172,3 +173,40 @@ def test_it_works_in_an_image_with_no_shell_and_no_python(start_daemon):
         assert docker_agent.run(address, django_settings.SECRET_KEY, name, request) is None
     finally:
         get_driver().image_remove(tag)
+
+
+def test_a_streamed_command_through_the_driver_takes_stdin_and_a_signal_sent_at_once(start_daemon):
+    """Through sandboxd's /stream: output as it comes, stdin from the control, and a signal sent
+    right after the start reaches the command (Docker's exec lost it: the command had not started)."""
+    name = start_daemon()
+    driver = get_driver()
+    chunks = []
+    control = ExecControl()
+    try:
+        control.write(b"hello stdin\n")
+        control.close_stdin()
+        request = ExecRequest(
+            argv=("/bin/sh", "-c", "cat; echo to-err >&2"),
+            exec_id=f"s{secrets.token_hex(6)}",
+            timeout=30,
+            on_output=lambda stream, data: chunks.append((stream, data)),
+            control=control,
+        )
+        result = driver.exec(name, request)
+    finally:
+        control.close()
+    assert result.exit_code == 0 and result.stdout == b"hello stdin\n" and result.stderr == b"to-err\n"
+    assert b"".join(d for s, d in chunks if s == "stdout") == b"hello stdin\n"
+
+    control = ExecControl()
+    try:
+        control.signal("TERM")  # before the command could have printed anything
+        request = ExecRequest(
+            argv=("/bin/sh", "-c", "sleep 60"), exec_id=f"s{secrets.token_hex(6)}", timeout=60, control=control
+        )
+        started = time.monotonic()
+        result = driver.exec(name, request)
+    finally:
+        control.close()
+    assert result.exit_code == 143 and not result.timed_out  # 128 + SIGTERM
+    assert time.monotonic() - started < 30  # not run to its timeout

@@ -127,7 +127,17 @@ class BoundedSocket:
         pass
 
     def close(self) -> None:
-        self._sock.close()
+        if not self.held:
+            self._sock.close()
+
+    # http.client closes the socket of an answer without a length when it has read its headers
+    # (it "passes the connection to the response"); a stream's frames follow on it, both ways.
+    held = False
+
+    def hold(self) -> socket.socket:
+        """Keeps the socket open past http.client's close; the caller closes what this answers."""
+        self.held = True
+        return self._sock
 
 
 class _Delegating(SocketReader):

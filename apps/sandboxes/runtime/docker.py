@@ -11,6 +11,7 @@ import http.client
 import logging
 import threading
 import time
+import typing
 from collections.abc import Iterable, Iterator
 
 import docker
@@ -161,16 +162,23 @@ def _stats(first: dict, second: dict) -> ContainerStats:
     )
 
 
-def _agent_target(data: dict) -> tuple[str, str] | None:
-    """(address, configured user) of a running container, for its exec agent."""
+class _Target(typing.NamedTuple):
+    address: str
+    user: str  # who commands run as by default
+    daemon: bool  # sandboxd (streams, any user), not the Python exec agent
+
+
+def _agent_target(data: dict) -> _Target | None:
+    """Where a running container's exec agent or sandboxd listens, and for whom."""
     if not (data.get("State") or {}).get("Running"):
         return None
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
     config = data.get("Config") or {}
     labels = config.get("Labels") or {}
-    user = labels[docker_agent.USER_LABEL] if docker_agent.USER_LABEL in labels else config.get("User") or ""
-    return (address, user) if address else None
+    daemon = docker_agent.USER_LABEL in labels
+    user = labels[docker_agent.USER_LABEL] if daemon else config.get("User") or ""
+    return _Target(address, user, daemon) if address else None
 
 
 class DockerDriver:
@@ -182,7 +190,7 @@ class DockerDriver:
         self._networks: dict[str, dict[str, str]] = {}  # networks ensured -> their labels
         self._network_lock = threading.Lock()  # one create at a time in this process
         self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
-        self._agents: dict[str, tuple[str, str]] = {}  # container name -> (address, user)
+        self._agents: dict[str, _Target] = {}  # container name -> its exec agent or sandboxd
         self._engine_info: tuple[float, EngineInfo] | None = None
         self._disk_counts_image = False  # the engine's size limit counts the image too
 
@@ -501,8 +509,8 @@ class DockerDriver:
                 request = dataclasses.replace(request, user=self._user(name, ""))
             return docker_exec.run(self.client.api, name, request, kill=self._killer(name, request.user))
 
-    def _agent_address(self, name: str, *, fresh: bool = False) -> tuple[str, str] | None:
-        """(address, user) of the container's exec agent, cached per process; `fresh` inspects again."""
+    def _agent_address(self, name: str, *, fresh: bool = False) -> _Target | None:
+        """Where the container's exec agent or sandboxd listens, cached per process; `fresh` inspects again."""
         target = None if fresh else self._agents.get(name)
         if target is None:
             target = _agent_target(self.client.api.inspect_container(name))
@@ -513,12 +521,20 @@ class DockerDriver:
         return target
 
     def _exec_by_agent(self, name: str, request: ExecRequest) -> ExecResult | None:
-        """The command through the container's exec agent; None to use Docker's exec instead."""
+        """The command through the container's sandboxd (a stream when it streams) or exec agent;
+        None to use Docker's exec instead."""
         target = self._agent_address(name)
-        if target is None or not docker_agent.eligible(request, target[1]):
+        if target is None:
+            return None
+        if target.daemon:  # any user; output, stdin and signals as a stream
+            simple = docker_agent.eligible(request, request.user)
+            call = docker_agent.run if simple else docker_agent.stream
+        elif docker_agent.eligible(request, target.user):
+            call = docker_agent.run
+        else:
             return None
         try:
-            result = docker_agent.run(target[0], self._agent_secret, name, request)
+            result = call(target.address, self._agent_secret, name, request)
         except bounded.HostileOutput as exc:
             self._agents.pop(name, None)
             logger.warning("exec agent of %s answered badly (%s): %s", name, exc.reason, exc)
@@ -542,8 +558,8 @@ class DockerDriver:
         with self._engine():
             if self._agent_secret:
                 target = self._agent_address(name)
-                if target is not None and user in ("", target[1]):
-                    if docker_agent.kill(target[0], self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
+                if target is not None and (target.daemon or user in ("", target.user)):
+                    if docker_agent.kill(target.address, self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
                         return
                     self._agents.pop(name, None)
             if not docker_exec.kill(self.client.api, name, exec_id, signal, self._user(name, user)):

@@ -27,8 +27,11 @@ import io
 import json
 import logging
 import secrets
+import select
 import socket
+import struct
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -250,6 +253,7 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
                 "stdin": base64.b64encode(request.stdin).decode() if request.stdin is not None else None,
                 "timeout": request.timeout,
                 "output_limit": request.output_limit,
+                "user": request.user or None,  # sandboxd only (the Python agent runs as its own user)
             }
         ).encode()
         # The kept output of both streams, its header and HTTP's: all an honest agent sends.
@@ -330,3 +334,148 @@ def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str
         return False
     finally:
         session.close()
+
+
+# ---- sandboxd's streams (docs/sandboxd.md, "Streams") ----
+
+STREAM_TYPE = "application/vnd.vibebox.stream"
+FRAME_HEADER = struct.Struct(">cI")
+MAX_OUTPUT_FRAME = 64 * 1024  # sandboxd sends at most this per output frame
+MAX_EXIT_FRAME = 16 * 1024
+STDIN_FRAME = 1 << 20
+UNLIMITED = 1 << 62  # a stream's bytes are bounded by its deadline and its frames, not in total
+
+
+class _Output:
+    """What a stream printed: kept up to the request's limit per stream, counted beyond, and
+    handed to the request's callback as it comes."""
+
+    def __init__(self, request: ExecRequest):
+        self.request = request
+        self.kept = {"stdout": bytearray(), "stderr": bytearray()}
+        self.total = {"stdout": 0, "stderr": 0}
+
+    def add(self, stream: str, data: bytes) -> None:
+        self.total[stream] += len(data)
+        room = self.request.output_limit - len(self.kept[stream])
+        if room > 0:
+            self.kept[stream] += data[:room]
+        if self.request.on_output is not None:
+            self.request.on_output(stream, data)
+
+
+def _frame(reader, limit: int) -> tuple[bytes, bytes]:
+    head = reader.read(FRAME_HEADER.size)
+    if len(head) != FRAME_HEADER.size:
+        raise bounded.Malformed("sandboxd's stream ended without an exit frame")
+    kind, size = FRAME_HEADER.unpack(head)
+    if size > limit:
+        raise bounded.TooLarge(f"sandboxd sent a {size}-byte frame (at most {limit})")
+    payload = reader.read(size) if size else b""
+    if len(payload) != size:
+        raise bounded.Malformed("sandboxd's stream ended inside a frame")
+    return kind, payload
+
+
+def _feed(send, request: ExecRequest, done: threading.Event) -> None:
+    """Stdin and signals, from the request's control (or its fixed stdin), as frames."""
+    try:
+        if request.stdin is not None:
+            for start in range(0, len(request.stdin), STDIN_FRAME):
+                send(b"i", request.stdin[start : start + STDIN_FRAME])
+            if request.control is None:
+                send(b"c")
+        control = request.control
+        while control is not None and not done.is_set():
+            select.select([control.wake_fd], [], [], 0.5)
+            data, close, signals = control.take()
+            for start in range(0, len(data), STDIN_FRAME):
+                send(b"i", data[start : start + STDIN_FRAME])
+            for name in signals:
+                send(b"s", name.encode())
+            if close:
+                send(b"c")
+                close = False
+    except OSError:
+        pass  # the stream ended (the reader sees why)
+
+
+def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
+    """Runs a command through sandboxd's /stream: output to `request.on_output` as it comes,
+    stdin and signals from `request.control`. None when sandboxd cannot take it (not there, an
+    agent without streams, or it could not start the command: nothing ran). Raises
+    bounded.HostileOutput for a stream that breaks the protocol."""
+    started = time.monotonic()
+    session = _Session(address, secret, container)
+    done = threading.Event()
+    raw = None  # the stream's socket, once held
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("sandboxd of %s unavailable for a stream: %s", container, exc)
+            return None
+        body = json.dumps(
+            {
+                "exec_id": request.exec_id,
+                "argv": list(request.argv),
+                "env": request.env,
+                "workdir": request.workdir,
+                "user": request.user or None,
+                "timeout": request.timeout,
+                "stdin": request.stdin is not None or request.control is not None,
+            }
+        ).encode()
+        budget = bounded.Budget(limit=UNLIMITED, deadline=started + request.timeout + SLACK, what="sandboxd's stream")
+        raw = session.connection.sock.hold()
+        response = session.post("stream", body, budget)
+        if response.status != 200:  # nothing ran
+            return None
+        if response.getheader("Content-Type") != STREAM_TYPE:
+            raise bounded.Malformed("sandboxd's answer is not a stream")
+        session.verify(response, request.exec_id, "stream")
+        lock = threading.Lock()
+
+        def send(kind: bytes, payload: bytes = b"") -> None:
+            with lock:
+                raw.sendall(FRAME_HEADER.pack(kind, len(payload)) + payload)
+
+        threading.Thread(target=_feed, args=(send, request, done), daemon=True).start()
+        output = _Output(request)
+        while True:
+            kind, payload = _frame(response.fp, MAX_OUTPUT_FRAME)
+            if kind in (b"o", b"e"):
+                output.add("stdout" if kind == b"o" else "stderr", payload)
+            elif kind == b"x":
+                if len(payload) > MAX_EXIT_FRAME:
+                    raise bounded.TooLarge("sandboxd's exit frame is too large")
+                return _stream_result(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), request, output, started)
+            else:
+                raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
+    finally:
+        done.set()
+        session.close()
+        if raw is not None:
+            raw.close()  # before the exit frame, this kills the command (sandboxd's rule)
+
+
+def _stream_result(answer: object, request: ExecRequest, output: _Output, started: float) -> ExecResult:
+    if not isinstance(answer, dict) or answer.get("exec_id") != request.exec_id:
+        raise bounded.Malformed("the exit frame is for another command", reason="identity")
+    exit_code = answer.get("exit_code")
+    if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
+        raise bounded.Malformed("exit_code is not an exit code")
+    for stream in ("stdout", "stderr"):
+        if _count(answer, f"{stream}_bytes") != output.total[stream]:
+            raise bounded.Malformed(f"the exit frame's {stream}_bytes does not match what came")
+    return ExecResult(
+        exit_code=exit_code,
+        stdout=bytes(output.kept["stdout"]),
+        stderr=bytes(output.kept["stderr"]),
+        stdout_bytes=output.total["stdout"],
+        stderr_bytes=output.total["stderr"],
+        truncated=any(output.total[s] > len(output.kept[s]) for s in output.kept),
+        timed_out=_flag(answer, "timed_out"),
+        oom_killed=_flag(answer, "oom_killed"),
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
