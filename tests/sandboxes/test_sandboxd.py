@@ -210,3 +210,59 @@ def test_a_streamed_command_through_the_driver_takes_stdin_and_a_signal_sent_at_
         control.close()
     assert result.exit_code == 143 and not result.timed_out  # 128 + SIGTERM
     assert time.monotonic() - started < 30  # not run to its timeout
+
+
+def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_daemon):
+    """Started, listed, attached from the start twice (the output kept in sandboxd, not in this
+    process), signalled through an attach, and its end seen by the attacher."""
+    name = start_daemon()
+    address, _ = agent(name)
+    secret = django_settings.SECRET_KEY
+    exec_id = f"p{secret_free_id()}"
+    script = "echo started; echo to-err >&2; trap 'echo got-term; exit 7' TERM; while :; do sleep 0.1; done"
+    request = ExecRequest(argv=("/bin/sh", "-c", script), exec_id=exec_id, timeout=120)
+    started = docker_agent.process_start(address, secret, name, request)
+    assert started["exec_id"] == exec_id and started["pid"] > 1
+    listed = {p["exec_id"]: p for p in docker_agent.process_list(address, secret, name)}
+    assert listed[exec_id]["running"] is True and listed[exec_id]["exit_code"] is None
+    with pytest.raises(docker_agent.ProcessRefused) as taken:
+        docker_agent.process_start(address, secret, name, request)
+    assert taken.value.status == 409
+
+    class Detach(Exception):
+        pass
+
+    def until(text: bytes):
+        seen = bytearray()
+
+        def on_output(stream, data):
+            seen.extend(data)
+            if text in seen:
+                raise Detach
+
+        return on_output
+
+    for _ in range(2):  # detaching leaves it running; the next attach replays from the start
+        with pytest.raises(Detach):
+            docker_agent.process_attach(
+                address, secret, name, exec_id, start="start",
+                request=ExecRequest(argv=(), exec_id=exec_id, timeout=60, on_output=until(b"to-err")),
+            )  # fmt: skip
+    control = ExecControl()
+    try:
+        control.signal("TERM")
+        result, offset = docker_agent.process_attach(
+            address, secret, name, exec_id, start="start",
+            request=ExecRequest(argv=(), exec_id=exec_id, timeout=60, control=control),
+        )  # fmt: skip
+    finally:
+        control.close()
+    assert offset == 0 and result.exit_code == 7
+    # TERM goes to every process of it: the shell's `sleep` too, which the shell reports.
+    assert result.stdout == b"started\ngot-term\n" and result.stderr.startswith(b"to-err\n")
+    listed = {p["exec_id"]: p for p in docker_agent.process_list(address, secret, name)}
+    assert listed[exec_id]["running"] is False and listed[exec_id]["exit_code"] == 7
+
+
+def secret_free_id() -> str:
+    return secrets.token_hex(6)

@@ -20,6 +20,7 @@ never a second run.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import http.client
@@ -354,6 +355,7 @@ class _Output:
         self.request = request
         self.kept = {"stdout": bytearray(), "stderr": bytearray()}
         self.total = {"stdout": 0, "stderr": 0}
+        self.lost = 0  # bytes an attach missed (the buffer had dropped them)
 
     def add(self, stream: str, data: bytes) -> None:
         self.total[stream] += len(data)
@@ -400,63 +402,207 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
         pass  # the stream ended (the reader sees why)
 
 
+def _open(address: str, secret: str, container: str, kind: str, body: dict, exec_id: str, deadline: float):
+    """A stream of sandboxd's (`stream`, `process/attach`): (session, its socket, the answer) once
+    the answer proved itself sandboxd's; None when sandboxd is not there or refused (nothing ran,
+    nothing attached). The caller closes both."""
+    session = _Session(address, secret, container)
+    raw = None
+    try:
+        session.hello()
+        budget = bounded.Budget(limit=UNLIMITED, deadline=deadline, what="sandboxd's stream")
+        raw = session.connection.sock.hold()
+        response = session.post(kind, json.dumps(body).encode(), budget)
+        if response.status != 200:
+            session.close()
+            raw.close()
+            return None
+        if response.getheader("Content-Type") != STREAM_TYPE:
+            raise bounded.Malformed("sandboxd's answer is not a stream")
+        session.verify(response, exec_id, "stream")
+        return session, raw, response
+    except Unavailable as exc:
+        logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+        session.close()
+        return None
+    except BaseException:
+        session.close()
+        if raw is not None:
+            raw.close()
+        raise
+
+
+def _pump(response, output: _Output) -> dict:
+    """Reads frames into `output` until the exit frame; answers the exit frame's object."""
+    while True:
+        kind, payload = _frame(response.fp, MAX_OUTPUT_FRAME)
+        if kind in (b"o", b"e"):
+            output.add("stdout" if kind == b"o" else "stderr", payload)
+        elif kind == b"l":
+            output.lost += _count(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), "lost")
+        elif kind == b"x":
+            answer = bounded.loads(payload, max_bytes=MAX_EXIT_FRAME)
+            if not isinstance(answer, dict):
+                raise bounded.Malformed("the exit frame is not an object")
+            return answer
+        else:
+            raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
+
+
+def _sender(raw):
+    lock = threading.Lock()
+
+    def send(kind: bytes, payload: bytes = b"") -> None:
+        with lock:
+            raw.sendall(FRAME_HEADER.pack(kind, len(payload)) + payload)
+
+    return send
+
+
 def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
     """Runs a command through sandboxd's /stream: output to `request.on_output` as it comes,
     stdin and signals from `request.control`. None when sandboxd cannot take it (not there, an
     agent without streams, or it could not start the command: nothing ran). Raises
     bounded.HostileOutput for a stream that breaks the protocol."""
     started = time.monotonic()
-    session = _Session(address, secret, container)
+    body = {
+        "exec_id": request.exec_id,
+        "argv": list(request.argv),
+        "env": request.env,
+        "workdir": request.workdir,
+        "user": request.user or None,
+        "timeout": request.timeout,
+        "stdin": request.stdin is not None or request.control is not None,
+    }
+    opened = _open(address, secret, container, "stream", body, request.exec_id, started + request.timeout + SLACK)
+    if opened is None:
+        return None
+    session, raw, response = opened
     done = threading.Event()
-    raw = None  # the stream's socket, once held
+    try:
+        threading.Thread(target=_feed, args=(_sender(raw), request, done), daemon=True).start()
+        output = _Output(request)
+        return _stream_result(_pump(response, output), request, output, started)
+    finally:
+        done.set()
+        session.close()
+        raw.close()  # before the exit frame, this kills the command (sandboxd's rule)
+
+
+# ---- sandboxd's background processes ----
+
+
+def _json_call(address: str, secret: str, container: str, kind: str, body: dict) -> tuple[int, object] | None:
+    """A signed request whose answer is one JSON object, signed when it is a 200: (status, the
+    object); None when sandboxd is not there."""
+    session = _Session(address, secret, container)
     try:
         try:
             session.hello()
         except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for a stream: %s", container, exc)
+            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
             return None
-        body = json.dumps(
-            {
-                "exec_id": request.exec_id,
-                "argv": list(request.argv),
-                "env": request.env,
-                "workdir": request.workdir,
-                "user": request.user or None,
-                "timeout": request.timeout,
-                "stdin": request.stdin is not None or request.control is not None,
-            }
-        ).encode()
-        budget = bounded.Budget(limit=UNLIMITED, deadline=started + request.timeout + SLACK, what="sandboxd's stream")
-        raw = session.connection.sock.hold()
-        response = session.post("stream", body, budget)
-        if response.status != 200:  # nothing ran
-            return None
-        if response.getheader("Content-Type") != STREAM_TYPE:
-            raise bounded.Malformed("sandboxd's answer is not a stream")
-        session.verify(response, request.exec_id, "stream")
-        lock = threading.Lock()
+        budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HEADER_LIMIT * 64, what=f"sandboxd's {kind}")
+        response = session.post(kind, json.dumps(body).encode(), budget)
+        payload = response.read(_length(response, HEADER_LIMIT * 64))
+        if response.status == 200:
+            session.verify(response, body["exec_id"], hashlib.sha256(payload).hexdigest())
+        try:
+            return response.status, bounded.loads(payload, max_bytes=HEADER_LIMIT * 64)
+        except ValueError:
+            return response.status, None
+    finally:
+        session.close()
 
-        def send(kind: bytes, payload: bytes = b"") -> None:
-            with lock:
-                raw.sendall(FRAME_HEADER.pack(kind, len(payload)) + payload)
 
-        threading.Thread(target=_feed, args=(send, request, done), daemon=True).start()
+def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict | None:
+    """Starts a background process in sandboxd: {exec_id, pid, started_at}; None when sandboxd is
+    not there. Raises ProcessRefused when it did not start it (409 the id is taken, 429 too many
+    running, 422 it could not start: nothing ran)."""
+    body = {
+        "exec_id": request.exec_id,
+        "argv": list(request.argv),
+        "env": request.env,
+        "workdir": request.workdir,
+        "user": request.user or None,
+        "timeout": request.timeout,
+    }
+    answer = _json_call(address, secret, container, "process/start", body)
+    if answer is None:
+        return None
+    status, data = answer
+    if status != 200:
+        raise ProcessRefused(status, data.get("error", "") if isinstance(data, dict) else "")
+    if not isinstance(data, dict) or data.get("exec_id") != request.exec_id or type(data.get("pid")) is not int:
+        raise bounded.Malformed("sandboxd's answer to a process start is malformed")
+    return data
+
+
+def process_list(address: str, secret: str, container: str) -> list[dict] | None:
+    """The background processes sandboxd keeps (running and recently finished), oldest first."""
+    answer = _json_call(address, secret, container, "process/list", {"exec_id": ""})
+    if answer is None:
+        return None
+    status, data = answer
+    processes = data.get("processes") if isinstance(data, dict) and status == 200 else None
+    if not isinstance(processes, list) or not all(isinstance(p, dict) for p in processes):
+        raise bounded.Malformed("sandboxd's process list is malformed")
+    return processes
+
+
+class ProcessRefused(Exception):
+    """sandboxd refused a process request: `status` 404 (unknown), 409 (taken), 422, 429."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}"[:300])
+        self.status = status
+
+
+def process_attach(
+    address: str, secret: str, container: str, exec_id: str, *, start="start", request: ExecRequest
+) -> tuple[ExecResult, int] | None:
+    """Follows a background process from `start` ("start", "end" or an offset) until it ends:
+    output to `request.on_output`, signals from `request.control`; answers its result and the
+    offset the attach started from. Closing early (an exception from the callback) only detaches."""
+    started = time.monotonic()
+    body = {"exec_id": exec_id, "from": start}
+    opened = _open(address, secret, container, "process/attach", body, exec_id, started + request.timeout + SLACK)
+    if opened is None:
+        return None
+    session, raw, response = opened
+    try:
+        offset = int(response.getheader("X-VibeBox-Offset") or "")
+    except ValueError:
+        session.close()
+        raw.close()
+        raise bounded.Malformed("sandboxd's attach has no offset") from None
+    done = threading.Event()
+    try:
+        control_only = dataclasses.replace(request, stdin=None)
+        threading.Thread(target=_feed, args=(_sender(raw), control_only, done), daemon=True).start()
         output = _Output(request)
-        while True:
-            kind, payload = _frame(response.fp, MAX_OUTPUT_FRAME)
-            if kind in (b"o", b"e"):
-                output.add("stdout" if kind == b"o" else "stderr", payload)
-            elif kind == b"x":
-                if len(payload) > MAX_EXIT_FRAME:
-                    raise bounded.TooLarge("sandboxd's exit frame is too large")
-                return _stream_result(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), request, output, started)
-            else:
-                raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
+        answer = _pump(response, output)
+        if answer.get("exec_id") != exec_id:
+            raise bounded.Malformed("the exit frame is for another process", reason="identity")
+        exit_code = answer.get("exit_code")
+        if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
+            raise bounded.Malformed("exit_code is not an exit code")
+        result = ExecResult(
+            exit_code=exit_code,
+            stdout=bytes(output.kept["stdout"]),
+            stderr=bytes(output.kept["stderr"]),
+            stdout_bytes=_count(answer, "stdout_bytes"),
+            stderr_bytes=_count(answer, "stderr_bytes"),
+            truncated=output.lost > 0 or any(output.total[s] > len(output.kept[s]) for s in output.kept),
+            timed_out=_flag(answer, "timed_out"),
+            oom_killed=_flag(answer, "oom_killed"),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return result, offset
     finally:
         done.set()
         session.close()
-        if raw is not None:
-            raw.close()  # before the exit frame, this kills the command (sandboxd's rule)
+        raw.close()
 
 
 def _stream_result(answer: object, request: ExecRequest, output: _Output, started: float) -> ExecResult:
