@@ -158,10 +158,10 @@ func serve(args []string, stderr io.Writer) int {
 			logger.Printf("serving stopped: %v", err)
 		}
 	}()
-	logger.Printf("%s serving %s on %s, commands as %s", version, container, listener.Addr(), defaultUser)
+	// Nothing on success: the container's log is the sandbox's own (its code writes there through
+	// the log FIFOs); sandboxd speaks up only when something fails.
 
 	<-term
-	logger.Print("SIGTERM: ending every process")
 	listener.Close()
 	pid1.Shutdown(shutdownGrace)
 	return 0

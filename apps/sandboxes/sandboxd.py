@@ -7,6 +7,8 @@ builds a new volume and an unchanged one is never built twice.
 """
 
 import collections
+import functools
+import logging
 import secrets
 import shutil
 import tempfile
@@ -19,6 +21,8 @@ from vibebox import exceptions as errors
 
 from .images import base_image_build, log_to_stderr
 from .runtime import DAEMON_MOUNT, get_driver
+
+logger = logging.getLogger(__name__)
 
 
 def digest(base: str) -> str:
@@ -77,6 +81,13 @@ def build(*, log=log_to_stderr) -> str:
     name = volume(base)
     driver.volume_from_image(name, image=tag, path=DAEMON_MOUNT, labels={"vibebox.sandboxd": digest(base)})
     return name
+
+
+@functools.cache
+def volume_for_sandboxes() -> str:
+    """sandboxd's volume for this process's sandboxes, built on first use when missing (`make run`
+    and `make test` build it first; a process finds it in place)."""
+    return build(log=logger.info)
 
 
 def check(*, log=log_to_stderr) -> None:

@@ -4,6 +4,7 @@ from django.conf import settings
 
 from apps.marketplace.models import Template
 
+from . import sandboxd
 from .models import Sandbox
 from .runtime import ContainerSpec, get_driver
 
@@ -61,6 +62,7 @@ def container_spec(
         runtime=template.runtime,
         log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
         log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
+        daemon_volume=sandboxd.volume_for_sandboxes() if settings.VIBEBOX_EXEC_AGENT else None,
     )
 
 

@@ -109,7 +109,7 @@ def test_output_a_command_prints_after_a_signal_arrives(api_key, sandbox_id):
 
 def test_logs_backlog_and_follow(api_client, api_key, sandbox_id):
     api_client.post(
-        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "echo to-the-log > /proc/1/fd/1"}, format="json"
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "echo to-the-log > /run/vibebox/stdout"}, format="json"
     )
     response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/logs?tail=all")
     assert response.status_code == 200
@@ -131,7 +131,7 @@ def test_logs_backlog_and_follow(api_client, api_key, sandbox_id):
         await asyncio.to_thread(
             api_client.post,
             f"/api/v1/sandboxes/{sandbox_id}/exec",
-            {"command": "echo live-line > /proc/1/fd/1"},
+            {"command": "echo live-line > /run/vibebox/stdout"},
             format="json",
         )
         seen = await receive_until(comm, lambda m: m.get("text") == "live-line")

@@ -69,7 +69,7 @@ def test_async_streams(server):
             result = await stream.wait()
             assert (result.stdout, result.exit_code) == ("fed", 3)
 
-            await sandbox.exec("echo async-log > /proc/1/fd/1")
+            await sandbox.exec("echo async-log > /run/vibebox/stdout")
             entries = [e async for e in await sandbox.stream_logs(follow=False, tail="all")]
             assert any(e.text == "async-log" for e in entries)
             assert any(e.text == "async-log" for e in await sandbox.logs(tail="all", filter="stdout"))
@@ -141,7 +141,7 @@ def test_async_background_terminal_logs_and_files(server, tmp_path):
 
             async def until_seen():  # written again until it arrives: the follow may start late
                 while not seen.is_set():
-                    await sandbox.exec("echo async-follow > /proc/1/fd/1")
+                    await sandbox.exec("echo async-follow > /run/vibebox/stdout")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(seen.wait(), 1)
 

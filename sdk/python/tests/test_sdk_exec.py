@@ -138,7 +138,7 @@ def test_logs_and_on_log(sandbox):
     with sandbox.on_log(collect, filter="stdout"):
         # Written again until it arrives: the follow may start after the first line.
         def written_and_arrived() -> bool:
-            sandbox.exec("echo to-pid-1 > /proc/1/fd/1")
+            sandbox.exec("echo to-pid-1 > /run/vibebox/stdout")
             return arrived.wait(1)
 
         wait_for(written_and_arrived, timeout=60, interval=0, what="the line written to PID 1's stdout")

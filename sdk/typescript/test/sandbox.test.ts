@@ -230,7 +230,7 @@ describe('streams', () => {
       },
     );
     await logs.ready;
-    await sandbox.exec('echo boom > /proc/1/fd/1');
+    await sandbox.exec('echo boom > /run/vibebox/stdout');
     const error = await logs.closed.catch((e: unknown) => e);
     assert.ok(error instanceof CallbackError, String(error));
     assert.equal(seen[0], error);
@@ -275,7 +275,7 @@ describe('logs', () => {
       await waitFor(
         async () => {
           if (all.some((l) => l.message === 'to-pid-1') && all.some((l) => l.message === 'err-pid-1')) return true;
-          await sandbox.exec('echo to-pid-1 > /proc/1/fd/1; echo err-pid-1 > /proc/1/fd/2'); // PID 1's own output
+          await sandbox.exec('echo to-pid-1 > /run/vibebox/stdout; echo err-pid-1 > /run/vibebox/stderr'); // the container's own output
           return false;
         },
         { timeout: 60_000, interval: 300, what: 'a log entry from PID 1' },
