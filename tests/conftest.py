@@ -186,7 +186,7 @@ def live_server(**extra_env):
     }
     web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
     flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
-    flags = [f for f in flags if f not in ("--host", "--port")]
+    flags = [f for f in flags if f not in ("--host", "--port", "--workers")]
     command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "vibebox.asgi:application", *flags]
     process = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr

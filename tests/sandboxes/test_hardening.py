@@ -6,7 +6,8 @@ import threading
 import pytest
 from django.conf import settings as django_settings
 
-from apps.sandboxes.runtime import firewall, get_driver
+from apps.sandboxes import sandboxd
+from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, docker_agent, firewall, get_driver
 from tests.waiting import wait_for
 
 
@@ -24,22 +25,27 @@ def test_labels_name_and_workspace_volume(sandbox, owner):
     assert labels["vibebox.owner"] == str(owner.pk)
     assert labels["vibebox.template"] == "node-20"
     assert "vibebox.pool" in labels
-    mounts = [(m["Type"], m.get("Name"), m["Destination"]) for m in sandbox.attrs["Mounts"]]
+    mounts = sorted((m["Destination"], m["Type"], m.get("Name"), m["RW"]) for m in sandbox.attrs["Mounts"])
+    # sandboxd, read-only (docs/sandboxd.md)
+    assert mounts[0][0] == DAEMON_MOUNT and mounts[0][1:] == ("volume", sandboxd.volume_for_sandboxes(), False)
     if get_driver().engine_info().supports_disk_limit:
         # /workspace lives in the size-limited writable layer (docs/operations.md, Disk limits)
-        assert mounts == [] and sandbox.attrs["HostConfig"]["StorageOpt"]["size"]
+        assert mounts[1:] == [] and sandbox.attrs["HostConfig"]["StorageOpt"]["size"]
     else:
-        assert mounts == [("volume", f"{sandbox.name}-workspace", "/workspace")]
+        assert mounts[1:] == [("/workspace", "volume", f"{sandbox.name}-workspace", True)]
 
 
 def test_host_config_is_hardened(sandbox):
     host = sandbox.attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
-    assert not host["CapAdd"]
+    # sandboxd's, as root (PID 1); the commands it runs as the sandbox user have none of them
+    assert sorted(host["CapAdd"]) == sorted(docker_agent.DAEMON_CAPS)
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert not any("seccomp=unconfined" in opt or "apparmor=unconfined" in opt for opt in host["SecurityOpt"])
     assert host["Privileged"] is False
-    assert host["Init"] is True
+    assert host["Init"] is False  # sandboxd is PID 1 and reaps
+    assert sandbox.attrs["Config"]["User"] == "0:0"
+    assert sandbox.attrs["Config"]["Cmd"] == [DAEMON_BINARY, "serve", "--user", "sandbox"]
     assert host["PidsLimit"] == 512
     assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"]
     assert host["NanoCpus"] == 1_000_000_000
@@ -52,9 +58,11 @@ def test_host_config_is_hardened(sandbox):
     assert not any("docker.sock" in (m.get("Source") or "") for m in sandbox.attrs["Mounts"])
 
 
-def test_process_runs_unprivileged_under_seccomp(sandbox):
-    result = sandbox.exec_run(["sh", "-c", "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"])
-    lines = result.output.decode().split("\n")
+def test_process_runs_unprivileged_under_seccomp(sandbox, api_client):
+    """A command (run by sandboxd, as root itself) runs as the sandbox user with no capability."""
+    script = "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"
+    body = api_client.post(f"/api/v1/sandboxes/{sandbox.name}/exec", {"command": script}, format="json").json()
+    lines = body["stdout"].split("\n")
     assert lines[0] == "1000"
     status = dict(line.split(":\t") for line in lines[1:] if line)
     assert status["Seccomp"].strip() == "2"  # filter mode: Docker's default profile
