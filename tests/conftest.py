@@ -41,9 +41,12 @@ def _test_containers(client):
     return client.containers.list(all=True, filters={"label": LABEL_FILTER})
 
 
-def _remove_all(client):
-    """Everything of this session's label: containers, volumes, its networks, snapshot images."""
-    sessions.remove_instance(client, django_settings.VIBEBOX_INSTANCE, remove_network=get_driver().remove_network)
+def _remove_all(client, *, fixtures: bool = True):
+    """Everything of this session's label: containers, volumes, its networks, snapshot images;
+    without `fixtures`, the session-wide fixtures (git servers) stay."""
+    sessions.remove_instance(
+        client, django_settings.VIBEBOX_INSTANCE, remove_network=get_driver().remove_network, fixtures=fixtures
+    )
 
 
 def pytest_sessionstart(session):

@@ -130,14 +130,17 @@ def sqlite_files(data_dir: Path, label: str) -> list[Path]:
     return [base, *(base.with_name(base.name + suffix) for suffix in ("-journal", "-wal", "-shm"))]
 
 
-def remove_instance(client, label: str, *, data_dir: Path | None = None, remove_network=None) -> list[str]:
+def remove_instance(
+    client, label: str, *, data_dir: Path | None = None, remove_network=None, fixtures: bool = True
+) -> list[str]:
     """Removes everything of instance `label` from the engine (and its SQLite file under
     `data_dir`); answers what it removed. `remove_network(name)` is the driver's (it drops the
-    bridge's firewall rules too); without it, docker-py's."""
+    bridge's firewall rules too); without it, docker-py's. `fixtures=False` leaves the session's
+    own fixtures (its git servers and their network), for a clean-up in the middle of a session."""
     removed = []
     instance = {"label": [f"vibebox.instance={label}"]}
-    fixtures = {"label": [f"vibebox.test-instance={label}"]}
-    for filters in (instance, fixtures):
+    fixture_filters = {"label": [f"vibebox.test-instance={label}"]}
+    for filters in (instance, fixture_filters) if fixtures else (instance,):
         for container in client.containers.list(all=True, filters=filters):
             with _logged(f"container {container.name}"):
                 container.remove(force=True, v=True)
@@ -146,7 +149,7 @@ def remove_instance(client, label: str, *, data_dir: Path | None = None, remove_
         with _logged(f"volume {volume.name}"):
             volume.remove(force=True)
             removed.append(f"volume {volume.name}")
-    for name in (f"vibebox-{label}", f"vibebox-{label}-git"):
+    for name in (f"vibebox-{label}", *([f"vibebox-{label}-git"] if fixtures else [])):
         with _logged(f"network {name}"):
             found = [network for network in client.networks.list(names=[name]) if network.name == name]
             if remove_network is not None and name == f"vibebox-{label}":

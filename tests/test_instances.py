@@ -4,6 +4,7 @@ neither's start-up sweep touches the other's sandboxes; a dead session's leftove
 The second session is a real pytest run (tests/session_child.py) started while this one holds a
 sandbox with a file in it."""
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes.runtime import get_driver
 from tests import sessions
 from tests.waiting import wait_for
@@ -131,3 +133,25 @@ def test_what_a_killed_session_left_is_swept_and_an_unknown_owners_is_not(
     finally:
         foreign_volume.remove(force=True)
         docker_client.volumes.get(sessions.marker_name(foreign)).remove(force=True)
+
+
+def test_a_clean_up_in_the_middle_of_a_session_leaves_its_fixtures(docker_client):
+    """test_schema_fuzz cleans up what it made mid-session; removing the session's git servers too
+    made a worker's later git tests (and the fixtures' teardown) find them gone."""
+    label = sessions.new_label("m")
+    image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    made = {}
+    try:
+        for kind, labels in (
+            ("sandbox", {"vibebox.managed": "1", "vibebox.instance": label}),
+            ("fixture", {"vibebox.test-fixture": "git", "vibebox.test-instance": label}),
+        ):
+            made[kind] = docker_client.containers.create(image, ["sleep", "60"], name=f"{label}-{kind}", labels=labels)
+        removed = sessions.remove_instance(docker_client, label, fixtures=False)
+        assert removed == [f"container {label}-sandbox"]
+        assert docker_client.containers.get(made["fixture"].id).name == f"{label}-fixture"
+        assert sessions.remove_instance(docker_client, label) == [f"container {label}-fixture"]
+    finally:
+        for container in made.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)

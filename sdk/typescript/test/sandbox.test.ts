@@ -274,7 +274,9 @@ describe('logs', () => {
       // Written again on each try: the subscription may start after the first lines.
       await waitFor(
         async () => {
-          if (all.some((l) => l.message === 'to-pid-1') && all.some((l) => l.message === 'err-pid-1')) return true;
+          // Both subscriptions: the filtered one may have started after the first lines.
+          const seen = (logs: LogEntry[], message: string) => logs.some((l) => l.message === message);
+          if (seen(all, 'to-pid-1') && seen(all, 'err-pid-1') && seen(stdoutOnly, 'to-pid-1')) return true;
           await sandbox.exec('echo to-pid-1 > /run/vibebox/stdout; echo err-pid-1 > /run/vibebox/stderr'); // the container's own output
           return false;
         },
