@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 
 	"vibebox.dev/sandboxd/internal/pid1"
 	"vibebox.dev/sandboxd/internal/protocoltest"
@@ -158,11 +159,11 @@ func start(t *testing.T, nproc uint64, flags ...string) *daemon {
 		client: &protocoltest.Client{Addr: addr, Token: token, Container: container}}
 	t.Cleanup(func() {
 		syscall.Kill(pid, syscall.SIGKILL)
-		for _, p := range processesOf(daemonUID) {
+		for _, p := range testsupport.ProcessesOf(daemonUID) {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
-	eventually(t, "sandboxd answers its health check", 10*time.Second, func() bool { return d.healthy() })
+	testsupport.Eventually(t, "sandboxd answers its health check", 10*time.Second, func() bool { return d.healthy() })
 	return d
 }
 
@@ -195,30 +196,6 @@ func (d *daemon) exec(t *testing.T, argv ...string) (protocoltest.Header, string
 		t.Fatalf("%q: %+v %s", argv, header, stderr)
 	}
 	return header, string(stdout)
-}
-
-func processesOf(uid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		var st syscall.Stat_t
-		if err == nil && syscall.Stat("/proc/"+entry.Name(), &st) == nil && int(st.Uid) == uid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func eventually(t *testing.T, what string, limit time.Duration, done func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestSignalsFromSandboxCodeDoNotEndSandboxd(t *testing.T) {
@@ -270,7 +247,7 @@ func TestCommandsStartWithDefaultSignalsAndTheirEnvironment(t *testing.T) {
 func TestSIGTERMEndsEveryProcessAndExitsZero(t *testing.T) {
 	d := start(t, 0)
 	go d.client.Exec(map[string]any{"exec_id": newID(), "argv": []string{"sh", "-c", "trap '' TERM; sleep 60 & sleep 60"}, "timeout": 60, "output_limit": 100})
-	eventually(t, "the command runs", 5*time.Second, func() bool { return len(processesOf(daemonUID)) >= 4 })
+	testsupport.Eventually(t, "the command runs", 5*time.Second, func() bool { return len(testsupport.ProcessesOf(daemonUID)) >= 4 })
 	started := time.Now()
 	syscall.Kill(d.pid, syscall.SIGTERM)
 	select {
@@ -285,7 +262,7 @@ func TestSIGTERMEndsEveryProcessAndExitsZero(t *testing.T) {
 	if took := time.Since(started); took < 1500*time.Millisecond {
 		t.Errorf("sandboxd exited after %s: it did not wait for the processes to go", took)
 	}
-	eventually(t, "every process is gone", 2*time.Second, func() bool { return len(processesOf(daemonUID)) == 0 })
+	testsupport.Eventually(t, "every process is gone", 2*time.Second, func() bool { return len(testsupport.ProcessesOf(daemonUID)) == 0 })
 }
 
 func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
@@ -305,7 +282,7 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 	}()
 	tasks := func() int {
 		n := 0
-		for _, pid := range processesOf(daemonUID) {
+		for _, pid := range testsupport.ProcessesOf(daemonUID) {
 			data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 			for _, line := range strings.Split(string(data), "\n") {
 				if value, ok := strings.CutPrefix(line, "Threads:"); ok {
@@ -316,7 +293,7 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return tasks() >= limit-10 })
+	testsupport.Eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return tasks() >= limit-10 })
 	time.Sleep(500 * time.Millisecond) // the bomb keeps the limit full meanwhile
 
 	// Requests that each hold a thread in blocking system calls (a /proc scan of every process)
@@ -347,7 +324,7 @@ func TestAKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 		t.Fatal("the bomb's exec still runs")
 	}
 	t.Logf("killed %d processes in %s", count, time.Since(started))
-	eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(processesOf(daemonUID)) == 1 })
+	testsupport.Eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(testsupport.ProcessesOf(daemonUID)) == 1 })
 	if !d.healthy() {
 		t.Fatalf("sandboxd does not answer after the bomb\n%s", d.log())
 	}
@@ -384,7 +361,7 @@ func TestAStreamAndBackgroundProcessesThroughTheBinary(t *testing.T) {
 			BufferedFrom int64  `json:"buffered_from"`
 		}
 	}
-	eventually(t, "the output is in", 5*time.Second, func() bool {
+	testsupport.Eventually(t, "the output is in", 5*time.Second, func() bool {
 		d.client.Call("process/list", map[string]any{"exec_id": ""}, &listed)
 		return len(listed.Processes) == 1 && listed.Processes[0].StdoutBytes == 3893
 	})
@@ -408,7 +385,7 @@ func TestAStreamKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 	if f, err := s.Read(); err != nil || string(f.Payload) != "started\n" {
 		t.Fatalf("first frame %q %v", f.Payload, err)
 	}
-	eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return len(processesOf(daemonUID)) >= limit-20 })
+	testsupport.Eventually(t, "the bomb fills the limit", 30*time.Second, func() bool { return len(testsupport.ProcessesOf(daemonUID)) >= limit-20 })
 	time.Sleep(500 * time.Millisecond)
 	started := time.Now()
 	if err := s.Send('s', []byte("KILL")); err != nil {
@@ -420,7 +397,7 @@ func TestAStreamKillIsServedWhileAForkBombFillsThePidsLimit(t *testing.T) {
 		t.Fatalf("after KILL: %+v %v\n%s", out.Exit, err, d.log())
 	}
 	t.Logf("the bomb ended %s after the KILL frame", time.Since(started))
-	eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(processesOf(daemonUID)) == 1 })
+	testsupport.Eventually(t, "only sandboxd is left", 5*time.Second, func() bool { return len(testsupport.ProcessesOf(daemonUID)) == 1 })
 	if _, out := d.exec(t, "echo", "alive"); out != "alive\n" {
 		t.Fatalf("echo alive: %q", out)
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/users"
@@ -67,52 +68,6 @@ func exitCode(t *testing.T, result Result) int {
 		t.Fatalf("no exit code: %+v", result)
 	}
 	return *result.ExitCode
-}
-
-// processesOf answers the pids whose effective uid is uid (zombies included), from /proc alone.
-func processesOf(uid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		if err != nil {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+entry.Name(), &st) == nil && int(st.Uid) == uid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func eventually(t *testing.T, what string, limit time.Duration, done func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// inSession answers the processes of a session, from /proc alone.
-func inSession(sid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		data, _ := os.ReadFile("/proc/" + entry.Name() + "/stat")
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
-		if len(fields) > 3 && fields[3] == strconv.Itoa(sid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func alive(pid int) bool {
@@ -239,11 +194,11 @@ func TestABackgroundChildHoldingStdoutKeepsTheCommandRunning(t *testing.T) {
 	if !result.TimedOut || result.ExitCode != nil || holder == 0 {
 		t.Fatalf("timed out %v, exit %v, stdout %q", result.TimedOut, result.ExitCode, result.Stdout)
 	}
-	eventually(t, "the child holding stdout is ended", 2*time.Second, func() bool { return !alive(holder) })
+	testsupport.Eventually(t, "the child holding stdout is ended", 2*time.Second, func() bool { return !alive(holder) })
 }
 
 func TestTimeoutEndsTheWholeTree(t *testing.T) {
-	if len(processesOf(treeUID)) > 0 {
+	if len(testsupport.ProcessesOf(treeUID)) > 0 {
 		t.Fatalf("uid %d has processes before the test", treeUID)
 	}
 	tree := users.User{UID: treeUID, GID: treeUID, Groups: []int{treeUID}, Home: "/"}
@@ -262,7 +217,7 @@ sleep 1; echo up; sleep 60`}}
 	if !result.TimedOut || result.ExitCode != nil || string(result.Stdout) != "up\n" {
 		t.Fatalf("timed out %v, exit %v, stdout %q, stderr %q", result.TimedOut, result.ExitCode, result.Stdout, result.Stderr)
 	}
-	eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(processesOf(treeUID)) == 0 })
+	testsupport.Eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(testsupport.ProcessesOf(treeUID)) == 0 })
 }
 
 // started runs req in the background and waits until its session holds n processes.
@@ -276,9 +231,9 @@ func started(t *testing.T, r *Runner, req Request, n int) <-chan Result {
 		}
 		done <- result
 	}()
-	eventually(t, "the command starts", 5*time.Second, func() bool {
+	testsupport.Eventually(t, "the command starts", 5*time.Second, func() bool {
 		live := r.lookup(req.ExecID)
-		return live != nil && len(inSession(live.session)) >= n
+		return live != nil && len(testsupport.InSession(live.session)) >= n
 	})
 	return done
 }
@@ -358,14 +313,14 @@ func TestKillEndsADockerPathCommandByItsRecordedSession(t *testing.T) {
 	id := newID()
 	// As scripts.WRAPPER does: the command records its session, then runs (here, unmarked).
 	leader := spawnAs(t, nobody.UID, "echo $$ > /tmp/.vbx-"+id+".pid; sleep 60 & sleep 60")
-	eventually(t, "the pid file and the sleeps", 5*time.Second, func() bool {
+	testsupport.Eventually(t, "the pid file and the sleeps", 5*time.Second, func() bool {
 		data, _ := os.ReadFile("/tmp/.vbx-" + id + ".pid")
-		return strings.TrimSpace(string(data)) == strconv.Itoa(leader) && len(inSession(leader)) == 3
+		return strings.TrimSpace(string(data)) == strconv.Itoa(leader) && len(testsupport.InSession(leader)) == 3
 	})
 	if count, err := r.Signal(id, "KILL", false); err != nil || count < 2 {
 		t.Fatalf("signalled %d: %v", count, err)
 	}
-	eventually(t, "the session is ended", 2*time.Second, func() bool { return !alive(leader) })
+	testsupport.Eventually(t, "the session is ended", 2*time.Second, func() bool { return !alive(leader) })
 	if _, err := os.Stat("/tmp/.vbx-" + id + ".pid"); err == nil {
 		t.Fatal("the pid file is still there")
 	}
@@ -375,7 +330,7 @@ func TestARecordedSessionIsSignalledOnlyForItsOwner(t *testing.T) {
 	r := newRunner()
 	victim := spawnAs(t, otherUID, "exec sleep 60")
 	defer syscall.Kill(victim, syscall.SIGKILL)
-	eventually(t, "the victim runs", 2*time.Second, func() bool { return alive(victim) })
+	testsupport.Eventually(t, "the victim runs", 2*time.Second, func() bool { return alive(victim) })
 
 	// nobody writes a pid file naming another user's session: sandboxd, root, must not act on it.
 	id := newID()
@@ -391,7 +346,7 @@ func TestARecordedSessionIsSignalledOnlyForItsOwner(t *testing.T) {
 	// The same file written by root is root's word.
 	os.WriteFile(path, []byte(strconv.Itoa(victim)), 0o644)
 	r.Signal(id, "KILL", false)
-	eventually(t, "the victim is ended", 2*time.Second, func() bool { return !alive(victim) })
+	testsupport.Eventually(t, "the victim is ended", 2*time.Second, func() bool { return !alive(victim) })
 }
 
 func TestEnvironment(t *testing.T) {
@@ -483,7 +438,7 @@ func TestAnOrphanOfACommandLeavesNoZombie(t *testing.T) {
 	if err != nil {
 		t.Fatal(result)
 	}
-	eventually(t, "the orphan exits and is reaped", 3*time.Second, func() bool {
+	testsupport.Eventually(t, "the orphan exits and is reaped", 3*time.Second, func() bool {
 		_, err := os.Stat("/proc/" + strconv.Itoa(orphan))
 		return err != nil
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 )
 
 // drain reads a Live command's outputs to their end, as a stream or a process does.
@@ -101,7 +102,7 @@ func TestASignalAfterTheEndReachesOnlyWhatKeepsTheMarker(t *testing.T) {
 	if count, err := l.Signal("TERM", false); err != nil || count != 1 {
 		t.Fatalf("TERM after the end: %d %v", count, err)
 	}
-	eventually(t, "the leftover is ended", 3*time.Second, func() bool { return !alive(leftover) })
+	testsupport.Eventually(t, "the leftover is ended", 3*time.Second, func() bool { return !alive(leftover) })
 }
 
 func TestDropEndsACommandNobodyReads(t *testing.T) {

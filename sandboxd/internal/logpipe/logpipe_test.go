@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 )
 
 type syncBuffer struct {
@@ -24,17 +25,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestWritesToTheFIFOsReachTheLogAndOutliveTheirWriters(t *testing.T) {
@@ -72,6 +62,6 @@ func TestWritesToTheFIFOsReachTheLogAndOutliveTheirWriters(t *testing.T) {
 	}
 	f.WriteString("oops\n")
 	f.Close()
-	waitFor(t, "both lines on stdout", func() bool { return stdout.String() == "first\nsecond\n" })
-	waitFor(t, "the line on stderr", func() bool { return stderr.String() == "oops\n" })
+	testsupport.Eventually(t, "both lines on stdout", 10*time.Second, func() bool { return stdout.String() == "first\nsecond\n" })
+	testsupport.Eventually(t, "the line on stderr", 10*time.Second, func() bool { return stderr.String() == "oops\n" })
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 
 	"vibebox.dev/sandboxd/internal/reaper"
 )
@@ -53,17 +54,6 @@ func spawn(t *testing.T, uid int, env []string, stdout *os.File, argv ...string)
 	return spawned{pid, exited}
 }
 
-func eventually(t *testing.T, what string, limit time.Duration, done func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestStatIsNotFooledByTheProcessName(t *testing.T) {
 	dir, err := os.MkdirTemp("", "liar") // t.TempDir's parent is closed to other users
 	if err != nil {
@@ -76,7 +66,7 @@ func TestStatIsNotFooledByTheProcessName(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := spawn(t, readerUID, nil, nil, liar, "30")
-	eventually(t, "the process runs under its name", 2*time.Second, func() bool {
+	testsupport.Eventually(t, "the process runs under its name", 2*time.Second, func() bool {
 		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/comm")
 		return len(comm) > 2 && comm[0] == 'x'
 	})
@@ -133,7 +123,7 @@ func TestMembersFindsPipeHoldersAndDescendants(t *testing.T) {
 	holder := spawn(t, readerUID, nil, write, "/bin/sh", "-c", "sleep 30 & sleep 30")
 	write.Close()
 	bystander := spawn(t, readerUID, nil, nil, "/bin/sleep", "30")
-	eventually(t, "the holder's children", 2*time.Second, func() bool {
+	testsupport.Eventually(t, "the holder's children", 2*time.Second, func() bool {
 		return len(Descendants(Table(nil), holder.pid)) == 2 // both sleeps (dash forks the last one too)
 	})
 	members := Members(Query{ExecID: "x", Pipes: map[FileID]bool{id: true}})
@@ -159,13 +149,13 @@ func TestEndStopsAForkBombThenKillsIt(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "the bomb fills its limit", 10*time.Second, func() bool { return count() >= 100 })
+	testsupport.Eventually(t, "the bomb fills its limit", 10*time.Second, func() bool { return count() >= 100 })
 	started := time.Now()
 	ended := End(Query{ExecID: "bomb", Sessions: map[int]int{bomb.pid: Anyone}})
 	if ended < 100 {
 		t.Fatalf("End signalled %d processes", ended)
 	}
-	eventually(t, "every process of the bomb is gone", 3*time.Second, func() bool { return count() == 0 })
+	testsupport.Eventually(t, "every process of the bomb is gone", 3*time.Second, func() bool { return count() == 0 })
 	t.Logf("ended %d processes in %s", ended, time.Since(started))
 }
 

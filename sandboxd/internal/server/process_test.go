@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 
 	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/protocoltest"
@@ -57,7 +58,7 @@ func find(t *testing.T, c *protocoltest.Client, id string) (processes.Info, bool
 func finished(t *testing.T, c *protocoltest.Client, id string) processes.Info {
 	t.Helper()
 	var info processes.Info
-	eventually(t, id+" finishes", 20*time.Second, func() bool {
+	testsupport.Eventually(t, id+" finishes", 20*time.Second, func() bool {
 		var ok bool
 		info, ok = find(t, c, id)
 		return ok && !info.Running
@@ -129,7 +130,7 @@ func TestProcessStartListAttach(t *testing.T) {
 		t.Fatalf("start answered %+v (%v)", p, err)
 	}
 	var info processes.Info
-	eventually(t, "the output is in", 5*time.Second, func() bool {
+	testsupport.Eventually(t, "the output is in", 5*time.Second, func() bool {
 		info, _ = find(t, c, id)
 		return info.StdoutBytes == 10 && info.StderrBytes == 4
 	})
@@ -295,7 +296,7 @@ func TestProcessDetachKillAndSignals(t *testing.T) {
 	// /process/kill.
 	id = newID()
 	p = startProcess(t, c, procBody(id, 60, "sleep 60 & sleep 60"))
-	eventually(t, "both sleeps run", 5*time.Second, func() bool { return len(inSession(p.Pid)) >= 2 })
+	testsupport.Eventually(t, "both sleeps run", 5*time.Second, func() bool { return len(testsupport.InSession(p.Pid)) >= 2 })
 	if status, _ := processKill(t, c, id, "BOGUS"); status != 400 {
 		t.Fatalf("an unknown signal: %d", status)
 	}
@@ -408,7 +409,7 @@ func TestProcessFinishedOnesAreKeptForAWhile(t *testing.T) {
 	if _, resp, _, _ := conn.Open("process/attach", body(map[string]any{"exec_id": ids[0], "from": "start"})); resp.StatusCode != 404 {
 		t.Fatalf("attach to a dropped process: %s", resp.Status)
 	}
-	eventually(t, "the kept ones expire", 10*time.Second, func() bool { return len(list(t, c)) == 0 })
+	testsupport.Eventually(t, "the kept ones expire", 10*time.Second, func() bool { return len(list(t, c)) == 0 })
 	if took := time.Since(lastDone); took < 2*time.Second {
 		t.Fatalf("finished processes were dropped after %s, before their time", took)
 	}

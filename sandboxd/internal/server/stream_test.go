@@ -11,9 +11,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+	"vibebox.dev/sandboxd/internal/testsupport"
 
 	"vibebox.dev/sandboxd/internal/frames"
 	"vibebox.dev/sandboxd/internal/protocoltest"
@@ -76,17 +76,6 @@ func readUntil(t *testing.T, s *protocoltest.Stream, want string) string {
 	return string(got)
 }
 
-func eventually(t *testing.T, what string, limit time.Duration, done func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // state answers a process's state letter from /proc, 0 once it is gone (or a zombie).
 func state(pid int) byte {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -98,38 +87,6 @@ func state(pid int) byte {
 		return 0
 	}
 	return fields[0][0]
-}
-
-// inSession answers the processes of a session, from /proc alone.
-func inSession(sid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		data, _ := os.ReadFile("/proc/" + entry.Name() + "/stat")
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
-		if len(fields) > 3 && fields[3] == strconv.Itoa(sid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// processesOf answers the pids of uid's processes (zombies included), from /proc alone.
-func processesOf(uid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		var st syscall.Stat_t
-		if err == nil && syscall.Stat("/proc/"+entry.Name(), &st) == nil && int(st.Uid) == uid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func uidOf(spec string) int {
@@ -247,7 +204,7 @@ func TestStreamSignals(t *testing.T) {
 	s := open(t, c, streamBody(newID(), true, 20, "/bin/sh", "-c", `echo $$; read x; echo "read $x"; read y`))
 	pid, _ := strconv.Atoi(strings.TrimSpace(readUntil(t, s, "\n")))
 	s.Send('s', []byte("STOP"))
-	eventually(t, "the command is stopped", 5*time.Second, func() bool { return state(pid) == 'T' })
+	testsupport.Eventually(t, "the command is stopped", 5*time.Second, func() bool { return state(pid) == 'T' })
 	s.Send('i', []byte("a\n"))
 	s.Deadline(time.Now().Add(300 * time.Millisecond))
 	if f, err := s.Read(); err == nil {
@@ -264,7 +221,7 @@ func TestStreamSignals(t *testing.T) {
 
 func TestStreamKillEndsTheTreeAndItsEscapees(t *testing.T) {
 	uid := uidOf(streamTreeAs)
-	if len(processesOf(uid)) > 0 {
+	if len(testsupport.ProcessesOf(uid)) > 0 {
 		t.Fatalf("uid %d has processes before the test", uid)
 	}
 	c := serve(t)
@@ -276,7 +233,7 @@ echo up; sleep 60`)
 	request["user"] = streamTreeAs
 	s := open(t, c, request)
 	readUntil(t, s, "up\n")
-	eventually(t, "the escapees run", 5*time.Second, func() bool { return len(processesOf(uid)) >= 4 })
+	testsupport.Eventually(t, "the escapees run", 5*time.Second, func() bool { return len(testsupport.ProcessesOf(uid)) >= 4 })
 	started := time.Now()
 	s.Send('s', []byte("KILL"))
 	out := collect(t, s)
@@ -284,7 +241,7 @@ echo up; sleep 60`)
 		t.Fatalf("after KILL: %+v after %s", out.Exit, time.Since(started))
 	}
 	// The unmarked escapee in a session of its own went too (the sweep).
-	eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(processesOf(uid)) == 0 })
+	testsupport.Eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(testsupport.ProcessesOf(uid)) == 0 })
 }
 
 func TestStreamTimeout(t *testing.T) {
@@ -318,13 +275,13 @@ func TestStreamDisconnectKillsTheCommand(t *testing.T) {
 	uid := uidOf(streamDropAs)
 	s, pid := pidOf(t, c, "sleep 60 & sleep 60")
 	s.Close()
-	eventually(t, "the command is killed", 6*time.Second, func() bool { return state(pid) == 0 })
-	eventually(t, "its children are killed", 6*time.Second, func() bool { return len(processesOf(uid)) == 0 })
+	testsupport.Eventually(t, "the command is killed", 6*time.Second, func() bool { return state(pid) == 0 })
+	testsupport.Eventually(t, "its children are killed", 6*time.Second, func() bool { return len(testsupport.ProcessesOf(uid)) == 0 })
 
 	// A half-close (EOF) is a disconnect too.
 	s, pid = pidOf(t, c, "sleep 60")
 	s.CloseWrite()
-	eventually(t, "the command is killed after EOF", 6*time.Second, func() bool { return state(pid) == 0 })
+	testsupport.Eventually(t, "the command is killed after EOF", 6*time.Second, func() bool { return state(pid) == 0 })
 }
 
 func TestStreamAStalledFrameKillsTheCommand(t *testing.T) {
@@ -344,7 +301,7 @@ func TestStreamAStalledFrameKillsTheCommand(t *testing.T) {
 	if err := s.SendRaw(half[:8]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the command is killed", 8*time.Second, func() bool { return state(pid) == 0 })
+	testsupport.Eventually(t, "the command is killed", 8*time.Second, func() bool { return state(pid) == 0 })
 	if _, err := s.Read(); err == nil {
 		t.Fatal("the connection is still open")
 	}
@@ -367,7 +324,7 @@ func TestStreamProtocolErrorsKillTheCommand(t *testing.T) {
 		if err := s.SendRaw(bad); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, name+" kills the command", 8*time.Second, func() bool { return state(pid) == 0 })
+		testsupport.Eventually(t, name+" kills the command", 8*time.Second, func() bool { return state(pid) == 0 })
 		for {
 			f, err := s.Read()
 			if err != nil {
