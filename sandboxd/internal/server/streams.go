@@ -68,23 +68,36 @@ func (s *Server) openStream(w http.ResponseWriter, c *conn, execID string, extra
 	return netConn, rw.Reader, err
 }
 
-func (s *Server) stream(w http.ResponseWriter, c *conn, body []byte, execID string) {
-	var req streamRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+// commandOf decodes a command's body into req (whose command fields are fields) and resolves its
+// user: the command and the user's spec, or false once it has answered 400 or 422.
+func (s *Server) commandOf(
+	w http.ResponseWriter, body []byte, execID string, req any, fields *commandFields,
+) (command.Request, string, bool) {
+	if err := json.Unmarshal(body, req); err != nil {
 		s.fail(w, http.StatusBadRequest, "invalid request: "+err.Error())
-		return
+		return command.Request{}, "", false
 	}
-	run, err := req.request()
+	run, err := fields.request()
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "invalid request: "+err.Error())
-		return
+		return command.Request{}, "", false
 	}
 	run.ExecID = execID
-	run.Interactive = req.Stdin != nil && *req.Stdin
-	if run.User, _, err = s.user(req.User); err != nil {
+	var spec string
+	if run.User, spec, err = s.user(fields.User); err != nil {
 		s.fail(w, http.StatusUnprocessableEntity, err.Error())
+		return command.Request{}, "", false
+	}
+	return run, spec, true
+}
+
+func (s *Server) stream(w http.ResponseWriter, c *conn, body []byte, execID string) {
+	var req streamRequest
+	run, _, ok := s.commandOf(w, body, execID, &req, &req.commandFields)
+	if !ok {
 		return
 	}
+	run.Interactive = req.Stdin != nil && *req.Stdin
 	// The command exists before the 200: a signal sent right after it finds it.
 	live, err := s.cfg.Runner.Start(run)
 	if err != nil {
@@ -102,19 +115,8 @@ func (s *Server) stream(w http.ResponseWriter, c *conn, body []byte, execID stri
 
 func (s *Server) processStart(w http.ResponseWriter, c *conn, body []byte, execID string) {
 	var req commandFields
-	if err := json.Unmarshal(body, &req); err != nil {
-		s.fail(w, http.StatusBadRequest, "invalid request: "+err.Error())
-		return
-	}
-	run, err := req.request()
-	if err != nil {
-		s.fail(w, http.StatusBadRequest, "invalid request: "+err.Error())
-		return
-	}
-	run.ExecID = execID
-	var spec string
-	if run.User, spec, err = s.user(req.User); err != nil {
-		s.fail(w, http.StatusUnprocessableEntity, err.Error())
+	run, spec, ok := s.commandOf(w, body, execID, &req, &req)
+	if !ok {
 		return
 	}
 	p, err := s.cfg.Processes.Start(run, spec)
