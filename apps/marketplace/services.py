@@ -1,11 +1,7 @@
 """Writes for templates: seeding built-in templates' rows (their images are built by apps/sandboxes/images.py)."""
 
-import logging
-
 from .catalog import TemplateSource
 from .models import Template
-
-logger = logging.getLogger(__name__)
 
 
 def template_upsert(*, source: TemplateSource) -> Template:
