@@ -67,7 +67,9 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
     assert PooledContainer.objects.filter(status=PooledContainer.Status.READY).count() == 2
     # The taken container is now a sandbox: destroy removes it like any other.
     assert api_client.delete(f"/api/v1/sandboxes/{body['id']}").status_code == 204
-    assert body["id"] not in {c.name for c in docker_client.containers.list(all=True)}
+    # Filtered by name: an unfiltered list inspects every container on the engine one by one, and
+    # another worker's container removed in between made it fail with 404.
+    assert not docker_client.containers.list(all=True, filters={"name": f"^{body['id']}$"})
 
 
 def refills_running() -> list[threading.Thread]:
