@@ -300,8 +300,10 @@ VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
 # rest of the private, link-local and reserved ranges (apps/sandboxes/runtime/firewall.py).
 VIBEBOX_EGRESS_ALLOW_PRIVATE = env_cidrs("VIBEBOX_EGRESS_ALLOW_PRIVATE")
 
-# The exec agent in each sandbox runs simple commands in milliseconds instead of a Docker exec's tens.
-VIBEBOX_EXEC_AGENT = env_bool("VIBEBOX_EXEC_AGENT", True)
+# sandboxd as PID 1 of every new sandbox (docs/sandboxd.md): commands in milliseconds instead of a
+# Docker exec's tens. Off: containers run `sleep infinity` under Docker's init and every command is
+# a Docker exec (VIBEBOX_EXEC_AGENT, its name before sandboxd, is still read).
+VIBEBOX_SANDBOXD = env_bool("VIBEBOX_SANDBOXD", env_bool("VIBEBOX_EXEC_AGENT", True))
 # Warm pools: started, unassigned containers per template, taken by creates (docs/operations.md).
 VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", True)
 VIBEBOX_POOL_SIZES = {

@@ -1,8 +1,10 @@
-"""A hostile exec agent, run INSIDE a sandbox by tests/sandboxes/test_hostile_output.py as the
-sandbox user after it has killed the real one (sandbox code can do exactly this).
+"""A hostile sandboxd: a container standing where a sandbox's sandboxd should answer, started by
+tests/sandboxes/fakes.py. With sandboxd as root PID 1, sandbox code can neither kill it nor take
+its port; the server's client still treats every answer as hostile (the address may be another
+container's, and what sandboxd relays comes from sandbox code), and these tests hold it to that.
 
-It knows what the real agent knows (the token and container name are readable in /opt/vibebox),
-so it can pass the identity check and sign its answers: what it answers is then checked for size,
+It knows what sandboxd knows (the container's token and name, FAKE_TOKEN and FAKE_CONTAINER), so
+it can pass the identity check and sign its answers: what it answers is then checked for size,
 time and shape alone. The mode is read from /tmp/fake-mode at each request:
 
   flood           an answer announcing 50 GB, then bytes without end
@@ -23,13 +25,14 @@ Every request line it receives is appended to /tmp/fake-log.
 import hashlib
 import hmac
 import json
+import os
 import socket
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
-TOKEN = open("/opt/vibebox/token").read().strip()  # noqa: SIM115
-CONTAINER = open("/opt/vibebox/container").read().strip()  # noqa: SIM115
+TOKEN = os.environ["FAKE_TOKEN"]
+CONTAINER = os.environ["FAKE_CONTAINER"]
 
 
 def sign(*parts: str) -> str:

@@ -9,7 +9,6 @@ import tarfile
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import override_settings
 
 from apps.sandboxes import files
 from apps.sandboxes.models import Sandbox
@@ -226,27 +225,29 @@ def test_upload_cut_in_the_middle_leaves_no_half_written_file(
     assert staging_left(docker_client, sandbox_id) == ""
 
 
+@pytest.fixture
+def plain_sandbox_id(settings, create_sandbox):
+    """A sandbox without sandboxd (VIBEBOX_SANDBOXD=false): its commands need the engine."""
+    settings.VIBEBOX_SANDBOXD = False
+    return create_sandbox(template="python-3")["id"]
+
+
 def test_staging_left_by_an_engine_outage_is_removed_by_the_next_upload(
-    sandbox_id, engine_fault, api_client, docker_client
+    plain_sandbox_id, engine_fault, api_client, docker_client
 ):
-    """Without the exec agent (or in a template without python3), removing the staging directory
-    needs the engine too: when it stays down, the half-written staging directory is remembered
-    and the next upload removes it (the sandbox cannot see it to free its disk)."""
+    """Without sandboxd, removing the staging directory needs the engine too: when it stays down,
+    the half-written staging directory is remembered and the next upload removes it (the sandbox
+    cannot see it to free its disk)."""
+    sandbox_id = plain_sandbox_id
     assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     data = os.urandom(16 * MIB)
     body = io.BufferedReader(Cutting(data, 4 * MIB, engine_fault.reset))
-    # (inside the fixture's own override, which must be the last one undone)
-    with override_settings(VIBEBOX_EXEC_AGENT=False):
-        get_driver.cache_clear()
-        try:
-            with pytest.raises(errors.ApplicationError) as failure:
-                files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=body, size=len(data))
-            assert failure.value.status in (502, 503)
-            engine_fault.restore()
-            assert staging_left(docker_client, sandbox_id) != ""  # the engine was down: it could not go
-            assert upload(api_client, sandbox_id, "other.txt", b"next").status_code == 201
-        finally:
-            get_driver.cache_clear()
+    with pytest.raises(errors.ApplicationError) as failure:
+        files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=body, size=len(data))
+    assert failure.value.status in (502, 503)
+    engine_fault.restore()
+    assert staging_left(docker_client, sandbox_id) != ""  # the engine was down: it could not go
+    assert upload(api_client, sandbox_id, "other.txt", b"next").status_code == 201
     assert staging_left(docker_client, sandbox_id) == ""
     assert download(api_client, sandbox_id, "keep.txt") == OLD

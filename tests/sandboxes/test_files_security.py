@@ -62,28 +62,28 @@ def assert_not_writable(response):
     assert response.json()["error"]["code"] == "path_not_writable"
 
 
-PROTECTED = "sha256sum /opt/vibebox/agent.py /usr/bin/git; ls -la /opt/vibebox /usr/local/bin /etc/profile.d; ls /"
+PROTECTED = "sha256sum /opt/vibebox/sandboxd /usr/bin/git; ls -la /opt/vibebox /usr/local/bin /etc/profile.d; ls /"
 
 
 def test_uploads_outside_the_sandbox_users_paths_are_refused(api_client, writer, sandbox_id):
     before = sh(api_client, sandbox_id, PROTECTED)
-    for path in ("/opt/vibebox/agent.py", "/usr/bin/git", "/usr/local/bin/evil", "/etc/profile.d/evil.sh", "/x"):
+    for path in ("/opt/vibebox/sandboxd", "/usr/bin/git", "/usr/local/bin/evil", "/etc/profile.d/evil.sh", "/x"):
         assert_not_writable(upload(writer, sandbox_id, path, b"#!/bin/sh\ntouch /tmp/pwned\n"))
     # through a symlink the sandbox made
     sh(api_client, sandbox_id, "ln -s /opt/vibebox /workspace/agent-dir && ln -s /usr/bin/git /workspace/git-bin")
-    assert_not_writable(upload(writer, sandbox_id, "agent-dir/agent.py", b"pwned"))
-    assert_not_writable(upload(writer, sandbox_id, "agent-dir/new.py", b"pwned"))
+    assert_not_writable(upload(writer, sandbox_id, "agent-dir/sandboxd", b"pwned"))
+    assert_not_writable(upload(writer, sandbox_id, "agent-dir/new", b"pwned"))
     assert_not_writable(upload(writer, sandbox_id, "git-bin", b"pwned"))
     # an existing file the sandbox user may not write, in a directory it may
     sh(api_client, sandbox_id, "mkdir -m 777 /workspace/open")
     sh(api_client, sandbox_id, "echo root > /workspace/open/root-owned && chmod 644 /workspace/open/root-owned", "root")
     assert_not_writable(upload(writer, sandbox_id, "open/root-owned", b"pwned"))
     # archives: at a protected place, and into a protected directory through a symlink
-    archive = tar_of(file_member("agent.py"))
+    archive = tar_of(file_member("sandboxd"))
     assert_not_writable(upload(writer, sandbox_id, "/opt/vibebox", archive, "application/x-tar"))
     assert_not_writable(upload(writer, sandbox_id, "agent-dir", archive, "application/x-tar"))
     assert_not_writable(
-        upload(writer, sandbox_id, "/", tar_of(file_member("opt/vibebox/agent.py")), "application/x-tar")
+        upload(writer, sandbox_id, "/", tar_of(file_member("opt/vibebox/sandboxd")), "application/x-tar")
     )
     assert sh(api_client, sandbox_id, PROTECTED) == before
     assert sh(api_client, sandbox_id, "cat /workspace/open/root-owned; ls /tmp/pwned 2>&1 || true").startswith("root\n")
@@ -93,10 +93,10 @@ def test_archive_entries_cannot_reach_out_through_links(api_client, writer, sand
     before = sh(api_client, sandbox_id, PROTECTED)
     evil = [
         # a symlink in the archive, then a file through it
-        tar_of(link_member("l", "/opt/vibebox"), file_member("l/agent.py")),
+        tar_of(link_member("l", "/opt/vibebox"), file_member("l/sandboxd")),
         tar_of(link_member("d", "/usr/bin"), file_member("d/git")),
         # a hard link to a file of the image (the engine would also chown it to the sandbox user)
-        tar_of(link_member("h", "opt/vibebox/agent.py", tarfile.LNKTYPE)),
+        tar_of(link_member("h", "opt/vibebox/sandboxd", tarfile.LNKTYPE)),
         tar_of(link_member("s", "/"), link_member("h", "s/usr/bin/git", tarfile.LNKTYPE)),
     ]
     for archive in evil:
@@ -135,13 +135,13 @@ def test_other_file_writes_run_as_the_sandbox_user(api_client, writer, sandbox_i
     base = f"/api/v1/sandboxes/{sandbox_id}/files"
     refused = [
         writer.post(f"{base}/mkdir", {"path": "/opt/vibebox/x"}, format="json"),
-        writer.post(f"{base}/move", {"source": "/opt/vibebox/agent.py", "destination": "a.py"}, format="json"),
+        writer.post(f"{base}/move", {"source": "/opt/vibebox/sandboxd", "destination": "a.py"}, format="json"),
         writer.post(
             f"{base}/move",
-            {"source": "/etc/hostname", "destination": "/opt/vibebox/agent.py", "overwrite": True},
+            {"source": "/etc/hostname", "destination": "/opt/vibebox/sandboxd", "overwrite": True},
             format="json",
         ),
-        writer.delete(f"{base}//opt/vibebox/agent.py"),
+        writer.delete(f"{base}//opt/vibebox/sandboxd"),
     ]
     for response in refused:
         assert response.status_code == 403, response.content

@@ -2,14 +2,13 @@
 dies, however fast it forks, and the sandbox answers `echo alive` soon after (issue 17, item 15).
 
 The sandbox's pids limit is reached within a second of the bomb starting, so no new process can
-start in it: whatever kills the bomb must already be running (the exec agent) or must free slots
+start in it: whatever kills the bomb must already be running (sandboxd, PID 1) or must free slots
 without starting one (a kill of a whole process group)."""
 
 import time
 
 import pytest
 
-from apps.sandboxes.runtime import get_driver
 from tests import waiting
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,9 +39,9 @@ def alive(api_client, sandbox_id: str) -> bool:
 @pytest.fixture
 def sandbox(api_client, create_sandbox, docker_client):
     sandbox_id = create_sandbox(template="python-3")["id"]
-    # The agent is up (a command through it answers) before the baseline is taken.
+    # sandboxd is up (a command through it answers) before the baseline is taken.
     assert wait_for(lambda: alive(api_client, sandbox_id), timeout=30)
-    assert wait_for(lambda: "agent.py" in str(docker_client.api.top(sandbox_id)["Processes"]), timeout=30)
+    assert wait_for(lambda: "sandboxd" in str(docker_client.api.top(sandbox_id)["Processes"]), timeout=30)
     return sandbox_id, process_count(docker_client, sandbox_id)
 
 
@@ -61,8 +60,8 @@ def test_a_fork_bomb_ends_at_its_timeout(api_client, docker_client, sandbox):
     assert_recovers(api_client, docker_client, sandbox_id, baseline)
 
 
-def test_a_fork_bomb_ends_at_its_timeout_through_docker_exec(api_client, docker_client, sandbox):
-    """A command run as another user goes through Docker's exec (the supervisor in scripts.py)."""
+def test_a_fork_bomb_run_as_root_ends_at_its_timeout(api_client, docker_client, sandbox):
+    """Root's bomb cannot take sandboxd's slots or signals either."""
     sandbox_id, baseline = sandbox
     status, body = exec_body(api_client, sandbox_id, command=BOMB, timeout=5, user="root")
     assert status == 200, body
@@ -102,17 +101,14 @@ def test_killing_a_background_fork_bomb_ends_it(api_client, docker_client, sandb
 
 
 @pytest.fixture
-def without_agent(settings):
-    """Sandboxes without the exec agent (VIBEBOX_EXEC_AGENT=false, or a template without python3):
-    only the supervisor (scripts.py) and Docker execs of its KILLER are left to end a command."""
-    settings.VIBEBOX_EXEC_AGENT = False
-    get_driver.cache_clear()
-    yield
-    get_driver.cache_clear()
+def without_sandboxd(settings):
+    """Sandboxes without sandboxd (VIBEBOX_SANDBOXD=false): only the supervisor (scripts.py) and
+    Docker execs of its KILLER are left to end a command."""
+    settings.VIBEBOX_SANDBOXD = False
 
 
-def test_without_the_agent_a_fork_bomb_ends_at_its_timeout_and_at_a_kill(
-    without_agent, api_client, create_sandbox, docker_client
+def test_without_sandboxd_a_fork_bomb_ends_at_its_timeout_and_at_a_kill(
+    without_sandboxd, api_client, create_sandbox, docker_client
 ):
     sandbox_id = create_sandbox(template="python-3")["id"]
     assert wait_for(lambda: alive(api_client, sandbox_id), timeout=30)

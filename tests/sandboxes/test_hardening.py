@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from apps.sandboxes import sandboxd
-from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, docker_agent, firewall, get_driver
+from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, firewall, get_driver, sandboxd_client
 from tests.waiting import wait_for
 
 
@@ -39,7 +39,7 @@ def test_host_config_is_hardened(sandbox):
     host = sandbox.attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
     # sandboxd's, as root (PID 1); the commands it runs as the sandbox user have none of them
-    assert sorted(host["CapAdd"]) == sorted(docker_agent.DAEMON_CAPS)
+    assert sorted(host["CapAdd"]) == sorted(sandboxd_client.CAPS)
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert not any("seccomp=unconfined" in opt or "apparmor=unconfined" in opt for opt in host["SecurityOpt"])
     assert host["Privileged"] is False

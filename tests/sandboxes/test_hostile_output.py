@@ -1,10 +1,10 @@
 """Everything that comes out of a sandbox is hostile (issue 17, item 3).
 
-Sandbox code can kill its exec agent and listen on the agent's port. A fake agent
-(tests/sandboxes/fake_agent.py, run in the sandbox as the sandbox user) floods, drips, answers
-malformed or forged answers; through a live server, `POST …/exec` answers a clean error envelope
-within the command's deadline, the server's memory stays put, and another sandbox's commands
-keep working meanwhile. A command that prints gigabytes through the normal paths is capped too.
+A fake sandboxd (tests/sandboxes/fake_agent.py, put where the server looks for the sandbox's
+sandboxd by tests/sandboxes/fakes.py) floods, drips, answers malformed or forged answers; through
+a live server, `POST …/exec` answers a clean error envelope within the command's deadline, the
+server's memory stays put, and another sandbox's commands keep working meanwhile. A command that
+prints gigabytes through the normal paths is capped too.
 """
 
 import contextlib
@@ -12,18 +12,17 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
-from apps.sandboxes.runtime import bounded, docker_agent
+from apps.sandboxes.runtime import bounded, sandboxd_client
 from tests.conftest import live_server
+from tests.sandboxes import fakes
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FAKE_AGENT = (Path(__file__).with_name("fake_agent.py")).read_text()
 MiB = 1024 * 1024
 
 
@@ -47,23 +46,14 @@ def post_exec(url: str, secret: str, sandbox_id: str, body: dict, timeout: float
         return exc.code, json.load(exc)
 
 
-def in_sandbox(docker_client, sandbox_id: str, script: str) -> str:
-    result = docker_client.containers.get(sandbox_id).exec_run(["sh", "-c", script], user="sandbox")
-    return result.output.decode()
-
-
-def set_mode(docker_client, sandbox_id: str, mode: str) -> None:
-    in_sandbox(docker_client, sandbox_id, f"echo {mode} > /tmp/fake-mode")
-
-
-def start_fake_agent(docker_client, sandbox_id: str, mode: str) -> None:
-    """Kills the real agent (the sandbox user may) and listens on its port instead."""
-    set_mode(docker_client, sandbox_id, mode)
-    in_sandbox(docker_client, sandbox_id, "pkill -f '^python3 /opt/vibebox/agent.py'; rm -f /tmp/fake-ready")
-    api = docker_client.api
-    exec_id = api.exec_create(sandbox_id, ["python3", "-c", FAKE_AGENT], user="sandbox")["Id"]
-    api.exec_start(exec_id, detach=True)
-    wait_for(lambda: "ready" in in_sandbox(docker_client, sandbox_id, "test -f /tmp/fake-ready && echo ready"))
+def start_fake_agent(url: str, secret: str, docker_client, sandbox_id: str, mode: str) -> None:
+    """The sandbox's sandboxd replaced by a fake answering in `mode`. The server cached the real
+    one's address: a first command makes it look again (the fake refuses that one, claiming to be
+    another container, so Docker's exec runs it in the fake's container)."""
+    fakes.replace(docker_client, sandbox_id, "impersonate")
+    status, body = post_exec(url, secret, sandbox_id, {"command": "true"}, 60)
+    assert status == 200, body
+    fakes.set_mode(docker_client, sandbox_id, mode)
 
 
 @pytest.fixture
@@ -74,7 +64,7 @@ def server(transactional_db, templates):
 
 @pytest.fixture
 def sandboxes(server, api_key, create_sandbox):
-    """(victim, bystander): two sandboxes whose agents answer through the live server."""
+    """(victim, bystander): two sandboxes whose sandboxd answers through the live server."""
     url, _ = server
     ids = [create_sandbox(template="python-3")["id"] for _ in range(2)]
     body = {"command": "true"}
@@ -111,12 +101,12 @@ def bystander_works(url: str, secret: str, bystander: str, rounds: int = 3) -> i
         ("unsigned", "agent_identity"),
     ],
 )
-def test_a_hostile_agent_answer_is_a_clean_error(server, api_key, sandboxes, docker_client, mode, reason):
+def test_a_hostile_sandboxd_answer_is_a_clean_error(server, api_key, sandboxes, docker_client, mode, reason):
     url, pid = server
     victim, bystander = sandboxes
     bystander_works(url, api_key[1], bystander)  # warm: the code paths are loaded before measuring
     before = rss(pid)
-    start_fake_agent(docker_client, victim, mode)
+    start_fake_agent(url, api_key[1], docker_client, victim, mode)
     outcome = {}
 
     def attack():
@@ -131,12 +121,12 @@ def test_a_hostile_agent_answer_is_a_clean_error(server, api_key, sandboxes, doc
     assert rss(pid) - before < 50 * MiB
 
 
-def test_a_dripping_agent_is_cut_off_at_the_deadline_while_others_work(server, api_key, sandboxes, docker_client):
+def test_a_dripping_sandboxd_is_cut_off_at_the_deadline_while_others_work(server, api_key, sandboxes, docker_client):
     url, pid = server
     victim, bystander = sandboxes
     bystander_works(url, api_key[1], bystander)
     before = rss(pid)
-    start_fake_agent(docker_client, victim, "drip")
+    start_fake_agent(url, api_key[1], docker_client, victim, "drip")
     outcome = {}
     timeout = 10  # the server waits timeout + SLACK: time enough for the bystander on a busy machine
 
@@ -145,29 +135,29 @@ def test_a_dripping_agent_is_cut_off_at_the_deadline_while_others_work(server, a
 
     thread = threading.Thread(target=attack)
     thread.start()
-    wait_for(lambda: "POST" in in_sandbox(docker_client, victim, "cat /tmp/fake-log"), what="the drip to begin")
+    wait_for(lambda: "POST" in fakes.in_container(docker_client, victim, "cat /tmp/fake-log"), what="the drip to begin")
     # Commands of another sandbox keep working while the server waits on the drip.
     assert bystander_works(url, api_key[1], bystander) == 3
-    assert thread.is_alive()  # …while the victim's request was still waiting on its agent
-    thread.join(timeout + docker_agent.SLACK + 60)
+    assert thread.is_alive()  # …while the victim's request was still waiting on its sandboxd
+    thread.join(timeout + sandboxd_client.SLACK + 60)
     assert not thread.is_alive(), "the server did not cut the drip off"
     assert_clean_error(*outcome["answer"], "agent_deadline")
     assert rss(pid) - before < 50 * MiB
 
 
 @pytest.mark.parametrize("mode", ["hello-flood", "hello-drip"])
-def test_an_agent_that_fails_the_identity_exchange_is_bypassed(server, api_key, sandboxes, docker_client, mode):
+def test_a_sandboxd_that_fails_the_identity_exchange_is_bypassed(server, api_key, sandboxes, docker_client, mode):
     """Nothing was sent to it yet: Docker's exec runs the command instead, in the right container."""
     url, pid = server
     victim, _ = sandboxes
     before = rss(pid)
-    start_fake_agent(docker_client, victim, mode)
+    start_fake_agent(url, api_key[1], docker_client, victim, mode)
     status, body = post_exec(url, api_key[1], victim, {"command": "echo via-docker", "timeout": 5}, 120)
     assert status == 200 and body["stdout"] == "via-docker\n", body
     assert rss(pid) - before < 50 * MiB
 
 
-@pytest.mark.parametrize("user", ["", "root"], ids=["agent", "docker-exec"])
+@pytest.mark.parametrize("user", ["", "root"], ids=["sandbox-user", "root"])
 def test_a_command_printing_gigabytes_is_capped(server, api_key, sandboxes, user):
     url, pid = server
     victim, bystander = sandboxes

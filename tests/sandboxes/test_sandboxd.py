@@ -1,4 +1,4 @@
-"""sandboxd as PID 1 of a real container, driven by the server's own client (docker_agent.py).
+"""sandboxd as PID 1 of a real container, driven by the server's own client (sandboxd_client.py).
 
 The driver makes a sandboxd container when a spec names sandboxd's volume (issue 19): sandboxd
 runs as root from the read-only volume and runs commands as the template's user. These tests
@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes import sandboxd
-from apps.sandboxes.runtime import DAEMON_BINARY, ContainerSpec, ExecRequest, docker_agent, get_driver
+from apps.sandboxes.runtime import DAEMON_BINARY, ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.specs import base_labels, network_name
 
@@ -61,7 +61,7 @@ def agent(name: str) -> tuple[str, str]:
     """(address, user) of the container's daemon, as the driver sees it."""
     data = get_driver().client.api.inspect_container(name)
     address = next(n["IPAddress"] for n in data["NetworkSettings"]["Networks"].values() if n.get("IPAddress"))
-    return address, data["Config"]["Labels"][docker_agent.USER_LABEL]
+    return address, data["Config"]["Labels"][sandboxd_client.USER_LABEL]
 
 
 def by_daemon(name: str, argv: list[str], *, timeout: float = 30, **fields):
@@ -70,7 +70,7 @@ def by_daemon(name: str, argv: list[str], *, timeout: float = 30, **fields):
     request = ExecRequest(argv=tuple(argv), exec_id=f"t{secrets.token_hex(6)}", timeout=timeout, **fields)
     deadline = time.monotonic() + 10
     while True:  # the daemon listens a moment after the container starts
-        result = docker_agent.run(address, django_settings.SECRET_KEY, name, request)
+        result = sandboxd_client.run(address, django_settings.SECRET_KEY, name, request)
         if result is not None or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -170,7 +170,7 @@ def test_it_works_in_an_image_with_no_shell_and_no_python(start_daemon):
         # Nothing to start: the daemon refuses before running anything, so the driver may fall back.
         address, _ = agent(name)
         request = ExecRequest(argv=("/bin/sh", "-c", "true"), exec_id="t-missing", workdir="/", timeout=10)
-        assert docker_agent.run(address, django_settings.SECRET_KEY, name, request) is None
+        assert sandboxd_client.run(address, django_settings.SECRET_KEY, name, request) is None
     finally:
         get_driver().image_remove(tag)
 
@@ -221,12 +221,12 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
     exec_id = f"p{secret_free_id()}"
     script = "echo started; echo to-err >&2; trap 'echo got-term; exit 7' TERM; while :; do sleep 0.1; done"
     request = ExecRequest(argv=("/bin/sh", "-c", script), exec_id=exec_id, timeout=120)
-    started = docker_agent.process_start(address, secret, name, request)
+    started = sandboxd_client.process_start(address, secret, name, request)
     assert started["exec_id"] == exec_id and started["pid"] > 1
-    listed = {p["exec_id"]: p for p in docker_agent.process_list(address, secret, name)}
+    listed = {p["exec_id"]: p for p in sandboxd_client.process_list(address, secret, name)}
     assert listed[exec_id]["running"] is True and listed[exec_id]["exit_code"] is None
-    with pytest.raises(docker_agent.ProcessRefused) as taken:
-        docker_agent.process_start(address, secret, name, request)
+    with pytest.raises(sandboxd_client.ProcessRefused) as taken:
+        sandboxd_client.process_start(address, secret, name, request)
     assert taken.value.status == 409
 
     class Detach(Exception):
@@ -244,14 +244,14 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
 
     for _ in range(2):  # detaching leaves it running; the next attach replays from the start
         with pytest.raises(Detach):
-            docker_agent.process_attach(
+            sandboxd_client.process_attach(
                 address, secret, name, exec_id, start="start",
                 request=ExecRequest(argv=(), exec_id=exec_id, timeout=60, on_output=until(b"to-err")),
             )  # fmt: skip
     control = ExecControl()
     try:
         control.signal("TERM")
-        result, offset = docker_agent.process_attach(
+        result, offset = sandboxd_client.process_attach(
             address, secret, name, exec_id, start="start",
             request=ExecRequest(argv=(), exec_id=exec_id, timeout=60, control=control),
         )  # fmt: skip
@@ -260,7 +260,7 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
     assert offset == 0 and result.exit_code == 7
     # TERM goes to every process of it: the shell's `sleep` too, which the shell reports.
     assert result.stdout == b"started\ngot-term\n" and result.stderr.startswith(b"to-err\n")
-    listed = {p["exec_id"]: p for p in docker_agent.process_list(address, secret, name)}
+    listed = {p["exec_id"]: p for p in sandboxd_client.process_list(address, secret, name)}
     assert listed[exec_id]["running"] is False and listed[exec_id]["exit_code"] == 7
 
 

@@ -1,9 +1,9 @@
 """Reading what comes out of a sandbox: every byte of it is hostile.
 
-Sandbox code controls what its exec agent answers (it can kill the agent and listen on its port),
-what its commands print, what it logs and what Claude prints. So every reader of sandbox output
-holds a `Budget`: a cap on the bytes read and a TOTAL deadline (not a per-read timeout, which a
-sender dripping one byte a second never trips). The pieces here are the one way to read such
+Sandbox code controls what its commands print (which sandboxd relays; and the address cached for
+its sandboxd may by then be another container's), what it logs and what Claude prints. So every
+reader of sandbox output holds a `Budget`: a cap on the bytes read and a TOTAL deadline (not a
+per-read timeout, which a sender dripping one byte a second never trips). The pieces here are the one way to read such
 output in the engine layer:
 
 - `SocketReader` / `BoundedSocket`: a socket whose reads are charged to a budget (http.client

@@ -11,7 +11,6 @@ import http.client
 import logging
 import threading
 import time
-import typing
 from collections.abc import Iterable, Iterator
 
 import docker
@@ -21,7 +20,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import bounded, docker_agent, docker_exec, docker_logs, docker_tty, firewall
+from . import bounded, docker_exec, docker_logs, docker_tty, firewall, sandboxd_client
 from .base import (
     DAEMON_BINARY,
     DAEMON_MOUNT,
@@ -162,35 +161,27 @@ def _stats(first: dict, second: dict) -> ContainerStats:
     )
 
 
-class _Target(typing.NamedTuple):
-    address: str
-    user: str  # who commands run as by default
-    daemon: bool  # sandboxd (streams, any user), not the Python exec agent
-
-
-def _agent_target(data: dict) -> _Target | None:
-    """Where a running container's exec agent or sandboxd listens, and for whom."""
+def _daemon_address(data: dict) -> str | None:
+    """Where a running container's sandboxd listens; None for a container without one (made with
+    VIBEBOX_SANDBOXD off, or before sandboxd: every command through Docker's exec)."""
     if not (data.get("State") or {}).get("Running"):
         return None
+    if sandboxd_client.USER_LABEL not in ((data.get("Config") or {}).get("Labels") or {}):
+        return None
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-    address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
-    config = data.get("Config") or {}
-    labels = config.get("Labels") or {}
-    daemon = docker_agent.USER_LABEL in labels
-    user = labels[docker_agent.USER_LABEL] if daemon else config.get("User") or ""
-    return _Target(address, user, daemon) if address else None
+    return next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
 
 
 class DockerDriver:
-    def __init__(self, base_url: str | None = None, timeout: int = 120, agent_secret: str | None = None):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, secret: str = ""):
         self._base_url = base_url
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._networks: dict[str, dict[str, str]] = {}  # networks ensured -> their labels
         self._network_lock = threading.Lock()  # one create at a time in this process
-        self._agent_secret = agent_secret  # None: no exec agent, every command through Docker's exec
-        self._agents: dict[str, _Target] = {}  # container name -> its exec agent or sandboxd
+        self._secret = secret  # each container's sandboxd token derives from it
+        self._daemons: dict[str, str] = {}  # container name -> its sandboxd's address
         self._engine_info: tuple[float, EngineInfo] | None = None
         self._disk_counts_image = False  # the engine's size limit counts the image too
 
@@ -299,7 +290,7 @@ class DockerDriver:
         with self._engine():
             if spec.volume:
                 self.client.volumes.create(name=spec.volume, labels=spec.labels)
-            daemon = bool(spec.daemon_volume and self._agent_secret)
+            daemon = bool(spec.daemon_volume)
             mounts = [Mount(target="/workspace", source=spec.volume, type="volume")] if spec.volume else []
             run_as = spec.user
             if daemon:
@@ -317,8 +308,8 @@ class DockerDriver:
                     )
                 )
             else:
-                command = list(docker_agent.COMMAND if self._agent_secret else spec.command)
-            caps = set(spec.cap_add) | (set(docker_agent.DAEMON_CAPS) if daemon else set())
+                command = list(spec.command)
+            caps = set(spec.cap_add) | (set(sandboxd_client.CAPS) if daemon else set())
             kwargs = dict(
                 image=spec.image,
                 command=command,
@@ -327,7 +318,7 @@ class DockerDriver:
                 user="0:0" if daemon else spec.user or None,
                 working_dir=spec.workdir,
                 environment=spec.env,
-                labels={**spec.labels, docker_agent.USER_LABEL: run_as} if daemon else spec.labels,
+                labels={**spec.labels, sandboxd_client.USER_LABEL: run_as} if daemon else spec.labels,
                 detach=True,
                 init=not daemon,  # sandboxd reaps zombies itself
                 cap_drop=["ALL"],
@@ -361,10 +352,7 @@ class DockerDriver:
             for network in spec.extra_networks:
                 self.client.api.connect_container_to_network(container.id, network)
             if daemon:
-                bundle = docker_agent.daemon_bundle(self._agent_secret, spec.name)
-                self.client.api.put_archive(container.id, "/", bundle)
-            elif self._agent_secret:
-                self.client.api.put_archive(container.id, "/", docker_agent.bundle(self._agent_secret, spec.name))
+                self.client.api.put_archive(container.id, "/", sandboxd_client.bundle(self._secret, spec.name))
             return _info_from_inspect(container.attrs)
 
     def _image_user(self, image: str) -> str:
@@ -383,7 +371,7 @@ class DockerDriver:
             labels = (self.client.api.inspect_container(name).get("Config") or {}).get("Labels") or {}
         except NotFound:
             return ""  # what follows fails on the missing container, as it would have
-        return labels.get(docker_agent.USER_LABEL, "")
+        return labels.get(sandboxd_client.USER_LABEL, "")
 
     def _again_if_network_gone(self, call, networks):
         """`call()`; if the engine answers that a network is not found and it is one this driver
@@ -409,13 +397,13 @@ class DockerDriver:
         return [(data.get("HostConfig") or {}).get("NetworkMode") or "", *attached]
 
     def _inspect_running(self, name: str) -> ContainerInfo:
-        """Inspects a container just started; remembers where its exec agent listens."""
+        """Inspects a container just started; remembers where its sandboxd listens."""
         data = self.client.api.inspect_container(name)
-        target = _agent_target(data)
-        if target:
-            self._agents[name] = target
+        address = _daemon_address(data)
+        if address:
+            self._daemons[name] = address
         else:
-            self._agents.pop(name, None)
+            self._daemons.pop(name, None)
         return _info_from_inspect(data)
 
     def start(self, name: str) -> ContainerInfo:
@@ -425,7 +413,7 @@ class DockerDriver:
 
     def stop(self, name: str, timeout: int) -> ContainerInfo:
         with self._engine():
-            self._agents.pop(name, None)
+            self._daemons.pop(name, None)
             self.client.api.stop(name, timeout=timeout)
             return _info_from_inspect(self.client.api.inspect_container(name))
 
@@ -437,16 +425,16 @@ class DockerDriver:
             return self._inspect_running(name)
 
     def remove(self, name: str, *, volume: str | None = None) -> None:
-        self._agents.pop(name, None)
+        self._daemons.pop(name, None)
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_container(name, force=True, v=False)
         if volume:
             self.remove_volume(volume)
 
     def rename(self, name: str, new_name: str) -> None:
-        # The exec agent's address is looked up again under either name.
-        self._agents.pop(name, None)
-        self._agents.pop(new_name, None)
+        # sandboxd's address is looked up again under either name.
+        self._daemons.pop(name, None)
+        self._daemons.pop(new_name, None)
         with self._engine():
             self.client.api.rename(name, new_name)
 
@@ -501,67 +489,58 @@ class DockerDriver:
 
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
         with self._engine():
-            if self._agent_secret:
-                result = self._exec_by_agent(name, request)
-                if result is not None:
-                    return result
+            result = self._exec_by_daemon(name, request)
+            if result is not None:
+                return result
             if not request.user:
                 request = dataclasses.replace(request, user=self._user(name, ""))
             return docker_exec.run(self.client.api, name, request, kill=self._killer(name, request.user))
 
-    def _agent_address(self, name: str, *, fresh: bool = False) -> _Target | None:
-        """Where the container's exec agent or sandboxd listens, cached per process; `fresh` inspects again."""
-        target = None if fresh else self._agents.get(name)
-        if target is None:
-            target = _agent_target(self.client.api.inspect_container(name))
-            if target is None:
-                self._agents.pop(name, None)
+    def _daemon(self, name: str) -> str | None:
+        """Where the container's sandboxd listens, cached per process."""
+        address = self._daemons.get(name)
+        if address is None:
+            address = _daemon_address(self.client.api.inspect_container(name))
+            if address is None:
                 return None
-            self._agents[name] = target
-        return target
+            self._daemons[name] = address
+        return address
 
-    def _exec_by_agent(self, name: str, request: ExecRequest) -> ExecResult | None:
-        """The command through the container's sandboxd (a stream when it streams) or exec agent;
-        None to use Docker's exec instead."""
-        target = self._agent_address(name)
-        if target is None:
+    def _exec_by_daemon(self, name: str, request: ExecRequest) -> ExecResult | None:
+        """The command through the container's sandboxd (a stream when it streams); None to use
+        Docker's exec instead (no sandboxd, or it refused before anything ran)."""
+        address = self._daemon(name)
+        if address is None:
             return None
-        if target.daemon:  # any user; output, stdin and signals as a stream
-            simple = docker_agent.eligible(request, request.user)
-            call = docker_agent.run if simple else docker_agent.stream
-        elif docker_agent.eligible(request, target.user):
-            call = docker_agent.run
-        else:
-            return None
+        call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
         try:
-            result = call(target.address, self._agent_secret, name, request)
+            result = call(address, self._secret, name, request)
         except bounded.HostileOutput as exc:
-            self._agents.pop(name, None)
-            logger.warning("exec agent of %s answered badly (%s): %s", name, exc.reason, exc)
+            self._daemons.pop(name, None)
+            logger.warning("sandboxd of %s answered badly (%s): %s", name, exc.reason, exc)
             raise errors.RuntimeFailure(
-                f"The sandbox's exec agent answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
+                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
             ) from None
         except (OSError, http.client.HTTPException) as exc:
-            self._agents.pop(name, None)
+            self._daemons.pop(name, None)
             raise errors.RuntimeFailure(
-                f"the sandbox's exec agent failed: {exc}"[:300], details={"reason": "agent_failed"}
+                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
             ) from None
         if result is None:
-            self._agents.pop(name, None)  # look again next time (restarted, not up yet, another container's)
+            self._daemons.pop(name, None)  # look again next time (restarted, not up yet, another container's)
         return result
 
     def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
         """Signals a running command; KILL ends every process it started (the contract is in
-        base.RuntimeDriver.kill). The agent does it from inside, where it works even when the
-        sandbox is at its pids limit; without one, a Docker exec of the supervisor's KILLER (or
+        base.RuntimeDriver.kill). sandboxd does it from inside, where it works even when the
+        sandbox is at its pids limit; without it, a Docker exec of the supervisor's KILLER (or
         SIGNAL) does it, the wrapper's own watchdog having killed its process group at the deadline."""
         with self._engine():
-            if self._agent_secret:
-                target = self._agent_address(name)
-                if target is not None and (target.daemon or user in ("", target.user)):
-                    if docker_agent.kill(target.address, self._agent_secret, name, exec_id, signal=signal, sweep=sweep):
-                        return
-                    self._agents.pop(name, None)
+            address = self._daemon(name)
+            if address is not None:
+                if sandboxd_client.kill(address, self._secret, name, exec_id, signal=signal, sweep=sweep):
+                    return
+                self._daemons.pop(name, None)
             if not docker_exec.kill(self.client.api, name, exec_id, signal, self._user(name, user)):
                 logger.warning("could not start the killer of %s in %s (its pids limit?)", exec_id, name)
 

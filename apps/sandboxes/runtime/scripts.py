@@ -9,8 +9,8 @@ Ending a command (the kill contract, base.RuntimeDriver.kill) must work when the
 its pids limit, where nothing new can start: not the `docker exec` of KILLER, not the `pkill` in
 it. So the wrapper starts its watchdog BEFORE the command (VIBEBOX_EXEC_TIMEOUT=<seconds>): at
 the deadline it kills the wrapper's whole process group with one signal (`kill -KILL 0`, a
-builtin), which the kernel delivers to every member, forks in flight included. The exec agent,
-when the sandbox has one, ends the rest the same way from a process already running; KILLER
+builtin), which the kernel delivers to every member, forks in flight included. sandboxd,
+when the sandbox has it, ends the rest the same way from a process already running; KILLER
 (stop, then kill, by session and by marker) is the fallback for what left the group.
 """
 

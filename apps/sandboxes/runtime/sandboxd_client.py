@@ -1,20 +1,20 @@
-"""The server's side of the in-sandbox exec agent (sandbox_agent.py): install it, call it.
+"""The server's client of sandboxd, the daemon that is PID 1 of every sandbox (sandboxd/,
+docs/sandboxd.md): the files it needs, its calls.
 
-Installed into each container right after it is created (a tar into /opt/vibebox through the
-engine's archive API, root-owned and read-only to everyone in the sandbox) and started by the
-container's main command beside `sleep infinity`. A command goes through the agent when it needs
-nothing the agent does not do (streamed output, interactive stdin, signals, another user); if the
-agent does not answer (not started yet, a template without python3, a container restarted on a
-new address, another sandbox now at the cached address), the caller falls back to Docker's exec,
-so the agent only ever makes commands faster.
+The driver puts this container's token and name into /run/vibebox (root-only) before the container
+starts. Commands go to sandboxd: `run` (POST /exec) for a command whose whole answer is awaited,
+`stream` (POST /stream, frames both ways) for one that streams output, takes stdin or signals;
+background processes through /process/*. If sandboxd refuses before anything ran (not listening
+yet, a container restarted on a new address, another sandbox now at the cached address, a command
+it cannot start), the caller falls back to Docker's exec.
 
-Everything the agent answers is hostile: sandbox code can kill the agent and listen on its port.
-So every exchange is bounded (bounded.Budget: a byte cap from the request's output limit and a
-total deadline of the command's timeout plus SLACK), the agent must prove it holds this container's
-token before anything is sent to it (a command is never posted to another sandbox), its answer is
-signed over (container, this connection's nonce, exec id, digest of the answer), and every field
-is validated. A failure once the command was sent is an error (502 runtime_error with a `reason`),
-never a second run.
+Everything a sandbox answers is hostile: sandboxd relays what sandbox code prints, and the address
+may be another container's. So every exchange is bounded (bounded.Budget: a byte cap from the
+request's output limit and a total deadline of the command's timeout plus SLACK), sandboxd must
+prove it holds this container's token before anything is sent to it (a command is never posted to
+another sandbox), its answer is signed over (container, this connection's nonce, exec id, digest of
+the answer), and every field is validated. A failure once the command was sent is an error
+(502 runtime_error with a `reason`), never a second run.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import struct
 import tarfile
 import threading
 import time
-from pathlib import Path
 
 from . import bounded
 from .base import ExecRequest, ExecResult
@@ -42,23 +41,14 @@ from .base import ExecRequest, ExecResult
 logger = logging.getLogger(__name__)
 
 PORT = 49983
-DIRECTORY = "/opt/vibebox"
-AGENT = f"{DIRECTORY}/agent.py"
-TOKEN_FILE = f"{DIRECTORY}/token"
-CONTAINER_FILE = f"{DIRECTORY}/container"
-SOURCE = (Path(__file__).with_name("sandbox_agent.py")).read_bytes()
-# The container's main command: the agent beside the process that keeps the container up.
-COMMAND = ("/bin/sh", "-c", f"command -v python3 >/dev/null && python3 {AGENT} {TOKEN_FILE} & exec sleep infinity")
-# sandboxd (the Go daemon replacing agent.py): the per-container files (token, container name)
-# the server puts in before the container starts.
-DAEMON_DIRECTORY = "/run/vibebox"
+DIRECTORY = "/run/vibebox"  # the per-container files (token, container name), readable by root only
 # What sandboxd needs as root: run commands as the sandbox user (SETUID, SETGID), signal them
 # (KILL), write files as that user (CHOWN, DAC_OVERRIDE, FOWNER). Processes it starts as a
 # non-root user have none of them (the kernel clears them on the change of user).
-DAEMON_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
 USER_LABEL = "vibebox.user"  # the user sandboxd runs commands as (the container itself runs as root)
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
-CONNECT_TIMEOUT = 1.0  # an agent that does not accept at once is not there: use Docker's exec
+CONNECT_TIMEOUT = 1.0  # a sandboxd that does not accept at once is not there: use Docker's exec
 HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
 HELLO_LIMIT = 16 * 1024  # bytes of a hello or kill answer (headers included)
 HEADER_LIMIT = 64 * 1024  # bytes of an exec answer's headers and JSON header line
@@ -66,10 +56,11 @@ MAX_COUNT = 1 << 62  # byte counts beyond this are nonsense
 
 
 class Unavailable(Exception):
-    """The agent cannot take the command and nothing was sent: Docker's exec may run it."""
+    """sandboxd cannot take the command and nothing was sent: Docker's exec may run it."""
 
 
 def token(secret: str, container: str) -> str:
+    """The container's own key: derived, so the server keeps no per-sandbox secret."""
     return hmac.new(secret.encode(), f"vibebox-agent:{container}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -78,47 +69,25 @@ def _sign(key: str, *parts: str) -> str:
 
 
 def bundle(secret: str, container: str) -> bytes:
-    """The tar put into a new container: the agent, its token and its container name, owned by
-    root and read-only to everyone (the sandbox user reads them, cannot change them)."""
+    """The tar put into a new container: its token and container name, readable by root only
+    (sandboxd runs as root; the sandbox user cannot read the token)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        directory = tarfile.TarInfo(DIRECTORY.lstrip("/"))
-        directory.type, directory.mode, directory.uid, directory.gid = tarfile.DIRTYPE, 0o555, 0, 0
-        tar.addfile(directory)
-        for name, data in (
-            (AGENT, SOURCE),
-            (TOKEN_FILE, token(secret, container).encode()),
-            (CONTAINER_FILE, container.encode()),
-        ):
-            info = tarfile.TarInfo(name.lstrip("/"))
-            info.size, info.mode, info.uid, info.gid = len(data), 0o444, 0, 0
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def daemon_bundle(secret: str, container: str) -> bytes:
-    """The tar put into a new sandboxd container: its token and container name, readable by root
-    only (sandboxd runs as root; the sandbox user cannot read the token)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in ("run", DAEMON_DIRECTORY.lstrip("/")):
+        for path in ("run", DIRECTORY.lstrip("/")):
             directory = tarfile.TarInfo(path)
             directory.type, directory.mode, directory.uid, directory.gid = tarfile.DIRTYPE, 0o755, 0, 0
             tar.addfile(directory)
         for name, data in (("token", token(secret, container).encode()), ("container", container.encode())):
-            info = tarfile.TarInfo(f"{DAEMON_DIRECTORY.lstrip('/')}/{name}")
+            info = tarfile.TarInfo(f"{DIRECTORY.lstrip('/')}/{name}")
             info.size, info.mode, info.uid, info.gid = len(data), 0o400, 0, 0
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
-def eligible(request: ExecRequest, default_user: str) -> bool:
-    return (
-        request.on_output is None
-        and request.control is None
-        and request.user in ("", default_user)
-        and len(request.stdin or b"") <= 16 * 1024 * 1024
-    )
+def whole(request: ExecRequest) -> bool:
+    """The command's whole answer is awaited (no output as it comes, no stdin or signals on the
+    way, stdin small enough to send at once): /exec; else /stream."""
+    return request.on_output is None and request.control is None and len(request.stdin or b"") <= 16 * 1024 * 1024
 
 
 class _Connection(http.client.HTTPConnection):
@@ -126,7 +95,7 @@ class _Connection(http.client.HTTPConnection):
 
     def __init__(self, address: str):
         super().__init__(address, PORT, timeout=CONNECT_TIMEOUT)
-        self.budget = bounded.Budget.within(HELLO_SECONDS, limit=HELLO_LIMIT, what="the exec agent's hello")
+        self.budget = bounded.Budget.within(HELLO_SECONDS, limit=HELLO_LIMIT, what="sandboxd's hello")
 
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), CONNECT_TIMEOUT)
@@ -142,48 +111,48 @@ class _Connection(http.client.HTTPConnection):
 def _read_exact(response, size: int, digest) -> bytes:
     data = response.read(size) if size else b""
     if len(data) != size:
-        raise bounded.Malformed("the exec agent's answer ended early")
+        raise bounded.Malformed("sandboxd's answer ended early")
     digest.update(data)
     return data
 
 
 class _Session:
-    """One connection to a container's agent whose identity has been checked."""
+    """One connection to a container's sandboxd whose identity has been checked."""
 
     def __init__(self, address: str, secret: str, container: str):
         self.container = container
         self.key = token(secret, container)
         self.connection = _Connection(address)
         self.server_nonce = secrets.token_hex(16)
-        self.agent_nonce = ""
+        self.daemon_nonce = ""
 
     def hello(self) -> None:
-        """Connects and checks that the agent holds this container's token; raises Unavailable
-        (nothing was sent) when it does not answer or is not this container's agent."""
+        """Connects and checks that sandboxd holds this container's token; raises Unavailable
+        (nothing was sent) when it does not answer or is not this container's sandboxd."""
         try:
             self.connection.connect()
         except OSError as exc:
-            raise Unavailable(f"no agent at the address: {exc}") from None
+            raise Unavailable(f"no sandboxd at the address: {exc}") from None
         try:
             self.connection.request("GET", f"/hello?nonce={self.server_nonce}")
             response = self.connection.getresponse()
             payload = response.read(_length(response, HELLO_LIMIT))  # never read() unbounded
             data = bounded.loads(payload, max_bytes=HELLO_LIMIT) if response.status == 200 else None
         except (OSError, http.client.HTTPException, bounded.HostileOutput, ValueError) as exc:
-            raise Unavailable(f"the agent's hello failed: {type(exc).__name__}: {exc}"[:300]) from None
+            raise Unavailable(f"sandboxd's hello failed: {type(exc).__name__}: {exc}"[:300]) from None
         if not isinstance(data, dict) or data.get("container") != self.container:
-            raise Unavailable("the agent at the address is not this container's")
+            raise Unavailable("the daemon at the address is not this container's")
         nonce, proof = data.get("nonce"), data.get("proof")
         if not (isinstance(nonce, str) and isinstance(proof, str) and 16 <= len(nonce) <= 128):
-            raise Unavailable("the agent's hello is malformed")
+            raise Unavailable("sandboxd's hello is malformed")
         expected = _sign(self.key, "hello", self.container, self.server_nonce, nonce)
         if not hmac.compare_digest(proof, expected):
-            raise Unavailable("the agent at the address cannot prove it is this container's")
-        self.agent_nonce = nonce
+            raise Unavailable("the daemon at the address cannot prove it is this container's")
+        self.daemon_nonce = nonce
 
     def post(self, kind: str, body: bytes, budget: bounded.Budget) -> http.client.HTTPResponse:
         self.connection.exchange(budget)
-        signature = _sign(self.key, kind, self.container, self.agent_nonce, hashlib.sha256(body).hexdigest())
+        signature = _sign(self.key, kind, self.container, self.daemon_nonce, hashlib.sha256(body).hexdigest())
         self.connection.request(
             "POST",
             f"/{kind}",
@@ -209,13 +178,13 @@ class _Session:
 
 def _length(response, limit: int) -> int:
     if response.getheader("Transfer-Encoding"):
-        raise bounded.Malformed("the exec agent's answer is not of a fixed length")
+        raise bounded.Malformed("sandboxd's answer is not of a fixed length")
     try:
         length = int(response.getheader("Content-Length") or "")
     except ValueError:
-        raise bounded.Malformed("the exec agent's answer has no valid length") from None
+        raise bounded.Malformed("sandboxd's answer has no valid length") from None
     if not 0 <= length <= limit:
-        raise bounded.TooLarge(f"the exec agent announced {length} bytes (at most {limit})")
+        raise bounded.TooLarge(f"sandboxd announced {length} bytes (at most {limit})")
     return length
 
 
@@ -234,7 +203,7 @@ def _flag(header: dict, name: str) -> bool:
 
 
 def run(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
-    """Runs the command through the agent; None when the agent cannot take it (fall back).
+    """Runs the command through sandboxd; None when it cannot take it (fall back).
     Raises bounded.HostileOutput for an answer that is too large, too slow or invalid, and
     OSError / http.client.HTTPException when the connection breaks after sending."""
     started = time.monotonic()
@@ -243,7 +212,7 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
         try:
             session.hello()
         except Unavailable as exc:
-            logger.debug("exec agent of %s unavailable: %s", container, exc)
+            logger.debug("sandboxd of %s unavailable: %s", container, exc)
             return None
         body = json.dumps(
             {
@@ -254,12 +223,12 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
                 "stdin": base64.b64encode(request.stdin).decode() if request.stdin is not None else None,
                 "timeout": request.timeout,
                 "output_limit": request.output_limit,
-                "user": request.user or None,  # sandboxd only (the Python agent runs as its own user)
+                "user": request.user or None,
             }
         ).encode()
-        # The kept output of both streams, its header and HTTP's: all an honest agent sends.
+        # The kept output of both streams, its header and HTTP's: all an honest sandboxd sends.
         limit = 2 * request.output_limit + HEADER_LIMIT
-        budget = bounded.Budget(limit=limit, deadline=started + request.timeout + SLACK, what="the exec agent's answer")
+        budget = bounded.Budget(limit=limit, deadline=started + request.timeout + SLACK, what="sandboxd's answer")
         # From here on the command may have started: a failure is an error, never a second run.
         response = session.post("exec", body, budget)
         if response.status != 200:  # refused before running anything (start failed, unauthorized)
@@ -274,18 +243,18 @@ def _result(session: _Session, response, request: ExecRequest, limit: int, start
     digest = hashlib.sha256()
     line = response.readline(min(length, HEADER_LIMIT) + 1)
     if not line.endswith(b"\n") or len(line) > length:
-        raise bounded.Malformed("the exec agent's answer has no header line")
+        raise bounded.Malformed("sandboxd's answer has no header line")
     digest.update(line)
     try:
         header = bounded.loads(line, max_bytes=HEADER_LIMIT, max_depth=2)
     except ValueError as exc:
-        raise bounded.Malformed(f"the exec agent's header is not valid JSON: {exc}"[:200]) from None
+        raise bounded.Malformed(f"sandboxd's header is not valid JSON: {exc}"[:200]) from None
     if not isinstance(header, dict):
-        raise bounded.Malformed("the exec agent's header is not an object")
+        raise bounded.Malformed("sandboxd's header is not an object")
     stdout_len = _count(header, "stdout_len", request.output_limit)
     stderr_len = _count(header, "stderr_len", request.output_limit)
     if len(line) + stdout_len + stderr_len != length:
-        raise bounded.Malformed("the exec agent's answer does not add up")
+        raise bounded.Malformed("sandboxd's answer does not add up")
     stdout = _read_exact(response, stdout_len, digest)
     stderr = _read_exact(response, stderr_len, digest)
     session.verify(response, request.exec_id, digest.hexdigest())
@@ -311,19 +280,17 @@ def _result(session: _Session, response, request: ExecRequest, limit: int, start
 
 
 def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str = "KILL", sweep: bool = False) -> bool:
-    """Asks the agent to signal a command (KILL: end every process of it, see sandbox_agent.end);
-    True when the agent did, False when it could not be asked (use the Docker-exec fallback)."""
+    """Asks sandboxd to signal a command (KILL: end every process of it);
+    True when it did, False when it could not be asked (use the Docker-exec fallback)."""
     session = _Session(address, secret, container)
     try:
         try:
             session.hello()
         except Unavailable as exc:
-            logger.debug("exec agent of %s unavailable for a kill: %s", container, exc)
+            logger.debug("sandboxd of %s unavailable for a kill: %s", container, exc)
             return False
         body = json.dumps({"exec_id": exec_id, "signal": signal, "sweep": sweep}).encode()
-        budget = bounded.Budget.within(
-            HELLO_SECONDS + 10.0, limit=HELLO_LIMIT, what="the exec agent's answer to a kill"
-        )
+        budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HELLO_LIMIT, what="sandboxd's answer to a kill")
         response = session.post("kill", body, budget)
         payload = response.read(_length(response, HELLO_LIMIT))
         if response.status != 200:
@@ -331,7 +298,7 @@ def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str
         session.verify(response, exec_id, hashlib.sha256(payload).hexdigest())
         return True
     except (OSError, http.client.HTTPException, bounded.HostileOutput) as exc:
-        logger.warning("exec agent of %s failed a kill: %s", container, exc)
+        logger.warning("sandboxd of %s failed a kill: %s", container, exc)
         return False
     finally:
         session.close()
@@ -461,8 +428,8 @@ def _sender(raw):
 
 def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
     """Runs a command through sandboxd's /stream: output to `request.on_output` as it comes,
-    stdin and signals from `request.control`. None when sandboxd cannot take it (not there, an
-    agent without streams, or it could not start the command: nothing ran). Raises
+    stdin and signals from `request.control`. None when sandboxd cannot take it (not there, or it
+    could not start the command: nothing ran). Raises
     bounded.HostileOutput for a stream that breaks the protocol."""
     started = time.monotonic()
     body = {
