@@ -137,10 +137,12 @@ def test_a_cached_address_now_holding_another_sandbox_is_refused(api_client, cre
 
     # A fake that holds B's token and claims to be A (it cannot prove it: it lacks A's) is refused too.
     fake = f"{b}-fake"
-    fake_address = fakes.start(docker_client, like=b, name=fake, container=b, mode="impersonate", target=a)
-    driver._daemons[a] = fake_address
-    assert run(api_client, a, command="ls /workspace")["stdout"] == "ran-here\n"
-    log = fakes.in_container(docker_client, fake, "cat /tmp/fake-log")
+    try:
+        driver._daemons[a] = fakes.start(docker_client, like=b, name=fake, container=b, mode="impersonate", target=a)
+        assert run(api_client, a, command="ls /workspace")["stdout"] == "ran-here\n"
+        log = fakes.in_container(docker_client, fake, "cat /tmp/fake-log")
+    finally:
+        docker_client.containers.get(fake).remove(force=True)
     assert "GET /hello" in log and "POST" not in log
 
 
