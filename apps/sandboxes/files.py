@@ -123,6 +123,12 @@ def _disk_full(message: str) -> bool:
     return "No space left on device" in message or "Disk quota exceeded" in message
 
 
+def _denied(message: str) -> bool:
+    """A command's error for a place the sandbox user may not change: EACCES, EPERM, or EROFS (a
+    read-only mount such as sandboxd's /opt/vibebox)."""
+    return any(text in message for text in ("Permission denied", "Operation not permitted", "Read-only file system"))
+
+
 def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
     """A file operation of an upload, as the sandbox user; maps its failures to API errors."""
     result = run_internal(sandbox, ("/bin/sh", "-c", script, "sh", *args), timeout=timeout, output_limit=64 * 1024)
@@ -134,7 +140,7 @@ def _as_user(sandbox: Sandbox, script: str, *args: str, timeout: float = 60):
     text = lines[-1][:500] if lines else "failed"
     if _disk_full(text):
         raise errors.DiskFull(details={"path": args[-1]})
-    if result.exit_code == 13 or "Permission denied" in text or "Operation not permitted" in text:
+    if result.exit_code == 13 or _denied(text):
         raise errors.PathNotWritable(
             "The sandbox user cannot write there.", details={"path": text if result.exit_code == 13 else args[-1]}
         )
@@ -364,7 +370,7 @@ def _sh(sandbox: Sandbox, script: str, *args: str, limit: int = 1024 * 1024) -> 
             raise errors.DiskFull(details={"path": args[0]})
         if "No such file" in text:
             raise errors.FileNotFound(text)
-        if "Permission denied" in text or "Operation not permitted" in text:
+        if _denied(text):
             raise errors.FilePermissionDenied(text)
         raise errors.FileConflict(text)
     return result.stdout
