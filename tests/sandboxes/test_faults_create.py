@@ -98,7 +98,7 @@ def error_of(response, status: int) -> str:
 # is a step only without one.)
 CREATE_STEPS = [
     r"^POST /containers/create\?name=sbx_",
-    r"^PUT /containers/[^/]+/archive",  # the exec agent's bundle
+    r"^PUT /containers/[^/]+/archive",  # sandboxd's token and container name
     r"^POST /containers/[^/]+/start$",
     r"^GET /containers/[^/]+/json$",
 ]
@@ -269,15 +269,15 @@ def test_create_with_a_refusing_git_server_and_fail_on_error_off_runs(
 
 @pytest.mark.django_db(transaction=True)
 def test_create_with_the_engine_cut_during_the_clone_leaves_nothing(
-    git, api_client, templates, bystander, docker_client, engine_fault
+    git, api_client, templates, bystander, docker_client, engine_fault, settings
 ):
-    # The first exec after the container started is the clone's.
+    # Without sandboxd the clone is a Docker exec: the first exec after the container started.
+    settings.VIBEBOX_SANDBOXD = False
     tripped = engine_fault.fail_on(r"^POST /containers/sbx_[^/]+/exec$")
     response = api_client.post(
         "/api/v1/sandboxes", {"template": "python-3", "git": {"url": git.http_url}}, format="json"
     )
-    if not tripped.is_set():
-        pytest.skip("the clone ran through the exec agent, not the engine: " + ", ".join(engine_fault.requests))
+    assert tripped.is_set(), engine_fault.requests
     assert response.status_code in (502, 503), response.content
     assert response.json()["error"]["code"] in ("runtime_unavailable", "runtime_error")
     assert not Sandbox.objects.exclude(pk=bystander["id"]).exists()
