@@ -21,8 +21,6 @@ DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
 # (file, function) -> why its project import sits inside it.
 LATE_IMPORTS = {
     ("apps/sandboxes/runtime/__init__.py", "get_driver"): "only the configured driver is loaded",
-    # The services → git → execution → services loop; goes with the services package (issue 19).
-    ("apps/sandboxes/execution.py", "require_not_paused"): "services.sandbox_resume",
 }
 
 

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.marketplace.selectors import template_list
-from apps.sandboxes import selectors, services, states
+from apps.sandboxes import lifecycle, selectors, services, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
 from apps.sandboxes.models import Status
 from vibebox import exceptions as errors
@@ -21,11 +21,11 @@ from .forms import SandboxCreateForm
 from .navigation import sandbox_tabs
 
 ACTIONS = {
-    "start": services.sandbox_start,
-    "stop": services.sandbox_stop,
-    "restart": services.sandbox_restart,
-    "pause": services.sandbox_pause,
-    "resume": services.sandbox_resume,
+    "start": lifecycle.sandbox_start,
+    "stop": lifecycle.sandbox_stop,
+    "restart": lifecycle.sandbox_restart,
+    "pause": lifecycle.sandbox_pause,
+    "resume": lifecycle.sandbox_resume,
     "destroy": services.sandbox_destroy,
 }
 

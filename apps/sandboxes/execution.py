@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import envvars, events, idle, languages
+from . import envvars, events, idle, languages, lifecycle
 from .models import Execution, Sandbox, Status, new_execution_id
 from .runtime import ExecRequest, ExecResult, bounded, get_driver
 
@@ -66,9 +66,7 @@ def require_not_paused(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
     if sandbox.status == Status.PAUSED:
         if not (auto_resume or sandbox.auto_resume):
             raise errors.SandboxPaused(details={"status": sandbox.status})
-        from .services import sandbox_resume
-
-        sandbox_resume(sandbox=sandbox)
+        lifecycle.sandbox_resume(sandbox=sandbox)
     idle.touch(sandbox)
 
 

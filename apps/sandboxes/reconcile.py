@@ -31,10 +31,11 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import idle, signals, snapshots, states
+from .lifecycle import sandbox_pause
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
-from .services import sandbox_destroy, sandbox_pause
+from .services import sandbox_destroy
 from .specs import base_labels
 
 logger = logging.getLogger(__name__)

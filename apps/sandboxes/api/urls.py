@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.sandboxes import services
+from apps.sandboxes import lifecycle
 
 from . import env_views, exec_views, file_views, git_views, metrics_views, pool_views, snapshot_views, views
 
@@ -12,11 +12,11 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/restore", snapshot_views.SandboxRestoreView.as_view()),
     path("sandboxes", views.SandboxListView.as_view(), name="sandboxes"),
     path("sandboxes/<str:sandbox_id>", views.SandboxDetailView.as_view(), name="sandbox-detail"),
-    path("sandboxes/<str:sandbox_id>/start", views.action_view(services.sandbox_start, "start")),
-    path("sandboxes/<str:sandbox_id>/stop", views.action_view(services.sandbox_stop, "stop")),
-    path("sandboxes/<str:sandbox_id>/restart", views.action_view(services.sandbox_restart, "restart")),
-    path("sandboxes/<str:sandbox_id>/pause", views.action_view(services.sandbox_pause, "pause")),
-    path("sandboxes/<str:sandbox_id>/resume", views.action_view(services.sandbox_resume, "resume")),
+    path("sandboxes/<str:sandbox_id>/start", views.action_view(lifecycle.sandbox_start, "start")),
+    path("sandboxes/<str:sandbox_id>/stop", views.action_view(lifecycle.sandbox_stop, "stop")),
+    path("sandboxes/<str:sandbox_id>/restart", views.action_view(lifecycle.sandbox_restart, "restart")),
+    path("sandboxes/<str:sandbox_id>/pause", views.action_view(lifecycle.sandbox_pause, "pause")),
+    path("sandboxes/<str:sandbox_id>/resume", views.action_view(lifecycle.sandbox_resume, "resume")),
     path("sandboxes/<str:sandbox_id>/exec", exec_views.ExecView.as_view()),
     path("sandboxes/<str:sandbox_id>/execute", exec_views.ExecuteView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions", exec_views.ExecutionListView.as_view()),

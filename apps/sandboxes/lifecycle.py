@@ -1,0 +1,148 @@
+"""Moves of a sandbox between states that keep its container: start, stop, restart, pause,
+resume. Each claims the move in the row (states.py), asks the engine, and when the engine fails
+lets the row follow the container (`_settle`). Below services.py and execution.py, which both
+use it (execution resumes a paused sandbox on the way to a command).
+"""
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+
+from . import events, states
+from .models import Sandbox, Status
+from .runtime import get_driver
+
+logger = logging.getLogger(__name__)
+
+PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
+
+
+def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
+    """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the row
+    follows the container (_settle)."""
+    before = states.claim(sandbox, from_statuses, via, action)
+    try:
+        call()
+    except errors.ApplicationError as exc:
+        _settle(sandbox, action=action, at=via, before=before, to=to, failure=exc, done=done_fields)
+    else:
+        states.move(sandbox, {via}, to, status_reason="", **done_fields)
+    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
+    return sandbox
+
+
+def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="start",
+        from_statuses=states.START_FROM,
+        via=Status.STARTING,
+        to=Status.RUNNING,
+        call=lambda: get_driver().start(sandbox.container_name),
+        started_at=timezone.now(),
+    )
+
+
+def sandbox_stop(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="stop",
+        from_statuses=states.STOP_FROM,
+        via=Status.STOPPING,
+        to=Status.STOPPED,
+        call=lambda: get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        stopped_at=timezone.now(),
+    )
+
+
+def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
+    return _transition(
+        sandbox,
+        action="restart",
+        from_statuses=states.RESTART_FROM,
+        via=Status.STARTING,
+        to=Status.RUNNING,
+        call=lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        started_at=timezone.now(),
+    )
+
+
+def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
+    """Freezes every process (docker pause); memory and workspace are kept."""
+    return _flip(
+        sandbox,
+        action="pause",
+        from_statuses=states.PAUSE_FROM,
+        to=Status.PAUSED,
+        call=get_driver().pause,
+        fields={"paused_at": timezone.now()},
+    )
+
+
+def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
+    """Unfreezes. With `pauseStopsTimeout`, the expiry moves by the time spent paused."""
+    now = timezone.now()
+    fields = {"paused_at": None, "last_activity_at": now}
+    if sandbox.pause_stops_timeout and sandbox.expires_at and sandbox.paused_at:
+        fields["expires_at"] = sandbox.expires_at + (now - sandbox.paused_at)
+    return _flip(
+        sandbox,
+        action="resume",
+        from_statuses=states.RESUME_FROM,
+        to=Status.RUNNING,
+        call=get_driver().unpause,
+        fields=fields,
+    )
+
+
+def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, fields: dict) -> Sandbox:
+    """A quick transition without an in-between state: claim, act, undo the claim on failure."""
+    undo = {name: getattr(sandbox, name) for name in fields}
+    before = states.claim(sandbox, from_statuses, to, action, **fields)
+    try:
+        call(sandbox.container_name)
+    except errors.ApplicationError as exc:
+        _settle(sandbox, action=action, at=to, before=before, to=to, failure=exc, undo=undo)
+    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
+    return sandbox
+
+
+def _settle(sandbox: Sandbox, *, action: str, at: str, before: str, to: str, failure, done=None, undo=None) -> None:
+    """After the engine failed `action` (the row is `at`), the row follows the container:
+    - the engine cannot say: back to `before` (`undo` restores fields), `failure` raised, and the
+      reconcile pass compares again later;
+    - the container is as before (nothing happened): the same;
+    - it is where `action` wanted it (the engine did it, its answer was lost): the action
+      succeeded, nothing raised;
+    - it is gone or elsewhere (killed, removed behind VibeBox's back): `error` or `stopped`/...
+      with a reason, and 409 sandbox_state_conflict saying so.
+    """
+    undo = undo or {}
+    try:
+        container = get_driver().inspect(sandbox.container_name)
+    except errors.ApplicationError:
+        states.move(sandbox, {at}, before, **undo)
+        raise failure from None
+    actual = states.of_container(container)
+    if actual == before:
+        states.move(sandbox, {at}, before, **undo)
+        raise failure
+    if actual == to:
+        logger.info("%s of %s: the engine failed (%s) but did it", action, sandbox.id, failure.message)
+        states.move(sandbox, {at}, to, status_reason="", **(done or {}))
+        return
+    now = timezone.now()
+    fields = {**undo}
+    if actual == Status.STOPPED:
+        fields.update(stopped_at=now, paused_at=None)
+    elif actual == Status.PAUSED:
+        fields.update(paused_at=now)
+    reason = "container not found" if container is None else f"{action} failed: the container is {container.status}"
+    states.move(sandbox, {at}, actual, status_reason=reason, **fields)
+    raise errors.SandboxStateConflict(
+        f"Cannot {action} the sandbox: {reason}; it is {sandbox.status} now.",
+        details={"status": sandbox.status, "statusReason": sandbox.status_reason},
+    ) from None
