@@ -8,11 +8,11 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from apps.agents.mcp import endpoint as mcp_endpoint  # noqa: E402
+from apps.agents.mcp import is_mcp_path  # noqa: E402
 from apps.sandboxes.consumers.base import Refusal  # noqa: E402
 from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
-from vibebox.mcp_http import endpoint as mcp_endpoint  # noqa: E402
-from vibebox.mcp_http import is_mcp_path  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
 from vibebox.routing import websocket_urlpatterns  # noqa: E402
 
@@ -38,7 +38,7 @@ class OriginGuard:
 
 
 class HttpRouter:
-    """/mcp goes to VibeBox's MCP server (Streamable HTTP, see vibebox/mcp_http.py), the rest to Django."""
+    """/mcp goes to VibeBox's MCP server (Streamable HTTP, see apps/agents/mcp.py), the rest to Django."""
 
     def __init__(self, django_app):
         self.django_app = django_app

@@ -23,10 +23,10 @@ from django.db import close_old_connections
 from apps.sandboxes.models import Status
 from vibebox import crypto, safejson
 
+from .. import mcp
 from .. import setup as claude_setup
 from .. import usage as claude_usage
 from ..models import ClaudeAsk, ClaudeSession
-from . import mcp as gateway_mcp
 
 logger = logging.getLogger(__name__)
 
@@ -380,5 +380,5 @@ async def application(scope, receive, send) -> None:
     if setup is None:
         return await refuse(send, problem)
     if raw_path in MCP_PATHS:
-        return await gateway_mcp.serve(scope, receive, send, setup, token, respond_json)
+        return await mcp.serve_sandbox(scope, receive, send, setup, token, respond_json)
     return await proxy(scope, receive, send, setup)
