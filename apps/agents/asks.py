@@ -307,7 +307,6 @@ def _run(ask_id: str, setup, control: ExecControl) -> None:
             api_key=ask.api_key,
             on_output=lines.feed,
             control=control,
-            background=True,
         )
         lines.flush()
     except errors.ApplicationError as exc:

@@ -74,7 +74,7 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _run(
+def prepare(
     *,
     sandbox: Sandbox,
     kind: str,
@@ -89,7 +89,8 @@ def _run(
     api_key=None,
     on_output=None,
     control=None,
-) -> tuple[Execution, ExecResult]:
+) -> tuple[Execution, ExecRequest]:
+    """The command's record (`running`, announced) and what the driver runs."""
     timeout = resolve_timeout(timeout)
     workdir = resolve_cwd(sandbox, cwd)
     user = user or sandbox.template.user
@@ -104,37 +105,48 @@ def _run(
         text=f"{kind} started: {execution.command[:200]}",
         data={"executionId": execution.id, "kind": kind},
     )
+    request = ExecRequest(
+        argv=argv,
+        exec_id=execution.id,
+        env=full_env,
+        user=user,
+        workdir=workdir,
+        stdin=stdin,
+        timeout=timeout,
+        output_limit=settings.VIBEBOX_EXEC_OUTPUT_LIMIT,
+        on_output=on_output,
+        control=control,
+    )
+    return execution, request
+
+
+def failed(execution: Execution, exc: errors.ApplicationError) -> None:
+    """The command could not run (or its end could not be learnt): the record says so."""
+    Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
+        status=Execution.Status.ERROR, stderr=exc.message[:1000], finished_at=timezone.now()
+    )
+
+
+def _run(*, sandbox: Sandbox, **fields) -> tuple[Execution, ExecResult]:
+    execution, request = prepare(sandbox=sandbox, **fields)
     try:
-        result = get_driver().exec(
-            sandbox.container_name,
-            ExecRequest(
-                argv=argv,
-                exec_id=execution.id,
-                env=full_env,
-                user=user,
-                workdir=workdir,
-                stdin=stdin,
-                timeout=timeout,
-                output_limit=settings.VIBEBOX_EXEC_OUTPUT_LIMIT,
-                on_output=on_output,
-                control=control,
-            ),
-        )
+        result = get_driver().exec(sandbox.container_name, request)
     except errors.ApplicationError as exc:
-        Execution.objects.filter(pk=execution.pk).update(
-            status=Execution.Status.ERROR, stderr=exc.message[:1000], finished_at=timezone.now()
-        )
+        failed(execution, exc)
         raise
     return execution, result
 
 
-def _finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: bytes, return_value) -> Outcome:
+def status_of(result: ExecResult) -> str:
     if result.timed_out:
-        status = Execution.Status.TIMEOUT
-    elif result.exit_code == 0:
-        status = Execution.Status.COMPLETED
-    else:
-        status = Execution.Status.FAILED
+        return Execution.Status.TIMEOUT
+    return Execution.Status.COMPLETED if result.exit_code == 0 else Execution.Status.FAILED
+
+
+def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: bytes, return_value=None) -> Outcome:
+    """Records the command's end, once: a background process's end may be seen by the web
+    process that follows it and by the reconcile pass; the first one records it."""
+    status = status_of(result)
     secrets = envvars.secret_values(sandbox)
     stored = settings.VIBEBOX_EXEC_STORED_OUTPUT
     stdout_text, stderr_text = _decode(stdout), _decode(result.stderr)
@@ -149,7 +161,13 @@ def _finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: 
     execution.oom_killed = result.oom_killed
     execution.return_value = return_value
     execution.finished_at = timezone.now()
-    execution.save()
+    fields = ("status", "exit_code", "duration_ms", "stdout", "stderr", "stdout_bytes", "stderr_bytes")
+    fields += ("truncated", "oom_killed", "return_value", "finished_at")
+    recorded = Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
+        **{name: getattr(execution, name) for name in fields}
+    )
+    if not recorded:
+        return Outcome(execution, result, stdout_text, stderr_text, return_value)
     events.publish(
         sandbox=sandbox,
         type="exec.finished",
@@ -173,6 +191,21 @@ def outcome_summary(outcome: Outcome) -> dict:
     }
 
 
+def command_argv(command: str | list[str]) -> tuple[tuple[str, ...], str]:
+    """(argv, preview) of a shell command line (bash -lc, or sh -c) or of an argv list."""
+    if isinstance(command, str):
+        if not command.strip():
+            raise errors.ValidationFailed("command is empty.")
+        argv, preview = ("sh", "-c", SHELL, "sh", command), command
+    else:
+        if not command or not all(isinstance(part, str) for part in command):
+            raise errors.ValidationFailed("command is a string or a non-empty list of strings.")
+        argv, preview = tuple(command), json.dumps(command)
+    if any("\0" in part for part in argv):
+        raise errors.ValidationFailed("command has a NUL byte.")
+    return argv, preview
+
+
 def sandbox_exec(
     *,
     sandbox: Sandbox,
@@ -186,21 +219,10 @@ def sandbox_exec(
     api_key=None,
     on_output=None,
     control=None,
-    execution_id: str | None = None,
-    background: bool = False,
 ) -> Outcome:
     """Runs a shell command line (bash -lc, or sh -c) or an argv list. With `control`, stdin stays
     open for interactive input and signals (the WebSocket exec)."""
-    if isinstance(command, str):
-        if not command.strip():
-            raise errors.ValidationFailed("command is empty.")
-        argv, preview = ("sh", "-c", SHELL, "sh", command), command
-    else:
-        if not command or not all(isinstance(part, str) for part in command):
-            raise errors.ValidationFailed("command is a string or a non-empty list of strings.")
-        argv, preview = tuple(command), json.dumps(command)
-    if any("\0" in part for part in argv):
-        raise errors.ValidationFailed("command has a NUL byte.")
+    argv, preview = command_argv(command)
     data = stdin.encode() if stdin is not None else None
     if data is not None and len(data) > settings.VIBEBOX_EXEC_STDIN_LIMIT:
         raise errors.RequestTooLarge("stdin is too large.")
@@ -211,8 +233,6 @@ def sandbox_exec(
         kind=Execution.Kind.EXEC,
         argv=argv,
         record={
-            "id": execution_id or new_execution_id(),
-            "background": background,
             "command": envvars.redact(preview[:COMMAND_PREVIEW], secrets),
         },
         stdin=data,
@@ -224,7 +244,7 @@ def sandbox_exec(
         on_output=on_output,
         control=control,
     )
-    return _finish(execution, result, sandbox, result.stdout, None)
+    return finish(execution, result, sandbox, result.stdout)
 
 
 def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
@@ -318,4 +338,4 @@ def sandbox_execute(
             return_value = bounded.loads(value_text, max_bytes=settings.VIBEBOX_EXEC_OUTPUT_LIMIT)
         except ValueError:
             return_value = value_text
-    return _finish(execution, result, sandbox, stdout, return_value)
+    return finish(execution, result, sandbox, stdout, return_value)

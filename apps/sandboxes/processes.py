@@ -1,17 +1,26 @@
 """Background commands: started by `POST …/exec` with `background: true`, they outlive the
-request and any WebSocket; clients reattach to their output (kept from the start, up to
-VIBEBOX_PROCESS_BUFFER bytes) and exit.
+request and any WebSocket; clients reattach to their output (kept from the start, up to a
+buffer's size) and exit.
 
-The registry lives in the web process (one uvicorn process serves VibeBox); the Execution row
-is the durable record. A command still runs in the sandbox if the server restarts, but its
-output stream is lost and reconciliation marks the execution `error`.
+They live in the sandbox's sandboxd (its /process/* endpoints, docs/sandboxd.md), output
+included: any web process lists, attaches to and kills any of them, and a restart of the web
+server loses nothing. The Execution row is the durable record and the list of what runs: the web
+process that started a process follows it (a thread) and records its end; when that web process
+died first, the reconcile pass records it from sandboxd (`record_ended`).
 
-A finished process stays in the registry for VIBEBOX_PROCESS_KEEP, then is forgotten (swept on
-the next registry access); asking for it afterwards answers from its Execution row (its stored
-output and exit), not a 404. Running processes count against the owner's
-VIBEBOX_MAX_PROCESSES_PER_OWNER (apps/sandboxes/limits.py): one more is 429 too_many_streams.
+A sandbox without sandboxd (VIBEBOX_SANDBOXD=false, or made before it) runs the command as a
+Docker exec followed by a thread of the web process that started it, with its output in that
+process's memory (`Process`, VIBEBOX_PROCESS_BUFFER bytes): only that web process can attach, and
+the process's output stream dies with it.
+
+A finished process answers from its Execution row (its stored output and exit). Running
+processes count against the owner's VIBEBOX_MAX_PROCESSES_PER_OWNER (apps/sandboxes/limits.py):
+one more is 429 too_many_streams.
 """
 
+import dataclasses
+import datetime as dt
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,14 +30,52 @@ from django.db import close_old_connections
 
 from vibebox import exceptions as errors
 
-from . import limits
-from .execution import outcome_summary, require_running, sandbox_exec
-from .models import Execution, Sandbox, new_execution_id
+from . import envvars, limits
+from .execution import (
+    COMMAND_PREVIEW,
+    command_argv,
+    failed,
+    finish,
+    outcome_summary,
+    prepare,
+    require_running,
+    status_of,
+)
+from .models import Execution, Sandbox, Status
+from .runtime import ExecRequest, ExecResult, get_driver
 from .runtime.base import ExecControl
+
+logger = logging.getLogger(__name__)
+
+SLACK = 60  # seconds an attach may outlast the longest command
+START_GRACE = 30  # seconds a process's row may be running before sandboxd has the process
+
+
+def _attach_timeout() -> float:
+    return settings.VIBEBOX_EXEC_MAX_TIMEOUT + SLACK
+
+
+def _exit(execution_id: str, result: ExecResult) -> dict:
+    """The `exit` message of a process, from sandboxd's account of its end."""
+    return {
+        "type": "exit",
+        "executionId": execution_id,
+        "exitCode": result.exit_code,
+        "duration": result.duration_ms,
+        "status": status_of(result),
+        "truncated": result.truncated,
+        "oomKilled": result.oom_killed,
+    }
+
+
+def _error_exit(exc: errors.ApplicationError) -> dict:
+    return {"type": "exit", "status": "error", "error": {"code": exc.code, "message": exc.message}}
 
 
 @dataclass
 class Process:
+    """A process run by this web process (a sandbox without sandboxd), its output kept here."""
+
     id: str
     sandbox_id: str
     command: str
@@ -74,14 +121,17 @@ class Process:
             if listener in self.listeners:
                 self.listeners.remove(listener)
 
+    def signal(self, signal: str) -> None:
+        if self.exit is None:
+            self.control.signal(signal)
+
     def summary(self) -> dict:
         return {"processId": self.id, "command": self.command, "running": self.exit is None, "exit": self.exit}
 
     @classmethod
     def from_execution(cls, execution: Execution) -> "Process":
-        """A finished process rebuilt from its record, once it has left the registry: its stored
-        output (the first VIBEBOX_EXEC_STORED_OUTPUT of stdout, then of stderr, secrets masked)
-        and its exit."""
+        """A finished process rebuilt from its record: its stored output (the first
+        VIBEBOX_EXEC_STORED_OUTPUT of stdout, then of stderr, secrets masked) and its exit."""
         chunks = [(name, text.encode()) for name, text in (("stdout", execution.stdout), ("stderr", execution.stderr))]
         process = cls(
             id=execution.id,
@@ -102,7 +152,61 @@ class Process:
         return process
 
 
-_registry: dict[str, Process] = {}
+@dataclass
+class DaemonProcess:
+    """A running process kept by the sandbox's sandboxd: each attach is a stream of sandboxd's,
+    from the start of what it keeps."""
+
+    id: str
+    sandbox: Sandbox
+    command: str
+    attaches: dict = field(default_factory=dict)  # listener -> the Event that detaches it
+
+    def attach(self, listener) -> tuple[list, int, dict | None]:
+        """Nothing at once: the kept output, `("lost", n)` when some is no longer kept, live
+        output and the exit all go to `listener`, from a thread of the attach."""
+        stop = threading.Event()
+        self.attaches[listener] = stop
+
+        def follow():
+            request = ExecRequest(
+                argv=(),
+                exec_id=self.id,
+                timeout=_attach_timeout(),
+                output_limit=0,  # nothing kept here: it all goes to the listener
+                on_output=lambda stream, data: listener(("output", stream, data)),
+            )
+            try:
+                result = get_driver().process_attach(
+                    self.sandbox.container_name,
+                    self.id,
+                    request=request,
+                    stop=stop,
+                    on_lost=lambda count: listener(("lost", count)),
+                )
+            except errors.ApplicationError as exc:
+                if not stop.is_set():
+                    listener(("exit", _error_exit(exc)))
+                return
+            listener(("exit", _exit(self.id, result)))
+
+        threading.Thread(target=follow, daemon=True, name=f"attach-{self.id}").start()
+        return [], 0, None
+
+    def detach(self, listener) -> None:
+        stop = self.attaches.pop(listener, None)
+        if stop is not None:
+            stop.set()
+
+    def signal(self, signal: str) -> None:
+        require_running(self.sandbox)  # a frozen sandboxd would not answer
+        get_driver().process_kill(self.sandbox.container_name, self.id, signal)
+
+    def summary(self) -> dict:
+        return {"processId": self.id, "command": self.command, "running": True, "exit": None}
+
+
+_registry: dict[str, Process] = {}  # this web process's own (sandboxes without sandboxd)
 _lock = threading.Lock()
 
 
@@ -113,68 +217,150 @@ def _sweep() -> None:
         del _registry[process_id]
 
 
-def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None) -> Process:
+def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None):
+    argv, preview = command_argv(command)
     require_running(sandbox)
     slot = limits.acquire(limits.PROCESSES, sandbox.owner_id)  # or 429 too_many_streams
-    process = Process(id=new_execution_id(), sandbox_id=sandbox.id, command=str(command)[:200])
+    try:
+        execution, request = prepare(
+            sandbox=sandbox,
+            kind=Execution.Kind.EXEC,
+            argv=argv,
+            record={
+                "background": True,
+                "command": envvars.redact(preview[:COMMAND_PREVIEW], envvars.secret_values(sandbox)),
+            },
+            stdin=None,
+            env=env,
+            cwd=cwd,
+            user=user,
+            timeout=timeout if timeout is not None else 0,  # background: up to the maximum
+            api_key=api_key,
+        )
+        try:
+            in_daemon = get_driver().process_start(sandbox.container_name, request)
+        except errors.ApplicationError as exc:
+            failed(execution, exc)
+            raise
+        if in_daemon:
+            _thread(f"follow-{execution.id}", _follow, sandbox, execution, slot)
+            return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
+        return _start_here(sandbox, execution, request, slot)
+    except BaseException:
+        slot.release()
+        raise
+
+
+def _thread(name: str, target, *args) -> None:
+    threading.Thread(target=target, args=args, daemon=True, name=name).start()
+
+
+def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
+    """Waits for the end of a process in sandboxd and records it (the stored start of its output)."""
+    request = ExecRequest(
+        argv=(), exec_id=execution.id, timeout=_attach_timeout(), output_limit=settings.VIBEBOX_EXEC_STORED_OUTPUT
+    )
+    try:
+        result = get_driver().process_attach(sandbox.container_name, execution.id, request=request)
+        finish(execution, result, sandbox, result.stdout)
+    except errors.ApplicationError as exc:
+        # The sandbox stopped, or sandboxd went away: the reconcile pass settles the record.
+        logger.info("lost sight of process %s: %s", execution.id, exc.message)
+    finally:
+        slot.release()
+        close_old_connections()
+
+
+def _start_here(sandbox: Sandbox, execution: Execution, request: ExecRequest, slot) -> Process:
+    process = Process(id=execution.id, sandbox_id=sandbox.id, command=execution.command[:200])
     with _lock:
         _sweep()
         _registry[process.id] = process
 
     def run():
         try:
-            outcome = sandbox_exec(
-                sandbox=sandbox,
-                command=command,
-                cwd=cwd,
-                env=env,
-                user=user,
-                timeout=timeout if timeout is not None else 0,  # background: up to the maximum
-                api_key=api_key,
-                on_output=process.feed,
-                control=process.control,
-                execution_id=process.id,
-                background=True,
-            )
-            process.finish(outcome_summary(outcome))
+            here = dataclasses.replace(request, on_output=process.feed, control=process.control)
+            try:
+                result = get_driver().exec(sandbox.container_name, here)
+            except errors.ApplicationError as exc:
+                failed(execution, exc)
+                raise
+            process.finish(outcome_summary(finish(execution, result, sandbox, result.stdout)))
         except errors.ApplicationError as exc:
-            process.finish({"type": "exit", "status": "error", "error": {"code": exc.code, "message": exc.message}})
+            process.finish(_error_exit(exc))
         finally:
             slot.release()
             process.control.close()
             close_old_connections()
 
     try:
-        threading.Thread(target=run, daemon=True, name=f"process-{process.id}").start()
+        _thread(f"process-{process.id}", run)
     except BaseException:
-        slot.release()
         with _lock:
             _registry.pop(process.id, None)
         raise
     return process
 
 
-def process_list(*, sandbox: Sandbox) -> list[Process]:
+def _running(sandbox: Sandbox):
+    return Execution.objects.filter(sandbox=sandbox, background=True, status=Execution.Status.RUNNING)
+
+
+def _of(sandbox: Sandbox, execution: Execution):
     with _lock:
         _sweep()
-        return [p for p in _registry.values() if p.sandbox_id == sandbox.id and p.exit is None]
+        here = _registry.get(execution.id)
+    if here is not None:
+        return here
+    return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
 
 
-def process_get(*, sandbox: Sandbox, id: str) -> Process:
+def process_list(*, sandbox: Sandbox) -> list:
+    """The running ones, oldest first: their records say so until their end is recorded."""
+    return [_of(sandbox, execution) for execution in _running(sandbox).order_by("started_at")]
+
+
+def process_get(*, sandbox: Sandbox, id: str):
+    execution = Execution.objects.filter(pk=id, sandbox=sandbox, background=True).first()
+    if execution is None:
+        raise errors.ExecutionNotFound("No such process.", details={"processId": id})
+    if execution.status == Execution.Status.RUNNING:
+        return _of(sandbox, execution)
     with _lock:
-        _sweep()
-        process = _registry.get(id)
-    if process is not None and process.sandbox_id == sandbox.id:
-        return process
-    if process is None:  # forgotten after VIBEBOX_PROCESS_KEEP: its record still answers
-        execution = Execution.objects.filter(pk=id, sandbox=sandbox, background=True).first()
-        if execution is not None and execution.status != Execution.Status.RUNNING:
-            return Process.from_execution(execution)
-    raise errors.ExecutionNotFound("No such process.", details={"processId": id})
+        here = _registry.get(id)
+    return here if here is not None else Process.from_execution(execution)
 
 
-def process_kill(*, sandbox: Sandbox, id: str, signal: str = "KILL") -> Process:
+def process_kill(*, sandbox: Sandbox, id: str, signal: str = "KILL"):
     process = process_get(sandbox=sandbox, id=id)
-    if process.exit is None:
-        process.control.signal(signal)
+    process.signal(signal)
     return process
+
+
+def record_ended(sandbox: Sandbox, *, now) -> int:
+    """For the reconcile pass: records the end of the sandbox's background processes in sandboxd
+    whose web process did not (it died, or lost sight of them), and errors those sandboxd no
+    longer knows (the sandbox restarted). Only processes started START_GRACE before `now` (a
+    process being started has its row before sandboxd has it). Answers how many it recorded."""
+    horizon = now - dt.timedelta(seconds=START_GRACE)
+    running = {e.id: e for e in _running(sandbox).filter(started_at__lt=horizon)}
+    if not running or sandbox.status != Status.RUNNING:
+        return 0
+    listed = get_driver().process_list(sandbox.container_name)
+    if listed is None:
+        return 0  # no sandboxd: its processes are its web process's (or gone with it)
+    known = {info.exec_id: info for info in listed}
+    recorded = 0
+    for execution_id, execution in running.items():
+        info = known.get(execution_id)
+        if info is None:
+            failed(execution, errors.RuntimeFailure("The sandbox restarted while this ran."))
+            recorded += 1
+        elif not info.running:
+            request = ExecRequest(
+                argv=(), exec_id=execution_id, timeout=60, output_limit=settings.VIBEBOX_EXEC_STORED_OUTPUT
+            )
+            result = get_driver().process_attach(sandbox.container_name, execution_id, request=request)
+            finish(execution, result, sandbox, result.stdout)
+            recorded += 1
+    return recorded

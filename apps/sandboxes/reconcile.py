@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import idle, signals, snapshots, states
+from . import idle, processes, signals, snapshots, states
 from .lifecycle import sandbox_pause
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
@@ -50,6 +50,7 @@ class Report:
     exited: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     executions_abandoned: int = 0
+    processes_recorded: int = 0  # background processes whose end their web process did not record
     more: dict[str, int] = field(default_factory=dict)  # counts from other apps' receivers (signals.reconcile_pass)
     strays_ended: list[str] = field(default_factory=list)
     key_revoked: list[str] = field(default_factory=list)
@@ -205,8 +206,13 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 sandbox_pause(sandbox=sandbox)
                 report.auto_paused.append(sandbox.id)
     _remove_lost_snapshot_images(now, report)
-    if startup:
-        _kill_strays([s for s in live.values() if s.status == Status.RUNNING and s.id in containers], report)
+    running = [s for s in live.values() if s.status == Status.RUNNING and s.id in containers]
+    if startup:  # sandboxd's own processes outlive the server: only the others are strays
+        _kill_strays([s for s in running if not containers[s.id].has_daemon], report)
+    for sandbox in running:
+        if containers[sandbox.id].has_daemon:
+            with _step(report, sandbox.id, "record ended background processes of"):
+                report.processes_recorded += processes.record_ended(sandbox, now=now)
     # An execution still `running` past the longest possible timeout lost its server (a restart).
     abandoned = now - dt.timedelta(seconds=settings.VIBEBOX_EXEC_MAX_TIMEOUT + settings.VIBEBOX_STUCK_AFTER)
     report.executions_abandoned = Execution.objects.filter(

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from apps.sandboxes import limits, processes
+from apps.sandboxes.models import Execution
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
 from tests.ws import Communicator
@@ -57,14 +58,53 @@ def sandbox_id(create_sandbox):
 
 
 def start(client, sandbox_id, command, expect=202):
+    """The answer's body; with `expect=None`, its status."""
     response = client.post(
         f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": command, "background": True}, format="json"
     )
+    if expect is None:
+        return response.status_code
     assert response.status_code == expect, response.content
     return response.json()
 
 
-def test_finished_process_is_forgotten_and_answered_from_its_record(api_client, api_key, sandbox_id, settings):
+def attach_until_exit(sandbox_id: str, process_id: str, secret: str) -> list[dict]:
+    async def attach():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/processes/{process_id}", secret)
+        assert (await comm.connect(timeout=30))[0]
+        messages = await receive_until(comm, lambda m: m.get("type") == "exit")
+        await comm.disconnect()
+        return messages
+
+    return async_to_sync(attach)()
+
+
+def recorded(process_id: str) -> bool:
+    return Execution.objects.get(pk=process_id).status != Execution.Status.RUNNING
+
+
+def test_a_finished_process_answers_from_sandboxd_and_its_record(api_client, api_key, sandbox_id):
+    process_id = start(api_client, sandbox_id, "echo kept-out; echo kept-err >&2; exit 3")["processId"]
+    assert wait_for(lambda: recorded(process_id))  # the web process that started it records its end
+    row = Execution.objects.get(pk=process_id)
+    assert (row.exit_code, row.status, row.stdout, row.stderr) == (3, "failed", "kept-out\n", "kept-err\n")
+    messages = attach_until_exit(sandbox_id, process_id, api_key[1])
+    assert {"type": "stdout", "data": "kept-out\n"} in messages
+    assert {"type": "stderr", "data": "kept-err\n"} in messages
+    assert messages[-1]["exitCode"] == 3 and messages[-1]["status"] == "failed"
+    killed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{process_id}/kill")
+    assert killed.status_code == 200, killed.content
+    assert killed.json()["running"] is False and killed.json()["exit"]["exitCode"] == 3
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill").status_code == 404
+
+
+def test_without_sandboxd_a_finished_process_is_forgotten_and_answered_from_its_record(
+    api_client, api_key, create_sandbox, settings
+):
+    """Without sandboxd the web process that started a process keeps it, VIBEBOX_PROCESS_KEEP
+    after its end; then its record answers."""
+    settings.VIBEBOX_SANDBOXD = False
+    sandbox_id = create_sandbox(template="python-3")["id"]
     settings.VIBEBOX_PROCESS_KEEP = 0.5
     process_id = start(api_client, sandbox_id, "echo kept-out; echo kept-err >&2; exit 3")["processId"]
     assert wait_for(lambda: processes._registry[process_id].exit is not None)
@@ -74,15 +114,7 @@ def test_finished_process_is_forgotten_and_answered_from_its_record(api_client, 
     )
     start(api_client, sandbox_id, "true")  # any use of the registry sweeps it
     assert process_id not in processes._registry
-
-    async def attach():
-        comm = communicator(f"/ws/sandboxes/{sandbox_id}/processes/{process_id}", api_key[1])
-        assert (await comm.connect(timeout=30))[0]
-        messages = await receive_until(comm, lambda m: m.get("type") == "exit")
-        await comm.disconnect()
-        return messages
-
-    messages = async_to_sync(attach)()
+    messages = attach_until_exit(sandbox_id, process_id, api_key[1])
     assert {"type": "stdout", "data": "kept-out\n"} in messages
     assert {"type": "stderr", "data": "kept-err\n"} in messages
     assert messages[-1]["exitCode"] == 3 and messages[-1]["status"] == "failed"
@@ -108,8 +140,8 @@ def test_background_processes_are_capped_per_owner(api_client, outsider, client_
     start(outsider_client, theirs, "true")
     # a process that ends gives its slot back
     api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{first}/kill")
-    assert wait_for(lambda: processes._registry[first].exit is not None)
-    start(api_client, sandbox_id, "sleep 300")
+    assert wait_for(lambda: recorded(first))
+    assert wait_for(lambda: start(api_client, sandbox_id, "sleep 300", expect=None) != 429)
     assert start(api_client, sandbox_id, "sleep 300", expect=429)["error"]["details"]["current"] == 2
 
 

@@ -15,7 +15,7 @@ class ProcessConsumer(BaseConsumer):
     (as much as is kept), then live, then {type: "exit", ...}. Leaving does not stop the command."""
 
     required_scopes = [EXECUTE]
-    process: processes.Process | None = None
+    process: processes.Process | processes.DaemonProcess | None = None
     pump: asyncio.Future | None = None
 
     async def setup(self):
@@ -25,7 +25,7 @@ class ProcessConsumer(BaseConsumer):
         process_id = self.scope["url_route"]["kwargs"]["process_id"]
         self.process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=process_id)
 
-    def _listener(self, item):  # called from the process's thread: never block it
+    def _listener(self, item):  # called from the process's (or the attach's) thread: never block it
         def put():
             try:
                 self.queue.put_nowait(item)
@@ -52,6 +52,8 @@ class ProcessConsumer(BaseConsumer):
             item = await self.queue.get()
             if item[0] == "output":
                 await self.send_json({"type": item[1], "data": item[2].decode("utf-8", errors="replace")})
+            elif item[0] == "lost":  # sandboxd no longer keeps the start
+                await self.send_json({"type": "truncated", "droppedBytes": item[1]})
             elif item[0] == "exit":
                 await self._exit(item[1])
                 return

@@ -15,6 +15,8 @@ from typing import Protocol
 # Where every sandbox mounts sandboxd's volume (read-only), and its binary there.
 DAEMON_MOUNT = "/opt/vibebox"
 DAEMON_BINARY = f"{DAEMON_MOUNT}/sandboxd"
+# The label of a container whose PID 1 is sandboxd: the user it runs commands as.
+DAEMON_USER_LABEL = "vibebox.user"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class ContainerInfo:
     exit_code: int | None = None
     oom_killed: bool = False
     started_at: str | None = None
+
+    @property
+    def has_daemon(self) -> bool:
+        """sandboxd is its PID 1: it owns the container's background processes (they outlive a
+        restart of the server, and no reaper of the server's may end them)."""
+        return DAEMON_USER_LABEL in self.labels
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,19 @@ class ExecRequest:
 
 
 @dataclass(frozen=True)
+class ProcessInfo:
+    """A background process as sandboxd keeps it (fields checked: they come from the sandbox)."""
+
+    exec_id: str
+    running: bool
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    stdout_bytes: int
+    stderr_bytes: int
+
+
+@dataclass(frozen=True)
 class ExecResult:
     exit_code: int | None
     stdout: bytes
@@ -243,6 +264,24 @@ class RuntimeDriver(Protocol):
         - It raises RuntimeUnavailable / RuntimeFailure only when the sandbox cannot be reached.
         """
         ...
+
+    # Background processes kept by the container's sandboxd (docs/sandboxd.md): output in its
+    # ring buffer, any server process may list, attach and signal them. process_start answers
+    # False (and process_list None) for a container without sandboxd: the caller runs the command
+    # itself.
+    def process_start(self, name: str, request: ExecRequest) -> bool: ...
+    def process_list(self, name: str) -> "list[ProcessInfo] | None": ...
+    def process_attach(
+        self,
+        name: str,
+        exec_id: str,
+        *,
+        request: ExecRequest,  # its on_output gets the output; its timeout bounds the attach
+        start: str | int = "start",
+        stop: threading.Event | None = None,  # set: detach (the process runs on)
+        on_lost: Callable[[int], None] | None = None,  # bytes no longer kept, from where it started
+    ) -> ExecResult: ...
+    def process_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool: ...  # False: unknown
 
     # An interactive PTY session (see docker_tty.open_tty for the options and the handle).
     def open_tty(self, name: str, **options): ...

@@ -33,6 +33,7 @@ from .base import (
     ExecResult,
     ImageInfo,
     PathStat,
+    ProcessInfo,
 )
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,35 @@ def _stats(first: dict, second: dict) -> ContainerStats:
         memory_limit=int(memory.get("limit") or 0),
         pids=int(pids.get("current") or 0),
         pids_limit=int(limit) if limit and limit < 2**62 else None,
+    )
+
+
+def _process_info(entry: dict) -> ProcessInfo:
+    """One entry of sandboxd's process list, its fields checked (they come from the sandbox)."""
+
+    def flag(key: str) -> bool:
+        if type(entry[key]) is not bool:
+            raise ValueError(f"{key} is not a boolean")
+        return entry[key]
+
+    def count(key: str) -> int:
+        if type(entry[key]) is not int or not 0 <= entry[key] < 1 << 62:
+            raise ValueError(f"{key} is not a count")
+        return entry[key]
+
+    exec_id, exit_code = entry["exec_id"], entry["exit_code"]
+    if not isinstance(exec_id, str) or len(exec_id) > 128:
+        raise ValueError("exec_id is not an id")
+    if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
+        raise ValueError("exit_code is not an exit code")
+    return ProcessInfo(
+        exec_id=exec_id,
+        running=flag("running"),
+        exit_code=exit_code,
+        timed_out=flag("timed_out"),
+        oom_killed=flag("oom_killed"),
+        stdout_bytes=count("stdout_bytes"),
+        stderr_bytes=count("stderr_bytes"),
     )
 
 
@@ -506,15 +536,15 @@ class DockerDriver:
             self._daemons[name] = address
         return address
 
-    def _exec_by_daemon(self, name: str, request: ExecRequest) -> ExecResult | None:
-        """The command through the container's sandboxd (a stream when it streams); None to use
-        Docker's exec instead (no sandboxd, or it refused before anything ran)."""
+    def _call_daemon(self, name: str, call):
+        """`call(address)` against the container's sandboxd; None when it has none, or when it
+        refused before anything happened (its address is looked up again next time: restarted,
+        not up yet, another container's). What it answers badly is a RuntimeFailure."""
         address = self._daemon(name)
         if address is None:
             return None
-        call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
         try:
-            result = call(address, self._secret, name, request)
+            result = call(address)
         except bounded.HostileOutput as exc:
             self._daemons.pop(name, None)
             logger.warning("sandboxd of %s answered badly (%s): %s", name, exc.reason, exc)
@@ -527,8 +557,67 @@ class DockerDriver:
                 f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
             ) from None
         if result is None:
-            self._daemons.pop(name, None)  # look again next time (restarted, not up yet, another container's)
+            self._daemons.pop(name, None)
         return result
+
+    def _exec_by_daemon(self, name: str, request: ExecRequest) -> ExecResult | None:
+        """The command through the container's sandboxd (a stream when it streams); None to use
+        Docker's exec instead (no sandboxd, or it refused before anything ran)."""
+        call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
+        return self._call_daemon(name, lambda address: call(address, self._secret, name, request))
+
+    # ---- background processes (sandboxd's) ----
+
+    def process_start(self, name: str, request: ExecRequest) -> bool:
+        def start(address):
+            try:
+                return sandboxd_client.process_start(address, self._secret, name, request)
+            except sandboxd_client.ProcessRefused as exc:
+                if exc.status == 429:
+                    raise errors.TooManyStreams(
+                        "The sandbox runs as many background processes as it may.", details={"limit": "sandbox"}
+                    ) from None
+                raise errors.RuntimeFailure(
+                    f"sandboxd did not start the process: {exc}"[:300], details={"reason": "process_not_started"}
+                ) from None
+
+        with self._engine():
+            return self._call_daemon(name, start) is not None
+
+    def process_list(self, name: str) -> list[ProcessInfo] | None:
+        with self._engine():
+            listed = self._call_daemon(name, lambda address: sandboxd_client.process_list(address, self._secret, name))
+        if listed is None:
+            return None
+        try:
+            return [_process_info(entry) for entry in listed]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.RuntimeFailure(
+                f"sandboxd's process list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
+            ) from None
+
+    def process_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> ExecResult:
+        def attach(address):
+            return sandboxd_client.process_attach(
+                address, self._secret, name, exec_id, start=start, request=request, stop=stop, on_lost=on_lost
+            )
+
+        try:
+            with self._engine():
+                attached = self._call_daemon(name, attach)
+        except sandboxd_client.ProcessRefused as exc:
+            raise errors.ExecutionNotFound("No such process.", details={"processId": exec_id}) from exc
+        if attached is None:
+            raise errors.RuntimeFailure("The sandbox's sandboxd is not there.", details={"reason": "agent_failed"})
+        return attached[0]
+
+    def process_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool:
+        with self._engine():
+            return bool(
+                self._call_daemon(
+                    name, lambda address: sandboxd_client.process_kill(address, self._secret, name, exec_id, signal)
+                )
+            )
 
     def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
         """Signals a running command; KILL ends every process it started (the contract is in

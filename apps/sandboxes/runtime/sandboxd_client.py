@@ -20,6 +20,7 @@ the answer), and every field is validated. A failure once the command was sent i
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ import threading
 import time
 
 from . import bounded
-from .base import ExecRequest, ExecResult
+from .base import DAEMON_USER_LABEL, ExecRequest, ExecResult
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ DIRECTORY = "/run/vibebox"  # the per-container files (token, container name), r
 # (KILL), write files as that user (CHOWN, DAC_OVERRIDE, FOWNER). Processes it starts as a
 # non-root user have none of them (the kernel clears them on the change of user).
 CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
-USER_LABEL = "vibebox.user"  # the user sandboxd runs commands as (the container itself runs as root)
+USER_LABEL = DAEMON_USER_LABEL  # the user sandboxd runs commands as (the container itself runs as root)
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
 CONNECT_TIMEOUT = 1.0  # a sandboxd that does not accept at once is not there: use Docker's exec
 HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
@@ -318,11 +319,17 @@ class _Output:
     """What a stream printed: kept up to the request's limit per stream, counted beyond, and
     handed to the request's callback as it comes."""
 
-    def __init__(self, request: ExecRequest):
+    def __init__(self, request: ExecRequest, on_lost=None):
         self.request = request
         self.kept = {"stdout": bytearray(), "stderr": bytearray()}
         self.total = {"stdout": 0, "stderr": 0}
         self.lost = 0  # bytes an attach missed (the buffer had dropped them)
+        self.on_lost = on_lost
+
+    def missed(self, count: int) -> None:
+        self.lost += count
+        if self.on_lost is not None:
+            self.on_lost(count)
 
     def add(self, stream: str, data: bytes) -> None:
         self.total[stream] += len(data)
@@ -371,8 +378,8 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
 
 def _open(address: str, secret: str, container: str, kind: str, body: dict, exec_id: str, deadline: float):
     """A stream of sandboxd's (`stream`, `process/attach`): (session, its socket, the answer) once
-    the answer proved itself sandboxd's; None when sandboxd is not there or refused (nothing ran,
-    nothing attached). The caller closes both."""
+    the answer proved itself sandboxd's; None when sandboxd is not there; ProcessRefused when it
+    refused (nothing ran, nothing attached). The caller closes both."""
     session = _Session(address, secret, container)
     raw = None
     try:
@@ -380,10 +387,10 @@ def _open(address: str, secret: str, container: str, kind: str, body: dict, exec
         budget = bounded.Budget(limit=UNLIMITED, deadline=deadline, what="sandboxd's stream")
         raw = session.connection.sock.hold()
         response = session.post(kind, json.dumps(body).encode(), budget)
-        if response.status != 200:
+        if response.status != 200:  # refused: nothing ran, nothing attached
             session.close()
             raw.close()
-            return None
+            raise ProcessRefused(response.status, "")
         if response.getheader("Content-Type") != STREAM_TYPE:
             raise bounded.Malformed("sandboxd's answer is not a stream")
         session.verify(response, exec_id, "stream")
@@ -406,7 +413,7 @@ def _pump(response, output: _Output) -> dict:
         if kind in (b"o", b"e"):
             output.add("stdout" if kind == b"o" else "stderr", payload)
         elif kind == b"l":
-            output.lost += _count(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), "lost")
+            output.missed(_count(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), "lost"))
         elif kind == b"x":
             answer = bounded.loads(payload, max_bytes=MAX_EXIT_FRAME)
             if not isinstance(answer, dict):
@@ -441,7 +448,10 @@ def stream(address: str, secret: str, container: str, request: ExecRequest) -> E
         "timeout": request.timeout,
         "stdin": request.stdin is not None or request.control is not None,
     }
-    opened = _open(address, secret, container, "stream", body, request.exec_id, started + request.timeout + SLACK)
+    try:
+        opened = _open(address, secret, container, "stream", body, request.exec_id, started + request.timeout + SLACK)
+    except ProcessRefused:
+        return None
     if opened is None:
         return None
     session, raw, response = opened
@@ -517,6 +527,20 @@ def process_list(address: str, secret: str, container: str) -> list[dict] | None
     return processes
 
 
+def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
+    """Signals a background process (KILL: the kill contract with the sweep): True when sandboxd
+    knows it, False when it does not (404); None when sandboxd is not there."""
+    answer = _json_call(address, secret, container, "process/kill", {"exec_id": exec_id, "signal": signal})
+    if answer is None:
+        return None
+    status, data = answer
+    if status == 404:
+        return False
+    if status != 200 or not isinstance(data, dict) or data.get("exec_id") != exec_id:
+        raise bounded.Malformed("sandboxd's answer to a process kill is malformed")
+    return True
+
+
 class ProcessRefused(Exception):
     """sandboxd refused a process request: `status` 404 (unknown), 409 (taken), 422, 429."""
 
@@ -526,11 +550,22 @@ class ProcessRefused(Exception):
 
 
 def process_attach(
-    address: str, secret: str, container: str, exec_id: str, *, start="start", request: ExecRequest
+    address: str,
+    secret: str,
+    container: str,
+    exec_id: str,
+    *,
+    start="start",
+    request: ExecRequest,
+    stop: threading.Event | None = None,
+    on_lost=None,
 ) -> tuple[ExecResult, int] | None:
     """Follows a background process from `start` ("start", "end" or an offset) until it ends:
     output to `request.on_output`, signals from `request.control`; answers its result and the
-    offset the attach started from. Closing early (an exception from the callback) only detaches."""
+    offset the attach started from (None: sandboxd is not there; ProcessRefused 404: it does
+    not know the process). `on_lost(n)` hears of output no longer kept. Leaving early
+    (`stop` set, or an exception from the callback) only detaches: `stop` ends the attach with
+    OSError. The result's duration is the process's own, from its start."""
     started = time.monotonic()
     body = {"exec_id": exec_id, "from": start}
     opened = _open(address, secret, container, "process/attach", body, exec_id, started + request.timeout + SLACK)
@@ -544,10 +579,12 @@ def process_attach(
         raw.close()
         raise bounded.Malformed("sandboxd's attach has no offset") from None
     done = threading.Event()
+    if stop is not None:
+        threading.Thread(target=_cut_when, args=(stop, done, raw), daemon=True).start()
     try:
         control_only = dataclasses.replace(request, stdin=None)
         threading.Thread(target=_feed, args=(_sender(raw), control_only, done), daemon=True).start()
-        output = _Output(request)
+        output = _Output(request, on_lost)
         answer = _pump(response, output)
         if answer.get("exec_id") != exec_id:
             raise bounded.Malformed("the exit frame is for another process", reason="identity")
@@ -563,13 +600,23 @@ def process_attach(
             truncated=output.lost > 0 or any(output.total[s] > len(output.kept[s]) for s in output.kept),
             timed_out=_flag(answer, "timed_out"),
             oom_killed=_flag(answer, "oom_killed"),
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=_count(answer, "duration_ms"),
         )
         return result, offset
     finally:
         done.set()
         session.close()
         raw.close()
+
+
+def _cut_when(stop: threading.Event, done: threading.Event, raw) -> None:
+    """Shuts the attach's socket down once `stop` is set (the reader then fails), unless it ended."""
+    while not done.is_set():
+        if stop.wait(0.5):
+            if not done.is_set():
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def _stream_result(answer: object, request: ExecRequest, output: _Output, started: float) -> ExecResult:
