@@ -22,6 +22,7 @@ import (
 
 	"vibebox.dev/sandboxd/internal/command"
 	"vibebox.dev/sandboxd/internal/frames"
+	"vibebox.dev/sandboxd/internal/input"
 )
 
 // Config sizes a Table.
@@ -154,6 +155,9 @@ func (t *Table) start(req command.Request, user string, term *terminal) (*Proces
 			return nil, ErrExists // an exec or stream with this id runs
 		}
 		return nil, err
+	}
+	if term != nil {
+		term.input = input.New(live.Terminal, false) // before anyone can attach
 	}
 	p := &Process{
 		ExecID: req.ExecID, Argv: append([]string(nil), live.Argv...), User: user, Pid: live.Pid,

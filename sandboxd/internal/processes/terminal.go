@@ -64,16 +64,14 @@ type TerminalInfo struct {
 // ErrExists, ErrFull, *command.StartError (nothing ran).
 func (t *Table) Open(req command.Request, user string, size pty.Size, idle time.Duration) (*Process, error) {
 	req.Stdin, req.Interactive, req.TTY = nil, false, &size
-	term := &terminal{done: make(chan struct{}), idle: idle, size: size}
+	term := &terminal{done: make(chan struct{}), idle: idle, size: size, active: time.Now()}
 	p, err := t.start(req, user, term)
 	if err != nil {
 		return nil, err
 	}
 	master := p.live.Terminal
-	term.input = input.New(master, false)
 	go term.input.Run(term.done)
 	p.mu.Lock()
-	term.active = time.Now()
 	if idle > 0 {
 		term.idleTimer = time.AfterFunc(idle, p.checkIdle)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"vibebox.dev/sandboxd/internal/frames"
 	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/protocoltest"
 	"vibebox.dev/sandboxd/internal/testsupport"
@@ -397,5 +398,51 @@ func TestTerminalAnAttacherThatNeverReadsBlocksNothing(t *testing.T) {
 	}
 	if lost == 0 || lost+int64(len(out.Stdout)) != info.OutputBytes || !strings.HasSuffix(string(out.Stdout), strings.Repeat("x", 1000)) {
 		t.Fatalf("the stalled attacher: lost %d, got %d, of %d", lost, len(out.Stdout), info.OutputBytes)
+	}
+}
+
+func TestTerminalInputTheShellDoesNotReadStaysBounded(t *testing.T) {
+	c := serve(t)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	id := newID()
+	openTerminal(t, c, terminalBody(id, map[string]any{"argv": []string{"sleep", "60"}}))
+	s := attachTerminal(t, c, id, "start")
+	go func() { // the echo of what the terminal takes: read, so that only the input is stuck
+		for {
+			if _, err := s.Read(); err != nil {
+				return
+			}
+		}
+	}()
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for ; n < 40; n++ {
+			if s.Send('i', []byte(strings.Repeat("y", frames.MaxStdin))) != nil {
+				break
+			}
+		}
+		sent <- n
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case n := <-sent:
+		t.Fatalf("all %d MiB of input were taken by a terminal that reads none", n)
+	default:
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grew := int64(during.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("the heap grew by %d bytes", grew)
+	}
+	// Another attacher is served meanwhile: it resizes (queued behind the input) and kills.
+	other := attachTerminal(t, c, id, "end")
+	other.Resize(100, 50)
+	other.Send('s', []byte("KILL"))
+	if out := collect(t, other); exitOf(t, out) != 137 {
+		t.Fatalf("after KILL: %+v", out.Exit)
 	}
 }
