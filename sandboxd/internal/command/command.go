@@ -149,7 +149,7 @@ func (r *Runner) prepare(req Request) (prepared, error) {
 	if len(req.Argv) == 0 && req.TTY == nil {
 		return prepared{}, &StartError{errors.New("no argv")}
 	}
-	env := commandEnv(r.env, req.User, req.Env, req.ExecID)
+	env := commandEnv(r.env, req.User, req.Env, req.ExecID, req.TTY != nil)
 	cred, err := credential(req.User)
 	if err != nil {
 		return prepared{}, &StartError{err}

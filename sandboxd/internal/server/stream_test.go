@@ -459,8 +459,8 @@ func TestStreamsAndAttachersDoNotMultiplyThreads(t *testing.T) {
 			attach(t, c, id, "start")
 		}
 	}
-	// Each terminal has four (its output, its input queue, its end, its exit), each of its
-	// attachers two.
+	// Each terminal has two (its master, its input queue; two more wait on channels), each of
+	// its attachers two.
 	var terminalIDs []string
 	for range 4 {
 		id := newID()
