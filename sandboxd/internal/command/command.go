@@ -194,6 +194,7 @@ func loginShell(env []string, workdir string) ([]string, string, error) {
 
 // Run runs one command to completion; a *StartError when it could not start.
 func (r *Runner) Run(req Request) (Result, error) {
+	req.TTY = nil // Start's only
 	deadline := time.Now().Add(req.Timeout)
 	ready, err := r.prepare(req)
 	if err != nil {

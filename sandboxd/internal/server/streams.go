@@ -246,13 +246,11 @@ func (s *Server) terminalOpen(w http.ResponseWriter, c *conn, body []byte, execI
 	cols, okCols := side(req.Cols, defaultSize.Cols)
 	rows, okRows := side(req.Rows, defaultSize.Rows)
 	var idle time.Duration
-	if req.IdleTimeout != nil {
-		if *req.IdleTimeout < 0 {
-			okRows = false
-		}
+	okIdle := req.IdleTimeout == nil || *req.IdleTimeout >= 0
+	if req.IdleTimeout != nil && okIdle {
 		idle = time.Duration(min(*req.IdleTimeout, maxTimeout) * float64(time.Second))
 	}
-	if !okCols || !okRows {
+	if !okCols || !okRows || !okIdle {
 		s.fail(w, http.StatusBadRequest, "invalid request: cols and rows are integers from 1 to 1000, idle_timeout 0 or more")
 		return
 	}

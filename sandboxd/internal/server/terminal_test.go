@@ -87,9 +87,9 @@ func TestTerminalIsATerminalOfItsUserAndItsSize(t *testing.T) {
 		t.Fatalf("opened %+v", opened)
 	}
 	s := attachTerminal(t, c, id, "start")
-	typeLine(t, s, `echo "U-$(id -u)-$$-$TERM"; tty; stty size; echo END-$((6*7))`)
+	typeLine(t, s, `echo "U-$(id -u)-$$-$TERM-$(stat -c %u $(tty))"; tty; stty size; echo END-$((6*7))`)
 	out := readUntil(t, s, "END-42")
-	if want := fmt.Sprintf("U-61014-%d-xterm-256color\r\n", opened.Pid); !strings.Contains(out, want) {
+	if want := fmt.Sprintf("U-61014-%d-xterm-256color-61014\r\n", opened.Pid); !strings.Contains(out, want) {
 		t.Fatalf("not the user's shell (%s): %q", want, out)
 	}
 	if !regexp.MustCompile(`\r\n/dev/pts/[0-9]+\r\n37 91\r\n`).MatchString(out) {
