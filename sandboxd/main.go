@@ -27,11 +27,11 @@ import (
 )
 
 // version is what `sandboxd version` prints (a build may set it: -ldflags "-X main.version=...").
-var version = "0.2.0"
+var version = "0.3.0"
 
 // protocol is the wire protocol this build speaks: the Python exec agent's (agent-1, issue 19
-// phase 1) plus streams and background processes (phase 2).
-const protocol = "agent-2"
+// phase 1) plus streams and background processes (phase 2) and terminals (phase 3).
+const protocol = "agent-3"
 
 const (
 	maxProcs       = 2                // GOMAXPROCS: few threads running Go code, whatever the host's CPU count
@@ -51,6 +51,7 @@ const usage = `usage:
   sandboxd serve [--listen :49983] [--user NAME|UID[:GROUP|GID]] [--token-file PATH] [--container-file PATH]
                  [--log-dir DIR]
                  [--max-processes 64] [--process-buffer 1048576] [--process-keep 1h]
+                 [--max-terminals 32] [--terminal-buffer 262144]
   sandboxd version
 `
 
@@ -80,6 +81,7 @@ type options struct {
 	containerFile string
 	logDir        string
 	processes     processes.Config
+	terminals     processes.Config
 }
 
 func parseServe(args []string, stderr io.Writer) (options, error) {
@@ -94,17 +96,23 @@ func parseServe(args []string, stderr io.Writer) (options, error) {
 	o.processes = processes.Defaults
 	flags.IntVar(&o.processes.MaxLive, "max-processes", o.processes.MaxLive, "background processes running at once")
 	flags.IntVar(&o.processes.Buffer, "process-buffer", o.processes.Buffer, "bytes of output kept per background process")
-	flags.DurationVar(&o.processes.Keep, "process-keep", o.processes.Keep, "how long a finished background process is kept")
+	flags.DurationVar(&o.processes.Keep, "process-keep", o.processes.Keep, "how long a finished background process (or terminal) is kept")
+	o.terminals = processes.TerminalDefaults
+	flags.IntVar(&o.terminals.MaxLive, "max-terminals", o.terminals.MaxLive, "terminals open at once")
+	flags.IntVar(&o.terminals.Buffer, "terminal-buffer", o.terminals.Buffer, "bytes of output kept per terminal")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
+	o.terminals.Keep = o.processes.Keep
 	if flags.NArg() > 0 {
 		fmt.Fprintf(stderr, "sandboxd serve: unexpected argument %q\n", flags.Arg(0))
 		return o, errors.New("unexpected argument")
 	}
-	p := o.processes
-	if p.MaxLive < 0 || p.Buffer < 1 || p.Buffer > maxProcessBuffer || p.Keep < 0 {
-		fmt.Fprintf(stderr, "sandboxd serve: --max-processes must be 0 or more, --process-buffer 1 to %d, --process-keep 0 or more\n", maxProcessBuffer)
+	p, t := o.processes, o.terminals
+	if p.MaxLive < 0 || p.Buffer < 1 || p.Buffer > maxProcessBuffer || p.Keep < 0 ||
+		t.MaxLive < 0 || t.Buffer < 1 || t.Buffer > maxProcessBuffer {
+		fmt.Fprintf(stderr, "sandboxd serve: --max-processes and --max-terminals must be 0 or more, "+
+			"--process-buffer and --terminal-buffer 1 to %d, --process-keep 0 or more\n", maxProcessBuffer)
 		return o, errors.New("invalid value")
 	}
 	return o, nil
@@ -146,7 +154,7 @@ func serve(args []string, stderr io.Writer) int {
 	runner := command.NewRunner(command.BaseEnv(os.Environ(), self.Home), defaultUser)
 	srv := server.New(server.Config{
 		Token: token, Container: container, Runner: runner, DefaultUser: opts.user, Log: logger,
-		Processes: processes.NewTable(runner, opts.processes),
+		Processes: processes.NewTable(runner, opts.processes), Terminals: processes.NewTable(runner, opts.terminals),
 	})
 	listener, err := net.Listen("tcp", opts.listen)
 	if err != nil {

@@ -66,6 +66,8 @@ func TestVersionAndUsage(t *testing.T) {
 	for _, args := range [][]string{
 		nil, {"bogus"}, {"serve", "--bogus"}, {"serve", "extra"}, {"serve", "--process-buffer", "0"},
 		{"serve", "--max-processes", "-1"}, {"serve", "--process-keep", "soon"},
+		{"serve", "--max-terminals", "-1"}, {"serve", "--terminal-buffer", "0"},
+		{"serve", "--terminal-buffer", "268435457"},
 	} {
 		if code := run(args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
@@ -370,6 +372,43 @@ func TestAStreamAndBackgroundProcessesThroughTheBinary(t *testing.T) {
 	}
 	if status, _, err := d.client.Call("process/kill", map[string]any{"exec_id": id, "signal": "KILL"}, nil); err != nil || status != 200 {
 		t.Fatalf("process/kill: %d %v", status, err)
+	}
+}
+
+func TestATerminalThroughTheBinary(t *testing.T) {
+	d := start(t, 0, "--max-terminals", "1", "--terminal-buffer", "100")
+	id := newID()
+	open := map[string]any{"exec_id": id, "argv": []string{"sh"}, "cols": 50, "rows": 20}
+	if status, answer, err := d.client.Call("terminal/open", open, nil); err != nil || status != 200 {
+		t.Fatalf("terminal/open: %d %s %v\n%s", status, answer, err, d.log())
+	}
+	// --max-terminals 1: a second one waits for the first to end.
+	if status, _, _ := d.client.Call("terminal/open", map[string]any{"exec_id": newID()}, nil); status != 429 {
+		t.Fatalf("a second terminal: %d", status)
+	}
+	s, err := d.client.Open("terminal/attach", map[string]any{"exec_id": id, "from": "end"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Send('i', []byte("stty size; seq 1 1000; exit 5\n"))
+	out, err := s.Collect()
+	if err != nil || !strings.Contains(string(out.Stdout), "20 50\r\n") || out.Exit.ExitCode == nil || *out.Exit.ExitCode != 5 {
+		t.Fatalf("%q %+v %v", out.Stdout, out.Exit, err)
+	}
+	// --terminal-buffer 100: the output kept is the last 100 bytes.
+	var listed struct {
+		Terminals []struct {
+			ExecID       string `json:"exec_id"`
+			OutputBytes  int64  `json:"output_bytes"`
+			BufferedFrom int64  `json:"buffered_from"`
+		}
+	}
+	if status, _, err := d.client.Call("terminal/list", map[string]any{"exec_id": ""}, &listed); err != nil || status != 200 {
+		t.Fatalf("terminal/list: %d %v", status, err)
+	}
+	if len(listed.Terminals) != 1 || listed.Terminals[0].ExecID != id || listed.Terminals[0].BufferedFrom != listed.Terminals[0].OutputBytes-100 {
+		t.Fatalf("listed %+v", listed)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/proc"
+	"vibebox.dev/sandboxd/internal/pty"
 	"vibebox.dev/sandboxd/internal/threads"
 	"vibebox.dev/sandboxd/internal/users"
 )
@@ -34,6 +35,21 @@ var Signals = map[string]syscall.Signal{
 	"STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
 }
 
+// signalNames names the standard signals (SignalName).
+var signalNames = [...]string{
+	1: "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+	"ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+	"VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+}
+
+// SignalName answers a signal's name without SIG ("KILL"), or its number for a real-time one.
+func SignalName(sig syscall.Signal) string {
+	if sig > 0 && int(sig) < len(signalNames) {
+		return signalNames[sig]
+	}
+	return strconv.Itoa(int(sig))
+}
+
 // Request is one command.
 type Request struct {
 	ExecID      string
@@ -42,6 +58,10 @@ type Request struct {
 	Workdir     string // "": sandboxd's own
 	Stdin       []byte // nil: /dev/null (Run)
 	Interactive bool   // Start: stdin is a pipe the caller writes (Live.Stdin); else /dev/null
+	// Start: stdin, stdout and stderr are a new terminal of this size (Live.Terminal), which
+	// becomes the command's controlling terminal; an empty Argv is the user's login shell
+	// (LoginShells).
+	TTY         *pty.Size
 	Timeout     time.Duration
 	OutputLimit int // bytes kept per stream
 	User        users.User
@@ -117,6 +137,7 @@ func (r *Runner) lookup(id string) *running {
 
 // prepared is what starting a command needs, checked before anything runs.
 type prepared struct {
+	argv   []string
 	path   string
 	env    []string
 	cred   *syscall.Credential
@@ -125,10 +146,10 @@ type prepared struct {
 
 // prepare checks a request and resolves its program; a *StartError when it cannot start.
 func (r *Runner) prepare(req Request) (prepared, error) {
-	if len(req.Argv) == 0 {
+	if len(req.Argv) == 0 && req.TTY == nil {
 		return prepared{}, &StartError{errors.New("no argv")}
 	}
-	env := commandEnv(r.env, req.User, req.Env, req.ExecID)
+	env := commandEnv(r.env, req.User, req.Env, req.ExecID, req.TTY != nil)
 	cred, err := credential(req.User)
 	if err != nil {
 		return prepared{}, &StartError{err}
@@ -145,17 +166,35 @@ func (r *Runner) prepare(req Request) (prepared, error) {
 				return
 			}
 		}
-		path, err = executable(req.Argv[0], env, req.Workdir)
+		if len(req.Argv) == 0 {
+			req.Argv, path, err = loginShell(env, req.Workdir)
+		} else {
+			path, err = executable(req.Argv[0], env, req.Workdir)
+		}
 		before = oomCount()
 	})
 	if err != nil {
 		return prepared{}, &StartError{err}
 	}
-	return prepared{path: path, env: env, cred: cred, before: before}, nil
+	return prepared{argv: req.Argv, path: path, env: env, cred: cred, before: before}, nil
+}
+
+// LoginShells are a terminal's shells when its request names no argv: the first one found in
+// the command's PATH, as a login shell.
+var LoginShells = [][]string{{"bash", "-l"}, {"sh", "-l"}}
+
+func loginShell(env []string, workdir string) ([]string, string, error) {
+	for _, argv := range LoginShells {
+		if path, err := executable(argv[0], env, workdir); err == nil {
+			return argv, path, nil
+		}
+	}
+	return nil, "", errors.New("no login shell (bash or sh) in PATH")
 }
 
 // Run runs one command to completion; a *StartError when it could not start.
 func (r *Runner) Run(req Request) (Result, error) {
+	req.TTY = nil // Start's only
 	deadline := time.Now().Add(req.Timeout)
 	ready, err := r.prepare(req)
 	if err != nil {

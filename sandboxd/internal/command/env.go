@@ -42,9 +42,12 @@ func BaseEnv(environ []string, ownHome string) []string {
 	return env
 }
 
-// commandEnv is base + HOME, USER and LOGNAME of the user where base has none (as `docker exec
-// -u` gives HOME) + the request's variables + the marker.
-func commandEnv(base []string, u users.User, extra map[string]string, execID string) []string {
+// Term is a terminal's TERM when neither the container's environment nor the request sets one.
+const Term = "xterm-256color"
+
+// commandEnv is base + HOME, USER and LOGNAME of the user (and for a terminal, TERM) where base
+// has none (as `docker exec -u` gives HOME) + the request's variables + the marker.
+func commandEnv(base []string, u users.User, extra map[string]string, execID string, terminal bool) []string {
 	var order []string
 	values := map[string]string{}
 	set := func(name, value string) {
@@ -61,7 +64,10 @@ func commandEnv(base []string, u users.User, extra map[string]string, execID str
 	if u.Name != "" {
 		defaults["USER"], defaults["LOGNAME"] = u.Name, u.Name
 	}
-	for _, name := range []string{"HOME", "USER", "LOGNAME"} {
+	if terminal {
+		defaults["TERM"] = Term
+	}
+	for _, name := range []string{"HOME", "USER", "LOGNAME", "TERM"} {
 		if _, ok := values[name]; !ok && defaults[name] != "" {
 			set(name, defaults[name])
 		}

@@ -15,17 +15,21 @@ type ConflictError struct{ ExecID string }
 
 func (e *ConflictError) Error() string { return "a command with exec id " + e.ExecID + " is running" }
 
-// Live is a command whose output its caller reads as it comes (a stream, a background process).
-// The caller reads Stdout and Stderr until each ends (EOF, or an error once the deadline has
-// passed), then calls Finish once. Meanwhile it may write Stdin (when the request was
-// Interactive) and Signal the command.
+// Live is a command whose output its caller reads as it comes (a stream, a background process,
+// a terminal). The caller reads Stdout and Stderr until each ends (EOF, or an error once the
+// deadline has passed), then calls Finish once. Meanwhile it may write Stdin (when the request
+// was Interactive) and Signal the command. A terminal has Terminal (its master: output, input,
+// window size) instead of the three; its caller reads it until its output ends (EIO, once no
+// process holds the terminal) or a deadline it sets once the command has Exited.
 type Live struct {
-	ExecID  string
-	Pid     int
-	Started time.Time
-	Stdin   *os.File // nil: /dev/null
-	Stdout  *os.File
-	Stderr  *os.File
+	ExecID   string
+	Argv     []string // as it ran (a terminal's login shell filled in)
+	Pid      int
+	Started  time.Time
+	Stdin    *os.File // nil: /dev/null
+	Stdout   *os.File
+	Stderr   *os.File
+	Terminal *os.File
 
 	r       *Runner
 	reg     *running
@@ -34,6 +38,8 @@ type Live struct {
 	before  string // the cgroup's OOM-kill count at the start
 	timer   *time.Timer
 	expired chan struct{} // closed once the deadline has ended the command
+	exited  chan struct{} // closed once the command's process has exited (status is set)
+	status  syscall.WaitStatus
 
 	mu       sync.Mutex
 	timedOut bool
@@ -46,6 +52,7 @@ type Outcome struct {
 	TimedOut  bool
 	OOMKilled bool
 	Duration  time.Duration
+	Signal    syscall.Signal // the signal that ended it; 0 when it exited (or timed out)
 }
 
 // Start starts a command as Run does (user, environment, session, marker, deadline from now),
@@ -69,6 +76,7 @@ func (r *Runner) Start(req Request) (*Live, error) {
 		r.unregister(req.ExecID, reg)
 		return nil, err
 	}
+	req.Argv = ready.argv
 	p, err := r.start(req, ready.path, ready.env, ready.cred)
 	if err != nil {
 		r.unregister(req.ExecID, reg)
@@ -78,15 +86,23 @@ func (r *Runner) Start(req Request) (*Live, error) {
 	reg.session = p.pid
 	r.mu.Unlock()
 	l := &Live{
-		ExecID: req.ExecID, Pid: p.pid, Started: started, Stdin: p.stdin, Stdout: p.stdout, Stderr: p.stderr,
-		r: r, reg: reg, p: p, uid: req.User.UID, before: ready.before, expired: make(chan struct{}),
+		ExecID: req.ExecID, Argv: ready.argv, Pid: p.pid, Started: started, Stdin: p.stdin, Stdout: p.stdout,
+		Stderr: p.stderr, Terminal: p.tty, r: r, reg: reg, p: p, uid: req.User.UID, before: ready.before,
+		expired: make(chan struct{}), exited: make(chan struct{}),
 	}
+	go func() {
+		l.status = <-p.exited
+		close(l.exited)
+	}()
 	l.timer = time.AfterFunc(time.Until(started.Add(req.Timeout)), l.expire)
 	return l, nil
 }
 
 // Expired is closed once the deadline has ended the command.
 func (l *Live) Expired() <-chan struct{} { return l.expired }
+
+// Exited is closed once the command's process (the one sandboxd started) has exited.
+func (l *Live) Exited() <-chan struct{} { return l.exited }
 
 func (l *Live) expire() {
 	l.mu.Lock()
@@ -100,8 +116,11 @@ func (l *Live) expire() {
 	// What the pipes still hold is read for a moment, then the reads give up (a holder of the
 	// pipe the kill could not reach must not keep the caller waiting).
 	grace := time.Now().Add(time.Second)
-	l.Stdout.SetReadDeadline(grace)
-	l.Stderr.SetReadDeadline(grace)
+	for _, f := range []*os.File{l.Stdout, l.Stderr, l.Terminal} {
+		if f != nil {
+			f.SetReadDeadline(grace)
+		}
+	}
 	if l.Stdin != nil {
 		l.Stdin.SetWriteDeadline(time.Now())
 	}
@@ -144,10 +163,9 @@ func (l *Live) Signal(name string, sweep bool) (int, error) {
 // its deadline has ended it, and answers how it went. It unregisters the command and closes
 // sandboxd's ends of its pipes. Call it once.
 func (l *Live) Finish() Outcome {
-	var status syscall.WaitStatus
 	exited := false
 	select {
-	case status = <-l.p.exited:
+	case <-l.exited:
 		exited = true
 	case <-l.expired:
 	}
@@ -159,12 +177,18 @@ func (l *Live) Finish() Outcome {
 	if timedOut {
 		<-l.expired // its kill is done
 		if !exited {
-			wait(l.p.exited, proc.KillWait)
+			select {
+			case <-l.exited:
+			case <-time.After(proc.KillWait):
+			}
 		}
 	}
 	out := Outcome{TimedOut: timedOut, Duration: time.Since(l.Started)}
 	if !timedOut {
-		code := statusCode(status)
+		if l.status.Signaled() {
+			out.Signal = l.status.Signal()
+		}
+		code := statusCode(l.status)
 		out.ExitCode = &code
 		out.OOMKilled = oomKilled(code, l.before)
 	}

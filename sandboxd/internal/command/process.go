@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"vibebox.dev/sandboxd/internal/proc"
+	"vibebox.dev/sandboxd/internal/pty"
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/threads"
 )
@@ -19,13 +20,17 @@ type process struct {
 	stdin  *os.File // nil: /dev/null
 	stdout *os.File
 	stderr *os.File
-	pipes  map[proc.FileID]bool // its stdout and stderr pipes, as /proc shows them
+	tty    *os.File             // a terminal's master (then stdin, stdout and stderr are nil)
+	pipes  map[proc.FileID]bool // its stdout and stderr pipes (or its pts), as /proc shows them
 }
 
 // start forks the command in its own session, as its user, with pipes for its output (and its
-// stdin when there is some). Our ends of the pipes are in Go's poller: reading and writing them
-// parks goroutines, never threads.
+// stdin when there is some), or a terminal (req.TTY). Our ends of the pipes, and a terminal's
+// master, are in Go's poller: reading and writing them parks goroutines, never threads.
 func (r *Runner) start(req Request, path string, env []string, cred *syscall.Credential) (*process, error) {
+	if req.TTY != nil {
+		return r.startTTY(req, path, env, cred)
+	}
 	p := &process{}
 	var child [3]*os.File // stdin, stdout and stderr as the command gets them
 	defer func() {        // the command has its copies once forked
@@ -92,8 +97,41 @@ func (p *process) feed(data []byte, deadline time.Time) {
 	}()
 }
 
+// startTTY forks the command as start does, its stdin, stdout and stderr a new terminal that
+// becomes its controlling terminal (setsid, then TIOCSCTTY on fd 0).
+func (r *Runner) startTTY(req Request, path string, env []string, cred *syscall.Credential) (*process, error) {
+	master, pts, err := pty.Open(*req.TTY)
+	if err != nil {
+		return nil, err
+	}
+	defer pts.Close() // the command has its copies once forked
+	if cred != nil {
+		// The user's terminal, as login and sshd make it (the group stays tty's): programs
+		// that open it by name (tty, write, pinentry) may.
+		pts.Chown(int(cred.Uid), -1)
+		pts.Chmod(0o620)
+	}
+	fd := pts.Fd() // blocking mode, as programs expect their terminal
+	p := &process{tty: master, pipes: map[proc.FileID]bool{}}
+	if id, err := proc.Identify(fd); err == nil {
+		p.pipes[id] = true // whoever holds the pts is the terminal's
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   req.Workdir,
+		Env:   env,
+		Files: []uintptr{fd, fd, fd},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Credential: cred},
+	}
+	threads.Blocking(func() { p.pid, p.exited, err = reaper.Spawn(path, req.Argv, attr) })
+	if err != nil {
+		master.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
 func (p *process) close() {
-	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
+	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr, p.tty} {
 		if f != nil {
 			f.Close()
 		}

@@ -1,9 +1,10 @@
-// Package frames is the framing of sandboxd's streams (POST /stream, POST /process/attach): once
+// Package frames is the framing of sandboxd's streams (POST /stream, /process/attach and
+// /terminal/attach): once
 // the 200 is sent, the connection carries frames both ways, each a type byte, a payload length
 // (4 bytes, big-endian) and the payload.
 //
 // sandboxd sends Stdout, Stderr, Lost and, last, Exit; the server sends Stdin, CloseStdin,
-// Signal and Reserved. What the server sends is read strictly: a type the stream does not take,
+// Signal, Resize (terminals) and Reserved. What the server sends is read strictly: a type the stream does not take,
 // or a payload over its type's cap, is a protocol error, and a frame begun must be complete
 // within a time limit (a connection may be idle for hours between frames, never inside one).
 package frames
@@ -28,6 +29,7 @@ const (
 	Stdin      byte = 'i' // server → sandboxd: stdin bytes
 	CloseStdin byte = 'c' // server → sandboxd: close stdin (empty)
 	Signal     byte = 's' // server → sandboxd: a signal name (INT, TERM, KILL...)
+	Resize     byte = 'r' // server → sandboxd: JSON {"cols", "rows"} (terminals)
 	Reserved   byte = 'k' // server → sandboxd: reserved; read and ignored
 )
 
@@ -39,6 +41,7 @@ const (
 	MaxOutput   = 64 << 10 // payload of an output frame sandboxd sends
 	MaxStdin    = 1 << 20  // payload of a stdin frame
 	MaxSignal   = 16       // payload of a signal frame
+	MaxResize   = 64       // payload of a resize frame
 	MaxReserved = 64 << 10 // payload of a reserved frame
 )
 
@@ -167,6 +170,9 @@ type ExitStatus struct {
 	StdoutBytes int64  `json:"stdout_bytes"`
 	StderrBytes int64  `json:"stderr_bytes"`
 	DurationMS  int64  `json:"duration_ms"`
+	// Terminals only: the idle timeout ended it (exit_code null); the signal that ended its shell.
+	Idle   bool   `json:"idle,omitempty"`
+	Signal string `json:"signal,omitempty"`
 }
 
 // LostOutput is the payload of a Lost frame.

@@ -70,6 +70,7 @@ func TestUnknownTypesAndOversizedFramesAreProtocolErrors(t *testing.T) {
 		frame(Stdout, []byte("x")),     // sandboxd's own type
 		frame(Stdin, make([]byte, 11)), // over its cap
 		frame(CloseStdin, []byte("x")),
+		frame(Resize, []byte(`{"cols":80,"rows":24}`)), // a terminal's type, on a stream that takes none
 	} {
 		client, server := pair(t)
 		go client.Write(bad[:5]) // the header is enough to know
@@ -77,6 +78,13 @@ func TestUnknownTypesAndOversizedFramesAreProtocolErrors(t *testing.T) {
 		if _, _, err := fr.Next(); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%q: %v, want a protocol error", bad[:5], err)
 		}
+	}
+	// Where it is taken, a resize frame is capped.
+	client, server := pair(t)
+	go client.Write(frame(Resize, make([]byte, MaxResize+1))[:5])
+	fr := NewReader(server, bufio.NewReader(server), Caps{Resize: MaxResize}, time.Second)
+	if _, _, err := fr.Next(); !errors.Is(err, ErrProtocol) {
+		t.Errorf("an oversized resize frame: %v, want a protocol error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package processes keeps sandboxd's background processes: commands that run on their own
 // (stdin /dev/null) while any number of clients attach to their output and detach, so that the
-// server holds none of their state and a restart of the server loses nothing.
+// server holds none of their state and a restart of the server loses nothing. Terminals
+// (terminal.go) are processes too: a shell on a terminal, whose attachers also type and resize.
 //
 // Each process's output goes into its own Ring as sandboxd reads it, whoever is attached:
 // nothing a client does (or does not do) slows the process. An attacher follows the output at
@@ -21,6 +22,7 @@ import (
 
 	"vibebox.dev/sandboxd/internal/command"
 	"vibebox.dev/sandboxd/internal/frames"
+	"vibebox.dev/sandboxd/internal/input"
 )
 
 // Config sizes a Table.
@@ -33,6 +35,9 @@ type Config struct {
 
 // Defaults are sandboxd's flags' defaults.
 var Defaults = Config{MaxLive: 64, Buffer: 1 << 20, Keep: time.Hour, MaxFinished: 256}
+
+// TerminalDefaults are sandboxd's flags' defaults for terminals.
+var TerminalDefaults = Config{MaxLive: 32, Buffer: 256 << 10, Keep: time.Hour, MaxFinished: 256}
 
 // Errors of Start (nothing ran).
 var (
@@ -47,7 +52,7 @@ const AttachWrite = 60 * time.Second
 // Caps are the frames an attacher may send: signals (and the reserved type), no stdin.
 var Caps = frames.Caps{frames.Signal: frames.MaxSignal, frames.Reserved: frames.MaxReserved}
 
-// Table is the background processes of one sandboxd.
+// Table is the background processes (or the terminals) of one sandboxd.
 type Table struct {
 	runner *command.Runner
 	cfg    Config
@@ -71,6 +76,7 @@ type Process struct {
 	StartedAt time.Time
 
 	live *command.Live
+	term *terminal // nil: a background process
 
 	mu         sync.Mutex
 	ring       *Ring
@@ -78,6 +84,7 @@ type Process struct {
 	outcome    command.Outcome
 	finishedAt time.Time
 	changed    chan struct{} // closed (and replaced) whenever output comes or the process ends
+	attached   int
 }
 
 // Info is what /process/list tells of a process.
@@ -104,6 +111,24 @@ const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 // Start starts a background process: req's stdin is /dev/null whatever it says. Errors:
 // ErrExists, ErrFull, *command.StartError (nothing ran).
 func (t *Table) Start(req command.Request, user string) (*Process, error) {
+	req.Stdin, req.Interactive, req.TTY = nil, false, nil
+	p, err := t.start(req, user, nil)
+	if err != nil {
+		return nil, err
+	}
+	var pumps sync.WaitGroup
+	pumps.Add(2)
+	go p.pump(p.live.Stdout, frames.Stdout, &pumps)
+	go p.pump(p.live.Stderr, frames.Stderr, &pumps)
+	go func() {
+		pumps.Wait()
+		t.ended(p, p.live.Finish())
+	}()
+	return p, nil
+}
+
+// start starts a process (or a terminal: term) and puts it in the table, within the limits.
+func (t *Table) start(req command.Request, user string, term *terminal) (*Process, error) {
 	t.mu.Lock()
 	t.pruneLocked(time.Now())
 	if _, taken := t.procs[req.ExecID]; taken {
@@ -119,7 +144,6 @@ func (t *Table) Start(req command.Request, user string) (*Process, error) {
 	t.live++
 	t.mu.Unlock()
 
-	req.Stdin, req.Interactive = nil, false
 	live, err := t.runner.Start(req)
 	if err != nil {
 		t.mu.Lock()
@@ -132,45 +156,48 @@ func (t *Table) Start(req command.Request, user string) (*Process, error) {
 		}
 		return nil, err
 	}
+	if term != nil {
+		term.input = input.New(live.Terminal, false) // before anyone can attach
+	}
 	p := &Process{
-		ExecID: req.ExecID, Argv: append([]string(nil), req.Argv...), User: user, Pid: live.Pid,
-		StartedAt: live.Started, live: live, ring: NewRing(t.cfg.Buffer), running: true,
+		ExecID: req.ExecID, Argv: append([]string(nil), live.Argv...), User: user, Pid: live.Pid,
+		StartedAt: live.Started, live: live, term: term, ring: NewRing(t.cfg.Buffer), running: true,
 		changed: make(chan struct{}),
 	}
 	t.mu.Lock()
 	t.procs[req.ExecID] = p
 	t.mu.Unlock()
-
-	var pumps sync.WaitGroup
-	pumps.Add(2)
-	go p.pump(live.Stdout, frames.Stdout, &pumps)
-	go p.pump(live.Stderr, frames.Stderr, &pumps)
-	go func() {
-		pumps.Wait()
-		out := live.Finish()
-		p.mu.Lock()
-		p.running, p.outcome, p.finishedAt = false, out, time.Now()
-		p.ring.Shrink()
-		p.notifyLocked()
-		p.mu.Unlock()
-		t.mu.Lock()
-		t.live--
-		t.pruneLocked(time.Now())
-		t.mu.Unlock()
-		time.AfterFunc(t.cfg.Keep, t.prune) // when it expires
-	}()
 	return p, nil
+}
+
+// ended records how p ended, for its attachers and the table.
+func (t *Table) ended(p *Process, out command.Outcome) {
+	p.mu.Lock()
+	p.running, p.outcome, p.finishedAt = false, out, time.Now()
+	p.ring.Shrink()
+	p.notifyLocked()
+	p.mu.Unlock()
+	t.mu.Lock()
+	t.live--
+	t.pruneLocked(time.Now())
+	t.mu.Unlock()
+	time.AfterFunc(t.cfg.Keep, t.prune) // when it expires
 }
 
 // pump reads one output of the process into its ring until the output ends.
 func (p *Process) pump(f *os.File, stream byte, wg *sync.WaitGroup) {
-	defer wg.Done()
+	if wg != nil {
+		defer wg.Done()
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
 			p.ring.Write(stream, buf[:n])
+			if p.term != nil {
+				p.term.active = time.Now()
+			}
 			p.notifyLocked()
 			p.mu.Unlock()
 		}
@@ -232,6 +259,16 @@ func (t *Table) Get(id string) *Process {
 
 // List answers every process kept, oldest first.
 func (t *Table) List() []Info {
+	procs := t.sorted()
+	infos := make([]Info, len(procs))
+	for i, p := range procs {
+		infos[i] = p.Info()
+	}
+	return infos
+}
+
+// sorted answers every process kept, oldest first.
+func (t *Table) sorted() []*Process {
 	t.mu.Lock()
 	t.pruneLocked(time.Now())
 	procs := make([]*Process, 0, len(t.procs))
@@ -247,11 +284,7 @@ func (t *Table) List() []Info {
 		}
 		return procs[i].ExecID < procs[j].ExecID
 	})
-	infos := make([]Info, len(procs))
-	for i, p := range procs {
-		infos[i] = p.Info()
-	}
-	return infos
+	return procs
 }
 
 // Info answers what /process/list tells of p.
@@ -286,40 +319,68 @@ func (p *Process) Signal(name string, sweep bool) (int, error) {
 // exitStatus is the payload of the exit frame (p.mu held, the process finished).
 func (p *Process) exitStatusLocked() []byte {
 	stdout, stderr := p.ring.Counts()
-	status, _ := json.Marshal(frames.ExitStatus{
+	exit := frames.ExitStatus{
 		ExecID: p.ExecID, ExitCode: p.outcome.ExitCode, TimedOut: p.outcome.TimedOut, OOMKilled: p.outcome.OOMKilled,
 		StdoutBytes: stdout, StderrBytes: stderr, DurationMS: p.outcome.Duration.Milliseconds(),
-	})
+	}
+	if p.term != nil {
+		exit.Idle = p.term.idleEnded
+		if p.outcome.Signal != 0 {
+			exit.Signal = command.SignalName(p.outcome.Signal)
+		}
+	}
+	status, _ := json.Marshal(exit)
 	return status
 }
 
 // Attach streams the process's output from offset `from` on conn (its 200 sent; br holds what
 // was read past the request): a Lost frame first when from is older than what is kept, the
 // output kept from there, live output as it comes, then the exit frame once the process has
-// finished and all its output went out. The attacher's frames are signals for the process.
-// Closing the connection, or any error, only detaches. It returns once conn is closed.
+// finished and all its output went out. The attacher's frames are signals for the process (and
+// for a terminal, input and resizes). Closing the connection, a protocol error, or any other
+// error only detaches. It returns once conn is closed.
 func (p *Process) Attach(from int64, conn net.Conn, br *bufio.Reader) {
+	if p.term != nil {
+		p.follow(from, conn, frames.NewReader(conn, br, TerminalCaps, frames.Stall), p.terminalFrame)
+		return
+	}
+	p.follow(from, conn, frames.NewReader(conn, br, Caps, frames.Stall), p.signalFrame)
+}
+
+// signalFrame acts on a signal frame (the reserved type is ignored); false for an unknown signal.
+func (p *Process) signalFrame(kind byte, payload []byte) bool {
+	if kind == frames.Signal {
+		name := string(payload)
+		if _, ok := command.Signals[name]; !ok {
+			return false
+		}
+		p.Signal(name, name == "KILL")
+	}
+	return true
+}
+
+// follow sends p's output to an attacher (see Attach) while handle takes each frame it sends;
+// handle answers false (a protocol error) to drop the attacher.
+func (p *Process) follow(from int64, conn net.Conn, fr *frames.Reader, handle func(byte, []byte) bool) {
+	p.mu.Lock()
+	p.attached++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.attached--
+		p.mu.Unlock()
+	}()
 	w := frames.NewWriter(conn)
-	fr := frames.NewReader(conn, br, Caps, frames.Stall)
 	gone := make(chan struct{})
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		for {
 			kind, payload, err := fr.Next()
-			if err != nil {
+			if err != nil || !handle(kind, payload) {
 				close(gone)
 				conn.Close()
 				return
-			}
-			if kind == frames.Signal {
-				name := string(payload)
-				if _, ok := command.Signals[name]; !ok {
-					close(gone)
-					conn.Close()
-					return
-				}
-				p.Signal(name, name == "KILL")
 			}
 		}
 	}()

@@ -16,7 +16,8 @@ type Frame struct {
 	Payload []byte
 }
 
-// Stream is an open stream (the answer to /stream or /process/attach): frames both ways.
+// Stream is an open stream (the answer to /stream, /process/attach or /terminal/attach): frames
+// both ways.
 type Stream struct {
 	conn *Conn
 	Resp *http.Response
@@ -79,6 +80,11 @@ func (s *Stream) Read() (Frame, error) {
 	return Frame{head[0], payload}, nil
 }
 
+// Resize sends a terminal's resize frame.
+func (s *Stream) Resize(cols, rows int) error {
+	return s.Send('r', fmt.Appendf(nil, `{"cols": %d, "rows": %d}`, cols, rows))
+}
+
 // Send writes one frame.
 func (s *Stream) Send(kind byte, payload []byte) error {
 	frame := make([]byte, 5+len(payload))
@@ -114,6 +120,8 @@ type Exit struct {
 	StdoutBytes int64  `json:"stdout_bytes"`
 	StderrBytes int64  `json:"stderr_bytes"`
 	DurationMS  int64  `json:"duration_ms"`
+	Idle        bool   `json:"idle"`
+	Signal      string `json:"signal"`
 }
 
 // Output is what a stream brought until its exit frame.

@@ -78,13 +78,20 @@ func attach(t *testing.T, c *protocoltest.Client, id string, from any) *protocol
 
 func processKill(t *testing.T, c *protocoltest.Client, id, signal string) (int, int) {
 	t.Helper()
+	return processKillAt(t, c, "process/kill", id, signal)
+}
+
+// processKillAt posts a kill to /process/kill or /terminal/kill (kind); it answers the status
+// and how many processes were signalled.
+func processKillAt(t *testing.T, c *protocoltest.Client, kind, id, signal string) (int, int) {
+	t.Helper()
 	var answer struct {
 		ExecID    string `json:"exec_id"`
 		Signalled int    `json:"signalled"`
 	}
-	status, data, err := c.Call("process/kill", map[string]any{"exec_id": id, "signal": signal, "sweep": true}, &answer)
+	status, data, err := c.Call(kind, map[string]any{"exec_id": id, "signal": signal, "sweep": true}, &answer)
 	if err != nil || (status == 200 && answer.ExecID != id) {
-		t.Fatalf("process/kill: %d %s %v", status, data, err)
+		t.Fatalf("%s: %d %s %v", kind, status, data, err)
 	}
 	return status, answer.Signalled
 }

@@ -56,6 +56,7 @@ type Config struct {
 	Container   string
 	Runner      *command.Runner
 	Processes   *processes.Table                 // background processes; nil: a table with the defaults
+	Terminals   *processes.Table                 // terminals; nil: a table with the defaults
 	DefaultUser string                           // --user: commands run as it unless a request names another
 	Lookup      func(string) (users.User, error) // resolves a user spec
 	Log         *log.Logger                      // errors worth an operator's look; nil: none
@@ -74,6 +75,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Processes == nil {
 		cfg.Processes = processes.NewTable(cfg.Runner, processes.Defaults)
+	}
+	if cfg.Terminals == nil {
+		cfg.Terminals = processes.NewTable(cfg.Runner, processes.TerminalDefaults)
 	}
 	return &Server{cfg: cfg}
 }
@@ -210,7 +214,8 @@ func validExecID(id string) bool {
 // maxBody is the largest request body of an endpoint.
 func maxBody(kind string) int64 {
 	switch kind {
-	case "stream", "process/start", "process/list", "process/attach", "process/kill":
+	case "stream", "process/start", "process/list", "process/attach", "process/kill",
+		"terminal/open", "terminal/list", "terminal/attach", "terminal/kill":
 		return MaxCommandRequest
 	}
 	return MaxRequest
@@ -251,7 +256,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	var fields map[string]json.RawMessage
 	var execID string
 	if json.Unmarshal(body, &fields) != nil || fields == nil ||
-		json.Unmarshal(fields["exec_id"], &execID) != nil || !(validExecID(execID) || kind == "process/list" && execID == "") {
+		json.Unmarshal(fields["exec_id"], &execID) != nil || !(validExecID(execID) || (kind == "process/list" || kind == "terminal/list") && execID == "") {
 		s.fail(w, http.StatusBadRequest, "invalid request")
 		return
 	}
@@ -267,9 +272,17 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	case "process/list":
 		s.processList(w, c, execID)
 	case "process/attach":
-		s.processAttach(w, c, fields, execID)
+		s.attach(w, c, s.cfg.Processes, fields, execID)
 	case "process/kill":
-		s.processKill(w, c, fields, execID)
+		s.processKill(w, c, s.cfg.Processes, fields, execID)
+	case "terminal/open":
+		s.terminalOpen(w, c, body, execID)
+	case "terminal/list":
+		s.terminalList(w, c, execID)
+	case "terminal/attach":
+		s.attach(w, c, s.cfg.Terminals, fields, execID)
+	case "terminal/kill":
+		s.processKill(w, c, s.cfg.Terminals, fields, execID)
 	default:
 		s.fail(w, http.StatusNotFound, "no such endpoint")
 	}
@@ -282,6 +295,8 @@ type commandFields struct {
 	Workdir *string           `json:"workdir"`
 	Timeout *float64          `json:"timeout"`
 	User    *string           `json:"user"`
+	// A terminal's: argv may be empty (the login shell), timeout absent or 0 (none).
+	terminal bool
 }
 
 // execRequest is docker_agent.run's body, plus `user`.
@@ -307,7 +322,14 @@ type execHeader struct {
 // request checks the fields of a command; an error is a 400. As the Python agent: a timeout
 // at or below 0 ends the command at once.
 func (f commandFields) request() (command.Request, error) {
-	if len(f.Argv) == 0 || f.Timeout == nil {
+	if f.terminal {
+		if f.Timeout != nil && *f.Timeout < 0 {
+			return command.Request{}, errors.New("a terminal's timeout is 0 (none) or more")
+		}
+		if f.Timeout == nil || *f.Timeout == 0 {
+			f.Timeout = &[]float64{maxTimeout}[0]
+		}
+	} else if len(f.Argv) == 0 || f.Timeout == nil {
 		return command.Request{}, errors.New("argv and timeout are required")
 	}
 	for _, arg := range f.Argv {

@@ -39,6 +39,13 @@ func serve(t *testing.T) *protocoltest.Client {
 // serveWith starts a server whose background processes are sized by cfg.
 func serveWith(t *testing.T, cfg processes.Config) *protocoltest.Client {
 	t.Helper()
+	return serveTables(t, cfg, processes.TerminalDefaults)
+}
+
+// serveTables starts a server whose background processes and terminals are sized by cfg and
+// terminals.
+func serveTables(t *testing.T, cfg, terminals processes.Config) *protocoltest.Client {
+	t.Helper()
 	def, err := users.Lookup(runAs)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +53,7 @@ func serveWith(t *testing.T, cfg processes.Config) *protocoltest.Client {
 	runner := command.NewRunner(command.BaseEnv([]string{"PATH=" + command.DefaultPath}, ""), def)
 	srv := New(Config{
 		Token: "the-token", Container: "vb-test", DefaultUser: runAs, Runner: runner,
-		Processes: processes.NewTable(runner, cfg),
+		Processes: processes.NewTable(runner, cfg), Terminals: processes.NewTable(runner, terminals),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -459,9 +459,23 @@ func TestStreamsAndAttachersDoNotMultiplyThreads(t *testing.T) {
 			attach(t, c, id, "start")
 		}
 	}
+	// Each terminal has two (its master, its input queue; two more wait on channels), each of
+	// its attachers two.
+	var terminalIDs []string
+	for range 4 {
+		id := newID()
+		terminalIDs = append(terminalIDs, id)
+		openTerminal(t, c, terminalBody(id, map[string]any{"argv": []string{"sleep", "60"}}))
+		for range 2 {
+			attachTerminal(t, c, id, "start")
+		}
+	}
 	time.Sleep(300 * time.Millisecond)
 	if now := threads.Count(); now > base+4 {
-		t.Fatalf("%d threads with 24 streams and 18 attachers open, %d before", now, base)
+		t.Fatalf("%d threads with 24 streams, 18 attachers and 4 terminals open, %d before", now, base)
+	}
+	for _, id := range terminalIDs {
+		processKillAt(t, c, "terminal/kill", id, "KILL")
 	}
 	for _, s := range streams {
 		s.Send('c', nil)

@@ -12,6 +12,7 @@ import (
 
 	"vibebox.dev/sandboxd/internal/command"
 	"vibebox.dev/sandboxd/internal/processes"
+	"vibebox.dev/sandboxd/internal/pty"
 	"vibebox.dev/sandboxd/internal/stream"
 )
 
@@ -163,10 +164,11 @@ func attachFrom(raw json.RawMessage, p *processes.Process) (int64, bool) {
 	return int64(offset), true
 }
 
-func (s *Server) processAttach(w http.ResponseWriter, c *conn, fields map[string]json.RawMessage, execID string) {
-	p := s.cfg.Processes.Get(execID)
+// attach answers /process/attach and /terminal/attach (table: the processes or the terminals).
+func (s *Server) attach(w http.ResponseWriter, c *conn, table *processes.Table, fields map[string]json.RawMessage, execID string) {
+	p := table.Get(execID)
 	if p == nil {
-		s.fail(w, http.StatusNotFound, "no such process")
+		s.fail(w, http.StatusNotFound, notFound(table == s.cfg.Terminals))
 		return
 	}
 	from, ok := attachFrom(fields["from"], p)
@@ -184,15 +186,16 @@ func (s *Server) processAttach(w http.ResponseWriter, c *conn, fields map[string
 	p.Attach(from, conn, br) // a failed header write fails its first frame: it only detaches
 }
 
-func (s *Server) processKill(w http.ResponseWriter, c *conn, fields map[string]json.RawMessage, execID string) {
+// processKill answers /process/kill and /terminal/kill (table: the processes or the terminals).
+func (s *Server) processKill(w http.ResponseWriter, c *conn, table *processes.Table, fields map[string]json.RawMessage, execID string) {
 	name := signalName(fields)
 	if name == "" {
 		s.fail(w, http.StatusBadRequest, "unknown signal")
 		return
 	}
-	p := s.cfg.Processes.Get(execID)
+	p := table.Get(execID)
 	if p == nil {
-		s.fail(w, http.StatusNotFound, "no such process")
+		s.fail(w, http.StatusNotFound, notFound(table == s.cfg.Terminals))
 		return
 	}
 	count, err := p.Signal(name, truthy(fields["sweep"]))
@@ -201,4 +204,67 @@ func (s *Server) processKill(w http.ResponseWriter, c *conn, fields map[string]j
 		return
 	}
 	s.json(w, c, http.StatusOK, execID, map[string]any{"exec_id": execID, "signalled": count})
+}
+
+func notFound(terminal bool) string {
+	if terminal {
+		return "no such terminal"
+	}
+	return "no such process"
+}
+
+// terminalRequest is a /terminal/open body: a command's fields (argv optional: the login
+// shell; timeout optional: none), the window size and the idle timeout.
+type terminalRequest struct {
+	commandFields
+	Cols        *float64 `json:"cols"`
+	Rows        *float64 `json:"rows"`
+	IdleTimeout *float64 `json:"idle_timeout"` // seconds; absent, null or 0: none
+}
+
+// defaultSize is a terminal's when the request names none (a VT100's).
+var defaultSize = pty.Size{Cols: 80, Rows: 24}
+
+// side reads cols or rows: absent or null is def, else an integer from 1 to pty.MaxSide.
+func side(value *float64, def int) (int, bool) {
+	if value == nil {
+		return def, true
+	}
+	v := *value
+	if v != math.Trunc(v) || v < 1 || v > pty.MaxSide {
+		return 0, false
+	}
+	return int(v), true
+}
+
+func (s *Server) terminalOpen(w http.ResponseWriter, c *conn, body []byte, execID string) {
+	req := terminalRequest{commandFields: commandFields{terminal: true}}
+	run, spec, ok := s.commandOf(w, body, execID, &req, &req.commandFields)
+	if !ok {
+		return
+	}
+	cols, okCols := side(req.Cols, defaultSize.Cols)
+	rows, okRows := side(req.Rows, defaultSize.Rows)
+	var idle time.Duration
+	okIdle := req.IdleTimeout == nil || *req.IdleTimeout >= 0
+	if req.IdleTimeout != nil && okIdle {
+		idle = time.Duration(min(*req.IdleTimeout, maxTimeout) * float64(time.Second))
+	}
+	if !okCols || !okRows || !okIdle {
+		s.fail(w, http.StatusBadRequest, "invalid request: cols and rows are integers from 1 to 1000, idle_timeout 0 or more")
+		return
+	}
+	p, err := s.cfg.Terminals.Open(run, spec, pty.Size{Cols: cols, Rows: rows}, idle)
+	if err != nil {
+		s.startError(w, execID, err)
+		return
+	}
+	s.json(w, c, http.StatusOK, execID, map[string]any{
+		"exec_id": execID, "pid": p.Pid, "started_at": p.StartedAt.UTC().Format(processes.TimeFormat),
+	})
+}
+
+func (s *Server) terminalList(w http.ResponseWriter, c *conn, execID string) {
+	body, _ := json.Marshal(map[string]any{"terminals": s.cfg.Terminals.Terminals()})
+	s.answerSigned(w, c, http.StatusOK, "application/json", execID, true, body)
 }

@@ -5,8 +5,9 @@
 // Nothing is buffered without bound. Output: one frame per stream in flight, so when the server
 // reads slowly, sandboxd stops reading the pipes and the command blocks on its writes
 // (backpressure). Stdin: up to StdinBuffer bytes wait for the command to read them; a stdin
-// frame that finds them full waits (with no frame read behind it) until the command reads. The server going away (EOF, a reset, a frame begun and
-// not finished within frames.Stall, a protocol error) ends the command with the kill contract.
+// frame that finds them full waits (with no frame read behind it) until the command reads
+// (package input). The server going away (EOF, a reset, a frame begun and not finished within
+// frames.Stall, a protocol error) ends the command with the kill contract.
 package stream
 
 import (
@@ -20,11 +21,12 @@ import (
 
 	"vibebox.dev/sandboxd/internal/command"
 	"vibebox.dev/sandboxd/internal/frames"
+	"vibebox.dev/sandboxd/internal/input"
 )
 
 // StdinBuffer is how many bytes of stdin may wait for the command to read them before sandboxd
 // stops reading frames (one more frame may be in, so at most StdinBuffer + frames.MaxStdin).
-const StdinBuffer = 1 << 20
+const StdinBuffer = input.Buffer
 
 // FinalWrite bounds sending the frames that follow the command's end (or its deadline): a
 // server that reads nothing then is dropped.
@@ -41,7 +43,7 @@ type session struct {
 	conn       net.Conn
 	w          *frames.Writer
 	fr         *frames.Reader
-	stdin      *stdinQueue   // nil: the command's stdin is /dev/null
+	stdin      *input.Queue  // nil: the command's stdin is /dev/null
 	done       chan struct{} // closed once the command has finished
 	finished   atomic.Bool
 	abortOnce  sync.Once
@@ -57,8 +59,8 @@ func Serve(live *command.Live, conn net.Conn, br *bufio.Reader) {
 		fr: frames.NewReader(conn, br, Caps, frames.Stall), readerDone: make(chan struct{}),
 	}
 	if live.Stdin != nil {
-		s.stdin = newStdinQueue(live.Stdin)
-		go s.stdin.run(s.done)
+		s.stdin = input.New(live.Stdin, true)
+		go s.stdin.Run(s.done)
 	}
 	go s.readFrames()
 	go func() {
@@ -140,11 +142,11 @@ func (s *session) readFrames() {
 		switch kind {
 		case frames.Stdin:
 			if s.stdin != nil {
-				s.stdin.push(payload, s.done)
+				s.stdin.Push(payload, s.done)
 			}
 		case frames.CloseStdin:
 			if s.stdin != nil {
-				s.stdin.close()
+				s.stdin.Close()
 			}
 		case frames.Signal:
 			name := string(payload)
@@ -154,105 +156,6 @@ func (s *session) readFrames() {
 			}
 			s.live.Signal(name, name == "KILL")
 		case frames.Reserved:
-		}
-	}
-}
-
-// stdinQueue feeds the command's stdin from the frames, in order, without blocking the frame
-// reader for longer than the command takes to read (or to finish).
-type stdinQueue struct {
-	f    *os.File
-	wake chan struct{} // something was pushed, or close was asked
-	room chan struct{} // the writer has written something
-
-	mu      sync.Mutex
-	pending [][]byte
-	size    int  // bytes pending, the one being written included
-	closing bool // close after what is pending
-	broken  bool // the command closed its stdin: what comes is dropped
-}
-
-func newStdinQueue(f *os.File) *stdinQueue {
-	return &stdinQueue{f: f, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
-}
-
-func poke(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// push queues data. While StdinBuffer bytes or more are pending it first waits (and so no
-// other frame is read) until the command reads, its stdin breaks, or it finishes: the frames
-// before this one (a signal...) were taken, the ones after it wait in the connection.
-func (q *stdinQueue) push(data []byte, done <-chan struct{}) {
-	for {
-		q.mu.Lock()
-		full := q.size >= StdinBuffer && !q.broken && !q.closing
-		q.mu.Unlock()
-		if !full {
-			break
-		}
-		select {
-		case <-q.room:
-		case <-done:
-			return
-		}
-	}
-	q.mu.Lock()
-	if q.closing || q.broken || len(data) == 0 {
-		q.mu.Unlock()
-		return
-	}
-	q.pending = append(q.pending, data)
-	q.size += len(data)
-	q.mu.Unlock()
-	poke(q.wake)
-}
-
-func (q *stdinQueue) close() {
-	q.mu.Lock()
-	q.closing = true
-	q.mu.Unlock()
-	poke(q.wake)
-}
-
-// run writes what is pushed to the command's stdin (the poller parks it while the pipe is
-// full) until close is asked, the pipe breaks, or the command finishes (Finish closes the pipe,
-// which ends a pending write).
-func (q *stdinQueue) run(done <-chan struct{}) {
-	for {
-		q.mu.Lock()
-		if len(q.pending) == 0 {
-			closing := q.closing
-			q.mu.Unlock()
-			if closing {
-				q.f.Close()
-				return
-			}
-			select {
-			case <-q.wake:
-				continue
-			case <-done:
-				return
-			}
-		}
-		data := q.pending[0]
-		q.pending[0] = nil
-		q.pending = q.pending[1:]
-		q.mu.Unlock()
-		_, err := q.f.Write(data)
-		q.mu.Lock()
-		q.size -= len(data)
-		if err != nil {
-			q.broken, q.pending, q.size = true, nil, 0
-		}
-		q.mu.Unlock()
-		poke(q.room)
-		if err != nil {
-			q.f.Close()
-			return
 		}
 	}
 }
