@@ -315,6 +315,10 @@ def _of(sandbox: Sandbox, execution: Execution):
     return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
 
 
+def running_ids(sandbox: Sandbox) -> list[str]:
+    return list(_running(sandbox).values_list("id", flat=True))
+
+
 def process_list(*, sandbox: Sandbox) -> list:
     """The running ones, oldest first: their records say so until their end is recorded."""
     return [_of(sandbox, execution) for execution in _running(sandbox).order_by("started_at")]

@@ -96,15 +96,23 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
     report.finished.append(sandbox.id)
 
 
-def _kill_strays(sandboxes, report: Report) -> None:
-    """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them."""
+def _kill_strays(sandboxes, containers, report: Report) -> None:
+    """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them.
+    sandboxd's background processes stay: any server follows them."""
     for sandbox in sandboxes:
         users, ended = sorted({sandbox.template.user, "0"}), 0
+        keep = processes.running_ids(sandbox) if containers[sandbox.id].has_daemon else []
         for user in users:
             with _step(report, sandbox.id, f"end stray commands (as user {user}) in"):
                 get_driver().exec(
                     sandbox.container_name,
-                    ExecRequest(argv=("sh", "-c", STRAYS), exec_id=REAPER_ID, user=user, timeout=30, output_limit=1024),
+                    ExecRequest(
+                        argv=("sh", "-c", STRAYS, "sh", *keep),
+                        exec_id=REAPER_ID,
+                        user=user,
+                        timeout=30,
+                        output_limit=1024,
+                    ),
                 )
                 ended += 1
         if ended == len(users):
@@ -207,8 +215,8 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 report.auto_paused.append(sandbox.id)
     _remove_lost_snapshot_images(now, report)
     running = [s for s in live.values() if s.status == Status.RUNNING and s.id in containers]
-    if startup:  # sandboxd's own processes outlive the server: only the others are strays
-        _kill_strays([s for s in running if not containers[s.id].has_daemon], report)
+    if startup:
+        _kill_strays(running, containers, report)
     for sandbox in running:
         if containers[sandbox.id].has_daemon:
             with _step(report, sandbox.id, "record ended background processes of"):

@@ -105,16 +105,21 @@ def test_abandoned_executions_are_closed(create_sandbox, settings):
     assert Execution.objects.get(pk=fresh.pk).status == "running"
 
 
-def test_startup_ends_commands_of_a_previous_server(create_sandbox, docker_client):
+def test_startup_ends_commands_of_a_previous_server(api_client, create_sandbox, docker_client):
     sandbox_id = create_sandbox()["id"]
     container = docker_client.containers.get(sandbox_id)
-    # as a background command or terminal of a server that has since died would be
+    # as a command or terminal of a server that has since died would be
     container.exec_run(["sh", "-c", "sleep 901"], environment={"VIBEBOX_EXEC_ID": "exec_gone"}, detach=True)
     container.exec_run(["sh", "-c", "sleep 902"], detach=True)  # not VibeBox's: left alone
+    # a background process in sandboxd: any server follows it, so it is no stray
+    started = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "sleep 903", "background": True}, format="json"
+    )
+    assert started.status_code == 202, started.content
     time.sleep(0.5)
     assert sandbox_reconcile(startup=True).strays_ended == [sandbox_id]
     running = container.exec_run(["ps", "-eo", "args"]).output.decode()
-    assert "sleep 901" not in running and "sleep 902" in running
+    assert "sleep 901" not in running and "sleep 902" in running and "sleep 903" in running
 
 
 def test_ephemeral_sandboxes_of_a_revoked_key_are_destroyed(owner, make_key, create_sandbox, docker_client):

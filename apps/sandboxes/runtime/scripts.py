@@ -100,12 +100,16 @@ read -r sid < "/tmp/.vbx-$1.pid" 2>/dev/null
 exit 0
 """
 
-# argv: sh -c STRAYS sh; kills every process started by VibeBox (any command or terminal) that
-# this user may kill. Run at start-up, when no command of a previous server can still be followed.
+# argv: sh -c STRAYS sh [<exec id to keep>...]; kills every process started by VibeBox (any
+# command or terminal) that this user may kill, but those of the exec ids given (sandboxd's
+# background processes, which any server can still follow). Run at start-up, when no command of a
+# previous server can still be followed. Exec ids are [A-Za-z0-9_] (ids.random_id).
 REAPER_ID = "reaper"
 STRAYS = """for p in /proc/[0-9]*; do
-  grep -qsz "^VIBEBOX_EXEC_ID=" "$p/environ" && ! grep -qsz "^VIBEBOX_EXEC_ID=reaper$" "$p/environ" \\
-    && kill -9 "${p#/proc/}" 2>/dev/null
+  grep -qsz "^VIBEBOX_EXEC_ID=" "$p/environ" || continue
+  keep=
+  for id in reaper "$@"; do grep -qsz "^VIBEBOX_EXEC_ID=$id$" "$p/environ" && keep=1 && break; done
+  [ -z "$keep" ] && kill -9 "${p#/proc/}" 2>/dev/null
 done
 rm -rf /tmp/.vbx-* /tmp/vbx-*
 exit 0
