@@ -55,8 +55,16 @@ def _attach_timeout() -> float:
     return settings.VIBEBOX_EXEC_MAX_TIMEOUT + SLACK
 
 
+def _settled(result: ExecResult) -> ExecResult:
+    """sandboxd's account of a process's end, `truncated` as for any command: a stream printed
+    more than VIBEBOX_EXEC_OUTPUT_LIMIT (what one attach kept is its own choice)."""
+    limit = settings.VIBEBOX_EXEC_OUTPUT_LIMIT
+    return dataclasses.replace(result, truncated=result.stdout_bytes > limit or result.stderr_bytes > limit)
+
+
 def _exit(execution_id: str, result: ExecResult) -> dict:
     """The `exit` message of a process, from sandboxd's account of its end."""
+    result = _settled(result)
     return {
         "type": "exit",
         "executionId": execution_id,
@@ -185,10 +193,10 @@ class DaemonProcess:
                     on_lost=lambda count: listener(("lost", count)),
                 )
             except errors.ApplicationError as exc:
-                if not stop.is_set():
-                    listener(("exit", _error_exit(exc)))
+                listener(("exit", _error_exit(exc)))
                 return
-            listener(("exit", _exit(self.id, result)))
+            if result is not None:  # None: detached
+                listener(("exit", _exit(self.id, result)))
 
         threading.Thread(target=follow, daemon=True, name=f"attach-{self.id}").start()
         return [], 0, None
@@ -262,13 +270,23 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
     )
     try:
         result = get_driver().process_attach(sandbox.container_name, execution.id, request=request)
-        finish(execution, result, sandbox, result.stdout)
+        finish(execution, _settled(result), sandbox, result.stdout)
     except errors.ApplicationError as exc:
-        # The sandbox stopped, or sandboxd went away: the reconcile pass settles the record.
         logger.info("lost sight of process %s: %s", execution.id, exc.message)
+        if not _still_known(sandbox, execution.id):  # the sandbox stopped or restarted: it ended
+            failed(execution, errors.RuntimeFailure(f"The process ended with its sandbox: {exc.message}"))
+        # else it runs on (sandboxd was briefly unreachable): the reconcile pass records its end
     finally:
         slot.release()
         close_old_connections()
+
+
+def _still_known(sandbox: Sandbox, execution_id: str) -> bool:
+    try:
+        listed = get_driver().process_list(sandbox.container_name)
+    except errors.ApplicationError:
+        return False
+    return listed is not None and any(info.exec_id == execution_id and info.running for info in listed)
 
 
 def _start_here(sandbox: Sandbox, execution: Execution, request: ExecRequest, slot) -> Process:
@@ -365,6 +383,6 @@ def record_ended(sandbox: Sandbox, *, now) -> int:
                 argv=(), exec_id=execution_id, timeout=60, output_limit=settings.VIBEBOX_EXEC_STORED_OUTPUT
             )
             result = get_driver().process_attach(sandbox.container_name, execution_id, request=request)
-            finish(execution, result, sandbox, result.stdout)
+            finish(execution, _settled(result), sandbox, result.stdout)
             recorded += 1
     return recorded

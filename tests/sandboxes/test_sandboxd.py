@@ -216,6 +216,7 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
     """Started, listed, attached from the start twice (the output kept in sandboxd, not in this
     process), signalled through an attach, and its end seen by the attacher."""
     name = start_daemon()
+    by_daemon(name, ["true"])  # it listens a moment after the container starts
     address, _ = agent(name)
     secret = django_settings.SECRET_KEY
     exec_id = f"p{secret_free_id()}"

@@ -69,3 +69,19 @@ def test_a_background_process_survives_a_killed_server_and_another_serves_it(api
     assert report.processes_recorded == 1, report.as_dict()
     row = Execution.objects.get(pk=process_id)
     assert row.status == Execution.Status.FAILED and row.stdout.startswith("tick 1\ntick 2\n")
+
+
+def test_a_process_ends_with_its_sandbox_and_its_record_says_so(api_client, create_sandbox):
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    started = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "sleep 600", "background": True}, format="json"
+    )
+    assert started.status_code == 202, started.content
+    process_id = started.json()["processId"]
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
+    wait_for(lambda: Execution.objects.get(pk=process_id).status != Execution.Status.RUNNING)
+    row = Execution.objects.get(pk=process_id)
+    # sandboxd ends its commands when the container stops (SIGTERM): the exit is recorded; had
+    # the connection broken first, the record would say the process ended with its sandbox.
+    assert row.finished_at and (row.status, row.exit_code) in (("failed", 143), ("failed", 137), ("error", None))
+    assert api_client.get(f"/api/v1/sandboxes/{sandbox_id}/processes").json()["processes"] == []

@@ -280,7 +280,7 @@ class RuntimeDriver(Protocol):
         start: str | int = "start",
         stop: threading.Event | None = None,  # set: detach (the process runs on)
         on_lost: Callable[[int], None] | None = None,  # bytes no longer kept, from where it started
-    ) -> ExecResult: ...
+    ) -> ExecResult | None: ...  # None: detached by `stop`
     def process_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool: ...  # False: unknown
 
     # An interactive PTY session (see docker_tty.open_tty for the options and the handle).

@@ -596,7 +596,7 @@ class DockerDriver:
                 f"sandboxd's process list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
             ) from None
 
-    def process_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> ExecResult:
+    def process_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> ExecResult | None:
         def attach(address):
             return sandboxd_client.process_attach(
                 address, self._secret, name, exec_id, start=start, request=request, stop=stop, on_lost=on_lost
@@ -605,6 +605,8 @@ class DockerDriver:
         try:
             with self._engine():
                 attached = self._call_daemon(name, attach)
+        except sandboxd_client.Detached:
+            return None
         except sandboxd_client.ProcessRefused as exc:
             raise errors.ExecutionNotFound("No such process.", details={"processId": exec_id}) from exc
         if attached is None:

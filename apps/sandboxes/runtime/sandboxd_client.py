@@ -541,6 +541,10 @@ def process_kill(address: str, secret: str, container: str, exec_id: str, signal
     return True
 
 
+class Detached(Exception):
+    """An attach left by its `stop` event before the process ended."""
+
+
 class ProcessRefused(Exception):
     """sandboxd refused a process request: `status` 404 (unknown), 409 (taken), 422, 429."""
 
@@ -585,7 +589,12 @@ def process_attach(
         control_only = dataclasses.replace(request, stdin=None)
         threading.Thread(target=_feed, args=(_sender(raw), control_only, done), daemon=True).start()
         output = _Output(request, on_lost)
-        answer = _pump(response, output)
+        try:
+            answer = _pump(response, output)
+        except (OSError, bounded.HostileOutput):
+            if stop is not None and stop.is_set():
+                raise Detached from None  # we cut it: not sandboxd's doing
+            raise
         if answer.get("exec_id") != exec_id:
             raise bounded.Malformed("the exit frame is for another process", reason="identity")
         exit_code = answer.get("exit_code")
