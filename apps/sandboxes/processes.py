@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from vibebox import exceptions as errors
 
@@ -276,6 +276,8 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
         if not _still_known(sandbox, execution.id):  # the sandbox stopped or restarted: it ended
             failed(execution, errors.RuntimeFailure(f"The process ended with its sandbox: {exc.message}"))
         # else it runs on (sandboxd was briefly unreachable): the reconcile pass records its end
+    except DatabaseError as exc:  # the record stays `running`: the reconcile pass records the end
+        logger.warning("could not record the end of process %s: %s", execution.id, exc)
     finally:
         slot.release()
         close_old_connections()
