@@ -36,6 +36,30 @@
     socket.onclose = () => { socket = null; setTimeout(connect, retry); retry = Math.min(retry * 2, 15000); };
   }
 
+  // htmx drops an error answer (4xx/5xx) or a lost connection without a word: a boosted form
+  // would look as if nothing happened. Say what happened, in the page's message list.
+  function report(text) {
+    const main = document.getElementById("main");
+    if (!main) return;
+    let list = main.querySelector(".messages");
+    if (!list) {
+      list = document.createElement("ul");
+      list.className = "messages";
+      list.setAttribute("role", "status");
+      main.prepend(list);
+    }
+    const item = document.createElement("li");
+    item.className = "error";
+    item.textContent = text;
+    list.replaceChildren(item);
+  }
+  document.addEventListener("htmx:responseError", (event) => {
+    const xhr = event.detail.xhr;
+    report(`The server answered ${xhr.status} ${xhr.statusText || ""}: the request was not carried out. Try again.`);
+  });
+  document.addEventListener("htmx:sendError", () => report("The server could not be reached. Try again."));
+  document.addEventListener("htmx:timeout", () => report("The server took too long to answer. Try again."));
+
   document.addEventListener("DOMContentLoaded", connect);
   document.addEventListener("htmx:afterSettle", connect);
   window.VibeBox = { wsUrl: wsUrl };

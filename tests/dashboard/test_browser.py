@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import live_server  # noqa: E402
+from common import api, live_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser-pw-" + "x" * 8
@@ -78,6 +78,22 @@ def sign_in(page, server):
     page.wait_for_url(re.compile(r"/sandboxes/$"))
 
 
+def wait_for_created(page, server):
+    """Waits for the create to land on the sandbox's page. A cold create waits on the engine,
+    whose own deadline is 120 s (docker-py's timeout): wait longer than that, so a stalled engine
+    shows up as the form's error, and say what the page and the server saw if it never lands."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(re.compile(r"/sandboxes/sbx_\w+/$"), timeout=150_000)
+    except PlaywrightTimeout:
+        shown = page.locator("main").inner_text(timeout=5_000)[:2000]
+        status, listed = api(server.url, server.key, "GET", "/api/v1/sandboxes")
+        raise AssertionError(
+            f"the create did not land on its page; the page shows:\n{shown}\nthe API lists ({status}): {listed}"
+        ) from None
+
+
 def test_the_dashboard_end_to_end(server, context):
     from playwright.sync_api import expect
 
@@ -91,7 +107,7 @@ def test_the_dashboard_end_to_end(server, context):
     page.get_by_label("Template").select_option("python-3")
     page.get_by_label("Name").fill("browser-box")
     page.get_by_role("button", name="Create").click()
-    page.wait_for_url(re.compile(r"/sandboxes/sbx_\w+/$"))
+    wait_for_created(page, server)
     sandbox_id = page.url.rstrip("/").rsplit("/", 1)[-1]
     row = watcher.locator(f"#row-{sandbox_id}")
     expect(row).to_be_visible()
@@ -159,3 +175,24 @@ def test_every_page_renders_and_the_list_loads_fast(server, context):
     for path in ["/templates/", "/keys/", "/usage/", "/activity/"]:
         response = page.goto(f"{server.url}{path}")
         assert response.status == 200, path
+
+
+def test_a_refused_boosted_request_is_reported_not_swallowed(server, context):
+    """htmx leaves the page as it was on a 4xx/5xx: the dashboard says what happened instead."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in(page, server)
+    page.evaluate(
+        """() => {
+        const link = document.createElement("a");
+        link.href = "/sandboxes/sbx_missing/";
+        link.id = "missing";
+        link.textContent = "a sandbox that does not exist";
+        document.getElementById("main").append(link);
+        htmx.process(link);
+    }"""
+    )
+    page.locator("#missing").click()
+    expect(page.locator("#main .messages .error")).to_contain_text("404")
+    assert page.url.endswith("/sandboxes/")  # the page stayed where it was
