@@ -7,11 +7,11 @@ builds a new volume and an unchanged one is never built twice.
 """
 
 import collections
-import functools
 import logging
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -83,11 +83,20 @@ def build(*, log=log_to_stderr) -> str:
     return name
 
 
-@functools.cache
+_volume: str | None = None
+_volume_lock = threading.Lock()
+
+
 def volume_for_sandboxes() -> str:
     """sandboxd's volume for this process's sandboxes, built on first use when missing (`make run`
-    and `make test` build it first; a process finds it in place)."""
-    return build(log=logger.info)
+    and `make test` build it first; a process finds it in place). Once per process: the first
+    creates of a fresh server arrive together, and each would otherwise fill the volume."""
+    global _volume
+    if _volume is None:
+        with _volume_lock:
+            if _volume is None:
+                _volume = build(log=logger.info)
+    return _volume
 
 
 def check(*, log=log_to_stderr) -> None:

@@ -6,6 +6,7 @@ hold it to that against the real engine; sandboxd's own `go test` suite (run by 
 covers the daemon's internals."""
 
 import io
+import os
 import secrets
 import tarfile
 import time
@@ -15,7 +16,7 @@ from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes import sandboxd
-from apps.sandboxes.runtime import DAEMON_BINARY, ContainerSpec, ExecRequest, get_driver, sandboxd_client
+from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.specs import base_labels, network_name
 
@@ -267,3 +268,49 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
 
 def secret_free_id() -> str:
     return secrets.token_hex(6)
+
+
+def test_fills_of_one_volume_at_once_all_succeed(daemon_volume, docker_client):
+    """A fresh server's first creates arrive together, and a web server and a worker start
+    together: threads and processes may fill sandboxd's volume at the same moment. None of them
+    is refused, no fill container is left, and the volume holds the daemon."""
+    import subprocess
+    import sys
+    import threading
+
+    from apps.sandboxes.images import base_image_build
+
+    tag = sandboxd.image(base_image_build(log=lambda line: None))
+    name = f"vibebox-{django_settings.VIBEBOX_INSTANCE}-fill-{secrets.token_hex(4)}"
+    driver = get_driver()
+    barrier, failures = threading.Barrier(4), []
+    other = (
+        "import django; django.setup(); from apps.sandboxes.runtime import get_driver;"
+        f"get_driver().volume_from_image({name!r}, image={tag!r}, path={DAEMON_MOUNT!r}, labels={{}})"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vibebox.settings"}
+
+    def fill():
+        barrier.wait()
+        try:
+            driver.volume_from_image(name, image=tag, path=DAEMON_MOUNT, labels=base_labels())
+        except Exception as exc:  # collected, asserted below
+            failures.append(exc)
+
+    try:
+        processes = [subprocess.Popen([sys.executable, "-c", other], env=env, stderr=subprocess.PIPE) for _ in range(2)]
+        threads = [threading.Thread(target=fill) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for process in processes:
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, stderr.decode()[-2000:]
+        assert failures == []
+        # The engine runs on this machine: the volume's files are under its mount point.
+        mountpoint = docker_client.volumes.get(name).attrs["Mountpoint"]
+        assert os.access(os.path.join(mountpoint, os.path.basename(DAEMON_BINARY)), os.X_OK)
+        assert not docker_client.containers.list(all=True, filters={"name": f"{name}-fill"})
+    finally:
+        driver.remove_volume(name)

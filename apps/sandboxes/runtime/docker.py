@@ -46,6 +46,8 @@ _DISK_LIMIT_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}
 _FREEZE_ATTEMPTS = 4
 _ENGINE_INFO_TTL = 300.0
 NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (another process creating it)
+FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
+FILL_STARTED_LABEL = "vibebox.fill-started"
 
 
 def _disk_full(message: str) -> bool:
@@ -210,6 +212,7 @@ class DockerDriver:
         self._lock = threading.Lock()
         self._networks: dict[str, dict[str, str]] = {}  # networks ensured -> their labels
         self._network_lock = threading.Lock()  # one create at a time in this process
+        self._fill_lock = threading.Lock()  # one volume fill at a time in this process
         self._secret = secret  # each container's sandboxd token derives from it
         self._daemons: dict[str, str] = {}  # container name -> its sandboxd's address
         self._engine_info: tuple[float, EngineInfo] | None = None
@@ -728,20 +731,42 @@ class DockerDriver:
         container and removes it: idempotent, and it completes a volume left empty by a process
         killed between the two steps (a filled volume is left as it is)."""
         name = f"{volume}-fill"
-        with self._engine():
+        deadline = time.monotonic() + FILL_SECONDS
+        with self._fill_lock, self._engine():
             self.client.volumes.create(name=volume, labels=labels)
+            while True:
+                try:
+                    self.client.api.create_container(
+                        image,
+                        command=["fill"],  # never started: the image may have no command
+                        name=name,
+                        labels={**labels, FILL_STARTED_LABEL: str(time.time())},
+                        host_config=self.client.api.create_host_config(
+                            mounts=[Mount(target=path, source=volume, type="volume")], network_mode="none"
+                        ),
+                    )
+                    break
+                except APIError as exc:
+                    if exc.status_code != 409 or time.monotonic() > deadline:
+                        raise
+                self._fill_taken(name)
             with contextlib.suppress(NotFound):
                 self.client.api.remove_container(name, force=True)
-            self.client.api.create_container(
-                image,
-                command=["fill"],  # never started: the image may have no command
-                name=name,
-                labels=labels,
-                host_config=self.client.api.create_host_config(
-                    mounts=[Mount(target=path, source=volume, type="volume")], network_mode="none"
-                ),
-            )
-            self.client.api.remove_container(name, force=True)
+
+    def _fill_taken(self, name: str) -> None:
+        """The fill container's name is taken: by another process filling the volume now (it
+        removes its container in a moment: wait for it), or left by one killed before it could
+        (older than FILL_SECONDS: remove it)."""
+        try:
+            data = self.client.api.inspect_container(name)
+        except NotFound:
+            return
+        started = float(((data.get("Config") or {}).get("Labels") or {}).get(FILL_STARTED_LABEL) or 0)
+        if time.time() - started > FILL_SECONDS:
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
+        else:
+            time.sleep(0.2)
 
     def remove_volume(self, name: str) -> None:
         with self._engine(), contextlib.suppress(NotFound):
