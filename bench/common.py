@@ -24,6 +24,8 @@ SERVER = [
     str(ROOT / ".venv" / "bin" / "uvicorn"),
     "--ws",
     "websockets-sansio",
+    "--ws-per-message-deflate",
+    "false",
     "--lifespan",
     "off",
     "--log-level",

@@ -38,7 +38,10 @@ def wait_for(condition, what: str, deadline: float = DEADLINE, log: Path | None 
     try:
         return waiting.wait_for(condition, timeout=deadline, interval=0.5, what=what)
     except waiting.WaitTimeout as exc:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log else ""
+        lines = log.read_text(errors="replace").splitlines() if log else []
+        # Beat's passes fill the tail every 2 s: show what went wrong as well as what came last.
+        trouble = [line for line in lines if any(word in line for word in ("WARNING", "ERROR", "Traceback"))]
+        tail = "\n".join(["-- warnings and errors:", *trouble[-40:], "-- the last lines:", *lines[-30:]])
         pytest.fail(f"{exc}\n{tail}")
 
 

@@ -175,7 +175,9 @@ def test_a_command_printing_gigabytes_is_capped(server, api_key, sandboxes, user
 
 def test_stdin_a_command_never_reads_is_held_back_not_buffered(server, api_key, sandboxes):
     """A key holder streams stdin into a command that never reads it: the server holds at most
-    about STDIN_BUFFER of it (the stream stops reading its client), not all of it."""
+    about STDIN_BUFFER of it (the stream stops reading its client), not all of it. Messages are
+    not compressed: with permessage-deflate, 200 MiB of one repeated byte is 200 KiB on the wire,
+    and one read of the socket was inflated and queued whole (+144 MiB)."""
     url, pid = server
     victim, bystander = sandboxes
     before = rss(pid)
@@ -189,11 +191,14 @@ def test_stdin_a_command_never_reads_is_held_back_not_buffered(server, api_key, 
                 connection.send(chunk)
                 sent[0] += 1
 
+    # The client offers compression (websockets does by default); the server declines it.
     with connect(socket_url, additional_headers={"Authorization": f"Bearer {api_key[1]}"}) as connection:
+        assert connection.response.headers.get("Sec-WebSocket-Extensions") is None
         connection.send(json.dumps({"command": "sleep 60", "timeout": "90s"}))
         thread = threading.Thread(target=flood, args=(connection,), daemon=True)
         thread.start()
         thread.join(timeout=20)  # the server stops reading long before 200 MiB
+        assert sent[0] < 100
         assert rss(pid) - before < 50 * MiB
         assert bystander_works(url, api_key[1], bystander) == 3
 

@@ -168,17 +168,21 @@ class ExecControl:
         except BlockingIOError:
             pass
         with self._lock:
-            taken = bytearray()
-            while self._stdin and len(taken) < limit:
-                chunk, room = self._stdin[0], limit - len(taken)
+            # Chunks as written, joined once (a client's stdin comes in MiB: each copy counts).
+            taken: list[bytes] = []
+            size = 0
+            while self._stdin and size < limit:
+                chunk, room = self._stdin[0], limit - size
                 if len(chunk) <= room:
-                    taken += self._stdin.pop(0)
+                    taken.append(self._stdin.pop(0))
                 else:
-                    taken += chunk[:room]
+                    taken.append(chunk[:room])
                     self._stdin[0] = chunk[room:]
-            self._buffered -= len(taken)
+                size += len(taken[-1])
+            self._buffered -= size
             signals, self._signals = self._signals, []
-            return bytes(taken), self._close and not self._stdin, signals
+            data = taken[0] if len(taken) == 1 else b"".join(taken)
+            return data, self._close and not self._stdin, signals
 
     def close(self) -> None:
         for fd in (self._wake_read, self._wake_write):

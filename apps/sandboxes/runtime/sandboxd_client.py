@@ -365,8 +365,9 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
         while control is not None and not done.is_set():
             select.select([control.wake_fd], [], [], 0.5)
             data, close, signals = control.take()
+            view = memoryview(data)
             for start in range(0, len(data), STDIN_FRAME):
-                send(b"i", data[start : start + STDIN_FRAME])
+                send(b"i", view[start : start + STDIN_FRAME])
             for name in signals:
                 send(b"s", name.encode())
             if close:
@@ -423,12 +424,21 @@ def _pump(response, output: _Output) -> dict:
             raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
 
 
+STDIN_IN_FLIGHT = 256 * 1024  # the send buffer of a stream that takes stdin (the kernel doubles it)
+
+
 def _sender(raw):
+    """Frames to sandboxd on `raw`. Its send buffer is kept small: loopback's grows to MiB, and
+    stdin held there is stdin the server took from its client ahead of the command (STDIN_BUFFER
+    is the bound that should count)."""
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STDIN_IN_FLIGHT)
     lock = threading.Lock()
 
-    def send(kind: bytes, payload: bytes = b"") -> None:
-        with lock:
-            raw.sendall(FRAME_HEADER.pack(kind, len(payload)) + payload)
+    def send(kind: bytes, payload: bytes | memoryview = b"") -> None:
+        with lock:  # header and payload apart: stdin comes in MiB, not copied once more
+            raw.sendall(FRAME_HEADER.pack(kind, len(payload)))
+            if payload:
+                raw.sendall(payload)
 
     return send
 
