@@ -269,13 +269,15 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
         argv=(), exec_id=execution.id, timeout=_attach_timeout(), output_limit=settings.VIBEBOX_EXEC_STORED_OUTPUT
     )
     try:
-        result = get_driver().process_attach(sandbox.container_name, execution.id, request=request)
-        finish(execution, _settled(result), sandbox, result.stdout)
-    except errors.ApplicationError as exc:
-        logger.info("lost sight of process %s: %s", execution.id, exc.message)
-        if not _still_known(sandbox, execution.id):  # the sandbox stopped or restarted: it ended
-            failed(execution, errors.RuntimeFailure(f"The process ended with its sandbox: {exc.message}"))
-        # else it runs on (sandboxd was briefly unreachable): the reconcile pass records its end
+        try:
+            result = get_driver().process_attach(sandbox.container_name, execution.id, request=request)
+        except errors.ApplicationError as exc:
+            logger.info("lost sight of process %s: %s", execution.id, exc.message)
+            if not _still_known(sandbox, execution.id):  # the sandbox stopped or restarted: it ended
+                failed(execution, errors.RuntimeFailure(f"The process ended with its sandbox: {exc.message}"))
+            # else it runs on (sandboxd was briefly unreachable): the reconcile pass records its end
+        else:
+            finish(execution, _settled(result), sandbox, result.stdout)
     except DatabaseError as exc:  # the record stays `running`: the reconcile pass records the end
         logger.warning("could not record the end of process %s: %s", execution.id, exc)
     finally:

@@ -168,3 +168,40 @@ def test_sandboxd_and_its_token_are_out_of_the_sandbox_users_reach(api_client, s
     for attempt in attempts[1:7]:  # root's writes fail too: the volume is read-only
         assert run(api_client, sandbox_id, command=attempt, user="root")["exitCode"] != 0, attempt
     assert run(api_client, sandbox_id, command=digest, user="root")["stdout"] == before
+
+
+@pytest.mark.parametrize("end", ["kill", "stop"])
+def test_a_stream_cut_by_its_container_stopping_is_not_called_hostile(api_client, sandbox_id, docker_client, end):
+    """A stop or kill of the container ends sandboxd's stream without an exit frame: that is the
+    sandbox stopping (`sandbox_stopped`, logged quietly), not sandboxd answering badly."""
+    import threading
+
+    from apps.sandboxes.models import Sandbox
+    from apps.sandboxes.runtime.base import ExecRequest
+    from vibebox import exceptions as errors
+
+    wait_for_daemon(api_client, sandbox_id)
+    name = Sandbox.objects.get(pk=sandbox_id).container_name
+    outcome, seen = {}, threading.Event()
+
+    def output(stream, data):
+        seen.set()
+
+    def run_it():
+        request = ExecRequest(argv=("sh", "-c", "echo up; sleep 60"), exec_id="exe_cut0000", on_output=output)
+        try:
+            outcome["result"] = get_driver().exec(name, request)
+        except errors.ApplicationError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run_it)
+    thread.start()
+    assert seen.wait(60)
+    container = docker_client.containers.get(name)
+    container.kill() if end == "kill" else container.stop(timeout=2)
+    thread.join(60)
+    error = outcome.get("error")
+    if error is not None:
+        assert error.details.get("reason") in ("sandbox_stopped", "agent_failed"), error.details
+    else:  # sandboxd, told to stop, ended the command and said so
+        assert outcome["result"].exit_code != 0

@@ -550,6 +550,11 @@ class DockerDriver:
             result = call(address)
         except bounded.HostileOutput as exc:
             self._daemons.pop(name, None)
+            if not self._running(name):  # a stop or kill cut the stream: nothing hostile in that
+                logger.info("sandboxd of %s went away with its container: %s", name, exc)
+                raise errors.RuntimeFailure(
+                    "The sandbox stopped while the command ran.", details={"reason": "sandbox_stopped"}
+                ) from None
             logger.warning("sandboxd of %s answered badly (%s): %s", name, exc.reason, exc)
             raise errors.RuntimeFailure(
                 f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
@@ -562,6 +567,19 @@ class DockerDriver:
         if result is None:
             self._daemons.pop(name, None)
         return result
+
+    def _running(self, name: str) -> bool:
+        """Whether the container still runs, a moment after its sandboxd's stream broke: the
+        engine notes a kill a little after the socket closes."""
+        for _ in range(5):
+            try:
+                info = self.inspect(name)
+            except errors.ApplicationError:
+                return True  # the engine cannot tell: keep the stricter reading
+            if info is None or info.status != "running":
+                return False
+            time.sleep(0.2)
+        return True
 
     def _exec_by_daemon(self, name: str, request: ExecRequest) -> ExecResult | None:
         """The command through the container's sandboxd (a stream when it streams); None to use
