@@ -85,6 +85,7 @@ SnapshotUnusable = error(
 SandboxPaused = error("sandbox_paused", 409, "The sandbox is paused; resume it first (or pass autoResume).")
 UnsupportedLanguage = error("unsupported_language", 400, "This sandbox's template cannot run that language.")
 ExecutionNotFound = error("execution_not_found", 404, "Execution not found.")
+TerminalNotFound = error("terminal_not_found", 404, "Terminal session not found.")
 EnvVarNotFound = error("env_var_not_found", 404, "Environment variable not found.")
 InvalidPath = error("invalid_path", 400, "Invalid path.")
 InvalidArchive = error("invalid_archive", 400, "The archive is invalid or has unsafe entries.")

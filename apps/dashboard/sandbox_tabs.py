@@ -8,6 +8,7 @@ forms and links, and htmx swaps partials where it is there.
 """
 
 import io
+import logging
 import posixpath
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ from vibebox.units import parse_duration
 
 from .views import get_sandbox, sandbox_page
 
+logger = logging.getLogger(__name__)
+
 EDIT_LIMIT = 1024 * 1024  # the text editor opens files up to 1 MiB
 HISTORY_LIMIT = 50
 OUTPUT_PREVIEW = 256 * 1024
@@ -47,10 +50,15 @@ def _files_url(sandbox, path: str | None = None, **extra) -> str:
 
 
 def open_terminal_sessions(sandbox) -> list[dict]:
-    """The sandbox's open terminal sessions (they live in this web process, see terminals.py)."""
+    """The sandbox's open terminal sessions (in its sandboxd, or in this web process without it)."""
+    try:
+        listed = terminals.terminal_list(sandbox=sandbox)
+    except errors.ApplicationError as exc:  # sandboxd cannot tell now: the page still renders
+        logger.info("terminal sessions of %s: %s", sandbox.id, exc.message)
+        return []
     return [
-        {"id": s.id, "shell": s.shell, "cols": s.cols, "rows": s.rows, "clients": len(s.clients)}
-        for s in terminals.session_list(owner_id=sandbox.owner_id, sandbox_id=sandbox.id)
+        {"id": s["sessionId"], "shell": s["shell"], "cols": s["cols"], "rows": s["rows"], "clients": s["attached"]}
+        for s in listed
     ]
 
 

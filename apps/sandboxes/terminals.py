@@ -1,24 +1,34 @@
-"""Interactive terminal sessions: one PTY (docker exec with a TTY) in a running sandbox.
+"""Interactive terminal sessions: a shell on a PTY in a running sandbox.
 
-A session has an id (`term_…`) and one or more attached clients (WebSocket connections). One
-reader thread per session reads the PTY and hands each chunk to every client's bounded queue
-(VIBEBOX_WS_QUEUE_MESSAGES); while a client's queue is full the reader waits (backpressure on the
-shell), and a client whose queue stays full for VIBEBOX_WS_SLOW_CLIENT_SECONDS is dropped, so
-server memory stays bounded whatever a client does. Keystrokes and resizes from all clients go
-through one lock, in order, in worker threads.
+A session has an id (`term_…`) and one or more attached clients (WebSocket connections), whose
+keystrokes and resizes go to the shell in order. Output goes to each client's bounded queue
+(VIBEBOX_WS_QUEUE_MESSAGES); a client whose queue stays full for VIBEBOX_WS_SLOW_CLIENT_SECONDS is
+dropped (4008), so server memory stays bounded whatever a client does.
 
-The shell is killed when its last client leaves or when nothing was typed or printed for
-VIBEBOX_TERMINAL_IDLE_TIMEOUT: the PTY is hung up and the driver's kill (runtime.base) removes every
-process the terminal started (they carry VIBEBOX_EXEC_ID=<session id>, like exec's commands).
+In a sandbox with sandboxd (docs/sandboxd.md, "Terminals") the terminal lives there: any web
+process lists, joins and kills it, and it survives a restart of the web server. Each client is
+one sandboxd attacher (`DaemonSession`: a thread following /terminal/attach into the client's
+queue); a client that joins later attaches from REPLAY_BYTES before the end, so it sees the recent
+screen. The shell does not end when its last client leaves: it ends when it exits, after
+VIBEBOX_TERMINAL_IDLE_TIMEOUT without input, resize or output (sandboxd's idle timeout), when the
+sandbox stops, or when a client or the API kills it (`terminal_kill`); sandboxd then ends every
+process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame)
+rather than holding the shell up.
 
-The registry lives in this process, on the event loop that opened each session: VibeBox's web
-server is one uvicorn process. Serving from several processes would need attaches routed to the
-process holding the session (sticky routing by session id, or a relay over the channel layer).
-The per-user cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is counted in Redis by
-apps/sandboxes/limits.py, so it already holds across processes.
+In a sandbox without sandboxd (VIBEBOX_SANDBOXD=false, or made before it) the session is a Docker
+exec with a TTY held by this web process (`Session`): one reader thread hands each chunk to every
+client's queue and waits while one is full (backpressure on the shell), the shell is killed when
+its last client leaves or after the idle timeout, and only this process can join it.
+
+The per-owner cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is a lease in Redis
+(apps/sandboxes/limits.py), taken by the web process that opens a terminal. For a terminal in
+sandboxd, a thread of that process polls /terminal/list and gives the slot back once the
+terminal has ended; if that process dies first, the lease runs out within limits.LEASE_SECONDS:
+the slot never leaks, and the surviving terminal is not counted until it ends.
 """
 
 import asyncio
+import datetime as dt
 import logging
 import threading
 import time
@@ -26,13 +36,15 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
 from . import envvars, execution, idle, limits
-from .models import Sandbox
-from .runtime import get_driver
+from .models import Sandbox, Status
+from .runtime import ExecRequest, get_driver
+from .runtime.base import STDIN_BUFFER, ExecControl
 from .runtime.scripts import MARKER_ENV, WRAPPER
 
 logger = logging.getLogger(__name__)
@@ -44,6 +56,10 @@ REPLAY_BYTES = 64 * 1024  # recent output shown to a client that attaches later
 WRITE_TIMEOUT = 30.0  # seconds the shell may leave its input unread before keystrokes fail
 IDLE_CLOSE_CODE = 4408
 SLOW_CLOSE_CODE = 4008
+ERROR_CLOSE_CODE = 1011
+ATTACH_SECONDS = 7 * 24 * 3600  # how long one client may stay attached to a terminal in sandboxd
+SLOT_POLL_SECONDS = 3.0  # how often the opener checks whether its terminal in sandboxd still runs
+ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 # argv: sh -c START sh <shell>; becomes the shell (or sh). The TTY's size is set by the engine
 # only (open_tty, then each resize in order): a stty here could run after a client's resize
@@ -118,6 +134,7 @@ class Session:
         self.last_active = time.monotonic()
         self.touched = 0.0
         self.replay = bytearray()
+        self.started_at = timezone.now()
         self.closing: asyncio.Future | None = None
         self.idle_task: asyncio.Task | None = None
         self.finishing = False
@@ -217,6 +234,22 @@ class Session:
 
     # ---- clients and closing ----
 
+    async def kill(self) -> None:
+        """Ends the shell and everything it started, telling every client."""
+        await self._finish({"type": "exit", "exitCode": None}, 1000)
+
+    def summary(self) -> dict:
+        return {
+            "sessionId": self.id,
+            "shell": self.shell,
+            "argv": None,
+            "cols": self.cols,
+            "rows": self.rows,
+            "attached": len(self.clients),
+            "running": not self.closed,
+            "startedAt": self.started_at,
+        }
+
     def attach(self, client: Client) -> None:
         if self.replay:
             client.queue.put_nowait(bytes(self.replay))
@@ -249,17 +282,187 @@ class Session:
             logger.info("terminal %s: cleanup skipped: %s", self.id, exc.message)
 
 
-async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client) -> Session:
-    """Starts a shell with `client` attached (so it sees the first prompt)."""
+def _argv(shell: str) -> tuple[str, ...]:
+    return ("sh", "-c", START, "sh", shell)
+
+
+def _shell_of(argv: tuple[str, ...]) -> str:
+    """The shell a terminal was opened with (ours: sh -c START sh <shell>); else its command's name."""
+    if len(argv) == 5 and argv[:4] == _argv("")[:4] and argv[4] in SHELLS:
+        return argv[4]
+    return (argv[0].rsplit("/", 1)[-1] if argv else "")[:64]
+
+
+class DaemonSession:
+    """One client attached to a terminal kept by the sandbox's sandboxd: a thread follows
+    /terminal/attach into the client's queue; keystrokes and resizes go through `control`."""
+
+    def __init__(self, session_id: str, *, sandbox_id: str, container: str, shell: str, cols: int, rows: int):
+        self.id = session_id
+        self.sandbox_id, self.container = sandbox_id, container
+        self.shell, self.cols, self.rows = shell, cols, rows
+        self.loop = asyncio.get_running_loop()
+        self.control = ExecControl()
+        self.stop = threading.Event()  # set: this client detaches (the terminal runs on)
+        self.client: Client | None = None
+        self.touched = 0.0
+
+    def start(self, client: Client, start: str | int) -> None:
+        self.client = client
+        threading.Thread(target=self._follow, args=(start,), daemon=True, name=f"terminal-{self.id}").start()
+
+    # ---- input ----
+
+    async def write(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self.touched > idle.PRECISION.total_seconds():
+            self.touched = now  # typing keeps the sandbox from auto-pausing
+            await database_sync_to_async(idle.touch_id)(self.sandbox_id)
+        self.control.write(data)
+        # Bounded like a command's stdin: a shell that reads nothing holds at most STDIN_BUFFER here.
+        deadline = now + WRITE_TIMEOUT
+        while self.control.buffered > STDIN_BUFFER and not self.stop.is_set():
+            if time.monotonic() > deadline:
+                raise errors.RuntimeFailure("The terminal is not reading its input.")
+            await asyncio.sleep(0.05)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        self.control.resize(cols, rows)  # in order with the keystrokes before it
+        self.cols, self.rows = cols, rows
+
+    async def kill(self) -> None:
+        """Ends the terminal and everything it started; every client gets its exit."""
+        await asyncio.to_thread(get_driver().terminal_kill, self.container, self.id)
+
+    async def detach(self, client: Client) -> None:
+        self.stop.set()
+
+    # ---- output (the attach's thread) ----
+
+    def _follow(self, start) -> None:
+        request = ExecRequest(
+            argv=(),
+            exec_id=self.id,
+            timeout=ATTACH_SECONDS,
+            output_limit=0,  # nothing kept here: it all goes to the client
+            on_output=self._output,
+            control=self.control,
+        )
+        try:
+            ended = get_driver().terminal_attach(
+                self.container, self.id, request=request, start=start, stop=self.stop, on_lost=self._lost
+            )
+        except errors.ApplicationError as exc:
+            if self.stop.is_set():
+                return
+            if (exc.details or {}).get("reason") == "sandbox_stopped":
+                self._deliver_all({"type": "exit", "exitCode": None}, 1000)
+            else:
+                logger.info("terminal %s: lost its attach: %s", self.id, exc.message)
+                error = {"code": exc.code, "message": exc.message}
+                self._deliver_all({"type": "exit", "exitCode": None, "error": error}, ERROR_CLOSE_CODE)
+            return
+        finally:
+            self.stop.set()
+            # Its fds closed once the attach's input thread has surely seen the end (it polls
+            # every 0.5 s); a write after it goes nowhere.
+            threading.Timer(2.0, self.control.close).start()
+        if ended is None:
+            return  # detached
+        if ended.idle:
+            self._deliver_all({"type": "exit", "exitCode": None, "reason": "idle"}, IDLE_CLOSE_CODE)
+        else:
+            self._deliver_all({"type": "exit", "exitCode": ended.exit_code}, 1000)
+
+    def _output(self, stream: str, data: bytes) -> None:
+        if not self.stop.is_set() and not self._deliver(data):
+            self.stop.set()  # the client is gone or too slow: detach
+
+    def _lost(self, count: int) -> None:
+        # The client fell behind sandboxd's buffer; what it missed is gone (the screen repaints).
+        logger.debug("terminal %s: a client missed %d bytes", self.id, count)
+
+    def _deliver_all(self, message: dict, close_code: int) -> None:
+        if self._deliver(message):
+            self._deliver(close_code)
+
+    def _deliver(self, item) -> bool:
+        """Queues `item` for the client from this thread; False once the client is gone."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._put(item), self.loop)
+        except RuntimeError:  # the event loop is closed
+            return False
+        try:
+            return future.result(timeout=settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS + 30)
+        except Exception:
+            future.cancel()
+            return False
+
+    async def _put(self, item) -> bool:
+        client = self.client
+        if client is None:
+            return False
+        try:
+            client.queue.put_nowait(item)
+            return True
+        except asyncio.QueueFull:
+            pass
+        try:
+            await asyncio.wait_for(client.queue.put(item), settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS)
+            return True
+        except TimeoutError:
+            logger.info("terminal %s: dropping a client that stopped reading", self.id)
+            self.stop.set()
+            self.loop.create_task(client.drop(SLOW_CLOSE_CODE))
+            return False
+
+
+def _hold_slot(container: str, session_id: str, slot) -> None:
+    """Gives the opener's slot back once its terminal in sandboxd has ended (or cannot be seen)."""
+    try:
+        while True:
+            time.sleep(SLOT_POLL_SECONDS)
+            try:
+                listed = get_driver().terminal_list(container)
+            except errors.ApplicationError:
+                return  # the sandbox stopped or went away
+            if listed is None or not any(t.exec_id == session_id and t.running for t in listed):
+                return
+    finally:
+        slot.release()
+
+
+async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client):
+    """Starts a shell with `client` attached (so it sees the first prompt): in the sandbox's
+    sandboxd when it has one, else held by this process."""
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
-    argv = ("sh", "-c", WRAPPER, "sh", "sh", "-c", START, "sh", shell)
     try:
+        request = ExecRequest(
+            argv=_argv(shell), exec_id=session_id, env=env, user=spec.user, workdir=spec.workdir, timeout=0
+        )
+        in_daemon = await asyncio.to_thread(
+            get_driver().terminal_open,
+            spec.container,
+            request,
+            cols=cols,
+            rows=rows,
+            idle_timeout=float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT),
+        )
+        if in_daemon:
+            threading.Thread(
+                target=_hold_slot, args=(spec.container, session_id, slot), daemon=True, name=f"slot-{session_id}"
+            ).start()
+            session = DaemonSession(
+                session_id, sandbox_id=spec.sandbox_id, container=spec.container, shell=shell, cols=cols, rows=rows
+            )
+            session.start(client, "start")
+            return session
         handle = await asyncio.to_thread(
             get_driver().open_tty,
             spec.container,
-            argv=argv,
+            argv=("sh", "-c", WRAPPER, "sh", *_argv(shell)),
             env=env,
             user=spec.user,
             workdir=spec.workdir,
@@ -276,28 +479,96 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
     return session
 
 
-def session_list(*, owner_id: int, sandbox_id: str) -> list[Session]:
-    """The open sessions of one owner's sandbox in this process (for people to join)."""
+def _local(sandbox_id: str) -> list[Session]:
+    """The open sessions of a sandbox held by this process (a sandbox without sandboxd)."""
     return sorted(
-        (
-            s
-            for s in list(_sessions.values())
-            if not s.closed and s.spec.owner_id == owner_id and s.spec.sandbox_id == sandbox_id
-        ),
+        (s for s in list(_sessions.values()) if not s.closed and s.spec.sandbox_id == sandbox_id),
         key=lambda s: s.id,
     )
 
 
-def attach(session_id: str, *, owner_id: int, sandbox_id: str, client: Client) -> Session:
-    """Joins an open session of the same owner and sandbox; anything else is not found."""
+def _in_daemon(sandbox: Sandbox):
+    """The sandbox's running terminals in sandboxd (ours: `term_` ids); None without sandboxd."""
+    if sandbox.status != Status.RUNNING:
+        return []
+    listed = get_driver().terminal_list(sandbox.container_name)
+    if listed is None:
+        return None
+    return [t for t in listed if t.running and t.exec_id.startswith("term_")]
+
+
+def _summary(info) -> dict:
+    return {
+        "sessionId": info.exec_id,
+        "shell": _shell_of(info.argv),
+        "argv": list(info.argv),
+        "cols": info.cols,
+        "rows": info.rows,
+        "attached": info.attached,
+        "running": info.running,
+        "startedAt": _time(info.started_at),
+    }
+
+
+def _time(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:  # sandboxd's, checked for type and size only
+        return None
+
+
+def terminal_list(*, sandbox: Sandbox) -> list[dict]:
+    """The sandbox's open terminals, oldest first: sandboxd's, or this process's own."""
+    in_daemon = _in_daemon(sandbox)
+    return [_summary(t) for t in in_daemon or ()] + [s.summary() for s in _local(sandbox.id)]
+
+
+def _valid_id(session_id: str) -> bool:
+    return session_id.startswith("term_") and len(session_id) <= 64 and set(session_id) <= ID_CHARS
+
+
+def _not_found(session_id: str) -> errors.ApplicationError:
+    return errors.TerminalNotFound(details={"sessionId": session_id[:64]})
+
+
+def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
+    """Ends a terminal and everything it started (its clients get its exit); 404 when the
+    sandbox has no such open terminal."""
+    execution.require_running(sandbox)  # a frozen sandboxd would not answer
+    session = _sessions.get(id)
+    if session is not None and not session.closed and session.spec.sandbox_id == sandbox.id:
+        asyncio.run_coroutine_threadsafe(session.kill(), session.loop).result(timeout=60)
+        return
+    if not _valid_id(id) or not any(t.exec_id == id for t in _in_daemon(sandbox) or ()):
+        raise _not_found(id)
+    if not get_driver().terminal_kill(sandbox.container_name, id):
+        raise _not_found(id)
+
+
+async def join(session_id: str, *, sandbox: Sandbox, client: Client):
+    """Joins an open session of the sandbox; anything else (another sandbox's) is not found."""
     session = _sessions.get(session_id)
     if (
         session is not None
         and not session.closed
-        and session.spec.owner_id == owner_id
-        and session.spec.sandbox_id == sandbox_id
+        and session.spec.sandbox_id == sandbox.id
         and session.loop is asyncio.get_running_loop()
     ):
         session.attach(client)
         return session
-    raise errors.NotFound("Terminal session not found.", details={"session": session_id})
+    if not _valid_id(session_id):
+        raise _not_found(session_id)
+    info = next((t for t in await asyncio.to_thread(_in_daemon, sandbox) or () if t.exec_id == session_id), None)
+    if info is None:
+        raise _not_found(session_id)
+    joined = DaemonSession(
+        session_id,
+        sandbox_id=sandbox.id,
+        container=sandbox.container_name,
+        shell=_shell_of(info.argv),
+        cols=info.cols,
+        rows=info.rows,
+    )
+    # The recent screen: what sandboxd still keeps of the last REPLAY_BYTES (no `l` frame).
+    joined.start(client, max(info.buffered_from, info.output_bytes - REPLAY_BYTES))
+    return joined

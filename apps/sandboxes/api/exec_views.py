@@ -5,11 +5,17 @@ from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
-from apps.sandboxes import execution, logs, processes, selectors
+from apps.sandboxes import execution, logs, processes, selectors, terminals
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
-from .schema import BackgroundProcessSerializer, LogsSerializer, ProcessListSerializer, ProcessSerializer
+from .schema import (
+    BackgroundProcessSerializer,
+    LogsSerializer,
+    ProcessListSerializer,
+    ProcessSerializer,
+    TerminalListSerializer,
+)
 from .serializers import (
     ExecResultSerializer,
     ExecSerializer,
@@ -177,3 +183,23 @@ class ProcessKillView(APIView):
     def post(self, request, sandbox_id, process_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         return Response(processes.process_kill(sandbox=sandbox, id=process_id).summary())
+
+
+class TerminalListView(APIView):
+    required_scopes = {"GET": [SANDBOXES_READ]}
+
+    @extend_schema(operation_id="sandboxes_terminals_list", responses=TerminalListSerializer)
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(TerminalListSerializer({"terminals": terminals.terminal_list(sandbox=sandbox)}).data)
+
+
+class TerminalDetailView(APIView):
+    required_scopes = {"DELETE": [EXECUTE]}
+
+    @extend_schema(operation_id="sandboxes_terminals_destroy", responses={204: None})
+    def delete(self, request, sandbox_id, session_id):
+        """Ends the terminal and everything it started; its clients get its exit."""
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        terminals.terminal_kill(sandbox=sandbox, id=session_id)
+        return Response(status=204)

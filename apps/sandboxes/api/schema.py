@@ -153,6 +153,23 @@ class ProcessListSerializer(serializers.Serializer):
     processes = ProcessSerializer(many=True, help_text="The running ones.")
 
 
+class TerminalSerializer(serializers.Serializer):
+    sessionId = serializers.CharField(help_text="term_…; join it with the terminal WebSocket's ?session=.")
+    shell = serializers.CharField()
+    argv = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="The command as it runs (null: held by the server)."
+    )
+    cols = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    attached = serializers.IntegerField(help_text="Clients attached now.")
+    running = serializers.BooleanField()
+    startedAt = serializers.DateTimeField(allow_null=True)
+
+
+class TerminalListSerializer(serializers.Serializer):
+    terminals = TerminalSerializer(many=True, help_text="The open ones, oldest first.")
+
+
 class BackgroundProcessSerializer(serializers.Serializer):
     processId = serializers.CharField()
     executionId = serializers.CharField()

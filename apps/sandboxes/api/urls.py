@@ -24,6 +24,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/metrics", metrics_views.SandboxMetricsView.as_view()),
     path("sandboxes/<str:sandbox_id>/processes", exec_views.ProcessListView.as_view()),
     path("sandboxes/<str:sandbox_id>/processes/<str:process_id>/kill", exec_views.ProcessKillView.as_view()),
+    path("sandboxes/<str:sandbox_id>/terminals", exec_views.TerminalListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/terminals/<str:session_id>", exec_views.TerminalDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),

@@ -3,11 +3,13 @@
 Query: cols, rows (80x24), shell (bash, falling back to sh), cwd (relative to the workspace),
 session (join an open session instead of starting one). The server first sends
 {"type": "session", "sessionId", "cols", "rows", "shell"}, then the terminal's output as binary
-frames. Binary frames are keystrokes; so is text, except a JSON object with a known type:
-{"type": "resize", "cols", "rows"} or {"type": "input", "data"}. When the shell exits the server
-sends {"type": "exit", "exitCode"} and closes with 1000; an idle terminal gets
-{"type": "exit", "exitCode": null, "reason": "idle"} and 4408; a client that stops reading is
-dropped with 4008. Refusals close with 4000 + the HTTP status (4401, 4403, 4404, 4409...).
+frames (a client joining later first gets the recent output). Binary frames are keystrokes; so is
+text, except a JSON object with a known type: {"type": "resize", "cols", "rows"},
+{"type": "input", "data"} or {"type": "kill"} (ends the shell and everything it started, for
+every client). When the shell exits the server sends {"type": "exit", "exitCode"} and closes with
+1000; an idle terminal gets {"type": "exit", "exitCode": null, "reason": "idle"} and 4408; a client
+that stops reading is dropped with 4008. Leaving does not end a terminal kept by sandboxd (see
+terminals.py). Refusals close with 4000 + the HTTP status (4401, 4403, 4404, 4409...).
 """
 
 import asyncio
@@ -65,6 +67,8 @@ def _parse_control(text: str) -> dict | None:
         if not isinstance(message.get("data"), str):
             raise errors.ValidationFailed("input data is a string.")
         return {"type": "input", "data": message["data"]}
+    if message.get("type") == "kill":
+        return {"type": "kill"}
     return None
 
 
@@ -80,9 +84,7 @@ class TerminalConsumer(BaseConsumer):
         self.client = terminals.Client(self._dropped)
         session_id = self.query("session")
         if session_id:
-            self.session = terminals.attach(
-                session_id, owner_id=self.user.pk, sandbox_id=sandbox.id, client=self.client
-            )
+            self.session = await terminals.join(session_id, sandbox=sandbox, client=self.client)
             return
         shell = _parse_shell(self.query("shell"))
         cols = _parse_size(self.query("cols"), 80, "cols")
@@ -128,6 +130,8 @@ class TerminalConsumer(BaseConsumer):
                 await self.session.write((text_data or "").encode())
             elif control["type"] == "resize":
                 await self.session.resize(control["cols"], control["rows"])
+            elif control["type"] == "kill":
+                await self.session.kill()
             else:
                 await self.session.write(control["data"].encode())
         except errors.ApplicationError as exc:

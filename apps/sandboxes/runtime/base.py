@@ -110,10 +110,12 @@ OutputCallback = Callable[[str, bytes], None]  # ("stdout" | "stderr", chunk)
 
 
 STDIN_BUFFER = 1024 * 1024  # stdin held for a command that has not read it yet; writers wait past it
+RESIZE_COST = 64  # bytes a queued resize counts against STDIN_BUFFER (as sandboxd counts it)
 
 
 class ExecControl:
-    """Input for a running command, from another thread: more stdin, end of stdin, signals.
+    """Input for a running command, from another thread: more stdin, end of stdin, signals, and
+    for a terminal resizes (kept in order with the stdin around them).
 
     The exec loop waits on `wake_fd` along with the engine's socket, so a write wakes it at once.
     Stdin is bounded: the loop takes at most STDIN_BUFFER bytes ahead of what the command has read,
@@ -123,7 +125,7 @@ class ExecControl:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._stdin: list[bytes] = []
+        self._stdin: list[bytes | tuple[int, int]] = []  # chunks and (cols, rows) resizes, in order
         self._buffered = 0
         self._signals: list[str] = []
         self._close = False
@@ -145,6 +147,21 @@ class ExecControl:
         """Stdin written but not yet taken by the exec loop."""
         return self._buffered
 
+    def resize(self, cols: int, rows: int) -> None:
+        """A terminal's new size, after the stdin written before it (counted like stdin)."""
+        with self._lock:
+            self._stdin.append((cols, rows))
+            self._buffered += RESIZE_COST
+        self._wake()
+
+    def take_resize(self) -> tuple[int, int] | None:
+        """The resize `take` stopped at, if it is next."""
+        with self._lock:
+            if self._stdin and isinstance(self._stdin[0], tuple):
+                self._buffered -= RESIZE_COST
+                return self._stdin.pop(0)
+        return None
+
     def close_stdin(self) -> None:
         with self._lock:
             self._close = True
@@ -161,17 +178,18 @@ class ExecControl:
 
     def take(self, limit: int = STDIN_BUFFER) -> tuple[bytes, bool, list[str]]:
         """What arrived since last time: (at most `limit` stdin bytes, stdin closed and all of it
-        taken?, signals). Stdin past the limit stays for the next take."""
+        taken?, signals). Stdin past the limit, or behind a resize (take_resize), stays for the next
+        take."""
         try:
             while os.read(self._wake_read, 4096):
                 pass
-        except BlockingIOError:
+        except OSError:  # drained (BlockingIOError), or closed
             pass
         with self._lock:
             # Chunks as written, joined once (a client's stdin comes in MiB: each copy counts).
             taken: list[bytes] = []
             size = 0
-            while self._stdin and size < limit:
+            while self._stdin and size < limit and not isinstance(self._stdin[0], tuple):
                 chunk, room = self._stdin[0], limit - size
                 if len(chunk) <= room:
                     taken.append(self._stdin.pop(0))
@@ -185,9 +203,12 @@ class ExecControl:
             return data, self._close and not self._stdin, signals
 
     def close(self) -> None:
-        for fd in (self._wake_read, self._wake_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:  # a write after this must not reach a reused fd number
+            fds, self._wake_read, self._wake_write = (self._wake_read, self._wake_write), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -215,6 +236,34 @@ class ProcessInfo:
     oom_killed: bool
     stdout_bytes: int
     stderr_bytes: int
+
+
+@dataclass(frozen=True)
+class TerminalInfo:
+    """A terminal as sandboxd keeps it (fields checked: they come from the sandbox)."""
+
+    exec_id: str
+    argv: tuple[str, ...]
+    running: bool
+    exit_code: int | None
+    idle: bool
+    cols: int
+    rows: int
+    attached: int  # connections attached now (all web processes)
+    output_bytes: int  # the offset after its newest output byte
+    buffered_from: int  # the oldest offset still kept
+    started_at: str
+
+
+@dataclass(frozen=True)
+class TerminalExit:
+    """How a terminal ended: its shell's exit code (None when killed by its idle timeout or
+    deadline), `idle` when its idle timeout ended it."""
+
+    exit_code: int | None
+    idle: bool
+    timed_out: bool
+    output_bytes: int
 
 
 @dataclass(frozen=True)
@@ -287,7 +336,26 @@ class RuntimeDriver(Protocol):
     ) -> ExecResult | None: ...  # None: detached by `stop`
     def process_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool: ...  # False: unknown
 
-    # An interactive PTY session (see docker_tty.open_tty for the options and the handle).
+    # Terminals kept by the container's sandboxd (docs/sandboxd.md, "Terminals"): a command on a
+    # PTY that any server process lists, attaches to (several at once) and kills; it outlives its
+    # clients. terminal_open answers False (terminal_list None) for a container without sandboxd:
+    # the caller uses open_tty instead. An attach takes input and resizes from request.control.
+    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> bool: ...
+    def terminal_list(self, name: str) -> "list[TerminalInfo] | None": ...
+    def terminal_attach(
+        self,
+        name: str,
+        exec_id: str,
+        *,
+        request: ExecRequest,  # on_output gets ("stdout", bytes); control the input; timeout bounds the attach
+        start: str | int = "start",
+        stop: threading.Event | None = None,  # set: detach (the terminal runs on)
+        on_lost: Callable[[int], None] | None = None,  # bytes this attacher missed (it fell behind)
+    ) -> TerminalExit | None: ...  # None: detached by `stop`
+    def terminal_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool: ...  # False: unknown
+
+    # An interactive PTY session held by this process (a container without sandboxd; see
+    # docker_tty.open_tty for the options and the handle).
     def open_tty(self, name: str, **options): ...
 
     # The container's own output (its main process), line by line: (unix time, text).

@@ -34,6 +34,8 @@ from .base import (
     ImageInfo,
     PathStat,
     ProcessInfo,
+    TerminalExit,
+    TerminalInfo,
 )
 
 logger = logging.getLogger(__name__)
@@ -190,6 +192,40 @@ def _process_info(entry: dict) -> ProcessInfo:
         oom_killed=flag("oom_killed"),
         stdout_bytes=count("stdout_bytes"),
         stderr_bytes=count("stderr_bytes"),
+    )
+
+
+def _terminal_info(entry: dict) -> TerminalInfo:
+    """One entry of sandboxd's terminal list, its fields checked (they come from the sandbox)."""
+    process = _process_info({**entry, "oom_killed": False, "stdout_bytes": 0, "stderr_bytes": 0})
+
+    def count(key: str, high: int = 1 << 62) -> int:
+        if type(entry[key]) is not int or not 0 <= entry[key] <= high:
+            raise ValueError(f"{key} is not a count")
+        return entry[key]
+
+    argv, started_at = entry["argv"], entry["started_at"]
+    if not isinstance(argv, list) or len(argv) > 64 or not all(isinstance(a, str) and len(a) <= 4096 for a in argv):
+        raise ValueError("argv is not a command")
+    if not isinstance(started_at, str) or len(started_at) > 64:
+        raise ValueError("started_at is not a time")
+    if type(entry["idle"]) is not bool:
+        raise ValueError("idle is not a boolean")
+    output_bytes, buffered_from = count("output_bytes"), count("buffered_from")
+    if buffered_from > output_bytes:
+        raise ValueError("buffered_from is past output_bytes")
+    return TerminalInfo(
+        exec_id=process.exec_id,
+        argv=tuple(argv),
+        running=process.running,
+        exit_code=process.exit_code,
+        idle=entry["idle"],
+        cols=count("cols", 1000) or 1,
+        rows=count("rows", 1000) or 1,
+        attached=count("attached", 1 << 31),
+        output_bytes=output_bytes,
+        buffered_from=buffered_from,
+        started_at=started_at,
     )
 
 
@@ -587,35 +623,72 @@ class DockerDriver:
         call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
         return self._call_daemon(name, lambda address: call(address, self._secret, name, request))
 
-    # ---- background processes (sandboxd's) ----
+    # ---- background processes and terminals (sandboxd's) ----
 
-    def process_start(self, name: str, request: ExecRequest) -> bool:
-        def start(address):
+    def _start_in_daemon(self, name: str, start, what: str, plural: str) -> bool:
+        """`start(address)` (process_start or terminal_open); False when there is no sandboxd."""
+
+        def call(address):
             try:
-                return sandboxd_client.process_start(address, self._secret, name, request)
+                return start(address)
             except sandboxd_client.ProcessRefused as exc:
                 if exc.status == 429:
                     raise errors.TooManyStreams(
-                        "The sandbox runs as many background processes as it may.", details={"limit": "sandbox"}
+                        f"The sandbox runs as many {plural} as it may.", details={"limit": "sandbox"}
                     ) from None
+                reason = what.split()[-1]
                 raise errors.RuntimeFailure(
-                    f"sandboxd did not start the process: {exc}"[:300], details={"reason": "process_not_started"}
+                    f"sandboxd did not start the {what}: {exc}"[:300], details={"reason": f"{reason}_not_started"}
                 ) from None
 
         with self._engine():
-            return self._call_daemon(name, start) is not None
+            return self._call_daemon(name, call) is not None
 
-    def process_list(self, name: str) -> list[ProcessInfo] | None:
+    def process_start(self, name: str, request: ExecRequest) -> bool:
+        return self._start_in_daemon(
+            name,
+            lambda address: sandboxd_client.process_start(address, self._secret, name, request),
+            "background process",
+            "background processes",
+        )
+
+    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> bool:
+        def start(address):
+            return sandboxd_client.terminal_open(
+                address, self._secret, name, request, cols=cols, rows=rows, idle_timeout=idle_timeout
+            )
+
+        return self._start_in_daemon(name, start, "terminal", "terminals")
+
+    def _listed(self, name: str, listing, parse, what: str):
         with self._engine():
-            listed = self._call_daemon(name, lambda address: sandboxd_client.process_list(address, self._secret, name))
+            listed = self._call_daemon(name, lambda address: listing(address, self._secret, name))
         if listed is None:
             return None
         try:
-            return [_process_info(entry) for entry in listed]
+            return [parse(entry) for entry in listed]
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.RuntimeFailure(
-                f"sandboxd's process list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
+                f"sandboxd's {what} list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
             ) from None
+
+    def process_list(self, name: str) -> list[ProcessInfo] | None:
+        return self._listed(name, sandboxd_client.process_list, _process_info, "process")
+
+    def terminal_list(self, name: str) -> list[TerminalInfo] | None:
+        return self._listed(name, sandboxd_client.terminal_list, _terminal_info, "terminal")
+
+    def _attach(self, name: str, exec_id: str, attach, unknown: errors.ApplicationError):
+        try:
+            with self._engine():
+                attached = self._call_daemon(name, attach)
+        except sandboxd_client.Detached:
+            return None
+        except sandboxd_client.ProcessRefused as exc:
+            raise unknown from exc
+        if attached is None:
+            raise errors.RuntimeFailure("The sandbox's sandboxd is not there.", details={"reason": "agent_failed"})
+        return attached[0]
 
     def process_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> ExecResult | None:
         def attach(address):
@@ -623,22 +696,33 @@ class DockerDriver:
                 address, self._secret, name, exec_id, start=start, request=request, stop=stop, on_lost=on_lost
             )
 
-        try:
-            with self._engine():
-                attached = self._call_daemon(name, attach)
-        except sandboxd_client.Detached:
-            return None
-        except sandboxd_client.ProcessRefused as exc:
-            raise errors.ExecutionNotFound("No such process.", details={"processId": exec_id}) from exc
-        if attached is None:
-            raise errors.RuntimeFailure("The sandbox's sandboxd is not there.", details={"reason": "agent_failed"})
-        return attached[0]
+        return self._attach(
+            name, exec_id, attach, errors.ExecutionNotFound("No such process.", details={"processId": exec_id})
+        )
+
+    def terminal_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> TerminalExit | None:
+        def attach(address):
+            return sandboxd_client.terminal_attach(
+                address, self._secret, name, exec_id, start=start, request=request, stop=stop, on_lost=on_lost
+            )
+
+        return self._attach(
+            name, exec_id, attach, errors.TerminalNotFound("No such terminal.", details={"sessionId": exec_id})
+        )
 
     def process_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool:
         with self._engine():
             return bool(
                 self._call_daemon(
                     name, lambda address: sandboxd_client.process_kill(address, self._secret, name, exec_id, signal)
+                )
+            )
+
+    def terminal_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool:
+        with self._engine():
+            return bool(
+                self._call_daemon(
+                    name, lambda address: sandboxd_client.terminal_kill(address, self._secret, name, exec_id, signal)
                 )
             )
 

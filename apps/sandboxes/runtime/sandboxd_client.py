@@ -37,7 +37,7 @@ import threading
 import time
 
 from . import bounded
-from .base import DAEMON_USER_LABEL, ExecRequest, ExecResult
+from .base import DAEMON_USER_LABEL, ExecRequest, ExecResult, TerminalExit
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def _frame(reader, limit: int) -> tuple[bytes, bytes]:
 
 
 def _feed(send, request: ExecRequest, done: threading.Event) -> None:
-    """Stdin and signals, from the request's control (or its fixed stdin), as frames."""
+    """Stdin, resizes and signals, from the request's control (or its fixed stdin), as frames."""
     try:
         if request.stdin is not None:
             for start in range(0, len(request.stdin), STDIN_FRAME):
@@ -364,15 +364,20 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
         control = request.control
         while control is not None and not done.is_set():
             select.select([control.wake_fd], [], [], 0.5)
-            data, close, signals = control.take()
-            view = memoryview(data)
-            for start in range(0, len(data), STDIN_FRAME):
-                send(b"i", view[start : start + STDIN_FRAME])
-            for name in signals:
-                send(b"s", name.encode())
-            if close:
-                send(b"c")
-                close = False
+            while True:  # until the control is empty: a resize stops a take, in order with the input
+                data, close, signals = control.take()
+                view = memoryview(data)
+                for start in range(0, len(data), STDIN_FRAME):
+                    send(b"i", view[start : start + STDIN_FRAME])
+                for name in signals:
+                    send(b"s", name.encode())
+                size = control.take_resize()
+                if size is not None:
+                    send(b"r", json.dumps({"cols": size[0], "rows": size[1]}).encode())
+                if close:
+                    send(b"c")
+                if size is None and not (data and control.buffered):
+                    break
     except OSError:
         pass  # the stream ended (the reader sees why)
 
@@ -407,11 +412,12 @@ def _open(address: str, secret: str, container: str, kind: str, body: dict, exec
         raise
 
 
-def _pump(response, output: _Output) -> dict:
-    """Reads frames into `output` until the exit frame; answers the exit frame's object."""
+def _pump(response, output: _Output, kinds: tuple[bytes, ...] = (b"o", b"e")) -> dict:
+    """Reads frames into `output` until the exit frame (output frames of `kinds` only); answers
+    the exit frame's object."""
     while True:
         kind, payload = _frame(response.fp, MAX_OUTPUT_FRAME)
-        if kind in (b"o", b"e"):
+        if kind in kinds:
             output.add("stdout" if kind == b"o" else "stderr", payload)
         elif kind == b"l":
             output.missed(_count(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), "lost"))
@@ -502,11 +508,20 @@ def _json_call(address: str, secret: str, container: str, kind: str, body: dict)
         session.close()
 
 
-def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict | None:
-    """Starts a background process in sandboxd: {exec_id, pid, started_at}; None when sandboxd is
-    not there. Raises ProcessRefused when it did not start it (409 the id is taken, 429 too many
-    running, 422 it could not start: nothing ran)."""
-    body = {
+def _started(answer: tuple[int, object] | None, exec_id: str, what: str) -> dict | None:
+    """The answer to /process/start or /terminal/open, checked; ProcessRefused when nothing ran."""
+    if answer is None:
+        return None
+    status, data = answer
+    if status != 200:
+        raise ProcessRefused(status, data.get("error", "") if isinstance(data, dict) else "")
+    if not isinstance(data, dict) or data.get("exec_id") != exec_id or type(data.get("pid")) is not int:
+        raise bounded.Malformed(f"sandboxd's answer to a {what} is malformed")
+    return data
+
+
+def _command_body(request: ExecRequest) -> dict:
+    return {
         "exec_id": request.exec_id,
         "argv": list(request.argv),
         "env": request.env,
@@ -514,41 +529,70 @@ def process_start(address: str, secret: str, container: str, request: ExecReques
         "user": request.user or None,
         "timeout": request.timeout,
     }
-    answer = _json_call(address, secret, container, "process/start", body)
+
+
+def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict | None:
+    """Starts a background process in sandboxd: {exec_id, pid, started_at}; None when sandboxd is
+    not there. Raises ProcessRefused when it did not start it (409 the id is taken, 429 too many
+    running, 422 it could not start: nothing ran)."""
+    answer = _json_call(address, secret, container, "process/start", _command_body(request))
+    return _started(answer, request.exec_id, "process start")
+
+
+def terminal_open(
+    address: str, secret: str, container: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float
+) -> dict | None:
+    """Opens a terminal in sandboxd (request.argv on a PTY of cols x rows, ended after
+    `idle_timeout` seconds without input, resize or output; 0: never): as process_start."""
+    body = {**_command_body(request), "cols": cols, "rows": rows, "idle_timeout": idle_timeout}
+    return _started(_json_call(address, secret, container, "terminal/open", body), request.exec_id, "terminal open")
+
+
+def _listed(address: str, secret: str, container: str, kind: str, key: str) -> list[dict] | None:
+    answer = _json_call(address, secret, container, f"{kind}/list", {"exec_id": ""})
     if answer is None:
         return None
     status, data = answer
-    if status != 200:
-        raise ProcessRefused(status, data.get("error", "") if isinstance(data, dict) else "")
-    if not isinstance(data, dict) or data.get("exec_id") != request.exec_id or type(data.get("pid")) is not int:
-        raise bounded.Malformed("sandboxd's answer to a process start is malformed")
-    return data
+    entries = data.get(key) if isinstance(data, dict) and status == 200 else None
+    if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
+        raise bounded.Malformed(f"sandboxd's {kind} list is malformed")
+    return entries
 
 
 def process_list(address: str, secret: str, container: str) -> list[dict] | None:
     """The background processes sandboxd keeps (running and recently finished), oldest first."""
-    answer = _json_call(address, secret, container, "process/list", {"exec_id": ""})
-    if answer is None:
-        return None
-    status, data = answer
-    processes = data.get("processes") if isinstance(data, dict) and status == 200 else None
-    if not isinstance(processes, list) or not all(isinstance(p, dict) for p in processes):
-        raise bounded.Malformed("sandboxd's process list is malformed")
-    return processes
+    return _listed(address, secret, container, "process", "processes")
 
 
-def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
-    """Signals a background process (KILL: the kill contract with the sweep): True when sandboxd
-    knows it, False when it does not (404); None when sandboxd is not there."""
-    answer = _json_call(address, secret, container, "process/kill", {"exec_id": exec_id, "signal": signal})
+def terminal_list(address: str, secret: str, container: str) -> list[dict] | None:
+    """The terminals sandboxd keeps (open and recently ended), oldest first."""
+    return _listed(address, secret, container, "terminal", "terminals")
+
+
+def _signalled(address: str, secret: str, container: str, kind: str, body: dict) -> bool | None:
+    exec_id = body["exec_id"]
+    answer = _json_call(address, secret, container, f"{kind}/kill", body)
     if answer is None:
         return None
     status, data = answer
     if status == 404:
         return False
     if status != 200 or not isinstance(data, dict) or data.get("exec_id") != exec_id:
-        raise bounded.Malformed("sandboxd's answer to a process kill is malformed")
+        raise bounded.Malformed(f"sandboxd's answer to a {kind} kill is malformed")
     return True
+
+
+def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
+    """Signals a background process (KILL: the kill contract with the sweep): True when sandboxd
+    knows it, False when it does not (404); None when sandboxd is not there."""
+    return _signalled(address, secret, container, "process", {"exec_id": exec_id, "signal": signal})
+
+
+def terminal_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
+    """Signals a terminal (KILL: it ends, and every process it started with it; no sweep: what
+    it started carries its marker): as process_kill."""
+    body = {"exec_id": exec_id, "signal": signal, "sweep": False}
+    return _signalled(address, secret, container, "terminal", body)
 
 
 class Detached(Exception):
@@ -561,6 +605,59 @@ class ProcessRefused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(f"{status}: {message}"[:300])
         self.status = status
+
+
+def _attach(
+    address: str,
+    secret: str,
+    container: str,
+    kind: str,
+    exec_id: str,
+    *,
+    start,
+    request: ExecRequest,
+    stop: threading.Event | None,
+    on_lost,
+    kinds: tuple[bytes, ...] = (b"o", b"e"),
+) -> tuple[dict, _Output, int] | None:
+    """Follows a process or terminal (`kind`: its attach endpoint) from `start` until it ends:
+    (its exit frame, its fields checked as far as both share them; the output; the offset the
+    attach started from). None: sandboxd is not there."""
+    started = time.monotonic()
+    body = {"exec_id": exec_id, "from": start}
+    opened = _open(address, secret, container, kind, body, exec_id, started + request.timeout + SLACK)
+    if opened is None:
+        return None
+    session, raw, response = opened
+    try:
+        offset = int(response.getheader("X-VibeBox-Offset") or "")
+    except ValueError:
+        session.close()
+        raw.close()
+        raise bounded.Malformed("sandboxd's attach has no offset") from None
+    done = threading.Event()
+    if stop is not None:
+        threading.Thread(target=_cut_when, args=(stop, done, raw), daemon=True).start()
+    try:
+        control_only = dataclasses.replace(request, stdin=None)
+        threading.Thread(target=_feed, args=(_sender(raw), control_only, done), daemon=True).start()
+        output = _Output(request, on_lost)
+        try:
+            answer = _pump(response, output, kinds)
+        except (OSError, bounded.HostileOutput):
+            if stop is not None and stop.is_set():
+                raise Detached from None  # we cut it: not sandboxd's doing
+            raise
+        if answer.get("exec_id") != exec_id:
+            raise bounded.Malformed("the exit frame is for another process", reason="identity")
+        exit_code = answer.get("exit_code")
+        if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
+            raise bounded.Malformed("exit_code is not an exit code")
+        return answer, output, offset
+    finally:
+        done.set()
+        session.close()
+        raw.close()
 
 
 def process_attach(
@@ -580,52 +677,65 @@ def process_attach(
     not know the process). `on_lost(n)` hears of output no longer kept. Leaving early
     (`stop` set, or an exception from the callback) only detaches: `stop` ends the attach with
     OSError. The result's duration is the process's own, from its start."""
-    started = time.monotonic()
-    body = {"exec_id": exec_id, "from": start}
-    opened = _open(address, secret, container, "process/attach", body, exec_id, started + request.timeout + SLACK)
-    if opened is None:
+    attached = _attach(
+        address, secret, container, "process/attach", exec_id, start=start, request=request, stop=stop, on_lost=on_lost
+    )
+    if attached is None:
         return None
-    session, raw, response = opened
-    try:
-        offset = int(response.getheader("X-VibeBox-Offset") or "")
-    except ValueError:
-        session.close()
-        raw.close()
-        raise bounded.Malformed("sandboxd's attach has no offset") from None
-    done = threading.Event()
-    if stop is not None:
-        threading.Thread(target=_cut_when, args=(stop, done, raw), daemon=True).start()
-    try:
-        control_only = dataclasses.replace(request, stdin=None)
-        threading.Thread(target=_feed, args=(_sender(raw), control_only, done), daemon=True).start()
-        output = _Output(request, on_lost)
-        try:
-            answer = _pump(response, output)
-        except (OSError, bounded.HostileOutput):
-            if stop is not None and stop.is_set():
-                raise Detached from None  # we cut it: not sandboxd's doing
-            raise
-        if answer.get("exec_id") != exec_id:
-            raise bounded.Malformed("the exit frame is for another process", reason="identity")
-        exit_code = answer.get("exit_code")
-        if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
-            raise bounded.Malformed("exit_code is not an exit code")
-        result = ExecResult(
-            exit_code=exit_code,
-            stdout=bytes(output.kept["stdout"]),
-            stderr=bytes(output.kept["stderr"]),
-            stdout_bytes=_count(answer, "stdout_bytes"),
-            stderr_bytes=_count(answer, "stderr_bytes"),
-            truncated=output.lost > 0 or any(output.total[s] > len(output.kept[s]) for s in output.kept),
-            timed_out=_flag(answer, "timed_out"),
-            oom_killed=_flag(answer, "oom_killed"),
-            duration_ms=_count(answer, "duration_ms"),
-        )
-        return result, offset
-    finally:
-        done.set()
-        session.close()
-        raw.close()
+    answer, output, offset = attached
+    result = ExecResult(
+        exit_code=answer.get("exit_code"),
+        stdout=bytes(output.kept["stdout"]),
+        stderr=bytes(output.kept["stderr"]),
+        stdout_bytes=_count(answer, "stdout_bytes"),
+        stderr_bytes=_count(answer, "stderr_bytes"),
+        truncated=output.lost > 0 or any(output.total[s] > len(output.kept[s]) for s in output.kept),
+        timed_out=_flag(answer, "timed_out"),
+        oom_killed=_flag(answer, "oom_killed"),
+        duration_ms=_count(answer, "duration_ms"),
+    )
+    return result, offset
+
+
+def terminal_attach(
+    address: str,
+    secret: str,
+    container: str,
+    exec_id: str,
+    *,
+    start="start",
+    request: ExecRequest,
+    stop: threading.Event | None = None,
+    on_lost=None,
+) -> tuple[TerminalExit, int] | None:
+    """Attaches to a terminal as process_attach does to a process: what it shows (`o` frames) to
+    `request.on_output` as ("stdout", bytes), input, resizes and signals from `request.control`;
+    answers how it ended and the offset the attach started from."""
+    attached = _attach(
+        address,
+        secret,
+        container,
+        "terminal/attach",
+        exec_id,
+        start=start,
+        request=request,
+        stop=stop,
+        on_lost=on_lost,
+        kinds=(b"o",),
+    )
+    if attached is None:
+        return None
+    answer, _, offset = attached
+    idle = answer.get("idle", False)  # omitted when false
+    if type(idle) is not bool:
+        raise bounded.Malformed("idle is not a boolean")
+    ended = TerminalExit(
+        exit_code=answer.get("exit_code"),
+        idle=idle,
+        timed_out=_flag(answer, "timed_out"),
+        output_bytes=_count(answer, "stdout_bytes"),
+    )
+    return ended, offset
 
 
 def _cut_when(stop: threading.Event, done: threading.Event, raw) -> None:
