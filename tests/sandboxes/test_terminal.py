@@ -7,6 +7,7 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -148,22 +149,91 @@ def test_stopping_the_sandbox_ends_its_terminal(api_key, sandbox_id, api_client)
     async_to_sync(scenario)()
 
 
-def test_last_client_leaving_kills_everything_the_shell_started(api_key, sandbox_id, docker_client):
-    async def scenario():
-        comm, _ = await open_terminal(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
-        await comm.send_to(
-            text_data="sleep 500 & nohup sleep 501 >/dev/null 2>&1 & setsid sleep 502 & echo ok-$((1+1))\n"
-        )
-        await read_until(comm, b"ok-2")
-        await comm.send_to(text_data="sleep 503\n")
-        await running(docker_client, sandbox_id, "sleep 503")
-        await comm.disconnect()
+BACKGROUND = "sleep 500 & nohup sleep 501 >/dev/null 2>&1 & setsid sleep 502 & echo ok-$((1+1))\n"
 
-    async_to_sync(scenario)()
+
+def no_sleeps_left(docker_client, sandbox_id: str) -> None:
     assert wait_for(lambda: "sleep 50" not in processes(docker_client, sandbox_id)), processes(
         docker_client, sandbox_id
     )
     assert "bash" not in processes(docker_client, sandbox_id)
+
+
+def test_last_client_leaving_keeps_the_shell_and_a_kill_ends_everything(api_key, api_client, sandbox_id, docker_client):
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+    url = f"/api/v1/sandboxes/{sandbox_id}/terminals"
+
+    async def scenario():
+        comm, session = await open_terminal(f"{path}?cols=90&rows=30", api_key[1])
+        await comm.send_to(text_data=BACKGROUND)
+        await read_until(comm, b"ok-2")
+        await comm.send_to(text_data="sleep 503\n")
+        await running(docker_client, sandbox_id, "sleep 503")
+        await comm.disconnect()
+        await asyncio.sleep(1)
+        # nobody is attached: the shell and all it started live on
+        for command in ("sleep 500", "sleep 501", "sleep 502", "sleep 503"):
+            await running(docker_client, sandbox_id, command)
+        # a client joining by id sees it, its recent output and its size, and types into it
+        joined, again = await open_terminal(f"{path}?session={session['sessionId']}", api_key[1])
+        assert again == {**session, "cols": 90, "rows": 30}
+        assert b"ok-2" in await read_until(joined, b"ok-2")
+        await joined.send_to(text_data="\x03echo back-$((4*4))\n")
+        await read_until(joined, b"back-16")
+        listed = (await asyncio.to_thread(api_client.get, url)).json()["terminals"]
+        assert [(t["sessionId"], t["shell"], t["cols"], t["rows"], t["running"], t["attached"]) for t in listed] == [
+            (session["sessionId"], "bash", 90, 30, True, 1)
+        ]
+        assert listed[0]["startedAt"] and listed[0]["argv"][-1] == "bash"
+
+        await joined.send_json_to({"type": "kill"})
+        message = await next_message(joined)
+        assert message["type"] == "exit" and message["exitCode"] == 137, message
+        assert await next_message(joined) == {"type": "__closed__", "code": 1000}
+        return session["sessionId"]
+
+    session_id = async_to_sync(scenario)()
+    no_sleeps_left(docker_client, sandbox_id)
+    assert api_client.get(url).json() == {"terminals": []}
+    assert async_to_sync(communicator(f"{path}?session={session_id}", api_key[1]).connect)() == (False, 4404)
+
+
+def test_delete_ends_a_terminal_and_everything_it_started(
+    api_key, api_client, sandbox_id, docker_client, make_key, owner, outsider_client, client
+):
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+    url = f"/api/v1/sandboxes/{sandbox_id}/terminals"
+    read_only = make_key(owner, ["sandboxes:read"])[1]
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {read_only}")
+
+    def refusals(session_id):
+        assert [t["sessionId"] for t in reader.get(url).json()["terminals"]] == [session_id]
+        assert reader.delete(f"{url}/{session_id}").status_code == 403
+        assert outsider_client.get(url).status_code == 404
+        assert outsider_client.delete(f"{url}/{session_id}").json()["error"]["code"] == "sandbox_not_found"
+        assert client.get(url).status_code == 401
+        for unknown in ("term_nope", "exec_x", "term_" + "x" * 100, "term_a%20b"):
+            response = api_client.delete(f"{url}/{unknown}")
+            assert response.status_code == 404 and response.json()["error"]["code"] == "terminal_not_found", unknown
+        assert "sleep 502" in processes(docker_client, sandbox_id)  # nothing was ended meanwhile
+
+    async def scenario():
+        comm, session = await open_terminal(path, api_key[1])
+        await comm.send_to(text_data=BACKGROUND)
+        await read_until(comm, b"ok-2")
+        await asyncio.to_thread(refusals, session["sessionId"])
+        response = await asyncio.to_thread(api_client.delete, f"{url}/{session['sessionId']}")
+        assert response.status_code == 204, response.content
+        message = await next_message(comm)
+        assert message["type"] == "exit" and message["exitCode"] == 137, message
+        assert await next_message(comm) == {"type": "__closed__", "code": 1000}
+        return session["sessionId"]
+
+    session_id = async_to_sync(scenario)()
+    no_sleeps_left(docker_client, sandbox_id)
+    assert api_client.delete(f"{url}/{session_id}").json()["error"]["code"] == "terminal_not_found"
+    assert api_client.get(url).json() == {"terminals": []}
 
 
 def test_idle_terminal_is_closed(api_key, sandbox_id, settings, docker_client):
@@ -226,6 +296,17 @@ class Terminal:
     async def type(self, text: str) -> None:
         await self.ws.send(text.encode())
 
+    async def kill(self, timeout: float = 30.0) -> bytes:
+        """Ends the terminal for every client; answers what came until the close (1000)."""
+        await self.ws.send(json.dumps({"type": "kill"}))
+        async with asyncio.timeout(timeout):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    frame = await self.ws.recv()
+                    self.output += frame if isinstance(frame, bytes) else frame.encode()
+        assert closed.value.rcvd.code == 1000, closed.value
+        return self.output
+
 
 def test_real_client_resize_cat_ctrl_c_and_shared_session(uvicorn_server, api_key, sandbox_id, docker_client):
     base, _ = uvicorn_server
@@ -268,14 +349,14 @@ def test_real_client_resize_cat_ctrl_c_and_shared_session(uvicorn_server, api_ke
         await agent.expect(b"from-person-49")
         await person.expect(b"from-person-49")
 
-        # the agent leaves; the shell lives on for the person
+        # the agent leaves; the shell lives on for the person, who ends it
         await agent.type("sleep 500 &\n")
         await person.expect(b"sleep 500")
         await agent.ws.close()
         await person.type("echo still-$((8*8))\n")
         await person.expect(b"still-64")
         assert "sleep 500" in await asyncio.to_thread(processes, docker_client, sandbox_id)
-        await person.ws.close()
+        assert b'"exit"' in await person.kill()
 
     async_to_sync(scenario)()
     assert wait_for(lambda: "sleep 500" not in processes(docker_client, sandbox_id)), processes(
@@ -293,7 +374,7 @@ def test_flood_to_a_client_that_never_reads_keeps_server_memory_bounded(
         warm = await Terminal.open(base, sandbox_id, secret)  # load everything a terminal needs once
         await warm.type("echo warm-$((1+2))\n")
         await warm.expect(b"warm-3")
-        await warm.ws.close()
+        await warm.kill()
         await async_wait_for(  # its session has ended: the shell is gone
             lambda: asyncio.to_thread(lambda: "bash" not in processes(docker_client, sandbox_id)),
             what="the warm-up terminal's shell to go",
@@ -319,6 +400,9 @@ def test_flood_to_a_client_that_never_reads_keeps_server_memory_bounded(
             async with asyncio.timeout(30):
                 while True:
                     received += len(await flooded.ws.recv())
+        # the shell ran on without its client: ended by the other client's server, by id
+        killer = await Terminal.open(base, sandbox_id, secret, f"?session={flooded.session['sessionId']}")
+        await killer.kill()
         await other.ws.close()
         return before, peak, received, closed.value.rcvd.code
 
