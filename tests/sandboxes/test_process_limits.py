@@ -189,7 +189,17 @@ def test_terminals_are_capped_per_owner(api_key, sandbox_id, settings):
         joined = communicator(f"{path}?session={session['sessionId']}", api_key[1])
         assert (await joined.connect(timeout=30))[0]
         await joined.disconnect()
-        await first.disconnect()  # the last client: the session ends, its slot comes back
+        await first.disconnect()  # the terminal lives on without clients: its slot stays taken
+        await asyncio.sleep(1)
+        second = communicator(path, api_key[1])
+        assert await second.connect(timeout=30) == (False, 4429)
+        await second.disconnect()
+        # ending it gives its slot back (its opener sees the end within a few seconds)
+        killer = communicator(f"{path}?session={session['sessionId']}", api_key[1])
+        assert (await killer.connect(timeout=30))[0]
+        await killer.send_json_to({"type": "kill"})
+        await receive_until(killer, lambda m: m.get("type") == "exit")
+        await killer.disconnect()
         deadline = time.monotonic() + 30
         while True:
             again = communicator(path, api_key[1])
