@@ -1,7 +1,8 @@
 """The server keeps no sandbox state (issue 19): a background process started through one web
 server lives on in the sandbox's sandboxd when that server is killed with SIGKILL, and another
 server lists it, replays its output from the start, follows it live and kills it; the reconcile
-pass records the end that the dead server could not."""
+pass records the end that the dead server could not. A terminal does the same: another server
+lists it, a client of it joins and types into it, and ends it."""
 
 import datetime as dt
 import json
@@ -69,6 +70,48 @@ def test_a_background_process_survives_a_killed_server_and_another_serves_it(api
     assert report.processes_recorded == 1, report.as_dict()
     row = Execution.objects.get(pk=process_id)
     assert row.status == Execution.Status.FAILED and row.stdout.startswith("tick 1\ntick 2\n")
+
+
+def recv_until(connection, needle: bytes) -> bytes:
+    """A terminal's frames until `needle` shows up (JSON messages as their text)."""
+    seen = b""
+    while needle not in seen:
+        frame = connection.recv(timeout=60)
+        seen += frame if isinstance(frame, bytes) else frame.encode()
+    return seen
+
+
+def test_a_terminal_survives_a_killed_server_and_another_serves_it(api_key, create_sandbox, docker_client):
+    secret = api_key[1]
+    headers = {"Authorization": f"Bearer {secret}"}
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+    with (
+        live_server() as (first_url, first_pid),
+        connect(first_url.replace("http://", "ws://") + path, additional_headers=headers) as connection,
+    ):
+        session = json.loads(connection.recv(timeout=60))
+        connection.send(b"cd /tmp; sleep 700 & echo first-$((20+1))\n")
+        recv_until(connection, b"first-21")
+        os.kill(first_pid, signal.SIGKILL)  # no shutdown: its client's connection just breaks
+
+    container = docker_client.containers.get(sandbox_id)
+    assert "sleep 700" in container.exec_run(["ps", "-eo", "args"]).output.decode()
+    with live_server() as (url, _):
+        status, listed = call(url, secret, "GET", f"/api/v1/sandboxes/{sandbox_id}/terminals")
+        assert status == 200 and [t["sessionId"] for t in listed["terminals"]] == [session["sessionId"]], listed
+        socket_url = url.replace("http://", "ws://") + f"{path}?session={session['sessionId']}"
+        with connect(socket_url, additional_headers=headers) as joined:
+            assert json.loads(joined.recv(timeout=60))["sessionId"] == session["sessionId"]
+            assert b"first-21" in recv_until(joined, b"first-21")  # the recent output
+            joined.send(b"echo second-$((40+2)) in $(pwd)\n")
+            recv_until(joined, b"second-42 in /tmp")  # the same shell
+            terminal_url = f"{url}/api/v1/sandboxes/{sandbox_id}/terminals/{session['sessionId']}"
+            request = urllib.request.Request(terminal_url, headers=headers, method="DELETE")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.status == 204
+            assert b'"exit"' in recv_until(joined, b'"exit"')
+    assert wait_for(lambda: "sleep 700" not in container.exec_run(["ps", "-eo", "args"]).output.decode())
 
 
 def test_a_process_ends_with_its_sandbox_and_its_record_says_so(api_client, create_sandbox):
