@@ -12,7 +12,8 @@
 - executions left `running` by a server that stopped are marked `error`;
 - snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed;
 - at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
-  killed: nobody can follow them any more.
+  killed: nobody can follow them any more (sandboxd's background processes and terminals stay:
+  any server serves them).
 
 Each object is one step: if the engine refuses it (or anything else goes wrong with it), the
 failure is logged and reported under `failed` and the pass goes on with the others; the next pass
@@ -98,10 +99,16 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
 
 def _kill_strays(sandboxes, containers, report: Report) -> None:
     """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them.
-    sandboxd's background processes stay: any server follows them."""
+    sandboxd's background processes and terminals stay: any server follows them."""
     for sandbox in sandboxes:
         users, ended = sorted({sandbox.template.user, "0"}), 0
-        keep = processes.running_ids(sandbox) if containers[sandbox.id].has_daemon else []
+        keep = [] if not containers[sandbox.id].has_daemon else None
+        if keep is None:
+            with _step(report, sandbox.id, "list the terminals of"):
+                listed = get_driver().terminal_list(sandbox.container_name) or []
+                keep = processes.running_ids(sandbox) + [t.exec_id for t in listed if t.running]
+            if keep is None:  # which terminals run is unknown: end nothing there this time
+                continue
         for user in users:
             with _step(report, sandbox.id, f"end stray commands (as user {user}) in"):
                 get_driver().exec(

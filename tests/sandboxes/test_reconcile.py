@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
+from apps.sandboxes.runtime import ExecRequest, get_driver
 from apps.sandboxes.tasks import reconcile_sandboxes
 
 
@@ -116,10 +117,14 @@ def test_startup_ends_commands_of_a_previous_server(api_client, create_sandbox, 
         f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "sleep 903", "background": True}, format="json"
     )
     assert started.status_code == 202, started.content
+    # so is a terminal in sandboxd, and what runs in it
+    opened = ExecRequest(argv=("sh", "-c", "sleep 904"), exec_id="term_kept", timeout=0)
+    assert get_driver().terminal_open(sandbox_id, opened, cols=80, rows=24, idle_timeout=0)
     time.sleep(0.5)
     assert sandbox_reconcile(startup=True).strays_ended == [sandbox_id]
     running = container.exec_run(["ps", "-eo", "args"]).output.decode()
     assert "sleep 901" not in running and "sleep 902" in running and "sleep 903" in running
+    assert "sleep 904" in running
 
 
 def test_ephemeral_sandboxes_of_a_revoked_key_are_destroyed(owner, make_key, create_sandbox, docker_client):
