@@ -9,6 +9,7 @@
   box.dataset.started = "1";
   const state = document.getElementById("terminal-state");
   const again = document.getElementById("terminal-reconnect");
+  const kill = document.getElementById("terminal-kill");
   const encoder = new TextEncoder();
   const term = new Terminal({
     cursorBlink: true, scrollback: 5000, fontSize: 14,
@@ -75,6 +76,7 @@
         if (joined && (data.cols !== term.cols || data.rows !== term.rows)) {
           term.resize(data.cols, data.rows); // watch at the session's size until this window is resized
         }
+        if (kill) kill.hidden = false;
         document.body.dispatchEvent(new CustomEvent("terminal-session", { bubbles: true }));
         term.focus();
       } else if (data.type === "exit") {
@@ -87,6 +89,7 @@
     };
     socket.onclose = function (event) {
       socket = null;
+      if (kill) kill.hidden = true;
       attached = false;
       pending = [];
       if (disposed) return;
@@ -114,6 +117,10 @@
   }
   window.addEventListener("resize", onWindowResize);
   again.addEventListener("click", function () { connect(); term.focus(); });
+  // Leaving keeps the shell (it lives in the sandbox); this ends it for everyone.
+  if (kill) kill.addEventListener("click", function () {
+    if (attached && open()) socket.send(JSON.stringify({ type: "kill" }));
+  });
 
   function dispose() {
     if (disposed) return;
