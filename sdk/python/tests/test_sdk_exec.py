@@ -6,7 +6,13 @@ import threading
 import time
 
 import pytest
-from vibebox_sdk import CommandExitError, CommandTimeoutError, SandboxNotRunningError, ValidationError
+from vibebox_sdk import (
+    CommandExitError,
+    CommandTimeoutError,
+    SandboxNotRunningError,
+    TerminalNotFoundError,
+    ValidationError,
+)
 
 from tests.waiting import wait_for
 
@@ -157,3 +163,25 @@ def test_terminal(sandbox):
             output += chunk
         assert b"43 132" in output
         assert term.exit_code == 3
+
+
+def test_terminals_outlive_their_clients_until_killed(sandbox):
+    with sandbox.terminal() as term:
+        term.send(b"echo up-$((6*7))\r")
+        output = b""
+        while b"up-42" not in output:
+            output += term.recv(30) or b""
+        session_id = term.session_id
+    # left, not ended: listed, then ended by id
+    listed = sandbox.terminals()
+    assert [(t["session_id"], t["shell"], t["running"]) for t in listed] == [(session_id, "bash", True)]
+    sandbox.kill_terminal(session_id)
+    assert wait_for(lambda: sandbox.terminals() == [])
+    with pytest.raises(TerminalNotFoundError):
+        sandbox.kill_terminal(session_id)
+    with sandbox.terminal() as term:
+        term.kill()
+        while term.recv(30) is not None:
+            pass
+        assert term.exit_code == 137
+    assert sandbox.terminals() == []

@@ -206,6 +206,14 @@ class AsyncSandbox:
     async def processes(self) -> list[dict[str, Any]]:
         return await self._send(calls.processes(self.id))
 
+    async def terminals(self) -> list[dict[str, Any]]:
+        """As `Sandbox.terminals`."""
+        return await self._send(calls.terminals(self.id))
+
+    async def kill_terminal(self, session_id: str) -> None:
+        """As `Sandbox.kill_terminal`."""
+        await self._send(calls.kill_terminal(self.id, session_id))
+
     async def metrics(self) -> dict[str, Any]:
         """As `Sandbox.metrics`: CPU, memory, workspace disk and processes now."""
         return await self._send(calls.metrics(self.id))

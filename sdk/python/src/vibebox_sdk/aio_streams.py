@@ -161,6 +161,10 @@ class AsyncTerminal(TerminalProtocol):
         await self._ws.send(self._resize_message(cols, rows))
         self.cols, self.rows = cols, rows
 
+    async def kill(self) -> None:
+        """As `Terminal.kill`."""
+        await self._ws.send(self._KILL)
+
     async def close(self) -> None:
         await self._ws.close()
 

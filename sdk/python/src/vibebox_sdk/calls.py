@@ -164,6 +164,14 @@ def kill_process(sandbox_id: str, process_id: str) -> Call:
     return Call("POST", sandbox_path(sandbox_id, "processes", segment(process_id), "kill"), parse=_snake)
 
 
+def terminals(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "terminals"), parse=lambda response: _snake(response)["terminals"])
+
+
+def kill_terminal(sandbox_id: str, session_id: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id, "terminals", segment(session_id)), parse=_none)
+
+
 def logs(sandbox_id: str, params: dict[str, Any]) -> Call:
     def parse(response: httpx.Response) -> list[LogEntry]:
         return [LogEntry.from_api(item) for item in response.json()["logs"]]

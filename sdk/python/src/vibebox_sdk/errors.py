@@ -120,6 +120,10 @@ class EnvVarNotFoundError(NotFoundError):
     default_code = "env_var_not_found"
 
 
+class TerminalNotFoundError(NotFoundError):
+    default_code = "terminal_not_found"
+
+
 class SandboxFileNotFoundError(NotFoundError):
     default_code = "file_not_found"
 
@@ -262,6 +266,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "template_not_found": TemplateNotFoundError,
     "key_not_found": KeyNotFoundError,
     "execution_not_found": ExecutionNotFoundError,
+    "terminal_not_found": TerminalNotFoundError,
     "env_var_not_found": EnvVarNotFoundError,
     "file_not_found": SandboxFileNotFoundError,
     "sandbox_not_running": SandboxNotRunningError,

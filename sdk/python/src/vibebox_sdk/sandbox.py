@@ -290,6 +290,15 @@ class Sandbox:
         """The background commands still running."""
         return self._send(calls.processes(self.id))
 
+    def terminals(self) -> list[dict[str, Any]]:
+        """The open terminal sessions (they outlive their clients): session_id, shell, argv,
+        cols, rows, attached, running, started_at."""
+        return self._send(calls.terminals(self.id))
+
+    def kill_terminal(self, session_id: str) -> None:
+        """Ends a terminal session and everything started in it (TerminalNotFoundError: no such one)."""
+        self._send(calls.kill_terminal(self.id, session_id))
+
     def metrics(self) -> dict[str, Any]:
         """Resource use now (running or paused sandboxes), snake_case keys:
 

@@ -332,6 +332,8 @@ class TerminalProtocol:
     def _resize_message(cols: int, rows: int) -> str:
         return json.dumps({"type": "resize", "cols": cols, "rows": rows})
 
+    _KILL = json.dumps({"type": "kill"})
+
 
 class Terminal(TerminalProtocol):
     """An interactive terminal (PTY) in a sandbox: send keystrokes, receive raw output bytes.
@@ -361,6 +363,11 @@ class Terminal(TerminalProtocol):
     def resize(self, cols: int, rows: int) -> None:
         self._ws.send(self._resize_message(cols, rows))
         self.cols, self.rows = cols, rows
+
+    def kill(self) -> None:
+        """Ends the shell and everything started in it, for every client; `recv` then answers
+        None. (Closing only leaves: the shell runs on until it exits or idles out.)"""
+        self._ws.send(self._KILL)
 
     def close(self) -> None:
         self._ws.close()
