@@ -171,6 +171,11 @@ export class ExecutionNotFoundError extends NotFoundError {
   static override defaultCode = 'execution_not_found';
 }
 
+/** 404: no such open terminal session. @example `await sandbox.killTerminal('term_gone') // throws TerminalNotFoundError` */
+export class TerminalNotFoundError extends NotFoundError {
+  static override defaultCode = 'terminal_not_found';
+}
+
 /** 404: no such environment variable. @example `await sandbox.env.delete('NOPE') // throws EnvVarNotFoundError` */
 export class EnvVarNotFoundError extends NotFoundError {
   static override defaultCode = 'env_var_not_found';
@@ -402,6 +407,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   sandbox_not_found: SandboxNotFoundError,
   template_not_found: TemplateNotFoundError,
   execution_not_found: ExecutionNotFoundError,
+  terminal_not_found: TerminalNotFoundError,
   env_var_not_found: EnvVarNotFoundError,
   file_not_found: FileNotFoundError,
   snapshot_not_found: SnapshotNotFoundError,

@@ -444,6 +444,29 @@ export class Sandbox {
   }
 
   /**
+   * The open terminal sessions (they outlive their clients).
+   * @example
+   * ```ts
+   * for (const t of await sandbox.terminals()) console.log(t.sessionId, t.shell, t.attached);
+   * ```
+   */
+  async terminals(): Promise<Schemas['Terminal'][]> {
+    const path = sandboxPath(this.id, 'terminals');
+    return (await this.transport.json<Schemas['TerminalList']>({ method: 'GET', path })).terminals;
+  }
+
+  /**
+   * Ends a terminal session and everything started in it; TerminalNotFoundError when there is none.
+   * @example
+   * ```ts
+   * await sandbox.killTerminal('term_…');
+   * ```
+   */
+  async killTerminal(sessionId: string): Promise<void> {
+    await this.transport.json({ method: 'DELETE', path: sandboxPath(this.id, 'terminals', segment(sessionId)) });
+  }
+
+  /**
    * CPU, memory, disk and process counts now (running or paused sandboxes).
    * @example
    * ```ts

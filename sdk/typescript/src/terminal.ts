@@ -152,7 +152,19 @@ export class Terminal {
   }
 
   /**
-   * Leaves the session; the shell is killed when its last client leaves.
+   * Ends the shell and everything started in it, for every client (they get its exit).
+   * @example
+   * ```ts
+   * term.kill();
+   * ```
+   */
+  kill(): void {
+    this.socket.send(JSON.stringify({ type: 'kill' }));
+  }
+
+  /**
+   * Leaves the session; the shell runs on (until it exits, idles out or is killed) and others
+   * may join it by `sessionId`.
    * @example
    * ```ts
    * term.close();

@@ -13,6 +13,7 @@ import {
   CommandTimeoutError,
   FileNotFoundError,
   SandboxPausedError,
+  TerminalNotFoundError,
   ValidationError,
   VibeBox,
   type LogEntry,
@@ -260,6 +261,25 @@ describe('terminal', () => {
     assert.match(term.output, /42/);
     assert.equal(await watcher.exited, 3);
     assert.match(watcher.output, /42/);
+  });
+
+  test('a terminal outlives its clients until it is killed, by message or by id', async () => {
+    const term = await sandbox.terminal();
+    term.write('echo up-$((6 * 7))\r');
+    await waitFor(() => term.output.includes('up-42'), { what: 'the echo' });
+    term.close();
+    await term.exited;
+    const listed = await sandbox.terminals();
+    assert.deepEqual(
+      listed.map((t) => [t.sessionId, t.shell, t.running]),
+      [[term.sessionId, 'bash', true]],
+    );
+    await sandbox.killTerminal(term.sessionId);
+    await waitFor(async () => (await sandbox.terminals()).length === 0, { what: 'the terminal to end' });
+    await assert.rejects(sandbox.killTerminal(term.sessionId), TerminalNotFoundError);
+    const other = await sandbox.terminal();
+    other.kill();
+    assert.equal(await other.exited, 137);
   });
 });
 
