@@ -318,17 +318,24 @@ class DaemonSession:
         if now - self.touched > idle.PRECISION.total_seconds():
             self.touched = now  # typing keeps the sandbox from auto-pausing
             await database_sync_to_async(idle.touch_id)(self.sandbox_id)
-        self.control.write(data)
-        # Bounded like a command's stdin: a shell that reads nothing holds at most STDIN_BUFFER here.
-        deadline = now + WRITE_TIMEOUT
+        if not self.stop.is_set():  # else the attach has ended: nothing takes input any more
+            self.control.write(data)
+            await self._taken()
+
+    async def resize(self, cols: int, rows: int) -> None:
+        if not self.stop.is_set():
+            self.control.resize(cols, rows)  # in order with the keystrokes before it
+            await self._taken()
+        self.cols, self.rows = cols, rows
+
+    async def _taken(self) -> None:
+        """Bounded like a command's stdin: a shell that reads nothing holds at most STDIN_BUFFER
+        here (and this client's messages wait meanwhile)."""
+        deadline = time.monotonic() + WRITE_TIMEOUT
         while self.control.buffered > STDIN_BUFFER and not self.stop.is_set():
             if time.monotonic() > deadline:
                 raise errors.RuntimeFailure("The terminal is not reading its input.")
             await asyncio.sleep(0.05)
-
-    async def resize(self, cols: int, rows: int) -> None:
-        self.control.resize(cols, rows)  # in order with the keystrokes before it
-        self.cols, self.rows = cols, rows
 
     async def kill(self) -> None:
         """Ends the terminal and everything it started; every client gets its exit."""
@@ -349,9 +356,15 @@ class DaemonSession:
             control=self.control,
         )
         try:
-            ended = get_driver().terminal_attach(
-                self.container, self.id, request=request, start=start, stop=self.stop, on_lost=self._lost
-            )
+            try:
+                ended = get_driver().terminal_attach(
+                    self.container, self.id, request=request, start=start, stop=self.stop, on_lost=self._lost
+                )
+            except Exception as exc:  # never a thread dying silently with its client left hanging
+                if isinstance(exc, errors.ApplicationError):
+                    raise
+                logger.exception("terminal %s: the attach failed", self.id)
+                raise errors.RuntimeFailure("The terminal's stream failed.") from exc
         except errors.ApplicationError as exc:
             if self.stop.is_set():
                 return

@@ -166,63 +166,64 @@ def _stats(first: dict, second: dict) -> ContainerStats:
     )
 
 
-def _process_info(entry: dict) -> ProcessInfo:
-    """One entry of sandboxd's process list, its fields checked (they come from the sandbox)."""
+def _flag(entry: dict, key: str) -> bool:
+    if type(entry[key]) is not bool:
+        raise ValueError(f"{key} is not a boolean")
+    return entry[key]
 
-    def flag(key: str) -> bool:
-        if type(entry[key]) is not bool:
-            raise ValueError(f"{key} is not a boolean")
-        return entry[key]
 
-    def count(key: str) -> int:
-        if type(entry[key]) is not int or not 0 <= entry[key] < 1 << 62:
-            raise ValueError(f"{key} is not a count")
-        return entry[key]
+def _count(entry: dict, key: str, high: int = (1 << 62) - 1) -> int:
+    if type(entry[key]) is not int or not 0 <= entry[key] <= high:
+        raise ValueError(f"{key} is not a count")
+    return entry[key]
 
+
+def _exec_id_and_exit(entry: dict) -> tuple[str, int | None]:
     exec_id, exit_code = entry["exec_id"], entry["exit_code"]
     if not isinstance(exec_id, str) or len(exec_id) > 128:
         raise ValueError("exec_id is not an id")
     if exit_code is not None and (type(exit_code) is not int or not 0 <= exit_code <= 255):
         raise ValueError("exit_code is not an exit code")
+    return exec_id, exit_code
+
+
+def _process_info(entry: dict) -> ProcessInfo:
+    """One entry of sandboxd's process list, its fields checked (they come from the sandbox)."""
+    exec_id, exit_code = _exec_id_and_exit(entry)
     return ProcessInfo(
         exec_id=exec_id,
-        running=flag("running"),
+        running=_flag(entry, "running"),
         exit_code=exit_code,
-        timed_out=flag("timed_out"),
-        oom_killed=flag("oom_killed"),
-        stdout_bytes=count("stdout_bytes"),
-        stderr_bytes=count("stderr_bytes"),
+        timed_out=_flag(entry, "timed_out"),
+        oom_killed=_flag(entry, "oom_killed"),
+        stdout_bytes=_count(entry, "stdout_bytes"),
+        stderr_bytes=_count(entry, "stderr_bytes"),
     )
 
 
 def _terminal_info(entry: dict) -> TerminalInfo:
     """One entry of sandboxd's terminal list, its fields checked (they come from the sandbox)."""
-    process = _process_info({**entry, "oom_killed": False, "stdout_bytes": 0, "stderr_bytes": 0})
-
-    def count(key: str, high: int = 1 << 62) -> int:
-        if type(entry[key]) is not int or not 0 <= entry[key] <= high:
-            raise ValueError(f"{key} is not a count")
-        return entry[key]
-
+    exec_id, exit_code = _exec_id_and_exit(entry)
     argv, started_at = entry["argv"], entry["started_at"]
     if not isinstance(argv, list) or len(argv) > 64 or not all(isinstance(a, str) and len(a) <= 4096 for a in argv):
         raise ValueError("argv is not a command")
     if not isinstance(started_at, str) or len(started_at) > 64:
         raise ValueError("started_at is not a time")
-    if type(entry["idle"]) is not bool:
-        raise ValueError("idle is not a boolean")
-    output_bytes, buffered_from = count("output_bytes"), count("buffered_from")
+    output_bytes, buffered_from = _count(entry, "output_bytes"), _count(entry, "buffered_from")
     if buffered_from > output_bytes:
         raise ValueError("buffered_from is past output_bytes")
+    cols, rows = _count(entry, "cols", 1000), _count(entry, "rows", 1000)
+    if not cols or not rows:
+        raise ValueError("cols and rows are from 1 to 1000")
     return TerminalInfo(
-        exec_id=process.exec_id,
+        exec_id=exec_id,
         argv=tuple(argv),
-        running=process.running,
-        exit_code=process.exit_code,
-        idle=entry["idle"],
-        cols=count("cols", 1000) or 1,
-        rows=count("rows", 1000) or 1,
-        attached=count("attached", 1 << 31),
+        running=_flag(entry, "running"),
+        exit_code=exit_code,
+        idle=_flag(entry, "idle"),
+        cols=cols,
+        rows=rows,
+        attached=_count(entry, "attached", 1 << 31),
         output_bytes=output_bytes,
         buffered_from=buffered_from,
         started_at=started_at,

@@ -4,7 +4,8 @@ docs/sandboxd.md): the files it needs, its calls.
 The driver puts this container's token and name into /run/vibebox (root-only) before the container
 starts. Commands go to sandboxd: `run` (POST /exec) for a command whose whole answer is awaited,
 `stream` (POST /stream, frames both ways) for one that streams output, takes stdin or signals;
-background processes through /process/*. If sandboxd refuses before anything ran (not listening
+background processes through /process/*, terminals through /terminal/* (the same calls: start,
+list, attach, kill). If sandboxd refuses before anything ran (not listening
 yet, a container restarted on a new address, another sandbox now at the cached address, a command
 it cannot start), the caller falls back to Docker's exec.
 
@@ -412,6 +413,16 @@ def _open(address: str, secret: str, container: str, kind: str, body: dict, exec
         raise
 
 
+def _frame_object(payload: bytes, what: str) -> dict:
+    try:
+        answer = bounded.loads(payload, max_bytes=MAX_EXIT_FRAME)
+    except ValueError:
+        raise bounded.Malformed(f"the {what} frame is not valid JSON") from None
+    if not isinstance(answer, dict):
+        raise bounded.Malformed(f"the {what} frame is not an object")
+    return answer
+
+
 def _pump(response, output: _Output, kinds: tuple[bytes, ...] = (b"o", b"e")) -> dict:
     """Reads frames into `output` until the exit frame (output frames of `kinds` only); answers
     the exit frame's object."""
@@ -420,12 +431,9 @@ def _pump(response, output: _Output, kinds: tuple[bytes, ...] = (b"o", b"e")) ->
         if kind in kinds:
             output.add("stdout" if kind == b"o" else "stderr", payload)
         elif kind == b"l":
-            output.missed(_count(bounded.loads(payload, max_bytes=MAX_EXIT_FRAME), "lost"))
+            output.missed(_count(_frame_object(payload, "lost"), "lost"))
         elif kind == b"x":
-            answer = bounded.loads(payload, max_bytes=MAX_EXIT_FRAME)
-            if not isinstance(answer, dict):
-                raise bounded.Malformed("the exit frame is not an object")
-            return answer
+            return _frame_object(payload, "exit")
         else:
             raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
 
@@ -482,7 +490,7 @@ def stream(address: str, secret: str, container: str, request: ExecRequest) -> E
         raw.close()  # before the exit frame, this kills the command (sandboxd's rule)
 
 
-# ---- sandboxd's background processes ----
+# ---- sandboxd's background processes and terminals ----
 
 
 def _json_call(address: str, secret: str, container: str, kind: str, body: dict) -> tuple[int, object] | None:
