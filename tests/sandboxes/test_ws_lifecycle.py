@@ -240,6 +240,7 @@ def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, 
     url, log_path = uvicorn_server
     base = url.replace("http", "ws")
     secret = api_key[1]
+    auth = {"Authorization": f"Bearer {secret}"}
     outsider_key = make_key(outsider)[1]
     container = docker_client.containers.get(sandbox_id)
 
@@ -265,6 +266,16 @@ def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, 
             await ws.close()
 
     async_to_sync(scenario)()
+    # Terminals outlive their clients (the one dropped in its handshake excepted: nobody knew it):
+    # the two that were told their ids are ended through the API.
+    terminals = f"{url}/api/v1/sandboxes/{sandbox_id}/terminals"
+    with urllib.request.urlopen(urllib.request.Request(terminals, headers=auth), timeout=60) as response:
+        listed = [t["sessionId"] for t in json.load(response)["terminals"]]
+    assert len(listed) == 2, listed
+    for session_id in listed:
+        request = urllib.request.Request(f"{terminals}/{session_id}", headers=auth, method="DELETE")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 204
     # The server has cleaned up when the sessions' processes (the exec's sleep, the terminal's
     # shell, the log follower) are gone from the sandbox; the log is read after.
     wait_for(lambda: processes() <= at_rest, timeout=60, what="the sessions' processes to go")

@@ -77,6 +77,8 @@ class TerminalConsumer(BaseConsumer):
     channel_layer_alias = "none"  # not a configured layer: a terminal needs none (no Redis connection each)
     session = None
     pump = None
+    opened = False  # this connection started the terminal (rather than joining it)
+    announced = False  # the client was told its session id
 
     async def setup(self):
         sandbox = await self.get_sandbox()
@@ -91,6 +93,7 @@ class TerminalConsumer(BaseConsumer):
         rows = _parse_size(self.query("rows"), 24, "rows")
         spec = await database_sync_to_async(terminals.prepare)(sandbox, cwd=self.query("cwd") or None)
         self.session = await terminals.open_session(spec, shell=shell, cols=cols, rows=rows, client=self.client)
+        self.opened = True
 
     async def started(self):
         session = self.session
@@ -103,6 +106,7 @@ class TerminalConsumer(BaseConsumer):
                 "shell": session.shell,
             }
         )
+        self.announced = True
         self.pump = asyncio.ensure_future(self._pump())
 
     async def _pump(self):
@@ -150,6 +154,9 @@ class TerminalConsumer(BaseConsumer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.pump
         if self.session is not None:
+            if self.opened and not self.announced:  # it left during the handshake: nobody knows this terminal
+                with contextlib.suppress(errors.ApplicationError):
+                    await self.session.kill()
             await self.session.detach(self.client)
 
 

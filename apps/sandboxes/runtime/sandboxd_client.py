@@ -379,8 +379,8 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
                     send(b"c")
                 if size is None and not (data and control.buffered):
                     break
-    except OSError:
-        pass  # the stream ended (the reader sees why)
+    except (OSError, ValueError):
+        pass  # the stream ended (the reader sees why), or the control was closed (its fd is -1)
 
 
 def _open(address: str, secret: str, container: str, kind: str, body: dict, exec_id: str, deadline: float):
