@@ -59,6 +59,7 @@ SLOW_CLOSE_CODE = 4008
 ERROR_CLOSE_CODE = 1011
 ATTACH_SECONDS = 7 * 24 * 3600  # how long one client may stay attached to a terminal in sandboxd
 SLOT_POLL_SECONDS = 3.0  # how often the opener checks whether its terminal in sandboxd still runs
+SLOT_FAILURES = 20  # checks in a row a running sandbox's sandboxd may fail before the slot is given back
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 # argv: sh -c START sh <shell>; becomes the shell (or sh). The TTY's size is set by the engine
@@ -431,16 +432,30 @@ class DaemonSession:
 
 
 def _hold_slot(container: str, session_id: str, slot) -> None:
-    """Gives the opener's slot back once its terminal in sandboxd has ended (or cannot be seen)."""
+    """Gives the opener's slot back once its terminal in sandboxd has ended, or its sandbox
+    stopped or went away. A paused sandbox's terminal (frozen, not listed) keeps its slot, and so
+    does one whose sandboxd fails to answer for a little while."""
+    failures = 0
     try:
-        while True:
+        while failures < SLOT_FAILURES:
             time.sleep(SLOT_POLL_SECONDS)
             try:
                 listed = get_driver().terminal_list(container)
             except errors.ApplicationError:
-                return  # the sandbox stopped or went away
-            if listed is None or not any(t.exec_id == session_id and t.running for t in listed):
-                return
+                listed = None
+            if listed is not None:
+                if not any(t.exec_id == session_id and t.running for t in listed):
+                    return
+                failures = 0
+                continue
+            try:
+                info = get_driver().inspect(container)
+            except errors.ApplicationError:
+                info = None
+            if info is None or info.status not in ("running", "paused"):
+                return  # stopped or gone: so is the terminal
+            if info.status == "running":
+                failures += 1
     finally:
         slot.release()
 
