@@ -452,3 +452,71 @@ def test_flood_to_a_client_that_never_reads_keeps_server_memory_bounded(
     assert wait_for(lambda: "yes flood" not in processes(docker_client, sandbox_id)), processes(
         docker_client, sandbox_id
     )
+
+
+# ---- what the server takes from sandboxd, and gives it ----
+
+
+GOOD_ENTRY = {
+    "exec_id": "term_x",
+    "argv": ["sh", "-c", "…", "sh", "bash"],
+    "user": "sandbox",
+    "pid": 7,
+    "started_at": "2026-01-01T00:00:00.000Z",
+    "running": True,
+    "exit_code": None,
+    "timed_out": False,
+    "idle": False,
+    "finished_at": None,
+    "cols": 80,
+    "rows": 24,
+    "attached": 1,
+    "output_bytes": 100,
+    "buffered_from": 0,
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"exec_id": 3},
+        {"exec_id": "t" * 200},
+        {"argv": "sh"},
+        {"argv": [1]},
+        {"argv": ["x"] * 100},
+        {"started_at": 5},
+        {"running": "yes"},
+        {"idle": 1},
+        {"exit_code": 300},
+        {"cols": 0},
+        {"rows": 1001},
+        {"attached": -1},
+        {"output_bytes": 1.5},
+        {"buffered_from": 101},
+        {"cols": None},
+    ],
+)
+def test_a_terminal_list_entry_from_sandboxd_is_checked(change):
+    from apps.sandboxes.runtime.docker import _terminal_info
+
+    assert _terminal_info(GOOD_ENTRY).argv[-1] == "bash"
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        _terminal_info({**GOOD_ENTRY, **change})
+
+
+def test_resizes_go_in_order_with_the_keystrokes_and_count_against_the_bound():
+    from apps.sandboxes.runtime.base import RESIZE_COST, ExecControl
+
+    control = ExecControl()
+    control.write(b"ab")
+    control.resize(100, 30)
+    control.write(b"cd")
+    control.resize(90, 20)
+    assert control.buffered == 4 + 2 * RESIZE_COST
+    assert control.take()[0] == b"ab" and control.take_resize() == (100, 30)
+    assert control.take_resize() is None  # keystrokes come first
+    assert control.take()[0] == b"cd" and control.take_resize() == (90, 20)
+    assert control.buffered == 0 and control.take()[0] == b""
+    control.close()
+    control.write(b"after")  # goes nowhere, raises nothing
+    control.resize(1, 1)
