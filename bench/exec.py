@@ -1,4 +1,5 @@
-"""Exec round trip of `true`: VibeBox's API vs raw docker-py exec_run on the same container.
+"""Exec round trip of `true`: VibeBox's API (a plain call, and a streamed one over the exec
+WebSocket, its connection included) vs raw docker-py exec_run on the same container.
 
 .venv/bin/python bench/exec.py [--repeat 50]
 """
@@ -8,6 +9,16 @@ import json
 
 import docker
 from common import api, live_server, summary, timed
+from websockets.sync.client import connect
+
+
+def streamed(url: str, key: str, sandbox_id: str) -> None:
+    """One command over WS /ws/sandboxes/{id}/exec: connect, send it, read up to its exit."""
+    socket_url = url.replace("http://", "ws://") + f"/ws/sandboxes/{sandbox_id}/exec"
+    with connect(socket_url, additional_headers={"Authorization": f"Bearer {key}"}) as connection:
+        connection.send(json.dumps({"command": ["true"]}))
+        while json.loads(connection.recv(timeout=30)).get("type") != "exit":
+            pass
 
 
 def main() -> None:
@@ -20,9 +31,10 @@ def main() -> None:
         try:
             container = client.containers.get(sandbox["id"])
             path = f"/api/v1/sandboxes/{sandbox['id']}/exec"
-            for _ in range(5):  # warm up both paths
+            for _ in range(5):  # warm up every path
                 container.exec_run(["true"])
                 api(url, key, "POST", path, {"command": ["true"]})
+                streamed(url, key, sandbox["id"])
             baseline = summary("docker-py exec_run(['true'])", timed(lambda: container.exec_run(["true"]), args.repeat))
             argv = summary(
                 "API exec argv ['true']", timed(lambda: api(url, key, "POST", path, {"command": ["true"]}), args.repeat)
@@ -31,11 +43,15 @@ def main() -> None:
                 "API exec 'true' (bash -lc)",
                 timed(lambda: api(url, key, "POST", path, {"command": "true"}), args.repeat),
             )
+            stream = summary(
+                "WebSocket exec ['true'] (connect, run, exit)",
+                timed(lambda: streamed(url, key, sandbox["id"]), args.repeat),
+            )
         finally:
             api(url, key, "DELETE", f"/api/v1/sandboxes/{sandbox['id']}")
-    for row in (argv, shell):
+    for row in (argv, shell, stream):
         row["ratio_p50_vs_baseline"] = round(row["p50_ms"] / baseline["p50_ms"], 2)
-    print(json.dumps({"baseline": baseline, "results": [argv, shell]}, indent=2))
+    print(json.dumps({"baseline": baseline, "results": [argv, shell, stream]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -79,17 +79,18 @@ INSTALLED_APPS = [
     "apps.dashboard",
 ]
 
+# Django's and the libraries' middleware, each marked sync-only (vibebox/middleware.py says why).
 MIDDLEWARE = [
     "vibebox.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "vibebox.middleware.Security",
+    "vibebox.middleware.WhiteNoise",
+    "vibebox.middleware.Session",
+    "vibebox.middleware.Common",
+    "vibebox.middleware.Csrf",
+    "vibebox.middleware.Authentication",
+    "vibebox.middleware.Message",
+    "vibebox.middleware.XFrameOptions",
+    "vibebox.middleware.Htmx",
 ]
 
 ROOT_URLCONF = "vibebox.urls"
