@@ -278,7 +278,9 @@ def test_held_slots_are_counted_again_after_redis_restarts_empty(own_redis, sett
     assert limits.current(limits.PROCESSES, owner_id) == 2
     own_redis.kill()
     own_redis.start()  # empty: no persistence
-    assert limits.current(limits.PROCESSES, owner_id) == 0
+    # Forgotten, unless this process's renewer (every LEASE_SECONDS / 3, started by an earlier
+    # test) ticked since the restart: then both, still held, are back.
+    assert limits.current(limits.PROCESSES, owner_id) in (0, 2)
     released.release()
     # within one renewal period (LEASE_SECONDS / 3) the held one is counted again, alone
     assert wait_for(lambda: limits.current(limits.PROCESSES, owner_id) == 1, timeout=limits.LEASE_SECONDS)
