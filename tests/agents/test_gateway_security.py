@@ -15,6 +15,7 @@ import pytest
 
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, call, sh
+from tests.waiting import wait_for
 
 ALLOWED = {("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")}
 MODEL_ID = re.compile(r"/v1/models/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -161,8 +162,15 @@ def test_the_allow_list_is_forwarded_from_constants_and_every_call_is_metered(se
     for request in received:
         headers = {k.lower(): v for k, v in request["headers"].items()}
         assert headers["x-api-key"] == OPERATOR_KEY and token not in json.dumps(headers)
-    # One usage row per forwarded call, not only per message; tokens only from the message.
-    status, after = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/status")
+
+    # One usage row per forwarded call, not only per message; tokens only from the message. The
+    # gateway records a call after its answer's last byte went out: wait for the last one.
+    def usage_after():
+        status, body = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/status")
+        assert status == 200
+        return body if body["usage"]["requests"] - before["usage"]["requests"] >= len(calls) else None
+
+    after = wait_for(usage_after, what="the gateway to record every call")
     assert after["usage"]["requests"] - before["usage"]["requests"] == len(calls)
     assert after["usage"]["inputTokens"] - before["usage"]["inputTokens"] == anthropic_stub.USAGE_IN
 
