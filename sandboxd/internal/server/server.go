@@ -218,11 +218,18 @@ func maxBody(kind string) int64 {
 		"terminal/open", "terminal/list", "terminal/attach", "terminal/kill":
 		return MaxCommandRequest
 	}
+	if strings.HasPrefix(kind, "files/") {
+		return MaxCommandRequest
+	}
 	return MaxRequest
 }
 
 func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	kind := strings.Trim(r.URL.EscapedPath(), "/")
+	if isUpload(kind) { // files/write, files/untar: a streamed body (files.go)
+		s.upload(w, r, c, kind)
+		return
+	}
 	limit := maxBody(kind)
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close")
@@ -284,7 +291,9 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	case "terminal/kill":
 		s.processKill(w, c, s.cfg.Terminals, fields, execID)
 	default:
-		s.fail(w, http.StatusNotFound, "no such endpoint")
+		if !s.fileRoute(w, c, kind, body, execID) { // files/* (files.go)
+			s.fail(w, http.StatusNotFound, "no such endpoint")
+		}
 	}
 }
 

@@ -1,0 +1,198 @@
+package files
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path"
+	"syscall"
+
+	"vibebox.dev/sandboxd/internal/users"
+)
+
+// maxLinks is how many symlinks at the end of a path a write follows (the kernel's limit).
+const maxLinks = 40
+
+// readError marks a failure to read the data (the client's), not to write it (the disk's).
+type readError struct{ err error }
+
+func (e readError) Error() string { return "reading the data: " + e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// IsReadError tells whether err came from reading the request's data.
+func IsReadError(err error) bool {
+	var r readError
+	return errors.As(err, &r)
+}
+
+// finalTarget follows the symlinks at the end of p (as writing through them would); call it inside
+// As. It answers where the data goes and whether something is there already.
+func finalTarget(p string) (string, os.FileInfo, error) {
+	for range maxLinks {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return p, nil, nil
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return p, fi, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", nil, err
+		}
+		if !path.IsAbs(link) {
+			link = path.Join(path.Dir(p), link)
+		}
+		p = path.Clean(link)
+	}
+	return "", nil, syscall.ELOOP
+}
+
+// checkReplaceable refuses to replace what is not a regular file the user may write (the kernel
+// would let a rename replace it with the directory's permission alone); call it inside As.
+func checkReplaceable(p string, fi os.FileInfo) error {
+	if fi == nil {
+		return nil
+	}
+	if fi.IsDir() {
+		return fail(Conflict, p, "%s is a directory", p)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(Conflict, p, "%s is not a regular file", p)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Write makes p hold exactly size bytes of r, with mode (07777), as u: the data goes to a new
+// file beside the target, which is renamed over it only once all of it is written and verify()
+// passed, so the old content survives any failure (a full disk: code DiskFull). A symlink at p is
+// written through; a directory, or a file the user may not write, is not replaced. It answers the
+// new file's Info.
+func Write(u users.User, p string, mode uint32, r io.Reader, size int64, verify func() error) (Info, error) {
+	var target string
+	err := As(u, func() error {
+		var fi os.FileInfo
+		var err error
+		if target, fi, err = finalTarget(p); err != nil {
+			return err
+		}
+		return checkReplaceable(target, fi)
+	})
+	if err != nil {
+		return Info{}, Classify(err, p)
+	}
+	tmp, err := createBeside(u, target)
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := io.CopyN(tmp.f, sourceReader{r}, size); err != nil {
+		tmp.discard(u)
+		if IsReadError(err) || errors.Is(err, io.EOF) {
+			return Info{}, readError{err}
+		}
+		return Info{}, Classify(err, p)
+	}
+	if err := verify(); err != nil {
+		tmp.discard(u)
+		return Info{}, err
+	}
+	if err := tmp.f.Chmod(os.FileMode(mode&0o777) | modeBits(mode)); err != nil {
+		tmp.discard(u)
+		return Info{}, Classify(err, p)
+	}
+	if err := tmp.f.Close(); err != nil {
+		tmp.discard(u)
+		return Info{}, Classify(err, p)
+	}
+	var info Info
+	err = As(u, func() error {
+		if err := os.Rename(tmp.name, target); err != nil {
+			syscall.Unlink(tmp.name)
+			return err
+		}
+		var err error
+		info, err = lstatInfo(target)
+		return err
+	})
+	if err != nil {
+		return Info{}, Classify(err, p)
+	}
+	return info, nil
+}
+
+// modeBits turns setuid, setgid and sticky bits (04000, 02000, 01000) into Go's mode bits.
+func modeBits(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+const procMagic = 0x9fa0 // PROC_SUPER_MAGIC
+
+// Open opens the file p for reading, as u (a symlink is followed, as the user's `cat` would); a
+// directory or a special file is refused, and so is anything in /proc (sandboxd's own entries
+// there are open to it whatever its file system ids). The caller closes it.
+func Open(u users.User, p string) (*os.File, Info, error) {
+	var f *os.File
+	var info Info
+	err := As(u, func() error {
+		var err error
+		if f, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0); err != nil {
+			return err
+		}
+		if err := refuseProc(f, p); err != nil {
+			f.Close()
+			return err
+		}
+		fi, err := f.Stat()
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fail(Conflict, p, "%s is not a regular file", p)
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		info = infoOf(p, fi)
+		return nil
+	})
+	if err != nil {
+		return nil, Info{}, Classify(err, p)
+	}
+	return f, info, nil
+}
+
+func refuseProc(f *os.File, p string) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return err
+	}
+	if fs.Type == procMagic {
+		return fail(Denied, p, "files in /proc are not served")
+	}
+	return nil
+}
