@@ -27,11 +27,11 @@ import (
 )
 
 // version is what `sandboxd version` prints (a build may set it: -ldflags "-X main.version=...").
-var version = "0.3.0"
+var version = "0.4.0"
 
 // protocol is the wire protocol this build speaks: the Python exec agent's (agent-1, issue 19
 // phase 1) plus streams and background processes (phase 2) and terminals (phase 3).
-const protocol = "agent-3"
+const protocol = "agent-4"
 
 const (
 	maxProcs       = 2                // GOMAXPROCS: few threads running Go code, whatever the host's CPU count

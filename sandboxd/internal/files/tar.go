@@ -140,13 +140,15 @@ func beneath(root int, parts []string, create bool, name string) (int, error) {
 
 // Untar extracts the tar read from r into dir (made if need be), as u. Every entry is confined to
 // dir: absolute names, "..", entries through a symlink and hard links to anything outside are
-// refused (code BadArchive), as are more than maxEntries entries (TooLarge) and special files.
+// refused (code BadArchive), as are more than maxEntries entries (TooLarge; 0: MaxEntries) and special files.
 // Each file is written beside its place and renamed into it once whole (a full disk leaves the
 // file that was there); an existing file the user may not write is not replaced. verify() runs
 // once the tar was read, before directory modes are set; its error is answered. It answers the
 // number of entries.
 func Untar(u users.User, dir string, r io.Reader, maxEntries int, verify func() error) (int, error) {
-	maxEntries = min(max(maxEntries, 1), MaxEntries)
+	if maxEntries <= 0 || maxEntries > MaxEntries {
+		maxEntries = MaxEntries
+	}
 	var root *os.File
 	err := As(u, func() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
