@@ -1,9 +1,14 @@
 """Files in a sandbox: upload, download, list, delete, mkdir, move.
 
-Everything happens inside the container's own filesystem: uploads and downloads go through
-the engine's archive API (which resolves paths and symlinks within the container), the
-rest runs as commands in the sandbox as its user. So `..`, symlinks to `/` and the like can
-only ever reach the sandbox's own files, never the host's.
+Everything happens inside the container's own filesystem, as the sandbox's user. A sandbox whose
+PID 1 is sandboxd has it do the work (runtime driver's file_* calls): the kernel checks every path
+operation as the user, tmpfs mounts such as /tmp work, no shell is needed, a written file replaces
+the old one only once whole, and a tar's entries stay below their directory. Without a running
+sandboxd (a sandbox made without it; a download from a stopped sandbox), uploads and downloads go
+through the engine's archive API (which resolves paths and symlinks within the container, and
+cannot see tmpfs mounts) and the rest runs as shell commands in the sandbox as its user. Either
+way `..`, symlinks to `/` and the like can only ever reach the sandbox's own files, never the
+host's.
 """
 
 import contextlib
@@ -27,7 +32,7 @@ from vibebox import exceptions as errors
 from . import events, states, tarstream
 from .execution import require_not_paused, require_running, run_internal
 from .models import Sandbox, Status
-from .runtime import PathStat, get_driver
+from .runtime import FileInfo, PathStat, get_driver
 
 logger = logging.getLogger(__name__)
 
@@ -159,14 +164,36 @@ def _upload_dir() -> str:
     return f"{STAGING}/{secrets.token_hex(16)}"
 
 
-def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat:
+def _user(sandbox: Sandbox) -> str:
+    return sandbox.template.user or ""
+
+
+def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> PathStat | FileInfo:
     """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
     require_running(sandbox)
-    target = _archive_path(path)
+    target = resolve(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
     with _container_running(sandbox):
-        return _file_upload(sandbox, target, fileobj, size, mode)
+        info = get_driver().file_write(
+            sandbox.container_name,
+            target,
+            fileobj,
+            size,
+            user=_user(sandbox),
+            mode=mode,
+            timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT,
+        )
+        if info is None:  # no sandboxd to take it: the engine's archive API
+            return _file_upload(sandbox, _archive_path(path), fileobj, size, mode)
+    _published_upload(sandbox, target, size)
+    return info
+
+
+def _published_upload(sandbox: Sandbox, target: str, size: int) -> None:
+    events.publish(
+        sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
+    )
 
 
 def _file_upload(sandbox: Sandbox, target: str, fileobj, size: int, mode: int | None) -> PathStat:
@@ -188,9 +215,7 @@ def _file_upload(sandbox: Sandbox, target: str, fileobj, size: int, mode: int | 
         _as_user(sandbox, PLACE_FILE, f"{staging}/f", target, timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT)
     finally:
         _discard(sandbox, staging)
-    events.publish(
-        sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
-    )
+    _published_upload(sandbox, target, size)
     return get_driver().path_stat(sandbox.container_name, target)
 
 
@@ -264,14 +289,24 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
     anything is written."""
     require_running(sandbox)
-    target = _archive_path(path)
+    target = resolve(path)
     template = sandbox.template
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-        copy_limited(stream, spool, limit)
+        size = copy_limited(stream, spool, limit)
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
         with _container_running(sandbox):
+            if _untar_by_daemon(sandbox, target, spool, size, count):
+                events.publish(
+                    sandbox=sandbox,
+                    type="file.uploaded",
+                    text=f"extracted {count} entries at {target}",
+                    data={"path": target},
+                )
+                return {"path": target, "entries": count}
+            spool.seek(0)
+            target = _archive_path(path)
             _discard_leftovers(sandbox)
             _as_user(sandbox, CHECK_SCRIPT, target, "dir")
             staging = _upload_dir()
@@ -293,6 +328,48 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     return {"path": target, "entries": count}
 
 
+def _untar_by_daemon(sandbox: Sandbox, target: str, spool, size: int, count: int) -> bool:
+    """The checked archive (plain or gzipped as sent; another compression is rewritten plain)
+    extracted by sandboxd; False when there is none to take it."""
+    compression = tarfile_compression(spool)
+    spool.seek(0)
+    driver = get_driver()
+    user, timeout = _user(sandbox), settings.VIBEBOX_EXEC_MAX_TIMEOUT
+
+    def extract(fileobj, length: int, gzipped: bool):
+        return driver.tar_in(
+            sandbox.container_name,
+            target,
+            fileobj,
+            length,
+            user=user,
+            max_entries=count + 1,
+            timeout=timeout,
+            gzip=gzipped,
+        )
+
+    if compression in ("", "gz"):
+        return extract(spool, size, compression == "gz") is not None
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as plain:
+        for chunk in tarstream.rewrite(spool, prefix="", uid=0, gid=0):
+            plain.write(chunk)
+        length = plain.tell()
+        plain.seek(0)
+        return extract(plain, length, False) is not None
+
+
+def tarfile_compression(fileobj) -> str:
+    """The compression of a tar by its magic number: "gz", "bz2", "xz", or "" (none)."""
+    head = fileobj.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return ""
+
+
 def copy_limited(source, destination, limit: int) -> int:
     """Copies a stream, answering 413 past `limit` bytes."""
     total = 0
@@ -307,6 +384,10 @@ def copy_limited(source, destination, limit: int) -> int:
 def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bool = False) -> Download:
     """A file as itself, or a directory (or anything with as_tar) as a tar stream."""
     require_not_paused(sandbox)
+    download = _download_by_daemon(sandbox, resolve(path), as_tar, gzip)
+    if download is not None:
+        return download
+    # No running sandboxd (a stopped sandbox keeps its files): the engine's archive API.
     target = _archive_path(path)
     driver = get_driver()
     for _ in range(10):  # follow symlinks to files, inside the container
@@ -325,6 +406,29 @@ def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bo
     chunks, _ = driver.get_archive(sandbox.container_name, target)
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Download(_single_file(chunks), content_type, name, stat.size, chunks)
+
+
+def _download_by_daemon(sandbox: Sandbox, target: str, as_tar: bool, gzip: bool) -> Download | None:
+    driver, name, user = get_driver(), sandbox.container_name, _user(sandbox)
+    timeout = settings.VIBEBOX_EXEC_MAX_TIMEOUT
+    stat = driver.file_stat(name, target, user=user, follow=not as_tar)
+    if stat is None:
+        return None
+    filename = posixpath.basename(target) or "root"
+    if stat.is_dir or as_tar:
+        stream = driver.tar_out(name, target, user=user, timeout=timeout)
+        if stream is None:
+            return None
+        chunks = iter(stream)
+        if gzip:
+            return Download(_gzipped(chunks), "application/gzip", f"{filename}.tar.gz", None, stream)
+        return Download(chunks, "application/x-tar", f"{filename}.tar", None, stream)
+    opened = driver.file_read(name, target, user=user, timeout=timeout)
+    if opened is None:
+        return None
+    info, stream = opened
+    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return Download(iter(stream), content_type, filename, info.size, stream)
 
 
 def _single_file(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -381,9 +485,28 @@ _MODE = re.compile(r"^[0-7]{1,4}$")
 _MTIME = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,10})?$")
 
 
+def _entry(info: FileInfo) -> dict:
+    return {
+        "path": info.path,
+        "name": info.name or "/",
+        "size": info.size,
+        "isDir": info.is_dir,
+        "type": info.type,
+        "mode": f"{info.mode:04o}",
+        "modifiedAt": info.modified_at,
+        "symlinkTarget": info.link_target or None,
+    }
+
+
 def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[dict]:
     target = resolve(path)
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
+    require_running(sandbox)
+    listed = get_driver().file_list(
+        sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
+    )
+    if listed is not None:
+        return [_entry(info) for info in listed[0]]
     depth = "" if recursive else "-maxdepth 1"
     raw = _sh(sandbox, LIST_SCRIPT, target, depth, str(limit * 6), limit=64 * 1024 * 1024)
     entries = parse_listing(raw, target=target)
@@ -420,12 +543,21 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
     target = resolve(path)
     if target in ("/", WORKSPACE):
         raise errors.InvalidPath(f"Refusing to delete {target}.")
-    _sh(sandbox, DELETE_SCRIPT, target, "-rf" if recursive else "-f")
+    require_running(sandbox)
+    if not get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive):
+        _sh(sandbox, DELETE_SCRIPT, target, "-rf" if recursive else "-f")
 
 
 def file_mkdir(*, sandbox: Sandbox, path: str) -> None:
-    _sh(sandbox, 'mkdir -p -- "$1"', resolve(path))
+    target = resolve(path)
+    require_running(sandbox)
+    if not get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox)):
+        _sh(sandbox, 'mkdir -p -- "$1"', target)
 
 
 def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> None:
-    _sh(sandbox, MOVE_SCRIPT, resolve(source), resolve(destination), "1" if overwrite else "0")
+    source, destination = resolve(source), resolve(destination)
+    require_running(sandbox)
+    done = get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
+    if not done:
+        _sh(sandbox, MOVE_SCRIPT, source, destination, "1" if overwrite else "0")

@@ -100,6 +100,31 @@ class PathStat:
     link_target: str = ""
 
 
+@dataclass(frozen=True)
+class FileInfo:
+    """One path as the sandbox user sees it (through sandboxd): the path itself, not a symlink's
+    target, unless asked."""
+
+    path: str
+    name: str
+    type: str  # file, directory, symlink, other
+    size: int
+    mode: int  # permission bits with setuid, setgid and sticky (0o7777)
+    modified_at: float  # unix time
+    link_target: str = ""  # a symlink's
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "directory"
+
+
+class FileStream(Protocol):
+    """A file's or a tar's bytes from the sandbox: iterate once; close to let go early."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
 class LogStream(Protocol):
     def __iter__(self) -> Iterator[tuple[float, str]]: ...
     def close(self) -> None: ...
@@ -365,6 +390,43 @@ class RuntimeDriver(Protocol):
     def path_stat(self, name: str, path: str) -> PathStat | None: ...
     def get_archive(self, name: str, path: str) -> tuple[Iterator[bytes], PathStat]: ...
     def put_archive(self, name: str, path: str, data: Iterable[bytes]) -> None: ...
+
+    # Files through the sandbox's own daemon (sandboxd), as `user` (empty: the sandbox's user),
+    # inside the container's filesystem as its processes see it (tmpfs mounts included); no
+    # shell needed. Each answers None (or False) when the container has no daemon that can take
+    # it (not running, made without one): nothing was done, the caller may use the archive calls
+    # or commands. Refusals are application errors: FileNotFound, FilePermissionDenied (for
+    # writes PathNotWritable), FileConflict, DiskFull, InvalidPath, InvalidArchive,
+    # RequestTooLarge. A write is atomic (the old content survives any failure); a tar's entries
+    # stay below its directory (no "..", absolute names, or entries through symlinks).
+    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo | None: ...
+    def file_list(
+        self, name: str, path: str, *, user: str = "", recursive: bool = False, limit: int = 10000
+    ) -> tuple[list[FileInfo], bool] | None: ...  # (entries, truncated)
+    def file_mkdir(self, name: str, path: str, *, user: str = "") -> bool: ...
+    def file_move(
+        self, name: str, source: str, destination: str, *, user: str = "", overwrite: bool = False
+    ) -> bool: ...
+    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> bool: ...
+    def file_write(
+        self, name: str, path: str, fileobj, size: int, *, user: str = "", mode: int | None = None, timeout: float
+    ) -> FileInfo | None: ...
+    def file_read(
+        self, name: str, path: str, *, user: str = "", timeout: float
+    ) -> tuple[FileInfo, FileStream] | None: ...
+    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> FileStream | None: ...
+    def tar_in(
+        self,
+        name: str,
+        path: str,
+        fileobj,
+        size: int,
+        *,
+        user: str = "",
+        max_entries: int = 0,
+        timeout: float,
+        gzip: bool = False,
+    ) -> int | None: ...  # entries extracted
 
     # Volumes and networks.
     def list_volumes(self, labels: dict[str, str]) -> list[str]: ...

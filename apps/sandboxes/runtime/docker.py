@@ -31,6 +31,7 @@ from .base import (
     EngineInfo,
     ExecRequest,
     ExecResult,
+    FileInfo,
     ImageInfo,
     PathStat,
     ProcessInfo,
@@ -239,6 +240,76 @@ def _daemon_address(data: dict) -> str | None:
         return None
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     return next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+
+
+_FILE_ERRORS = {
+    "not_found": errors.FileNotFound,
+    "conflict": errors.FileConflict,
+    "disk_full": errors.DiskFull,
+    "invalid": errors.InvalidPath,
+    "bad_archive": errors.InvalidArchive,
+    "too_large": errors.RequestTooLarge,
+}
+
+
+def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.ApplicationError:
+    """sandboxd's refusal of a file request as the API's error (its message is the sandbox's)."""
+    kind = denied if exc.code == "denied" else _FILE_ERRORS.get(exc.code)
+    details = {"path": exc.path} if exc.path else {}
+    if kind is None:
+        return errors.RuntimeFailure(
+            f"sandboxd refused the file request: {exc}"[:300], details={"reason": "agent_refused", **details}
+        )
+    return kind(exc.message or None, details=details)
+
+
+def _file_info(data: object) -> FileInfo:
+    """One path's Info from sandboxd, its fields checked (they come from the sandbox)."""
+    if not isinstance(data, dict):
+        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "agent_malformed"})
+    path, name, kind, link = (data.get(key, "") for key in ("path", "name", "type", "link"))
+    size, mode, mtime = data.get("size"), data.get("mode"), data.get("mtime")
+    if not (
+        isinstance(path, str)
+        and isinstance(name, str)
+        and kind in ("file", "directory", "symlink", "other")
+        and isinstance(link, str)
+        and type(size) is int
+        and 0 <= size < 1 << 63
+        and type(mode) is int
+        and 0 <= mode <= 0o7777
+        and type(mtime) in (int, float)
+        and abs(mtime) < 1e12
+    ):
+        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "agent_malformed"})
+    return FileInfo(path=path, name=name, type=kind, size=size, mode=mode, modified_at=float(mtime), link_target=link)
+
+
+class _TranslatedStream:
+    """A sandboxd FileStream whose failures come out as application errors."""
+
+    def __init__(self, driver: "DockerDriver", name: str, stream: "sandboxd_client.FileStream"):
+        self._driver, self._name, self._stream = driver, name, stream
+        self.header = stream.header
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        except sandboxd_client.FileRefused as exc:
+            raise _file_error(exc, errors.FilePermissionDenied) from None
+        except bounded.HostileOutput as exc:
+            self._driver._daemons.pop(self._name, None)
+            raise errors.RuntimeFailure(
+                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self._driver._daemons.pop(self._name, None)
+            raise errors.RuntimeFailure(
+                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
+            ) from None
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class DockerDriver:
@@ -820,6 +891,112 @@ class DockerDriver:
                 if _disk_full(str(exc.explanation or exc)):  # the container's disk limit, or its volume's disk
                     raise errors.DiskFull(details={"path": path}) from None
                 raise
+
+    # ---- files through sandboxd (None / False: no sandboxd to take it; see base.RuntimeDriver) ----
+
+    def _files(self, name: str, call, *, denied=errors.FilePermissionDenied):
+        """`call(address)` against the container's sandboxd, its refusals as application errors."""
+        try:
+            return self._call_daemon(name, call)
+        except sandboxd_client.FileRefused as exc:
+            raise _file_error(exc, denied) from None
+
+    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo | None:
+        body = {"path": path, "user": user or None, "follow": follow}
+        result = self._files(
+            name, lambda address: sandboxd_client.file_call(address, self._secret, name, "files/stat", body)
+        )
+        return None if result is None else _file_info(result)
+
+    def file_list(
+        self, name: str, path: str, *, user: str = "", recursive: bool = False, limit: int = 10000
+    ) -> tuple[list[FileInfo], bool] | None:
+        body = {"path": path, "user": user or None, "recursive": recursive, "limit": limit}
+        result = self._files(
+            name, lambda address: sandboxd_client.file_call(address, self._secret, name, "files/list", body)
+        )
+        if result is None:
+            return None
+        entries, truncated = result.get("entries"), result.get("truncated")
+        if not isinstance(entries, list) or len(entries) > limit or type(truncated) is not bool:
+            raise errors.RuntimeFailure("sandboxd's listing is malformed.", details={"reason": "agent_malformed"})
+        return [_file_info(entry) for entry in entries], truncated
+
+    def _file_done(self, name: str, kind: str, body: dict) -> bool:
+        result = self._files(name, lambda address: sandboxd_client.file_call(address, self._secret, name, kind, body))
+        return result is not None
+
+    def file_mkdir(self, name: str, path: str, *, user: str = "") -> bool:
+        return self._file_done(name, "files/mkdir", {"path": path, "user": user or None})
+
+    def file_move(self, name: str, source: str, destination: str, *, user: str = "", overwrite: bool = False) -> bool:
+        body = {"path": source, "destination": destination, "overwrite": overwrite, "user": user or None}
+        return self._file_done(name, "files/move", body)
+
+    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> bool:
+        return self._file_done(name, "files/delete", {"path": path, "recursive": recursive, "user": user or None})
+
+    def file_write(
+        self, name: str, path: str, fileobj, size: int, *, user: str = "", mode: int | None = None, timeout: float
+    ) -> FileInfo | None:
+        body = {"path": path, "user": user or None, "mode": mode}
+
+        def call(address):
+            return sandboxd_client.file_upload(
+                address, self._secret, name, "files/write", body, fileobj, size, timeout=timeout
+            )
+
+        result = self._files(name, call, denied=errors.PathNotWritable)
+        return None if result is None else _file_info(result)
+
+    def tar_in(
+        self,
+        name: str,
+        path: str,
+        fileobj,
+        size: int,
+        *,
+        user: str = "",
+        max_entries: int = 0,
+        timeout: float,
+        gzip: bool = False,
+    ) -> int | None:
+        body = {"path": path, "user": user or None, "max_entries": max_entries, "gzip": gzip}
+
+        def call(address):
+            return sandboxd_client.file_upload(
+                address, self._secret, name, "files/untar", body, fileobj, size, timeout=timeout
+            )
+
+        result = self._files(name, call, denied=errors.PathNotWritable)
+        if result is None:
+            return None
+        entries = result.get("entries")
+        if type(entries) is not int or entries < 0:
+            raise errors.RuntimeFailure("sandboxd's tar answer is malformed.", details={"reason": "agent_malformed"})
+        return entries
+
+    def _file_stream(self, name: str, kind: str, body: dict, timeout: float):
+        def call(address):
+            return sandboxd_client.file_stream(address, self._secret, name, kind, body, timeout=timeout)
+
+        stream = self._files(name, call)
+        return None if stream is None else _TranslatedStream(self, name, stream)
+
+    def file_read(
+        self, name: str, path: str, *, user: str = "", timeout: float
+    ) -> tuple[FileInfo, "_TranslatedStream"] | None:
+        stream = self._file_stream(name, "files/read", {"path": path, "user": user or None}, timeout)
+        if stream is None:
+            return None
+        try:
+            return _file_info(stream.header), stream
+        except BaseException:
+            stream.close()
+            raise
+
+    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> "_TranslatedStream | None":
+        return self._file_stream(name, "files/tar", {"path": path, "user": user or None}, timeout)
 
     # ---- volumes and networks ----
 

@@ -36,6 +36,7 @@ import struct
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 
 from . import bounded
 from .base import DAEMON_USER_LABEL, ExecRequest, ExecResult, TerminalExit
@@ -776,3 +777,220 @@ def _stream_result(answer: object, request: ExecRequest, output: _Output, starte
         oom_killed=_flag(answer, "oom_killed"),
         duration_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+# ---- sandboxd's files (docs/sandboxd.md, "Files") ----
+#
+# Everything runs in sandboxd as the sandbox user (the kernel checks each path operation as that
+# user), inside the container's own filesystem: tmpfs mounts such as /tmp included, no shell
+# needed. Small calls are signed JSON both ways; a read or a tar comes as frames whose last one
+# signs the data; an upload is a signed JSON line, the data, then a signature of the data, which
+# sandboxd checks before a written file replaces the old one.
+
+FILE_FRAME = 1 << 20  # bytes of a data frame sandboxd sends
+FILE_ANSWER_LIMIT = 64 * 1024 * 1024  # bytes of a file call's JSON answer (a listing)
+FILE_CHUNK = 1 << 20  # bytes sent at once
+
+
+class FileRefused(Exception):
+    """sandboxd refused a file request: its status (403, 404, 409, 507...), code and message."""
+
+    def __init__(self, status: int, code: str, message: str, path: str = ""):
+        super().__init__(f"{status} {code}: {message}"[:500])
+        self.status, self.code, self.message, self.path = status, code, message[:500], path[:4096]
+
+
+def _refused(status: int, payload: bytes) -> FileRefused:
+    try:
+        data = bounded.loads(payload, max_bytes=HEADER_LIMIT)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return FileRefused(status, "", "sandboxd refused the file request")
+    text = {key: value if isinstance(value, str) else "" for key, value in data.items()}
+    return FileRefused(status, text.get("code", ""), text.get("error", ""), text.get("path", ""))
+
+
+def file_call(address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float = 60.0):
+    """files/stat, list, mkdir, move or delete: the answer's `result`; None when sandboxd is not
+    there (nothing was sent). Raises FileRefused for a refusal."""
+    session = _Session(address, secret, container)
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+            return None
+        exec_id = f"files-{secrets.token_hex(8)}"
+        budget = bounded.Budget.within(
+            timeout + SLACK, limit=FILE_ANSWER_LIMIT + HEADER_LIMIT, what=f"sandboxd's {kind}"
+        )
+        response = session.post(kind, json.dumps({**body, "exec_id": exec_id}).encode(), budget)
+        payload = response.read(_length(response, FILE_ANSWER_LIMIT))
+        if response.status != 200:
+            raise _refused(response.status, payload)
+        session.verify(response, exec_id, hashlib.sha256(payload).hexdigest())
+        try:
+            data = bounded.loads(payload, max_bytes=FILE_ANSWER_LIMIT)
+        except ValueError as exc:
+            raise bounded.Malformed(f"sandboxd's {kind} answer is not valid JSON: {exc}"[:200]) from None
+        if not isinstance(data, dict) or data.get("exec_id") != exec_id or not isinstance(data.get("result"), dict):
+            raise bounded.Malformed(f"sandboxd's {kind} answer is malformed")
+        return data["result"]
+    finally:
+        session.close()
+
+
+class FileStream:
+    """A read or tar from sandboxd: iterate for the data (the last frame's signature is checked
+    before the iteration ends), close to let go early. `header` is a read's file Info."""
+
+    def __init__(self, session: _Session, raw, response, exec_id: str, header: dict | None):
+        self._session, self._raw, self._response, self._exec_id = session, raw, response, exec_id
+        self.header = header
+        self._digest = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            count = 0
+            while True:
+                kind, payload = _frame(self._response.fp, FILE_FRAME)
+                if kind == b"d":
+                    self._digest.update(payload)
+                    count += len(payload)
+                    yield payload
+                elif kind == b"x":
+                    end = _frame_object(payload, "end")
+                    if end.get("ok") is not True:
+                        code, message = end.get("code"), end.get("error")
+                        raise FileRefused(
+                            409, code if isinstance(code, str) else "", message if isinstance(message, str) else ""
+                        )
+                    expected = _sign(
+                        self._session.key,
+                        "answer",
+                        self._session.container,
+                        self._session.server_nonce,
+                        self._exec_id,
+                        self._digest.hexdigest(),
+                    )
+                    signature = end.get("signature")
+                    if not isinstance(signature, str) or not hmac.compare_digest(signature, expected):
+                        raise bounded.Malformed("the data's signature does not match", reason="identity")
+                    if end.get("bytes") != count:
+                        raise bounded.Malformed("the data's length does not match")
+                    return
+                else:
+                    raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._session.close()
+        self._raw.close()
+
+
+def file_stream(
+    address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float
+) -> FileStream | None:
+    """files/read (the file Info first, in `header`) or files/tar; None when sandboxd is not there.
+    Raises FileRefused when it refused (nothing was sent)."""
+    session = _Session(address, secret, container)
+    raw = None
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+            session.close()
+            return None
+        exec_id = f"files-{secrets.token_hex(8)}"
+        budget = bounded.Budget(limit=UNLIMITED, deadline=time.monotonic() + timeout, what=f"sandboxd's {kind}")
+        raw = session.connection.sock.hold()
+        response = session.post(kind, json.dumps({**body, "exec_id": exec_id}).encode(), budget)
+        if response.status != 200:
+            error = _refused(response.status, response.read(_length(response, HEADER_LIMIT)))
+            raise error
+        if response.getheader("Content-Type") != STREAM_TYPE:
+            raise bounded.Malformed("sandboxd's answer is not a stream")
+        session.verify(response, exec_id, "stream")
+        header = None
+        if kind == "files/read":
+            frame, payload = _frame(response.fp, HEADER_LIMIT)
+            if frame != b"h":
+                raise bounded.Malformed("sandboxd's read did not start with the file's header")
+            header = _frame_object(payload, "header")
+        return FileStream(session, raw, response, exec_id, header)
+    except BaseException:
+        session.close()
+        if raw is not None:
+            raw.close()
+        raise
+
+
+def file_upload(
+    address: str,
+    secret: str,
+    container: str,
+    kind: str,
+    body: dict,
+    fileobj,
+    size: int,
+    *,
+    timeout: float,
+):
+    """files/write or files/untar: `size` bytes of `fileobj` streamed after the signed JSON line,
+    then their signature. The answer's `result`; None when sandboxd is not there (nothing was
+    sent). Raises FileRefused for a refusal, ValueError when `fileobj` holds fewer bytes."""
+    session = _Session(address, secret, container)
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+            return None
+        exec_id = f"files-{secrets.token_hex(8)}"
+        line = json.dumps({**body, "exec_id": exec_id, "size": size}).encode()
+        connection = session.connection
+        connection.exchange(
+            bounded.Budget(limit=FILE_ANSWER_LIMIT, deadline=time.monotonic() + timeout, what=f"sandboxd's {kind}")
+        )
+        connection.putrequest("POST", f"/{kind}", skip_accept_encoding=True)
+        connection.putheader("Content-Type", "application/octet-stream")
+        connection.putheader("Content-Length", str(len(line) + 1 + size + 64))
+        connection.putheader("X-VibeBox-Container", container)
+        digest_line = hashlib.sha256(line).hexdigest()
+        connection.putheader(
+            "X-VibeBox-Signature", _sign(session.key, kind, container, session.daemon_nonce, digest_line)
+        )
+        connection.endheaders()
+        sock = connection.sock
+        digest = hashlib.sha256()
+        try:
+            sock.sendall(line + b"\n")
+            left = size
+            while left > 0:
+                chunk = fileobj.read(min(FILE_CHUNK, left))
+                if not chunk:
+                    raise ValueError(f"the upload ended {left} bytes early")
+                digest.update(chunk)
+                sock.sendall(chunk)
+                left -= len(chunk)
+            mac = _sign(session.key, "data", container, session.daemon_nonce, exec_id, digest.hexdigest())
+            sock.sendall(mac.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # sandboxd gave up on the data: its answer says why, if it is there
+        response = connection.getresponse()
+        payload = response.read(_length(response, FILE_ANSWER_LIMIT))
+        if response.status != 200:
+            raise _refused(response.status, payload)
+        session.verify(response, exec_id, hashlib.sha256(payload).hexdigest())
+        try:
+            data = bounded.loads(payload, max_bytes=FILE_ANSWER_LIMIT)
+        except ValueError:
+            raise bounded.Malformed(f"sandboxd's {kind} answer is not valid JSON") from None
+        if not isinstance(data, dict) or data.get("exec_id") != exec_id or not isinstance(data.get("result"), dict):
+            raise bounded.Malformed(f"sandboxd's {kind} answer is malformed")
+        return data["result"]
+    finally:
+        session.close()

@@ -18,6 +18,7 @@ package server
 
 import (
 	"bufio"
+	"compress/gzip"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,6 +60,7 @@ type fileRequest struct {
 	Mode        *uint32 `json:"mode"`
 	Size        int64   `json:"size"`
 	MaxEntries  int     `json:"max_entries"`
+	Gzip        bool    `json:"gzip"` // files/untar: the data is a gzipped tar
 }
 
 var fileStatus = map[string]int{
@@ -372,7 +374,17 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, c *conn, kind st
 		answer(http.StatusOK, map[string]any{"exec_id": execID, "result": info})
 		return
 	}
-	count, err := files.Untar(user, p, tee, req.MaxEntries, verify)
+	var archive io.Reader = tee
+	if req.Gzip {
+		unzipped, err := gzip.NewReader(tee)
+		if err != nil {
+			failed(&files.Error{Code: files.BadArchive, Message: "not a gzipped tar: " + err.Error(), Path: p})
+			return
+		}
+		unzipped.Multistream(false)
+		archive = unzipped
+	}
+	count, err := files.Untar(user, p, archive, req.MaxEntries, verify)
 	if err != nil {
 		failed(err)
 		return
