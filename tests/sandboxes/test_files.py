@@ -160,12 +160,43 @@ def test_traversal_stays_inside_the_container(api_client, sandbox_id):
     assert sh(api_client, sandbox_id, "cat /repo/through-link.txt")["stdout"] == "in the box"
     response = raw_upload(api_client, sandbox_id, "root-link/opt/through-link.txt", b"in the box")
     assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_writable"
-    # the /tmp tmpfs is out of the archive API's reach: refused rather than silently lost
-    response = raw_upload(api_client, sandbox_id, "/tmp/x.txt", b"lost")
-    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"
+    # the /tmp tmpfs: sandboxd writes it as the sandbox's processes see it (test_tmpfs_paths_work)
+    response = raw_upload(api_client, sandbox_id, "/tmp/x.txt", b"kept")
+    assert response.status_code == 201 and sh(api_client, sandbox_id, "cat /tmp/x.txt")["stdout"] == "kept"
     assert api_client.get(f"{base}?path=a%00b").json()["error"]["code"] == "invalid_path"
     missing = api_client.get(f"{base}?path=no/such/dir")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "file_not_found"
+
+
+def test_tmpfs_paths_work(api_client, sandbox_id, docker_client):
+    """/tmp is a tmpfs, which the engine's archive API cannot see: sandboxd's file calls can."""
+    mounts = docker_client.api.inspect_container(sandbox_id)["HostConfig"].get("Tmpfs") or {}
+    assert "/tmp" in mounts, mounts
+    base = f"/api/v1/sandboxes/{sandbox_id}/files"
+    payload = os.urandom(2 * 1024 * 1024 + 3)
+    response = raw_upload(api_client, sandbox_id, "/tmp/up/data.bin", payload, mode="0600")
+    assert response.status_code == 201, response.content
+    assert response.json() == {"path": "/tmp/up/data.bin", "size": len(payload), "mode": "0600"}
+    assert (
+        sh(api_client, sandbox_id, "stat -c '%U %a %s' /tmp/up/data.bin")["stdout"] == f"sandbox 600 {len(payload)}\n"
+    )
+    entries = api_client.get(f"{base}?path=/tmp/up").json()["entries"]
+    assert [(e["name"], e["size"], e["mode"]) for e in entries] == [("data.bin", len(payload), "0600")]
+    assert content(api_client.get(f"{base}//tmp/up/data.bin")) == payload
+    archive = make_tar([("t/a.txt", b"A", 0o644)])
+    response = raw_upload(api_client, sandbox_id, "/tmp/x", archive, content_type="application/gzip")
+    assert response.status_code == 201 and response.json() == {"path": "/tmp/x", "entries": 1}
+    with tarfile.open(fileobj=io.BytesIO(content(api_client.get(f"{base}//tmp/x")))) as tar:
+        assert tar.extractfile("x/t/a.txt").read() == b"A"
+    assert (
+        api_client.post(
+            f"{base}/move", {"source": "/tmp/x/t/a.txt", "destination": "moved.txt"}, format="json"
+        ).status_code
+        == 200
+    )
+    assert content(api_client.get(f"{base}/moved.txt")) == b"A"  # across file systems: copied, then removed
+    assert api_client.delete(f"{base}//tmp/up?recursive=true").status_code == 204
+    assert sh(api_client, sandbox_id, "ls -A /tmp/x/t /tmp")["stdout"].split() == ["/tmp:", "x", "/tmp/x/t:"]
 
 
 def test_unsafe_archives_are_rejected_whole(api_client, sandbox_id):

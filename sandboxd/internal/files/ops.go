@@ -110,7 +110,7 @@ func List(u users.User, p string, recursive bool, limit int) ([]Info, bool, erro
 	if top.Type != "directory" {
 		return []Info{top}, false, nil
 	}
-	var out []Info
+	out := []Info{} // never null in JSON
 	truncated := false
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
