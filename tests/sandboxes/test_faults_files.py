@@ -6,6 +6,7 @@ staging directory is left in /.vibebox-uploads (where it would eat the sandbox's
 import io
 import os
 import tarfile
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -173,11 +174,14 @@ def sandbox_id(create_sandbox):
 
 
 def test_upload_whose_archive_the_engine_resets_is_503_and_changes_nothing(
-    sandbox_id,
+    plain_sandbox_id,
     engine_fault,
     api_client,
     docker_client,
 ):
+    """Without sandboxd, uploads go through the engine's archive API (with sandboxd they never
+    touch the engine: test_upload_cut_on_the_way_to_sandboxd_leaves_no_half_written_file)."""
+    sandbox_id = plain_sandbox_id
     assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
     tripped = engine_fault.fail_on(rf"^PUT /containers/{sandbox_id}/archive")
     response = upload(api_client, sandbox_id, "keep.txt", os.urandom(2 * MIB))
@@ -205,24 +209,45 @@ class Cutting(io.RawIOBase):
         return len(chunk)
 
 
-def test_upload_cut_in_the_middle_leaves_no_half_written_file(
-    sandbox_id,
-    engine_fault,
-    api_client,
-    docker_client,
-):
-    """The engine's connection is reset (and stays down) after 4 MiB of 16 went through: the
-    target keeps its content and the staged half is removed."""
+class Failing(io.BytesIO):
+    """An upload body whose reads fail once `after` bytes were read (its client went away)."""
+
+    def __init__(self, data: bytes, after: int):
+        super().__init__(data)
+        self.after = after
+
+    def read(self, size=-1):
+        if self.tell() >= self.after:
+            raise OSError("the client went away")
+        return super().read(size)
+
+
+def test_upload_cut_on_the_way_to_sandboxd_leaves_no_half_written_file(sandbox_id, api_client, docker_client):
+    """The upload's body fails after 4 MiB of 16 went to sandboxd: a clean error, the target keeps
+    its content, and sandboxd removes the half-written file beside it (the connection closed)."""
     assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     data = os.urandom(16 * MIB)
-    body = io.BufferedReader(Cutting(data, 4 * MIB, engine_fault.reset))
     with pytest.raises(errors.ApplicationError) as failure:
-        files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=body, size=len(data))
-    assert failure.value.status in (502, 503) and failure.value.code in ("runtime_unavailable", "runtime_error")
-    engine_fault.restore()
+        files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=Failing(data, 4 * MIB), size=len(data))
+    assert failure.value.status == 502 and failure.value.code == "runtime_error", failure.value
     assert download(api_client, sandbox_id, "keep.txt") == OLD
-    assert staging_left(docker_client, sandbox_id) == ""
+    for _ in range(50):
+        left = sh(docker_client, sandbox_id, "ls -A /workspace")[1].split()
+        if left == ["keep.txt"]:
+            break
+        time.sleep(0.1)
+    assert left == ["keep.txt"]
+    # a tar cut the same way: nothing of it stays half-written either
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("keep.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    count = files.tarstream.check(io.BytesIO(tar.getvalue()))
+    with pytest.raises(errors.ApplicationError):
+        files._untar_by_daemon(sandbox, "/workspace", Failing(tar.getvalue(), 4 * MIB), len(tar.getvalue()), count)
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
 
 
 @pytest.fixture
