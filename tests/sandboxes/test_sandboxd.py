@@ -19,6 +19,7 @@ from apps.sandboxes import sandboxd
 from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.specs import base_labels, network_name
+from vibebox import exceptions as errors
 
 PYTHON = "python-3"
 
@@ -174,6 +175,49 @@ def test_it_works_in_an_image_with_no_shell_and_no_python(start_daemon):
         assert sandboxd_client.run(address, django_settings.SECRET_KEY, name, request) is None
     finally:
         get_driver().image_remove(tag)
+
+
+def test_file_calls_work_in_an_image_with_no_shell(start_daemon):
+    """Files through sandboxd need nothing of the image: write, stat, list, read, move, tar out and
+    in, delete as the image's user, in the /tmp tmpfs (the engine's archive API cannot see it);
+    the user's permissions hold, and a tar that escapes is refused."""
+    tag = f"vibebox-test/scratch-files:{django_settings.VIBEBOX_INSTANCE}"
+    _image_with_only(tag, {"/etc/passwd": (b"root:x:0:0::/root:/nologin\napp:x:4242:4242::/tmp:/nologin\n", 0o644)})
+    driver = get_driver()
+    try:
+        name = start_daemon(image=tag, user="app")
+        by_daemon(name, [DAEMON_BINARY, "version"], workdir="/")  # it listens
+        data = os.urandom(3 * 1024 * 1024 + 1)
+        info = driver.file_write(name, "/tmp/d/f.bin", io.BytesIO(data), len(data), mode=0o640, timeout=30)
+        assert (info.size, info.mode, info.type) == (len(data), 0o640, "file")
+        entries, truncated = driver.file_list(name, "/tmp", recursive=True)
+        assert [(e.path, e.type) for e in entries] == [("/tmp/d", "directory"), ("/tmp/d/f.bin", "file")]
+        assert not truncated
+        header, stream = driver.file_read(name, "/tmp/d/f.bin", timeout=30)
+        assert header.size == len(data) and b"".join(stream) == data
+        assert driver.file_move(name, "/tmp/d/f.bin", "/tmp/e/g.bin")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(driver.tar_out(name, "/tmp/e", timeout=30)))) as tar:
+            assert tar.extractfile("e/g.bin").read() == data
+            assert tar.getmember("e/g.bin").uid == 4242
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for entry, payload in (("x/a.txt", b"A"), ("../escape.txt", b"E")):
+                member = tarfile.TarInfo(entry)
+                member.size = len(payload)
+                tar.addfile(member, io.BytesIO(payload))
+        with pytest.raises(errors.InvalidArchive):
+            driver.tar_in(name, "/tmp/in", io.BytesIO(archive.getvalue()), len(archive.getvalue()), timeout=30)
+        with pytest.raises(errors.FileNotFound):
+            driver.file_stat(name, "/tmp/escape.txt")
+        with pytest.raises(errors.PathNotWritable):  # / is root's
+            driver.file_write(name, "/evil", io.BytesIO(b"x"), 1, timeout=30)
+        with pytest.raises(errors.FilePermissionDenied):
+            driver.file_read(name, "/proc/1/environ", timeout=30)
+        assert driver.file_delete(name, "/tmp/e", recursive=True)
+        with pytest.raises(errors.FileNotFound):
+            driver.file_stat(name, "/tmp/e")
+    finally:
+        driver.image_remove(tag)
 
 
 def test_a_streamed_command_through_the_driver_takes_stdin_and_a_signal_sent_at_once(start_daemon):
