@@ -229,10 +229,10 @@ def test_upload_bad_input_changes_nothing(browser, sandbox, settings):
     big.name = "big.txt"
     response = browser.post(upload, {"dir": "/workspace", "file": big}, HTTP_ACCEPT="application/json")
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
-    tmp = io.BytesIO(b"x")
-    tmp.name = "x.txt"
-    response = browser.post(upload, {"dir": "/tmp", "file": tmp}, HTTP_ACCEPT="application/json")
-    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"
+    bad_dir = io.BytesIO(b"x")
+    bad_dir.name = "x.txt"
+    response = browser.post(upload, {"dir": "/", "file": bad_dir}, HTTP_ACCEPT="application/json")  # root's
+    assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_writable"
     assert names(sandbox) == set()
 
 

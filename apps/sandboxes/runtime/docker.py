@@ -260,6 +260,8 @@ def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.Applicatio
         return errors.RuntimeFailure(
             f"sandboxd refused the file request: {exc}"[:300], details={"reason": "agent_refused", **details}
         )
+    if kind in (errors.FileNotFound, errors.DiskFull, errors.PathNotWritable):
+        return kind(details=details)  # their own words, as without sandboxd; the path is in details
     return kind(exc.message or None, details=details)
 
 
