@@ -303,7 +303,7 @@ func untarFile(u users.User, rootFd int, parent []string, base string, hdr *tar.
 		f.Close()
 		As(u, func() error { return unlinkat(dirFd, tmpName, 0) })
 	}
-	if _, err := io.CopyN(f, data, hdr.Size); err != nil {
+	if _, err := copyN(f, data, hdr.Size); err != nil {
 		discard()
 		if IsReadError(err) {
 			return err

@@ -270,7 +270,7 @@ func (b bodyReader) Read(p []byte) (int, error) {
 func (s *Server) upload(w http.ResponseWriter, r *http.Request, c *conn, kind string) {
 	rc := http.NewResponseController(w)
 	defer rc.SetReadDeadline(time.Time{})
-	body := bufio.NewReaderSize(bodyReader{r.Body, rc}, 64<<10)
+	body := bufio.NewReaderSize(bodyReader{r.Body, rc}, 64<<10) // reads of its size or more bypass it
 	line, err := body.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
