@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"syscall"
 	"unsafe"
@@ -75,6 +76,8 @@ func become(uid, gid int, groups []uint32) bool {
 	return setfsuid(uid) == uid && setfsgid(gid) == gid
 }
 
+var errPanic = errors.New("file operation failed")
+
 // ErrCredentials is a thread whose ids could not be set (nothing was done).
 var ErrCredentials = errors.New("cannot act as the sandbox user")
 
@@ -94,6 +97,14 @@ func As(u users.User, f func() error) error {
 		go func() {
 			defer close(done)
 			runtime.LockOSThread()
+			// A panic here would end sandboxd, PID 1, and the sandbox with it (nothing above
+			// recovers a goroutine of its own): it is an error instead, and the thread ends with
+			// this goroutine (still locked: its ids may be the user's).
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("%w: %v", errPanic, p)
+				}
+			}()
 			if !become(u.UID, u.GID, groups) {
 				err = ErrCredentials
 				if become(0, 0, rootGroups) {

@@ -392,3 +392,13 @@ func TestUntarConfinesEveryEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAPanicIsAnError(t *testing.T) {
+	err := As(user, func() error { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile("/proc/self/status"); err != nil {
+		t.Fatal(err)
+	}
+}
