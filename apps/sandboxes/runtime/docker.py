@@ -255,6 +255,8 @@ _FILE_ERRORS = {
 def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.ApplicationError:
     """sandboxd's refusal of a file request as the API's error (its message is the sandbox's)."""
     kind = denied if exc.code == "denied" else _FILE_ERRORS.get(exc.code)
+    if kind is None and exc.status == 429:  # sandboxd serves 8 file requests at once
+        kind = errors.RateLimited
     details = {"path": exc.path} if exc.path else {}
     if kind is None:
         return errors.RuntimeFailure(

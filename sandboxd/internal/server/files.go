@@ -357,10 +357,13 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, c *conn, kind st
 		answer(http.StatusUnprocessableEntity, map[string]string{"error": err.Error(), "code": "user"})
 		return
 	}
-	if !s.fileSlot(w) {
+	select {
+	case transfers <- struct{}{}:
+		defer func() { <-transfers }()
+	case <-time.After(transferWait):
+		answer(http.StatusTooManyRequests, map[string]string{"error": "too many file requests at once", "code": "busy"})
 		return
 	}
-	defer func() { <-transfers }()
 	if kind == "files/write" {
 		mode := uint32(0o644)
 		if req.Mode != nil {
