@@ -221,3 +221,20 @@ def test_programs_first_on_the_images_path_never_run_for_vibebox(
     assert writer.get(f"/api/v1/sandboxes/{sandbox_id}/metrics").status_code == 200
     container = docker_client.containers.get(sandbox_id)
     assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code != 0, f"the key's {program} ran"
+
+
+def test_archive_entries_cannot_go_through_a_symlink_the_sandbox_planted(api_client, writer, sandbox_id):
+    """The archive itself is clean (the server's check passes it), but the sandbox put a symlink
+    where an entry's directory goes, to a place the sandbox user may write: sandboxd, which
+    resolves each entry below the target without following symlinks, refuses it (a clean 400)
+    and nothing lands outside the target."""
+    sh(api_client, sandbox_id, "mkdir -p /workspace/dest /tmp/outside && ln -s /tmp/outside /workspace/dest/link")
+    archive = tar_of(file_member("fine.txt", b"ok"), file_member("link/escape.txt"))
+    response = upload(writer, sandbox_id, "dest", archive, "application/x-tar")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_archive"
+    assert sh(api_client, sandbox_id, "ls -A /tmp/outside; readlink /workspace/dest/link") == "/tmp/outside\n"
+    # .. never gets that far: the server refuses it before anything is sent
+    response = upload(writer, sandbox_id, "dest", tar_of(file_member("../up.txt")), "application/x-tar")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_archive"
+    assert sh(api_client, sandbox_id, "ls /workspace") == "dest\n"
