@@ -18,11 +18,11 @@ const maxLinks = 40
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // copyN is io.CopyN into a file through a pooled buffer (os.File's ReadFrom would take 32 KiB at
-// a time from a reader it cannot splice from).
+// a time from a reader it cannot splice from), written back as it goes (writeBehind).
 func copyN(dst *os.File, src io.Reader, n int64) (int64, error) {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	written, err := io.CopyBuffer(struct{ io.Writer }{dst}, io.LimitReader(src, n), *buf)
+	written, err := io.CopyBuffer(&writeBehind{f: dst}, io.LimitReader(src, n), *buf)
 	if written == n {
 		return n, nil
 	}
@@ -30,6 +30,33 @@ func copyN(dst *os.File, src io.Reader, n int64) (int64, error) {
 		err = io.EOF
 	}
 	return written, err
+}
+
+// writeBehind writes to a file and, every window, starts the writeback of what it wrote
+// (sync_file_range(SYNC_FILE_RANGE_WRITE): asynchronous, nothing waits for it). sandboxd writes in
+// the sandbox's memory cgroup, whose dirty-page limit is small: without it a large upload's
+// dirty pages pile up to the limit and then every write waits for the kernel's throttling (100
+// MiB into a 256 MiB sandbox took 0.29 to 0.72 s, with it 0.32 to 0.45 s, on a busy machine).
+// Waiting for each window and dropping it from the page cache was slower (0.40 to 0.65 s).
+type writeBehind struct {
+	f       *os.File
+	off     int64 // bytes written
+	flushed int64 // up to here the writeback was started
+}
+
+const (
+	writeWindow = 8 << 20
+	syncWrite   = 2 // SYNC_FILE_RANGE_WRITE
+)
+
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.flushed >= writeWindow {
+		syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, w.f.Fd(), uintptr(w.flushed), uintptr(w.off-w.flushed), syncWrite, 0, 0)
+		w.flushed = w.off
+	}
+	return n, err
 }
 
 // readError marks a failure to read the data (the client's), not to write it (the disk's).
