@@ -238,3 +238,14 @@ def test_list_needs_a_running_sandbox(api_client, sandbox_id):
     api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop")
     response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files")
     assert response.status_code == 409 and response.json()["error"]["code"] == "sandbox_not_running"
+
+
+def test_download_from_a_stopped_sandbox_uses_the_engine(api_client, sandbox_id):
+    """A stopped sandbox has no sandboxd to ask: its files still download (the engine's archive
+    API), and /tmp (a tmpfs, gone with the container's stop) is refused rather than missed."""
+    base = f"/api/v1/sandboxes/{sandbox_id}/files"
+    assert raw_upload(api_client, sandbox_id, "kept.txt", b"still here").status_code == 201
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
+    assert content(api_client.get(f"{base}/kept.txt")) == b"still here"
+    response = api_client.get(f"{base}//tmp/anything")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"
