@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -33,14 +34,22 @@ import (
 // any thread (the kernel checks permissions at open), so a transfer holds a locked thread only for
 // its few path operations, never while it waits on the network.
 
-var rootGroups = func() []uint32 {
-	n, _ := syscall.Getgroups()
-	out := make([]uint32, len(n))
-	for i, g := range n {
-		out[i] = uint32(g)
-	}
-	return out
-}()
+// rootGroups answers sandboxd's own supplementary groups (what a thread gets back after As),
+// read on the first use.
+func rootGroups() []uint32 {
+	rootGroupsOnce.Do(func() {
+		ids, _ := syscall.Getgroups()
+		for _, g := range ids {
+			savedGroups = append(savedGroups, uint32(g))
+		}
+	})
+	return savedGroups
+}
+
+var (
+	rootGroupsOnce sync.Once
+	savedGroups    []uint32
+)
 
 func setfsuid(id int) int {
 	old, _, _ := syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(id), 0, 0)
@@ -107,13 +116,13 @@ func As(u users.User, f func() error) error {
 			}()
 			if !become(u.UID, u.GID, groups) {
 				err = ErrCredentials
-				if become(0, 0, rootGroups) {
+				if become(0, 0, rootGroups()) {
 					runtime.UnlockOSThread()
 				}
 				return
 			}
 			err = f()
-			if become(0, 0, rootGroups) {
+			if become(0, 0, rootGroups()) {
 				runtime.UnlockOSThread()
 			} // else: the thread ends with this goroutine, its ids never reach other work
 		}()
