@@ -176,9 +176,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(**extra_env):
-    """The Procfile's web server (uvicorn and its flags) on loopback, on the test database.
-    Needs a transactional test. Yields (http url, server pid)."""
+def live_server(*, workers: int = 1, **extra_env):
+    """The Procfile's web server (uvicorn and its flags) on loopback, on the test database, with
+    `workers` processes (VIBEBOX_WEB_WORKERS). Needs a transactional test. Yields (http url, pid of
+    the server, the master's when there are several workers)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -189,7 +190,11 @@ def live_server(**extra_env):
     }
     command = [*procfile_server(), "vibebox.asgi:application"]
     process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
     )
     url = f"http://127.0.0.1:{port}"
     try:
