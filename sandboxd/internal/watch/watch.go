@@ -370,12 +370,12 @@ func (w *Watcher) limit(reason, rel string) {
 			return
 		}
 		w.long = true
-		if len(rel) > MaxPath {
-			rel = rel[:MaxPath]
-			for len(rel) > 0 && rel[len(rel)-1]&0xC0 == 0x80 { // not inside a UTF-8 sequence
-				rel = rel[:len(rel)-1]
-			}
+		if len(rel) > MaxPath { // name the deepest directory above it whose path fits
+			rel = rel[:max(strings.LastIndexByte(rel[:MaxPath+1], '/'), 0)]
 		}
+	}
+	if rel == "" {
+		rel = "."
 	}
 	w.push(Event{Type: Overflow, Path: rel, IsDir: true, Reason: reason})
 }
