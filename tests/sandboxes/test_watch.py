@@ -1,7 +1,9 @@
 """File watching through the engine layer (sandboxd's POST /watch, issue 19; the public API comes
 with issue 25): a real sandbox, commands run through the API, their changes seen as events."""
 
+import contextlib
 import datetime as dt
+import os
 
 import pytest
 
@@ -34,11 +36,17 @@ def has(seen, kind, path, **fields):
     return any(e.type == kind and e.path == path and all(getattr(e, k) == v for k, v in fields.items()) for e in seen)
 
 
-def inotify_instances(api_client, sandbox_id) -> int:
-    return int(run(api_client, sandbox_id, "find /proc/1/fd -lname 'anon_inode:inotify' | wc -l", user="root"))
+def inotify_instances(docker_client, sandbox_id) -> int:
+    """The inotify descriptors sandboxd (the container's PID 1) holds, read from the host."""
+    pid = docker_client.api.inspect_container(sandbox_id)["State"]["Pid"]
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+    return count
 
 
-def test_a_watch_sees_what_commands_do(api_client, create_sandbox):
+def test_a_watch_sees_what_commands_do(api_client, create_sandbox, docker_client):
     sandbox_id = create_sandbox(template="python-3")["id"]
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     stream = sandbox_watch(sandbox=sandbox, path="/workspace", excludes=["node_modules"], timeout=120)
@@ -67,11 +75,11 @@ def test_a_watch_sees_what_commands_do(api_client, create_sandbox):
         assert not [e for e in seen if e.type == "overflow"], seen
         for event in seen:
             assert dt.datetime.fromisoformat(event.time).tzinfo is not None
-        assert inotify_instances(api_client, sandbox_id) == 1
+        assert inotify_instances(docker_client, sandbox_id) == 1
     finally:
         stream.close()
     # Closing the stream frees the watch in the sandbox.
-    wait_for(lambda: inotify_instances(api_client, sandbox_id) == 0, timeout=30, what="the inotify instance freed")
+    wait_for(lambda: inotify_instances(docker_client, sandbox_id) == 0, timeout=30, what="the inotify instance freed")
 
     # A watch ends when its root goes.
     run(api_client, sandbox_id, "mkdir -p gone/sub")
