@@ -321,8 +321,9 @@ func (w *Watcher) watchDir(rel string) (int, bool) {
 		syscall.Close(fd)
 		return -1, false
 	}
-	if known, ok := w.dirs[wd]; ok && known != rel {
-		// The same directory by another path (a bind mount): watched once, not descended twice.
+	if _, ok := w.dirs[wd]; ok {
+		// Watched already: by another path (a bind mount), or an IN_CREATE that the scan of its
+		// new parent got ahead of. Watched and scanned once.
 		syscall.Close(fd)
 		return -1, false
 	}
