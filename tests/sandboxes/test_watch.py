@@ -103,3 +103,15 @@ def test_a_watch_sees_what_commands_do(api_client, create_sandbox, docker_client
         sandbox_watch(sandbox=sandbox, excludes=[""])
     stream = sandbox_watch(sandbox=sandbox, path="/root", user="root")  # root may
     stream.close()
+
+    # A watch outlives a pause: sandboxd is frozen with the sandbox, its connection kept, and what
+    # changed while the watch was open comes after the resume (issue 25 asks for it).
+    stream = sandbox_watch(sandbox=sandbox, timeout=120)
+    try:
+        run(api_client, sandbox_id, "echo before > paused.txt")
+        assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").json()["status"] == "paused"
+        assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").json()["status"] == "running"
+        run(api_client, sandbox_id, "echo after > resumed.txt")
+        until(iter(stream), [], lambda s: has(s, "write", "paused.txt") and has(s, "write", "resumed.txt"))
+    finally:
+        stream.close()
