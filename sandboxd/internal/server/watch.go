@@ -56,6 +56,9 @@ func (s *Server) watch(w http.ResponseWriter, c *conn, body []byte, execID strin
 		case errors.Is(err, watch.ErrNoRoom):
 			s.cfg.Log.Printf("watch %s: %v", execID, err)
 			s.watchRefused(w, http.StatusServiceUnavailable, "inotify_limit", err.Error())
+		case errors.Is(err, watch.ErrCredentials):
+			s.cfg.Log.Printf("watch %s: %v", execID, err)
+			s.fail(w, http.StatusInternalServerError, "sandboxd failed")
 		case errors.Is(err, os.ErrNotExist):
 			s.watchRefused(w, http.StatusUnprocessableEntity, "not_found", err.Error())
 		case errors.Is(err, os.ErrPermission):

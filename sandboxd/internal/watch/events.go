@@ -185,7 +185,7 @@ func (w *Watcher) movedTo(from *moved, rel string, isDir, excluded bool) {
 
 // watchLater watches a directory that appeared and what it holds, reporting that as created.
 func (w *Watcher) watchLater(rel string) {
-	asUser(w.user, func() {
+	asUser(w.user, func() { // a thread that cannot take the user's identity watches nothing
 		if fd, ok := w.watchDir(rel); ok {
 			w.scan(fd, rel, true)
 			syscall.Close(fd)

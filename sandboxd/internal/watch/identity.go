@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"os"
 	"runtime"
 	"syscall"
@@ -19,7 +20,9 @@ import (
 // that cannot is never reused (its goroutine exits locked, and the runtime ends the thread).
 //
 // sandboxd not running as root (the end-to-end tests), or u nil: f runs as sandboxd is.
-func asUser(u *users.User, f func()) {
+// ErrCredentials when the thread could not take u's identity (f did not run).
+func asUser(u *users.User, f func()) error {
+	var err error
 	threads.Blocking(func() {
 		if u == nil || os.Geteuid() != 0 {
 			f()
@@ -32,7 +35,9 @@ func asUser(u *users.User, f func()) {
 			uid, gid := fsid(syscall.SYS_SETFSUID), fsid(syscall.SYS_SETFSGID)
 			groups, ok := getgroups()
 			if ok && setgroups(u.Groups) && setfsid(syscall.SYS_SETFSGID, u.GID) && setfsid(syscall.SYS_SETFSUID, u.UID) {
-				f() // else it does not run: never as someone else than asked
+				f()
+			} else {
+				err = ErrCredentials // f does not run: never as someone else than asked
 			}
 			if setfsid(syscall.SYS_SETFSUID, uid) && setfsid(syscall.SYS_SETFSGID, gid) && ok && setgroups(groups) {
 				runtime.UnlockOSThread()
@@ -40,6 +45,7 @@ func asUser(u *users.User, f func()) {
 		}()
 		<-done
 	})
+	return err
 }
 
 // fsid answers the thread's fsuid or fsgid.
@@ -47,6 +53,9 @@ func fsid(call uintptr) int {
 	now, _, _ := syscall.RawSyscall(call, uintptr(^uint32(0)), 0, 0)
 	return int(uint32(now))
 }
+
+// ErrCredentials is a thread that could not take the user's identity (nothing was done).
+var ErrCredentials = errors.New("cannot act as the user")
 
 // setfsid sets the thread's fsuid or fsgid and checks that it took (the call answers the old id,
 // never an error: -1 reads the current one).

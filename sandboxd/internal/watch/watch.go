@@ -208,7 +208,9 @@ func Open(opts Options, cfg Config, release func()) (*Watcher, error) {
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	var rootErr error
-	asUser(w.user, func() { rootErr = w.start() })
+	if err := asUser(w.user, func() { rootErr = w.start() }); err != nil {
+		rootErr = err
+	}
 	if rootErr != nil {
 		syscall.Close(fd)
 		return nil, rootErr
