@@ -28,10 +28,10 @@ def procfile_server() -> list[str]:
     web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
     flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
     flags = [f for f in flags if f not in ("--host", "--port", "--workers")]
-    return [str(ROOT / ".venv" / "bin" / "uvicorn"), *flags, "--log-level", "warning"]
+    return [str(ROOT / ".venv" / "bin" / "uvicorn"), *flags]
 
 
-SERVER = procfile_server()
+SERVER = [*procfile_server(), "--log-level", "warning"]  # no access log in the measurements
 
 
 def percentile(values: list[float], p: float) -> float:
