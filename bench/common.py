@@ -6,6 +6,7 @@ measured in the same run, and docs/benchmarks.md records their output.
 
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -19,18 +20,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
-# The same server and flags as the Procfile's `web` process.
-SERVER = [
-    str(ROOT / ".venv" / "bin" / "uvicorn"),
-    "--ws",
-    "websockets-sansio",
-    "--ws-per-message-deflate",
-    "false",
-    "--lifespan",
-    "off",
-    "--log-level",
-    "warning",
-]
+
+
+def procfile_server() -> list[str]:
+    """The Procfile's `web` command: uvicorn and its flags, but those of the host, port and workers
+    (tests/conftest.py's live server reads it the same way)."""
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
+    flags = [f for f in flags if f not in ("--host", "--port", "--workers")]
+    return [str(ROOT / ".venv" / "bin" / "uvicorn"), *flags]
+
+
+SERVER = [*procfile_server(), "--log-level", "warning"]  # no access log in the measurements
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -40,6 +40,7 @@ def main() -> None:
         ["terminal.py"],
         ["gateway.py"],
         ["sdk_typescript.py"],
+        ["api_load.py"],
         ["scale.py", *(["--n", "1000"] if args.full else [])],
     ]
     table, extras = [], []
@@ -47,6 +48,16 @@ def main() -> None:
         print(f"running {' '.join(run)} ...", file=sys.stderr)
         done = subprocess.run([sys.executable, *run], cwd=HERE, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout)
+        if run[0] == "api_load.py":  # throughput, not a latency row: a line of its own
+            base, listing = result["baseline_healthz"], result["list_sandboxes"]
+            extras.append(
+                f"api throughput ({result['workers']} workers, {result['connections']} clients): "
+                + "; ".join(
+                    f"{row['name']}: {row['requests_per_s']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                    for row in (base, listing)
+                )
+            )
+            continue
         table.extend((run[0], row) for row in rows(result))
         if isinstance(result, dict) and "density" in result:
             density = result["density"]

@@ -391,9 +391,23 @@ func TestATerminalThroughTheBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.Send('i', []byte("stty size; seq 1 1000; exit 5\n"))
+	// The size first, read before more output comes: with a 100-byte buffer, a reader slowed down
+	// by a busy machine may miss the start of a longer output (it gets an 'l' frame instead).
+	s.Send('i', []byte("stty size\n"))
+	s.Deadline(time.Now().Add(30 * time.Second))
+	var seen string
+	for !strings.Contains(seen, "20 50\r\n") {
+		f, err := s.Read()
+		if err != nil || f.Type == 'x' {
+			t.Fatalf("before the size: %q %v (%q so far)", f.Type, err, seen)
+		}
+		if f.Type == 'o' {
+			seen += string(f.Payload)
+		}
+	}
+	s.Send('i', []byte("seq 1 1000; exit 5\n"))
 	out, err := s.Collect()
-	if err != nil || !strings.Contains(string(out.Stdout), "20 50\r\n") || out.Exit.ExitCode == nil || *out.Exit.ExitCode != 5 {
+	if err != nil || !strings.Contains(string(out.Stdout), "1000\r\n") || out.Exit.ExitCode == nil || *out.Exit.ExitCode != 5 {
 		t.Fatalf("%q %+v %v", out.Stdout, out.Exit, err)
 	}
 	// --terminal-buffer 100: the output kept is the last 100 bytes.

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.services import template_upsert
 from apps.sandboxes.images import templates_sync
 from apps.sandboxes.runtime import get_driver
+from bench.common import procfile_server
 from tests import sessions
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
 from tests.waiting import wait_for
@@ -176,9 +176,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(**extra_env):
-    """The Procfile's web server (uvicorn and its flags) on loopback, on the test database.
-    Needs a transactional test. Yields (http url, server pid)."""
+def live_server(*, workers: int = 1, **extra_env):
+    """The Procfile's web server (uvicorn and its flags) on loopback, on the test database, with
+    `workers` processes (VIBEBOX_WEB_WORKERS). Needs a transactional test. Yields (http url, pid of
+    the server, the master's when there are several workers)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -187,12 +188,13 @@ def live_server(**extra_env):
         "VIBEBOX_PORT": str(port),  # as the Procfile passes it: the server's own origins derive from it
         **extra_env,
     }
-    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    flags = [f for f in shlex.split(web.split("vibebox.asgi:application", 1)[1]) if "$" not in f]
-    flags = [f for f in flags if f not in ("--host", "--port", "--workers")]
-    command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "vibebox.asgi:application", *flags]
+    command = [*procfile_server(), "vibebox.asgi:application"]
     process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
     )
     url = f"http://127.0.0.1:{port}"
     try:

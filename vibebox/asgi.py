@@ -14,6 +14,7 @@ from apps.sandboxes.consumers.base import Refusal  # noqa: E402
 from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
+from vibebox.requestthreads import PooledRequestThreads  # noqa: E402
 from vibebox.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -53,7 +54,8 @@ class HttpRouter:
 application = ProtocolTypeRouter(
     {
         # The body limit comes first: it covers Django and /mcp alike (vibebox/bodylimit.py).
-        "http": BodyLimitMiddleware(HttpRouter(django_asgi_app)),
+        # Django's requests run on reused threads that keep their database connections.
+        "http": BodyLimitMiddleware(HttpRouter(PooledRequestThreads(django_asgi_app))),
         "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

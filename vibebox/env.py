@@ -108,6 +108,9 @@ def sqlite_database(path) -> dict:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
+        # Kept open: request threads are reused (vibebox/requestthreads.py) and opening one costs
+        # a connect and the PRAGMAs below; an idle connection outside a transaction locks nothing.
+        "CONN_MAX_AGE": None,
         "OPTIONS": {
             # IMMEDIATE: a write transaction takes the lock at BEGIN, so concurrent writers
             # wait (busy timeout) instead of failing with "database is locked" on upgrade.

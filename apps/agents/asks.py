@@ -14,7 +14,7 @@ import threading
 import uuid
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from apps.sandboxes import events
@@ -325,7 +325,7 @@ def _run(ask_id: str, setup, control: ExecControl) -> None:
             _finish(ask, session, sandbox, lines, outcome, failure, cancelled, start)
         finally:
             control.close()
-            close_old_connections()
+            connections.close_all()  # this thread ends: its connections with it
 
 
 # Claude starts its tools' shells in process groups of their own, which outlive a kill of

@@ -27,8 +27,11 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
     """The active key with this secret, or None (malformed, unknown, expired or revoked)."""
     if not well_formed(secret):
         return None
-    key = ApiKey.objects.select_related("user").filter(key_hash=hash_key(secret)).first()
-    if key is None or not key.is_active() or not key.user.is_active:
+    try:  # get(), not first(): no ORDER BY to build on every request (key_hash is unique)
+        key = ApiKey.objects.select_related("user").get(key_hash=hash_key(secret))
+    except ApiKey.DoesNotExist:
+        return None
+    if not key.is_active() or not key.user.is_active:
         return None
     return key
 

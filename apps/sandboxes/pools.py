@@ -23,7 +23,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -248,7 +248,7 @@ def refill_soon(pool: WarmPool | None) -> None:
         finally:
             with _filling_lock:
                 _filling.discard(pool.pk)
-            close_old_connections()
+            connections.close_all()  # this thread ends: its connections with it
 
     threading.Thread(target=run, daemon=True, name=f"pool-refill-{pool.pk}").start()
 

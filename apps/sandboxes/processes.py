@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connections
 
 from vibebox import exceptions as errors
 
@@ -282,7 +282,7 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
         logger.warning("could not record the end of process %s: %s", execution.id, exc)
     finally:
         slot.release()
-        close_old_connections()
+        connections.close_all()  # this thread ends: its connections with it
 
 
 def _still_known(sandbox: Sandbox, execution_id: str) -> bool:
@@ -313,7 +313,7 @@ def _start_here(sandbox: Sandbox, execution: Execution, request: ExecRequest, sl
         finally:
             slot.release()
             process.control.close()
-            close_old_connections()
+            connections.close_all()  # this thread ends: its connections with it
 
     try:
         _thread(f"process-{process.id}", run)

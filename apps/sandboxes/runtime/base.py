@@ -291,6 +291,46 @@ class TerminalExit:
     output_bytes: int
 
 
+WATCH_EVENT_TYPES = frozenset({"create", "write", "remove", "rename", "chmod", "overflow"})
+WATCH_OVERFLOW_REASONS = frozenset({"queue", "kernel", "watch_limit", "path_limit"})
+WATCH_END_REASONS = frozenset({"root_removed", "root_moved", "unmounted", "error"})
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A file watch in a sandbox (sandboxd's POST /watch, docs/sandboxd.md "File watch")."""
+
+    path: str  # absolute, normalised: the watched root (a directory)
+    watch_id: str  # ^[A-Za-z0-9_.-]{1,80}$: what sandboxd signs the stream for
+    recursive: bool = True
+    user: str = ""  # whose permissions the watch has; "": the sandbox user
+    excludes: tuple[str, ...] = ()  # glob patterns: without "/" against each name, with "/" against the path
+    timeout: float = 3600.0  # seconds the stream may last in all (then it ends, `ended` "timeout")
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change sandboxd's file watch saw (fields checked: they come from the sandbox)."""
+
+    type: str  # one of WATCH_EVENT_TYPES
+    path: str  # relative to the watched root ("." is the root itself), at most 4096 bytes
+    is_dir: bool
+    time: str  # when sandboxd saw it: RFC 3339, UTC, microseconds
+    from_path: str | None = None  # rename: the old path (relative)
+    reason: str | None = None  # overflow: one of WATCH_OVERFLOW_REASONS (events lost: rescan)
+
+
+class WatchStream(Protocol):
+    """An open file watch: iterating yields its events until it ends (`ended` then says why: one
+    of WATCH_END_REASONS, or "timeout", "closed"); close() from any thread ends it and frees its
+    watches in the sandbox. A stream that breaks the protocol raises RuntimeFailure."""
+
+    ended: str | None
+
+    def __iter__(self) -> Iterator[WatchEvent]: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int | None
@@ -378,6 +418,12 @@ class RuntimeDriver(Protocol):
         on_lost: Callable[[int], None] | None = None,  # bytes this attacher missed (it fell behind)
     ) -> TerminalExit | None: ...  # None: detached by `stop`
     def terminal_kill(self, name: str, exec_id: str, signal: str = "KILL") -> bool: ...  # False: unknown
+
+    # File watches kept by the container's sandboxd (docs/sandboxd.md, "File watch"): inotify,
+    # recursive, events streamed. The watch is in place when this returns (a change made after it
+    # is seen); None for a container without sandboxd. Refusals: FileNotFound, FilePermissionDenied
+    # (the user cannot read the path), InvalidPath (not a directory), TooManyStreams.
+    def watch(self, name: str, request: WatchRequest) -> "WatchStream | None": ...
 
     # An interactive PTY session held by this process (a container without sandboxd; see
     # docker_tty.open_tty for the options and the handle).

@@ -37,6 +37,9 @@ from .base import (
     ProcessInfo,
     TerminalExit,
     TerminalInfo,
+    WatchEvent,
+    WatchRequest,
+    WatchStream,
 )
 
 logger = logging.getLogger(__name__)
@@ -802,6 +805,17 @@ class DockerDriver:
                 )
             )
 
+    def watch(self, name: str, request: WatchRequest) -> WatchStream | None:
+        def call(address):
+            try:
+                return sandboxd_client.watch(address, self._secret, name, request)
+            except sandboxd_client.WatchRefused as exc:
+                raise _watch_refusal(exc, request) from None
+
+        with self._engine():
+            stream = self._call_daemon(name, call)
+        return None if stream is None else _DaemonWatch(self, name, stream)
+
     def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
         """Signals a running command; KILL ends every process it started (the contract is in
         base.RuntimeDriver.kill). sandboxd does it from inside, where it works even when the
@@ -1170,3 +1184,49 @@ class DockerDriver:
             for tag in (image.get("RepoTags") or [])
             if tag != "<none>:<none>"
         ]
+
+
+def _watch_refusal(exc, request: WatchRequest) -> errors.ApplicationError:
+    """The application error for a watch sandboxd refused (sandboxd_client.WatchRefused)."""
+    details = {"path": request.path}
+    if exc.status == 429:
+        return errors.TooManyStreams("The sandbox has as many file watches as it may.", details={"limit": "sandbox"})
+    if exc.reason == "not_found":
+        return errors.FileNotFound(details=details)
+    if exc.reason == "permission":
+        return errors.FilePermissionDenied("The sandbox user cannot read that directory.", details=details)
+    if exc.reason in ("not_directory", "invalid"):
+        return errors.InvalidPath("The path is not a directory that can be watched.", details=details)
+    return errors.RuntimeFailure(
+        f"sandboxd did not start the watch: {exc}"[:300], details={"reason": f"watch_{exc.reason or exc.status}"}
+    )
+
+
+class _DaemonWatch:
+    """A watch stream of sandboxd's (sandboxd_client._WatchStream), its failures application
+    errors: one that ends because the container stopped just ends (`ended` "sandbox_stopped")."""
+
+    def __init__(self, driver: "DockerDriver", name: str, stream):
+        self._driver, self._name, self._stream = driver, name, stream
+        self._ended: str | None = None
+
+    @property
+    def ended(self) -> str | None:
+        return self._ended or self._stream.ended
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        try:
+            yield from self._stream
+        except (bounded.HostileOutput, OSError, http.client.HTTPException) as exc:
+            self._stream.close()
+            if not self._driver._running(self._name):
+                self._ended = "sandbox_stopped"
+                return
+            reason = exc.reason if isinstance(exc, bounded.HostileOutput) else "failed"
+            logger.warning("sandboxd of %s broke a watch (%s): %s", self._name, reason, exc)
+            raise errors.RuntimeFailure(
+                f"The sandbox's file watch failed: {exc}"[:300], details={"reason": f"agent_{reason}"}
+            ) from None
+
+    def close(self) -> None:
+        self._stream.close()

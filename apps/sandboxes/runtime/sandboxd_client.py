@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import http.client
@@ -39,7 +40,17 @@ import time
 from collections.abc import Iterator
 
 from . import bounded
-from .base import DAEMON_USER_LABEL, ExecRequest, ExecResult, TerminalExit
+from .base import (
+    DAEMON_USER_LABEL,
+    WATCH_END_REASONS,
+    WATCH_EVENT_TYPES,
+    WATCH_OVERFLOW_REASONS,
+    ExecRequest,
+    ExecResult,
+    TerminalExit,
+    WatchEvent,
+    WatchRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -489,6 +500,165 @@ def stream(address: str, secret: str, container: str, request: ExecRequest) -> E
         done.set()
         session.close()
         raw.close()  # before the exit frame, this kills the command (sandboxd's rule)
+
+
+# ---- sandboxd's file watch (docs/sandboxd.md, "File watch") ----
+
+MAX_WATCH_PATH = 4096  # bytes of an event's path (sandboxd's watch.MaxPath)
+MAX_WATCH_TIME = 40  # characters of an event's time
+WATCH_REFUSAL_LIMIT = 16 * 1024
+
+
+class WatchRefused(Exception):
+    """sandboxd did not start a watch: `status` (400, 422, 429, 503) and its `reason` (user,
+    not_found, permission, not_directory, invalid, too_many, inotify_limit)."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(f"{status} {reason}: {message}"[:300])
+        self.status, self.reason, self.message = status, reason, message[:300]
+
+
+def _watch_path(value, what: str) -> str:
+    """A relative path from an event, checked: a string of at most MAX_WATCH_PATH bytes, "." or
+    names without NUL, no absolute path and no `..`."""
+    if type(value) is not str or not value or len(value) > MAX_WATCH_PATH or "\0" in value:
+        raise bounded.Malformed(f"an event's {what} is not a path")
+    if len(value.encode(errors="surrogatepass")) > MAX_WATCH_PATH:
+        raise bounded.Malformed(f"an event's {what} is too long")
+    if value != "." and (value.startswith("/") or any(part in ("", ".", "..") for part in value.split("/"))):
+        raise bounded.Malformed(f"an event's {what} is not relative to the watched root")
+    return value
+
+
+def _watch_event(item) -> WatchEvent:
+    if not isinstance(item, dict):
+        raise bounded.Malformed("a watch event is not an object")
+    kind, is_dir, when = item.get("type"), item.get("is_dir"), item.get("time")
+    if kind not in WATCH_EVENT_TYPES:
+        raise bounded.Malformed("a watch event has an unknown type")
+    if type(is_dir) is not bool:
+        raise bounded.Malformed("a watch event's is_dir is not a boolean")
+    if type(when) is not str or not 0 < len(when) <= MAX_WATCH_TIME:
+        raise bounded.Malformed("a watch event's time is not a time")
+    try:
+        datetime.datetime.fromisoformat(when)
+    except ValueError:
+        raise bounded.Malformed("a watch event's time is not a time") from None
+    source, reason = item.get("from"), item.get("reason")
+    if (source is not None) != (kind == "rename"):
+        raise bounded.Malformed("a watch event's from belongs to a rename, and a rename has one")
+    if (reason is not None) != (kind == "overflow") or (reason is not None and reason not in WATCH_OVERFLOW_REASONS):
+        raise bounded.Malformed("a watch event's reason belongs to an overflow, and an overflow has a known one")
+    return WatchEvent(
+        type=kind,
+        path=_watch_path(item.get("path"), "path"),
+        is_dir=is_dir,
+        time=when,
+        from_path=_watch_path(source, "from") if source is not None else None,
+        reason=reason,
+    )
+
+
+class _WatchStream:
+    """An open watch stream of sandboxd's: its events, read as frames under a total deadline."""
+
+    def __init__(self, session: _Session, raw, response, request: WatchRequest):
+        self._session, self._raw, self._response, self._request = session, raw, response, request
+        self._lock = threading.Lock()
+        self._closed = False
+        self.ended: str | None = None
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        try:
+            while True:
+                try:
+                    kind, payload = _frame(self._response.fp, MAX_OUTPUT_FRAME)
+                except bounded.TooSlow:
+                    self.ended = "timeout"  # the caller's deadline for the whole watch
+                    return
+                except (OSError, ValueError, bounded.HostileOutput):
+                    if self._closed:  # close() cut it: not sandboxd's doing
+                        self.ended = "closed"
+                        return
+                    raise
+                if kind == b"w":
+                    try:
+                        batch = bounded.loads(payload, max_bytes=MAX_OUTPUT_FRAME, max_depth=3)
+                    except ValueError:
+                        raise bounded.Malformed("a watch frame is not valid JSON") from None
+                    if not isinstance(batch, list) or not batch:
+                        raise bounded.Malformed("a watch frame is not a list of events")
+                    yield from [_watch_event(item) for item in batch]  # all checked before any goes out
+                elif kind == b"x":
+                    end = _frame_object(payload, "end")
+                    if end.get("exec_id") != self._request.watch_id:
+                        raise bounded.Malformed("the end frame is for another watch", reason="identity")
+                    if end.get("reason") not in WATCH_END_REASONS:
+                        raise bounded.Malformed("the end frame has an unknown reason")
+                    self.ended = end["reason"]
+                    return
+                else:
+                    raise bounded.Malformed(f"sandboxd sent a frame of unknown type {kind!r} in a watch")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Ends the watch: sandboxd frees its watches when the connection closes."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_RDWR)
+        self._session.close()
+        self._raw.close()
+
+
+def watch(address: str, secret: str, container: str, request: WatchRequest) -> _WatchStream | None:
+    """Opens a file watch (POST /watch): the watch is in place when this returns. None when
+    sandboxd is not there; WatchRefused when it did not start the watch. Iterating the answer
+    raises bounded.HostileOutput for a stream that breaks the protocol."""
+    body = {
+        "exec_id": request.watch_id,
+        "path": request.path,
+        "recursive": request.recursive,
+        "user": request.user or None,
+        "excludes": list(request.excludes),
+    }
+    session = _Session(address, secret, container)
+    raw = None
+    try:
+        try:
+            session.hello()
+        except Unavailable as exc:
+            logger.debug("sandboxd of %s unavailable for a watch: %s", container, exc)
+            session.close()
+            return None
+        budget = bounded.Budget.within(request.timeout, limit=UNLIMITED, what="sandboxd's watch")
+        raw = session.connection.sock.hold()
+        response = session.post("watch", json.dumps(body).encode(), budget)
+        if response.status != 200:  # refused: no watch
+            answer = response.read(_length(response, WATCH_REFUSAL_LIMIT))
+            try:
+                data = bounded.loads(answer, max_bytes=WATCH_REFUSAL_LIMIT)
+            except ValueError:
+                data = None
+            data = data if isinstance(data, dict) else {}
+            reason, message = data.get("reason"), data.get("error")
+            raise WatchRefused(
+                response.status,
+                reason if isinstance(reason, str) else "",
+                message if isinstance(message, str) else "",
+            )
+        if response.getheader("Content-Type") != STREAM_TYPE:
+            raise bounded.Malformed("sandboxd's answer is not a stream")
+        session.verify(response, request.watch_id, "stream")
+        return _WatchStream(session, raw, response, request)
+    except BaseException:
+        session.close()
+        if raw is not None:
+            raw.close()
+        raise
 
 
 # ---- sandboxd's background processes and terminals ----

@@ -1,5 +1,5 @@
-// Package frames is the framing of sandboxd's streams (POST /stream, /process/attach and
-// /terminal/attach): once
+// Package frames is the framing of sandboxd's streams (POST /stream, /process/attach,
+// /terminal/attach and /watch): once
 // the 200 is sent, the connection carries frames both ways, each a type byte, a payload length
 // (4 bytes, big-endian) and the payload.
 //
@@ -25,6 +25,7 @@ const (
 	Stdout     byte = 'o' // sandboxd → server: stdout bytes
 	Stderr     byte = 'e' // sandboxd → server: stderr bytes
 	Lost       byte = 'l' // sandboxd → server: JSON {"lost": bytes} (attach: output no longer kept)
+	Watch      byte = 'w' // sandboxd → server: a JSON array of file watch events (POST /watch)
 	Exit       byte = 'x' // sandboxd → server: JSON exit status, the last frame
 	Stdin      byte = 'i' // server → sandboxd: stdin bytes
 	CloseStdin byte = 'c' // server → sandboxd: close stdin (empty)

@@ -35,6 +35,7 @@ import (
 	"vibebox.dev/sandboxd/internal/processes"
 	"vibebox.dev/sandboxd/internal/threads"
 	"vibebox.dev/sandboxd/internal/users"
+	"vibebox.dev/sandboxd/internal/watch"
 )
 
 const (
@@ -57,6 +58,7 @@ type Config struct {
 	Runner      *command.Runner
 	Processes   *processes.Table                 // background processes; nil: a table with the defaults
 	Terminals   *processes.Table                 // terminals; nil: a table with the defaults
+	Watches     *watch.Table                     // file watches (watch.go); nil: a table with the defaults
 	DefaultUser string                           // --user: commands run as it unless a request names another
 	Lookup      func(string) (users.User, error) // resolves a user spec
 	Log         *log.Logger                      // errors worth an operator's look; nil: none
@@ -78,6 +80,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Terminals == nil {
 		cfg.Terminals = processes.NewTable(cfg.Runner, processes.TerminalDefaults)
+	}
+	if cfg.Watches == nil {
+		cfg.Watches = watch.NewTable(watch.Defaults)
 	}
 	return &Server{cfg: cfg}
 }
@@ -213,6 +218,9 @@ func validExecID(id string) bool {
 
 // maxBody is the largest request body of an endpoint.
 func maxBody(kind string) int64 {
+	if kind == watchKind {
+		return MaxCommandRequest
+	}
 	switch kind {
 	case "stream", "process/start", "process/list", "process/attach", "process/kill",
 		"terminal/open", "terminal/list", "terminal/attach", "terminal/kill":
@@ -268,6 +276,8 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 		return
 	}
 	switch kind {
+	case watchKind:
+		s.watch(w, c, body, execID)
 	case "exec":
 		s.exec(w, c, body, execID)
 	case "kill":
