@@ -15,7 +15,7 @@ import (
 )
 
 // The sandbox user of these tests (a uid no other package's tests use).
-var user = users.User{UID: 61020, GID: 61020, Groups: []int{61020}, Home: "/"}
+var user = users.User{UID: 61030, GID: 61030, Groups: []int{61030}, Home: "/"}
 
 func ok() error { return nil }
 
