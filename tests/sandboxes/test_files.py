@@ -249,3 +249,16 @@ def test_download_from_a_stopped_sandbox_uses_the_engine(api_client, sandbox_id)
     assert content(api_client.get(f"{base}/kept.txt")) == b"still here"
     response = api_client.get(f"{base}//tmp/anything")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path"
+
+
+@pytest.mark.parametrize("compression", ["bz2", "xz"])
+def test_archives_of_other_compressions_extract(api_client, sandbox_id, compression):
+    """sandboxd takes a plain or gzipped tar; others are rewritten plain on the way."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as tar:
+        info = tarfile.TarInfo("sub/c.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    response = raw_upload(api_client, sandbox_id, "comp", buffer.getvalue(), content_type="application/x-tar")
+    assert response.status_code == 201 and response.json() == {"path": "/workspace/comp", "entries": 1}
+    assert content(api_client.get(f"/api/v1/sandboxes/{sandbox_id}/files/comp/sub/c.txt")) == b"abc"
