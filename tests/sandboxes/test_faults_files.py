@@ -276,3 +276,17 @@ def test_staging_left_by_an_engine_outage_is_removed_by_the_next_upload(
     assert upload(api_client, sandbox_id, "other.txt", b"next").status_code == 201
     assert staging_left(docker_client, sandbox_id) == ""
     assert download(api_client, sandbox_id, "keep.txt") == OLD
+
+
+def test_an_upload_shorter_than_announced_is_400_and_changes_nothing(sandbox_id, api_client, docker_client):
+    assert upload(api_client, sandbox_id, "keep.txt", OLD).status_code == 201
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    with pytest.raises(errors.ValidationFailed):
+        files.file_upload(sandbox=sandbox, path="keep.txt", fileobj=io.BytesIO(b"short"), size=100)
+    assert download(api_client, sandbox_id, "keep.txt") == OLD
+    for _ in range(50):
+        left = sh(docker_client, sandbox_id, "ls -A /workspace")[1].split()
+        if left == ["keep.txt"]:
+            break
+        time.sleep(0.1)
+    assert left == ["keep.txt"]

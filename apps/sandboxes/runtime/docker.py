@@ -918,6 +918,8 @@ class DockerDriver:
             return self._call_daemon(name, call)
         except sandboxd_client.FileRefused as exc:
             raise _file_error(exc, denied) from None
+        except sandboxd_client.ShortBody:
+            raise errors.ValidationFailed("The upload ended early.") from None
 
     def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo | None:
         body = {"path": path, "user": user or None, "follow": follow}

@@ -962,6 +962,11 @@ FILE_ANSWER_LIMIT = 64 * 1024 * 1024  # bytes of a file call's JSON answer (a li
 FILE_CHUNK = 1 << 20  # bytes sent at once
 
 
+class ShortBody(ValueError):
+    """The data to upload ended before its announced size (the connection is then dropped, and
+    sandboxd removes what it wrote)."""
+
+
 class FileRefused(Exception):
     """sandboxd refused a file request: its status (403, 404, 409, 507...), code and message."""
 
@@ -1111,7 +1116,7 @@ def file_upload(
 ):
     """files/write or files/untar: `size` bytes of `fileobj` streamed after the signed JSON line,
     then their signature. The answer's `result`; None when sandboxd is not there (nothing was
-    sent). Raises FileRefused for a refusal, ValueError when `fileobj` holds fewer bytes."""
+    sent). Raises FileRefused for a refusal, ShortBody when `fileobj` holds fewer bytes."""
     session = _Session(address, secret, container)
     try:
         try:
@@ -1142,7 +1147,7 @@ def file_upload(
             while left > 0:
                 chunk = fileobj.read(min(FILE_CHUNK, left))
                 if not chunk:
-                    raise ValueError(f"the upload ended {left} bytes early")
+                    raise ShortBody(f"the upload ended {left} bytes early")
                 digest.update(chunk)
                 sock.sendall(chunk)
                 left -= len(chunk)
