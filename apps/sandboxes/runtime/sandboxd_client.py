@@ -190,6 +190,16 @@ class _Session:
         self.connection.close()
 
 
+def _hello(session: _Session, container: str, what: str = "") -> bool:
+    """Greets sandboxd; False (logged) when it is not there: nothing was sent."""
+    try:
+        session.hello()
+    except Unavailable as exc:
+        logger.debug("sandboxd of %s unavailable%s: %s", container, f" for {what}" if what else "", exc)
+        return False
+    return True
+
+
 def _length(response, limit: int) -> int:
     if response.getheader("Transfer-Encoding"):
         raise bounded.Malformed("sandboxd's answer is not of a fixed length")
@@ -223,10 +233,7 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
     started = time.monotonic()
     session = _Session(address, secret, container)
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable: %s", container, exc)
+        if not _hello(session, container):
             return None
         body = json.dumps(
             {
@@ -298,10 +305,7 @@ def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str
     True when it did, False when it could not be asked (use the Docker-exec fallback)."""
     session = _Session(address, secret, container)
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for a kill: %s", container, exc)
+        if not _hello(session, container, "a kill"):
             return False
         body = json.dumps({"exec_id": exec_id, "signal": signal, "sweep": sweep}).encode()
         budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HELLO_LIMIT, what="sandboxd's answer to a kill")
@@ -628,10 +632,7 @@ def watch(address: str, secret: str, container: str, request: WatchRequest) -> _
     session = _Session(address, secret, container)
     raw = None
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for a watch: %s", container, exc)
+        if not _hello(session, container, "a watch"):
             session.close()
             return None
         budget = bounded.Budget.within(request.timeout, limit=UNLIMITED, what="sandboxd's watch")
@@ -669,10 +670,7 @@ def _json_call(address: str, secret: str, container: str, kind: str, body: dict)
     object); None when sandboxd is not there."""
     session = _Session(address, secret, container)
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+        if not _hello(session, container, kind):
             return None
         budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HEADER_LIMIT * 64, what=f"sandboxd's {kind}")
         response = session.post(kind, json.dumps(body).encode(), budget)
@@ -991,10 +989,7 @@ def file_call(address: str, secret: str, container: str, kind: str, body: dict, 
     there (nothing was sent). Raises FileRefused for a refusal."""
     session = _Session(address, secret, container)
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+        if not _hello(session, container, kind):
             return None
         exec_id = f"files-{secrets.token_hex(8)}"
         budget = bounded.Budget.within(
@@ -1073,10 +1068,7 @@ def file_stream(
     session = _Session(address, secret, container)
     raw = None
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+        if not _hello(session, container, kind):
             session.close()
             return None
         exec_id = f"files-{secrets.token_hex(8)}"
@@ -1119,10 +1111,7 @@ def file_upload(
     sent). Raises FileRefused for a refusal, ShortBody when `fileobj` holds fewer bytes."""
     session = _Session(address, secret, container)
     try:
-        try:
-            session.hello()
-        except Unavailable as exc:
-            logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
+        if not _hello(session, container, kind):
             return None
         exec_id = f"files-{secrets.token_hex(8)}"
         line = json.dumps({**body, "exec_id": exec_id, "size": size}).encode()
