@@ -11,7 +11,6 @@ way `..`, symlinks to `/` and the like can only ever reach the sandbox's own fil
 host's.
 """
 
-import contextlib
 import logging
 import mimetypes
 import posixpath
@@ -25,13 +24,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, states, tarstream
+from . import events, tarstream
 from .execution import require_not_paused, require_running, run_internal
-from .models import Sandbox, Status
+from .lifecycle import container_running
+from .models import Sandbox
 from .runtime import FileInfo, PathStat, get_driver
 
 logger = logging.getLogger(__name__)
@@ -174,7 +173,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = resolve(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
-    with _container_running(sandbox):
+    with container_running(sandbox):
         info = get_driver().file_write(
             sandbox.container_name,
             target,
@@ -217,30 +216,6 @@ def _file_upload(sandbox: Sandbox, target: str, fileobj, size: int, mode: int | 
         _discard(sandbox, staging)
     _published_upload(sandbox, target, size)
     return get_driver().path_stat(sandbox.container_name, target)
-
-
-@contextlib.contextmanager
-def _container_running(sandbox: Sandbox):
-    """An engine failure because the container stopped behind VibeBox's back (killed, OOM,
-    removed) answers 409 sandbox_not_running, and the row follows the container now rather than at
-    the next reconcile pass."""
-    try:
-        yield
-    except (errors.RuntimeFailure, errors.RuntimeUnavailable) as exc:
-        try:
-            container = get_driver().inspect(sandbox.container_name)
-        except errors.ApplicationError:
-            raise exc from None
-        if container is not None and container.status == "running":
-            raise
-        status = states.of_container(container)
-        reason = "container not found" if container is None else f"container {container.status}"
-        fields = {"stopped_at": timezone.now()} if status == Status.STOPPED else {}
-        states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields)
-        raise errors.SandboxNotRunning(
-            f"The sandbox's container is not running ({reason}).",
-            details={"status": sandbox.status, "statusReason": sandbox.status_reason},
-        ) from None
 
 
 def _discard(sandbox: Sandbox, staging: str) -> None:
@@ -296,7 +271,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
-        with _container_running(sandbox):
+        with container_running(sandbox):
             if _untar_by_daemon(sandbox, target, spool, size, count):
                 events.publish(
                     sandbox=sandbox,
@@ -502,9 +477,10 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[d
     target = resolve(path)
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
     require_running(sandbox)
-    listed = get_driver().file_list(
-        sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
-    )
+    with container_running(sandbox):
+        listed = get_driver().file_list(
+            sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
+        )
     if listed is not None:
         return [_entry(info) for info in listed[0]]
     depth = "" if recursive else "-maxdepth 1"
@@ -544,20 +520,25 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
     if target in ("/", WORKSPACE):
         raise errors.InvalidPath(f"Refusing to delete {target}.")
     require_running(sandbox)
-    if not get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive):
-        _sh(sandbox, DELETE_SCRIPT, target, "-rf" if recursive else "-f")
+    with container_running(sandbox):
+        if not get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive):
+            _sh(sandbox, DELETE_SCRIPT, target, "-rf" if recursive else "-f")
 
 
 def file_mkdir(*, sandbox: Sandbox, path: str) -> None:
     target = resolve(path)
     require_running(sandbox)
-    if not get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox)):
-        _sh(sandbox, 'mkdir -p -- "$1"', target)
+    with container_running(sandbox):
+        if not get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox)):
+            _sh(sandbox, 'mkdir -p -- "$1"', target)
 
 
 def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> None:
     source, destination = resolve(source), resolve(destination)
     require_running(sandbox)
-    done = get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
-    if not done:
-        _sh(sandbox, MOVE_SCRIPT, source, destination, "1" if overwrite else "0")
+    with container_running(sandbox):
+        done = get_driver().file_move(
+            sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite
+        )
+        if not done:
+            _sh(sandbox, MOVE_SCRIPT, source, destination, "1" if overwrite else "0")

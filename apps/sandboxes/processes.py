@@ -41,6 +41,7 @@ from .execution import (
     require_running,
     status_of,
 )
+from .lifecycle import container_running
 from .models import Execution, Sandbox, Status
 from .runtime import ExecRequest, ExecResult, get_driver
 from .runtime.base import ExecControl
@@ -246,7 +247,8 @@ def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, t
             api_key=api_key,
         )
         try:
-            in_daemon = get_driver().process_start(sandbox.container_name, request)
+            with container_running(sandbox):
+                in_daemon = get_driver().process_start(sandbox.container_name, request)
         except errors.ApplicationError as exc:
             failed(execution, exc)
             raise
