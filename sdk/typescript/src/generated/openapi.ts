@@ -971,15 +971,15 @@ export interface components {
             metadata: {
                 [key: string]: string;
             };
-            counts: components["schemas"]["AgentRunCounts"];
+            readonly counts: components["schemas"]["AgentRunCounts"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - createdAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
             /** @description Ordered by index. */
-            tasks: components["schemas"]["AgentTask"][];
+            readonly tasks: components["schemas"]["AgentTask"][];
         };
         AgentRunCounts: {
             pending: number;
@@ -1012,13 +1012,13 @@ export interface components {
             metadata: {
                 [key: string]: string;
             };
-            counts: components["schemas"]["AgentRunCounts"];
+            readonly counts: components["schemas"]["AgentRunCounts"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - createdAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
         };
         AgentTask: {
             id: string;
@@ -1037,7 +1037,7 @@ export interface components {
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - startedAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
         };
         AgentTaskInputRequest: {
             name: string;
