@@ -658,7 +658,9 @@ class DockerDriver:
             try:
                 data = self.client.api.inspect_container(name)
             except NotFound:
-                raise errors.SandboxNotFound("The sandbox's container is gone.") from None
+                raise errors.SandboxNotRunning(
+                    "The sandbox's container is gone.", details={"status": "missing"}
+                ) from None
             address = self._daemons[name] = _daemon_address(data)
         return address
 
@@ -891,7 +893,8 @@ class DockerDriver:
     def _files(self, name: str, call, *, denied=errors.FilePermissionDenied):
         """`call(address)` against the container's sandboxd, its refusals as application errors."""
         try:
-            return self._call_daemon(name, call)
+            with self._engine():
+                return self._call_daemon(name, call)
         except sandboxd_client.FileRefused as exc:
             raise _file_error(exc, denied) from None
         except sandboxd_client.ShortBody:
