@@ -81,7 +81,7 @@ def by_daemon(name: str, argv: list[str], *, timeout: float = 30, **fields):
 
 
 def as_root(name: str, script: str):
-    """A command as root through Docker's exec (what a template running as root could do)."""
+    """A command as root through the driver (what a template running as root could do)."""
     request = ExecRequest(argv=("/bin/sh", "-c", script), exec_id=f"r{secrets.token_hex(6)}", user="0", timeout=30)
     return get_driver().exec(name, request)
 

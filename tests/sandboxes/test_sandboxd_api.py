@@ -1,5 +1,5 @@
 """sandboxd through the API: every command of a sandbox runs under it (any user), with the
-results Docker's exec gave; sandbox code cannot stop it; it refuses callers without the token,
+results Docker's exec used to give; sandbox code cannot stop it; it refuses callers without the token,
 and a cached address that now answers for another sandbox is never sent a command."""
 
 import hashlib
