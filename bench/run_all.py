@@ -41,6 +41,7 @@ def main() -> None:
         ["gateway.py"],
         ["sdk_typescript.py"],
         ["api_load.py"],
+        ["render.py"],
         ["scale.py", *(["--n", "1000"] if args.full else [])],
     ]
     table, extras = [], []

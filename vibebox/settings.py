@@ -252,11 +252,11 @@ SPECTACULAR_SETTINGS = {
         "ScopesEnum": "apps.keys.scopes.ALL_SCOPES",
         "PermissionModeEnum": "apps.agents.asks.PERMISSION_MODES",
         "ClaudeAskStatusEnum": "apps.agents.models.ClaudeAsk.Status",
-        "ClaudeMessageRoleEnum": "apps.agents.api.schema.MESSAGE_ROLES",
-        "ClaudeMessageTypeEnum": "apps.agents.api.schema.MESSAGE_TYPES",
+        "ClaudeMessageRoleEnum": "apps.agents.api.serializers.MESSAGE_ROLES",
+        "ClaudeMessageTypeEnum": "apps.agents.api.serializers.MESSAGE_TYPES",
         "ChangeSetStatusEnum": "apps.agents.models.ChangeSet.Status",
-        "ChangeFileStatusEnum": "apps.agents.api.schema.CHANGE_FILE_STATUSES",
-        "ReviewStatusEnum": "apps.agents.api.schema.REVIEW_STATUSES",
+        "ChangeFileStatusEnum": "apps.agents.api.serializers.CHANGE_FILE_STATUSES",
+        "ReviewStatusEnum": "apps.agents.api.serializers.REVIEW_STATUSES",
     },
 }
 

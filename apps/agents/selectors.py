@@ -18,7 +18,7 @@ exit 0
 def ask_get(*, sandbox, ask_id: str) -> ClaudeAsk:
     ask = ClaudeAsk.objects.filter(pk=ask_id, sandbox=sandbox).select_related("session").first()
     if ask is None:
-        raise errors.AskNotFound(details={"askId": ask_id})
+        raise errors.AskNotFound(details={"ask_id": ask_id})
     return ask
 
 
@@ -55,9 +55,9 @@ def conversation(session: ClaudeSession) -> list[dict]:
         if event.ask_id != current:
             current = event.ask_id
             ask = asks[current]
-            messages.append({"role": "user", "askId": ask.id, "type": "prompt", "text": ask.prompt})
+            messages.append({"role": "user", "ask_id": ask.id, "type": "prompt", "text": ask.prompt})
         data = event.data
-        base = {"askId": event.ask_id, "seq": event.seq}
+        base = {"ask_id": event.ask_id, "seq": event.seq}
         if data.get("type") == "assistant":
             for block in _blocks((data.get("message") or {}).get("content")):
                 if block.get("type") == "text":
@@ -68,7 +68,7 @@ def conversation(session: ClaudeSession) -> list[dict]:
                             **base,
                             "role": "assistant",
                             "type": "tool_use",
-                            "toolUseId": block.get("id"),
+                            "tool_use_id": block.get("id"),
                             "name": block.get("name"),
                             "input": block.get("input"),
                         }
@@ -81,9 +81,9 @@ def conversation(session: ClaudeSession) -> list[dict]:
                             **base,
                             "role": "tool",
                             "type": "tool_result",
-                            "toolUseId": block.get("tool_use_id"),
+                            "tool_use_id": block.get("tool_use_id"),
                             "content": block.get("content"),
-                            "isError": bool(block.get("is_error")),
+                            "is_error": bool(block.get("is_error")),
                         }
                     )
         elif data.get("type") == "result":
@@ -93,14 +93,14 @@ def conversation(session: ClaudeSession) -> list[dict]:
                     "role": "result",
                     "type": "result",
                     "text": data.get("result"),
-                    "isError": bool(data.get("is_error")),
-                    "costUsd": data.get("total_cost_usd"),
-                    "numTurns": data.get("num_turns"),
+                    "is_error": bool(data.get("is_error")),
+                    "cost_usd": data.get("total_cost_usd"),
+                    "num_turns": data.get("num_turns"),
                 }
             )
     for ask in asks.values():  # asks that ended before Claude said anything
-        if not any(m.get("askId") == ask.id for m in messages):
-            messages.append({"role": "user", "askId": ask.id, "type": "prompt", "text": ask.prompt})
+        if not any(m.get("ask_id") == ask.id for m in messages):
+            messages.append({"role": "user", "ask_id": ask.id, "type": "prompt", "text": ask.prompt})
     return messages
 
 

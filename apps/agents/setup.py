@@ -173,21 +173,22 @@ def touch(setup: ClaudeSetup) -> None:
 
 
 def claude_status(sandbox) -> dict:
+    """Whether Claude is enabled in the sandbox and what it has done (rendered by the API's
+    ClaudeStatusSerializer, read by the dashboard)."""
     setup = ClaudeSetup.objects.filter(sandbox=sandbox).first()
     if setup is None:
-        return {"enabled": False, "version": None, "runningAsks": [], "lastActivityAt": None, "mcp": False}
+        return {"enabled": False, "version": None, "running_asks": [], "last_activity_at": None, "mcp": False}
     running = list(
         ClaudeAsk.objects.filter(sandbox=sandbox, status=ClaudeAsk.Status.RUNNING).values_list("id", flat=True)
     )
-    last = max(filter(None, [setup.last_activity_at, setup.enabled_at]))
     return {
         "enabled": True,
         "version": setup.version,
-        "runningAsks": running,
-        "lastActivityAt": last.isoformat().replace("+00:00", "Z"),
-        "enabledAt": setup.enabled_at.isoformat().replace("+00:00", "Z"),
+        "running_asks": running,
+        "last_activity_at": max(filter(None, [setup.last_activity_at, setup.enabled_at])),
+        "enabled_at": setup.enabled_at,
         "mcp": setup.mcp,
-        "ownKey": bool(setup.upstream_key),
+        "own_key": bool(setup.upstream_key),
         "sessions": sandbox.claude_sessions.count(),
         "usage": usage_totals(sandbox.model_usage.all()),
     }

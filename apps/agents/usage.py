@@ -102,9 +102,9 @@ def totals(queryset) -> dict:
     )
     return {
         "requests": sums["requests"],
-        "inputTokens": sums["input"] or 0,
-        "outputTokens": sums["output"] or 0,
-        "cacheCreationTokens": sums["cache_creation"] or 0,
-        "cacheReadTokens": sums["cache_read"] or 0,
-        "costUsd": float(sums["cost"] or 0),
+        "input_tokens": sums["input"] or 0,
+        "output_tokens": sums["output"] or 0,
+        "cache_creation_tokens": sums["cache_creation"] or 0,
+        "cache_read_tokens": sums["cache_read"] or 0,
+        "cost_usd": float(sums["cost"] or 0),
     }

@@ -130,7 +130,8 @@ def failed(execution: Execution, exc: errors.ApplicationError) -> None:
 def _run(*, sandbox: Sandbox, **fields) -> tuple[Execution, ExecResult]:
     execution, request = prepare(sandbox=sandbox, **fields)
     try:
-        result = get_driver().exec(sandbox.container_name, request)
+        with lifecycle.container_running(sandbox):
+            result = get_driver().exec(sandbox.container_name, request)
     except errors.ApplicationError as exc:
         failed(execution, exc)
         raise
@@ -270,17 +271,16 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
     shells (~/.profile is the sandbox's)."""
     if not argv[0].startswith("/"):
         raise ValueError("VibeBox's own commands name their program by absolute path")
-    return get_driver().exec(
-        sandbox.container_name,
-        ExecRequest(
-            argv=argv,
-            exec_id=new_execution_id(),
-            user=sandbox.template.user,
-            env=envvars.internal_env(sandbox),
-            timeout=timeout,
-            output_limit=output_limit,
-        ),
+    request = ExecRequest(
+        argv=argv,
+        exec_id=new_execution_id(),
+        user=sandbox.template.user,
+        env=envvars.internal_env(sandbox),
+        timeout=timeout,
+        output_limit=output_limit,
     )
+    with lifecycle.container_running(sandbox):
+        return get_driver().exec(sandbox.container_name, request)
 
 
 def _on_path(sandbox: Sandbox, word: str) -> bool:

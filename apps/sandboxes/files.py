@@ -10,7 +10,6 @@ sandbox's own files, never the host's. A sandbox made before sandboxd answers 40
 sandbox_outdated for everything but a stopped sandbox's downloads.
 """
 
-import contextlib
 import mimetypes
 import posixpath
 import tarfile
@@ -20,13 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, states, tarstream
+from . import events, tarstream
 from .execution import require_not_paused, require_running
-from .models import Sandbox, Status
+from .lifecycle import container_running
+from .models import Sandbox
 from .runtime import FileInfo, get_driver
 
 WORKSPACE = "/workspace"
@@ -81,7 +80,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = resolve(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
-    with _container_running(sandbox):
+    with container_running(sandbox):
         info = get_driver().file_write(
             sandbox.container_name,
             target,
@@ -97,30 +96,6 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     return info
 
 
-@contextlib.contextmanager
-def _container_running(sandbox: Sandbox):
-    """An engine failure because the container stopped behind VibeBox's back (killed, OOM,
-    removed) answers 409 sandbox_not_running, and the row follows the container now rather than at
-    the next reconcile pass."""
-    try:
-        yield
-    except (errors.RuntimeFailure, errors.RuntimeUnavailable, errors.SandboxNotRunning) as exc:
-        try:
-            container = get_driver().inspect(sandbox.container_name)
-        except errors.ApplicationError:
-            raise exc from None
-        if container is not None and container.status == "running":
-            raise
-        status = states.of_container(container)
-        reason = "container not found" if container is None else f"container {container.status}"
-        fields = {"stopped_at": timezone.now()} if status == Status.STOPPED else {}
-        states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields)
-        raise errors.SandboxNotRunning(
-            f"The sandbox's container is not running ({reason}).",
-            details={"status": sandbox.status, "statusReason": sandbox.status_reason},
-        ) from None
-
-
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
     anything is written."""
@@ -131,7 +106,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
-        with _container_running(sandbox):
+        with container_running(sandbox):
             _untar_by_daemon(sandbox, target, spool, size, count)
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
@@ -276,9 +251,10 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[d
     target = resolve(path)
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
     require_running(sandbox)
-    entries, _ = get_driver().file_list(
-        sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
-    )
+    with container_running(sandbox):
+        entries, _ = get_driver().file_list(
+            sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
+        )
     return [_entry(info) for info in entries]
 
 
@@ -287,16 +263,19 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
     if target in ("/", WORKSPACE):
         raise errors.InvalidPath(f"Refusing to delete {target}.")
     require_running(sandbox)
-    get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
+    with container_running(sandbox):
+        get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
 
 
 def file_mkdir(*, sandbox: Sandbox, path: str) -> None:
     target = resolve(path)
     require_running(sandbox)
-    get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox))
+    with container_running(sandbox):
+        get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox))
 
 
 def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> None:
     source, destination = resolve(source), resolve(destination)
     require_running(sandbox)
-    get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
+    with container_running(sandbox):
+        get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)

@@ -46,6 +46,7 @@ from vibebox import exceptions as errors
 
 from . import envvars
 from .execution import require_running
+from .lifecycle import container_running
 from .models import Sandbox, SandboxGitConfig, new_execution_id
 from .runtime import ExecRequest, ExecResult, get_driver
 
@@ -444,19 +445,18 @@ def _exec(sandbox, argv, *, user, env, workdir="/", stdin=None, timeout=None, ou
     # /bin/sh and SYSTEM_PATH: see SYSTEM_PATH (the runner gets the owner's token in its environment).
     if argv[0] != "/bin/sh":
         raise ValueError("git commands run by /bin/sh")
-    return get_driver().exec(
-        sandbox.container_name,
-        ExecRequest(
-            argv=tuple(argv),
-            exec_id=new_execution_id(),
-            env={**env, "PATH": SYSTEM_PATH},
-            user=user,
-            workdir=workdir,
-            stdin=stdin,
-            timeout=timeout or settings.VIBEBOX_GIT_TIMEOUT,
-            output_limit=output_limit,
-        ),
+    request = ExecRequest(
+        argv=tuple(argv),
+        exec_id=new_execution_id(),
+        env={**env, "PATH": SYSTEM_PATH},
+        user=user,
+        workdir=workdir,
+        stdin=stdin,
+        timeout=timeout or settings.VIBEBOX_GIT_TIMEOUT,
+        output_limit=output_limit,
     )
+    with container_running(sandbox):
+        return get_driver().exec(sandbox.container_name, request)
 
 
 def _runner_config(url: str, auth: GitAuth) -> dict[str, str]:

@@ -1,9 +1,11 @@
 """Moves of a sandbox between states that keep its container: start, stop, restart, pause,
 resume. Each claims the move in the row (states.py), asks the engine, and when the engine fails
-lets the row follow the container (`_settle`). Below services.py and execution.py, which both
-use it (execution resumes a paused sandbox on the way to a command).
+lets the row follow the container (`_settle`); a call into a running sandbox whose container died
+behind VibeBox's back does the same (`container_running`). Below services.py and execution.py,
+which both use it (execution resumes a paused sandbox on the way to a command).
 """
 
+import contextlib
 import logging
 
 from django.conf import settings
@@ -108,6 +110,32 @@ def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, f
         _settle(sandbox, action=action, at=to, before=before, to=to, failure=exc, undo=undo)
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
+
+
+@contextlib.contextmanager
+def container_running(sandbox: Sandbox):
+    """Around a call into a running sandbox (command, file, git, process, terminal): an engine or
+    sandboxd failure because the container stopped behind VibeBox's back (killed, OOM, removed)
+    answers 409 sandbox_not_running, and the row follows the container now rather than at the next
+    reconcile pass (the driver may say so itself: sandboxd is looked up only in a running
+    container). Costs nothing unless the call failed."""
+    try:
+        yield
+    except (errors.RuntimeFailure, errors.RuntimeUnavailable, errors.SandboxNotRunning) as exc:
+        try:
+            container = get_driver().inspect(sandbox.container_name)
+        except errors.ApplicationError:
+            raise exc from None
+        if container is not None and container.status == "running":
+            raise
+        status = states.of_container(container)
+        reason = "container not found" if container is None else f"container {container.status}"
+        fields = {"stopped_at": timezone.now()} if status == Status.STOPPED else {}
+        states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields)
+        raise errors.SandboxNotRunning(
+            f"The sandbox's container is not running ({reason}).",
+            details={"status": sandbox.status, "statusReason": sandbox.status_reason},
+        ) from None
 
 
 def _settle(sandbox: Sandbox, *, action: str, at: str, before: str, to: str, failure, done=None, undo=None) -> None:

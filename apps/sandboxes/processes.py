@@ -34,6 +34,7 @@ from .execution import (
     require_running,
     status_of,
 )
+from .lifecycle import container_running
 from .models import Execution, Sandbox, Status
 from .runtime import ExecRequest, ExecResult, get_driver
 
@@ -188,7 +189,8 @@ def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, t
             api_key=api_key,
         )
         try:
-            get_driver().process_start(sandbox.container_name, request)
+            with container_running(sandbox):
+                get_driver().process_start(sandbox.container_name, request)
         except errors.ApplicationError as exc:
             failed(execution, exc)
             raise

@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
 
 from apps.marketplace.catalog import BASE_DIR_NAME, base_image, built_in_templates
 from apps.marketplace.models import Template
@@ -101,6 +102,11 @@ def test_a_rebuild_failing_half_way_keeps_the_old_image(v1, fault_template, api_
     assert new_tag != v1["tag"]
     with pytest.raises(errors.RuntimeFailure, match="exit"):
         templates_sync(only=[NAME])
+    # the operator's command says so in one line and exits 1, with no traceback
+    with pytest.raises(CommandError, match=f"building {NAME} failed"):
+        call_command("buildimages", NAME)
+    with pytest.raises(CommandError, match="no built-in template named nosuch"):
+        call_command("buildimages", "nosuch")
     assert not any(new_tag in image.tags for image in docker_client.images.list(filters={"label": BUILD_LABEL}))
     assert build_containers(docker_client) == []  # the failed step's container is removed
     old_image_still_serves(v1, api_client, create_sandbox, docker_client)

@@ -9,7 +9,9 @@ are skipped, and tests/sandboxes/test_create_errors.py checks the refusal instea
 import pytest
 from django.conf import settings as django_settings
 
+from apps.sandboxes.runtime import docker as docker_module
 from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.runtime.docker import DockerDriver
 
 MIB = 1024**2
 FULL = ("No space left on device", "Disk quota exceeded")
@@ -70,3 +72,13 @@ def test_the_shipped_default_applies_without_any_setting(create_sandbox, docker_
     sandbox = create_sandbox(template="python-3")
     assert sandbox["resources"]["disk"] in (f"{default // 1024**3}g", f"{default // MIB}m")
     assert int(docker_client.containers.get(sandbox["id"]).attrs["HostConfig"]["StorageOpt"]["size"]) >= default
+
+
+def test_a_probe_container_left_by_a_killed_process_is_removed_by_the_next_probe(docker_client, monkeypatch):
+    """The disk-limit probe creates a container and removes it on the next line; a process killed
+    in between leaves it in `Created` with no label that reconcile or a test sweep follows."""
+    image = docker_client.images.list(filters={"dangling": False})[0].id
+    left = docker_client.api.create_container(image, command=["true"], labels=docker_module.PROBE_LABELS)["Id"]
+    monkeypatch.setattr(docker_module, "PROBE_LEFT_AFTER", -60.0)  # count it as old
+    DockerDriver().engine_info()  # a new process's first look probes
+    assert not docker_client.containers.list(all=True, filters={"id": left})

@@ -1,6 +1,8 @@
-"""Bodies of /api/v1/agent-runs. Requests are validated by the Strict serializers; responses are
-rendered by `run_body` and `task_body` (fast for runs of thousands of tasks) and described to
-the OpenAPI document by the plain serializers beside them."""
+"""Bodies of /api/v1/agent-runs. Requests are validated by the Strict serializers. Answers are
+defined once, by the declared fields of the answer serializers (the OpenAPI document, the docs);
+runs and tasks render through a hand-written `to_representation` that answers exactly what those
+fields would (tests/agents/test_run_shapes.py) at a fraction of the cost for runs of thousands of tasks
+(docs/benchmarks.md, "Rendering answers")."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,7 +12,7 @@ from vibebox.api.serializers import StrictSerializer
 
 from ..models import AgentRun, AgentTask
 from ..runs import ERROR_MAX_CHARS, MAX_TASKS, counts
-from .serializers import iso
+from .serializers import BlankAsNull, iso
 
 RUN_STATUSES = AgentRun.Status.values
 TASK_STATUSES = AgentTask.Status.values
@@ -77,7 +79,7 @@ class AgentTaskUpdateSerializer(StrictSerializer):
     result = serializers.JSONField(required=False, allow_null=True, help_text="Any JSON, at most 64 KiB.")
 
 
-# ---- responses (for the schema) ----
+# ---- answers ----
 
 
 class AgentRunCountsSerializer(serializers.Serializer):
@@ -89,19 +91,44 @@ class AgentRunCountsSerializer(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+def _duration_ms(start, end) -> int | None:
+    if start is None or end is None:
+        return None
+    return max(0, round((end - start).total_seconds() * 1000))
+
+
 class AgentTaskSerializer(serializers.Serializer):
     id = serializers.CharField()
     index = serializers.IntegerField()
     name = serializers.CharField()
     status = TaskStatusField()
-    sandboxId = serializers.CharField(allow_null=True)
+    sandboxId = BlankAsNull(source="sandbox_id")
     attempts = serializers.IntegerField()
-    error = serializers.CharField(allow_null=True)
+    error = BlankAsNull()
     result = serializers.JSONField(allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField())
-    startedAt = serializers.DateTimeField(allow_null=True)
-    finishedAt = serializers.DateTimeField(allow_null=True)
-    durationMs = serializers.IntegerField(allow_null=True, help_text="finishedAt - startedAt")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationMs = serializers.SerializerMethodField(help_text="finishedAt - startedAt")
+
+    def get_durationMs(self, task) -> int | None:
+        return _duration_ms(task.started_at, task.finished_at)
+
+    def to_representation(self, task: AgentTask) -> dict:
+        return {
+            "id": task.id,
+            "index": task.index,
+            "name": task.name,
+            "status": task.status,
+            "sandboxId": task.sandbox_id or None,
+            "attempts": task.attempts,
+            "error": task.error or None,
+            "result": task.result,
+            "metadata": task.metadata,
+            "startedAt": iso(task.started_at),
+            "finishedAt": iso(task.finished_at),
+            "durationMs": _duration_ms(task.started_at, task.finished_at),
+        }
 
 
 class AgentRunSummarySerializer(serializers.Serializer):
@@ -110,63 +137,49 @@ class AgentRunSummarySerializer(serializers.Serializer):
     kind = KindField()
     status = RunStatusField()
     parallelism = serializers.IntegerField(allow_null=True)
-    template = serializers.CharField(allow_null=True)
+    template = BlankAsNull()
     metadata = serializers.DictField(child=serializers.CharField())
-    counts = AgentRunCountsSerializer()
-    createdAt = serializers.DateTimeField()
-    finishedAt = serializers.DateTimeField(allow_null=True)
-    durationMs = serializers.IntegerField(allow_null=True, help_text="finishedAt - createdAt")
+    counts = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationMs = serializers.SerializerMethodField(help_text="finishedAt - createdAt")
+
+    @extend_schema_field(AgentRunCountsSerializer)
+    def get_counts(self, run) -> dict:
+        return counts(run)
+
+    def get_durationMs(self, run) -> int | None:
+        return _duration_ms(run.created_at, run.finished_at)
+
+    def to_representation(self, run: AgentRun) -> dict:
+        return {
+            "id": run.id,
+            "name": run.name,
+            "kind": run.kind,
+            "status": run.status,
+            "parallelism": run.parallelism,
+            "template": run.template or None,
+            "metadata": run.metadata,
+            "counts": counts(run),
+            "createdAt": iso(run.created_at),
+            "finishedAt": iso(run.finished_at),
+            "durationMs": _duration_ms(run.created_at, run.finished_at),
+        }
 
 
 class AgentRunSerializer(AgentRunSummarySerializer):
-    tasks = AgentTaskSerializer(many=True, help_text="Ordered by index.")
+    # context["tasks"]: the run's tasks in index order (an iterable: thousands are streamed from
+    # the database, not held as models)
+    tasks = serializers.SerializerMethodField(help_text="Ordered by index.")
+
+    @extend_schema_field(AgentTaskSerializer(many=True))
+    def get_tasks(self, run) -> list:
+        return AgentTaskSerializer(self.context["tasks"], many=True).data
+
+    def to_representation(self, run: AgentRun) -> dict:
+        render = AgentTaskSerializer().to_representation
+        return {**super().to_representation(run), "tasks": [render(task) for task in self.context["tasks"]]}
 
 
 class AgentTaskListSerializer(serializers.Serializer):
     tasks = AgentTaskSerializer(many=True)
-
-
-# ---- rendering ----
-
-
-def _duration_ms(start, end) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, round((end - start).total_seconds() * 1000))
-
-
-def task_body(task: AgentTask) -> dict:
-    return {
-        "id": task.id,
-        "index": task.index,
-        "name": task.name,
-        "status": task.status,
-        "sandboxId": task.sandbox_id or None,
-        "attempts": task.attempts,
-        "error": task.error or None,
-        "result": task.result,
-        "metadata": task.metadata,
-        "startedAt": iso(task.started_at),
-        "finishedAt": iso(task.finished_at),
-        "durationMs": _duration_ms(task.started_at, task.finished_at),
-    }
-
-
-def run_body(run: AgentRun, tasks=None) -> dict:
-    """The run; with `tasks` (an iterable of its tasks in index order) their bodies too."""
-    body = {
-        "id": run.id,
-        "name": run.name,
-        "kind": run.kind,
-        "status": run.status,
-        "parallelism": run.parallelism,
-        "template": run.template or None,
-        "metadata": run.metadata,
-        "counts": counts(run),
-        "createdAt": iso(run.created_at),
-        "finishedAt": iso(run.finished_at),
-        "durationMs": _duration_ms(run.created_at, run.finished_at),
-    }
-    if tasks is not None:
-        body["tasks"] = [task_body(task) for task in tasks]
-    return body

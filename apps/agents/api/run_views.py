@@ -20,8 +20,6 @@ from .run_serializers import (
     AgentTasksAddSerializer,
     AgentTaskSerializer,
     AgentTaskUpdateSerializer,
-    run_body,
-    task_body,
 )
 
 LIST_FILTERS = [
@@ -43,7 +41,7 @@ def _run(request, run_id) -> AgentRun:
 
 def _full(request, run_id) -> dict:
     run = _run(request, run_id)
-    return run_body(run, runs.agent_run_tasks(run))
+    return AgentRunSerializer(run, context={"tasks": runs.agent_run_tasks(run)}).data
 
 
 class AgentRunListView(GenericAPIView):
@@ -66,7 +64,7 @@ class AgentRunListView(GenericAPIView):
             metadata=metadata,
         )
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response([run_body(run) for run in page])
+        return self.get_paginated_response(AgentRunSummarySerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="agent_runs_create", request=AgentRunCreateSerializer, responses={201: AgentRunSerializer}
@@ -126,7 +124,7 @@ class AgentTaskListView(APIView):
         body = AgentTasksAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         added = runs.agent_tasks_add(run=run, tasks=body.validated_data["tasks"])
-        return Response({"tasks": [task_body(task) for task in added]}, status=201)
+        return Response(AgentTaskListSerializer({"tasks": added}).data, status=201)
 
 
 class AgentTaskDetailView(APIView):
@@ -134,7 +132,7 @@ class AgentTaskDetailView(APIView):
 
     @extend_schema(operation_id="agent_runs_tasks_retrieve", responses=AgentTaskSerializer)
     def get(self, request, run_id, task_id):
-        return Response(task_body(runs.agent_task_get(run=_run(request, run_id), task_id=task_id)))
+        return Response(AgentTaskSerializer(runs.agent_task_get(run=_run(request, run_id), task_id=task_id)).data)
 
     @extend_schema(
         operation_id="agent_runs_tasks_update",
@@ -153,4 +151,4 @@ class AgentTaskDetailView(APIView):
             "result": "result",
         }
         changes = {python: body.validated_data[api] for api, python in names.items() if api in body.validated_data}
-        return Response(task_body(runs.agent_task_update(task=task, **changes)))
+        return Response(AgentTaskSerializer(runs.agent_task_update(task=task, **changes)).data)

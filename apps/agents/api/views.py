@@ -11,8 +11,20 @@ from apps.sandboxes.api.access import read_guard
 from vibebox.api.schema import error_responses
 
 from .. import asks, changes, selectors, setup
-from . import schema
-from .serializers import AskSerializer, EnableSerializer, ReviewSerializer, ask_body, change_body, session_body
+from .serializers import (
+    AskSerializer,
+    ChangeSetListSerializer,
+    ClaudeAskListSerializer,
+    ClaudeAskSerializer,
+    ClaudeAskStartedSerializer,
+    ClaudeEnabledSerializer,
+    ClaudeSessionDetailSerializer,
+    ClaudeSessionListSerializer,
+    ClaudeStatusSerializer,
+    EnableSerializer,
+    ReviewResultSerializer,
+    ReviewSerializer,
+)
 
 
 def _key(request):
@@ -34,8 +46,8 @@ class EnableView(APIView):
         operation_id="claude_enable",
         request=EnableSerializer,
         responses={
-            200: schema.ClaudeEnabledSerializer,
-            201: schema.ClaudeEnabledSerializer,
+            200: ClaudeEnabledSerializer,
+            201: ClaudeEnabledSerializer,
             **error_responses(409),
         },
         description=(
@@ -55,24 +67,15 @@ class EnableView(APIView):
             anthropic_api_key=data.get("anthropicApiKey", ""),
             mcp=data["mcp"],
         )
-        return Response(
-            {
-                "installed": True,
-                "version": found.version,
-                "enabled": True,
-                "mcp": found.mcp,
-                "ownKey": bool(found.upstream_key),
-            },
-            status=201 if created else 200,
-        )
+        return Response(ClaudeEnabledSerializer(found).data, status=201 if created else 200)
 
 
 class StatusView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_status", responses=schema.ClaudeStatusSerializer)
+    @extend_schema(operation_id="claude_status", responses=ClaudeStatusSerializer)
     def get(self, request, sandbox_id):
-        return Response(setup.claude_status(_sandbox(request, sandbox_id)))
+        return Response(ClaudeStatusSerializer(setup.claude_status(_sandbox(request, sandbox_id))).data)
 
 
 class AskView(APIView):
@@ -81,7 +84,7 @@ class AskView(APIView):
     @extend_schema(
         operation_id="claude_ask",
         request=AskSerializer,
-        responses={202: schema.ClaudeAskStartedSerializer, **error_responses(409)},
+        responses={202: ClaudeAskStartedSerializer, **error_responses(409)},
     )
     def post(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -101,7 +104,7 @@ class AskView(APIView):
             append_system_prompt=data.get("appendSystemPrompt"),
             review=data.get("review"),
         )
-        return Response({**ask_body(ask), "stream": f"/ws/sandboxes/{sandbox.id}/claude?askId={ask.id}"}, status=202)
+        return Response(ClaudeAskStartedSerializer(ask).data, status=202)
 
 
 class AskListView(APIView):
@@ -110,21 +113,21 @@ class AskListView(APIView):
     @extend_schema(
         operation_id="claude_asks_list",
         parameters=[OpenApiParameter("sessionId", description="Only this session's asks.")],
-        responses=schema.ClaudeAskListSerializer,
+        responses=ClaudeAskListSerializer,
     )
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
         found = selectors.ask_list(sandbox=sandbox, session_id=request.query_params.get("sessionId"))[:200]
-        return Response({"data": [ask_body(ask) for ask in found]})
+        return Response(ClaudeAskListSerializer({"data": found}).data)
 
 
 class AskDetailView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_asks_retrieve", responses=schema.ClaudeAskSerializer)
+    @extend_schema(operation_id="claude_asks_retrieve", responses=ClaudeAskSerializer)
     def get(self, request, sandbox_id, ask_id):
         sandbox = _sandbox(request, sandbox_id)
-        return Response(ask_body(selectors.ask_get(sandbox=sandbox, ask_id=ask_id)))
+        return Response(ClaudeAskSerializer(selectors.ask_get(sandbox=sandbox, ask_id=ask_id)).data)
 
 
 class AskCancelView(APIView):
@@ -133,22 +136,22 @@ class AskCancelView(APIView):
     @extend_schema(
         operation_id="claude_asks_cancel",
         request=None,
-        responses={200: schema.ClaudeAskSerializer, 202: schema.ClaudeAskSerializer},
+        responses={200: ClaudeAskSerializer, 202: ClaudeAskSerializer},
         description="200 with the ask once it has ended; 202 while it is still being stopped.",
     )
     def post(self, request, sandbox_id, ask_id):
         sandbox = _sandbox(request, sandbox_id)
         ask = asks.ask_cancel(ask=selectors.ask_get(sandbox=sandbox, ask_id=ask_id))
-        return Response(ask_body(ask), status=202 if ask.status == "running" else 200)
+        return Response(ClaudeAskSerializer(ask).data, status=202 if ask.status == "running" else 200)
 
 
 class SessionListView(APIView):
     required_scopes = {"GET": [SANDBOXES_READ]}
 
-    @extend_schema(operation_id="claude_sessions_list", responses=schema.ClaudeSessionListSerializer)
+    @extend_schema(operation_id="claude_sessions_list", responses=ClaudeSessionListSerializer)
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
-        return Response({"data": [session_body(s) for s in selectors.session_list(sandbox=sandbox)[:200]]})
+        return Response(ClaudeSessionListSerializer({"data": selectors.session_list(sandbox=sandbox)[:200]}).data)
 
 
 class SessionDetailView(APIView):
@@ -157,20 +160,16 @@ class SessionDetailView(APIView):
     @extend_schema(
         operation_id="claude_sessions_retrieve",
         parameters=[OpenApiParameter("transcript", bool, description="Include Claude's own transcript file.")],
-        responses=schema.ClaudeSessionDetailSerializer,
+        responses=ClaudeSessionDetailSerializer,
     )
     def get(self, request, sandbox_id, session_id):
         sandbox = _sandbox(request, sandbox_id)
         session = selectors.session_get(sandbox=sandbox, session_id=session_id)
-        body = {
-            **session_body(session),
-            "messages": selectors.conversation(session),
-            "askIds": list(session.asks.order_by("started_at").values_list("id", flat=True)),
-        }
+        context = {}
         if _truthy(request.query_params.get("transcript")):
             read_guard(request, sandbox)  # reading it needs the sandbox unfrozen, and a read never resumes
-            body["transcript"], body["transcriptTruncated"] = selectors.transcript(sandbox, session)
-        return Response(body)
+            context["transcript"] = selectors.transcript(sandbox, session)
+        return Response(ClaudeSessionDetailSerializer(session, context=context).data)
 
 
 class ChangesView(APIView):
@@ -183,7 +182,7 @@ class ChangesView(APIView):
             OpenApiParameter("status", description="pending (default), approved, rejected or all."),
             OpenApiParameter("diff", bool, description="Include each change set's unified diff (default true)."),
         ],
-        responses=schema.ChangeSetListSerializer,
+        responses=ChangeSetListSerializer,
     )
     def get(self, request, sandbox_id):
         sandbox = _sandbox(request, sandbox_id)
@@ -195,8 +194,9 @@ class ChangesView(APIView):
         with_diff = params.get("diff", "true").lower() not in ("0", "false", "no")
         if with_diff:
             read_guard(request, sandbox)  # diffs run git in the sandbox; a read never resumes it
-        data = [change_body(c, changes.change_diff(sandbox, c) if with_diff else None) for c in found[:100]]
-        return Response({"data": data})
+        found = list(found[:100])
+        diffs = {c.id: changes.change_diff(sandbox, c) for c in found} if with_diff else {}
+        return Response(ChangeSetListSerializer({"data": found}, context={"diffs": diffs}).data)
 
 
 class ReviewView(APIView):
@@ -209,9 +209,8 @@ class ReviewView(APIView):
         body.is_valid(raise_exception=True)
         action = changes.changes_approve if self.approve else changes.changes_reject
         done = action(sandbox=sandbox, session_id=body.validated_data.get("sessionId"), api_key=_key(request))
-        return Response(
-            {"status": "approved" if self.approve else "rejected", "changeSets": [change_body(c) for c in done]}
-        )
+        status = "approved" if self.approve else "rejected"
+        return Response(ReviewResultSerializer({"status": status, "change_sets": done}).data)
 
 
 class ApproveView(ReviewView):
@@ -220,7 +219,7 @@ class ApproveView(ReviewView):
     @extend_schema(
         operation_id="claude_changes_approve",
         request=ReviewSerializer,
-        responses={200: schema.ReviewResultSerializer, **error_responses(409)},
+        responses={200: ReviewResultSerializer, **error_responses(409)},
     )
     def post(self, request, sandbox_id):
         return super().post(request, sandbox_id)
@@ -232,7 +231,7 @@ class RejectView(ReviewView):
     @extend_schema(
         operation_id="claude_changes_reject",
         request=ReviewSerializer,
-        responses={200: schema.ReviewResultSerializer, **error_responses(409)},
+        responses={200: ReviewResultSerializer, **error_responses(409)},
     )
     def post(self, request, sandbox_id):
         return super().post(request, sandbox_id)

@@ -1,5 +1,6 @@
-"""Schema-only serializers for git: credentials, the create-time clone spec, and the answers of
-/sandboxes/{id}/git/… (apps.sandboxes.git builds them as plain dicts)."""
+"""Serializers for git: credentials and the create-time clone spec (described here, validated by
+apps.sandboxes.git), and the answers of /sandboxes/{id}/git/…, which render what
+apps.sandboxes.git answers and describe it: one definition of each shape."""
 
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers

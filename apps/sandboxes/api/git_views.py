@@ -27,7 +27,7 @@ def _post_view(name: str, serializer_class, call, result):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = serializer_class(data=request.data)
         body.is_valid(raise_exception=True)
-        return Response(call(sandbox, body.validated_data, request))
+        return Response(result(call(sandbox, body.validated_data, request)).data)
 
     post = extend_schema(
         operation_id=f"sandboxes_git_{name}",
@@ -41,7 +41,7 @@ def _get_view(name: str, call, result, parameters=()):
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         access.read_guard(request, sandbox)  # a read-only key never resumes a paused sandbox
-        return Response(call(sandbox, request.query_params))
+        return Response(result(call(sandbox, request.query_params)).data)
 
     get = extend_schema(
         operation_id=f"sandboxes_git_{name}",

@@ -54,6 +54,8 @@ NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (a
 FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
 FILL_STARTED_LABEL = "vibebox.fill-started"
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
+PROBE_LABELS = {"vibebox.probe": "disk-limit"}
+PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
 
 
 def _disk_full(message: str) -> bool:
@@ -429,6 +431,7 @@ class DockerDriver:
         )
         if not images:
             return None
+        self._remove_left_probes()
         image, size = images[-1]["Id"], int(images[-1].get("Size") or 0)
         if self._create_sized(image, max(1024**2, size // 2)):
             self._disk_counts_image = False
@@ -444,14 +447,26 @@ class DockerDriver:
                 image,
                 command=["true"],
                 network_disabled=True,
-                labels={"vibebox.probe": "disk-limit"},
+                labels=PROBE_LABELS,
                 host_config=self.client.api.create_host_config(storage_opt={"size": str(size)}),
             )
         except APIError as exc:
             logger.info("disk limit probe (%d bytes): %s", size, exc.explanation or exc)
             return False
-        self.client.api.remove_container(created["Id"], force=True)
+        with contextlib.suppress(NotFound):  # (another process's sweep took it)
+            self.client.api.remove_container(created["Id"], force=True)
         return True
+
+    def _remove_left_probes(self) -> None:
+        """Probe containers carry no sandbox or instance label, so neither reconcile nor a test
+        sweep sees them: a process killed between a probe's create and its remove leaves one in
+        `Created` for good. Each probe removes those older than PROBE_LEFT_AFTER."""
+        left_before = time.time() - PROBE_LEFT_AFTER
+        for row in self.client.api.containers(all=True, filters=_labels_filter(PROBE_LABELS)):
+            if int(row.get("Created") or 0) < left_before:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_container(row["Id"], force=True)
+                logger.info("removed a disk-limit probe container left by a killed process: %s", row["Id"][:12])
 
     def _layer_size(self, spec: ContainerSpec) -> int:
         """--storage-opt size for `spec.disk` bytes of the sandbox's own writes."""

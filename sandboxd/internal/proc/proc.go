@@ -8,9 +8,10 @@ package proc
 import (
 	"bytes"
 	"os"
-	"runtime"
 	"strconv"
 	"syscall"
+
+	"vibebox.dev/sandboxd/internal/fsid"
 )
 
 // Info is what the kernel says of one process.
@@ -180,42 +181,24 @@ type Reader struct {
 const MaxEnviron = 1 << 20
 
 // WithReader runs f with a Reader on a locked thread and gives the thread back to the runtime
-// with its identity restored. A thread whose identity cannot be restored is never reused: its
-// goroutine exits still locked, and the runtime ends the thread.
+// with its identity restored (fsid.Locked). A thread whose identity cannot be restored is never
+// reused: its goroutine exits still locked, and the runtime ends the thread.
 func WithReader(f func(r *Reader)) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		r := &Reader{switching: os.Geteuid() == 0, uid: fsuid(), gid: fsgid()}
-		uid, gid := r.uid, r.gid
+	fsid.Locked(func() bool {
+		r := &Reader{switching: os.Geteuid() == 0}
+		r.uid, r.gid = fsid.Get()
 		f(r)
-		if r.become(uid, gid) {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
-}
-
-// setfsuid and setfsgid answer the previous id; -1 changes nothing, so it reads the current one.
-func fsuid() int {
-	old, _, _ := syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(^uint32(0)), 0, 0)
-	return int(uint32(old))
-}
-
-func fsgid() int {
-	old, _, _ := syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(^uint32(0)), 0, 0)
-	return int(uint32(old))
+		return true
+	})
 }
 
 func (r *Reader) become(uid, gid int) bool {
 	if !r.switching || (uid == r.uid && gid == r.gid) {
 		return true
 	}
-	syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(gid), 0, 0)
-	syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(uid), 0, 0)
-	r.uid, r.gid = fsuid(), fsgid()
-	return r.uid == uid && r.gid == gid
+	ok := fsid.Set(uid, gid)
+	r.uid, r.gid = fsid.Get()
+	return ok
 }
 
 // Marker answers the value of `name` in the process's environment ("" when it has none), and

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"vibebox.dev/sandboxd/internal/fsid"
 	"vibebox.dev/sandboxd/internal/testsupport"
 	"vibebox.dev/sandboxd/internal/users"
 )
@@ -507,7 +508,7 @@ func TestTheUsersPermissions(t *testing.T) {
 		t.Fatalf("%s", show(got))
 	}
 	// sandboxd's own identity is root's again on every thread.
-	if fsid(syscall.SYS_SETFSUID) != 0 {
+	if uid, _ := fsid.Get(); uid != 0 {
 		t.Fatal("the fsuid stayed the user's")
 	}
 	root2, err := Open(Options{Root: root, Recursive: true}, Defaults, nil)

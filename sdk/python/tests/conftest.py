@@ -23,9 +23,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import LiveServer, live_server  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from tests import anthropic_stub  # noqa: E402  (a local Anthropic API: there is never a real key)
+from tests import anthropic_stub, sessions  # noqa: E402  (a local Anthropic API: there is never a real key)
 
-INSTANCE = f"sdk{os.getpid()}"
+# Claimed like a Django test session's label (tests/sessions.py): a killed SDK run's containers
+# are swept by the next session that finds their owner dead.
+INSTANCE = sessions.new_label("sdk", 10)
 
 
 def _leftovers(client: docker.DockerClient) -> list:
@@ -49,8 +51,12 @@ def server(anthropic: anthropic_stub.Stub) -> Iterator[LiveServer]:
     """One server for the whole session; yields url, key (all scopes, user = the instance name), env.
     Its model gateway runs too, forwarding to the `anthropic` stub."""
     engine = docker.from_env()
+    sessions.sweep_dead(engine)
     gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": OPERATOR_KEY}
-    with live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway) as running:  # warm creates
+    with (
+        sessions.claimed(engine, INSTANCE),
+        live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway) as running,  # warm creates
+    ):
         yield running
         running.manage("warmpools", "--drain")  # pooled containers are the server's, not leaks
         leftovers = [c.name for c in _leftovers(engine)]

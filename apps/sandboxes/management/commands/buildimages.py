@@ -1,6 +1,8 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from apps.marketplace.catalog import built_in_templates
 from apps.sandboxes.images import templates_sync
+from vibebox import exceptions as errors
 
 
 class Command(BaseCommand):
@@ -12,6 +14,15 @@ class Command(BaseCommand):
         parser.add_argument("--no-build", action="store_true", help="only seed the database")
 
     def handle(self, *args, names, force, no_build, **options):
-        templates = templates_sync(build=not no_build, only=names or None, force=force)
+        known = {source.name for source in built_in_templates()}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            there = ", ".join(sorted(known))
+            raise CommandError(f"no built-in template named {', '.join(unknown)} (there are: {there})")
+        try:
+            templates = templates_sync(build=not no_build, only=names or None, force=force)
+        except errors.ApplicationError as exc:
+            # The build log is already on stderr; a traceback would only bury its last lines.
+            raise CommandError(exc.message) from None
         for template in templates:
             self.stderr.write(f"template {template.name}: {template.image}")

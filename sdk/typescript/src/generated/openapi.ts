@@ -971,15 +971,15 @@ export interface components {
             metadata: {
                 [key: string]: string;
             };
-            counts: components["schemas"]["AgentRunCounts"];
+            readonly counts: components["schemas"]["AgentRunCounts"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - createdAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
             /** @description Ordered by index. */
-            tasks: components["schemas"]["AgentTask"][];
+            readonly tasks: components["schemas"]["AgentTask"][];
         };
         AgentRunCounts: {
             pending: number;
@@ -1012,13 +1012,13 @@ export interface components {
             metadata: {
                 [key: string]: string;
             };
-            counts: components["schemas"]["AgentRunCounts"];
+            readonly counts: components["schemas"]["AgentRunCounts"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - createdAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
         };
         AgentTask: {
             id: string;
@@ -1037,7 +1037,7 @@ export interface components {
             /** Format: date-time */
             finishedAt: string | null;
             /** @description finishedAt - startedAt */
-            durationMs: number | null;
+            readonly durationMs: number | null;
         };
         AgentTaskInputRequest: {
             name: string;
@@ -1177,7 +1177,7 @@ export interface components {
             baseCommit: string;
             headCommit: string;
             files: components["schemas"]["ChangeFile"][];
-            stats: components["schemas"]["ChangeStats"];
+            readonly stats: components["schemas"]["ChangeStats"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -1229,8 +1229,8 @@ export interface components {
             exitCode: number | null;
             executionId: string | null;
             /** @description The change set this ask made, under review. */
-            changeSetId: string | null;
-            gatewayUsage: components["schemas"]["ModelUsage"];
+            readonly changeSetId: string | null;
+            readonly gatewayUsage: components["schemas"]["ModelUsage"];
             /** Format: date-time */
             startedAt: string;
             /** Format: date-time */
@@ -1274,14 +1274,14 @@ export interface components {
             exitCode: number | null;
             executionId: string | null;
             /** @description The change set this ask made, under review. */
-            changeSetId: string | null;
-            gatewayUsage: components["schemas"]["ModelUsage"];
+            readonly changeSetId: string | null;
+            readonly gatewayUsage: components["schemas"]["ModelUsage"];
             /** Format: date-time */
             startedAt: string;
             /** Format: date-time */
             finishedAt: string | null;
             /** @description The WebSocket path streaming this ask's events. */
-            stream: string;
+            readonly stream: string;
         };
         /**
          * @description * `running` - Running
@@ -1293,13 +1293,13 @@ export interface components {
          */
         ClaudeAskStatusEnum: "running" | "completed" | "failed" | "cancelled" | "timeout";
         ClaudeEnabled: {
-            installed: boolean;
+            readonly installed: boolean;
             /** @description Claude Code's version. */
             version: string;
-            enabled: boolean;
+            readonly enabled: boolean;
             mcp: boolean;
             /** @description The sandbox's model calls use your own Anthropic key. */
-            ownKey: boolean;
+            readonly ownKey: boolean;
         };
         /** @description One turn of the conversation; which fields it has depends on `type`. */
         ClaudeMessage: {
@@ -1356,9 +1356,9 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             lastActivityAt: string;
-            asks: number;
-            pendingChanges: number;
-            usage: components["schemas"]["ModelUsage"];
+            readonly asks: number;
+            readonly pendingChanges: number;
+            readonly usage: components["schemas"]["ModelUsage"];
         };
         ClaudeSessionDetail: {
             sessionId: string;
@@ -1371,12 +1371,12 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             lastActivityAt: string;
-            asks: number;
-            pendingChanges: number;
-            usage: components["schemas"]["ModelUsage"];
-            messages: components["schemas"]["ClaudeMessage"][];
+            readonly asks: number;
+            readonly pendingChanges: number;
+            readonly usage: components["schemas"]["ModelUsage"];
+            readonly messages: components["schemas"]["ClaudeMessage"][];
             /** @description Oldest first. */
-            askIds: string[];
+            readonly askIds: string[];
             /** @description With ?transcript=1: its JSON lines. */
             transcript?: unknown[];
             transcriptTruncated?: boolean;
