@@ -83,6 +83,12 @@ SnapshotUnusable = error(
     "snapshot_unusable", 409, "The snapshot cannot be used: its image or workspace archive is missing or damaged."
 )
 SandboxPaused = error("sandbox_paused", 409, "The sandbox is paused; resume it first (or pass autoResume).")
+SandboxOutdated = error(
+    "sandbox_outdated",
+    409,
+    "The sandbox's container was made before sandboxd and cannot run commands or file operations; "
+    "take a snapshot and restore it (POST …/snapshots, then POST …/restore) to give it a current container.",
+)
 UnsupportedLanguage = error("unsupported_language", 400, "This sandbox's template cannot run that language.")
 ExecutionNotFound = error("execution_not_found", 404, "Execution not found.")
 TerminalNotFound = error("terminal_not_found", 404, "Terminal session not found.")

@@ -301,10 +301,6 @@ VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
 # rest of the private, link-local and reserved ranges (apps/sandboxes/runtime/firewall.py).
 VIBEBOX_EGRESS_ALLOW_PRIVATE = env_cidrs("VIBEBOX_EGRESS_ALLOW_PRIVATE")
 
-# sandboxd as PID 1 of every new sandbox (docs/sandboxd.md): commands in milliseconds instead of a
-# Docker exec's tens. Off: containers run `sleep infinity` under Docker's init and every command is
-# a Docker exec (VIBEBOX_EXEC_AGENT, its name before sandboxd, is still read).
-VIBEBOX_SANDBOXD = env_bool("VIBEBOX_SANDBOXD", env_bool("VIBEBOX_EXEC_AGENT", True))
 # Warm pools: started, unassigned containers per template, taken by creates (docs/operations.md).
 VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", True)
 VIBEBOX_POOL_SIZES = {
@@ -405,8 +401,6 @@ VIBEBOX_GIT_DIFF_LIMIT = env_size("VIBEBOX_GIT_DIFF_LIMIT", "2m")
 VIBEBOX_WS_QUEUE_MESSAGES = env_int("VIBEBOX_WS_QUEUE_MESSAGES", 256)  # per client; a client this far behind is dropped
 VIBEBOX_WS_SLOW_CLIENT_SECONDS = env_duration("VIBEBOX_WS_SLOW_CLIENT_SECONDS", "10s")
 VIBEBOX_TERMINAL_IDLE_TIMEOUT = env_duration("VIBEBOX_TERMINAL_IDLE_TIMEOUT", "30m")
-VIBEBOX_PROCESS_BUFFER = env_size("VIBEBOX_PROCESS_BUFFER", "1m")  # output kept for reattaching
-VIBEBOX_PROCESS_KEEP = env_duration("VIBEBOX_PROCESS_KEEP", "10m")  # a finished process's output, in memory
 # Per user, across web processes (apps/sandboxes/limits.py): 429 too_many_streams past these.
 VIBEBOX_MAX_STREAMS_PER_OWNER = env_int("VIBEBOX_MAX_STREAMS_PER_OWNER", 100)  # WebSocket connections
 VIBEBOX_MAX_TERMINALS_PER_OWNER = env_int("VIBEBOX_MAX_TERMINALS_PER_OWNER", 32)

@@ -50,7 +50,7 @@ def _files_url(sandbox, path: str | None = None, **extra) -> str:
 
 
 def open_terminal_sessions(sandbox) -> list[dict]:
-    """The sandbox's open terminal sessions (in its sandboxd, or in this web process without it)."""
+    """The sandbox's open terminal sessions (in its sandboxd)."""
     try:
         listed = terminals.terminal_list(sandbox=sandbox)
     except errors.ApplicationError as exc:  # sandboxd cannot tell now: the page still renders

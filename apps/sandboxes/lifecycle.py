@@ -117,10 +117,11 @@ def container_running(sandbox: Sandbox):
     """Around a call into a running sandbox (command, file, git, process, terminal): an engine or
     sandboxd failure because the container stopped behind VibeBox's back (killed, OOM, removed)
     answers 409 sandbox_not_running, and the row follows the container now rather than at the next
-    reconcile pass. Costs nothing unless the call failed."""
+    reconcile pass (the driver may say so itself: sandboxd is looked up only in a running
+    container). Costs nothing unless the call failed."""
     try:
         yield
-    except (errors.RuntimeFailure, errors.RuntimeUnavailable) as exc:
+    except (errors.RuntimeFailure, errors.RuntimeUnavailable, errors.SandboxNotRunning) as exc:
         try:
             container = get_driver().inspect(sandbox.container_name)
         except errors.ApplicationError:

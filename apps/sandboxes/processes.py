@@ -8,11 +8,6 @@ server loses nothing. The Execution row is the durable record and the list of wh
 process that started a process follows it (a thread) and records its end; when that web process
 died first, the reconcile pass records it from sandboxd (`record_ended`).
 
-A sandbox without sandboxd (VIBEBOX_SANDBOXD=false, or made before it) runs the command as a
-Docker exec followed by a thread of the web process that started it, with its output in that
-process's memory (`Process`, VIBEBOX_PROCESS_BUFFER bytes): only that web process can attach, and
-the process's output stream dies with it.
-
 A finished process answers from its Execution row (its stored output and exit). Running
 processes count against the owner's VIBEBOX_MAX_PROCESSES_PER_OWNER (apps/sandboxes/limits.py):
 one more is 429 too_many_streams.
@@ -22,7 +17,6 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -36,7 +30,6 @@ from .execution import (
     command_argv,
     failed,
     finish,
-    outcome_summary,
     prepare,
     require_running,
     status_of,
@@ -44,7 +37,6 @@ from .execution import (
 from .lifecycle import container_running
 from .models import Execution, Sandbox, Status
 from .runtime import ExecRequest, ExecResult, get_driver
-from .runtime.base import ExecControl
 
 logger = logging.getLogger(__name__)
 
@@ -82,83 +74,44 @@ def _error_exit(exc: errors.ApplicationError) -> dict:
 
 
 @dataclass
-class Process:
-    """A process run by this web process (a sandbox without sandboxd), its output kept here."""
+class EndedProcess:
+    """A finished process, from its record: its stored output (the first
+    VIBEBOX_EXEC_STORED_OUTPUT of stdout, then of stderr, secrets masked) and its exit."""
 
     id: str
-    sandbox_id: str
     command: str
-    control: ExecControl = field(default_factory=ExecControl)
-    chunks: list = field(default_factory=list)  # [(stream, bytes)], oldest dropped past the limit
-    kept: int = 0
-    dropped: int = 0
-    exit: dict | None = None
-    finished_at: float | None = None  # time.monotonic() of the exit
-    listeners: list = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def feed(self, stream: str, data: bytes) -> None:
-        with self.lock:
-            self.chunks.append((stream, data))
-            self.kept += len(data)
-            while self.kept > settings.VIBEBOX_PROCESS_BUFFER and len(self.chunks) > 1:
-                _, old = self.chunks.pop(0)
-                self.kept -= len(old)
-                self.dropped += len(old)
-            listeners = list(self.listeners)
-        for listener in listeners:
-            listener(("output", stream, data))
-
-    def finish(self, summary: dict) -> None:
-        with self.lock:
-            self.exit = summary
-            self.finished_at = time.monotonic()
-            listeners, self.listeners = list(self.listeners), []
-        for listener in listeners:
-            listener(("exit", summary))
-
-    def attach(self, listener) -> tuple[list, int, dict | None]:
-        """(the output so far, bytes dropped from its start, the exit if it has ended). Live
-        output and the exit go to `listener` from then on."""
-        with self.lock:
-            if self.exit is None:
-                self.listeners.append(listener)
-            return list(self.chunks), self.dropped, self.exit
-
-    def detach(self, listener) -> None:
-        with self.lock:
-            if listener in self.listeners:
-                self.listeners.remove(listener)
-
-    def signal(self, signal: str) -> None:
-        if self.exit is None:
-            self.control.signal(signal)
-
-    def summary(self) -> dict:
-        return {"processId": self.id, "command": self.command, "running": self.exit is None, "exit": self.exit}
+    chunks: list  # [(stream, bytes)]
+    exit: dict
 
     @classmethod
-    def from_execution(cls, execution: Execution) -> "Process":
-        """A finished process rebuilt from its record: its stored output (the first
-        VIBEBOX_EXEC_STORED_OUTPUT of stdout, then of stderr, secrets masked) and its exit."""
+    def from_execution(cls, execution: Execution) -> "EndedProcess":
         chunks = [(name, text.encode()) for name, text in (("stdout", execution.stdout), ("stderr", execution.stderr))]
-        process = cls(
+        return cls(
             id=execution.id,
-            sandbox_id=execution.sandbox_id,
             command=execution.command[:200],
             chunks=[chunk for chunk in chunks if chunk[1]],  # the stored start of each (exit says truncated)
+            exit={
+                "type": "exit",
+                "executionId": execution.id,
+                "exitCode": execution.exit_code,
+                "duration": execution.duration_ms,
+                "status": execution.status,
+                "truncated": execution.truncated,
+                "oomKilled": execution.oom_killed,
+            },
         )
-        process.control.close()  # nothing to control: it has ended
-        process.exit = {
-            "type": "exit",
-            "executionId": execution.id,
-            "exitCode": execution.exit_code,
-            "duration": execution.duration_ms,
-            "status": execution.status,
-            "truncated": execution.truncated,
-            "oomKilled": execution.oom_killed,
-        }
-        return process
+
+    def attach(self, listener) -> tuple[list, int, dict | None]:
+        return list(self.chunks), 0, self.exit
+
+    def detach(self, listener) -> None:
+        pass
+
+    def signal(self, signal: str) -> None:
+        pass  # it has ended
+
+    def summary(self) -> dict:
+        return {"processId": self.id, "command": self.command, "running": False, "exit": self.exit}
 
 
 @dataclass
@@ -215,17 +168,6 @@ class DaemonProcess:
         return {"processId": self.id, "command": self.command, "running": True, "exit": None}
 
 
-_registry: dict[str, Process] = {}  # this web process's own (sandboxes without sandboxd)
-_lock = threading.Lock()
-
-
-def _sweep() -> None:
-    """Forgets processes that finished more than VIBEBOX_PROCESS_KEEP ago. Call with _lock held."""
-    horizon = time.monotonic() - settings.VIBEBOX_PROCESS_KEEP
-    for process_id in [pid for pid, p in _registry.items() if p.finished_at is not None and p.finished_at < horizon]:
-        del _registry[process_id]
-
-
 def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None):
     argv, preview = command_argv(command)
     require_running(sandbox)
@@ -248,14 +190,12 @@ def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, t
         )
         try:
             with container_running(sandbox):
-                in_daemon = get_driver().process_start(sandbox.container_name, request)
+                get_driver().process_start(sandbox.container_name, request)
         except errors.ApplicationError as exc:
             failed(execution, exc)
             raise
-        if in_daemon:
-            _thread(f"follow-{execution.id}", _follow, sandbox, execution, slot)
-            return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
-        return _start_here(sandbox, execution, request, slot)
+        _thread(f"follow-{execution.id}", _follow, sandbox, execution, slot)
+        return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
     except BaseException:
         slot.release()
         raise
@@ -292,50 +232,14 @@ def _still_known(sandbox: Sandbox, execution_id: str) -> bool:
         listed = get_driver().process_list(sandbox.container_name)
     except errors.ApplicationError:
         return False
-    return listed is not None and any(info.exec_id == execution_id and info.running for info in listed)
-
-
-def _start_here(sandbox: Sandbox, execution: Execution, request: ExecRequest, slot) -> Process:
-    process = Process(id=execution.id, sandbox_id=sandbox.id, command=execution.command[:200])
-    with _lock:
-        _sweep()
-        _registry[process.id] = process
-
-    def run():
-        try:
-            here = dataclasses.replace(request, on_output=process.feed, control=process.control)
-            try:
-                result = get_driver().exec(sandbox.container_name, here)
-            except errors.ApplicationError as exc:
-                failed(execution, exc)
-                raise
-            process.finish(outcome_summary(finish(execution, result, sandbox, result.stdout)))
-        except errors.ApplicationError as exc:
-            process.finish(_error_exit(exc))
-        finally:
-            slot.release()
-            process.control.close()
-            connections.close_all()  # this thread ends: its connections with it
-
-    try:
-        _thread(f"process-{process.id}", run)
-    except BaseException:
-        with _lock:
-            _registry.pop(process.id, None)
-        raise
-    return process
+    return any(info.exec_id == execution_id and info.running for info in listed)
 
 
 def _running(sandbox: Sandbox):
     return Execution.objects.filter(sandbox=sandbox, background=True, status=Execution.Status.RUNNING)
 
 
-def _of(sandbox: Sandbox, execution: Execution):
-    with _lock:
-        _sweep()
-        here = _registry.get(execution.id)
-    if here is not None:
-        return here
+def _of(sandbox: Sandbox, execution: Execution) -> DaemonProcess:
     return DaemonProcess(id=execution.id, sandbox=sandbox, command=execution.command[:200])
 
 
@@ -354,9 +258,7 @@ def process_get(*, sandbox: Sandbox, id: str):
         raise errors.ExecutionNotFound("No such process.", details={"processId": id})
     if execution.status == Execution.Status.RUNNING:
         return _of(sandbox, execution)
-    with _lock:
-        here = _registry.get(id)
-    return here if here is not None else Process.from_execution(execution)
+    return EndedProcess.from_execution(execution)
 
 
 def process_kill(*, sandbox: Sandbox, id: str, signal: str = "KILL"):
@@ -375,8 +277,6 @@ def record_ended(sandbox: Sandbox, *, now) -> int:
     if not running or sandbox.status != Status.RUNNING:
         return 0
     listed = get_driver().process_list(sandbox.container_name)
-    if listed is None:
-        return 0  # no sandboxd: its processes are its web process's (or gone with it)
     known = {info.exec_id: info for info in listed}
     recorded = 0
     for execution_id, execution in running.items():

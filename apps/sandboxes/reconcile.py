@@ -99,16 +99,18 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
 
 def _kill_strays(sandboxes, containers, report: Report) -> None:
     """Commands and terminals of a previous server run on in their sandboxes, unwatched: end them.
-    sandboxd's background processes and terminals stay: any server follows them."""
+    sandboxd's background processes and terminals stay: any server follows them. A container made
+    before sandboxd runs nothing of ours (every command there is refused: sandbox_outdated)."""
     for sandbox in sandboxes:
+        if not containers[sandbox.id].has_daemon:
+            continue
         users, ended = sorted({sandbox.template.user, "0"}), 0
-        keep = [] if not containers[sandbox.id].has_daemon else None
-        if keep is None:
-            with _step(report, sandbox.id, "list the terminals of"):
-                listed = get_driver().terminal_list(sandbox.container_name) or []
-                keep = processes.running_ids(sandbox) + [t.exec_id for t in listed if t.running]
-            if keep is None:  # which terminals run is unknown: end nothing there this time
-                continue
+        keep = None
+        with _step(report, sandbox.id, "list the terminals of"):
+            listed = get_driver().terminal_list(sandbox.container_name)
+            keep = processes.running_ids(sandbox) + [t.exec_id for t in listed if t.running]
+        if keep is None:  # which terminals run is unknown: end nothing there this time
+            continue
         for user in users:
             with _step(report, sandbox.id, f"end stray commands (as user {user}) in"):
                 get_driver().exec(

@@ -62,7 +62,7 @@ def container_spec(
         runtime=template.runtime,
         log_max_size=settings.VIBEBOX_LOG_MAX_SIZE,
         log_max_files=settings.VIBEBOX_LOG_MAX_FILES,
-        daemon_volume=sandboxd.volume_for_sandboxes() if settings.VIBEBOX_SANDBOXD else None,
+        daemon_volume=sandboxd.volume_for_sandboxes(),
     )
 
 

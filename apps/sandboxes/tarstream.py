@@ -1,4 +1,4 @@
-"""Tar archives as streams: built, checked and rewritten without holding files in memory."""
+"""Tar archives as streams: read, checked and rewritten without holding files in memory."""
 
 import io
 import posixpath
@@ -15,7 +15,7 @@ BLOCK = tarfile.BLOCKSIZE
 class IteratorReader(io.RawIOBase):
     """A read-only file object over an iterator of byte chunks (for tarfile's stream mode).
 
-    The chunks come from a sandbox's filesystem through the engine: a chunk is consumed through a
+    The chunks come from a sandbox's filesystem: a chunk is consumed through a
     view (tarfile reads headers 512 bytes at a time; slicing the rest off each time would copy a
     1 MiB chunk two thousand times), and nothing beyond the current chunk is held."""
 
@@ -47,15 +47,6 @@ def directory_entry(name: str, uid: int, gid: int, mode: int = 0o755) -> tarfile
     return info
 
 
-def file_entry(name: str, size: int, uid: int, gid: int, mode: int = 0o644) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.uid, info.gid = uid, gid
-    info.mtime = int(time.time())
-    return info
-
-
 def _copy(fileobj, size: int) -> Iterator[bytes]:
     remaining = size
     while remaining > 0:
@@ -66,15 +57,6 @@ def _copy(fileobj, size: int) -> Iterator[bytes]:
         yield chunk
     if size % BLOCK:
         yield b"\0" * (BLOCK - size % BLOCK)
-
-
-def build(entries: Iterable[tuple[tarfile.TarInfo, object]]) -> Iterator[bytes]:
-    """Yields a tar archive of (TarInfo, file object or None) entries."""
-    for info, fileobj in entries:
-        yield info.tobuf(tarfile.PAX_FORMAT)
-        if fileobj is not None and info.isfile():
-            yield from _copy(fileobj, info.size)
-    yield b"\0" * (BLOCK * 2)
 
 
 def _unsafe(member: tarfile.TarInfo) -> str | None:
@@ -124,8 +106,9 @@ def check(fileobj) -> int:
 
 
 def rewrite(fileobj, *, prefix: str, uid: int, gid: int) -> Iterator[bytes]:
-    """The checked archive again, under `prefix`, owned by uid:gid (modes kept). Directories the
-    archive only implies get an entry of their own (else the engine makes them, owned by root)."""
+    """The checked archive again, under `prefix`, owned by uid:gid (modes kept): a bzip2 or xz
+    archive rewritten plain for sandboxd. Directories the archive only implies get an entry of
+    their own."""
     made: set[str] = set()
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         for member in tar:

@@ -5,8 +5,8 @@ keystrokes and resizes go to the shell in order. Output goes to each client's bo
 (VIBEBOX_WS_QUEUE_MESSAGES); a client whose queue stays full for VIBEBOX_WS_SLOW_CLIENT_SECONDS is
 dropped (4008), so server memory stays bounded whatever a client does.
 
-In a sandbox with sandboxd (docs/sandboxd.md, "Terminals") the terminal lives there: any web
-process lists, joins and kills it, and it survives a restart of the web server. Each client is
+The terminal lives in the sandbox's sandboxd (docs/sandboxd.md, "Terminals"): any web process
+lists, joins and kills it, and it survives a restart of the web server. Each client is
 one sandboxd attacher (`DaemonSession`: a thread following /terminal/attach into the client's
 queue); a client that joins later attaches from REPLAY_BYTES before the end, so it sees the recent
 screen. The shell does not end when its last client leaves: it ends when it exits, after
@@ -15,16 +15,11 @@ sandbox stops, or when a client or the API kills it (`terminal_kill`); sandboxd 
 process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame)
 rather than holding the shell up.
 
-In a sandbox without sandboxd (VIBEBOX_SANDBOXD=false, or made before it) the session is a Docker
-exec with a TTY held by this web process (`Session`): one reader thread hands each chunk to every
-client's queue and waits while one is full (backpressure on the shell), the shell is killed when
-its last client leaves or after the idle timeout, and only this process can join it.
-
 The per-owner cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is a lease in Redis
-(apps/sandboxes/limits.py), taken by the web process that opens a terminal. For a terminal in
-sandboxd, a thread of that process polls /terminal/list and gives the slot back once the
-terminal has ended; if that process dies first, the lease runs out within limits.LEASE_SECONDS:
-the slot never leaks, and the surviving terminal is not counted until it ends.
+(apps/sandboxes/limits.py), taken by the web process that opens a terminal. A thread of that
+process polls /terminal/list and gives the slot back once the terminal has ended; if that
+process dies first, the lease runs out within limits.LEASE_SECONDS: the slot never leaks, and
+the surviving terminal is not counted until it ends.
 """
 
 import asyncio
@@ -36,7 +31,6 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.utils import timezone
 
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
@@ -45,12 +39,11 @@ from . import envvars, execution, idle, limits
 from .models import Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.base import STDIN_BUFFER, ExecControl
-from .runtime.scripts import MARKER_ENV, WRAPPER
+from .runtime.scripts import MARKER_ENV
 
 logger = logging.getLogger(__name__)
 
 SHELLS = ("bash", "sh", "zsh", "fish", "dash")  # a missing one falls back to sh
-READ_BYTES = 16 * 1024
 FRAME_BYTES = 64 * 1024  # queued output is joined into frames up to about this size
 REPLAY_BYTES = 64 * 1024  # recent output shown to a client that attaches later
 WRITE_TIMEOUT = 30.0  # seconds the shell may leave its input unread before keystrokes fail
@@ -62,14 +55,12 @@ SLOT_POLL_SECONDS = 3.0  # how often the opener checks whether its terminal in s
 SLOT_FAILURES = 20  # checks in a row a running sandbox's sandboxd may fail before the slot is given back
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
-# argv: sh -c START sh <shell>; becomes the shell (or sh). The TTY's size is set by the engine
-# only (open_tty, then each resize in order): a stty here could run after a client's resize
+# argv: sh -c START sh <shell>; becomes the shell (or sh). The PTY's size is set by sandboxd
+# only (at the open, then each resize in order): a stty here could run after a client's resize
 # and undo it.
 START = """command -v "$1" >/dev/null 2>&1 && exec "$1" -l
 exec sh -l
 """
-
-_sessions: dict[str, "Session"] = {}
 
 
 @dataclass(frozen=True)
@@ -119,168 +110,6 @@ class Client:
                 break
             frame += more
         return bytes(frame)
-
-
-class Session:
-    def __init__(self, session_id: str, spec: Spec, handle, *, shell: str, cols: int, rows: int, slot=None):
-        self.id = session_id
-        self.slot = slot  # this session's place in the owner's terminal limit
-        self.spec = spec
-        self.handle = handle
-        self.shell = shell
-        self.cols, self.rows = cols, rows
-        self.clients: list[Client] = []
-        self.loop = asyncio.get_running_loop()
-        self.input_lock = asyncio.Lock()
-        self.last_active = time.monotonic()
-        self.touched = 0.0
-        self.replay = bytearray()
-        self.started_at = timezone.now()
-        self.closing: asyncio.Future | None = None
-        self.idle_task: asyncio.Task | None = None
-        self.finishing = False
-
-    def start(self):
-        threading.Thread(target=self._read_loop, daemon=True, name=f"terminal-{self.id}").start()
-        self.idle_task = self.loop.create_task(self._watch_idle())
-
-    @property
-    def closed(self) -> bool:
-        return self.closing is not None
-
-    # ---- input ----
-
-    async def write(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        if self.last_active - self.touched > idle.PRECISION.total_seconds():
-            self.touched = self.last_active  # typing keeps the sandbox from auto-pausing
-            await database_sync_to_async(idle.touch_id)(self.spec.sandbox_id)
-        async with self.input_lock:
-            await asyncio.to_thread(self.handle.write, data, WRITE_TIMEOUT)
-
-    async def resize(self, cols: int, rows: int) -> None:
-        self.last_active = time.monotonic()
-        async with self.input_lock:
-            await asyncio.to_thread(self.handle.resize, cols, rows)
-            self.cols, self.rows = cols, rows
-
-    # ---- output ----
-
-    def _read_loop(self):
-        """The session's one reader (a thread: reads block)."""
-        while data := self.handle.read(READ_BYTES):
-            if not self._on_loop(self._deliver(data, output=True)):
-                break
-        exit_code = None if self.closed else self.handle.exit_code()
-        if not self._on_loop(self._ended(exit_code)):
-            self._hang_up()  # the event loop is gone (a test's); clean up from here
-            _sessions.pop(self.id, None)
-
-    def _on_loop(self, coroutine) -> bool:
-        try:
-            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        except RuntimeError:  # the loop is closed
-            coroutine.close()
-            return False
-        try:
-            future.result(timeout=settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS + 30)
-            return True
-        except Exception:
-            future.cancel()
-            return False
-
-    async def _deliver(self, item, *, output: bool = False) -> None:
-        """Queues `item` for every client; waits (at most the slow-client limit) for full queues."""
-        if output:
-            self.last_active = time.monotonic()
-            self.replay += item
-            del self.replay[:-REPLAY_BYTES]
-        behind = []
-        for client in list(self.clients):
-            try:
-                client.queue.put_nowait(item)
-            except asyncio.QueueFull:
-                behind.append(client)
-        if behind:
-            await asyncio.gather(*(self._put_or_drop(client, item) for client in behind))
-
-    async def _put_or_drop(self, client: Client, item) -> None:
-        try:
-            await asyncio.wait_for(client.queue.put(item), settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS)
-        except TimeoutError:
-            logger.info("terminal %s: dropping a client that stopped reading", self.id)
-            self.loop.create_task(client.drop(SLOW_CLOSE_CODE))
-            await self.detach(client)
-
-    async def _ended(self, exit_code: int | None) -> None:
-        await self._finish({"type": "exit", "exitCode": exit_code}, 1000)
-
-    async def _watch_idle(self):
-        while not self.closed:
-            remaining = self.last_active + settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT - time.monotonic()
-            if remaining <= 0:
-                logger.info("terminal %s: closing after being idle", self.id)
-                await self._finish({"type": "exit", "exitCode": None, "reason": "idle"}, IDLE_CLOSE_CODE)
-                return
-            await asyncio.sleep(remaining)
-
-    async def _finish(self, message: dict, close_code: int) -> None:
-        """Tells every client why the session ends, closes their connections, then closes."""
-        if self.closed or self.finishing:
-            return
-        self.finishing = True
-        await self._deliver(message)
-        await self._deliver(close_code)
-        await self.close()
-
-    # ---- clients and closing ----
-
-    async def kill(self) -> None:
-        """Ends the shell and everything it started, telling every client."""
-        await self._finish({"type": "exit", "exitCode": None}, 1000)
-
-    def summary(self) -> dict:
-        return {
-            "sessionId": self.id,
-            "shell": self.shell,
-            "argv": None,
-            "cols": self.cols,
-            "rows": self.rows,
-            "attached": len(self.clients),
-            "running": not self.closed,
-            "startedAt": self.started_at,
-        }
-
-    def attach(self, client: Client) -> None:
-        if self.replay:
-            client.queue.put_nowait(bytes(self.replay))
-        self.clients.append(client)
-
-    async def detach(self, client: Client) -> None:
-        """Lets go of a client; the last one leaving kills the shell."""
-        if client in self.clients:
-            self.clients.remove(client)
-            if not self.clients:
-                await self.close()
-
-    async def close(self) -> None:
-        """Kills the shell and everything it started; clients still attached are let go."""
-        if self.closing is None:
-            _sessions.pop(self.id, None)
-            self.clients = []
-            if self.idle_task is not None and self.idle_task is not asyncio.current_task():
-                self.idle_task.cancel()
-            self.closing = self.loop.run_in_executor(None, self._hang_up)  # starts now, even if we are cancelled
-        await asyncio.shield(self.closing)
-
-    def _hang_up(self) -> None:
-        if self.slot is not None:
-            self.slot.release()
-        self.handle.close()
-        try:  # the kill contract: works even when the terminal's processes filled the pids limit
-            get_driver().kill(self.spec.container, self.id, user=self.spec.user, sweep=False)
-        except errors.ApplicationError as exc:  # the sandbox stopped or went away: nothing is left
-            logger.info("terminal %s: cleanup skipped: %s", self.id, exc.message)
 
 
 def _argv(shell: str) -> tuple[str, ...]:
@@ -460,9 +289,8 @@ def _hold_slot(container: str, session_id: str, slot) -> None:
         slot.release()
 
 
-async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client):
-    """Starts a shell with `client` attached (so it sees the first prompt): in the sandbox's
-    sandboxd when it has one, else held by this process."""
+async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client) -> DaemonSession:
+    """Starts a shell in the sandbox's sandboxd with `client` attached (so it sees the first prompt)."""
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
@@ -470,7 +298,7 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
         request = ExecRequest(
             argv=_argv(shell), exec_id=session_id, env=env, user=spec.user, workdir=spec.workdir, timeout=0
         )
-        in_daemon = await asyncio.to_thread(
+        await asyncio.to_thread(
             get_driver().terminal_open,
             spec.container,
             request,
@@ -478,50 +306,24 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
             rows=rows,
             idle_timeout=float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT),
         )
-        if in_daemon:
-            threading.Thread(
-                target=_hold_slot, args=(spec.container, session_id, slot), daemon=True, name=f"slot-{session_id}"
-            ).start()
-            session = DaemonSession(
-                session_id, sandbox_id=spec.sandbox_id, container=spec.container, shell=shell, cols=cols, rows=rows
-            )
-            session.start(client, "start")
-            return session
-        handle = await asyncio.to_thread(
-            get_driver().open_tty,
-            spec.container,
-            argv=("sh", "-c", WRAPPER, "sh", *_argv(shell)),
-            env=env,
-            user=spec.user,
-            workdir=spec.workdir,
-            cols=cols,
-            rows=rows,
-        )
     except BaseException:
         slot.release()
         raise
-    session = Session(session_id, spec, handle, shell=shell, cols=cols, rows=rows, slot=slot)
-    _sessions[session_id] = session
-    session.attach(client)
-    session.start()
+    threading.Thread(
+        target=_hold_slot, args=(spec.container, session_id, slot), daemon=True, name=f"slot-{session_id}"
+    ).start()
+    session = DaemonSession(
+        session_id, sandbox_id=spec.sandbox_id, container=spec.container, shell=shell, cols=cols, rows=rows
+    )
+    session.start(client, "start")
     return session
 
 
-def _local(sandbox_id: str) -> list[Session]:
-    """The open sessions of a sandbox held by this process (a sandbox without sandboxd)."""
-    return sorted(
-        (s for s in list(_sessions.values()) if not s.closed and s.spec.sandbox_id == sandbox_id),
-        key=lambda s: s.id,
-    )
-
-
-def _in_daemon(sandbox: Sandbox):
-    """The sandbox's running terminals in sandboxd (ours: `term_` ids); None without sandboxd."""
+def _in_daemon(sandbox: Sandbox) -> list:
+    """The sandbox's running terminals in sandboxd (ours: `term_` ids)."""
     if sandbox.status != Status.RUNNING:
         return []
     listed = get_driver().terminal_list(sandbox.container_name)
-    if listed is None:
-        return None
     return [t for t in listed if t.running and t.exec_id.startswith("term_")]
 
 
@@ -546,9 +348,8 @@ def _time(text: str) -> dt.datetime | None:
 
 
 def terminal_list(*, sandbox: Sandbox) -> list[dict]:
-    """The sandbox's open terminals, oldest first: sandboxd's, or this process's own."""
-    in_daemon = _in_daemon(sandbox)
-    return [_summary(t) for t in in_daemon or ()] + [s.summary() for s in _local(sandbox.id)]
+    """The sandbox's open terminals, oldest first."""
+    return [_summary(t) for t in _in_daemon(sandbox)]
 
 
 def _valid_id(session_id: str) -> bool:
@@ -563,30 +364,17 @@ def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
     """Ends a terminal and everything it started (its clients get its exit); 404 when the
     sandbox has no such open terminal."""
     execution.require_running(sandbox)  # a frozen sandboxd would not answer
-    session = _sessions.get(id)
-    if session is not None and not session.closed and session.spec.sandbox_id == sandbox.id:
-        asyncio.run_coroutine_threadsafe(session.kill(), session.loop).result(timeout=60)
-        return
-    if not _valid_id(id) or not any(t.exec_id == id for t in _in_daemon(sandbox) or ()):
+    if not _valid_id(id) or not any(t.exec_id == id for t in _in_daemon(sandbox)):
         raise _not_found(id)
     if not get_driver().terminal_kill(sandbox.container_name, id):
         raise _not_found(id)
 
 
-async def join(session_id: str, *, sandbox: Sandbox, client: Client):
+async def join(session_id: str, *, sandbox: Sandbox, client: Client) -> DaemonSession:
     """Joins an open session of the sandbox; anything else (another sandbox's) is not found."""
-    session = _sessions.get(session_id)
-    if (
-        session is not None
-        and not session.closed
-        and session.spec.sandbox_id == sandbox.id
-        and session.loop is asyncio.get_running_loop()
-    ):
-        session.attach(client)
-        return session
     if not _valid_id(session_id):
         raise _not_found(session_id)
-    info = next((t for t in await asyncio.to_thread(_in_daemon, sandbox) or () if t.exec_id == session_id), None)
+    info = next((t for t in await asyncio.to_thread(_in_daemon, sandbox) if t.exec_id == session_id), None)
     if info is None:
         raise _not_found(session_id)
     joined = DaemonSession(

@@ -49,8 +49,8 @@ def sandbox_watch(
     sandbox, with the permissions of `user` (default: the sandbox user). The watch is in place when
     this returns: iterate the answer for its events (runtime.base.WatchEvent) until it ends, and
     close it when done. Raises SandboxNotRunning / SandboxPaused, InvalidPath, FileNotFound,
-    FilePermissionDenied, TooManyStreams, or RuntimeFailure (reason `no_daemon` for a sandbox
-    without sandboxd)."""
+    FilePermissionDenied, TooManyStreams, SandboxOutdated (a sandbox made before sandboxd), or
+    RuntimeFailure."""
     require_running(sandbox)
     target = resolve(path)
     if len(target.encode()) > MAX_PATH:
@@ -66,9 +66,4 @@ def sandbox_watch(
         excludes=_excludes(excludes),
         timeout=limit,
     )
-    stream = get_driver().watch(sandbox.container_name, request)
-    if stream is None:
-        raise errors.RuntimeFailure(
-            "This sandbox has no sandboxd: file watching needs it.", details={"reason": "no_daemon"}
-        )
-    return stream
+    return get_driver().watch(sandbox.container_name, request)

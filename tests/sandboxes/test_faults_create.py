@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import built_in_templates
-from apps.sandboxes import pools
+from apps.sandboxes import pools, sandboxd
 from apps.sandboxes.models import PooledContainer, Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.sandboxes.runtime import ContainerSpec, get_driver
@@ -267,23 +267,6 @@ def test_create_with_a_refusing_git_server_and_fail_on_error_off_runs(
     assert sandbox["status"] == "running" and sandbox["statusReason"].startswith("git clone failed")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_create_with_the_engine_cut_during_the_clone_leaves_nothing(
-    git, api_client, templates, bystander, docker_client, engine_fault, settings
-):
-    # Without sandboxd the clone is a Docker exec: the first exec after the container started.
-    settings.VIBEBOX_SANDBOXD = False
-    tripped = engine_fault.fail_on(r"^POST /containers/sbx_[^/]+/exec$")
-    response = api_client.post(
-        "/api/v1/sandboxes", {"template": "python-3", "git": {"url": git.http_url}}, format="json"
-    )
-    assert tripped.is_set(), engine_fault.requests
-    assert response.status_code in (502, 503), response.content
-    assert response.json()["error"]["code"] in ("runtime_unavailable", "runtime_error")
-    assert not Sandbox.objects.exclude(pk=bystander["id"]).exists()
-    assert leftovers(docker_client) == bystander["engine"]
-
-
 # ---- start ----
 
 
@@ -388,10 +371,13 @@ def test_a_network_removed_behind_our_back_is_created_again_by_the_next_create(d
     name = f"vibebox-{sessions.new_label('n', sessions.MAX_LABEL)}"
     labels = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
     image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    daemon = sandboxd.volume_for_sandboxes()
     containers = [f"{name}-1", f"{name}-2"]
 
     def spec(container: str) -> ContainerSpec:
-        return ContainerSpec(name=container, image=image, labels=labels, env={}, volume=None, network=name)
+        return ContainerSpec(
+            name=container, image=image, labels=labels, env={}, volume=None, network=name, daemon_volume=daemon
+        )
 
     def assert_running_on_the_network(container: str) -> None:
         network = docker_client.networks.get(name)

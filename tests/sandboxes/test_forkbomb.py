@@ -100,25 +100,6 @@ def test_killing_a_background_fork_bomb_ends_it(api_client, docker_client, sandb
     kill_background_bomb(api_client, docker_client, *sandbox)
 
 
-@pytest.fixture
-def without_sandboxd(settings):
-    """Sandboxes without sandboxd (VIBEBOX_SANDBOXD=false): only the supervisor (scripts.py) and
-    Docker execs of its KILLER are left to end a command."""
-    settings.VIBEBOX_SANDBOXD = False
-
-
-def test_without_sandboxd_a_fork_bomb_ends_at_its_timeout_and_at_a_kill(
-    without_sandboxd, api_client, create_sandbox, docker_client
-):
-    sandbox_id = create_sandbox(template="python-3")["id"]
-    assert wait_for(lambda: alive(api_client, sandbox_id), timeout=30)
-    baseline = process_count(docker_client, sandbox_id)
-    status, body = exec_body(api_client, sandbox_id, command=BOMB, timeout=5)
-    assert status == 200 and body["status"] == "timeout", body
-    assert_recovers(api_client, docker_client, sandbox_id, baseline)
-    kill_background_bomb(api_client, docker_client, sandbox_id, baseline)
-
-
 def test_destroying_a_sandbox_with_a_fork_bomb_ends_it(api_client, docker_client, sandbox):
     sandbox_id, baseline = sandbox
     response = api_client.post(

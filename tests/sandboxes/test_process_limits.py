@@ -1,5 +1,5 @@
-"""Background processes are forgotten after VIBEBOX_PROCESS_KEEP (their record still answers),
-and each user's background processes, streams and terminals are capped (429 too_many_streams
+"""A finished background process answers from sandboxd and its record, and each user's
+background processes, streams and terminals are capped (429 too_many_streams
 over REST, 4429 for a WebSocket, HTTP 429 from a live server). Real containers, Redis, uvicorn."""
 
 import asyncio
@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from apps.sandboxes import limits, processes
+from apps.sandboxes import limits
 from apps.sandboxes.models import Execution
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
@@ -95,34 +95,6 @@ def test_a_finished_process_answers_from_sandboxd_and_its_record(api_client, api
     killed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{process_id}/kill")
     assert killed.status_code == 200, killed.content
     assert killed.json()["running"] is False and killed.json()["exit"]["exitCode"] == 3
-    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill").status_code == 404
-
-
-def test_without_sandboxd_a_finished_process_is_forgotten_and_answered_from_its_record(
-    api_client, api_key, create_sandbox, settings
-):
-    """Without sandboxd the web process that started a process keeps it, VIBEBOX_PROCESS_KEEP
-    after its end; then its record answers."""
-    settings.VIBEBOX_SANDBOXD = False
-    sandbox_id = create_sandbox(template="python-3")["id"]
-    settings.VIBEBOX_PROCESS_KEEP = 0.5
-    process_id = start(api_client, sandbox_id, "echo kept-out; echo kept-err >&2; exit 3")["processId"]
-    assert wait_for(lambda: processes._registry[process_id].exit is not None)
-    wait_for(
-        lambda: time.monotonic() - processes._registry[process_id].finished_at > settings.VIBEBOX_PROCESS_KEEP,
-        what="the finished process to be older than VIBEBOX_PROCESS_KEEP",
-    )
-    start(api_client, sandbox_id, "true")  # any use of the registry sweeps it
-    assert process_id not in processes._registry
-    messages = attach_until_exit(sandbox_id, process_id, api_key[1])
-    assert {"type": "stdout", "data": "kept-out\n"} in messages
-    assert {"type": "stderr", "data": "kept-err\n"} in messages
-    assert messages[-1]["exitCode"] == 3 and messages[-1]["status"] == "failed"
-    assert messages[-1]["executionId"] == process_id
-    killed = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/{process_id}/kill")
-    assert killed.status_code == 200, killed.content
-    assert killed.json()["running"] is False and killed.json()["exit"]["exitCode"] == 3
-    # still a 404 for what never was
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/processes/exec_nope/kill").status_code == 404
 
 

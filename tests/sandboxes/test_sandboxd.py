@@ -67,21 +67,21 @@ def agent(name: str) -> tuple[str, str]:
 
 
 def by_daemon(name: str, argv: list[str], *, timeout: float = 30, **fields):
-    """The command run by sandboxd itself (never Docker's exec): fails if the daemon cannot take it."""
+    """The command run by sandboxd itself, through its client: fails if the daemon cannot take it."""
     address, _ = agent(name)
     request = ExecRequest(argv=tuple(argv), exec_id=f"t{secrets.token_hex(6)}", timeout=timeout, **fields)
     deadline = time.monotonic() + 10
     while True:  # the daemon listens a moment after the container starts
-        result = sandboxd_client.run(address, django_settings.SECRET_KEY, name, request)
-        if result is not None or time.monotonic() > deadline:
-            break
+        try:
+            return sandboxd_client.run(address, django_settings.SECRET_KEY, name, request)
+        except sandboxd_client.Unavailable:
+            if time.monotonic() > deadline:
+                raise
         time.sleep(0.05)
-    assert result is not None, "sandboxd did not take the command"
-    return result
 
 
 def as_root(name: str, script: str):
-    """A command as root through Docker's exec (what a template running as root could do)."""
+    """A command as root through the driver (what a template running as root could do)."""
     request = ExecRequest(argv=("/bin/sh", "-c", script), exec_id=f"r{secrets.token_hex(6)}", user="0", timeout=30)
     return get_driver().exec(name, request)
 
@@ -169,10 +169,15 @@ def test_it_works_in_an_image_with_no_shell_and_no_python(start_daemon):
         name = start_daemon(image=tag, user="app")
         result = by_daemon(name, [DAEMON_BINARY, "version"], workdir="/")
         assert result.exit_code == 0 and result.stdout.strip(), (result.stdout, result.stderr)
-        # Nothing to start: the daemon refuses before running anything, so the driver may fall back.
+        # Nothing to start: the daemon refuses before running anything (422), and the driver answers
+        # as a shell would.
         address, _ = agent(name)
         request = ExecRequest(argv=("/bin/sh", "-c", "true"), exec_id="t-missing", workdir="/", timeout=10)
-        assert sandboxd_client.run(address, django_settings.SECRET_KEY, name, request) is None
+        with pytest.raises(sandboxd_client.Refused) as refused:
+            sandboxd_client.run(address, django_settings.SECRET_KEY, name, request)
+        assert refused.value.status == 422 and "no such file" in refused.value.message
+        result = get_driver().exec(name, request)
+        assert result.exit_code == 127 and b"/bin/sh" in result.stderr and not result.timed_out
     finally:
         get_driver().image_remove(tag)
 
@@ -195,7 +200,7 @@ def test_file_calls_work_in_an_image_with_no_shell(start_daemon):
         assert not truncated
         header, stream = driver.file_read(name, "/tmp/d/f.bin", timeout=30)
         assert header.size == len(data) and b"".join(stream) == data
-        assert driver.file_move(name, "/tmp/d/f.bin", "/tmp/e/g.bin")
+        driver.file_move(name, "/tmp/d/f.bin", "/tmp/e/g.bin")
         with tarfile.open(fileobj=io.BytesIO(b"".join(driver.tar_out(name, "/tmp/e", timeout=30)))) as tar:
             assert tar.extractfile("e/g.bin").read() == data
             assert tar.getmember("e/g.bin").uid == 4242
@@ -213,7 +218,7 @@ def test_file_calls_work_in_an_image_with_no_shell(start_daemon):
             driver.file_write(name, "/evil", io.BytesIO(b"x"), 1, timeout=30)
         with pytest.raises(errors.FilePermissionDenied):
             driver.file_read(name, "/proc/1/environ", timeout=30)
-        assert driver.file_delete(name, "/tmp/e", recursive=True)
+        driver.file_delete(name, "/tmp/e", recursive=True)
         with pytest.raises(errors.FileNotFound):
             driver.file_stat(name, "/tmp/e")
     finally:
@@ -271,7 +276,7 @@ def test_a_background_process_lives_in_sandboxd_and_any_caller_can_attach(start_
     assert started["exec_id"] == exec_id and started["pid"] > 1
     listed = {p["exec_id"]: p for p in sandboxd_client.process_list(address, secret, name)}
     assert listed[exec_id]["running"] is True and listed[exec_id]["exit_code"] is None
-    with pytest.raises(sandboxd_client.ProcessRefused) as taken:
+    with pytest.raises(sandboxd_client.Refused) as taken:
         sandboxd_client.process_start(address, secret, name, request)
     assert taken.value.status == 409
 

@@ -1,5 +1,5 @@
 """sandboxd through the API: every command of a sandbox runs under it (any user), with the
-results Docker's exec gave; sandbox code cannot stop it; it refuses callers without the token,
+results Docker's exec used to give; sandbox code cannot stop it; it refuses callers without the token,
 and a cached address that now answers for another sandbox is never sent a command."""
 
 import hashlib
@@ -124,7 +124,8 @@ def test_sandboxd_refuses_callers_without_the_token(api_client, sandbox_id, dock
 
 def test_a_cached_address_now_holding_another_sandbox_is_refused(api_client, create_sandbox, docker_client):
     """Item 13: the address cached for sandbox A answers as sandbox B (A restarted elsewhere, B took
-    its address). A's command is never sent to B: it runs in A through Docker's exec instead."""
+    its address). A's command is never sent to B: the server looks A's address up again and runs it
+    through A's own sandboxd."""
     a, b = (create_sandbox(template="python-3")["id"] for _ in range(2))
     for sandbox_id in (a, b):
         wait_for_daemon(api_client, sandbox_id)

@@ -236,45 +236,6 @@ def test_delete_ends_a_terminal_and_everything_it_started(
     assert api_client.get(url).json() == {"terminals": []}
 
 
-def test_without_sandboxd_the_web_process_holds_the_terminal(
-    api_key, api_client, create_sandbox, settings, docker_client
-):
-    """A container without sandboxd: the session is a Docker exec held by this process, listed and
-    killed the same way, and ended when its last client leaves (nobody else could rejoin it)."""
-    settings.VIBEBOX_SANDBOXD = False
-    sandbox_id = create_sandbox(template="python-3")["id"]
-    path = f"/ws/sandboxes/{sandbox_id}/terminal"
-    url = f"/api/v1/sandboxes/{sandbox_id}/terminals"
-
-    async def scenario():
-        comm, session = await open_terminal(path, api_key[1])
-        await comm.send_to(text_data="echo here-$((3*5))\n")
-        await read_until(comm, b"here-15")
-        listed = (await asyncio.to_thread(api_client.get, url)).json()["terminals"]
-        assert [(t["sessionId"], t["argv"], t["attached"]) for t in listed] == [(session["sessionId"], None, 1)]
-        joined, _ = await open_terminal(f"{path}?session={session['sessionId']}", api_key[1])
-        assert b"here-15" in await read_until(joined, b"here-15")
-        await joined.disconnect()
-        await comm.send_to(text_data=BACKGROUND)
-        await read_until(comm, b"ok-2")
-        await comm.send_json_to({"type": "kill"})
-        assert await next_message(comm) == {"type": "exit", "exitCode": None}
-        assert await next_message(comm) == {"type": "__closed__", "code": 1000}
-
-        second, session = await open_terminal(path, api_key[1])
-        await second.send_to(text_data="sleep 509 &\n")
-        await running(docker_client, sandbox_id, "sleep 509")
-        await second.disconnect()  # the last client: the shell ends
-        await async_wait_for(
-            lambda: asyncio.to_thread(lambda: "sleep 509" not in processes(docker_client, sandbox_id)),
-            what="the shell's job to end",
-        )
-        assert (await asyncio.to_thread(api_client.get, url)).json() == {"terminals": []}
-
-    async_to_sync(scenario)()
-    no_sleeps_left(docker_client, sandbox_id)
-
-
 def test_idle_terminal_is_closed(api_key, sandbox_id, settings, docker_client):
     settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT = 1.5
 

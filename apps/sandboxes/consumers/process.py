@@ -15,7 +15,7 @@ class ProcessConsumer(BaseConsumer):
     (as much as is kept), then live, then {type: "exit", ...}. Leaving does not stop the command."""
 
     required_scopes = [EXECUTE]
-    process: processes.Process | processes.DaemonProcess | None = None
+    process: processes.EndedProcess | processes.DaemonProcess | None = None
     pump: asyncio.Future | None = None
 
     async def setup(self):
@@ -25,7 +25,7 @@ class ProcessConsumer(BaseConsumer):
         process_id = self.scope["url_route"]["kwargs"]["process_id"]
         self.process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=process_id)
 
-    def _listener(self, item):  # called from the process's (or the attach's) thread: never block it
+    def _listener(self, item):  # called from the attach's thread: never block it
         def put():
             try:
                 self.queue.put_nowait(item)

@@ -27,10 +27,11 @@ class ContainerSpec:
     env: dict[str, str]
     volume: str | None  # named volume mounted at /workspace; None: /workspace is in the writable layer
     network: str
+    # sandboxd's volume: sandboxd is PID 1 (as root, mounted read-only) and runs commands as `user`.
+    daemon_volume: str
     extra_networks: tuple[str, ...] = ()  # operator-chosen networks (say, an internal git server)
     user: str = ""
     workdir: str = "/workspace"
-    command: tuple[str, ...] = ("sleep", "infinity")
     cpu: float = 1.0  # cores
     memory: int = 1024**3  # bytes; swap is not allowed beyond it
     disk: int | None = None  # bytes the sandbox may write (its writable layer), where the engine can limit it
@@ -41,9 +42,6 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_files: int = 3
     hostname: str = "sandbox"
-    # sandboxd's volume: sandboxd is then PID 1 (as root, mounted read-only) and runs commands as
-    # `user`; None: `command` under Docker's init, as `user`.
-    daemon_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,8 +56,8 @@ class ContainerInfo:
 
     @property
     def has_daemon(self) -> bool:
-        """sandboxd is its PID 1: it owns the container's background processes (they outlive a
-        restart of the server, and no reaper of the server's may end them)."""
+        """sandboxd is its PID 1. A container without it was made before sandboxd (an upgraded
+        install): nothing can run in it, every such operation is 409 sandbox_outdated."""
         return DAEMON_USER_LABEL in self.labels
 
 
@@ -142,8 +140,8 @@ class ExecControl:
     """Input for a running command, from another thread: more stdin, end of stdin, signals, and
     for a terminal resizes (kept in order with the stdin around them).
 
-    The exec loop waits on `wake_fd` along with the engine's socket, so a write wakes it at once.
-    Stdin is bounded: the loop takes at most STDIN_BUFFER bytes ahead of what the command has read,
+    The thread that feeds sandboxd's stream waits on `wake_fd`, so a write wakes it at once.
+    Stdin is bounded: it takes at most STDIN_BUFFER bytes ahead of what the command has read,
     and writers wait while `buffered` is above it (a client streaming faster than the command reads
     would otherwise grow the server's memory without end).
     """
@@ -361,34 +359,30 @@ class RuntimeDriver(Protocol):
     def unpause(self, name: str) -> None: ...
     def stats(self, name: str) -> ContainerStats: ...
 
-    # Commands: run with a deadline that kills every process the command started.
+    # Commands, through the container's sandboxd (docs/sandboxd.md), with a deadline that kills
+    # every process the command started. The kill contract, which sandboxd keeps:
+    #
+    # - A command is every process that carries VIBEBOX_EXEC_ID=<exec id> in its environment, is in
+    #   the session or process group of the command's first process, holds the command's output,
+    #   or descends from one of those; with the sweep, also every process of the sandbox user that
+    #   carries no VIBEBOX_EXEC_ID at all and is in no other running command's session (what
+    #   `setsid env -i` left behind), never the container's own processes.
+    # - KILL ends all of them, however fast they fork, and works when the sandbox is at its pids
+    #   limit (nothing new can start there): the killer, sandboxd, is already running in the sandbox.
+    #   Other signals go to the command's processes as they are.
+    # - A timeout is a KILL with the sweep; so is a kill through the API; destroying the sandbox
+    #   removes its container, which ends everything in it.
+    #
+    # Every call that needs sandboxd raises 409 sandbox_not_running (sandbox_paused) for a container
+    # that is not running (frozen), 409 sandbox_outdated for one made before sandboxd, and a
+    # RuntimeFailure when sandboxd does not answer. A command sandboxd could not start (nothing
+    # ran) answers exit code 127 with the reason on stderr.
     def exec(self, name: str, request: ExecRequest) -> ExecResult: ...
 
-    def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
-        """Signals the running command `exec_id` (run as `user`). The kill contract, which every
-        driver (and sandboxd, the in-sandbox daemon to come) keeps:
-
-        - A command is every process that carries VIBEBOX_EXEC_ID=<exec id> in its environment,
-          is in the session or process group of the command's first process, holds the command's
-          output, or descends from one of those; with `sweep`, also every process of the sandbox
-          user that carries no VIBEBOX_EXEC_ID at all and is in no other running command's
-          session (what `setsid env -i` left behind), never the container's own processes.
-        - KILL ends all of them, however fast they fork, and works when the sandbox is at its
-          pids limit (nothing new can start there): the killer is already running in the sandbox,
-          or the kill is one signal to a whole process group, which the kernel delivers to forks
-          in flight too. Other signals go to the command's processes as they are.
-        - A timeout is a KILL with `sweep`; so is a kill through the API; destroying the sandbox
-          removes its container, which ends everything in it.
-        - It raises RuntimeUnavailable / RuntimeFailure only when the sandbox cannot be reached.
-        """
-        ...
-
     # Background processes kept by the container's sandboxd (docs/sandboxd.md): output in its
-    # ring buffer, any server process may list, attach and signal them. process_start answers
-    # False (and process_list None) for a container without sandboxd: the caller runs the command
-    # itself.
-    def process_start(self, name: str, request: ExecRequest) -> bool: ...
-    def process_list(self, name: str) -> "list[ProcessInfo] | None": ...
+    # ring buffer, any server process may list, attach and signal them.
+    def process_start(self, name: str, request: ExecRequest) -> None: ...
+    def process_list(self, name: str) -> "list[ProcessInfo]": ...
     def process_attach(
         self,
         name: str,
@@ -403,10 +397,9 @@ class RuntimeDriver(Protocol):
 
     # Terminals kept by the container's sandboxd (docs/sandboxd.md, "Terminals"): a command on a
     # PTY that any server process lists, attaches to (several at once) and kills; it outlives its
-    # clients. terminal_open answers False (terminal_list None) for a container without sandboxd:
-    # the caller uses open_tty instead. An attach takes input and resizes from request.control.
-    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> bool: ...
-    def terminal_list(self, name: str) -> "list[TerminalInfo] | None": ...
+    # clients. An attach takes input and resizes from request.control.
+    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> None: ...
+    def terminal_list(self, name: str) -> "list[TerminalInfo]": ...
     def terminal_attach(
         self,
         name: str,
@@ -421,46 +414,39 @@ class RuntimeDriver(Protocol):
 
     # File watches kept by the container's sandboxd (docs/sandboxd.md, "File watch"): inotify,
     # recursive, events streamed. The watch is in place when this returns (a change made after it
-    # is seen); None for a container without sandboxd. Refusals: FileNotFound, FilePermissionDenied
-    # (the user cannot read the path), InvalidPath (not a directory), TooManyStreams.
-    def watch(self, name: str, request: WatchRequest) -> "WatchStream | None": ...
-
-    # An interactive PTY session held by this process (a container without sandboxd; see
-    # docker_tty.open_tty for the options and the handle).
-    def open_tty(self, name: str, **options): ...
+    # is seen). Refusals: FileNotFound, FilePermissionDenied (the user cannot read the path),
+    # InvalidPath (not a directory), TooManyStreams.
+    def watch(self, name: str, request: WatchRequest) -> "WatchStream": ...
 
     # The container's own output (its main process), line by line: (unix time, text).
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool) -> "LogStream": ...
 
-    # Files, as tar streams into and out of the container's filesystem (volumes included).
+    # Files, as tar streams into and out of the container's filesystem (volumes included), through
+    # the engine: a stopped sandbox's downloads, snapshots' workspaces.
     def path_stat(self, name: str, path: str) -> PathStat | None: ...
     def get_archive(self, name: str, path: str) -> tuple[Iterator[bytes], PathStat]: ...
     def put_archive(self, name: str, path: str, data: Iterable[bytes]) -> None: ...
 
     # Files through the sandbox's own daemon (sandboxd), as `user` (empty: the sandbox's user),
     # inside the container's filesystem as its processes see it (tmpfs mounts included); no
-    # shell needed. Each answers None (or False) when the container has no daemon that can take
-    # it (not running, made without one): nothing was done, the caller may use the archive calls
-    # or commands. Refusals are application errors: FileNotFound, FilePermissionDenied (for
+    # shell needed. Refusals are application errors: FileNotFound, FilePermissionDenied (for
     # writes PathNotWritable), FileConflict, DiskFull, InvalidPath, InvalidArchive,
     # RequestTooLarge. A write is atomic (the old content survives any failure); a tar's entries
     # stay below its directory (no "..", absolute names, or entries through symlinks).
-    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo | None: ...
+    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo: ...
     def file_list(
         self, name: str, path: str, *, user: str = "", recursive: bool = False, limit: int = 10000
-    ) -> tuple[list[FileInfo], bool] | None: ...  # (entries, truncated)
-    def file_mkdir(self, name: str, path: str, *, user: str = "") -> bool: ...
+    ) -> tuple[list[FileInfo], bool]: ...  # (entries, truncated)
+    def file_mkdir(self, name: str, path: str, *, user: str = "") -> None: ...
     def file_move(
         self, name: str, source: str, destination: str, *, user: str = "", overwrite: bool = False
-    ) -> bool: ...
-    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> bool: ...
+    ) -> None: ...
+    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> None: ...
     def file_write(
         self, name: str, path: str, fileobj, size: int, *, user: str = "", mode: int | None = None, timeout: float
-    ) -> FileInfo | None: ...
-    def file_read(
-        self, name: str, path: str, *, user: str = "", timeout: float
-    ) -> tuple[FileInfo, FileStream] | None: ...
-    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> FileStream | None: ...
+    ) -> FileInfo: ...
+    def file_read(self, name: str, path: str, *, user: str = "", timeout: float) -> tuple[FileInfo, FileStream]: ...
+    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> FileStream: ...
     def tar_in(
         self,
         name: str,
@@ -472,7 +458,7 @@ class RuntimeDriver(Protocol):
         max_entries: int = 0,
         timeout: float,
         gzip: bool = False,
-    ) -> int | None: ...  # entries extracted
+    ) -> int: ...  # entries extracted
 
     # Volumes and networks.
     def list_volumes(self, labels: dict[str, str]) -> list[str]: ...

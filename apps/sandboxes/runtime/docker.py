@@ -6,7 +6,6 @@ module ever sees a Docker type or exception.
 
 import base64
 import contextlib
-import dataclasses
 import http.client
 import logging
 import threading
@@ -20,7 +19,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import bounded, docker_exec, docker_logs, docker_tty, firewall, sandboxd_client
+from . import bounded, docker_logs, firewall, sandboxd_client
 from .base import (
     DAEMON_BINARY,
     DAEMON_MOUNT,
@@ -54,6 +53,7 @@ _ENGINE_INFO_TTL = 300.0
 NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (another process creating it)
 FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
 FILL_STARTED_LABEL = "vibebox.fill-started"
+DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
 
@@ -236,15 +236,26 @@ def _terminal_info(entry: dict) -> TerminalInfo:
     )
 
 
-def _daemon_address(data: dict) -> str | None:
-    """Where a running container's sandboxd listens; None for a container without one (made with
-    VIBEBOX_SANDBOXD off, or before sandboxd: every command through Docker's exec)."""
-    if not (data.get("State") or {}).get("Running"):
-        return None
+def _daemon_address(data: dict) -> str:
+    """Where a running container's sandboxd listens. A container that is not running answers 409
+    sandbox_not_running; one made before sandboxd (no sandboxd label: it has none) 409
+    sandbox_outdated, since nothing else can run commands or file operations in it."""
+    state = data.get("State") or {}
+    if state.get("Paused"):
+        raise errors.SandboxPaused(details={"status": "paused"})
+    if not state.get("Running"):
+        raise errors.SandboxNotRunning(
+            "The sandbox's container is not running.", details={"status": state.get("Status", "unknown")}
+        )
     if sandboxd_client.USER_LABEL not in ((data.get("Config") or {}).get("Labels") or {}):
-        return None
+        raise errors.SandboxOutdated()
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-    return next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+    address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+    if address is None:
+        raise errors.RuntimeFailure(
+            "The sandbox has no address on its network.", details={"reason": "agent_unreachable"}
+        )
+    return address
 
 
 _FILE_ERRORS = {
@@ -255,6 +266,23 @@ _FILE_ERRORS = {
     "bad_archive": errors.InvalidArchive,
     "too_large": errors.RequestTooLarge,
 }
+
+
+def _not_started(request: ExecRequest, reason: str) -> ExecResult:
+    """The answer for a command sandboxd could not start, as a shell gives it: 127, the reason."""
+    program = request.argv[0] if request.argv else ""
+    stderr = f"{program}: {reason or 'could not start the command'}\n".encode()[: max(0, request.output_limit)]
+    return ExecResult(
+        exit_code=127,
+        stdout=b"",
+        stderr=stderr,
+        stdout_bytes=0,
+        stderr_bytes=len(stderr),
+        truncated=False,
+        timed_out=False,
+        oom_killed=False,
+        duration_ms=0,
+    )
 
 
 def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.ApplicationError:
@@ -268,7 +296,7 @@ def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.Applicatio
             f"sandboxd refused the file request: {exc}"[:300], details={"reason": "agent_refused", **details}
         )
     if kind in (errors.FileNotFound, errors.DiskFull, errors.PathNotWritable):
-        return kind(details=details)  # their own words, as without sandboxd; the path is in details
+        return kind(details=details)  # the API's own words; the path is in details
     return kind(exc.message or None, details=details)
 
 
@@ -453,39 +481,26 @@ class DockerDriver:
         with self._engine():
             if spec.volume:
                 self.client.volumes.create(name=spec.volume, labels=spec.labels)
-            daemon = bool(spec.daemon_volume)
             mounts = [Mount(target="/workspace", source=spec.volume, type="volume")] if spec.volume else []
-            run_as = spec.user
-            if daemon:
-                # sandboxd is PID 1, as root, from a read-only volume (never part of the image or a
-                # snapshot); it runs every command as the template's user, else the image's.
-                run_as = spec.user or self._image_user(spec.image)
-                command = [DAEMON_BINARY, "serve", *(("--user", run_as) if run_as else ())]
-                mounts.append(
-                    Mount(
-                        target=DAEMON_MOUNT,
-                        source=spec.daemon_volume,
-                        type="volume",
-                        read_only=True,
-                        no_copy=True,
-                    )
-                )
-            else:
-                command = list(spec.command)
-            caps = set(spec.cap_add) | (set(sandboxd_client.CAPS) if daemon else set())
+            # sandboxd is PID 1, as root, from a read-only volume (never part of the image or a
+            # snapshot); it runs every command as the template's user, else the image's.
+            run_as = spec.user or self._image_user(spec.image)
+            mounts.append(
+                Mount(target=DAEMON_MOUNT, source=spec.daemon_volume, type="volume", read_only=True, no_copy=True)
+            )
             kwargs = dict(
                 image=spec.image,
-                command=command,
+                command=[DAEMON_BINARY, "serve", *(("--user", run_as) if run_as else ())],
                 name=spec.name,
                 hostname=spec.hostname,
-                user="0:0" if daemon else spec.user or None,
+                user="0:0",
                 working_dir=spec.workdir,
                 environment=spec.env,
-                labels={**spec.labels, sandboxd_client.USER_LABEL: run_as} if daemon else spec.labels,
+                labels={**spec.labels, sandboxd_client.USER_LABEL: run_as},
                 detach=True,
-                init=not daemon,  # sandboxd reaps zombies itself
+                init=False,  # sandboxd reaps zombies itself
                 cap_drop=["ALL"],
-                cap_add=sorted(caps) or None,
+                cap_add=sorted(set(spec.cap_add) | set(sandboxd_client.CAPS)),
                 security_opt=["no-new-privileges:true"],
                 pids_limit=spec.pids_limit,
                 mem_limit=spec.memory,
@@ -514,8 +529,8 @@ class DockerDriver:
                 raise
             for network in spec.extra_networks:
                 self.client.api.connect_container_to_network(container.id, network)
-            if daemon:
-                self.client.api.put_archive(container.id, "/", sandboxd_client.bundle(self._secret, spec.name))
+            # Its token and name, before it starts (a one-off of the archive API, not an exec).
+            self.client.api.put_archive(container.id, "/", sandboxd_client.bundle(self._secret, spec.name))
             return _info_from_inspect(container.attrs)
 
     def _image_user(self, image: str) -> str:
@@ -523,18 +538,6 @@ class DockerDriver:
             return (self.client.api.inspect_image(image).get("Config") or {}).get("User") or ""
         except (ImageNotFound, NotFound):
             raise errors.TemplateUnavailable(details={"image": image}) from None
-
-    def _user(self, name: str, user: str) -> str:
-        """Who a Docker exec runs as: `user`, else the user sandboxd runs commands as (a sandboxd
-        container itself runs as root, so the engine's default would be root), else the
-        container's own."""
-        if user:
-            return user
-        try:
-            labels = (self.client.api.inspect_container(name).get("Config") or {}).get("Labels") or {}
-        except NotFound:
-            return ""  # what follows fails on the missing container, as it would have
-        return labels.get(sandboxd_client.USER_LABEL, "")
 
     def _again_if_network_gone(self, call, networks):
         """`call()`; if the engine answers that a network is not found and it is one this driver
@@ -562,11 +565,9 @@ class DockerDriver:
     def _inspect_running(self, name: str) -> ContainerInfo:
         """Inspects a container just started; remembers where its sandboxd listens."""
         data = self.client.api.inspect_container(name)
-        address = _daemon_address(data)
-        if address:
-            self._daemons[name] = address
-        else:
-            self._daemons.pop(name, None)
+        self._daemons.pop(name, None)
+        with contextlib.suppress(errors.ApplicationError):  # none: looked up (and refused) when used
+            self._daemons[name] = _daemon_address(data)
         return _info_from_inspect(data)
 
     def start(self, name: str) -> ContainerInfo:
@@ -651,33 +652,55 @@ class DockerDriver:
         return _stats(first, second)
 
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
+        """The command through the container's sandboxd (a stream when it streams). One sandboxd
+        could not start (no such program or working directory, an unknown user, the pids limit
+        full: nothing ran) answers as a shell would: exit code 127, its reason on stderr."""
+        call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
         with self._engine():
-            result = self._exec_by_daemon(name, request)
-            if result is not None:
-                return result
-            if not request.user:
-                request = dataclasses.replace(request, user=self._user(name, ""))
-            return docker_exec.run(self.client.api, name, request, kill=self._killer(name, request.user))
+            try:
+                return self._call_daemon(name, lambda address: call(address, self._secret, name, request))
+            except sandboxd_client.Refused as exc:
+                if exc.status != 422:
+                    raise errors.RuntimeFailure(
+                        f"sandboxd refused the command: {exc}"[:300], details={"reason": "agent_refused"}
+                    ) from None
+                return _not_started(request, exc.message)
 
-    def _daemon(self, name: str) -> str | None:
-        """Where the container's sandboxd listens, cached per process."""
+    def _daemon(self, name: str) -> str:
+        """Where the container's sandboxd listens, cached per process (errors: _daemon_address)."""
         address = self._daemons.get(name)
         if address is None:
-            address = _daemon_address(self.client.api.inspect_container(name))
-            if address is None:
-                return None
-            self._daemons[name] = address
+            try:
+                data = self.client.api.inspect_container(name)
+            except NotFound:
+                raise errors.SandboxNotRunning(
+                    "The sandbox's container is gone.", details={"status": "missing"}
+                ) from None
+            address = self._daemons[name] = _daemon_address(data)
         return address
 
     def _call_daemon(self, name: str, call):
-        """`call(address)` against the container's sandboxd; None when it has none, or when it
-        refused before anything happened (its address is looked up again next time: restarted,
-        not up yet, another container's). What it answers badly is a RuntimeFailure."""
-        address = self._daemon(name)
-        if address is None:
-            return None
+        """`call(address)` against the container's sandboxd. A sandboxd that cannot be greeted
+        (nothing was sent: not listening yet, restarted on a new address, another container's)
+        is looked up again and greeted again for up to DAEMON_WAIT_SECONDS, then a RuntimeFailure;
+        so is what it answers badly."""
+        deadline = time.monotonic() + DAEMON_WAIT_SECONDS
+        while True:
+            address = self._daemon(name)
+            try:
+                return self._answer(name, call, address)
+            except sandboxd_client.Unavailable as exc:
+                self._daemons.pop(name, None)
+                if time.monotonic() > deadline:
+                    logger.warning("sandboxd of %s does not answer: %s", name, exc)
+                    raise errors.RuntimeFailure(
+                        "The sandbox's sandboxd does not answer.", details={"reason": "agent_unavailable"}
+                    ) from None
+                time.sleep(0.1)
+
+    def _answer(self, name: str, call, address: str):
         try:
-            result = call(address)
+            return call(address)
         except bounded.HostileOutput as exc:
             self._daemons.pop(name, None)
             if not self._running(name):  # a stop or kill cut the stream: nothing hostile in that
@@ -694,9 +717,6 @@ class DockerDriver:
             raise errors.RuntimeFailure(
                 f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
             ) from None
-        if result is None:
-            self._daemons.pop(name, None)
-        return result
 
     def _running(self, name: str) -> bool:
         """Whether the container still runs, a moment after its sandboxd's stream broke: the
@@ -711,21 +731,15 @@ class DockerDriver:
             time.sleep(0.2)
         return True
 
-    def _exec_by_daemon(self, name: str, request: ExecRequest) -> ExecResult | None:
-        """The command through the container's sandboxd (a stream when it streams); None to use
-        Docker's exec instead (no sandboxd, or it refused before anything ran)."""
-        call = sandboxd_client.run if sandboxd_client.whole(request) else sandboxd_client.stream
-        return self._call_daemon(name, lambda address: call(address, self._secret, name, request))
-
     # ---- background processes and terminals (sandboxd's) ----
 
-    def _start_in_daemon(self, name: str, start, what: str, plural: str) -> bool:
-        """`start(address)` (process_start or terminal_open); False when there is no sandboxd."""
+    def _start_in_daemon(self, name: str, start, what: str, plural: str) -> None:
+        """`start(address)` (process_start or terminal_open), its refusals as application errors."""
 
         def call(address):
             try:
                 return start(address)
-            except sandboxd_client.ProcessRefused as exc:
+            except sandboxd_client.Refused as exc:
                 if exc.status == 429:
                     raise errors.TooManyStreams(
                         f"The sandbox runs as many {plural} as it may.", details={"limit": "sandbox"}
@@ -736,29 +750,27 @@ class DockerDriver:
                 ) from None
 
         with self._engine():
-            return self._call_daemon(name, call) is not None
+            self._call_daemon(name, call)
 
-    def process_start(self, name: str, request: ExecRequest) -> bool:
-        return self._start_in_daemon(
+    def process_start(self, name: str, request: ExecRequest) -> None:
+        self._start_in_daemon(
             name,
             lambda address: sandboxd_client.process_start(address, self._secret, name, request),
             "background process",
             "background processes",
         )
 
-    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> bool:
+    def terminal_open(self, name: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float) -> None:
         def start(address):
             return sandboxd_client.terminal_open(
                 address, self._secret, name, request, cols=cols, rows=rows, idle_timeout=idle_timeout
             )
 
-        return self._start_in_daemon(name, start, "terminal", "terminals")
+        self._start_in_daemon(name, start, "terminal", "terminals")
 
     def _listed(self, name: str, listing, parse, what: str):
         with self._engine():
             listed = self._call_daemon(name, lambda address: listing(address, self._secret, name))
-        if listed is None:
-            return None
         try:
             return [parse(entry) for entry in listed]
         except (KeyError, TypeError, ValueError) as exc:
@@ -766,10 +778,10 @@ class DockerDriver:
                 f"sandboxd's {what} list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
             ) from None
 
-    def process_list(self, name: str) -> list[ProcessInfo] | None:
+    def process_list(self, name: str) -> list[ProcessInfo]:
         return self._listed(name, sandboxd_client.process_list, _process_info, "process")
 
-    def terminal_list(self, name: str) -> list[TerminalInfo] | None:
+    def terminal_list(self, name: str) -> list[TerminalInfo]:
         return self._listed(name, sandboxd_client.terminal_list, _terminal_info, "terminal")
 
     def _attach(self, name: str, exec_id: str, attach, unknown: errors.ApplicationError):
@@ -778,10 +790,8 @@ class DockerDriver:
                 attached = self._call_daemon(name, attach)
         except sandboxd_client.Detached:
             return None
-        except sandboxd_client.ProcessRefused as exc:
+        except sandboxd_client.Refused as exc:
             raise unknown from exc
-        if attached is None:
-            raise errors.RuntimeFailure("The sandbox's sandboxd is not there.", details={"reason": "agent_failed"})
         return attached[0]
 
     def process_attach(self, name, exec_id, *, request, start="start", stop=None, on_lost=None) -> ExecResult | None:
@@ -820,7 +830,7 @@ class DockerDriver:
                 )
             )
 
-    def watch(self, name: str, request: WatchRequest) -> WatchStream | None:
+    def watch(self, name: str, request: WatchRequest) -> WatchStream:
         def call(address):
             try:
                 return sandboxd_client.watch(address, self._secret, name, request)
@@ -828,33 +838,7 @@ class DockerDriver:
                 raise _watch_refusal(exc, request) from None
 
         with self._engine():
-            stream = self._call_daemon(name, call)
-        return None if stream is None else _DaemonWatch(self, name, stream)
-
-    def kill(self, name: str, exec_id: str, *, user: str = "", signal: str = "KILL", sweep: bool = True) -> None:
-        """Signals a running command; KILL ends every process it started (the contract is in
-        base.RuntimeDriver.kill). sandboxd does it from inside, where it works even when the
-        sandbox is at its pids limit; without it, a Docker exec of the supervisor's KILLER (or
-        SIGNAL) does it, the wrapper's own watchdog having killed its process group at the deadline."""
-        with self._engine():
-            address = self._daemon(name)
-            if address is not None:
-                if sandboxd_client.kill(address, self._secret, name, exec_id, signal=signal, sweep=sweep):
-                    return
-                self._daemons.pop(name, None)
-            if not docker_exec.kill(self.client.api, name, exec_id, signal, self._user(name, user)):
-                logger.warning("could not start the killer of %s in %s (its pids limit?)", exec_id, name)
-
-    def _killer(self, name: str, user: str):
-        """kill(exec_id, signal) for docker_exec, errors logged (it runs in a thread of its own)."""
-
-        def kill(exec_id: str, signal: str) -> None:
-            try:
-                self.kill(name, exec_id, user=user, signal=signal, sweep=signal == "KILL")
-            except errors.ApplicationError as exc:
-                logger.warning("could not signal %s in %s: %s", exec_id, name, exc.message)
-
-        return kill
+            return _DaemonWatch(self, name, self._call_daemon(name, call))
 
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool):
         with self._engine():
@@ -880,13 +864,7 @@ class DockerDriver:
             api._raise_for_status(response)
         return docker_logs.LogStream(response)
 
-    def open_tty(self, name: str, **options):
-        """An interactive PTY session (see docker_tty.open_tty for the options)."""
-        with self._engine():
-            options["user"] = self._user(name, options.get("user", ""))
-            return docker_tty.open_tty(self.client.api, name, **options)
-
-    # ---- files ----
+    # ---- files of a stopped sandbox (the engine's archive API), workspace archives of snapshots ----
 
     def path_stat(self, name: str, path: str) -> PathStat | None:
         with self._engine():
@@ -925,55 +903,54 @@ class DockerDriver:
                     raise errors.DiskFull(details={"path": path}) from None
                 raise
 
-    # ---- files through sandboxd (None / False: no sandboxd to take it; see base.RuntimeDriver) ----
+    # ---- files through sandboxd (see base.RuntimeDriver) ----
 
     def _files(self, name: str, call, *, denied=errors.FilePermissionDenied):
         """`call(address)` against the container's sandboxd, its refusals as application errors."""
         try:
-            return self._call_daemon(name, call)
+            with self._engine():
+                return self._call_daemon(name, call)
         except sandboxd_client.FileRefused as exc:
             raise _file_error(exc, denied) from None
         except sandboxd_client.ShortBody:
             raise errors.ValidationFailed("The upload ended early.") from None
 
-    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo | None:
+    def file_stat(self, name: str, path: str, *, user: str = "", follow: bool = False) -> FileInfo:
         body = {"path": path, "user": user or None, "follow": follow}
-        result = self._files(
-            name, lambda address: sandboxd_client.file_call(address, self._secret, name, "files/stat", body)
+        return _file_info(
+            self._files(
+                name, lambda address: sandboxd_client.file_call(address, self._secret, name, "files/stat", body)
+            )
         )
-        return None if result is None else _file_info(result)
 
     def file_list(
         self, name: str, path: str, *, user: str = "", recursive: bool = False, limit: int = 10000
-    ) -> tuple[list[FileInfo], bool] | None:
+    ) -> tuple[list[FileInfo], bool]:
         body = {"path": path, "user": user or None, "recursive": recursive, "limit": limit}
         result = self._files(
             name, lambda address: sandboxd_client.file_call(address, self._secret, name, "files/list", body)
         )
-        if result is None:
-            return None
         entries, truncated = result.get("entries"), result.get("truncated")
         if not isinstance(entries, list) or len(entries) > limit or type(truncated) is not bool:
             raise errors.RuntimeFailure("sandboxd's listing is malformed.", details={"reason": "agent_malformed"})
         return [_file_info(entry) for entry in entries], truncated
 
-    def _file_done(self, name: str, kind: str, body: dict) -> bool:
-        result = self._files(name, lambda address: sandboxd_client.file_call(address, self._secret, name, kind, body))
-        return result is not None
+    def _file_done(self, name: str, kind: str, body: dict) -> None:
+        self._files(name, lambda address: sandboxd_client.file_call(address, self._secret, name, kind, body))
 
-    def file_mkdir(self, name: str, path: str, *, user: str = "") -> bool:
-        return self._file_done(name, "files/mkdir", {"path": path, "user": user or None})
+    def file_mkdir(self, name: str, path: str, *, user: str = "") -> None:
+        self._file_done(name, "files/mkdir", {"path": path, "user": user or None})
 
-    def file_move(self, name: str, source: str, destination: str, *, user: str = "", overwrite: bool = False) -> bool:
+    def file_move(self, name: str, source: str, destination: str, *, user: str = "", overwrite: bool = False) -> None:
         body = {"path": source, "destination": destination, "overwrite": overwrite, "user": user or None}
-        return self._file_done(name, "files/move", body)
+        self._file_done(name, "files/move", body)
 
-    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> bool:
-        return self._file_done(name, "files/delete", {"path": path, "recursive": recursive, "user": user or None})
+    def file_delete(self, name: str, path: str, *, user: str = "", recursive: bool = False) -> None:
+        self._file_done(name, "files/delete", {"path": path, "recursive": recursive, "user": user or None})
 
     def file_write(
         self, name: str, path: str, fileobj, size: int, *, user: str = "", mode: int | None = None, timeout: float
-    ) -> FileInfo | None:
+    ) -> FileInfo:
         body = {"path": path, "user": user or None, "mode": mode}
 
         def call(address):
@@ -981,8 +958,7 @@ class DockerDriver:
                 address, self._secret, name, "files/write", body, fileobj, size, timeout=timeout
             )
 
-        result = self._files(name, call, denied=errors.PathNotWritable)
-        return None if result is None else _file_info(result)
+        return _file_info(self._files(name, call, denied=errors.PathNotWritable))
 
     def tar_in(
         self,
@@ -995,7 +971,7 @@ class DockerDriver:
         max_entries: int = 0,
         timeout: float,
         gzip: bool = False,
-    ) -> int | None:
+    ) -> int:
         body = {"path": path, "user": user or None, "max_entries": max_entries, "gzip": gzip}
 
         def call(address):
@@ -1003,10 +979,7 @@ class DockerDriver:
                 address, self._secret, name, "files/untar", body, fileobj, size, timeout=timeout
             )
 
-        result = self._files(name, call, denied=errors.PathNotWritable)
-        if result is None:
-            return None
-        entries = result.get("entries")
+        entries = self._files(name, call, denied=errors.PathNotWritable).get("entries")
         if type(entries) is not int or entries < 0:
             raise errors.RuntimeFailure("sandboxd's tar answer is malformed.", details={"reason": "agent_malformed"})
         return entries
@@ -1015,22 +988,19 @@ class DockerDriver:
         def call(address):
             return sandboxd_client.file_stream(address, self._secret, name, kind, body, timeout=timeout)
 
-        stream = self._files(name, call)
-        return None if stream is None else _TranslatedStream(self, name, stream)
+        return _TranslatedStream(self, name, self._files(name, call))
 
     def file_read(
         self, name: str, path: str, *, user: str = "", timeout: float
-    ) -> tuple[FileInfo, "_TranslatedStream"] | None:
+    ) -> tuple[FileInfo, "_TranslatedStream"]:
         stream = self._file_stream(name, "files/read", {"path": path, "user": user or None}, timeout)
-        if stream is None:
-            return None
         try:
             return _file_info(stream.header), stream
         except BaseException:
             stream.close()
             raise
 
-    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> "_TranslatedStream | None":
+    def tar_out(self, name: str, path: str, *, user: str = "", timeout: float) -> "_TranslatedStream":
         return self._file_stream(name, "files/tar", {"path": path, "user": user or None}, timeout)
 
     # ---- volumes and networks ----

@@ -5,9 +5,10 @@ The driver puts this container's token and name into /run/vibebox (root-only) be
 starts. Commands go to sandboxd: `run` (POST /exec) for a command whose whole answer is awaited,
 `stream` (POST /stream, frames both ways) for one that streams output, takes stdin or signals;
 background processes through /process/*, terminals through /terminal/* (the same calls: start,
-list, attach, kill). If sandboxd refuses before anything ran (not listening
-yet, a container restarted on a new address, another sandbox now at the cached address, a command
-it cannot start), the caller falls back to Docker's exec.
+list, attach, kill). When sandboxd cannot be greeted (not listening yet, a container restarted on a
+new address, another sandbox now at the cached address) a call raises Unavailable: nothing was
+sent, and the driver may look the address up again and retry. There is no other way into a
+sandbox: no Docker exec behind it.
 
 Everything a sandbox answers is hostile: sandboxd relays what sandbox code prints, and the address
 may be another container's. So every exchange is bounded (bounded.Budget: a byte cap from the
@@ -62,7 +63,7 @@ DIRECTORY = "/run/vibebox"  # the per-container files (token, container name), r
 CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
 USER_LABEL = DAEMON_USER_LABEL  # the user sandboxd runs commands as (the container itself runs as root)
 SLACK = 10.0  # seconds on top of a command's timeout for the answer to arrive
-CONNECT_TIMEOUT = 1.0  # a sandboxd that does not accept at once is not there: use Docker's exec
+CONNECT_TIMEOUT = 1.0  # a sandboxd that does not accept at once is not there (yet)
 HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
 HELLO_LIMIT = 16 * 1024  # bytes of a hello or kill answer (headers included)
 HEADER_LIMIT = 64 * 1024  # bytes of an exec answer's headers and JSON header line
@@ -70,7 +71,26 @@ MAX_COUNT = 1 << 62  # byte counts beyond this are nonsense
 
 
 class Unavailable(Exception):
-    """sandboxd cannot take the command and nothing was sent: Docker's exec may run it."""
+    """sandboxd could not be greeted and nothing was sent: the call may be made again."""
+
+
+class Refused(Exception):
+    """sandboxd refused a request before anything ran or was attached: its `status` (404
+    unknown, 409 taken, 422 could not start, 429 too many) and its message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}"[:300])
+        self.status, self.message = status, message[:300]
+
+
+def _error_message(response, limit: int = HELLO_LIMIT) -> str:
+    """The `error` of a refusal's JSON body (bounded; "" when there is none)."""
+    try:
+        data = bounded.loads(response.read(_length(response, limit)), max_bytes=limit)
+    except (ValueError, OSError, http.client.HTTPException, bounded.HostileOutput):
+        return ""
+    message = data.get("error") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else ""
 
 
 def token(secret: str, container: str) -> str:
@@ -190,16 +210,6 @@ class _Session:
         self.connection.close()
 
 
-def _hello(session: _Session, container: str, what: str = "") -> bool:
-    """Greets sandboxd; False (logged) when it is not there: nothing was sent."""
-    try:
-        session.hello()
-    except Unavailable as exc:
-        logger.debug("sandboxd of %s unavailable%s: %s", container, f" for {what}" if what else "", exc)
-        return False
-    return True
-
-
 def _length(response, limit: int) -> int:
     if response.getheader("Transfer-Encoding"):
         raise bounded.Malformed("sandboxd's answer is not of a fixed length")
@@ -226,15 +236,15 @@ def _flag(header: dict, name: str) -> bool:
     return value
 
 
-def run(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
-    """Runs the command through sandboxd; None when it cannot take it (fall back).
-    Raises bounded.HostileOutput for an answer that is too large, too slow or invalid, and
+def run(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult:
+    """Runs the command through sandboxd. Raises Unavailable when sandboxd is not there and
+    Refused when it did not start the command (nothing ran either way),
+    bounded.HostileOutput for an answer that is too large, too slow or invalid, and
     OSError / http.client.HTTPException when the connection breaks after sending."""
     started = time.monotonic()
     session = _Session(address, secret, container)
     try:
-        if not _hello(session, container):
-            return None
+        session.hello()
         body = json.dumps(
             {
                 "argv": list(request.argv),
@@ -253,7 +263,7 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
         # From here on the command may have started: a failure is an error, never a second run.
         response = session.post("exec", body, budget)
         if response.status != 200:  # refused before running anything (start failed, unauthorized)
-            return None
+            raise Refused(response.status, _error_message(response))
         return _result(session, response, request, limit, started)
     finally:
         session.close()
@@ -298,28 +308,6 @@ def _result(session: _Session, response, request: ExecRequest, limit: int, start
         oom_killed=_flag(header, "oom_killed"),
         duration_ms=int((time.monotonic() - started) * 1000),
     )
-
-
-def kill(address: str, secret: str, container: str, exec_id: str, *, signal: str = "KILL", sweep: bool = False) -> bool:
-    """Asks sandboxd to signal a command (KILL: end every process of it);
-    True when it did, False when it could not be asked (use the Docker-exec fallback)."""
-    session = _Session(address, secret, container)
-    try:
-        if not _hello(session, container, "a kill"):
-            return False
-        body = json.dumps({"exec_id": exec_id, "signal": signal, "sweep": sweep}).encode()
-        budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HELLO_LIMIT, what="sandboxd's answer to a kill")
-        response = session.post("kill", body, budget)
-        payload = response.read(_length(response, HELLO_LIMIT))
-        if response.status != 200:
-            return False
-        session.verify(response, exec_id, hashlib.sha256(payload).hexdigest())
-        return True
-    except (OSError, http.client.HTTPException, bounded.HostileOutput) as exc:
-        logger.warning("sandboxd of %s failed a kill: %s", container, exc)
-        return False
-    finally:
-        session.close()
 
 
 # ---- sandboxd's streams (docs/sandboxd.md, "Streams") ----
@@ -401,7 +389,7 @@ def _feed(send, request: ExecRequest, done: threading.Event) -> None:
 
 def _open(address: str, secret: str, container: str, kind: str, body: dict, exec_id: str, deadline: float):
     """A stream of sandboxd's (`stream`, `process/attach`): (session, its socket, the answer) once
-    the answer proved itself sandboxd's; None when sandboxd is not there; ProcessRefused when it
+    the answer proved itself sandboxd's; Unavailable when sandboxd is not there; Refused when it
     refused (nothing ran, nothing attached). The caller closes both."""
     session = _Session(address, secret, container)
     raw = None
@@ -411,17 +399,14 @@ def _open(address: str, secret: str, container: str, kind: str, body: dict, exec
         raw = session.connection.sock.hold()
         response = session.post(kind, json.dumps(body).encode(), budget)
         if response.status != 200:  # refused: nothing ran, nothing attached
+            message = _error_message(response)
             session.close()
             raw.close()
-            raise ProcessRefused(response.status, "")
+            raise Refused(response.status, message)
         if response.getheader("Content-Type") != STREAM_TYPE:
             raise bounded.Malformed("sandboxd's answer is not a stream")
         session.verify(response, exec_id, "stream")
         return session, raw, response
-    except Unavailable as exc:
-        logger.debug("sandboxd of %s unavailable for %s: %s", container, kind, exc)
-        session.close()
-        return None
     except BaseException:
         session.close()
         if raw is not None:
@@ -473,11 +458,11 @@ def _sender(raw):
     return send
 
 
-def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult | None:
+def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult:
     """Runs a command through sandboxd's /stream: output to `request.on_output` as it comes,
-    stdin and signals from `request.control`. None when sandboxd cannot take it (not there, or it
-    could not start the command: nothing ran). Raises
-    bounded.HostileOutput for a stream that breaks the protocol."""
+    stdin and signals from `request.control`. Raises Unavailable (not there) or Refused (it could
+    not start the command): nothing ran; bounded.HostileOutput for a stream that breaks the
+    protocol."""
     started = time.monotonic()
     body = {
         "exec_id": request.exec_id,
@@ -488,13 +473,9 @@ def stream(address: str, secret: str, container: str, request: ExecRequest) -> E
         "timeout": request.timeout,
         "stdin": request.stdin is not None or request.control is not None,
     }
-    try:
-        opened = _open(address, secret, container, "stream", body, request.exec_id, started + request.timeout + SLACK)
-    except ProcessRefused:
-        return None
-    if opened is None:
-        return None
-    session, raw, response = opened
+    session, raw, response = _open(
+        address, secret, container, "stream", body, request.exec_id, started + request.timeout + SLACK
+    )
     done = threading.Event()
     try:
         threading.Thread(target=_feed, args=(_sender(raw), request, done), daemon=True).start()
@@ -618,8 +599,8 @@ class _WatchStream:
         self._raw.close()
 
 
-def watch(address: str, secret: str, container: str, request: WatchRequest) -> _WatchStream | None:
-    """Opens a file watch (POST /watch): the watch is in place when this returns. None when
+def watch(address: str, secret: str, container: str, request: WatchRequest) -> _WatchStream:
+    """Opens a file watch (POST /watch): the watch is in place when this returns. Unavailable when
     sandboxd is not there; WatchRefused when it did not start the watch. Iterating the answer
     raises bounded.HostileOutput for a stream that breaks the protocol."""
     body = {
@@ -632,9 +613,7 @@ def watch(address: str, secret: str, container: str, request: WatchRequest) -> _
     session = _Session(address, secret, container)
     raw = None
     try:
-        if not _hello(session, container, "a watch"):
-            session.close()
-            return None
+        session.hello()
         budget = bounded.Budget.within(request.timeout, limit=UNLIMITED, what="sandboxd's watch")
         raw = session.connection.sock.hold()
         response = session.post("watch", json.dumps(body).encode(), budget)
@@ -665,13 +644,12 @@ def watch(address: str, secret: str, container: str, request: WatchRequest) -> _
 # ---- sandboxd's background processes and terminals ----
 
 
-def _json_call(address: str, secret: str, container: str, kind: str, body: dict) -> tuple[int, object] | None:
+def _json_call(address: str, secret: str, container: str, kind: str, body: dict) -> tuple[int, object]:
     """A signed request whose answer is one JSON object, signed when it is a 200: (status, the
-    object); None when sandboxd is not there."""
+    object). Unavailable when sandboxd is not there."""
     session = _Session(address, secret, container)
     try:
-        if not _hello(session, container, kind):
-            return None
+        session.hello()
         budget = bounded.Budget.within(HELLO_SECONDS + 10.0, limit=HEADER_LIMIT * 64, what=f"sandboxd's {kind}")
         response = session.post(kind, json.dumps(body).encode(), budget)
         payload = response.read(_length(response, HEADER_LIMIT * 64))
@@ -685,13 +663,11 @@ def _json_call(address: str, secret: str, container: str, kind: str, body: dict)
         session.close()
 
 
-def _started(answer: tuple[int, object] | None, exec_id: str, what: str) -> dict | None:
-    """The answer to /process/start or /terminal/open, checked; ProcessRefused when nothing ran."""
-    if answer is None:
-        return None
+def _started(answer: tuple[int, object], exec_id: str, what: str) -> dict:
+    """The answer to /process/start or /terminal/open, checked; Refused when nothing ran."""
     status, data = answer
     if status != 200:
-        raise ProcessRefused(status, data.get("error", "") if isinstance(data, dict) else "")
+        raise Refused(status, data.get("error", "") if isinstance(data, dict) else "")
     if not isinstance(data, dict) or data.get("exec_id") != exec_id or type(data.get("pid")) is not int:
         raise bounded.Malformed(f"sandboxd's answer to a {what} is malformed")
     return data
@@ -708,9 +684,9 @@ def _command_body(request: ExecRequest) -> dict:
     }
 
 
-def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict | None:
-    """Starts a background process in sandboxd: {exec_id, pid, started_at}; None when sandboxd is
-    not there. Raises ProcessRefused when it did not start it (409 the id is taken, 429 too many
+def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict:
+    """Starts a background process in sandboxd: {exec_id, pid, started_at}. Raises Unavailable
+    when sandboxd is not there, Refused when it did not start it (409 the id is taken, 429 too many
     running, 422 it could not start: nothing ran)."""
     answer = _json_call(address, secret, container, "process/start", _command_body(request))
     return _started(answer, request.exec_id, "process start")
@@ -718,40 +694,34 @@ def process_start(address: str, secret: str, container: str, request: ExecReques
 
 def terminal_open(
     address: str, secret: str, container: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float
-) -> dict | None:
+) -> dict:
     """Opens a terminal in sandboxd (request.argv on a PTY of cols x rows, ended after
     `idle_timeout` seconds without input, resize or output; 0: never): as process_start."""
     body = {**_command_body(request), "cols": cols, "rows": rows, "idle_timeout": idle_timeout}
     return _started(_json_call(address, secret, container, "terminal/open", body), request.exec_id, "terminal open")
 
 
-def _listed(address: str, secret: str, container: str, kind: str, key: str) -> list[dict] | None:
-    answer = _json_call(address, secret, container, f"{kind}/list", {"exec_id": ""})
-    if answer is None:
-        return None
-    status, data = answer
+def _listed(address: str, secret: str, container: str, kind: str, key: str) -> list[dict]:
+    status, data = _json_call(address, secret, container, f"{kind}/list", {"exec_id": ""})
     entries = data.get(key) if isinstance(data, dict) and status == 200 else None
     if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
         raise bounded.Malformed(f"sandboxd's {kind} list is malformed")
     return entries
 
 
-def process_list(address: str, secret: str, container: str) -> list[dict] | None:
+def process_list(address: str, secret: str, container: str) -> list[dict]:
     """The background processes sandboxd keeps (running and recently finished), oldest first."""
     return _listed(address, secret, container, "process", "processes")
 
 
-def terminal_list(address: str, secret: str, container: str) -> list[dict] | None:
+def terminal_list(address: str, secret: str, container: str) -> list[dict]:
     """The terminals sandboxd keeps (open and recently ended), oldest first."""
     return _listed(address, secret, container, "terminal", "terminals")
 
 
-def _signalled(address: str, secret: str, container: str, kind: str, body: dict) -> bool | None:
+def _signalled(address: str, secret: str, container: str, kind: str, body: dict) -> bool:
     exec_id = body["exec_id"]
-    answer = _json_call(address, secret, container, f"{kind}/kill", body)
-    if answer is None:
-        return None
-    status, data = answer
+    status, data = _json_call(address, secret, container, f"{kind}/kill", body)
     if status == 404:
         return False
     if status != 200 or not isinstance(data, dict) or data.get("exec_id") != exec_id:
@@ -759,13 +729,13 @@ def _signalled(address: str, secret: str, container: str, kind: str, body: dict)
     return True
 
 
-def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
+def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool:
     """Signals a background process (KILL: the kill contract with the sweep): True when sandboxd
-    knows it, False when it does not (404); None when sandboxd is not there."""
+    knows it, False when it does not (404); Unavailable when sandboxd is not there."""
     return _signalled(address, secret, container, "process", {"exec_id": exec_id, "signal": signal})
 
 
-def terminal_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool | None:
+def terminal_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool:
     """Signals a terminal (KILL: it ends, and every process it started with it; no sweep: what
     it started carries its marker): as process_kill."""
     body = {"exec_id": exec_id, "signal": signal, "sweep": False}
@@ -774,14 +744,6 @@ def terminal_kill(address: str, secret: str, container: str, exec_id: str, signa
 
 class Detached(Exception):
     """An attach left by its `stop` event before the process ended."""
-
-
-class ProcessRefused(Exception):
-    """sandboxd refused a process request: `status` 404 (unknown), 409 (taken), 422, 429."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{status}: {message}"[:300])
-        self.status = status
 
 
 def _attach(
@@ -796,16 +758,13 @@ def _attach(
     stop: threading.Event | None,
     on_lost,
     kinds: tuple[bytes, ...] = (b"o", b"e"),
-) -> tuple[dict, _Output, int] | None:
+) -> tuple[dict, _Output, int]:
     """Follows a process or terminal (`kind`: its attach endpoint) from `start` until it ends:
     (its exit frame, its fields checked as far as both share them; the output; the offset the
-    attach started from). None: sandboxd is not there."""
+    attach started from). Unavailable: sandboxd is not there."""
     started = time.monotonic()
     body = {"exec_id": exec_id, "from": start}
-    opened = _open(address, secret, container, kind, body, exec_id, started + request.timeout + SLACK)
-    if opened is None:
-        return None
-    session, raw, response = opened
+    session, raw, response = _open(address, secret, container, kind, body, exec_id, started + request.timeout + SLACK)
     try:
         offset = int(response.getheader("X-VibeBox-Offset") or "")
     except ValueError:
@@ -847,19 +806,16 @@ def process_attach(
     request: ExecRequest,
     stop: threading.Event | None = None,
     on_lost=None,
-) -> tuple[ExecResult, int] | None:
+) -> tuple[ExecResult, int]:
     """Follows a background process from `start` ("start", "end" or an offset) until it ends:
     output to `request.on_output`, signals from `request.control`; answers its result and the
-    offset the attach started from (None: sandboxd is not there; ProcessRefused 404: it does
+    offset the attach started from (Unavailable: sandboxd is not there; Refused 404: it does
     not know the process). `on_lost(n)` hears of output no longer kept. Leaving early
     (`stop` set, or an exception from the callback) only detaches: `stop` ends the attach with
     OSError. The result's duration is the process's own, from its start."""
-    attached = _attach(
+    answer, output, offset = _attach(
         address, secret, container, "process/attach", exec_id, start=start, request=request, stop=stop, on_lost=on_lost
     )
-    if attached is None:
-        return None
-    answer, output, offset = attached
     result = ExecResult(
         exit_code=answer.get("exit_code"),
         stdout=bytes(output.kept["stdout"]),
@@ -884,11 +840,11 @@ def terminal_attach(
     request: ExecRequest,
     stop: threading.Event | None = None,
     on_lost=None,
-) -> tuple[TerminalExit, int] | None:
+) -> tuple[TerminalExit, int]:
     """Attaches to a terminal as process_attach does to a process: what it shows (`o` frames) to
     `request.on_output` as ("stdout", bytes), input, resizes and signals from `request.control`;
     answers how it ended and the offset the attach started from."""
-    attached = _attach(
+    answer, _, offset = _attach(
         address,
         secret,
         container,
@@ -900,9 +856,6 @@ def terminal_attach(
         on_lost=on_lost,
         kinds=(b"o",),
     )
-    if attached is None:
-        return None
-    answer, _, offset = attached
     idle = answer.get("idle", False)  # omitted when false
     if type(idle) is not bool:
         raise bounded.Malformed("idle is not a boolean")
@@ -985,12 +938,11 @@ def _refused(status: int, payload: bytes) -> FileRefused:
 
 
 def file_call(address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float = 60.0):
-    """files/stat, list, mkdir, move or delete: the answer's `result`; None when sandboxd is not
-    there (nothing was sent). Raises FileRefused for a refusal."""
+    """files/stat, list, mkdir, move or delete: the answer's `result`. Raises Unavailable when
+    sandboxd is not there (nothing was sent), FileRefused for a refusal."""
     session = _Session(address, secret, container)
     try:
-        if not _hello(session, container, kind):
-            return None
+        session.hello()
         exec_id = f"files-{secrets.token_hex(8)}"
         budget = bounded.Budget.within(
             timeout + SLACK, limit=FILE_ANSWER_LIMIT + HEADER_LIMIT, what=f"sandboxd's {kind}"
@@ -1060,17 +1012,13 @@ class FileStream:
         self._raw.close()
 
 
-def file_stream(
-    address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float
-) -> FileStream | None:
-    """files/read (the file Info first, in `header`) or files/tar; None when sandboxd is not there.
-    Raises FileRefused when it refused (nothing was sent)."""
+def file_stream(address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float) -> FileStream:
+    """files/read (the file Info first, in `header`) or files/tar. Raises Unavailable when sandboxd
+    is not there, FileRefused when it refused (nothing was sent)."""
     session = _Session(address, secret, container)
     raw = None
     try:
-        if not _hello(session, container, kind):
-            session.close()
-            return None
+        session.hello()
         exec_id = f"files-{secrets.token_hex(8)}"
         budget = bounded.Budget(limit=UNLIMITED, deadline=time.monotonic() + timeout, what=f"sandboxd's {kind}")
         raw = session.connection.sock.hold()
@@ -1107,12 +1055,11 @@ def file_upload(
     timeout: float,
 ):
     """files/write or files/untar: `size` bytes of `fileobj` streamed after the signed JSON line,
-    then their signature. The answer's `result`; None when sandboxd is not there (nothing was
-    sent). Raises FileRefused for a refusal, ShortBody when `fileobj` holds fewer bytes."""
+    then their signature. The answer's `result`. Raises Unavailable when sandboxd is not there
+    (nothing was sent), FileRefused for a refusal, ShortBody when `fileobj` holds fewer bytes."""
     session = _Session(address, secret, container)
     try:
-        if not _hello(session, container, kind):
-            return None
+        session.hello()
         exec_id = f"files-{secrets.token_hex(8)}"
         line = json.dumps({**body, "exec_id": exec_id, "size": size}).encode()
         connection = session.connection

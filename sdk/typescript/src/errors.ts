@@ -211,6 +211,11 @@ export class SandboxPausedError extends SandboxNotRunningError {
   static override defaultCode = 'sandbox_paused';
 }
 
+/** 409: the sandbox's container was made before sandboxd (an upgraded server) and cannot run commands or file operations: snapshot it and restore the snapshot. @example `await sandbox.restore(await sandbox.snapshot())` */
+export class SandboxOutdatedError extends ConflictError {
+  static override defaultCode = 'sandbox_outdated';
+}
+
 /** 409: the snapshot's image or workspace archive is missing or damaged (`details.reason`); the sandbox is left as it was. @example `if (e instanceof SnapshotUnusableError) console.log(e.details)` */
 export class SnapshotUnusableError extends ConflictError {
   static override defaultCode = 'snapshot_unusable';
@@ -415,6 +420,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   ask_not_found: AskNotFoundError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
+  sandbox_outdated: SandboxOutdatedError,
   disk_full: DiskFullError,
   request_too_large: RequestTooLargeError,
   payload_too_large: RequestTooLargeError, // older servers' code for it

@@ -144,6 +144,13 @@ class SandboxPausedError(SandboxNotRunningError):
     default_code = "sandbox_paused"
 
 
+class SandboxOutdatedError(ConflictError):
+    """409: the sandbox's container was made before sandboxd (an upgraded server) and cannot run
+    commands or file operations; snapshot it and restore the snapshot to give it a current one."""
+
+    default_code = "sandbox_outdated"
+
+
 class SnapshotNotFoundError(NotFoundError):
     default_code = "snapshot_not_found"
 
@@ -271,6 +278,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "file_not_found": SandboxFileNotFoundError,
     "sandbox_not_running": SandboxNotRunningError,
     "sandbox_paused": SandboxPausedError,
+    "sandbox_outdated": SandboxOutdatedError,
     "snapshot_not_found": SnapshotNotFoundError,
     "snapshot_unusable": SnapshotUnusableError,
     "request_too_large": RequestTooLargeError,
