@@ -36,6 +36,7 @@ from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
 from . import envvars, execution, idle, limits
+from .lifecycle import container_running
 from .models import Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.base import STDIN_BUFFER, ExecControl
@@ -323,7 +324,8 @@ def _in_daemon(sandbox: Sandbox) -> list:
     """The sandbox's running terminals in sandboxd (ours: `term_` ids)."""
     if sandbox.status != Status.RUNNING:
         return []
-    listed = get_driver().terminal_list(sandbox.container_name)
+    with container_running(sandbox):
+        listed = get_driver().terminal_list(sandbox.container_name)
     return [t for t in listed if t.running and t.exec_id.startswith("term_")]
 
 

@@ -14,6 +14,7 @@ from vibebox.ids import random_id
 
 from .execution import require_running
 from .files import resolve
+from .lifecycle import container_running
 from .models import Sandbox
 from .runtime import get_driver
 from .runtime.base import WatchRequest, WatchStream
@@ -66,4 +67,5 @@ def sandbox_watch(
         excludes=_excludes(excludes),
         timeout=limit,
     )
-    return get_driver().watch(sandbox.container_name, request)
+    with container_running(sandbox):
+        return get_driver().watch(sandbox.container_name, request)

@@ -15,6 +15,8 @@ CALLS = {
     "mkdir": ("post", "files/mkdir", {"path": "d"}),
     "move": ("post", "files/move", {"source": "keep.txt", "destination": "moved.txt"}),
     "git-status": ("get", "git/status?path=/workspace", None),
+    "process": ("post", "exec", {"command": "sleep 30", "background": True}),
+    "terminals": ("get", "terminals", None),
 }
 
 
