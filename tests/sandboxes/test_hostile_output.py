@@ -89,13 +89,13 @@ def bystander_works(url: str, secret: str, bystander: str, rounds: int = 3) -> i
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("flood", "agent_too_large"),
-        ("chunked", "agent_malformed"),
-        ("malformed", "agent_malformed"),
-        ("types", "agent_malformed"),
-        ("bomb", "agent_malformed"),
-        ("overlong", "agent_malformed"),
-        ("unsigned", "agent_identity"),
+        ("flood", "sandboxd_too_large"),
+        ("chunked", "sandboxd_malformed"),
+        ("malformed", "sandboxd_malformed"),
+        ("types", "sandboxd_malformed"),
+        ("bomb", "sandboxd_malformed"),
+        ("overlong", "sandboxd_malformed"),
+        ("unsigned", "sandboxd_identity"),
     ],
 )
 def test_a_hostile_sandboxd_answer_is_a_clean_error(server, api_key, sandboxes, docker_client, mode, reason):
@@ -138,20 +138,20 @@ def test_a_dripping_sandboxd_is_cut_off_at_the_deadline_while_others_work(server
     assert thread.is_alive()  # …while the victim's request was still waiting on its sandboxd
     thread.join(timeout + sandboxd_client.SLACK + 60)
     assert not thread.is_alive(), "the server did not cut the drip off"
-    assert_clean_error(*outcome["answer"], "agent_deadline")
+    assert_clean_error(*outcome["answer"], "sandboxd_deadline")
     assert rss(pid) - before < 50 * MiB
 
 
 @pytest.mark.parametrize("mode", ["hello-flood", "hello-drip"])
 def test_a_sandboxd_that_fails_the_identity_exchange_gets_nothing(server, api_key, sandboxes, docker_client, mode):
     """Nothing is sent to it: the server greets it again for a while (a sandboxd just started
-    answers late), then answers a clean 502 agent_unavailable; no command ran anywhere."""
+    answers late), then answers a clean 502 sandboxd_unavailable; no command ran anywhere."""
     url, pid = server
     victim, bystander = sandboxes
     before = rss(pid)
     start_fake_agent(url, api_key[1], docker_client, victim, mode)
     status, body = post_exec(url, api_key[1], victim, {"command": "echo never", "timeout": 5}, 120)
-    assert_clean_error(status, body, "agent_unavailable")
+    assert_clean_error(status, body, "sandboxd_unavailable")
     assert "POST" not in fakes.in_container(docker_client, victim, "cat /tmp/fake-log")
     assert bystander_works(url, api_key[1], bystander) == 3
     assert rss(pid) - before < 50 * MiB

@@ -203,6 +203,6 @@ def test_a_stream_cut_by_its_container_stopping_is_not_called_hostile(api_client
     thread.join(60)
     error = outcome.get("error")
     if error is not None:
-        assert error.details.get("reason") in ("sandbox_stopped", "agent_failed"), error.details
+        assert error.details.get("reason") in ("sandbox_stopped", "sandboxd_failed"), error.details
     else:  # sandboxd, told to stop, ended the command and said so
         assert outcome["result"].exit_code != 0

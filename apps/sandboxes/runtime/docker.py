@@ -253,7 +253,7 @@ def _daemon_address(data: dict) -> str:
     address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
     if address is None:
         raise errors.RuntimeFailure(
-            "The sandbox has no address on its network.", details={"reason": "agent_unreachable"}
+            "The sandbox has no address on its network.", details={"reason": "sandboxd_unreachable"}
         )
     return address
 
@@ -293,7 +293,7 @@ def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.Applicatio
     details = {"path": exc.path} if exc.path else {}
     if kind is None:
         return errors.RuntimeFailure(
-            f"sandboxd refused the file request: {exc}"[:300], details={"reason": "agent_refused", **details}
+            f"sandboxd refused the file request: {exc}"[:300], details={"reason": "sandboxd_refused", **details}
         )
     if kind in (errors.FileNotFound, errors.DiskFull, errors.PathNotWritable):
         return kind(details=details)  # the API's own words; the path is in details
@@ -303,7 +303,7 @@ def _file_error(exc: "sandboxd_client.FileRefused", denied) -> errors.Applicatio
 def _file_info(data: object) -> FileInfo:
     """One path's Info from sandboxd, its fields checked (they come from the sandbox)."""
     if not isinstance(data, dict):
-        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "agent_malformed"})
+        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "sandboxd_malformed"})
     path, name, kind, link = (data.get(key, "") for key in ("path", "name", "type", "link"))
     size, mode, mtime = data.get("size"), data.get("mode"), data.get("mtime")
     if not (
@@ -318,7 +318,7 @@ def _file_info(data: object) -> FileInfo:
         and type(mtime) in (int, float)
         and abs(mtime) < 1e12
     ):
-        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "agent_malformed"})
+        raise errors.RuntimeFailure("sandboxd's file entry is malformed.", details={"reason": "sandboxd_malformed"})
     return FileInfo(path=path, name=name, type=kind, size=size, mode=mode, modified_at=float(mtime), link_target=link)
 
 
@@ -337,12 +337,12 @@ class _TranslatedStream:
         except bounded.HostileOutput as exc:
             self._driver._daemons.pop(self._name, None)
             raise errors.RuntimeFailure(
-                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
+                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"sandboxd_{exc.reason}"}
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             self._driver._daemons.pop(self._name, None)
             raise errors.RuntimeFailure(
-                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
+                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "sandboxd_failed"}
             ) from None
 
     def close(self) -> None:
@@ -662,7 +662,7 @@ class DockerDriver:
             except sandboxd_client.Refused as exc:
                 if exc.status != 422:
                     raise errors.RuntimeFailure(
-                        f"sandboxd refused the command: {exc}"[:300], details={"reason": "agent_refused"}
+                        f"sandboxd refused the command: {exc}"[:300], details={"reason": "sandboxd_refused"}
                     ) from None
                 return _not_started(request, exc.message)
 
@@ -694,7 +694,7 @@ class DockerDriver:
                 if time.monotonic() > deadline:
                     logger.warning("sandboxd of %s does not answer: %s", name, exc)
                     raise errors.RuntimeFailure(
-                        "The sandbox's sandboxd does not answer.", details={"reason": "agent_unavailable"}
+                        "The sandbox's sandboxd does not answer.", details={"reason": "sandboxd_unavailable"}
                     ) from None
                 time.sleep(0.1)
 
@@ -710,12 +710,12 @@ class DockerDriver:
                 ) from None
             logger.warning("sandboxd of %s answered badly (%s): %s", name, exc.reason, exc)
             raise errors.RuntimeFailure(
-                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"agent_{exc.reason}"}
+                f"The sandbox's sandboxd answered badly: {exc}"[:300], details={"reason": f"sandboxd_{exc.reason}"}
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             self._daemons.pop(name, None)
             raise errors.RuntimeFailure(
-                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "agent_failed"}
+                f"the sandbox's sandboxd failed: {exc}"[:300], details={"reason": "sandboxd_failed"}
             ) from None
 
     def _running(self, name: str) -> bool:
@@ -775,7 +775,7 @@ class DockerDriver:
             return [parse(entry) for entry in listed]
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.RuntimeFailure(
-                f"sandboxd's {what} list is malformed: {exc}"[:300], details={"reason": "agent_malformed"}
+                f"sandboxd's {what} list is malformed: {exc}"[:300], details={"reason": "sandboxd_malformed"}
             ) from None
 
     def process_list(self, name: str) -> list[ProcessInfo]:
@@ -932,7 +932,7 @@ class DockerDriver:
         )
         entries, truncated = result.get("entries"), result.get("truncated")
         if not isinstance(entries, list) or len(entries) > limit or type(truncated) is not bool:
-            raise errors.RuntimeFailure("sandboxd's listing is malformed.", details={"reason": "agent_malformed"})
+            raise errors.RuntimeFailure("sandboxd's listing is malformed.", details={"reason": "sandboxd_malformed"})
         return [_file_info(entry) for entry in entries], truncated
 
     def _file_done(self, name: str, kind: str, body: dict) -> None:
@@ -981,7 +981,7 @@ class DockerDriver:
 
         entries = self._files(name, call, denied=errors.PathNotWritable).get("entries")
         if type(entries) is not int or entries < 0:
-            raise errors.RuntimeFailure("sandboxd's tar answer is malformed.", details={"reason": "agent_malformed"})
+            raise errors.RuntimeFailure("sandboxd's tar answer is malformed.", details={"reason": "sandboxd_malformed"})
         return entries
 
     def _file_stream(self, name: str, kind: str, body: dict, timeout: float):
@@ -1212,7 +1212,7 @@ class _DaemonWatch:
             reason = exc.reason if isinstance(exc, bounded.HostileOutput) else "failed"
             logger.warning("sandboxd of %s broke a watch (%s): %s", self._name, reason, exc)
             raise errors.RuntimeFailure(
-                f"The sandbox's file watch failed: {exc}"[:300], details={"reason": f"agent_{reason}"}
+                f"The sandbox's file watch failed: {exc}"[:300], details={"reason": f"sandboxd_{reason}"}
             ) from None
 
     def close(self) -> None:
