@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,10 +26,14 @@ import (
 // which runs the same code.
 const (
 	asMain    = "SANDBOXD_TEST_AS_MAIN"
-	daemonUID = 54321
 	token     = "e2e-token-0123456789"
 	container = "vb-e2e"
 )
+
+// daemonUID is a uid of this run's own: RLIMIT_NPROC counts a uid's processes across every
+// container of the engine (one user namespace), so two runs of this suite at once on one engine
+// (two CI clones) with a fixed uid shared one fork-bomb limit and each saw only its own half.
+var daemonUID = 40000 + rand.IntN(20000)
 
 var binary string // a copy of this test binary that daemonUID may run
 
@@ -144,7 +149,7 @@ func start(t *testing.T, nproc uint64, flags ...string) *daemon {
 		Dir:   "/tmp",
 		Env:   []string{asMain + "=1", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"},
 		Files: []uintptr{null.Fd(), logFile.Fd(), logFile.Fd()},
-		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: daemonUID, Gid: daemonUID}},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(daemonUID), Gid: uint32(daemonUID)}},
 	}
 	if nproc > 0 {
 		// Inherited by sandboxd; this process, root, is exempt from it.
