@@ -16,6 +16,7 @@ from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
 from vibebox.requestthreads import PooledRequestThreads  # noqa: E402
 from vibebox.routing import websocket_urlpatterns  # noqa: E402
+from vibebox.streambody import StreamedUploads  # noqa: E402
 
 
 class OriginGuard:
@@ -54,8 +55,9 @@ class HttpRouter:
 application = ProtocolTypeRouter(
     {
         # The body limit comes first: it covers Django and /mcp alike (vibebox/bodylimit.py).
-        # Django's requests run on reused threads that keep their database connections.
-        "http": BodyLimitMiddleware(HttpRouter(PooledRequestThreads(django_asgi_app))),
+        # Django's requests run on reused threads that keep their database connections; raw
+        # uploads reach their view as they arrive (vibebox/streambody.py).
+        "http": BodyLimitMiddleware(HttpRouter(StreamedUploads(PooledRequestThreads(django_asgi_app)))),
         "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -17,6 +17,8 @@ import secrets
 
 from django.conf import settings
 
+from .asgiheaders import header
+
 UPLOAD_PATHS = (
     re.compile(r"^/api/v1/sandboxes/[^/]+/files/?$"),
     re.compile(r"^/sandboxes/[^/]+/files/upload/?$"),
@@ -30,15 +32,8 @@ def limit_for(method: str, path: str) -> int:
     return settings.VIBEBOX_REQUEST_MAX_BYTES
 
 
-def _header(scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers") or []:
-        if key.lower() == name:
-            return value
-    return None
-
-
 def _request_id(scope) -> str:
-    incoming = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+    incoming = header(scope, b"x-request-id")
     return incoming if _REQUEST_ID.match(incoming) else "req_" + secrets.token_hex(8)
 
 
@@ -74,7 +69,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = limit_for(scope["method"], scope["path"])
-        length = (_header(scope, b"content-length") or b"").strip()
+        length = header(scope, b"content-length").strip()
         if length.isdigit() and int(length) > limit:
             await send_too_large(scope, send, limit)
             return

@@ -360,6 +360,9 @@ VIBEBOX_EXEC_STORED_OUTPUT = env_size("VIBEBOX_EXEC_STORED_OUTPUT", "64k")
 VIBEBOX_EXEC_STDIN_LIMIT = env_size("VIBEBOX_EXEC_STDIN_LIMIT", "10m")
 VIBEBOX_CODE_LIMIT = env_size("VIBEBOX_CODE_LIMIT", "5m")
 VIBEBOX_UPLOAD_MAX_BYTES = env_size("VIBEBOX_UPLOAD_MAX_BYTES", "5g")
+# A raw upload streams to the sandbox as it arrives (vibebox/streambody.py): a client that sends
+# nothing for this long has its upload refused, so it cannot hold a request thread forever.
+VIBEBOX_UPLOAD_IDLE_TIMEOUT = env_duration("VIBEBOX_UPLOAD_IDLE_TIMEOUT", "60s")
 # Every other request body (vibebox/bodylimit.py counts the bytes as they arrive): room for a
 # 10 MiB stdin or 5 MiB of code even when JSON escaping doubles their size.
 VIBEBOX_REQUEST_MAX_BYTES = env_size("VIBEBOX_REQUEST_MAX_BYTES", "32m")

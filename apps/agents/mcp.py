@@ -29,6 +29,7 @@ from django.http.request import split_domain_port, validate_host
 
 from apps.keys.selectors import api_key_authenticate
 from vibebox import crypto
+from vibebox.asgiheaders import header
 
 PATH = "/mcp"
 MAX_KEPT = 256  # API clients (one per key and address) and sandbox apps, most recent kept
@@ -75,20 +76,13 @@ def is_mcp_path(path: str) -> bool:
     return path == PATH or path.startswith(PATH + "/")
 
 
-def _header(scope, name: bytes) -> str:
-    for key, value in scope.get("headers") or []:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
-
-
 def key_from_scope(scope) -> str:
     """The key from `Authorization: Bearer` or `X-API-Key` (never from the query string)."""
-    header = _header(scope, b"authorization")
-    if header:
-        scheme, _, secret = header.partition(" ")
+    authorization = header(scope, b"authorization")
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
         return secret.strip() if scheme.lower() == "bearer" else ""
-    return _header(scope, b"x-api-key").strip()
+    return header(scope, b"x-api-key").strip()
 
 
 @database_sync_to_async
@@ -115,14 +109,14 @@ async def _refuse(send, status: int, code: str, message: str, headers: list | No
 
 
 def _allowed_host(scope) -> bool:
-    host = _header(scope, b"host")
+    host = header(scope, b"host")
     domain, _ = split_domain_port(host)
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
 def _allowed_origin(scope) -> bool:
     """Browsers send Origin: it must be one of our hosts. MCP clients that are not browsers send none."""
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if not origin or settings.DEBUG:
         return True
     host = urlsplit(origin).hostname or ""
@@ -189,11 +183,11 @@ def _loopback(scope) -> tuple[str, str]:
     server = scope.get("server") if scope else None
     if not server or server[1] is None:
         host = settings.VIBEBOX_HOST if settings.VIBEBOX_HOST not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        return f"http://{host}:{settings.VIBEBOX_PORT}", _header(scope, b"host") if scope else ""
+        return f"http://{host}:{settings.VIBEBOX_PORT}", header(scope, b"host") if scope else ""
     address, port = server
     if ":" in address:
         address = f"[{address}]"
-    return f"http://{address}:{port}", _header(scope, b"host")
+    return f"http://{address}:{port}", header(scope, b"host")
 
 
 endpoint = McpEndpoint()

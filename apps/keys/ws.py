@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from vibebox import exceptions as errors
+from vibebox.asgiheaders import header
 
 from .models import ApiKey
 from .selectors import api_key_authenticate
@@ -20,24 +21,17 @@ from .services import api_key_record_use
 SUBPROTOCOL_PREFIX = "vibebox."
 
 
-def _header(scope, name: bytes) -> str:
-    for key, value in scope.get("headers") or []:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
-
-
 def key_from_scope(scope) -> tuple[str, str | None]:
     """(the key, the subprotocol to accept with, if it came as one)."""
-    header = _header(scope, b"authorization")
-    if header:
-        scheme, _, secret = header.partition(" ")
+    authorization = header(scope, b"authorization")
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
         if scheme.lower() == "bearer":
             return secret.strip(), None
     for protocol in scope.get("subprotocols") or []:
         if protocol.startswith(SUBPROTOCOL_PREFIX):
             return protocol[len(SUBPROTOCOL_PREFIX) :], protocol
-    return _header(scope, b"x-api-key"), None
+    return header(scope, b"x-api-key"), None
 
 
 @database_sync_to_async

@@ -12,6 +12,7 @@ from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import execution, files, selectors
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
+from vibebox.streambody import body_stream
 
 from . import access
 from .schema import (
@@ -116,7 +117,7 @@ class FilesView(APIView):
         if not path:
             raise errors.ValidationFailed("Give the destination as ?path=.")
         if content_type in TAR_TYPES or _flag(request, "extract"):
-            result = files.archive_upload(sandbox=sandbox, path=path, stream=django_request, limit=limit)
+            result = files.archive_upload(sandbox=sandbox, path=path, stream=body_stream(django_request), limit=limit)
             return Response(result, status=201)
         size = django_request.META.get("CONTENT_LENGTH")
         if not size:
@@ -124,7 +125,9 @@ class FilesView(APIView):
         if int(size) > limit:
             raise errors.RequestTooLarge(details={"limit": limit})
         mode = _mode(request.query_params.get("mode"))
-        stat = files.file_upload(sandbox=sandbox, path=path, fileobj=django_request, size=int(size), mode=mode)
+        stat = files.file_upload(
+            sandbox=sandbox, path=path, fileobj=body_stream(django_request), size=int(size), mode=mode
+        )
         return Response(_stat_body(files.resolve(path), stat), status=201)
 
 
