@@ -216,7 +216,7 @@ def make_run(tmp_path, own_redis, docker_client):
 SEED_STUCK_ROW = """
 from django.contrib.auth import get_user_model
 from apps.sandboxes.models import Sandbox
-from apps.sandboxes.services import sandbox_create
+from apps.sandboxes.services.create import sandbox_create
 
 owner = get_user_model().objects.create_user(username="before-the-restart")
 sandbox = sandbox_create(owner=owner, template="python-3", name="stuck")

@@ -18,9 +18,9 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from apps.sandboxes import events
-from apps.sandboxes.execution import require_running, run_internal, sandbox_exec
 from apps.sandboxes.runtime import bounded
 from apps.sandboxes.runtime.base import ExecControl
+from apps.sandboxes.services.exec import require_running, run_internal, sandbox_exec
 from vibebox import exceptions as errors
 
 from . import review

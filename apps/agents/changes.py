@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.sandboxes import events
-from apps.sandboxes.execution import require_running
+from apps.sandboxes.services.exec import require_running
 from vibebox import exceptions as errors
 
 from . import review

@@ -9,7 +9,7 @@ state, so unrelated edits made meanwhile are kept; HEAD and the index are not to
 conflicting edits give 409 merge_conflict and change nothing. Reject resets the branch.
 
 Every git command runs in the sandbox as its user, by the scripts below, through
-apps.sandboxes.git.run_git_script: `git` there is the function that starts git unable to start
+apps.sandboxes.services.git.run_git_script: `git` there is the function that starts git unable to start
 any process (a filter, merge driver, textconv, hook... of the repository's: a diff of the
 changes is a `sandboxes:read` GET), /bin/sh and the system's PATH, no global config. Only
 `git worktree add` starts children (`command git`, with --no-checkout: they write refs, never
@@ -20,7 +20,7 @@ import re
 
 from django.conf import settings
 
-from apps.sandboxes.git import run_git_script
+from apps.sandboxes.services.git import run_git_script
 from vibebox import exceptions as errors
 
 COMMON = r"""

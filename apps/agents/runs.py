@@ -14,7 +14,7 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from apps.sandboxes import events
-from apps.sandboxes.services import validate_metadata
+from apps.sandboxes.services.create import validate_metadata
 from vibebox import exceptions as errors
 
 from .models import AgentRun, AgentTask

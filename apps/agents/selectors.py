@@ -1,7 +1,7 @@
 """Reads for Claude: asks, sessions and their conversation, scoped to an owner's sandbox."""
 
-from apps.sandboxes.execution import require_running, run_internal
 from apps.sandboxes.runtime import bounded
+from apps.sandboxes.services.exec import require_running, run_internal
 from vibebox import exceptions as errors
 
 from .models import ClaudeAsk, ClaudeEvent, ClaudeSession

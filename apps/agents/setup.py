@@ -13,9 +13,9 @@ from django.utils import timezone
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
-from apps.sandboxes import envvars
 from apps.sandboxes.engine import sandbox_network_gateway
-from apps.sandboxes.execution import require_running, run_internal
+from apps.sandboxes.services.env import env_update
+from apps.sandboxes.services.exec import require_running, run_internal
 from vibebox import crypto
 from vibebox import exceptions as errors
 
@@ -110,7 +110,7 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
         api_keys_revoke_for_sandbox(sandbox_id=sandbox.id, keep=mcp_key)
         setup.mcp_key = crypto.encrypt(secret) if secret else ""
         setup.save()
-        envvars.env_update(
+        env_update(
             sandbox=sandbox,
             changes={"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": {"value": token, "secret": True}},
         )

@@ -1,6 +1,6 @@
 """A sandbox's Git and Claude tabs.
 
-Git goes through apps/sandboxes/git.py as the API's git views do; Claude through
+Git goes through apps/sandboxes/services/git.py as the API's git views do; Claude through
 apps/agents (setup, asks, selectors, changes) as its API views do. Both are scoped to the
 signed-in user's sandbox (another user's is a 404 page). A session user has no API key, so
 `api_key` is None where the API passes the calling key.
@@ -18,8 +18,8 @@ from django.views.decorators.http import require_POST
 
 from apps.agents import asks, changes, selectors, setup
 from apps.agents.models import ClaudeSession
-from apps.sandboxes import git
 from apps.sandboxes.models import Status
+from apps.sandboxes.services import git
 from vibebox import exceptions as errors
 
 from .views import get_sandbox, sandbox_page

@@ -1,7 +1,7 @@
 """The sandbox tabs of the dashboard: terminal, files, exec and logs.
 
-Thin views over the same services and selectors as the API (apps/sandboxes/files.py,
-execution.py, selectors.py), scoped to the signed-in user through `get_sandbox` (another user's
+Thin views over the same services and selectors as the API (apps/sandboxes/services/files.py,
+services/exec.py, selectors.py), scoped to the signed-in user through `get_sandbox` (another user's
 sandbox is a 404 page). Live parts (the terminal, streamed commands, the log stream) are
 WebSockets opened by the tab's script with the session cookie; everything else works as plain
 forms and links, and htmx swaps partials where it is there.
@@ -22,8 +22,9 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.sandboxes import execution, files, selectors, terminals
+from apps.sandboxes import selectors, terminals
 from apps.sandboxes.models import Status
+from apps.sandboxes.services import exec, files
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration
 
@@ -377,9 +378,9 @@ def sandbox_exec_run(request, sandbox_id):
     try:
         timeout = parse_duration(request.POST["timeout"]) if request.POST.get("timeout") else None
         if code.strip():
-            outcome = execution.sandbox_execute(sandbox=sandbox, code=code, language=language, timeout=timeout)
+            outcome = exec.sandbox_execute(sandbox=sandbox, code=code, language=language, timeout=timeout)
         elif command.strip():
-            outcome = execution.sandbox_exec(sandbox=sandbox, command=command, timeout=timeout)
+            outcome = exec.sandbox_exec(sandbox=sandbox, command=command, timeout=timeout)
         else:
             raise errors.ValidationFailed("Type a command or some code to run.")
     except ValueError as exc:

@@ -11,9 +11,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.marketplace.selectors import template_list
-from apps.sandboxes import lifecycle, selectors, services, states
+from apps.sandboxes import selectors, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
 from apps.sandboxes.models import Status
+from apps.sandboxes.services import create, lifecycle
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration, parse_size
 
@@ -26,7 +27,7 @@ ACTIONS = {
     "restart": lifecycle.sandbox_restart,
     "pause": lifecycle.sandbox_pause,
     "resume": lifecycle.sandbox_resume,
-    "destroy": services.sandbox_destroy,
+    "destroy": create.sandbox_destroy,
 }
 
 
@@ -122,7 +123,7 @@ def sandbox_create(request):
             if data["memory"]:
                 resources["memory"] = parse_size(data["memory"])
             git = {"url": data["git_url"], **({"branch": data["git_branch"]} if data["git_branch"] else {})}
-            sandbox = services.sandbox_create(
+            sandbox = create.sandbox_create(
                 owner=request.user,
                 template=data["template"],
                 name=data["name"] or None,
@@ -179,7 +180,7 @@ def sandbox_action(request, sandbox_id, action):
 def sandbox_extend(request, sandbox_id):
     sandbox = get_sandbox(request, sandbox_id)
     try:
-        services.sandbox_update(sandbox=sandbox, timeout=parse_duration(request.POST.get("timeout") or "1h"))
+        create.sandbox_update(sandbox=sandbox, timeout=parse_duration(request.POST.get("timeout") or "1h"))
         messages.success(request, "Expiry extended.")
     except (ValueError, errors.ApplicationError) as exc:
         messages.error(request, getattr(exc, "message", str(exc)))

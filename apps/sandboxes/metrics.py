@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from .execution import run_internal
 from .models import Sandbox, Status
 from .runtime import get_driver
+from .services.exec import run_internal
 
 WORKSPACE = "/workspace"
 

@@ -24,8 +24,11 @@ from django.db import DatabaseError, connections
 
 from vibebox import exceptions as errors
 
-from . import envvars, limits
-from .execution import (
+from . import limits
+from .models import Execution, Sandbox, Status
+from .runtime import ExecRequest, ExecResult, get_driver
+from .services.env import redact, secret_values
+from .services.exec import (
     COMMAND_PREVIEW,
     command_argv,
     failed,
@@ -34,9 +37,7 @@ from .execution import (
     require_running,
     status_of,
 )
-from .lifecycle import container_running
-from .models import Execution, Sandbox, Status
-from .runtime import ExecRequest, ExecResult, get_driver
+from .services.lifecycle import container_running
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, t
             argv=argv,
             record={
                 "background": True,
-                "command": envvars.redact(preview[:COMMAND_PREVIEW], envvars.secret_values(sandbox)),
+                "command": redact(preview[:COMMAND_PREVIEW], secret_values(sandbox)),
             },
             stdin=None,
             env=env,

@@ -4,7 +4,7 @@ from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
 
-from .services import sandboxes_destroy_ephemeral_of_key
+from .services.create import sandboxes_destroy_ephemeral_of_key
 
 
 @receiver(api_key_revoked, dispatch_uid="sandboxes.destroy_ephemeral_of_key")

@@ -31,12 +31,13 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import idle, processes, signals, snapshots, states
-from .lifecycle import sandbox_pause
+from . import idle, processes, signals, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
-from .services import sandbox_destroy
+from .services import snapshots
+from .services.create import sandbox_destroy
+from .services.lifecycle import sandbox_pause
 from .specs import base_labels
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from .pools import pools_maintain
 from .reconcile import sandbox_reconcile
+from .services.pools import pools_maintain
 
 
 @contextlib.contextmanager

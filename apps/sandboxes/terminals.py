@@ -35,12 +35,14 @@ from django.conf import settings
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
-from . import envvars, execution, idle, limits
-from .lifecycle import container_running
+from . import idle, limits
 from .models import Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.base import STDIN_BUFFER, ExecControl
 from .runtime.scripts import MARKER_ENV
+from .services.env import command_env
+from .services.exec import require_running, resolve_cwd
+from .services.lifecycle import container_running
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +80,14 @@ class Spec:
 
 def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
     """Checks the sandbox runs and resolves the terminal's user, environment and directory."""
-    execution.require_running(sandbox)
+    require_running(sandbox)
     return Spec(
         sandbox_id=sandbox.id,
         owner_id=sandbox.owner_id,
         container=sandbox.container_name,
         user=sandbox.template.user,
-        env=envvars.command_env(sandbox),
-        workdir=execution.resolve_cwd(sandbox, cwd),
+        env=command_env(sandbox),
+        workdir=resolve_cwd(sandbox, cwd),
     )
 
 
@@ -365,7 +367,7 @@ def _not_found(session_id: str) -> errors.ApplicationError:
 def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
     """Ends a terminal and everything it started (its clients get its exit); 404 when the
     sandbox has no such open terminal."""
-    execution.require_running(sandbox)  # a frozen sandboxd would not answer
+    require_running(sandbox)  # a frozen sandboxd would not answer
     if not _valid_id(id) or not any(t.exec_id == id for t in _in_daemon(sandbox)):
         raise _not_found(id)
     if not get_driver().terminal_kill(sandbox.container_name, id):

@@ -12,12 +12,12 @@ from django.conf import settings
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
-from .execution import require_running
-from .files import resolve
-from .lifecycle import container_running
 from .models import Sandbox
 from .runtime import get_driver
 from .runtime.base import WatchRequest, WatchStream
+from .services.exec import require_running
+from .services.files import resolve
+from .services.lifecycle import container_running
 
 MAX_PATH = 4096
 MAX_EXCLUDES = 64  # sandboxd's watch.MaxExcludes

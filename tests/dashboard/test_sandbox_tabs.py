@@ -10,8 +10,8 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.test import Client
 
-from apps.sandboxes import files
 from apps.sandboxes.models import Execution, Sandbox
+from apps.sandboxes.services import files
 from tests.ws import Communicator
 from vibebox.asgi import application
 

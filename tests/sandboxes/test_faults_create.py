@@ -9,11 +9,12 @@ import pytest
 from django.conf import settings as django_settings
 
 from apps.marketplace.catalog import built_in_templates
-from apps.sandboxes import pools, sandboxd
+from apps.sandboxes import sandboxd
 from apps.sandboxes.models import PooledContainer, Sandbox
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.sandboxes.runtime import ContainerSpec, get_driver
 from apps.sandboxes.runtime.docker import DockerDriver
+from apps.sandboxes.services import pools
 from tests import sessions
 from tests.conftest import INSTANCE_LABEL
 from tests.sandboxes.conftest import FIXTURE_LABELS, GIT_NETWORK

@@ -12,9 +12,9 @@ import time
 import pytest
 from asgiref.sync import async_to_sync
 
-from apps.sandboxes import files
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.services import files
 from vibebox import exceptions as errors
 
 MIB = 1024**2

@@ -8,10 +8,10 @@ check replaces such containers instead of handing them out. Real containers, thr
 import pytest
 from asgiref.sync import async_to_sync
 
-from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox, Snapshot
 from apps.sandboxes.runtime import get_driver, sandboxd_client
-from apps.sandboxes.snapshots import snapshot_delete
+from apps.sandboxes.services import pools
+from apps.sandboxes.services.snapshots import snapshot_delete
 from tests.ws import Communicator
 from vibebox.asgi import application
 

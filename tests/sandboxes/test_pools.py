@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
-from apps.sandboxes import pools
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.services import pools
 from tests.conftest import INSTANCE_LABEL, live_server
 
 

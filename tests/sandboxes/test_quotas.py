@@ -7,9 +7,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import close_old_connections
 
-from apps.sandboxes import services
 from apps.sandboxes.models import Sandbox, Snapshot
-from apps.sandboxes.snapshots import archive_path, snapshot_delete
+from apps.sandboxes.services.create import sandbox_create
+from apps.sandboxes.services.snapshots import archive_path, snapshot_delete
 
 GIB = 1024**3
 MIB = 1024**2
@@ -63,7 +63,7 @@ def test_concurrent_creates_cannot_both_slip_past(owner, templates, settings, cl
     def create():
         try:
             barrier.wait()
-            sandbox = services.sandbox_create(owner=owner, template="python-3", auto_start=False, resources={"cpu": 1})
+            sandbox = sandbox_create(owner=owner, template="python-3", auto_start=False, resources={"cpu": 1})
             cleanup_sandbox_ids.append(sandbox.id)
             outcomes.append("created")
         except Exception as exc:  # recorded and checked below

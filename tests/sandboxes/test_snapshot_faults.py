@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.sandboxes.models import Sandbox, Snapshot
 from apps.sandboxes.reconcile import sandbox_reconcile
-from apps.sandboxes.snapshots import archive_path, snapshot_delete
+from apps.sandboxes.services.snapshots import archive_path, snapshot_delete
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ import pytest
 
 from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes.models import Snapshot
-from apps.sandboxes.snapshots import archive_path, snapshot_delete
+from apps.sandboxes.services.snapshots import archive_path, snapshot_delete
 
 
 @pytest.fixture(autouse=True)

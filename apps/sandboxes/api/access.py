@@ -10,8 +10,8 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_WRITE
 from vibebox import exceptions as errors
 
-from .. import execution
 from ..models import Sandbox, Status
+from ..services.exec import require_not_paused
 
 
 def may_write(request) -> bool:
@@ -36,4 +36,4 @@ def read_guard(request, sandbox: Sandbox, *, auto_resume: bool = False) -> None:
             details={"status": sandbox.status},
         )
     if auto_resume:
-        execution.require_not_paused(sandbox, auto_resume=True)
+        require_not_paused(sandbox, auto_resume=True)

@@ -3,7 +3,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
-from apps.sandboxes import envvars, selectors
+from apps.sandboxes import selectors
+from apps.sandboxes.services import env
 from vibebox import exceptions as errors
 
 from .schema import EnvMapSerializer, EnvReplaceSerializer, EnvUpdateSerializer, EnvVarSerializer
@@ -26,7 +27,7 @@ class EnvView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_list", responses=EnvMapSerializer)
     def get(self, request, sandbox_id):
-        return Response(envvars.public(selectors.sandbox_get(owner=request.user, ref=sandbox_id)))
+        return Response(env.public(selectors.sandbox_get(owner=request.user, ref=sandbox_id)))
 
     @extend_schema(
         operation_id="sandboxes_env_replace",
@@ -36,8 +37,8 @@ class EnvView(APIView):
     )
     def put(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
-        sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request), replace=True)
-        return Response(envvars.public(sandbox))
+        sandbox = env.env_update(sandbox=sandbox, changes=_body(request), replace=True)
+        return Response(env.public(sandbox))
 
     @extend_schema(
         operation_id="sandboxes_env_update",
@@ -47,8 +48,8 @@ class EnvView(APIView):
     )
     def patch(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
-        sandbox = envvars.env_update(sandbox=sandbox, changes=_body(request))
-        return Response(envvars.public(sandbox))
+        sandbox = env.env_update(sandbox=sandbox, changes=_body(request))
+        return Response(env.public(sandbox))
 
 
 class EnvVarView(APIView):
@@ -56,9 +57,9 @@ class EnvVarView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_retrieve", responses=EnvVarSerializer)
     def get(self, request, sandbox_id, name):
-        return Response(envvars.public_one(selectors.sandbox_get(owner=request.user, ref=sandbox_id), name))
+        return Response(env.public_one(selectors.sandbox_get(owner=request.user, ref=sandbox_id), name))
 
     @extend_schema(operation_id="sandboxes_env_destroy", responses={204: None})
     def delete(self, request, sandbox_id, name):
-        envvars.env_delete(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id), name=name)
+        env.env_delete(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id), name=name)
         return Response(status=204)

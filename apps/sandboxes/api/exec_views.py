@@ -5,7 +5,8 @@ from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
-from apps.sandboxes import execution, logs, processes, selectors, terminals
+from apps.sandboxes import logs, processes, selectors, terminals
+from apps.sandboxes.services.exec import require_running, sandbox_exec, sandbox_execute
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
@@ -63,7 +64,7 @@ class ExecView(APIView):
             if data.get("stdin") is not None:
                 raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
             if data["autoResume"]:
-                execution.require_running(sandbox, auto_resume=True)
+                require_running(sandbox, auto_resume=True)
             process = processes.process_start(
                 sandbox=sandbox,
                 command=data["command"],
@@ -74,7 +75,7 @@ class ExecView(APIView):
                 api_key=_key(request),
             )
             return Response({"processId": process.id, "executionId": process.id, "status": "running"}, status=202)
-        outcome = execution.sandbox_exec(
+        outcome = sandbox_exec(
             sandbox=sandbox,
             command=data["command"],
             cwd=data.get("cwd"),
@@ -101,7 +102,7 @@ class ExecuteView(APIView):
         body = ExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        outcome = execution.sandbox_execute(
+        outcome = sandbox_execute(
             sandbox=sandbox,
             code=data["code"],
             language=data["language"],

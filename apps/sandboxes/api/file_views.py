@@ -9,7 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
-from apps.sandboxes import execution, files, selectors
+from apps.sandboxes import selectors
+from apps.sandboxes.services import files
+from apps.sandboxes.services.exec import require_not_paused
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 from vibebox.streambody import body_stream
@@ -40,7 +42,7 @@ def _sandbox(request, sandbox_id: str):
     if request.method in ("GET", "HEAD"):
         access.read_guard(request, sandbox, auto_resume=_flag(request, "autoResume"))
     elif _flag(request, "autoResume"):
-        execution.require_not_paused(sandbox, auto_resume=True)
+        require_not_paused(sandbox, auto_resume=True)
     return sandbox
 
 

@@ -1,6 +1,6 @@
 """Serializers for git: credentials and the create-time clone spec (described here, validated by
-apps.sandboxes.git), and the answers of /sandboxes/{id}/git/…, which render what
-apps.sandboxes.git answers and describe it: one definition of each shape."""
+apps.sandboxes.services.git), and the answers of /sandboxes/{id}/git/…, which render what
+apps.sandboxes.services.git answers and describe it: one definition of each shape."""
 
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
@@ -29,7 +29,7 @@ class GitSshAuthSerializer(StrictSerializer):
 
 class GitAuthField(OneOfField):
     """{type: "token", token, username?, persist?} or {type: "ssh", privateKey, knownHosts?, persist?};
-    checked by apps.sandboxes.git.parse_auth."""
+    checked by apps.sandboxes.services.git.parse_auth."""
 
     options = (
         PolymorphicProxySerializer(
@@ -53,7 +53,7 @@ class GitSpecSerializer(StrictSerializer):
 
 class GitSpecField(OneOfField):
     """`git` at create: a repository URL or {url, branch, path, depth, auth, failOnError}; checked by
-    apps.sandboxes.git.parse_spec."""
+    apps.sandboxes.services.git.parse_spec."""
 
     options = ({"type": "string", "description": "A repository URL."}, GitSpecSerializer)
 

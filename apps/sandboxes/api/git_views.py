@@ -3,7 +3,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
-from apps.sandboxes import git, selectors
+from apps.sandboxes import selectors
+from apps.sandboxes.services import git
 from vibebox.api.schema import error_responses
 
 from . import access, git_schema

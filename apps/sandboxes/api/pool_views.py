@@ -3,7 +3,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.scopes import SANDBOXES_READ
-from apps.sandboxes import pools
+from apps.sandboxes.services import pools
 from vibebox import exceptions as errors
 
 from .schema import PoolListSerializer

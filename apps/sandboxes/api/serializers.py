@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.sandboxes.models import Execution, Status
-from apps.sandboxes.services import METADATA_VALUE_MAX, validate_metadata
+from apps.sandboxes.services.create import METADATA_VALUE_MAX, validate_metadata
 from vibebox import exceptions as errors
 from vibebox.api.serializers import BoundedFloatField, DurationField, SizeField, StrictSerializer, pattern_field
 from vibebox.units import format_size

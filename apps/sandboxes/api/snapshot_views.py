@@ -2,7 +2,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.sandboxes import selectors, snapshots
+from apps.sandboxes import selectors
+from apps.sandboxes.services import snapshots
 from vibebox.api.schema import error_responses
 
 from .schema import SnapshotListSerializer

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.sandboxes import lifecycle
+from apps.sandboxes.services import lifecycle
 
 from . import env_views, exec_views, file_views, git_views, metrics_views, pool_views, snapshot_views, views
 

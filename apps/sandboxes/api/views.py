@@ -5,8 +5,9 @@ from rest_framework.views import APIView
 
 from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
-from apps.sandboxes import selectors, services
+from apps.sandboxes import selectors
 from apps.sandboxes.models import Status
+from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
 from vibebox.api.schema import error_responses
 
 from .serializers import SandboxCreateSerializer, SandboxSerializer, SandboxUpdateSerializer
@@ -54,7 +55,7 @@ class SandboxListView(GenericAPIView):
         body = SandboxCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        sandbox = services.sandbox_create(
+        sandbox = sandbox_create(
             owner=request.user,
             api_key=request.auth if isinstance(request.auth, ApiKey) else None,
             template=data.get("template"),
@@ -92,12 +93,12 @@ class SandboxDetailView(APIView):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         body = SandboxUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        sandbox = services.sandbox_update(sandbox=sandbox, **_update_fields(body.validated_data))
+        sandbox = sandbox_update(sandbox=sandbox, **_update_fields(body.validated_data))
         return Response(SandboxSerializer(sandbox).data)
 
     @extend_schema(operation_id="sandboxes_destroy", responses={204: None})
     def delete(self, request, sandbox_id):
-        services.sandbox_destroy(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id))
+        sandbox_destroy(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id))
         return Response(status=204)
 
 

@@ -7,8 +7,8 @@ from apps.keys.scopes import EXECUTE
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration
 
-from .. import execution
 from ..runtime.base import STDIN_BUFFER, ExecControl
+from ..services.exec import outcome_summary, sandbox_exec
 from .base import BaseConsumer, close_code, error_message, parse_json
 from .streams import Outbox
 
@@ -81,7 +81,7 @@ class ExecConsumer(BaseConsumer):
         def on_output(stream: str, data: bytes):
             loop_outbox.put_from_thread("json", {"type": stream, "data": data.decode("utf-8", errors="replace")})
 
-        run = sync_to_async(execution.sandbox_exec, thread_sensitive=False)
+        run = sync_to_async(sandbox_exec, thread_sensitive=False)
         self.task = asyncio.ensure_future(
             run(
                 sandbox=self.sandbox,
@@ -112,7 +112,7 @@ class ExecConsumer(BaseConsumer):
             await self.outbox.finish()
             await self.close(code=1011)
             return
-        await self.outbox.put("json", execution.outcome_summary(outcome))
+        await self.outbox.put("json", outcome_summary(outcome))
         await self.outbox.finish()
         await self.close(code=1000)
 

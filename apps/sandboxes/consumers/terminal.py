@@ -22,7 +22,8 @@ from apps.keys.scopes import EXECUTE
 from vibebox import exceptions as errors
 from vibebox import safejson
 
-from .. import execution, terminals
+from .. import terminals
+from ..services.exec import require_running
 from .base import BaseConsumer, error_message, invalid_json
 
 DEFAULT_SHELL = "bash"
@@ -82,7 +83,7 @@ class TerminalConsumer(BaseConsumer):
 
     async def setup(self):
         sandbox = await self.get_sandbox()
-        await database_sync_to_async(execution.require_running)(sandbox)
+        await database_sync_to_async(require_running)(sandbox)
         self.client = terminals.Client(self._dropped)
         session_id = self.query("session")
         if session_id:

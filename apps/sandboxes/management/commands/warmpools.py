@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from apps.sandboxes.pools import pool_drain, pool_stats, pools_maintain
+from apps.sandboxes.services.pools import pool_drain, pool_stats, pools_maintain
 
 
 class Command(BaseCommand):

@@ -25,10 +25,10 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
-from . import events, quotas, states
-from .models import Sandbox, Snapshot, Status
-from .runtime import get_driver
-from .specs import base_labels, sandbox_spec
+from .. import events, quotas, states
+from ..models import Sandbox, Snapshot, Status
+from ..runtime import get_driver
+from ..specs import base_labels, sandbox_spec
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}

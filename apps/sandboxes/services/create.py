@@ -22,10 +22,12 @@ from apps.marketplace.selectors import template_find
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import envvars, events, git, pools, quotas, snapshots, states
-from .models import Sandbox, Status
-from .runtime import get_driver
-from .specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
+from .. import events, quotas, states
+from ..models import Sandbox, Status
+from ..runtime import get_driver
+from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
+from . import git, pools, snapshots
+from .env import prepare_env
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ def sandbox_create(
         )
     if name is not None:
         validate_name(name)
-    env = envvars.prepare(env or {})
+    env = prepare_env(env or {})
     metadata = validate_metadata(metadata or {})
     cpu, memory, disk = _resources(resources)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)

@@ -31,9 +31,9 @@ from apps.marketplace.models import Template
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from .models import PooledContainer, Sandbox, WarmPool
-from .runtime import ExecRequest, get_driver
-from .specs import base_labels, container_spec, network_name
+from ..models import PooledContainer, Sandbox, WarmPool
+from ..runtime import ExecRequest, get_driver
+from ..specs import base_labels, container_spec, network_name
 
 logger = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 10

@@ -12,7 +12,7 @@ from django.db import transaction
 from vibebox import exceptions as errors
 from vibebox.crypto import decrypt, encrypt
 
-from .models import Sandbox
+from ..models import Sandbox
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 32 * 1024
@@ -47,7 +47,7 @@ def _normalise(name: str, raw) -> dict:
     return {"value": encrypt(raw), "secret": secret}
 
 
-def prepare(variables: dict) -> dict:
+def prepare_env(variables: dict) -> dict:
     """Validates and encrypts a whole map (for create and replace)."""
     if not isinstance(variables, dict):
         raise errors.InvalidEnv()

@@ -10,9 +10,11 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import envvars, events, idle, languages, lifecycle
-from .models import Execution, Sandbox, Status, new_execution_id
-from .runtime import ExecRequest, ExecResult, bounded, get_driver
+from .. import events, idle, languages
+from ..models import Execution, Sandbox, Status, new_execution_id
+from ..runtime import ExecRequest, ExecResult, bounded, get_driver
+from . import lifecycle
+from .env import command_env, internal_env, prepare_env, redact, secret_values
 
 # Runs a command string with bash as a login shell, or sh where bash is absent.
 SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash -lc "$1"; else exec sh -c "$1"; fi'
@@ -95,8 +97,8 @@ def prepare(
     workdir = resolve_cwd(sandbox, cwd)
     user = user or sandbox.template.user
     if env is not None:
-        envvars.prepare(env)  # validates names and values; request env is not stored
-    full_env = envvars.command_env(sandbox, env, extra_env)
+        prepare_env(env)  # validates names and values; request env is not stored
+    full_env = command_env(sandbox, env, extra_env)
     record = {"id": new_execution_id(), **record}
     execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
     events.publish(
@@ -148,14 +150,14 @@ def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: b
     """Records the command's end, once: a background process's end may be seen by the web
     process that follows it and by the reconcile pass; the first one records it."""
     status = status_of(result)
-    secrets = envvars.secret_values(sandbox)
+    secrets = secret_values(sandbox)
     stored = settings.VIBEBOX_EXEC_STORED_OUTPUT
     stdout_text, stderr_text = _decode(stdout), _decode(result.stderr)
     execution.status = status
     execution.exit_code = result.exit_code
     execution.duration_ms = result.duration_ms
-    execution.stdout = envvars.redact(_decode(stdout[:stored]), secrets)
-    execution.stderr = envvars.redact(_decode(result.stderr[:stored]), secrets)
+    execution.stdout = redact(_decode(stdout[:stored]), secrets)
+    execution.stderr = redact(_decode(result.stderr[:stored]), secrets)
     execution.stdout_bytes = result.stdout_bytes
     execution.stderr_bytes = result.stderr_bytes
     execution.truncated = result.truncated
@@ -228,13 +230,13 @@ def sandbox_exec(
     if data is not None and len(data) > settings.VIBEBOX_EXEC_STDIN_LIMIT:
         raise errors.RequestTooLarge("stdin is too large.")
     require_running(sandbox, auto_resume=auto_resume)
-    secrets = envvars.secret_values(sandbox)
+    secrets = secret_values(sandbox)
     execution, result = _run(
         sandbox=sandbox,
         kind=Execution.Kind.EXEC,
         argv=argv,
         record={
-            "command": envvars.redact(preview[:COMMAND_PREVIEW], secrets),
+            "command": redact(preview[:COMMAND_PREVIEW], secrets),
         },
         stdin=data,
         env=env,
@@ -266,7 +268,7 @@ def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
 
 def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60, output_limit: int = 1024**2):
     """A short command of VibeBox's own (not recorded as an Execution), as the sandbox's user, with
-    the template's environment (envvars.internal_env). argv[0] is an absolute path of the image's
+    the template's environment (internal_env). argv[0] is an absolute path of the image's
     (`/bin/sh`), never looked up on a PATH the sandbox can write to, and shells are never login
     shells (~/.profile is the sandbox's)."""
     if not argv[0].startswith("/"):
@@ -275,7 +277,7 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
         argv=argv,
         exec_id=new_execution_id(),
         user=sandbox.template.user,
-        env=envvars.internal_env(sandbox),
+        env=internal_env(sandbox),
         timeout=timeout,
         output_limit=output_limit,
     )
@@ -309,7 +311,7 @@ def sandbox_execute(
     chosen = choose_language(sandbox, code, language)
     execution_id = new_execution_id()
     prog = languages.program(chosen, code, execution_id)
-    secrets = envvars.secret_values(sandbox)
+    secrets = secret_values(sandbox)
     execution, result = _run(
         sandbox=sandbox,
         kind=Execution.Kind.EXECUTE,
@@ -317,7 +319,7 @@ def sandbox_execute(
         record={
             "id": execution_id,
             "language": chosen,
-            "command": envvars.redact(code[:COMMAND_PREVIEW], secrets),
+            "command": redact(code[:COMMAND_PREVIEW], secrets),
             "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
         },
         stdin=prog.stdin,

@@ -22,11 +22,11 @@ from django.conf import settings
 
 from vibebox import exceptions as errors
 
-from . import events, tarstream
-from .execution import require_not_paused, require_running
+from .. import events, tarstream
+from ..models import Sandbox
+from ..runtime import FileInfo, get_driver
+from .exec import require_not_paused, require_running
 from .lifecycle import container_running
-from .models import Sandbox
-from .runtime import FileInfo, get_driver
 
 WORKSPACE = "/workspace"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024

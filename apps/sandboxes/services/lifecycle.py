@@ -1,8 +1,8 @@
 """Moves of a sandbox between states that keep its container: start, stop, restart, pause,
 resume. Each claims the move in the row (states.py), asks the engine, and when the engine fails
 lets the row follow the container (`_settle`); a call into a running sandbox whose container died
-behind VibeBox's back does the same (`container_running`). Below services.py and execution.py,
-which both use it (execution resumes a paused sandbox on the way to a command).
+behind VibeBox's back does the same (`container_running`). Below create.py and exec.py,
+which both use it (exec resumes a paused sandbox on the way to a command).
 """
 
 import contextlib
@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, states
-from .models import Sandbox, Status
-from .runtime import get_driver
+from .. import events, states
+from ..models import Sandbox, Status
+from ..runtime import get_driver
 
 logger = logging.getLogger(__name__)
 

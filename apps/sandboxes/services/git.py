@@ -44,11 +44,11 @@ from django.utils import timezone
 from vibebox import crypto
 from vibebox import exceptions as errors
 
-from . import envvars
-from .execution import require_running
+from ..models import Sandbox, SandboxGitConfig, new_execution_id
+from ..runtime import ExecRequest, ExecResult, get_driver
+from .env import SYSTEM_PATH, internal_env, redact
+from .exec import require_running
 from .lifecycle import container_running
-from .models import Sandbox, SandboxGitConfig, new_execution_id
-from .runtime import ExecRequest, ExecResult, get_driver
 
 DEFAULT_PATH = "/repo"
 _SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+$")
@@ -66,11 +66,10 @@ CREDENTIAL_HELPER = (
     '"protocol=$VBX_GIT_PROTOCOL") p=1 ;; "host=$VBX_GIT_HOST") h=1 ;; esac; done; '
     '[ "$p$h" = 11 ] || exit 0; echo "username=$VBX_GIT_USERNAME"; echo "password=$VBX_GIT_TOKEN"; }; f'
 )
-# Every command the API runs in a sandbox starts from /bin/sh with this PATH: the images put a
+# Every command the API runs in a sandbox starts from /bin/sh with SYSTEM_PATH (env.py): the images put a
 # directory of the sandbox user's first (~/.local/bin, /opt/venv/bin), where an upload can put a
 # `git` or `sh` (which the credentialed runner would then start with the token in its
 # environment), and the sandbox's own variables are never used.
-SYSTEM_PATH = envvars.SYSTEM_PATH
 # The prelude of every script run by safe_git. `git` is a function that starts git with
 # RLIMIT_NPROC 0, so that git cannot start any process or thread (fork and clone fail with
 # EAGAIN for a user that is not root). That is the one control that does not depend on knowing
@@ -382,7 +381,7 @@ def repo_path(path: str | None) -> str:
 
 def _sanitise(text: str, auth: GitAuth | None) -> str:
     text = re.sub(r"(https?://)[^/@\s]+@", r"\1", text)  # user:password@ in URLs
-    return envvars.redact(text, auth.secrets() if auth else [])[-2000:]
+    return redact(text, auth.secrets() if auth else [])[-2000:]
 
 
 def _config_env(pairs) -> dict[str, str]:
@@ -403,7 +402,7 @@ def safe_git(
     LOCAL_ONLY, run by /bin/sh with SANDBOX_ENV and SANDBOX_CONFIG (see the module docstring).
     The environment is the template's (the sandbox's own variables are the key holder's to set:
     a PATH or LD_PRELOAD of theirs would choose what runs) without its GIT_* variables."""
-    env = {k: v for k, v in envvars.internal_env(sandbox).items() if not k.startswith("GIT_")}
+    env = {k: v for k, v in internal_env(sandbox).items() if not k.startswith("GIT_")}
     pairs = [*SANDBOX_CONFIG, *extra_config, *([("safe.directory", path)] if path else [])]
     env |= {**SANDBOX_ENV, **_config_env(pairs), **(extra_env or {})}
     if author is not None:
