@@ -12,8 +12,8 @@ queue); a client that joins later attaches from REPLAY_BYTES before the end, so 
 screen. The shell does not end when its last client leaves: it ends when it exits, after
 VIBEBOX_TERMINAL_IDLE_TIMEOUT without input, resize or output (sandboxd's idle timeout), when the
 sandbox stops, or when a client or the API kills it (`terminal_kill`); sandboxd then ends every
-process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame)
-rather than holding the shell up.
+process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame,
+forwarded as {"type": "truncated", "droppedBytes"}) rather than holding the shell up.
 
 The per-owner cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is a lease in Redis
 (apps/sandboxes/limits.py), taken by the web process that opens a terminal. A thread of that
@@ -223,8 +223,12 @@ class DaemonSession:
             self.stop.set()  # the client is gone or too slow: detach
 
     def _lost(self, count: int) -> None:
-        # The client fell behind sandboxd's buffer; what it missed is gone (the screen repaints).
-        logger.debug("terminal %s: a client missed %d bytes", self.id, count)
+        """sandboxd no longer keeps output this client has not had (it fell behind the
+        terminal's buffer, or joined from an offset that was dropped meanwhile): the client is
+        told how much it missed, as a background process's client is; the screen repairs itself
+        on the next redraw."""
+        if not self.stop.is_set() and not self._deliver({"type": "truncated", "droppedBytes": count}):
+            self.stop.set()  # the client is gone or too slow: detach
 
     def _deliver_all(self, message: dict, close_code: int) -> None:
         if self._deliver(message):
