@@ -294,24 +294,62 @@ def _hold_slot(container: str, session_id: str, slot) -> None:
         slot.release()
 
 
+class _Opening:
+    """A terminal_open whose caller may give up (cancelled while the open runs in its thread, or
+    an answer that failed): a terminal sandboxd opened all the same is killed, since nobody else
+    knows its id and it would run, uncounted, until its idle timeout."""
+
+    def __init__(self, container: str, session_id: str):
+        self.container, self.session_id = container, session_id
+        self.lock = threading.Lock()
+        self.opened = False
+        self.abandoned = False
+
+    def open(self, request: ExecRequest, *, cols: int, rows: int) -> None:
+        """In a worker thread; the caller abandons the opening when this raises."""
+        try:
+            idle_timeout = float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT)
+            get_driver().terminal_open(self.container, request, cols=cols, rows=rows, idle_timeout=idle_timeout)
+        except errors.ApplicationError as exc:
+            reason = (exc.details or {}).get("reason", "")
+            if reason.startswith("sandboxd_") and reason != "sandboxd_unavailable":
+                with self.lock:  # sent, and its answer failed: sandboxd may have opened it
+                    self.opened = True
+            raise
+        with self.lock:
+            self.opened = True
+            abandoned = self.abandoned
+        if abandoned:
+            self._kill()
+
+    def abandon(self) -> None:
+        """The caller gives up: kills the terminal once opened (now, or when the open ends)."""
+        with self.lock:
+            self.abandoned = True
+            opened = self.opened
+        if opened:
+            threading.Thread(target=self._kill, daemon=True, name=f"abandon-{self.session_id}").start()
+
+    def _kill(self) -> None:
+        try:
+            get_driver().terminal_kill(self.container, self.session_id)
+        except Exception as exc:  # it then ends at its idle timeout, as before
+            logger.warning("terminal %s: could not end an abandoned terminal: %s", self.session_id, exc)
+
+
 async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client) -> DaemonSession:
     """Starts a shell in the sandbox's sandboxd with `client` attached (so it sees the first prompt)."""
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
+    opening = _Opening(spec.container, session_id)
     try:
         request = ExecRequest(
             argv=_argv(shell), exec_id=session_id, env=env, user=spec.user, workdir=spec.workdir, timeout=0
         )
-        await asyncio.to_thread(
-            get_driver().terminal_open,
-            spec.container,
-            request,
-            cols=cols,
-            rows=rows,
-            idle_timeout=float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT),
-        )
+        await asyncio.to_thread(opening.open, request, cols=cols, rows=rows)
     except BaseException:
+        opening.abandon()  # cancelled meanwhile, or the open failed
         slot.release()
         raise
     threading.Thread(

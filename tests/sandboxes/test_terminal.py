@@ -283,6 +283,31 @@ def test_a_client_that_missed_output_is_told_how_much(api_key, sandbox_id, monke
     async_to_sync(scenario)()
 
 
+def test_a_terminal_whose_opening_was_abandoned_is_ended(api_key, api_client, sandbox_id, monkeypatch):
+    """A connection given up while sandboxd opens its terminal (here: cancelled, as an ASGI server
+    cancels an application it gives up on) leaves no terminal behind: nobody knows its id, and it
+    would live, uncounted, until its idle timeout."""
+    from apps.sandboxes.runtime.docker import DockerDriver
+
+    opened = DockerDriver.terminal_open
+
+    def slow_open(self, *args, **kwargs):
+        time.sleep(2)  # the connection is given up meanwhile
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(DockerDriver, "terminal_open", slow_open)
+    url = f"/api/v1/sandboxes/{sandbox_id}/terminals"
+
+    async def scenario():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
+        with pytest.raises(asyncio.TimeoutError):
+            await comm.connect(timeout=1)  # then the communicator cancels the application
+
+    async_to_sync(scenario)()
+    time.sleep(3)  # the open has gone through meanwhile
+    wait_for(lambda: api_client.get(url).json()["terminals"] == [], timeout=15, what="no terminal left")
+
+
 # ---- a live server and a real WebSocket client ----
 
 
