@@ -135,8 +135,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 
-	defaultUser, err := users.Lookup(opts.user)
-	if err != nil {
+	if _, err := users.Lookup(opts.user); err != nil { // fatal now, not at the first request (each looks it up)
 		logger.Printf("--user: %v", err)
 		return 1
 	}
@@ -151,7 +150,7 @@ func serve(args []string, stderr io.Writer) int {
 		}
 	}
 	self, _ := users.Lookup(strconv.Itoa(os.Geteuid()))
-	runner := command.NewRunner(command.BaseEnv(os.Environ(), self.Home), defaultUser)
+	runner := command.NewRunner(command.BaseEnv(os.Environ(), self.Home))
 	srv := server.New(server.Config{
 		Token: token, Container: container, Runner: runner, DefaultUser: opts.user, Log: logger,
 		Processes: processes.NewTable(runner, opts.processes), Terminals: processes.NewTable(runner, opts.terminals),

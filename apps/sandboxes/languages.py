@@ -1,9 +1,11 @@
 """How each language's code is run, and how `auto` picks a language.
 
 The code travels on the command's stdin into /tmp/vbx-<execution id>.<ext> (so there is no
-size limit from argv or env), is run, and the file is removed; a timeout's kill removes it
-too. A return value is printed after the program's own output, on a line that starts with a
-per-execution random marker, and taken off stdout by the server.
+size limit from argv or env), is run, and the file is removed. A timeout's kill leaves no shell to
+remove it: each run first removes the code files (and their build outputs) of executions that no
+longer run (no process carries their VIBEBOX_EXEC_ID). A return value is printed after the
+program's own output, on a line that starts with a per-execution random marker, and taken off
+stdout by the server.
 """
 
 import re
@@ -86,6 +88,15 @@ _PROGRAMS = {
 }
 
 
+# Removes what a killed execution left: /tmp/vbx-exec_<id>.* of ids no process carries (the
+# user's processes' environments are readable: an execution of theirs that runs keeps its files;
+# another user's files stay, /tmp being sticky). Execution ids are [A-Za-z0-9_].
+SWEEP = (
+    'for g in /tmp/vbx-exec_*; do i=${g#/tmp/vbx-}; i=${i%%.*}; [ -e "$g" ] && '
+    '! grep -qsz "^VIBEBOX_EXEC_ID=$i\\$" /proc/[0-9]*/environ && rm -f "$g"; done 2>/dev/null; '
+)
+
+
 @dataclass(frozen=True)
 class Program:
     argv: tuple[str, ...]
@@ -128,7 +139,8 @@ def program(language: str, code: str, execution_id: str) -> Program:
     else:
         source, marker = code, None
     extension, run = _PROGRAMS[language]
-    script = f'f=/tmp/vbx-{execution_id}.{extension}; cat > "$f"; {run} < /dev/null; rc=$?; rm -f "$f" "$f".*; exit $rc'
+    script = f'{SWEEP}f=/tmp/vbx-{execution_id}.{extension}; cat > "$f"; {run} < /dev/null; rc=$?; '
+    script += 'rm -f "$f" "$f".*; exit $rc'
     return Program(argv=("sh", "-c", script), stdin=source.encode(), env=env, marker=marker)
 
 

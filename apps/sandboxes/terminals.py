@@ -12,8 +12,8 @@ queue); a client that joins later attaches from REPLAY_BYTES before the end, so 
 screen. The shell does not end when its last client leaves: it ends when it exits, after
 VIBEBOX_TERMINAL_IDLE_TIMEOUT without input, resize or output (sandboxd's idle timeout), when the
 sandbox stops, or when a client or the API kills it (`terminal_kill`); sandboxd then ends every
-process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame)
-rather than holding the shell up.
+process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame,
+forwarded as {"type": "truncated", "droppedBytes"}) rather than holding the shell up.
 
 The per-owner cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is a lease in Redis
 (apps/sandboxes/limits.py), taken by the web process that opens a terminal. A thread of that
@@ -225,8 +225,12 @@ class DaemonSession:
             self.stop.set()  # the client is gone or too slow: detach
 
     def _lost(self, count: int) -> None:
-        # The client fell behind sandboxd's buffer; what it missed is gone (the screen repaints).
-        logger.debug("terminal %s: a client missed %d bytes", self.id, count)
+        """sandboxd no longer keeps output this client has not had (it fell behind the
+        terminal's buffer, or joined from an offset that was dropped meanwhile): the client is
+        told how much it missed, as a background process's client is; the screen repairs itself
+        on the next redraw."""
+        if not self.stop.is_set() and not self._deliver({"type": "truncated", "droppedBytes": count}):
+            self.stop.set()  # the client is gone or too slow: detach
 
     def _deliver_all(self, message: dict, close_code: int) -> None:
         if self._deliver(message):
@@ -292,24 +296,62 @@ def _hold_slot(container: str, session_id: str, slot) -> None:
         slot.release()
 
 
+class _Opening:
+    """A terminal_open whose caller may give up (cancelled while the open runs in its thread, or
+    an answer that failed): a terminal sandboxd opened all the same is killed, since nobody else
+    knows its id and it would run, uncounted, until its idle timeout."""
+
+    def __init__(self, container: str, session_id: str):
+        self.container, self.session_id = container, session_id
+        self.lock = threading.Lock()
+        self.opened = False
+        self.abandoned = False
+
+    def open(self, request: ExecRequest, *, cols: int, rows: int) -> None:
+        """In a worker thread; the caller abandons the opening when this raises."""
+        try:
+            idle_timeout = float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT)
+            get_driver().terminal_open(self.container, request, cols=cols, rows=rows, idle_timeout=idle_timeout)
+        except errors.ApplicationError as exc:
+            reason = (exc.details or {}).get("reason", "")
+            if reason.startswith("sandboxd_") and reason != "sandboxd_unavailable":
+                with self.lock:  # sent, and its answer failed: sandboxd may have opened it
+                    self.opened = True
+            raise
+        with self.lock:
+            self.opened = True
+            abandoned = self.abandoned
+        if abandoned:
+            self._kill()
+
+    def abandon(self) -> None:
+        """The caller gives up: kills the terminal once opened (now, or when the open ends)."""
+        with self.lock:
+            self.abandoned = True
+            opened = self.opened
+        if opened:
+            threading.Thread(target=self._kill, daemon=True, name=f"abandon-{self.session_id}").start()
+
+    def _kill(self) -> None:
+        try:
+            get_driver().terminal_kill(self.container, self.session_id)
+        except Exception as exc:  # it then ends at its idle timeout, as before
+            logger.warning("terminal %s: could not end an abandoned terminal: %s", self.session_id, exc)
+
+
 async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: Client) -> DaemonSession:
     """Starts a shell in the sandbox's sandboxd with `client` attached (so it sees the first prompt)."""
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
+    opening = _Opening(spec.container, session_id)
     try:
         request = ExecRequest(
             argv=_argv(shell), exec_id=session_id, env=env, user=spec.user, workdir=spec.workdir, timeout=0
         )
-        await asyncio.to_thread(
-            get_driver().terminal_open,
-            spec.container,
-            request,
-            cols=cols,
-            rows=rows,
-            idle_timeout=float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT),
-        )
+        await asyncio.to_thread(opening.open, request, cols=cols, rows=rows)
     except BaseException:
+        opening.abandon()  # cancelled meanwhile, or the open failed
         slot.release()
         raise
     threading.Thread(

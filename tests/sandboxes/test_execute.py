@@ -87,8 +87,19 @@ def test_timeout_and_env(api_client, python):
     # 5 s: the interpreter must start and print first, which took over 1 s on a loaded machine
     body = execute(api_client, python, code="import time\nprint('a', flush=True)\ntime.sleep(60)", timeout=5)
     assert body["status"] == "timeout" and body["stdout"] == "a\n"
+    killed = body["executionId"]
+    # the kill left no shell to remove the code file: the next execution removes it
+    assert tmp_files(api_client, python) == [f"vbx-{killed}.py"]
     body = execute(api_client, python, code="import os\nos.environ['V']", env={"V": "from-request"})
     assert body["returnValue"] == "from-request"
+    assert tmp_files(api_client, python) == []
+
+
+def tmp_files(api_client, sandbox_id) -> list[str]:
+    response = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "ls -a /tmp | grep vbx- || true"}, format="json"
+    )
+    return response.json()["stdout"].split()
 
 
 def test_unsupported_language(api_client, python):

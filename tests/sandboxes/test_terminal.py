@@ -2,6 +2,7 @@
 by a real WebSocket client, against real containers."""
 
 import asyncio
+import dataclasses
 import json
 import time
 
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from apps.sandboxes import terminals
 from tests.conftest import live_server
 from tests.waiting import async_wait_for, wait_for
 from tests.ws import Communicator
@@ -247,6 +249,63 @@ def test_idle_terminal_is_closed(api_key, sandbox_id, settings, docker_client):
 
     async_to_sync(scenario)()
     assert wait_for(lambda: "sleep 600" not in processes(docker_client, sandbox_id))
+
+
+def test_a_client_that_missed_output_is_told_how_much(api_key, sandbox_id, monkeypatch):
+    """A client whose attach starts at output sandboxd no longer keeps gets
+    {"type": "truncated", "droppedBytes"} for the gap, then the output after it. Here a client
+    joins with a listing of the terminal read before it printed more than sandboxd's buffer
+    (256 KiB), as when it joins while the terminal prints fast; a client that falls behind while
+    the shell prints on gets the same."""
+    path = f"/ws/sandboxes/{sandbox_id}/terminal"
+    listed = terminals._in_daemon
+    monkeypatch.setattr(  # as listed before the flood: nothing printed yet
+        terminals,
+        "_in_daemon",
+        lambda sandbox: [dataclasses.replace(t, output_bytes=0, buffered_from=0) for t in listed(sandbox)],
+    )
+
+    async def scenario():
+        comm, session = await open_terminal(path, api_key[1])
+        await comm.send_to(text_data="head -c 600000 /dev/zero | tr '\\0' a; echo; echo flood-$((1+1))\n")
+        await read_until(comm, b"flood-2", timeout=60)
+        joined, _ = await open_terminal(f"{path}?session={session['sessionId']}", api_key[1])
+        first = await joined.receive_output(timeout=15)
+        message = json.loads(first.get("text") or "null")
+        assert message and message["type"] == "truncated", first
+        assert 600000 - 256 * 1024 < message["droppedBytes"] < 600000, message
+        after = await read_until(joined, b"flood-2")
+        assert after.startswith(b"a" * 1000) and b"truncated" not in after, after[:200]
+        await joined.send_json_to({"type": "kill"})
+        assert (await next_message(joined))["type"] == "exit"
+        assert (await next_message(comm))["type"] == "exit"
+
+    async_to_sync(scenario)()
+
+
+def test_a_terminal_whose_opening_was_abandoned_is_ended(api_key, api_client, sandbox_id, monkeypatch):
+    """A connection given up while sandboxd opens its terminal (here: cancelled, as an ASGI server
+    cancels an application it gives up on) leaves no terminal behind: nobody knows its id, and it
+    would live, uncounted, until its idle timeout."""
+    from apps.sandboxes.runtime.docker import DockerDriver
+
+    opened = DockerDriver.terminal_open
+
+    def slow_open(self, *args, **kwargs):
+        time.sleep(2)  # the connection is given up meanwhile
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(DockerDriver, "terminal_open", slow_open)
+    url = f"/api/v1/sandboxes/{sandbox_id}/terminals"
+
+    async def scenario():
+        comm = communicator(f"/ws/sandboxes/{sandbox_id}/terminal", api_key[1])
+        with pytest.raises(asyncio.TimeoutError):
+            await comm.connect(timeout=1)  # then the communicator cancels the application
+
+    async_to_sync(scenario)()
+    time.sleep(3)  # the open has gone through meanwhile
+    wait_for(lambda: api_client.get(url).json()["terminals"] == [], timeout=15, what="no terminal left")
 
 
 # ---- a live server and a real WebSocket client ----

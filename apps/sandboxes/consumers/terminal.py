@@ -6,7 +6,8 @@ session (join an open session instead of starting one). The server first sends
 frames (a client joining later first gets the recent output). Binary frames are keystrokes; so is
 text, except a JSON object with a known type: {"type": "resize", "cols", "rows"},
 {"type": "input", "data"} or {"type": "kill"} (ends the shell and everything it started, for
-every client). When the shell exits the server sends {"type": "exit", "exitCode"} and closes with
+every client). {"type": "truncated", "droppedBytes"} says output this client missed is gone (it
+fell behind sandboxd's buffer). When the shell exits the server sends {"type": "exit", "exitCode"} and closes with
 1000; an idle terminal gets {"type": "exit", "exitCode": null, "reason": "idle"} and 4408; a client
 that stops reading is dropped with 4008. Leaving does not end a terminal kept by sandboxd (see
 terminals.py). Refusals close with 4000 + the HTTP status (4401, 4403, 4404, 4409...).

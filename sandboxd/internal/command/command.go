@@ -1,5 +1,5 @@
-// Package command runs one command to completion and ends commands, with the semantics of the
-// Docker path (apps/sandboxes/runtime/scripts.py) and of the Python exec agent sandboxd replaces.
+// Package command runs commands (to completion, Run, or with their output read as it comes,
+// Start) and ends them, with the semantics of the Python exec agent sandboxd replaced.
 //
 // A command runs in its own session with VIBEBOX_EXEC_ID=<id> in its environment. It is done
 // when it has exited AND its output is closed (a background child still holding stdout keeps it
@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,24 +88,22 @@ type StartError struct{ Err error }
 func (e *StartError) Error() string { return "could not start the command: " + e.Err.Error() }
 func (e *StartError) Unwrap() error { return e.Err }
 
-// Runner runs commands and remembers the running ones, to end them on request.
+// Runner runs commands and remembers the running ones by exec id: an id runs once at a time,
+// and a sweep spares the sessions of the others.
 type Runner struct {
-	env         []string // BaseEnv
-	defaultUser users.User
+	env []string // BaseEnv
 
 	mu   sync.Mutex
 	live map[string]*running // exec id -> command
 }
 
 type running struct {
-	session int // the command's pid: it is its session's leader
-	uid     int
+	session int // the command's pid: it is its session's leader (0 until it has started)
 }
 
-// NewRunner answers a Runner whose commands start from env (see BaseEnv); a kill of a command
-// it does not run (a Docker-path one) sweeps defaultUser's processes.
-func NewRunner(env []string, defaultUser users.User) *Runner {
-	return &Runner{env: env, defaultUser: defaultUser, live: map[string]*running{}}
+// NewRunner answers a Runner whose commands start from env (see BaseEnv).
+func NewRunner(env []string) *Runner {
+	return &Runner{env: env, live: map[string]*running{}}
 }
 
 func (r *Runner) register(id string, c *running) {
@@ -206,7 +203,7 @@ func (r *Runner) Run(req Request) (Result, error) {
 		return Result{}, &StartError{err}
 	}
 	defer p.close()
-	live := &running{session: p.pid, uid: req.User.UID}
+	live := &running{session: p.pid}
 	r.register(req.ExecID, live)
 	defer r.unregister(req.ExecID, live)
 
@@ -227,7 +224,7 @@ func (r *Runner) Run(req Request) (Result, error) {
 		}
 	}
 	if timedOut {
-		r.end(req.ExecID, map[int]int{p.pid: proc.Anyone}, p.pipes, req.User.UID)
+		r.end(req.ExecID, p.pid, p.pipes, req.User.UID)
 		wait(p.exited, proc.KillWait)
 	}
 
@@ -312,126 +309,28 @@ func oomCount() string {
 	return ""
 }
 
-// end ends every process of a command: its sessions, marker, pipe holders and their
-// descendants, and (sweep) the unmarked processes of its user no other live command owns.
-func (r *Runner) end(id string, sessions map[int]int, pipes map[proc.FileID]bool, uid int) int {
-	protected := r.otherSessions(id)
-	for s := range sessions {
-		delete(protected, s)
-	}
-	return proc.End(proc.Query{
-		ExecID: id, Sessions: sessions, Pipes: pipes, Sweep: true, SweepUID: uid, Protected: protected,
-	})
-}
-
-// Signal signals a command, running here or on the Docker path: KILL ends all of it (proc.End,
-// with the unmarked processes of its user when sweep) and removes the Docker path's files;
-// other signals go to its members. It answers how many processes it signalled.
-func (r *Runner) Signal(id, name string, sweep bool) (int, error) {
-	sig, ok := Signals[name]
-	if !ok {
-		return 0, fmt.Errorf("unknown signal %q", name)
-	}
-	sessions := map[int]int{}
-	uid := r.defaultUser.UID
-	if live := r.lookup(id); live != nil {
-		sessions[live.session] = proc.Anyone
-		uid = live.uid
-	}
-	var sid, owner int
-	var recorded bool
-	threads.Blocking(func() { sid, owner, recorded = recordedSession(id) })
-	if _, known := sessions[sid]; recorded && !known {
-		sessions[sid] = owner
-	}
-	if sig == syscall.SIGKILL {
-		var count int
-		if sweep {
-			count = r.end(id, sessions, nil, uid)
-		} else {
-			count = proc.End(proc.Query{ExecID: id, Sessions: sessions})
-		}
-		removeFiles(id)
-		return count, nil
-	}
-	members := proc.Members(proc.Query{ExecID: id, Sessions: sessions})
-	for pid := range members {
-		syscall.Kill(pid, sig)
-	}
-	return len(members), nil
-}
-
-// recordedSession reads the session a Docker-path supervisor recorded for its command
-// (/tmp/.vbx-<id>.pid, scripts.WRAPPER) and who wrote it. The sandbox owns /tmp: the file may be
-// a FIFO, a link or huge, so it is opened without following links or blocking, and must be a
-// small regular file.
-func recordedSession(id string) (int, int, bool) {
-	fd, err := syscall.Open("/tmp/.vbx-"+id+".pid", syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, 0, false
-	}
-	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return 0, 0, false
-	}
-	var buf [32]byte
-	n, _ := syscall.Read(fd, buf[:])
-	sid, err := strconv.Atoi(strings.TrimSpace(string(buf[:max(n, 0)])))
-	if err != nil || sid <= 0 {
-		return 0, 0, false
-	}
-	owner := int(st.Uid)
-	if owner == 0 {
-		owner = proc.Anyone // root's word
-	}
-	return sid, owner, true
-}
-
-// otherSessions answers the sessions of the other commands running now, here and on the Docker
-// path: a sweep spares them.
-func (r *Runner) otherSessions(id string) map[int]bool {
-	sessions := map[int]bool{}
+// end ends every process of a command: its session, marker, pipe holders and their
+// descendants, and (sweep) the unmarked processes of its user that no other running command's
+// session holds. session 0: none (the command has finished).
+func (r *Runner) end(id string, session int, pipes map[proc.FileID]bool, uid int) int {
+	protected := map[int]bool{}
 	r.mu.Lock()
 	for other, c := range r.live {
-		if other != id {
-			sessions[c.session] = true
+		if other != id && c.session != 0 {
+			protected[c.session] = true
 		}
 	}
 	r.mu.Unlock()
-	threads.Blocking(func() {
-		dir, err := os.Open("/tmp")
-		if err != nil {
-			return
-		}
-		defer dir.Close()
-		for {
-			names, err := dir.Readdirnames(1024)
-			for _, name := range names {
-				other, ok := strings.CutPrefix(name, ".vbx-")
-				if other, ok = strings.CutSuffix(other, ".pid"); ok && other != id {
-					if sid, _, ok := recordedSession(other); ok {
-						sessions[sid] = true
-					}
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+	return proc.End(proc.Query{
+		ExecID: id, Sessions: sessionsOf(session), Pipes: pipes, Sweep: true, SweepUID: uid, Protected: protected,
 	})
-	return sessions
 }
 
-// removeFiles removes the Docker path's files of a command (its supervisor's, its code file),
-// as scripts.KILLER does; unlink only, so a link planted there is removed, never followed.
-func removeFiles(id string) {
-	threads.Blocking(func() {
-		for _, pattern := range []string{"/tmp/.vbx-" + id + ".*", "/tmp/vbx-" + id + ".*"} {
-			matches, _ := filepath.Glob(pattern)
-			for _, path := range matches {
-				syscall.Unlink(path)
-			}
-		}
-	})
+// sessionsOf answers a command's sessions for a proc.Query: its own, none once it has finished
+// (0).
+func sessionsOf(session int) []int {
+	if session == 0 {
+		return nil
+	}
+	return []int{session}
 }

@@ -13,11 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 	"vibebox.dev/sandboxd/internal/testsupport"
 
+	"vibebox.dev/sandboxd/internal/proc"
 	"vibebox.dev/sandboxd/internal/reaper"
 	"vibebox.dev/sandboxd/internal/users"
 )
@@ -27,10 +27,7 @@ import (
 // which counts a uid's processes across the host, bounds them).
 var nobody = users.User{Name: "nobody", UID: 65534, GID: 65534, Groups: []int{65534}, Home: "/nonexistent"}
 
-const (
-	treeUID  = 61001 // TestTimeoutEndsTheWholeTree
-	otherUID = 61002 // the victim in TestARecordedSessionIsSignalledOnlyForItsOwner
-)
+const treeUID = 61001 // TestTimeoutEndsTheWholeTree
 
 func TestMain(m *testing.M) {
 	if err := reaper.Start(); err != nil {
@@ -44,7 +41,7 @@ var ids atomic.Int64
 func newID() string { return fmt.Sprintf("test-%d-%d", os.Getpid(), ids.Add(1)) }
 
 func newRunner() *Runner {
-	return NewRunner(BaseEnv([]string{"PATH=" + DefaultPath}, ""), nobody)
+	return NewRunner(BaseEnv([]string{"PATH=" + DefaultPath}, ""))
 }
 
 func request(argv ...string) Request {
@@ -184,7 +181,7 @@ func TestABackgroundChildHoldingStdoutKeepsTheCommandRunning(t *testing.T) {
 	if took := time.Since(started); took > 10*time.Second {
 		t.Fatalf("done after %s: a child that let go of the output must not hold the command", took)
 	}
-	r.Signal(req.ExecID, "KILL", false) // its sleep, by its marker
+	proc.End(proc.Query{ExecID: req.ExecID}) // its sleep, by its marker
 
 	// At the deadline the holder is ended with the command.
 	req = sh("sleep 30 & echo $!")
@@ -202,7 +199,7 @@ func TestTimeoutEndsTheWholeTree(t *testing.T) {
 		t.Fatalf("uid %d has processes before the test", treeUID)
 	}
 	tree := users.User{UID: treeUID, GID: treeUID, Groups: []int{treeUID}, Home: "/"}
-	r := NewRunner(BaseEnv([]string{"PATH=" + DefaultPath}, ""), tree)
+	r := NewRunner(BaseEnv([]string{"PATH=" + DefaultPath}, ""))
 	// Escapees in sessions of their own, orphaned at once: one with no marker and no output (only
 	// the sweep finds it), one that keeps the marker (only the marker finds it: sandboxd reads
 	// another user's environment); one that keeps the marker and stdout; and a fast forker.
@@ -220,141 +217,12 @@ sleep 1; echo up; sleep 60`}}
 	testsupport.Eventually(t, "every process of the command is gone", 3*time.Second, func() bool { return len(testsupport.ProcessesOf(treeUID)) == 0 })
 }
 
-// started runs req in the background and waits until its session holds n processes.
-func started(t *testing.T, r *Runner, req Request, n int) <-chan Result {
-	t.Helper()
-	done := make(chan Result, 1)
-	go func() {
-		result, err := r.Run(req)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- result
-	}()
-	testsupport.Eventually(t, "the command starts", 5*time.Second, func() bool {
-		live := r.lookup(req.ExecID)
-		return live != nil && len(testsupport.InSession(live.session)) >= n
-	})
-	return done
-}
-
-func finished(t *testing.T, done <-chan Result) Result {
-	t.Helper()
-	select {
-	case result := <-done:
-		return result
-	case <-time.After(8 * time.Second):
-		t.Fatal("the command is still running")
-	}
-	panic("unreachable")
-}
-
-func TestKillEndsACommandAndItsFiles(t *testing.T) {
-	r := newRunner()
-	req := sh("sleep 60 & sleep 60")
-	files := []string{"/tmp/.vbx-" + req.ExecID + ".pid.x", "/tmp/vbx-" + req.ExecID + ".py"}
-	for _, f := range files {
-		os.WriteFile(f, nil, 0o644)
-	}
-	keep := "/tmp/vbx-" + req.ExecID + "x" // another command's file
-	os.WriteFile(keep, nil, 0o644)
-	defer os.Remove(keep)
-
-	done := started(t, r, req, 3)
-	count, err := r.Signal(req.ExecID, "KILL", true)
-	if err != nil || count < 2 {
-		t.Fatalf("signalled %d (%v), want the shell and its sleep", count, err)
-	}
-	result := finished(t, done)
-	if exitCode(t, result) != 137 || result.TimedOut {
-		t.Fatalf("after KILL: %+v", result)
-	}
-	for _, f := range files {
-		if _, err := os.Lstat(f); err == nil {
-			t.Errorf("%s is still there", f)
-		}
-	}
-	if _, err := os.Stat(keep); err != nil {
-		t.Errorf("another command's file went: %v", err)
-	}
-}
-
-func TestOtherSignalsGoToTheCommand(t *testing.T) {
-	r := newRunner()
-	req := request("sleep", "60")
-	done := started(t, r, req, 1)
-	if _, err := r.Signal(req.ExecID, "BOGUS", false); err == nil {
-		t.Fatal("an unknown signal was sent")
-	}
-	if count, err := r.Signal(req.ExecID, "TERM", false); err != nil || count < 1 {
-		t.Fatalf("TERM signalled %d: %v", count, err)
-	}
-	if result := finished(t, done); exitCode(t, result) != 128+15 {
-		t.Fatalf("after TERM: %+v", result)
-	}
-}
-
-// spawnAs starts a Docker-path-like command: its own session, as uid, no stdio.
-func spawnAs(t *testing.T, uid int, script string) int {
-	t.Helper()
-	attr := &syscall.ProcAttr{
-		Dir: "/tmp", Env: []string{"PATH=" + DefaultPath},
-		Sys: &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}},
-	}
-	pid, _, err := reaper.Spawn("/bin/sh", []string{"sh", "-c", script}, attr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
-
-func TestKillEndsADockerPathCommandByItsRecordedSession(t *testing.T) {
-	r := newRunner()
-	id := newID()
-	// As scripts.WRAPPER does: the command records its session, then runs (here, unmarked).
-	leader := spawnAs(t, nobody.UID, "echo $$ > /tmp/.vbx-"+id+".pid; sleep 60 & sleep 60")
-	testsupport.Eventually(t, "the pid file and the sleeps", 5*time.Second, func() bool {
-		data, _ := os.ReadFile("/tmp/.vbx-" + id + ".pid")
-		return strings.TrimSpace(string(data)) == strconv.Itoa(leader) && len(testsupport.InSession(leader)) == 3
-	})
-	if count, err := r.Signal(id, "KILL", false); err != nil || count < 2 {
-		t.Fatalf("signalled %d: %v", count, err)
-	}
-	testsupport.Eventually(t, "the session is ended", 2*time.Second, func() bool { return !alive(leader) })
-	if _, err := os.Stat("/tmp/.vbx-" + id + ".pid"); err == nil {
-		t.Fatal("the pid file is still there")
-	}
-}
-
-func TestARecordedSessionIsSignalledOnlyForItsOwner(t *testing.T) {
-	r := newRunner()
-	victim := spawnAs(t, otherUID, "exec sleep 60")
-	defer syscall.Kill(victim, syscall.SIGKILL)
-	testsupport.Eventually(t, "the victim runs", 2*time.Second, func() bool { return alive(victim) })
-
-	// nobody writes a pid file naming another user's session: sandboxd, root, must not act on it.
-	id := newID()
-	path := "/tmp/.vbx-" + id + ".pid"
-	os.WriteFile(path, []byte(strconv.Itoa(victim)), 0o644)
-	os.Chown(path, nobody.UID, nobody.GID)
-	r.Signal(id, "KILL", false)
-	time.Sleep(100 * time.Millisecond)
-	if !alive(victim) {
-		t.Fatal("a pid file of nobody's had another user's session killed")
-	}
-
-	// The same file written by root is root's word.
-	os.WriteFile(path, []byte(strconv.Itoa(victim)), 0o644)
-	r.Signal(id, "KILL", false)
-	testsupport.Eventually(t, "the victim is ended", 2*time.Second, func() bool { return !alive(victim) })
-}
-
 func TestEnvironment(t *testing.T) {
 	base := BaseEnv([]string{
 		"PATH=" + DefaultPath, "SANDBOXD_TOKEN=secret-token", "VIBEBOX_AGENT=1", "VIBEBOX_EXEC_ID=stale",
 		"HOME=/root", "KEEP=1", "KEEP=2",
 	}, "/root")
-	r := NewRunner(base, nobody)
+	r := NewRunner(base)
 	req := request("/usr/bin/env")
 	req.Env = map[string]string{"FOO": "bar", "KEEP": "3"}
 	env := strings.Split(strings.TrimSpace(string(mustRun(t, r, req).Stdout)), "\n")
@@ -375,7 +243,7 @@ func TestEnvironment(t *testing.T) {
 	}
 
 	// A HOME the container set (not runc's for root) stays; the request's wins over both.
-	r = NewRunner(BaseEnv([]string{"PATH=" + DefaultPath, "HOME=/workspace"}, "/root"), nobody)
+	r = NewRunner(BaseEnv([]string{"PATH=" + DefaultPath, "HOME=/workspace"}, "/root"))
 	if out := string(mustRun(t, r, sh("echo $HOME")).Stdout); out != "/workspace\n" {
 		t.Errorf("HOME %q, want the container's", out)
 	}
@@ -450,14 +318,18 @@ func TestAnOrphanOfACommandLeavesNoZombie(t *testing.T) {
 func TestKillIsQuickWhileAShellWaitsForAVforkedChild(t *testing.T) {
 	r := newRunner()
 	for i := range 16 {
-		req := sh("while :; do /bin/true; done")
-		done := started(t, r, req, 2) // the shell and a child of its loop
+		l, err := r.Start(sh("while :; do /bin/true; done"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testsupport.Eventually(t, "the loop runs a child", 5*time.Second, func() bool { return len(testsupport.InSession(l.Pid)) >= 2 })
 		time.Sleep(time.Duration(i%8) * 7 * time.Millisecond)
 		begun := time.Now()
-		r.Signal(req.ExecID, "KILL", false)
+		l.Signal("KILL", false)
 		took := time.Since(begun)
-		if result := finished(t, done); exitCode(t, result) != 137 {
-			t.Fatalf("after KILL: %+v", result)
+		drain(l)
+		if out := l.Finish(); out.ExitCode == nil || *out.ExitCode != 137 {
+			t.Fatalf("after KILL: %+v", out)
 		}
 		if took > 2*time.Second {
 			t.Fatalf("the kill took %s", took)

@@ -62,7 +62,7 @@ type Outcome struct {
 // output is read for one more second, and its stdin stops taking writes.
 func (r *Runner) Start(req Request) (*Live, error) {
 	started := time.Now()
-	reg := &running{uid: req.User.UID}
+	reg := &running{}
 	r.mu.Lock()
 	if _, taken := r.live[req.ExecID]; taken {
 		r.mu.Unlock()
@@ -112,7 +112,7 @@ func (l *Live) expire() {
 	}
 	l.timedOut = true
 	l.mu.Unlock()
-	l.r.end(l.ExecID, map[int]int{l.Pid: proc.Anyone}, l.p.pipes, l.uid)
+	l.r.end(l.ExecID, l.Pid, l.p.pipes, l.uid)
 	// What the pipes still hold is read for a moment, then the reads give up (a holder of the
 	// pipe the kill could not reach must not keep the caller waiting).
 	grace := time.Now().Add(time.Second)
@@ -140,19 +140,19 @@ func (l *Live) Signal(name string, sweep bool) (int, error) {
 	l.mu.Lock()
 	finished := l.finished
 	l.mu.Unlock()
-	sessions := map[int]int{}
+	session := 0
 	var pipes map[proc.FileID]bool
 	if !finished {
-		sessions[l.Pid] = proc.Anyone
+		session = l.Pid
 		pipes = l.p.pipes
 	}
 	if sig == syscall.SIGKILL {
 		if sweep {
-			return l.r.end(l.ExecID, sessions, pipes, l.uid), nil
+			return l.r.end(l.ExecID, session, pipes, l.uid), nil
 		}
-		return proc.End(proc.Query{ExecID: l.ExecID, Sessions: sessions, Pipes: pipes}), nil
+		return proc.End(proc.Query{ExecID: l.ExecID, Sessions: sessionsOf(session), Pipes: pipes}), nil
 	}
-	members := proc.Members(proc.Query{ExecID: l.ExecID, Sessions: sessions})
+	members := proc.Members(proc.Query{ExecID: l.ExecID, Sessions: sessionsOf(session)})
 	for pid := range members {
 		syscall.Kill(pid, sig)
 	}

@@ -3,10 +3,14 @@ package command
 import (
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"vibebox.dev/sandboxd/internal/proc"
 	"vibebox.dev/sandboxd/internal/testsupport"
 )
 
@@ -123,5 +127,50 @@ func TestDropEndsACommandNobodyReads(t *testing.T) {
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("Drop did not end the command")
+	}
+}
+
+func TestKillEndsTheTreeAndTheEscapeesThatKeepTheMarker(t *testing.T) {
+	r := newRunner()
+	// A child in a session of its own (no longer in the command's session or process group,
+	// and not holding its output) is found by the marker it inherited.
+	l, err := r.Start(sh("setsid sleep 60 </dev/null >/dev/null 2>&1 & sleep 60 & sleep 60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var escapee int
+	testsupport.Eventually(t, "the escapee runs", 5*time.Second, func() bool {
+		for pid := range proc.Members(proc.Query{ExecID: l.ExecID}) {
+			if pid != l.Pid && !slices.Contains(testsupport.InSession(l.Pid), pid) {
+				escapee = pid
+			}
+		}
+		return escapee != 0
+	})
+	if _, err := l.Signal("BOGUS", false); err == nil {
+		t.Fatal("an unknown signal was sent")
+	}
+	if count, err := l.Signal("KILL", false); err != nil || count < 4 {
+		t.Fatalf("signalled %d (%v), want the shell, its sleeps and the escapee", count, err)
+	}
+	drain(l)
+	if out := l.Finish(); out.ExitCode == nil || *out.ExitCode != 137 || out.TimedOut {
+		t.Fatalf("after KILL: %+v", out)
+	}
+	testsupport.Eventually(t, "the escapee is ended", 3*time.Second, func() bool { return !alive(escapee) })
+}
+
+func TestOtherSignalsGoToTheCommand(t *testing.T) {
+	r := newRunner()
+	l, err := r.Start(request("sleep", "60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count, err := l.Signal("TERM", false); err != nil || count != 1 {
+		t.Fatalf("TERM signalled %d: %v", count, err)
+	}
+	drain(l)
+	if out := l.Finish(); out.Signal != syscall.SIGTERM || out.ExitCode == nil || *out.ExitCode != 128+15 {
+		t.Fatalf("after TERM: %+v", out)
 	}
 }

@@ -13,17 +13,11 @@ const Marker = "VIBEBOX_EXEC_ID"
 // KillWait is how long End may keep stopping processes before it kills what it has.
 const KillWait = 4 * time.Second
 
-// Anyone, as a session's owner, lets a session be signalled whoever its members are.
-const Anyone = -1
-
 // Query names the processes of one command (a port of sandbox_agent._members).
 type Query struct {
 	ExecID string
-	// Sessions holds the command's sessions (or process groups), each with the uid its members
-	// must have: Anyone for a session sandboxd started itself; the owner of the pid file for one
-	// a Docker-path supervisor recorded in /tmp, which the sandbox may write (sandboxd is root:
-	// it must not signal, on the word of a file, what that file's owner could not).
-	Sessions map[int]int
+	// Sessions holds the command's sessions (or process groups): the sessions sandboxd started.
+	Sessions []int
 	Pipes    map[FileID]bool // the command's output pipes: whoever holds one is the command's
 	// Sweep adds every process of SweepUID without any marker that is in none of the Protected
 	// sessions (another live command's): what `setsid env -i` left behind.
@@ -33,35 +27,26 @@ type Query struct {
 }
 
 // cleanSessions drops what no session of a command can be: PID 1 and sandboxd's own session and
-// process group (a pid file in /tmp is the sandbox's to write).
-func cleanSessions(sessions map[int]int) map[int]int {
+// process group (a safeguard: signalling those would end sandboxd).
+func cleanSessions(sessions []int) map[int]bool {
 	pgid, _ := syscall.Getpgid(0)
 	sid, _, _ := syscall.RawSyscall(syscall.SYS_GETSID, 0, 0, 0)
-	clean := map[int]int{}
-	for s, owner := range sessions {
+	clean := map[int]bool{}
+	for _, s := range sessions {
 		if s > 1 && s != pgid && s != int(sid) {
-			clean[s] = owner
+			clean[s] = true
 		}
 	}
 	return clean
 }
 
-// sessionOwner answers the owner recorded for the session or process group p is in.
-func sessionOwner(sessions map[int]int, p Info) (int, bool) {
-	if owner, ok := sessions[p.Session]; ok {
-		return owner, true
-	}
-	owner, ok := sessions[p.PGRP]
-	return owner, ok
-}
-
 // members answers pid -> state of every process of the command: its sessions or process
 // groups, its marker, holders of its output pipes, their descendants, and with Sweep the
 // unmarked processes of SweepUID outside the protected sessions.
-func members(r *Reader, table map[int]Info, q Query) map[int]byte {
+func members(r *Reader, table map[int]Info, q Query, sessions map[int]bool) map[int]byte {
 	chosen := map[int]byte{}
 	for pid, p := range table {
-		if owner, ok := sessionOwner(q.Sessions, p); ok && (owner == Anyone || owner == p.UID) {
+		if sessions[p.Session] || sessions[p.PGRP] {
 			chosen[pid] = p.State
 			continue
 		}
@@ -93,34 +78,20 @@ func members(r *Reader, table map[int]Info, q Query) map[int]byte {
 	return chosen
 }
 
-// scan reads the table and the command's members (a stretch of blocking system calls). It
-// also answers which owned sessions hold only their owner's processes, so that one signal to
-// the whole group is safe.
-func scan(q Query) (map[int]byte, map[int]bool) {
+// scan reads the table and the command's members (a stretch of blocking system calls).
+func scan(q Query, sessions map[int]bool) map[int]byte {
 	var chosen map[int]byte
-	uniform := map[int]bool{}
 	threads.Blocking(func() {
 		WithReader(func(r *Reader) {
-			table := Table(Self())
-			for s, owner := range q.Sessions {
-				uniform[s] = true
-				for _, p := range table {
-					if (p.Session == s || p.PGRP == s) && owner != Anyone && p.UID != owner {
-						uniform[s] = false
-					}
-				}
-			}
-			chosen = members(r, table, q)
+			chosen = members(r, Table(Self()), q, sessions)
 		})
 	})
-	return chosen, uniform
+	return chosen
 }
 
 // Members answers the processes of a command (pid -> state).
 func Members(q Query) map[int]byte {
-	q.Sessions = cleanSessions(q.Sessions)
-	chosen, _ := scan(q)
-	return chosen
+	return scan(q, cleanSessions(q.Sessions))
 }
 
 // End ends every process of a command, however fast it forks; it answers how many it signalled.
@@ -134,26 +105,14 @@ func Members(q Query) map[int]byte {
 // fork before. Nothing here starts a process, and
 // the threads it needs are in the reserve, so it works when nothing new can start.
 func End(q Query) int {
-	q.Sessions = cleanSessions(q.Sessions)
+	sessions := cleanSessions(q.Sessions)
 	deadline := time.Now().Add(KillWait)
 	seen := map[int]bool{}
-	// A recorded session is signalled as a whole only once a scan has shown that it holds its
-	// owner's processes alone, and never after another's was seen in it.
-	scanned, denied := false, map[int]bool{}
-	whole := func(s int) bool { return q.Sessions[s] == Anyone || (scanned && !denied[s]) }
 	for {
-		for s := range q.Sessions {
-			if whole(s) {
-				syscall.Kill(-s, syscall.SIGSTOP)
-			}
+		for s := range sessions {
+			syscall.Kill(-s, syscall.SIGSTOP)
 		}
-		chosen, uniform := scan(q)
-		for s := range q.Sessions {
-			if !uniform[s] {
-				denied[s] = true
-			}
-		}
-		scanned = true
+		chosen := scan(q, sessions)
 		running := 0
 		for pid, state := range chosen {
 			signalled := seen[pid]
@@ -174,10 +133,8 @@ func End(q Query) int {
 		}
 		time.Sleep(5 * time.Millisecond) // what still runs is leaving the kernel; stopped ones cannot fork meanwhile
 	}
-	for s := range q.Sessions {
-		if whole(s) {
-			syscall.Kill(-s, syscall.SIGKILL)
-		}
+	for s := range sessions {
+		syscall.Kill(-s, syscall.SIGKILL)
 	}
 	for pid := range seen {
 		syscall.Kill(pid, syscall.SIGKILL)

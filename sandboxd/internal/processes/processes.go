@@ -311,7 +311,7 @@ func (p *Process) End() int64 {
 	return p.ring.End()
 }
 
-// Signal signals the process as /kill does (see command.Live.Signal).
+// Signal signals the process (see command.Live.Signal).
 func (p *Process) Signal(name string, sweep bool) (int, error) {
 	return p.live.Signal(name, sweep)
 }

@@ -210,34 +210,3 @@ func (c *Client) Exec(request map[string]any) (Header, []byte, []byte, error) {
 	}
 	return ParseExec(resp, answer)
 }
-
-// Kill asks sandboxd to signal a command; it answers how many processes were signalled.
-func (c *Client) Kill(execID, signal string, sweep bool) (int, error) {
-	conn, err := c.Dial()
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	if err := conn.Hello(); err != nil {
-		return 0, err
-	}
-	body, _ := json.Marshal(map[string]any{"exec_id": execID, "signal": signal, "sweep": sweep})
-	resp, answer, err := conn.Post("kill", body, nil)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("kill: %s %s", resp.Status, answer)
-	}
-	if err := conn.Verify(resp, execID, answer); err != nil {
-		return 0, err
-	}
-	var killed struct {
-		ExecID    string `json:"exec_id"`
-		Signalled int    `json:"signalled"`
-	}
-	if err := json.Unmarshal(answer, &killed); err != nil || killed.ExecID != execID {
-		return 0, fmt.Errorf("kill answer %s", answer)
-	}
-	return killed.Signalled, nil
-}

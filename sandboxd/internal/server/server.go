@@ -3,9 +3,10 @@
 //   - GET /hello?nonce=<server nonce> answers {container, nonce: <sandboxd nonce>, proof}, proof =
 //     HMAC(token, "hello\n<container>\n<server nonce>\n<sandboxd nonce>"): the server checks it
 //     before it sends anything else, so a command never goes to another sandbox.
-//   - POST /exec and POST /kill on the same connection carry X-VibeBox-Container and
-//     X-VibeBox-Signature = HMAC(token, "<exec|kill>\n<container>\n<sandboxd nonce>\n<sha256 of
-//     body>"); a sandboxd nonce is good for one request (no replays).
+//   - POST /exec (and the POSTs of streams.go, files.go and watch.go) on the same connection
+//     carries X-VibeBox-Container and X-VibeBox-Signature = HMAC(token, "<kind>\n<container>\n
+//     <sandboxd nonce>\n<sha256 of body>"), kind being the path without its leading slash
+//     ("exec", "process/kill"); a sandboxd nonce is good for one request (no replays).
 //   - 200 answers to them carry X-VibeBox-Signature = HMAC(token, "answer\n<container>\n<server
 //     nonce>\n<exec id>\n<sha256 of body>"). /exec answers a JSON header line, then the kept
 //     stdout and stderr bytes.
@@ -39,7 +40,7 @@ import (
 )
 
 const (
-	MaxRequest        = 64 << 20 // bytes of a request body (/exec, /kill)
+	MaxRequest        = 64 << 20 // bytes of a request body of /exec
 	MaxCommandRequest = 4 << 20  // bytes of a request body of the other endpoints
 	MaxConnections    = 256      // open at once; more wait in the kernel's backlog
 	maxHeaderBytes    = 16 << 10
@@ -280,8 +281,6 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 		s.watch(w, c, body, execID)
 	case "exec":
 		s.exec(w, c, body, execID)
-	case "kill":
-		s.kill(w, c, fields, execID)
 	case "stream":
 		s.stream(w, c, body, execID)
 	case "process/start":
@@ -458,20 +457,6 @@ func signalName(fields map[string]json.RawMessage) string {
 		return ""
 	}
 	return name
-}
-
-func (s *Server) kill(w http.ResponseWriter, c *conn, fields map[string]json.RawMessage, execID string) {
-	name := signalName(fields)
-	if name == "" {
-		s.fail(w, http.StatusBadRequest, "unknown signal")
-		return
-	}
-	count, err := s.cfg.Runner.Signal(execID, name, truthy(fields["sweep"]))
-	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	s.json(w, c, http.StatusOK, execID, map[string]any{"exec_id": execID, "signalled": count})
 }
 
 // truthy is Python's bool() of a JSON value: false, null, 0, "", [] and {} are false.

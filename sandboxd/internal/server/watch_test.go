@@ -22,11 +22,10 @@ import (
 // serveWatches starts a server whose watches are bounded by cfg.
 func serveWatches(t *testing.T, cfg watch.Config) *protocoltest.Client {
 	t.Helper()
-	def, err := users.Lookup(runAs)
-	if err != nil {
+	if _, err := users.Lookup(runAs); err != nil {
 		t.Fatal(err)
 	}
-	runner := command.NewRunner(command.BaseEnv([]string{"PATH=" + command.DefaultPath}, ""), def)
+	runner := command.NewRunner(command.BaseEnv([]string{"PATH=" + command.DefaultPath}, ""))
 	srv := New(Config{Token: "the-token", Container: "vb-test", DefaultUser: runAs, Runner: runner, Watches: watch.NewTable(cfg)})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -51,6 +51,7 @@ export class Terminal {
   private readonly dataCallbacks: Array<(data: Buffer) => void> = [];
   private readonly errorCallbacks: Array<(error: VibeBoxError) => void> = [];
   private failure: VibeBoxError | undefined;
+  private dropped = 0;
 
   /** @internal */
   constructor(private readonly socket: StreamSocket) {
@@ -68,6 +69,7 @@ export class Terminal {
           this.shell = String(message.shell ?? '');
           opened(this);
         } else if (message?.type === 'exit') exitCode = typeof message.exitCode === 'number' ? message.exitCode : null;
+        else if (message?.type === 'truncated') this.dropped += Number(message.droppedBytes ?? 0) || 0;
         else if (message?.type === 'error') {
           const error = fromPayload(400, { error: isRecord(message.error) ? message.error : {} });
           for (const callback of this.errorCallbacks) guarded(() => callback(error), warnLate);
@@ -120,6 +122,14 @@ export class Terminal {
   onError(callback: (error: VibeBoxError) => void): this {
     this.errorCallbacks.push(callback);
     return this;
+  }
+
+  /**
+   * Bytes of output this client missed: it fell behind and the server no longer kept them (a gap
+   * in what `onData` got; the screen repairs itself on the next redraw).
+   */
+  get droppedBytes(): number {
+    return this.dropped;
   }
 
   /** Everything the terminal printed to this client so far, decoded as UTF-8. */

@@ -299,7 +299,7 @@ def iter_logs(connection: ClientConnection) -> Iterator[LogEntry]:
 
 class TerminalProtocol:
     """The terminal stream's messages, shared by the sync and async terminals: the `session`
-    hello, raw output frames, `exit` and `error` messages, and the close codes."""
+    hello, raw output frames, `exit`, `error` and `truncated` messages, and the close codes."""
 
     def __init__(self, connection: Any, hello: dict[str, Any]) -> None:
         self._ws = connection
@@ -308,6 +308,9 @@ class TerminalProtocol:
         self.rows: int = hello.get("rows", 24)
         self.shell: str = hello.get("shell", "")
         self.exit_code: int | None = None
+        # Output this client missed, gone from the server's buffer when it fell behind (a gap
+        # in what `recv` answered; the screen repairs itself on the next redraw).
+        self.dropped_bytes = 0
         self.closed = False
 
     def _output(self, frame: str | bytes) -> bytes | None:
@@ -319,6 +322,8 @@ class TerminalProtocol:
             self.exit_code = message.get("exitCode")
         elif message.get("type") == "error":
             raise errors.from_payload(400, {"error": message.get("error")})
+        elif message.get("type") == "truncated" and isinstance(message.get("droppedBytes"), int):
+            self.dropped_bytes += message["droppedBytes"]
         return None
 
     def _ended(self, error: ConnectionClosed) -> None:
