@@ -125,7 +125,11 @@ def main() -> None:
         "VIBEBOX_POOL_ENABLED": "1",
         "VIBEBOX_POOL_SIZES": f"{TEMPLATE}={args.burst}",
         "VIBEBOX_POOL_REFILL_AFTER_TAKE": "0",
+        # The owner quotas (sandboxes, CPU, memory, disk) fit the run's sandboxes.
         "VIBEBOX_MAX_SANDBOXES_PER_OWNER": str(max(args.n, args.burst) + 10),
+        "VIBEBOX_MAX_CPU_PER_OWNER": str(max(args.n, args.burst) * 2 + 10),
+        "VIBEBOX_MAX_MEMORY_PER_OWNER": f"{max(args.n, args.burst) + 10}g",
+        "VIBEBOX_MAX_DISK_PER_OWNER": f"{(max(args.n, args.burst) + 10) * 100}g",
         "VIBEBOX_DEFAULT_MEMORY": "256m",
     }
     with live_server("bench", **env) as server:
