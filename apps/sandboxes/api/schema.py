@@ -113,7 +113,7 @@ class FileEntrySerializer(serializers.Serializer):
 
     def to_representation(self, info) -> dict:
         """The fields above, rendered by hand: a recursive listing has up to VIBEBOX_FILE_LIST_LIMIT
-        (10000) entries, which DRF renders field by field NN times slower (docs/benchmarks.md,
+        (10000) entries, which DRF renders field by field 150 times slower (1.3 s; docs/benchmarks.md,
         "Rendering answers"). The fields stay the one definition (schema, docs);
         tests/sandboxes/test_api_shapes.py checks this renders them exactly as DRF would."""
         return {
@@ -176,7 +176,7 @@ class LogEntrySerializer(serializers.Serializer):
     # renders an entry of apps.sandboxes.logs.read
     def to_representation(self, entry) -> dict:
         """The fields above, rendered by hand: a log answers up to 100000 entries, which DRF renders
-        field by field NN times slower (docs/benchmarks.md, "Rendering answers"). The fields stay
+        field by field 250 times slower (9.7 s; docs/benchmarks.md, "Rendering answers"). The fields stay
         the one definition (schema, docs); tests/sandboxes/test_api_shapes.py checks this renders
         them exactly as DRF would."""
         body = {
