@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from apps.marketplace.models import Template
 from apps.sandboxes import processes, terminals
+from apps.sandboxes.api.metrics_views import SandboxMetricsSerializer
 from apps.sandboxes.api.schema import (
     ArchiveUploadedSerializer,
     EnvMapSerializer,
@@ -316,3 +317,24 @@ def test_snapshot_lists(owner):
     template = Template.objects.create(name="shape", display_name="Shape", image="vibebox/shape:1", user="sandbox")
     snapshot = Snapshot(id="snap_1", owner=owner, template=template, name="s", image="i", created_at=timezone.now())
     assert SnapshotListSerializer({"results": [snapshot]}).data == {"results": [SnapshotSerializer(snapshot).data]}
+
+
+def test_metrics():
+    measured = {
+        "sandbox_id": "sbx_1",
+        "status": "running",
+        "timestamp": dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC),
+        "cpu": {"percent": 12.5, "limit": 0.5, "percent_of_limit": 25.0, "online_cpus": 2},
+        "memory": {"usage": 1000, "limit": 2000, "percent": 50.0},
+        "disk": {"workspace": None, "limit": None},
+        "pids": {"current": 3, "limit": 256},
+    }
+    assert SandboxMetricsSerializer(measured).data == {
+        "sandboxId": "sbx_1",
+        "status": "running",
+        "timestamp": "2026-12-02T15:00:00Z",
+        "cpu": {"percent": 12.5, "limit": 0.5, "percentOfLimit": 25.0, "onlineCpus": 2},
+        "memory": {"usage": 1000, "limit": 2000, "percent": 50.0},
+        "disk": {"workspace": None, "limit": None},
+        "pids": {"current": 3, "limit": 256},
+    }
