@@ -58,8 +58,7 @@ def open_terminal_sessions(sandbox) -> list[dict]:
         logger.info("terminal sessions of %s: %s", sandbox.id, exc.message)
         return []
     return [
-        {"id": s["sessionId"], "shell": s["shell"], "cols": s["cols"], "rows": s["rows"], "clients": s["attached"]}
-        for s in listed
+        {"id": t.session_id, "shell": t.shell, "cols": t.cols, "rows": t.rows, "clients": t.attached} for t in listed
     ]
 
 
@@ -106,14 +105,26 @@ def _crumbs(path: str) -> list[dict]:
 
 
 def _listing(sandbox, path: str) -> tuple[list[dict], str]:
+    """The directory's rows for the template: folders first, then by name."""
     try:
         entries = files.file_list(sandbox=sandbox, path=path)
     except errors.ApplicationError as exc:
         return [], exc.message
-    for entry in entries:
-        entry["modified"] = datetime.fromtimestamp(entry["modifiedAt"], tz=UTC)
-    entries.sort(key=lambda e: (not e["isDir"], e["name"].lower()))
-    return entries, ""
+    rows = [
+        {
+            "path": info.path,
+            "name": info.name or "/",
+            "size": info.size,
+            "is_dir": info.is_dir,
+            "mode": f"{info.mode:04o}",
+            "modified_at": info.modified_at,
+            "modified": datetime.fromtimestamp(info.modified_at, tz=UTC),
+            "link_target": info.link_target,
+        }
+        for info in entries
+    ]
+    rows.sort(key=lambda row: (not row["is_dir"], row["name"].lower()))
+    return rows, ""
 
 
 @login_required
@@ -258,13 +269,13 @@ def sandbox_files_delete(request, sandbox_id):
 def _read_text(sandbox, path: str) -> str:
     """A small text file's content; errors for directories, big or binary files."""
     for entry in files.file_list(sandbox=sandbox, path=posixpath.dirname(path)):
-        if entry["path"] == path:
+        if entry.path == path:
             break
     else:
         raise errors.FileNotFound(f"{path}: No such file or directory", details={"path": path})
-    if entry["isDir"]:
+    if entry.is_dir:
         raise errors.ValidationFailed(f"{path} is a directory.")
-    if entry["type"] == "file" and entry["size"] > EDIT_LIMIT:
+    if entry.type == "file" and entry.size > EDIT_LIMIT:
         raise errors.ValidationFailed("The file is over 1 MiB: download it instead.")
     download = files.file_download(sandbox=sandbox, path=path)
     data = bytearray()

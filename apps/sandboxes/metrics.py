@@ -22,7 +22,8 @@ def _workspace_bytes(sandbox: Sandbox) -> int | None:
 
 
 def sandbox_metrics(*, sandbox: Sandbox) -> dict:
-    """The API's answer for GET /sandboxes/{id}/metrics (running or paused sandboxes)."""
+    """What GET /sandboxes/{id}/metrics answers (running or paused sandboxes), as
+    SandboxMetricsSerializer renders it."""
     if sandbox.status not in (Status.RUNNING, Status.PAUSED):
         raise errors.SandboxNotRunning(
             f"The sandbox is {sandbox.status}; metrics are measured while it runs.", details={"status": sandbox.status}
@@ -33,14 +34,16 @@ def sandbox_metrics(*, sandbox: Sandbox) -> dict:
     limit = stats.memory_limit or sandbox.memory
     cpu_percent = stats.cpu_percent
     return {
-        "sandboxId": sandbox.id,
+        "sandbox_id": sandbox.id,
         "status": sandbox.status,
         "timestamp": timezone.now(),
         "cpu": {
             "percent": cpu_percent,
             "limit": sandbox.cpu,
-            "percentOfLimit": round(cpu_percent / sandbox.cpu, 2) if cpu_percent is not None and sandbox.cpu else None,
-            "onlineCpus": stats.online_cpus,
+            "percent_of_limit": round(cpu_percent / sandbox.cpu, 2)
+            if cpu_percent is not None and sandbox.cpu
+            else None,
+            "online_cpus": stats.online_cpus,
         },
         "memory": {
             "usage": stats.memory_usage,

@@ -56,22 +56,47 @@ def _settled(result: ExecResult) -> ExecResult:
     return dataclasses.replace(result, truncated=result.stdout_bytes > limit or result.stderr_bytes > limit)
 
 
-def _exit(execution_id: str, result: ExecResult) -> dict:
-    """The `exit` message of a process, from sandboxd's account of its end."""
-    result = _settled(result)
-    return {
-        "type": "exit",
-        "executionId": execution_id,
-        "exitCode": result.exit_code,
-        "duration": result.duration_ms,
-        "status": status_of(result),
-        "truncated": result.truncated,
-        "oomKilled": result.oom_killed,
-    }
+@dataclass(frozen=True)
+class ProcessExit:
+    """How a background process ended: its result, or (`status` error) the engine's `error`
+    when its end could not be followed (then nothing else is known)."""
 
+    status: str  # completed, failed, timeout; error
+    execution_id: str = ""
+    exit_code: int | None = None
+    duration_ms: int | None = None
+    truncated: bool = False
+    oom_killed: bool = False
+    error: errors.ApplicationError | None = None
 
-def _error_exit(exc: errors.ApplicationError) -> dict:
-    return {"type": "exit", "status": "error", "error": {"code": exc.code, "message": exc.message}}
+    @classmethod
+    def of_result(cls, execution_id: str, result: ExecResult) -> "ProcessExit":
+        """From sandboxd's account of its end."""
+        result = _settled(result)
+        return cls(
+            status=status_of(result),
+            execution_id=execution_id,
+            exit_code=result.exit_code,
+            duration_ms=result.duration_ms,
+            truncated=result.truncated,
+            oom_killed=result.oom_killed,
+        )
+
+    @classmethod
+    def of_execution(cls, execution: Execution) -> "ProcessExit":
+        """From its record."""
+        return cls(
+            status=execution.status,
+            execution_id=execution.id,
+            exit_code=execution.exit_code,
+            duration_ms=execution.duration_ms,
+            truncated=execution.truncated,
+            oom_killed=execution.oom_killed,
+        )
+
+    @classmethod
+    def failed(cls, exc: errors.ApplicationError) -> "ProcessExit":
+        return cls(status="error", error=exc)
 
 
 @dataclass
@@ -82,7 +107,8 @@ class EndedProcess:
     id: str
     command: str
     chunks: list  # [(stream, bytes)]
-    exit: dict
+    exit: ProcessExit
+    running = False
 
     @classmethod
     def from_execution(cls, execution: Execution) -> "EndedProcess":
@@ -91,18 +117,10 @@ class EndedProcess:
             id=execution.id,
             command=execution.command[:200],
             chunks=[chunk for chunk in chunks if chunk[1]],  # the stored start of each (exit says truncated)
-            exit={
-                "type": "exit",
-                "executionId": execution.id,
-                "exitCode": execution.exit_code,
-                "duration": execution.duration_ms,
-                "status": execution.status,
-                "truncated": execution.truncated,
-                "oomKilled": execution.oom_killed,
-            },
+            exit=ProcessExit.of_execution(execution),
         )
 
-    def attach(self, listener) -> tuple[list, int, dict | None]:
+    def attach(self, listener) -> tuple[list, int, ProcessExit | None]:
         return list(self.chunks), 0, self.exit
 
     def detach(self, listener) -> None:
@@ -110,9 +128,6 @@ class EndedProcess:
 
     def signal(self, signal: str) -> None:
         pass  # it has ended
-
-    def summary(self) -> dict:
-        return {"processId": self.id, "command": self.command, "running": False, "exit": self.exit}
 
 
 @dataclass
@@ -124,10 +139,13 @@ class DaemonProcess:
     sandbox: Sandbox
     command: str
     attaches: dict = field(default_factory=dict)  # listener -> the Event that detaches it
+    running = True
+    exit = None
 
-    def attach(self, listener) -> tuple[list, int, dict | None]:
-        """Nothing at once: the kept output, `("lost", n)` when some is no longer kept, live
-        output and the exit all go to `listener`, from a thread of the attach."""
+    def attach(self, listener) -> tuple[list, int, ProcessExit | None]:
+        """Nothing at once: the kept output (`("output", stream, bytes)`), `("lost", n)` when
+        some is no longer kept, live output and `("exit", ProcessExit)` all go to `listener`, from
+        a thread of the attach."""
         stop = threading.Event()
         self.attaches[listener] = stop
 
@@ -148,10 +166,10 @@ class DaemonProcess:
                     on_lost=lambda count: listener(("lost", count)),
                 )
             except errors.ApplicationError as exc:
-                listener(("exit", _error_exit(exc)))
+                listener(("exit", ProcessExit.failed(exc)))
                 return
             if result is not None:  # None: detached
-                listener(("exit", _exit(self.id, result)))
+                listener(("exit", ProcessExit.of_result(self.id, result)))
 
         threading.Thread(target=follow, daemon=True, name=f"attach-{self.id}").start()
         return [], 0, None
@@ -164,9 +182,6 @@ class DaemonProcess:
     def signal(self, signal: str) -> None:
         require_running(self.sandbox)  # a frozen sandboxd would not answer
         get_driver().process_kill(self.sandbox.container_name, self.id, signal)
-
-    def summary(self) -> dict:
-        return {"processId": self.id, "command": self.command, "running": True, "exit": None}
 
 
 def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None):

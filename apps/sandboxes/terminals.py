@@ -13,7 +13,8 @@ screen. The shell does not end when its last client leaves: it ends when it exit
 VIBEBOX_TERMINAL_IDLE_TIMEOUT without input, resize or output (sandboxd's idle timeout), when the
 sandbox stops, or when a client or the API kills it (`terminal_kill`); sandboxd then ends every
 process it started. A client that falls behind loses output (sandboxd skips it, an `l` frame,
-forwarded as {"type": "truncated", "droppedBytes"}) rather than holding the shell up.
+a `Lost` event for the client) rather than holding the shell up. What a client gets is output
+(bytes), events (`Ended`, `Lost`: the terminal consumer makes them messages) and a close code.
 
 The per-owner cap on open terminals (VIBEBOX_MAX_TERMINALS_PER_OWNER) is a lease in Redis
 (apps/sandboxes/limits.py), taken by the web process that opens a terminal. A thread of that
@@ -91,8 +92,39 @@ def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
     )
 
 
+@dataclass(frozen=True)
+class Ended:
+    """The terminal ended (for this client): its shell's exit code (None when not known); `idle`
+    when its idle timeout ended it, `error` when the attach failed and its end is not known."""
+
+    exit_code: int | None
+    idle: bool = False
+    error: errors.ApplicationError | None = None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Output this client missed that sandboxd no longer keeps."""
+
+    dropped_bytes: int
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """An open terminal, as sandboxd lists it."""
+
+    session_id: str
+    shell: str
+    argv: tuple[str, ...]
+    cols: int
+    rows: int
+    attached: int  # clients attached now (all web processes)
+    running: bool
+    started_at: dt.datetime | None
+
+
 class Client:
-    """One attached connection: a bounded queue of output (bytes), JSON messages (dict) and a
+    """One attached connection: a bounded queue of output (bytes), events (Ended, Lost) and a
     final close code (int). `drop(code)` is awaited when the session lets go of it."""
 
     def __init__(self, drop):
@@ -202,11 +234,10 @@ class DaemonSession:
             if self.stop.is_set():
                 return
             if (exc.details or {}).get("reason") == "sandbox_stopped":
-                self._deliver_all({"type": "exit", "exitCode": None}, 1000)
+                self._deliver_all(Ended(exit_code=None), 1000)
             else:
                 logger.info("terminal %s: lost its attach: %s", self.id, exc.message)
-                error = {"code": exc.code, "message": exc.message}
-                self._deliver_all({"type": "exit", "exitCode": None, "error": error}, ERROR_CLOSE_CODE)
+                self._deliver_all(Ended(exit_code=None, error=exc), ERROR_CLOSE_CODE)
             return
         finally:
             self.stop.set()
@@ -216,9 +247,9 @@ class DaemonSession:
         if ended is None:
             return  # detached
         if ended.idle:
-            self._deliver_all({"type": "exit", "exitCode": None, "reason": "idle"}, IDLE_CLOSE_CODE)
+            self._deliver_all(Ended(exit_code=None, idle=True), IDLE_CLOSE_CODE)
         else:
-            self._deliver_all({"type": "exit", "exitCode": ended.exit_code}, 1000)
+            self._deliver_all(Ended(exit_code=ended.exit_code), 1000)
 
     def _output(self, stream: str, data: bytes) -> None:
         if not self.stop.is_set() and not self._deliver(data):
@@ -229,11 +260,11 @@ class DaemonSession:
         terminal's buffer, or joined from an offset that was dropped meanwhile): the client is
         told how much it missed, as a background process's client is; the screen repairs itself
         on the next redraw."""
-        if not self.stop.is_set() and not self._deliver({"type": "truncated", "droppedBytes": count}):
+        if not self.stop.is_set() and not self._deliver(Lost(dropped_bytes=count)):
             self.stop.set()  # the client is gone or too slow: detach
 
-    def _deliver_all(self, message: dict, close_code: int) -> None:
-        if self._deliver(message):
+    def _deliver_all(self, event: Ended, close_code: int) -> None:
+        if self._deliver(event):
             self._deliver(close_code)
 
     def _deliver(self, item) -> bool:
@@ -373,17 +404,17 @@ def _in_daemon(sandbox: Sandbox) -> list:
     return [t for t in listed if t.running and t.exec_id.startswith("term_")]
 
 
-def _summary(info) -> dict:
-    return {
-        "sessionId": info.exec_id,
-        "shell": _shell_of(info.argv),
-        "argv": list(info.argv),
-        "cols": info.cols,
-        "rows": info.rows,
-        "attached": info.attached,
-        "running": info.running,
-        "startedAt": _time(info.started_at),
-    }
+def _terminal(info) -> Terminal:
+    return Terminal(
+        session_id=info.exec_id,
+        shell=_shell_of(info.argv),
+        argv=tuple(info.argv),
+        cols=info.cols,
+        rows=info.rows,
+        attached=info.attached,
+        running=info.running,
+        started_at=_time(info.started_at),
+    )
 
 
 def _time(text: str) -> dt.datetime | None:
@@ -393,9 +424,9 @@ def _time(text: str) -> dt.datetime | None:
         return None
 
 
-def terminal_list(*, sandbox: Sandbox) -> list[dict]:
+def terminal_list(*, sandbox: Sandbox) -> list[Terminal]:
     """The sandbox's open terminals, oldest first."""
-    return [_summary(t) for t in _in_daemon(sandbox)]
+    return [_terminal(t) for t in _in_daemon(sandbox)]
 
 
 def _valid_id(session_id: str) -> bool:

@@ -24,7 +24,7 @@ def sandbox(create_sandbox):
 
 
 def names(sandbox, path="/workspace") -> set[str]:
-    return {entry["name"] for entry in files.file_list(sandbox=sandbox, path=path)}
+    return {entry.name for entry in files.file_list(sandbox=sandbox, path=path)}
 
 
 def put(sandbox, path: str, data: bytes) -> None:

@@ -27,7 +27,8 @@ class EnvView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_list", responses=EnvMapSerializer)
     def get(self, request, sandbox_id):
-        return Response(env.public(selectors.sandbox_get(owner=request.user, ref=sandbox_id)))
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(EnvMapSerializer(env.public(sandbox)).data)
 
     @extend_schema(
         operation_id="sandboxes_env_replace",
@@ -38,7 +39,7 @@ class EnvView(APIView):
     def put(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = env.env_update(sandbox=sandbox, changes=_body(request), replace=True)
-        return Response(env.public(sandbox))
+        return Response(EnvMapSerializer(env.public(sandbox)).data)
 
     @extend_schema(
         operation_id="sandboxes_env_update",
@@ -49,7 +50,7 @@ class EnvView(APIView):
     def patch(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         sandbox = env.env_update(sandbox=sandbox, changes=_body(request))
-        return Response(env.public(sandbox))
+        return Response(EnvMapSerializer(env.public(sandbox)).data)
 
 
 class EnvVarView(APIView):
@@ -57,7 +58,8 @@ class EnvVarView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_retrieve", responses=EnvVarSerializer)
     def get(self, request, sandbox_id, name):
-        return Response(env.public_one(selectors.sandbox_get(owner=request.user, ref=sandbox_id), name))
+        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return Response(EnvVarSerializer(env.public_one(sandbox, name)).data)
 
     @extend_schema(operation_id="sandboxes_env_destroy", responses={204: None})
     def delete(self, request, sandbox_id, name):

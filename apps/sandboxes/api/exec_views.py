@@ -165,7 +165,7 @@ class LogsView(APIView):
             streams=logs.STREAMS if stream == "all" else (stream,),
             include_events=params.get("events", "1") not in ("0", "false"),
         )
-        return Response({"logs": entries})
+        return Response(LogsSerializer({"logs": entries}).data)
 
 
 class ProcessListView(APIView):
@@ -174,7 +174,7 @@ class ProcessListView(APIView):
     @extend_schema(operation_id="sandboxes_processes_list", responses=ProcessListSerializer)
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
-        return Response({"processes": [p.summary() for p in processes.process_list(sandbox=sandbox)]})
+        return Response(ProcessListSerializer({"processes": processes.process_list(sandbox=sandbox)}).data)
 
 
 class ProcessKillView(APIView):
@@ -183,7 +183,7 @@ class ProcessKillView(APIView):
     @extend_schema(operation_id="sandboxes_processes_kill", request=None, responses=ProcessSerializer)
     def post(self, request, sandbox_id, process_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
-        return Response(processes.process_kill(sandbox=sandbox, id=process_id).summary())
+        return Response(ProcessSerializer(processes.process_kill(sandbox=sandbox, id=process_id)).data)
 
 
 class TerminalListView(APIView):

@@ -20,8 +20,10 @@ from . import access
 from .schema import (
     AUTO_RESUME,
     UPLOAD_RESULT,
+    ArchiveUploadedSerializer,
     FileListSerializer,
     FilePathSerializer,
+    FileUploadedSerializer,
     FileUploadMultipartSerializer,
 )
 from .serializers import MkdirSerializer, MoveSerializer
@@ -77,7 +79,7 @@ class FilesView(APIView):
         sandbox = _sandbox(request, sandbox_id)
         path = request.query_params.get("path", "")
         entries = files.file_list(sandbox=sandbox, path=path, recursive=_flag(request, "recursive"))
-        return Response({"path": files.resolve(path), "entries": entries})
+        return Response(FileListSerializer({"path": files.resolve(path), "entries": entries}).data)
 
     @extend_schema(
         operation_id="sandboxes_files_upload",
@@ -113,24 +115,24 @@ class FilesView(APIView):
             if path.endswith("/"):
                 path = posixpath.join(path, posixpath.basename(upload.name))
             mode = _mode(django_request.POST.get("mode") or request.query_params.get("mode"))
-            stat = files.file_upload(sandbox=sandbox, path=path, fileobj=upload, size=upload.size, mode=mode)
-            return Response(_stat_body(files.resolve(path), stat), status=201)
+            written = files.file_upload(sandbox=sandbox, path=path, fileobj=upload, size=upload.size, mode=mode)
+            return Response(FileUploadedSerializer(written).data, status=201)
         path = request.query_params.get("path")
         if not path:
             raise errors.ValidationFailed("Give the destination as ?path=.")
         if content_type in TAR_TYPES or _flag(request, "extract"):
             result = files.archive_upload(sandbox=sandbox, path=path, stream=body_stream(django_request), limit=limit)
-            return Response(result, status=201)
+            return Response(ArchiveUploadedSerializer(result).data, status=201)
         size = django_request.META.get("CONTENT_LENGTH")
         if not size:
             raise errors.ValidationFailed("A raw upload needs a Content-Length (or use multipart).")
         if int(size) > limit:
             raise errors.RequestTooLarge(details={"limit": limit})
         mode = _mode(request.query_params.get("mode"))
-        stat = files.file_upload(
+        written = files.file_upload(
             sandbox=sandbox, path=path, fileobj=body_stream(django_request), size=int(size), mode=mode
         )
-        return Response(_stat_body(files.resolve(path), stat), status=201)
+        return Response(FileUploadedSerializer(written).data, status=201)
 
 
 async def _async_chunks(download):
@@ -144,10 +146,6 @@ async def _async_chunks(download):
             yield chunk
     finally:
         await sync_to_async(download.close, thread_sensitive=False)()
-
-
-def _stat_body(path: str, stat) -> dict:
-    return {"path": path, "size": stat.size if stat else None, "mode": f"{stat.mode:04o}" if stat else None}
 
 
 class FileView(APIView):
@@ -200,16 +198,16 @@ class FileView(APIView):
         if path == "mkdir":
             body = MkdirSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            files.file_mkdir(sandbox=sandbox, path=body.validated_data["path"])
-            return Response({"path": files.resolve(body.validated_data["path"])}, status=201)
+            created = files.file_mkdir(sandbox=sandbox, path=body.validated_data["path"])
+            return Response(FilePathSerializer({"path": created}).data, status=201)
         if path == "move":
             body = MoveSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             data = body.validated_data
-            files.file_move(
+            moved = files.file_move(
                 sandbox=sandbox, source=data["source"], destination=data["destination"], overwrite=data["overwrite"]
             )
-            return Response({"path": files.resolve(data["destination"])})
+            return Response(FilePathSerializer({"path": moved}).data)
         raise errors.MethodNotAllowed("POST works on files/mkdir and files/move; upload with POST files.")
 
 

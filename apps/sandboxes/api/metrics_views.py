@@ -11,8 +11,10 @@ from vibebox.api.schema import error_responses
 class CpuMetricsSerializer(serializers.Serializer):
     percent = serializers.FloatField(allow_null=True, help_text="CPU use in % of one core (200 = two cores busy).")
     limit = serializers.FloatField(help_text="The sandbox's CPU limit, in cores.")
-    percentOfLimit = serializers.FloatField(allow_null=True, help_text="CPU use in % of the limit.")
-    onlineCpus = serializers.IntegerField(help_text="CPUs the engine has.")
+    percentOfLimit = serializers.FloatField(
+        source="percent_of_limit", allow_null=True, help_text="CPU use in % of the limit."
+    )
+    onlineCpus = serializers.IntegerField(source="online_cpus", help_text="CPUs the engine has.")
 
 
 class MemoryMetricsSerializer(serializers.Serializer):
@@ -32,7 +34,8 @@ class PidsMetricsSerializer(serializers.Serializer):
 
 
 class SandboxMetricsSerializer(serializers.Serializer):
-    sandboxId = serializers.CharField()
+    # renders apps.sandboxes.metrics.sandbox_metrics
+    sandboxId = serializers.CharField(source="sandbox_id")
     status = serializers.CharField()
     timestamp = serializers.DateTimeField()
     cpu = CpuMetricsSerializer()

@@ -18,4 +18,4 @@ class PoolListView(APIView):
     def get(self, request):
         if not request.user.is_staff:
             raise errors.PermissionDenied("Warm pools are visible to operators (staff users) only.")
-        return Response({"pools": pools.pool_stats()})
+        return Response(PoolListSerializer({"pools": pools.pool_stats()}).data)

@@ -20,7 +20,7 @@ class SandboxSnapshotsView(APIView):
     def get(self, request, sandbox_id):
         sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
         items = selectors.snapshot_list(owner=request.user, sandbox=sandbox)
-        return Response({"results": SnapshotSerializer(items, many=True).data})
+        return Response(SnapshotListSerializer({"results": items}).data)
 
     @extend_schema(
         operation_id="snapshots_create",
@@ -57,7 +57,7 @@ class SnapshotListView(APIView):
     @extend_schema(operation_id="snapshots_list", responses=SnapshotListSerializer)
     def get(self, request):
         items = selectors.snapshot_list(owner=request.user)
-        return Response({"results": SnapshotSerializer(items, many=True).data})
+        return Response(SnapshotListSerializer({"results": items}).data)
 
 
 class SnapshotDetailView(APIView):

@@ -7,6 +7,7 @@ from django.conf import settings
 from apps.keys.scopes import EXECUTE
 
 from .. import processes
+from ..api.schema import ProcessExitSerializer
 from .base import BaseConsumer
 
 
@@ -58,8 +59,8 @@ class ProcessConsumer(BaseConsumer):
                 await self._exit(item[1])
                 return
 
-    async def _exit(self, exit_info):
-        await self.send_json(exit_info)
+    async def _exit(self, exit_info: processes.ProcessExit):
+        await self.send_json(ProcessExitSerializer(exit_info).data)  # the same shape as a listed process's exit
         await self.close(code=1000)
 
     async def disconnect(self, code):

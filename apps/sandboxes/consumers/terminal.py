@@ -47,6 +47,18 @@ def _parse_shell(value: str) -> str:
     return value
 
 
+def _message(event: terminals.Ended | terminals.Lost) -> dict:
+    """A terminal's event as its message to the client."""
+    if isinstance(event, terminals.Lost):
+        return {"type": "truncated", "droppedBytes": event.dropped_bytes}
+    message = {"type": "exit", "exitCode": event.exit_code}
+    if event.idle:
+        message["reason"] = "idle"
+    if event.error is not None:
+        message["error"] = {"code": event.error.code, "message": event.error.message}
+    return message
+
+
 def _parse_control(text: str) -> dict | None:
     """A text frame holding a JSON object with a known `type` is a control message; any other
     text is keystrokes. JSON nested too deep is refused (invalid_json), not typed."""
@@ -118,8 +130,8 @@ class TerminalConsumer(BaseConsumer):
                 return
             if isinstance(item, bytes):
                 await self.send(bytes_data=item)
-            elif isinstance(item, dict):
-                await self.send_json(item)
+            elif isinstance(item, terminals.Ended | terminals.Lost):
+                await self.send_json(_message(item))
             else:
                 await self.close(code=item)
                 return

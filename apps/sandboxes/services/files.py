@@ -10,6 +10,7 @@ sandbox's own files, never the host's. A sandbox made before sandboxd answers 40
 sandbox_outdated for everything but a stopped sandbox's downloads.
 """
 
+import dataclasses
 import mimetypes
 import posixpath
 import tarfile
@@ -75,7 +76,8 @@ def _user(sandbox: Sandbox) -> str:
 
 
 def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> FileInfo:
-    """Writes one file (streamed), creating missing parent directories owned by the sandbox user."""
+    """Writes one file (streamed), creating missing parent directories owned by the sandbox user;
+    answers the file written (its path: the one asked for, resolved)."""
     require_running(sandbox)
     target = resolve(path)
     if target == "/":
@@ -93,12 +95,12 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
     )
-    return info
+    return dataclasses.replace(info, path=target)
 
 
 def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     """Extracts a tar (or tar.gz) at `path`. Unsafe entries reject the whole archive, before
-    anything is written."""
+    anything is written. Answers {path, entries} (the directory, how many entries were written)."""
     require_running(sandbox)
     target = resolve(path)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
@@ -234,20 +236,9 @@ def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
 # ---- operations on paths ----
 
 
-def _entry(info: FileInfo) -> dict:
-    return {
-        "path": info.path,
-        "name": info.name or "/",
-        "size": info.size,
-        "isDir": info.is_dir,
-        "type": info.type,
-        "mode": f"{info.mode:04o}",
-        "modifiedAt": info.modified_at,
-        "symlinkTarget": info.link_target or None,
-    }
-
-
-def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[dict]:
+def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[FileInfo]:
+    """The directory's entries (everything below it with `recursive`), as sandboxd lists them: at
+    most VIBEBOX_FILE_LIST_LIMIT + 1 of them."""
     target = resolve(path)
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
     require_running(sandbox)
@@ -255,7 +246,7 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[d
         entries, _ = get_driver().file_list(
             sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
         )
-    return [_entry(info) for info in entries]
+    return entries
 
 
 def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None:
@@ -267,15 +258,19 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
         get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
 
 
-def file_mkdir(*, sandbox: Sandbox, path: str) -> None:
+def file_mkdir(*, sandbox: Sandbox, path: str) -> str:
+    """Creates the directory and its parents; answers its path, resolved."""
     target = resolve(path)
     require_running(sandbox)
     with container_running(sandbox):
         get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox))
+    return target
 
 
-def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> None:
+def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> str:
+    """Renames source to destination; answers the new path, resolved."""
     source, destination = resolve(source), resolve(destination)
     require_running(sandbox)
     with container_running(sandbox):
         get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
+    return destination

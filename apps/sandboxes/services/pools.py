@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -253,7 +254,25 @@ def refill_soon(pool: WarmPool | None) -> None:
     threading.Thread(target=run, daemon=True, name=f"pool-refill-{pool.pk}").start()
 
 
-def pool_stats() -> list[dict]:
+@dataclass(frozen=True)
+class PoolStats:
+    template: str
+    cpu: float
+    memory: int  # bytes
+    enabled: bool  # and pools are on (VIBEBOX_POOL_ENABLED)
+    size: int  # ready containers
+    creating: int
+    target_size: int
+    min_size: int
+    max_size: int
+    hits: int
+    misses: int
+    hit_rate: float | None  # of the creates that asked the pool; None before any
+    replaced: int  # containers replaced after failed health checks
+    last_ready_ms: int | None
+
+
+def pool_stats() -> list[PoolStats]:
     """Per pool: sizes, hits, misses, replacements and time-to-ready (for GET /api/v1/pools)."""
     pools = WarmPool.objects.select_related("template").annotate(
         ready=Count("containers", filter=Q(containers__status=PooledContainer.Status.READY)),
@@ -263,21 +282,21 @@ def pool_stats() -> list[dict]:
     for pool in pools.order_by("template__name", "cpu", "memory"):
         taken = pool.hits + pool.misses
         stats.append(
-            {
-                "template": pool.template.name,
-                "cpu": pool.cpu,
-                "memory": format_size(pool.memory),
-                "enabled": pool.enabled and settings.VIBEBOX_POOL_ENABLED,
-                "size": pool.ready,
-                "creating": pool.creating,
-                "targetSize": pool.target_size,
-                "minSize": pool.min_size,
-                "maxSize": pool.max_size,
-                "hits": pool.hits,
-                "misses": pool.misses,
-                "hitRate": round(pool.hits / taken, 3) if taken else None,
-                "replaced": pool.replaced,
-                "lastReadyMs": pool.last_ready_ms,
-            }
+            PoolStats(
+                template=pool.template.name,
+                cpu=pool.cpu,
+                memory=pool.memory,
+                enabled=pool.enabled and settings.VIBEBOX_POOL_ENABLED,
+                size=pool.ready,
+                creating=pool.creating,
+                target_size=pool.target_size,
+                min_size=pool.min_size,
+                max_size=pool.max_size,
+                hits=pool.hits,
+                misses=pool.misses,
+                hit_rate=round(pool.hits / taken, 3) if taken else None,
+                replaced=pool.replaced,
+                last_ready_ms=pool.last_ready_ms,
+            )
         )
     return stats

@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from apps.sandboxes.api.schema import PoolSerializer
 from apps.sandboxes.services.pools import pool_drain, pool_stats, pools_maintain
 
 
@@ -21,4 +22,5 @@ class Command(BaseCommand):
             report = pools_maintain()
             started = sum(item.get("started", 0) for item in report.values())
             self.stderr.write(f"warm pools: {started} containers started ({report})")
-        self.stdout.write(json.dumps(pool_stats(), indent=2))
+        # as GET /api/v1/pools lists them
+        self.stdout.write(json.dumps(PoolSerializer(pool_stats(), many=True).data, indent=2))
