@@ -13,9 +13,10 @@
 #                     not answer; any other URL must already answer.
 #   VIBEBOX_DOCKERD_FLAGS  extra flags for dockerd when this script starts it.
 #   VIBEBOX_DOCKER_ADDRESS_POOL  where a dockerd this script starts takes new networks'
-#                     subnets (default base=10.199.0.0/16,size=24: 256 networks; Docker's own
-#                     default gives about 30, which two test runs on one engine used up);
-#                     empty: Docker's default.
+#                     subnets (default base=10.192.0.0/12,size=22: 1024 networks of 1022
+#                     addresses, one per sandbox; Docker's own default gives about 30
+#                     networks, which two test runs on one engine used up, and a /24 held
+#                     only 253 sandboxes); empty: Docker's default.
 #   VIBEBOX_DOCKER_ROOT    data root of a dockerd this script starts (default
 #                     /var/lib/vibebox-docker): a filesystem that can limit a
 #                     container's size (sandboxes' disk limits), made from a
@@ -30,7 +31,7 @@ DATA_DIR="${VIBEBOX_DATA_DIR:-$REPO_DIR/var}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 DOCKER_WAIT_SECONDS=60
 DOCKER_ROOT="${VIBEBOX_DOCKER_ROOT:-/var/lib/vibebox-docker}"
-DOCKER_ADDRESS_POOL="${VIBEBOX_DOCKER_ADDRESS_POOL-base=10.199.0.0/16,size=24}"
+DOCKER_ADDRESS_POOL="${VIBEBOX_DOCKER_ADDRESS_POOL-base=10.192.0.0/12,size=22}"
 DOCKER_ROOT_IMAGE="$DOCKER_ROOT.img"
 REDIS_WAIT_SECONDS=10
 

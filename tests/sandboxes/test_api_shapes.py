@@ -28,10 +28,17 @@ from apps.sandboxes.api.schema import (
     SnapshotListSerializer,
     TerminalListSerializer,
 )
-from apps.sandboxes.api.serializers import SandboxSerializer, SnapshotSerializer
+from apps.sandboxes.api.serializers import (
+    ExecExitSerializer,
+    ExecResultSerializer,
+    ExecuteResultSerializer,
+    SandboxSerializer,
+    SnapshotSerializer,
+)
 from apps.sandboxes.consumers.terminal import _message
 from apps.sandboxes.models import Execution, Sandbox, Snapshot
 from apps.sandboxes.runtime.base import ExecResult, FileInfo
+from apps.sandboxes.services.exec import Outcome
 from apps.sandboxes.services.pools import PoolStats
 from vibebox import exceptions as errors
 
@@ -337,4 +344,34 @@ def test_metrics():
         "memory": {"usage": 1000, "limit": 2000, "percent": 50.0},
         "disk": {"workspace": None, "limit": None},
         "pids": {"current": 3, "limit": 256},
+    }
+
+
+# ---- commands ----
+
+
+def test_a_commands_answer_and_its_streamed_exit():
+    result = ExecResult(
+        exit_code=0,
+        stdout=b"hi\n",
+        stderr=b"",
+        stdout_bytes=3,
+        stderr_bytes=0,
+        truncated=False,
+        timed_out=False,
+        oom_killed=True,
+        duration_ms=7,
+    )
+    execution = Execution(id="exe_3", status="completed", language="python")
+    outcome = Outcome(execution, result, "hi\n", "", return_value={"a": 1})
+    ended = {"executionId": "exe_3", "exitCode": 0, "duration": 7, "status": "completed", "truncated": False}
+    ended["oomKilled"] = True
+    assert ExecExitSerializer(outcome).data == ended
+    assert ExecResultSerializer(outcome).data == {**ended, "stdout": "hi\n", "stderr": ""}
+    assert ExecuteResultSerializer(outcome).data == {
+        **ended,
+        "stdout": "hi\n",
+        "stderr": "",
+        "language": "python",
+        "returnValue": {"a": 1},
     }

@@ -31,20 +31,6 @@ def _key(request):
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
-def outcome_body(outcome) -> dict:
-    result = outcome.result
-    return {
-        "executionId": outcome.execution.id,
-        "stdout": outcome.stdout,
-        "stderr": outcome.stderr,
-        "exitCode": result.exit_code,
-        "duration": result.duration_ms,
-        "status": outcome.execution.status,
-        "truncated": result.truncated,
-        "oomKilled": result.oom_killed,
-    }
-
-
 class ExecView(APIView):
     required_scopes = {"POST": [EXECUTE]}
 
@@ -74,7 +60,8 @@ class ExecView(APIView):
                 timeout=data.get("timeout"),
                 api_key=_key(request),
             )
-            return Response({"processId": process.id, "executionId": process.id, "status": "running"}, status=202)
+            answer = {"processId": process.id, "executionId": process.id, "status": "running"}
+            return Response(BackgroundProcessSerializer(answer).data, status=202)
         outcome = sandbox_exec(
             sandbox=sandbox,
             command=data["command"],
@@ -86,7 +73,7 @@ class ExecView(APIView):
             auto_resume=data["autoResume"],
             api_key=_key(request),
         )
-        return Response(outcome_body(outcome))
+        return Response(ExecResultSerializer(outcome).data)
 
 
 class ExecuteView(APIView):
@@ -112,9 +99,7 @@ class ExecuteView(APIView):
             auto_resume=data["autoResume"],
             api_key=_key(request),
         )
-        return Response(
-            {**outcome_body(outcome), "language": outcome.execution.language, "returnValue": outcome.return_value}
-        )
+        return Response(ExecuteResultSerializer(outcome).data)
 
 
 class ExecutionListView(GenericAPIView):

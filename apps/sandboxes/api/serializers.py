@@ -244,20 +244,25 @@ class ExecuteSerializer(StrictSerializer):
 EXEC_STATUSES = ["completed", "failed", "timeout"]
 
 
-class ExecResultSerializer(serializers.Serializer):
-    executionId = serializers.CharField()
+# A command's end, rendered from a services.exec.Outcome: the exec WebSocket's `exit` message,
+# and POST …/exec's answer without the output.
+class ExecExitSerializer(serializers.Serializer):
+    executionId = serializers.CharField(source="execution.id")
+    exitCode = serializers.IntegerField(source="result.exit_code", allow_null=True)
+    duration = serializers.IntegerField(source="result.duration_ms", help_text="milliseconds")
+    status = serializers.ChoiceField(source="execution.status", choices=EXEC_STATUSES)
+    truncated = serializers.BooleanField(source="result.truncated")
+    oomKilled = serializers.BooleanField(source="result.oom_killed")
+
+
+class ExecResultSerializer(ExecExitSerializer):
     stdout = serializers.CharField()
     stderr = serializers.CharField()
-    exitCode = serializers.IntegerField(allow_null=True)
-    duration = serializers.IntegerField(help_text="milliseconds")
-    status = serializers.ChoiceField(choices=EXEC_STATUSES)
-    truncated = serializers.BooleanField()
-    oomKilled = serializers.BooleanField()
 
 
 class ExecuteResultSerializer(ExecResultSerializer):
-    language = serializers.CharField()
-    returnValue = serializers.JSONField(allow_null=True)
+    language = serializers.CharField(source="execution.language")
+    returnValue = serializers.JSONField(source="return_value", allow_null=True)
 
 
 class ExecutionSerializer(serializers.Serializer):

@@ -7,8 +7,9 @@ from apps.keys.scopes import EXECUTE
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration
 
+from ..api.serializers import ExecExitSerializer
 from ..runtime.base import STDIN_BUFFER, ExecControl
-from ..services.exec import outcome_summary, sandbox_exec
+from ..services.exec import sandbox_exec
 from .base import BaseConsumer, close_code, error_message, parse_json
 from .streams import Outbox
 
@@ -112,7 +113,7 @@ class ExecConsumer(BaseConsumer):
             await self.outbox.finish()
             await self.close(code=1011)
             return
-        await self.outbox.put("json", outcome_summary(outcome))
+        await self.outbox.put("json", {"type": "exit", **ExecExitSerializer(outcome).data})
         await self.outbox.finish()
         await self.close(code=1000)
 

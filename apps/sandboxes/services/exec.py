@@ -180,20 +180,6 @@ def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: b
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 
 
-def outcome_summary(outcome: Outcome) -> dict:
-    """The `exit` message of streamed and background commands."""
-    result = outcome.result
-    return {
-        "type": "exit",
-        "executionId": outcome.execution.id,
-        "exitCode": result.exit_code,
-        "duration": result.duration_ms,
-        "status": outcome.execution.status,
-        "truncated": result.truncated,
-        "oomKilled": result.oom_killed,
-    }
-
-
 def command_argv(command: str | list[str]) -> tuple[tuple[str, ...], str]:
     """(argv, preview) of a shell command line (bash -lc, or sh -c) or of an argv list."""
     if isinstance(command, str):

@@ -1478,14 +1478,14 @@ export interface components {
         };
         ExecResult: {
             executionId: string;
-            stdout: string;
-            stderr: string;
             exitCode: number | null;
             /** @description milliseconds */
             duration: number;
             status: components["schemas"]["ExecStatusEnum"];
             truncated: boolean;
             oomKilled: boolean;
+            stdout: string;
+            stderr: string;
         };
         /**
          * @description * `completed` - completed
@@ -1512,14 +1512,14 @@ export interface components {
         };
         ExecuteResult: {
             executionId: string;
-            stdout: string;
-            stderr: string;
             exitCode: number | null;
             /** @description milliseconds */
             duration: number;
             status: components["schemas"]["ExecStatusEnum"];
             truncated: boolean;
             oomKilled: boolean;
+            stdout: string;
+            stderr: string;
             language: string;
             returnValue: unknown;
         };
