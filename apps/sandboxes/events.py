@@ -66,7 +66,8 @@ def publish_owner(owner_id, type: str, text: str = "", data: dict | None = None)
     transaction.on_commit(lambda: _enqueue(event, owner_id))
 
 
-# Delivery takes a few Redis round trips (~4 ms); a thread does it so no request waits for it.
+# Delivery takes a few Redis round trips (~4 ms); a thread does it so no request waits for it,
+# for all the events waiting at once.
 _queue: queue.SimpleQueue = queue.SimpleQueue()
 _pending = 0
 _idle = threading.Condition()
@@ -83,16 +84,24 @@ def _enqueue(event: dict, owner_id, groups: tuple[str, ...] = ()) -> None:
     _queue.put((event, owner_id, groups))
 
 
+BATCH = 64  # events delivered together: one Redis pipeline, one pass of the event loop
+
+
 def _work() -> None:
     global _pending
     loop = asyncio.new_event_loop()  # one loop for the thread: the channel layer keeps its connections
     while True:
-        event, owner_id, groups = _queue.get()
+        batch = [_queue.get()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(_queue.get_nowait())
+            except queue.Empty:
+                break
         try:
-            _deliver(event, owner_id, groups, loop)
+            _deliver(batch, loop)
         finally:
             with _idle:
-                _pending -= 1
+                _pending -= len(batch)
                 _idle.notify_all()
 
 
@@ -102,27 +111,42 @@ def flush(timeout: float = 5.0) -> None:
         _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 
 
-def _deliver(event: dict, owner_id, groups: tuple[str, ...], loop: asyncio.AbstractEventLoop) -> None:
+def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.AbstractEventLoop) -> None:
+    """Keeps the batch's sandbox events in Redis (one round trip), then sends each to its groups."""
+    kept = [event for event, _, _ in batch if event["sandboxId"] is not None]
     try:
-        if event["sandboxId"] is not None:
-            key = _key(event["sandboxId"])
+        if kept:
             pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
-            pipeline.lpush(key, json.dumps(event))
-            pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
-            pipeline.expire(key, 30 * 86400)
+            for event in kept:
+                key = _key(event["sandboxId"])
+                pipeline.lpush(key, json.dumps(event))
+                pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
+                pipeline.expire(key, 30 * 86400)
             pipeline.execute()
-        loop.run_until_complete(_send(event, owner_id, groups))
-    except Exception as exc:  # events are best effort; the action itself has happened
-        logger.warning("event %s not delivered: %s", event["type"], exc)
+    except Exception as exc:  # events are best effort; the actions themselves have happened
+        logger.warning("%d events not kept: %s", len(kept), exc)
+    try:
+        loop.run_until_complete(_send(batch))
+    except Exception as exc:
+        logger.warning("%d events not delivered: %s", len(batch), exc)
 
 
-async def _send(event: dict, owner_id, groups: tuple[str, ...] = ()) -> None:
+async def _send(batch: list[tuple[dict, object, tuple[str, ...]]]) -> None:
+    """Each group gets its events in publishing order; the groups are sent to side by side."""
     layer = get_channel_layer()
-    message = {"type": "sandbox.event", "event": event}
-    targets = [activity_group(owner_id), *groups]
-    if event["sandboxId"] is not None:
-        targets.append(logs_group(event["sandboxId"]))
-    await asyncio.gather(*(layer.group_send(group, message) for group in targets))
+    by_group: dict[str, list[dict]] = {}
+    for event, owner_id, groups in batch:
+        targets = [activity_group(owner_id), *groups]
+        if event["sandboxId"] is not None:
+            targets.append(logs_group(event["sandboxId"]))
+        for group in targets:
+            by_group.setdefault(group, []).append({"type": "sandbox.event", "event": event})
+
+    async def in_order(group: str, messages: list[dict]) -> None:
+        for message in messages:
+            await layer.group_send(group, message)
+
+    await asyncio.gather(*(in_order(group, messages) for group, messages in by_group.items()))
 
 
 def recent(sandbox_id: str, since: float | None = None) -> list[dict]:
