@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,7 +28,9 @@ import (
 // which counts a uid's processes across the host, bounds them).
 var nobody = users.User{Name: "nobody", UID: 65534, GID: 65534, Groups: []int{65534}, Home: "/nonexistent"}
 
-const treeUID = 61001 // TestTimeoutEndsTheWholeTree
+// treeUID is TestTimeoutEndsTheWholeTree's, of this run only: RLIMIT_NPROC counts a uid's
+// processes across the engine's containers, and two runs at once would share one limit.
+var treeUID = 70000 + mrand.IntN(20000)
 
 func TestMain(m *testing.M) {
 	if err := reaper.Start(); err != nil {
@@ -204,12 +207,16 @@ func TestTimeoutEndsTheWholeTree(t *testing.T) {
 	// the sweep finds it), one that keeps the marker (only the marker finds it: sandboxd reads
 	// another user's environment); one that keeps the marker and stdout; and a fast forker.
 	req := Request{ExecID: newID(), Workdir: "/tmp", Timeout: 3 * time.Second, OutputLimit: 1 << 16, User: tree,
+		// The fast forker comes last and the shell forks nothing after it: once the forker has
+		// the uid's 200 processes, a fork of the shell's would wait in bash's retries (on a loaded
+		// machine past the deadline, with "up" never printed).
 		Argv: []string{"/bin/bash", "-c", `ulimit -u 200
 ( /usr/bin/env -i /usr/bin/setsid /bin/sleep 60 </dev/null >/dev/null 2>&1 & )
 ( /usr/bin/setsid /bin/sleep 60 </dev/null >/dev/null 2>&1 & )
 /usr/bin/setsid /bin/sleep 60 &
+echo up
 ( while :; do /bin/sleep 60 & done ) 2>/dev/null &
-sleep 1; echo up; sleep 60`}}
+exec /bin/sleep 60`}}
 	result := mustRun(t, r, req)
 	if !result.TimedOut || result.ExitCode != nil || string(result.Stdout) != "up\n" {
 		t.Fatalf("timed out %v, exit %v, stdout %q, stderr %q", result.TimedOut, result.ExitCode, result.Stdout, result.Stderr)
