@@ -360,9 +360,14 @@ VIBEBOX_EXEC_STORED_OUTPUT = env_size("VIBEBOX_EXEC_STORED_OUTPUT", "64k")
 VIBEBOX_EXEC_STDIN_LIMIT = env_size("VIBEBOX_EXEC_STDIN_LIMIT", "10m")
 VIBEBOX_CODE_LIMIT = env_size("VIBEBOX_CODE_LIMIT", "5m")
 VIBEBOX_UPLOAD_MAX_BYTES = env_size("VIBEBOX_UPLOAD_MAX_BYTES", "5g")
-# A raw upload streams to the sandbox as it arrives (vibebox/streambody.py): a client that sends
-# nothing for this long has its upload refused, so it cannot hold a request thread forever.
+# A raw upload streams to the sandbox as it arrives (vibebox/streambody.py), on a request thread:
+# a client that sends nothing for the idle timeout, or on average less than the minimum rate
+# (bytes per second, counted once the idle timeout has passed), has its upload refused, so a
+# trickle cannot hold a thread and a sandbox connection for long.
 VIBEBOX_UPLOAD_IDLE_TIMEOUT = env_duration("VIBEBOX_UPLOAD_IDLE_TIMEOUT", "60s")
+VIBEBOX_UPLOAD_MIN_RATE = env_size("VIBEBOX_UPLOAD_MIN_RATE", "16k")
+if VIBEBOX_UPLOAD_IDLE_TIMEOUT <= 0:
+    raise ImproperlyConfigured("VIBEBOX_UPLOAD_IDLE_TIMEOUT must be above 0 (a stalled upload would hold a thread).")
 # Every other request body (vibebox/bodylimit.py counts the bytes as they arrive): room for a
 # 10 MiB stdin or 5 MiB of code even when JSON escaping doubles their size.
 VIBEBOX_REQUEST_MAX_BYTES = env_size("VIBEBOX_REQUEST_MAX_BYTES", "32m")

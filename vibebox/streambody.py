@@ -10,15 +10,16 @@ client sends it. The file is one end of a socket pair: the event loop writes wha
 other end, and the socket buffers give back-pressure, so a slow sandbox slows the client instead of
 filling the server's memory.
 
-A client that stops sending for VIBEBOX_UPLOAD_IDLE_TIMEOUT, or goes away, ends the file early: the
-view's reader sees fewer bytes than the Content-Length and refuses the upload, as with a body
-that was short.
+A client that goes away, stops sending for VIBEBOX_UPLOAD_IDLE_TIMEOUT, or sends slower on average
+than VIBEBOX_UPLOAD_MIN_RATE (after the first idle timeout), ends the file early: the view's read
+refuses the upload (400), as with a body that was short.
 """
 
 import asyncio
 import contextlib
 import socket
 import threading
+import time
 
 from django.conf import settings
 
@@ -47,24 +48,35 @@ def _streamed(scope) -> bool:
 
 class _Body:
     """The view's end: reads block until the bytes arrive or the body is whole. A body that
-    ends before its Content-Length (the client left) or stalls is refused with a 400 from the
-    read itself, so what the view was writing is abandoned, never completed with part of it.
+    ends before its Content-Length (the client left), stalls for the idle timeout, or comes
+    slower on average than VIBEBOX_UPLOAD_MIN_RATE once the idle timeout has passed, is refused
+    with a 400 from the read itself, so what the view was writing is abandoned, never completed
+    with part of it: a trickle cannot hold a request thread and a sandbox connection for long.
     Closed by whoever finishes last, the reading thread or the request: a socket closed under a
     thread blocked on it would not wake it (and its number could be reused)."""
 
-    def __init__(self, sock: socket.socket, length: int):
+    def __init__(self, sock: socket.socket, length: int, *, idle: float, min_rate: int):
         self._sock = sock
         self._left = length
+        self._received = 0
+        self._idle = idle
+        self._min_rate = min_rate
+        self._started = time.monotonic()
         self._reading = threading.Lock()
         self._closing = False
+        sock.settimeout(idle)
 
     def read(self, size: int = -1) -> bytes:
-        with self._reading:
-            try:
+        try:
+            with self._reading:
                 return self._read(self._left if size < 0 else min(size, self._left))
-            finally:
-                if self._closing:
-                    self._sock.close()
+        finally:
+            if self._closing:  # after the lock: a close() that found it held left this to us
+                self._sock.close()
+
+    def _too_slow(self) -> bool:
+        late = time.monotonic() - self._started - self._idle
+        return late > 0 and self._received < late * self._min_rate
 
     def _read(self, size: int) -> bytes:
         chunks = []
@@ -73,11 +85,12 @@ class _Body:
                 chunk = b"" if self._closing else self._sock.recv(min(size, SOCKET_BUFFER))
             except OSError:  # the client stalled (the timeout), or the request ended under us
                 chunk = b""
-            if not chunk:
+            if not chunk or self._too_slow():
                 raise errors.ValidationFailed("The upload ended early.", details={"missing": self._left})
             chunks.append(chunk)
             size -= len(chunk)
             self._left -= len(chunk)
+            self._received += len(chunk)
         return b"".join(chunks)
 
     def close(self) -> None:
@@ -100,9 +113,13 @@ class StreamedUploads:
         for sock in (view_end, loop_end):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        view_end.settimeout(settings.VIBEBOX_UPLOAD_IDLE_TIMEOUT)
         loop_end.setblocking(False)
-        body = _Body(view_end, int(header(scope, b"content-length")))
+        body = _Body(
+            view_end,
+            int(header(scope, b"content-length")),
+            idle=settings.VIBEBOX_UPLOAD_IDLE_TIMEOUT,
+            min_rate=settings.VIBEBOX_UPLOAD_MIN_RATE,
+        )
         ended = asyncio.Event()  # the client left, or the response is complete
         pump = asyncio.create_task(self._pump(receive, loop_end, ended))
         told_django = False
@@ -143,4 +160,7 @@ class StreamedUploads:
                     writing = False
                     sock.shutdown(socket.SHUT_WR)  # the view's end reads the body's end
         finally:
+            if writing:  # the client left mid-body: the view's read ends now, not at the timeout
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
             ended.set()

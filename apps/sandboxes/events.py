@@ -113,21 +113,26 @@ def flush(timeout: float = 5.0) -> None:
 
 def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.AbstractEventLoop) -> None:
     """Keeps the batch's sandbox events in Redis (one round trip), then sends each to its groups."""
-    kept = [event for event, _, _ in batch if event["sandboxId"] is not None]
+    kept = []
+    for event, _, _ in batch:
+        if event["sandboxId"] is not None:
+            try:
+                kept.append((_key(event["sandboxId"]), json.dumps(event)))
+            except (TypeError, ValueError) as exc:  # one bad event costs only itself
+                logger.warning("event %s not kept: %s", event["type"], exc)
     try:
         if kept:
             pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
-            for event in kept:
-                key = _key(event["sandboxId"])
-                pipeline.lpush(key, json.dumps(event))
+            for key, text in kept:
+                pipeline.lpush(key, text)
                 pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
                 pipeline.expire(key, 30 * 86400)
             pipeline.execute()
     except Exception as exc:  # events are best effort; the actions themselves have happened
         logger.warning("%d events not kept: %s", len(kept), exc)
-    try:
+    try:  # each send catches its own failure, so none is left pending on the loop
         loop.run_until_complete(_send(batch))
-    except Exception as exc:
+    except Exception as exc:  # the channel layer itself failed
         logger.warning("%d events not delivered: %s", len(batch), exc)
 
 
@@ -144,7 +149,10 @@ async def _send(batch: list[tuple[dict, object, tuple[str, ...]]]) -> None:
 
     async def in_order(group: str, messages: list[dict]) -> None:
         for message in messages:
-            await layer.group_send(group, message)
+            try:
+                await layer.group_send(group, message)
+            except Exception as exc:  # that one message is lost; the group's next ones still go
+                logger.warning("event %s not sent to %s: %s", message["event"]["type"], group, exc)
 
     await asyncio.gather(*(in_order(group, messages) for group, messages in by_group.items()))
 

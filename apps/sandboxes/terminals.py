@@ -348,6 +348,9 @@ class _Opening:
             if reason.startswith("sandboxd_") and reason != "sandboxd_unavailable":
                 with self.lock:  # sent, and its answer failed: sandboxd may have opened it
                     self.opened = True
+                    abandoned = self.abandoned
+                if abandoned:  # the caller left first: nobody else will end it
+                    self._kill()
             raise
         with self.lock:
             self.opened = True

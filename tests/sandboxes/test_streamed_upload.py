@@ -84,31 +84,65 @@ def test_the_sandbox_writes_the_upload_before_the_client_has_sent_it_all(
     assert set(_workspace(docker_client, sandbox_id)) == {"big.bin"}
 
 
-@pytest.mark.parametrize("how", ["leaves", "stalls"])
-def test_an_upload_cut_half_way_writes_nothing(how, server, api_key, create_sandbox, docker_client):
-    sandbox_id = create_sandbox()["id"]
-    sock = _open(server, api_key[1], f"/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin", 8 * MIB)
-    with sock:
-        sock.sendall(os.urandom(2 * MIB))
-        wait_for(lambda: _workspace(docker_client, sandbox_id), timeout=60, what="the upload to start")
-        if how == "leaves":
-            sock.shutdown(socket.SHUT_WR)
-            sock.close()
-        else:  # sends nothing more for longer than VIBEBOX_UPLOAD_IDLE_TIMEOUT (3 s here)
-            status, body = _answer(sock)
-            assert status == 400, body
-            assert body["error"]["code"] == "validation_error" and body["error"]["message"] == "The upload ended early."
-    wait_for(lambda: not _workspace(docker_client, sandbox_id), timeout=60, what="the temporary file to go")
-    # The server is still well, and the same path takes a whole upload.
+def _upload_again_works(url: str, secret: str, sandbox_id: str, docker_client) -> None:
+    """The server is still well, and the same path takes a whole upload."""
     request = urllib.request.Request(
-        f"{server}/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin",
+        f"{url}/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin",
         data=b"whole",
         method="POST",
-        headers={"Authorization": f"Bearer {api_key[1]}", "Content-Type": "application/octet-stream"},
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/octet-stream"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 201
     assert _workspace(docker_client, sandbox_id) == {"cut.bin": 5}
+
+
+def test_a_client_that_leaves_half_way_writes_nothing_and_frees_the_upload_at_once(
+    api_key, create_sandbox, docker_client
+):
+    sandbox_id = create_sandbox()["id"]
+    # An idle timeout far above the wait below: only the client's leaving can end the upload in time.
+    with live_server(VIBEBOX_UPLOAD_IDLE_TIMEOUT="600s") as (url, _pid):
+        sock = _open(url, api_key[1], f"/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin", 8 * MIB)
+        with sock:
+            sock.sendall(os.urandom(2 * MIB))
+            wait_for(lambda: _workspace(docker_client, sandbox_id), timeout=60, what="the upload to start")
+            sock.shutdown(socket.SHUT_WR)
+        wait_for(lambda: not _workspace(docker_client, sandbox_id), timeout=60, what="the temporary file to go")
+        _upload_again_works(url, api_key[1], sandbox_id, docker_client)
+
+
+def test_a_client_that_stalls_half_way_is_refused_and_writes_nothing(server, api_key, create_sandbox, docker_client):
+    sandbox_id = create_sandbox()["id"]
+    sock = _open(server, api_key[1], f"/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin", 8 * MIB)
+    with sock:
+        sock.sendall(os.urandom(2 * MIB))
+        # Then nothing more, for longer than VIBEBOX_UPLOAD_IDLE_TIMEOUT (3 s here).
+        status, body = _answer(sock)
+    assert status == 400, body
+    assert body["error"]["code"] == "validation_error" and body["error"]["message"] == "The upload ended early."
+    wait_for(lambda: not _workspace(docker_client, sandbox_id), timeout=60, what="the temporary file to go")
+    _upload_again_works(server, api_key[1], sandbox_id, docker_client)
+
+
+def test_a_trickle_below_the_minimum_rate_is_refused(api_key, create_sandbox, docker_client):
+    sandbox_id = create_sandbox()["id"]
+    env = {"VIBEBOX_UPLOAD_IDLE_TIMEOUT": "2s", "VIBEBOX_UPLOAD_MIN_RATE": "1m"}
+    with live_server(**env) as (url, _pid):
+        sock = _open(url, api_key[1], f"/api/v1/sandboxes/{sandbox_id}/files?path=cut.bin", 8 * MIB)
+        with sock:
+            sock.sendall(os.urandom(64 * 1024))
+            sock.settimeout(0.2)
+            for _ in range(300):  # a byte every 0.2 s: never idle for 2 s, far below 1 MiB/s
+                try:
+                    status, body = _answer(sock)
+                    break
+                except TimeoutError:
+                    sock.sendall(b"x")
+            else:
+                raise AssertionError("a trickling upload was never refused")
+        assert status == 400 and body["error"]["message"] == "The upload ended early.", body
+        wait_for(lambda: not _workspace(docker_client, sandbox_id), timeout=60, what="the temporary file to go")
 
 
 def test_a_refusal_before_the_body_is_read_is_answered_at_once(server, api_key):
