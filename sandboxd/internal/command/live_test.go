@@ -139,13 +139,15 @@ func TestKillEndsTheTreeAndTheEscapeesThatKeepTheMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	var escapee int
-	testsupport.Eventually(t, "the escapee runs", 5*time.Second, func() bool {
-		for pid := range proc.Members(proc.Query{ExecID: l.ExecID}) {
+	// All four run before the kill: the shell forks the escapee first, its sleeps after.
+	testsupport.Eventually(t, "the escapee and the sleeps run", 5*time.Second, func() bool {
+		members := proc.Members(proc.Query{ExecID: l.ExecID})
+		for pid := range members {
 			if pid != l.Pid && !slices.Contains(testsupport.InSession(l.Pid), pid) {
 				escapee = pid
 			}
 		}
-		return escapee != 0
+		return escapee != 0 && len(members) >= 4
 	})
 	if _, err := l.Signal("BOGUS", false); err == nil {
 		t.Fatal("an unknown signal was sent")
