@@ -3,8 +3,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from vibebox import exceptions as errors
 
-from .selectors import api_key_authenticate
-from .services import api_key_record_use
+from .services import api_key_use
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -20,10 +19,9 @@ class ApiKeyAuthentication(BaseAuthentication):
             secret = request.headers.get("X-API-Key", "")
             if not secret:
                 return None
-        key = api_key_authenticate(secret=secret.strip())
+        key = api_key_use(secret=secret.strip())
         if key is None:
             raise errors.InvalidApiKey()
-        api_key_record_use(key=key)
         return key.user, key
 
     def authenticate_header(self, request):

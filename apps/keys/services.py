@@ -9,10 +9,11 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import signals, usage
+from . import keycache, signals, usage
 from .models import ApiKey
 from .scopes import DEFAULT_SCOPES, parse_scopes
-from .secrets import display_prefix, generate_key, hash_key
+from .secrets import display_prefix, generate_key, hash_key, well_formed
+from .selectors import api_key_authenticate
 
 RATE_PATTERN = re.compile(r"^[1-9]\d{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$")
 _PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -157,6 +158,7 @@ def api_key_rotate(
         old_expiry = timezone.now() + dt.timedelta(seconds=grace)
         if key.expires_at is None or key.expires_at > old_expiry:
             ApiKey.objects.filter(pk=key.pk).update(expires_at=old_expiry)
+            keycache.bump()
     return new_key, secret
 
 
@@ -167,6 +169,7 @@ def api_key_revoke(*, key: ApiKey, creator: ApiKey | None = None) -> ApiKey:
     """
     _ensure_may_act_on(key=key, creator=creator, action="revoke")
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    keycache.bump()
     key.refresh_from_db()
     transaction.on_commit(lambda: signals.api_key_revoked.send(sender=ApiKey, key=key))
     return key
@@ -189,11 +192,35 @@ def api_keys_revoke_for_sandbox(*, sandbox_id: str, keep: ApiKey | None = None) 
     return revoked
 
 
-def api_key_record_use(*, key: ApiKey) -> None:
-    """Counts one request for today (in Redis: usage.py) and refreshes last use (at most once a
-    minute)."""
-    now = timezone.now()
+def api_key_use(*, secret: str) -> ApiKey | None:
+    """The active key with this secret, with one request counted; None when there is none
+    (malformed, unknown, expired, revoked, or its user inactive). A key seen before costs one Redis
+    round trip and no query (keycache.py)."""
+    if not well_formed(secret):
+        return None
+    key_hash, now = hash_key(secret), timezone.now()
+    key, generation = keycache.get(key_hash)
+    if (
+        key is not None
+        and key.is_active(now)
+        and key.user.is_active
+        and usage.count_if_current(key=key, now=now, generation=generation, generation_key=keycache.generation_key())
+    ):
+        _record_last_use(key, key_hash, now)
+        return key
+    generation = keycache.current()  # before the read: a change meanwhile moves it past this
+    key = api_key_authenticate(secret=secret)
+    if key is None:
+        return None
+    keycache.put(key_hash, key, generation)
     usage.count(key=key, now=now)
+    _record_last_use(key, key_hash, now)
+    return key
+
+
+def _record_last_use(key: ApiKey, key_hash: str, now: dt.datetime) -> None:
+    """Refreshes the key's last use, at most once a minute."""
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+        keycache.used(key_hash, now)

@@ -58,6 +58,27 @@ def count(*, key: ApiKey, now: dt.datetime) -> None:
         _add(key.pk, now.date(), 1)
 
 
+# KEYS[1]: the keys' generation (keycache.py), KEYS[2]: the pending counts. ARGV: the generation the
+# caller's key was read under, the count's field. Counts only while the generation is unchanged.
+_COUNT_IF_CURRENT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return 1
+"""
+
+
+def count_if_current(*, key: ApiKey, now: dt.datetime, generation: bytes, generation_key: str) -> bool:
+    """Counts one request of a cached `key` in the same round trip that checks the key is still
+    current; False (nothing counted) when the generation moved or Redis cannot say."""
+    try:
+        counted = redisdb.script(settings.REDIS_URL, _COUNT_IF_CURRENT)(
+            keys=[generation_key, _pending()], args=[generation, _field(key.pk, now.date())]
+        )
+    except redis.RedisError:
+        return False
+    return bool(counted)
+
+
 def _add(key_id: str, day: dt.date, requests: int) -> None:
     if ApiKeyUsage.objects.filter(key_id=key_id, day=day).update(requests=F("requests") + requests):
         return

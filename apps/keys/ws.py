@@ -15,8 +15,7 @@ from vibebox import exceptions as errors
 from vibebox.asgiheaders import header
 
 from .models import ApiKey
-from .selectors import api_key_authenticate
-from .services import api_key_record_use
+from .services import api_key_use
 
 SUBPROTOCOL_PREFIX = "vibebox."
 
@@ -34,20 +33,12 @@ def key_from_scope(scope) -> tuple[str, str | None]:
     return header(scope, b"x-api-key"), None
 
 
-@database_sync_to_async
-def _authenticate_key(secret: str) -> ApiKey | None:
-    key = api_key_authenticate(secret=secret)
-    if key is not None:
-        api_key_record_use(key=key)
-    return key
-
-
 async def authenticate(scope, needed: list[str]) -> tuple[object, ApiKey | None, str | None]:
     """(user, key or None for a session, subprotocol). Raises NotAuthenticated, InvalidApiKey
     or InsufficientScope."""
     secret, subprotocol = key_from_scope(scope)
     if secret:
-        key = await _authenticate_key(secret)
+        key = await database_sync_to_async(api_key_use)(secret=secret)
         if key is None:
             raise errors.InvalidApiKey()
         missing = [scope_name for scope_name in needed if scope_name not in key.scopes]

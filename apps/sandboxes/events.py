@@ -111,8 +111,28 @@ def flush(timeout: float = 5.0) -> None:
         _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 
 
+def _targets(event: dict, owner_id, groups: tuple[str, ...]) -> list[str]:
+    targets = [activity_group(owner_id), *groups]
+    if event["sandboxId"] is not None:
+        targets.append(logs_group(event["sandboxId"]))
+    return targets
+
+
+def _group_key(layer, group: str) -> bytes | None:
+    """Where channels_redis keeps a group's members (None: another layer, or several hosts)."""
+    hosts = getattr(layer, "hosts", None)
+    if not hasattr(layer, "_group_key") or not hosts or len(hosts) != 1:
+        return None
+    if hosts[0].get("address") != settings.REDIS_URL:
+        return None
+    return layer._group_key(group)
+
+
 def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.AbstractEventLoop) -> None:
-    """Keeps the batch's sandbox events in Redis (one round trip), then sends each to its groups."""
+    """Keeps the batch's sandbox events in Redis and learns which groups have listeners (one round
+    trip), then sends each event to those of its groups that have any. Most events have none (no
+    log stream or activity feed open): a send to an empty group still costs channels_redis two
+    round trips."""
     kept = []
     for event, _, _ in batch:
         if event["sandboxId"] is not None:
@@ -120,32 +140,40 @@ def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.Ab
                 kept.append((_key(event["sandboxId"]), json.dumps(event)))
             except (TypeError, ValueError) as exc:  # one bad event costs only itself
                 logger.warning("event %s not kept: %s", event["type"], exc)
+    layer = get_channel_layer()
+    groups = list(dict.fromkeys(group for item in batch for group in _targets(*item)))
+    group_keys = {group: _group_key(layer, group) for group in groups}
+    counted = [group for group in groups if group_keys[group] is not None]
+    listened: set[str] = set(groups) - set(counted)  # those we cannot count are sent to
     try:
-        if kept:
-            pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
-            for key, text in kept:
-                pipeline.lpush(key, text)
-                pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
-                pipeline.expire(key, 30 * 86400)
-            pipeline.execute()
+        pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
+        for key, text in kept:
+            pipeline.lpush(key, text)
+            pipeline.ltrim(key, 0, settings.VIBEBOX_EVENTS_KEPT - 1)
+            pipeline.expire(key, 30 * 86400)
+        for group in counted:
+            pipeline.zcard(group_keys[group])
+        answers = pipeline.execute()
+        members = answers[len(answers) - len(counted) :] if counted else []
+        listened.update(group for group, count in zip(counted, members, strict=True) if count)
     except Exception as exc:  # events are best effort; the actions themselves have happened
         logger.warning("%d events not kept: %s", len(kept), exc)
+        listened.update(groups)
+    if not listened:
+        return
     try:  # each send catches its own failure, so none is left pending on the loop
-        loop.run_until_complete(_send(batch))
+        loop.run_until_complete(_send(layer, batch, listened))
     except Exception as exc:  # the channel layer itself failed
         logger.warning("%d events not delivered: %s", len(batch), exc)
 
 
-async def _send(batch: list[tuple[dict, object, tuple[str, ...]]]) -> None:
+async def _send(layer, batch: list[tuple[dict, object, tuple[str, ...]]], listened: set[str]) -> None:
     """Each group gets its events in publishing order; the groups are sent to side by side."""
-    layer = get_channel_layer()
     by_group: dict[str, list[dict]] = {}
     for event, owner_id, groups in batch:
-        targets = [activity_group(owner_id), *groups]
-        if event["sandboxId"] is not None:
-            targets.append(logs_group(event["sandboxId"]))
-        for group in targets:
-            by_group.setdefault(group, []).append({"type": "sandbox.event", "event": event})
+        for group in _targets(event, owner_id, groups):
+            if group in listened:
+                by_group.setdefault(group, []).append({"type": "sandbox.event", "event": event})
 
     async def in_order(group: str, messages: list[dict]) -> None:
         for message in messages:
