@@ -18,6 +18,8 @@ time and shape alone. The mode is read from /tmp/fake-mode at each request:
   hello-flood     the identity exchange itself answered with bytes without end
   hello-drip      the identity exchange answered one byte a second
   impersonate     claims to be the container named in /tmp/fake-target (it lacks that one's token)
+  older           an honest answer ("hi"), signed as a sandboxd before next nonces did (it ignores
+                  X-VibeBox-Nonce): one request per hello
 
 Every request line it receives is appended to /tmp/fake-log.
 """
@@ -127,6 +129,8 @@ def serve(conn) -> None:
         drip(conn, f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
     elif current == "malformed":
         signed(b"{not json\nhi\n")
+    elif current == "older":
+        signed(json.dumps(good).encode() + b"\nhi\n")
     elif current == "types":
         bad = {**good, "exit_code": "0", "stdout_len": 3, "stdout_bytes": -5, "truncated": "no"}
         signed(json.dumps(bad).encode() + b"\nhi\n")

@@ -142,6 +142,19 @@ def test_a_dripping_sandboxd_is_cut_off_at_the_deadline_while_others_work(server
     assert rss(pid) - before < 50 * MiB
 
 
+def test_an_older_sandboxd_that_hands_out_no_next_nonce_still_serves(server, api_key, sandboxes, docker_client):
+    """A sandbox started before next nonces (docs/sandboxd.md, protocol 4) keeps working: each
+    command greets it again."""
+    url, _ = server
+    victim, _ = sandboxes
+    start_fake_agent(url, api_key[1], docker_client, victim, "older")
+    for _ in range(3):
+        status, body = post_exec(url, api_key[1], victim, {"command": "echo hi"}, 60)
+        assert status == 200 and body["stdout"] == "hi\n", body
+    log = fakes.in_container(docker_client, victim, "cat /tmp/fake-log")
+    assert log.count("GET /hello") == log.count("POST /exec") == 3
+
+
 @pytest.mark.parametrize("mode", ["hello-flood", "hello-drip"])
 def test_a_sandboxd_that_fails_the_identity_exchange_gets_nothing(server, api_key, sandboxes, docker_client, mode):
     """Nothing is sent to it: the server greets it again for a while (a sandboxd just started

@@ -120,6 +120,29 @@ def test_the_sandbox_user_can_neither_read_the_token_nor_replace_or_kill_sandbox
     assert get_driver().inspect(name).status == "running"
 
 
+def test_commands_reuse_one_greeted_connection_and_a_restart_drops_it(start_daemon):
+    name = start_daemon()
+    address, _ = agent(name)
+    assert by_daemon(name, ["echo", "one"]).stdout == b"one\n"
+    pooled = sandboxd_client._idle._idle[(address, name)][-1][0]
+    for word in ("two", "three"):
+        assert by_daemon(name, ["echo", word]).stdout == f"{word}\n".encode()
+        assert [session for session, _ in sandboxd_client._idle._idle[(address, name)]] == [pooled]
+    # A refused command (nothing ran) leaves the connection without a next nonce: not kept.
+    with pytest.raises(sandboxd_client.Refused):
+        by_daemon(name, ["/no/such/program"])
+    assert (address, name) not in sandboxd_client._idle._idle
+    assert by_daemon(name, ["true"]).exit_code == 0
+    pooled = sandboxd_client._idle._idle[(address, name)][-1][0]
+    # sandboxd restarts with its container: the kept connection was closed, is seen so, and dropped.
+    driver = get_driver()
+    driver.stop(name, timeout=5)
+    assert driver.start(name).status == "running"
+    assert by_daemon(name, ["echo", "after"]).stdout == b"after\n"
+    address, _ = agent(name)
+    assert sandboxd_client._idle._idle[(address, name)][-1][0] is not pooled
+
+
 def test_orphans_are_reaped(start_daemon):
     name = start_daemon()
     # Each command leaves a background child that outlives it: re-parented to PID 1, which must reap it.

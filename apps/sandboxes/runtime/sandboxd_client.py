@@ -31,6 +31,7 @@ import http.client
 import io
 import json
 import logging
+import os
 import secrets
 import select
 import socket
@@ -154,11 +155,14 @@ class _Session:
     """One connection to a container's sandboxd whose identity has been checked."""
 
     def __init__(self, address: str, secret: str, container: str):
+        self.address = address
         self.container = container
         self.key = token(secret, container)
         self.connection = _Connection(address)
         self.server_nonce = secrets.token_hex(16)
         self.daemon_nonce = ""
+        self.asked = ""  # the fresh server nonce the last request asked the next nonce under
+        self.renewed = False  # this connection's sandboxd has handed out a next nonce
 
     def hello(self) -> None:
         """Connects and checks that sandboxd holds this container's token; raises Unavailable
@@ -184,30 +188,126 @@ class _Session:
             raise Unavailable("the daemon at the address cannot prove it is this container's")
         self.daemon_nonce = nonce
 
-    def post(self, kind: str, body: bytes, budget: bounded.Budget) -> http.client.HTTPResponse:
+    def post(self, kind: str, body: bytes, budget: bounded.Budget, *, renew: bool = False) -> http.client.HTTPResponse:
+        """Sends a signed request (each sandboxd nonce is good once). With `renew`, under a fresh
+        server nonce, and the answer hands out the next sandboxd nonce (docs/sandboxd.md)."""
         self.connection.exchange(budget)
         signature = _sign(self.key, kind, self.container, self.daemon_nonce, hashlib.sha256(body).hexdigest())
-        self.connection.request(
-            "POST",
-            f"/{kind}",
-            body=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-VibeBox-Container": self.container,
-                "X-VibeBox-Signature": signature,
-            },
-        )
+        self.daemon_nonce, self.asked = "", secrets.token_hex(16) if renew else ""
+        headers = {
+            "Content-Type": "application/json",
+            "X-VibeBox-Container": self.container,
+            "X-VibeBox-Signature": signature,
+        }
+        if renew:
+            headers["X-VibeBox-Nonce"] = self.asked
+        self.connection.request("POST", f"/{kind}", body=body, headers=headers)
         return self.connection.getresponse()
 
     def verify(self, response, exec_id: str, digest: str) -> None:
         if response.getheader("X-VibeBox-Container") != self.container:
             raise bounded.Malformed("the answer names another container", reason="identity")
-        expected = _sign(self.key, "answer", self.container, self.server_nonce, exec_id, digest)
+        following = response.getheader("X-VibeBox-Next-Nonce") if self.asked else None
+        if following is not None:
+            expected = _sign(self.key, "answer", self.container, self.asked, exec_id, digest, following)
+        elif not self.renewed:  # an older sandboxd ignores the request and signs as after a hello
+            expected = _sign(self.key, "answer", self.container, self.server_nonce, exec_id, digest)
+        else:
+            raise bounded.Malformed("the answer hands out no next nonce", reason="identity")
         if not hmac.compare_digest(response.getheader("X-VibeBox-Signature") or "", expected):
             raise bounded.Malformed("the answer's signature does not match", reason="identity")
+        if following is not None and 16 <= len(following) <= 128:
+            self.daemon_nonce, self.renewed = following, True
+
+    def reusable(self, response) -> bool:
+        """The next request may go on this connection without a hello: the answer was read to its
+        end and handed out the next nonce, and the connection stays open."""
+        if not self.daemon_nonce or response.will_close or response.length != 0:
+            return False
+        response.close()  # read to its end (readline leaves it open): the connection takes the next
+        return True
 
     def close(self) -> None:
         self.connection.close()
+
+
+class _Idle:
+    """Connections to sandboxd whose last answer handed out the next nonce, kept for the next
+    command to the same container (no connect, no hello). Only briefly (sandboxd closes an idle
+    connection after 60 s), and a connection sandboxd closed meanwhile (stopped, restarted) is seen
+    before anything is sent on it and dropped. Never shared with a forked child."""
+
+    SECONDS = 20.0
+    PER_SANDBOX = 4
+    TOTAL = 256
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[str, str], list[tuple[_Session, float]]] = {}
+        self._count = 0
+        self._swept = time.monotonic()
+
+    def take(self, address: str, container: str) -> _Session | None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                entries = self._idle.get((address, container))
+                if not entries:
+                    return None
+                session, since = entries.pop()
+                self._count -= 1
+                if not entries:
+                    del self._idle[(address, container)]
+            if now - since <= self.SECONDS and _still_open(session):
+                return session
+            session.close()
+
+    def give(self, session: _Session) -> None:
+        now, expired = time.monotonic(), []
+        with self._lock:
+            if now - self._swept > self.SECONDS or self._count >= self.TOTAL:
+                expired = self._sweep(now)
+            entries = self._idle.setdefault((session.address, session.container), [])
+            kept = len(entries) < self.PER_SANDBOX and self._count < self.TOTAL
+            if kept:
+                entries.append((session, now))
+                self._count += 1
+        for stale in expired if kept else [*expired, session]:
+            stale.close()
+
+    def _sweep(self, now: float) -> list[_Session]:
+        """Takes out the connections idle too long (those of sandboxes gone, or moved)."""
+        self._swept, expired = now, []
+        for where, entries in list(self._idle.items()):
+            fresh = [(session, since) for session, since in entries if now - since <= self.SECONDS]
+            expired += [session for session, since in entries if now - since > self.SECONDS]
+            if fresh:
+                self._idle[where] = fresh
+            else:
+                del self._idle[where]
+        self._count -= len(expired)
+        return expired
+
+    def forget(self) -> None:
+        """Drops every connection without closing it (a forked child: they are its parent's)."""
+        self._idle, self._count, self._lock = {}, 0, threading.Lock()
+
+
+def _still_open(session: _Session) -> bool:
+    """An idle connection has nothing to read: readable means sandboxd closed it (or broke the
+    protocol), and it is not used again."""
+    sock = session.connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock._sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+_idle = _Idle()
+os.register_at_fork(after_in_child=_idle.forget)
 
 
 def _length(response, limit: int) -> int:
@@ -242,9 +342,13 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
     bounded.HostileOutput for an answer that is too large, too slow or invalid, and
     OSError / http.client.HTTPException when the connection breaks after sending."""
     started = time.monotonic()
-    session = _Session(address, secret, container)
+    session = _idle.take(address, container)
+    if session is None:
+        session = _Session(address, secret, container)
+    reused = session
     try:
-        session.hello()
+        if not session.daemon_nonce:
+            session.hello()
         body = json.dumps(
             {
                 "argv": list(request.argv),
@@ -261,12 +365,17 @@ def run(address: str, secret: str, container: str, request: ExecRequest) -> Exec
         limit = 2 * request.output_limit + HEADER_LIMIT
         budget = bounded.Budget(limit=limit, deadline=started + request.timeout + SLACK, what="sandboxd's answer")
         # From here on the command may have started: a failure is an error, never a second run.
-        response = session.post("exec", body, budget)
+        response = session.post("exec", body, budget, renew=True)
         if response.status != 200:  # refused before running anything (start failed, unauthorized)
             raise Refused(response.status, _error_message(response))
-        return _result(session, response, request, limit, started)
+        result = _result(session, response, request, limit, started)
+        if session.reusable(response):
+            reused = None
+            _idle.give(session)
+        return result
     finally:
-        session.close()
+        if reused is not None:
+            reused.close()
 
 
 def _result(session: _Session, response, request: ExecRequest, limit: int, started: float) -> ExecResult:

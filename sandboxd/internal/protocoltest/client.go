@@ -150,6 +150,26 @@ func (c *Conn) Verify(resp *http.Response, execID string, body []byte) error {
 	return nil
 }
 
+// PostRenewing sends a POST that asks for the next nonce (X-VibeBox-Nonce, a fresh server nonce),
+// checks the answer's signature over it and, when the answer is signed, takes the next nonce for
+// the following request on this connection (no hello).
+func (c *Conn) PostRenewing(kind, execID string, body []byte) (*http.Response, []byte, error) {
+	var random [16]byte
+	rand.Read(random[:])
+	serverNonce := hex.EncodeToString(random[:])
+	resp, answer, err := c.Post(kind, body, map[string]string{"X-VibeBox-Nonce": serverNonce})
+	if err != nil || resp.StatusCode != 200 {
+		return resp, answer, err
+	}
+	next := resp.Header.Get("X-VibeBox-Next-Nonce")
+	want := Sign(c.client.Token, "answer", c.client.Container, serverNonce, execID, Digest(answer), next)
+	if next == "" || resp.Header.Get("X-VibeBox-Signature") != want {
+		return resp, answer, errors.New("the renewing answer's signature does not match")
+	}
+	c.ServerNonce, c.Nonce = serverNonce, next
+	return resp, answer, nil
+}
+
 // Header is an exec answer's first line.
 type Header struct {
 	ExecID      string `json:"exec_id"`

@@ -10,6 +10,11 @@
 //   - 200 answers to them carry X-VibeBox-Signature = HMAC(token, "answer\n<container>\n<server
 //     nonce>\n<exec id>\n<sha256 of body>"). /exec answers a JSON header line, then the kept
 //     stdout and stderr bytes.
+//   - A request may carry X-VibeBox-Nonce, a fresh server nonce (16 to 128 hex digits): its
+//     signed fixed-length answer then uses that nonce, and hands out the next sandboxd nonce in
+//     X-VibeBox-Next-Nonce, signed with it: HMAC(token, "answer\n<container>\n<server nonce>\n
+//     <exec id>\n<sha256 of body>\n<next nonce>"). The next request on the same connection signs
+//     with that nonce, with no hello in between (the server keeps such connections open).
 //   - Any other GET is a health check: 200 {"ok": true}.
 //
 // Anyone in the sandbox can connect: every size and wait is bounded.
@@ -92,6 +97,7 @@ func New(cfg Config) *Server {
 type conn struct {
 	serverNonce string
 	nonce       string // ours, good for one request
+	renew       bool   // the request asked for the next nonce in its answer
 }
 
 type connKey struct{}
@@ -155,7 +161,13 @@ func (s *Server) answerSigned(w http.ResponseWriter, c *conn, status int, conten
 	h["X-VibeBox-Container"] = []string{s.cfg.Container}
 	if status == http.StatusOK && sign {
 		sum := hex.EncodeToString(digest.Sum(nil))
-		h["X-VibeBox-Signature"] = []string{s.sign("answer", s.cfg.Container, c.serverNonce, execID, sum)}
+		if c.renew {
+			c.renew, c.nonce = false, newNonce()
+			h["X-VibeBox-Next-Nonce"] = []string{c.nonce}
+			h["X-VibeBox-Signature"] = []string{s.sign("answer", s.cfg.Container, c.serverNonce, execID, sum, c.nonce)}
+		} else {
+			h["X-VibeBox-Signature"] = []string{s.sign("answer", s.cfg.Container, c.serverNonce, execID, sum)}
+		}
 	}
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 	w.WriteHeader(status)
@@ -185,11 +197,15 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *conn) {
 		s.fail(w, http.StatusBadRequest, "nonce is 16 to 128 hex digits")
 		return
 	}
-	var random [16]byte
-	rand.Read(random[:])
-	c.serverNonce, c.nonce = nonce, hex.EncodeToString(random[:])
+	c.serverNonce, c.nonce, c.renew = nonce, newNonce(), false
 	proof := s.sign("hello", s.cfg.Container, nonce, c.nonce)
 	s.json(w, c, http.StatusOK, "", map[string]string{"container": s.cfg.Container, "nonce": c.nonce, "proof": proof})
+}
+
+func newNonce() string {
+	var random [16]byte
+	rand.Read(random[:])
+	return hex.EncodeToString(random[:])
 }
 
 func validNonce(nonce string) bool {
@@ -268,6 +284,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, c *conn) {
 	if nonce == "" || !hmac.Equal([]byte(r.Header.Get("X-VibeBox-Signature")), []byte(expected)) {
 		s.fail(w, http.StatusUnauthorized, "unauthorized")
 		return
+	}
+	c.renew = false
+	if next := r.Header.Get("X-VibeBox-Nonce"); next != "" {
+		if !validNonce(next) {
+			s.fail(w, http.StatusBadRequest, "X-VibeBox-Nonce is 16 to 128 hex digits")
+			return
+		}
+		c.serverNonce, c.renew = next, true
 	}
 	var fields map[string]json.RawMessage
 	var execID string

@@ -134,6 +134,62 @@ func TestExecAnswerIsSignedAndLaidOut(t *testing.T) {
 	}
 }
 
+func TestAnAnswerHandsOutTheNextNonceWhenAsked(t *testing.T) {
+	c := serve(t)
+	conn := dial(t, c, true)
+	for i := 0; i < 3; i++ { // one hello, three commands on the connection
+		id := newID()
+		resp, answer, err := conn.PostRenewing("exec", id, execBody(id, "/bin/sh", "-c", "echo run"))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("command %d: %v %v %s", i, resp, err, answer)
+		}
+		if _, stdout, _, err := protocoltest.ParseExec(resp, answer); err != nil || string(stdout) != "run\n" {
+			t.Fatalf("command %d: %q %v", i, stdout, err)
+		}
+	}
+	// A nonce is good once: the one just used again is refused, and so is the next after it.
+	used := conn.Nonce
+	id := newID()
+	if resp, _, err := conn.PostRenewing("exec", id, execBody(id, "true")); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	conn.Nonce = used
+	id = newID()
+	if resp, _, err := conn.Post("exec", execBody(id, "true"), nil); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("a used nonce: %v %v", resp.Status, err)
+	}
+	if err := conn.Hello(); err != nil {
+		t.Fatal(err)
+	}
+	// Without the header there is no next nonce: one request per hello, as before.
+	id = newID()
+	resp, _, err := conn.Post("exec", execBody(id, "true"), nil)
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-VibeBox-Next-Nonce") != "" {
+		t.Fatalf("%v %v next %q", resp.Status, err, resp.Header.Get("X-VibeBox-Next-Nonce"))
+	}
+	id = newID()
+	if resp, _, err := conn.Post("exec", execBody(id, "true"), nil); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("a second request after one hello: %v %v", resp.Status, err)
+	}
+	// A refused command hands out nothing either: the connection needs a hello again.
+	if err := conn.Hello(); err != nil {
+		t.Fatal(err)
+	}
+	id = newID()
+	resp, _, err = conn.PostRenewing("exec", id, execBody(id, "/no/such/program"))
+	if err != nil || resp.StatusCode != 422 || resp.Header.Get("X-VibeBox-Next-Nonce") != "" {
+		t.Fatalf("%v %v", resp.Status, err)
+	}
+	// A malformed server nonce is refused before anything runs.
+	if err := conn.Hello(); err != nil {
+		t.Fatal(err)
+	}
+	id = newID()
+	if resp, _, err := conn.Post("exec", execBody(id, "true"), map[string]string{"X-VibeBox-Nonce": "XYZ"}); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("%v %v", resp.Status, err)
+	}
+}
+
 func TestTheUserFieldPicksWhoRunsTheCommand(t *testing.T) {
 	c := serve(t)
 	for _, c2 := range []struct {
