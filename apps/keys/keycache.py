@@ -57,9 +57,11 @@ def get(key_hash: str) -> tuple[ApiKey | None, bytes | None]:
 
 
 def _copy(key: ApiKey) -> ApiKey:
-    """Each request its own key: a request may change it (its last use), never the cached one."""
+    """Each request its own key and user: a request may change them (the key's last use), never
+    the cached ones or another request's."""
     copied = copy.copy(key)
     copied.scopes = list(key.scopes)
+    copied.user = copy.copy(key.user)
     return copied
 
 

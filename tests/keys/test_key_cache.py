@@ -47,6 +47,7 @@ def test_each_request_gets_its_own_copy(owner, make_key):
     fresh = api_key_use(secret=secret)
     assert fresh.name != "changed by a request" and fresh.scopes
     assert two is not one and two.scopes
+    assert two.user is not one.user and two.user == one.user
 
 
 def test_a_revoke_or_rotation_here_takes_effect_at_once(owner, make_key):
