@@ -266,12 +266,15 @@ def test_live_server_drops_leave_a_clean_log(uvicorn_server, api_key, outsider, 
             await ws.close()
 
     async_to_sync(scenario)()
-    # Terminals outlive their clients (the one dropped in its handshake excepted: nobody knew it):
-    # the two that were told their ids are ended through the API.
+    # Terminals outlive their clients; the two that were told their ids are ended through the API.
+    # The one dropped in its handshake is ended by the server when it sees the drop before it has
+    # answered the handshake. When its open was quicker than the client's hang-up reached it, the
+    # server answered (101 and the session id) into a socket it could not yet know was closed:
+    # then that terminal is a known one too, and is ended the same way.
     terminals = f"{url}/api/v1/sandboxes/{sandbox_id}/terminals"
     with urllib.request.urlopen(urllib.request.Request(terminals, headers=auth), timeout=60) as response:
         listed = [t["sessionId"] for t in json.load(response)["terminals"]]
-    assert len(listed) == 2, listed
+    assert len(listed) in (2, 3), listed
     for session_id in listed:
         request = urllib.request.Request(f"{terminals}/{session_id}", headers=auth, method="DELETE")
         with urllib.request.urlopen(request, timeout=60) as response:
