@@ -204,7 +204,7 @@ def api_key_use(*, secret: str) -> ApiKey | None:
         key is not None
         and key.is_active(now)
         and key.user.is_active
-        and usage.count_if_current(key=key, now=now, generation=generation, generation_key=keycache.generation_key())
+        and usage.count_if_current(key=key, now=now, generation=generation)
     ):
         _record_last_use(key, key_hash, now)
         return key

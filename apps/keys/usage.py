@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from vibebox import redisdb
 
+from . import keycache
 from .models import ApiKey, ApiKeyUsage, ApiKeyUsageFlush
 
 logger = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ return 1
 """
 
 
-def count_if_current(*, key: ApiKey, now: dt.datetime, generation: bytes, generation_key: str) -> bool:
+def count_if_current(*, key: ApiKey, now: dt.datetime, generation: bytes) -> bool:
     """Counts one request of a cached `key` in the same round trip that checks the key is still
     current; False (nothing counted) when the generation moved or Redis cannot say."""
     try:
         counted = redisdb.script(settings.REDIS_URL, _COUNT_IF_CURRENT)(
-            keys=[generation_key, _pending()], args=[generation, _field(key.pk, now.date())]
+            keys=[keycache.generation_key(), _pending()], args=[generation, _field(key.pk, now.date())]
         )
     except redis.RedisError:
         return False

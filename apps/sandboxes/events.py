@@ -14,19 +14,15 @@ import logging
 import queue
 import threading
 import time
-from functools import cache
 
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from vibebox import redisdb
+
 logger = logging.getLogger(__name__)
-
-
-@cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
 def _key(sandbox_id: str) -> str:
@@ -147,11 +143,6 @@ return members
 """
 
 
-@cache
-def _redis_script(url: str, source: str):
-    return _redis(url).register_script(source)
-
-
 def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.AbstractEventLoop) -> None:
     """Keeps the batch's sandbox events in Redis and learns which groups have listeners (one round
     trip), then sends each event to those of its groups that have any. Most events have none (no
@@ -170,7 +161,7 @@ def _deliver(batch: list[tuple[dict, object, tuple[str, ...]]], loop: asyncio.Ab
     counted = [group for group in groups if group_keys[group] is not None]
     listened: set[str] = set(groups) - set(counted)  # those we cannot count are sent to
     try:
-        members = _redis_script(settings.REDIS_URL, _KEEP)(
+        members = redisdb.script(settings.REDIS_URL, _KEEP)(
             keys=[key for key, _ in kept] + [group_keys[group] for group in counted],
             args=[len(kept), settings.VIBEBOX_EVENTS_KEPT, 30 * 86400] + [text for _, text in kept],
         )
@@ -208,7 +199,7 @@ def recent(sandbox_id: str, since: float | None = None) -> list[dict]:
     """Kept events of a sandbox, oldest first."""
     flush()
     try:
-        raw = _redis(settings.REDIS_URL).lrange(_key(sandbox_id), 0, -1)
+        raw = redisdb.client(settings.REDIS_URL).lrange(_key(sandbox_id), 0, -1)
     except redis.RedisError as exc:
         logger.warning("events unavailable: %s", exc)
         return []
