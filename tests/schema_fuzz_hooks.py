@@ -35,6 +35,7 @@ STATE_CODES = {
     "metadata_too_large",  # at most VIBEBOX_METADATA_MAX_BYTES of JSON in all
     "invalid_env",  # environment variable names (no propertyNames either)
     "disk_limit_unsupported",  # whether this engine's storage driver can limit disk size
+    "user_required",  # a new member is named by username or by email (3.0 cannot require one of two)
 }
 STATE_FIELD_CODES = {"in_the_past"}  # expiresAt depends on the clock
 

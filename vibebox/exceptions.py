@@ -65,6 +65,18 @@ TemplateNotFound = error("template_not_found", 404, "Template not found.")
 UnknownTemplate = error("unknown_template", 400, "Unknown template.")
 TemplateUnavailable = error("template_unavailable", 503, "The template's image is not built on this server.")
 
+# Organizations.
+OrgNotFound = error("org_not_found", 404, "Organization not found.")
+MemberNotFound = error("member_not_found", 404, "Member not found.")
+UserNotFound = error("user_not_found", 404, "No user with this username or email.")
+OrgSlugTaken = error("org_slug_taken", 409, "An organization with this slug already exists.")
+AlreadyMember = error("already_member", 409, "The user is already a member of this organization.")
+LastOwner = error("last_owner", 409, "An organization keeps at least one owner.")
+OrgNotEmpty = error("org_not_empty", 409, "The organization still has sandboxes or snapshots.")
+PersonalOrg = error("personal_org", 409, "A personal organization has one member and is never deleted.")
+UnknownRole = error("unknown_role", 400, "No such role in this organization.")
+UserRequired = error("user_required", 400, "Name the user: username or email.")
+
 # Keys.
 KeyNotFound = error("key_not_found", 404, "API key not found.")
 ScopeEscalation = error("scope_escalation", 403, "A key cannot create a key broader than itself.")

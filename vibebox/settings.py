@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
+    "apps.orgs",
     "apps.keys",
     "apps.marketplace",
     "apps.sandboxes",

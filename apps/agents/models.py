@@ -194,6 +194,7 @@ class AgentRun(models.Model):
 
     id = models.CharField(primary_key=True, max_length=32, default=new_run_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs")
+    org = models.ForeignKey("orgs.Organization", null=True, on_delete=models.CASCADE, related_name="agent_runs")
     api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MAP)

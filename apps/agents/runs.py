@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from apps.keys.services import acting_org
 from apps.sandboxes import events
 from apps.sandboxes.services.create import validate_metadata
 from vibebox import exceptions as errors
@@ -126,6 +127,7 @@ def agent_run_create(
     with transaction.atomic():
         run = AgentRun.objects.create(
             owner=owner,
+            org=acting_org(user=owner, key=api_key),
             api_key=api_key,
             name=name,
             kind=kind,

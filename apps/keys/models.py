@@ -12,6 +12,9 @@ def new_key_id() -> str:
 class ApiKey(models.Model):
     id = models.CharField(primary_key=True, max_length=24, default=new_key_id, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    # The organization the key acts in (null only for rows older than organizations, filled by
+    # migration 0004).
+    org = models.ForeignKey("orgs.Organization", null=True, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     key_prefix = models.CharField(max_length=8)  # "vb_live_" or "vb_test_"

@@ -5,8 +5,10 @@ SANDBOXES_WRITE = "sandboxes:write"
 EXECUTE = "execute"
 KEYS_MANAGE = "keys:manage"
 TEMPLATES_READ = "templates:read"
+# Create organizations, change them and their members (as the key's user may, by their role).
+ORGS_MANAGE = "orgs:manage"
 
-ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ]
+ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ, ORGS_MANAGE]
 # What a new key gets when the caller names no scopes.
 DEFAULT_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, TEMPLATES_READ]
 

@@ -5,6 +5,7 @@ import datetime as dt
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from apps.orgs import selectors as org_selectors
 from vibebox import exceptions as errors
 
 from . import usage
@@ -24,14 +25,17 @@ def api_key_get(*, user, id: str) -> ApiKey:
 
 
 def api_key_authenticate(*, secret: str) -> ApiKey | None:
-    """The active key with this secret, or None (malformed, unknown, expired or revoked)."""
+    """The active key with this secret, or None (malformed, unknown, expired or revoked, its user
+    inactive or no longer a member of the key's organization)."""
     if not well_formed(secret):
         return None
     try:  # get(), not first(): no ORDER BY to build on every request (key_hash is unique)
-        key = ApiKey.objects.select_related("user").get(key_hash=hash_key(secret))
+        key = ApiKey.objects.select_related("user", "org").get(key_hash=hash_key(secret))
     except ApiKey.DoesNotExist:
         return None
     if not key.is_active() or not key.user.is_active:
+        return None
+    if key.org_id is not None and org_selectors.membership_get(org=key.org, user=key.user) is None:
         return None
     return key
 

@@ -7,6 +7,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.orgs import selectors as org_selectors
+from apps.orgs.models import Organization
+from apps.orgs.services import personal_org_ensure
 from vibebox import exceptions as errors
 
 from . import keycache, signals, usage
@@ -29,6 +32,7 @@ def api_key_create(
     *,
     user,
     name: str,
+    org: Organization | None = None,
     scopes: list[str] | str | None = None,
     expires_at: dt.datetime | None = None,
     test: bool = False,
@@ -42,6 +46,8 @@ def api_key_create(
     When `creator` (the key making the request) is given, the new key can be no broader
     (`api_key_ensure_no_broader`); what the request leaves out (scopes, expiry, rate limit) is
     the creator's. `sandbox_id` binds the key to a sandbox: destroying it revokes the key.
+    `org` is where the key acts (the user must be a member; default: the creator's organization,
+    else the user's personal one).
     """
     try:
         scope_list = parse_scopes(scopes) if scopes is not None else None
@@ -65,9 +71,14 @@ def api_key_create(
         )
     if scope_list is None:
         scope_list = list(DEFAULT_SCOPES)
+    if org is None:
+        org = creator.org if creator is not None and creator.org_id else personal_org_ensure(user=user)
+    elif org_selectors.membership_get(org=org, user=user) is None:
+        raise errors.OrgNotFound(details={"org": org.slug})
     secret = generate_key(test=test)
     key = ApiKey.objects.create(
         user=user,
+        org=org,
         name=name,
         key_hash=hash_key(secret),
         key_prefix=secret[:8],
@@ -79,6 +90,14 @@ def api_key_create(
         sandbox_id=sandbox_id,
     )
     return key, secret
+
+
+def acting_org(*, user, key: ApiKey | None = None) -> Organization:
+    """The organization a request acts in: its key's, else (a signed-in user, a management
+    command) the user's personal one."""
+    if key is not None and key.org_id is not None:
+        return key.org
+    return personal_org_ensure(user=user)
 
 
 def api_key_broader_than(
@@ -148,6 +167,7 @@ def api_key_rotate(
         new_key, secret = api_key_create(
             user=key.user,
             name=key.name,
+            org=key.org,
             scopes=list(key.scopes),
             expires_at=key.expires_at,
             test=key.is_test,

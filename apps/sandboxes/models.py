@@ -32,6 +32,9 @@ class Status(models.TextChoices):
 class Sandbox(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_sandbox_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandboxes")
+    # RESTRICT: an organization with sandboxes is not deleted, but a user's deletion (which takes
+    # their personal organization and their sandboxes together) is not stopped by it.
+    org = models.ForeignKey("orgs.Organization", null=True, on_delete=models.RESTRICT, related_name="sandboxes")
     api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     name = models.CharField(max_length=64)
     template = models.ForeignKey("marketplace.Template", on_delete=models.PROTECT, related_name="sandboxes")
@@ -210,6 +213,7 @@ class Snapshot(models.Model):
 
     id = models.CharField(primary_key=True, max_length=32, default=new_snapshot_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="snapshots")
+    org = models.ForeignKey("orgs.Organization", null=True, on_delete=models.RESTRICT, related_name="snapshots")
     sandbox = models.ForeignKey(Sandbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
     sandbox_name = models.CharField(max_length=64, blank=True)
     template = models.ForeignKey("marketplace.Template", on_delete=models.PROTECT, related_name="+")

@@ -3,7 +3,10 @@
 from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
+from apps.orgs.signals import org_deleting
+from vibebox import exceptions as errors
 
+from .models import Sandbox, Snapshot, Status
 from .services.create import sandboxes_destroy_ephemeral_of_key
 
 
@@ -11,3 +14,17 @@ from .services.create import sandboxes_destroy_ephemeral_of_key
 def _destroy_ephemeral_of_key(*, key, **_) -> None:
     """The ephemeral sandboxes a key created go with it."""
     sandboxes_destroy_ephemeral_of_key(key_id=key.pk)
+
+
+@receiver(org_deleting, dispatch_uid="sandboxes.org_deleting")
+def _org_deleting(*, org, **_) -> None:
+    """An organization goes only once its sandboxes are destroyed and its snapshots deleted; the
+    rows of destroyed sandboxes (with their executions) go with it."""
+    live = Sandbox.objects.filter(org=org).exclude(status=Status.DESTROYED).count()
+    snapshots = Snapshot.objects.filter(org=org).count()
+    if live or snapshots:
+        raise errors.OrgNotEmpty(
+            "Destroy the organization's sandboxes and delete its snapshots first.",
+            details={"sandboxes": live, "snapshots": snapshots},
+        )
+    Sandbox.objects.filter(org=org).delete()

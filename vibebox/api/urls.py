@@ -5,6 +5,7 @@ from . import schema  # noqa: F401  (registers the OpenAPI extensions of the cus
 
 urlpatterns = [
     path("", include("apps.sandboxes.api.urls")),
+    path("", include("apps.orgs.api.urls")),
     path("", include("apps.keys.api.urls")),
     path("", include("apps.marketplace.api.urls")),
     path("", include("apps.agents.api.urls")),

@@ -12,6 +12,7 @@ RATE_PATTERN = r"^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$"
 class ApiKeySerializer(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
+    org = serializers.SlugField(source="org.slug", allow_null=True, help_text="The organization the key acts in.")
     prefix = serializers.CharField(source="display", help_text="First characters of the key, for telling keys apart.")
     test = serializers.BooleanField(source="is_test")
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES))
@@ -40,6 +41,9 @@ class ApiKeyCreateSerializer(StrictSerializer):
     not_together = ("expiresAt", "expiresIn")
 
     name = serializers.CharField(max_length=100)
+    org = serializers.CharField(
+        required=False, max_length=50, help_text="Slug of the organization the key acts in. Default: the caller's."
+    )
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, help_text="Default: the caller's scopes."
     )

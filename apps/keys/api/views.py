@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from apps.keys import selectors, services
 from apps.keys.models import ApiKey
 from apps.keys.scopes import KEYS_MANAGE
+from apps.orgs import selectors as org_selectors
 
 from .serializers import (
     ApiKeyCreateSerializer,
@@ -46,9 +47,11 @@ class KeyListView(APIView):
         expires_at = data.get("expiresAt")
         if data.get("expiresIn") is not None:
             expires_at = timezone.now() + dt.timedelta(seconds=data["expiresIn"])
+        org = org_selectors.org_get(user=request.user, slug=data["org"]) if data.get("org") else None
         key, secret = services.api_key_create(
             user=request.user,
             name=data["name"],
+            org=org,
             scopes=data.get("scopes"),
             expires_at=expires_at,
             test=data["test"],

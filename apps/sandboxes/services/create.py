@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.keys.services import api_keys_revoke_for_sandbox
+from apps.keys.services import acting_org, api_keys_revoke_for_sandbox
 from apps.marketplace.models import Template
 from apps.marketplace.selectors import template_find
 from vibebox import exceptions as errors
@@ -188,6 +188,7 @@ def sandbox_create(
                 raise errors.SandboxNameTaken(details={"name": name})
             sandbox = Sandbox(
                 owner=owner,
+                org=acting_org(user=owner, key=api_key),
                 api_key=api_key,
                 template=tmpl,
                 image=snapshot.image if snapshot else tmpl.image,

@@ -124,7 +124,13 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
         )
     quotas.check_snapshot(sandbox.owner)  # count, and bytes already at the limit: before taking anything
     driver = get_driver()
-    snapshot = Snapshot(owner=sandbox.owner, sandbox=sandbox, sandbox_name=sandbox.name, template=sandbox.template)
+    snapshot = Snapshot(
+        owner=sandbox.owner,
+        org_id=sandbox.org_id,
+        sandbox=sandbox,
+        sandbox_name=sandbox.name,
+        template=sandbox.template,
+    )
     snapshot.name = name or f"{sandbox.name}-{timezone.now():%Y%m%d-%H%M%S}"
     snapshot.image = image_tag(snapshot)
     freeze = sandbox.status == Status.RUNNING

@@ -1,0 +1,30 @@
+from django.contrib import admin
+
+from .models import Membership, Organization, Role, Team
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "personal_for", "created_at"]
+    search_fields = ["slug", "name"]
+    raw_id_fields = ["personal_for"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "org", "created_at"]
+    search_fields = ["name", "org__slug"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "org", "role", "custom_role"]
+    search_fields = ["name", "org__slug"]
+    filter_horizontal = ["members"]

@@ -1,0 +1,62 @@
+"""Reads for organizations. A user sees only the organizations they belong to: any other is a 404."""
+
+from django.db.models import QuerySet
+
+from vibebox import exceptions as errors
+
+from .models import Membership, Organization
+from .permissions import BUILTIN_ROLES
+
+
+def org_list(*, user) -> QuerySet[Organization]:
+    return Organization.objects.filter(memberships__user=user).distinct()
+
+
+def org_get(*, user, slug: str) -> Organization:
+    org = Organization.objects.filter(slug=slug, memberships__user=user).first()
+    if org is None:
+        raise errors.OrgNotFound(details={"org": slug})
+    return org
+
+
+def membership_get(*, org: Organization, user) -> Membership | None:
+    return Membership.objects.filter(org=org, user=user).select_related("custom_role").first()
+
+
+def member_list(*, org: Organization) -> QuerySet[Membership]:
+    return Membership.objects.filter(org=org).select_related("user", "custom_role")
+
+
+def member_get(*, org: Organization, id: int | str) -> Membership:
+    membership = None
+    if str(id).isdigit():
+        membership = member_list(org=org).filter(pk=int(id)).first()
+    if membership is None:
+        raise errors.MemberNotFound(details={"member": str(id)[:64]})
+    return membership
+
+
+def _role_permissions(holder) -> frozenset[str]:
+    if holder.custom_role_id:
+        return frozenset(holder.custom_role.permissions)
+    return BUILTIN_ROLES.get(holder.role, frozenset())
+
+
+def permissions_of(*, user, org: Organization) -> frozenset[str]:
+    """The user's permissions in `org`: their role's united with their teams' (empty: not a member)."""
+    membership = membership_get(org=org, user=user)
+    if membership is None:
+        return frozenset()
+    granted = set(_role_permissions(membership))
+    for team in org.teams.filter(members=user).select_related("custom_role"):
+        granted |= _role_permissions(team)
+    return frozenset(granted)
+
+
+def require(*, user, org: Organization, permission: str) -> None:
+    """403 permission_denied naming the permission the user lacks in `org`."""
+    if permission not in permissions_of(user=user, org=org):
+        raise errors.PermissionDenied(
+            f"This needs the {permission} permission in {org.slug}.",
+            details={"permission": permission, "org": org.slug},
+        )

@@ -1,0 +1,195 @@
+"""Writes for organizations and their members."""
+
+import re
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, RestrictedError
+from django.utils.text import slugify
+
+from vibebox import exceptions as errors
+
+from . import selectors, signals
+from .models import Membership, Organization, Role
+from .permissions import BUILTIN_ROLES, OWNER
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
+
+
+def _check_slug(slug: str) -> None:
+    if not SLUG_PATTERN.match(slug):
+        raise errors.ValidationFailed(
+            "slug is 1 to 50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
+            details={"fields": {"slug": [{"message": "invalid slug", "code": "invalid"}]}},
+        )
+
+
+def _changed(org: Organization, user) -> None:
+    transaction.on_commit(lambda: signals.membership_changed.send(sender=Membership, org=org, user=user))
+
+
+def _free_slug(base: str) -> str:
+    base = (slugify(base)[:40].strip("-") or "org").lower()
+    slug, number = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        number += 1
+        slug = f"{base}-{number}"
+    return slug
+
+
+def personal_org_ensure(*, user) -> Organization:
+    """The user's personal organization (they are its owner), made on first need."""
+    org = Organization.objects.filter(personal_for=user).first()
+    if org is not None:
+        return org
+    try:
+        with transaction.atomic():
+            org = Organization.objects.create(
+                slug=_free_slug(user.get_username()), name=user.get_username(), personal_for=user
+            )
+            Membership.objects.create(org=org, user=user, role=OWNER)
+    except IntegrityError:  # made meanwhile by another request (or its slug taken meanwhile: retry once)
+        org = Organization.objects.filter(personal_for=user).first()
+        if org is None:
+            return personal_org_ensure(user=user)
+    return org
+
+
+def org_create(*, user, name: str, slug: str | None = None) -> Organization:
+    """A new organization with `user` as its owner."""
+    if not name:  # kept as given, like a key's name (the API's strings are never trimmed)
+        raise errors.ValidationFailed("name is required.")
+    if slug is None:
+        slug = _free_slug(name)
+    _check_slug(slug)
+    try:
+        with transaction.atomic():
+            org = Organization.objects.create(slug=slug, name=name[:100])
+            Membership.objects.create(org=org, user=user, role=OWNER)
+    except IntegrityError:
+        raise errors.OrgSlugTaken(details={"slug": slug}) from None
+    _changed(org, user)
+    return org
+
+
+def org_update(*, org: Organization, name: str | None = None, slug: str | None = None) -> Organization:
+    if name is not None:
+        if not name:
+            raise errors.ValidationFailed("name cannot be empty.")
+        org.name = name[:100]
+    if slug is not None and slug != org.slug:
+        _check_slug(slug)
+        org.slug = slug
+    try:
+        with transaction.atomic():
+            org.save(update_fields=["name", "slug"])
+    except IntegrityError:
+        raise errors.OrgSlugTaken(details={"slug": slug}) from None
+    return org
+
+
+def org_delete(*, org: Organization) -> None:
+    """Deletes an organization with its keys and records; one that still has sandboxes or
+    snapshots is refused (destroy them first), as is a personal one."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization is deleted only with its user.")
+    members = list(org.memberships.values_list("user", flat=True))
+    try:
+        with transaction.atomic():
+            signals.org_deleting.send(sender=Organization, org=org)
+            org.delete()
+    except (ProtectedError, RestrictedError):
+        raise errors.OrgNotEmpty() from None
+    users = get_user_model().objects.filter(pk__in=members)
+    for user in users:
+        _changed(org, user)
+
+
+def role_resolve(*, org: Organization, name: str) -> tuple[str, Role | None]:
+    """(built-in role name, None) or ("", the org's custom role) for a role name."""
+    if name in BUILTIN_ROLES:
+        return name, None
+    custom = Role.objects.filter(org=org, name=name).first()
+    if custom is None:
+        raise errors.UnknownRole(
+            f"No role {name!r} in {org.slug}.", details={"role": name[:50], "builtIn": list(BUILTIN_ROLES)}
+        )
+    return "", custom
+
+
+def _role_permissions(role_name: str, custom: Role | None) -> frozenset[str]:
+    return frozenset(custom.permissions) if custom is not None else BUILTIN_ROLES[role_name]
+
+
+def _ensure_may_handle(*, org: Organization, by, permissions: frozenset[str]) -> None:
+    """A member gives or takes away only a role whose permissions they hold all of themselves (so
+    an admin cannot make an owner, or demote one). `by` None: the system (a management command)."""
+    if by is None:
+        return
+    missing = sorted(permissions - selectors.permissions_of(user=by, org=org))
+    if missing:
+        raise errors.PermissionDenied(
+            f"Only a member holding every permission of a role can give or take it ({', '.join(missing)}).",
+            details={"permission": missing[0], "missing": missing, "org": org.slug},
+        )
+
+
+def _user_named(ref: str):
+    users = get_user_model().objects.filter(is_active=True)
+    user = users.filter(username=ref).first() or (users.filter(email__iexact=ref).first() if "@" in ref else None)
+    if user is None:
+        raise errors.UserNotFound(details={"user": ref[:150]})
+    return user
+
+
+def member_add(*, org: Organization, user_ref: str, role: str, by=None) -> Membership:
+    """Adds an existing user (by username or email) with a role."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization has no other members; create an organization to share.")
+    role_name, custom = role_resolve(org=org, name=role)
+    _ensure_may_handle(org=org, by=by, permissions=_role_permissions(role_name, custom))
+    user = _user_named(user_ref)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(org=org, user=user, role=role_name, custom_role=custom)
+    except IntegrityError:
+        raise errors.AlreadyMember(details={"user": user.get_username()}) from None
+    _changed(org, user)
+    return membership
+
+
+def _ensure_owner_left(membership: Membership) -> None:
+    if membership.role != OWNER:
+        return
+    others = Membership.objects.filter(org=membership.org, role=OWNER).exclude(pk=membership.pk)
+    if not others.exists():
+        raise errors.LastOwner(details={"org": membership.org.slug})
+
+
+def member_update(*, membership: Membership, role: str, by=None) -> Membership:
+    role_name, custom = role_resolve(org=membership.org, name=role)
+    given, taken = _role_permissions(role_name, custom), _role_permissions(membership.role, membership.custom_role)
+    _ensure_may_handle(org=membership.org, by=by, permissions=given | taken)
+    with transaction.atomic():
+        # Locks the org's owners: two demotions at once cannot both leave it without one.
+        list(Membership.objects.select_for_update().filter(org=membership.org, role=OWNER))
+        if role_name != OWNER:
+            _ensure_owner_left(membership)
+        membership.role, membership.custom_role = role_name, custom
+        membership.save(update_fields=["role", "custom_role"])
+    _changed(membership.org, membership.user)
+    return membership
+
+
+def member_remove(*, membership: Membership, by=None) -> None:
+    """Removes a member (`by` themselves: they leave, whatever their role)."""
+    if by is not None and by.pk != membership.user_id:
+        taken = _role_permissions(membership.role, membership.custom_role)
+        _ensure_may_handle(org=membership.org, by=by, permissions=taken)
+    with transaction.atomic():
+        list(Membership.objects.select_for_update().filter(org=membership.org, role=OWNER))
+        _ensure_owner_left(membership)
+        for team in membership.org.teams.filter(members=membership.user):
+            team.members.remove(membership.user)
+        membership.delete()
+    _changed(membership.org, membership.user)

@@ -1,0 +1,12 @@
+"""What the organizations app tells the apps above it (they connect receivers; orgs imports none of them)."""
+
+from django.dispatch import Signal
+
+# A membership was added, changed or removed (role, teams, custom role): what its user may do in
+# the org changed. Sent on commit, with `org` and `user`. The keys app drops its cached keys.
+membership_changed = Signal()
+
+# An organization is about to be deleted (sent inside the delete's transaction, with `org`). A
+# receiver that owns what must not go silently raises an ApplicationError to refuse (sandboxes:
+# live sandboxes or snapshots), else removes what only records it (destroyed sandboxes' rows).
+org_deleting = Signal()
