@@ -76,6 +76,12 @@ OrgNotEmpty = error("org_not_empty", 409, "The organization still has sandboxes 
 PersonalOrg = error("personal_org", 409, "A personal organization has one member and is never deleted.")
 UnknownRole = error("unknown_role", 400, "No such role in this organization.")
 UserRequired = error("user_required", 400, "Name the user: username or email.")
+UnknownPermission = error("unknown_permission", 400, "No such permission (see the documented list).")
+RoleNameTaken = error("role_name_taken", 409, "A role with this name already exists here.")
+RoleInUse = error("role_in_use", 409, "Members or teams hold this role; give them another first.")
+TeamNotFound = error("team_not_found", 404, "Team not found.")
+TeamNameTaken = error("team_name_taken", 409, "A team with this name already exists here.")
+RoleNotFound = error("role_not_found", 404, "Role not found.")
 
 # Keys.
 KeyNotFound = error("key_not_found", 404, "API key not found.")

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from vibebox import exceptions as errors
 
-from .models import Membership, Organization
+from .models import Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES
 
 
@@ -60,3 +60,25 @@ def require(*, user, org: Organization, permission: str) -> None:
             f"This needs the {permission} permission in {org.slug}.",
             details={"permission": permission, "org": org.slug},
         )
+
+
+def role_list(*, org: Organization) -> QuerySet[Role]:
+    return Role.objects.filter(org=org)
+
+
+def role_get(*, org: Organization, name: str) -> Role:
+    role = Role.objects.filter(org=org, name=name).first()
+    if role is None:
+        raise errors.RoleNotFound(details={"role": name[:50]})
+    return role
+
+
+def team_list(*, org: Organization) -> QuerySet[Team]:
+    return Team.objects.filter(org=org).select_related("custom_role").prefetch_related("members")
+
+
+def team_get(*, org: Organization, name: str) -> Team:
+    team = team_list(org=org).filter(name=name).first()
+    if team is None:
+        raise errors.TeamNotFound(details={"team": name[:50]})
+    return team

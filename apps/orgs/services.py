@@ -10,8 +10,8 @@ from django.utils.text import slugify
 from vibebox import exceptions as errors
 
 from . import selectors, signals
-from .models import Membership, Organization, Role
-from .permissions import BUILTIN_ROLES, OWNER
+from .models import Membership, Organization, Role, Team
+from .permissions import BUILTIN_ROLES, OWNER, unknown
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 
@@ -193,3 +193,110 @@ def member_remove(*, membership: Membership, by=None) -> None:
             team.members.remove(membership.user)
         membership.delete()
     _changed(membership.org, membership.user)
+
+
+def _check_permissions(permissions: list[str]) -> list[str]:
+    bad = unknown(permissions)
+    if bad:
+        raise errors.UnknownPermission(details={"unknown": bad})
+    return sorted(set(permissions))
+
+
+def _changed_all(org: Organization) -> None:
+    """What several members may do changed (a role's permissions, a team): their keys are read again."""
+    transaction.on_commit(lambda: signals.membership_changed.send(sender=Membership, org=org, user=None))
+
+
+def role_create(*, org: Organization, name: str, permissions: list[str], description: str = "", by=None) -> Role:
+    """A custom role: a name (not a built-in one) and permissions the creator holds all of."""
+    if name in BUILTIN_ROLES:
+        raise errors.RoleNameTaken(f"{name} is a built-in role.", details={"role": name})
+    permissions = _check_permissions(permissions)
+    _ensure_may_handle(org=org, by=by, permissions=frozenset(permissions))
+    try:
+        with transaction.atomic():
+            return Role.objects.create(org=org, name=name, permissions=permissions, description=description)
+    except IntegrityError:
+        raise errors.RoleNameTaken(details={"role": name}) from None
+
+
+def role_update(*, role: Role, permissions: list[str] | None = None, description: str | None = None, by=None) -> Role:
+    if permissions is not None:
+        permissions = _check_permissions(permissions)
+        _ensure_may_handle(org=role.org, by=by, permissions=frozenset(permissions) | frozenset(role.permissions))
+        role.permissions = permissions
+    if description is not None:
+        role.description = description
+    role.save(update_fields=["permissions", "description"])
+    _changed_all(role.org)
+    return role
+
+
+def role_delete(*, role: Role, by=None) -> None:
+    _ensure_may_handle(org=role.org, by=by, permissions=frozenset(role.permissions))
+    try:
+        with transaction.atomic():
+            role.delete()
+    except ProtectedError:
+        raise errors.RoleInUse(details={"role": role.name}) from None
+
+
+def team_create(*, org: Organization, name: str, role: str | None = None, by=None) -> Team:
+    """A team; its members inherit its role (none: a team only to share sandboxes with)."""
+    role_name, custom = role_resolve(org=org, name=role) if role else ("", None)
+    if role:
+        _ensure_may_handle(org=org, by=by, permissions=_role_permissions(role_name, custom))
+    try:
+        with transaction.atomic():
+            return Team.objects.create(org=org, name=name, role=role_name, custom_role=custom)
+    except IntegrityError:
+        raise errors.TeamNameTaken(details={"team": name}) from None
+
+
+def _team_permissions(team: Team) -> frozenset[str]:
+    if not team.role and team.custom_role_id is None:
+        return frozenset()
+    return _role_permissions(team.role, team.custom_role)
+
+
+def team_update(*, team: Team, name: str | None = None, role: str | None = None, by=None) -> Team:
+    """`role` "" takes the team's role away."""
+    if role is not None:
+        role_name, custom = role_resolve(org=team.org, name=role) if role else ("", None)
+        given = _role_permissions(role_name, custom) if role else frozenset()
+        _ensure_may_handle(org=team.org, by=by, permissions=given | _team_permissions(team))
+        team.role, team.custom_role = role_name, custom
+    if name is not None:
+        team.name = name
+    try:
+        with transaction.atomic():
+            team.save(update_fields=["name", "role", "custom_role"])
+    except IntegrityError:
+        raise errors.TeamNameTaken(details={"team": name}) from None
+    _changed_all(team.org)
+    return team
+
+
+def team_delete(*, team: Team, by=None) -> None:
+    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    team.delete()
+    _changed_all(team.org)
+
+
+def team_member_add(*, team: Team, user_ref: str, by=None) -> None:
+    """Adds a member of the team's organization (anyone else: 404 member_not_found)."""
+    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    user = _user_named(user_ref)
+    if not Membership.objects.filter(org=team.org, user=user).exists():
+        raise errors.MemberNotFound(f"{user.get_username()} is not a member of {team.org.slug}.")
+    team.members.add(user)
+    _changed(team.org, user)
+
+
+def team_member_remove(*, team: Team, user_ref: str, by=None) -> None:
+    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    user = team.members.filter(username=user_ref).first()
+    if user is None:
+        raise errors.MemberNotFound(details={"member": user_ref[:150]})
+    team.members.remove(user)
+    _changed(team.org, user)

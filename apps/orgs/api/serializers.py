@@ -54,3 +54,57 @@ class MemberAddSerializer(StrictSerializer):
 
 class MemberUpdateSerializer(StrictSerializer):
     role = serializers.CharField(max_length=50)
+
+
+# Role and team names sit in URLs: short, lowercase.
+NAME = r"^[a-z0-9][a-z0-9_-]{0,49}$"
+NAME_MESSAGE = "A name is 1 to 50 lowercase letters, digits, _ and -, starting with a letter or digit."
+
+
+class RoleSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    builtIn = serializers.BooleanField(source="built_in")
+    description = serializers.CharField()
+    permissions = serializers.ListField(child=serializers.ChoiceField(choices=list(PERMISSIONS)))
+
+
+class RoleCreateSerializer(StrictSerializer):
+    name = pattern_field(NAME, NAME_MESSAGE, max_length=50)
+    description = serializers.CharField(required=False, max_length=200, allow_blank=True, default="")
+    permissions = serializers.ListField(child=serializers.ChoiceField(choices=list(PERMISSIONS)), max_length=50)
+
+
+class RoleUpdateSerializer(StrictSerializer):
+    description = serializers.CharField(required=False, max_length=200, allow_blank=True)
+    permissions = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(PERMISSIONS)), required=False, max_length=50
+    )
+
+
+class TeamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    role = serializers.CharField(source="role_name", allow_null=True, help_text="Null: the team grants no role.")
+    members = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_members(self, team) -> list[str]:
+        return sorted(user.username for user in team.members.all())
+
+    def to_representation(self, team):
+        data = super().to_representation(team)
+        data["role"] = data["role"] or None
+        return data
+
+
+class TeamCreateSerializer(StrictSerializer):
+    name = pattern_field(NAME, NAME_MESSAGE, max_length=50)
+    role = serializers.CharField(required=False, max_length=50, help_text="Built-in or custom; none by default.")
+
+
+class TeamUpdateSerializer(StrictSerializer):
+    name = pattern_field(NAME, NAME_MESSAGE, required=False, max_length=50)
+    role = serializers.CharField(required=False, allow_blank=True, max_length=50, help_text='"" takes it away.')
+
+
+class TeamMemberAddSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150)

@@ -7,4 +7,14 @@ urlpatterns = [
     path("orgs/<str:slug>", views.OrgDetailView.as_view(), name="org-detail"),
     path("orgs/<str:slug>/members", views.MemberListView.as_view(), name="org-members"),
     path("orgs/<str:slug>/members/<str:member_id>", views.MemberDetailView.as_view(), name="org-member-detail"),
+    path("orgs/<str:slug>/roles", views.RoleListView.as_view(), name="org-roles"),
+    path("orgs/<str:slug>/roles/<str:name>", views.RoleDetailView.as_view(), name="org-role-detail"),
+    path("orgs/<str:slug>/teams", views.TeamListView.as_view(), name="org-teams"),
+    path("orgs/<str:slug>/teams/<str:name>", views.TeamDetailView.as_view(), name="org-team-detail"),
+    path("orgs/<str:slug>/teams/<str:name>/members", views.TeamMemberListView.as_view(), name="org-team-members"),
+    path(
+        "orgs/<str:slug>/teams/<str:name>/members/<str:username>",
+        views.TeamMemberDetailView.as_view(),
+        name="org-team-member-detail",
+    ),
 ]

@@ -7,6 +7,7 @@ from vibebox.api.schema import error_responses
 
 from .. import selectors, services
 from ..models import Organization
+from ..permissions import BUILTIN_ROLES
 from .serializers import (
     MemberAddSerializer,
     MemberSerializer,
@@ -14,6 +15,13 @@ from .serializers import (
     OrganizationCreateSerializer,
     OrganizationSerializer,
     OrganizationUpdateSerializer,
+    RoleCreateSerializer,
+    RoleSerializer,
+    RoleUpdateSerializer,
+    TeamCreateSerializer,
+    TeamMemberAddSerializer,
+    TeamSerializer,
+    TeamUpdateSerializer,
 )
 
 # The keys app's scope (apps/keys/scopes.py lists it; keys sit above orgs, so it is named here).
@@ -157,4 +165,142 @@ class MemberDetailView(APIView):
         if membership.user_id != request.user.pk:
             selectors.require(user=request.user, org=org, permission="members.manage")
         services.member_remove(membership=membership, by=request.user)
+        return Response(status=204)
+
+
+def _manager(request, slug: str) -> Organization:
+    org = _org(request, slug)
+    selectors.require(user=request.user, org=org, permission="members.manage")
+    return org
+
+
+def _builtin_roles() -> list[dict]:
+    return [
+        {"name": name, "built_in": True, "description": "", "permissions": sorted(granted)}
+        for name, granted in BUILTIN_ROLES.items()
+    ]
+
+
+def _role(role) -> dict:
+    return RoleSerializer(
+        {"name": role.name, "built_in": False, "description": role.description, "permissions": role.permissions}
+    ).data
+
+
+class RoleListView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(operation_id="orgs_roles_list", responses=RoleSerializer(many=True))
+    def get(self, request, slug):
+        org = _org(request, slug)
+        custom = [_role(role) for role in selectors.role_list(org=org)]
+        return Response([*RoleSerializer(_builtin_roles(), many=True).data, *custom])
+
+    @extend_schema(
+        operation_id="orgs_roles_create",
+        request=RoleCreateSerializer,
+        responses={201: RoleSerializer, **error_responses(409)},
+        description="A custom role. Needs members.manage and every permission it grants.",
+    )
+    def post(self, request, slug):
+        org = _manager(request, slug)
+        body = RoleCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(_role(services.role_create(org=org, by=request.user, **body.validated_data)), status=201)
+
+
+class RoleDetailView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(operation_id="orgs_roles_retrieve", responses=RoleSerializer)
+    def get(self, request, slug, name):
+        return Response(_role(selectors.role_get(org=_org(request, slug), name=name)))
+
+    @extend_schema(operation_id="orgs_roles_update", request=RoleUpdateSerializer, responses=RoleSerializer)
+    def patch(self, request, slug, name):
+        org = _manager(request, slug)
+        body = RoleUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        role = selectors.role_get(org=org, name=name)
+        return Response(_role(services.role_update(role=role, by=request.user, **body.validated_data)))
+
+    @extend_schema(
+        operation_id="orgs_roles_destroy",
+        responses={204: None, **error_responses(409)},
+        description="Refused (409 role_in_use) while a member or team holds it.",
+    )
+    def delete(self, request, slug, name):
+        org = _manager(request, slug)
+        services.role_delete(role=selectors.role_get(org=org, name=name), by=request.user)
+        return Response(status=204)
+
+
+class TeamListView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(operation_id="orgs_teams_list", responses=TeamSerializer(many=True))
+    def get(self, request, slug):
+        return Response(TeamSerializer(selectors.team_list(org=_org(request, slug)), many=True).data)
+
+    @extend_schema(
+        operation_id="orgs_teams_create",
+        request=TeamCreateSerializer,
+        responses={201: TeamSerializer, **error_responses(409)},
+        description="Members of a team inherit its role. Needs members.manage.",
+    )
+    def post(self, request, slug):
+        org = _manager(request, slug)
+        body = TeamCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        team = services.team_create(org=org, by=request.user, **body.validated_data)
+        return Response(TeamSerializer(selectors.team_get(org=org, name=team.name)).data, status=201)
+
+
+class TeamDetailView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(operation_id="orgs_teams_retrieve", responses=TeamSerializer)
+    def get(self, request, slug, name):
+        return Response(TeamSerializer(selectors.team_get(org=_org(request, slug), name=name)).data)
+
+    @extend_schema(operation_id="orgs_teams_update", request=TeamUpdateSerializer, responses=TeamSerializer)
+    def patch(self, request, slug, name):
+        org = _manager(request, slug)
+        body = TeamUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        team = services.team_update(team=selectors.team_get(org=org, name=name), by=request.user, **body.validated_data)
+        return Response(TeamSerializer(selectors.team_get(org=org, name=team.name)).data)
+
+    @extend_schema(operation_id="orgs_teams_destroy", responses={204: None})
+    def delete(self, request, slug, name):
+        org = _manager(request, slug)
+        services.team_delete(team=selectors.team_get(org=org, name=name), by=request.user)
+        return Response(status=204)
+
+
+class TeamMemberListView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(
+        operation_id="orgs_teams_members_add",
+        request=TeamMemberAddSerializer,
+        responses={201: TeamSerializer},
+        description="Adds a member of the organization to the team.",
+    )
+    def post(self, request, slug, name):
+        org = _manager(request, slug)
+        body = TeamMemberAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        team = selectors.team_get(org=org, name=name)
+        services.team_member_add(team=team, user_ref=body.validated_data["username"], by=request.user)
+        return Response(TeamSerializer(selectors.team_get(org=org, name=name)).data, status=201)
+
+
+class TeamMemberDetailView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(operation_id="orgs_teams_members_remove", responses={204: None})
+    def delete(self, request, slug, name, username):
+        org = _manager(request, slug)
+        services.team_member_remove(team=selectors.team_get(org=org, name=name), user_ref=username, by=request.user)
         return Response(status=204)
