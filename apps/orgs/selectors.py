@@ -53,15 +53,6 @@ def permissions_of(*, user, org: Organization) -> frozenset[str]:
     return frozenset(granted)
 
 
-def require(*, user, org: Organization, permission: str) -> None:
-    """403 permission_denied naming the permission the user lacks in `org`."""
-    if permission not in permissions_of(user=user, org=org):
-        raise errors.PermissionDenied(
-            f"This needs the {permission} permission in {org.slug}.",
-            details={"permission": permission, "org": org.slug},
-        )
-
-
 def role_list(*, org: Organization) -> QuerySet[Role]:
     return Role.objects.filter(org=org)
 

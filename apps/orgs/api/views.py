@@ -6,6 +6,7 @@ from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
 from .. import selectors, services
+from ..actors import actor_in
 from ..models import Organization
 from ..permissions import BUILTIN_ROLES
 from .serializers import (
@@ -89,7 +90,7 @@ class OrgDetailView(APIView):
     )
     def patch(self, request, slug):
         org = _org(request, slug)
-        selectors.require(user=request.user, org=org, permission="org.manage")
+        actor_in(user=request.user, org=org).require("org.manage")
         body = OrganizationUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(_render(request, services.org_update(org=org, **body.validated_data)))
@@ -101,7 +102,7 @@ class OrgDetailView(APIView):
     )
     def delete(self, request, slug):
         org = _org(request, slug)
-        selectors.require(user=request.user, org=org, permission="org.delete")
+        actor_in(user=request.user, org=org).require("org.delete")
         services.org_delete(org=org)
         return Response(status=204)
 
@@ -122,7 +123,7 @@ class MemberListView(APIView):
     )
     def post(self, request, slug):
         org = _org(request, slug)
-        selectors.require(user=request.user, org=org, permission="members.manage")
+        actor_in(user=request.user, org=org).require("members.manage")
         body = MemberAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -143,7 +144,7 @@ class MemberDetailView(APIView):
     )
     def patch(self, request, slug, member_id):
         org = _org(request, slug)
-        selectors.require(user=request.user, org=org, permission="members.manage")
+        actor_in(user=request.user, org=org).require("members.manage")
         body = MemberUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         membership = selectors.member_get(org=org, id=member_id)
@@ -163,14 +164,14 @@ class MemberDetailView(APIView):
         org = _org(request, slug)
         membership = selectors.member_get(org=org, id=member_id)
         if membership.user_id != request.user.pk:
-            selectors.require(user=request.user, org=org, permission="members.manage")
+            actor_in(user=request.user, org=org).require("members.manage")
         services.member_remove(membership=membership, by=request.user)
         return Response(status=204)
 
 
 def _manager(request, slug: str) -> Organization:
     org = _org(request, slug)
-    selectors.require(user=request.user, org=org, permission="members.manage")
+    actor_in(user=request.user, org=org).require("members.manage")
     return org
 
 
