@@ -8,6 +8,7 @@ import { ConnectionError, SandboxNotFoundError } from './errors.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
 import { Keys } from './keys.js';
+import { Orgs } from './orgs.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
@@ -70,6 +71,8 @@ export class VibeBox {
   readonly region: string | undefined;
   /** Your API keys (`keys:manage`). */
   readonly keys: Keys;
+  /** Your organizations and their members (changes: `orgs:manage`). */
+  readonly orgs: Orgs;
 
   constructor(options: VibeBoxOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.VIBEBOX_API_URL ?? DEFAULT_URL;
@@ -85,6 +88,7 @@ export class VibeBox {
       headers: options.headers ?? {},
     });
     this.keys = new Keys(this.transport);
+    this.orgs = new Orgs(this.transport);
   }
 
   /** The server's URL. */

@@ -161,6 +161,21 @@ export class SandboxNotFoundError extends NotFoundError {
   static override defaultCode = 'sandbox_not_found';
 }
 
+/** 404: no organization of yours with this slug (a key sees only the one it acts in). @example `await vb.orgs.get('nope') // throws OrgNotFoundError` */
+export class OrgNotFoundError extends NotFoundError {
+  static override defaultCode = 'org_not_found';
+}
+
+/** 404: no such member in this organization. @example `await vb.orgs.members('acme').remove(999) // throws MemberNotFoundError` */
+export class MemberNotFoundError extends NotFoundError {
+  static override defaultCode = 'member_not_found';
+}
+
+/** 404: adding a member: no user with this username or email. @example `await vb.orgs.members('acme').add('nobody', { role: 'viewer' }) // throws UserNotFoundError` */
+export class UserNotFoundError extends NotFoundError {
+  static override defaultCode = 'user_not_found';
+}
+
 /** 404: no such template. @example `await vb.template('nope') // throws TemplateNotFoundError` */
 export class TemplateNotFoundError extends NotFoundError {
   static override defaultCode = 'template_not_found';
@@ -219,6 +234,16 @@ export class SandboxOutdatedError extends ConflictError {
 /** 409: the snapshot's image or workspace archive is missing or damaged (`details.reason`); the sandbox is left as it was. @example `if (e instanceof SnapshotUnusableError) console.log(e.details)` */
 export class SnapshotUnusableError extends ConflictError {
   static override defaultCode = 'snapshot_unusable';
+}
+
+/** 409: an organization keeps at least one owner: make another member an owner first. @example `if (e instanceof LastOwnerError) console.log(e.details.org)` */
+export class LastOwnerError extends ConflictError {
+  static override defaultCode = 'last_owner';
+}
+
+/** 409: the organization still has sandboxes or snapshots (`details.sandboxes`, `details.snapshots`): destroy them first. @example `if (e instanceof OrgNotEmptyError) console.log(e.details)` */
+export class OrgNotEmptyError extends ConflictError {
+  static override defaultCode = 'org_not_empty';
 }
 
 /** 409: the template has no Claude Code (use `node-22-claude-code`). @example `await vb.sandbox('node-22-claude-code')` */
@@ -418,6 +443,11 @@ const BY_CODE: Record<string, ErrorClass> = {
   snapshot_not_found: SnapshotNotFoundError,
   snapshot_unusable: SnapshotUnusableError,
   ask_not_found: AskNotFoundError,
+  org_not_found: OrgNotFoundError,
+  member_not_found: MemberNotFoundError,
+  user_not_found: UserNotFoundError,
+  last_owner: LastOwnerError,
+  org_not_empty: OrgNotEmptyError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
   sandbox_outdated: SandboxOutdatedError,

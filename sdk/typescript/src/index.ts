@@ -25,6 +25,7 @@ export { Env, type EnvInput, type EnvValue } from './env.js';
 export * from './git.js';
 export * from './claude.js';
 export * from './keys.js';
+export * from './orgs.js';
 export * from './errors.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
@@ -35,6 +36,8 @@ export type {
   GitAuth,
   GitSource,
   ListOptions,
+  Member,
+  Organization,
   SandboxInfo,
   SandboxMetrics,
   Schemas,

@@ -41,6 +41,8 @@ export type ApiKeyUsage = Schemas['ApiKeyUsage'];
  * ```
  */
 export interface KeyOptions {
+  /** Slug of the organization the key acts in (one of yours; default: the calling key's). */
+  org?: string;
   /** A subset of the caller's scopes (default: the caller's). */
   scopes?: string[];
   /** Expires this long from now (`"30d"`), or at `expiresAt` (ISO time); no later than the caller's key. */

@@ -21,6 +21,10 @@ export type ExecutionRecord = Schemas['Execution'];
 export type ExecutionDetail = Schemas['ExecutionDetail'];
 /** A sandbox's resource use now. @example `(await sandbox.metrics()).memory.usage` */
 export type SandboxMetrics = Schemas['SandboxMetrics'];
+/** An organization of yours, with your `role` and `permissions` in it. @example `(await vb.orgs.list())[0]?.personal` */
+export type Organization = Schemas['Organization'];
+/** A member of an organization; `id` names them in `members(org).update()` and `.remove()`. @example `(await vb.orgs.members('acme').list())[0]?.role` */
+export type Member = Schemas['Member'];
 
 /**
  * Credentials for a git remote: a token (HTTPS) or an SSH key.

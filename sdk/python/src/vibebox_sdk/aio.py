@@ -12,7 +12,7 @@
     asyncio.run(main())
 
 Requests are described once in `calls.py` and `namespaces.py` (`sandbox.env`, `.git`, `.claude`,
-`vb.keys` are awaited here); this module adds what differs: awaiting, tasks and async streams.
+`vb.keys`, `vb.orgs` are awaited here); this module adds what differs: awaiting, tasks and async streams.
 """
 
 from __future__ import annotations

@@ -11,7 +11,19 @@ import httpx
 
 from .durations import Duration, seconds
 from .errors import ValidationError
-from .models import ApiKey, EnvVar, ExecutionRecord, FileEntry, LogEntry, SandboxInfo, Snapshot, Template, snake_keys
+from .models import (
+    ApiKey,
+    EnvVar,
+    ExecutionRecord,
+    FileEntry,
+    LogEntry,
+    Member,
+    Organization,
+    SandboxInfo,
+    Snapshot,
+    Template,
+    snake_keys,
+)
 from .transport import Call
 
 API = "/api/v1"
@@ -99,6 +111,16 @@ def _snapshot(response: httpx.Response) -> Snapshot:
 
 def _snapshots(response: httpx.Response) -> list[Snapshot]:
     return [Snapshot.from_api(item) for item in response.json()["results"]]
+
+
+def _many(model: Callable[[dict[str, Any]], Any]) -> Callable[[httpx.Response], list[Any]]:
+    """A list answer's parser: a JSON array, or a page's `results`, each item made a model."""
+
+    def parse(response: httpx.Response) -> list[Any]:
+        data = response.json()
+        return [model(item) for item in (data["results"] if isinstance(data, dict) else data)]
+
+    return parse
 
 
 # Sandboxes
@@ -332,11 +354,7 @@ def claude(
 
 
 def templates() -> Call:
-    def parse(response: httpx.Response) -> list[Template]:
-        data = response.json()
-        return [Template.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
-
-    return Call("GET", f"{API}/templates", parse=parse)
+    return Call("GET", f"{API}/templates", parse=_many(Template.from_api))
 
 
 def template(name: str) -> Call:
@@ -344,11 +362,7 @@ def template(name: str) -> Call:
 
 
 def keys_list() -> Call:
-    def parse(response: httpx.Response) -> list[ApiKey]:
-        data = response.json()
-        return [ApiKey.from_api(item) for item in (data["results"] if isinstance(data, dict) else data)]
-
-    return Call("GET", f"{API}/keys", parse=parse)
+    return Call("GET", f"{API}/keys", parse=_many(ApiKey.from_api))
 
 
 def key_create(fields: dict[str, Any]) -> Call:
@@ -370,6 +384,60 @@ def key_rotate(key_id: str, grace_period: Duration | None) -> Call:
 
 def key_usage(key_id: str) -> Call:
     return Call("GET", f"{API}/keys/{segment(key_id)}/usage", parse=_snake)
+
+
+# Organizations and their members (a server from before them answers NotSupportedError).
+
+ORGS = "organizations"
+
+
+def org_path(slug: str, *parts: str) -> str:
+    return "/".join([f"{API}/orgs/{segment(slug)}", *(segment(part) for part in parts)])
+
+
+def _org(response: httpx.Response) -> Organization:
+    return Organization.from_api(response.json())
+
+
+def _member(response: httpx.Response) -> Member:
+    return Member.from_api(response.json())
+
+
+def orgs_list() -> Call:
+    return Call("GET", f"{API}/orgs", feature=ORGS, parse=_many(Organization.from_api))
+
+
+def org_create(fields: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/orgs", json=body(**fields), feature=ORGS, parse=_org)
+
+
+def org_get(slug: str) -> Call:
+    return Call("GET", org_path(slug), feature=ORGS, parse=_org)
+
+
+def org_update(slug: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", org_path(slug), json=body(**fields), feature=ORGS, parse=_org)
+
+
+def org_delete(slug: str) -> Call:
+    return Call("DELETE", org_path(slug), feature=ORGS, parse=_none)
+
+
+def members_list(slug: str) -> Call:
+    return Call("GET", org_path(slug, "members"), feature=ORGS, parse=_many(Member.from_api))
+
+
+def member_add(slug: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", org_path(slug, "members"), json=body(**fields), feature=ORGS, parse=_member)
+
+
+def member_update(slug: str, member_id: int | str, role: str) -> Call:
+    path = org_path(slug, "members", str(member_id))
+    return Call("PATCH", path, json={"role": role}, feature=ORGS, parse=_member)
+
+
+def member_remove(slug: str, member_id: int | str) -> Call:
+    return Call("DELETE", org_path(slug, "members", str(member_id)), feature=ORGS, parse=_none)
 
 
 def health() -> Call:

@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 from . import calls, config, errors
 from .durations import Duration
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
-from .namespaces import Keys
+from .namespaces import Keys, Orgs
 from .sandbox import Sandbox
 from .transport import AsyncTransport, RetryPolicy, SyncTransport
 
@@ -73,7 +73,8 @@ def list_params(
 
 
 class ClientCore:
-    """What the sync and async clients share: settings, the transport, per-call options, keys."""
+    """What the sync and async clients share: settings, the transport, per-call options, keys and
+    organizations."""
 
     transport_class: type[SyncTransport] | type[AsyncTransport]
 
@@ -91,7 +92,11 @@ class ClientCore:
         self.base_url = url
         retry = RetryPolicy(max_retries=max_retries)
         self._transport = self.transport_class(url, key, timeout=timeout, retry=retry, headers=headers)
+        self._namespaces()
+
+    def _namespaces(self) -> None:
         self.keys = Keys(self._transport.send)
+        self.orgs = Orgs(self._transport.send)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:
@@ -100,7 +105,7 @@ class ClientCore:
         """
         clone = copy.copy(self)
         clone._transport = self._transport.with_options(timeout=timeout, max_retries=max_retries)
-        clone.keys = Keys(clone._transport.send)
+        clone._namespaces()
         return clone
 
 

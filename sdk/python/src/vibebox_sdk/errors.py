@@ -112,6 +112,22 @@ class KeyNotFoundError(NotFoundError):
     default_code = "key_not_found"
 
 
+class OrgNotFoundError(NotFoundError):
+    """404: no organization of yours with this slug; a key sees only the organization it acts in."""
+
+    default_code = "org_not_found"
+
+
+class MemberNotFoundError(NotFoundError):
+    default_code = "member_not_found"
+
+
+class UserNotFoundError(NotFoundError):
+    """404: adding a member: no user with this username or email."""
+
+    default_code = "user_not_found"
+
+
 class ExecutionNotFoundError(NotFoundError):
     default_code = "execution_not_found"
 
@@ -149,6 +165,19 @@ class SandboxOutdatedError(ConflictError):
     commands or file operations; snapshot it and restore the snapshot to give it a current one."""
 
     default_code = "sandbox_outdated"
+
+
+class LastOwnerError(ConflictError):
+    """409: an organization keeps at least one owner: make another member an owner first."""
+
+    default_code = "last_owner"
+
+
+class OrgNotEmptyError(ConflictError):
+    """409: the organization still has sandboxes or snapshots (`details["sandboxes"]`,
+    `details["snapshots"]`): destroy them before deleting it."""
+
+    default_code = "org_not_empty"
 
 
 class SnapshotNotFoundError(NotFoundError):
@@ -272,6 +301,11 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "sandbox_not_found": SandboxNotFoundError,
     "template_not_found": TemplateNotFoundError,
     "key_not_found": KeyNotFoundError,
+    "org_not_found": OrgNotFoundError,
+    "member_not_found": MemberNotFoundError,
+    "user_not_found": UserNotFoundError,
+    "last_owner": LastOwnerError,
+    "org_not_empty": OrgNotEmptyError,
     "execution_not_found": ExecutionNotFoundError,
     "terminal_not_found": TerminalNotFoundError,
     "env_var_not_found": EnvVarNotFoundError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -30,8 +30,16 @@ def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {snake(k): v for k, v in data.items() if snake(k) in names}
 
 
+class _Model:
+    """`from_api` for the dataclasses below: the fields they know, the whole answer in `raw`."""
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Self:
+        return cls(**_pick(cls, data), raw=data)  # type: ignore[call-arg]
+
+
 @dataclass
-class SandboxInfo:
+class SandboxInfo(_Model):
     """A sandbox as the server last described it."""
 
     id: str
@@ -55,10 +63,6 @@ class SandboxInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     warm: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> SandboxInfo:
-        return cls(**_pick(cls, data), raw=data)
 
 
 @dataclass
@@ -118,7 +122,7 @@ class ExecutionResult:
 
 
 @dataclass
-class ExecutionRecord:
+class ExecutionRecord(_Model):
     """An entry of a sandbox's execution history."""
 
     execution_id: str
@@ -137,13 +141,9 @@ class ExecutionRecord:
     return_value: Any = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ExecutionRecord:
-        return cls(**_pick(cls, data), raw=data)
-
 
 @dataclass
-class FileEntry:
+class FileEntry(_Model):
     path: str
     name: str
     size: int = 0
@@ -154,10 +154,6 @@ class FileEntry:
     symlink_target: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> FileEntry:
-        return cls(**_pick(cls, data), raw=data)
-
 
 @dataclass
 class EnvVar:
@@ -167,7 +163,7 @@ class EnvVar:
 
 
 @dataclass
-class LogEntry:
+class LogEntry(_Model):
     """A line of container output (`type == "log"`) or a VibeBox event (`type == "event"`)."""
 
     type: str
@@ -177,13 +173,9 @@ class LogEntry:
     event: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> LogEntry:
-        return cls(**_pick(cls, data), raw=data)
-
 
 @dataclass
-class Template:
+class Template(_Model):
     name: str
     display_name: str = ""
     description: str = ""
@@ -198,17 +190,14 @@ class Template:
     pre_installed: Any = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Template:
-        return cls(**_pick(cls, data), raw=data)
-
 
 @dataclass
-class ApiKey:
+class ApiKey(_Model):
     """An API key's description; `key` (the secret) is set only in the answer that created it."""
 
     id: str
     name: str
+    org: str | None = None  # the slug of the organization the key acts in
     prefix: str = ""
     scopes: list[str] = field(default_factory=list)
     created_at: str | None = None
@@ -221,13 +210,9 @@ class ApiKey:
     key: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ApiKey:
-        return cls(**_pick(cls, data), raw=data)
-
 
 @dataclass
-class Snapshot:
+class Snapshot(_Model):
     """A sandbox's filesystem and workspace at one moment (not its memory)."""
 
     id: str
@@ -241,6 +226,29 @@ class Snapshot:
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Snapshot:
-        return cls(**_pick(cls, data), raw=data)
+
+@dataclass
+class Organization(_Model):
+    """An organization you belong to, with your `role` and `permissions` in it. `personal` is your
+    own one (one member, never deleted)."""
+
+    id: str
+    slug: str
+    name: str = ""
+    personal: bool = False
+    role: str = ""
+    permissions: list[str] = field(default_factory=list)
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Member(_Model):
+    """A member of an organization; `id` names them in `members(org).update()` and `.remove()`."""
+
+    id: int
+    username: str
+    email: str = ""
+    role: str = ""
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -1,4 +1,4 @@
-"""`sandbox.env`, `sandbox.git` and `vb.keys`: one request per method.
+"""`sandbox.env`, `sandbox.git`, `vb.keys` and `vb.orgs`: one request per method.
 
 They are shared by the sync and async clients: each method returns what `send` returns, the value
 itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
@@ -11,7 +11,13 @@ from typing import Any
 
 from . import calls
 from .durations import Duration
-from .models import EnvVar
+from .models import EnvVar, Organization
+
+OrgRef = str | Organization  # an organization's slug, or the organization itself
+
+
+def slug_of(org: OrgRef) -> str:
+    return org.slug if isinstance(org, Organization) else org
 
 
 class _Namespace:
@@ -140,12 +146,21 @@ class Keys:
         self,
         name: str,
         *,
+        org: OrgRef | None = None,
         scopes: list[str] | None = None,
         expires_in: Duration | None = None,
         test: bool | None = None,
         rate_limit: str | None = None,
     ) -> Any:
-        fields = {"name": name, "scopes": scopes, "expires_in": expires_in, "test": test, "rate_limit": rate_limit}
+        """A new key; `org` (a slug of yours) is the organization it acts in, default the calling key's."""
+        fields = {
+            "name": name,
+            "org": slug_of(org) if org is not None else None,
+            "scopes": scopes,
+            "expires_in": expires_in,
+            "test": test,
+            "rate_limit": rate_limit,
+        }
         return self._send(calls.key_create(fields))
 
     def get(self, key_id: str) -> Any:
@@ -161,4 +176,69 @@ class Keys:
         return self._send(calls.key_usage(key_id))
 
 
-__all__ = ["Env", "EnvVar", "Git", "Keys"]
+class Orgs:
+    """Your organizations (`Organization`: slug, name, personal, your role and permissions).
+
+    Reading needs no scope; changes need the `orgs:manage` scope and, in the organization, the
+    permission of your role. A key sees only the organization it acts in: to manage a new one,
+    create a key in it (`vb.keys.create("acme admin", org="acme")`).
+
+    vb.orgs.list()                                   # a key: [its own organization]
+    vb.orgs.create("Acme", slug="acme")              # you are its owner
+    vb.orgs.members("acme").add("bob", role="developer")
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+        self._send = send
+
+    def list(self) -> Any:
+        return self._send(calls.orgs_list())
+
+    def create(self, name: str, *, slug: str | None = None) -> Any:
+        """A new organization (slug default: made from the name); `409 org_slug_taken` when taken."""
+        return self._send(calls.org_create({"name": name, "slug": slug}))
+
+    def get(self, org: OrgRef) -> Any:
+        return self._send(calls.org_get(slug_of(org)))
+
+    def update(self, org: OrgRef, *, name: str | None = None, slug: str | None = None) -> Any:
+        """Renames it, or gives it a new `slug` (needs the org.manage permission)."""
+        return self._send(calls.org_update(slug_of(org), {"name": name, "slug": slug}))
+
+    def delete(self, org: OrgRef) -> Any:
+        """Deletes it with its keys (org.delete); `OrgNotEmptyError` while it has sandboxes or snapshots."""
+        return self._send(calls.org_delete(slug_of(org)))
+
+    def members(self, org: OrgRef) -> Members:
+        """The organization's members: `vb.orgs.members("acme").list()`."""
+        return Members(self._send, slug_of(org))
+
+
+class Members:
+    """The members of one organization (`Member`: id, username, email, role). Changes need the
+    members.manage permission; anyone may remove themselves (leave). The last owner stays one
+    (`LastOwnerError`)."""
+
+    def __init__(self, send: Callable[[calls.Call], Any], slug: str) -> None:
+        self._send = send
+        self.slug = slug
+
+    def list(self) -> Any:
+        return self._send(calls.members_list(self.slug))
+
+    def add(self, user: str, *, role: str) -> Any:
+        """Adds an existing user by username, or by email when `user` holds an `@`; `role` is
+        owner, admin, developer, viewer, billing or a custom role of the organization."""
+        field = "email" if "@" in user else "username"
+        return self._send(calls.member_add(self.slug, {field: user, "role": role}))
+
+    def update(self, member_id: int | str, *, role: str) -> Any:
+        """Changes a member's role (`member_id`: `Member.id`)."""
+        return self._send(calls.member_update(self.slug, member_id, role))
+
+    def remove(self, member_id: int | str) -> Any:
+        """Removes a member: their keys in this organization stop working at once."""
+        return self._send(calls.member_remove(self.slug, member_id))
+
+
+__all__ = ["Env", "EnvVar", "Git", "Keys", "Members", "Orgs"]

@@ -276,19 +276,24 @@ def keys_create(
     expires_in: Annotated[str | None, typer.Option("--expires-in", help="Expire after this long: 30d, 12h.")] = None,
     rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/min.")] = None,
     test: Annotated[bool, typer.Option("--test", help="A test key (vb_test_...).")] = False,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Slug of the organization it acts in (default: your key's).")
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
     """Create an API key; prints the key itself, shown this once only."""
     check_duration(expires_in, "--expires-in")
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None
     created = client().keys.create(
-        name, scopes=scope_list, expires_in=expires_in, rate_limit=rate_limit, test=test or None
+        name, org=org, scopes=scope_list, expires_in=expires_in, rate_limit=rate_limit, test=test or None
     )
     if json:
         output.print_json(created)
         return
     output.line(created.key or "")
-    output.note(f"created {created.id} ({', '.join(created.scopes)}); copy the key now, it is not shown again")
+    output.note(
+        f"created {created.id} in {created.org} ({', '.join(created.scopes)}); copy the key now, it is not shown again"
+    )
 
 
 @keys_app.command("list")
@@ -299,11 +304,12 @@ def keys_list(json: JsonFlag = False) -> None:
         output.print_json(found)
         return
     output.table(
-        ["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "EXPIRES", "LAST USED", "ACTIVE"],
+        ["ID", "NAME", "ORG", "PREFIX", "SCOPES", "CREATED", "EXPIRES", "LAST USED", "ACTIVE"],
         [
             (
                 k.id,
                 k.name,
+                k.org,
                 k.prefix,
                 ",".join(k.scopes),
                 output.ago(k.created_at),
