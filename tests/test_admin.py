@@ -5,6 +5,7 @@ from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 
 
@@ -22,6 +23,7 @@ def test_admin_pages(admin_client, api_key, templates, owner):
     sandbox = Sandbox.objects.create(
         id="sbx_5CJywTgwyMYSwLhhqbWO",
         owner=owner,
+        org=personal_org_ensure(user=owner),
         name="shown",
         template=templates["node-20"],
         image="x",

@@ -12,6 +12,7 @@ from django.test import Client
 
 from apps.agents.models import AgentRun, AgentTask
 from apps.keys.models import ApiKey
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 from vibebox.api.parsers import JSONParser
 
@@ -45,11 +46,23 @@ def json_operations(tmp_path_factory):
 def objects(owner, templates, api_key):
     """One object of each kind a path names, owned by `owner`: the views find them, then parse the body."""
     sandbox = Sandbox.objects.create(
-        owner=owner, name="row", template=templates["python-3"], image="x", status="running", cpu=1, memory=1 << 28
+        owner=owner,
+        org=personal_org_ensure(user=owner),
+        name="row",
+        template=templates["python-3"],
+        image="x",
+        status="running",
+        cpu=1,
+        memory=1 << 28,
     )
-    run = AgentRun.objects.create(owner=owner, name="run")
+    run = AgentRun.objects.create(owner=owner, org=personal_org_ensure(user=owner), name="run")
     task = AgentTask.objects.create(run=run, index=0, name="task")
-    return {"sandbox_id": sandbox.id, "run_id": run.id, "task_id": task.id, "key_id": api_key[0].id}
+    org = personal_org_ensure(user=owner)
+    member = org.memberships.get(user=owner)
+    return {
+        **{"sandbox_id": sandbox.id, "run_id": run.id, "task_id": task.id, "key_id": api_key[0].id},
+        **{"slug": org.slug, "member_id": member.pk, "name": "any"},  # a body is read before a role or team
+    }
 
 
 def test_deep_json_is_invalid_json_on_every_endpoint(api_client, json_operations, objects):

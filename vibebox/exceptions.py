@@ -54,6 +54,9 @@ TooManyStreams = error("too_many_streams", 429, "Too many open streams, backgrou
 SandboxNotFound = error("sandbox_not_found", 404, "Sandbox not found.")
 SandboxStateConflict = error("sandbox_state_conflict", 409, "The sandbox is not in a state that allows this.")
 SandboxNameTaken = error("sandbox_name_taken", 409, "A sandbox with this name already exists.")
+SandboxNameAmbiguous = error(
+    "sandbox_name_ambiguous", 409, "Several members' sandboxes have this name; use the sandbox's id."
+)
 InvalidMetadata = error("invalid_metadata", 400, "Metadata must be a map of short strings.")
 MetadataTooLarge = error("metadata_too_large", 400, "Metadata is too large.")
 InvalidResources = error("invalid_resources", 400, "Invalid resources.")

@@ -11,6 +11,7 @@ that is not this sandbox's is refused as not found (4404), as the REST endpoints
 from channels.db import database_sync_to_async
 
 from apps.keys.scopes import SANDBOXES_READ
+from apps.sandboxes import selectors as sandbox_selectors
 from apps.sandboxes.consumers.base import BaseConsumer
 from apps.sandboxes.consumers.streams import Outbox
 
@@ -54,6 +55,7 @@ def _backlog(sandbox, ask_id: str) -> list[dict]:
 
 class ClaudeConsumer(BaseConsumer):
     required_scopes = [SANDBOXES_READ]
+    sandbox_need = sandbox_selectors.READ
     outbox: Outbox | None = None
     group: str | None = None
 

@@ -6,10 +6,12 @@ user: another user's sandbox is a 404 page.
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.keys.actors import actor_of
 from apps.marketplace.selectors import template_list
 from apps.sandboxes import selectors, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
@@ -50,11 +52,15 @@ def available_actions(sandbox) -> list[str]:
 
 
 def get_sandbox(request, sandbox_id):
-    """The signed-in user's sandbox, else a 404 page (never a 403)."""
+    """A sandbox of the signed-in user's organization, else a 404 page; a page (GET) needs what
+    reading it does, an action (POST) what using it does (a 403 page naming the permission)."""
+    need = selectors.READ if request.method in ("GET", "HEAD") else selectors.USE
     try:
-        return selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        return selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=need)
     except errors.SandboxNotFound:
         raise Http404("No such sandbox.") from None
+    except errors.PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from None
 
 
 def home(request):
@@ -76,7 +82,7 @@ def _filters(request) -> dict:
 @login_required
 def sandbox_list(request):
     filters = _filters(request)
-    sandboxes = selectors.sandbox_list(owner=request.user, **filters)[:500]
+    sandboxes = selectors.sandbox_list(actor=actor_of(request), **filters)[:500]
     context = {
         "sandboxes": sandboxes,
         "filters": filters,
@@ -123,8 +129,11 @@ def sandbox_create(request):
             if data["memory"]:
                 resources["memory"] = parse_size(data["memory"])
             git = {"url": data["git_url"], **({"branch": data["git_branch"]} if data["git_branch"] else {})}
+            actor = actor_of(request)
+            actor.require("sandboxes.create")
             sandbox = create.sandbox_create(
                 owner=request.user,
+                org=actor.org,
                 template=data["template"],
                 name=data["name"] or None,
                 ephemeral=data["ephemeral"],

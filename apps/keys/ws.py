@@ -11,6 +11,7 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.orgs.models import Membership
 from vibebox import exceptions as errors
 from vibebox.asgiheaders import header
 
@@ -58,6 +59,8 @@ def _key_problem(key_id: str, needed: list[str]) -> errors.ApplicationError | No
         return errors.InvalidApiKey("The API key was revoked or has expired.")
     if not key.user.is_active:
         return errors.InvalidApiKey("The API key's user was deactivated.")
+    if key.org_id is not None and not Membership.objects.filter(org_id=key.org_id, user_id=key.user_id).exists():
+        return errors.InvalidApiKey("The API key's user left the key's organization.")
     missing = [scope_name for scope_name in needed if scope_name not in key.scopes]
     if missing:
         return errors.InsufficientScope(details={"required": needed, "missing": missing})
@@ -66,8 +69,9 @@ def _key_problem(key_id: str, needed: list[str]) -> errors.ApplicationError | No
 
 async def recheck(scope, user, key: ApiKey | None, needed: list[str]) -> errors.ApplicationError | None:
     """Why a connection authenticated earlier may no longer go on, or None: its key was revoked,
-    expired or lost a scope it needs; its session was logged out, expired or invalidated (a
-    password change); its user was deactivated. Reads the database and the session store afresh."""
+    expired or lost a scope it needs, or its user left the key's organization; its session was
+    logged out, expired or invalidated (a password change); its user was deactivated. Reads the
+    database and the session store afresh."""
     if key is not None:
         return await _key_problem(key.pk, needed)
     session = scope.get("session")

@@ -32,6 +32,7 @@ from django.conf import settings as django_settings
 
 from apps.agents.models import ClaudeSetup, ModelUsage
 from apps.agents.setup import TOKEN_PREFIX, token_hash
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
@@ -119,6 +120,7 @@ def make_token(owner, templates):
     def make(status: str = "running", own_key: str = "") -> tuple[Sandbox, str]:
         sandbox = Sandbox.objects.create(
             owner=owner,
+            org=personal_org_ensure(user=owner),
             name=f"gw-{status}-{secrets.token_hex(4)}",
             template=templates[TEMPLATE],
             image="x",

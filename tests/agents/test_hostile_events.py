@@ -8,6 +8,7 @@ import pytest
 
 from apps.agents import asks
 from apps.agents.models import ClaudeAsk, ClaudeEvent, ClaudeSession, ClaudeSetup
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 
 MiB = 1024 * 1024
@@ -16,7 +17,14 @@ MiB = 1024 * 1024
 @pytest.fixture
 def ask(owner, templates):
     sandbox = Sandbox.objects.create(
-        owner=owner, name="row", template=templates["python-3"], image="x", status="running", cpu=1, memory=1 << 28
+        owner=owner,
+        org=personal_org_ensure(user=owner),
+        name="row",
+        template=templates["python-3"],
+        image="x",
+        status="running",
+        cpu=1,
+        memory=1 << 28,
     )
     ClaudeSetup.objects.create(sandbox=sandbox, version="2", home="/home/agent", token_hash="h" * 64)
     session = ClaudeSession.objects.create(id="session-1", sandbox=sandbox, cwd="/workspace")

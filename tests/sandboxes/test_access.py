@@ -6,6 +6,7 @@ A row without a container is enough here: access is decided before the engine is
 import pytest
 from rest_framework.test import APIClient
 
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 
 ENDPOINTS = [
@@ -49,7 +50,14 @@ COLLECTION = [
 @pytest.fixture
 def row(owner, templates):
     return Sandbox.objects.create(
-        owner=owner, name="row", template=templates["python-3"], image="x", status="stopped", cpu=1, memory=1 << 28
+        owner=owner,
+        org=personal_org_ensure(user=owner),
+        name="row",
+        template=templates["python-3"],
+        image="x",
+        status="stopped",
+        cpu=1,
+        memory=1 << 28,
     )
 
 

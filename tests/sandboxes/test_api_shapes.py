@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apps.marketplace.models import Template
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes import processes, terminals
 from apps.sandboxes.api.metrics_views import SandboxMetricsSerializer
 from apps.sandboxes.api.schema import (
@@ -51,9 +52,18 @@ def _declared(serializer_class, instance) -> dict:
 def test_the_sandbox_rendering_equals_its_declared_fields(owner):
     template = Template.objects.create(name="shape", display_name="Shape", image="vibebox/shape:1", user="sandbox")
     now = timezone.now()
-    bare = Sandbox.objects.create(owner=owner, template=template, name="bare", image="x", cpu=0.5, memory=2**29)
+    bare = Sandbox.objects.create(
+        owner=owner,
+        org=personal_org_ensure(user=owner),
+        template=template,
+        name="bare",
+        image="x",
+        cpu=0.5,
+        memory=2**29,
+    )
     full = Sandbox.objects.create(
         owner=owner,
+        org=personal_org_ensure(user=owner),
         template=template,
         name="full",
         image="x",

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.sandboxes.runtime import get_driver
@@ -151,9 +152,23 @@ def test_target_follows_demand_within_bounds(python_pool, owner, templates):
     WarmPool.objects.filter(pk=pool.pk).update(min_size=1, max_size=3)
     for n in range(5):
         Sandbox.objects.create(
-            owner=owner, name=f"demand-{n}", template=python_pool, image="x", cpu=pool.cpu, memory=pool.memory
+            owner=owner,
+            org=personal_org_ensure(user=owner),
+            name=f"demand-{n}",
+            template=python_pool,
+            image="x",
+            cpu=pool.cpu,
+            memory=pool.memory,
         )
-    Sandbox.objects.create(owner=owner, name="other-size", template=python_pool, image="x", cpu=2, memory=pool.memory)
+    Sandbox.objects.create(
+        owner=owner,
+        org=personal_org_ensure(user=owner),
+        name="other-size",
+        template=python_pool,
+        image="x",
+        cpu=2,
+        memory=pool.memory,
+    )
     assert pools.pool_fill(pools.pool_get(python_pool)) == 3
     assert WarmPool.objects.get(pk=pool.pk).target_size == 3
 

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from apps.agents.models import ClaudeAsk, ClaudeSession
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 from tests.conftest import live_server
 from tests.ws import Communicator
@@ -52,6 +53,9 @@ def http_refusal(path: str, secret: str | None = None) -> tuple[int, dict]:
         start = await comm.receive_output(timeout=30)
         assert start["type"] == "websocket.http.response.start", start
         body = await comm.receive_output(timeout=30)
+        # What a server sends once it has answered the upgrade with HTTP: the consumer then ends
+        # at once (without it, wait() cancelled it after its 30 s, four times in one test).
+        await comm.send_input({"type": "websocket.disconnect", "code": 1006})
         await comm.wait(timeout=30)
         return start["status"], json.loads(body["body"])
 
@@ -158,7 +162,14 @@ def claude_rows(owner, outsider, templates):
 
     def sandbox(user, name):
         return Sandbox.objects.create(
-            owner=user, name=name, template=templates["python-3"], image="x", status="running", cpu=1, memory=1 << 28
+            owner=user,
+            org=personal_org_ensure(user=user),
+            name=name,
+            template=templates["python-3"],
+            image="x",
+            status="running",
+            cpu=1,
+            memory=1 << 28,
         )
 
     def ask(box, session_id):

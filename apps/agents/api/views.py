@@ -4,6 +4,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors as sandbox_selectors
@@ -32,7 +33,10 @@ def _key(request):
 
 
 def _sandbox(request, sandbox_id):
-    return sandbox_selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+    """Claude Code works in the sandbox: reading its sessions and changes needs what reading the
+    sandbox does, everything else what running commands in it does."""
+    need = sandbox_selectors.READ if request.method in ("GET", "HEAD") else sandbox_selectors.USE
+    return sandbox_selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=need)
 
 
 def _truthy(value) -> bool:

@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
 from apps.sandboxes.services import env
@@ -27,7 +28,7 @@ class EnvView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_list", responses=EnvMapSerializer)
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(EnvMapSerializer(env.public(sandbox)).data)
 
     @extend_schema(
@@ -37,7 +38,7 @@ class EnvView(APIView):
         description=ENV_DOC,
     )
     def put(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE)
         sandbox = env.env_update(sandbox=sandbox, changes=_body(request), replace=True)
         return Response(EnvMapSerializer(env.public(sandbox)).data)
 
@@ -48,7 +49,7 @@ class EnvView(APIView):
         description=ENV_DOC,
     )
     def patch(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE)
         sandbox = env.env_update(sandbox=sandbox, changes=_body(request))
         return Response(EnvMapSerializer(env.public(sandbox)).data)
 
@@ -58,10 +59,12 @@ class EnvVarView(APIView):
 
     @extend_schema(operation_id="sandboxes_env_retrieve", responses=EnvVarSerializer)
     def get(self, request, sandbox_id, name):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(EnvVarSerializer(env.public_one(sandbox, name)).data)
 
     @extend_schema(operation_id="sandboxes_env_destroy", responses={204: None})
     def delete(self, request, sandbox_id, name):
-        env.env_delete(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id), name=name)
+        env.env_delete(
+            sandbox=selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE), name=name
+        )
         return Response(status=204)

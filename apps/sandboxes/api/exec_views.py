@@ -3,6 +3,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
 from apps.sandboxes import logs, processes, selectors, terminals
@@ -42,7 +43,7 @@ class ExecView(APIView):
         "answers 202 at once and the command runs on (GET processes, WS processes/{processId}).",
     )
     def post(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         body = ExecSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -85,7 +86,7 @@ class ExecuteView(APIView):
         responses={200: ExecuteResultSerializer, **error_responses(409, 413)},
     )
     def post(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         body = ExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -108,7 +109,7 @@ class ExecutionListView(GenericAPIView):
 
     @extend_schema(operation_id="sandboxes_executions_list", responses=ExecutionSerializer(many=True))
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         page = self.paginate_queryset(selectors.execution_list(sandbox=sandbox))
         return self.get_paginated_response(ExecutionSerializer(page, many=True).data)
 
@@ -118,7 +119,7 @@ class ExecutionDetailView(APIView):
 
     @extend_schema(operation_id="sandboxes_executions_retrieve", responses=ExecutionDetailSerializer)
     def get(self, request, sandbox_id, execution_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(ExecutionDetailSerializer(selectors.execution_get(sandbox=sandbox, id=execution_id)).data)
 
 
@@ -138,7 +139,7 @@ class LogsView(APIView):
         responses={200: LogsSerializer, **error_responses(400)},
     )
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         params = request.query_params
         stream = params.get("stream", "all")
         if stream not in ("stdout", "stderr", "all"):
@@ -158,7 +159,7 @@ class ProcessListView(APIView):
 
     @extend_schema(operation_id="sandboxes_processes_list", responses=ProcessListSerializer)
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(ProcessListSerializer({"processes": processes.process_list(sandbox=sandbox)}).data)
 
 
@@ -167,7 +168,7 @@ class ProcessKillView(APIView):
 
     @extend_schema(operation_id="sandboxes_processes_kill", request=None, responses=ProcessSerializer)
     def post(self, request, sandbox_id, process_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         return Response(ProcessSerializer(processes.process_kill(sandbox=sandbox, id=process_id)).data)
 
 
@@ -176,7 +177,7 @@ class TerminalListView(APIView):
 
     @extend_schema(operation_id="sandboxes_terminals_list", responses=TerminalListSerializer)
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(TerminalListSerializer({"terminals": terminals.terminal_list(sandbox=sandbox)}).data)
 
 
@@ -186,6 +187,6 @@ class TerminalDetailView(APIView):
     @extend_schema(operation_id="sandboxes_terminals_destroy", responses={204: None})
     def delete(self, request, sandbox_id, session_id):
         """Ends the terminal and everything it started; its clients get its exit."""
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         terminals.terminal_kill(sandbox=sandbox, id=session_id)
         return Response(status=204)

@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
 from apps.sandboxes.services import files
@@ -40,7 +41,8 @@ def _flag(request, name: str) -> bool:
 def _sandbox(request, sandbox_id: str):
     """The caller's sandbox; `?autoResume=true` resumes it first when it is paused. A GET only
     resumes for a key that may write (access.read_guard)."""
-    sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+    need = selectors.READ if request.method in ("GET", "HEAD") else selectors.USE
+    sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=need)
     if request.method in ("GET", "HEAD"):
         access.read_guard(request, sandbox, auto_resume=_flag(request, "autoResume"))
     elif _flag(request, "autoResume"):

@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
 from apps.sandboxes.services import git
@@ -25,7 +26,7 @@ def _flag(value) -> bool:
 
 def _post_view(name: str, serializer_class, call, result):
     def post(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         body = serializer_class(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(result(call(sandbox, body.validated_data, request)).data)
@@ -40,7 +41,7 @@ def _post_view(name: str, serializer_class, call, result):
 
 def _get_view(name: str, call, result, parameters=()):
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         access.read_guard(request, sandbox)  # a read-only key never resumes a paused sandbox
         return Response(result(call(sandbox, request.query_params)).data)
 

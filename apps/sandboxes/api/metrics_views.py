@@ -3,6 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes import metrics, selectors
 from vibebox.api.schema import error_responses
@@ -56,5 +57,5 @@ class SandboxMetricsView(APIView):
         "CPU is measured over a quarter of a second.",
     )
     def get(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
         return Response(SandboxMetricsSerializer(metrics.sandbox_metrics(sandbox=sandbox)).data)

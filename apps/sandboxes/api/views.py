@@ -3,6 +3,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
@@ -37,7 +38,7 @@ class SandboxListView(GenericAPIView):
         statuses = [s for s in params.get("status", "").split(",") if s in Status.values]
         metadata = {key[len("metadata.") :]: value for key, value in params.items() if key.startswith("metadata.")}
         queryset = selectors.sandbox_list(
-            owner=request.user,
+            actor=actor_of(request),
             status=statuses or None,
             template=params.get("template") or None,
             name=params.get("name") or None,
@@ -52,14 +53,17 @@ class SandboxListView(GenericAPIView):
         responses={201: SandboxSerializer, **error_responses(409, 422)},
     )
     def post(self, request):
+        actor = actor_of(request)
+        actor.require("sandboxes.create")
         body = SandboxCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         sandbox = sandbox_create(
             owner=request.user,
+            org=actor.org,
             api_key=request.auth if isinstance(request.auth, ApiKey) else None,
             template=data.get("template"),
-            snapshot=selectors.snapshot_get(owner=request.user, snapshot_id=data["snapshot"])
+            snapshot=selectors.snapshot_get(actor=actor, snapshot_id=data["snapshot"])
             if data.get("snapshot")
             else None,
             name=data.get("name"),
@@ -82,7 +86,7 @@ class SandboxDetailView(APIView):
 
     @extend_schema(operation_id="sandboxes_retrieve", responses=SandboxSerializer)
     def get(self, request, sandbox_id):
-        return Response(SandboxSerializer(selectors.sandbox_get(owner=request.user, ref=sandbox_id)).data)
+        return Response(SandboxSerializer(selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)).data)
 
     @extend_schema(
         operation_id="sandboxes_update",
@@ -90,7 +94,7 @@ class SandboxDetailView(APIView):
         responses={200: SandboxSerializer, **error_responses(409)},
     )
     def patch(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE)
         body = SandboxUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         sandbox = sandbox_update(sandbox=sandbox, **_update_fields(body.validated_data))
@@ -98,7 +102,7 @@ class SandboxDetailView(APIView):
 
     @extend_schema(operation_id="sandboxes_destroy", responses={204: None})
     def delete(self, request, sandbox_id):
-        sandbox_destroy(sandbox=selectors.sandbox_get(owner=request.user, ref=sandbox_id))
+        sandbox_destroy(sandbox=selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE))
         return Response(status=204)
 
 
@@ -121,7 +125,7 @@ class SandboxActionView(APIView):
     action_service = None
 
     def post(self, request, sandbox_id):
-        sandbox = selectors.sandbox_get(owner=request.user, ref=sandbox_id)
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE)
         sandbox = type(self).action_service(sandbox=sandbox)
         return Response(SandboxSerializer(sandbox).data)
 

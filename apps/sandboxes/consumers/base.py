@@ -28,6 +28,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.keys.actors import actor_for
 from apps.keys.ws import authenticate, recheck
 from vibebox import exceptions as errors
 from vibebox import safejson
@@ -67,6 +68,7 @@ def parse_json(data: str | bytes):
 
 class BaseConsumer(AsyncWebsocketConsumer):
     required_scopes: list[str] = []
+    sandbox_need = selectors.USE
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -218,8 +220,13 @@ class BaseConsumer(AsyncWebsocketConsumer):
         await self.send_json(error_message(exc))
 
     async def get_sandbox(self):
+        """The route's sandbox, reached as `sandbox_need` says (selectors: READ to watch, USE to run)."""
         ref = self.scope["url_route"]["kwargs"]["sandbox_id"]
-        return await database_sync_to_async(selectors.sandbox_get)(owner=self.user, ref=ref)
+        return await database_sync_to_async(self._sandbox)(ref)
+
+    def _sandbox(self, ref: str):
+        actor = actor_for(user=self.user, key=self.key, session=self.scope.get("session"))
+        return selectors.sandbox_get(actor=actor, ref=ref, need=self.sandbox_need)
 
     async def send_json(self, data: dict):
         await self.send(text_data=json.dumps(data))

@@ -6,7 +6,7 @@ from asgiref.sync import sync_to_async
 
 from apps.keys.scopes import SANDBOXES_READ
 
-from .. import events, logs
+from .. import events, logs, selectors
 from ..models import Status
 from .base import BaseConsumer
 from .streams import Outbox
@@ -16,6 +16,7 @@ class LogsConsumer(BaseConsumer):
     """WS /ws/sandboxes/{id}/logs?since=1h&tail=100&stdout=1&stderr=1&follow=1"""
 
     required_scopes = [SANDBOXES_READ]
+    sandbox_need = selectors.READ
     sandbox = None
     outbox: Outbox | None = None
     group: str | None = None

@@ -142,6 +142,7 @@ def sandbox_create(
     *,
     owner,
     template: str,
+    org=None,
     name: str | None = None,
     auto_start: bool = True,
     ephemeral: bool = False,
@@ -157,7 +158,8 @@ def sandbox_create(
     snapshot=None,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
-    is `running` only once the repository is cloned, and a failed clone undoes the create."""
+    is `running` only once the repository is cloned, and a failed clone undoes the create. It
+    belongs to `org` (default: the one `api_key` acts in, else the owner's personal one)."""
     driver = get_driver()
     tmpl = _template(snapshot.template.name if snapshot else template)
     if snapshot and template and template != tmpl.name:
@@ -188,7 +190,7 @@ def sandbox_create(
                 raise errors.SandboxNameTaken(details={"name": name})
             sandbox = Sandbox(
                 owner=owner,
-                org=acting_org(user=owner, key=api_key),
+                org=org or acting_org(user=owner, key=api_key),
                 api_key=api_key,
                 template=tmpl,
                 image=snapshot.image if snapshot else tmpl.image,

@@ -205,6 +205,106 @@ export interface paths {
         patch: operations["orgs_members_update"];
         trace?: never;
     };
+    "/api/v1/orgs/{slug}/roles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["orgs_roles_list"];
+        put?: never;
+        /** @description A custom role. Needs members.manage and every permission it grants. */
+        post: operations["orgs_roles_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/roles/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["orgs_roles_retrieve"];
+        put?: never;
+        post?: never;
+        /** @description Refused (409 role_in_use) while a member or team holds it. */
+        delete: operations["orgs_roles_destroy"];
+        options?: never;
+        head?: never;
+        patch: operations["orgs_roles_update"];
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["orgs_teams_list"];
+        put?: never;
+        /** @description Members of a team inherit its role. Needs members.manage. */
+        post: operations["orgs_teams_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/teams/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["orgs_teams_retrieve"];
+        put?: never;
+        post?: never;
+        delete: operations["orgs_teams_destroy"];
+        options?: never;
+        head?: never;
+        patch: operations["orgs_teams_update"];
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/teams/{name}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Adds a member of the organization to the team. */
+        post: operations["orgs_teams_members_add"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/teams/{name}/members/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["orgs_teams_members_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/pools": {
         parameters: {
             query?: never;
@@ -2070,6 +2170,10 @@ export interface components {
             name?: string;
             slug?: string;
         };
+        PatchedRoleUpdateRequest: {
+            description?: string;
+            permissions?: components["schemas"]["PermissionsEnum"][];
+        };
         PatchedSandboxUpdateRequest: {
             /** @description 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, not 'sbx_'. */
             name?: string;
@@ -2083,6 +2187,11 @@ export interface components {
             autoPause?: (0 | number | string) | null;
             autoResume?: boolean;
             pauseStopsTimeout?: boolean;
+        };
+        PatchedTeamUpdateRequest: {
+            name?: string;
+            /** @description "" takes it away. */
+            role?: string;
         };
         /**
          * @description * `acceptEdits` - acceptEdits
@@ -2201,6 +2310,18 @@ export interface components {
          * @enum {string}
          */
         ReviewStatusEnum: "approved" | "rejected";
+        Role: {
+            name: string;
+            builtIn: boolean;
+            description: string;
+            permissions: components["schemas"]["PermissionsEnum"][];
+        };
+        RoleCreateRequest: {
+            name: string;
+            /** @default  */
+            description: string;
+            permissions: components["schemas"]["PermissionsEnum"][];
+        };
         Sandbox: {
             id: string;
             name: string;
@@ -2329,6 +2450,22 @@ export interface components {
         SnapshotRestoreRequest: {
             snapshot: string;
         };
+        Team: {
+            name: string;
+            /** @description Null: the team grants no role. */
+            role: string | null;
+            readonly members: string[];
+            /** Format: date-time */
+            createdAt: string;
+        };
+        TeamCreateRequest: {
+            name: string;
+            /** @description Built-in or custom; none by default. */
+            role?: string;
+        };
+        TeamMemberAddRequest: {
+            username: string;
+        };
         Template: {
             name: string;
             aliases: string[];
@@ -2387,7 +2524,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "runtime_error" | "runtime_unavailable" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -4057,6 +4194,896 @@ export interface operations {
             };
             /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_roles_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Role"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_roles_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoleCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Role"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_roles_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Role"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_roles_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_roles_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedRoleUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Role"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedTeamUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_members_add: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamMemberAddRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_teams_members_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                slug: string;
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
