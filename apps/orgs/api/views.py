@@ -36,12 +36,15 @@ def _key_org_id(request) -> str | None:
     return getattr(request.auth, "org_id", None)
 
 
-def _org(request, slug: str) -> Organization:
-    """The caller's organization by slug: a key acts only inside its own (any other is a 404)."""
+def _org(request, slug: str, permission: str | None = None) -> Organization:
+    """The caller's organization by slug (a key acts only inside its own: any other is a 404),
+    where the caller holds `permission` (else 403 naming it)."""
     org = selectors.org_get(user=request.user, slug=slug)
     key_org = _key_org_id(request)
     if key_org is not None and key_org != org.pk:
         raise errors.OrgNotFound(details={"org": slug})
+    if permission is not None:
+        actor_in(user=request.user, org=org).require(permission)
     return org
 
 
@@ -89,8 +92,7 @@ class OrgDetailView(APIView):
         description="Needs the org.manage permission.",
     )
     def patch(self, request, slug):
-        org = _org(request, slug)
-        actor_in(user=request.user, org=org).require("org.manage")
+        org = _org(request, slug, "org.manage")
         body = OrganizationUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(_render(request, services.org_update(org=org, **body.validated_data)))
@@ -101,8 +103,7 @@ class OrgDetailView(APIView):
         description="Needs org.delete. Refused (409) while it has sandboxes or snapshots, and for a personal one.",
     )
     def delete(self, request, slug):
-        org = _org(request, slug)
-        actor_in(user=request.user, org=org).require("org.delete")
+        org = _org(request, slug, "org.delete")
         services.org_delete(org=org)
         return Response(status=204)
 
@@ -122,8 +123,7 @@ class MemberListView(APIView):
         description="Adds an existing user by username or email. Needs members.manage.",
     )
     def post(self, request, slug):
-        org = _org(request, slug)
-        actor_in(user=request.user, org=org).require("members.manage")
+        org = _org(request, slug, "members.manage")
         body = MemberAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -143,8 +143,7 @@ class MemberDetailView(APIView):
         description="Changes a member's role. Needs members.manage; the last owner stays an owner (409 last_owner).",
     )
     def patch(self, request, slug, member_id):
-        org = _org(request, slug)
-        actor_in(user=request.user, org=org).require("members.manage")
+        org = _org(request, slug, "members.manage")
         body = MemberUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         membership = selectors.member_get(org=org, id=member_id)
@@ -167,12 +166,6 @@ class MemberDetailView(APIView):
             actor_in(user=request.user, org=org).require("members.manage")
         services.member_remove(membership=membership, by=request.user)
         return Response(status=204)
-
-
-def _manager(request, slug: str) -> Organization:
-    org = _org(request, slug)
-    actor_in(user=request.user, org=org).require("members.manage")
-    return org
 
 
 def _builtin_roles() -> list[dict]:
@@ -204,7 +197,7 @@ class RoleListView(APIView):
         description="A custom role. Needs members.manage and every permission it grants.",
     )
     def post(self, request, slug):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         body = RoleCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(_role(services.role_create(org=org, by=request.user, **body.validated_data)), status=201)
@@ -219,7 +212,7 @@ class RoleDetailView(APIView):
 
     @extend_schema(operation_id="orgs_roles_update", request=RoleUpdateSerializer, responses=RoleSerializer)
     def patch(self, request, slug, name):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         body = RoleUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         role = selectors.role_get(org=org, name=name)
@@ -231,7 +224,7 @@ class RoleDetailView(APIView):
         description="Refused (409 role_in_use) while a member or team holds it.",
     )
     def delete(self, request, slug, name):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         services.role_delete(role=selectors.role_get(org=org, name=name), by=request.user)
         return Response(status=204)
 
@@ -250,7 +243,7 @@ class TeamListView(APIView):
         description="Members of a team inherit its role. Needs members.manage.",
     )
     def post(self, request, slug):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         body = TeamCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         team = services.team_create(org=org, by=request.user, **body.validated_data)
@@ -266,7 +259,7 @@ class TeamDetailView(APIView):
 
     @extend_schema(operation_id="orgs_teams_update", request=TeamUpdateSerializer, responses=TeamSerializer)
     def patch(self, request, slug, name):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         body = TeamUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         team = services.team_update(team=selectors.team_get(org=org, name=name), by=request.user, **body.validated_data)
@@ -274,7 +267,7 @@ class TeamDetailView(APIView):
 
     @extend_schema(operation_id="orgs_teams_destroy", responses={204: None})
     def delete(self, request, slug, name):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         services.team_delete(team=selectors.team_get(org=org, name=name), by=request.user)
         return Response(status=204)
 
@@ -289,7 +282,7 @@ class TeamMemberListView(APIView):
         description="Adds a member of the organization to the team.",
     )
     def post(self, request, slug, name):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         body = TeamMemberAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         team = selectors.team_get(org=org, name=name)
@@ -302,6 +295,6 @@ class TeamMemberDetailView(APIView):
 
     @extend_schema(operation_id="orgs_teams_members_remove", responses={204: None})
     def delete(self, request, slug, name, username):
-        org = _manager(request, slug)
+        org = _org(request, slug, "members.manage")
         services.team_member_remove(team=selectors.team_get(org=org, name=name), user_ref=username, by=request.user)
         return Response(status=204)
