@@ -6,6 +6,9 @@ one at a time.
 
 from django.urls import NoReverseMatch, reverse
 
+from apps.keys.actors import actor_of
+from apps.orgs import selectors as org_selectors
+
 MENU = [
     ("activity", "Agent activity", "dashboard:activity"),
     ("templates", "Templates", "dashboard:templates"),
@@ -32,11 +35,16 @@ def _url(name: str, *args) -> str | None:
 
 
 def menu(request) -> dict:
-    """Context processor: `dashboard_nav` for the top menu."""
+    """Context processor: `dashboard_nav` for the top menu; the user's organizations and the one
+    they act in, for the switcher."""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
     items = [{"key": key, "label": label, "url": url} for key, label, name in MENU if (url := _url(name))]
-    return {"dashboard_nav": items}
+    return {
+        "dashboard_nav": items,
+        "dashboard_orgs": list(org_selectors.org_list(user=request.user)),
+        "current_org": actor_of(request).org,
+    }
 
 
 def sandbox_tabs(sandbox) -> list[dict]:
