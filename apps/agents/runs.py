@@ -1,7 +1,8 @@
 """Agent runs: the server's record of an orchestration (vibebox_sdk.agent) and of its tasks, so
 the dashboard can show the queue and the parallel work live.
 
-Reads are scoped to the owner (another owner's run is a 404). Status changes are conditional
+Reads are scoped to the actor's organization (another organization's run is a 404; another
+member's is reached as their sandbox would be, selectors.check_access). Status changes are conditional
 updates, and each one sends a small event to the owner's activity feed (`agent.run.created`,
 `agent.run.finished`, `agent.task.<status>`). A finished run is frozen: neither it nor its
 tasks change any more.
@@ -14,7 +15,9 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from apps.keys.services import acting_org
+from apps.orgs.actors import Actor
 from apps.sandboxes import events
+from apps.sandboxes import selectors as sandbox_selectors
 from apps.sandboxes.services.create import validate_metadata
 from vibebox import exceptions as errors
 
@@ -51,14 +54,16 @@ def counts(run: AgentRun) -> dict:
 
 def agent_run_list(
     *,
-    owner,
+    actor: Actor,
     status: list[str] | None = None,
     kind: str | None = None,
     template: str | None = None,
     name: str | None = None,
     metadata: dict[str, str] | None = None,
 ):
-    qs = AgentRun.objects.filter(owner=owner)
+    qs = AgentRun.objects.filter(org=actor.org)
+    if not actor.can("sandboxes.read"):
+        qs = qs.filter(owner=actor.user)
     if status:
         qs = qs.filter(status__in=status)
     if kind:
@@ -72,10 +77,12 @@ def agent_run_list(
     return _annotated(qs).order_by("-created_at", "-id")
 
 
-def agent_run_get(*, owner, run_id: str) -> AgentRun:
-    run = _annotated(AgentRun.objects.filter(pk=run_id, owner=owner)).first()
+def agent_run_get(*, actor: Actor, run_id: str, need: str = sandbox_selectors.READ) -> AgentRun:
+    """A run of the actor's organization, reached as a sandbox of the same owner would be."""
+    run = _annotated(AgentRun.objects.filter(pk=run_id, org=actor.org)).first()
     if run is None:
         raise errors.AgentRunNotFound(details={"runId": run_id})
+    sandbox_selectors.check_access(actor, owner_id=run.owner_id, need=need)
     return run
 
 
@@ -115,6 +122,7 @@ def _run_event(run: AgentRun, type: str, text: str) -> None:
 def agent_run_create(
     *,
     owner,
+    org=None,
     api_key=None,
     name: str,
     kind: str = AgentRun.Kind.MAP,
@@ -127,7 +135,7 @@ def agent_run_create(
     with transaction.atomic():
         run = AgentRun.objects.create(
             owner=owner,
-            org=acting_org(user=owner, key=api_key),
+            org=org or acting_org(user=owner, key=api_key),
             api_key=api_key,
             name=name,
             kind=kind,

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.agents import runs
 from apps.agents.models import AgentRun, AgentTask
+from apps.keys.actors import actor_of
 from vibebox import exceptions as errors
 
 RUNS_SHOWN = 100
@@ -21,7 +22,7 @@ def _run_row(run) -> dict:
 @login_required
 def activity_page(request):
     statuses = [s for s in request.GET.getlist("status") if s in AgentRun.Status.values]
-    run_list = runs.agent_run_list(owner=request.user, status=statuses or None)[:RUNS_SHOWN]
+    run_list = runs.agent_run_list(actor=actor_of(request), status=statuses or None)[:RUNS_SHOWN]
     context = {
         "runs": [_run_row(run) for run in run_list],
         "run_statuses": AgentRun.Status.values,
@@ -42,7 +43,7 @@ def _duration(task, now) -> float | None:
 @login_required
 def activity_run(request, run_id):
     try:
-        run = runs.agent_run_get(owner=request.user, run_id=run_id)
+        run = runs.agent_run_get(actor=actor_of(request), run_id=run_id)
     except errors.AgentRunNotFound:
         raise Http404("No such run.") from None
     status = request.GET.get("status")

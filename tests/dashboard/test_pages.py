@@ -4,6 +4,7 @@ and the git and Claude tabs (owner works, outsider 404, anonymous to sign in, ba
 import pytest
 from django.test import Client
 
+from apps.agents.models import AgentRun
 from apps.keys.models import ApiKey, ApiKeyUsage
 from apps.keys.services import api_key_create
 
@@ -169,7 +170,7 @@ def test_run_detail_polls_while_running(browser, owner, create_sandbox):
     failed = browser.get(f"/activity/runs/{run.id}?status=failed")
     assert [t.name for t in failed.context["tasks"]] == ["two"]
 
-    runs.agent_run_finish(run=runs.agent_run_get(owner=owner, run_id=run.id), status="failed")
+    runs.agent_run_finish(run=AgentRun.objects.get(pk=run.id), status="failed")
     done = browser.get(f"/activity/runs/{run.id}?partial=run", HTTP_HX_REQUEST="true")
     assert b"every 2s" not in done.content and b"status-failed" in done.content
 

@@ -99,3 +99,22 @@ def test_commands_run_for_members_who_may_use_the_sandbox(acme, create_sandbox, 
     assert _error(clients["developer2"].post(path, {"command": ["true"]}, format="json"))[2] == "sandboxes.manage_all"
     assert _error(clients["viewer"].post(path, {"command": ["true"]}, format="json"))[2] == "sandboxes.exec"
     assert _error(clients["outsider"].post(path, {"command": ["true"]}, format="json"))[1] == "sandbox_not_found"
+
+
+def test_agent_runs_follow_the_same_rules(acme):
+    _org, _users, clients = acme
+    made = clients["developer"].post("/api/v1/agent-runs", {"name": "build", "tasks": [{"name": "a"}]}, format="json")
+    assert made.status_code == 201, made.content
+    run_id = made.json()["id"]
+    assert clients["viewer"].get(f"/api/v1/agent-runs/{run_id}").status_code == 200
+    assert [item["id"] for item in clients["viewer"].get("/api/v1/agent-runs").json()["results"]] == [run_id]
+    assert clients["billing"].get("/api/v1/agent-runs").json()["count"] == 0
+    assert _error(clients["billing"].get(f"/api/v1/agent-runs/{run_id}"))[2] == "sandboxes.read"
+    assert _error(clients["outsider"].get(f"/api/v1/agent-runs/{run_id}"))[1] == "agent_run_not_found"
+    refused = clients["viewer"].post("/api/v1/agent-runs", {"name": "x"}, format="json")
+    assert _error(refused) == (403, "permission_denied", "sandboxes.create")
+    cancel = {"status": "cancelled"}
+    refused = clients["developer2"].patch(f"/api/v1/agent-runs/{run_id}", cancel, format="json")
+    assert _error(refused)[2] == "sandboxes.manage_all"
+    done = clients["admin"].patch(f"/api/v1/agent-runs/{run_id}", cancel, format="json")
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"

@@ -5,7 +5,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
+from apps.sandboxes import selectors as sandbox_selectors
 from apps.sandboxes.api.views import READ_WRITE
 from vibebox.api.schema import error_responses
 
@@ -36,7 +38,9 @@ def _key(request):
 
 
 def _run(request, run_id) -> AgentRun:
-    return runs.agent_run_get(owner=request.user, run_id=run_id)
+    """Reading a run needs what reading its owner's sandbox would; changing it, what using one would."""
+    need = sandbox_selectors.READ if request.method in ("GET", "HEAD") else sandbox_selectors.USE
+    return runs.agent_run_get(actor=actor_of(request), run_id=run_id, need=need)
 
 
 def _full(request, run_id) -> dict:
@@ -56,7 +60,7 @@ class AgentRunListView(GenericAPIView):
         statuses = [s for s in params.get("status", "").split(",") if s in AgentRun.Status.values]
         metadata = {key[len("metadata.") :]: value for key, value in params.items() if key.startswith("metadata.")}
         queryset = runs.agent_run_list(
-            owner=request.user,
+            actor=actor_of(request),
             status=statuses or None,
             kind=params.get("kind") or None,
             template=params.get("template") or None,
@@ -70,11 +74,14 @@ class AgentRunListView(GenericAPIView):
         operation_id="agent_runs_create", request=AgentRunCreateSerializer, responses={201: AgentRunSerializer}
     )
     def post(self, request):
+        actor = actor_of(request)
+        actor.require("sandboxes.create")
         body = AgentRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         run = runs.agent_run_create(
             owner=request.user,
+            org=actor.org,
             api_key=_key(request),
             name=data["name"],
             kind=data["kind"],
