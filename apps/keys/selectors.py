@@ -6,6 +6,7 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from apps.orgs import selectors as org_selectors
+from apps.orgs.actors import Actor
 from vibebox import exceptions as errors
 
 from . import usage
@@ -13,14 +14,23 @@ from .models import ApiKey, ApiKeyUsage
 from .secrets import hash_key, well_formed
 
 
-def api_key_list(*, user) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(user=user)
+def api_key_list(*, user, everyone_in: Actor | None = None) -> QuerySet[ApiKey]:
+    """The user's keys; `everyone_in`: every member's keys in that actor's organization (keys.manage)."""
+    if everyone_in is not None:
+        everyone_in.require("keys.manage")
+        return ApiKey.objects.filter(org=everyone_in.org).select_related("user", "org")
+    return ApiKey.objects.filter(user=user).select_related("user", "org")
 
 
-def api_key_get(*, user, id: str) -> ApiKey:
-    key = ApiKey.objects.filter(user=user, pk=id).first()
-    if key is None:
+def api_key_get(*, user, id: str, manager: Actor | None = None) -> ApiKey:
+    """One of the user's keys; with `manager`, also another member's key in that actor's
+    organization, if the actor holds keys.manage (else 403 naming it). Any other key: 404."""
+    key = ApiKey.objects.filter(pk=id).select_related("user", "org").first()
+    if key is not None and key.user_id == user.pk:
+        return key
+    if key is None or manager is None or key.org_id != manager.org.pk:
         raise errors.KeyNotFound()
+    manager.require("keys.manage")
     return key
 
 

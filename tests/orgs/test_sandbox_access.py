@@ -118,3 +118,23 @@ def test_agent_runs_follow_the_same_rules(acme):
     assert _error(refused)[2] == "sandboxes.manage_all"
     done = clients["admin"].patch(f"/api/v1/agent-runs/{run_id}", cancel, format="json")
     assert done.status_code == 200 and done.json()["status"] == "cancelled"
+
+
+def test_keys_manage_lets_admins_see_and_revoke_members_keys(acme, make_key, django_capture_on_commit_callbacks):
+    org, users, clients = acme
+    dev_key, dev_secret = make_key(users["developer"], org=org, name="dev key")
+    everyone = clients["admin"].get("/api/v1/keys?all=true")
+    assert everyone.status_code == 200
+    listed = {item["id"]: item["user"] for item in everyone.json()}
+    assert listed[dev_key.id] == "developer-user" and set(listed.values()) >= {"owner", "viewer-user"}
+    assert _error(clients["developer"].get("/api/v1/keys?all=true"))[2] == "keys.manage"
+    assert {item["user"] for item in clients["developer"].get("/api/v1/keys").json()} == {"developer-user"}
+    # Another member's key: 403 without keys.manage, 404 from another organization.
+    assert _error(clients["developer2"].get(f"/api/v1/keys/{dev_key.id}"))[2] == "keys.manage"
+    assert _error(clients["outsider"].get(f"/api/v1/keys/{dev_key.id}"))[1] == "key_not_found"
+    assert clients["admin"].get(f"/api/v1/keys/{dev_key.id}/usage").status_code == 200
+    # Rotating hands out a new secret: only one's own.
+    assert _error(clients["admin"].post(f"/api/v1/keys/{dev_key.id}/rotate", {}, format="json"))[1] == "key_not_found"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert clients["admin"].delete(f"/api/v1/keys/{dev_key.id}").status_code == 204
+    assert _error(_client(dev_secret).get("/api/v1/sandboxes"))[1] == "invalid_api_key"

@@ -13,6 +13,7 @@ class ApiKeySerializer(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
     org = serializers.SlugField(source="org.slug", allow_null=True, help_text="The organization the key acts in.")
+    user = serializers.CharField(source="user.username", help_text="Whose key it is.")
     prefix = serializers.CharField(source="display", help_text="First characters of the key, for telling keys apart.")
     test = serializers.BooleanField(source="is_test")
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES))

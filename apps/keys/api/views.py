@@ -1,11 +1,12 @@
 import datetime as dt
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys import selectors, services
+from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import KEYS_MANAGE
 from apps.orgs import selectors as org_selectors
@@ -32,9 +33,18 @@ def _created(key, secret):
 class KeyListView(APIView):
     required_scopes = MANAGE
 
-    @extend_schema(operation_id="keys_list", responses=ApiKeySerializer(many=True))
+    @extend_schema(
+        operation_id="keys_list",
+        parameters=[
+            OpenApiParameter(
+                "all", bool, description="Every member's keys in the organization (keys.manage), not only yours."
+            )
+        ],
+        responses=ApiKeySerializer(many=True),
+    )
     def get(self, request):
-        keys = selectors.api_key_list(user=request.user)
+        everyone = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        keys = selectors.api_key_list(user=request.user, everyone_in=actor_of(request) if everyone else None)
         return Response(ApiKeySerializer(keys, many=True).data)
 
     @extend_schema(
@@ -66,7 +76,8 @@ class KeyDetailView(APIView):
 
     @extend_schema(operation_id="keys_retrieve", responses=ApiKeySerializer)
     def get(self, request, key_id):
-        return Response(ApiKeySerializer(selectors.api_key_get(user=request.user, id=key_id)).data)
+        key = selectors.api_key_get(user=request.user, id=key_id, manager=actor_of(request))
+        return Response(ApiKeySerializer(key).data)
 
     @extend_schema(
         operation_id="keys_revoke",
@@ -74,7 +85,7 @@ class KeyDetailView(APIView):
         description="A key may revoke itself, or a key no broader than itself (else 403 scope_escalation).",
     )
     def delete(self, request, key_id):
-        key = selectors.api_key_get(user=request.user, id=key_id)
+        key = selectors.api_key_get(user=request.user, id=key_id, manager=actor_of(request))
         services.api_key_revoke(key=key, creator=_creator(request))
         return Response(status=204)
 
@@ -103,5 +114,5 @@ class KeyUsageView(APIView):
 
     @extend_schema(operation_id="keys_usage", responses=ApiKeyUsageSerializer)
     def get(self, request, key_id):
-        key = selectors.api_key_get(user=request.user, id=key_id)
+        key = selectors.api_key_get(user=request.user, id=key_id, manager=actor_of(request))
         return Response(ApiKeyUsageSerializer(selectors.api_key_usage(key=key)).data)
