@@ -68,6 +68,8 @@ def test_organization_members_roles_and_its_keys(vb, server, member_name):
     acme = VibeBox(api_key=key.key, base_url=server.url)
     try:
         assert [o.slug for o in acme.orgs.list()] == [slug]
+        # The org's owner holds keys.manage: every member's keys in it, each naming its user.
+        assert [(k.id, k.org, bool(k.user)) for k in acme.keys.list(everyone=True)] == [(key.id, slug, True)]
         team = acme.orgs.members(slug)
         (owner,) = team.list()
         assert isinstance(owner, Member) and owner.role == "owner"

@@ -71,14 +71,15 @@ export class Keys {
   }
 
   /**
-   * Your keys.
+   * Your keys; `{ everyone: true }`: every member's keys in the organization (needs keys.manage).
    * @example
    * ```ts
    * const keys = await vb.keys.list();
    * ```
    */
-  async list(): Promise<ApiKey[]> {
-    return this.transport.json<ApiKey[]>({ method: 'GET', path: this.path() });
+  async list(options: { everyone?: boolean } = {}): Promise<ApiKey[]> {
+    const query = options.everyone ? { all: 'true' } : undefined;
+    return this.transport.json<ApiKey[]>({ method: 'GET', path: this.path(), query });
   }
 
   /**

@@ -50,6 +50,8 @@ describe('orgs', () => {
     const acme = new VibeBox({ apiKey: key.key, baseUrl: API_URL });
     cleanupLater(() => acme.orgs.delete(slug));
     assert.deepEqual((await acme.orgs.list()).map((o) => o.slug), [slug]);
+    const everyone = await acme.keys.list({ everyone: true }); // the owner holds keys.manage
+    assert.deepEqual(everyone.map((k) => [k.id, k.org, Boolean(k.user)]), [[key.id, slug, true]]);
 
     const team = acme.orgs.members(org);
     const [owner] = await team.list();

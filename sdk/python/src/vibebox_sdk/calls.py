@@ -361,8 +361,9 @@ def template(name: str) -> Call:
     return Call("GET", f"{API}/templates/{segment(name)}", parse=lambda r: Template.from_api(r.json()))
 
 
-def keys_list() -> Call:
-    return Call("GET", f"{API}/keys", parse=_many(ApiKey.from_api))
+def keys_list(everyone: bool = False) -> Call:
+    params = {"all": "true"} if everyone else None
+    return Call("GET", f"{API}/keys", params=params, parse=_many(ApiKey.from_api))
 
 
 def key_create(fields: dict[str, Any]) -> Call:

@@ -198,6 +198,7 @@ class ApiKey(_Model):
     id: str
     name: str
     org: str | None = None  # the slug of the organization the key acts in
+    user: str | None = None  # whose key it is (username)
     prefix: str = ""
     scopes: list[str] = field(default_factory=list)
     created_at: str | None = None

@@ -139,8 +139,9 @@ class Keys:
     def __init__(self, send: Callable[[calls.Call], Any]) -> None:
         self._send = send
 
-    def list(self) -> Any:
-        return self._send(calls.keys_list())
+    def list(self, *, everyone: bool = False) -> Any:
+        """Your keys; `everyone=True`: every member's keys in the organization (needs keys.manage)."""
+        return self._send(calls.keys_list(everyone))
 
     def create(
         self,

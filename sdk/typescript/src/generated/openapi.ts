@@ -1228,6 +1228,8 @@ export interface components {
             name: string;
             /** @description The organization the key acts in. */
             org: string | null;
+            /** @description Whose key it is. */
+            user: string;
             /** @description First characters of the key, for telling keys apart. */
             prefix: string;
             test: boolean;
@@ -1282,6 +1284,8 @@ export interface components {
             name: string;
             /** @description The organization the key acts in. */
             org: string | null;
+            /** @description Whose key it is. */
+            user: string;
             /** @description First characters of the key, for telling keys apart. */
             prefix: string;
             test: boolean;
@@ -3146,7 +3150,10 @@ export interface operations {
     };
     keys_list: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Every member's keys in the organization (keys.manage), not only yours. */
+                all?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
