@@ -18,7 +18,9 @@ from apps.keys.scopes import ALL_SCOPES
 from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.services import template_upsert
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.images import templates_sync
+from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
 from bench.common import procfile_server
 from tests import sessions
@@ -139,6 +141,14 @@ def client_for(make_key):
         return _client(make_key(user, scopes, **kwargs)[1])
 
     return make
+
+
+def sandbox_row(owner, template, **fields) -> Sandbox:
+    """A sandbox row with no container behind it, in its owner's personal organization: for tests
+    of what reads rows (access rules, pages, shapes)."""
+    defaults = {"name": "row", "image": "x", "status": "running", "cpu": 1, "memory": 1 << 28}
+    org = fields.pop("org", None) or personal_org_ensure(user=owner)
+    return Sandbox.objects.create(owner=owner, org=org, template=template, **{**defaults, **fields})
 
 
 @pytest.fixture

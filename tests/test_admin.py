@@ -5,8 +5,7 @@ from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.models import Sandbox
+from tests.conftest import sandbox_row
 
 
 @pytest.fixture
@@ -20,17 +19,7 @@ def test_admin_pages(admin_client, api_key, templates, owner):
     key, secret = api_key
     # "_5C" is an escape (a backslash) in the admin's URLs: links must quote ids as the admin's own
     # do. Random ids that happened to start so made this test fail now and then.
-    sandbox = Sandbox.objects.create(
-        id="sbx_5CJywTgwyMYSwLhhqbWO",
-        owner=owner,
-        org=personal_org_ensure(user=owner),
-        name="shown",
-        template=templates["node-20"],
-        image="x",
-        status="running",
-        cpu=1,
-        memory=1 << 28,
-    )
+    sandbox = sandbox_row(owner, templates["node-20"], id="sbx_5CJywTgwyMYSwLhhqbWO", name="shown")
     for url in (
         "/admin/sandboxes/sandbox/",
         reverse("admin:sandboxes_sandbox_change", args=[quote(sandbox.pk)]),

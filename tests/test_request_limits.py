@@ -14,6 +14,7 @@ from apps.agents.models import AgentRun, AgentTask
 from apps.keys.models import ApiKey
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
+from tests.conftest import sandbox_row
 from vibebox.api.parsers import JSONParser
 
 from .conftest import live_server
@@ -45,16 +46,7 @@ def json_operations(tmp_path_factory):
 @pytest.fixture
 def objects(owner, templates, api_key):
     """One object of each kind a path names, owned by `owner`: the views find them, then parse the body."""
-    sandbox = Sandbox.objects.create(
-        owner=owner,
-        org=personal_org_ensure(user=owner),
-        name="row",
-        template=templates["python-3"],
-        image="x",
-        status="running",
-        cpu=1,
-        memory=1 << 28,
-    )
+    sandbox = sandbox_row(owner, templates["python-3"])
     run = AgentRun.objects.create(owner=owner, org=personal_org_ensure(user=owner), name="run")
     task = AgentTask.objects.create(run=run, index=0, name="task")
     org = personal_org_ensure(user=owner)

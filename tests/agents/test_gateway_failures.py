@@ -32,11 +32,10 @@ from django.conf import settings as django_settings
 
 from apps.agents.models import ClaudeSetup, ModelUsage
 from apps.agents.setup import TOKEN_PREFIX, token_hash
-from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
-from tests.conftest import _free_port
+from tests.conftest import _free_port, sandbox_row
 from vibebox import crypto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,16 +117,7 @@ def make_token(owner, templates):
     """A sandbox row in `status` with Claude enabled; its gateway token."""
 
     def make(status: str = "running", own_key: str = "") -> tuple[Sandbox, str]:
-        sandbox = Sandbox.objects.create(
-            owner=owner,
-            org=personal_org_ensure(user=owner),
-            name=f"gw-{status}-{secrets.token_hex(4)}",
-            template=templates[TEMPLATE],
-            image="x",
-            status=status,
-            cpu=1,
-            memory=1 << 28,
-        )
+        sandbox = sandbox_row(owner, templates[TEMPLATE], name=f"gw-{status}-{secrets.token_hex(4)}", status=status)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         ClaudeSetup.objects.create(
             sandbox=sandbox,

@@ -8,24 +8,14 @@ import pytest
 
 from apps.agents import asks
 from apps.agents.models import ClaudeAsk, ClaudeEvent, ClaudeSession, ClaudeSetup
-from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.models import Sandbox
+from tests.conftest import sandbox_row
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
 def ask(owner, templates):
-    sandbox = Sandbox.objects.create(
-        owner=owner,
-        org=personal_org_ensure(user=owner),
-        name="row",
-        template=templates["python-3"],
-        image="x",
-        status="running",
-        cpu=1,
-        memory=1 << 28,
-    )
+    sandbox = sandbox_row(owner, templates["python-3"])
     ClaudeSetup.objects.create(sandbox=sandbox, version="2", home="/home/agent", token_hash="h" * 64)
     session = ClaudeSession.objects.create(id="session-1", sandbox=sandbox, cwd="/workspace")
     return ClaudeAsk.objects.create(session=session, sandbox=sandbox, prompt="hello")

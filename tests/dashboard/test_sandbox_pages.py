@@ -5,9 +5,9 @@ import re
 import pytest
 from django.test import Client
 
-from apps.orgs.services import personal_org_ensure
 from apps.sandboxes import states
 from apps.sandboxes.models import Sandbox, Status
+from tests.conftest import sandbox_row
 
 
 @pytest.fixture
@@ -93,16 +93,7 @@ def test_the_page_offers_exactly_the_actions_its_state_accepts(browser, owner, t
     """The buttons come from states.py, as the API's checks do: an errored sandbox used to be
     offered "start", which answered 409."""
     template = templates["python-3"]
-    sandbox = Sandbox.objects.create(
-        owner=owner,
-        org=personal_org_ensure(user=owner),
-        template=template,
-        name=f"s-{status}",
-        image="none",
-        cpu=1,
-        memory=2**30,
-        status=status,
-    )
+    sandbox = sandbox_row(owner, template, name=f"s-{status}", status=status)
     page = browser.get(f"/sandboxes/{sandbox.id}/").content.decode()
     offered = re.findall(rf'/sandboxes/{sandbox.id}/actions/(\w+)"', page)
     assert offered == states.actions_from(status)

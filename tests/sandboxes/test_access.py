@@ -6,8 +6,7 @@ A row without a container is enough here: access is decided before the engine is
 import pytest
 from rest_framework.test import APIClient
 
-from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.models import Sandbox
+from tests.conftest import sandbox_row
 
 ENDPOINTS = [
     ("get", "/api/v1/sandboxes/{id}", "sandboxes:read"),
@@ -49,16 +48,7 @@ COLLECTION = [
 
 @pytest.fixture
 def row(owner, templates):
-    return Sandbox.objects.create(
-        owner=owner,
-        org=personal_org_ensure(user=owner),
-        name="row",
-        template=templates["python-3"],
-        image="x",
-        status="stopped",
-        cpu=1,
-        memory=1 << 28,
-    )
+    return sandbox_row(owner, templates["python-3"], status="stopped")
 
 
 def _call(client, method, url):

@@ -13,9 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from apps.agents.models import ClaudeAsk, ClaudeSession
-from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.models import Sandbox
-from tests.conftest import live_server
+from tests.conftest import live_server, sandbox_row
 from tests.ws import Communicator
 from vibebox.asgi import application
 
@@ -161,16 +159,7 @@ def claude_rows(owner, outsider, templates):
     `mine` (with a finished ask in a session) and `other`, and the outsider's `theirs` (likewise)."""
 
     def sandbox(user, name):
-        return Sandbox.objects.create(
-            owner=user,
-            org=personal_org_ensure(user=user),
-            name=name,
-            template=templates["python-3"],
-            image="x",
-            status="running",
-            cpu=1,
-            memory=1 << 28,
-        )
+        return sandbox_row(user, templates["python-3"], name=name)
 
     def ask(box, session_id):
         session = ClaudeSession.objects.create(id=session_id, sandbox=box, cwd="/workspace")
