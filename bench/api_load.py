@@ -22,11 +22,13 @@ from common import live_server
 SEED = """
 from django.contrib.auth import get_user_model
 from apps.marketplace.models import Template
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 owner = get_user_model().objects.get(username="{user}")
+org = personal_org_ensure(user=owner)
 template = Template.objects.get(name="python-3")
 Sandbox.objects.bulk_create(
-    [Sandbox(owner=owner, template=template, name=f"bench-{{i}}", image=template.image, cpu=1, memory=2**30,
+    [Sandbox(owner=owner, org=org, template=template, name=f"bench-{{i}}", image=template.image, cpu=1, memory=2**30,
              status="stopped") for i in range({count})]
 )
 """

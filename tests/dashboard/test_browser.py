@@ -32,7 +32,8 @@ FAKE_ROWS = (
     "from apps.sandboxes.models import Sandbox; from apps.marketplace.models import Template;"
     "from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{user}');"
     "t = Template.objects.get(name='python-3');"
-    "Sandbox.objects.bulk_create([Sandbox(owner=u, name=f'listed-{{i:03}}', template=t, image=t.image,"
+    "from apps.orgs.services import personal_org_ensure; o = personal_org_ensure(user=u);"
+    "Sandbox.objects.bulk_create([Sandbox(owner=u, org=o, name=f'listed-{{i:03}}', template=t, image=t.image,"
     " status='stopped', cpu=1, memory=2**30) for i in range({n})])"
 )
 
