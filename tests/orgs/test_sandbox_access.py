@@ -138,3 +138,11 @@ def test_keys_manage_lets_admins_see_and_revoke_members_keys(acme, make_key, dja
     with django_capture_on_commit_callbacks(execute=True):
         assert clients["admin"].delete(f"/api/v1/keys/{dev_key.id}").status_code == 204
     assert _error(_client(dev_secret).get("/api/v1/sandboxes"))[1] == "invalid_api_key"
+
+
+def test_the_all_flag_is_true_or_false(acme):
+    _org, _users, clients = acme
+    assert clients["admin"].get("/api/v1/keys?all=false").status_code == 200
+    for bad in ("all=null", "all=1", "all=true&all=true"):
+        refused = clients["admin"].get(f"/api/v1/keys?{bad}")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error", bad

@@ -10,6 +10,7 @@ from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import KEYS_MANAGE
 from apps.orgs import selectors as org_selectors
+from vibebox.api.params import query_flag
 
 from .serializers import (
     ApiKeyCreateSerializer,
@@ -43,7 +44,7 @@ class KeyListView(APIView):
         responses=ApiKeySerializer(many=True),
     )
     def get(self, request):
-        everyone = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        everyone = query_flag(request, "all")
         keys = selectors.api_key_list(user=request.user, everyone_in=actor_of(request) if everyone else None)
         return Response(ApiKeySerializer(keys, many=True).data)
 
