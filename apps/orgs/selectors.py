@@ -36,10 +36,11 @@ def member_get(*, org: Organization, id: int | str) -> Membership:
     return membership
 
 
-def _role_permissions(holder) -> frozenset[str]:
-    if holder.custom_role_id:
-        return frozenset(holder.custom_role.permissions)
-    return BUILTIN_ROLES.get(holder.role, frozenset())
+def role_permissions(role_name: str, custom_role=None) -> frozenset[str]:
+    """What a role grants: a custom role's list, a built-in role's set; none (a team without a role)."""
+    if custom_role is not None:
+        return frozenset(custom_role.permissions)
+    return BUILTIN_ROLES.get(role_name, frozenset())
 
 
 def permissions_of(*, user, org: Organization) -> frozenset[str]:
@@ -47,9 +48,9 @@ def permissions_of(*, user, org: Organization) -> frozenset[str]:
     membership = membership_get(org=org, user=user)
     if membership is None:
         return frozenset()
-    granted = set(_role_permissions(membership))
+    granted = set(role_permissions(membership.role, membership.custom_role))
     for team in org.teams.filter(members=user).select_related("custom_role"):
-        granted |= _role_permissions(team)
+        granted |= role_permissions(team.role, team.custom_role)
     return frozenset(granted)
 
 

@@ -117,10 +117,6 @@ def role_resolve(*, org: Organization, name: str) -> tuple[str, Role | None]:
     return "", custom
 
 
-def _role_permissions(role_name: str, custom: Role | None) -> frozenset[str]:
-    return frozenset(custom.permissions) if custom is not None else BUILTIN_ROLES[role_name]
-
-
 def _ensure_may_handle(*, org: Organization, by, permissions: frozenset[str]) -> None:
     """A member gives or takes away only a role whose permissions they hold all of themselves (so
     an admin cannot make an owner, or demote one). `by` None: the system (a management command)."""
@@ -147,7 +143,7 @@ def member_add(*, org: Organization, user_ref: str, role: str, by=None) -> Membe
     if org.personal:
         raise errors.PersonalOrg("A personal organization has no other members; create an organization to share.")
     role_name, custom = role_resolve(org=org, name=role)
-    _ensure_may_handle(org=org, by=by, permissions=_role_permissions(role_name, custom))
+    _ensure_may_handle(org=org, by=by, permissions=selectors.role_permissions(role_name, custom))
     user = _user_named(user_ref)
     try:
         with transaction.atomic():
@@ -168,7 +164,10 @@ def _ensure_owner_left(membership: Membership) -> None:
 
 def member_update(*, membership: Membership, role: str, by=None) -> Membership:
     role_name, custom = role_resolve(org=membership.org, name=role)
-    given, taken = _role_permissions(role_name, custom), _role_permissions(membership.role, membership.custom_role)
+    given, taken = (
+        selectors.role_permissions(role_name, custom),
+        selectors.role_permissions(membership.role, membership.custom_role),
+    )
     _ensure_may_handle(org=membership.org, by=by, permissions=given | taken)
     with transaction.atomic():
         # Locks the org's owners: two demotions at once cannot both leave it without one.
@@ -184,7 +183,7 @@ def member_update(*, membership: Membership, role: str, by=None) -> Membership:
 def member_remove(*, membership: Membership, by=None) -> None:
     """Removes a member (`by` themselves: they leave, whatever their role)."""
     if by is not None and by.pk != membership.user_id:
-        taken = _role_permissions(membership.role, membership.custom_role)
+        taken = selectors.role_permissions(membership.role, membership.custom_role)
         _ensure_may_handle(org=membership.org, by=by, permissions=taken)
     with transaction.atomic():
         list(Membership.objects.select_for_update().filter(org=membership.org, role=OWNER))
@@ -245,7 +244,7 @@ def team_create(*, org: Organization, name: str, role: str | None = None, by=Non
     """A team; its members inherit its role (none: a team only to share sandboxes with)."""
     role_name, custom = role_resolve(org=org, name=role) if role else ("", None)
     if role:
-        _ensure_may_handle(org=org, by=by, permissions=_role_permissions(role_name, custom))
+        _ensure_may_handle(org=org, by=by, permissions=selectors.role_permissions(role_name, custom))
     try:
         with transaction.atomic():
             return Team.objects.create(org=org, name=name, role=role_name, custom_role=custom)
@@ -253,18 +252,14 @@ def team_create(*, org: Organization, name: str, role: str | None = None, by=Non
         raise errors.TeamNameTaken(details={"team": name}) from None
 
 
-def _team_permissions(team: Team) -> frozenset[str]:
-    if not team.role and team.custom_role_id is None:
-        return frozenset()
-    return _role_permissions(team.role, team.custom_role)
-
-
 def team_update(*, team: Team, name: str | None = None, role: str | None = None, by=None) -> Team:
     """`role` "" takes the team's role away."""
     if role is not None:
         role_name, custom = role_resolve(org=team.org, name=role) if role else ("", None)
-        given = _role_permissions(role_name, custom) if role else frozenset()
-        _ensure_may_handle(org=team.org, by=by, permissions=given | _team_permissions(team))
+        given = selectors.role_permissions(role_name, custom)
+        _ensure_may_handle(
+            org=team.org, by=by, permissions=given | selectors.role_permissions(team.role, team.custom_role)
+        )
         team.role, team.custom_role = role_name, custom
     if name is not None:
         team.name = name
@@ -278,14 +273,14 @@ def team_update(*, team: Team, name: str | None = None, role: str | None = None,
 
 
 def team_delete(*, team: Team, by=None) -> None:
-    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    _ensure_may_handle(org=team.org, by=by, permissions=selectors.role_permissions(team.role, team.custom_role))
     team.delete()
     _changed_all(team.org)
 
 
 def team_member_add(*, team: Team, user_ref: str, by=None) -> None:
     """Adds a member of the team's organization (anyone else: 404 member_not_found)."""
-    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    _ensure_may_handle(org=team.org, by=by, permissions=selectors.role_permissions(team.role, team.custom_role))
     user = _user_named(user_ref)
     if not Membership.objects.filter(org=team.org, user=user).exists():
         raise errors.MemberNotFound(f"{user.get_username()} is not a member of {team.org.slug}.")
@@ -294,7 +289,7 @@ def team_member_add(*, team: Team, user_ref: str, by=None) -> None:
 
 
 def team_member_remove(*, team: Team, user_ref: str, by=None) -> None:
-    _ensure_may_handle(org=team.org, by=by, permissions=_team_permissions(team))
+    _ensure_may_handle(org=team.org, by=by, permissions=selectors.role_permissions(team.role, team.custom_role))
     user = team.members.filter(username=user_ref).first()
     if user is None:
         raise errors.MemberNotFound(details={"member": user_ref[:150]})
