@@ -143,6 +143,20 @@ def test_commands_reuse_one_greeted_connection_and_a_restart_drops_it(start_daem
     assert sandboxd_client._idle._idle[(address, name)][-1][0] is not pooled
 
 
+def test_an_inspect_remembers_where_sandboxd_listens(start_daemon, monkeypatch):
+    """A warm create inspects its container: its first command then needs no inspect of its own."""
+    name = start_daemon()
+    driver = get_driver()
+    driver._daemons.pop(name, None)
+    assert driver.inspect(name).status == "running"
+    inspected = []
+    real = driver.client.api.inspect_container
+    monkeypatch.setattr(driver.client.api, "inspect_container", lambda *a, **k: inspected.append(a) or real(*a, **k))
+    request = ExecRequest(argv=("echo", "hi"), exec_id=f"t{secrets.token_hex(6)}", timeout=30)
+    assert driver.exec(name, request).stdout == b"hi\n"
+    assert inspected == []
+
+
 def test_orphans_are_reaped(start_daemon):
     name = start_daemon()
     # Each command leaves a background child that outlives it: re-parented to PID 1, which must reap it.

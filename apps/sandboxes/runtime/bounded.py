@@ -126,6 +126,9 @@ class BoundedSocket:
     def settimeout(self, value) -> None:  # http.client sets timeouts; the budget decides them
         pass
 
+    def fileno(self) -> int:  # for select(): whether an idle connection has something to read
+        return self._sock.fileno()
+
     def close(self) -> None:
         if not self.held:
             self._sock.close()

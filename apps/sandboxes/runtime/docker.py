@@ -562,8 +562,10 @@ class DockerDriver:
         attached = (data.get("NetworkSettings") or {}).get("Networks") or {}
         return [(data.get("HostConfig") or {}).get("NetworkMode") or "", *attached]
 
-    def _inspect_running(self, name: str) -> ContainerInfo:
-        """Inspects a container just started; remembers where its sandboxd listens."""
+    def _inspect_remembering(self, name: str) -> ContainerInfo:
+        """Inspects a container and remembers where its sandboxd listens, if it runs: the next call
+        to it (a warm create's first command) needs no inspect of its own. A stale address costs
+        nothing: the greeting fails and it is looked up again."""
         data = self.client.api.inspect_container(name)
         self._daemons.pop(name, None)
         with contextlib.suppress(errors.ApplicationError):  # none: looked up (and refused) when used
@@ -573,7 +575,7 @@ class DockerDriver:
     def start(self, name: str) -> ContainerInfo:
         with self._engine():
             self._again_if_network_gone(lambda: self.client.api.start(name), lambda: self._networks_of(name))
-            return self._inspect_running(name)
+            return self._inspect_remembering(name)
 
     def stop(self, name: str, timeout: int) -> ContainerInfo:
         with self._engine():
@@ -586,7 +588,7 @@ class DockerDriver:
             self._again_if_network_gone(
                 lambda: self.client.api.restart(name, timeout=timeout), lambda: self._networks_of(name)
             )
-            return self._inspect_running(name)
+            return self._inspect_remembering(name)
 
     def remove(self, name: str, *, volume: str | None = None) -> None:
         self._daemons.pop(name, None)
@@ -605,8 +607,9 @@ class DockerDriver:
     def inspect(self, name: str) -> ContainerInfo | None:
         with self._engine():
             try:
-                return _info_from_inspect(self.client.api.inspect_container(name))
+                return self._inspect_remembering(name)
             except NotFound:
+                self._daemons.pop(name, None)
                 return None
 
     def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:

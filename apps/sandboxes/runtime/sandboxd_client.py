@@ -300,7 +300,7 @@ def _still_open(session: _Session) -> bool:
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock._sock], [], [], 0)
+        readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return False
     return not readable
