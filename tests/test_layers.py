@@ -15,7 +15,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TIERS = [{"orgs"}, {"keys"}, {"marketplace"}, {"sandboxes"}, {"billing", "agents"}, {"dashboard"}]
+TIERS = [{"audit"}, {"orgs"}, {"keys"}, {"marketplace"}, {"sandboxes"}, {"billing", "agents"}, {"dashboard"}]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
 DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
 # (file, function) -> why its project import sits inside it.

@@ -1,3 +1,4 @@
+import hmac
 import secrets
 
 from asgiref.local import Local
@@ -10,6 +11,8 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django_htmx.middleware import HtmxMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+from apps.audit import context as audit_context
 
 _current = Local()
 
@@ -57,3 +60,25 @@ Authentication = _sync_only(AuthenticationMiddleware)
 Message = _sync_only(MessageMiddleware)
 XFrameOptions = _sync_only(XFrameOptionsMiddleware)
 Htmx = _sync_only(HtmxMiddleware)
+
+
+class AuditContextMiddleware:
+    """Binds the request to the audit context (apps/audit/context.py) for the view it runs: which
+    door (the admin, the API, the MCP endpoint, else the dashboard), the client's IP and user agent,
+    and the request itself, whose user the API's authentication sets later."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        path = request.path_info
+        source = "admin" if path.startswith("/admin/") else "api" if path.startswith("/api/") else "dashboard"
+        via = request.headers.get(audit_context.VIA_HEADER)
+        if via and source == "api" and hmac.compare_digest(via, audit_context.via_token("mcp")):
+            source = "mcp"
+        ip, user_agent = audit_context.client_of(request.META)
+        token = audit_context.bind(source=source, ip=ip, user_agent=user_agent, request=request)
+        try:
+            return self.get_response(request)
+        finally:
+            audit_context.reset(token)

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
+    "apps.audit",
     "apps.orgs",
     "apps.keys",
     "apps.marketplace",
@@ -89,6 +90,7 @@ MIDDLEWARE = [
     "vibebox.middleware.Common",
     "vibebox.middleware.Csrf",
     "vibebox.middleware.Authentication",
+    "vibebox.middleware.AuditContextMiddleware",
     "vibebox.middleware.Message",
     "vibebox.middleware.XFrameOptions",
     "vibebox.middleware.Htmx",
@@ -163,6 +165,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.keys.tasks.flush_key_usage",
         "schedule": VIBEBOX_USAGE_FLUSH_INTERVAL,
         "options": {"expires": VIBEBOX_USAGE_FLUSH_INTERVAL},
+    },
+    "prune-audit-log": {
+        "task": "apps.audit.tasks.prune_audit_log",
+        "schedule": env_duration("VIBEBOX_AUDIT_PRUNE_INTERVAL", "24h"),
+        "options": {"expires": env_duration("VIBEBOX_AUDIT_PRUNE_INTERVAL", "24h")},
     },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",
@@ -350,6 +357,10 @@ VIBEBOX_KEY_ROTATION_GRACE = env_duration("VIBEBOX_KEY_ROTATION_GRACE", "24h")
 # user name from one address lock that pair out for the cool-off.
 VIBEBOX_LOGIN_MAX_FAILURES = max(1, env_int("VIBEBOX_LOGIN_MAX_FAILURES", 5))
 VIBEBOX_LOGIN_COOLOFF = env_duration("VIBEBOX_LOGIN_COOLOFF", "15m")
+# The audit log (docs/audit.md): entries older than this many days (0: never) are archived to
+# the folder as gzipped JSON lines, then removed, by a daily task.
+VIBEBOX_AUDIT_RETENTION_DAYS = env_int("VIBEBOX_AUDIT_RETENTION_DAYS", 365)
+VIBEBOX_AUDIT_ARCHIVE_DIR = Path(env_str("VIBEBOX_AUDIT_ARCHIVE_DIR", str(DATA_DIR / "audit-archive")))
 VIBEBOX_METADATA_MAX_KEYS = env_int("VIBEBOX_METADATA_MAX_KEYS", 50)
 VIBEBOX_METADATA_MAX_BYTES = env_int("VIBEBOX_METADATA_MAX_BYTES", 16384)
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.sandboxes import events
 from apps.sandboxes.runtime import bounded
 from apps.sandboxes.runtime.base import ExecControl
@@ -173,6 +174,7 @@ def ask_start(
             ask = ClaudeAsk.objects.create(
                 session=session, sandbox=sandbox, api_key=api_key, prompt=prompt, options=options
             )
+            record("claude.asked", target=sandbox, changes={"ask": ask.id, "session": session.id, "prompt": prompt})
     except IntegrityError:
         raise errors.AskRunning(details={"sessionId": session_id}) from None
     control = ExecControl()
@@ -415,6 +417,7 @@ def ask_cancel(*, ask: ClaudeAsk) -> ClaudeAsk:
             status=ClaudeAsk.Status.CANCELLED, finished_at=timezone.now()
         )
     ask.refresh_from_db()
+    record("claude.ask_cancelled", target=ask.sandbox, changes={"ask": ask.id})
     return ask
 
 

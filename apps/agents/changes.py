@@ -9,6 +9,7 @@ sandbox with pending changes is reviewed.
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.sandboxes import events
 from apps.sandboxes.services.exec import require_running
 from vibebox import exceptions as errors
@@ -67,7 +68,12 @@ def _review(*, sandbox, session_id, api_key, approve: bool) -> list[ChangeSet]:
             )
             if approve:
                 ClaudeSession.objects.filter(pk=session.pk).update(reviewed_commit=head)
-        files = sorted({f["path"] for change in pending for f in change.files})
+            files = sorted({f["path"] for change in pending for f in change.files})
+            record(
+                f"claude.changes_{status}",
+                target=sandbox,
+                changes={"session": session.id, "changeSets": [c.id for c in pending], "files": files[:100]},
+            )
         events.publish(
             sandbox=sandbox,
             type=f"claude.changes.{status}",

@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from apps.audit.context import VIA_HEADER, via_token
 from apps.keys.selectors import api_key_authenticate
 from vibebox import crypto
 from vibebox.asgiheaders import header
@@ -169,7 +170,8 @@ class McpEndpoint:
         cache_key = (secret, url, host)
         client = self._clients.get(cache_key)
         if client is None:
-            client = AsyncVibeBox(api_key=secret, base_url=url, headers={"Host": host} if host else None)
+            headers = {VIA_HEADER: via_token("mcp"), **({"Host": host} if host else {})}
+            client = AsyncVibeBox(api_key=secret, base_url=url, headers=headers)
             self._clients.put(cache_key, client)
         return client
 
@@ -211,7 +213,7 @@ def _sandbox_app(setup, secret: str):
     if found is not None and found[0] == secret:
         return found[1]
     # New, or the key changed (enabled again): put() closes the old app.
-    client = AsyncVibeBox(api_key=secret, base_url=_loopback(None)[0])
+    client = AsyncVibeBox(api_key=secret, base_url=_loopback(None)[0], headers={VIA_HEADER: via_token("mcp")})
     app = http_app(lambda request: client, sandbox_id=setup.sandbox_id)
     _sandbox_apps.put(setup.sandbox_id, (secret, app, client))
     return app

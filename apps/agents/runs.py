@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.keys.services import acting_org
 from apps.orgs.actors import Actor
 from apps.sandboxes import events
@@ -144,6 +145,7 @@ def agent_run_create(
             metadata=metadata,
         )
         AgentTask.objects.bulk_create(_task_rows(run, tasks or [], 0))
+        record("agent_run.created", target=run, changes={"name": name, "kind": kind, "tasks": len(tasks or [])})
         _run_event(run, "agent.run.created", f"agent run {run.name} started")
     return run
 
@@ -173,6 +175,7 @@ def agent_run_finish(*, run: AgentRun, status: str) -> AgentRun:
         run.status, run.finished_at = status, now
         for name in TaskStatus.values:  # the counts changed: read them again
             run.__dict__.pop(f"count_{name}", None)
+        record("agent_run.finished", target=run, changes={"status": status})
         _run_event(run, "agent.run.finished", f"agent run {run.name} {status}")
     return run
 
@@ -195,7 +198,9 @@ def agent_tasks_add(*, run: AgentRun, tasks: list[dict]) -> list[AgentTask]:
                 if current != RunStatus.RUNNING:
                     raise errors.AgentRunFinished(details={"runId": run.pk, "status": current})
                 last = AgentTask.objects.filter(run=run).aggregate(last=Max("index"))["last"]
-                return AgentTask.objects.bulk_create(_task_rows(run, tasks, 0 if last is None else last + 1))
+                added = AgentTask.objects.bulk_create(_task_rows(run, tasks, 0 if last is None else last + 1))
+                record("agent_run.tasks_added", target=run, changes={"tasks": len(added)})
+                return added
         except IntegrityError:
             if attempt == 4:
                 raise
@@ -259,6 +264,12 @@ def agent_task_update(
             )
             if updated:
                 task.refresh_from_db()
+                record(
+                    "agent_task.updated",
+                    target=task,
+                    org_id=task.run.org_id,
+                    changes={"run": task.run_id, **{field: getattr(task, field) for field in changes}},
+                )
                 if "status" in changes and (status != previous or status == TaskStatus.RUNNING):
                     _task_event(task)
                 return task
@@ -284,4 +295,6 @@ def _task_event(task: AgentTask) -> None:
 
 
 def agent_run_delete(*, run: AgentRun) -> None:
-    AgentRun.objects.filter(pk=run.pk).delete()
+    with transaction.atomic():
+        record("agent_run.deleted", target=run, changes={"name": run.name})
+        AgentRun.objects.filter(pk=run.pk).delete()

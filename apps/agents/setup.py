@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
@@ -110,6 +111,7 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
         api_keys_revoke_for_sandbox(sandbox_id=sandbox.id, keep=mcp_key)
         setup.mcp_key = crypto.encrypt(secret) if secret else ""
         setup.save()
+        record("claude.enabled", target=sandbox, changes={"mcp": mcp, "ownAnthropicKey": bool(anthropic_api_key)})
         env_update(
             sandbox=sandbox,
             changes={"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": {"value": token, "secret": True}},

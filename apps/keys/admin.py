@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
 
+from apps.audit.admin import AuditedAdmin
+
 from .models import ApiKey, ApiKeyUsage
 from .services import RATE_PATTERN
 
@@ -15,7 +17,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     form = ApiKeyForm
     # key_hash is deliberately absent: the admin never shows key material.
     list_display = ("name", "display", "user", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at")
@@ -40,6 +42,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKeyUsage)
-class ApiKeyUsageAdmin(admin.ModelAdmin):
+class ApiKeyUsageAdmin(AuditedAdmin):
     list_display = ("key", "day", "requests")
     list_filter = ("day",)

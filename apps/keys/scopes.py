@@ -7,8 +7,10 @@ KEYS_MANAGE = "keys:manage"
 TEMPLATES_READ = "templates:read"
 # Create organizations, change them and their members (as the key's user may, by their role).
 ORGS_MANAGE = "orgs:manage"
+# Read and export an organization's audit log (with the audit.read permission).
+AUDIT_READ = "audit:read"
 
-ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ, ORGS_MANAGE]
+ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ, ORGS_MANAGE, AUDIT_READ]
 # What a new key gets when the caller names no scopes.
 DEFAULT_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, TEMPLATES_READ]
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
 from apps.orgs.models import Organization
 from apps.orgs.services import personal_org_ensure
@@ -76,20 +77,42 @@ def api_key_create(
     elif org_selectors.membership_get(org=org, user=user) is None:
         raise errors.OrgNotFound(details={"org": org.slug})
     secret = generate_key(test=test)
-    key = ApiKey.objects.create(
+    with transaction.atomic():
+        key = _create(
+            user=user,
+            org=org,
+            name=name,
+            secret=secret,
+            scopes=scope_list,
+            rate_limit=rate_limit,
+            expires_at=expires_at,
+            rotated_from=rotated_from,
+            sandbox_id=sandbox_id,
+        )
+        changes = {"name": name, "user": user.get_username(), "scopes": scope_list, "test": test}
+        if expires_at is not None:
+            changes["expiresAt"] = expires_at.isoformat()
+        if sandbox_id:
+            changes["sandbox"] = sandbox_id
+        if rotated_from is None:
+            record("key.created", target=key, changes=changes)
+    return key, secret
+
+
+def _create(*, user, org, name, secret, scopes, rate_limit, expires_at, rotated_from, sandbox_id) -> ApiKey:
+    return ApiKey.objects.create(
         user=user,
         org=org,
         name=name,
         key_hash=hash_key(secret),
         key_prefix=secret[:8],
         display=display_prefix(secret),
-        scopes=scope_list,
+        scopes=scopes,
         rate_limit=rate_limit,
         expires_at=expires_at,
         rotated_from=rotated_from,
         sandbox_id=sandbox_id,
     )
-    return key, secret
 
 
 def acting_org(*, user, key: ApiKey | None = None) -> Organization:
@@ -179,6 +202,7 @@ def api_key_rotate(
         if key.expires_at is None or key.expires_at > old_expiry:
             ApiKey.objects.filter(pk=key.pk).update(expires_at=old_expiry)
             keycache.bump()
+        record("key.rotated", target=key, changes={"newKey": new_key.pk, "oldExpiresAt": old_expiry.isoformat()})
     return new_key, secret
 
 
@@ -188,7 +212,9 @@ def api_key_revoke(*, key: ApiKey, creator: ApiKey | None = None) -> ApiKey:
     `creator` (the calling key) may revoke itself or a key no broader than itself.
     """
     _ensure_may_act_on(key=key, creator=creator, action="revoke")
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    with transaction.atomic():
+        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            record("key.revoked", target=key, changes={"name": key.name, "user": key.user.get_username()})
     keycache.bump()
     key.refresh_from_db()
     transaction.on_commit(lambda: signals.api_key_revoked.send(sender=ApiKey, key=key))

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from apps.audit.admin import AuditedAdmin
+
 from .models import Membership, Organization, Role, Team
 
 
@@ -10,7 +12,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(AuditedAdmin):
     list_display = ["slug", "name", "personal_for", "created_at"]
     search_fields = ["slug", "name"]
     raw_id_fields = ["personal_for"]
@@ -18,13 +20,13 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(AuditedAdmin):
     list_display = ["name", "org", "created_at"]
     search_fields = ["name", "org__slug"]
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(AuditedAdmin):
     list_display = ["name", "org", "role", "custom_role"]
     search_fields = ["name", "org__slug"]
     filter_horizontal = ["members"]

@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, RestrictedError
 from django.utils.text import slugify
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from . import selectors, signals
@@ -48,6 +49,9 @@ def personal_org_ensure(*, user) -> Organization:
                 slug=_free_slug(user.get_username()), name=user.get_username(), personal_for=user
             )
             Membership.objects.create(org=org, user=user, role=OWNER)
+            record(
+                "org.created", target=org, changes={"slug": org.slug, "personal": True, "owner": user.get_username()}
+            )
     except IntegrityError:  # made meanwhile by another request (or its slug taken meanwhile: retry once)
         org = Organization.objects.filter(personal_for=user).first()
         if org is None:
@@ -66,6 +70,7 @@ def org_create(*, user, name: str, slug: str | None = None) -> Organization:
         with transaction.atomic():
             org = Organization.objects.create(slug=slug, name=name[:100])
             Membership.objects.create(org=org, user=user, role=OWNER)
+            record("org.created", target=org, changes={"slug": org.slug, "name": org.name})
     except IntegrityError:
         raise errors.OrgSlugTaken(details={"slug": slug}) from None
     _changed(org, user)
@@ -73,6 +78,7 @@ def org_create(*, user, name: str, slug: str | None = None) -> Organization:
 
 
 def org_update(*, org: Organization, name: str | None = None, slug: str | None = None) -> Organization:
+    before = {"name": org.name, "slug": org.slug}
     if name is not None:
         if not name:
             raise errors.ValidationFailed("name cannot be empty.")
@@ -83,6 +89,9 @@ def org_update(*, org: Organization, name: str | None = None, slug: str | None =
     try:
         with transaction.atomic():
             org.save(update_fields=["name", "slug"])
+            changed = {f: [before[f], getattr(org, f)] for f in before if before[f] != getattr(org, f)}
+            if changed:
+                record("org.updated", target=org, changes=changed)
     except IntegrityError:
         raise errors.OrgSlugTaken(details={"slug": slug}) from None
     return org
@@ -97,6 +106,7 @@ def org_delete(*, org: Organization) -> None:
     try:
         with transaction.atomic():
             signals.org_deleting.send(sender=Organization, org=org)
+            record("org.deleted", target=org, changes={"slug": org.slug, "name": org.name})
             org.delete()
     except (ProtectedError, RestrictedError):
         raise errors.OrgNotEmpty() from None
@@ -148,6 +158,7 @@ def member_add(*, org: Organization, user_ref: str, role: str, by=None) -> Membe
     try:
         with transaction.atomic():
             membership = Membership.objects.create(org=org, user=user, role=role_name, custom_role=custom)
+            record("member.added", target=membership, changes={"user": user.get_username(), "role": role})
     except IntegrityError:
         raise errors.AlreadyMember(details={"user": user.get_username()}) from None
     _changed(org, user)
@@ -174,8 +185,14 @@ def member_update(*, membership: Membership, role: str, by=None) -> Membership:
         list(Membership.objects.select_for_update().filter(org=membership.org, role=OWNER))
         if role_name != OWNER:
             _ensure_owner_left(membership)
+        before = membership.role_name
         membership.role, membership.custom_role = role_name, custom
         membership.save(update_fields=["role", "custom_role"])
+        record(
+            "member.role_changed",
+            target=membership,
+            changes={"user": membership.user.get_username(), "role": [before, membership.role_name]},
+        )
     _changed(membership.org, membership.user)
     return membership
 
@@ -190,6 +207,11 @@ def member_remove(*, membership: Membership, by=None) -> None:
         _ensure_owner_left(membership)
         for team in membership.org.teams.filter(members=membership.user):
             team.members.remove(membership.user)
+        record(
+            "member.removed",
+            target=membership,
+            changes={"user": membership.user.get_username(), "role": membership.role_name},
+        )
         membership.delete()
     _changed(membership.org, membership.user)
 
@@ -214,7 +236,9 @@ def role_create(*, org: Organization, name: str, permissions: list[str], descrip
     _ensure_may_handle(org=org, by=by, permissions=frozenset(permissions))
     try:
         with transaction.atomic():
-            return Role.objects.create(org=org, name=name, permissions=permissions, description=description)
+            role = Role.objects.create(org=org, name=name, permissions=permissions, description=description)
+            record("role.created", target=role, changes={"name": name, "permissions": permissions})
+            return role
     except IntegrityError:
         raise errors.RoleNameTaken(details={"role": name}) from None
 
@@ -226,7 +250,13 @@ def role_update(*, role: Role, permissions: list[str] | None = None, description
         role.permissions = permissions
     if description is not None:
         role.description = description
-    role.save(update_fields=["permissions", "description"])
+    with transaction.atomic():
+        role.save(update_fields=["permissions", "description"])
+        record(
+            "role.updated",
+            target=role,
+            changes={"name": role.name, "permissions": role.permissions, "description": role.description},
+        )
     _changed_all(role.org)
     return role
 
@@ -235,6 +265,7 @@ def role_delete(*, role: Role, by=None) -> None:
     _ensure_may_handle(org=role.org, by=by, permissions=frozenset(role.permissions))
     try:
         with transaction.atomic():
+            record("role.deleted", target=role, changes={"name": role.name})
             role.delete()
     except ProtectedError:
         raise errors.RoleInUse(details={"role": role.name}) from None
@@ -247,7 +278,9 @@ def team_create(*, org: Organization, name: str, role: str | None = None, by=Non
         _ensure_may_handle(org=org, by=by, permissions=selectors.role_permissions(role_name, custom))
     try:
         with transaction.atomic():
-            return Team.objects.create(org=org, name=name, role=role_name, custom_role=custom)
+            team = Team.objects.create(org=org, name=name, role=role_name, custom_role=custom)
+            record("team.created", target=team, changes={"name": name, "role": team.role_name})
+            return team
     except IntegrityError:
         raise errors.TeamNameTaken(details={"team": name}) from None
 
@@ -266,6 +299,7 @@ def team_update(*, team: Team, name: str | None = None, role: str | None = None,
     try:
         with transaction.atomic():
             team.save(update_fields=["name", "role", "custom_role"])
+            record("team.updated", target=team, changes={"name": team.name, "role": team.role_name})
     except IntegrityError:
         raise errors.TeamNameTaken(details={"team": name}) from None
     _changed_all(team.org)
@@ -274,7 +308,9 @@ def team_update(*, team: Team, name: str | None = None, role: str | None = None,
 
 def team_delete(*, team: Team, by=None) -> None:
     _ensure_may_handle(org=team.org, by=by, permissions=selectors.role_permissions(team.role, team.custom_role))
-    team.delete()
+    with transaction.atomic():
+        record("team.deleted", target=team, changes={"name": team.name})
+        team.delete()
     _changed_all(team.org)
 
 
@@ -284,7 +320,9 @@ def team_member_add(*, team: Team, user_ref: str, by=None) -> None:
     user = _user_named(user_ref)
     if not Membership.objects.filter(org=team.org, user=user).exists():
         raise errors.MemberNotFound(f"{user.get_username()} is not a member of {team.org.slug}.")
-    team.members.add(user)
+    with transaction.atomic():
+        team.members.add(user)
+        record("team.member_added", target=team, changes={"team": team.name, "user": user.get_username()})
     _changed(team.org, user)
 
 
@@ -293,5 +331,7 @@ def team_member_remove(*, team: Team, user_ref: str, by=None) -> None:
     user = team.members.filter(username=user_ref).first()
     if user is None:
         raise errors.MemberNotFound(details={"member": user_ref[:150]})
-    team.members.remove(user)
+    with transaction.atomic():
+        team.members.remove(user)
+        record("team.member_removed", target=team, changes={"team": team.name, "user": user.get_username()})
     _changed(team.org, user)

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from apps.audit.admin import AuditedAdmin
+
 from .models import PooledContainer, Sandbox, WarmPool
 
 
 @admin.register(Sandbox)
-class SandboxAdmin(admin.ModelAdmin):
+class SandboxAdmin(AuditedAdmin):
     list_display = ("id", "name", "owner", "template", "status", "warm", "container_id_short", "created_at")
     list_filter = ("status", "template", "ephemeral", "warm")
     search_fields = ("id", "name", "owner__username", "container_id")
@@ -25,7 +27,7 @@ class PooledContainerInline(admin.TabularInline):
 
 
 @admin.register(WarmPool)
-class WarmPoolAdmin(admin.ModelAdmin):
+class WarmPoolAdmin(AuditedAdmin):
     """Operators size pools here, and add pools for other resources (cpu, memory in bytes): creates
     asking for exactly those take from them. `maintain_pools` (Celery beat) applies the change."""
 

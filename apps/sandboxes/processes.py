@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import DatabaseError, connections
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from . import limits
@@ -280,6 +281,7 @@ def process_get(*, sandbox: Sandbox, id: str):
 def process_kill(*, sandbox: Sandbox, id: str, signal: str = "KILL"):
     process = process_get(sandbox=sandbox, id=id)
     process.signal(signal)
+    record("process.signalled", target=sandbox, changes={"process": id, "signal": signal})
     return process
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
@@ -440,6 +441,11 @@ def _not_found(session_id: str) -> errors.ApplicationError:
     return errors.TerminalNotFound(details={"sessionId": session_id[:64]})
 
 
+def record_opened(sandbox: Sandbox, session: DaemonSession) -> None:
+    """The audit log's entry for a new terminal (what is typed in it is not recorded)."""
+    record("terminal.opened", target=sandbox, changes={"terminal": session.id, "shell": session.shell})
+
+
 def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
     """Ends a terminal and everything it started (its clients get its exit); 404 when the
     sandbox has no such open terminal."""
@@ -448,6 +454,7 @@ def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
         raise _not_found(id)
     if not get_driver().terminal_kill(sandbox.container_name, id):
         raise _not_found(id)
+    record("terminal.killed", target=sandbox, changes={"terminal": id})
 
 
 async def join(session_id: str, *, sandbox: Sandbox, client: Client) -> DaemonSession:

@@ -1,12 +1,14 @@
 from django.urls import path
 
-from . import views
+from . import audit, views
 
 urlpatterns = [
     path("orgs", views.OrgListView.as_view(), name="orgs"),
     path("orgs/<str:slug>", views.OrgDetailView.as_view(), name="org-detail"),
     path("orgs/<str:slug>/members", views.MemberListView.as_view(), name="org-members"),
     path("orgs/<str:slug>/members/<str:member_id>", views.MemberDetailView.as_view(), name="org-member-detail"),
+    path("orgs/<str:slug>/audit-log", audit.AuditLogView.as_view(), name="org-audit-log"),
+    path("orgs/<str:slug>/audit-log/export", audit.AuditExportView.as_view(), name="org-audit-log-export"),
     path("orgs/<str:slug>/roles", views.RoleListView.as_view(), name="org-roles"),
     path("orgs/<str:slug>/roles/<str:name>", views.RoleDetailView.as_view(), name="org-role-detail"),
     path("orgs/<str:slug>/teams", views.TeamListView.as_view(), name="org-teams"),

@@ -28,6 +28,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.audit import context as audit_context
 from apps.keys.actors import actor_for
 from apps.keys.ws import authenticate, recheck
 from vibebox import exceptions as errors
@@ -116,6 +117,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         try:
             self.user, self.key, subprotocol = await authenticate(self.scope, self.required_scopes)
+            self._bind_audit()
             self._slot = await asyncio.to_thread(limits.acquire, limits.STREAMS, self.user.pk)
             await self.setup()
         except errors.ApplicationError as exc:
@@ -131,6 +133,18 @@ class BaseConsumer(AsyncWebsocketConsumer):
         except errors.ApplicationError as exc:  # e.g. the sandbox went away meanwhile
             await self.send_error(exc)
             await self.close(code=close_code(exc), reason=exc.code)
+
+    def _bind_audit(self) -> None:
+        """What this connection changes is recorded as its user's (and key's), through the WebSocket door."""
+        headers = dict(self.scope.get("headers") or [])
+        client = self.scope.get("client") or ("", 0)
+        audit_context.bind(
+            source="websocket",
+            ip=str(client[0] or "")[:45],
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:256],
+            user=self.user,
+            key_id=str(self.key.pk) if self.key is not None else "",
+        )
 
     async def setup(self):
         """Look things up and check them before the connection is accepted."""

@@ -108,6 +108,7 @@ class TerminalConsumer(BaseConsumer):
         spec = await database_sync_to_async(terminals.prepare)(sandbox, cwd=self.query("cwd") or None)
         self.session = await terminals.open_session(spec, shell=shell, cols=cols, rows=rows, client=self.client)
         self.opened = True
+        await database_sync_to_async(terminals.record_opened)(sandbox, self.session)
 
     async def started(self):
         session = self.session

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from apps.keys.services import acting_org, api_keys_revoke_for_sandbox
 from apps.marketplace.models import Template
 from apps.marketplace.selectors import template_find
@@ -277,6 +278,18 @@ def _pooled_alive(sandbox: Sandbox) -> bool:
 
 def _publish_created(sandbox: Sandbox) -> None:
     data = {"template": sandbox.template.name, "name": sandbox.name, "warm": sandbox.warm}
+    record(
+        "sandbox.created",
+        target=sandbox,
+        changes={
+            **data,
+            "image": sandbox.image,
+            "resources": {"cpu": sandbox.cpu, "memory": sandbox.memory, "disk": sandbox.disk},
+            "ephemeral": sandbox.ephemeral,
+            "timeout": sandbox.timeout_seconds,
+            "env": sorted(sandbox.env),  # names only
+        },
+    )
     events.publish(sandbox=sandbox, type="sandbox.created", data=data)
     if sandbox.status == Status.RUNNING:
         events.publish(sandbox=sandbox, type="sandbox.started")
@@ -310,6 +323,7 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
     states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+    record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
     events.publish(sandbox=sandbox, type="sandbox.destroyed")
     return sandbox
 
@@ -368,6 +382,7 @@ def sandbox_update(
     sandbox.refresh_from_db()
     if not updated:
         raise errors.SandboxStateConflict(f"Cannot update a sandbox that is {sandbox.status}.")
+    record("sandbox.updated", target=sandbox, changes={field: getattr(sandbox, field) for field in fields})
     return sandbox
 
 

@@ -9,6 +9,7 @@ import re
 
 from django.db import transaction
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 from vibebox.crypto import decrypt, encrypt
 
@@ -115,6 +116,12 @@ def env_update(*, sandbox: Sandbox, changes: dict, replace: bool = False) -> San
         if len(env) > MAX_VARIABLES:
             raise errors.InvalidEnv(f"At most {MAX_VARIABLES} variables.")
         Sandbox.objects.filter(pk=sandbox.pk).update(env=env)
+        # Names only, never values (secret or not).
+        set_names = sorted(name for name, raw in changes.items() if raw is not None)
+        removed = sorted(set(current.env) - set(env))
+        record(
+            "sandbox.env_changed", target=sandbox, changes={"set": set_names, "removed": removed, "replace": replace}
+        )
     sandbox.refresh_from_db()
     return sandbox
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from apps.audit.services import record as audit
 from vibebox import exceptions as errors
 
 from .. import events, idle, languages
@@ -101,6 +102,18 @@ def prepare(
     full_env = command_env(sandbox, env, extra_env)
     record = {"id": new_execution_id(), **record}
     execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
+    # The command's text (capped), never its output or its environment's values.
+    audit(
+        "command.executed" if kind == Execution.Kind.EXEC else "code.executed",
+        target=sandbox,
+        changes={
+            "execution": execution.id,
+            "command": execution.command,
+            "background": execution.background,
+            "cwd": workdir,
+            "user": user,
+        },
+    )
     events.publish(
         sandbox=sandbox,
         type="exec.started",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from .. import events, tarstream
@@ -92,6 +93,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
             mode=mode,
             timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT,
         )
+    record("file.written", target=sandbox, changes={"path": target, "size": size})
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
     )
@@ -110,6 +112,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         with container_running(sandbox):
             _untar_by_daemon(sandbox, target, spool, size, count)
+    record("archive.extracted", target=sandbox, changes={"path": target, "entries": count, "size": size})
     events.publish(
         sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
     )
@@ -256,6 +259,7 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
     require_running(sandbox)
     with container_running(sandbox):
         get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
+    record("file.deleted", target=sandbox, changes={"path": target, "recursive": recursive})
 
 
 def file_mkdir(*, sandbox: Sandbox, path: str) -> str:
@@ -264,6 +268,7 @@ def file_mkdir(*, sandbox: Sandbox, path: str) -> str:
     require_running(sandbox)
     with container_running(sandbox):
         get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox))
+    record("directory.created", target=sandbox, changes={"path": target})
     return target
 
 
@@ -273,4 +278,5 @@ def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: boo
     require_running(sandbox)
     with container_running(sandbox):
         get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
+    record("file.moved", target=sandbox, changes={"from": source, "to": destination, "overwrite": overwrite})
     return destination

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from django.utils import timezone
 
+from apps.audit import services as audit
 from vibebox import crypto
 from vibebox import exceptions as errors
 
@@ -700,7 +701,9 @@ def git_clone(
             "cloned_at": timezone.now(),
         },
     )
-    return {"path": target, "url": clean, "branch": current, "commit": _head(sandbox, target)}
+    done = {"path": target, "url": clean, "branch": current, "commit": _head(sandbox, target)}
+    audit.record("git.cloned", target=sandbox, changes=done)  # the URL without credentials
+    return done
 
 
 def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None, user=None) -> dict:
@@ -741,7 +744,9 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
             _cleanup(sandbox, staging)
         _merge(sandbox, target, f"refs/remotes/origin/{branch}", f"branch '{branch}' of {url}", user)
     after = _head(sandbox, target)
-    return {"path": target, "before": before, "commit": after, "updated": before != after}
+    done = {"path": target, "before": before, "commit": after, "updated": before != after}
+    audit.record("git.pulled", target=sandbox, changes={**done, "remote": remote, "branch": branch})
+    return done
 
 
 def _merge(sandbox: Sandbox, target: str, commit: str, description: str, user) -> None:
@@ -780,7 +785,9 @@ def git_push(
         args = ["push", "--porcelain", "--no-verify", "--no-recurse-submodules", *(OWN_PATH_PUSH if own_path else [])]
         args += (["--set-upstream"] if set_upstream else []) + (["--force-with-lease"] if force else [])
         _git(sandbox, [*args, "--", remote, f"HEAD:refs/heads/{branch}"], path=target, network=True, own_path=own_path)
-        return {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}
+        return _pushed(
+            sandbox, {"path": target, "remote": remote, "branch": branch, "commit": _head(sandbox, target)}, force
+        )
     url, credentials = pinned
     state = _inspect(sandbox, target, branch)
     if not state.head:
@@ -799,7 +806,12 @@ def git_push(
     if set_upstream and state.branch:
         _git(sandbox, ["config", f"branch.{state.branch}.remote", "origin"], path=target)
         _git(sandbox, ["config", f"branch.{state.branch}.merge", f"refs/heads/{branch}"], path=target)
-    return {"path": target, "remote": remote, "branch": branch, "commit": state.head}
+    return _pushed(sandbox, {"path": target, "remote": remote, "branch": branch, "commit": state.head}, force)
+
+
+def _pushed(sandbox: Sandbox, done: dict, force: bool) -> dict:
+    audit.record("git.pushed", target=sandbox, changes={**done, "force": force})
+    return done
 
 
 def default_author(user) -> dict:
@@ -829,7 +841,9 @@ def git_commit(
     if result.exit_code == 1 and b"nothing to commit" in result.stdout + result.stderr:
         raise errors.NothingToCommit()
     _check(result, None)
-    return {"path": target, "commit": _head(sandbox, target), "message": message}
+    done = {"path": target, "commit": _head(sandbox, target), "message": message}
+    audit.record("git.committed", target=sandbox, changes=done)
+    return done
 
 
 def git_checkout(*, sandbox: Sandbox, branch: str, path=None, create: bool = False) -> dict:
@@ -837,7 +851,9 @@ def git_checkout(*, sandbox: Sandbox, branch: str, path=None, create: bool = Fal
     target = repo_path(path)
     args = ["checkout", "-b", check_ref(branch)] if create else ["checkout", check_ref(branch), "--"]
     _git(sandbox, args, path=target)
-    return {"path": target, "branch": branch, "commit": _head(sandbox, target)}
+    done = {"path": target, "branch": branch, "commit": _head(sandbox, target)}
+    audit.record("git.checked_out", target=sandbox, changes={**done, "create": create})
+    return done
 
 
 def git_status(*, sandbox: Sandbox, path=None) -> dict:

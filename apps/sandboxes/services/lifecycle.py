@@ -11,6 +11,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from .. import events, states
@@ -29,9 +30,11 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
     try:
         call()
     except errors.ApplicationError as exc:
+        record(f"sandbox.{PAST[action]}", target=sandbox, changes={"failed": exc.code})
         _settle(sandbox, action=action, at=via, before=before, to=to, failure=exc, done=done_fields)
     else:
         states.move(sandbox, {via}, to, status_reason="", **done_fields)
+        record(f"sandbox.{PAST[action]}", target=sandbox)
     events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 

@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
@@ -155,6 +156,11 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
             quotas.check_snapshot(sandbox.owner)
             quotas.check_snapshot(sandbox.owner, size=snapshot.size)
             snapshot.save(force_insert=True)
+            record(
+                "snapshot.created",
+                target=snapshot,
+                changes={"sandbox": sandbox.id, "name": snapshot.name, "size": snapshot.size},
+            )
     except BaseException:
         _remove_data(snapshot)
         raise
@@ -173,7 +179,9 @@ def _remove_data(snapshot: Snapshot) -> None:
 def snapshot_delete(*, snapshot: Snapshot) -> None:
     """Removes the snapshot (sandboxes created from it keep running)."""
     _remove_data(snapshot)
-    snapshot.delete()
+    with transaction.atomic():
+        record("snapshot.deleted", target=snapshot, changes={"name": snapshot.name})
+        snapshot.delete()
 
 
 def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
@@ -224,6 +232,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     )
     _remove_replaced(aside, old_volume)
     if moved:
+        record("sandbox.restored", target=sandbox, changes={"snapshot": snapshot.id})
         events.publish(sandbox=sandbox, type="sandbox.restored", data={"snapshot": snapshot.id})
     return sandbox
 

@@ -170,6 +170,40 @@ export interface paths {
         patch: operations["orgs_update"];
         trace?: never;
     };
+    "/api/v1/orgs/{slug}/audit-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The organization's audit log, newest first. Needs audit.read. */
+        get: operations["orgs_audit_log"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/audit-log/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The whole filtered log, oldest first, streamed as JSON lines or CSV. Needs audit.read. */
+        get: operations["orgs_audit_log_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{slug}/members": {
         parameters: {
             query?: never;
@@ -1325,6 +1359,30 @@ export interface components {
             /** @description Claude works on its own branch and its changes wait for approval (default true for a new session). */
             review?: boolean | null;
         };
+        AuditEntry: {
+            /** @description The entry's number in its organization's chain. */
+            seq: number;
+            /** Format: date-time */
+            createdAt: string;
+            /** @description A username, "system" (tasks, commands) or "anonymous". */
+            actor: string;
+            actorUserId: number | null;
+            /** @description The API key used; empty for a signed-in session. */
+            keyId: string;
+            /** @description api, websocket, dashboard, admin, mcp or system. */
+            source: string;
+            ip: string;
+            userAgent: string;
+            action: string;
+            targetType: string;
+            targetId: string;
+            /** @description What changed; never a secret's value. */
+            changes: {
+                [key: string]: unknown;
+            };
+            prevHash: string;
+            hash: string;
+        };
         BackgroundProcess: {
             processId: string;
             executionId: string;
@@ -2427,9 +2485,10 @@ export interface components {
          *     * `keys:manage` - keys:manage
          *     * `templates:read` - templates:read
          *     * `orgs:manage` - orgs:manage
+         *     * `audit:read` - audit:read
          * @enum {string}
          */
-        ScopesEnum: "sandboxes:read" | "sandboxes:write" | "execute" | "keys:manage" | "templates:read" | "orgs:manage";
+        ScopesEnum: "sandboxes:read" | "sandboxes:write" | "execute" | "keys:manage" | "templates:read" | "orgs:manage" | "audit:read";
         Snapshot: {
             id: string;
             name: string;
@@ -3883,6 +3942,164 @@ export interface operations {
             };
             /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_audit_log: {
+        parameters: {
+            query?: {
+                /** @description Exact (`sandbox.created`) or a family (`sandbox.` or `sandbox.*`). */
+                action?: string;
+                /** @description A username or an API key id. */
+                actor?: string;
+                cursor?: string;
+                limit?: number;
+                /** @description From this time (inclusive). */
+                since?: string;
+                /** @description A target id, or `type:id` (`sandbox:sbx_…`). */
+                target?: string;
+                /** @description Before this time. */
+                until?: string;
+            };
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntry"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_audit_log_export: {
+        parameters: {
+            query?: {
+                /** @description Exact (`sandbox.created`) or a family (`sandbox.` or `sandbox.*`). */
+                action?: string;
+                /** @description A username or an API key id. */
+                actor?: string;
+                format?: "csv" | "jsonl";
+                /** @description From this time (inclusive). */
+                since?: string;
+                /** @description A target id, or `type:id` (`sandbox:sbx_…`). */
+                target?: string;
+                /** @description Before this time. */
+                until?: string;
+            };
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
