@@ -372,12 +372,13 @@ def role_delete(request, name: str):
 @login_required
 def teams_page(request, *, team_form=None):
     actor = _actor(request)
+    members = [m.user.get_username() for m in org_selectors.member_list(org=actor.org).order_by("user__username")]
     teams = list(org_selectors.team_list(org=actor.org))
     for team in teams:
         team.usernames = sorted(user.get_username() for user in team.members.all())
-    members = [m.user.get_username() for m in org_selectors.member_list(org=actor.org).order_by("user__username")]
+        team.candidates = [name for name in members if name not in team.usernames]  # members who may join
     form = team_form or {"name": "", "role": ""}
-    return _page(request, "dashboard/org_teams.html", "teams", actor, teams=teams, member_names=members, team_form=form)
+    return _page(request, "dashboard/org_teams.html", "teams", actor, teams=teams, team_form=form)
 
 
 @writes_to("dashboard:org-teams")

@@ -236,9 +236,11 @@ def test_teams_create_add_members_who_inherit_the_role_rename_and_delete(browser
     page = _page(browser.post("/org/teams/new", {"org": "acme", "name": "Bad Name"}))
     assert "Name: A name is 1 to 50 lowercase letters" in page and Team.objects.filter(org=acme).count() == 1
 
+    assert '<option value="alice">alice</option>' in _page(browser.get("/org/teams/"))  # may join
     response = browser.post("/org/teams/backend/members/add", {"org": "acme", "username": "alice"}, follow=True)
     assert "alice added to team backend." in _page(response)
     assert 'data-team-member="alice"' in _page(response)
+    assert '<option value="alice">alice</option>' not in _page(response)  # in it already
     assert {"sandboxes.create", "sandboxes.exec"} <= selectors.permissions_of(user=alice, org=acme)
     assert "<code>backend</code>" in _page(browser.get("/org/"))  # the members list shows their teams
     # Someone not in the organization cannot join its team.
