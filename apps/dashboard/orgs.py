@@ -351,14 +351,17 @@ def role_delete(request, name: str):
     role = _role(actor, name)
     try:
         org_services.role_delete(role=role, by=request.user)
-    except errors.RoleInUse:
+    except errors.RoleInUse as exc:
         holders = [m.user.get_username() for m in actor.org.memberships.filter(custom_role=role).select_related("user")]
-        teams = [f"team {team.name}" for team in actor.org.teams.filter(custom_role=role)]
-        messages.error(
-            request,
-            f"Role {role.name} is in use by {', '.join(holders + teams)}: give them another role first, "
-            "then delete it. (role_in_use)",
-        )
+        holders += [f"team {team.name}" for team in actor.org.teams.filter(custom_role=role)]
+        if holders:
+            messages.error(
+                request,
+                f"Role {role.name} is in use by {', '.join(holders)}: give them another role first, "
+                f"then delete it. ({exc.code})",
+            )
+        else:
+            _refused(request, exc)
     except errors.ApplicationError as exc:
         _refused(request, exc)
     else:

@@ -209,6 +209,10 @@ def test_custom_roles_create_edit_and_delete_and_a_role_in_use_stays(browser, ac
     assert "(role_in_use)" in _page(response) and Role.objects.filter(pk=role.pk).exists()
     sam = _membership(acme, "sam")
     browser.post(f"/org/members/{sam.pk}/role", {"org": "acme", "role": "viewer"})
+    browser.post("/org/teams/new", {"org": "acme", "name": "helpdesk", "role": "support"})
+    response = browser.post("/org/roles/support/delete", {"org": "acme"}, follow=True)
+    assert "Role support is in use by team helpdesk" in _page(response) and Role.objects.filter(pk=role.pk).exists()
+    browser.post("/org/teams/helpdesk/edit", {"org": "acme", "name": "helpdesk", "role": ""})
     response = browser.post("/org/roles/support/delete", {"org": "acme"}, follow=True)
     assert "Role support deleted." in _page(response) and not Role.objects.filter(pk=role.pk).exists()
     assert browser.post("/org/roles/support/delete", {"org": "acme"}).status_code == 404
