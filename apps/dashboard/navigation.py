@@ -1,4 +1,5 @@
-"""The dashboard's navigation: the top menu and a sandbox's tabs, from the routes that exist.
+"""The dashboard's navigation: the top menu, a sandbox's tabs and the organization pages' tabs,
+from the routes that exist.
 
 A page or tab appears once its URL name is routed (apps/dashboard/urls.py), so areas can land
 one at a time.
@@ -14,6 +15,13 @@ MENU = [
     ("templates", "Templates", "dashboard:templates"),
     ("keys", "API keys", "dashboard:keys"),
     ("usage", "Usage", "dashboard:usage"),
+    ("org", "Organization", "dashboard:org"),
+]
+
+ORG_TABS = [
+    ("members", "Members", "dashboard:org"),
+    ("roles", "Roles", "dashboard:org-roles"),
+    ("teams", "Teams", "dashboard:org-teams"),
 ]
 
 TABS = [
@@ -56,3 +64,8 @@ def sandbox_tabs(sandbox) -> list[dict]:
         if url:
             tabs.append({"key": key, "label": label, "url": url})
     return tabs
+
+
+def org_tabs() -> list[dict]:
+    """The organization pages' tabs: members, roles, teams (of the organization acted in)."""
+    return [{"key": key, "label": label, "url": url} for key, label, name in ORG_TABS if (url := _url(name))]

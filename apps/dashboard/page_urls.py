@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import account, activity, orgs, sandbox_dev
+from . import account, activity, sandbox_dev
 
 urlpatterns = [
     path("sandboxes/<str:sandbox_id>/git", sandbox_dev.sandbox_git, name="sandbox-git"),
@@ -24,5 +24,4 @@ urlpatterns = [
     path("keys/<str:key_id>/revoke", account.key_revoke, name="key-revoke"),
     path("keys/<str:key_id>/usage", account.key_usage, name="key-usage"),
     path("usage/", account.usage_page, name="usage"),
-    path("orgs/switch", orgs.org_switch, name="org-switch"),
 ]

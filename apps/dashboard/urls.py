@@ -5,7 +5,7 @@ from django.urls import path
 
 from vibebox import login_limits
 
-from . import page_urls, tab_urls, views
+from . import org_urls, page_urls, tab_urls, views
 
 app_name = "dashboard"
 
@@ -29,4 +29,4 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/extend", views.sandbox_extend, name="sandbox-extend"),
     path("sandboxes/<str:sandbox_id>/actions/<str:action>", views.sandbox_action, name="sandbox-action"),
 ]
-urlpatterns += tab_urls.urlpatterns + page_urls.urlpatterns
+urlpatterns += tab_urls.urlpatterns + page_urls.urlpatterns + org_urls.urlpatterns

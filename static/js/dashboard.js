@@ -55,6 +55,13 @@
   }
   document.addEventListener("htmx:responseError", (event) => {
     const xhr = event.detail.xhr;
+    // A 403 page names the missing permission (templates/403.html): show that.
+    const named = /data-error-message="([^"]+)"/.exec(xhr.responseText || "");
+    if (named) {
+      const text = new DOMParser().parseFromString(named[1], "text/html").documentElement.textContent;
+      report(`${text} Nothing was changed.`);
+      return;
+    }
     report(`The server answered ${xhr.status} ${xhr.statusText || ""}: the request was not carried out. Try again.`);
   });
   document.addEventListener("htmx:sendError", () => report("The server could not be reached. Try again."));

@@ -197,3 +197,46 @@ def test_a_refused_boosted_request_is_reported_not_swallowed(server, context):
     page.locator("#missing").click()
     expect(page.locator("#main .messages .error")).to_contain_text("404")
     assert page.url.endswith("/sandboxes/")  # the page stayed where it was
+
+
+ADD_USER = "from django.contrib.auth import get_user_model; get_user_model().objects.create_user(username='{user}')"
+
+
+def test_the_members_page_adds_changes_and_removes_a_member(server, context):
+    """A new organization from its form, then a member added, given another role and removed, each
+    through the boosted forms; a refusal (the last owner leaving) is a message, the page stays."""
+    from playwright.sync_api import expect
+
+    server.manage("shell", "-c", ADD_USER.format(user="member-b"))
+    page = context.new_page()
+    sign_in(page, server)
+    page.get_by_role("link", name="Organization").click()
+    expect(page.locator("#personal-note")).to_be_visible()
+    page.locator("#org-new").click()
+    page.wait_for_url(re.compile(r"/orgs/new$"))
+    page.locator("#org-create-name").fill("Browser Org")
+    page.locator("#org-create").click()
+    expect(page.locator("#org-name")).to_have_text("Browser Org")
+    expect(page.locator("#org-switch")).to_have_value("browser-org")
+
+    page.get_by_label("Username or email").fill("member-b")
+    page.locator("#member-role").select_option("viewer")
+    page.locator("#member-add").click()
+    row = page.locator('tr[data-member="member-b"]')
+    expect(row).to_be_visible()
+    expect(row.locator("select")).to_have_value("viewer")
+
+    row.locator("select").select_option("developer")
+    row.get_by_role("button", name="Change the role of member-b").click()
+    expect(page.locator(".messages")).to_contain_text("member-b is now developer.")
+    expect(page.locator('tr[data-member="member-b"] select')).to_have_value("developer")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator('[data-remove="member-b"]').click()
+    expect(page.locator(".messages")).to_contain_text("member-b removed from Browser Org")
+    expect(page.locator('tr[data-member="member-b"]')).to_have_count(0)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#org-leave").click()
+    expect(page.locator(".messages .error")).to_contain_text("last_owner")
+    expect(page.locator("#org-name")).to_have_text("Browser Org")

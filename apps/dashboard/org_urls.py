@@ -1,0 +1,27 @@
+"""Routes of the organization pages: the current organization (the switcher's choice), its
+members, roles and teams, and a new organization."""
+
+from django.urls import path
+
+from . import orgs
+
+urlpatterns = [
+    path("orgs/switch", orgs.org_switch, name="org-switch"),
+    path("orgs/new", orgs.org_create, name="org-create"),
+    path("org/", orgs.org_page, name="org"),
+    path("org/rename", orgs.org_rename, name="org-rename"),
+    path("org/leave", orgs.org_leave, name="org-leave"),
+    path("org/members/add", orgs.member_add, name="org-member-add"),
+    path("org/members/<int:member_id>/role", orgs.member_role, name="org-member-role"),
+    path("org/members/<int:member_id>/remove", orgs.member_remove, name="org-member-remove"),
+    path("org/roles/", orgs.roles_page, name="org-roles"),
+    path("org/roles/new", orgs.role_create, name="org-role-create"),
+    path("org/roles/<str:name>/edit", orgs.role_edit, name="org-role-edit"),
+    path("org/roles/<str:name>/delete", orgs.role_delete, name="org-role-delete"),
+    path("org/teams/", orgs.teams_page, name="org-teams"),
+    path("org/teams/new", orgs.team_create, name="org-team-create"),
+    path("org/teams/<str:name>/edit", orgs.team_edit, name="org-team-edit"),
+    path("org/teams/<str:name>/delete", orgs.team_delete, name="org-team-delete"),
+    path("org/teams/<str:name>/members/add", orgs.team_member_add, name="org-team-member-add"),
+    path("org/teams/<str:name>/members/remove", orgs.team_member_remove, name="org-team-member-remove"),
+]
