@@ -104,6 +104,11 @@ export class ValidationError extends VibeBoxError {
   static override defaultCode = 'validation_error';
 }
 
+/** 400: a role names a permission that does not exist (`details.unknown` lists them). @example `if (e instanceof UnknownPermissionError) console.log(e.details.unknown)` */
+export class UnknownPermissionError extends ValidationError {
+  static override defaultCode = 'unknown_permission';
+}
+
 /**
  * 413: the request body (an upload, stdin, code, a task result…) is above the server's limit;
  * `details.limit` says how many bytes fit.
@@ -176,6 +181,16 @@ export class UserNotFoundError extends NotFoundError {
   static override defaultCode = 'user_not_found';
 }
 
+/** 404: no custom role of this name (a built-in one's too: those are listed, never fetched, changed or deleted one by one). @example `await vb.orgs.roles('acme').get('nope') // throws RoleNotFoundError` */
+export class RoleNotFoundError extends NotFoundError {
+  static override defaultCode = 'role_not_found';
+}
+
+/** 404: no team of this name in the organization. @example `await vb.orgs.teams('acme').get('nope') // throws TeamNotFoundError` */
+export class TeamNotFoundError extends NotFoundError {
+  static override defaultCode = 'team_not_found';
+}
+
 /** 404: no such template. @example `await vb.template('nope') // throws TemplateNotFoundError` */
 export class TemplateNotFoundError extends NotFoundError {
   static override defaultCode = 'template_not_found';
@@ -244,6 +259,21 @@ export class LastOwnerError extends ConflictError {
 /** 409: the organization still has sandboxes or snapshots (`details.sandboxes`, `details.snapshots`): destroy them first. @example `if (e instanceof OrgNotEmptyError) console.log(e.details)` */
 export class OrgNotEmptyError extends ConflictError {
   static override defaultCode = 'org_not_empty';
+}
+
+/** 409: the organization has a role of this name already, or it is a built-in role's. @example `if (e instanceof RoleNameTakenError) console.log(e.details.role)` */
+export class RoleNameTakenError extends ConflictError {
+  static override defaultCode = 'role_name_taken';
+}
+
+/** 409: members or teams hold this role: give them another one before deleting it. @example `if (e instanceof RoleInUseError) console.log(e.details.role)` */
+export class RoleInUseError extends ConflictError {
+  static override defaultCode = 'role_in_use';
+}
+
+/** 409: the organization has a team of this name already. @example `if (e instanceof TeamNameTakenError) console.log(e.details.team)` */
+export class TeamNameTakenError extends ConflictError {
+  static override defaultCode = 'team_name_taken';
 }
 
 /** 409: the template has no Claude Code (use `node-22-claude-code`). @example `await vb.sandbox('node-22-claude-code')` */
@@ -448,6 +478,12 @@ const BY_CODE: Record<string, ErrorClass> = {
   user_not_found: UserNotFoundError,
   last_owner: LastOwnerError,
   org_not_empty: OrgNotEmptyError,
+  role_not_found: RoleNotFoundError,
+  role_name_taken: RoleNameTakenError,
+  role_in_use: RoleInUseError,
+  unknown_permission: UnknownPermissionError,
+  team_not_found: TeamNotFoundError,
+  team_name_taken: TeamNameTakenError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
   sandbox_outdated: SandboxOutdatedError,

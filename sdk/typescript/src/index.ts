@@ -38,10 +38,13 @@ export type {
   ListOptions,
   Member,
   Organization,
+  Permission,
+  Role,
   SandboxInfo,
   SandboxMetrics,
   Schemas,
   Snapshot,
+  Team,
   Template,
 } from './types.js';
 export type { components, paths, operations } from './generated/openapi.js';

@@ -1,5 +1,5 @@
 /**
- * `vb.orgs`: your organizations and their members. Reading needs no scope; changes need the
+ * `vb.orgs`: your organizations, their members, roles and teams. Reading needs no scope; changes need the
  * `orgs:manage` scope and, in the organization, the permission of your role. A key sees only the
  * organization it acts in: to manage a new one, create a key in it (`vb.keys.create(name, { org })`).
  * @module
@@ -7,7 +7,7 @@
 
 import { API, body, segment } from './paths.js';
 import type { Transport } from './transport.js';
-import type { Member, Organization, Schemas } from './types.js';
+import type { Member, Organization, Permission, Role, Schemas, Team } from './types.js';
 
 /**
  * An organization: its slug, or the organization itself.
@@ -31,7 +31,70 @@ export interface OrgUpdateOptions {
   slug?: string;
 }
 
+/**
+ * A role: its name, or the role itself.
+ * @example
+ * ```ts
+ * const ref: RoleRef = 'deployer';
+ * ```
+ */
+export type RoleRef = string | Pick<Role, 'name'>;
+
+/**
+ * A team: its name, or the team itself.
+ * @example
+ * ```ts
+ * const ref: TeamRef = 'platform';
+ * ```
+ */
+export type TeamRef = string | Pick<Team, 'name'>;
+
+/**
+ * What `vb.orgs.roles(org).create()` takes besides the name.
+ * @example
+ * ```ts
+ * const options: RoleCreateOptions = { permissions: ['sandboxes.read'], description: 'read only' };
+ * ```
+ */
+export interface RoleCreateOptions {
+  /** From the documented list (docs/api.md, "Organizations"); you must hold them all. */
+  permissions: Permission[];
+  /** At most 200 characters. */
+  description?: string;
+}
+
+/**
+ * What `vb.orgs.roles(org).update()` changes.
+ * @example
+ * ```ts
+ * await vb.orgs.roles('acme').update('deployer', { permissions: ['sandboxes.read'] });
+ * ```
+ */
+export interface RoleUpdateOptions {
+  /** What every holder of the role may do, at once. */
+  permissions?: Permission[];
+  description?: string;
+}
+
+/**
+ * What `vb.orgs.teams(org).update()` changes.
+ * @example
+ * ```ts
+ * await vb.orgs.teams('acme').update('platform', { name: 'infra', role: '' });
+ * ```
+ */
+export interface TeamUpdateOptions {
+  /** A new name (`TeamNameTakenError` when taken). */
+  name?: string;
+  /** Another role for its members; `''` takes the team's role away. */
+  role?: string;
+}
+
 const FEATURE = 'organizations';
+
+function nameOf(ref: RoleRef | TeamRef): string {
+  return typeof ref === 'string' ? ref : ref.name;
+}
 
 function orgPath(org: OrgRef, ...parts: string[]): string {
   const slug = typeof org === 'string' ? org : org.slug;
@@ -118,6 +181,28 @@ export class Orgs {
   members(org: OrgRef): Members {
     return new Members(this.transport, org);
   }
+
+  /**
+   * The roles of one organization: the built-in ones and its custom ones.
+   * @example
+   * ```ts
+   * const roles = await vb.orgs.roles('acme').list();
+   * ```
+   */
+  roles(org: OrgRef): Roles {
+    return new Roles(this.transport, org);
+  }
+
+  /**
+   * The teams of one organization.
+   * @example
+   * ```ts
+   * const teams = await vb.orgs.teams('acme').list();
+   * ```
+   */
+  teams(org: OrgRef): Teams {
+    return new Teams(this.transport, org);
+  }
 }
 
 /**
@@ -187,5 +272,193 @@ export class Members {
    */
   async remove(memberId: number | string): Promise<void> {
     await this.transport.json({ method: 'DELETE', path: this.path(memberId), feature: FEATURE });
+  }
+}
+
+/**
+ * The roles of one organization (`Role`: `name`, `builtIn`, `description`, `permissions`): the
+ * built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
+ * permission and every permission the role gives or gave; built-in roles cannot be changed.
+ * @example
+ * ```ts
+ * const roles = vb.orgs.roles('acme');
+ * await roles.create('deployer', { permissions: ['sandboxes.read', 'sandboxes.create'], description: 'CI' });
+ * await roles.update('deployer', { permissions: ['sandboxes.read'] }); // every holder, at once
+ * await roles.delete('deployer'); // RoleInUseError while a member or team holds it
+ * ```
+ */
+export class Roles {
+  constructor(
+    private readonly transport: Transport,
+    private readonly org: OrgRef,
+  ) {}
+
+  private path(role?: RoleRef): string {
+    return role === undefined ? orgPath(this.org, 'roles') : orgPath(this.org, 'roles', nameOf(role));
+  }
+
+  /**
+   * Built-in roles (`builtIn: true`) first, then the organization's own.
+   * @example
+   * ```ts
+   * const custom = (await vb.orgs.roles('acme').list()).filter((role) => !role.builtIn);
+   * ```
+   */
+  list(): Promise<Role[]> {
+    return this.transport.json({ method: 'GET', path: this.path(), feature: FEATURE });
+  }
+
+  /**
+   * A custom role: `name` 1–50 of `a-z 0-9 _ -` (`RoleNameTakenError` when taken or built in).
+   * @example
+   * ```ts
+   * const role = await vb.orgs.roles('acme').create('auditor', { permissions: ['audit.read'] });
+   * ```
+   */
+  create(name: string, options: RoleCreateOptions): Promise<Role> {
+    const { permissions, description } = options;
+    const json = body({ name, permissions, description }) satisfies Partial<Schemas['RoleCreateRequest']>;
+    return this.transport.json({ method: 'POST', path: this.path(), json, feature: FEATURE });
+  }
+
+  /**
+   * A custom role (`RoleNotFoundError` for any other name, built-in ones included).
+   * @example
+   * ```ts
+   * const { permissions } = await vb.orgs.roles('acme').get('deployer');
+   * ```
+   */
+  get(role: RoleRef): Promise<Role> {
+    return this.transport.json({ method: 'GET', path: this.path(role), feature: FEATURE });
+  }
+
+  /**
+   * Changes what the role grants (every member and team holding it, at once) or its description.
+   * @example
+   * ```ts
+   * await vb.orgs.roles('acme').update('deployer', { description: 'deploys from CI' });
+   * ```
+   */
+  update(role: RoleRef, options: RoleUpdateOptions): Promise<Role> {
+    const { permissions, description } = options;
+    const json = body({ permissions, description }) satisfies Schemas['PatchedRoleUpdateRequest'];
+    return this.transport.json({ method: 'PATCH', path: this.path(role), json, feature: FEATURE });
+  }
+
+  /**
+   * Deletes a custom role; `RoleInUseError` while a member or team holds it.
+   * @example
+   * ```ts
+   * await vb.orgs.roles('acme').delete('deployer');
+   * ```
+   */
+  async delete(role: RoleRef): Promise<void> {
+    await this.transport.json({ method: 'DELETE', path: this.path(role), feature: FEATURE });
+  }
+}
+
+/**
+ * The teams of one organization (`Team`: `name`, `role`, `members`). Members of a team inherit
+ * its role (`null`: a team that grants nothing). Reading: any member; changes need members.manage
+ * and every permission of the team's role.
+ * @example
+ * ```ts
+ * const teams = vb.orgs.teams('acme');
+ * await teams.create('platform', { role: 'developer' });
+ * await teams.addMember('platform', 'bob');
+ * await teams.update('platform', { name: 'infra', role: '' });
+ * await teams.removeMember('infra', 'bob');
+ * await teams.delete('infra');
+ * ```
+ */
+export class Teams {
+  constructor(
+    private readonly transport: Transport,
+    private readonly org: OrgRef,
+  ) {}
+
+  private path(team?: TeamRef, ...parts: string[]): string {
+    return team === undefined ? orgPath(this.org, 'teams') : orgPath(this.org, 'teams', nameOf(team), ...parts);
+  }
+
+  /**
+   * The teams, their roles and members (usernames).
+   * @example
+   * ```ts
+   * for (const team of await vb.orgs.teams('acme').list()) console.log(team.name, team.members);
+   * ```
+   */
+  list(): Promise<Team[]> {
+    return this.transport.json({ method: 'GET', path: this.path(), feature: FEATURE });
+  }
+
+  /**
+   * A team (`TeamNameTakenError` when taken); `role`: built-in or custom, none by default.
+   * @example
+   * ```ts
+   * const team = await vb.orgs.teams('acme').create('platform', { role: 'developer' });
+   * ```
+   */
+  create(name: string, options: { role?: string } = {}): Promise<Team> {
+    const json = body({ name, role: options.role }) satisfies Partial<Schemas['TeamCreateRequest']>;
+    return this.transport.json({ method: 'POST', path: this.path(), json, feature: FEATURE });
+  }
+
+  /**
+   * One team (`TeamNotFoundError` when there is none of this name).
+   * @example
+   * ```ts
+   * const { members } = await vb.orgs.teams('acme').get('platform');
+   * ```
+   */
+  get(team: TeamRef): Promise<Team> {
+    return this.transport.json({ method: 'GET', path: this.path(team), feature: FEATURE });
+  }
+
+  /**
+   * Renames the team, or gives it another role (`role: ''` takes its role away).
+   * @example
+   * ```ts
+   * await vb.orgs.teams('acme').update('platform', { role: 'viewer' });
+   * ```
+   */
+  update(team: TeamRef, options: TeamUpdateOptions): Promise<Team> {
+    const json = body({ name: options.name, role: options.role }) satisfies Schemas['PatchedTeamUpdateRequest'];
+    return this.transport.json({ method: 'PATCH', path: this.path(team), json, feature: FEATURE });
+  }
+
+  /**
+   * Deletes the team: its members keep their own roles, not the team's.
+   * @example
+   * ```ts
+   * await vb.orgs.teams('acme').delete('platform');
+   * ```
+   */
+  async delete(team: TeamRef): Promise<void> {
+    await this.transport.json({ method: 'DELETE', path: this.path(team), feature: FEATURE });
+  }
+
+  /**
+   * Adds a member of the organization to the team (`MemberNotFoundError` for anyone else);
+   * answers the team.
+   * @example
+   * ```ts
+   * const team = await vb.orgs.teams('acme').addMember('platform', 'bob');
+   * ```
+   */
+  addMember(team: TeamRef, username: string): Promise<Team> {
+    const json = { username } satisfies Schemas['TeamMemberAddRequest'];
+    return this.transport.json({ method: 'POST', path: this.path(team, 'members'), json, feature: FEATURE });
+  }
+
+  /**
+   * Takes a member out of the team (`MemberNotFoundError` when they are not in it).
+   * @example
+   * ```ts
+   * await vb.orgs.teams('acme').removeMember('platform', 'bob');
+   * ```
+   */
+  async removeMember(team: TeamRef, username: string): Promise<void> {
+    await this.transport.json({ method: 'DELETE', path: this.path(team, 'members', username), feature: FEATURE });
   }
 }

@@ -25,6 +25,12 @@ export type SandboxMetrics = Schemas['SandboxMetrics'];
 export type Organization = Schemas['Organization'];
 /** A member of an organization; `id` names them in `members(org).update()` and `.remove()`. @example `(await vb.orgs.members('acme').list())[0]?.role` */
 export type Member = Schemas['Member'];
+/** A permission a role grants (`sandboxes.read`, `members.manage`…: docs/api.md, "Organizations"). @example `const read: Permission = 'sandboxes.read'` */
+export type Permission = Schemas['PermissionsEnum'];
+/** A role of an organization: built in (`builtIn`) or custom, and what it grants. @example `(await vb.orgs.roles('acme').list()).filter((r) => !r.builtIn)` */
+export type Role = Schemas['Role'];
+/** A team of an organization: its members (usernames) inherit its `role` (`null`: none). @example `(await vb.orgs.teams('acme').get('platform')).members` */
+export type Team = Schemas['Team'];
 
 /**
  * Credentials for a git remote: a token (HTTPS) or an SSH key.

@@ -1,6 +1,7 @@
 // Organizations and their members against the live server. A key sees only the organization it
 // acts in, so a new organization is managed with a key made in it. The member added is the
-// outsider key's user (`ts-outsider`, made by the pytest driver).
+// outsider key's user (`ts-outsider`, made by the pytest driver); with a custom role and in a
+// team, their own key made in the organization shows what the two give them.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
@@ -10,10 +11,19 @@ import {
   LastOwnerError,
   MemberNotFoundError,
   OrgNotFoundError,
+  PermissionDeniedError,
+  RoleInUseError,
+  RoleNameTakenError,
+  RoleNotFoundError,
+  TeamNameTakenError,
+  TeamNotFoundError,
   UserNotFoundError,
   ValidationError,
   VibeBox,
   type Member,
+  type Permission,
+  type Role,
+  type Team,
 } from '../src/index.js';
 import { API_KEY, API_URL, OUTSIDER_KEY, cleanupLater, uniqueName } from './helpers.js';
 
@@ -78,5 +88,81 @@ describe('orgs', () => {
     assert.equal((await acme.orgs.update(slug, { name: 'TS Org Renamed' })).name, 'TS Org Renamed');
     await acme.orgs.delete(slug);
     await assert.rejects(acme.orgs.list(), AuthenticationError); // its keys went with it
+  });
+
+  test('custom roles and teams decide what a member may do', async () => {
+    const BUILT_IN = ['owner', 'admin', 'developer', 'viewer', 'billing'];
+    const slug = uniqueName('ts-roles');
+    await vb.orgs.create('TS Roles', { slug });
+    const acme = new VibeBox({ apiKey: (await vb.keys.create(uniqueName('ts-roles-admin'), { org: slug })).key, baseUrl: API_URL });
+    cleanupLater(() => acme.orgs.delete(slug));
+    const roles = acme.orgs.roles(slug);
+    const teams = acme.orgs.teams(slug);
+
+    const listed: Role[] = await roles.list();
+    assert.deepEqual(listed.map((r) => [r.name, r.builtIn]), BUILT_IN.map((name) => [name, true]));
+    const deployer = await roles.create('deployer', { permissions: ['sandboxes.read', 'sandboxes.create'], description: 'CI' });
+    assert.deepEqual(deployer, { name: 'deployer', builtIn: false, description: 'CI', permissions: ['sandboxes.create', 'sandboxes.read'] });
+    assert.deepEqual(await roles.get(deployer), deployer);
+    assert.deepEqual((await roles.list()).map((r) => r.name), [...BUILT_IN, 'deployer']);
+    const taken = await roles.create('deployer', { permissions: [] }).catch((e: unknown) => e);
+    assert.ok(taken instanceof RoleNameTakenError && taken instanceof ConflictError, String(taken));
+    assert.deepEqual(taken.details, { role: 'deployer' });
+    await assert.rejects(roles.create('admin', { permissions: ['sandboxes.read'] }), RoleNameTakenError);
+    // The request's validation refuses an unknown permission first (validation_error, the field named).
+    const unknown = await roles.create('wizard', { permissions: ['sandboxes.fly' as Permission] }).catch((e: unknown) => e);
+    assert.ok(unknown instanceof ValidationError && unknown.code === 'validation_error', String(unknown));
+    assert.ok('permissions.0' in (unknown.details.fields as Record<string, unknown>), JSON.stringify(unknown.details));
+    await assert.rejects(roles.get('no-such-role'), RoleNotFoundError);
+    await assert.rejects(roles.update('owner', { description: 'mine' }), RoleNotFoundError); // built-in ones: listed only
+
+    const platform = await teams.create('platform', { role: 'developer' });
+    assert.deepEqual([platform.name, platform.role, platform.members], ['platform', 'developer', []]);
+    assert.ok(platform.createdAt);
+    assert.equal((await teams.create('readers')).role, null);
+    const teamTaken = await teams.create('platform').catch((e: unknown) => e);
+    assert.ok(teamTaken instanceof TeamNameTakenError && teamTaken instanceof ConflictError, String(teamTaken));
+    const noRole = await teams.create('wizards', { role: 'wizard' }).catch((e: unknown) => e);
+    assert.ok(noRole instanceof ValidationError && noRole.code === 'unknown_role', String(noRole));
+    await assert.rejects(teams.addMember('platform', OUTSIDER), MemberNotFoundError); // not a member yet
+    await assert.rejects(teams.addMember('platform', uniqueName('nobody')), UserNotFoundError);
+    await assert.rejects(teams.addMember('no-such-team', OUTSIDER), TeamNotFoundError);
+
+    const holder: Member = await acme.orgs.members(slug).add(OUTSIDER, { role: 'deployer' });
+    const outsider = new VibeBox({ apiKey: OUTSIDER_KEY, baseUrl: API_URL });
+    const mine = new VibeBox({ apiKey: (await outsider.keys.create(uniqueName('ts-in-roles'), { org: slug })).key, baseUrl: API_URL });
+    assert.deepEqual((await mine.orgs.get(slug)).permissions, ['sandboxes.create', 'sandboxes.read']);
+    const denied = await mine.orgs.roles(slug).create('mine', { permissions: ['sandboxes.read'] }).catch((e: unknown) => e);
+    assert.ok(denied instanceof PermissionDeniedError && denied.details.permission === 'members.manage', String(denied));
+    assert.deepEqual((await mine.orgs.teams(slug).list()).map((t) => t.name), ['platform', 'readers']); // reading: any member
+
+    const inUse = await roles.delete('deployer').catch((e: unknown) => e);
+    assert.ok(inUse instanceof RoleInUseError && inUse instanceof ConflictError, String(inUse));
+    const changed = await roles.update('deployer', { permissions: ['sandboxes.read'], description: 'read only' });
+    assert.deepEqual([changed.permissions, changed.description], [['sandboxes.read'], 'read only']);
+    assert.deepEqual((await mine.orgs.get(slug)).permissions, ['sandboxes.read']); // every holder, at once
+
+    const joined: Team = await teams.addMember(platform, OUTSIDER);
+    assert.deepEqual(joined.members, [OUTSIDER]);
+    assert.deepEqual((await mine.orgs.get(slug)).permissions, ['sandboxes.create', 'sandboxes.exec', 'sandboxes.read', 'templates.submit']);
+    const infra = await teams.update('platform', { name: 'infra', role: '' });
+    assert.deepEqual([infra.name, infra.role, infra.members], ['infra', null, [OUTSIDER]]);
+    await assert.rejects(teams.get('platform'), TeamNotFoundError);
+    assert.deepEqual((await mine.orgs.get(slug)).permissions, ['sandboxes.read']);
+    assert.equal((await teams.update(infra, { role: 'deployer' })).role, 'deployer');
+
+    await teams.removeMember('infra', OUTSIDER);
+    assert.deepEqual((await teams.get('infra')).members, []);
+    await assert.rejects(teams.removeMember('infra', OUTSIDER), MemberNotFoundError);
+    await assert.rejects(roles.delete('deployer'), RoleInUseError); // the member and the team hold it
+    await teams.delete('infra');
+    await teams.delete('readers');
+    assert.deepEqual(await teams.list(), []);
+    await assert.rejects(teams.delete('infra'), TeamNotFoundError);
+    await acme.orgs.members(slug).update(holder.id, { role: 'viewer' });
+    await roles.delete('deployer');
+    await assert.rejects(roles.get('deployer'), RoleNotFoundError);
+    assert.deepEqual((await roles.list()).map((r) => r.name), BUILT_IN);
+    await acme.orgs.delete(slug);
   });
 });

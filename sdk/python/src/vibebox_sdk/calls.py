@@ -19,8 +19,10 @@ from .models import (
     LogEntry,
     Member,
     Organization,
+    Role,
     SandboxInfo,
     Snapshot,
+    Team,
     Template,
     snake_keys,
 )
@@ -387,7 +389,7 @@ def key_usage(key_id: str) -> Call:
     return Call("GET", f"{API}/keys/{segment(key_id)}/usage", parse=_snake)
 
 
-# Organizations and their members (a server from before them answers NotSupportedError).
+# Organizations, their members, roles and teams (a server from before them answers NotSupportedError).
 
 ORGS = "organizations"
 
@@ -439,6 +441,63 @@ def member_update(slug: str, member_id: int | str, role: str) -> Call:
 
 def member_remove(slug: str, member_id: int | str) -> Call:
     return Call("DELETE", org_path(slug, "members", str(member_id)), feature=ORGS, parse=_none)
+
+
+def _role(response: httpx.Response) -> Role:
+    return Role.from_api(response.json())
+
+
+def _team(response: httpx.Response) -> Team:
+    return Team.from_api(response.json())
+
+
+def roles_list(slug: str) -> Call:
+    return Call("GET", org_path(slug, "roles"), feature=ORGS, parse=_many(Role.from_api))
+
+
+def role_create(slug: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", org_path(slug, "roles"), json=body(**fields), feature=ORGS, parse=_role)
+
+
+def role_get(slug: str, name: str) -> Call:
+    return Call("GET", org_path(slug, "roles", name), feature=ORGS, parse=_role)
+
+
+def role_update(slug: str, name: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", org_path(slug, "roles", name), json=body(**fields), feature=ORGS, parse=_role)
+
+
+def role_delete(slug: str, name: str) -> Call:
+    return Call("DELETE", org_path(slug, "roles", name), feature=ORGS, parse=_none)
+
+
+def teams_list(slug: str) -> Call:
+    return Call("GET", org_path(slug, "teams"), feature=ORGS, parse=_many(Team.from_api))
+
+
+def team_create(slug: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", org_path(slug, "teams"), json=body(**fields), feature=ORGS, parse=_team)
+
+
+def team_get(slug: str, name: str) -> Call:
+    return Call("GET", org_path(slug, "teams", name), feature=ORGS, parse=_team)
+
+
+def team_update(slug: str, name: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", org_path(slug, "teams", name), json=body(**fields), feature=ORGS, parse=_team)
+
+
+def team_delete(slug: str, name: str) -> Call:
+    return Call("DELETE", org_path(slug, "teams", name), feature=ORGS, parse=_none)
+
+
+def team_member_add(slug: str, name: str, username: str) -> Call:
+    path = org_path(slug, "teams", name, "members")
+    return Call("POST", path, json={"username": username}, feature=ORGS, parse=_team)
+
+
+def team_member_remove(slug: str, name: str, username: str) -> Call:
+    return Call("DELETE", org_path(slug, "teams", name, "members", username), feature=ORGS, parse=_none)
 
 
 def health() -> Call:

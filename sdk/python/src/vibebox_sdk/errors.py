@@ -68,6 +68,12 @@ class ValidationError(VibeBoxError):
     default_code = "validation_error"
 
 
+class UnknownPermissionError(ValidationError):
+    """400: a role names a permission that does not exist (`details["unknown"]` lists them)."""
+
+    default_code = "unknown_permission"
+
+
 class RequestTooLargeError(ValidationError):
     """413: the request body (an upload, stdin, code, a task result...) is above the server's limit;
     `details["limit"]` says how many bytes fit."""
@@ -128,6 +134,17 @@ class UserNotFoundError(NotFoundError):
     default_code = "user_not_found"
 
 
+class RoleNotFoundError(NotFoundError):
+    """404: no custom role of this name in the organization (a built-in role's name too: those are
+    listed, never fetched, changed or deleted one by one)."""
+
+    default_code = "role_not_found"
+
+
+class TeamNotFoundError(NotFoundError):
+    default_code = "team_not_found"
+
+
 class ExecutionNotFoundError(NotFoundError):
     default_code = "execution_not_found"
 
@@ -178,6 +195,24 @@ class OrgNotEmptyError(ConflictError):
     `details["snapshots"]`): destroy them before deleting it."""
 
     default_code = "org_not_empty"
+
+
+class RoleNameTakenError(ConflictError):
+    """409: the organization has a role of this name already, or it is a built-in role's name."""
+
+    default_code = "role_name_taken"
+
+
+class RoleInUseError(ConflictError):
+    """409: members or teams hold this role: give them another one before deleting it."""
+
+    default_code = "role_in_use"
+
+
+class TeamNameTakenError(ConflictError):
+    """409: the organization has a team of this name already."""
+
+    default_code = "team_name_taken"
 
 
 class SnapshotNotFoundError(NotFoundError):
@@ -306,6 +341,12 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "user_not_found": UserNotFoundError,
     "last_owner": LastOwnerError,
     "org_not_empty": OrgNotEmptyError,
+    "role_not_found": RoleNotFoundError,
+    "role_name_taken": RoleNameTakenError,
+    "role_in_use": RoleInUseError,
+    "unknown_permission": UnknownPermissionError,
+    "team_not_found": TeamNotFoundError,
+    "team_name_taken": TeamNameTakenError,
     "execution_not_found": ExecutionNotFoundError,
     "terminal_not_found": TerminalNotFoundError,
     "env_var_not_found": EnvVarNotFoundError,

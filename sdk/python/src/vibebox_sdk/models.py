@@ -253,3 +253,26 @@ class Member(_Model):
     role: str = ""
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Role(_Model):
+    """A role of an organization: a built-in one (`built_in`: owner, admin, developer, viewer,
+    billing) or a custom one, a name and a subset of the permissions (docs/api.md, "Organizations")."""
+
+    name: str
+    built_in: bool = False
+    description: str = ""
+    permissions: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Team(_Model):
+    """A team of an organization: its members (usernames) inherit its `role` (None: it grants none)."""
+
+    name: str
+    role: str | None = None
+    members: list[str] = field(default_factory=list)
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -1,4 +1,5 @@
-"""`sandbox.env`, `sandbox.git`, `vb.keys` and `vb.orgs`: one request per method.
+"""`sandbox.env`, `sandbox.git`, `vb.keys` and `vb.orgs` (with its members, roles and teams): one
+request per method.
 
 They are shared by the sync and async clients: each method returns what `send` returns, the value
 itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
@@ -11,13 +12,19 @@ from typing import Any
 
 from . import calls
 from .durations import Duration
-from .models import EnvVar, Organization
+from .models import EnvVar, Organization, Role, Team
 
 OrgRef = str | Organization  # an organization's slug, or the organization itself
+RoleRef = str | Role  # a role's name, or the role itself
+TeamRef = str | Team  # a team's name, or the team itself
 
 
 def slug_of(org: OrgRef) -> str:
     return org.slug if isinstance(org, Organization) else org
+
+
+def name_of(ref: RoleRef | TeamRef) -> str:
+    return ref.name if isinstance(ref, Role | Team) else ref
 
 
 class _Namespace:
@@ -187,6 +194,8 @@ class Orgs:
     vb.orgs.list()                                   # a key: [its own organization]
     vb.orgs.create("Acme", slug="acme")              # you are its owner
     vb.orgs.members("acme").add("bob", role="developer")
+    vb.orgs.roles("acme").create("deployer", permissions=["sandboxes.read", "sandboxes.create"])
+    vb.orgs.teams("acme").create("platform", role="deployer")
     """
 
     def __init__(self, send: Callable[[calls.Call], Any]) -> None:
@@ -213,6 +222,14 @@ class Orgs:
     def members(self, org: OrgRef) -> Members:
         """The organization's members: `vb.orgs.members("acme").list()`."""
         return Members(self._send, slug_of(org))
+
+    def roles(self, org: OrgRef) -> Roles:
+        """The organization's roles, built-in and custom: `vb.orgs.roles("acme").list()`."""
+        return Roles(self._send, slug_of(org))
+
+    def teams(self, org: OrgRef) -> Teams:
+        """The organization's teams: `vb.orgs.teams("acme").list()`."""
+        return Teams(self._send, slug_of(org))
 
 
 class Members:
@@ -242,4 +259,89 @@ class Members:
         return self._send(calls.member_remove(self.slug, member_id))
 
 
-__all__ = ["Env", "EnvVar", "Git", "Keys", "Members", "Orgs"]
+class Roles:
+    """The roles of one organization (`Role`: name, built_in, description, permissions): the
+    built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
+    permission and every permission the role gives or gave (so an admin cannot make a role with
+    org.delete); built-in roles cannot be changed.
+
+    roles = vb.orgs.roles("acme")
+    roles.create("deployer", permissions=["sandboxes.read", "sandboxes.create"], description="CI")
+    roles.update("deployer", permissions=["sandboxes.read"])    # every holder, at once
+    roles.delete("deployer")                                    # RoleInUseError while held
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any], slug: str) -> None:
+        self._send = send
+        self.slug = slug
+
+    def list(self) -> Any:
+        """Built-in roles (`built_in=True`) first, then the organization's own."""
+        return self._send(calls.roles_list(self.slug))
+
+    def create(self, name: str, *, permissions: list[str], description: str | None = None) -> Any:
+        """A custom role: `name` 1-50 of a-z 0-9 _ - (`RoleNameTakenError` when taken or built in),
+        `permissions` from the documented list (`UnknownPermissionError` for others)."""
+        fields = {"name": name, "permissions": permissions, "description": description}
+        return self._send(calls.role_create(self.slug, fields))
+
+    def get(self, role: RoleRef) -> Any:
+        """A custom role (`RoleNotFoundError` for any other name, built-in ones included)."""
+        return self._send(calls.role_get(self.slug, name_of(role)))
+
+    def update(self, role: RoleRef, *, permissions: list[str] | None = None, description: str | None = None) -> Any:
+        """Changes what the role grants (every member and team holding it, at once), or its description."""
+        fields = {"permissions": permissions, "description": description}
+        return self._send(calls.role_update(self.slug, name_of(role), fields))
+
+    def delete(self, role: RoleRef) -> Any:
+        """Deletes a custom role; `RoleInUseError` while a member or team holds it."""
+        return self._send(calls.role_delete(self.slug, name_of(role)))
+
+
+class Teams:
+    """The teams of one organization (`Team`: name, role, members). Members of a team inherit its
+    role (None: a team that grants nothing). Reading: any member; changes need members.manage and
+    every permission of the team's role.
+
+    teams = vb.orgs.teams("acme")
+    teams.create("platform", role="developer")
+    teams.add_member("platform", "bob")                          # a member of acme: Team
+    teams.update("platform", name="infra", role="")              # renamed, no role any more
+    teams.remove_member("infra", "bob")
+    teams.delete("infra")
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any], slug: str) -> None:
+        self._send = send
+        self.slug = slug
+
+    def list(self) -> Any:
+        return self._send(calls.teams_list(self.slug))
+
+    def create(self, name: str, *, role: str | None = None) -> Any:
+        """A team (`TeamNameTakenError` when taken); `role`: built-in or custom, none by default."""
+        return self._send(calls.team_create(self.slug, {"name": name, "role": role}))
+
+    def get(self, team: TeamRef) -> Any:
+        return self._send(calls.team_get(self.slug, name_of(team)))
+
+    def update(self, team: TeamRef, *, name: str | None = None, role: str | None = None) -> Any:
+        """Renames the team, or gives it another role (`role=""` takes its role away)."""
+        return self._send(calls.team_update(self.slug, name_of(team), {"name": name, "role": role}))
+
+    def delete(self, team: TeamRef) -> Any:
+        """Deletes the team: its members keep their own roles, not the team's."""
+        return self._send(calls.team_delete(self.slug, name_of(team)))
+
+    def add_member(self, team: TeamRef, username: str) -> Any:
+        """Adds a member of the organization to the team (`MemberNotFoundError` for anyone else);
+        answers the `Team`."""
+        return self._send(calls.team_member_add(self.slug, name_of(team), username))
+
+    def remove_member(self, team: TeamRef, username: str) -> Any:
+        """Takes a member out of the team (`MemberNotFoundError` when they are not in it)."""
+        return self._send(calls.team_member_remove(self.slug, name_of(team), username))
+
+
+__all__ = ["Env", "EnvVar", "Git", "Keys", "Members", "Orgs", "Roles", "Teams"]

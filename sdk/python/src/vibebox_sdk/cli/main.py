@@ -14,7 +14,7 @@ import typer
 
 from .. import errors
 from ..version import VERSION
-from . import admin, claudecmd, execution, gitcmd, orgs, sandboxes, shell, snapshots, transfer
+from . import admin, claudecmd, execution, gitcmd, orgs, roles, sandboxes, shell, snapshots, transfer
 from . import mcp as mcp_command
 from .common import AUTH, ERROR, NOT_FOUND, CliError
 from .output import err
@@ -51,6 +51,7 @@ shell.register(app)
 gitcmd.register(app)
 admin.register(app)
 orgs.register(app)
+roles.register(app)
 snapshots.register(app)
 claudecmd.register(app)
 mcp_command.register(app)
