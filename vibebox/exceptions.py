@@ -85,6 +85,12 @@ RoleInUse = error("role_in_use", 409, "Members or teams hold this role; give the
 TeamNotFound = error("team_not_found", 404, "Team not found.")
 TeamNameTaken = error("team_name_taken", 409, "A team with this name already exists here.")
 RoleNotFound = error("role_not_found", 404, "Role not found.")
+InvitationNotFound = error("invitation_not_found", 404, "No such invitation (a wrong or damaged link, or revoked).")
+InvitationExpired = error("invitation_expired", 410, "The invitation has expired; ask for a new one.")
+InvitationAccepted = error("invitation_accepted", 410, "The invitation was already accepted.")
+InvitationEmailMismatch = error(
+    "invitation_email_mismatch", 403, "The invitation was sent to another email address than your account's."
+)
 
 # Keys.
 KeyNotFound = error("key_not_found", 404, "API key not found.")

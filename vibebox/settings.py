@@ -281,7 +281,34 @@ LOGGING = {
     },
 }
 
+# Email (invitations): printed to the server's output unless an SMTP host is set (docs/operations.md).
+VIBEBOX_EMAIL_HOST = env_str("VIBEBOX_EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "VIBEBOX_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if VIBEBOX_EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = VIBEBOX_EMAIL_HOST or "localhost"
+EMAIL_PORT = env_int("VIBEBOX_EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("VIBEBOX_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("VIBEBOX_EMAIL_PASSWORD", "")
+EMAIL_USE_SSL = env_bool("VIBEBOX_EMAIL_SSL", False)  # implicit TLS (port 465)
+EMAIL_USE_TLS = env_bool("VIBEBOX_EMAIL_STARTTLS", not EMAIL_USE_SSL)  # STARTTLS (port 587)
+if EMAIL_USE_SSL and EMAIL_USE_TLS:
+    raise ImproperlyConfigured("VIBEBOX_EMAIL_SSL and VIBEBOX_EMAIL_STARTTLS cannot both be on: choose one.")
+EMAIL_TIMEOUT = env_duration("VIBEBOX_EMAIL_TIMEOUT", "10s")  # a hung mail server holds a request this long at most
+DEFAULT_FROM_EMAIL = env_str("VIBEBOX_EMAIL_FROM", "VibeBox <vibebox@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # ---- VibeBox product settings (docs/operations.md) ----
+# The server's public origin (https://vibebox.example.com), for links in emails; default: the
+# origin the request that sends them came to.
+VIBEBOX_PUBLIC_URL = env_str("VIBEBOX_PUBLIC_URL", "").rstrip("/")
+# Invitations to organizations (docs/api.md, "Invitations"): how long a link works, and whether
+# any signed-in user may accept one (else only the user whose email it was sent to).
+VIBEBOX_INVITATION_DAYS = max(1, env_int("VIBEBOX_INVITATION_DAYS", 7))
+VIBEBOX_INVITATION_ANY_EMAIL = env_bool("VIBEBOX_INVITATION_ANY_EMAIL", False)
 # Several VibeBox installations (or the test suite) may share one Docker engine:
 # each only manages containers labelled with its own instance name.
 VIBEBOX_INSTANCE = env_str("VIBEBOX_INSTANCE", "default")

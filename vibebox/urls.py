@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
+from apps.orgs import web as orgs_web
+
 from . import login_limits, views
 
 # The admin's sign-in form counts failures and locks out like the dashboard's (login_limits).
@@ -18,6 +20,7 @@ urlpatterns = [
     ),
     path("admin/login/", login_limits.limited(admin.site.login)),  # before the admin's own route: 429s
     path("admin/", admin.site.urls),
+    path("invitations/<str:token>", orgs_web.invitation_page, name="invitation"),  # an invitation email's link
     path("", include("apps.dashboard.urls")),
 ]
 

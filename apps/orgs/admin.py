@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from apps.audit.admin import AuditedAdmin
 
-from .models import Membership, Organization, Role, Team
+from .models import Invitation, Membership, Organization, Role, Team
 
 
 class MembershipInline(admin.TabularInline):
@@ -30,3 +30,16 @@ class TeamAdmin(AuditedAdmin):
     list_display = ["name", "org", "role", "custom_role"]
     search_fields = ["name", "org__slug"]
     filter_horizontal = ["members"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(AuditedAdmin):
+    """To look at, and to revoke (delete); invitations are sent through the API, which emails them."""
+
+    list_display = ["email", "org", "role", "custom_role", "invited_by", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["accepted_at", "revoked_at"]
+    search_fields = ["email", "org__slug"]
+    readonly_fields = [field.name for field in Invitation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -99,3 +99,57 @@ class Team(RoleHolder):
 
     def __str__(self):
         return f"{self.org.slug}/{self.name}"
+
+
+def new_invitation_id() -> str:
+    return random_id("inv_", 16)
+
+
+class Invitation(RoleHolder):
+    """An invitation to join an organization with a role, sent by email as a signed link
+    (apps/orgs/tokens.py: the link carries the id, signed; no token is stored). Pending while
+    neither accepted nor revoked (an expired one stays pending until then: inviting the address
+    again sends it anew); one pending invitation per organization and address."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_invitation_id, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254, help_text="Lowercased.")
+    # A finished invitation goes with its custom role; a pending one keeps the role from being
+    # deleted (services.role_delete refuses, as for members).
+    custom_role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="orgs_invitation_one_pending",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(role="") & models.Q(custom_role__isnull=False))
+                | (~models.Q(role="") & models.Q(custom_role__isnull=True)),
+                name="orgs_invitation_one_role",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.email} to {self.org} ({self.role_name})"
+
+    @property
+    def pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None
+
+    def expired_at(self, now) -> bool:
+        return now >= self.expires_at

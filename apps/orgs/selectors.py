@@ -1,10 +1,13 @@
 """Reads for organizations. A user sees only the organizations they belong to: any other is a 404."""
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from .models import Membership, Organization, Role, Team
+from . import tokens
+from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES
 
 
@@ -74,3 +77,65 @@ def team_get(*, org: Organization, name: str) -> Team:
     if team is None:
         raise errors.TeamNotFound(details={"team": name[:50]})
     return team
+
+
+def invitation_list(*, org: Organization) -> QuerySet[Invitation]:
+    """The organization's pending invitations (expired ones included, until revoked or sent again)."""
+    return Invitation.objects.filter(org=org, accepted_at__isnull=True, revoked_at__isnull=True).select_related(
+        "custom_role", "invited_by"
+    )
+
+
+def invitation_get(*, org: Organization, id: str) -> Invitation:
+    """A pending invitation of the organization by id (any other: 404 invitation_not_found)."""
+    invitation = invitation_list(org=org).filter(pk=id).first()
+    if invitation is None:
+        raise errors.InvitationNotFound(details={"invitation": id[:64]})
+    return invitation
+
+
+def invitation_by_token(*, token: str) -> Invitation:
+    """The invitation a signed link names, whatever its state (the caller checks it); a token not
+    made here, or naming a revoked invitation or none, is a 404 invitation_not_found."""
+    invitation_id = tokens.invitation_id(token)
+    invitation = (
+        Invitation.objects.filter(pk=invitation_id, revoked_at__isnull=True)
+        .select_related("org", "custom_role", "invited_by")
+        .first()
+        if invitation_id
+        else None
+    )
+    if invitation is None:
+        raise errors.InvitationNotFound()
+    return invitation
+
+
+def masked_email(email: str) -> str:
+    """j***@example.com: enough for its owner to recognise, not to read off the page."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def invitation_check(*, invitation: Invitation, user=None) -> None:
+    """Whether `user` may accept the invitation now, else the error that says why: revoked (404),
+    accepted (410), expired (410), sent to another address than the user's (403, unless
+    VIBEBOX_INVITATION_ANY_EMAIL), or the user a member already (409). Without a user: whether
+    anyone still may."""
+    if invitation.revoked_at is not None:
+        raise errors.InvitationNotFound()
+    if invitation.accepted_at is not None:
+        raise errors.InvitationAccepted()
+    if timezone.now() >= invitation.expires_at:
+        raise errors.InvitationExpired(details={"expiredAt": invitation.expires_at.isoformat()})
+    if user is None:
+        return
+    if not settings.VIBEBOX_INVITATION_ANY_EMAIL and (user.email or "").lower() != invitation.email.lower():
+        raise errors.InvitationEmailMismatch(
+            f"This invitation was sent to {masked_email(invitation.email)}; sign in as the user with that "
+            "email address to accept it.",
+            details={"email": masked_email(invitation.email)},
+        )
+    if Membership.objects.filter(org=invitation.org, user=user).exists():
+        raise errors.AlreadyMember(
+            f"You are already a member of {invitation.org.slug}.", details={"org": invitation.org.slug}
+        )

@@ -1,18 +1,27 @@
 """Writes for organizations and their members."""
 
+import logging
 import re
+import smtplib
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, RestrictedError
+from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from . import selectors, signals
-from .models import Membership, Organization, Role, Team
+from . import selectors, signals, tokens
+from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES, OWNER, unknown
+
+logger = logging.getLogger(__name__)
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 
@@ -262,9 +271,15 @@ def role_update(*, role: Role, permissions: list[str] | None = None, description
 
 
 def role_delete(*, role: Role, by=None) -> None:
+    """Refused while a member, a team or a pending invitation holds the role (finished
+    invitations to it go with it)."""
     _ensure_may_handle(org=role.org, by=by, permissions=frozenset(role.permissions))
     try:
         with transaction.atomic():
+            if selectors.invitation_list(org=role.org).filter(custom_role=role).exists():
+                raise errors.RoleInUse(
+                    "Pending invitations hold this role; revoke them first.", details={"role": role.name}
+                )
             record("role.deleted", target=role, changes={"name": role.name})
             role.delete()
     except ProtectedError:
@@ -335,3 +350,135 @@ def team_member_remove(*, team: Team, user_ref: str, by=None) -> None:
         team.members.remove(user)
         record("team.member_removed", target=team, changes={"team": team.name, "user": user.get_username()})
     _changed(team.org, user)
+
+
+# ---- Invitations (by email, accepted through a signed link: tokens.py) ----
+
+
+def _invitation_link(invitation: Invitation, base_url: str) -> str:
+    origin = (settings.VIBEBOX_PUBLIC_URL or base_url).rstrip("/")
+    return f"{origin}/invitations/{tokens.invitation_token(invitation)}"
+
+
+def _deliver(subject: str, body: str, to: str) -> None:
+    try:
+        send_mail(subject, body, None, [to])
+    except (smtplib.SMTPException, OSError):  # the invitation stands: it can be sent again
+        logger.exception("Could not send the invitation email to %s", to)
+
+
+def _send_invitation(invitation: Invitation, *, base_url: str) -> None:
+    """The invitation's email (plain text with the link), sent once the transaction commits."""
+    inviter = invitation.invited_by
+    context = {
+        "org": invitation.org,
+        "role": invitation.role_name,
+        "inviter": (inviter.get_full_name() or inviter.get_username()) if inviter else "",
+        "link": _invitation_link(invitation, base_url),
+        "expires_at": invitation.expires_at,
+    }
+    # One line: an organization's name may hold a line break, a header may not.
+    subject = " ".join(render_to_string("orgs/invitation_email_subject.txt", context).split())
+    body = render_to_string("orgs/invitation_email.txt", context)
+    transaction.on_commit(lambda: _deliver(subject, body, invitation.email))
+
+
+def _invitation_times(invitation: Invitation) -> None:
+    invitation.sent_at = timezone.now()
+    invitation.expires_at = invitation.sent_at + timedelta(days=settings.VIBEBOX_INVITATION_DAYS)
+
+
+def invitation_create(*, org: Organization, email: str, role: str, base_url: str, by=None) -> tuple[Invitation, bool]:
+    """Invites an email address with a role (one the inviter holds every permission of) and sends
+    the link. The address already invited (pending, expired or not): that invitation is sent again
+    with the new role and a fresh expiry. Answers (the invitation, whether it is new)."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization has no other members; create an organization to share.")
+    role_name, custom = role_resolve(org=org, name=role)
+    _ensure_may_handle(org=org, by=by, permissions=selectors.role_permissions(role_name, custom))
+    email = email.lower()
+    if Membership.objects.filter(org=org, user__email__iexact=email).exists():
+        raise errors.AlreadyMember(f"{email} is already a member of {org.slug}.", details={"email": email})
+    try:
+        return _invitation_write(org=org, email=email, role=(role_name, custom), base_url=base_url, by=by)
+    except IntegrityError:  # the address invited meanwhile by another request: that one is sent again
+        return _invitation_write(org=org, email=email, role=(role_name, custom), base_url=base_url, by=by)
+
+
+def _invitation_write(*, org, email, role, base_url, by) -> tuple[Invitation, bool]:
+    with transaction.atomic():
+        pending = Invitation.objects.filter(org=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True)
+        invitation = pending.select_for_update().first()
+        created = invitation is None
+        if created:
+            invitation = Invitation(org=org, email=email)
+        else:  # changing its role takes the old one away: the same rule
+            taken = selectors.role_permissions(invitation.role, invitation.custom_role)
+            _ensure_may_handle(org=org, by=by, permissions=taken)
+        invitation.role, invitation.custom_role = role
+        invitation.invited_by = by or invitation.invited_by
+        _invitation_times(invitation)
+        invitation.save()
+        record(
+            "invitation.created" if created else "invitation.sent_again",
+            target=invitation,
+            changes={"email": email, "role": invitation.role_name, "expiresAt": invitation.expires_at.isoformat()},
+        )
+        _send_invitation(invitation, base_url=base_url)
+    return invitation, created
+
+
+def invitation_resend(*, invitation: Invitation, base_url: str, by=None) -> Invitation:
+    """Sends a pending invitation again, with a fresh expiry (the link stays the same)."""
+    _ensure_may_handle(
+        org=invitation.org, by=by, permissions=selectors.role_permissions(invitation.role, invitation.custom_role)
+    )
+    with transaction.atomic():
+        _invitation_times(invitation)
+        updated = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
+            sent_at=invitation.sent_at, expires_at=invitation.expires_at
+        )
+        if not updated:
+            raise errors.InvitationNotFound(details={"invitation": invitation.pk})
+        record("invitation.sent_again", target=invitation, changes={"email": invitation.email})
+        _send_invitation(invitation, base_url=base_url)
+    return invitation
+
+
+def invitation_revoke(*, invitation: Invitation, by=None) -> None:
+    """Its link stops working (404 invitation_not_found)."""
+    _ensure_may_handle(
+        org=invitation.org, by=by, permissions=selectors.role_permissions(invitation.role, invitation.custom_role)
+    )
+    with transaction.atomic():
+        pending = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True)
+        if not pending.update(revoked_at=timezone.now()):
+            raise errors.InvitationNotFound(details={"invitation": invitation.pk})
+        record("invitation.revoked", target=invitation, changes={"email": invitation.email})
+
+
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """`user` joins the organization with the invited role (selectors.invitation_check says who may)."""
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+        if invitation is None:  # deleted meanwhile (the admin)
+            raise errors.InvitationNotFound()
+        selectors.invitation_check(invitation=invitation, user=user)
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(
+                    org=invitation.org, user=user, role=invitation.role, custom_role=invitation.custom_role
+                )
+        except IntegrityError:
+            raise errors.AlreadyMember(details={"user": user.get_username()}) from None
+        invitation.accepted_at, invitation.accepted_by = timezone.now(), user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        record(
+            "invitation.accepted",
+            target=invitation,
+            user=user,
+            changes={"email": invitation.email, "user": user.get_username(), "role": invitation.role_name},
+        )
+        record("member.added", target=membership, changes={"user": user.get_username(), "role": membership.role_name})
+    _changed(invitation.org, user)
+    return membership

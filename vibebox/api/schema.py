@@ -20,6 +20,7 @@ ERROR_SUMMARIES = {
     403: "Refused: the key lacks a scope, or the owner may not do this.",
     404: "No such object (someone else's is a 404 too).",
     409: "Conflicts with the current state of the object.",
+    410: "Gone: the link or object has expired or was used.",
     413: "The body is above the server's limit (details.limit for uploads).",
     422: "git failed; message and details.git carry git's own message.",
     429: "Too many requests; Retry-After says when to retry.",

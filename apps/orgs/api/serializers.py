@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from vibebox.api.serializers import StrictSerializer, pattern_field
@@ -108,3 +109,36 @@ class TeamUpdateSerializer(StrictSerializer):
 
 class TeamMemberAddSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
+
+
+# The WHATWG (HTML) pattern of a valid email address: what a browser's email field takes.
+EMAIL = (
+    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
+)
+
+
+class InvitationSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    email = serializers.CharField()
+    role = serializers.CharField(source="role_name")
+    invitedBy = serializers.SerializerMethodField(help_text="The inviter's username; null: the user was deleted.")
+    createdAt = serializers.DateTimeField(source="created_at")
+    sentAt = serializers.DateTimeField(source="sent_at", help_text="When the email was last sent.")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    expired = serializers.SerializerMethodField(help_text="Past expiresAt: sending it again renews it.")
+
+    def get_invitedBy(self, invitation) -> str | None:
+        return invitation.invited_by.username if invitation.invited_by else None
+
+    def get_expired(self, invitation) -> bool:
+        return timezone.now() >= invitation.expires_at
+
+
+class InvitationCreateSerializer(StrictSerializer):
+    email = pattern_field(EMAIL, "Enter a valid email address.", max_length=254)
+    role = serializers.CharField(max_length=50, help_text="owner, admin, developer, viewer, billing or a custom role.")
+
+
+class InvitationAcceptSerializer(StrictSerializer):
+    token = serializers.CharField(max_length=500, help_text="The token of the invitation link: /invitations/{token}.")

@@ -9,6 +9,18 @@ urlpatterns = [
     path("orgs/<str:slug>/members/<str:member_id>", views.MemberDetailView.as_view(), name="org-member-detail"),
     path("orgs/<str:slug>/audit-log", audit.AuditLogView.as_view(), name="org-audit-log"),
     path("orgs/<str:slug>/audit-log/export", audit.AuditExportView.as_view(), name="org-audit-log-export"),
+    path("orgs/<str:slug>/invitations", views.InvitationListView.as_view(), name="org-invitations"),
+    path(
+        "orgs/<str:slug>/invitations/<str:invitation_id>",
+        views.InvitationDetailView.as_view(),
+        name="org-invitation-detail",
+    ),
+    path(
+        "orgs/<str:slug>/invitations/<str:invitation_id>/resend",
+        views.InvitationResendView.as_view(),
+        name="org-invitation-resend",
+    ),
+    path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitations-accept"),
     path("orgs/<str:slug>/roles", views.RoleListView.as_view(), name="org-roles"),
     path("orgs/<str:slug>/roles/<str:name>", views.RoleDetailView.as_view(), name="org-role-detail"),
     path("orgs/<str:slug>/teams", views.TeamListView.as_view(), name="org-teams"),

@@ -10,6 +10,9 @@ from ..actors import actor_in
 from ..models import Organization
 from ..permissions import BUILTIN_ROLES
 from .serializers import (
+    InvitationAcceptSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MemberAddSerializer,
     MemberSerializer,
     MemberUpdateSerializer,
@@ -298,3 +301,88 @@ class TeamMemberDetailView(APIView):
         org = _org(request, slug, "members.manage")
         services.team_member_remove(team=selectors.team_get(org=org, name=name), user_ref=username, by=request.user)
         return Response(status=204)
+
+
+def _base_url(request) -> str:
+    """The origin the request came to: an invitation link's, unless VIBEBOX_PUBLIC_URL says it."""
+    return request.build_absolute_uri("/")
+
+
+class InvitationListView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(
+        operation_id="orgs_invitations_list",
+        responses=InvitationSerializer(many=True),
+        description="The pending invitations (expired ones too, until revoked or sent again). Needs members.manage.",
+    )
+    def get(self, request, slug):
+        org = _org(request, slug, "members.manage")
+        return Response(InvitationSerializer(selectors.invitation_list(org=org), many=True).data)
+
+    @extend_schema(
+        operation_id="orgs_invitations_create",
+        request=InvitationCreateSerializer,
+        responses={201: InvitationSerializer, 200: InvitationSerializer, **error_responses(409)},
+        description="Invites an email address with a role and emails it a signed link (/invitations/{token}). "
+        "Needs members.manage and every permission of the role. The address invited already: that "
+        "invitation is sent again with this role and a fresh expiry (200). A member already: 409 already_member.",
+    )
+    def post(self, request, slug):
+        org = _org(request, slug, "members.manage")
+        body = InvitationCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invitation, created = services.invitation_create(
+            org=org, by=request.user, base_url=_base_url(request), **body.validated_data
+        )
+        return Response(InvitationSerializer(invitation).data, status=201 if created else 200)
+
+
+class InvitationDetailView(APIView):
+    required_scopes = READ_MANAGE
+
+    @extend_schema(
+        operation_id="orgs_invitations_revoke",
+        responses={204: None},
+        description="Revokes a pending invitation: its link stops working. Needs members.manage.",
+    )
+    def delete(self, request, slug, invitation_id):
+        org = _org(request, slug, "members.manage")
+        services.invitation_revoke(invitation=selectors.invitation_get(org=org, id=invitation_id), by=request.user)
+        return Response(status=204)
+
+
+class InvitationResendView(APIView):
+    required_scopes = {"POST": [ORGS_MANAGE]}
+
+    @extend_schema(
+        operation_id="orgs_invitations_resend",
+        request=None,
+        responses=InvitationSerializer,
+        description="Sends a pending invitation's email again, with a fresh expiry. Needs members.manage.",
+    )
+    def post(self, request, slug, invitation_id):
+        org = _org(request, slug, "members.manage")
+        invitation = selectors.invitation_get(org=org, id=invitation_id)
+        services.invitation_resend(invitation=invitation, by=request.user, base_url=_base_url(request))
+        return Response(InvitationSerializer(invitation).data)
+
+
+class InvitationAcceptView(APIView):
+    required_scopes = {"POST": [ORGS_MANAGE]}
+
+    @extend_schema(
+        operation_id="invitations_accept",
+        request=InvitationAcceptSerializer,
+        responses={200: OrganizationSerializer, **error_responses(404, 409, 410)},
+        description="The caller joins the organization with the invited role; answers the organization. "
+        "The caller's email must be the invited address (403 invitation_email_mismatch) unless the server "
+        "allows any; a wrong or revoked link is 404 invitation_not_found, an expired one 410 "
+        "invitation_expired, one used already 410 invitation_accepted.",
+    )
+    def post(self, request):
+        body = InvitationAcceptSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invitation = selectors.invitation_by_token(token=body.validated_data["token"])
+        services.invitation_accept(invitation=invitation, user=request.user)
+        return Response(_render(request, invitation.org))

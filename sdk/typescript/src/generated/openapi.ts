@@ -69,6 +69,23 @@ export interface paths {
         patch: operations["agent_runs_tasks_update"];
         trace?: never;
     };
+    "/api/v1/invitations/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description The caller joins the organization with the invited role; answers the organization. The caller's email must be the invited address (403 invitation_email_mismatch) unless the server allows any; a wrong or revoked link is 404 invitation_not_found, an expired one 410 invitation_expired, one used already 410 invitation_accepted. */
+        post: operations["invitations_accept"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/keys": {
         parameters: {
             query?: never;
@@ -198,6 +215,58 @@ export interface paths {
         get: operations["orgs_audit_log_export"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The pending invitations (expired ones too, until revoked or sent again). Needs members.manage. */
+        get: operations["orgs_invitations_list"];
+        put?: never;
+        /** @description Invites an email address with a role and emails it a signed link (/invitations/{token}). Needs members.manage and every permission of the role. The address invited already: that invitation is sent again with this role and a fresh expiry (200). A member already: 409 already_member. */
+        post: operations["orgs_invitations_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/invitations/{invitation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** @description Revokes a pending invitation: its link stops working. Needs members.manage. */
+        delete: operations["orgs_invitations_revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/invitations/{invitation_id}/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Sends a pending invitation's email again, with a fresh expiry. Needs members.manage. */
+        post: operations["orgs_invitations_resend"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2068,6 +2137,33 @@ export interface components {
          * @enum {string}
          */
         GitTokenAuthTypeEnum: "token";
+        Invitation: {
+            id: string;
+            email: string;
+            role: string;
+            /** @description The inviter's username; null: the user was deleted. */
+            readonly invitedBy: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description When the email was last sent.
+             */
+            sentAt: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description Past expiresAt: sending it again renews it. */
+            readonly expired: boolean;
+        };
+        InvitationAcceptRequest: {
+            /** @description The token of the invitation link: /invitations/{token}. */
+            token: string;
+        };
+        InvitationCreateRequest: {
+            email: string;
+            /** @description owner, admin, developer, viewer, billing or a custom role. */
+            role: string;
+        };
         LogEntry: {
             /**
              * @description log: the container's output; event: VibeBox's.
@@ -2587,7 +2683,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -3180,6 +3276,101 @@ export interface operations {
             };
             /** @description The body is above the server's limit (details.limit for uploads). error.code says which (docs/api.md lists them). */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    invitations_accept: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationAcceptRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Organization"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Gone: the link or object has expired or was used. error.code says which (docs/api.md lists them). */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4078,6 +4269,301 @@ export interface operations {
                 content: {
                     "application/x-ndjson": string;
                     "text/csv": string;
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_invitations_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_invitations_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationCreateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_invitations_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                invitation_id: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_invitations_resend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                invitation_id: string;
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
