@@ -190,6 +190,7 @@ def member_remove(*, membership: Membership, by=None) -> None:
         _ensure_owner_left(membership)
         for team in membership.org.teams.filter(members=membership.user):
             team.members.remove(membership.user)
+        signals.member_removing.send(sender=Membership, org=membership.org, user=membership.user)
         membership.delete()
     _changed(membership.org, membership.user)
 
