@@ -367,7 +367,7 @@ class GrantSerializer(serializers.Serializer):
     id = serializers.CharField()
     user = serializers.CharField(source="user.username", allow_null=True, help_text="The member's username (or null).")
     team = serializers.CharField(source="team.name", allow_null=True, help_text="The team's name (or null).")
-    access = serializers.ChoiceField(choices=SandboxGrant.Access.values, help_text=ACCESS_HELP)
+    access = serializers.ChoiceField(choices=SandboxGrant.Access.choices, help_text=ACCESS_HELP)
     createdBy = serializers.CharField(source="created_by.username", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
 
@@ -378,4 +378,4 @@ class GrantSetSerializer(StrictSerializer):
 
     user = serializers.CharField(required=False, max_length=254, help_text="A member's username or email.")
     team = serializers.CharField(required=False, max_length=50, help_text="A team's name.")
-    access = serializers.ChoiceField(choices=SandboxGrant.Access.values, help_text=ACCESS_HELP)
+    access = serializers.ChoiceField(choices=SandboxGrant.Access.choices, help_text=ACCESS_HELP)
