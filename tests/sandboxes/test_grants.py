@@ -9,7 +9,9 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
+from django.test import Client
 
+from apps.keys.actors import SESSION_ORG
 from apps.keys.scopes import ALL_SCOPES, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.orgs import services as org_services
 from apps.orgs.actors import Actor
@@ -162,6 +164,12 @@ def test_who_may_grant_and_to_whom(acme, templates, owner):
     grants = f"/api/v1/sandboxes/{sid}/grants"
     assert _error(clients["vic"].delete(f"{grants}/{bill_grant}"))[2] == "sandboxes.manage_all"
     assert clients["vic"].delete(f"{grants}/{vic_grant}").status_code == 204
+    assert _error(clients["vic"].post(f"/api/v1/sandboxes/{sid}/exec", {"command": "true"}, format="json"))[2] == (
+        "sandboxes.exec"
+    )
+    assert clients["bill"].get(f"/api/v1/sandboxes/{sid}").status_code == 200
+    assert clients["dev"].delete(f"{grants}/{bill_grant}").status_code == 204
+    assert _error(clients["bill"].get(f"/api/v1/sandboxes/{sid}"))[2] == "sandboxes.read"
     # Grantees are members (or teams) of the sandbox's organization.
     refused = _grant(clients["dev"], sid, "read", user="outsider")
     assert _error(refused)[:2] == (404, "member_not_found")
@@ -242,6 +250,29 @@ def test_ones_own_sandbox_is_reached_without_reading_grants(acme, templates, dja
         selectors.check_access(vic, owner_id=sandbox.owner_id, need=selectors.USE, sandbox_id=sandbox.pk)
     with django_assert_num_queries(0), pytest.raises(errors.PermissionDenied):  # no sandbox: the role alone
         selectors.check_access(vic, owner_id=sandbox.owner_id, need=selectors.USE, sandbox_id=None)
+
+
+@pytest.mark.django_db
+def test_the_dashboard_asks_for_manage_to_stop_destroy_or_extend(acme, templates):
+    org, users, clients = acme
+    sandbox = sandbox_row(users["dev"], templates["python-3"], org=org, name="shared", status="running")
+    assert _grant(clients["dev"], sandbox.id, "use", user="vic").status_code == 201
+    browser = Client()
+    browser.force_login(users["vic"])
+    session = browser.session
+    session[SESSION_ORG] = "acme"
+    session.save()
+    for url, data in (
+        (f"/sandboxes/{sandbox.id}/actions/stop", {}),
+        (f"/sandboxes/{sandbox.id}/actions/destroy", {}),
+        (f"/sandboxes/{sandbox.id}/extend", {"timeout": "2h"}),
+        ("/sandboxes/bulk", {"action": "destroy", "ids": [sandbox.id]}),
+    ):
+        assert browser.post(url, data).status_code == 403, url
+    assert Sandbox.objects.filter(pk=sandbox.id, status="running", timeout_seconds=None).exists()
+    assert _grant(clients["dev"], sandbox.id, "manage", user="vic").status_code == 200
+    assert browser.post(f"/sandboxes/{sandbox.id}/extend", {"timeout": "2h"}).status_code == 302
+    assert Sandbox.objects.get(pk=sandbox.id).timeout_seconds == 7200
 
 
 # ---- a real container: commands, files, a WebSocket ----
