@@ -62,6 +62,7 @@ MetadataTooLarge = error("metadata_too_large", 400, "Metadata is too large.")
 InvalidResources = error("invalid_resources", 400, "Invalid resources.")
 DiskLimitUnsupported = error("disk_limit_unsupported", 400, "This engine's storage driver cannot limit disk size.")
 QuotaExceeded = error("quota_exceeded", 403, "Sandbox quota exceeded.")
+GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 
 # Templates.
 TemplateNotFound = error("template_not_found", 404, "Template not found.")

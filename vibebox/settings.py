@@ -258,6 +258,7 @@ SPECTACULAR_SETTINGS = {
         "GitTokenAuthTypeEnum": ["token"],
         "GitSshAuthTypeEnum": ["ssh"],
         "ScopesEnum": "apps.keys.scopes.ALL_SCOPES",
+        "GrantAccessEnum": "apps.sandboxes.models.SandboxGrant.Access",
         "PermissionModeEnum": "apps.agents.asks.PERMISSION_MODES",
         "ClaudeAskStatusEnum": "apps.agents.models.ClaudeAsk.Status",
         "ClaudeMessageRoleEnum": "apps.agents.api.serializers.MESSAGE_ROLES",

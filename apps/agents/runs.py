@@ -83,7 +83,7 @@ def agent_run_get(*, actor: Actor, run_id: str, need: str = sandbox_selectors.RE
     run = _annotated(AgentRun.objects.filter(pk=run_id, org=actor.org)).first()
     if run is None:
         raise errors.AgentRunNotFound(details={"runId": run_id})
-    sandbox_selectors.check_access(actor, owner_id=run.owner_id, need=need)
+    sandbox_selectors.check_access(actor, owner_id=run.owner_id, need=need, sandbox_id=None)  # no sandbox's grants
     return run
 
 

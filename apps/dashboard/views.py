@@ -51,10 +51,11 @@ def available_actions(sandbox) -> list[str]:
     return [action for action in states.actions_from(sandbox.status) if action in ACTIONS]
 
 
-def get_sandbox(request, sandbox_id):
+def get_sandbox(request, sandbox_id, need: str | None = None):
     """A sandbox of the signed-in user's organization, else a 404 page; a page (GET) needs what
-    reading it does, an action (POST) what using it does (a 403 page naming the permission)."""
-    need = selectors.READ if request.method in ("GET", "HEAD") else selectors.USE
+    reading it does, an action (POST) what using it does, or `need` (a 403 page naming the
+    permission)."""
+    need = need or (selectors.READ if request.method in ("GET", "HEAD") else selectors.USE)
     try:
         return selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=need)
     except errors.SandboxNotFound:
@@ -104,7 +105,7 @@ def sandbox_bulk(request):
         return redirect("dashboard:sandboxes")
     done, failed = 0, []
     for sandbox_id in request.POST.getlist("ids"):
-        sandbox = get_sandbox(request, sandbox_id)
+        sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
         try:
             ACTIONS[action](sandbox=sandbox)
             done += 1
@@ -171,7 +172,7 @@ def sandbox_metrics(request, sandbox_id):
 @login_required
 @require_POST
 def sandbox_action(request, sandbox_id, action):
-    sandbox = get_sandbox(request, sandbox_id)
+    sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
     if action not in ACTIONS:
         raise Http404("No such action.")
     try:
@@ -187,7 +188,7 @@ def sandbox_action(request, sandbox_id, action):
 @login_required
 @require_POST
 def sandbox_extend(request, sandbox_id):
-    sandbox = get_sandbox(request, sandbox_id)
+    sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
     try:
         create.sandbox_update(sandbox=sandbox, timeout=parse_duration(request.POST.get("timeout") or "1h"))
         messages.success(request, "Expiry extended.")

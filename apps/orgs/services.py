@@ -221,6 +221,7 @@ def member_remove(*, membership: Membership, by=None) -> None:
             target=membership,
             changes={"user": membership.user.get_username(), "role": membership.role_name},
         )
+        signals.member_removing.send(sender=Membership, org=membership.org, user=membership.user)
         membership.delete()
     _changed(membership.org, membership.user)
 

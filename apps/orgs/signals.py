@@ -10,3 +10,7 @@ membership_changed = Signal()
 # receiver that owns what must not go silently raises an ApplicationError to refuse (sandboxes:
 # live sandboxes or snapshots), else removes what only records it (destroyed sandboxes' rows).
 org_deleting = Signal()
+
+# A member is about to be removed from an organization (sent inside the removal's transaction, with
+# `org` and `user`): receivers drop what was given to them there (sandboxes: their grants).
+member_removing = Signal()

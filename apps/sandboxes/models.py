@@ -17,6 +17,10 @@ def new_snapshot_id() -> str:
     return random_id("snap_", 20)
 
 
+def new_grant_id() -> str:
+    return random_id("grt_", 20)
+
+
 class Status(models.TextChoices):
     CREATING = "creating"
     STARTING = "starting"
@@ -233,3 +237,43 @@ class Snapshot(models.Model):
     @property
     def size(self) -> int:
         return self.image_bytes + self.workspace_bytes
+
+
+class SandboxGrant(models.Model):
+    """One sandbox shared with one member or one team of its organization, at a level: `read` <
+    `use` < `manage`, each with those below it (selectors.check_access). A grant only widens what
+    the member's role allows; a team's reaches whoever is in the team at the time of the request."""
+
+    class Access(models.TextChoices):
+        READ = "read"
+        USE = "use"
+        MANAGE = "manage"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_grant_id, editable=False)
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="sandbox_grants"
+    )
+    team = models.ForeignKey(
+        "orgs.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="sandbox_grants"
+    )
+    access = models.CharField(max_length=8, choices=Access.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(team__isnull=True))
+                | (Q(user__isnull=True) & Q(team__isnull=False)),
+                name="sandboxes_grant_user_or_team",
+            ),
+            models.UniqueConstraint(fields=["sandbox", "user"], name="sandboxes_grant_unique_user"),
+            models.UniqueConstraint(fields=["sandbox", "team"], name="sandboxes_grant_unique_team"),
+        ]
+
+    def __str__(self):
+        return f"{self.access} on {self.sandbox_id} to {self.user or self.team}"

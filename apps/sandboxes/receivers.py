@@ -3,11 +3,12 @@
 from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
-from apps.orgs.signals import org_deleting
+from apps.orgs.signals import member_removing, org_deleting
 from vibebox import exceptions as errors
 
 from .models import Sandbox, Snapshot, Status
 from .services.create import sandboxes_destroy_ephemeral_of_key
+from .services.grants import grants_of_member_delete
 
 
 @receiver(api_key_revoked, dispatch_uid="sandboxes.destroy_ephemeral_of_key")
@@ -28,3 +29,10 @@ def _org_deleting(*, org, **_) -> None:
             details={"sandboxes": live, "snapshots": snapshots},
         )
     Sandbox.objects.filter(org=org).delete()
+
+
+@receiver(member_removing, dispatch_uid="sandboxes.member_removing")
+def _member_removing(*, org, user, **_) -> None:
+    """A member who leaves loses the grants given to them on the organization's sandboxes (those
+    through teams end as they leave the teams)."""
+    grants_of_member_delete(org=org, user=user)

@@ -4,7 +4,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.sandboxes.models import Execution, Status
+from apps.sandboxes.models import Execution, SandboxGrant, Status
 from apps.sandboxes.services.create import METADATA_VALUE_MAX, validate_metadata
 from vibebox import exceptions as errors
 from vibebox.api.serializers import BoundedFloatField, DurationField, SizeField, StrictSerializer, pattern_field
@@ -358,3 +358,24 @@ class SnapshotSerializer(serializers.Serializer):
     )
     workspaceBytes = serializers.IntegerField(source="workspace_bytes", help_text="The workspace archive.")
     createdAt = serializers.DateTimeField(source="created_at")
+
+
+ACCESS_HELP = "read: look; use: also exec, files, git, terminals; manage: also start, stop, destroy, env, grants."
+
+
+class GrantSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    user = serializers.CharField(source="user.username", allow_null=True, help_text="The member's username (or null).")
+    team = serializers.CharField(source="team.name", allow_null=True, help_text="The team's name (or null).")
+    access = serializers.ChoiceField(choices=SandboxGrant.Access.choices, help_text=ACCESS_HELP)
+    createdBy = serializers.CharField(source="created_by.username", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class GrantSetSerializer(StrictSerializer):
+    any_of_required = ("user", "team")
+    not_together = ("user", "team")
+
+    user = serializers.CharField(required=False, max_length=254, help_text="A member's username or email.")
+    team = serializers.CharField(required=False, max_length=50, help_text="A team's name.")
+    access = serializers.ChoiceField(choices=SandboxGrant.Access.choices, help_text=ACCESS_HELP)

@@ -2,7 +2,17 @@ from django.urls import path
 
 from apps.sandboxes.services import lifecycle
 
-from . import env_views, exec_views, file_views, git_views, metrics_views, pool_views, snapshot_views, views
+from . import (
+    env_views,
+    exec_views,
+    file_views,
+    git_views,
+    grant_views,
+    metrics_views,
+    pool_views,
+    snapshot_views,
+    views,
+)
 
 urlpatterns = [
     path("pools", pool_views.PoolListView.as_view(), name="pools"),
@@ -27,6 +37,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/terminals", exec_views.TerminalListView.as_view()),
     path("sandboxes/<str:sandbox_id>/terminals/<str:session_id>", exec_views.TerminalDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/executions/<str:execution_id>", exec_views.ExecutionDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/grants", grant_views.GrantListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/grants/<str:grant_id>", grant_views.GrantDetailView.as_view()),
     path("sandboxes/<str:sandbox_id>/env", env_views.EnvView.as_view()),
     path("sandboxes/<str:sandbox_id>/env/<str:name>", env_views.EnvVarView.as_view()),
     path("sandboxes/<str:sandbox_id>/files", file_views.FilesView.as_view()),
