@@ -24,6 +24,8 @@ from vibebox.units import parse_duration, parse_size
 
 from .forms import SandboxCreateForm
 from .navigation import sandbox_tabs
+from .orgs import _actor as form_actor
+from .orgs import writes_to
 
 ACTIONS = {
     "start": lifecycle.sandbox_start,
@@ -227,6 +229,8 @@ def sandbox_extend(request, sandbox_id):
 
 
 # ---- sharing (the overview's card): grants through the same service as the API ----
+# Each form carries the organization it was shown for, as the organization pages' do: one sent
+# after switching organization in another tab changes nothing and says so.
 
 
 def _grant(sandbox, grant_id: str) -> SandboxGrant:
@@ -240,11 +244,11 @@ def _grantee(grant: SandboxGrant) -> str:
     return f"team {grant.team.name}" if grant.team_id else grant.user.get_username()
 
 
-@login_required
-@require_POST
+@writes_to("dashboard:sandboxes")
 def sandbox_share(request, sandbox_id):
     """Shares the sandbox with a member (username or email) or a team at an access level; one who
     holds a grant already gets the new level. Needs what managing the sandbox needs."""
+    form_actor(request)  # the form's organization is still the one acted in
     sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
     form = {
         "user": request.POST.get("user", "").strip()[:254],
@@ -267,10 +271,10 @@ def sandbox_share(request, sandbox_id):
     return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
 
 
-@login_required
-@require_POST
+@writes_to("dashboard:sandboxes")
 def sandbox_grant_access(request, sandbox_id, grant_id):
     """Changes a grant's level. Needs what managing the sandbox needs."""
+    form_actor(request)
     sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
     grant = _grant(sandbox, grant_id)
     access = request.POST.get("access", "")
@@ -284,11 +288,10 @@ def sandbox_grant_access(request, sandbox_id, grant_id):
     return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
 
 
-@login_required
-@require_POST
+@writes_to("dashboard:sandboxes")
 def sandbox_grant_revoke(request, sandbox_id, grant_id):
     """Revokes a grant: whoever may manage the sandbox, or the grantee giving up their own."""
-    actor = actor_of(request)
+    actor = form_actor(request)
     sandbox = get_sandbox(request, sandbox_id, selectors.READ)
     grant = _grant(sandbox, grant_id)
     own = grant.user_id == request.user.pk

@@ -65,7 +65,9 @@ def test_owner_shares_with_a_member_who_then_sees_it_in_their_list(browser, acme
     assert '<option value="bill">' in page and '<option value="owner">' not in page  # the owner needs no grant
     assert '<option value="qa"' in page
 
-    response = browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"user": "bill", "access": "use"}, follow=True)
+    response = browser.post(
+        f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "bill", "access": "use"}, follow=True
+    )
     page = _page(response)
     assert "Shared with bill: use." in page and 'data-grant="bill"' in page
     grant = _grant(sandbox, user=users["bill"])
@@ -78,11 +80,16 @@ def test_owner_shares_with_a_member_who_then_sees_it_in_their_list(browser, acme
     page = _page(bill.get(f"/sandboxes/{sandbox.id}/"))
     assert 'data-grant="bill"' in page and "(you)" in page and 'id="share"' not in page
     assert "Give up" in page and "data-change-grant" not in page
-    assert bill.post(f"/sandboxes/{sandbox.id}/grants/new", {"user": "vic", "access": "read"}).status_code == 403
+    assert (
+        bill.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "vic", "access": "read"}).status_code
+        == 403
+    )
 
     # By email, to someone holding a grant already: the level changes.
     response = browser.post(
-        f"/sandboxes/{sandbox.id}/grants/new", {"user": "BILL@example.com", "access": "manage"}, follow=True
+        f"/sandboxes/{sandbox.id}/grants/new",
+        {"org": "acme", "user": "BILL@example.com", "access": "manage"},
+        follow=True,
     )
     assert "Changed the access of bill: manage." in _page(response)
     assert SandboxGrant.objects.filter(sandbox=sandbox).count() == 1 and _grant(sandbox).access == "manage"
@@ -92,23 +99,31 @@ def test_owner_shares_with_a_member_who_then_sees_it_in_their_list(browser, acme
 
 def test_change_the_level_share_with_a_team_and_revoke(browser, acme, sandbox):
     org, users = acme
-    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"user": "bill", "access": "use"})
+    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "bill", "access": "use"})
     grant = _grant(sandbox, user=users["bill"])
-    response = browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"access": "read"}, follow=True)
+    response = browser.post(
+        f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"org": "acme", "access": "read"}, follow=True
+    )
     assert "bill now has read access." in _page(response)
     grant.refresh_from_db()
     assert grant.access == "read"
-    page = _page(browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"access": "root"}, follow=True))
+    page = _page(
+        browser.post(
+            f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"org": "acme", "access": "root"}, follow=True
+        )
+    )
     assert "access is one of read, use, manage. (validation_error)" in page
     grant.refresh_from_db()
     assert grant.access == "read"
 
-    response = browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"team": "qa", "access": "use"}, follow=True)
+    response = browser.post(
+        f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "team": "qa", "access": "use"}, follow=True
+    )
     page = _page(response)
     assert "Shared with team qa: use." in page and 'data-grant="team:qa"' in page
     team_grant = _grant(sandbox, team__name="qa")
     assert team_grant.access == "use"
-    browser.post(f"/sandboxes/{sandbox.id}/grants/{team_grant.pk}/access", {"access": "manage"})
+    browser.post(f"/sandboxes/{sandbox.id}/grants/{team_grant.pk}/access", {"org": "acme", "access": "manage"})
     team_grant.refresh_from_db()
     assert team_grant.access == "manage"
 
@@ -121,23 +136,23 @@ def test_change_the_level_share_with_a_team_and_revoke(browser, acme, sandbox):
         ({"team": "ghosts"}, "(team_not_found)"),
         ({"user": "vic", "access": "root"}, "(validation_error)"),
     ):
-        page = _page(browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"access": "read", **body}))
+        page = _page(browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "access": "read", **body}))
         assert message in page, body
         if body.get("user"):
             assert f'id="share-user" name="user" maxlength="254" list="share-members" value="{body["user"]}"' in page
     assert SandboxGrant.objects.filter(sandbox=sandbox).count() == 2
 
-    response = browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", follow=True)
+    response = browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", {"org": "acme"}, follow=True)
     page = _page(response)
     assert "shared-box is no longer shared with bill." in page and 'data-grant="bill"' not in page
     assert _grant(sandbox, user=users["bill"]) is None
     # bill still reaches it through the team qa, until that grant goes too.
     bill = _signed_in(users["bill"], org)
     assert f"row-{sandbox.id}" in _page(bill.get("/sandboxes/"))
-    browser.post(f"/sandboxes/{sandbox.id}/grants/{team_grant.pk}/revoke")
+    browser.post(f"/sandboxes/{sandbox.id}/grants/{team_grant.pk}/revoke", {"org": "acme"})
     assert not SandboxGrant.objects.filter(sandbox=sandbox).exists()
     assert f"row-{sandbox.id}" not in _page(bill.get("/sandboxes/"))
-    assert browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke").status_code == 404
+    assert browser.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", {"org": "acme"}).status_code == 404
     assert [e.action for e in AuditEntry.objects.filter(org_id=org.pk, action__startswith="grant.")] == [
         "grant.created",
         "grant.updated",
@@ -150,7 +165,7 @@ def test_change_the_level_share_with_a_team_and_revoke(browser, acme, sandbox):
 
 def test_a_viewer_without_manage_sees_the_grants_but_cannot_share(browser, acme, sandbox):
     org, users = acme
-    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"user": "bill", "access": "use"})
+    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "bill", "access": "use"})
     grant = _grant(sandbox, user=users["bill"])
     vic = _signed_in(users["vic"], org)
     page = _page(vic.get(f"/sandboxes/{sandbox.id}/"))
@@ -161,7 +176,7 @@ def test_a_viewer_without_manage_sees_the_grants_but_cannot_share(browser, acme,
         (f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"access": "manage"}),
         (f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", {}),
     ):
-        response = vic.post(path, body)
+        response = vic.post(path, {"org": "acme", **body})
         assert response.status_code == 403, path
         assert b"sandboxes.manage_all" in response.content, path
     assert _grant(sandbox, user=users["vic"]) is None
@@ -172,10 +187,10 @@ def test_a_viewer_without_manage_sees_the_grants_but_cannot_share(browser, acme,
 
 def test_a_grantee_gives_up_their_own_grant(browser, acme, sandbox):
     org, users = acme
-    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"user": "bill", "access": "read"})
+    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "bill", "access": "read"})
     grant = _grant(sandbox, user=users["bill"])
     bill = _signed_in(users["bill"], org)
-    response = bill.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke")
+    response = bill.post(f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", {"org": "acme"})
     assert response.status_code == 302 and response["Location"] == "/sandboxes/"
     assert "You gave up your access to shared-box." in _page(bill.get("/sandboxes/"))
     assert _grant(sandbox) is None
@@ -185,7 +200,7 @@ def test_a_grantee_gives_up_their_own_grant(browser, acme, sandbox):
 def test_another_organizations_sandbox_and_a_personal_one(browser, owner, outsider, templates, acme):
     theirs = sandbox_row(outsider, templates["python-3"], name="theirs")
     for path in (f"/sandboxes/{theirs.id}/grants/new", f"/sandboxes/{theirs.id}/grants/grt_x/revoke"):
-        assert browser.post(path, {"user": "bill", "access": "read"}).status_code == 404, path
+        assert browser.post(path, {"org": "acme", "user": "bill", "access": "read"}).status_code == 404, path
     assert not SandboxGrant.objects.exists()
     # A sandbox of the owner's personal organization: nobody to share it with, and it says so.
     personal = sandbox_row(owner, templates["python-3"], name="mine")
@@ -194,3 +209,23 @@ def test_another_organizations_sandbox_and_a_personal_one(browser, owner, outsid
     page = _page(client.get(f"/sandboxes/{personal.id}/"))
     assert 'id="share-personal"' in page and 'id="share"' not in page
     assert re.search(r'id="no-grants"', page)
+
+
+def test_a_form_shown_for_another_organization_changes_nothing(browser, owner, acme, sandbox):
+    """Shown in Acme, sent after switching to the personal organization in another tab."""
+    _org, users = acme
+    browser.post(f"/sandboxes/{sandbox.id}/grants/new", {"org": "acme", "user": "bill", "access": "read"})
+    grant = _grant(sandbox, user=users["bill"])
+    page = _page(browser.get(f"/sandboxes/{sandbox.id}/"))
+    assert page.count('<input type="hidden" name="org" value="acme">') == 3  # share, change, revoke
+    personal = org_services.personal_org_ensure(user=owner)
+    assert browser.post("/orgs/switch", {"org": personal.slug}).status_code == 302
+    for path, body in (
+        (f"/sandboxes/{sandbox.id}/grants/new", {"user": "vic", "access": "read"}),
+        (f"/sandboxes/{sandbox.id}/grants/{grant.pk}/access", {"access": "manage"}),
+        (f"/sandboxes/{sandbox.id}/grants/{grant.pk}/revoke", {}),
+    ):
+        response = browser.post(path, {"org": "acme", **body}, follow=True)
+        assert "You switched organization since this page was loaded: nothing changed." in _page(response), path
+    grant.refresh_from_db()
+    assert grant.access == "read" and SandboxGrant.objects.filter(sandbox=sandbox).count() == 1
