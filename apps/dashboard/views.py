@@ -1,4 +1,4 @@
-"""The dashboard's sandbox pages: list (live), create, detail overview (with its sharing card) and
+"""The dashboard's sandbox pages: list (live), create, detail overview (with its sharing section) and
 lifecycle actions.
 
 Every view goes through the same services and selectors as the API, scoped to the signed-in
@@ -166,7 +166,7 @@ def _may_manage(actor, sandbox) -> bool:
 
 
 def _sharing(request, sandbox, form: dict | None = None) -> dict:
-    """The overview's sharing card: the grants (whoever may read the sandbox sees them) and, for
+    """The overview's sharing section: the grants (whoever may read the sandbox sees them) and, for
     whoever may manage it, the members and teams it may be shared with."""
     actor = actor_of(request)
     context = {
@@ -228,7 +228,7 @@ def sandbox_extend(request, sandbox_id):
     return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
 
 
-# ---- sharing (the overview's card): grants through the same service as the API ----
+# ---- sharing (the overview's section): grants through the same service as the API ----
 # Each form carries the organization it was shown for, as the organization pages' do: one sent
 # after switching organization in another tab changes nothing and says so.
 
