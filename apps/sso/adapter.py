@@ -1,0 +1,70 @@
+"""django-allauth's social-account adapter for organizations' connections (settings.SOCIALACCOUNT_ADAPTER).
+
+allauth checks the identity provider's answer (OIDC: the ID token's issuer, audience and expiry;
+SAML: signature, audience, destination and validity times); this adapter only decides who may
+land where: the connection must be enabled, the email's domain one of its domains, and a new
+identity may not take over an account that already has its email (docs/sso.md).
+"""
+
+import logging
+
+from allauth.account.utils import user_email
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.contrib.auth import get_user_model
+from django.shortcuts import render
+
+from . import selectors
+
+logger = logging.getLogger(__name__)
+
+
+def refused(request, reason: str, *, status: int = 403):
+    return ImmediateHttpResponse(render(request, "sso/refused.html", {"reason": reason}, status=status))
+
+
+class SsoAdapter(DefaultSocialAccountAdapter):
+    def pre_social_login(self, request, sociallogin):
+        connection = selectors.connection_for_provider(sociallogin.account.provider)
+        if connection is None or not connection.enabled:
+            raise refused(request, "Single sign-on is turned off for this organization.")
+        email = user_email(sociallogin.user) or next((a.email for a in sociallogin.email_addresses), "")
+        domains = set(connection.domains.values_list("domain", flat=True))
+        if selectors.email_domain(email or "") not in domains:
+            raise refused(
+                request,
+                f"The identity provider signed in {email or 'an account without an email'}, whose domain is not "
+                f"one of {connection.org.name}'s single sign-on domains ({', '.join(sorted(domains))}).",
+            )
+        if sociallogin.is_existing:
+            return
+        # A new identity never takes over an existing account with the same email: the identity
+        # provider is whatever an organization's owner configured, so it could assert anyone's email.
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise refused(
+                request,
+                f"An account with the email {email} exists already and is not linked to {connection.org.name}'s "
+                "identity provider. Sign in with its password, or ask an administrator to link it.",
+                status=409,
+            )
+
+    def is_open_for_signup(self, request, sociallogin):
+        return True
+
+    def is_auto_signup_allowed(self, request, sociallogin):
+        return True
+
+    def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
+        logger.warning(
+            "single sign-on refused (%s, %s): %r from %r; the provider said %r",
+            getattr(provider, "sub_id", provider),
+            error,
+            exception,
+            getattr(exception, "__cause__", None),
+            request.GET.get("error_description") or request.GET.get("error"),
+        )
+        raise refused(
+            request,
+            "The identity provider's answer was refused (it did not pass the checks of its signature, "
+            f"audience, issuer or validity; {error or 'unknown'}). Try signing in again.",
+        )

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("orgs/<str:slug>/sso", views.SsoConnectionView.as_view(), name="org-sso"),
+]

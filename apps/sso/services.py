@@ -1,0 +1,138 @@
+"""Writes for single sign-on: an organization's connection, and the membership a sign-in gives."""
+
+import re
+
+from allauth.socialaccount.models import SocialApp
+from django.db import IntegrityError, transaction
+
+from apps.orgs.models import Membership, Organization
+from apps.orgs.permissions import BUILTIN_ROLES, OWNER
+from apps.orgs.signals import membership_changed
+from vibebox import exceptions as errors
+
+from . import selectors
+from .models import SsoConnection, SsoDomain
+
+DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _invalid(field: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, details={"fields": {field: [{"message": message, "code": "invalid"}]}})
+
+
+def _clean_domains(domains: list[str]) -> list[str]:
+    cleaned = sorted({domain.strip().lower() for domain in domains})
+    bad = [domain for domain in cleaned if not DOMAIN_PATTERN.match(domain)]
+    if bad or not cleaned:
+        raise _invalid("domains", f"domains are one or more DNS names such as example.com (invalid: {bad[:5]}).")
+    return cleaned
+
+
+def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: dict | None, old: SocialApp | None):
+    """What allauth's SocialApp holds for the connection (its secret kept when none is given)."""
+    if protocol == SsoConnection.Protocol.OIDC:
+        if not oidc:
+            raise _invalid("oidc", "an OIDC connection needs oidc: serverUrl, clientId, clientSecret.")
+        secret = oidc.get("client_secret") or (
+            old.secret if old is not None and old.provider == "openid_connect" else ""
+        )
+        if not secret:
+            raise _invalid(
+                "oidc", "clientSecret is required (it is never shown again; omit it to keep the stored one)."
+            )
+        return {
+            "provider": "openid_connect",
+            "client_id": oidc["client_id"],
+            "secret": secret,
+            # PKCE on top of the client secret (OAuth 2.1 asks it of every client).
+            "settings": {"server_url": oidc["server_url"], "oauth_pkce_enabled": True},
+        }
+    if not saml:
+        raise _invalid("saml", "a SAML connection needs saml: entityId, ssoUrl, x509cert.")
+    return {
+        "provider": "saml",
+        "client_id": org.pk,  # allauth's SAML URLs name the connection by it: /accounts/saml/<org id>/acs/
+        "secret": "",
+        "settings": {
+            "idp": {"entity_id": saml["entity_id"], "sso_url": saml["sso_url"], "x509cert": saml["x509cert"]},
+            # Refuse what is not signed by the IdP's certificate (python3-saml checks it, with
+            # audience, destination and validity times, in strict mode).
+            "advanced": {"strict": True, "want_assertion_signed": True, "reject_idp_initiated_sso": True},
+        },
+    }
+
+
+@transaction.atomic
+def sso_connection_set(
+    *,
+    org: Organization,
+    protocol: str,
+    domains: list[str],
+    default_role: str = "developer",
+    sso_required: bool = False,
+    enabled: bool = True,
+    oidc: dict | None = None,
+    saml: dict | None = None,
+) -> SsoConnection:
+    """Creates or replaces the organization's connection (a PUT: every field as given)."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization has no single sign-on; create an organization.")
+    if default_role not in BUILTIN_ROLES or default_role == OWNER:
+        raise _invalid(
+            "defaultRole", f"defaultRole is a built-in role other than owner: {sorted(set(BUILTIN_ROLES) - {OWNER})}."
+        )
+    domains = _clean_domains(domains)
+    taken = SsoDomain.objects.filter(domain__in=domains).exclude(connection__org=org).values_list("domain", flat=True)
+    if taken:
+        raise errors.SsoDomainTaken(details={"domains": sorted(taken)})
+    connection = selectors.connection_of(org=org)
+    old_app = connection.app if connection is not None else None
+    fields = _app_fields(org=org, protocol=protocol, oidc=oidc, saml=saml, old=old_app)
+    app = old_app or SocialApp(provider_id=selectors.provider_id_for(org))
+    app.name = org.name
+    for name, value in fields.items():
+        setattr(app, name, value)
+    app.save()
+    if connection is None:
+        connection = SsoConnection(org=org, app=app)
+    connection.protocol = protocol
+    connection.default_role = default_role
+    connection.sso_required = sso_required
+    connection.enabled = enabled
+    connection.save()
+    connection.domains.exclude(domain__in=domains).delete()
+    try:
+        with transaction.atomic():
+            for domain in domains:
+                SsoDomain.objects.get_or_create(connection=connection, domain=domain)
+    except IntegrityError:  # claimed by another organization meanwhile
+        raise errors.SsoDomainTaken(details={"domains": domains}) from None
+    return connection
+
+
+@transaction.atomic
+def sso_connection_delete(*, org: Organization) -> None:
+    """Removes the connection. The users it made stay, with their memberships, and sign in no more
+    through it (an administrator may set them a password)."""
+    connection = selectors.connection_of(org=org)
+    if connection is None:
+        raise errors.SsoNotConfigured(details={"org": org.slug})
+    app = connection.app
+    connection.delete()
+    app.delete()
+
+
+def sso_member_ensure(*, connection: SsoConnection, user) -> Membership:
+    """The user's membership of the connection's organization, added with the default role when missing
+    (a member keeps the role they have)."""
+    membership = Membership.objects.filter(org=connection.org, user=user).first()
+    if membership is not None:
+        return membership
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(org=connection.org, user=user, role=connection.default_role)
+    except IntegrityError:  # added meanwhile by another request
+        return Membership.objects.get(org=connection.org, user=user)
+    org = connection.org
+    transaction.on_commit(lambda: membership_changed.send(sender=Membership, org=org, user=user))
+    return membership

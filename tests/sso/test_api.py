@@ -1,0 +1,147 @@
+"""GET/PUT/DELETE /api/v1/orgs/{slug}/sso, and "SSO required" at the password forms."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.orgs.models import Membership, Organization
+from apps.sso.models import SsoConnection
+
+OIDC = {
+    "protocol": "oidc",
+    "domains": ["Acme.test", "acme-corp.test"],
+    "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "vibebox", "clientSecret": "s3cret"},
+}
+SAML = {
+    "protocol": "saml",
+    "domains": ["acme.test"],
+    "defaultRole": "viewer",
+    "saml": {"entityId": "https://idp.acme.test/saml", "ssoUrl": "https://idp.acme.test/sso", "x509cert": "MIIC..."},
+}
+
+
+@pytest.fixture
+def org(owner):
+    org = Organization.objects.create(slug="acme", name="ACME")
+    Membership.objects.create(org=org, user=owner, role="owner")
+    return org
+
+
+def signed_in(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner):
+    client = signed_in(owner)
+    assert client.get("/api/v1/orgs/acme/sso").json()["error"]["code"] == "sso_not_configured"
+
+    response = client.put("/api/v1/orgs/acme/sso", OIDC, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["domains"] == ["acme-corp.test", "acme.test"]
+    assert body["defaultRole"] == "developer" and body["ssoRequired"] is False and body["enabled"] is True
+    assert body["oidc"] == {
+        "serverUrl": "https://idp.acme.test/",
+        "clientId": "vibebox",
+        "redirectUri": f"http://testserver/accounts/oidc/sso-{org.pk}/login/callback/",
+    }
+    assert (
+        "s3cret" not in response.content.decode()
+        and "s3cret" not in client.get("/api/v1/orgs/acme/sso").content.decode()
+    )
+
+    # A later PUT without the secret keeps it; the SocialApp is the same row.
+    app_id = SsoConnection.objects.get(org=org).app_id
+    again = {**OIDC, "ssoRequired": True, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "vibebox"}}
+    assert client.put("/api/v1/orgs/acme/sso", again, format="json").json()["ssoRequired"] is True
+    connection = SsoConnection.objects.select_related("app").get(org=org)
+    assert connection.app_id == app_id and connection.app.secret == "s3cret"
+
+    # Switched to SAML: the VibeBox side's URLs are shown for the IdP.
+    body = client.put("/api/v1/orgs/acme/sso", SAML, format="json").json()
+    assert body["protocol"] == "saml" and "oidc" not in body
+    assert body["saml"]["acsUrl"] == f"http://testserver/accounts/saml/{org.pk}/acs/"
+    assert body["saml"]["spEntityId"] == f"http://testserver/accounts/saml/{org.pk}/metadata/"
+
+    assert client.delete("/api/v1/orgs/acme/sso").status_code == 204
+    assert not SsoConnection.objects.exists()
+    assert client.delete("/api/v1/orgs/acme/sso").status_code == 404
+
+
+def test_a_member_without_org_manage_gets_403_and_an_outsider_404(org, outsider):
+    developer = get_user_model().objects.create_user("dev", password="pw-dev")
+    Membership.objects.create(org=org, user=developer, role="admin")  # admin lacks org.manage
+    response = signed_in(developer).put("/api/v1/orgs/acme/sso", OIDC, format="json")
+    assert response.status_code == 403 and response.json()["error"]["details"]["permission"] == "org.manage"
+    assert signed_in(outsider).get("/api/v1/orgs/acme/sso").status_code == 404
+    assert APIClient().get("/api/v1/orgs/acme/sso").status_code == 401
+    assert not SsoConnection.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({**OIDC, "domains": ["not a domain"]}, "validation_error"),
+        ({**OIDC, "domains": []}, "validation_error"),
+        ({**OIDC, "defaultRole": "owner"}, "validation_error"),
+        ({**OIDC, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "x"}}, "validation_error"),
+        ({**OIDC, "oidc": None, "protocol": "saml"}, "validation_error"),
+        ({**OIDC, "extra": 1}, "unknown_field"),
+        ({**OIDC, "oidc": {**OIDC["oidc"], "clientSecretTypo": "x"}}, "unknown_field"),
+    ],
+)
+def test_bad_bodies_are_refused_and_change_nothing(org, owner, body, code):
+    response = signed_in(owner).put("/api/v1/orgs/acme/sso", body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert not SsoConnection.objects.exists()
+
+
+def test_a_domain_belongs_to_one_organization(org, owner):
+    assert signed_in(owner).put("/api/v1/orgs/acme/sso", OIDC, format="json").status_code == 200
+    other = Organization.objects.create(slug="other", name="Other")
+    Membership.objects.create(org=other, user=owner, role="owner")
+    response = signed_in(owner).put("/api/v1/orgs/other/sso", {**OIDC, "domains": ["acme.test"]}, format="json")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "sso_domain_taken"
+    assert not SsoConnection.objects.filter(org=other).exists()
+
+
+def test_a_personal_org_has_no_sso(owner):
+    from apps.orgs.services import personal_org_ensure
+
+    personal = personal_org_ensure(user=owner)
+    response = signed_in(owner).put(f"/api/v1/orgs/{personal.slug}/sso", OIDC, format="json")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "personal_org"
+
+
+def test_sso_required_refuses_members_passwords_but_not_owners(org, owner):
+    owner.set_password("pw-owner-1")
+    owner.save()
+    member = get_user_model().objects.create_user("member", "member@acme.test", "pw-member-1", is_staff=True)
+    Membership.objects.create(org=org, user=member, role="developer")
+    signed_in(owner).put("/api/v1/orgs/acme/sso", {**OIDC, "ssoRequired": True}, format="json")
+
+    for path in ("/login/", "/admin/login/"):
+        response = Client().post(path, {"username": "member", "password": "pw-member-1"})
+        assert response.status_code == 200 and "_auth_user_id" not in response.wsgi_request.session
+        assert "ACME requires single sign-on" in response.content.decode()
+    # A wrong password says only that.
+    response = Client().post("/login/", {"username": "member", "password": "wrong"})
+    assert "requires single sign-on" not in response.content.decode()
+    # The owner (org.manage) keeps their password, so a broken IdP cannot lock the org out.
+    response = Client().post("/login/", {"username": "owner", "password": "pw-owner-1"})
+    assert response.status_code == 302
+
+    # Disabled connection, or SSO no longer required: the member signs in with the password again.
+    signed_in(owner).put("/api/v1/orgs/acme/sso", {**OIDC, "ssoRequired": True, "enabled": False}, format="json")
+    assert Client().post("/login/", {"username": "member", "password": "pw-member-1"}).status_code == 302
+
+
+def test_sso_start_names_an_unknown_domain(org, owner):
+    response = Client().post("/sso/", {"sso": "someone@nowhere.test"})
+    assert response.status_code == 404 and "No organization signs in with single sign-on" in response.content.decode()
+    signed_in(owner).put("/api/v1/orgs/acme/sso", {**OIDC, "enabled": False}, format="json")
+    assert Client().post("/sso/", {"sso": "acme"}).status_code == 404  # a disabled connection starts nothing

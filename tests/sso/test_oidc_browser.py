@@ -1,0 +1,95 @@
+"""Single sign-on through a real OpenID Connect provider (django-oauth-toolkit, its own process on
+loopback), in Chromium: configured by the owner over the API, signed in from VibeBox's sign-in page."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from apps.orgs.models import Membership
+
+from .conftest import CHROMIUM, IDP_PASSWORD
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def configure(org, issuer: str, client: str, **fields) -> dict:
+    api = APIClient()
+    api.force_login(org.owner)
+    body = {
+        "protocol": "oidc",
+        "domains": ["acme.test"],
+        "defaultRole": "viewer",
+        "oidc": {"serverUrl": issuer, "clientId": client, "clientSecret": f"{client}-secret"},
+        **fields,
+    }
+    response = api.put(f"/api/v1/orgs/{org.slug}/sso", body, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def sign_in_through_idp(page, vibebox: str, email: str, username: str):
+    page.goto(f"{vibebox}/login/")
+    page.get_by_label("Email or organization").fill(email)
+    page.get_by_role("button", name="Sign in with SSO").click()
+    page.wait_for_url(re.compile(r"/accounts/login/"))  # the provider's own sign-in page
+    page.get_by_label("IdP user").fill(username)
+    page.get_by_label("IdP password").fill(IDP_PASSWORD)
+    page.get_by_role("button", name="Sign in to the IdP").click()
+
+
+def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme, page):
+    from playwright.sync_api import expect
+
+    shown = configure(acme, oidc_idp, "vibebox")
+    assert shown["oidc"]["redirectUri"] == f"http://testserver/accounts/oidc/sso-{acme.pk}/login/callback/"
+    assert "clientSecret" not in shown["oidc"]
+
+    sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
+    page.wait_for_url(re.compile(r"/sandboxes/$"))
+    expect(page.get_by_role("heading", name="Sandboxes")).to_be_visible()
+    expect(page.locator("#org-switch")).to_have_value("acme")  # the session's organization
+
+    alice = get_user_model().objects.get(email="alice@acme.test")
+    assert not alice.has_usable_password()
+    assert Membership.objects.get(org=acme, user=alice).role == "viewer"
+
+    # A second sign-in finds the same user (the linked identity), and keeps a changed role.
+    Membership.objects.filter(org=acme, user=alice).update(role="developer")
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{vibebox}/login/")
+    page.get_by_label("Email or organization").fill("acme")  # by the organization's slug this time
+    page.get_by_role("button", name="Sign in with SSO").click()  # still signed in at the provider
+    page.wait_for_url(re.compile(r"/sandboxes/$"))
+    assert get_user_model().objects.filter(email="alice@acme.test").count() == 1
+    assert Membership.objects.get(org=acme, user=alice).role == "developer"
+
+
+@pytest.mark.parametrize("client", ["wrong-audience", "expired"])
+def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, client):
+    from playwright.sync_api import expect
+
+    configure(acme, oidc_idp, client)
+    sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
+    expect(page.get_by_role("heading", name="Single sign-on refused")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("did not pass the checks")
+    assert not get_user_model().objects.filter(email="alice@acme.test").exists()
+    page.goto(f"{vibebox}/sandboxes/")
+    page.wait_for_url(re.compile(r"/login/"))  # not signed in
+
+
+def test_an_email_outside_the_verified_domains_is_refused(vibebox, oidc_idp, acme, page):
+    from playwright.sync_api import expect
+
+    configure(acme, oidc_idp, "vibebox")
+    sign_in_through_idp(page, vibebox, "acme", "mallory")  # the provider vouches for mallory@elsewhere.test
+    expect(page.get_by_role("alert")).to_contain_text("not one of ACME's single sign-on domains (acme.test)")
+    assert not get_user_model().objects.filter(email="mallory@elsewhere.test").exists()
+    assert not Membership.objects.filter(org=acme).exclude(user=acme.owner).exists()
