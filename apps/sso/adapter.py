@@ -19,8 +19,9 @@ from . import selectors
 logger = logging.getLogger(__name__)
 
 
-def refused(request, reason: str, *, status: int = 403):
-    return ImmediateHttpResponse(render(request, "sso/refused.html", {"reason": reason}, status=status))
+def refused(request, reason: str, *, status: int = 403, detail: str = ""):
+    context = {"reason": reason, "detail": detail}
+    return ImmediateHttpResponse(render(request, "sso/refused.html", context, status=status))
 
 
 class SsoAdapter(DefaultSocialAccountAdapter):
@@ -55,16 +56,11 @@ class SsoAdapter(DefaultSocialAccountAdapter):
         return True
 
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
-        logger.warning(
-            "single sign-on refused (%s, %s): %r from %r; the provider said %r",
-            getattr(provider, "sub_id", provider),
-            error,
-            exception,
-            getattr(exception, "__cause__", None),
-            request.GET.get("error_description") or request.GET.get("error"),
-        )
-        raise refused(
-            request,
-            "The identity provider's answer was refused (it did not pass the checks of its signature, "
-            f"audience, issuer or validity; {error or 'unknown'}). Try signing in again.",
-        )
+        # What the library found wrong (e.g. "Audience doesn't match", "... is not a valid audience for
+        # this Response", "Signature validation failed"), shown so an owner can fix their IdP's setup.
+        cause = getattr(exception, "__cause__", None) or exception
+        detail = (extra_context or {}).get("saml_last_error_reason") or (str(cause) if cause else "") or error
+        detail = detail or request.GET.get("error_description") or request.GET.get("error") or "unknown"
+        logger.warning("single sign-on refused (%s): %s", getattr(provider, "sub_id", provider), detail)
+        reason = "The identity provider's answer was refused: it did not pass the checks of its signature, audience, "
+        raise refused(request, reason + "issuer or validity. Try signing in again.", detail=str(detail)[:300])

@@ -3,6 +3,7 @@
 import re
 
 from allauth.socialaccount.models import SocialApp
+from cryptography import x509
 from django.db import IntegrityError, transaction
 
 from apps.orgs.models import Membership, Organization
@@ -49,6 +50,7 @@ def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: di
         }
     if not saml:
         raise _invalid("saml", "a SAML connection needs saml: entityId, ssoUrl, x509cert.")
+    _check_certificate(saml["x509cert"])
     return {
         "provider": "saml",
         "client_id": org.pk,  # allauth's SAML URLs name the connection by it: /accounts/saml/<org id>/acs/
@@ -60,6 +62,17 @@ def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: di
             "advanced": {"strict": True, "want_assertion_signed": True, "reject_idp_initiated_sso": True},
         },
     }
+
+
+def _check_certificate(pem: str) -> None:
+    """The IdP's signing certificate: PEM, or its base64 body alone (as IdP metadata carries it)."""
+    text = pem.strip()
+    if "-----BEGIN" not in text:
+        text = f"-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----"
+    try:
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError:
+        raise _invalid("saml.x509cert", "x509cert is not a certificate (PEM).") from None
 
 
 @transaction.atomic

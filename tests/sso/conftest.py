@@ -130,3 +130,12 @@ def acme(transactional_db):
     Membership.objects.create(org=org, user=owner, role="owner")
     org.owner = owner
     return org
+
+
+@pytest.fixture(scope="module")
+def saml_idp(tmp_path_factory):
+    """pysaml2's identity provider on loopback (a thread of this process)."""
+    from .saml_idp import SamlIdp
+
+    with SamlIdp(tmp_path_factory.mktemp("saml-idp"), IDP_USERS) as idp:
+        yield idp

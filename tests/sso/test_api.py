@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 from apps.orgs.models import Membership, Organization
 from apps.sso.models import SsoConnection
 
+from .saml_idp import key_and_cert
+
 OIDC = {
     "protocol": "oidc",
     "domains": ["Acme.test", "acme-corp.test"],
@@ -19,6 +21,11 @@ SAML = {
     "defaultRole": "viewer",
     "saml": {"entityId": "https://idp.acme.test/saml", "ssoUrl": "https://idp.acme.test/sso", "x509cert": "MIIC..."},
 }
+
+
+@pytest.fixture
+def certificate(tmp_path) -> str:
+    return key_and_cert(tmp_path, "idp")[1].read_text()
 
 
 @pytest.fixture
@@ -34,7 +41,7 @@ def signed_in(user) -> APIClient:
     return client
 
 
-def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner):
+def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner, certificate):
     client = signed_in(owner)
     assert client.get("/api/v1/orgs/acme/sso").json()["error"]["code"] == "sso_not_configured"
 
@@ -61,7 +68,8 @@ def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner):
     assert connection.app_id == app_id and connection.app.secret == "s3cret"
 
     # Switched to SAML: the VibeBox side's URLs are shown for the IdP.
-    body = client.put("/api/v1/orgs/acme/sso", SAML, format="json").json()
+    saml = {**SAML, "saml": {**SAML["saml"], "x509cert": certificate}}
+    body = client.put("/api/v1/orgs/acme/sso", saml, format="json").json()
     assert body["protocol"] == "saml" and "oidc" not in body
     assert body["saml"]["acsUrl"] == f"http://testserver/accounts/saml/{org.pk}/acs/"
     assert body["saml"]["spEntityId"] == f"http://testserver/accounts/saml/{org.pk}/metadata/"
@@ -90,6 +98,7 @@ def test_a_member_without_org_manage_gets_403_and_an_outsider_404(org, outsider)
         ({**OIDC, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "x"}}, "validation_error"),
         ({**OIDC, "oidc": None, "protocol": "saml"}, "validation_error"),
         ({**OIDC, "extra": 1}, "unknown_field"),
+        (SAML, "validation_error"),  # "MIIC...": not a certificate
         ({**OIDC, "oidc": {**OIDC["oidc"], "clientSecretTypo": "x"}}, "unknown_field"),
     ],
 )

@@ -72,14 +72,17 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     assert Membership.objects.get(org=acme, user=alice).role == "developer"
 
 
-@pytest.mark.parametrize("client", ["wrong-audience", "expired"])
-def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, client):
+@pytest.mark.parametrize(
+    ("client", "why"), [("wrong-audience", "Audience doesn't match"), ("expired", "Signature has expired")]
+)
+def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, client, why):
     from playwright.sync_api import expect
 
     configure(acme, oidc_idp, client)
     sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
     expect(page.get_by_role("heading", name="Single sign-on refused")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("did not pass the checks")
+    expect(page.get_by_text("Reason:")).to_contain_text(why)  # PyJWT's words for an expired token
     assert not get_user_model().objects.filter(email="alice@acme.test").exists()
     page.goto(f"{vibebox}/sandboxes/")
     page.wait_for_url(re.compile(r"/login/"))  # not signed in
