@@ -38,6 +38,8 @@ class SsoAdapter(DefaultSocialAccountAdapter):
                 f"one of {connection.org.name}'s single sign-on domains ({', '.join(sorted(domains))}).",
             )
         if sociallogin.is_existing:
+            if not sociallogin.user.is_active:
+                raise refused(request, "This account is deactivated; ask an administrator of VibeBox.")
             return
         # A new identity never takes over an existing account with the same email: the identity
         # provider is whatever an organization's owner configured, so it could assert anyone's email.

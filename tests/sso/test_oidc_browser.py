@@ -96,3 +96,29 @@ def test_an_email_outside_the_verified_domains_is_refused(vibebox, oidc_idp, acm
     expect(page.get_by_role("alert")).to_contain_text("not one of ACME's single sign-on domains (acme.test)")
     assert not get_user_model().objects.filter(email="mallory@elsewhere.test").exists()
     assert not Membership.objects.filter(org=acme).exclude(user=acme.owner).exists()
+
+
+def test_an_existing_account_with_the_email_is_not_taken_over(vibebox, oidc_idp, acme, page):
+    from playwright.sync_api import expect
+
+    existing = get_user_model().objects.create_user("alice-local", "Alice@acme.test", "pw-local-1")
+    configure(acme, oidc_idp, "vibebox")
+    sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
+    expect(page.get_by_role("alert")).to_contain_text("An account with the email alice@acme.test exists already")
+    assert not existing.socialaccount_set.exists()
+    assert not Membership.objects.filter(org=acme, user=existing).exists()
+    assert get_user_model().objects.filter(email__iexact="alice@acme.test").count() == 1
+
+
+def test_a_deactivated_user_is_refused(vibebox, oidc_idp, acme, page):
+    from playwright.sync_api import expect
+
+    configure(acme, oidc_idp, "vibebox")
+    sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
+    page.wait_for_url(re.compile(r"/sandboxes/$"))
+    page.get_by_role("button", name="Sign out").click()
+    get_user_model().objects.filter(email="alice@acme.test").update(is_active=False)
+    page.goto(f"{vibebox}/login/")
+    page.get_by_label("Email or organization").fill("alice@acme.test")
+    page.get_by_role("button", name="Sign in with SSO").click()  # still signed in at the provider
+    expect(page.get_by_role("alert")).to_contain_text("This account is deactivated")
