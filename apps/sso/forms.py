@@ -21,7 +21,7 @@ class SsoRequiredMixin:
             self.sso_required = True
             names = ", ".join(org.name for org in orgs)
             raise ValidationError(
-                f"{names} requires single sign-on: use “Sign in with SSO” with your email.", code="sso_required"
+                f"{names} requires single sign-on: use “Continue with SSO” with your email.", code="sso_required"
             )
         return cleaned
 

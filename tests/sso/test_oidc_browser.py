@@ -38,7 +38,7 @@ def configure(org, issuer: str, client: str, **fields) -> dict:
 def sign_in_through_idp(page, vibebox: str, email: str, username: str):
     page.goto(f"{vibebox}/login/")
     page.get_by_label("Email or organization").fill(email)
-    page.get_by_role("button", name="Sign in with SSO").click()
+    page.get_by_role("button", name="Continue with SSO").click()
     page.wait_for_url(re.compile(r"/accounts/login/"))  # the provider's own sign-in page
     page.get_by_label("IdP user").fill(username)
     page.get_by_label("IdP password").fill(IDP_PASSWORD)
@@ -52,6 +52,9 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     assert shown["oidc"]["redirectUri"] == f"http://testserver/accounts/oidc/sso-{acme.pk}/login/callback/"
     assert "clientSecret" not in shown["oidc"]
 
+    page.goto(f"{vibebox}/login/")
+    # The password form's button stays the only one named "Sign in" (tests/dashboard/test_browser.py clicks it).
+    assert page.get_by_role("button", name="Sign in").count() == 1
     sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
     page.wait_for_url(re.compile(r"/sandboxes/$"))
     expect(page.get_by_role("heading", name="Sandboxes")).to_be_visible()
@@ -66,7 +69,7 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{vibebox}/login/")
     page.get_by_label("Email or organization").fill("acme")  # by the organization's slug this time
-    page.get_by_role("button", name="Sign in with SSO").click()  # still signed in at the provider
+    page.get_by_role("button", name="Continue with SSO").click()  # still signed in at the provider
     page.wait_for_url(re.compile(r"/sandboxes/$"))
     assert get_user_model().objects.filter(email="alice@acme.test").count() == 1
     assert Membership.objects.get(org=acme, user=alice).role == "developer"
@@ -120,5 +123,5 @@ def test_a_deactivated_user_is_refused(vibebox, oidc_idp, acme, page):
     get_user_model().objects.filter(email="alice@acme.test").update(is_active=False)
     page.goto(f"{vibebox}/login/")
     page.get_by_label("Email or organization").fill("alice@acme.test")
-    page.get_by_role("button", name="Sign in with SSO").click()  # still signed in at the provider
+    page.get_by_role("button", name="Continue with SSO").click()  # still signed in at the provider
     expect(page.get_by_role("alert")).to_contain_text("This account is deactivated")

@@ -45,7 +45,7 @@ def configured(vibebox, saml_idp, acme):
 def sign_in_through_idp(page, vibebox: str, username: str):
     page.goto(f"{vibebox}/login/")
     page.get_by_label("Email or organization").fill("someone@acme.test")
-    page.get_by_role("button", name="Sign in with SSO").click()
+    page.get_by_role("button", name="Continue with SSO").click()
     page.wait_for_url(re.compile(r"/sso/redirect"))  # the IdP's own sign-in page
     page.get_by_label("SAML user").fill(username)
     page.get_by_label("SAML password").fill(IDP_PASSWORD)
