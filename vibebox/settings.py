@@ -188,6 +188,8 @@ LOGIN_URL = "/login/"
 SOCIALACCOUNT_ADAPTER = "apps.sso.adapter.SsoAdapter"
 ACCOUNT_EMAIL_VERIFICATION = "none"  # the identity provider vouches for the email; no mail is sent
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never link an existing account by email (apps/sso/adapter.py)
+# Where SSO domains' TXT records are looked up ("host" or "host:port"); empty: the system's resolver.
+VIBEBOX_SSO_DNS_SERVERS = env_list("VIBEBOX_SSO_DNS_SERVERS", [])
 LOGIN_REDIRECT_URL = "/sandboxes/"
 LOGOUT_REDIRECT_URL = "/login/"
 

@@ -30,12 +30,12 @@ class SsoAdapter(DefaultSocialAccountAdapter):
         if connection is None or not connection.enabled:
             raise refused(request, "Single sign-on is turned off for this organization.")
         email = user_email(sociallogin.user) or next((a.email for a in sociallogin.email_addresses), "")
-        domains = set(connection.domains.values_list("domain", flat=True))
+        domains = selectors.verified_domains(connection)
         if selectors.email_domain(email or "") not in domains:
             raise refused(
                 request,
                 f"The identity provider signed in {email or 'an account without an email'}, whose domain is not "
-                f"one of {connection.org.name}'s single sign-on domains ({', '.join(sorted(domains))}).",
+                f"one of {connection.org.name}'s verified single sign-on domains ({', '.join(sorted(domains))}).",
             )
         if sociallogin.is_existing:
             if not sociallogin.user.is_active:

@@ -1,6 +1,8 @@
 """Single sign-on per organization (docs/sso.md): one connection to the organization's identity
 provider, kept as a django-allauth SocialApp (the library speaks OIDC and SAML; nothing here does)."""
 
+import secrets
+
 from allauth.socialaccount.models import SocialApp
 from django.db import models
 
@@ -30,14 +32,33 @@ class SsoConnection(models.Model):
         return f"{self.org.slug} ({self.protocol})"
 
 
+def new_verification_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class SsoDomain(models.Model):
-    """An email domain whose users sign in through one organization's connection (one org each)."""
+    """An email domain whose users sign in through one organization's connection (one org each),
+    once verified: its DNS holds the TXT record `VERIFY_PREFIX + token` at `VERIFY_LABEL.<domain>`
+    (or an operator set verified_at in the admin)."""
+
+    VERIFY_LABEL = "_vibebox-verify"
+    VERIFY_PREFIX = "vibebox-verify="
 
     connection = models.ForeignKey(SsoConnection, on_delete=models.CASCADE, related_name="domains")
     domain = models.CharField(max_length=253, unique=True)
+    token = models.CharField(max_length=64, default=new_verification_token, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["domain"]
 
     def __str__(self):
         return self.domain
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.VERIFY_LABEL}.{self.domain}"
+
+    @property
+    def record_value(self) -> str:
+        return f"{self.VERIFY_PREFIX}{self.token}"

@@ -28,7 +28,10 @@ def email_domain(email: str) -> str:
 def connection_to_start(ref: str) -> SsoConnection | None:
     """The enabled connection a sign-in starts with: by the email's domain, or by organization slug."""
     ref = ref.strip()
-    query = Q(domains__domain=email_domain(ref)) if "@" in ref else Q(org__slug=ref.lower())
+    if "@" in ref:
+        query = Q(domains__domain=email_domain(ref), domains__verified_at__isnull=False)
+    else:
+        query = Q(org__slug=ref.lower())
     return SsoConnection.objects.filter(query, enabled=True).select_related("app", "org").first()
 
 
@@ -40,3 +43,7 @@ def sso_required_orgs(*, user) -> list[Organization]:
         "org"
     )
     return [c.org for c in connections if "org.manage" not in permissions_of(user=user, org=c.org)]
+
+
+def verified_domains(connection: SsoConnection) -> set[str]:
+    return set(connection.domains.filter(verified_at__isnull=False).values_list("domain", flat=True))

@@ -1,10 +1,16 @@
-"""Writes for single sign-on: an organization's connection, and the membership a sign-in gives."""
+"""Writes for single sign-on: an organization's connection, its domains' verification, and the
+membership a sign-in gives."""
 
+import logging
 import re
 
+import dns.exception
+import dns.resolver
 from allauth.socialaccount.models import SocialApp
 from cryptography import x509
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.orgs.models import Membership, Organization
 from apps.orgs.permissions import BUILTIN_ROLES, OWNER
@@ -13,6 +19,8 @@ from vibebox import exceptions as errors
 
 from . import selectors
 from .models import SsoConnection, SsoDomain
+
+logger = logging.getLogger(__name__)
 
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -149,3 +157,36 @@ def sso_member_ensure(*, connection: SsoConnection, user) -> Membership:
     org = connection.org
     transaction.on_commit(lambda: membership_changed.send(sender=Membership, org=org, user=user))
     return membership
+
+
+def _resolver() -> dns.resolver.Resolver:
+    """The system's resolver, or VIBEBOX_SSO_DNS_SERVERS ("host" or "host:port" each) when set."""
+    servers = settings.VIBEBOX_SSO_DNS_SERVERS
+    resolver = dns.resolver.Resolver(configure=not servers)
+    if servers:
+        resolver.nameservers = [server.rpartition(":")[0] if ":" in server else server for server in servers]
+        ports = {server.rpartition(":")[2] for server in servers if ":" in server}
+        if ports:
+            resolver.port = int(ports.pop())
+    resolver.lifetime = 5.0
+    return resolver
+
+
+def _txt_values(name: str) -> set[str]:
+    try:
+        answer = _resolver().resolve(name, "TXT")
+    except (dns.exception.DNSException, OSError) as exc:
+        logger.info("no TXT record at %s: %s", name, exc)
+        return set()
+    return {b"".join(record.strings).decode(errors="replace") for record in answer}
+
+
+def sso_domains_verify(*, connection: SsoConnection) -> list[SsoDomain]:
+    """Looks up the TXT record of each domain not verified yet; the ones that hold their token are
+    verified from now on. Answers the domains, verified or not."""
+    domains = list(connection.domains.all())
+    for domain in domains:
+        if domain.verified_at is None and domain.record_value in _txt_values(domain.record_name):
+            domain.verified_at = timezone.now()
+            domain.save(update_fields=["verified_at"])
+    return domains

@@ -139,3 +139,22 @@ def saml_idp(tmp_path_factory):
 
     with SamlIdp(tmp_path_factory.mktemp("saml-idp"), IDP_USERS) as idp:
         yield idp
+
+
+@pytest.fixture(scope="module")
+def dns_server():
+    """A DNS server on loopback, where the tests publish domains' verification records."""
+    from .dns_server import DnsServer
+
+    with DnsServer() as server:
+        yield server
+
+
+def verify_domains(api, slug: str, dns_server, settings) -> dict:
+    """Publishes the TXT records the connection asks for, and has VibeBox verify them."""
+    settings.VIBEBOX_SSO_DNS_SERVERS = [dns_server.address]
+    for domain in api.get(f"/api/v1/orgs/{slug}/sso").json()["domains"]:
+        dns_server.records[domain["recordName"]] = [domain["recordValue"]]
+    body = api.post(f"/api/v1/orgs/{slug}/sso/verify").json()
+    assert all(domain["verified"] for domain in body["domains"]), body
+    return body

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from apps.orgs.models import Membership, Organization
 from apps.sso.models import SsoConnection
 
+from .conftest import verify_domains
 from .saml_idp import key_and_cert
 
 OIDC = {
@@ -48,7 +49,10 @@ def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner, cert
     response = client.put("/api/v1/orgs/acme/sso", OIDC, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["domains"] == ["acme-corp.test", "acme.test"]
+    assert [d["domain"] for d in body["domains"]] == ["acme-corp.test", "acme.test"]
+    assert not any(d["verified"] for d in body["domains"])
+    assert body["domains"][1]["recordName"] == "_vibebox-verify.acme.test"
+    assert body["domains"][1]["recordValue"].startswith("vibebox-verify=")
     assert body["defaultRole"] == "developer" and body["ssoRequired"] is False and body["enabled"] is True
     assert body["oidc"] == {
         "serverUrl": "https://idp.acme.test/",
@@ -149,8 +153,35 @@ def test_sso_required_refuses_members_passwords_but_not_owners(org, owner):
     assert Client().post("/login/", {"username": "member", "password": "pw-member-1"}).status_code == 302
 
 
-def test_sso_start_names_an_unknown_domain(org, owner):
+def test_sso_start_by_email_needs_a_verified_domain(org, owner, dns_server, settings):
     response = Client().post("/sso/", {"sso": "someone@nowhere.test"})
     assert response.status_code == 404 and "No organization signs in with single sign-on" in response.content.decode()
-    signed_in(owner).put("/api/v1/orgs/acme/sso", {**OIDC, "enabled": False}, format="json")
+    api = signed_in(owner)
+    api.put("/api/v1/orgs/acme/sso", OIDC, format="json")
+    assert Client().post("/sso/", {"sso": "someone@acme.test"}).status_code == 404  # not verified yet
+    verify_domains(api, "acme", dns_server, settings)
+    # Verified: the sign-in starts (and fails on at the IdP, which does not exist: 502, not a 404).
+    assert Client().post("/sso/", {"sso": "someone@ACME.test"}).status_code == 502
+    api.put("/api/v1/orgs/acme/sso", {**OIDC, "enabled": False}, format="json")
     assert Client().post("/sso/", {"sso": "acme"}).status_code == 404  # a disabled connection starts nothing
+
+
+def test_domains_are_verified_by_their_txt_record(org, owner, outsider, dns_server, settings):
+    settings.VIBEBOX_SSO_DNS_SERVERS = [dns_server.address]
+    api = signed_in(owner)
+    domains = {d["domain"]: d for d in api.put("/api/v1/orgs/acme/sso", OIDC, format="json").json()["domains"]}
+    dns_server.records["_vibebox-verify.acme.test"] = ["vibebox-verify=someone-elses-token"]
+    dns_server.records["_vibebox-verify.acme-corp.test"] = ["unrelated", domains["acme-corp.test"]["recordValue"]]
+    body = api.post("/api/v1/orgs/acme/sso/verify").json()
+    verified = {d["domain"]: d["verified"] for d in body["domains"]}
+    assert verified == {"acme-corp.test": True, "acme.test": False}
+
+    # A PUT that keeps a domain keeps its verification (and token); a new one starts unverified.
+    body = api.put("/api/v1/orgs/acme/sso", {**OIDC, "domains": ["acme-corp.test", "new.test"]}, format="json").json()
+    assert {d["domain"]: d["verified"] for d in body["domains"]} == {"acme-corp.test": True, "new.test": False}
+    assert body["domains"][0]["recordValue"] == domains["acme-corp.test"]["recordValue"]
+
+    # No DNS answer at all (nothing listens there): nothing verified, no error.
+    settings.VIBEBOX_SSO_DNS_SERVERS = ["127.0.0.1:9"]
+    assert api.post("/api/v1/orgs/acme/sso/verify").status_code == 200
+    assert signed_in(outsider).post("/api/v1/orgs/acme/sso/verify").status_code == 404

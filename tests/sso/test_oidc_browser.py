@@ -11,8 +11,9 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from apps.orgs.models import Membership
+from apps.sso.models import SsoDomain
 
-from .conftest import CHROMIUM, IDP_PASSWORD
+from .conftest import CHROMIUM, IDP_PASSWORD, verify_domains
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
@@ -20,19 +21,27 @@ pytestmark = [
 ]
 
 
-def configure(org, issuer: str, client: str, **fields) -> dict:
-    api = APIClient()
-    api.force_login(org.owner)
-    body = {
-        "protocol": "oidc",
-        "domains": ["acme.test"],
-        "defaultRole": "viewer",
-        "oidc": {"serverUrl": issuer, "clientId": client, "clientSecret": f"{client}-secret"},
-        **fields,
-    }
-    response = api.put(f"/api/v1/orgs/{org.slug}/sso", body, format="json")
-    assert response.status_code == 200, response.content
-    return response.json()
+@pytest.fixture
+def configure(dns_server, settings):
+    """Configures the organization's connection to the provider (as its owner, over the API) and
+    verifies its domain (a TXT record on the loopback DNS server)."""
+
+    def configure(org, issuer: str, client: str, **fields) -> dict:
+        api = APIClient()
+        api.force_login(org.owner)
+        body = {
+            "protocol": "oidc",
+            "domains": ["acme.test"],
+            "defaultRole": "viewer",
+            "oidc": {"serverUrl": issuer, "clientId": client, "clientSecret": f"{client}-secret"},
+            **fields,
+        }
+        response = api.put(f"/api/v1/orgs/{org.slug}/sso", body, format="json")
+        assert response.status_code == 200, response.content
+        verify_domains(api, org.slug, dns_server, settings)
+        return response.json()
+
+    return configure
 
 
 def sign_in_through_idp(page, vibebox: str, email: str, username: str):
@@ -45,7 +54,7 @@ def sign_in_through_idp(page, vibebox: str, email: str, username: str):
     page.get_by_role("button", name="Sign in to the IdP").click()
 
 
-def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme, page):
+def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme, page, configure):
     from playwright.sync_api import expect
 
     shown = configure(acme, oidc_idp, "vibebox")
@@ -78,7 +87,7 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
 @pytest.mark.parametrize(
     ("client", "why"), [("wrong-audience", "Audience doesn't match"), ("expired", "Signature has expired")]
 )
-def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, client, why):
+def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, configure, client, why):
     from playwright.sync_api import expect
 
     configure(acme, oidc_idp, client)
@@ -91,17 +100,27 @@ def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_id
     page.wait_for_url(re.compile(r"/login/"))  # not signed in
 
 
-def test_an_email_outside_the_verified_domains_is_refused(vibebox, oidc_idp, acme, page):
+def test_an_email_outside_the_verified_domains_is_refused(vibebox, oidc_idp, acme, page, configure):
     from playwright.sync_api import expect
 
     configure(acme, oidc_idp, "vibebox")
     sign_in_through_idp(page, vibebox, "acme", "mallory")  # the provider vouches for mallory@elsewhere.test
-    expect(page.get_by_role("alert")).to_contain_text("not one of ACME's single sign-on domains (acme.test)")
+    expect(page.get_by_role("alert")).to_contain_text("not one of ACME's verified single sign-on domains (acme.test)")
     assert not get_user_model().objects.filter(email="mallory@elsewhere.test").exists()
     assert not Membership.objects.filter(org=acme).exclude(user=acme.owner).exists()
 
 
-def test_an_existing_account_with_the_email_is_not_taken_over(vibebox, oidc_idp, acme, page):
+def test_a_domain_not_verified_admits_nobody(vibebox, oidc_idp, acme, page, configure):
+    from playwright.sync_api import expect
+
+    configure(acme, oidc_idp, "vibebox")
+    SsoDomain.objects.update(verified_at=None)  # as if its TXT record had never been published
+    sign_in_through_idp(page, vibebox, "acme", "alice")  # by slug: an email of the domain starts nothing
+    expect(page.get_by_role("alert")).to_contain_text("whose domain is not one of ACME's verified single sign-on")
+    assert not get_user_model().objects.filter(email="alice@acme.test").exists()
+
+
+def test_an_existing_account_with_the_email_is_not_taken_over(vibebox, oidc_idp, acme, page, configure):
     from playwright.sync_api import expect
 
     existing = get_user_model().objects.create_user("alice-local", "Alice@acme.test", "pw-local-1")
@@ -113,7 +132,7 @@ def test_an_existing_account_with_the_email_is_not_taken_over(vibebox, oidc_idp,
     assert get_user_model().objects.filter(email__iexact="alice@acme.test").count() == 1
 
 
-def test_a_deactivated_user_is_refused(vibebox, oidc_idp, acme, page):
+def test_a_deactivated_user_is_refused(vibebox, oidc_idp, acme, page, configure):
     from playwright.sync_api import expect
 
     configure(acme, oidc_idp, "vibebox")

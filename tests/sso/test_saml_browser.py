@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.orgs.models import Membership
 
-from .conftest import CHROMIUM, IDP_PASSWORD
+from .conftest import CHROMIUM, IDP_PASSWORD, verify_domains
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
@@ -23,7 +23,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def configured(vibebox, saml_idp, acme):
+def configured(vibebox, saml_idp, acme, dns_server, settings):
     """ACME's connection to the IdP; the IdP knows VibeBox's metadata (as read from VibeBox)."""
     api = APIClient()
     api.force_login(acme.owner)
@@ -35,6 +35,7 @@ def configured(vibebox, saml_idp, acme):
     }
     response = api.put(f"/api/v1/orgs/{acme.slug}/sso", body, format="json")
     assert response.status_code == 200, response.content
+    verify_domains(api, acme.slug, dns_server, settings)
     with urllib.request.urlopen(f"{vibebox}/accounts/saml/{acme.pk}/metadata/", timeout=10) as answer:
         saml_idp.sp_metadata = answer.read().decode()
     saml_idp.mode = "normal"
@@ -93,5 +94,5 @@ def test_an_email_outside_the_verified_domains_is_refused(vibebox, configured, a
     from playwright.sync_api import expect
 
     sign_in_through_idp(page, vibebox, "mallory")
-    expect(page.get_by_role("alert")).to_contain_text("not one of ACME's single sign-on domains")
+    expect(page.get_by_role("alert")).to_contain_text("not one of ACME's verified single sign-on domains")
     assert not get_user_model().objects.filter(email="mallory@elsewhere.test").exists()

@@ -59,10 +59,18 @@ class SamlSettingsReadSerializer(serializers.Serializer):
     acsUrl = serializers.CharField(help_text="VibeBox's assertion consumer service (HTTP-POST) for the IdP.")
 
 
+class SsoDomainSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    verified = serializers.BooleanField(help_text="Only a verified domain's users sign in through the connection.")
+    verifiedAt = serializers.DateTimeField(allow_null=True)
+    recordName = serializers.CharField(help_text="Where to publish the TXT record that verifies the domain.")
+    recordValue = serializers.CharField(help_text="The TXT record's value.")
+
+
 class SsoConnectionSerializer(serializers.Serializer):
     org = serializers.CharField()
     protocol = serializers.ChoiceField(choices=SsoConnection.Protocol.values)
-    domains = serializers.ListField(child=serializers.CharField())
+    domains = SsoDomainSerializer(many=True)
     defaultRole = serializers.CharField()
     ssoRequired = serializers.BooleanField()
     enabled = serializers.BooleanField()

@@ -32,7 +32,16 @@ def _render(request, connection) -> dict:
     data = {
         "org": connection.org.slug,
         "protocol": connection.protocol,
-        "domains": list(connection.domains.values_list("domain", flat=True)),
+        "domains": [
+            {
+                "domain": domain.domain,
+                "verified": domain.verified_at is not None,
+                "verifiedAt": domain.verified_at,
+                "recordName": domain.record_name,
+                "recordValue": domain.record_value,
+            }
+            for domain in connection.domains.all()
+        ],
         "defaultRole": connection.default_role,
         "ssoRequired": connection.sso_required,
         "enabled": connection.enabled,
@@ -95,3 +104,21 @@ class SsoConnectionView(APIView):
     def delete(self, request, slug):
         services.sso_connection_delete(org=_org(request, slug))
         return Response(status=204)
+
+
+class SsoVerifyView(APIView):
+    required_scopes = {"POST": [ORGS_MANAGE]}
+
+    @extend_schema(
+        operation_id="orgs_sso_verify",
+        request=None,
+        responses={200: SsoConnectionSerializer, **error_responses(404)},
+        description="Looks up the TXT record (recordName, recordValue) of every domain not verified yet; "
+        "the ones found are verified. Needs org.manage.",
+    )
+    def post(self, request, slug):
+        connection = selectors.connection_of(org=_org(request, slug))
+        if connection is None:
+            raise errors.SsoNotConfigured(details={"org": slug})
+        services.sso_domains_verify(connection=connection)
+        return Response(_render(request, connection))

@@ -258,6 +258,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{slug}/sso/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Looks up the TXT record (recordName, recordValue) of every domain not verified yet; the ones found are verified. Needs org.manage. */
+        post: operations["orgs_sso_verify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{slug}/teams": {
         parameters: {
             query?: never;
@@ -2526,7 +2543,7 @@ export interface components {
         SsoConnection: {
             org: string;
             protocol: components["schemas"]["ProtocolEnum"];
-            domains: string[];
+            domains: components["schemas"]["SsoDomain"][];
             defaultRole: string;
             ssoRequired: boolean;
             enabled: boolean;
@@ -2551,6 +2568,17 @@ export interface components {
             oidc?: components["schemas"]["OidcSettingsRequest"];
             /** @description With protocol saml. */
             saml?: components["schemas"]["SamlSettingsRequest"];
+        };
+        SsoDomain: {
+            domain: string;
+            /** @description Only a verified domain's users sign in through the connection. */
+            verified: boolean;
+            /** Format: date-time */
+            verifiedAt: string | null;
+            /** @description Where to publish the TXT record that verifies the domain. */
+            recordName: string;
+            /** @description The TXT record's value. */
+            recordValue: string;
         };
         Team: {
             name: string;
@@ -4873,6 +4901,72 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_sso_verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SsoConnection"];
+                };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
