@@ -185,3 +185,13 @@ def test_domains_are_verified_by_their_txt_record(org, owner, outsider, dns_serv
     settings.VIBEBOX_SSO_DNS_SERVERS = ["127.0.0.1:9"]
     assert api.post("/api/v1/orgs/acme/sso/verify").status_code == 200
     assert signed_in(outsider).post("/api/v1/orgs/acme/sso/verify").status_code == 404
+
+
+def test_the_admin_shows_connections_and_lets_an_operator_verify_a_domain(org, owner):
+    signed_in(owner).put("/api/v1/orgs/acme/sso", OIDC, format="json")
+    connection = SsoConnection.objects.get(org=org)
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", password="pw-root-1234"))
+    assert admin.get("/admin/sso/ssoconnection/").status_code == 200
+    page = admin.get(f"/admin/sso/ssoconnection/{connection.pk}/change/")
+    assert page.status_code == 200 and b"acme-corp.test" in page.content and b"s3cret" not in page.content
