@@ -76,10 +76,11 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     # A second sign-in finds the same user (the linked identity), and keeps a changed role.
     Membership.objects.filter(org=acme, user=alice).update(role="developer")
     page.get_by_role("button", name="Sign out").click()
-    page.goto(f"{vibebox}/login/")
+    page.goto(f"{vibebox}/keys/")  # a page that needs a sign-in: back there afterwards
+    page.wait_for_url(re.compile(r"/login/\?next="))
     page.get_by_label("Email or organization").fill("acme")  # by the organization's slug this time
     page.get_by_role("button", name="Continue with SSO").click()  # still signed in at the provider
-    page.wait_for_url(re.compile(r"/sandboxes/$"))
+    page.wait_for_url(re.compile(r"/keys/$"))
     assert get_user_model().objects.filter(email="alice@acme.test").count() == 1
     assert Membership.objects.get(org=acme, user=alice).role == "developer"
 
