@@ -14,7 +14,10 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.contrib.auth import get_user_model
 from django.shortcuts import render
 
+from vibebox import crypto
+
 from . import selectors
+from .models import SsoConnection
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,19 @@ def refused(request, reason: str, *, status: int = 403, detail: str = ""):
 
 
 class SsoAdapter(DefaultSocialAccountAdapter):
+    def list_apps(self, request, provider=None, client_id=None):
+        """allauth's apps, an OIDC connection's with its client secret (decrypted in memory only)."""
+        apps = super().list_apps(request, provider=provider, client_id=client_id)
+        secrets = dict(
+            SsoConnection.objects.filter(app__in=[app for app in apps if app.pk], secret__gt="").values_list(
+                "app_id", "secret"
+            )
+        )
+        for app in apps:
+            if app.pk in secrets:
+                app.secret = crypto.decrypt(secrets[app.pk])
+        return apps
+
     def pre_social_login(self, request, sociallogin):
         connection = selectors.connection_for_provider(sociallogin.account.provider)
         if connection is None or not connection.enabled:

@@ -20,6 +20,9 @@ class SsoConnection(models.Model):
     # allauth's record of the identity provider: provider "openid_connect" or "saml", provider_id
     # "sso-<org id>" (the social accounts it makes carry it), SAML's client_id the org id.
     app = models.OneToOneField(SocialApp, on_delete=models.PROTECT, related_name="vibebox_sso")
+    # OIDC's client secret, encrypted (vibebox/crypto.py); the SocialApp's own field stays empty and
+    # the adapter hands allauth the plain secret in memory only.
+    secret = models.TextField(blank=True, default="")
     # New members get this built-in role (owner excluded).
     default_role = models.CharField(max_length=20, default=DEVELOPER, choices=[(name, name) for name in BUILTIN_ROLES])
     # Members (but holders of org.manage) sign in through the identity provider only.

@@ -15,6 +15,7 @@ from django.utils import timezone
 from apps.orgs.models import Membership, Organization
 from apps.orgs.permissions import BUILTIN_ROLES, OWNER
 from apps.orgs.signals import membership_changed
+from vibebox import crypto
 from vibebox import exceptions as errors
 
 from . import selectors
@@ -37,22 +38,15 @@ def _clean_domains(domains: list[str]) -> list[str]:
     return cleaned
 
 
-def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: dict | None, old: SocialApp | None):
-    """What allauth's SocialApp holds for the connection (its secret kept when none is given)."""
+def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: dict | None):
+    """What allauth's SocialApp holds for the connection (never the secret: see SsoConnection.secret)."""
     if protocol == SsoConnection.Protocol.OIDC:
         if not oidc:
             raise _invalid("oidc", "an OIDC connection needs oidc: serverUrl, clientId, clientSecret.")
-        secret = oidc.get("client_secret") or (
-            old.secret if old is not None and old.provider == "openid_connect" else ""
-        )
-        if not secret:
-            raise _invalid(
-                "oidc", "clientSecret is required (it is never shown again; omit it to keep the stored one)."
-            )
         return {
             "provider": "openid_connect",
             "client_id": oidc["client_id"],
-            "secret": secret,
+            "secret": "",
             # PKCE on top of the client secret (OAuth 2.1 asks it of every client).
             "settings": {"server_url": oidc["server_url"], "oauth_pkce_enabled": True},
         }
@@ -108,7 +102,20 @@ def sso_connection_set(
         raise errors.SsoDomainTaken(details={"domains": sorted(taken)})
     connection = selectors.connection_of(org=org)
     old_app = connection.app if connection is not None else None
-    fields = _app_fields(org=org, protocol=protocol, oidc=oidc, saml=saml, old=old_app)
+    fields = _app_fields(org=org, protocol=protocol, oidc=oidc, saml=saml)
+    secret = ""
+    if protocol == SsoConnection.Protocol.OIDC:
+        # Given, or the stored one kept (an OIDC connection's, the same client's).
+        kept = (
+            connection is not None and old_app.provider == "openid_connect" and old_app.client_id == oidc["client_id"]
+        )
+        secret = (
+            crypto.encrypt(oidc["client_secret"]) if oidc.get("client_secret") else (connection.secret if kept else "")
+        )
+        if not secret:
+            raise _invalid(
+                "oidc", "clientSecret is required (it is never shown again; omit it to keep the stored one)."
+            )
     app = old_app or SocialApp(provider_id=selectors.provider_id_for(org))
     app.name = org.name
     for name, value in fields.items():
@@ -117,6 +124,7 @@ def sso_connection_set(
     if connection is None:
         connection = SsoConnection(org=org, app=app)
     connection.protocol = protocol
+    connection.secret = secret
     connection.default_role = default_role
     connection.sso_required = sso_required
     connection.enabled = enabled

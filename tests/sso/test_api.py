@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from apps.orgs.models import Membership, Organization
 from apps.sso.models import SsoConnection
+from vibebox import crypto
 
 from .conftest import verify_domains
 from .saml_idp import key_and_cert
@@ -69,7 +70,12 @@ def test_owner_configures_oidc_and_the_secret_is_never_returned(org, owner, cert
     again = {**OIDC, "ssoRequired": True, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "vibebox"}}
     assert client.put("/api/v1/orgs/acme/sso", again, format="json").json()["ssoRequired"] is True
     connection = SsoConnection.objects.select_related("app").get(org=org)
-    assert connection.app_id == app_id and connection.app.secret == "s3cret"
+    assert connection.app_id == app_id and crypto.decrypt(connection.secret) == "s3cret"
+    assert "s3cret" not in connection.secret and connection.app.secret == ""  # encrypted, and not in allauth's row
+    # Another client id needs its secret.
+    other_client = {**again, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "other"}}
+    response = client.put("/api/v1/orgs/acme/sso", other_client, format="json")
+    assert response.status_code == 400 and "clientSecret is required" in response.json()["error"]["message"]
 
     # Switched to SAML: the VibeBox side's URLs are shown for the IdP.
     saml = {**SAML, "saml": {**SAML["saml"], "x509cert": certificate}}
