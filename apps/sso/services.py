@@ -3,6 +3,7 @@ membership a sign-in gives."""
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 import dns.exception
 import dns.resolver
@@ -23,6 +24,7 @@ from .models import SsoConnection, SsoDomain
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -43,6 +45,11 @@ def _app_fields(*, org: Organization, protocol: str, oidc: dict | None, saml: di
     if protocol == SsoConnection.Protocol.OIDC:
         if not oidc:
             raise _invalid("oidc", "an OIDC connection needs oidc: serverUrl, clientId, clientSecret.")
+        # allauth takes the ID token from the token endpoint without checking its signature (OIDC
+        # Core 3.1.3.7: TLS authenticates the issuer), so the issuer must be https (loopback aside).
+        url = urlsplit(oidc["server_url"])
+        if url.scheme != "https" and url.hostname not in LOOPBACK:
+            raise _invalid("oidc.serverUrl", "serverUrl must be an https URL.")
         return {
             "provider": "openid_connect",
             "client_id": oidc["client_id"],

@@ -28,7 +28,7 @@ IDP_USERS = [
     {"username": "alice", "email": "alice@acme.test", "password": IDP_PASSWORD},
     {"username": "mallory", "email": "mallory@elsewhere.test", "password": IDP_PASSWORD},
 ]
-OIDC_CLIENTS = ("vibebox", "wrong-audience", "expired")
+OIDC_CLIENTS = ("vibebox", "wrong-audience", "expired", "wrong-issuer")
 
 
 def free_port() -> int:

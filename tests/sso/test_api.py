@@ -108,6 +108,7 @@ def test_a_member_without_org_manage_gets_403_and_an_outsider_404(org, outsider)
         ({**OIDC, "oidc": {"serverUrl": "https://idp.acme.test/", "clientId": "x"}}, "validation_error"),
         ({**OIDC, "oidc": None, "protocol": "saml"}, "validation_error"),
         ({**OIDC, "extra": 1}, "unknown_field"),
+        ({**OIDC, "oidc": {**OIDC["oidc"], "serverUrl": "http://idp.acme.test/"}}, "validation_error"),
         (SAML, "validation_error"),  # "MIIC...": not a certificate
         ({**OIDC, "oidc": {**OIDC["oidc"], "clientSecretTypo": "x"}}, "unknown_field"),
     ],

@@ -86,9 +86,16 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
 
 
 @pytest.mark.parametrize(
-    ("client", "why"), [("wrong-audience", "Audience doesn't match"), ("expired", "Signature has expired")]
+    ("client", "why"),
+    [
+        ("wrong-audience", "Audience doesn't match"),
+        ("expired", "Signature has expired"),
+        ("wrong-issuer", "Invalid issuer"),
+    ],
 )
-def test_an_id_token_for_another_audience_or_expired_is_refused(vibebox, oidc_idp, acme, page, configure, client, why):
+def test_an_id_token_for_another_audience_expired_or_of_another_issuer_is_refused(
+    vibebox, oidc_idp, acme, page, configure, client, why
+):
     from playwright.sync_api import expect
 
     configure(acme, oidc_idp, client)

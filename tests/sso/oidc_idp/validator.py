@@ -1,5 +1,5 @@
-"""The provider's claims, and two clients that misbehave on purpose (by application name): one
-whose ID tokens name another audience, one whose ID tokens have expired."""
+"""The provider's claims, and clients that misbehave on purpose (by application name): ID tokens
+that name another audience, that have expired, or that another issuer signed."""
 
 import time
 
@@ -16,6 +16,8 @@ class Validator(OAuth2Validator):
         claims, expiration = super().get_id_token_dictionary(token, token_handler, request)
         if request.client.name == "expired":
             claims["exp"] = int(time.time()) - 3600
+        if request.client.name == "wrong-issuer":
+            claims["iss"] = "https://impostor.test/o"
         return claims, expiration
 
     def finalize_id_token(self, id_token, token, token_handler, request):
