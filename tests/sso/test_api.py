@@ -202,3 +202,11 @@ def test_the_admin_shows_connections_and_lets_an_operator_verify_a_domain(org, o
     assert admin.get("/admin/sso/ssoconnection/").status_code == 200
     page = admin.get(f"/admin/sso/ssoconnection/{connection.pk}/change/")
     assert page.status_code == 200 and b"acme-corp.test" in page.content and b"s3cret" not in page.content
+
+
+def test_deleting_the_organization_drops_its_connection(org, owner):
+    from allauth.socialaccount.models import SocialApp
+
+    signed_in(owner).put("/api/v1/orgs/acme/sso", OIDC, format="json")
+    assert signed_in(owner).delete("/api/v1/orgs/acme").status_code == 204
+    assert not SsoConnection.objects.exists() and not SocialApp.objects.exists()
