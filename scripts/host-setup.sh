@@ -60,6 +60,7 @@ declare -A PKG_FOR=(
     [python3]=python3
     [mkfs.xfs]=xfsprogs
     [mkfs.btrfs]=btrfs-progs
+    [xmlsec1]=xmlsec1
 )
 
 ensure_packages() {
@@ -67,7 +68,8 @@ ensure_packages() {
     # dockerd only matters when no engine answers already (e.g. remote
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
     # iptables (with ip6tables and *-restore): the sandbox firewall; ip: the egress tests' namespaces.
-    local cmds=(redis-cli debootstrap curl python3 iptables ip)
+    # xmlsec1: the SAML identity provider of the single sign-on tests (pysaml2 signs with it).
+    local cmds=(redis-cli debootstrap curl python3 iptables ip xmlsec1)
     if ! docker_ok; then
         cmds+=(dockerd containerd runc)
         # for a data root that can limit sandboxes' disk (prepare_data_root)

@@ -160,3 +160,7 @@ AgentTaskFinished = error("agent_task_finished", 409, "The agent task is finishe
 RateLimiterUnavailable = error(
     "rate_limiter_unavailable", 503, "Limits cannot be counted right now (Redis is unreachable); try again shortly."
 )
+
+# Single sign-on (apps/sso).
+SsoNotConfigured = error("sso_not_configured", 404, "This organization has no single sign-on connection.")
+SsoDomainTaken = error("sso_domain_taken", 409, "Another organization's single sign-on already has this email domain.")

@@ -71,9 +71,16 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
+    # Single sign-on's OIDC and SAML (apps/sso, docs/sso.md); allauth's own account pages are not mounted.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
     "apps.audit",
     "apps.orgs",
     "apps.keys",
+    "apps.sso",
     "apps.marketplace",
     "apps.sandboxes",
     "apps.billing",
@@ -91,6 +98,7 @@ MIDDLEWARE = [
     "vibebox.middleware.Csrf",
     "vibebox.middleware.Authentication",
     "vibebox.middleware.AuditContextMiddleware",
+    "allauth.account.middleware.AccountMiddleware",  # sync here: the middleware inside it is sync-only
     "vibebox.middleware.Message",
     "vibebox.middleware.XFrameOptions",
     "vibebox.middleware.Htmx",
@@ -183,6 +191,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "/login/"
+# Single sign-on (apps/sso): allauth signs users in through their organization's identity provider.
+SOCIALACCOUNT_ADAPTER = "apps.sso.adapter.SsoAdapter"
+ACCOUNT_EMAIL_VERIFICATION = "none"  # the identity provider vouches for the email; no mail is sent
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never link an existing account by email (apps/sso/adapter.py)
+# Where SSO domains' TXT records are looked up ("host" or "host:port"); empty: the system's resolver.
+VIBEBOX_SSO_DNS_SERVERS = env_list("VIBEBOX_SSO_DNS_SERVERS", [])
 LOGIN_REDIRECT_URL = "/sandboxes/"
 LOGOUT_REDIRECT_URL = "/login/"
 

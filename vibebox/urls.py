@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
 from apps.orgs import web as orgs_web
+from apps.sso import forms as sso_forms
 
 from . import login_limits, views
 
-# The admin's sign-in form counts failures and locks out like the dashboard's (login_limits).
-admin.site.login_form = login_limits.LimitedAdminAuthenticationForm
+# The admin's sign-in form counts failures and locks out like the dashboard's (login_limits), and
+# refuses passwords of members whose organization requires single sign-on (apps/sso/forms.py).
+admin.site.login_form = sso_forms.AdminLoginForm
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -21,6 +23,7 @@ urlpatterns = [
     path("admin/login/", login_limits.limited(admin.site.login)),  # before the admin's own route: 429s
     path("admin/", admin.site.urls),
     path("invitations/<str:token>", orgs_web.invitation_page, name="invitation"),  # an invitation email's link
+    path("", include("apps.sso.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from apps.sso.forms import LoginForm
 from vibebox import login_limits
 
 from . import org_urls, page_urls, tab_urls, views
@@ -14,9 +15,7 @@ urlpatterns = [
     path(
         "login/",
         login_limits.limited(
-            auth_views.LoginView.as_view(
-                template_name="dashboard/login.html", authentication_form=login_limits.LimitedAuthenticationForm
-            )
+            auth_views.LoginView.as_view(template_name="dashboard/login.html", authentication_form=LoginForm)
         ),
         name="login",
     ),

@@ -343,6 +343,42 @@ export interface paths {
         patch: operations["orgs_roles_update"];
         trace?: never;
     };
+    "/api/v1/orgs/{slug}/sso": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The organization's single sign-on connection (secrets are never returned). Needs org.manage. */
+        get: operations["orgs_sso_retrieve"];
+        /** @description Creates or replaces the connection: OIDC (oidc.serverUrl, clientId, clientSecret) or SAML (saml.entityId, ssoUrl, x509cert). Needs org.manage; not for a personal organization. */
+        put: operations["orgs_sso_set"];
+        post?: never;
+        /** @description Removes the connection; its users and their memberships stay. Needs org.manage. */
+        delete: operations["orgs_sso_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{slug}/sso/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Looks up the TXT record (recordName, recordValue) of every domain not verified yet; the ones found are verified. Needs org.manage. */
+        post: operations["orgs_sso_verify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{slug}/teams": {
         parameters: {
             query?: never;
@@ -1762,6 +1798,14 @@ export interface components {
             /** @description CPUs the engine has. */
             onlineCpus: number;
         };
+        /**
+         * @description * `admin` - admin
+         *     * `developer` - developer
+         *     * `viewer` - viewer
+         *     * `billing` - billing
+         * @enum {string}
+         */
+        DefaultRoleEnum: "admin" | "developer" | "viewer" | "billing";
         DiskMetrics: {
             /** @description Bytes used in /workspace (null when paused). */
             workspace: number | null;
@@ -2317,6 +2361,22 @@ export interface components {
             /** @default false */
             overwrite: boolean;
         };
+        OidcSettingsRead: {
+            serverUrl: string;
+            clientId: string;
+            /** @description Register this redirect URI at the identity provider. */
+            redirectUri: string;
+        };
+        OidcSettingsRequest: {
+            /**
+             * Format: uri
+             * @description The issuer: its /.well-known/openid-configuration is read.
+             */
+            serverUrl: string;
+            clientId: string;
+            /** @description Write-only: never returned. Omit it to keep the stored one. */
+            clientSecret?: string;
+        };
         Organization: {
             id: string;
             slug: string;
@@ -2510,6 +2570,12 @@ export interface components {
             /** @description The running ones. */
             processes: components["schemas"]["Process"][];
         };
+        /**
+         * @description * `oidc` - oidc
+         *     * `saml` - saml
+         * @enum {string}
+         */
+        ProtocolEnum: "oidc" | "saml";
         Resources: {
             /** Format: double */
             cpu: number;
@@ -2554,6 +2620,26 @@ export interface components {
             /** @default  */
             description: string;
             permissions: components["schemas"]["PermissionsEnum"][];
+        };
+        SamlSettingsRead: {
+            entityId: string;
+            ssoUrl: string;
+            x509cert: string;
+            /** @description VibeBox's entity ID (its metadata URL) for the IdP. */
+            spEntityId: string;
+            /** @description VibeBox's assertion consumer service (HTTP-POST) for the IdP. */
+            acsUrl: string;
+        };
+        SamlSettingsRequest: {
+            /** @description The IdP's entity ID. */
+            entityId: string;
+            /**
+             * Format: uri
+             * @description The IdP's SSO endpoint (redirect).
+             */
+            ssoUrl: string;
+            /** @description The IdP's signing certificate (PEM). */
+            x509cert: string;
         };
         Sandbox: {
             id: string;
@@ -2684,6 +2770,46 @@ export interface components {
         SnapshotRestoreRequest: {
             snapshot: string;
         };
+        SsoConnection: {
+            org: string;
+            protocol: components["schemas"]["ProtocolEnum"];
+            domains: components["schemas"]["SsoDomain"][];
+            defaultRole: string;
+            ssoRequired: boolean;
+            enabled: boolean;
+            /** @description Where a browser starts a sign-in through this connection. */
+            loginUrl: string;
+            oidc?: components["schemas"]["OidcSettingsRead"];
+            saml?: components["schemas"]["SamlSettingsRead"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        SsoConnectionSetRequest: {
+            protocol: components["schemas"]["ProtocolEnum"];
+            /** @description Email domains whose users sign in through this connection (each belongs to one organization). */
+            domains: string[];
+            defaultRole?: components["schemas"]["DefaultRoleEnum"];
+            /** @description Members (but holders of org.manage) sign in with SSO only. */
+            ssoRequired?: boolean;
+            enabled?: boolean;
+            /** @description With protocol oidc. */
+            oidc?: components["schemas"]["OidcSettingsRequest"];
+            /** @description With protocol saml. */
+            saml?: components["schemas"]["SamlSettingsRequest"];
+        };
+        SsoDomain: {
+            domain: string;
+            /** @description Only a verified domain's users sign in through the connection. */
+            verified: boolean;
+            /** Format: date-time */
+            verifiedAt: string | null;
+            /** @description Where to publish the TXT record that verifies the domain. */
+            recordName: string;
+            /** @description The TXT record's value. */
+            recordValue: string;
+        };
         Team: {
             name: string;
             /** @description Null: the team grants no role. */
@@ -2758,7 +2884,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -5364,6 +5490,291 @@ export interface operations {
             };
             /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_sso_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SsoConnection"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_sso_set: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SsoConnectionSetRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SsoConnection"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_sso_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    orgs_sso_verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SsoConnection"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
