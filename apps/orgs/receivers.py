@@ -24,9 +24,7 @@ def _record_everywhere(action: str, user, changes: dict | None = None, *, by_use
 @receiver(user_logged_in, dispatch_uid="orgs.audit_login")
 def _logged_in(sender, request, user, **kwargs):
     backend = getattr(user, "backend", "") or ""
-    # Single sign-on (apps/sso) signs in through allauth's backend.
-    action = "sso.login" if backend.startswith("allauth.") else "login.succeeded"
-    _record_everywhere(action, user, {"backend": backend.rsplit(".", 1)[-1]})
+    _record_everywhere("login.succeeded", user, {"backend": backend.rsplit(".", 1)[-1]})
 
 
 @receiver(user_logged_out, dispatch_uid="orgs.audit_logout")

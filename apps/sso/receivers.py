@@ -4,6 +4,7 @@ organization chosen in the dashboard session."""
 from allauth.account.signals import user_logged_in
 from django.dispatch import receiver
 
+from apps.audit.services import record
 from apps.keys.actors import SESSION_ORG
 from apps.orgs.services import personal_org_ensure
 from apps.orgs.signals import org_deleting
@@ -20,6 +21,13 @@ def land_in_org(sender, request, user, sociallogin=None, **kwargs):
         return
     personal_org_ensure(user=user)  # every user has one (made on first need elsewhere)
     services.sso_member_ensure(connection=connection, user=user)
+    # Beside the login.succeeded every sign-in records: which organization's IdP vouched for them.
+    record(
+        "sso.login",
+        target=connection.org,
+        user=user,
+        changes={"protocol": connection.protocol, "email": user.email},
+    )
     request.session[SESSION_ORG] = connection.org.slug
 
 

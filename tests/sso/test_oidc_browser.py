@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from apps.audit.models import AuditEntry
 from apps.orgs.models import Membership
 from apps.sso.models import SsoDomain
 
@@ -83,6 +84,14 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     page.wait_for_url(re.compile(r"/keys/$"))
     assert get_user_model().objects.filter(email="alice@acme.test").count() == 1
     assert Membership.objects.get(org=acme, user=alice).role == "developer"
+    # The audit log: the member the IdP brought, and each sign-in through it.
+    actions = list(
+        AuditEntry.objects.filter(org_id=acme.pk, actor_user_id=alice.pk)
+        .order_by("seq")
+        .values_list("action", flat=True)
+    )
+    assert actions[0] == "member.added" and actions.count("sso.login") == 2
+    assert AuditEntry.objects.get(org_id=acme.pk, action="member.added", actor_user_id=alice.pk).changes["via"] == "sso"
 
 
 @pytest.mark.parametrize(
