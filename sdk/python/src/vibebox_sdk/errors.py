@@ -145,6 +145,24 @@ class TeamNotFoundError(NotFoundError):
     default_code = "team_not_found"
 
 
+class GrantNotFoundError(NotFoundError):
+    """404: no grant with this id on this sandbox."""
+
+    default_code = "grant_not_found"
+
+
+class InvitationNotFoundError(NotFoundError):
+    """404: no pending invitation with this id, or a wrong, changed or revoked link."""
+
+    default_code = "invitation_not_found"
+
+
+class InvitationEmailMismatchError(PermissionDeniedError):
+    """403: the invitation was sent to another email address than your account's."""
+
+    default_code = "invitation_email_mismatch"
+
+
 class ExecutionNotFoundError(NotFoundError):
     default_code = "execution_not_found"
 
@@ -258,6 +276,24 @@ class MergeConflictError(ConflictError):
         return list(self.details.get("files", []))
 
 
+class GoneError(VibeBoxError):
+    """410: the object existed but cannot be used any more (an expired or used invitation)."""
+
+    default_code = "gone"
+
+
+class InvitationExpiredError(GoneError):
+    """410: the invitation's link has expired; the organization can send it again (renewed)."""
+
+    default_code = "invitation_expired"
+
+
+class InvitationAcceptedError(GoneError):
+    """410: the invitation was accepted already."""
+
+    default_code = "invitation_accepted"
+
+
 class GitError(VibeBoxError):
     """422: git itself failed (clone, credentials, any other git error); `details["git"]` has its message."""
 
@@ -347,6 +383,11 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "unknown_permission": UnknownPermissionError,
     "team_not_found": TeamNotFoundError,
     "team_name_taken": TeamNameTakenError,
+    "grant_not_found": GrantNotFoundError,
+    "invitation_not_found": InvitationNotFoundError,
+    "invitation_expired": InvitationExpiredError,
+    "invitation_accepted": InvitationAcceptedError,
+    "invitation_email_mismatch": InvitationEmailMismatchError,
     "execution_not_found": ExecutionNotFoundError,
     "terminal_not_found": TerminalNotFoundError,
     "env_var_not_found": EnvVarNotFoundError,
@@ -382,6 +423,7 @@ _BY_STATUS: dict[int, type[VibeBoxError]] = {
     404: NotFoundError,
     405: NotSupportedError,
     409: ConflictError,
+    410: GoneError,
     413: RequestTooLargeError,
     422: GitError,
     429: RateLimitError,
