@@ -191,6 +191,36 @@ export class TeamNotFoundError extends NotFoundError {
   static override defaultCode = 'team_not_found';
 }
 
+/** 404: no grant with this id on this sandbox. @example `await sandbox.unshare('grt_gone') // throws GrantNotFoundError` */
+export class GrantNotFoundError extends NotFoundError {
+  static override defaultCode = 'grant_not_found';
+}
+
+/** 404: no pending invitation with this id, or a wrong, changed or revoked link. @example `await vb.invitations.accept('bad') // throws InvitationNotFoundError` */
+export class InvitationNotFoundError extends NotFoundError {
+  static override defaultCode = 'invitation_not_found';
+}
+
+/** 403: the invitation was sent to another email address than your account's. @example `if (e instanceof InvitationEmailMismatchError) …` */
+export class InvitationEmailMismatchError extends PermissionDeniedError {
+  static override defaultCode = 'invitation_email_mismatch';
+}
+
+/** 410: the object existed but cannot be used any more (an expired or used invitation). @example `if (e instanceof GoneError) console.log(e.code)` */
+export class GoneError extends VibeBoxError {
+  static override defaultCode = 'gone';
+}
+
+/** 410: the invitation's link has expired; the organization can send it again (renewed). @example `if (e instanceof InvitationExpiredError) …` */
+export class InvitationExpiredError extends GoneError {
+  static override defaultCode = 'invitation_expired';
+}
+
+/** 410: the invitation was accepted already. @example `if (e instanceof InvitationAcceptedError) …` */
+export class InvitationAcceptedError extends GoneError {
+  static override defaultCode = 'invitation_accepted';
+}
+
 /** 404: no such template. @example `await vb.template('nope') // throws TemplateNotFoundError` */
 export class TemplateNotFoundError extends NotFoundError {
   static override defaultCode = 'template_not_found';
@@ -484,6 +514,11 @@ const BY_CODE: Record<string, ErrorClass> = {
   unknown_permission: UnknownPermissionError,
   team_not_found: TeamNotFoundError,
   team_name_taken: TeamNameTakenError,
+  grant_not_found: GrantNotFoundError,
+  invitation_not_found: InvitationNotFoundError,
+  invitation_expired: InvitationExpiredError,
+  invitation_accepted: InvitationAcceptedError,
+  invitation_email_mismatch: InvitationEmailMismatchError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
   sandbox_outdated: SandboxOutdatedError,
@@ -511,6 +546,7 @@ const BY_STATUS: Record<number, ErrorClass> = {
   404: NotFoundError,
   405: NotSupportedError,
   409: ConflictError,
+  410: GoneError,
   413: RequestTooLargeError,
   422: GitError,
   429: RateLimitError,
