@@ -18,10 +18,11 @@ MENU = [
     ("org", "Organization", "dashboard:org"),
 ]
 
-ORG_TABS = [
-    ("members", "Members", "dashboard:org"),
-    ("roles", "Roles", "dashboard:org-roles"),
-    ("teams", "Teams", "dashboard:org-teams"),
+ORG_TABS = [  # (key, label, URL name, the permission it needs to show)
+    ("members", "Members", "dashboard:org", None),
+    ("roles", "Roles", "dashboard:org-roles", None),
+    ("teams", "Teams", "dashboard:org-teams", None),
+    ("audit", "Audit log", "dashboard:org-audit", "audit.read"),
 ]
 
 TABS = [
@@ -66,6 +67,11 @@ def sandbox_tabs(sandbox) -> list[dict]:
     return tabs
 
 
-def org_tabs() -> list[dict]:
-    """The organization pages' tabs: members, roles, teams (of the organization acted in)."""
-    return [{"key": key, "label": label, "url": url} for key, label, name in ORG_TABS if (url := _url(name))]
+def org_tabs(actor) -> list[dict]:
+    """The organization pages' tabs (of the organization acted in): members, roles, teams, and the
+    audit log for those who may read it."""
+    return [
+        {"key": key, "label": label, "url": url}
+        for key, label, name, permission in ORG_TABS
+        if (permission is None or actor.can(permission)) and (url := _url(name))
+    ]

@@ -1,9 +1,9 @@
 """Routes of the organization pages: the current organization (the switcher's choice), its
-members, roles and teams, and a new organization."""
+members and invitations, roles, teams and audit log, and a new organization."""
 
 from django.urls import path
 
-from . import orgs
+from . import audit, orgs
 
 urlpatterns = [
     path("orgs/switch", orgs.org_switch, name="org-switch"),
@@ -24,4 +24,9 @@ urlpatterns = [
     path("org/teams/<str:name>/delete", orgs.team_delete, name="org-team-delete"),
     path("org/teams/<str:name>/members/add", orgs.team_member_add, name="org-team-member-add"),
     path("org/teams/<str:name>/members/remove", orgs.team_member_remove, name="org-team-member-remove"),
+    path("org/invitations/new", orgs.invitation_create, name="org-invitation-create"),
+    path("org/invitations/<str:invitation_id>/resend", orgs.invitation_resend, name="org-invitation-resend"),
+    path("org/invitations/<str:invitation_id>/revoke", orgs.invitation_revoke, name="org-invitation-revoke"),
+    path("org/audit/", audit.audit_page, name="org-audit"),
+    path("org/audit/export", audit.audit_export, name="org-audit-export"),
 ]

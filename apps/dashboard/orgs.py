@@ -1,5 +1,5 @@
 """The dashboard's organization pages: the switcher, the current organization (name, members,
-leave), a new organization, and its roles and teams.
+invitations, leave), a new organization, and its roles and teams.
 
 A signed-in user acts in one organization at a time (their personal one until they choose), kept
 in their session (apps/keys/actors.py). The pages show the current organization; every write goes
@@ -18,15 +18,18 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.keys.actors import SESSION_ORG, actor_of
 from apps.orgs import selectors as org_selectors
 from apps.orgs import services as org_services
 from apps.orgs.actors import Actor
+from apps.orgs.api.serializers import EMAIL as EMAIL_PATTERN
 from apps.orgs.api.serializers import NAME as NAME_PATTERN
 from apps.orgs.api.serializers import NAME_MESSAGE
-from apps.orgs.models import Membership, Team
+from apps.orgs.api.views import _base_url as invitation_base_url
+from apps.orgs.models import Invitation, Membership, Team
 from apps.orgs.permissions import BUILTIN_ROLES, PERMISSIONS
 from vibebox import exceptions as errors
 
@@ -101,7 +104,7 @@ def _page(request, template: str, tab: str, actor: Actor, **context):
         "can_manage_org": actor.can(ORG_MANAGE),
         "role_choices": _role_choices(actor.org),
         "tab": tab,
-        "tabs": org_tabs(),
+        "tabs": org_tabs(actor),
         "nav": "org",
         **context,
     }
@@ -157,11 +160,31 @@ def _members(org) -> list[Membership]:
     return members
 
 
+def _invitations(actor: Actor) -> list[Invitation]:
+    """The pending invitations (expired ones too, marked), for those who may manage members."""
+    if actor.org.personal or not actor.can(MEMBERS_MANAGE):
+        return []
+    now = timezone.now()
+    invitations = list(org_selectors.invitation_list(org=actor.org).order_by("-sent_at", "id"))
+    for invitation in invitations:
+        invitation.expired = invitation.expires_at <= now
+    return invitations
+
+
 @login_required
-def org_page(request, *, member_form=None):
+def org_page(request, *, member_form=None, invitation_form=None):
     actor = _actor(request)
     form = member_form or {"user": "", "role": "developer"}
-    return _page(request, "dashboard/org.html", "members", actor, members=_members(actor.org), member_form=form)
+    return _page(
+        request,
+        "dashboard/org.html",
+        "members",
+        actor,
+        members=_members(actor.org),
+        member_form=form,
+        invitations=_invitations(actor),
+        invitation_form=invitation_form or {"email": "", "role": "developer"},
+    )
 
 
 @writes_to("dashboard:org")
@@ -194,6 +217,68 @@ def member_add(request):
         _refused(request, exc)
         return org_page(request, member_form={"user": user_ref, "role": role})
     messages.success(request, f"{membership.user.get_username()} added as {membership.role_name}.")
+    return redirect("dashboard:org")
+
+
+@writes_to("dashboard:org")
+def invitation_create(request):
+    """Invites an address (the email goes out with the link); one invited already is sent again."""
+    actor = _actor(request, MEMBERS_MANAGE)
+    form = {"email": request.POST.get("email", "").strip(), "role": request.POST.get("role", "")}
+    if len(form["email"]) > 254 or not re.match(EMAIL_PATTERN, form["email"]):
+        messages.error(request, "Enter a valid email address.")
+        return org_page(request, invitation_form=form)
+    try:
+        invitation, created = org_services.invitation_create(
+            org=actor.org,
+            email=form["email"],
+            role=form["role"],
+            base_url=invitation_base_url(request),
+            by=request.user,
+        )
+    except errors.ApplicationError as exc:
+        _refused(request, exc)
+        return org_page(request, invitation_form=form)
+    if created:
+        messages.success(request, f"Invitation sent to {invitation.email} as {invitation.role_name}.")
+    else:
+        messages.success(
+            request, f"{invitation.email} was invited already: sent again as {invitation.role_name}, with a new expiry."
+        )
+    return redirect("dashboard:org")
+
+
+def _invitation(actor: Actor, invitation_id: str) -> Invitation:
+    try:
+        return org_selectors.invitation_get(org=actor.org, id=invitation_id)
+    except errors.InvitationNotFound:
+        raise Http404("No such pending invitation.") from None
+
+
+@writes_to("dashboard:org")
+def invitation_resend(request, invitation_id: str):
+    actor = _actor(request, MEMBERS_MANAGE)
+    invitation = _invitation(actor, invitation_id)
+    try:
+        org_services.invitation_resend(invitation=invitation, base_url=invitation_base_url(request), by=request.user)
+    except errors.ApplicationError as exc:
+        _refused(request, exc)
+    else:
+        expires = f"{invitation.expires_at:%Y-%m-%d %H:%M}"
+        messages.success(request, f"Invitation sent again to {invitation.email}; it now expires {expires} UTC.")
+    return redirect("dashboard:org")
+
+
+@writes_to("dashboard:org")
+def invitation_revoke(request, invitation_id: str):
+    actor = _actor(request, MEMBERS_MANAGE)
+    invitation = _invitation(actor, invitation_id)
+    try:
+        org_services.invitation_revoke(invitation=invitation, by=request.user)
+    except errors.ApplicationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Invitation to {invitation.email} revoked: its link no longer works.")
     return redirect("dashboard:org")
 
 

@@ -28,5 +28,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/metrics", views.sandbox_metrics, name="sandbox-metrics"),
     path("sandboxes/<str:sandbox_id>/extend", views.sandbox_extend, name="sandbox-extend"),
     path("sandboxes/<str:sandbox_id>/actions/<str:action>", views.sandbox_action, name="sandbox-action"),
+    path("sandboxes/<str:sandbox_id>/grants/new", views.sandbox_share, name="sandbox-share"),
+    path("sandboxes/<str:sandbox_id>/grants/<str:grant_id>/access", views.sandbox_grant_access, name="grant-access"),
+    path("sandboxes/<str:sandbox_id>/grants/<str:grant_id>/revoke", views.sandbox_grant_revoke, name="grant-revoke"),
 ]
 urlpatterns += tab_urls.urlpatterns + page_urls.urlpatterns + org_urls.urlpatterns

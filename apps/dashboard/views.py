@@ -1,4 +1,5 @@
-"""The dashboard's sandbox pages: list (live), create, detail overview and lifecycle actions.
+"""The dashboard's sandbox pages: list (live), create, detail overview (with its sharing section) and
+lifecycle actions.
 
 Every view goes through the same services and selectors as the API, scoped to the signed-in
 user: another user's sandbox is a 404 page.
@@ -13,15 +14,18 @@ from django.views.decorators.http import require_POST
 
 from apps.keys.actors import actor_of
 from apps.marketplace.selectors import template_list
+from apps.orgs import selectors as org_selectors
 from apps.sandboxes import selectors, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
-from apps.sandboxes.models import Status
-from apps.sandboxes.services import create, lifecycle
+from apps.sandboxes.models import SandboxGrant, Status
+from apps.sandboxes.services import create, grants, lifecycle
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration, parse_size
 
 from .forms import SandboxCreateForm
 from .navigation import sandbox_tabs
+from .orgs import _actor as form_actor
+from .orgs import writes_to
 
 ACTIONS = {
     "start": lifecycle.sandbox_start,
@@ -153,10 +157,37 @@ def sandbox_create(request):
     return render(request, "dashboard/sandbox_create.html", {"form": form, "nav": "sandboxes"})
 
 
+def _may_manage(actor, sandbox) -> bool:
+    try:
+        selectors.check_access(actor, owner_id=sandbox.owner_id, need=selectors.MANAGE, sandbox_id=sandbox.pk)
+    except errors.PermissionDenied:
+        return False
+    return True
+
+
+def _sharing(request, sandbox, form: dict | None = None) -> dict:
+    """The overview's sharing section: the grants (whoever may read the sandbox sees them) and, for
+    whoever may manage it, the members and teams it may be shared with."""
+    actor = actor_of(request)
+    context = {
+        "grants": list(selectors.grant_list(sandbox=sandbox)),
+        "can_share": _may_manage(actor, sandbox),
+        "access_levels": SandboxGrant.Access.values,
+        "share_form": form or {"user": "", "team": "", "access": selectors.USE},
+    }
+    if context["can_share"]:
+        members = org_selectors.member_list(org=sandbox.org).exclude(user_id=sandbox.owner_id)
+        context["share_members"] = sorted(m.user.get_username() for m in members.select_related("user"))
+        context["share_teams"] = [team.name for team in org_selectors.team_list(org=sandbox.org)]
+    return context
+
+
 @login_required
-def sandbox_detail(request, sandbox_id):
-    sandbox = get_sandbox(request, sandbox_id)
-    return sandbox_page(request, sandbox, "overview", "dashboard/sandbox_overview.html")
+def sandbox_detail(request, sandbox_id, *, share_form=None):
+    sandbox = get_sandbox(request, sandbox_id, selectors.READ)
+    return sandbox_page(
+        request, sandbox, "overview", "dashboard/sandbox_overview.html", **_sharing(request, sandbox, share_form)
+    )
 
 
 @login_required
@@ -195,3 +226,89 @@ def sandbox_extend(request, sandbox_id):
     except (ValueError, errors.ApplicationError) as exc:
         messages.error(request, getattr(exc, "message", str(exc)))
     return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+
+
+# ---- sharing (the overview's section): grants through the same service as the API ----
+# Each form carries the organization it was shown for, as the organization pages' do: one sent
+# after switching organization in another tab changes nothing and says so.
+
+
+def _grant(sandbox, grant_id: str) -> SandboxGrant:
+    try:
+        return selectors.grant_get(sandbox=sandbox, grant_id=grant_id)
+    except errors.GrantNotFound:
+        raise Http404("No such grant on this sandbox.") from None
+
+
+def _grantee(grant: SandboxGrant) -> str:
+    return f"team {grant.team.name}" if grant.team_id else grant.user.get_username()
+
+
+@writes_to("dashboard:sandboxes")
+def sandbox_share(request, sandbox_id):
+    """Shares the sandbox with a member (username or email) or a team at an access level; one who
+    holds a grant already gets the new level. Needs what managing the sandbox needs."""
+    form_actor(request)  # the form's organization is still the one acted in
+    sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
+    form = {
+        "user": request.POST.get("user", "").strip()[:254],
+        "team": request.POST.get("team", "").strip()[:50],
+        "access": request.POST.get("access", ""),
+    }
+    if bool(form["user"]) == bool(form["team"]):
+        messages.error(request, "Name a member (username or email) or choose a team, not both.")
+        return sandbox_detail(request, sandbox_id, share_form=form)
+    try:
+        grant, created = grants.grant_set(
+            sandbox=sandbox, access=form["access"], user_ref=form["user"] or None, team=form["team"] or None,
+            by=request.user,
+        )  # fmt: skip
+    except errors.ApplicationError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+        return sandbox_detail(request, sandbox_id, share_form=form)
+    what = "Shared with" if created else "Changed the access of"
+    messages.success(request, f"{what} {_grantee(grant)}: {grant.access}.")
+    return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+
+
+@writes_to("dashboard:sandboxes")
+def sandbox_grant_access(request, sandbox_id, grant_id):
+    """Changes a grant's level. Needs what managing the sandbox needs."""
+    form_actor(request)
+    sandbox = get_sandbox(request, sandbox_id, selectors.MANAGE)
+    grant = _grant(sandbox, grant_id)
+    access = request.POST.get("access", "")
+    grantee = {"team": grant.team.name} if grant.team_id else {"user_ref": grant.user.get_username()}
+    try:
+        grant, _ = grants.grant_set(sandbox=sandbox, access=access, by=request.user, **grantee)
+    except errors.ApplicationError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+    else:
+        messages.success(request, f"{_grantee(grant)} now has {grant.access} access.")
+    return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+
+
+@writes_to("dashboard:sandboxes")
+def sandbox_grant_revoke(request, sandbox_id, grant_id):
+    """Revokes a grant: whoever may manage the sandbox, or the grantee giving up their own."""
+    actor = form_actor(request)
+    sandbox = get_sandbox(request, sandbox_id, selectors.READ)
+    grant = _grant(sandbox, grant_id)
+    own = grant.user_id == request.user.pk
+    if not own:
+        get_sandbox(request, sandbox_id, selectors.MANAGE)  # a 403 page naming the permission
+    grantee = _grantee(grant)
+    grants.grant_delete(grant=grant)
+    if own and not _readable(actor, sandbox):
+        messages.success(request, f"You gave up your access to {sandbox.name}.")
+        return redirect("dashboard:sandboxes")
+    messages.success(request, f"{sandbox.name} is no longer shared with {grantee}.")
+    return redirect("dashboard:sandbox", sandbox_id=sandbox.id)
+
+
+def _readable(actor, sandbox) -> bool:
+    try:
+        selectors.check_access(actor, owner_id=sandbox.owner_id, need=selectors.READ, sandbox_id=sandbox.pk)
+    except errors.PermissionDenied:
+        return False
+    return True

@@ -11,7 +11,12 @@ from .services import acting_org
 SESSION_ORG = "vibebox_org"  # the session key holding the signed-in user's chosen organization (slug)
 
 
-def actor_for(*, user, key: ApiKey | None = None, session=None) -> Actor:
+def actor_for(*, user, key: ApiKey | None = None, session=None, fresh: bool = False) -> Actor:
+    """`fresh`: the permissions read now, not those the key was authenticated with (a long-lived
+    connection's re-check)."""
+    permissions = getattr(key, "permissions", None)
+    if key is not None and key.org_id is not None and permissions is not None and not fresh:
+        return Actor(user=user, org=key.org, permissions=permissions)
     if key is None and session is not None and session.get(SESSION_ORG):
         chosen = Organization.objects.filter(slug=session[SESSION_ORG], memberships__user=user).first()
         if chosen is not None:

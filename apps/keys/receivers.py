@@ -2,9 +2,10 @@
 in an organization still reach every process's key cache (keycache.py)."""
 
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
+from apps.orgs.models import Membership, Role, Team
 from apps.orgs.signals import membership_changed
 
 from . import keycache
@@ -21,6 +22,19 @@ _HARMLESS = {ApiKey: {"last_used_at"}, get_user_model(): {"last_login"}}
 def _keys_changed(sender, update_fields=None, created=False, **kwargs):
     if created or (update_fields and set(update_fields) <= _HARMLESS[sender]):
         return
+    keycache.bump()
+
+
+@receiver(post_save, sender=Membership)
+@receiver(post_delete, sender=Membership)
+@receiver(post_save, sender=Role)
+@receiver(post_delete, sender=Role)
+@receiver(post_save, sender=Team)
+@receiver(post_delete, sender=Team)
+@receiver(m2m_changed, sender=Team.members.through)
+def _permissions_changed(sender, **kwargs):
+    """Keys carry their user's permissions (selectors.api_key_authenticate): any change to a
+    membership, a role or a team, through the services or the admin, has every key read again."""
     keycache.bump()
 
 

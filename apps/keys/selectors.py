@@ -36,7 +36,8 @@ def api_key_get(*, user, id: str, manager: Actor | None = None) -> ApiKey:
 
 def api_key_authenticate(*, secret: str) -> ApiKey | None:
     """The active key with this secret, or None (malformed, unknown, expired or revoked, its user
-    inactive or no longer a member of the key's organization)."""
+    inactive or no longer a member of the key's organization). The key carries its user's
+    permissions in its organization (`key.permissions`), read now."""
     if not well_formed(secret):
         return None
     try:  # get(), not first(): no ORDER BY to build on every request (key_hash is unique)
@@ -45,8 +46,11 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
         return None
     if not key.is_active() or not key.user.is_active:
         return None
-    if key.org_id is not None and org_selectors.membership_get(org=key.org, user=key.user) is None:
-        return None
+    if key.org_id is not None:
+        # Kept with the key (keycache): any change of a role, team or membership bumps the cache.
+        key.permissions = org_selectors.member_permissions(org=key.org, user=key.user)
+        if key.permissions is None:  # no longer a member of the key's organization
+            return None
     return key
 
 

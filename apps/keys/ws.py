@@ -11,7 +11,7 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.orgs.models import Membership
+from apps.orgs import selectors as org_selectors
 from vibebox import exceptions as errors
 from vibebox.asgiheaders import header
 
@@ -54,12 +54,12 @@ async def authenticate(scope, needed: list[str]) -> tuple[object, ApiKey | None,
 
 @database_sync_to_async
 def _key_problem(key_id: str, needed: list[str]) -> errors.ApplicationError | None:
-    key = ApiKey.objects.select_related("user").filter(pk=key_id).first()
+    key = ApiKey.objects.select_related("user", "org").filter(pk=key_id).first()
     if key is None or not key.is_active():
         return errors.InvalidApiKey("The API key was revoked or has expired.")
     if not key.user.is_active:
         return errors.InvalidApiKey("The API key's user was deactivated.")
-    if key.org_id is not None and not Membership.objects.filter(org_id=key.org_id, user_id=key.user_id).exists():
+    if key.org_id is not None and org_selectors.membership_get(org=key.org, user=key.user) is None:
         return errors.InvalidApiKey("The API key's user left the key's organization.")
     missing = [scope_name for scope_name in needed if scope_name not in key.scopes]
     if missing:

@@ -48,9 +48,14 @@ def role_permissions(role_name: str, custom_role=None) -> frozenset[str]:
 
 def permissions_of(*, user, org: Organization) -> frozenset[str]:
     """The user's permissions in `org`: their role's united with their teams' (empty: not a member)."""
+    return member_permissions(user=user, org=org) or frozenset()
+
+
+def member_permissions(*, user, org: Organization) -> frozenset[str] | None:
+    """The member's permissions in `org` (permissions_of); None when they are not a member."""
     membership = membership_get(org=org, user=user)
     if membership is None:
-        return frozenset()
+        return None
     granted = set(role_permissions(membership.role, membership.custom_role))
     for team in org.teams.filter(members=user).select_related("custom_role"):
         granted |= role_permissions(team.role, team.custom_role)

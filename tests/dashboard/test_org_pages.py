@@ -3,6 +3,8 @@ Django test client and the real database: the same rules as the REST API (give o
 permissions you hold, the last owner stays, a personal organization has no other members), a
 missing permission is a 403 page, a refusal is a message on the page, never a 500."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -348,3 +350,107 @@ def test_a_form_shown_for_another_organization_changes_nothing(browser, owner, a
     assert _membership(acme, "alice") is None
     response = browser.post("/org/leave", {"org": "other"}, follow=True)
     assert "nothing changed" in _page(response) and _membership(acme, "owner") is not None
+
+
+# ---- invitations ----
+
+
+def _pending(org) -> list[str]:
+    return list(selectors.invitation_list(org=org).values_list("email", flat=True))
+
+
+def test_invite_by_email_resend_and_revoke(browser, owner, acme, mailoutbox, django_capture_on_commit_callbacks):
+    page = _page(browser.get("/org/"))
+    assert 'id="invite"' in page and 'id="no-invitations"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post("/org/invitations/new", {"org": "acme", "email": "Carol@Example.com", "role": "viewer"})
+    assert response.status_code == 302 and response["Location"] == "/org/"
+    assert _pending(acme) == ["carol@example.com"]
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["carol@example.com"]
+    link = re.search(r"http://testserver/invitations/\S+", mailoutbox[0].body)
+    assert link, mailoutbox[0].body
+    page = _page(browser.get("/org/"))
+    assert "Invitation sent to carol@example.com as viewer." in page
+    row = page[page.index('data-invitation="carol@example.com"') :]
+    row = row[: row.index("</tr>")]
+    assert "<td>viewer</td>" in row and "owner" in row and "data-resend" in row and "data-revoke" in row
+    invitation = selectors.invitation_list(org=acme).get()
+    assert f'<time datetime="{invitation.expires_at.isoformat()}">' in row
+
+    # The address again, with another role: the same invitation, sent anew.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(
+            "/org/invitations/new", {"org": "acme", "email": "carol@example.com", "role": "developer"}, follow=True
+        )
+    assert "carol@example.com was invited already: sent again as developer" in _page(response)
+    assert len(mailoutbox) == 2 and _pending(acme) == ["carol@example.com"]
+    invitation.refresh_from_db()
+    assert invitation.role == "developer"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(f"/org/invitations/{invitation.pk}/resend", {"org": "acme"}, follow=True)
+    assert "Invitation sent again to carol@example.com" in _page(response)
+    assert len(mailoutbox) == 3 and mailoutbox[2].to == ["carol@example.com"]
+
+    # Bad input: a message, the input kept, nothing sent.
+    _user("dora")
+    services.member_add(org=acme, user_ref="dora", role="viewer")
+    for body, message in (
+        ({"email": "not-an-address", "role": "viewer"}, "Enter a valid email address."),
+        ({"email": "dora@example.com", "role": "viewer"}, "(already_member)"),
+        ({"email": "eve@example.com", "role": "wizard"}, "(unknown_role)"),
+    ):
+        page = _page(browser.post("/org/invitations/new", {"org": "acme", **body}))
+        assert message in page, body
+        assert f'name="email" type="email" maxlength="254" required value="{body["email"]}"' in page
+    assert _pending(acme) == ["carol@example.com"] and len(mailoutbox) == 3
+
+    response = browser.post(f"/org/invitations/{invitation.pk}/revoke", {"org": "acme"}, follow=True)
+    page = _page(response)
+    assert "Invitation to carol@example.com revoked" in page and 'data-invitation="carol@example.com"' not in page
+    assert _pending(acme) == []
+    invitation.refresh_from_db()
+    assert invitation.revoked_at is not None
+    assert Client().get(link.group(0).removeprefix("http://testserver")).status_code == 404  # the link stopped working
+    assert browser.post(f"/org/invitations/{invitation.pk}/revoke", {"org": "acme"}).status_code == 404
+    assert browser.post(f"/org/invitations/{invitation.pk}/resend", {"org": "acme"}).status_code == 404
+
+
+def test_invitations_follow_the_members_rules(owner, acme, mailoutbox):
+    admin = _user("admin")
+    services.member_add(org=acme, user_ref="admin", role="admin")
+    client = _signed_in(admin, acme)
+    page = _page(client.post("/org/invitations/new", {"org": "acme", "email": "boss@example.com", "role": "owner"}))
+    assert "Only a member holding every permission of a role can give or take it" in page
+    assert "(permission_denied)" in page and _pending(acme) == []
+    # The owner's invitation to an owner: the admin may neither resend nor revoke it.
+    invitation, _ = services.invitation_create(
+        org=acme, email="boss@example.com", role="owner", base_url="http://testserver/", by=owner
+    )
+    for action in ("resend", "revoke"):
+        page = _page(client.post(f"/org/invitations/{invitation.pk}/{action}", {"org": "acme"}, follow=True))
+        assert "(permission_denied)" in page, action
+    assert _pending(acme) == ["boss@example.com"]
+
+    # A viewer sees no invitations and may not invite (a 403 page naming members.manage).
+    vic = _user("vic")
+    services.member_add(org=acme, user_ref="vic", role="viewer")
+    viewer = _signed_in(vic, acme)
+    page = _page(viewer.get("/org/"))
+    assert 'id="invite"' not in page and 'id="invitation-list"' not in page and "boss@example.com" not in page
+    for path in ("/org/invitations/new", f"/org/invitations/{invitation.pk}/resend"):
+        response = viewer.post(path, {"org": "acme", "email": "x@example.com", "role": "viewer"})
+        assert response.status_code == 403 and b"members.manage" in response.content, path
+    # A form shown for another organization changes nothing.
+    response = client.post(f"/org/invitations/{invitation.pk}/revoke", {"org": "other"}, follow=True)
+    assert "nothing changed" in _page(response) and _pending(acme) == ["boss@example.com"]
+
+
+def test_a_personal_organization_invites_nobody(browser, owner):
+    page = _page(browser.get("/org/"))
+    assert 'id="invite"' not in page and 'id="invitation-list"' not in page
+    personal = services.personal_org_ensure(user=owner)
+    body = {"org": personal.slug, "email": "a@example.com", "role": "viewer"}
+    page = _page(browser.post("/org/invitations/new", body))
+    assert "(personal_org)" in page and not selectors.invitation_list(org=personal).exists()

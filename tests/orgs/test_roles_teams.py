@@ -118,3 +118,19 @@ def test_a_member_who_leaves_leaves_their_teams(acme):
     services.member_remove(membership=Membership.objects.get(org=org, user=users["vic"]))
     assert not team.members.exists()
     assert selectors.permissions_of(user=users["vic"], org=org) == frozenset()
+
+
+def test_a_built_in_role_is_read_by_name_and_never_changed(acme, owner):
+    client = _session(owner)
+    developer = client.get("/api/v1/orgs/acme/roles/developer")
+    assert developer.status_code == 200
+    assert developer.json() == {
+        "name": "developer", "builtIn": True, "description": "",
+        "permissions": sorted(BUILTIN_ROLES["developer"]),
+    }  # fmt: skip
+    for answer in (
+        client.patch("/api/v1/orgs/acme/roles/developer", {"permissions": ["sandboxes.read"]}, format="json"),
+        client.delete("/api/v1/orgs/acme/roles/owner"),
+    ):
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "role_built_in"
+    assert client.get("/api/v1/orgs/acme/roles/nope").status_code == 404

@@ -3,11 +3,6 @@
 hashes so a copy can be checked on its own). Both need the audit.read permission, and a key the
 audit:read scope."""
 
-import csv
-import io
-import json
-
-from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,16 +12,14 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from apps.audit import selectors as audit_selectors
-from apps.audit.services import content
+from apps.audit.export import FORMATS as EXPORT_FORMATS
+from apps.audit.export import download
 from vibebox import exceptions as errors
 
 from .views import _org
 
 # The keys app's scope (apps/keys/scopes.py lists it; keys sit above orgs, so it is named here).
 AUDIT_READ = "audit:read"
-EXPORT_FORMATS = ("jsonl", "csv")
-CSV_FIELDS = ["seq", "at", "actor", "actorUserId", "keyId", "source", "ip", "userAgent", "action",
-              "targetType", "targetId", "changes", "prev", "hash"]  # fmt: skip
 
 
 class AuditEntrySerializer(serializers.Serializer):
@@ -128,24 +121,6 @@ class AuditLogView(APIView):
         return paginator.get_paginated_response(AuditEntrySerializer(page, many=True).data)
 
 
-def _jsonl(entries):
-    for entry in entries:
-        yield json.dumps({**content(entry), "hash": entry.hash}, ensure_ascii=False) + "\n"
-
-
-def _csv(entries):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    for entry in entries:
-        row = {**content(entry), "hash": entry.hash}
-        row["changes"] = json.dumps(row["changes"], ensure_ascii=False, sort_keys=True)
-        writer.writerow({field: row[field] for field in CSV_FIELDS})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
 class AuditExportView(APIView):
     required_scopes = {"GET": [AUDIT_READ]}
 
@@ -166,8 +141,4 @@ class AuditExportView(APIView):
                 "format is jsonl or csv.", details={"fields": {"format": [{"message": "unknown", "code": "invalid"}]}}
             )
         org = _org(request, slug, "audit.read")
-        entries = _entries(request, slug).order_by("seq").iterator(chunk_size=1000)
-        body, media = (_csv(entries), "text/csv") if kind == "csv" else (_jsonl(entries), "application/x-ndjson")
-        response = StreamingHttpResponse(body, content_type=f"{media}; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="audit-{org.slug}.{kind}"'
-        return response
+        return download(_entries(request, slug), org_slug=org.slug, kind=kind)

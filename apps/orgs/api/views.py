@@ -184,6 +184,11 @@ def _role(role) -> dict:
     ).data
 
 
+def _not_builtin(name: str) -> None:
+    if name in BUILTIN_ROLES:
+        raise errors.RoleBuiltIn(details={"role": name})
+
+
 class RoleListView(APIView):
     required_scopes = READ_MANAGE
 
@@ -211,11 +216,20 @@ class RoleDetailView(APIView):
 
     @extend_schema(operation_id="orgs_roles_retrieve", responses=RoleSerializer)
     def get(self, request, slug, name):
-        return Response(_role(selectors.role_get(org=_org(request, slug), name=name)))
+        org = _org(request, slug)
+        if name in BUILTIN_ROLES:
+            return Response(RoleSerializer(next(r for r in _builtin_roles() if r["name"] == name)).data)
+        return Response(_role(selectors.role_get(org=org, name=name)))
 
-    @extend_schema(operation_id="orgs_roles_update", request=RoleUpdateSerializer, responses=RoleSerializer)
+    @extend_schema(
+        operation_id="orgs_roles_update",
+        request=RoleUpdateSerializer,
+        responses={200: RoleSerializer, **error_responses(409)},
+        description="A custom role's permissions change for every holder at once; a built-in role: 409 role_built_in.",
+    )
     def patch(self, request, slug, name):
         org = _org(request, slug, "members.manage")
+        _not_builtin(name)
         body = RoleUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         role = selectors.role_get(org=org, name=name)
@@ -224,10 +238,11 @@ class RoleDetailView(APIView):
     @extend_schema(
         operation_id="orgs_roles_destroy",
         responses={204: None, **error_responses(409)},
-        description="Refused (409 role_in_use) while a member or team holds it.",
+        description="Refused (409 role_in_use) while a member or team holds it; a built-in role: 409 role_built_in.",
     )
     def delete(self, request, slug, name):
         org = _org(request, slug, "members.manage")
+        _not_builtin(name)
         services.role_delete(role=selectors.role_get(org=org, name=name), by=request.user)
         return Response(status=204)
 

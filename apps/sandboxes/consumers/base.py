@@ -10,7 +10,8 @@ Every connection holds one of its user's VIBEBOX_MAX_STREAMS_PER_OWNER slots (ap
 limits.py) while it is open. Once accepted, a watchdog re-checks the key or session every
 VIBEBOX_WS_RECHECK_SECONDS (at most 5) and closes the connection when it no longer may go on:
 4401 for a revoked or expired key, a logged-out session or a deactivated user, 4403 for a scope
-that was taken away; the close reason is the error code.
+that was taken away or a sandbox its user may no longer reach as the route needs (a role changed,
+a team left, a grant revoked: the permissions read afresh); the close reason is the error code.
 
 A connection can end at any point (before it was accepted, while it is being refused, mid-
 stream): all the state `disconnect` and background tasks look at exists from the start, sends
@@ -203,6 +204,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(settings.VIBEBOX_WS_RECHECK_SECONDS)
             try:
                 problem = await recheck(self.scope, self.user, self.key, self.required_scopes)
+                if problem is None:
+                    problem = await database_sync_to_async(self._access_problem)()
             except Exception as exc:  # the database is busy or away: try again next time
                 logger.warning("websocket re-check failed: %s", exc)
                 continue
@@ -238,9 +241,24 @@ class BaseConsumer(AsyncWebsocketConsumer):
         ref = self.scope["url_route"]["kwargs"]["sandbox_id"]
         return await database_sync_to_async(self._sandbox)(ref)
 
-    def _sandbox(self, ref: str):
-        actor = actor_for(user=self.user, key=self.key, session=self.scope.get("session"))
+    def _sandbox(self, ref: str, *, fresh: bool = False):
+        actor = actor_for(user=self.user, key=self.key, session=self.scope.get("session"), fresh=fresh)
         return selectors.sandbox_get(actor=actor, ref=ref, need=self.sandbox_need)
+
+    def _access_problem(self) -> errors.ApplicationError | None:
+        """Why the connection's user may no longer reach its sandbox as it does (a role changed,
+        a team left, a grant revoked): the permission's 403; None otherwise (a sandbox that went
+        away ends its streams by itself)."""
+        ref = (self.scope.get("url_route") or {}).get("kwargs", {}).get("sandbox_id")
+        if ref is None:
+            return None
+        try:
+            self._sandbox(ref, fresh=True)
+        except errors.PermissionDenied as exc:
+            return exc
+        except errors.ApplicationError:
+            return None
+        return None
 
     async def send_json(self, data: dict):
         await self.send(text_data=json.dumps(data))

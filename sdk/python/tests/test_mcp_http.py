@@ -173,3 +173,25 @@ def test_bad_input_is_a_tool_error(server, sandbox):
 
     asyncio.run(scenario())
     assert sandbox.env.all() == {}
+
+
+def test_what_a_tool_changes_is_audited_as_the_mcp_door(server, sandbox):
+    """A tool's REST call carries the server's own token: the audit log names the MCP door, the key
+    and the command (docs/audit.md)."""
+    key = server.create_key(INSTANCE, "execute")
+
+    async def scenario():
+        async with http_client(server.url, key) as client:
+            await call(client, "sandbox_exec", sandbox_id=sandbox.id, command="echo audited-by-mcp")
+
+    asyncio.run(scenario())
+    reader = {"Authorization": f"Bearer {server.create_key(INSTANCE, 'audit:read')}"}
+    slug = httpx.get(f"{server.url}/api/v1/orgs", headers=reader, timeout=30).json()[0]["slug"]
+    entries = httpx.get(
+        f"{server.url}/api/v1/orgs/{slug}/audit-log",
+        params={"action": "command.executed", "target": sandbox.id},
+        headers=reader,
+        timeout=30,
+    ).json()["results"]
+    mine = [entry for entry in entries if entry["changes"]["command"] == "echo audited-by-mcp"]
+    assert len(mine) == 1 and mine[0]["source"] == "mcp" and mine[0]["keyId"].startswith("key_")

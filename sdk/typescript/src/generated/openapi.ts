@@ -335,10 +335,11 @@ export interface paths {
         get: operations["orgs_roles_retrieve"];
         put?: never;
         post?: never;
-        /** @description Refused (409 role_in_use) while a member or team holds it. */
+        /** @description Refused (409 role_in_use) while a member or team holds it; a built-in role: 409 role_built_in. */
         delete: operations["orgs_roles_destroy"];
         options?: never;
         head?: never;
+        /** @description A custom role's permissions change for every holder at once; a built-in role: 409 role_built_in. */
         patch: operations["orgs_roles_update"];
         trace?: never;
     };
@@ -2757,7 +2758,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error";
     };
     responses: never;
     parameters: never;
@@ -5354,6 +5355,15 @@ export interface operations {
             };
             /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
