@@ -181,7 +181,7 @@ export class UserNotFoundError extends NotFoundError {
   static override defaultCode = 'user_not_found';
 }
 
-/** 404: no custom role of this name (a built-in one's too: those are listed, never fetched, changed or deleted one by one). @example `await vb.orgs.roles('acme').get('nope') // throws RoleNotFoundError` */
+/** 404: no role of this name in the organization (built-in or custom). @example `await vb.orgs.roles('acme').get('nope') // throws RoleNotFoundError` */
 export class RoleNotFoundError extends NotFoundError {
   static override defaultCode = 'role_not_found';
 }
@@ -294,6 +294,11 @@ export class OrgNotEmptyError extends ConflictError {
 /** 409: the organization has a role of this name already, or it is a built-in role's. @example `if (e instanceof RoleNameTakenError) console.log(e.details.role)` */
 export class RoleNameTakenError extends ConflictError {
   static override defaultCode = 'role_name_taken';
+}
+
+/** 409: built-in roles (owner, admin, developer, viewer, billing) are never changed or deleted. @example `await vb.orgs.roles('acme').delete('viewer') // throws RoleBuiltInError` */
+export class RoleBuiltInError extends ConflictError {
+  static override defaultCode = 'role_built_in';
 }
 
 /** 409: members or teams hold this role: give them another one before deleting it. @example `if (e instanceof RoleInUseError) console.log(e.details.role)` */
@@ -511,6 +516,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   role_not_found: RoleNotFoundError,
   role_name_taken: RoleNameTakenError,
   role_in_use: RoleInUseError,
+  role_built_in: RoleBuiltInError,
   unknown_permission: UnknownPermissionError,
   team_not_found: TeamNotFoundError,
   team_name_taken: TeamNameTakenError,

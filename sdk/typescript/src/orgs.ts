@@ -516,7 +516,7 @@ export class Members {
 /**
  * The roles of one organization (`Role`: `name`, `builtIn`, `description`, `permissions`): the
  * built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
- * permission and every permission the role gives or gave; built-in roles cannot be changed.
+ * permission and every permission the role gives or gave; built-in roles are never changed or deleted (`RoleBuiltInError`).
  * @example
  * ```ts
  * const roles = vb.orgs.roles('acme');
@@ -560,7 +560,7 @@ export class Roles {
   }
 
   /**
-   * A custom role (`RoleNotFoundError` for any other name, built-in ones included).
+   * A role, built-in or custom, by name (`RoleNotFoundError` when there is none).
    * @example
    * ```ts
    * const { permissions } = await vb.orgs.roles('acme').get('deployer');

@@ -135,8 +135,7 @@ class UserNotFoundError(NotFoundError):
 
 
 class RoleNotFoundError(NotFoundError):
-    """404: no custom role of this name in the organization (a built-in role's name too: those are
-    listed, never fetched, changed or deleted one by one)."""
+    """404: no role of this name in the organization (built-in or custom)."""
 
     default_code = "role_not_found"
 
@@ -219,6 +218,12 @@ class RoleNameTakenError(ConflictError):
     """409: the organization has a role of this name already, or it is a built-in role's name."""
 
     default_code = "role_name_taken"
+
+
+class RoleBuiltInError(ConflictError):
+    """409: built-in roles (owner, admin, developer, viewer, billing) are never changed or deleted."""
+
+    default_code = "role_built_in"
 
 
 class RoleInUseError(ConflictError):
@@ -380,6 +385,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "role_not_found": RoleNotFoundError,
     "role_name_taken": RoleNameTakenError,
     "role_in_use": RoleInUseError,
+    "role_built_in": RoleBuiltInError,
     "unknown_permission": UnknownPermissionError,
     "team_not_found": TeamNotFoundError,
     "team_name_taken": TeamNameTakenError,

@@ -519,7 +519,7 @@ class Roles:
     """The roles of one organization (`Role`: name, built_in, description, permissions): the
     built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
     permission and every permission the role gives or gave (so an admin cannot make a role with
-    org.delete); built-in roles cannot be changed.
+    org.delete); built-in roles are never changed or deleted (`RoleBuiltInError`).
 
     roles = vb.orgs.roles("acme")
     roles.create("deployer", permissions=["sandboxes.read", "sandboxes.create"], description="CI")
@@ -542,7 +542,7 @@ class Roles:
         return self._send(calls.role_create(self.slug, fields))
 
     def get(self, role: RoleRef) -> Any:
-        """A custom role (`RoleNotFoundError` for any other name, built-in ones included)."""
+        """A role, built-in or custom, by name (`RoleNotFoundError` when there is none)."""
         return self._send(calls.role_get(self.slug, name_of(role)))
 
     def update(self, role: RoleRef, *, permissions: list[str] | None = None, description: str | None = None) -> Any:
