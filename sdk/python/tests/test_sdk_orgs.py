@@ -19,6 +19,7 @@ from vibebox_sdk import (
     OrgNotFoundError,
     PermissionDeniedError,
     Role,
+    RoleBuiltInError,
     RoleInUseError,
     RoleNameTakenError,
     RoleNotFoundError,
@@ -180,8 +181,12 @@ def test_custom_roles_and_teams_decide_what_a_member_may_do(vb, server, outsider
         assert unknown.value.details["fields"]["permissions.0"][0]["code"] == "invalid_choice"
         with pytest.raises(RoleNotFoundError):
             roles.get("no-such-role")
-        with pytest.raises(RoleNotFoundError):  # built-in roles are listed, never fetched or changed
+        assert roles.get("owner").built_in and "org.delete" in roles.get("owner").permissions
+        with pytest.raises(RoleBuiltInError) as built_in:  # read by name, never changed or deleted
             roles.update("owner", description="mine")
+        assert isinstance(built_in.value, ConflictError) and built_in.value.code == "role_built_in"
+        with pytest.raises(RoleBuiltInError):
+            roles.delete("viewer")
 
         holder = acme.orgs.members(slug).add(member, role="deployer")
         assert holder.role == "deployer"

@@ -8,7 +8,7 @@ import { ConnectionError, SandboxNotFoundError } from './errors.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
 import { Keys } from './keys.js';
-import { Orgs } from './orgs.js';
+import { Invitations, Orgs } from './orgs.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
@@ -73,6 +73,8 @@ export class VibeBox {
   readonly keys: Keys;
   /** Your organizations and their members (changes: `orgs:manage`). */
   readonly orgs: Orgs;
+  /** Accepting an invitation to an organization: `vb.invitations.accept(token)`. */
+  readonly invitations: Invitations;
 
   constructor(options: VibeBoxOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.VIBEBOX_API_URL ?? DEFAULT_URL;
@@ -89,6 +91,7 @@ export class VibeBox {
     });
     this.keys = new Keys(this.transport);
     this.orgs = new Orgs(this.transport);
+    this.invitations = new Invitations(this.transport);
   }
 
   /** The server's URL. */

@@ -181,7 +181,7 @@ export class UserNotFoundError extends NotFoundError {
   static override defaultCode = 'user_not_found';
 }
 
-/** 404: no custom role of this name (a built-in one's too: those are listed, never fetched, changed or deleted one by one). @example `await vb.orgs.roles('acme').get('nope') // throws RoleNotFoundError` */
+/** 404: no role of this name in the organization (built-in or custom). @example `await vb.orgs.roles('acme').get('nope') // throws RoleNotFoundError` */
 export class RoleNotFoundError extends NotFoundError {
   static override defaultCode = 'role_not_found';
 }
@@ -189,6 +189,36 @@ export class RoleNotFoundError extends NotFoundError {
 /** 404: no team of this name in the organization. @example `await vb.orgs.teams('acme').get('nope') // throws TeamNotFoundError` */
 export class TeamNotFoundError extends NotFoundError {
   static override defaultCode = 'team_not_found';
+}
+
+/** 404: no grant with this id on this sandbox. @example `await sandbox.unshare('grt_gone') // throws GrantNotFoundError` */
+export class GrantNotFoundError extends NotFoundError {
+  static override defaultCode = 'grant_not_found';
+}
+
+/** 404: no pending invitation with this id, or a wrong, changed or revoked link. @example `await vb.invitations.accept('bad') // throws InvitationNotFoundError` */
+export class InvitationNotFoundError extends NotFoundError {
+  static override defaultCode = 'invitation_not_found';
+}
+
+/** 403: the invitation was sent to another email address than your account's. @example `if (e instanceof InvitationEmailMismatchError) …` */
+export class InvitationEmailMismatchError extends PermissionDeniedError {
+  static override defaultCode = 'invitation_email_mismatch';
+}
+
+/** 410: the object existed but cannot be used any more (an expired or used invitation). @example `if (e instanceof GoneError) console.log(e.code)` */
+export class GoneError extends VibeBoxError {
+  static override defaultCode = 'gone';
+}
+
+/** 410: the invitation's link has expired; the organization can send it again (renewed). @example `if (e instanceof InvitationExpiredError) …` */
+export class InvitationExpiredError extends GoneError {
+  static override defaultCode = 'invitation_expired';
+}
+
+/** 410: the invitation was accepted already. @example `if (e instanceof InvitationAcceptedError) …` */
+export class InvitationAcceptedError extends GoneError {
+  static override defaultCode = 'invitation_accepted';
 }
 
 /** 404: no such template. @example `await vb.template('nope') // throws TemplateNotFoundError` */
@@ -264,6 +294,11 @@ export class OrgNotEmptyError extends ConflictError {
 /** 409: the organization has a role of this name already, or it is a built-in role's. @example `if (e instanceof RoleNameTakenError) console.log(e.details.role)` */
 export class RoleNameTakenError extends ConflictError {
   static override defaultCode = 'role_name_taken';
+}
+
+/** 409: built-in roles (owner, admin, developer, viewer, billing) are never changed or deleted. @example `await vb.orgs.roles('acme').delete('viewer') // throws RoleBuiltInError` */
+export class RoleBuiltInError extends ConflictError {
+  static override defaultCode = 'role_built_in';
 }
 
 /** 409: members or teams hold this role: give them another one before deleting it. @example `if (e instanceof RoleInUseError) console.log(e.details.role)` */
@@ -481,9 +516,15 @@ const BY_CODE: Record<string, ErrorClass> = {
   role_not_found: RoleNotFoundError,
   role_name_taken: RoleNameTakenError,
   role_in_use: RoleInUseError,
+  role_built_in: RoleBuiltInError,
   unknown_permission: UnknownPermissionError,
   team_not_found: TeamNotFoundError,
   team_name_taken: TeamNameTakenError,
+  grant_not_found: GrantNotFoundError,
+  invitation_not_found: InvitationNotFoundError,
+  invitation_expired: InvitationExpiredError,
+  invitation_accepted: InvitationAcceptedError,
+  invitation_email_mismatch: InvitationEmailMismatchError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
   sandbox_outdated: SandboxOutdatedError,
@@ -511,6 +552,7 @@ const BY_STATUS: Record<number, ErrorClass> = {
   404: NotFoundError,
   405: NotSupportedError,
   409: ConflictError,
+  410: GoneError,
   413: RequestTooLargeError,
   422: GitError,
   429: RateLimitError,

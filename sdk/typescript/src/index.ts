@@ -14,7 +14,7 @@
  */
 
 export { VibeBox, DEFAULT_URL, type VibeBoxOptions } from './client.js';
-export { Sandbox, BackgroundProcess, type ExecOptions, type RunOptions } from './sandbox.js';
+export { Sandbox, BackgroundProcess, type ExecOptions, type RunOptions, type ShareOptions } from './sandbox.js';
 export { SandboxChain } from './chain.js';
 export { CommandStream, type OutputStream, type Signal, type StreamSocket } from './command.js';
 export { Terminal, type TerminalOptions } from './terminal.js';
@@ -30,11 +30,15 @@ export * from './errors.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
 export type {
+  AuditEntry,
   CreateOptions,
   ExecutionDetail,
   ExecutionRecord,
   GitAuth,
   GitSource,
+  Grant,
+  GrantAccess,
+  Invitation,
   ListOptions,
   Member,
   Organization,

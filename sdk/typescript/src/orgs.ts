@@ -5,9 +5,14 @@
  * @module
  */
 
-import { API, body, segment } from './paths.js';
-import type { Transport } from './transport.js';
-import type { Member, Organization, Permission, Role, Schemas, Team } from './types.js';
+import { createWriteStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+import { API, LONG, body, segment } from './paths.js';
+import type { Query, Transport } from './transport.js';
+import type { AuditEntry, Invitation, Member, Organization, Permission, Role, Schemas, Team } from './types.js';
 
 /**
  * An organization: its slug, or the organization itself.
@@ -91,6 +96,168 @@ export interface TeamUpdateOptions {
 }
 
 const FEATURE = 'organizations';
+const AUDIT = 'the audit log';
+const INVITATIONS = 'invitations';
+
+/**
+ * Filters of the audit log: `actor` (a username or key id), `action` (`sandbox.created`, or a
+ * family: `sandbox.`), `target` (an id, or `type:id`), `since` and `until` (ISO 8601 with a zone, or Dates).
+ * @example
+ * ```ts
+ * const filters: AuditFilters = { action: 'sandbox.', since: new Date(Date.now() - 3_600_000) };
+ * ```
+ */
+export interface AuditFilters {
+  actor?: string;
+  action?: string;
+  target?: string;
+  since?: string | Date;
+  until?: string | Date;
+}
+
+/**
+ * What `vb.orgs.auditLog()` takes: filters, `limit` (at most this many entries in all) and
+ * `pageSize` (entries per request, 1–500, default 100).
+ * @example
+ * ```ts
+ * const options: AuditLogOptions = { action: 'member.', limit: 20 };
+ * ```
+ */
+export interface AuditLogOptions extends AuditFilters {
+  limit?: number;
+  pageSize?: number;
+}
+
+/**
+ * What `vb.orgs.exportAuditLog()` takes: filters and `format` (`jsonl`, the default, or `csv`).
+ * @example
+ * ```ts
+ * const options: AuditExportOptions = { format: 'csv', action: 'sandbox.' };
+ * ```
+ */
+export interface AuditExportOptions extends AuditFilters {
+  format?: 'jsonl' | 'csv';
+}
+
+/**
+ * One page of the audit log, newest first: `nextCursor` leads to older entries, `previousCursor`
+ * to newer ones (`undefined` at the ends).
+ * @example
+ * ```ts
+ * const page: AuditPage = await vb.orgs.auditLog('acme').page();
+ * ```
+ */
+export interface AuditPage {
+  entries: AuditEntry[];
+  nextCursor: string | undefined;
+  previousCursor: string | undefined;
+}
+
+function auditQuery(filters: AuditFilters): Query {
+  const when = (value: string | Date | undefined) => (value instanceof Date ? value.toISOString() : value);
+  const { actor, action, target } = filters;
+  return { actor, action, target, since: when(filters.since), until: when(filters.until) };
+}
+
+/** The `cursor` a `next`/`previous` link carries (the link names the server as it saw itself). */
+function cursorOf(link: string | null | undefined): string | undefined {
+  if (!link) return undefined;
+  return new URL(link, 'http://server.invalid').searchParams.get('cursor') ?? undefined;
+}
+
+/** Splits a byte stream into lines (without their ends). */
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let rest = '';
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+    rest += decoder.decode(chunk, { stream: true });
+    const parts = rest.split('\n');
+    rest = parts.pop() ?? '';
+    for (const part of parts) yield part.replace(/\r$/, '');
+  }
+  rest += decoder.decode();
+  if (rest) yield rest.replace(/\r$/, '');
+}
+
+/**
+ * An organization's audit log, newest first (`vb.orgs.auditLog()`): `for await` gives every
+ * matching entry, fetching pages as it goes along their cursors; `page()` gets one page.
+ * @example
+ * ```ts
+ * for await (const entry of vb.orgs.auditLog('acme', { action: 'sandbox.', limit: 50 })) {
+ *   console.log(entry.seq, entry.actor, entry.action, entry.targetId);
+ * }
+ * ```
+ */
+export class AuditLog implements AsyncIterable<AuditEntry> {
+  constructor(
+    private readonly transport: Transport,
+    private readonly org: OrgRef,
+    private readonly options: AuditLogOptions = {},
+  ) {}
+
+  /**
+   * One page: `cursor` from an earlier page (none: the newest), `limit` entries (1–500, default the page size).
+   * @example
+   * ```ts
+   * const first = await log.page(undefined, { limit: 10 });
+   * const older = first.nextCursor ? await log.page(first.nextCursor) : undefined;
+   * ```
+   */
+  async page(cursor?: string, options: { limit?: number } = {}): Promise<AuditPage> {
+    const query = { ...auditQuery(this.options), cursor, limit: options.limit ?? this.size() };
+    const path = orgPath(this.org, 'audit-log');
+    const data = await this.transport.json<{ next: string | null; previous: string | null; results: AuditEntry[] }>({
+      method: 'GET',
+      path,
+      query,
+      feature: AUDIT,
+    });
+    return { entries: data.results, nextCursor: cursorOf(data.next), previousCursor: cursorOf(data.previous) };
+  }
+
+  private size(): number {
+    const pageSize = this.options.pageSize ?? 100;
+    return this.options.limit ? Math.min(pageSize, this.options.limit) : pageSize;
+  }
+
+  /**
+   * Every matching entry, newest first (at most `limit`).
+   * @example
+   * ```ts
+   * const entries = [];
+   * for await (const entry of vb.orgs.auditLog('acme')) entries.push(entry);
+   * ```
+   */
+  async *[Symbol.asyncIterator](): AsyncGenerator<AuditEntry> {
+    const { limit } = this.options;
+    let cursor: string | undefined;
+    let seen = 0;
+    for (;;) {
+      const page = await this.page(cursor);
+      for (const entry of page.entries) {
+        if (limit !== undefined && seen >= limit) return;
+        seen += 1;
+        yield entry;
+      }
+      if (!page.nextCursor || page.entries.length === 0) return;
+      cursor = page.nextCursor;
+    }
+  }
+
+  /**
+   * Every matching entry in an array (at most `limit`).
+   * @example
+   * ```ts
+   * const recent = await vb.orgs.auditLog('acme', { limit: 20 }).toArray();
+   * ```
+   */
+  async toArray(): Promise<AuditEntry[]> {
+    const found: AuditEntry[] = [];
+    for await (const entry of this) found.push(entry);
+    return found;
+  }
+}
 
 function nameOf(ref: RoleRef | TeamRef): string {
   return typeof ref === 'string' ? ref : ref.name;
@@ -203,6 +370,77 @@ export class Orgs {
   teams(org: OrgRef): Teams {
     return new Teams(this.transport, org);
   }
+
+  /**
+   * The pending invitations of one organization.
+   * @example
+   * ```ts
+   * await vb.orgs.invitations('acme').create('ann@example.com', { role: 'developer' });
+   * ```
+   */
+  invitations(org: OrgRef): OrgInvitations {
+    return new OrgInvitations(this.transport, org);
+  }
+
+  /**
+   * The organization's audit log, newest first (the audit.read permission; a key needs the
+   * `audit:read` scope): iterate it with `for await`, or get one page with `.page()`.
+   * @example
+   * ```ts
+   * for await (const entry of vb.orgs.auditLog('acme', { actor: 'bob', since: '2026-12-01T00:00:00Z' })) {
+   *   console.log(entry.createdAt, entry.action);
+   * }
+   * ```
+   */
+  auditLog(org: OrgRef, options: AuditLogOptions = {}): AuditLog {
+    return new AuditLog(this.transport, org, options);
+  }
+
+  /**
+   * The whole filtered log, oldest first, streamed as JSON lines or CSV, each entry with its
+   * hashes. With `to` (a file's path): written there, answers the number of bytes; without: its
+   * lines (no line ends), as they arrive.
+   * @example
+   * ```ts
+   * const bytes = await vb.orgs.exportAuditLog('acme', { to: 'audit.csv', format: 'csv' });
+   * for await (const line of vb.orgs.exportAuditLog('acme', { action: 'key.' })) console.log(JSON.parse(line).action);
+   * ```
+   */
+  exportAuditLog(org: OrgRef, options: AuditExportOptions & { to: string }): Promise<number>;
+  exportAuditLog(org: OrgRef, options?: AuditExportOptions): AsyncGenerator<string>;
+  exportAuditLog(
+    org: OrgRef,
+    options: AuditExportOptions & { to?: string } = {},
+  ): Promise<number> | AsyncGenerator<string> {
+    const call = {
+      method: 'GET' as const,
+      path: orgPath(org, 'audit-log', 'export'),
+      query: { format: options.format ?? 'jsonl', ...auditQuery(options) },
+      timeout: LONG,
+      feature: AUDIT,
+    };
+    const { to } = options;
+    if (to === undefined) {
+      const transport = this.transport;
+      return (async function* () {
+        const response = await transport.send(call);
+        if (response.body) yield* lines(response.body);
+      })();
+    }
+    return (async () => {
+      const response = await this.transport.send(call);
+      let written = 0;
+      const count = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          written += chunk.length;
+          done(null, chunk);
+        },
+      });
+      const source = response.body ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>) : Readable.from([]);
+      await pipeline(source, count, createWriteStream(to));
+      return written;
+    })();
+  }
 }
 
 /**
@@ -278,7 +516,7 @@ export class Members {
 /**
  * The roles of one organization (`Role`: `name`, `builtIn`, `description`, `permissions`): the
  * built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
- * permission and every permission the role gives or gave; built-in roles cannot be changed.
+ * permission and every permission the role gives or gave; built-in roles are never changed or deleted (`RoleBuiltInError`).
  * @example
  * ```ts
  * const roles = vb.orgs.roles('acme');
@@ -322,7 +560,7 @@ export class Roles {
   }
 
   /**
-   * A custom role (`RoleNotFoundError` for any other name, built-in ones included).
+   * A role, built-in or custom, by name (`RoleNotFoundError` when there is none).
    * @example
    * ```ts
    * const { permissions } = await vb.orgs.roles('acme').get('deployer');
@@ -460,5 +698,104 @@ export class Teams {
    */
   async removeMember(team: TeamRef, username: string): Promise<void> {
     await this.transport.json({ method: 'DELETE', path: this.path(team, 'members', username), feature: FEATURE });
+  }
+}
+
+/**
+ * The pending invitations of one organization. Everything needs the members.manage permission
+ * and every permission of the invitation's role (a key: `orgs:manage` to write). The email
+ * carries a signed link; the invited user accepts it with `vb.invitations.accept(token)`.
+ * @example
+ * ```ts
+ * const invitations = vb.orgs.invitations('acme');
+ * const invitation = await invitations.create('ann@example.com', { role: 'developer' });
+ * await invitations.resend(invitation); // the same link, a fresh expiry
+ * await invitations.revoke(invitation); // the link stops working
+ * ```
+ */
+export class OrgInvitations {
+  constructor(
+    private readonly transport: Transport,
+    private readonly org: OrgRef,
+  ) {}
+
+  private path(invitation?: Invitation | string, ...parts: string[]): string {
+    if (invitation === undefined) return orgPath(this.org, 'invitations');
+    return orgPath(this.org, 'invitations', typeof invitation === 'string' ? invitation : invitation.id, ...parts);
+  }
+
+  /**
+   * Pending invitations, expired ones too (`expired: true`) until revoked or sent again.
+   * @example
+   * ```ts
+   * const pending = await vb.orgs.invitations('acme').list();
+   * ```
+   */
+  list(): Promise<Invitation[]> {
+    return this.transport.json({ method: 'GET', path: this.path(), feature: INVITATIONS });
+  }
+
+  /**
+   * Invites an address with a role and emails it the link. An address with a pending invitation
+   * has that one sent again with this role and a fresh expiry; a member's address is a
+   * `ConflictError` (`already_member`).
+   * @example
+   * ```ts
+   * const invitation = await vb.orgs.invitations('acme').create('ann@example.com', { role: 'viewer' });
+   * ```
+   */
+  create(email: string, options: { role: string }): Promise<Invitation> {
+    const json = { email, role: options.role } satisfies Schemas['InvitationCreateRequest'];
+    return this.transport.json({ method: 'POST', path: this.path(), json, feature: INVITATIONS });
+  }
+
+  /**
+   * Sends the email again, with a fresh expiry (`InvitationNotFoundError` once accepted or revoked).
+   * @example
+   * ```ts
+   * await vb.orgs.invitations('acme').resend('inv_123');
+   * ```
+   */
+  resend(invitation: Invitation | string): Promise<Invitation> {
+    return this.transport.json({ method: 'POST', path: this.path(invitation, 'resend'), feature: INVITATIONS });
+  }
+
+  /**
+   * Revokes it: its link stops working.
+   * @example
+   * ```ts
+   * await vb.orgs.invitations('acme').revoke('inv_123');
+   * ```
+   */
+  async revoke(invitation: Invitation | string): Promise<void> {
+    await this.transport.json({ method: 'DELETE', path: this.path(invitation), feature: INVITATIONS });
+  }
+}
+
+/**
+ * `vb.invitations.accept(token)`: joins the organization an invitation is for, with its role;
+ * answers that organization (your role in it now). The caller's email must be the invited
+ * address (`InvitationEmailMismatchError`); a wrong or revoked link is `InvitationNotFoundError`,
+ * an expired one `InvitationExpiredError`, one used already `InvitationAcceptedError` (both `GoneError`, 410).
+ * @example
+ * ```ts
+ * const org = await vb.invitations.accept('https://vibebox.example.com/invitations/eyJp…');
+ * ```
+ */
+export class Invitations {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Accepts an invitation: `token` is the link's last part, or the whole link.
+   * @example
+   * ```ts
+   * const { slug, role } = await vb.invitations.accept(token);
+   * ```
+   */
+  accept(token: string): Promise<Organization> {
+    let value = token.trim();
+    if (value.includes('/invitations/')) value = value.replace(/\/+$/, '').split('/').pop() ?? value;
+    const json = { token: value } satisfies Schemas['InvitationAcceptRequest'];
+    return this.transport.json({ method: 'POST', path: `${API}/invitations/accept`, json, feature: INVITATIONS });
   }
 }

@@ -19,11 +19,30 @@ import { sleep, type Transport } from './transport.js';
 import type {
   ExecutionDetail,
   ExecutionRecord,
+  Grant,
+  GrantAccess,
   SandboxInfo,
   SandboxMetrics,
   Schemas,
   Snapshot,
 } from './types.js';
+
+const SHARING = 'sandbox sharing';
+
+/**
+ * Who to share a sandbox with, and how far: one of `user` (a member's username or email) and
+ * `team` (a team's name), and `access`.
+ * @example
+ * ```ts
+ * const options: ShareOptions = { user: 'bob', access: 'use' };
+ * ```
+ */
+export interface ShareOptions {
+  user?: string;
+  team?: string;
+  /** `read`, `use` (also commands, files, git, terminals) or `manage` (also lifecycle, environment, snapshots, grants). */
+  access: GrantAccess;
+}
 
 /**
  * Options of `sandbox.exec()`.
@@ -604,6 +623,47 @@ export class Sandbox {
         return this;
       });
     return this.chain(done);
+  }
+
+  /**
+   * Who the sandbox is shared with, oldest first: each grant names a member (`user`) or a team
+   * (`team`) and its `access`. Whoever may read the sandbox may list them.
+   * @example
+   * ```ts
+   * for (const grant of await sandbox.grants()) console.log(grant.user ?? grant.team, grant.access);
+   * ```
+   */
+  grants(): Promise<Grant[]> {
+    return this.transport.json({ method: 'GET', path: sandboxPath(this.id, 'grants'), feature: SHARING });
+  }
+
+  /**
+   * Shares the sandbox with a member (`user`: username or email) or a team (`team`: its name) of
+   * its organization at `access`; one that holds a grant already gets this level instead. Needs
+   * what managing the sandbox needs; someone outside the organization is `MemberNotFoundError`,
+   * an unknown team `TeamNotFoundError`.
+   * @example
+   * ```ts
+   * await sandbox.share({ user: 'bob', access: 'use' });
+   * await sandbox.share({ team: 'platform', access: 'read' });
+   * ```
+   */
+  share(options: ShareOptions): Promise<Grant> {
+    const json = body({ user: options.user, team: options.team, access: options.access });
+    return this.transport.json({ method: 'POST', path: sandboxPath(this.id, 'grants'), json, feature: SHARING });
+  }
+
+  /**
+   * Revokes a grant (a grant or its id, `grt_…`; `GrantNotFoundError` when it is not this
+   * sandbox's). Managers may revoke any; a member may give up their own.
+   * @example
+   * ```ts
+   * await sandbox.unshare(grant);
+   * ```
+   */
+  async unshare(grant: Grant | string): Promise<void> {
+    const id = typeof grant === 'string' ? grant : grant.id;
+    await this.transport.json({ method: 'DELETE', path: sandboxPath(this.id, 'grants', segment(id)), feature: SHARING });
   }
 
   /** `{ id, name, template, status }` for logs and `console.log`. */

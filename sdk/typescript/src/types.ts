@@ -31,6 +31,14 @@ export type Permission = Schemas['PermissionsEnum'];
 export type Role = Schemas['Role'];
 /** A team of an organization: its members (usernames) inherit its `role` (`null`: none). @example `(await vb.orgs.teams('acme').get('platform')).members` */
 export type Team = Schemas['Team'];
+/** Who a sandbox is shared with: a member (`user`) or a team (`team`) at `access`. @example `(await sandbox.grants())[0]?.access` */
+export type Grant = Schemas['Grant'];
+/** A grant's level: `read`, `use` (also commands, files, git, terminals) or `manage` (also lifecycle, environment, snapshots, grants). @example `const access: GrantAccess = 'use'` */
+export type GrantAccess = Schemas['GrantAccessEnum'];
+/** An entry of an organization's audit log (docs/audit.md). @example `for await (const entry of vb.orgs.auditLog('acme')) console.log(entry.action)` */
+export type AuditEntry = Schemas['AuditEntry'];
+/** A pending invitation to an organization (`inv_…`). @example `(await vb.orgs.invitations('acme').list())[0]?.email` */
+export type Invitation = Schemas['Invitation'];
 
 /**
  * Credentials for a git remote: a token (HTTPS) or an SSH key.

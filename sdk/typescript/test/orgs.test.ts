@@ -12,6 +12,7 @@ import {
   MemberNotFoundError,
   OrgNotFoundError,
   PermissionDeniedError,
+  RoleBuiltInError,
   RoleInUseError,
   RoleNameTakenError,
   RoleNotFoundError,
@@ -114,7 +115,11 @@ describe('orgs', () => {
     assert.ok(unknown instanceof ValidationError && unknown.code === 'validation_error', String(unknown));
     assert.ok('permissions.0' in (unknown.details.fields as Record<string, unknown>), JSON.stringify(unknown.details));
     await assert.rejects(roles.get('no-such-role'), RoleNotFoundError);
-    await assert.rejects(roles.update('owner', { description: 'mine' }), RoleNotFoundError); // built-in ones: listed only
+    const owner = await roles.get('owner'); // built-in roles are read by name, never changed or deleted
+    assert.ok(owner.builtIn && owner.permissions.includes('org.delete'), JSON.stringify(owner));
+    const builtIn = await roles.update('owner', { description: 'mine' }).catch((e: unknown) => e);
+    assert.ok(builtIn instanceof RoleBuiltInError && builtIn instanceof ConflictError && builtIn.code === 'role_built_in', String(builtIn));
+    await assert.rejects(roles.delete('viewer'), RoleBuiltInError);
 
     const platform = await teams.create('platform', { role: 'developer' });
     assert.deepEqual([platform.name, platform.role, platform.members], ['platform', 'developer', []]);

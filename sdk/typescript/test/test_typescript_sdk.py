@@ -147,7 +147,19 @@ def suite_env(server: LiveServer, git_server: dict[str, str]) -> dict[str, str]:
         "VIBEBOX_API_URL": server.url,
         "VIBEBOX_API_KEY": server.key,
         "VIBEBOX_TEST_OUTSIDER_KEY": server.create_key("ts-outsider"),
+        "VIBEBOX_TEST_MANAGE": json.dumps(manage_spec(server)),
         **git_server,
+    }
+
+
+def manage_spec(server: LiveServer) -> dict:
+    """How a suite runs `manage.py` against the live server's database and data directory (test/
+    helpers.ts `manage()`): the server's environment, as what differs from this process's."""
+    return {
+        "command": [sys.executable, str(ROOT / "manage.py")],
+        "cwd": str(ROOT),
+        "env": {name: value for name, value in server.env.items() if os.environ.get(name) != value},
+        "unset": [name for name in os.environ if name not in server.env],
     }
 
 

@@ -30,8 +30,8 @@ from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
 from .claude import AsyncClaude
 from .client import ClientCore, create_fields, list_params
 from .durations import Duration
-from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot, Template
-from .namespaces import Env, Git
+from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
+from .namespaces import AsyncOrgs, Env, Git
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
 from .transport import AsyncTransport
@@ -285,11 +285,26 @@ class AsyncSandbox:
         snapshot_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
         return await self._action(calls.restore_snapshot(self.id, snapshot_id))
 
+    # Sharing
+
+    async def grants(self) -> list[Grant]:
+        """As `Sandbox.grants`."""
+        return await self._send(calls.grants_list(self.id))
+
+    async def share(self, *, user: str | None = None, team: str | None = None, access: str) -> Grant:
+        """As `Sandbox.share`."""
+        return await self._send(calls.grant_set(self.id, {"user": user, "team": team, "access": access}))
+
+    async def unshare(self, grant: Grant | str) -> None:
+        """As `Sandbox.unshare`."""
+        await self._send(calls.grant_delete(self.id, grant.id if isinstance(grant, Grant) else grant))
+
 
 class AsyncVibeBox(ClientCore):
     """The async client; arguments as `VibeBox`."""
 
     transport_class = AsyncTransport
+    orgs_class = AsyncOrgs
 
     async def __aenter__(self) -> AsyncVibeBox:
         return self

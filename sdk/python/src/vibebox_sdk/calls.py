@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -13,9 +13,13 @@ from .durations import Duration, seconds
 from .errors import ValidationError
 from .models import (
     ApiKey,
+    AuditEntry,
+    AuditPage,
     EnvVar,
     ExecutionRecord,
     FileEntry,
+    Grant,
+    Invitation,
     LogEntry,
     Member,
     Organization,
@@ -352,6 +356,28 @@ def claude(
     return Call(method, path, json=json, params=query or None, timeout=LONG, feature="Claude Code", parse=parse)
 
 
+# Sharing a sandbox: grants
+
+
+SHARING = "sandbox sharing"
+
+
+def _grant(response: httpx.Response) -> Grant:
+    return Grant.from_api(response.json())
+
+
+def grants_list(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "grants"), feature=SHARING, parse=_many(Grant.from_api))
+
+
+def grant_set(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", sandbox_path(sandbox_id, "grants"), json=body(**fields), feature=SHARING, parse=_grant)
+
+
+def grant_delete(sandbox_id: str, grant_id: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id, "grants", segment(grant_id)), feature=SHARING, parse=_none)
+
+
 # Templates, keys, health
 
 
@@ -498,6 +524,65 @@ def team_member_add(slug: str, name: str, username: str) -> Call:
 
 def team_member_remove(slug: str, name: str, username: str) -> Call:
     return Call("DELETE", org_path(slug, "teams", name, "members", username), feature=ORGS, parse=_none)
+
+
+# An organization's audit log and its invitations.
+
+AUDIT = "the audit log"
+INVITATIONS = "invitations"
+
+
+def _cursor(link: str | None) -> str | None:
+    """The `cursor` a `next`/`previous` link carries (the link itself names the server as it saw
+    itself, which behind a proxy may not be the address the client uses)."""
+    if not link:
+        return None
+    values = parse_qs(urlsplit(link).query).get("cursor")
+    return values[0] if values else None
+
+
+def _audit_page(response: httpx.Response) -> AuditPage:
+    data = response.json()
+    entries = [AuditEntry.from_api(item) for item in data["results"]]
+    return AuditPage(entries, _cursor(data.get("next")), _cursor(data.get("previous")))
+
+
+def audit_log(slug: str, params: dict[str, Any]) -> Call:
+    clean = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", org_path(slug, "audit-log"), params=clean, feature=AUDIT, parse=_audit_page)
+
+
+def audit_export(slug: str, params: dict[str, Any]) -> Call:
+    clean = {k: v for k, v in params.items() if v is not None}
+    path = org_path(slug, "audit-log", "export")
+    return Call("GET", path, params=clean, stream=True, timeout=LONG, feature=AUDIT)
+
+
+def _invitation(response: httpx.Response) -> Invitation:
+    return Invitation.from_api(response.json())
+
+
+def invitations_list(slug: str) -> Call:
+    return Call("GET", org_path(slug, "invitations"), feature=INVITATIONS, parse=_many(Invitation.from_api))
+
+
+def invitation_create(slug: str, email: str, role: str) -> Call:
+    fields = {"email": email, "role": role}
+    return Call("POST", org_path(slug, "invitations"), json=fields, feature=INVITATIONS, parse=_invitation)
+
+
+def invitation_revoke(slug: str, invitation_id: str) -> Call:
+    return Call("DELETE", org_path(slug, "invitations", invitation_id), feature=INVITATIONS, parse=_none)
+
+
+def invitation_resend(slug: str, invitation_id: str) -> Call:
+    path = org_path(slug, "invitations", invitation_id, "resend")
+    return Call("POST", path, feature=INVITATIONS, parse=_invitation)
+
+
+def invitation_accept(token: str) -> Call:
+    path = f"{API}/invitations/accept"
+    return Call("POST", path, json={"token": token}, feature=INVITATIONS, parse=_org)
 
 
 def health() -> Call:

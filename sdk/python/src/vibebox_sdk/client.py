@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 from . import calls, config, errors
 from .durations import Duration
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
-from .namespaces import Keys, Orgs
+from .namespaces import Invitations, Keys, Orgs
 from .sandbox import Sandbox
 from .transport import AsyncTransport, RetryPolicy, SyncTransport
 
@@ -77,6 +77,7 @@ class ClientCore:
     organizations."""
 
     transport_class: type[SyncTransport] | type[AsyncTransport]
+    orgs_class: type[Orgs] = Orgs
 
     def __init__(
         self,
@@ -96,7 +97,8 @@ class ClientCore:
 
     def _namespaces(self) -> None:
         self.keys = Keys(self._transport.send)
-        self.orgs = Orgs(self._transport.send)
+        self.orgs = self.orgs_class(self._transport.send)
+        self.invitations = Invitations(self._transport.send)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:

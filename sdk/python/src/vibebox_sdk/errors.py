@@ -135,14 +135,31 @@ class UserNotFoundError(NotFoundError):
 
 
 class RoleNotFoundError(NotFoundError):
-    """404: no custom role of this name in the organization (a built-in role's name too: those are
-    listed, never fetched, changed or deleted one by one)."""
+    """404: no role of this name in the organization (built-in or custom)."""
 
     default_code = "role_not_found"
 
 
 class TeamNotFoundError(NotFoundError):
     default_code = "team_not_found"
+
+
+class GrantNotFoundError(NotFoundError):
+    """404: no grant with this id on this sandbox."""
+
+    default_code = "grant_not_found"
+
+
+class InvitationNotFoundError(NotFoundError):
+    """404: no pending invitation with this id, or a wrong, changed or revoked link."""
+
+    default_code = "invitation_not_found"
+
+
+class InvitationEmailMismatchError(PermissionDeniedError):
+    """403: the invitation was sent to another email address than your account's."""
+
+    default_code = "invitation_email_mismatch"
 
 
 class ExecutionNotFoundError(NotFoundError):
@@ -203,6 +220,12 @@ class RoleNameTakenError(ConflictError):
     default_code = "role_name_taken"
 
 
+class RoleBuiltInError(ConflictError):
+    """409: built-in roles (owner, admin, developer, viewer, billing) are never changed or deleted."""
+
+    default_code = "role_built_in"
+
+
 class RoleInUseError(ConflictError):
     """409: members or teams hold this role: give them another one before deleting it."""
 
@@ -256,6 +279,24 @@ class MergeConflictError(ConflictError):
     @property
     def files(self) -> list[str]:
         return list(self.details.get("files", []))
+
+
+class GoneError(VibeBoxError):
+    """410: the object existed but cannot be used any more (an expired or used invitation)."""
+
+    default_code = "gone"
+
+
+class InvitationExpiredError(GoneError):
+    """410: the invitation's link has expired; the organization can send it again (renewed)."""
+
+    default_code = "invitation_expired"
+
+
+class InvitationAcceptedError(GoneError):
+    """410: the invitation was accepted already."""
+
+    default_code = "invitation_accepted"
 
 
 class GitError(VibeBoxError):
@@ -344,9 +385,15 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "role_not_found": RoleNotFoundError,
     "role_name_taken": RoleNameTakenError,
     "role_in_use": RoleInUseError,
+    "role_built_in": RoleBuiltInError,
     "unknown_permission": UnknownPermissionError,
     "team_not_found": TeamNotFoundError,
     "team_name_taken": TeamNameTakenError,
+    "grant_not_found": GrantNotFoundError,
+    "invitation_not_found": InvitationNotFoundError,
+    "invitation_expired": InvitationExpiredError,
+    "invitation_accepted": InvitationAcceptedError,
+    "invitation_email_mismatch": InvitationEmailMismatchError,
     "execution_not_found": ExecutionNotFoundError,
     "terminal_not_found": TerminalNotFoundError,
     "env_var_not_found": EnvVarNotFoundError,
@@ -382,6 +429,7 @@ _BY_STATUS: dict[int, type[VibeBoxError]] = {
     404: NotFoundError,
     405: NotSupportedError,
     409: ConflictError,
+    410: GoneError,
     413: RequestTooLargeError,
     422: GitError,
     429: RateLimitError,

@@ -276,3 +276,66 @@ class Team(_Model):
     members: list[str] = field(default_factory=list)
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Grant(_Model):
+    """A sandbox shared with one member (`user`, a username) or a team (`team`, its name) of its
+    organization at `access`: read, use (also commands, files, git, terminals) or manage (also
+    lifecycle, environment, snapshots and grants). `id` (`grt_…`) names it in `unshare()`."""
+
+    id: str
+    access: str
+    user: str | None = None
+    team: str | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AuditEntry(_Model):
+    """One entry of an organization's audit log (docs/audit.md): who (`actor`, `key_id`), through
+    which door (`source`), what (`action`, `target_type`, `target_id`, `changes`), and the chain."""
+
+    seq: int
+    action: str
+    created_at: str | None = None
+    actor: str = ""
+    actor_user_id: int | None = None
+    key_id: str = ""
+    source: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    target_type: str = ""
+    target_id: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = ""
+    hash: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AuditPage:
+    """One page of the audit log, newest first; `next_cursor` (older entries) and
+    `previous_cursor` (newer ones) are None at the ends."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+@dataclass
+class Invitation(_Model):
+    """A pending invitation to an organization (`inv_…`): sent to `email`, for `role`, until
+    `expires_at` (`expired`: past it; sending it again renews it)."""
+
+    id: str
+    email: str
+    role: str = ""
+    invited_by: str | None = None
+    created_at: str | None = None
+    sent_at: str | None = None
+    expires_at: str | None = None
+    expired: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)

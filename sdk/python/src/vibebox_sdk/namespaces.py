@@ -1,5 +1,5 @@
-"""`sandbox.env`, `sandbox.git`, `vb.keys` and `vb.orgs` (with its members, roles and teams): one
-request per method.
+"""`sandbox.env`, `sandbox.git`, `vb.keys`, `vb.orgs` (with its members, roles, teams, invitations
+and audit log) and `vb.invitations`: one request per method, except the audit log's iterators.
 
 They are shared by the sync and async clients: each method returns what `send` returns, the value
 itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
@@ -7,16 +7,23 @@ itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.en
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import datetime
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import IO, Any
 
 from . import calls
 from .durations import Duration
-from .models import EnvVar, Organization, Role, Team
+from .models import AuditEntry, AuditPage, EnvVar, Invitation, Organization, Role, Team
 
 OrgRef = str | Organization  # an organization's slug, or the organization itself
 RoleRef = str | Role  # a role's name, or the role itself
 TeamRef = str | Team  # a team's name, or the team itself
+InvitationRef = str | Invitation  # an invitation's id (`inv_…`), or the invitation itself
+When = str | datetime.datetime  # ISO 8601 with a zone, or a datetime (a naive one is taken as UTC)
+Destination = str | os.PathLike[str] | IO[bytes]  # a file's path, or a file open for binary writing
+EXPORT_CHUNK = 64 * 1024
 
 
 def slug_of(org: OrgRef) -> str:
@@ -25,6 +32,38 @@ def slug_of(org: OrgRef) -> str:
 
 def name_of(ref: RoleRef | TeamRef) -> str:
     return ref.name if isinstance(ref, Role | Team) else ref
+
+
+def invitation_id(ref: InvitationRef) -> str:
+    return ref.id if isinstance(ref, Invitation) else ref
+
+
+def _when(value: When | None) -> str | None:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.isoformat()
+    return value
+
+
+def audit_filters(
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: When | None = None,
+    until: When | None = None,
+) -> dict[str, Any]:
+    """The audit log's query filters, leaving out those not given."""
+    params = {"actor": actor, "action": action, "target": target, "since": _when(since), "until": _when(until)}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def token_of(token_or_link: str) -> str:
+    """An invitation's token, from the token itself or the whole link (`…/invitations/<token>`)."""
+    value = token_or_link.strip()
+    if "/invitations/" in value:
+        value = value.rstrip("/").rsplit("/", 1)[-1]
+    return value
 
 
 class _Namespace:
@@ -231,6 +270,223 @@ class Orgs:
         """The organization's teams: `vb.orgs.teams("acme").list()`."""
         return Teams(self._send, slug_of(org))
 
+    def invitations(self, org: OrgRef) -> OrgInvitations:
+        """The organization's pending invitations: `vb.orgs.invitations("acme").list()`."""
+        return OrgInvitations(self._send, slug_of(org))
+
+    def audit_log(
+        self,
+        org: OrgRef,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: When | None = None,
+        until: When | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AuditLog:
+        """The organization's audit log, newest first (the audit.read permission; a key needs the
+        `audit:read` scope). Iterate it for every matching entry (`AuditEntry`), pages fetched as
+        they are needed, at most `limit` entries; `.page()` gets one page with its cursors.
+
+        Filters: `actor` (a username or key id), `action` (`sandbox.created`, or a family:
+        `sandbox.`), `target` (an id, or `type:id`), `since` and `until` (ISO 8601 with a zone, or
+        datetimes). `page_size`: entries per request, 1-500."""
+        filters = audit_filters(actor, action, target, since, until)
+        return AuditLog(self._send, slug_of(org), filters, limit=limit, page_size=page_size)
+
+    def export_audit_log(
+        self,
+        org: OrgRef,
+        to: Destination | None = None,
+        *,
+        format: str = "jsonl",
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: When | None = None,
+        until: When | None = None,
+    ) -> Any:
+        """The whole filtered log, oldest first, streamed from the server as JSON lines or CSV
+        (`format`), each entry with its hashes. With `to` (a path or a binary file): written there,
+        answers the number of bytes; without: an iterator of its lines (no line ends)."""
+        params = {"format": format, **audit_filters(actor, action, target, since, until)}
+        call = calls.audit_export(slug_of(org), params)
+        if to is None:
+            return self._export_lines(call)
+        return self._export_to(call, to)
+
+    def _export_lines(self, call: calls.Call) -> Iterator[str]:
+        response = self._send(call)
+        try:
+            yield from response.iter_lines()
+        finally:
+            response.close()
+
+    def _export_to(self, call: calls.Call, to: Destination) -> int:
+        response = self._send(call)
+        written = 0
+        try:
+            with _open_destination(to) as handle:
+                for chunk in response.iter_bytes(EXPORT_CHUNK):
+                    handle.write(chunk)
+                    written += len(chunk)
+        finally:
+            response.close()
+        return written
+
+
+@contextlib.contextmanager
+def _open_destination(to: Destination) -> Iterator[IO[bytes]]:
+    """A path opened (and closed) for writing, or a file object the caller keeps open."""
+    if hasattr(to, "write"):
+        yield to  # type: ignore[misc]
+        return
+    with open(to, "wb") as handle:  # type: ignore[arg-type]
+        yield handle
+
+
+class AsyncOrgs(Orgs):
+    """`vb.orgs` of `AsyncVibeBox`: the same methods, awaited; the audit log is iterated with
+    `async for`, and `export_audit_log` without `to` is an async iterator of lines."""
+
+    def audit_log(self, org: OrgRef, **options: Any) -> AsyncAuditLog:  # type: ignore[override]
+        log = super().audit_log(org, **options)
+        return AsyncAuditLog(self._send, log.slug, log.filters, limit=log.limit, page_size=log.page_size)
+
+    async def _export_lines(self, call: calls.Call) -> AsyncIterator[str]:  # type: ignore[override]
+        response = await self._send(call)
+        try:
+            async for line in response.aiter_lines():
+                yield line
+        finally:
+            await response.aclose()
+
+    async def _export_to(self, call: calls.Call, to: Destination) -> int:  # type: ignore[override]
+        response = await self._send(call)
+        written = 0
+        try:
+            with _open_destination(to) as handle:
+                async for chunk in response.aiter_bytes(EXPORT_CHUNK):
+                    handle.write(chunk)
+                    written += len(chunk)
+        finally:
+            await response.aclose()
+        return written
+
+
+class _AuditLogBase:
+    def __init__(
+        self,
+        send: Callable[[calls.Call], Any],
+        slug: str,
+        filters: dict[str, Any],
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> None:
+        self._send = send
+        self.slug = slug
+        self.filters = filters
+        self.limit = limit
+        self.page_size = page_size
+
+    def page(self, cursor: str | None = None, *, limit: int | None = None) -> Any:
+        """One page (`AuditPage`: `entries`, newest first, `next_cursor` for older ones,
+        `previous_cursor` for newer ones); `cursor` from an earlier page, `limit` entries (1-500,
+        default the log's page size)."""
+        size = limit or self._size()
+        return self._send(calls.audit_log(self.slug, {**self.filters, "cursor": cursor, "limit": size}))
+
+    def _size(self) -> int:
+        return min(self.page_size, self.limit) if self.limit else self.page_size
+
+
+class AuditLog(_AuditLogBase):
+    """An organization's audit log, newest first: `for entry in vb.orgs.audit_log("acme"): ...`
+    follows the pages' cursors as it goes; `list(vb.orgs.audit_log("acme", limit=20))`."""
+
+    def __iter__(self) -> Iterator[AuditEntry]:
+        cursor, seen = None, 0
+        while True:
+            page: AuditPage = self.page(cursor)
+            for entry in page.entries:
+                if self.limit is not None and seen >= self.limit:
+                    return
+                seen += 1
+                yield entry
+            if not page.next_cursor or not page.entries:
+                return
+            cursor = page.next_cursor
+
+
+class AsyncAuditLog(_AuditLogBase):
+    """The async twin of `AuditLog`: `async for entry in vb.orgs.audit_log("acme"): ...`;
+    `await log.page()`."""
+
+    async def __aiter__(self) -> AsyncIterator[AuditEntry]:
+        cursor, seen = None, 0
+        while True:
+            page: AuditPage = await self.page(cursor)
+            for entry in page.entries:
+                if self.limit is not None and seen >= self.limit:
+                    return
+                seen += 1
+                yield entry
+            if not page.next_cursor or not page.entries:
+                return
+            cursor = page.next_cursor
+
+
+class OrgInvitations:
+    """The pending invitations of one organization (`Invitation`: id, email, role, invited_by,
+    sent_at, expires_at, expired). Everything needs the members.manage permission and every
+    permission of the invitation's role (a key: `orgs:manage` to write). The email carries a
+    signed link; the invited user accepts it with `vb.invitations.accept(token)` or in a browser.
+
+    invitations = vb.orgs.invitations("acme")
+    invitation = invitations.create("ann@example.com", role="developer")
+    invitations.resend(invitation)           # the same link, a fresh expiry
+    invitations.revoke(invitation)           # the link stops working
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any], slug: str) -> None:
+        self._send = send
+        self.slug = slug
+
+    def list(self) -> Any:
+        """Pending invitations, expired ones too (`expired=True`) until revoked or sent again."""
+        return self._send(calls.invitations_list(self.slug))
+
+    def create(self, email: str, *, role: str) -> Any:
+        """Invites an address with a role and emails it the link. An address with a pending
+        invitation has that one sent again with this role and a fresh expiry; a member's address
+        is `ConflictError` (`already_member`)."""
+        return self._send(calls.invitation_create(self.slug, email, role))
+
+    def resend(self, invitation: InvitationRef) -> Any:
+        """Sends the email again, with a fresh expiry (`InvitationNotFoundError` once accepted or revoked)."""
+        return self._send(calls.invitation_resend(self.slug, invitation_id(invitation)))
+
+    def revoke(self, invitation: InvitationRef) -> Any:
+        """Revokes it: its link stops working."""
+        return self._send(calls.invitation_revoke(self.slug, invitation_id(invitation)))
+
+
+class Invitations:
+    """`vb.invitations.accept(token)`: joins the organization an invitation is for, with its role;
+    answers that `Organization` (your role in it now). `token` is the link's last part, or the
+    whole link. The caller's email must be the invited address (`InvitationEmailMismatchError`);
+    a wrong or revoked link is `InvitationNotFoundError`, an expired one `InvitationExpiredError`,
+    one used already `InvitationAcceptedError` (both `GoneError`, 410)."""
+
+    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+        self._send = send
+
+    def accept(self, token: str) -> Any:
+        return self._send(calls.invitation_accept(token_of(token)))
+
 
 class Members:
     """The members of one organization (`Member`: id, username, email, role). Changes need the
@@ -263,7 +519,7 @@ class Roles:
     """The roles of one organization (`Role`: name, built_in, description, permissions): the
     built-in ones, then its custom ones. Reading: any member. Changes need the members.manage
     permission and every permission the role gives or gave (so an admin cannot make a role with
-    org.delete); built-in roles cannot be changed.
+    org.delete); built-in roles are never changed or deleted (`RoleBuiltInError`).
 
     roles = vb.orgs.roles("acme")
     roles.create("deployer", permissions=["sandboxes.read", "sandboxes.create"], description="CI")
@@ -286,7 +542,7 @@ class Roles:
         return self._send(calls.role_create(self.slug, fields))
 
     def get(self, role: RoleRef) -> Any:
-        """A custom role (`RoleNotFoundError` for any other name, built-in ones included)."""
+        """A role, built-in or custom, by name (`RoleNotFoundError` when there is none)."""
         return self._send(calls.role_get(self.slug, name_of(role)))
 
     def update(self, role: RoleRef, *, permissions: list[str] | None = None, description: str | None = None) -> Any:
@@ -344,4 +600,18 @@ class Teams:
         return self._send(calls.team_member_remove(self.slug, name_of(team), username))
 
 
-__all__ = ["Env", "EnvVar", "Git", "Keys", "Members", "Orgs", "Roles", "Teams"]
+__all__ = [
+    "AsyncAuditLog",
+    "AsyncOrgs",
+    "AuditLog",
+    "Env",
+    "EnvVar",
+    "Git",
+    "Invitations",
+    "Keys",
+    "Members",
+    "OrgInvitations",
+    "Orgs",
+    "Roles",
+    "Teams",
+]

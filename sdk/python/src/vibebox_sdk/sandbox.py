@@ -17,7 +17,7 @@ from .archive import Progress
 from .claude import SyncClaude
 from .durations import Duration
 from .files import Files
-from .models import ExecutionRecord, ExecutionResult, LogEntry, SandboxInfo, Snapshot
+from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot
 from .namespaces import Env, Git
 from .streams import CommandStream, LogFollower, Terminal, iter_logs, open_ws, sandbox_ws
 
@@ -400,3 +400,23 @@ class Sandbox:
     def restore(self, snapshot: Snapshot | str) -> Sandbox:
         snapshot_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
         return self._set(self._send(calls.restore_snapshot(self.id, snapshot_id)))
+
+    # Sharing: grants (docs/api.md, "Sharing a sandbox")
+
+    def grants(self) -> list[Grant]:
+        """Who the sandbox is shared with, oldest first: each `Grant` names a member (`user`) or a
+        team (`team`) and its `access` (read, use or manage). Whoever may read the sandbox may list them."""
+        return self._send(calls.grants_list(self.id))
+
+    def share(self, *, user: str | None = None, team: str | None = None, access: str) -> Grant:
+        """Shares the sandbox with a member (`user`: username or email) or a team (`team`: its name)
+        of its organization at `access`: "read", "use" (also commands, files, git, terminals) or
+        "manage" (also lifecycle, environment, snapshots, grants). One that holds a grant already
+        gets this level instead. Needs what managing the sandbox needs; someone outside the
+        organization is `MemberNotFoundError`, an unknown team `TeamNotFoundError`."""
+        return self._send(calls.grant_set(self.id, {"user": user, "team": team, "access": access}))
+
+    def unshare(self, grant: Grant | str) -> None:
+        """Revokes a grant (a `Grant` or its id, `grt_…`; `GrantNotFoundError` when it is not this
+        sandbox's). Managers may revoke any; a member may give up their own."""
+        self._send(calls.grant_delete(self.id, grant.id if isinstance(grant, Grant) else grant))

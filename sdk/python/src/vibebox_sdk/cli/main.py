@@ -14,7 +14,21 @@ import typer
 
 from .. import errors
 from ..version import VERSION
-from . import admin, claudecmd, execution, gitcmd, orgs, roles, sandboxes, shell, snapshots, transfer
+from . import (
+    admin,
+    audit,
+    claudecmd,
+    execution,
+    gitcmd,
+    invitations,
+    orgs,
+    roles,
+    sandboxes,
+    sharing,
+    shell,
+    snapshots,
+    transfer,
+)
 from . import mcp as mcp_command
 from .common import AUTH, ERROR, NOT_FOUND, CliError
 from .output import err
@@ -52,6 +66,9 @@ gitcmd.register(app)
 admin.register(app)
 orgs.register(app)
 roles.register(app)
+invitations.register(app)
+audit.register(app)
+sharing.register(app)
 snapshots.register(app)
 claudecmd.register(app)
 mcp_command.register(app)
