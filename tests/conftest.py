@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
@@ -141,6 +142,15 @@ def client_for(make_key):
         return _client(make_key(user, scopes, **kwargs)[1])
 
     return make
+
+
+def streamed_body(response) -> bytes:
+    """The whole body of a download streamed asynchronously (as views stream under ASGI)."""
+
+    async def collect():
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
 
 
 def sandbox_row(owner, template, **fields) -> Sandbox:

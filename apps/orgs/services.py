@@ -116,6 +116,10 @@ def org_delete(*, org: Organization) -> None:
         with transaction.atomic():
             signals.org_deleting.send(sender=Organization, org=org)
             record("org.deleted", target=org, changes={"slug": org.slug, "name": org.name})
+            # Whatever holds a custom role first: a role is PROTECTed while held, and the
+            # organization's delete would otherwise stop at its own roles.
+            for holders in (org.memberships, org.teams, org.invitations):
+                holders.all().delete()
             org.delete()
     except (ProtectedError, RestrictedError):
         raise errors.OrgNotEmpty() from None

@@ -25,7 +25,7 @@ from apps.keys.scopes import ALL_SCOPES, AUDIT_READ
 from apps.orgs import services as org_services
 from apps.orgs.api.audit import AUDIT_READ as VIEWS_AUDIT_READ
 from apps.orgs.models import Organization
-from tests.conftest import _client
+from tests.conftest import _client, streamed_body
 from tests.ws import Communicator
 from vibebox.asgi import application
 
@@ -423,10 +423,10 @@ def test_filters_pages_and_exports(acme, owner, make_key):
 
     jsonl = client.get("/api/v1/orgs/acme/audit-log/export?format=jsonl")
     assert jsonl.status_code == 200 and jsonl["Content-Type"].startswith("application/x-ndjson")
-    lines = [json.loads(line) for line in b"".join(jsonl.streaming_content).decode().splitlines()]
+    lines = [json.loads(line) for line in streamed_body(jsonl).decode().splitlines()]
     assert [line["seq"] for line in lines] == sorted(seqs) and lines[0]["prev"] == "0" * 64
     assert all(lines[i]["prev"] == lines[i - 1]["hash"] for i in range(1, len(lines)))
     csv_answer = client.get("/api/v1/orgs/acme/audit-log/export?format=csv&action=thing.")
-    rows = b"".join(csv_answer.streaming_content).decode().splitlines()
+    rows = streamed_body(csv_answer).decode().splitlines()
     assert csv_answer["Content-Type"].startswith("text/csv") and len(rows) == 8 and rows[0].startswith("seq,at,actor")
     assert client.get("/api/v1/orgs/acme/audit-log/export?format=xml").status_code == 400

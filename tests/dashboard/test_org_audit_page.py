@@ -17,6 +17,7 @@ from apps.audit import services as audit
 from apps.audit.models import AuditEntry
 from apps.audit.selectors import entry_list
 from apps.orgs import services as org_services
+from tests.conftest import streamed_body
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def _seqs(page: str) -> list[int]:
 
 def _download(response) -> str:
     assert response.status_code == 200, response.status_code
-    return b"".join(response.streaming_content).decode()
+    return streamed_body(response).decode()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from apps.keys.scopes import ORGS_MANAGE as KEYS_ORGS_MANAGE
 from apps.marketplace.models import Template
 from apps.orgs import services
 from apps.orgs.api.views import ORGS_MANAGE
-from apps.orgs.models import Membership, Organization
+from apps.orgs.models import Membership, Organization, Role
 from apps.orgs.permissions import BUILTIN_ROLES, PERMISSIONS
 from apps.sandboxes.models import Sandbox, Snapshot
 from tests.conftest import _client
@@ -207,7 +207,13 @@ def test_an_org_with_live_sandboxes_or_snapshots_is_not_deleted(team, template_r
     snapshot = Snapshot.objects.create(owner=owner, org=org, template=template_row, sandbox=sandbox, image="x")
     assert session.delete("/api/v1/orgs/acme").json()["error"]["details"] == {"sandboxes": 0, "snapshots": 1}
     snapshot.delete()
+    # Custom roles held by a member, a team and an invitation go with the organization too.
+    auditor = services.role_create(org=org, name="auditor", permissions=["audit.read"])
+    services.member_update(membership=Membership.objects.get(org=org, user=members["viewer"]), role="auditor")
+    services.team_create(org=org, name="auditors", role="auditor")
+    services.invitation_create(org=org, email="new@acme.test", role="auditor", base_url="http://testserver")
     assert session.delete("/api/v1/orgs/acme").status_code == 204
+    assert not Role.objects.filter(pk=auditor.pk).exists()
     assert not Organization.objects.filter(slug="acme").exists()
     assert not Sandbox.objects.filter(pk=sandbox.pk).exists()  # a destroyed sandbox's row goes with it
     assert get_user_model().objects.filter(pk=owner.pk).exists()

@@ -5,7 +5,7 @@ audit:read scope."""
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
@@ -112,7 +112,14 @@ class AuditLogView(APIView):
     @extend_schema(
         operation_id="orgs_audit_log",
         parameters=[*FILTERS, OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
-        responses=AuditEntrySerializer(many=True),
+        responses=inline_serializer(
+            "AuditLogPage",
+            {
+                "next": serializers.URLField(allow_null=True, help_text="The next (older) page's link, or null."),
+                "previous": serializers.URLField(allow_null=True),
+                "results": AuditEntrySerializer(many=True),
+            },
+        ),
         description="The organization's audit log, newest first. Needs audit.read.",
     )
     def get(self, request, slug):

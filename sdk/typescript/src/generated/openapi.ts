@@ -1524,6 +1524,16 @@ export interface components {
             prevHash: string;
             hash: string;
         };
+        AuditLogPage: {
+            /**
+             * Format: uri
+             * @description The next (older) page's link, or null.
+             */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+            results: components["schemas"]["AuditEntry"][];
+        };
         BackgroundProcess: {
             processId: string;
             executionId: string;
@@ -4390,7 +4400,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["AuditEntry"][];
+                    "application/json": components["schemas"]["AuditLogPage"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
