@@ -11,7 +11,7 @@ from .. import errors
 from ..models import Invitation
 from . import output
 from .common import JsonFlag, client
-from .orgs import OrgOption, org_slug, print_org
+from .orgs import OrgOption, RoleOption, org_slug, print_org
 
 invitations_app = typer.Typer(
     help="Invitations to an organization by email (needs members.manage); accept one with `accept TOKEN`.",
@@ -61,10 +61,7 @@ def invitations_list(org: OrgOption = None, json: JsonFlag = False) -> None:
 @invitations_app.command("create")
 def invitations_create(
     email: Annotated[str, typer.Argument(help="The address to invite.", show_default=False)],
-    role: Annotated[
-        str,
-        typer.Option("--role", help="owner, admin, developer, viewer, billing or a custom role.", show_default=False),
-    ],
+    role: RoleOption,
     org: OrgOption = None,
     json: JsonFlag = False,
 ) -> None:

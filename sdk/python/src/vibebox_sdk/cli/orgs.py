@@ -25,6 +25,9 @@ OrgOption = Annotated[
     str | None,
     typer.Option("--org", help="The organization's slug (default: the one your key acts in).", show_default=False),
 ]
+RoleOption = Annotated[
+    str, typer.Option("--role", help="owner, admin, developer, viewer, billing or a custom role.", show_default=False)
+]
 MemberArg = Annotated[str, typer.Argument(help="The member's username, email or id.", show_default=False)]
 
 
@@ -149,10 +152,7 @@ def members_list(org: OrgOption = None, json: JsonFlag = False) -> None:
 @members_app.command("add")
 def members_add(
     user: Annotated[str, typer.Argument(help="An existing user's username or email.", show_default=False)],
-    role: Annotated[
-        str,
-        typer.Option("--role", help="owner, admin, developer, viewer, billing or a custom role.", show_default=False),
-    ],
+    role: RoleOption,
     org: OrgOption = None,
     json: JsonFlag = False,
 ) -> None:
