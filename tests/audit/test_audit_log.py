@@ -25,7 +25,7 @@ from apps.keys.scopes import ALL_SCOPES, AUDIT_READ
 from apps.orgs import services as org_services
 from apps.orgs.api.audit import AUDIT_READ as VIEWS_AUDIT_READ
 from apps.orgs.models import Organization
-from tests.conftest import _client, streamed_body
+from tests.conftest import _client, sandbox_row, streamed_body
 from tests.ws import Communicator
 from vibebox.asgi import application
 
@@ -430,3 +430,41 @@ def test_filters_pages_and_exports(acme, owner, make_key):
     rows = streamed_body(csv_answer).decode().splitlines()
     assert csv_answer["Content-Type"].startswith("text/csv") and len(rows) == 8 and rows[0].startswith("seq,at,actor")
     assert client.get("/api/v1/orgs/acme/audit-log/export?format=xml").status_code == 400
+
+
+def test_grants_invitations_and_agent_runs_are_recorded(owner, make_key, templates):
+    org = org_services.org_create(user=owner, name="Share", slug="share")
+    _user("mate")
+    org_services.member_add(org=org, user_ref="mate", role="viewer")
+    _, secret = make_key(owner, org=org, scopes=ALL_SCOPES)
+    client = _client(secret)
+    sandbox = sandbox_row(owner, templates["python-3"], org=org)
+    grants = f"/api/v1/sandboxes/{sandbox.id}/grants"
+    made = client.post(grants, {"user": "mate", "access": "read"}, format="json")
+    assert made.status_code == 201, made.content
+    assert client.post(grants, {"user": "mate", "access": "use"}, format="json").status_code == 200
+    assert client.delete(f"{grants}/{made.json()['id']}").status_code == 204
+    invited = client.post(
+        "/api/v1/orgs/share/invitations", {"email": "new@share.test", "role": "viewer"}, format="json"
+    )
+    assert invited.status_code == 201, invited.content
+    assert client.delete(f"/api/v1/orgs/share/invitations/{invited.json()['id']}").status_code == 204
+    run = client.post("/api/v1/agent-runs", {"name": "nightly"}, format="json").json()
+    assert client.patch(f"/api/v1/agent-runs/{run['id']}", {"status": "completed"}, format="json").status_code == 200
+    assert client.delete(f"/api/v1/agent-runs/{run['id']}").status_code == 204
+
+    entries = [e for e in _entries(org.pk) if e.source == "api"]
+    assert [e.action for e in entries] == [
+        "grant.created",
+        "grant.updated",
+        "grant.deleted",
+        "invitation.created",
+        "invitation.revoked",
+        "agent_run.created",
+        "agent_run.finished",
+        "agent_run.deleted",
+    ]
+    assert entries[0].target_id == sandbox.id and entries[0].changes["user"] == "mate"
+    assert entries[1].changes["access"] == ["read", "use"]
+    assert entries[3].changes["email"] == "new@share.test"
+    assert audit.verify(org.pk) is None
