@@ -36,6 +36,7 @@ STATE_CODES = {
     "invalid_env",  # environment variable names (no propertyNames either)
     "disk_limit_unsupported",  # whether this engine's storage driver can limit disk size
     "user_required",  # a new member is named by username or by email (3.0 cannot require one of two)
+    "unknown_role",  # a role is a built-in one or one of the organization's custom roles
 }
 STATE_FIELD_CODES = {"in_the_past"}  # expiresAt depends on the clock
 

@@ -9,8 +9,10 @@ DEFAULT_ROLES = [name for name in BUILTIN_ROLES if name != OWNER]
 
 
 class OidcSettingsSerializer(StrictSerializer):
+    # 253: no longer than a host name may be (Django's URL check refuses longer hosts), so the schema
+    # states a limit that every URL within it meets.
     serverUrl = serializers.URLField(
-        source="server_url", max_length=500, help_text="The issuer: its /.well-known/openid-configuration is read."
+        source="server_url", max_length=253, help_text="The issuer: its /.well-known/openid-configuration is read."
     )
     clientId = serializers.CharField(source="client_id", max_length=191)
     clientSecret = serializers.CharField(
@@ -24,7 +26,7 @@ class OidcSettingsSerializer(StrictSerializer):
 
 class SamlSettingsSerializer(StrictSerializer):
     entityId = serializers.CharField(source="entity_id", max_length=500, help_text="The IdP's entity ID.")
-    ssoUrl = serializers.URLField(source="sso_url", max_length=500, help_text="The IdP's SSO endpoint (redirect).")
+    ssoUrl = serializers.URLField(source="sso_url", max_length=253, help_text="The IdP's SSO endpoint (redirect).")
     x509cert = serializers.CharField(max_length=10000, help_text="The IdP's signing certificate (PEM).")
 
 

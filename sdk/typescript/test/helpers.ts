@@ -1,7 +1,8 @@
 // Shared by the test suites: the live server the pytest driver started (sdk/typescript/test/
 // test_typescript_sdk.py), its keys, and sandboxes that are always destroyed.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after } from 'node:test';
 
 export const API_URL = required('VIBEBOX_API_URL');
@@ -70,14 +71,16 @@ export async function waitFor<T>(
  * Runs `manage.py <args>` against the live server's database and data directory (the pytest
  * driver passes how, in VIBEBOX_TEST_MANAGE); answers the last line it printed. The invitation
  * suite gets tokens this way: the server's own code signs them with the server's secret.
+ * Asynchronous on purpose: a blocked event loop cannot see the server close an idle kept-alive
+ * connection, and the next request on it fails (UND_ERR_SOCKET).
  */
-export function manage(...args: string[]): string {
+export async function manage(...args: string[]): Promise<string> {
   const raw = process.env.VIBEBOX_TEST_MANAGE;
   assert.ok(raw, 'VIBEBOX_TEST_MANAGE is not set: run the suites through pytest (make test)');
   const spec = JSON.parse(raw) as { command: string[]; cwd: string; env: Record<string, string>; unset: string[] };
   const env: NodeJS.ProcessEnv = { ...process.env, ...spec.env };
   for (const name of spec.unset) delete env[name];
   const [command = 'python', ...rest] = spec.command;
-  const output = execFileSync(command, [...rest, ...args], { cwd: spec.cwd, env, encoding: 'utf8' });
-  return output.trim().split('\n').pop() ?? '';
+  const { stdout } = await promisify(execFile)(command, [...rest, ...args], { cwd: spec.cwd, env, encoding: 'utf8' });
+  return stdout.trim().split('\n').pop() ?? '';
 }

@@ -145,8 +145,8 @@ describe('invitations', () => {
     const { slug, acme } = await newOrg('ts-invite');
     const name = uniqueName('ts-invitee');
     const email = `${name}@example.com`;
-    const inviteeKey = manage('createapikey', '--user', name, '--scopes', 'all'); // accepting needs orgs:manage
-    manage('shell', '-c', `from django.contrib.auth import get_user_model; get_user_model().objects.filter(username=${py(name)}).update(email=${py(email)})`);
+    const inviteeKey = await manage('createapikey', '--user', name, '--scopes', 'all'); // accepting needs orgs:manage
+    await manage('shell', '-c', `from django.contrib.auth import get_user_model; get_user_model().objects.filter(username=${py(name)}).update(email=${py(email)})`);
     const token = (id: string) =>
       manage('shell', '-c', `from types import SimpleNamespace; from apps.orgs.tokens import invitation_token; print(invitation_token(SimpleNamespace(pk=${py(id)})))`);
     const invitee = new VibeBox({ apiKey: inviteeKey, baseUrl: API_URL });
@@ -160,15 +160,15 @@ describe('invitations', () => {
     const resent = await invitations.resend(invitation);
     assert.equal(resent.id, invitation.id);
     const other = await invitations.create(`x-${email}`, { role: 'viewer' });
-    const otherToken = token(other.id);
+    const otherToken = await token(other.id);
     await invitations.revoke(other.id);
     await assert.rejects(invitee.invitations.accept(otherToken), InvitationNotFoundError); // the link stopped working
     await assert.rejects(invitations.revoke(other), InvitationNotFoundError);
 
-    const link = token(invitation.id);
+    const link = await token(invitation.id);
     const mismatch = await acme.invitations.accept(link).catch((e: unknown) => e); // the owner's address is not the invited one
     assert.ok(mismatch instanceof InvitationEmailMismatchError && mismatch instanceof PermissionDeniedError, String(mismatch));
-    manage('shell', '-c', `from datetime import timedelta; from django.utils import timezone; from apps.orgs.models import Invitation; Invitation.objects.filter(pk=${py(invitation.id)}).update(expires_at=timezone.now() - timedelta(minutes=1))`);
+    await manage('shell', '-c', `from datetime import timedelta; from django.utils import timezone; from apps.orgs.models import Invitation; Invitation.objects.filter(pk=${py(invitation.id)}).update(expires_at=timezone.now() - timedelta(minutes=1))`);
     assert.equal((await invitations.list())[0]?.expired, true);
     const expired = await invitee.invitations.accept(link).catch((e: unknown) => e);
     assert.ok(expired instanceof InvitationExpiredError && expired instanceof GoneError && expired.status === 410, String(expired));
