@@ -20,7 +20,7 @@ class Receiver:
     def __init__(self):
         self.requests: list[dict] = []
         self.answers: list = []
-        self.default = 204
+        self.default = 200
         self.secrets: list[str] = []
         self.seen: dict[str, dict] = {}
         self.lock = threading.Lock()
@@ -40,7 +40,13 @@ class Receiver:
                 pass
         with self.lock:
             answer = self.answers.pop(0) if self.answers else self.default
-            record = {"path": handler.path, "headers": headers, "body": body, "json": json.loads(body), "verified": verified}
+            record = {
+                "path": handler.path,
+                "headers": headers,
+                "body": body,
+                "json": json.loads(body),
+                "verified": verified,
+            }
             self.requests.append(record)
             self.seen.setdefault(headers.get("webhook-id", ""), record)
         if isinstance(answer, tuple) and answer[0] == "sleep":
@@ -60,7 +66,7 @@ def receiver():
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             state.handle(self)
 
         def log_message(self, *args):
