@@ -287,6 +287,7 @@ SPECTACULAR_SETTINGS = {
         "ChangeSetStatusEnum": "apps.agents.models.ChangeSet.Status",
         "ChangeFileStatusEnum": "apps.agents.api.serializers.CHANGE_FILE_STATUSES",
         "ReviewStatusEnum": "apps.agents.api.serializers.REVIEW_STATUSES",
+        "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
     },
 }
 
