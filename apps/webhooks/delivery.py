@@ -40,7 +40,9 @@ BUDGET = 60.0  # seconds one sender task works on an endpoint before leaving the
 
 
 def lease_seconds() -> float:
-    return settings.VIBEBOX_WEBHOOK_TIMEOUT + 45
+    """How long a sender holds its endpoint without renewing (it renews before each attempt): an
+    attempt takes at most the timeout, so only a dead sender lets it run out."""
+    return 2 * settings.VIBEBOX_WEBHOOK_TIMEOUT + 15
 
 
 def deliver_webhook(webhook_id: str, *, budget: float = BUDGET) -> int:
