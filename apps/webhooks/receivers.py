@@ -20,6 +20,8 @@ SAME = {
     "sandbox.paused",
     "sandbox.resumed",
 }
+# The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
+CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}
 LIMITED = {Execution.Status.TIMEOUT: "timeout"}
 
 
@@ -35,10 +37,8 @@ def _sandbox_event(sender, sandbox, type, data, **kwargs):
     elif type == "sandbox.snapshotted":
         snapshot = {"sandboxId": sandbox.id, "snapshotId": data.get("snapshot"), "name": data.get("name")}
         services.emit(org_id=org_id, type="snapshot.created", data=snapshot, sandbox=sandbox)
-    elif type == "ask.finished":
-        services.emit(
-            org_id=org_id, type="claude.ask.finished", data={"sandboxId": sandbox.id, **data}, sandbox=sandbox
-        )
+    elif type in CLAUDE:
+        services.emit(org_id=org_id, type=CLAUDE[type], data={"sandboxId": sandbox.id, **data}, sandbox=sandbox)
 
 
 def _execution_finished(sandbox, data: dict) -> None:
