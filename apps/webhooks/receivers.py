@@ -22,11 +22,14 @@ SAME = {
 }
 # The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
 CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}
+HANDLED = SAME | set(CLAUDE) | {"exec.finished", "file.uploaded", "sandbox.snapshotted"}
 LIMITED = {Execution.Status.TIMEOUT: "timeout"}
 
 
 @receiver(sandbox_event, dispatch_uid="webhooks.sandbox_event")
 def _sandbox_event(sender, sandbox, type, data, **kwargs):
+    if type not in HANDLED:  # most events (a command's start, Claude's stream): at once
+        return
     org_id = sandbox.org_id
     if type in SAME:
         services.emit(org_id=org_id, type=type, data=lambda: SandboxSerializer(sandbox).data, sandbox=sandbox)
