@@ -1,9 +1,14 @@
 """A real sandbox's life through the API produces its webhook events, in order, each with the
 data the API itself shows (the sandbox as GET /sandboxes/{id}, the execution as its GET)."""
 
-import pytest
+import datetime as dt
 
+import pytest
+from django.utils import timezone
+
+from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.webhooks import delivery as sender
+from tests.conftest import sandbox_row
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +64,20 @@ def test_a_sandbox_life_is_told_in_order(api_client, create_sandbox, hook, recei
     assert told[5][1] == {"sandboxId": sid, "limit": "timeout", "executionId": slow["executionId"]}
     assert told[6][1] == stopped
     assert told[7][1]["status"] == "destroyed"
+
+
+def test_the_reconcile_pass_tells_of_vanished_and_expired_sandboxes(owner, templates, hook, receiver):
+    webhook = hook(events=["sandbox.error", "sandbox.destroyed", "sandbox.expired"])
+    vanished = sandbox_row(owner, templates["python-3"], name="vanished")  # running, no container
+    past = timezone.now() - dt.timedelta(minutes=1)
+    expired = sandbox_row(owner, templates["python-3"], name="expired", status="error", expires_at=past)
+    report = sandbox_reconcile()
+    assert report.vanished == [vanished.id] and report.expired == [expired.id]
+
+    sender.deliver_webhook(webhook["id"])
+    told = [(request["json"]["type"], request["json"]["data"]["id"]) for request in receiver.requests]
+    assert [kind for kind, sid in told if sid == vanished.id] == ["sandbox.error"]
+    assert [kind for kind, sid in told if sid == expired.id] == ["sandbox.destroyed", "sandbox.expired"]
+    data = {request["json"]["type"]: request["json"]["data"] for request in receiver.requests}
+    assert data["sandbox.error"]["status"] == "error" and data["sandbox.error"]["statusReason"] == "container vanished"
+    assert data["sandbox.expired"]["status"] == "destroyed"
