@@ -14,15 +14,18 @@ import json
 import logging
 import random
 import secrets
+import smtplib
 import time
 
 import httpx
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.orgs import selectors as org_selectors
 from vibebox import exceptions as errors
 
 from . import safety, signing
@@ -170,6 +173,30 @@ def _settle(delivery: Delivery, webhook: Webhook, *, ok: bool, status_code, dura
         reason = f"every delivery failed since {webhook.first_failure_at.isoformat()}"
         if Webhook.objects.filter(pk=webhook.pk, active=True).update(active=False, disabled_reason=reason):
             record("webhook.disabled", target=webhook, changes={"reason": reason})
+            transaction.on_commit(lambda: _tell_admins(webhook, reason))
+
+
+def _tell_admins(webhook: Webhook, reason: str) -> None:
+    """Emails the organization's members who manage its webhooks that one was turned off."""
+    org = webhook.org
+    to = [
+        membership.user.email
+        for membership in org_selectors.member_list(org=org)
+        if membership.user.email
+        and "webhooks.manage" in (org_selectors.member_permissions(user=membership.user, org=org) or ())
+    ]
+    if not to:
+        return
+    body = (
+        f"VibeBox turned off the webhook {webhook.id} of {org.name} ({org.slug}), which posts to\n"
+        f"{webhook.url}\nbecause {reason}.\n\nIts deliveries since then are kept, with each attempt's answer "
+        "(GET /api/v1/webhooks/{id}/deliveries). Fix the endpoint, then turn the webhook on again:\n"
+        f'PATCH /api/v1/webhooks/{webhook.id} {{"active": true}}\n'
+    )
+    try:
+        send_mail(f"[VibeBox] Webhook {webhook.id} turned off", body, None, to)
+    except (smtplib.SMTPException, OSError):  # the webhook's state and the audit log say it anyway
+        logger.exception("Could not email %s that webhook %s was turned off", org.slug, webhook.id)
 
 
 def _post(url: str, headers: dict, body: str) -> tuple[int, bytes, dict]:

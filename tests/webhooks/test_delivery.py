@@ -236,15 +236,22 @@ def test_one_sender_per_endpoint_and_a_dead_senders_lease_runs_out(api_client, h
     assert sender.due_webhook_ids() == []
 
 
-def test_an_endpoint_failing_for_days_is_disabled(api_client, hook, receiver, webhook_settings):
+def test_an_endpoint_failing_for_days_is_disabled(
+    owner, api_client, hook, receiver, webhook_settings, mailoutbox, django_capture_on_commit_callbacks
+):
     webhook_settings.VIBEBOX_WEBHOOK_RETRY_SCHEDULE = [60.0]
+    owner.email = "owner@example.com"
+    owner.save()
     webhook = hook()
     Webhook.objects.filter(pk=webhook["id"]).update(first_failure_at=timezone.now() - dt.timedelta(days=6))
     receiver.default = 500
     api_client.post(f"/api/v1/webhooks/{webhook['id']}/test")
-    sender.deliver_webhook(webhook["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        sender.deliver_webhook(webhook["id"])
     got = api_client.get(f"/api/v1/webhooks/{webhook['id']}").json()
     assert got["active"] is False and got["disabledReason"].startswith("every delivery failed")
     assert AuditEntry.objects.filter(action="webhook.disabled", target_id=webhook["id"]).exists()
+    [mail] = mailoutbox  # to the organization's members who manage webhooks
+    assert mail.to == ["owner@example.com"] and webhook["id"] in mail.subject and receiver.url in mail.body
     again = api_client.patch(f"/api/v1/webhooks/{webhook['id']}", {"active": True}, format="json").json()
     assert again["active"] is True and again["disabledReason"] == ""
