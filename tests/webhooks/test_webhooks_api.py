@@ -7,8 +7,10 @@ from django.contrib.auth import get_user_model
 from apps.audit.models import AuditEntry
 from apps.keys.scopes import ALL_SCOPES
 from apps.orgs import services as org_services
+from apps.webhooks import delivery as sender
 from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import _client
+from tests.test_openapi import Checker, doc  # noqa: F401 (doc: a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -156,3 +158,27 @@ def test_rotate_secret_shows_the_new_one_once(api_client, hook):
     assert "secret" not in api_client.get(f"/api/v1/webhooks/{webhook['id']}").json()
     entry = AuditEntry.objects.get(action="webhook.secret_rotated")
     assert webhook["secret"] not in str(entry.changes) and rotated["secret"] not in str(entry.changes)
+
+
+def test_answers_match_their_schemas(doc, api_client, receiver):  # noqa: F811 (the fixture)
+    check = Checker(doc, api_client)
+    created = check(
+        "post", "/api/v1/webhooks", 201, {"url": receiver.url, "events": ["*"], "filter": {"template": "x"}}
+    )
+    receiver.secrets.append(created["secret"])
+    check("get", "/api/v1/webhooks", 200)
+    one = "/api/v1/webhooks/{webhook_id}"
+    check("get", one, 200, webhook_id=created["id"])
+    check("patch", one, 200, {"description": "d", "filter": {}}, webhook_id=created["id"])
+    check("post", one + "/rotate-secret", 200, webhook_id=created["id"])
+    queued = check("post", one + "/test", 202, webhook_id=created["id"])
+    receiver.answers = [500]
+    sender.deliver_webhook(created["id"])
+    check("get", one + "/deliveries", 200, query="status=succeeded", webhook_id=created["id"])
+    delivery = "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"
+    detail = check("get", delivery, 200, webhook_id=created["id"], delivery_id=queued["id"])
+    assert [attempt["statusCode"] for attempt in detail["attemptLog"]] == [500, 200]
+    check("post", delivery + "/redeliver", 202, webhook_id=created["id"], delivery_id=queued["id"])
+    check("post", "/api/v1/webhooks", 400, {"url": receiver.url, "events": ["nope"]})
+    check("get", one, 404, webhook_id="whk_missing")
+    check("delete", one, 204, webhook_id=created["id"])
