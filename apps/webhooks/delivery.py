@@ -20,7 +20,7 @@ import time
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -107,8 +107,9 @@ def body_of(delivery: Delivery) -> str:
     return json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
 
 
-def attempt(delivery: Delivery, webhook: Webhook) -> DeliveryAttempt:
-    """One attempt, recorded; the delivery moves on (succeeded, retrying with its next time, failed)."""
+def attempt(delivery: Delivery, webhook: Webhook) -> DeliveryAttempt | None:
+    """One attempt, recorded; the delivery moves on (succeeded, retrying with its next time, failed).
+    None when the webhook was deleted while the request was out (nothing left to record)."""
     now = timezone.now()
     body = body_of(delivery)
     headers = {
@@ -132,18 +133,24 @@ def attempt(delivery: Delivery, webhook: Webhook) -> DeliveryAttempt:
         error = f"{exc.__class__.__name__}: {exc}"[:500]
     duration = int((time.monotonic() - started) * 1000)
     ok = status_code is not None and 200 <= status_code < 300
-    with transaction.atomic():
-        logged = DeliveryAttempt.objects.create(
-            delivery=delivery,
-            at=now,
-            status_code=status_code,
-            error=error[:500],
-            request_headers=headers,
-            response_headers=answer_headers,
-            response_body=answer[:KEEP_BODY].decode("utf-8", "replace"),
-            duration_ms=duration,
-        )
-        _settle(delivery, webhook, ok=ok, status_code=status_code, duration=duration)
+    try:
+        with transaction.atomic():
+            if not Delivery.objects.filter(pk=delivery.pk).exists():
+                return None  # the webhook was deleted meanwhile, with its deliveries
+            logged = DeliveryAttempt.objects.create(
+                delivery=delivery,
+                at=now,
+                status_code=status_code,
+                error=error[:500],
+                request_headers=headers,
+                response_headers=answer_headers,
+                response_body=answer[:KEEP_BODY].decode("utf-8", "replace"),
+                duration_ms=duration,
+            )
+            _settle(delivery, webhook, ok=ok, status_code=status_code, duration=duration)
+    except IntegrityError:  # deleted between the check and the write
+        logger.info("webhook %s was deleted during an attempt of %s", webhook.pk, delivery.pk)
+        return None
     return logged
 
 

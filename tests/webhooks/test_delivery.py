@@ -255,3 +255,13 @@ def test_an_endpoint_failing_for_days_is_disabled(
     assert mail.to == ["owner@example.com"] and webhook["id"] in mail.subject and receiver.url in mail.body
     again = api_client.patch(f"/api/v1/webhooks/{webhook['id']}", {"active": True}, format="json").json()
     assert again["active"] is True and again["disabledReason"] == ""
+
+
+def test_a_webhook_deleted_during_an_attempt_leaves_nothing_behind(api_client, hook, receiver):
+    webhook = hook()
+    queued = api_client.post(f"/api/v1/webhooks/{webhook['id']}/test").json()
+    delivery = Delivery.objects.select_related("webhook").get(pk=queued["id"])
+    assert api_client.delete(f"/api/v1/webhooks/{webhook['id']}").status_code == 204
+    assert sender.attempt(delivery, delivery.webhook) is None  # sent (the request was out), nothing recorded
+    assert len(receiver.requests) == 1 and not Delivery.objects.exists()
+    assert sender.deliver_webhook(webhook["id"]) == 0
