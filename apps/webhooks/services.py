@@ -200,7 +200,7 @@ def matches(filter: dict, sandbox) -> bool:
     if "template" in filter and filter["template"] != sandbox.template.name:
         return False
     metadata = sandbox.metadata or {}
-    return all(str(metadata.get(key)) == value for key, value in filter.get("metadata", {}).items())
+    return all(key in metadata and str(metadata[key]) == value for key, value in filter.get("metadata", {}).items())
 
 
 def emit(*, org_id: str, type: str, data, sandbox=None) -> list[Delivery]:

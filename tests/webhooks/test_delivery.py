@@ -169,6 +169,7 @@ def test_filters_by_sandbox_template_and_metadata(owner, templates, hook, receiv
     by_metadata = hook(events=["*"], filter={"metadata": {"ci": "42"}})
     by_template = hook(events=["*"], filter={"template": "node-20"})
     everything = hook(events=["*"])
+    missing_key = hook(events=["*"], filter={"metadata": {"absent": "None"}})  # no sandbox has the key
     for sandbox in (mine, theirs):
         events.publish(sandbox=sandbox, type="sandbox.stopped")
 
@@ -179,6 +180,7 @@ def test_filters_by_sandbox_template_and_metadata(owner, templates, hook, receiv
     assert heard(by_metadata) == [mine.id]
     assert heard(by_template) == []
     assert heard(everything) == [mine.id, theirs.id]
+    assert heard(missing_key) == []
 
 
 def test_redeliver_sends_the_same_event_again(api_client, hook, receiver):
