@@ -54,6 +54,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_USAGE_FLUSH_INTERVAL="1s",
         VIBEBOX_AUDIT_PRUNE_INTERVAL="1s",
         VIBEBOX_WEBHOOK_INTERVAL="1s",
+        VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -67,6 +68,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "flush-key-usage",
         "prune-audit-log",
         "deliver-webhooks",
+        "prune-webhook-deliveries",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 

@@ -186,6 +186,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_duration("VIBEBOX_WEBHOOK_INTERVAL", "5s"),
         "options": {"expires": env_duration("VIBEBOX_WEBHOOK_INTERVAL", "5s")},
     },
+    "prune-webhook-deliveries": {
+        "task": "apps.webhooks.tasks.prune_webhook_deliveries",
+        "schedule": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h"),
+        "options": {"expires": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h")},
+    },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
@@ -490,6 +495,8 @@ VIBEBOX_WEBHOOK_ALLOW_HTTP = env_bool("VIBEBOX_WEBHOOK_ALLOW_HTTP", False)
 VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", False)
 # An endpoint whose every delivery failed for this long is disabled.
 VIBEBOX_WEBHOOK_DISABLE_AFTER = env_duration("VIBEBOX_WEBHOOK_DISABLE_AFTER", "5d")
+# Finished deliveries (succeeded, failed) older than this are removed with their attempts (0: kept).
+VIBEBOX_WEBHOOK_RETENTION = env_duration("VIBEBOX_WEBHOOK_RETENTION", "30d")
 # Queue a Celery task for an endpoint as soon as its event commits (else only the beat pass,
 # every VIBEBOX_WEBHOOK_INTERVAL, sends).
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", True)

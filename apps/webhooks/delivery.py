@@ -238,3 +238,22 @@ def _post(url: str, headers: dict, body: str) -> tuple[int, bytes, dict]:
             return response.status_code, answer[:READ_LIMIT], dict(response.headers)
         finally:
             response.close()
+
+
+PRUNE_BATCH = 1000
+
+
+def prune(now: dt.datetime | None = None) -> int:
+    """Removes finished deliveries (succeeded, failed) older than VIBEBOX_WEBHOOK_RETENTION, with
+    their attempts, a batch at a time; open ones stay whatever their age. Answers how many."""
+    if settings.VIBEBOX_WEBHOOK_RETENTION <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - dt.timedelta(seconds=settings.VIBEBOX_WEBHOOK_RETENTION)
+    old = Delivery.objects.filter(status__in=(Delivery.Status.SUCCEEDED, Delivery.Status.FAILED), created_at__lt=cutoff)
+    removed = 0
+    while True:
+        ids = list(old.values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            return removed
+        Delivery.objects.filter(pk__in=ids).delete()  # attempts with them; redeliveries keep a null link
+        removed += len(ids)

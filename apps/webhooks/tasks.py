@@ -20,3 +20,9 @@ def deliver_due_webhooks() -> int:
     for webhook_id in ids:
         deliver_webhook.delay(webhook_id)
     return len(ids)
+
+
+@shared_task(ignore_result=True)
+def prune_webhook_deliveries() -> int:
+    """Beat: removes finished deliveries older than VIBEBOX_WEBHOOK_RETENTION."""
+    return delivery.prune()

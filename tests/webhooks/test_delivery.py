@@ -267,3 +267,21 @@ def test_a_webhook_deleted_during_an_attempt_leaves_nothing_behind(api_client, h
     assert sender.attempt(delivery, delivery.webhook) is None  # sent (the request was out), nothing recorded
     assert len(receiver.requests) == 1 and not Delivery.objects.exists()
     assert sender.deliver_webhook(webhook["id"]) == 0
+
+
+def test_old_finished_deliveries_are_pruned(api_client, hook, receiver, webhook_settings):
+    webhook_settings.VIBEBOX_WEBHOOK_RETRY_SCHEDULE = [60.0]
+    webhook = hook()
+    for _ in range(3):
+        api_client.post(f"/api/v1/webhooks/{webhook['id']}/test")
+    receiver.answers = [200, 200, 500]
+    sender.deliver_webhook(webhook["id"])
+    done = list(Delivery.objects.filter(status="succeeded").values_list("pk", flat=True))
+    old = timezone.now() - dt.timedelta(days=31)
+    Delivery.objects.update(created_at=old)
+    redelivered = api_client.post(f"/api/v1/webhooks/{webhook['id']}/deliveries/{done[0]}/redeliver").json()
+    assert sender.prune() == 2  # the two succeeded; the retrying one stays, however old
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"retrying", "pending"}
+    assert Delivery.objects.get(pk=redelivered["id"]).redelivery_of_id is None
+    webhook_settings.VIBEBOX_WEBHOOK_RETENTION = 0
+    assert sender.prune() == 0

@@ -67,6 +67,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_nothing(
         VIBEBOX_POOL_INTERVAL="1h",
         VIBEBOX_USAGE_FLUSH_INTERVAL="1h",
         VIBEBOX_AUDIT_PRUNE_INTERVAL="1h",
+        VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1h",
     )
     first, log = _worker(env, tmp_path, "first")
     try:
