@@ -3,6 +3,8 @@
 
 from django.dispatch import receiver
 
+from apps.agents.api.run_serializers import AgentRunSummarySerializer
+from apps.agents.signals import agent_run_finished
 from apps.keys.api.serializers import ApiKeySerializer
 from apps.keys.signals import api_key_event
 from apps.sandboxes.api.serializers import ExecutionDetailSerializer, SandboxSerializer
@@ -73,3 +75,10 @@ def _execution_finished(sandbox, data: dict) -> None:
 def _api_key_event(sender, key, type, **kwargs):
     if key.org_id:
         services.emit(org_id=key.org_id, type=type, data=lambda: ApiKeySerializer(key).data)
+
+
+@receiver(agent_run_finished, dispatch_uid="webhooks.agent_run_finished")
+def _agent_run_finished(sender, run, **kwargs):
+    """data: the run as GET /agent-runs lists it (its counts, not its tasks: a run may have thousands)."""
+    if run.org_id:
+        services.emit(org_id=run.org_id, type="agent_run.finished", data=lambda: AgentRunSummarySerializer(run).data)

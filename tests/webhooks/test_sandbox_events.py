@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.sandboxes.reconcile import sandbox_reconcile
 from apps.webhooks import delivery as sender
+from apps.webhooks.models import Delivery
 from tests.conftest import sandbox_row
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +82,16 @@ def test_the_reconcile_pass_tells_of_vanished_and_expired_sandboxes(owner, templ
     data = {request["json"]["type"]: request["json"]["data"] for request in receiver.requests}
     assert data["sandbox.error"]["status"] == "error" and data["sandbox.error"]["statusReason"] == "container vanished"
     assert data["sandbox.expired"]["status"] == "destroyed"
+
+
+def test_a_finished_agent_run_is_told(api_client, hook, receiver):
+    webhook = hook(events=["agent_run.finished"])
+    run = api_client.post("/api/v1/agent-runs", {"name": "r", "tasks": [{"name": "t"}]}, format="json").json()
+    assert not Delivery.objects.exists()
+    finished = api_client.patch(f"/api/v1/agent-runs/{run['id']}", {"status": "completed"}, format="json")
+    assert finished.status_code == 200, finished.content
+    sender.deliver_webhook(webhook["id"])
+    [request] = receiver.requests
+    data = request["json"]["data"]
+    assert request["json"]["type"] == "agent_run.finished" and data["id"] == run["id"]
+    assert data["status"] == "completed" and "tasks" not in data and data["counts"]
