@@ -43,3 +43,8 @@ VIBEBOX_DEFAULT_MEMORY = 256 * 1024**2
 # Warm pools are tested on their own (tests/sandboxes/test_pools.py turns them on).
 VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", False)  # noqa: F405
 VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", False)  # noqa: F405
+# Webhooks: tests talk only to loopback receivers over http (and never resolve fuzzed names), and
+# a sender runs when a test calls it; tests/webhooks/test_webhooks_api.py turns the checks back on.
+VIBEBOX_WEBHOOK_ALLOW_HTTP = env_bool("VIBEBOX_WEBHOOK_ALLOW_HTTP", True)  # noqa: F405
+VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", True)  # noqa: F405
+VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", False)  # noqa: F405

@@ -53,6 +53,8 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_POOL_INTERVAL="1s",
         VIBEBOX_USAGE_FLUSH_INTERVAL="1s",
         VIBEBOX_AUDIT_PRUNE_INTERVAL="1s",
+        VIBEBOX_WEBHOOK_INTERVAL="1s",
+        VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -60,7 +62,14 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
     ).stdout  # fmt: skip
     sent_at = time.monotonic()
     tasks = dict(re.findall(r"^([\w-]+) ([0-9a-f-]{36})$", sent, re.M))
-    assert set(tasks) == {"reconcile-sandboxes", "maintain-pools", "flush-key-usage", "prune-audit-log"}
+    assert set(tasks) == {
+        "reconcile-sandboxes",
+        "maintain-pools",
+        "flush-key-usage",
+        "prune-audit-log",
+        "deliver-webhooks",
+        "prune-webhook-deliveries",
+    }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 
     worker = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))

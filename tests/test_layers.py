@@ -1,7 +1,7 @@
 """The code base's one-way layers (DESIGN.md §2), checked on the source: a new forbidden import
 fails here, with the file and line that brought it.
 
-- Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← billing/agents ← dashboard. A lower app
+- Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← billing/agents ← webhooks ← dashboard. A lower app
   never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
   receives (apps/<app>/signals.py, receivers.py).
 - Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
@@ -15,7 +15,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TIERS = [{"audit"}, {"orgs"}, {"keys"}, {"sso"}, {"marketplace"}, {"sandboxes"}, {"billing", "agents"}, {"dashboard"}]
+TIERS = [
+    {"audit"},
+    {"orgs"},
+    {"keys"},
+    {"sso"},
+    {"marketplace"},
+    {"sandboxes"},
+    {"billing", "agents"},
+    {"webhooks"},  # above agents: an agent run's end is a webhook event
+    {"dashboard"},
+]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
 DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
 # (file, function) -> why its project import sits inside it.

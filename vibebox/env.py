@@ -75,6 +75,16 @@ def env_duration(name: str, default: str | float) -> float:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
+def env_durations(name: str, default: str) -> list[float]:
+    """A comma list of durations ("5s,5m,2h"), in seconds."""
+    raw = os.environ.get(name)
+    text = default if raw is None or raw.strip() == "" else raw
+    try:
+        return [parse_duration(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
 def env_size(name: str, default: str | int | None) -> int | None:
     raw = os.environ.get(name, default)
     if raw is None or (isinstance(raw, str) and raw.strip() in ("", "0", "none")):

@@ -164,3 +164,14 @@ RateLimiterUnavailable = error(
 # Single sign-on (apps/sso).
 SsoNotConfigured = error("sso_not_configured", 404, "This organization has no single sign-on connection.")
 SsoDomainTaken = error("sso_domain_taken", 409, "Another organization's single sign-on already has this email domain.")
+
+# Webhooks (apps/webhooks, docs/webhooks.md).
+WebhookNotFound = error("webhook_not_found", 404, "Webhook not found.")
+DeliveryNotFound = error("delivery_not_found", 404, "Webhook delivery not found.")
+UnknownEvent = error("unknown_event", 400, "No such webhook event (see docs/webhooks.md for the list).")
+InvalidWebhookUrl = error("invalid_webhook_url", 400, "The webhook URL is invalid (https://host/path expected).")
+WebhookTargetRefused = error(
+    "webhook_target_refused",
+    400,
+    "The webhook URL resolves to a loopback, private, link-local or this host's own address.",
+)

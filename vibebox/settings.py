@@ -14,6 +14,7 @@ from .env import (
     env_bool,
     env_cidrs,
     env_duration,
+    env_durations,
     env_float,
     env_int,
     env_list,
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "apps.sandboxes",
     "apps.billing",
     "apps.agents",
+    "apps.webhooks",
     "apps.dashboard",
 ]
 
@@ -178,6 +180,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.audit.tasks.prune_audit_log",
         "schedule": env_duration("VIBEBOX_AUDIT_PRUNE_INTERVAL", "24h"),
         "options": {"expires": env_duration("VIBEBOX_AUDIT_PRUNE_INTERVAL", "24h")},
+    },
+    "deliver-webhooks": {
+        "task": "apps.webhooks.tasks.deliver_due_webhooks",
+        "schedule": env_duration("VIBEBOX_WEBHOOK_INTERVAL", "5s"),
+        "options": {"expires": env_duration("VIBEBOX_WEBHOOK_INTERVAL", "5s")},
+    },
+    "prune-webhook-deliveries": {
+        "task": "apps.webhooks.tasks.prune_webhook_deliveries",
+        "schedule": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h"),
+        "options": {"expires": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h")},
     },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",
@@ -280,6 +292,7 @@ SPECTACULAR_SETTINGS = {
         "ChangeSetStatusEnum": "apps.agents.models.ChangeSet.Status",
         "ChangeFileStatusEnum": "apps.agents.api.serializers.CHANGE_FILE_STATUSES",
         "ReviewStatusEnum": "apps.agents.api.serializers.REVIEW_STATUSES",
+        "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
     },
 }
 
@@ -473,3 +486,17 @@ VIBEBOX_WS_MAX_MESSAGE = env_size("VIBEBOX_WS_MAX_MESSAGE", "16m")  # a client's
 # Full origins (scheme://host:port) whose pages may open WebSockets; default: the server's own.
 VIBEBOX_ALLOWED_ORIGINS = env_list("VIBEBOX_ALLOWED_ORIGINS", [])
 VIBEBOX_EVENTS_KEPT = env_int("VIBEBOX_EVENTS_KEPT", 1000)  # lifecycle events kept per sandbox
+
+# Webhooks (docs/webhooks.md): the delays between a delivery's attempts (then `failed`), how long
+# one attempt may take, and what targets are allowed.
+VIBEBOX_WEBHOOK_RETRY_SCHEDULE = env_durations("VIBEBOX_WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")
+VIBEBOX_WEBHOOK_TIMEOUT = env_duration("VIBEBOX_WEBHOOK_TIMEOUT", "15s")
+VIBEBOX_WEBHOOK_ALLOW_HTTP = env_bool("VIBEBOX_WEBHOOK_ALLOW_HTTP", False)
+VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", False)
+# An endpoint whose every delivery failed for this long is disabled.
+VIBEBOX_WEBHOOK_DISABLE_AFTER = env_duration("VIBEBOX_WEBHOOK_DISABLE_AFTER", "5d")
+# Finished deliveries (succeeded, failed) older than this are removed with their attempts (0: kept).
+VIBEBOX_WEBHOOK_RETENTION = env_duration("VIBEBOX_WEBHOOK_RETENTION", "30d")
+# Queue a Celery task for an endpoint as soon as its event commits (else only the beat pass,
+# every VIBEBOX_WEBHOOK_INTERVAL, sends).
+VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", True)

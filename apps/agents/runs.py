@@ -22,6 +22,7 @@ from apps.sandboxes import selectors as sandbox_selectors
 from apps.sandboxes.services.create import validate_metadata
 from vibebox import exceptions as errors
 
+from . import signals
 from .models import AgentRun, AgentTask
 
 RunStatus = AgentRun.Status
@@ -177,6 +178,7 @@ def agent_run_finish(*, run: AgentRun, status: str) -> AgentRun:
             run.__dict__.pop(f"count_{name}", None)
         record("agent_run.finished", target=run, changes={"status": status})
         _run_event(run, "agent.run.finished", f"agent run {run.name} {status}")
+        signals.agent_run_finished.send(sender=AgentRun, run=run)
     return run
 
 

@@ -9,8 +9,19 @@ TEMPLATES_READ = "templates:read"
 ORGS_MANAGE = "orgs:manage"
 # Read and export an organization's audit log (with the audit.read permission).
 AUDIT_READ = "audit:read"
+# Create, change and delete the organization's webhooks, and read their deliveries (with webhooks.manage).
+WEBHOOKS_MANAGE = "webhooks:manage"
 
-ALL_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, KEYS_MANAGE, TEMPLATES_READ, ORGS_MANAGE, AUDIT_READ]
+ALL_SCOPES = [
+    SANDBOXES_READ,
+    SANDBOXES_WRITE,
+    EXECUTE,
+    KEYS_MANAGE,
+    TEMPLATES_READ,
+    ORGS_MANAGE,
+    AUDIT_READ,
+    WEBHOOKS_MANAGE,
+]
 # What a new key gets when the caller names no scopes.
 DEFAULT_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, TEMPLATES_READ]
 

@@ -96,6 +96,7 @@ def api_key_create(
             changes["sandbox"] = sandbox_id
         if rotated_from is None:
             record("key.created", target=key, changes=changes)
+        signals.api_key_event.send(sender=ApiKey, key=key, type="key.created")
     return key, secret
 
 
@@ -213,8 +214,11 @@ def api_key_revoke(*, key: ApiKey, creator: ApiKey | None = None) -> ApiKey:
     """
     _ensure_may_act_on(key=key, creator=creator, action="revoke")
     with transaction.atomic():
-        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        now = timezone.now()
+        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now):
             record("key.revoked", target=key, changes={"name": key.name, "user": key.user.get_username()})
+            key.revoked_at = now
+            signals.api_key_event.send(sender=ApiKey, key=key, type="key.revoked")
     keycache.bump()
     key.refresh_from_db()
     transaction.on_commit(lambda: signals.api_key_revoked.send(sender=ApiKey, key=key))

@@ -22,6 +22,8 @@ from django.db import transaction
 
 from vibebox import redisdb
 
+from . import signals
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +40,10 @@ def activity_group(owner_id) -> str:
 
 
 def publish(*, sandbox, type: str, text: str = "", data: dict | None = None, groups: tuple[str, ...] = ()) -> None:
-    """Sends an event to the sandbox's log stream and its owner's activity feed, and to `groups`."""
+    """Sends an event to the sandbox's log stream and its owner's activity feed, and to `groups`;
+    tells the apps above at once (signals.sandbox_event: webhooks write their deliveries in the
+    caller's transaction)."""
+    signals.sandbox_event.send(sender=sandbox.__class__, sandbox=sandbox, type=type, data=data or {})
     event = {
         "type": type,
         "sandboxId": sandbox.id,

@@ -27,11 +27,12 @@ import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import idle, processes, signals, states
+from . import events, idle, processes, signals, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
@@ -206,7 +207,9 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                 elif sandbox.updated_at <= stuck_before:
                     _finish_stuck(sandbox, container, report)
             elif container is None and sandbox.status != Status.ERROR:
-                states.move(sandbox, {sandbox.status}, Status.ERROR, status_reason="container vanished")
+                with transaction.atomic():  # the move and its webhook deliveries together
+                    states.move(sandbox, {sandbox.status}, Status.ERROR, status_reason="container vanished")
+                    events.publish(sandbox=sandbox, type="sandbox.error", data={"reason": "container vanished"})
                 report.vanished.append(sandbox.id)
             elif sandbox.status == Status.RUNNING and container and container.status in ("exited", "dead"):
                 states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason="container exited", stopped_at=now)
@@ -216,6 +219,7 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             frozen_clock = sandbox.status == Status.PAUSED and sandbox.pause_stops_timeout
             if sandbox.expires_at and sandbox.expires_at <= now and not frozen_clock:
                 sandbox_destroy(sandbox=sandbox)
+                events.publish(sandbox=sandbox, type="sandbox.expired", text="sandbox expired (destroyed)")
                 report.expired.append(sandbox.id)
             elif sandbox.ephemeral and sandbox.api_key_id and sandbox.api_key.revoked_at:
                 sandbox_destroy(sandbox=sandbox)

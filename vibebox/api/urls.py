@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("apps.sso.api.urls")),
     path("", include("apps.marketplace.api.urls")),
     path("", include("apps.agents.api.urls")),
+    path("", include("apps.webhooks.api.urls")),
     path("schema", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
 ]

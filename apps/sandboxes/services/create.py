@@ -247,20 +247,23 @@ def sandbox_create(
         Sandbox.objects.filter(pk=sandbox.pk).delete()
         raise
     if sandbox.warm:
-        states.move(sandbox, {Status.CREATING}, Status.RUNNING)
-        _publish_created(sandbox)
+        with transaction.atomic():
+            states.move(sandbox, {Status.CREATING}, Status.RUNNING)
+            _publish_created(sandbox)
         return sandbox
 
     now = timezone.now()
     fields = {"container_id": info.id}
     if auto_start:
         fields["started_at"] = now
-    if not states.move(sandbox, {Status.CREATING}, Status.RUNNING if auto_start else Status.STOPPED, **fields):
+    with transaction.atomic():  # the move, its entries and its webhook deliveries together
+        moved = states.move(sandbox, {Status.CREATING}, Status.RUNNING if auto_start else Status.STOPPED, **fields)
+        if moved:
+            _publish_created(sandbox)
+    if not moved:
         # Destroyed while we were creating it: the destroy may have run before the container
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
-        return sandbox
-    _publish_created(sandbox)
     return sandbox
 
 
@@ -322,9 +325,10 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
     states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
-    states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
-    record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
-    events.publish(sandbox=sandbox, type="sandbox.destroyed")
+    with transaction.atomic():  # the move, its entry and its webhook deliveries together
+        states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+        record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
+        events.publish(sandbox=sandbox, type="sandbox.destroyed")
     return sandbox
 
 

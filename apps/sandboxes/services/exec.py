@@ -6,6 +6,7 @@ import posixpath
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import record as audit
@@ -179,17 +180,18 @@ def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: b
     execution.finished_at = timezone.now()
     fields = ("status", "exit_code", "duration_ms", "stdout", "stderr", "stdout_bytes", "stderr_bytes")
     fields += ("truncated", "oom_killed", "return_value", "finished_at")
-    recorded = Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
-        **{name: getattr(execution, name) for name in fields}
-    )
-    if not recorded:
-        return Outcome(execution, result, stdout_text, stderr_text, return_value)
-    events.publish(
-        sandbox=sandbox,
-        type="exec.finished",
-        text=f"{execution.kind} {status} (exit {result.exit_code}, {result.duration_ms} ms)",
-        data={"executionId": execution.id, "status": status, "exitCode": result.exit_code},
-    )
+    with transaction.atomic():  # the record and its webhook deliveries together
+        recorded = Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
+            **{name: getattr(execution, name) for name in fields}
+        )
+        if not recorded:
+            return Outcome(execution, result, stdout_text, stderr_text, return_value)
+        events.publish(
+            sandbox=sandbox,
+            type="exec.finished",
+            text=f"{execution.kind} {status} (exit {result.exit_code}, {result.duration_ms} ms)",
+            data={"executionId": execution.id, "status": status, "exitCode": result.exit_code},
+        )
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 
 

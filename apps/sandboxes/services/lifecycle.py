@@ -9,6 +9,7 @@ import contextlib
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import record
@@ -32,10 +33,12 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
     except errors.ApplicationError as exc:
         record(f"sandbox.{PAST[action]}", target=sandbox, changes={"failed": exc.code})
         _settle(sandbox, action=action, at=via, before=before, to=to, failure=exc, done=done_fields)
+        events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     else:
-        states.move(sandbox, {via}, to, status_reason="", **done_fields)
-        record(f"sandbox.{PAST[action]}", target=sandbox)
-    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
+        with transaction.atomic():  # the move, its entry and its webhook deliveries together
+            states.move(sandbox, {via}, to, status_reason="", **done_fields)
+            record(f"sandbox.{PAST[action]}", target=sandbox)
+            events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 
 

@@ -1,0 +1,84 @@
+"""Events of the apps below become webhook deliveries, written in the transaction that caused them
+(services.emit). A receiver returns at once for the many events no webhook can subscribe to."""
+
+from django.dispatch import receiver
+
+from apps.agents.api.run_serializers import AgentRunSummarySerializer
+from apps.agents.signals import agent_run_finished
+from apps.keys.api.serializers import ApiKeySerializer
+from apps.keys.signals import api_key_event
+from apps.sandboxes.api.serializers import ExecutionDetailSerializer, SandboxSerializer
+from apps.sandboxes.models import Execution
+from apps.sandboxes.signals import sandbox_event
+
+from . import services
+
+# Sandbox events published under the same name, whose data is the sandbox (as GET /sandboxes/{id}).
+SAME = {
+    "sandbox.created",
+    "sandbox.started",
+    "sandbox.stopped",
+    "sandbox.destroyed",
+    "sandbox.paused",
+    "sandbox.resumed",
+    "sandbox.expired",  # by the reconcile pass, after the sandbox.destroyed its timeout caused
+    "sandbox.error",  # by the reconcile pass: the container vanished (the sandbox's statusReason says)
+}
+# The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
+CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}
+HANDLED = SAME | set(CLAUDE) | {"exec.finished", "file.uploaded", "sandbox.snapshotted"}
+LIMITED = {Execution.Status.TIMEOUT: "timeout"}
+
+
+@receiver(sandbox_event, dispatch_uid="webhooks.sandbox_event")
+def _sandbox_event(sender, sandbox, type, data, **kwargs):
+    if type not in HANDLED:  # most events (a command's start, Claude's stream): at once
+        return
+    org_id = sandbox.org_id
+    if type in SAME:
+        services.emit(org_id=org_id, type=type, data=lambda: SandboxSerializer(sandbox).data, sandbox=sandbox)
+    elif type == "exec.finished":
+        _execution_finished(sandbox, data)
+    elif type == "file.uploaded":
+        services.emit(org_id=org_id, type=type, data={"sandboxId": sandbox.id, **data}, sandbox=sandbox)
+    elif type == "sandbox.snapshotted":
+        snapshot = {"sandboxId": sandbox.id, "snapshotId": data.get("snapshot"), "name": data.get("name")}
+        services.emit(org_id=org_id, type="snapshot.created", data=snapshot, sandbox=sandbox)
+    elif type in CLAUDE:
+        services.emit(org_id=org_id, type=CLAUDE[type], data={"sandboxId": sandbox.id, **data}, sandbox=sandbox)
+
+
+def _execution_finished(sandbox, data: dict) -> None:
+    """execution.completed or .failed (data: the execution as its GET, with its sandbox's id); a
+    command killed by its timeout or the OOM killer also fires resource.limit_exceeded."""
+    execution = Execution.objects.filter(pk=data.get("executionId")).first()
+    if execution is None:
+        return
+
+    def rendered() -> dict:
+        return {"sandboxId": sandbox.id, **ExecutionDetailSerializer(execution).data}
+
+    completed = execution.status == Execution.Status.COMPLETED
+    kind = "execution.completed" if completed else "execution.failed"
+    services.emit(org_id=sandbox.org_id, type=kind, data=rendered, sandbox=sandbox)
+    limit = "memory" if execution.oom_killed else LIMITED.get(execution.status)
+    if limit:
+        services.emit(
+            org_id=sandbox.org_id,
+            type="resource.limit_exceeded",
+            data={"sandboxId": sandbox.id, "limit": limit, "executionId": execution.id},
+            sandbox=sandbox,
+        )
+
+
+@receiver(api_key_event, dispatch_uid="webhooks.api_key_event")
+def _api_key_event(sender, key, type, **kwargs):
+    if key.org_id:
+        services.emit(org_id=key.org_id, type=type, data=lambda: ApiKeySerializer(key).data)
+
+
+@receiver(agent_run_finished, dispatch_uid="webhooks.agent_run_finished")
+def _agent_run_finished(sender, run, **kwargs):
+    """data: the run as GET /agent-runs lists it (its counts, not its tasks: a run may have thousands)."""
+    if run.org_id:
+        services.emit(org_id=run.org_id, type="agent_run.finished", data=lambda: AgentRunSummarySerializer(run).data)
