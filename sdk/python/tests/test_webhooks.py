@@ -190,6 +190,9 @@ def test_a_signed_body_that_is_not_a_json_object_is_refused():
     signature = base64.b64encode(hmac.new(key, f"evt_b.{stamp}.".encode() + raw, hashlib.sha256).digest()).decode()
     headers = {"webhook-id": "evt_b", "webhook-timestamp": str(stamp), "webhook-signature": f"v1,{signature}"}
     refused("webhook_payload_invalid", raw, headers, secret)
+    utf16 = '{"type": "x"}'.encode("utf-16")  # JSON that json.loads(bytes) would read: not UTF-8, refused
+    signature = base64.b64encode(hmac.new(key, f"evt_b.{stamp}.".encode() + utf16, hashlib.sha256).digest()).decode()
+    refused("webhook_payload_invalid", utf16, {**headers, "webhook-signature": f"v1,{signature}"}, secret)
 
 
 def test_the_error_is_a_vibebox_error_with_no_http_status():

@@ -159,7 +159,7 @@ export function verifyWebhook<Data = Record<string, unknown>>(
   if (!matched) throw new WebhookVerificationError('no valid webhook signature', { code: 'webhook_signature_invalid' });
   let event: unknown;
   try {
-    event = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+    event = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(raw));
   } catch {
     event = undefined;
   }

@@ -200,6 +200,8 @@ describe('verifyWebhook', () => {
     }
     const notUtf8 = Buffer.from([0xff, 0xfe, 0x7b, 0x7d]); // signed as bytes, as the spec's algorithm
     refused('webhook_payload_invalid', notUtf8, delivery(secret, notUtf8), secret);
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{}')]); // refused as Python refuses it
+    refused('webhook_payload_invalid', bom, delivery(secret, bom), secret);
   });
 
   test('the error is a VibeBoxError with no HTTP status', () => {

@@ -92,7 +92,7 @@ from .namespaces import AsyncAuditLog, AuditLog, Invitations, OrgInvitations
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
-from .webhooks import verify_webhook
+from .webhooks import verify_webhook, webhook_secret_key
 
 __all__ = [
     "ApiKey",
@@ -187,4 +187,5 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
     "verify_webhook",
+    "webhook_secret_key",
 ]

@@ -106,8 +106,8 @@ def verify_webhook(
     if not matched:
         raise WebhookVerificationError("no valid webhook signature", code="webhook_signature_invalid")
     try:
-        event = json.loads(raw)
-    except ValueError:
+        event = json.loads(raw.decode("utf-8"))  # UTF-8 only (RFC 8259), as the TypeScript SDK
+    except ValueError:  # UnicodeDecodeError too
         event = None
     if not isinstance(event, dict):
         raise WebhookVerificationError("the webhook's body is not a JSON object", code="webhook_payload_invalid")
