@@ -65,10 +65,10 @@ const server = createServer(async (req, res) => {
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
-    size += chunk.length;
-    if (size > MAX_BODY) return answer(res, 413, { error: 'too_large' });
-    chunks.push(chunk);
+    size += chunk.length; // read to the end: a server that answers before reading may reset the connection
+    if (size <= MAX_BODY) chunks.push(chunk);
   }
+  if (size > MAX_BODY) return answer(res, 413, { error: 'too_large' });
   const body = Buffer.concat(chunks); // the raw bytes: never parse and serialize again before checking
   let event;
   try {

@@ -102,6 +102,9 @@ def make_handler(secret: str, store: Store, work: queue.Queue) -> type[BaseHTTPR
             if length is None or not length.isdigit():
                 return self.answer(411, {"error": "length_required"})
             if int(length) > MAX_BODY:
+                left = int(length)  # read it all, unkept: answering before reading may reset the connection
+                while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                    left -= len(chunk)
                 return self.answer(413, {"error": "too_large"})
             body = self.rfile.read(int(length))
             try:

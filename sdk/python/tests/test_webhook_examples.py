@@ -294,3 +294,13 @@ def test_during_a_secret_rotation_either_secret_works(receiver_factory):
     assert post(with_new, event_body(), [old, new], "evt_rot2").status_code == 202
     with_old.wait_processed("evt_rot1")
     with_new.wait_processed("evt_rot2")
+
+
+def test_a_body_above_a_mebibyte_is_refused(receiver_factory):
+    secret = new_secret()
+    receiver = receiver_factory(secret)
+    body = event_body().replace("build-7", "x" * (1024 * 1024))
+    answer = post(receiver, body, [secret], "evt_big")
+    assert answer.status_code == 413 and answer.json() == {"error": "too_large"}
+    assert receiver.stored() == {}
+    assert post(receiver, event_body(), [secret], "evt_small").status_code == 202  # still serving
