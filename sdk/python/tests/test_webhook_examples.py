@@ -36,7 +36,7 @@ NODE = shutil.which("node") or "node"
 
 
 def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()  # as the server makes them
 
 
 @dataclass
