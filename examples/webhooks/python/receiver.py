@@ -140,10 +140,10 @@ def main() -> None:
     work: queue.Queue = queue.Queue()
     for pending in store.unprocessed():  # recorded before a stop, never processed
         work.put(pending)
-    threading.Thread(target=worker, args=(store, work), daemon=True).start()
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     server = ThreadingHTTPServer((host, port), make_handler(secret, store, work))
     print(f"listening on http://{host}:{server.server_address[1]}", flush=True)
+    threading.Thread(target=worker, args=(store, work), daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

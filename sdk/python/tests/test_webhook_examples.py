@@ -201,7 +201,7 @@ def test_a_valid_delivery_is_accepted_and_processed_once(receiver_factory):
     started = time.monotonic()
     answer = post(receiver, event_body(), [secret], "evt_once")
     assert answer.status_code == 202, answer.text
-    assert time.monotonic() - started < 5  # answered at once, well inside the server's 15 s
+    assert time.monotonic() - started < 10  # answered at once, inside the server's 15 s even on a busy machine
     entry = receiver.wait_processed("evt_once")
     assert entry == {"type": "sandbox.created", "deliveries": 1, "processed": True}
     assert receiver.processed_lines("evt_once") == ["processed evt_once sandbox.created sbx_hook1"]
