@@ -122,11 +122,13 @@ def start(kind: str, secret: str, folder: Path, node_app: Path | None = None) ->
 
     threading.Thread(target=read, daemon=True).start()
     threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True).start()  # request logs
-    if not listening.wait(60):
-        process.kill()
+    started = listening.wait(60)
+    found = [match.group(1) for line in list(output) if (match := re.match(r"listening on (http://\S+)", line))]
+    if not (started and found):
+        process.kill()  # never left running by a failed start
+        process.wait(10)
         raise AssertionError(f"{kind} receiver did not start: {output} {errors}")
-    url = next(found.group(1) for line in output if (found := re.match(r"listening on (http://\S+)", line)))
-    return Receiver(kind, process, url, store, output, errors)
+    return Receiver(kind, process, found[0], store, output, errors)
 
 
 def stop(receiver: Receiver) -> None:
