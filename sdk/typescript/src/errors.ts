@@ -468,6 +468,26 @@ export class CallbackError extends VibeBoxError {
 }
 
 /**
+ * A webhook delivery that {@link verifyWebhook} refuses: a header missing or malformed, a timestamp
+ * outside the tolerance (a replay, or a clock far off), no valid signature, or a body that is not a
+ * JSON object. Thrown by the SDK itself, never by the server (`status` is undefined); `code` says
+ * which: `webhook_headers_missing` (`details.missing`), `webhook_headers_malformed`,
+ * `webhook_timestamp_out_of_tolerance`, `webhook_signature_invalid`, `webhook_payload_invalid`.
+ * Answer the delivery with a 400.
+ * @example
+ * ```ts
+ * try {
+ *   verifyWebhook(body, req.headers, secret);
+ * } catch (error) {
+ *   if (error instanceof WebhookVerificationError) res.writeHead(400).end(error.code);
+ * }
+ * ```
+ */
+export class WebhookVerificationError extends VibeBoxError {
+  static override defaultCode = 'webhook_verification_failed';
+}
+
+/**
  * Runs a user's callback; what it throws is handed to `fail` as a {@link CallbackError}.
  * @example
  * ```ts

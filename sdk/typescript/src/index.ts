@@ -27,6 +27,7 @@ export * from './claude.js';
 export * from './keys.js';
 export * from './orgs.js';
 export * from './errors.js';
+export * from './webhooks.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
 export type {

@@ -67,6 +67,7 @@ from .errors import (
     UserNotFoundError,
     ValidationError,
     VibeBoxError,
+    WebhookVerificationError,
 )
 from .models import (
     ApiKey,
@@ -91,6 +92,7 @@ from .namespaces import AsyncAuditLog, AuditLog, Invitations, OrgInvitations
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
+from .webhooks import verify_webhook, webhook_secret_key
 
 __all__ = [
     "ApiKey",
@@ -182,5 +184,8 @@ __all__ = [
     "ValidationError",
     "VibeBox",
     "VibeBoxError",
+    "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
+    "webhook_secret_key",
 ]

@@ -370,6 +370,16 @@ class CommandTimeoutError(TimeoutError):
         super().__init__(f"command timed out after {result.duration} ms", code=self.default_code)
 
 
+class WebhookVerificationError(VibeBoxError):
+    """A webhook delivery that `verify_webhook` refuses: a header missing or malformed, a timestamp
+    outside the tolerance (a replay, or a clock far off), no valid signature, or a body that is not
+    a JSON object. Raised by the SDK itself, never by the server: `status` is None; `code` says which
+    (`webhook_headers_missing`, `webhook_headers_malformed`, `webhook_timestamp_out_of_tolerance`,
+    `webhook_signature_invalid`, `webhook_payload_invalid`). Answer the delivery with a 400."""
+
+    default_code = "webhook_verification_failed"
+
+
 _BY_CODE: dict[str, type[VibeBoxError]] = {
     "not_authenticated": AuthenticationError,
     "invalid_api_key": AuthenticationError,
