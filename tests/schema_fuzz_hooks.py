@@ -37,7 +37,6 @@ STATE_CODES = {
     "disk_limit_unsupported",  # whether this engine's storage driver can limit disk size
     "user_required",  # a new member is named by username or by email (3.0 cannot require one of two)
     "unknown_role",  # a role is a built-in one or one of the organization's custom roles
-    "unknown_event",  # a webhook's events name events of docs/webhooks.md's list, or "*"
     "invalid_webhook_url",  # a webhook URL: http(s)://host[:port]/path, https unless VIBEBOX_WEBHOOK_ALLOW_HTTP
     "webhook_target_refused",  # ... whose host resolves to no private address (VIBEBOX_WEBHOOK_ALLOW_PRIVATE)
 }

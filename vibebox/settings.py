@@ -293,6 +293,7 @@ SPECTACULAR_SETTINGS = {
         "ChangeFileStatusEnum": "apps.agents.api.serializers.CHANGE_FILE_STATUSES",
         "ReviewStatusEnum": "apps.agents.api.serializers.REVIEW_STATUSES",
         "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
+        "WebhookEventEnum": "apps.webhooks.api.serializers.EVENT_NAMES",
     },
 }
 

@@ -51,6 +51,9 @@ def _sandbox_event(sender, sandbox, type, data, **kwargs):
 def _execution_finished(sandbox, data: dict) -> None:
     """execution.completed or .failed (data: the execution as its GET, with its sandbox's id); a
     command killed by its timeout or the OOM killer also fires resource.limit_exceeded."""
+    hooks = services.active_webhooks(sandbox.org_id)  # most organizations have none: one query, then done
+    if not hooks:
+        return
     execution = Execution.objects.filter(pk=data.get("executionId")).first()
     if execution is None:
         return
@@ -60,7 +63,7 @@ def _execution_finished(sandbox, data: dict) -> None:
 
     completed = execution.status == Execution.Status.COMPLETED
     kind = "execution.completed" if completed else "execution.failed"
-    services.emit(org_id=sandbox.org_id, type=kind, data=rendered, sandbox=sandbox)
+    services.emit(org_id=sandbox.org_id, type=kind, data=rendered, sandbox=sandbox, hooks=hooks)
     limit = "memory" if execution.oom_killed else LIMITED.get(execution.status)
     if limit:
         services.emit(
@@ -68,6 +71,7 @@ def _execution_finished(sandbox, data: dict) -> None:
             type="resource.limit_exceeded",
             data={"sandboxId": sandbox.id, "limit": limit, "executionId": execution.id},
             sandbox=sandbox,
+            hooks=hooks,
         )
 
 

@@ -98,6 +98,14 @@ def test_every_role_against_every_endpoint_family(acme):
             tuple(OK if w in ("owner", "admin", "outsider") else _denied("keys.manage") for w in WHO),
             lambda c, w: c.get("/api/v1/keys?all=true"),  # the outsider's own organization: theirs to list
         ),
+        "list webhooks": (
+            tuple(OK if w in ("owner", "admin", "outsider") else _denied("webhooks.manage") for w in WHO),
+            lambda c, w: c.get("/api/v1/webhooks"),  # the outsider's own organization: theirs to list
+        ),
+        "create a webhook": (
+            tuple(OK if w in ("owner", "admin", "outsider") else _denied("webhooks.manage") for w in WHO),
+            lambda c, w: c.post("/api/v1/webhooks", {"url": "http://127.0.0.1:9/h", "events": ["*"]}, format="json"),
+        ),
         "read the audit log": (
             _org_only("audit.read", "owner", "admin", "auditor"),
             lambda c, w: c.get("/api/v1/orgs/acme/audit-log"),

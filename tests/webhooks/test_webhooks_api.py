@@ -181,4 +181,6 @@ def test_answers_match_their_schemas(doc, api_client, receiver):  # noqa: F811 (
     check("post", delivery + "/redeliver", 202, webhook_id=created["id"], delivery_id=queued["id"])
     check("post", "/api/v1/webhooks", 400, {"url": receiver.url, "events": ["nope"]})
     check("get", one, 404, webhook_id="whk_missing")
+    check("get", one + "/deliveries", 400, query="status=done", webhook_id=created["id"])
+    check("post", "/api/v1/webhooks", 400, {"url": "https://user:pw@example.com/", "events": ["*"]})
     check("delete", one, 204, webhook_id=created["id"])

@@ -3,10 +3,12 @@ restarted worker (its embedded beat finds the due rows) sends it again once the 
 runs out, with the same webhook-id, so a receiver that dedupes has every event exactly once, in
 order."""
 
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from django.conf import settings
@@ -14,7 +16,7 @@ from django.db import transaction
 
 from apps.sandboxes import events
 from apps.webhooks.models import Delivery
-from tests.conftest import ROOT, sandbox_row
+from tests.conftest import ROOT, live_server, sandbox_row
 from tests.test_make_run import own_redis, wait_for  # noqa: F401 (own_redis: a fixture)
 
 KINDS = ["sandbox.started", "sandbox.paused", "sandbox.resumed"]
@@ -95,3 +97,53 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_nothing(
     assert [record["json"]["type"] for record in receiver.seen.values()] == KINDS  # once each, in order
     assert all(request["verified"] for request in receiver.requests)
     assert [d.attempts for d in Delivery.objects.order_by("seq")] == [1, 1, 1]
+
+
+@pytest.mark.timeout(300)
+def test_a_committed_event_is_sent_by_the_worker_at_once(
+    transactional_db,
+    api_key,
+    hook,
+    receiver,
+    own_redis,  # noqa: F811 (the fixture)
+    tmp_path,
+):
+    """No beat: the sender task queued when the event committed (VIBEBOX_WEBHOOK_DISPATCH, the
+    production default) is what reaches the receiver, through the live server and a real worker."""
+    webhook = hook()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        REDIS_URL=own_redis,
+        VIBEBOX_PORT="1",
+        VIBEBOX_WEBHOOK_DISPATCH="true",
+    )
+    command = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            ["bash", "-c", command.split(":", 1)[1]],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        with live_server(REDIS_URL=own_redis, VIBEBOX_WEBHOOK_DISPATCH="true") as (url, _pid):
+            request = urllib.request.Request(
+                f"{url}/api/v1/webhooks/{webhook['id']}/test",
+                method="POST",
+                headers={"Authorization": f"Bearer {api_key[1]}"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                queued = json.loads(response.read())
+            wait_for(lambda: receiver.requests, "the worker to send the test event", deadline=120, log=log)
+    finally:
+        _kill(worker)
+    [sent] = receiver.requests
+    assert sent["headers"]["webhook-id"] == queued["eventId"] and sent["verified"]
+    wait_for(
+        lambda: Delivery.objects.get(pk=queued["id"]).status == "succeeded", "the delivery to be recorded", log=log
+    )

@@ -1,8 +1,25 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from vibebox.api.serializers import StrictSerializer
+from vibebox.api.serializers import StrictSerializer, pattern_field
 
+from ..catalog import ALL, EVENTS
 from ..models import Delivery
+
+EVENT_NAMES = [ALL, *EVENTS]
+# http(s)://host[:port][/path][?query], no fragment (https only unless VIBEBOX_WEBHOOK_ALLOW_HTTP,
+# and a host that resolves to no refused address: the service checks those, 400 invalid_webhook_url
+# or webhook_target_refused).
+URL_PATTERN = r"^https?://[^\s/?#@]+([/?][^\s#]*)?$"
+URL_MESSAGE = "url must look like https://host[:port]/path (no credentials, no fragment)."
+
+
+@extend_schema_field(
+    {"type": "string", "enum": EVENT_NAMES, "description": "An event name (docs/webhooks.md), or '*'."}
+)
+class EventNameField(serializers.CharField):
+    """A string: an unknown name is the service's 400 unknown_event (not a validation_error), but
+    the document lists the names."""
 
 
 class WebhookFilterSerializer(StrictSerializer):
@@ -16,7 +33,7 @@ class WebhookFilterSerializer(StrictSerializer):
 class WebhookSerializer(serializers.Serializer):
     id = serializers.CharField()
     url = serializers.CharField()
-    events = serializers.ListField(child=serializers.CharField(), help_text="Event names, or ['*'] for all.")
+    events = serializers.ListField(child=EventNameField(), help_text="Event names, or ['*'] for all.")
     description = serializers.CharField()
     active = serializers.BooleanField()
     filter = serializers.JSONField(help_text="{sandboxId?, template?, metadata?: {key: value}}; {}: every event.")
@@ -41,9 +58,9 @@ class WebhookWithSecretSerializer(WebhookSerializer):
 
 
 class WebhookCreateSerializer(StrictSerializer):
-    url = serializers.CharField(max_length=2000)
+    url = pattern_field(URL_PATTERN, URL_MESSAGE, max_length=2000)
     events = serializers.ListField(
-        child=serializers.CharField(max_length=64), min_length=1, max_length=50, help_text="Event names, or '*'."
+        child=EventNameField(max_length=64), min_length=1, max_length=50, help_text="Event names, or '*'."
     )
     description = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
     active = serializers.BooleanField(required=False, default=True)
@@ -51,10 +68,8 @@ class WebhookCreateSerializer(StrictSerializer):
 
 
 class WebhookUpdateSerializer(StrictSerializer):
-    url = serializers.CharField(required=False, max_length=2000)
-    events = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, min_length=1, max_length=50
-    )
+    url = pattern_field(URL_PATTERN, URL_MESSAGE, required=False, max_length=2000)
+    events = serializers.ListField(child=EventNameField(max_length=64), required=False, min_length=1, max_length=50)
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
     active = serializers.BooleanField(required=False)
     filter = WebhookFilterSerializer(required=False)

@@ -5,6 +5,8 @@ from rest_framework.views import APIView
 
 from apps.keys.actors import actor_of
 from apps.keys.scopes import WEBHOOKS_MANAGE
+from vibebox import exceptions as errors
+from vibebox.api.schema import error_responses
 
 from .. import selectors, services
 from ..models import Delivery
@@ -112,16 +114,19 @@ class DeliveryListView(GenericAPIView):
             OpenApiParameter("status", enum=Delivery.Status.values, description="Only deliveries in this status."),
             OpenApiParameter("event", description="Only deliveries of this event."),
         ],
-        responses=DeliverySerializer(many=True),
-        description="Newest first.",
+        responses={200: DeliverySerializer(many=True), **error_responses(400)},
+        description="Newest first. An unknown `status` is a 400.",
     )
     def get(self, request, webhook_id):
         webhook = selectors.webhook_get(actor=actor_of(request), id=webhook_id)
-        status = request.query_params.get("status")
+        status = request.query_params.get("status") or None
+        if status is not None and status not in Delivery.Status.values:
+            raise errors.ValidationFailed(
+                f"status is one of {', '.join(Delivery.Status.values)}.",
+                details={"fields": {"status": [{"message": "not a delivery status", "code": "invalid_choice"}]}},
+            )
         deliveries = selectors.delivery_list(
-            webhook=webhook,
-            status=status if status in Delivery.Status.values else None,
-            event=request.query_params.get("event") or None,
+            webhook=webhook, status=status, event=request.query_params.get("event") or None
         )
         page = self.paginate_queryset(deliveries)
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)

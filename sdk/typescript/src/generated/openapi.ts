@@ -1343,7 +1343,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Newest first. */
+        /** @description Newest first. An unknown `status` is a 400. */
         get: operations["webhooks_deliveries_list"];
         put?: never;
         post?: never;
@@ -2709,7 +2709,7 @@ export interface components {
         };
         PatchedWebhookUpdateRequest: {
             url?: string;
-            events?: string[];
+            events?: components["schemas"]["WebhookEventEnum"][];
             description?: string;
             active?: boolean;
             filter?: components["schemas"]["WebhookFilterRequest"];
@@ -3099,7 +3099,7 @@ export interface components {
             id: string;
             url: string;
             /** @description Event names, or ['*'] for all. */
-            events: string[];
+            events: components["schemas"]["WebhookEventEnum"][];
             description: string;
             active: boolean;
             /** @description {sandboxId?, template?, metadata?: {key: value}}; {}: every event. */
@@ -3120,13 +3120,15 @@ export interface components {
         WebhookCreateRequest: {
             url: string;
             /** @description Event names, or '*'. */
-            events: string[];
+            events: components["schemas"]["WebhookEventEnum"][];
             /** @default  */
             description: string;
             /** @default true */
             active: boolean;
             filter?: components["schemas"]["WebhookFilterRequest"];
         };
+        /** @enum {string} */
+        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published";
         WebhookFilterRequest: {
             sandboxId?: string;
             template?: string;
@@ -3139,7 +3141,7 @@ export interface components {
             id: string;
             url: string;
             /** @description Event names, or ['*'] for all. */
-            events: string[];
+            events: components["schemas"]["WebhookEventEnum"][];
             description: string;
             active: boolean;
             /** @description {sandboxId?, template?, metadata?: {key: value}}; {}: every event. */
@@ -12006,6 +12008,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedDeliveryList"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
