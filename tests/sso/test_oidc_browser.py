@@ -77,6 +77,7 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, oidc_idp, acme,
     # A second sign-in finds the same user (the linked identity), and keeps a changed role.
     Membership.objects.filter(org=acme, user=alice).update(role="developer")
     page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login/"))  # signed out (a page asked for sooner could race the sign-out)
     page.goto(f"{vibebox}/keys/")  # a page that needs a sign-in: back there afterwards
     page.wait_for_url(re.compile(r"/login/\?next="))
     page.get_by_label("Email or organization").fill("acme")  # by the organization's slug this time
@@ -156,6 +157,7 @@ def test_a_deactivated_user_is_refused(vibebox, oidc_idp, acme, page, configure)
     sign_in_through_idp(page, vibebox, "alice@acme.test", "alice")
     page.wait_for_url(re.compile(r"/sandboxes/$"))
     page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login/"))  # signed out before the next page is asked for
     get_user_model().objects.filter(email="alice@acme.test").update(is_active=False)
     page.goto(f"{vibebox}/login/")
     page.get_by_label("Email or organization").fill("alice@acme.test")

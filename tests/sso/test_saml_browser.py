@@ -65,6 +65,7 @@ def test_sign_in_lands_in_the_org_with_the_default_role(vibebox, configured, acm
 
     # Again: the same user, found by the IdP's identity.
     page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login/"))  # signed out before the next page is asked for
     sign_in_through_idp(page, vibebox, "alice")
     page.wait_for_url(re.compile(r"/sandboxes/$"))
     assert get_user_model().objects.filter(email="alice@acme.test").count() == 1
