@@ -14,6 +14,7 @@ from apps.agents.models import AgentRun, AgentTask
 from apps.keys.models import ApiKey
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
+from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import sandbox_row
 from vibebox.api.parsers import JSONParser
 
@@ -51,9 +52,12 @@ def objects(owner, templates, api_key):
     task = AgentTask.objects.create(run=run, index=0, name="task")
     org = personal_org_ensure(user=owner)
     member = org.memberships.get(user=owner)
+    webhook = Webhook.objects.create(org=org, url="https://hooks.example/in", events=["*"], secret="x")
+    delivery = Delivery.objects.create(webhook=webhook, event_id="evt_limits", event="webhook.test", payload={})
     return {
         **{"sandbox_id": sandbox.id, "run_id": run.id, "task_id": task.id, "key_id": api_key[0].id},
         **{"slug": org.slug, "member_id": member.pk, "name": "any"},  # a body is read before a role or team
+        **{"webhook_id": webhook.id, "delivery_id": delivery.id},
     }
 
 
