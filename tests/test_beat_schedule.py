@@ -72,24 +72,54 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 
-    worker = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ["bash", "-c", worker.split(":", 1)[1]], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    # Both Celery workers of the Procfile: the default queue's and the webhooks' (each its queue).
+    logs, processes = [], []
+    for name in ("worker", "webhooks"):
+        line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
+        logs.append(tmp_path / f"{name}.log")
+        with logs[-1].open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    ["bash", "-c", line.split(":", 1)[1]], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            )
+    log = logs[0]
     try:
 
         def handled():
-            text = log.read_text(errors="replace")
-            assert process.poll() is None, text
+            text = "\n".join(log.read_text(errors="replace") for log in logs)
+            assert all(process.poll() is None for process in processes), text
             done = [rf"(Discarding revoked task: \S+\[{i}\]|\[{i}\] (succeeded|raised))" for i in tasks.values()]
             return all(re.search(pattern, text) for pattern in done) and text
 
-        text = wait_for(handled, "the worker to take the queued passes", log=log)
+        text = wait_for(handled, "the workers to take the queued passes", log=log)
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
     for name, task_id in tasks.items():
         assert re.search(rf"Discarding revoked task: \S+\[{task_id}\]", text), (name, text)
         assert not re.search(rf"\[{task_id}\] (succeeded|raised)", text), (name, text)
+
+
+def _consumed(name: str) -> set[str]:
+    """The queues the Procfile's process `name` consumes (--queues=a,b)."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
+    return set(re.search(r"--queues=(\S+)", line).group(1).split(","))
+
+
+def test_webhook_tasks_have_a_queue_and_worker_of_their_own():
+    """A slow endpoint holds a thread of the `webhooks` worker, never a slot of the `worker` that
+    runs reconciliation and the warm pools: each worker consumes only its own queue, and every
+    task (beat's passes included) is routed to a queue one of them consumes."""
+    app.loader.import_default_modules()
+    assert _consumed("worker") == {"celery"} and _consumed("webhooks") == {"webhooks"}
+    webhooks_line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("webhooks:"))
+    assert "--pool=threads" in webhooks_line
+    for task in [name for name in app.tasks if name.startswith("apps.")]:
+        queue = app.amqp.router.route({}, task)["queue"].name
+        if task.startswith("apps.webhooks."):
+            assert queue == "webhooks", task
+        else:
+            assert queue == "celery", task

@@ -1,6 +1,7 @@
 """`make run` for real: the Makefile's `run` recipe (bootstrap, reconcile --startup, warmpools --fill,
-then honcho with the Procfile: web, Celery worker, Celery beat, model gateway) as subprocesses, on its
-own instance label, data directory (SQLite file, beat schedule), Redis server and ports.
+then honcho with the Procfile: web, Celery worker, webhooks' Celery worker, Celery beat, model
+gateway) as subprocesses, on its own instance label, data directory (SQLite file, beat schedule),
+Redis server and ports.
 
 Expiry and auto-pause are left to beat: nothing here calls reconcile, the test only watches the API
 and the engine. `make -o setup run` runs the same recipe as `make run` without the host setup
@@ -228,7 +229,7 @@ print(sandbox.id)
 
 @pytest.mark.timeout(900)
 def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
-    assert set(PROCESSES) == {"web", "worker", "beat", "gateway"}
+    assert set(PROCESSES) == {"web", "worker", "webhooks", "beat", "gateway"}
     # What `make setup` does for a fresh data directory: migrate, templates and images.
     make_run.make("-o", "host", "-o", "venv", "images")
     stuck = make_run.manage("shell", "-c", SEED_STUCK_ROW).split()[-1]

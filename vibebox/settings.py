@@ -160,6 +160,11 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Webhook tasks (senders, their beat pass, pruning) have a queue and a worker of their own (the
+# Procfile's `webhooks`, a thread pool): a slow endpoint holds one of its threads, never a slot of
+# the `worker` that runs reconciliation and the warm pools (it consumes only the default queue).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"apps.webhooks.tasks.*": {"queue": "webhooks"}}
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 # How often API keys' request counts move from Redis into the database (apps/keys/usage.py).
 VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")

@@ -1,7 +1,7 @@
-"""The outbox holds when the Celery worker is killed (SIGKILL) in the middle of a delivery: a
-restarted worker (its embedded beat finds the due rows) sends it again once the dead sender's lease
-runs out, with the same webhook-id, so a receiver that dedupes has every event exactly once, in
-order."""
+"""The outbox holds when the webhooks' Celery worker (the Procfile's `webhooks` line) is killed
+(SIGKILL) in the middle of a delivery: a restarted worker (its embedded beat finds the due rows)
+sends it again once the dead sender's lease runs out, with the same webhook-id, so a receiver that
+dedupes has every event exactly once, in order."""
 
 import json
 import os
@@ -22,9 +22,15 @@ from tests.test_make_run import own_redis, wait_for  # noqa: F401 (own_redis: a 
 KINDS = ["sandbox.started", "sandbox.paused", "sandbox.resumed"]
 
 
+def procfile(name: str) -> str:
+    """The command of the Procfile's process `name`."""
+    return next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:")).split(
+        ":", 1
+    )[1]
+
+
 def _worker(env, tmp_path, name):
-    command = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))
-    command = command.split(":", 1)[1] + f" --beat --schedule={tmp_path / name}-schedule"
+    command = procfile("webhooks") + f" --beat --schedule={tmp_path / name}-schedule"
     log = tmp_path / f"{name}.log"
     out = log.open("wb")
     process = subprocess.Popen(
@@ -109,7 +115,8 @@ def test_a_committed_event_is_sent_by_the_worker_at_once(
     tmp_path,
 ):
     """No beat: the sender task queued when the event committed (VIBEBOX_WEBHOOK_DISPATCH, the
-    production default) is what reaches the receiver, through the live server and a real worker."""
+    production default) is what reaches the receiver, through the live server and a real worker
+    (the Procfile's `webhooks`, which alone consumes the `webhooks` queue)."""
     webhook = hook()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
     env.update(
@@ -119,11 +126,10 @@ def test_a_committed_event_is_sent_by_the_worker_at_once(
         VIBEBOX_PORT="1",
         VIBEBOX_WEBHOOK_DISPATCH="true",
     )
-    command = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:"))
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            ["bash", "-c", command.split(":", 1)[1]],
+            ["bash", "-c", procfile("webhooks")],
             cwd=ROOT,
             env=env,
             stdout=out,
