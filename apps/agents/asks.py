@@ -368,23 +368,24 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
     usage = result.get("usage")
     # The change set exists before the ask stops being `running`: whoever sees it finished can review.
     change = _record_changes(ask, session, sandbox, start) if session.review and start else None
-    ClaudeAsk.objects.filter(pk=ask.pk).update(
-        status=status,
-        error=failure[:4000],
-        result=str(result.get("result") or "")[:1_000_000],
-        is_error=bool(result.get("is_error")) or status != ClaudeAsk.Status.COMPLETED,
-        num_turns=int(turns) if turns is not None else None,
-        cost_usd=round(cost, 6) if cost is not None else None,
-        usage=usage if isinstance(usage, dict) else {},
-        duration_ms=int(duration) if duration is not None else (outcome.result.duration_ms if outcome else None),
-        exit_code=outcome.result.exit_code if outcome else None,
-        execution_id=outcome.execution.id if outcome else "",
-        finished_at=timezone.now(),
-    )
-    ClaudeSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
-    touch(sandbox.claude)
-    data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
-    _publish(ask, "ask.finished", f"Claude ask {status}", data)
+    with transaction.atomic():  # the ask's end and its event (webhook deliveries) together
+        ClaudeAsk.objects.filter(pk=ask.pk).update(
+            status=status,
+            error=failure[:4000],
+            result=str(result.get("result") or "")[:1_000_000],
+            is_error=bool(result.get("is_error")) or status != ClaudeAsk.Status.COMPLETED,
+            num_turns=int(turns) if turns is not None else None,
+            cost_usd=round(cost, 6) if cost is not None else None,
+            usage=usage if isinstance(usage, dict) else {},
+            duration_ms=int(duration) if duration is not None else (outcome.result.duration_ms if outcome else None),
+            exit_code=outcome.result.exit_code if outcome else None,
+            execution_id=outcome.execution.id if outcome else "",
+            finished_at=timezone.now(),
+        )
+        ClaudeSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
+        touch(sandbox.claude)
+        data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
+        _publish(ask, "ask.finished", f"Claude ask {status}", data)
 
 
 def _record_changes(ask, session, sandbox, start: str) -> ChangeSet | None:
@@ -395,13 +396,17 @@ def _record_changes(ask, session, sandbox, start: str) -> ChangeSet | None:
         if head == start:
             return None
         files = review.files_changed(sandbox, worktree=session.cwd, base=start, head=head)
-        change = ChangeSet.objects.create(session=session, ask=ask, base_commit=start, head_commit=head, files=files)
     except errors.ApplicationError as exc:
         logger.warning("claude ask %s: changes not recorded: %s", ask.id, exc.message)
         return None
-    _publish(
-        ask, "changes", f"Claude changed {len(files)} file(s); review them", {"changeSetId": change.id, "files": files}
-    )
+    with transaction.atomic():  # the change set and its event (webhook deliveries) together
+        change = ChangeSet.objects.create(session=session, ask=ask, base_commit=start, head_commit=head, files=files)
+        _publish(
+            ask,
+            "changes",
+            f"Claude changed {len(files)} file(s); review them",
+            {"changeSetId": change.id, "files": files},
+        )
     return change
 
 

@@ -32,13 +32,13 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import events, idle, processes, signals, states
+from . import events, exceeded, idle, processes, signals, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
 from .services import snapshots
 from .services.create import sandbox_destroy
-from .services.lifecycle import sandbox_pause
+from .services.lifecycle import OOM_REASON, sandbox_pause
 from .specs import base_labels
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,19 @@ def _step(report: Report, what: str, action: str):
     except Exception as exc:  # not the engine's: still, one object must not stop the pass for the others
         logger.exception("reconcile could not %s %s", action, what)
         report.failed[what] = _reason(exc)
+
+
+def _exited(sandbox: Sandbox, now) -> None:
+    """A running row whose container exited: `stopped`, and if the OOM killer ended it (the
+    engine's State.OOMKilled, one inspect for such rare rows), `sandbox.limit_exceeded` (memory)
+    in the same transaction."""
+    inspected = get_driver().inspect(sandbox.container_name)
+    oom = inspected is not None and inspected.oom_killed
+    reason = OOM_REASON if oom else "container exited"
+    with transaction.atomic():
+        moved = states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason=reason, stopped_at=now)
+        if moved and oom:
+            exceeded.publish(sandbox, "memory")
 
 
 def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
@@ -212,14 +225,13 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
                     events.publish(sandbox=sandbox, type="sandbox.error", data={"reason": "container vanished"})
                 report.vanished.append(sandbox.id)
             elif sandbox.status == Status.RUNNING and container and container.status in ("exited", "dead"):
-                states.move(sandbox, {Status.RUNNING}, Status.STOPPED, status_reason="container exited", stopped_at=now)
+                _exited(sandbox, now)
                 report.exited.append(sandbox.id)
             if sandbox.status == Status.DESTROYED:
                 continue  # a stuck destroy just finished: nothing more to do (nor to report)
             frozen_clock = sandbox.status == Status.PAUSED and sandbox.pause_stops_timeout
             if sandbox.expires_at and sandbox.expires_at <= now and not frozen_clock:
-                sandbox_destroy(sandbox=sandbox)
-                events.publish(sandbox=sandbox, type="sandbox.expired", text="sandbox expired (destroyed)")
+                sandbox_destroy(sandbox=sandbox, expired=True)  # sandbox.expired with its sandbox.destroyed
                 report.expired.append(sandbox.id)
             elif sandbox.ephemeral and sandbox.api_key_id and sandbox.api_key.revoked_at:
                 sandbox_destroy(sandbox=sandbox)

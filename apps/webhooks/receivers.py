@@ -26,7 +26,7 @@ SAME = {
 }
 # The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
 CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}
-HANDLED = SAME | set(CLAUDE) | {"exec.finished", "file.uploaded", "sandbox.snapshotted"}
+HANDLED = SAME | set(CLAUDE) | {"exec.finished", "file.uploaded", "sandbox.snapshotted", "sandbox.limit_exceeded"}
 LIMITED = {Execution.Status.TIMEOUT: "timeout"}
 
 
@@ -46,11 +46,26 @@ def _sandbox_event(sender, sandbox, type, data, **kwargs):
         services.emit(org_id=org_id, type="snapshot.created", data=snapshot, sandbox=sandbox)
     elif type in CLAUDE:
         services.emit(org_id=org_id, type=CLAUDE[type], data={"sandboxId": sandbox.id, **data}, sandbox=sandbox)
+    elif type == "sandbox.limit_exceeded":  # its container OOM-killed, or its disk limit on an upload
+        _limit_exceeded(sandbox, dict(data))
+
+
+def _limit_exceeded(sandbox, data: dict, hooks=None) -> None:
+    """resource.limit_exceeded: {"sandboxId", "limit", "executionId"?, "path"?, "sandbox": the
+    sandbox as GET /sandboxes/{id}}."""
+    services.emit(
+        org_id=sandbox.org_id,
+        type="resource.limit_exceeded",
+        data=lambda: {"sandboxId": sandbox.id, **data, "sandbox": SandboxSerializer(sandbox).data},
+        sandbox=sandbox,
+        hooks=hooks,
+    )
 
 
 def _execution_finished(sandbox, data: dict) -> None:
     """execution.completed or .failed (data: the execution as its GET, with its sandbox's id); a
-    command killed by its timeout or the OOM killer also fires resource.limit_exceeded."""
+    command killed by its timeout or the OOM killer, or that hit the sandbox's pids or disk limit
+    (the event's `limit`, apps/sandboxes/exceeded.py), also fires resource.limit_exceeded."""
     hooks = services.active_webhooks(sandbox.org_id)  # most organizations have none: one query, then done
     if not hooks:
         return
@@ -64,15 +79,9 @@ def _execution_finished(sandbox, data: dict) -> None:
     completed = execution.status == Execution.Status.COMPLETED
     kind = "execution.completed" if completed else "execution.failed"
     services.emit(org_id=sandbox.org_id, type=kind, data=rendered, sandbox=sandbox, hooks=hooks)
-    limit = "memory" if execution.oom_killed else LIMITED.get(execution.status)
-    if limit:
-        services.emit(
-            org_id=sandbox.org_id,
-            type="resource.limit_exceeded",
-            data={"sandboxId": sandbox.id, "limit": limit, "executionId": execution.id},
-            sandbox=sandbox,
-            hooks=hooks,
-        )
+    limits = ["memory" if execution.oom_killed else LIMITED.get(execution.status), data.get("limit")]
+    for limit in dict.fromkeys(limit for limit in limits if limit):
+        _limit_exceeded(sandbox, {"limit": limit, "executionId": execution.id}, hooks)
 
 
 @receiver(api_key_event, dispatch_uid="webhooks.api_key_event")

@@ -62,7 +62,14 @@ def test_a_sandbox_life_is_told_in_order(api_client, create_sandbox, hook, recei
     assert completed["executionId"] == ok["executionId"] and completed["exitCode"] == 0
     assert completed["stdout"] == "hi\n" and completed["sandboxId"] == sid
     assert told[3][1]["exitCode"] == 3 and told[4][1]["status"] == "timeout"
-    assert told[5][1] == {"sandboxId": sid, "limit": "timeout", "executionId": slow["executionId"]}
+    limit = told[5][1]
+    assert limit == {
+        "sandboxId": sid,
+        "limit": "timeout",
+        "executionId": slow["executionId"],
+        "sandbox": limit["sandbox"],
+    }
+    assert limit["sandbox"]["id"] == sid and set(limit["sandbox"]) == set(sandbox)
     assert told[6][1] == stopped
     assert told[7][1]["status"] == "destroyed"
 

@@ -315,8 +315,10 @@ def _initial_clone(sandbox: Sandbox, spec: dict) -> None:
         Sandbox.objects.filter(pk=sandbox.pk).update(status_reason=f"git clone failed: {exc.message}"[:500])
 
 
-def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
+def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     """Removes container and workspace. Idempotent: destroying a destroyed sandbox is a no-op.
+    `expired` (the reconcile pass: its timeout passed) adds `sandbox.expired` after
+    `sandbox.destroyed`, in the same transaction.
 
     If the engine is unreachable the row stays `destroying` and the reconciler finishes it.
     """
@@ -329,6 +331,8 @@ def sandbox_destroy(*, sandbox: Sandbox) -> Sandbox:
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
         record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
         events.publish(sandbox=sandbox, type="sandbox.destroyed")
+        if expired:
+            events.publish(sandbox=sandbox, type="sandbox.expired", text="sandbox expired (destroyed)")
     return sandbox
 
 

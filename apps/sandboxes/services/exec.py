@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.audit.services import record as audit
 from vibebox import exceptions as errors
 
-from .. import events, idle, languages
+from .. import events, exceeded, idle, languages
 from ..models import Execution, Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, ExecResult, bounded, get_driver
 from . import lifecycle
@@ -186,11 +186,15 @@ def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: b
         )
         if not recorded:
             return Outcome(execution, result, stdout_text, stderr_text, return_value)
+        data = {"executionId": execution.id, "status": status, "exitCode": result.exit_code}
+        limit = exceeded.from_output(sandbox, stderr_text)  # its pids or disk limit (exceeded.py)
+        if limit:
+            data["limit"] = limit
         events.publish(
             sandbox=sandbox,
             type="exec.finished",
             text=f"{execution.kind} {status} (exit {result.exit_code}, {result.duration_ms} ms)",
-            data={"executionId": execution.id, "status": status, "exitCode": result.exit_code},
+            data=data,
         )
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 

@@ -10,6 +10,7 @@ sandbox's own files, never the host's. A sandbox made before sandboxd answers 40
 sandbox_outdated for everything but a stopped sandbox's downloads.
 """
 
+import contextlib
 import dataclasses
 import mimetypes
 import posixpath
@@ -20,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from .. import events, tarstream
+from .. import events, exceeded, tarstream
 from ..models import Sandbox
 from ..runtime import FileInfo, get_driver
 from .exec import require_not_paused, require_running
@@ -76,6 +78,19 @@ def _user(sandbox: Sandbox) -> str:
     return sandbox.template.user or ""
 
 
+@contextlib.contextmanager
+def _disk_limit(sandbox: Sandbox, target: str):
+    """A write refused for a full disk (507 disk_full) of a sandbox with a disk limit is its own
+    limit: `sandbox.limit_exceeded` (disk) is recorded before the error goes on."""
+    try:
+        yield
+    except errors.DiskFull:
+        if sandbox.disk:
+            with transaction.atomic():
+                exceeded.publish(sandbox, "disk", path=target)
+        raise
+
+
 def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | None = None) -> FileInfo:
     """Writes one file (streamed), creating missing parent directories owned by the sandbox user;
     answers the file written (its path: the one asked for, resolved)."""
@@ -83,7 +98,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = resolve(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
-    with container_running(sandbox):
+    with _disk_limit(sandbox, target), container_running(sandbox):
         info = get_driver().file_write(
             sandbox.container_name,
             target,
@@ -93,10 +108,11 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
             mode=mode,
             timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT,
         )
-    record("file.written", target=sandbox, changes={"path": target, "size": size})
-    events.publish(
-        sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
-    )
+    with transaction.atomic():  # the entry and its webhook deliveries together
+        record("file.written", target=sandbox, changes={"path": target, "size": size})
+        events.publish(
+            sandbox=sandbox, type="file.uploaded", text=f"uploaded {target}", data={"path": target, "size": size}
+        )
     return dataclasses.replace(info, path=target)
 
 
@@ -110,12 +126,13 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         count = tarstream.check(spool)
         spool.seek(0)
-        with container_running(sandbox):
+        with _disk_limit(sandbox, target), container_running(sandbox):
             _untar_by_daemon(sandbox, target, spool, size, count)
-    record("archive.extracted", target=sandbox, changes={"path": target, "entries": count, "size": size})
-    events.publish(
-        sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
-    )
+    with transaction.atomic():  # the entry and its webhook deliveries together
+        record("archive.extracted", target=sandbox, changes={"path": target, "entries": count, "size": size})
+        events.publish(
+            sandbox=sandbox, type="file.uploaded", text=f"extracted {count} entries at {target}", data={"path": target}
+        )
     return {"path": target, "entries": count}
 
 

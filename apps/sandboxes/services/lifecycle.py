@@ -15,12 +15,13 @@ from django.utils import timezone
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from .. import events, states
+from .. import events, exceeded, states
 from ..models import Sandbox, Status
 from ..runtime import get_driver
 
 logger = logging.getLogger(__name__)
 
+OOM_REASON = "container OOM-killed"  # statusReason of a sandbox whose container the OOM killer ended
 PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
 
 
@@ -107,14 +108,20 @@ def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
 
 
 def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, fields: dict) -> Sandbox:
-    """A quick transition without an in-between state: claim, act, undo the claim on failure."""
+    """A quick transition without an in-between state: claim, act, undo the claim on failure.
+    The claim is committed before the engine call (a concurrent move loses at once); the move is
+    confirmed after it, in one transaction with its event (webhook deliveries): the confirming
+    UPDATE (conditional: a move that raced in since wins) stamps `updated_at` and clears any
+    `statusReason`. A failure in that transaction rolls back both, the claimed state stays."""
     undo = {name: getattr(sandbox, name) for name in fields}
     before = states.claim(sandbox, from_statuses, to, action, **fields)
     try:
         call(sandbox.container_name)
     except errors.ApplicationError as exc:
         _settle(sandbox, action=action, at=to, before=before, to=to, failure=exc, undo=undo)
-    events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
+    with transaction.atomic():  # the confirmed move and its webhook deliveries together
+        if states.move(sandbox, {to}, to, status_reason=""):
+            events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
 
 
@@ -135,9 +142,13 @@ def container_running(sandbox: Sandbox):
         if container is not None and container.status == "running":
             raise
         status = states.of_container(container)
+        oom = container is not None and container.oom_killed
         reason = "container not found" if container is None else f"container {container.status}"
+        reason = OOM_REASON if oom else reason
         fields = {"stopped_at": timezone.now()} if status == Status.STOPPED else {}
-        states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields)
+        with transaction.atomic():  # the move and its sandbox.limit_exceeded (memory) together
+            if states.move(sandbox, {Status.RUNNING}, status, status_reason=reason, **fields) and oom:
+                exceeded.publish(sandbox, "memory")
         raise errors.SandboxNotRunning(
             f"The sandbox's container is not running ({reason}).",
             details={"status": sandbox.status, "statusReason": sandbox.status_reason},

@@ -161,10 +161,13 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
                 target=snapshot,
                 changes={"sandbox": sandbox.id, "name": snapshot.name, "size": snapshot.size},
             )
+            # The row, its entry and its webhook deliveries together.
+            events.publish(
+                sandbox=sandbox, type="sandbox.snapshotted", data={"snapshot": snapshot.id, "name": snapshot.name}
+            )
     except BaseException:
         _remove_data(snapshot)
         raise
-    events.publish(sandbox=sandbox, type="sandbox.snapshotted", data={"snapshot": snapshot.id, "name": snapshot.name})
     return snapshot
 
 
