@@ -25,12 +25,14 @@ from .models import Sandbox
 EVENT = "sandbox.limit_exceeded"
 
 _PIDS = re.compile(
-    r"(fork|clone|thread|pthread_create)[^\n]{0,80}resource temporarily unavailable"
+    r"(fork|clone|thread|pthread_create)[^\n]{0,80}resource temporarily unavailable"  # bash, glibc, coreutils
     r"|resource temporarily unavailable[^\n]{0,80}(fork|clone|thread)"
-    r"|cannot fork|can't fork|can't start new thread",
+    r"|cannot fork|can't fork|can't start new thread"  # dash, busybox; Python's threading
+    r"|spawn[^\n]{0,200}EAGAIN",  # Node's child_process
     re.IGNORECASE,
 )
-_PYTHON_FORK = re.compile(r"os\.fork\(\)[\s\S]{0,400}BlockingIOError: \[Errno 11\]")
+# Python's os.fork() or subprocess (fork_exec) failing: the traceback names the call, then EAGAIN.
+_PYTHON_FORK = re.compile(r"(os\.fork\(|fork_exec\()[\s\S]{0,600}BlockingIOError: \[Errno 11\]")
 _DISK = ("no space left on device", "disk quota exceeded")
 
 

@@ -186,7 +186,10 @@ def _settle(sandbox: Sandbox, *, action: str, at: str, before: str, to: str, fai
     elif actual == Status.PAUSED:
         fields.update(paused_at=now)
     reason = "container not found" if container is None else f"{action} failed: the container is {container.status}"
-    states.move(sandbox, {at}, actual, status_reason=reason, **fields)
+    oom = container is not None and container.oom_killed and actual == Status.STOPPED and before == Status.RUNNING
+    with transaction.atomic():  # the move and its sandbox.limit_exceeded (memory) together
+        if states.move(sandbox, {at}, actual, status_reason=OOM_REASON if oom else reason, **fields) and oom:
+            exceeded.publish(sandbox, "memory")
     raise errors.SandboxStateConflict(
         f"Cannot {action} the sandbox: {reason}; it is {sandbox.status} now.",
         details={"status": sandbox.status, "statusReason": sandbox.status_reason},
