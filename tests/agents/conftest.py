@@ -51,6 +51,10 @@ def server(stub, request, docker_client):
             gateway=True,
             VIBEBOX_ANTHROPIC_UPSTREAM=stub.url,
             VIBEBOX_ANTHROPIC_API_KEY=OPERATOR_KEY,
+            # Webhooks to a loopback address nobody serves, written and never sent (tests read them).
+            VIBEBOX_WEBHOOK_ALLOW_HTTP="1",
+            VIBEBOX_WEBHOOK_ALLOW_PRIVATE="1",
+            VIBEBOX_WEBHOOK_DISPATCH="0",
         ) as running,
     ):
         yield running

@@ -76,6 +76,19 @@ def test_ask_with_review_writes_in_the_worktree_then_approve(server, sandbox, en
         [tool_use("Write", file_path="hello.txt", content="hello from claude\n")],
         [text("I wrote hello.txt.")],
     )
+    # A webhook hears Claude's events of this sandbox (its deliveries are read, not sent: the
+    # module's server does not dispatch, and nothing listens there).
+    status, hook = call(
+        server,
+        "POST",
+        "/api/v1/webhooks",
+        {
+            "url": "http://127.0.0.1:9/hook",
+            "events": ["claude.ask.finished", "claude.changes.pending"],
+            "filter": {"sandboxId": sandbox},
+        },
+    )
+    assert status == 201, hook
     started = ask(server, sandbox, "Please WRITE-HELLO now")
     with connect(
         server.url.replace("http", "ws") + f"/ws/sandboxes/{sandbox}/claude?askId={started['askId']}",
@@ -117,6 +130,16 @@ def test_ask_with_review_writes_in_the_worktree_then_approve(server, sandbox, en
     assert usage["outputTokens"] == 2 * anthropic_stub.USAGE_OUT and usage["costUsd"] > 0
     status, session = call(server, "GET", f"/api/v1/sandboxes/{sandbox}/claude/sessions/{started['sessionId']}")
     assert session["usage"]["requests"] >= 2
+    # Each event once, written with the ask's end and the change set's row (docs/webhooks.md).
+    status, deliveries = call(server, "GET", f"/api/v1/webhooks/{hook['id']}/deliveries")
+    assert status == 200, deliveries
+    assert sorted(d["event"] for d in deliveries["results"]) == ["claude.ask.finished", "claude.changes.pending"]
+    for delivery in deliveries["results"]:
+        status, detail = call(server, "GET", f"/api/v1/webhooks/{hook['id']}/deliveries/{delivery['id']}")
+        data = detail["payload"]["data"]
+        assert data["sandboxId"] == sandbox and data["askId"] == started["askId"], data
+        assert data["changeSetId"] == change["id"], data
+    assert call(server, "DELETE", f"/api/v1/webhooks/{hook['id']}")[0] == 204
 
 
 def test_resume_sends_the_earlier_turns_and_reject_drops_changes(server, sandbox, enabled, stub):
