@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -102,8 +103,7 @@ async def start_receiver(
     kind: str, secret: str, *, port: int, folder: Path, node_app: Path | None = None
 ) -> ExampleReceiver:
     """Runs the example receiver `kind` with WEBHOOK_SECRET=`secret` on 127.0.0.1:`port`, its store
-    in `folder` (the same folder again: a restart that keeps the store); answers once it printed
-    `listening on`, or fails (and kills it) after START_DEADLINE."""
+    in `folder` (the same folder again: a restart that keeps the store)."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WEBHOOK_SECRET": secret, "PORT": str(port), "HOST": "127.0.0.1"}
     if kind == "python":
@@ -115,8 +115,23 @@ async def start_receiver(
         store = folder / "webhooks.json"
         env["WEBHOOK_STORE"] = str(store)
         command, cwd = [NODE, "receiver.mjs"], node_app
+    return await spawn_receiver(kind, command, cwd=cwd, env=env, port=port, store=store)
+
+
+async def spawn_receiver(
+    kind: str, command: list[str], *, cwd: Path, env: dict, port: int, store: Path
+) -> ExampleReceiver:
+    """Runs `command` (a receiver, or a shell running one) in a process group of its own; answers
+    once it printed `listening on http://127.0.0.1:<port>`, or fails (and stops it) after
+    START_DEADLINE."""
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     receiver = ExampleReceiver(kind, port, store, process)
     listening = asyncio.Event()
@@ -144,17 +159,46 @@ async def start_receiver(
 
 
 async def stop_receiver(receiver: ExampleReceiver) -> None:
-    """SIGTERM, STOP_DEADLINE to exit, then SIGKILL; its output read to the end."""
+    """SIGTERM to its process group, STOP_DEADLINE to exit, then SIGKILL; its output read to the end."""
     process = receiver.process
     if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
+        _signal_group(process, signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), STOP_DEADLINE)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            _signal_group(process, signal.SIGKILL)
             await asyncio.wait_for(process.wait(), STOP_DEADLINE)
     _done, pending = await asyncio.wait(receiver.readers, timeout=STOP_DEADLINE)
     for task in pending:
         task.cancel()
+
+
+def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+async def run_shell(command: str, *, cwd: Path, env: dict, deadline: float = 60.0) -> str:
+    """`bash -euo pipefail -c command`; answers its stdout, fails on a non-zero exit or after
+    `deadline` (killed then)."""
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), deadline)
+    except TimeoutError:
+        _signal_group(process, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), STOP_DEADLINE)
+        raise AssertionError(f"{command!r} still running after {deadline:g} s") from None
+    assert process.returncode == 0, f"{command!r} exited {process.returncode}: {err.decode(errors='replace')}"
+    return out.decode()

@@ -13,6 +13,8 @@ changed body, old timestamp, too large) with deliveries signed by the reference 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +22,19 @@ import httpx
 import pytest
 
 from apps.webhooks.signing import new_secret
-from tests.conftest import _free_port, live_server
+from tests.conftest import ROOT, _free_port, live_server
 from tests.test_make_run import redis_server
 from tests.waiting import WaitTimeout, async_wait_for
 from tests.webhooks.conftest import QUIET_PASSES, celery_worker, worker_env
-from tests.webhooks.example_receivers import ExampleReceiver, build_node_app, start_receiver, stop_receiver
+from tests.webhooks.example_receivers import (
+    EXAMPLES,
+    ExampleReceiver,
+    build_node_app,
+    run_shell,
+    spawn_receiver,
+    start_receiver,
+    stop_receiver,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
 
@@ -282,3 +292,54 @@ async def test_a_real_sandbox_s_events_reach_both_examples_once_each_in_order(
         assert {e["event"]["data"]["id"] for e in stored.values()} == {sandbox["id"]}
         assert stored[ids[-1]]["event"]["data"]["status"] == "destroyed"
         assert [receiver.processed(event_id) for event_id in ids] == [1, 1, 1]
+
+
+def readme_commands(kind: str) -> list[str]:
+    """The three commands of examples/webhooks/README.md's block for `kind` (its export line and
+    comments left out: the test gives the server's URL and a key)."""
+    section = (EXAMPLES / "README.md").read_text().split("## Against a VibeBox server", 1)[1].split("\n## ", 1)[0]
+    script = {"python": "receiver.py", "node": "receiver.mjs"}[kind]
+    [block] = [b for b in re.findall(r"```bash\n(.*?)```", section, re.S) if script in b]
+    lines = block.replace("\\\n", " ").splitlines()
+    commands = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "export "))]
+    assert len(commands) == 3, commands
+    return commands
+
+
+async def test_the_readme_s_three_commands_against_the_live_server(kind, stack, api, api_key, receivers, tmp_path):
+    """The README's commands as written (port 8001 aside): an endpoint made with curl, the receiver
+    started with the secret from its answer, a test event that the receiver processes."""
+    port = _free_port()
+    create, receive, test = (command.replace("8001", str(port)) for command in readme_commands(kind))
+    folder = tmp_path / "readme"
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "VIBEBOX_API_URL": stack.url,
+        "VIBEBOX_API_KEY": api_key[1],
+        "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",  # python3: the virtualenv's
+        "PYTHONPATH": str(ROOT / "sdk" / "python" / "src"),  # as `pip install ./sdk/python` would
+        "PYTHONUNBUFFERED": "1",
+    }
+    if kind == "python":  # run from a VibeBox checkout
+        (folder / "examples").symlink_to(ROOT / "examples")
+        store = folder / "webhooks.sqlite3"
+    else:  # in a folder where @vibebox/sdk is installed, the receiver copied there
+        (folder / "node_modules").symlink_to(receivers.node_app / "node_modules")
+        (folder / "receiver.mjs").write_bytes((EXAMPLES / "node" / "receiver.mjs").read_bytes())
+        store = folder / "webhooks.json"
+
+    assert await run_shell(create, cwd=folder, env=env) == ""
+    hook = json.loads((folder / "hook.json").read_text())
+    assert hook["url"] == f"http://127.0.0.1:{port}/" and hook["secret"].startswith("whsec_")
+    assert receive.endswith(" &")
+    receiver = await spawn_receiver(
+        kind, ["bash", "-c", receive.removesuffix(" &")], cwd=folder, env=env, port=port, store=store
+    )
+    receivers.started.append(receiver)  # stopped at teardown
+    queued = json.loads(await run_shell(test, cwd=folder, env=env))
+    assert queued["event"] == "webhook.test" and queued["webhookId"] == hook["id"]
+    await settled(api, stack, hook, queued)
+    stored = await stored_and_processed(receiver, [queued["eventId"]], stack)
+    assert stored[queued["eventId"]]["type"] == "webhook.test"
+    assert f"processed {queued['eventId']} webhook.test" in receiver.output
