@@ -4,7 +4,8 @@ The real server (the Procfile's uvicorn, tests/conftest.live_server) and a real 
 Procfile's, consuming every queue, beat embedded: tests/webhooks/conftest.celery_worker) on a Redis
 of the module's own; each receiver a subprocess on a loopback port (tests/webhooks/example_receivers);
 webhooks made and events caused through the HTTP API only. What the receivers stored (their SQLite
-table, their JSON file) and what the server recorded (deliveries, attempts) are read back.
+table, their JSON file) and what the server recorded (deliveries, attempts) are read back. The
+README's three commands per receiver are run as written, too.
 
 sdk/python/tests/test_webhook_examples.py covers the receivers' refusals one by one (bad signature,
 changed body, old timestamp, too large) with deliveries signed by the reference library.
@@ -254,7 +255,10 @@ async def test_an_example_with_the_wrong_secret_refuses_and_the_delivery_fails(k
             seen.append(detail["status"])
         return detail if detail["status"] == "failed" else None
 
-    detail = await async_wait_for(finished, timeout=DEADLINE, interval=0.25, what="the delivery to fail")
+    try:
+        detail = await async_wait_for(finished, timeout=DEADLINE, interval=0.25, what="the delivery to fail")
+    except WaitTimeout as exc:
+        pytest.fail(f"{exc} (seen: {seen})\n{receiver.describe()}\n{stack.tail()}")
     assert "retrying" in seen and seen[-1] == "failed", seen
     assert detail["attempts"] == 2 and detail["responseStatus"] == 400
     assert answered(detail) == [(400, {"error": "webhook_signature_invalid"})] * 2
