@@ -36,6 +36,15 @@ def _leftovers(client: docker.DockerClient) -> list:
 
 
 OPERATOR_KEY = "sk-ant-operator-" + "s" * 24
+# Webhooks go to receivers on loopback over http, and are sent when a test runs the sender
+# (`deliver()` below): no Celery worker serves this server, and a queued task would reach whichever
+# worker listens on the shared broker.
+WEBHOOKS = {
+    "VIBEBOX_WEBHOOK_ALLOW_HTTP": "1",
+    "VIBEBOX_WEBHOOK_ALLOW_PRIVATE": "1",
+    "VIBEBOX_WEBHOOK_DISPATCH": "0",
+    "VIBEBOX_WEBHOOK_RETRY_SCHEDULE": "0s,0s",
+}
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +64,7 @@ def server(anthropic: anthropic_stub.Stub) -> Iterator[LiveServer]:
     gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": OPERATOR_KEY}
     with (
         sessions.claimed(engine, INSTANCE),
-        live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway) as running,  # warm creates
+        live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway, **WEBHOOKS) as running,  # warm
     ):
         yield running
         running.manage("warmpools", "--drain")  # pooled containers are the server's, not leaks
@@ -116,3 +125,10 @@ def cli(
     return subprocess.run(
         [VIBEBOX, *args], env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
+
+
+def deliver(server: LiveServer, webhook_id: str) -> int:
+    """Runs the webhook's sender once against the server's database (as beat's pass would queue
+    it): answers how many attempts it made."""
+    code = f"from apps.webhooks.delivery import deliver_webhook; print(deliver_webhook({webhook_id!r}))"
+    return int(server.manage("shell", "-c", code).strip().splitlines()[-1])
