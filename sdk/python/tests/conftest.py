@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import docker
@@ -24,6 +26,7 @@ from common import LiveServer, live_server  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests import anthropic_stub, sessions  # noqa: E402  (a local Anthropic API: there is never a real key)
+from tests.webhooks.conftest import Receiver  # noqa: E402  (verifies with the reference library)
 
 # Claimed like a Django test session's label (tests/sessions.py): a killed SDK run's containers
 # are swept by the next session that finds their owner dead.
@@ -132,3 +135,24 @@ def deliver(server: LiveServer, webhook_id: str) -> int:
     it): answers how many attempts it made."""
     code = f"from apps.webhooks.delivery import deliver_webhook; print(deliver_webhook({webhook_id!r}))"
     return int(server.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback that verifies signatures with the reference library."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            state.handle(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield state
+    server.shutdown()
+    server.server_close()
