@@ -109,8 +109,11 @@ def test_webhooks_errors_and_exit_codes(cli_env):
         cli(cli_env, "webhooks", "create", "https://hooks.example.com/x", "--events", "*", "--json").stdout
     )
     assert created["secret"].startswith("whsec_")  # --json carries it too
+    listed = cli(cli_env, "webhooks", "list", "--json")  # `list` and `delete`, as keys and roles name them
+    assert created["id"] in [h["id"] for h in json.loads(listed.stdout)]
     try:
         gone = cli(cli_env, "webhooks", "delivery", created["id"], "dlv_nosuchdelivery")
         assert gone.returncode == 3 and "(delivery_not_found)" in gone.stderr
     finally:
-        assert cli(cli_env, "webhooks", "rm", created["id"], "--json").returncode == 0
+        removed = cli(cli_env, "webhooks", "delete", created["id"], "--json")
+        assert removed.returncode == 0 and json.loads(removed.stdout) == {"id": created["id"], "deleted": True}

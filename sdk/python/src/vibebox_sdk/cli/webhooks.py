@@ -89,7 +89,8 @@ def filter_text(value: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
-def print_webhook(hook: Webhook) -> None:
+def print_webhook(hook: Webhook, *, secret: bool = False) -> None:
+    """The webhook as `key  value` lines; with `secret`, its secret last (create, rotate-secret)."""
     output.fields(
         [
             ("id", hook.id),
@@ -104,6 +105,7 @@ def print_webhook(hook: Webhook) -> None:
                 "previous secret",
                 f"signs until {hook.previous_secret_expires_at}" if hook.previous_secret_expires_at else None,
             ),
+            *([("secret", hook.secret or "")] if secret else []),
         ]
     )
 
@@ -113,8 +115,7 @@ def print_secret(hook: Webhook, json: bool, what: str) -> None:
     if json:
         output.print_json(hook)
     else:
-        print_webhook(hook)
-        output.fields([("secret", hook.secret or "")])
+        print_webhook(hook, secret=True)
     output.note(f"{what} {hook.id}; {SECRET_NOTE}", style="bold yellow")
 
 
@@ -322,6 +323,11 @@ def redeliver(webhook: WebhookArg, delivery_id: DeliveryArg, json: JsonFlag = Fa
     print_deliveries(found, json)
     if not json:
         output.note(f"queued {found.id}, a redelivery of {delivery_id}")
+
+
+# The names `keys`, `roles` and `teams` use, kept out of the help.
+app.command("list", hidden=True)(list_)
+app.command("delete", hidden=True)(remove)
 
 
 def register(root: typer.Typer) -> None:
