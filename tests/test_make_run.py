@@ -46,12 +46,13 @@ def wait_for(condition, what: str, deadline: float = DEADLINE, log: Path | None 
         pytest.fail(f"{exc}\n{tail}")
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    """A Redis server of this test's own on a free loopback port (broker, cache, channel layer)."""
+@contextlib.contextmanager
+def redis_server(directory: Path):
+    """A Redis server of one's own on a free loopback port (broker, cache, channel layer), its
+    files in `directory`; yields its URL."""
     port = _free_port()
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(tmp_path)],
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(directory)],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
@@ -70,6 +71,13 @@ def own_redis(tmp_path):
         client.close()
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own (redis_server)."""
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 def _alive(pid: int) -> bool:

@@ -142,10 +142,7 @@ def record(
     with transaction.atomic():
         # The chain's end, locked (PostgreSQL: the row; SQLite: IMMEDIATE transactions already
         # serialize writers), so two writers of one organization never take the same number.
-        head = AuditHead.objects.select_for_update().filter(org_id=entry.org_id).first()
-        if head is None:
-            head, _ = AuditHead.objects.get_or_create(org_id=entry.org_id)
-            head = AuditHead.objects.select_for_update().get(org_id=entry.org_id)
+        head, _ = AuditHead.objects.select_for_update().get_or_create(org_id=entry.org_id)
         entry.seq = head.seq + 1
         entry.prev_hash = head.hash
         entry.created_at = timezone.now()

@@ -23,6 +23,7 @@ ORG_TABS = [  # (key, label, URL name, the permission it needs to show)
     ("roles", "Roles", "dashboard:org-roles", None),
     ("teams", "Teams", "dashboard:org-teams", None),
     ("audit", "Audit log", "dashboard:org-audit", "audit.read"),
+    ("webhooks", "Webhooks", "dashboard:org-webhooks", "webhooks.manage"),
 ]
 
 TABS = [
@@ -68,8 +69,8 @@ def sandbox_tabs(sandbox) -> list[dict]:
 
 
 def org_tabs(actor) -> list[dict]:
-    """The organization pages' tabs (of the organization acted in): members, roles, teams, and the
-    audit log for those who may read it."""
+    """The organization pages' tabs (of the organization acted in): members, roles, teams, the
+    audit log for those who may read it, and webhooks for those who may manage them."""
     return [
         {"key": key, "label": label, "url": url}
         for key, label, name, permission in ORG_TABS

@@ -1,9 +1,9 @@
 """Routes of the organization pages: the current organization (the switcher's choice), its
-members and invitations, roles, teams and audit log, and a new organization."""
+members and invitations, roles, teams, audit log and webhooks, and a new organization."""
 
 from django.urls import path
 
-from . import audit, orgs
+from . import audit, orgs, webhooks
 
 urlpatterns = [
     path("orgs/switch", orgs.org_switch, name="org-switch"),
@@ -29,4 +29,22 @@ urlpatterns = [
     path("org/invitations/<str:invitation_id>/revoke", orgs.invitation_revoke, name="org-invitation-revoke"),
     path("org/audit/", audit.audit_page, name="org-audit"),
     path("org/audit/export", audit.audit_export, name="org-audit-export"),
+    path("org/webhooks/", webhooks.webhooks_page, name="org-webhooks"),
+    path("org/webhooks/new", webhooks.webhook_create, name="org-webhook-create"),
+    path("org/webhooks/<str:webhook_id>/", webhooks.webhook_page, name="org-webhook"),
+    path("org/webhooks/<str:webhook_id>/edit", webhooks.webhook_edit, name="org-webhook-edit"),
+    path("org/webhooks/<str:webhook_id>/active", webhooks.webhook_active, name="org-webhook-active"),
+    path("org/webhooks/<str:webhook_id>/rotate", webhooks.webhook_rotate, name="org-webhook-rotate"),
+    path("org/webhooks/<str:webhook_id>/test", webhooks.webhook_test, name="org-webhook-test"),
+    path("org/webhooks/<str:webhook_id>/delete", webhooks.webhook_delete, name="org-webhook-delete"),
+    path(
+        "org/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>",
+        webhooks.delivery_page,
+        name="org-webhook-delivery",
+    ),
+    path(
+        "org/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/redeliver",
+        webhooks.delivery_redeliver,
+        name="org-webhook-redeliver",
+    ),
 ]

@@ -64,6 +64,26 @@ def _refused(request, exc: errors.ApplicationError) -> None:
     messages.error(request, f"{exc.message} ({exc.code})")
 
 
+def carry_out(request, page: str, call, success, *, refused=None, explain=None):
+    """The shape of a write: `call()` (one service call). If the service refuses (an application
+    error), its message with its code goes on the page (`explain(exc)` may word it better; None
+    keeps the service's) and `refused()` may answer instead of going back to `page` (the form
+    shown again with what was typed; None: back to `page`). Else `success`, a string or a function
+    of the call's result (which may also update the session), is the message, and back to `page`."""
+    try:
+        result = call()
+    except errors.ApplicationError as exc:
+        wording = explain(exc) if explain is not None else None
+        if wording:
+            messages.error(request, wording)
+        else:
+            _refused(request, exc)
+        response = refused() if refused is not None else None
+        return response or redirect(page)
+    messages.success(request, success(result) if callable(success) else success)
+    return redirect(page)
+
+
 def _stale(request, page: str):
     messages.error(
         request, "You switched organization since this page was loaded: nothing changed. Check the page and try again."
@@ -192,15 +212,18 @@ def org_rename(request):
     actor = _actor(request, ORG_MANAGE)
     name = request.POST.get("name", "").strip()
     slug = request.POST.get("slug", "").strip()
-    try:
-        org = org_services.org_update(org=actor.org, name=name, slug=slug or None)
-    except errors.ApplicationError as exc:
-        actor.org.refresh_from_db()
-        _refused(request, exc)
-    else:
+
+    def renamed(org) -> str:
         request.session[SESSION_ORG] = org.slug  # the session names the organization by slug
-        messages.success(request, f"Organization renamed to {org.name} ({org.slug}).")
-    return redirect("dashboard:org")
+        return f"Organization renamed to {org.name} ({org.slug})."
+
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.org_update(org=actor.org, name=name, slug=slug or None),
+        renamed,
+        refused=actor.org.refresh_from_db,
+    )
 
 
 @writes_to("dashboard:org")
@@ -211,13 +234,13 @@ def member_add(request):
     if not user_ref:
         messages.error(request, "Name the user: username or email.")
         return org_page(request, member_form={"user": user_ref, "role": role})
-    try:
-        membership = org_services.member_add(org=actor.org, user_ref=user_ref, role=role, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-        return org_page(request, member_form={"user": user_ref, "role": role})
-    messages.success(request, f"{membership.user.get_username()} added as {membership.role_name}.")
-    return redirect("dashboard:org")
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.member_add(org=actor.org, user_ref=user_ref, role=role, by=request.user),
+        lambda membership: f"{membership.user.get_username()} added as {membership.role_name}.",
+        refused=lambda: org_page(request, member_form={"user": user_ref, "role": role}),
+    )
 
 
 @writes_to("dashboard:org")
@@ -228,24 +251,26 @@ def invitation_create(request):
     if len(form["email"]) > 254 or not re.match(EMAIL_PATTERN, form["email"]):
         messages.error(request, "Enter a valid email address.")
         return org_page(request, invitation_form=form)
-    try:
-        invitation, created = org_services.invitation_create(
+
+    def sent(result) -> str:
+        invitation, created = result
+        if created:
+            return f"Invitation sent to {invitation.email} as {invitation.role_name}."
+        return f"{invitation.email} was invited already: sent again as {invitation.role_name}, with a new expiry."
+
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.invitation_create(
             org=actor.org,
             email=form["email"],
             role=form["role"],
             base_url=invitation_base_url(request),
             by=request.user,
-        )
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-        return org_page(request, invitation_form=form)
-    if created:
-        messages.success(request, f"Invitation sent to {invitation.email} as {invitation.role_name}.")
-    else:
-        messages.success(
-            request, f"{invitation.email} was invited already: sent again as {invitation.role_name}, with a new expiry."
-        )
-    return redirect("dashboard:org")
+        ),
+        sent,
+        refused=lambda: org_page(request, invitation_form=form),
+    )
 
 
 def _invitation(actor: Actor, invitation_id: str) -> Invitation:
@@ -259,27 +284,28 @@ def _invitation(actor: Actor, invitation_id: str) -> Invitation:
 def invitation_resend(request, invitation_id: str):
     actor = _actor(request, MEMBERS_MANAGE)
     invitation = _invitation(actor, invitation_id)
-    try:
-        org_services.invitation_resend(invitation=invitation, base_url=invitation_base_url(request), by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        expires = f"{invitation.expires_at:%Y-%m-%d %H:%M}"
-        messages.success(request, f"Invitation sent again to {invitation.email}; it now expires {expires} UTC.")
-    return redirect("dashboard:org")
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.invitation_resend(
+            invitation=invitation, base_url=invitation_base_url(request), by=request.user
+        ),
+        lambda _: (
+            f"Invitation sent again to {invitation.email}; it now expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC."
+        ),
+    )
 
 
 @writes_to("dashboard:org")
 def invitation_revoke(request, invitation_id: str):
     actor = _actor(request, MEMBERS_MANAGE)
     invitation = _invitation(actor, invitation_id)
-    try:
-        org_services.invitation_revoke(invitation=invitation, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Invitation to {invitation.email} revoked: its link no longer works.")
-    return redirect("dashboard:org")
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.invitation_revoke(invitation=invitation, by=request.user),
+        f"Invitation to {invitation.email} revoked: its link no longer works.",
+    )
 
 
 @writes_to("dashboard:org")
@@ -287,13 +313,12 @@ def member_role(request, member_id: int):
     actor = _actor(request, MEMBERS_MANAGE)
     membership = _member(actor, member_id)
     role = request.POST.get("role", "")
-    try:
-        org_services.member_update(membership=membership, role=role, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{membership.user.get_username()} is now {membership.role_name}.")
-    return redirect("dashboard:org")
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.member_update(membership=membership, role=role, by=request.user),
+        lambda _: f"{membership.user.get_username()} is now {membership.role_name}.",
+    )
 
 
 @writes_to("dashboard:org")
@@ -301,15 +326,15 @@ def member_remove(request, member_id: int):
     actor = _actor(request, MEMBERS_MANAGE)
     membership = _member(actor, member_id)
     username = membership.user.get_username()
-    try:
-        org_services.member_remove(membership=membership, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{username} removed from {actor.org.name}: their keys here stop working.")
+
+    def removed(_) -> str:
         if membership.user_id == request.user.pk:
             request.session.pop(SESSION_ORG, None)  # removed themselves: back to their personal one
-    return redirect("dashboard:org")
+        return f"{username} removed from {actor.org.name}: their keys here stop working."
+
+    return carry_out(
+        request, "dashboard:org", lambda: org_services.member_remove(membership=membership, by=request.user), removed
+    )
 
 
 @writes_to("dashboard:org")
@@ -319,14 +344,14 @@ def org_leave(request):
     membership = org_selectors.membership_get(org=actor.org, user=request.user)
     if membership is None:
         raise Http404("You are not a member.")
-    try:
-        org_services.member_remove(membership=membership, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-        return redirect("dashboard:org")
-    request.session.pop(SESSION_ORG, None)
-    messages.success(request, f"You left {actor.org.name}; you now act in your personal organization.")
-    return redirect("dashboard:org")
+
+    def left(_) -> str:
+        request.session.pop(SESSION_ORG, None)
+        return f"You left {actor.org.name}; you now act in your personal organization."
+
+    return carry_out(
+        request, "dashboard:org", lambda: org_services.member_remove(membership=membership, by=request.user), left
+    )
 
 
 @login_required
@@ -392,23 +417,22 @@ def role_create(request):
     problem = _name_problem(form["name"], "Name")
     if problem is None and len(form["description"]) > 200:
         problem = "The description is at most 200 characters."
-    if problem is None:
-        try:
-            role = org_services.role_create(
-                org=actor.org,
-                name=form["name"],
-                description=form["description"],
-                permissions=form["permissions"],
-                by=request.user,
-            )
-        except errors.ApplicationError as exc:
-            _refused(request, exc)
-        else:
-            messages.success(request, f"Role {role.name} created.")
-            return redirect("dashboard:org-roles")
-    else:
+    if problem is not None:
         messages.error(request, problem)
-    return roles_page(request, role_form=form)
+        return roles_page(request, role_form=form)
+    return carry_out(
+        request,
+        "dashboard:org-roles",
+        lambda: org_services.role_create(
+            org=actor.org,
+            name=form["name"],
+            description=form["description"],
+            permissions=form["permissions"],
+            by=request.user,
+        ),
+        lambda role: f"Role {role.name} created.",
+        refused=lambda: roles_page(request, role_form=form),
+    )
 
 
 @writes_to("dashboard:org-roles")
@@ -419,39 +443,41 @@ def role_edit(request, name: str):
     if len(description) > 200:
         messages.error(request, "The description is at most 200 characters.")
         return redirect("dashboard:org-roles")
-    try:
-        org_services.role_update(
+    return carry_out(
+        request,
+        "dashboard:org-roles",
+        lambda: org_services.role_update(
             role=role, permissions=request.POST.getlist("permissions"), description=description, by=request.user
-        )
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Role {role.name} saved: its members' and teams' permissions changed at once.")
-    return redirect("dashboard:org-roles")
+        ),
+        f"Role {role.name} saved: its members' and teams' permissions changed at once.",
+    )
 
 
 @writes_to("dashboard:org-roles")
 def role_delete(request, name: str):
     actor = _actor(request, MEMBERS_MANAGE)
     role = _role(actor, name)
-    try:
-        org_services.role_delete(role=role, by=request.user)
-    except errors.RoleInUse as exc:
+
+    def in_use(exc) -> str | None:
+        """Who holds the role, when that is why (else the service's message)."""
+        if not isinstance(exc, errors.RoleInUse):
+            return None
         holders = [m.user.get_username() for m in actor.org.memberships.filter(custom_role=role).select_related("user")]
         holders += [f"team {team.name}" for team in actor.org.teams.filter(custom_role=role)]
-        if holders:
-            messages.error(
-                request,
-                f"Role {role.name} is in use by {', '.join(holders)}: give them another role first, "
-                f"then delete it. ({exc.code})",
-            )
-        else:
-            _refused(request, exc)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Role {name} deleted.")
-    return redirect("dashboard:org-roles")
+        if not holders:
+            return None
+        return (
+            f"Role {role.name} is in use by {', '.join(holders)}: give them another role first, "
+            f"then delete it. ({exc.code})"
+        )
+
+    return carry_out(
+        request,
+        "dashboard:org-roles",
+        lambda: org_services.role_delete(role=role, by=request.user),
+        f"Role {name} deleted.",
+        explain=in_use,
+    )
 
 
 # ---- teams ----
@@ -474,19 +500,16 @@ def team_create(request):
     actor = _actor(request, MEMBERS_MANAGE)
     form = {"name": request.POST.get("name", "").strip(), "role": request.POST.get("role", "")}
     problem = _name_problem(form["name"], "Name")
-    if problem is None:
-        try:
-            team = org_services.team_create(
-                org=actor.org, name=form["name"], role=form["role"] or None, by=request.user
-            )
-        except errors.ApplicationError as exc:
-            _refused(request, exc)
-        else:
-            messages.success(request, f"Team {team.name} created.")
-            return redirect("dashboard:org-teams")
-    else:
+    if problem is not None:
         messages.error(request, problem)
-    return teams_page(request, team_form=form)
+        return teams_page(request, team_form=form)
+    return carry_out(
+        request,
+        "dashboard:org-teams",
+        lambda: org_services.team_create(org=actor.org, name=form["name"], role=form["role"] or None, by=request.user),
+        lambda team: f"Team {team.name} created.",
+        refused=lambda: teams_page(request, team_form=form),
+    )
 
 
 @writes_to("dashboard:org-teams")
@@ -500,31 +523,29 @@ def team_edit(request, name: str):
         messages.error(request, problem)
         return redirect("dashboard:org-teams")
     role = request.POST.get("role", "")
-    try:
-        org_services.team_update(
+    return carry_out(
+        request,
+        "dashboard:org-teams",
+        lambda: org_services.team_update(
             team=team,
             name=new_name if new_name != team.name else None,
             role=role if role != team.role_name else None,
             by=request.user,
-        )
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Team {team.name} saved.")
-    return redirect("dashboard:org-teams")
+        ),
+        lambda _: f"Team {team.name} saved.",
+    )
 
 
 @writes_to("dashboard:org-teams")
 def team_delete(request, name: str):
     actor = _actor(request, MEMBERS_MANAGE)
     team = _team(actor, name)
-    try:
-        org_services.team_delete(team=team, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Team {name} deleted.")
-    return redirect("dashboard:org-teams")
+    return carry_out(
+        request,
+        "dashboard:org-teams",
+        lambda: org_services.team_delete(team=team, by=request.user),
+        f"Team {name} deleted.",
+    )
 
 
 @writes_to("dashboard:org-teams")
@@ -535,13 +556,12 @@ def team_member_add(request, name: str):
     if not username:
         messages.error(request, "Choose a member to add.")
         return redirect("dashboard:org-teams")
-    try:
-        org_services.team_member_add(team=team, user_ref=username, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{username} added to team {team.name}.")
-    return redirect("dashboard:org-teams")
+    return carry_out(
+        request,
+        "dashboard:org-teams",
+        lambda: org_services.team_member_add(team=team, user_ref=username, by=request.user),
+        f"{username} added to team {team.name}.",
+    )
 
 
 @writes_to("dashboard:org-teams")
@@ -549,10 +569,9 @@ def team_member_remove(request, name: str):
     actor = _actor(request, MEMBERS_MANAGE)
     team = _team(actor, name)
     username = request.POST.get("username", "")
-    try:
-        org_services.team_member_remove(team=team, user_ref=username, by=request.user)
-    except errors.ApplicationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{username} removed from team {team.name}.")
-    return redirect("dashboard:org-teams")
+    return carry_out(
+        request,
+        "dashboard:org-teams",
+        lambda: org_services.team_member_remove(team=team, user_ref=username, by=request.user),
+        f"{username} removed from team {team.name}.",
+    )

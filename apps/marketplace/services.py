@@ -1,11 +1,18 @@
 """Writes for templates: seeding built-in templates' rows (their images are built by apps/sandboxes/images.py)."""
 
+from django.db import transaction
+
 from .catalog import TemplateSource
 from .models import Template
+from .signals import template_published
 
 
+@transaction.atomic
 def template_upsert(*, source: TemplateSource) -> Template:
+    """Creates or updates a built-in template's row; a new template or a new version is published
+    (an unchanged one, synced at every start, is not)."""
     spec = source.spec
+    before = Template.objects.filter(name=source.name).values_list("version", "is_active").first()
     template, _ = Template.objects.update_or_create(
         name=source.name,
         defaults={
@@ -29,4 +36,6 @@ def template_upsert(*, source: TemplateSource) -> Template:
             "is_active": True,
         },
     )
+    if before is None or before != (template.version, True):
+        template_published.send(sender=Template, template=template)
     return template

@@ -14,8 +14,9 @@ from .services import personal_org_ensure
 
 def _record_everywhere(action: str, user, changes: dict | None = None, *, by_user: bool = True) -> None:
     """`by_user` False: the user is only the target (a failed sign-in: whoever tried is anonymous)."""
-    personal_org_ensure(user=user)  # every user has one, made on first need: this may be it
     org_ids = list(Membership.objects.filter(user=user).values_list("org_id", flat=True))
+    if not org_ids:  # every user has an organization, made on first need: this may be it
+        org_ids = [personal_org_ensure(user=user).pk]
     actor = user if by_user else None
     for org_id in org_ids:
         record(action, org_id=org_id, target_type="user", target_id=str(user.pk), changes=changes, user=actor)

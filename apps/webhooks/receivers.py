@@ -7,6 +7,8 @@ from apps.agents.api.run_serializers import AgentRunSummarySerializer
 from apps.agents.signals import agent_run_finished
 from apps.keys.api.serializers import ApiKeySerializer
 from apps.keys.signals import api_key_event
+from apps.marketplace.api.serializers import TemplateSerializer
+from apps.marketplace.signals import template_published
 from apps.sandboxes.api.serializers import ExecutionDetailSerializer, SandboxSerializer
 from apps.sandboxes.models import Execution
 from apps.sandboxes.signals import sandbox_event
@@ -95,3 +97,12 @@ def _agent_run_finished(sender, run, **kwargs):
     """data: the run as GET /agent-runs lists it (its counts, not its tasks: a run may have thousands)."""
     if run.org_id:
         services.emit(org_id=run.org_id, type="agent_run.finished", data=lambda: AgentRunSummarySerializer(run).data)
+
+
+@receiver(template_published, dispatch_uid="webhooks.template_published")
+def _template_published(sender, template, **kwargs):
+    """data: the template as GET /api/v1/templates/{name}. Built-in templates are public: every
+    organization's endpoints that subscribe hear of them."""
+    services.emit_public(
+        type="template.published", data=lambda: TemplateSerializer(template).data, template=template.name
+    )

@@ -188,13 +188,14 @@ def subscribed(webhook: Webhook, event: str) -> bool:
     return catalog.ALL in webhook.events or event in webhook.events
 
 
-def matches(filter: dict, sandbox) -> bool:
+def matches(filter: dict, sandbox=None, template: str | None = None) -> bool:
     """Whether an event of `sandbox` (None: not a sandbox's) passes an endpoint's filter. An
-    endpoint with a filter hears only of the sandboxes that match it."""
+    endpoint with a filter hears only of the sandboxes that match it, and of the templates its
+    `template` key names (a template's own events: `template`, its name)."""
     if not filter:
         return True
     if sandbox is None:
-        return False
+        return template is not None and set(filter) == {"template"} and filter["template"] == template
     if "sandboxId" in filter and filter["sandboxId"] != sandbox.id:
         return False
     if "template" in filter and filter["template"] != sandbox.template.name:
@@ -223,6 +224,24 @@ def emit(*, org_id: str, type: str, data, sandbox=None, hooks: list[Webhook] | N
         for hook in (active_webhooks(org_id) if hooks is None else hooks)
         if subscribed(hook, type) and matches(hook.filter, sandbox)
     ]
+    return _write(hooks, type, data)
+
+
+def emit_public(*, type: str, data, template: str) -> list[Delivery]:
+    """emit() for an event every organization may hear of (a public template's): one delivery per
+    active endpoint of any organization that subscribes to it, all with one event id."""
+    if type not in catalog.EVENTS:
+        raise ValueError(f"unknown webhook event {type!r}")
+    hooks = [
+        hook
+        for hook in Webhook.objects.filter(active=True).order_by("pk")
+        if subscribed(hook, type) and matches(hook.filter, template=template)
+    ]
+    return _write(hooks, type, data)
+
+
+def _write(hooks: list[Webhook], type: str, data) -> list[Delivery]:
+    """One delivery per endpoint in `hooks`, all with one event id (`data` rendered once, if any)."""
     if not hooks:
         return []
     payload = _payload(type, data() if callable(data) else data)

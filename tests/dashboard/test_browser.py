@@ -41,7 +41,9 @@ FAKE_ROWS = (
 @pytest.fixture(scope="module")
 def server():
     instance = f"web{os.getpid()}"
-    with live_server(instance) as running:
+    # Webhooks to loopback over http, sent only when a test sends them (no Celery worker here).
+    webhooks = {"VIBEBOX_WEBHOOK_ALLOW_HTTP": "true", "VIBEBOX_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with live_server(instance, VIBEBOX_WEBHOOK_DISPATCH="false", **webhooks) as running:
         running.manage("shell", "-c", SET_PASSWORD.format(user=instance, password=PASSWORD))
         running.user = instance
         yield running
@@ -240,3 +242,35 @@ def test_the_members_page_adds_changes_and_removes_a_member(server, context):
     page.locator("#org-leave").click()
     expect(page.locator(".messages .error")).to_contain_text("last_owner")
     expect(page.locator("#org-name")).to_have_text("Browser Org")
+
+
+SEND_WEBHOOK = "from apps.webhooks import delivery; delivery.deliver_webhook('{id}')"
+
+
+def test_a_webhook_is_added_and_its_test_event_shows_live(server, context):
+    """A webhook from the form (the secret shown once), "Send test event", and the delivery log
+    turning from pending to retrying without a reload (its endpoint refuses: nothing listens)."""
+    import socket
+
+    from playwright.sync_api import expect
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = context.new_page()
+    sign_in(page, server)
+    page.get_by_role("link", name="Organization").click()
+    page.get_by_role("link", name="Webhooks").click()
+    page.wait_for_url(re.compile(r"/org/webhooks/$"))
+    page.locator("#new-url").fill(f"http://127.0.0.1:{port}/hook")
+    page.locator('[data-event="sandbox.created"]').check()
+    page.locator("#new-webhook-save").click()
+    expect(page.locator("#webhook-secret")).to_contain_text("whsec_")
+    row = page.locator("#webhook-list tbody tr").first
+    webhook_id = row.get_attribute("data-webhook")
+    row.get_by_role("link").first.click()
+    page.wait_for_url(re.compile(rf"/org/webhooks/{webhook_id}/$"))
+    page.locator("#webhook-test").click()
+    expect(page.locator("#delivery-list tbody tr[data-status=pending]")).to_have_count(1)
+    server.manage("shell", "-c", SEND_WEBHOOK.format(id=webhook_id))
+    expect(page.locator("#delivery-list tbody tr[data-status=retrying]")).to_have_count(1)  # polled, no reload

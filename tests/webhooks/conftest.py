@@ -1,13 +1,21 @@
 """A real webhook receiver on loopback (stdlib http.server in a thread) that checks every
-signature with the standardwebhooks reference library, independently of the server's code."""
+signature with the standardwebhooks reference library, independently of the server's code; and a
+real Celery worker (the Procfile's) for the tests that need one."""
 
 import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -108,3 +116,91 @@ def hook(api_client, receiver):
         return created
 
     return make
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# Beat's other passes, held off in a worker started for webhooks (they would only add noise).
+QUIET_PASSES = {
+    "VIBEBOX_RECONCILE_INTERVAL": "1h",
+    "VIBEBOX_POOL_INTERVAL": "1h",
+    "VIBEBOX_USAGE_FLUSH_INTERVAL": "1h",
+    "VIBEBOX_AUDIT_PRUNE_INTERVAL": "1h",
+    "VIBEBOX_WEBHOOK_PRUNE_INTERVAL": "1h",
+}
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker on the test database and `redis_url` (a Redis of the test's own:
+    another session's worker must not take its tasks)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        REDIS_URL=redis_url,
+        VIBEBOX_PORT="1",  # names the worker (Procfile); nothing listens
+        **extra,
+    )
+    return env
+
+
+def worker_queues() -> list[str]:
+    """Every queue a task may be sent to: the default one, `webhooks`, and any the routes name."""
+    routes = getattr(django_settings, "CELERY_TASK_ROUTES", None) or {}
+    routed = {route["queue"] for route in routes.values() if isinstance(route, dict) and "queue" in route}
+    default = getattr(django_settings, "CELERY_TASK_DEFAULT_QUEUE", None) or "celery"
+    return sorted({default, "celery", "webhooks", *routed})
+
+
+def procfile(name: str) -> str:
+    """The command of the Procfile's process `name`."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
+    return line.split(":", 1)[1]
+
+
+def worker_command(*, beat_schedule: Path | None = None, line: str = "") -> str:
+    """The Procfile's `worker` line, consuming every queue (worker_queues) whatever queues the line
+    names, so one worker runs the webhooks' tasks as well as the rest; or with `line`, that
+    Procfile line as it is (`webhooks`: the `webhooks` queue alone, a thread pool). With
+    `beat_schedule`, beat embedded (retries and the passes that find due deliveries)."""
+    if line:
+        command = procfile(line)
+    else:
+        command = re.sub(r"\s(?:-Q|--queues)(?:=|\s+)\S+", "", procfile("worker"))
+        command += f" --queues={','.join(worker_queues())}"
+    if beat_schedule is not None:
+        command += f" --beat --schedule={beat_schedule}"
+    return command
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """SIGKILL to the worker's own process group (its pool children with it, also when the master
+    is gone already)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict, log: Path, *, beat_schedule: Path | None = None, line: str = ""
+) -> Iterator[subprocess.Popen]:
+    """A real Celery worker (worker_command) in a process group of its own, its output in `log`;
+    stopped when the block ends (SIGTERM, up to 30 s for a warm shutdown, then SIGKILL to the group)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            ["bash", "-c", worker_command(beat_schedule=beat_schedule, line=line)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        kill_worker(process)

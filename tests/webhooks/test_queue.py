@@ -3,19 +3,16 @@ workers, as `make run` starts them, each consume their own queue. With every thr
 `webhooks` worker held by an endpoint that does not answer, the `worker` still runs beat's passes
 at once, and never runs a webhook task."""
 
-import os
 import re
-import subprocess
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 
 from apps.sandboxes import events
 from apps.webhooks.models import Delivery
-from tests.conftest import ROOT, sandbox_row
+from tests.conftest import sandbox_row
 from tests.test_make_run import own_redis, wait_for  # noqa: F401 (own_redis: a fixture)
-from tests.webhooks.test_worker_killed import _kill, procfile
+from tests.webhooks.conftest import QUIET_PASSES, celery_worker, kill_worker, worker_env
 
 SUCCEEDED = re.compile(r"Task apps\.keys\.tasks\.flush_key_usage\[[0-9a-f-]+\] succeeded")
 
@@ -38,39 +35,19 @@ def test_slow_endpoints_fill_only_the_webhooks_worker(
     assert Delivery.objects.count() == 3
     receiver.answers = [("sleep", 40, 200)] * 3  # longer than the test waits below
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-        REDIS_URL=own_redis,
-        VIBEBOX_PORT="1",  # names the workers (Procfile); nothing listens
+    env = worker_env(
+        own_redis,
         VIBEBOX_WEBHOOK_CONCURRENCY="2",  # two threads: two slow endpoints take them all
         VIBEBOX_WEBHOOK_TIMEOUT="60s",
         VIBEBOX_WEBHOOK_INTERVAL="1s",
-        VIBEBOX_USAGE_FLUSH_INTERVAL="1s",  # a pass of the default queue every second
-        VIBEBOX_RECONCILE_INTERVAL="1h",
-        VIBEBOX_POOL_INTERVAL="1h",
-        VIBEBOX_AUDIT_PRUNE_INTERVAL="1h",
-        VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1h",
+        **{**QUIET_PASSES, "VIBEBOX_USAGE_FLUSH_INTERVAL": "1s"},  # a pass of the default queue every second
     )
-    processes, logs = [], {}
-    try:
-        for name in ("worker", "webhooks"):
-            command = procfile(name)
-            if name == "webhooks":  # beat alongside, as a third process would (its schedule here)
-                command += f" --beat --schedule={tmp_path / 'schedule'}"
-            logs[name] = tmp_path / f"{name}.log"
-            with logs[name].open("wb") as out:
-                processes.append(
-                    subprocess.Popen(
-                        ["bash", "-c", command],
-                        cwd=ROOT,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+    logs = {name: tmp_path / f"{name}.log" for name in ("worker", "webhooks")}
+    with (
+        celery_worker(env, logs["worker"], line="worker") as worker,
+        # Beat alongside the webhooks' worker, as the Procfile's `beat` would send (its schedule here).
+        celery_worker(env, logs["webhooks"], line="webhooks", beat_schedule=tmp_path / "schedule") as webhooks,
+    ):
         wait_for(lambda: len(receiver.requests) >= 2, "two senders to hang", deadline=180, log=logs["webhooks"])
 
         def worker_passes() -> int:
@@ -80,9 +57,8 @@ def test_slow_endpoints_fill_only_the_webhooks_worker(
         wait_for(lambda: worker_passes() >= before + 3, "the worker's passes", deadline=20, log=logs["worker"])
         # Meanwhile the webhooks worker's two threads are still held: the third endpoint waits.
         assert len(receiver.requests) == 2
-    finally:
-        for process in processes:
-            _kill(process)
+        for process in (worker, webhooks):  # no warm shutdown: the webhooks' threads still wait
+            kill_worker(process)
     # Each worker received only its own queue's tasks (their banners list every task: not counted).
     worker_log, webhooks_log = (logs[name].read_text(errors="replace") for name in ("worker", "webhooks"))
     assert re.search(r"Task apps\.keys\.tasks\.flush_key_usage\[\S+\] received", worker_log)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import docker
@@ -24,6 +26,7 @@ from common import LiveServer, live_server  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests import anthropic_stub, sessions  # noqa: E402  (a local Anthropic API: there is never a real key)
+from tests.webhooks.conftest import Receiver  # noqa: E402  (verifies with the reference library)
 
 # Claimed like a Django test session's label (tests/sessions.py): a killed SDK run's containers
 # are swept by the next session that finds their owner dead.
@@ -36,6 +39,15 @@ def _leftovers(client: docker.DockerClient) -> list:
 
 
 OPERATOR_KEY = "sk-ant-operator-" + "s" * 24
+# Webhooks go to receivers on loopback over http, and are sent when a test runs the sender
+# (`deliver()` below): no Celery worker serves this server, and a queued task would reach whichever
+# worker listens on the shared broker.
+WEBHOOKS = {
+    "VIBEBOX_WEBHOOK_ALLOW_HTTP": "1",
+    "VIBEBOX_WEBHOOK_ALLOW_PRIVATE": "1",
+    "VIBEBOX_WEBHOOK_DISPATCH": "0",
+    "VIBEBOX_WEBHOOK_RETRY_SCHEDULE": "0s,0s",
+}
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +67,7 @@ def server(anthropic: anthropic_stub.Stub) -> Iterator[LiveServer]:
     gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": OPERATOR_KEY}
     with (
         sessions.claimed(engine, INSTANCE),
-        live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway) as running,  # warm creates
+        live_server(INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", **gateway, **WEBHOOKS) as running,  # warm
     ):
         yield running
         running.manage("warmpools", "--drain")  # pooled containers are the server's, not leaks
@@ -116,3 +128,31 @@ def cli(
     return subprocess.run(
         [VIBEBOX, *args], env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
+
+
+def deliver(server: LiveServer, webhook_id: str) -> int:
+    """Runs the webhook's sender once against the server's database (as beat's pass would queue
+    it): answers how many attempts it made."""
+    code = f"from apps.webhooks.delivery import deliver_webhook; print(deliver_webhook({webhook_id!r}))"
+    return int(server.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback that verifies signatures with the reference library."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            state.handle(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -9,6 +9,7 @@ import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
 import { Keys } from './keys.js';
 import { Invitations, Orgs } from './orgs.js';
+import { Webhooks } from './webhook-endpoints.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
@@ -75,6 +76,8 @@ export class VibeBox {
   readonly orgs: Orgs;
   /** Accepting an invitation to an organization: `vb.invitations.accept(token)`. */
   readonly invitations: Invitations;
+  /** The organization's webhooks and their deliveries (`webhooks:manage`). */
+  readonly webhooks: Webhooks;
 
   constructor(options: VibeBoxOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.VIBEBOX_API_URL ?? DEFAULT_URL;
@@ -92,6 +95,7 @@ export class VibeBox {
     this.keys = new Keys(this.transport);
     this.orgs = new Orgs(this.transport);
     this.invitations = new Invitations(this.transport);
+    this.webhooks = new Webhooks(this.transport);
   }
 
   /** The server's URL. */

@@ -109,6 +109,21 @@ export class UnknownPermissionError extends ValidationError {
   static override defaultCode = 'unknown_permission';
 }
 
+/** 400: a webhook names an event that does not exist (`details.unknown` lists them, `details.known` every name). @example `if (e instanceof UnknownEventError) console.log(e.details.unknown)` */
+export class UnknownEventError extends ValidationError {
+  static override defaultCode = 'unknown_event';
+}
+
+/** 400: the webhook URL is not accepted (`http` on a server that allows only `https`, a bad port). @example `if (e instanceof InvalidWebhookUrlError) console.log(e.message)` */
+export class InvalidWebhookUrlError extends ValidationError {
+  static override defaultCode = 'invalid_webhook_url';
+}
+
+/** 400: the webhook URL's host resolves to a loopback, private, link-local or the server's own address (`details.addresses`). @example `if (e instanceof WebhookTargetRefusedError) console.log(e.details.addresses)` */
+export class WebhookTargetRefusedError extends ValidationError {
+  static override defaultCode = 'webhook_target_refused';
+}
+
 /**
  * 413: the request body (an upload, stdin, code, a task result…) is above the server's limit;
  * `details.limit` says how many bytes fit.
@@ -199,6 +214,16 @@ export class GrantNotFoundError extends NotFoundError {
 /** 404: no pending invitation with this id, or a wrong, changed or revoked link. @example `await vb.invitations.accept('bad') // throws InvitationNotFoundError` */
 export class InvitationNotFoundError extends NotFoundError {
   static override defaultCode = 'invitation_not_found';
+}
+
+/** 404: no webhook with this id in the organization (another organization's is one too). @example `await vb.webhooks.get('whk_gone') // throws WebhookNotFoundError` */
+export class WebhookNotFoundError extends NotFoundError {
+  static override defaultCode = 'webhook_not_found';
+}
+
+/** 404: no delivery with this id of this webhook. @example `await vb.webhooks.delivery(hook, 'dlv_gone') // throws DeliveryNotFoundError` */
+export class DeliveryNotFoundError extends NotFoundError {
+  static override defaultCode = 'delivery_not_found';
 }
 
 /** 403: the invitation was sent to another email address than your account's. @example `if (e instanceof InvitationEmailMismatchError) …` */
@@ -563,6 +588,11 @@ const BY_CODE: Record<string, ErrorClass> = {
   ask_running: AskRunningError,
   no_pending_changes: NoPendingChangesError,
   merge_conflict: MergeConflictError,
+  webhook_not_found: WebhookNotFoundError,
+  delivery_not_found: DeliveryNotFoundError,
+  unknown_event: UnknownEventError,
+  invalid_webhook_url: InvalidWebhookUrlError,
+  webhook_target_refused: WebhookTargetRefusedError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {

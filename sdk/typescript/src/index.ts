@@ -28,6 +28,7 @@ export * from './keys.js';
 export * from './orgs.js';
 export * from './errors.js';
 export * from './webhooks.js';
+export * from './webhook-endpoints.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
 export type {

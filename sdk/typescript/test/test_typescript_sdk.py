@@ -49,6 +49,15 @@ FIXTURE_LABELS = {"vibebox.test-fixture": "tssdk-git", "vibebox.test-instance": 
 # them without starting one.
 OFFLINE = {"webhooks"}
 SUITES = sorted(name for path in HERE.glob("*.test.ts") if (name := path.name.removesuffix(".test.ts")) not in OFFLINE)
+# Webhooks go to the suites' receivers on loopback over http, and are sent when a suite runs the
+# sender through manage.py (test/webhook-endpoints.test.ts): no Celery worker serves this server,
+# and a queued task would reach whichever worker listens on the shared broker.
+WEBHOOKS = {
+    "VIBEBOX_WEBHOOK_ALLOW_HTTP": "1",
+    "VIBEBOX_WEBHOOK_ALLOW_PRIVATE": "1",
+    "VIBEBOX_WEBHOOK_DISPATCH": "0",
+    "VIBEBOX_WEBHOOK_RETRY_SCHEDULE": "0s,0s",
+}
 CA_CERTS = "/etc/ssl/certs/ca-certificates.crt"
 NODE = shutil.which("node") or "node"
 
@@ -133,7 +142,7 @@ def server(anthropic: anthropic_stub.Stub, git_server: dict[str, str], claimed: 
     engine = docker.from_env()
     gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": "sk-ant-ts-" + "t" * 24}
     with live_server(
-        INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", VIBEBOX_EXTRA_NETWORKS=GIT_NETWORK, **gateway
+        INSTANCE, gateway=True, VIBEBOX_POOL_ENABLED="1", VIBEBOX_EXTRA_NETWORKS=GIT_NETWORK, **gateway, **WEBHOOKS
     ) as running:
         yield running
         running.manage("warmpools", "--drain")

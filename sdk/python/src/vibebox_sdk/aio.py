@@ -31,7 +31,7 @@ from .claude import AsyncClaude
 from .client import ClientCore, create_fields, list_params
 from .durations import Duration
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
-from .namespaces import AsyncOrgs, Env, Git
+from .namespaces import AsyncOrgs, AsyncWebhooks, Env, Git
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
 from .transport import AsyncTransport
@@ -305,6 +305,7 @@ class AsyncVibeBox(ClientCore):
 
     transport_class = AsyncTransport
     orgs_class = AsyncOrgs
+    webhooks_class = AsyncWebhooks
 
     async def __aenter__(self) -> AsyncVibeBox:
         return self

@@ -15,6 +15,7 @@ from .models import (
     ApiKey,
     AuditEntry,
     AuditPage,
+    Delivery,
     EnvVar,
     ExecutionRecord,
     FileEntry,
@@ -28,6 +29,7 @@ from .models import (
     Snapshot,
     Team,
     Template,
+    Webhook,
     snake_keys,
 )
 from .transport import Call
@@ -583,6 +585,86 @@ def invitation_resend(slug: str, invitation_id: str) -> Call:
 def invitation_accept(token: str) -> Call:
     path = f"{API}/invitations/accept"
     return Call("POST", path, json={"token": token}, feature=INVITATIONS, parse=_org)
+
+
+# An organization's webhooks and their deliveries (docs/webhooks.md).
+
+WEBHOOKS = "webhooks"
+
+
+def webhook_path(webhook_id: str, *parts: str) -> str:
+    return "/".join([f"{API}/webhooks/{segment(webhook_id)}", *(segment(part) for part in parts)])
+
+
+def webhook_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A create or update body: camelCase, leaving out what was not given; a `filter`'s own keys
+    may be given in snake_case too (`sandbox_id`)."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    if isinstance(clean.get("filter"), dict):
+        clean["filter"] = {camel(k): v for k, v in clean["filter"].items()}
+    return body(**clean)
+
+
+def _page(model: Callable[[dict[str, Any]], Any]) -> Callable[[httpx.Response], tuple[list[Any], bool]]:
+    """A limit/offset page's parser: its items made models, and whether more pages follow."""
+
+    def parse(response: httpx.Response) -> tuple[list[Any], bool]:
+        data = response.json()
+        return [model(item) for item in data["results"]], bool(data.get("next"))
+
+    return parse
+
+
+def _webhook(response: httpx.Response) -> Webhook:
+    return Webhook.from_api(response.json())
+
+
+def _delivery(response: httpx.Response) -> Delivery:
+    return Delivery.from_api(response.json())
+
+
+def webhooks_list(limit: int, offset: int) -> Call:
+    params = {"limit": limit, "offset": offset}
+    return Call("GET", f"{API}/webhooks", params=params, feature=WEBHOOKS, parse=_page(Webhook.from_api))
+
+
+def webhook_create(fields: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/webhooks", json=webhook_fields(fields), feature=WEBHOOKS, parse=_webhook)
+
+
+def webhook_get(webhook_id: str) -> Call:
+    return Call("GET", webhook_path(webhook_id), feature=WEBHOOKS, parse=_webhook)
+
+
+def webhook_update(webhook_id: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", webhook_path(webhook_id), json=webhook_fields(fields), feature=WEBHOOKS, parse=_webhook)
+
+
+def webhook_delete(webhook_id: str) -> Call:
+    return Call("DELETE", webhook_path(webhook_id), feature=WEBHOOKS, parse=_none)
+
+
+def webhook_rotate_secret(webhook_id: str) -> Call:
+    return Call("POST", webhook_path(webhook_id, "rotate-secret"), feature=WEBHOOKS, parse=_webhook)
+
+
+def webhook_test(webhook_id: str) -> Call:
+    return Call("POST", webhook_path(webhook_id, "test"), feature=WEBHOOKS, parse=_delivery)
+
+
+def deliveries_list(webhook_id: str, params: dict[str, Any]) -> Call:
+    clean = {k: v for k, v in params.items() if v is not None}
+    path = webhook_path(webhook_id, "deliveries")
+    return Call("GET", path, params=clean, feature=WEBHOOKS, parse=_page(Delivery.from_api))
+
+
+def delivery_get(webhook_id: str, delivery_id: str) -> Call:
+    return Call("GET", webhook_path(webhook_id, "deliveries", delivery_id), feature=WEBHOOKS, parse=_delivery)
+
+
+def delivery_redeliver(webhook_id: str, delivery_id: str) -> Call:
+    path = webhook_path(webhook_id, "deliveries", delivery_id, "redeliver")
+    return Call("POST", path, feature=WEBHOOKS, parse=_delivery)
 
 
 def health() -> Call:

@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 from . import calls, config, errors
 from .durations import Duration
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
-from .namespaces import Invitations, Keys, Orgs
+from .namespaces import Invitations, Keys, Orgs, Webhooks
 from .sandbox import Sandbox
 from .transport import AsyncTransport, RetryPolicy, SyncTransport
 
@@ -74,10 +74,11 @@ def list_params(
 
 class ClientCore:
     """What the sync and async clients share: settings, the transport, per-call options, keys and
-    organizations."""
+    organizations, webhooks."""
 
     transport_class: type[SyncTransport] | type[AsyncTransport]
     orgs_class: type[Orgs] = Orgs
+    webhooks_class: type[Webhooks] = Webhooks
 
     def __init__(
         self,
@@ -99,6 +100,7 @@ class ClientCore:
         self.keys = Keys(self._transport.send)
         self.orgs = self.orgs_class(self._transport.send)
         self.invitations = Invitations(self._transport.send)
+        self.webhooks = self.webhooks_class(self._transport.send)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:

@@ -74,6 +74,26 @@ class UnknownPermissionError(ValidationError):
     default_code = "unknown_permission"
 
 
+class UnknownEventError(ValidationError):
+    """400: a webhook names an event that does not exist (`details["unknown"]` lists them,
+    `details["known"]` every name there is)."""
+
+    default_code = "unknown_event"
+
+
+class InvalidWebhookUrlError(ValidationError):
+    """400: the webhook URL is not accepted (`http` on a server that allows only `https`, a bad port)."""
+
+    default_code = "invalid_webhook_url"
+
+
+class WebhookTargetRefusedError(ValidationError):
+    """400: the webhook URL's host resolves to a loopback, private, link-local or the server's own
+    address (`details["addresses"]`)."""
+
+    default_code = "webhook_target_refused"
+
+
 class RequestTooLargeError(ValidationError):
     """413: the request body (an upload, stdin, code, a task result...) is above the server's limit;
     `details["limit"]` says how many bytes fit."""
@@ -160,6 +180,18 @@ class InvitationEmailMismatchError(PermissionDeniedError):
     """403: the invitation was sent to another email address than your account's."""
 
     default_code = "invitation_email_mismatch"
+
+
+class WebhookNotFoundError(NotFoundError):
+    """404: no webhook with this id in the organization (another organization's is one too)."""
+
+    default_code = "webhook_not_found"
+
+
+class DeliveryNotFoundError(NotFoundError):
+    """404: no delivery with this id of this webhook."""
+
+    default_code = "delivery_not_found"
 
 
 class ExecutionNotFoundError(NotFoundError):
@@ -430,6 +462,11 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "ask_running": AskRunningError,
     "no_pending_changes": NoPendingChangesError,
     "merge_conflict": MergeConflictError,
+    "webhook_not_found": WebhookNotFoundError,
+    "delivery_not_found": DeliveryNotFoundError,
+    "unknown_event": UnknownEventError,
+    "invalid_webhook_url": InvalidWebhookUrlError,
+    "webhook_target_refused": WebhookTargetRefusedError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

@@ -339,3 +339,70 @@ class Invitation(_Model):
     expires_at: str | None = None
     expired: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Webhook(_Model):
+    """An endpoint of the organization that VibeBox delivers events to (docs/webhooks.md): `id`
+    (`whk_…`), `url`, `events` (names, or `["*"]`), `description`, `active`, `filter`
+    (`{"sandboxId"?, "template"?, "metadata"?}`; `{}`: every event), `disabled_reason` (set when
+    the server turned it off). `secret` (`whsec_…`) is set only in the answers of `create` and
+    `rotate_secret`: the only time it is shown."""
+
+    id: str
+    url: str
+    events: list[str] = field(default_factory=list)
+    description: str = ""
+    active: bool = True
+    filter: dict[str, Any] = field(default_factory=dict)
+    disabled_reason: str = ""
+    previous_secret_expires_at: str | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class DeliveryAttempt(_Model):
+    """One attempt of a delivery: when (`at`), the answer's `status_code` or why none came
+    (`error`: `timeout: …`, `refused: …`), the headers both ways, the answer's first 4 KiB."""
+
+    at: str | None = None
+    status_code: int | None = None
+    error: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    duration_ms: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Delivery(_Model):
+    """One event sent (or to be sent) to a webhook (`dlv_…`): `event_id` is the `webhook-id`
+    header, the same on every attempt and redelivery; `status` is pending, succeeded, retrying or
+    failed. `payload` (the request body) and `attempt_log` are set by `webhooks.delivery()` only."""
+
+    id: str
+    webhook_id: str = ""
+    event_id: str = ""
+    event: str = ""
+    status: str = ""
+    attempts: int = 0
+    response_status: int | None = None
+    duration_ms: int | None = None
+    next_attempt_at: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
+    redelivery_of: str | None = None
+    payload: dict[str, Any] | None = None
+    attempt_log: list[DeliveryAttempt] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Self:
+        values = _pick(cls, data)
+        values["attempt_log"] = [DeliveryAttempt.from_api(item) for item in data.get("attemptLog") or []]
+        return cls(**values, raw=data)

@@ -1,5 +1,6 @@
 """`sandbox.env`, `sandbox.git`, `vb.keys`, `vb.orgs` (with its members, roles, teams, invitations
-and audit log) and `vb.invitations`: one request per method, except the audit log's iterators.
+and audit log), `vb.invitations` and `vb.webhooks`: one request per method, except the audit log's
+iterators and the lists of webhooks and deliveries (every page).
 
 They are shared by the sync and async clients: each method returns what `send` returns, the value
 itself with `VibeBox`, an awaitable of it with `AsyncVibeBox` (`await sandbox.env.get("A")`).
@@ -15,12 +16,14 @@ from typing import IO, Any
 
 from . import calls
 from .durations import Duration
-from .models import AuditEntry, AuditPage, EnvVar, Invitation, Organization, Role, Team
+from .models import AuditEntry, AuditPage, Delivery, EnvVar, Invitation, Organization, Role, Team, Webhook
 
 OrgRef = str | Organization  # an organization's slug, or the organization itself
 RoleRef = str | Role  # a role's name, or the role itself
 TeamRef = str | Team  # a team's name, or the team itself
 InvitationRef = str | Invitation  # an invitation's id (`inv_…`), or the invitation itself
+WebhookRef = str | Webhook  # a webhook's id (`whk_…`), or the webhook itself
+DeliveryRef = str | Delivery  # a delivery's id (`dlv_…`), or the delivery itself
 When = str | datetime.datetime  # ISO 8601 with a zone, or a datetime (a naive one is taken as UTC)
 Destination = str | os.PathLike[str] | IO[bytes]  # a file's path, or a file open for binary writing
 EXPORT_CHUNK = 64 * 1024
@@ -600,9 +603,139 @@ class Teams:
         return self._send(calls.team_member_remove(self.slug, name_of(team), username))
 
 
+PAGE = 100  # items per request when a list follows every page
+
+
+def webhook_id(ref: WebhookRef) -> str:
+    return ref.id if isinstance(ref, Webhook) else ref
+
+
+def delivery_id(ref: DeliveryRef) -> str:
+    return ref.id if isinstance(ref, Delivery) else ref
+
+
+class Webhooks:
+    """The webhooks of the organization the key acts in (docs/webhooks.md): endpoints VibeBox
+    POSTs signed events to. Everything needs the webhooks.manage permission (owners and admins)
+    and, for a key, the `webhooks:manage` scope; another organization's webhook is
+    `WebhookNotFoundError`.
+
+    hook = vb.webhooks.create("https://example.com/hooks", ["sandbox.created", "execution.failed"])
+    hook.secret                               # whsec_…: shown only here, store it now
+    vb.webhooks.test(hook)                    # a webhook.test event, sent at once
+    for delivery in vb.webhooks.deliveries(hook, limit=10):
+        print(delivery.event, delivery.status, delivery.response_status)
+    vb.webhooks.redeliver(hook, delivery)     # the same event (same webhook-id), again
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+        self._send = send
+
+    def create(
+        self,
+        url: str,
+        events: list[str],
+        *,
+        description: str | None = None,
+        active: bool = True,
+        filter: dict[str, Any] | None = None,
+    ) -> Any:
+        """A new endpoint (`Webhook`, with its `secret`: the only time it is shown). `events`: names
+        from docs/webhooks.md or `["*"]` (`UnknownEventError` for others); `filter`: `{"sandbox_id"
+        or "sandboxId", "template", "metadata": {k: v}}` narrows it to some sandboxes."""
+        fields = {"url": url, "events": events, "description": description, "active": active, "filter": filter}
+        return self._send(calls.webhook_create(fields))
+
+    def list(self, *, limit: int | None = None) -> Any:
+        """The organization's webhooks, newest first (every page, or the first `limit`)."""
+        return self._collect(lambda size, offset: calls.webhooks_list(size, offset), limit)
+
+    def get(self, webhook: WebhookRef) -> Any:
+        return self._send(calls.webhook_get(webhook_id(webhook)))
+
+    def update(
+        self,
+        webhook: WebhookRef,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        description: str | None = None,
+        active: bool | None = None,
+        filter: dict[str, Any] | None = None,
+    ) -> Any:
+        """Changes what is given: `active=True` turns on one the server disabled (and sends what waited);
+        `filter={}` removes the filter."""
+        fields = {"url": url, "events": events, "description": description, "active": active, "filter": filter}
+        return self._send(calls.webhook_update(webhook_id(webhook), fields))
+
+    def delete(self, webhook: WebhookRef) -> Any:
+        """Deletes the endpoint with its delivery history; nothing more is sent to it."""
+        return self._send(calls.webhook_delete(webhook_id(webhook)))
+
+    def rotate_secret(self, webhook: WebhookRef) -> Any:
+        """A new secret (`Webhook.secret`, shown only here); the previous one keeps signing beside it
+        for 24 hours (`previous_secret_expires_at`)."""
+        return self._send(calls.webhook_rotate_secret(webhook_id(webhook)))
+
+    def test(self, webhook: WebhookRef) -> Any:
+        """Queues a `webhook.test` event to this endpoint alone, sent at once (even while inactive);
+        answers its `Delivery` (`pending` until the sender has tried)."""
+        return self._send(calls.webhook_test(webhook_id(webhook)))
+
+    def deliveries(
+        self,
+        webhook: WebhookRef,
+        *,
+        status: str | None = None,
+        event: str | None = None,
+        limit: int | None = None,
+    ) -> Any:
+        """The endpoint's deliveries, newest first (every page, or the first `limit`); `status`
+        (pending, succeeded, retrying, failed) and `event` filter them."""
+        hook = webhook_id(webhook)
+        filters = {"status": status, "event": event}
+        return self._collect(
+            lambda size, offset: calls.deliveries_list(hook, {**filters, "limit": size, "offset": offset}), limit
+        )
+
+    def delivery(self, webhook: WebhookRef, delivery: DeliveryRef) -> Any:
+        """One delivery with its `payload` (the request body) and `attempt_log` (each attempt)."""
+        return self._send(calls.delivery_get(webhook_id(webhook), delivery_id(delivery)))
+
+    def redeliver(self, webhook: WebhookRef, delivery: DeliveryRef) -> Any:
+        """Sends the delivery's event again, at once, as a new `Delivery` (same `event_id`, the
+        `webhook-id` header, and the same body)."""
+        return self._send(calls.delivery_redeliver(webhook_id(webhook), delivery_id(delivery)))
+
+    def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:
+        found: list[Any] = []
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            items, more = self._send(page(size, len(found)))
+            found.extend(items)
+            if not more or not items:
+                break
+        return found
+
+
+class AsyncWebhooks(Webhooks):
+    """`vb.webhooks` of `AsyncVibeBox`: the same methods, awaited."""
+
+    async def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:  # type: ignore[override]
+        found: list[Any] = []
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            items, more = await self._send(page(size, len(found)))
+            found.extend(items)
+            if not more or not items:
+                break
+        return found
+
+
 __all__ = [
     "AsyncAuditLog",
     "AsyncOrgs",
+    "AsyncWebhooks",
     "AuditLog",
     "Env",
     "EnvVar",
@@ -614,4 +747,5 @@ __all__ = [
     "Orgs",
     "Roles",
     "Teams",
+    "Webhooks",
 ]

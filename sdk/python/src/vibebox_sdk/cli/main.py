@@ -28,6 +28,7 @@ from . import (
     shell,
     snapshots,
     transfer,
+    webhooks,
 )
 from . import mcp as mcp_command
 from .common import AUTH, ERROR, NOT_FOUND, CliError
@@ -71,6 +72,7 @@ audit.register(app)
 sharing.register(app)
 snapshots.register(app)
 claudecmd.register(app)
+webhooks.register(app)
 mcp_command.register(app)
 
 
