@@ -12,11 +12,13 @@ import time
 import pytest
 import yaml
 from django.conf import settings as django_settings
+from django.core.management import call_command
 
 from apps.marketplace.catalog import BASE_DIR_NAME, built_in_templates
 from apps.marketplace.models import Template
 from apps.sandboxes.images import templates_register, templates_sync
 from apps.sandboxes.models import Sandbox
+from apps.sandboxes.tasks import build_templates
 from vibebox import exceptions as errors
 
 NAME = f"slow-{django_settings.VIBEBOX_INSTANCE}"
@@ -134,3 +136,13 @@ def test_unknown_names_get_suggestions_everywhere(api_client, templates, asked, 
 def test_a_name_like_nothing_gets_no_suggestions(api_client, templates):
     error = api_client.post("/api/v1/sandboxes", {"template": "cobol-85"}, format="json").json()["error"]
     assert error["code"] == "unknown_template" and error["details"]["suggestions"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_setup_builds_only_pooled_templates_and_the_worker_task_builds_the_rest(own_template, api_client, settings):
+    settings.VIBEBOX_POOL_SIZES = {"python-3": 1}  # not this template: `make setup` leaves it queued
+    call_command("buildimages", "--pooled")
+    assert api_client.get(f"/api/v1/templates/{NAME}").json()["buildState"] == "queued"
+    assert build_templates(names=[NAME]) == {"built": [NAME]}  # the Celery task, run here
+    body = api_client.get(f"/api/v1/templates/{NAME}").json()
+    assert body["buildState"] == "ready" and body["image"] and body["imageSize"] > 10**7

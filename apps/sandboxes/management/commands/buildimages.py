@@ -44,9 +44,12 @@ class Command(BaseCommand):
                 build_templates.delay(names or None)
                 self.stderr.write("template builds queued on the worker (GET /api/v1/templates shows their state)")
                 return
-            templates = templates_sync(build=not no_build, only=names or None, force=force)
             if pooled:
-                templates_register()  # the others: listed, queued (or ready if already built)
+                # Only these (maybe none); the others are listed, queued (or ready if built already).
+                templates = templates_sync(build=not no_build, only=names, force=force) if names else []
+                templates_register()
+            else:
+                templates = templates_sync(build=not no_build, only=names or None, force=force)
         except errors.ApplicationError as exc:
             # The build log is already on stderr; a traceback would only bury its last lines.
             raise CommandError(exc.message) from None
