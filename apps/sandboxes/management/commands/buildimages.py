@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.selectors import edit_distance
 from apps.sandboxes.images import pooled_template_names, templates_register, templates_sync
+from apps.sandboxes.tasks import build_templates
 from vibebox import exceptions as errors
 
 
@@ -38,8 +39,6 @@ class Command(BaseCommand):
             names = [name for name in pooled_template_names(sources) if not names or name in names]
         try:
             if background:
-                from apps.sandboxes.tasks import build_templates
-
                 templates_register(only=names or None)
                 build_templates.delay(names or None)
                 self.stderr.write("template builds queued on the worker (GET /api/v1/templates shows their state)")
