@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.marketplace.catalog import built_in_templates
@@ -40,6 +41,9 @@ class Command(BaseCommand):
         try:
             if background:
                 templates_register(only=names or None)
+                if not settings.VIBEBOX_TEMPLATE_BACKGROUND_BUILDS:
+                    self.stderr.write("background template builds are off (VIBEBOX_TEMPLATE_BACKGROUND_BUILDS)")
+                    return
                 build_templates.delay(names or None)
                 self.stderr.write("template builds queued on the worker (GET /api/v1/templates shows their state)")
                 return
