@@ -164,23 +164,29 @@ _PROGRAMS = {
 }
 # Go builds outside any module (the standard library only), with Go's own build cache (GOCACHE,
 # ~/.cache/go-build) shared by every snippet; Rust as a debug build (rustc's default: compiling
-# fast matters more for snippets), edition 2021; Java with javac into classes, run with a
-# class-data-sharing archive of the program's own classes made on its first run.
+# fast matters more for snippets), edition 2021; Java with javac into a jar, run with a
+# class-data-sharing archive of the program's own classes (it needs a jar) made on its first run.
+# Each compiler sees the file as main.go (by //line), main.rs, Main.java: its messages name that.
 _COMPILED = {
     "go": ("go", 'vbx_build() { go -C "$t" build -o main "$f"; }', '"$o/main"'),
-    "rust": ("rs", 'vbx_build() { rustc --edition 2021 -o "$t/main" "$f"; }', '"$o/main"'),
+    "rust": (
+        "rs",
+        'vbx_build() { cp "$f" "$t/main.rs" && (cd "$t" && rustc --edition 2021 -o main main.rs); }',
+        '"$o/main"',
+    ),
     "java": (
         "java",
-        'vbx_build() { cp "$f" "$t/$VBX_JAVA_FILE" && javac -encoding UTF-8 -d "$t" "$t/$VBX_JAVA_FILE"; }',
+        'vbx_build() { cp "$f" "$t/$VBX_JAVA_FILE" && (cd "$t" && javac -encoding UTF-8 -d classes '
+        '"$VBX_JAVA_FILE" && jar --create --file app.jar -C classes .); }',
         'java -XX:SharedArchiveFile="$o/app.jsa" -XX:+AutoCreateSharedArchive -Xlog:cds=off -Xlog:cds+dynamic=off '
-        '-cp "$o" "$VBX_JAVA_MAIN"',
+        '-cp "$o/app.jar" "$VBX_JAVA_MAIN"',
     ),
 }
 COMPILED = frozenset(_COMPILED) | {"typescript"}
 # What /execute can run; a template lists the ones it has (template.yaml `languages`).
 RUNNABLE = ("javascript", "typescript", "python", "shell", "go", "rust", "ruby", "java")
 # Changes whenever the build commands change, so older builds are not reused.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 
 
 # Removes what a killed execution left: /tmp/vbx-exec_<id>.* of ids no process carries (the
@@ -324,65 +330,83 @@ def _blank(text: str) -> str:
     return _COMMENTS_AND_STRINGS.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
-def _top_level_blocks(lines: list[str], starts: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Splits lines into (declarations starting at column 0 with one of `starts`, through their
-    balanced braces and parentheses; the other lines)."""
+def _top_level_blocks(lines: list[tuple[int, str]], starts: tuple[str, ...]):
+    """Splits numbered lines into (declarations starting at column 0 with one of `starts`, through
+    their balanced braces and parentheses; the other lines)."""
     declarations, others, index = [], [], 0
     while index < len(lines):
-        line = lines[index]
-        if not line.startswith(starts):
-            others.append(line)
+        if not lines[index][1].startswith(starts):
+            others.append(lines[index])
             index += 1
             continue
         depth, opened = 0, False
         while index < len(lines):
-            text = _blank(lines[index])
+            text = _blank(lines[index][1])
             depth += text.count("{") + text.count("(") - text.count("}") - text.count(")")
             opened = opened or "{" in text or "(" in text
             declarations.append(lines[index])
             index += 1
-            if depth <= 0 and (opened or not lines[index - 1].rstrip().endswith(("{", "(", ","))):
+            if depth <= 0 and (opened or not lines[index - 1][1].rstrip().endswith(("{", "(", ","))):
                 break
     return declarations, others
 
 
+def _go_positions(entries: list[tuple[int | None, str]]) -> str:
+    """The lines, with a `//line` directive wherever the next line is not the one after the last
+    (numbered lines are the snippet's, main.go:N; the others VibeBox's, prelude.go:N), so Go's
+    messages point into the snippet as it was sent."""
+    out, expect, ours = [], None, 0
+    for number, text in entries:
+        if number is None:
+            ours += 1
+            position = ("prelude.go", ours)
+        else:
+            position = ("main.go", number)
+        if position != expect:
+            out.append(f"//line {position[0]}:{position[1]}:1")
+        out.append(text)
+        expect = (position[0], position[1] + 1)
+    return "\n".join(out) + "\n"
+
+
 def wrap_go(code: str) -> str:
     if _GO_PACKAGE.search(_blank(code)):
-        return code
-    lines = code.split("\n")
+        return "//line main.go:1:1\n" + code
+    lines = list(enumerate(code.split("\n"), 1))
     imported, import_lines, rest, index = {}, [], [], 0
     while index < len(lines):
-        line = lines[index]
+        line = lines[index][1]
         single = _GO_IMPORT_LINE.match(line)
         if single:
             imported[single.group(1) or posixpath.basename(single.group(2))] = single.group(2)
-            import_lines.append(line)
+            import_lines.append(lines[index])
         elif re.match(r"^import\s*\(\s*$", line):
-            import_lines.append(line)
+            import_lines.append(lines[index])
             while index + 1 < len(lines):
                 index += 1
                 import_lines.append(lines[index])
-                if lines[index].strip().startswith(")"):
+                if lines[index][1].strip().startswith(")"):
                     break
-                spec = _GO_IMPORT_SPEC.match(lines[index])
+                spec = _GO_IMPORT_SPEC.match(lines[index][1])
                 if spec:
                     imported[spec.group(1) or posixpath.basename(spec.group(2))] = spec.group(2)
         else:
-            rest.append(line)
+            rest.append(lines[index])
         index += 1
-    used = {name for name in _GO_USE.findall(_blank("\n".join(rest))) if name in GO_IMPORTS}
+    used = {name for name in _GO_USE.findall(_blank("\n".join(text for _, text in rest))) if name in GO_IMPORTS}
     added = [f'\t"{GO_IMPORTS[name]}"' for name in sorted(used) if name not in imported]
-    header = ["package main", "", *import_lines]
+    header = [(None, "package main"), *import_lines]
     if added:
-        header += ["import (", *added, ")"]
-    if _GO_MAIN.search(_blank("\n".join(rest))):
-        return "\n".join([*header, "", *rest]) + "\n"
+        header += [(None, "import ("), *[(None, spec) for spec in added], (None, ")")]
+    if _GO_MAIN.search(_blank("\n".join(text for _, text in rest))):
+        return _go_positions([*header, *rest])
     declarations, body = _top_level_blocks(rest, ("func ", "type "))
-    return "\n".join([*header, "", *declarations, "", "func main() {", *body, "}"]) + "\n"
+    return _go_positions([*header, *declarations, (None, "func main() {"), *body, (None, "}")])
 
 
 # Rust: a snippet without `fn main` becomes the body of one (items such as `fn`, `struct`, `use`
-# and `impl` may stand inside a function); `#![...]` attributes and `extern crate` stay outside.
+# and `impl` may stand inside a function); `#![...]` attributes and `extern crate` move before it.
+# `fn main() {` is put on the snippet's first line, so rustc's line numbers are the snippet's.
 _RUST_MAIN = re.compile(r"\bfn\s+main\s*\(")
 
 
@@ -390,15 +414,17 @@ def wrap_rust(code: str) -> str:
     if _RUST_MAIN.search(_blank(code)):
         return code
     lines = code.split("\n")
-    outer = [line for line in lines if line.lstrip().startswith(("#![", "extern crate "))]
-    body = [line for line in lines if not line.lstrip().startswith(("#![", "extern crate "))]
-    return "\n".join([*outer, "fn main() {", *body, "}"]) + "\n"
+    outer = [line.strip() for line in lines if line.lstrip().startswith(("#![", "extern crate "))]
+    body = ["" if line.lstrip().startswith(("#![", "extern crate ")) else line for line in lines]
+    body[0] = " ".join([*outer, "fn main() {", body[0]])
+    return "\n".join(body) + "\n}\n"
 
 
 # Java: a snippet without a `main` method becomes the body of `public static void main` in a class
 # `Main` (local classes, records, enums and interfaces may stand inside a method), with the
-# imports JShell starts with plus the snippet's own `import` lines. Code with a main method runs
-# the top-level type that declares it (as `java File.java` would run the first one).
+# imports JShell starts with plus the snippet's own `import` lines, all on the snippet's first
+# line (javac's line numbers are the snippet's). Code with a main method runs the top-level type
+# that declares it (where `java File.java` would run the first one).
 JAVA_IMPORTS = (
     "java.io.*", "java.math.*", "java.net.*", "java.nio.file.*", "java.util.*", "java.util.concurrent.*",
     "java.util.function.*", "java.util.prefs.*", "java.util.regex.*", "java.util.stream.*",
@@ -409,6 +435,7 @@ _JAVA_TOKENS = re.compile(
     r"(?:\bclass|\binterface|\benum|\brecord|@interface)\s+([A-Za-z_$][\w$]*)|\bvoid\s+main\s*\("
 )
 _JAVA_PACKAGE = re.compile(r"^\s*package\s+([\w.]+)\s*;", re.M)
+_JAVA_HEADER = re.compile(r"^\s*(import\s+(static\s+)?[\w.*\s]+|package\s+[\w.]+)\s*;\s*$")
 
 
 def wrap_java(code: str) -> tuple[str, str, str]:
@@ -416,11 +443,15 @@ def wrap_java(code: str) -> tuple[str, str, str]:
     text = _blank(code)
     if not _JAVA_MAIN.search(text):
         lines = code.split("\n")
-        own = [line for line in lines if re.match(r"^\s*import\s+[\w.*\s]+;\s*$", line)]
-        body = [line for line in lines if line not in own]
-        imports = [f"import {name};" for name in JAVA_IMPORTS] + own
-        wrapped = [*imports, "public class Main {", "public static void main(String[] args) throws Exception {"]
-        return "\n".join([*wrapped, *body, "}", "}"]) + "\n", "Main", "Main.java"
+        own = [line.strip() for line in lines if _JAVA_HEADER.match(line)]
+        own.sort(key=lambda line: not line.startswith("package"))
+        body = ["" if _JAVA_HEADER.match(line) else line for line in lines]
+        imports = [f"import {name};" for name in JAVA_IMPORTS]
+        main = "public class Main { public static void main(String[] args) throws Exception {"
+        body[0] = " ".join([*own[:1], *imports, *own[1:], main, body[0]])
+        package = _JAVA_PACKAGE.search("\n".join(own))
+        main_class = f"{package.group(1)}.Main" if package else "Main"
+        return "\n".join(body) + "\n}}\n", main_class, "Main.java"
     depth, current, main_class, public = 0, None, None, None
     for token in _JAVA_TOKENS.finditer(text):
         word = token.group(0)
