@@ -52,7 +52,7 @@ def test_rust_and_its_build_cache(api_client, create_sandbox):
     body = execute(api_client, sandbox, code=program, language="rust", timeout=TIMEOUT)
     assert (body["stdout"], body["phase"], body["exitCode"]) == ("hello from rust\n", "run", 0), body
 
-    snippet = "let mut v = vec![3, 1, 2];\nv.sort();\nprintln!(\"{:?}\", v);"
+    snippet = 'let mut v = vec![3, 1, 2];\nv.sort();\nprintln!("{:?}", v);'
     cold = execute(api_client, sandbox, code=snippet, timeout=TIMEOUT)
     assert (cold["language"], cold["stdout"], cold["phase"]) == ("rust", "[1, 2, 3]\n", "run"), cold
     warm = execute(api_client, sandbox, code=snippet, timeout=TIMEOUT)
@@ -63,7 +63,7 @@ def test_rust_and_its_build_cache(api_client, create_sandbox):
     assert warm["duration"] < cold["duration"] / 2, (cold["duration"], warm["duration"])
 
     # a warning of the build is on stderr, in the cold and the warm run alike
-    warned = "let unused = 1;\nprintln!(\"ok\");"
+    warned = 'let unused = 1;\nprintln!("ok");'
     first = execute(api_client, sandbox, code=warned, language="rust", timeout=TIMEOUT)
     again = execute(api_client, sandbox, code=warned, language="rust", timeout=TIMEOUT)
     assert first["stdout"] == again["stdout"] == "ok\n"
@@ -116,7 +116,7 @@ def test_java(api_client, create_sandbox):
         "record Point(int x, int y) {}\n"
         "var points = new ArrayList<Point>(List.of(new Point(2, 1), new Point(1, 2)));\n"
         "points.sort(Comparator.comparingInt(Point::x));\n"
-        "System.out.println(points.stream().map(Point::toString).collect(Collectors.joining(\",\")));"
+        'System.out.println(points.stream().map(Point::toString).collect(Collectors.joining(",")));'
     )
     cold = execute(api_client, sandbox, code=snippet, timeout=TIMEOUT)  # auto
     expected = "Point[x=1, y=2],Point[x=2, y=1]\n"
@@ -125,7 +125,7 @@ def test_java(api_client, create_sandbox):
     assert (warm["stdout"], warm["stderr"]) == (expected, ""), warm
     assert warm["duration"] < cold["duration"], (cold["duration"], warm["duration"])
 
-    body = execute(api_client, sandbox, code="int x = \"a\";", language="java", timeout=TIMEOUT)
+    body = execute(api_client, sandbox, code='int x = "a";', language="java", timeout=TIMEOUT)
     assert (body["phase"], body["status"]) == ("compile", "failed") and body["exitCode"] != 0, body
     assert "incompatible types" in body["stderr"], body
     body = execute(api_client, sandbox, code="System.exit(5);", language="java", timeout=TIMEOUT)
