@@ -23,6 +23,11 @@ TIMEOUT = 300
 
 def test_go(api_client, create_sandbox):
     sandbox = create_sandbox(template="go-1.24")["id"]
+    # the first build compiles the standard packages (many seconds): a 1 s timeout stops it there
+    body = execute(api_client, sandbox, code='fmt.Println("never")', language="go", timeout=1)
+    assert (body["status"], body["phase"], body["stdout"]) == ("timeout", "compile", ""), body
+    assert execute(api_client, sandbox, code="go version")["language"] == "shell"  # on PATH
+
     program = 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello from go")\n}\n'
     body = execute(api_client, sandbox, code=program, language="go", timeout=TIMEOUT)
     assert body["stdout"] == "hello from go\n", body
