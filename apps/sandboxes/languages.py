@@ -53,8 +53,7 @@ KEYWORDS = {
         "assert", "del", "pass", "raise", "yield", "global", "nonlocal", "async", "await",
     },
     "go": {
-        "package", "import", "func", "var", "const", "type", "for", "if", "go", "defer", "switch", "select",
-        "return",
+        "package", "import", "func", "var", "const", "type", "for", "if", "defer", "switch", "select", "return",
     },
     "rust": {
         "fn", "let", "use", "struct", "enum", "impl", "mod", "pub", "const", "static", "match", "if", "for",
