@@ -29,7 +29,7 @@ PROGRAMS = {
         'package main\n\nimport (\n\t"fmt"\n\t"sort"\n\t"strings"\n)\n\nfunc main() {\n'
         '\twords := strings.Fields("a b c")\n\tsort.Strings(words)\n\tfmt.Println(strings.Join(words, ","), %d)\n}\n',
         "main.go",
-        "cd /tmp/bench && go build -o main main.go && ./main",
+        "cd /home/sandbox/bench && go build -o main main.go && ./main",
     ),
     "rust": (
         "rust-1.85",
@@ -37,7 +37,7 @@ PROGRAMS = {
         'fn main() {\n    let mut v = vec!["c", "a", "b"];\n    v.sort();\n'
         '    println!("{} {}", v.join(","), %d);\n}\n',
         "main.rs",
-        "cd /tmp/bench && rustc --edition 2021 -o main main.rs && ./main",
+        "cd /home/sandbox/bench && rustc --edition 2021 -o main main.rs && ./main",
     ),
     "java": (
         "java-21",
@@ -47,7 +47,7 @@ PROGRAMS = {
         'var v = new ArrayList<>(List.of("c", "a", "b"));\nCollections.sort(v);\n'
         'System.out.println(String.join(",", v) + " " + %d);\n} }\n',
         "Main.java",
-        "cd /tmp/bench && javac -d classes Main.java && java -cp classes Main",
+        "cd /home/sandbox/bench && javac -d classes Main.java && java -cp classes Main",
     ),
 }
 
@@ -55,11 +55,14 @@ PROGRAMS = {
 def put_file(container, name: str, text: str) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo("bench")
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o755, 1000, 1000
+        tar.addfile(folder)
         data = text.encode()
         info = tarfile.TarInfo(f"bench/{name}")
         info.size, info.mode, info.uid, info.gid = len(data), 0o644, 1000, 1000
         tar.addfile(info, io.BytesIO(data))
-    container.put_archive("/tmp", buffer.getvalue())
+    container.put_archive("/home/sandbox", buffer.getvalue())
 
 
 def main() -> None:
