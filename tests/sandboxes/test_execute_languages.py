@@ -74,11 +74,15 @@ def test_rust_and_its_build_cache(api_client, create_sandbox):
     assert first["stdout"] == again["stdout"] == "ok\n"
     assert "unused variable" in first["stderr"] and again["stderr"] == first["stderr"]
 
+    # the build happens elsewhere; the program runs in the request's cwd
+    code = 'println!("{}", std::env::current_dir().unwrap().display());'
+    assert execute(api_client, sandbox, code=code, cwd="/tmp", timeout=TIMEOUT)["stdout"] == "/tmp\n"
+
     body = execute(api_client, sandbox, code='let x: i32 = "a";', language="rust", timeout=TIMEOUT)
     assert (body["phase"], body["status"]) == ("compile", "failed") and body["exitCode"] != 0, body
     assert "mismatched types" in body["stderr"], body
     # a failed build is not kept, and nothing is left in /tmp
-    assert len(shell(api_client, sandbox, "ls ~/.cache/vibebox/rust").split()) == 3
+    assert len(shell(api_client, sandbox, "ls ~/.cache/vibebox/rust").split()) == 4
     assert shell(api_client, sandbox, "ls -a /tmp | grep vbx- || true") == ""
 
 
@@ -129,6 +133,9 @@ def test_java(api_client, create_sandbox):
     warm = execute(api_client, sandbox, code=snippet, timeout=TIMEOUT)
     assert (warm["stdout"], warm["stderr"]) == (expected, ""), warm
     assert warm["duration"] < cold["duration"], (cold["duration"], warm["duration"])
+
+    code = 'System.out.println(System.getProperty("user.dir"));'
+    assert execute(api_client, sandbox, code=code, timeout=TIMEOUT)["stdout"] == "/workspace\n"
 
     body = execute(api_client, sandbox, code='int x = "a";', language="java", timeout=TIMEOUT)
     assert (body["phase"], body["status"]) == ("compile", "failed") and body["exitCode"] != 0, body
