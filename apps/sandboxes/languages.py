@@ -127,15 +127,16 @@ RUBY_RUNNER = """-> (path, marker) {
 """
 
 # A compiled language's build, kept in the sandbox user's cache: `vbx_build` compiles $f into the
-# directory $t (its messages go to $t/.log); a finished build is renamed to $o (atomic: two runs
+# directory $t (its messages, stdout and stderr, go to $t/.log and then to stderr: stdout starts
+# with the program's run marker); a finished build is renamed to $o (atomic: two runs
 # of the same snippet at once both work, one build is kept) and the oldest builds beyond
 # CACHE_KEEP are removed. A reused build prints the messages of its compile again.
 CACHE_KEEP = 64
 _CACHED_BUILD = (
     'vbx() { d="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/vibebox/%(language)s"; o="$d/$VBX_KEY"; '
     'if [ -e "$o/.ok" ]; then touch "$o" 2>/dev/null; [ -s "$o/.log" ] && cat "$o/.log" >&2; else '
-    'mkdir -p "$d" && t=$(mktemp -d "$o.XXXXXX") || return 70; '
-    'vbx_build 2>"$t/.log"; rc=$?; cat "$t/.log" >&2; '
+    'mkdir -p "$d" && t=$(mktemp -d "$o.XXXXXX") || { echo "vibebox: cannot write to $d" >&2; return 70; }; '
+    'vbx_build >"$t/.log" 2>&1; rc=$?; cat "$t/.log" >&2; '
     'if [ $rc -ne 0 ]; then rm -rf "$t"; return $rc; fi; '
     ': > "$t/.ok"; mv -T "$t" "$o" 2>/dev/null || rm -rf "$t"; '
     'ls -1t "$d" | tail -n +%(keep)d | while read -r n; do rm -rf "${d:?}/$n"; done; fi; '
@@ -185,7 +186,7 @@ COMPILED = frozenset(_COMPILED) | {"typescript"}
 # What /execute can run; a template lists the ones it has (template.yaml `languages`).
 RUNNABLE = ("javascript", "typescript", "python", "shell", "go", "rust", "ruby", "java")
 # Changes whenever the build commands change, so older builds are not reused.
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"
 
 
 # Removes what a killed execution left: /tmp/vbx-exec_<id>.* of ids no process carries (the
