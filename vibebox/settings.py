@@ -280,6 +280,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SandboxStatusEnum": "apps.sandboxes.models.Status",
         "ExecStatusEnum": "apps.sandboxes.api.serializers.EXEC_STATUSES",
+        "ExecutePhaseEnum": "apps.sandboxes.api.serializers.EXECUTE_PHASES",
         "ExecutionStatusEnum": "apps.sandboxes.models.Execution.Status",
         "ExecutionKindEnum": "apps.sandboxes.models.Execution.Kind",
         "BackgroundStatusEnum": "apps.sandboxes.api.schema.BACKGROUND_STATUSES",

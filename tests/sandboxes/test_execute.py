@@ -62,6 +62,14 @@ def test_typescript(api_client, node):
     code = "interface P { x: number }\nconst p: P = { x: 2 };\nconsole.log(p.x * 21);\nreturn p.x as number;"
     body = execute(api_client, node, code=code, language="typescript")
     assert body["stdout"] == "42\n" and body["returnValue"] == 2 and body["status"] == "completed", body
+    assert body["phase"] == "run"
+    # esbuild cannot strip it: the compile phase, its message on stderr
+    body = execute(api_client, node, code="const x: = 1;", language="typescript")
+    assert (body["phase"], body["status"], body["stdout"]) == ("compile", "failed", ""), body
+    assert "Unexpected" in body["stderr"] and body["exitCode"] != 0
+    # auto: TypeScript's own syntax on a JavaScript template
+    body = execute(api_client, node, code="const n: number = 2;\nreturn n * 21")
+    assert (body["language"], body["returnValue"]) == ("typescript", 42), body
 
 
 def test_python_last_expression_is_the_return_value(api_client, python):

@@ -236,7 +236,9 @@ class ExecSerializer(StrictSerializer):
 class ExecuteSerializer(StrictSerializer):
     code = serializers.CharField(trim_whitespace=False)
     language = serializers.CharField(
-        required=False, default="auto", help_text="auto, javascript, typescript, python, shell"
+        required=False,
+        default="auto",
+        help_text="auto, javascript, typescript, python, shell, go, rust, ruby, java (those the template runs)",
     )
     cwd = serializers.CharField(required=False, allow_blank=True)
     env = EnvMapField(required=False)
@@ -248,6 +250,7 @@ class ExecuteSerializer(StrictSerializer):
 
 
 EXEC_STATUSES = ["completed", "failed", "timeout"]
+EXECUTE_PHASES = ["compile", "run"]
 
 
 # A command's end, rendered from a services.exec.Outcome: the exec WebSocket's `exit` message,
@@ -269,6 +272,10 @@ class ExecResultSerializer(ExecExitSerializer):
 class ExecuteResultSerializer(ExecResultSerializer):
     language = serializers.CharField(source="execution.language")
     returnValue = serializers.JSONField(source="return_value", allow_null=True)
+    phase = serializers.ChoiceField(
+        choices=EXECUTE_PHASES,
+        help_text="compile: a compiled language's build failed (its messages on stderr) or timed out; else run.",
+    )
 
 
 class ExecutionSerializer(serializers.Serializer):

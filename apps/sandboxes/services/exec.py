@@ -30,6 +30,7 @@ class Outcome:
     stdout: str
     stderr: str
     return_value: object = None
+    phase: str = "run"  # execute: "compile" when a compiled language's build failed or was stopped
 
 
 def resolve_timeout(timeout: float | None) -> float:
@@ -256,13 +257,17 @@ def sandbox_exec(
 
 
 def choose_language(sandbox: Sandbox, code: str, language: str) -> str:
-    """`auto`: a shell command line when the first word is a builtin or on the sandbox's PATH,
-    else the template's language."""
+    """`auto`: the language a `#!` line or the code's syntax marks among the template's (see
+    languages.detect); with no mark, a shell command line when the first word is a builtin or on
+    the sandbox's PATH, else the template's language."""
     template = sandbox.template
     language = languages.normalise(language)
-    supported = list(template.languages) or [template.language]
+    supported = [name for name in (list(template.languages) or [template.language]) if name in languages.RUNNABLE]
     if language == "auto":
-        default = template.language or (supported[0] if supported else "shell")
+        default = template.language if template.language in supported else (supported[0] if supported else "shell")
+        detected = languages.detect(code, supported, None)
+        if detected:
+            return detected
         word = languages.first_command_word(code, default)
         if word and "shell" in supported and (word in languages.SHELL_BUILTINS or _on_path(sandbox, word)):
             return "shell"
@@ -307,7 +312,8 @@ def sandbox_execute(
     api_key=None,
     on_output=None,
 ) -> Outcome:
-    """Runs a code snippet; `returnValue` is what JavaScript returns or Python's last expression."""
+    """Runs a code snippet; `returnValue` is what JavaScript returns or Python's or Ruby's last
+    expression; Go, Rust and Java (and TypeScript's type stripping) are compiled first (`phase`)."""
     if not code.strip():
         raise errors.ValidationFailed("code is empty.")
     if len(code.encode()) > settings.VIBEBOX_CODE_LIMIT:
@@ -336,7 +342,8 @@ def sandbox_execute(
         api_key=api_key,
         on_output=on_output,
     )
-    stdout, value_text = languages.split_return_value(result.stdout, prog.marker)
+    stdout, phase = languages.split_phase(result.stdout, prog.run_marker)
+    stdout, value_text = languages.split_return_value(stdout, prog.marker)
     return_value = None
     if value_text is not None:
         # Printed in the sandbox: JSON nested at most 64 deep, finite numbers (a strict JSON
@@ -345,4 +352,6 @@ def sandbox_execute(
             return_value = bounded.loads(value_text, max_bytes=settings.VIBEBOX_EXEC_OUTPUT_LIMIT)
         except ValueError:
             return_value = value_text
-    return finish(execution, result, sandbox, stdout, return_value)
+    outcome = finish(execution, result, sandbox, stdout, return_value)
+    outcome.phase = phase
+    return outcome

@@ -2086,10 +2086,16 @@ export interface components {
          * @enum {string}
          */
         ExecStatusEnum: "completed" | "failed" | "timeout";
+        /**
+         * @description * `compile` - compile
+         *     * `run` - run
+         * @enum {string}
+         */
+        ExecutePhaseEnum: "compile" | "run";
         ExecuteRequest: {
             code: string;
             /**
-             * @description auto, javascript, typescript, python, shell
+             * @description auto, javascript, typescript, python, shell, go, rust, ruby, java (those the template runs)
              * @default auto
              */
             language: string;
@@ -2114,6 +2120,13 @@ export interface components {
             stderr: string;
             language: string;
             returnValue: unknown;
+            /**
+             * @description compile: a compiled language's build failed (its messages on stderr) or timed out; else run.
+             *
+             *     * `compile` - compile
+             *     * `run` - run
+             */
+            phase: components["schemas"]["ExecutePhaseEnum"];
         };
         Execution: {
             executionId: string;
