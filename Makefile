@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript venv images sandboxd migrate run test lint format bench clean-containers
+.PHONY: setup host browser typescript venv images images-all sandboxd migrate run test test-templates lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -33,9 +33,15 @@ $(VENV)/.deps: requirements.txt requirements-dev.txt sdk/python/pyproject.toml
 migrate: venv
 	@$(BIN)/python manage.py migrate --noinput -v 0
 
+# The templates the warm pools fill (node-20, python-3.13) are built before anything serves; the
+# others are listed as queued and built in the background by the worker (`make run`), or all at
+# once by `make images-all`.
 images: venv host migrate
-	@$(BIN)/python manage.py buildimages
+	@$(BIN)/python manage.py buildimages --pooled
 	@$(BIN)/python manage.py sandboxd
+
+images-all: images
+	@$(BIN)/python manage.py buildimages
 
 # sandboxd alone (gofmt + go vet + build): `make lint` needs no templates or database.
 sandboxd: venv host
@@ -45,6 +51,7 @@ run: setup
 	@$(BIN)/python manage.py bootstrap
 	@$(BIN)/python manage.py reconcile --startup
 	@$(BIN)/python manage.py warmpools --fill >/dev/null
+	@$(BIN)/python manage.py buildimages --background
 	@exec $(BIN)/honcho start -f Procfile
 
 test: setup browser typescript
@@ -53,6 +60,10 @@ test: setup browser typescript
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py
+
+# Every built-in template: build its image (the first time), create a sandbox, run its smoke command.
+test-templates: images-all
+	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests/templates
 
 lint: venv typescript sandboxd
 	@$(BIN)/ruff check .

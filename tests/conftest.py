@@ -18,9 +18,10 @@ from rest_framework.test import APIClient
 from apps.keys.scopes import ALL_SCOPES
 from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
-from apps.marketplace.services import template_upsert
+from apps.marketplace.models import BuildState
+from apps.marketplace.services import template_build_state_set, template_upsert
 from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.images import templates_sync
+from apps.sandboxes.images import pooled_template_names, templates_sync
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
 from bench.common import procfile_server
@@ -81,17 +82,34 @@ def engine_sweep(docker_client):
     assert not leftovers, f"tests left containers behind: {leftovers}"
 
 
+# The templates the suite creates sandboxes of; the other built-in ones are make test-templates'.
+SUITE_TEMPLATES = ["node-22-claude-code"]
+
+
 @pytest.fixture(scope="session")
 def built_images(django_db_setup, django_db_blocker):
-    """Builds any missing template image once (make test has normally built them already)."""
+    """Builds any missing image of the templates the suite uses once (make test has normally built
+    them already)."""
     with django_db_blocker.unblock():
-        templates_sync(build=True)
+        templates_sync(build=True, only=[*pooled_template_names(built_in_templates()), *SUITE_TEMPLATES])
 
 
 @pytest.fixture
-def templates(built_images, db):
-    """Template rows in the test database (transactional tests flush them after each test)."""
-    return {source.name: template_upsert(source=source) for source in built_in_templates()}
+def templates(built_images, db, docker_client):
+    """Template rows in the test database (transactional tests flush them after each test), by
+    name and by alias (`templates["python-3"]` is python-3.13's). A template whose image is not
+    built here is listed as queued, with no image."""
+    rows = {}
+    for source in built_in_templates():
+        try:
+            docker_client.images.get(source.image)
+        except docker.errors.ImageNotFound:
+            rows[source.name] = template_build_state_set(source=source, state=BuildState.QUEUED)
+        else:
+            rows[source.name] = template_upsert(source=source)
+        for alias in source.spec.get("aliases") or []:
+            rows[str(alias)] = rows[source.name]
+    return rows
 
 
 @pytest.fixture

@@ -139,7 +139,7 @@ def test_a_clean_up_in_the_middle_of_a_session_leaves_its_fixtures(docker_client
     """test_schema_fuzz cleans up what it made mid-session; removing the session's git servers too
     made a worker's later git tests (and the fixtures' teardown) find them gone."""
     label = sessions.new_label("m")
-    image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
     made = {}
     try:
         for kind, labels in (

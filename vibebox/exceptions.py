@@ -68,6 +68,9 @@ GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 TemplateNotFound = error("template_not_found", 404, "Template not found.")
 UnknownTemplate = error("unknown_template", 400, "Unknown template.")
 TemplateUnavailable = error("template_unavailable", 503, "The template's image is not built on this server.")
+TemplateBuilding = error(
+    "template_building", 503, "The template's image is still being built; retry after Retry-After seconds."
+)
 
 # Organizations.
 OrgNotFound = error("org_not_found", 404, "Organization not found.")

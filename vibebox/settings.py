@@ -353,6 +353,10 @@ VIBEBOX_SANDBOXD_DIR = BASE_DIR / "sandboxd"
 VIBEBOX_EXTRA_CA_CERTS = env_str("VIBEBOX_EXTRA_CA_CERTS", "system")
 VIBEBOX_SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 VIBEBOX_DEBIAN_MIRROR = env_str("VIBEBOX_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# A create of a template whose image is still building answers 503 template_building with this
+# Retry-After, or (with "wait": true) waits up to VIBEBOX_TEMPLATE_WAIT (docs/templates.md).
+VIBEBOX_TEMPLATE_RETRY_AFTER = env_duration("VIBEBOX_TEMPLATE_RETRY_AFTER", "30s")
+VIBEBOX_TEMPLATE_WAIT = env_duration("VIBEBOX_TEMPLATE_WAIT", "10m")
 VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]

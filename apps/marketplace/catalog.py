@@ -13,6 +13,10 @@ import yaml
 from django.conf import settings
 
 BASE_DIR_NAME = "base"
+# The Debian release a template's image starts from (`base:` in its template.yaml); each suite
+# has its own base image, built once by images/base/build.sh.
+DEFAULT_SUITE = "trixie"
+SUITES = ("trixie", "bookworm")
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class TemplateSource:
     path: Path
     spec: dict
     image: str
+    base: str = DEFAULT_SUITE  # the Debian suite of its base image
 
 
 def tree_digest(path: Path, *extra: bytes) -> str:
@@ -42,19 +47,23 @@ def extra_ca_bytes() -> bytes:
     return path.read_bytes()
 
 
-def base_image() -> str:
+def base_image(suite: str = DEFAULT_SUITE) -> str:
+    """The base image's tag for a Debian suite (the default suite's tag is the one it always had)."""
     base = settings.VIBEBOX_IMAGES_DIR / BASE_DIR_NAME
-    return f"{settings.VIBEBOX_IMAGE_PREFIX}/base:trixie-{tree_digest(base, settings.VIBEBOX_DEBIAN_MIRROR.encode())}"
+    extra = settings.VIBEBOX_DEBIAN_MIRROR.encode() + (b"" if suite == DEFAULT_SUITE else b"\0" + suite.encode())
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/base:{suite}-{tree_digest(base, extra)}"
 
 
 def built_in_templates() -> list[TemplateSource]:
-    base = base_image()
     ca = extra_ca_bytes()
     sources = []
     for spec_file in sorted(settings.VIBEBOX_IMAGES_DIR.glob("*/template.yaml")):
         spec = yaml.safe_load(spec_file.read_text())
         name = spec["name"]
-        digest = tree_digest(spec_file.parent, base.encode(), ca)
+        suite = str(spec.get("base") or DEFAULT_SUITE)
+        if suite not in SUITES:
+            raise ValueError(f"{spec_file}: base {suite!r} is not one of {', '.join(SUITES)}")
+        digest = tree_digest(spec_file.parent, base_image(suite).encode(), ca)
         image = f"{settings.VIBEBOX_IMAGE_PREFIX}/{name}:{spec.get('version', 1)}-{digest}"
-        sources.append(TemplateSource(name=name, path=spec_file.parent, spec=spec, image=image))
+        sources.append(TemplateSource(name=name, path=spec_file.parent, spec=spec, image=image, base=suite))
     return sources

@@ -12,6 +12,9 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
+from vibebox import exceptions as errors
+
+from .images import templates_sync
 from .reconcile import sandbox_reconcile
 from .services.pools import pools_maintain
 
@@ -45,3 +48,24 @@ def maintain_pools() -> dict:
         if not held:
             return {"skipped": "another warm-pool pass is running"}
         return pools_maintain()
+
+
+TEMPLATE_BUILD_LOCK_SECONDS = 3 * 3600
+
+
+@shared_task(ignore_result=True)
+def build_templates(names: list[str] | None = None) -> dict:
+    """Builds the built-in templates' missing images, one at a time, recording each one's build
+    state and progress (GET /api/v1/templates shows it). `make run` sends it for the templates
+    the warm pools do not need; a second one sent meanwhile does nothing."""
+    key, token = "template-builds", secrets.token_hex(16)
+    if not cache.add(key, token, timeout=TEMPLATE_BUILD_LOCK_SECONDS):
+        return {"skipped": "another template build is running"}
+    try:
+        templates = templates_sync(build=True, only=names or None)
+        return {"built": [t.name for t in templates]}
+    except errors.ApplicationError as exc:
+        return {"failed": exc.details.get("templates", []), "message": exc.message}
+    finally:
+        if cache.get(key) == token:
+            cache.delete(key)

@@ -31,7 +31,7 @@ SET_PASSWORD = (
 FAKE_ROWS = (
     "from apps.sandboxes.models import Sandbox; from apps.marketplace.models import Template;"
     "from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{user}');"
-    "t = Template.objects.get(name='python-3');"
+    "t = Template.objects.get(name='python-3.13');"
     "from apps.orgs.services import personal_org_ensure; o = personal_org_ensure(user=u);"
     "Sandbox.objects.bulk_create([Sandbox(owner=u, org=o, name=f'listed-{{i:03}}', template=t, image=t.image,"
     " status='stopped', cpu=1, memory=2**30) for i in range({n})])"
@@ -107,7 +107,7 @@ def test_the_dashboard_end_to_end(server, context):
     # Create a sandbox from the form in a second tab; the first sees it running without reload.
     page = context.new_page()
     page.goto(f"{server.url}/sandboxes/new")
-    page.get_by_label("Template").select_option("python-3")
+    page.get_by_label("Template").select_option("python-3.13")
     page.get_by_label("Name").fill("browser-box")
     page.get_by_role("button", name="Create").click()
     wait_for_created(page, server)

@@ -36,7 +36,7 @@ class FaultTemplate:
 @pytest.fixture
 def fault_template(tmp_path, settings, built_images, docker_client):
     """An images/ directory holding the real base and one template of this instance's own."""
-    python = next(s for s in built_in_templates() if s.name == "python-3")
+    python = next(s for s in built_in_templates() if s.name == "python-3.13")
     base = base_image()
     root = tmp_path / "images"
     shutil.copytree(settings.VIBEBOX_IMAGES_DIR / BASE_DIR_NAME, root / BASE_DIR_NAME)

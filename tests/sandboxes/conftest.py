@@ -122,7 +122,7 @@ def git_servers(docker_client):
         network = docker_client.networks.get(GIT_NETWORK)
     except docker.errors.NotFound:
         network = docker_client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
-    python_image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    python_image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
     seed = (HERE / "seed.sh").read_bytes()
 
     user, token = "agent", secrets.token_urlsafe(16)
@@ -192,7 +192,7 @@ class RecordingServer:
 
 @pytest.fixture(scope="session")
 def recording_git_server(git_servers, docker_client):
-    python_image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    python_image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
     container = start_http_git_server(
         docker_client,
         python_image,

@@ -164,7 +164,7 @@ def warm_pool(settings, templates):
 
 def pooled(docker_client) -> list[str]:
     """Containers with the pool's label: pooled ones, and sandboxes that took one."""
-    filters = {"label": [INSTANCE_LABEL, "vibebox.pool=python-3"]}
+    filters = {"label": [INSTANCE_LABEL, "vibebox.pool=python-3.13"]}
     return [c.name for c in docker_client.containers.list(all=True, filters=filters)]
 
 
@@ -227,7 +227,7 @@ def test_pool_fill_with_the_engine_failing_leaves_nothing_half_made(
 @pytest.fixture
 def refusing_git_host(git, docker_client):
     """A host on the git network (`git-down`) where nothing listens: connections are refused."""
-    image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
     container = docker_client.containers.run(
         image,
         ["sleep", "infinity"],
@@ -371,7 +371,7 @@ def test_a_network_removed_behind_our_back_is_created_again_by_the_next_create(d
     driver = DockerDriver()
     name = f"vibebox-{sessions.new_label('n', sessions.MAX_LABEL)}"
     labels = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}
-    image = next(s.image for s in built_in_templates() if s.name == "python-3")
+    image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
     daemon = sandboxd.volume_for_sandboxes()
     containers = [f"{name}-1", f"{name}-2"]
 

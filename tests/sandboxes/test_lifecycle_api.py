@@ -16,7 +16,7 @@ def test_create_returns_a_running_sandbox(create_sandbox, docker_client):
     body = create_sandbox(template="python-3", name="first", metadata={"team": "ml"})
     assert body["id"].startswith("sbx_") and len(body["id"]) >= 24
     assert body["name"] == "first"
-    assert body["template"] == "python-3"
+    assert body["template"] == "python-3.13"  # python-3 is its alias
     assert body["status"] == "running"
     assert body["ephemeral"] is False and body["expiresAt"] is None
     assert body["startedAt"] and body["createdAt"]

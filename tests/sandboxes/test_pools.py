@@ -34,7 +34,7 @@ def python_pool(pool_settings, templates):
 
 
 def pooled_containers(docker_client):
-    return docker_client.containers.list(all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3"]})
+    return docker_client.containers.list(all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3.13"]})
 
 
 def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbox_ids):
@@ -45,7 +45,7 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
     assert set(containers) == {r.id for r in rows}
     assert all(c.status == "running" for c in containers.values())
     labels = next(iter(containers.values())).labels
-    assert labels["vibebox.owner"] == "" and labels["vibebox.template"] == "python-3"
+    assert labels["vibebox.owner"] == "" and labels["vibebox.template"] == "python-3.13"
 
     # Pooled containers are nobody's sandboxes.
     assert api_client.get("/api/v1/sandboxes").json()["count"] == 0
@@ -144,7 +144,7 @@ def test_health_check_replaces_bad_containers_and_outdated_images(python_pool, d
     assert not docker_client.containers.list(all=True, filters={"name": second.id})
     assert WarmPool.objects.get(template=python_pool).replaced == 1
     report = pools.pools_maintain()
-    assert report["python-3"]["started"] == 2
+    assert report["python-3.13"]["started"] == 2
 
 
 def test_target_follows_demand_within_bounds(python_pool, owner, templates):
@@ -183,7 +183,7 @@ def test_disabled_pool_is_drained_and_reconcile_keeps_pool_containers(python_poo
     PooledContainer.objects.filter(pk=row.pk).delete()
     assert row.id in sandbox_reconcile().orphans_removed
     WarmPool.objects.filter(template=python_pool).update(enabled=False)
-    assert pools.pools_maintain()["python-3"] == {"drained": 1}
+    assert pools.pools_maintain()["python-3.13"] == {"drained": 1}
     assert pooled_containers(docker_client) == []
 
 
@@ -196,7 +196,7 @@ def test_pools_endpoint_for_operators_only(python_pool, owner, client_for, clien
     stats = client_for(owner).get("/api/v1/pools").json()["pools"]
     assert stats == [
         {
-            "template": "python-3",
+            "template": "python-3.13",
             "cpu": 1.0,
             "memory": "256m",
             "enabled": True,
@@ -281,4 +281,4 @@ def test_pools_for_other_resources(python_pool, api_client, cleanup_sandbox_ids,
     other = api_client.post("/api/v1/sandboxes", {"template": "python-3", "resources": {"cpu": 0.5}}, format="json")
     cleanup_sandbox_ids.append(other.json()["id"])
     assert other.json()["warm"] is False  # 0.5 cpu with the default memory: no such pool
-    assert "python-3:0.5cpu:512m" in pools.pools_maintain()
+    assert "python-3.13:0.5cpu:512m" in pools.pools_maintain()

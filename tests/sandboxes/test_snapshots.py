@@ -28,7 +28,7 @@ def test_snapshot_and_restore_in_place(api_client, create_sandbox, docker_client
     created = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {"name": "before-deploy"}, format="json")
     assert created.status_code == 201, created.content
     snap = created.json()
-    assert snap["name"] == "before-deploy" and snap["sandboxId"] == sandbox_id and snap["template"] == "python-3"
+    assert snap["name"] == "before-deploy" and snap["sandboxId"] == sandbox_id and snap["template"] == "python-3.13"
     assert snap["workspaceBytes"] > 0 and snap["size"] == snap["imageBytes"] + snap["workspaceBytes"]
     assert api_client.get(f"/api/v1/sandboxes/{sandbox_id}").json()["status"] == "running"  # thawed
 
@@ -51,7 +51,7 @@ def test_new_sandbox_from_a_snapshot(api_client, create_sandbox):
     assert api_client.get(f"/api/v1/sandboxes/{source}").json()["status"] == "stopped"
 
     copy = create_sandbox(snapshot=snap["id"], name="from-snap")
-    assert copy["template"] == "python-3" and copy["status"] == "running" and copy["warm"] is False
+    assert copy["template"] == "python-3.13" and copy["status"] == "running" and copy["warm"] is False
     assert sh(api_client, copy["id"], "cat s.txt")["stdout"] == "saved\n"
     cold = create_sandbox(snapshot=snap["id"], autoStart=False)
     assert cold["status"] == "stopped"

@@ -93,6 +93,12 @@ class SandboxCreateSerializer(StrictSerializer):
     pauseStopsTimeout = serializers.BooleanField(
         required=False, default=False, help_text="Time spent paused does not count toward the expiry."
     )
+    wait = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="If the template's image is still building, wait for it (up to the server's "
+        "VIBEBOX_TEMPLATE_WAIT) instead of answering 503 template_building.",
+    )
 
 
 class SandboxUpdateSerializer(StrictSerializer):

@@ -77,6 +77,7 @@ class SandboxListView(GenericAPIView):
             auto_pause=data.get("autoPause"),
             auto_resume=data["autoResume"],
             pause_stops_timeout=data["pauseStopsTimeout"],
+            wait=data["wait"],
         )
         return Response(SandboxSerializer(sandbox).data, status=201)
 

@@ -470,6 +470,7 @@ class RuntimeDriver(Protocol):
 
     # Images.
     def image_exists(self, tag: str) -> bool: ...
+    def image_size(self, tag: str) -> int | None: ...
     def image_build(
         self,
         *,

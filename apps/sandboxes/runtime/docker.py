@@ -1122,6 +1122,14 @@ class DockerDriver:
             except (ImageNotFound, NotFound):
                 return False
 
+    def image_size(self, tag: str) -> int | None:
+        """The image's size in bytes (its layers, shared ones included), or None when absent."""
+        with self._engine():
+            try:
+                return int(self.client.api.inspect_image(tag).get("Size") or 0)
+            except (ImageNotFound, NotFound):
+                return None
+
     def image_build(
         self,
         *,

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,8 +19,8 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from apps.keys.services import acting_org, api_keys_revoke_for_sandbox
-from apps.marketplace.models import Template
-from apps.marketplace.selectors import template_find
+from apps.marketplace.models import BuildState, Template
+from apps.marketplace.selectors import template_find, template_suggestions
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
@@ -29,6 +30,7 @@ from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 from . import git, pools, snapshots
 from .env import prepare_env
+from .lifecycle import template_services_start
 
 logger = logging.getLogger(__name__)
 
@@ -114,16 +116,57 @@ def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.date
     return seconds, timezone.now() + dt.timedelta(seconds=seconds)
 
 
-def _template(name: str) -> Template:
+TEMPLATE_POLL_INTERVAL = 1.0
+
+
+def _template(name: str, *, wait: bool = False) -> Template:
     template = template_find(name)
     if template is None:
-        known = list(Template.objects.filter(is_active=True).values_list("name", flat=True))
-        raise errors.UnknownTemplate(f"Unknown template {name!r}.", details={"template": name, "available": known})
+        known = sorted(  # every name a create accepts, aliases too
+            {n for t in Template.objects.filter(is_active=True) for n in [t.name, *(t.aliases or [])]}
+        )
+        suggestions = template_suggestions(name)
+        hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
+        raise errors.UnknownTemplate(
+            f"Unknown template {name!r}.{hint}",
+            details={"template": name, "available": known, "suggestions": suggestions},
+        )
+    if not template.image:
+        template = _wait_for_image(template, wait=wait)
     if template.runtime not in settings.VIBEBOX_ALLOWED_RUNTIMES:
         raise errors.TemplateUnavailable(f"Template {name!r} needs runtime {template.runtime!r}, not allowed here.")
     if set(template.cap_add) - set(settings.VIBEBOX_ALLOWED_CAPABILITIES):
         raise errors.TemplateUnavailable(f"Template {name!r} asks for capabilities this server does not allow.")
     return template
+
+
+def _wait_for_image(template: Template, *, wait: bool) -> Template:
+    """A template whose first image is not built yet: 503 template_building (with Retry-After),
+    or, when the caller asked to wait, the template once built (up to VIBEBOX_TEMPLATE_WAIT)."""
+    deadline = time.monotonic() + (settings.VIBEBOX_TEMPLATE_WAIT if wait else 0)
+    while True:
+        template.refresh_from_db()
+        if template.image and template.build_state == BuildState.READY:
+            return template
+        if template.build_state == BuildState.FAILED:
+            raise errors.TemplateUnavailable(
+                f"Building template {template.name!r} failed: {template.build_message}"[:1000],
+                details={"template": template.name, "buildState": template.build_state},
+            )
+        if time.monotonic() >= deadline:
+            retry_after = int(settings.VIBEBOX_TEMPLATE_RETRY_AFTER)
+            raise errors.TemplateBuilding(
+                f"Template {template.name!r} is still being built ({template.build_state}); "
+                f'retry in {retry_after}s or send "wait": true.',
+                details={
+                    "template": template.name,
+                    "buildState": template.build_state,
+                    "progress": template.build_progress or {},
+                    "retryAfter": retry_after,
+                },
+                headers={"Retry-After": str(retry_after)},
+            )
+        time.sleep(TEMPLATE_POLL_INTERVAL)
 
 
 # ---- engine-side names ----
@@ -157,13 +200,15 @@ def sandbox_create(
     auto_resume: bool = False,
     pause_stops_timeout: bool = False,
     snapshot=None,
+    wait: bool = False,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create. It
-    belongs to `org` (default: the one `api_key` acts in, else the owner's personal one)."""
+    belongs to `org` (default: the one `api_key` acts in, else the owner's personal one). A
+    template whose image is still building answers 503 template_building unless `wait`."""
     driver = get_driver()
-    tmpl = _template(snapshot.template.name if snapshot else template)
-    if snapshot and template and template != tmpl.name:
+    tmpl = _template(snapshot.template.name if snapshot else template, wait=wait)
+    if snapshot and template and template not in [tmpl.name, *(tmpl.aliases or [])]:
         raise errors.ValidationFailed(
             "The snapshot is of another template.", details={"fields": {"template": [f"the snapshot's is {tmpl.name}"]}}
         )
@@ -226,6 +271,7 @@ def sandbox_create(
         for field, value in fields.items():
             setattr(sandbox, field, value)
     if sandbox.warm and not clone:
+        template_services_start(sandbox)
         _publish_created(sandbox)
         return sandbox
 
@@ -237,6 +283,8 @@ def sandbox_create(
                 info = driver.start(sandbox.container_name)
         if snapshot:
             snapshots.restore_workspace(sandbox.container_name, snapshot)
+        if auto_start or sandbox.warm:
+            template_services_start(sandbox)
         if clone:
             _initial_clone(sandbox, clone)
         if (clone or snapshot) and not auto_start:

@@ -21,6 +21,8 @@ from ..runtime import get_driver
 
 logger = logging.getLogger(__name__)
 
+SERVICES_TIMEOUT = 120
+
 PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
 
 
@@ -42,6 +44,32 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
     return sandbox
 
 
+def template_services_start(sandbox: Sandbox) -> None:
+    """Runs the template's `services` command (e.g. fullstack's PostgreSQL and Redis), as the
+    sandbox's user, after each start; it returns once they answer. A failure does not undo the
+    start: it is logged and kept as the sandbox's status reason."""
+    command = sandbox.template.services
+    if not command:
+        return
+    from .exec import run_internal  # exec.py sits above this module
+
+    try:
+        result = run_internal(sandbox, (command,), timeout=SERVICES_TIMEOUT)
+    except errors.ApplicationError as exc:
+        failure = exc.message
+    else:
+        if result.exit_code == 0:
+            return
+        failure = result.stderr.decode(errors="replace")[-400:] or f"exit {result.exit_code}"
+    logger.warning("services of %s did not start: %s", sandbox.id, failure)
+    Sandbox.objects.filter(pk=sandbox.pk).update(status_reason=f"services did not start: {failure}"[:500])
+
+
+def _start_with_services(sandbox: Sandbox, call) -> None:
+    call()
+    template_services_start(sandbox)
+
+
 def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
     return _transition(
         sandbox,
@@ -49,7 +77,7 @@ def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
         from_statuses=states.START_FROM,
         via=Status.STARTING,
         to=Status.RUNNING,
-        call=lambda: get_driver().start(sandbox.container_name),
+        call=lambda: _start_with_services(sandbox, lambda: get_driver().start(sandbox.container_name)),
         started_at=timezone.now(),
     )
 
@@ -73,7 +101,9 @@ def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
         from_statuses=states.RESTART_FROM,
         via=Status.STARTING,
         to=Status.RUNNING,
-        call=lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        call=lambda: _start_with_services(
+            sandbox, lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+        ),
         started_at=timezone.now(),
     )
 

@@ -56,8 +56,10 @@ def pool_get(template: Template) -> WarmPool | None:
     time it is asked for."""
     defaults = {"cpu": settings.VIBEBOX_DEFAULT_CPU, "memory": settings.VIBEBOX_DEFAULT_MEMORY}
     pool = WarmPool.objects.filter(template=template, **defaults).first()
-    if pool is None and template.name in settings.VIBEBOX_POOL_SIZES:
-        size = settings.VIBEBOX_POOL_SIZES[template.name]
+    # VIBEBOX_POOL_SIZES may name the template or one of its aliases (python-3 is python-3.13's).
+    configured = next((n for n in [template.name, *(template.aliases or [])] if n in settings.VIBEBOX_POOL_SIZES), None)
+    if pool is None and configured is not None:
+        size = settings.VIBEBOX_POOL_SIZES[configured]
         pool, _ = WarmPool.objects.get_or_create(
             template=template,
             **defaults,
@@ -217,10 +219,12 @@ def pool_drain(pool: WarmPool | None = None) -> int:
 
 def pools_maintain() -> dict[str, dict[str, int]]:
     """One pass over every pool: health check, then refill (disabled pools are drained)."""
-    for template in Template.objects.filter(is_active=True):
+    for template in Template.objects.filter(is_active=True).exclude(image=""):  # built ones
         pool_get(template)  # the default pools of VIBEBOX_POOL_SIZES exist
     report = {}
     for pool in WarmPool.objects.select_related("template").order_by("template__name", "cpu", "memory"):
+        if not pool.template.image:  # its first image is still building
+            continue
         if not pool.enabled or not settings.VIBEBOX_POOL_ENABLED or not pool.template.is_active:
             report[pool_label(pool)] = {"drained": pool_drain(pool)}
             continue

@@ -1680,6 +1680,20 @@ export interface components {
          * @enum {string}
          */
         BackgroundStatusEnum: "running";
+        BuildProgress: {
+            /** @description The Dockerfile step being run. */
+            step: number;
+            /** @description Of this many. */
+            steps: number;
+        };
+        /**
+         * @description * `ready` - Ready
+         *     * `queued` - Queued
+         *     * `building` - Building
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        BuildStateEnum: "ready" | "queued" | "building" | "failed";
         ChangeFile: {
             path: string;
             status: components["schemas"]["ChangeFileStatusEnum"];
@@ -3008,6 +3022,11 @@ export interface components {
              * @default false
              */
             pauseStopsTimeout: boolean;
+            /**
+             * @description If the template's image is still building, wait for it (up to the server's VIBEBOX_TEMPLATE_WAIT) instead of answering 503 template_building.
+             * @default false
+             */
+            wait: boolean;
         } | unknown | unknown;
         SandboxMetrics: {
             sandboxId: string;
@@ -3130,21 +3149,35 @@ export interface components {
             displayName: string;
             description: string;
             version: number;
+            /** @description The image tag sandboxes start from; empty until its first build finishes. */
             image: string;
             language: string;
             languages: string[];
+            packageManagers: string[];
             user: string;
+            /** @description The default working directory of commands. */
             workdir: string;
             defaultEnv: {
                 [key: string]: string;
             };
+            /** @description Ports the template expects to serve. */
             ports: {
                 [key: string]: unknown;
             }[];
             preInstalled: {
                 [key: string]: unknown;
             };
+            /** @description A shell command that exits 0 when the image works. */
+            smoke: string;
             builtIn: boolean;
+            /** @description Bytes, measured after the build (shared layers included). */
+            imageSize: number | null;
+            buildState: components["schemas"]["BuildStateEnum"];
+            /** @description Why the last build failed, if it did. */
+            buildMessage: string;
+            readonly buildProgress: components["schemas"]["BuildProgress"] | null;
+            /** Format: double */
+            buildSeconds: number | null;
         };
         Terminal: {
             /** @description term_…; join it with the terminal WebSocket's ?session=. */
@@ -3248,7 +3281,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_building" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
