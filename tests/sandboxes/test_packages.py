@@ -137,7 +137,7 @@ def test_bad_requests_are_refused_and_run_nothing(api_client, create_sandbox, ou
     assert refused({"manager": "pip", "packages": ["-U"]})["details"]["reason"].startswith("options are not")
     error = refused({"manager": "npm", "packages": ["left-pad"]})
     assert error["code"] == "unsupported_package_manager"
-    assert error["details"]["supported"] == ["pip"] and error["details"]["manager"] == "npm"
+    assert error["details"]["supported"] == ["pip", "uv"] and error["details"]["manager"] == "npm"
     assert refused({"manager": "apt", "packages": ["curl"]})["code"] == "unsupported_package_manager"
     assert refused({"manager": "pip", "packages": []})["code"] == "validation_error"
     assert refused({"manager": "pip", "packages": ["six"], "dev": True})["code"] == "validation_error"

@@ -77,18 +77,25 @@ INSTALL_SCRIPTS = {
     "npm": _PROJECT_DIR
     + "[ -f package.json ] || npm init -y >/dev/null || exit 1\n"
     + 'exec npm install --no-fund --no-audit ${VIBEBOX_DEV:+--save-dev} -- "$@"\n',
+    # With a mirror, the project's .cargo/config.toml replaces crates.io by it (later builds need the
+    # same source), unless the project has a config of its own: then only this install uses it.
     "cargo": _PROJECT_DIR
     + "[ -f Cargo.toml ] || cargo init --vcs none --name workspace . || exit 1\n"
     + 'set -- ${VIBEBOX_DEV:+--dev} "$@"\n'
     + 'if [ -n "$VIBEBOX_MIRROR" ]; then\n'
-    + "  cfg=$(mktemp) || exit 1\n"
-    + '  printf \'[source.crates-io]\\nreplace-with = "vibebox-mirror"\\n[source.vibebox-mirror]\\n'
-    + 'registry = "%s"\\n\' "$VIBEBOX_MIRROR" > "$cfg"\n'
+    + "  cfg=.cargo/config.toml\n"
+    + '  if [ -e "$cfg" ] && ! head -n 1 "$cfg" | grep -q "^# VibeBox registry mirror"; then\n'
+    + "    cfg=$(mktemp) || exit 1\n"
+    + "  fi\n"
+    + "  mkdir -p .cargo && printf '# VibeBox registry mirror (the organization setting)\\n[source.crates-io]\\n"
+    + 'replace-with = "vibebox-mirror"\\n[source.vibebox-mirror]\\nregistry = "%s"\\n\' "$VIBEBOX_MIRROR" > "$cfg" '
+    + "|| exit 1\n"
     + '  cargo --config "$cfg" add "$@" && exec cargo --config "$cfg" fetch\n'
     + "  exit 1\n"
     + "fi\n"
     + 'cargo add "$@" && exec cargo fetch\n',
-    "gem": 'exec gem install --no-document ${VIBEBOX_MIRROR:+--clear-sources --source "$VIBEBOX_MIRROR"} -- "$@"\n',
+    # gem takes no `--` (no spec starts with `-`: validate_specs).
+    "gem": 'exec gem install --no-document ${VIBEBOX_MIRROR:+--clear-sources --source "$VIBEBOX_MIRROR"} "$@"\n',
     "bundler": _PROJECT_DIR
     + "[ -f Gemfile ] || bundle init || exit 1\n"
     + 'mirror=""; [ -n "$VIBEBOX_MIRROR" ] && mirror="BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/=$VIBEBOX_MIRROR"\n'

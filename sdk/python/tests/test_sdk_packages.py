@@ -35,7 +35,7 @@ def test_sync_install_list_and_refusals(sandbox):
     assert refused.value.status == 400 and refused.value.details["index"] == 0
     with pytest.raises(UnsupportedPackageManagerError) as unsupported:
         sandbox.packages.install("left-pad", manager="npm")
-    assert unsupported.value.supported == ["pip"]
+    assert unsupported.value.supported == ["pip", "uv"]
     with pytest.raises(CommandExitError) as failed:  # no such version on PyPI
         sandbox.packages.install("six==0.0.0.0.1", manager="pip")
     assert failed.value.exit_code != 0 and "six==0.0.0.0.1" in failed.value.result.output
