@@ -2,10 +2,11 @@
 ruby-3.3, java-21), for real: the public registries of these managers are not reachable from this
 machine (only PyPI and npm are, through its proxy), so each organization's registry mirror points
 at a registry served by a container on a Docker network of the test's own (as an operator's
-internal mirror would be reached, through VIBEBOX_EXTRA_NETWORKS): Go's module proxy protocol and a
-Cargo sparse registry, made here with real module and crate archives. The sandbox installs from
-it with the real go and cargo, builds against what it installed and runs it. gem, bundler and
-maven are shown reaching their mirror (they have no small static registry format to serve).
+internal mirror would be reached, through VIBEBOX_EXTRA_NETWORKS): Go's module proxy protocol, a
+Cargo sparse registry and RubyGems' compact index, made here with real module, crate and gem
+archives (the gem built by `gem build`). The sandbox installs from it with the real go, cargo, gem
+and bundler, and runs code that uses what it installed. Maven is shown reaching its mirror (a
+Maven mirror must also serve Maven's own plugins: a full mirror of Maven Central).
 
 Marked `templates` like tests/templates: these images are built by `make test-templates`."""
 
@@ -80,6 +81,66 @@ def cargo_registry() -> dict[str, bytes]:
     }
 
 
+GEMSPEC = """Gem::Specification.new do |s|
+  s.name = "greet"
+  s.version = "1.0.0"
+  s.summary = "A gem of the tests' mirror"
+  s.authors = ["VibeBox tests"]
+  s.files = ["lib/greet.rb"]
+  s.license = "MIT"
+end
+"""
+
+
+# The gem's spec as rubygems.org serves it to `gem install` (quick/Marshal.4.8/<gem>.gemspec.rz).
+QUICK_SPEC = (
+    'require "rubygems/package"; spec = Gem::Package.new("greet-1.0.0.gem").spec; '
+    'File.binwrite("greet-1.0.0.gemspec.rz", Gem.deflate(Marshal.dump(spec)))'
+)
+
+
+def rubygems_registry(docker_client) -> dict[str, bytes]:
+    """The gem greet 1.0.0 (built by the real `gem build` in the ruby-3.3 image, offline) behind
+    RubyGems' compact index (/versions, /info/<name>) and /gems/<file>, as rubygems.org serves."""
+    image = next(s.image for s in built_in_templates() if s.name == "ruby-3.3")
+    builder = docker_client.containers.create(
+        image,
+        ["sh", "-c", f"cd /tmp/g && gem build greet.gemspec && ruby -e '{QUICK_SPEC}'"],
+        network_disabled=True,
+        labels=LABELS,
+        user="root",
+    )
+    try:
+        builder.put_archive(
+            "/tmp",
+            _tar(
+                {
+                    "g/greet.gemspec": GEMSPEC.encode(),
+                    "g/lib/greet.rb": b'module Greet; def self.hello = "hello from a mirrored gem"; end\n',
+                }
+            ),
+        )
+        builder.start()
+        assert builder.wait(timeout=120)["StatusCode"] == 0, builder.logs().decode()
+        built = {}
+        for name in ("greet-1.0.0.gem", "greet-1.0.0.gemspec.rz"):
+            stream, _ = builder.get_archive(f"/tmp/g/{name}")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                built[name] = tar.extractfile(name).read()
+        gem = built["greet-1.0.0.gem"]
+    finally:
+        builder.remove(force=True)
+    info = f"---\n1.0.0 |checksum:{hashlib.sha256(gem).hexdigest()}\n".encode()
+    digest = hashlib.md5(info, usedforsecurity=False).hexdigest()
+    versions = f"created_at: 2024-01-01T00:00:00Z\n---\ngreet 1.0.0 {digest}\n".encode()
+    return {
+        "gems/versions": versions,
+        "gems/info/greet": info,
+        "gems/gems/greet-1.0.0.gem": gem,
+        "gems/quick/Marshal.4.8/greet-1.0.0.gemspec.rz": built["greet-1.0.0.gemspec.rz"],
+    }
+
+
 @pytest.fixture(scope="module")
 def registry_server(docker_client):
     for stale in docker_client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in LABELS.items()]}):
@@ -99,7 +160,8 @@ def registry_server(docker_client):
         labels=LABELS,
         network=NETWORK,
     )
-    files = {f"www/{name}": data for name, data in {**go_module(), **cargo_registry()}.items()}
+    served = {**go_module(), **cargo_registry(), **rubygems_registry(docker_client)}
+    files = {f"www/{name}": data for name, data in served.items()}
     container.put_archive("/srv", _tar({**files, "ready": b""}))
     yield container
     container.remove(force=True)
@@ -145,18 +207,32 @@ def test_cargo_add_from_the_mirror_builds_and_runs(api_client, api_key, create_s
     assert listed(api_client, sandbox_id, "cargo")["packages"] == [{"name": "greet", "version": "^1.0.0"}]
 
 
-def test_gem_bundler_and_maven_reach_their_mirror(api_client, api_key, create_sandbox, registry):
-    ruby = create_sandbox(template="ruby-3.3")["id"]
-    _, messages, execution = install(api_client, api_key, ruby, manager="gem", packages=["rake:13.2.1"])
-    assert execution.status == "failed" and "registry:8080/gems" in output(messages), output(messages)
-    _, messages, execution = install(api_client, api_key, ruby, manager="bundler", packages=["rake:13.2.1"])
-    assert execution.status == "failed" and "registry:8080/gems" in output(messages), output(messages)
-    assert "Gemfile" in run(api_client, ruby, "ls /workspace")["stdout"]  # bundle init made the project
-    assert any(p["name"] == "bundler" for p in listed(api_client, ruby, "gem")["packages"])
+def test_gem_and_bundler_install_from_the_mirror(api_client, api_key, create_sandbox, registry):
+    sandbox_id = create_sandbox(template="ruby-3.3")["id"]
+    _, messages, execution = install(api_client, api_key, sandbox_id, manager="gem", packages=["greet:1.0.0"])
+    assert execution.status == "completed", output(messages)
+    ran = run(api_client, sandbox_id, "ruby -e 'require \"greet\"; puts Greet.hello' 2>&1")
+    assert ran["stdout"] == "hello from a mirrored gem\n", ran["stdout"]
+    assert {"name": "greet", "version": "1.0.0"} in listed(api_client, sandbox_id, "gem")["packages"]
 
+    _, messages, execution = install(
+        api_client, api_key, sandbox_id, manager="bundler", packages=["greet:1.0.0"], cwd="app"
+    )
+    assert execution.status == "completed", output(messages)
+    assert "greet" in run(api_client, sandbox_id, "cat /workspace/app/Gemfile")["stdout"]
+    ran = run(
+        api_client, sandbox_id, "cd /workspace/app && bundle exec ruby -e 'require \"greet\"; puts Greet.hello' 2>&1"
+    )
+    assert ran["stdout"] == "hello from a mirrored gem\n", ran["stdout"]
+    response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/packages", {"manager": "bundler", "cwd": "app"})
+    assert {"name": "greet", "version": "1.0.0"} in response.json()["packages"], response.content
+
+
+def test_maven_reaches_its_mirror(api_client, api_key, create_sandbox, registry):
     java = create_sandbox(template="java-21")["id"]
     _, messages, execution = install(
         api_client, api_key, java, manager="maven", packages=["org.apache.commons:commons-lang3:3.17.0"]
     )
+    # Maven first needs its dependency plugin, which only a full mirror of Maven Central serves.
     assert execution.status == "failed" and "registry:8080/maven" in output(messages), output(messages)
     assert listed(api_client, java, "maven")["packages"] == []  # nothing in the local repository
