@@ -63,8 +63,9 @@ def output(messages: list[dict]) -> str:
     return "".join(m["data"] for m in messages if m.get("type") in ("stdout", "stderr"))
 
 
-def run(api_client, sandbox_id, command: str) -> dict:
-    response = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": command}, format="json")
+def run(api_client, sandbox_id, command: str, timeout: int = 60) -> dict:
+    body = {"command": command, "timeout": timeout}
+    response = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/exec", body, format="json")
     assert response.status_code == 200, response.content
     return response.json()
 

@@ -190,7 +190,7 @@ def test_go_get_from_the_mirror_builds_and_runs(api_client, api_key, create_sand
         "func main() { fmt.Println(greet.Hello()) }\n"
     )
     run(api_client, sandbox_id, f"cat > /workspace/main.go <<'EOF'\n{program}EOF")
-    ran = run(api_client, sandbox_id, "cd /workspace && go run . 2>&1")
+    ran = run(api_client, sandbox_id, "cd /workspace && go run . 2>&1", timeout=600)
     assert ran["stdout"] == "hello from a mirrored module\n", ran
     assert {"name": module, "version": "v1.0.0"} in listed(api_client, sandbox_id, "go")["packages"]
 
@@ -202,7 +202,7 @@ def test_cargo_add_from_the_mirror_builds_and_runs(api_client, api_key, create_s
     main = 'fn main() { println!("{}", greet::hello()); }\n'
     run(api_client, sandbox_id, f"cat > /workspace/src/main.rs <<'EOF'\n{main}EOF")
     assert "greet" in run(api_client, sandbox_id, "cat /workspace/Cargo.toml")["stdout"]
-    built = run(api_client, sandbox_id, "cd /workspace && cargo run -q --offline 2>&1")
+    built = run(api_client, sandbox_id, "cd /workspace && cargo run -q --offline 2>&1", timeout=600)
     assert built["stdout"] == "hello from a mirrored crate\n", built["stdout"]
     assert listed(api_client, sandbox_id, "cargo")["packages"] == [{"name": "greet", "version": "^1.0.0"}]
 
