@@ -192,3 +192,46 @@ def test_org_mirror_setting_reaches_the_install(api_client, api_key, owner, crea
     assert env["PIP_INDEX_URL"] == mirrors["pip"]
     assert env["PIP_CERT"] == SYSTEM_CA and env["NODE_EXTRA_CA_CERTS"] == SYSTEM_CA
     assert "SSL_CERT_FILE" not in env  # the sandbox's own setting wins
+
+
+FAKE_PIP = """import json, sys
+mode = open("/workspace/mode").read().strip()
+if mode == "entries":
+    print(json.dumps([{"name": "ok-pkg", "version": "1.0"}, {"name": "bad name; rm -rf /", "version": "1"},
+                      {"name": "x", "version": 5}, "not an object", {"name": "long", "version": "9" * 500}]))
+elif mode == "huge":
+    sys.stdout.write("[" + " " * (5 * 1024 * 1024) + "]")
+elif mode == "nan":
+    print('[{"name": "a", "version": NaN}]')
+elif mode == "deep":
+    print("[" * 5000 + "]" * 5000)
+else:
+    print("boom", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_listing_treats_the_managers_output_as_hostile(api_client, create_sandbox):
+    """`python3 -m pip` in /workspace runs the sandbox's own `pip` package there: what it prints
+    is whatever the sandbox wants."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    script = "mkdir -p /workspace/pip && touch /workspace/pip/__init__.py && cat > /workspace/pip/__main__.py <<'EOF'\n"
+    script += f"{FAKE_PIP}EOF\n"
+    run(api_client, sandbox_id, script)
+    url = f"/api/v1/sandboxes/{sandbox_id}/packages"
+
+    def listing(mode: str):
+        run(api_client, sandbox_id, f"echo {mode} > /workspace/mode")
+        return api_client.get(url, {"manager": "pip"})
+
+    body = listing("entries").json()
+    assert body["packages"] == [{"name": "ok-pkg", "version": "1.0"}] and body["skipped"] == 3
+    for mode, reason in [("huge", "too_large"), ("fail", "exit")]:
+        response = listing(mode)
+        assert response.status_code == 422, response.content
+        error = response.json()["error"]
+        assert error["code"] == "package_list_failed" and error["details"]["reason"] == reason
+    assert listing("fail").json()["error"]["details"]["stderr"] == "boom\n"
+    for mode in ("nan", "deep"):
+        response = listing(mode)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "package_list_failed", mode
