@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from apps.audit.services import record
 from apps.marketplace.catalog import extra_ca_bytes
@@ -264,7 +264,6 @@ class Install:
     command: str
     mirror: bool
     status: str = "running"
-    supported: list[str] = field(default_factory=list)
 
 
 def packages_install(
