@@ -208,6 +208,9 @@ def make_run(tmp_path, own_redis, docker_client):
         # (before the processes start) or from the refill after a take.
         VIBEBOX_POOL_INTERVAL="1h",
         VIBEBOX_POOL_SIZES="python-3=1",
+        # The worker would build every template image make setup left (minutes of both cores) in
+        # the middle of the suite; make test-templates builds them.
+        VIBEBOX_TEMPLATE_BACKGROUND_BUILDS="0",
         PYTHONUNBUFFERED="1",
     )
     server = MakeRun(env, tmp_path / "make-run.log", docker_client)
@@ -256,7 +259,7 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
     assert not make_run.containers(f"vibebox.sandbox-id={stuck}")
     # warmpools --fill started the pool's container before the processes (beat's pool pass is an hour away).
     assert "warm pools: 1 containers started" in output, output
-    pooled = make_run.containers("vibebox.pool=python-3")
+    pooled = make_run.containers("vibebox.pool=python-3.13")
     assert [c.status for c in pooled] == ["running"]
 
     # The model gateway serves on the sandbox network's gateway address.
@@ -299,7 +302,7 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
     # The web process refilled the pool after the take (production setting; beat's pass is an hour away).
     def refilled():
         taken = {expiring["id"], idle["id"]}
-        return [c for c in make_run.containers("vibebox.pool=python-3") if c.name not in taken]
+        return [c for c in make_run.containers("vibebox.pool=python-3.13") if c.name not in taken]
 
     wait_for(refilled, "the warm pool's refill after the take", log=make_run.log)
 

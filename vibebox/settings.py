@@ -357,6 +357,8 @@ VIBEBOX_DEBIAN_MIRROR = env_str("VIBEBOX_DEBIAN_MIRROR", "http://deb.debian.org/
 # Retry-After, or (with "wait": true) waits up to VIBEBOX_TEMPLATE_WAIT (docs/templates.md).
 VIBEBOX_TEMPLATE_RETRY_AFTER = env_duration("VIBEBOX_TEMPLATE_RETRY_AFTER", "30s")
 VIBEBOX_TEMPLATE_WAIT = env_duration("VIBEBOX_TEMPLATE_WAIT", "10m")
+# `make run` has the worker build the templates `make setup` left (buildimages --background).
+VIBEBOX_TEMPLATE_BACKGROUND_BUILDS = env_bool("VIBEBOX_TEMPLATE_BACKGROUND_BUILDS", True)
 VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]

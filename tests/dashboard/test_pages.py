@@ -109,7 +109,7 @@ def test_templates_page(browser, templates):
     page = browser.get("/templates/")
     assert page.status_code == 200
     text = page.content.decode()
-    assert 'id="template-python-3"' in text and 'id="template-node-22-claude-code"' in text
+    assert 'id="template-python-3.13"' in text and 'id="template-node-22-claude-code"' in text
     assert "claude-code" in text and "node-20-claude-code" in text and "3000/tcp" in text and "agent" in text
 
 

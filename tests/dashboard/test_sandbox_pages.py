@@ -74,12 +74,12 @@ def test_actions_extend_and_bulk(browser, sandbox):
 def test_create_form(browser, templates, cleanup_sandbox_ids):
     page = browser.get("/sandboxes/new")
     assert page.status_code == 200 and b"python-3" in page.content
-    bad = browser.post("/sandboxes/new", {"template": "python-3", "env": "not a pair", "timeout": ""})
+    bad = browser.post("/sandboxes/new", {"template": "python-3.13", "env": "not a pair", "timeout": ""})
     assert bad.status_code == 200 and b"not NAME=value" in bad.content
-    bad = browser.post("/sandboxes/new", {"template": "python-3", "timeout": "soon"})
+    bad = browser.post("/sandboxes/new", {"template": "python-3.13", "timeout": "soon"})
     assert bad.status_code == 200 and Sandbox.objects.count() == 0
     response = browser.post(
-        "/sandboxes/new", {"template": "python-3", "name": "from-form", "env": "A=1\nB=two", "timeout": "30m"}
+        "/sandboxes/new", {"template": "python-3.13", "name": "from-form", "env": "A=1\nB=two", "timeout": "30m"}
     )
     assert response.status_code == 302
     created = Sandbox.objects.get(name="from-form")

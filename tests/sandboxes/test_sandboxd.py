@@ -21,7 +21,7 @@ from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.specs import base_labels, network_name
 from vibebox import exceptions as errors
 
-PYTHON = "python-3"
+PYTHON = "python-3.13"
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from .. import events, states
-from ..models import Sandbox, Status
-from ..runtime import get_driver
+from ..models import Sandbox, Status, new_execution_id
+from ..runtime import ExecRequest, get_driver
+from .env import internal_env
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,16 @@ def template_services_start(sandbox: Sandbox) -> None:
     command = sandbox.template.services
     if not command:
         return
-    from .exec import run_internal  # exec.py sits above this module
-
+    request = ExecRequest(
+        argv=(command,),  # an absolute path of the image's (template.yaml), never looked up on PATH
+        exec_id=new_execution_id(),
+        user=sandbox.template.user,
+        env=internal_env(sandbox),
+        timeout=SERVICES_TIMEOUT,
+        output_limit=64 * 1024,
+    )
     try:
-        result = run_internal(sandbox, (command,), timeout=SERVICES_TIMEOUT)
+        result = get_driver().exec(sandbox.container_name, request)
     except errors.ApplicationError as exc:
         failure = exc.message
     else:

@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.selectors import edit_distance
 from apps.sandboxes.images import pooled_template_names, templates_register, templates_sync
+from apps.sandboxes.tasks import build_templates
 from vibebox import exceptions as errors
 
 
@@ -38,9 +40,10 @@ class Command(BaseCommand):
             names = [name for name in pooled_template_names(sources) if not names or name in names]
         try:
             if background:
-                from apps.sandboxes.tasks import build_templates
-
                 templates_register(only=names or None)
+                if not settings.VIBEBOX_TEMPLATE_BACKGROUND_BUILDS:
+                    self.stderr.write("background template builds are off (VIBEBOX_TEMPLATE_BACKGROUND_BUILDS)")
+                    return
                 build_templates.delay(names or None)
                 self.stderr.write("template builds queued on the worker (GET /api/v1/templates shows their state)")
                 return
