@@ -134,6 +134,16 @@ FileConflict = error("file_conflict", 409, "The file operation conflicts with wh
 RequestTooLarge = error("request_too_large", 413, "The request body is too large.")
 DiskFull = error("disk_full", 507, "The sandbox's disk is full; free some space and try again.")
 
+# Package managers (apps/sandboxes/services/packages.py, docs/api.md#packages).
+InvalidPackageSpec = error("invalid_package_spec", 400, "Invalid package spec.")
+UnsupportedPackageManager = error(
+    "unsupported_package_manager", 400, "This sandbox's template has no such package manager."
+)
+PackageListFailed = error("package_list_failed", 422, "The package manager could not list what is installed.")
+InvalidRegistryMirror = error(
+    "invalid_registry_mirror", 400, "registryMirrors maps a package manager to an http(s) URL without credentials."
+)
+
 # Git.
 GitCloneFailed = error("git_clone_failed", 422, "Cloning the repository failed.")
 GitAuthFailed = error("git_auth_failed", 422, "The git server refused the credentials.")

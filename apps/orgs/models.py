@@ -20,6 +20,9 @@ class Organization(models.Model):
     personal_for = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_org"
     )
+    # {manager: URL} package registries used instead of the public ones by installs in this
+    # organization's sandboxes (apps/sandboxes/services/packages.py); set by org.manage.
+    registry_mirrors = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -18,6 +18,7 @@ from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from . import selectors, signals, tokens
+from .mirrors import validate_mirrors
 from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES, OWNER, unknown
 
@@ -86,8 +87,15 @@ def org_create(*, user, name: str, slug: str | None = None) -> Organization:
     return org
 
 
-def org_update(*, org: Organization, name: str | None = None, slug: str | None = None) -> Organization:
-    before = {"name": org.name, "slug": org.slug}
+def org_update(
+    *, org: Organization, name: str | None = None, slug: str | None = None, registry_mirrors: dict | None = None
+) -> Organization:
+    """`registry_mirrors` changes the mirrors it names ({manager: URL}; a null URL removes one)."""
+    before = {"name": org.name, "slug": org.slug, "registry_mirrors": dict(org.registry_mirrors or {})}
+    if registry_mirrors is not None:
+        valid = validate_mirrors(registry_mirrors)
+        merged = {**before["registry_mirrors"], **valid}
+        org.registry_mirrors = {k: v for k, v in merged.items() if registry_mirrors.get(k, v) is not None}
     if name is not None:
         if not name:
             raise errors.ValidationFailed("name cannot be empty.")
@@ -97,7 +105,7 @@ def org_update(*, org: Organization, name: str | None = None, slug: str | None =
         org.slug = slug
     try:
         with transaction.atomic():
-            org.save(update_fields=["name", "slug"])
+            org.save(update_fields=["name", "slug", "registry_mirrors"])
             changed = {f: [before[f], getattr(org, f)] for f in before if before[f] != getattr(org, f)}
             if changed:
                 record("org.updated", target=org, changes=changed)

@@ -185,8 +185,12 @@ class DaemonProcess:
         get_driver().process_kill(self.sandbox.container_name, self.id, signal)
 
 
-def process_start(*, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None):
-    argv, preview = command_argv(command)
+def process_start(
+    *, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None, preview=None
+):
+    """`preview`: what the record shows as the command (default: the command as given)."""
+    argv, given = command_argv(command)
+    preview = preview or given
     require_running(sandbox)
     slot = limits.acquire(limits.PROCESSES, sandbox.owner_id)  # or 429 too_many_streams
     try:

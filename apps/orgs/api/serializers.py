@@ -19,6 +19,12 @@ class OrganizationSerializer(serializers.Serializer):
     permissions = serializers.ListField(
         child=serializers.ChoiceField(choices=list(PERMISSIONS)), help_text="The caller's permissions here."
     )
+    registryMirrors = serializers.DictField(
+        source="registry_mirrors",
+        child=serializers.CharField(),
+        help_text="Package registries used instead of the public ones by installs in this organization's "
+        "sandboxes: {manager: URL} for pip (also uv), npm, cargo, gem (also bundler), go, maven.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
 
@@ -30,6 +36,11 @@ class OrganizationCreateSerializer(StrictSerializer):
 class OrganizationUpdateSerializer(StrictSerializer):
     name = serializers.CharField(required=False, max_length=100)
     slug = pattern_field(SLUG, SLUG_MESSAGE, required=False, max_length=50)
+    registryMirrors = serializers.DictField(
+        required=False,
+        child=serializers.CharField(allow_null=True, max_length=500),
+        help_text="Sets the mirrors it names ({manager: URL}); a null URL removes one. Others stay.",
+    )
 
 
 class MemberSerializer(serializers.Serializer):

@@ -92,13 +92,17 @@ class OrgDetailView(APIView):
         operation_id="orgs_update",
         request=OrganizationUpdateSerializer,
         responses={200: OrganizationSerializer, **error_responses(409)},
-        description="Needs the org.manage permission.",
+        description="Needs the org.manage permission. `registryMirrors` changes the package registry mirrors "
+        "it names (a null URL removes one); audited as org.updated.",
     )
     def patch(self, request, slug):
         org = _org(request, slug, "org.manage")
         body = OrganizationUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return Response(_render(request, services.org_update(org=org, **body.validated_data)))
+        data = dict(body.validated_data)
+        if "registryMirrors" in data:
+            data["registry_mirrors"] = data.pop("registryMirrors")
+        return Response(_render(request, services.org_update(org=org, **data)))
 
     @extend_schema(
         operation_id="orgs_destroy",

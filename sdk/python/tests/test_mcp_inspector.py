@@ -105,7 +105,7 @@ def test_inspector_lists_the_tools(server, inspector):
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower(), done.stderr  # --strict: schemas portable to every client
     tools = {tool["name"]: tool for tool in json.loads(done.stdout)["tools"]}
-    assert len(tools) == 18 and {"sandbox_exec", "git_push", "sandbox_metrics"} <= set(tools)
+    assert len(tools) == 20 and {"sandbox_exec", "git_push", "sandbox_metrics"} <= set(tools)
     exec_tool = tools["sandbox_exec"]
     assert exec_tool["inputSchema"]["required"] == ["sandbox_id", "command"]
     assert exec_tool["outputSchema"]["properties"]["exit_code"]

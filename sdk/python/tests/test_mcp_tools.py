@@ -43,6 +43,8 @@ EVERY_TOOL = {
     "env_get",
     "env_set",
     "sandbox_metrics",
+    "packages_install",
+    "packages_list",
 }
 
 

@@ -114,6 +114,21 @@ export class UnknownEventError extends ValidationError {
   static override defaultCode = 'unknown_event';
 }
 
+/** 400: a package spec is not a name and version in the manager's syntax (options are never accepted); `details` has `index`, `spec`, `reason`. @example `if (e instanceof InvalidPackageSpecError) console.log(e.details.reason)` */
+export class InvalidPackageSpecError extends ValidationError {
+  static override defaultCode = 'invalid_package_spec';
+}
+
+/** 400: the sandbox's template has no such package manager; `details.supported` lists those it has. @example `if (e instanceof UnsupportedPackageManagerError) console.log(e.details.supported)` */
+export class UnsupportedPackageManagerError extends ValidationError {
+  static override defaultCode = 'unsupported_package_manager';
+}
+
+/** 422: the package manager could not list what is installed (`details.reason`, `details.exitCode`, `details.stderr`). @example `if (e instanceof PackageListFailedError) console.log(e.details.stderr)` */
+export class PackageListFailedError extends VibeBoxError {
+  static override defaultCode = 'package_list_failed';
+}
+
 /** 400: the webhook URL is not accepted (`http` on a server that allows only `https`, a bad port). @example `if (e instanceof InvalidWebhookUrlError) console.log(e.message)` */
 export class InvalidWebhookUrlError extends ValidationError {
   static override defaultCode = 'invalid_webhook_url';
@@ -593,6 +608,9 @@ const BY_CODE: Record<string, ErrorClass> = {
   unknown_event: UnknownEventError,
   invalid_webhook_url: InvalidWebhookUrlError,
   webhook_target_refused: WebhookTargetRefusedError,
+  invalid_package_spec: InvalidPackageSpecError,
+  unsupported_package_manager: UnsupportedPackageManagerError,
+  package_list_failed: PackageListFailedError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {

@@ -23,6 +23,7 @@ export { LogSubscription, type LogEntry, type LogFilter, type LogLevel, type Log
 export { Files, type FileEntry, type UploadOptions, type UploadResult } from './files.js';
 export { Env, type EnvInput, type EnvValue } from './env.js';
 export * from './git.js';
+export { Packages, type InstallOptions, type Package, type PackageManager } from './packages.js';
 export * from './claude.js';
 export * from './keys.js';
 export * from './orgs.js';

@@ -34,6 +34,11 @@ export interface OrgUpdateOptions {
   name?: string;
   /** 1–50 lowercase letters, digits and hyphens; taken: `409 org_slug_taken`. */
   slug?: string;
+  /**
+   * Package registry mirrors used by installs in the organization's sandboxes: `{ pip: 'https://…/simple',
+   * npm: 'https://…' }` (pip, npm, cargo, gem, go, maven); `null` removes one, others stay.
+   */
+  registryMirrors?: Record<string, string | null>;
 }
 
 /**

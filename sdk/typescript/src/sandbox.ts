@@ -10,6 +10,7 @@ import type { Duration } from './durations.js';
 import { Env } from './env.js';
 import { Files, type UploadOptions, type UploadResult } from './files.js';
 import { Git } from './git.js';
+import { Packages } from './packages.js';
 import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
 import { LONG, body, execTimeout, sandboxPath, segment, socketPath } from './paths.js';
 import { ExecResult } from './results.js';
@@ -176,6 +177,8 @@ export class Sandbox {
   readonly env: Env;
   /** Git in the sandbox. */
   readonly git: Git;
+  /** Package installs with the template's package managers. */
+  readonly packages: Packages;
   /** Claude Code in the sandbox (templates with Claude Code). */
   readonly claude: Claude;
 
@@ -189,6 +192,7 @@ export class Sandbox {
     this.files = new Files(transport, id);
     this.env = new Env(transport, id);
     this.git = new Git(transport, id);
+    this.packages = new Packages(transport, id, (data) => new BackgroundProcess(this, data));
     this.claude = new Claude(transport, id);
   }
 

@@ -104,7 +104,7 @@ def git_server(claimed: str) -> Iterator[dict[str, str]]:
     """A smart-HTTP git server (basic auth) on a Docker network the test server's sandboxes join."""
     client = docker.from_env()
     network = client.networks.create(GIT_NETWORK, driver="bridge", labels=FIXTURE_LABELS)
-    python_image = next(spec.image for spec in built_in_templates() if spec.name == "python-3")
+    python_image = next(spec.image for spec in built_in_templates() if spec.name == "python-3.13")
     user, token = "agent", secrets.token_urlsafe(16)
     name = f"vibebox-{INSTANCE}-git-http"
     container = start_http_git_server(

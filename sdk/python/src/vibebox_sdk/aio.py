@@ -32,6 +32,7 @@ from .client import ClientCore, create_fields, list_params
 from .durations import Duration
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
 from .namespaces import AsyncOrgs, AsyncWebhooks, Env, Git
+from .packages import AsyncPackages
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
 from .transport import AsyncTransport
@@ -66,6 +67,7 @@ class AsyncSandbox:
         self.files = AsyncFiles(self)
         self.env = Env(self._send, lambda: self.id)
         self.git = Git(self._send, lambda: self.id)
+        self.packages = AsyncPackages(self)
         self.claude = AsyncClaude(self._send, self)
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ from .models import (
     LogEntry,
     Member,
     Organization,
+    Package,
     Role,
     SandboxInfo,
     Snapshot,
@@ -38,7 +39,8 @@ API = "/api/v1"
 EXEC_DEFAULT_TIMEOUT = 60.0
 EXEC_MAX_TIMEOUT = 3600.0
 SLACK = 30.0  # on top of a command's own timeout, for the HTTP answer to arrive
-LONG = 600.0  # creates with a git clone, restarts, snapshots
+LONG = 600.0
+LIST_PACKAGES_TIMEOUT = 150.0  # the server gives a listing 120 s  # creates with a git clone, restarts, snapshots
 
 
 def camel(name: str) -> str:
@@ -235,6 +237,22 @@ def env_get(sandbox_id: str, name: str) -> Call:
 
 def env_delete(sandbox_id: str, name: str) -> Call:
     return Call("DELETE", sandbox_path(sandbox_id, "env", segment(name)), parse=_none)
+
+
+# Packages
+
+
+def install_packages(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    """Starts an install; the answer (202) has its `executionId`, followed like a background command."""
+    return Call("POST", sandbox_path(sandbox_id, "packages"), json=body(**fields))
+
+
+def list_packages(sandbox_id: str, manager: str, cwd: str | None) -> Call:
+    def parse(response: httpx.Response) -> list[Package]:
+        return [Package.from_api(item) for item in response.json()["packages"]]
+
+    params = {"manager": manager, **({"cwd": cwd} if cwd else {})}
+    return Call("GET", sandbox_path(sandbox_id, "packages"), params=params, timeout=LIST_PACKAGES_TIMEOUT, parse=parse)
 
 
 # Files

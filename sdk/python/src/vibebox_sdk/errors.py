@@ -74,6 +74,23 @@ class UnknownPermissionError(ValidationError):
     default_code = "unknown_permission"
 
 
+class InvalidPackageSpecError(ValidationError):
+    """400: a package spec is not a name and version in the manager's syntax (options such as
+    `-r file` are never accepted); `details` has its `index`, `spec` and `reason`."""
+
+    default_code = "invalid_package_spec"
+
+
+class UnsupportedPackageManagerError(ValidationError):
+    """400: the sandbox's template has no such package manager; `supported` lists those it has."""
+
+    default_code = "unsupported_package_manager"
+
+    @property
+    def supported(self) -> list[str]:
+        return list(self.details.get("supported", []))
+
+
 class UnknownEventError(ValidationError):
     """400: a webhook names an event that does not exist (`details["unknown"]` lists them,
     `details["known"]` every name there is)."""
@@ -337,6 +354,12 @@ class GitError(VibeBoxError):
     default_code = "git_error"
 
 
+class PackageListFailedError(VibeBoxError):
+    """422: the package manager could not list what is installed (`details`: `reason`, `exitCode`, `stderr`)."""
+
+    default_code = "package_list_failed"
+
+
 class RateLimitError(VibeBoxError):
     """429: too many requests; `retry_after` is in seconds."""
 
@@ -465,6 +488,9 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "webhook_not_found": WebhookNotFoundError,
     "delivery_not_found": DeliveryNotFoundError,
     "unknown_event": UnknownEventError,
+    "invalid_package_spec": InvalidPackageSpecError,
+    "unsupported_package_manager": UnsupportedPackageManagerError,
+    "package_list_failed": PackageListFailedError,
     "invalid_webhook_url": InvalidWebhookUrlError,
     "webhook_target_refused": WebhookTargetRefusedError,
 }

@@ -239,7 +239,17 @@ class Organization(_Model):
     personal: bool = False
     role: str = ""
     permissions: list[str] = field(default_factory=list)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)
     created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Package(_Model):
+    """An installed package, as its manager lists it (`sandbox.packages.list(manager="pip")`)."""
+
+    name: str
+    version: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -253,9 +253,19 @@ class Orgs:
     def get(self, org: OrgRef) -> Any:
         return self._send(calls.org_get(slug_of(org)))
 
-    def update(self, org: OrgRef, *, name: str | None = None, slug: str | None = None) -> Any:
-        """Renames it, or gives it a new `slug` (needs the org.manage permission)."""
-        return self._send(calls.org_update(slug_of(org), {"name": name, "slug": slug}))
+    def update(
+        self,
+        org: OrgRef,
+        *,
+        name: str | None = None,
+        slug: str | None = None,
+        registry_mirrors: dict[str, str | None] | None = None,
+    ) -> Any:
+        """Renames it, gives it a new `slug`, or sets the package registry mirrors its sandboxes'
+        installs use (`{"pip": "https://…/simple", "npm": "https://…"}`; a None URL removes one).
+        Needs the org.manage permission."""
+        fields = {"name": name, "slug": slug, "registry_mirrors": registry_mirrors}
+        return self._send(calls.org_update(slug_of(org), fields))
 
     def delete(self, org: OrgRef) -> Any:
         """Deletes it with its keys (org.delete); `OrgNotEmptyError` while it has sandboxes or snapshots."""

@@ -19,6 +19,7 @@ from .durations import Duration
 from .files import Files
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot
 from .namespaces import Env, Git
+from .packages import Packages
 from .streams import CommandStream, LogFollower, Terminal, iter_logs, open_ws, sandbox_ws
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Sandbox:
         self.files = Files(self)
         self.env = Env(self._send, lambda: self.id)
         self.git = Git(self._send, lambda: self.id)
+        self.packages = Packages(self)
         self.claude = SyncClaude(self._send, self)
 
     def __repr__(self) -> str:

@@ -183,7 +183,7 @@ export interface paths {
         delete: operations["orgs_destroy"];
         options?: never;
         head?: never;
-        /** @description Needs the org.manage permission. */
+        /** @description Needs the org.manage permission. `registryMirrors` changes the package registry mirrors it names (a null URL removes one); audited as org.updated. */
         patch: operations["orgs_update"];
         trace?: never;
     };
@@ -1048,6 +1048,24 @@ export interface paths {
         get: operations["sandboxes_metrics"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/packages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What the manager says is installed (pip list, npm ls --depth=0, gem list, bundle list, cargo metadata, go list -m all, mvn dependency:list or the local Maven repository). */
+        get: operations["sandboxes_packages_list"];
+        put?: never;
+        /** @description Starts installing packages with the manager as the sandbox's user, into the project (pip and uv: the template's virtualenv; npm, cargo, bundler, go: cwd), and answers 202 at once with the install's executionId: its output streams like a background command's. */
+        post: operations["sandboxes_packages_install"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2605,6 +2623,10 @@ export interface components {
             role: string;
             /** @description The caller's permissions here. */
             permissions: components["schemas"]["PermissionsEnum"][];
+            /** @description Package registries used instead of the public ones by installs in this organization's sandboxes: {manager: URL} for pip (also uv), npm, cargo, gem (also bundler), go, maven. */
+            registryMirrors: {
+                [key: string]: string;
+            };
             /** Format: date-time */
             createdAt: string;
         };
@@ -2612,6 +2634,49 @@ export interface components {
             name: string;
             /** @description Default: made from the name. */
             slug?: string;
+        };
+        Package: {
+            name: string;
+            /** @description The installed version (for cargo: the requirement in Cargo.toml). */
+            version: string;
+        };
+        PackageInstallRequest: {
+            /** @description One of the template's package managers: pip, npm, cargo, gem, go, maven, uv, bundler. */
+            manager: string;
+            /** @description Package specs: a name and an optional version constraint in the manager's syntax (requests==2.32.3, left-pad@1.3.0, serde@1, rake:13.2.1, github.com/google/uuid@v1.6.0, org.apache.commons:commons-lang3:3.17.0). Never options, paths or URLs. */
+            packages: string[];
+            /**
+             * @description A development dependency (npm, cargo, bundler).
+             * @default false
+             */
+            dev: boolean;
+            /** @description The project directory (default /workspace). */
+            cwd?: string;
+            /** @description Seconds or '10m'; default and 0: the server maximum. */
+            timeout?: (number | string) | null;
+            /** @default false */
+            autoResume: boolean;
+        };
+        PackageInstallResult: {
+            /** @description The install's command: follow it on WS /ws/sandboxes/{id}/processes/{executionId}, or read GET …/executions/{executionId}. */
+            executionId: string;
+            processId: string;
+            status: components["schemas"]["BackgroundStatusEnum"];
+            manager: string;
+            packages: string[];
+            cwd: string;
+            /** @description What runs, as the execution record shows it. */
+            command: string;
+            /** @description The organization's registry mirror is used. */
+            mirror: boolean;
+        };
+        PackageList: {
+            manager: string;
+            cwd: string;
+            packages: components["schemas"]["Package"][];
+            /** @description Entries of the manager's output left out as malformed. */
+            skipped: number;
+            truncated: boolean;
         };
         PaginatedAgentRunSummaryList: {
             /** @example 123 */
@@ -2710,6 +2775,10 @@ export interface components {
         PatchedOrganizationUpdateRequest: {
             name?: string;
             slug?: string;
+            /** @description Sets the mirrors it names ({manager: URL}); a null URL removes one. Others stay. */
+            registryMirrors?: {
+                [key: string]: string | null;
+            };
         };
         PatchedRoleUpdateRequest: {
             description?: string;
@@ -3225,7 +3294,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_path" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_building" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_building" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -10431,6 +10500,194 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SandboxMetrics"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_packages_list: {
+        parameters: {
+            query: {
+                /** @description The project directory (default /workspace). */
+                cwd?: string;
+                /** @description One of pip, npm, cargo, gem, go, maven, uv, bundler. */
+                manager: string;
+            };
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PackageList"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_packages_install: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PackageInstallRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PackageInstallResult"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */

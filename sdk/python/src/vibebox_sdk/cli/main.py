@@ -22,6 +22,7 @@ from . import (
     gitcmd,
     invitations,
     orgs,
+    packages,
     roles,
     sandboxes,
     sharing,
@@ -63,6 +64,7 @@ sandboxes.register(app)
 transfer.register(app)
 execution.register(app)
 shell.register(app)
+packages.register(app)
 gitcmd.register(app)
 admin.register(app)
 orgs.register(app)

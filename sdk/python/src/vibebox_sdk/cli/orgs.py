@@ -53,6 +53,7 @@ def print_org(org: Organization, json: bool) -> None:
             ("personal", "yes" if org.personal else "no"),
             ("your role", org.role),
             ("permissions", ", ".join(org.permissions)),
+            ("registry mirrors", ", ".join(f"{k}={v}" for k, v in sorted(org.registry_mirrors.items())) or None),
             ("created", f"{org.created_at} ({output.ago(org.created_at)})" if org.created_at else None),
         ]
     )
@@ -108,6 +109,20 @@ def orgs_rename(
     if name is None and new_slug is None:
         raise UsageError("give a new name, or a new slug with --slug")
     print_org(client().orgs.update(slug, name=name, slug=new_slug), json)
+
+
+@orgs_app.command("mirror")
+def orgs_mirror(
+    slug: SlugArg,
+    manager: Annotated[str, typer.Argument(help="pip, npm, cargo, gem, go or maven.", show_default=False)],
+    url: Annotated[str | None, typer.Argument(help="The mirror's URL (omit with --remove).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Go back to the public registry.")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Set the package registry mirror installs use in this organization's sandboxes (org.manage)."""
+    if (url is None) != remove:
+        raise UsageError("give a URL, or --remove")
+    print_org(client().orgs.update(slug, registry_mirrors={manager: url}), json)
 
 
 @orgs_app.command("delete")

@@ -409,6 +409,43 @@ class MetricsOut(Output):
     pids: PidsOut
 
 
+class PackagesInstallIn(Input):
+    sandbox_id: str = SandboxRef
+    manager: Literal["pip", "uv", "npm", "cargo", "gem", "bundler", "go", "maven"] = Field(
+        description="The package manager: one of the sandbox template's (python: pip; node: npm; rust: cargo; "
+        "ruby: gem or bundler; go: go; java: maven)."
+    )
+    packages: list[str] = Field(
+        description="Package specs, a name and an optional version in the manager's syntax: 'requests==2.32.3', "
+        "'left-pad@1.3.0', 'serde@1', 'rake:13.2.1', 'github.com/google/uuid@v1.6.0', "
+        "'org.apache.commons:commons-lang3:3.17.0'. No options.",
+        min_length=1,
+    )
+    dev: bool = Field(False, description="A development dependency (npm, cargo, bundler).")
+    cwd: str | None = Field(None, description="The project directory (default /workspace).")
+    timeout: Duration | None = Field(None, description="Stop the install after this long. " + TIMEOUT_DOC)
+
+
+class PackagesInstallOut(ExecOut):
+    manager: str
+    packages: list[str]
+
+
+class PackagesListIn(Input):
+    sandbox_id: str = SandboxRef
+    manager: Literal["pip", "uv", "npm", "cargo", "gem", "bundler", "go", "maven"]
+    cwd: str | None = Field(None, description="The project directory (default /workspace).")
+
+
+class PackageOut(Output):
+    name: str
+    version: str
+
+
+class PackagesListOut(Output):
+    packages: list[PackageOut]
+
+
 # ---- handlers -----------------------------------------------------------------------------------
 
 
@@ -599,6 +636,18 @@ async def env_set(client: AsyncVibeBox, args: EnvSetIn) -> dict[str, Any]:
 
 async def sandbox_metrics(client: AsyncVibeBox, args: SandboxIn) -> dict[str, Any]:
     return await sandbox(client, args.sandbox_id).metrics()
+
+
+async def packages_install(client: AsyncVibeBox, args: PackagesInstallIn) -> dict[str, Any]:
+    result = await sandbox(client, args.sandbox_id).packages.install(
+        args.packages, manager=args.manager, dev=args.dev, cwd=args.cwd, timeout=args.timeout, check=False
+    )
+    return {**_exec_out(result), "manager": args.manager, "packages": args.packages}
+
+
+async def packages_list(client: AsyncVibeBox, args: PackagesListIn) -> dict[str, Any]:
+    found = await sandbox(client, args.sandbox_id).packages.list(manager=args.manager, cwd=args.cwd)
+    return {"packages": [{"name": package.name, "version": package.version} for package in found]}
 
 
 # ---- the table ----------------------------------------------------------------------------------
@@ -799,6 +848,26 @@ TOOLS: list[ToolDef] = [
         SandboxIn,
         MetricsOut,
         sandbox_metrics,
+        read_only=True,
+    ),
+    ToolDef(
+        "packages_install",
+        "Install packages",
+        "Install packages from the registry into the sandbox's project with its package manager (pip into the "
+        "virtualenv, npm into package.json, cargo add, gem, bundle add, go get, maven), and wait for it: exit code "
+        "and output, like sandbox_exec. A failed install is a normal result (exit_code non-zero).",
+        PackagesInstallIn,
+        PackagesInstallOut,
+        packages_install,
+        open_world=True,
+    ),
+    ToolDef(
+        "packages_list",
+        "List installed packages",
+        "List what the sandbox's package manager says is installed: name and version of each package.",
+        PackagesListIn,
+        PackagesListOut,
+        packages_list,
         read_only=True,
     ),
 ]

@@ -1,0 +1,238 @@
+"""Package installs with go, cargo, gem, bundler and maven in their templates (go-1.24, rust-1.85,
+ruby-3.3, java-21), for real: the public registries of these managers are not reachable from this
+machine (only PyPI and npm are, through its proxy), so each organization's registry mirror points
+at a registry served by a container on a Docker network of the test's own (as an operator's
+internal mirror would be reached, through VIBEBOX_EXTRA_NETWORKS): Go's module proxy protocol, a
+Cargo sparse registry and RubyGems' compact index, made here with real module, crate and gem
+archives (the gem built by `gem build`). The sandbox installs from it with the real go, cargo, gem
+and bundler, and runs code that uses what it installed. Maven is shown reaching its mirror (a
+Maven mirror must also serve Maven's own plugins: a full mirror of Maven Central).
+
+Marked `templates` like tests/templates: these images are built by `make test-templates`."""
+
+import contextlib
+import hashlib
+import io
+import json
+import tarfile
+import zipfile
+
+import docker
+import pytest
+from django.conf import settings as django_settings
+
+from apps.marketplace.catalog import built_in_templates
+from apps.orgs.services import org_update, personal_org_ensure
+from tests.sandboxes.test_packages import install, listed, output, run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.templates]
+
+INSTANCE = django_settings.VIBEBOX_INSTANCE
+NETWORK = f"vibebox-{INSTANCE}-registry"
+LABELS = {"vibebox.test-fixture": "registry", "vibebox.test-instance": INSTANCE}
+BASE = "http://registry:8080"
+
+
+def _tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if gz else "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def go_module() -> dict[str, bytes]:
+    """example.com/vibebox/greet v1.0.0 in the module proxy protocol (go help goproxy)."""
+    path, version = "example.com/vibebox/greet", "v1.0.0"
+    mod = b"module example.com/vibebox/greet\n\ngo 1.21\n"
+    source = b'package greet\n\nfunc Hello() string { return "hello from a mirrored module" }\n'
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"{path}@{version}/go.mod", mod)
+        zf.writestr(f"{path}@{version}/greet.go", source)
+    root = f"go/{path}/@v"
+    return {
+        f"{root}/list": f"{version}\n".encode(),
+        f"{root}/{version}.info": json.dumps({"Version": version, "Time": "2024-01-01T00:00:00Z"}).encode(),
+        f"{root}/{version}.mod": mod,
+        f"{root}/{version}.zip": archive.getvalue(),
+    }
+
+
+def cargo_registry() -> dict[str, bytes]:
+    """A sparse registry (the Cargo book's "Registry index") holding the crate greet 1.0.0."""
+    manifest = b'[package]\nname = "greet"\nversion = "1.0.0"\nedition = "2021"\n\n[dependencies]\n'
+    lib = b'pub fn hello() -> &\'static str { "hello from a mirrored crate" }\n'
+    crate = _tar({"greet-1.0.0/Cargo.toml": manifest, "greet-1.0.0/src/lib.rs": lib}, gz=True)
+    entry = {
+        "name": "greet",
+        "vers": "1.0.0",
+        "deps": [],
+        "cksum": hashlib.sha256(crate).hexdigest(),
+        "features": {},
+        "yanked": False,
+    }
+    return {
+        "cargo/config.json": json.dumps({"dl": f"{BASE}/cargo/dl/{{crate}}/{{version}}.crate"}).encode(),
+        "cargo/gr/ee/greet": (json.dumps(entry) + "\n").encode(),
+        "cargo/dl/greet/1.0.0.crate": crate,
+    }
+
+
+GEMSPEC = """Gem::Specification.new do |s|
+  s.name = "greet"
+  s.version = "1.0.0"
+  s.summary = "A gem of the tests' mirror"
+  s.authors = ["VibeBox tests"]
+  s.files = ["lib/greet.rb"]
+  s.license = "MIT"
+end
+"""
+
+
+# The gem's spec as rubygems.org serves it to `gem install` (quick/Marshal.4.8/<gem>.gemspec.rz).
+QUICK_SPEC = (
+    'require "rubygems/package"; spec = Gem::Package.new("greet-1.0.0.gem").spec; '
+    'File.binwrite("greet-1.0.0.gemspec.rz", Gem.deflate(Marshal.dump(spec)))'
+)
+
+
+def rubygems_registry(docker_client) -> dict[str, bytes]:
+    """The gem greet 1.0.0 (built by the real `gem build` in the ruby-3.3 image, offline) behind
+    RubyGems' compact index (/versions, /info/<name>) and /gems/<file>, as rubygems.org serves."""
+    image = next(s.image for s in built_in_templates() if s.name == "ruby-3.3")
+    builder = docker_client.containers.create(
+        image,
+        ["sh", "-c", f"cd /tmp/g && gem build greet.gemspec && ruby -e '{QUICK_SPEC}'"],
+        network_disabled=True,
+        labels=LABELS,
+        user="root",
+    )
+    try:
+        builder.put_archive(
+            "/tmp",
+            _tar(
+                {
+                    "g/greet.gemspec": GEMSPEC.encode(),
+                    "g/lib/greet.rb": b'module Greet; def self.hello = "hello from a mirrored gem"; end\n',
+                }
+            ),
+        )
+        builder.start()
+        assert builder.wait(timeout=120)["StatusCode"] == 0, builder.logs().decode()
+        built = {}
+        for name in ("greet-1.0.0.gem", "greet-1.0.0.gemspec.rz"):
+            stream, _ = builder.get_archive(f"/tmp/g/{name}")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                built[name] = tar.extractfile(name).read()
+        gem = built["greet-1.0.0.gem"]
+    finally:
+        builder.remove(force=True)
+    info = f"---\n1.0.0 |checksum:{hashlib.sha256(gem).hexdigest()}\n".encode()
+    digest = hashlib.md5(info, usedforsecurity=False).hexdigest()
+    versions = f"created_at: 2024-01-01T00:00:00Z\n---\ngreet 1.0.0 {digest}\n".encode()
+    return {
+        "gems/versions": versions,
+        "gems/info/greet": info,
+        "gems/gems/greet-1.0.0.gem": gem,
+        "gems/quick/Marshal.4.8/greet-1.0.0.gemspec.rz": built["greet-1.0.0.gemspec.rz"],
+    }
+
+
+@pytest.fixture(scope="module")
+def registry_server(docker_client):
+    for stale in docker_client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in LABELS.items()]}):
+        stale.remove(force=True)
+    try:
+        network = docker_client.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        network = docker_client.networks.create(NETWORK, driver="bridge", labels=LABELS)
+    image = next(s.image for s in built_in_templates() if s.name == "python-3.13")
+    container = docker_client.containers.run(
+        image,
+        ["sh", "-c", "while [ ! -f /srv/ready ]; do sleep 0.1; done; exec python3 -m http.server 8080 -d /srv/www"],
+        name=f"vibebox-{INSTANCE}-registry",
+        hostname="registry",
+        user="root",
+        detach=True,
+        labels=LABELS,
+        network=NETWORK,
+    )
+    served = {**go_module(), **cargo_registry(), **rubygems_registry(docker_client)}
+    files = {f"www/{name}": data for name, data in served.items()}
+    container.put_archive("/srv", _tar({**files, "ready": b""}))
+    yield container
+    container.remove(force=True)
+    with contextlib.suppress(docker.errors.APIError):  # a sandbox still attached: the next run reuses it
+        network.remove()
+
+
+@pytest.fixture
+def registry(registry_server, settings, owner):
+    """Sandboxes made in this test join the registry's network; the owner's organization mirrors to it."""
+    settings.VIBEBOX_EXTRA_NETWORKS = [NETWORK]
+    org = personal_org_ensure(user=owner)
+    mirrors = {"go": f"{BASE}/go", "cargo": f"{BASE}/cargo/", "gem": f"{BASE}/gems/", "maven": f"{BASE}/maven"}
+    org_update(org=org, registry_mirrors=mirrors)
+    return registry_server
+
+
+def test_go_get_from_the_mirror_builds_and_runs(api_client, api_key, create_sandbox, registry):
+    sandbox_id = create_sandbox(template="go-1.24", env={"GOSUMDB": "off"})["id"]
+    module = "example.com/vibebox/greet"
+    answer, messages, execution = install(api_client, api_key, sandbox_id, manager="go", packages=[f"{module}@v1.0.0"])
+    assert answer["mirror"] is True and execution.status == "completed", output(messages)
+    assert execution.command == f"go get {module}@v1.0.0"
+    program = (
+        'package main\n\nimport (\n\t"fmt"\n\t"example.com/vibebox/greet"\n)\n\n'
+        "func main() { fmt.Println(greet.Hello()) }\n"
+    )
+    run(api_client, sandbox_id, f"cat > /workspace/main.go <<'EOF'\n{program}EOF")
+    ran = run(api_client, sandbox_id, "cd /workspace && go run . 2>&1", timeout=600)
+    assert ran["stdout"] == "hello from a mirrored module\n", ran
+    assert {"name": module, "version": "v1.0.0"} in listed(api_client, sandbox_id, "go")["packages"]
+
+
+def test_cargo_add_from_the_mirror_builds_and_runs(api_client, api_key, create_sandbox, registry):
+    sandbox_id = create_sandbox(template="rust-1.85")["id"]
+    _, messages, execution = install(api_client, api_key, sandbox_id, manager="cargo", packages=["greet@1.0.0"])
+    assert execution.status == "completed", output(messages)
+    main = 'fn main() { println!("{}", greet::hello()); }\n'
+    run(api_client, sandbox_id, f"cat > /workspace/src/main.rs <<'EOF'\n{main}EOF")
+    assert "greet" in run(api_client, sandbox_id, "cat /workspace/Cargo.toml")["stdout"]
+    built = run(api_client, sandbox_id, "cd /workspace && cargo run -q --offline 2>&1", timeout=600)
+    assert built["stdout"] == "hello from a mirrored crate\n", built["stdout"]
+    assert listed(api_client, sandbox_id, "cargo")["packages"] == [{"name": "greet", "version": "^1.0.0"}]
+
+
+def test_gem_and_bundler_install_from_the_mirror(api_client, api_key, create_sandbox, registry):
+    sandbox_id = create_sandbox(template="ruby-3.3")["id"]
+    _, messages, execution = install(api_client, api_key, sandbox_id, manager="gem", packages=["greet:1.0.0"])
+    assert execution.status == "completed", output(messages)
+    ran = run(api_client, sandbox_id, "ruby -e 'require \"greet\"; puts Greet.hello' 2>&1")
+    assert ran["stdout"] == "hello from a mirrored gem\n", ran["stdout"]
+    assert {"name": "greet", "version": "1.0.0"} in listed(api_client, sandbox_id, "gem")["packages"]
+
+    _, messages, execution = install(
+        api_client, api_key, sandbox_id, manager="bundler", packages=["greet:1.0.0"], cwd="app"
+    )
+    assert execution.status == "completed", output(messages)
+    assert "greet" in run(api_client, sandbox_id, "cat /workspace/app/Gemfile")["stdout"]
+    ran = run(
+        api_client, sandbox_id, "cd /workspace/app && bundle exec ruby -e 'require \"greet\"; puts Greet.hello' 2>&1"
+    )
+    assert ran["stdout"] == "hello from a mirrored gem\n", ran["stdout"]
+    response = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/packages", {"manager": "bundler", "cwd": "app"})
+    assert {"name": "greet", "version": "1.0.0"} in response.json()["packages"], response.content
+
+
+def test_maven_reaches_its_mirror(api_client, api_key, create_sandbox, registry):
+    java = create_sandbox(template="java-21")["id"]
+    _, messages, execution = install(
+        api_client, api_key, java, manager="maven", packages=["org.apache.commons:commons-lang3:3.17.0"]
+    )
+    # Maven first needs its dependency plugin, which only a full mirror of Maven Central serves.
+    assert execution.status == "failed" and "registry:8080/maven" in output(messages), output(messages)
+    assert listed(api_client, java, "maven")["packages"] == []  # nothing in the local repository
