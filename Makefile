@@ -61,9 +61,10 @@ test: setup browser typescript
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py
 
-# Every built-in template: build its image (the first time), create a sandbox, run its smoke command.
+# Every built-in template: build its image (the first time), create a sandbox, run its smoke command;
+# then every test marked `templates` (compiled languages, each package manager).
 test-templates: images-all
-	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests/templates
+	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests
 
 lint: venv typescript sandboxd
 	@$(BIN)/ruff check .

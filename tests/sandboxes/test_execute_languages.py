@@ -4,6 +4,8 @@ hello world, a snippet without a main, a compile error (`phase: "compile"`), Rub
 
 import pytest
 
+pytestmark = pytest.mark.templates  # go-1.24, rust-1.85, ruby-3.3, java-21: built by make test-templates
+
 
 def execute(api_client, sandbox_id, expect=200, **body):
     response = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/execute", body, format="json")

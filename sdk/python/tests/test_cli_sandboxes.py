@@ -66,7 +66,7 @@ def test_new_uses_the_configured_template_and_timeout(cli_env, vb):
     result = cli(cli_env, "new", "--no-shell", "--json", "--ephemeral")
     data = json.loads(result.stdout)
     try:
-        assert data["template"] == "python-3" and data["ephemeral"] is True
+        assert data["template"] == "python-3.13" and data["ephemeral"] is True
         assert 3500 < data["timeout"] <= 3600
     finally:
         destroy(vb, data["id"])

@@ -160,7 +160,7 @@ def test_snapshots_round_trip(vb, sandbox):
     sandbox.files.write("state.txt", "before")
     snap = sandbox.snapshot("before-deploy")
     try:
-        assert (snap.name, snap.sandbox_id, snap.template) == ("before-deploy", sandbox.id, "python-3")
+        assert (snap.name, snap.sandbox_id, snap.template) == ("before-deploy", sandbox.id, "python-3.13")
         assert snap.size == snap.image_bytes + snap.workspace_bytes > 0
         assert [s.id for s in sandbox.snapshots()] == [snap.id]
         assert vb.snapshot(snap.id).name == "before-deploy"
@@ -168,7 +168,7 @@ def test_snapshots_round_trip(vb, sandbox):
         assert sandbox.restore(snap) is sandbox
         assert sandbox.files.read_text("state.txt") == "before"
         with vb.create(snapshot=snap) as copy:
-            assert copy.template == "python-3"
+            assert copy.template == "python-3.13"
             assert copy.files.read_text("state.txt") == "before"
     finally:
         vb.delete_snapshot(snap)

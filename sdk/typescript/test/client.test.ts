@@ -56,7 +56,7 @@ describe('configuration', () => {
       const fromEnv = new VibeBox();
       assert.equal(fromEnv.baseUrl, API_URL);
       const names = (await fromEnv.templates()).map((t) => t.name);
-      assert.ok(names.includes('node-20') && names.includes('python-3'), String(names));
+      assert.ok(names.includes('node-20') && names.includes('python-3.13'), String(names));
     } finally {
       process.env.VIBEBOX_API_KEY = saved.key;
       process.env.VIBEBOX_API_URL = saved.url;
