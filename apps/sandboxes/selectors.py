@@ -18,6 +18,7 @@ limit a role (checked by the views, before any of this).
 
 from django.db.models import Q, QuerySet
 
+from apps.marketplace.selectors import template_find
 from apps.orgs.actors import Actor
 from vibebox import exceptions as errors
 
@@ -81,8 +82,9 @@ def sandbox_list(
     if not actor.can("sandboxes.read"):
         qs = qs.filter(Q(owner=actor.user) | Q(pk__in=grants_of(actor.user).values("sandbox_id")))
     qs = qs.filter(status__in=status) if status else qs.filter(status__in=states.ALIVE)
-    if template:
-        qs = qs.filter(template__name=template)
+    if template:  # by name or alias (`python-3` lists python-3.13's)
+        found = template_find(template)
+        qs = qs.filter(template=found) if found is not None else qs.filter(template__name=template)
     if name:
         qs = qs.filter(name=name)
     for key, value in (metadata or {}).items():

@@ -140,7 +140,7 @@ def test_templates(cli_env):
     result = cli(cli_env, "templates", "--json")
     assert result.returncode == 0
     names = {t["name"] for t in json.loads(result.stdout)}
-    assert {"node-20", "python-3"} <= names
+    assert {"node-20", "python-3.13"} <= names
     table = cli(cli_env, "templates")
     assert table.stdout.startswith("NAME") and "node-20" in table.stdout
     assert "\x1b[" not in table.stdout  # no colour off a terminal

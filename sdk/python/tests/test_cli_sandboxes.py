@@ -42,7 +42,7 @@ def test_new_without_shell_prints_the_sandbox(cli_env, vb):
         )
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
-        assert (data["name"], data["template"], data["status"]) == (name, "python-3", "running")
+        assert (data["name"], data["template"], data["status"]) == (name, "python-3.13", "running")
         assert data["id"].startswith("sbx_") and 7100 < data["timeout"] <= 7200
         assert vb.get(name).run("echo $GREETING").stdout == "hi\n"
     finally:
