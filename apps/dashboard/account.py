@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from apps.keys import selectors as key_selectors
 from apps.keys import services as key_services
 from apps.keys.scopes import ALL_SCOPES, DEFAULT_SCOPES
+from apps.marketplace.models import BuildState
 from apps.marketplace.selectors import template_list
 from apps.sandboxes.models import Execution, Sandbox
 from vibebox import exceptions as errors
@@ -31,9 +32,34 @@ USAGE_DAYS = 30
 # ---- templates ----
 
 
+UNFINISHED_BUILDS = (BuildState.QUEUED, BuildState.BUILDING)
+
+
+def build_percent(template) -> int | None:
+    """How far a building template's image is (0-100), or None when it is not building or its
+    build has not counted its steps yet."""
+    progress = template.build_progress or {}
+    if template.build_state != BuildState.BUILDING or not progress.get("steps"):
+        return None
+    return max(0, min(100, int(progress.get("step", 0)) * 100 // int(progress["steps"])))
+
+
 @login_required
 def templates_page(request):
-    return render(request, "dashboard/templates_page.html", {"templates": template_list(), "nav": "templates"})
+    """The catalogue with each template's build state. While any image is queued or building, the
+    list re-fetches itself (`?partial=list`) every few seconds; once all are ready or failed, the
+    answer carries no polling attribute and the polling stops."""
+    templates = list(template_list())
+    for template in templates:
+        template.build_percent = build_percent(template)
+    context = {
+        "templates": templates,
+        "building": any(t.build_state in UNFINISHED_BUILDS for t in templates),
+        "nav": "templates",
+    }
+    if request.htmx and request.GET.get("partial") == "list":
+        return render(request, "dashboard/partials/template_list.html", context)
+    return render(request, "dashboard/templates_page.html", context)
 
 
 # ---- API keys ----
