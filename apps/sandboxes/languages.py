@@ -135,7 +135,11 @@ CACHE_KEEP = 64
 _CACHED_BUILD = (
     'vbx() { d="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/vibebox/%(language)s"; o="$d/$VBX_KEY"; '
     'if [ -e "$o/.ok" ]; then touch "$o" 2>/dev/null; [ -s "$o/.log" ] && cat "$o/.log" >&2; else '
-    'mkdir -p "$d" && t=$(mktemp -d "$o.XXXXXX") || { echo "vibebox: cannot write to $d" >&2; return 70; }; '
+    # a build stopped by its timeout left "$o.<its execution id>": removed once no process carries that id
+    'for g in "$d"/*.exec_*; do [ -e "$g" ] || continue; i=${g##*.}; '
+    'grep -qsz "^VIBEBOX_EXEC_ID=$i\\$" /proc/[0-9]*/environ || rm -rf "$g"; done 2>/dev/null; '
+    't="$o.%(execution)s"; mkdir -p "$d" && rm -rf "$t" && mkdir "$t" '
+    '|| { echo "vibebox: cannot write to $d" >&2; return 70; }; '
     'vbx_build >"$t/.log" 2>&1; rc=$?; cat "$t/.log" >&2; '
     'if [ $rc -ne 0 ]; then rm -rf "$t"; return $rc; fi; '
     ': > "$t/.ok"; mv -T "$t" "$o" 2>/dev/null || rm -rf "$t"; '
@@ -260,7 +264,9 @@ def program(language: str, code: str, execution_id: str) -> Program:
         key = hashlib.sha256(f"{BUILD_VERSION}\0{language}\0{env.get('VBX_JAVA_MAIN', '')}\0".encode())
         key.update(source.encode())
         env["VBX_KEY"] = key.hexdigest()[:40]
-        run = f"{build}; " + _CACHED_BUILD % {"language": language, "keep": CACHE_KEEP + 1, "run": run}
+        run = f"{build}; " + _CACHED_BUILD % {
+            "language": language, "keep": CACHE_KEEP + 1, "run": run, "execution": execution_id,
+        }  # fmt: skip
     else:
         extension, run = _PROGRAMS[language]
     script = f'{SWEEP}f=/tmp/vbx-{execution_id}.{extension}; cat > "$f"; {run} < /dev/null; rc=$?; '
