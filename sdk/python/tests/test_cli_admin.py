@@ -144,9 +144,26 @@ def test_templates(cli_env):
     table = cli(cli_env, "templates")
     assert table.stdout.startswith("NAME") and "node-20" in table.stdout
     assert "\x1b[" not in table.stdout  # no colour off a terminal
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:5] == ["NAME", "LANGUAGES", "STATE", "SIZE", "DESCRIPTION"]
+    node = next(row.split() for row in rows if row.startswith("node-20 "))
+    built = next(t for t in json.loads(result.stdout) if t["name"] == "node-20")
+    assert built["buildState"] == "ready" and "ready" in node
+    size = node[node.index("ready") + 1 : node.index("ready") + 3]
+    if built["imageSize"] is None:  # a server that seeded its templates without building them
+        assert size[0] == "-"
+    else:
+        assert size[1] in ("MB", "GB") and float(size[0]) > 0, size  # e.g. "312 MB"
+    states = {t["buildState"] for t in json.loads(result.stdout)}
+    assert states <= {"ready", "queued", "building", "failed"}
     info = json.loads(cli(cli_env, "template", "info", "node-20", "--json").stdout)
     assert info["name"] == "node-20" and "javascript" in info["languages"]
-    assert "workdir" in cli(cli_env, "template", "info", "python-3").stdout
+    human = cli(cli_env, "template", "info", "python-3").stdout
+    assert "workdir" in human
+    lines = {line.split(None, 1)[0]: line for line in human.splitlines() if line.strip()}
+    assert "pip" in next(line for line in human.splitlines() if line.startswith("package managers"))
+    assert lines["smoke"].split(None, 1)[1].strip()  # the smoke command
+    assert "ready" in lines["state"]
     assert cli(cli_env, "template", "info", "cobol-85").returncode == 3
 
 

@@ -98,6 +98,13 @@ def test_run_script_files(cli_env, box, node_box, tmp_path):
     assert cli(cli_env, "run", box.name, str(tmp_path / "missing.py")).returncode == 1
     wrong = cli(cli_env, "run", box.name, str(ts))  # python-3 has no typescript
     assert wrong.returncode == 1 and "(unsupported_language)" in wrong.stderr
+    # .go/.rs/.rb/.java run as their languages (in go-1.24, rust-1.85, ruby-3.3, java-21): sent as such
+    for extension, language in ((".go", "go"), (".rs", "rust"), (".rb", "ruby"), (".java", "java")):
+        source = tmp_path / f"main{extension}"
+        source.write_text("x\n")
+        refused = cli(cli_env, "run", box.name, str(source))
+        assert refused.returncode == 1 and "(unsupported_language)" in refused.stderr
+        assert f"not {language}." in refused.stderr
 
 
 def test_exec_once_and_run_once(cli_env, vb, tmp_path):

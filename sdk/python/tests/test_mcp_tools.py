@@ -103,6 +103,10 @@ async def exercise_every_tool(client, vb: VibeBox) -> None:
     assert set(listed) == EVERY_TOOL
     for tool in listed.values():
         assert tool.description and tool.input_schema["type"] == "object" and tool.output_schema["type"] == "object"
+    # every language the server's /execute runs (apps/sandboxes/languages.py RUNNABLE), and auto
+    languages = listed["sandbox_run_code"].input_schema["properties"]["language"]["enum"]
+    assert set(languages) == {"auto", "javascript", "typescript", "python", "shell", "go", "rust", "ruby", "java"}
+    assert listed["sandbox_run_code"].output_schema["properties"]["phase"]
 
     name = f"mcp-{uuid.uuid4().hex[:8]}"
     created = await call(
@@ -116,7 +120,7 @@ async def exercise_every_tool(client, vb: VibeBox) -> None:
     )
     sandbox_id = created["id"]
     try:
-        assert (created["name"], created["template"], created["status"]) == (name, "python-3", "running")
+        assert (created["name"], created["template"], created["status"]) == (name, "python-3.13", "running")
         assert created["expires_at"] and created["metadata"] == {"suite": "mcp"}
 
         listing = await call(client, "sandbox_list", name=name)
@@ -143,6 +147,7 @@ async def exercise_every_tool(client, vb: VibeBox) -> None:
             language="python", cwd="/workspace",
         )  # fmt: skip
         assert (code["return_value"], code["stdout"], code["language"]) == (42, "/workspace\n", "python")
+        assert code["phase"] == "run"
 
         # Files.
         written = await call(

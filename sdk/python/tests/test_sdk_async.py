@@ -28,6 +28,11 @@ def test_async_surface(server, tmp_path):
             try:
                 result = await sandbox.run("x = 6\nx * 7")
                 assert result.return_value == 42
+                assert result.phase == "run"
+                with pytest.raises(CommandExitError) as failed:
+                    await sandbox.run("def broken(:\n    pass")
+                # Python is not compiled ahead: its syntax errors are the run phase's
+                assert (failed.value.result.phase, failed.value.result.exit_code) == ("run", 1)
                 assert (await sandbox.exec("echo hi; exit 2")).exit_code == 2
                 with pytest.raises(CommandExitError):
                     await sandbox.run("exit 1", language="shell", retries=1, retry_delay=0.05)

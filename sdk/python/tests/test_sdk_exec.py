@@ -32,6 +32,22 @@ def test_run_code_and_commands(node_sandbox):
     assert shell.stdout.strip()[0].isdigit()
     typed = node_sandbox.run("const n: number = 2; return n * 21", language="typescript")
     assert typed.return_value == 42
+    assert (typed.phase, result.phase) == ("run", "run")
+
+
+def test_a_typescript_syntax_error_fails_in_the_compile_phase(node_sandbox):
+    """TypeScript is type-stripped (esbuild) before it runs: a syntax error never reaches node."""
+    with pytest.raises(CommandExitError) as info:
+        node_sandbox.run("const n: number = ;\nconsole.log('never')", language="typescript")
+    failed = info.value.result
+    assert failed.phase == "compile"
+    assert failed.exit_code != 0
+    assert "never" not in failed.stdout
+    assert failed.stderr.strip()
+    # a runtime error is the run phase's
+    thrown = node_sandbox.execute("throw new Error('boom')", language="typescript")
+    assert (thrown.phase, thrown.exit_code != 0) == ("run", True)
+    assert "boom" in thrown.stderr
 
 
 def test_run_python_return_value_and_env(sandbox):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -17,11 +18,14 @@ from vibebox_sdk import (
     SandboxNotFoundError,
     ServerError,
     ServiceUnavailableError,
+    TemplateBuildingError,
+    TemplateUnavailableError,
     TimeoutError,
     ValidationError,
     VibeBox,
     VibeBoxError,
 )
+from vibebox_sdk.aio import AsyncVibeBox
 
 SANDBOX = {"id": "sbx_1", "name": "one", "template": "python-3", "status": "running"}
 
@@ -32,6 +36,7 @@ class Script:
     def __init__(self, answers: list[tuple[int | None, dict, dict]]) -> None:
         self.answers = list(answers)
         self.requests: list[tuple[str, str, dict]] = []
+        self.bodies: list[bytes] = []
 
 
 @pytest.fixture
@@ -41,8 +46,7 @@ def scripted() -> Iterator[tuple[Script, str]]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            script.bodies.append(self.rfile.read(length) if length else b"")
             script.requests.append((self.command, self.path, dict(self.headers)))
             status, body, headers = script.answers.pop(0) if script.answers else (500, {}, {})
             if status is None:
@@ -228,3 +232,60 @@ def test_dot_ids_and_names_never_reach_another_endpoint(scripted, name):
                 call()
             assert raised.value.code == "invalid_path"
     assert len(script.requests) == 1  # only the first get
+
+
+BUILDING = {
+    "error": {
+        "code": "template_building",
+        "message": "Template 'go-1.24' is still being built (building); retry in 30s or send \"wait\": true.",
+        "details": {"template": "go-1.24", "buildState": "building", "progress": {"step": 3, "steps": 9}},
+    },
+    "requestId": "req_test",
+}
+
+
+def test_a_template_still_building_is_not_retried_and_says_when_to_retry(scripted):
+    """A create of a template whose image is being built: TemplateBuildingError with the server's
+    Retry-After (the caller decides: retry later, or create with wait=True)."""
+    script, url = scripted
+    script.answers = [(503, BUILDING, {"Retry-After": "30"}), (201, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb, pytest.raises(TemplateBuildingError) as info:
+        vb.create("go-1.24", name="gopher")
+    assert len(script.requests) == 1
+    assert isinstance(info.value, ServiceUnavailableError)
+    assert info.value.retry_after == 30
+    assert info.value.details["buildState"] == "building"
+    assert info.value.details["progress"] == {"step": 3, "steps": 9}
+    assert json.loads(script.bodies[0]) == {"template": "go-1.24", "name": "gopher"}
+
+
+def test_wait_is_sent_and_a_failed_template_is_unavailable(scripted):
+    script, url = scripted
+    script.answers = [(201, SANDBOX, {})]
+    with VibeBox(api_key="vb_test_x", base_url=url) as vb:
+        assert vb.create("go-1.24", wait=True).id == "sbx_1"
+    assert json.loads(script.bodies[-1]) == {"template": "go-1.24", "wait": True}
+    failed = envelope("template_unavailable", "Building template 'go-1.24' failed: no space left")
+    script.answers = [(503, failed, {})]
+    with (
+        VibeBox(api_key="vb_test_x", base_url=url, max_retries=0) as vb,
+        pytest.raises(TemplateUnavailableError) as info,
+    ):
+        vb.create("go-1.24", wait=True)
+    assert info.value.status == 503
+    assert "no space left" in info.value.message
+
+
+def test_async_create_maps_template_building_and_sends_wait(scripted):
+    script, url = scripted
+    script.answers = [(503, BUILDING, {"Retry-After": "30"}), (201, SANDBOX, {})]
+
+    async def main() -> None:
+        async with AsyncVibeBox(api_key="vb_test_x", base_url=url) as vb:
+            with pytest.raises(TemplateBuildingError) as info:
+                await vb.create("go-1.24")
+            assert info.value.retry_after == 30
+            assert (await vb.create("go-1.24", wait=True)).id == "sbx_1"
+
+    asyncio.run(main())
+    assert json.loads(script.bodies[-1]) == {"template": "go-1.24", "wait": True}

@@ -130,7 +130,9 @@ export class VibeBox {
    */
   async create(options: CreateOptions): Promise<Sandbox> {
     const json = body({ ...options }) satisfies Partial<Record<keyof Schemas['SandboxCreateRequest'], unknown>>;
-    const info = await this.transport.json<SandboxInfo>({ method: 'POST', path: `${API}/sandboxes`, json, timeout: LONG });
+    // With `wait`, the server may first wait up to VIBEBOX_TEMPLATE_WAIT (10 min) for the image.
+    const timeout = options.wait ? 2 * LONG : LONG;
+    const info = await this.transport.json<SandboxInfo>({ method: 'POST', path: `${API}/sandboxes`, json, timeout });
     return new Sandbox(this.transport, info);
   }
 

@@ -415,6 +415,36 @@ export class ServiceUnavailableError extends ServerError {
   static override defaultCode = 'runtime_unavailable';
 }
 
+/**
+ * 503: the template's image is not built on this server, or its build failed (`details.buildState`
+ * is `failed`; `vb.templates()` shows `buildMessage`).
+ * @example
+ * ```ts
+ * if (error instanceof TemplateUnavailableError) console.log(error.details.buildState);
+ * ```
+ */
+export class TemplateUnavailableError extends ServiceUnavailableError {
+  static override defaultCode = 'template_unavailable';
+}
+
+/**
+ * 503: the template's image is still being built (`details.buildState`, `details.progress`).
+ * Try again after `retryAfter` seconds, or create with `wait: true` to have the server wait for it.
+ * @example
+ * ```ts
+ * try {
+ *   await vb.create({ template: 'rust-1.85' });
+ * } catch (error) {
+ *   if (error instanceof TemplateBuildingError) await vb.create({ template: 'rust-1.85', wait: true });
+ * }
+ * ```
+ */
+export class TemplateBuildingError extends ServiceUnavailableError {
+  static override defaultCode = 'template_building';
+  /** Seconds the server asked to wait (`Retry-After`, else `details.retryAfter`). */
+  retryAfter: number | undefined;
+}
+
 /** 507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space and try again. @example `if (e instanceof DiskFullError) console.log(e.details.path)` */
 export class DiskFullError extends ServerError {
   static override defaultCode = 'disk_full';
@@ -596,7 +626,8 @@ const BY_CODE: Record<string, ErrorClass> = {
   rate_limited: RateLimitError,
   too_many_streams: RateLimitError, // too many open streams, terminals or background processes
   runtime_unavailable: ServiceUnavailableError,
-  template_unavailable: ServiceUnavailableError,
+  template_unavailable: TemplateUnavailableError,
+  template_building: TemplateBuildingError,
   rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
   claude_unavailable: ClaudeUnavailableError,
   claude_not_enabled: ClaudeNotEnabledError,
@@ -664,6 +695,9 @@ export function fromPayload(
   const Class = errorClass(code, status);
   const error = new Class(message, { code, status, details, ...(id ? { requestId: id } : {}) });
   if (error instanceof RateLimitError) error.retryAfter = retryAfter;
+  if (error instanceof TemplateBuildingError) {
+    error.retryAfter = retryAfter ?? (typeof details.retryAfter === 'number' ? details.retryAfter : undefined);
+  }
   return error;
 }
 

@@ -42,6 +42,12 @@ export class ExecResult {
   readonly language: string | undefined;
   /** The value of a JavaScript `return` or of Python's last expression (`null` when none). */
   readonly returnValue: unknown;
+  /**
+   * Code only (`run`, `execute`): `compile` when a compiled language's build (Go, Rust, Java,
+   * TypeScript's type stripping) failed or timed out, its messages on `stderr`; else `run`.
+   * `undefined` for commands.
+   */
+  readonly phase: Schemas['ExecuteResult']['phase'] | undefined;
 
   constructor(data: Partial<Schemas['ExecuteResult']> & { executionId: string }) {
     this.executionId = data.executionId;
@@ -54,6 +60,7 @@ export class ExecResult {
     this.oomKilled = data.oomKilled ?? false;
     this.language = data.language;
     this.returnValue = data.returnValue ?? null;
+    this.phase = data.phase;
   }
 
   /** stdout followed by stderr. */

@@ -104,6 +104,11 @@ export interface CreateOptions {
   autoResume?: boolean;
   /** Time spent paused does not count toward the expiry. */
   pauseStopsTimeout?: boolean;
+  /**
+   * If the template's image is still being built, the server waits for it (up to its
+   * `VIBEBOX_TEMPLATE_WAIT`, 10 minutes by default) instead of throwing `TemplateBuildingError`.
+   */
+  wait?: boolean;
 }
 
 /**

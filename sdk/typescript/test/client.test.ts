@@ -15,7 +15,9 @@ import {
   SandboxNotFoundError,
   ServiceUnavailableError,
   TimeoutError,
+  TemplateBuildingError,
   TemplateNotFoundError,
+  TemplateUnavailableError,
   ValidationError,
   VibeBox,
   VibeBoxError,
@@ -116,6 +118,50 @@ describe('typed errors', () => {
 });
 
 describe('retries', () => {
+  test('a template still building: TemplateBuildingError with retryAfter, not retried; wait is sent', async () => {
+    const bodies: unknown[] = [];
+    const building = {
+      error: {
+        code: 'template_building',
+        message: "Template 'rust-1.85' is still being built",
+        details: { template: 'rust-1.85', buildState: 'building', progress: { step: 2, steps: 7 }, retryAfter: 30 },
+      },
+    };
+    const server = createServer((request, response) => {
+      let text = '';
+      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      request.on('end', () => {
+        const sent = JSON.parse(text) as { wait?: boolean };
+        bodies.push(sent);
+        if (sent.wait) answer(response, 201, { id: 'sbx_1', name: 'one', template: 'rust-1.85', status: 'running' });
+        else answer(response, 503, building, { 'Retry-After': '30' });
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const client = new VibeBox({ apiKey: 'k', baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+    const error = await client.create({ template: 'rust-1.85' }).catch((e: unknown) => e);
+    assert.ok(error instanceof TemplateBuildingError, String(error));
+    assert.ok(error instanceof ServiceUnavailableError);
+    assert.equal(error.retryAfter, 30);
+    assert.equal(error.status, 503);
+    assert.deepEqual(error.details.progress, { step: 2, steps: 7 });
+    assert.equal(bodies.length, 1, 'a create of a template being built is not sent again');
+    const made = await client.create({ template: 'rust-1.85', wait: true });
+    assert.equal(made.id, 'sbx_1');
+    assert.deepEqual(bodies.at(-1), { template: 'rust-1.85', wait: true });
+  });
+
+  test('a template whose build failed: TemplateUnavailableError', async () => {
+    const failed = await flakyServer((_req, res) =>
+      answer(res, 503, { error: { code: 'template_unavailable', message: "Building template 'go-1.24' failed", details: { buildState: 'failed' } } }),
+    );
+    const client = new VibeBox({ apiKey: 'k', baseUrl: failed.url, maxRetries: 0 });
+    const error = await client.create({ template: 'go-1.24' }).catch((e: unknown) => e);
+    assert.ok(error instanceof TemplateUnavailableError, String(error));
+    assert.equal(error.details.buildState, 'failed');
+  });
+
   test('503 then 200: retried, answered', async () => {
     const flaky = await flakyServer((_req, res, hit) =>
       hit < 3 ? answer(res, 503, { error: { code: 'runtime_unavailable', message: 'down' } }) : answer(res, 200, templatesBody),

@@ -83,6 +83,19 @@ describe('run', () => {
     assert.equal(result.language, 'javascript');
   });
 
+  test('phase: a TypeScript syntax error fails in the compile phase, a thrown error in the run phase', async () => {
+    const broken = await sandbox.execute("const n: number = ;\nconsole.log('never');", { language: 'typescript' });
+    assert.equal(broken.phase, 'compile');
+    assert.notEqual(broken.exitCode, 0);
+    assert.doesNotMatch(broken.stdout, /never/);
+    assert.ok(broken.stderr.trim(), 'the compiler says why');
+    const thrown = await sandbox.execute("throw new Error('boom');", { language: 'typescript' });
+    assert.equal(thrown.phase, 'run');
+    assert.match(thrown.stderr, /boom/);
+    assert.equal((await sandbox.run('return 1')).phase, 'run');
+    assert.equal((await sandbox.run('true', { language: 'shell' })).phase, 'run');
+  });
+
   test('a command with cwd', async () => {
     const result = await sandbox.run('pwd', { cwd: '/tmp' });
     assert.equal(result.stdout, '/tmp\n');

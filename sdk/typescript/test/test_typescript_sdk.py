@@ -48,7 +48,14 @@ FIXTURE_LABELS = {"vibebox.test-fixture": "tssdk-git", "vibebox.test-instance": 
 # Suites that need no server: code that runs on the receiving side (verifyWebhook). The driver runs
 # them without starting one.
 OFFLINE = {"webhooks"}
-SUITES = sorted(name for path in HERE.glob("*.test.ts") if (name := path.name.removesuffix(".test.ts")) not in OFFLINE)
+# Suites that need template images `make setup` does not build (`make test-templates` does): run
+# only under the `templates` marker (pytest -m templates), so plain `make test` does not need them.
+TEMPLATE_SUITES = {"templates"}
+SUITES = sorted(
+    name
+    for path in HERE.glob("*.test.ts")
+    if (name := path.name.removesuffix(".test.ts")) not in OFFLINE | TEMPLATE_SUITES
+)
 # Webhooks go to the suites' receivers on loopback over http, and are sent when a suite runs the
 # sender through manage.py (test/webhook-endpoints.test.ts): no Celery worker serves this server,
 # and a queued task would reach whichever worker listens on the shared broker.
@@ -206,6 +213,14 @@ def node_test(path: str, *, cwd: Path = PKG, **env: str) -> str:
 @pytest.mark.parametrize("suite", SUITES)
 def test_suite(suite: str, built: None, suite_env: dict[str, str]) -> None:
     """One `test/<suite>.test.ts` file: every test in it runs and passes against the live server."""
+    node_test(f"build/test/{suite}.test.js", **suite_env)
+
+
+@pytest.mark.templates
+@pytest.mark.parametrize("suite", sorted(TEMPLATE_SUITES))
+def test_template_suite(suite: str, built: None, suite_env: dict[str, str]) -> None:
+    """A suite that uses templates beyond node-20 and python-3 (python-3.11...), built by
+    `make test-templates`: every test in it runs and passes against the live server."""
     node_test(f"build/test/{suite}.test.js", **suite_env)
 
 

@@ -137,7 +137,9 @@ def _many(model: Callable[[dict[str, Any]], Any]) -> Callable[[httpx.Response], 
 
 
 def create_sandbox(fields: dict[str, Any]) -> Call:
-    return Call("POST", f"{API}/sandboxes", json=body(**fields), timeout=LONG, parse=_sandbox)
+    # With "wait", the server may wait up to VIBEBOX_TEMPLATE_WAIT (10 min) for the image first.
+    timeout = 2 * LONG if fields.get("wait") else LONG
+    return Call("POST", f"{API}/sandboxes", json=body(**fields), timeout=timeout, parse=_sandbox)
 
 
 def get_sandbox(sandbox_id: str) -> Call:

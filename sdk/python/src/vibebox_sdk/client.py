@@ -40,6 +40,7 @@ def create_fields(
     auto_pause: Duration | None = None,
     auto_resume: bool | None = None,
     pause_stops_timeout: bool | None = None,
+    wait: bool | None = None,
 ) -> dict[str, Any]:
     if isinstance(git, dict):
         git = calls.body(**git)
@@ -57,6 +58,7 @@ def create_fields(
         "metadata": metadata,
         "resources": resources,
         "snapshot": snapshot.id if isinstance(snapshot, Snapshot) else snapshot,
+        "wait": wait,
     }
 
 
@@ -146,7 +148,9 @@ class VibeBox(ClientCore):
         Options: `name`, `auto_start`, `ephemeral`, `timeout` ("2h"), `git` (a URL or
         {"url", "branch", "path", "depth", "auth"}), `env`, `metadata`, `resources`
         ({"cpu": 1, "memory": "1g"}), `snapshot` (a Snapshot or its id: `template` may then be
-        left out), `auto_pause` ("10m" idle), `auto_resume`, `pause_stops_timeout`.
+        left out), `auto_pause` ("10m" idle), `auto_resume`, `pause_stops_timeout`, `wait` (True: if
+        the template's image is still being built, the server waits for it, up to its
+        VIBEBOX_TEMPLATE_WAIT, instead of raising `TemplateBuildingError`).
         """
         return self._wrap(self._transport.send(calls.create_sandbox(create_fields(template, **options))))
 

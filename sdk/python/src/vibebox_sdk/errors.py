@@ -380,6 +380,26 @@ class ServiceUnavailableError(ServerError):
     default_code = "runtime_unavailable"
 
 
+class TemplateUnavailableError(ServiceUnavailableError):
+    """503: the template's image is not built on this server, or its build failed
+    (`details["buildState"]` is `failed`); `vibebox templates` shows why."""
+
+    default_code = "template_unavailable"
+
+
+class TemplateBuildingError(ServiceUnavailableError):
+    """503: the template's image is still being built (`details` has `buildState` and `progress`).
+    Try again after `retry_after` seconds, or create with `wait=True` to have the server wait for it."""
+
+    default_code = "template_building"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if retry_after is None and isinstance(self.details.get("retryAfter"), int | float):
+            retry_after = float(self.details["retryAfter"])
+        self.retry_after = retry_after
+
+
 class DiskFullError(ServerError):
     """507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space
     (delete files, or raise `resources.disk` on a new sandbox) and try again."""
@@ -476,7 +496,8 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
     "runtime_unavailable": ServiceUnavailableError,
     "disk_full": DiskFullError,
-    "template_unavailable": ServiceUnavailableError,
+    "template_unavailable": TemplateUnavailableError,
+    "template_building": TemplateBuildingError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
     "claude_unavailable": ClaudeUnavailableError,
     "claude_not_enabled": ClaudeNotEnabledError,
@@ -534,6 +555,6 @@ def from_payload(
     request_id = (payload.get("requestId") if isinstance(payload, dict) else None) or request_id
     cls = error_class(code, status)
     kwargs: dict[str, Any] = {"code": code, "status": status, "details": body.get("details"), "request_id": request_id}
-    if cls is RateLimitError:
+    if issubclass(cls, RateLimitError | TemplateBuildingError):
         kwargs["retry_after"] = retry_after
     return cls(message, **kwargs)

@@ -70,7 +70,9 @@ class ExecutionResult:
     """What a command or code snippet did.
 
     `duration` is in milliseconds; `output` is stdout followed by stderr; `return_value` is the
-    snippet's value (`run()` of code), else None.
+    snippet's value (`run()` of code), else None. `phase` (code only) is `"compile"` when a compiled
+    language's build (Go, Rust, Java, TypeScript's type stripping) failed or timed out, its
+    messages on `stderr`, else `"run"`; None for commands.
     """
 
     execution_id: str | None
@@ -83,6 +85,7 @@ class ExecutionResult:
     oom_killed: bool = False
     language: str | None = None
     return_value: Any = None
+    phase: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     sandbox: Any = field(default=None, repr=False, compare=False)
 
@@ -176,19 +179,37 @@ class LogEntry(_Model):
 
 @dataclass
 class Template(_Model):
+    """A template. `build_state` is `ready`, `queued`, `building` (`build_progress` then has `step`
+    and `steps`, or is None) or `failed` (`build_message` says why); `image_size` is in bytes (None
+    until built); `smoke` is a shell command that exits 0 when the image works."""
+
     name: str
+    aliases: list[str] = field(default_factory=list)
     display_name: str = ""
     description: str = ""
-    version: str = ""
+    version: int | str = ""
     image: str = ""
     language: str = ""
     languages: list[str] = field(default_factory=list)
+    package_managers: list[str] = field(default_factory=list)
     user: str = ""
     workdir: str = ""
     default_env: dict[str, str] = field(default_factory=dict)
     ports: list[Any] = field(default_factory=list)
     pre_installed: Any = None
+    smoke: str = ""
+    built_in: bool = False
+    image_size: int | None = None
+    build_state: str = ""
+    build_progress: dict[str, int] | None = None
+    build_message: str = ""
+    build_seconds: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        """The image is built: sandboxes of this template start now (an older server says nothing: ready)."""
+        return self.build_state in ("", "ready")
 
 
 @dataclass

@@ -166,15 +166,37 @@ def config_path() -> None:
 # Templates
 
 
+def _build_state(template: Any) -> str:
+    """ready, building 40% (step 4 of 10), queued or failed; `-` from a server that does not say."""
+    state = template.build_state or "-"
+    progress = template.build_progress or {}
+    if state == "building" and progress.get("steps"):
+        return f"building {100 * int(progress.get('step', 0)) // int(progress['steps'])}%"
+    return state
+
+
+def _image_size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1024**3:.1f} GB" if value >= 1024**3 else f"{value / 1024**2:.0f} MB"
+
+
 def templates(json: JsonFlag = False) -> None:
-    """List the templates sandboxes can be made from."""
+    """List the templates sandboxes can be made from, with their build state and image size.
+
+    A template that is still `building` (or `queued`) answers a create with a 503 until it is
+    ready (`vibebox new <template> --wait` waits for it); `failed` says why in `vibebox template info`.
+    """
     found = client().templates()
     if json:
         output.print_json(found)
         return
     output.table(
-        ["NAME", "LANGUAGES", "DESCRIPTION"],
-        [(t.name, ", ".join(t.languages or [t.language]), t.description) for t in found],
+        ["NAME", "LANGUAGES", "STATE", "SIZE", "DESCRIPTION"],
+        [
+            (t.name, ", ".join(t.languages or [t.language]), _build_state(t), _image_size(t.image_size), t.description)
+            for t in found
+        ],
     )
 
 
@@ -192,11 +214,17 @@ def template_info(
     output.fields(
         [
             ("name", found.name),
+            ("aliases", ", ".join(found.aliases)),
             ("display name", found.display_name),
             ("description", found.description),
             ("version", found.version),
             ("image", found.image),
             ("languages", ", ".join(found.languages or [found.language])),
+            ("package managers", ", ".join(found.package_managers)),
+            ("state", _build_state(found)),
+            ("build message", found.build_message),
+            ("size", _image_size(found.image_size)),
+            ("smoke", found.smoke),
             ("user", found.user),
             ("workdir", found.workdir),
             ("env", raw.get("defaultEnv")),

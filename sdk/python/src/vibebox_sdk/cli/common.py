@@ -109,6 +109,10 @@ def guess_language(filename: str) -> str:
         ".py": "python",
         ".sh": "shell",
         ".bash": "shell",
+        ".go": "go",
+        ".rs": "rust",
+        ".rb": "ruby",
+        ".java": "java",
     }.get(extension, "shell")
 
 

@@ -50,6 +50,9 @@ def new(
     ] = None,
     ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Always expires (default after 30m).")] = False,
     env: EnvOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If the template's image is still being built, wait for it (not a 503).")
+    ] = False,
     json: JsonFlag = False,
 ) -> None:
     """Create a sandbox and open a shell in it (unless --no-shell, --json or stdin is not a terminal).
@@ -66,7 +69,13 @@ def new(
     git_spec: str | dict[str, Any] | None = {"url": git, "branch": branch} if branch else git
     with output.spinner(f"creating a {template} sandbox..."):
         sandbox = client().create(
-            template, name=name, ephemeral=ephemeral or None, timeout=timeout, git=git_spec, env=parse_env(env)
+            template,
+            name=name,
+            ephemeral=ephemeral or None,
+            timeout=timeout,
+            git=git_spec,
+            env=parse_env(env),
+            wait=wait or None,
         )
     if json:
         output.print_json(sandbox)

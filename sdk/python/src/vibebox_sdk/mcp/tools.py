@@ -160,10 +160,12 @@ class RunCodeIn(Input):
     sandbox_id: str = SandboxRef
     code: str = Field(
         description="The snippet. JavaScript/TypeScript: a top-level `return` gives the return value; "
-        "Python: the last expression's value is returned."
+        "Python and Ruby: the last expression's value is returned. Go, Rust and Java snippets are compiled, "
+        "then run (a snippet without a `main` gets one); the sandbox's template must have the language "
+        "(go-1.24, rust-1.85, java-21, ruby-3.3)."
     )
-    language: Literal["auto", "javascript", "typescript", "python", "shell"] = Field(
-        "auto", description="Default: the template's own language."
+    language: Literal["auto", "javascript", "typescript", "python", "shell", "go", "rust", "ruby", "java"] = Field(
+        "auto", description="Default (auto): detected from the code, else the template's own language."
     )
     cwd: str | None = Field(None, description="Working directory (default: the template's).")
     env: dict[str, str] | None = Field(None, description="Extra environment variables for this run only.")
@@ -172,6 +174,11 @@ class RunCodeIn(Input):
 
 class RunCodeOut(ExecOut):
     language: str | None = None
+    phase: Literal["compile", "run"] | None = Field(
+        None,
+        description="compile: the build failed or timed out (Go, Rust, Java, TypeScript), its messages in "
+        "stderr; run: the program ran.",
+    )
     return_value: Any = Field(
         None,
         description="The snippet's value, as JSON (null when it has none).",
@@ -503,7 +510,12 @@ async def sandbox_run_code(client: AsyncVibeBox, args: RunCodeIn) -> dict[str, A
     result = await sandbox(client, args.sandbox_id).execute(
         args.code, language=language, cwd=args.cwd, env=args.env, timeout=args.timeout
     )
-    return {**_exec_out(result), "language": result.language, "return_value": result.return_value}
+    return {
+        **_exec_out(result),
+        "language": result.language,
+        "phase": result.phase,
+        "return_value": result.return_value,
+    }
 
 
 async def file_read(client: AsyncVibeBox, args: FileReadIn) -> dict[str, Any]:
