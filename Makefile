@@ -64,7 +64,7 @@ bench: setup
 # Every built-in template: build its image (the first time), create a sandbox, run its smoke command;
 # then every test marked `templates` (compiled languages, each package manager).
 test-templates: images-all
-	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests
+	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests sdk/typescript/test
 
 lint: venv typescript sandboxd
 	@$(BIN)/ruff check .
