@@ -198,7 +198,7 @@ def matches(filter: dict, sandbox=None, template: str | None = None) -> bool:
         return template is not None and set(filter) == {"template"} and filter["template"] == template
     if "sandboxId" in filter and filter["sandboxId"] != sandbox.id:
         return False
-    if "template" in filter and filter["template"] != sandbox.template.name:
+    if "template" in filter and filter["template"] not in (sandbox.template.name, *(sandbox.template.aliases or [])):
         return False
     metadata = sandbox.metadata or {}
     return all(key in metadata and str(metadata[key]) == value for key, value in filter.get("metadata", {}).items())

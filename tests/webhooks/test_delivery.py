@@ -11,6 +11,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEntry
 from apps.sandboxes import events
 from apps.webhooks import delivery as sender
+from apps.webhooks import services
 from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import sandbox_row
 
@@ -285,3 +286,10 @@ def test_old_finished_deliveries_are_pruned(api_client, hook, receiver, webhook_
     assert Delivery.objects.get(pk=redelivered["id"]).redelivery_of_id is None
     webhook_settings.VIBEBOX_WEBHOOK_RETENTION = 0
     assert sender.prune() == 0
+
+
+def test_a_template_filter_takes_the_templates_aliases(owner, templates):
+    sandbox = sandbox_row(owner, templates["python-3.13"])
+    assert services.matches({"template": "python-3"}, sandbox)  # the alias it was created by
+    assert services.matches({"template": "python-3.13"}, sandbox)
+    assert not services.matches({"template": "node-20"}, sandbox)

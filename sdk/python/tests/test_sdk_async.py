@@ -93,7 +93,7 @@ def test_async_helpers_clean_up(server):
             assert gone(made["id"])
 
             boxes = await vb.create_many([{"template": "python-3"}, {"template": "node-20"}])
-            assert {b.template for b in boxes} == {"python-3", "node-20"}
+            assert {b.template for b in boxes} == {"python-3.13", "node-20"}
             assert await vb.destroy_all(boxes) == 2
 
             result = await vb.run_once("node-20", "return [1, 2, 3].map(x => x * 2)")
@@ -106,7 +106,7 @@ def test_async_helpers_clean_up(server):
             assert await vb.list() == []
             with pytest.raises(SandboxNotFoundError):
                 await vb.get("no-such-sandbox")
-            assert {t.name for t in await vb.templates()} >= {"node-20", "python-3"}
+            assert {t.name for t in await vb.templates()} >= {"node-20", "python-3.13"}
             assert (await vb.health())["status"] == "ok"
 
     asyncio.run(scenario())

@@ -91,7 +91,7 @@ def test_create_many_and_destroy_all(vb):
     boxes = vb.create_many([{"template": "python-3", "name": "many-1"}, {"template": "node-20", "name": "many-2"}])
     try:
         assert [b.name for b in boxes] == ["many-1", "many-2"]
-        assert [b.template for b in boxes] == ["python-3", "node-20"]
+        assert [b.template for b in boxes] == ["python-3.13", "node-20"]
         assert all(b.status == "running" for b in boxes)
     finally:
         assert vb.destroy_all(boxes) == 2
@@ -191,7 +191,7 @@ def test_paused_errors_and_pause_settings(vb):
 def test_claude_needs_a_template_with_it(sandbox):
     with pytest.raises(ClaudeUnavailableError) as info:
         sandbox.claude.enable()
-    assert info.value.details == {"template": "python-3"}
+    assert info.value.details == {"template": "python-3.13"}
     with pytest.raises(ClaudeNotEnabledError):
         sandbox.claude.ask("Add tests")
     assert sandbox.claude.status()["enabled"] is False
@@ -199,7 +199,7 @@ def test_claude_needs_a_template_with_it(sandbox):
 
 def test_templates_health_and_keys(vb):
     names = [t.name for t in vb.templates()]
-    assert {"node-20", "python-3"} <= set(names)
+    assert {"node-20", "python-3.13"} <= set(names)
     node = vb.template("node-20")
     assert node.languages[0] == "javascript"
     assert node.workdir == "/workspace"
