@@ -102,11 +102,11 @@ def templates(built_images, db, docker_client):
     rows = {}
     for source in built_in_templates():
         try:
-            docker_client.images.get(source.image)
+            image = docker_client.images.get(source.image)
         except docker.errors.ImageNotFound:
             rows[source.name] = template_build_state_set(source=source, state=BuildState.QUEUED)
         else:
-            rows[source.name] = template_upsert(source=source)
+            rows[source.name] = template_upsert(source=source, image_size=image.attrs["Size"])
         for alias in source.spec.get("aliases") or []:
             rows[str(alias)] = rows[source.name]
     return rows

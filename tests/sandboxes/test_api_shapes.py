@@ -384,4 +384,5 @@ def test_a_commands_answer_and_its_streamed_exit():
         "stderr": "",
         "language": "python",
         "returnValue": {"a": 1},
+        "phase": "run",
     }

@@ -111,7 +111,19 @@ class AuditLogView(APIView):
 
     @extend_schema(
         operation_id="orgs_audit_log",
-        parameters=[*FILTERS, OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
+        parameters=[
+            *FILTERS,
+            OpenApiParameter("cursor", str),
+            OpenApiParameter(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": AuditCursor.max_page_size,
+                    "default": AuditCursor.page_size,
+                },
+            ),
+        ],
         responses=inline_serializer(
             "AuditLogPage",
             {
