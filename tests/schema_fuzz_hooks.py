@@ -40,7 +40,8 @@ STATE_CODES = {
     "invalid_webhook_url",  # a webhook URL: http(s)://host[:port]/path, https unless VIBEBOX_WEBHOOK_ALLOW_HTTP
     "webhook_target_refused",  # ... whose host resolves to no private address (VIBEBOX_WEBHOOK_ALLOW_PRIVATE)
 }
-STATE_FIELD_CODES = {"in_the_past"}  # expiresAt depends on the clock
+# expiresAt depends on the clock; a page cursor must be one the server gave (opaque to a schema).
+STATE_FIELD_CODES = {"in_the_past", "invalid_cursor"}
 
 
 def _strings_for_ranges(body) -> bool:

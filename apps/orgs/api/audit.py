@@ -53,7 +53,7 @@ class AuditCursor(CursorPagination):
         except Exception:  # DRF's NotFound: a cursor we did not make
             raise errors.ValidationFailed(
                 "cursor is not one this server gave.",
-                details={"fields": {"cursor": [{"message": "invalid cursor", "code": "invalid"}]}},
+                details={"fields": {"cursor": [{"message": "invalid cursor", "code": "invalid_cursor"}]}},
             ) from None
 
     def get_page_size(self, request):
