@@ -1,11 +1,18 @@
 """The built-in templates in images/: their descriptions and the image tags they build to.
 
 A tag carries the template's version and a hash of everything that goes into the image
-(its directory, the base image and the extra CA bundle), so an edited Dockerfile or a new
-CA yields a new tag and is rebuilt, while an unchanged template is never built twice.
+(its directory, the files its Dockerfile includes, the base image and the extra CA bundle), so an
+edited Dockerfile or a new CA yields a new tag and is rebuilt, while an unchanged template is never
+built twice.
+
+The steps several templates share are written once, in images/include/<name>.Dockerfile, and a
+template's Dockerfile names them with a line `# vibebox:include <name>` that the builder replaces
+with the file (a plain Docker feature would need BuildKit, which this engine's builder is not):
+the same instructions on the same parent make one layer, shared on disk by every image.
 """
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +20,8 @@ import yaml
 from django.conf import settings
 
 BASE_DIR_NAME = "base"
+INCLUDE_DIR_NAME = "include"
+INCLUDE_RE = re.compile(r"^# vibebox:include ([a-z0-9][a-z0-9-]*)[ \t]*$", re.MULTILINE)
 # The Debian release a template's image starts from (`base:` in its template.yaml); each suite
 # has its own base image, built once by images/base/build.sh.
 DEFAULT_SUITE = "trixie"
@@ -36,6 +45,21 @@ def tree_digest(path: Path, *extra: bytes) -> str:
     for item in extra:
         digest.update(item)
     return digest.hexdigest()[:12]
+
+
+def dockerfile_expand(text: str, *, depth: int = 0) -> str:
+    """A template's Dockerfile with each `# vibebox:include <name>` line replaced by
+    images/include/<name>.Dockerfile (itself expanded; an unknown name raises ValueError)."""
+    if depth > 4:
+        raise ValueError("images/include: includes nest deeper than 4 (a loop?)")
+
+    def included(match: re.Match) -> str:
+        path = settings.VIBEBOX_IMAGES_DIR / INCLUDE_DIR_NAME / f"{match.group(1)}.Dockerfile"
+        if not path.is_file():
+            raise ValueError(f"{match.group(0)!r}: no file {path}")
+        return dockerfile_expand(path.read_text(), depth=depth + 1).rstrip("\n")
+
+    return INCLUDE_RE.sub(included, text)
 
 
 def extra_ca_bytes() -> bytes:
@@ -63,7 +87,8 @@ def built_in_templates() -> list[TemplateSource]:
         suite = str(spec.get("base") or DEFAULT_SUITE)
         if suite not in SUITES:
             raise ValueError(f"{spec_file}: base {suite!r} is not one of {', '.join(SUITES)}")
-        digest = tree_digest(spec_file.parent, base_image(suite).encode(), ca)
+        dockerfile = dockerfile_expand((spec_file.parent / "Dockerfile").read_text()).encode()
+        digest = tree_digest(spec_file.parent, base_image(suite).encode(), ca, dockerfile)
         image = f"{settings.VIBEBOX_IMAGE_PREFIX}/{name}:{spec.get('version', 1)}-{digest}"
         sources.append(TemplateSource(name=name, path=spec_file.parent, spec=spec, image=image, base=suite))
     return sources

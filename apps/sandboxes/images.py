@@ -19,6 +19,7 @@ from apps.marketplace.catalog import (
     TemplateSource,
     base_image,
     built_in_templates,
+    dockerfile_expand,
     extra_ca_bytes,
 )
 from apps.marketplace.models import BuildState
@@ -76,6 +77,11 @@ def template_image_build(
 
     with tempfile.TemporaryDirectory(prefix="vibebox-build-") as context:
         shutil.copytree(source.path, context, dirs_exist_ok=True)
+        dockerfile = os.path.join(context, "Dockerfile")
+        with open(dockerfile) as handle:
+            expanded = dockerfile_expand(handle.read())
+        with open(dockerfile, "w") as handle:
+            handle.write(expanded)
         with open(os.path.join(context, "extra-ca.crt"), "wb") as handle:
             handle.write(extra_ca_bytes())
         try:

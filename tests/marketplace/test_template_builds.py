@@ -146,3 +146,25 @@ def test_setup_builds_only_pooled_templates_and_the_worker_task_builds_the_rest(
     assert build_templates(names=[NAME]) == {"built": [NAME]}  # the Celery task, run here
     body = api_client.get(f"/api/v1/templates/{NAME}").json()
     assert body["buildState"] == "ready" and body["image"] and body["imageSize"] > 10**7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_include_lines_are_expanded_into_the_build_and_into_the_tag(own_template, settings, docker_client):
+    """`# vibebox:include <name>` takes images/include/<name>.Dockerfile (the steps templates
+    share, written once): built into the image, and part of the tag's hash."""
+    include = settings.VIBEBOX_IMAGES_DIR / "include"
+    include.mkdir()
+    (include / "mark.Dockerfile").write_text("# shared\nRUN echo one > /home/sandbox/mark\n")
+    own_template("# vibebox:include mark")
+
+    def source():
+        return next(s for s in built_in_templates() if s.name == NAME)
+
+    first = source().image
+    templates_sync(only=[NAME])
+    assert docker_client.containers.run(first, ["cat", "/home/sandbox/mark"], remove=True) == b"one\n"
+    (include / "mark.Dockerfile").write_text("RUN echo two > /home/sandbox/mark\n")
+    assert source().image != first  # an edited include is a new tag, so a rebuild
+    own_template("# vibebox:include missing")
+    with pytest.raises(ValueError, match="missing"):
+        built_in_templates()
