@@ -105,10 +105,22 @@ def test_npm_install_into_the_project_and_require(api_client, api_key, create_sa
     sandbox_id = create_sandbox(template="node-20")["id"]
     _, messages, execution = install(api_client, api_key, sandbox_id, manager="npm", packages=["is-odd@3.0.1"])
     assert execution.status == "completed", output(messages)
-    _, messages, execution = install(
+    assert execution.cwd == "/workspace"
+    answer, messages, execution = install(
         api_client, api_key, sandbox_id, manager="npm", packages=["left-pad@1.3.0"], dev=True, cwd="app"
     )
     assert execution.status == "completed", output(messages)
+    # the record says where the install ran: the directory given (made for it), not the template's
+    assert execution.cwd == "/workspace/app" and answer["cwd"] == "/workspace/app"
+    record = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/executions/{answer['executionId']}").json()
+    assert record["cwd"] == "/workspace/app", record
+    # a directory the sandbox user cannot make: refused before anything runs
+    executions = Execution.objects.filter(sandbox_id=sandbox_id).count()
+    body = {"manager": "npm", "packages": ["left-pad@1.3.0"], "cwd": "/etc/vibebox-app"}
+    response = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/packages", body, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path", response.content
+    assert response.json()["error"]["details"] == {"cwd": "/etc/vibebox-app"}
+    assert Execution.objects.filter(sandbox_id=sandbox_id).count() == executions
     assert run(api_client, sandbox_id, "node -e \"console.log(require('is-odd')(3))\"")["stdout"] == "true\n"
     manifest = json.loads(run(api_client, sandbox_id, "cat /workspace/package.json")["stdout"])
     assert manifest["dependencies"] == {"is-odd": "^3.0.1"}
