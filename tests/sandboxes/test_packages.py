@@ -14,9 +14,10 @@ from apps.audit.models import AuditEntry
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Execution, Sandbox
-from apps.sandboxes.services.packages import SYSTEM_CA, manager_env
+from apps.sandboxes.services.packages import SYSTEM_CA, _pairs, manager_env
 from tests.waiting import wait_for
 from tests.ws import Communicator
+from vibebox import exceptions as errors
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -247,3 +248,51 @@ def test_listing_treats_the_managers_output_as_hostile(api_client, create_sandbo
     for mode in ("nan", "deep"):
         response = listing(mode)
         assert response.status_code == 422 and response.json()["error"]["code"] == "package_list_failed", mode
+
+
+ROOT = "path+file:///workspace#0.1.0"
+GREET = "registry+sparse+http://registry:8080/cargo/#greet@1.0.3"
+
+
+def test_cargo_listing_reads_resolved_versions_and_distrusts_them():
+    """`cargo metadata` (the parser of the real command's output; the listing itself runs in
+    tests/sandboxes/test_packages_managers.py): the members' direct dependencies with the
+    versions resolved, the requirements when there is no resolve, anything odd skipped."""
+    metadata = {
+        "packages": [
+            {"name": "workspace", "version": "0.1.0", "id": ROOT, "dependencies": [{"name": "greet", "req": "^1"}]},
+            {"name": "greet", "version": "1.0.3", "id": GREET, "dependencies": [{"name": "inner", "req": "^2"}]},
+            {"name": "inner", "version": "2.1.0", "id": "inner-id", "dependencies": []},
+            {"name": "evil; rm -rf /", "version": "1", "id": "evil-id"},
+            {"name": "odd", "version": 5, "id": "odd-id"},
+            "not a package",
+        ],
+        "workspace_members": [ROOT],
+        "resolve": {
+            "root": ROOT,
+            "nodes": [
+                {
+                    "id": ROOT,
+                    "deps": [
+                        {"name": "greet", "pkg": GREET},
+                        {"pkg": "evil-id"},
+                        {"pkg": "odd-id"},
+                        {"pkg": "unknown-id"},
+                        {"pkg": 7},
+                        "x",
+                    ],
+                },
+                {"id": GREET, "deps": [{"name": "inner", "pkg": "inner-id"}]},  # not a direct one
+                None,
+            ],
+        },
+    }
+    pairs = _pairs("cargo", json.dumps(metadata).encode())
+    assert pairs == [("greet", "1.0.3"), ("evil; rm -rf /", "1"), ("odd", 5)]  # packages_list skips the last two
+    no_deps = {**metadata, "packages": metadata["packages"][:1], "resolve": None}
+    assert _pairs("cargo", json.dumps(no_deps).encode()) == [("greet", "^1")]
+    for hostile in (b"[]", b'{"resolve": {"nodes": 5}, "packages": {}}', b'{"resolve": [], "packages": [1, 2]}'):
+        assert _pairs("cargo", hostile) == []
+    for broken in (b"{", b"[" * 5000 + b"]" * 5000, b'{"a": NaN}'):
+        with pytest.raises(errors.PackageListFailed):
+            _pairs("cargo", broken)

@@ -512,7 +512,10 @@ def packages_list(*, sandbox: Sandbox, manager: str, cwd: str | None = None) -> 
             details={"manager": manager, "reason": reason, "exitCode": result.exit_code, "stderr": stderr[-1000:]},
         )
     pairs = _pairs(manager, result.stdout)
-    seen: dict[str, str] = {}
+    # A local Maven repository holds several versions of an artifact side by side: each is listed.
+    by_version = manager == "maven"
+    seen: dict[tuple[str, str], None] = {}
+    names: set[str] = set()
     skipped = 0
     for name, version in pairs:
         if version is None:
@@ -520,8 +523,11 @@ def packages_list(*, sandbox: Sandbox, manager: str, cwd: str | None = None) -> 
         if not _valid(name, version):
             skipped += 1
             continue
-        seen.setdefault(name, version)
-    listed = [{"name": name, "version": version} for name, version in sorted(seen.items(), key=lambda i: i[0].lower())]
+        if by_version or name not in names:
+            seen.setdefault((name, version))
+            names.add(name)
+    ordered = sorted(seen, key=lambda pair: (pair[0].lower(), pair[1]))
+    listed = [{"name": name, "version": version} for name, version in ordered]
     return Listing(
         manager=manager,
         cwd=workdir,
