@@ -14,9 +14,10 @@ from apps.audit.models import AuditEntry
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Execution, Sandbox
-from apps.sandboxes.services.packages import SYSTEM_CA, manager_env
+from apps.sandboxes.services.packages import SYSTEM_CA, _pairs, manager_env
 from tests.waiting import wait_for
 from tests.ws import Communicator
+from vibebox import exceptions as errors
 from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,10 +106,22 @@ def test_npm_install_into_the_project_and_require(api_client, api_key, create_sa
     sandbox_id = create_sandbox(template="node-20")["id"]
     _, messages, execution = install(api_client, api_key, sandbox_id, manager="npm", packages=["is-odd@3.0.1"])
     assert execution.status == "completed", output(messages)
-    _, messages, execution = install(
+    assert execution.cwd == "/workspace"
+    answer, messages, execution = install(
         api_client, api_key, sandbox_id, manager="npm", packages=["left-pad@1.3.0"], dev=True, cwd="app"
     )
     assert execution.status == "completed", output(messages)
+    # the record says where the install ran: the directory given (made for it), not the template's
+    assert execution.cwd == "/workspace/app" and answer["cwd"] == "/workspace/app"
+    record = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/executions/{answer['executionId']}").json()
+    assert record["cwd"] == "/workspace/app", record
+    # a directory the sandbox user cannot make: refused before anything runs
+    executions = Execution.objects.filter(sandbox_id=sandbox_id).count()
+    body = {"manager": "npm", "packages": ["left-pad@1.3.0"], "cwd": "/etc/vibebox-app"}
+    response = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/packages", body, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_path", response.content
+    assert response.json()["error"]["details"] == {"cwd": "/etc/vibebox-app"}
+    assert Execution.objects.filter(sandbox_id=sandbox_id).count() == executions
     assert run(api_client, sandbox_id, "node -e \"console.log(require('is-odd')(3))\"")["stdout"] == "true\n"
     manifest = json.loads(run(api_client, sandbox_id, "cat /workspace/package.json")["stdout"])
     assert manifest["dependencies"] == {"is-odd": "^3.0.1"}
@@ -235,3 +248,51 @@ def test_listing_treats_the_managers_output_as_hostile(api_client, create_sandbo
     for mode in ("nan", "deep"):
         response = listing(mode)
         assert response.status_code == 422 and response.json()["error"]["code"] == "package_list_failed", mode
+
+
+ROOT = "path+file:///workspace#0.1.0"
+GREET = "registry+sparse+http://registry:8080/cargo/#greet@1.0.3"
+
+
+def test_cargo_listing_reads_resolved_versions_and_distrusts_them():
+    """`cargo metadata` (the parser of the real command's output; the listing itself runs in
+    tests/sandboxes/test_packages_managers.py): the members' direct dependencies with the
+    versions resolved, the requirements when there is no resolve, anything odd skipped."""
+    metadata = {
+        "packages": [
+            {"name": "workspace", "version": "0.1.0", "id": ROOT, "dependencies": [{"name": "greet", "req": "^1"}]},
+            {"name": "greet", "version": "1.0.3", "id": GREET, "dependencies": [{"name": "inner", "req": "^2"}]},
+            {"name": "inner", "version": "2.1.0", "id": "inner-id", "dependencies": []},
+            {"name": "evil; rm -rf /", "version": "1", "id": "evil-id"},
+            {"name": "odd", "version": 5, "id": "odd-id"},
+            "not a package",
+        ],
+        "workspace_members": [ROOT],
+        "resolve": {
+            "root": ROOT,
+            "nodes": [
+                {
+                    "id": ROOT,
+                    "deps": [
+                        {"name": "greet", "pkg": GREET},
+                        {"pkg": "evil-id"},
+                        {"pkg": "odd-id"},
+                        {"pkg": "unknown-id"},
+                        {"pkg": 7},
+                        "x",
+                    ],
+                },
+                {"id": GREET, "deps": [{"name": "inner", "pkg": "inner-id"}]},  # not a direct one
+                None,
+            ],
+        },
+    }
+    pairs = _pairs("cargo", json.dumps(metadata).encode())
+    assert pairs == [("greet", "1.0.3"), ("evil; rm -rf /", "1"), ("odd", 5)]  # packages_list skips the last two
+    no_deps = {**metadata, "packages": metadata["packages"][:1], "resolve": None}
+    assert _pairs("cargo", json.dumps(no_deps).encode()) == [("greet", "^1")]
+    for hostile in (b"[]", b'{"resolve": {"nodes": 5}, "packages": {}}', b'{"resolve": [], "packages": [1, 2]}'):
+        assert _pairs("cargo", hostile) == []
+    for broken in (b"{", b"[" * 5000 + b"]" * 5000, b'{"a": NaN}'):
+        with pytest.raises(errors.PackageListFailed):
+            _pairs("cargo", broken)

@@ -4,12 +4,13 @@ machine (only PyPI and npm are, through its proxy), so each organization's regis
 at a registry served by a container on a Docker network of the test's own (as an operator's
 internal mirror would be reached, through VIBEBOX_EXTRA_NETWORKS): Go's module proxy protocol, a
 Cargo sparse registry and RubyGems' compact index, made here with real module, crate and gem
-archives (the gem built by `gem build`). The sandbox installs from it with the real go, cargo, gem
-and bundler, and runs code that uses what it installed. Maven is shown reaching its mirror (a
-Maven mirror must also serve Maven's own plugins: a full mirror of Maven Central).
+archives (the gem built by `gem build`), and a Maven repository made of Debian's Maven packages
+(the dependency plugin with its dependencies, and commons-lang3). The sandbox installs from it
+with the real go, cargo, gem, bundler and mvn, and runs code that uses what it installed.
 
 Marked `templates` like tests/templates: these images are built by `make test-templates`."""
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -43,11 +44,26 @@ def _tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+GO_MOD = b"module example.com/vibebox/greet\n\ngo 1.21\n"
+GO_SOURCE = b'package greet\n\nfunc Hello() string { return "hello from a mirrored module" }\n'
+
+
+def go_hashes() -> list[tuple[str, str]]:
+    """The module's lines of go.sum: golang.org/x/mod/sumdb/dirhash's Hash1 of its files, then of its go.mod."""
+
+    def h1(files: dict[str, bytes]) -> str:
+        summary = "".join(f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files))
+        return "h1:" + base64.b64encode(hashlib.sha256(summary.encode()).digest()).decode()
+
+    prefix = "example.com/vibebox/greet@v1.0.0/"
+    zipped = {f"{prefix}go.mod": GO_MOD, f"{prefix}greet.go": GO_SOURCE}
+    return [("", h1(zipped)), ("/go.mod", h1({"go.mod": GO_MOD}))]
+
+
 def go_module() -> dict[str, bytes]:
     """example.com/vibebox/greet v1.0.0 in the module proxy protocol (go help goproxy)."""
     path, version = "example.com/vibebox/greet", "v1.0.0"
-    mod = b"module example.com/vibebox/greet\n\ngo 1.21\n"
-    source = b'package greet\n\nfunc Hello() string { return "hello from a mirrored module" }\n'
+    mod, source = GO_MOD, GO_SOURCE
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"{path}@{version}/go.mod", mod)
@@ -141,6 +157,52 @@ def rubygems_registry(docker_client) -> dict[str, bytes]:
     }
 
 
+# Debian's Maven packages install a Maven repository (/usr/share/maven-repo): the dependency
+# plugin with everything it needs, and commons-lang3. junit5 brings junit-bom, which doxia's
+# parent POM imports. The image is built once (from the java-21 template's image, with apt) and
+# kept by its tag; the repository is copied out with its symlinks resolved.
+MAVEN_PACKAGES = "libmaven-dependency-plugin-java libcommons-lang3-java junit5"
+MAVEN_DOCKERFILE = """FROM {image}
+USER root
+RUN apt-get update \\
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {packages} \\
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \\
+    && cp -rL /usr/share/maven-repo /srv/maven
+"""
+LANG3 = "org.apache.commons:commons-lang3:3.17.0"
+
+
+def checksums(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The .sha1 beside every file of a Maven repository, which Maven checks on download. (No
+    maven-metadata.xml: the install names the plugin by its full coordinates, so nothing looks up a
+    prefix or a version.)"""
+    return {
+        f"{name}.sha1": hashlib.sha1(data, usedforsecurity=False).hexdigest().encode() for name, data in files.items()
+    }
+
+
+def maven_repository(docker_client) -> dict[str, bytes]:
+    image = next(s.image for s in built_in_templates() if s.name == "java-21")
+    dockerfile = MAVEN_DOCKERFILE.format(image=image, packages=MAVEN_PACKAGES)
+    tag = f"vibebox-test/maven-repo:{hashlib.sha256(dockerfile.encode()).hexdigest()[:12]}"
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
+    holder = docker_client.containers.create(tag, ["true"], network_disabled=True, labels=LABELS)
+    try:
+        stream, _ = holder.get_archive("/srv/maven")
+        files = {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            for member in tar:
+                if member.isfile():
+                    files[member.name] = tar.extractfile(member).read()
+    finally:
+        holder.remove(force=True)
+    assert "maven/org/apache/commons/commons-lang3/3.17.0/commons-lang3-3.17.0.jar" in files
+    return {**files, **checksums(files)}
+
+
 @pytest.fixture(scope="module")
 def registry_server(docker_client):
     for stale in docker_client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in LABELS.items()]}):
@@ -160,7 +222,7 @@ def registry_server(docker_client):
         labels=LABELS,
         network=NETWORK,
     )
-    served = {**go_module(), **cargo_registry(), **rubygems_registry(docker_client)}
+    served = {**go_module(), **cargo_registry(), **rubygems_registry(docker_client), **maven_repository(docker_client)}
     files = {f"www/{name}": data for name, data in served.items()}
     container.put_archive("/srv", _tar({**files, "ready": b""}))
     yield container
@@ -180,7 +242,9 @@ def registry(registry_server, settings, owner):
 
 
 def test_go_get_from_the_mirror_builds_and_runs(api_client, api_key, create_sandbox, registry):
-    sandbox_id = create_sandbox(template="go-1.24", env={"GOSUMDB": "off"})["id"]
+    # Checksum verification stays on (the go command asks the mirror for the checksum database
+    # first); a module only the mirror has is a private one: GONOSUMDB, as for any private module.
+    sandbox_id = create_sandbox(template="go-1.24", env={"GONOSUMDB": "example.com/vibebox"})["id"]
     module = "example.com/vibebox/greet"
     answer, messages, execution = install(api_client, api_key, sandbox_id, manager="go", packages=[f"{module}@v1.0.0"])
     assert answer["mirror"] is True and execution.status == "completed", output(messages)
@@ -193,6 +257,10 @@ def test_go_get_from_the_mirror_builds_and_runs(api_client, api_key, create_sand
     ran = run(api_client, sandbox_id, "cd /workspace && go run . 2>&1", timeout=600)
     assert ran["stdout"] == "hello from a mirrored module\n", ran
     assert {"name": module, "version": "v1.0.0"} in listed(api_client, sandbox_id, "go")["packages"]
+    assert run(api_client, sandbox_id, "go env GOSUMDB")["stdout"] == "sum.golang.org\n"
+    # go.sum holds the module's hashes (the go command's dirhash "h1"), as it computed them
+    go_sum = run(api_client, sandbox_id, "cat /workspace/go.sum")["stdout"]
+    assert go_sum == "".join(f"{module} v1.0.0{suffix} {h1}\n" for suffix, h1 in go_hashes()), go_sum
 
 
 def test_cargo_add_from_the_mirror_builds_and_runs(api_client, api_key, create_sandbox, registry):
@@ -204,7 +272,8 @@ def test_cargo_add_from_the_mirror_builds_and_runs(api_client, api_key, create_s
     assert "greet" in run(api_client, sandbox_id, "cat /workspace/Cargo.toml")["stdout"]
     built = run(api_client, sandbox_id, "cd /workspace && cargo run -q --offline 2>&1", timeout=600)
     assert built["stdout"] == "hello from a mirrored crate\n", built["stdout"]
-    assert listed(api_client, sandbox_id, "cargo")["packages"] == [{"name": "greet", "version": "^1.0.0"}]
+    # the version Cargo.lock resolved, not the requirement Cargo.toml has (^1.0.0)
+    assert listed(api_client, sandbox_id, "cargo")["packages"] == [{"name": "greet", "version": "1.0.0"}]
 
 
 def test_gem_and_bundler_install_from_the_mirror(api_client, api_key, create_sandbox, registry):
@@ -228,11 +297,45 @@ def test_gem_and_bundler_install_from_the_mirror(api_client, api_key, create_san
     assert {"name": "greet", "version": "1.0.0"} in response.json()["packages"], response.content
 
 
-def test_maven_reaches_its_mirror(api_client, api_key, create_sandbox, registry):
+PROGRAM = """import org.apache.commons.lang3.StringUtils;
+
+public class Main {
+    public static void main(String[] args) {
+        System.out.println(StringUtils.capitalize(StringUtils.reverse("nevam a morf")));
+    }
+}
+"""
+POM = """<project><modelVersion>4.0.0</modelVersion>
+<groupId>example</groupId><artifactId>app</artifactId><version>1</version>
+<dependencies><dependency>
+<groupId>org.apache.commons</groupId><artifactId>commons-lang3</artifactId><version>3.17.0</version>
+</dependency></dependencies></project>
+"""
+
+
+def test_maven_get_from_the_mirror_compiles_and_runs(api_client, api_key, create_sandbox, registry):
     java = create_sandbox(template="java-21")["id"]
-    _, messages, execution = install(
-        api_client, api_key, java, manager="maven", packages=["org.apache.commons:commons-lang3:3.17.0"]
+    answer, messages, execution = install(api_client, api_key, java, manager="maven", packages=[LANG3])
+    text = output(messages)
+    assert answer["mirror"] is True and execution.status == "completed", text
+    assert execution.command == f"mvn dependency:get {LANG3}"
+    # the plugin by its full coordinates (no lookup of a prefix or a version), from the mirror
+    assert "dependency:3.8.1:get (default-cli)" in text and "BUILD SUCCESS" in text, text
+    assert "Could not validate integrity" not in text  # the mirror's .sha1 files were there, and checked
+    local = "/home/sandbox/.m2/repository/org/apache/commons/commons-lang3/3.17.0"
+    remote = run(api_client, java, f"cat {local}/_remote.repositories")["stdout"]
+    assert "commons-lang3-3.17.0.jar>vibebox-mirror=" in remote, remote  # Maven's note of where it came from
+    jar = f"{local}/commons-lang3-3.17.0.jar"
+    run(api_client, java, f"mkdir -p /workspace/hello && cat > /workspace/hello/Main.java <<'EOF'\n{PROGRAM}EOF")
+    ran = run(
+        api_client, java, f"cd /workspace/hello && javac -cp {jar} -d out Main.java && java -cp {jar}:out Main 2>&1"
     )
-    # Maven first needs its dependency plugin, which only a full mirror of Maven Central serves.
-    assert execution.status == "failed" and "registry:8080/maven" in output(messages), output(messages)
-    assert listed(api_client, java, "maven")["packages"] == []  # nothing in the local repository
+    assert ran["stdout"] == "From a maven\n", ran
+    assert {"name": "org.apache.commons:commons-lang3", "version": "3.17.0"} in listed(api_client, java, "maven")[
+        "packages"
+    ]
+    # a project: its dependencies as the dependency plugin lists them (through the mirror too)
+    run(api_client, java, f"mkdir -p /workspace/app && cat > /workspace/app/pom.xml <<'EOF'\n{POM}EOF")
+    response = api_client.get(f"/api/v1/sandboxes/{java}/packages", {"manager": "maven", "cwd": "app"})
+    assert response.status_code == 200, response.content
+    assert response.json()["packages"] == [{"name": "org.apache.commons:commons-lang3", "version": "3.17.0"}]

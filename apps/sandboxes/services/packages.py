@@ -70,6 +70,17 @@ SPEC_EXAMPLES = {
 }
 
 # The scripts: the specs are their positional arguments ("$@"), the mirror is $VIBEBOX_MIRROR.
+# Maven's dependency plugin, by full coordinates: Debian 13's version, on Maven Central too.
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+# A settings file that sends every repository to the mirror ($settings, empty without a mirror).
+_MAVEN_SETTINGS = (
+    'settings=""\n'
+    + 'if [ -n "$VIBEBOX_MIRROR" ]; then\n'
+    + "  settings=$(mktemp) || exit 1\n"
+    + "  printf '<settings><mirrors><mirror><id>vibebox-mirror</id><mirrorOf>*</mirrorOf><url>%s</url>"
+    + '</mirror></mirrors></settings>\\n\' "$VIBEBOX_MIRROR" > "$settings" || exit 1\n'
+    + "fi\n"
+)
 _PROJECT_DIR = 'mkdir -p -- "$VIBEBOX_CWD" && cd -- "$VIBEBOX_CWD" || exit 1\n'
 INSTALL_SCRIPTS = {
     "pip": 'exec python3 -m pip install --disable-pip-version-check --progress-bar off -- "$@"\n',
@@ -105,27 +116,30 @@ INSTALL_SCRIPTS = {
     + " || exit 1\n"
     + "done\n",
     "go": _PROJECT_DIR + "[ -f go.mod ] || go mod init workspace || exit 1\n" + 'exec go get -- "$@"\n',
-    "maven": 'settings=""\n'
-    + 'if [ -n "$VIBEBOX_MIRROR" ]; then\n'
-    + "  settings=$(mktemp) || exit 1\n"
-    + "  printf '<settings><mirrors><mirror><id>vibebox-mirror</id><mirrorOf>*</mirrorOf><url>%s</url>"
-    + '</mirror></mirrors></settings>\\n\' "$VIBEBOX_MIRROR" > "$settings"\n'
-    + "fi\n"
+    # The dependency plugin is named with its version: no plugin-prefix or version lookup in the
+    # mirror's metadata, and the same plugin every time (MAVEN_DEPENDENCY_PLUGIN).
+    "maven": _MAVEN_SETTINGS
     + 'for spec in "$@"; do\n'
-    + '  mvn -B -ntp ${settings:+-s "$settings"} dependency:get "-Dartifact=$spec" || exit 1\n'
+    + f'  mvn -B -ntp ${{settings:+-s "$settings"}} {MAVEN_DEPENDENCY_PLUGIN}:get "-Dartifact=$spec" || exit 1\n'
     + "done\n",
 }
 LIST_SCRIPTS = {
     "pip": "exec python3 -m pip list --format=json --disable-pip-version-check\n",
     "uv": "exec uv pip list --format json\n",
     "npm": 'cd -- "$VIBEBOX_CWD" || exit 1\nexec npm ls --json --depth=0\n',
-    "cargo": 'cd -- "$VIBEBOX_CWD" || exit 1\nexec cargo metadata --format-version 1 --no-deps --offline\n',
+    # The resolved graph (Cargo.lock's versions); a project that cannot resolve offline (never
+    # fetched) is listed by its manifest alone: requirements, not versions.
+    "cargo": 'cd -- "$VIBEBOX_CWD" || exit 1\n'
+    + "cargo metadata --format-version 1 --offline --quiet 2>/dev/null"
+    + " || exec cargo metadata --format-version 1 --no-deps --offline\n",
     "gem": "exec gem list --local\n",
     "bundler": 'cd -- "$VIBEBOX_CWD" || exit 1\nexec bundle list\n',
     "go": 'cd -- "$VIBEBOX_CWD" || exit 1\nexec go list -m -json all\n',
     "maven": 'cd -- "$VIBEBOX_CWD" || exit 1\n'
     + "if [ -f pom.xml ]; then out=$(mktemp) || exit 1\n"
-    + '  mvn -B -q -ntp dependency:list -DoutputFile="$out" -DappendOutput=false >&2 && exec cat "$out"; exit 1\n'
+    + _MAVEN_SETTINGS
+    + f'  mvn -B -q -ntp ${{settings:+-s "$settings"}} {MAVEN_DEPENDENCY_PLUGIN}:list -DoutputFile="$out"'
+    + ' -DappendOutput=false >&2 && exec cat "$out"; exit 1\n'
     + "fi\n"
     + 'repo="$HOME/.m2/repository"; [ -d "$repo" ] || exit 0\n'
     + 'cd -- "$repo" && find . -name "*.pom" | head -n 10000\n',
@@ -255,6 +269,27 @@ def manager_env(sandbox: Sandbox, manager: str, *, cwd: str, dev: bool = False) 
 # ---- install ----
 
 
+def _project_dir_ensure(sandbox: Sandbox, workdir: str) -> None:
+    """The project directory may not exist yet (the install makes it): made first, as the
+    template's user, so that the install starts in it."""
+    request = ExecRequest(
+        argv=("/bin/sh", "-c", 'mkdir -p -- "$VIBEBOX_CWD"', "vibebox-install"),
+        exec_id=new_execution_id(),
+        env=command_env(sandbox, {"VIBEBOX_CWD": workdir}),
+        user=sandbox.template.user,
+        timeout=30,
+        output_limit=4096,
+    )
+    with lifecycle.container_running(sandbox):
+        result = get_driver().exec(sandbox.container_name, request)
+    if result.exit_code != 0 or result.timed_out:
+        reason = redact(result.stderr[-500:].decode("utf-8", errors="replace").strip(), secret_values(sandbox))
+        raise errors.InvalidPath(
+            f"cwd {workdir} is not a directory the sandbox user can make" + (f": {reason}" if reason else "."),
+            details={"cwd": workdir},
+        )
+
+
 @dataclass
 class Install:
     execution_id: str
@@ -289,10 +324,11 @@ def packages_install(
     workdir = resolve_cwd(sandbox, cwd)
     env = manager_env(sandbox, manager, cwd=workdir, dev=dev)
     preview = " ".join([DISPLAY[manager], *(["--dev"] if dev else []), *(shlex.quote(s) for s in specs)])
+    _project_dir_ensure(sandbox, workdir)
     process = processes.process_start(
         sandbox=sandbox,
         command=["/bin/sh", "-c", INSTALL_SCRIPTS[manager], "vibebox-install", *specs],
-        cwd=None,  # the script goes to VIBEBOX_CWD (making it for a project manager)
+        cwd=workdir,  # what the record shows: the install runs there
         env=env,
         timeout=timeout,
         api_key=api_key,
@@ -357,6 +393,42 @@ def _json_stream(stdout: bytes) -> list:
     return items
 
 
+def _cargo_pairs(data) -> list[tuple]:
+    """`cargo metadata`: the workspace members' direct dependencies with the versions resolved
+    (`resolve`, from Cargo.lock); without a resolve (`--no-deps`), their requirements."""
+    if not isinstance(data, dict):
+        return []
+    packages = data.get("packages") if isinstance(data.get("packages"), list) else []
+    resolve = data.get("resolve")
+    if not isinstance(resolve, dict):
+        pairs = []
+        for package in packages[:MAX_LISTED]:
+            deps = package.get("dependencies") if isinstance(package, dict) else None
+            for dep in (deps if isinstance(deps, list) else [])[:MAX_LISTED]:
+                if isinstance(dep, dict):
+                    pairs.append((dep.get("name"), dep.get("req")))
+        return pairs
+    by_id = {}
+    for package in packages[: MAX_LISTED * 10]:
+        if isinstance(package, dict) and isinstance(package.get("id"), str):
+            by_id[package["id"]] = (package.get("name"), package.get("version"))
+    members = data.get("workspace_members")
+    members = {m for m in members[:MAX_LISTED] if isinstance(m, str)} if isinstance(members, list) else set()
+    if isinstance(resolve.get("root"), str):
+        members.add(resolve["root"])
+    nodes = resolve.get("nodes") if isinstance(resolve.get("nodes"), list) else []
+    pairs = []
+    for node in nodes[: MAX_LISTED * 10]:
+        if not isinstance(node, dict) or node.get("id") not in members:
+            continue
+        deps = node.get("deps") if isinstance(node.get("deps"), list) else []
+        for dep in deps[:MAX_LISTED]:
+            pkg = dep.get("pkg") if isinstance(dep, dict) else None
+            if isinstance(pkg, str) and pkg in by_id and pkg not in members:
+                pairs.append(by_id[pkg])
+    return pairs
+
+
 def _pairs(manager: str, stdout: bytes) -> list[tuple]:
     if manager in ("pip", "uv"):
         data = _json(stdout)
@@ -372,14 +444,7 @@ def _pairs(manager: str, stdout: bytes) -> list[tuple]:
             (name, (info or {}).get("version", "") if isinstance(info, dict) else None) for name, info in deps.items()
         ]
     if manager == "cargo":
-        data = _json(stdout)
-        packages = data.get("packages") if isinstance(data, dict) else None
-        pairs = []
-        for package in packages if isinstance(packages, list) else []:
-            for dep in (package.get("dependencies") or []) if isinstance(package, dict) else []:
-                if isinstance(dep, dict):
-                    pairs.append((dep.get("name"), dep.get("req")))
-        return pairs
+        return _cargo_pairs(_json(stdout))
     if manager == "go":
         return [
             (item.get("Path"), item.get("Version"))
@@ -447,7 +512,10 @@ def packages_list(*, sandbox: Sandbox, manager: str, cwd: str | None = None) -> 
             details={"manager": manager, "reason": reason, "exitCode": result.exit_code, "stderr": stderr[-1000:]},
         )
     pairs = _pairs(manager, result.stdout)
-    seen: dict[str, str] = {}
+    # A local Maven repository holds several versions of an artifact side by side: each is listed.
+    by_version = manager == "maven"
+    seen: dict[tuple[str, str], None] = {}
+    names: set[str] = set()
     skipped = 0
     for name, version in pairs:
         if version is None:
@@ -455,8 +523,11 @@ def packages_list(*, sandbox: Sandbox, manager: str, cwd: str | None = None) -> 
         if not _valid(name, version):
             skipped += 1
             continue
-        seen.setdefault(name, version)
-    listed = [{"name": name, "version": version} for name, version in sorted(seen.items(), key=lambda i: i[0].lower())]
+        if by_version or name not in names:
+            seen.setdefault((name, version))
+            names.add(name)
+    ordered = sorted(seen, key=lambda pair: (pair[0].lower(), pair[1]))
+    listed = [{"name": name, "version": version} for name, version in ordered]
     return Listing(
         manager=manager,
         cwd=workdir,
