@@ -189,6 +189,10 @@ def maven_repository(docker_client) -> dict[str, bytes]:
         docker_client.images.get(tag)
     except docker.errors.ImageNotFound:
         docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
+        for older in docker_client.images.list(name="vibebox-test/maven-repo"):  # of an older java-21 image
+            if tag not in older.tags:
+                with contextlib.suppress(docker.errors.APIError):  # another run's, still in use
+                    docker_client.images.remove(older.id, force=False)
     holder = docker_client.containers.create(tag, ["true"], network_disabled=True, labels=LABELS)
     try:
         stream, _ = holder.get_archive("/srv/maven")
