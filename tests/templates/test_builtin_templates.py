@@ -8,10 +8,15 @@ import yaml
 from django.conf import settings
 
 from apps.sandboxes.images import templates_sync
+from vibebox.units import parse_size
 
 pytestmark = pytest.mark.templates
 
-NAMES = sorted(yaml.safe_load(path.read_text())["name"] for path in settings.VIBEBOX_IMAGES_DIR.glob("*/template.yaml"))
+SPECS = {
+    spec["name"]: spec
+    for spec in (yaml.safe_load(path.read_text()) for path in settings.VIBEBOX_IMAGES_DIR.glob("*/template.yaml"))
+}
+NAMES = sorted(SPECS)
 
 
 def run(client, sandbox_id: str, command: str, timeout: int = 180) -> dict:
@@ -35,6 +40,7 @@ def test_smoke_command_passes_in_a_new_sandbox(built, api_client, create_sandbox
     detail = api_client.get(f"/api/v1/templates/{built}").json()
     assert detail["buildState"] == "ready" and detail["imageSize"] > 0 and detail["smoke"], detail
     assert detail["languages"] and detail["packageManagers"] and detail["workdir"] == "/workspace"
+    assert detail["imageSize"] <= parse_size(SPECS[built]["size"]), "the image outgrew its template.yaml's size budget"
     sandbox = create_sandbox(template=built)
     assert sandbox["template"] == built
     result = run(api_client, sandbox["id"], detail["smoke"])
