@@ -255,7 +255,9 @@ def submission_fail(submission_id: str, *, step: str, message: str) -> Submissio
 
 
 def _drop_candidate(submission: Submission) -> None:
-    TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()
+    """A failed or rejected submission's candidate version goes (its number may be submitted again)."""
+    if TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()[0]:
+        submission.template_version_id = None
 
 
 def _template_fields(spec: dict) -> dict:

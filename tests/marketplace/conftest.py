@@ -62,10 +62,19 @@ def publish(actor_of_user, staff):
     """Submits and runs a version through the pipeline's service calls to published (public ones
     approved by staff); returns the Submission."""
 
-    def run(user, name: str, version: str = "1.0.0", *, image: str = "vibebox/test:1", visibility="private", **spec):
+    def run(
+        user,
+        name: str,
+        version: str = "1.0.0",
+        *,
+        image: str = "vibebox/test:1",
+        visibility="private",
+        dockerfile=DOCKERFILE,
+        **spec,
+    ):
         actor = actor_of_user(user)
         submission = services.submission_create(
-            actor, dockerfile=DOCKERFILE, template_yaml=yaml_for(name, version, **spec), visibility=visibility
+            actor, dockerfile=dockerfile, template_yaml=yaml_for(name, version, **spec), visibility=visibility
         )
         pipeline_to_passed(submission.pk, image=image)
         if visibility == "public":
