@@ -12,6 +12,7 @@ from django.core import mail
 from apps.audit.models import AuditEntry
 from apps.marketplace import services, states
 from apps.marketplace.models import Submission, Template, TemplateVersion
+from apps.marketplace.signals import submission_queued
 from apps.orgs.services import member_add, org_create
 from vibebox import exceptions as errors
 
@@ -34,7 +35,6 @@ def fields_of(response):
 
 def test_a_json_submission_is_queued_and_announced(api_client, owner):
     heard = []
-    from apps.marketplace.signals import submission_queued
 
     def receiver(sender, submission, **kwargs):
         heard.append(submission.pk)
