@@ -133,7 +133,7 @@ class IgnoreRules:
 
 
 def context_files(directory: Path, rules: IgnoreRules) -> list[tuple[str, Path]]:
-    """The files (and links, and empty directories) of the context: (name in the tar, path), sorted."""
+    """The files (and links) of the context: (name in the tar, path), sorted."""
     found: list[tuple[str, Path]] = []
     for root, dirs, files in os.walk(directory, followlinks=False):
         here = Path(root)
