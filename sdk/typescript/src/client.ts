@@ -8,6 +8,7 @@ import { ConnectionError, SandboxNotFoundError } from './errors.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { ExecResult } from './results.js';
 import { Keys } from './keys.js';
+import { Marketplace } from './marketplace.js';
 import { Invitations, Orgs } from './orgs.js';
 import { Webhooks } from './webhook-endpoints.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
@@ -78,6 +79,8 @@ export class VibeBox {
   readonly invitations: Invitations;
   /** The organization's webhooks and their deliveries (`webhooks:manage`). */
   readonly webhooks: Webhooks;
+  /** The template marketplace: submissions and the catalogue (`templates:submit`, `templates:read`). */
+  readonly marketplace: Marketplace;
 
   constructor(options: VibeBoxOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.VIBEBOX_API_URL ?? DEFAULT_URL;
@@ -96,6 +99,7 @@ export class VibeBox {
     this.orgs = new Orgs(this.transport);
     this.invitations = new Invitations(this.transport);
     this.webhooks = new Webhooks(this.transport);
+    this.marketplace = new Marketplace(this.transport);
   }
 
   /** The server's URL. */

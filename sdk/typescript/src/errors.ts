@@ -583,6 +583,85 @@ export function warnLate(error: VibeBoxError): void {
   process.emitWarning(error.message, { code: error.code });
 }
 
+// ---- the template marketplace (docs/marketplace.md) ----
+
+/** 400: the submission's template.yaml is invalid; `details.fields` names each field and why. @example `await vb.marketplace.submit(dir) // throws InvalidTemplateYamlError` */
+export class InvalidTemplateYamlError extends ValidationError {
+  static override defaultCode = 'invalid_template_yaml';
+}
+
+/** 400: the submission's Dockerfile is refused (empty, too long, a FROM that is not allowed). @example `error instanceof InvalidDockerfileError` */
+export class InvalidDockerfileError extends ValidationError {
+  static override defaultCode = 'invalid_dockerfile';
+}
+
+/** 400: the build context is not a safe tar archive. @example `error instanceof InvalidBuildContextError` */
+export class InvalidBuildContextError extends ValidationError {
+  static override defaultCode = 'invalid_build_context';
+}
+
+/** 400: the build context is above the limit (also checked by `submit()` before sending: `details.largest`). @example `error instanceof BuildContextTooLargeError` */
+export class BuildContextTooLargeError extends ValidationError {
+  static override defaultCode = 'build_context_too_large';
+}
+
+/** 400: creating from `name@version` that is not a published version (`details.versions`). @example `await vb.create({ template: 'x@9.9.9' }) // throws UnknownTemplateVersionError` */
+export class UnknownTemplateVersionError extends ValidationError {
+  static override defaultCode = 'unknown_template_version';
+}
+
+/** 400: creating from a yanked version (`details.reason`). @example `error instanceof TemplateVersionYankedError` */
+export class TemplateVersionYankedError extends ValidationError {
+  static override defaultCode = 'template_version_yanked';
+}
+
+/** 403: only users who created a sandbox from a template may rate it. @example `await vb.marketplace.rate('x', 5) // throws ReviewNotAllowedError` */
+export class ReviewNotAllowedError extends PermissionDeniedError {
+  static override defaultCode = 'review_not_allowed';
+}
+
+/** 404: no submission with this id in the organization. @example `await vb.marketplace.submission('sub_gone') // throws SubmissionNotFoundError` */
+export class SubmissionNotFoundError extends NotFoundError {
+  static override defaultCode = 'submission_not_found';
+}
+
+/** 404: the template has no such version. @example `await vb.marketplace.yank('x', '9.9.9') // throws TemplateVersionNotFoundError` */
+export class TemplateVersionNotFoundError extends NotFoundError {
+  static override defaultCode = 'template_version_not_found';
+}
+
+/** 409: the submission's state does not allow this (cancel once started, review twice). @example `error instanceof SubmissionStateError` */
+export class SubmissionStateError extends ConflictError {
+  static override defaultCode = 'submission_state_conflict';
+}
+
+/** 409: the template name belongs to another organization or a built-in template. @example `error instanceof TemplateNameTakenError` */
+export class TemplateNameTakenError extends ConflictError {
+  static override defaultCode = 'template_name_taken';
+}
+
+/**
+ * `vb.marketplace.wait(..., { check: true })`: the submission ended failed, rejected or cancelled;
+ * `submission.failedStep` and `submission.message` say why. Thrown by the SDK itself (no status).
+ * @example
+ * ```ts
+ * try { await vb.marketplace.wait(sub, { check: true }); } catch (e) { if (e instanceof SubmissionFailedError) console.log(e.submission.failedStep); }
+ * ```
+ */
+export class SubmissionFailedError extends VibeBoxError {
+  static override defaultCode = 'submission_failed';
+  readonly submission: { id: string; state: string; failedStep: string; message: string };
+
+  constructor(submission: { id: string; state: string; failedStep: string; message: string }) {
+    const step = submission.failedStep ? ` at ${submission.failedStep}` : '';
+    const why = submission.message ? `: ${submission.message}` : '';
+    super(`submission ${submission.id} ${submission.state}${step}${why}`, {
+      details: { state: submission.state, failedStep: submission.failedStep, message: submission.message },
+    });
+    this.submission = submission;
+  }
+}
+
 type ErrorClass = new (message: string, options?: ErrorOptions) => VibeBoxError;
 
 const BY_CODE: Record<string, ErrorClass> = {
@@ -642,6 +721,17 @@ const BY_CODE: Record<string, ErrorClass> = {
   invalid_package_spec: InvalidPackageSpecError,
   unsupported_package_manager: UnsupportedPackageManagerError,
   package_list_failed: PackageListFailedError,
+  invalid_template_yaml: InvalidTemplateYamlError,
+  invalid_dockerfile: InvalidDockerfileError,
+  invalid_build_context: InvalidBuildContextError,
+  build_context_too_large: BuildContextTooLargeError,
+  unknown_template_version: UnknownTemplateVersionError,
+  template_version_yanked: TemplateVersionYankedError,
+  review_not_allowed: ReviewNotAllowedError,
+  submission_not_found: SubmissionNotFoundError,
+  template_version_not_found: TemplateVersionNotFoundError,
+  submission_state_conflict: SubmissionStateError,
+  template_name_taken: TemplateNameTakenError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {

@@ -30,6 +30,7 @@ export * from './orgs.js';
 export * from './errors.js';
 export * from './webhooks.js';
 export * from './webhook-endpoints.js';
+export * from './marketplace.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
 export type {

@@ -30,6 +30,7 @@ from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
 from .claude import AsyncClaude
 from .client import ClientCore, create_fields, list_params
 from .durations import Duration
+from .marketplace import AsyncMarketplace
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
 from .namespaces import AsyncOrgs, AsyncWebhooks, Env, Git
 from .packages import AsyncPackages
@@ -308,6 +309,7 @@ class AsyncVibeBox(ClientCore):
     transport_class = AsyncTransport
     orgs_class = AsyncOrgs
     webhooks_class = AsyncWebhooks
+    marketplace_class = AsyncMarketplace
 
     async def __aenter__(self) -> AsyncVibeBox:
         return self

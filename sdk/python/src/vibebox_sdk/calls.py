@@ -22,14 +22,18 @@ from .models import (
     Grant,
     Invitation,
     LogEntry,
+    MarketplaceTemplate,
     Member,
     Organization,
     Package,
+    Review,
     Role,
     SandboxInfo,
     Snapshot,
+    Submission,
     Team,
     Template,
+    TemplateVersion,
     Webhook,
     snake_keys,
 )
@@ -685,6 +689,103 @@ def delivery_get(webhook_id: str, delivery_id: str) -> Call:
 def delivery_redeliver(webhook_id: str, delivery_id: str) -> Call:
     path = webhook_path(webhook_id, "deliveries", delivery_id, "redeliver")
     return Call("POST", path, feature=WEBHOOKS, parse=_delivery)
+
+
+# The template marketplace (docs/marketplace.md).
+
+MARKETPLACE = "the template marketplace"
+SUBMISSIONS = f"{API}/marketplace/submissions"
+CATALOGUE = f"{API}/marketplace/templates"
+SUBMIT_TIMEOUT = 300.0  # an upload of up to 50 MiB on a slow link
+
+
+def submission_path(submission_id: str, *parts: str) -> str:
+    return "/".join([f"{SUBMISSIONS}/{segment(submission_id)}", *parts])
+
+
+def catalogue_path(name: str, *parts: str) -> str:
+    return "/".join([f"{CATALOGUE}/{segment(name)}", *(segment(part) for part in parts)])
+
+
+def _submission(response: httpx.Response) -> Submission:
+    return Submission.from_api(response.json())
+
+
+def _market_template(response: httpx.Response) -> MarketplaceTemplate:
+    return MarketplaceTemplate.from_api(response.json())
+
+
+def submission_create(content: bytes, content_type: str) -> Call:
+    """A multipart submission (`marketplace.multipart` makes the body): sent once, never retried
+    after it may have reached the server (a POST)."""
+    headers = {"Content-Type": content_type}
+    return Call(
+        "POST",
+        SUBMISSIONS,
+        body=lambda: content,
+        headers=headers,
+        timeout=SUBMIT_TIMEOUT,
+        feature=MARKETPLACE,
+        parse=_submission,
+    )
+
+
+def submissions_list(params: dict[str, Any]) -> Call:
+    clean = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", SUBMISSIONS, params=clean, feature=MARKETPLACE, parse=_page(Submission.from_api))
+
+
+def submission_get(submission_id: str, log_offset: int | None = None) -> Call:
+    params = {"logOffset": log_offset} if log_offset is not None else None
+    return Call("GET", submission_path(submission_id), params=params, feature=MARKETPLACE, parse=_submission)
+
+
+def submission_review(submission_id: str, approve: bool, reason: str | None) -> Call:
+    path = submission_path(submission_id, "review")
+    return Call("POST", path, json=body(approve=approve, reason=reason), feature=MARKETPLACE, parse=_submission)
+
+
+def submission_cancel(submission_id: str) -> Call:
+    return Call("POST", submission_path(submission_id, "cancel"), feature=MARKETPLACE, parse=_submission)
+
+
+def catalogue_list(params: dict[str, Any]) -> Call:
+    clean = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
+    return Call("GET", CATALOGUE, params=clean, feature=MARKETPLACE, parse=_page(MarketplaceTemplate.from_api))
+
+
+def catalogue_get(name: str) -> Call:
+    return Call("GET", catalogue_path(name), feature=MARKETPLACE, parse=_market_template)
+
+
+def reviews_list(name: str, limit: int, offset: int) -> Call:
+    params = {"limit": limit, "offset": offset}
+    path = catalogue_path(name, "reviews")
+    return Call("GET", path, params=params, feature=MARKETPLACE, parse=_page(Review.from_api))
+
+
+def review_upsert(name: str, rating: int, text: str | None) -> Call:
+    path = catalogue_path(name, "reviews")
+    fields = body(rating=rating, text=text)
+    return Call("POST", path, json=fields, feature=MARKETPLACE, parse=lambda r: Review.from_api(r.json()))
+
+
+def version_yank(name: str, version: str, reason: str | None) -> Call:
+    path = catalogue_path(name, "versions", version, "yank")
+    return Call(
+        "POST", path, json=body(reason=reason), feature=MARKETPLACE, parse=lambda r: TemplateVersion.from_api(r.json())
+    )
+
+
+def template_deprecate(name: str, message: str, replacement: str | None) -> Call:
+    path = catalogue_path(name, "deprecate")
+    fields = body(message=message, replacement=replacement)
+    return Call("POST", path, json=fields, feature=MARKETPLACE, parse=_market_template)
+
+
+def template_feature(name: str, featured: bool, rank: int | None) -> Call:
+    path = catalogue_path(name, "feature")
+    return Call("POST", path, json=body(featured=featured, rank=rank), feature=MARKETPLACE, parse=_market_template)
 
 
 def health() -> Call:

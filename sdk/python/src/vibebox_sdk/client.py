@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 from . import calls, config, errors
 from .durations import Duration
+from .marketplace import Marketplace
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
 from .namespaces import Invitations, Keys, Orgs, Webhooks
 from .sandbox import Sandbox
@@ -76,11 +77,12 @@ def list_params(
 
 class ClientCore:
     """What the sync and async clients share: settings, the transport, per-call options, keys and
-    organizations, webhooks."""
+    organizations, webhooks, the template marketplace."""
 
     transport_class: type[SyncTransport] | type[AsyncTransport]
     orgs_class: type[Orgs] = Orgs
     webhooks_class: type[Webhooks] = Webhooks
+    marketplace_class: type[Marketplace] = Marketplace
 
     def __init__(
         self,
@@ -103,6 +105,7 @@ class ClientCore:
         self.orgs = self.orgs_class(self._transport.send)
         self.invitations = Invitations(self._transport.send)
         self.webhooks = self.webhooks_class(self._transport.send)
+        self.marketplace = self.marketplace_class(self._transport.send)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:

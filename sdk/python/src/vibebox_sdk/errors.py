@@ -455,6 +455,99 @@ class WebhookVerificationError(VibeBoxError):
     default_code = "webhook_verification_failed"
 
 
+# The template marketplace (docs/marketplace.md).
+
+
+class InvalidTemplateYamlError(ValidationError):
+    """400: the submission's template.yaml is invalid; `details["fields"]` names each field and why
+    (`{"name": [{"message", "code": "taken"}]}`...)."""
+
+    default_code = "invalid_template_yaml"
+
+
+class InvalidDockerfileError(ValidationError):
+    """400: the submission's Dockerfile is refused (empty, too long, a `FROM` that is not allowed)."""
+
+    default_code = "invalid_dockerfile"
+
+
+class InvalidBuildContextError(ValidationError):
+    """400: the build context is not a safe tar archive (absolute names, `..`, links out of it...)."""
+
+    default_code = "invalid_build_context"
+
+
+class BuildContextTooLargeError(ValidationError):
+    """400: the build context is above the server's limit (`VIBEBOX_TEMPLATE_CONTEXT_MAX`, 50 MiB by
+    default). `submit()` checks it before uploading: `details` has `limit`, `size` and `largest`
+    (the biggest files, to add to `.dockerignore`)."""
+
+    default_code = "build_context_too_large"
+
+
+class UnknownTemplateVersionError(ValidationError):
+    """400: creating from `name@version`: the template has no such published version
+    (`details["versions"]` lists those it has)."""
+
+    default_code = "unknown_template_version"
+
+
+class TemplateVersionYankedError(ValidationError):
+    """400: creating from a yanked version (pinned, or a bare name whose versions are all yanked);
+    `details["reason"]` says why it was yanked."""
+
+    default_code = "template_version_yanked"
+
+
+class ReviewNotAllowedError(PermissionDeniedError):
+    """403: only users who created a sandbox from a template may rate it."""
+
+    default_code = "review_not_allowed"
+
+
+class SubmissionNotFoundError(NotFoundError):
+    """404: no submission with this id in the organization (another organization's is one too)."""
+
+    default_code = "submission_not_found"
+
+
+class TemplateVersionNotFoundError(NotFoundError):
+    """404: the template has no such version (yank)."""
+
+    default_code = "template_version_not_found"
+
+
+class SubmissionStateError(ConflictError):
+    """409: the submission is not in a state that allows this (cancel once it started, review
+    one that is not awaiting review)."""
+
+    default_code = "submission_state_conflict"
+
+
+class TemplateNameTakenError(ConflictError):
+    """409: the template name belongs to another organization or to a built-in template."""
+
+    default_code = "template_name_taken"
+
+
+class SubmissionFailedError(VibeBoxError):
+    """`marketplace.wait(..., check=True)`: the submission ended failed, rejected or cancelled.
+    Raised by the SDK itself (`status` is None); `submission` is its last state: `failed_step`
+    (upload, build, policy, smoke) and `message` say why."""
+
+    default_code = "submission_failed"
+
+    def __init__(self, submission: Any) -> None:
+        self.submission = submission
+        step = f" at {submission.failed_step}" if getattr(submission, "failed_step", "") else ""
+        why = f": {submission.message}" if getattr(submission, "message", "") else ""
+        super().__init__(
+            f"submission {submission.id} {submission.state}{step}{why}",
+            code=self.default_code,
+            details={"state": submission.state, "failedStep": submission.failed_step, "message": submission.message},
+        )
+
+
 _BY_CODE: dict[str, type[VibeBoxError]] = {
     "not_authenticated": AuthenticationError,
     "invalid_api_key": AuthenticationError,
@@ -514,6 +607,17 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "package_list_failed": PackageListFailedError,
     "invalid_webhook_url": InvalidWebhookUrlError,
     "webhook_target_refused": WebhookTargetRefusedError,
+    "invalid_template_yaml": InvalidTemplateYamlError,
+    "invalid_dockerfile": InvalidDockerfileError,
+    "invalid_build_context": InvalidBuildContextError,
+    "build_context_too_large": BuildContextTooLargeError,
+    "unknown_template_version": UnknownTemplateVersionError,
+    "template_version_yanked": TemplateVersionYankedError,
+    "review_not_allowed": ReviewNotAllowedError,
+    "submission_not_found": SubmissionNotFoundError,
+    "template_version_not_found": TemplateVersionNotFoundError,
+    "submission_state_conflict": SubmissionStateError,
+    "template_name_taken": TemplateNameTakenError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

@@ -437,3 +437,133 @@ class Delivery(_Model):
         values = _pick(cls, data)
         values["attempt_log"] = [DeliveryAttempt.from_api(item) for item in data.get("attemptLog") or []]
         return cls(**values, raw=data)
+
+
+# The template marketplace (docs/marketplace.md).
+
+SUBMISSION_ENDED = frozenset({"published", "rejected", "failed", "cancelled"})
+SUBMISSION_FAILED = frozenset({"rejected", "failed", "cancelled"})
+
+
+@dataclass
+class Submission(_Model):
+    """A template version submitted to the marketplace (`sub_…`): `state` is queued, building,
+    smoke_testing, awaiting_review (a public one, for staff), published, rejected, failed or
+    cancelled; when failed, `failed_step` (upload, build, policy, smoke) and `message` say why.
+    `template_version` is `name@version` once a version row exists.
+
+    `build_log`, `log_offset`, `smoke_output` and `spec` are set by `marketplace.submission()`
+    (not in lists): `build_log` starts at byte `log_offset` of the whole log, `log_size` bytes long."""
+
+    id: str
+    template: str = ""
+    version: str = ""
+    visibility: str = "private"
+    state: str = ""
+    failed_step: str = ""
+    message: str = ""
+    org: str = ""
+    user: str | None = None
+    context_bytes: int = 0
+    image: str = ""
+    image_size: int | None = None
+    build_seconds: float | None = None
+    log_size: int = 0
+    reviewer: str | None = None
+    review_reason: str = ""
+    template_version: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    build_log: str = ""
+    log_offset: int = 0
+    smoke_output: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ended(self) -> bool:
+        """Published, rejected, failed or cancelled: nothing more will happen to it."""
+        return self.state in SUBMISSION_ENDED
+
+    @property
+    def succeeded(self) -> bool:
+        """Published, or (a public one) through the pipeline and awaiting review."""
+        return self.state in ("published", "awaiting_review")
+
+
+@dataclass
+class TemplateVersion(_Model):
+    """One published version of a marketplace template: `yanked` ones are kept for the sandboxes
+    that use them but new creates refuse them."""
+
+    version: str
+    changelog: str = ""
+    image_size: int | None = None
+    published_at: str | None = None
+    yanked: bool = False
+    yanked_at: str | None = None
+    yank_reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class MarketplaceTemplate(_Model):
+    """A template of the catalogue (built-in ones are `official`): `rating` is `{"average", "count"}`,
+    `usage` `{"total", "last30_days"}`, `deprecation` None or `{"message", "replacement"}`, `owner`
+    the owning organization's slug (None for official ones). `readme`, `ports`, `smoke`, `workdir`,
+    `default_resources` and `versions` (newest first) are set by `marketplace.template()` only."""
+
+    name: str
+    display_name: str = ""
+    description: str = ""
+    icon: str = ""
+    tags: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    official: bool = False
+    built_in: bool = False
+    featured: bool = False
+    featured_rank: int = 0
+    visibility: str = "public"
+    owner: str | None = None
+    latest_version: str = ""
+    image_size: int | None = None
+    deprecation: dict[str, Any] | None = None
+    rating: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
+    readme: str = ""
+    ports: list[Any] = field(default_factory=list)
+    smoke: str = ""
+    workdir: str = ""
+    default_resources: dict[str, Any] = field(default_factory=dict)
+    versions: list[TemplateVersion] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Self:
+        values = _pick(cls, data)
+        values["versions"] = [TemplateVersion.from_api(item) for item in data.get("versions") or []]
+        values["usage"] = snake_keys(data.get("usage") or {})
+        return cls(**values, raw=data)
+
+    @property
+    def rating_average(self) -> float | None:
+        return self.rating.get("average")
+
+    @property
+    def rating_count(self) -> int:
+        return int(self.rating.get("count") or 0)
+
+
+@dataclass
+class Review(_Model):
+    """A user's rating (1-5) and text of a template: one per user, sent again it is edited."""
+
+    user: str
+    rating: int
+    text: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -16,7 +16,9 @@ from .common import ERROR, JsonFlag, UsageError, check_duration, client, stdin_i
 
 ENV_NAMES = {"api_url": "VIBEBOX_API_URL", "api_key": "VIBEBOX_API_KEY"}
 config_app = typer.Typer(help="Read and change the config file (api_url, api_key, template, timeout).")
-template_app = typer.Typer(help="Templates.", no_args_is_help=True)
+template_app = typer.Typer(
+    help="Templates, and the template marketplace: submit, status, search, show, rate, yank...", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Your API keys (needs the keys:manage scope).", no_args_is_help=True)
 
 

@@ -21,6 +21,7 @@ from . import (
     execution,
     gitcmd,
     invitations,
+    marketplace,
     orgs,
     packages,
     roles,
@@ -75,6 +76,7 @@ sharing.register(app)
 snapshots.register(app)
 claudecmd.register(app)
 webhooks.register(app)
+marketplace.register(app)
 mcp_command.register(app)
 
 
