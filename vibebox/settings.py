@@ -365,6 +365,11 @@ VIBEBOX_TEMPLATE_RETRY_AFTER = env_duration("VIBEBOX_TEMPLATE_RETRY_AFTER", "30s
 VIBEBOX_TEMPLATE_WAIT = env_duration("VIBEBOX_TEMPLATE_WAIT", "10m")
 # `make run` has the worker build the templates `make setup` left (buildimages --background).
 VIBEBOX_TEMPLATE_BACKGROUND_BUILDS = env_bool("VIBEBOX_TEMPLATE_BACKGROUND_BUILDS", True)
+# Marketplace submissions (docs/marketplace.md): the largest build context (a tar) and Dockerfile
+# accepted; the contexts are kept under DATA_DIR/marketplace/submissions/.
+VIBEBOX_TEMPLATE_CONTEXT_MAX = env_size("VIBEBOX_TEMPLATE_CONTEXT_MAX", "50MiB")
+VIBEBOX_TEMPLATE_DOCKERFILE_MAX = 64 * 1024
+VIBEBOX_MARKETPLACE_DIR = DATA_DIR / "marketplace"
 VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]
