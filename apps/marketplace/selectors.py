@@ -7,6 +7,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from .models import Review, Submission, Template, TemplateUse, TemplateVersion, VersionState, Visibility
+from .semver import semver_key
 
 SUGGESTIONS_MAX = 3
 # "go-1.21" -> "go", "python-3.11-claude-code" -> "python": the name before its version.
@@ -89,8 +90,6 @@ def version_resolve(template: Template, version: str) -> TemplateVersion | None:
 
 def published_versions(template: Template, *, yanked: bool = False) -> list[str]:
     """A template's published version strings, newest first."""
-    from .submissions import semver_key
-
     rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
     if not yanked:
         rows = rows.filter(yanked=False)
@@ -171,8 +170,6 @@ def catalogue_get(*, name: str, org) -> Template:
 
 
 def template_versions(template: Template):
-    from .submissions import semver_key
-
     rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
     return sorted(rows, key=lambda v: semver_key(v.version), reverse=True)
 

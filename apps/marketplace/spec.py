@@ -18,9 +18,9 @@ from vibebox.units import parse_size
 
 from . import states
 from .models import Submission, Template, TemplateVersion, Visibility
+from .semver import semver_ok
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9+#.-]{0,31}$")
 DEBIAN_BASES = ("debian:trixie", "debian:bookworm")
 YAML_MAX = 128 * 1024
@@ -48,10 +48,6 @@ class Problems:
         if self.fields:
             first, [problem, *_] = next(iter(self.fields.items()))
             raise error_class(f"{first}: {problem['message']}", details={"fields": self.fields})
-
-
-def semver_ok(version) -> bool:
-    return isinstance(version, str) and bool(SEMVER_RE.match(version))
 
 
 def _text(problems, spec, key, *, required=False, limit=TEXT_MAX) -> str:

@@ -8,7 +8,6 @@ or submission_fail(step=..., message=...) at any point before the end.
 """
 
 import logging
-import re
 import smtplib
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from .models import (
     Visibility,
     new_submission_id,
 )
+from .semver import semver_key
 from .signals import submission_queued, template_published, template_rejected
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,6 @@ LOG_MARKER = "\n[... the middle of the build log was dropped ...]\n"
 SMOKE_OUTPUT_MAX = 64 * 1024
 MESSAGE_MAX = 1000
 PROGRESS_FIELDS = {"image", "image_size", "build_seconds", "smoke_output", "message"}
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
-
-
-def semver_key(version: str) -> tuple[int, int, int]:
-    match = SEMVER_RE.match(version or "")
-    return tuple(int(part) for part in match.groups()) if match else (-1, -1, -1)
 
 
 def _cut(text: str, limit: int) -> str:
