@@ -15,8 +15,8 @@ urlpatterns = [
     path(M + "submissions/<str:submission_id>/cancel", m.submission_cancel, name="marketplace-submission-cancel"),
     path(M + "review/", m.review_queue, name="marketplace-review"),
     path(M + "review/<str:submission_id>", m.review_decide, name="marketplace-review-decide"),
-    path(M + "<slug:name>/", m.template_page, name="marketplace-template"),
-    path(M + "<slug:name>/rate", m.template_rate, name="marketplace-rate"),
-    path(M + "<slug:name>/deprecate", m.template_deprecate, name="marketplace-deprecate"),
-    path(M + "<slug:name>/versions/<str:version>/yank", m.version_yank, name="marketplace-yank"),
+    path(M + "<str:name>/", m.template_page, name="marketplace-template"),
+    path(M + "<str:name>/rate", m.template_rate, name="marketplace-rate"),
+    path(M + "<str:name>/deprecate", m.template_deprecate, name="marketplace-deprecate"),
+    path(M + "<str:name>/versions/<str:version>/yank", m.version_yank, name="marketplace-yank"),
 ]

@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.marketplace import services
+from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.models import Review, Submission, Template, TemplateVersion
 from apps.orgs.services import personal_org_ensure
 from tests.marketplace.conftest import (  # noqa: F401 (fixtures)
@@ -62,6 +63,8 @@ def catalogue(owner, outsider, publish):  # noqa: F811 (the fixture)
     )
     publish(outsider, "beta-web", visibility="public", description='"A web server"', tags="[web]", languages="[go]")
     publish(owner, "gamma-secret", description='"hush"', tags="[cli]")
+    # An official one, seeded as at start (its name has a dot; its image is not built here).
+    services.template_upsert(source=next(s for s in built_in_templates() if s.name == "python-3.13"))
     return {name: Template.objects.get(name=name) for name in ("alpha-tool", "beta-web", "gamma-secret")}
 
 
@@ -83,22 +86,28 @@ def test_the_catalogue_searches_filters_and_sorts(
 ):
     page = _page(browser.get("/marketplace/"))
     assert 'href="/marketplace/" aria-current="page">Marketplace<' in page  # the nav link
-    assert sorted(_cards(page)) == ["alpha-tool", "beta-web", "gamma-secret"]  # the org's private one too
+    assert sorted(_cards(page)) == [
+        "alpha-tool",
+        "beta-web",
+        "gamma-secret",
+        "python-3.13",
+    ]  # the org's private one too
+    assert 'href="/marketplace/python-3.13/"' in page and "badge-official" in page
     assert "🧮" in page and "badge-community" in page and "Crunches numbers" in page
     assert 'id="catalogue-filters"' in page and 'hx-target="#catalogue-results"' in page
     assert '<option value="python"' in page and '<option value="web"' in page  # filter choices
 
     # Another organization does not see the private one.
-    assert sorted(_cards(_page(outsider_browser.get("/marketplace/")))) == ["alpha-tool", "beta-web"]
+    assert sorted(_cards(_page(outsider_browser.get("/marketplace/")))) == ["alpha-tool", "beta-web", "python-3.13"]
     # Signed out: the public catalogue.
-    assert sorted(_cards(_page(Client().get("/marketplace/")))) == ["alpha-tool", "beta-web"]
+    assert sorted(_cards(_page(Client().get("/marketplace/")))) == ["alpha-tool", "beta-web", "python-3.13"]
 
     assert _cards(_page(browser.get("/marketplace/?q=numbers"))) == ["alpha-tool"]
     assert _cards(_page(browser.get("/marketplace/?q=web+server"))) == ["beta-web"]
     assert sorted(_cards(_page(browser.get("/marketplace/?q=cli")))) == ["alpha-tool", "gamma-secret"]  # tags
     assert _cards(_page(browser.get("/marketplace/?language=go"))) == ["beta-web"]
     assert sorted(_cards(_page(browser.get("/marketplace/?tag=cli")))) == ["alpha-tool", "gamma-secret"]
-    assert _cards(_page(browser.get("/marketplace/?kind=official"))) == []
+    assert _cards(_page(browser.get("/marketplace/?kind=official"))) == ["python-3.13"]
     assert len(_cards(_page(browser.get("/marketplace/?kind=community")))) == 3
     page = _page(browser.get("/marketplace/?q=nothing-like-this"))
     assert _cards(page) == [] and 'id="catalogue-empty"' in page
@@ -116,11 +125,16 @@ def test_the_catalogue_searches_filters_and_sorts(
     assert _cards(_page(browser.get("/marketplace/?sort=rating")))[:2] == ["beta-web", "alpha-tool"]
     page = _page(browser.get("/marketplace/?sort=usage"))
     assert _cards(page)[:2] == ["alpha-tool", "beta-web"] and "3 sandboxes in 30 days" in page
-    assert _cards(_page(browser.get("/marketplace/?sort=newest")))[0] == "gamma-secret"
+    assert _cards(_page(browser.get("/marketplace/?sort=newest")))[0] == "python-3.13"
+    # An official template's page: no versions of its own, create from it.
+    page = _page(browser.get("/marketplace/python-3.13/"))
+    assert "An official template" in page and 'name="template" value="python-3.13"' in page
 
     # htmx (the filter form): the results alone, no page around them.
     fragment = _page(
-        browser.get("/marketplace/?language=python", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="catalogue-results")
+        browser.get(
+            "/marketplace/?language=python&kind=community", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="catalogue-results"
+        )
     )
     assert fragment.startswith('<section id="catalogue-results"') and "<html" not in fragment
     assert _cards(fragment) == ["alpha-tool"]
