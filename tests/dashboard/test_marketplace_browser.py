@@ -79,6 +79,9 @@ def test_the_catalogue_filters_in_place_and_opens_a_template(server, context):
 
     # A marker on the window: the filters below must not load a new page.
     page.evaluate("window.__stayed = true")
+    page.locator("#catalogue-kind").select_option("community")  # the built-ins are there too
+    expect(cards).to_have_count(2)
+    expect(page).to_have_url(re.compile(r"[?&]kind=community"))
     page.locator("#catalogue-q").fill("numbers")
     expect(cards).to_have_count(1)
     expect(cards.first).to_have_attribute("data-template", "alpha-tool")
