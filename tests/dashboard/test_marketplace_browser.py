@@ -105,3 +105,40 @@ def test_the_catalogue_filters_in_place_and_opens_a_template(server, context):
     page.get_by_role("button", name="Create sandbox").click()
     page.wait_for_url(re.compile(r"/sandboxes/new\?template=alpha-tool"))
     expect(page.get_by_label("Template")).to_have_value("alpha-tool")
+
+
+SUBMISSION = (
+    "from apps.marketplace.models import Submission; from django.contrib.auth import get_user_model;"
+    "from apps.orgs.services import personal_org_ensure; u = get_user_model().objects.get(username='{user}');"
+    "s = Submission.objects.create(org=personal_org_ensure(user=u), user=u, template_name='log-tool', version='1.0.0',"
+    " dockerfile='FROM debian:trixie', spec={{'name': 'log-tool', 'version': '1.0.0'}});"
+    "print(s.pk)"
+)
+PIPELINE = "from apps.marketplace import services; {call}"
+
+
+def test_a_submissions_build_log_follows_live(server, context):
+    """The pipeline's calls (made here from a shell, against the live server's database) show up on
+    the submission's page without a reload: new log text appended once, the state, the failure."""
+    from playwright.sync_api import expect
+
+    # The last line: Django's shell may say first what it imported.
+    submission_id = server.manage("shell", "-c", SUBMISSION.format(user=server.user)).strip().splitlines()[-1]
+    call = lambda text: server.manage("shell", "-c", PIPELINE.format(call=text))  # noqa: E731
+    call(f"services.submission_start({submission_id!r})")
+    call(f"services.submission_log_append({submission_id!r}, 'Step 1/2\\n')")
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(f"{server.url}/marketplace/submissions/{submission_id}/")
+    log = page.locator("#build-log")
+    expect(log).to_have_text("Step 1/2\n")
+    expect(page.locator("#submission-summary [data-state]")).to_have_text("building")
+    page.evaluate("window.__stayed = true")
+
+    call(f"services.submission_log_append({submission_id!r}, 'Step 2/2 <RUN>\\n')")
+    expect(log).to_have_text("Step 1/2\nStep 2/2 <RUN>\n")  # appended once, as text
+    call(f"services.submission_fail({submission_id!r}, step='build', message='RUN exited with 1')")
+    expect(page.locator("#submission-failure")).to_contain_text("Failed at the build step: RUN exited with 1")
+    expect(page.locator("#log-poller")).to_have_attribute("data-live", "0")
+    expect(log).to_have_text("Step 1/2\nStep 2/2 <RUN>\n")
+    assert page.evaluate("window.__stayed") is True
