@@ -258,7 +258,7 @@ def test_private_publishes_at_once_public_waits_for_staff(api_client, owner, sta
     queue = staff_client.get(f"{URL}?state=awaiting_review&allOrgs=true").json()
     assert [item["id"] for item in queue["results"]] == [public.pk]
     response = staff_client.post(f"{URL}/{public.pk}/review", {"approve": False}, format="json")
-    assert response.status_code == 400 and fields_of(response)["reason"][0]["code"] == "required"
+    assert response.status_code == 400 and fields_of(response)["reason"][0]["code"] == "reason_required"
     response = staff_client.post(f"{URL}/{public.pk}/review", {"approve": False, "reason": "no readme"}, format="json")
     assert response.status_code == 200 and response.json()["state"] == "rejected"
     assert response.json()["message"] == "no readme" and response.json()["reviewer"] == "staffer"
