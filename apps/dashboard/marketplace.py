@@ -214,6 +214,24 @@ def template_deprecate(request, name):
     return redirect(_back(template.name))
 
 
+@writes_to(CATALOGUE)
+def template_feature(request, name):
+    """Staff: features (with a rank: lower first) or unfeatures the template in the catalogue."""
+    actor = _actor(request)
+    template = _template(request, name)
+    featured = request.POST.get("featured") == "on"
+    try:
+        rank = int(request.POST.get("rank") or 0)
+    except ValueError:
+        rank = 0
+    try:
+        services.template_feature(actor, template=template, featured=featured, rank=rank)
+    except errors.PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from None
+    messages.success(request, f"{template.name} is {'featured' if featured else 'no longer featured'}.")
+    return redirect(_back(template.name))
+
+
 # ---- submissions ----
 
 

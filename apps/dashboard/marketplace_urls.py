@@ -17,6 +17,7 @@ urlpatterns = [
     path(M + "review/<str:submission_id>", m.review_decide, name="marketplace-review-decide"),
     path(M + "<str:name>/", m.template_page, name="marketplace-template"),
     path(M + "<str:name>/rate", m.template_rate, name="marketplace-rate"),
+    path(M + "<str:name>/feature", m.template_feature, name="marketplace-feature"),
     path(M + "<str:name>/deprecate", m.template_deprecate, name="marketplace-deprecate"),
     path(M + "<str:name>/versions/<str:version>/yank", m.version_yank, name="marketplace-yank"),
 ]

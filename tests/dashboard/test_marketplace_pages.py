@@ -303,7 +303,7 @@ def test_the_build_log_is_polled_from_an_offset(browser, outsider_browser, owner
     assert outsider_browser.get(f"{url}?partial=log&offset=0").status_code == 404
 
 
-def test_the_review_queue_is_staffs(browser, owner, staff, actor_of_user):  # noqa: F811
+def test_the_review_queue_is_staffs(browser, owner, staff, actor_of_user, publish):  # noqa: F811
     from tests.marketplace.conftest import pipeline_to_passed
 
     page = browser.get("/marketplace/review/")
@@ -325,6 +325,19 @@ def test_the_review_queue_is_staffs(browser, owner, staff, actor_of_user):  # no
     assert f'data-submission="{submissions[0].pk}"' in page and f'data-submission="{submissions[1].pk}"' in page
     assert "ok\n" in page  # the smoke output
     assert "Review queue" in _page(reviewer.get("/marketplace/"))
+    # Staff feature templates from their page (others: no form, and a 403 page).
+    publish(owner, "featured-one", visibility="public")
+    assert 'id="feature-form"' not in _page(browser.get("/marketplace/featured-one/"))
+    response = browser.post("/marketplace/featured-one/feature", {"org": _slug(owner), "featured": "on"})
+    assert response.status_code == 403 and "Only staff may feature templates" in response.content.decode()
+    assert 'id="feature-form"' in _page(reviewer.get("/marketplace/featured-one/"))
+    page = _page(
+        reviewer.post(
+            "/marketplace/featured-one/feature", {"org": _slug(staff), "featured": "on", "rank": "2"}, follow=True
+        )
+    )
+    assert "featured-one is featured." in page and Template.objects.get(name="featured-one").featured_rank == 2
+    assert _cards(_page(Client().get("/marketplace/?featured=on"))) == ["featured-one"]
     org = _slug(staff)
     page = _page(
         reviewer.post(f"/marketplace/review/{submissions[0].pk}", {"org": org, "decision": "approve"}, follow=True)
