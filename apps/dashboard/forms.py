@@ -33,6 +33,11 @@ class TemplateSelect(forms.Select):
 
 class SandboxCreateForm(forms.Form):
     template = forms.ChoiceField(widget=TemplateSelect)
+    version = forms.CharField(
+        max_length=32,
+        required=False,
+        help_text="Marketplace templates: a published version to pin (e.g. 1.2.0); empty: the latest.",
+    )
     name = forms.CharField(max_length=63, required=False, help_text="Letters, digits and dashes; empty: generated.")
     ephemeral = forms.BooleanField(required=False, help_text="Destroyed when its timeout runs out.")
     timeout = forms.CharField(required=False, help_text="e.g. 30m, 2h, 1d; empty: no expiry (ephemeral: 30m).")
@@ -44,12 +49,16 @@ class SandboxCreateForm(forms.Form):
     cpu = forms.FloatField(required=False, min_value=0.1, help_text="Cores, e.g. 0.5 or 2.")
     memory = forms.CharField(required=False, help_text="e.g. 512m, 2g.")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, org=None, **kwargs):
+        """`org`: the organization acted in, whose private marketplace templates are offered too
+        (None: built-in and public ones)."""
         super().__init__(*args, **kwargs)
         choices, self.unavailable = [], {}
-        for template in template_list():
+        for template in template_list(org):
             note = _unavailable_note(template)
             label = f"{template.display_name} ({template.name})"
+            if not template.built_in:
+                label += f" · {'community' if template.visibility == 'public' else 'private'}"
             choices.append((template.name, f"{label} ({note})" if note else label))
             if note:
                 self.unavailable[template.name] = note
@@ -64,6 +73,17 @@ class SandboxCreateForm(forms.Form):
                 f"Template {name} cannot start a sandbox yet ({self.unavailable[name]}); see the templates page."
             )
         return name
+
+    def clean_version(self):
+        version = self.cleaned_data["version"].strip()
+        if version and not all(part.isdigit() for part in version.split(".")):
+            raise forms.ValidationError("A version is like 1.2.0.")
+        return version
+
+    def template_ref(self) -> str:
+        """What create takes: `name` or `name@version`."""
+        data = self.cleaned_data
+        return f"{data['template']}@{data['version']}" if data.get("version") else data["template"]
 
     def clean_env(self):
         env = {}

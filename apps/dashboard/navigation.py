@@ -13,6 +13,7 @@ from apps.orgs import selectors as org_selectors
 MENU = [
     ("activity", "Agent activity", "dashboard:activity"),
     ("templates", "Templates", "dashboard:templates"),
+    ("marketplace", "Marketplace", "dashboard:marketplace"),
     ("keys", "API keys", "dashboard:keys"),
     ("usage", "Usage", "dashboard:usage"),
     ("org", "Organization", "dashboard:org"),

@@ -6,7 +6,7 @@ from django.urls import path
 from apps.sso.forms import LoginForm
 from vibebox import login_limits
 
-from . import org_urls, page_urls, tab_urls, views
+from . import marketplace_urls, org_urls, page_urls, tab_urls, views
 
 app_name = "dashboard"
 
@@ -31,4 +31,4 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/grants/<str:grant_id>/access", views.sandbox_grant_access, name="grant-access"),
     path("sandboxes/<str:sandbox_id>/grants/<str:grant_id>/revoke", views.sandbox_grant_revoke, name="grant-revoke"),
 ]
-urlpatterns += tab_urls.urlpatterns + page_urls.urlpatterns + org_urls.urlpatterns
+urlpatterns += tab_urls.urlpatterns + page_urls.urlpatterns + org_urls.urlpatterns + marketplace_urls.urlpatterns

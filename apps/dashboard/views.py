@@ -91,7 +91,7 @@ def sandbox_list(request):
     context = {
         "sandboxes": sandboxes,
         "filters": filters,
-        "templates": template_list(),
+        "templates": template_list(actor_of(request).org),
         "statuses": Status.values,
         "nav": "sandboxes",
     }
@@ -124,7 +124,10 @@ def sandbox_bulk(request):
 
 @login_required
 def sandbox_create(request):
-    form = SandboxCreateForm(request.POST or None)
+    actor = actor_of(request)
+    # The marketplace's "Create sandbox" opens the form with ?template=<name>[&version=<v>] chosen.
+    initial = {key: request.GET[key] for key in ("template", "version") if request.GET.get(key)}
+    form = SandboxCreateForm(request.POST or None, org=actor.org, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -134,12 +137,11 @@ def sandbox_create(request):
             if data["memory"]:
                 resources["memory"] = parse_size(data["memory"])
             git = {"url": data["git_url"], **({"branch": data["git_branch"]} if data["git_branch"] else {})}
-            actor = actor_of(request)
             actor.require("sandboxes.create")
             sandbox = create.sandbox_create(
                 owner=request.user,
                 org=actor.org,
-                template=data["template"],
+                template=form.template_ref(),
                 name=data["name"] or None,
                 ephemeral=data["ephemeral"],
                 timeout=parse_duration(data["timeout"]) if data["timeout"] else None,
