@@ -365,6 +365,17 @@ VIBEBOX_TEMPLATE_RETRY_AFTER = env_duration("VIBEBOX_TEMPLATE_RETRY_AFTER", "30s
 VIBEBOX_TEMPLATE_WAIT = env_duration("VIBEBOX_TEMPLATE_WAIT", "10m")
 # `make run` has the worker build the templates `make setup` left (buildimages --background).
 VIBEBOX_TEMPLATE_BACKGROUND_BUILDS = env_bool("VIBEBOX_TEMPLATE_BACKGROUND_BUILDS", True)
+# The marketplace's validation pipeline (docs/marketplace.md, "Validation pipeline"): the limits a
+# submitted template's build, policy checks and smoke test run under.
+VIBEBOX_TEMPLATE_BUILD_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_BUILD_TIMEOUT", "20m")
+VIBEBOX_TEMPLATE_BUILD_MEMORY = env_size("VIBEBOX_TEMPLATE_BUILD_MEMORY", "2g")
+VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
+VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
+VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "10000"))
+VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
+VIBEBOX_TEMPLATE_SETUID_ALLOW = env_list(
+    "VIBEBOX_TEMPLATE_SETUID_ALLOW", ["/usr/bin/sudo", "/usr/bin/su", "/usr/bin/passwd", "/usr/bin/newgrp"]
+)
 VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]
