@@ -378,6 +378,8 @@ VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
 VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
 VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "10000"))
 VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
+# Whether a queued submission is sent to the Celery worker (tests run the pipeline themselves).
+VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", True)
 # Setuid/setgid files a submitted image may add to its base (Debian's usual ones).
 VIBEBOX_TEMPLATE_SETUID_ALLOW = env_list(
     "VIBEBOX_TEMPLATE_SETUID_ALLOW",
