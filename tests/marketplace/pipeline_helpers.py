@@ -3,6 +3,7 @@ submission row as the marketplace API leaves it (queued, its context tar on disk
 a run left nothing behind on the engine."""
 
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.submissions import BUILD_NETWORK_PREFIX, image_tag
 
-STEP_RE_PREFIX = " ---> "
+STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12})$", re.MULTILINE)
 
 # A small template on our Debian base: a non-root user, and a smoke command that proves it runs.
 SMALL_DOCKERFILE = """\
@@ -77,7 +78,7 @@ def make_submission(
 
 def step_images(log: str) -> list[str]:
     """The image ids the build's steps reported (" ---> <id>")."""
-    return [line[len(STEP_RE_PREFIX) :].strip() for line in log.splitlines() if line.startswith(STEP_RE_PREFIX)]
+    return [match.group(1) for match in STEP_RE.finditer(log)]
 
 
 def assert_nothing_left(submission: Submission, *, base_images: tuple[str, ...] = ()) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import socket
 import tarfile
 import threading
 import time
@@ -1250,8 +1251,9 @@ class DockerDriver:
             with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
                 self.client.api.remove_image(tag, noprune=False)
         if stopped and stopped[0] == "timeout":
-            minutes = limits.timeout / 60
-            raise BuildFailed("timeout", f"The build did not finish within its time limit ({minutes:g} min): stopped.")
+            seconds = limits.timeout
+            limit = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+            raise BuildFailed("timeout", f"The build did not finish within its time limit ({limit}): stopped.")
         if stopped:
             raise BuildFailed(
                 "too_large", f"A build step wrote more than the size limit ({_size_words(limits.max_size)}): stopped."
@@ -1276,9 +1278,8 @@ class DockerDriver:
             too_large = limits.max_size and any(int(row.get("SizeRw") or 0) > limits.max_size for row in rows)
             if time.monotonic() > deadline or too_large:
                 stopped.append("too_large" if too_large else "timeout")
-                with contextlib.suppress(Exception):
-                    response.close()  # the engine cancels the build
-                self._build_containers_remove(limits.network)
+                self._build_containers_remove(limits.network)  # the step fails at once
+                _hang_up(response)  # and the engine cancels the build: the client is gone
                 return
 
     def _build_containers_remove(self, network: str) -> None:
@@ -1372,6 +1373,16 @@ class DockerDriver:
             for tag in (image.get("RepoTags") or [])
             if tag != "<none>:<none>"
         ]
+
+
+def _hang_up(response) -> None:
+    """Ends a streamed engine response from another thread: the socket is shut down (closing the
+    response alone does not wake a read blocked on it)."""
+    with contextlib.suppress(Exception):
+        sock = response.raw._fp.fp.raw._sock
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _size_words(size: int | None) -> str:
