@@ -15,7 +15,6 @@ import threading
 import docker
 import pytest
 
-from apps.marketplace import catalog
 from apps.marketplace.models import Template
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
@@ -46,7 +45,7 @@ def test_a_failing_step_fails_the_build_and_leaves_no_step_image(templates, owne
     assert (submission.state, submission.failed_step) == ("failed", "build")
     assert "returned a non-zero code: 3" in submission.message
     assert "about to fail" in submission.build_log
-    assert_nothing_left(submission, base_images=(catalog.base_image("trixie"),))
+    assert_nothing_left(submission)
 
 
 def test_policy_rules_each_say_what_is_wrong(templates, owner, tmp_path):
@@ -154,7 +153,8 @@ def test_the_engine_socket_is_not_in_the_build(templates, owner, tmp_path):
     )
     submission = validate(owner, tmp_path, dockerfile, spec_for("wants-socket"))
     assert (submission.state, submission.failed_step) == ("failed", "build")
-    assert "no-socket" in submission.build_log and "FOUND" not in submission.build_log
+    lines = submission.build_log.splitlines()
+    assert "no-socket" in lines and not [line for line in lines if line.startswith("FOUND")]
     assert "returned a non-zero code: 1" in submission.message
     assert_nothing_left(submission)
 
@@ -198,8 +198,9 @@ def test_the_host_is_not_reachable_from_a_build_step(templates, owner, tmp_path)
         )
         submission = validate(owner, tmp_path, dockerfile, spec_for("wants-host"))
     assert (submission.state, submission.failed_step) == ("failed", "build")
-    assert "trying " in submission.build_log and "blocked" in submission.build_log
-    assert "REACHED-HOST" not in submission.build_log
+    lines = submission.build_log.splitlines()
+    assert "blocked" in lines and "REACHED-HOST" not in lines
+    assert any(line.startswith("trying 10.") or line.startswith("trying 172.") for line in lines)
     assert seen == []
     assert_nothing_left(submission)
 
@@ -230,7 +231,8 @@ def test_a_private_network_is_not_reachable_from_a_build_step(templates, owner, 
         )
         submission = validate(owner, tmp_path, dockerfile, spec_for("wants-private"))
         assert (submission.state, submission.failed_step) == ("failed", "build")
-        assert "blocked" in submission.build_log and "REACHED-PRIVATE" not in submission.build_log
+        lines = submission.build_log.splitlines()
+        assert "blocked" in lines and "REACHED-PRIVATE" not in lines
         assert b"GET" not in target.logs() and "code 400" not in target.logs().decode()
         assert_nothing_left(submission)
     finally:
@@ -250,7 +252,7 @@ def test_a_build_that_fills_the_disk_is_stopped(templates, owner, tmp_path, sett
     submission = validate(owner, tmp_path, dockerfile, spec_for("fills-disk"))
     assert (submission.state, submission.failed_step) == ("failed", "build")
     assert submission.message == "A build step wrote more than the size limit (200 MiB): stopped."
-    assert_nothing_left(submission, base_images=(catalog.base_image("trixie"),))
+    assert_nothing_left(submission)
 
 
 def test_a_build_that_runs_forever_is_stopped(templates, owner, tmp_path, settings):
@@ -261,4 +263,4 @@ def test_a_build_that_runs_forever_is_stopped(templates, owner, tmp_path, settin
     assert submission.message == "The build did not finish within its time limit (6 s): stopped."
     assert "started" in submission.build_log
     assert submission.finished_at is not None
-    assert_nothing_left(submission, base_images=(catalog.base_image("trixie"),))
+    assert_nothing_left(submission)

@@ -1245,7 +1245,7 @@ class DockerDriver:
             archive.close()
             if response is not None:
                 response.close()
-            self._build_containers_remove(limits.network)
+            self._build_containers_remove(limits.network, wait=10 if (stopped or error) else 0)
         if stopped or error:
             self._build_images_remove(made, keep=tag if not (stopped or error) else None)
             with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
@@ -1282,22 +1282,41 @@ class DockerDriver:
                 _hang_up(response)  # and the engine cancels the build: the client is gone
                 return
 
-    def _build_containers_remove(self, network: str) -> None:
-        """Removes the containers of a build's steps (on its own network): a cancelled build's."""
-        with contextlib.suppress(APIError, requests.exceptions.RequestException):
-            for row in self.client.api.containers(all=True, filters={"network": network}):
-                with contextlib.suppress(NotFound, APIError):
+    def _build_containers_remove(self, network: str, wait: float = 0.0) -> None:
+        """Removes the containers of a build's steps (on its own network): a cancelled build's;
+        with `wait`, until none is left (the engine may be removing one already) or that long."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                rows = self.client.api.containers(all=True, filters={"network": network})
+            except (APIError, requests.exceptions.RequestException):
+                rows = []
+            for row in rows:
+                with contextlib.suppress(NotFound, APIError, requests.exceptions.RequestException):
                     self.client.api.remove_container(row["Id"], force=True)
+            if not rows or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
 
     def _build_images_remove(self, made: list[str], keep: str | None) -> None:
         """The images a failed build's steps made, newest first, when no tag names them (a step
         taken from the cache may be another image's layer: the engine refuses to remove an image
-        with children, and a tagged one is left alone)."""
+        with children, and a tagged one is left alone). An image a step's container still uses
+        (being removed) is tried again for a few seconds."""
         for image in reversed(made):
-            with contextlib.suppress(ImageNotFound, NotFound, APIError, requests.exceptions.RequestException):
-                if self.client.api.inspect_image(image).get("RepoTags"):
-                    continue
-                self.client.api.remove_image(image, noprune=False)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if self.client.api.inspect_image(image).get("RepoTags"):
+                        break
+                    self.client.api.remove_image(image, noprune=False)
+                    break
+                except (ImageNotFound, NotFound, requests.exceptions.RequestException):
+                    break
+                except APIError as exc:
+                    if exc.status_code != 409 or "child" in str(exc.explanation) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
 
     def image_details(self, tag: str) -> ImageDetails | None:
         with self._engine():
