@@ -84,7 +84,6 @@ BuildContextTooLarge = error("build_context_too_large", 400, "The build context 
 TemplateNameTaken = error(
     "template_name_taken", 409, "This template name belongs to another organization or a built-in."
 )
-TemplateVersionExists = error("template_version_exists", 409, "This template version was already submitted.")
 TemplateVersionNotFound = error("template_version_not_found", 404, "The template has no such version.")
 ReviewNotAllowed = error(
     "review_not_allowed", 403, "Only users who created a sandbox from this template may review it."

@@ -1,23 +1,40 @@
 import re
+from datetime import timedelta
+
+from django.db.models import Avg, Count, Q
+from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from .models import Template
+from .models import Review, Submission, Template, TemplateUse, TemplateVersion, VersionState, Visibility
+from .semver import semver_key
 
 SUGGESTIONS_MAX = 3
 # "go-1.21" -> "go", "python-3.11-claude-code" -> "python": the name before its version.
 FAMILY_RE = re.compile(r"^(.*?)(?:-\d.*)?$")
 
 
-def template_list():
-    return Template.objects.filter(is_active=True)
+def visible_to(org) -> Q:
+    """Templates an organization sees: built-ins, public ones, and its own private ones (`org`
+    None: only the public ones)."""
+    visible = Q(owner_org__isnull=True) | Q(visibility=Visibility.PUBLIC)
+    return visible | Q(owner_org=org) if org is not None else visible
 
 
-def template_find(name: str) -> Template | None:
-    """An active template by its name or one of its aliases."""
-    template = Template.objects.filter(name=name, is_active=True).first()
+def template_list(org=None):
+    """Active templates visible to `org` (built-ins, public marketplace ones, the org's own)."""
+    return Template.objects.filter(is_active=True).filter(visible_to(org))
+
+
+def template_find(name: str, *, org=None) -> Template | None:
+    """An active template visible to `org` by its name or one of its aliases (another
+    organization's private template is not found)."""
+    template = template_list(org).filter(name=name).first()
     if template is None:
-        template = next((t for t in Template.objects.filter(is_active=True) if name in (t.aliases or [])), None)
+        # Aliases are a built-in's (a marketplace template has none).
+        template = next(
+            (t for t in Template.objects.filter(is_active=True, built_in=True) if name in (t.aliases or [])), None
+        )
     return template
 
 
@@ -32,14 +49,14 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def template_suggestions(name: str) -> list[str]:
+def template_suggestions(name: str, *, org=None) -> list[str]:
     """Active templates whose name (or an alias) is close to `name` by edit distance, or of the
     same family (`go-1.21` -> `go-1.24`), nearest first; canonical names, at most three."""
     wanted = name.strip().lower()
     family = FAMILY_RE.match(wanted).group(1)
     limit = max(2, len(wanted) // 3)
     scored: dict[str, int] = {}
-    for template in Template.objects.filter(is_active=True):
+    for template in template_list(org).only("name", "aliases"):
         for candidate in [template.name, *(template.aliases or [])]:
             candidate = str(candidate).lower()
             distance = edit_distance(wanted, candidate)
@@ -49,10 +66,141 @@ def template_suggestions(name: str) -> list[str]:
     return sorted(scored, key=lambda n: (scored[n], n))[:SUGGESTIONS_MAX]
 
 
-def template_get(*, name: str) -> Template:
-    template = template_find(name)
+def template_get(*, name: str, org=None) -> Template:
+    template = template_find(name, org=org)
     if template is None:
         raise errors.TemplateNotFound(
-            f"Template {name!r} not found.", details={"template": name, "suggestions": template_suggestions(name)}
+            f"Template {name!r} not found.",
+            details={"template": name, "suggestions": template_suggestions(name, org=org)},
         )
     return template
+
+
+def split_pin(value: str) -> tuple[str, str]:
+    """`react-vite@1.2.0` -> ("react-vite", "1.2.0"); a bare name -> (name, "")."""
+    name, _, version = value.partition("@")
+    return name, version
+
+
+def version_resolve(template: Template, version: str) -> TemplateVersion | None:
+    """A marketplace template's published version by a pin (yanked ones included: the caller
+    says template_version_yanked); None for an unknown version."""
+    return TemplateVersion.objects.filter(template=template, version=version, state=VersionState.PUBLISHED).first()
+
+
+def published_versions(template: Template, *, yanked: bool = False) -> list[str]:
+    """A template's published version strings, newest first."""
+    rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
+    if not yanked:
+        rows = rows.filter(yanked=False)
+    return sorted(rows.values_list("version", flat=True), key=semver_key, reverse=True)
+
+
+# The catalogue -------------------------------------------------------------------------------
+
+SORTS = ("rating", "usage", "newest", "name", "featured")
+USAGE_WINDOW = timedelta(days=30)
+
+
+def catalogue(
+    *, org, q: str = "", language: str = "", tag: str = "", featured=None, official=None, sort: str = "featured"
+):
+    """The catalogue's templates visible to `org`, annotated with rating_avg, rating_count,
+    uses_total and uses_recent (last 30 days), filtered and sorted."""
+    since = timezone.now() - USAGE_WINDOW
+    rows = (
+        template_list(org)
+        .exclude(image="")
+        .annotate(
+            rating_avg=Avg("reviews__rating"),
+            rating_count=Count("reviews", distinct=True),
+            uses_total=Count("uses", distinct=True),
+            uses_recent=Count("uses", filter=Q(uses__created_at__gte=since), distinct=True),
+        )
+    )
+    if q:
+        for word in q.split()[:8]:
+            rows = rows.filter(
+                Q(name__icontains=word)
+                | Q(display_name__icontains=word)
+                | Q(description__icontains=word)
+                | Q(tags__icontains=word)
+                | Q(languages__icontains=word)
+            )
+    if language:
+        rows = [t for t in rows if language.lower() in [str(x).lower() for x in t.languages or []]]
+    if tag:
+        rows = [t for t in rows if tag.lower() in [str(x).lower() for x in t.tags or []]]
+    rows = list(rows) if not isinstance(rows, list) else rows
+    if featured is not None:
+        rows = [t for t in rows if t.featured == featured]
+    if official is not None:
+        rows = [t for t in rows if t.official == official]
+    keys = {
+        "rating": lambda t: (-(t.rating_avg or 0), -t.rating_count, t.name),
+        "usage": lambda t: (-t.uses_recent, -t.uses_total, t.name),
+        "newest": lambda t: (-t.created_at.timestamp(), t.name),
+        "name": lambda t: t.name,
+        "featured": lambda t: (not t.featured, t.featured_rank, not t.official, -t.uses_recent, t.name),
+    }
+    return sorted(rows, key=keys.get(sort, keys["featured"]))
+
+
+def template_stats(template: Template) -> dict:
+    since = timezone.now() - USAGE_WINDOW
+    ratings = Review.objects.filter(template=template).aggregate(avg=Avg("rating"), count=Count("id"))
+    uses = TemplateUse.objects.filter(template=template).aggregate(
+        total=Count("id"), recent=Count("id", filter=Q(created_at__gte=since))
+    )
+    return {
+        "rating_avg": ratings["avg"],
+        "rating_count": ratings["count"],
+        "uses_total": uses["total"],
+        "uses_recent": uses["recent"],
+    }
+
+
+def catalogue_get(*, name: str, org) -> Template:
+    """One catalogue template visible to `org` (another org's private one: template_not_found),
+    with its stats as attributes."""
+    template = template_get(name=name, org=org)
+    for key, value in template_stats(template).items():
+        setattr(template, key, value)
+    return template
+
+
+def template_versions(template: Template):
+    rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
+    return sorted(rows, key=lambda v: semver_key(v.version), reverse=True)
+
+
+def template_reviews(template: Template):
+    return Review.objects.filter(template=template).select_related("user").order_by("-updated_at")
+
+
+def has_used(template: Template, user) -> bool:
+    return TemplateUse.objects.filter(template=template, user=user).exists()
+
+
+# Submissions ---------------------------------------------------------------------------------
+
+
+def submission_list(*, actor, state: str = "", all_orgs: bool = False):
+    """The actor's organization's submissions; staff may list every organization's (all_orgs)."""
+    rows = Submission.objects.select_related("org", "user", "template_version")
+    if not (all_orgs and getattr(actor.user, "is_staff", False)):
+        rows = rows.filter(org=actor.org)
+    if state:
+        rows = rows.filter(state=state)
+    return rows.order_by("-created_at")
+
+
+def submission_get(*, actor, submission_id: str) -> Submission:
+    """A submission of the actor's organization (staff: any); else submission_not_found."""
+    rows = Submission.objects.select_related("org", "user", "template_version")
+    submission = rows.filter(pk=submission_id).first()
+    if submission is None or not (submission.org_id == actor.org.pk or getattr(actor.user, "is_staff", False)):
+        raise errors.SubmissionNotFound(
+            f"Submission {submission_id!r} not found.", details={"submission": submission_id}
+        )
+    return submission

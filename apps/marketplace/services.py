@@ -2,12 +2,19 @@
 built by apps/sandboxes/images.py)."""
 
 from django.db import transaction
+from django.utils import timezone
 
+from apps.audit.services import record
+from vibebox import exceptions as errors
+
+from . import selectors
 from .catalog import TemplateSource
-from .models import BuildState, Template, TemplateUse
+from .models import BuildState, Review, Template, TemplateUse, TemplateVersion, VersionState
 from .signals import template_published
 from .submissions import (  # noqa: F401  (the pipeline's calls: apps/marketplace/submissions.py)
+    submission_cancel,
     submission_candidate,
+    submission_create,
     submission_fail,
     submission_log_append,
     submission_passed,
@@ -16,6 +23,7 @@ from .submissions import (  # noqa: F401  (the pipeline's calls: apps/marketplac
     submission_reject,
     submission_review,
     submission_start,
+    template_latest_refresh,
 )
 
 
@@ -110,3 +118,120 @@ def template_use_record(*, template: Template, version: str = "", org, user=None
     """A sandbox was created from `template` (sandboxes' create, in its transaction): one insert.
     Usage counts and who may review come from these rows."""
     return TemplateUse.objects.create(template=template, version=version or "", org=org, user=user)
+
+
+# The catalogue's writes (docs/marketplace.md) ------------------------------------------------
+
+
+def _staff(actor) -> bool:
+    return bool(getattr(actor.user, "is_staff", False))
+
+
+def require_template_admin(actor, template: Template) -> None:
+    """Staff may change any template; an organization's admins (templates.submit and
+    members.manage, or the owner) their organization's; nobody else (403 naming the permission)."""
+    if _staff(actor):
+        return
+    if template.owner_org_id is None or template.owner_org_id != actor.org.pk:
+        raise errors.PermissionDenied(
+            f"Only staff may change the template {template.name}.", details={"permission": "staff"}
+        )
+    for permission in ("templates.submit", "members.manage"):
+        actor.require(permission)
+
+
+def require_staff(actor, what: str) -> None:
+    if not _staff(actor):
+        raise errors.PermissionDenied(f"Only staff may {what}.", details={"permission": "staff"})
+
+
+@transaction.atomic
+def review_upsert(actor, *, template: Template, rating: int, text: str = "") -> tuple[Review, bool]:
+    """Rates a template (one review per user, editable): only users who created a sandbox from
+    it (a TemplateUse row) may. (review, created)."""
+    if not selectors.has_used(template, actor.user):
+        raise errors.ReviewNotAllowed(
+            f"Only users who created a sandbox from {template.name} may review it.", details={"template": template.name}
+        )
+    review, created = Review.objects.update_or_create(
+        template=template, user=actor.user, defaults={"org": actor.org, "rating": rating, "text": text}
+    )
+    record(
+        "template.reviewed",
+        target=review,
+        org_id=actor.org.pk,
+        target_type="template_review",
+        changes={"template": template.name, "rating": rating, "created": created},
+    )
+    return review, created
+
+
+@transaction.atomic
+def version_yank(actor, *, template: Template, version: str, reason: str = "") -> TemplateVersion:
+    """Hides a published version from new creates (running sandboxes keep it); the template's
+    latest version moves to the newest one left. Yanking twice changes nothing."""
+    require_template_admin(actor, template)
+    row = (
+        TemplateVersion.objects.select_for_update()
+        .filter(template=template, version=version, state=VersionState.PUBLISHED)
+        .first()
+    )
+    if row is None:
+        raise errors.TemplateVersionNotFound(
+            f"{template.name} has no published version {version!r}.",
+            details={"template": template.name, "version": version, "versions": selectors.published_versions(template)},
+        )
+    if not row.yanked:
+        TemplateVersion.objects.filter(pk=row.pk).update(
+            yanked=True, yanked_at=timezone.now(), yank_reason=reason[:500]
+        )
+        row.refresh_from_db()
+        template_latest_refresh(template)
+        record(
+            "template.version_yanked",
+            target=template,
+            org_id=template.owner_org_id or actor.org.pk,
+            target_id=template.name,
+            changes={"version": version, "reason": reason[:500]},
+        )
+    return row
+
+
+@transaction.atomic
+def template_deprecate(actor, *, template: Template, message: str, replacement: str = "") -> Template:
+    """Sets (or, with an empty message, clears) a template's deprecation notice and suggested
+    replacement (a template the caller can see)."""
+    require_template_admin(actor, template)
+    if replacement and selectors.template_find(replacement, org=actor.org) is None:
+        raise errors.ValidationFailed(
+            f"replacement: no template {replacement!r}.",
+            details={"fields": {"replacement": [{"message": "No such template.", "code": "unknown_template"}]}},
+        )
+    Template.objects.filter(pk=template.pk).update(
+        deprecation=message[:500], replacement=replacement if message else "", updated_at=timezone.now()
+    )
+    template.refresh_from_db()
+    record(
+        "template.deprecated" if message else "template.undeprecated",
+        target=template,
+        org_id=template.owner_org_id or actor.org.pk,
+        target_id=template.name,
+        changes={"message": message[:500], "replacement": template.replacement},
+    )
+    return template
+
+
+@transaction.atomic
+def template_feature(actor, *, template: Template, featured: bool, rank: int = 0) -> Template:
+    """Staff: features (or unfeatures) a template in the catalogue; a lower rank comes first."""
+    require_staff(actor, "feature templates")
+    Template.objects.filter(pk=template.pk).update(featured=featured, featured_rank=rank, updated_at=timezone.now())
+    template.refresh_from_db()
+    record(
+        "template.featured" if featured else "template.unfeatured",
+        target=template,
+        org_id=template.owner_org_id or actor.org.pk,
+        target_id=template.name,
+        changes={"featured": featured, "rank": rank},
+    )
+    return template

@@ -8,8 +8,8 @@ or submission_fail(step=..., message=...) at any point before the end.
 """
 
 import logging
-import re
 import smtplib
+from pathlib import Path
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
+from . import spec as checks
 from . import states
 from .models import (
     FailedStep,
@@ -28,8 +29,10 @@ from .models import (
     TemplateVersion,
     VersionState,
     Visibility,
+    new_submission_id,
 )
-from .signals import template_published, template_rejected
+from .semver import semver_key
+from .signals import submission_queued, template_published, template_rejected
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +42,6 @@ LOG_MARKER = "\n[... the middle of the build log was dropped ...]\n"
 SMOKE_OUTPUT_MAX = 64 * 1024
 MESSAGE_MAX = 1000
 PROGRESS_FIELDS = {"image", "image_size", "build_seconds", "smoke_output", "message"}
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
-
-
-def semver_key(version: str) -> tuple[int, int, int]:
-    match = SEMVER_RE.match(version or "")
-    return tuple(int(part) for part in match.groups()) if match else (-1, -1, -1)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -55,6 +52,124 @@ def _cut(text: str, limit: int) -> str:
 def _tail(text: str, limit: int) -> str:
     data = text.encode()
     return text if len(data) <= limit else data[-limit:].decode(errors="ignore")
+
+
+# Submitting ---------------------------------------------------------------------------------
+
+SUBMIT_PERMISSION = "templates.submit"
+COPY_CHUNK = 1024 * 1024
+
+
+def context_dir():
+    return settings.VIBEBOX_MARKETPLACE_DIR / "submissions"
+
+
+def _store_context(submission_id: str, context) -> tuple[str, int]:
+    """Writes the context (bytes or a binary file object) to DATA_DIR/marketplace/submissions/<id>.tar,
+    refusing more than VIBEBOX_TEMPLATE_CONTEXT_MAX bytes; (path, bytes)."""
+    limit = settings.VIBEBOX_TEMPLATE_CONTEXT_MAX
+    directory = context_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{submission_id}.tar"
+    size = 0
+    try:
+        with open(path, "wb") as out:
+            if isinstance(context, (bytes, bytearray)):
+                chunks = [bytes(context)]
+            else:
+                chunks = iter(lambda: context.read(COPY_CHUNK), b"")
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise errors.BuildContextTooLarge(
+                        f"The build context is larger than {limit} bytes.", details={"limit": limit}
+                    )
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return str(path), size
+
+
+def remove_context(submission: Submission) -> None:
+    if submission.context_path:
+        try:
+            Path(submission.context_path).unlink(missing_ok=True)
+        except OSError:  # pragma: no cover - logged, the row is what matters
+            logger.exception("Could not remove %s", submission.context_path)
+
+
+def submission_create(
+    actor, *, dockerfile: str, template_yaml: str, context=None, visibility: str = Visibility.PRIVATE
+) -> Submission:
+    """Checks a submission (its template.yaml, Dockerfile and context tar: 400s with field errors)
+    and queues it: the context is kept under DATA_DIR/marketplace/submissions/ and, once
+    committed, submission_queued asks the sandboxes app to validate it."""
+    actor.require(SUBMIT_PERMISSION)
+    if visibility not in Visibility.values:
+        raise errors.ValidationFailed(
+            "visibility: must be public or private.",
+            details={"fields": {"visibility": [{"message": "public or private", "code": "invalid_choice"}]}},
+        )
+    submission_id = new_submission_id()
+    context_path, context_bytes, context_files = "", 0, {}
+    if context is not None:
+        context_path, context_bytes = _store_context(submission_id, context)
+    try:
+        if context_path:
+            context_files = checks.check_context(context_path)
+        spec = checks.validate_spec(template_yaml, org=actor.org, visibility=visibility, context_files=context_files)
+        bases = checks.validate_dockerfile(dockerfile, org=actor.org)
+        spec["bases"] = bases
+        spec["baseTemplate"] = checks.base_template_fields(bases)
+        with transaction.atomic():
+            submission = Submission.objects.create(
+                id=submission_id,
+                org=actor.org,
+                user=actor.user,
+                template_name=spec["name"],
+                version=spec["version"],
+                visibility=visibility,
+                dockerfile=dockerfile,
+                context_path=context_path,
+                context_bytes=context_bytes,
+                spec=spec,
+            )
+            record(
+                "template.submitted",
+                target=submission,
+                target_type="template_submission",
+                changes={
+                    "template": submission.template_name,
+                    "version": submission.version,
+                    "visibility": visibility,
+                    "contextBytes": context_bytes,
+                },
+            )
+            transaction.on_commit(lambda: submission_queued.send(sender=Submission, submission=submission))
+    except BaseException:
+        if context_path:
+            Path(context_path).unlink(missing_ok=True)
+        raise
+    return submission
+
+
+def submission_cancel(actor, submission_id: str) -> Submission:
+    """queued -> cancelled (the submitter's organization, with templates.submit)."""
+    actor.require(SUBMIT_PERMISSION)
+    submission = Submission.objects.filter(pk=submission_id, org=actor.org).first()
+    if submission is None:
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    with transaction.atomic():
+        submission = states.move(submission_id, SubmissionState.CANCELLED, message="Cancelled.")
+        record(
+            "template.submission_cancelled",
+            target=submission,
+            target_type="template_submission",
+            changes={"template": submission.template_name, "version": submission.version},
+        )
+    remove_context(submission)
+    return submission
 
 
 # The pipeline's calls -----------------------------------------------------------------------
@@ -128,11 +243,15 @@ def submission_fail(submission_id: str, *, step: str, message: str) -> Submissio
         )
         if submission is not None:
             _drop_candidate(submission)
+    if submission is not None:
+        remove_context(submission)
     return submission
 
 
 def _drop_candidate(submission: Submission) -> None:
-    TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()
+    """A failed or rejected submission's candidate version goes (its number may be submitted again)."""
+    if TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()[0]:
+        submission.template_version_id = None
 
 
 def _template_fields(spec: dict) -> dict:
@@ -188,20 +307,25 @@ def submission_candidate(submission_id: str) -> TemplateVersion:
         raise errors.SubmissionStateConflict(
             f"Template {template.name!r} belongs to someone else.", details={"template": template.name}
         )
-    version, _ = TemplateVersion.objects.update_or_create(
-        template=template,
-        version=submission.version,
-        defaults={
-            "image": submission.image,
-            "image_size": submission.image_size,
-            "spec": submission.spec,
-            "changelog": str(submission.spec.get("changelog") or ""),
-            "state": VersionState.CANDIDATE,
-            "submission": submission,
-        },
-    )
-    if version.submission_id != submission.pk:  # pragma: no cover - unique version guarded at submit
-        raise errors.SubmissionStateConflict(details={"template": template.name, "version": submission.version})
+    fields = {
+        "image": submission.image,
+        "image_size": submission.image_size,
+        "spec": submission.spec,
+        "changelog": str(submission.spec.get("changelog") or ""),
+    }
+    version = TemplateVersion.objects.filter(template=template, version=submission.version).first()
+    if version is None:
+        version = TemplateVersion.objects.create(
+            template=template, version=submission.version, state=VersionState.CANDIDATE, submission=submission, **fields
+        )
+    elif version.submission_id != submission.pk or version.state != VersionState.CANDIDATE:
+        raise errors.SubmissionStateConflict(
+            f"{template.name}@{submission.version} belongs to another submission.",
+            details={"template": template.name, "version": submission.version},
+        )
+    else:
+        TemplateVersion.objects.filter(pk=version.pk).update(**fields)
+        version.refresh_from_db()
     Submission.objects.filter(pk=submission.pk).update(template_version=version)
     return version
 
@@ -304,6 +428,7 @@ def submission_publish(submission_id: str, *, reviewer=None, reason: str = "") -
         )
         template_published.send(sender=Template, template=template, version=version.version, submission=submission)
         _email_author(submission, published=True)
+    remove_context(submission)
     return submission
 
 
@@ -324,6 +449,7 @@ def submission_reject(submission_id: str, *, reviewer=None, reason: str = "") ->
         )
         template_rejected.send(sender=Submission, submission=submission)
         _email_author(submission, published=False)
+    remove_context(submission)
     return submission
 
 
@@ -352,7 +478,3 @@ def _email_author(submission: Submission, *, published: bool) -> None:
             logger.exception("Could not send the submission email to %s", to)
 
     transaction.on_commit(deliver)
-
-
-def context_dir():
-    return settings.VIBEBOX_MARKETPLACE_DIR / "submissions"

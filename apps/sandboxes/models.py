@@ -42,6 +42,8 @@ class Sandbox(models.Model):
     api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     name = models.CharField(max_length=64)
     template = models.ForeignKey("marketplace.Template", on_delete=models.PROTECT, related_name="sandboxes")
+    # A marketplace template's version it was created from (pinned or the latest); "" for built-ins.
+    template_version = models.CharField(max_length=32, blank=True)
     image = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATING)
     status_reason = models.CharField(max_length=500, blank=True)

@@ -83,7 +83,7 @@ def sandbox_list(
         qs = qs.filter(Q(owner=actor.user) | Q(pk__in=grants_of(actor.user).values("sandbox_id")))
     qs = qs.filter(status__in=status) if status else qs.filter(status__in=states.ALIVE)
     if template:  # by name or alias (`python-3` lists python-3.13's)
-        found = template_find(template)
+        found = template_find(template, org=actor.org)
         qs = qs.filter(template=found) if found is not None else qs.filter(template__name=template)
     if name:
         qs = qs.filter(name=name)

@@ -42,18 +42,10 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
-from django.db.models import Q
 
 from apps.marketplace import catalog
-from apps.marketplace.models import (
-    FailedStep,
-    Submission,
-    SubmissionState,
-    Template,
-    TemplateVersion,
-    VersionState,
-    Visibility,
-)
+from apps.marketplace.models import FailedStep, Submission, SubmissionState, TemplateVersion
+from apps.marketplace.selectors import template_find, version_resolve
 from apps.marketplace.services import (
     submission_candidate,
     submission_fail,
@@ -315,23 +307,13 @@ def plan_dockerfile(text: str, *, org) -> Plan:
     return Plan(dockerfile="\n".join(out) + "\n", stages=stages)
 
 
-def visible_templates(org):
-    """The templates an organization may build on: active built-in ones, public marketplace ones,
-    and its own private ones (apps.marketplace.selectors has no org-aware lookup yet)."""
-    return Template.objects.filter(is_active=True).filter(
-        Q(built_in=True) | Q(visibility=Visibility.PUBLIC) | Q(owner_org=org)
-    )
-
-
 def resolve_base(reference: str, *, org, line: int) -> str:
     """The exact local image a FROM reference stands for."""
     lowered = reference.lower()
     image = ""
     if lowered.startswith("vibebox/"):
         name, _, version = reference[len("vibebox/") :].partition(":")
-        template = visible_templates(org).filter(name=name).first()
-        if template is None:
-            template = next((t for t in visible_templates(org) if name in (t.aliases or [])), None)
+        template = template_find(name, org=org)  # another organization's private one is not found
         if template is None:
             raise StepFailed(FailedStep.BUILD, f"Line {line}: there is no template {name!r} you can build on.")
         if version and template.built_in:
@@ -339,10 +321,8 @@ def resolve_base(reference: str, *, org, line: int) -> str:
                 raise StepFailed(FailedStep.BUILD, f"Line {line}: built-in {name!r} has no version {version!r}.")
             image = template.image
         elif version:
-            found = TemplateVersion.objects.filter(
-                template=template, version=version, state=VersionState.PUBLISHED, yanked=False
-            ).first()
-            if found is None:
+            found = version_resolve(template, version)
+            if found is None or found.yanked:
                 raise StepFailed(
                     FailedStep.BUILD, f"Line {line}: template {name!r} has no published version {version!r}."
                 )

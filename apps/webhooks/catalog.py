@@ -22,6 +22,7 @@ EVENTS: dict[str, str] = {
     "key.created": "An API key was created in the organization.",
     "key.revoked": "An API key of the organization was revoked.",
     "template.published": "A template was published to the marketplace.",
+    "template.rejected": "A reviewer rejected the organization's template submission.",
 }
 
 # Sent only by POST /webhooks/{id}/test, to that webhook alone (it cannot be subscribed to).

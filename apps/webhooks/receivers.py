@@ -7,8 +7,9 @@ from apps.agents.api.run_serializers import AgentRunSummarySerializer
 from apps.agents.signals import agent_run_finished
 from apps.keys.api.serializers import ApiKeySerializer
 from apps.keys.signals import api_key_event
-from apps.marketplace.api.serializers import TemplateSerializer
-from apps.marketplace.signals import template_published
+from apps.marketplace.api.serializers import SubmissionSerializer, TemplateSerializer
+from apps.marketplace.models import Visibility
+from apps.marketplace.signals import template_published, template_rejected
 from apps.sandboxes.api.serializers import ExecutionDetailSerializer, SandboxSerializer
 from apps.sandboxes.models import Execution
 from apps.sandboxes.signals import sandbox_event
@@ -100,9 +101,24 @@ def _agent_run_finished(sender, run, **kwargs):
 
 
 @receiver(template_published, dispatch_uid="webhooks.template_published")
-def _template_published(sender, template, **kwargs):
-    """data: the template as GET /api/v1/templates/{name}. Built-in templates are public: every
-    organization's endpoints that subscribe hear of them."""
-    services.emit_public(
-        type="template.published", data=lambda: TemplateSerializer(template).data, template=template.name
+def _template_published(sender, template, submission=None, **kwargs):
+    """data: the template as GET /api/v1/templates/{name}. Built-in and public marketplace templates
+    are public news: every organization's endpoints that subscribe hear of them (the submitter's
+    among them); a private marketplace template's version only its organization's."""
+    data = lambda: TemplateSerializer(template).data  # noqa: E731
+    if submission is not None and template.visibility != Visibility.PUBLIC:
+        services.emit(org_id=submission.org_id, type="template.published", data=data, template=template.name)
+        return
+    services.emit_public(type="template.published", data=data, template=template.name)
+
+
+@receiver(template_rejected, dispatch_uid="webhooks.template_rejected")
+def _template_rejected(sender, submission, **kwargs):
+    """data: the submission as GET /api/v1/marketplace/submissions/{id} lists it (state rejected,
+    message: the reviewer's reason); to the submitter's organization."""
+    services.emit(
+        org_id=submission.org_id,
+        type="template.rejected",
+        data=lambda: SubmissionSerializer(submission).data,
+        template=submission.template_name,
     )

@@ -209,11 +209,14 @@ def active_webhooks(org_id: str) -> list[Webhook]:
     return list(Webhook.objects.filter(org_id=org_id, active=True)) if org_id else []
 
 
-def emit(*, org_id: str, type: str, data, sandbox=None, hooks: list[Webhook] | None = None) -> list[Delivery]:
+def emit(
+    *, org_id: str, type: str, data, sandbox=None, hooks: list[Webhook] | None = None, template: str | None = None
+) -> list[Delivery]:
     """Writes one delivery per active endpoint of the organization that subscribes to `type` and
-    whose filter `sandbox` passes, in the caller's transaction (the outbox): they commit or roll
-    back with the change that caused the event. `data` may be a callable, called only when some
-    endpoint wants the event; `hooks`, the organization's active_webhooks() if the caller has them.
+    whose filter `sandbox` (or, for a template's own event, `template`) passes, in the caller's
+    transaction (the outbox): they commit or roll back with the change that caused the event.
+    `data` may be a callable, called only when some endpoint wants the event; `hooks`, the
+    organization's active_webhooks() if the caller has them.
     Each endpoint's task is queued when the transaction commits."""
     if type not in catalog.EVENTS:
         raise ValueError(f"unknown webhook event {type!r}")
@@ -222,7 +225,7 @@ def emit(*, org_id: str, type: str, data, sandbox=None, hooks: list[Webhook] | N
     hooks = [
         hook
         for hook in (active_webhooks(org_id) if hooks is None else hooks)
-        if subscribed(hook, type) and matches(hook.filter, sandbox)
+        if subscribed(hook, type) and matches(hook.filter, sandbox, template)
     ]
     return _write(hooks, type, data)
 

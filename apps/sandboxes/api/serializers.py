@@ -63,7 +63,12 @@ class ResourcesInputSerializer(StrictSerializer):
 class SandboxCreateSerializer(StrictSerializer):
     any_of_required = ("template", "snapshot")
 
-    template = serializers.CharField(max_length=64, required=False, help_text="Required unless `snapshot` is given.")
+    template = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="A template's name, or name@version to pin a marketplace template's version (a bare name takes "
+        "its latest non-yanked version). Required unless `snapshot` is given.",
+    )
     snapshot = serializers.CharField(max_length=32, required=False, help_text="Create from this snapshot (snap_…).")
     name = name_field(required=False)
     autoStart = serializers.BooleanField(required=False, default=True)
@@ -127,6 +132,9 @@ class SandboxSerializer(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
     template = serializers.CharField(source="template.name")
+    templateVersion = serializers.CharField(
+        source="template_version", help_text="The marketplace template version it runs; empty for built-ins."
+    )
     status = serializers.ChoiceField(choices=Status.choices)
     statusReason = serializers.CharField(source="status_reason")
     ephemeral = serializers.BooleanField()
@@ -163,6 +171,7 @@ class SandboxSerializer(serializers.Serializer):
             "id": sandbox.id,
             "name": sandbox.name,
             "template": sandbox.template.name,
+            "templateVersion": sandbox.template_version,
             "status": sandbox.status,
             "statusReason": sandbox.status_reason,
             "ephemeral": sandbox.ephemeral,

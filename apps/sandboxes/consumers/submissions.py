@@ -22,6 +22,7 @@ from apps.keys.actors import actor_for
 from apps.keys.scopes import TEMPLATES_READ
 from apps.marketplace import states
 from apps.marketplace.models import Submission
+from apps.marketplace.selectors import submission_get
 from apps.marketplace.submissions import log_after
 from vibebox import exceptions as errors
 
@@ -31,10 +32,7 @@ POLL_SECONDS = 0.5
 
 
 def _visible(actor, submission_id: str) -> Submission:
-    submission = Submission.objects.filter(pk=submission_id).first()
-    if submission is None or not (getattr(actor.user, "is_staff", False) or submission.org_id == actor.org.pk):
-        raise errors.SubmissionNotFound(details={"submission": submission_id})
-    return submission
+    return submission_get(actor=actor, submission_id=submission_id)
 
 
 class SubmissionLogConsumer(BaseConsumer):

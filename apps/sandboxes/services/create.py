@@ -20,7 +20,15 @@ from django.utils import timezone
 from apps.audit.services import record
 from apps.keys.services import acting_org, api_keys_revoke_for_sandbox
 from apps.marketplace.models import BuildState, Template
-from apps.marketplace.selectors import template_find, template_suggestions
+from apps.marketplace.selectors import (
+    published_versions,
+    split_pin,
+    template_find,
+    template_list,
+    template_suggestions,
+    version_resolve,
+)
+from apps.marketplace.services import template_use_record
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
@@ -119,25 +127,68 @@ def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.date
 TEMPLATE_POLL_INTERVAL = 1.0
 
 
-def _template(name: str, *, wait: bool = False) -> Template:
-    template = template_find(name)
+def _template(ref: str, *, org=None, wait: bool = False) -> tuple[Template, str, str]:
+    """The template a create names (`name` or `name@version`, visible to `org`), its version
+    ("" for built-ins) and the image to start. A pin of a yanked version is 400
+    template_version_yanked; of an unknown one 400 unknown_template_version (details.versions)."""
+    name, pin = split_pin(ref)
+    template = template_find(name, org=org)
     if template is None:
         known = sorted(  # every name a create accepts, aliases too
-            {n for t in Template.objects.filter(is_active=True) for n in [t.name, *(t.aliases or [])]}
+            {n for t in template_list(org) for n in [t.name, *(t.aliases or [])]}
         )
-        suggestions = template_suggestions(name)
+        suggestions = template_suggestions(name, org=org)
         hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise errors.UnknownTemplate(
             f"Unknown template {name!r}.{hint}",
             details={"template": name, "available": known, "suggestions": suggestions},
         )
-    if not template.image:
+    version, image = "", ""
+    if pin or template.owner_org_id is not None:  # a marketplace template has versions
+        version, image = _template_version(template, pin)
+    elif not template.image:
         template = _wait_for_image(template, wait=wait)
     if template.runtime not in settings.VIBEBOX_ALLOWED_RUNTIMES:
         raise errors.TemplateUnavailable(f"Template {name!r} needs runtime {template.runtime!r}, not allowed here.")
     if set(template.cap_add) - set(settings.VIBEBOX_ALLOWED_CAPABILITIES):
         raise errors.TemplateUnavailable(f"Template {name!r} asks for capabilities this server does not allow.")
-    return template
+    return template, version, image or template.image
+
+
+def _template_version(template: Template, pin: str) -> tuple[str, str]:
+    """(version, image) of a marketplace template: the pinned published version, or its latest."""
+    if not pin and template.latest_version:
+        return template.latest_version, template.image
+    if not pin:  # every version was yanked
+        raise errors.TemplateVersionYanked(
+            f"Every version of {template.name} was yanked.",
+            details={"template": template.name, "version": "", "latest": "", "versions": []},
+        )
+    if template.owner_org_id is None:
+        raise errors.UnknownTemplateVersion(
+            f"{template.name} is a built-in template: it has no versions to pin.",
+            details={"template": template.name, "version": pin, "versions": []},
+        )
+    row = version_resolve(template, pin)
+    if row is None:
+        versions = published_versions(template)
+        raise errors.UnknownTemplateVersion(
+            f"{template.name} has no version {pin!r}; published: {', '.join(versions) or 'none'}.",
+            details={"template": template.name, "version": pin, "versions": versions},
+        )
+    if row.yanked:
+        raise errors.TemplateVersionYanked(
+            f"{template.name}@{pin} was yanked{': ' + row.yank_reason if row.yank_reason else ''}; "
+            f"the latest is {template.latest_version or 'none'}.",
+            details={
+                "template": template.name,
+                "version": pin,
+                "reason": row.yank_reason,
+                "latest": template.latest_version,
+                "versions": published_versions(template),
+            },
+        )
+    return row.version, row.image
 
 
 def _wait_for_image(template: Template, *, wait: bool) -> Template:
@@ -210,11 +261,12 @@ def sandbox_create(
     `template_version` (internal: the marketplace pipeline's smoke test) is a TemplateVersion,
     maybe a candidate of an inactive template: the sandbox runs its image, never from a pool."""
     driver = get_driver()
+    org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
-        tmpl = template_version.template
+        tmpl, version, image = template_version.template, template_version.version, template_version.image
     else:
-        tmpl = _template(snapshot.template.name if snapshot else template, wait=wait)
-    if snapshot and template and template not in [tmpl.name, *(tmpl.aliases or [])]:
+        tmpl, version, image = _template(snapshot.template.name if snapshot else template, org=org, wait=wait)
+    if snapshot and template and split_pin(template)[0] not in [tmpl.name, *(tmpl.aliases or [])]:
         raise errors.ValidationFailed(
             "The snapshot is of another template.", details={"fields": {"template": [f"the snapshot's is {tmpl.name}"]}}
         )
@@ -232,6 +284,7 @@ def sandbox_create(
         auto_start=auto_start, disk=None if disk == default_disk() else disk
     )
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
+    pinned_image = image if template and "@" in template else ""
     warm = pool is not None
 
     try:
@@ -244,10 +297,11 @@ def sandbox_create(
                 raise errors.SandboxNameTaken(details={"name": name})
             sandbox = Sandbox(
                 owner=owner,
-                org=org or acting_org(user=owner, key=api_key),
+                org=org,
                 api_key=api_key,
                 template=tmpl,
-                image=snapshot.image if snapshot else (template_version.image if template_version else tmpl.image),
+                template_version=version,
+                image=snapshot.image if snapshot else image,
                 ephemeral=ephemeral,
                 timeout_seconds=timeout_seconds,
                 expires_at=expires_at,
@@ -260,13 +314,15 @@ def sandbox_create(
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
             )
-            pooled = pools.pool_claim(pool) if warm else None
+            pooled = pools.pool_claim(pool, image=pinned_image) if warm else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
                 sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
                 sandbox.status = Status.CREATING if clone else Status.RUNNING
                 sandbox.started_at = timezone.now()
             sandbox.name = name or f"{tmpl.name}-{sandbox.id[4:12].lower()}"
             sandbox.save(force_insert=True)
+            if template_version is None:  # a smoke test's sandbox is not a use
+                template_use_record(template=tmpl, version=version, org=sandbox.org, user=owner)
     except IntegrityError:
         raise errors.SandboxNameTaken(details={"name": name}) from None
     if warm:

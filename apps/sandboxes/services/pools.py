@@ -85,13 +85,16 @@ def pool_for(template: Template, *, cpu: float, memory: int) -> WarmPool | None:
     return pools.filter(template=template, cpu=cpu, memory=memory, enabled=True).first()
 
 
-def pool_claim(pool: WarmPool | None) -> PooledContainer | None:
-    """Takes the oldest ready container of the pool's current image (call inside the create's
-    transaction). Counts a hit or a miss."""
+def pool_claim(pool: WarmPool | None, *, image: str = "") -> PooledContainer | None:
+    """Takes the oldest ready container of the pool's current image, or of `image` (a create
+    pinned to a marketplace template's version takes only a container of that version's image)
+    (call inside the create's transaction). Counts a hit or a miss."""
     if pool is None:
         return None
     template = pool.template
-    ready = PooledContainer.objects.filter(pool=pool, status=PooledContainer.Status.READY, image=template.image)
+    ready = PooledContainer.objects.filter(
+        pool=pool, status=PooledContainer.Status.READY, image=image or template.image
+    )
     for candidate in ready.order_by("ready_at")[:3]:
         # Conditional: of two creates racing for this container only one deletes the row.
         if PooledContainer.objects.filter(pk=candidate.pk, status=PooledContainer.Status.READY).delete()[0]:

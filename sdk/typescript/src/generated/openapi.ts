@@ -152,6 +152,173 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/marketplace/submissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["marketplace_submissions_list"];
+        put?: never;
+        /** @description Queues a template version for validation (build, policy checks, smoke test). The template.yaml, the Dockerfile and the context tar are checked at once: 400 invalid_template_yaml / invalid_dockerfile / invalid_build_context / build_context_too_large. Needs the templates.submit permission (a key: the templates:submit scope). */
+        post: operations["marketplace_submissions_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/submissions/{submission_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["marketplace_submissions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/submissions/{submission_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Cancels a queued submission (409 submission_state_conflict once it started). Needs the templates.submit permission (a key: the templates:submit scope). */
+        post: operations["marketplace_submissions_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/submissions/{submission_id}/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Approve (publish) or reject (with a reason) a submission awaiting review. Public submissions: staff only (403 naming marketplace.review). */
+        post: operations["marketplace_submissions_review"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["marketplace_templates_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["marketplace_templates_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates/{name}/deprecate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Sets or clears (empty message) a deprecation notice with a suggested replacement. */
+        post: operations["marketplace_templates_deprecate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates/{name}/feature": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Staff: features a template in the catalogue (a lower rank first). */
+        post: operations["marketplace_templates_feature"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates/{name}/reviews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["marketplace_reviews_list"];
+        put?: never;
+        /** @description Rates the template (1-5) with an optional text: one review per user, sent again it is edited (200). Only users who created a sandbox from the template may (403 review_not_allowed). */
+        post: operations["marketplace_reviews_upsert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/marketplace/templates/{name}/versions/{version}/yank": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Hides a version from new creates (running sandboxes keep it). The template's organization's admins (templates.submit + members.manage) or staff. */
+        post: operations["marketplace_versions_yank"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs": {
         parameters: {
             query?: never;
@@ -1295,6 +1462,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Built-in templates and the published marketplace templates the caller's organization sees (public ones and its own private ones). */
         get: operations["templates_list"];
         put?: never;
         post?: never;
@@ -1680,6 +1848,8 @@ export interface components {
          * @enum {string}
          */
         BackgroundStatusEnum: "running";
+        /** @enum {unknown} */
+        BlankEnum: "";
         BuildProgress: {
             /** @description The Dockerfile step being run. */
             step: number;
@@ -1694,6 +1864,66 @@ export interface components {
          * @enum {string}
          */
         BuildStateEnum: "ready" | "queued" | "building" | "failed";
+        CatalogueTemplate: {
+            name: string;
+            displayName: string;
+            description: string;
+            icon: string;
+            tags: string[];
+            languages: string[];
+            official: boolean;
+            builtIn: boolean;
+            featured: boolean;
+            featuredRank: number;
+            visibility: components["schemas"]["VisibilityEnum"];
+            /** @description The owning organization's slug; null for official ones. */
+            readonly owner: string | null;
+            /** @description Empty for built-in templates. */
+            latestVersion: string;
+            imageSize: number | null;
+            readonly deprecation: components["schemas"]["Deprecation"] | null;
+            readonly rating: components["schemas"]["Rating"];
+            readonly usage: components["schemas"]["Usage"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        CatalogueTemplateDetail: {
+            name: string;
+            displayName: string;
+            description: string;
+            icon: string;
+            tags: string[];
+            languages: string[];
+            official: boolean;
+            builtIn: boolean;
+            featured: boolean;
+            featuredRank: number;
+            visibility: components["schemas"]["VisibilityEnum"];
+            /** @description The owning organization's slug; null for official ones. */
+            readonly owner: string | null;
+            /** @description Empty for built-in templates. */
+            latestVersion: string;
+            imageSize: number | null;
+            readonly deprecation: components["schemas"]["Deprecation"] | null;
+            readonly rating: components["schemas"]["Rating"];
+            readonly usage: components["schemas"]["Usage"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            readme: string;
+            ports: {
+                [key: string]: unknown;
+            }[];
+            smoke: string;
+            workdir: string;
+            defaultResources: {
+                [key: string]: unknown;
+            };
+            readonly versions: components["schemas"]["TemplateVersion"][];
+        };
         ChangeFile: {
             path: string;
             status: components["schemas"]["ChangeFileStatusEnum"];
@@ -2029,6 +2259,16 @@ export interface components {
          * @enum {string}
          */
         DeliveryStatusEnum: "pending" | "succeeded" | "retrying" | "failed";
+        DeprecateRequest: {
+            /** @description Empty clears the notice. */
+            message: string;
+            /** @default  */
+            replacement: string;
+        };
+        Deprecation: {
+            message: string;
+            replacement: string;
+        };
         DiskMetrics: {
             /** @description Bytes used in /workspace (null when paused). */
             workspace: number | null;
@@ -2204,6 +2444,20 @@ export interface components {
          * @enum {string}
          */
         ExecutionStatusEnum: "running" | "completed" | "failed" | "timeout" | "error";
+        /**
+         * @description * `` -
+         *     * `upload` - Upload
+         *     * `build` - Build
+         *     * `policy` - Policy
+         *     * `smoke` - Smoke
+         * @enum {string}
+         */
+        FailedStepEnum: "upload" | "build" | "policy" | "smoke";
+        FeatureRequest: {
+            featured: boolean;
+            /** @default 0 */
+            rank: number;
+        };
         FileEntry: {
             path: string;
             name: string;
@@ -2693,6 +2947,21 @@ export interface components {
             previous: string | null;
             results: components["schemas"]["AgentRunSummary"][];
         };
+        PaginatedCatalogueTemplateList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous: string | null;
+            results: components["schemas"]["CatalogueTemplate"][];
+        };
         PaginatedDeliveryList: {
             /** @example 123 */
             count: number;
@@ -2723,6 +2992,21 @@ export interface components {
             previous: string | null;
             results: components["schemas"]["Execution"][];
         };
+        PaginatedReviewList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous: string | null;
+            results: components["schemas"]["Review"][];
+        };
         PaginatedSandboxList: {
             /** @example 123 */
             count: number;
@@ -2737,6 +3021,21 @@ export interface components {
              */
             previous: string | null;
             results: components["schemas"]["Sandbox"][];
+        };
+        PaginatedSubmissionList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous: string | null;
+            results: components["schemas"]["Submission"][];
         };
         PaginatedWebhookList: {
             /** @example 123 */
@@ -2900,6 +3199,11 @@ export interface components {
          * @enum {string}
          */
         ProtocolEnum: "oidc" | "saml";
+        Rating: {
+            /** Format: double */
+            average: number | null;
+            count: number;
+        };
         Resources: {
             /** Format: double */
             cpu: number;
@@ -2918,6 +3222,15 @@ export interface components {
             /** @description Writable layer size, where the storage driver can limit it. */
             disk?: number | string;
         };
+        Review: {
+            user: string;
+            rating: number;
+            text: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
         ReviewRequest: {
             /** @description Default: every session. */
             sessionId?: string | null;
@@ -2933,6 +3246,11 @@ export interface components {
          * @enum {string}
          */
         ReviewStatusEnum: "approved" | "rejected";
+        ReviewWriteRequest: {
+            rating: number;
+            /** @default  */
+            text: string;
+        };
         Role: {
             name: string;
             builtIn: boolean;
@@ -2969,6 +3287,8 @@ export interface components {
             id: string;
             name: string;
             template: string;
+            /** @description The marketplace template version it runs; empty for built-ins. */
+            templateVersion: string;
             status: components["schemas"]["SandboxStatusEnum"];
             statusReason: string;
             ephemeral: boolean;
@@ -3000,7 +3320,7 @@ export interface components {
             lastActivityAt: string | null;
         };
         SandboxCreateRequest: {
-            /** @description Required unless `snapshot` is given. */
+            /** @description A template's name, or name@version to pin a marketplace template's version (a bare name takes its latest non-yanked version). Required unless `snapshot` is given. */
             template?: string;
             /** @description Create from this snapshot (snap_…). */
             snapshot?: string;
@@ -3070,12 +3390,13 @@ export interface components {
          *     * `execute` - execute
          *     * `keys:manage` - keys:manage
          *     * `templates:read` - templates:read
+         *     * `templates:submit` - templates:submit
          *     * `orgs:manage` - orgs:manage
          *     * `audit:read` - audit:read
          *     * `webhooks:manage` - webhooks:manage
          * @enum {string}
          */
-        ScopesEnum: "sandboxes:read" | "sandboxes:write" | "execute" | "keys:manage" | "templates:read" | "orgs:manage" | "audit:read" | "webhooks:manage";
+        ScopesEnum: "sandboxes:read" | "sandboxes:write" | "execute" | "keys:manage" | "templates:read" | "templates:submit" | "orgs:manage" | "audit:read" | "webhooks:manage";
         Snapshot: {
             id: string;
             name: string;
@@ -3140,6 +3461,137 @@ export interface components {
             /** @description The TXT record's value. */
             recordValue: string;
         };
+        /**
+         * @description * `queued` - Queued
+         *     * `building` - Building
+         *     * `smoke_testing` - Smoke Testing
+         *     * `awaiting_review` - Awaiting Review
+         *     * `published` - Published
+         *     * `rejected` - Rejected
+         *     * `failed` - Failed
+         *     * `cancelled` - Cancelled
+         * @enum {string}
+         */
+        StateEnum: "queued" | "building" | "smoke_testing" | "awaiting_review" | "published" | "rejected" | "failed" | "cancelled";
+        Submission: {
+            id: string;
+            template: string;
+            version: string;
+            visibility: components["schemas"]["VisibilityEnum"];
+            state: components["schemas"]["StateEnum"];
+            /**
+             * @description When failed: the step that failed (upload, build, policy, smoke); else empty.
+             *
+             *     * `` -
+             *     * `upload` - Upload
+             *     * `build` - Build
+             *     * `policy` - Policy
+             *     * `smoke` - Smoke
+             */
+            failedStep: components["schemas"]["FailedStepEnum"] | components["schemas"]["BlankEnum"];
+            /** @description Why it failed or was rejected. */
+            message: string;
+            org: string;
+            readonly user: string | null;
+            contextBytes: number;
+            image: string;
+            imageSize: number | null;
+            /** Format: double */
+            buildSeconds: number | null;
+            /** @description Bytes of build log ever appended. */
+            logSize: number;
+            readonly reviewer: string | null;
+            reviewReason: string;
+            /** @description name@version once a version row exists. */
+            readonly templateVersion: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+        };
+        SubmissionCreateMultipartRequest: {
+            /**
+             * Format: binary
+             * @description The Dockerfile (a file or a text field).
+             */
+            dockerfile: string;
+            /**
+             * Format: binary
+             * @description The template.yaml (a file or a text field).
+             */
+            templateYaml: string;
+            /**
+             * Format: binary
+             * @description The build context: a tar file.
+             */
+            context?: string;
+            /** @default private */
+            visibility: components["schemas"]["VisibilityEnum"];
+        };
+        SubmissionCreateRequest: {
+            /** @description The Dockerfile (at most 64 KiB). */
+            dockerfile: string;
+            /** @description The template.yaml (docs/marketplace.md). */
+            templateYaml: string;
+            /** @description The build context: a tar (plain, gzip, bzip2 or xz), base64; at most VIBEBOX_TEMPLATE_CONTEXT_MAX bytes (multipart uploads suit large ones). */
+            context?: string;
+            /** @default private */
+            visibility: components["schemas"]["VisibilityEnum"];
+        };
+        SubmissionDetail: {
+            id: string;
+            template: string;
+            version: string;
+            visibility: components["schemas"]["VisibilityEnum"];
+            state: components["schemas"]["StateEnum"];
+            /**
+             * @description When failed: the step that failed (upload, build, policy, smoke); else empty.
+             *
+             *     * `` -
+             *     * `upload` - Upload
+             *     * `build` - Build
+             *     * `policy` - Policy
+             *     * `smoke` - Smoke
+             */
+            failedStep: components["schemas"]["FailedStepEnum"] | components["schemas"]["BlankEnum"];
+            /** @description Why it failed or was rejected. */
+            message: string;
+            org: string;
+            readonly user: string | null;
+            contextBytes: number;
+            image: string;
+            imageSize: number | null;
+            /** Format: double */
+            buildSeconds: number | null;
+            /** @description Bytes of build log ever appended. */
+            logSize: number;
+            readonly reviewer: string | null;
+            reviewReason: string;
+            /** @description name@version once a version row exists. */
+            readonly templateVersion: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+            /** @description The build log (its head and newest tail are kept, at most 1 MiB); with ?logOffset=N, only what follows byte N. */
+            readonly buildLog: string;
+            /** @description The byte offset buildLog starts at. */
+            readonly logOffset: number;
+            smokeOutput: string;
+            /** @description The template.yaml as accepted. */
+            spec: {
+                [key: string]: unknown;
+            };
+        };
+        SubmissionReviewRequest: {
+            approve: boolean;
+            /** @description Required to reject; shown to the author. */
+            reason?: string;
+        };
         Team: {
             name: string;
             /** @description Null: the team grants no role. */
@@ -3191,6 +3643,22 @@ export interface components {
             readonly buildProgress: components["schemas"]["BuildProgress"] | null;
             /** Format: double */
             buildSeconds: number | null;
+            /** @description A built-in (official) template; else a marketplace one. */
+            official: boolean;
+            visibility: components["schemas"]["VisibilityEnum"];
+            /** @description A marketplace template's newest published version (pin it: name@version). */
+            latestVersion: string;
+        };
+        TemplateVersion: {
+            version: string;
+            changelog: string;
+            imageSize: number | null;
+            /** Format: date-time */
+            publishedAt: string | null;
+            yanked: boolean;
+            /** Format: date-time */
+            yankedAt: string | null;
+            yankReason: string;
         };
         Terminal: {
             /** @description term_…; join it with the terminal WebSocket's ?session=. */
@@ -3210,6 +3678,17 @@ export interface components {
             /** @description The open ones, oldest first. */
             terminals: components["schemas"]["Terminal"][];
         };
+        Usage: {
+            /** @description Sandboxes ever created from it. */
+            total: number;
+            last30Days: number;
+        };
+        /**
+         * @description * `public` - Public
+         *     * `private` - Private
+         * @enum {string}
+         */
+        VisibilityEnum: "public" | "private";
         Webhook: {
             id: string;
             url: string;
@@ -3243,7 +3722,7 @@ export interface components {
             filter?: components["schemas"]["WebhookFilterRequest"];
         };
         /** @enum {string} */
-        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published";
+        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published" | "template.rejected";
         WebhookFilterRequest: {
             sandboxId?: string;
             template?: string;
@@ -3276,6 +3755,10 @@ export interface components {
             /** @description whsec_…: the signing secret. Shown only in this response. */
             readonly secret: string;
         };
+        YankRequest: {
+            /** @default  */
+            reason: string;
+        };
         /** @description Every error answer has this envelope. */
         ErrorResponse: {
             error: {
@@ -3294,7 +3777,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "team_name_taken" | "team_not_found" | "template_building" | "template_not_found" | "template_unavailable" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_field" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -4362,6 +4845,911 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKeyUsage"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_submissions_list: {
+        parameters: {
+            query?: {
+                /** @description Staff: every organization's submissions (e.g. with state=awaiting_review). */
+                allOrgs?: boolean;
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Only submissions in this state. */
+                state?: "awaiting_review" | "building" | "cancelled" | "failed" | "published" | "queued" | "rejected" | "smoke_testing";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedSubmissionList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_submissions_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmissionCreateRequest"];
+                "multipart/form-data": components["schemas"]["SubmissionCreateMultipartRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmissionDetail"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_submissions_retrieve: {
+        parameters: {
+            query?: {
+                /** @description Only the build log after this byte offset (a previous logSize). */
+                logOffset?: number;
+            };
+            header?: never;
+            path: {
+                submission_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmissionDetail"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_submissions_cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                submission_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submission"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_submissions_review: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                submission_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmissionReviewRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submission"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_templates_list: {
+        parameters: {
+            query?: {
+                featured?: boolean;
+                language?: string;
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description true: built-in ones; false: community ones. */
+                official?: boolean;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Words to find in the name, description and tags. */
+                q?: string;
+                /** @description Default: featured first. */
+                sort?: "featured" | "name" | "newest" | "rating" | "usage";
+                tag?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedCatalogueTemplateList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_templates_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogueTemplateDetail"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_templates_deprecate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeprecateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogueTemplateDetail"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_templates_feature: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeatureRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogueTemplateDetail"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_reviews_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedReviewList"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_reviews_upsert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Review"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Review"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    marketplace_versions_yank: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["YankRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateVersion"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
