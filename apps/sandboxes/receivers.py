@@ -11,6 +11,7 @@ from vibebox import exceptions as errors
 from .models import Sandbox, Snapshot, Status
 from .services.create import sandboxes_destroy_ephemeral_of_key
 from .services.grants import grants_of_member_delete
+from .tasks import validate_submission
 
 
 @receiver(api_key_revoked, dispatch_uid="sandboxes.destroy_ephemeral_of_key")
@@ -44,6 +45,4 @@ def _member_removing(*, org, user, **_) -> None:
 def _submission_queued(*, submission, **_) -> None:
     """A template submission waits for its validation (sent after its commit): the worker runs it."""
     if settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH:
-        from .tasks import validate_submission
-
         validate_submission.delay(submission.pk)

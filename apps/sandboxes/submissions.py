@@ -57,8 +57,11 @@ from apps.marketplace.services import (
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
+from . import processes
 from .runtime import get_driver
 from .runtime.base import BuildFailed, BuildLimits
+from .services.create import sandbox_create, sandbox_destroy
+from .services.exec import sandbox_exec
 from .specs import base_labels
 
 logger = logging.getLogger(__name__)
@@ -502,10 +505,6 @@ def _resources(spec: dict) -> dict | None:
 def smoke_test(submission: Submission, version: TemplateVersion) -> str:
     """Runs the smoke test in a sandbox of the candidate version; answers its output, or raises
     StepFailed smoke (with the output kept on the submission)."""
-    from . import processes
-    from .services.create import sandbox_create, sandbox_destroy
-    from .services.exec import sandbox_exec
-
     spec = submission.spec or {}
     timeout = float(settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT)
     workdir = str(spec.get("workdir") or version.template.workdir or "/workspace")

@@ -8,7 +8,7 @@ test_pipeline_builds.py (`templates` marker)."""
 import tarfile
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
 from apps.marketplace import catalog
 from apps.marketplace.models import Submission, Template, TemplateVersion
@@ -207,6 +207,4 @@ def test_build_log_streams_over_the_websocket_then_the_final_state(owner, outsid
 
 
 async def _in_thread(function, *args, **kwargs):
-    from asgiref.sync import sync_to_async
-
     return await sync_to_async(function, thread_sensitive=False)(*args, **kwargs)
