@@ -13,7 +13,7 @@ import docker
 from apps.marketplace.models import Submission
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.submissions import BUILD_NETWORK_PREFIX, image_tag
+from apps.sandboxes.submissions import image_tag
 
 STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12})$", re.MULTILINE)
 
@@ -87,14 +87,9 @@ def assert_nothing_left(submission: Submission) -> None:
     build) none of the images its steps made, except its (tagged) bases."""
     client = docker.from_env()
     try:
+        # The engine refuses to remove a network with a container on it: no network, no step left.
         networks = [n.name for n in client.networks.list(filters={"label": f"vibebox.build={submission.pk}"})]
         assert networks == [], networks
-        leftovers = [
-            c.name
-            for c in client.containers.list(all=True)
-            if any(name.startswith(BUILD_NETWORK_PREFIX) for name in c.attrs["NetworkSettings"]["Networks"])
-        ]
-        assert leftovers == [], leftovers
         if submission.state == "failed":
             assert not get_driver().image_exists(image_tag(submission))
             for image in step_images(submission.build_log):
