@@ -73,6 +73,7 @@ SETID_CACHE_SECONDS = 7 * 24 * 3600  # an image's setuid list, by image id (ids 
 BUILD_NETWORK_PREFIX = "vibebox-bld-"  # + 7 hex digits: the bridge is "vbx-bld-<7 hex>" (15 chars)
 DEBIAN_SUITES = catalog.SUITES
 OWN_LABEL_PREFIX = "vibebox."
+EXTRA_CA_NAME = "extra-ca.crt"  # the server's extra CA bundle, in every build context
 OCI_LABEL_PREFIX = "org.opencontainers."
 FROM_HELP = (
     "FROM may name vibebox/<template> or vibebox/<template>:<version> (a built-in template or a "
@@ -607,10 +608,10 @@ def submission_validate(submission_id: str) -> str | None:
             files = extract_context(submission.context_path, context)
             log(f"build context: {files} entries")
         plan = plan_dockerfile(submission.dockerfile, org=submission.org)
-        dockerfile = context / "Dockerfile"
-        if dockerfile.is_dir():
-            shutil.rmtree(dockerfile)
-        dockerfile.write_text(plan.dockerfile)
+        _context_file(context / "Dockerfile", plan.dockerfile.encode())
+        # The server's extra CA bundle (maybe empty), as the built-in images get it: a build can
+        # COPY it to fetch through a TLS-intercepting proxy. It replaces the submitter's file.
+        _context_file(context / EXTRA_CA_NAME, catalog.extra_ca_bytes())
         for stage in plan.stages:
             if stage.image:
                 log(f"base image: {stage.image}")
@@ -659,6 +660,12 @@ def submission_validate(submission_id: str) -> str | None:
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
         close_old_connections()
+
+
+def _context_file(path: Path, data: bytes) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    path.write_bytes(data)
 
 
 def _current_step(submission_id: str) -> str:

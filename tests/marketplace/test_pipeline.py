@@ -32,9 +32,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_private_submission_is_built_checked_smoke_tested_and_published(templates, owner, tmp_path):
-    context = tar_bytes([file_entry("notes/readme.txt", b"hello"), file_entry("Dockerfile", b"FROM scratch\n")])
-    dockerfile = SMALL_DOCKERFILE + "COPY notes/readme.txt /home/app/readme.txt\n"
-    submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec_for("tiny-tool"), context=context)
+    context = tar_bytes(
+        [
+            file_entry("notes/readme.txt", b"hello"),
+            file_entry("Dockerfile", b"FROM scratch\n"),
+            file_entry("extra-ca.crt", b"the submitter's own"),
+        ]
+    )
+    dockerfile = SMALL_DOCKERFILE + "COPY notes/readme.txt extra-ca.crt /home/app/\n"
+    # The server's extra CA bundle replaced the submitter's extra-ca.crt.
+    spec = spec_for("tiny-tool", smoke="cat /etc/small-template && id -un && ! grep -q submitter /home/app/extra-ca.crt")
+    submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec, context=context)
     tag = image_tag(submission)
     try:
         assert submission_validate(submission.pk) == "published"
