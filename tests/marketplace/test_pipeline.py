@@ -41,7 +41,8 @@ def test_private_submission_is_built_checked_smoke_tested_and_published(template
     )
     dockerfile = SMALL_DOCKERFILE + "COPY notes/readme.txt extra-ca.crt /home/app/\n"
     # The server's extra CA bundle replaced the submitter's extra-ca.crt.
-    spec = spec_for("tiny-tool", smoke="cat /etc/small-template && id -un && ! grep -q submitter /home/app/extra-ca.crt")
+    smoke = "cat /etc/small-template && id -un && ! grep -q submitter /home/app/extra-ca.crt"
+    spec = spec_for("tiny-tool", smoke=smoke)
     submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec, context=context)
     tag = image_tag(submission)
     try:
