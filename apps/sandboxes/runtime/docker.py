@@ -1191,7 +1191,7 @@ class DockerDriver:
         params = {
             "t": tag,
             "q": False,
-            "nocache": False,
+            "nocache": True,  # no step of another tenant's build is reused, and every step runs under the limits
             "rm": True,
             "forcerm": True,
             "pull": False,
@@ -1299,10 +1299,9 @@ class DockerDriver:
             time.sleep(0.2)
 
     def _build_images_remove(self, made: list[str], keep: str | None) -> None:
-        """The images a failed build's steps made, newest first, when no tag names them (a step
-        taken from the cache may be another image's layer: the engine refuses to remove an image
-        with children, and a tagged one is left alone). An image a step's container still uses
-        (being removed) is tried again for a few seconds."""
+        """The images a failed build's steps made, newest first, when no tag names them (a tagged
+        one, a base, is left alone; the engine refuses to remove an image with children). An
+        image a step's container still uses (being removed) is tried again for a few seconds."""
         for image in reversed(made):
             deadline = time.monotonic() + 10
             while True:
