@@ -7,6 +7,7 @@ step with a clear message, and leaves no container, network or image behind.
 Traffic goes only to this test's own listener on the host and to a container on a network the
 test creates itself."""
 
+import base64
 import contextlib
 import secrets
 import socket
@@ -15,11 +16,13 @@ import threading
 import docker
 import pytest
 
-from apps.marketplace.models import Template
+from apps.marketplace.models import Submission, Template
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.submissions import image_tag, submission_validate
+from apps.sandboxes.tasks import validate_submission
+from tests.marketplace.conftest import tar_of
 from tests.marketplace.pipeline_helpers import SMALL_DOCKERFILE, assert_nothing_left, make_submission, spec_for
 
 pytestmark = [pytest.mark.templates, pytest.mark.django_db(transaction=True)]
@@ -264,3 +267,39 @@ def test_a_build_that_runs_forever_is_stopped(templates, owner, tmp_path, settin
     assert "started" in submission.build_log
     assert submission.finished_at is not None
     assert_nothing_left(submission)
+
+
+def test_the_whole_flow_through_the_api(api_client, templates, owner, tmp_path, settings, cleanup_sandbox_ids):
+    """Submitted over the API (JSON, with a context), validated by the pipeline (the task's code),
+    published, then created by name@version through the API and run."""
+    settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = 30
+    context = base64.b64encode(tar_of({"hello.py": b"print('hello from the template')\n"})).decode()
+    template_yaml = (
+        'name: flow-tool\nversion: "1.2.0"\ndescription: a flow test\n'
+        'smoke: "python3 /opt/flow/hello.py"\nports: [8000]\n'
+        'start: "python3 -m http.server 8000"\n'
+    )
+    dockerfile = "FROM vibebox/python-3.13\nCOPY hello.py /opt/flow/hello.py\n"
+    response = api_client.post(
+        "/api/v1/marketplace/submissions",
+        {"dockerfile": dockerfile, "templateYaml": template_yaml, "context": context},
+        format="json",
+    )
+    assert response.status_code == 202, response.json()
+    submission_id = response.json()["id"]
+    assert validate_submission(submission_id) == "published"  # the Celery task's body, run here
+    detail = api_client.get(f"/api/v1/marketplace/submissions/{submission_id}").json()
+    tag = detail.get("image") or image_tag(Submission.objects.get(pk=submission_id))
+    try:
+        assert detail["state"] == "published" and "hello from the template" in detail["smokeOutput"]
+        created = api_client.post("/api/v1/sandboxes", {"template": "flow-tool@1.2.0"}, format="json")
+        assert created.status_code == 201, created.json()
+        sandbox_id = created.json()["id"]
+        cleanup_sandbox_ids.append(sandbox_id)
+        assert created.json()["templateVersion"] == "1.2.0"
+        ran = api_client.post(
+            f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "python3 /opt/flow/hello.py"}, format="json"
+        )
+        assert ran.status_code == 200 and "hello from the template" in ran.json()["stdout"], ran.json()
+    finally:
+        get_driver().image_remove(tag)
