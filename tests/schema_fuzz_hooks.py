@@ -39,9 +39,16 @@ STATE_CODES = {
     "unknown_role",  # a role is a built-in one or one of the organization's custom roles
     "invalid_webhook_url",  # a webhook URL: http(s)://host[:port]/path, https unless VIBEBOX_WEBHOOK_ALLOW_HTTP
     "webhook_target_refused",  # ... whose host resolves to no private address (VIBEBOX_WEBHOOK_ALLOW_PRIVATE)
+    # A marketplace submission's template.yaml, Dockerfile and tar are documents checked by content
+    # (docs/marketplace.md), not by the schema's types.
+    "invalid_template_yaml",
+    "invalid_dockerfile",
+    "invalid_build_context",
+    "build_context_too_large",
 }
 # expiresAt depends on the clock; a page cursor must be one the server gave (opaque to a schema).
-STATE_FIELD_CODES = {"in_the_past", "invalid_cursor"}
+# A deprecation's replacement must name a template; a rejection needs a reason (approve: false).
+STATE_FIELD_CODES = {"in_the_past", "invalid_cursor", "unknown_template", "reason_required"}
 
 
 def _strings_for_ranges(body) -> bool:

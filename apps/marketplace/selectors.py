@@ -1,7 +1,8 @@
 import re
 from datetime import timedelta
 
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from vibebox import exceptions as errors
@@ -108,14 +109,18 @@ def catalogue(
     """The catalogue's templates visible to `org`, annotated with rating_avg, rating_count,
     uses_total and uses_recent (last 30 days), filtered and sorted."""
     since = timezone.now() - USAGE_WINDOW
+    # Subqueries, not joins: a popular template's reviews times its uses would be a large product.
+    reviews = Review.objects.filter(template=OuterRef("pk")).values("template")
+    uses = TemplateUse.objects.filter(template=OuterRef("pk")).values("template")
+    recent = uses.filter(created_at__gte=since)
     rows = (
         template_list(org)
-        .exclude(image="")
+        .exclude(image="")  # a built-in whose first image is still building (GET /templates lists it)
         .annotate(
-            rating_avg=Avg("reviews__rating"),
-            rating_count=Count("reviews", distinct=True),
-            uses_total=Count("uses", distinct=True),
-            uses_recent=Count("uses", filter=Q(uses__created_at__gte=since), distinct=True),
+            rating_avg=Subquery(reviews.annotate(v=Avg("rating")).values("v")),
+            rating_count=Coalesce(Subquery(reviews.annotate(v=Count("id")).values("v")), 0),
+            uses_total=Coalesce(Subquery(uses.annotate(v=Count("id")).values("v")), 0),
+            uses_recent=Coalesce(Subquery(recent.annotate(v=Count("id")).values("v")), 0),
         )
     )
     if q:

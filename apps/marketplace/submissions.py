@@ -300,7 +300,7 @@ def submission_candidate(submission_id: str) -> TemplateVersion:
             built_in=False,
             official=False,
             owner_org=submission.org,
-            visibility=submission.visibility,
+            visibility=Visibility.PRIVATE,  # public once a public version is published
             **_template_fields(submission.spec),
         )
     elif template.built_in or template.owner_org_id != submission.org_id:

@@ -5,8 +5,12 @@ used a template, usage counts, search/filter/sort, yank/deprecate/feature permis
 import pytest
 
 from apps.audit.models import AuditEntry
-from apps.marketplace.models import Template, TemplateUse
+from apps.marketplace import services
+from apps.marketplace.models import Review, Template, TemplateUse
+from apps.orgs.actors import actor_in
 from apps.orgs.services import member_add, org_create, personal_org_ensure
+
+from .conftest import DOCKERFILE, pipeline_to_passed, yaml_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CAT = "/api/v1/marketplace/templates"
@@ -54,8 +58,6 @@ def test_a_public_template_is_everyones_and_its_name_is_the_authors(
     body = outsider_client.get(f"{CAT}/open-tool").json()
     assert body["owner"] == personal_org_ensure(user=owner).slug and body["official"] is False
     assert body["latestVersion"] == "1.0.0" and [v["version"] for v in body["versions"]] == ["1.0.0"]
-    from .conftest import DOCKERFILE, yaml_for
-
     response = outsider_client.post(
         "/api/v1/marketplace/submissions",
         {"dockerfile": DOCKERFILE, "templateYaml": yaml_for("open-tool", "2.0.0")},
@@ -154,8 +156,6 @@ def test_catalogue_search_filter_and_sort(api_client, owner, outsider, publish, 
     for _ in range(3):
         TemplateUse.objects.create(template=beta, org=org, user=owner)
     TemplateUse.objects.create(template=alpha, org=org, user=owner)
-    from apps.marketplace.models import Review
-
     Review.objects.create(template=alpha, user=owner, org=org, rating=5)
     Review.objects.create(template=beta, user=outsider, org=org, rating=2)
 
@@ -212,3 +212,24 @@ def test_yank_deprecate_and_feature_permissions(api_client, owner, outsider, sta
     assert api_client.get(CAT).json()["results"][0]["name"] == "perm-tool"  # featured first by default
     assert AuditEntry.objects.filter(action="template.featured").exists()
     assert AuditEntry.objects.filter(action="template.deprecated").exists()
+
+
+def test_an_orgs_admins_yank_its_templates_its_developers_may_not(owner, outsider, client_for, templates):
+    team = org_create(user=owner, name="Yank Team", slug="yank-team")
+    member_add(org=team, user_ref="outsider", role="developer")
+    submission = services.submission_create(
+        actor_in(user=owner, org=team), dockerfile=DOCKERFILE, template_yaml=yaml_for("team-tool")
+    )
+    pipeline_to_passed(submission.pk, image="vibebox/team-tool:1")
+    developer = client_for(outsider, org=team)
+    assert developer.get(f"{CAT}/team-tool").json()["owner"] == "yank-team"  # the team's private template
+    response = developer.post(f"{CAT}/team-tool/versions/1.0.0/yank", {}, format="json")
+    assert response.status_code == 403 and response.json()["error"]["details"]["permission"] == "members.manage"
+    response = developer.post(f"{CAT}/team-tool/deprecate", {"message": "old"}, format="json")
+    assert response.status_code == 403
+    admin = client_for(owner, org=team)
+    response = admin.post(f"{CAT}/team-tool/versions/1.0.0/yank", {"reason": "bad"}, format="json")
+    assert response.status_code == 200 and response.json()["yankReason"] == "bad"
+    assert Template.objects.get(name="team-tool").latest_version == ""
+    # The owner's personal organization does not see the team's private template.
+    assert client_for(owner).get(f"{CAT}/team-tool").status_code == 404

@@ -12,6 +12,7 @@ from django.core import mail
 from apps.audit.models import AuditEntry
 from apps.marketplace import services, states
 from apps.marketplace.models import Submission, Template, TemplateVersion
+from apps.marketplace.signals import submission_queued
 from apps.orgs.services import member_add, org_create
 from vibebox import exceptions as errors
 
@@ -34,7 +35,6 @@ def fields_of(response):
 
 def test_a_json_submission_is_queued_and_announced(api_client, owner):
     heard = []
-    from apps.marketplace.signals import submission_queued
 
     def receiver(sender, submission, **kwargs):
         heard.append(submission.pk)
@@ -258,7 +258,7 @@ def test_private_publishes_at_once_public_waits_for_staff(api_client, owner, sta
     queue = staff_client.get(f"{URL}?state=awaiting_review&allOrgs=true").json()
     assert [item["id"] for item in queue["results"]] == [public.pk]
     response = staff_client.post(f"{URL}/{public.pk}/review", {"approve": False}, format="json")
-    assert response.status_code == 400 and fields_of(response)["reason"][0]["code"] == "required"
+    assert response.status_code == 400 and fields_of(response)["reason"][0]["code"] == "reason_required"
     response = staff_client.post(f"{URL}/{public.pk}/review", {"approve": False, "reason": "no readme"}, format="json")
     assert response.status_code == 200 and response.json()["state"] == "rejected"
     assert response.json()["message"] == "no readme" and response.json()["reviewer"] == "staffer"
@@ -302,3 +302,21 @@ def test_the_build_log_keeps_its_head_and_tail_and_reads_from_an_offset(api_clie
     body = api_client.get(f"{URL}/{submission.pk}?logOffset={row.log_size}").json()
     assert body["buildLog"] == "the end\n"
     assert api_client.get(f"{URL}/{submission.pk}?logOffset=-1").status_code == 400
+
+
+def test_a_rejected_public_first_version_leaves_the_name_private_until_a_public_one_is_published(
+    owner, staff, actor_of_user, outsider_client
+):
+    actor = actor_of_user(owner)
+    public = services.submission_create(
+        actor, dockerfile=DOCKERFILE, template_yaml=yaml_for("vis-flip"), visibility="public"
+    )
+    pipeline_to_passed(public.pk, image="vibebox/vis-flip:1")
+    services.submission_review(actor_of_user(staff), public.pk, approve=False, reason="no")
+    private = services.submission_create(
+        actor, dockerfile=DOCKERFILE, template_yaml=yaml_for("vis-flip"), visibility="private"
+    )
+    pipeline_to_passed(private.pk, image="vibebox/vis-flip:2")
+    template = Template.objects.get(name="vis-flip")
+    assert (template.is_active, template.visibility, template.latest_version) == (True, "private", "1.0.0")
+    assert outsider_client.get("/api/v1/templates/vis-flip").status_code == 404

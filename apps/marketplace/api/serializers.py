@@ -64,7 +64,9 @@ class SubmissionCreateSerializer(StrictSerializer):
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE, required=False)
 
 
-class SubmissionCreateMultipartSerializer(serializers.Serializer):
+class SubmissionCreateMultipartSerializer(StrictSerializer):
+    """The multipart form (schema only: the view reads the parts itself, refusing unknown ones)."""
+
     dockerfile = serializers.FileField(help_text="The Dockerfile (a file or a text field).")
     templateYaml = serializers.FileField(help_text="The template.yaml (a file or a text field).")
     context = serializers.FileField(required=False, help_text="The build context: a tar file.")
@@ -143,7 +145,9 @@ class SubmissionReviewSerializer(StrictSerializer):
 
     def validate(self, attrs):
         if not attrs["approve"] and not attrs.get("reason", "").strip():
-            raise serializers.ValidationError({"reason": [serializers.ErrorDetail("Say why.", code="required")]})
+            raise serializers.ValidationError(
+                {"reason": [serializers.ErrorDetail("A rejection needs a reason.", code="reason_required")]}
+            )
         return attrs
 
 

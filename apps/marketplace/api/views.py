@@ -82,7 +82,9 @@ def _text_part(data, name: str, limit: int) -> str:
         try:
             return raw.decode()
         except UnicodeDecodeError:
-            raise _bad(name, "Must be UTF-8 text.") from None
+            error = errors.InvalidDockerfile if name == "dockerfile" else errors.InvalidTemplateYaml
+            problem = {"message": "Must be UTF-8 text.", "code": "not_utf8"}
+            raise error(f"{name}: must be UTF-8 text.", details={"fields": {name: [problem]}}) from None
     return str(value)
 
 
@@ -146,7 +148,7 @@ class SubmissionListView(GenericAPIView):
         state = request.query_params.get("state", "")
         if state and state not in SubmissionState.values:
             raise _bad("state", f"One of {', '.join(SubmissionState.values)}.", "invalid_choice")
-        all_orgs = request.query_params.get("allOrgs", "") in ("true", "1")
+        all_orgs = bool(_flag(request, "allOrgs"))
         rows = selectors.submission_list(actor=actor_of(request), state=state, all_orgs=all_orgs)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(SubmissionSerializer(page, many=True).data)

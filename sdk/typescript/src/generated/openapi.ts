@@ -3511,6 +3511,7 @@ export interface components {
             /** Format: date-time */
             finishedAt: string | null;
         };
+        /** @description The multipart form (schema only: the view reads the parts itself, refusing unknown ones). */
         SubmissionCreateMultipartRequest: {
             /**
              * Format: binary
