@@ -111,15 +111,18 @@ def _safe_name(name: str) -> PurePosixPath | None:
 
 
 def extract_context(path: str, root: Path) -> int:
-    """Extracts the submission's tar into `root` (which exists and is empty); answers the number
-    of files. Refuses (StepFailed upload) anything but plain files and directories, unsafe names,
-    more than VIBEBOX_TEMPLATE_CONTEXT_FILES entries or VIBEBOX_TEMPLATE_CONTEXT_MAX bytes."""
+    """Extracts the submission's tar (plain or compressed) into `root` (which exists and is
+    empty); answers the number of entries. Refuses (StepFailed upload) unsafe names (absolute,
+    ".."), devices and FIFOs, links that point outside the context (a symlink is made only with a
+    relative target that stays inside; a hard link becomes a copy of an earlier file), writing
+    through a link, more than VIBEBOX_TEMPLATE_CONTEXT_FILES entries or VIBEBOX_TEMPLATE_CONTEXT_MAX
+    bytes. No file keeps a setuid, setgid or sticky bit."""
     limit_files, limit_bytes = settings.VIBEBOX_TEMPLATE_CONTEXT_FILES, context_max()
     if os.path.getsize(path) > limit_bytes:
         raise StepFailed(FailedStep.UPLOAD, f"The build context is larger than {format_size(limit_bytes)}.")
     count, total = 0, 0
     try:
-        with tarfile.open(path, mode="r:") as archive:
+        with tarfile.open(path, mode="r:*") as archive:
             for member in archive:
                 count += 1
                 if count > limit_files:
@@ -127,14 +130,18 @@ def extract_context(path: str, root: Path) -> int:
                 relative = _safe_name(member.name)
                 if relative is None:
                     raise StepFailed(FailedStep.UPLOAD, f"The build context has an unsafe name: {member.name[:200]!r}.")
-                if not (member.isfile() or member.isdir()) or member.issparse():
+                linked = member.issym() or member.islnk()
+                if not (member.isfile() or member.isdir() or linked) or member.issparse():
                     raise StepFailed(
                         FailedStep.UPLOAD,
-                        f"The build context may hold only files and directories; {member.name[:200]!r} is not one "
-                        "(no links or devices).",
+                        f"The build context may hold only files, directories and links inside it; "
+                        f"{member.name[:200]!r} is not one (no devices).",
                     )
                 target = root / relative
                 _parents_made(root, relative.parent)
+                if linked:
+                    _link_made(root, relative, member)
+                    continue
                 if member.isdir():
                     if target.is_symlink() or (target.exists() and not target.is_dir()):
                         raise StepFailed(FailedStep.UPLOAD, f"The build context repeats {member.name[:200]!r}.")
@@ -158,6 +165,47 @@ def _parents_made(root: Path, relative: PurePosixPath) -> None:
         if current.is_symlink() or (current.exists() and not current.is_dir()):
             raise StepFailed(FailedStep.UPLOAD, f"The build context has a file where a directory is: {part!r}.")
         current.mkdir(mode=0o755, exist_ok=True)
+
+
+def _inside(base: PurePosixPath, linkname: str) -> PurePosixPath | None:
+    """base/linkname resolved part by part; None when it is absolute or climbs above the root."""
+    if not linkname or linkname.startswith("/") or "\0" in linkname or "\\" in linkname:
+        return None
+    parts = list(base.parts)
+    for part in PurePosixPath(linkname).parts:
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return PurePosixPath(*parts) if parts else None
+
+
+def _link_made(root: Path, relative: PurePosixPath, member: tarfile.TarInfo) -> None:
+    """A symlink with a relative target inside the context, or a hard link as a copy of an earlier
+    regular file of it."""
+    inside = _inside(PurePosixPath() if member.islnk() else relative.parent, member.linkname)
+    if inside is None:
+        raise StepFailed(FailedStep.UPLOAD, f"The build context's link {member.name[:200]!r} points outside it.")
+    target = root / relative
+    if member.issym():
+        try:
+            os.symlink(member.linkname, target)
+        except FileExistsError:
+            raise StepFailed(FailedStep.UPLOAD, f"The build context repeats {member.name[:200]!r}.") from None
+        return
+    source = root / inside
+    through_link = any((root / PurePosixPath(*inside.parts[:n])).is_symlink() for n in range(1, len(inside.parts) + 1))
+    if through_link or not source.is_file():
+        raise StepFailed(FailedStep.UPLOAD, f"The build context's hard link {member.name[:200]!r} names no file.")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise StepFailed(FailedStep.UPLOAD, f"The build context repeats {member.name[:200]!r}.") from None
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+        shutil.copyfileobj(data, out, 1024 * 1024)
+    os.chmod(target, 0o755 if os.stat(source).st_mode & 0o111 else 0o644)
 
 
 def _write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:

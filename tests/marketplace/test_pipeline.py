@@ -5,6 +5,8 @@ that is not allowed) fail at their step with a message saying why; the build log
 WebSocket. The slower builds (each failure after a build, malicious Dockerfiles) are in
 test_pipeline_builds.py (`templates` marker)."""
 
+import io
+import os
 import tarfile
 
 import pytest
@@ -16,7 +18,7 @@ from apps.marketplace.services import submission_fail, submission_log_append, su
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.submissions import StepFailed, image_tag, plan_dockerfile, submission_validate
+from apps.sandboxes.submissions import StepFailed, extract_context, image_tag, plan_dockerfile, submission_validate
 from tests.marketplace.pipeline_helpers import (
     SMALL_DOCKERFILE,
     assert_nothing_left,
@@ -85,10 +87,12 @@ def _entry(name: str, kind: bytes, **fields) -> tuple[tarfile.TarInfo, None]:
         ([file_entry("/etc/passwd", b"x")], "unsafe name"),
         ([file_entry("../outside", b"x")], "unsafe name"),
         ([file_entry("a/../../outside", b"x")], "unsafe name"),
-        ([_entry("link", tarfile.SYMTYPE, linkname="/etc/shadow")], "no links or devices"),
-        ([file_entry("f", b"x"), _entry("hard", tarfile.LNKTYPE, linkname="f")], "no links or devices"),
-        ([_entry("dev", tarfile.CHRTYPE, devmajor=1, devminor=3)], "no links or devices"),
-        ([_entry("fifo", tarfile.FIFOTYPE)], "no links or devices"),
+        ([_entry("link", tarfile.SYMTYPE, linkname="/etc/shadow")], "points outside"),
+        ([_entry("a/up", tarfile.SYMTYPE, linkname="../../etc")], "points outside"),
+        ([_entry("hard", tarfile.LNKTYPE, linkname="../outside")], "points outside"),
+        ([_entry("d", tarfile.SYMTYPE, linkname="sub"), file_entry("d/x", b"x")], "a file where a directory is"),
+        ([_entry("dev", tarfile.CHRTYPE, devmajor=1, devminor=3)], "no devices"),
+        ([_entry("fifo", tarfile.FIFOTYPE)], "no devices"),
         ([file_entry(f"f{i}", b"x") for i in range(5)], "more than 3 entries"),
         ([file_entry("big", b"x" * 11000)], "larger than"),
     ],
@@ -106,6 +110,28 @@ def test_an_unsafe_build_context_fails_at_upload(templates, owner, tmp_path, set
     assert not (tmp_path / "outside").exists()
     assert "Step 1/" not in submission.build_log  # nothing was built
     assert_nothing_left(submission)
+
+
+def test_a_compressed_context_with_links_inside_it_is_extracted(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for info, data in [
+            file_entry("bin/tool", b"#!/bin/sh\necho tool\n", mode=0o4755),
+            _entry("bin/alias", tarfile.SYMTYPE, linkname="tool"),
+            _entry("sub/up", tarfile.SYMTYPE, linkname="../bin"),
+            _entry("copy", tarfile.LNKTYPE, linkname="bin/tool"),
+        ]:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    path = tmp_path / "context.tar.gz"
+    path.write_bytes(buffer.getvalue())
+    root = tmp_path / "out"
+    root.mkdir()
+    assert extract_context(str(path), root) == 4
+    assert (root / "bin/tool").stat().st_mode & 0o7777 == 0o755  # no setuid bit kept
+    assert os.readlink(root / "bin/alias") == "tool" and os.readlink(root / "sub/up") == "../bin"
+    assert (root / "copy").read_bytes() == b"#!/bin/sh\necho tool\n" and not (root / "copy").is_symlink()
 
 
 @pytest.mark.parametrize(
