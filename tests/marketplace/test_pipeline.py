@@ -243,3 +243,13 @@ def test_build_log_streams_over_the_websocket_then_the_final_state(owner, outsid
 
 async def _in_thread(function, *args, **kwargs):
     return await sync_to_async(function, thread_sensitive=False)(*args, **kwargs)
+
+
+def test_a_dockerfile_the_engine_cannot_parse_fails_the_build_step(templates, owner, tmp_path):
+    dockerfile = "FROM debian:trixie\nFROBNICATE the image\n"
+    submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec_for("unparsable"))
+    assert submission_validate(submission.pk) == "failed"
+    submission.refresh_from_db()
+    assert submission.failed_step == "build"
+    assert "unknown instruction" in submission.message.lower(), submission.message
+    assert_nothing_left(submission)

@@ -1220,7 +1220,12 @@ class DockerDriver:
                     stream=True,
                     timeout=None,
                 )
-                self.client.api._raise_for_status(response)
+                try:
+                    self.client.api._raise_for_status(response)
+                except APIError as exc:  # the engine refused the Dockerfile (a parse error)
+                    if exc.status_code and 400 <= exc.status_code < 500:
+                        raise BuildFailed("failed", str(exc.explanation or exc)[:1000]) from None
+                    raise
             watchdog = threading.Thread(
                 target=self._build_watch, args=(limits, response, stopped, done), daemon=True, name=f"build-{tag}"
             )
