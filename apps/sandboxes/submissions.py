@@ -457,7 +457,7 @@ def image_labels(submission: Submission) -> dict[str, str]:
 def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> None:
     driver = get_driver()
     network = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
-    driver.ensure_network(network, {**base_labels(), "vibebox.build": submission.pk})
+    driver.ensure_network(network, {**base_labels(), "vibebox.build": submission.pk}, model_gateway=False)
     limits = BuildLimits(
         memory=int(settings.VIBEBOX_TEMPLATE_BUILD_MEMORY),
         cpus=float(settings.VIBEBOX_TEMPLATE_BUILD_CPUS),

@@ -7,6 +7,8 @@ test_pipeline_builds.py (`templates` marker)."""
 
 import io
 import os
+import secrets
+import shutil
 import tarfile
 
 import pytest
@@ -17,8 +19,15 @@ from apps.marketplace.models import Submission, Template, TemplateVersion
 from apps.marketplace.services import submission_fail, submission_log_append, submission_start
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
-from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.submissions import StepFailed, extract_context, image_tag, plan_dockerfile, submission_validate
+from apps.sandboxes.runtime import firewall, get_driver
+from apps.sandboxes.submissions import (
+    BUILD_NETWORK_PREFIX,
+    StepFailed,
+    extract_context,
+    image_tag,
+    plan_dockerfile,
+    submission_validate,
+)
 from tests.marketplace.pipeline_helpers import (
     SMALL_DOCKERFILE,
     assert_nothing_left,
@@ -253,3 +262,27 @@ def test_a_dockerfile_the_engine_cannot_parse_fails_the_build_step(templates, ow
     assert submission.failed_step == "build"
     assert "unknown instruction" in submission.message.lower(), submission.message
     assert_nothing_left(submission)
+
+
+def test_a_build_network_has_the_sandbox_firewall_without_the_model_gateway_port(settings):
+    if not settings.VIBEBOX_FIREWALL or not shutil.which("iptables"):
+        pytest.skip("no firewall on this host")
+    settings.VIBEBOX_GATEWAY_PORT = settings.VIBEBOX_GATEWAY_PORT or 8089
+    driver = get_driver()
+    name = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
+    bridge = driver.ensure_network(name, {"vibebox.instance": settings.VIBEBOX_INSTANCE}, model_gateway=False)
+    try:
+        rules = firewall.rules(bridge)
+        assert any(rule.endswith("-j DROP") for rule in rules), rules  # nothing new into the host
+        assert any("10.0.0.0/8" in rule and "REJECT" in rule for rule in rules), rules  # nor private networks
+        assert not any(f"--dport {settings.VIBEBOX_GATEWAY_PORT}" in rule for rule in rules), rules
+    finally:
+        driver.remove_network(name)
+    assert firewall.rules(bridge) == []
+    # A sandbox network, for comparison, has that port open on the gateway's address.
+    name = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
+    bridge = driver.ensure_network(name, {"vibebox.instance": settings.VIBEBOX_INSTANCE})
+    try:
+        assert any(f"--dport {settings.VIBEBOX_GATEWAY_PORT}" in rule for rule in firewall.rules(bridge))
+    finally:
+        driver.remove_network(name)

@@ -1078,15 +1078,16 @@ class DockerDriver:
         firewall.remove_bridge_rules(_bridge(name))
         self._networks.pop(name, None)
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> str:
-        """A bridge network with inter-container traffic off and no way into the host."""
+    def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str:
+        """A bridge network with inter-container traffic off and no way into the host (but the
+        model gateway's port, unless `model_gateway` is False)."""
         bridge = _bridge(name)
         if name in self._networks:
             return bridge
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only.
-        firewall.isolate_bridge(bridge, gateway)
+        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
         self._networks[name] = dict(labels)
         return bridge
 
