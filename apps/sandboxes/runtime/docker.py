@@ -7,7 +7,12 @@ module ever sees a Docker type or exception.
 import base64
 import contextlib
 import http.client
+import json
 import logging
+import os
+import re
+import socket
+import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +28,8 @@ from . import bounded, docker_logs, firewall, sandboxd_client
 from .base import (
     DAEMON_BINARY,
     DAEMON_MOUNT,
+    BuildFailed,
+    BuildLimits,
     BuildLog,
     ContainerInfo,
     ContainerSpec,
@@ -31,6 +38,7 @@ from .base import (
     ExecRequest,
     ExecResult,
     FileInfo,
+    ImageDetails,
     ImageInfo,
     PathStat,
     ProcessInfo,
@@ -56,6 +64,9 @@ FILL_STARTED_LABEL = "vibebox.fill-started"
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
+BUILD_WATCH_SECONDS = 1.0  # how often a limited build's watchdog looks at its step's container
+BUILD_STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the legacy builder's "this step made image X"
+OOM_EXIT_CODE = 137  # a step killed by SIGKILL (the memory limit's OOM killer)
 
 
 def _disk_full(message: str) -> bool:
@@ -1067,15 +1078,16 @@ class DockerDriver:
         firewall.remove_bridge_rules(_bridge(name))
         self._networks.pop(name, None)
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> str:
-        """A bridge network with inter-container traffic off and no way into the host."""
+    def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str:
+        """A bridge network with inter-container traffic off and no way into the host (but the
+        model gateway's port, unless `model_gateway` is False)."""
         bridge = _bridge(name)
         if name in self._networks:
             return bridge
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only.
-        firewall.isolate_bridge(bridge, gateway)
+        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
         self._networks[name] = dict(labels)
         return bridge
 
@@ -1139,7 +1151,11 @@ class DockerDriver:
         labels: dict[str, str],
         log: BuildLog,
         target: str | None = None,
+        limits: BuildLimits | None = None,
     ) -> None:
+        if limits is not None:
+            self._build_limited(context=context, tag=tag, labels=labels, log=log, target=target, limits=limits)
+            return
         with self._engine():
             stream = self.client.api.build(
                 path=context,
@@ -1157,6 +1173,205 @@ class DockerDriver:
                 text = chunk.get("stream")
                 if text and text.strip():
                     log(text.rstrip("\n"))
+
+    def _build_limited(
+        self, *, context: str, tag: str, labels: dict[str, str], log: BuildLog, target: str | None, limits: BuildLimits
+    ) -> None:
+        """An untrusted Dockerfile's build (BuildLimits): the engine's classic builder, whose RUN
+        steps are containers on `limits.network` with the memory and CPU limits, the engine's
+        socket never mounted, and no pull (every FROM must name a local image: the caller checks).
+        A watchdog stops the build (closes its request: the engine cancels it and removes the
+        step's container) once the time is up or a step's container has written more than
+        `limits.max_size`; a build that did not finish leaves no intermediate image of its own."""
+        exclude = None
+        ignore = os.path.join(context, ".dockerignore")
+        if os.path.exists(ignore):
+            with open(ignore) as handle:
+                exclude = [line.strip() for line in handle.read().splitlines() if line.strip() and line[0] != "#"]
+        period = 100_000
+        params = {
+            "t": tag,
+            "q": False,
+            "nocache": True,  # no step of another tenant's build is reused, and every step runs under the limits
+            "rm": True,
+            "forcerm": True,
+            "pull": False,
+            "memory": limits.memory,
+            "memswap": limits.memory,  # no swap beyond the memory
+            "cpuperiod": period,
+            "cpuquota": max(1000, int(limits.cpus * period)),
+            "networkmode": limits.network,
+            "labels": json.dumps(labels),
+        }
+        if target:
+            params["target"] = target
+        archive = docker.utils.tar(context, exclude=exclude)
+        made: list[str] = []  # the images the steps made (a failed build's are removed)
+        stopped: list[str] = []  # why the watchdog stopped it
+        done = threading.Event()
+        response = None
+        error = None
+        try:
+            with self._engine():
+                response = self.client.api._post(
+                    self.client.api._url("/build"),
+                    params=params,
+                    data=archive,
+                    headers={"Content-Type": "application/tar"},
+                    stream=True,
+                    timeout=None,
+                )
+                try:
+                    self.client.api._raise_for_status(response)
+                except APIError as exc:  # the engine refused the Dockerfile (a parse error)
+                    if exc.status_code and 400 <= exc.status_code < 500:
+                        raise BuildFailed("failed", str(exc.explanation or exc)[:1000]) from None
+                    raise
+            watchdog = threading.Thread(
+                target=self._build_watch, args=(limits, response, stopped, done), daemon=True, name=f"build-{tag}"
+            )
+            watchdog.start()
+            try:
+                for chunk in self.client.api._stream_helper(response, decode=True):
+                    if "error" in chunk:
+                        error = str(chunk["error"]).strip()
+                        break
+                    text = chunk.get("stream")
+                    if text and text.strip():
+                        for line in text.rstrip("\n").splitlines():
+                            match = BUILD_STEP_RE.match(line)
+                            if match:
+                                made.append(match.group(1))
+                            log(line)
+            except Exception as exc:  # the watchdog closed the request under us
+                if not stopped:
+                    error = f"the build's stream broke: {exc}"[:500]
+        finally:
+            done.set()
+            archive.close()
+            if response is not None:
+                response.close()
+            self._build_containers_remove(limits.network, wait=10 if (stopped or error) else 0)
+        if stopped or error:
+            self._build_images_remove(made, keep=tag if not (stopped or error) else None)
+            with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
+                self.client.api.remove_image(tag, noprune=False)
+        if stopped and stopped[0] == "timeout":
+            seconds = limits.timeout
+            limit = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+            raise BuildFailed("timeout", f"The build did not finish within its time limit ({limit}): stopped.")
+        if stopped:
+            raise BuildFailed(
+                "too_large", f"A build step wrote more than the size limit ({_size_words(limits.max_size)}): stopped."
+            )
+        if error:
+            if f"non-zero code: {OOM_EXIT_CODE}" in error:
+                error += f" (killed: the step used more than the build's memory limit, {_size_words(limits.memory)}?)"
+            raise BuildFailed("failed", error[:1000])
+        if not self.image_exists(tag):
+            raise BuildFailed("failed", "The build ended without producing its image.")
+
+    def _build_watch(self, limits: BuildLimits, response, stopped: list[str], done: threading.Event) -> None:
+        deadline = time.monotonic() + limits.timeout
+        while not done.wait(BUILD_WATCH_SECONDS):
+            try:
+                rows = self.client.api.containers(
+                    all=True, filters={"network": limits.network}, size=bool(limits.max_size)
+                )
+            except (APIError, requests.exceptions.RequestException) as exc:
+                logger.warning("build watchdog on %s: %s", limits.network, exc)
+                rows = []
+            too_large = limits.max_size and any(int(row.get("SizeRw") or 0) > limits.max_size for row in rows)
+            if time.monotonic() > deadline or too_large:
+                stopped.append("too_large" if too_large else "timeout")
+                self._build_containers_remove(limits.network)  # the step fails at once
+                _hang_up(response)  # and the engine cancels the build: the client is gone
+                return
+
+    def _build_containers_remove(self, network: str, wait: float = 0.0) -> None:
+        """Removes the containers of a build's steps (on its own network): a cancelled build's;
+        with `wait`, until none is left (the engine may be removing one already) or that long."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                rows = self.client.api.containers(all=True, filters={"network": network})
+            except (APIError, requests.exceptions.RequestException):
+                rows = []
+            for row in rows:
+                with contextlib.suppress(NotFound, APIError, requests.exceptions.RequestException):
+                    self.client.api.remove_container(row["Id"], force=True)
+            if not rows or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+    def _build_images_remove(self, made: list[str], keep: str | None) -> None:
+        """The images a failed build's steps made, newest first, when no tag names them (a tagged
+        one, a base, is left alone; the engine refuses to remove an image with children). An
+        image a step's container still uses (being removed) is tried again for a few seconds."""
+        for image in reversed(made):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if self.client.api.inspect_image(image).get("RepoTags"):
+                        break
+                    self.client.api.remove_image(image, noprune=False)
+                    break
+                except (ImageNotFound, NotFound, requests.exceptions.RequestException):
+                    break
+                except APIError as exc:
+                    if exc.status_code != 409 or "child" in str(exc.explanation) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
+
+    def image_details(self, tag: str) -> ImageDetails | None:
+        with self._engine():
+            try:
+                data = self.client.api.inspect_image(tag)
+            except (ImageNotFound, NotFound):
+                return None
+        config = data.get("Config") or {}
+        return ImageDetails(
+            id=data.get("Id", ""),
+            user=str(config.get("User") or ""),
+            volumes=tuple(sorted(config.get("Volumes") or {})),
+            exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
+            labels=dict(config.get("Labels") or {}),
+            size=int(data.get("Size") or 0),
+        )
+
+    def image_setid_files(self, tag: str) -> list[str]:
+        """Read from the image's exported filesystem (a created, never started container), so
+        nothing the image holds runs and no binary of it can hide a file."""
+        found = []
+        with self._engine():
+            created = self.client.api.create_container(
+                tag, command=["none"], entrypoint=[], network_disabled=True, labels=PROBE_LABELS
+            )
+            try:
+                url = self.client.api._url("/containers/{0}/export", created["Id"])
+                response = self.client.api._get(url, stream=True, timeout=None)
+                self.client.api._raise_for_status(response)
+                with contextlib.closing(response), tarfile.open(fileobj=response.raw, mode="r|") as archive:
+                    for member in archive:
+                        if member.isreg() and member.mode & 0o6000:
+                            found.append("/" + member.name.removeprefix("./").lstrip("/"))
+            finally:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_container(created["Id"], force=True)
+        return sorted(found)
+
+    def container_address(self, name: str) -> str:
+        with self._engine():
+            try:
+                data = self.client.api.inspect_container(name)
+            except NotFound:
+                gone = errors.SandboxNotRunning("The sandbox's container is gone.", details={"status": "missing"})
+                raise gone from None
+        networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+        if address is None:
+            raise errors.RuntimeFailure("The sandbox has no address on its network.")
+        return address
 
     def image_remove(self, tag: str) -> None:
         with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
@@ -1182,6 +1397,20 @@ class DockerDriver:
             for tag in (image.get("RepoTags") or [])
             if tag != "<none>:<none>"
         ]
+
+
+def _hang_up(response) -> None:
+    """Ends a streamed engine response from another thread: the socket is shut down (closing the
+    response alone does not wake a read blocked on it)."""
+    with contextlib.suppress(Exception):
+        sock = response.raw._fp.fp.raw._sock
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+def _size_words(size: int | None) -> str:
+    return f"{(size or 0) / 1024**2:g} MiB"
 
 
 def _watch_refusal(exc, request: WatchRequest) -> errors.ApplicationError:

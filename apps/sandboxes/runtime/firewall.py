@@ -110,9 +110,10 @@ def _families() -> list[Family]:
     return found
 
 
-def isolate_bridge(bridge: str, gateway: str | None = None) -> bool:
+def isolate_bridge(bridge: str, gateway: str | None = None, *, model_gateway: bool = True) -> bool:
     """Installs (idempotently) the rules for one bridge; `gateway`: the host's address on it,
-    where sandboxes reach the model gateway. False when they could not be set."""
+    where sandboxes reach the model gateway (`model_gateway` False: not even that port, as for
+    the marketplace's build networks). False when they could not be set."""
     if not settings.VIBEBOX_FIREWALL:
         return False
     if shutil.which("iptables") is None:
@@ -126,7 +127,8 @@ def isolate_bridge(bridge: str, gateway: str | None = None) -> bool:
         resolvers = host_resolvers()
         with _rules_lock():
             for family in families:
-                _rebuild(family, bridge, gateway_addresses(gateway, family), allowed, resolvers)
+                gateways = gateway_addresses(gateway, family) if model_gateway else []
+                _rebuild(family, bridge, gateways, allowed, resolvers)
         return True
     except (subprocess.SubprocessError, OSError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
