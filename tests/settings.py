@@ -48,3 +48,5 @@ VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", Fals
 VIBEBOX_WEBHOOK_ALLOW_HTTP = env_bool("VIBEBOX_WEBHOOK_ALLOW_HTTP", True)  # noqa: F405
 VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", True)  # noqa: F405
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", False)  # noqa: F405
+# Marketplace submissions: tests run the validation pipeline themselves (tests/marketplace/test_pipeline*.py).
+VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", False)  # noqa: F405

@@ -71,6 +71,24 @@ TemplateUnavailable = error("template_unavailable", 503, "The template's image i
 TemplateBuilding = error(
     "template_building", 503, "The template's image is still being built; retry after Retry-After seconds."
 )
+UnknownTemplateVersion = error("unknown_template_version", 400, "The template has no such published version.")
+TemplateVersionYanked = error("template_version_yanked", 400, "This template version was yanked.")
+
+# The marketplace (docs/marketplace.md).
+SubmissionNotFound = error("submission_not_found", 404, "Submission not found.")
+SubmissionStateConflict = error("submission_state_conflict", 409, "The submission is not in a state that allows this.")
+InvalidTemplateYaml = error("invalid_template_yaml", 400, "template.yaml is invalid.")
+InvalidDockerfile = error("invalid_dockerfile", 400, "The Dockerfile is invalid.")
+InvalidBuildContext = error("invalid_build_context", 400, "The build context is not a safe tar archive.")
+BuildContextTooLarge = error("build_context_too_large", 400, "The build context is too large.")
+TemplateNameTaken = error(
+    "template_name_taken", 409, "This template name belongs to another organization or a built-in."
+)
+TemplateVersionExists = error("template_version_exists", 409, "This template version was already submitted.")
+TemplateVersionNotFound = error("template_version_not_found", 404, "The template has no such version.")
+ReviewNotAllowed = error(
+    "review_not_allowed", 403, "Only users who created a sandbox from this template may review it."
+)
 
 # Organizations.
 OrgNotFound = error("org_not_found", 404, "Organization not found.")

@@ -365,6 +365,43 @@ VIBEBOX_TEMPLATE_RETRY_AFTER = env_duration("VIBEBOX_TEMPLATE_RETRY_AFTER", "30s
 VIBEBOX_TEMPLATE_WAIT = env_duration("VIBEBOX_TEMPLATE_WAIT", "10m")
 # `make run` has the worker build the templates `make setup` left (buildimages --background).
 VIBEBOX_TEMPLATE_BACKGROUND_BUILDS = env_bool("VIBEBOX_TEMPLATE_BACKGROUND_BUILDS", True)
+# Marketplace submissions (docs/marketplace.md): the largest build context (a tar) and Dockerfile
+# accepted; the contexts are kept under DATA_DIR/marketplace/submissions/.
+VIBEBOX_TEMPLATE_CONTEXT_MAX = env_size("VIBEBOX_TEMPLATE_CONTEXT_MAX", "50MiB")
+VIBEBOX_TEMPLATE_DOCKERFILE_MAX = 64 * 1024
+VIBEBOX_MARKETPLACE_DIR = DATA_DIR / "marketplace"
+# The marketplace's validation pipeline (docs/marketplace.md, "Validation pipeline"): the limits a
+# submitted template's build, policy checks and smoke test run under.
+VIBEBOX_TEMPLATE_BUILD_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_BUILD_TIMEOUT", "20m")
+VIBEBOX_TEMPLATE_BUILD_MEMORY = env_size("VIBEBOX_TEMPLATE_BUILD_MEMORY", "2g")
+VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
+VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
+VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "10000"))
+VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
+# Whether a queued submission is sent to the Celery worker (tests run the pipeline themselves).
+VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", True)
+# Setuid/setgid files a submitted image may add to its base (Debian's usual ones).
+VIBEBOX_TEMPLATE_SETUID_ALLOW = env_list(
+    "VIBEBOX_TEMPLATE_SETUID_ALLOW",
+    [
+        "/usr/bin/sudo",
+        "/usr/bin/su",
+        "/usr/bin/passwd",
+        "/usr/bin/chsh",
+        "/usr/bin/chfn",
+        "/usr/bin/gpasswd",
+        "/usr/bin/newgrp",
+        "/usr/bin/chage",
+        "/usr/bin/expiry",
+        "/usr/bin/mount",
+        "/usr/bin/umount",
+        "/usr/bin/crontab",
+        "/usr/bin/ssh-agent",
+        "/usr/sbin/unix_chkpwd",
+        "/usr/lib/openssh/ssh-keysign",
+        "/usr/lib/dbus-1.0/dbus-daemon-launch-helper",
+    ],
+)
 VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]

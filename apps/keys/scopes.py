@@ -5,6 +5,8 @@ SANDBOXES_WRITE = "sandboxes:write"
 EXECUTE = "execute"
 KEYS_MANAGE = "keys:manage"
 TEMPLATES_READ = "templates:read"
+# Submit templates to the marketplace, review, yank and deprecate them (with templates.submit).
+TEMPLATES_SUBMIT = "templates:submit"
 # Create organizations, change them and their members (as the key's user may, by their role).
 ORGS_MANAGE = "orgs:manage"
 # Read and export an organization's audit log (with the audit.read permission).
@@ -18,6 +20,7 @@ ALL_SCOPES = [
     EXECUTE,
     KEYS_MANAGE,
     TEMPLATES_READ,
+    TEMPLATES_SUBMIT,
     ORGS_MANAGE,
     AUDIT_READ,
     WEBHOOKS_MANAGE,

@@ -1,4 +1,12 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from vibebox.ids import random_id
+
+
+def new_submission_id() -> str:
+    return random_id("sub_", 20)
 
 
 class BuildState(models.TextChoices):
@@ -6,6 +14,11 @@ class BuildState(models.TextChoices):
     QUEUED = "queued"
     BUILDING = "building"
     FAILED = "failed"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public"
+    PRIVATE = "private"
 
 
 class Template(models.Model):
@@ -40,6 +53,23 @@ class Template(models.Model):
     image_size = models.BigIntegerField(null=True, blank=True)  # bytes
     built_in = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
+    # The marketplace (docs/marketplace.md). Built-ins: official, public, no owner.
+    owner_org = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="templates"
+    )
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
+    official = models.BooleanField(default=False)
+    tags = models.JSONField(default=list, blank=True)
+    readme = models.TextField(blank=True)
+    icon = models.CharField(max_length=200, blank=True)  # an emoji or an https URL
+    default_resources = models.JSONField(default=dict, blank=True)  # {cpu, memory, disk}
+    featured = models.BooleanField(default=False)
+    featured_rank = models.IntegerField(default=0)
+    deprecation = models.CharField(max_length=500, blank=True)
+    replacement = models.CharField(max_length=64, blank=True)
+    # A marketplace template's newest published non-yanked version ("" for built-ins); `image`
+    # mirrors that version's image.
+    latest_version = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -48,3 +78,130 @@ class Template(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class VersionState(models.TextChoices):
+    CANDIDATE = "candidate"  # built, being smoke tested or awaiting review: never creatable by name
+    PUBLISHED = "published"
+
+
+class TemplateVersion(models.Model):
+    """One semantic version of a marketplace template; immutable once published (only the yank
+    fields change)."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=32)
+    image = models.CharField(max_length=200)
+    image_size = models.BigIntegerField(null=True, blank=True)
+    spec = models.JSONField(default=dict, blank=True)  # the template.yaml as accepted
+    changelog = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=VersionState.choices, default=VersionState.CANDIDATE)
+    yanked = models.BooleanField(default=False)
+    yanked_at = models.DateTimeField(null=True, blank=True)
+    yank_reason = models.CharField(max_length=500, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    submission = models.OneToOneField(
+        "Submission", null=True, blank=True, on_delete=models.SET_NULL, related_name="candidate"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template_id", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["template", "version"], name="template_version_unique")]
+
+    def __str__(self):
+        return f"{self.template_id}@{self.version}"
+
+
+class SubmissionState(models.TextChoices):
+    QUEUED = "queued"
+    BUILDING = "building"
+    SMOKE_TESTING = "smoke_testing"
+    AWAITING_REVIEW = "awaiting_review"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FailedStep(models.TextChoices):
+    UPLOAD = "upload"
+    BUILD = "build"
+    POLICY = "policy"
+    SMOKE = "smoke"
+
+
+class Submission(models.Model):
+    """A template version sent for validation (apps/marketplace/states.py moves it)."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_submission_id, editable=False)
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="template_submissions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="template_submissions"
+    )
+    template_name = models.SlugField(max_length=64)
+    version = models.CharField(max_length=32)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    state = models.CharField(max_length=16, choices=SubmissionState.choices, default=SubmissionState.QUEUED)
+    failed_step = models.CharField(max_length=16, choices=FailedStep.choices, blank=True)
+    message = models.CharField(max_length=1000, blank=True)
+    dockerfile = models.TextField()
+    context_path = models.CharField(max_length=500, blank=True)  # DATA_DIR/marketplace/submissions/<id>.tar
+    context_bytes = models.BigIntegerField(default=0)
+    spec = models.JSONField(default=dict)  # the template.yaml, validated
+    build_log = models.TextField(blank=True)  # capped: its head and its newest tail
+    log_size = models.BigIntegerField(default=0)  # bytes ever appended (the stream's offsets)
+    smoke_output = models.TextField(blank=True)
+    image = models.CharField(max_length=200, blank=True)
+    image_size = models.BigIntegerField(null=True, blank=True)
+    build_seconds = models.FloatField(null=True, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_reason = models.CharField(max_length=1000, blank=True)
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["org", "-created_at"]), models.Index(fields=["state"])]
+
+    def __str__(self):
+        return self.id
+
+
+class Review(models.Model):
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="reviews")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="template_reviews")
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="template_reviews")
+    rating = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    text = models.TextField(blank=True, max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["template", "user"], name="template_review_one_per_user")]
+
+    def __str__(self):
+        return f"{self.template_id} {self.rating}/5 by {self.user_id}"
+
+
+class TemplateUse(models.Model):
+    """A sandbox created from a template (written by sandboxes' create): usage counts and who may review."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="uses")
+    version = models.CharField(max_length=32, blank=True)
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["template", "created_at"]), models.Index(fields=["template", "user"])]
+
+    def __str__(self):
+        return f"{self.template_id}@{self.version or '-'} by {self.org_id}"

@@ -4,8 +4,19 @@ built by apps/sandboxes/images.py)."""
 from django.db import transaction
 
 from .catalog import TemplateSource
-from .models import BuildState, Template
+from .models import BuildState, Template, TemplateUse
 from .signals import template_published
+from .submissions import (  # noqa: F401  (the pipeline's calls: apps/marketplace/submissions.py)
+    submission_candidate,
+    submission_fail,
+    submission_log_append,
+    submission_passed,
+    submission_progress,
+    submission_publish,
+    submission_reject,
+    submission_review,
+    submission_start,
+)
 
 
 def _spec_fields(source: TemplateSource) -> dict:
@@ -30,6 +41,9 @@ def _spec_fields(source: TemplateSource) -> dict:
         "cap_add": spec.get("capAdd", []),
         "runtime": spec.get("runtime", "runc"),
         "built_in": True,
+        "official": True,
+        "visibility": "public",
+        "owner_org": None,
         "is_active": True,
     }
 
@@ -90,3 +104,9 @@ def template_upsert(
     if before is None or not before[2] or before[:2] != (template.version, True):
         template_published.send(sender=Template, template=template)
     return template
+
+
+def template_use_record(*, template: Template, version: str = "", org, user=None) -> TemplateUse:
+    """A sandbox was created from `template` (sandboxes' create, in its transaction): one insert.
+    Usage counts and who may review come from these rows."""
+    return TemplateUse.objects.create(template=template, version=version or "", org=org, user=user)

@@ -6,3 +6,11 @@ from django.dispatch import Signal
 # with `template`; the webhooks app writes its deliveries there). A built-in template is public:
 # every organization may hear of it.
 template_published = Signal()
+
+# A marketplace template version was rejected by a reviewer (sent inside the writing transaction,
+# with `submission`; the webhooks app tells the submitter's organization: template.rejected).
+template_rejected = Signal()
+
+# A submission was accepted and waits for its validation (sent after the commit, with
+# `submission`); the sandboxes app receives it and enqueues the pipeline's Celery task.
+submission_queued = Signal()

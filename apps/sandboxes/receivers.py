@@ -1,8 +1,10 @@
 """What the sandboxes app does when lower apps announce something (connected in SandboxesConfig.ready)."""
 
+from django.conf import settings
 from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
+from apps.marketplace.signals import submission_queued
 from apps.orgs.signals import member_removing, org_deleting
 from vibebox import exceptions as errors
 
@@ -36,3 +38,12 @@ def _member_removing(*, org, user, **_) -> None:
     """A member who leaves loses the grants given to them on the organization's sandboxes (those
     through teams end as they leave the teams)."""
     grants_of_member_delete(org=org, user=user)
+
+
+@receiver(submission_queued, dispatch_uid="sandboxes.submission_queued")
+def _submission_queued(*, submission, **_) -> None:
+    """A template submission waits for its validation (sent after its commit): the worker runs it."""
+    if settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH:
+        from .tasks import validate_submission
+
+        validate_submission.delay(submission.pk)

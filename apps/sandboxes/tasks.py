@@ -17,6 +17,7 @@ from vibebox import exceptions as errors
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
 from .services.pools import pools_maintain
+from .submissions import submission_validate
 
 
 @contextlib.contextmanager
@@ -69,3 +70,10 @@ def build_templates(names: list[str] | None = None) -> dict:
     finally:
         if cache.get(key) == token:
             cache.delete(key)
+
+
+@shared_task(ignore_result=True)
+def validate_submission(submission_id: str) -> str | None:
+    """The marketplace's validation pipeline for one submission (apps/sandboxes/submissions.py),
+    sent when it is queued. A redelivered task finds it no longer queued and does nothing."""
+    return submission_validate(submission_id)

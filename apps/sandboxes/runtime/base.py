@@ -69,6 +69,33 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ImageDetails:
+    """What an image's configuration says (the marketplace's policy checks read it)."""
+
+    id: str
+    user: str  # the user its processes run as ("" when unset: root)
+    volumes: tuple[str, ...]
+    exposed_ports: tuple[str, ...]  # "8080/tcp"
+    labels: dict[str, str]
+    size: int  # bytes, its layers included
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """Limits for building an untrusted Dockerfile (the marketplace's submissions). Each RUN step
+    runs with `memory` bytes (no swap beyond it) and `cpus` cores, attached only to `network` (a
+    network made for this build: ensure_network gives it the sandbox firewall), never with the
+    engine's socket. The build is stopped, its intermediate containers removed, once it has run
+    `timeout` seconds or a step's container has written more than `max_size` bytes."""
+
+    memory: int
+    cpus: float
+    network: str
+    timeout: float
+    max_size: int | None = None
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     version: str
     storage_driver: str
@@ -129,6 +156,20 @@ class LogStream(Protocol):
 
 
 BuildLog = Callable[[str], None]
+
+
+class BuildFailed(Exception):
+    """A build under BuildLimits that did not produce its image. `reason`: "failed" (a step
+    failed, or the Dockerfile is invalid), "timeout", "too_large" (a step wrote more than
+    max_size), "memory" (a step was killed for using more than its memory); `message` says it
+    in words, for the submitter."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 OutputCallback = Callable[[str, bytes], None]  # ("stdout" | "stderr", chunk)
 
 
@@ -480,7 +521,14 @@ class RuntimeDriver(Protocol):
         labels: dict[str, str],
         log: BuildLog,
         target: str | None = None,  # a stage of a multi-stage Dockerfile
+        limits: BuildLimits | None = None,  # an untrusted Dockerfile's (BuildFailed says why it stopped)
     ) -> None: ...
     def image_remove(self, tag: str) -> None: ...
+    def image_details(self, tag: str) -> ImageDetails | None: ...  # None: no such image
+    # The paths of the image's regular files with the setuid or setgid bit, read from its exported
+    # filesystem (nothing of the image runs).
+    def image_setid_files(self, tag: str) -> list[str]: ...
+    # The address of a running container on its (first) network, where the server reaches its ports.
+    def container_address(self, name: str) -> str: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size
     def list_images(self, labels: dict[str, str]) -> list[ImageInfo]: ...

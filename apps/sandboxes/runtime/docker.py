@@ -7,7 +7,11 @@ module ever sees a Docker type or exception.
 import base64
 import contextlib
 import http.client
+import json
 import logging
+import os
+import re
+import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +27,8 @@ from . import bounded, docker_logs, firewall, sandboxd_client
 from .base import (
     DAEMON_BINARY,
     DAEMON_MOUNT,
+    BuildFailed,
+    BuildLimits,
     BuildLog,
     ContainerInfo,
     ContainerSpec,
@@ -31,6 +37,7 @@ from .base import (
     ExecRequest,
     ExecResult,
     FileInfo,
+    ImageDetails,
     ImageInfo,
     PathStat,
     ProcessInfo,
@@ -56,6 +63,9 @@ FILL_STARTED_LABEL = "vibebox.fill-started"
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
+BUILD_WATCH_SECONDS = 1.0  # how often a limited build's watchdog looks at its step's container
+BUILD_STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the legacy builder's "this step made image X"
+OOM_EXIT_CODE = 137  # a step killed by SIGKILL (the memory limit's OOM killer)
 
 
 def _disk_full(message: str) -> bool:
@@ -1139,7 +1149,11 @@ class DockerDriver:
         labels: dict[str, str],
         log: BuildLog,
         target: str | None = None,
+        limits: BuildLimits | None = None,
     ) -> None:
+        if limits is not None:
+            self._build_limited(context=context, tag=tag, labels=labels, log=log, target=target, limits=limits)
+            return
         with self._engine():
             stream = self.client.api.build(
                 path=context,
@@ -1157,6 +1171,182 @@ class DockerDriver:
                 text = chunk.get("stream")
                 if text and text.strip():
                     log(text.rstrip("\n"))
+
+    def _build_limited(
+        self, *, context: str, tag: str, labels: dict[str, str], log: BuildLog, target: str | None, limits: BuildLimits
+    ) -> None:
+        """An untrusted Dockerfile's build (BuildLimits): the engine's classic builder, whose RUN
+        steps are containers on `limits.network` with the memory and CPU limits, the engine's
+        socket never mounted, and no pull (every FROM must name a local image: the caller checks).
+        A watchdog stops the build (closes its request: the engine cancels it and removes the
+        step's container) once the time is up or a step's container has written more than
+        `limits.max_size`; a build that did not finish leaves no intermediate image of its own."""
+        exclude = None
+        ignore = os.path.join(context, ".dockerignore")
+        if os.path.exists(ignore):
+            with open(ignore) as handle:
+                exclude = [line.strip() for line in handle.read().splitlines() if line.strip() and line[0] != "#"]
+        period = 100_000
+        params = {
+            "t": tag,
+            "q": False,
+            "nocache": False,
+            "rm": True,
+            "forcerm": True,
+            "pull": False,
+            "memory": limits.memory,
+            "memswap": limits.memory,  # no swap beyond the memory
+            "cpuperiod": period,
+            "cpuquota": max(1000, int(limits.cpus * period)),
+            "networkmode": limits.network,
+            "labels": json.dumps(labels),
+        }
+        if target:
+            params["target"] = target
+        archive = docker.utils.tar(context, exclude=exclude)
+        made: list[str] = []  # the images the steps made (a failed build's are removed)
+        stopped: list[str] = []  # why the watchdog stopped it
+        done = threading.Event()
+        response = None
+        error = None
+        try:
+            with self._engine():
+                response = self.client.api._post(
+                    self.client.api._url("/build"),
+                    params=params,
+                    data=archive,
+                    headers={"Content-Type": "application/tar"},
+                    stream=True,
+                    timeout=None,
+                )
+                self.client.api._raise_for_status(response)
+            watchdog = threading.Thread(
+                target=self._build_watch, args=(limits, response, stopped, done), daemon=True, name=f"build-{tag}"
+            )
+            watchdog.start()
+            try:
+                for chunk in self.client.api._stream_helper(response, decode=True):
+                    if "error" in chunk:
+                        error = str(chunk["error"]).strip()
+                        break
+                    text = chunk.get("stream")
+                    if text and text.strip():
+                        for line in text.rstrip("\n").splitlines():
+                            match = BUILD_STEP_RE.match(line)
+                            if match:
+                                made.append(match.group(1))
+                            log(line)
+            except Exception as exc:  # the watchdog closed the request under us
+                if not stopped:
+                    error = f"the build's stream broke: {exc}"[:500]
+        finally:
+            done.set()
+            archive.close()
+            if response is not None:
+                response.close()
+            self._build_containers_remove(limits.network)
+        if stopped or error:
+            self._build_images_remove(made, keep=tag if not (stopped or error) else None)
+            with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
+                self.client.api.remove_image(tag, noprune=False)
+        if stopped and stopped[0] == "timeout":
+            minutes = limits.timeout / 60
+            raise BuildFailed("timeout", f"The build did not finish within its time limit ({minutes:g} min): stopped.")
+        if stopped:
+            raise BuildFailed(
+                "too_large", f"A build step wrote more than the size limit ({_size_words(limits.max_size)}): stopped."
+            )
+        if error:
+            if f"non-zero code: {OOM_EXIT_CODE}" in error:
+                error += f" (killed: the step used more than the build's memory limit, {_size_words(limits.memory)}?)"
+            raise BuildFailed("failed", error[:1000])
+        if not self.image_exists(tag):
+            raise BuildFailed("failed", "The build ended without producing its image.")
+
+    def _build_watch(self, limits: BuildLimits, response, stopped: list[str], done: threading.Event) -> None:
+        deadline = time.monotonic() + limits.timeout
+        while not done.wait(BUILD_WATCH_SECONDS):
+            try:
+                rows = self.client.api.containers(
+                    all=True, filters={"network": limits.network}, size=bool(limits.max_size)
+                )
+            except (APIError, requests.exceptions.RequestException) as exc:
+                logger.warning("build watchdog on %s: %s", limits.network, exc)
+                rows = []
+            too_large = limits.max_size and any(int(row.get("SizeRw") or 0) > limits.max_size for row in rows)
+            if time.monotonic() > deadline or too_large:
+                stopped.append("too_large" if too_large else "timeout")
+                with contextlib.suppress(Exception):
+                    response.close()  # the engine cancels the build
+                self._build_containers_remove(limits.network)
+                return
+
+    def _build_containers_remove(self, network: str) -> None:
+        """Removes the containers of a build's steps (on its own network): a cancelled build's."""
+        with contextlib.suppress(APIError, requests.exceptions.RequestException):
+            for row in self.client.api.containers(all=True, filters={"network": network}):
+                with contextlib.suppress(NotFound, APIError):
+                    self.client.api.remove_container(row["Id"], force=True)
+
+    def _build_images_remove(self, made: list[str], keep: str | None) -> None:
+        """The images a failed build's steps made, newest first, when no tag names them (a step
+        taken from the cache may be another image's layer: the engine refuses to remove an image
+        with children, and a tagged one is left alone)."""
+        for image in reversed(made):
+            with contextlib.suppress(ImageNotFound, NotFound, APIError, requests.exceptions.RequestException):
+                if self.client.api.inspect_image(image).get("RepoTags"):
+                    continue
+                self.client.api.remove_image(image, noprune=False)
+
+    def image_details(self, tag: str) -> ImageDetails | None:
+        with self._engine():
+            try:
+                data = self.client.api.inspect_image(tag)
+            except (ImageNotFound, NotFound):
+                return None
+        config = data.get("Config") or {}
+        return ImageDetails(
+            id=data.get("Id", ""),
+            user=str(config.get("User") or ""),
+            volumes=tuple(sorted(config.get("Volumes") or {})),
+            exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
+            labels=dict(config.get("Labels") or {}),
+            size=int(data.get("Size") or 0),
+        )
+
+    def image_setid_files(self, tag: str) -> list[str]:
+        """Read from the image's exported filesystem (a created, never started container), so
+        nothing the image holds runs and no binary of it can hide a file."""
+        found = []
+        with self._engine():
+            created = self.client.api.create_container(
+                tag, command=["none"], entrypoint=[], network_disabled=True, labels=PROBE_LABELS
+            )
+            try:
+                url = self.client.api._url("/containers/{0}/export", created["Id"])
+                response = self.client.api._get(url, stream=True, timeout=None)
+                self.client.api._raise_for_status(response)
+                with contextlib.closing(response), tarfile.open(fileobj=response.raw, mode="r|") as archive:
+                    for member in archive:
+                        if member.isreg() and member.mode & 0o6000:
+                            found.append("/" + member.name.removeprefix("./").lstrip("/"))
+            finally:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_container(created["Id"], force=True)
+        return sorted(found)
+
+    def container_address(self, name: str) -> str:
+        with self._engine():
+            try:
+                data = self.client.api.inspect_container(name)
+            except NotFound:
+                gone = errors.SandboxNotRunning("The sandbox's container is gone.", details={"status": "missing"})
+                raise gone from None
+        networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+        if address is None:
+            raise errors.RuntimeFailure("The sandbox has no address on its network.")
+        return address
 
     def image_remove(self, tag: str) -> None:
         with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
@@ -1182,6 +1372,10 @@ class DockerDriver:
             for tag in (image.get("RepoTags") or [])
             if tag != "<none>:<none>"
         ]
+
+
+def _size_words(size: int | None) -> str:
+    return f"{(size or 0) / 1024**2:g} MiB"
 
 
 def _watch_refusal(exc, request: WatchRequest) -> errors.ApplicationError:

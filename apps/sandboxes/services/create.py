@@ -201,13 +201,19 @@ def sandbox_create(
     pause_stops_timeout: bool = False,
     snapshot=None,
     wait: bool = False,
+    template_version=None,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create. It
     belongs to `org` (default: the one `api_key` acts in, else the owner's personal one). A
-    template whose image is still building answers 503 template_building unless `wait`."""
+    template whose image is still building answers 503 template_building unless `wait`.
+    `template_version` (internal: the marketplace pipeline's smoke test) is a TemplateVersion,
+    maybe a candidate of an inactive template: the sandbox runs its image, never from a pool."""
     driver = get_driver()
-    tmpl = _template(snapshot.template.name if snapshot else template, wait=wait)
+    if template_version is not None:
+        tmpl = template_version.template
+    else:
+        tmpl = _template(snapshot.template.name if snapshot else template, wait=wait)
     if snapshot and template and template not in [tmpl.name, *(tmpl.aliases or [])]:
         raise errors.ValidationFailed(
             "The snapshot is of another template.", details={"fields": {"template": [f"the snapshot's is {tmpl.name}"]}}
@@ -222,7 +228,9 @@ def sandbox_create(
     if snapshot:
         snapshots.check_usable(snapshot)  # 409 snapshot_unusable before anything is made
     # Pooled containers have the default disk (container_spec): a create asking for that one fits.
-    poolable = not snapshot and pools.poolable(auto_start=auto_start, disk=None if disk == default_disk() else disk)
+    poolable = not (snapshot or template_version) and pools.poolable(
+        auto_start=auto_start, disk=None if disk == default_disk() else disk
+    )
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
     warm = pool is not None
 
@@ -239,7 +247,7 @@ def sandbox_create(
                 org=org or acting_org(user=owner, key=api_key),
                 api_key=api_key,
                 template=tmpl,
-                image=snapshot.image if snapshot else tmpl.image,
+                image=snapshot.image if snapshot else (template_version.image if template_version else tmpl.image),
                 ephemeral=ephemeral,
                 timeout_seconds=timeout_seconds,
                 expires_at=expires_at,

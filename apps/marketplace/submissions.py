@@ -1,0 +1,358 @@
+"""Template submissions: the writes the validation pipeline (apps/sandboxes/submissions.py) calls
+to report progress, and publishing or rejecting a version (docs/marketplace.md).
+
+The pipeline never moves a submission itself: it calls
+    submission_start -> submission_log_append* -> submission_progress(state=smoke_testing, image=...)
+    -> submission_candidate -> (smoke test) -> submission_passed
+or submission_fail(step=..., message=...) at any point before the end.
+"""
+
+import logging
+import re
+import smtplib
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import record
+from vibebox import exceptions as errors
+
+from . import states
+from .models import (
+    FailedStep,
+    Submission,
+    SubmissionState,
+    Template,
+    TemplateVersion,
+    VersionState,
+    Visibility,
+)
+from .signals import template_published, template_rejected
+
+logger = logging.getLogger(__name__)
+
+LOG_MAX = 1024 * 1024  # the build log kept: its head and its newest tail
+LOG_HEAD = 64 * 1024
+LOG_MARKER = "\n[... the middle of the build log was dropped ...]\n"
+SMOKE_OUTPUT_MAX = 64 * 1024
+MESSAGE_MAX = 1000
+PROGRESS_FIELDS = {"image", "image_size", "build_seconds", "smoke_output", "message"}
+SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
+
+
+def semver_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER_RE.match(version or "")
+    return tuple(int(part) for part in match.groups()) if match else (-1, -1, -1)
+
+
+def _cut(text: str, limit: int) -> str:
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
+
+
+def _tail(text: str, limit: int) -> str:
+    data = text.encode()
+    return text if len(data) <= limit else data[-limit:].decode(errors="ignore")
+
+
+# The pipeline's calls -----------------------------------------------------------------------
+
+
+def submission_start(submission_id: str) -> Submission | None:
+    """queued -> building; None when it is no longer queued (a redelivered task does nothing)."""
+    return states.move(submission_id, SubmissionState.BUILDING, strict=False)
+
+
+@transaction.atomic
+def submission_log_append(submission_id: str, text: str) -> int:
+    """Appends to the build log (kept at most LOG_MAX bytes: the head and the newest tail) and
+    returns the log's size in bytes ever appended (the stream's offset after `text`)."""
+    if not text:
+        return Submission.objects.filter(pk=submission_id).values_list("log_size", flat=True).first() or 0
+    row = Submission.objects.select_for_update().filter(pk=submission_id).values("build_log", "log_size").first()
+    if row is None:
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    log = row["build_log"] + text
+    if len(log.encode()) > LOG_MAX:
+        head, _, rest = log.partition(LOG_MARKER)
+        if not rest:  # not cut before
+            head, rest = _cut(log, LOG_HEAD), log.encode()[LOG_HEAD:].decode(errors="ignore")
+        log = head + LOG_MARKER + _tail(rest, LOG_MAX - len(head.encode()) - len(LOG_MARKER))
+    size = row["log_size"] + len(text.encode())
+    Submission.objects.filter(pk=submission_id).update(build_log=log, log_size=size, updated_at=timezone.now())
+    return size
+
+
+def log_after(submission: Submission, offset: int) -> str:
+    """The part of the build log after byte `offset` (what is still kept of it)."""
+    wanted = submission.log_size - max(0, offset)
+    if wanted <= 0:
+        return ""
+    log = submission.build_log
+    kept = log.partition(LOG_MARKER)[2] if LOG_MARKER in log else log
+    data = kept.encode()
+    return data[-wanted:].decode(errors="ignore") if wanted < len(data) else kept
+
+
+def submission_progress(submission_id: str, *, state: str, **fields) -> Submission:
+    """Moves the submission to `state` (a legal transition, states.py; the same state just
+    records `fields`) with fields among image, image_size, build_seconds, smoke_output, message."""
+    unknown = set(fields) - PROGRESS_FIELDS
+    if unknown:
+        raise ValueError(f"submission_progress: unknown fields {sorted(unknown)}")
+    if "smoke_output" in fields:
+        fields["smoke_output"] = _tail(str(fields["smoke_output"] or ""), SMOKE_OUTPUT_MAX)
+    if "message" in fields:
+        fields["message"] = str(fields["message"] or "")[:MESSAGE_MAX]
+    current = Submission.objects.filter(pk=submission_id).values_list("state", flat=True).first()
+    if current is None:
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    if current == state and state not in states.FINAL:
+        Submission.objects.filter(pk=submission_id, state=state).update(updated_at=timezone.now(), **fields)
+        return Submission.objects.get(pk=submission_id)
+    if state in (SubmissionState.PUBLISHED, SubmissionState.REJECTED, SubmissionState.FAILED):
+        raise ValueError("submission_progress: use submission_passed, submission_review or submission_fail")
+    return states.move(submission_id, state, **fields)
+
+
+def submission_fail(submission_id: str, *, step: str, message: str) -> Submission | None:
+    """queued | building | smoke_testing -> failed, saying which step (upload, build, policy,
+    smoke) and why; its candidate version (if any) is dropped. None when it had already ended."""
+    if step not in FailedStep.values:
+        raise ValueError(f"submission_fail: step {step!r} is not one of {FailedStep.values}")
+    with transaction.atomic():
+        submission = states.move(
+            submission_id, SubmissionState.FAILED, strict=False, failed_step=step, message=str(message)[:MESSAGE_MAX]
+        )
+        if submission is not None:
+            _drop_candidate(submission)
+    return submission
+
+
+def _drop_candidate(submission: Submission) -> None:
+    TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()
+
+
+def _template_fields(spec: dict) -> dict:
+    """A Template row's fields from an accepted template.yaml (apps/marketplace/spec.py)."""
+    languages = [str(language) for language in spec.get("languages") or []]
+    fields = {
+        "display_name": str(spec.get("displayName") or spec["name"])[:120],
+        "description": str(spec.get("description") or ""),
+        "language": languages[0] if languages else "",
+        "languages": languages,
+        "tags": [str(tag) for tag in spec.get("tags") or []],
+        "icon": str(spec.get("icon") or ""),
+        "readme": str(spec.get("readmeText") or ""),
+        "ports": [{"container": int(port), "protocol": "tcp"} for port in spec.get("ports") or []],
+        "smoke": str(spec.get("smoke") or ""),
+        "services": "",
+        "workdir": str(spec.get("workdir") or "/workspace"),
+        "default_env": {str(k): str(v) for k, v in (spec.get("env") or {}).items()},
+        "default_resources": dict(spec.get("resources") or {}),
+    }
+    base = spec.get("baseTemplate") or {}
+    for field in ("user", "uid", "gid", "package_managers", "pre_installed"):
+        if field in base:
+            fields[field] = base[field]
+    if spec.get("user"):
+        fields["user"] = str(spec["user"])
+    return fields
+
+
+@transaction.atomic
+def submission_candidate(submission_id: str) -> TemplateVersion:
+    """The candidate version (state candidate, the submission's built image) that the smoke
+    sandbox starts from; a new name gets its Template row here, inactive until published.
+    Calling it again returns the same row (with the image the submission has now)."""
+    submission = Submission.objects.select_for_update().filter(pk=submission_id).first()
+    if submission is None:
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    if not submission.image:
+        raise ValueError("submission_candidate: the submission has no image yet (submission_progress(image=...))")
+    template = Template.objects.select_for_update().filter(name=submission.template_name).first()
+    if template is None:
+        template = Template.objects.create(
+            name=submission.template_name,
+            image="",
+            is_active=False,
+            built_in=False,
+            official=False,
+            owner_org=submission.org,
+            visibility=submission.visibility,
+            **_template_fields(submission.spec),
+        )
+    elif template.built_in or template.owner_org_id != submission.org_id:
+        raise errors.SubmissionStateConflict(
+            f"Template {template.name!r} belongs to someone else.", details={"template": template.name}
+        )
+    version, _ = TemplateVersion.objects.update_or_create(
+        template=template,
+        version=submission.version,
+        defaults={
+            "image": submission.image,
+            "image_size": submission.image_size,
+            "spec": submission.spec,
+            "changelog": str(submission.spec.get("changelog") or ""),
+            "state": VersionState.CANDIDATE,
+            "submission": submission,
+        },
+    )
+    if version.submission_id != submission.pk:  # pragma: no cover - unique version guarded at submit
+        raise errors.SubmissionStateConflict(details={"template": template.name, "version": submission.version})
+    Submission.objects.filter(pk=submission.pk).update(template_version=version)
+    return version
+
+
+def submission_passed(submission_id: str) -> Submission:
+    """The smoke test passed: a private submission is published at once, a public one waits for
+    a staff review (awaiting_review)."""
+    submission = Submission.objects.filter(pk=submission_id).first()
+    if submission is None:
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    if submission.visibility == Visibility.PRIVATE:
+        return submission_publish(submission_id)
+    return states.move(submission_id, SubmissionState.AWAITING_REVIEW)
+
+
+# Review and publishing ----------------------------------------------------------------------
+
+
+REVIEW_PERMISSION = "marketplace.review"
+
+
+def can_review(actor, submission: Submission) -> bool:
+    """Staff review public submissions; a private one (published without review normally) may
+    also be reviewed by its organization's admins."""
+    if getattr(actor.user, "is_staff", False):
+        return True
+    return (
+        submission.visibility == Visibility.PRIVATE
+        and actor.org.pk == submission.org_id
+        and actor.can("members.manage")
+    )
+
+
+def submission_review(actor, submission_id: str, *, approve: bool, reason: str = "") -> Submission:
+    """A reviewer approves (publishes) or rejects (with a reason) a submission awaiting review."""
+    submission = Submission.objects.filter(pk=submission_id).select_related("org").first()
+    if submission is None or not (getattr(actor.user, "is_staff", False) or submission.org_id == actor.org.pk):
+        raise errors.SubmissionNotFound(details={"submission": submission_id})
+    if not can_review(actor, submission):
+        raise errors.PermissionDenied(
+            f"Reviewing {'public' if submission.visibility == Visibility.PUBLIC else 'this'} submissions needs the "
+            f"{REVIEW_PERMISSION} permission (staff).",
+            details={"permission": REVIEW_PERMISSION},
+        )
+    reason = str(reason or "")[:MESSAGE_MAX]
+    if approve:
+        return submission_publish(submission_id, reviewer=actor.user, reason=reason)
+    return submission_reject(submission_id, reviewer=actor.user, reason=reason)
+
+
+def _latest_version(template: Template) -> TemplateVersion | None:
+    versions = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED, yanked=False)
+    return max(versions, key=lambda v: semver_key(v.version), default=None)
+
+
+def template_latest_refresh(template: Template) -> Template:
+    """Points a marketplace template's latest_version (and image, spec fields) at its newest
+    published non-yanked version; one with none left keeps its row but has no latest."""
+    latest = _latest_version(template)
+    if latest is None:
+        fields = {"latest_version": ""}
+    else:
+        fields = {
+            "latest_version": latest.version,
+            "image": latest.image,
+            "image_size": latest.image_size,
+            **_template_fields(latest.spec),
+        }
+    Template.objects.filter(pk=template.pk).update(updated_at=timezone.now(), **fields)
+    template.refresh_from_db()
+    return template
+
+
+def submission_publish(submission_id: str, *, reviewer=None, reason: str = "") -> Submission:
+    """(internal) Publishes a submission's candidate version: the version becomes published, the
+    template's latest_version/image move to it (if it is the newest), the row becomes active;
+    audit entry, template_published (webhook template.published) and an email to the author."""
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        version = submission_candidate(submission_id) if submission.template_version_id is None else None
+        version = version or TemplateVersion.objects.select_related("template").get(pk=submission.template_version_id)
+        submission = states.move(
+            submission_id, SubmissionState.PUBLISHED, reviewer=reviewer, review_reason=reason, message=""
+        )
+        now = timezone.now()
+        TemplateVersion.objects.filter(pk=version.pk).update(state=VersionState.PUBLISHED, published_at=now)
+        template = Template.objects.select_for_update().get(pk=version.template_id)
+        activate = {"is_active": True, "build_state": "ready", "build_message": ""}
+        if submission.visibility == Visibility.PUBLIC:
+            activate["visibility"] = Visibility.PUBLIC
+        Template.objects.filter(pk=template.pk).update(**activate)
+        template = template_latest_refresh(template)
+        record(
+            "template.published",
+            target=template,
+            org_id=submission.org_id,
+            target_id=template.name,
+            changes={"version": version.version, "submission": submission.pk, "visibility": submission.visibility},
+            **({"user": reviewer} if reviewer is not None else {}),
+        )
+        template_published.send(sender=Template, template=template, version=version.version, submission=submission)
+        _email_author(submission, published=True)
+    return submission
+
+
+def submission_reject(submission_id: str, *, reviewer=None, reason: str = "") -> Submission:
+    """(internal) awaiting_review -> rejected: the candidate version is dropped; audit entry,
+    template_rejected (webhook template.rejected) and an email to the author."""
+    with transaction.atomic():
+        submission = states.move(
+            submission_id, SubmissionState.REJECTED, reviewer=reviewer, review_reason=reason, message=reason
+        )
+        _drop_candidate(submission)
+        record(
+            "template.rejected",
+            target=submission,
+            target_type="template_submission",
+            changes={"template": submission.template_name, "version": submission.version, "reason": reason},
+            **({"user": reviewer} if reviewer is not None else {}),
+        )
+        template_rejected.send(sender=Submission, submission=submission)
+        _email_author(submission, published=False)
+    return submission
+
+
+def _email_author(submission: Submission, *, published: bool) -> None:
+    """The author's email, sent once the transaction commits (a failure is logged, not raised)."""
+    user = submission.user
+    if user is None or not user.email:
+        return
+    name = f"{submission.template_name}@{submission.version}"
+    if published:
+        subject = f"[VibeBox] {name} is published"
+        body = f"Your template {name} ({submission.visibility}) is published and can be used to create sandboxes.\n"
+    else:
+        subject = f"[VibeBox] {name} was rejected"
+        body = (
+            f"Your template submission {submission.pk} ({name}) was rejected.\n\nReason: {submission.review_reason}\n"
+        )
+    if submission.review_reason and published:
+        body += f"\nReviewer's note: {submission.review_reason}\n"
+    to = user.email
+
+    def deliver():
+        try:
+            send_mail(subject, body, None, [to])
+        except (smtplib.SMTPException, OSError):
+            logger.exception("Could not send the submission email to %s", to)
+
+    transaction.on_commit(deliver)
+
+
+def context_dir():
+    return settings.VIBEBOX_MARKETPLACE_DIR / "submissions"

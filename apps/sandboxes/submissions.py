@@ -1,0 +1,687 @@
+"""The marketplace's validation pipeline: a submitted template version is built under limits,
+checked against the policy, and smoke-tested in a real sandbox (docs/marketplace.md, "Validation
+pipeline"). The Celery task `validate_submission` (tasks.py) runs `submission_validate`.
+
+Progress is reported only through the marketplace's services (apps/marketplace/submissions.py):
+submission_start -> submission_log_append* -> submission_progress(smoke_testing) ->
+submission_candidate -> submission_passed, or submission_fail(step, message) with the step that
+failed: `upload` (the context tar), `build` (the Dockerfile refused, or its build failed, ran out
+of time or grew too large), `policy` (the built image breaks a rule), `smoke` (the sandbox made
+from it did not pass its smoke test).
+
+Steps:
+1. Context: the submission's tar is extracted with no absolute names, no "..", no links or
+   devices, at most VIBEBOX_TEMPLATE_CONTEXT_FILES entries and VIBEBOX_TEMPLATE_CONTEXT_MAX bytes;
+   the Dockerfile is written over it. Its FROM lines may name `vibebox/<template>[:<version>]` (a
+   built-in or published template the submitter's organization can see: rewritten to that
+   template's exact image), `debian:trixie` or `debian:bookworm` (our base images), or an earlier
+   stage; nothing is ever pulled. ADD from a URL (the engine would fetch it from the host's
+   network), ONBUILD, and COPY --from= an image are refused.
+2. Build (runtime BuildLimits): memory, CPUs, a network of its own with the sandbox firewall, no
+   engine socket, VIBEBOX_TEMPLATE_BUILD_TIMEOUT, a watchdog for VIBEBOX_TEMPLATE_MAX_SIZE. Its
+   log goes to the submission every LOG_FLUSH_SECONDS.
+3. Policy (the image's configuration, and its files read from its exported filesystem).
+4. Smoke test: a sandbox of the candidate version runs the smoke command; with `start`, that runs
+   in the background and every declared port must answer. The sandbox is always destroyed.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections, connection
+from django.db.models import Q
+
+from apps.marketplace import catalog
+from apps.marketplace.models import (
+    FailedStep,
+    Submission,
+    SubmissionState,
+    Template,
+    TemplateVersion,
+    VersionState,
+    Visibility,
+)
+from apps.marketplace.services import (
+    submission_candidate,
+    submission_fail,
+    submission_log_append,
+    submission_passed,
+    submission_progress,
+    submission_start,
+)
+from vibebox import exceptions as errors
+from vibebox.units import format_size
+
+from .runtime import get_driver
+from .runtime.base import BuildFailed, BuildLimits
+from .specs import base_labels
+
+logger = logging.getLogger(__name__)
+
+LOG_FLUSH_SECONDS = 0.5
+SMOKE_OUTPUT_MAX = 64 * 1024
+PORT_RETRY_SECONDS = 0.5
+SETID_CACHE_SECONDS = 7 * 24 * 3600  # an image's setuid list, by image id (ids never change content)
+BUILD_NETWORK_PREFIX = "vibebox-bld-"  # + 7 hex digits: the bridge is "vbx-bld-<7 hex>" (15 chars)
+DEBIAN_SUITES = catalog.SUITES
+OWN_LABEL_PREFIX = "vibebox."
+OCI_LABEL_PREFIX = "org.opencontainers."
+FROM_HELP = (
+    "FROM may name vibebox/<template> or vibebox/<template>:<version> (a built-in template or a "
+    "published one your organization can see), debian:trixie or debian:bookworm, or an earlier stage "
+    "of this Dockerfile; nothing is pulled from a registry."
+)
+
+
+class StepFailed(Exception):
+    """A step refused the submission: `step` (FailedStep), `message` for the submitter, `output`
+    what the smoke test printed (kept on the submission)."""
+
+    def __init__(self, step: str, message: str, output: str = ""):
+        super().__init__(message)
+        self.step = step
+        self.message = message[:1000]
+        self.output = output
+
+
+# ---- 1. the build context -------------------------------------------------------------------
+
+
+def context_max() -> int:
+    return int(getattr(settings, "VIBEBOX_TEMPLATE_CONTEXT_MAX", 50 * 1024**2))
+
+
+def _safe_name(name: str) -> PurePosixPath | None:
+    """The member's relative path, or None when it may not be extracted (absolute, "..", NUL)."""
+    if not name or "\0" in name or name.startswith("/") or "\\" in name:
+        return None
+    parts = [part for part in PurePosixPath(name).parts if part not in ("", ".")]
+    if not parts or any(part == ".." for part in parts):
+        return None
+    return PurePosixPath(*parts)
+
+
+def extract_context(path: str, root: Path) -> int:
+    """Extracts the submission's tar into `root` (which exists and is empty); answers the number
+    of files. Refuses (StepFailed upload) anything but plain files and directories, unsafe names,
+    more than VIBEBOX_TEMPLATE_CONTEXT_FILES entries or VIBEBOX_TEMPLATE_CONTEXT_MAX bytes."""
+    limit_files, limit_bytes = settings.VIBEBOX_TEMPLATE_CONTEXT_FILES, context_max()
+    if os.path.getsize(path) > limit_bytes:
+        raise StepFailed(FailedStep.UPLOAD, f"The build context is larger than {format_size(limit_bytes)}.")
+    count, total = 0, 0
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            for member in archive:
+                count += 1
+                if count > limit_files:
+                    raise StepFailed(FailedStep.UPLOAD, f"The build context has more than {limit_files} entries.")
+                relative = _safe_name(member.name)
+                if relative is None:
+                    raise StepFailed(FailedStep.UPLOAD, f"The build context has an unsafe name: {member.name[:200]!r}.")
+                if not (member.isfile() or member.isdir()) or member.issparse():
+                    raise StepFailed(
+                        FailedStep.UPLOAD,
+                        f"The build context may hold only files and directories; {member.name[:200]!r} is not one "
+                        "(no links or devices).",
+                    )
+                target = root / relative
+                _parents_made(root, relative.parent)
+                if member.isdir():
+                    if target.is_symlink() or (target.exists() and not target.is_dir()):
+                        raise StepFailed(FailedStep.UPLOAD, f"The build context repeats {member.name[:200]!r}.")
+                    target.mkdir(mode=0o755, exist_ok=True)
+                    continue
+                total += member.size
+                if total > limit_bytes:
+                    raise StepFailed(
+                        FailedStep.UPLOAD, f"The build context's files are larger than {format_size(limit_bytes)}."
+                    )
+                _write_member(archive, member, target)
+    except (tarfile.TarError, EOFError) as exc:
+        raise StepFailed(FailedStep.UPLOAD, f"The build context is not a valid tar: {exc}") from None
+    return count
+
+
+def _parents_made(root: Path, relative: PurePosixPath) -> None:
+    current = root
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise StepFailed(FailedStep.UPLOAD, f"The build context has a file where a directory is: {part!r}.")
+        current.mkdir(mode=0o755, exist_ok=True)
+
+
+def _write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    mode = 0o755 if member.mode & 0o111 else 0o644  # no setuid, setgid or sticky bits, nothing private
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise StepFailed(FailedStep.UPLOAD, f"The build context repeats {member.name[:200]!r}.") from None
+    source = archive.extractfile(member)
+    with os.fdopen(fd, "wb") as out, contextlib.closing(source):
+        shutil.copyfileobj(source, out, 1024 * 1024)
+
+
+# ---- the Dockerfile -------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    image: str  # the exact local image it starts from ("" when it starts from an earlier stage)
+    parent: int | None  # the index of the stage it starts from
+    name: str = ""
+
+
+@dataclass
+class Plan:
+    dockerfile: str  # with every FROM rewritten to an exact image
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        """The image the final stage starts from (following stage references)."""
+        stage = self.stages[-1]
+        while stage.parent is not None:
+            stage = self.stages[stage.parent]
+        return stage.image
+
+
+DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
+FLAG_RE = re.compile(r"^--([A-Za-z-]+)(?:=(.*))?$")
+REMOTE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git@)")
+
+
+def _instructions(text: str) -> list[tuple[int, str]]:
+    """(line number, logical instruction) of a Dockerfile: continuation lines joined, comments and
+    blank lines dropped, parser directives read (`escape`)."""
+    escape = "\\"
+    lines = text.splitlines()
+    start = 0
+    for start, line in enumerate(lines):  # noqa: B007 - parser directives come first
+        match = DIRECTIVE_RE.match(line.strip())
+        if not match:
+            break
+        if match.group(1).lower() == "escape":
+            escape = match.group(2)
+            if escape not in ("\\", "`"):
+                raise StepFailed(FailedStep.BUILD, "The Dockerfile's escape directive must be \\ or `.")
+    else:
+        start = len(lines)
+    found, current, first = [], "", 0
+    for number, line in enumerate(lines[start:], start + 1):
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if current and stripped.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if not current:
+            first = number
+        if stripped.endswith(escape):
+            current += stripped[: -len(escape)] + " "
+            continue
+        current += stripped
+        found.append((first, current))
+        current = ""
+    if current.strip():
+        found.append((first, current))
+    return found
+
+
+def plan_dockerfile(text: str, *, org) -> Plan:
+    """Checks the Dockerfile's bases and rewrites each FROM to an exact local image (StepFailed
+    build, saying what is allowed, for anything else)."""
+    stages: list[Stage] = []
+    names: dict[str, int] = {}
+    out: list[str] = []
+    lines = text.splitlines()
+    replaced: dict[int, str] = {}  # first line of a FROM -> its rewrite (its continuation lines dropped)
+    dropped: set[int] = set()
+    instructions = _instructions(text)
+    for index, (number, instruction) in enumerate(instructions):
+        word, _, rest = instruction.partition(" ")
+        keyword = word.upper()
+        args = rest.split()
+        if keyword == "ONBUILD":
+            raise StepFailed(FailedStep.BUILD, f"Line {number}: ONBUILD is not allowed in a template.")
+        if keyword == "FROM":
+            flags = [a for a in args if a.startswith("--")]
+            if flags:
+                raise StepFailed(FailedStep.BUILD, f"Line {number}: FROM takes no flags here ({flags[0]}). {FROM_HELP}")
+            if len(args) not in (1, 3) or (len(args) == 3 and args[1].upper() != "AS"):
+                raise StepFailed(FailedStep.BUILD, f"Line {number}: FROM <image> [AS <name>]. {FROM_HELP}")
+            reference = args[0]
+            stage_name = args[2].lower() if len(args) == 3 else ""
+            if "$" in reference:
+                raise StepFailed(FailedStep.BUILD, f"Line {number}: FROM may not use variables. {FROM_HELP}")
+            if reference.lower() in names:
+                stage = Stage(image="", parent=names[reference.lower()], name=stage_name)
+                image = reference
+            else:
+                image = resolve_base(reference, org=org, line=number)
+                stage = Stage(image=image, parent=None, name=stage_name)
+            if stage_name:
+                if stage_name in names:
+                    raise StepFailed(FailedStep.BUILD, f"Line {number}: stage name {stage_name!r} is used twice.")
+                names[stage_name] = len(stages)
+            stages.append(stage)
+            replaced[number] = f"FROM {image}" + (f" AS {stage_name}" if stage_name else "")
+            end = instructions[index + 1][0] if index + 1 < len(instructions) else len(lines) + 1
+            dropped.update(range(number + 1, end))
+            continue
+        if not stages:
+            if keyword == "ARG":
+                continue
+            raise StepFailed(FailedStep.BUILD, f"Line {number}: a Dockerfile starts with FROM. {FROM_HELP}")
+        if keyword in ("COPY", "ADD"):
+            for arg in args:
+                match = FLAG_RE.match(arg)
+                if match and match.group(1).lower() == "from":
+                    source = (match.group(2) or "").lower()
+                    known = source in names or (source.isdigit() and int(source) < len(stages) - 1)
+                    if not known:
+                        raise StepFailed(
+                            FailedStep.BUILD,
+                            f"Line {number}: {keyword} --from={source} names no earlier stage; copying from an "
+                            "image is not allowed (add it as a stage: FROM vibebox/<template> AS <name>).",
+                        )
+            if keyword == "ADD" and any(REMOTE_RE.match(arg) for arg in args if not arg.startswith("--")):
+                raise StepFailed(
+                    FailedStep.BUILD,
+                    f"Line {number}: ADD from a URL is not allowed (download it in a RUN step, which runs behind "
+                    "the build's firewall).",
+                )
+    if not stages:
+        raise StepFailed(FailedStep.BUILD, f"The Dockerfile has no FROM. {FROM_HELP}")
+    for number, line in enumerate(lines, 1):
+        if number in replaced:
+            out.append(replaced[number])
+        elif number in dropped and not line.strip().startswith("#"):
+            out.append("")  # a continuation line of a rewritten FROM
+        else:
+            out.append(line)
+    return Plan(dockerfile="\n".join(out) + "\n", stages=stages)
+
+
+def visible_templates(org):
+    """The templates an organization may build on: active built-in ones, public marketplace ones,
+    and its own private ones (apps.marketplace.selectors has no org-aware lookup yet)."""
+    return Template.objects.filter(is_active=True).filter(
+        Q(built_in=True) | Q(visibility=Visibility.PUBLIC) | Q(owner_org=org)
+    )
+
+
+def resolve_base(reference: str, *, org, line: int) -> str:
+    """The exact local image a FROM reference stands for."""
+    lowered = reference.lower()
+    image = ""
+    if lowered.startswith("vibebox/"):
+        name, _, version = reference[len("vibebox/") :].partition(":")
+        template = visible_templates(org).filter(name=name).first()
+        if template is None:
+            template = next((t for t in visible_templates(org) if name in (t.aliases or [])), None)
+        if template is None:
+            raise StepFailed(FailedStep.BUILD, f"Line {line}: there is no template {name!r} you can build on.")
+        if version and template.built_in:
+            if version not in (str(template.version), template.image.rpartition(":")[2]):
+                raise StepFailed(FailedStep.BUILD, f"Line {line}: built-in {name!r} has no version {version!r}.")
+            image = template.image
+        elif version:
+            found = TemplateVersion.objects.filter(
+                template=template, version=version, state=VersionState.PUBLISHED, yanked=False
+            ).first()
+            if found is None:
+                raise StepFailed(
+                    FailedStep.BUILD, f"Line {line}: template {name!r} has no published version {version!r}."
+                )
+            image = found.image
+        else:
+            image = template.image
+        if not image:
+            raise StepFailed(FailedStep.BUILD, f"Line {line}: template {name!r} has no image built yet.")
+    elif lowered.startswith("debian:") and lowered.partition(":")[2] in DEBIAN_SUITES:
+        image = catalog.base_image(lowered.partition(":")[2])
+    else:
+        raise StepFailed(FailedStep.BUILD, f"Line {line}: FROM {reference[:100]} is not allowed. {FROM_HELP}")
+    if not get_driver().image_exists(image):
+        raise StepFailed(FailedStep.BUILD, f"Line {line}: {reference} ({image}) is not built on this server.")
+    return image
+
+
+# ---- 2. the build ---------------------------------------------------------------------------
+
+
+class LogBuffer:
+    """Collects build log lines and appends them to the submission every LOG_FLUSH_SECONDS from a
+    thread of its own (the build's thread only appends to a list)."""
+
+    def __init__(self, submission_id: str):
+        self.submission_id = submission_id
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"log-{submission_id}")
+        self._thread.start()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def _take(self) -> str:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        return "".join(line + "\n" for line in lines)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(LOG_FLUSH_SECONDS):
+                self._flush()
+        finally:
+            connection.close()
+
+    def _flush(self) -> None:
+        text = self._take()
+        if text:
+            try:
+                submission_log_append(self.submission_id, text)
+            except Exception:  # the log is best effort: the build goes on
+                logger.exception("could not append to the build log of %s", self.submission_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._flush()
+
+
+def image_tag(submission: Submission) -> str:
+    suffix = submission.pk.removeprefix("sub_").lower()
+    name = re.sub(r"[^a-z0-9_.-]", "-", submission.template_name.lower())
+    version = re.sub(r"[^A-Za-z0-9_.-]", "-", submission.version)
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/market-{name}:{version}-{suffix}"[:200]
+
+
+def image_labels(submission: Submission) -> dict[str, str]:
+    return {
+        "vibebox.managed-image": "1",
+        "vibebox.instance": settings.VIBEBOX_INSTANCE,
+        "vibebox.submission": submission.pk,
+        "vibebox.template": submission.template_name,
+        "vibebox.template-version": submission.version,
+    }
+
+
+def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> None:
+    driver = get_driver()
+    network = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
+    driver.ensure_network(network, {**base_labels(), "vibebox.build": submission.pk})
+    limits = BuildLimits(
+        memory=int(settings.VIBEBOX_TEMPLATE_BUILD_MEMORY),
+        cpus=float(settings.VIBEBOX_TEMPLATE_BUILD_CPUS),
+        network=network,
+        timeout=float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT),
+        max_size=int(settings.VIBEBOX_TEMPLATE_MAX_SIZE),
+    )
+    try:
+        driver.image_build(
+            context=str(context), tag=tag, buildargs={}, labels=image_labels(submission), log=log, limits=limits
+        )
+    except BuildFailed as exc:
+        raise StepFailed(FailedStep.BUILD, exc.message) from None
+    finally:
+        try:
+            driver.remove_network(network)
+        except errors.ApplicationError as exc:
+            logger.warning("could not remove build network %s: %s", network, exc.message)
+
+
+# ---- 3. policy ------------------------------------------------------------------------------
+
+
+def setid_files(image: str) -> set[str]:
+    """The image's setuid/setgid files, kept in the cache by image id."""
+    driver = get_driver()
+    details = driver.image_details(image)
+    key = f"marketplace:setid:{details.id if details else image}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = driver.image_setid_files(image)
+        cache.set(key, cached, timeout=SETID_CACHE_SECONDS)
+    return set(cached)
+
+
+def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
+    """What the built image breaks, in words (empty: it passes)."""
+    driver = get_driver()
+    details = driver.image_details(tag)
+    if details is None:
+        return ["The built image is missing."]
+    base = driver.image_details(plan.base)
+    problems = []
+    user = details.user.strip()
+    if user.split(":", 1)[0] in ("", "0", "root"):
+        problems.append(f"The image's final user is {user or 'root (none is set)'}: end with USER <non-root user>.")
+    if details.volumes:
+        problems.append(f"VOLUME is not allowed ({', '.join(details.volumes)}).")
+    privileged = []
+    for port in details.exposed_ports:
+        number = port.partition("/")[0]
+        if not number.isdigit() or int(number) < 1024:
+            privileged.append(port)
+    if privileged:
+        problems.append(f"EXPOSE of ports below 1024 is not allowed ({', '.join(privileged)}).")
+    inherited = dict(base.labels) if base else {}
+    ours = image_labels(submission)
+    namespace = f"{submission.org.slug}."
+    bad_labels = [
+        key
+        for key, value in details.labels.items()
+        if ours.get(key) != value
+        and inherited.get(key) != value
+        and (key.startswith(OWN_LABEL_PREFIX) or not key.startswith((OCI_LABEL_PREFIX, namespace)))
+    ]
+    if bad_labels:
+        problems.append(
+            f"Labels must be under org.opencontainers. or your organization's namespace ({namespace}); "
+            f"not allowed: {', '.join(sorted(bad_labels)[:10])}."
+        )
+    limit = int(settings.VIBEBOX_TEMPLATE_MAX_SIZE)
+    if details.size > limit:
+        problems.append(f"The image is {format_size(details.size)}, above the limit of {format_size(limit)}.")
+    if not problems:  # the file scan reads the whole image: only for one that passed the rest
+        allowed = set(settings.VIBEBOX_TEMPLATE_SETUID_ALLOW)
+        added = sorted(setid_files(tag) - setid_files(plan.base) - allowed)
+        if added:
+            shown = ", ".join(added[:20]) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
+            problems.append(
+                f"The image adds setuid/setgid files outside the allow-list (VIBEBOX_TEMPLATE_SETUID_ALLOW): {shown}."
+            )
+    return problems
+
+
+# ---- 4. the smoke test ----------------------------------------------------------------------
+
+
+def _resources(spec: dict) -> dict | None:
+    resources = spec.get("resources") or {}
+    picked = {key: resources[key] for key in ("cpu", "memory") if isinstance(resources.get(key), int | float)}
+    return picked or None
+
+
+def smoke_test(submission: Submission, version: TemplateVersion) -> str:
+    """Runs the smoke test in a sandbox of the candidate version; answers its output, or raises
+    StepFailed smoke (with the output kept on the submission)."""
+    from . import processes
+    from .services.create import sandbox_create, sandbox_destroy
+    from .services.exec import sandbox_exec
+
+    spec = submission.spec or {}
+    timeout = float(settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT)
+    workdir = str(spec.get("workdir") or version.template.workdir or "/workspace")
+    output = ""
+    sandbox = None
+    try:
+        try:
+            sandbox = sandbox_create(
+                owner=submission.user,
+                org=submission.org,
+                template="",
+                template_version=version,
+                timeout=timeout * 2 + 60,
+                resources=_resources(spec),
+            )
+        except errors.ApplicationError as exc:
+            raise StepFailed(FailedStep.SMOKE, f"The smoke sandbox could not be created: {exc.message}") from None
+        smoke = str(spec.get("smoke") or version.template.smoke or "").strip()
+        if smoke:
+            try:
+                outcome = sandbox_exec(sandbox=sandbox, command=smoke, cwd=workdir, timeout=timeout)
+            except errors.ApplicationError as exc:
+                raise StepFailed(FailedStep.SMOKE, f"The smoke command could not run: {exc.message}") from None
+            result = outcome.result
+            output = f"$ {smoke}\n{outcome.stdout}{outcome.stderr}"
+            if result.timed_out:
+                raise StepFailed(
+                    FailedStep.SMOKE, f"The smoke command did not finish within {timeout:g} s (killed).", output
+                )
+            if result.exit_code != 0:
+                reason = " (killed: out of memory)" if result.oom_killed else ""
+                raise StepFailed(
+                    FailedStep.SMOKE, f"The smoke command exited with code {result.exit_code}{reason}.", output
+                )
+        ports = [int(port) for port in spec.get("ports") or []]
+        start = str(spec.get("start") or "").strip()
+        if start:
+            try:
+                processes.process_start(sandbox=sandbox, command=start, cwd=workdir, timeout=timeout * 2)
+            except errors.ApplicationError as exc:
+                raise StepFailed(
+                    FailedStep.SMOKE, f"The start command could not start: {exc.message}", output
+                ) from None
+            output += f"$ {start} &\n"
+        if ports:
+            address = get_driver().container_address(sandbox.container_name)
+            silent = _ports_silent(address, ports, deadline=time.monotonic() + timeout)
+            if silent:
+                output += f"ports that did not answer within {timeout:g} s: {', '.join(map(str, silent))}\n"
+                raise StepFailed(
+                    FailedStep.SMOKE,
+                    f"Port{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} did not answer within "
+                    f"{timeout:g} s" + (" (no start command is declared)." if not start else "."),
+                    output,
+                )
+            output += f"ports answering: {', '.join(map(str, ports))}\n"
+        return output
+    finally:
+        if sandbox is not None:
+            try:
+                sandbox.refresh_from_db()
+                sandbox_destroy(sandbox=sandbox)
+            except errors.ApplicationError as exc:  # the reconcile pass removes it later
+                logger.warning("could not destroy smoke sandbox %s: %s", sandbox.pk, exc.message)
+
+
+def _ports_silent(address: str, ports: list[int], *, deadline: float) -> list[int]:
+    """The ports of `address` that did not accept a TCP connection before `deadline`."""
+    waiting = list(ports)
+    while waiting:
+        for port in list(waiting):
+            with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=2):
+                waiting.remove(port)
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(PORT_RETRY_SECONDS)
+    return waiting
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+
+
+def submission_validate(submission_id: str) -> str | None:
+    """Runs the pipeline for a queued submission; answers its final state (None: it was not
+    queued, e.g. a redelivered task). Never raises for the submission's own faults."""
+    submission = submission_start(submission_id)
+    if submission is None:
+        return None
+    submission = Submission.objects.select_related("org", "user").get(pk=submission_id)
+    driver = get_driver()
+    tag = image_tag(submission)
+    log = LogBuffer(submission_id)
+    workdir = Path(tempfile.mkdtemp(prefix=f"vibebox-{submission_id}-"))
+    built = False
+    started = time.monotonic()
+    try:
+        context = workdir / "context"
+        context.mkdir()
+        if submission.context_path:
+            files = extract_context(submission.context_path, context)
+            log(f"build context: {files} entries")
+        plan = plan_dockerfile(submission.dockerfile, org=submission.org)
+        dockerfile = context / "Dockerfile"
+        if dockerfile.is_dir():
+            shutil.rmtree(dockerfile)
+        dockerfile.write_text(plan.dockerfile)
+        for stage in plan.stages:
+            if stage.image:
+                log(f"base image: {stage.image}")
+        built = True  # from here on the image may exist: removed on failure
+        build(submission, context, tag, log)
+        seconds = round(time.monotonic() - started, 1)
+        log(f"built {tag} in {seconds:g} s; checking the policy")
+        problems = policy_problems(submission, tag, plan)
+        if problems:
+            raise StepFailed(FailedStep.POLICY, " ".join(problems))
+        size = get_driver().image_size(tag) or 0
+        log(f"policy checks passed ({format_size(size)}); smoke test")
+        log.close()
+        submission_progress(
+            submission_id, state=SubmissionState.SMOKE_TESTING, image=tag, image_size=size, build_seconds=seconds
+        )
+        version = submission_candidate(submission_id)
+        output = smoke_test(submission, version)
+        submission_progress(submission_id, state=SubmissionState.SMOKE_TESTING, smoke_output=output[-SMOKE_OUTPUT_MAX:])
+        final = submission_passed(submission_id)
+        return final.state
+    except StepFailed as exc:
+        log(f"failed ({exc.step}): {exc.message}")
+        log.close()
+        if exc.output:
+            with contextlib.suppress(errors.ApplicationError):
+                submission_progress(
+                    submission_id, state=SubmissionState.SMOKE_TESTING, smoke_output=exc.output[-SMOKE_OUTPUT_MAX:]
+                )
+        submission_fail(submission_id, step=exc.step, message=exc.message)
+        if built:
+            driver.image_remove(tag)
+        return SubmissionState.FAILED
+    except Exception as exc:
+        logger.exception("the validation of %s failed", submission_id)
+        log(f"failed: an internal error ({type(exc).__name__})")
+        log.close()
+        step = _current_step(submission_id)
+        message = exc.message if isinstance(exc, errors.ApplicationError) else "an internal error"
+        submission_fail(submission_id, step=step, message=f"The validation stopped: {message}.")
+        if built:
+            with contextlib.suppress(Exception):
+                driver.image_remove(tag)
+        return SubmissionState.FAILED
+    finally:
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        close_old_connections()
+
+
+def _current_step(submission_id: str) -> str:
+    state = Submission.objects.filter(pk=submission_id).values_list("state", flat=True).first()
+    return FailedStep.SMOKE if state == SubmissionState.SMOKE_TESTING else FailedStep.BUILD

@@ -1,0 +1,212 @@
+"""The marketplace's validation pipeline (apps/sandboxes/submissions.py), against the real engine:
+a small private submission goes queued -> building -> smoke_testing -> published through a real
+build and a real smoke sandbox; the refusals that need no build (an unsafe context tar, a base
+that is not allowed) fail at their step with a message saying why; the build log streams over the
+WebSocket. The slower builds (each failure after a build, malicious Dockerfiles) are in
+test_pipeline_builds.py (`templates` marker)."""
+
+import tarfile
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from apps.marketplace import catalog
+from apps.marketplace.models import Submission, Template, TemplateVersion
+from apps.marketplace.services import submission_fail, submission_log_append, submission_start
+from apps.orgs.services import personal_org_ensure
+from apps.sandboxes.models import Sandbox, Status
+from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.submissions import StepFailed, image_tag, plan_dockerfile, submission_validate
+from tests.marketplace.pipeline_helpers import (
+    SMALL_DOCKERFILE,
+    assert_nothing_left,
+    file_entry,
+    make_submission,
+    spec_for,
+    tar_bytes,
+)
+from tests.ws import Communicator
+from vibebox.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_private_submission_is_built_checked_smoke_tested_and_published(templates, owner, tmp_path):
+    context = tar_bytes([file_entry("notes/readme.txt", b"hello"), file_entry("Dockerfile", b"FROM scratch\n")])
+    dockerfile = SMALL_DOCKERFILE + "COPY notes/readme.txt /home/app/readme.txt\n"
+    submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec_for("tiny-tool"), context=context)
+    tag = image_tag(submission)
+    try:
+        assert submission_validate(submission.pk) == "published"
+        submission.refresh_from_db()
+        assert (submission.state, submission.failed_step, submission.message) == ("published", "", "")
+        assert submission.image == tag and submission.image_size > 0 and submission.build_seconds > 0
+        assert "Step 1/" in submission.build_log and catalog.base_image("trixie") in submission.build_log
+        assert "policy checks passed" in submission.build_log
+        assert "built\napp" in submission.smoke_output
+        assert submission.finished_at is not None
+        version = TemplateVersion.objects.get(submission=submission)
+        assert (version.state, version.image, version.version) == ("published", tag, "1.0.0")
+        template = Template.objects.get(name="tiny-tool")
+        assert template.is_active and template.latest_version == "1.0.0" and template.image == tag
+        # The smoke sandbox was real, and is gone.
+        smoke = Sandbox.objects.get(template=template)
+        assert smoke.image == tag and smoke.status == Status.DESTROYED
+        assert get_driver().inspect(smoke.container_name) is None
+        # The submission's own Dockerfile replaced the one in its context.
+        assert "FROM scratch" not in submission.build_log
+        assert_nothing_left(submission)
+        # A redelivered task finds it no longer queued and does nothing.
+        assert submission_validate(submission.pk) is None
+    finally:
+        get_driver().image_remove(tag)
+
+
+def _entry(name: str, kind: bytes, **fields) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, None
+
+
+@pytest.mark.parametrize(
+    ("entries", "says"),
+    [
+        ([file_entry("/etc/passwd", b"x")], "unsafe name"),
+        ([file_entry("../outside", b"x")], "unsafe name"),
+        ([file_entry("a/../../outside", b"x")], "unsafe name"),
+        ([_entry("link", tarfile.SYMTYPE, linkname="/etc/shadow")], "no links or devices"),
+        ([file_entry("f", b"x"), _entry("hard", tarfile.LNKTYPE, linkname="f")], "no links or devices"),
+        ([_entry("dev", tarfile.CHRTYPE, devmajor=1, devminor=3)], "no links or devices"),
+        ([_entry("fifo", tarfile.FIFOTYPE)], "no links or devices"),
+        ([file_entry(f"f{i}", b"x") for i in range(5)], "more than 3 entries"),
+        ([file_entry("big", b"x" * 11000)], "larger than"),
+    ],
+)
+def test_an_unsafe_build_context_fails_at_upload(templates, owner, tmp_path, settings, entries, says):
+    settings.VIBEBOX_TEMPLATE_CONTEXT_FILES = 3
+    settings.VIBEBOX_TEMPLATE_CONTEXT_MAX = 12000  # a tar of one small file is 10240 bytes
+    submission = make_submission(
+        owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("bad-context"), context=tar_bytes(entries)
+    )
+    assert submission_validate(submission.pk) == "failed"
+    submission.refresh_from_db()
+    assert submission.failed_step == "upload"
+    assert says in submission.message
+    assert not (tmp_path / "outside").exists()
+    assert "Step 1/" not in submission.build_log  # nothing was built
+    assert_nothing_left(submission)
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "says"),
+    [
+        ("FROM ubuntu:24.04\n", "FROM ubuntu:24.04 is not allowed"),
+        ("FROM docker.io/library/debian:trixie\n", "is not allowed"),
+        ("FROM debian:sid\n", "is not allowed"),
+        ("FROM --platform=linux/arm64 debian:trixie\n", "takes no flags"),
+        ("ARG BASE=debian:trixie\nFROM $BASE\n", "may not use variables"),
+        ("FROM debian:trixie\nCOPY --from=alpine:3 /bin/sh /x\n", "copying from an image is not allowed"),
+        ("FROM debian:trixie\nCOPY --from=1 /bin/sh /x\n", "names no earlier stage"),
+        ("FROM debian:trixie\nADD https://example.com/x.tgz /x\n", "ADD from a URL is not allowed"),
+        ("FROM debian:trixie\nONBUILD RUN id\n", "ONBUILD is not allowed"),
+        ("RUN id\n", "starts with FROM"),
+        ("# just a comment\n", "has no FROM"),
+        ("FROM vibebox/no-such-template\n", "no template 'no-such-template'"),
+        ("FROM vibebox/theirs\n", "no template 'theirs'"),
+        ("FROM vibebox/python-3.13:9.9.9\n", "has no version"),
+    ],
+)
+def test_a_base_that_is_not_allowed_fails_the_build_step(templates, owner, outsider, tmp_path, dockerfile, says):
+    # Another organization's private template: as if it did not exist.
+    Template.objects.create(
+        name="theirs",
+        display_name="theirs",
+        image=templates["python-3.13"].image,
+        owner_org=personal_org_ensure(user=outsider),
+        visibility="private",
+        is_active=True,
+    )
+    submission = make_submission(owner, tmp_path, dockerfile=dockerfile, spec=spec_for("bad-base"))
+    assert submission_validate(submission.pk) == "failed"
+    submission.refresh_from_db()
+    assert submission.failed_step == "build"
+    assert says in submission.message, submission.message
+    assert_nothing_left(submission)
+
+
+def test_bases_are_rewritten_to_exact_local_images(templates, owner):
+    org = personal_org_ensure(user=owner)
+    text = (
+        "# syntax is ignored\n"
+        "FROM vibebox/python-3.13 AS Build\n"
+        "RUN echo hi\n"
+        "FROM debian:bookworm \\\n"
+        "  AS runtime\n"
+        "COPY --from=build /etc/hostname /x\n"
+        "COPY --from=0 /etc/hostname /y\n"
+        "FROM runtime\n"
+    )
+    plan = plan_dockerfile(text, org=org)
+    lines = plan.dockerfile.splitlines()
+    assert lines[1] == f"FROM {templates['python-3.13'].image} AS build"
+    assert lines[3] == f"FROM {catalog.base_image('bookworm')} AS runtime"
+    assert lines[4] == ""  # the continuation line of the rewritten FROM
+    assert lines[7] == "FROM runtime"
+    assert plan.base == catalog.base_image("bookworm")  # the final stage's base, through its stage
+    # An alias of a built-in template, and a pinned built-in version, name the same image.
+    assert plan_dockerfile("FROM vibebox/python-3\n", org=org).base == templates["python-3.13"].image
+    with pytest.raises(StepFailed):
+        plan_dockerfile("FROM build\n", org=org)  # not a stage yet: refused as an image
+
+
+def _ws(path: str, secret: str) -> Communicator:
+    return Communicator(application, path, headers=[(b"authorization", f"Bearer {secret}".encode())])
+
+
+def test_build_log_streams_over_the_websocket_then_the_final_state(owner, outsider, make_key, tmp_path):
+    submission = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("streamed"))
+    submission_start(submission.pk)
+    submission_log_append(submission.pk, "Step 1/3 : FROM debian:trixie\n")
+    _, secret = make_key(owner, scopes=["templates:read"])
+    _, no_scope = make_key(owner, scopes=["sandboxes:read"])
+    _, theirs = make_key(outsider, scopes=["templates:read"])
+    path = f"/ws/v1/marketplace/submissions/{submission.pk}/log"
+
+    async def scenario():
+        comm = _ws(path, secret)
+        assert (await comm.connect())[0]
+        first = await comm.receive_json_from()
+        assert first == {"type": "log", "offset": 30, "text": "Step 1/3 : FROM debian:trixie\n"}
+        await _in_thread(submission_log_append, submission.pk, "Step 2/3 : RUN id\n")
+        second = await comm.receive_json_from()
+        assert second == {"type": "log", "offset": 48, "text": "Step 2/3 : RUN id\n"}
+        await _in_thread(submission_fail, submission.pk, step="build", message="The command returned 1.")
+        final = await comm.receive_json_from()
+        assert final["type"] == "state" and final["state"] == "failed" and final["failedStep"] == "build"
+        assert final["message"] == "The command returned 1." and final["logSize"] == 48
+        assert (await comm.receive_output())["type"] == "websocket.close"
+
+        # From an offset: only what came after it, then the state.
+        comm = _ws(path + "?offset=30", secret)
+        assert (await comm.connect())[0]
+        assert (await comm.receive_json_from())["text"] == "Step 2/3 : RUN id\n"
+        assert (await comm.receive_json_from())["type"] == "state"
+        await comm.disconnect()
+
+        refusals = []
+        for key, url in ((no_scope, path), (theirs, path), (secret, "/ws/v1/marketplace/submissions/sub_nope/log")):
+            comm = _ws(url, key)
+            refusals.append(await comm.connect())
+            await comm.disconnect()
+        return refusals
+
+    assert async_to_sync(scenario)() == [(False, 4403), (False, 4404), (False, 4404)]
+    assert Submission.objects.get(pk=submission.pk).state == "failed"
+
+
+async def _in_thread(function, *args, **kwargs):
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(function, thread_sensitive=False)(*args, **kwargs)
