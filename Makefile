@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript venv images images-all sandboxd migrate run test test-templates lint format bench clean-containers
+.PHONY: setup host browser typescript venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -65,6 +65,11 @@ bench: setup
 # then every test marked `templates` (compiled languages, each package manager).
 test-templates: images-all
 	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests sdk/typescript/test
+
+# Every community template (marketplace/community/) through the real submission pipeline: built
+# FROM the built-in templates, so after images-all; two builds at a time.
+test-marketplace: images-all
+	@$(BIN)/pytest -m marketplace -n 2 --dist load tests/marketplace/test_community.py
 
 lint: venv typescript sandboxd
 	@$(BIN)/ruff check .
