@@ -301,3 +301,74 @@ def test_the_dashboards_fixed_paths_are_reserved_names(api_client, name):
     response = _submit(api_client, name)
     assert response.status_code == 400
     assert [p["code"] for p in fields_of(response)["name"]] == ["reserved"]
+
+
+# 9. A build context above VIBEBOX_REQUEST_MAX_BYTES, through the real server ------------------
+
+
+@pytest.fixture
+def server(transactional_db):
+    from tests.conftest import live_server
+
+    with live_server() as (url, _pid):
+        yield url
+
+
+def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[str, bytes]:
+    boundary = "vibebox-core2-boundary"
+    parts = []
+    for name, (filename, data) in fields.items():
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n")
+    return f"multipart/form-data; boundary={boundary}", b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_a_40_mib_context_is_accepted_over_multipart(server, api_key, settings):
+    import http.client
+    import json
+    import urllib.parse
+    from pathlib import Path
+
+    assert settings.VIBEBOX_REQUEST_MAX_BYTES < 40 * 1024**2 < settings.VIBEBOX_TEMPLATE_CONTEXT_MAX
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("big.bin")
+        info.size = 40 * 1024**2
+        archive.addfile(info, io.BytesIO(b"\0" * info.size))
+    content_type, body = _multipart(
+        {
+            "dockerfile": ("Dockerfile", DOCKERFILE.encode()),
+            "templateYaml": ("template.yaml", yaml_for("big-context").encode()),
+            "context": ("context.tar", buffer.getvalue()),
+        }
+    )
+    assert len(body) > 40 * 1024**2
+    parts = urllib.parse.urlsplit(server)
+    headers = {"Authorization": f"Bearer {api_key[1]}", "Content-Type": content_type}
+
+    def post(payload: bytes, length: int | None = None):
+        connection_ = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            connection_.putrequest("POST", URL)
+            for name, value in {**headers, "Content-Length": str(length or len(payload))}.items():
+                connection_.putheader(name, value)
+            connection_.endheaders()
+            if payload:
+                connection_.send(payload)
+            response = connection_.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection_.close()
+
+    status, answer = post(body)
+    try:
+        assert status == 202, answer
+        assert answer["contextBytes"] == len(buffer.getvalue())
+    finally:
+        row = Submission.objects.filter(template_name="big-context").first()
+        if row is not None and row.context_path:
+            Path(row.context_path).unlink(missing_ok=True)
+    # Above the context's limit plus room: 413 at once, naming that limit.
+    limit = settings.VIBEBOX_TEMPLATE_CONTEXT_MAX + 2 * 1024**2
+    status, answer = post(b"", length=limit + 1)
+    assert status == 413 and answer["error"]["details"] == {"limit": limit}
