@@ -137,7 +137,8 @@ def test_an_unreviewed_private_version_never_becomes_public(
     assert response.json()["error"]["details"]["versions"] == ["1.1.0"]
     owner_org = personal_org_ensure(user=owner)
     assert selectors.published_versions(template, org=owner_org) == ["9.0.0", "1.1.0"]
-    assert [v["version"] for v in api_client.get(f"{CAT}/rev-tool").json()["versions"]] == ["9.0.0", "1.1.0"]
+    mine = api_client.get(f"{CAT}/rev-tool").json()["versions"]
+    assert [(v["version"], v["reviewed"]) for v in mine] == [("9.0.0", False), ("1.1.0", True)]
 
     # The private submission that reaches publishing once the template is public waits for staff.
     pipeline_to_passed(late.pk, image="vibebox/rev:91")
