@@ -182,7 +182,11 @@ def version_yank(actor, *, template: Template, version: str, reason: str = "") -
     if row is None:
         raise errors.TemplateVersionNotFound(
             f"{template.name} has no published version {version!r}.",
-            details={"template": template.name, "version": version, "versions": selectors.published_versions(template)},
+            details={
+                "template": template.name,
+                "version": version,
+                "versions": selectors.published_versions(template, org=actor.org),
+            },
         )
     if not row.yanked:
         TemplateVersion.objects.filter(pk=row.pk).update(
