@@ -7,8 +7,10 @@ ASGI middleware sits in front of both. A declared `Content-Length` above the lim
 and the first chunk past the limit ends it: the app sees the client go away (it never gets a
 truncated body) and the caller gets `413 request_too_large`.
 
-Uploads (the API's `POST …/files` and the dashboard's upload) have VIBEBOX_UPLOAD_MAX_BYTES,
-everything else VIBEBOX_REQUEST_MAX_BYTES.
+Uploads (the API's `POST …/files` and the dashboard's upload) have VIBEBOX_UPLOAD_MAX_BYTES;
+template submissions (the API's `POST /api/v1/marketplace/submissions` and the dashboard's submit
+form, multipart with a build context) VIBEBOX_TEMPLATE_CONTEXT_MAX plus room for the Dockerfile,
+the template.yaml and the form's framing; everything else VIBEBOX_REQUEST_MAX_BYTES.
 """
 
 import json
@@ -23,12 +25,19 @@ UPLOAD_PATHS = (
     re.compile(r"^/api/v1/sandboxes/[^/]+/files/?$"),
     re.compile(r"^/sandboxes/[^/]+/files/upload/?$"),
 )
+SUBMISSION_PATHS = (
+    re.compile(r"^/api/v1/marketplace/submissions/?$"),
+    re.compile(r"^/marketplace/submit/?$"),
+)
+SUBMISSION_ROOM = 2 * 1024**2  # the Dockerfile (64 KiB), template.yaml (128 KiB), multipart framing
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def limit_for(method: str, path: str) -> int:
     if method == "POST" and any(pattern.match(path) for pattern in UPLOAD_PATHS):
         return settings.VIBEBOX_UPLOAD_MAX_BYTES
+    if method == "POST" and any(pattern.match(path) for pattern in SUBMISSION_PATHS):
+        return max(settings.VIBEBOX_REQUEST_MAX_BYTES, settings.VIBEBOX_TEMPLATE_CONTEXT_MAX + SUBMISSION_ROOM)
     return settings.VIBEBOX_REQUEST_MAX_BYTES
 
 

@@ -125,7 +125,7 @@ def template_page(request, name):
     template = _template(request, name)
     if template.name != name:  # an alias: the canonical page
         return redirect("dashboard:marketplace-template", name=template.name)
-    versions = selectors.template_versions(template)
+    versions = selectors.template_versions(template, org=_org(request))
     for version in versions:
         version.changelog_html = render_markdown(version.changelog) if version.changelog else ""
     template.stars = _stars(template.rating_avg)

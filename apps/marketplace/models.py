@@ -96,6 +96,9 @@ class TemplateVersion(models.Model):
     spec = models.JSONField(default=dict, blank=True)  # the template.yaml as accepted
     changelog = models.TextField(blank=True)
     state = models.CharField(max_length=16, choices=VersionState.choices, default=VersionState.CANDIDATE)
+    # Staff reviewed it (a public submission approved): a public template exposes, takes as its
+    # latest and lets other organizations pin only reviewed versions.
+    reviewed = models.BooleanField(default=False)
     yanked = models.BooleanField(default=False)
     yanked_at = models.DateTimeField(null=True, blank=True)
     yank_reason = models.CharField(max_length=500, blank=True)
@@ -151,6 +154,7 @@ class Submission(models.Model):
     spec = models.JSONField(default=dict)  # the template.yaml, validated
     build_log = models.TextField(blank=True)  # capped: its head and its newest tail
     log_size = models.BigIntegerField(default=0)  # bytes ever appended (the stream's offsets)
+    log_head = models.IntegerField(default=0)  # bytes of build_log's kept head once cut (0: never cut)
     smoke_output = models.TextField(blank=True)
     image = models.CharField(max_length=200, blank=True)
     image_size = models.BigIntegerField(null=True, blank=True)

@@ -83,15 +83,26 @@ def split_pin(value: str) -> tuple[str, str]:
     return name, version
 
 
-def version_resolve(template: Template, version: str) -> TemplateVersion | None:
-    """A marketplace template's published version by a pin (yanked ones included: the caller
-    says template_version_yanked); None for an unknown version."""
-    return TemplateVersion.objects.filter(template=template, version=version, state=VersionState.PUBLISHED).first()
+def reviewed_only(template: Template, org) -> bool:
+    """A public template shows other organizations (and takes as its latest) only its reviewed
+    versions: a private version its owner published without review stays the owner's."""
+    return template.visibility == Visibility.PUBLIC and (org is None or template.owner_org_id != org.pk)
 
 
-def published_versions(template: Template, *, yanked: bool = False) -> list[str]:
-    """A template's published version strings, newest first."""
+def _published(template: Template, org):
     rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
+    return rows.filter(reviewed=True) if reviewed_only(template, org) else rows
+
+
+def version_resolve(template: Template, version: str, *, org=None) -> TemplateVersion | None:
+    """A marketplace template's published version by a pin (yanked ones included: the caller
+    says template_version_yanked) that `org` may use; None for an unknown version."""
+    return _published(template, org).filter(version=version).first()
+
+
+def published_versions(template: Template, *, yanked: bool = False, org=None) -> list[str]:
+    """A template's published version strings `org` may use, newest first."""
+    rows = _published(template, org)
     if not yanked:
         rows = rows.filter(yanked=False)
     return sorted(rows.values_list("version", flat=True), key=semver_key, reverse=True)
@@ -174,9 +185,9 @@ def catalogue_get(*, name: str, org) -> Template:
     return template
 
 
-def template_versions(template: Template):
-    rows = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED)
-    return sorted(rows, key=lambda v: semver_key(v.version), reverse=True)
+def template_versions(template: Template, *, org=None):
+    """A template's published versions `org` sees (reviewed_only), newest first."""
+    return sorted(_published(template, org), key=lambda v: semver_key(v.version), reverse=True)
 
 
 def template_reviews(template: Template):

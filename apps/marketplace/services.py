@@ -171,6 +171,9 @@ def version_yank(actor, *, template: Template, version: str, reason: str = "") -
     """Hides a published version from new creates (running sandboxes keep it); the template's
     latest version moves to the newest one left. Yanking twice changes nothing."""
     require_template_admin(actor, template)
+    # The Template row's lock first, then its version's (the order submission_publish takes them):
+    # a publish and a yank at once cannot both refresh the latest version from stale rows.
+    template = Template.objects.select_for_update().get(pk=template.pk)
     row = (
         TemplateVersion.objects.select_for_update()
         .filter(template=template, version=version, state=VersionState.PUBLISHED)
@@ -179,7 +182,11 @@ def version_yank(actor, *, template: Template, version: str, reason: str = "") -
     if row is None:
         raise errors.TemplateVersionNotFound(
             f"{template.name} has no published version {version!r}.",
-            details={"template": template.name, "version": version, "versions": selectors.published_versions(template)},
+            details={
+                "template": template.name,
+                "version": version,
+                "versions": selectors.published_versions(template, org=actor.org),
+            },
         )
     if not row.yanked:
         TemplateVersion.objects.filter(pk=row.pk).update(

@@ -17,7 +17,7 @@ from vibebox import exceptions as errors
 from vibebox.units import parse_size
 
 from . import states
-from .models import Submission, Template, TemplateVersion, Visibility
+from .models import Submission, Template, TemplateVersion, VersionState, Visibility
 from .semver import semver_ok
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -31,6 +31,8 @@ LANGUAGES_MAX = 10
 PORTS_MAX = 10
 ENV_MAX = 50
 CONTEXT_MEMBERS_MAX = 20000
+# The dashboard's fixed /marketplace/<x>/ pages (apps/dashboard/marketplace_urls.py).
+RESERVED_NAMES = frozenset({"submit", "submissions", "review"})
 KNOWN_KEYS = {
     "name", "version", "displayName", "description", "tags", "languages", "icon", "readme", "ports",
     "smoke", "start", "resources", "changelog", "workdir", "env", "user",
@@ -81,6 +83,9 @@ def _list(problems, spec, key, *, pattern, limit) -> list[str]:
 
 def _name_problems(problems, name: str, org, visibility: str) -> Template | None:
     """The template row of this name, if any; problems when the name is not the org's to use."""
+    if name in RESERVED_NAMES:
+        problems.add("name", "reserved", f"{name!r} is reserved (a path of the marketplace's pages).")
+        return None
     existing = Template.objects.filter(name=name).first()
     builtin_alias = any(name in (t.aliases or []) for t in Template.objects.filter(built_in=True))
     if (existing is not None and existing.built_in) or builtin_alias:
@@ -98,6 +103,28 @@ def _name_problems(problems, name: str, org, visibility: str) -> Template | None
     if existing is not None and existing.visibility == Visibility.PUBLIC and visibility == Visibility.PRIVATE:
         problems.add("visibility", "public_template", f"{name!r} is public: its new versions are public too.")
     return existing
+
+
+def recheck_name(name: str, version: str, *, org, visibility: str) -> None:
+    """The name and version checks again (under the name's lock, as the submission is saved)."""
+    problems = Problems()
+    existing = _name_problems(problems, name, org, visibility)
+    if not problems.fields and _version_used(name, version, existing):
+        problems.add("version", "exists", f"{name}@{version} was already submitted; versions are immutable.")
+    problems.raise_if_any(errors.InvalidTemplateYaml)
+
+
+def _version_used(name: str, version: str, existing: Template | None) -> bool:
+    return (
+        existing is not None and TemplateVersion.objects.filter(template=existing, version=version).exists()
+    ) or Submission.objects.filter(template_name=name, version=version, state__in=list(states.ACTIVE)).exists()
+
+
+def _is_root(user: str) -> bool:
+    """root by name or by uid 0 (`0`, `00`, `+0`, `root:users`, `0:0`...)."""
+    who = user.strip().split(":", 1)[0].strip()
+    number = who.lstrip("+-")
+    return who.lower() == "root" or (number.isdigit() and int(number) == 0)
 
 
 def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, bytes] | None = None) -> dict:
@@ -131,12 +158,8 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
         problems.add("version", "required", "This field is required.")
     elif not semver_ok(version if isinstance(version, str) else None):
         problems.add("version", "invalid", "A semantic version MAJOR.MINOR.PATCH such as 1.2.0 (quote it in YAML).")
-    elif isinstance(name, str) and NAME_RE.match(name):
-        used = (
-            existing is not None and TemplateVersion.objects.filter(template=existing, version=version).exists()
-        ) or (Submission.objects.filter(template_name=name, version=version, state__in=list(states.ACTIVE)).exists())
-        if used:
-            problems.add("version", "exists", f"{name}@{version} was already submitted; versions are immutable.")
+    elif isinstance(name, str) and NAME_RE.match(name) and _version_used(name, version, existing):
+        problems.add("version", "exists", f"{name}@{version} was already submitted; versions are immutable.")
 
     _text(problems, spec, "displayName", limit=120)
     _text(problems, spec, "description", required=True, limit=1000)
@@ -144,8 +167,14 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
     _text(problems, spec, "start")
     if _text(problems, spec, "smoke", required=True) and not spec["smoke"].strip():
         problems.add("smoke", "required", "This field is required.")
+    user = spec.get("user")
+    if isinstance(user, int) and not isinstance(user, bool):
+        user = str(user)  # `user: 0` in YAML is a number
+        spec["user"] = user
     user = _text(problems, spec, "user", limit=32)
-    if user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
+    if user and _is_root(user):
+        problems.add("user", "root_user", "Templates run as a non-root user (not root, not uid 0).")
+    elif user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
         problems.add("user", "invalid", "A Unix user name.")
     workdir = _text(problems, spec, "workdir", limit=200)
     if workdir and not workdir.startswith("/"):
@@ -236,6 +265,19 @@ def _visible_template(name: str, org) -> Template | None:
     )
 
 
+def _visible_version(template: Template, version: str, org) -> TemplateVersion | None:
+    """A published, non-yanked version of `template` that `org` may start from (of a public
+    template another organization's: a reviewed one)."""
+    if not semver_ok(version) or template.owner_org_id is None:
+        return None
+    rows = TemplateVersion.objects.filter(
+        template=template, version=version, state=VersionState.PUBLISHED, yanked=False
+    )
+    if template.visibility == Visibility.PUBLIC and template.owner_org_id != org.pk:
+        rows = rows.filter(reviewed=True)
+    return rows.first()
+
+
 def validate_dockerfile(text: str, *, org) -> list[dict]:
     """The Dockerfile's bases ([{ref, template?, image}]); InvalidDockerfile when it is too large,
     has no FROM, or starts from anything but vibebox/<template the org can see> or a Debian base."""
@@ -267,8 +309,21 @@ def validate_dockerfile(text: str, *, org) -> list[dict]:
         if ref in DEBIAN_BASES:
             bases.append({"ref": ref, "suite": ref.split(":", 1)[1]})
             continue
-        match = re.match(r"^vibebox/([a-z0-9][a-z0-9.-]{0,63})(?::latest)?$", ref)
+        match = re.match(r"^vibebox/([a-z0-9][a-z0-9.-]{0,63})(?::([A-Za-z0-9][A-Za-z0-9.+-]{0,31}))?$", ref)
         template = _visible_template(match.group(1), org) if match else None
+        tag = match.group(2) if match else None
+        if template is not None and tag not in (None, "latest"):
+            pinned = _visible_version(template, tag, org)
+            if pinned is None:
+                problems.add(
+                    "dockerfile",
+                    "invalid_from",
+                    f"line {number}: FROM {shlex.quote(ref)}: {template.name} has no published version {tag!r} "
+                    "your organization can use (yanked versions neither).",
+                )
+                continue
+            bases.append({"ref": ref, "template": template.name, "version": pinned.version, "image": pinned.image})
+            continue
         if template is None:
             shown = shlex.quote(ref)
             problems.add(
@@ -307,6 +362,8 @@ def check_context(path) -> dict[str, bytes]:
     limit = settings.VIBEBOX_TEMPLATE_CONTEXT_MAX
     problems = Problems()
     small: dict[str, bytes] = {}
+    links: list[tarfile.TarInfo] = []
+    symlinks: dict[str, str] = {}  # a symlink member's clean name -> its target
     try:
         with tarfile.open(path, "r:*") as archive:
             total = 0
@@ -325,9 +382,12 @@ def check_context(path) -> dict[str, bytes]:
                 if member.issym() or member.islnk():
                     target = PurePosixPath(member.linkname)
                     resolved = target.parts if member.islnk() else (PurePosixPath(name).parent / target).parts
-                    if member.linkname.startswith("/") or _escapes(resolved):
+                    if member.linkname.startswith("/") or "\0" in member.linkname or _escapes(resolved):
                         problems.add("context", "unsafe_link", f"{name!r} links outside the context.")
                         continue
+                    links.append(member)
+                    if member.issym():
+                        symlinks[str(PurePosixPath(name))] = member.linkname
                 if member.mode & 0o6000:
                     problems.add("context", "setuid", f"{name!r} is setuid or setgid.")
                 total += max(0, member.size)
@@ -340,6 +400,13 @@ def check_context(path) -> dict[str, bytes]:
                     small[clean] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         problems.add("context", "not_a_tar", f"Not a tar archive (plain, gzip, bzip2 or xz): {exc}")
+    for member in links:
+        # The text of a link is not enough: a directory on its way may itself be a link
+        # (s -> ../../z, then x -> s/../../etc). Resolve it component by component against
+        # the tar's own links, as extracting it would.
+        start = () if member.islnk() else PurePosixPath(member.name).parent.parts
+        if _resolve(start + PurePosixPath(member.linkname).parts, symlinks) is None:
+            problems.add("context", "unsafe_link", f"{member.name!r} links outside the context.")
     problems.raise_if_any(errors.InvalidBuildContext)
     return small
 
@@ -354,3 +421,34 @@ def _escapes(parts) -> bool:
         elif part not in ("", "."):
             depth += 1
     return False
+
+
+LINK_HOPS_MAX = 40
+
+
+def _resolve(parts, symlinks: dict[str, str], hops: list[int] | None = None, stack: list[str] | None = None):
+    """The path `parts` (relative to the context's root) resolves to, following the tar's own
+    symlinks on the way (as the kernel would once it is extracted); None when it leaves the
+    context (or loops)."""
+    hops = hops if hops is not None else [0]
+    stack = list(stack or [])
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return None
+            stack.pop()
+            continue
+        here = "/".join([*stack, part])
+        target = symlinks.get(here)
+        if target is None:
+            stack.append(part)
+            continue
+        hops[0] += 1
+        if hops[0] > LINK_HOPS_MAX or target.startswith("/"):
+            return None
+        stack = _resolve(PurePosixPath(target).parts, symlinks, hops, stack)
+        if stack is None:
+            return None
+    return stack

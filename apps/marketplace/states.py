@@ -1,7 +1,8 @@
 """The one place that moves template submissions between states (docs/marketplace.md).
 
     queued -> building -> smoke_testing -> awaiting_review -> published | rejected
-                                         \\-> published                (private: no review)
+                                         \\-> published                (private: no review, unless
+                                                                    its template is public by then)
     queued | building | smoke_testing -> failed   (with failed_step and message)
     queued -> cancelled                           (the submitter cancelled it)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import record
@@ -123,6 +123,10 @@ def submission_create(
         spec["bases"] = bases
         spec["baseTemplate"] = checks.base_template_fields(bases)
         with transaction.atomic():
+            # Two first submissions of one name at once: one after the other, and the second
+            # sees the first (400 name taken / version exists), not a race.
+            _lock_name(spec["name"])
+            checks.recheck_name(spec["name"], spec["version"], org=actor.org, visibility=visibility)
             submission = Submission.objects.create(
                 id=submission_id,
                 org=actor.org,
@@ -154,6 +158,13 @@ def submission_create(
     return submission
 
 
+def _lock_name(name: str) -> None:
+    """A transaction-long lock on a template name (PostgreSQL; SQLite serializes writers anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"vibebox.template-name:{name}"])
+
+
 def submission_cancel(actor, submission_id: str) -> Submission:
     """queued -> cancelled (the submitter's organization, with templates.submit)."""
     actor.require(SUBMIT_PERMISSION)
@@ -162,6 +173,7 @@ def submission_cancel(actor, submission_id: str) -> Submission:
         raise errors.SubmissionNotFound(details={"submission": submission_id})
     with transaction.atomic():
         submission = states.move(submission_id, SubmissionState.CANCELLED, message="Cancelled.")
+        _drop_candidate(submission)
         record(
             "template.submission_cancelled",
             target=submission,
@@ -183,20 +195,40 @@ def submission_start(submission_id: str) -> Submission | None:
 @transaction.atomic
 def submission_log_append(submission_id: str, text: str) -> int:
     """Appends to the build log (kept at most LOG_MAX bytes: the head and the newest tail) and
-    returns the log's size in bytes ever appended (the stream's offset after `text`)."""
+    returns the log's size in bytes ever appended (the stream's offset after `text`). Where the
+    head ends is a column (log_head), never searched for in the text (the submitter writes it)."""
     if not text:
         return Submission.objects.filter(pk=submission_id).values_list("log_size", flat=True).first() or 0
-    row = Submission.objects.select_for_update().filter(pk=submission_id).values("build_log", "log_size").first()
+    row = (
+        Submission.objects.select_for_update()
+        .filter(pk=submission_id)
+        .values("build_log", "log_size", "log_head")
+        .first()
+    )
     if row is None:
         raise errors.SubmissionNotFound(details={"submission": submission_id})
-    log = row["build_log"] + text
-    if len(log.encode()) > LOG_MAX:
-        head, _, rest = log.partition(LOG_MARKER)
-        if not rest:  # not cut before
-            head, rest = _cut(log, LOG_HEAD), log.encode()[LOG_HEAD:].decode(errors="ignore")
-        log = head + LOG_MARKER + _tail(rest, LOG_MAX - len(head.encode()) - len(LOG_MARKER))
-    size = row["log_size"] + len(text.encode())
-    Submission.objects.filter(pk=submission_id).update(build_log=log, log_size=size, updated_at=timezone.now())
+    data = text.encode()
+    size = row["log_size"] + len(data)
+    old = row["build_log"].encode()
+    marker = LOG_MARKER.encode()
+    head_len = row["log_head"]
+    if len(data) > LOG_HEAD + LOG_MAX:  # only its head and its tail can ever be kept
+        data = data[:LOG_HEAD] + data[-LOG_MAX:]
+    if head_len:  # cut before: keep the head, append to the tail
+        room = LOG_MAX - head_len - len(marker)
+        tail = (old[head_len + len(marker) :] + data[-room:])[-room:]
+        log = old[:head_len].decode(errors="ignore") + LOG_MARKER + tail.decode(errors="ignore")
+    elif len(old) + len(data) <= LOG_MAX:
+        log = row["build_log"] + text  # (a capped chunk is longer than LOG_MAX: not here)
+    else:
+        whole = old + data
+        head = whole[:LOG_HEAD].decode(errors="ignore")
+        head_len = len(head.encode())
+        room = LOG_MAX - head_len - len(marker)
+        log = head + LOG_MARKER + whole[-room:].decode(errors="ignore")
+    Submission.objects.filter(pk=submission_id).update(
+        build_log=log, log_size=size, log_head=head_len, updated_at=timezone.now()
+    )
     return size
 
 
@@ -205,10 +237,10 @@ def log_after(submission: Submission, offset: int) -> str:
     wanted = submission.log_size - max(0, offset)
     if wanted <= 0:
         return ""
-    log = submission.build_log
-    kept = log.partition(LOG_MARKER)[2] if LOG_MARKER in log else log
-    data = kept.encode()
-    return data[-wanted:].decode(errors="ignore") if wanted < len(data) else kept
+    data = submission.build_log.encode()
+    if submission.log_head:
+        data = data[submission.log_head + len(LOG_MARKER.encode()) :]
+    return data[-wanted:].decode(errors="ignore") if wanted < len(data) else data.decode(errors="ignore")
 
 
 def submission_progress(submission_id: str, *, state: str, **fields) -> Submission:
@@ -249,9 +281,23 @@ def submission_fail(submission_id: str, *, step: str, message: str) -> Submissio
 
 
 def _drop_candidate(submission: Submission) -> None:
-    """A failed or rejected submission's candidate version goes (its number may be submitted again)."""
+    """A failed or rejected submission's candidate version goes (its number may be submitted
+    again); so does the name's Template row if it was only this attempt's (inactive, no version)."""
     if TemplateVersion.objects.filter(submission=submission, state=VersionState.CANDIDATE).delete()[0]:
         submission.template_version_id = None
+    _release_name(submission)
+
+
+def _release_name(submission: Submission) -> None:
+    """A name's inactive Template row with no versions left (created by submission_candidate for
+    a submission that then ended) is deleted: the name is free again."""
+    Template.objects.filter(
+        name=submission.template_name,
+        owner_org_id=submission.org_id,
+        is_active=False,
+        built_in=False,
+        versions__isnull=True,
+    ).delete()
 
 
 def _template_fields(spec: dict) -> dict:
@@ -291,19 +337,22 @@ def submission_candidate(submission_id: str) -> TemplateVersion:
         raise errors.SubmissionNotFound(details={"submission": submission_id})
     if not submission.image:
         raise ValueError("submission_candidate: the submission has no image yet (submission_progress(image=...))")
-    template = Template.objects.select_for_update().filter(name=submission.template_name).first()
-    if template is None:
-        template = Template.objects.create(
-            name=submission.template_name,
-            image="",
-            is_active=False,
-            built_in=False,
-            official=False,
-            owner_org=submission.org,
-            visibility=Visibility.PRIVATE,  # public once a public version is published
+    # Two first submissions of a new name at once: get_or_create's insert waits for the other's,
+    # and the loser gets the winner's row (then 409 below), not an IntegrityError.
+    template, _ = Template.objects.get_or_create(
+        name=submission.template_name,
+        defaults={
+            "image": "",
+            "is_active": False,
+            "built_in": False,
+            "official": False,
+            "owner_org": submission.org,
+            "visibility": Visibility.PRIVATE,  # public once a public version is published
             **_template_fields(submission.spec),
-        )
-    elif template.built_in or template.owner_org_id != submission.org_id:
+        },
+    )
+    template = Template.objects.select_for_update().get(pk=template.pk)
+    if template.built_in or template.owner_org_id != submission.org_id:
         raise errors.SubmissionStateConflict(
             f"Template {template.name!r} belongs to someone else.", details={"template": template.name}
         )
@@ -337,7 +386,7 @@ def submission_passed(submission_id: str) -> Submission:
     if submission is None:
         raise errors.SubmissionNotFound(details={"submission": submission_id})
     if submission.visibility == Visibility.PRIVATE:
-        return submission_publish(submission_id)
+        return submission_publish(submission_id)  # (awaiting_review if the template is public by then)
     return states.move(submission_id, SubmissionState.AWAITING_REVIEW)
 
 
@@ -352,8 +401,10 @@ def can_review(actor, submission: Submission) -> bool:
     also be reviewed by its organization's admins."""
     if getattr(actor.user, "is_staff", False):
         return True
+    public_template = Template.objects.filter(name=submission.template_name, visibility=Visibility.PUBLIC).exists()
     return (
         submission.visibility == Visibility.PRIVATE
+        and not public_template  # a public template's versions are reviewed by staff only
         and actor.org.pk == submission.org_id
         and actor.can("members.manage")
     )
@@ -378,12 +429,17 @@ def submission_review(actor, submission_id: str, *, approve: bool, reason: str =
 
 def _latest_version(template: Template) -> TemplateVersion | None:
     versions = TemplateVersion.objects.filter(template=template, state=VersionState.PUBLISHED, yanked=False)
+    if template.visibility == Visibility.PUBLIC:  # only a reviewed version is everyone's latest
+        versions = versions.filter(reviewed=True)
     return max(versions, key=lambda v: semver_key(v.version), default=None)
 
 
 def template_latest_refresh(template: Template) -> Template:
     """Points a marketplace template's latest_version (and image, spec fields) at its newest
-    published non-yanked version; one with none left keeps its row but has no latest."""
+    published non-yanked version (of a public template: reviewed); one with none left keeps its
+    row but has no latest. The caller holds the Template row's lock (select_for_update) taken
+    before any of its versions' (version_yank, submission_publish): taken here too."""
+    template = Template.objects.select_for_update().get(pk=template.pk)
     latest = _latest_version(template)
     if latest is None:
         fields = {"latest_version": ""}
@@ -407,12 +463,24 @@ def submission_publish(submission_id: str, *, reviewer=None, reason: str = "") -
         submission = Submission.objects.select_for_update().get(pk=submission_id)
         version = submission_candidate(submission_id) if submission.template_version_id is None else None
         version = version or TemplateVersion.objects.select_related("template").get(pk=submission.template_version_id)
+        # The Template row first, then its versions (as version_yank): no deadlock, no lost update.
+        template = Template.objects.select_for_update().get(pk=version.template_id)
+        if reviewer is None and template.visibility == Visibility.PUBLIC:
+            # A private submission to a template that is public by now: its versions are
+            # everyone's, so staff review it first.
+            return states.move(
+                submission_id,
+                SubmissionState.AWAITING_REVIEW,
+                message=f"{template.name} is public: this version waits for a staff review.",
+            )
+        reviewed = bool(reviewer is not None and getattr(reviewer, "is_staff", False))
         submission = states.move(
             submission_id, SubmissionState.PUBLISHED, reviewer=reviewer, review_reason=reason, message=""
         )
         now = timezone.now()
-        TemplateVersion.objects.filter(pk=version.pk).update(state=VersionState.PUBLISHED, published_at=now)
-        template = Template.objects.select_for_update().get(pk=version.template_id)
+        TemplateVersion.objects.filter(pk=version.pk).update(
+            state=VersionState.PUBLISHED, published_at=now, reviewed=reviewed
+        )
         activate = {"is_active": True, "build_state": "ready", "build_message": ""}
         if submission.visibility == Visibility.PUBLIC:
             activate["visibility"] = Visibility.PUBLIC

@@ -212,6 +212,7 @@ class TemplateVersionSerializer(serializers.Serializer):
     changelog = serializers.CharField()
     imageSize = serializers.IntegerField(source="image_size", allow_null=True)
     publishedAt = serializers.DateTimeField(source="published_at", allow_null=True)
+    reviewed = serializers.BooleanField(help_text="Staff reviewed it (a public template exposes only these to others).")
     yanked = serializers.BooleanField()
     yankedAt = serializers.DateTimeField(source="yanked_at", allow_null=True)
     yankReason = serializers.CharField(source="yank_reason")

@@ -271,8 +271,8 @@ class CatalogueListView(GenericAPIView):
         return self.get_paginated_response(CatalogueTemplateSerializer(page, many=True).data)
 
 
-def _detail(template) -> Response:
-    context = {"versions": selectors.template_versions(template)}
+def _detail(template, org) -> Response:
+    context = {"versions": selectors.template_versions(template, org=org)}
     return Response(CatalogueTemplateDetailSerializer(template, context=context).data)
 
 
@@ -281,7 +281,7 @@ class CatalogueDetailView(APIView):
 
     @extend_schema(operation_id="marketplace_templates_retrieve", responses=CatalogueTemplateDetailSerializer)
     def get(self, request, name):
-        return _detail(selectors.catalogue_get(name=name, org=_org(request)))
+        return _detail(selectors.catalogue_get(name=name, org=_org(request)), _org(request))
 
 
 class ReviewListView(GenericAPIView):
@@ -344,7 +344,7 @@ class DeprecateView(APIView):
         body = DeprecateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         template = services.template_deprecate(actor, template=template, **body.validated_data)
-        return _detail(selectors.catalogue_get(name=template.name, org=actor.org))
+        return _detail(selectors.catalogue_get(name=template.name, org=actor.org), actor.org)
 
 
 class FeatureView(APIView):
@@ -362,4 +362,4 @@ class FeatureView(APIView):
         body = FeatureSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         template = services.template_feature(actor, template=template, **body.validated_data)
-        return _detail(selectors.catalogue_get(name=template.name, org=actor.org))
+        return _detail(selectors.catalogue_get(name=template.name, org=actor.org), actor.org)

@@ -145,7 +145,7 @@ def _template(ref: str, *, org=None, wait: bool = False) -> tuple[Template, str,
         )
     version, image = "", ""
     if pin or template.owner_org_id is not None:  # a marketplace template has versions
-        version, image = _template_version(template, pin)
+        version, image = _template_version(template, pin, org=org)
     elif not template.image:
         template = _wait_for_image(template, wait=wait)
     if template.runtime not in settings.VIBEBOX_ALLOWED_RUNTIMES:
@@ -155,8 +155,9 @@ def _template(ref: str, *, org=None, wait: bool = False) -> tuple[Template, str,
     return template, version, image or template.image
 
 
-def _template_version(template: Template, pin: str) -> tuple[str, str]:
-    """(version, image) of a marketplace template: the pinned published version, or its latest."""
+def _template_version(template: Template, pin: str, *, org=None) -> tuple[str, str]:
+    """(version, image) of a marketplace template: the pinned published version (of another
+    organization's public template: a reviewed one), or its latest."""
     if not pin and template.latest_version:
         return template.latest_version, template.image
     if not pin:  # every version was yanked
@@ -169,9 +170,9 @@ def _template_version(template: Template, pin: str) -> tuple[str, str]:
             f"{template.name} is a built-in template: it has no versions to pin.",
             details={"template": template.name, "version": pin, "versions": []},
         )
-    row = version_resolve(template, pin)
+    row = version_resolve(template, pin, org=org)
     if row is None:
-        versions = published_versions(template)
+        versions = published_versions(template, org=org)
         raise errors.UnknownTemplateVersion(
             f"{template.name} has no version {pin!r}; published: {', '.join(versions) or 'none'}.",
             details={"template": template.name, "version": pin, "versions": versions},
@@ -185,7 +186,7 @@ def _template_version(template: Template, pin: str) -> tuple[str, str]:
                 "version": pin,
                 "reason": row.yank_reason,
                 "latest": template.latest_version,
-                "versions": published_versions(template),
+                "versions": published_versions(template, org=org),
             },
         )
     return row.version, row.image

@@ -3656,6 +3656,8 @@ export interface components {
             imageSize: number | null;
             /** Format: date-time */
             publishedAt: string | null;
+            /** @description Staff reviewed it (a public template exposes only these to others). */
+            reviewed: boolean;
             yanked: boolean;
             /** Format: date-time */
             yankedAt: string | null;
