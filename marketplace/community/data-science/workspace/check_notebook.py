@@ -1,6 +1,6 @@
 """Checks an executed notebook: every code cell ran without an error, and a chart was drawn.
 
-    python check_notebook.py executed.ipynb
+python check_notebook.py executed.ipynb
 """
 
 import sys
@@ -17,9 +17,7 @@ def main(path: str) -> None:
     unexecuted = [cell for cell in code if cell.get("execution_count") is None]
     if unexecuted:
         sys.exit(f"{path}: {len(unexecuted)} code cell(s) did not run")
-    images = [
-        out for cell in code for out in cell.get("outputs", []) if "image/png" in out.get("data", {})
-    ]
+    images = [out for cell in code for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
     if not images:
         sys.exit(f"{path}: no chart in the outputs")
     print(f"{path}: {len(code)} code cells ran, {len(images)} chart(s)")

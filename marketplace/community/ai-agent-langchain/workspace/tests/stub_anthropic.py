@@ -23,7 +23,9 @@ class StubAnthropic:
                 # gateway takes either).
                 bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ").strip()
                 api_key = self.headers.get("x-api-key") or bearer or None
-                stub.requests.append({"path": self.path, "api_key": api_key, "headers": dict(self.headers), "body": body})
+                stub.requests.append(
+                    {"path": self.path, "api_key": api_key, "headers": dict(self.headers), "body": body}
+                )
                 if self.path.split("?")[0] != "/v1/messages":
                     self.send_response(404)
                     self.end_headers()
@@ -52,14 +54,21 @@ class StubAnthropic:
                 for i, block in enumerate(message["content"]):
                     if block["type"] == "text":
                         event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
-                        event("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": block["text"]}})
+                        event(
+                            "content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": block["text"]}}
+                        )
                     else:
                         event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
                         delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
                         event("content_block_delta", {"index": i, "delta": delta})
                     event("content_block_stop", {"index": i})
-                event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                        "usage": {"output_tokens": 5}})
+                event(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                        "usage": {"output_tokens": 5},
+                    },
+                )
                 event("message_stop", {})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -76,12 +85,23 @@ class StubAnthropic:
             reply = {"type": "text", "text": f"The text has {count} words."}
             stop = "end_turn"
         else:
-            reply = {"type": "tool_use", "id": "toolu_stub_1", "name": "word_count",
-                     "input": {"text": "the quick brown fox"}}
+            reply = {
+                "type": "tool_use",
+                "id": "toolu_stub_1",
+                "name": "word_count",
+                "input": {"text": "the quick brown fox"},
+            }
             stop = "tool_use"
-        return {"id": f"msg_stub_{len(self.requests)}", "type": "message", "role": "assistant",
-                "model": body["model"], "content": [reply], "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": 10, "output_tokens": 5}}
+        return {
+            "id": f"msg_stub_{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [reply],
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
 
     def __enter__(self):
         self.thread.start()

@@ -1,7 +1,7 @@
 import pytest
-
 from agent import main
 from agent.tools import list_files, read_file, word_count
+
 from tests.stub_anthropic import StubAnthropic
 
 
