@@ -240,7 +240,7 @@ print(sandbox.id)
 
 @pytest.mark.timeout(900)
 def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
-    assert set(PROCESSES) == {"web", "worker", "webhooks", "beat", "gateway"}
+    assert set(PROCESSES) == {"web", "worker", "builds", "webhooks", "beat", "gateway"}
     # What `make setup` does for a fresh data directory: migrate, templates and images.
     make_run.make("-o", "host", "-o", "venv", "images")
     stuck = make_run.manage("shell", "-c", SEED_STUCK_ROW).split()[-1]

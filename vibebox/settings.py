@@ -164,7 +164,13 @@ CELERY_TIMEZONE = "UTC"
 # Procfile's `webhooks`, a thread pool): a slow endpoint holds one of its threads, never a slot of
 # the `worker` that runs reconciliation and the warm pools (it consumes only the default queue).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"apps.webhooks.tasks.*": {"queue": "webhooks"}}
+# Image builds (the built-in templates' background builds, marketplace submissions' validation:
+# minutes each) have theirs too (the Procfile's `builds`, VIBEBOX_BUILD_CONCURRENCY at a time).
+CELERY_TASK_ROUTES = {
+    "apps.webhooks.tasks.*": {"queue": "webhooks"},
+    "apps.sandboxes.tasks.build_templates": {"queue": "builds"},
+    "apps.sandboxes.tasks.validate_submission": {"queue": "builds"},
+}
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 # How often API keys' request counts move from Redis into the database (apps/keys/usage.py).
 VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")
