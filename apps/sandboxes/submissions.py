@@ -155,7 +155,32 @@ def extract_context(path: str, root: Path) -> int:
                 _write_member(archive, member, target)
     except (tarfile.TarError, EOFError) as exc:
         raise StepFailed(FailedStep.UPLOAD, f"The build context is not a valid tar: {exc}") from None
+    _links_checked(root)
     return count
+
+
+def _links_checked(root: Path) -> None:
+    """Once every entry is on disk: each symlink's target, read component by component as the
+    kernel does, passes through no other symlink and, resolved, stays inside the context (a link
+    made before the link it climbs through is caught here too)."""
+    top = os.path.realpath(root)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            link = Path(folder) / name
+            if not link.is_symlink():
+                continue
+            shown = str(link.relative_to(root))[:200]
+            current = link.parent
+            parts = [part for part in os.readlink(link).split("/") if part not in ("", ".")]
+            for index, part in enumerate(parts):
+                current = current.parent if part == ".." else current / part
+                if index < len(parts) - 1 and part != ".." and current.is_symlink():
+                    raise StepFailed(
+                        FailedStep.UPLOAD, f"The build context's link {shown!r} points through another link."
+                    )
+            resolved = os.path.realpath(link)
+            if resolved != top and not resolved.startswith(top + os.sep):
+                raise StepFailed(FailedStep.UPLOAD, f"The build context's link {shown!r} points outside it.")
 
 
 def _parents_made(root: Path, relative: PurePosixPath) -> None:
@@ -711,9 +736,16 @@ def submission_validate(submission_id: str) -> str | None:
 
 
 def _context_file(path: Path, data: bytes) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    path.write_bytes(data)
+    """Writes `data` at `path` in the context, never through a link: whatever is there is removed
+    without being followed (a link or file unlinked, only a real directory removed as a tree)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def _current_step(submission_id: str) -> str:

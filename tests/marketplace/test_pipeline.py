@@ -23,6 +23,7 @@ from apps.sandboxes.runtime import firewall, get_driver
 from apps.sandboxes.submissions import (
     BUILD_NETWORK_PREFIX,
     StepFailed,
+    _context_file,
     extract_context,
     image_tag,
     plan_dockerfile,
@@ -286,3 +287,41 @@ def test_a_build_network_has_the_sandbox_firewall_without_the_model_gateway_port
         assert any(f"--dport {settings.VIBEBOX_GATEWAY_PORT}" in rule for rule in firewall.rules(bridge))
     finally:
         driver.remove_network(name)
+
+
+def _context_tar(tmp_path, entries) -> str:
+    path = tmp_path / "context.tar"
+    path.write_bytes(tar_bytes(entries))
+    return str(path)
+
+
+@pytest.mark.parametrize("link_first", [False, True])
+def test_a_link_through_another_link_is_refused_and_nothing_outside_is_written(tmp_path, link_first):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    deep = "a/b/c/d/e/f/g"
+    climb = _entry(f"{deep}/s", tarfile.SYMTYPE, linkname="../../../../../../../z")
+    # As text the target stays inside (a/b/c/d/e/f/victim); on disk s is z, so it is tmp_path/victim.
+    dockerfile = _entry("Dockerfile", tarfile.SYMTYPE, linkname=f"{deep}/s/../../victim")
+    entries = [_entry("z", tarfile.DIRTYPE), *([dockerfile, climb] if link_first else [climb, dockerfile])]
+    root = tmp_path / "out"
+    root.mkdir()
+    with pytest.raises(StepFailed) as refused:
+        extract_context(_context_tar(tmp_path, entries), root)
+    assert refused.value.step == "upload" and "link" in refused.value.message
+    assert victim.read_bytes() == b"untouched"
+
+
+def test_the_pipeline_writes_its_files_over_links_without_following_them(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    root = tmp_path / "context"
+    root.mkdir()
+    (root / "Dockerfile").symlink_to(victim)
+    (root / "extra-ca.crt").mkdir()
+    (root / "extra-ca.crt" / "inner").symlink_to(victim)
+    _context_file(root / "Dockerfile", b"FROM x\n")
+    _context_file(root / "extra-ca.crt", b"ca")
+    assert victim.read_bytes() == b"untouched"
+    assert not (root / "Dockerfile").is_symlink() and (root / "Dockerfile").read_bytes() == b"FROM x\n"
+    assert (root / "extra-ca.crt").read_bytes() == b"ca"
