@@ -26,6 +26,7 @@ Steps:
 """
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -260,6 +261,13 @@ class Plan:
     stages: list[Stage] = field(default_factory=list)
 
     @property
+    def bases(self) -> tuple[str, ...]:
+        """What the rewritten FROM lines may name: the exact images and the stage names."""
+        return tuple(
+            sorted({stage.image for stage in self.stages if stage.image} | {s.name for s in self.stages if s.name})
+        )
+
+    @property
     def base(self) -> str:
         """The image the final stage starts from (following stage references)."""
         stage = self.stages[-1]
@@ -268,34 +276,57 @@ class Plan:
         return stage.image
 
 
-DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
+DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")  # the engine's own pattern
+DIRECTIVES = ("syntax", "escape", "check")  # the engine's; any other `# x=y` ends the directives
 FLAG_RE = re.compile(r"^--([A-Za-z-]+)(?:=(.*))?$")
 REMOTE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git@)")
+WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")  # what the engine splits an instruction on
+INSTRUCTIONS = frozenset(
+    {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER"}
+    | {"ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+)
 
 
-def _instructions(text: str) -> list[tuple[int, str]]:
-    """(line number, logical instruction) of a Dockerfile: continuation lines joined, comments and
-    blank lines dropped, parser directives read (`escape`)."""
-    escape = "\\"
-    lines = text.splitlines()
-    start = 0
-    for start, line in enumerate(lines):  # noqa: B007 - parser directives come first
-        match = DIRECTIVE_RE.match(line.strip())
-        if not match:
-            break
-        if match.group(1).lower() == "escape":
+def _lines(text: str) -> list[str]:
+    """The Dockerfile's lines as the engine reads them: split on \\n only (Python's splitlines()
+    would also split on \\v, \\f, \\x1c and more, which the engine reads as part of a line)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def _directives(lines: list[str]) -> tuple[str, int]:
+    """The escape character and the index of the first line after the parser directives, read as
+    the engine does: only at the top, until the first line that is not a known directive (a blank
+    line, a comment, an unknown `# x=y`, an instruction); a directive given twice is refused."""
+    escape, seen = "\\", set()
+    for index, line in enumerate(lines):
+        match = DIRECTIVE_RE.match(line.strip(" \t"))
+        if not match or match.group(1).lower() not in DIRECTIVES:
+            return escape, index
+        name = match.group(1).lower()
+        if name in seen:
+            raise StepFailed(FailedStep.BUILD, f"Line {index + 1}: only one {name} parser directive can be used.")
+        seen.add(name)
+        if name == "escape":
             escape = match.group(2)
             if escape not in ("\\", "`"):
                 raise StepFailed(FailedStep.BUILD, "The Dockerfile's escape directive must be \\ or `.")
-    else:
-        start = len(lines)
+    return escape, len(lines)
+
+
+def _instructions(text: str) -> list[tuple[int, str]]:
+    """(line number, logical instruction) of a Dockerfile: continuation lines joined (blank and
+    comment lines inside one skipped, as the engine does), comments and blank lines dropped,
+    parser directives read (`escape`)."""
+    lines = _lines(text)
+    escape, start = _directives(lines)
     found, current, first = [], "", 0
     for number, line in enumerate(lines[start:], start + 1):
-        stripped = line.strip()
+        stripped = line.strip(" \t\r\v\f")
         if not current and (not stripped or stripped.startswith("#")):
             continue
-        if current and stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
+        if current and (not stripped or stripped.startswith("#")):
+            continue  # a blank or comment line inside a continued instruction
         if not current:
             first = number
         if stripped.endswith(escape):
@@ -309,20 +340,41 @@ def _instructions(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def _split(instruction: str) -> tuple[str, list[str]]:
+    """The instruction's keyword and its arguments, split on whitespace as the engine does; the
+    JSON form's strings (`ADD ["https://...", "/x"]`) are arguments too."""
+    parts = WHITESPACE_RE.split(instruction.strip(" \t\r\v\f"), maxsplit=1)
+    word, rest = parts[0], (parts[1] if len(parts) > 1 else "")
+    args = [arg for arg in WHITESPACE_RE.split(rest) if arg]
+    flags = []
+    while args and args[0].startswith("--"):
+        flags.append(args.pop(0))
+    remainder = rest.strip(" \t\r\v\f")
+    for flag in flags:
+        remainder = remainder[len(flag) :].lstrip(" \t\r\v\f") if remainder.startswith(flag) else remainder
+    if remainder.startswith("["):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(remainder)
+            if isinstance(parsed, list):
+                args = [str(item) for item in parsed]
+    return word, flags + args
+
+
 def plan_dockerfile(text: str, *, org) -> Plan:
     """Checks the Dockerfile's bases and rewrites each FROM to an exact local image (StepFailed
     build, saying what is allowed, for anything else)."""
     stages: list[Stage] = []
     names: dict[str, int] = {}
     out: list[str] = []
-    lines = text.splitlines()
+    lines = _lines(text)
     replaced: dict[int, str] = {}  # first line of a FROM -> its rewrite (its continuation lines dropped)
     dropped: set[int] = set()
     instructions = _instructions(text)
     for index, (number, instruction) in enumerate(instructions):
-        word, _, rest = instruction.partition(" ")
+        word, args = _split(instruction)
         keyword = word.upper()
-        args = rest.split()
+        if keyword not in INSTRUCTIONS:
+            raise StepFailed(FailedStep.BUILD, f"Line {number}: unknown instruction {word[:40]!r}.")
         if keyword == "ONBUILD":
             raise StepFailed(FailedStep.BUILD, f"Line {number}: ONBUILD is not allowed in a template.")
         if keyword == "FROM":
@@ -359,7 +411,7 @@ def plan_dockerfile(text: str, *, org) -> Plan:
                 match = FLAG_RE.match(arg)
                 if match and match.group(1).lower() == "from":
                     source = (match.group(2) or "").lower()
-                    known = source in names or (source.isdigit() and int(source) < len(stages) - 1)
+                    known = source in names or (source.isascii() and source.isdigit() and int(source) < len(stages) - 1)
                     if not known:
                         raise StepFailed(
                             FailedStep.BUILD,
@@ -479,7 +531,7 @@ def image_labels(submission: Submission) -> dict[str, str]:
     }
 
 
-def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> None:
+def build(submission: Submission, context: Path, tag: str, log: LogBuffer, plan: Plan) -> None:
     driver = get_driver()
     network = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
     driver.ensure_network(network, {**base_labels(), "vibebox.build": submission.pk}, model_gateway=False)
@@ -489,6 +541,7 @@ def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> No
         network=network,
         timeout=float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT),
         max_size=int(settings.VIBEBOX_TEMPLATE_MAX_SIZE),
+        bases=plan.bases,
     )
     try:
         driver.image_build(
@@ -689,7 +742,7 @@ def submission_validate(submission_id: str) -> str | None:
             if stage.image:
                 log(f"base image: {stage.image}")
         built = True  # from here on the image may exist: removed on failure
-        build(submission, context, tag, log)
+        build(submission, context, tag, log, plan)
         seconds = round(time.monotonic() - started, 1)
         log(f"built {tag} in {seconds:g} s; checking the policy")
         problems = policy_problems(submission, tag, plan)

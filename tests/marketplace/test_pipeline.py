@@ -20,6 +20,7 @@ from apps.marketplace.services import submission_fail, submission_log_append, su
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import firewall, get_driver
+from apps.sandboxes.runtime.docker import build_base_refused
 from apps.sandboxes.submissions import (
     BUILD_NETWORK_PREFIX,
     StepFailed,
@@ -325,3 +326,43 @@ def test_the_pipeline_writes_its_files_over_links_without_following_them(tmp_pat
     assert victim.read_bytes() == b"untouched"
     assert not (root / "Dockerfile").is_symlink() and (root / "Dockerfile").read_bytes() == b"FROM x\n"
     assert (root / "extra-ca.crt").read_bytes() == b"ca"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "says"),
+    [
+        ("FROM\tattacker/img\n", "FROM attacker/img is not allowed"),
+        ("FROM \t debian:trixie\nFROM\x0battacker/img\n", "FROM attacker/img is not allowed"),
+        ("FROM debian:trixie\nADD\thttp://example.com/x /m\n", "ADD from a URL is not allowed"),
+        ('FROM debian:trixie\nADD ["http://example.com/x", "/m"]\n', "ADD from a URL is not allowed"),
+        ("FROM debian:trixie\nCOPY\t--from=alpine:3 / /x\n", "copying from an image is not allowed"),
+        ("FROM debian:trixie\nCOPY --from=\u00b2 / /x\n", "names no earlier stage"),
+        ("FROM debian:trixie\nFROBNICATE the image\n", "unknown instruction 'FROBNICATE'"),
+        ("FROM debian:trixie\nRUN\xa0id\n", "unknown instruction"),
+        # After an unknown directive the engine reads no more: this escape= is a comment, so the
+        # backquote continues nothing and the second FROM is an instruction of its own.
+        ("# foo=bar\n# escape=`\nFROM debian:trixie\nRUN echo `\nFROM attacker/img\n", "is not allowed"),
+        ("# escape=`\n\n# escape=\\\nFROM debian:trixie\nRUN echo \\\nFROM attacker/img\n", "is not allowed"),
+        ("# escape=\\\n# escape=`\nFROM debian:trixie\n", "only one escape parser directive"),
+    ],
+)
+def test_instructions_are_split_and_directives_read_as_the_engine_does(templates, owner, dockerfile, says):
+    with pytest.raises(StepFailed) as refused:
+        plan_dockerfile(dockerfile, org=personal_org_ensure(user=owner))
+    assert refused.value.step == "build" and says in refused.value.message, refused.value.message
+
+
+def test_a_blank_line_inside_a_continuation_continues_it_as_the_engine_does(templates, owner):
+    plan = plan_dockerfile(
+        "FROM debian:trixie\nRUN echo \\\n\nFROM attacker/img\n", org=personal_org_ensure(user=owner)
+    )
+    assert len(plan.stages) == 1  # the engine reads "RUN echo FROM attacker/img"
+
+
+def test_a_build_step_from_an_image_the_plan_did_not_approve_is_refused():
+    bases = ("vibebox/python-3.13:1", "build")
+    assert build_base_refused("Step 1/4 : FROM vibebox/python-3.13:1 AS build", bases) is None
+    assert build_base_refused("Step 3/4 : FROM Build", bases) is None
+    assert build_base_refused("Step 2/4 : RUN id", bases) is None
+    assert build_base_refused("Step 2/4 : FROM\tattacker/img", bases) == "attacker/img"
+    assert build_base_refused("Step 2/4 : from alpine:3", bases) == "alpine:3"

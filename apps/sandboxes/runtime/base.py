@@ -93,6 +93,9 @@ class BuildLimits:
     network: str
     timeout: float
     max_size: int | None = None
+    # The FROM references the plan approved (exact images and stage names): a step that starts
+    # from anything else stops the build (a backstop for the Dockerfile checks). Empty: unchecked.
+    bases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

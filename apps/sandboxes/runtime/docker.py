@@ -66,6 +66,18 @@ PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
 BUILD_WATCH_SECONDS = 1.0  # how often a limited build's watchdog looks at its step's container
 BUILD_STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the legacy builder's "this step made image X"
+BUILD_FROM_RE = re.compile(r"^Step \d+/\d+ : FROM[\t\v\f\r ]+(\S+)", re.IGNORECASE)  # a stage's start
+
+
+def build_base_refused(line: str, bases: tuple[str, ...]) -> str | None:
+    """The image a `Step n/m : FROM <x>` log line names when `bases` does not approve it."""
+    match = BUILD_FROM_RE.match(line)
+    if not match or not bases:
+        return None
+    named = match.group(1)
+    return None if named in bases or named.lower() in bases else named
+
+
 OOM_EXIT_CODE = 137  # a step killed by SIGKILL (the memory limit's OOM killer)
 
 
@@ -1239,10 +1251,19 @@ class DockerDriver:
                     text = chunk.get("stream")
                     if text and text.strip():
                         for line in text.rstrip("\n").splitlines():
+                            refused = build_base_refused(line, limits.bases)
+                            if refused:
+                                log(line)
+                                error = (
+                                    f"The build started a stage from {refused[:200]}, which was not approved: stopped."
+                                )
+                                break
                             match = BUILD_STEP_RE.match(line)
                             if match:
                                 made.append(match.group(1))
                             log(line)
+                        if error:
+                            break
             except Exception as exc:  # the watchdog closed the request under us
                 if not stopped:
                     error = f"the build's stream broke: {exc}"[:500]
