@@ -571,6 +571,71 @@ def setid_files(image: str) -> set[str]:
     return set(cached)
 
 
+GO_INT_RE = re.compile(r"^[+-]?[0-9]+$")  # what Go's strconv.Atoi accepts ("00", "+0", "-0" are 0)
+
+
+def _go_int(text: str) -> int | None:
+    return int(text) if GO_INT_RE.match(text) else None
+
+
+def _entries(data: bytes) -> list[list[str]]:
+    """The colon-separated lines of /etc/passwd or /etc/group, as the runtime reads them."""
+    text = data.decode("utf-8", "replace")
+    return [line.strip().split(":") for line in text.split("\n") if line.strip()]
+
+
+def _field_int(fields: list[str], index: int) -> int:
+    """A numeric field as the runtime reads it: missing or not a number counts as 0."""
+    return (_go_int(fields[index]) if index < len(fields) else None) or 0
+
+
+def user_problem(user: str, passwd: bytes | None, group: bytes | None) -> str | None:
+    """Why the image's final USER (`user[:group]`) would run as root, resolved against the
+    image's /etc/passwd and /etc/group the way the runtime resolves it (a numeric user by uid, a
+    name by name; no group: the user's primary group, 0 for a uid /etc/passwd does not list; a
+    group listing the user by name adds that gid); None when it does not. `passwd`/`group` None:
+    that file is in the image but not a regular file."""
+    shown = user[:100]
+    if passwd is None or group is None:
+        return "The image's /etc/passwd and /etc/group must be regular files (not links)."
+    name, has_group, group_name = user.partition(":")
+    users = _entries(passwd)
+    uid_arg = _go_int(name)
+    if uid_arg is None:
+        matches = [fields for fields in users if fields[0] == name]
+    else:
+        matches = [fields for fields in users if _field_int(fields, 2) == uid_arg]
+    if matches:
+        uid, gid, login = _field_int(matches[0], 2), _field_int(matches[0], 3), matches[0][0]
+    elif uid_arg is not None:
+        uid, gid, login = uid_arg, 0, ""
+    else:
+        return f"The image's final user {shown!r} is not in its /etc/passwd."
+    if uid <= 0:
+        return f"The image's final user ({shown}) is root (uid {uid}): end with USER <non-root user>."
+    groups = _entries(group)
+    if has_group:
+        gid_arg = _go_int(group_name)
+        if gid_arg is None:
+            named = [fields for fields in groups if fields[0] == group_name]
+            if not named:
+                return f"The image's final group {group_name[:100]!r} is not in its /etc/group."
+            gid = _field_int(named[0], 2)
+        else:
+            gid = gid_arg
+    if gid <= 0:
+        return (
+            f"The image's final user ({shown}) has group {gid} (root): end with USER <user>:<non-root group>, "
+            "or a user whose /etc/passwd entry has a non-root group."
+        )
+    if login:
+        for fields in groups:
+            members = fields[3].split(",") if len(fields) > 3 else []
+            if login in members and _field_int(fields, 2) <= 0:
+                return f"The image's final user ({shown}) is a member of group {fields[0]!r} (gid 0) in /etc/group."
+    return None
+
+
 def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
     """What the built image breaks, in words (empty: it passes)."""
     driver = get_driver()
@@ -579,9 +644,14 @@ def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
         return ["The built image is missing."]
     base = driver.image_details(plan.base)
     problems = []
-    user = details.user.strip()
-    if user.split(":", 1)[0] in ("", "0", "root"):
-        problems.append(f"The image's final user is {user or 'root (none is set)'}: end with USER <non-root user>.")
+    user = details.user
+    if not user.strip():
+        problems.append("The image's final user is root (none is set): end with USER <non-root user>.")
+    else:
+        files = driver.image_files(tag, ("/etc/passwd", "/etc/group"))
+        problem = user_problem(user, files.get("/etc/passwd", b""), files.get("/etc/group", b""))
+        if problem:
+            problems.append(problem)
     if details.volumes:
         problems.append(f"VOLUME is not allowed ({', '.join(details.volumes)}).")
     privileged = []

@@ -5,6 +5,7 @@ that is not allowed) fail at their step with a message saying why; the build log
 WebSocket. The slower builds (each failure after a build, malicious Dockerfiles) are in
 test_pipeline_builds.py (`templates` marker)."""
 
+import asyncio
 import io
 import os
 import secrets
@@ -18,6 +19,7 @@ from apps.marketplace import catalog
 from apps.marketplace.models import Submission, Template, TemplateVersion
 from apps.marketplace.services import submission_fail, submission_log_append, submission_start
 from apps.orgs.services import personal_org_ensure
+from apps.sandboxes import limits
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import firewall, get_driver
 from apps.sandboxes.runtime.docker import build_base_refused
@@ -29,6 +31,7 @@ from apps.sandboxes.submissions import (
     image_tag,
     plan_dockerfile,
     submission_validate,
+    user_problem,
 )
 from tests.marketplace.pipeline_helpers import (
     SMALL_DOCKERFILE,
@@ -38,6 +41,7 @@ from tests.marketplace.pipeline_helpers import (
     spec_for,
     tar_bytes,
 )
+from tests.waiting import async_wait_for
 from tests.ws import Communicator
 from vibebox.asgi import application
 
@@ -366,3 +370,66 @@ def test_a_build_step_from_an_image_the_plan_did_not_approve_is_refused():
     assert build_base_refused("Step 2/4 : RUN id", bases) is None
     assert build_base_refused("Step 2/4 : FROM\tattacker/img", bases) == "attacker/img"
     assert build_base_refused("Step 2/4 : from alpine:3", bases) == "alpine:3"
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\ntoor:x:0:0::/root:/bin/sh\n"
+GROUP = b"root:x:0:\napp:x:1000:\nwheel:x:10:\n"
+
+
+@pytest.mark.parametrize(
+    ("user", "passwd", "group", "says"),
+    [
+        ("app", PASSWD, GROUP, None),
+        ("1000", PASSWD, GROUP, None),
+        ("app:app", PASSWD, GROUP, None),
+        ("1000:10", PASSWD, GROUP, None),
+        ("root", PASSWD, GROUP, "uid 0"),
+        ("0", PASSWD, GROUP, "uid 0"),
+        ("00", PASSWD, GROUP, "uid 0"),
+        ("+0", PASSWD, GROUP, "uid 0"),
+        ("0:0", PASSWD, GROUP, "uid 0"),
+        ("root:root", PASSWD, GROUP, "uid 0"),
+        ("toor", PASSWD, GROUP, "uid 0"),  # an alias of uid 0 added to /etc/passwd
+        ("app:0", PASSWD, GROUP, "group 0"),
+        ("app:root", PASSWD, GROUP, "group 0"),
+        ("app:+00", PASSWD, GROUP, "group 0"),
+        ("2000", PASSWD, GROUP, "group 0"),  # not in /etc/passwd: the runtime gives it gid 0
+        ("2000:2000", PASSWD, GROUP, None),
+        ("nobody-here", PASSWD, GROUP, "not in its /etc/passwd"),
+        ("app:nogroup", PASSWD, GROUP, "not in its /etc/group"),
+        ("app", PASSWD, GROUP.replace(b"root:x:0:", b"root:x:0:app"), "member of group 'root'"),
+        ("evil", PASSWD + b"evil:x:zero:1000::/:/bin/sh\n", GROUP, "uid 0"),  # not a number reads as 0
+        ("app", None, GROUP, "regular files"),
+    ],
+)
+def test_the_final_user_is_resolved_against_the_images_passwd_and_group(user, passwd, group, says):
+    problem = user_problem(user, passwd, group)
+    if says is None:
+        assert problem is None
+    else:
+        assert problem is not None and says in problem, problem
+
+
+def test_a_non_ascii_or_huge_offset_is_refused_and_frees_its_stream_slot(owner, make_key, tmp_path, settings):
+    settings.VIBEBOX_MAX_STREAMS_PER_OWNER = 1
+    submission = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("offsets"))
+    _, secret = make_key(owner, scopes=["templates:read"])
+    path = f"/ws/v1/marketplace/submissions/{submission.pk}/log"
+
+    async def scenario():
+        codes = []
+        for offset in ("%C2%B2", "%D9%A1", "9" * 5000, "-1"):  # "²", an Arabic-Indic 1
+            comm = _ws(f"{path}?offset={offset}", secret)
+            codes.append(await comm.connect())
+            await comm.disconnect()
+        # Each refusal gave its slot back: the one stream allowed still connects.
+        await async_wait_for(
+            lambda: asyncio.to_thread(lambda: limits.current(limits.STREAMS, owner.pk) == 0),
+            what="the refused streams' slots to come back",
+        )
+        comm = _ws(path, secret)
+        connected = (await comm.connect())[0]
+        await comm.disconnect()
+        return codes, connected
+
+    assert async_to_sync(scenario)() == ([(False, 4400)] * 4, True)

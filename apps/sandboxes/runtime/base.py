@@ -532,6 +532,9 @@ class RuntimeDriver(Protocol):
     # The paths of the image's regular files with the setuid or setgid bit, read from its exported
     # filesystem (nothing of the image runs).
     def image_setid_files(self, tag: str) -> list[str]: ...
+    # The contents of some of the image's files (absolute paths), read from its exported filesystem:
+    # a path that is not there is absent from the answer; one that is not a regular file is None.
+    def image_files(self, tag: str, paths: tuple[str, ...]) -> dict[str, bytes | None]: ...
     # The address of a running container on its (first) network, where the server reaches its ports.
     def container_address(self, name: str) -> str: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size

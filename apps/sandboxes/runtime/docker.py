@@ -1360,10 +1360,37 @@ class DockerDriver:
             size=int(data.get("Size") or 0),
         )
 
+    def image_files(self, tag: str, paths: tuple[str, ...]) -> dict[str, bytes | None]:
+        """Read from the image's exported filesystem, as image_setid_files; each file at most 4 MiB."""
+        wanted, found = set(paths), {}
+
+        def visit(member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+            path = "/" + member.name.removeprefix("./").lstrip("/")
+            if path not in wanted:
+                return
+            if not member.isreg() or member.size > 4 * 1024**2:
+                found[path] = None
+                return
+            source = archive.extractfile(member)
+            found[path] = source.read() if source is not None else None
+
+        self._image_export_walk(tag, visit)
+        return found
+
     def image_setid_files(self, tag: str) -> list[str]:
         """Read from the image's exported filesystem (a created, never started container), so
         nothing the image holds runs and no binary of it can hide a file."""
         found = []
+
+        def visit(member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+            if member.isreg() and member.mode & 0o6000:
+                found.append("/" + member.name.removeprefix("./").lstrip("/"))
+
+        self._image_export_walk(tag, visit)
+        return sorted(found)
+
+    def _image_export_walk(self, tag: str, visit) -> None:
+        """Calls visit(member, archive) for each entry of the image's exported filesystem."""
         with self._engine():
             created = self.client.api.create_container(
                 tag, command=["none"], entrypoint=[], network_disabled=True, labels=PROBE_LABELS
@@ -1374,12 +1401,10 @@ class DockerDriver:
                 self.client.api._raise_for_status(response)
                 with contextlib.closing(response), tarfile.open(fileobj=response.raw, mode="r|") as archive:
                     for member in archive:
-                        if member.isreg() and member.mode & 0o6000:
-                            found.append("/" + member.name.removeprefix("./").lstrip("/"))
+                        visit(member, archive)
             finally:
                 with contextlib.suppress(NotFound):
                     self.client.api.remove_container(created["Id"], force=True)
-        return sorted(found)
 
     def container_address(self, name: str) -> str:
         with self._engine():
