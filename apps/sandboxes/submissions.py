@@ -25,7 +25,9 @@ Steps:
    in the background and every declared port must answer. The sandbox is always destroyed.
 """
 
+import collections
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -43,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from apps.marketplace import catalog
 from apps.marketplace.models import FailedStep, Submission, SubmissionState, TemplateVersion
@@ -68,6 +71,7 @@ from .specs import base_labels
 logger = logging.getLogger(__name__)
 
 LOG_FLUSH_SECONDS = 0.5
+LOG_BUFFER_MAX = 1024 * 1024  # the log text held between two flushes (characters)
 SMOKE_OUTPUT_MAX = 64 * 1024
 PORT_RETRY_SECONDS = 0.5
 SETID_CACHE_SECONDS = 7 * 24 * 3600  # an image's setuid list, by image id (ids never change content)
@@ -474,23 +478,47 @@ def resolve_base(reference: str, *, org, line: int) -> str:
 
 class LogBuffer:
     """Collects build log lines and appends them to the submission every LOG_FLUSH_SECONDS from a
-    thread of its own (the build's thread only appends to a list)."""
+    thread of its own (the build's thread only appends to a list). Between two flushes it holds at
+    most about LOG_BUFFER_MAX bytes: past that, the first half is kept, then only the newest
+    lines, with a line saying how many were dropped in between (a line longer than half the cap
+    is cut)."""
 
-    def __init__(self, submission_id: str):
+    def __init__(self, submission_id: str, limit: int | None = None):
         self.submission_id = submission_id
-        self._lines: list[str] = []
+        self.limit = limit or LOG_BUFFER_MAX
+        self._head: list[str] = []
+        self._head_size = 0
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_size = 0
+        self._dropped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"log-{submission_id}")
         self._thread.start()
 
     def __call__(self, line: str) -> None:
+        half = self.limit // 2
+        if len(line) > half:
+            line = line[:half] + " [... line cut]"
+        size = len(line) + 1
         with self._lock:
-            self._lines.append(line)
+            if not self._tail and self._head_size + size <= half:
+                self._head.append(line)
+                self._head_size += size
+                return
+            self._tail.append(line)
+            self._tail_size += size
+            while self._tail_size > half and len(self._tail) > 1:
+                self._tail_size -= len(self._tail.popleft()) + 1
+                self._dropped += 1
 
     def _take(self) -> str:
         with self._lock:
-            lines, self._lines = self._lines, []
+            lines = self._head
+            if self._dropped:
+                lines.append(f"[... {self._dropped} log lines dropped ...]")
+            lines.extend(self._tail)
+            self._head, self._head_size, self._tail, self._tail_size, self._dropped = [], 0, collections.deque(), 0, 0
         return "".join(line + "\n" for line in lines)
 
     def _run(self) -> None:
@@ -869,6 +897,52 @@ def _context_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY, 0o644)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
+
+
+INTERRUPTED_MESSAGE = "The validation was interrupted (its worker stopped); submit the version again."
+LEFTOVER_STATES = (SubmissionState.FAILED, SubmissionState.CANCELLED)
+
+
+def submissions_interrupted(now: dt.datetime | None = None) -> dict:
+    """The periodic pass (tasks.reap_submissions): a submission building or smoke testing with no
+    sign of life for longer than the build and smoke timeouts plus 5 minutes lost its worker: it
+    fails (step build, INTERRUPTED_MESSAGE). Then the build networks (with their step containers
+    and firewall rules) of this instance's submissions that are no longer running are removed,
+    and the images of its failed or cancelled submissions that no template version uses."""
+    now = now or timezone.now()
+    allowed = float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT) + float(settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT) + 300
+    stale = Submission.objects.filter(
+        state__in=[SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING],
+        updated_at__lt=now - dt.timedelta(seconds=allowed),
+    ).values_list("pk", flat=True)
+    failed = [pk for pk in stale if submission_fail(pk, step=FailedStep.BUILD, message=INTERRUPTED_MESSAGE)]
+    driver = get_driver()
+    running = set(
+        Submission.objects.filter(
+            state__in=[SubmissionState.QUEUED, SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING]
+        ).values_list("pk", flat=True)
+    )
+    networks = []
+    for name, owner in driver.build_networks({"vibebox.instance": settings.VIBEBOX_INSTANCE}).items():
+        if owner in running:
+            continue
+        try:
+            driver.build_network_remove(name)
+            networks.append(name)
+        except errors.ApplicationError as exc:
+            logger.warning("could not remove build network %s: %s", name, exc.message)
+    images = []
+    labels = {"vibebox.managed-image": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
+    for info in driver.list_images(labels):
+        owner = info.labels.get("vibebox.submission", "")
+        if not owner or owner in running or TemplateVersion.objects.filter(image=info.tag).exists():
+            continue
+        state = Submission.objects.filter(pk=owner).values_list("state", flat=True).first()
+        if state is None or state in LEFTOVER_STATES:
+            with contextlib.suppress(errors.ApplicationError):
+                driver.image_remove(info.tag)
+                images.append(info.tag)
+    return {"failed": failed, "networks_removed": networks, "images_removed": images}
 
 
 def _current_step(submission_id: str) -> str:

@@ -6,6 +6,7 @@ WebSocket. The slower builds (each failure after a build, malicious Dockerfiles)
 test_pipeline_builds.py (`templates` marker)."""
 
 import asyncio
+import datetime as dt
 import io
 import os
 import secrets
@@ -14,15 +15,16 @@ import tarfile
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.utils import timezone
 
 from apps.marketplace import catalog
 from apps.marketplace.models import Submission, Template, TemplateVersion
 from apps.marketplace.services import submission_fail, submission_log_append, submission_start
 from apps.orgs.services import personal_org_ensure
-from apps.sandboxes import limits
+from apps.sandboxes import limits, submissions
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import firewall, get_driver
-from apps.sandboxes.runtime.docker import build_base_refused
+from apps.sandboxes.runtime.docker import build_base_refused, build_written
 from apps.sandboxes.submissions import (
     BUILD_NETWORK_PREFIX,
     StepFailed,
@@ -433,3 +435,73 @@ def test_a_non_ascii_or_huge_offset_is_refused_and_frees_its_stream_slot(owner, 
         return codes, connected
 
     assert async_to_sync(scenario)() == ([(False, 4400)] * 4, True)
+
+
+def test_the_log_buffer_holds_a_bounded_head_and_newest_tail_between_flushes(owner, tmp_path, monkeypatch):
+    monkeypatch.setattr(submissions, "LOG_FLUSH_SECONDS", 3600)  # nothing flushed until close()
+    submission = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("chatty"))
+    submission_start(submission.pk)
+    buffer = submissions.LogBuffer(submission.pk, limit=10_000)
+    for number in range(20_000):
+        buffer(f"line {number:05d} " + "x" * 90)
+    buffer("y" * 50_000)  # one huge line: cut
+    buffer("the last line")
+    held = len(buffer._take())
+    assert held < 10_000 + 200, held
+    for number in range(3):
+        buffer(f"after {number}")
+    buffer.close()
+    submission.refresh_from_db()
+    log = submission.build_log
+    assert log == "after 0\nafter 1\nafter 2\n"  # what _take() answered was the held text; then the rest
+    buffer = submissions.LogBuffer(submission.pk, limit=10_000)
+    for number in range(20_000):
+        buffer(f"line {number:05d} " + "x" * 90)
+    buffer("the last line")
+    buffer.close()
+    submission.refresh_from_db()
+    log = submission.build_log.removeprefix("after 0\nafter 1\nafter 2\n")
+    assert log.startswith("line 00000 ") and log.endswith("line 19999 " + "x" * 90 + "\nthe last line\n")
+    assert "log lines dropped ...]" in log and len(log) < 10_000 + 200
+
+
+def test_the_size_watchdog_adds_up_the_builds_layers_and_its_running_step():
+    gib = 1024**3
+    limit = 4 * gib
+    assert build_written([], [int(3.9 * gib)]) < limit
+    # 300 steps of 3.9 GiB each: each under the limit, together far over it.
+    assert build_written([int(3.9 * gib)] * 299, [int(3.9 * gib)]) > limit
+    assert build_written([gib, gib, gib], [int(1.5 * gib)]) > limit
+    assert build_written([gib, gib], [gib]) < limit
+
+
+def test_a_submission_whose_worker_died_fails_and_its_build_network_goes(owner, tmp_path, settings):
+    settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT = 60
+    settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = 30
+    driver = get_driver()
+    labels = {"vibebox.managed": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
+    dead = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("dead-worker"))
+    alive = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("live-worker"))
+    networks = {}
+    for submission in (dead, alive):
+        submission_start(submission.pk)
+        networks[submission.pk] = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
+        driver.ensure_network(networks[submission.pk], {**labels, "vibebox.build": submission.pk}, model_gateway=False)
+    try:
+        # The dead one's last sign of life is older than 60 s + 30 s + 5 min; the live one's is not.
+        old = timezone.now() - dt.timedelta(seconds=60 + 30 + 300 + 5)
+        Submission.objects.filter(pk=dead.pk).update(updated_at=old)
+        Submission.objects.filter(pk=alive.pk).update(updated_at=timezone.now() - dt.timedelta(seconds=300))
+        report = submissions.submissions_interrupted()
+        assert report["failed"] == [dead.pk] and report["networks_removed"] == [networks[dead.pk]]
+        dead.refresh_from_db()
+        alive.refresh_from_db()
+        assert (dead.state, dead.failed_step) == ("failed", "build")
+        assert "the validation was interrupted" in dead.message.lower()
+        assert alive.state == "building"
+        left = driver.build_networks(labels)
+        assert networks[dead.pk] not in left and left.get(networks[alive.pk]) == alive.pk
+        assert submissions.submissions_interrupted()["failed"] == []  # the next pass finds nothing new
+    finally:
+        for name in networks.values():
+            driver.build_network_remove(name)

@@ -257,7 +257,7 @@ def test_a_build_that_fills_the_disk_is_stopped(templates, owner, tmp_path, sett
     )
     submission = validate(owner, tmp_path, dockerfile, spec_for("fills-disk"))
     assert (submission.state, submission.failed_step) == ("failed", "build")
-    assert submission.message == "A build step wrote more than the size limit (200 MiB): stopped."
+    assert submission.message == "The build wrote more than the size limit (200 MiB): stopped."
     assert_nothing_left(submission)
 
 

@@ -86,7 +86,8 @@ class BuildLimits:
     runs with `memory` bytes (no swap beyond it) and `cpus` cores, attached only to `network` (a
     network made for this build: ensure_network gives it the sandbox firewall), never with the
     engine's socket. The build is stopped, its intermediate containers removed, once it has run
-    `timeout` seconds or a step's container has written more than `max_size` bytes."""
+    `timeout` seconds or its steps have written more than `max_size` bytes in all (the layers
+    committed so far plus the running step's container)."""
 
     memory: int
     cpus: float
@@ -163,8 +164,8 @@ BuildLog = Callable[[str], None]
 
 class BuildFailed(Exception):
     """A build under BuildLimits that did not produce its image. `reason`: "failed" (a step
-    failed, or the Dockerfile is invalid), "timeout", "too_large" (a step wrote more than
-    max_size), "memory" (a step was killed for using more than its memory); `message` says it
+    failed, or the Dockerfile is invalid), "timeout", "too_large" (its steps wrote more
+    than max_size), "memory" (a step was killed for using more than its memory); `message` says it
     in words, for the submitter."""
 
     def __init__(self, reason: str, message: str):
@@ -512,6 +513,10 @@ class RuntimeDriver(Protocol):
     def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str: ...
     def network_gateway(self, name: str) -> str: ...
     def remove_network(self, name: str) -> None: ...
+    # Limited builds' networks with these labels (name -> its `vibebox.build` label), and the
+    # removal of one with whatever step containers are still on it.
+    def build_networks(self, labels: dict[str, str]) -> dict[str, str]: ...
+    def build_network_remove(self, name: str) -> None: ...
 
     # Images.
     def image_exists(self, tag: str) -> bool: ...
