@@ -587,16 +587,24 @@ def build(submission: Submission, context: Path, tag: str, log: LogBuffer, plan:
 # ---- 3. policy ------------------------------------------------------------------------------
 
 
-def setid_files(image: str) -> set[str]:
-    """The image's setuid/setgid files, kept in the cache by image id."""
+def setid_files(image: str) -> dict[str, str]:
+    """The image's setuid/setgid and capability-carrying files (path -> mode bits, size, sha256,
+    capabilities), kept in the cache by image id."""
     driver = get_driver()
     details = driver.image_details(image)
-    key = f"marketplace:setid:{details.id if details else image}"
+    key = f"marketplace:setid2:{details.id if details else image}"
     cached = cache.get(key)
     if cached is None:
         cached = driver.image_setid_files(image)
         cache.set(key, cached, timeout=SETID_CACHE_SECONDS)
-    return set(cached)
+    return dict(cached)
+
+
+def privileged_added(mine: dict[str, str], base: dict[str, str], allowed: set[str]) -> list[str]:
+    """The privileged files (setuid/setgid or file capabilities) the image adds or changes
+    compared with its base, outside the allow-list: a base's setuid path holding another binary,
+    or given capabilities, counts as added."""
+    return sorted(path for path, value in mine.items() if base.get(path) != value and path not in allowed)
 
 
 GO_INT_RE = re.compile(r"^[+-]?[0-9]+$")  # what Go's strconv.Atoi accepts ("00", "+0", "-0" are 0)
@@ -709,11 +717,15 @@ def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
         problems.append(f"The image is {format_size(details.size)}, above the limit of {format_size(limit)}.")
     if not problems:  # the file scan reads the whole image: only for one that passed the rest
         allowed = set(settings.VIBEBOX_TEMPLATE_SETUID_ALLOW)
-        added = sorted(setid_files(tag) - setid_files(plan.base) - allowed)
+        mine = setid_files(tag)
+        added = privileged_added(mine, setid_files(plan.base), allowed)
         if added:
-            shown = ", ".join(added[:20]) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
+            shown = ", ".join(
+                path + (" (file capabilities)" if ":cap=" in mine[path] else "") for path in added[:20]
+            ) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
             problems.append(
-                f"The image adds setuid/setgid files outside the allow-list (VIBEBOX_TEMPLATE_SETUID_ALLOW): {shown}."
+                "The image adds or changes setuid/setgid files or files with capabilities outside the "
+                f"allow-list (VIBEBOX_TEMPLATE_SETUID_ALLOW): {shown}."
             )
     return problems
 

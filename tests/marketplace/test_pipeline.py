@@ -24,7 +24,7 @@ from apps.orgs.services import personal_org_ensure
 from apps.sandboxes import limits, submissions
 from apps.sandboxes.models import Sandbox, Status
 from apps.sandboxes.runtime import firewall, get_driver
-from apps.sandboxes.runtime.docker import build_base_refused, build_written
+from apps.sandboxes.runtime.docker import CAPABILITY_XATTR, build_base_refused, build_written, privileged_file
 from apps.sandboxes.submissions import (
     BUILD_NETWORK_PREFIX,
     StepFailed,
@@ -32,6 +32,7 @@ from apps.sandboxes.submissions import (
     extract_context,
     image_tag,
     plan_dockerfile,
+    privileged_added,
     submission_validate,
     user_problem,
 )
@@ -505,3 +506,31 @@ def test_a_submission_whose_worker_died_fails_and_its_build_network_goes(owner, 
     finally:
         for name in networks.values():
             driver.build_network_remove(name)
+
+
+def _exported(entries) -> dict[str, str]:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data, mode, pax in entries:
+            info = tarfile.TarInfo(name)
+            info.mode, info.size, info.pax_headers = mode, len(data), pax
+            archive.addfile(info, io.BytesIO(data))
+    found: dict[str, str] = {}
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer, mode="r|") as archive:
+        for member in archive:
+            privileged_file(member, archive, found)
+    return found
+
+
+def test_a_setuid_path_of_the_base_with_other_contents_or_capabilities_is_flagged():
+    cap = {CAPABILITY_XATTR: "\x01\x00\x00\x02\x00\x20\x00\x00"}  # cap_net_admin, as the export carries it
+    base = _exported([("usr/bin/passwd", b"the real passwd", 0o4755, {}), ("bin/ls", b"ls", 0o755, {})])
+    assert list(base) == ["/usr/bin/passwd"]
+    same = _exported([("usr/bin/passwd", b"the real passwd", 0o4755, {}), ("bin/ls", b"ls", 0o755, {})])
+    assert privileged_added(same, base, set()) == []
+    swapped = _exported([("usr/bin/passwd", b"a root shell!!!", 0o4755, {})])  # same size, other bytes
+    assert privileged_added(swapped, base, set()) == ["/usr/bin/passwd"]
+    capable = _exported([("usr/bin/passwd", b"the real passwd", 0o4755, {}), ("bin/ls", b"ls", 0o755, cap)])
+    assert privileged_added(capable, base, set()) == ["/bin/ls"] and ":cap=" in capable["/bin/ls"]
+    assert privileged_added(capable, base, {"/bin/ls"}) == []  # the allow-list still applies by path

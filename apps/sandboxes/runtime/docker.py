@@ -6,6 +6,7 @@ module ever sees a Docker type or exception.
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import logging
@@ -67,6 +68,28 @@ PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process kil
 BUILD_WATCH_SECONDS = 1.0  # how often a limited build's watchdog looks at its step's container
 BUILD_STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the legacy builder's "this step made image X"
 BUILD_FROM_RE = re.compile(r"^Step \d+/\d+ : FROM[\t\v\f\r ]+(\S+)", re.IGNORECASE)  # a stage's start
+
+
+CAPABILITY_XATTR = "SCHILY.xattr.security.capability"  # file capabilities, as the engine's export carries them
+
+
+def privileged_file(member: tarfile.TarInfo, archive: tarfile.TarFile, found: dict[str, str]) -> None:
+    """Records in `found` a regular file of an exported filesystem that has the setuid or setgid
+    bit or file capabilities: path -> "<setid bits>:<size>:<sha256>[:cap=<hex>]" (so a file
+    replaced by another one at the same path, or given capabilities, is a different value)."""
+    capability = member.pax_headers.get(CAPABILITY_XATTR)
+    if not member.isreg() or not (member.mode & 0o6000 or capability is not None):
+        return
+    digest = hashlib.sha256()
+    source = archive.extractfile(member)
+    if source is not None:
+        with contextlib.closing(source):
+            for block in iter(lambda: source.read(1024 * 1024), b""):
+                digest.update(block)
+    value = f"{member.mode & 0o6000:o}:{member.size}:{digest.hexdigest()}"
+    if capability is not None:
+        value += ":cap=" + capability.encode("utf-8", "surrogateescape").hex()
+    found["/" + member.name.removeprefix("./").lstrip("/")] = value
 
 
 def build_written(layers: list[int], running: list[int]) -> int:
@@ -1318,7 +1341,7 @@ class DockerDriver:
             if limits.max_size:
                 for image in list(layers):
                     if image not in sizes:
-                        sizes[image] = self._layer_size(image)
+                        sizes[image] = self._image_own_size(image)
             try:
                 rows = self.client.api.containers(
                     all=True, filters={"network": limits.network}, size=bool(limits.max_size)
@@ -1334,7 +1357,7 @@ class DockerDriver:
                 _hang_up(response)  # and the engine cancels the build: the client is gone
                 return
 
-    def _layer_size(self, image: str) -> int:
+    def _image_own_size(self, image: str) -> int:
         """What an image adds to its parent (the classic builder's images have one), in bytes."""
         try:
             data = self.client.api.inspect_image(image)
@@ -1426,17 +1449,16 @@ class DockerDriver:
         self._image_export_walk(tag, visit)
         return found
 
-    def image_setid_files(self, tag: str) -> list[str]:
+    def image_setid_files(self, tag: str) -> dict[str, str]:
         """Read from the image's exported filesystem (a created, never started container), so
-        nothing the image holds runs and no binary of it can hide a file."""
-        found = []
+        nothing the image holds runs and no binary of it can hide a file: privileged_files."""
+        found: dict[str, str] = {}
 
         def visit(member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
-            if member.isreg() and member.mode & 0o6000:
-                found.append("/" + member.name.removeprefix("./").lstrip("/"))
+            privileged_file(member, archive, found)
 
         self._image_export_walk(tag, visit)
-        return sorted(found)
+        return found
 
     def _image_export_walk(self, tag: str, visit) -> None:
         """Calls visit(member, archive) for each entry of the image's exported filesystem."""
