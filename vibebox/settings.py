@@ -182,6 +182,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": VIBEBOX_RECONCILE_INTERVAL,
         "options": {"expires": VIBEBOX_RECONCILE_INTERVAL},
     },
+    "reap-submissions": {
+        "task": "apps.sandboxes.tasks.reap_submissions",
+        "schedule": VIBEBOX_RECONCILE_INTERVAL,
+        "options": {"expires": VIBEBOX_RECONCILE_INTERVAL},
+    },
     "flush-key-usage": {
         "task": "apps.keys.tasks.flush_key_usage",
         "schedule": VIBEBOX_USAGE_FLUSH_INTERVAL,

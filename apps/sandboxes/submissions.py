@@ -25,7 +25,10 @@ Steps:
    in the background and every declared port must answer. The sandbox is always destroyed.
 """
 
+import collections
 import contextlib
+import datetime as dt
+import json
 import logging
 import os
 import re
@@ -42,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from apps.marketplace import catalog
 from apps.marketplace.models import FailedStep, Submission, SubmissionState, TemplateVersion
@@ -67,6 +71,7 @@ from .specs import base_labels
 logger = logging.getLogger(__name__)
 
 LOG_FLUSH_SECONDS = 0.5
+LOG_BUFFER_MAX = 1024 * 1024  # the log text held between two flushes (characters)
 SMOKE_OUTPUT_MAX = 64 * 1024
 PORT_RETRY_SECONDS = 0.5
 SETID_CACHE_SECONDS = 7 * 24 * 3600  # an image's setuid list, by image id (ids never change content)
@@ -155,7 +160,32 @@ def extract_context(path: str, root: Path) -> int:
                 _write_member(archive, member, target)
     except (tarfile.TarError, EOFError) as exc:
         raise StepFailed(FailedStep.UPLOAD, f"The build context is not a valid tar: {exc}") from None
+    _links_checked(root)
     return count
+
+
+def _links_checked(root: Path) -> None:
+    """Once every entry is on disk: each symlink's target, read component by component as the
+    kernel does, passes through no other symlink and, resolved, stays inside the context (a link
+    made before the link it climbs through is caught here too)."""
+    top = os.path.realpath(root)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            link = Path(folder) / name
+            if not link.is_symlink():
+                continue
+            shown = str(link.relative_to(root))[:200]
+            current = link.parent
+            parts = [part for part in os.readlink(link).split("/") if part not in ("", ".")]
+            for index, part in enumerate(parts):
+                current = current.parent if part == ".." else current / part
+                if index < len(parts) - 1 and part != ".." and current.is_symlink():
+                    raise StepFailed(
+                        FailedStep.UPLOAD, f"The build context's link {shown!r} points through another link."
+                    )
+            resolved = os.path.realpath(link)
+            if resolved != top and not resolved.startswith(top + os.sep):
+                raise StepFailed(FailedStep.UPLOAD, f"The build context's link {shown!r} points outside it.")
 
 
 def _parents_made(root: Path, relative: PurePosixPath) -> None:
@@ -235,6 +265,13 @@ class Plan:
     stages: list[Stage] = field(default_factory=list)
 
     @property
+    def bases(self) -> tuple[str, ...]:
+        """What the rewritten FROM lines may name: the exact images and the stage names."""
+        return tuple(
+            sorted({stage.image for stage in self.stages if stage.image} | {s.name for s in self.stages if s.name})
+        )
+
+    @property
     def base(self) -> str:
         """The image the final stage starts from (following stage references)."""
         stage = self.stages[-1]
@@ -243,34 +280,57 @@ class Plan:
         return stage.image
 
 
-DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
+DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")  # the engine's own pattern
+DIRECTIVES = ("syntax", "escape", "check")  # the engine's; any other `# x=y` ends the directives
 FLAG_RE = re.compile(r"^--([A-Za-z-]+)(?:=(.*))?$")
 REMOTE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git@)")
+WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")  # what the engine splits an instruction on
+INSTRUCTIONS = frozenset(
+    {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER"}
+    | {"ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+)
 
 
-def _instructions(text: str) -> list[tuple[int, str]]:
-    """(line number, logical instruction) of a Dockerfile: continuation lines joined, comments and
-    blank lines dropped, parser directives read (`escape`)."""
-    escape = "\\"
-    lines = text.splitlines()
-    start = 0
-    for start, line in enumerate(lines):  # noqa: B007 - parser directives come first
-        match = DIRECTIVE_RE.match(line.strip())
-        if not match:
-            break
-        if match.group(1).lower() == "escape":
+def _lines(text: str) -> list[str]:
+    """The Dockerfile's lines as the engine reads them: split on \\n only (Python's splitlines()
+    would also split on \\v, \\f, \\x1c and more, which the engine reads as part of a line)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def _directives(lines: list[str]) -> tuple[str, int]:
+    """The escape character and the index of the first line after the parser directives, read as
+    the engine does: only at the top, until the first line that is not a known directive (a blank
+    line, a comment, an unknown `# x=y`, an instruction); a directive given twice is refused."""
+    escape, seen = "\\", set()
+    for index, line in enumerate(lines):
+        match = DIRECTIVE_RE.match(line.strip(" \t"))
+        if not match or match.group(1).lower() not in DIRECTIVES:
+            return escape, index
+        name = match.group(1).lower()
+        if name in seen:
+            raise StepFailed(FailedStep.BUILD, f"Line {index + 1}: only one {name} parser directive can be used.")
+        seen.add(name)
+        if name == "escape":
             escape = match.group(2)
             if escape not in ("\\", "`"):
                 raise StepFailed(FailedStep.BUILD, "The Dockerfile's escape directive must be \\ or `.")
-    else:
-        start = len(lines)
+    return escape, len(lines)
+
+
+def _instructions(text: str) -> list[tuple[int, str]]:
+    """(line number, logical instruction) of a Dockerfile: continuation lines joined (blank and
+    comment lines inside one skipped, as the engine does), comments and blank lines dropped,
+    parser directives read (`escape`)."""
+    lines = _lines(text)
+    escape, start = _directives(lines)
     found, current, first = [], "", 0
     for number, line in enumerate(lines[start:], start + 1):
-        stripped = line.strip()
+        stripped = line.strip(" \t\r\v\f")
         if not current and (not stripped or stripped.startswith("#")):
             continue
-        if current and stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
+        if current and (not stripped or stripped.startswith("#")):
+            continue  # a blank or comment line inside a continued instruction
         if not current:
             first = number
         if stripped.endswith(escape):
@@ -284,20 +344,41 @@ def _instructions(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def _split(instruction: str) -> tuple[str, list[str]]:
+    """The instruction's keyword and its arguments, split on whitespace as the engine does; the
+    JSON form's strings (`ADD ["https://...", "/x"]`) are arguments too."""
+    parts = WHITESPACE_RE.split(instruction.strip(" \t\r\v\f"), maxsplit=1)
+    word, rest = parts[0], (parts[1] if len(parts) > 1 else "")
+    args = [arg for arg in WHITESPACE_RE.split(rest) if arg]
+    flags = []
+    while args and args[0].startswith("--"):
+        flags.append(args.pop(0))
+    remainder = rest.strip(" \t\r\v\f")
+    for flag in flags:
+        remainder = remainder[len(flag) :].lstrip(" \t\r\v\f") if remainder.startswith(flag) else remainder
+    if remainder.startswith("["):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(remainder)
+            if isinstance(parsed, list):
+                args = [str(item) for item in parsed]
+    return word, flags + args
+
+
 def plan_dockerfile(text: str, *, org) -> Plan:
     """Checks the Dockerfile's bases and rewrites each FROM to an exact local image (StepFailed
     build, saying what is allowed, for anything else)."""
     stages: list[Stage] = []
     names: dict[str, int] = {}
     out: list[str] = []
-    lines = text.splitlines()
+    lines = _lines(text)
     replaced: dict[int, str] = {}  # first line of a FROM -> its rewrite (its continuation lines dropped)
     dropped: set[int] = set()
     instructions = _instructions(text)
     for index, (number, instruction) in enumerate(instructions):
-        word, _, rest = instruction.partition(" ")
+        word, args = _split(instruction)
         keyword = word.upper()
-        args = rest.split()
+        if keyword not in INSTRUCTIONS:
+            raise StepFailed(FailedStep.BUILD, f"Line {number}: unknown instruction {word[:40]!r}.")
         if keyword == "ONBUILD":
             raise StepFailed(FailedStep.BUILD, f"Line {number}: ONBUILD is not allowed in a template.")
         if keyword == "FROM":
@@ -334,7 +415,7 @@ def plan_dockerfile(text: str, *, org) -> Plan:
                 match = FLAG_RE.match(arg)
                 if match and match.group(1).lower() == "from":
                     source = (match.group(2) or "").lower()
-                    known = source in names or (source.isdigit() and int(source) < len(stages) - 1)
+                    known = source in names or (source.isascii() and source.isdigit() and int(source) < len(stages) - 1)
                     if not known:
                         raise StepFailed(
                             FailedStep.BUILD,
@@ -397,23 +478,47 @@ def resolve_base(reference: str, *, org, line: int) -> str:
 
 class LogBuffer:
     """Collects build log lines and appends them to the submission every LOG_FLUSH_SECONDS from a
-    thread of its own (the build's thread only appends to a list)."""
+    thread of its own (the build's thread only appends to a list). Between two flushes it holds at
+    most about LOG_BUFFER_MAX bytes: past that, the first half is kept, then only the newest
+    lines, with a line saying how many were dropped in between (a line longer than half the cap
+    is cut)."""
 
-    def __init__(self, submission_id: str):
+    def __init__(self, submission_id: str, limit: int | None = None):
         self.submission_id = submission_id
-        self._lines: list[str] = []
+        self.limit = limit or LOG_BUFFER_MAX
+        self._head: list[str] = []
+        self._head_size = 0
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_size = 0
+        self._dropped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"log-{submission_id}")
         self._thread.start()
 
     def __call__(self, line: str) -> None:
+        half = self.limit // 2
+        if len(line) > half:
+            line = line[:half] + " [... line cut]"
+        size = len(line) + 1
         with self._lock:
-            self._lines.append(line)
+            if not self._tail and self._head_size + size <= half:
+                self._head.append(line)
+                self._head_size += size
+                return
+            self._tail.append(line)
+            self._tail_size += size
+            while self._tail_size > half and len(self._tail) > 1:
+                self._tail_size -= len(self._tail.popleft()) + 1
+                self._dropped += 1
 
     def _take(self) -> str:
         with self._lock:
-            lines, self._lines = self._lines, []
+            lines = self._head
+            if self._dropped:
+                lines.append(f"[... {self._dropped} log lines dropped ...]")
+            lines.extend(self._tail)
+            self._head, self._head_size, self._tail, self._tail_size, self._dropped = [], 0, collections.deque(), 0, 0
         return "".join(line + "\n" for line in lines)
 
     def _run(self) -> None:
@@ -454,7 +559,7 @@ def image_labels(submission: Submission) -> dict[str, str]:
     }
 
 
-def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> None:
+def build(submission: Submission, context: Path, tag: str, log: LogBuffer, plan: Plan) -> None:
     driver = get_driver()
     network = BUILD_NETWORK_PREFIX + secrets.token_hex(4)[:7]
     driver.ensure_network(network, {**base_labels(), "vibebox.build": submission.pk}, model_gateway=False)
@@ -464,6 +569,7 @@ def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> No
         network=network,
         timeout=float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT),
         max_size=int(settings.VIBEBOX_TEMPLATE_MAX_SIZE),
+        bases=plan.bases,
     )
     try:
         driver.image_build(
@@ -481,16 +587,89 @@ def build(submission: Submission, context: Path, tag: str, log: LogBuffer) -> No
 # ---- 3. policy ------------------------------------------------------------------------------
 
 
-def setid_files(image: str) -> set[str]:
-    """The image's setuid/setgid files, kept in the cache by image id."""
+def setid_files(image: str) -> dict[str, str]:
+    """The image's setuid/setgid and capability-carrying files (path -> mode bits, size, sha256,
+    capabilities), kept in the cache by image id."""
     driver = get_driver()
     details = driver.image_details(image)
-    key = f"marketplace:setid:{details.id if details else image}"
+    key = f"marketplace:setid2:{details.id if details else image}"
     cached = cache.get(key)
     if cached is None:
         cached = driver.image_setid_files(image)
         cache.set(key, cached, timeout=SETID_CACHE_SECONDS)
-    return set(cached)
+    return dict(cached)
+
+
+def privileged_added(mine: dict[str, str], base: dict[str, str], allowed: set[str]) -> list[str]:
+    """The privileged files (setuid/setgid or file capabilities) the image adds or changes
+    compared with its base, outside the allow-list: a base's setuid path holding another binary,
+    or given capabilities, counts as added."""
+    return sorted(path for path, value in mine.items() if base.get(path) != value and path not in allowed)
+
+
+GO_INT_RE = re.compile(r"^[+-]?[0-9]+$")  # what Go's strconv.Atoi accepts ("00", "+0", "-0" are 0)
+
+
+def _go_int(text: str) -> int | None:
+    return int(text) if GO_INT_RE.match(text) else None
+
+
+def _entries(data: bytes) -> list[list[str]]:
+    """The colon-separated lines of /etc/passwd or /etc/group, as the runtime reads them."""
+    text = data.decode("utf-8", "replace")
+    return [line.strip().split(":") for line in text.split("\n") if line.strip()]
+
+
+def _field_int(fields: list[str], index: int) -> int:
+    """A numeric field as the runtime reads it: missing or not a number counts as 0."""
+    return (_go_int(fields[index]) if index < len(fields) else None) or 0
+
+
+def user_problem(user: str, passwd: bytes | None, group: bytes | None) -> str | None:
+    """Why the image's final USER (`user[:group]`) would run as root, resolved against the
+    image's /etc/passwd and /etc/group the way the runtime resolves it (a numeric user by uid, a
+    name by name; no group: the user's primary group, 0 for a uid /etc/passwd does not list; a
+    group listing the user by name adds that gid); None when it does not. `passwd`/`group` None:
+    that file is in the image but not a regular file."""
+    shown = user[:100]
+    if passwd is None or group is None:
+        return "The image's /etc/passwd and /etc/group must be regular files (not links)."
+    name, has_group, group_name = user.partition(":")
+    users = _entries(passwd)
+    uid_arg = _go_int(name)
+    if uid_arg is None:
+        matches = [fields for fields in users if fields[0] == name]
+    else:
+        matches = [fields for fields in users if _field_int(fields, 2) == uid_arg]
+    if matches:
+        uid, gid, login = _field_int(matches[0], 2), _field_int(matches[0], 3), matches[0][0]
+    elif uid_arg is not None:
+        uid, gid, login = uid_arg, 0, ""
+    else:
+        return f"The image's final user {shown!r} is not in its /etc/passwd."
+    if uid <= 0:
+        return f"The image's final user ({shown}) is root (uid {uid}): end with USER <non-root user>."
+    groups = _entries(group)
+    if has_group:
+        gid_arg = _go_int(group_name)
+        if gid_arg is None:
+            named = [fields for fields in groups if fields[0] == group_name]
+            if not named:
+                return f"The image's final group {group_name[:100]!r} is not in its /etc/group."
+            gid = _field_int(named[0], 2)
+        else:
+            gid = gid_arg
+    if gid <= 0:
+        return (
+            f"The image's final user ({shown}) has group {gid} (root): end with USER <user>:<non-root group>, "
+            "or a user whose /etc/passwd entry has a non-root group."
+        )
+    if login:
+        for fields in groups:
+            members = fields[3].split(",") if len(fields) > 3 else []
+            if login in members and _field_int(fields, 2) <= 0:
+                return f"The image's final user ({shown}) is a member of group {fields[0]!r} (gid 0) in /etc/group."
+    return None
 
 
 def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
@@ -501,9 +680,14 @@ def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
         return ["The built image is missing."]
     base = driver.image_details(plan.base)
     problems = []
-    user = details.user.strip()
-    if user.split(":", 1)[0] in ("", "0", "root"):
-        problems.append(f"The image's final user is {user or 'root (none is set)'}: end with USER <non-root user>.")
+    user = details.user
+    if not user.strip():
+        problems.append("The image's final user is root (none is set): end with USER <non-root user>.")
+    else:
+        files = driver.image_files(tag, ("/etc/passwd", "/etc/group"))
+        problem = user_problem(user, files.get("/etc/passwd", b""), files.get("/etc/group", b""))
+        if problem:
+            problems.append(problem)
     if details.volumes:
         problems.append(f"VOLUME is not allowed ({', '.join(details.volumes)}).")
     privileged = []
@@ -533,11 +717,15 @@ def policy_problems(submission: Submission, tag: str, plan: Plan) -> list[str]:
         problems.append(f"The image is {format_size(details.size)}, above the limit of {format_size(limit)}.")
     if not problems:  # the file scan reads the whole image: only for one that passed the rest
         allowed = set(settings.VIBEBOX_TEMPLATE_SETUID_ALLOW)
-        added = sorted(setid_files(tag) - setid_files(plan.base) - allowed)
+        mine = setid_files(tag)
+        added = privileged_added(mine, setid_files(plan.base), allowed)
         if added:
-            shown = ", ".join(added[:20]) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
+            shown = ", ".join(
+                path + (" (file capabilities)" if ":cap=" in mine[path] else "") for path in added[:20]
+            ) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
             problems.append(
-                f"The image adds setuid/setgid files outside the allow-list (VIBEBOX_TEMPLATE_SETUID_ALLOW): {shown}."
+                "The image adds or changes setuid/setgid files or files with capabilities outside the "
+                f"allow-list (VIBEBOX_TEMPLATE_SETUID_ALLOW): {shown}."
             )
     return problems
 
@@ -664,7 +852,7 @@ def submission_validate(submission_id: str) -> str | None:
             if stage.image:
                 log(f"base image: {stage.image}")
         built = True  # from here on the image may exist: removed on failure
-        build(submission, context, tag, log)
+        build(submission, context, tag, log, plan)
         seconds = round(time.monotonic() - started, 1)
         log(f"built {tag} in {seconds:g} s; checking the policy")
         problems = policy_problems(submission, tag, plan)
@@ -711,9 +899,62 @@ def submission_validate(submission_id: str) -> str | None:
 
 
 def _context_file(path: Path, data: bytes) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    path.write_bytes(data)
+    """Writes `data` at `path` in the context, never through a link: whatever is there is removed
+    without being followed (a link or file unlinked, only a real directory removed as a tree)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+INTERRUPTED_MESSAGE = "The validation was interrupted (its worker stopped); submit the version again."
+LEFTOVER_STATES = (SubmissionState.FAILED, SubmissionState.CANCELLED)
+
+
+def submissions_interrupted(now: dt.datetime | None = None) -> dict:
+    """The periodic pass (tasks.reap_submissions): a submission building or smoke testing with no
+    sign of life for longer than the build and smoke timeouts plus 5 minutes lost its worker: it
+    fails (step build, INTERRUPTED_MESSAGE). Then the build networks (with their step containers
+    and firewall rules) of this instance's submissions that are no longer running are removed,
+    and the images of its failed or cancelled submissions that no template version uses."""
+    now = now or timezone.now()
+    allowed = float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT) + float(settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT) + 300
+    stale = Submission.objects.filter(
+        state__in=[SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING],
+        updated_at__lt=now - dt.timedelta(seconds=allowed),
+    ).values_list("pk", flat=True)
+    failed = [pk for pk in stale if submission_fail(pk, step=FailedStep.BUILD, message=INTERRUPTED_MESSAGE)]
+    driver = get_driver()
+    running = set(
+        Submission.objects.filter(
+            state__in=[SubmissionState.QUEUED, SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING]
+        ).values_list("pk", flat=True)
+    )
+    networks = []
+    for name, owner in driver.build_networks({"vibebox.instance": settings.VIBEBOX_INSTANCE}).items():
+        if owner in running:
+            continue
+        try:
+            driver.build_network_remove(name)
+            networks.append(name)
+        except errors.ApplicationError as exc:
+            logger.warning("could not remove build network %s: %s", name, exc.message)
+    images = []
+    labels = {"vibebox.managed-image": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
+    for info in driver.list_images(labels):
+        owner = info.labels.get("vibebox.submission", "")
+        if not owner or owner in running or TemplateVersion.objects.filter(image=info.tag).exists():
+            continue
+        state = Submission.objects.filter(pk=owner).values_list("state", flat=True).first()
+        if state is None or state in LEFTOVER_STATES:
+            with contextlib.suppress(errors.ApplicationError):
+                driver.image_remove(info.tag)
+                images.append(info.tag)
+    return {"failed": failed, "networks_removed": networks, "images_removed": images}
 
 
 def _current_step(submission_id: str) -> str:

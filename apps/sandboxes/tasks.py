@@ -17,7 +17,7 @@ from vibebox import exceptions as errors
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
 from .services.pools import pools_maintain
-from .submissions import submission_validate
+from .submissions import submission_validate, submissions_interrupted
 
 
 @contextlib.contextmanager
@@ -49,6 +49,16 @@ def maintain_pools() -> dict:
         if not held:
             return {"skipped": "another warm-pool pass is running"}
         return pools_maintain()
+
+
+@shared_task(ignore_result=True)
+def reap_submissions() -> dict:
+    """Celery beat runs this every VIBEBOX_RECONCILE_INTERVAL: template submissions whose worker
+    died mid-validation fail, and leftover build networks and images go (submissions_interrupted)."""
+    with single_pass("submissions") as held:
+        if not held:
+            return {"skipped": "another submissions pass is running"}
+        return submissions_interrupted()
 
 
 TEMPLATE_BUILD_LOCK_SECONDS = 3 * 3600

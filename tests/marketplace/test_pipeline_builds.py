@@ -24,6 +24,7 @@ from apps.sandboxes.submissions import image_tag, submission_validate
 from apps.sandboxes.tasks import validate_submission
 from tests.marketplace.conftest import tar_of
 from tests.marketplace.pipeline_helpers import SMALL_DOCKERFILE, assert_nothing_left, make_submission, spec_for
+from vibebox.units import format_size
 
 pytestmark = [pytest.mark.templates, pytest.mark.django_db(transaction=True)]
 
@@ -58,11 +59,13 @@ def test_policy_rules_each_say_what_is_wrong(templates, owner, tmp_path):
         f'LABEL org.opencontainers.image.title="fine" {slug}.note="fine" vibebox.template="spoofed" other.key="no"\n'
         "VOLUME /data\n"
         "EXPOSE 80 8080\n"
+        "RUN echo 'toor:x:0:0::/root:/bin/sh' >> /etc/passwd\n"  # an alias of uid 0
+        "USER toor\n"
     )
     submission = validate(owner, tmp_path, dockerfile, spec_for("breaks-policy"))
     assert (submission.state, submission.failed_step) == ("failed", "policy")
     message = submission.message
-    assert "final user is root" in message
+    assert "final user (toor) is root (uid 0)" in message
     assert "VOLUME is not allowed (/data)" in message
     assert "EXPOSE of ports below 1024 is not allowed (80/tcp)" in message and "8080" not in message
     assert "not allowed: other.key." in message  # vibebox.template is ours: set back by the build's labels
@@ -76,7 +79,7 @@ def test_policy_refuses_a_spoofed_vibebox_label_and_a_size_over_the_limit(templa
     submission = validate(owner, tmp_path, dockerfile, spec_for("spoofs-labels"))
     assert (submission.state, submission.failed_step) == ("failed", "policy")
     assert "vibebox.extra, vibebox.sandboxd" in submission.message
-    assert "above the limit of 64m" in submission.message.lower() or "above the limit" in submission.message
+    assert f"above the limit of {format_size(64 * 1024**2)}." in submission.message, submission.message
     assert_nothing_left(submission)
 
 
@@ -254,7 +257,7 @@ def test_a_build_that_fills_the_disk_is_stopped(templates, owner, tmp_path, sett
     )
     submission = validate(owner, tmp_path, dockerfile, spec_for("fills-disk"))
     assert (submission.state, submission.failed_step) == ("failed", "build")
-    assert submission.message == "A build step wrote more than the size limit (200 MiB): stopped."
+    assert submission.message == "The build wrote more than the size limit (200 MiB): stopped."
     assert_nothing_left(submission)
 
 

@@ -47,7 +47,7 @@ class SubmissionLogConsumer(BaseConsumer):
     async def setup(self):
         self.submission_id = self.scope["url_route"]["kwargs"]["submission_id"]
         raw = self.query("offset", "0")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # "²".isdigit() too; int() refuses it
             raise errors.ValidationFailed(
                 "offset is a byte offset (a whole number).",
                 details={"fields": {"offset": [{"message": "a whole number", "code": "invalid"}]}},

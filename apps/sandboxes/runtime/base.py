@@ -86,13 +86,17 @@ class BuildLimits:
     runs with `memory` bytes (no swap beyond it) and `cpus` cores, attached only to `network` (a
     network made for this build: ensure_network gives it the sandbox firewall), never with the
     engine's socket. The build is stopped, its intermediate containers removed, once it has run
-    `timeout` seconds or a step's container has written more than `max_size` bytes."""
+    `timeout` seconds or its steps have written more than `max_size` bytes in all (the layers
+    committed so far plus the running step's container)."""
 
     memory: int
     cpus: float
     network: str
     timeout: float
     max_size: int | None = None
+    # The FROM references the plan approved (exact images and stage names): a step that starts
+    # from anything else stops the build (a backstop for the Dockerfile checks). Empty: unchecked.
+    bases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,8 @@ BuildLog = Callable[[str], None]
 
 class BuildFailed(Exception):
     """A build under BuildLimits that did not produce its image. `reason`: "failed" (a step
-    failed, or the Dockerfile is invalid), "timeout", "too_large" (a step wrote more than
-    max_size), "memory" (a step was killed for using more than its memory); `message` says it
+    failed, or the Dockerfile is invalid), "timeout", "too_large" (its steps wrote more
+    than max_size), "memory" (a step was killed for using more than its memory); `message` says it
     in words, for the submitter."""
 
     def __init__(self, reason: str, message: str):
@@ -509,6 +513,10 @@ class RuntimeDriver(Protocol):
     def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str: ...
     def network_gateway(self, name: str) -> str: ...
     def remove_network(self, name: str) -> None: ...
+    # Limited builds' networks with these labels (name -> its `vibebox.build` label), and the
+    # removal of one with whatever step containers are still on it.
+    def build_networks(self, labels: dict[str, str]) -> dict[str, str]: ...
+    def build_network_remove(self, name: str) -> None: ...
 
     # Images.
     def image_exists(self, tag: str) -> bool: ...
@@ -526,9 +534,12 @@ class RuntimeDriver(Protocol):
     ) -> None: ...
     def image_remove(self, tag: str) -> None: ...
     def image_details(self, tag: str) -> ImageDetails | None: ...  # None: no such image
-    # The paths of the image's regular files with the setuid or setgid bit, read from its exported
-    # filesystem (nothing of the image runs).
-    def image_setid_files(self, tag: str) -> list[str]: ...
+    # The image's regular files with the setuid or setgid bit or file capabilities, read from its
+    # exported filesystem (nothing of the image runs): path -> "<bits>:<size>:<sha256>[:cap=<hex>]".
+    def image_setid_files(self, tag: str) -> dict[str, str]: ...
+    # The contents of some of the image's files (absolute paths), read from its exported filesystem:
+    # a path that is not there is absent from the answer; one that is not a regular file is None.
+    def image_files(self, tag: str, paths: tuple[str, ...]) -> dict[str, bytes | None]: ...
     # The address of a running container on its (first) network, where the server reaches its ports.
     def container_address(self, name: str) -> str: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size

@@ -6,6 +6,7 @@ module ever sees a Docker type or exception.
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import logging
@@ -66,6 +67,46 @@ PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
 BUILD_WATCH_SECONDS = 1.0  # how often a limited build's watchdog looks at its step's container
 BUILD_STEP_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the legacy builder's "this step made image X"
+BUILD_FROM_RE = re.compile(r"^Step \d+/\d+ : FROM[\t\v\f\r ]+(\S+)", re.IGNORECASE)  # a stage's start
+
+
+CAPABILITY_XATTR = "SCHILY.xattr.security.capability"  # file capabilities, as the engine's export carries them
+
+
+def privileged_file(member: tarfile.TarInfo, archive: tarfile.TarFile, found: dict[str, str]) -> None:
+    """Records in `found` a regular file of an exported filesystem that has the setuid or setgid
+    bit or file capabilities: path -> "<setid bits>:<size>:<sha256>[:cap=<hex>]" (so a file
+    replaced by another one at the same path, or given capabilities, is a different value)."""
+    capability = member.pax_headers.get(CAPABILITY_XATTR)
+    if not member.isreg() or not (member.mode & 0o6000 or capability is not None):
+        return
+    digest = hashlib.sha256()
+    source = archive.extractfile(member)
+    if source is not None:
+        with contextlib.closing(source):
+            for block in iter(lambda: source.read(1024 * 1024), b""):
+                digest.update(block)
+    value = f"{member.mode & 0o6000:o}:{member.size}:{digest.hexdigest()}"
+    if capability is not None:
+        value += ":cap=" + capability.encode("utf-8", "surrogateescape").hex()
+    found["/" + member.name.removeprefix("./").lstrip("/")] = value
+
+
+def build_written(layers: list[int], running: list[int]) -> int:
+    """What a limited build has written so far: the layers its finished steps committed, plus what
+    the running step's container holds (each step alone may stay under the limit, the sum not)."""
+    return sum(layers) + sum(running)
+
+
+def build_base_refused(line: str, bases: tuple[str, ...]) -> str | None:
+    """The image a `Step n/m : FROM <x>` log line names when `bases` does not approve it."""
+    match = BUILD_FROM_RE.match(line)
+    if not match or not bases:
+        return None
+    named = match.group(1)
+    return None if named in bases or named.lower() in bases else named
+
+
 OOM_EXIT_CODE = 137  # a step killed by SIGKILL (the memory limit's OOM killer)
 
 
@@ -1181,8 +1222,9 @@ class DockerDriver:
         steps are containers on `limits.network` with the memory and CPU limits, the engine's
         socket never mounted, and no pull (every FROM must name a local image: the caller checks).
         A watchdog stops the build (closes its request: the engine cancels it and removes the
-        step's container) once the time is up or a step's container has written more than
-        `limits.max_size`; a build that did not finish leaves no intermediate image of its own."""
+        step's container) once the time is up or the build has written more than
+        `limits.max_size` (the layers its steps committed plus the running step's container); a
+        build that did not finish leaves no intermediate image of its own."""
         exclude = None
         ignore = os.path.join(context, ".dockerignore")
         if os.path.exists(ignore):
@@ -1207,6 +1249,8 @@ class DockerDriver:
             params["target"] = target
         archive = docker.utils.tar(context, exclude=exclude)
         made: list[str] = []  # the images the steps made (a failed build's are removed)
+        layers: list[str] = []  # those of them that are a step's own layer (not a FROM's base)
+        after_from = False
         stopped: list[str] = []  # why the watchdog stopped it
         done = threading.Event()
         response = None
@@ -1228,7 +1272,10 @@ class DockerDriver:
                         raise BuildFailed("failed", str(exc.explanation or exc)[:1000]) from None
                     raise
             watchdog = threading.Thread(
-                target=self._build_watch, args=(limits, response, stopped, done), daemon=True, name=f"build-{tag}"
+                target=self._build_watch,
+                args=(limits, response, stopped, done, layers),
+                daemon=True,
+                name=f"build-{tag}",
             )
             watchdog.start()
             try:
@@ -1239,10 +1286,24 @@ class DockerDriver:
                     text = chunk.get("stream")
                     if text and text.strip():
                         for line in text.rstrip("\n").splitlines():
+                            refused = build_base_refused(line, limits.bases)
+                            if refused:
+                                log(line)
+                                error = (
+                                    f"The build started a stage from {refused[:200]}, which was not approved: stopped."
+                                )
+                                break
+                            if line.startswith("Step "):
+                                after_from = bool(BUILD_FROM_RE.match(line))
                             match = BUILD_STEP_RE.match(line)
                             if match:
                                 made.append(match.group(1))
+                                if not after_from:
+                                    layers.append(match.group(1))
+                                after_from = False
                             log(line)
+                        if error:
+                            break
             except Exception as exc:  # the watchdog closed the request under us
                 if not stopped:
                     error = f"the build's stream broke: {exc}"[:500]
@@ -1262,7 +1323,7 @@ class DockerDriver:
             raise BuildFailed("timeout", f"The build did not finish within its time limit ({limit}): stopped.")
         if stopped:
             raise BuildFailed(
-                "too_large", f"A build step wrote more than the size limit ({_size_words(limits.max_size)}): stopped."
+                "too_large", f"The build wrote more than the size limit ({_size_words(limits.max_size)}): stopped."
             )
         if error:
             if f"non-zero code: {OOM_EXIT_CODE}" in error:
@@ -1271,9 +1332,16 @@ class DockerDriver:
         if not self.image_exists(tag):
             raise BuildFailed("failed", "The build ended without producing its image.")
 
-    def _build_watch(self, limits: BuildLimits, response, stopped: list[str], done: threading.Event) -> None:
+    def _build_watch(
+        self, limits: BuildLimits, response, stopped: list[str], done: threading.Event, layers: list[str]
+    ) -> None:
         deadline = time.monotonic() + limits.timeout
+        sizes: dict[str, int] = {}  # a committed layer's own size, by image id
         while not done.wait(BUILD_WATCH_SECONDS):
+            if limits.max_size:
+                for image in list(layers):
+                    if image not in sizes:
+                        sizes[image] = self._image_own_size(image)
             try:
                 rows = self.client.api.containers(
                     all=True, filters={"network": limits.network}, size=bool(limits.max_size)
@@ -1281,12 +1349,37 @@ class DockerDriver:
             except (APIError, requests.exceptions.RequestException) as exc:
                 logger.warning("build watchdog on %s: %s", limits.network, exc)
                 rows = []
-            too_large = limits.max_size and any(int(row.get("SizeRw") or 0) > limits.max_size for row in rows)
+            running = [int(row.get("SizeRw") or 0) for row in rows]
+            too_large = limits.max_size and build_written(list(sizes.values()), running) > limits.max_size
             if time.monotonic() > deadline or too_large:
                 stopped.append("too_large" if too_large else "timeout")
                 self._build_containers_remove(limits.network)  # the step fails at once
                 _hang_up(response)  # and the engine cancels the build: the client is gone
                 return
+
+    def _image_own_size(self, image: str) -> int:
+        """What an image adds to its parent (the classic builder's images have one), in bytes."""
+        try:
+            data = self.client.api.inspect_image(image)
+            parent = data.get("Parent") or ""
+            base = int(self.client.api.inspect_image(parent).get("Size") or 0) if parent else 0
+        except (APIError, requests.exceptions.RequestException):
+            return 0
+        return max(0, int(data.get("Size") or 0) - base)
+
+    def build_networks(self, labels: dict[str, str]) -> dict[str, str]:
+        """The limited builds' networks carrying `labels`: name -> the build it is for (its
+        `vibebox.build` label)."""
+        with self._engine():
+            rows = self.client.api.networks(filters={"label": ["vibebox.build", *_labels_filter(labels)["label"]]})
+        return {row["Name"]: str((row.get("Labels") or {}).get("vibebox.build") or "") for row in rows}
+
+    def build_network_remove(self, name: str) -> None:
+        """A limited build's network with its step containers and firewall rules (a build whose
+        worker died left them)."""
+        with self._engine():
+            self._build_containers_remove(name, wait=10)
+        self.remove_network(name)
 
     def _build_containers_remove(self, network: str, wait: float = 0.0) -> None:
         """Removes the containers of a build's steps (on its own network): a cancelled build's;
@@ -1339,10 +1432,36 @@ class DockerDriver:
             size=int(data.get("Size") or 0),
         )
 
-    def image_setid_files(self, tag: str) -> list[str]:
+    def image_files(self, tag: str, paths: tuple[str, ...]) -> dict[str, bytes | None]:
+        """Read from the image's exported filesystem, as image_setid_files; each file at most 4 MiB."""
+        wanted, found = set(paths), {}
+
+        def visit(member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+            path = "/" + member.name.removeprefix("./").lstrip("/")
+            if path not in wanted:
+                return
+            if not member.isreg() or member.size > 4 * 1024**2:
+                found[path] = None
+                return
+            source = archive.extractfile(member)
+            found[path] = source.read() if source is not None else None
+
+        self._image_export_walk(tag, visit)
+        return found
+
+    def image_setid_files(self, tag: str) -> dict[str, str]:
         """Read from the image's exported filesystem (a created, never started container), so
-        nothing the image holds runs and no binary of it can hide a file."""
-        found = []
+        nothing the image holds runs and no binary of it can hide a file: privileged_files."""
+        found: dict[str, str] = {}
+
+        def visit(member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+            privileged_file(member, archive, found)
+
+        self._image_export_walk(tag, visit)
+        return found
+
+    def _image_export_walk(self, tag: str, visit) -> None:
+        """Calls visit(member, archive) for each entry of the image's exported filesystem."""
         with self._engine():
             created = self.client.api.create_container(
                 tag, command=["none"], entrypoint=[], network_disabled=True, labels=PROBE_LABELS
@@ -1353,12 +1472,10 @@ class DockerDriver:
                 self.client.api._raise_for_status(response)
                 with contextlib.closing(response), tarfile.open(fileobj=response.raw, mode="r|") as archive:
                     for member in archive:
-                        if member.isreg() and member.mode & 0o6000:
-                            found.append("/" + member.name.removeprefix("./").lstrip("/"))
+                        visit(member, archive)
             finally:
                 with contextlib.suppress(NotFound):
                     self.client.api.remove_container(created["Id"], force=True)
-        return sorted(found)
 
     def container_address(self, name: str) -> str:
         with self._engine():
