@@ -67,9 +67,9 @@ test-templates: images-all
 	@$(BIN)/pytest -m templates -n 2 --dist loadfile tests sdk/typescript/test
 
 # Every community template (marketplace/community/) through the real submission pipeline: built
-# FROM the built-in templates, so after images-all; two builds at a time.
+# FROM the built-in templates, so after images-all; two builds at a time, each may use both cores.
 test-marketplace: images-all
-	@$(BIN)/pytest -m marketplace -n 2 --dist load tests/marketplace/test_community.py
+	@VIBEBOX_TEMPLATE_BUILD_CPUS=2 $(BIN)/pytest -m marketplace -n 2 --dist load tests/marketplace/test_community.py
 
 lint: venv typescript sandboxd
 	@$(BIN)/ruff check .

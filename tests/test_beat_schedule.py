@@ -64,6 +64,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
     tasks = dict(re.findall(r"^([\w-]+) ([0-9a-f-]{36})$", sent, re.M))
     assert set(tasks) == {
         "reconcile-sandboxes",
+        "reap-submissions",
         "maintain-pools",
         "flush-key-usage",
         "prune-audit-log",
@@ -109,17 +110,23 @@ def _consumed(name: str) -> set[str]:
     return set(re.search(r"--queues=(\S+)", line).group(1).split(","))
 
 
-def test_webhook_tasks_have_a_queue_and_worker_of_their_own():
-    """A slow endpoint holds a thread of the `webhooks` worker, never a slot of the `worker` that
-    runs reconciliation and the warm pools: each worker consumes only its own queue, and every
-    task (beat's passes included) is routed to a queue one of them consumes."""
+def test_webhook_tasks_and_builds_have_a_queue_and_worker_of_their_own():
+    """A slow endpoint holds a thread of the `webhooks` worker, and a build of minutes the `builds`
+    worker, never a slot of the `worker` that runs reconciliation and the warm pools: each worker
+    consumes only its own queue, and every task (beat's passes included) is routed to a queue one
+    of them consumes."""
     app.loader.import_default_modules()
     assert _consumed("worker") == {"celery"} and _consumed("webhooks") == {"webhooks"}
+    assert _consumed("builds") == {"builds"}
     webhooks_line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("webhooks:"))
     assert "--pool=threads" in webhooks_line
+    builds = {"apps.sandboxes.tasks.build_templates", "apps.sandboxes.tasks.validate_submission"}
+    assert builds <= set(app.tasks)
     for task in [name for name in app.tasks if name.startswith("apps.")]:
         queue = app.amqp.router.route({}, task)["queue"].name
         if task.startswith("apps.webhooks."):
             assert queue == "webhooks", task
+        elif task in builds:
+            assert queue == "builds", task
         else:
             assert queue == "celery", task

@@ -454,7 +454,7 @@ def resolve_base(reference: str, *, org, line: int) -> str:
                 raise StepFailed(FailedStep.BUILD, f"Line {line}: built-in {name!r} has no version {version!r}.")
             image = template.image
         elif version:
-            found = version_resolve(template, version)
+            found = version_resolve(template, version, org=org)
             if found is None or found.yanked:
                 raise StepFailed(
                     FailedStep.BUILD, f"Line {line}: template {name!r} has no published version {version!r}."
