@@ -56,8 +56,10 @@ def objects(owner, templates, api_key):
     delivery = Delivery.objects.create(webhook=webhook, event_id="evt_limits", event="webhook.test", payload={})
     return {
         **{"sandbox_id": sandbox.id, "run_id": run.id, "task_id": task.id, "key_id": api_key[0].id},
-        **{"slug": org.slug, "member_id": member.pk, "name": "any"},  # a body is read before a role or team
+        # A body is read before a role or team is looked up; a template is looked up first (a real one).
+        **{"slug": org.slug, "member_id": member.pk, "name": "python-3.13"},
         **{"webhook_id": webhook.id, "delivery_id": delivery.id},
+        **{"submission_id": "sub_any", "version": "1.0.0"},  # the body is read before they are looked up
     }
 
 
