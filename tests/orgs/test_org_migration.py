@@ -6,7 +6,12 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 # The last migrations before organizations.
-BEFORE = [("keys", "0003_apikeyusageflush"), ("sandboxes", "0009_restore_safety"), ("agents", "0002_agent_runs")]
+BEFORE = [
+    ("keys", "0003_apikeyusageflush"),
+    ("sandboxes", "0009_restore_safety"),
+    ("agents", "0002_agent_runs"),
+    ("marketplace", "0004_template_build_state"),  # its later migrations need orgs
+]
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from asgiref.sync import async_to_sync
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from apps.marketplace.services import submission_log_append
 from tests.conftest import live_server
+from tests.marketplace.pipeline_helpers import SMALL_DOCKERFILE, make_submission, spec_for
 from tests.waiting import wait_for
 from tests.ws import Communicator
 from vibebox.asgi import application
@@ -68,6 +70,10 @@ async def logs_midstream(comm):
     await receive_until(comm, lambda m: m.get("event") == "sandbox.created")
 
 
+async def submission_log_midstream(comm):
+    await receive_until(comm, lambda m: m.get("type") == "log")
+
+
 async def nothing(comm):
     assert await comm.receive_nothing(timeout=0.3)
 
@@ -83,6 +89,10 @@ ROUTES = {
     ),
     "ws/sandboxes/<str:sandbox_id>/terminal": ("/ws/sandboxes/{sandbox}/terminal", terminal_midstream),
     "ws/sandboxes/<str:sandbox_id>/claude": ("/ws/sandboxes/{sandbox}/claude", nothing),
+    "ws/v1/marketplace/submissions/<str:submission_id>/log": (
+        "/ws/v1/marketplace/submissions/{submission}/log",
+        submission_log_midstream,
+    ),
 }
 
 
@@ -114,11 +124,21 @@ def problems(caplog) -> list[str]:
     ]
 
 
+@pytest.fixture
+def submission_id(owner, tmp_path):
+    """A queued template submission of the owner's organization, with some build log."""
+    submission = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("ws-lifecycle"))
+    submission_log_append(submission.pk, "Step 1/3 : FROM debian:trixie\n")
+    return submission.pk
+
+
 @pytest.mark.parametrize("route", sorted(ROUTES))
-def test_drop_at_every_stage_leaves_a_clean_log(route, api_key, outsider, make_key, sandbox_id, process_id, caplog):
+def test_drop_at_every_stage_leaves_a_clean_log(
+    route, api_key, outsider, make_key, sandbox_id, process_id, submission_id, caplog
+):
     caplog.set_level(logging.INFO)
     template, midstream = ROUTES[route]
-    path = template.format(sandbox=sandbox_id, process=process_id)
+    path = template.format(sandbox=sandbox_id, process=process_id, submission=submission_id)
     secret = api_key[1]
     outsider_key = make_key(outsider)[1]
 
@@ -134,7 +154,7 @@ def test_drop_at_every_stage_leaves_a_clean_log(route, api_key, outsider, make_k
         assert await comm.connect(timeout=30) == (False, 4401)
         await comm.disconnect()
         comm = communicator(path, outsider_key)
-        expected = 4404 if "sandbox" in path else True
+        expected = 4404 if "sandbox" in path or "submissions" in path else True
         connected, code = await comm.connect(timeout=30)
         assert (connected if expected is True else code) == expected
         await comm.disconnect()
