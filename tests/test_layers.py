@@ -1,8 +1,8 @@
 """The code base's one-way layers (DESIGN.md §2), checked on the source: a new forbidden import
 fails here, with the file and line that brought it.
 
-- Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← billing/agents ← webhooks ← dashboard. A lower app
-  never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
+- Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← agents ← billing ← webhooks ←
+  dashboard. A lower app never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
   receives (apps/<app>/signals.py, receivers.py).
 - Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
   only the sandboxes app's services reach the driver: no interface (API views, consumers,
@@ -22,7 +22,8 @@ TIERS = [
     {"sso"},
     {"marketplace"},
     {"sandboxes"},
-    {"billing", "agents"},
+    {"agents"},
+    {"billing"},  # above agents: model spend is read from the gateway's records
     {"webhooks"},  # above agents: an agent run's end is a webhook event
     {"dashboard"},
 ]
