@@ -50,3 +50,4 @@ VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", True) 
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", False)  # noqa: F405
 # Marketplace submissions: tests run the validation pipeline themselves (tests/marketplace/test_pipeline*.py).
 VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", False)  # noqa: F405
+VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", False)  # noqa: F405  (tests push invoices themselves)

@@ -205,3 +205,13 @@ WebhookTargetRefused = error(
     400,
     "The webhook URL resolves to a loopback, private, link-local or this host's own address.",
 )
+
+# Invoices and payment (apps/billing, docs/billing.md "Invoices and payment").
+InvoiceNotFound = error("invoice_not_found", 404, "Invoice not found.")
+PaymentsNotConfigured = error(
+    "payments_not_configured", 404, "This server takes no payments (VIBEBOX_STRIPE_SECRET_KEY is not set)."
+)
+StripeSignatureInvalid = error(
+    "stripe_signature_invalid", 400, "The Stripe-Signature header does not verify against this body."
+)
+PaymentProviderUnavailable = error("payment_provider_unavailable", 502, "The payment provider failed; try again.")

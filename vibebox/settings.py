@@ -212,6 +212,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
         "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
     },
+    # Invoices and payment (docs/billing.md): last month's invoices are closed by the first pass
+    # at least VIBEBOX_INVOICE_CLOSE_DELAY into the new month (later ones find them closed), and
+    # past-due accounts are frozen once their grace period ends.
+    "close-invoices": {
+        "task": "apps.billing.tasks.close_invoices",
+        "schedule": env_duration("VIBEBOX_INVOICE_INTERVAL", "1h"),
+        "options": {"expires": env_duration("VIBEBOX_INVOICE_INTERVAL", "1h")},
+    },
+    "dunning": {
+        "task": "apps.billing.tasks.dunning",
+        "schedule": env_duration("VIBEBOX_DUNNING_INTERVAL", "1h"),
+        "options": {"expires": env_duration("VIBEBOX_DUNNING_INTERVAL", "1h")},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -561,3 +574,22 @@ VIBEBOX_WEBHOOK_RETENTION = env_duration("VIBEBOX_WEBHOOK_RETENTION", "30d")
 # Queue a Celery task for an endpoint as soon as its event commits (else only the beat pass,
 # every VIBEBOX_WEBHOOK_INTERVAL, sends).
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", True)
+
+# Invoices and payment (apps/billing/invoices.py, payments.py; docs/billing.md, "Invoices and payment").
+# The tax rate applied to invoices (a fraction: 0.19 is 19 %) unless an organization's billing
+# account has its own (OrgBilling.tax_rate).
+VIBEBOX_TAX_RATE = env_str("VIBEBOX_TAX_RATE", "0")
+# A month is closed this long after it ended, so the last hour's usage is rolled up first.
+VIBEBOX_INVOICE_CLOSE_DELAY = env_duration("VIBEBOX_INVOICE_CLOSE_DELAY", "2h")
+# Who issues the invoices: the PDF's letterhead (lines separated by "|").
+VIBEBOX_INVOICE_ISSUER = env_str("VIBEBOX_INVOICE_ISSUER", "VibeBox")
+# Stripe (off unless the secret key is set): customers, Checkout for payment methods, invoices
+# pushed when closed, and the webhook endpoint POST /api/v1/billing/stripe/webhook.
+VIBEBOX_STRIPE_SECRET_KEY = env_str("VIBEBOX_STRIPE_SECRET_KEY", "")
+VIBEBOX_STRIPE_WEBHOOK_SECRET = env_str("VIBEBOX_STRIPE_WEBHOOK_SECRET", "")
+VIBEBOX_STRIPE_API_BASE = env_str("VIBEBOX_STRIPE_API_BASE", "").rstrip("/")  # empty: https://api.stripe.com
+# Queue the push of a closed invoice to Stripe as soon as it commits (tests push themselves).
+VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", True)
+# Dunning: a failed payment makes the account past_due; unpaid this many days later, frozen
+# (nothing new may start) until an invoice is paid.
+VIBEBOX_DUNNING_GRACE_DAYS = env_int("VIBEBOX_DUNNING_GRACE_DAYS", 14)

@@ -279,3 +279,15 @@ class StripeEvent(models.Model):
 
     def __str__(self):
         return self.id
+
+
+class InvoiceCounter(models.Model):
+    """The last invoice number taken in a year: locked and bumped in the transaction that writes
+    the invoice, so numbers have neither gaps nor duplicates (a rolled-back close gives its number
+    back with it)."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.year}: {self.last}"

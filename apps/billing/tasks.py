@@ -1,0 +1,52 @@
+"""Billing's Celery tasks (CELERY_BEAT_SCHEDULE in vibebox/settings.py)."""
+
+from celery import shared_task
+from django.conf import settings
+
+from vibebox import exceptions as errors
+
+# ---- Invoices and payment (invoices.py, payments.py) ----
+
+PUSH_RETRY_DELAYS = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+
+
+@shared_task(ignore_result=True)
+def close_invoices() -> int:
+    """Beat: closes last month for every organization with usage or a fee (once), then queues
+    the push to Stripe of the open invoices that never reached it."""
+    from . import invoices, payments
+    from .models import Invoice, InvoiceStatus
+
+    made = invoices.close_due_invoices()
+    if payments.enabled() and settings.VIBEBOX_STRIPE_DISPATCH:
+        made_ids = {invoice.pk for invoice in made}  # queued by their close already
+        unsent = Invoice.objects.filter(status=InvoiceStatus.OPEN, stripe_invoice_id="", total__gt=0)
+        for invoice_id in unsent.exclude(pk__in=made_ids).values_list("pk", flat=True):
+            push_invoice.delay(invoice_id)
+    return len(made)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=len(PUSH_RETRY_DELAYS))
+def push_invoice(self, invoice_id: str) -> str:
+    """Sends one closed invoice to Stripe (payments.invoice_push); Stripe's transient failures are
+    retried later (PUSH_RETRY_DELAYS), each call with the same idempotency keys."""
+    from . import payments
+    from .models import Invoice
+
+    invoice = Invoice.objects.filter(pk=invoice_id).select_related("org").first()
+    if invoice is None:
+        return ""
+    try:
+        return payments.invoice_push(invoice=invoice)
+    except errors.PaymentProviderUnavailable as exc:
+        if not exc.details.get("transient") or self.request.retries >= len(PUSH_RETRY_DELAYS):
+            raise
+        raise self.retry(exc=exc, countdown=PUSH_RETRY_DELAYS[self.request.retries]) from exc
+
+
+@shared_task(ignore_result=True)
+def dunning() -> int:
+    """Beat: freezes the accounts still past due after VIBEBOX_DUNNING_GRACE_DAYS."""
+    from . import payments
+
+    return len(payments.dunning_pass())
