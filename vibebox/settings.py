@@ -575,6 +575,11 @@ VIBEBOX_WEBHOOK_RETENTION = env_duration("VIBEBOX_WEBHOOK_RETENTION", "30d")
 # every VIBEBOX_WEBHOOK_INTERVAL, sends).
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", True)
 
+# Billing: plans and costs (docs/billing.md, "Plans and prices"). The plan of an organization with
+# no assignment, and the longest window the usage, costs and export endpoints accept.
+VIBEBOX_DEFAULT_PLAN = env_str("VIBEBOX_DEFAULT_PLAN", "free")
+VIBEBOX_BILLING_MAX_WINDOW = env_duration("VIBEBOX_BILLING_MAX_WINDOW", "366d")
+
 # Invoices and payment (apps/billing/invoices.py, payments.py; docs/billing.md, "Invoices and payment").
 # The tax rate applied to invoices (a fraction: 0.19 is 19 %) unless an organization's billing
 # account has its own (OrgBilling.tax_rate).
