@@ -86,11 +86,8 @@ def invoice_close(*, org: Organization, period_start: dt.datetime) -> tuple[Invo
     existing = Invoice.objects.filter(org=org, period_start=start).first()
     if existing is not None:
         return existing, False
-    items = costs.line_items(org, start, end)
-    currencies = {item.currency for item in items}
-    if len(currencies) > 1:
-        raise ValueError(f"{org.slug}: one month's lines are in several currencies ({sorted(currencies)})")
-    currency = currencies.pop() if currencies else plans.plan_at(org, start).currency
+    items = costs.line_items(org, start, end)  # one currency (else costs raises MixedCurrencies)
+    currency = items[0].currency if items else plans.plan_at(org, start).currency
     rate = tax_rate_of(org)
     lines = [
         InvoiceLine(

@@ -170,12 +170,16 @@ def _invoice_paid(stripe_invoice: dict) -> None:
     )
     if not changed:
         return
-    record("invoice.paid", target=invoice, changes={"number": invoice.number, "stripeInvoice": stripe_invoice.get("id")})
+    record(
+        "invoice.paid", target=invoice, changes={"number": invoice.number, "stripeInvoice": stripe_invoice.get("id")}
+    )
     still_failed = Invoice.objects.filter(org=invoice.org, status=InvoiceStatus.FAILED).exists()
     if not still_failed:
         account = _account(invoice.org)
-        if OrgBilling.objects.filter(pk=account.pk).exclude(payment_state=PaymentState.OK).update(
-            payment_state=PaymentState.OK, payment_failed_at=None
+        if (
+            OrgBilling.objects.filter(pk=account.pk)
+            .exclude(payment_state=PaymentState.OK)
+            .update(payment_state=PaymentState.OK, payment_failed_at=None)
         ):
             record(
                 "billing.payment_state_changed",
@@ -225,7 +229,9 @@ def _invoice_payment_failed(stripe_invoice: dict) -> None:
 def _checkout_completed(session: dict) -> None:
     """A payment method was given: it becomes the customer's default for invoices."""
     customer_id = session.get("customer") or ""
-    account = OrgBilling.objects.filter(stripe_customer_id=customer_id).select_related("org").first() if customer_id else None
+    account = (
+        OrgBilling.objects.filter(stripe_customer_id=customer_id).select_related("org").first() if customer_id else None
+    )
     if account is None:
         logger.info("Checkout session %s is for no customer of ours", session.get("id"))
         return

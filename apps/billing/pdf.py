@@ -3,12 +3,20 @@ that imports it). WeasyPrint needs Pango (Debian: libpango-1.0-0, libpangoft2-1.
 by scripts/host-setup.sh). The page fetches nothing: every resource it could name is refused, so
 text in an invoice (an organization's name) can never make the renderer read a file or a URL."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.template.loader import render_to_string
 
 from .models import Invoice
 
 TEMPLATE = "billing/invoice.html"
+
+
+def plain(value: Decimal, places: int) -> str:
+    """A Decimal rounded to at most `places` decimals, trailing zeros dropped, never in E notation."""
+    text = format(value.quantize(Decimal(1).scaleb(-places)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def invoice_html(invoice: Invoice) -> str:
@@ -18,11 +26,14 @@ def invoice_html(invoice: Invoice) -> str:
         TEMPLATE,
         {
             "invoice": invoice,
-            "lines": list(invoice.lines.order_by("position")),
+            "lines": [
+                {"line": line, "quantity": plain(line.quantity, 4), "unit_price": plain(line.unit_price, 6)}
+                for line in invoice.lines.order_by("position")
+            ],
             "org": org,
             "billing_email": getattr(billing, "billing_email", "") or "",
             "issuer": [part.strip() for part in settings.VIBEBOX_INVOICE_ISSUER.split("|") if part.strip()],
-            "tax_percent": format((invoice.tax_rate * 100).normalize(), "f"),
+            "tax_percent": plain(invoice.tax_rate * 100, 2),
         },
     )
 

@@ -158,4 +158,6 @@ def construct_event(payload: bytes, signature: str | None):
     except stripe.SignatureVerificationError as exc:
         raise errors.StripeSignatureInvalid(details={"reason": str(exc)[:200]}) from None
     except ValueError as exc:  # not JSON
-        raise errors.StripeSignatureInvalid("The body is not a Stripe event.", details={"reason": str(exc)[:200]})
+        raise errors.StripeSignatureInvalid(
+            "The body is not a Stripe event.", details={"reason": str(exc)[:200]}
+        ) from None

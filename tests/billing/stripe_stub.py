@@ -126,7 +126,13 @@ class Stub:
 
 
 def _missing(object_id: str) -> tuple[int, dict]:
-    return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing", "message": f"No such object: '{object_id}'"}}
+    return 404, {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": f"No such object: '{object_id}'",
+        }
+    }
 
 
 def _plain(form: dict) -> dict:
@@ -154,7 +160,13 @@ def _handler(stub: Stub):
             key = self.headers.get("Idempotency-Key")
             with stub.lock:
                 stub.requests.append(
-                    {"method": self.command, "path": split.path, "headers": dict(self.headers), "form": form, "raw": raw}
+                    {
+                        "method": self.command,
+                        "path": split.path,
+                        "headers": dict(self.headers),
+                        "form": form,
+                        "raw": raw,
+                    }
                 )
                 if stub.failures > 0:
                     stub.failures -= 1

@@ -55,7 +55,14 @@ def template() -> Template:
 
 def usage(org, user, *, hour: dt.datetime, cpu_seconds: int) -> UsageRecord:
     sandbox = Sandbox.objects.create(
-        owner=user, org=org, template=template(), name=f"inv-{Sandbox.objects.count()}", image="x", status="stopped"
+        owner=user,
+        org=org,
+        template=template(),
+        name=f"inv-{Sandbox.objects.count()}",
+        image="x",
+        status="stopped",
+        cpu=1,
+        memory=1 << 28,
     )
     return UsageRecord.objects.create(
         org=org, sandbox=sandbox, template="inv-tpl", hour=hour, cpu_seconds=Decimal(cpu_seconds)
@@ -65,11 +72,13 @@ def usage(org, user, *, hour: dt.datetime, cpu_seconds: int) -> UsageRecord:
 @pytest.fixture
 def billed(owner):
     """The owner's personal organization on a 10.00 USD plan with 2.5 vCPU-hours in October
-    (2.5 × 0.05 = 0.125: 0.13 rounded half up, 0.12 with banker's rounding), tax 19 %."""
+    (2.5 * 0.05 = 0.125: 0.13 rounded half up, 0.12 with banker's rounding), tax 19 %."""
     org = personal_org_ensure(user=owner)
     on_plan(org, plan())
     usage(org, owner, hour=MONTH + dt.timedelta(days=3, hours=5), cpu_seconds=9000)
-    OrgBilling.objects.update_or_create(org=org, defaults={"tax_rate": Decimal("0.19"), "billing_email": "ap@example.com"})
+    OrgBilling.objects.update_or_create(
+        org=org, defaults={"tax_rate": Decimal("0.19"), "billing_email": "ap@example.com"}
+    )
     return org
 
 
@@ -146,7 +155,7 @@ def test_concurrent_closers_make_one_invoice_per_org_and_consecutive_numbers(own
         try:
             start.wait(timeout=60)
             invoices.invoice_close(org=org, period_start=MONTH)
-        except Exception as exc:  # noqa: BLE001 (reported below)
+        except Exception as exc:  # reported below
             failures.append(repr(exc))
         finally:
             connection.close()

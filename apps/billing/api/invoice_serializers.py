@@ -7,8 +7,8 @@ from ..models import InvoiceStatus
 MONEY_HELP = "A decimal string in the invoice's currency, rounded to cents."
 
 
-def _money(source: str, help_text: str = MONEY_HELP) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=12, decimal_places=2, source=source, help_text=help_text)
+def _money(help_text: str = MONEY_HELP) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=12, decimal_places=2, help_text=help_text)
 
 
 class InvoiceLineSerializer(serializers.Serializer):
@@ -19,7 +19,7 @@ class InvoiceLineSerializer(serializers.Serializer):
     quantity = serializers.DecimalField(max_digits=24, decimal_places=6, help_text="In `unit`s.")
     unit = serializers.CharField()
     unitPrice = serializers.DecimalField(max_digits=12, decimal_places=6, source="unit_price")
-    amount = _money("amount")
+    amount = _money()
 
 
 class InvoiceSerializer(serializers.Serializer):
@@ -28,12 +28,12 @@ class InvoiceSerializer(serializers.Serializer):
     periodStart = serializers.DateTimeField(source="period_start")
     periodEnd = serializers.DateTimeField(source="period_end", help_text="Excluded: the next month's start.")
     currency = serializers.CharField()
-    subtotal = _money("subtotal", "The sum of the lines' amounts.")
+    subtotal = _money("The sum of the lines' amounts.")
     taxRate = serializers.DecimalField(
         max_digits=5, decimal_places=4, source="tax_rate", help_text="A fraction: 0.1900 is 19 %."
     )
-    tax = _money("tax", "subtotal × taxRate, rounded to cents (half up).")
-    total = _money("total", "subtotal + tax.")
+    tax = _money("subtotal * taxRate, rounded to cents (half up).")
+    total = _money("subtotal + tax.")
     status = serializers.ChoiceField(choices=InvoiceStatus.choices)
     issuedAt = serializers.DateTimeField(source="issued_at")
     paidAt = serializers.DateTimeField(source="paid_at", allow_null=True)
