@@ -5,7 +5,7 @@ A threaded HTTP server on loopback answering what apps/billing/stripe_api.py cal
 invoices (create, finalize). It records every request (method, path, headers, the form-encoded
 body parsed as Stripe encodes it: `metadata[vibebox_org]=…`), honours Idempotency-Key (a repeated
 key gets the first answer again, as Stripe does), and can be told to fail the next N requests
-with a 500 (`fail_next`). Objects it made are kept in `objects` by id.
+(to a path) with a 500 (`fail_next`). Objects it made are kept in `objects` by id.
 
 `sign(payload, secret)` makes a Stripe-Signature header with the stripe library's own helper,
 and `event(type, obj)` a webhook event body like Stripe's.
@@ -33,15 +33,22 @@ class Stub:
     objects: dict = field(default_factory=dict)
     idempotent: dict = field(default_factory=dict)  # Idempotency-Key -> (status, body)
     failures: int = 0
+    failing: str = ""  # only requests whose path starts with this fail ("": any)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, count: int = 1) -> None:
+    def fail_next(self, count: int = 1, path: str = "") -> None:
+        """The next `count` requests (to paths starting with `path`) get a 500."""
         with self.lock:
-            self.failures = count
+            self.failures, self.failing = count, path
 
-    def calls(self, method: str, path_prefix: str) -> list:
+    def calls(self, method: str, path: str) -> list:
+        """The requests to exactly `path` (a path ending in "/": every path under it)."""
         with self.lock:
-            return [r for r in self.requests if r["method"] == method and r["path"].startswith(path_prefix)]
+            return [
+                r
+                for r in self.requests
+                if r["method"] == method and (r["path"] == path or (path.endswith("/") and r["path"].startswith(path)))
+            ]
 
     def answer(self, method: str, path: str, form: dict) -> tuple[int, dict]:
         parts = [p for p in path.split("/") if p]
@@ -168,7 +175,7 @@ def _handler(stub: Stub):
                         "raw": raw,
                     }
                 )
-                if stub.failures > 0:
+                if stub.failures > 0 and split.path.startswith(stub.failing):
                     stub.failures -= 1
                     status, body = 500, {"error": {"type": "api_error", "message": "stub failure"}}
                 elif key and (self.command, key) in stub.idempotent:
