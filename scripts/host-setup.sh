@@ -42,6 +42,7 @@ log() { printf 'host-setup: %s\n' "$*" >&2; }
 die() { printf 'host-setup: error: %s\n' "$*" >&2; exit 1; }
 is_root() { [ "$(id -u)" -eq 0 ]; }
 have() { command -v "$1" >/dev/null 2>&1; }
+have_lib() { ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$1 "; }
 
 docker_ok() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
@@ -61,6 +62,15 @@ declare -A PKG_FOR=(
     [mkfs.xfs]=xfsprogs
     [mkfs.btrfs]=btrfs-progs
     [xmlsec1]=xmlsec1
+    [pdftotext]=poppler-utils
+)
+
+# shared library (soname) -> Debian package providing it
+declare -A PKG_FOR_LIB=(
+    [libpango-1.0.so.0]=libpango-1.0-0
+    [libpangoft2-1.0.so.0]=libpangoft2-1.0-0
+    [libharfbuzz.so.0]=libharfbuzz0b
+    [libfontconfig.so.1]=libfontconfig1
 )
 
 ensure_packages() {
@@ -69,7 +79,8 @@ ensure_packages() {
     # DOCKER_HOST or a docker-ce install); same for a remote Redis.
     # iptables (with ip6tables and *-restore): the sandbox firewall; ip: the egress tests' namespaces.
     # xmlsec1: the SAML identity provider of the single sign-on tests (pysaml2 signs with it).
-    local cmds=(redis-cli debootstrap curl python3 iptables ip xmlsec1)
+    # pdftotext: the invoice tests read the PDFs' text with it.
+    local cmds=(redis-cli debootstrap curl python3 iptables ip xmlsec1 pdftotext)
     if ! docker_ok; then
         cmds+=(dockerd containerd runc)
         # for a data root that can limit sandboxes' disk (prepare_data_root)
@@ -79,6 +90,13 @@ ensure_packages() {
     for cmd in "${cmds[@]}"; do
         have "$cmd" || missing+=("${PKG_FOR[$cmd]}")
     done
+    # WeasyPrint (invoice PDFs, apps/billing/pdf.py) loads Pango, HarfBuzz and fontconfig at run
+    # time; fonts-dejavu-core gives it a font that has every glyph an invoice prints.
+    local lib
+    for lib in "${!PKG_FOR_LIB[@]}"; do
+        have_lib "$lib" || missing+=("${PKG_FOR_LIB[$lib]}")
+    done
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
     # The virtualenv needs venv + ensurepip (Debian splits them into python3-venv).
     if have python3 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)

@@ -324,6 +324,7 @@ SPECTACULAR_SETTINGS = {
         "ReviewStatusEnum": "apps.agents.api.serializers.REVIEW_STATUSES",
         "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
         "WebhookEventEnum": "apps.webhooks.api.serializers.EVENT_NAMES",
+        "InvoiceStatusEnum": "apps.billing.models.InvoiceStatus",
     },
 }
 

@@ -25,8 +25,9 @@ from apps.audit.services import record
 from apps.orgs.actors import Actor
 from apps.orgs.models import Organization
 from vibebox import exceptions as errors
+from vibebox.celery import app as celery_app
 
-from . import costs, plans
+from . import costs, plans, stripe_api
 from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, OrgBilling, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -154,13 +155,13 @@ def invoice_close(*, org: Organization, period_start: dt.datetime) -> tuple[Invo
     return invoice, True
 
 
+PUSH_TASK = "apps.billing.tasks.push_invoice"
+
+
 def _queue_push(invoice: Invoice) -> None:
-    from . import payments  # payments imports this module
-
-    if payments.enabled() and settings.VIBEBOX_STRIPE_DISPATCH:
-        from .tasks import push_invoice
-
-        transaction.on_commit(lambda: push_invoice.delay(invoice.pk))
+    """The push to Stripe (tasks.push_invoice), queued once the invoice commits."""
+    if stripe_api.enabled() and settings.VIBEBOX_STRIPE_DISPATCH:
+        transaction.on_commit(lambda: celery_app.send_task(PUSH_TASK, args=[invoice.pk]))
 
 
 def orgs_to_close(start: dt.datetime, end: dt.datetime) -> QuerySet[Organization]:

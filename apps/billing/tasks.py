@@ -5,6 +5,9 @@ from django.conf import settings
 
 from vibebox import exceptions as errors
 
+from . import invoices, payments
+from .models import Invoice, InvoiceStatus
+
 # ---- Invoices and payment (invoices.py, payments.py) ----
 
 PUSH_RETRY_DELAYS = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
@@ -14,9 +17,6 @@ PUSH_RETRY_DELAYS = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
 def close_invoices() -> int:
     """Beat: closes last month for every organization with usage or a fee (once), then queues
     the push to Stripe of the open invoices that never reached it."""
-    from . import invoices, payments
-    from .models import Invoice, InvoiceStatus
-
     made = invoices.close_due_invoices()
     if payments.enabled() and settings.VIBEBOX_STRIPE_DISPATCH:
         made_ids = {invoice.pk for invoice in made}  # queued by their close already
@@ -30,9 +30,6 @@ def close_invoices() -> int:
 def push_invoice(self, invoice_id: str) -> str:
     """Sends one closed invoice to Stripe (payments.invoice_push); Stripe's transient failures are
     retried later (PUSH_RETRY_DELAYS), each call with the same idempotency keys."""
-    from . import payments
-    from .models import Invoice
-
     invoice = Invoice.objects.filter(pk=invoice_id).select_related("org").first()
     if invoice is None:
         return ""
@@ -47,6 +44,4 @@ def push_invoice(self, invoice_id: str) -> str:
 @shared_task(ignore_result=True)
 def dunning() -> int:
     """Beat: freezes the accounts still past due after VIBEBOX_DUNNING_GRACE_DAYS."""
-    from . import payments
-
     return len(payments.dunning_pass())

@@ -92,7 +92,7 @@ class CheckoutView(APIView):
     @extend_schema(
         operation_id="billing_checkout",
         request=CheckoutSerializer,
-        responses={201: CheckoutSessionSerializer, **error_responses(400)},
+        responses={201: CheckoutSessionSerializer, **error_responses(400, 404)},
         description="A Stripe Checkout session (setup mode: nothing is charged) where a billing manager "
         "gives the payment method invoices are charged to; send the browser to `url`. Needs billing.manage "
         "(a key: billing:manage). 404 payments_not_configured when this server takes no payments; "
@@ -134,7 +134,7 @@ class StripeWebhookView(APIView):
                 "Stripe-Signature", str, OpenApiParameter.HEADER, description="t=…,v1=… (Stripe signs every event)."
             )
         ],
-        responses={200: StripeWebhookAckSerializer, **error_responses(400)},
+        responses={200: StripeWebhookAckSerializer, **error_responses(400, 404)},
         description="Stripe's webhook endpoint (configure it in Stripe's dashboard; docs/operations.md). "
         "400 stripe_signature_invalid when the signature does not verify; 404 payments_not_configured when "
         "Stripe is off here. An event id handled before answers `duplicate: true` and changes nothing.",
