@@ -22,6 +22,7 @@ from apps.keys.scopes import BILLING_READ
 from apps.orgs.models import Membership
 from vibebox import exceptions as errors
 
+from ..test_openapi import Checker, doc  # noqa: F401 (doc: a fixture)
 from . import stripe_stub
 from .test_invoices import MONTH, billed  # noqa: F401 (billed: a fixture)
 
@@ -335,3 +336,33 @@ def test_the_event_body_is_what_stripe_signs(stripe):
     timestamp, signature = stripe_stub.sign(body, WEBHOOK_SECRET).split(",")
     assert timestamp.startswith("t=") and signature.startswith("v1=") and len(signature) == 3 + 64
     assert json.loads(body)["object"] == "event"
+
+
+# ---- The answers match the OpenAPI document ----
+
+
+def test_the_answers_match_their_schemas(doc, stripe, pushed, api_client):  # noqa: F811
+    check = Checker(doc, api_client)
+    check("get", "/api/v1/billing/invoices", 200)
+    check("get", "/api/v1/billing/invoices", 400, query="status=nope")
+    check("get", "/api/v1/billing/invoices/{invoice_id}", 200, invoice_id=pushed.pk)
+    check("get", "/api/v1/billing/invoices/{invoice_id}", 404, invoice_id="inv_nothing")
+    check("get", "/api/v1/billing/invoices/{invoice_id}.pdf", 404, invoice_id="inv_nothing")
+    pdf = api_client.get(f"/api/v1/billing/invoices/{pushed.pk}.pdf")
+    assert (
+        "application/pdf"
+        in doc["paths"]["/api/v1/billing/invoices/{invoice_id}.pdf"]["get"]["responses"]["200"]["content"]
+    )
+    assert pdf.status_code == 200
+    check("post", "/api/v1/billing/checkout", 201, data={})
+    check("post", "/api/v1/billing/checkout", 400, data={"extra": 1})
+    anonymous = Checker(doc, APIClient())
+    anonymous("get", "/api/v1/billing/invoices", 401)
+    webhook = "/api/v1/billing/stripe/webhook"
+    body = stripe_stub.event("invoice.paid", stripe_invoice(pushed))
+    for signature, status in ((stripe_stub.sign(body, WEBHOOK_SECRET), 200), ("t=1,v1=00", 400)):
+        response = APIClient().post(
+            webhook, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature
+        )
+        assert response.status_code == status
+        check.validate("post", webhook, response)
