@@ -366,3 +366,19 @@ def test_the_answers_match_their_schemas(doc, stripe, pushed, api_client):  # no
         )
         assert response.status_code == status
         check.validate("post", webhook, response)
+
+
+def test_closing_queues_the_push_once_the_invoice_commits(stripe, billed, settings, django_capture_on_commit_callbacks):  # noqa: F811
+    """With VIBEBOX_STRIPE_DISPATCH the close queues tasks.push_invoice after its commit (the
+    callback is not run here: tests have no worker; the task itself is tested above)."""
+    settings.VIBEBOX_STRIPE_DISPATCH = True
+    with django_capture_on_commit_callbacks() as callbacks:
+        invoices.invoice_close(org=billed, period_start=MONTH)
+    assert len(callbacks) == 1
+    with django_capture_on_commit_callbacks() as callbacks:
+        invoices.invoice_close(org=billed, period_start=MONTH)  # closed already: nothing queued
+    assert callbacks == []
+    settings.VIBEBOX_STRIPE_SECRET_KEY = ""
+    with django_capture_on_commit_callbacks() as callbacks:
+        invoices.invoice_close(org=billed, period_start=MONTH + dt.timedelta(days=31))
+    assert callbacks == [] and stripe.requests == []
