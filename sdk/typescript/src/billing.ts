@@ -99,17 +99,18 @@ export class Billing {
 
   /**
    * The window's hourly usage records, oldest first, streamed as CSV (default) or JSON lines. With
-   * `to` (a file's path): written there, answers the number of bytes; without: its lines.
+   * `file` (a path): written there, answers the number of bytes; without: its lines. (`to` is the
+   * window's end, as in the other methods.)
    * @example
    * ```ts
-   * const bytes = await vb.billing.export({ to: 'usage.csv' });
+   * const bytes = await vb.billing.export({ file: 'usage.csv', from: '2026-11-01' });
    * for await (const line of vb.billing.export({ format: 'jsonl' })) console.log(JSON.parse(line).sandboxId);
    * ```
    */
-  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; to: string }): Promise<number>;
+  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; file: string }): Promise<number>;
   export(options?: BillingWindow & { format?: 'csv' | 'jsonl' }): AsyncGenerator<string>;
-  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; to?: string } = {}): Promise<number> | AsyncGenerator<string> {
-    const { groupBy: _ignored, ...window } = options;
+  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; file?: string } = {}): Promise<number> | AsyncGenerator<string> {
+    const window = { from: options.from, to: options.to };
     const call = {
       method: 'GET' as const,
       path: `${API}/billing/usage/export`,
@@ -117,8 +118,8 @@ export class Billing {
       timeout: LONG,
       feature: BILLING,
     };
-    const { to } = options;
-    if (to === undefined) {
+    const { file } = options;
+    if (file === undefined) {
       const transport = this.transport;
       return (async function* () {
         const response = await transport.send(call);
@@ -135,7 +136,7 @@ export class Billing {
         },
       });
       const source = response.body ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>) : Readable.from([]);
-      await pipeline(source, count, createWriteStream(to));
+      await pipeline(source, count, createWriteStream(file));
       return written;
     })();
   }
