@@ -112,7 +112,7 @@ def test_cli_usage(cli_env, billed):
     by_sandbox = cli(cli_env, "usage", "--by", "sandbox", "--json")
     assert by_sandbox.returncode == 0, by_sandbox.stderr
     body = json.loads(by_sandbox.stdout)
-    assert body["groupBy"] == "sandbox" and billed.id in {group["key"] for group in body["groups"]}
+    assert body["group_by"] == "sandbox" and billed.id in {group["key"] for group in body["groups"]}
     table = cli(cli_env, "usage")
     assert table.returncode == 0, table.stderr
     assert "RESOURCE" in table.stdout and "cpu" in table.stdout and "total" in table.stdout
