@@ -22,7 +22,7 @@ from apps.orgs import selectors as org_selectors
 from apps.orgs.actors import Actor
 from apps.orgs.models import Organization
 
-from . import plans, stripe_api
+from . import plans, services, stripe_api
 from .invoices import cents
 from .models import Invoice, InvoiceStatus, OrgBilling, PaymentState, StripeEvent
 
@@ -32,8 +32,7 @@ enabled = stripe_api.enabled
 
 
 def _account(org: Organization) -> OrgBilling:
-    account, _ = OrgBilling.objects.get_or_create(org=org)
-    return account
+    return services.org_billing_get_or_create(org=org)
 
 
 def billing_recipients(org: Organization) -> list[str]:

@@ -13,9 +13,9 @@ ORGS_MANAGE = "orgs:manage"
 AUDIT_READ = "audit:read"
 # Create, change and delete the organization's webhooks, and read their deliveries (with webhooks.manage).
 WEBHOOKS_MANAGE = "webhooks:manage"
-# See usage, costs and invoices (with billing.read).
+# Read usage, costs, plans, exports and invoices (with billing.read).
 BILLING_READ = "billing:read"
-# Change the plan and the payment details (with billing.manage).
+# Change the organization's plan and its payment method (with billing.manage).
 BILLING_MANAGE = "billing:manage"
 
 ALL_SCOPES = [

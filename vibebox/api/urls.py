@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("apps.marketplace.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.webhooks.api.urls")),
+    path("", include("apps.billing.api.urls")),
     path("", include("apps.billing.api.invoice_urls")),
     path("schema", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
 ]
