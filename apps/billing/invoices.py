@@ -28,7 +28,7 @@ from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 
 from . import costs, plans, stripe_api
-from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, OrgBilling, UsageRecord
+from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, OrgBilling, PlanAssignment, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +165,15 @@ def _queue_push(invoice: Invoice) -> None:
 
 
 def orgs_to_close(start: dt.datetime, end: dt.datetime) -> QuerySet[Organization]:
-    """Organizations with usage in [start, end) or a plan with a fee during it."""
+    """Organizations with usage in [start, end) or a plan with a fee during it, whose month is not
+    closed yet (so an hourly pass after the month is closed looks at no plan at all)."""
+    open_orgs = Organization.objects.exclude(pk__in=Invoice.objects.filter(period_start=start).values("org_id"))
     with_usage = UsageRecord.objects.filter(hour__gte=start, hour__lt=end).values("org_id")
-    candidates = Organization.objects.filter(pk__in=with_usage)
-    ids = set(candidates.values_list("pk", flat=True))
-    for org in Organization.objects.exclude(pk__in=ids).iterator():
+    ids = set(open_orgs.filter(pk__in=with_usage).values_list("pk", flat=True))
+    maybe_fee = open_orgs.exclude(pk__in=ids)
+    if plans.default_plan().monthly_fee <= 0:  # only an assigned plan can have a fee
+        maybe_fee = maybe_fee.filter(pk__in=PlanAssignment.objects.filter(effective_from__lt=end).values("org_id"))
+    for org in maybe_fee.iterator():
         if any(plan.monthly_fee > 0 for plan, _, _ in plans.segments(org, start, end)):
             ids.add(org.pk)
     return Organization.objects.filter(pk__in=ids).order_by("pk")
@@ -183,9 +187,8 @@ def close_due_invoices(*, now: dt.datetime | None = None) -> list[Invoice]:
     start, end = previous_month(now)
     if now < end + dt.timedelta(seconds=settings.VIBEBOX_INVOICE_CLOSE_DELAY):
         return []
-    closed = Invoice.objects.filter(period_start=start).values("org_id")
     made = []
-    for org in orgs_to_close(start, end).exclude(pk__in=closed):
+    for org in orgs_to_close(start, end):
         try:
             invoice, created = invoice_close(org=org, period_start=start)
         except Exception:
