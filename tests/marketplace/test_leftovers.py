@@ -8,6 +8,7 @@ protected is reused), and warm pools never serve a bare-name create from an olde
 import datetime as dt
 import secrets
 
+import docker
 import pytest
 from django.utils import timezone
 
@@ -161,17 +162,17 @@ def _labelled_containers(docker_client, owner: str) -> list[str]:
 
 
 def _exists(docker_client, image: str) -> bool:
-    try:
-        docker_client.api.inspect_image(image)
-    except Exception:
-        return False
-    return True
+    return _found(docker_client.api.inspect_image, image)
 
 
 def _container(docker_client, container: str) -> bool:
+    return _found(docker_client.api.inspect_container, container)
+
+
+def _found(inspect, ident: str) -> bool:
     try:
-        docker_client.api.inspect_container(container)
-    except Exception:
+        inspect(ident)
+    except docker.errors.NotFound:
         return False
     return True
 
@@ -275,11 +276,3 @@ def test_a_pool_never_serves_a_bare_name_create_from_an_older_version(
     finally:
         pools.pool_drain()
         docker_client.api.remove_image(newer)
-
-
-@pytest.fixture
-def python_image(templates):
-    image = templates["python-3.13"].image
-    if not image:
-        pytest.skip("python-3.13's image is not built here")
-    return image
