@@ -59,6 +59,7 @@ from apps.marketplace.services import (
     submission_requeue,
     submission_start,
 )
+from apps.marketplace.states import RUNNING as RUNNING_STATES  # queued, building, smoke_testing
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
@@ -931,7 +932,6 @@ NEVER_STARTED_MESSAGE = (
     "took it); submit the version again."
 )
 LEFTOVER_STATES = (SubmissionState.FAILED, SubmissionState.CANCELLED)
-RUNNING_STATES = (SubmissionState.QUEUED, SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING)
 
 
 def submissions_interrupted(now: dt.datetime | None = None) -> dict:
@@ -977,7 +977,9 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
     ):
         if submission_requeue(pk, idle_before=idle_before):
             logger.warning(
-                "submission %s: still queued with no change since %s: queued again", pk, idle_before.isoformat()
+                "submission %s: still queued with no change for %g min (its task may be lost): queued again",
+                pk,
+                float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER) / 60,
             )
             requeued.append(pk)
     driver = get_driver()

@@ -41,7 +41,9 @@ def queued_signals():
     submission_queued.disconnect(dispatch_uid="test-leftovers-queued")
 
 
-def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(owner, tmp_path, settings, queued_signals):
+def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(
+    owner, tmp_path, settings, queued_signals, caplog
+):
     settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = False  # the receiver would send the Celery task
     settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER = 600
     settings.VIBEBOX_TEMPLATE_QUEUE_TIMEOUT = 3 * 3600
@@ -54,8 +56,12 @@ def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(own
         created_at=now - dt.timedelta(hours=3, minutes=1), updated_at=now - dt.timedelta(minutes=11)
     )
 
-    report = submissions.submissions_interrupted()
+    with caplog.at_level("WARNING", logger="apps.sandboxes.submissions"):
+        report = submissions.submissions_interrupted()
     assert report["requeued"] == [lost.pk] and report["failed"] == [ancient.pk]
+    said = [record.getMessage() for record in caplog.records]
+    assert f"submission {lost.pk}: still queued with no change for 10 min (its task may be lost): queued again" in said
+    assert f"submission {ancient.pk}: still queued after 3 h: failed (step build)" in said
     assert queued_signals == [lost.pk]  # sent again: the receiver queues validate_submission
     lost.refresh_from_db()
     assert lost.state == "queued" and "re-queued: the validation had not started after" in lost.build_log
