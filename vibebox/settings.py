@@ -389,6 +389,11 @@ VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
 VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
 VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "20000"))
 VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
+# A submission still queued after VIBEBOX_TEMPLATE_REQUEUE_AFTER without a change is sent to the
+# worker again (its task may have been lost); one queued for longer than
+# VIBEBOX_TEMPLATE_QUEUE_TIMEOUT in all fails (the reap-submissions pass, docs/marketplace.md).
+VIBEBOX_TEMPLATE_REQUEUE_AFTER = env_duration("VIBEBOX_TEMPLATE_REQUEUE_AFTER", "15m")
+VIBEBOX_TEMPLATE_QUEUE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_QUEUE_TIMEOUT", "3h")
 # Whether a queued submission is sent to the Celery worker (tests run the pipeline themselves).
 VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", True)
 # Setuid/setgid files a submitted image may add to its base (Debian's usual ones).
