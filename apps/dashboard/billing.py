@@ -1,0 +1,182 @@
+"""The billing page (`/billing/`): the organization's month to date and its forecast, the cost per
+sandbox, per template, per resource and per day (an inline SVG chart), model spend, the running
+sandboxes' cost so far (updated live from the activity feed's `billing.cost` events:
+apps/billing/live.py), the plan with its prices and quotas, and the invoices with their PDFs.
+
+Reading it needs the billing.read permission (a 403 page naming it otherwise), as for the API;
+the numbers are the cost engine's (apps/billing/costs.py), never computed here.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from apps.billing import costs, live, plans
+from apps.billing.models import Invoice, Resource, UsageRecord
+from apps.sandboxes.models import Sandbox
+
+from .orgs import _actor
+
+BILLING_READ = "billing.read"
+MICRO = Decimal("0.000001")
+INVOICES_SHOWN = 24
+BREAKDOWN_ROWS = 50  # sandboxes shown by cost; the rest are summed in one row
+CHART = {"width": 720, "height": 180, "left": 48, "bottom": 22, "top": 8}
+LIMIT_LABELS = {
+    "max_running_sandboxes": "Running sandboxes at once",
+    "max_vcpus": "vCPUs of running sandboxes",
+    "max_memory_bytes": "Memory of running sandboxes",
+    "max_storage_bytes": "Workspace storage",
+    "max_snapshots": "Snapshots",
+    "execution_minutes_per_month": "Execution minutes a month",
+    "model_spend_per_month": "Model spend a month",
+    "monthly_budget": "Monthly budget",
+}
+
+
+def _summed(groups: dict) -> dict:
+    """{group: its usage cost, to the micro-unit} from costs.grouped's {group: {resource: amount}}."""
+    return {group: sum(amounts.values(), Decimal(0)).quantize(MICRO) for group, amounts in groups.items()}
+
+
+def plain(value) -> str:
+    """A price as typed: 0.05, not 0.050000 nor 5E-2."""
+    return format(Decimal(value).normalize(), "f")
+
+
+def _prices(plan) -> list[dict]:
+    return [
+        {"resource": price.resource, "label": price.get_resource_display(), "unit_price": plain(price.unit_price),
+         "included": plain(price.included)}
+        for price in plan.prices.all()
+    ]  # fmt: skip
+
+
+def by_sandbox(org, start, now) -> list[dict]:
+    """The month's usage cost per sandbox that used anything, most expensive first."""
+    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row["sandbox_id"], now=now)
+    amounts = _summed(groups)
+    names = {
+        row["id"]: row
+        for row in Sandbox.objects.filter(org=org, pk__in=list(amounts)).values("id", "name", "template__name")
+    }
+    rows = [
+        {
+            "id": sandbox_id,
+            "name": names.get(sandbox_id, {}).get("name", sandbox_id),
+            "template": names.get(sandbox_id, {}).get("template__name", ""),
+            "amount": amount,
+        }
+        for sandbox_id, amount in amounts.items()
+    ]
+    rows.sort(key=lambda row: (-row["amount"], row["name"]))
+    return rows
+
+
+def by_template(org, start, now) -> list[dict]:
+    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row.get("template") or "", now=now)
+    rows = [{"template": name or "(none)", "amount": amount} for name, amount in _summed(groups).items()]
+    rows.sort(key=lambda row: (-row["amount"], row["template"]))
+    return rows
+
+
+def by_day(org, start, now) -> list[dict]:
+    """Each UTC day of the month so far with its usage cost (the plan's fee left out)."""
+    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row["hour"].astimezone(dt.UTC).date(), now=now)
+    amounts = _summed(groups)
+    days = []
+    day = start.date()
+    while day <= now.astimezone(dt.UTC).date():
+        days.append({"day": day, "amount": amounts.get(day, Decimal(0))})
+        day += dt.timedelta(days=1)
+    return days
+
+
+def chart(days: list[dict]) -> dict:
+    """Bar geometry for the inline SVG chart of the daily costs (no script, no CDN)."""
+    width, height = CHART["width"], CHART["height"]
+    left, bottom, top = CHART["left"], CHART["bottom"], CHART["top"]
+    inner = height - bottom - top
+    peak = max((row["amount"] for row in days), default=Decimal(0))
+    slot = (width - left) / max(len(days), 28)
+    bars = []
+    for index, row in enumerate(days):
+        bar = float(row["amount"] / peak) * inner if peak > 0 else 0.0
+        bars.append(
+            {
+                "x": round(left + index * slot + slot * 0.15, 2),
+                "y": round(top + inner - bar, 2),
+                "width": round(slot * 0.7, 2),
+                "height": round(bar, 2),
+                "day": row["day"],
+                "amount": row["amount"],
+                "label": index == 0 or row["day"].day % 5 == 0,
+                "label_x": round(left + index * slot + slot / 2, 2),
+            }
+        )
+    return {**CHART, "bars": bars, "peak": peak, "baseline": top + inner, "label_y": height - 6}
+
+
+def limits(org) -> list[dict]:
+    values = plans.limits(org)
+    return [{"field": field, "label": label, "value": values.get(field)} for field, label in LIMIT_LABELS.items()]
+
+
+def model_spend(org, start, end, items) -> dict:
+    usage = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end)
+    tokens_in = tokens_out = 0
+    gateway = Decimal(0)
+    for record in usage.only("model_input_tokens", "model_output_tokens", "model_cost_usd"):
+        tokens_in += record.model_input_tokens
+        tokens_out += record.model_output_tokens
+        gateway += record.model_cost_usd
+    charged = sum((Decimal(i.amount) for i in items if i.resource == Resource.MODEL), Decimal(0))
+    return {"charged": charged, "gateway_usd": gateway, "input_tokens": tokens_in, "output_tokens": tokens_out}
+
+
+@login_required
+@require_GET
+def billing_page(request):
+    actor = _actor(request, BILLING_READ)
+    org = actor.org
+    now = timezone.now()
+    start, end = plans.month_bounds(now)
+    plan = plans.plan_at(org, now)
+    items = costs.line_items(org, start, now, now=now)
+    for item in items:
+        item.unit_price_text = plain(item.unit_price)
+    to_date = costs.month_to_date(org, now=now)
+    sandboxes = by_sandbox(org, start, now)
+    days = by_day(org, start, now)
+    running = live.running_costs(org)
+    context = {
+        "org": org,
+        "plan": plan,
+        "currency": plan.currency,
+        "prices": _prices(plan),
+        "limits": limits(org),
+        "period_start": start,
+        "period_end": end,
+        "now": now,
+        "month_to_date": to_date,
+        "forecast": live.forecast(to_date, now),
+        "items": items,
+        "by_sandbox": sandboxes[:BREAKDOWN_ROWS],
+        "more_sandboxes": sandboxes[BREAKDOWN_ROWS:],
+        "more_amount": sum((row["amount"] for row in sandboxes[BREAKDOWN_ROWS:]), Decimal(0)),
+        "by_template": by_template(org, start, now),
+        "days": days,
+        "chart": chart(days),
+        "model": model_spend(org, start, now, items),
+        "running": running,
+        "running_rate": sum((Decimal(row["ratePerHour"]) for row in running), Decimal(0)),
+        "invoices": list(Invoice.objects.filter(org=org).order_by("-period_start")[:INVOICES_SHOWN]),
+        "live_interval": int(settings.VIBEBOX_BILLING_LIVE_INTERVAL),
+        "nav": "billing",
+    }
+    return render(request, "dashboard/billing.html", context)
