@@ -24,6 +24,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from apps.orgs import selectors as org_selectors
+from apps.orgs.models import Organization
 from apps.sandboxes import events
 from apps.sandboxes.models import Sandbox, Status
 
@@ -116,8 +117,6 @@ def publish_live_costs() -> dict:
     """Beat runs this every VIBEBOX_BILLING_LIVE_INTERVAL: one `billing.cost` event per
     organization with running sandboxes, to each of its billing readers. A failing organization
     is logged and skipped; the others are still told."""
-    from apps.orgs.models import Organization
-
     now = timezone.now()
     org_ids = Sandbox.objects.filter(status=Status.RUNNING).values_list("org_id", flat=True).distinct()
     orgs, readers = 0, 0
