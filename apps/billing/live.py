@@ -4,7 +4,9 @@ running sandboxes have cost so far and cost per hour, as a `billing.cost` event 
 feed (apps/sandboxes/events.py `publish_owner`). The dashboard's billing page (/billing/) updates
 its numbers from it without a reload.
 
-The event (one per organization with running sandboxes, to each member holding billing.read):
+The event (one per organization with running sandboxes, to each member holding billing.read whose
+activity feed is open: an organization nobody watches costs one Redis round trip, not a cost
+computation):
 
     {"type": "billing.cost", "sandboxId": null, "text": "...", "timestamp": ...,
      "data": {"orgId": "org_…", "currency": "USD", "at": "2026-12-03T20:41:15Z",
@@ -27,6 +29,7 @@ from apps.orgs import selectors as org_selectors
 from apps.orgs.models import Organization
 from apps.sandboxes import events
 from apps.sandboxes.models import Sandbox, Status
+from apps.sandboxes.tasks import single_pass
 
 from . import costs, plans
 
@@ -100,8 +103,9 @@ def org_snapshot(org, now: dt.datetime | None = None) -> dict:
 
 
 def publish_org(org, now: dt.datetime | None = None) -> int:
-    """Sends the organization's `billing.cost` event to its billing readers; how many were sent to."""
-    readers = billing_readers(org)
+    """Sends the organization's `billing.cost` event to its billing readers who have their activity
+    feed open (the costs are computed only then); how many were sent to."""
+    readers = sorted(events.listening(billing_readers(org)))
     if not readers:
         return 0
     data = org_snapshot(org, now)
@@ -115,8 +119,16 @@ def publish_org(org, now: dt.datetime | None = None) -> int:
 @shared_task(ignore_result=True)
 def publish_live_costs() -> dict:
     """Beat runs this every VIBEBOX_BILLING_LIVE_INTERVAL: one `billing.cost` event per
-    organization with running sandboxes, to each of its billing readers. A failing organization
-    is logged and skipped; the others are still told."""
+    organization with running sandboxes, to each of its billing readers with a feed open. A
+    failing organization is logged and skipped; the others are still told. One pass at a time
+    (a pass that finds the last one still running does nothing: the next interval brings another)."""
+    with single_pass("billing-live-costs") as held:
+        if not held:
+            return {"skipped": True}
+        return _publish_all()
+
+
+def _publish_all() -> dict:
     now = timezone.now()
     org_ids = Sandbox.objects.filter(status=Status.RUNNING).values_list("org_id", flat=True).distinct()
     orgs, readers = 0, 0

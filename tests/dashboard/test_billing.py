@@ -272,6 +272,8 @@ def test_the_beat_task_sends_running_costs_to_billing_readers_only(owner, outsid
     narrow_key = make_key(owner, scopes=["sandboxes:read"], org=acme["org"])[1]
 
     async def scenario():
+        # Nobody watching: nothing is computed nor sent.
+        assert await asyncio.to_thread(live.publish_live_costs) == {"orgs": 0, "readers": 0}
         feeds = {name: _feed(cookie=cookie) for name, cookie in cookies.items()}
         feeds["narrow key"] = _feed(secret=narrow_key)
         for name, feed in feeds.items():
