@@ -108,7 +108,7 @@ def live_rows(org, *, sandbox=None) -> list[dict]:
     return []
 
 
-def _rows(org, start: datetime, end: datetime, *, now=None):
+def usage_rows(org, start: datetime, end: datetime, *, now=None):
     """The organization's UsageRecord rows (dicts) whose hour starts in [start, end), in time order,
     and the live part when the current hour is in the window. Iterated, never loaded whole."""
     records = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end).order_by("hour", "sandbox_id")
@@ -156,7 +156,7 @@ def _charges(org, window: list[Piece], *, now=None):
                 resource: price.included * CONVERSIONS[resource].divisor * piece.allowance_fraction
                 for resource, price in piece.prices.items()
             }
-        for hour, group in groupby(_rows(org, piece.segment_start, piece.end, now=now), key=itemgetter("hour")):
+        for hour, group in groupby(usage_rows(org, piece.segment_start, piece.end, now=now), key=itemgetter("hour")):
             rows = list(group)
             counted = hour >= piece.start
             for resource, price in piece.prices.items():
