@@ -269,13 +269,19 @@ def test_the_beat_task_sends_running_costs_to_billing_readers_only(owner, outsid
         "dev": _cookie(acme["dev"], acme["org"]),
         "outsider": _cookie(outsider),
     }
-    narrow_key = make_key(owner, scopes=["sandboxes:read"], org=acme["org"])[1]
+    keys = {
+        "narrow key": make_key(owner, scopes=["sandboxes:read"], org=acme["org"])[1],
+        "billing key": make_key(owner, scopes=["sandboxes:read", "billing:read"], org=acme["org"])[1],
+        "personal key": make_key(owner, scopes=["sandboxes:read", "billing:read"], org=personal_org_ensure(user=owner))[
+            1
+        ],
+    }
 
     async def scenario():
         # Nobody watching: nothing is computed nor sent.
         assert await asyncio.to_thread(live.publish_live_costs) == {"orgs": 0, "readers": 0}
         feeds = {name: _feed(cookie=cookie) for name, cookie in cookies.items()}
-        feeds["narrow key"] = _feed(secret=narrow_key)
+        feeds.update({name: _feed(secret=secret) for name, secret in keys.items()})
         for name, feed in feeds.items():
             assert (await feed.connect())[0], name
         result = await asyncio.to_thread(live.publish_live_costs)
@@ -288,7 +294,7 @@ def test_the_beat_task_sends_running_costs_to_billing_readers_only(owner, outsid
         return received
 
     received = async_to_sync(scenario)()
-    for name in ("owner", "bill"):
+    for name in ("owner", "bill", "billing key"):
         event = received[name]
         assert event["type"] == "billing.cost" and event["sandboxId"] is None, name
         data = event["data"]
@@ -309,9 +315,10 @@ def test_the_beat_task_sends_running_costs_to_billing_readers_only(owner, outsid
     # The outsider hears of their own organization alone.
     assert received["outsider"]["data"]["orgId"] == theirs["org"].pk
     assert [s["name"] for s in received["outsider"]["data"]["sandboxes"]] == ["secret-a"]
-    # A member without billing.read, and a key of a billing reader without the billing:read scope: nothing.
-    assert received["dev"]["type"] == "test.marker"
-    assert received["narrow key"]["type"] == "test.marker"
+    # A member without billing.read, a key of a billing reader without the billing:read scope, and
+    # one of another of their organizations: nothing.
+    for name in ("dev", "narrow key", "personal key"):
+        assert received[name]["type"] == "test.marker", name
 
 
 def test_the_task_is_on_beat_every_15_seconds():
