@@ -4,7 +4,8 @@ sandboxes' cost so far (updated live from the activity feed's `billing.cost` eve
 apps/billing/live.py), the plan with its prices and quotas, and the invoices with their PDFs.
 
 Reading it needs the billing.read permission (a 403 page naming it otherwise), as for the API;
-the numbers are the cost engine's (apps/billing/costs.py), never computed here.
+the numbers are the API's (apps/billing/selectors.py over the cost engine, apps/billing/costs.py),
+never computed here.
 """
 
 import datetime as dt
@@ -12,11 +13,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db.models import Sum
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from apps.billing import costs, live, plans
+from apps.billing import costs, live
+from apps.billing import selectors as billing_selectors
 from apps.billing.models import Invoice, Resource, UsageRecord
 from apps.sandboxes.models import Sandbox
 
@@ -39,11 +42,6 @@ LIMIT_LABELS = {
 }
 
 
-def _summed(groups: dict) -> dict:
-    """{group: its usage cost, to the micro-unit} from costs.grouped's {group: {resource: amount}}."""
-    return {group: sum(amounts.values(), Decimal(0)).quantize(MICRO) for group, amounts in groups.items()}
-
-
 def plain(value) -> str:
     """A price as typed: 0.05, not 0.050000 nor 5E-2."""
     return format(Decimal(value).normalize(), "f")
@@ -57,42 +55,34 @@ def _prices(plan) -> list[dict]:
     ]  # fmt: skip
 
 
-def by_sandbox(org, start, now) -> list[dict]:
-    """The month's usage cost per sandbox that used anything, most expensive first."""
-    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row["sandbox_id"], now=now)
-    amounts = _summed(groups)
-    names = {
-        row["id"]: row
-        for row in Sandbox.objects.filter(org=org, pk__in=list(amounts)).values("id", "name", "template__name")
-    }
-    rows = [
-        {
-            "id": sandbox_id,
-            "name": names.get(sandbox_id, {}).get("name", sandbox_id),
-            "template": names.get(sandbox_id, {}).get("template__name", ""),
-            "amount": amount,
-        }
-        for sandbox_id, amount in amounts.items()
+def _groups(actor, start, now, group_by: str) -> list[dict]:
+    """The month's usage cost per group, most expensive first: the API's `GET /billing/costs`
+    (billing selectors' cost_breakdown), amounts to the micro-unit."""
+    breakdown = billing_selectors.cost_breakdown(actor=actor, start=start, end=now, group_by=group_by)
+    return [{**group, "amount": group["amount"].quantize(MICRO)} for group in breakdown["groups"]]
+
+
+def by_sandbox(actor, start, now) -> list[dict]:
+    rows = _groups(actor, start, now, "sandbox")
+    templates = dict(
+        Sandbox.objects.filter(org=actor.org, pk__in=[row["key"] for row in rows]).values_list("pk", "template__name")
+    )
+    return [{"id": row["key"], "name": row["label"], "template": templates.get(row["key"], ""), **row} for row in rows]
+
+
+def by_template(actor, start, now) -> list[dict]:
+    return [
+        {"template": row["key"] or "(none)", "amount": row["amount"]} for row in _groups(actor, start, now, "template")
     ]
-    rows.sort(key=lambda row: (-row["amount"], row["name"]))
-    return rows
 
 
-def by_template(org, start, now) -> list[dict]:
-    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row.get("template") or "", now=now)
-    rows = [{"template": name or "(none)", "amount": amount} for name, amount in _summed(groups).items()]
-    rows.sort(key=lambda row: (-row["amount"], row["template"]))
-    return rows
-
-
-def by_day(org, start, now) -> list[dict]:
+def by_day(actor, start, now) -> list[dict]:
     """Each UTC day of the month so far with its usage cost (the plan's fee left out)."""
-    groups, _fee, _currency = costs.grouped(org, start, now, lambda row: row["hour"].astimezone(dt.UTC).date(), now=now)
-    amounts = _summed(groups)
+    amounts = {row["key"]: row["amount"] for row in _groups(actor, start, now, "day")}
     days = []
     day = start.date()
     while day <= now.astimezone(dt.UTC).date():
-        days.append({"day": day, "amount": amounts.get(day, Decimal(0))})
+        days.append({"day": day, "amount": amounts.get(day.isoformat(), Decimal(0))})
         day += dt.timedelta(days=1)
     return days
 
@@ -122,21 +112,19 @@ def chart(days: list[dict]) -> dict:
     return {**CHART, "bars": bars, "peak": peak, "baseline": top + inner, "label_y": height - 6}
 
 
-def limits(org) -> list[dict]:
-    values = plans.limits(org)
-    return [{"field": field, "label": label, "value": values.get(field)} for field, label in LIMIT_LABELS.items()]
-
-
 def model_spend(org, start, end, items) -> dict:
-    usage = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end)
-    tokens_in = tokens_out = 0
-    gateway = Decimal(0)
-    for record in usage.only("model_input_tokens", "model_output_tokens", "model_cost_usd"):
-        tokens_in += record.model_input_tokens
-        tokens_out += record.model_output_tokens
-        gateway += record.model_cost_usd
+    """What the plan charges for the model gateway this month, with the tokens and the gateway's
+    own USD figure (the UsageRecords' model fields, summed in the database)."""
+    totals = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end).aggregate(
+        input_tokens=Sum("model_input_tokens"), output_tokens=Sum("model_output_tokens"), usd=Sum("model_cost_usd")
+    )
     charged = sum((Decimal(i.amount) for i in items if i.resource == Resource.MODEL), Decimal(0))
-    return {"charged": charged, "gateway_usd": gateway, "input_tokens": tokens_in, "output_tokens": tokens_out}
+    return {
+        "charged": charged,
+        "gateway_usd": totals["usd"] or Decimal(0),
+        "input_tokens": totals["input_tokens"] or 0,
+        "output_tokens": totals["output_tokens"] or 0,
+    }
 
 
 @login_required
@@ -145,23 +133,25 @@ def billing_page(request):
     actor = _actor(request, BILLING_READ)
     org = actor.org
     now = timezone.now()
-    start, end = plans.month_bounds(now)
-    plan = plans.plan_at(org, now)
+    account = billing_selectors.org_plan(actor=actor, now=now)
+    plan, start, to_date = account["plan"], account["periodStart"], account["monthToDate"]
     items = costs.line_items(org, start, now, now=now)
     for item in items:
         item.unit_price_text = plain(item.unit_price)
-    to_date = costs.month_to_date(org, now=now)
-    sandboxes = by_sandbox(org, start, now)
-    days = by_day(org, start, now)
+    sandboxes = by_sandbox(actor, start, now)
+    days = by_day(actor, start, now)
     running = live.running_costs(org)
     context = {
         "org": org,
         "plan": plan,
-        "currency": plan.currency,
+        "currency": account["currency"],
         "prices": _prices(plan),
-        "limits": limits(org),
+        "limits": [
+            {"field": field, "label": label, "value": account["limits"].get(field)}
+            for field, label in LIMIT_LABELS.items()
+        ],
         "period_start": start,
-        "period_end": end,
+        "period_end": account["periodEnd"],
         "now": now,
         "month_to_date": to_date,
         "forecast": live.forecast(to_date, now),
@@ -169,7 +159,7 @@ def billing_page(request):
         "by_sandbox": sandboxes[:BREAKDOWN_ROWS],
         "more_sandboxes": sandboxes[BREAKDOWN_ROWS:],
         "more_amount": sum((row["amount"] for row in sandboxes[BREAKDOWN_ROWS:]), Decimal(0)),
-        "by_template": by_template(org, start, now),
+        "by_template": by_template(actor, start, now),
         "days": days,
         "chart": chart(days),
         "model": model_spend(org, start, now, items),

@@ -143,6 +143,7 @@ def test_the_owner_sees_the_month_of_their_organization(owner, acme):
     assert forecast >= Decimal("1.75")  # the month's average rate carried on: never below what is spent
     assert _text(page, "billing-plan") == "Dash test"
     assert _text(page, "billing-model") == "USD 0.25"
+    assert "2400 input and 690 output tokens; USD 0.25 at the gateway's prices" in page
     # Running now: acme-a, 0.75 so far, at 0.75 an hour (its last hour's usage).
     running = re.search(rf'<tr data-sandbox="{acme["a"].id}">(.*?)</tr>', page, re.S).group(1)
     assert 'class="cost" data-value="0.750000">USD 0.7500<' in running
