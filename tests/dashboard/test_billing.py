@@ -191,7 +191,7 @@ def test_another_organizations_data_is_never_shown(owner, outsider, acme, theirs
 
 
 @pytest.mark.django_db
-def test_the_billing_role_sees_billing_but_cannot_create_sandboxes(acme):
+def test_the_billing_role_sees_billing_but_cannot_create_sandboxes(acme, client_for):
     client = _client(acme["bill"], acme["org"])
     page = _page(client.get("/billing/"))
     assert _text(page, "billing-mtd") == "USD 1.75" and 'href="/billing/"' in page
@@ -200,6 +200,8 @@ def test_the_billing_role_sees_billing_but_cannot_create_sandboxes(acme):
     for response in (client.get("/sandboxes/new"), client.post("/sandboxes/new", {"template": "py-bill"})):
         assert response.status_code == 403
         assert "sandboxes.create" in response.content.decode()
+    api = client_for(acme["bill"], org=acme["org"]).post("/api/v1/sandboxes", {"template": "py-bill"}, format="json")
+    assert api.status_code == 403 and api.json()["error"]["details"]["permission"] == "sandboxes.create"
     assert not Sandbox.objects.filter(owner=acme["bill"]).exists()
     # The developer of the same organization creates sandboxes (the form is there) but sees no billing.
     dev = _client(acme["dev"], acme["org"])
