@@ -87,13 +87,14 @@ def by_day(actor, start, now) -> list[dict]:
     return days
 
 
-def chart(days: list[dict]) -> dict:
-    """Bar geometry for the inline SVG chart of the daily costs (no script, no CDN)."""
+def chart(days: list[dict], slots: int = 31) -> dict:
+    """Bar geometry for the inline SVG chart of the daily costs (no script, no CDN); `slots`: the
+    month's days, so the bars fill the chart as the month goes."""
     width, height = CHART["width"], CHART["height"]
     left, bottom, top = CHART["left"], CHART["bottom"], CHART["top"]
     inner = height - bottom - top
     peak = max((row["amount"] for row in days), default=Decimal(0))
-    slot = (width - left) / max(len(days), 28)
+    slot = (width - left) / max(len(days), slots, 1)
     bars = []
     for index, row in enumerate(days):
         bar = float(row["amount"] / peak) * inner if peak > 0 else 0.0
@@ -161,7 +162,7 @@ def billing_page(request):
         "more_amount": sum((row["amount"] for row in sandboxes[BREAKDOWN_ROWS:]), Decimal(0)),
         "by_template": by_template(actor, start, now),
         "days": days,
-        "chart": chart(days),
+        "chart": chart(days, (account["periodEnd"] - start).days),
         "model": model_spend(org, start, now, items),
         "running": running,
         "running_rate": sum((Decimal(row["ratePerHour"]) for row in running), Decimal(0)),
