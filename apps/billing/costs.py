@@ -71,6 +71,11 @@ def _micro(delta: timedelta) -> int:
 
 
 def pieces(org, start: datetime, end: datetime) -> list[Piece]:
+    with localcontext(PRECISE):
+        return _pieces(org, start, end)
+
+
+def _pieces(org, start: datetime, end: datetime) -> list[Piece]:
     result = []
     for window_start, window_end, month_start, month_end in plans.months(start, end):
         month = Decimal(_micro(month_end - month_start))
@@ -181,6 +186,11 @@ def _charges(org, window: list[Piece], *, now=None):
                     yield piece, row, row.pop("_charges", {})
 
 
+def _product(a: Decimal, b: Decimal) -> Decimal:
+    with localcontext(PRECISE):
+        return a * b
+
+
 def _fee_item(piece: Piece) -> LineItem | None:
     if piece.plan.monthly_fee == ZERO:
         return None
@@ -192,7 +202,7 @@ def _fee_item(piece: Piece) -> LineItem | None:
         unit="month",
         unit_price=piece.plan.monthly_fee,
         included=ZERO,
-        amount=piece.plan.monthly_fee * piece.fee_fraction,
+        amount=_product(piece.plan.monthly_fee, piece.fee_fraction),
         currency=piece.plan.currency,
         start=piece.start,
         end=piece.end,
