@@ -217,6 +217,8 @@ def test_a_member_without_billing_read_gets_a_403_and_no_menu_entry(acme):
     body = response.content.decode()
     assert "billing.read" in body and "USD 1.75" not in body and "acme-a" not in body
     assert 'href="/billing/"' not in _page(client.get("/sandboxes/"))
+    assert 'id="usage-billing-link"' not in _page(client.get("/usage/"))
+    assert 'id="usage-billing-link"' in _page(_client(acme["bill"], acme["org"]).get("/usage/"))
 
 
 @pytest.mark.django_db
