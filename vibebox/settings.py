@@ -176,6 +176,10 @@ VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")
 # A pass still queued one interval after beat sent it (the worker was down or busy) expires
 # unrun: the next one is on its way, and a pile of stale passes would run back to back.
+# How often running sandboxes' costs so far go to the billing page over the activity feed
+# (apps/billing/live.py); the task lives outside a tasks module, so the worker imports it by name.
+VIBEBOX_BILLING_LIVE_INTERVAL = env_duration("VIBEBOX_BILLING_LIVE_INTERVAL", "15s")
+CELERY_IMPORTS = ["apps.billing.live"]
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sandboxes": {
         "task": "apps.sandboxes.tasks.reconcile_sandboxes",
@@ -211,6 +215,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.sandboxes.tasks.maintain_pools",
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
         "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
+    },
+    "billing-live-costs": {
+        "task": "apps.billing.live.publish_live_costs",
+        "schedule": VIBEBOX_BILLING_LIVE_INTERVAL,
+        "options": {"expires": VIBEBOX_BILLING_LIVE_INTERVAL},
     },
 }
 
