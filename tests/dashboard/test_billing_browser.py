@@ -14,7 +14,8 @@ import re
 
 import pytest
 
-from tests.dashboard.test_browser import CHROMIUM, browser, context, server, sign_in  # noqa: F401 (fixtures)
+from tests.dashboard.conftest import CHROMIUM
+from tests.dashboard.test_browser import server, sign_in  # noqa: F401 (the live server fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 
