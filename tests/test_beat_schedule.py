@@ -55,6 +55,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_AUDIT_PRUNE_INTERVAL="1s",
         VIBEBOX_WEBHOOK_INTERVAL="1s",
         VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1s",
+        VIBEBOX_BILLING_LIVE_INTERVAL="1s",
         VIBEBOX_INVOICE_INTERVAL="1s",
         VIBEBOX_DUNNING_INTERVAL="1s",
     )
@@ -72,6 +73,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "prune-audit-log",
         "deliver-webhooks",
         "prune-webhook-deliveries",
+        "billing-live-costs",
         "close-invoices",
         "dunning",
     }

@@ -35,7 +35,6 @@ from .resources import CONVERSIONS, RESOURCES, USAGE_FIELDS
 ZERO = Decimal(0)
 # Sums of money are exact at this precision (amounts have 6 decimals, prices 6, usage < 10^18).
 PRECISE = Context(prec=60)
-FEE = "fee"  # the group key of the plan's fee in grouped costs (resource grouping)
 
 
 @dataclass

@@ -11,10 +11,9 @@ import json
 from decimal import Decimal
 
 import pytest
+from conftest import cli
 from vibebox_sdk import AsyncVibeBox, VibeBox
 from vibebox_sdk.errors import NotFoundError, PermissionDeniedError, ValidationError
-
-from conftest import cli
 
 
 def _shell(server, code: str) -> str:

@@ -107,7 +107,7 @@ class ClientCore:
         self.invitations = Invitations(self._transport.send)
         self.webhooks = self.webhooks_class(self._transport.send)
         self.billing = self.billing_class(self._transport.send)
-        self.marketplace = self.marketplace_class(self._transport.send)
+        self.marketplace = self.marketplace_class(self._transport.send, base_url=self.base_url, api_key=self.api_key)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:

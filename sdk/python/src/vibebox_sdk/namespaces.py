@@ -17,6 +17,7 @@ from typing import IO, Any
 from . import calls
 from .durations import Duration
 from .models import AuditEntry, AuditPage, Delivery, EnvVar, Invitation, Organization, Role, Team, Webhook
+from .paging import AsyncPaged, Paged
 
 OrgRef = str | Organization  # an organization's slug, or the organization itself
 RoleRef = str | Role  # a role's name, or the role itself
@@ -613,9 +614,6 @@ class Teams:
         return self._send(calls.team_member_remove(self.slug, name_of(team), username))
 
 
-PAGE = 100  # items per request when a list follows every page
-
-
 def webhook_id(ref: WebhookRef) -> str:
     return ref.id if isinstance(ref, Webhook) else ref
 
@@ -624,7 +622,7 @@ def delivery_id(ref: DeliveryRef) -> str:
     return ref.id if isinstance(ref, Delivery) else ref
 
 
-class Webhooks:
+class Webhooks(Paged):
     """The webhooks of the organization the key acts in (docs/webhooks.md): endpoints VibeBox
     POSTs signed events to. Everything needs the webhooks.manage permission (owners and admins)
     and, for a key, the `webhooks:manage` scope; another organization's webhook is
@@ -717,29 +715,9 @@ class Webhooks:
         `webhook-id` header, and the same body)."""
         return self._send(calls.delivery_redeliver(webhook_id(webhook), delivery_id(delivery)))
 
-    def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
-
-class AsyncWebhooks(Webhooks):
+class AsyncWebhooks(AsyncPaged, Webhooks):
     """`vb.webhooks` of `AsyncVibeBox`: the same methods, awaited."""
-
-    async def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:  # type: ignore[override]
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = await self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
 
 __all__ = [
