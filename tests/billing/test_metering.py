@@ -245,3 +245,22 @@ def test_prune_keeps_samples_until_their_hours_are_rolled_up(row, settings):
     # An hour whose samples are gone is never recomputed (to zero).
     rollup.rollup(start=T0, end=NOW, now=NOW + dt.timedelta(days=2))
     assert _records(row)[T0]["cpu_seconds"] == Decimal(30)
+
+
+@pytest.mark.timeout(300)
+def test_a_pause_keeps_the_counters_and_is_timed_as_paused(transactional_db, api_client, create_sandbox):
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").status_code == 200
+    sandbox.refresh_from_db()
+    paused = metering.sample(sandbox)
+    assert paused is not None and paused.state == "paused"  # a paused container is read too
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").status_code == 200
+    samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
+    states = [s.state for s in samples]
+    # ... the tail before the pause, after the pause, ours, after the resume
+    assert states[-4:] == ["running", "paused", "paused", "running"], states
+    assert len({s.boot for s in samples}) == 1  # one boot: a pause does not reset the counters
+    counters = [s.cpu_ns for s in samples]
+    assert counters == sorted(counters)
+    assert rollup.amounts(samples)["paused_seconds"] > 0
