@@ -19,11 +19,9 @@ gap between the samples around it).
 """
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Max, Q
 from django.utils import timezone
 
 from apps.sandboxes.metrics import sandbox_meter, workspace_size
@@ -88,38 +86,34 @@ def sample(sandbox: Sandbox, *, state: str | None = None, measure_workspace: boo
         return None
 
 
-def _workspace_due(sandbox: Sandbox) -> bool:
-    """Whether this running sandbox's workspace is measured in this pass (once per interval)."""
+def _due(key: str, interval: float) -> bool:
+    """Whether what `key` names is due (at most once per `interval`, across processes: Redis)."""
     try:
-        return cache.add(f"billing:meter:workspace:{sandbox.pk}", 1, timeout=settings.VIBEBOX_METER_WORKSPACE_INTERVAL)
-    except Exception:  # Redis away: measure no workspace rather than every one
-        logger.warning("meter: cannot tell whether workspaces are due", exc_info=True)
+        return cache.add(key, 1, timeout=interval)
+    except Exception:  # Redis away: skip it this pass rather than do it every pass
+        logger.warning("meter: cannot tell whether %s is due", key, exc_info=True)
         return False
 
 
 def sample_all() -> dict:
-    """The sampler task's pass: every running and paused sandbox read from the engine, and a
-    state-only sample of each stopped sandbox whose last one is older than
-    VIBEBOX_METER_STOPPED_INTERVAL. Answers counts for the task's log."""
+    """The sampler task's pass: every running and paused sandbox read from the engine, and once
+    per VIBEBOX_METER_STOPPED_INTERVAL a state-only sample of each stopped sandbox. Answers counts
+    for the task's log."""
     taken = skipped = 0
     for sandbox in Sandbox.objects.filter(status__in=READ).select_related("template").order_by("pk"):
-        due = sandbox.status == Status.RUNNING and _workspace_due(sandbox)
+        due = sandbox.status == Status.RUNNING and _due(
+            f"billing:meter:workspace:{sandbox.pk}", settings.VIBEBOX_METER_WORKSPACE_INTERVAL
+        )
         if sample(sandbox, measure_workspace=due) is None:
             skipped += 1
         else:
             taken += 1
-    since = timezone.now() - timedelta(seconds=settings.VIBEBOX_METER_STOPPED_INTERVAL)
-    stopped = (
-        Sandbox.objects.filter(status=Status.STOPPED)
-        .annotate(last=Max("meter_samples__taken_at"))
-        .filter(Q(last__lt=since) | Q(last__isnull=True))
-        .order_by("pk")
-    )
-    for sandbox in stopped:
-        if sample(sandbox) is None:
-            skipped += 1
-        else:
-            taken += 1
+    if _due("billing:meter:stopped-pass", settings.VIBEBOX_METER_STOPPED_INTERVAL):
+        for sandbox in Sandbox.objects.filter(status=Status.STOPPED).order_by("pk"):
+            if sample(sandbox) is None:
+                skipped += 1
+            else:
+                taken += 1
     return {"taken": taken, "skipped": skipped}
 
 
