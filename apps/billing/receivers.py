@@ -20,13 +20,14 @@ SAMPLED_AFTER = {
     "sandbox.resumed",
     "sandbox.stopped",
     "sandbox.paused",
+    "sandbox.restored",  # a snapshot's container replaced the sandbox's
 }
 
 
 @receiver(sandbox_leaving, dispatch_uid="billing.meter.leaving")
 def sample_before_leaving(sender, sandbox, state, **kwargs):
-    """The counters' tail, before a stop, restart, pause or destroy ends or resets them; recorded
-    in the state the sandbox is leaving."""
+    """The counters' tail, before a stop, restart, pause, destroy or snapshot restore ends or
+    resets them; recorded in the state the sandbox is leaving."""
     metering.sample(sandbox, state=state)
 
 
