@@ -265,3 +265,19 @@ def test_a_pause_keeps_the_counters_and_is_timed_as_paused(transactional_db, api
     counters = [s.cpu_ns for s in samples]
     assert counters == sorted(counters)
     assert rollup.amounts(samples)["paused_seconds"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_a_snapshot_restore_samples_the_old_container_and_the_new_boot(transactional_db, api_client, create_sandbox):
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    snap = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/snapshots", {}, format="json")
+    assert snap.status_code == 201, snap.content
+    body = {"snapshot": snap.json()["id"]}
+    restored = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/restore", body, format="json")
+    assert restored.status_code == 200, restored.content
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
+    old, new = samples[-2:]
+    assert (old.state, new.state) == ("running", "running")
+    assert old.boot and new.boot and old.boot != new.boot  # the snapshot's container counts from 0
+    assert metering.live_usage(sandbox)["snapshot_gib_seconds"] > 0  # its storage since it was made
