@@ -53,6 +53,8 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+METER_TIMEOUT = 10  # seconds for one metering read of the engine's stats (DockerDriver.meter)
+
 # Storage drivers that can cap a container's writable layer with --storage-opt size (overlay2
 # only on XFS mounted with project quotas: a probe tells). The size counts what the container
 # writes (overlay2, btrfs with simple quotas), or its whole filesystem, image included (btrfs with
@@ -725,10 +727,16 @@ class DockerDriver:
 
     def meter(self, name: str) -> MeterReading:
         """One one-shot read of the engine's stats (no second sample, no wait): the cumulative
-        counters metering differences itself."""
+        counters metering differences itself. It answers in milliseconds; an engine that does
+        not answer within METER_TIMEOUT (or the driver's timeout, if shorter) fails the read
+        rather than hold up the lifecycle call it precedes for the whole driver timeout."""
+        api = self.client.api
         with self._engine():
             try:
-                sample = self.client.api.stats(name, stream=False, one_shot=True)
+                url = api._url("/containers/{0}/stats", name)
+                params = {"stream": False, "one-shot": True}
+                timeout = min(METER_TIMEOUT, self._timeout or METER_TIMEOUT)
+                sample = api._result(api._get(url, params=params, timeout=timeout), json=True)
             except NotFound:
                 raise errors.SandboxNotFound("The sandbox's container is gone.") from None
         return _meter_reading(sample)
