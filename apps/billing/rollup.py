@@ -139,11 +139,6 @@ def amounts(samples: list[MeterSample]) -> dict:
     return _quantized(total)
 
 
-def _overlap_seconds(start: datetime, end: datetime, hour: datetime) -> Decimal:
-    lo, hi = max(start, hour), min(end, hour + HOUR)
-    return Decimal(_us(hi - lo)) / US if hi > lo else Decimal(0)
-
-
 def _samples(sandbox_id: str, start: datetime, end: datetime) -> list[MeterSample]:
     """The sandbox's samples in [start, end), with the one before and the one after."""
     rows = MeterSample.objects.filter(sandbox_id=sandbox_id)
@@ -180,17 +175,13 @@ def compute(sandbox_id: str, start: datetime, end: datetime, *, now: datetime | 
             if execution.duration_ms is not None
             else now
         )
-        for hour in hours:
-            seconds = _overlap_seconds(execution.started_at, min(stop, end), hour)
-            if seconds:
-                usage[hour]["execution_seconds"] += seconds
+        for hour, lo, hi in _pieces(max(execution.started_at, first), min(stop, end)):
+            usage[hour]["execution_seconds"] += Decimal(_us(hi - lo)) / US
 
     for snapshot in Snapshot.objects.filter(sandbox_id=sandbox_id, created_at__lt=window_end):
         size = Decimal(snapshot.size)
-        for hour in hours:
-            seconds = _overlap_seconds(snapshot.created_at, min(now, end), hour)
-            if seconds and size:
-                usage[hour]["snapshot_gib_seconds"] += size * seconds / GIB
+        for hour, lo, hi in _pieces(max(snapshot.created_at, first), min(now, end)):
+            usage[hour]["snapshot_gib_seconds"] += size * _us(hi - lo) / US / GIB
 
     requests = ModelUsage.objects.filter(sandbox_id=sandbox_id, created_at__gte=first, created_at__lt=window_end)
     for request in requests.only(

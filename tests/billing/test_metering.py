@@ -281,3 +281,30 @@ def test_a_snapshot_restore_samples_the_old_container_and_the_new_boot(transacti
     assert (old.state, new.state) == ("running", "running")
     assert old.boot and new.boot and old.boot != new.boot  # the snapshot's container counts from 0
     assert metering.live_usage(sandbox)["snapshot_gib_seconds"] > 0  # its storage since it was made
+
+
+def test_executions_snapshots_and_model_requests_are_rolled_up_by_hour(row, owner):
+    from apps.agents.models import ModelUsage
+    from apps.sandboxes.models import Execution, Snapshot
+
+    execution = Execution.objects.create(sandbox=row, kind="command", status="finished", duration_ms=120_000)
+    start = T0 + dt.timedelta(minutes=59)
+    Execution.objects.filter(pk=execution.pk).update(started_at=start, finished_at=start + dt.timedelta(minutes=2))
+    snapshot = Snapshot.objects.create(
+        owner=owner, org=row.org, sandbox=row, template=row.template, image="x", image_bytes=1 << 30, workspace_bytes=0
+    )
+    Snapshot.objects.filter(pk=snapshot.pk).update(created_at=T0 + dt.timedelta(minutes=30))
+    request = ModelUsage.objects.create(
+        sandbox=row, path="/v1/messages", status=200, input_tokens=10, cache_read_tokens=5, output_tokens=7,
+        cost_usd=Decimal("0.25"),
+    )  # fmt: skip
+    own = ModelUsage.objects.create(
+        sandbox=row, path="/v1/messages", status=200, output_tokens=1, cost_usd=1, own_key=True
+    )
+    ModelUsage.objects.filter(pk__in=[request.pk, own.pk]).update(created_at=T0 + dt.timedelta(minutes=5))
+    rollup.rollup(start=T0, end=T0 + dt.timedelta(hours=2), now=NOW)
+    first, second = _records(row)[T0], _records(row)[T0 + dt.timedelta(hours=1)]
+    assert first["execution_seconds"] == Decimal(60) and second["execution_seconds"] == Decimal(60)
+    assert first["snapshot_gib_seconds"] == Decimal(30 * 60) and second["snapshot_gib_seconds"] == Decimal(3600)
+    assert (first["model_input_tokens"], first["model_output_tokens"]) == (15, 8)
+    assert first["model_cost_usd"] == Decimal("0.25")  # the own-key request cost the platform nothing
