@@ -121,3 +121,24 @@ def live_usage(sandbox: Sandbox, *, now=None) -> dict:
     """The sandbox's usage not rolled up into UsageRecords yet (rollup.live_usage): the amounts a
     UsageRecord has, so costs can add them and be live."""
     return rollup.live_usage(sandbox, now=now)
+
+
+def live_rows(org, *, sandbox: Sandbox | None = None, now=None) -> list[dict]:
+    """The organization's usage not rolled up yet (or one sandbox's), as UsageRecord-like dicts
+    (sandbox_id, template, hour: the current one, and the amounts), one per sandbox that used
+    something: what costs.live_rows answers. The sandboxes are those sampled since the previous
+    hour began (running, paused and stopped ones all are) or the one given."""
+    now = now or timezone.now()
+    current = rollup.floor_hour(now)
+    if sandbox is not None:
+        sandboxes = [sandbox]
+    else:
+        recent = MeterSample.objects.filter(org=org, taken_at__gte=current - rollup.HOUR)
+        ids = recent.values_list("sandbox_id", flat=True).distinct()
+        sandboxes = Sandbox.objects.filter(pk__in=ids).select_related("template").order_by("pk")
+    rows = []
+    for row in sandboxes:
+        amounts = live_usage(row, now=now)
+        if any(amounts.values()):
+            rows.append({"sandbox_id": row.pk, "template": row.template.name, "hour": current, **amounts})
+    return rows

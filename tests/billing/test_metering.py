@@ -234,6 +234,10 @@ def test_live_usage_is_what_is_not_rolled_up_yet(row):
     rollup.rollup(start=T0, end=now, now=now)  # the complete hour T0 only
     assert _records(row)[T0]["cpu_seconds"] == Decimal(50)
     assert metering.live_usage(row, now=now)["cpu_seconds"] == Decimal(40)
+    (live,) = metering.live_rows(row.org, now=now)  # costs.live_rows's shape
+    assert live["sandbox_id"] == row.pk and live["template"] == row.template.name
+    assert live["hour"] == T0 + dt.timedelta(hours=1) and live["cpu_seconds"] == Decimal(40)
+    assert metering.live_rows(row.org, sandbox=row, now=now) == [live]
 
 
 def test_prune_keeps_samples_until_their_hours_are_rolled_up(row, settings):
