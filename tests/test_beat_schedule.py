@@ -58,6 +58,9 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_BILLING_LIVE_INTERVAL="1s",
         VIBEBOX_INVOICE_INTERVAL="1s",
         VIBEBOX_DUNNING_INTERVAL="1s",
+        VIBEBOX_METER_INTERVAL="1s",
+        VIBEBOX_METER_ROLLUP_INTERVAL="1s",
+        VIBEBOX_METER_PRUNE_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -76,6 +79,9 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "billing-live-costs",
         "close-invoices",
         "dunning",
+        "sample-meters",
+        "rollup-usage",
+        "prune-meter-samples",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 

@@ -174,6 +174,16 @@ CELERY_TASK_ROUTES = {
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 # How often API keys' request counts move from Redis into the database (apps/keys/usage.py).
 VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")
+# Billing's meter (apps/billing/metering.py, rollup.py): how often running and paused sandboxes
+# are sampled, how often a stopped one gets a state-only sample, how often a running sandbox's
+# workspace is measured (du), how often and how far back the hourly rollup runs, and how long
+# samples are kept (their hours rolled up first).
+VIBEBOX_METER_INTERVAL = env_duration("VIBEBOX_METER_INTERVAL", "15s")
+VIBEBOX_METER_STOPPED_INTERVAL = env_duration("VIBEBOX_METER_STOPPED_INTERVAL", "5m")
+VIBEBOX_METER_WORKSPACE_INTERVAL = env_duration("VIBEBOX_METER_WORKSPACE_INTERVAL", "5m")
+VIBEBOX_METER_ROLLUP_INTERVAL = env_duration("VIBEBOX_METER_ROLLUP_INTERVAL", "5m")
+VIBEBOX_METER_ROLLUP_WINDOW = env_duration("VIBEBOX_METER_ROLLUP_WINDOW", "2h")
+VIBEBOX_METER_SAMPLES_DAYS = env_int("VIBEBOX_METER_SAMPLES_DAYS", 35)
 # A pass still queued one interval after beat sent it (the worker was down or busy) expires
 # unrun: the next one is on its way, and a pile of stale passes would run back to back.
 # How often running sandboxes' costs so far go to the billing page over the activity feed
@@ -210,6 +220,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.webhooks.tasks.prune_webhook_deliveries",
         "schedule": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h"),
         "options": {"expires": env_duration("VIBEBOX_WEBHOOK_PRUNE_INTERVAL", "1h")},
+    },
+    "sample-meters": {
+        "task": "apps.billing.tasks.sample_meters",
+        "schedule": VIBEBOX_METER_INTERVAL,
+        "options": {"expires": VIBEBOX_METER_INTERVAL},
+    },
+    "rollup-usage": {
+        "task": "apps.billing.tasks.rollup_usage",
+        "schedule": VIBEBOX_METER_ROLLUP_INTERVAL,
+        "options": {"expires": VIBEBOX_METER_ROLLUP_INTERVAL},
+    },
+    "prune-meter-samples": {
+        "task": "apps.billing.tasks.prune_meter_samples",
+        "schedule": env_duration("VIBEBOX_METER_PRUNE_INTERVAL", "24h"),
+        "options": {"expires": env_duration("VIBEBOX_METER_PRUNE_INTERVAL", "24h")},
     },
     "maintain-pools": {
         "task": "apps.sandboxes.tasks.maintain_pools",

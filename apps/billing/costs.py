@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import plans
+from . import metering, plans
 from .models import Resource, UsageRecord
 from .resources import CONVERSIONS, RESOURCES, USAGE_FIELDS
 
@@ -100,16 +100,10 @@ def floor_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def live_rows(org, *, sandbox=None) -> list[dict]:
-    """The current hour's usage not rolled up yet, as UsageRecord-like dicts (sandbox_id, template,
-    hour, and the usage fields).
-
-    LEAD: WIRE HERE. Until apps.billing.metering lands this returns nothing, so costs are as of the
-    last rollup. Wire it as: for each of the org's running or paused sandboxes (or the one given),
-    `apps.billing.metering.live_usage(sandbox)` -> a dict of UsageRecord field -> amount for the
-    current hour, plus "sandbox_id", "template" and "hour" (floor_hour(now)).
-    """
-    return []
+def live_rows(org, *, sandbox=None, now=None) -> list[dict]:
+    """The usage not rolled up yet (the meter's samples since each sandbox's latest UsageRecord),
+    as UsageRecord-like dicts (sandbox_id, template, hour: the current one, and the amounts)."""
+    return metering.live_rows(org, sandbox=sandbox, now=now)
 
 
 def usage_rows(org, start: datetime, end: datetime, *, now=None):
@@ -119,7 +113,7 @@ def usage_rows(org, start: datetime, end: datetime, *, now=None):
     yield from records.values("sandbox_id", "template", "hour", *USAGE_FIELDS).iterator(chunk_size=2000)
     current = floor_hour(now or timezone.now())
     if start <= current < end:
-        for row in live_rows(org):
+        for row in live_rows(org, now=now):
             yield {**row, "hour": current}
 
 
@@ -309,9 +303,7 @@ def rate_per_hour(sandbox, *, now=None) -> Decimal:
     now = now or timezone.now()
     if sandbox.destroyed_at is not None:
         return ZERO
-    rows = [row for row in live_rows(sandbox.org, sandbox=sandbox) if row]
-    elapsed = Decimal(_micro(now - floor_hour(now))) / Decimal(1_000_000)
-    covered = elapsed if rows and elapsed else None
+    rows = [row for row in live_rows(sandbox.org, sandbox=sandbox, now=now) if row]
     if not rows:
         record = (
             UsageRecord.objects.filter(sandbox=sandbox, hour__gte=floor_hour(now) - timedelta(hours=2))
@@ -323,8 +315,8 @@ def rate_per_hour(sandbox, *, now=None) -> Decimal:
     if not rows:
         return ZERO
     row = rows[0]
-    if covered is None:
-        covered = sum(Decimal(row.get(f) or 0) for f in ("running_seconds", "paused_seconds", "stopped_seconds"))
+    # The time the row covers (the live part may reach back past this hour if a rollup is late).
+    covered = sum(Decimal(row.get(f) or 0) for f in ("running_seconds", "paused_seconds", "stopped_seconds"))
     if not covered:
         covered = Decimal(3600)
     plan = plans.plan_at(sandbox.org, now)

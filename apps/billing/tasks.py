@@ -1,11 +1,14 @@
 """Billing's Celery tasks (CELERY_BEAT_SCHEDULE in vibebox/settings.py)."""
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import invoices, payments
+from . import invoices, metering, payments, rollup
 from .models import Invoice, InvoiceStatus
 
 # ---- Invoices and payment (invoices.py, payments.py) ----
@@ -45,3 +48,26 @@ def push_invoice(self, invoice_id: str) -> str:
 def dunning() -> int:
     """Beat: freezes the accounts still past due after VIBEBOX_DUNNING_GRACE_DAYS."""
     return len(payments.dunning_pass())
+
+
+# ---- meter ----
+
+
+@shared_task
+def sample_meters() -> dict[str, int]:
+    """Every VIBEBOX_METER_INTERVAL: a sample of every running and paused sandbox (metering.py)."""
+    return metering.sample_all()
+
+
+@shared_task
+def rollup_usage() -> dict[str, int]:
+    """Every VIBEBOX_METER_ROLLUP_INTERVAL: the hourly UsageRecords of the last
+    VIBEBOX_METER_ROLLUP_WINDOW recomputed (a re-run changes nothing)."""
+    now = timezone.now()
+    return rollup.rollup(start=now - timedelta(seconds=settings.VIBEBOX_METER_ROLLUP_WINDOW), end=now, now=now)
+
+
+@shared_task
+def prune_meter_samples() -> int:
+    """Daily: samples older than VIBEBOX_METER_SAMPLES_DAYS, once rolled up, are deleted."""
+    return rollup.prune()

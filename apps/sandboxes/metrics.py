@@ -1,4 +1,5 @@
-"""A sandbox's resource use now: CPU, memory, processes (from the engine) and the workspace's size.
+"""A sandbox's resource use now: CPU, memory, processes (from the engine) and the workspace's size;
+and the cumulative counters billing's meter samples (`sandbox_meter`, `workspace_size`).
 
 Reading metrics is not use: it does not postpone an idle sandbox's auto-pause.
 """
@@ -8,7 +9,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from .models import Sandbox, Status
-from .runtime import get_driver
+from .runtime import MeterReading, get_driver
 from .services.exec import run_internal
 
 WORKSPACE = "/workspace"
@@ -19,6 +20,27 @@ def _workspace_bytes(sandbox: Sandbox) -> int | None:
     result = run_internal(sandbox, ("/usr/bin/du", "-sxb", WORKSPACE), timeout=30, output_limit=4096)
     first = result.stdout.decode(errors="replace").split("\t", 1)[0].strip()
     return int(first) if first.isdigit() and not result.timed_out else None
+
+
+def workspace_size(*, sandbox: Sandbox) -> int | None:
+    """The workspace's size in bytes (`du` in the running sandbox, up to 30 s); None if it fails."""
+    return _workspace_bytes(sandbox)
+
+
+def sandbox_meter(*, sandbox: Sandbox) -> tuple[str, MeterReading] | None:
+    """The container's cumulative counters (one one-shot read of the engine's stats) and the boot
+    they count from: the start the row records (`started_at`, written at each start VibeBox makes;
+    the stats API does not carry the container's StartedAt, and an inspect would be a second
+    engine call). None when the container is gone, or when it was (re)started during the read (the
+    counters could be of either boot; the start's own sample follows)."""
+    boot = sandbox.started_at
+    try:
+        reading = get_driver().meter(sandbox.container_name)
+    except errors.SandboxNotFound:
+        return None
+    if Sandbox.objects.filter(pk=sandbox.pk).values_list("started_at", flat=True).first() != boot:
+        return None
+    return (boot.isoformat() if boot else ""), reading
 
 
 def sandbox_metrics(*, sandbox: Sandbox) -> dict:

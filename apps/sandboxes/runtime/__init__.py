@@ -14,6 +14,7 @@ from .base import (
     FileInfo,
     FileStream,
     ImageInfo,
+    MeterReading,
     PathStat,
     RuntimeDriver,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "FileInfo",
     "FileStream",
     "ImageInfo",
+    "MeterReading",
     "PathStat",
     "RuntimeDriver",
     "get_driver",

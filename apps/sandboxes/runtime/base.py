@@ -135,6 +135,18 @@ class ContainerStats:
 
 
 @dataclass(frozen=True)
+class MeterReading:
+    """A container's cumulative counters for metering (billing), from one read of the engine.
+    CPU and network count since the container's current start: a restart begins them again at 0
+    (the caller tells boots apart)."""
+
+    cpu_ns: int  # CPU time of all its processes
+    memory_bytes: int  # resident now, without the reclaimable page cache (as ContainerStats)
+    net_rx_bytes: int  # summed over its interfaces
+    net_tx_bytes: int
+
+
+@dataclass(frozen=True)
 class PathStat:
     name: str
     size: int
@@ -419,6 +431,8 @@ class RuntimeDriver(Protocol):
     def pause(self, name: str) -> None: ...
     def unpause(self, name: str) -> None: ...
     def stats(self, name: str) -> ContainerStats: ...
+    # One read of the cumulative counters (metering); SandboxNotFound when the container is gone.
+    def meter(self, name: str) -> MeterReading: ...
 
     # Commands, through the container's sandboxd (docs/sandboxd.md), with a deadline that kills
     # every process the command started. The kill contract, which sandboxd keeps:

@@ -43,6 +43,7 @@ from .base import (
     FileInfo,
     ImageDetails,
     ImageInfo,
+    MeterReading,
     PathStat,
     ProcessInfo,
     TerminalExit,
@@ -53,6 +54,8 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
+
+METER_TIMEOUT = 10  # seconds for one metering read of the engine's stats (DockerDriver.meter)
 
 # Storage drivers that can cap a container's writable layer with --storage-opt size (overlay2
 # only on XFS mounted with project quotas: a probe tells). The size counts what the container
@@ -201,6 +204,25 @@ def _cpu_times(sample: dict) -> tuple[int, int]:
     return int((cpu.get("cpu_usage") or {}).get("total_usage") or 0), int(cpu.get("system_cpu_usage") or 0)
 
 
+def _resident(memory: dict) -> int:
+    """Memory in use without the page cache the kernel can reclaim (cgroup v1:
+    total_inactive_file, v2: inactive_file), as `docker stats` shows it."""
+    details = memory.get("stats") or {}
+    cache = details.get("total_inactive_file", details.get("inactive_file", 0)) or 0
+    return max(0, int(memory.get("usage") or 0) - int(cache))
+
+
+def _meter_reading(sample: dict) -> MeterReading:
+    """The cumulative counters of one sample of the engine's stats API."""
+    networks = (sample.get("networks") or {}).values()
+    return MeterReading(
+        cpu_ns=_cpu_times(sample)[0],
+        memory_bytes=_resident(sample.get("memory_stats") or {}),
+        net_rx_bytes=sum(int(n.get("rx_bytes") or 0) for n in networks),
+        net_tx_bytes=sum(int(n.get("tx_bytes") or 0) for n in networks),
+    )
+
+
 def _stats(first: dict, second: dict) -> ContainerStats:
     """The numbers `docker stats` shows, from two samples of the engine's stats API."""
     cpu = second.get("cpu_stats") or {}
@@ -210,10 +232,7 @@ def _stats(first: dict, second: dict) -> ContainerStats:
     if system > system_before and used >= used_before:
         percent = round((used - used_before) / (system - system_before) * online * 100.0, 2)
     memory = second.get("memory_stats") or {}
-    details = memory.get("stats") or {}
-    # Page cache the kernel can reclaim is not counted (cgroup v1: total_inactive_file, v2: inactive_file).
-    cache = details.get("total_inactive_file", details.get("inactive_file", 0)) or 0
-    usage = max(0, int(memory.get("usage") or 0) - int(cache))
+    usage = _resident(memory)
     pids = second.get("pids_stats") or {}
     limit = pids.get("limit")
     return ContainerStats(
@@ -707,6 +726,22 @@ class DockerDriver:
             except NotFound:
                 raise errors.SandboxNotFound("The sandbox's container is gone.") from None
         return _stats(first, second)
+
+    def meter(self, name: str) -> MeterReading:
+        """One one-shot read of the engine's stats (no second sample, no wait): the cumulative
+        counters metering differences itself. It answers in milliseconds; an engine that does
+        not answer within METER_TIMEOUT (or the driver's timeout, if shorter) fails the read
+        rather than hold up the lifecycle call it precedes for the whole driver timeout."""
+        api = self.client.api
+        with self._engine():
+            try:
+                url = api._url("/containers/{0}/stats", name)
+                params = {"stream": False, "one-shot": True}
+                timeout = min(METER_TIMEOUT, self._timeout or METER_TIMEOUT)
+                sample = api._result(api._get(url, params=params, timeout=timeout), json=True)
+            except NotFound:
+                raise errors.SandboxNotFound("The sandbox's container is gone.") from None
+        return _meter_reading(sample)
 
     def exec(self, name: str, request: ExecRequest) -> ExecResult:
         """The command through the container's sandboxd (a stream when it streams). One sandboxd

@@ -38,7 +38,7 @@ from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 from . import git, pools, snapshots
 from .env import prepare_env
-from .lifecycle import template_services_start
+from .lifecycle import announce_leaving, template_services_start
 
 logger = logging.getLogger(__name__)
 
@@ -439,8 +439,9 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     """
     if sandbox.status == Status.DESTROYED:
         return sandbox
-    states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
+    before = states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
+    announce_leaving(sandbox, before)
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())

@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from .. import events, exceeded, states
+from .. import events, exceeded, signals, states
 from ..models import Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, get_driver
 from .env import internal_env
@@ -26,12 +26,22 @@ OOM_REASON = "container OOM-killed"  # statusReason of a sandbox whose container
 SERVICES_TIMEOUT = 120
 
 PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
+LEAVING = {"stop", "restart", "pause"}  # actions that end or reset the container's counters (signals.sandbox_leaving)
+
+
+def announce_leaving(sandbox: Sandbox, state: str) -> None:
+    """signals.sandbox_leaving, before the engine call: a receiver's failure is logged, never raised."""
+    for receiver, result in signals.sandbox_leaving.send_robust(sender=Sandbox, sandbox=sandbox, state=state):
+        if isinstance(result, Exception):
+            logger.error("sandbox_leaving receiver %r failed for %s: %r", receiver, sandbox.id, result)
 
 
 def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
     """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the row
     follows the container (_settle)."""
     before = states.claim(sandbox, from_statuses, via, action)
+    if action in LEAVING:
+        announce_leaving(sandbox, before)
     try:
         call()
     except errors.ApplicationError as exc:
@@ -152,6 +162,8 @@ def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, f
     `statusReason`. A failure in that transaction rolls back both, the claimed state stays."""
     undo = {name: getattr(sandbox, name) for name in fields}
     before = states.claim(sandbox, from_statuses, to, action, **fields)
+    if action in LEAVING:
+        announce_leaving(sandbox, before)
     try:
         call(sandbox.container_name)
     except errors.ApplicationError as exc:

@@ -30,6 +30,7 @@ from .. import events, quotas, states
 from ..models import Sandbox, Snapshot, Status
 from ..runtime import get_driver
 from ..specs import base_labels, sandbox_spec
+from .lifecycle import announce_leaving
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
@@ -197,6 +198,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     only once the new one is ready. On failure the new one goes and the old one gets its name back."""
     check_usable(snapshot)
     before = states.claim(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
+    announce_leaving(sandbox, before)  # the old container's counters end with it
     driver = get_driver()
     old_volume = sandbox.volume_name
     aside = f"{sandbox.container_name}-replaced"

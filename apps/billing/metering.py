@@ -1,0 +1,144 @@
+"""The meter: samples of what each sandbox really uses (MeterSample rows), read from the engine.
+
+A sample holds the container's cumulative counters (CPU time, network bytes in and out since its
+start, `boot`), its resident memory then, the sandbox's state and its workspace's last measured
+size. The sampler task reads every running and paused sandbox each VIBEBOX_METER_INTERVAL; the
+lifecycle adds a sample just before a stop, restart, pause or destroy (sandboxes'
+`sandbox_leaving` signal: the counters' tail, before the container's end resets them) and just
+after a create, start, restart, resume, stop or pause (receivers.py). Stopped sandboxes cost no
+engine call: a state-only sample every VIBEBOX_METER_STOPPED_INTERVAL keeps their storage and
+stopped time counted.
+
+The workspace's size is `du` in the sandbox: measured by the sampler task at most once per
+VIBEBOX_METER_WORKSPACE_INTERVAL per running sandbox (a Redis key remembers when), never in a
+lifecycle call; every other sample carries the last measured value (a paused or stopped
+workspace cannot change).
+
+Sampling never fails its caller: an error is logged and the sample skipped (the rollup spans the
+gap between the samples around it).
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from apps.sandboxes.metrics import sandbox_meter, workspace_size
+from apps.sandboxes.models import Sandbox, Status
+
+from . import rollup
+from .models import MeterSample
+
+logger = logging.getLogger(__name__)
+
+READ = {Status.RUNNING, Status.PAUSED}  # states whose container is read
+STATE_ONLY = {Status.STOPPED}  # states sampled without the engine: no counters, nothing resident
+
+
+def _last_workspace(sandbox: Sandbox) -> int | None:
+    return (
+        MeterSample.objects.filter(sandbox=sandbox, workspace_bytes__isnull=False)
+        .order_by("-taken_at")
+        .values_list("workspace_bytes", flat=True)
+        .first()
+    )
+
+
+def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> MeterSample | None:
+    state = state or sandbox.status
+    boot, cpu_ns, memory, rx, tx = "", 0, 0, 0, 0
+    if state in READ:
+        meter = sandbox_meter(sandbox=sandbox)
+        if meter is None:  # the container is gone, or it restarted during the read
+            return None
+        boot, reading = meter
+        cpu_ns, memory, rx, tx = reading.cpu_ns, reading.memory_bytes, reading.net_rx_bytes, reading.net_tx_bytes
+    elif state not in STATE_ONLY:
+        return None  # creating, destroying, destroyed, error: no container to count
+    workspace = None
+    if measure_workspace and sandbox.status == Status.RUNNING:
+        workspace = workspace_size(sandbox=sandbox)
+    if workspace is None:
+        workspace = _last_workspace(sandbox)
+    return MeterSample.objects.create(
+        sandbox=sandbox,
+        org_id=sandbox.org_id,
+        taken_at=timezone.now(),
+        state=state,
+        boot=boot,
+        cpu_ns=cpu_ns,
+        memory_bytes=memory,
+        net_rx_bytes=rx,
+        net_tx_bytes=tx,
+        workspace_bytes=workspace,
+    )
+
+
+def sample(sandbox: Sandbox, *, state: str | None = None, measure_workspace: bool = False) -> MeterSample | None:
+    """Writes one sample of `sandbox` as it is now (`state`: the state to record, default its
+    status; the lifecycle passes the state a sandbox is leaving). None when nothing was sampled: a
+    state with no container, a vanished container, or an error (logged, never raised)."""
+    try:
+        return _take(sandbox, state=state, measure_workspace=measure_workspace)
+    except Exception:
+        logger.exception("meter sample of %s failed", sandbox.pk)
+        return None
+
+
+def _due(key: str, interval: float) -> bool:
+    """Whether what `key` names is due (at most once per `interval`, across processes: Redis)."""
+    try:
+        return cache.add(key, 1, timeout=interval)
+    except Exception:  # Redis away: skip it this pass rather than do it every pass
+        logger.warning("meter: cannot tell whether %s is due", key, exc_info=True)
+        return False
+
+
+def sample_all() -> dict:
+    """The sampler task's pass: every running and paused sandbox read from the engine, and once
+    per VIBEBOX_METER_STOPPED_INTERVAL a state-only sample of each stopped sandbox. Answers counts
+    for the task's log."""
+    taken = skipped = 0
+    for sandbox in Sandbox.objects.filter(status__in=READ).select_related("template").order_by("pk"):
+        due = sandbox.status == Status.RUNNING and _due(
+            f"billing:meter:workspace:{sandbox.pk}", settings.VIBEBOX_METER_WORKSPACE_INTERVAL
+        )
+        if sample(sandbox, measure_workspace=due) is None:
+            skipped += 1
+        else:
+            taken += 1
+    if _due("billing:meter:stopped-pass", settings.VIBEBOX_METER_STOPPED_INTERVAL):
+        for sandbox in Sandbox.objects.filter(status=Status.STOPPED).order_by("pk"):
+            if sample(sandbox) is None:
+                skipped += 1
+            else:
+                taken += 1
+    return {"taken": taken, "skipped": skipped}
+
+
+def live_usage(sandbox: Sandbox, *, now=None) -> dict:
+    """The sandbox's usage not rolled up into UsageRecords yet (rollup.live_usage): the amounts a
+    UsageRecord has, so costs can add them and be live."""
+    return rollup.live_usage(sandbox, now=now)
+
+
+def live_rows(org, *, sandbox: Sandbox | None = None, now=None) -> list[dict]:
+    """The organization's usage not rolled up yet (or one sandbox's), as UsageRecord-like dicts
+    (sandbox_id, template, hour: the current one, and the amounts), one per sandbox that used
+    something: what costs.live_rows answers. The sandboxes are those sampled since the previous
+    hour began (running, paused and stopped ones all are) or the one given."""
+    now = now or timezone.now()
+    current = rollup.floor_hour(now)
+    if sandbox is not None:
+        sandboxes = [sandbox]
+    else:
+        recent = MeterSample.objects.filter(org=org, taken_at__gte=current - rollup.HOUR)
+        ids = recent.values_list("sandbox_id", flat=True).distinct()
+        sandboxes = Sandbox.objects.filter(pk__in=ids).select_related("template").order_by("pk")
+    rows = []
+    for row in sandboxes:
+        amounts = live_usage(row, now=now)
+        if any(amounts.values()):
+            rows.append({"sandbox_id": row.pk, "template": row.template.name, "hour": current, **amounts})
+    return rows
