@@ -22,15 +22,18 @@ def _shell(server, code: str) -> str:
 
 @pytest.fixture
 def billed(server, vb: VibeBox, sandbox):
-    """The sandbox with one usage record this hour (30 vCPU-hours, 1 GiB sent); the organization
-    back on its default plan afterwards."""
+    """The sandbox with one usage record this hour (30 vCPU-hours, 1 GiB sent), its organization on
+    the free plan since the month began; back on its default plan afterwards."""
     code = f"""
 from decimal import Decimal
 from django.utils import timezone
-from apps.billing.models import UsageRecord
+from apps.billing.models import Plan, PlanAssignment, UsageRecord
 from apps.sandboxes.models import Sandbox
 box = Sandbox.objects.get(pk={sandbox.id!r})
 hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+# The server's default plan is `internal` (bench/common.py: no prices, no limits): price this month.
+PlanAssignment.objects.get_or_create(org=box.org, effective_from=hour.replace(day=1, hour=0),
+    defaults=dict(plan=Plan.objects.get(slug="free")))
 UsageRecord.objects.update_or_create(sandbox=box, hour=hour, defaults=dict(
     org=box.org, template=box.template.name, cpu_seconds=Decimal(30 * 3600), net_out_bytes=1024**3))
 print(box.org_id)
