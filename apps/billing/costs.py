@@ -65,8 +65,12 @@ class Piece:
     allowance_fraction: Decimal  # of the month: the whole segment
 
 
-def _micro(delta: timedelta) -> int:
+def micro(delta: timedelta) -> int:
+    """A duration in integer microseconds (exact: money is never computed from float seconds)."""
     return delta // timedelta(microseconds=1)
+
+
+_micro = micro
 
 
 def pieces(org, start: datetime, end: datetime) -> list[Piece]:

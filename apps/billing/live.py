@@ -20,7 +20,7 @@ an API key only when the key is of that organization and holds the `billing:read
 
 import datetime as dt
 import logging
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from celery import shared_task
 from django.utils import timezone
@@ -50,11 +50,12 @@ def forecast(month_to_date: Decimal, now: dt.datetime) -> Decimal:
     month, i.e. the month to date's average rate carried on to the month's end. Before the first
     hour of the month has passed it is the month to date itself (too little to go on)."""
     start, end = plans.month_bounds(now)
-    elapsed = (now - start).total_seconds()
-    whole = (end - start).total_seconds()
-    if elapsed < 3600:
+    elapsed = costs.micro(now - start)  # integer microseconds: no float on the way
+    whole = costs.micro(end - start)
+    if elapsed < 3600 * 10**6:
         return Decimal(month_to_date)
-    return (Decimal(month_to_date) * Decimal(whole) / Decimal(elapsed)).quantize(Decimal("0.01"))
+    with localcontext(costs.PRECISE):
+        return (Decimal(month_to_date) * Decimal(whole) / Decimal(elapsed)).quantize(Decimal("0.01"))
 
 
 def billing_readers(org) -> list[int]:

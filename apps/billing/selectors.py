@@ -19,6 +19,8 @@ from .models import Plan, PlanAssignment, Resource, UsageRecord
 from .resources import CONVERSIONS, RESOURCES
 
 GROUPINGS = ("sandbox", "template", "day", "resource")
+# The years a window's ends or a plan change may name (the calendar's ends overflow date arithmetic).
+YEARS = (2000, 9000)
 EXPORT_FIELDS = [
     ("hour", "hour"),
     ("sandboxId", "sandbox_id"),
@@ -43,7 +45,11 @@ def window(start: datetime | None, end: datetime | None, *, now: datetime | None
     """The window asked for: default from the current month's start to now; refused when from is
     not before to (invalid_billing_window) or longer than VIBEBOX_BILLING_MAX_WINDOW."""
     end = end or now or timezone.now()
-    start = start or plans.month_bounds(end - timedelta(microseconds=1))[0]
+    try:
+        start = start or plans.month_bounds(end - timedelta(microseconds=1))[0]
+        plans.month_bounds(end)  # the window's months must be computable (not past year 9999)
+    except OverflowError:
+        raise errors.InvalidBillingWindow(details={"to": end.isoformat()}) from None
     if start >= end:
         raise errors.InvalidBillingWindow(details={"from": start.isoformat(), "to": end.isoformat()})
     longest = timedelta(seconds=settings.VIBEBOX_BILLING_MAX_WINDOW)

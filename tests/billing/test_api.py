@@ -168,6 +168,10 @@ def test_plan_change_bad_input(api_client, org):
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_effective_from")
     assert put({"plan": "pro", "extra": 1}).json()["error"]["code"] == "unknown_field"
     assert put({}).status_code == 400
+    for far in ("9999-12-31T00:00:00Z", "9999-12-31T23:00:00-01:00", "9001-01-01T00:00:00Z"):
+        answer = put({"plan": "pro", "effectiveFrom": far})
+        assert (answer.status_code, answer.json()["error"]["code"]) == (400, "validation_error"), far
+    assert not PlanAssignment.objects.filter(org=org).exists()
 
 
 @pytest.mark.parametrize(
@@ -179,6 +183,12 @@ def test_plan_change_bad_input(api_client, org):
         ("from=2026-11-01T00:00:00", "invalid_billing_window"),  # no zone
         ("from=2020-01-01T00:00:00Z&to=2026-11-01T00:00:00Z", "billing_window_too_long"),
         ("groupBy=owner", "unknown_group_by"),
+        # The calendar's ends (date arithmetic overflowed: 500s before).
+        ("to=0001-01-01T00:00:00Z", "invalid_billing_window"),
+        ("from=9999-12-20T00:00:00Z&to=9999-12-31T00:00:00Z", "invalid_billing_window"),
+        ("from=0001-01-01T00:00:00%2B01:00", "invalid_billing_window"),
+        ("from=1999-12-31T23:59:59Z", "invalid_billing_window"),
+        ("to=9001-01-01", "invalid_billing_window"),
     ],
 )
 def test_bad_windows_and_groupings(api_client, query, code):
@@ -264,3 +274,17 @@ def test_plan_change_to_another_currency_only_at_a_month_start(api_client, org):
         "/api/v1/billing/plan", {"plan": "euro", "effectiveFrom": next_month.isoformat()}, format="json"
     )
     assert answer.status_code == 200, answer.content
+
+
+def test_the_window_helper_refuses_what_date_arithmetic_cannot_do():
+    from datetime import UTC, datetime
+
+    from apps.billing import selectors
+    from vibebox import exceptions as errors
+
+    for start, end in (
+        (None, datetime.min.replace(tzinfo=UTC)),
+        (datetime(9999, 12, 20, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)),
+    ):
+        with pytest.raises(errors.InvalidBillingWindow):
+            selectors.window(start, end)

@@ -7,6 +7,7 @@ from vibebox.api.serializers import StrictSerializer
 
 from ..models import Resource
 from ..resources import CONVERSIONS
+from ..selectors import YEARS
 
 
 def money(**kwargs) -> serializers.DecimalField:
@@ -137,5 +138,10 @@ class OrgPlanSerializer(serializers.Serializer):
 class PlanChangeSerializer(StrictSerializer):
     plan = serializers.SlugField(help_text="A public plan's slug (GET /billing/plans).")
     effectiveFrom = serializers.DateTimeField(
-        required=False, help_text="When the plan starts: now (default) or later; never in the past."
+        required=False, help_text="When the plan starts: now (default) or later; never in the past; before 9001."
     )
+
+    def validate_effectiveFrom(self, value):
+        if value.year > YEARS[1] or value.year < YEARS[0]:
+            raise serializers.ValidationError(f"The year must be from {YEARS[0]} to {YEARS[1]}.")
+        return value

@@ -62,9 +62,10 @@ def _when(request, name: str) -> datetime | None:
         value = datetime.combine(day, time(0), tzinfo=UTC) if day is not None else parse_datetime(raw)
     except ValueError:
         value = None
-    if value is None or value.tzinfo is None:
+    if value is None or value.tzinfo is None or not selectors.YEARS[0] <= value.year <= selectors.YEARS[1]:
         raise errors.InvalidBillingWindow(
-            f"{name} is an ISO 8601 time with a zone (2026-12-01T00:00:00Z) or a date (2026-12-01).",
+            f"{name} is an ISO 8601 time with a zone (2026-12-01T00:00:00Z) or a date (2026-12-01), "
+            f"in the years {selectors.YEARS[0]} to {selectors.YEARS[1]}.",
             details={"fields": {name: [{"message": "invalid time", "code": "invalid"}]}},
         )
     return value
