@@ -216,6 +216,17 @@ InvalidEffectiveFrom = error("invalid_effective_from", 400, "effectiveFrom must 
 PlanCurrencyChange = error(
     "plan_currency_change", 409, "A plan in another currency can only start at the start of a month (UTC)."
 )
+PlanChangeConflict = error(
+    "plan_change_conflict", 409, "Another plan change for the same moment was made at the same time; try again."
+)
+BillingNotConfigured = error(
+    "billing_not_configured", 503, "Billing is not configured on this server (its default plan is missing)."
+)
+PlanInUse = error(
+    "plan_in_use",
+    409,
+    "The plan is in use: its prices, fee and currency are frozen (add a new plan and move organizations to it).",
+)
 MixedCurrencies = error(
     "mixed_currencies", 409, "The window spans plans in different currencies; ask for each plan's period apart."
 )

@@ -5,8 +5,8 @@ feed (apps/sandboxes/events.py `publish_owner`). The dashboard's billing page (/
 its numbers from it without a reload.
 
 The event (one per organization with running sandboxes, to each member holding billing.read whose
-activity feed is open: an organization nobody watches costs one Redis round trip, not a cost
-computation):
+activity feed is open: who listens is asked first, so an organization nobody watches costs one
+query of its member ids and one Redis round trip, no permission lookup and no cost computation):
 
     {"type": "billing.cost", "sandboxId": null, "text": "...", "timestamp": ...,
      "data": {"orgId": "org_…", "currency": "USD", "at": "2026-12-03T20:41:15Z",
@@ -58,13 +58,28 @@ def forecast(month_to_date: Decimal, now: dt.datetime) -> Decimal:
         return (Decimal(month_to_date) * Decimal(whole) / Decimal(elapsed)).quantize(Decimal("0.01"))
 
 
-def billing_readers(org) -> list[int]:
-    """The ids of the organization's members who hold billing.read (by role or team)."""
+def billing_readers(org, among=None) -> list[int]:
+    """The ids of the organization's members who hold billing.read (by role or team); with
+    `among`, only those of these user ids (the others' permissions are not looked up)."""
+    members = org_selectors.member_list(org=org)
+    if among is not None:
+        members = members.filter(user_id__in=list(among))
     return [
         membership.user_id
-        for membership in org_selectors.member_list(org=org)
+        for membership in members
         if BILLING_READ in org_selectors.permissions_of(user=membership.user, org=org)
     ]
+
+
+def listening_readers(org) -> list[int]:
+    """The billing readers with their activity feed open: who listens is asked first (one Redis
+    round trip for all the members), permissions are resolved only for the listeners, so an
+    organization nobody watches costs one query and that round trip."""
+    member_ids = list(org_selectors.member_list(org=org).values_list("user_id", flat=True))
+    listeners = events.listening(member_ids)
+    if not listeners:
+        return []
+    return sorted(billing_readers(org, among=listeners))
 
 
 def running_costs(org) -> list[dict]:
@@ -106,7 +121,7 @@ def org_snapshot(org, now: dt.datetime | None = None) -> dict:
 def publish_org(org, now: dt.datetime | None = None) -> int:
     """Sends the organization's `billing.cost` event to its billing readers who have their activity
     feed open (the costs are computed only then); how many were sent to."""
-    readers = sorted(events.listening(billing_readers(org)))
+    readers = listening_readers(org)
     if not readers:
         return 0
     data = org_snapshot(org, now)

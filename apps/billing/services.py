@@ -3,7 +3,7 @@ changes (billing.manage; each one audited)."""
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import record
@@ -35,29 +35,41 @@ def plan_change(*, actor: Actor, plan: str, effective_from: datetime | None = No
         raise errors.InvalidEffectiveFrom(details={"effectiveFrom": when.isoformat(), "now": now.isoformat()})
     when = max(when, now)
     target = plan_get(slug=plan)
+    org_billing_get_or_create(org=actor.org)  # the row locked below: made first, outside the lock
+    try:
+        with transaction.atomic():
+            # One change at a time per organization: the account row is the lock, and what the change
+            # depends on (the plan before it, the changes it drops) is read under it.
+            OrgBilling.objects.select_for_update().get(org=actor.org)
+            assignment = _plan_change_locked(actor, target, when)
+    except IntegrityError:
+        # Another change at the very same instant (the lock serializes this server's changes; a
+        # row written by other means, e.g. the admin, is not behind it).
+        raise errors.PlanChangeConflict(details={"effectiveFrom": when.isoformat()}) from None
+    return assignment
+
+
+def _plan_change_locked(actor: Actor, target, when: datetime) -> PlanAssignment:
+    """plan_change's work, under the lock on the organization's account row."""
     before = plans.plan_at(actor.org, when)
     if target.currency != before.currency and plans.month_bounds(when)[0] != when:
         raise errors.PlanCurrencyChange(details={"from": before.currency, "to": target.currency})
-    with transaction.atomic():
-        org_billing_get_or_create(org=actor.org)
-        dropped = list(
-            PlanAssignment.objects.filter(org=actor.org, effective_from__gte=when).values_list(
-                "plan__slug", "effective_from"
-            )
+    dropped = list(
+        PlanAssignment.objects.filter(org=actor.org, effective_from__gte=when).values_list(
+            "plan__slug", "effective_from"
         )
-        PlanAssignment.objects.filter(org=actor.org, effective_from__gte=when).delete()
-        assignment = PlanAssignment.objects.create(
-            org=actor.org, plan=target, effective_from=when, created_by=actor.user
-        )
-        record(
-            "billing.plan_changed",
-            target=assignment,
-            org_id=actor.org.pk,
-            target_type="plan_assignment",
-            changes={
-                "plan": {"from": before.slug, "to": target.slug},
-                "effectiveFrom": when.isoformat(),
-                "dropped": [{"plan": slug, "effectiveFrom": at.isoformat()} for slug, at in dropped],
-            },
-        )
+    )
+    PlanAssignment.objects.filter(org=actor.org, effective_from__gte=when).delete()
+    assignment = PlanAssignment.objects.create(org=actor.org, plan=target, effective_from=when, created_by=actor.user)
+    record(
+        "billing.plan_changed",
+        target=assignment,
+        org_id=actor.org.pk,
+        target_type="plan_assignment",
+        changes={
+            "plan": {"from": before.slug, "to": target.slug},
+            "effectiveFrom": when.isoformat(),
+            "dropped": [{"plan": slug, "effectiveFrom": at.isoformat()} for slug, at in dropped],
+        },
+    )
     return assignment

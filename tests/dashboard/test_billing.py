@@ -15,7 +15,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.billing import live, plans
@@ -324,6 +326,19 @@ def test_the_beat_task_sends_running_costs_to_billing_readers_only(owner, outsid
     # one of another of their organizations: nothing.
     for name in ("dev", "narrow key", "personal key"):
         assert received[name]["type"] == "test.marker", name
+
+
+@pytest.mark.django_db
+def test_nobody_listening_costs_no_permission_lookup(acme):
+    """Who listens is asked before any permission is resolved: an organization with members but no
+    open feed costs one query (its member ids) and the Redis round trip."""
+    with CaptureQueriesContext(connection) as queries:
+        assert live.listening_readers(acme["org"]) == []
+        assert live.publish_org(acme["org"]) == 0
+    assert len(queries) == 2, [query["sql"] for query in queries]
+    # The permission filter itself: the owner and the billing member read billing, the developer not.
+    members = [acme["bill"].pk, acme["dev"].pk]
+    assert live.billing_readers(acme["org"], among=members) == [acme["bill"].pk]
 
 
 def test_the_task_is_on_beat_every_15_seconds():
