@@ -2,27 +2,94 @@
 organization's overrides; usage records are read-only (the rollup writes them). Changes to an
 organization's assignment or account go into its audit chain (AuditedAdmin)."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
 from apps.audit.admin import AuditedAdmin
+from vibebox import exceptions as errors
 
+from . import services
 from .models import OrgBilling, Plan, PlanAssignment, PlanPrice, UsageRecord
 
 
+class PlanPriceFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        # A read-only inline's forms are not posted (the admin bypasses their validation): only the
+        # forms whose fields came with the request count.
+        posted = [form for form in self.forms if form.add_prefix("unit_price") in self.data]
+        changed = any(form.has_changed() for form in posted) or bool(self.deleted_forms)
+        try:
+            services.plan_change_check(self.instance, prices_changed=changed)
+        except errors.PlanInUse as exc:
+            raise ValidationError(exc.message) from None
+
+
 class PlanPriceInline(admin.TabularInline):
+    """Read-only once the plan is in use (services.plan_in_use): its prices priced the past."""
+
     model = PlanPrice
+    formset = PlanPriceFormSet
     extra = 0
+
+    def has_add_permission(self, request, obj=None):
+        return super().has_add_permission(request, obj) and not (obj is not None and services.plan_in_use(obj))
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and not (obj is not None and services.plan_in_use(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and services.plan_in_use(obj))
+
+
+FROZEN = ("slug", *services.FROZEN_FIELDS)
+
+
+class PlanForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        candidate = Plan(pk=self.instance.pk, **{f: cleaned.get(f, getattr(self.instance, f)) for f in FROZEN})
+        try:
+            services.plan_change_check(candidate)
+        except errors.PlanInUse as exc:
+            raise ValidationError(exc.message) from None
+        return cleaned
 
 
 @admin.register(Plan)
 class PlanAdmin(AuditedAdmin):
-    """A change applies to usage from then on (costs are computed with the plan's prices now);
-    closed invoices keep their lines."""
+    """A plan in use (assigned, the default, or named by an invoice line) keeps its prices, fee and
+    currency: they show read-only with a note, and services.plan_change_check refuses a change (to
+    change a price, add a new plan and move organizations to it from a date). Limits stay editable:
+    they act from now on. The default plan cannot be deleted or renamed."""
 
+    form = PlanForm
     list_display = ["slug", "name", "currency", "monthly_fee", "public", "max_running_sandboxes", "monthly_budget"]
     list_filter = ["public", "currency"]
     search_fields = ["slug", "name"]
     inlines = [PlanPriceInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and services.plan_in_use(obj):
+            fields += list(services.FROZEN_FIELDS)
+        if obj is not None and services.plan_is_default(obj):
+            fields.append("slug")
+        return fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        plan = self.get_object(request, object_id)
+        if request.method == "GET" and plan is not None and services.plan_in_use(plan):
+            self.message_user(request, services.FROZEN_NOTE, messages.WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and services.plan_is_default(obj))
+
+    def save_model(self, request, obj, form, change):
+        services.plan_save(obj)
 
 
 @admin.register(PlanAssignment)

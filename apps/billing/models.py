@@ -117,7 +117,8 @@ class Limits(models.Model):
 
 class Plan(Limits):
     """A price list and its quotas. Seeded: free, pro, team (migration 0002); operators edit them
-    in the admin. A change applies to usage from then on; past invoices keep their lines."""
+    in the admin. Once in use (services.plan_in_use) its prices, fee and currency are frozen (a new
+    price is a new plan); its limits stay editable and act from then on."""
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=80)

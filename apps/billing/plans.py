@@ -1,18 +1,28 @@
 """Which plan an organization is on, when, and its effective limits (docs/billing.md, "Plans and
 prices"). Reads only; changing the plan is services.plan_change."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from vibebox import exceptions as errors
+
 from .models import Limits, OrgBilling, Plan, PlanAssignment
+
+logger = logging.getLogger(__name__)
 
 
 def default_plan() -> Plan:
-    """The plan of an organization with no assignment: VIBEBOX_DEFAULT_PLAN (default "free")."""
-    return Plan.objects.get(slug=settings.VIBEBOX_DEFAULT_PLAN)
+    """The plan of an organization with no assignment: VIBEBOX_DEFAULT_PLAN (default "free"). Its
+    absence is a server misconfiguration: logged, and `503 billing_not_configured` (not a 500)."""
+    plan = Plan.objects.filter(slug=settings.VIBEBOX_DEFAULT_PLAN).first()
+    if plan is None:
+        logger.error("the default plan %r (VIBEBOX_DEFAULT_PLAN) does not exist", settings.VIBEBOX_DEFAULT_PLAN)
+        raise errors.BillingNotConfigured(details={"defaultPlan": settings.VIBEBOX_DEFAULT_PLAN})
+    return plan
 
 
 def plan_at(org, at: datetime) -> Plan:

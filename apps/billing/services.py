@@ -1,8 +1,10 @@
-"""Writes for billing's plans: an organization's billing account (made on first use) and its plan
-changes (billing.manage; each one audited)."""
+"""Writes for billing's plans: an organization's billing account (made on first use), its plan
+changes (billing.manage; each one audited), and the guard that keeps a plan in use priced as it was
+(docs/billing.md, "Plans and prices")."""
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,7 +13,7 @@ from apps.orgs.actors import Actor
 from vibebox import exceptions as errors
 
 from . import plans
-from .models import OrgBilling, PlanAssignment
+from .models import InvoiceLine, OrgBilling, Plan, PlanAssignment
 from .selectors import plan_get
 
 # A change "from now" sent by a client whose clock is a little behind is still "now".
@@ -73,3 +75,70 @@ def _plan_change_locked(actor: Actor, target, when: datetime) -> PlanAssignment:
         },
     )
     return assignment
+
+
+# What prices the past: frozen once a plan is in use. Limits and the rest act from now on and stay editable.
+FROZEN_FIELDS = ("currency", "monthly_fee")
+FROZEN_NOTE = (
+    "This plan is in use: its prices, fee and currency are frozen. To change a price, add a new plan and "
+    "move organizations to it from a date: the past keeps its prices."
+)
+
+
+def plan_is_default(plan: Plan) -> bool:
+    """Whether the plan (as stored) is VIBEBOX_DEFAULT_PLAN: never deleted nor renamed."""
+    if plan.pk is None:
+        return False
+    stored = Plan.objects.filter(pk=plan.pk).values_list("slug", flat=True).first()
+    return stored == settings.VIBEBOX_DEFAULT_PLAN
+
+
+def plan_in_use(plan: Plan) -> bool:
+    """A plan prices something once an organization has been assigned it, it is the default plan
+    (every organization without an assignment is on it), or an invoice line names it."""
+    if plan.pk is None:
+        return False
+    if plan_is_default(plan) or PlanAssignment.objects.filter(plan_id=plan.pk).exists():
+        return True
+    stored = Plan.objects.filter(pk=plan.pk).values_list("slug", flat=True).first()
+    return InvoiceLine.objects.filter(plan__in={stored, plan.slug}).exists()
+
+
+def plan_change_check(plan: Plan, *, prices_changed: bool = False) -> None:
+    """Refuses (`409 plan_in_use`) a change of a plan in use to what prices the past: its currency,
+    fee or prices (`prices_changed`: a price added, changed or removed); and the default plan's
+    renaming. Compares `plan` with its stored row; a new plan passes."""
+    if plan.pk is None:
+        return
+    stored = Plan.objects.filter(pk=plan.pk).first()
+    if stored is None:
+        return
+    if stored.slug == settings.VIBEBOX_DEFAULT_PLAN and plan.slug != stored.slug:
+        raise errors.PlanInUse(
+            "The default plan (VIBEBOX_DEFAULT_PLAN) cannot be renamed.",
+            details={"plan": stored.slug, "fields": ["slug"]},
+        )
+    changed = [field for field in FROZEN_FIELDS if getattr(stored, field) != getattr(plan, field)]
+    if prices_changed:
+        changed.append("prices")
+    if changed and plan_in_use(stored):
+        raise errors.PlanInUse(FROZEN_NOTE, details={"plan": stored.slug, "fields": changed})
+
+
+def plan_save(plan: Plan) -> Plan:
+    """Saves a plan (the admin's save) after plan_change_check, in one transaction with the row locked
+    (so an assignment made meanwhile cannot slip between the check and the write)."""
+    with transaction.atomic():
+        if plan.pk is not None:
+            Plan.objects.select_for_update().filter(pk=plan.pk).first()
+        plan_change_check(plan)
+        plan.save()
+    return plan
+
+
+def plan_delete_check(plan: Plan) -> None:
+    """The default plan cannot be deleted (every organization without an assignment is on it)."""
+    if plan_is_default(plan):
+        raise errors.PlanInUse(
+            "The default plan (VIBEBOX_DEFAULT_PLAN) cannot be deleted.", details={"plan": plan.slug}
+        )

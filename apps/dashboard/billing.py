@@ -22,6 +22,7 @@ from apps.billing import costs, live
 from apps.billing import selectors as billing_selectors
 from apps.billing.models import Invoice, Resource, UsageRecord
 from apps.sandboxes.models import Sandbox
+from vibebox import exceptions as errors
 
 from .orgs import _actor
 
@@ -132,6 +133,14 @@ def model_spend(org, start, end, items) -> dict:
 @require_GET
 def billing_page(request):
     actor = _actor(request, BILLING_READ)
+    try:
+        return _billing_page(request, actor)
+    except errors.BillingNotConfigured as exc:  # the default plan is missing (logged by billing)
+        context = {"code": exc.code, "message": exc.message, "nav": "billing"}
+        return render(request, "dashboard/billing_unavailable.html", context, status=exc.status)
+
+
+def _billing_page(request, actor):
     org = actor.org
     now = timezone.now()
     account = billing_selectors.org_plan(actor=actor, now=now)
