@@ -110,14 +110,15 @@ def live_rows(org, *, sandbox=None, now=None) -> list[dict]:
     return metering.live_rows(org, sandbox=sandbox, now=now)
 
 
-def usage_rows(org, start: datetime, end: datetime, *, now=None):
+def usage_rows(org, start: datetime, end: datetime, *, now=None, live=None):
     """The organization's UsageRecord rows (dicts) whose hour starts in [start, end), in time order,
-    and the live part when the current hour is in the window. Iterated, never loaded whole."""
+    and the live part when the current hour is in the window (`live`: live_rows(org) computed
+    once by the caller; else computed here). Iterated, never loaded whole."""
     records = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end).order_by("hour", "sandbox_id")
     yield from records.values("sandbox_id", "template", "hour", *USAGE_FIELDS).iterator(chunk_size=2000)
     current = floor_hour(now or timezone.now())
     if start <= current < end:
-        for row in live_rows(org, now=now):
+        for row in live if live is not None else live_rows(org, now=now):
             yield {**row, "hour": current}
 
 
@@ -138,10 +139,10 @@ def units(resource: str, raw: Decimal, raw_included: Decimal, scaled: Decimal) -
         return raw / divisor, raw_included / divisor, scaled / divisor
 
 
-def charges(org, start: datetime, end: datetime, *, now=None):
+def charges(org, start: datetime, end: datetime, *, now=None, live=None):
     """Yields (piece, row, {resource: Charge}) for every usage row of the organization in the
     window (resources it used that the plan prices), hour after hour; see the module's doc."""
-    yield from _charges(org, pieces(org, start, end), now=now)
+    yield from _charges(org, pieces(org, start, end), now=now, live=live)
 
 
 def _share(part: Decimal, whole: Decimal, amount: Decimal) -> Decimal:
@@ -150,7 +151,7 @@ def _share(part: Decimal, whole: Decimal, amount: Decimal) -> Decimal:
     return amount * part / whole
 
 
-def _charges(org, window: list[Piece], *, now=None):
+def _charges(org, window: list[Piece], *, now=None, live=None):
     for piece in window:
         used = dict.fromkeys(piece.prices, ZERO)  # since the segment's start, in the record's unit
         with localcontext(PRECISE):
@@ -158,7 +159,8 @@ def _charges(org, window: list[Piece], *, now=None):
                 resource: price.included * CONVERSIONS[resource].divisor * piece.allowance_fraction
                 for resource, price in piece.prices.items()
             }
-        for hour, group in groupby(usage_rows(org, piece.segment_start, piece.end, now=now), key=itemgetter("hour")):
+        rows_in_time = usage_rows(org, piece.segment_start, piece.end, now=now, live=live)
+        for hour, group in groupby(rows_in_time, key=itemgetter("hour")):
             rows = list(group)
             counted = hour >= piece.start
             for resource, price in piece.prices.items():
@@ -206,7 +208,9 @@ def _fee_item(piece: Piece) -> LineItem | None:
     )
 
 
-def line_items(org, start: datetime, end: datetime, *, sandbox=None, template=None, now=None) -> list[LineItem]:
+def line_items(
+    org, start: datetime, end: datetime, *, sandbox=None, template=None, now=None, live=None
+) -> list[LineItem]:
     """What [start, end) costs `org`: per plan segment, the fee (not for a sandbox or template) and a
     line per priced resource used (quantity, allowance consumed, amount). With `sandbox` (a Sandbox
     or its id) or `template` (a name): that part's share."""
@@ -215,19 +219,28 @@ def line_items(org, start: datetime, end: datetime, *, sandbox=None, template=No
     window = pieces(org, start, end)
     totals: list[dict] = [{} for _ in window]
     index = {id(piece): number for number, piece in enumerate(window)}
-    for piece, row, row_charges in _charges(org, window, now=now):
+    for piece, row, row_charges in _charges(org, window, now=now, live=live):
         if sandbox_id is not None and row["sandbox_id"] != sandbox_id:
             continue
         if template is not None and row.get("template") != template:
             continue
-        bucket = totals[index[id(piece)]]
-        with localcontext(PRECISE):
-            for resource, charge in row_charges.items():
-                raw, included, scaled = bucket.get(resource, (ZERO, ZERO, ZERO))
-                bucket[resource] = (raw + charge.raw, included + charge.raw_included, scaled + charge.scaled)
+        _add(totals[index[id(piece)]], row_charges)
+    return _items(window, totals, fees=not part)
+
+
+def _add(bucket: dict, row_charges: dict) -> None:
+    with localcontext(PRECISE):
+        for resource, charge in row_charges.items():
+            raw, included, scaled = bucket.get(resource, (ZERO, ZERO, ZERO))
+            bucket[resource] = (raw + charge.raw, included + charge.raw_included, scaled + charge.scaled)
+
+
+def _items(window: list[Piece], totals: list[dict], *, fees: bool) -> list[LineItem]:
+    """The line items of the window's pieces from their summed charges ({resource: (raw, raw
+    included, scaled)} per piece)."""
     items: list[LineItem] = []
     for piece, bucket in zip(window, totals, strict=True):
-        if not part and (fee := _fee_item(piece)):
+        if fees and (fee := _fee_item(piece)):
             items.append(fee)
         for resource in RESOURCES:
             if resource not in bucket:
@@ -260,9 +273,9 @@ def currency_of(items: list[LineItem], org=None, at: datetime | None = None) -> 
     return plans.plan_at(org, at or timezone.now()).currency if org is not None else "USD"
 
 
-def total(org, start: datetime, end: datetime, *, now=None) -> Decimal:
+def total(org, start: datetime, end: datetime, *, now=None, live=None) -> Decimal:
     """The organization's cost of [start, end), fee included, unrounded."""
-    items = line_items(org, start, end, now=now)
+    items = line_items(org, start, end, now=now, live=live)
     currency_of(items)
     return _sum(item.amount for item in items)
 
@@ -272,33 +285,70 @@ def _sum(amounts) -> Decimal:
         return sum(amounts, ZERO)
 
 
-def month_to_date(org, now: datetime | None = None) -> Decimal:
+def month_to_date(org, now: datetime | None = None, *, live=None) -> Decimal:
     """The current month's cost up to now, the live (not yet rolled-up) hour included."""
     now = now or timezone.now()
     month_start, _ = plans.month_bounds(now)
-    return total(org, month_start, now, now=now)
+    return total(org, month_start, now, now=now, live=live)
 
 
-def grouped(org, start: datetime, end: datetime, key, *, now=None) -> tuple[dict, Decimal, str]:
+@dataclass
+class Breakdown:
+    """One pass of the engine over a window: the organization's line items, and the costs per
+    group for each grouping asked ({name: {group: {resource: amount}}}; they add up to the total
+    less the fee), the fee and the currency."""
+
+    items: list[LineItem]
+    groups: dict
+    fee: Decimal
+    currency: str
+
+    @property
+    def total(self) -> Decimal:
+        return _sum(item.amount for item in self.items)
+
+
+def breakdown(org, start: datetime, end: datetime, keys: dict, *, now=None, live=None) -> Breakdown:
+    """The window's line items and its costs grouped every way of `keys` ({name: key(row)}, key naming
+    a usage row's group: its sandbox id, template, day...) in one pass over the usage: a page
+    showing several groupings runs the engine once. Refuses a window in two currencies."""
+    window = pieces(org, start, end)
+    currencies = {piece.plan.currency for piece in window}
+    if len(currencies) > 1:
+        raise errors.MixedCurrencies(details={"currencies": sorted(currencies)})
+    totals: list[dict] = [{} for _ in window]
+    index = {id(piece): number for number, piece in enumerate(window)}
+    groups = {name: defaultdict(lambda: dict.fromkeys(RESOURCES, ZERO)) for name in keys}
+    for piece, row, row_charges in _charges(org, window, now=now, live=live):
+        _add(totals[index[id(piece)]], row_charges)
+        with localcontext(PRECISE):
+            for name, key in keys.items():
+                bucket = groups[name][key(row)]
+                for resource, charge in row_charges.items():
+                    bucket[resource] += charge.scaled
+    for per_group in groups.values():
+        for bucket in per_group.values():
+            for resource in RESOURCES:
+                bucket[resource] = units(resource, ZERO, ZERO, bucket[resource])[2]
+    fees = [fee for piece in window if (fee := _fee_item(piece))]
+    currency = currencies.pop() if currencies else plans.plan_at(org, start).currency
+    return Breakdown(
+        items=_items(window, totals, fees=True),
+        groups={name: dict(per_group) for name, per_group in groups.items()},
+        fee=_sum(fee.amount for fee in fees),
+        currency=currency,
+    )
+
+
+def grouped(org, start: datetime, end: datetime, key, *, now=None, live=None) -> tuple[dict, Decimal, str]:
     """Costs of [start, end) per group: `key(row)` names a usage row's group (its sandbox id,
     template, day...). Returns ({group: {resource: amount}}, fee, currency); the groups add up to
     the total less the fee."""
-    groups: dict = defaultdict(lambda: dict.fromkeys(RESOURCES, ZERO))
-    window = pieces(org, start, end)
-    fees = [fee for piece in window if (fee := _fee_item(piece))]
-    currencies = {piece.plan.currency for piece in window}
-    for _piece, row, row_charges in _charges(org, window, now=now):
-        bucket = groups[key(row)]
-        with localcontext(PRECISE):
-            for resource, charge in row_charges.items():
-                bucket[resource] += charge.scaled
-    for bucket in groups.values():
-        for resource in RESOURCES:
-            bucket[resource] = units(resource, ZERO, ZERO, bucket[resource])[2]
-    if len(currencies) > 1:
-        raise errors.MixedCurrencies(details={"currencies": sorted(currencies)})
-    currency = currencies.pop() if currencies else plans.plan_at(org, start).currency
-    return dict(groups), _sum(fee.amount for fee in fees), currency
+    result = breakdown(org, start, end, {"": key}, now=now, live=live)
+    return result.groups[""], result.fee, result.currency
+
+
+RATE_FIELDS = ("running_seconds", "paused_seconds", "stopped_seconds")
 
 
 def rate_per_hour(sandbox, *, now=None) -> Decimal:
@@ -307,26 +357,40 @@ def rate_per_hour(sandbox, *, now=None) -> Decimal:
     now = now or timezone.now()
     if sandbox.destroyed_at is not None:
         return ZERO
-    rows = [row for row in live_rows(sandbox.org, sandbox=sandbox, now=now) if row]
-    if not rows:
-        record = (
-            UsageRecord.objects.filter(sandbox=sandbox, hour__gte=floor_hour(now) - timedelta(hours=2))
-            .order_by("-hour")
-            .values("hour", "running_seconds", "paused_seconds", "stopped_seconds", *USAGE_FIELDS)
-            .first()
+    live = [row for row in live_rows(sandbox.org, sandbox=sandbox, now=now) if row]
+    return rates_per_hour(sandbox.org, [sandbox], now=now, live=live)[sandbox.pk]
+
+
+def rates_per_hour(org, sandboxes, *, now=None, live=None) -> dict:
+    """rate_per_hour of each of the organization's `sandboxes` ({id: rate}), batched: the live rows
+    computed once (or given: live_rows(org)), one query for the latest records of the sandboxes
+    without a live row, the plan and its prices read once."""
+    now = now or timezone.now()
+    live = live if live is not None else live_rows(org, now=now)
+    latest = {row["sandbox_id"]: row for row in live if row}
+    missing = [item.pk for item in sandboxes if item.destroyed_at is None and item.pk not in latest]
+    if missing:
+        records = (
+            UsageRecord.objects.filter(sandbox_id__in=missing, hour__gte=floor_hour(now) - timedelta(hours=2))
+            .order_by("sandbox_id", "-hour")
+            .values("sandbox_id", "hour", *RATE_FIELDS, *USAGE_FIELDS)
         )
-        rows = [record] if record else []
-    if not rows:
+        for record in records:
+            latest.setdefault(record["sandbox_id"], record)  # the first of each: its latest hour
+    prices = list(plans.plan_at(org, now).prices.all()) if latest else []
+    return {item.pk: _rate(latest.get(item.pk), prices) if item.destroyed_at is None else ZERO for item in sandboxes}
+
+
+def _rate(row: dict | None, prices) -> Decimal:
+    if not row:
         return ZERO
-    row = rows[0]
     # The time the row covers (the live part may reach back past this hour if a rollup is late).
-    covered = sum(Decimal(row.get(f) or 0) for f in ("running_seconds", "paused_seconds", "stopped_seconds"))
+    covered = sum(Decimal(row.get(field) or 0) for field in RATE_FIELDS)
     if not covered:
         covered = Decimal(3600)
-    plan = plans.plan_at(sandbox.org, now)
     with localcontext(PRECISE):
         scaled = ZERO
-        for price in plan.prices.all():
+        for price in prices:
             conversion = CONVERSIONS[price.resource]
             scaled += Decimal(row.get(conversion.field) or 0) * price.unit_price / conversion.divisor
         return scaled * Decimal(3600) / covered
@@ -343,4 +407,28 @@ def sandbox_cost(sandbox, *, now=None) -> dict:
         "total": _sum(item.amount for item in items),
         "ratePerHour": rate_per_hour(sandbox, now=now),
         "currency": currency_of(items, sandbox.org, now),
+    }
+
+
+def sandbox_costs(org, sandboxes, *, now=None, live=None) -> dict:
+    """sandbox_cost of several live (not destroyed) sandboxes of the organization ({id: {...}}) in
+    one pass: one engine run grouped by sandbox over whole months from the oldest one's creation to
+    now, and the rates batched (rates_per_hour); `live`: live_rows(org), computed once if not given.
+    Its cost does not grow with the number of sandboxes beyond the usage rows themselves."""
+    now = now or timezone.now()
+    sandboxes = list(sandboxes)
+    if not sandboxes:
+        return {}
+    live = live if live is not None else live_rows(org, now=now)
+    start, _ = plans.month_bounds(min(floor_hour(item.created_at) for item in sandboxes))
+    result = breakdown(org, start, now, {"sandbox": itemgetter("sandbox_id")}, now=now, live=live)
+    per_sandbox = result.groups["sandbox"]
+    rates = rates_per_hour(org, sandboxes, now=now, live=live)
+    return {
+        item.pk: {
+            "total": _sum(per_sandbox.get(item.pk, {}).values()),
+            "ratePerHour": rates[item.pk],
+            "currency": result.currency,
+        }
+        for item in sandboxes
     }

@@ -341,6 +341,38 @@ def test_nobody_listening_costs_no_permission_lookup(acme):
     assert live.billing_readers(acme["org"], among=members) == [acme["bill"].pk]
 
 
+def _snapshot_queries(org, owner, template, count: int) -> tuple[int, dict]:
+    """Adds running sandboxes until `count` run (each with usage this hour and at the month's
+    start), then counts the SQL queries of one live pass over the organization."""
+    now = timezone.now()
+    start, _ = plans.month_bounds(now)
+    have = Sandbox.objects.filter(org=org, status="running").count()
+    for number in range(have, count):
+        sandbox = _sandbox(owner, org, template, f"many-{number}", "running")
+        _record(sandbox, floor_hour(now), cpu_hours=1)
+        if floor_hour(now) != start:
+            _record(sandbox, start, cpu_hours=1)
+    with CaptureQueriesContext(connection) as queries:
+        data = live.org_snapshot(org, now)
+    assert len(data["sandboxes"]) == count
+    return len(queries), data
+
+
+@pytest.mark.django_db
+def test_the_live_pass_does_not_grow_with_the_running_sandboxes(owner, acme):
+    """One engine run grouped by sandbox, the live rows once, the rates batched: 12 running sandboxes
+    cost the same queries as 3 (it was a whole month's engine run, and the live rows, per sandbox)."""
+    few, _ = _snapshot_queries(acme["org"], owner, acme["py"], 3)
+    many, data = _snapshot_queries(acme["org"], owner, acme["py"], 12)
+    assert many == few, (few, many)
+    # And the figures are still each sandbox's own: acme-a's seeded hour, 1 vCPU-hour for the others.
+    totals = {row["name"]: row["total"] for row in data["sandboxes"]}
+    assert totals["acme-a"] == "0.750000"
+    expected = "0.100000" if floor_hour(timezone.now()) != plans.month_bounds(timezone.now())[0] else "0.050000"
+    assert {totals[f"many-{n}"] for n in range(1, 12)} == {expected}
+    assert {row["ratePerHour"] for row in data["sandboxes"] if row["name"] != "acme-a"} == {"0.050000"}
+
+
 def test_the_task_is_on_beat_every_15_seconds():
     entry = django_settings.CELERY_BEAT_SCHEDULE["billing-live-costs"]
     assert entry["task"] == "apps.billing.live.publish_live_costs"
