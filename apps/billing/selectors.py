@@ -117,10 +117,27 @@ def usage(*, actor: Actor, start: datetime, end: datetime, group_by: str = "reso
     return {"from": start, "to": end, "groupBy": group_by, "items": items}
 
 
-def cost_breakdown(*, actor: Actor, start: datetime, end: datetime, group_by: str = "resource") -> dict:
-    """Money of [start, end) per group and resource (the plan's fee apart), the total and currency."""
+def cost_breakdown(
+    *, actor: Actor, start: datetime, end: datetime, group_by: str = "resource", now=None, live=None
+) -> dict:
+    """Money of [start, end) per group and resource (the plan's fee apart), the total and currency,
+    and the organization's line items: one engine run."""
+    return cost_breakdowns(actor=actor, start=start, end=end, group_bys=[group_by], now=now, live=live)[group_by]
+
+
+def cost_breakdowns(*, actor: Actor, start: datetime, end: datetime, group_bys, now=None, live=None) -> dict:
+    """cost_breakdown for each grouping of `group_bys` ({group_by: breakdown}) from one engine run
+    (costs.breakdown): a page showing several groupings prices the window once. `live`:
+    costs.live_rows(org), when the caller computed them already."""
     actor.require("billing.read")
-    groups, fee, currency = costs.grouped(actor.org, start, end, _key(group_by))
+    keys = {group_by: _key(group_by) for group_by in group_bys}
+    result = costs.breakdown(actor.org, start, end, keys, now=now, live=live)
+    return {
+        group_by: _breakdown_of(actor, start, end, group_by, result.groups[group_by], result) for group_by in group_bys
+    }
+
+
+def _breakdown_of(actor: Actor, start, end, group_by: str, groups: dict, result) -> dict:
     labels = _labels(actor.org, group_by, groups)
     items = _flatten(group_by, groups, labels, lambda resource, amount: {"amount": amount})
     per_group: dict = defaultdict(Decimal)
@@ -134,12 +151,12 @@ def cost_breakdown(*, actor: Actor, start: datetime, end: datetime, group_by: st
         "from": start,
         "to": end,
         "groupBy": group_by,
-        "currency": currency,
-        "fee": fee,
-        "total": fee + sum(per_group.values(), Decimal(0)),
+        "currency": result.currency,
+        "fee": result.fee,
+        "total": result.fee + sum(per_group.values(), Decimal(0)),
         "groups": summary,
         "items": items,
-        "lineItems": costs.line_items(actor.org, start, end),
+        "lineItems": result.items,
     }
 
 
@@ -193,8 +210,9 @@ def plan_get(*, slug: str, public_only: bool = True) -> Plan:
     return plan
 
 
-def org_plan(*, actor: Actor, now: datetime | None = None) -> dict:
-    """The organization's plan now, since when, the changes scheduled, its limits and the month to date."""
+def org_plan(*, actor: Actor, now: datetime | None = None, month_to_date: Decimal | None = None) -> dict:
+    """The organization's plan now, since when, the changes scheduled, its limits and the month to
+    date (`month_to_date`: when the caller priced the month already)."""
     actor.require("billing.read")
     now = now or timezone.now()
     current = PlanAssignment.objects.filter(org=actor.org, effective_from__lte=now).order_by("-effective_from").first()
@@ -206,7 +224,7 @@ def org_plan(*, actor: Actor, now: datetime | None = None) -> dict:
         "effectiveFrom": current.effective_from if current else None,
         "scheduled": [{"plan": item.plan.slug, "effectiveFrom": item.effective_from} for item in scheduled],
         "limits": plans.limits(actor.org, now),
-        "monthToDate": costs.month_to_date(actor.org, now),
+        "monthToDate": costs.month_to_date(actor.org, now) if month_to_date is None else month_to_date,
         "currency": plan.currency,
         "periodStart": month_start,
         "periodEnd": month_end,

@@ -9,7 +9,7 @@ never computed here.
 """
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from apps.billing import costs, live
+from apps.billing import costs, live, plans
 from apps.billing import selectors as billing_selectors
 from apps.billing.models import Invoice, Resource, UsageRecord
 from apps.sandboxes.models import Sandbox
@@ -56,30 +56,30 @@ def _prices(plan) -> list[dict]:
     ]  # fmt: skip
 
 
-def _groups(actor, start, now, group_by: str) -> list[dict]:
+GROUPINGS = ("sandbox", "template", "day")
+
+
+def _groups(breakdowns: dict, group_by: str) -> list[dict]:
     """The month's usage cost per group, most expensive first: the API's `GET /billing/costs`
-    (billing selectors' cost_breakdown), amounts to the micro-unit."""
-    breakdown = billing_selectors.cost_breakdown(actor=actor, start=start, end=now, group_by=group_by)
-    return [{**group, "amount": group["amount"].quantize(MICRO)} for group in breakdown["groups"]]
+    (billing selectors' cost_breakdowns, one engine run for every grouping), amounts to the micro-unit."""
+    return [{**group, "amount": group["amount"].quantize(MICRO)} for group in breakdowns[group_by]["groups"]]
 
 
-def by_sandbox(actor, start, now) -> list[dict]:
-    rows = _groups(actor, start, now, "sandbox")
+def by_sandbox(actor, breakdowns) -> list[dict]:
+    rows = _groups(breakdowns, "sandbox")
     templates = dict(
         Sandbox.objects.filter(org=actor.org, pk__in=[row["key"] for row in rows]).values_list("pk", "template__name")
     )
     return [{"id": row["key"], "name": row["label"], "template": templates.get(row["key"], ""), **row} for row in rows]
 
 
-def by_template(actor, start, now) -> list[dict]:
-    return [
-        {"template": row["key"] or "(none)", "amount": row["amount"]} for row in _groups(actor, start, now, "template")
-    ]
+def by_template(breakdowns) -> list[dict]:
+    return [{"template": row["key"] or "(none)", "amount": row["amount"]} for row in _groups(breakdowns, "template")]
 
 
-def by_day(actor, start, now) -> list[dict]:
+def by_day(breakdowns, start, now) -> list[dict]:
     """Each UTC day of the month so far with its usage cost (the plan's fee left out)."""
-    amounts = {row["key"]: row["amount"] for row in _groups(actor, start, now, "day")}
+    amounts = {row["key"]: row["amount"] for row in _groups(breakdowns, "day")}
     days = []
     day = start.date()
     while day <= now.astimezone(dt.UTC).date():
@@ -143,14 +143,23 @@ def billing_page(request):
 def _billing_page(request, actor):
     org = actor.org
     now = timezone.now()
-    account = billing_selectors.org_plan(actor=actor, now=now)
+    # The month is priced once (one engine run for the line items and every grouping), and the live
+    # (not rolled-up) rows are computed once for it and the running sandboxes.
+    start, _ = plans.month_bounds(now)
+    live_rows = costs.live_rows(org, now=now)
+    breakdowns = billing_selectors.cost_breakdowns(
+        actor=actor, start=start, end=now, group_bys=GROUPINGS, now=now, live=live_rows
+    )
+    items = breakdowns["sandbox"]["lineItems"]
+    with localcontext(costs.PRECISE):
+        to_date = sum((item.amount for item in items), Decimal(0))
+    account = billing_selectors.org_plan(actor=actor, now=now, month_to_date=to_date)
     plan, start, to_date = account["plan"], account["periodStart"], account["monthToDate"]
-    items = costs.line_items(org, start, now, now=now)
     for item in items:
         item.unit_price_text = plain(item.unit_price)
-    sandboxes = by_sandbox(actor, start, now)
-    days = by_day(actor, start, now)
-    running = live.running_costs(org)
+    sandboxes = by_sandbox(actor, breakdowns)
+    days = by_day(breakdowns, start, now)
+    running = live.running_costs(org, now, live=live_rows)
     context = {
         "org": org,
         "plan": plan,
@@ -169,7 +178,7 @@ def _billing_page(request, actor):
         "by_sandbox": sandboxes[:BREAKDOWN_ROWS],
         "more_sandboxes": sandboxes[BREAKDOWN_ROWS:],
         "more_amount": sum((row["amount"] for row in sandboxes[BREAKDOWN_ROWS:]), Decimal(0)),
-        "by_template": by_template(actor, start, now),
+        "by_template": by_template(breakdowns),
         "days": days,
         "chart": chart(days, (account["periodEnd"] - start).days),
         "model": model_spend(org, start, now, items),

@@ -189,6 +189,8 @@ def test_plan_change_bad_input(api_client, org):
         ("from=0001-01-01T00:00:00%2B01:00", "invalid_billing_window"),
         ("from=1999-12-31T23:59:59Z", "invalid_billing_window"),
         ("to=9001-01-01", "invalid_billing_window"),
+        ("to=", "invalid_billing_window"),  # empty: not "absent"
+        ("from=&to=2026-11-01T00:00:00Z", "invalid_billing_window"),
     ],
 )
 def test_bad_windows_and_groupings(api_client, query, code):

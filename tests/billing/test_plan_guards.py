@@ -63,7 +63,7 @@ def test_two_changes_for_the_same_moment_at_once_make_one_assignment(owner):
 
 
 @pytest.fixture
-def admin_client(client):
+def admin_client(db, client):  # `db` named: the conftest's seeded_plans looks for it
     client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-root-1234"))
     return client
 

@@ -373,6 +373,21 @@ def test_the_live_pass_does_not_grow_with_the_running_sandboxes(owner, acme):
     assert {row["ratePerHour"] for row in data["sandboxes"] if row["name"] != "acme-a"} == {"0.050000"}
 
 
+@pytest.mark.django_db
+def test_the_billing_page_prices_the_month_once(owner, acme):
+    """The page's groupings, line items, month to date and running sandboxes come from one engine run
+    and one computation of the live rows: its queries do not grow with the running sandboxes."""
+    client = _client(owner, acme["org"])
+    counts = []
+    for count in (3, 12):
+        _snapshot_queries(acme["org"], owner, acme["py"], count)  # adds the sandboxes
+        with CaptureQueriesContext(connection) as queries:
+            page = _page(client.get("/billing/"))
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+    assert "many-11" in page
+
+
 def test_the_task_is_on_beat_every_15_seconds():
     entry = django_settings.CELERY_BEAT_SCHEDULE["billing-live-costs"]
     assert entry["task"] == "apps.billing.live.publish_live_costs"

@@ -54,12 +54,12 @@ GROUP_BY = OpenApiParameter(
 
 def _when(request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
-    if not raw:
-        return None
+    if raw is None:
+        return None  # absent: the default (an empty `from=` is refused below)
     value = None
     try:
         day = parse_date(raw) if len(raw) == 10 else None
-        value = datetime.combine(day, time(0), tzinfo=UTC) if day is not None else parse_datetime(raw)
+        value = datetime.combine(day, time(0), tzinfo=UTC) if day is not None else parse_datetime(raw) if raw else None
     except ValueError:
         value = None
     if value is None or value.tzinfo is None or not selectors.YEARS[0] <= value.year <= selectors.YEARS[1]:
