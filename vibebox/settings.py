@@ -212,6 +212,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
         "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
     },
+    # Quotas' thresholds and budgets (apps/billing/quotas.py), every meter interval.
+    "check-quotas": {
+        "task": "apps.billing.tasks.check_quotas",
+        "schedule": env_duration("VIBEBOX_METER_INTERVAL", "15s"),
+        "options": {"expires": env_duration("VIBEBOX_METER_INTERVAL", "15s")},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
