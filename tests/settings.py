@@ -50,3 +50,7 @@ VIBEBOX_WEBHOOK_ALLOW_PRIVATE = env_bool("VIBEBOX_WEBHOOK_ALLOW_PRIVATE", True) 
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", False)  # noqa: F405
 # Marketplace submissions: tests run the validation pipeline themselves (tests/marketplace/test_pipeline*.py).
 VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", False)  # noqa: F405
+# Billing: the suite makes dozens of sandboxes per user and runs them for minutes; the free plan's
+# quotas (2 running sandboxes, a budget) are not what those tests test. Organizations without a
+# plan are on `internal` (seeded, no prices, no limits); billing's tests assign plans explicitly.
+VIBEBOX_DEFAULT_PLAN = env_str("VIBEBOX_DEFAULT_PLAN", "internal")  # noqa: F405

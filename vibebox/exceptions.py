@@ -205,3 +205,13 @@ WebhookTargetRefused = error(
     400,
     "The webhook URL resolves to a loopback, private, link-local or this host's own address.",
 )
+
+# Billing (apps/billing, docs/billing.md).
+InvalidBillingWindow = error("invalid_billing_window", 400, "`from` and `to` must be ISO 8601 times with from < to.")
+BillingWindowTooLong = error("billing_window_too_long", 400, "The window is too long (see VIBEBOX_BILLING_MAX_WINDOW).")
+UnknownGroupBy = error("unknown_group_by", 400, "groupBy must be one of sandbox, template, day, resource.")
+UnknownExportFormat = error("unknown_export_format", 400, "format must be csv or jsonl.")
+PlanNotFound = error("plan_not_found", 404, "No such plan.")
+MixedCurrencies = error(
+    "mixed_currencies", 409, "The window spans plans in different currencies; ask for each plan's period apart."
+)

@@ -567,3 +567,8 @@ VIBEBOX_WEBHOOK_RETENTION = env_duration("VIBEBOX_WEBHOOK_RETENTION", "30d")
 # Queue a Celery task for an endpoint as soon as its event commits (else only the beat pass,
 # every VIBEBOX_WEBHOOK_INTERVAL, sends).
 VIBEBOX_WEBHOOK_DISPATCH = env_bool("VIBEBOX_WEBHOOK_DISPATCH", True)
+
+# Billing: plans and costs (docs/billing.md, "Plans and prices"). The plan of an organization with
+# no assignment, and the longest window the usage, costs and export endpoints accept.
+VIBEBOX_DEFAULT_PLAN = env_str("VIBEBOX_DEFAULT_PLAN", "free")
+VIBEBOX_BILLING_MAX_WINDOW = env_duration("VIBEBOX_BILLING_MAX_WINDOW", "366d")
