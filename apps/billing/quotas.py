@@ -51,7 +51,7 @@ from vibebox import exceptions as errors
 from vibebox.units import format_size
 
 from . import costs, plans, signals
-from .models import Limits, Notice, OrgBilling, PaymentState
+from .models import Limits, Notice, OrgBilling, PaymentState, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,18 @@ class Request:
             asked["model_spend_per_month"] = None
         asked["monthly_budget"] = None  # every piece of work
         return asked
+
+
+def limits_of(org, now: datetime) -> dict:
+    """plans.limits; with no plan to fall back on (VIBEBOX_DEFAULT_PLAN names no plan: deleted, or
+    a test database flushed of the seeded ones), the organization's overrides alone, logged: a
+    missing plan must not stop every sandbox."""
+    try:
+        return plans.limits(org, now)
+    except Plan.DoesNotExist:
+        logger.warning("no plan for %s (VIBEBOX_DEFAULT_PLAN missing?): only its overrides apply", org.pk)
+        account = OrgBilling.objects.filter(org=org).first()
+        return {field: getattr(account, field, None) for field in Limits.LIMIT_FIELDS}
 
 
 # ---- what is used ----
@@ -215,7 +227,7 @@ def check(org, request: Request, *, now: datetime | None = None) -> None:
                 "paymentState": account.payment_state,
             },
         )
-    limits = plans.limits(org, now)
+    limits = limits_of(org, now)
     reached = {}
     for quota, requested in request.quotas().items():
         limit = limits.get(quota)
@@ -257,7 +269,7 @@ def record_thresholds(org, *, now: datetime | None = None, amounts: dict | None 
     for quota in MONTHLY:
         if quota in amounts:
             continue
-        limits = limits if limits is not None else plans.limits(org, now)
+        limits = limits if limits is not None else limits_of(org, now)
         if limits.get(quota) is not None:
             amounts[quota] = (used(org, quota, now=now), limits[quota])
     period = plans.month_bounds(now)[0].date()
@@ -355,7 +367,7 @@ def enforce_budget(org, *, now: datetime | None = None) -> list[str]:
     sandboxes paused (ids returned) and budget_paused_at set; with room again (budget raised, a
     new month), the mark cleared (the sandboxes stay paused until resumed)."""
     now = now or timezone.now()
-    limits = plans.limits(org, now)
+    limits = limits_of(org, now)
     budget = limits.get("monthly_budget")
     spent = costs.month_to_date(org, now=now) if budget is not None else None
     amounts = {"monthly_budget": (spent, budget)} if budget is not None else {}
@@ -408,7 +420,7 @@ def check_all(now: datetime | None = None) -> dict:
 def overview(org, *, now: datetime | None = None) -> dict:
     """GET /billing/quotas: every quota's limit (null: none), used, percent, and its period."""
     now = now or timezone.now()
-    limits = plans.limits(org, now)
+    limits = limits_of(org, now)
     account = OrgBilling.objects.filter(org=org).first()
     period = plans.month_bounds(now)[0].strftime("%Y-%m")
     rows = []
@@ -425,8 +437,12 @@ def overview(org, *, now: datetime | None = None) -> dict:
             }
         )
     notices = Notice.objects.filter(org=org, period=plans.month_bounds(now)[0].date()).order_by("created_at")
+    try:
+        plan = plans.plan_at(org, now).slug
+    except Plan.DoesNotExist:
+        plan = None
     return {
-        "plan": plans.plan_at(org, now).slug,
+        "plan": plan,
         "paymentState": account.payment_state if account else PaymentState.OK,
         "budgetPausedAt": account.budget_paused_at if account else None,
         "quotas": rows,
