@@ -13,6 +13,10 @@ ORGS_MANAGE = "orgs:manage"
 AUDIT_READ = "audit:read"
 # Create, change and delete the organization's webhooks, and read their deliveries (with webhooks.manage).
 WEBHOOKS_MANAGE = "webhooks:manage"
+# Read usage, costs, plans and exports (with billing.read).
+BILLING_READ = "billing:read"
+# Change the organization's plan (with billing.manage).
+BILLING_MANAGE = "billing:manage"
 
 ALL_SCOPES = [
     SANDBOXES_READ,
@@ -24,6 +28,8 @@ ALL_SCOPES = [
     ORGS_MANAGE,
     AUDIT_READ,
     WEBHOOKS_MANAGE,
+    BILLING_READ,
+    BILLING_MANAGE,
 ]
 # What a new key gets when the caller names no scopes.
 DEFAULT_SCOPES = [SANDBOXES_READ, SANDBOXES_WRITE, EXECUTE, TEMPLATES_READ]

@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from apps.agents.models import ClaudeAsk, ClaudeSetup, ModelUsage
 from apps.billing import plans, quotas, tasks
@@ -336,3 +337,58 @@ def test_no_limits_no_refusals(create_sandbox, org):
     assert all(value is None for value in plans.limits(org).values())
     for _ in range(3):
         create_sandbox()
+
+
+# ---- GET /api/v1/billing/quotas ----
+
+
+def test_quotas_endpoint_shows_limits_used_and_percent(api_client, create_sandbox, org, client_for, owner):
+    limit(org, max_running_sandboxes=4, max_memory_bytes=1024 * MIB, execution_minutes_per_month=100)
+    sandbox = create_sandbox(resources={"memory": "256m"})
+    _minutes(sandbox["id"], 25)
+    response = api_client.get("/api/v1/billing/quotas")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["plan"] == "internal" and body["paymentState"] == "ok" and body["budgetPausedAt"] is None
+    rows = {row["quota"]: row for row in body["quotas"]}
+    assert list(rows) == list(OrgBilling.LIMIT_FIELDS)
+    assert rows["max_running_sandboxes"] == {
+        "quota": "max_running_sandboxes",
+        "limit": 4,
+        "used": 1,
+        "percent": 25.0,
+        "period": None,
+        "overridden": True,
+    }
+    assert (rows["max_memory_bytes"]["used"], rows["max_memory_bytes"]["percent"]) == (256 * MIB, 25.0)
+    minutes = rows["execution_minutes_per_month"]
+    assert (
+        minutes["limit"] == 100 and 25 <= minutes["used"] < 26 and minutes["period"] == timezone.now().strftime("%Y-%m")
+    )
+    assert rows["monthly_budget"] == {
+        "quota": "monthly_budget",
+        "limit": None,
+        "used": "0.00",
+        "percent": None,
+        "period": timezone.now().strftime("%Y-%m"),
+        "overridden": False,
+    }
+    assert body["notices"] == []
+
+    # a member without billing.read: 403 naming it; a key without billing:read: 403; nobody: 401
+    developer = get_user_model().objects.create_user(username="dev")
+    Membership.objects.create(org=org, user=developer, role="developer")
+    response = client_for(developer, org=org).get("/api/v1/billing/quotas")
+    assert response.status_code == 403 and response.json()["error"]["details"]["permission"] == "billing.read"
+    response = client_for(owner, ["sandboxes:read"]).get("/api/v1/billing/quotas")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "insufficient_scope"
+    assert APIClient().get("/api/v1/billing/quotas").status_code == 401
+
+
+def test_quotas_endpoint_shows_only_the_callers_organization(outsider_client, create_sandbox, org):
+    """Another organization's quotas are never shown: an outsider sees their own (nothing used)."""
+    limit(org, max_running_sandboxes=4)
+    create_sandbox()
+    body = outsider_client.get("/api/v1/billing/quotas").json()
+    rows = {row["quota"]: row for row in body["quotas"]}
+    assert rows["max_running_sandboxes"]["used"] == 0 and rows["max_running_sandboxes"]["limit"] is None

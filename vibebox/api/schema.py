@@ -76,7 +76,7 @@ def postprocess_errors(result, generator, **kwargs):
         for method, operation in item.items():
             _require_bodies_with_required_fields(operation, schemas)
             statuses = [401, 403, 429, *([404] if "{" in path else []), *([400] if "requestBody" in operation else [])]
-            if path.startswith("/api/v1/sandboxes") and method != "delete":  # work: quotas (docs/billing.md)
+            if path.startswith("/api/v1/sandboxes") and method in ("post", "put", "patch"):  # work: quotas
                 statuses.append(402)
             responses = operation["responses"]
             for status in statuses:

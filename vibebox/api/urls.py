@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("apps.marketplace.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.webhooks.api.urls")),
+    path("", include("apps.billing.api.urls")),
     path("schema", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
 ]
