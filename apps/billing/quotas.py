@@ -51,7 +51,7 @@ from vibebox import exceptions as errors
 from vibebox.units import format_size
 
 from . import costs, plans, signals
-from .models import Limits, Notice, OrgBilling, PaymentState, Plan
+from .models import Limits, Notice, OrgBilling, PaymentState, Plan, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -395,11 +395,12 @@ def orgs_to_check(now: datetime | None = None):
     now = now or timezone.now()
     start = plans.month_bounds(now)[0]
     alive = Sandbox.objects.exclude(status=Status.DESTROYED).values("org_id")
-    used_this_month = Sandbox.objects.filter(
-        Q(usage_records__hour__gte=start) | Q(executions__started_at__gte=start)
-    ).values("org_id")
+    metered = UsageRecord.objects.filter(hour__gte=start).values("org_id")
+    executed = Execution.objects.filter(started_at__gte=start).values("sandbox__org_id")
     paused = OrgBilling.objects.filter(budget_paused_at__isnull=False).values("org_id")
-    return Organization.objects.filter(Q(pk__in=alive) | Q(pk__in=used_this_month) | Q(pk__in=paused))
+    return Organization.objects.filter(
+        Q(pk__in=alive) | Q(pk__in=metered) | Q(pk__in=executed) | Q(pk__in=paused)
+    ).order_by("pk")
 
 
 def check_all(now: datetime | None = None) -> dict:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.utils import timezone
@@ -27,7 +28,9 @@ from apps.sandboxes.services.create import sandbox_create
 from apps.sandboxes.services.snapshots import snapshot_delete
 from apps.webhooks import signing
 from apps.webhooks.models import Delivery, Webhook
+from tests.ws import Communicator
 from vibebox import crypto
+from vibebox.asgi import application
 
 MIB = 1024**2
 
@@ -330,6 +333,16 @@ def test_a_frozen_payment_state_refuses_new_work(api_client, create_sandbox, org
     refused(post(api_client, f"/{sandbox['id']}/start"), "payment_state")
     limit(org, payment_state=PaymentState.PAST_DUE)  # the grace period: still works
     assert post(api_client, f"/{sandbox['id']}/start").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_terminal_is_work_too(api_key, create_sandbox, org):
+    """The WebSocket terminal asks like a command: refused before it is accepted (4000 + 402)."""
+    sandbox = create_sandbox()
+    limit(org, payment_state=PaymentState.FROZEN)
+    headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {api_key[1]}".encode())]
+    terminal = Communicator(application, f"/ws/sandboxes/{sandbox['id']}/terminal", headers=headers)
+    assert async_to_sync(terminal.connect)() == (False, 4402)
 
 
 def test_no_limits_no_refusals(create_sandbox, org):
