@@ -42,6 +42,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from apps.agents.models import ModelUsage
+from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
 from apps.orgs.models import Organization
 from apps.sandboxes import states
@@ -298,6 +299,9 @@ def _notice(org, period, quota: str, threshold: int, amount, limit) -> Notice | 
             notice = Notice.objects.create(
                 org=org, period=period, quota=quota, percent=threshold, used=Decimal(str(amount)), limit=limit
             )
+            data = notice_data(notice)
+            changes = {key: data[key] for key in ("quota", "percent", "used", "limit", "period")}
+            record("billing.threshold_reached", target=org, changes=changes)
             signals.threshold_reached.send(sender=Notice, notice=notice, org=org)
     except IntegrityError:  # written meanwhile by another process
         return None
@@ -377,13 +381,21 @@ def enforce_budget(org, *, now: datetime | None = None) -> list[str]:
     amounts = {"monthly_budget": (spent, budget)} if budget is not None else {}
     record_thresholds(org, now=now, amounts=amounts)
     if budget is None or spent < budget:
-        OrgBilling.objects.filter(org=org, budget_paused_at__isnull=False).update(budget_paused_at=None)
+        with transaction.atomic():
+            if OrgBilling.objects.filter(org=org, budget_paused_at__isnull=False).update(budget_paused_at=None):
+                changes = {"budget": as_json("monthly_budget", budget), "used": as_json("monthly_budget", spent)}
+                record("billing.budget_released", target=org, changes=changes)
         return []
     account, _ = OrgBilling.objects.get_or_create(org=org)
     month_start = plans.month_bounds(now)[0]
-    OrgBilling.objects.filter(pk=account.pk).filter(
-        Q(budget_paused_at__isnull=True) | Q(budget_paused_at__lt=month_start)
-    ).update(budget_paused_at=now)
+    with transaction.atomic():
+        if (
+            OrgBilling.objects.filter(pk=account.pk)
+            .filter(Q(budget_paused_at__isnull=True) | Q(budget_paused_at__lt=month_start))
+            .update(budget_paused_at=now)
+        ):
+            changes = {"budget": as_json("monthly_budget", budget), "used": as_json("monthly_budget", spent)}
+            record("billing.budget_exhausted", target=org, changes=changes)
     paused = []
     for sandbox in Sandbox.objects.filter(org=org, status=Status.RUNNING).select_related("template", "owner"):
         try:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.agents.models import ClaudeAsk, ClaudeSetup, ModelUsage
+from apps.audit.models import AuditEntry
 from apps.billing import plans, quotas, tasks
 from apps.billing.models import Notice, OrgBilling, PaymentState, Plan, PlanAssignment
 from apps.orgs.models import Membership
@@ -300,6 +301,10 @@ def test_budget_used_up_pauses_running_sandboxes_and_refuses_until_raised(api_cl
     assert sorted(d.payload["data"]["id"] for d in paused) == sorted(s["id"] for s in running)
     assert {d.payload["data"]["statusReason"] for d in paused} == {quotas.BUDGET_NOTE}
     assert sorted(Notice.objects.filter(org=org, quota="monthly_budget").values_list("percent", flat=True)) == [80, 100]
+    actions = list(
+        AuditEntry.objects.filter(org_id=org.pk, action__startswith="billing.").values_list("action", flat=True)
+    )
+    assert sorted(actions) == ["billing.budget_exhausted", "billing.threshold_reached", "billing.threshold_reached"]
     assert any("100% of the monthly budget" in mail.subject for mail in mailoutbox)
 
     # new work is refused: create, start, resume, exec
@@ -314,6 +319,7 @@ def test_budget_used_up_pauses_running_sandboxes_and_refuses_until_raised(api_cl
     limit(org, monthly_budget=Decimal("100000"))
     tasks.check_quotas()
     assert OrgBilling.objects.get(org=org).budget_paused_at is None
+    assert AuditEntry.objects.filter(org_id=org.pk, action="billing.budget_released").count() == 1
     assert Sandbox.objects.get(pk=running[0]["id"]).status == Status.PAUSED
     response = post(api_client, f"/{running[0]['id']}/resume")
     assert response.status_code == 200 and response.json()["statusReason"] == ""
