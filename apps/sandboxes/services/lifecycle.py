@@ -58,7 +58,10 @@ def _claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> s
         return states.claim(sandbox, from_statuses, to, action, **fields)
     with transaction.atomic():
         quotas.lock_org(sandbox.org_id)
-        sandbox.refresh_from_db(fields=["status"])
+        try:
+            sandbox.refresh_from_db(fields=["status"])
+        except Sandbox.DoesNotExist:  # a create that failed meanwhile removed its row
+            raise errors.SandboxNotFound(details={"sandbox": sandbox.pk}) from None
         if sandbox.status in RUNS_FROM & set(from_statuses):
             quotas.request_work(
                 org_id=sandbox.org_id,
