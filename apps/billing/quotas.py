@@ -147,6 +147,9 @@ def used(org, quota: str, *, now: datetime | None = None, exclude: Sandbox | Non
         except errors.MixedCurrencies:  # plans in two currencies this month: no one sum to compare
             logger.warning("budget of %s not checked: the month spans plans in two currencies", org.pk)
             return Decimal(0)
+        except Plan.DoesNotExist:  # no plan at all (see limits_of): no prices, nothing costs
+            logger.warning("budget of %s not measured: no plan (VIBEBOX_DEFAULT_PLAN missing?)", org.pk)
+            return Decimal(0)
     raise ValueError(f"unknown quota {quota!r}")
 
 
