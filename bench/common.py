@@ -101,6 +101,8 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
             # Warm pools fill in the background and would disturb other measurements; the
             # benchmarks (and tests) that need them turn them on.
             "VIBEBOX_POOL_ENABLED": "0",
+            # No plan limits or prices: a benchmark makes hundreds of sandboxes (free allows two).
+            "VIBEBOX_DEFAULT_PLAN": "internal",
             **extra_env,
         }
         env.pop("DATABASE_URL", None)

@@ -17,7 +17,7 @@ import time
 import docker
 from common import api, live_server, summary
 
-TEMPLATE = "python-3"
+TEMPLATE = "python-3.13"  # the canonical name: the pools API answers it, not the alias python-3
 
 
 def wait_pool_ready(url: str, key: str, size: int, timeout: float = 300) -> None:

@@ -39,6 +39,11 @@ STATE_CODES = {
     "unknown_role",  # a role is a built-in one or one of the organization's custom roles
     "invalid_webhook_url",  # a webhook URL: http(s)://host[:port]/path, https unless VIBEBOX_WEBHOOK_ALLOW_HTTP
     "webhook_target_refused",  # ... whose host resolves to no private address (VIBEBOX_WEBHOOK_ALLOW_PRIVATE)
+    # Billing windows: `from` before `to`, at most VIBEBOX_BILLING_MAX_WINDOW apart; a plan change
+    # starts now or later (the clock).
+    "invalid_billing_window",
+    "billing_window_too_long",
+    "invalid_effective_from",
     # A marketplace submission's template.yaml, Dockerfile and tar are documents checked by content
     # (docs/marketplace.md), not by the schema's types.
     "invalid_template_yaml",

@@ -55,6 +55,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_AUDIT_PRUNE_INTERVAL="1s",
         VIBEBOX_WEBHOOK_INTERVAL="1s",
         VIBEBOX_WEBHOOK_PRUNE_INTERVAL="1s",
+        VIBEBOX_BILLING_LIVE_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -70,6 +71,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "prune-audit-log",
         "deliver-webhooks",
         "prune-webhook-deliveries",
+        "billing-live-costs",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 

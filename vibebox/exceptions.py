@@ -212,6 +212,10 @@ BillingWindowTooLong = error("billing_window_too_long", 400, "The window is too 
 UnknownGroupBy = error("unknown_group_by", 400, "groupBy must be one of sandbox, template, day, resource.")
 UnknownExportFormat = error("unknown_export_format", 400, "format must be csv or jsonl.")
 PlanNotFound = error("plan_not_found", 404, "No such plan.")
+InvalidEffectiveFrom = error("invalid_effective_from", 400, "effectiveFrom must be now or later.")
+PlanCurrencyChange = error(
+    "plan_currency_change", 409, "A plan in another currency can only start at the start of a month (UTC)."
+)
 MixedCurrencies = error(
     "mixed_currencies", 409, "The window spans plans in different currencies; ask for each plan's period apart."
 )

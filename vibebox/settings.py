@@ -176,6 +176,10 @@ VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 VIBEBOX_USAGE_FLUSH_INTERVAL = env_duration("VIBEBOX_USAGE_FLUSH_INTERVAL", "10s")
 # A pass still queued one interval after beat sent it (the worker was down or busy) expires
 # unrun: the next one is on its way, and a pile of stale passes would run back to back.
+# How often running sandboxes' costs so far go to the billing page over the activity feed
+# (apps/billing/live.py); the task lives outside a tasks module, so the worker imports it by name.
+VIBEBOX_BILLING_LIVE_INTERVAL = env_duration("VIBEBOX_BILLING_LIVE_INTERVAL", "15s")
+CELERY_IMPORTS = ["apps.billing.live"]
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sandboxes": {
         "task": "apps.sandboxes.tasks.reconcile_sandboxes",
@@ -217,6 +221,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.billing.tasks.check_quotas",
         "schedule": env_duration("VIBEBOX_METER_INTERVAL", "15s"),
         "options": {"expires": env_duration("VIBEBOX_METER_INTERVAL", "15s")},
+    },
+    "billing-live-costs": {
+        "task": "apps.billing.live.publish_live_costs",
+        "schedule": VIBEBOX_BILLING_LIVE_INTERVAL,
+        "options": {"expires": VIBEBOX_BILLING_LIVE_INTERVAL},
     },
 }
 
@@ -395,6 +404,11 @@ VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
 VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
 VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "20000"))
 VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
+# A submission still queued after VIBEBOX_TEMPLATE_REQUEUE_AFTER without a change is sent to the
+# worker again (its task may have been lost); one queued for longer than
+# VIBEBOX_TEMPLATE_QUEUE_TIMEOUT in all fails (the reap-submissions pass, docs/marketplace.md).
+VIBEBOX_TEMPLATE_REQUEUE_AFTER = env_duration("VIBEBOX_TEMPLATE_REQUEUE_AFTER", "15m")
+VIBEBOX_TEMPLATE_QUEUE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_QUEUE_TIMEOUT", "3h")
 # Whether a queued submission is sent to the Celery worker (tests run the pipeline themselves).
 VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATCH", True)
 # Setuid/setgid files a submitted image may add to its base (Debian's usual ones).

@@ -35,7 +35,6 @@ from .resources import CONVERSIONS, RESOURCES, USAGE_FIELDS
 ZERO = Decimal(0)
 # Sums of money are exact at this precision (amounts have 6 decimals, prices 6, usage < 10^18).
 PRECISE = Context(prec=60)
-FEE = "fee"  # the group key of the plan's fee in grouped costs (resource grouping)
 
 
 @dataclass
@@ -71,6 +70,11 @@ def _micro(delta: timedelta) -> int:
 
 
 def pieces(org, start: datetime, end: datetime) -> list[Piece]:
+    with localcontext(PRECISE):
+        return _pieces(org, start, end)
+
+
+def _pieces(org, start: datetime, end: datetime) -> list[Piece]:
     result = []
     for window_start, window_end, month_start, month_end in plans.months(start, end):
         month = Decimal(_micro(month_end - month_start))
@@ -108,7 +112,7 @@ def live_rows(org, *, sandbox=None) -> list[dict]:
     return []
 
 
-def _rows(org, start: datetime, end: datetime, *, now=None):
+def usage_rows(org, start: datetime, end: datetime, *, now=None):
     """The organization's UsageRecord rows (dicts) whose hour starts in [start, end), in time order,
     and the live part when the current hour is in the window. Iterated, never loaded whole."""
     records = UsageRecord.objects.filter(org=org, hour__gte=start, hour__lt=end).order_by("hour", "sandbox_id")
@@ -156,7 +160,7 @@ def _charges(org, window: list[Piece], *, now=None):
                 resource: price.included * CONVERSIONS[resource].divisor * piece.allowance_fraction
                 for resource, price in piece.prices.items()
             }
-        for hour, group in groupby(_rows(org, piece.segment_start, piece.end, now=now), key=itemgetter("hour")):
+        for hour, group in groupby(usage_rows(org, piece.segment_start, piece.end, now=now), key=itemgetter("hour")):
             rows = list(group)
             counted = hour >= piece.start
             for resource, price in piece.prices.items():
@@ -181,6 +185,11 @@ def _charges(org, window: list[Piece], *, now=None):
                     yield piece, row, row.pop("_charges", {})
 
 
+def _product(a: Decimal, b: Decimal) -> Decimal:
+    with localcontext(PRECISE):
+        return a * b
+
+
 def _fee_item(piece: Piece) -> LineItem | None:
     if piece.plan.monthly_fee == ZERO:
         return None
@@ -192,7 +201,7 @@ def _fee_item(piece: Piece) -> LineItem | None:
         unit="month",
         unit_price=piece.plan.monthly_fee,
         included=ZERO,
-        amount=piece.plan.monthly_fee * piece.fee_fraction,
+        amount=_product(piece.plan.monthly_fee, piece.fee_fraction),
         currency=piece.plan.currency,
         start=piece.start,
         end=piece.end,

@@ -10,13 +10,16 @@ from django.urls import NoReverseMatch, reverse
 from apps.keys.actors import actor_of
 from apps.orgs import selectors as org_selectors
 
-MENU = [
-    ("activity", "Agent activity", "dashboard:activity"),
-    ("templates", "Templates", "dashboard:templates"),
-    ("marketplace", "Marketplace", "dashboard:marketplace"),
-    ("keys", "API keys", "dashboard:keys"),
-    ("usage", "Usage", "dashboard:usage"),
-    ("org", "Organization", "dashboard:org"),
+CREATE_SANDBOXES = "sandboxes.create"
+
+MENU = [  # (key, label, URL name, the permission it needs to show)
+    ("activity", "Agent activity", "dashboard:activity", None),
+    ("templates", "Templates", "dashboard:templates", None),
+    ("marketplace", "Marketplace", "dashboard:marketplace", None),
+    ("keys", "API keys", "dashboard:keys", None),
+    ("usage", "Usage", "dashboard:usage", None),
+    ("billing", "Billing", "dashboard:billing", "billing.read"),
+    ("org", "Organization", "dashboard:org", None),
 ]
 
 ORG_TABS = [  # (key, label, URL name, the permission it needs to show)
@@ -46,15 +49,23 @@ def _url(name: str, *args) -> str | None:
 
 
 def menu(request) -> dict:
-    """Context processor: `dashboard_nav` for the top menu; the user's organizations and the one
-    they act in, for the switcher."""
+    """Context processor: `dashboard_nav` for the top menu (the pages the user may see in the
+    organization they act in); the user's organizations and the one they act in, for the
+    switcher; whether they may create sandboxes there (the billing role may not: no "New
+    sandbox" controls)."""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    items = [{"key": key, "label": label, "url": url} for key, label, name in MENU if (url := _url(name))]
+    actor = actor_of(request)
+    items = [
+        {"key": key, "label": label, "url": url}
+        for key, label, name, permission in MENU
+        if (permission is None or actor.can(permission)) and (url := _url(name))
+    ]
     return {
         "dashboard_nav": items,
         "dashboard_orgs": list(org_selectors.org_list(user=request.user)),
-        "current_org": actor_of(request).org,
+        "current_org": actor.org,
+        "can_create_sandboxes": actor.can(CREATE_SANDBOXES),
     }
 
 

@@ -1,8 +1,8 @@
-"""Routes of the other pages: git and Claude tabs, agent activity, templates, API keys, usage."""
+"""Routes of the other pages: git and Claude tabs, agent activity, templates, API keys, usage, billing."""
 
 from django.urls import path
 
-from . import account, activity, sandbox_dev
+from . import account, activity, billing, sandbox_dev
 
 urlpatterns = [
     path("sandboxes/<str:sandbox_id>/git", sandbox_dev.sandbox_git, name="sandbox-git"),
@@ -24,4 +24,5 @@ urlpatterns = [
     path("keys/<str:key_id>/revoke", account.key_revoke, name="key-revoke"),
     path("keys/<str:key_id>/usage", account.key_usage, name="key-usage"),
     path("usage/", account.usage_page, name="usage"),
+    path("billing/", billing.billing_page, name="billing"),
 ]

@@ -125,6 +125,11 @@ def sandbox_bulk(request):
 @login_required
 def sandbox_create(request):
     actor = actor_of(request)
+    if not actor.can("sandboxes.create"):  # the billing role, a viewer: a 403 page naming it
+        try:
+            actor.require("sandboxes.create")
+        except errors.PermissionDenied as exc:
+            raise DjangoPermissionDenied(exc.message) from None
     # The marketplace's "Create sandbox" opens the form with ?template=<name>[&version=<v>] chosen.
     initial = {key: request.GET[key] for key in ("template", "version") if request.GET.get(key)}
     form = SandboxCreateForm(request.POST or None, org=actor.org, initial=initial)

@@ -21,6 +21,7 @@ from .submissions import (  # noqa: F401  (the pipeline's calls: apps/marketplac
     submission_progress,
     submission_publish,
     submission_reject,
+    submission_requeue,
     submission_review,
     submission_start,
     template_latest_refresh,

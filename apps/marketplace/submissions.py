@@ -193,6 +193,26 @@ def submission_start(submission_id: str) -> Submission | None:
     return states.move(submission_id, SubmissionState.BUILDING, strict=False)
 
 
+def submission_requeue(submission_id: str, *, idle_before) -> Submission | None:
+    """A submission still queued with no change since `idle_before` (its Celery task may have
+    been lost: a worker died before running it, the broker was flushed) is queued again: a line in
+    its build log says so and submission_queued is sent again (the pipeline runs it once: a second
+    task finds it no longer queued). None when it is no longer queued or changed since."""
+    now = timezone.now()
+    if not Submission.objects.filter(pk=submission_id, state=SubmissionState.QUEUED, updated_at__lt=idle_before).update(
+        updated_at=now
+    ):
+        return None
+    minutes = max(1, round((now - idle_before).total_seconds() / 60))
+    submission_log_append(
+        submission_id,
+        f"re-queued: the validation had not started after {minutes} min (its task may have been lost)\n",
+    )
+    submission = Submission.objects.get(pk=submission_id)
+    transaction.on_commit(lambda: submission_queued.send(sender=Submission, submission=submission))
+    return submission
+
+
 @transaction.atomic
 def submission_log_append(submission_id: str, text: str) -> int:
     """Appends to the build log (kept at most LOG_MAX bytes: the head and the newest tail) and
@@ -346,7 +366,7 @@ def submission_candidate(submission_id: str) -> TemplateVersion:
         raise ValueError("submission_candidate: the submission has no image yet (submission_progress(image=...))")
     # Two first submissions of a new name at once: get_or_create's insert waits for the other's,
     # and the loser gets the winner's row (then 409 below), not an IntegrityError.
-    template, _ = Template.objects.get_or_create(
+    template, created = Template.objects.get_or_create(
         name=submission.template_name,
         defaults={
             "image": "",
@@ -363,6 +383,13 @@ def submission_candidate(submission_id: str) -> TemplateVersion:
         raise errors.SubmissionStateConflict(
             f"Template {template.name!r} belongs to someone else.", details={"template": template.name}
         )
+    if not created and not template.is_active and not template.versions.filter(state=VersionState.PUBLISHED).exists():
+        # A row an ended submission left (its smoke sandbox's row protected it from
+        # _release_name): this organization's name, reused with this submission's fields.
+        Template.objects.filter(pk=template.pk).update(
+            visibility=Visibility.PRIVATE, updated_at=timezone.now(), **_template_fields(submission.spec)
+        )
+        template.refresh_from_db()
     fields = {
         "image": submission.image,
         "image_size": submission.image_size,

@@ -129,6 +129,26 @@ def _group_key(layer, group: str) -> bytes | None:
     return layer._group_key(group)
 
 
+def listening(owner_ids) -> set:
+    """Which of these owners have an activity feed open now (one Redis round trip), for a publisher
+    whose events cost something to compute. When it cannot tell (another channel layer, Redis
+    down), all of them."""
+    owner_ids = list(owner_ids)
+    layer = get_channel_layer()
+    keys = [_group_key(layer, activity_group(owner_id)) for owner_id in owner_ids]
+    if not owner_ids or any(key is None for key in keys):
+        return set(owner_ids)
+    try:
+        pipe = redisdb.client(settings.REDIS_URL).pipeline(transaction=False)
+        for key in keys:
+            pipe.zcard(key)
+        counts = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("listeners unknown: %s", exc)
+        return set(owner_ids)
+    return {owner_id for owner_id, count in zip(owner_ids, counts, strict=True) if count}
+
+
 # KEYS: the event lists of the kept events (one per event, in order), then the groups' member sets.
 # ARGV: how many events, how many a sandbox keeps, their lists' ttl, then the events' JSON.
 # Answers each group's member count. One command: a pipeline of five per event cost more to parse

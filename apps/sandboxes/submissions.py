@@ -56,14 +56,16 @@ from apps.marketplace.services import (
     submission_log_append,
     submission_passed,
     submission_progress,
+    submission_requeue,
     submission_start,
 )
+from apps.marketplace.states import RUNNING as RUNNING_STATES  # queued, building, smoke_testing
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
 from . import processes
 from .runtime import get_driver
-from .runtime.base import BuildFailed, BuildLimits
+from .runtime.base import BUILD_OWNER_LABEL, BuildFailed, BuildLimits
 from .services.create import sandbox_create, sandbox_destroy
 from .services.exec import sandbox_exec
 from .specs import base_labels
@@ -364,9 +366,14 @@ def _split(instruction: str) -> tuple[str, list[str]]:
     return word, flags + args
 
 
-def plan_dockerfile(text: str, *, org) -> Plan:
+def plan_dockerfile(text: str, *, org, labels: dict[str, str] | None = None) -> Plan:
     """Checks the Dockerfile's bases and rewrites each FROM to an exact local image (StepFailed
-    build, saying what is allowed, for anything else)."""
+    build, saying what is allowed, for anything else). With `labels`, a LABEL line follows every
+    FROM: each step's intermediate image and container carries them (a build whose worker died
+    leaves nothing the reaper cannot find by label)."""
+    label_line = (
+        "\nLABEL " + " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(labels.items())) if labels else ""
+    )
     stages: list[Stage] = []
     names: dict[str, int] = {}
     out: list[str] = []
@@ -402,7 +409,7 @@ def plan_dockerfile(text: str, *, org) -> Plan:
                     raise StepFailed(FailedStep.BUILD, f"Line {number}: stage name {stage_name!r} is used twice.")
                 names[stage_name] = len(stages)
             stages.append(stage)
-            replaced[number] = f"FROM {image}" + (f" AS {stage_name}" if stage_name else "")
+            replaced[number] = f"FROM {image}" + (f" AS {stage_name}" if stage_name else "") + label_line
             end = instructions[index + 1][0] if index + 1 < len(instructions) else len(lines) + 1
             dropped.update(range(number + 1, end))
             continue
@@ -549,11 +556,17 @@ def image_tag(submission: Submission) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/market-{name}:{version}-{suffix}"[:200]
 
 
+def build_labels(submission: Submission) -> dict[str, str]:
+    """On every container and intermediate image of the submission's build (a LABEL after each
+    FROM): the reaper finds a dead build's leftovers by them."""
+    return {"vibebox.instance": settings.VIBEBOX_INSTANCE, BUILD_OWNER_LABEL: submission.pk}
+
+
 def image_labels(submission: Submission) -> dict[str, str]:
     return {
         "vibebox.managed-image": "1",
         "vibebox.instance": settings.VIBEBOX_INSTANCE,
-        "vibebox.submission": submission.pk,
+        BUILD_OWNER_LABEL: submission.pk,
         "vibebox.template": submission.template_name,
         "vibebox.template-version": submission.version,
     }
@@ -843,7 +856,7 @@ def submission_validate(submission_id: str) -> str | None:
         if submission.context_path:
             files = extract_context(submission.context_path, context)
             log(f"build context: {files} entries")
-        plan = plan_dockerfile(submission.dockerfile, org=submission.org)
+        plan = plan_dockerfile(submission.dockerfile, org=submission.org, labels=build_labels(submission))
         _context_file(context / "Dockerfile", plan.dockerfile.encode())
         # The server's extra CA bundle (maybe empty), as the built-in images get it: a build can
         # COPY it to fetch through a TLS-intercepting proxy. It replaces the submitter's file.
@@ -911,29 +924,66 @@ def _context_file(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-INTERRUPTED_MESSAGE = "The validation was interrupted (its worker stopped); submit the version again."
+INTERRUPTED_MESSAGE = (
+    "The validation was interrupted (its worker stopped) in its {step} step; submit the version again."
+)
+NEVER_STARTED_MESSAGE = (
+    "The validation never started within {hours:g} h of the submission (its task was lost, or no worker "
+    "took it); submit the version again."
+)
 LEFTOVER_STATES = (SubmissionState.FAILED, SubmissionState.CANCELLED)
 
 
 def submissions_interrupted(now: dt.datetime | None = None) -> dict:
-    """The periodic pass (tasks.reap_submissions): a submission building or smoke testing with no
-    sign of life for longer than the build and smoke timeouts plus 5 minutes lost its worker: it
-    fails (step build, INTERRUPTED_MESSAGE). Then the build networks (with their step containers
-    and firewall rules) of this instance's submissions that are no longer running are removed,
-    and the images of its failed or cancelled submissions that no template version uses."""
+    """The periodic pass (tasks.reap_submissions), each action logged:
+
+    - a submission building or smoke testing with no sign of life for longer than the build and
+      smoke timeouts plus 5 minutes lost its worker: it fails, at the step it was in (`build` or
+      `smoke`);
+    - a submission queued for longer than VIBEBOX_TEMPLATE_QUEUE_TIMEOUT fails (step `build`: it
+      never started); one queued with no change for VIBEBOX_TEMPLATE_REQUEUE_AFTER is queued again
+      (submission_requeue: its task may have been lost; the pipeline runs it only once);
+    - the build networks (with their step containers and firewall rules) of this instance's
+      submissions that are no longer running are removed, and what their builds left, found by
+      label (BUILD_OWNER_LABEL): step containers and untagged step images of any ended submission,
+      and the built image of a failed or cancelled one that no template version uses."""
     now = now or timezone.now()
     allowed = float(settings.VIBEBOX_TEMPLATE_BUILD_TIMEOUT) + float(settings.VIBEBOX_TEMPLATE_SMOKE_TIMEOUT) + 300
     stale = Submission.objects.filter(
         state__in=[SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING],
         updated_at__lt=now - dt.timedelta(seconds=allowed),
+    ).values_list("pk", "state")
+    failed = []
+    for pk, state in stale:
+        step = FailedStep.SMOKE if state == SubmissionState.SMOKE_TESTING else FailedStep.BUILD
+        if submission_fail(pk, step=step, message=INTERRUPTED_MESSAGE.format(step=step)):
+            logger.warning(
+                "submission %s: no sign of life for %d min while %s: failed (step %s)", pk, allowed // 60, state, step
+            )
+            failed.append(pk)
+    queue_timeout = float(settings.VIBEBOX_TEMPLATE_QUEUE_TIMEOUT)
+    never = Submission.objects.filter(
+        state=SubmissionState.QUEUED, created_at__lt=now - dt.timedelta(seconds=queue_timeout)
     ).values_list("pk", flat=True)
-    failed = [pk for pk in stale if submission_fail(pk, step=FailedStep.BUILD, message=INTERRUPTED_MESSAGE)]
+    for pk in never:
+        message = NEVER_STARTED_MESSAGE.format(hours=round(queue_timeout / 3600, 2))
+        if submission_fail(pk, step=FailedStep.BUILD, message=message):
+            logger.warning("submission %s: still queued after %g h: failed (step build)", pk, queue_timeout / 3600)
+            failed.append(pk)
+    idle_before = now - dt.timedelta(seconds=float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER))
+    requeued = []
+    for pk in Submission.objects.filter(state=SubmissionState.QUEUED, updated_at__lt=idle_before).values_list(
+        "pk", flat=True
+    ):
+        if submission_requeue(pk, idle_before=idle_before):
+            logger.warning(
+                "submission %s: still queued with no change for %g min (its task may be lost): queued again",
+                pk,
+                float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER) / 60,
+            )
+            requeued.append(pk)
     driver = get_driver()
-    running = set(
-        Submission.objects.filter(
-            state__in=[SubmissionState.QUEUED, SubmissionState.BUILDING, SubmissionState.SMOKE_TESTING]
-        ).values_list("pk", flat=True)
-    )
+    running = set(Submission.objects.filter(state__in=RUNNING_STATES).values_list("pk", flat=True))
     networks = []
     for name, owner in driver.build_networks({"vibebox.instance": settings.VIBEBOX_INSTANCE}).items():
         if owner in running:
@@ -943,18 +993,36 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
             networks.append(name)
         except errors.ApplicationError as exc:
             logger.warning("could not remove build network %s: %s", name, exc.message)
-    images = []
-    labels = {"vibebox.managed-image": "1", "vibebox.instance": settings.VIBEBOX_INSTANCE}
-    for info in driver.list_images(labels):
-        owner = info.labels.get("vibebox.submission", "")
-        if not owner or owner in running or TemplateVersion.objects.filter(image=info.tag).exists():
+    leftovers = driver.build_leftovers({"vibebox.instance": settings.VIBEBOX_INSTANCE})
+    states = dict(Submission.objects.filter(pk__in={item.owner for item in leftovers}).values_list("pk", "state"))
+    used = set(
+        TemplateVersion.objects.filter(image__in=[tag for item in leftovers for tag in item.tags]).values_list(
+            "image", flat=True
+        )
+    )
+    doomed = []
+    for item in leftovers:
+        state = states.get(item.owner)
+        if state in RUNNING_STATES or not item.owner:
             continue
-        state = Submission.objects.filter(pk=owner).values_list("state", flat=True).first()
-        if state is None or state in LEFTOVER_STATES:
-            with contextlib.suppress(errors.ApplicationError):
-                driver.image_remove(info.tag)
-                images.append(info.tag)
-    return {"failed": failed, "networks_removed": networks, "images_removed": images}
+        if item.tags and (state not in (None, *LEFTOVER_STATES) or used.intersection(item.tags)):
+            continue  # a built image that a version uses, or of a submission that passed
+        doomed.append(item)
+    removed = set(driver.build_leftovers_remove(doomed)) if doomed else set()
+    for item in doomed:
+        if item.id in removed:
+            logger.info(
+                "submission %s: removed a leftover build %s %s", item.owner, item.kind, (item.tags or (item.id,))[0]
+            )
+    return {
+        "failed": failed,
+        "requeued": requeued,
+        "networks_removed": networks,
+        "images_removed": [
+            (item.tags or (item.id,))[0] for item in doomed if item.kind == "image" and item.id in removed
+        ],
+        "containers_removed": [item.id for item in doomed if item.kind == "container" and item.id in removed],
+    }
 
 
 def _current_step(submission_id: str) -> str:

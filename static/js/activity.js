@@ -53,6 +53,7 @@
 
   function onEvent(e) {
     const event = e.detail || {};
+    if (event.type && event.type.startsWith("billing.")) return; // the billing page's live numbers
     render(event);
     const state = document.getElementById("activity-state");
     if (state) state.textContent = "live";

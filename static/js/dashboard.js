@@ -32,8 +32,14 @@
     if (socket && socket.readyState <= 1) return;
     socket = new WebSocket(wsUrl("/ws/activity"));
     socket.onmessage = (message) => { try { onEvent(JSON.parse(message.data)); } catch (e) { /* not an event */ } };
-    socket.onopen = () => { retry = 1000; };
-    socket.onclose = () => { socket = null; setTimeout(connect, retry); retry = Math.min(retry * 2, 15000); };
+    // body[data-socket=open] while the feed is connected (what the browser tests wait for).
+    socket.onopen = () => { retry = 1000; document.body.dataset.socket = "open"; };
+    socket.onclose = () => {
+      socket = null;
+      delete document.body.dataset.socket;
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    };
   }
 
   // htmx drops an error answer (4xx/5xx) or a lost connection without a word: a boosted form

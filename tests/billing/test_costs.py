@@ -186,3 +186,31 @@ def test_sandbox_cost_and_rate(org, make_sandbox):
     assert result["total"] == D(0)  # inside the free allowance
     assert result["ratePerHour"] == D("0.05")  # half a vCPU-hour in half an hour, at 0.05 per vCPU-hour
     assert costs.sandbox_cost(box, now=at("2026-11-02T10:00") + timedelta(hours=5))["ratePerHour"] == 0
+
+
+def test_days_add_up_to_the_month(org, make_sandbox):
+    """Allowances are used in time order, so the costs of consecutive windows add up exactly."""
+    assign(org, "free", "2026-01-01T00:00")
+    assign(org, "pro", "2026-11-20T12:00")
+    boxes = [make_sandbox() for _ in range(2)]
+    for day in range(1, 31):
+        for number, box in enumerate(boxes):
+            usage(box, f"2026-11-{day:02d}T{8 + number:02d}:00", cpu_seconds=6 * 3600 + 13, memory_gib_seconds=12345)
+    days = [
+        costs.total(
+            org,
+            at(f"2026-11-{day:02d}T00:00"),
+            at("2026-12-01T00:00") if day == 30 else at(f"2026-11-{day + 1:02d}T00:00"),
+        )
+        for day in range(1, 31)
+    ]
+    month = costs.total(org, at("2026-11-01T00:00"), at("2026-12-01T00:00"))
+    with localcontext(costs.PRECISE):
+        assert abs(sum(days) - month) < D("1e-40")
+    assert days[0] == 0  # free's allowance (20 x 19.5/30 = 13 vCPU-hours) covers the first day's 12
+    groups, fee, _ = costs.grouped(
+        org, at("2026-11-01T00:00"), at("2026-12-01T00:00"), key=lambda row: row["hour"].date()
+    )
+    with localcontext(costs.PRECISE):
+        assert abs(sum(sum(values.values()) for values in groups.values()) + fee - month) < D("1e-40")
+    assert month > 0

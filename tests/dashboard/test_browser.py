@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from common import api, live_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+from .conftest import CHROMIUM, OUTPUT  # noqa: E402  (the `chromium` and `context` fixtures are there too)
+
 PASSWORD = "browser-pw-" + "x" * 8
-OUTPUT = ROOT / "var" / "test-output" / "browser"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 
@@ -47,30 +47,6 @@ def server():
         running.manage("shell", "-c", SET_PASSWORD.format(user=instance, password=PASSWORD))
         running.user = instance
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def context(browser, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(60_000)  # deadlines, not targets: a create under load has taken over 20 s
-    yield context
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        folder = OUTPUT / request.node.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for number, page in enumerate(context.pages):
-            page.screenshot(path=str(folder / f"page{number}.png"), full_page=True)
-    context.close()
 
 
 def sign_in(page, server):

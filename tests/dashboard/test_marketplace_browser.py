@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from .test_browser import CHROMIUM, OUTPUT, PASSWORD, SET_PASSWORD, live_server, sign_in
+from .conftest import CHROMIUM
+from .test_browser import PASSWORD, SET_PASSWORD, live_server, sign_in
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 
@@ -38,30 +39,6 @@ def server():
         running.manage("shell", "-c", ROWS.format(user=instance))
         running.user = instance
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def context(browser, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(30_000)
-    yield context
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        folder = OUTPUT / request.node.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for number, page in enumerate(context.pages):
-            page.screenshot(path=str(folder / f"page{number}.png"), full_page=True)
-    context.close()
 
 
 def test_the_catalogue_filters_in_place_and_opens_a_template(server, context):

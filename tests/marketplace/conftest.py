@@ -91,3 +91,12 @@ def pipeline_to_passed(submission_id: str, *, image: str) -> None:
     services.submission_candidate(submission_id)
     services.submission_progress(submission_id, state="smoke_testing", smoke_output="ok\n")
     services.submission_passed(submission_id)
+
+
+@pytest.fixture
+def python_image(templates):
+    """python-3.13's image (a published version's image in tests that build nothing)."""
+    image = templates["python-3.13"].image
+    if not image:
+        pytest.skip("python-3.13's image is not built here")
+    return image

@@ -20,14 +20,6 @@ def _code(response):
     return response.json()["error"]["code"]
 
 
-@pytest.fixture
-def python_image(templates):
-    image = templates["python-3.13"].image
-    if not image:
-        pytest.skip("python-3.13's image is not built here")
-    return image
-
-
 def test_a_private_template_is_invisible_to_other_orgs(api_client, outsider_client, owner, publish, templates):
     publish(owner, "secret-tool", description="hush")
     assert api_client.get("/api/v1/templates/secret-tool").status_code == 200

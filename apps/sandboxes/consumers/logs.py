@@ -85,8 +85,16 @@ class ActivityConsumer(BaseConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def sandbox_event(self, message):
-        if await self.still_allowed():
+        if await self.still_allowed() and self._may_see(message["event"]):
             await self.outbox.put("json", message["event"])
+
+    def _may_see(self, event: dict) -> bool:
+        """Billing events (`billing.*`, sent only to members who may read the organization's
+        billing) reach a session, and an API key of that organization holding `billing:read`."""
+        if not str(event.get("type", "")).startswith("billing.") or self.key is None:
+            return True
+        org_id = (event.get("data") or {}).get("orgId")
+        return "billing:read" in (self.key.scopes or []) and self.key.org_id == org_id
 
     async def disconnect(self, code):
         if self.group is not None:

@@ -62,6 +62,22 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class BuildLeftover:
+    """A container or image a limited build made, found by its labels (BUILD_OWNER_LABEL names the
+    build): `kind` "container" or "image", `id` the engine's id, `tags` an image's tags (none for
+    a step's intermediate image), `created` unix time."""
+
+    kind: str
+    id: str
+    owner: str
+    tags: tuple[str, ...] = ()
+    created: float = 0.0
+
+
+BUILD_OWNER_LABEL = "vibebox.submission"  # on every container and image a submission's build makes
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     tag: str
     labels: dict[str, str] = field(default_factory=dict)
@@ -517,6 +533,10 @@ class RuntimeDriver(Protocol):
     # removal of one with whatever step containers are still on it.
     def build_networks(self, labels: dict[str, str]) -> dict[str, str]: ...
     def build_network_remove(self, name: str) -> None: ...
+    # The containers and images (tagged or not, a dead build's step images included) carrying
+    # BUILD_OWNER_LABEL and `labels`; and the removal of some of them (answers the ids removed).
+    def build_leftovers(self, labels: dict[str, str]) -> list[BuildLeftover]: ...
+    def build_leftovers_remove(self, leftovers: list[BuildLeftover]) -> list[str]: ...
 
     # Images.
     def image_exists(self, tag: str) -> bool: ...

@@ -27,9 +27,11 @@ from vibebox import exceptions as errors
 
 from . import bounded, docker_logs, firewall, sandboxd_client
 from .base import (
+    BUILD_OWNER_LABEL,
     DAEMON_BINARY,
     DAEMON_MOUNT,
     BuildFailed,
+    BuildLeftover,
     BuildLimits,
     BuildLog,
     ContainerInfo,
@@ -1380,6 +1382,58 @@ class DockerDriver:
         with self._engine():
             self._build_containers_remove(name, wait=10)
         self.remove_network(name)
+
+    def build_leftovers(self, labels: dict[str, str]) -> list[BuildLeftover]:
+        """The step containers and the leaf images (no child image: a tagged build result, or the last
+        untagged step image of a build that never finished) labelled with the build that made them
+        (BUILD_OWNER_LABEL) and `labels`. Removing a leaf prunes its untagged parents, the same
+        build's earlier step images."""
+        filters = {"label": [BUILD_OWNER_LABEL, *_labels_filter(labels)["label"]]}
+        with self._engine():
+            containers = self.client.api.containers(all=True, filters=filters)
+            images = self.client.api.images(all=False, filters=filters)  # all=False: leaves only
+        found = [
+            BuildLeftover(
+                kind="container",
+                id=row["Id"],
+                owner=str((row.get("Labels") or {}).get(BUILD_OWNER_LABEL) or ""),
+                created=float(row.get("Created") or 0),
+            )
+            for row in containers
+            # A sandbox made from a built image inherits its labels: a build's step containers are
+            # the ones without the sandboxes' own label.
+            if "vibebox.managed" not in (row.get("Labels") or {})
+        ]
+        found += [
+            BuildLeftover(
+                kind="image",
+                id=row["Id"],
+                owner=str((row.get("Labels") or {}).get(BUILD_OWNER_LABEL) or ""),
+                tags=tuple(tag for tag in row.get("RepoTags") or () if tag != "<none>:<none>"),
+                created=float(row.get("Created") or 0),
+            )
+            for row in images
+        ]
+        return found
+
+    def build_leftovers_remove(self, leftovers: list[BuildLeftover]) -> list[str]:
+        """Removes them, containers first (a step container holds its image); an image's tags go,
+        then the image and its untagged parents (pruned). Answers the ids removed."""
+        removed: list[str] = []
+        for item in sorted(leftovers, key=lambda item: item.kind != "container"):
+            try:
+                if item.kind == "container":
+                    self.client.api.remove_container(item.id, force=True)
+                else:
+                    for tag in item.tags[1:]:
+                        self.client.api.remove_image(tag, noprune=True)
+                    self.client.api.remove_image(item.tags[0] if item.tags else item.id, noprune=False)
+                removed.append(item.id)
+            except (ImageNotFound, NotFound):
+                removed.append(item.id)
+            except (APIError, requests.exceptions.RequestException) as exc:
+                logger.warning("could not remove build leftover %s %s: %s", item.kind, item.id[:19], exc)
+        return removed
 
     def _build_containers_remove(self, network: str, wait: float = 0.0) -> None:
         """Removes the containers of a build's steps (on its own network): a cancelled build's;

@@ -285,7 +285,6 @@ def sandbox_create(
         auto_start=auto_start, disk=None if disk == default_disk() else disk
     )
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
-    pinned_image = image if template and "@" in template else ""
     warm = pool is not None
 
     try:
@@ -327,7 +326,10 @@ def sandbox_create(
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
             )
-            pooled = pools.pool_claim(pool, image=pinned_image) if warm else None
+            # Only a container of the very image this create resolved (the template's newest version
+            # for a bare name, the pinned one's for a pin): a pooled container of an older version
+            # (warmed before a publish the pool has not caught up with) never serves it.
+            pooled = pools.pool_claim(pool, image=image) if warm else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
                 sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
                 sandbox.status = Status.CREATING if clone else Status.RUNNING

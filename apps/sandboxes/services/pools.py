@@ -86,9 +86,9 @@ def pool_for(template: Template, *, cpu: float, memory: int) -> WarmPool | None:
 
 
 def pool_claim(pool: WarmPool | None, *, image: str = "") -> PooledContainer | None:
-    """Takes the oldest ready container of the pool's current image, or of `image` (a create
-    pinned to a marketplace template's version takes only a container of that version's image)
-    (call inside the create's transaction). Counts a hit or a miss."""
+    """Takes the oldest ready container of `image` (the image the create resolved: a bare name's
+    newest version, a pin's version; default the pool's current image), never one of another
+    image (call inside the create's transaction). Counts a hit or a miss."""
     if pool is None:
         return None
     template = pool.template

@@ -197,12 +197,12 @@ def test_keys_create_list_revoke_and_usage(cli_env):
     table = cli(cli_env, "keys", "list")
     assert "cli test key" in table.stdout and key["key"] not in table.stdout
 
-    usage = cli(cli_env, "usage", "--json")
+    usage = cli(cli_env, "keys", "usage", "--json")
     assert usage.returncode == 0, usage.stderr
     rows = {row["key_id"]: row for row in json.loads(usage.stdout)}
     assert rows[key["id"]]["total_requests"] >= 1
     assert rows[key["id"]]["name"] == "cli test key"
-    assert "REQUESTS" in cli(cli_env, "usage").stdout
+    assert "REQUESTS" in cli(cli_env, "keys", "usage").stdout
 
     plain = cli(cli_env, "keys", "create", "cli plain key", "--scopes", "sandboxes:read")
     assert plain.returncode == 0 and plain.stdout.strip().startswith("vb_live_")

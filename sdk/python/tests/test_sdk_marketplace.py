@@ -107,7 +107,8 @@ def test_parts_instead_of_a_directory_and_validation_errors(vb, tmp_path):
         vb.marketplace.submit(directory, dockerfile="FROM debian:trixie\n")
 
 
-def test_wait_follows_the_build_log_to_a_failure(vb, server, tmp_path):
+@pytest.mark.parametrize("live", [True, False], ids=["websocket", "polling"])
+def test_wait_follows_the_build_log_to_a_failure(vb, server, tmp_path, live):
     sub = vb.marketplace.submit(template_dir(tmp_path, unique("sdk-fail")))
     seen: list[str] = []
 
@@ -121,7 +122,9 @@ def test_wait_follows_the_build_log_to_a_failure(vb, server, tmp_path):
     driver.start()
     try:
         with pytest.raises(SubmissionFailedError) as failed:
-            vb.marketplace.wait(sub, on_log=seen.append, poll=0.2, timeout=120, check=True)
+            # Live, the log comes over the WebSocket: a poll every 10 minutes would never end in time.
+            poll = 600 if live else 0.2
+            vb.marketplace.wait(sub, on_log=seen.append, poll=poll, timeout=120, check=True, live=live)
     finally:
         driver.join()
     last = failed.value.submission
@@ -213,6 +216,9 @@ def test_async_client(server, tmp_path):
             assert sub.id in [s.id for s in await vb.marketplace.submissions(state="queued")]
             assert (await vb.marketplace.cancel(sub)).state == "cancelled"
             assert (await vb.marketplace.wait(sub, poll=0.1)).state == "cancelled"
+            # With on_log, over the build log's WebSocket: its final state message ends the wait.
+            logged: list[str] = []
+            assert (await vb.marketplace.wait(sub, on_log=logged.append, poll=600)).state == "cancelled"
             assert await vb.marketplace.templates(official=True, limit=2)
 
     asyncio.run(main())

@@ -23,7 +23,7 @@ from vibebox_sdk import (
     VibeBox,
     Webhook,
     WebhookNotFoundError,
-    namespaces,
+    paging,
     verify_webhook,
 )
 
@@ -126,7 +126,7 @@ def test_test_event_is_delivered_listed_shown_with_attempts_and_redelivered(vb, 
         again.id,
         queued.id,
     ]
-    monkeypatch.setattr(namespaces, "PAGE", 1)  # one delivery a request: the list follows the pages
+    monkeypatch.setattr(paging, "PAGE", 1)  # one delivery a request: the list follows the pages
     assert [d.id for d in vb.webhooks.deliveries(hook)] == [again.id, queued.id]
 
 

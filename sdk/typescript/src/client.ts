@@ -11,6 +11,7 @@ import { Keys } from './keys.js';
 import { Marketplace } from './marketplace.js';
 import { Invitations, Orgs } from './orgs.js';
 import { Webhooks } from './webhook-endpoints.js';
+import { Billing } from './billing.js';
 import { Sandbox, type RunOptions } from './sandbox.js';
 import { Transport } from './transport.js';
 import type { CreateOptions, ListOptions, SandboxInfo, Schemas, Snapshot, Template } from './types.js';
@@ -79,6 +80,8 @@ export class VibeBox {
   readonly invitations: Invitations;
   /** The organization's webhooks and their deliveries (`webhooks:manage`). */
   readonly webhooks: Webhooks;
+  /** The organization's usage, costs, usage export and plan (`billing:read`, `billing:manage`). */
+  readonly billing: Billing;
   /** The template marketplace: submissions and the catalogue (`templates:submit`, `templates:read`). */
   readonly marketplace: Marketplace;
 
@@ -99,6 +102,7 @@ export class VibeBox {
     this.orgs = new Orgs(this.transport);
     this.invitations = new Invitations(this.transport);
     this.webhooks = new Webhooks(this.transport);
+    this.billing = new Billing(this.transport);
     this.marketplace = new Marketplace(this.transport);
   }
 

@@ -31,6 +31,7 @@ export * from './errors.js';
 export * from './webhooks.js';
 export * from './webhook-endpoints.js';
 export * from './marketplace.js';
+export * from './billing.js';
 export { seconds, type Duration } from './durations.js';
 export { VERSION } from './version.js';
 export type {

@@ -3,6 +3,7 @@
  * @module
  */
 
+import type { SandboxCost } from './billing.js';
 import { SandboxChain } from './chain.js';
 import { Claude } from './claude.js';
 import { CommandStream } from './command.js';
@@ -487,6 +488,18 @@ export class Sandbox {
    */
   async killTerminal(sessionId: string): Promise<void> {
     await this.transport.json({ method: 'DELETE', path: sandboxPath(this.id, 'terminals', segment(sessionId)) });
+  }
+
+  /**
+   * What the sandbox has cost since it was created and its rate per hour now (decimal strings in
+   * `currency`); needs billing.read (a key: `billing:read`).
+   * @example
+   * ```ts
+   * const { total, ratePerHour, currency } = await sandbox.cost();
+   * ```
+   */
+  cost(): Promise<SandboxCost> {
+    return this.transport.json({ method: 'GET', path: sandboxPath(this.id, 'cost'), feature: 'billing' });
   }
 
   /**

@@ -32,7 +32,7 @@ from .client import ClientCore, create_fields, list_params
 from .durations import Duration
 from .marketplace import AsyncMarketplace
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
-from .namespaces import AsyncOrgs, AsyncWebhooks, Env, Git
+from .namespaces import AsyncBilling, AsyncOrgs, AsyncWebhooks, Env, Git
 from .packages import AsyncPackages
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
@@ -217,6 +217,10 @@ class AsyncSandbox:
         """As `Sandbox.kill_terminal`."""
         await self._send(calls.kill_terminal(self.id, session_id))
 
+    async def cost(self) -> dict[str, Any]:
+        """As `Sandbox.cost`: its cost so far and its rate per hour now."""
+        return await self._send(calls.sandbox_cost(self.id))
+
     async def metrics(self) -> dict[str, Any]:
         """As `Sandbox.metrics`: CPU, memory, workspace disk and processes now."""
         return await self._send(calls.metrics(self.id))
@@ -309,6 +313,7 @@ class AsyncVibeBox(ClientCore):
     transport_class = AsyncTransport
     orgs_class = AsyncOrgs
     webhooks_class = AsyncWebhooks
+    billing_class = AsyncBilling
     marketplace_class = AsyncMarketplace
 
     async def __aenter__(self) -> AsyncVibeBox:

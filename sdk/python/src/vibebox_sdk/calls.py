@@ -793,3 +793,64 @@ def health() -> Call:
         return {**(response.json() if response.content else {}), "status_code": response.status_code}
 
     return Call("GET", "/readyz", parse=parse, raise_for_status=False)
+
+
+# ---- billing (docs/billing.md, docs/api.md#billing) ----
+
+BILLING = "billing"
+# Answers' fields that are money or quantities (decimal strings): made Decimals.
+DECIMALS = frozenset(
+    {"amount", "total", "fee", "quantity", "unit_price", "included", "rate_per_hour", "month_to_date", "monthly_fee"}
+)
+
+
+def decimals(value: Any) -> Any:
+    """snake_case keys, and the decimal strings of money and quantities as `Decimal`s."""
+    from decimal import Decimal
+
+    if isinstance(value, list):
+        return [decimals(item) for item in value]
+    if isinstance(value, dict):
+        return {k: Decimal(v) if k in DECIMALS and isinstance(v, str) else decimals(v) for k, v in value.items()}
+    return value
+
+
+def _billing(response: httpx.Response) -> Any:
+    return decimals(snake_keys(response.json()))
+
+
+def _window(start: str | None, end: str | None, group_by: str | None = None) -> dict[str, Any]:
+    params = {"from": start, "to": end, "groupBy": group_by}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def billing_usage(start: str | None, end: str | None, group_by: str | None) -> Call:
+    params = _window(start, end, group_by)
+    return Call("GET", f"{API}/billing/usage", params=params, feature=BILLING, parse=_billing)
+
+
+def billing_costs(start: str | None, end: str | None, group_by: str | None) -> Call:
+    params = _window(start, end, group_by)
+    return Call("GET", f"{API}/billing/costs", params=params, feature=BILLING, parse=_billing)
+
+
+def billing_export(start: str | None, end: str | None, format: str) -> Call:
+    params = {**_window(start, end), "format": format}
+    return Call("GET", f"{API}/billing/usage/export", params=params, stream=True, timeout=LONG, feature=BILLING)
+
+
+def billing_plans() -> Call:
+    return Call("GET", f"{API}/billing/plans", feature=BILLING, parse=_billing)
+
+
+def billing_plan() -> Call:
+    return Call("GET", f"{API}/billing/plan", feature=BILLING, parse=_billing)
+
+
+def billing_plan_change(plan: str, effective_from: str | None) -> Call:
+    fields = body(plan=plan, effective_from=effective_from)
+    return Call("PUT", f"{API}/billing/plan", json=fields, feature=BILLING, parse=_billing)
+
+
+def sandbox_cost(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "cost"), feature=BILLING, parse=_billing)

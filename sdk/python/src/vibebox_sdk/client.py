@@ -18,7 +18,7 @@ from . import calls, config, errors
 from .durations import Duration
 from .marketplace import Marketplace
 from .models import ExecutionResult, SandboxInfo, Snapshot, Template
-from .namespaces import Invitations, Keys, Orgs, Webhooks
+from .namespaces import Billing, Invitations, Keys, Orgs, Webhooks
 from .sandbox import Sandbox
 from .transport import AsyncTransport, RetryPolicy, SyncTransport
 
@@ -82,6 +82,7 @@ class ClientCore:
     transport_class: type[SyncTransport] | type[AsyncTransport]
     orgs_class: type[Orgs] = Orgs
     webhooks_class: type[Webhooks] = Webhooks
+    billing_class: type[Billing] = Billing
     marketplace_class: type[Marketplace] = Marketplace
 
     def __init__(
@@ -105,7 +106,8 @@ class ClientCore:
         self.orgs = self.orgs_class(self._transport.send)
         self.invitations = Invitations(self._transport.send)
         self.webhooks = self.webhooks_class(self._transport.send)
-        self.marketplace = self.marketplace_class(self._transport.send)
+        self.billing = self.billing_class(self._transport.send)
+        self.marketplace = self.marketplace_class(self._transport.send, base_url=self.base_url, api_key=self.api_key)
 
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
         """The same client (same connections) with another timeout or retry count, for some calls:

@@ -15,7 +15,10 @@ before anything is sent (`BuildContextTooLargeError`).
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import io
+import json
 import os
 import re
 import secrets
@@ -26,15 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 from . import calls
-from .errors import BuildContextTooLargeError, SubmissionFailedError, TimeoutError, ValidationError
+from .aio_streams import open_ws as aopen_ws
+from .errors import BuildContextTooLargeError, SubmissionFailedError, TimeoutError, ValidationError, VibeBoxError
 from .models import SUBMISSION_FAILED, MarketplaceTemplate, Submission
+from .paging import AsyncPaged, Paged
+from .streams import open_ws, ws_url
 
 CONTEXT_MAX = 50 * 1024 * 1024  # the server's default VIBEBOX_TEMPLATE_CONTEXT_MAX
 DOCKERFILE = "Dockerfile"
 TEMPLATE_YAML = "template.yaml"
 ALWAYS_SKIPPED = {".git"}
-PAGE = 100
 POLL = 1.0  # seconds between looks at a submission that is being validated
 # Where a submission stops moving by itself: ended, or through the pipeline and waiting for staff.
 WAIT_DONE = frozenset({"published", "rejected", "failed", "cancelled", "awaiting_review"})
@@ -268,7 +275,7 @@ def submission_body(
     return calls.submission_create(content, kind)
 
 
-class Marketplace:
+class Marketplace(Paged):
     """The template marketplace (docs/marketplace.md). Submitting, cancelling, yanking and
     deprecating need the templates.submit permission (a key: the `templates:submit` scope);
     reading needs `templates:read`; reviewing public submissions and featuring are for staff.
@@ -279,8 +286,12 @@ class Marketplace:
     vb.marketplace.rate("react-vite", 5, "works out of the box")
     """
 
-    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+    def __init__(
+        self, send: Callable[[calls.Call], Any], *, base_url: str | None = None, api_key: str | None = None
+    ) -> None:
         self._send = send
+        self._base_url = base_url  # for the build log's WebSocket (wait); None: wait polls
+        self._api_key = api_key
 
     # Submissions
 
@@ -342,13 +353,18 @@ class Marketplace:
         timeout: float | None = None,
         poll: float = POLL,
         check: bool = False,
+        live: bool = True,
     ) -> Any:
         """Follows a submission until it stops moving and answers its last state: published, failed,
         rejected, cancelled, or awaiting_review (a public one through the pipeline, waiting for staff;
         `until_published=True` waits for the review too). `on_log(text)` gets each new part of the
-        build log as it comes. `timeout` seconds: `TimeoutError`. `check=True`: a failed, rejected or
-        cancelled one raises `SubmissionFailedError` (its `failed_step` and `message` say why)."""
+        build log as it comes: live from the build log's WebSocket (`live=False`: by polling every
+        `poll` seconds; a stream that cannot open or breaks goes on by polling from where it was).
+        `timeout` seconds: `TimeoutError`. `check=True`: a failed, rejected or cancelled one raises
+        `SubmissionFailedError` (its `failed_step` and `message` say why)."""
         ident, deadline, offset = submission_id(submission), _deadline(timeout), None
+        if on_log is not None and live and self._base_url:
+            offset = _log_live(log_ws(self._base_url, ident), self._api_key, on_log, deadline)
         while True:
             current, offset = _follow(self._send(calls.submission_get(ident, offset)), offset, on_log)
             if _done(current, until_published):
@@ -403,18 +419,8 @@ class Marketplace:
         """Staff: features a template in the catalogue (a lower `rank` first) or stops featuring it."""
         return self._send(calls.template_feature(template_name(name), featured, rank))
 
-    def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
-
-class AsyncMarketplace(Marketplace):
+class AsyncMarketplace(AsyncPaged, Marketplace):
     """`vb.marketplace` of `AsyncVibeBox`: the same methods, awaited."""
 
     async def submit(self, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:  # type: ignore[override]
@@ -439,24 +445,17 @@ class AsyncMarketplace(Marketplace):
         timeout: float | None = None,
         poll: float = POLL,
         check: bool = False,
+        live: bool = True,
     ) -> Submission:
         ident, deadline, offset = submission_id(submission), _deadline(timeout), None
+        if on_log is not None and live and self._base_url:
+            offset = await _alog_live(log_ws(self._base_url, ident), self._api_key, on_log, deadline)
         while True:
             current, offset = _follow(await self._send(calls.submission_get(ident, offset)), offset, on_log)
             if _done(current, until_published):
                 return _checked(current, check)
             _check_deadline(deadline, ident)
             await asyncio.sleep(poll)
-
-    async def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:  # type: ignore[override]
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = await self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
 
 def _page(size: int, offset: int) -> dict[str, int]:
@@ -470,6 +469,67 @@ def _deadline(timeout: float | None) -> float | None:
 def _check_deadline(deadline: float | None, ident: str) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise TimeoutError(f"submission {ident} is still being validated", code="timeout")
+
+
+def log_ws(base_url: str, ident: str) -> str:
+    """The build log's WebSocket (docs/marketplace.md, "Build log over WebSocket")."""
+    return ws_url(base_url, f"/ws/v1/marketplace/submissions/{calls.segment(ident)}/log")
+
+
+def _log_message(raw: str | bytes, on_log: LogCallback, offset: int | None) -> tuple[int | None, bool]:
+    """Hands a stream message's log text to `on_log`; answers (the offset reached, whether the
+    stream is done: the pipeline let go of the submission)."""
+    message = json.loads(raw)
+    if message.get("type") == "log":
+        if message.get("text"):
+            on_log(message["text"])
+        return int(message.get("offset") or 0), False
+    if message.get("type") == "state":
+        return int(message.get("logSize") or offset or 0), True
+    return offset, False
+
+
+def _log_live(url: str, api_key: str | None, on_log: LogCallback, deadline: float | None) -> int | None:
+    """Follows the build log over the WebSocket until the server sends the final state, closes, or
+    `deadline` passes; answers the byte offset reached (None: nothing came), where polling goes on.
+    A stream the server refuses (another organization's submission, an old server) leaves it to
+    polling, which reports the error as the API says it."""
+    try:
+        connection = open_ws(url, api_key)
+    except VibeBoxError:
+        return None
+    offset: int | None = None
+    with contextlib.closing(connection):
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                raw = connection.recv(timeout=wait)
+            except (builtins.TimeoutError, ConnectionClosed):
+                return offset
+            offset, done = _log_message(raw, on_log, offset)
+            if done:
+                return offset
+
+
+async def _alog_live(url: str, api_key: str | None, on_log: LogCallback, deadline: float | None) -> int | None:
+    """`_log_live` for the async client."""
+    try:
+        connection = await aopen_ws(url, api_key)
+    except VibeBoxError:
+        return None
+    offset: int | None = None
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                raw = await asyncio.wait_for(connection.recv(), wait)
+            except (builtins.TimeoutError, ConnectionClosed):
+                return offset
+            offset, done = _log_message(raw, on_log, offset)
+            if done:
+                return offset
+    finally:
+        await connection.close()
 
 
 def _follow(current: Submission, offset: int | None, on_log: LogCallback | None) -> tuple[Submission, int]:

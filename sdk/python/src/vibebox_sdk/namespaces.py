@@ -17,6 +17,7 @@ from typing import IO, Any
 from . import calls
 from .durations import Duration
 from .models import AuditEntry, AuditPage, Delivery, EnvVar, Invitation, Organization, Role, Team, Webhook
+from .paging import AsyncPaged, Paged
 
 OrgRef = str | Organization  # an organization's slug, or the organization itself
 RoleRef = str | Role  # a role's name, or the role itself
@@ -613,9 +614,6 @@ class Teams:
         return self._send(calls.team_member_remove(self.slug, name_of(team), username))
 
 
-PAGE = 100  # items per request when a list follows every page
-
-
 def webhook_id(ref: WebhookRef) -> str:
     return ref.id if isinstance(ref, Webhook) else ref
 
@@ -624,7 +622,7 @@ def delivery_id(ref: DeliveryRef) -> str:
     return ref.id if isinstance(ref, Delivery) else ref
 
 
-class Webhooks:
+class Webhooks(Paged):
     """The webhooks of the organization the key acts in (docs/webhooks.md): endpoints VibeBox
     POSTs signed events to. Everything needs the webhooks.manage permission (owners and admins)
     and, for a key, the `webhooks:manage` scope; another organization's webhook is
@@ -717,29 +715,9 @@ class Webhooks:
         `webhook-id` header, and the same body)."""
         return self._send(calls.delivery_redeliver(webhook_id(webhook), delivery_id(delivery)))
 
-    def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
-
-class AsyncWebhooks(Webhooks):
+class AsyncWebhooks(AsyncPaged, Webhooks):
     """`vb.webhooks` of `AsyncVibeBox`: the same methods, awaited."""
-
-    async def _collect(self, page: Callable[[int, int], calls.Call], limit: int | None) -> Any:  # type: ignore[override]
-        found: list[Any] = []
-        while limit is None or len(found) < limit:
-            size = PAGE if limit is None else min(PAGE, limit - len(found))
-            items, more = await self._send(page(size, len(found)))
-            found.extend(items)
-            if not more or not items:
-                break
-        return found
 
 
 __all__ = [
@@ -759,3 +737,74 @@ __all__ = [
     "Teams",
     "Webhooks",
 ]
+
+
+class Billing:
+    """Usage, costs, plans of the organization the key acts in (docs/billing.md). Reading needs the
+    billing.read permission (owners, admins, the billing role) and, for a key, the `billing:read`
+    scope; changing the plan billing.manage and `billing:manage`. Money and quantities are
+    `Decimal`s, in the plan's `currency`.
+
+    vb.billing.costs(group_by="sandbox")           # this month so far, per sandbox
+    vb.billing.usage(start="2026-11-01", end="2026-12-01", group_by="day")
+    vb.billing.export("usage.csv", format="csv")  # the hourly records, streamed to a file
+    vb.billing.plan()                              # the plan, its limits, the month to date
+    vb.billing.change_plan("pro")
+    """
+
+    def __init__(self, send: Callable[[calls.Call], Any]) -> None:
+        self._send = send
+
+    def usage(self, *, start: When | None = None, end: When | None = None, group_by: str | None = None) -> Any:
+        """What was used in [start, end) (default: this month so far), in price units, per group
+        (`group_by`: sandbox, template, day or resource, the default): {"items": [{"key", "label",
+        "resource", "quantity", "unit"}], ...}."""
+        return self._send(calls.billing_usage(_when(start), _when(end), group_by))
+
+    def costs(self, *, start: When | None = None, end: When | None = None, group_by: str | None = None) -> Any:
+        """What [start, end) costs: {"currency", "fee", "total", "groups": [{"key", "label",
+        "amount"}], "items": per group and resource, "line_items": the plan's lines}."""
+        return self._send(calls.billing_costs(_when(start), _when(end), group_by))
+
+    def export(
+        self,
+        to: Destination | None = None,
+        *,
+        format: str = "csv",
+        start: When | None = None,
+        end: When | None = None,
+    ) -> Any:
+        """The hourly usage records of [start, end), oldest first, streamed as CSV or JSON lines
+        (`format`). With `to` (a path or a binary file): written there, answers the number of
+        bytes; without: an iterator of its lines (no line ends)."""
+        call = calls.billing_export(_when(start), _when(end), format)
+        if to is None:
+            return self._export_lines(call)
+        return self._export_to(call, to)
+
+    def plans(self) -> Any:
+        """The plans on offer: slug, name, currency, monthly_fee, prices, limits."""
+        return self._send(calls.billing_plans())
+
+    def plan(self) -> Any:
+        """The organization's plan now, changes scheduled, its limits, the month to date."""
+        return self._send(calls.billing_plan())
+
+    def change_plan(self, plan: str, *, effective_from: When | None = None) -> Any:
+        """Puts the organization on `plan` from now (or `effective_from`, later); audited."""
+        return self._send(calls.billing_plan_change(plan, _when(effective_from)))
+
+    def sandbox_cost(self, sandbox: str) -> Any:
+        """A sandbox's cost so far and its rate per hour now (`sandbox.cost()` too)."""
+        return self._send(calls.sandbox_cost(sandbox))
+
+    _export_lines = Orgs._export_lines
+    _export_to = Orgs._export_to
+
+
+class AsyncBilling(Billing):
+    """`vb.billing` of `AsyncVibeBox`: the same methods, awaited; `export` without `to` is an async
+    iterator of lines."""
+
+    _export_lines = AsyncOrgs._export_lines  # type: ignore[assignment]
+    _export_to = AsyncOrgs._export_to  # type: ignore[assignment]

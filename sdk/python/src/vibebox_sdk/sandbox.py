@@ -301,6 +301,13 @@ class Sandbox:
         """Ends a terminal session and everything started in it (TerminalNotFoundError: no such one)."""
         self._send(calls.kill_terminal(self.id, session_id))
 
+    def cost(self) -> dict[str, Any]:
+        """What the sandbox has cost since it was created and what it costs per hour now
+        (billing.read; a key: `billing:read`), money as Decimals:
+
+            {"sandbox_id", "since", "total", "rate_per_hour", "currency"}"""
+        return self._send(calls.sandbox_cost(self.id))
+
     def metrics(self) -> dict[str, Any]:
         """Resource use now (running or paused sandboxes), snake_case keys:
 

@@ -69,6 +69,58 @@ export interface paths {
         patch: operations["agent_runs_tasks_update"];
         trace?: never;
     };
+    "/api/v1/billing/costs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What the window costs, per group and resource, with the plan's prorated fee and the line items (docs/billing.md, Plans and prices). Needs billing.read. */
+        get: operations["billing_costs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The organization's plan now, changes scheduled, its limits and the month to date. Needs billing.read. */
+        get: operations["billing_plan_retrieve"];
+        /** @description Puts the organization on another plan from now or a later time (changes scheduled after it are dropped). Audited (billing.plan_changed). Needs billing.manage. */
+        put: operations["billing_plan_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The plans an organization can choose, cheapest first: fee, unit prices, included amounts, limits. */
+        get: operations["billing_plans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/billing/quotas": {
         parameters: {
             query?: never;
@@ -78,6 +130,40 @@ export interface paths {
         };
         /** @description The organization's quotas (its plan's, or its own where staff set one): limit, used, percent; the thresholds reached this month; the payment state. Needs billing.read. */
         get: operations["billing_quotas"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What the organization used in the window (hours that start in it), in price units, per group and resource. Needs billing.read. */
+        get: operations["billing_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/usage/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The window's hourly usage records (per sandbox and hour, in the records' own units: seconds, GiB-seconds, bytes, USD), oldest first, streamed. Needs billing.read. */
+        get: operations["billing_usage_export"];
         put?: never;
         post?: never;
         delete?: never;
@@ -848,6 +934,23 @@ export interface paths {
             cookie?: never;
         };
         get: operations["claude_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/cost": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What the sandbox has cost since it was created, and what it costs per hour now. Needs billing.read (not sandboxes.read). */
+        get: operations["sandboxes_cost"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1865,6 +1968,51 @@ export interface components {
          * @enum {string}
          */
         BackgroundStatusEnum: "running";
+        BillingCosts: {
+            /** @description ISO 4217, the plan's. */
+            currency: string;
+            /**
+             * Format: decimal
+             * @description The plan's fee for the window (prorated).
+             */
+            fee: string;
+            /**
+             * Format: decimal
+             * @description fee + every group's amount.
+             */
+            total: string;
+            /** @description One per group, most expensive first. */
+            groups: components["schemas"]["CostGroup"][];
+            /** @description Per group and resource. */
+            items: components["schemas"]["CostItem"][];
+            /** @description The organization's line items, per plan period. */
+            lineItems: components["schemas"]["LineItem"][];
+            /**
+             * Format: date-time
+             * @description The window's start (inclusive).
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description The window's end (exclusive).
+             */
+            to: string;
+            groupBy: components["schemas"]["GroupByEnum"];
+        };
+        BillingUsage: {
+            items: components["schemas"]["UsageItem"][];
+            /**
+             * Format: date-time
+             * @description The window's start (inclusive).
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description The window's end (exclusive).
+             */
+            to: string;
+            groupBy: components["schemas"]["GroupByEnum"];
+        };
         /** @enum {unknown} */
         BlankEnum: "";
         BuildProgress: {
@@ -2185,6 +2333,22 @@ export interface components {
             ownKey?: boolean;
             sessions?: number;
             usage?: components["schemas"]["ModelUsage"];
+        };
+        CostGroup: {
+            key: string;
+            label: string;
+            /**
+             * Format: decimal
+             * @description The group's cost: its resources' amounts summed (the plan's fee is apart).
+             */
+            amount: string;
+        };
+        CostItem: {
+            key: string;
+            label: string;
+            resource: components["schemas"]["ResourceEnum"];
+            /** Format: decimal */
+            amount: string;
         };
         CpuMetrics: {
             /**
@@ -2763,6 +2927,14 @@ export interface components {
              */
             access: components["schemas"]["GrantAccessEnum"];
         } | unknown | unknown;
+        /**
+         * @description * `sandbox` - sandbox
+         *     * `template` - template
+         *     * `day` - day
+         *     * `resource` - resource
+         * @enum {string}
+         */
+        GroupByEnum: "sandbox" | "template" | "day" | "resource";
         Invitation: {
             id: string;
             email: string;
@@ -2789,6 +2961,49 @@ export interface components {
             email: string;
             /** @description owner, admin, developer, viewer, billing or a custom role. */
             role: string;
+        };
+        Limits: {
+            maxRunningSandboxes: number | null;
+            /** Format: decimal */
+            maxVcpus: string | null;
+            maxMemoryBytes: number | null;
+            maxStorageBytes: number | null;
+            maxSnapshots: number | null;
+            executionMinutesPerMonth: number | null;
+            /** Format: decimal */
+            modelSpendPerMonth: string | null;
+            /** Format: decimal */
+            monthlyBudget: string | null;
+        };
+        LineItem: {
+            /** @description A resource, or "" for the plan's monthly fee. */
+            resource: string;
+            description: string;
+            /** @description The plan's slug. */
+            plan: string;
+            /**
+             * Format: decimal
+             * @description In `unit`; for the fee the fraction of the month.
+             */
+            quantity: string;
+            unit: string;
+            /** Format: decimal */
+            unitPrice: string;
+            /**
+             * Format: decimal
+             * @description The part of the quantity the plan's included amount covered.
+             */
+            included: string;
+            /**
+             * Format: decimal
+             * @description (quantity - included) x unitPrice; the fee: the prorated monthly fee.
+             */
+            amount: string;
+            currency: string;
+            /** Format: date-time */
+            start: string;
+            /** Format: date-time */
+            end: string;
         };
         LogEntry: {
             /**
@@ -2893,6 +3108,28 @@ export interface components {
             clientId: string;
             /** @description Write-only: never returned. Omit it to keep the stored one. */
             clientSecret?: string;
+        };
+        OrgPlan: {
+            plan: components["schemas"]["Plan"];
+            /**
+             * Format: date-time
+             * @description null: the default plan, never chosen.
+             */
+            effectiveFrom: string | null;
+            /** @description Changes that start later. */
+            scheduled: components["schemas"]["ScheduledPlan"][];
+            /** @description The organization's: its overrides, else the plan's (null: no limit). */
+            limits: components["schemas"]["Limits"];
+            /**
+             * Format: decimal
+             * @description This month's cost so far, the plan's fee included.
+             */
+            monthToDate: string;
+            currency: string;
+            /** Format: date-time */
+            periodStart: string;
+            /** Format: date-time */
+            periodEnd: string;
         };
         Organization: {
             id: string;
@@ -3173,6 +3410,36 @@ export interface components {
             current: number;
             limit: number | null;
         };
+        Plan: {
+            slug: string;
+            name: string;
+            currency: string;
+            /** Format: decimal */
+            monthlyFee: string;
+            prices: components["schemas"]["PlanPrice"][];
+            /** @description null: no limit. */
+            limits: components["schemas"]["Limits"];
+        };
+        PlanChangeRequest: {
+            /** @description A public plan's slug (GET /billing/plans). */
+            plan: string;
+            /**
+             * Format: date-time
+             * @description When the plan starts: now (default) or later; never in the past.
+             */
+            effectiveFrom?: string;
+        };
+        PlanPrice: {
+            resource: components["schemas"]["ResourceEnum"];
+            readonly unit: string;
+            /** Format: decimal */
+            unitPrice: string;
+            /**
+             * Format: decimal
+             * @description Units included every month.
+             */
+            included: string;
+        };
         Pool: {
             template: string;
             /** Format: double */
@@ -3278,6 +3545,18 @@ export interface components {
             average: number | null;
             count: number;
         };
+        /**
+         * @description * `cpu` - vCPU-hours
+         *     * `memory` - GiB-hours of memory
+         *     * `workspace` - GiB-hours of workspace storage
+         *     * `snapshots` - GiB-hours of snapshot storage
+         *     * `network_in` - GiB received
+         *     * `network_out` - GiB sent
+         *     * `execution` - execution minutes
+         *     * `model` - model spend (USD at the gateway's prices)
+         * @enum {string}
+         */
+        ResourceEnum: "cpu" | "memory" | "workspace" | "snapshots" | "network_in" | "network_out" | "execution" | "model";
         Resources: {
             /** Format: double */
             cpu: number;
@@ -3393,6 +3672,25 @@ export interface components {
             /** Format: date-time */
             lastActivityAt: string | null;
         };
+        SandboxCost: {
+            sandboxId: string;
+            /**
+             * Format: date-time
+             * @description The sandbox's creation.
+             */
+            since: string;
+            /**
+             * Format: decimal
+             * @description Its cost so far (its share of the organization's; the plan's fee is not part).
+             */
+            total: string;
+            /**
+             * Format: decimal
+             * @description What it costs per hour now: its last metered hour at the plan's unit prices.
+             */
+            ratePerHour: string;
+            currency: string;
+        };
         SandboxCreateRequest: {
             /** @description A template's name, or name@version to pin a marketplace template's version (a bare name takes its latest non-yanked version). Required unless `snapshot` is given. */
             template?: string;
@@ -3458,6 +3756,11 @@ export interface components {
          * @enum {string}
          */
         SandboxStatusEnum: "creating" | "starting" | "running" | "paused" | "stopping" | "stopped" | "destroying" | "destroyed" | "error";
+        ScheduledPlan: {
+            plan: string;
+            /** Format: date-time */
+            effectiveFrom: string;
+        };
         /**
          * @description * `sandboxes:read` - sandboxes:read
          *     * `sandboxes:write` - sandboxes:write
@@ -3762,6 +4065,20 @@ export interface components {
             total: number;
             last30Days: number;
         };
+        UsageItem: {
+            /** @description The group: a sandbox id, a template name, a day (YYYY-MM-DD) or a resource. */
+            key: string;
+            /** @description A sandbox's name, a resource's description; else the key. */
+            label: string;
+            resource: components["schemas"]["ResourceEnum"];
+            /**
+             * Format: decimal
+             * @description In the resource's price unit (`unit`).
+             */
+            quantity: string;
+            /** @description vCPU-hour, GiB-hour, GiB, minute or USD. */
+            unit: string;
+        };
         /**
          * @description * `public` - Public
          *     * `private` - Private
@@ -3856,7 +4173,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "permission_denied" | "personal_org" | "plan_currency_change" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -4476,6 +4793,282 @@ export interface operations {
             };
         };
     };
+    billing_costs: {
+        parameters: {
+            query?: {
+                /** @description Start (inclusive): ISO 8601 with a zone, or a date (UTC midnight). Default: the start of the month of `to`. */
+                from?: string;
+                /** @description How to group the usage. */
+                groupBy?: "day" | "resource" | "sandbox" | "template";
+                /** @description End (exclusive); default now. */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingCosts"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_plan_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgPlan"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_plan_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlanChangeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgPlan"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_plans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plan"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     billing_quotas: {
         parameters: {
             query?: never;
@@ -4491,6 +5084,148 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Quotas"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_usage: {
+        parameters: {
+            query?: {
+                /** @description Start (inclusive): ISO 8601 with a zone, or a date (UTC midnight). Default: the start of the month of `to`. */
+                from?: string;
+                /** @description How to group the usage. */
+                groupBy?: "day" | "resource" | "sandbox" | "template";
+                /** @description End (exclusive); default now. */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingUsage"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_usage_export: {
+        parameters: {
+            query?: {
+                format?: "csv" | "jsonl";
+                /** @description Start (inclusive): ISO 8601 with a zone, or a date (UTC midnight). Default: the start of the month of `to`. */
+                from?: string;
+                /** @description End (exclusive); default now. */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
@@ -9550,6 +10285,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ClaudeStatus"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_cost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxCost"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */

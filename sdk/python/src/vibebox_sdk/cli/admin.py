@@ -268,7 +268,7 @@ def status(json: JsonFlag = False) -> None:
         raise typer.Exit(ERROR)
 
 
-def usage(json: JsonFlag = False) -> None:
+def keys_usage(json: JsonFlag = False) -> None:
     """Show each of your API keys' requests over the last 30 days."""
     vb = client()
     rows = []
@@ -371,5 +371,5 @@ def register(app: typer.Typer) -> None:
     app.command("templates", rich_help_panel=panel)(templates)
     app.add_typer(template_app, name="template", rich_help_panel=panel)
     app.command("status", rich_help_panel=panel)(status)
-    app.command("usage", rich_help_panel=panel)(usage)
+    keys_app.command("usage")(keys_usage)  # `vibebox usage` is the organization's usage and costs (billing.py)
     app.add_typer(keys_app, name="keys", rich_help_panel=panel)

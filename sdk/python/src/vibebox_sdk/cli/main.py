@@ -17,6 +17,7 @@ from ..version import VERSION
 from . import (
     admin,
     audit,
+    billing,
     claudecmd,
     execution,
     gitcmd,
@@ -76,6 +77,7 @@ sharing.register(app)
 snapshots.register(app)
 claudecmd.register(app)
 webhooks.register(app)
+billing.register(app)
 marketplace.register(app)
 mcp_command.register(app)
 

@@ -1,0 +1,175 @@
+/**
+ * `vb.billing`: the organization's usage, costs, usage export, plans and plan (docs/billing.md).
+ * Reading needs the billing.read permission (owners, admins, the billing role) and, for a key, the
+ * `billing:read` scope; changing the plan billing.manage and `billing:manage`. Money and quantities
+ * are decimal strings (exact; parse them with a decimal library, not `Number`, to keep cents exact),
+ * in the plan's `currency`.
+ * @module
+ */
+
+import { createWriteStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+import { API, LONG, body, segment } from './paths.js';
+import type { Query, Transport } from './transport.js';
+import type { Schemas } from './types.js';
+
+const BILLING = 'billing';
+
+/** How usage and costs are grouped. @example `const by: BillingGroupBy = 'sandbox';` */
+export type BillingGroupBy = 'sandbox' | 'template' | 'day' | 'resource';
+
+/**
+ * A window and a grouping: `from` (default: the month's start) and `to` (default: now), ISO 8601
+ * with a zone, a date (`2026-11-01`, UTC midnight) or a `Date`.
+ * @example
+ * ```ts
+ * const options: BillingWindow = { from: '2026-11-01', to: '2026-12-01', groupBy: 'day' };
+ * ```
+ */
+export interface BillingWindow {
+  from?: string | Date;
+  to?: string | Date;
+  groupBy?: BillingGroupBy;
+}
+
+/** What was used, per group and resource, in price units. @example `const { items } = await vb.billing.usage();` */
+export type BillingUsage = Schemas['BillingUsage'];
+/** What a window costs: `fee`, `total`, `groups`, `items`, `lineItems`. @example `const { total, currency } = await vb.billing.costs();` */
+export type BillingCosts = Schemas['BillingCosts'];
+/** A sandbox's cost so far and its rate per hour now. @example `const { total, ratePerHour } = await sandbox.cost();` */
+export type SandboxCost = Schemas['SandboxCost'];
+/** A plan on offer: fee, prices, included amounts, limits. @example `const [free] = await vb.billing.plans();` */
+export type BillingPlan = Schemas['Plan'];
+/** The organization's plan, scheduled changes, limits, month to date. @example `const { plan, monthToDate } = await vb.billing.plan();` */
+export type OrgPlan = Schemas['OrgPlan'];
+
+function windowQuery(options: BillingWindow): Query {
+  const when = (value: string | Date | undefined) => (value instanceof Date ? value.toISOString() : value);
+  return { from: when(options.from), to: when(options.to), groupBy: options.groupBy };
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let rest = '';
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+    rest += decoder.decode(chunk, { stream: true });
+    const parts = rest.split('\n');
+    rest = parts.pop() ?? '';
+    for (const part of parts) yield part.replace(/\r$/, '');
+  }
+  rest += decoder.decode();
+  if (rest) yield rest.replace(/\r$/, '');
+}
+
+/**
+ * The organization's billing (`vb.billing`).
+ * @example
+ * ```ts
+ * const costs = await vb.billing.costs({ groupBy: 'sandbox' });
+ * console.log(costs.total, costs.currency);
+ * ```
+ */
+export class Billing {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Quantities used in the window (default: this month so far), per group and resource.
+   * @example
+   * ```ts
+   * const { items } = await vb.billing.usage({ groupBy: 'day' });
+   * ```
+   */
+  usage(options: BillingWindow = {}): Promise<BillingUsage> {
+    return this.transport.json({ method: 'GET', path: `${API}/billing/usage`, query: windowQuery(options), feature: BILLING });
+  }
+
+  /**
+   * What the window costs: the plan's prorated fee, per group and resource, the total, line items.
+   * @example
+   * ```ts
+   * const { groups } = await vb.billing.costs({ groupBy: 'template' });
+   * ```
+   */
+  costs(options: BillingWindow = {}): Promise<BillingCosts> {
+    return this.transport.json({ method: 'GET', path: `${API}/billing/costs`, query: windowQuery(options), feature: BILLING });
+  }
+
+  /**
+   * The window's hourly usage records, oldest first, streamed as CSV (default) or JSON lines. With
+   * `file` (a path): written there, answers the number of bytes; without: its lines. (`to` is the
+   * window's end, as in the other methods.)
+   * @example
+   * ```ts
+   * const bytes = await vb.billing.export({ file: 'usage.csv', from: '2026-11-01' });
+   * for await (const line of vb.billing.export({ format: 'jsonl' })) console.log(JSON.parse(line).sandboxId);
+   * ```
+   */
+  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; file: string }): Promise<number>;
+  export(options?: BillingWindow & { format?: 'csv' | 'jsonl' }): AsyncGenerator<string>;
+  export(options: BillingWindow & { format?: 'csv' | 'jsonl'; file?: string } = {}): Promise<number> | AsyncGenerator<string> {
+    const window = { from: options.from, to: options.to };
+    const call = {
+      method: 'GET' as const,
+      path: `${API}/billing/usage/export`,
+      query: { ...windowQuery(window), format: options.format ?? 'csv' },
+      timeout: LONG,
+      feature: BILLING,
+    };
+    const { file } = options;
+    if (file === undefined) {
+      const transport = this.transport;
+      return (async function* () {
+        const response = await transport.send(call);
+        if (response.body) yield* lines(response.body);
+      })();
+    }
+    return (async () => {
+      const response = await this.transport.send(call);
+      let written = 0;
+      const count = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          written += chunk.length;
+          done(null, chunk);
+        },
+      });
+      const source = response.body ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>) : Readable.from([]);
+      await pipeline(source, count, createWriteStream(file));
+      return written;
+    })();
+  }
+
+  /** The plans on offer, cheapest first. @example `const plans = await vb.billing.plans();` */
+  plans(): Promise<BillingPlan[]> {
+    return this.transport.json({ method: 'GET', path: `${API}/billing/plans`, feature: BILLING });
+  }
+
+  /** The organization's plan now. @example `const { plan } = await vb.billing.plan();` */
+  plan(): Promise<OrgPlan> {
+    return this.transport.json({ method: 'GET', path: `${API}/billing/plan`, feature: BILLING });
+  }
+
+  /**
+   * Puts the organization on `plan` from now (or `effectiveFrom`, later); audited.
+   * @example
+   * ```ts
+   * await vb.billing.changePlan('pro');
+   * ```
+   */
+  changePlan(plan: string, options: { effectiveFrom?: string | Date } = {}): Promise<OrgPlan> {
+    const effectiveFrom = options.effectiveFrom instanceof Date ? options.effectiveFrom.toISOString() : options.effectiveFrom;
+    return this.transport.json({
+      method: 'PUT',
+      path: `${API}/billing/plan`,
+      json: body({ plan, effectiveFrom }),
+      feature: BILLING,
+    });
+  }
+
+  /** A sandbox's cost so far and rate per hour (`sandbox.cost()` too). @example `await vb.billing.sandboxCost('sbx_1');` */
+  sandboxCost(sandboxId: string): Promise<SandboxCost> {
+    return this.transport.json({ method: 'GET', path: `${API}/sandboxes/${segment(sandboxId)}/cost`, feature: BILLING });
+  }
+}

@@ -1,0 +1,80 @@
+// vb.billing against the live server: usage, costs, the streamed export, a sandbox's cost, plans
+// and the plan change; another organization's sandbox a 404; bad input as the SDK's classes. A
+// usage record is written into the server's database as the meter's rollup writes it.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { NotFoundError, ValidationError, VibeBox, type Sandbox } from '../src/index.js';
+import { API_KEY, API_URL, OUTSIDER_KEY, cleanupLater, manage } from './helpers.js';
+
+const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
+let sandbox: Sandbox;
+let orgId = '';
+
+describe('billing', () => {
+  before(async () => {
+    sandbox = await vb.sandbox('python-3');
+    cleanupLater(() => sandbox.destroy());
+    orgId = await manage(
+      'shell',
+      '-c',
+      [
+        'from decimal import Decimal',
+        'from django.utils import timezone',
+        'from apps.billing.models import UsageRecord',
+        'from apps.sandboxes.models import Sandbox',
+        `box = Sandbox.objects.get(pk="${sandbox.id}")`,
+        'hour = timezone.now().replace(minute=0, second=0, microsecond=0)',
+        'UsageRecord.objects.update_or_create(sandbox=box, hour=hour, defaults=dict(org=box.org, template=box.template.name, cpu_seconds=Decimal(7200)))',
+        'print(box.org_id)',
+      ].join('\n'),
+    );
+  });
+
+  after(async () => {
+    await manage(
+      'shell',
+      '-c',
+      `from apps.billing.models import UsageRecord, PlanAssignment; UsageRecord.objects.filter(sandbox_id="${sandbox.id}").delete(); PlanAssignment.objects.filter(org_id="${orgId}").delete(); print("ok")`,
+    );
+  });
+
+  test('usage, costs and the export', async () => {
+    const usage = await vb.billing.usage({ groupBy: 'sandbox' });
+    const cpu = usage.items.find((item) => item.key === sandbox.id && item.resource === 'cpu');
+    assert.equal(cpu?.quantity, '2.000000');
+    assert.equal(cpu?.unit, 'vCPU-hour');
+    const costs = await vb.billing.costs({ groupBy: 'resource' });
+    assert.match(costs.total, /^\d+\.\d{6}$/);
+    assert.ok(costs.currency.length === 3);
+    const lines: string[] = [];
+    for await (const line of vb.billing.export({ format: 'jsonl' })) if (line) lines.push(line);
+    const rows = lines.map((line) => JSON.parse(line) as { sandboxId: string; cpuSeconds: string });
+    assert.ok(rows.some((row) => row.sandboxId === sandbox.id && Number(row.cpuSeconds) === 7200));
+    const csv: string[] = [];
+    for await (const line of vb.billing.export()) csv.push(line);
+    assert.ok(csv[0]?.startsWith('hour,sandboxId,'));
+  });
+
+  test("a sandbox's cost", async () => {
+    const cost = await sandbox.cost();
+    assert.equal(cost.sandboxId, sandbox.id);
+    assert.ok(Number(cost.ratePerHour) > 0);
+    assert.equal((await vb.billing.sandboxCost(sandbox.id)).total, cost.total);
+    const outsider = new VibeBox({ apiKey: OUTSIDER_KEY, baseUrl: API_URL });
+    await assert.rejects(outsider.billing.sandboxCost(sandbox.id), NotFoundError);
+  });
+
+  test('plans and the plan change', async () => {
+    const plans = await vb.billing.plans();
+    assert.deepEqual(
+      plans.map((plan) => plan.slug),
+      ['free', 'pro', 'team'],
+    );
+    const changed = await vb.billing.changePlan('pro');
+    assert.equal(changed.plan.slug, 'pro');
+    assert.equal((await vb.billing.plan()).plan.slug, 'pro');
+    await assert.rejects(vb.billing.changePlan('platinum'), NotFoundError);
+    await assert.rejects(vb.billing.costs({ from: '2026-12-01', to: '2026-11-01' }), ValidationError);
+  });
+});
