@@ -36,12 +36,6 @@ from vibebox.asgi import application
 MIB = 1024**2
 
 
-@pytest.fixture(autouse=True)
-def default_plan(db, settings):
-    """The suite's default plan (seeded by a migration; a transactional test's flush removes it)."""
-    Plan.objects.get_or_create(slug=settings.VIBEBOX_DEFAULT_PLAN, defaults={"name": "Internal", "public": False})
-
-
 @pytest.fixture
 def org(owner):
     owner.email = "owner@example.com"
