@@ -556,6 +556,15 @@ def image_tag(submission: Submission) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/market-{name}:{version}-{suffix}"[:200]
 
 
+def pipeline_tag(tag: str, submission_id: str, submission: Submission | None) -> bool:
+    """Whether `tag` is the one the pipeline gives the submission's built image (image_tag); for a
+    submission whose row is gone, whether it has that form (its prefix, and its id at the end)."""
+    if submission is not None:
+        return tag == image_tag(submission)
+    suffix = submission_id.removeprefix("sub_").lower()
+    return bool(suffix) and tag.startswith(f"{settings.VIBEBOX_IMAGE_PREFIX}/market-") and tag.endswith(f"-{suffix}")
+
+
 def build_labels(submission: Submission) -> dict[str, str]:
     """On every container and intermediate image of the submission's build (a LABEL after each
     FROM): the reaper finds a dead build's leftovers by them."""
@@ -994,7 +1003,13 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
         except errors.ApplicationError as exc:
             logger.warning("could not remove build network %s: %s", name, exc.message)
     leftovers = driver.build_leftovers({"vibebox.instance": settings.VIBEBOX_INSTANCE})
-    states = dict(Submission.objects.filter(pk__in={item.owner for item in leftovers}).values_list("pk", "state"))
+    owners = {
+        row.pk: row
+        for row in Submission.objects.filter(pk__in={item.owner for item in leftovers}).only(
+            "pk", "state", "template_name", "version"
+        )
+    }
+    states = {pk: row.state for pk, row in owners.items()}
     used = set(
         TemplateVersion.objects.filter(image__in=[tag for item in leftovers for tag in item.tags]).values_list(
             "image", flat=True
@@ -1007,6 +1022,8 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
             continue
         if item.tags and (state not in (None, *LEFTOVER_STATES) or used.intersection(item.tags)):
             continue  # a built image that a version uses, or of a submission that passed
+        if not all(pipeline_tag(tag, item.owner, owners.get(item.owner)) for tag in item.tags):
+            continue  # tagged by someone else than the pipeline (a copy of it, an image made from it)
         doomed.append(item)
     removed = set(driver.build_leftovers_remove(doomed)) if doomed else set()
     for item in doomed:

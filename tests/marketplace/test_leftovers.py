@@ -16,7 +16,7 @@ from apps.marketplace import services
 from apps.marketplace.models import Submission, Template
 from apps.marketplace.signals import submission_queued
 from apps.orgs.services import personal_org_ensure
-from apps.sandboxes import submissions
+from apps.sandboxes import specs, submissions
 from apps.sandboxes.models import PooledContainer, Sandbox, Status
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.runtime.base import BUILD_OWNER_LABEL
@@ -160,6 +160,74 @@ def test_a_dead_builds_step_images_and_containers_are_reaped_by_label(owner, tmp
         for image in reversed(labelled[dead.pk] + labelled[alive.pk]):
             if _exists(docker_client, image):
                 docker_client.api.remove_image(image, force=True)
+
+
+def _build(docker_client, tmp_path, dockerfile: str, tag: str) -> str:
+    """Builds with the engine's classic builder, as the pipeline does; the image's id."""
+    folder = tmp_path / f"ctx-{secrets.token_hex(3)}"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(dockerfile)
+    for chunk in docker_client.api.build(path=str(folder), tag=tag, rm=True, pull=False, decode=True):
+        assert "error" not in chunk, chunk
+    return docker_client.api.inspect_image(tag)["Id"]
+
+
+def test_the_reaper_never_touches_a_snapshot_of_a_sandbox_made_from_a_submissions_image(
+    owner, tmp_path, settings, docker_client
+):
+    """Images inherit labels: a snapshot of a sandbox made from a submission's built image carries
+    the submission's label. A failed submission's leftovers go; the snapshot (and an image the
+    pipeline did not tag) stays."""
+    base = submissions.catalog.base_image("trixie")
+    if not get_driver().image_exists(base):
+        pytest.skip(f"{base} is not built here")
+    org = personal_org_ensure(user=owner)
+    failed = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("snapped-build"))
+    labels = build_labels(failed)
+    built_tag = submissions.image_tag(failed)
+    snapshot_tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-test-{secrets.token_hex(4)}:1"
+    copy_tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/test-m23fix-copy:{secrets.token_hex(4)}"
+    text = "FROM debian:trixie\nRUN echo built > /built\n"
+    built = _build(docker_client, tmp_path, plan_dockerfile(text, org=org, labels=labels).dockerfile, built_tag)
+    dead_steps = _build_and_die(
+        docker_client, tmp_path, plan_dockerfile(text + "RUN exit 3\n", org=org, labels=labels).dockerfile
+    )
+    dead_steps = [step for step in dead_steps if not built.startswith(f"sha256:{step}")]  # (a cached step)
+    # A sandbox made from the built image, and its snapshot as apps/sandboxes/services/snapshots.py takes it.
+    sandbox = docker_client.api.create_container(
+        built_tag, command=["true"], labels={**specs.base_labels(), "vibebox.sandbox-id": "sbx_m23fixtest"}
+    )["Id"]
+    snapshot = None
+    try:
+        get_driver().commit(
+            sandbox, image=snapshot_tag, labels={**specs.base_labels(), "vibebox.snapshot-id": "snp_m23fixtest"}
+        )
+        snapshot = docker_client.api.inspect_image(snapshot_tag)["Id"]
+        assert docker_client.api.inspect_image(snapshot)["Config"]["Labels"][BUILD_OWNER_LABEL] == failed.pk
+        docker_client.api.remove_container(sandbox, force=True)
+        docker_client.api.tag(built_tag, *copy_tag.split(":"))  # the built image under a tag of someone else's
+        services.submission_start(failed.pk)
+        services.submission_fail(failed.pk, step="build", message="The validation was interrupted.")
+
+        report = submissions.submissions_interrupted()
+        assert _exists(docker_client, snapshot_tag) and _exists(docker_client, snapshot)
+        assert built_tag not in report["images_removed"] and _exists(docker_client, built_tag)  # its other tag
+        assert dead_steps and not any(_exists(docker_client, step) for step in dead_steps)
+
+        docker_client.api.remove_image(copy_tag)
+        report = submissions.submissions_interrupted()
+        assert built_tag in report["images_removed"] and not _exists(docker_client, built_tag)  # the pipeline's tag
+        assert _exists(docker_client, snapshot_tag)  # (its parent image stays under it, untagged)
+        assert submissions.submissions_interrupted()["images_removed"] == []
+        assert _exists(docker_client, snapshot_tag)
+    finally:
+        if _container(docker_client, sandbox):
+            docker_client.api.remove_container(sandbox, force=True)
+        for image in (snapshot_tag, copy_tag, built_tag, *reversed(dead_steps)):
+            if _exists(docker_client, image):
+                docker_client.api.remove_image(image, force=True)
+        if snapshot is None and _exists(docker_client, built):
+            docker_client.api.remove_image(built, force=True)
 
 
 def _labelled_containers(docker_client, owner: str) -> list[str]:
