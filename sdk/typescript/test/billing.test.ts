@@ -34,11 +34,14 @@ describe('billing', () => {
       [
         'from decimal import Decimal',
         'from django.utils import timezone',
-        'from apps.billing.models import UsageRecord',
+        'from apps.billing.models import Plan, PlanAssignment, UsageRecord',
         'from apps.sandboxes.models import Sandbox',
         `box = Sandbox.objects.get(pk="${sandbox.id}")`,
         'hour = timezone.now().replace(minute=0, second=0, microsecond=0)',
-        'UsageRecord.objects.update_or_create(sandbox=box, hour=hour, defaults=dict(org=box.org, template=box.template.name, cpu_seconds=Decimal(7200)))',
+        // The server's default plan is `internal` (no prices): price this month on the free plan,
+        // whose 20 included vCPU-hours the 30 used here exceed.
+        'PlanAssignment.objects.get_or_create(org=box.org, effective_from=hour.replace(day=1, hour=0), defaults=dict(plan=Plan.objects.get(slug="free")))',
+        'UsageRecord.objects.update_or_create(sandbox=box, hour=hour, defaults=dict(org=box.org, template=box.template.name, cpu_seconds=Decimal(30 * 3600)))',
         'print(box.org_id)',
       ].join('\n'),
     );
@@ -55,7 +58,7 @@ describe('billing', () => {
   test('usage, costs and the export', async () => {
     const usage = await vb.billing.usage({ groupBy: 'sandbox' });
     const cpu = usage.items.find((item) => item.key === sandbox.id && item.resource === 'cpu');
-    assert.equal(cpu?.quantity, '2.000000');
+    assert.equal(cpu?.quantity, '30.000000');
     assert.equal(cpu?.unit, 'vCPU-hour');
     const costs = await vb.billing.costs({ groupBy: 'resource' });
     assert.match(costs.total, /^\d+\.\d{6}$/);
@@ -63,7 +66,7 @@ describe('billing', () => {
     const lines: string[] = [];
     for await (const line of vb.billing.export({ format: 'jsonl' })) if (line) lines.push(line);
     const rows = lines.map((line) => JSON.parse(line) as { sandboxId: string; cpuSeconds: string });
-    assert.ok(rows.some((row) => row.sandboxId === sandbox.id && Number(row.cpuSeconds) === 7200));
+    assert.ok(rows.some((row) => row.sandboxId === sandbox.id && Number(row.cpuSeconds) === 30 * 3600));
     const csv: string[] = [];
     for await (const line of vb.billing.export()) csv.push(line);
     assert.ok(csv[0]?.startsWith('hour,sandboxId,'));
