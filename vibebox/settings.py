@@ -241,6 +241,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
         "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
     },
+    # Quotas' thresholds and budgets (apps/billing/quotas.py), every meter interval.
+    "check-quotas": {
+        "task": "apps.billing.tasks.check_quotas",
+        "schedule": env_duration("VIBEBOX_METER_INTERVAL", "15s"),
+        "options": {"expires": env_duration("VIBEBOX_METER_INTERVAL", "15s")},
+    },
     "billing-live-costs": {
         "task": "apps.billing.live.publish_live_costs",
         "schedule": VIBEBOX_BILLING_LIVE_INTERVAL,

@@ -175,7 +175,7 @@ export class PermissionDeniedError extends VibeBoxError {
   static override defaultCode = 'permission_denied';
 }
 
-/** 403 (402 on servers with billing quotas): a limit of the plan or organization is reached; `details` has `quota`, `limit`, `used` where the server says which. @example `if (e instanceof QuotaExceededError) await vb.destroyAll(old)` */
+/** 402: a quota or the budget is used up (`details.quota`, `limit`, `used`, `requested`); nothing was done. Still extends PermissionDeniedError for one release (it was a 403). @example `if (e instanceof QuotaExceededError) console.log(e.details.quota)` */
 export class QuotaExceededError extends PermissionDeniedError {
   static override defaultCode = 'quota_exceeded';
 }

@@ -128,14 +128,14 @@ class AuthenticationError(VibeBoxError):
 
 
 class PermissionDeniedError(VibeBoxError):
-    """403: the key lacks a scope, a quota is reached, or the sandbox user may not do that."""
+    """403: the key lacks a scope, or the sandbox user may not do that."""
 
     default_code = "permission_denied"
 
 
 class QuotaExceededError(PermissionDeniedError):
-    """403 (402 on servers with billing quotas): a limit of the plan or the organization is reached;
-    `details` has `quota`, `limit` and `used` where the server says which."""
+    """402: a quota or the budget is used up (`details`: `quota`, `limit`, `used`, `requested`);
+    nothing was done. Still a PermissionDeniedError for one release: it used to be a 403."""
 
     default_code = "quota_exceeded"
 
