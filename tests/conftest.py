@@ -1,6 +1,7 @@
 """Shared fixtures. Everything runs against the real Docker engine, Redis and database."""
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -11,10 +12,12 @@ from pathlib import Path
 import docker
 import pytest
 from asgiref.sync import async_to_sync
+from django.apps import apps as django_apps
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from apps.billing.models import Plan
 from apps.keys.scopes import ALL_SCOPES
 from apps.keys.services import api_key_create
 from apps.marketplace.catalog import built_in_templates
@@ -80,6 +83,21 @@ def engine_sweep(docker_client):
     leftovers = [c.name for c in _test_containers(docker_client)]
     _remove_all(docker_client)
     assert not leftovers, f"tests left containers behind: {leftovers}"
+
+
+SEED_PLANS = importlib.import_module("apps.billing.migrations.0002_costs_seed_plans").seed
+
+
+@pytest.fixture(autouse=True)
+def seeded_plans(request):
+    """The plans the data migration seeds (free, pro, team, internal: tests/settings.py's default),
+    back before every test that uses the database: a transactional test ends with a flush that
+    removes them for the tests after it in the same process, and without the default plan every
+    quota check and cost fails. One query when they are there."""
+    if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
+        request.getfixturevalue("_django_db_helper")
+        if not Plan.objects.filter(slug=django_settings.VIBEBOX_DEFAULT_PLAN).exists():
+            SEED_PLANS(django_apps, None)
 
 
 # The templates the suite creates sandboxes of; the other built-in ones are make test-templates'.

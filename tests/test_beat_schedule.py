@@ -82,6 +82,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "sample-meters",
         "rollup-usage",
         "prune-meter-samples",
+        "check-quotas",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 

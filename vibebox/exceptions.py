@@ -61,7 +61,7 @@ InvalidMetadata = error("invalid_metadata", 400, "Metadata must be a map of shor
 MetadataTooLarge = error("metadata_too_large", 400, "Metadata is too large.")
 InvalidResources = error("invalid_resources", 400, "Invalid resources.")
 DiskLimitUnsupported = error("disk_limit_unsupported", 400, "This engine's storage driver cannot limit disk size.")
-QuotaExceeded = error("quota_exceeded", 403, "Sandbox quota exceeded.")
+QuotaExceeded = error("quota_exceeded", 402, "Quota exceeded.")  # details: quota, limit, used, requested
 GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 
 # Templates.

@@ -241,6 +241,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_duration("VIBEBOX_POOL_INTERVAL", "30s"),
         "options": {"expires": env_duration("VIBEBOX_POOL_INTERVAL", "30s")},
     },
+    # Quotas' thresholds and budgets (apps/billing/quotas.py), every meter interval.
+    "check-quotas": {
+        "task": "apps.billing.tasks.check_quotas",
+        "schedule": env_duration("VIBEBOX_METER_INTERVAL", "15s"),
+        "options": {"expires": env_duration("VIBEBOX_METER_INTERVAL", "15s")},
+    },
     "billing-live-costs": {
         "task": "apps.billing.live.publish_live_costs",
         "schedule": VIBEBOX_BILLING_LIVE_INTERVAL,
@@ -437,9 +443,10 @@ VIBEBOX_TEMPLATE_BUILD_CPUS = env_float("VIBEBOX_TEMPLATE_BUILD_CPUS", 1.0)
 VIBEBOX_TEMPLATE_MAX_SIZE = env_size("VIBEBOX_TEMPLATE_MAX_SIZE", "4g")
 VIBEBOX_TEMPLATE_CONTEXT_FILES = int(env_str("VIBEBOX_TEMPLATE_CONTEXT_FILES", "20000"))
 VIBEBOX_TEMPLATE_SMOKE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_SMOKE_TIMEOUT", "5m")
-# A submission still queued after VIBEBOX_TEMPLATE_REQUEUE_AFTER without a change is sent to the
-# worker again (its task may have been lost); one queued for longer than
-# VIBEBOX_TEMPLATE_QUEUE_TIMEOUT in all fails (the reap-submissions pass, docs/marketplace.md).
+# A submission still queued after VIBEBOX_TEMPLATE_REQUEUE_AFTER without a change and with no task
+# in the broker's builds queue is sent to the worker again (its task was lost); one in that state
+# last (re)queued over VIBEBOX_TEMPLATE_QUEUE_TIMEOUT ago fails; one whose task waits in the broker
+# is left to wait (the reap-submissions pass, docs/marketplace.md).
 VIBEBOX_TEMPLATE_REQUEUE_AFTER = env_duration("VIBEBOX_TEMPLATE_REQUEUE_AFTER", "15m")
 VIBEBOX_TEMPLATE_QUEUE_TIMEOUT = env_duration("VIBEBOX_TEMPLATE_QUEUE_TIMEOUT", "3h")
 # Whether a queued submission is sent to the Celery worker (tests run the pipeline themselves).

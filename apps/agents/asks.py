@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from apps.sandboxes import events
+from apps.sandboxes import quotas as sandbox_quotas
 from apps.sandboxes.runtime import bounded
 from apps.sandboxes.runtime.base import ExecControl
 from apps.sandboxes.services.exec import require_running, run_internal, sandbox_exec
@@ -158,6 +159,8 @@ def ask_start(
     _validate(prompt, model, allowed_tools, disallowed_tools, max_turns, permission_mode)
     setup = setup_get(sandbox)
     require_running(sandbox)
+    # The organization's model spend and budget (402 quota_exceeded), asked like every other work.
+    sandbox_quotas.request_work(org_id=sandbox.org_id, action="ask", sandbox=sandbox, user=sandbox.owner)
     options = {
         "model": model,
         "permissionMode": permission_mode,

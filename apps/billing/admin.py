@@ -1,17 +1,19 @@
 """Billing in the admin: operators edit plans (prices inline), assign plans, and set an
-organization's overrides; usage records are read-only (the rollup writes them). Changes to an
-organization's assignment or account go into its audit chain (AuditedAdmin)."""
+organization's overrides; usage records are read-only (the rollup writes them); invoices are
+read-only but for the "void" action. Changes to an organization's assignment or account go into
+its audit chain (AuditedAdmin), and so does a voided invoice (invoices.invoice_void)."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.utils.translation import ngettext
 
 from apps.audit.admin import AuditedAdmin
 from vibebox import exceptions as errors
 
-from . import services
-from .models import OrgBilling, Plan, PlanAssignment, PlanPrice, UsageRecord
+from . import invoices, services
+from .models import Invoice, InvoiceLine, OrgBilling, Plan, PlanAssignment, PlanPrice, UsageRecord
 
 
 class PlanPriceFormSet(BaseInlineFormSet):
@@ -125,3 +127,69 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = ["position", "description", "resource", "plan", "quantity", "unit", "unit_price", "amount"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(AuditedAdmin):
+    """Invoices are what the month's close wrote (invoices.invoice_close): nothing is edited here.
+    The one change is the "void" action, for an unpaid invoice that should not be paid."""
+
+    list_display = ["number", "org", "period", "total", "currency", "status", "issued_at", "paid_at"]
+    list_filter = ["status", "currency"]
+    search_fields = ["number", "org__slug", "stripe_invoice_id"]
+    date_hierarchy = "period_start"
+    list_select_related = ["org"]
+    inlines = [InvoiceLineInline]
+    actions = ["void"]
+
+    @admin.display(description="period", ordering="period_start")
+    def period(self, invoice):
+        return f"{invoice.period_start:%Y-%m}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change page opens read-only (the view permission); the void action needs this one.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Void the selected unpaid invoices", permissions=["change"])
+    def void(self, request, queryset):
+        voided = [invoice for invoice in queryset if invoices.invoice_void(invoice=invoice)]
+        for invoice in voided:  # the admin's history; the audit entry is invoice_void's (not a second one)
+            admin.ModelAdmin.log_change(self, request, invoice, "Voided.")
+        if voided:
+            self.message_user(
+                request,
+                ngettext("%d invoice voided.", "%d invoices voided.", len(voided)) % len(voided),
+                messages.SUCCESS,
+            )
+        skipped = queryset.count() - len(voided)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} left as they were: only open or failed invoices are voided.",
+                messages.WARNING,
+            )

@@ -199,6 +199,25 @@ def close_due_invoices(*, now: dt.datetime | None = None) -> list[Invoice]:
     return made
 
 
+VOIDABLE = (InvoiceStatus.OPEN, InvoiceStatus.FAILED)
+
+
+def invoice_void(*, invoice: Invoice) -> bool:
+    """An operator cancels an unpaid invoice (the admin's "void" action): open or failed becomes
+    void, audited `invoice.voided`; a paid or void one is left as it is (answers False). Its
+    number stays taken (numbers have no gaps); nothing is sent to Stripe."""
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if locked.status not in VOIDABLE:
+            return False
+        before = locked.status
+        locked.status = InvoiceStatus.VOID
+        locked.save(update_fields=["status"])
+        record("invoice.voided", target=locked, changes={"number": locked.number, "status": [before, "void"]})
+    invoice.status = InvoiceStatus.VOID
+    return True
+
+
 # ---- Reads: the actor's organization only (another's invoice is a 404), with billing.read ----
 
 

@@ -1,13 +1,15 @@
-"""What billing does when the sandboxes app announces something (connected in apps.py ready())."""
+"""What billing does when the apps below announce something (connected in BillingConfig.ready()):
+the meter's samples at lifecycle changes, and the quota check of every request for work."""
 
 import logging
 
 from django.db import transaction
 from django.dispatch import receiver
 
-from apps.sandboxes.signals import sandbox_event, sandbox_leaving
+from apps.orgs.models import Organization
+from apps.sandboxes.signals import sandbox_event, sandbox_leaving, work_requested
 
-from . import metering
+from . import metering, quotas
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +39,17 @@ def sample_after_change(sender, sandbox, type, **kwargs):
     if type not in SAMPLED_AFTER:
         return
     transaction.on_commit(lambda: metering.sample(sandbox), robust=True)
+
+
+# ---- quotas (apps/billing/quotas.py): every request for work is checked ----
+
+
+@receiver(work_requested, dispatch_uid="billing.quotas.work_requested")
+def _work_requested(sender, org_id, action, sandbox=None, running=0, cpu=0, memory=0, disk=0, snapshots=0, **kwargs):
+    """Refuses (402 quota_exceeded) work past the organization's quotas or budget, or while its
+    payment state is frozen; the sender lets the error through and does nothing."""
+    org = sandbox.org if sandbox is not None and sandbox.org_id == org_id else Organization.objects.get(pk=org_id)
+    request = quotas.Request(
+        action=action, running=running, cpu=cpu, memory=memory, disk=disk, snapshots=snapshots, sandbox=sandbox
+    )
+    quotas.check(org, request)

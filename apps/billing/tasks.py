@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
-from . import invoices, metering, payments, rollup
+from . import invoices, metering, payments, quotas, rollup
 from .models import Invoice, InvoiceStatus
 
 # ---- Invoices and payment (invoices.py, payments.py) ----
@@ -71,3 +71,13 @@ def rollup_usage() -> dict[str, int]:
 def prune_meter_samples() -> int:
     """Daily: samples older than VIBEBOX_METER_SAMPLES_DAYS, once rolled up, are deleted."""
     return rollup.prune()
+
+
+# ---- quotas (apps/billing/quotas.py) ----
+
+
+@shared_task(ignore_result=True)
+def check_quotas() -> dict:
+    """Beat, every VIBEBOX_METER_INTERVAL: every organization's thresholds (Notice, webhook, email)
+    and budget (used up: its running sandboxes paused)."""
+    return quotas.check_all()

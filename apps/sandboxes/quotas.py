@@ -1,4 +1,7 @@
-"""Per-owner quotas: live sandboxes and their CPU, memory and disk; snapshots and their bytes.
+"""Per-owner quotas (the operator's VIBEBOX_MAX_*_PER_OWNER settings): live sandboxes and their
+CPU, memory and disk; snapshots and their bytes. The organization's plan quotas and budget are the
+billing app's (apps/billing/quotas.py), asked through signals.work_requested sent in the same
+places (`request_work`).
 
 Checked in services against the database, inside a transaction that holds the owner's row lock
 (select_for_update on PostgreSQL; SQLite's IMMEDIATE transactions serialise every writer), so
@@ -9,10 +12,11 @@ Warm-pool containers belong to nobody until a create takes one: then its sandbox
 from django.conf import settings
 from django.db.models import Count, Sum
 
+from apps.orgs.models import Organization
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
-from . import states
+from . import signals, states
 from .models import Sandbox, Snapshot
 
 _SIZES = {"memory", "disk", "snapshot_bytes"}
@@ -23,8 +27,9 @@ def _show(resource: str, value) -> str:
 
 
 def check(resource: str, limit, used, requested) -> None:
-    """403 quota_exceeded when `requested` more (None: not known yet, so only `used`) would go
-    past `limit`."""
+    """402 quota_exceeded when `requested` more (None: not known yet, so only `used`) would go
+    past `limit`. `details.quota` names it; `details.resource` is the same name, kept for clients
+    of the days this was a 403 (one release)."""
     if not limit:
         return
     fits = used < limit if requested is None else round(used + requested, 6) <= limit  # (CPUs are floats)
@@ -33,7 +38,7 @@ def check(resource: str, limit, used, requested) -> None:
     asked = f", {_show(resource, requested)} more asked for" if requested is not None else ""
     raise errors.QuotaExceeded(
         f"Quota exceeded for {resource}: {_show(resource, used)} of {_show(resource, limit)} in use{asked}.",
-        details={"resource": resource, "limit": limit, "used": used, "requested": requested},
+        details={"quota": resource, "resource": resource, "limit": limit, "used": used, "requested": requested},
     )
 
 
@@ -59,3 +64,43 @@ def check_snapshot(owner, *, size: int | None = None, exclude=None) -> None:
         check("snapshots", settings.VIBEBOX_MAX_SNAPSHOTS_PER_OWNER, totals["count"], 1)
     used = (totals["image"] or 0) + (totals["workspace"] or 0)
     check("snapshot_bytes", settings.VIBEBOX_MAX_SNAPSHOT_BYTES_PER_OWNER, used, size)
+
+
+def lock_org(org_id) -> None:
+    """Serialises the organization's work requests (creates, starts, resumes, snapshots) for the
+    rest of the transaction, so two cannot both slip under an organization's quota."""
+    if org_id is not None:
+        Organization.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True).first()
+
+
+def request_work(
+    *,
+    org_id,
+    action: str,
+    sandbox=None,
+    user=None,
+    running: int = 0,
+    cpu: float = 0,
+    memory: int = 0,
+    disk: int = 0,
+    snapshots: int = 0,
+) -> None:
+    """Asks the apps above (billing) whether the organization may do `action` (signals.work_requested):
+    a receiver refuses by raising (402 quota_exceeded). `running`, `cpu`, `memory`: what it adds to
+    the organization's running sandboxes; `disk`: to its storage; `snapshots`: to its snapshots.
+    Called where the work is decided, inside the transaction holding lock_org for the actions that
+    add running sandboxes, storage or snapshots."""
+    if org_id is None:
+        return
+    signals.work_requested.send(
+        sender=Sandbox,
+        org_id=org_id,
+        action=action,
+        sandbox=sandbox,
+        user=user,
+        running=running,
+        cpu=float(cpu or 0),
+        memory=int(memory or 0),
+        disk=int(disk or 0),
+        snapshots=snapshots,
+    )

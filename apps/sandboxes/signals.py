@@ -18,3 +18,12 @@ sandbox_event = Signal()
 # container's end resets them. Sent with send_robust: a receiver's error is logged, never raised
 # into the lifecycle call; a receiver must be quick.
 sandbox_leaving = Signal()
+
+# Work is about to begin for an organization: `action` is "create", "start", "resume", "exec" (a
+# command, code, a background process), "snapshot" or "ask" (a Claude ask, sent by the agents app),
+# with `org_id`, `sandbox` (None at create), `user`, and what it adds: `running` (0 or 1 running
+# sandbox), `cpu` (vCPUs), `memory` and `disk` (bytes), `snapshots` (0 or 1). Sent synchronously
+# (quotas.request_work), for create, start, resume and snapshot inside the transaction holding the
+# organization's row lock (quotas.lock_org). A receiver (billing's quotas) refuses by raising an
+# ApplicationError (402 quota_exceeded), which the sender lets through: nothing is done.
+work_requested = Signal()

@@ -25,6 +25,8 @@ Steps:
    in the background and every declared port must answer. The sandbox is always destroyed.
 """
 
+import base64
+import binascii
 import collections
 import contextlib
 import datetime as dt
@@ -46,6 +48,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.marketplace import catalog
 from apps.marketplace.models import FailedStep, Submission, SubmissionState, TemplateVersion
@@ -61,6 +64,7 @@ from apps.marketplace.services import (
 )
 from apps.marketplace.states import RUNNING as RUNNING_STATES  # queued, building, smoke_testing
 from vibebox import exceptions as errors
+from vibebox import redisdb
 from vibebox.units import format_size
 
 from . import processes
@@ -556,6 +560,15 @@ def image_tag(submission: Submission) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/market-{name}:{version}-{suffix}"[:200]
 
 
+def pipeline_tag(tag: str, submission_id: str, submission: Submission | None) -> bool:
+    """Whether `tag` is the one the pipeline gives the submission's built image (image_tag); for a
+    submission whose row is gone, whether it has that form (its prefix, and its id at the end)."""
+    if submission is not None:
+        return tag == image_tag(submission)
+    suffix = submission_id.removeprefix("sub_").lower()
+    return bool(suffix) and tag.startswith(f"{settings.VIBEBOX_IMAGE_PREFIX}/market-") and tag.endswith(f"-{suffix}")
+
+
 def build_labels(submission: Submission) -> dict[str, str]:
     """On every container and intermediate image of the submission's build (a LABEL after each
     FROM): the reaper finds a dead build's leftovers by them."""
@@ -928,10 +941,60 @@ INTERRUPTED_MESSAGE = (
     "The validation was interrupted (its worker stopped) in its {step} step; submit the version again."
 )
 NEVER_STARTED_MESSAGE = (
-    "The validation never started within {hours:g} h of the submission (its task was lost, or no worker "
-    "took it); submit the version again."
+    "The validation never started within {hours:g} h of its last queueing (its task was lost); submit the "
+    "version again."
 )
 LEFTOVER_STATES = (SubmissionState.FAILED, SubmissionState.CANCELLED)
+
+
+# The most tasks the reaper reads from the broker in one pass (the builds queue and the tasks
+# workers took but have not started): beyond that it does not guess, and leaves queued ones be.
+BROKER_SCAN_MAX = 2000
+VALIDATE_TASK = "apps.sandboxes.tasks.validate_submission"
+
+
+def builds_queue() -> str:
+    """The Celery queue validate_submission is routed to (CELERY_TASK_ROUTES: `builds`)."""
+    return (settings.CELERY_TASK_ROUTES.get(VALIDATE_TASK) or {}).get("queue") or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _task_submission(payload) -> str | None:
+    """The submission id a broker message's validate_submission task is for (Celery's message
+    protocol 2 as kombu's Redis transport keeps it: headers.task, a base64 JSON body
+    [args, kwargs, embed]); None for any other message."""
+    try:
+        if payload["headers"]["task"] != VALIDATE_TASK:
+            return None
+        body = payload["body"]
+        if payload.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, _ = json.loads(body)
+        ident = args[0] if args else kwargs.get("submission_id")
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, binascii.Error):
+        return None
+    return ident if isinstance(ident, str) else None
+
+
+def tasks_waiting(submission_ids: set[str]) -> set[str] | None:
+    """Those of `submission_ids` with a validate_submission task in the broker (Celery's Redis
+    broker, CELERY_BROKER_URL): waiting in the builds queue (a Redis list named after the queue),
+    or taken by a worker that has not started it (kombu's `unacked` hash, where a dead worker's
+    tasks stay until they are restored to the queue). None when the broker cannot be read or holds
+    more than BROKER_SCAN_MAX of them (the caller does nothing rather than guess)."""
+    queue = builds_queue()
+    try:
+        client = redisdb.client(settings.CELERY_BROKER_URL)
+        if client.llen(queue) + client.hlen("unacked") > BROKER_SCAN_MAX:
+            return None
+        payloads = [json.loads(raw) for raw in client.lrange(queue, 0, BROKER_SCAN_MAX)]
+        for raw in client.hvals("unacked"):
+            entry = json.loads(raw)  # [payload, exchange, routing key]
+            if isinstance(entry, list) and entry:
+                payloads.append(entry[0])
+    except (RedisError, ValueError) as exc:
+        logger.warning("could not read the broker's %s queue: %s", queue, exc)
+        return None
+    return {ident for ident in map(_task_submission, payloads) if ident in submission_ids}
 
 
 def submissions_interrupted(now: dt.datetime | None = None) -> dict:
@@ -940,9 +1003,11 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
     - a submission building or smoke testing with no sign of life for longer than the build and
       smoke timeouts plus 5 minutes lost its worker: it fails, at the step it was in (`build` or
       `smoke`);
-    - a submission queued for longer than VIBEBOX_TEMPLATE_QUEUE_TIMEOUT fails (step `build`: it
-      never started); one queued with no change for VIBEBOX_TEMPLATE_REQUEUE_AFTER is queued again
-      (submission_requeue: its task may have been lost; the pipeline runs it only once);
+    - a submission queued with no change for VIBEBOX_TEMPLATE_REQUEUE_AFTER whose task is not in
+      the broker (tasks_waiting: lost, a worker died before running it or the broker was flushed)
+      is queued again (submission_requeue; the pipeline runs it only once), or fails (step
+      `build`: it never started) when it was last (re)queued over VIBEBOX_TEMPLATE_QUEUE_TIMEOUT
+      ago; one whose task waits in the broker is left to wait, however long;
     - the build networks (with their step containers and firewall rules) of this instance's
       submissions that are no longer running are removed, and what their builds left, found by
       label (BUILD_OWNER_LABEL): step containers and untagged step images of any ended submission,
@@ -962,24 +1027,39 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
             )
             failed.append(pk)
     queue_timeout = float(settings.VIBEBOX_TEMPLATE_QUEUE_TIMEOUT)
-    never = Submission.objects.filter(
-        state=SubmissionState.QUEUED, created_at__lt=now - dt.timedelta(seconds=queue_timeout)
-    ).values_list("pk", flat=True)
-    for pk in never:
-        message = NEVER_STARTED_MESSAGE.format(hours=round(queue_timeout / 3600, 2))
-        if submission_fail(pk, step=FailedStep.BUILD, message=message):
-            logger.warning("submission %s: still queued after %g h: failed (step build)", pk, queue_timeout / 3600)
-            failed.append(pk)
-    idle_before = now - dt.timedelta(seconds=float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER))
+    requeue_after = float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER)
+    idle_before = now - dt.timedelta(seconds=requeue_after)
+    idle = dict(
+        Submission.objects.filter(state=SubmissionState.QUEUED, updated_at__lt=idle_before).values_list(
+            "pk", "updated_at"
+        )
+    )
+    waiting = tasks_waiting(set(idle)) if idle else set()
+    if waiting is None:
+        logger.warning(
+            "the broker's %s queue cannot be read (or holds over %d tasks): queued submissions left as they are",
+            builds_queue(),
+            BROKER_SCAN_MAX,
+        )
+        idle = {}
     requeued = []
-    for pk in Submission.objects.filter(state=SubmissionState.QUEUED, updated_at__lt=idle_before).values_list(
-        "pk", flat=True
-    ):
-        if submission_requeue(pk, idle_before=idle_before):
+    for pk, queued_at in idle.items():
+        if pk in waiting:
+            continue  # its task waits in the broker (or a worker took it): not lost
+        if queued_at < now - dt.timedelta(seconds=queue_timeout):
+            message = NEVER_STARTED_MESSAGE.format(hours=round(queue_timeout / 3600, 2))
+            if submission_fail(pk, step=FailedStep.BUILD, message=message):
+                logger.warning(
+                    "submission %s: no task in the broker %g h after it was last queued: failed (step build)",
+                    pk,
+                    queue_timeout / 3600,
+                )
+                failed.append(pk)
+        elif submission_requeue(pk, idle_before=idle_before):
             logger.warning(
-                "submission %s: still queued with no change for %g min (its task may be lost): queued again",
+                "submission %s: still queued with no change for %g min and no task in the broker: queued again",
                 pk,
-                float(settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER) / 60,
+                requeue_after / 60,
             )
             requeued.append(pk)
     driver = get_driver()
@@ -994,7 +1074,13 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
         except errors.ApplicationError as exc:
             logger.warning("could not remove build network %s: %s", name, exc.message)
     leftovers = driver.build_leftovers({"vibebox.instance": settings.VIBEBOX_INSTANCE})
-    states = dict(Submission.objects.filter(pk__in={item.owner for item in leftovers}).values_list("pk", "state"))
+    owners = {
+        row.pk: row
+        for row in Submission.objects.filter(pk__in={item.owner for item in leftovers}).only(
+            "pk", "state", "template_name", "version"
+        )
+    }
+    states = {pk: row.state for pk, row in owners.items()}
     used = set(
         TemplateVersion.objects.filter(image__in=[tag for item in leftovers for tag in item.tags]).values_list(
             "image", flat=True
@@ -1007,6 +1093,8 @@ def submissions_interrupted(now: dt.datetime | None = None) -> dict:
             continue
         if item.tags and (state not in (None, *LEFTOVER_STATES) or used.intersection(item.tags)):
             continue  # a built image that a version uses, or of a submission that passed
+        if not all(pipeline_tag(tag, item.owner, owners.get(item.owner)) for tag in item.tags):
+            continue  # tagged by someone else than the pipeline (a copy of it, an image made from it)
         doomed.append(item)
     removed = set(driver.build_leftovers_remove(doomed)) if doomed else set()
     for item in doomed:

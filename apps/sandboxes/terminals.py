@@ -37,7 +37,7 @@ from apps.audit.services import record
 from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
-from . import idle, limits
+from . import idle, limits, quotas
 from .models import Sandbox, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.base import STDIN_BUFFER, ExecControl
@@ -81,8 +81,10 @@ class Spec:
 
 
 def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
-    """Checks the sandbox runs and resolves the terminal's user, environment and directory."""
+    """Checks the sandbox runs and the organization's quotas allow a new shell (like a command:
+    402 quota_exceeded), and resolves the terminal's user, environment and directory."""
     require_running(sandbox)
+    quotas.request_work(org_id=sandbox.org_id, action="exec", sandbox=sandbox, user=sandbox.owner)
     return Spec(
         sandbox_id=sandbox.id,
         owner_id=sandbox.owner_id,

@@ -23,6 +23,7 @@ EVENTS: dict[str, str] = {
     "key.revoked": "An API key of the organization was revoked.",
     "template.published": "A template was published to the marketplace.",
     "template.rejected": "A reviewer rejected the organization's template submission.",
+    "billing.threshold_reached": "80 % or 100 % of a monthly quota or of the budget was reached (once a month each).",
 }
 
 # Sent only by POST /webhooks/{id}/test, to that webhook alone (it cannot be subscribed to).

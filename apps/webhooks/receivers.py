@@ -5,6 +5,8 @@ from django.dispatch import receiver
 
 from apps.agents.api.run_serializers import AgentRunSummarySerializer
 from apps.agents.signals import agent_run_finished
+from apps.billing.quotas import notice_data
+from apps.billing.signals import threshold_reached
 from apps.keys.api.serializers import ApiKeySerializer
 from apps.keys.signals import api_key_event
 from apps.marketplace.api.serializers import SubmissionSerializer, TemplateSerializer
@@ -122,3 +124,10 @@ def _template_rejected(sender, submission, **kwargs):
         data=lambda: SubmissionSerializer(submission).data,
         template=submission.template_name,
     )
+
+
+@receiver(threshold_reached, dispatch_uid="webhooks.threshold_reached")
+def _threshold_reached(sender, notice, org, **kwargs):
+    """data: the notice {org, quota, percent, used, limit, period ("YYYY-MM"), reachedAt}, as GET
+    /api/v1/billing/quotas lists it; to the organization."""
+    services.emit(org_id=org.pk, type="billing.threshold_reached", data=lambda: notice_data(notice))

@@ -6,17 +6,20 @@ failed submission's name stays its organization's to submit again (the row its s
 protected is reused), and warm pools never serve a bare-name create from an older version."""
 
 import datetime as dt
+import json
 import secrets
 
 import docker
 import pytest
+import redis
+from celery import Celery
 from django.utils import timezone
 
 from apps.marketplace import services
 from apps.marketplace.models import Submission, Template
 from apps.marketplace.signals import submission_queued
 from apps.orgs.services import personal_org_ensure
-from apps.sandboxes import submissions
+from apps.sandboxes import specs, submissions
 from apps.sandboxes.models import PooledContainer, Sandbox, Status
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.runtime.base import BUILD_OWNER_LABEL
@@ -24,6 +27,7 @@ from apps.sandboxes.services import pools
 from apps.sandboxes.submissions import build_labels, plan_dockerfile
 from tests.marketplace.conftest import DOCKERFILE, yaml_for
 from tests.marketplace.pipeline_helpers import SMALL_DOCKERFILE, make_submission, spec_for
+from tests.test_make_run import redis_server
 from vibebox import exceptions as errors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,8 +45,27 @@ def queued_signals():
     submission_queued.disconnect(dispatch_uid="test-leftovers-queued")
 
 
+@pytest.fixture
+def broker(tmp_path, settings):
+    """A Redis of the test's own as the Celery broker the reaper reads (nothing else consumes it)."""
+    with redis_server(tmp_path) as url:
+        settings.CELERY_BROKER_URL = url
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()
+
+
+def _send_validate(broker_url: str, submission_id: str) -> None:
+    """Sends validate_submission to the builds queue as the receiver does, through a Celery app of
+    the test's own on `broker_url` (no worker consumes it: it waits there)."""
+    app = Celery("m23fix-test", broker=broker_url, set_as_current=False)
+    app.conf.task_routes = {"apps.sandboxes.tasks.validate_submission": {"queue": "builds"}}
+    with app:
+        app.send_task("apps.sandboxes.tasks.validate_submission", args=[submission_id])
+
+
 def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(
-    owner, tmp_path, settings, queued_signals, caplog
+    owner, tmp_path, settings, queued_signals, caplog, broker
 ):
     settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = False  # the receiver would send the Celery task
     settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER = 600
@@ -50,19 +73,26 @@ def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(
     lost = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("lost-task"))
     fresh = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("fresh-task"))
     ancient = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("ancient-task"))
+    # Submitted long ago, but queued again 11 minutes ago: the 3 h count from that.
+    requeued_lately = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("late-task"))
     now = timezone.now()
     Submission.objects.filter(pk=lost.pk).update(updated_at=now - dt.timedelta(minutes=11))
     Submission.objects.filter(pk=ancient.pk).update(
-        created_at=now - dt.timedelta(hours=3, minutes=1), updated_at=now - dt.timedelta(minutes=11)
+        created_at=now - dt.timedelta(hours=3, minutes=2), updated_at=now - dt.timedelta(hours=3, minutes=1)
+    )
+    Submission.objects.filter(pk=requeued_lately.pk).update(
+        created_at=now - dt.timedelta(hours=5), updated_at=now - dt.timedelta(minutes=11)
     )
 
     with caplog.at_level("WARNING", logger="apps.sandboxes.submissions"):
         report = submissions.submissions_interrupted()
-    assert report["requeued"] == [lost.pk] and report["failed"] == [ancient.pk]
+    assert sorted(report["requeued"]) == sorted([lost.pk, requeued_lately.pk]) and report["failed"] == [ancient.pk]
     said = [record.getMessage() for record in caplog.records]
-    assert f"submission {lost.pk}: still queued with no change for 10 min (its task may be lost): queued again" in said
-    assert f"submission {ancient.pk}: still queued after 3 h: failed (step build)" in said
-    assert queued_signals == [lost.pk]  # sent again: the receiver queues validate_submission
+    assert (
+        f"submission {lost.pk}: still queued with no change for 10 min and no task in the broker: queued again" in said
+    )
+    assert f"submission {ancient.pk}: no task in the broker 3 h after it was last queued: failed (step build)" in said
+    assert sorted(queued_signals) == sorted([lost.pk, requeued_lately.pk])  # the receiver queues validate_submission
     lost.refresh_from_db()
     assert lost.state == "queued" and "re-queued: the validation had not started after" in lost.build_log
     assert lost.updated_at > now - dt.timedelta(minutes=1)
@@ -72,10 +102,51 @@ def test_a_queued_submission_whose_task_was_lost_is_queued_again_then_failed(
     assert Submission.objects.get(pk=fresh.pk).state == "queued"
     # The next pass finds nothing new: the re-queued one changed just now.
     assert submissions.submissions_interrupted()["requeued"] == []
-    assert queued_signals == [lost.pk]
+    assert len(queued_signals) == 2
     # A redelivered task runs the pipeline once: the second finds it no longer queued.
     assert services.submission_start(lost.pk) is not None
     assert services.submission_start(lost.pk) is None
+
+
+def test_a_submission_whose_task_waits_in_the_broker_is_neither_queued_again_nor_failed(
+    owner, tmp_path, settings, queued_signals, broker
+):
+    """A burst behind one build at a time: the tenth waits for hours, its task in the builds
+    queue (or taken by a worker, not started). It is not lost: no second task, no failure."""
+    settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = False
+    settings.VIBEBOX_TEMPLATE_REQUEUE_AFTER = 600
+    settings.VIBEBOX_TEMPLATE_QUEUE_TIMEOUT = 3 * 3600
+    waiting = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("waiting-task"))
+    taken = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("taken-task"))
+    lost = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("gone-task"))
+    long_ago = timezone.now() - dt.timedelta(hours=4)
+    Submission.objects.filter(pk__in=[waiting.pk, taken.pk, lost.pk]).update(created_at=long_ago, updated_at=long_ago)
+    url = settings.CELERY_BROKER_URL
+    # A worker took `taken`'s task (BRPOP: the oldest) and has not started it: kombu keeps it in `unacked`.
+    _send_validate(url, taken.pk)
+    payload = json.loads(broker.rpop("builds"))
+    assert submissions._task_submission(payload) == taken.pk
+    broker.hset("unacked", "tag-1", json.dumps([payload, "", "builds"]))
+    _send_validate(url, waiting.pk)
+    _send_validate(url, "sub_someoneelse")  # another submission's task: not this one's
+    assert broker.llen("builds") == 2
+    assert submissions.tasks_waiting({waiting.pk, taken.pk, lost.pk}) == {waiting.pk, taken.pk}
+
+    report = submissions.submissions_interrupted()
+    assert report["requeued"] == [] and report["failed"] == [lost.pk]
+    assert queued_signals == []
+    for submission in (waiting, taken):
+        submission.refresh_from_db()
+        assert submission.state == "queued" and "re-queued" not in submission.build_log
+    assert Submission.objects.get(pk=lost.pk).state == "failed"
+
+    # A broker that cannot be read: nothing is done with queued ones (it does not guess).
+    broker.delete("builds", "unacked")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    assert submissions.tasks_waiting({waiting.pk}) is None
+    report = submissions.submissions_interrupted()
+    assert report["requeued"] == [] and report["failed"] == []
+    assert Submission.objects.get(pk=waiting.pk).state == "queued"
 
 
 def test_a_submission_stuck_smoke_testing_fails_at_the_smoke_step(owner, tmp_path, settings):
@@ -160,6 +231,74 @@ def test_a_dead_builds_step_images_and_containers_are_reaped_by_label(owner, tmp
         for image in reversed(labelled[dead.pk] + labelled[alive.pk]):
             if _exists(docker_client, image):
                 docker_client.api.remove_image(image, force=True)
+
+
+def _build(docker_client, tmp_path, dockerfile: str, tag: str) -> str:
+    """Builds with the engine's classic builder, as the pipeline does; the image's id."""
+    folder = tmp_path / f"ctx-{secrets.token_hex(3)}"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(dockerfile)
+    for chunk in docker_client.api.build(path=str(folder), tag=tag, rm=True, pull=False, decode=True):
+        assert "error" not in chunk, chunk
+    return docker_client.api.inspect_image(tag)["Id"]
+
+
+def test_the_reaper_never_touches_a_snapshot_of_a_sandbox_made_from_a_submissions_image(
+    owner, tmp_path, settings, docker_client
+):
+    """Images inherit labels: a snapshot of a sandbox made from a submission's built image carries
+    the submission's label. A failed submission's leftovers go; the snapshot (and an image the
+    pipeline did not tag) stays."""
+    base = submissions.catalog.base_image("trixie")
+    if not get_driver().image_exists(base):
+        pytest.skip(f"{base} is not built here")
+    org = personal_org_ensure(user=owner)
+    failed = make_submission(owner, tmp_path, dockerfile=SMALL_DOCKERFILE, spec=spec_for("snapped-build"))
+    labels = build_labels(failed)
+    built_tag = submissions.image_tag(failed)
+    snapshot_tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-test-{secrets.token_hex(4)}:1"
+    copy_tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/test-m23fix-copy:{secrets.token_hex(4)}"
+    text = "FROM debian:trixie\nRUN echo built > /built\n"
+    built = _build(docker_client, tmp_path, plan_dockerfile(text, org=org, labels=labels).dockerfile, built_tag)
+    dead_steps = _build_and_die(
+        docker_client, tmp_path, plan_dockerfile(text + "RUN exit 3\n", org=org, labels=labels).dockerfile
+    )
+    dead_steps = [step for step in dead_steps if not built.startswith(f"sha256:{step}")]  # (a cached step)
+    # A sandbox made from the built image, and its snapshot as apps/sandboxes/services/snapshots.py takes it.
+    sandbox = docker_client.api.create_container(
+        built_tag, command=["true"], labels={**specs.base_labels(), "vibebox.sandbox-id": "sbx_m23fixtest"}
+    )["Id"]
+    snapshot = None
+    try:
+        get_driver().commit(
+            sandbox, image=snapshot_tag, labels={**specs.base_labels(), "vibebox.snapshot-id": "snp_m23fixtest"}
+        )
+        snapshot = docker_client.api.inspect_image(snapshot_tag)["Id"]
+        assert docker_client.api.inspect_image(snapshot)["Config"]["Labels"][BUILD_OWNER_LABEL] == failed.pk
+        docker_client.api.remove_container(sandbox, force=True)
+        docker_client.api.tag(built_tag, *copy_tag.split(":"))  # the built image under a tag of someone else's
+        services.submission_start(failed.pk)
+        services.submission_fail(failed.pk, step="build", message="The validation was interrupted.")
+
+        report = submissions.submissions_interrupted()
+        assert _exists(docker_client, snapshot_tag) and _exists(docker_client, snapshot)
+        assert built_tag not in report["images_removed"] and _exists(docker_client, built_tag)  # its other tag
+        assert dead_steps and not any(_exists(docker_client, step) for step in dead_steps)
+
+        docker_client.api.remove_image(copy_tag)
+        report = submissions.submissions_interrupted()
+        assert built_tag in report["images_removed"] and not _exists(docker_client, built_tag)  # the pipeline's tag
+        assert _exists(docker_client, snapshot_tag)  # (its parent image stays under it, untagged)
+        assert submissions.submissions_interrupted()["images_removed"] == []
+        assert _exists(docker_client, snapshot_tag)
+    finally:
+        if _container(docker_client, sandbox):
+            docker_client.api.remove_container(sandbox, force=True)
+        for image in (snapshot_tag, copy_tag, built_tag, *reversed(dead_steps)):
+            if _exists(docker_client, image):
+                docker_client.api.remove_image(image, force=True)
+        if snapshot is None and _exists(docker_client, built):
+            docker_client.api.remove_image(built, force=True)
 
 
 def _labelled_containers(docker_client, owner: str) -> list[str]:

@@ -71,7 +71,7 @@ def test_quota(api_client, create_sandbox, settings, docker_client):
     settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER = 1
     create_sandbox()
     response = api_client.post("/api/v1/sandboxes", {"template": "python-3"}, format="json")
-    assert response.status_code == 403 and response.json()["error"]["code"] == "quota_exceeded"
+    assert response.status_code == 402 and response.json()["error"]["code"] == "quota_exceeded"
     assert Sandbox.objects.count() == 1
 
 

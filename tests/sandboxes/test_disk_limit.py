@@ -55,8 +55,9 @@ def test_the_default_disk_applies(api_client, create_sandbox, settings, docker_c
 def test_disk_counts_in_the_owners_quota(create_sandbox, settings):
     settings.VIBEBOX_MAX_DISK_PER_OWNER = 100 * MIB
     create_sandbox(template="python-3", resources={"disk": "64m"}, autoStart=False)
-    refused = create_sandbox(expect=403, template="python-3", resources={"disk": "64m"})
+    refused = create_sandbox(expect=402, template="python-3", resources={"disk": "64m"})
     assert refused["error"]["details"] == {
+        "quota": "disk",
         "resource": "disk",
         "limit": 100 * MIB,
         "used": 64 * MIB,

@@ -1,5 +1,6 @@
 """Per-owner quotas (issue 17, item 7): CPU and memory across live sandboxes, snapshot count and
-bytes. Past a limit: 403 quota_exceeded saying what, the limit, what is used and what was asked."""
+bytes. Past a limit: 402 quota_exceeded saying what (`quota`, and `resource`: its old name), the
+limit, what is used and what was asked. The organization's plan quotas: tests/billing/test_quotas.py."""
 
 import threading
 
@@ -23,22 +24,28 @@ def remove_snapshots(db):
 
 
 def quota_error(response, resource, limit, used, requested):
-    """`response`: an API response, or the body create_sandbox(expect=403) answered."""
+    """`response`: an API response, or the body create_sandbox(expect=402) answered."""
     if not isinstance(response, dict):
-        assert response.status_code == 403, response.content
+        assert response.status_code == 402, response.content
         response = response.json()
     error = response["error"]
     assert error["code"] == "quota_exceeded"
-    assert error["details"] == {"resource": resource, "limit": limit, "used": used, "requested": requested}
+    assert error["details"] == {
+        "quota": resource,
+        "resource": resource,
+        "limit": limit,
+        "used": used,
+        "requested": requested,
+    }
 
 
 def test_cpu_and_memory_totals_across_live_sandboxes(api_client, create_sandbox, settings):
     settings.VIBEBOX_MAX_CPU_PER_OWNER = 2
     settings.VIBEBOX_MAX_MEMORY_PER_OWNER = 512 * MIB
     first = create_sandbox(template="python-3", resources={"cpu": 1.5, "memory": "256m"}, autoStart=False)
-    quota_error(create_sandbox(expect=403, template="python-3", resources={"cpu": 1}), "cpu", 2, 1.5, 1)
+    quota_error(create_sandbox(expect=402, template="python-3", resources={"cpu": 1}), "cpu", 2, 1.5, 1)
     quota_error(
-        create_sandbox(expect=403, template="python-3", resources={"cpu": 0.5, "memory": "512m"}),
+        create_sandbox(expect=402, template="python-3", resources={"cpu": 0.5, "memory": "512m"}),
         "memory", 512 * MIB, 256 * MIB, 512 * MIB,
     )  # fmt: skip
     assert Sandbox.objects.count() == 1  # nothing was made for the refused creates
@@ -51,7 +58,7 @@ def test_cpu_and_memory_totals_across_live_sandboxes(api_client, create_sandbox,
 def test_the_sandbox_count_says_what_and_how_much(create_sandbox, settings):
     settings.VIBEBOX_MAX_SANDBOXES_PER_OWNER = 1
     create_sandbox(template="python-3", autoStart=False)
-    quota_error(create_sandbox(expect=403, template="python-3"), "sandboxes", 1, 1, 1)
+    quota_error(create_sandbox(expect=402, template="python-3"), "sandboxes", 1, 1, 1)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -95,9 +102,13 @@ def test_snapshot_count_and_bytes(api_client, create_sandbox, settings, tmp_path
         f"/api/v1/sandboxes/{sandbox_id}/exec", {"command": "head -c 3000000 /dev/urandom > big.bin"}, format="json"
     )
     response = api_client.post(url, {}, format="json")
-    assert response.status_code == 403, response.content
+    assert response.status_code == 402, response.content
     details = response.json()["error"]["details"]
-    assert details["resource"] == "snapshot_bytes" and details["limit"] == used + 1024 and details["used"] == used
+    assert (
+        details["quota"] == details["resource"] == "snapshot_bytes"
+        and details["limit"] == used + 1024
+        and details["used"] == used
+    )
     assert details["requested"] > 3000000
     # the refused snapshot left nothing behind: no row, no image, no archive
     assert Snapshot.objects.count() == 1

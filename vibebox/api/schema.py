@@ -17,6 +17,7 @@ ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 ERROR_SUMMARIES = {
     400: "The request is invalid.",
     401: "No API key, or a wrong, expired or revoked one.",
+    402: "Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested).",
     403: "Refused: the key lacks a scope, or the owner may not do this.",
     404: "No such object (someone else's is a 404 too).",
     409: "Conflicts with the current state of the object.",
@@ -61,7 +62,8 @@ ERROR_RESPONSE_SCHEMA = {
 
 def postprocess_errors(result, generator, **kwargs):
     """Adds the error envelope to every operation: 401, 403 and 429 always, 404 where the path has
-    a parameter, 400 where there is a body, `default` for the rest (5xx); drops repeated security
+    a parameter, 400 where there is a body, 402 on a sandbox's paths (work the organization's
+    quotas may refuse), `default` for the rest (5xx); drops repeated security
     requirements; describes the sandbox path parameter."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorResponse"] = copy.deepcopy(ERROR_RESPONSE_SCHEMA)
@@ -71,9 +73,11 @@ def postprocess_errors(result, generator, **kwargs):
         "description": "The error codes the server knows today (new ones may come).",
     }
     for path, item in result.get("paths", {}).items():
-        for operation in item.values():
+        for method, operation in item.items():
             _require_bodies_with_required_fields(operation, schemas)
             statuses = [401, 403, 429, *([404] if "{" in path else []), *([400] if "requestBody" in operation else [])]
+            if path.startswith("/api/v1/sandboxes") and method in ("post", "put", "patch"):  # work: quotas
+                statuses.append(402)
             responses = operation["responses"]
             for status in statuses:
                 responses.setdefault(str(status), {"description": _error_description(status), "content": _json()})

@@ -75,6 +75,10 @@ class BuildLeftover:
 
 
 BUILD_OWNER_LABEL = "vibebox.submission"  # on every container and image a submission's build makes
+# A sandbox's container and a snapshot's image inherit the labels of the image they come from
+# (BUILD_OWNER_LABEL included, when that is a submission's): one carrying any of these is a
+# sandbox's or a snapshot's (apps/sandboxes/specs.py, services/snapshots.py), never a build's leftover.
+NOT_BUILD_LABELS = ("vibebox.managed", "vibebox.sandbox-id", "vibebox.snapshot-id")
 
 
 @dataclass(frozen=True)
@@ -548,7 +552,8 @@ class RuntimeDriver(Protocol):
     def build_networks(self, labels: dict[str, str]) -> dict[str, str]: ...
     def build_network_remove(self, name: str) -> None: ...
     # The containers and images (tagged or not, a dead build's step images included) carrying
-    # BUILD_OWNER_LABEL and `labels`; and the removal of some of them (answers the ids removed).
+    # BUILD_OWNER_LABEL and `labels` and none of NOT_BUILD_LABELS; and the removal of some of them
+    # (answers the ids removed).
     def build_leftovers(self, labels: dict[str, str]) -> list[BuildLeftover]: ...
     def build_leftovers_remove(self, leftovers: list[BuildLeftover]) -> list[str]: ...
 

@@ -30,6 +30,7 @@ from .base import (
     BUILD_OWNER_LABEL,
     DAEMON_BINARY,
     DAEMON_MOUNT,
+    NOT_BUILD_LABELS,
     BuildFailed,
     BuildLeftover,
     BuildLimits,
@@ -1422,11 +1423,16 @@ class DockerDriver:
         """The step containers and the leaf images (no child image: a tagged build result, or the last
         untagged step image of a build that never finished) labelled with the build that made them
         (BUILD_OWNER_LABEL) and `labels`. Removing a leaf prunes its untagged parents, the same
-        build's earlier step images."""
+        build's earlier step images. A sandbox's container or a snapshot's image inherits the label
+        from the image it comes from: one carrying any of NOT_BUILD_LABELS is never listed."""
         filters = {"label": [BUILD_OWNER_LABEL, *_labels_filter(labels)["label"]]}
         with self._engine():
             containers = self.client.api.containers(all=True, filters=filters)
             images = self.client.api.images(all=False, filters=filters)  # all=False: leaves only
+
+        def build_made(row: dict) -> bool:
+            return not set(NOT_BUILD_LABELS).intersection(row.get("Labels") or {})
+
         found = [
             BuildLeftover(
                 kind="container",
@@ -1435,9 +1441,7 @@ class DockerDriver:
                 created=float(row.get("Created") or 0),
             )
             for row in containers
-            # A sandbox made from a built image inherits its labels: a build's step containers are
-            # the ones without the sandboxes' own label.
-            if "vibebox.managed" not in (row.get("Labels") or {})
+            if build_made(row)
         ]
         found += [
             BuildLeftover(
@@ -1448,6 +1452,7 @@ class DockerDriver:
                 created=float(row.get("Created") or 0),
             )
             for row in images
+            if build_made(row)
         ]
         return found
 

@@ -289,10 +289,22 @@ def sandbox_create(
 
     try:
         with transaction.atomic():
-            # Serialises this owner's creates, so the quota check cannot be raced.
+            # Serialises this owner's and this organization's creates (and the organization's
+            # starts and resumes), so the quota checks cannot be raced.
             get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+            quotas.lock_org(org.pk if org else None)
             live = Sandbox.objects.filter(owner=owner, status__in=states.ALIVE)
             quotas.check_sandbox(owner, cpu=cpu, memory=memory, disk=disk)
+            starts = bool(auto_start)  # (a pooled container: auto_start too)
+            quotas.request_work(
+                org_id=org.pk if org else None,
+                action="create",
+                user=owner,
+                running=1 if starts else 0,
+                cpu=cpu if starts else 0,
+                memory=memory if starts else 0,
+                disk=disk or 0,
+            )
             if name is not None and live.filter(name=name).exists():
                 raise errors.SandboxNameTaken(details={"name": name})
             sandbox = Sandbox(

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.audit.services import record as audit
 from vibebox import exceptions as errors
 
-from .. import events, exceeded, idle, languages
+from .. import events, exceeded, idle, languages, quotas
 from ..models import Execution, Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, ExecResult, bounded, get_driver
 from . import lifecycle
@@ -95,8 +95,10 @@ def prepare(
     on_output=None,
     control=None,
 ) -> tuple[Execution, ExecRequest]:
-    """The command's record (`running`, announced) and what the driver runs."""
+    """The command's record (`running`, announced) and what the driver runs, once the
+    organization's quotas allow it (execution minutes, budget: 402 quota_exceeded)."""
     timeout = resolve_timeout(timeout)
+    quotas.request_work(org_id=sandbox.org_id, action="exec", sandbox=sandbox, user=sandbox.owner)
     workdir = resolve_cwd(sandbox, cwd)
     user = user or sandbox.template.user
     if env is not None:

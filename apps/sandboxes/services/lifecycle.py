@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from .. import events, exceeded, signals, states
+from .. import events, exceeded, quotas, signals, states
 from ..models import Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, get_driver
 from .env import internal_env
@@ -39,7 +39,7 @@ def announce_leaving(sandbox: Sandbox, state: str) -> None:
 def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
     """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the row
     follows the container (_settle)."""
-    before = states.claim(sandbox, from_statuses, via, action)
+    before = _claim(sandbox, from_statuses, via, action)
     if action in LEAVING:
         announce_leaving(sandbox, before)
     try:
@@ -54,6 +54,35 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
             record(f"sandbox.{PAST[action]}", target=sandbox)
             events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
     return sandbox
+
+
+# The states from which a move makes the sandbox run: it asks the organization's quotas first.
+RUNS_FROM = {Status.STOPPED, Status.PAUSED}
+
+
+def _claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> str:
+    """states.claim; when the move makes a stopped or paused sandbox run, first asks whether the
+    organization may (quotas.request_work: 402 quota_exceeded), in one transaction holding the
+    organization's lock, so concurrent starts cannot all slip under a quota of running sandboxes."""
+    if to not in (Status.STARTING, Status.RUNNING):
+        return states.claim(sandbox, from_statuses, to, action, **fields)
+    with transaction.atomic():
+        quotas.lock_org(sandbox.org_id)
+        try:
+            sandbox.refresh_from_db(fields=["status"])
+        except Sandbox.DoesNotExist:  # a create that failed meanwhile removed its row
+            raise errors.SandboxNotFound(details={"sandbox": sandbox.pk}) from None
+        if sandbox.status in RUNS_FROM & set(from_statuses):
+            quotas.request_work(
+                org_id=sandbox.org_id,
+                action="resume" if sandbox.status == Status.PAUSED else "start",
+                sandbox=sandbox,
+                user=sandbox.owner,
+                running=1,
+                cpu=sandbox.cpu,
+                memory=sandbox.memory,
+            )
+        return states.claim(sandbox, from_statuses, to, action, **fields)
 
 
 def template_services_start(sandbox: Sandbox) -> None:
@@ -126,8 +155,10 @@ def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
     )
 
 
-def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
-    """Freezes every process (docker pause); memory and workspace are kept."""
+def sandbox_pause(*, sandbox: Sandbox, reason: str = "", note: str = "") -> Sandbox:
+    """Freezes every process (docker pause); memory and workspace are kept. `reason` (VibeBox's own
+    pauses, e.g. "budget": the organization's monthly budget is used up) is the `sandbox.paused`
+    event's data.reason; `note` (else `reason`) the sandbox's statusReason until it is resumed."""
     return _flip(
         sandbox,
         action="pause",
@@ -135,6 +166,8 @@ def sandbox_pause(*, sandbox: Sandbox) -> Sandbox:
         to=Status.PAUSED,
         call=get_driver().pause,
         fields={"paused_at": timezone.now()},
+        reason=reason,
+        note=note or reason,
     )
 
 
@@ -154,14 +187,16 @@ def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
     )
 
 
-def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, fields: dict) -> Sandbox:
+def _flip(
+    sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, fields: dict, reason: str = "", note: str = ""
+) -> Sandbox:
     """A quick transition without an in-between state: claim, act, undo the claim on failure.
     The claim is committed before the engine call (a concurrent move loses at once); the move is
     confirmed after it, in one transaction with its event (webhook deliveries): the confirming
     UPDATE (conditional: a move that raced in since wins) stamps `updated_at` and clears any
     `statusReason`. A failure in that transaction rolls back both, the claimed state stays."""
     undo = {name: getattr(sandbox, name) for name in fields}
-    before = states.claim(sandbox, from_statuses, to, action, **fields)
+    before = _claim(sandbox, from_statuses, to, action, **fields)
     if action in LEAVING:
         announce_leaving(sandbox, before)
     try:
@@ -169,8 +204,9 @@ def _flip(sandbox: Sandbox, *, action: str, from_statuses: set, to: str, call, f
     except errors.ApplicationError as exc:
         _settle(sandbox, action=action, at=to, before=before, to=to, failure=exc, undo=undo)
     with transaction.atomic():  # the confirmed move and its webhook deliveries together
-        if states.move(sandbox, {to}, to, status_reason=""):
-            events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}")
+        if states.move(sandbox, {to}, to, status_reason=note):
+            data = {"reason": reason} if reason else None
+            events.publish(sandbox=sandbox, type=f"sandbox.{PAST[action]}", data=data)
     return sandbox
 
 

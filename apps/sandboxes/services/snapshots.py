@@ -125,6 +125,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
             details={"status": sandbox.status, "allowedFrom": sorted(SNAPSHOT_FROM)},
         )
     quotas.check_snapshot(sandbox.owner)  # count, and bytes already at the limit: before taking anything
+    quotas.request_work(org_id=sandbox.org_id, action="snapshot", sandbox=sandbox, user=sandbox.owner, snapshots=1)
     driver = get_driver()
     snapshot = Snapshot(
         owner=sandbox.owner,
@@ -154,8 +155,12 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
         with transaction.atomic():
             # Again with its size, under the owner's lock: concurrent snapshots cannot both fit.
             get_user_model().objects.select_for_update().filter(pk=sandbox.owner_id).first()
+            quotas.lock_org(sandbox.org_id)
             quotas.check_snapshot(sandbox.owner)
             quotas.check_snapshot(sandbox.owner, size=snapshot.size)
+            quotas.request_work(
+                org_id=sandbox.org_id, action="snapshot", sandbox=sandbox, user=sandbox.owner, snapshots=1
+            )
             snapshot.save(force_insert=True)
             record(
                 "snapshot.created",

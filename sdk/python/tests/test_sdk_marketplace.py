@@ -8,6 +8,8 @@ services (`marketplace_helpers`: no build, an image the server has)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 import time
 
@@ -34,7 +36,8 @@ from vibebox_sdk import (
     ValidationError,
     VibeBox,
 )
-from vibebox_sdk.marketplace import IgnoreRules
+from vibebox_sdk.marketplace import FRAME_MAX, IgnoreRules, _alog_live, _BadFrame, _log_live, _log_message
+from websockets.sync.server import serve
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +234,89 @@ def test_dockerignore_rules():
     assert rules.excluded("NOTES.md") and not rules.excluded("README.md") and not rules.excluded("docs/NOTES.md")
     assert rules.excluded("build/x") and not rules.excluded("build/keep")
     assert not rules.excluded("src/app.py") and not IgnoreRules().excluded("anything")
+
+
+# The live build log's messages, from a stream server of the test's own (websockets' own server on
+# a free local port): a message that is not the server's leaves the follow to polling from the last
+# good offset instead of raising out of wait().
+
+GOOD = json.dumps({"type": "log", "offset": 6, "text": "hello\n"})
+BAD_FRAMES = {
+    "not-json": "Step 1/2 :",
+    "a-list": "[1, 2]",
+    "a-string": '"log"',
+    "offset-text": json.dumps({"type": "log", "offset": "7", "text": "x"}),
+    "offset-bool": json.dumps({"type": "log", "offset": True, "text": "x"}),
+    "offset-backwards": json.dumps({"type": "log", "offset": 3, "text": "x"}),
+    "offset-negative": json.dumps({"type": "log", "offset": -1, "text": "x"}),
+    "offset-missing": json.dumps({"type": "log", "text": "x"}),
+    "text-not-text": json.dumps({"type": "log", "offset": 9, "text": {"a": 1}}),
+    "text-too-big": json.dumps({"type": "log", "offset": 6 + FRAME_MAX + 1, "text": "x" * (FRAME_MAX + 1)}),
+    "state-size-backwards": json.dumps({"type": "state", "state": "failed", "logSize": 2}),
+    "not-utf8": b"\xff\xfe{",
+}
+
+
+@contextlib.contextmanager
+def frames_server(frames: list[str | bytes]):
+    """A WebSocket server on a free local port that sends `frames` to whoever connects, then waits
+    for the client to close."""
+
+    def handler(connection) -> None:
+        for frame in frames:
+            connection.send(frame)
+        with contextlib.suppress(Exception):
+            connection.recv(timeout=10)
+
+    with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("bad", list(BAD_FRAMES.values()), ids=list(BAD_FRAMES))
+def test_a_malformed_log_message_leaves_the_follow_to_polling_from_the_last_good_offset(bad):
+    got: list[str] = []
+    with frames_server([GOOD, bad, json.dumps({"type": "log", "offset": 12, "text": "after\n"})]) as url:
+        assert _log_live(url, None, got.append, time.monotonic() + 30) == 6
+    assert got == ["hello\n"]
+
+
+@pytest.mark.parametrize("bad", list(BAD_FRAMES.values()), ids=list(BAD_FRAMES))
+def test_a_malformed_log_message_async(bad):
+    got: list[str] = []
+
+    async def follow(url: str) -> int | None:
+        return await _alog_live(url, None, got.append, time.monotonic() + 30)
+
+    with frames_server([GOOD, bad]) as url:
+        assert asyncio.run(follow(url)) == 6
+    assert got == ["hello\n"]
+
+
+def test_good_log_messages_are_followed_to_the_final_state():
+    got: list[str] = []
+    frames = [
+        GOOD,
+        json.dumps({"type": "log", "offset": 6, "text": ""}),  # the same offset again: fine
+        json.dumps({"type": "log", "offset": 2_000_000, "text": "tail\n", "dropped": True}),  # a gap
+        json.dumps({"type": "ping"}),  # a message of a kind it does not know: skipped
+        json.dumps({"type": "state", "state": "failed", "logSize": 2_000_000}),
+    ]
+    with frames_server(frames) as url:
+        assert _log_live(url, None, got.append, time.monotonic() + 30) == 2_000_000
+    assert got == ["hello\n", "tail\n"]
+
+
+def test_the_callbacks_own_error_is_not_taken_for_a_bad_message():
+    def on_log(text: str) -> None:
+        raise ValueError("the caller's")
+
+    with pytest.raises(ValueError, match="the caller's"):
+        _log_message(GOOD, on_log, None)
+    with pytest.raises(_BadFrame):
+        _log_message(BAD_FRAMES["offset-backwards"], on_log, 6)

@@ -1,5 +1,6 @@
 /**
- * `vb.billing`: the organization's usage, costs, usage export, plans and plan (docs/billing.md).
+ * `vb.billing`: the organization's usage, costs, usage export, plans and plan, invoices and their
+ * PDFs, and a Checkout session for the payment method (docs/billing.md).
  * Reading needs the billing.read permission (owners, admins, the billing role) and, for a key, the
  * `billing:read` scope; changing the plan billing.manage and `billing:manage`. Money and quantities
  * are decimal strings (exact; parse them with a decimal library, not `Number`, to keep cents exact),
@@ -8,6 +9,7 @@
  */
 
 import { createWriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -45,6 +47,18 @@ export type SandboxCost = Schemas['SandboxCost'];
 export type BillingPlan = Schemas['Plan'];
 /** The organization's plan, scheduled changes, limits, month to date. @example `const { plan, monthToDate } = await vb.billing.plan();` */
 export type OrgPlan = Schemas['OrgPlan'];
+/** An invoice: number, period, money as decimal strings, status, `pdfUrl`. @example `const [latest] = await vb.billing.invoices({ limit: 1 });` */
+export type Invoice = Schemas['Invoice'];
+/** An invoice with its `lines`. @example `const { lines } = await vb.billing.invoice('inv_1');` */
+export type InvoiceDetail = Schemas['InvoiceDetail'];
+/** One line of an invoice. @example `const amounts = (await vb.billing.invoice('inv_1')).lines.map((line: InvoiceLine) => line.amount);` */
+export type InvoiceLine = Schemas['InvoiceLine'];
+/** An invoice's status. @example `const status: InvoiceStatus = 'open';` */
+export type InvoiceStatus = Schemas['InvoiceStatusEnum'];
+/** A Stripe Checkout session: send the browser to `url`. @example `const { url } = await vb.billing.checkout();` */
+export type CheckoutSession = Schemas['CheckoutSession'];
+
+const PAGE = 100;
 
 function windowQuery(options: BillingWindow): Query {
   const when = (value: string | Date | undefined) => (value instanceof Date ? value.toISOString() : value);
@@ -171,5 +185,76 @@ export class Billing {
   /** A sandbox's cost so far and rate per hour (`sandbox.cost()` too). @example `await vb.billing.sandboxCost('sbx_1');` */
   sandboxCost(sandboxId: string): Promise<SandboxCost> {
     return this.transport.json({ method: 'GET', path: `${API}/sandboxes/${segment(sandboxId)}/cost`, feature: BILLING });
+  }
+
+  /**
+   * The organization's invoices, newest period first: every page, or the first `limit`; `status`
+   * (open, paid, failed, void) filters them.
+   * @example
+   * ```ts
+   * const open = await vb.billing.invoices({ status: 'open' });
+   * ```
+   */
+  async invoices(options: { status?: InvoiceStatus; limit?: number } = {}): Promise<Invoice[]> {
+    const found: Invoice[] = [];
+    const wanted = options.limit ?? Number.POSITIVE_INFINITY;
+    while (found.length < wanted) {
+      const size = Math.min(PAGE, wanted - found.length);
+      const page = await this.transport.json<{ next: string | null; results: Invoice[] }>({
+        method: 'GET',
+        path: `${API}/billing/invoices`,
+        query: { status: options.status, limit: size, offset: found.length },
+        feature: BILLING,
+      });
+      found.push(...page.results);
+      if (!page.next || page.results.length === 0) break;
+    }
+    return found;
+  }
+
+  /** One invoice with its lines; another organization's is `InvoiceNotFoundError`. @example `const invoice = await vb.billing.invoice('inv_1');` */
+  invoice(invoiceId: string): Promise<InvoiceDetail> {
+    return this.transport.json({ method: 'GET', path: `${API}/billing/invoices/${segment(invoiceId)}`, feature: BILLING });
+  }
+
+  /**
+   * The invoice as a PDF: its bytes, or with `file` (a path) written there, answering the number of bytes.
+   * @example
+   * ```ts
+   * const pdf = await vb.billing.invoicePdf('inv_1'); // Uint8Array starting with %PDF
+   * await vb.billing.invoicePdf('inv_1', { file: 'invoice.pdf' });
+   * ```
+   */
+  invoicePdf(invoiceId: string, options: { file: string }): Promise<number>;
+  invoicePdf(invoiceId: string): Promise<Uint8Array>;
+  async invoicePdf(invoiceId: string, options: { file?: string } = {}): Promise<Uint8Array | number> {
+    const response = await this.transport.send({
+      method: 'GET',
+      path: `${API}/billing/invoices/${segment(invoiceId)}.pdf`,
+      timeout: LONG,
+      feature: BILLING,
+    });
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (options.file === undefined) return bytes;
+    await writeFile(options.file, bytes);
+    return bytes.length;
+  }
+
+  /**
+   * A Stripe Checkout session (setup mode: nothing is charged) for the payment method invoices are
+   * charged to; send the browser to `url`. Needs billing.manage (a key: `billing:manage`);
+   * `PaymentsNotConfiguredError` when the server takes no payments.
+   * @example
+   * ```ts
+   * const { url } = await vb.billing.checkout({ successUrl: 'https://example.com/done' });
+   * ```
+   */
+  checkout(options: { successUrl?: string; cancelUrl?: string } = {}): Promise<CheckoutSession> {
+    return this.transport.json({
+      method: 'POST',
+      path: `${API}/billing/checkout`,
+      json: body({ successUrl: options.successUrl, cancelUrl: options.cancelUrl }),
+      feature: BILLING,
+    });
   }
 }

@@ -175,7 +175,7 @@ export class PermissionDeniedError extends VibeBoxError {
   static override defaultCode = 'permission_denied';
 }
 
-/** 403: too many live sandboxes for this owner. @example `if (e instanceof QuotaExceededError) await vb.destroyAll(old)` */
+/** 402: a quota or the budget is used up (`details.quota`, `limit`, `used`, `requested`); nothing was done. Still extends PermissionDeniedError for one release (it was a 403). @example `if (e instanceof QuotaExceededError) console.log(e.details.quota)` */
 export class QuotaExceededError extends PermissionDeniedError {
   static override defaultCode = 'quota_exceeded';
 }
@@ -640,6 +640,66 @@ export class TemplateNameTakenError extends ConflictError {
   static override defaultCode = 'template_name_taken';
 }
 
+/** 400: `from`/`to` are not ISO 8601 times with from < to. @example `await vb.billing.costs({ from: '2026-12-01', to: '2026-11-01' }) // throws InvalidBillingWindowError` */
+export class InvalidBillingWindowError extends ValidationError {
+  static override defaultCode = 'invalid_billing_window';
+}
+
+/** 400: the window is longer than the server allows (VIBEBOX_BILLING_MAX_WINDOW). @example `if (e instanceof BillingWindowTooLongError) …` */
+export class BillingWindowTooLongError extends ValidationError {
+  static override defaultCode = 'billing_window_too_long';
+}
+
+/** 400: `groupBy` is not sandbox, template, day or resource. @example `if (e instanceof UnknownGroupByError) …` */
+export class UnknownGroupByError extends ValidationError {
+  static override defaultCode = 'unknown_group_by';
+}
+
+/** 400: the export's `format` is not csv or jsonl. @example `if (e instanceof UnknownExportFormatError) …` */
+export class UnknownExportFormatError extends ValidationError {
+  static override defaultCode = 'unknown_export_format';
+}
+
+/** 400: a plan change's `effectiveFrom` is in the past. @example `if (e instanceof InvalidEffectiveFromError) …` */
+export class InvalidEffectiveFromError extends ValidationError {
+  static override defaultCode = 'invalid_effective_from';
+}
+
+/** 400: a Stripe webhook's Stripe-Signature header does not verify (the server's Stripe endpoint). @example `if (e instanceof StripeSignatureInvalidError) …` */
+export class StripeSignatureInvalidError extends ValidationError {
+  static override defaultCode = 'stripe_signature_invalid';
+}
+
+/** 404: no such plan. @example `await vb.billing.changePlan('platinum') // throws PlanNotFoundError` */
+export class PlanNotFoundError extends NotFoundError {
+  static override defaultCode = 'plan_not_found';
+}
+
+/** 404: no such invoice in the organization (another organization's is this too). @example `await vb.billing.invoice('inv_missing') // throws InvoiceNotFoundError` */
+export class InvoiceNotFoundError extends NotFoundError {
+  static override defaultCode = 'invoice_not_found';
+}
+
+/** 404: this server takes no payments (VIBEBOX_STRIPE_SECRET_KEY is not set). @example `if (e instanceof PaymentsNotConfiguredError) …` */
+export class PaymentsNotConfiguredError extends NotFoundError {
+  static override defaultCode = 'payments_not_configured';
+}
+
+/** 409: a plan in another currency can only start at the start of a month (UTC). @example `if (e instanceof PlanCurrencyChangeError) …` */
+export class PlanCurrencyChangeError extends ConflictError {
+  static override defaultCode = 'plan_currency_change';
+}
+
+/** 409: the window spans plans in different currencies; ask for each plan's period apart. @example `if (e instanceof MixedCurrenciesError) …` */
+export class MixedCurrenciesError extends ConflictError {
+  static override defaultCode = 'mixed_currencies';
+}
+
+/** 502: the payment provider (Stripe) failed; nothing was done, try again. @example `if (e instanceof PaymentProviderUnavailableError) …` */
+export class PaymentProviderUnavailableError extends ServerError {
+  static override defaultCode = 'payment_provider_unavailable';
+}
+
 /**
  * `vb.marketplace.wait(..., { check: true })`: the submission ended failed, rejected or cancelled;
  * `submission.failedStep` and `submission.message` say why. Thrown by the SDK itself (no status).
@@ -732,11 +792,24 @@ const BY_CODE: Record<string, ErrorClass> = {
   template_version_not_found: TemplateVersionNotFoundError,
   submission_state_conflict: SubmissionStateError,
   template_name_taken: TemplateNameTakenError,
+  invalid_billing_window: InvalidBillingWindowError,
+  billing_window_too_long: BillingWindowTooLongError,
+  unknown_group_by: UnknownGroupByError,
+  unknown_export_format: UnknownExportFormatError,
+  invalid_effective_from: InvalidEffectiveFromError,
+  stripe_signature_invalid: StripeSignatureInvalidError,
+  plan_not_found: PlanNotFoundError,
+  invoice_not_found: InvoiceNotFoundError,
+  payments_not_configured: PaymentsNotConfiguredError,
+  plan_currency_change: PlanCurrencyChangeError,
+  mixed_currencies: MixedCurrenciesError,
+  payment_provider_unavailable: PaymentProviderUnavailableError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {
   400: ValidationError,
   401: AuthenticationError,
+  402: QuotaExceededError, // payment required: a billing quota or budget
   403: PermissionDeniedError,
   404: NotFoundError,
   405: NotSupportedError,

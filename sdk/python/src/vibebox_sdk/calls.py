@@ -800,7 +800,20 @@ def health() -> Call:
 BILLING = "billing"
 # Answers' fields that are money or quantities (decimal strings): made Decimals.
 DECIMALS = frozenset(
-    {"amount", "total", "fee", "quantity", "unit_price", "included", "rate_per_hour", "month_to_date", "monthly_fee"}
+    {
+        "amount",
+        "total",
+        "fee",
+        "quantity",
+        "unit_price",
+        "included",
+        "rate_per_hour",
+        "month_to_date",
+        "monthly_fee",
+        "subtotal",
+        "tax",
+        "tax_rate",
+    }
 )
 
 
@@ -854,3 +867,26 @@ def billing_plan_change(plan: str, effective_from: str | None) -> Call:
 
 def sandbox_cost(sandbox_id: str) -> Call:
     return Call("GET", sandbox_path(sandbox_id, "cost"), feature=BILLING, parse=_billing)
+
+
+def _billing_page(response: httpx.Response) -> tuple[list[Any], bool]:
+    data = response.json()
+    return decimals(snake_keys(data["results"])), bool(data.get("next"))
+
+
+def invoices_list(status: str | None, limit: int, offset: int) -> Call:
+    params = {k: v for k, v in {"status": status, "limit": limit, "offset": offset}.items() if v is not None}
+    return Call("GET", f"{API}/billing/invoices", params=params, feature=BILLING, parse=_billing_page)
+
+
+def invoice_get(invoice_id: str) -> Call:
+    return Call("GET", f"{API}/billing/invoices/{segment(invoice_id)}", feature=BILLING, parse=_billing)
+
+
+def invoice_pdf(invoice_id: str) -> Call:
+    return Call("GET", f"{API}/billing/invoices/{segment(invoice_id)}.pdf", stream=True, timeout=LONG, feature=BILLING)
+
+
+def billing_checkout(success_url: str | None, cancel_url: str | None) -> Call:
+    fields = body(success_url=success_url, cancel_url=cancel_url)
+    return Call("POST", f"{API}/billing/checkout", json=fields, feature=BILLING, parse=_billing)

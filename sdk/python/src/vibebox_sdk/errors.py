@@ -128,12 +128,15 @@ class AuthenticationError(VibeBoxError):
 
 
 class PermissionDeniedError(VibeBoxError):
-    """403: the key lacks a scope, a quota is reached, or the sandbox user may not do that."""
+    """403: the key lacks a scope, or the sandbox user may not do that."""
 
     default_code = "permission_denied"
 
 
 class QuotaExceededError(PermissionDeniedError):
+    """402: a quota or the budget is used up (`details`: `quota`, `limit`, `used`, `requested`);
+    nothing was done. Still a PermissionDeniedError for one release: it used to be a 403."""
+
     default_code = "quota_exceeded"
 
 
@@ -548,6 +551,76 @@ class SubmissionFailedError(VibeBoxError):
         )
 
 
+class InvalidBillingWindowError(ValidationError):
+    """400: `start`/`end` are not ISO 8601 times with start < end."""
+
+    default_code = "invalid_billing_window"
+
+
+class BillingWindowTooLongError(ValidationError):
+    """400: the window is longer than the server allows (VIBEBOX_BILLING_MAX_WINDOW)."""
+
+    default_code = "billing_window_too_long"
+
+
+class UnknownGroupByError(ValidationError):
+    """400: `group_by` is not sandbox, template, day or resource."""
+
+    default_code = "unknown_group_by"
+
+
+class UnknownExportFormatError(ValidationError):
+    """400: the export's `format` is not csv or jsonl."""
+
+    default_code = "unknown_export_format"
+
+
+class InvalidEffectiveFromError(ValidationError):
+    """400: a plan change's `effective_from` is in the past."""
+
+    default_code = "invalid_effective_from"
+
+
+class StripeSignatureInvalidError(ValidationError):
+    """400: a Stripe webhook's Stripe-Signature header does not verify (the server's Stripe endpoint)."""
+
+    default_code = "stripe_signature_invalid"
+
+
+class PlanNotFoundError(NotFoundError):
+    default_code = "plan_not_found"
+
+
+class InvoiceNotFoundError(NotFoundError):
+    """404: no such invoice in the organization (another organization's is this too)."""
+
+    default_code = "invoice_not_found"
+
+
+class PaymentsNotConfiguredError(NotFoundError):
+    """404: this server takes no payments (VIBEBOX_STRIPE_SECRET_KEY is not set)."""
+
+    default_code = "payments_not_configured"
+
+
+class PlanCurrencyChangeError(ConflictError):
+    """409: a plan in another currency can only start at the start of a month (UTC)."""
+
+    default_code = "plan_currency_change"
+
+
+class MixedCurrenciesError(ConflictError):
+    """409: the window spans plans in different currencies; ask for each plan's period apart."""
+
+    default_code = "mixed_currencies"
+
+
+class PaymentProviderUnavailableError(ServerError):
+    """502: the payment provider (Stripe) failed; nothing was done, try again."""
+
+    default_code = "payment_provider_unavailable"
+
+
 _BY_CODE: dict[str, type[VibeBoxError]] = {
     "not_authenticated": AuthenticationError,
     "invalid_api_key": AuthenticationError,
@@ -618,11 +691,24 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "template_version_not_found": TemplateVersionNotFoundError,
     "submission_state_conflict": SubmissionStateError,
     "template_name_taken": TemplateNameTakenError,
+    "invalid_billing_window": InvalidBillingWindowError,
+    "billing_window_too_long": BillingWindowTooLongError,
+    "unknown_group_by": UnknownGroupByError,
+    "unknown_export_format": UnknownExportFormatError,
+    "invalid_effective_from": InvalidEffectiveFromError,
+    "stripe_signature_invalid": StripeSignatureInvalidError,
+    "plan_not_found": PlanNotFoundError,
+    "invoice_not_found": InvoiceNotFoundError,
+    "payments_not_configured": PaymentsNotConfiguredError,
+    "plan_currency_change": PlanCurrencyChangeError,
+    "mixed_currencies": MixedCurrenciesError,
+    "payment_provider_unavailable": PaymentProviderUnavailableError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {
     400: ValidationError,
     401: AuthenticationError,
+    402: QuotaExceededError,  # payment required: a billing quota or budget
     403: PermissionDeniedError,
     404: NotFoundError,
     405: NotSupportedError,

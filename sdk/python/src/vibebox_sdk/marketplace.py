@@ -476,17 +476,52 @@ def log_ws(base_url: str, ident: str) -> str:
     return ws_url(base_url, f"/ws/v1/marketplace/submissions/{calls.segment(ident)}/log")
 
 
+# The most one build log stream message may hold (the server sends parts of at most about 1 MiB):
+# a bigger one is not the server's, and the stream is left for polling.
+FRAME_MAX = 4 * 1024**2
+
+
+class _BadFrame(Exception):
+    """A stream message that is not what the server sends (not JSON, not an object, an offset that
+    is not a whole number or goes backwards, too big): the follow goes on by polling."""
+
+
+def _frame_offset(value: Any, previous: int | None) -> int:
+    """The offset a message says it reached: a whole number, never before the one already reached."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < (previous or 0):
+        raise _BadFrame(f"offset {value!r} after {previous!r}")
+    return value
+
+
+def _frame_read(raw: str | bytes, offset: int | None) -> tuple[str, int | None, bool]:
+    """A stream message as (its log text, the offset reached, whether the pipeline let go of the
+    submission); _BadFrame when it is not what the server sends."""
+    if len(raw) > FRAME_MAX:
+        raise _BadFrame(f"a message of {len(raw)} bytes")
+    try:
+        message = json.loads(raw)
+        kind = message.get("type")
+        if kind == "log":
+            text = message.get("text") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"text {type(text).__name__}")
+            return text, _frame_offset(message.get("offset"), offset), False
+        if kind == "state":
+            size = message.get("logSize")
+            return "", offset if size is None else _frame_offset(size, offset), True
+        return "", offset, False
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise _BadFrame(str(exc)) from exc
+
+
 def _log_message(raw: str | bytes, on_log: LogCallback, offset: int | None) -> tuple[int | None, bool]:
     """Hands a stream message's log text to `on_log`; answers (the offset reached, whether the
-    stream is done: the pipeline let go of the submission)."""
-    message = json.loads(raw)
-    if message.get("type") == "log":
-        if message.get("text"):
-            on_log(message["text"])
-        return int(message.get("offset") or 0), False
-    if message.get("type") == "state":
-        return int(message.get("logSize") or offset or 0), True
-    return offset, False
+    stream is done: the pipeline let go of the submission). _BadFrame for a message that is not
+    the server's (`on_log`'s own errors are the caller's)."""
+    text, reached, done = _frame_read(raw, offset)
+    if text:
+        on_log(text)
+    return reached, done
 
 
 def _log_live(url: str, api_key: str | None, on_log: LogCallback, deadline: float | None) -> int | None:
@@ -506,7 +541,10 @@ def _log_live(url: str, api_key: str | None, on_log: LogCallback, deadline: floa
                 raw = connection.recv(timeout=wait)
             except (builtins.TimeoutError, ConnectionClosed):
                 return offset
-            offset, done = _log_message(raw, on_log, offset)
+            try:
+                offset, done = _log_message(raw, on_log, offset)
+            except _BadFrame:
+                return offset  # polling goes on from the last good offset
             if done:
                 return offset
 
@@ -525,7 +563,10 @@ async def _alog_live(url: str, api_key: str | None, on_log: LogCallback, deadlin
                 raw = await asyncio.wait_for(connection.recv(), wait)
             except (builtins.TimeoutError, ConnectionClosed):
                 return offset
-            offset, done = _log_message(raw, on_log, offset)
+            try:
+                offset, done = _log_message(raw, on_log, offset)
+            except _BadFrame:
+                return offset  # polling goes on from the last good offset
             if done:
                 return offset
     finally:

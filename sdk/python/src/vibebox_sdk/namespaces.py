@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import IO, Any
@@ -739,8 +740,8 @@ __all__ = [
 ]
 
 
-class Billing:
-    """Usage, costs, plans of the organization the key acts in (docs/billing.md). Reading needs the
+class Billing(Paged):
+    """Usage, costs, plans and invoices of the organization the key acts in (docs/billing.md). Reading needs the
     billing.read permission (owners, admins, the billing role) and, for a key, the `billing:read`
     scope; changing the plan billing.manage and `billing:manage`. Money and quantities are
     `Decimal`s, in the plan's `currency`.
@@ -750,6 +751,8 @@ class Billing:
     vb.billing.export("usage.csv", format="csv")  # the hourly records, streamed to a file
     vb.billing.plan()                              # the plan, its limits, the month to date
     vb.billing.change_plan("pro")
+    for invoice in vb.billing.invoices(status="open"):  # newest period first
+        vb.billing.invoice_pdf(invoice["id"], file=f"{invoice['number']}.pdf")
     """
 
     def __init__(self, send: Callable[[calls.Call], Any]) -> None:
@@ -798,13 +801,48 @@ class Billing:
         """A sandbox's cost so far and its rate per hour now (`sandbox.cost()` too)."""
         return self._send(calls.sandbox_cost(sandbox))
 
+    def invoices(self, *, status: str | None = None, limit: int | None = None) -> Any:
+        """The organization's invoices, newest period first (every page, or the first `limit`);
+        `status` (open, paid, failed, void) filters them. Each: id, number, period_start,
+        period_end, currency, subtotal, tax_rate, tax, total, status, issued_at, paid_at, pdf_url."""
+        return self._collect(lambda size, offset: calls.invoices_list(status, size, offset), limit)
+
+    def invoice(self, invoice: str) -> Any:
+        """One invoice (inv_…) with its `lines` (position, description, resource, plan, quantity,
+        unit, unit_price, amount); another organization's is `InvoiceNotFoundError`."""
+        return self._send(calls.invoice_get(invoice))
+
+    def invoice_pdf(self, invoice: str, file: Destination | None = None) -> Any:
+        """The invoice as a PDF. With `file` (a path or a binary file): streamed there, answers the
+        number of bytes; without: the PDF's bytes."""
+        call = calls.invoice_pdf(invoice)
+        if file is None:
+            return self._read_all(call)
+        return self._export_to(call, file)
+
+    def checkout(self, *, success_url: str | None = None, cancel_url: str | None = None) -> Any:
+        """A Stripe Checkout session (setup mode: nothing is charged) for the payment method invoices
+        are charged to: {"id", "url"}; send the browser to `url`. Needs billing.manage (a key:
+        `billing:manage`); `PaymentsNotConfiguredError` when the server takes no payments."""
+        return self._send(calls.billing_checkout(success_url, cancel_url))
+
+    def _read_all(self, call: calls.Call) -> bytes:
+        buffer = io.BytesIO()
+        self._export_to(call, buffer)
+        return buffer.getvalue()
+
     _export_lines = Orgs._export_lines
     _export_to = Orgs._export_to
 
 
-class AsyncBilling(Billing):
+class AsyncBilling(AsyncPaged, Billing):
     """`vb.billing` of `AsyncVibeBox`: the same methods, awaited; `export` without `to` is an async
     iterator of lines."""
 
     _export_lines = AsyncOrgs._export_lines  # type: ignore[assignment]
     _export_to = AsyncOrgs._export_to  # type: ignore[assignment]
+
+    async def _read_all(self, call: calls.Call) -> bytes:  # type: ignore[override]
+        buffer = io.BytesIO()
+        await self._export_to(call, buffer)
+        return buffer.getvalue()

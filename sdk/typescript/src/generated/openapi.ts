@@ -189,6 +189,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/billing/quotas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The organization's quotas (its plan's, or its own where staff set one): limit, used, percent; the thresholds reached this month; the payment state. Needs billing.read. */
+        get: operations["billing_quotas"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/billing/stripe/webhook": {
         parameters: {
             query?: never;
@@ -3279,6 +3296,16 @@ export interface components {
             /** @default false */
             overwrite: boolean;
         };
+        Notice: {
+            org: string;
+            quota: string;
+            percent: number;
+            used: unknown;
+            limit: unknown;
+            period: string;
+            /** Format: date-time */
+            reachedAt: string;
+        };
         OidcSettingsRead: {
             serverUrl: string;
             clientId: string;
@@ -3575,6 +3602,13 @@ export interface components {
             filter?: components["schemas"]["WebhookFilterRequest"];
         };
         /**
+         * @description * `ok` - ok
+         *     * `past_due` - past_due
+         *     * `frozen` - frozen
+         * @enum {string}
+         */
+        PaymentStateEnum: "ok" | "past_due" | "frozen";
+        /**
          * @description * `acceptEdits` - acceptEdits
          *     * `default` - default
          *     * `plan` - plan
@@ -3694,6 +3728,46 @@ export interface components {
          * @enum {string}
          */
         ProtocolEnum: "oidc" | "saml";
+        Quota: {
+            quota: components["schemas"]["QuotaEnum"];
+            /** @description null: no limit. An integer (counts, bytes), a number (vCPUs, minutes) or money as a string with cents. */
+            limit: unknown;
+            /** @description Now, or this month so far for a monthly quota. An integer (counts, bytes), a number (vCPUs, minutes) or money as a string with cents. */
+            used: unknown;
+            /**
+             * Format: double
+             * @description used / limit * 100 (null: no limit).
+             */
+            percent: number | null;
+            /** @description A monthly quota's month (YYYY-MM, UTC); else null. */
+            period: string | null;
+            /** @description The limit is set by staff for the organization, not its plan's. */
+            overridden: boolean;
+        };
+        /**
+         * @description * `max_running_sandboxes` - max_running_sandboxes
+         *     * `max_vcpus` - max_vcpus
+         *     * `max_memory_bytes` - max_memory_bytes
+         *     * `max_storage_bytes` - max_storage_bytes
+         *     * `max_snapshots` - max_snapshots
+         *     * `execution_minutes_per_month` - execution_minutes_per_month
+         *     * `model_spend_per_month` - model_spend_per_month
+         *     * `monthly_budget` - monthly_budget
+         * @enum {string}
+         */
+        QuotaEnum: "max_running_sandboxes" | "max_vcpus" | "max_memory_bytes" | "max_storage_bytes" | "max_snapshots" | "execution_minutes_per_month" | "model_spend_per_month" | "monthly_budget";
+        Quotas: {
+            plan: string | null;
+            paymentState: components["schemas"]["PaymentStateEnum"];
+            /**
+             * Format: date-time
+             * @description When the used-up budget paused the running sandboxes (null: it did not).
+             */
+            budgetPausedAt: string | null;
+            quotas: components["schemas"]["Quota"][];
+            /** @description Thresholds reached this month (80 %, 100 %), oldest first. */
+            notices: components["schemas"]["Notice"][];
+        };
         Rating: {
             /** Format: double */
             average: number | null;
@@ -4277,7 +4351,7 @@ export interface components {
             filter?: components["schemas"]["WebhookFilterRequest"];
         };
         /** @enum {string} */
-        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published" | "template.rejected";
+        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published" | "template.rejected" | "billing.threshold_reached";
         WebhookFilterRequest: {
             sandboxId?: string;
             template?: string;
@@ -5468,6 +5542,61 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Plan"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    billing_quotas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quotas"];
                 };
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
@@ -9611,6 +9740,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -9833,6 +9971,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -9922,6 +10069,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -10004,6 +10160,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10234,6 +10399,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -10396,6 +10570,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -10478,6 +10661,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10913,6 +11105,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -10986,6 +11187,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11216,6 +11426,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -11307,6 +11526,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11656,6 +11884,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -11942,6 +12179,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -12027,6 +12273,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12220,6 +12475,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -12318,6 +12582,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -12409,6 +12682,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12714,6 +12996,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -12805,6 +13096,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13075,6 +13375,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13489,6 +13798,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -13558,6 +13876,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13709,6 +14036,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -13769,6 +14105,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13865,6 +14210,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -13934,6 +14288,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14097,6 +14460,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -14173,6 +14545,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
                 headers: {
@@ -14242,6 +14623,15 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,9 +1,11 @@
 """`vibebox usage`: what the organization used and what it costs (docs/billing.md), for a window
-(default: this month so far), grouped by resource, sandbox, template or day. Needs billing.read
-and, for a key, the billing:read scope."""
+(default: this month so far), grouped by resource, sandbox, template or day; `vibebox invoices`:
+the organization's invoices, and `vibebox invoices download ID` its PDF. Needs billing.read and,
+for a key, the billing:read scope."""
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -67,5 +69,63 @@ def usage(
     output.line(f"total     {money(costs['total'], currency)}")
 
 
+invoices_app = typer.Typer(
+    help="The organization's invoices, newest period first (needs billing.read; a key: billing:read).",
+    invoke_without_command=True,
+)
+
+
+class InvoiceStatus(StrEnum):
+    open = "open"
+    paid = "paid"
+    failed = "failed"
+    void = "void"
+
+
+@invoices_app.callback()
+def invoices(
+    ctx: typer.Context,
+    status: Annotated[InvoiceStatus | None, typer.Option("--status", help="Only invoices in this status.")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """List the organization's invoices (`vibebox invoices download ID` saves one's PDF)."""
+    if ctx.invoked_subcommand:
+        return
+    found = client().billing.invoices(status=status.value if status else None)
+    if json:
+        output.print_json(found)
+        return
+    rows = [
+        (
+            invoice["id"],
+            invoice["number"],
+            f"{invoice['period_start'][:10]} to {invoice['period_end'][:10]}",
+            money(invoice["total"], invoice["currency"]),
+            output.status_text(invoice["status"]),
+        )
+        for invoice in found
+    ]
+    output.table(["ID", "NUMBER", "PERIOD", "TOTAL", "STATUS"], rows)
+
+
+@invoices_app.command("download")
+def invoices_download(
+    invoice: Annotated[str, typer.Argument(help="The invoice's id (inv_…).", show_default=False)],
+    out: Annotated[
+        str | None, typer.Option("-o", "--output", help="Where to write the PDF (default: NUMBER.pdf; - for stdout).")
+    ] = None,
+) -> None:
+    """Save an invoice's PDF."""
+    vb = client()
+    if out == "-":
+        sys.stdout.buffer.write(vb.billing.invoice_pdf(invoice))
+        sys.stdout.buffer.flush()
+        return
+    path = out or f"{vb.billing.invoice(invoice)['number']}.pdf"
+    written = vb.billing.invoice_pdf(invoice, file=path)
+    output.note(f"{path}: {written} bytes")
+
+
 def register(root: typer.Typer) -> None:
     root.command("usage", rich_help_panel="Setup and account")(usage)
+    root.add_typer(invoices_app, name="invoices", rich_help_panel="Setup and account")
