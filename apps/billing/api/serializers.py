@@ -3,6 +3,7 @@ even from the engine's exact figures), never JSON numbers; the currency is the p
 
 from rest_framework import serializers
 
+from vibebox import exceptions as errors
 from vibebox.api.serializers import StrictSerializer
 
 from ..models import Resource
@@ -142,6 +143,11 @@ class PlanChangeSerializer(StrictSerializer):
     )
 
     def validate_effectiveFrom(self, value):
-        if value.year > YEARS[1] or value.year < YEARS[0]:
-            raise serializers.ValidationError(f"The year must be from {YEARS[0]} to {YEARS[1]}.")
+        # Past the calendar's reach (date arithmetic overflows near year 9999): the service's code,
+        # so a client and the schema fuzz see one rule for effectiveFrom.
+        if not YEARS[0] <= value.year <= YEARS[1]:
+            raise errors.InvalidEffectiveFrom(
+                f"effectiveFrom must be in the years {YEARS[0]} to {YEARS[1]}.",
+                details={"fields": {"effectiveFrom": [{"message": "out of range", "code": "invalid_effective_from"}]}},
+            )
         return value
