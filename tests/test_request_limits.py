@@ -41,6 +41,9 @@ def json_operations(tmp_path_factory):
         for path, item in doc["paths"].items()
         for method, operation in item.items()
         if "application/json" in operation.get("requestBody", {}).get("content", {})
+        # Stripe's webhook reads raw bytes that only a valid Stripe signature lets through to a
+        # parser (404 while payments are off, else 400 stripe_signature_invalid: tests/billing).
+        and path != "/api/v1/billing/stripe/webhook"
     )
 
 
