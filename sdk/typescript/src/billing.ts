@@ -8,12 +8,9 @@
  * @module
  */
 
-import { createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 
+import { exportLines } from './exports.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { Query, Transport } from './transport.js';
 import type { Schemas } from './types.js';
@@ -63,19 +60,6 @@ const PAGE = 100;
 function windowQuery(options: BillingWindow): Query {
   const when = (value: string | Date | undefined) => (value instanceof Date ? value.toISOString() : value);
   return { from: when(options.from), to: when(options.to), groupBy: options.groupBy };
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let rest = '';
-  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
-    rest += decoder.decode(chunk, { stream: true });
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const part of parts) yield part.replace(/\r$/, '');
-  }
-  rest += decoder.decode();
-  if (rest) yield rest.replace(/\r$/, '');
 }
 
 /**
@@ -132,27 +116,7 @@ export class Billing {
       timeout: LONG,
       feature: BILLING,
     };
-    const { file } = options;
-    if (file === undefined) {
-      const transport = this.transport;
-      return (async function* () {
-        const response = await transport.send(call);
-        if (response.body) yield* lines(response.body);
-      })();
-    }
-    return (async () => {
-      const response = await this.transport.send(call);
-      let written = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          written += chunk.length;
-          done(null, chunk);
-        },
-      });
-      const source = response.body ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>) : Readable.from([]);
-      await pipeline(source, count, createWriteStream(file));
-      return written;
-    })();
+    return exportLines(this.transport, call, options.file);
   }
 
   /** The plans on offer, cheapest first. @example `const plans = await vb.billing.plans();` */

@@ -5,11 +5,7 @@
  * @module
  */
 
-import { createWriteStream } from 'node:fs';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-
+import { exportLines } from './exports.js';
 import { API, LONG, body, segment } from './paths.js';
 import type { Query, Transport } from './transport.js';
 import type { AuditEntry, Invitation, Member, Organization, Permission, Role, Schemas, Team } from './types.js';
@@ -168,20 +164,6 @@ function auditQuery(filters: AuditFilters): Query {
 function cursorOf(link: string | null | undefined): string | undefined {
   if (!link) return undefined;
   return new URL(link, 'http://server.invalid').searchParams.get('cursor') ?? undefined;
-}
-
-/** Splits a byte stream into lines (without their ends). */
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let rest = '';
-  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
-    rest += decoder.decode(chunk, { stream: true });
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const part of parts) yield part.replace(/\r$/, '');
-  }
-  rest += decoder.decode();
-  if (rest) yield rest.replace(/\r$/, '');
 }
 
 /**
@@ -424,27 +406,7 @@ export class Orgs {
       timeout: LONG,
       feature: AUDIT,
     };
-    const { to } = options;
-    if (to === undefined) {
-      const transport = this.transport;
-      return (async function* () {
-        const response = await transport.send(call);
-        if (response.body) yield* lines(response.body);
-      })();
-    }
-    return (async () => {
-      const response = await this.transport.send(call);
-      let written = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          written += chunk.length;
-          done(null, chunk);
-        },
-      });
-      const source = response.body ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>) : Readable.from([]);
-      await pipeline(source, count, createWriteStream(to));
-      return written;
-    })();
+    return exportLines(this.transport, call, options.to);
   }
 }
 
