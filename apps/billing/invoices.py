@@ -27,8 +27,17 @@ from apps.orgs.models import Organization
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 
-from . import costs, plans, stripe_api
-from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, OrgBilling, PlanAssignment, UsageRecord
+from . import costs, plans, rollup, stripe_api
+from .models import (
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    InvoiceStatus,
+    OrgBilling,
+    PaymentState,
+    PlanAssignment,
+    UsageRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +196,9 @@ def close_due_invoices(*, now: dt.datetime | None = None) -> list[Invoice]:
     start, end = previous_month(now)
     if now < end + dt.timedelta(seconds=settings.VIBEBOX_INVOICE_CLOSE_DELAY):
         return []
+    # The month's hours recomputed first: a worker outage longer than the beat's rollup window
+    # would otherwise leave hours out of the invoice (a rerun changes nothing).
+    rollup.rollup(start=start, end=end, now=now)
     made = []
     for org in orgs_to_close(start, end):
         try:
@@ -205,7 +217,8 @@ VOIDABLE = (InvoiceStatus.OPEN, InvoiceStatus.FAILED)
 def invoice_void(*, invoice: Invoice) -> bool:
     """An operator cancels an unpaid invoice (the admin's "void" action): open or failed becomes
     void, audited `invoice.voided`; a paid or void one is left as it is (answers False). Its
-    number stays taken (numbers have no gaps); nothing is sent to Stripe."""
+    number stays taken (numbers have no gaps); nothing is sent to Stripe (void it there too). With no
+    failed invoice left, a past-due or frozen account is back to ok."""
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.status not in VOIDABLE:
@@ -214,6 +227,13 @@ def invoice_void(*, invoice: Invoice) -> bool:
         locked.status = InvoiceStatus.VOID
         locked.save(update_fields=["status"])
         record("invoice.voided", target=locked, changes={"number": locked.number, "status": [before, "void"]})
+        failed_left = Invoice.objects.filter(org_id=locked.org_id, status=InvoiceStatus.FAILED).exists()
+        overdue = (PaymentState.PAST_DUE, PaymentState.FROZEN)
+        account = OrgBilling.objects.filter(org_id=locked.org_id, payment_state__in=overdue).first()
+        if account is not None and not failed_left:  # the failed invoice that made it overdue is gone
+            OrgBilling.objects.filter(pk=account.pk).update(payment_state=PaymentState.OK, payment_failed_at=None)
+            changes = {"from": account.payment_state, "to": PaymentState.OK, "voided": locked.number}
+            record("billing.payment_state_changed", target=account, org_id=locked.org_id, changes=changes)
     invoice.status = InvoiceStatus.VOID
     return True
 

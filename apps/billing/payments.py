@@ -11,6 +11,7 @@ no failed invoice is left.
 import datetime as dt
 import logging
 import smtplib
+from decimal import ROUND_HALF_UP
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -134,7 +135,7 @@ def invoice_push(*, invoice: Invoice) -> str:
             customer_id=customer_id,
             invoice_id=invoice.stripe_invoice_id,
             currency=invoice.currency,
-            amount_cents=int(cents(amount) * 100),
+            amount_cents=minor_units(amount, invoice.currency),
             description=description[:500],
             key=key,
         )
@@ -150,11 +151,35 @@ def invoice_push(*, invoice: Invoice) -> str:
 # ---- The webhook ----
 
 
+# Stripe's zero-decimal currencies: their amounts are sent in whole units, not hundredths.
+ZERO_DECIMAL = frozenset(
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+)
+
+
+def minor_units(amount, currency: str) -> int:
+    """What Stripe's `amount` fields take: cents, or whole units in a zero-decimal currency."""
+    if currency.upper() in ZERO_DECIMAL:
+        return int(cents(amount).to_integral_value(rounding=ROUND_HALF_UP))
+    return int(cents(amount) * 100)
+
+
 def _invoice_of(stripe_invoice: dict) -> Invoice | None:
+    """Our invoice that a Stripe invoice event is about: found by Stripe's id (or, before the id
+    was kept, our metadata), and only when the event's customer is the organization's own: an
+    invoice made by hand in Stripe's dashboard with copied metadata, or another deployment's on a
+    shared account, changes nothing here."""
     metadata = stripe_invoice.get("metadata") or {}
     found = Invoice.objects.filter(stripe_invoice_id=stripe_invoice.get("id") or "-").select_related("org").first()
     if found is None and metadata.get("vibebox_invoice"):
         found = Invoice.objects.filter(pk=metadata["vibebox_invoice"]).select_related("org").first()
+        if found is not None and found.stripe_invoice_id and found.stripe_invoice_id != stripe_invoice.get("id"):
+            found = None  # ours went to Stripe under another id: this one is not it
+    if found is not None:
+        customer = OrgBilling.objects.filter(org_id=found.org_id).values_list("stripe_customer_id", flat=True).first()
+        if not customer or stripe_invoice.get("customer") != customer:
+            logger.warning("Stripe invoice %s is for another customer than %s's", stripe_invoice.get("id"), found)
+            return None
     return found
 
 
@@ -287,7 +312,12 @@ def dunning_pass(*, now: dt.datetime | None = None) -> list[str]:
     now = now or timezone.now()
     cutoff = now - dt.timedelta(days=settings.VIBEBOX_DUNNING_GRACE_DAYS)
     frozen = []
-    due = OrgBilling.objects.filter(payment_state=PaymentState.PAST_DUE, payment_failed_at__lte=cutoff)
+    # Only while an invoice still stands failed (a voided or paid one no longer freezes anyone).
+    due = OrgBilling.objects.filter(
+        payment_state=PaymentState.PAST_DUE,
+        payment_failed_at__lte=cutoff,
+        org__invoices__status=InvoiceStatus.FAILED,
+    ).distinct()
     for account in due.select_related("org"):
         with transaction.atomic():
             if not OrgBilling.objects.filter(pk=account.pk, payment_state=PaymentState.PAST_DUE).update(

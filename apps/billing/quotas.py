@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
@@ -101,7 +103,7 @@ def limits_of(org, now: datetime) -> dict:
     missing plan must not stop every sandbox."""
     try:
         return plans.limits(org, now)
-    except Plan.DoesNotExist:
+    except (Plan.DoesNotExist, errors.BillingNotConfigured):
         logger.warning("no plan for %s (VIBEBOX_DEFAULT_PLAN missing?): only its overrides apply", org.pk)
         account = OrgBilling.objects.filter(org=org).first()
         return {field: getattr(account, field, None) for field in Limits.LIMIT_FIELDS}
@@ -115,9 +117,27 @@ def _running(org_id, exclude=None):
     return rows.exclude(pk=exclude.pk) if exclude is not None else rows
 
 
-def used(org, quota: str, *, now: datetime | None = None, exclude: Sandbox | None = None):
+def spent_key(org, now: datetime) -> str:
+    return f"billing:month-to-date:{org.pk}:{plans.month_bounds(now)[0]:%Y-%m}"
+
+
+def month_spent(org, now: datetime) -> Decimal:
+    """The month to date as the request path reads it: cached per organization and month for
+    VIBEBOX_METER_INTERVAL, and refreshed by the beat's pass (enforce_budget), so a command pays one
+    cache read, not a pass over the month's usage (measured: 20 queries with 1 sandbox, 180 with
+    21). The budget may lag by one interval; the beat's pass enforces it then."""
+    key = spent_key(org, now)
+    value = cache.get(key)
+    if value is None:
+        value = costs.month_to_date(org, now=now)
+        cache.set(key, str(value), timeout=settings.VIBEBOX_METER_INTERVAL)
+    return Decimal(value)
+
+
+def used(org, quota: str, *, now: datetime | None = None, exclude: Sandbox | None = None, cached: bool = False):
     """How much of `quota` the organization uses now (a monthly quota: this month so far).
-    `exclude`: a sandbox whose own share is being asked for."""
+    `exclude`: a sandbox whose own share is being asked for; `cached`: the budget's month to date
+    may come from the cache (month_spent)."""
     now = now or timezone.now()
     org_id = org.pk
     if quota == "max_running_sandboxes":
@@ -143,11 +163,11 @@ def used(org, quota: str, *, now: datetime | None = None, exclude: Sandbox | Non
         return Decimal(spent or 0)
     if quota == "monthly_budget":
         try:
-            return costs.month_to_date(org, now=now)
+            return month_spent(org, now) if cached else costs.month_to_date(org, now=now)
         except errors.MixedCurrencies:  # plans in two currencies this month: no one sum to compare
             logger.warning("budget of %s not checked: the month spans plans in two currencies", org.pk)
             return Decimal(0)
-        except Plan.DoesNotExist:  # no plan at all (see limits_of): no prices, nothing costs
+        except (Plan.DoesNotExist, errors.BillingNotConfigured):  # no plan (see limits_of): nothing costs
             logger.warning("budget of %s not measured: no plan (VIBEBOX_DEFAULT_PLAN missing?)", org.pk)
             return Decimal(0)
     raise ValueError(f"unknown quota {quota!r}")
@@ -220,7 +240,9 @@ def refuse(quota: str, limit, used_amount, requested) -> None:
 
 def check(org, request: Request, *, now: datetime | None = None) -> None:
     """Refuses (402 quota_exceeded) work that would go past one of the organization's limits, or
-    any work while its payment state is frozen. Writes the thresholds reached on the way."""
+    any work while its payment state is frozen. Writes the thresholds reached on the way. Asked
+    now (no `now` given), the budget's month to date may come from the cache (month_spent)."""
+    cached = now is None
     now = now or timezone.now()
     account = OrgBilling.objects.filter(org=org).first()
     if account is not None and account.payment_state == PaymentState.FROZEN:
@@ -241,7 +263,7 @@ def check(org, request: Request, *, now: datetime | None = None) -> None:
         limit = limits.get(quota)
         if limit is None:
             continue
-        amount = used(org, quota, now=now, exclude=request.sandbox if request.running else None)
+        amount = used(org, quota, now=now, exclude=request.sandbox if request.running else None, cached=cached)
         if quota in MONTHLY:
             reached[quota] = (amount, limit)
             if amount >= limit:
@@ -381,6 +403,8 @@ def enforce_budget(org, *, now: datetime | None = None) -> list[str]:
     limits = limits_of(org, now)
     budget = limits.get("monthly_budget")
     spent = costs.month_to_date(org, now=now) if budget is not None else None
+    if spent is not None:  # what the request path reads until the next pass (month_spent)
+        cache.set(spent_key(org, now), str(spent), timeout=settings.VIBEBOX_METER_INTERVAL)
     amounts = {"monthly_budget": (spent, budget)} if budget is not None else {}
     record_thresholds(org, now=now, amounts=amounts)
     if budget is None or spent < budget:

@@ -31,6 +31,7 @@ from apps.webhooks import signing
 from apps.webhooks.models import Delivery, Webhook
 from tests.ws import Communicator
 from vibebox import crypto
+from vibebox import exceptions as errors
 from vibebox.asgi import application
 
 MIB = 1024**2
@@ -333,6 +334,58 @@ def test_a_frozen_payment_state_refuses_new_work(api_client, create_sandbox, org
     refused(post(api_client, f"/{sandbox['id']}/start"), "payment_state")
     limit(org, payment_state=PaymentState.PAST_DUE)  # the grace period: still works
     assert post(api_client, f"/{sandbox['id']}/start").status_code == 200
+
+
+def test_a_restore_asks_like_a_start(api_client, create_sandbox, org, settings, tmp_path):
+    """Restoring a snapshot into a stopped or paused sandbox starts a container: the same check as a
+    start or a resume (a budget-paused sandbox cannot come back running through a restore)."""
+    settings.VIBEBOX_SNAPSHOT_DIR = tmp_path
+    sandbox = create_sandbox()
+    try:
+        snapshot = post(api_client, f"/{sandbox['id']}/snapshots").json()
+        assert post(api_client, f"/{sandbox['id']}/pause").status_code == 200
+        limit(org, payment_state=PaymentState.FROZEN)
+        refused(post(api_client, f"/{sandbox['id']}/restore", {"snapshot": snapshot["id"]}), "payment_state")
+        assert Sandbox.objects.get(pk=sandbox["id"]).status == Status.PAUSED  # nothing changed
+        limit(org, payment_state=PaymentState.OK)
+        restored = post(api_client, f"/{sandbox['id']}/restore", {"snapshot": snapshot["id"]})
+        assert restored.status_code == 200 and restored.json()["status"] == "running"
+    finally:
+        for row in Snapshot.objects.all():
+            snapshot_delete(snapshot=row)
+
+
+def test_the_budget_on_the_request_path_is_read_from_the_beat_pass(org):
+    """A command asks for the month to date from the cache the beat's pass fills (one read, not a
+    pass over the month's usage); without the pass, the first request computes and caches it."""
+    from django.core.cache import cache
+
+    limit(org, monthly_budget=Decimal("5"))
+    now = timezone.now()
+    cache.delete(quotas.spent_key(org, now))
+    quotas.check(org, quotas.Request(action="exec"))  # nothing spent: allowed, and cached
+    assert Decimal(cache.get(quotas.spent_key(org, now))) == 0
+    cache.set(quotas.spent_key(org, now), "7.50")  # as the beat's pass writes it
+    details = refused_check(org)
+    assert details["quota"] == "monthly_budget" and Decimal(details["used"]) == Decimal("7.50")
+    cache.delete(quotas.spent_key(org, now))
+
+
+def refused_check(org) -> dict:
+    with pytest.raises(errors.QuotaExceeded) as refusal:
+        quotas.check(org, quotas.Request(action="exec"))
+    return refusal.value.details
+
+
+def test_a_missing_default_plan_does_not_stop_work(org, settings):
+    """The default plan gone (an operator's mistake): the billing pages answer 503
+    billing_not_configured, but commands and creates go on under the overrides alone."""
+    settings.VIBEBOX_DEFAULT_PLAN = "no-such-plan"
+    quotas.check(org, quotas.Request(action="exec"))
+    limit(org, max_running_sandboxes=0)  # the overrides still hold
+    with pytest.raises(errors.QuotaExceeded) as refusal:
+        quotas.check(org, quotas.Request(action="create", running=1))
+    assert refusal.value.details["quota"] == "max_running_sandboxes"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -202,7 +202,14 @@ def pushed(stripe, closed):
 
 
 def stripe_invoice(invoice: Invoice, **extra) -> dict:
-    return {"id": invoice.stripe_invoice_id, "object": "invoice", "metadata": {"vibebox_invoice": invoice.pk}, **extra}
+    customer = OrgBilling.objects.get(org=invoice.org).stripe_customer_id
+    return {
+        "id": invoice.stripe_invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "metadata": {"vibebox_invoice": invoice.pk},
+        **extra,
+    }
 
 
 def test_a_bad_signature_is_a_400_and_changes_nothing(stripe, pushed):
@@ -309,6 +316,38 @@ def test_dunning_freezes_after_the_grace_period_and_payment_thaws(
     deliver("invoice.paid", stripe_invoice(pushed))
     account.refresh_from_db()
     assert account.payment_state == PaymentState.OK and account.payment_failed_at is None
+
+
+def test_voiding_the_failed_invoice_ends_the_dunning(stripe, pushed, settings):
+    """The operator voids the invoice whose payment failed: the account is back to ok at once, and
+    the dunning pass freezes only accounts that still have a failed invoice."""
+    settings.VIBEBOX_DUNNING_GRACE_DAYS = 3
+    deliver("invoice.payment_failed", stripe_invoice(pushed))
+    account = OrgBilling.objects.get(org=pushed.org)
+    assert account.payment_state == PaymentState.PAST_DUE
+    OrgBilling.objects.filter(pk=account.pk).update(payment_failed_at=timezone.now() - dt.timedelta(days=4))
+    Invoice.objects.filter(pk=pushed.pk).update(status=InvoiceStatus.VOID)  # voided behind the service's back
+    assert dunning() == 0  # no failed invoice left: nobody frozen
+    Invoice.objects.filter(pk=pushed.pk).update(status=InvoiceStatus.FAILED)
+    assert invoices.invoice_void(invoice=Invoice.objects.get(pk=pushed.pk))
+    account.refresh_from_db()
+    assert account.payment_state == PaymentState.OK and account.payment_failed_at is None
+    entry = AuditEntry.objects.filter(action="billing.payment_state_changed").latest("seq")
+    assert (entry.changes["from"], entry.changes["to"]) == ("past_due", "ok")
+
+
+def test_an_event_for_another_customer_changes_nothing(stripe, pushed):
+    """A Stripe invoice carrying our metadata or id but another customer (made by hand in Stripe's
+    dashboard, another deployment on a shared account) is not ours."""
+    response = deliver("invoice.paid", stripe_invoice(pushed, customer="cus_someone_else"))
+    assert response.status_code == 200
+    assert Invoice.objects.get(pk=pushed.pk).status == InvoiceStatus.OPEN
+
+
+def test_zero_decimal_currencies_are_sent_in_whole_units():
+    assert payments.minor_units(Decimal("1000"), "JPY") == 1000
+    assert payments.minor_units(Decimal("12.345"), "usd") == 1235
+    assert payments.minor_units(Decimal("999.5"), "KRW") == 1000
 
 
 def test_an_account_with_another_failed_invoice_stays_past_due(stripe, pushed, billed):  # noqa: F811

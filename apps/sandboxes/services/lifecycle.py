@@ -39,7 +39,7 @@ def announce_leaving(sandbox: Sandbox, state: str) -> None:
 def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: str, call, **done_fields) -> Sandbox:
     """Claims the move (`via` state), asks the engine, then lands in `to`; on failure the row
     follows the container (_settle)."""
-    before = _claim(sandbox, from_statuses, via, action)
+    before = claim_checked(sandbox, from_statuses, via, action)
     if action in LEAVING:
         announce_leaving(sandbox, before)
     try:
@@ -60,7 +60,7 @@ def _transition(sandbox: Sandbox, *, action: str, from_statuses, via: str, to: s
 RUNS_FROM = {Status.STOPPED, Status.PAUSED}
 
 
-def _claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> str:
+def claim_checked(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> str:
     """states.claim; when the move makes a stopped or paused sandbox run, first asks whether the
     organization may (quotas.request_work: 402 quota_exceeded), in one transaction holding the
     organization's lock, so concurrent starts cannot all slip under a quota of running sandboxes."""
@@ -196,7 +196,7 @@ def _flip(
     UPDATE (conditional: a move that raced in since wins) stamps `updated_at` and clears any
     `statusReason`. A failure in that transaction rolls back both, the claimed state stays."""
     undo = {name: getattr(sandbox, name) for name in fields}
-    before = _claim(sandbox, from_statuses, to, action, **fields)
+    before = claim_checked(sandbox, from_statuses, to, action, **fields)
     if action in LEAVING:
         announce_leaving(sandbox, before)
     try:

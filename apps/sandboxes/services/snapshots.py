@@ -30,7 +30,7 @@ from .. import events, quotas, states
 from ..models import Sandbox, Snapshot, Status
 from ..runtime import get_driver
 from ..specs import base_labels, sandbox_spec
-from .lifecycle import announce_leaving
+from .lifecycle import announce_leaving, claim_checked
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
@@ -202,7 +202,9 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     the new one is built under the sandbox's name with a new workspace, and the old one is removed
     only once the new one is ready. On failure the new one goes and the old one gets its name back."""
     check_usable(snapshot)
-    before = states.claim(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
+    # A paused or stopped sandbox's restore starts a container: its organization's quotas and
+    # budget are asked first, as a start or resume is (a budget-paused sandbox stays paused).
+    before = claim_checked(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
     announce_leaving(sandbox, before)  # the old container's counters end with it
     driver = get_driver()
     old_volume = sandbox.volume_name
