@@ -7,14 +7,12 @@ refuses new work until it is raised; a frozen payment state refuses new work.
 Real sandboxes (Docker), the real database; the organization's limits are set the way staff do,
 on its OrgBilling row (the test suite's default plan, `internal`, has none)."""
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -25,10 +23,10 @@ from apps.billing.models import Notice, OrgBilling, PaymentState, Plan, PlanAssi
 from apps.orgs.models import Membership
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Execution, Sandbox, Snapshot, Status
-from apps.sandboxes.services.create import sandbox_create
 from apps.sandboxes.services.snapshots import snapshot_delete
 from apps.webhooks import signing
 from apps.webhooks.models import Delivery, Webhook
+from tests.races import concurrent_creates
 from tests.ws import Communicator
 from vibebox import crypto
 from vibebox import exceptions as errors
@@ -235,26 +233,8 @@ def test_model_spend_refuses_a_claude_ask(api_client, create_sandbox, org):
 def test_twenty_concurrent_creates_against_five_leave_five(owner, templates, cleanup_sandbox_ids):
     org = personal_org_ensure(user=owner)
     limit(org, max_running_sandboxes=5)
-    outcomes: list[str] = []
-    barrier = threading.Barrier(20)
-
-    def create():
-        try:
-            barrier.wait()
-            sandbox = sandbox_create(owner=owner, template="python-3")
-            cleanup_sandbox_ids.append(sandbox.id)
-            outcomes.append("created")
-        except Exception as exc:  # recorded and checked below
-            outcomes.append(getattr(exc, "code", repr(exc)))
-        finally:
-            close_old_connections()
-
-    threads = [threading.Thread(target=create) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert sorted(outcomes) == ["created"] * 5 + ["quota_exceeded"] * 15
+    outcomes = concurrent_creates(owner, 20, cleanup_sandbox_ids, template="python-3")
+    assert outcomes == ["created"] * 5 + ["quota_exceeded"] * 15
     assert Sandbox.objects.filter(org=org).count() == 5
     assert Sandbox.objects.filter(org=org, status=Status.RUNNING).count() == 5
 

@@ -2,15 +2,12 @@
 bytes. Past a limit: 402 quota_exceeded saying what (`quota`, and `resource`: its old name), the
 limit, what is used and what was asked. The organization's plan quotas: tests/billing/test_quotas.py."""
 
-import threading
-
 import pytest
 from django.conf import settings as django_settings
-from django.db import close_old_connections
 
 from apps.sandboxes.models import Sandbox, Snapshot
-from apps.sandboxes.services.create import sandbox_create
 from apps.sandboxes.services.snapshots import archive_path, snapshot_delete
+from tests.races import concurrent_creates
 
 GIB = 1024**3
 MIB = 1024**2
@@ -64,26 +61,10 @@ def test_the_sandbox_count_says_what_and_how_much(create_sandbox, settings):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_cannot_both_slip_past(owner, templates, settings, cleanup_sandbox_ids):
     settings.VIBEBOX_MAX_CPU_PER_OWNER = 1.5
-    outcomes: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def create():
-        try:
-            barrier.wait()
-            sandbox = sandbox_create(owner=owner, template="python-3", auto_start=False, resources={"cpu": 1})
-            cleanup_sandbox_ids.append(sandbox.id)
-            outcomes.append("created")
-        except Exception as exc:  # recorded and checked below
-            outcomes.append(getattr(exc, "code", repr(exc)))
-        finally:
-            close_old_connections()
-
-    threads = [threading.Thread(target=create) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert sorted(outcomes) == ["created", "quota_exceeded", "quota_exceeded", "quota_exceeded"]
+    outcomes = concurrent_creates(
+        owner, 4, cleanup_sandbox_ids, template="python-3", auto_start=False, resources={"cpu": 1}
+    )
+    assert outcomes == ["created", "quota_exceeded", "quota_exceeded", "quota_exceeded"]
     assert Sandbox.objects.filter(owner=owner).count() == 1
 
 
