@@ -91,7 +91,7 @@ class Request:
             asked["max_snapshots"] = self.snapshots
         if self.action in ("exec", "ask"):
             asked["execution_minutes_per_month"] = None
-        if self.action == "ask":
+        if self.action in ("ask", "model"):  # "model": a request through the gateway
             asked["model_spend_per_month"] = None
         asked["monthly_budget"] = None  # every piece of work
         return asked

@@ -20,7 +20,8 @@ sandbox_event = Signal()
 sandbox_leaving = Signal()
 
 # Work is about to begin for an organization: `action` is "create", "start", "resume", "exec" (a
-# command, code, a background process), "snapshot" or "ask" (a Claude ask, sent by the agents app),
+# command, code, a background process), "snapshot", "ask" (a Claude ask) or "model" (a model
+# request through the gateway; these two sent by the agents app),
 # with `org_id`, `sandbox` (None at create), `user`, and what it adds: `running` (0 or 1 running
 # sandbox), `cpu` (vCPUs), `memory` and `disk` (bytes), `snapshots` (0 or 1). Sent synchronously
 # (quotas.request_work), for create, start, resume and snapshot inside the transaction holding the

@@ -163,6 +163,26 @@ def test_only_a_running_sandboxs_token_is_forwarded(local_stub, make_token):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_model_request_past_the_model_spend_is_refused(local_stub, make_token):
+    """A request on the operator's key asks the organization's model spend first (as a Claude ask
+    does): past it, 402 billing_error and nothing reaches the model; with its own key, it goes."""
+    from decimal import Decimal
+
+    from apps.billing.models import OrgBilling
+
+    sandbox, token = make_token("running")
+    _, own_token = make_token("running", own_key="sk-ant-own-" + "z" * 24)
+    with gateway(upstream=local_stub.url, operator_key=OPERATOR_KEY) as base:
+        assert post(base, token)[0] == 200
+        OrgBilling.objects.update_or_create(org=sandbox.org, defaults={"model_spend_per_month": Decimal("0")})
+        answer, body = post(base, token)
+        assert (answer, error_of(body)) == (402, ("billing_error", "quota_exceeded")), body
+        assert "model_spend_per_month" in body["error"]["message"]
+        assert post(base, own_token)[0] == 200  # paid with the caller's own key: not the organization's spend
+    assert len(local_stub.requests) == 2 and ModelUsage.objects.filter(sandbox=sandbox).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_no_upstream_key_is_503_and_nothing_is_metered(local_stub, make_token):
     stub = local_stub
     without, token = make_token("running")

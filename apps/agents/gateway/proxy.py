@@ -20,8 +20,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from apps.sandboxes import quotas as sandbox_quotas
 from apps.sandboxes.models import Status
 from vibebox import crypto, safejson
+from vibebox import exceptions as errors
 
 from .. import mcp
 from .. import setup as claude_setup
@@ -269,6 +271,8 @@ async def proxy(scope, receive, send, setup) -> None:
         if not key:
             message = "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY), nor one given at enable."
             raise Refused(503, "api_error", message, code=NO_UPSTREAM_KEY)
+        if target.metered and not own:
+            await sync_to_async(_ask_quota, thread_sensitive=False)(setup)
         body = await read_body(receive)
     except Refused as refused:
         return await refuse(send, refused)
@@ -326,6 +330,19 @@ async def proxy(scope, receive, send, setup) -> None:
         await sync_to_async(_record, thread_sensitive=False)(
             setup, ask, session, target.path, status, model, usage, own
         )
+
+
+def _ask_quota(setup) -> None:
+    """A model request on the operator's key is work of the sandbox's organization: its model spend
+    and budget are asked first (billing's quotas, through sandboxes' work_requested), as a Claude ask
+    is, so `claude -p` run by a command cannot spend past them. 402 billing_error when refused."""
+    try:
+        sandbox = setup.sandbox
+        sandbox_quotas.request_work(org_id=sandbox.org_id, action="model", sandbox=sandbox, user=sandbox.owner)
+    except errors.QuotaExceeded as exc:
+        raise Refused(402, "billing_error", exc.message, code="quota_exceeded") from None
+    finally:
+        close_old_connections()
 
 
 async def refuse(send, refused: Refused) -> None:
