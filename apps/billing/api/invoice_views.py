@@ -99,12 +99,13 @@ class CheckoutView(APIView):
         "502 payment_provider_unavailable when Stripe fails.",
     )
     def post(self, request):
-        body = CheckoutSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        # Who asks and whether this server takes payments at all, before what the body says.
         actor = actor_of(request)
         actor.require("billing.manage")
         if not payments.enabled():
             raise errors.PaymentsNotConfigured()
+        body = CheckoutSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         default = _default_return_url(request)
         session = payments.checkout_start(
             actor=actor,
