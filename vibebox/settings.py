@@ -244,8 +244,8 @@ CELERY_BEAT_SCHEDULE = {
     # Quotas' thresholds and budgets (apps/billing/quotas.py), every meter interval.
     "check-quotas": {
         "task": "apps.billing.tasks.check_quotas",
-        "schedule": env_duration("VIBEBOX_METER_INTERVAL", "15s"),
-        "options": {"expires": env_duration("VIBEBOX_METER_INTERVAL", "15s")},
+        "schedule": VIBEBOX_METER_INTERVAL,
+        "options": {"expires": VIBEBOX_METER_INTERVAL},
     },
     "billing-live-costs": {
         "task": "apps.billing.live.publish_live_costs",
