@@ -99,12 +99,14 @@ class CheckoutView(APIView):
         "502 payment_provider_unavailable when Stripe fails.",
     )
     def post(self, request):
-        # Who asks and whether this server takes payments at all, before what the body says.
+        # A body that is not JSON is refused first (invalid_json, as on every endpoint); then who asks
+        # and whether this server takes payments at all, before what the fields say.
+        data = request.data
         actor = actor_of(request)
         actor.require("billing.manage")
         if not payments.enabled():
             raise errors.PaymentsNotConfigured()
-        body = CheckoutSerializer(data=request.data)
+        body = CheckoutSerializer(data=data)
         body.is_valid(raise_exception=True)
         default = _default_return_url(request)
         session = payments.checkout_start(
