@@ -205,6 +205,18 @@ def cleanup_sandbox_ids():
     driver = get_driver()
     for sandbox_id in ids:
         driver.remove(sandbox_id, volume=f"{sandbox_id}-workspace")
+    if ids:
+        _remove_snapshot_images()
+
+
+def _remove_snapshot_images():
+    """Snapshot images outlive their sandbox, and the test's database rows are gone now: one a test
+    left would show up in the next test's image listings (they name this session's instance)."""
+    labels = [f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}", "vibebox.snapshot-id"]
+    with contextlib.closing(docker.from_env()) as client:
+        for image in client.images.list(filters={"label": labels}):
+            with contextlib.suppress(docker.errors.NotFound):
+                client.images.remove(image.id, force=True)
 
 
 @pytest.fixture

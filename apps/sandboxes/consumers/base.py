@@ -122,7 +122,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self._slot = await asyncio.to_thread(limits.acquire, limits.STREAMS, self.user.pk)
             await self.setup()
         except errors.ApplicationError as exc:
-            self._release_slot()
+            # Given back before the refusal goes out: a client that reconnects at once finds its slot free.
+            await asyncio.shield(self._release_slot())
             await self.refuse(exc)
             return
         await self.accept(subprotocol)
@@ -176,10 +177,16 @@ class BaseConsumer(AsyncWebsocketConsumer):
         finally:
             self._release_slot()
 
-    def _release_slot(self):
+    def _release_slot(self) -> asyncio.Future:
+        """Gives the stream slot back (a Redis call: off the event loop, and never cancelled halfway);
+        the future says when it is back."""
         slot, self._slot = self._slot, None
-        if slot is not None:  # a Redis call: off the event loop, and never cancelled halfway
-            asyncio.get_running_loop().run_in_executor(None, slot.release)
+        loop = asyncio.get_running_loop()
+        if slot is None:
+            done = loop.create_future()
+            done.set_result(None)
+            return done
+        return loop.run_in_executor(None, slot.release)
 
     async def refuse(self, exc: errors.ApplicationError):
         if "websocket.http.response" in (self.scope.get("extensions") or {}):
