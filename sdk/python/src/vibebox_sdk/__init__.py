@@ -10,6 +10,7 @@ sandbox.destroy()
 from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
 from .aio_streams import AsyncCommandStream, AsyncTerminal
 from .client import VibeBox
+from .contexts import AsyncContext, AsyncContexts, Context, Contexts
 from .errors import (
     AskNotFoundError,
     AskRunningError,
@@ -103,6 +104,7 @@ from .errors import (
     WebhookTargetRefusedError,
     WebhookVerificationError,
 )
+from .interpreter import CodeExecution, ContextInfo, ExecutionError, Result
 from .marketplace import AsyncMarketplace, Marketplace
 from .models import (
     ApiKey,
@@ -132,6 +134,7 @@ from .models import (
     Webhook,
 )
 from .namespaces import AsyncAuditLog, AsyncWebhooks, AuditLog, Invitations, OrgInvitations, Webhooks
+from .preview import Port, PreviewUrl
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
@@ -144,6 +147,8 @@ __all__ = [
     "AsyncAuditLog",
     "AsyncBackgroundProcess",
     "AsyncCommandStream",
+    "AsyncContext",
+    "AsyncContexts",
     "AsyncMarketplace",
     "AsyncSandbox",
     "AsyncTerminal",
@@ -159,17 +164,22 @@ __all__ = [
     "ClaudeNotEnabledError",
     "ClaudeSessionNotFoundError",
     "ClaudeUnavailableError",
+    "CodeExecution",
     "CommandExitError",
     "CommandStream",
     "CommandTimeoutError",
     "ConflictError",
     "ConnectionError",
+    "Context",
+    "ContextInfo",
+    "Contexts",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryNotFoundError",
     "DiskFullError",
     "EnvVar",
     "EnvVarNotFoundError",
+    "ExecutionError",
     "ExecutionNotFoundError",
     "ExecutionRecord",
     "ExecutionResult",
@@ -217,9 +227,12 @@ __all__ = [
     "PermissionDeniedError",
     "PlanCurrencyChangeError",
     "PlanNotFoundError",
+    "Port",
+    "PreviewUrl",
     "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
+    "Result",
     "Review",
     "ReviewNotAllowedError",
     "Role",
