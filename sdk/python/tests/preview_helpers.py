@@ -38,7 +38,10 @@ class Browser:
                 cookie = SimpleCookie()
                 cookie.load(header)
                 for name, morsel in cookie.items():
-                    jar[name] = morsel.value
+                    if morsel["max-age"] in ("0", "-1") or morsel["max-age"].startswith("-"):
+                        jar.pop(name, None)  # expired at once, as a browser drops it
+                    else:
+                        jar[name] = morsel.value
             if response.status_code not in (301, 302, 303, 307, 308):
                 return response
             url = urljoin(url, response.headers["location"])
