@@ -67,10 +67,8 @@ export interface PreviewUrlOptions {
  * ```
  */
 export function withoutQuery(url: string): string {
-  const parsed = new URL(url);
-  parsed.search = '';
-  parsed.hash = '';
-  return parsed.toString();
+  // Not through `new URL()`: it lowercases the host, and the server's URLs keep the sandbox id's case.
+  return url.split('#', 1)[0]!.split('?', 1)[0]!;
 }
 
 /** @internal The requests behind `sandbox.ports()`, `.previewUrl()`, `.setPortPublic()`. */
