@@ -46,9 +46,13 @@ async function browse(url: string, cookies = new Map<string, string>()): Promise
     for (const header of answer.setCookie) {
       const [pair = ''] = header.split(';');
       const at = pair.indexOf('=');
-      cookies.set(pair.slice(0, at).trim(), pair.slice(at + 1).trim());
+      const name = pair.slice(0, at).trim();
+      if (/;\s*max-age=(0|-\d+)\s*(;|$)/i.test(header)) cookies.delete(name); // expired at once, as a browser drops it
+      else cookies.set(name, pair.slice(at + 1).trim());
     }
-    if (![301, 302, 303, 307, 308].includes(answer.status) || !answer.location) return answer;
+    if (![301, 302, 303, 307, 308].includes(answer.status) || !answer.location) {
+      return { status: answer.status, body: answer.body };
+    }
     url = new URL(answer.location, url).toString();
   }
   throw new Error(`too many redirects from ${url}`);
