@@ -196,15 +196,17 @@ def _cookie_for(target: Target, token: str, *, secure: bool) -> str:
     return cookie + "; Secure" if secure else cookie
 
 
-def admit(scope, target: Target) -> Admitted:
+def admit(scope, target: Target, *, redirect: bool = False) -> Admitted:
+    """`redirect`: a request that a token would turn into a cookie and a redirect (an HTTP GET or
+    HEAD): admitted as soon as the token is checked, before the sandbox is resumed or asked."""
     try:
-        return _admit(scope, target)
+        return _admit(scope, target, redirect=redirect)
     except DatabaseError:
         connection.close()  # a broken connection is opened again by the next request on this thread
         raise
 
 
-def _admit(scope, target: Target) -> Admitted:
+def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
     if not target.sandbox_ref or not target.port_text.isdigit():
         raise _refuse_not_found()
     try:
@@ -249,6 +251,9 @@ def _admit(scope, target: Target) -> Admitted:
                 "or make the port public.",
                 4401,
             )
+
+    if set_cookie is not None and redirect:
+        return Admitted(sandbox_id=sandbox.pk, port=port, address="", set_cookie=set_cookie)
 
     # The sandbox must run (resumed on the way when it says autoResume).
     if sandbox.status == Status.PAUSED:
@@ -315,13 +320,14 @@ class PreviewRouter:
         if target.slash_missing and target.sandbox_ref:
             location = target.prefix + "/" + (target.path[1:] if target.path.startswith("/?") else "")
             return await _redirect(send, location, extra=csp)
+        redirect = scope.get("method") in ("GET", "HEAD")
         try:
-            admitted = await sync_to_async(admit, thread_sensitive=False)(scope, target)
+            admitted = await sync_to_async(admit, thread_sensitive=False)(scope, target, redirect=redirect)
         except Refused as refused:
             return await pages.send_page(send, refused.status, refused.code, refused.message, head=head)
         except errors.ApplicationError as exc:
             return await pages.send_page(send, 503, exc.code, exc.message, head=head)
-        if admitted.set_cookie is not None and scope.get("method") in ("GET", "HEAD"):
+        if admitted.set_cookie is not None and redirect:
             # The token leaves the address bar (and the history): the cookie carries it from now on.
             location = (target.prefix + target.path) if target.form == "path" else target.path
             return await _redirect(send, location, extra=[(b"set-cookie", admitted.set_cookie.encode()), *csp])
