@@ -95,7 +95,9 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         assert first.status_code == 302 and first.headers["location"] == "/"
         set_cookie = first.headers["set-cookie"]
         assert set_cookie.startswith(f"{tokens.COOKIE}={issued['token']};") and "Path=/;" in set_cookie
-        assert "HttpOnly" in set_cookie and "Domain" not in set_cookie
+        assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "Domain" not in set_cookie
+        max_age = int(set_cookie.split("Max-Age=", 1)[1].split(";", 1)[0])
+        assert 3000 < max_age <= 3600  # as long as the token lasts
         cookie = _cookie_of(first)
         page = _get(live, "/", host=host, cookie=cookie)
         assert page.status_code == 200 and page.text == SITE

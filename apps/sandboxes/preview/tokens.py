@@ -40,6 +40,6 @@ def token_check(token: str, *, sandbox_id: str, port: int, now: float | None = N
 def token_expiry(token: str) -> int | None:
     """A token's expiry (unix seconds), read without checking it (the caller checked it)."""
     try:
-        return int(token.rsplit(":", 2)[0].rsplit(":", 1)[1])
+        return int(token.rsplit(":", 2)[1])
     except (IndexError, ValueError):
         return None
