@@ -210,7 +210,7 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         assert answer.status_code == 502 and answer.headers["x-vibebox-preview-error"] == "port_not_listening"
         assert "Nothing listens on port 3999" in answer.text and "text/html" in answer.headers["content-type"]
         for bad in (f"/preview/{sandbox_id}/0/", f"/preview/{sandbox_id}/49983/", f"/preview/{sandbox_id}/70000/",
-                    "/preview/sbx_nosuchsandbox0000000/3000/"):  # fmt: skip
+                    f"/preview/{sandbox_id}/³/", "/preview/sbx_nosuchsandbox0000000/3000/"):  # fmt: skip
             assert _get(live, bad).status_code == 404, bad
         assert _get(live, "/", host=f"49983-{sandbox_id}.preview.localhost".lower()).status_code == 404
 

@@ -75,7 +75,7 @@ def test_a_port_url_carries_a_signed_expiring_token(api_client, sandbox, setting
     assert path["url"].startswith(f"https://vibebox.example.com/preview/{sandbox.pk}/3000/?")
 
 
-@pytest.mark.parametrize("port", ["0", "65536", "abc", "49983", "-1", "3000.5", "00000003000"])
+@pytest.mark.parametrize("port", ["0", "65536", "abc", "49983", "-1", "3000.5", "00000003000", "³", "٣٠٠٠"])
 def test_a_bad_port_is_invalid_port(api_client, sandbox, port):
     for response in (
         api_client.get(f"/api/v1/sandboxes/{sandbox.pk}/ports/{port}/url"),

@@ -14,6 +14,7 @@ TITLES = {
     403: "Access refused",
     404: "Not found",
     409: "Sandbox not running",
+    500: "Preview failed",
     502: "Nothing answers",
     503: "Unavailable",
     504: "No answer in time",

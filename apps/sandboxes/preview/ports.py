@@ -36,7 +36,7 @@ READ_COMMAND = f"for t in /proc/net/tcp /proc/net/tcp6; do [ -r $t ] && head -n 
 def parse_port(value) -> int:
     """A port from a URL or a body: 1..65535 and not reserved, else 400 invalid_port."""
     text = str(value)
-    if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 1 <= int(text) <= 65535:
         raise errors.InvalidPort(details={"port": text[:20]})
     port = int(text)
     if port in RESERVED_PORTS:
@@ -187,5 +187,7 @@ def port_list(sandbox: Sandbox) -> list[PortInfo]:
     """Listening ports, declared ports and ports marked public, by number."""
     found = listening(sandbox)
     numbers = set(found.ports) | set(declared(sandbox))
-    numbers |= {int(p) for p in (sandbox.ports or {}) if str(p).isdigit() and is_public(sandbox, int(p))}
+    numbers |= {
+        int(p) for p in (sandbox.ports or {}) if str(p).isascii() and str(p).isdigit() and is_public(sandbox, int(p))
+    }
     return [port_info(sandbox, port, found) for port in sorted(numbers - RESERVED_PORTS)]

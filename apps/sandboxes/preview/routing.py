@@ -27,12 +27,17 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.db import DatabaseError, connection
 
+from apps.orgs.actors import actor_in
+from apps.orgs.models import Membership
 from vibebox import exceptions as errors
 
 from .. import idle, states
 from ..models import Sandbox, Status
+from ..selectors import READ, check_access
+from ..services.exec import require_not_paused
 from . import links, pages, ports, proxy, tokens
 
 logger = logging.getLogger(__name__)
@@ -162,8 +167,6 @@ def _cookies(scope) -> list[tuple[str, str]]:
 
 def _session_user(scope):
     """The signed-in dashboard user of the request's session cookie, or None."""
-    from django.contrib.auth import get_user
-
     key = next((value for name, value in _cookies(scope) if name == settings.SESSION_COOKIE_NAME), None)
     if not key or len(key) > 100:
         return None
@@ -173,11 +176,6 @@ def _session_user(scope):
 
 
 def _session_may_read(scope, sandbox: Sandbox) -> bool:
-    from apps.orgs.actors import actor_in
-    from apps.orgs.models import Membership
-
-    from ..selectors import READ, check_access
-
     user = _session_user(scope)
     if user is None or not Membership.objects.filter(org_id=sandbox.org_id, user=user).exists():
         return False
@@ -207,7 +205,7 @@ def admit(scope, target: Target, *, redirect: bool = False) -> Admitted:
 
 
 def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
-    if not target.sandbox_ref or not target.port_text.isdigit():
+    if not target.sandbox_ref or not (target.port_text.isascii() and target.port_text.isdigit()):
         raise _refuse_not_found()
     try:
         port = ports.parse_port(target.port_text)
@@ -259,8 +257,6 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
     if sandbox.status == Status.PAUSED:
         if not sandbox.auto_resume:
             raise Refused(409, "sandbox_paused", "The sandbox is paused; resume it first.", 4409)
-        from ..services.exec import require_not_paused
-
         try:
             require_not_paused(sandbox)  # resumes it (autoResume) and records the activity
         except errors.ApplicationError as exc:
@@ -327,6 +323,9 @@ class PreviewRouter:
             return await pages.send_page(send, refused.status, refused.code, refused.message, head=head)
         except errors.ApplicationError as exc:
             return await pages.send_page(send, 503, exc.code, exc.message, head=head)
+        except Exception:
+            logger.exception("preview admission failed for %s %s", target.form, target.sandbox_ref)
+            return await pages.send_page(send, 500, "internal_error", "The preview failed; it was logged.", head=head)
         if admitted.set_cookie is not None and redirect:
             # The token leaves the address bar (and the history): the cookie carries it from now on.
             location = (target.prefix + target.path) if target.form == "path" else target.path
@@ -343,6 +342,9 @@ class PreviewRouter:
             return await send({"type": "websocket.close", "code": refused.close_code, "reason": refused.code})
         except errors.ApplicationError as exc:
             return await send({"type": "websocket.close", "code": 4503, "reason": exc.code[:100]})
+        except Exception:
+            logger.exception("preview admission failed for %s %s", target.form, target.sandbox_ref)
+            return await send({"type": "websocket.close", "code": 1011, "reason": "internal_error"})
         await proxy.relay_websocket(scope, receive, send, target=target, admitted=admitted)
 
 
