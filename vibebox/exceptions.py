@@ -240,3 +240,6 @@ StripeSignatureInvalid = error(
     "stripe_signature_invalid", 400, "The Stripe-Signature header does not verify against this body."
 )
 PaymentProviderUnavailable = error("payment_provider_unavailable", 502, "The payment provider failed; try again.")
+
+# Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").
+InvalidPort = error("invalid_port", 400, "A port is a number from 1 to 65535, and not one VibeBox reserves.")

@@ -69,6 +69,8 @@ class Sandbox(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     destroyed_at = models.DateTimeField(null=True, blank=True)
+    # Preview URLs: flags per port, {"3000": {"public": true}} (apps/sandboxes/preview/).
+    ports = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

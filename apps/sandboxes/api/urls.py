@@ -49,3 +49,12 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
 ]
+
+# Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").
+from . import preview_views  # noqa: E402
+
+urlpatterns += [
+    path("sandboxes/<str:sandbox_id>/ports", preview_views.PortListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/ports/<str:port>", preview_views.PortDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/ports/<str:port>/url", preview_views.PortUrlView.as_view()),
+]
