@@ -7,6 +7,7 @@ import json
 import pytest
 
 from apps.audit.models import AuditEntry
+from apps.sandboxes.images import templates_sync
 from apps.sandboxes.models import CodeContext, Execution
 from tests.ws import Communicator
 from vibebox.asgi import application
@@ -314,3 +315,36 @@ def test_png_results_decode(api_client, python):
     )
     png = base64.b64decode(answer["results"][0]["data"]["image/png"])
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.fixture
+def data_science(templates, create_sandbox):
+    """A sandbox of python-data (NumPy, pandas, matplotlib): its image is built by `make
+    images-all`, or here when missing."""
+    templates_sync(build=True, only=["python-data"])
+    return create_sandbox(template="python-data")["id"]
+
+
+def pngs(answer):
+    return [base64.b64decode(r["data"]["image/png"]) for r in answer["results"] if "image/png" in r["data"]]
+
+
+def test_data_science_run_plots_and_tables(api_client, data_science):
+    cid = create(api_client, data_science)["id"]
+    plot = run(api_client, data_science, cid, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    assert plot["error"] is None and plot["stderr"] == "", plot
+    (png,) = pngs(plot)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    assert not [r for r in plot["results"] if r["isMainResult"]]
+    # plt.show() now shows at once, in order with the output around it; nothing stays open after
+    again = run(api_client, data_science, cid, "plt.plot([3, 2, 1])\nplt.show()\nprint('after')\nplt.get_fignums()")
+    assert len(pngs(again)) == 1 and again["stdout"] == "after\n" and main_text(again) == "[]"
+    # a Figure as the last expression is its PNG, once
+    figure = run(api_client, data_science, cid, "fig, ax = plt.subplots()\nax.bar(['a', 'b'], [1, 2])\nfig")
+    assert len(pngs(figure)) == 1 and figure["results"][-1]["isMainResult"] is True
+    table = run(
+        api_client, data_science, cid, "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\ndf"
+    )
+    (main,) = table["results"]
+    assert main["isMainResult"] and "<table" in main["data"]["text/html"] and "a  b" in main["data"]["text/plain"]
+    assert main_text(run(api_client, data_science, cid, "int(df['a'].sum())")) == "3"
