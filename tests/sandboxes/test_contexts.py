@@ -348,3 +348,41 @@ def test_data_science_run_plots_and_tables(api_client, data_science):
     (main,) = table["results"]
     assert main["isMainResult"] and "<table" in main["data"]["text/html"] and "a  b" in main["data"]["text/plain"]
     assert main_text(run(api_client, data_science, cid, "int(df['a'].sum())")) == "3"
+
+
+def test_websocket_interrupt_and_a_client_that_leaves(api_client, api_key, python):
+    cid = create(api_client, python)["id"]
+
+    async def scenario():
+        comm = communicator(f"/ws/sandboxes/{python}/exec", api_key[1])
+        await comm.connect()
+        code = "print('looping', flush=True)\ncount = 0\nwhile True:\n    count += 1"
+        await comm.send_json_to({"type": "context.execute", "context": cid, "code": code, "timeout": "60s"})
+        first = json.loads((await comm.receive_output(timeout=30))["text"])
+        assert first == {"type": "stdout", "data": "looping\n"}
+        await comm.send_json_to({"type": "interrupt"})
+        messages = []
+        while True:
+            output = await comm.receive_output(timeout=30)
+            if output["type"] == "websocket.close":
+                break
+            messages.append(json.loads(output["text"]))
+        await comm.disconnect()
+        return messages
+
+    messages = asyncio.run(scenario())
+    assert messages[0]["type"] == "error" and messages[0]["name"] == "KeyboardInterrupt", messages
+    assert messages[-1]["type"] == "context.done"
+    assert int(main_text(run(api_client, python, cid, "count"))) > 0
+
+    async def leave():
+        comm = communicator(f"/ws/sandboxes/{python}/exec", api_key[1])
+        await comm.connect()
+        await comm.send_json_to(
+            {"type": "context.execute", "context": cid, "code": "import time\ntime.sleep(1)\nleft = 'ran on'"}
+        )
+        await comm.disconnect()
+
+    asyncio.run(leave())
+    # the code ran on after its client left (this execute waits behind it)
+    assert main_text(run(api_client, python, cid, "left")) == "'ran on'"
