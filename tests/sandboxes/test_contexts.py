@@ -386,3 +386,18 @@ def test_websocket_interrupt_and_a_client_that_leaves(api_client, api_key, pytho
     asyncio.run(leave())
     # the code ran on after its client left (this execute waits behind it)
     assert main_text(run(api_client, python, cid, "left")) == "'ran on'"
+
+
+def test_a_stopped_sandbox_leaves_its_contexts_dead_until_restarted(api_client, python):
+    cid = create(api_client, python)["id"]
+    run(api_client, python, cid, "v = 1")
+    assert api_client.post(f"/api/v1/sandboxes/{python}/stop").status_code == 200
+    assert api_client.get(f"{base(python)}/{cid}").json()["status"] == "dead"
+    assert api_client.post(f"/api/v1/sandboxes/{python}/start").status_code == 200
+    assert [c["status"] for c in api_client.get(base(python)).json()["contexts"]] == ["dead"]
+    refused = api_client.post(f"{base(python)}/{cid}/execute", {"code": "v"}, format="json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "context_dead"
+    assert api_client.post(f"{base(python)}/{cid}/interrupt").json()["error"]["code"] == "context_dead"
+    assert api_client.post(f"{base(python)}/{cid}/restart").json()["status"] == "idle"
+    assert run(api_client, python, cid, "v")["error"]["name"] == "NameError"
+    assert main_text(run(api_client, python, cid, "v = 2\nv")) == "2"
