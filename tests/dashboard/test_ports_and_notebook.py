@@ -11,8 +11,7 @@ import pytest
 
 from apps.audit.models import AuditEntry
 from apps.dashboard.rich import rich_item, rich_results, strip_ansi
-from apps.sandboxes import contexts
-from apps.sandboxes import processes
+from apps.sandboxes import contexts, processes
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.preview import ports, tokens
 
