@@ -67,7 +67,7 @@ def sandbox_exec_context(request, sandbox_id):
     except errors.ApplicationError as exc:
         problem, status = exc.message, exc.status
     items = rich_results(execution["results"]) if execution else []
-    shown = {"context": context, "execution": execution, "items": items, "problem": problem}
+    shown = {"code_context": context, "execution": execution, "items": items, "problem": problem}
     if request.htmx:
         response = render(request, "dashboard/partials/context_result.html", {"sandbox": sandbox, **shown})
     else:  # without script: the whole tab, the result in its output
