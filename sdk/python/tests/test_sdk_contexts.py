@@ -43,6 +43,7 @@ def test_state_results_errors_and_lifecycle(sandbox: Sandbox) -> None:
     answer = ctx.run("x + 1")
     assert (answer.text, answer.error, answer.results[0].is_main_result) == ("42", None, True)
     assert answer.execution_count and answer.duration_ms is not None
+    assert sandbox.execution(answer.execution_id).id == answer.execution_id  # recorded in the history
 
     printed = ctx.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n'last'")
     assert (printed.stdout, printed.stderr, printed.text) == ("out\n", "err\n", "'last'")
@@ -79,6 +80,7 @@ def test_streaming_callbacks(sandbox: Sandbox) -> None:
         on_result=results.append,
     )
     assert "".join(chunks) == "0\n1\n2\n" == execution.stdout
+    assert execution.execution_id and execution.execution_count
     assert [r.text for r in results] == ["'done'"] == [r.text for r in execution.results]
     errors: list[str] = []
     failed = ctx.run("import sys; print('e', file=sys.stderr); raise KeyError('k')", on_stderr=errors.append)

@@ -129,6 +129,8 @@ export class CodeExecution {
   readonly truncated: boolean;
   readonly executionCount: number | null;
   readonly durationMs: number | null;
+  /** Its record in the sandbox's history (`sandbox.execution(id)`). */
+  readonly executionId: string | null;
 
   /** @internal */
   constructor(raw: Record<string, unknown>) {
@@ -141,6 +143,7 @@ export class CodeExecution {
     this.truncated = Boolean(raw.truncated);
     this.executionCount = typeof raw.executionCount === 'number' ? raw.executionCount : null;
     this.durationMs = typeof raw.durationMs === 'number' ? raw.durationMs : null;
+    this.executionId = typeof raw.executionId === 'string' ? raw.executionId : null;
   }
 
   /** The value of the last expression, if it had one. @example `execution.mainResult?.png` */
@@ -305,6 +308,7 @@ export class Context {
             truncated: message.truncated,
             executionCount: message.executionCount,
             durationMs: message.durationMs,
+            executionId: message.executionId,
           };
           const execution = new CodeExecution(raw);
           execution.results.push(...results);

@@ -67,6 +67,7 @@ class ExecutionState:
                 truncated=bool(message.get("truncated", False)),
                 execution_count=message.get("executionCount"),
                 duration_ms=message.get("durationMs"),
+                execution_id=message.get("executionId"),
                 raw=message,
             )
             return "done", self.execution

@@ -115,6 +115,7 @@ class CodeExecution:
     truncated: bool = False
     execution_count: int | None = None
     duration_ms: int | None = None
+    execution_id: str | None = None  # its record in the sandbox's history (`sandbox.execution(id)`)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -128,6 +129,7 @@ class CodeExecution:
             truncated=bool(data.get("truncated", False)),
             execution_count=data.get("executionCount"),
             duration_ms=data.get("durationMs"),
+            execution_id=data.get("executionId"),
             raw=data,
         )
 
