@@ -43,7 +43,7 @@ def test_state_results_errors_and_lifecycle(sandbox: Sandbox) -> None:
     answer = ctx.run("x + 1")
     assert (answer.text, answer.error, answer.results[0].is_main_result) == ("42", None, True)
     assert answer.execution_count and answer.duration_ms is not None
-    assert sandbox.execution(answer.execution_id).id == answer.execution_id  # recorded in the history
+    assert sandbox.execution(answer.execution_id).execution_id == answer.execution_id  # in the history
 
     printed = ctx.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n'last'")
     assert (printed.stdout, printed.stderr, printed.text) == ("out\n", "err\n", "'last'")
