@@ -1,7 +1,8 @@
 """A small server the preview tests run inside a sandbox (standard library only; the python-3.13
 image has no `websockets`): on the port given as its argument,
 - a WebSocket echo (any path, with an Upgrade header): text and binary frames come back as sent,
-  the first offered subprotocol is chosen, a close is answered with the same code;
+  the first offered subprotocol is chosen, a close is answered with the same code, and the text
+  `close:<code>` makes the server close with that code;
 - GET /headers: the request line and headers as JSON;
 - GET /sse: server-sent events `data: <n>` every 0.2 s, without end;
 - POST /echo: the body back.
@@ -49,6 +50,10 @@ async def frames(reader, writer):
             send(writer, 10, bytes(data))
         elif opcode == 8:
             send(writer, 8, bytes(data[:2]) if len(data) >= 2 else b"")
+            await writer.drain()
+            return
+        elif opcode == 1 and data.startswith(b"close:"):  # the app closes, with the code asked for
+            send(writer, 8, struct.pack("!H", int(data[6:])) + b"by the app")
             await writer.drain()
             return
         elif opcode in (1, 2):

@@ -4,6 +4,7 @@ uvicorn on loopback, in both forms (the host form by its Host header), with toke
 dashboard session, public ports, a paused sandbox's resume, and the refusals."""
 
 import base64
+import datetime as dt
 import socket
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.test import Client
-from websockets.exceptions import InvalidStatus
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from apps.audit.models import AuditEntry
@@ -185,6 +187,10 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
             assert ws.recv(timeout=30) == "hello"
             ws.send(b"\x00\x01\xff")
             assert ws.recv(timeout=30) == b"\x00\x01\xff"
+            ws.send("close:4321")  # the app's close reaches the client with its code and reason
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4321, "by the app")
         token = _token(api_client, sandbox_id, APP_PORT, form="path")["token"]
         with connect(f"ws://127.0.0.1:{port}{path_app}/ws?vibebox_token={token}", open_timeout=30) as ws:
             ws.send("through the path form")
@@ -241,6 +247,10 @@ def test_public_ports_sessions_and_paused_sandboxes(api_client, create_sandbox, 
         entry = AuditEntry.objects.get(action="sandbox.port_updated")
         assert entry.target_id == sandbox_id and entry.changes == {"port": HTTP_PORT, "public": [False, True]}
         assert _get(live, "/", host=host).text == SITE
+        long_ago = timezone.now() - dt.timedelta(hours=1)
+        Sandbox.objects.filter(pk=sandbox_id).update(last_activity_at=long_ago)
+        assert _get(live, "/", host=host).status_code == 200
+        assert Sandbox.objects.get(pk=sandbox_id).last_activity_at > long_ago  # preview traffic is activity
 
         # Paused with autoResume: the first request resumes it.
         assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").status_code == 200
