@@ -161,6 +161,15 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         assert seen.json()["target"] == "/headers" and headers["x-forwarded-prefix"] == path_app
         assert seen.headers.get_list("set-cookie") == [f"app=1; Path={path_app}/"]
 
+        # Headers that would reach the dashboard's origin are dropped; a redirect stays in the preview.
+        hostile = _get(live, f"{path_app}/hostile", cookie=path_cookie)
+        assert hostile.status_code == 302 and hostile.headers["location"] == f"{path_app}/elsewhere"
+        assert "clear-site-data" not in hostile.headers and "strict-transport-security" not in hostile.headers
+        hostile = _get(live, "/hostile", host=_host(sandbox_id, APP_PORT, live), cookie=app_cookie)
+        assert hostile.headers["location"] == "/elsewhere" and "clear-site-data" in hostile.headers  # its own origin
+        many = _get(live, f"{path_app}/many-headers", cookie=path_cookie)
+        assert many.status_code == 502 and many.headers["x-vibebox-preview-error"] == "preview_bad_response"
+
         # Bodies stream both ways.
         body = bytes(range(256)) * 4096  # 1 MiB
         echoed = _get(live, f"{path_app}/echo", cookie=path_cookie, method="POST", content=body)
