@@ -137,6 +137,13 @@ _ids_lock = threading.Lock()
 ID_CACHE_SECONDS = 60.0
 
 
+def _sandbox(sandbox_id: str) -> Sandbox | None:
+    try:  # get(), not first(): no ORDER BY (a preview request is on the hot path)
+        return Sandbox.objects.get(pk=sandbox_id)
+    except Sandbox.DoesNotExist:
+        return None
+
+
 def _sandbox_by_host_id(lowered: str) -> Sandbox | None:
     now = time.monotonic()
     with _ids_lock:
@@ -150,7 +157,7 @@ def _sandbox_by_host_id(lowered: str) -> Sandbox | None:
             _ids[lowered] = cached
     if cached[1] is None:
         return None
-    return Sandbox.objects.select_related("template", "org").filter(pk=cached[1]).first()
+    return _sandbox(cached[1])
 
 
 def _cookies(scope) -> list[tuple[str, str]]:
@@ -211,10 +218,8 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
         port = ports.parse_port(target.port_text)
     except errors.InvalidPort:
         raise _refuse_not_found("The port is out of 1..65535, or reserved by VibeBox.") from None
-    if target.form == "host":
-        sandbox = _sandbox_by_host_id(target.sandbox_ref)
-    else:
-        sandbox = Sandbox.objects.select_related("template", "org").filter(pk=target.sandbox_ref).first()
+    find = _sandbox_by_host_id if target.form == "host" else _sandbox
+    sandbox = find(target.sandbox_ref)
     if sandbox is None or sandbox.status in (Status.DESTROYING, Status.DESTROYED):
         raise _refuse_not_found()
 
