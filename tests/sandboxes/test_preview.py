@@ -261,6 +261,21 @@ def test_public_ports_sessions_and_paused_sandboxes(api_client, create_sandbox, 
         assert _get(live, "/", host=host).status_code == 200
         assert Sandbox.objects.get(pk=sandbox_id).last_activity_at > long_ago  # preview traffic is activity
 
+        # A server bound to loopback only is listed with its address, and answered with a page saying so.
+        _start(api_client, sandbox_id, "exec python3 -m http.server 3001 --bind 127.0.0.1")
+        listed = wait_for(
+            lambda: [
+                p for p in api_client.get(f"/api/v1/sandboxes/{sandbox_id}/ports").json()["ports"] if p["port"] == 3001
+            ],
+            what="the loopback server listed",
+        )
+        assert listed[0]["address"] == "127.0.0.1" and listed[0]["listening"] is True
+        loopback = _host(sandbox_id, 3001, live)
+        cookie = _cookie_of(_get(live, _path_of(_token(api_client, sandbox_id, 3001)["url"]), host=loopback))
+        answer = _get(live, "/", host=loopback, cookie=cookie)
+        assert answer.status_code == 502 and answer.headers["x-vibebox-preview-error"] == "port_loopback_only"
+        assert "Bind it to 0.0.0.0" in answer.text
+
         # Paused with autoResume: the first request resumes it.
         assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").status_code == 200
         page = _get(live, "/", host=host)
