@@ -204,8 +204,10 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         with connect(f"ws://127.0.0.1:{port}{path_app}/ws?vibebox_token={token}", open_timeout=30) as ws:
             ws.send("through the path form")
             assert ws.recv(timeout=30) == "through the path form"
-        with pytest.raises(InvalidStatus):
+        with pytest.raises(InvalidStatus) as refused:
             connect(f"ws://127.0.0.1:{port}{path_app}/ws", open_timeout=30)
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["X-VibeBox-Preview-Error"] == "preview_auth_required"
 
         # Refusals: an expired token, another sandbox's, another port's; nothing listening; bad ports.
         expired = tokens.token_make(sandbox_id=sandbox_id, port=HTTP_PORT, expires_at=int(time.time()) - 5)

@@ -344,6 +344,11 @@ class PreviewRouter:
         try:
             admitted = await sync_to_async(admit, thread_sensitive=False)(scope, target)
         except Refused as refused:
+            if "websocket.http.response" in (scope.get("extensions") or {}):  # the page, with its status
+                body = pages.render(refused.status, refused.code, refused.message)
+                start = {"type": "websocket.http.response.start", "status": refused.status}
+                await send({**start, "headers": pages.headers(refused.code, body)})
+                return await send({"type": "websocket.http.response.body", "body": body})
             return await send({"type": "websocket.close", "code": refused.close_code, "reason": refused.code})
         except errors.ApplicationError as exc:
             return await send({"type": "websocket.close", "code": 4503, "reason": exc.code[:100]})
