@@ -258,6 +258,8 @@ def test_public_ports_sessions_and_paused_sandboxes(api_client, create_sandbox, 
         entry = AuditEntry.objects.get(action="sandbox.port_updated")
         assert entry.target_id == sandbox_id and entry.changes == {"port": HTTP_PORT, "public": [False, True]}
         assert _get(live, "/", host=host).text == SITE
+        expired = tokens.token_make(sandbox_id=sandbox_id, port=HTTP_PORT, expires_at=int(time.time()) - 5)
+        assert _get(live, f"/?vibebox_token={expired}", host=host).text == SITE  # an old link still opens it
         long_ago = timezone.now() - dt.timedelta(hours=1)
         Sandbox.objects.filter(pk=sandbox_id).update(last_activity_at=long_ago)
         assert _get(live, "/", host=host).status_code == 200

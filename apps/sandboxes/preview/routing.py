@@ -225,10 +225,11 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
 
     # Who may pass.
     set_cookie = None
+    public = ports.is_public(sandbox, port)
     if target.tokens:
         problems = [tokens.token_check(t, sandbox_id=sandbox.pk, port=port) for t in target.tokens]
         good = [t for t, problem in zip(target.tokens, problems, strict=True) if problem is None]
-        if not good:
+        if not good and not public:  # (a public port needs none: an old link still opens it)
             expired = "expired" in problems
             raise Refused(
                 403,
@@ -238,8 +239,10 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
                 else "The preview token is not valid for this sandbox and port.",
                 4403,
             )
-        set_cookie = _cookie_for(target, good[0], secure=links.scheme() == "https" or scope.get("scheme") == "https")
-    elif not ports.is_public(sandbox, port):
+        if good:
+            secure = links.scheme() == "https" or scope.get("scheme") == "https"
+            set_cookie = _cookie_for(target, good[0], secure=secure)
+    elif not public:
         cookie_ok = any(
             tokens.token_check(value, sandbox_id=sandbox.pk, port=port) is None
             for name, value in _cookies(scope)
