@@ -137,7 +137,7 @@ def response_headers(raw: list[tuple[bytes, bytes]], target) -> list[tuple[bytes
     out = []
     for key, value in raw:
         key = key.lower()
-        if key in HOP_BY_HOP or key == b"alt-svc":
+        if key in HOP_BY_HOP or key in (b"alt-svc", b"date"):  # (the server sends its own Date)
             continue
         if target.form == "path" and key in PATH_FORM_DROPPED:
             continue
