@@ -1,10 +1,12 @@
 """A small server the preview tests run inside a sandbox (standard library only; the python-3.13
 image has no `websockets`): on the port given as its argument,
 - a WebSocket echo (any path, with an Upgrade header): text and binary frames come back as sent,
-  the first offered subprotocol is chosen, a close is answered with the same code;
+  the first offered subprotocol is chosen, a close is answered with the same code, and the text
+  `close:<code>` makes the server close with that code;
 - GET /headers: the request line and headers as JSON;
 - GET /sse: server-sent events `data: <n>` every 0.2 s, without end;
-- POST /echo: the body back.
+- POST /echo: the body back;
+- GET /hostile: a redirect to /elsewhere with Clear-Site-Data and HSTS; GET /many-headers: 300 headers.
 """
 
 import asyncio
@@ -51,6 +53,10 @@ async def frames(reader, writer):
             send(writer, 8, bytes(data[:2]) if len(data) >= 2 else b"")
             await writer.drain()
             return
+        elif opcode == 1 and data.startswith(b"close:"):  # the app closes, with the code asked for
+            send(writer, 8, struct.pack("!H", int(data[6:])) + b"by the app")
+            await writer.drain()
+            return
         elif opcode in (1, 2):
             send(writer, opcode, bytes(data))
         await writer.drain()
@@ -85,6 +91,13 @@ async def handle(reader, writer):
             cookies = b"Set-Cookie: app=1; Domain=preview.localhost; Path=/\r\nSet-Cookie: sessionid=evil; Path=/\r\n"
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n" + cookies
                          + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+        elif target.startswith("/hostile"):
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nClear-Site-Data: \"*\"\r\n"
+                         b"Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")  # fmt: skip
+        elif target.startswith("/many-headers"):
+            many = b"".join(b"X-H%d: %d\r\n" % (i, i) for i in range(300))
+            writer.write(b"HTTP/1.1 200 OK\r\n" + many + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
         elif target.startswith("/sse"):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                          b"Connection: close\r\n\r\n")  # fmt: skip

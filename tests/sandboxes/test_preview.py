@@ -4,6 +4,7 @@ uvicorn on loopback, in both forms (the host form by its Host header), with toke
 dashboard session, public ports, a paused sandbox's resume, and the refusals."""
 
 import base64
+import datetime as dt
 import socket
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.test import Client
-from websockets.exceptions import InvalidStatus
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from apps.audit.models import AuditEntry
@@ -159,6 +161,15 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         assert seen.json()["target"] == "/headers" and headers["x-forwarded-prefix"] == path_app
         assert seen.headers.get_list("set-cookie") == [f"app=1; Path={path_app}/"]
 
+        # Headers that would reach the dashboard's origin are dropped; a redirect stays in the preview.
+        hostile = _get(live, f"{path_app}/hostile", cookie=path_cookie)
+        assert hostile.status_code == 302 and hostile.headers["location"] == f"{path_app}/elsewhere"
+        assert "clear-site-data" not in hostile.headers and "strict-transport-security" not in hostile.headers
+        hostile = _get(live, "/hostile", host=_host(sandbox_id, APP_PORT, live), cookie=app_cookie)
+        assert hostile.headers["location"] == "/elsewhere" and "clear-site-data" in hostile.headers  # its own origin
+        many = _get(live, f"{path_app}/many-headers", cookie=path_cookie)
+        assert many.status_code == 502 and many.headers["x-vibebox-preview-error"] == "preview_bad_response"
+
         # Bodies stream both ways.
         body = bytes(range(256)) * 4096  # 1 MiB
         echoed = _get(live, f"{path_app}/echo", cookie=path_cookie, method="POST", content=body)
@@ -185,12 +196,18 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
             assert ws.recv(timeout=30) == "hello"
             ws.send(b"\x00\x01\xff")
             assert ws.recv(timeout=30) == b"\x00\x01\xff"
+            ws.send("close:4321")  # the app's close reaches the client with its code and reason
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4321, "by the app")
         token = _token(api_client, sandbox_id, APP_PORT, form="path")["token"]
         with connect(f"ws://127.0.0.1:{port}{path_app}/ws?vibebox_token={token}", open_timeout=30) as ws:
             ws.send("through the path form")
             assert ws.recv(timeout=30) == "through the path form"
-        with pytest.raises(InvalidStatus):
+        with pytest.raises(InvalidStatus) as refused:
             connect(f"ws://127.0.0.1:{port}{path_app}/ws", open_timeout=30)
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["X-VibeBox-Preview-Error"] == "preview_auth_required"
 
         # Refusals: an expired token, another sandbox's, another port's; nothing listening; bad ports.
         expired = tokens.token_make(sandbox_id=sandbox_id, port=HTTP_PORT, expires_at=int(time.time()) - 5)
@@ -241,6 +258,27 @@ def test_public_ports_sessions_and_paused_sandboxes(api_client, create_sandbox, 
         entry = AuditEntry.objects.get(action="sandbox.port_updated")
         assert entry.target_id == sandbox_id and entry.changes == {"port": HTTP_PORT, "public": [False, True]}
         assert _get(live, "/", host=host).text == SITE
+        expired = tokens.token_make(sandbox_id=sandbox_id, port=HTTP_PORT, expires_at=int(time.time()) - 5)
+        assert _get(live, f"/?vibebox_token={expired}", host=host).text == SITE  # an old link still opens it
+        long_ago = timezone.now() - dt.timedelta(hours=1)
+        Sandbox.objects.filter(pk=sandbox_id).update(last_activity_at=long_ago)
+        assert _get(live, "/", host=host).status_code == 200
+        assert Sandbox.objects.get(pk=sandbox_id).last_activity_at > long_ago  # preview traffic is activity
+
+        # A server bound to loopback only is listed with its address, and answered with a page saying so.
+        _start(api_client, sandbox_id, "exec python3 -m http.server 3001 --bind 127.0.0.1")
+        listed = wait_for(
+            lambda: [
+                p for p in api_client.get(f"/api/v1/sandboxes/{sandbox_id}/ports").json()["ports"] if p["port"] == 3001
+            ],
+            what="the loopback server listed",
+        )
+        assert listed[0]["address"] == "127.0.0.1" and listed[0]["listening"] is True
+        loopback = _host(sandbox_id, 3001, live)
+        cookie = _cookie_of(_get(live, _path_of(_token(api_client, sandbox_id, 3001)["url"]), host=loopback))
+        answer = _get(live, "/", host=loopback, cookie=cookie)
+        assert answer.status_code == 502 and answer.headers["x-vibebox-preview-error"] == "port_loopback_only"
+        assert "Bind it to 0.0.0.0" in answer.text
 
         # Paused with autoResume: the first request resumes it.
         assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").status_code == 200

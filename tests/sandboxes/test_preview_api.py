@@ -13,6 +13,7 @@ from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.preview import tokens
 from tests.conftest import sandbox_row
+from tests.test_openapi import Checker, _generate
 
 
 @pytest.fixture
@@ -135,3 +136,18 @@ def test_outsider_404_anonymous_401_and_scopes(sandbox, outsider_client, client_
     response = reader.patch(patch, {"public": True}, format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "insufficient_scope"
     assert Sandbox.objects.get(pk=sandbox.pk).ports == {}
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("openapi") / "schema.json")
+
+
+def test_answers_match_their_schemas(document, api_client, sandbox):
+    check = Checker(document, api_client)
+    ids = {"sandbox_id": sandbox.pk, "port": 3000}
+    base = "/api/v1/sandboxes/{sandbox_id}/ports"
+    check("get", base, 200, **ids)
+    check("get", base + "/{port}/url", 200, query="expiresIn=30m&form=path", **ids)
+    check("patch", base + "/{port}", 200, {"public": True}, **ids)
+    check("get", base + "/{port}/url", 400, query="expiresIn=8d", **ids)

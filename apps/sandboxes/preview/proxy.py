@@ -15,12 +15,15 @@ response headers are capped (h11's own limit, then MAX_HEADERS / MAX_HEADER_BYTE
 import asyncio
 import contextlib
 import logging
+import time
 
 import httpx
 import websockets
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from websockets.asyncio.client import connect as ws_connect
 
+from .. import idle
 from . import pages, tokens
 
 logger = logging.getLogger(__name__)
@@ -134,7 +137,7 @@ def response_headers(raw: list[tuple[bytes, bytes]], target) -> list[tuple[bytes
     out = []
     for key, value in raw:
         key = key.lower()
-        if key in HOP_BY_HOP or key == b"alt-svc":
+        if key in HOP_BY_HOP or key in (b"alt-svc", b"date"):  # (the server sends its own Date)
             continue
         if target.form == "path" and key in PATH_FORM_DROPPED:
             continue
@@ -150,6 +153,27 @@ def response_headers(raw: list[tuple[bytes, bytes]], target) -> list[tuple[bytes
     if target.form == "path":
         out.append((b"content-security-policy", pages.SANDBOX_CSP))
     return out
+
+
+class Activity:
+    """A long-lived relay (a WebSocket, an event stream) counts as activity while traffic flows,
+    recorded at most every idle.PRECISION (admission recorded its start)."""
+
+    def __init__(self, sandbox_id: str):
+        self.sandbox_id = sandbox_id
+        self.recorded = time.monotonic()
+
+    def seen(self) -> None:
+        now = time.monotonic()
+        if now - self.recorded > idle.PRECISION.total_seconds():
+            self.recorded = now
+            task = asyncio.ensure_future(sync_to_async(idle.touch_id, thread_sensitive=False)(self.sandbox_id))
+            task.add_done_callback(_quiet)
+
+
+def _quiet(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("recording preview activity failed: %s", task.exception())
 
 
 # ---- HTTP ----
@@ -237,9 +261,11 @@ async def relay_http(scope, receive, send, *, target, admitted) -> None:
                     send, 502, "preview_bad_response", "The sandbox's server sent too many headers.", head=head
                 )
             await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            activity = Activity(admitted.sandbox_id)
             try:
                 async for chunk in response.aiter_raw():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    activity.seen()
             except httpx.HTTPError as exc:
                 # Cut short: end the client's connection too, so it knows the body is incomplete.
                 logger.info(
@@ -305,6 +331,7 @@ async def relay_websocket(scope, receive, send, *, target, admitted) -> None:
         return await send({"type": "websocket.close", "code": 4502, "reason": "upstream refused"})
     accept = {"type": "websocket.accept", "subprotocol": upstream.subprotocol}
     await send(accept)
+    activity = Activity(admitted.sandbox_id)
 
     async def client_to_upstream():
         while True:
@@ -314,6 +341,7 @@ async def relay_websocket(scope, receive, send, *, target, admitted) -> None:
                 return
             if message["type"] != "websocket.receive":
                 continue
+            activity.seen()
             if message.get("bytes") is not None:
                 await upstream.send(message["bytes"])
             elif message.get("text") is not None:
@@ -322,6 +350,7 @@ async def relay_websocket(scope, receive, send, *, target, admitted) -> None:
     async def upstream_to_client():
         try:
             async for frame in upstream:
+                activity.seen()
                 if isinstance(frame, bytes):
                     await send({"type": "websocket.send", "bytes": frame})
                 else:

@@ -137,6 +137,13 @@ _ids_lock = threading.Lock()
 ID_CACHE_SECONDS = 60.0
 
 
+def _sandbox(sandbox_id: str) -> Sandbox | None:
+    try:  # get(), not first(): no ORDER BY (a preview request is on the hot path)
+        return Sandbox.objects.get(pk=sandbox_id)
+    except Sandbox.DoesNotExist:
+        return None
+
+
 def _sandbox_by_host_id(lowered: str) -> Sandbox | None:
     now = time.monotonic()
     with _ids_lock:
@@ -150,7 +157,7 @@ def _sandbox_by_host_id(lowered: str) -> Sandbox | None:
             _ids[lowered] = cached
     if cached[1] is None:
         return None
-    return Sandbox.objects.select_related("template", "org").filter(pk=cached[1]).first()
+    return _sandbox(cached[1])
 
 
 def _cookies(scope) -> list[tuple[str, str]]:
@@ -211,19 +218,18 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
         port = ports.parse_port(target.port_text)
     except errors.InvalidPort:
         raise _refuse_not_found("The port is out of 1..65535, or reserved by VibeBox.") from None
-    if target.form == "host":
-        sandbox = _sandbox_by_host_id(target.sandbox_ref)
-    else:
-        sandbox = Sandbox.objects.select_related("template", "org").filter(pk=target.sandbox_ref).first()
+    find = _sandbox_by_host_id if target.form == "host" else _sandbox
+    sandbox = find(target.sandbox_ref)
     if sandbox is None or sandbox.status in (Status.DESTROYING, Status.DESTROYED):
         raise _refuse_not_found()
 
     # Who may pass.
     set_cookie = None
+    public = ports.is_public(sandbox, port)
     if target.tokens:
         problems = [tokens.token_check(t, sandbox_id=sandbox.pk, port=port) for t in target.tokens]
         good = [t for t, problem in zip(target.tokens, problems, strict=True) if problem is None]
-        if not good:
+        if not good and not public:  # (a public port needs none: an old link still opens it)
             expired = "expired" in problems
             raise Refused(
                 403,
@@ -233,8 +239,10 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
                 else "The preview token is not valid for this sandbox and port.",
                 4403,
             )
-        set_cookie = _cookie_for(target, good[0], secure=links.scheme() == "https" or scope.get("scheme") == "https")
-    elif not ports.is_public(sandbox, port):
+        if good:
+            secure = links.scheme() == "https" or scope.get("scheme") == "https"
+            set_cookie = _cookie_for(target, good[0], secure=secure)
+    elif not public:
         cookie_ok = any(
             tokens.token_check(value, sandbox_id=sandbox.pk, port=port) is None
             for name, value in _cookies(scope)
@@ -339,6 +347,11 @@ class PreviewRouter:
         try:
             admitted = await sync_to_async(admit, thread_sensitive=False)(scope, target)
         except Refused as refused:
+            if "websocket.http.response" in (scope.get("extensions") or {}):  # the page, with its status
+                body = pages.render(refused.status, refused.code, refused.message)
+                start = {"type": "websocket.http.response.start", "status": refused.status}
+                await send({**start, "headers": pages.headers(refused.code, body)})
+                return await send({"type": "websocket.http.response.body", "body": body})
             return await send({"type": "websocket.close", "code": refused.close_code, "reason": refused.code})
         except errors.ApplicationError as exc:
             return await send({"type": "websocket.close", "code": 4503, "reason": exc.code[:100]})
