@@ -5,9 +5,9 @@ The kernel is VibeBox's own small program (kernels/python_kernel.py, kernels/js_
 whole on the command line (`python3 -I -c <source> kernel <id>`, `node -e <source> kernel <id>`)
 to the sandbox's sandboxd as a background process (`/process/start`, exec id `<ctx id>-<gen>`),
 as the sandbox user. It listens on an abstract Unix socket of the sandbox's own network
-namespace. Each execute is a sandboxd stream of the same program in `client` mode: stdin the
-request, stdout the kernel's answer as JSON lines, relayed as they come. So any web process
-serves any context (nothing lives in a web process's memory), and the kernel's liveness is
+namespace. Each execute is a sandboxd stream of a small client (kernels/python_client.py,
+kernels/js_client.js): stdin the request, stdout the kernel's answer as JSON lines, relayed as
+they come. So any web process serves any context (nothing lives in a web process's memory), and the kernel's liveness is
 sandboxd's process list: a kernel that is not running there is `dead`.
 
 Everything the kernel answers is hostile (the code it runs can replace it): each line is capped
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 LANGUAGES = {"python": "python_kernel.py", "javascript": "js_kernel.js"}
+CLIENTS = {"python": "python_client.py", "javascript": "js_client.js"}
 KERNEL_LIFETIME = 1e8  # seconds (sandboxd's cap; 0 would end it at once)
 GRACE = 10  # seconds past an execute's timeout before its client is ended (the kernel's own timer first)
 MIMES = ("text/plain", "text/html", "image/png", "image/svg+xml", "application/json", "text/markdown")
@@ -52,14 +53,20 @@ MAX_RETURN_VALUE = 64 * 1024
 
 
 @cache
-def _source(language: str) -> str:
-    return (KERNELS / LANGUAGES[language]).read_text()
+def _source(filename: str) -> str:
+    return (KERNELS / filename).read_text()
 
 
-def _argv(language: str, mode: str, name: str) -> tuple[str, ...]:
+def _kernel_argv(language: str, name: str) -> tuple[str, ...]:
     if language == "python":
-        return ("python3", "-I", "-c", _source(language), mode, name)
-    return ("node", "-e", _source(language), mode, name)
+        return ("python3", "-I", "-c", _source(LANGUAGES[language]), "kernel", name)
+    return ("node", "-e", _source(LANGUAGES[language]), "kernel", name)
+
+
+def _client_argv(language: str, name: str) -> tuple[str, ...]:
+    if language == "python":
+        return ("python3", "-I", "-S", "-c", _source(CLIENTS[language]), name)
+    return ("node", "-e", _source(CLIENTS[language]), name)
 
 
 # ---- reads ----
@@ -117,7 +124,7 @@ def context_list(*, sandbox: Sandbox) -> list[ContextView]:
 
 def _start_kernel(sandbox: Sandbox, context: CodeContext) -> None:
     request = ExecRequest(
-        argv=_argv(context.language, "kernel", context.kernel_id),
+        argv=_kernel_argv(context.language, context.kernel_id),
         exec_id=context.kernel_id,
         env=command_env(sandbox, {"PYTHONUNBUFFERED": "1"}),
         user=sandbox.template.user,
@@ -374,7 +381,7 @@ def context_execute(
     execution, request = prepare(
         sandbox=sandbox,
         kind=Execution.Kind.EXECUTE,
-        argv=_argv(context.language, "client", context.kernel_id),
+        argv=_client_argv(context.language, context.kernel_id),
         record={
             "language": context.language,
             "command": redact(code[:COMMAND_PREVIEW], secret_values(sandbox)),

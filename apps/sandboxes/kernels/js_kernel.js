@@ -3,8 +3,8 @@
 // It runs INSIDE a sandbox, as the sandbox user, started by the server as sandboxd's background
 // process `node -e <this file> kernel <name>`: it listens on the abstract Unix socket
 // `@vibebox-context-<name>` and runs one request at a time in one `vm` context kept between
-// requests (the script's completion value is the main result). `node -e <this file> client <name>`
-// (the server's per-execute command) copies its stdin to the kernel and the answer to its stdout.
+// requests (the script's completion value is the main result). js_client.js (the server's
+// per-execute command) copies its stdin to the kernel and the answer to its stdout.
 // The request and answer are those of python_kernel.py. Nothing here is trusted by the server.
 'use strict';
 const net = require('net');
@@ -271,35 +271,8 @@ function kernel() {
   server.listen(address);
 }
 
-function client() {
-  const chunks = [];
-  process.stdin.on('data', (chunk) => chunks.push(chunk));
-  const deadline = Date.now() + 10000; // a kernel just started may not listen yet
-  const connect = () => {
-    const conn = net.createConnection(address);
-    let connected = false;
-    conn.on('error', (err) => {
-      if (connected) return;
-      if (Date.now() < deadline) {
-        setTimeout(connect, 20);
-        return;
-      }
-      process.stdout.write(JSON.stringify({ type: 'dead', reason: String(err.message) }) + '\n');
-      process.exitCode = 3;
-    });
-    conn.on('connect', () => {
-      connected = true;
-      const request = Buffer.concat(chunks).toString().replace(/\n+$/, '');
-      conn.write(request + '\n');
-      conn.pipe(process.stdout);
-    });
-  };
-  process.stdin.on('end', connect);
-}
-
 if (mode === 'kernel') kernel();
-else if (mode === 'client') client();
 else {
-  process.stderr.write('usage: kernel NAME | client NAME\n');
+  process.stderr.write('usage: kernel NAME\n');
   process.exitCode = 2;
 }

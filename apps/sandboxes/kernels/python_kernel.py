@@ -3,9 +3,9 @@
 It runs INSIDE a sandbox, as the sandbox user, started by the server as sandboxd's background
 process `python3 -I -c <this file> kernel <name>`: it listens on the abstract Unix socket
 `@vibebox-context-<name>` (private to the sandbox's network namespace) and runs one request at a
-time on its main thread, keeping the namespace between requests. `python3 -I -c <this file>
-client <name>` (the server's per-execute command, a sandboxd stream) copies its stdin (one JSON
-request) to the kernel and the kernel's answer (JSON lines) to its stdout.
+time on its main thread, keeping the namespace between requests. python_client.py (the server's
+per-execute command, a sandboxd stream) copies its stdin (one JSON request) to the kernel and the
+kernel's answer (JSON lines) to its stdout.
 
 A request: {"code": str, "timeout": seconds, "outputLimit": bytes, "resultLimit": bytes,
 "maxResults": int}. The answer, one JSON object a line: {"type": "stdout"|"stderr", "data"},
@@ -418,36 +418,9 @@ def kernel(name: str) -> None:
     kernel.serve()
 
 
-def client(name: str) -> int:
-    request = sys.stdin.buffer.read()
-    deadline = time.monotonic() + 10  # a kernel just started may not listen yet
-    while True:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(address(name))
-            break
-        except OSError as exc:
-            conn.close()
-            if time.monotonic() > deadline:
-                sys.stdout.write(json.dumps({"type": "dead", "reason": str(exc)}) + "\n")
-                return 3
-            time.sleep(0.02)
-    conn.sendall(request.rstrip(b"\n") + b"\n")
-    out = sys.stdout.buffer
-    while True:
-        data = conn.recv(1 << 16)
-        if not data:
-            break
-        out.write(data)
-        out.flush()
-    return 0
-
-
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "kernel":
         kernel(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "client":
-        sys.exit(client(sys.argv[2]))
     else:
-        print("usage: kernel NAME | client NAME", file=sys.stderr)
+        print("usage: kernel NAME", file=sys.stderr)
         sys.exit(2)
