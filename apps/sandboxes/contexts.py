@@ -230,10 +230,12 @@ class KernelReader:
         self.outcome = ContextOutcome()
         self.output_limit = settings.VIBEBOX_CONTEXT_OUTPUT_LIMIT
         self.result_limit = settings.VIBEBOX_CONTEXT_RESULT_LIMIT
+        self.results_limit = settings.VIBEBOX_CONTEXT_RESULTS_LIMIT
+        self.results_size = 0
         self.max_results = settings.VIBEBOX_CONTEXT_MAX_RESULTS
-        # A line holds one event: a result's values (base64 and JSON escaping can grow them 6x)
-        # or a chunk of output.
-        self.max_line = 6 * self.result_limit + 64 * 1024
+        # A line holds one event: a result (its values, JSON-escaped: room for some escaping; a
+        # result that needs more is left out as too large) or a chunk of output.
+        self.max_line = 2 * self.result_limit + 64 * 1024
         self.buffer = bytearray()
         self.skipping = False
         self.streams = {"stdout": [], "stderr": []}
@@ -329,9 +331,14 @@ class KernelReader:
             checked[mime] = value
         if not checked:
             return False
-        if len(self.outcome.results) >= self.max_results or size > self.result_limit:
+        if (
+            len(self.outcome.results) >= self.max_results
+            or size > self.result_limit
+            or self.results_size + size > self.results_limit
+        ):
             self.outcome.truncated = True
             return True
+        self.results_size += size
         if main and any(result["isMainResult"] for result in self.outcome.results):
             main = False  # one main result: the last expression's
         result = {"data": checked, "isMainResult": main}
@@ -355,6 +362,7 @@ def _request_body(code: str, timeout: float) -> bytes:
                 "timeout": timeout,
                 "outputLimit": settings.VIBEBOX_CONTEXT_OUTPUT_LIMIT,
                 "resultLimit": settings.VIBEBOX_CONTEXT_RESULT_LIMIT,
+                "resultsLimit": settings.VIBEBOX_CONTEXT_RESULTS_LIMIT,
                 "maxResults": settings.VIBEBOX_CONTEXT_MAX_RESULTS,
             }
         ).encode()

@@ -401,3 +401,13 @@ def test_a_stopped_sandbox_leaves_its_contexts_dead_until_restarted(api_client, 
     assert api_client.post(f"{base(python)}/{cid}/restart").json()["status"] == "idle"
     assert run(api_client, python, cid, "v")["error"]["name"] == "NameError"
     assert main_text(run(api_client, python, cid, "v = 2\nv")) == "2"
+
+
+def test_text_beyond_ascii_and_the_total_of_results(api_client, python, settings):
+    settings.VIBEBOX_CONTEXT_RESULTS_LIMIT = 50_000
+    cid = create(api_client, python)["id"]
+    answer = run(api_client, python, cid, "print('héllo ✓ 😀')\n'ünï'")
+    assert answer["stdout"] == "héllo ✓ 😀\n" and main_text(answer) == "'ünï'"
+    # three results of 20 000 characters: the third is over the total
+    capped = run(api_client, python, cid, "for i in range(3):\n    display('x' * 20_000)")
+    assert len(capped["results"]) == 2 and capped["truncated"] is True

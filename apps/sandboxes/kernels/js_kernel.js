@@ -26,6 +26,8 @@ class Execution {
     this.conn = conn;
     this.outputLimit = Number(request.outputLimit) || 1 << 20;
     this.resultLimit = Number(request.resultLimit) || 8 << 20;
+    this.resultsLimit = Number(request.resultsLimit) || 16 << 20;
+    this.resultsSize = 0;
     this.maxResults = Number(request.maxResults) || 100;
     this.sizes = { stdout: 0, stderr: 0 };
     this.pending = { stdout: '', stderr: '' };
@@ -72,11 +74,12 @@ class Execution {
     this.flush();
     let size = 0;
     for (const value of Object.values(data)) size += typeof value === 'string' ? value.length : JSON.stringify(value).length;
-    if (this.results >= this.maxResults || size > this.resultLimit) {
+    if (this.results >= this.maxResults || size > this.resultLimit || this.resultsSize + size > this.resultsLimit) {
       this.truncated = true;
       return;
     }
     this.results += 1;
+    this.resultsSize += size;
     this.send({ type: 'result', data, isMainResult });
   }
 }

@@ -8,7 +8,7 @@ per-execute command, a sandboxd stream) copies its stdin (one JSON request) to t
 kernel's answer (JSON lines) to its stdout.
 
 A request: {"code": str, "timeout": seconds, "outputLimit": bytes, "resultLimit": bytes,
-"maxResults": int}. The answer, one JSON object a line: {"type": "stdout"|"stderr", "data"},
+"resultsLimit": bytes, "maxResults": int}. The answer, one JSON object a line: {"type": "stdout"|"stderr", "data"},
 {"type": "result", "data": {mime: value}, "isMainResult": bool}, {"type": "error", "name", "value",
 "traceback"}, then {"type": "done", "executionCount", "truncated"}.
 
@@ -65,6 +65,8 @@ class Execution:
         self.broken = False
         self.output_limit = int(request.get("outputLimit") or 1 << 20)
         self.result_limit = int(request.get("resultLimit") or 8 << 20)
+        self.results_limit = int(request.get("resultsLimit") or 16 << 20)
+        self.results_size = 0
         self.max_results = int(request.get("maxResults") or 100)
         self.sizes = {"stdout": 0, "stderr": 0}
         self.pending = {"stdout": [], "stderr": []}
@@ -72,14 +74,20 @@ class Execution:
         self.truncated = False
 
     def send(self, message: dict) -> None:
-        line = (json.dumps(message, default=str) + "\n").encode("utf-8", "replace")
-        with self.lock:
-            if self.broken:
-                return
-            try:
-                self.conn.sendall(line)
-            except OSError:
-                self.broken = True  # the client went away: the code runs on, its output is dropped
+        line = (json.dumps(message, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        # An interrupt or a timeout is held while a line goes out: one cut in half would garble
+        # the answer (it is raised once the line is sent).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGALRM})
+        try:
+            with self.lock:
+                if self.broken:
+                    return
+                try:
+                    self.conn.sendall(line)
+                except OSError:
+                    self.broken = True  # the client went away: the code runs on, its output is dropped
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def write(self, stream: str, text: str) -> None:
         with self.lock:
@@ -105,10 +113,15 @@ class Execution:
     def result(self, data: dict, main: bool) -> None:
         self.flush()
         size = sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
-        if self.results >= self.max_results or size > self.result_limit:
+        if (
+            self.results >= self.max_results
+            or size > self.result_limit
+            or self.results_size + size > self.results_limit
+        ):
             self.truncated = True
             return
         self.results += 1
+        self.results_size += size
         self.send({"type": "result", "data": data, "isMainResult": main})
 
 
@@ -392,9 +405,14 @@ class Kernel:
             while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
                 tb = tb.tb_next  # the kernel's own frames are not the user's business
             summary = traceback.TracebackException(type(exc), exc, tb)
-            summary.stack = traceback.StackSummary.from_list(
-                [frame for frame in summary.stack if frame.filename != "<string>"]  # the kernel's
-            )
+            # The kernel's own frames (its file is "<string>": `-c`), and what they called, are
+            # not the user's business: the stack ends where the user's code called into them.
+            frames = []
+            for frame in summary.stack:
+                if frame.filename == "<string>":
+                    break
+                frames.append(frame)
+            summary.stack = traceback.StackSummary.from_list(frames)
             lines = list(summary.format())
         execution.send(
             {"type": "error", "name": type(exc).__name__, "value": str(exc)[:65536], "traceback": "".join(lines)}
