@@ -157,7 +157,9 @@ def context_create(*, sandbox: Sandbox, language: str, cwd: str | None = None) -
             f"A sandbox holds at most {settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX} code contexts; delete one.",
             details={"limit": "contexts", "max": settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX},
         )
-    context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=resolve_cwd(sandbox, cwd))
+    workdir = resolve_cwd(sandbox, cwd)
+    _check_cwd(sandbox, workdir)
+    context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=workdir)
     try:
         _start_kernel(sandbox, context)
     except BaseException:
@@ -165,6 +167,20 @@ def context_create(*, sandbox: Sandbox, language: str, cwd: str | None = None) -
         raise
     record("context.created", target=sandbox, changes={"context": context.id, "language": language, "cwd": context.cwd})
     return ContextView(context, "idle")
+
+
+def _check_cwd(sandbox: Sandbox, path: str) -> None:
+    """A directory the sandbox user can enter, else 400 (sandboxd would refuse to start the kernel)."""
+    try:
+        with container_running(sandbox):
+            info = get_driver().file_stat(sandbox.container_name, path, user=sandbox.template.user, follow=True)
+    except (errors.FileNotFound, errors.FilePermissionDenied) as exc:
+        raise errors.ValidationFailed(
+            f"cwd {path} is not a directory the sandbox user can use: {exc.message}",
+            details={"field": "cwd", "cwd": path},
+        ) from None
+    if not info.is_dir:
+        raise errors.ValidationFailed(f"cwd {path} is not a directory.", details={"field": "cwd", "cwd": path})
 
 
 def context_delete(*, context: CodeContext) -> None:

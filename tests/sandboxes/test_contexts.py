@@ -245,7 +245,12 @@ def test_access_and_bad_input(api_client, outsider_client, python):
     for body in [{}, {"code": ""}, {"code": "1", "timeout": "soon"}, {"code": 5}]:
         response = api_client.post(f"{base(python)}/{cid}/execute", body, format="json")
         assert response.status_code == 400, (body, response.content)
+    for cwd in ("/nope", "sub", "/etc/hostname"):
+        response = api_client.post(base(python), {"language": "python", "cwd": cwd}, format="json")
+        assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "cwd", response.content
     assert CodeContext.objects.filter(sandbox_id=python).count() == 1
+    assert create(api_client, python, cwd="/tmp")["cwd"] == "/tmp"
+    assert CodeContext.objects.filter(sandbox_id=python).count() == 2
     assert api_client.get(f"{base(python)}/{cid}").json()["executionCount"] == 0
 
 
