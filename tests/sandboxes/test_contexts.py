@@ -7,6 +7,7 @@ import json
 import pytest
 
 from apps.audit.models import AuditEntry
+from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes.images import templates_sync
 from apps.sandboxes.models import CodeContext, Execution
 from tests.ws import Communicator
@@ -218,8 +219,13 @@ def test_javascript_context(api_client, create_sandbox):
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_language"
 
 
-def test_access_and_bad_input(api_client, outsider_client, python):
+def test_access_and_bad_input(api_client, outsider_client, client_for, owner, python):
     cid = create(api_client, python)["id"]
+    reader = client_for(owner, [SANDBOXES_READ])
+    assert reader.get(base(python)).status_code == 200 and reader.get(f"{base(python)}/{cid}").status_code == 200
+    for path in (base(python), f"{base(python)}/{cid}/execute", f"{base(python)}/{cid}/restart"):
+        response = reader.post(path, {"language": "python", "code": "1"}, format="json")
+        assert response.status_code == 403 and response.json()["error"]["code"] == "insufficient_scope", path
     anonymous = type(api_client)()
     assert anonymous.get(base(python)).status_code == 401
     assert anonymous.post(f"{base(python)}/{cid}/execute", {"code": "1"}, format="json").status_code == 401
