@@ -422,3 +422,12 @@ def test_text_beyond_ascii_and_the_total_of_results(api_client, python, settings
     # three results of 20 000 characters: the third is over the total
     capped = run(api_client, python, cid, "for i in range(3):\n    display('x' * 20_000)")
     assert len(capped["results"]) == 2 and capped["truncated"] is True
+
+
+def test_modules_written_after_the_start_import_from_the_working_directory(api_client, python):
+    cid = create(api_client, python)["id"]
+    assert main_text(run(api_client, python, cid, "import os\nos.getcwd()")) == "'/workspace'"
+    api_client.post(
+        f"/api/v1/sandboxes/{python}/exec", {"command": "echo 'ANSWER = 42' > /workspace/vbxdemo.py"}, format="json"
+    )
+    assert main_text(run(api_client, python, cid, "import vbxdemo\nvbxdemo.ANSWER")) == "42"

@@ -21,6 +21,7 @@ import base64
 import builtins
 import contextlib
 import fcntl
+import importlib
 import io
 import json
 import linecache
@@ -329,6 +330,7 @@ class Kernel:
         execution = Execution(conn, request)
         self.count += 1
         self.current = execution
+        importlib.invalidate_caches()  # packages installed since the last request (pip install) import
         self._patch_pyplot()
         code = str(request.get("code", ""))
         timeout = float(request.get("timeout") or 0)
@@ -432,6 +434,12 @@ def kernel(name: str) -> None:
     sys.path.insert(0, "")
     for entry in reversed([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]):
         sys.path.insert(1, entry)
+    if sys.prefix == sys.base_prefix:  # not a virtualenv: `pip install --user` packages too
+        import site
+
+        user_site = site.getusersitepackages()
+        if os.path.isdir(user_site):
+            site.addsitedir(user_site)
     sys.argv = [""]
     kernel.serve()
 
