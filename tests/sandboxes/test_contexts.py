@@ -347,7 +347,8 @@ def test_data_science_run_plots_and_tables(api_client, data_science):
     (png,) = pngs(plot)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     assert not [r for r in plot["results"] if r["isMainResult"]]
-    # plt.show() now shows at once, in order with the output around it; nothing stays open after
+    assert main_text(run(api_client, data_science, cid, "len(plt.get_fignums())")) == "0"  # shown: closed
+    # again: plt.show() shows at once, in order with the output around it
     again = run(api_client, data_science, cid, "plt.plot([3, 2, 1])\nplt.show()\nprint('after')\nplt.get_fignums()")
     assert len(pngs(again)) == 1 and again["stdout"] == "after\n" and main_text(again) == "[]"
     # a Figure as the last expression is its PNG, once

@@ -284,10 +284,38 @@ class Kernel:
             if png:
                 current.result({"text/plain": repr(figure), "image/png": png}, False)
 
+    def pyplot_show(self):
+        """pyplot.show's stand-in: a plain function (matplotlib sets attributes on it)."""
+
+        def show_figures(*args, **kwargs):
+            self.show_figures()
+
+        return show_figures
+
+    def find_spec(self, name, path=None, target=None):
+        """An import hook (on sys.meta_path) for matplotlib.pyplot: once loaded, its show() is
+        show_figures, from the very request that imports it."""
+        if name != "matplotlib.pyplot":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                load = spec.loader.exec_module
+
+                def exec_module(module, load=load):
+                    load(module)
+                    module.show = self.pyplot_show()
+
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
     def _patch_pyplot(self) -> None:
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is not None and getattr(plt.show, "__name__", "") != "show_figures":
-            plt.show = self.show_figures
+            plt.show = self.pyplot_show()
 
     # ---- running a request ----
 
@@ -426,6 +454,7 @@ def kernel(name: str) -> None:
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
     kernel = Kernel(name)
     kernel.capture_fds()
+    sys.meta_path.insert(0, kernel)
     sys.stdout = Stream(kernel, "stdout", 1)
     sys.stderr = Stream(kernel, "stderr", 2)
     sys.stdin = io.StringIO("")
