@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+import threading
 
 import pytest
 
@@ -10,6 +11,7 @@ from apps.audit.models import AuditEntry
 from apps.keys.scopes import SANDBOXES_READ
 from apps.sandboxes.images import templates_sync
 from apps.sandboxes.models import CodeContext, Execution
+from tests.waiting import wait_for
 from tests.ws import Communicator
 from vibebox.asgi import application
 
@@ -120,23 +122,25 @@ def test_state_values_output_errors_and_rich_results(api_client, python):
 def test_interrupt_keeps_state_restart_loses_it_delete(api_client, python):
     cid = create(api_client, python)["id"]
     run(api_client, python, cid, "kept = 'yes'")
-    import threading
-
     answers = {}
+    loop = "n = 0\nopen('/tmp/looping', 'w').close()\nwhile True:\n    n += 1"
 
     def long_run():
-        answers["loop"] = run(api_client, python, cid, "n = 0\nwhile True:\n    n += 1", timeout="60s")
+        answers["loop"] = run(api_client, python, cid, loop, timeout="60s")
 
     thread = threading.Thread(target=long_run)
     thread.start()
-    # interrupt once the loop runs (the context says busy)
-    for _ in range(200):
-        if api_client.get(f"{base(python)}/{cid}").json()["status"] == "busy":
-            break
-        thread.join(0.05)
-    import time
-
-    time.sleep(0.5)
+    # interrupt once the loop runs (it marks that with a file); the context says busy meanwhile
+    wait_for(
+        lambda: (
+            api_client.post(
+                f"/api/v1/sandboxes/{python}/exec", {"command": "test -f /tmp/looping"}, format="json"
+            ).json()["exitCode"]
+            == 0
+        ),
+        timeout=30,
+    )
+    assert api_client.get(f"{base(python)}/{cid}").json()["status"] == "busy"
     interrupted = api_client.post(f"{base(python)}/{cid}/interrupt")
     assert interrupted.status_code == 200, interrupted.content
     thread.join(30)
