@@ -394,9 +394,9 @@ def test_websocket_interrupt_and_a_client_that_leaves(api_client, api_key, pytho
     async def leave():
         comm = communicator(f"/ws/sandboxes/{python}/exec", api_key[1])
         await comm.connect()
-        await comm.send_json_to(
-            {"type": "context.execute", "context": cid, "code": "import time\ntime.sleep(1)\nleft = 'ran on'"}
-        )
+        code = "import time\nprint('started', flush=True)\ntime.sleep(1)\nleft = 'ran on'"
+        await comm.send_json_to({"type": "context.execute", "context": cid, "code": code})
+        assert json.loads((await comm.receive_output(timeout=30))["text"])["data"] == "started\n"
         await comm.disconnect()
 
     asyncio.run(leave())
