@@ -436,3 +436,14 @@ def test_modules_written_after_the_start_import_from_the_working_directory(api_c
         f"/api/v1/sandboxes/{python}/exec", {"command": "echo 'ANSWER = 42' > /workspace/vbxdemo.py"}, format="json"
     )
     assert main_text(run(api_client, python, cid, "import vbxdemo\nvbxdemo.ANSWER")) == "42"
+
+
+def test_a_paused_sandbox_keeps_its_contexts_state(api_client, python):
+    cid = create(api_client, python)["id"]
+    run(api_client, python, cid, "kept = [1, 2]")
+    assert api_client.post(f"/api/v1/sandboxes/{python}/pause").status_code == 200
+    assert api_client.get(f"{base(python)}/{cid}").json()["status"] == "idle"  # frozen: last known
+    refused = api_client.post(f"{base(python)}/{cid}/execute", {"code": "kept"}, format="json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "sandbox_paused"
+    assert api_client.post(f"/api/v1/sandboxes/{python}/resume").status_code == 200
+    assert main_text(run(api_client, python, cid, "kept")) == "[1, 2]"
