@@ -136,8 +136,10 @@ def _start_kernel(sandbox: Sandbox, context: CodeContext) -> None:
 
 
 def _kill_kernel(sandbox: Sandbox, context: CodeContext) -> None:
+    if sandbox.status == Status.PAUSED:
+        require_running(sandbox)  # its frozen kernel would live on after a resume: resumed first, or 409
     if sandbox.status != Status.RUNNING:
-        return  # a stopped sandbox has no kernel left; a paused one loses it with the row (below)
+        return  # a stopped sandbox has no kernel left
     try:
         get_driver().process_kill(sandbox.container_name, context.kernel_id, "KILL")
     except errors.ApplicationError as exc:

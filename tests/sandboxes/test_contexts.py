@@ -445,5 +445,7 @@ def test_a_paused_sandbox_keeps_its_contexts_state(api_client, python):
     assert api_client.get(f"{base(python)}/{cid}").json()["status"] == "idle"  # frozen: last known
     refused = api_client.post(f"{base(python)}/{cid}/execute", {"code": "kept"}, format="json")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "sandbox_paused"
+    refused = api_client.delete(f"{base(python)}/{cid}")  # its kernel would outlive it
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "sandbox_paused"
     assert api_client.post(f"/api/v1/sandboxes/{python}/resume").status_code == 200
     assert main_text(run(api_client, python, cid, "kept")) == "[1, 2]"
