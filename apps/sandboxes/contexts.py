@@ -209,10 +209,12 @@ def context_restart(*, context: CodeContext) -> ContextView:
     sandbox = context.sandbox
     require_running(sandbox)
     _kill_kernel(sandbox, context)
-    CodeContext.objects.filter(pk=context.pk).update(
-        generation=F("generation") + 1, execution_count=0, busy_until=None, last_used_at=timezone.now()
+    won = CodeContext.objects.filter(pk=context.pk, generation=context.generation).update(
+        generation=context.generation + 1, execution_count=0, busy_until=None, last_used_at=timezone.now()
     )
     context.refresh_from_db()
+    if not won:  # a restart at the same time started the next kernel
+        return context_view(context)
     _start_kernel(sandbox, context)
     record("context.restarted", target=sandbox, changes={"context": context.id, "generation": context.generation})
     return ContextView(context, "idle")
