@@ -216,6 +216,7 @@ def test_javascript_context(api_client, create_sandbox):
     assert "<cell-" in error["error"]["traceback"]
     assert run(api_client, node, cid, "console.error('e'); undefined")["stderr"] == "e\n"
     assert main_text(run(api_client, node, cid, "await new Promise(r => setTimeout(r, 10)); return n")) == "20"
+    assert main_text(run(api_client, node, cid, "const v = await Promise.resolve(5);\nv * n")) == "100"
     assert run(api_client, node, cid, "while (true) {}", timeout=1)["error"]["name"] == "TimeoutError"
     assert main_text(run(api_client, node, cid, "n")) == "20"
     # python is not on a node template

@@ -181,6 +181,21 @@ function kernel() {
     execution.send({ type: 'error', name: errName, value, traceback: stack + '\n' });
   }
 
+  function asyncScript(code, filename) {
+    const lines = code.replace(/\s+$/, '').split('\n');
+    const last = lines[lines.length - 1].trim().replace(/;$/, '');
+    const statement = /^(const|let|var|function|class|if|for|while|do|switch|try|return|throw|import|export)\b|^[{}]/;
+    if (last && !statement.test(last)) {
+      const body = [...lines.slice(0, -1), `return (${last}\n);`].join('\n');
+      try {
+        return new vm.Script(`(async () => {\n${body}\n})()`, { filename, lineOffset: -1 });
+      } catch (err) {
+        // not an expression after all: the plain body below
+      }
+    }
+    return new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+  }
+
   async function run(execution, request) {
     count += 1;
     const code = String(request.code || '');
@@ -195,8 +210,8 @@ function kernel() {
       } catch (err) {
         if (!(err instanceof SyntaxError) || !/await/.test(code)) throw err;
         // Top-level await: the code runs as an async function's body (its declarations stay
-        // local to it; its value is what it returns).
-        script = new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+        // local to it). Its value: what it returns, or its last line when that is an expression.
+        script = asyncScript(code, filename);
       }
       const options = { breakOnSigint: true };
       if (timeout > 0) options.timeout = Math.max(1, Math.round(timeout * 1000));
