@@ -659,9 +659,10 @@ VIBEBOX_PREVIEW_CONNECT_TIMEOUT = env_duration("VIBEBOX_PREVIEW_CONNECT_TIMEOUT"
 VIBEBOX_PREVIEW_HEADERS_TIMEOUT = env_duration("VIBEBOX_PREVIEW_HEADERS_TIMEOUT", "5m")
 
 # Code contexts (apps/sandboxes/contexts.py, docs/api.md "Code contexts"): what one execute may
-# answer (stdout and stderr each, one rich result, how many results) and how many contexts a
-# sandbox may hold.
+# answer (stdout and stderr each, one rich result, all results, how many results) and how many
+# contexts a sandbox may hold.
 VIBEBOX_CONTEXT_OUTPUT_LIMIT = env_size("VIBEBOX_CONTEXT_OUTPUT_LIMIT", "1m")
 VIBEBOX_CONTEXT_RESULT_LIMIT = env_size("VIBEBOX_CONTEXT_RESULT_LIMIT", "8m")
+VIBEBOX_CONTEXT_RESULTS_LIMIT = env_size("VIBEBOX_CONTEXT_RESULTS_LIMIT", "16m")  # all of one execute's results
 VIBEBOX_CONTEXT_MAX_RESULTS = env_int("VIBEBOX_CONTEXT_MAX_RESULTS", 100)
 VIBEBOX_CONTEXT_MAX_PER_SANDBOX = env_int("VIBEBOX_CONTEXT_MAX_PER_SANDBOX", 16)

@@ -5,9 +5,9 @@ The kernel is VibeBox's own small program (kernels/python_kernel.py, kernels/js_
 whole on the command line (`python3 -I -c <source> kernel <id>`, `node -e <source> kernel <id>`)
 to the sandbox's sandboxd as a background process (`/process/start`, exec id `<ctx id>-<gen>`),
 as the sandbox user. It listens on an abstract Unix socket of the sandbox's own network
-namespace. Each execute is a sandboxd stream of the same program in `client` mode: stdin the
-request, stdout the kernel's answer as JSON lines, relayed as they come. So any web process
-serves any context (nothing lives in a web process's memory), and the kernel's liveness is
+namespace. Each execute is a sandboxd stream of a small client (kernels/python_client.py,
+kernels/js_client.js): stdin the request, stdout the kernel's answer as JSON lines, relayed as
+they come. So any web process serves any context (nothing lives in a web process's memory), and the kernel's liveness is
 sandboxd's process list: a kernel that is not running there is `dead`.
 
 Everything the kernel answers is hostile (the code it runs can replace it): each line is capped
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 LANGUAGES = {"python": "python_kernel.py", "javascript": "js_kernel.js"}
+CLIENTS = {"python": "python_client.py", "javascript": "js_client.js"}
 KERNEL_LIFETIME = 1e8  # seconds (sandboxd's cap; 0 would end it at once)
 GRACE = 10  # seconds past an execute's timeout before its client is ended (the kernel's own timer first)
 MIMES = ("text/plain", "text/html", "image/png", "image/svg+xml", "application/json", "text/markdown")
@@ -52,14 +53,20 @@ MAX_RETURN_VALUE = 64 * 1024
 
 
 @cache
-def _source(language: str) -> str:
-    return (KERNELS / LANGUAGES[language]).read_text()
+def _source(filename: str) -> str:
+    return (KERNELS / filename).read_text()
 
 
-def _argv(language: str, mode: str, name: str) -> tuple[str, ...]:
+def _kernel_argv(language: str, name: str) -> tuple[str, ...]:
     if language == "python":
-        return ("python3", "-I", "-c", _source(language), mode, name)
-    return ("node", "-e", _source(language), mode, name)
+        return ("python3", "-I", "-c", _source(LANGUAGES[language]), "kernel", name)
+    return ("node", "-e", _source(LANGUAGES[language]), "kernel", name)
+
+
+def _client_argv(language: str, name: str) -> tuple[str, ...]:
+    if language == "python":
+        return ("python3", "-I", "-S", "-c", _source(CLIENTS[language]), name)
+    return ("node", "-e", _source(CLIENTS[language]), name)
 
 
 # ---- reads ----
@@ -117,7 +124,7 @@ def context_list(*, sandbox: Sandbox) -> list[ContextView]:
 
 def _start_kernel(sandbox: Sandbox, context: CodeContext) -> None:
     request = ExecRequest(
-        argv=_argv(context.language, "kernel", context.kernel_id),
+        argv=_kernel_argv(context.language, context.kernel_id),
         exec_id=context.kernel_id,
         env=command_env(sandbox, {"PYTHONUNBUFFERED": "1"}),
         user=sandbox.template.user,
@@ -129,8 +136,10 @@ def _start_kernel(sandbox: Sandbox, context: CodeContext) -> None:
 
 
 def _kill_kernel(sandbox: Sandbox, context: CodeContext) -> None:
+    if sandbox.status == Status.PAUSED:
+        require_running(sandbox)  # its frozen kernel would live on after a resume: resumed first, or 409
     if sandbox.status != Status.RUNNING:
-        return  # a stopped sandbox has no kernel left; a paused one loses it with the row (below)
+        return  # a stopped sandbox has no kernel left
     try:
         get_driver().process_kill(sandbox.container_name, context.kernel_id, "KILL")
     except errors.ApplicationError as exc:
@@ -150,7 +159,9 @@ def context_create(*, sandbox: Sandbox, language: str, cwd: str | None = None) -
             f"A sandbox holds at most {settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX} code contexts; delete one.",
             details={"limit": "contexts", "max": settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX},
         )
-    context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=resolve_cwd(sandbox, cwd))
+    workdir = resolve_cwd(sandbox, cwd)
+    _check_cwd(sandbox, workdir)
+    context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=workdir)
     try:
         _start_kernel(sandbox, context)
     except BaseException:
@@ -158,6 +169,20 @@ def context_create(*, sandbox: Sandbox, language: str, cwd: str | None = None) -
         raise
     record("context.created", target=sandbox, changes={"context": context.id, "language": language, "cwd": context.cwd})
     return ContextView(context, "idle")
+
+
+def _check_cwd(sandbox: Sandbox, path: str) -> None:
+    """A directory the sandbox user can enter, else 400 (sandboxd would refuse to start the kernel)."""
+    try:
+        with container_running(sandbox):
+            info = get_driver().file_stat(sandbox.container_name, path, user=sandbox.template.user, follow=True)
+    except (errors.FileNotFound, errors.FilePermissionDenied) as exc:
+        raise errors.ValidationFailed(
+            f"cwd {path} is not a directory the sandbox user can use: {exc.message}",
+            details={"field": "cwd", "cwd": path},
+        ) from None
+    if not info.is_dir:
+        raise errors.ValidationFailed(f"cwd {path} is not a directory.", details={"field": "cwd", "cwd": path})
 
 
 def context_delete(*, context: CodeContext) -> None:
@@ -184,10 +209,12 @@ def context_restart(*, context: CodeContext) -> ContextView:
     sandbox = context.sandbox
     require_running(sandbox)
     _kill_kernel(sandbox, context)
-    CodeContext.objects.filter(pk=context.pk).update(
-        generation=F("generation") + 1, execution_count=0, busy_until=None, last_used_at=timezone.now()
+    won = CodeContext.objects.filter(pk=context.pk, generation=context.generation).update(
+        generation=context.generation + 1, execution_count=0, busy_until=None, last_used_at=timezone.now()
     )
     context.refresh_from_db()
+    if not won:  # a restart at the same time started the next kernel
+        return context_view(context)
     _start_kernel(sandbox, context)
     record("context.restarted", target=sandbox, changes={"context": context.id, "generation": context.generation})
     return ContextView(context, "idle")
@@ -223,10 +250,12 @@ class KernelReader:
         self.outcome = ContextOutcome()
         self.output_limit = settings.VIBEBOX_CONTEXT_OUTPUT_LIMIT
         self.result_limit = settings.VIBEBOX_CONTEXT_RESULT_LIMIT
+        self.results_limit = settings.VIBEBOX_CONTEXT_RESULTS_LIMIT
+        self.results_size = 0
         self.max_results = settings.VIBEBOX_CONTEXT_MAX_RESULTS
-        # A line holds one event: a result's values (base64 and JSON escaping can grow them 6x)
-        # or a chunk of output.
-        self.max_line = 6 * self.result_limit + 64 * 1024
+        # A line holds one event: a result (its values, JSON-escaped: room for some escaping; a
+        # result that needs more is left out as too large) or a chunk of output.
+        self.max_line = 2 * self.result_limit + 64 * 1024
         self.buffer = bytearray()
         self.skipping = False
         self.streams = {"stdout": [], "stderr": []}
@@ -322,9 +351,14 @@ class KernelReader:
             checked[mime] = value
         if not checked:
             return False
-        if len(self.outcome.results) >= self.max_results or size > self.result_limit:
+        if (
+            len(self.outcome.results) >= self.max_results
+            or size > self.result_limit
+            or self.results_size + size > self.results_limit
+        ):
             self.outcome.truncated = True
             return True
+        self.results_size += size
         if main and any(result["isMainResult"] for result in self.outcome.results):
             main = False  # one main result: the last expression's
         result = {"data": checked, "isMainResult": main}
@@ -348,6 +382,7 @@ def _request_body(code: str, timeout: float) -> bytes:
                 "timeout": timeout,
                 "outputLimit": settings.VIBEBOX_CONTEXT_OUTPUT_LIMIT,
                 "resultLimit": settings.VIBEBOX_CONTEXT_RESULT_LIMIT,
+                "resultsLimit": settings.VIBEBOX_CONTEXT_RESULTS_LIMIT,
                 "maxResults": settings.VIBEBOX_CONTEXT_MAX_RESULTS,
             }
         ).encode()
@@ -374,7 +409,7 @@ def context_execute(
     execution, request = prepare(
         sandbox=sandbox,
         kind=Execution.Kind.EXECUTE,
-        argv=_argv(context.language, "client", context.kernel_id),
+        argv=_client_argv(context.language, context.kernel_id),
         record={
             "language": context.language,
             "command": redact(code[:COMMAND_PREVIEW], secret_values(sandbox)),

@@ -25,6 +25,8 @@ class ExecConsumer(BaseConsumer):
     The client's first message is {command, cwd?, env?, timeout?, user?}; later ones are
     {type: "stdin", data}, {type: "close_stdin"} and {type: "signal", signal}. The server sends
     {type: "stdout"|"stderr", data} and finally {type: "exit", exitCode, duration, status, ...}.
+    A first message {type: "context.execute", context, code, timeout?} runs code in a code context
+    instead (consumers/contexts.py).
     """
 
     required_scopes = [EXECUTE]

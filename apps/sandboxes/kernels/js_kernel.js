@@ -3,8 +3,8 @@
 // It runs INSIDE a sandbox, as the sandbox user, started by the server as sandboxd's background
 // process `node -e <this file> kernel <name>`: it listens on the abstract Unix socket
 // `@vibebox-context-<name>` and runs one request at a time in one `vm` context kept between
-// requests (the script's completion value is the main result). `node -e <this file> client <name>`
-// (the server's per-execute command) copies its stdin to the kernel and the answer to its stdout.
+// requests (the script's completion value is the main result). js_client.js (the server's
+// per-execute command) copies its stdin to the kernel and the answer to its stdout.
 // The request and answer are those of python_kernel.py. Nothing here is trusted by the server.
 'use strict';
 const net = require('net');
@@ -26,6 +26,8 @@ class Execution {
     this.conn = conn;
     this.outputLimit = Number(request.outputLimit) || 1 << 20;
     this.resultLimit = Number(request.resultLimit) || 8 << 20;
+    this.resultsLimit = Number(request.resultsLimit) || 16 << 20;
+    this.resultsSize = 0;
     this.maxResults = Number(request.maxResults) || 100;
     this.sizes = { stdout: 0, stderr: 0 };
     this.pending = { stdout: '', stderr: '' };
@@ -72,11 +74,12 @@ class Execution {
     this.flush();
     let size = 0;
     for (const value of Object.values(data)) size += typeof value === 'string' ? value.length : JSON.stringify(value).length;
-    if (this.results >= this.maxResults || size > this.resultLimit) {
+    if (this.results >= this.maxResults || size > this.resultLimit || this.resultsSize + size > this.resultsLimit) {
       this.truncated = true;
       return;
     }
     this.results += 1;
+    this.resultsSize += size;
     this.send({ type: 'result', data, isMainResult });
   }
 }
@@ -178,6 +181,21 @@ function kernel() {
     execution.send({ type: 'error', name: errName, value, traceback: stack + '\n' });
   }
 
+  function asyncScript(code, filename) {
+    const lines = code.replace(/\s+$/, '').split('\n');
+    const last = lines[lines.length - 1].trim().replace(/;$/, '');
+    const statement = /^(const|let|var|function|class|if|for|while|do|switch|try|return|throw|import|export)\b|^[{}]/;
+    if (last && !statement.test(last)) {
+      const body = [...lines.slice(0, -1), `return (${last}\n);`].join('\n');
+      try {
+        return new vm.Script(`(async () => {\n${body}\n})()`, { filename, lineOffset: -1 });
+      } catch (err) {
+        // not an expression after all: the plain body below
+      }
+    }
+    return new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+  }
+
   async function run(execution, request) {
     count += 1;
     const code = String(request.code || '');
@@ -192,8 +210,8 @@ function kernel() {
       } catch (err) {
         if (!(err instanceof SyntaxError) || !/await/.test(code)) throw err;
         // Top-level await: the code runs as an async function's body (its declarations stay
-        // local to it; its value is what it returns).
-        script = new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+        // local to it). Its value: what it returns, or its last line when that is an expression.
+        script = asyncScript(code, filename);
       }
       const options = { breakOnSigint: true };
       if (timeout > 0) options.timeout = Math.max(1, Math.round(timeout * 1000));
@@ -271,35 +289,8 @@ function kernel() {
   server.listen(address);
 }
 
-function client() {
-  const chunks = [];
-  process.stdin.on('data', (chunk) => chunks.push(chunk));
-  const deadline = Date.now() + 10000; // a kernel just started may not listen yet
-  const connect = () => {
-    const conn = net.createConnection(address);
-    let connected = false;
-    conn.on('error', (err) => {
-      if (connected) return;
-      if (Date.now() < deadline) {
-        setTimeout(connect, 20);
-        return;
-      }
-      process.stdout.write(JSON.stringify({ type: 'dead', reason: String(err.message) }) + '\n');
-      process.exitCode = 3;
-    });
-    conn.on('connect', () => {
-      connected = true;
-      const request = Buffer.concat(chunks).toString().replace(/\n+$/, '');
-      conn.write(request + '\n');
-      conn.pipe(process.stdout);
-    });
-  };
-  process.stdin.on('end', connect);
-}
-
 if (mode === 'kernel') kernel();
-else if (mode === 'client') client();
 else {
-  process.stderr.write('usage: kernel NAME | client NAME\n');
+  process.stderr.write('usage: kernel NAME\n');
   process.exitCode = 2;
 }

@@ -3,12 +3,12 @@
 It runs INSIDE a sandbox, as the sandbox user, started by the server as sandboxd's background
 process `python3 -I -c <this file> kernel <name>`: it listens on the abstract Unix socket
 `@vibebox-context-<name>` (private to the sandbox's network namespace) and runs one request at a
-time on its main thread, keeping the namespace between requests. `python3 -I -c <this file>
-client <name>` (the server's per-execute command, a sandboxd stream) copies its stdin (one JSON
-request) to the kernel and the kernel's answer (JSON lines) to its stdout.
+time on its main thread, keeping the namespace between requests. python_client.py (the server's
+per-execute command, a sandboxd stream) copies its stdin (one JSON request) to the kernel and the
+kernel's answer (JSON lines) to its stdout.
 
 A request: {"code": str, "timeout": seconds, "outputLimit": bytes, "resultLimit": bytes,
-"maxResults": int}. The answer, one JSON object a line: {"type": "stdout"|"stderr", "data"},
+"resultsLimit": bytes, "maxResults": int}. The answer, one JSON object a line: {"type": "stdout"|"stderr", "data"},
 {"type": "result", "data": {mime: value}, "isMainResult": bool}, {"type": "error", "name", "value",
 "traceback"}, then {"type": "done", "executionCount", "truncated"}.
 
@@ -21,6 +21,7 @@ import base64
 import builtins
 import contextlib
 import fcntl
+import importlib
 import io
 import json
 import linecache
@@ -65,6 +66,8 @@ class Execution:
         self.broken = False
         self.output_limit = int(request.get("outputLimit") or 1 << 20)
         self.result_limit = int(request.get("resultLimit") or 8 << 20)
+        self.results_limit = int(request.get("resultsLimit") or 16 << 20)
+        self.results_size = 0
         self.max_results = int(request.get("maxResults") or 100)
         self.sizes = {"stdout": 0, "stderr": 0}
         self.pending = {"stdout": [], "stderr": []}
@@ -72,14 +75,20 @@ class Execution:
         self.truncated = False
 
     def send(self, message: dict) -> None:
-        line = (json.dumps(message, default=str) + "\n").encode("utf-8", "replace")
-        with self.lock:
-            if self.broken:
-                return
-            try:
-                self.conn.sendall(line)
-            except OSError:
-                self.broken = True  # the client went away: the code runs on, its output is dropped
+        line = (json.dumps(message, default=str, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        # An interrupt or a timeout is held while a line goes out: one cut in half would garble
+        # the answer (it is raised once the line is sent).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGALRM})
+        try:
+            with self.lock:
+                if self.broken:
+                    return
+                try:
+                    self.conn.sendall(line)
+                except OSError:
+                    self.broken = True  # the client went away: the code runs on, its output is dropped
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def write(self, stream: str, text: str) -> None:
         with self.lock:
@@ -105,10 +114,15 @@ class Execution:
     def result(self, data: dict, main: bool) -> None:
         self.flush()
         size = sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
-        if self.results >= self.max_results or size > self.result_limit:
+        if (
+            self.results >= self.max_results
+            or size > self.result_limit
+            or self.results_size + size > self.results_limit
+        ):
             self.truncated = True
             return
         self.results += 1
+        self.results_size += size
         self.send({"type": "result", "data": data, "isMainResult": main})
 
 
@@ -270,10 +284,38 @@ class Kernel:
             if png:
                 current.result({"text/plain": repr(figure), "image/png": png}, False)
 
+    def pyplot_show(self):
+        """pyplot.show's stand-in: a plain function (matplotlib sets attributes on it)."""
+
+        def show_figures(*args, **kwargs):
+            self.show_figures()
+
+        return show_figures
+
+    def find_spec(self, name, path=None, target=None):
+        """An import hook (on sys.meta_path) for matplotlib.pyplot: once loaded, its show() is
+        show_figures, from the very request that imports it."""
+        if name != "matplotlib.pyplot":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                load = spec.loader.exec_module
+
+                def exec_module(module, load=load):
+                    load(module)
+                    module.show = self.pyplot_show()
+
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
     def _patch_pyplot(self) -> None:
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is not None and getattr(plt.show, "__name__", "") != "show_figures":
-            plt.show = self.show_figures
+            plt.show = self.pyplot_show()
 
     # ---- running a request ----
 
@@ -316,6 +358,7 @@ class Kernel:
         execution = Execution(conn, request)
         self.count += 1
         self.current = execution
+        importlib.invalidate_caches()  # packages installed since the last request (pip install) import
         self._patch_pyplot()
         code = str(request.get("code", ""))
         timeout = float(request.get("timeout") or 0)
@@ -392,9 +435,14 @@ class Kernel:
             while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
                 tb = tb.tb_next  # the kernel's own frames are not the user's business
             summary = traceback.TracebackException(type(exc), exc, tb)
-            summary.stack = traceback.StackSummary.from_list(
-                [frame for frame in summary.stack if frame.filename != "<string>"]  # the kernel's
-            )
+            # The kernel's own frames (its file is "<string>": `-c`), and what they called, are
+            # not the user's business: the stack ends where the user's code called into them.
+            frames = []
+            for frame in summary.stack:
+                if frame.filename == "<string>":
+                    break
+                frames.append(frame)
+            summary.stack = traceback.StackSummary.from_list(frames)
             lines = list(summary.format())
         execution.send(
             {"type": "error", "name": type(exc).__name__, "value": str(exc)[:65536], "traceback": "".join(lines)}
@@ -406,6 +454,7 @@ def kernel(name: str) -> None:
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
     kernel = Kernel(name)
     kernel.capture_fds()
+    sys.meta_path.insert(0, kernel)
     sys.stdout = Stream(kernel, "stdout", 1)
     sys.stderr = Stream(kernel, "stderr", 2)
     sys.stdin = io.StringIO("")
@@ -414,40 +463,19 @@ def kernel(name: str) -> None:
     sys.path.insert(0, "")
     for entry in reversed([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]):
         sys.path.insert(1, entry)
+    if sys.prefix == sys.base_prefix:  # not a virtualenv: `pip install --user` packages too
+        import site
+
+        user_site = site.getusersitepackages()
+        if os.path.isdir(user_site):
+            site.addsitedir(user_site)
     sys.argv = [""]
     kernel.serve()
-
-
-def client(name: str) -> int:
-    request = sys.stdin.buffer.read()
-    deadline = time.monotonic() + 10  # a kernel just started may not listen yet
-    while True:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(address(name))
-            break
-        except OSError as exc:
-            conn.close()
-            if time.monotonic() > deadline:
-                sys.stdout.write(json.dumps({"type": "dead", "reason": str(exc)}) + "\n")
-                return 3
-            time.sleep(0.02)
-    conn.sendall(request.rstrip(b"\n") + b"\n")
-    out = sys.stdout.buffer
-    while True:
-        data = conn.recv(1 << 16)
-        if not data:
-            break
-        out.write(data)
-        out.flush()
-    return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "kernel":
         kernel(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "client":
-        sys.exit(client(sys.argv[2]))
     else:
-        print("usage: kernel NAME | client NAME", file=sys.stderr)
+        print("usage: kernel NAME", file=sys.stderr)
         sys.exit(2)
