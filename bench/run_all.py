@@ -38,6 +38,7 @@ def main() -> None:
         ["exec.py"],
         ["files.py"],
         ["terminal.py"],
+        ["contexts.py"],
         ["gateway.py"],
         ["sdk_typescript.py"],
         ["api_load.py"],

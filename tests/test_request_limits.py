@@ -63,6 +63,7 @@ def objects(owner, templates, api_key):
         **{"slug": org.slug, "member_id": member.pk, "name": "python-3.13"},
         **{"webhook_id": webhook.id, "delivery_id": delivery.id},
         **{"submission_id": "sub_any", "version": "1.0.0"},  # the body is read before they are looked up
+        **{"port": 3000},  # a preview port (PATCH …/ports/{port})
     }
 
 

@@ -11,6 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from apps.agents.mcp import endpoint as mcp_endpoint  # noqa: E402
 from apps.agents.mcp import is_mcp_path  # noqa: E402
 from apps.sandboxes.consumers.base import Refusal  # noqa: E402
+from apps.sandboxes.preview.routing import PreviewRouter  # noqa: E402
 from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
@@ -52,12 +53,17 @@ class HttpRouter:
             await self.django_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        # The body limit comes first: it covers Django and /mcp alike (vibebox/bodylimit.py).
-        # Django's requests run on reused threads that keep their database connections; raw
-        # uploads reach their view as they arrive (vibebox/streambody.py).
-        "http": BodyLimitMiddleware(HttpRouter(StreamedUploads(PooledRequestThreads(django_asgi_app)))),
-        "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# Preview URLs come first (apps/sandboxes/preview/routing.py): their requests (a preview host, or
+# /preview/<id>/<port>/) are the sandbox's, relayed as they stream, never seen by Django; the
+# rest goes on.
+application = PreviewRouter(
+    ProtocolTypeRouter(
+        {
+            # The body limit comes first: it covers Django and /mcp alike (vibebox/bodylimit.py).
+            # Django's requests run on reused threads that keep their database connections; raw
+            # uploads reach their view as they arrive (vibebox/streambody.py).
+            "http": BodyLimitMiddleware(HttpRouter(StreamedUploads(PooledRequestThreads(django_asgi_app)))),
+            "websocket": OriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

@@ -240,3 +240,12 @@ StripeSignatureInvalid = error(
     "stripe_signature_invalid", 400, "The Stripe-Signature header does not verify against this body."
 )
 PaymentProviderUnavailable = error("payment_provider_unavailable", 502, "The payment provider failed; try again.")
+
+# Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").
+InvalidPort = error("invalid_port", 400, "A port is a number from 1 to 65535, and not one VibeBox reserves.")
+
+# Code contexts (apps/sandboxes/contexts.py, docs/api.md "Code contexts").
+ContextNotFound = error("context_not_found", 404, "No such code context in this sandbox.")
+ContextDead = error(
+    "context_dead", 409, "The context's kernel is not running (its sandbox stopped, or it died); restart the context."
+)

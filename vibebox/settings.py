@@ -645,3 +645,24 @@ VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", True)
 # Dunning: a failed payment makes the account past_due; unpaid this many days later, frozen
 # (nothing new may start) until an invoice is paid.
 VIBEBOX_DUNNING_GRACE_DAYS = env_int("VIBEBOX_DUNNING_GRACE_DAYS", 14)
+
+# Preview URLs (apps/sandboxes/preview/; docs/api.md, "Preview URLs"; docs/operations.md).
+# Host form http://<port>-<sandboxId>.<VIBEBOX_PREVIEW_DOMAIN>[:port]/ (a wildcard DNS name pointing
+# at the server; *.localhost resolves to loopback in browsers) and path form <public url>/preview/<id>/<port>/.
+VIBEBOX_PREVIEW_DOMAIN = env_str("VIBEBOX_PREVIEW_DOMAIN", "preview.localhost").strip().strip(".").lower()
+# The scheme of preview URLs; empty: VIBEBOX_PUBLIC_URL's, else http.
+VIBEBOX_PREVIEW_URL_SCHEME = env_str("VIBEBOX_PREVIEW_URL_SCHEME", "").strip().lower()
+if VIBEBOX_PREVIEW_URL_SCHEME not in ("", "http", "https"):
+    raise ImproperlyConfigured("VIBEBOX_PREVIEW_URL_SCHEME is http or https.")
+# How long the proxy waits for a sandbox's server to accept a connection, and for its response's headers.
+VIBEBOX_PREVIEW_CONNECT_TIMEOUT = env_duration("VIBEBOX_PREVIEW_CONNECT_TIMEOUT", "5s")
+VIBEBOX_PREVIEW_HEADERS_TIMEOUT = env_duration("VIBEBOX_PREVIEW_HEADERS_TIMEOUT", "5m")
+
+# Code contexts (apps/sandboxes/contexts.py, docs/api.md "Code contexts"): what one execute may
+# answer (stdout and stderr each, one rich result, all results, how many results) and how many
+# contexts a sandbox may hold.
+VIBEBOX_CONTEXT_OUTPUT_LIMIT = env_size("VIBEBOX_CONTEXT_OUTPUT_LIMIT", "1m")
+VIBEBOX_CONTEXT_RESULT_LIMIT = env_size("VIBEBOX_CONTEXT_RESULT_LIMIT", "8m")
+VIBEBOX_CONTEXT_RESULTS_LIMIT = env_size("VIBEBOX_CONTEXT_RESULTS_LIMIT", "16m")  # all of one execute's results
+VIBEBOX_CONTEXT_MAX_RESULTS = env_int("VIBEBOX_CONTEXT_MAX_RESULTS", 100)
+VIBEBOX_CONTEXT_MAX_PER_SANDBOX = env_int("VIBEBOX_CONTEXT_MAX_PER_SANDBOX", 16)

@@ -36,6 +36,7 @@ TABS = [
     ("files", "Files", "dashboard:sandbox-files"),
     ("exec", "Exec", "dashboard:sandbox-exec"),
     ("logs", "Logs", "dashboard:sandbox-logs"),
+    ("ports", "Ports", "dashboard:sandbox-ports"),
     ("git", "Git", "dashboard:sandbox-git"),
     ("claude", "Claude", "dashboard:sandbox-claude"),
 ]

@@ -357,6 +357,7 @@ def _exec_context(sandbox, **extra) -> dict:
         "executions": _history(sandbox),
         "running": sandbox.status == Status.RUNNING,
         "ws_path": f"/ws/sandboxes/{sandbox.id}/exec",
+        "notebook_languages": [lang for lang in ("python", "javascript") if lang in _languages(sandbox)],
         **extra,
     }
 

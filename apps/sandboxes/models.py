@@ -69,6 +69,8 @@ class Sandbox(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     destroyed_at = models.DateTimeField(null=True, blank=True)
+    # Preview URLs: flags per port, {"3000": {"public": true}} (apps/sandboxes/preview/).
+    ports = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -279,3 +281,41 @@ class SandboxGrant(models.Model):
 
     def __str__(self):
         return f"{self.access} on {self.sandbox_id} to {self.user or self.team}"
+
+
+# ---- code contexts (issue 25; apps/sandboxes/contexts.py) ----
+
+
+def new_context_id() -> str:
+    return random_id("ctx_", 20)
+
+
+class CodeContext(models.Model):
+    """A stateful code context: a long-lived kernel (VibeBox's own, apps/sandboxes/kernels/) run
+    as a background process of the sandbox's sandboxd, under the exec id `kernel_id`. Whether it
+    is alive is sandboxd's to say (its process list); the row holds what the kernel cannot
+    (its language, working directory, generation and when it is busy)."""
+
+    class Language(models.TextChoices):
+        PYTHON = "python"
+        JAVASCRIPT = "javascript"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_context_id, editable=False)
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="contexts")
+    language = models.CharField(max_length=16, choices=Language.choices)
+    cwd = models.CharField(max_length=1024)
+    generation = models.PositiveIntegerField(default=1)  # a restart starts a new kernel, a new exec id
+    execution_count = models.PositiveIntegerField(default=0)
+    busy_until = models.DateTimeField(null=True, blank=True)  # an execute runs until at most then
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.id} ({self.language} in {self.sandbox_id})"
+
+    @property
+    def kernel_id(self) -> str:
+        return f"{self.id}-{self.generation}"

@@ -3,6 +3,7 @@ from django.urls import path
 from apps.sandboxes.services import lifecycle
 
 from . import (
+    context_views,
     env_views,
     exec_views,
     file_views,
@@ -48,4 +49,21 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/files/move", file_views.FileMoveView.as_view(), {"path": "move"}),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
+    # code contexts (issue 25)
+    path("sandboxes/<str:sandbox_id>/contexts", context_views.ContextListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/contexts/<str:context_id>", context_views.ContextDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/contexts/<str:context_id>/execute", context_views.ContextExecuteView.as_view()),
+    path(
+        "sandboxes/<str:sandbox_id>/contexts/<str:context_id>/interrupt", context_views.ContextInterruptView.as_view()
+    ),
+    path("sandboxes/<str:sandbox_id>/contexts/<str:context_id>/restart", context_views.ContextRestartView.as_view()),
+]
+
+# Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").
+from . import preview_views  # noqa: E402
+
+urlpatterns += [
+    path("sandboxes/<str:sandbox_id>/ports", preview_views.PortListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/ports/<str:port>", preview_views.PortDetailView.as_view()),
+    path("sandboxes/<str:sandbox_id>/ports/<str:port>/url", preview_views.PortUrlView.as_view()),
 ]

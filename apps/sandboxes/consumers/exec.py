@@ -10,6 +10,7 @@ from vibebox.units import parse_duration
 from ..api.serializers import ExecExitSerializer
 from ..runtime.base import STDIN_BUFFER, ExecControl
 from ..services.exec import sandbox_exec
+from . import contexts as context_stream
 from .base import BaseConsumer, close_code, error_message, parse_json
 from .streams import Outbox
 
@@ -24,6 +25,8 @@ class ExecConsumer(BaseConsumer):
     The client's first message is {command, cwd?, env?, timeout?, user?}; later ones are
     {type: "stdin", data}, {type: "close_stdin"} and {type: "signal", signal}. The server sends
     {type: "stdout"|"stderr", data} and finally {type: "exit", exitCode, duration, status, ...}.
+    A first message {type: "context.execute", context, code, timeout?} runs code in a code context
+    instead (consumers/contexts.py).
     """
 
     required_scopes = [EXECUTE]
@@ -44,8 +47,12 @@ class ExecConsumer(BaseConsumer):
         if not isinstance(message, dict):
             await self._error(errors.ValidationFailed("Messages are JSON objects."))
             return
-        if self.task is None:
+        if self.task is None and message.get("type") == context_stream.EXECUTE:
+            self.task = await context_stream.start(self, message)  # code contexts: consumers/contexts.py
+        elif self.task is None:
             await self._start(message)
+        elif getattr(self, "context_id", None):
+            await context_stream.receive(self, message)
         elif self.task.done():
             return  # the command has ended (its exit is on its way); its control is closed
         elif message.get("type") == "stdin" and isinstance(message.get("data"), str):
@@ -121,6 +128,10 @@ class ExecConsumer(BaseConsumer):
         await self.send_json(error_message(exc))
 
     async def disconnect(self, code):
+        if getattr(self, "context_id", None):  # a context's code runs on (interrupt it to stop it)
+            if self.outbox is not None:
+                self.outbox.cancel()
+            return
         if self.control is not None and (self.task is None or not self.task.done()):
             self.control.signal("KILL")  # the client left: the command does not outlive it
         if self.outbox is not None:

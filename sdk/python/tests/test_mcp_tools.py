@@ -31,6 +31,7 @@ EVERY_TOOL = {
     "sandbox_destroy",
     "sandbox_exec",
     "sandbox_run_code",
+    "run_code",
     "file_read",
     "file_write",
     "file_list",

@@ -226,6 +226,11 @@ export class GrantNotFoundError extends NotFoundError {
   static override defaultCode = 'grant_not_found';
 }
 
+/** 404: no code context with this id in this sandbox. @example `await sandbox.contexts.get('ctx_gone') // throws ContextNotFoundError` */
+export class ContextNotFoundError extends NotFoundError {
+  static override defaultCode = 'context_not_found';
+}
+
 /** 404: no pending invitation with this id, or a wrong, changed or revoked link. @example `await vb.invitations.accept('bad') // throws InvitationNotFoundError` */
 export class InvitationNotFoundError extends NotFoundError {
   static override defaultCode = 'invitation_not_found';
@@ -309,6 +314,16 @@ export class SandboxNotRunningError extends ConflictError {
 /** 409: the sandbox is paused: `resume()` it, or pass `autoResume: true`. @example `await sandbox.resume()` */
 export class SandboxPausedError extends SandboxNotRunningError {
   static override defaultCode = 'sandbox_paused';
+}
+
+/** 409: the context's interpreter is gone (its sandbox stopped, or it died): restart it. @example `await ctx.restart()` */
+export class ContextDeadError extends ConflictError {
+  static override defaultCode = 'context_dead';
+}
+
+/** 400: a port is a number from 1 to 65535, and not one VibeBox reserves. @example `await sandbox.previewUrl(0) // throws InvalidPortError` */
+export class InvalidPortError extends ValidationError {
+  static override defaultCode = 'invalid_port';
 }
 
 /** 409: the sandbox's container was made before sandboxd (an upgraded server) and cannot run commands or file operations: snapshot it and restore the snapshot. @example `await sandbox.restore(await sandbox.snapshot())` */
@@ -804,6 +819,9 @@ const BY_CODE: Record<string, ErrorClass> = {
   plan_currency_change: PlanCurrencyChangeError,
   mixed_currencies: MixedCurrenciesError,
   payment_provider_unavailable: PaymentProviderUnavailableError,
+  context_not_found: ContextNotFoundError,
+  context_dead: ContextDeadError,
+  invalid_port: InvalidPortError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {

@@ -16,6 +16,17 @@
 export { VibeBox, DEFAULT_URL, type VibeBoxOptions } from './client.js';
 export { Sandbox, BackgroundProcess, type ExecOptions, type RunOptions, type ShareOptions } from './sandbox.js';
 export { SandboxChain } from './chain.js';
+export {
+  CodeExecution,
+  Context,
+  Contexts,
+  Result,
+  type ContextInfo,
+  type CreateContextOptions,
+  type ExecutionError,
+  type RunCodeOptions,
+} from './contexts.js';
+export { withoutQuery, type Port, type PreviewUrl, type PreviewUrlOptions } from './preview.js';
 export { CommandStream, type OutputStream, type Signal, type StreamSocket } from './command.js';
 export { Terminal, type TerminalOptions } from './terminal.js';
 export { ExecResult, type ExecStatus } from './results.js';

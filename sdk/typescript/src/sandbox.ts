@@ -7,11 +7,13 @@ import type { SandboxCost } from './billing.js';
 import { SandboxChain } from './chain.js';
 import { Claude } from './claude.js';
 import { CommandStream } from './command.js';
+import { Contexts } from './contexts.js';
 import type { Duration } from './durations.js';
 import { Env } from './env.js';
 import { Files, type UploadOptions, type UploadResult } from './files.js';
 import { Git } from './git.js';
 import { Packages } from './packages.js';
+import { PreviewCalls, withoutQuery, type Port, type PreviewUrl, type PreviewUrlOptions } from './preview.js';
 import { LogSubscription, logMatches, toLogEntry, type LogEntry, type LogOptions } from './logs.js';
 import { LONG, body, execTimeout, sandboxPath, segment, socketPath } from './paths.js';
 import { ExecResult } from './results.js';
@@ -182,6 +184,9 @@ export class Sandbox {
   readonly packages: Packages;
   /** Claude Code in the sandbox (templates with Claude Code). */
   readonly claude: Claude;
+  /** Code contexts: stateful interpreters with rich results. */
+  readonly contexts: Contexts;
+  private readonly preview: PreviewCalls;
 
   /** @internal */
   constructor(
@@ -195,6 +200,8 @@ export class Sandbox {
     this.git = new Git(transport, id);
     this.packages = new Packages(transport, id, (data) => new BackgroundProcess(this, data));
     this.claude = new Claude(transport, id);
+    this.contexts = new Contexts(transport, id);
+    this.preview = new PreviewCalls(transport, id);
   }
 
   /** `sbx_…`. */
@@ -681,6 +688,56 @@ export class Sandbox {
   async unshare(grant: Grant | string): Promise<void> {
     const id = typeof grant === 'string' ? grant : grant.id;
     await this.transport.json({ method: 'DELETE', path: sandboxPath(this.id, 'grants', segment(id)), feature: SHARING });
+  }
+
+
+  // Preview URLs
+
+  /**
+   * The ports a server listens on in the sandbox and those its template declares, with their
+   * preview URLs (without a token) and `public` flag.
+   * @example
+   * ```ts
+   * for (const port of await sandbox.ports()) console.log(port.port, port.listening, port.url);
+   * ```
+   */
+  ports(): Promise<Port[]> {
+    return this.preview.ports();
+  }
+
+  /**
+   * A signed link to `port` that works in any browser until it expires: `url` carries
+   * `?vibebox_token=…`, which the preview host swaps for a cookie.
+   * @example
+   * ```ts
+   * const { url } = await sandbox.previewUrl(3000, { expiresIn: '2h' });
+   * ```
+   */
+  previewUrl(port: number, options: PreviewUrlOptions = {}): Promise<PreviewUrl> {
+    return this.preview.url(port, options);
+  }
+
+  /**
+   * The host-form preview URL of `port` (`http://3000-sbx_….preview.localhost:8000/`), without a
+   * token: it answers a preview cookie, the owner's session, or anyone once the port is public.
+   * @example
+   * ```ts
+   * console.log(await sandbox.getHost(3000));
+   * ```
+   */
+  async getHost(port: number): Promise<string> {
+    return withoutQuery((await this.preview.url(port, { form: 'host' })).url);
+  }
+
+  /**
+   * Opens `port`'s preview to anyone with the URL (`false`: private again).
+   * @example
+   * ```ts
+   * await sandbox.setPortPublic(3000, true);
+   * ```
+   */
+  setPortPublic(port: number, isPublic = true): Promise<Port> {
+    return this.preview.setPublic(port, isPublic);
   }
 
   /** `{ id, name, template, status }` for logs and `console.log`. */

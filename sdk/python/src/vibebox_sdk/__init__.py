@@ -10,6 +10,7 @@ sandbox.destroy()
 from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
 from .aio_streams import AsyncCommandStream, AsyncTerminal
 from .client import VibeBox
+from .contexts import AsyncContext, AsyncContexts, Context, Contexts
 from .errors import (
     AskNotFoundError,
     AskRunningError,
@@ -23,6 +24,8 @@ from .errors import (
     CommandTimeoutError,
     ConflictError,
     ConnectionError,
+    ContextDeadError,
+    ContextNotFoundError,
     DeliveryNotFoundError,
     DiskFullError,
     EnvVarNotFoundError,
@@ -35,6 +38,7 @@ from .errors import (
     InvalidDockerfileError,
     InvalidEffectiveFromError,
     InvalidPackageSpecError,
+    InvalidPortError,
     InvalidTemplateYamlError,
     InvalidWebhookUrlError,
     InvitationAcceptedError,
@@ -103,6 +107,7 @@ from .errors import (
     WebhookTargetRefusedError,
     WebhookVerificationError,
 )
+from .interpreter import CodeExecution, ContextInfo, ExecutionError, Result
 from .marketplace import AsyncMarketplace, Marketplace
 from .models import (
     ApiKey,
@@ -132,6 +137,7 @@ from .models import (
     Webhook,
 )
 from .namespaces import AsyncAuditLog, AsyncWebhooks, AuditLog, Invitations, OrgInvitations, Webhooks
+from .preview import Port, PreviewUrl
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
@@ -144,6 +150,8 @@ __all__ = [
     "AsyncAuditLog",
     "AsyncBackgroundProcess",
     "AsyncCommandStream",
+    "AsyncContext",
+    "AsyncContexts",
     "AsyncMarketplace",
     "AsyncSandbox",
     "AsyncTerminal",
@@ -159,17 +167,24 @@ __all__ = [
     "ClaudeNotEnabledError",
     "ClaudeSessionNotFoundError",
     "ClaudeUnavailableError",
+    "CodeExecution",
     "CommandExitError",
     "CommandStream",
     "CommandTimeoutError",
     "ConflictError",
     "ConnectionError",
+    "Context",
+    "ContextDeadError",
+    "ContextInfo",
+    "ContextNotFoundError",
+    "Contexts",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryNotFoundError",
     "DiskFullError",
     "EnvVar",
     "EnvVarNotFoundError",
+    "ExecutionError",
     "ExecutionNotFoundError",
     "ExecutionRecord",
     "ExecutionResult",
@@ -183,6 +198,7 @@ __all__ = [
     "InvalidDockerfileError",
     "InvalidEffectiveFromError",
     "InvalidPackageSpecError",
+    "InvalidPortError",
     "InvalidTemplateYamlError",
     "InvalidWebhookUrlError",
     "Invitation",
@@ -217,9 +233,12 @@ __all__ = [
     "PermissionDeniedError",
     "PlanCurrencyChangeError",
     "PlanNotFoundError",
+    "Port",
+    "PreviewUrl",
     "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
+    "Result",
     "Review",
     "ReviewNotAllowedError",
     "Role",

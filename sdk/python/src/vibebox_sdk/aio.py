@@ -29,11 +29,13 @@ from .aio_files import AsyncFiles
 from .aio_streams import AsyncCommandStream, AsyncTerminal, iter_logs, open_ws
 from .claude import AsyncClaude
 from .client import ClientCore, create_fields, list_params
+from .contexts import AsyncContexts
 from .durations import Duration
 from .marketplace import AsyncMarketplace
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot, Template
 from .namespaces import AsyncBilling, AsyncOrgs, AsyncWebhooks, Env, Git
 from .packages import AsyncPackages
+from .preview import Port, PreviewUrl
 from .sandbox import LogFilter, check_result, log_params
 from .streams import sandbox_ws
 from .transport import AsyncTransport
@@ -70,6 +72,7 @@ class AsyncSandbox:
         self.git = Git(self._send, lambda: self.id)
         self.packages = AsyncPackages(self)
         self.claude = AsyncClaude(self._send, self)
+        self.contexts = AsyncContexts(self)
 
     def __repr__(self) -> str:
         return f"<AsyncSandbox {self.id} {self.name!r} {self.template} {self.status}>"
@@ -305,6 +308,22 @@ class AsyncSandbox:
     async def unshare(self, grant: Grant | str) -> None:
         """As `Sandbox.unshare`."""
         await self._send(calls.grant_delete(self.id, grant.id if isinstance(grant, Grant) else grant))
+
+    # Preview URLs: as `Sandbox.ports`, `.preview_url`, `.get_host`, `.set_port_public`.
+
+    async def ports(self) -> list[Port]:
+        return await self._send(calls.ports_list(self.id))
+
+    async def preview_url(
+        self, port: int, *, expires_in: Duration | None = None, form: str | None = None
+    ) -> PreviewUrl:
+        return await self._send(calls.port_url(self.id, port, expires_in, form))
+
+    async def get_host(self, port: int) -> str:
+        return (await self.preview_url(port, form="host")).base_url
+
+    async def set_port_public(self, port: int, public: bool = True) -> Port:
+        return await self._send(calls.port_update(self.id, port, public))
 
 
 class AsyncVibeBox(ClientCore):

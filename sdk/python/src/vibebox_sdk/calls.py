@@ -11,6 +11,7 @@ import httpx
 
 from .durations import Duration, seconds
 from .errors import ValidationError
+from .interpreter import CodeExecution
 from .models import (
     ApiKey,
     AuditEntry,
@@ -37,6 +38,7 @@ from .models import (
     Webhook,
     snake_keys,
 )
+from .preview import Port, PreviewUrl
 from .transport import Call
 
 API = "/api/v1"
@@ -890,3 +892,68 @@ def invoice_pdf(invoice_id: str) -> Call:
 def billing_checkout(success_url: str | None, cancel_url: str | None) -> Call:
     fields = body(success_url=success_url, cancel_url=cancel_url)
     return Call("POST", f"{API}/billing/checkout", json=fields, feature=BILLING, parse=_billing)
+
+
+# ---- preview URLs and code contexts (issue 25; docs/api.md "Preview URLs", "Code contexts") ----
+
+
+def _port(response: httpx.Response) -> Any:
+    return Port.from_api(response.json())
+
+
+def ports_list(sandbox_id: str) -> Call:
+    def parse(response: httpx.Response) -> list[Any]:
+        return [Port.from_api(item) for item in response.json()["ports"]]
+
+    return Call("GET", sandbox_path(sandbox_id, "ports"), feature="preview URLs", parse=parse)
+
+
+def port_url(sandbox_id: str, port: int, expires_in: Duration | None, form: str | None) -> Call:
+    params = {k: v for k, v in {"expiresIn": expires_in, "form": form}.items() if v is not None}
+    path = sandbox_path(sandbox_id, "ports", segment(str(port)), "url")
+    return Call(
+        "GET", path, params=params, feature="preview URLs", parse=lambda response: PreviewUrl.from_api(response.json())
+    )
+
+
+def port_update(sandbox_id: str, port: int, public: bool) -> Call:
+    path = sandbox_path(sandbox_id, "ports", segment(str(port)))
+    return Call("PATCH", path, json={"public": public}, feature="preview URLs", parse=_port)
+
+
+def context_create(sandbox_id: str, language: str, cwd: str | None) -> Call:
+    fields = body(language=language, cwd=cwd)
+    return Call("POST", sandbox_path(sandbox_id, "contexts"), json=fields, timeout=LONG, feature="code contexts")
+
+
+def contexts_list(sandbox_id: str) -> Call:
+    return Call(
+        "GET",
+        sandbox_path(sandbox_id, "contexts"),
+        feature="code contexts",
+        parse=lambda response: response.json()["contexts"],
+    )
+
+
+def context_get(sandbox_id: str, context_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "contexts", segment(context_id)))
+
+
+def context_delete(sandbox_id: str, context_id: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id, "contexts", segment(context_id)), parse=_none)
+
+
+def context_action(sandbox_id: str, context_id: str, action: str) -> Call:
+    """interrupt, restart: the context object back."""
+    return Call("POST", sandbox_path(sandbox_id, "contexts", segment(context_id), action), timeout=LONG)
+
+
+def context_execute(sandbox_id: str, context_id: str, code: str, timeout: Duration | None) -> Call:
+    path = sandbox_path(sandbox_id, "contexts", segment(context_id), "execute")
+    return Call(
+        "POST",
+        path,
+        json=body(code=code, timeout=timeout),
+        timeout=exec_timeout(timeout),
+        parse=lambda response: CodeExecution.from_api(response.json()),
+    )

@@ -621,6 +621,27 @@ class PaymentProviderUnavailableError(ServerError):
     default_code = "payment_provider_unavailable"
 
 
+# Preview URLs and code contexts (issue 25)
+
+
+class InvalidPortError(ValidationError):
+    """400: a port is a number from 1 to 65535, and not one VibeBox reserves (sandboxd's)."""
+
+    default_code = "invalid_port"
+
+
+class ContextNotFoundError(NotFoundError):
+    """404: no code context with this id in this sandbox."""
+
+    default_code = "context_not_found"
+
+
+class ContextDeadError(ConflictError):
+    """409: the context's interpreter is gone (its sandbox stopped, or it died): `restart()` it."""
+
+    default_code = "context_dead"
+
+
 _BY_CODE: dict[str, type[VibeBoxError]] = {
     "not_authenticated": AuthenticationError,
     "invalid_api_key": AuthenticationError,
@@ -703,6 +724,9 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "plan_currency_change": PlanCurrencyChangeError,
     "mixed_currencies": MixedCurrenciesError,
     "payment_provider_unavailable": PaymentProviderUnavailableError,
+    "invalid_port": InvalidPortError,
+    "context_not_found": ContextNotFoundError,
+    "context_dead": ContextDeadError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from . import calls, errors
 from .archive import Progress
 from .claude import SyncClaude
+from .contexts import Contexts
 from .durations import Duration
 from .files import Files
 from .models import ExecutionRecord, ExecutionResult, Grant, LogEntry, SandboxInfo, Snapshot
 from .namespaces import Env, Git
 from .packages import Packages
+from .preview import Port, PreviewUrl
 from .streams import CommandStream, LogFollower, Terminal, iter_logs, open_ws, sandbox_ws
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ class Sandbox:
         self.git = Git(self._send, lambda: self.id)
         self.packages = Packages(self)
         self.claude = SyncClaude(self._send, self)
+        self.contexts = Contexts(self)
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.id} {self.name!r} {self.template} {self.status}>"
@@ -429,3 +432,26 @@ class Sandbox:
         """Revokes a grant (a `Grant` or its id, `grt_…`; `GrantNotFoundError` when it is not this
         sandbox's). Managers may revoke any; a member may give up their own."""
         self._send(calls.grant_delete(self.id, grant.id if isinstance(grant, Grant) else grant))
+
+    # Preview URLs (docs/api.md, "Preview URLs")
+
+    def ports(self) -> list[Port]:
+        """The ports a server listens on in the sandbox, and those its template declares (even
+        before anything listens), each with its preview URLs (without a token) and `public` flag."""
+        return self._send(calls.ports_list(self.id))
+
+    def preview_url(self, port: int, *, expires_in: Duration | None = None, form: str | None = None) -> PreviewUrl:
+        """A signed link to `port` that works in any browser until it expires (`expires_in`: default
+        1h, at most 7d): `.url` carries `?vibebox_token=…`, which the preview host swaps for a cookie.
+        `form`: "host" (default, `http://<port>-<id>.<domain>/`) or "path" (`/preview/<id>/<port>/`)."""
+        return self._send(calls.port_url(self.id, port, expires_in, form))
+
+    def get_host(self, port: int) -> str:
+        """The host-form preview URL of `port` (`http://3000-sbx_….preview.localhost:8000/`), without
+        a token: it answers a client holding a preview cookie, the owner's session, or anyone once
+        the port is public. `preview_url(port).url` is the link to hand to a browser."""
+        return self.preview_url(port, form="host").base_url
+
+    def set_port_public(self, port: int, public: bool = True) -> Port:
+        """Opens `port`'s preview to anyone with the URL (`public=False` makes it private again)."""
+        return self._send(calls.port_update(self.id, port, public))

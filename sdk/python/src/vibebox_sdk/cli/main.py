@@ -25,6 +25,7 @@ from . import (
     marketplace,
     orgs,
     packages,
+    preview,
     roles,
     sandboxes,
     sharing,
@@ -80,6 +81,7 @@ webhooks.register(app)
 billing.register(app)
 marketplace.register(app)
 mcp_command.register(app)
+preview.register(app)
 
 
 def exit_code(error: errors.VibeBoxError) -> int:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from .. import errors
 from ..aio import AsyncVibeBox
 from ..version import VERSION
-from .tools import BY_NAME, SANDBOX_ID, TOOLS, ToolDef, ToolFailure, input_schema, output_schema
+from .tools import BY_NAME, IMAGES, SANDBOX_ID, TOOLS, ToolDef, ToolFailure, input_schema, output_schema
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def build_server(client_factory: ClientFactory, *, sandbox_id: str | None = None
             if inspect.isawaitable(client):
                 client = await client
             answer = await tool.handler(client, args)
+            images = answer.pop(IMAGES, None) or []
             structured = tool.output.model_validate(answer).model_dump(mode="json")
         except errors.VibeBoxError as error:
             return _failure(error.code, error.message, error.details, status=error.status, requestId=error.request_id)
@@ -129,7 +130,9 @@ def build_server(client_factory: ClientFactory, *, sandbox_id: str | None = None
             logger.exception("MCP tool %s failed", tool.name)
             return _failure("internal_error", f"{tool.name} failed unexpectedly; see the server's log.")
         text = json.dumps(structured, ensure_ascii=False)
-        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
+        content: list[Any] = [types.TextContent(text=text)]
+        content += [types.ImageContent(data=image["data"], mime_type=image["mimeType"]) for image in images]
+        return types.CallToolResult(content=content, structured_content=structured)
 
     return Server(
         name,

@@ -453,6 +453,56 @@ class PackagesListOut(Output):
     packages: list[PackageOut]
 
 
+# ---- code contexts: run_code (a stateful interpreter; images come back as MCP image content) ----
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+IMAGES = "_images"  # an answer's key the server turns into image content blocks (never part of the output)
+
+
+class CodeIn(Input):
+    sandbox_id: str = SandboxRef
+    code: str = Field(
+        description="The code to run in a persistent interpreter: variables, imports and state are kept "
+        "between calls in the same context. The last expression's value is returned (as in a notebook); "
+        "matplotlib figures come back as images, pandas DataFrames as text and HTML tables."
+    )
+    language: Literal["python", "javascript"] = Field("python", description="The interpreter's language.")
+    context: str | None = Field(
+        None,
+        description="A context id (ctx_...) from an earlier run_code. Default: the sandbox's first context "
+        "of this language, made on first use.",
+    )
+    timeout: Duration | None = Field(None, description="Interrupt the code after this long. " + TIMEOUT_DOC)
+
+
+class CodeResultOut(Output):
+    is_main_result: bool = Field(description="True for the value of the code's last expression.")
+    formats: list[str] = Field(description="The MIME types this output has.")
+    text: str | None = Field(None, description="text/plain.")
+    html: str | None = Field(None, description="text/html (e.g. a DataFrame's table).")
+    markdown: str | None = None
+    json_data: Any = Field(None, description="application/json.")
+    svg: str | None = None
+    image: str | None = Field(None, description="The image's MIME type; the image itself is an image content block.")
+
+
+class CodeErrorOut(Output):
+    name: str
+    value: str
+    traceback: str
+
+
+class CodeOut(Output):
+    context: str = Field(description="The context id: pass it back as `context` to keep the state.")
+    results: list[CodeResultOut]
+    stdout: str
+    stderr: str
+    error: CodeErrorOut | None = Field(description="The exception the code raised, if any (not a tool failure).")
+    execution_count: int | None = None
+    duration_ms: int | None = None
+    truncated: bool = False
+
+
 # ---- handlers -----------------------------------------------------------------------------------
 
 
@@ -660,6 +710,49 @@ async def packages_install(client: AsyncVibeBox, args: PackagesInstallIn) -> dic
 async def packages_list(client: AsyncVibeBox, args: PackagesListIn) -> dict[str, Any]:
     found = await sandbox(client, args.sandbox_id).packages.list(manager=args.manager, cwd=args.cwd)
     return {"packages": [{"name": package.name, "version": package.version} for package in found]}
+
+
+async def _code_context(box: AsyncSandbox, args: CodeIn) -> Any:
+    if args.context:
+        return await box.contexts.get(args.context)
+    for found in await box.contexts.list():
+        if found.language == args.language and found.status != "dead":
+            return found
+    return await box.contexts.create(language=args.language)
+
+
+def _code_result_out(result: Any) -> tuple[dict[str, Any], dict[str, str] | None]:
+    image_type = next((kind for kind in IMAGE_TYPES if result.data.get(kind)), None)
+    out = {
+        "is_main_result": result.is_main_result,
+        "formats": result.formats,
+        "text": result.text,
+        "html": result.html,
+        "markdown": result.markdown,
+        "json_data": result.json,
+        "svg": result.svg,
+        "image": image_type,
+    }
+    return out, ({"mimeType": image_type, "data": result.data[image_type]} if image_type else None)
+
+
+async def run_code(client: AsyncVibeBox, args: CodeIn) -> dict[str, Any]:
+    box = sandbox(client, args.sandbox_id)
+    context = await _code_context(box, args)
+    execution = await context.run(args.code, timeout=args.timeout)
+    pairs = [_code_result_out(result) for result in execution.results]
+    error = execution.error
+    return {
+        "context": context.id,
+        "results": [out for out, _ in pairs],
+        "stdout": execution.stdout,
+        "stderr": execution.stderr,
+        "error": {"name": error.name, "value": error.value, "traceback": error.traceback} if error else None,
+        "execution_count": execution.execution_count,
+        "duration_ms": execution.duration_ms,
+        "truncated": execution.truncated,
+        IMAGES: [image for _, image in pairs if image],
+    }
 
 
 # ---- the table ----------------------------------------------------------------------------------
@@ -881,6 +974,18 @@ TOOLS: list[ToolDef] = [
         PackagesListOut,
         packages_list,
         read_only=True,
+    ),
+    ToolDef(
+        "run_code",
+        "Run code in a persistent interpreter",
+        "Run Python or JavaScript in a stateful interpreter in the sandbox (a notebook kernel): variables and "
+        "imports persist between calls with the same context. Returns stdout, stderr, the rich results "
+        "(the last expression's value, tables as HTML, charts as images) and the error with its traceback.",
+        CodeIn,
+        CodeOut,
+        run_code,
+        destructive=True,
+        open_world=True,
     ),
 ]
 
