@@ -1,9 +1,6 @@
 """Preview URLs' REST side (docs/api.md, "Preview URLs"): a sandbox's ports, a signed URL for one,
 and a port's public flag. The proxy itself is apps/sandboxes/preview/routing.py."""
 
-import datetime as dt
-import time
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -11,7 +8,7 @@ from rest_framework.views import APIView
 
 from apps.keys.actors import actor_of
 from apps.sandboxes import selectors
-from apps.sandboxes.preview import links, ports, services, tokens
+from apps.sandboxes.preview import links, ports, services
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 from vibebox.api.serializers import StrictSerializer
@@ -119,17 +116,12 @@ class PortUrlView(APIView):
         form = request.query_params.get("form") or "host"
         if form not in ("host", "path"):
             raise errors.ValidationFailed(details={"fields": {"form": ["host or path."]}})
-        expires_at = int(time.time() + seconds)
-        token = tokens.token_make(sandbox_id=sandbox.pk, port=port, expires_at=expires_at)
-        if form == "host":
-            base = links.host_url(sandbox.pk, port)
-        else:
-            base = links.path_url(sandbox.pk, port, origin=request.build_absolute_uri("/"))
+        signed = links.signed_url(sandbox.pk, port, form=form, seconds=seconds, origin=request.build_absolute_uri("/"))
         body = {
             "port": port,
-            "url": f"{base}?{tokens.QUERY_PARAMETER}={token}",
-            "token": token,
-            "expiresAt": dt.datetime.fromtimestamp(expires_at, tz=dt.UTC),
+            "url": signed.url,
+            "token": signed.token,
+            "expiresAt": signed.expires_at,
             "public": ports.is_public(sandbox, port),
         }
         return Response(PortUrlSerializer(body).data)

@@ -1,9 +1,14 @@
 """The URLs of a sandbox's port: the host form `<scheme>://<port>-<id>.<domain>[:<server port>]/`
 and the path form `<public url>/preview/<id>/<port>/` (docs/api.md, "Preview URLs")."""
 
+import datetime as dt
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+from . import tokens
 
 PATH_PREFIX = "/preview/"
 
@@ -46,3 +51,22 @@ def path_prefix(sandbox_id: str, port: int) -> str:
 def path_url(sandbox_id: str, port: int, *, origin: str) -> str:
     """`origin`: VIBEBOX_PUBLIC_URL, else the origin the request came to."""
     return (settings.VIBEBOX_PUBLIC_URL or origin.rstrip("/")) + path_prefix(sandbox_id, port)
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    token: str
+    expires_at: dt.datetime
+
+
+def signed_url(sandbox_id: str, port: int, *, form: str, seconds: float, origin: str) -> SignedUrl:
+    """A URL of `form` ("host" or "path") that opens the port for `seconds`."""
+    expires_at = int(time.time() + seconds)
+    token = tokens.token_make(sandbox_id=sandbox_id, port=port, expires_at=expires_at)
+    base = host_url(sandbox_id, port) if form == "host" else path_url(sandbox_id, port, origin=origin)
+    return SignedUrl(
+        url=f"{base}?{tokens.QUERY_PARAMETER}={token}",
+        token=token,
+        expires_at=dt.datetime.fromtimestamp(expires_at, tz=dt.UTC),
+    )
