@@ -240,3 +240,11 @@ StripeSignatureInvalid = error(
     "stripe_signature_invalid", 400, "The Stripe-Signature header does not verify against this body."
 )
 PaymentProviderUnavailable = error("payment_provider_unavailable", 502, "The payment provider failed; try again.")
+
+# Egress policies (apps/orgs/network.py, apps/sandboxes/services/network.py; docs/api.md "Network policy").
+EgressUnavailable = error(
+    "egress_unavailable",
+    503,
+    "This server cannot enforce egress policies (VIBEBOX_FIREWALL is off or iptables is missing); "
+    "only the platform's policy (internet on, no lists) is possible.",
+)

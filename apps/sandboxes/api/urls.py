@@ -48,4 +48,6 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/files/move", file_views.FileMoveView.as_view(), {"path": "move"}),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
+    # Egress policy (issue 25, egress).
+    path("sandboxes/<str:sandbox_id>/network", views.SandboxNetworkView.as_view()),
 ]
