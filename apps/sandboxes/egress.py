@@ -33,6 +33,7 @@ from django.db import close_old_connections
 from apps.orgs.network import address_matches, name_matches, proxied, stored
 
 from .runtime.firewall import PRIVATE_V4, PRIVATE_V6
+from .services.network import mirror_hosts, sandbox_by_address
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ class Refused(Exception):
 
 def _lookup(address: str) -> Policy | None:
     """The policy of the sandbox at this bridge address (a database read, in a thread)."""
-    from .services.network import mirror_hosts, sandbox_by_address
-
     close_old_connections()
     try:
         sandbox = sandbox_by_address(address)

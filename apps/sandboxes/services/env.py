@@ -14,6 +14,7 @@ from vibebox import exceptions as errors
 from vibebox.crypto import decrypt, encrypt
 
 from ..models import Sandbox
+from .network import proxy_env
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 32 * 1024
@@ -87,8 +88,6 @@ def internal_env(sandbox: Sandbox) -> dict[str, str]:
 
 def _proxy_env(sandbox: Sandbox) -> dict[str, str]:
     """The egress proxy's variables when the sandbox's policy needs it (services/network.py)."""
-    from .network import proxy_env  # network.py reaches the engine; env.py stays below it
-
     return proxy_env(sandbox)
 
 

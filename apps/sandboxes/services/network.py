@@ -27,7 +27,7 @@ from vibebox import exceptions as errors
 from .. import states
 from ..engine import sandbox_network_gateway
 from ..models import Sandbox, Status
-from ..runtime import EgressRules, get_driver
+from ..runtime import EgressRules, firewall, get_driver
 from ..specs import network_name
 
 logger = logging.getLogger(__name__)
@@ -137,9 +137,7 @@ def network_reconcile() -> int:
 
 def firewall_available() -> bool:
     """Whether this server can enforce restricted policies (the firewall on, iptables present)."""
-    from ..runtime import firewall  # the kernel side's own check
-
-    return firewall.available()
+    return firewall.available()  # the kernel side's own check
 
 
 # ---- the API's part ----
