@@ -25,14 +25,16 @@ import pytest
 from django.conf import settings as django_settings
 
 from apps.audit.models import AuditEntry
+from apps.marketplace.spec import validate_spec
 from apps.orgs.network import effective, validate_network
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import firewall
-from apps.sandboxes.services.network import network_reconcile
+from apps.sandboxes.services.network import network_reconcile, network_resolve
 from tests.conftest import sandbox_row
 from tests.sandboxes.test_egress import rebuild_rules
 from tests.waiting import wait_for
+from vibebox import exceptions as errors
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the proxy process reads the rows
 
@@ -454,3 +456,21 @@ except OSError as exc:
     # Without the proxy's variables, straight to the destination: refused by the kernel.
     code, output = run(api_client, sid, DIRECT, namespace_server, user="root", env={"HTTP_PROXY": "", "http_proxy": ""})
     assert code != 0 and NS_MARKER not in output, output
+
+
+def test_a_templates_network_is_checked_and_becomes_its_sandboxes_default(owner, templates):
+    org = personal_org_ensure(user=owner)
+    text = 'name: egress-spec\nversion: "1.0.0"\ndescription: x\nsmoke: "true"\n'
+    spec = validate_spec(text + "network: {internet: false, allow: [PyPI.org]}\n", org=org, visibility="private")
+    assert spec["network"] == {"internet": False, "allow": ["pypi.org"]}
+    with pytest.raises(errors.InvalidTemplateYaml) as caught:
+        validate_spec(text + "network: {allow: ['no such thing']}\n", org=org, visibility="private")
+    assert "network.allow" in caught.value.details["fields"]
+    template = templates["python-3"]
+    template.network = {"deny": ["203.0.113.0/24"]}
+    org.egress_network = {"internet": False, "deny": ["198.51.100.0/24"]}
+    assert network_resolve(org=org, template=template, requested={"allow": ["pypi.org"]}) == {
+        "internet": False,
+        "allow": ["pypi.org"],
+        "deny": ["203.0.113.0/24"],
+    }

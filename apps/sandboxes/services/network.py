@@ -201,8 +201,9 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
         return {}
     url = proxy_url()
     direct = ["localhost", "127.0.0.1", "::1", urllib.parse.urlsplit(url).hostname or ""]
-    if settings.VIBEBOX_GATEWAY_HOST and settings.VIBEBOX_GATEWAY_HOST not in direct:
-        direct.append(settings.VIBEBOX_GATEWAY_HOST)
+    for host in (settings.VIBEBOX_GATEWAY_HOST, urllib.parse.urlsplit(settings.VIBEBOX_GATEWAY_URL).hostname):
+        if host and host not in direct:  # the model gateway, however sandboxes are told to reach it
+            direct.append(host)
     no_proxy = ",".join(host for host in direct if host)
     return {
         "HTTP_PROXY": url,
