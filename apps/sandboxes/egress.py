@@ -295,7 +295,11 @@ class EgressProxy:
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 await writer.drain()
             else:
-                kept = [line for line in lines[1:] if line and line.split(b":", 1)[0].strip().lower() not in HOP_BY_HOP]
+                # The Host the request-target names (RFC 9112 3.2.2: a proxy replaces the client's).
+                dropped = HOP_BY_HOP | {b"host"}
+                kept = [line for line in lines[1:] if line and line.split(b":", 1)[0].strip().lower() not in dropped]
+                authority = (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")
+                kept.insert(0, b"Host: " + authority.encode())
                 request = b" ".join((method, path, version)) + b"\r\n" + b"".join(line + b"\r\n" for line in kept)
                 upstream_writer.write(request + b"Connection: close\r\n\r\n")
             await self._pipe(reader, writer, upstream_reader, upstream_writer)

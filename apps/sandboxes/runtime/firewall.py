@@ -353,7 +353,9 @@ def _sources(addresses, family: Family) -> list[str]:
 def sandbox_rules_set(bridge: str, sandbox_id: str, addresses: list[str], rules: EgressRules | None) -> None:
     """Puts one sandbox's rules in force for its `addresses` on the bridge (`rules` None: it has
     none, and any entry for it or for those addresses goes). Raises OSError or
-    subprocess.SubprocessError when the rules could not be set."""
+    subprocess.SubprocessError when the rules could not be set. Nothing without the firewall."""
+    if not available():
+        return
     chain = sandbox_chain_name(sandbox_id)
     resolvers = host_resolvers()
     with _rules_lock():
@@ -376,6 +378,8 @@ def sandbox_rules_remove(bridge: str, sandbox_id: str) -> None:
 def sandbox_rules_replace_all(bridge: str, wanted: list[tuple[str, list[str], EgressRules]]) -> None:
     """Rewrites the bridge's per-sandbox rules to exactly `wanted` ((sandbox id, addresses,
     rules) of each restricted sandbox): the reconcile pass, after a firewall reload or a crash."""
+    if not available():
+        return
     resolvers = host_resolvers()
     with _rules_lock():
         for family in _families():
@@ -401,6 +405,8 @@ def sandbox_rules(bridge: str, sandbox_id: str, *, ipv6: bool = False) -> list[s
 
 def remove_policy_rules(bridge: str) -> None:
     """Removes the bridge's per-sandbox rules (remove_bridge_rules' part for them)."""
+    if not available():
+        return
     dispatch = policy_chain_name(bridge)
     for family in _families():
         chains = set(_dispatch(family, bridge).values())
