@@ -1584,14 +1584,17 @@ class DockerDriver:
         attached = ((data.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
         return [address for address in (attached.get("IPAddress"), attached.get("GlobalIPv6Address")) if address]
 
-    def egress_rules_set(self, name: str, network: str, rules: EgressRules | None) -> list[str]:
+    def egress_rules_set(
+        self, name: str, network: str, rules: EgressRules | None, *, keep_previous: bool = False
+    ) -> list[str]:
         """Puts a sandbox's egress rules in force for its current addresses on the network (None:
-        it has none, and whatever was there for it or its addresses goes); answers the addresses.
+        it has none, and whatever was there for it or its addresses goes; `keep_previous`: its
+        rules at other addresses stay); answers the addresses.
         RuntimeFailure (reason egress_rules) when the kernel refused them."""
         bridge = _bridge(network)
         addresses = self.container_network_addresses(name, network)
         try:
-            firewall.sandbox_rules_set(bridge, name, addresses, rules)
+            firewall.sandbox_rules_set(bridge, name, addresses, rules, keep_previous=keep_previous)
         except (OSError, subprocess.SubprocessError) as exc:
             stderr = (getattr(exc, "stderr", "") or "").strip()
             raise errors.RuntimeFailure(

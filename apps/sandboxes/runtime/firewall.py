@@ -350,9 +350,12 @@ def _sources(addresses, family: Family) -> list[str]:
     return found
 
 
-def sandbox_rules_set(bridge: str, sandbox_id: str, addresses: list[str], rules: EgressRules | None) -> None:
+def sandbox_rules_set(
+    bridge: str, sandbox_id: str, addresses: list[str], rules: EgressRules | None, *, keep_previous: bool = False
+) -> None:
     """Puts one sandbox's rules in force for its `addresses` on the bridge (`rules` None: it has
-    none, and any entry for it or for those addresses goes). Raises OSError or
+    none, and any entry for it or for those addresses goes; `keep_previous`: its entries for
+    other addresses stay, as for the container a restore set aside, still running). Raises OSError or
     subprocess.SubprocessError when the rules could not be set. Nothing without the firewall."""
     if not available():
         return
@@ -362,7 +365,11 @@ def sandbox_rules_set(bridge: str, sandbox_id: str, addresses: list[str], rules:
         for family in _families():
             old = _dispatch(family, bridge)
             sources = _sources(addresses, family)
-            entries = {source: name for source, name in old.items() if name != chain and source not in sources}
+            entries = {
+                source: name
+                for source, name in old.items()
+                if (name != chain or keep_previous) and source not in sources
+            }
             chains = {}
             if rules is not None and sources:
                 entries.update(dict.fromkeys(sources, chain))

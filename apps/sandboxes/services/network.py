@@ -88,10 +88,12 @@ def rules_for(sandbox: Sandbox, policy: dict | None = None) -> EgressRules | Non
     )
 
 
-def network_apply(sandbox: Sandbox) -> None:
+def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     """Puts the sandbox's policy in force for its container's current address (after a start,
     restart or resume, before anything of the sandbox's runs). Raises when a restricted policy
-    could not be set (the caller stops the sandbox rather than run it unrestricted)."""
+    could not be set (the caller stops the sandbox rather than run it unrestricted).
+    `keep_previous`: its rules at an older address stay too (a restore's container set aside
+    runs on until removed; the reconcile pass drops them later)."""
     fresh = Sandbox.objects.filter(pk=sandbox.pk).values_list("network", flat=True).first()
     if fresh is not None:
         sandbox.network = fresh  # a PATCH that raced in wins
@@ -99,7 +101,9 @@ def network_apply(sandbox: Sandbox) -> None:
     if rules is not None and not firewall_available():
         raise errors.EgressUnavailable()
     try:
-        addresses = get_driver().egress_rules_set(sandbox.container_name, network_name(), rules)
+        addresses = get_driver().egress_rules_set(
+            sandbox.container_name, network_name(), rules, keep_previous=keep_previous
+        )
     except errors.ApplicationError:
         if rules is not None:
             raise

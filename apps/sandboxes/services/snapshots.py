@@ -225,7 +225,8 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
         except errors.TemplateUnavailable:  # the image went after the check
             raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "image_missing"}) from None
         info = driver.start(sandbox.container_name)
-        network.network_apply(sandbox)  # the new container's address gets the sandbox's egress policy
+        # The new container's address gets the sandbox's egress policy; the old one's keeps it.
+        network.network_apply(sandbox, keep_previous=True)
         restore_workspace(sandbox.container_name, snapshot)
         if before == Status.STOPPED:
             info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
