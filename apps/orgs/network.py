@@ -17,6 +17,7 @@ from vibebox import exceptions as errors
 MAX_ENTRIES = 256
 KEYS = ("internet", "allow", "deny")
 PLATFORM_DEFAULT = {"internet": True, "allow": [], "deny": []}
+ENTRY_CODE = "invalid_network_entry"  # the field problem's code (the error's is validation_error)
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -50,9 +51,9 @@ def validate_network(value, *, field: str = "network", partial: bool = False) ->
     Only the keys given are returned (levels merge key by key: `effective`); 400
     `validation_error` naming the field otherwise."""
 
-    def fail(where: str, message: str):
+    def fail(where: str, message: str, code: str = "invalid"):
         raise errors.ValidationFailed(
-            f"{where}: {message}", details={"fields": {where: [{"message": message, "code": "invalid"}]}}
+            f"{where}: {message}", details={"fields": {where: [{"message": message, "code": code}]}}
         )
 
     if not isinstance(value, dict):
@@ -81,6 +82,7 @@ def validate_network(value, *, field: str = "network", partial: bool = False) ->
                 fail(
                     f"{field}.{key}",
                     f"entry {index} ({shown!r}) is not a domain, '*.domain', an IP address or a CIDR.",
+                    ENTRY_CODE,
                 )
             if clean not in normalised:
                 normalised.append(clean)
