@@ -890,3 +890,14 @@ def invoice_pdf(invoice_id: str) -> Call:
 def billing_checkout(success_url: str | None, cancel_url: str | None) -> Call:
     fields = body(success_url=success_url, cancel_url=cancel_url)
     return Call("POST", f"{API}/billing/checkout", json=fields, feature=BILLING, parse=_billing)
+
+
+# Egress policy (issue 25, egress): GET/PATCH /api/v1/sandboxes/{id}/network
+
+
+def network_get(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "network"), parse=_snake)
+
+
+def network_patch(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", sandbox_path(sandbox_id, "network"), json=fields, parse=_snake)
