@@ -53,7 +53,8 @@ STATE_CODES = {
 }
 # expiresAt depends on the clock; a page cursor must be one the server gave (opaque to a schema).
 # A deprecation's replacement must name a template; a rejection needs a reason (approve: false).
-STATE_FIELD_CODES = {"in_the_past", "invalid_cursor", "unknown_template", "reason_required"}
+# An egress policy's entry must be a domain, '*.domain', an IP or a CIDR (one pattern cannot say it).
+STATE_FIELD_CODES = {"in_the_past", "invalid_cursor", "unknown_template", "reason_required", "invalid_network_entry"}
 
 
 def _strings_for_ranges(body) -> bool:

@@ -1,6 +1,6 @@
 """`make run` for real: the Makefile's `run` recipe (bootstrap, reconcile --startup, warmpools --fill,
 then honcho with the Procfile: web, Celery worker, webhooks' Celery worker, Celery beat, model
-gateway) as subprocesses, on its own instance label, data directory (SQLite file, beat schedule),
+gateway, egress proxy) as subprocesses, on its own instance label, data directory (SQLite file, beat schedule),
 Redis server and ports.
 
 Expiry and auto-pause are left to beat: nothing here calls reconcile, the test only watches the API
@@ -203,6 +203,7 @@ def make_run(tmp_path, own_redis, docker_client):
         VIBEBOX_HOST="127.0.0.1",
         VIBEBOX_PORT=str(_free_port()),
         VIBEBOX_GATEWAY_PORT=str(_free_port()),
+        VIBEBOX_EGRESS_PROXY_PORT=str(_free_port()),
         # Beat reconciles every 2 s, so expiry and auto-pause come quickly.
         VIBEBOX_RECONCILE_INTERVAL="2s",
         # Beat does not fill pools during the test: a pooled container comes from `warmpools --fill`
@@ -240,7 +241,7 @@ print(sandbox.id)
 
 @pytest.mark.timeout(900)
 def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
-    assert set(PROCESSES) == {"web", "worker", "builds", "webhooks", "beat", "gateway"}
+    assert set(PROCESSES) == {"web", "worker", "builds", "webhooks", "beat", "gateway", "egress"}
     # What `make setup` does for a fresh data directory: migrate, templates and images.
     make_run.make("-o", "host", "-o", "venv", "images")
     stuck = make_run.manage("shell", "-c", SEED_STUCK_ROW).split()[-1]

@@ -249,3 +249,11 @@ ContextNotFound = error("context_not_found", 404, "No such code context in this 
 ContextDead = error(
     "context_dead", 409, "The context's kernel is not running (its sandbox stopped, or it died); restart the context."
 )
+
+# Egress policies (apps/orgs/network.py, apps/sandboxes/services/network.py; docs/api.md "Network policy").
+EgressUnavailable = error(
+    "egress_unavailable",
+    503,
+    "This server cannot enforce egress policies (VIBEBOX_FIREWALL is off or iptables is missing); "
+    "only the platform's policy (internet on, no lists) is possible.",
+)

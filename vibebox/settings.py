@@ -484,6 +484,15 @@ VIBEBOX_EXTRA_NETWORKS = env_list("VIBEBOX_EXTRA_NETWORKS", [])
 # Private destinations (CIDRs, IPv4 or IPv6) sandboxes may reach anyway: the firewall rejects the
 # rest of the private, link-local and reserved ranges (apps/sandboxes/runtime/firewall.py).
 VIBEBOX_EGRESS_ALLOW_PRIVATE = env_cidrs("VIBEBOX_EGRESS_ALLOW_PRIVATE")
+# Per-sandbox egress policies (docs/operations.md, "Egress policy"): the HTTP(S) egress proxy
+# (`manage.py runegress`, the Procfile's `egress`) on the sandbox network's gateway address, like
+# the model gateway; the firewall lets sandboxes reach this one more port of the host.
+VIBEBOX_EGRESS_PROXY_HOST = env_str("VIBEBOX_EGRESS_PROXY_HOST", "")
+VIBEBOX_EGRESS_PROXY_PORT = env_int("VIBEBOX_EGRESS_PROXY_PORT", 8002)
+VIBEBOX_EGRESS_PROXY_CONNECTIONS = env_int("VIBEBOX_EGRESS_PROXY_CONNECTIONS", 2048)  # open at once, all sandboxes
+VIBEBOX_EGRESS_PROXY_PER_SANDBOX = env_int("VIBEBOX_EGRESS_PROXY_PER_SANDBOX", 256)  # open at once, per sandbox
+VIBEBOX_EGRESS_PROXY_CONNECT_TIMEOUT = env_duration("VIBEBOX_EGRESS_PROXY_CONNECT_TIMEOUT", "10s")
+VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT = env_duration("VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT", "5m")
 
 # Warm pools: started, unassigned containers per template, taken by creates (docs/operations.md).
 VIBEBOX_POOL_ENABLED = env_bool("VIBEBOX_POOL_ENABLED", True)

@@ -42,6 +42,9 @@ class Template(models.Model):
     cap_add = models.JSONField(default=list)
     runtime = models.CharField(max_length=32, default="runc")
     package_managers = models.JSONField(default=list, blank=True)
+    # template.yaml's `network:` (apps/orgs/network.py): the default egress policy of its
+    # sandboxes, keys it sets only; null: none.
+    network = models.JSONField(null=True, blank=True)
     smoke = models.TextField(blank=True)  # a command that proves the image works (exit 0)
     services = models.TextField(blank=True)  # run (absolute path, as the user) after every start
     # The image: "" until its first build finishes (an older built image stays in use while a

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.orgs.network import validate_network
 from vibebox import exceptions as errors
 
 from . import selectors
@@ -48,6 +49,7 @@ def _spec_fields(source: TemplateSource) -> dict:
         "ports": spec.get("ports", []),
         "pre_installed": spec.get("preInstalled", {}),
         "cap_add": spec.get("capAdd", []),
+        "network": validate_network(spec["network"], partial=True) if spec.get("network") is not None else None,
         "runtime": spec.get("runtime", "runc"),
         "built_in": True,
         "official": True,

@@ -13,6 +13,7 @@ import yaml
 from django.conf import settings
 from django.db.models import Q
 
+from apps.orgs.network import validate_network
 from vibebox import exceptions as errors
 from vibebox.units import parse_size
 
@@ -35,7 +36,7 @@ CONTEXT_MEMBERS_MAX = 20000
 RESERVED_NAMES = frozenset({"submit", "submissions", "review"})
 KNOWN_KEYS = {
     "name", "version", "displayName", "description", "tags", "languages", "icon", "readme", "ports",
-    "smoke", "start", "resources", "changelog", "workdir", "env", "user",
+    "smoke", "start", "resources", "changelog", "workdir", "env", "user", "network",
 }  # fmt: skip
 
 
@@ -190,6 +191,13 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
         url = isinstance(icon, str) and icon.startswith("https://") and len(icon) <= 200 and " " not in icon
         if not (emoji or url):
             problems.add("icon", "invalid", "An emoji or an https:// URL of at most 200 characters.")
+
+    if spec.get("network") is not None:  # the default egress policy of its sandboxes
+        try:
+            spec["network"] = validate_network(spec["network"], partial=True)
+        except errors.ValidationFailed as exc:
+            for where, found in (exc.details or {}).get("fields", {}).items():
+                problems.add(where, "invalid", found[0]["message"])
 
     ports = spec.get("ports")
     if ports is not None:

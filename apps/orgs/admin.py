@@ -1,8 +1,11 @@
+from django import forms
 from django.contrib import admin
 
 from apps.audit.admin import AuditedAdmin
+from vibebox import exceptions as errors
 
 from .models import Invitation, Membership, Organization, Role, Team
+from .network import validate_network
 
 
 class MembershipInline(admin.TabularInline):
@@ -11,8 +14,29 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = "__all__"  # noqa: DJ007 (the admin's form of every field, as before)
+        help_texts = {
+            "egress_network": 'Default egress policy of new sandboxes, e.g. {"internet": false, "allow": '
+            '["api.github.com", "*.npmjs.org", "140.82.112.0/20"]}; only the keys given apply (a template\'s '
+            "and the create's win). Empty: the platform's (internet on).",
+        }
+
+    def clean_egress_network(self):
+        value = self.cleaned_data.get("egress_network")
+        if value in (None, {}):
+            return None
+        try:
+            return validate_network(value, field="egress_network", partial=True)
+        except errors.ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
+    form = OrganizationForm
     list_display = ["slug", "name", "personal_for", "created_at"]
     search_fields = ["slug", "name"]
     raw_id_fields = ["personal_for"]

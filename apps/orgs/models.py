@@ -23,6 +23,9 @@ class Organization(models.Model):
     # {manager: URL} package registries used instead of the public ones by installs in this
     # organization's sandboxes (apps/sandboxes/services/packages.py); set by org.manage.
     registry_mirrors = models.JSONField(default=dict, blank=True)
+    # The organization's default egress policy for new sandboxes (apps/orgs/network.py), keys
+    # it sets only: {"internet": false, "allow": [...]}; null: the platform's. Admin-editable.
+    egress_network = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

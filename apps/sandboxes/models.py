@@ -55,6 +55,10 @@ class Sandbox(models.Model):
     disk = models.PositiveBigIntegerField(null=True, blank=True)
     env = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The egress policy in force (apps/orgs/network.py), resolved at create; {}: the platform's.
+    network = models.JSONField(default=dict, blank=True)
+    # Its address on the sandbox bridge while its rules are in force (the egress proxy knows it by it).
+    network_address = models.CharField(max_length=45, blank=True, db_index=True)
     container_id = models.CharField(max_length=80, blank=True)
     # The workspace volume when it is not `<id>-workspace` (a restore builds a new one beside the old).
     workspace_volume = models.CharField(max_length=100, blank=True)

@@ -36,7 +36,7 @@ from . import events, exceeded, idle, processes, signals, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
-from .services import snapshots
+from .services import network, snapshots
 from .services.create import sandbox_destroy
 from .services.lifecycle import OOM_REASON, sandbox_pause
 from .specs import base_labels
@@ -252,6 +252,10 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     report.executions_abandoned = Execution.objects.filter(
         status=Execution.Status.RUNNING, started_at__lt=abandoned
     ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
+    with _step(report, "egress rules", "rewrite"):
+        # Each restricted sandbox's kernel rules at its current address, and nothing else: what a
+        # firewall reload, a crash or a container that died behind VibeBox's back left.
+        network.network_reconcile()
     for _, counts in signals.reconcile_pass.send(sender=Report, startup=startup):
         report.more.update(counts or {})
     if report.as_dict():

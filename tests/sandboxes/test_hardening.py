@@ -101,11 +101,12 @@ def test_sandboxes_cannot_reach_the_hosts_ports(create_sandbox, docker_client):
     bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
     chain = [line for line in firewall.rules(bridge) if line.startswith(f"-A {firewall.chain_name(bridge)} ")]
     assert chain[-1].endswith("-j DROP")
-    # The one exception: the model gateway's port on the gateway's own address (issue 17, item 14).
+    # The exceptions: the model gateway's port on the gateway's own address (issue 17, item 14), and
+    # the egress proxy's there too (issue 25).
     exceptions = [line for line in chain if "--dport" in line]
     assert exceptions == [
-        f"-A {firewall.chain_name(bridge)} -d {gateway}/32 -p tcp -m tcp "
-        f"--dport {django_settings.VIBEBOX_GATEWAY_PORT} -j RETURN"
+        f"-A {firewall.chain_name(bridge)} -d {gateway}/32 -p tcp -m tcp --dport {port} -j RETURN"
+        for port in (django_settings.VIBEBOX_GATEWAY_PORT, django_settings.VIBEBOX_EGRESS_PROXY_PORT)
     ]
 
     # A listener on all host interfaces, standing in for VibeBox's own server.
@@ -135,11 +136,12 @@ def test_firewall_rules_stay_in_order_when_processes_set_them_at_once(settings):
         lines = firewall.rules(bridge)
         chain = [line for line in lines if line.startswith(f"-A {firewall.chain_name(bridge)} ")]
         assert (
-            len(chain) == 3
+            len(chain) == 4
             and "RELATED,ESTABLISHED" in chain[0]
             and f"-d {gateway}/32 -p tcp -m tcp --dport {settings.VIBEBOX_GATEWAY_PORT} -j RETURN" in chain[1]
+            and f"-d {gateway}/32 -p tcp -m tcp --dport {settings.VIBEBOX_EGRESS_PROXY_PORT} -j RETURN" in chain[2]
         )
-        assert chain[2].endswith("-j DROP")
+        assert chain[3].endswith("-j DROP")
         egress = [line for line in lines if line.startswith(f"-A {firewall.egress_chain_name(bridge)} ")]
         assert "RELATED,ESTABLISHED" in egress[0] and egress[-1].startswith(
             f"-A {firewall.egress_chain_name(bridge)} -d"

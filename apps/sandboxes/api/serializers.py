@@ -4,6 +4,9 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.orgs.network import MAX_ENTRIES as MAX_NETWORK_ENTRIES
+from apps.orgs.network import proxied, validate_network
+from apps.orgs.network import stored as stored_network
 from apps.sandboxes.models import Execution, SandboxGrant, Status
 from apps.sandboxes.services.create import METADATA_VALUE_MAX, validate_metadata
 from vibebox import exceptions as errors
@@ -60,6 +63,50 @@ class ResourcesInputSerializer(StrictSerializer):
     )
 
 
+NETWORK_ENTRY_HELP = (
+    "A domain ('api.github.com'), '*.domain' (any name below it, not the domain itself), an IP address or a CIDR."
+)
+
+
+class NetworkInputSerializer(StrictSerializer):
+    """An egress policy in a request (apps/orgs/network.py checks the entries: 400
+    validation_error naming the field)."""
+
+    internet = serializers.BooleanField(
+        required=False, help_text="false: no direct internet; only `allow`, the model gateway and the mirror."
+    )
+    allow = serializers.ListField(
+        child=serializers.CharField(max_length=260, help_text=NETWORK_ENTRY_HELP),
+        max_length=MAX_NETWORK_ENTRIES,
+        required=False,
+        help_text="Destinations reachable without internet (deny wins over allow).",
+    )
+    deny = serializers.ListField(
+        child=serializers.CharField(max_length=260, help_text=NETWORK_ENTRY_HELP),
+        max_length=MAX_NETWORK_ENTRIES,
+        required=False,
+        help_text="Destinations never reachable.",
+    )
+
+    def validate(self, attrs):
+        return validate_network(dict(attrs), field=self.field_name or "network", partial=True)
+
+
+class NetworkSerializer(serializers.Serializer):
+    internet = serializers.BooleanField()
+    allow = serializers.ListField(child=serializers.CharField())
+    deny = serializers.ListField(child=serializers.CharField())
+    proxied = serializers.BooleanField(
+        help_text="Commands get HTTP(S)_PROXY: the policy goes through the egress proxy, and direct connections "
+        "are closed but to allowed IPs and CIDRs."
+    )
+
+
+def network_representation(sandbox) -> dict:
+    policy = stored_network(sandbox.network)
+    return {**policy, "proxied": proxied(policy)}
+
+
 class SandboxCreateSerializer(StrictSerializer):
     any_of_required = ("template", "snapshot")
 
@@ -103,6 +150,11 @@ class SandboxCreateSerializer(StrictSerializer):
         default=False,
         help_text="If the template's image is still building, wait for it (up to the server's "
         "VIBEBOX_TEMPLATE_WAIT) instead of answering 503 template_building.",
+    )
+    network = NetworkInputSerializer(
+        required=False,
+        help_text="Egress policy; keys not given come from the template's, then the organization's default, then the "
+        "platform's (internet on, no lists).",
     )
 
 
@@ -152,6 +204,11 @@ class SandboxSerializer(serializers.Serializer):
     autoResume = serializers.BooleanField(source="auto_resume")
     pauseStopsTimeout = serializers.BooleanField(source="pause_stops_timeout")
     lastActivityAt = serializers.DateTimeField(source="last_activity_at", allow_null=True)
+    network = serializers.SerializerMethodField()
+
+    @extend_schema_field(NetworkSerializer)
+    def get_network(self, sandbox) -> dict:
+        return network_representation(sandbox)
 
     @extend_schema_field(ResourcesSerializer)
     def get_resources(self, sandbox) -> dict:
@@ -189,6 +246,7 @@ class SandboxSerializer(serializers.Serializer):
             "autoResume": sandbox.auto_resume,
             "pauseStopsTimeout": sandbox.pause_stops_timeout,
             "lastActivityAt": _datetime(sandbox.last_activity_at),
+            "network": network_representation(sandbox),
         }
 
 

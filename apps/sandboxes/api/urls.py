@@ -57,6 +57,8 @@ urlpatterns = [
         "sandboxes/<str:sandbox_id>/contexts/<str:context_id>/interrupt", context_views.ContextInterruptView.as_view()
     ),
     path("sandboxes/<str:sandbox_id>/contexts/<str:context_id>/restart", context_views.ContextRestartView.as_view()),
+    # Egress policy (issue 25, egress).
+    path("sandboxes/<str:sandbox_id>/network", views.SandboxNetworkView.as_view()),
 ]
 
 # Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").

@@ -9,9 +9,17 @@ from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
 from apps.sandboxes.models import Status
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
+from apps.sandboxes.services.network import sandbox_network_update
 from vibebox.api.schema import error_responses
 
-from .serializers import SandboxCreateSerializer, SandboxSerializer, SandboxUpdateSerializer
+from .serializers import (
+    NetworkInputSerializer,
+    NetworkSerializer,
+    SandboxCreateSerializer,
+    SandboxSerializer,
+    SandboxUpdateSerializer,
+    network_representation,
+)
 
 READ_WRITE = {
     "GET": [SANDBOXES_READ],
@@ -78,6 +86,7 @@ class SandboxListView(GenericAPIView):
             auto_resume=data["autoResume"],
             pause_stops_timeout=data["pauseStopsTimeout"],
             wait=data["wait"],
+            network_policy=data.get("network"),
         )
         return Response(SandboxSerializer(sandbox).data, status=201)
 
@@ -144,3 +153,27 @@ def action_view(service, name: str):
     )(post)
     attributes = {"action_service": staticmethod(service), "post": post}
     return type(f"Sandbox{name.title()}View", (SandboxActionView,), attributes).as_view()
+
+
+class SandboxNetworkView(APIView):
+    """The sandbox's egress policy (docs/api.md, "Network policy")."""
+
+    required_scopes = {"GET": [SANDBOXES_READ], "PATCH": [SANDBOXES_WRITE]}
+
+    @extend_schema(operation_id="sandboxes_network_retrieve", responses=NetworkSerializer)
+    def get(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
+        return Response(network_representation(sandbox))
+
+    @extend_schema(
+        operation_id="sandboxes_network_update",
+        request=NetworkInputSerializer,
+        responses={200: NetworkSerializer, **error_responses(409)},
+        description="The keys given replace the sandbox's; in force for new connections before the answer.",
+    )
+    def patch(self, request, sandbox_id):
+        sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.MANAGE)
+        body = NetworkInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        sandbox = sandbox_network_update(sandbox=sandbox, changes=body.validated_data)
+        return Response(network_representation(sandbox))

@@ -45,6 +45,16 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class EgressRules:
+    """A sandbox's egress policy as the kernel enforces it (docs/operations.md, "Egress policy")."""
+
+    deny: tuple[str, ...] = ()  # networks (CIDR) rejected
+    allow: tuple[str, ...] = ()  # networks that stay reachable when direct connections are closed
+    closed: bool = False  # direct connections closed, but to `allow` (and DNS with `dns`)
+    dns: bool = False  # DNS to the host's resolvers passes (when closed)
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     id: str
     name: str
@@ -433,6 +443,12 @@ class RuntimeDriver(Protocol):
     def inspect(self, name: str) -> ContainerInfo | None: ...
     def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]: ...
     def pause(self, name: str) -> None: ...
+    # Egress policies (docs/operations.md, "Egress policy"): kernel rules keyed by the address.
+    def egress_rules_set(
+        self, name: str, network: str, rules: EgressRules | None, *, keep_previous: bool = False
+    ) -> list[str]: ...
+    def egress_rules_remove(self, name: str, network: str) -> None: ...
+    def egress_rules_replace_all(self, network: str, wanted: "list[tuple[str, EgressRules]]") -> None: ...
     def unpause(self, name: str) -> None: ...
     def stats(self, name: str) -> ContainerStats: ...
     # One read of the cumulative counters (metering); SandboxNotFound when the container is gone.

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import socket
+import subprocess
 import tarfile
 import threading
 import time
@@ -38,6 +39,7 @@ from .base import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EgressRules,
     EngineInfo,
     ExecRequest,
     ExecResult,
@@ -1570,6 +1572,49 @@ class DockerDriver:
             finally:
                 with contextlib.suppress(NotFound):
                     self.client.api.remove_container(created["Id"], force=True)
+
+    def container_network_addresses(self, name: str, network: str) -> list[str]:
+        """The container's addresses (IPv4, then IPv6 when it has one) on one network; [] when it
+        is not running there."""
+        with self._engine():
+            try:
+                data = self.client.api.inspect_container(name)
+            except NotFound:
+                return []
+        attached = ((data.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+        return [address for address in (attached.get("IPAddress"), attached.get("GlobalIPv6Address")) if address]
+
+    def egress_rules_set(
+        self, name: str, network: str, rules: EgressRules | None, *, keep_previous: bool = False
+    ) -> list[str]:
+        """Puts a sandbox's egress rules in force for its current addresses on the network (None:
+        it has none, and whatever was there for it or its addresses goes; `keep_previous`: its
+        rules at other addresses stay); answers the addresses.
+        RuntimeFailure (reason egress_rules) when the kernel refused them."""
+        bridge = _bridge(network)
+        addresses = self.container_network_addresses(name, network)
+        try:
+            firewall.sandbox_rules_set(bridge, name, addresses, rules, keep_previous=keep_previous)
+        except (OSError, subprocess.SubprocessError) as exc:
+            stderr = (getattr(exc, "stderr", "") or "").strip()
+            raise errors.RuntimeFailure(
+                f"Could not set the sandbox's egress rules: {exc} {stderr}"[:500], details={"reason": "egress_rules"}
+            ) from None
+        return addresses
+
+    def egress_rules_remove(self, name: str, network: str) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            firewall.sandbox_rules_remove(_bridge(network), name)
+
+    def egress_rules_replace_all(self, network: str, wanted: list[tuple[str, EgressRules]]) -> None:
+        """Exactly these sandboxes' rules (container name, rules) on the network, at their current
+        addresses (the reconcile pass)."""
+        bridge = _bridge(network)
+        found = [(name, self.container_network_addresses(name, network), rules) for name, rules in wanted]
+        try:
+            firewall.sandbox_rules_replace_all(bridge, [entry for entry in found if entry[1]])
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise errors.RuntimeFailure(f"Could not set egress rules: {exc}"[:500]) from None
 
     def container_address(self, name: str) -> str:
         with self._engine():

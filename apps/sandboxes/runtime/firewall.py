@@ -37,6 +37,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .base import EgressRules
+
 logger = logging.getLogger(__name__)
 LOCK_PATH = Path(tempfile.gettempdir()) / "vibebox-firewall.lock"
 
@@ -206,6 +208,9 @@ def _rebuild(family: Family, bridge: str, gateways: list[str], allowed: list, re
     if settings.VIBEBOX_GATEWAY_PORT:
         port = str(settings.VIBEBOX_GATEWAY_PORT)
         rules += [["-A", inbound, "-d", address, "-p", "tcp", "--dport", port, "-j", "RETURN"] for address in gateways]
+    if settings.VIBEBOX_EGRESS_PROXY_PORT:  # the egress proxy, on the same addresses (docs/operations.md)
+        port = str(settings.VIBEBOX_EGRESS_PROXY_PORT)
+        rules += [["-A", inbound, "-d", address, "-p", "tcp", "--dport", port, "-j", "RETURN"] for address in gateways]
     rules.append(["-A", inbound, "-j", "DROP"])
 
     rules += [["-F", outbound], ["-A", outbound, *established]]
@@ -259,3 +264,163 @@ def remove_bridge_rules(bridge: str) -> None:
             for chain in (chain_name(bridge), egress_chain_name(bridge)):
                 _run(family, "-F", chain, check=False)
                 _run(family, "-X", chain, check=False)
+        remove_policy_rules(bridge)
+
+
+# ---- per-sandbox egress policies (docs/operations.md, "Egress policy") ----
+#
+# Beside the bridge's chains, for each family, `VIBEBOX-NET-<bridge>` (jumped to from DOCKER-USER,
+# or FORWARD, for traffic entering from the bridge) sends each restricted sandbox's new connections,
+# by its source address on the bridge, to a chain of its own, `VBX-<sandbox id>`: rejected
+# destinations of its `deny`, then (when its direct connections are closed) its allowed networks
+# and DNS pass and the rest is rejected. A sandbox with the platform's policy has no entry. The
+# dispatch chain is rewritten whole, with the sandbox chains that change, in one iptables-restore
+# transaction: an address taken over by another sandbox never keeps the old one's chain.
+
+
+def _policy_body(rules: EgressRules, family: Family, resolvers: list) -> list[list[str]]:
+    reject = ["-j", "REJECT", "--reject-with", family.reject]
+    body = []
+    for cidr in rules.deny:
+        if ipaddress.ip_network(cidr, strict=False).version == family.version:
+            body.append(["-d", cidr, *reject])
+    if rules.closed:
+        for cidr in rules.allow:
+            if ipaddress.ip_network(cidr, strict=False).version == family.version:
+                body.append(["-d", cidr, "-j", "RETURN"])
+        if rules.dns:
+            for resolver in resolvers:
+                if resolver.version == family.version:
+                    body += [["-d", str(resolver), "-p", p, "--dport", "53", "-j", "RETURN"] for p in ("udp", "tcp")]
+        body.append(reject)
+    return body
+
+
+def policy_chain_name(bridge: str) -> str:
+    return f"VIBEBOX-NET-{bridge}"[:28]
+
+
+def sandbox_chain_name(sandbox_id: str) -> str:
+    return f"VBX-{sandbox_id.removeprefix('sbx_')}"[:28]
+
+
+def available() -> bool:
+    """Whether per-sandbox rules can be set here (the firewall is on and iptables is installed)."""
+    return bool(settings.VIBEBOX_FIREWALL) and shutil.which("iptables") is not None
+
+
+def _dispatch(family: Family, bridge: str) -> dict[str, str]:
+    """The dispatch chain's entries: source network ("172.18.0.5/32") -> sandbox chain."""
+    chain = policy_chain_name(bridge)
+    found = {}
+    for line in _run(family, "-S", chain, check=False).stdout.splitlines():
+        fields = line.split()
+        if fields[:2] == ["-A", chain] and "-s" in fields and "-j" in fields:
+            found[fields[fields.index("-s") + 1]] = fields[fields.index("-j") + 1]
+    return found
+
+
+def _write_policies(family: Family, bridge: str, entries: dict[str, str], chains: dict[str, list], old: dict) -> None:
+    dispatch = policy_chain_name(bridge)
+    if _run(family, "-n", "-L", dispatch, check=False).returncode != 0:
+        _run(family, "-N", dispatch)
+    rules = [[f":{chain}", "-", "[0:0]"] for chain in chains]
+    rules += [["-F", chain] for chain in chains]
+    rules += [["-F", dispatch], ["-A", dispatch, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"]]
+    rules += [["-A", dispatch, "-s", source, "-j", chain] for source, chain in sorted(entries.items())]
+    for chain, body in chains.items():
+        rules += [["-A", chain, *rule] for rule in body]
+    for chain in sorted(set(old.values()) - set(entries.values()) - set(chains)):
+        rules += [["-F", chain], ["-X", chain]]  # no longer jumped to
+    parent = _forward_parent(family)
+    if _run(family, "-C", parent, "-i", bridge, "-j", dispatch, check=False).returncode != 0:
+        rules.append(["-I", parent, "1", "-i", bridge, "-j", dispatch])
+    payload = "*filter\n" + "".join(" ".join(rule) + "\n" for rule in rules) + "COMMIT\n"
+    subprocess.run(
+        [family.restore, "-w", "--noflush"], input=payload, capture_output=True, text=True, check=True, timeout=30
+    )
+
+
+def _sources(addresses, family: Family) -> list[str]:
+    found = []
+    for address in addresses:
+        network = ipaddress.ip_network(address)
+        if network.version == family.version:
+            found.append(str(network))
+    return found
+
+
+def sandbox_rules_set(
+    bridge: str, sandbox_id: str, addresses: list[str], rules: EgressRules | None, *, keep_previous: bool = False
+) -> None:
+    """Puts one sandbox's rules in force for its `addresses` on the bridge (`rules` None: it has
+    none, and any entry for it or for those addresses goes; `keep_previous`: its entries for
+    other addresses stay, as for the container a restore set aside, still running). Raises OSError or
+    subprocess.SubprocessError when the rules could not be set. Nothing without the firewall."""
+    if not available():
+        return
+    chain = sandbox_chain_name(sandbox_id)
+    resolvers = host_resolvers()
+    with _rules_lock():
+        for family in _families():
+            old = _dispatch(family, bridge)
+            sources = _sources(addresses, family)
+            entries = {
+                source: name
+                for source, name in old.items()
+                if (name != chain or keep_previous) and source not in sources
+            }
+            chains = {}
+            if rules is not None and sources:
+                entries.update(dict.fromkeys(sources, chain))
+                chains[chain] = _policy_body(rules, family, resolvers)
+            if entries != old or chains:
+                _write_policies(family, bridge, entries, chains, old)
+
+
+def sandbox_rules_remove(bridge: str, sandbox_id: str) -> None:
+    sandbox_rules_set(bridge, sandbox_id, [], None)
+
+
+def sandbox_rules_replace_all(bridge: str, wanted: list[tuple[str, list[str], EgressRules]]) -> None:
+    """Rewrites the bridge's per-sandbox rules to exactly `wanted` ((sandbox id, addresses,
+    rules) of each restricted sandbox): the reconcile pass, after a firewall reload or a crash."""
+    if not available():
+        return
+    resolvers = host_resolvers()
+    with _rules_lock():
+        for family in _families():
+            old = _dispatch(family, bridge)
+            entries, chains = {}, {}
+            for sandbox_id, addresses, rules in wanted:
+                sources = _sources(addresses, family)
+                if sources:
+                    chain = sandbox_chain_name(sandbox_id)
+                    entries.update(dict.fromkeys(sources, chain))
+                    chains[chain] = _policy_body(rules, family, resolvers)
+            _write_policies(family, bridge, entries, chains, old)
+
+
+def sandbox_rules(bridge: str, sandbox_id: str, *, ipv6: bool = False) -> list[str]:
+    """The dispatch entries and the chain of one sandbox (`iptables -S` lines), for checks."""
+    family = IPV6 if ipv6 else IPV4
+    chain = sandbox_chain_name(sandbox_id)
+    lines = [line for line in _run(family, "-S", policy_chain_name(bridge), check=False).stdout.splitlines()]
+    lines = [line for line in lines if line.endswith(f"-j {chain}")]
+    return lines + _run(family, "-S", chain, check=False).stdout.splitlines()
+
+
+def remove_policy_rules(bridge: str) -> None:
+    """Removes the bridge's per-sandbox rules (remove_bridge_rules' part for them)."""
+    if not available():
+        return
+    dispatch = policy_chain_name(bridge)
+    for family in _families():
+        chains = set(_dispatch(family, bridge).values())
+        for parent in ("DOCKER-USER", "FORWARD"):
+            while _run(family, "-D", parent, "-i", bridge, "-j", dispatch, check=False).returncode == 0:
+                pass
+        for chain in [dispatch, *sorted(chains)]:
+            _run(family, "-F", chain, check=False)
+        for chain in [dispatch, *sorted(chains)]:
+            _run(family, "-X", chain, check=False)

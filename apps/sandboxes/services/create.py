@@ -29,6 +29,7 @@ from apps.marketplace.selectors import (
     version_resolve,
 )
 from apps.marketplace.services import template_use_record
+from apps.orgs.network import restricted, validate_network
 from vibebox import exceptions as errors
 from vibebox.units import format_size
 
@@ -36,7 +37,7 @@ from .. import events, quotas, states
 from ..models import Sandbox, Status
 from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
-from . import git, pools, snapshots
+from . import git, network, pools, snapshots
 from .env import prepare_env
 from .lifecycle import announce_leaving, template_services_start
 
@@ -225,6 +226,7 @@ def _wait_for_image(template: Template, *, wait: bool) -> Template:
 
 
 def _remove_quietly(sandbox: Sandbox) -> None:
+    get_driver().egress_rules_remove(sandbox.container_name, network_name())
     try:
         get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
     except errors.ApplicationError as exc:  # the reconciler removes it later by label
@@ -254,13 +256,16 @@ def sandbox_create(
     snapshot=None,
     wait: bool = False,
     template_version=None,
+    network_policy: dict | None = None,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create. It
     belongs to `org` (default: the one `api_key` acts in, else the owner's personal one). A
     template whose image is still building answers 503 template_building unless `wait`.
     `template_version` (internal: the marketplace pipeline's smoke test) is a TemplateVersion,
-    maybe a candidate of an inactive template: the sandbox runs its image, never from a pool."""
+    maybe a candidate of an inactive template: the sandbox runs its image, never from a pool.
+    `network_policy`: the create's egress policy keys (services/network.py), over the template's
+    and the organization's."""
     driver = get_driver()
     org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
@@ -278,6 +283,10 @@ def sandbox_create(
     cpu, memory, disk = _resources(resources)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
+    requested = validate_network(network_policy, partial=True) if network_policy is not None else None
+    policy = network.network_resolve(org=org, template=tmpl, requested=requested)
+    if restricted(policy) and not network.firewall_available():
+        raise errors.EgressUnavailable()
     if snapshot:
         snapshots.check_usable(snapshot)  # 409 snapshot_unusable before anything is made
     # Pooled containers have the default disk (container_spec): a create asking for that one fits.
@@ -322,6 +331,7 @@ def sandbox_create(
                 disk=disk,
                 env=env,
                 metadata=metadata,
+                network=policy,
                 auto_pause_seconds=_auto_pause(auto_pause),
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
@@ -350,6 +360,12 @@ def sandbox_create(
         for field, value in fields.items():
             setattr(sandbox, field, value)
     if sandbox.warm and not clone:
+        try:
+            network.network_apply(sandbox)  # its egress policy, before anything of the sandbox's runs
+        except BaseException:
+            _remove_quietly(sandbox)
+            Sandbox.objects.filter(pk=sandbox.pk).delete()
+            raise
         template_services_start(sandbox)
         _publish_created(sandbox)
         return sandbox
@@ -360,6 +376,8 @@ def sandbox_create(
             info = driver.create(sandbox_spec(sandbox))
             if auto_start or clone or snapshot:
                 info = driver.start(sandbox.container_name)
+        if auto_start or clone or snapshot or sandbox.warm:
+            network.network_apply(sandbox)  # its egress policy, before anything of the sandbox's runs
         if snapshot:
             snapshots.restore_workspace(sandbox.container_name, snapshot)
         if auto_start or sandbox.warm:
@@ -368,6 +386,7 @@ def sandbox_create(
             _initial_clone(sandbox, clone)
         if (clone or snapshot) and not auto_start:
             info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+            network.network_release(sandbox)
     except BaseException:
         # Nothing half-made: no container, no volume, no row.
         _remove_quietly(sandbox)
@@ -418,6 +437,7 @@ def _publish_created(sandbox: Sandbox) -> None:
             "ephemeral": sandbox.ephemeral,
             "timeout": sandbox.timeout_seconds,
             "env": sorted(sandbox.env),  # names only
+            "network": sandbox.network,
         },
     )
     events.publish(sandbox=sandbox, type="sandbox.created", data=data)
@@ -455,6 +475,7 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
     announce_leaving(sandbox, before)
     get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
+    network.network_release(sandbox)
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
         record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})

@@ -14,6 +14,7 @@ from vibebox import exceptions as errors
 from vibebox.crypto import decrypt, encrypt
 
 from ..models import Sandbox
+from .network import proxy_env
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 32 * 1024
@@ -65,7 +66,7 @@ def plain(sandbox: Sandbox) -> dict[str, str]:
 def command_env(sandbox: Sandbox, *overrides: dict | None) -> dict[str, str]:
     """What a command in the sandbox sees: the template's defaults, the sandbox's variables, then
     each override in turn (a request's env wins over the sandbox's)."""
-    env = {**sandbox.template.default_env, **plain(sandbox)}
+    env = {**sandbox.template.default_env, **_proxy_env(sandbox), **plain(sandbox)}
     for override in overrides:
         env.update(override or {})
     return env
@@ -82,7 +83,12 @@ def internal_env(sandbox: Sandbox) -> dict[str, str]:
     holder's to set with `sandboxes:write`; a PATH, LD_PRELOAD or BASH_ENV of theirs, or a program
     uploaded first on the image's PATH, would make our commands run theirs: code execution without
     `execute`."""
-    return {**sandbox.template.default_env, "PATH": SYSTEM_PATH}
+    return {**sandbox.template.default_env, **_proxy_env(sandbox), "PATH": SYSTEM_PATH}
+
+
+def _proxy_env(sandbox: Sandbox) -> dict[str, str]:
+    """The egress proxy's variables when the sandbox's policy needs it (services/network.py)."""
+    return proxy_env(sandbox)
 
 
 def secret_values(sandbox: Sandbox) -> list[str]:

@@ -18,6 +18,7 @@ from vibebox import exceptions as errors
 from .. import events, exceeded, quotas, signals, states
 from ..models import Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, get_driver
+from . import network
 from .env import internal_env
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,27 @@ def template_services_start(sandbox: Sandbox) -> None:
 
 def _start_with_services(sandbox: Sandbox, call) -> None:
     call()
+    try:
+        network.network_apply(sandbox)  # its egress policy, before anything of the sandbox's runs
+    except BaseException:
+        # Not running unrestricted: stopped again (the row follows the container: _settle).
+        with contextlib.suppress(errors.ApplicationError):
+            get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+        raise
     template_services_start(sandbox)
+
+
+def _stop_releasing(sandbox: Sandbox) -> None:
+    get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+    network.network_release(sandbox)  # its address goes to the next container
+
+
+def _unpause_applying(sandbox: Sandbox, name: str) -> None:
+    get_driver().unpause(name)
+    try:  # its address and rules stayed while paused: this only repairs what a reload removed
+        network.network_apply(sandbox)
+    except errors.ApplicationError as exc:
+        logger.warning("could not refresh the egress rules of %s: %s", sandbox.id, exc.message)
 
 
 def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
@@ -136,7 +157,7 @@ def sandbox_stop(*, sandbox: Sandbox) -> Sandbox:
         from_statuses=states.STOP_FROM,
         via=Status.STOPPING,
         to=Status.STOPPED,
-        call=lambda: get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT),
+        call=lambda: _stop_releasing(sandbox),
         stopped_at=timezone.now(),
     )
 
@@ -182,7 +203,7 @@ def sandbox_resume(*, sandbox: Sandbox) -> Sandbox:
         action="resume",
         from_statuses=states.RESUME_FROM,
         to=Status.RUNNING,
-        call=get_driver().unpause,
+        call=lambda name: _unpause_applying(sandbox, name),
         fields=fields,
     )
 

@@ -30,6 +30,7 @@ from .. import events, quotas, states
 from ..models import Sandbox, Snapshot, Status
 from ..runtime import get_driver
 from ..specs import base_labels, sandbox_spec
+from . import network
 from .lifecycle import announce_leaving, claim_checked
 
 logger = logging.getLogger(__name__)
@@ -224,9 +225,12 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
         except errors.TemplateUnavailable:  # the image went after the check
             raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "image_missing"}) from None
         info = driver.start(sandbox.container_name)
+        # The new container's address gets the sandbox's egress policy; the old one's keeps it.
+        network.network_apply(sandbox, keep_previous=True)
         restore_workspace(sandbox.container_name, snapshot)
         if before == Status.STOPPED:
             info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+            network.network_release(sandbox)
     except BaseException as exc:
         _roll_back(sandbox, aside, spec.volume, before, exc)
         raise

@@ -48,6 +48,8 @@ export { VERSION } from './version.js';
 export type {
   AuditEntry,
   CreateOptions,
+  NetworkChanges,
+  NetworkPolicy,
   ExecutionDetail,
   ExecutionRecord,
   GitAuth,

@@ -25,6 +25,8 @@ import type {
   ExecutionRecord,
   Grant,
   GrantAccess,
+  NetworkChanges,
+  NetworkPolicy,
   SandboxInfo,
   SandboxMetrics,
   Schemas,
@@ -359,6 +361,35 @@ export class Sandbox {
    */
   setTimeout(timeout: Duration | null): Promise<Sandbox> {
     return this.update({ timeout });
+  }
+
+  // Egress policy
+
+  /**
+   * The egress policy in force (docs/api.md, "Network policy").
+   * @example
+   * ```ts
+   * const { internet, allow } = await sandbox.getNetwork();
+   * ```
+   */
+  async getNetwork(): Promise<NetworkPolicy> {
+    const policy = await this.transport.json<NetworkPolicy>({ method: 'GET', path: sandboxPath(this.id, 'network') });
+    this.info = { ...this.info, network: policy };
+    return policy;
+  }
+
+  /**
+   * Replaces the keys given; in force for new connections when it resolves.
+   * @example
+   * ```ts
+   * await sandbox.setNetwork({ internet: false, allow: ['pypi.org', '*.npmjs.org'] });
+   * ```
+   */
+  async setNetwork(changes: NetworkChanges): Promise<NetworkPolicy> {
+    const json = body({ ...changes }) satisfies Partial<Record<keyof Schemas['PatchedNetworkInputRequest'], unknown>>;
+    const policy = await this.transport.json<NetworkPolicy>({ method: 'PATCH', path: sandboxPath(this.id, 'network'), json });
+    this.info = { ...this.info, network: policy };
+    return policy;
   }
 
   // Commands and code

@@ -11,6 +11,20 @@ export type Schemas = components['schemas'];
 
 /** A sandbox as the server describes it. @example `console.log(sandbox.info.status)` */
 export type SandboxInfo = Schemas['Sandbox'];
+/** A sandbox's egress policy as the server answers it: `internet`, `allow`, `deny`, `proxied` (docs/api.md, "Network policy"). */
+export type NetworkPolicy = Schemas['Network'];
+/**
+ * Egress policy keys to set, at create or with `sandbox.setNetwork()`: entries are domains, `*.domain`, IPs or CIDRs.
+ * @example
+ * ```ts
+ * const changes: NetworkChanges = { internet: false, allow: ['registry.npmjs.org', '140.82.112.0/20'] };
+ * ```
+ */
+export interface NetworkChanges {
+  internet?: boolean;
+  allow?: string[];
+  deny?: string[];
+}
 /** A template (`node-20`, `python-3`, `node-22-claude-code`…). @example `(await vb.templates()).map((t) => t.name)` */
 export type Template = Schemas['Template'];
 /** A snapshot: a sandbox's filesystem and workspace at a moment. @example `const snap: Snapshot = await sandbox.snapshot('before')` */
@@ -109,6 +123,8 @@ export interface CreateOptions {
    * `VIBEBOX_TEMPLATE_WAIT`, 10 minutes by default) instead of throwing `TemplateBuildingError`.
    */
   wait?: boolean;
+  /** The egress policy; keys left out come from the template's and the organization's defaults. */
+  network?: NetworkChanges;
 }
 
 /**

@@ -128,6 +128,20 @@ class AsyncSandbox:
     async def set_timeout(self, timeout: Duration | None) -> AsyncSandbox:
         return await self.update(timeout=timeout)
 
+    async def get_network(self) -> dict[str, Any]:
+        """As `Sandbox.get_network`."""
+        policy = await self._send(calls.network_get(self.id))
+        self.info.network = policy
+        return policy
+
+    async def set_network(
+        self, *, internet: bool | None = None, allow: list[str] | None = None, deny: list[str] | None = None
+    ) -> dict[str, Any]:
+        """As `Sandbox.set_network`."""
+        policy = await self._send(calls.network_patch(self.id, calls.body(internet=internet, allow=allow, deny=deny)))
+        self.info.network = policy
+        return policy
+
     async def exec(
         self,
         command: str | list[str],

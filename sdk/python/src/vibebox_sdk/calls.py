@@ -957,3 +957,14 @@ def context_execute(sandbox_id: str, context_id: str, code: str, timeout: Durati
         timeout=exec_timeout(timeout),
         parse=lambda response: CodeExecution.from_api(response.json()),
     )
+
+
+# Egress policy (issue 25, egress): GET/PATCH /api/v1/sandboxes/{id}/network
+
+
+def network_get(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "network"), parse=_snake)
+
+
+def network_patch(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call("PATCH", sandbox_path(sandbox_id, "network"), json=fields, parse=_snake)

@@ -42,6 +42,7 @@ def create_fields(
     auto_resume: bool | None = None,
     pause_stops_timeout: bool | None = None,
     wait: bool | None = None,
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if isinstance(git, dict):
         git = calls.body(**git)
@@ -60,6 +61,7 @@ def create_fields(
         "resources": resources,
         "snapshot": snapshot.id if isinstance(snapshot, Snapshot) else snapshot,
         "wait": wait,
+        "network": network,
     }
 
 
@@ -155,7 +157,9 @@ class VibeBox(ClientCore):
         ({"cpu": 1, "memory": "1g"}), `snapshot` (a Snapshot or its id: `template` may then be
         left out), `auto_pause` ("10m" idle), `auto_resume`, `pause_stops_timeout`, `wait` (True: if
         the template's image is still being built, the server waits for it, up to its
-        VIBEBOX_TEMPLATE_WAIT, instead of raising `TemplateBuildingError`).
+        VIBEBOX_TEMPLATE_WAIT, instead of raising `TemplateBuildingError`), `network` (the egress
+        policy: {"internet": False, "allow": ["pypi.org", "*.npmjs.org", "140.82.112.0/20"],
+        "deny": [...]}; keys left out come from the template's and the organization's defaults).
         """
         return self._wrap(self._transport.send(calls.create_sandbox(create_fields(template, **options))))
 

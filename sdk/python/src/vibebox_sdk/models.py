@@ -62,6 +62,7 @@ class SandboxInfo(_Model):
     resources: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     warm: bool = False
+    network: dict[str, Any] = field(default_factory=dict)  # the egress policy: internet, allow, deny, proxied
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -172,6 +172,22 @@ class Sandbox:
     def set_timeout(self, timeout: Duration | None) -> Sandbox:
         return self.update(timeout=timeout)
 
+    # Egress policy
+
+    def get_network(self) -> dict[str, Any]:
+        """The egress policy in force: {"internet", "allow", "deny", "proxied"}."""
+        policy = self._send(calls.network_get(self.id))
+        self.info.network = policy
+        return policy
+
+    def set_network(
+        self, *, internet: bool | None = None, allow: list[str] | None = None, deny: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Replaces the keys given (in force for new connections when it returns); the new policy."""
+        policy = self._send(calls.network_patch(self.id, calls.body(internet=internet, allow=allow, deny=deny)))
+        self.info.network = policy
+        return policy
+
     # Commands and code
 
     @overload

@@ -1511,6 +1511,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sandboxes/{sandbox_id}/network": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The sandbox's egress policy (docs/api.md, "Network policy"). */
+        get: operations["sandboxes_network_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** @description The keys given replace the sandbox's; in force for new connections before the answer. */
+        patch: operations["sandboxes_network_update"];
+        trace?: never;
+    };
     "/api/v1/sandboxes/{sandbox_id}/packages": {
         parameters: {
             query?: never;
@@ -3503,6 +3521,25 @@ export interface components {
             /** @default false */
             overwrite: boolean;
         };
+        Network: {
+            internet: boolean;
+            allow: string[];
+            deny: string[];
+            /** @description Commands get HTTP(S)_PROXY: the policy goes through the egress proxy, and direct connections are closed but to allowed IPs and CIDRs. */
+            proxied: boolean;
+        };
+        /**
+         * @description An egress policy in a request (apps/orgs/network.py checks the entries: 400
+         *     validation_error naming the field).
+         */
+        NetworkInputRequest: {
+            /** @description false: no direct internet; only `allow`, the model gateway and the mirror. */
+            internet?: boolean;
+            /** @description Destinations reachable without internet (deny wins over allow). */
+            allow?: string[];
+            /** @description Destinations never reachable. */
+            deny?: string[];
+        };
         Notice: {
             org: string;
             quota: string;
@@ -3769,6 +3806,18 @@ export interface components {
         };
         PatchedMemberUpdateRequest: {
             role: string;
+        };
+        /**
+         * @description An egress policy in a request (apps/orgs/network.py checks the entries: 400
+         *     validation_error naming the field).
+         */
+        PatchedNetworkInputRequest: {
+            /** @description false: no direct internet; only `allow`, the model gateway and the mirror. */
+            internet?: boolean;
+            /** @description Destinations reachable without internet (deny wins over allow). */
+            allow?: string[];
+            /** @description Destinations never reachable. */
+            deny?: string[];
         };
         PatchedOrganizationUpdateRequest: {
             name?: string;
@@ -4140,6 +4189,7 @@ export interface components {
             pauseStopsTimeout: boolean;
             /** Format: date-time */
             lastActivityAt: string | null;
+            readonly network: components["schemas"]["Network"];
         };
         SandboxCost: {
             sandboxId: string;
@@ -4201,6 +4251,8 @@ export interface components {
              * @default false
              */
             wait: boolean;
+            /** @description Egress policy; keys not given come from the template's, then the organization's default, then the platform's (internet on, no lists). */
+            network?: components["schemas"]["NetworkInputRequest"];
         } | unknown | unknown;
         SandboxMetrics: {
             sandboxId: string;
@@ -4647,7 +4699,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -14424,6 +14476,171 @@ export interface operations {
             };
             /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_network_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Network"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_network_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedNetworkInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Network"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
