@@ -645,3 +645,7 @@ VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", True)
 # Dunning: a failed payment makes the account past_due; unpaid this many days later, frozen
 # (nothing new may start) until an invoice is paid.
 VIBEBOX_DUNNING_GRACE_DAYS = env_int("VIBEBOX_DUNNING_GRACE_DAYS", 14)
+
+# File watch over Server-Sent Events (GET /api/v1/sandboxes/{id}/files/watch; docs/api.md "File
+# watch"): a `: keep-alive` comment this often while nothing changes, so proxies keep it open.
+VIBEBOX_SSE_KEEPALIVE_SECONDS = env_duration("VIBEBOX_SSE_KEEPALIVE_SECONDS", "15s")
