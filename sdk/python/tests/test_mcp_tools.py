@@ -35,6 +35,7 @@ EVERY_TOOL = {
     "file_write",
     "file_list",
     "file_delete",
+    "watch_files",
     "git_clone",
     "git_status",
     "git_diff",

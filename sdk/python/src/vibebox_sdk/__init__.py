@@ -9,6 +9,7 @@ sandbox.destroy()
 
 from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
 from .aio_streams import AsyncCommandStream, AsyncTerminal
+from .aio_watch import AsyncFileWatch
 from .client import VibeBox
 from .errors import (
     AskNotFoundError,
@@ -135,6 +136,7 @@ from .namespaces import AsyncAuditLog, AsyncWebhooks, AuditLog, Invitations, Org
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
+from .watch import FileEvent, FileWatch
 from .webhooks import verify_webhook, webhook_secret_key
 
 __all__ = [
@@ -144,6 +146,7 @@ __all__ = [
     "AsyncAuditLog",
     "AsyncBackgroundProcess",
     "AsyncCommandStream",
+    "AsyncFileWatch",
     "AsyncMarketplace",
     "AsyncSandbox",
     "AsyncTerminal",
@@ -174,6 +177,8 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionResult",
     "FileEntry",
+    "FileEvent",
+    "FileWatch",
     "GitError",
     "GoneError",
     "Grant",

@@ -31,6 +31,7 @@ from . import (
     shell,
     snapshots,
     transfer,
+    watchcmd,
     webhooks,
 )
 from . import mcp as mcp_command
@@ -80,6 +81,7 @@ webhooks.register(app)
 billing.register(app)
 marketplace.register(app)
 mcp_command.register(app)
+watchcmd.register(app)
 
 
 def exit_code(error: errors.VibeBoxError) -> int:
