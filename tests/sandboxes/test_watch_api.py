@@ -5,12 +5,15 @@
 import contextlib
 import json
 import os
+import socket
 import threading
 import time
 
 import httpx
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.conftest import live_server
 from tests.waiting import wait_for
@@ -216,3 +219,70 @@ def test_server_sent_events(api_client, api_key, create_sandbox, docker_client, 
         assert refusal({"timeout": "soon"}) == (400, "invalid_duration")
         assert refusal(accept="application/json") == (406, "not_acceptable")
     wait_for(lambda: inotify_instances(docker_client, sandbox_id) == 0, timeout=30, what="every watch freed")
+
+
+# ---- a client that does not read ----
+
+# Events with long paths (~ 3 KB each: a file 14 directories of 200-character names deep), 20000 of
+# them (~ 60 MB), made in steps of 100 that sandboxd and the server keep up with: what piles up is
+# the client's, far more than loopback's socket buffers hold.
+DEEP = "/".join(f"{level:0200d}" for level in range(14))
+SCRIPT = (
+    "import time\n"
+    "for step in range(200):\n"
+    "    for i in range(100):\n"
+    f"        open('{DEEP}/n%0200d' % (step * 100 + i), 'w').close()\n"
+    "    time.sleep(0.002)\n"
+)
+MANY = f'python3 -c "{SCRIPT}"'
+
+
+def test_a_client_that_does_not_read_costs_bounded_memory(api_client, api_key, create_sandbox, docker_client):
+    """Neither transport buffers what a client does not take: a WebSocket client that stops
+    reading is dropped (4008); an SSE client's stream waits, and sandboxd's own bounded queue
+    drops the rest, reported as an `overflow` (queue) once the client reads again."""
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    run(api_client, sandbox_id, f"mkdir -p ws/{DEEP} sse/{DEEP}")
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    with live_server(VIBEBOX_WS_SLOW_CLIENT_SECONDS="1") as (url, _pid):
+        # WebSocket: the client's library stops reading the socket after one queued message, and
+        # the socket's receive buffer is small.
+        host, port = url.removeprefix("http://").split(":")
+        ws_url = url.replace("http://", "ws://") + f"/ws/sandboxes/{sandbox_id}/files/watch?path=ws"
+        small = socket.create_connection((host, int(port)))
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with connect(
+            ws_url, sock=small, additional_headers=headers, max_queue=1, max_size=None, ping_interval=None
+        ) as ws:
+            run(api_client, sandbox_id, f"cd ws && {MANY}")
+            # The server gives up on the client that does not read: its watch ends meanwhile.
+            wait_for(lambda: inotify_instances(docker_client, sandbox_id) == 0, timeout=60, what="the client dropped")
+            received: list[dict] = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    received.append(json.loads(ws.recv(timeout=60)))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008, (closed.value, len(received))
+            assert len(received) < 20000
+
+        # SSE: a raw socket with a small receive buffer that reads nothing while the events come.
+        with socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect((host, int(port)))
+            raw.sendall(
+                f"GET /api/v1/sandboxes/{sandbox_id}/files/watch?path=sse HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {api_key[1]}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            )
+            wait_for(lambda: inotify_instances(docker_client, sandbox_id) == 1, timeout=30, what="the SSE watch")
+            run(api_client, sandbox_id, f"cd sse && {MANY}")
+            reader = raw.makefile("rb")
+            creates, overflow = 0, None
+            while overflow is None:
+                line = reader.readline()
+                assert line, "the stream ended"
+                if line.startswith(b"data: "):
+                    event = json.loads(line[6:])
+                    creates += event["type"] == "create"
+                    overflow = event if event["type"] == "overflow" else None
+            assert overflow["reason"] == "queue" and creates < 20000, (overflow, creates)
+            reader.close()  # the socket closes with its last file object
+        wait_for(lambda: inotify_instances(docker_client, sandbox_id) == 0, timeout=30, what="the SSE watch freed")

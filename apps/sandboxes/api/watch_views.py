@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import logging
 import threading
+import weakref
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -65,7 +66,25 @@ def sse(data: dict) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def event_stream(stream, root: str, slot: limits.Slot):
+class Release:
+    """Ends the watch and gives its stream slot back, once: when the stream ends, when Django
+    closes the response (a client that left while the server was sending: EventStreamResponse),
+    or when the generator is collected without having run (a client that left before)."""
+
+    def __init__(self, stream, slot: limits.Slot):
+        self.stream, self.slot, self.done = stream, slot, False
+        self.stop = threading.Event()  # the thread reading the stream hands nothing more over
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.stop.set()
+        self.stream.close()  # quick (a socket shut down), and safe on the event loop
+        threading.Thread(target=self.slot.release, daemon=True, name="watch-slot").start()  # Redis: off the loop
+
+
+async def event_stream(stream, root: str, release: Release):
     """The watch's events as SSE, with keep-alive comments, until the watch ends or the client
     goes (Django cancels the response: the stream is closed, freeing the watch in the sandbox).
 
@@ -74,7 +93,7 @@ async def event_stream(stream, root: str, slot: limits.Slot):
     reports what it dropped as an `overflow` event)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(maxsize=settings.VIBEBOX_WS_QUEUE_MESSAGES)
-    stop = threading.Event()
+    stop = release.stop
 
     def hand_over(item) -> bool:
         if stop.is_set():
@@ -116,7 +135,11 @@ async def event_stream(stream, root: str, slot: limits.Slot):
         yield f": watching {root}\n\n"  # the watch is in place: headers and this go out at once
         while True:
             try:
-                data = await asyncio.wait_for(queue.get(), settings.VIBEBOX_SSE_KEEPALIVE_SECONDS)
+                # Not wait_for: before Python 3.12 it can swallow the cancellation Django sends
+                # when the client leaves, if an event arrives at that moment (the watch then
+                # went on, sending to nobody).
+                async with asyncio.timeout(settings.VIBEBOX_SSE_KEEPALIVE_SECONDS):
+                    data = await queue.get()
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
@@ -124,9 +147,25 @@ async def event_stream(stream, root: str, slot: limits.Slot):
             if data["type"] == "end":
                 return
     finally:
-        stop.set()
-        stream.close()  # quick (a socket shut down), and safe on the loop even while being cancelled
-        loop.run_in_executor(None, slot.release)
+        release()
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A streaming response that ends its watch when Django closes its iterator. Django cancels
+    a response whose client left; when that lands while it waits to send (not inside the events'
+    generator), it closes the iterator it got from here, but not the generators below: this one
+    releases the watch then, rather than whenever the garbage collector finds them."""
+
+    def __init__(self, events, release: Release):
+        super().__init__(events, content_type=EVENT_STREAM)
+        self._release = release
+
+    async def __aiter__(self):
+        try:
+            async for part in super().__aiter__():
+                yield part
+        finally:
+            self._release()
 
 
 class FileWatchView(APIView):
@@ -180,7 +219,10 @@ class FileWatchView(APIView):
         except BaseException:
             slot.release()
             raise
-        response = StreamingHttpResponse(event_stream(stream, query.path, slot), content_type=EVENT_STREAM)
+        release = Release(stream, slot)
+        events = event_stream(stream, query.path, release)
+        weakref.finalize(events, release)
+        response = EventStreamResponse(events, release)
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
         return response
