@@ -2,6 +2,7 @@
 // reported, a watch that outlives a pause and resume, one that ends with its directory, a callback
 // that throws, and the refusals.
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { before, describe, test } from 'node:test';
 
 import { AuthenticationError, CallbackError, FileNotFoundError, SandboxNotFoundError, ValidationError } from '../src/errors.js';
@@ -16,9 +17,9 @@ const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
 const HUNDRED = 'for i in $(seq 100); do echo $i > f$i; done';
 let sandbox: Sandbox;
 
-function transport(apiKey: string): Transport {
+function transport(apiKey: string, baseUrl = API_URL): Transport {
   return new Transport({
-    baseUrl: API_URL,
+    baseUrl,
     apiKey,
     timeout: 60_000,
     maxRetries: 2,
@@ -103,5 +104,43 @@ describe('files.watch', () => {
     await assert.rejects(outsider.watch('/workspace', () => undefined), SandboxNotFoundError);
     const nobody = new Files(transport('vb_live_nonsense'), () => sandbox.id);
     await assert.rejects(nobody.watch('/workspace', () => undefined), AuthenticationError);
+  });
+
+  test('a dropped connection is opened again, with an overflow (reconnect) event', async () => {
+    // A TCP relay to the server whose connections the test cuts: a network that drops.
+    const target = new URL(API_URL);
+    const sockets = new Set<net.Socket>();
+    let accepted = 0;
+    const relay = net.createServer((client) => {
+      accepted += 1;
+      const upstream = net.connect(Number(target.port), target.hostname);
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.on('error', () => undefined);
+        socket.on('close', () => sockets.delete(socket));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (relay.address() as net.AddressInfo).port;
+      const files = new Files(transport(API_KEY, `http://127.0.0.1:${port}`), () => sandbox.id);
+      const events: FileEvent[] = [];
+      const watch = await files.watch('/workspace', (event) => events.push(event));
+      await sandbox.exec('touch before.txt');
+      await waitFor(() => events.some((e) => e.path === '/workspace/before.txt'), { what: 'the first event' });
+      const opened = accepted;
+      for (const socket of sockets) socket.destroy();
+      const reconnect = (await waitFor(() => events.find((e) => e.reason === 'reconnect'), { what: 'the reconnect' })) as FileEvent;
+      assert.deepEqual([reconnect.type, reconnect.path], ['overflow', '/workspace']);
+      assert.ok(accepted > opened);
+      await sandbox.exec('touch after.txt');
+      await waitFor(() => events.some((e) => e.path === '/workspace/after.txt'), { what: 'an event after it' });
+      watch.stop();
+      assert.equal(await watch.done, 'stopped');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => relay.close(resolve));
+    }
   });
 });
