@@ -128,6 +128,9 @@ def test_websocket_refusals(api_client, api_key, create_sandbox, outsider, make_
         return async_to_sync(scenario)()
 
     assert close_code(base) == (False, 4401)
+    # Over HTTP it is a GET only: a HEAD would open a watch whose events nobody gets.
+    head = api_client.head(f"/api/v1/sandboxes/{sandbox_id}/files/watch")
+    assert head.status_code == 405 and head["Allow"] == "GET, OPTIONS"
     assert close_code(base, make_key(outsider)[1]) == (False, 4404)
     assert close_code("/ws/sandboxes/sbx_nope/files/watch", api_key[1]) == (False, 4404)
     assert close_code(base, no_read) == (False, 4403)

@@ -172,6 +172,8 @@ class FileWatchView(APIView):
     """GET …/files/watch with Accept: text/event-stream (the WebSocket form is a route of its own)."""
 
     required_scopes = {"GET": [SANDBOXES_READ]}
+    # No HEAD: it would open a watch whose events nobody gets, held until the client leaves.
+    http_method_names = ["get", "options"]
 
     def perform_content_negotiation(self, request, force=False):
         # The answer is an event stream or an error in the JSON envelope, whatever Accept says.
