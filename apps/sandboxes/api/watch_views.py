@@ -132,7 +132,8 @@ async def event_stream(stream, root: str, release: Release):
     thread = threading.Thread(target=pump, daemon=True, name="watch-sse")
     try:
         thread.start()
-        yield f": watching {root}\n\n"  # the watch is in place: headers and this go out at once
+        # The watch is in place: the headers and this go out at once (a CR would end the comment).
+        yield ": watching " + root.replace("\r", "\\r") + "\n\n"
         while True:
             try:
                 # Not wait_for: before Python 3.12 it can swallow the cancellation Django sends
