@@ -675,3 +675,7 @@ VIBEBOX_CONTEXT_RESULT_LIMIT = env_size("VIBEBOX_CONTEXT_RESULT_LIMIT", "8m")
 VIBEBOX_CONTEXT_RESULTS_LIMIT = env_size("VIBEBOX_CONTEXT_RESULTS_LIMIT", "16m")  # all of one execute's results
 VIBEBOX_CONTEXT_MAX_RESULTS = env_int("VIBEBOX_CONTEXT_MAX_RESULTS", 100)
 VIBEBOX_CONTEXT_MAX_PER_SANDBOX = env_int("VIBEBOX_CONTEXT_MAX_PER_SANDBOX", 16)
+
+# File watch over Server-Sent Events (GET /api/v1/sandboxes/{id}/files/watch; docs/api.md "File
+# watch"): a `: keep-alive` comment this often while nothing changes, so proxies keep it open.
+VIBEBOX_SSE_KEEPALIVE_SECONDS = env_duration("VIBEBOX_SSE_KEEPALIVE_SECONDS", "15s")

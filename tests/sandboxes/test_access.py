@@ -32,6 +32,7 @@ ENDPOINTS = [
     ("delete", "/api/v1/sandboxes/{id}/files/a.txt", "sandboxes:write"),
     ("post", "/api/v1/sandboxes/{id}/files/mkdir", "sandboxes:write"),
     ("post", "/api/v1/sandboxes/{id}/files/move", "sandboxes:write"),
+    ("get", "/api/v1/sandboxes/{id}/files/watch", "sandboxes:read"),
     *[("post", f"/api/v1/sandboxes/{{id}}/git/{action}", "sandboxes:write") for action in ("clone", "pull", "push")],
     *[("post", f"/api/v1/sandboxes/{{id}}/git/{action}", "sandboxes:write") for action in ("commit", "checkout")],
     *[("get", f"/api/v1/sandboxes/{{id}}/git/{action}", "sandboxes:read") for action in ("status", "diff", "log")],

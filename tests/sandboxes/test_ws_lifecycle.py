@@ -74,6 +74,10 @@ async def submission_log_midstream(comm):
     await receive_until(comm, lambda m: m.get("type") == "log")
 
 
+async def watch_midstream(comm):
+    assert await comm.receive_nothing(timeout=0.3)  # nothing changes in /workspace: no events
+
+
 async def nothing(comm):
     assert await comm.receive_nothing(timeout=0.3)
 
@@ -89,6 +93,7 @@ ROUTES = {
     ),
     "ws/sandboxes/<str:sandbox_id>/terminal": ("/ws/sandboxes/{sandbox}/terminal", terminal_midstream),
     "ws/sandboxes/<str:sandbox_id>/claude": ("/ws/sandboxes/{sandbox}/claude", nothing),
+    "ws/sandboxes/<str:sandbox_id>/files/watch": ("/ws/sandboxes/{sandbox}/files/watch", watch_midstream),
     "ws/v1/marketplace/submissions/<str:submission_id>/log": (
         "/ws/v1/marketplace/submissions/{submission}/log",
         submission_log_midstream,

@@ -19,7 +19,7 @@ from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-KINDS = ["logs", "exec", "process", "terminal", "activity", "claude"]
+KINDS = ["logs", "exec", "process", "terminal", "activity", "claude", "watch"]
 
 
 def path_for(kind: str, sandbox_id: str, process_id: str) -> str:
@@ -30,6 +30,7 @@ def path_for(kind: str, sandbox_id: str, process_id: str) -> str:
         "terminal": f"/ws/sandboxes/{sandbox_id}/terminal",
         "activity": "/ws/activity",
         "claude": f"/ws/sandboxes/{sandbox_id}/claude",
+        "watch": f"/ws/sandboxes/{sandbox_id}/files/watch",
     }[kind]
 
 

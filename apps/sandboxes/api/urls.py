@@ -14,6 +14,7 @@ from . import (
     pool_views,
     snapshot_views,
     views,
+    watch_views,
 )
 
 urlpatterns = [
@@ -47,6 +48,8 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/files", file_views.FilesView.as_view()),
     path("sandboxes/<str:sandbox_id>/files/mkdir", file_views.FileMkdirView.as_view(), {"path": "mkdir"}),
     path("sandboxes/<str:sandbox_id>/files/move", file_views.FileMoveView.as_view(), {"path": "move"}),
+    # File watch (SSE; the WebSocket is /ws/sandboxes/{id}/files/watch): before files/<path>, as mkdir and move.
+    path("sandboxes/<str:sandbox_id>/files/watch", watch_views.FileWatchView.as_view()),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
     # code contexts (issue 25)

@@ -116,6 +116,7 @@ def test_another_owners_sandbox_is_not_found(server, sandbox, outsider_key):
                 ("file_read", {"path": "anything"}),
                 ("file_list", {}),
                 ("file_delete", {"path": "anything"}),
+                ("watch_files", {"seconds": 1}),
                 ("git_status", {}),
                 ("env_get", {}),
                 ("env_set", {"variables": {"STOLEN": "1"}}),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from test_mcp_tools import EVERY_TOOL
 
 NODE_VERSION = "22.23.3"
 INSPECTOR_VERSION = "2.12.0"
@@ -105,7 +106,7 @@ def test_inspector_lists_the_tools(server, inspector):
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower(), done.stderr  # --strict: schemas portable to every client
     tools = {tool["name"]: tool for tool in json.loads(done.stdout)["tools"]}
-    assert len(tools) == 20 and {"sandbox_exec", "git_push", "sandbox_metrics"} <= set(tools)
+    assert set(tools) == EVERY_TOOL and {"sandbox_exec", "git_push", "sandbox_metrics"} <= set(tools)
     exec_tool = tools["sandbox_exec"]
     assert exec_tool["inputSchema"]["required"] == ["sandbox_id", "command"]
     assert exec_tool["outputSchema"]["properties"]["exit_code"]

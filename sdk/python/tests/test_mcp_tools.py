@@ -36,6 +36,7 @@ EVERY_TOOL = {
     "file_write",
     "file_list",
     "file_delete",
+    "watch_files",
     "git_clone",
     "git_status",
     "git_diff",
@@ -245,6 +246,10 @@ async def exercise_every_tool(client, vb: VibeBox) -> None:
         log = "git -C backup.git log --oneline main"
         mirrored = await call(client, "sandbox_exec", sandbox_id=sandbox_id, command=log)
         assert mirrored["stdout"].split("\n")[0].endswith("feat: app")
+
+        # A file watch for a moment: nothing changes, so no events, and it ends by its time.
+        watched = await call(client, "watch_files", sandbox_id=sandbox_id, path="work", seconds=1)
+        assert (watched["path"], watched["events"], watched["truncated"]) == ("/workspace/work", [], False)
 
         # Metrics: the dd below is in the workspace's size.
         await call(client, "sandbox_exec", sandbox_id=sandbox_id, command="head -c 2097152 /dev/zero > big.bin")

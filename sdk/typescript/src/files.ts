@@ -16,6 +16,7 @@ import { FileNotFoundError, ValidationError } from './errors.js';
 import { select, type Selection } from './glob.js';
 import { LONG, filePath, sandboxPath } from './paths.js';
 import { extractTar, fileChunks, tarChunks, tarSize } from './tar.js';
+import { FileWatch, type FileEvent, type WatchOptions } from './watch.js';
 import type { Call, RequestBody, Transport } from './transport.js';
 import type { Schemas } from './types.js';
 
@@ -399,6 +400,26 @@ export class Files {
       path: sandboxPath(this.sandboxId(), 'files', 'move'),
       json: { source, destination, overwrite: options.overwrite ?? false },
     });
+  }
+
+  /**
+   * Watches a directory (relative paths start at /workspace) for changes: `callback` gets each
+   * {@link FileEvent} (absolute paths). Resolves once the watch is in place; `stop()` ends it.
+   * The watch outlives a pause and resume of the sandbox, and opens itself again when its
+   * connection drops (then an `overflow` event with reason `reconnect`: rescan).
+   * @example
+   * ```ts
+   * const watch = await sandbox.files.watch('/workspace', (event) => console.log(event.type, event.path), {
+   *   recursive: true,
+   *   excludes: ['node_modules'],
+   * });
+   * await sandbox.exec('touch /workspace/a.txt');
+   * watch.stop();
+   * ```
+   */
+  async watch(remote: string, callback: (event: FileEvent) => unknown, options: WatchOptions = {}): Promise<FileWatch> {
+    const root = path.posix.resolve('/workspace', remote || '/workspace');
+    return FileWatch.start(this.transport, this.sandboxId(), root, callback, options);
   }
 
   private async sendFile(selection: Selection, options: UploadOptions): Promise<UploadResult> {

@@ -32,6 +32,7 @@ export { Terminal, type TerminalOptions } from './terminal.js';
 export { ExecResult, type ExecStatus } from './results.js';
 export { LogSubscription, type LogEntry, type LogFilter, type LogLevel, type LogOptions } from './logs.js';
 export { Files, type FileEntry, type UploadOptions, type UploadResult } from './files.js';
+export { FileWatch, type FileEvent, type WatchOptions } from './watch.js';
 export { Env, type EnvInput, type EnvValue } from './env.js';
 export * from './git.js';
 export { Packages, type InstallOptions, type Package, type PackageManager } from './packages.js';

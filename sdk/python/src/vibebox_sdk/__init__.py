@@ -9,6 +9,7 @@ sandbox.destroy()
 
 from .aio import AsyncBackgroundProcess, AsyncSandbox, AsyncVibeBox
 from .aio_streams import AsyncCommandStream, AsyncTerminal
+from .aio_watch import AsyncFileWatch
 from .client import VibeBox
 from .contexts import AsyncContext, AsyncContexts, Context, Contexts
 from .errors import (
@@ -141,6 +142,7 @@ from .preview import Port, PreviewUrl
 from .sandbox import BackgroundProcess, Sandbox
 from .streams import CommandStream, LogFollower, StreamEvent, Terminal
 from .version import VERSION as __version__
+from .watch import FileEvent, FileWatch
 from .webhooks import verify_webhook, webhook_secret_key
 
 __all__ = [
@@ -152,6 +154,7 @@ __all__ = [
     "AsyncCommandStream",
     "AsyncContext",
     "AsyncContexts",
+    "AsyncFileWatch",
     "AsyncMarketplace",
     "AsyncSandbox",
     "AsyncTerminal",
@@ -189,6 +192,8 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionResult",
     "FileEntry",
+    "FileEvent",
+    "FileWatch",
     "GitError",
     "GoneError",
     "Grant",

@@ -6,13 +6,17 @@ import asyncio
 import os
 import posixpath
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import archive, calls, errors
+from .aio_watch import AsyncFileWatch
 from .archive import Progress
+from .durations import Duration
 from .files import file_target, is_archive, total_size, upload_call
 from .models import FileEntry
+from .watch import FileEvent, watch_url
 
 if TYPE_CHECKING:
     from .aio import AsyncSandbox
@@ -94,3 +98,20 @@ class AsyncFiles:
 
     async def move(self, source: str, destination: str, *, overwrite: bool = False) -> dict[str, Any]:
         return await self._sandbox._send(calls.move(self._sandbox.id, source, destination, overwrite))
+
+    async def watch(
+        self,
+        path: str = "/workspace",
+        callback: Callable[[FileEvent], Any] | None = None,
+        *,
+        recursive: bool = True,
+        excludes: list[str] | None = None,
+        timeout: Duration | None = None,
+    ) -> AsyncFileWatch:
+        """Watches a directory for changes (see Files.watch): `callback` (plain or async) is called
+        from a task with each `FileEvent`; without one, `async for` the answer. `await .stop()`
+        ends it (also `async with`)."""
+        root = posixpath.normpath(posixpath.join("/workspace", path))
+        client = self._sandbox._client
+        url = watch_url(client.base_url, self._sandbox.id, root, recursive, excludes, timeout)
+        return await AsyncFileWatch.open(url, client.api_key, root, callback, timeout=timeout)

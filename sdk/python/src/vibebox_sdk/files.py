@@ -1,4 +1,4 @@
-"""`sandbox.files` (sync): list, read, write, upload, download, delete, mkdir, move.
+"""`sandbox.files` (sync): list, read, write, upload, download, delete, mkdir, move, watch.
 
 Relative sandbox paths start at `/workspace`.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,9 @@ import httpx
 
 from . import archive, calls, errors
 from .archive import Progress
+from .durations import Duration
 from .models import FileEntry
+from .watch import FileEvent, FileWatch, watch_url
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -163,3 +166,27 @@ class Files:
 
     def move(self, source: str, destination: str, *, overwrite: bool = False) -> dict[str, Any]:
         return self._send(calls.move(self._sandbox.id, source, destination, overwrite))
+
+    def watch(
+        self,
+        path: str = "/workspace",
+        callback: Callable[[FileEvent], Any] | None = None,
+        *,
+        recursive: bool = True,
+        excludes: list[str] | None = None,
+        timeout: Duration | None = None,
+    ) -> FileWatch:
+        """Watches a directory (relative paths start at /workspace) for changes: `callback` is
+        called from a background thread with each `FileEvent`; without one, iterate the answer.
+        The watch is in place when this returns; `.stop()` ends it (also `with`). `excludes`: glob
+        patterns left out (`node_modules`, `*.pyc`; with a `/`, a path below the directory).
+        `timeout`: end the watch after this long (default: until stopped). See vibebox_sdk.watch.
+
+            watch = sandbox.files.watch("/workspace", lambda e: print(e.type, e.path))
+            sandbox.exec("touch /workspace/a.txt")
+            watch.stop()
+        """
+        root = posixpath.normpath(posixpath.join("/workspace", path))
+        client = self._sandbox._client
+        url = watch_url(client.base_url, self._sandbox.id, root, recursive, excludes, timeout)
+        return FileWatch(url, client.api_key, root, callback, timeout=timeout)

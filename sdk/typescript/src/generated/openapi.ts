@@ -1298,6 +1298,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sandboxes/{sandbox_id}/files/watch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Watches a directory of a running sandbox and streams its changes as Server-Sent Events: one `data:` line of JSON per event (FileWatchEvent), `:` comment lines as keep-alives, and last an `end` event when the watch ends by itself (then the response ends). The watch is in place once the headers come. Events of one burst are coalesced; after an `overflow` event, rescan. The same stream is a WebSocket at /ws/sandboxes/{id}/files/watch (same query). Needs sandboxes:read. */
+        get: operations["sandboxes_files_watch"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sandboxes/{sandbox_id}/git/branches": {
         parameters: {
             query?: never;
@@ -3011,6 +3028,42 @@ export interface components {
             /** @description Octal permission bits, e.g. 0644. */
             mode: string | null;
         };
+        FileWatchEvent: {
+            /**
+             * @description `end` comes last, when the watch ended by itself (then `reason` says why).
+             *
+             *     * `chmod` - chmod
+             *     * `create` - create
+             *     * `end` - end
+             *     * `error` - error
+             *     * `overflow` - overflow
+             *     * `remove` - remove
+             *     * `rename` - rename
+             *     * `write` - write
+             */
+            type: components["schemas"]["FileWatchEventTypeEnum"];
+            /** @description Absolute, in the sandbox. */
+            path?: string;
+            isDir?: boolean;
+            /** @description When sandboxd saw it (RFC 3339, UTC). */
+            time?: string;
+            /** @description rename: the old path (absolute). */
+            from?: string;
+            /** @description overflow: queue, kernel, watch_limit or path_limit (events were lost: rescan). end: root_removed, root_moved, unmounted, timeout, sandbox_stopped or error. */
+            reason?: string;
+        };
+        /**
+         * @description * `chmod` - chmod
+         *     * `create` - create
+         *     * `end` - end
+         *     * `error` - error
+         *     * `overflow` - overflow
+         *     * `remove` - remove
+         *     * `rename` - rename
+         *     * `write` - write
+         * @enum {string}
+         */
+        FileWatchEventTypeEnum: "chmod" | "create" | "end" | "error" | "overflow" | "remove" | "rename" | "write";
         GitAuthRequest: components["schemas"]["GitTokenAuthRequest"] | components["schemas"]["GitSshAuthRequest"];
         GitAuthorRequest: {
             name: string;
@@ -13155,6 +13208,102 @@ export interface operations {
             };
             /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
             402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_files_watch: {
+        parameters: {
+            query?: {
+                /** @description Resume the sandbox first if it is paused (else 409 sandbox_paused). Resuming needs sandboxes:write: on a GET, a key without it gets 403 insufficient_scope. */
+                autoResume?: boolean;
+                /** @description Glob patterns left out (repeat the parameter; at most 64): without '/' matched against each name (node_modules, *.pyc), with '/' against the path below the root. */
+                exclude?: string[];
+                /** @description The directory (default /workspace); relative to /workspace. */
+                path?: string;
+                /** @description Its subdirectories too (default true). */
+                recursive?: boolean;
+                /** @description How long the watch lasts (a duration, default 1h). */
+                timeout?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["FileWatchEvent"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

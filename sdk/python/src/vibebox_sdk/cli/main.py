@@ -32,6 +32,7 @@ from . import (
     shell,
     snapshots,
     transfer,
+    watchcmd,
     webhooks,
 )
 from . import mcp as mcp_command
@@ -82,6 +83,7 @@ billing.register(app)
 marketplace.register(app)
 mcp_command.register(app)
 preview.register(app)
+watchcmd.register(app)
 
 
 def exit_code(error: errors.VibeBoxError) -> int:

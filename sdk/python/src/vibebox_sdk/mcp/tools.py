@@ -265,6 +265,40 @@ class FileDeleteOut(Output):
     deleted: bool
 
 
+WATCH_EVENTS_MAX = 10000
+
+
+class WatchFilesIn(Input):
+    sandbox_id: str = SandboxRef
+    path: str = Field("/workspace", description="The directory to watch; relative paths start at /workspace.")
+    seconds: float = Field(10, gt=0, le=300, description="How long to collect changes (at most 300).")
+    recursive: bool = Field(True, description="Its subdirectories too.")
+    excludes: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Glob patterns to leave out: 'node_modules', '*.pyc' (with a '/': a path below the directory).",
+    )
+    max_events: int = Field(1000, ge=1, le=WATCH_EVENTS_MAX, description="Stop early after this many events.")
+
+
+class WatchEventOut(Output):
+    type: str = Field(description="create, write, remove, rename, chmod or overflow (events lost: rescan).")
+    path: str = Field(description="Absolute, in the sandbox.")
+    is_dir: bool
+    time: str
+    from_path: str | None = Field(None, description="rename: the old path.")
+    reason: str | None = Field(None, description="overflow: why events were lost.")
+
+
+class WatchFilesOut(Output):
+    path: str
+    events: list[WatchEventOut]
+    truncated: bool = Field(description="max_events was reached before the time was up.")
+    ended: str | None = Field(
+        description="Why the watch ended early, if it did: root_removed, root_moved, unmounted, sandbox_stopped."
+    )
+
+
 REPO_DOC = "The repository's directory (default /repo); relative paths start at /workspace."
 
 
@@ -638,6 +672,35 @@ async def file_delete(client: AsyncVibeBox, args: FileDeleteIn) -> dict[str, Any
     return {"path": args.path, "deleted": True}
 
 
+async def watch_files(client: AsyncVibeBox, args: WatchFilesIn) -> dict[str, Any]:
+    """Collects the changes for `seconds` (the server ends the watch then), or until max_events."""
+    box = sandbox(client, args.sandbox_id)
+    events: list[dict[str, Any]] = []
+    truncated, ended = False, None
+    watch = await box.files.watch(
+        args.path, recursive=args.recursive, excludes=args.excludes or None, timeout=args.seconds
+    )
+    async with watch:
+        async for event in watch:
+            if event.type == "end":
+                ended = None if event.reason == "timeout" else event.reason
+                break
+            if len(events) == args.max_events:
+                truncated = True
+                break
+            events.append(
+                {
+                    "type": event.type,
+                    "path": event.path,
+                    "is_dir": event.is_dir,
+                    "time": event.time,
+                    "from_path": event.from_path,
+                    "reason": event.reason,
+                }
+            )
+    return {"path": watch.root, "events": events, "truncated": truncated, "ended": ended}
+
+
 def _token_auth(token: str | None) -> dict[str, Any] | None:
     return {"type": "token", "token": token} if token else None
 
@@ -877,6 +940,17 @@ TOOLS: list[ToolDef] = [
         file_delete,
         destructive=True,
         idempotent=True,
+    ),
+    ToolDef(
+        "watch_files",
+        "Watch for file changes",
+        "Watch a directory of the sandbox for `seconds` and return what changed meanwhile (created, written, "
+        "removed, renamed files), e.g. while a background process or dev server works. Returns after the time "
+        "is up (or max_events); an `overflow` event means some changes were lost: list the directory again.",
+        WatchFilesIn,
+        WatchFilesOut,
+        watch_files,
+        read_only=True,
     ),
     ToolDef(
         "git_clone",
