@@ -1,3 +1,4 @@
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,6 +13,7 @@ from apps.agents.mcp import endpoint as mcp_endpoint  # noqa: E402
 from apps.agents.mcp import is_mcp_path  # noqa: E402
 from apps.sandboxes.consumers.base import Refusal  # noqa: E402
 from apps.sandboxes.preview.routing import PreviewRouter  # noqa: E402
+from apps.sandboxes.preview.tokens import RedactTokens  # noqa: E402
 from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
@@ -52,6 +54,8 @@ class HttpRouter:
         else:
             await self.django_app(scope, receive, send)
 
+
+logging.getLogger("uvicorn.access").addFilter(RedactTokens())  # preview tokens are credentials
 
 # Preview URLs come first (apps/sandboxes/preview/routing.py): their requests (a preview host, or
 # /preview/<id>/<port>/) are the sandbox's, relayed as they stream, never seen by Django; the

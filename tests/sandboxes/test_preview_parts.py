@@ -1,6 +1,7 @@
 """Preview URLs' parts that need no sandbox: the /proc/net/tcp parser fed hostile text, the request
 matcher, the tokens, and a host-form id that matches two sandboxes when lowercased."""
 
+import logging
 import time
 
 import pytest
@@ -83,3 +84,23 @@ def test_a_host_form_id_that_two_sandboxes_share_when_lowercased_is_not_found(ow
     with pytest.raises(routing.Refused) as refused:
         routing.admit(scope, routing.match(scope))
     assert refused.value.status == 404 and refused.value.code == "preview_not_found"
+
+
+def test_the_servers_access_log_never_shows_a_preview_token():
+    import vibebox.asgi  # noqa: F401 (installs the filter on uvicorn's access logger)
+
+    logger = logging.getLogger("uvicorn.access")
+    path = f"/preview/sbx/3000/?a=1&{tokens.QUERY_PARAMETER}=sbx:3000:99:sig&b=2"
+    # uvicorn's own access-log call: the format and arguments it logs with
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", path, "1.1", 302),
+        None,
+    )
+    assert all(log_filter.filter(record) for log_filter in logger.filters)
+    line = record.getMessage()
+    assert "sig" not in line and f"?a=1&{tokens.QUERY_PARAMETER}=[redacted]&b=2" in line

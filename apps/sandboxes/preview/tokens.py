@@ -2,6 +2,8 @@
 server's secret (django.core.signing, a salt of its own). A token opens one port of one sandbox
 until it expires; the proxy turns it into a cookie of the same value."""
 
+import logging
+import re
 import time
 
 from django.core import signing
@@ -43,3 +45,16 @@ def token_expiry(token: str) -> int | None:
         return int(token.rsplit(":", 2)[1])
     except (IndexError, ValueError):
         return None
+
+
+_IN_QUERY = re.compile(rf"({QUERY_PARAMETER}=)[^&#\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """The server's access log shows each request's query string: a token there opens its port
+    to anyone who reads the log until it expires, so the line shows `vibebox_token=[redacted]`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and QUERY_PARAMETER in a for a in record.args):
+            record.args = tuple(_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
