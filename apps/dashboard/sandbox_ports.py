@@ -8,7 +8,6 @@ apps/sandboxes/preview (the same code as the REST endpoints).
 """
 
 import logging
-import time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.keys.actors import actor_of
 from apps.sandboxes import selectors
 from apps.sandboxes.models import Status
-from apps.sandboxes.preview import links, ports, services, tokens
+from apps.sandboxes.preview import links, ports, services
 from vibebox import exceptions as errors
 
 from .views import get_sandbox, sandbox_page
@@ -86,13 +85,9 @@ def sandbox_port_open(request, sandbox_id, port):
         port = ports.parse_port(port)
     except errors.ApplicationError:
         raise Http404("No such port.") from None
-    expires_at = int(time.time() + LINK_SECONDS)
-    token = tokens.token_make(sandbox_id=sandbox.pk, port=port, expires_at=expires_at)
-    if request.GET.get("form") == "path":
-        base = links.path_url(sandbox.pk, port, origin=request.build_absolute_uri("/"))
-    else:
-        base = links.host_url(sandbox.pk, port)
-    response = redirect(f"{base}?{tokens.QUERY_PARAMETER}={token}")
+    form = "path" if request.GET.get("form") == "path" else "host"
+    link = links.signed_url(sandbox.pk, port, form=form, seconds=LINK_SECONDS, origin=request.build_absolute_uri("/"))
+    response = redirect(link.url)
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "no-store"
     return response

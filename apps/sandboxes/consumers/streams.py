@@ -26,7 +26,10 @@ class Outbox:
                 return
             kind, payload = message
             try:
-                await asyncio.wait_for(self._send(kind, payload), settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as
+                # the send completes, and the pump would outlive its connection.
+                async with asyncio.timeout(settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS):
+                    await self._send(kind, payload)
             except TimeoutError:
                 self.dropped = True
                 await self.consumer.close(code=4008)  # too slow: dropped
@@ -44,7 +47,8 @@ class Outbox:
         if self.dropped:
             return False
         try:
-            await asyncio.wait_for(self.queue.put((kind, payload)), settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS)
+            async with asyncio.timeout(settings.VIBEBOX_WS_SLOW_CLIENT_SECONDS):
+                await self.queue.put((kind, payload))
             return True
         except TimeoutError:
             self.dropped = True
