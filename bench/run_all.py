@@ -39,6 +39,7 @@ def main() -> None:
         ["files.py"],
         ["terminal.py"],
         ["contexts.py"],
+        ["preview.py"],
         ["gateway.py"],
         ["sdk_typescript.py"],
         ["api_load.py"],

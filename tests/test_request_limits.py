@@ -13,7 +13,7 @@ from django.test import Client
 from apps.agents.models import AgentRun, AgentTask
 from apps.keys.models import ApiKey
 from apps.orgs.services import personal_org_ensure
-from apps.sandboxes.models import Sandbox
+from apps.sandboxes.models import CodeContext, Sandbox
 from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import sandbox_row
 from vibebox.api.parsers import JSONParser
@@ -57,6 +57,7 @@ def objects(owner, templates, api_key):
     member = org.memberships.get(user=owner)
     webhook = Webhook.objects.create(org=org, url="https://hooks.example/in", events=["*"], secret="x")
     delivery = Delivery.objects.create(webhook=webhook, event_id="evt_limits", event="webhook.test", payload={})
+    context = CodeContext.objects.create(sandbox=sandbox, language="python", cwd="/workspace")
     return {
         **{"sandbox_id": sandbox.id, "run_id": run.id, "task_id": task.id, "key_id": api_key[0].id},
         # A body is read before a role or team is looked up; a template is looked up first (a real one).
@@ -64,6 +65,7 @@ def objects(owner, templates, api_key):
         **{"webhook_id": webhook.id, "delivery_id": delivery.id},
         **{"submission_id": "sub_any", "version": "1.0.0"},  # the body is read before they are looked up
         **{"port": 3000},  # a preview port (PATCH …/ports/{port})
+        **{"context_id": context.id},  # a code context (its row; no kernel needed to refuse the body)
     }
 
 

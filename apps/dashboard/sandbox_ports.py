@@ -30,9 +30,8 @@ LINK_SECONDS = 3600  # a link from the tab works for an hour (the cookie it beco
 
 
 def _port_rows(request, sandbox) -> tuple[list[dict], str]:
-    """The tab's rows and a problem to show instead (sandboxd could not tell, not running...)."""
-    if sandbox.status != Status.RUNNING:
-        return [], ""
+    """The tab's rows (declared and public ports also while the sandbox is not running, as the API
+    lists them) and a problem to show instead (sandboxd could not tell)."""
     try:
         listed = ports.port_list(sandbox)
     except errors.ApplicationError as exc:

@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -154,14 +155,18 @@ def context_create(*, sandbox: Sandbox, language: str, cwd: str | None = None) -
     template = sandbox.template
     languages.check_supported(language, list(template.languages) or [template.language])
     require_running(sandbox)
-    if CodeContext.objects.filter(sandbox=sandbox).count() >= settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX:
-        raise errors.TooManyStreams(
-            f"A sandbox holds at most {settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX} code contexts; delete one.",
-            details={"limit": "contexts", "max": settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX},
-        )
     workdir = resolve_cwd(sandbox, cwd)
     _check_cwd(sandbox, workdir)
-    context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=workdir)
+    limit = settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX
+    with transaction.atomic():  # the sandbox's row locked: two creates at once cannot both take the last place
+        Sandbox.objects.select_for_update().filter(pk=sandbox.pk).exists()
+        current = CodeContext.objects.filter(sandbox=sandbox).count()
+        if current >= limit:
+            raise errors.TooManyStreams(
+                f"A sandbox holds at most {limit} code contexts; delete one.",
+                details={"kind": "contexts", "limit": limit, "current": current},
+            )
+        context = CodeContext.objects.create(sandbox=sandbox, language=language, cwd=workdir)
     try:
         _start_kernel(sandbox, context)
     except BaseException:

@@ -103,17 +103,21 @@ def host_addresses() -> set:
     at, found = _host_addresses
     if time.monotonic() - at < HOST_ADDRESSES_TTL:
         return found
-    found = set()
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        output = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, timeout=5).stdout
-        for line in output.splitlines():
-            fields = line.split()
-            for index, word in enumerate(fields[:-1]):
-                if word in ("inet", "inet6"):
-                    with contextlib.suppress(ValueError):
-                        found.add(ipaddress.ip_interface(fields[index + 1]).ip)
-    _host_addresses = (time.monotonic(), found)
-    return found
+    try:
+        output = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        # The last list known stays (an empty one would let the proxy reach the host); tried again soon.
+        logger.error("egress proxy: cannot list this host's addresses (`ip -o addr`): %s", exc)
+        return found
+    fresh = set()
+    for line in output.splitlines():
+        fields = line.split()
+        for index, word in enumerate(fields[:-1]):
+            if word in ("inet", "inet6"):
+                with contextlib.suppress(ValueError):
+                    fresh.add(ipaddress.ip_interface(fields[index + 1]).ip)
+    _host_addresses = (time.monotonic(), fresh)
+    return fresh
 
 
 def _operator_allowed(address) -> bool:

@@ -14,6 +14,7 @@ from apps.dashboard.rich import rich_item, rich_results, strip_ansi
 from apps.sandboxes import contexts, processes
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.preview import ports, tokens
+from apps.sandboxes.services import lifecycle
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -120,6 +121,11 @@ def test_ports_tab_lists_links_and_toggles_public(browser, sandbox):
     browser.post(f"/sandboxes/{sandbox.id}/ports/3000/public", {"public": "false"})
     sandbox.refresh_from_db()
     assert not ports.is_public(sandbox, 3000)
+
+    # Stopped, it listens on nothing, but its declared ports are still listed (as the API lists them).
+    lifecycle.sandbox_stop(sandbox=sandbox)
+    html = browser.get(f"/sandboxes/{sandbox.id}/ports").content.decode()
+    assert 'id="ports-not-running"' in html and 'data-port="8000"' in html and 'data-port="3000"' not in html
 
 
 @pytestmark_db

@@ -29,6 +29,9 @@ from .test_browser import PASSWORD, SET_PASSWORD, sign_in  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 
 
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
 @pytest.fixture(scope="module")
 def server():
     instance = f"prv{os.getpid()}"
@@ -123,3 +126,9 @@ def test_the_ports_tab_and_the_notebook(server, serving, context):
     frame = page.locator("#exec-output iframe[sandbox='']")
     expect(frame).to_have_count(1)
     expect(page.frame_locator("#exec-output iframe").locator("#t")).to_have_text("42")
+    # An image the kernel makes (bytes from _repr_png_, as matplotlib's figures) shows as a data: image.
+    page.locator("#notebook-code").fill(
+        f"import base64\nclass P:\n    def _repr_png_(self):\n        return base64.b64decode('{PNG_1PX}')\nP()"
+    )
+    page.locator("#notebook-run").click()
+    expect(page.locator('#exec-output img[src^="data:image/png;base64,"]')).to_have_count(1)

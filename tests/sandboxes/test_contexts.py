@@ -146,7 +146,7 @@ def test_interrupt_keeps_state_restart_loses_it_delete(api_client, python):
     thread.join(30)
     assert answers["loop"]["error"]["name"] == "KeyboardInterrupt"
     assert main_text(run(api_client, python, cid, "kept")) == "'yes'"
-    assert int(main_text(run(api_client, python, cid, "n"))) >= 0  # kept
+    assert int(main_text(run(api_client, python, cid, "n"))) >= 0  # the loop's variable survived (a NameError fails)
 
     # a timeout interrupts too, the state stays
     answer = run(api_client, python, cid, "while True: pass", timeout=1)
@@ -201,6 +201,14 @@ def test_flooding_output_and_hostile_answers_are_capped(api_client, python, sett
     assert hostile["truncated"] is True and hostile["error"] is None
     assert "z" * 100 not in hostile["stdout"]
     assert main_text(run(api_client, python, cid, "1")) == "1"
+    # a sandbox holds so many contexts: the next is refused with the streams' error shape
+    settings.VIBEBOX_CONTEXT_MAX_PER_SANDBOX = 1
+    refused = create(api_client, python, expect=429)["error"]
+    assert refused["code"] == "too_many_streams" and refused["details"] == {
+        "kind": "contexts",
+        "limit": 1,
+        "current": 1,
+    }
 
 
 def test_javascript_context(api_client, create_sandbox):

@@ -174,6 +174,31 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
         body = bytes(range(256)) * 4096  # 1 MiB
         echoed = _get(live, f"{path_app}/echo", cookie=path_cookie, method="POST", content=body)
         assert echoed.status_code == 200 and echoed.content == body
+        # A page of another origin (a sibling preview is the same site; a sandboxed page is "null")
+        # may not send an unsafe request with the visitor's cookie; the app's own pages may, reads pass.
+        app_host = _host(sandbox_id, APP_PORT, live)
+        for foreign in (f"http://{_host('sbxsibling', APP_PORT, live)}", "null"):
+            crossed = _get(
+                live,
+                "/echo",
+                host=app_host,
+                cookie=app_cookie,
+                method="POST",
+                content=b"x",
+                headers={"Origin": foreign},
+            )
+            assert crossed.status_code == 403 and crossed.headers["x-vibebox-preview-error"] == "preview_cross_origin"
+        own = _get(
+            live,
+            "/echo",
+            host=app_host,
+            cookie=app_cookie,
+            method="POST",
+            content=b"x",
+            headers={"Origin": f"http://{app_host}"},
+        )
+        assert own.status_code == 200 and own.content == b"x"
+        assert _get(live, "/headers", host=app_host, cookie=app_cookie, headers={"Origin": "null"}).status_code == 200
         with httpx.stream(
             "GET", live + "/sse", headers={"Host": _host(sandbox_id, APP_PORT, live), "Cookie": app_cookie}, timeout=60
         ) as events:
@@ -200,6 +225,15 @@ def test_servers_in_a_sandbox_through_both_forms(api_client, api_key, create_san
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=30)
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4321, "by the app")
+        with pytest.raises(InvalidStatus) as crossed_ws:
+            connect(
+                f"ws://{app_host}/ws",
+                sock=socket.create_connection(("127.0.0.1", port)),
+                additional_headers={"Cookie": app_cookie},
+                origin="http://elsewhere.preview.localhost",
+                open_timeout=30,
+            )
+        assert crossed_ws.value.response.headers["X-VibeBox-Preview-Error"] == "preview_cross_origin"
         token = _token(api_client, sandbox_id, APP_PORT, form="path")["token"]
         with connect(f"ws://127.0.0.1:{port}{path_app}/ws?vibebox_token={token}", open_timeout=30) as ws:
             ws.send("through the path form")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import SimpleNamespace
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -193,6 +193,28 @@ def _session_may_read(scope, sandbox: Sandbox) -> bool:
     return True
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_origin(scope) -> bool:
+    """A request that may change things (an unsafe method, a WebSocket) sent by a page of another
+    origin. Every preview host is the same site as its siblings (and often as the dashboard), so
+    SameSite=Lax cookies go with such requests: a public preview could otherwise drive a private one
+    with its visitor's cookie. Browsers send Origin on all of these; a client that sends none is not
+    a page being abused."""
+    if scope["type"] == "http" and scope.get("method", "GET") in SAFE_METHODS:
+        return False
+    headers = dict(scope.get("headers") or [])
+    origin = headers.get(b"origin")
+    if origin is None:
+        return False
+    own = headers.get(b"host", b"").decode("latin-1").lower()
+    try:
+        return urlsplit(origin.decode("latin-1")).netloc.lower() != own  # "null" (a sandboxed page) included
+    except ValueError:
+        return True
+
+
 def _cookie_for(target: Target, token: str, *, secure: bool) -> str:
     expires = tokens.token_expiry(token) or 0
     max_age = max(0, int(expires - time.time()))
@@ -256,6 +278,14 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
                 "(GET /api/v1/sandboxes/{id}/ports/{port}/url), sign in to the dashboard (path form), "
                 "or make the port public.",
                 4401,
+            )
+        if _cross_origin(scope):
+            raise Refused(
+                403,
+                "preview_cross_origin",
+                "A page of another origin may not send this to a private port with your cookie or session "
+                "(a sibling preview host is the same site). Use the port's own pages, a token, or make it public.",
+                4403,
             )
 
     if set_cookie is not None and redirect:

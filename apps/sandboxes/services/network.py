@@ -130,13 +130,29 @@ def network_reconcile() -> int:
     firewall reload, a crash, a container that died): the reconcile pass. Answers how many."""
     if not firewall_available():
         return 0
-    wanted = []
+    before = _restricted()
+    get_driver().egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
+    # A PATCH or a start that landed while the pass ran wrote its row before setting its rules,
+    # which the pass may just have overwritten with what it read: set those once more now.
+    after = _restricted()
+    for pk in before.keys() | after.keys():
+        if pk not in after or pk not in before or after[pk][1] != before[pk][1]:
+            sandbox = (after.get(pk) or before[pk])[0]
+            try:
+                network_apply(sandbox)
+            except errors.ApplicationError as exc:
+                logger.warning("egress rules of %s not set again: %s", sandbox.id, exc.message)
+    return len(before)
+
+
+def _restricted() -> dict[str, tuple[Sandbox, EgressRules]]:
+    """The sandboxes holding an address whose policy the kernel must enforce, with their rules."""
+    found = {}
     for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS).select_related("org"):
         rules = rules_for(sandbox)
         if rules is not None:
-            wanted.append((sandbox.container_name, rules))
-    get_driver().egress_rules_replace_all(network_name(), wanted)
-    return len(wanted)
+            found[sandbox.pk] = (sandbox, rules)
+    return found
 
 
 def firewall_available() -> bool:

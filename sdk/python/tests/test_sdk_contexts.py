@@ -91,12 +91,16 @@ def test_interrupt_stops_running_code_and_keeps_state(sandbox: Sandbox) -> None:
     ctx = sandbox.contexts.create(language="python")
     ctx.run("kept = 'yes'")
     outcome: dict = {}
-    running = threading.Thread(target=lambda: outcome.setdefault("run", ctx.run("import time\ntime.sleep(120)")))
+    code = "import time\nopen('/tmp/sleeping', 'w').close()\ntime.sleep(120)"
+    running = threading.Thread(target=lambda: outcome.setdefault("run", ctx.run(code)))
     running.start()
+    # "busy" starts before the kernel runs the code, and a kernel between cells ignores the
+    # interrupt: wait for the code itself to say it runs
     deadline = time.monotonic() + 60
-    while ctx.refresh().status != "busy":
-        assert time.monotonic() < deadline, "the context never became busy"
+    while sandbox.exec("test -f /tmp/sleeping").exit_code != 0:
+        assert time.monotonic() < deadline, "the code never started"
         time.sleep(0.1)
+    assert ctx.refresh().status == "busy"
     ctx.interrupt()
     running.join(60)
     assert not running.is_alive()

@@ -430,6 +430,11 @@ export class ServiceUnavailableError extends ServerError {
   static override defaultCode = 'runtime_unavailable';
 }
 
+/** 503: this server cannot enforce egress policies (its firewall is off or iptables is missing): only internet on with no lists is possible. @example `await sandbox.setNetwork({ internet: true, allow: [], deny: [] })` */
+export class EgressUnavailableError extends ServiceUnavailableError {
+  static override defaultCode = 'egress_unavailable';
+}
+
 /**
  * 503: the template's image is not built on this server, or its build failed (`details.buildState`
  * is `failed`; `vb.templates()` shows `buildMessage`).
@@ -822,6 +827,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   context_not_found: ContextNotFoundError,
   context_dead: ContextDeadError,
   invalid_port: InvalidPortError,
+  egress_unavailable: EgressUnavailableError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {

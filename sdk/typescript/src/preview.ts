@@ -71,7 +71,7 @@ export function withoutQuery(url: string): string {
   return url.split('#', 1)[0]!.split('?', 1)[0]!;
 }
 
-/** @internal The requests behind `sandbox.ports()`, `.previewUrl()`, `.setPortPublic()`. */
+/** @internal The requests behind `sandbox.ports()`, `.previewUrl()`, `.setPortPublic()`. @example `await sandbox.ports() // through PreviewCalls.ports()` */
 export class PreviewCalls {
   constructor(
     private readonly transport: Transport,

@@ -750,7 +750,8 @@ export class Sandbox {
 
   /**
    * The host-form preview URL of `port` (`http://3000-sbx_….preview.localhost:8000/`), without a
-   * token: it answers a preview cookie, the owner's session, or anyone once the port is public.
+   * token: it answers a preview cookie (from a signed link), or anyone once the port is public (the
+   * owner's dashboard session opens the path form only).
    * @example
    * ```ts
    * console.log(await sandbox.getHost(3000));

@@ -11,7 +11,7 @@ export type Schemas = components['schemas'];
 
 /** A sandbox as the server describes it. @example `console.log(sandbox.info.status)` */
 export type SandboxInfo = Schemas['Sandbox'];
-/** A sandbox's egress policy as the server answers it: `internet`, `allow`, `deny`, `proxied` (docs/api.md, "Network policy"). */
+/** A sandbox's egress policy as the server answers it: `internet`, `allow`, `deny`, `proxied` (docs/api.md, "Network policy"). @example `const policy: NetworkPolicy = await sandbox.getNetwork()` */
 export type NetworkPolicy = Schemas['Network'];
 /**
  * Egress policy keys to set, at create or with `sandbox.setNetwork()`: entries are domains, `*.domain`, IPs or CIDRs.

@@ -642,6 +642,13 @@ class ContextDeadError(ConflictError):
     default_code = "context_dead"
 
 
+class EgressUnavailableError(ServiceUnavailableError):
+    """503: this server cannot enforce egress policies (its firewall is off or iptables is missing):
+    only internet on with no lists is possible."""
+
+    default_code = "egress_unavailable"
+
+
 _BY_CODE: dict[str, type[VibeBoxError]] = {
     "not_authenticated": AuthenticationError,
     "invalid_api_key": AuthenticationError,
@@ -727,6 +734,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "invalid_port": InvalidPortError,
     "context_not_found": ContextNotFoundError,
     "context_dead": ContextDeadError,
+    "egress_unavailable": EgressUnavailableError,
 }
 
 _BY_STATUS: dict[int, type[VibeBoxError]] = {

@@ -464,8 +464,9 @@ class Sandbox:
 
     def get_host(self, port: int) -> str:
         """The host-form preview URL of `port` (`http://3000-sbx_….preview.localhost:8000/`), without
-        a token: it answers a client holding a preview cookie, the owner's session, or anyone once
-        the port is public. `preview_url(port).url` is the link to hand to a browser."""
+        a token: it answers a client holding a preview cookie (from a signed link), or anyone once the
+        port is public (the owner's dashboard session opens the path form only).
+        `preview_url(port).url` is the link to hand to a browser."""
         return self.preview_url(port, form="host").base_url
 
     def set_port_public(self, port: int, public: bool = True) -> Port:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
 
-from ..watch import FileEvent
+from ..watch import FileEvent, FileWatch
 from . import output
 from .common import check_duration, get_sandbox
+
+STOP_SECONDS = 5.0
 
 
 def describe(event: FileEvent) -> str:
@@ -42,6 +47,7 @@ def watch(
     box = get_sandbox(sandbox)
     try:
         with box.files.watch(path, recursive=not no_recursive, excludes=exclude, timeout=timeout) as changes:
+            _stop_on_ctrl_c(changes)
             output.note(f"watching {changes.root} in {box.name or box.id} (Ctrl-C stops)")
             for event in changes:
                 if json:
@@ -53,6 +59,22 @@ def watch(
                     sys.stdout.flush()
     except KeyboardInterrupt:
         return
+
+
+def _stop_on_ctrl_c(changes: FileWatch) -> None:
+    """Ctrl-C stops the watch from another thread, which ends the loop cleanly: a KeyboardInterrupt
+    raised inside the WebSocket library's receive could leave its closing handshake stuck. Should
+    stopping take longer than a few seconds, the command exits anyway (130, as for Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupted(signum, frame) -> None:
+        threading.Thread(target=changes.stop, daemon=True).start()
+        deadline = threading.Timer(STOP_SECONDS, os._exit, args=(130,))
+        deadline.daemon = True
+        deadline.start()
+
+    signal.signal(signal.SIGINT, interrupted)
 
 
 def register(app: typer.Typer) -> None:

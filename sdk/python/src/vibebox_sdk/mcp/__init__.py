@@ -1,10 +1,12 @@
 """VibeBox's MCP server: one set of tools, served over Streamable HTTP or stdio.
 
 Needs the `mcp` extra (`pip install 'vibebox-sdk[mcp]'`). The tools (sandbox_create, sandbox_list,
-sandbox_info, sandbox_destroy, sandbox_exec, sandbox_run_code, file_read, file_write, file_list,
-file_delete, git_clone, git_status, git_diff, git_commit, git_push, env_get, env_set,
-sandbox_metrics) call VibeBox's REST API through an `AsyncVibeBox`, so the server's scopes and
-owner checks apply to every call; API errors come back as tool errors (`isError`, with the text
+sandbox_info, sandbox_destroy, sandbox_exec, sandbox_run_code (a one-shot snippet in a fresh
+interpreter), run_code (a stateful code context: variables stay between calls, images come back as
+image content), file_read, file_write, file_list, file_delete, watch_files, git_clone, git_status,
+git_diff, git_commit, git_push, env_get, env_set, sandbox_metrics, and the others in tools.TOOLS)
+call VibeBox's REST API through an `AsyncVibeBox`, so the server's scopes and owner checks apply
+to every call; API errors come back as tool errors (`isError`, with the text
 `{"error": {"code", "message", "details", ...}}`), never as protocol errors.
 
 Served by VibeBox itself at `/mcp` (API key in `Authorization: Bearer` or `X-API-Key`), and by

@@ -35,13 +35,16 @@ ClientFactory = Callable[[Request | None], AsyncVibeBox | Awaitable[AsyncVibeBox
 INSTRUCTIONS = (
     "VibeBox runs isolated Linux sandboxes. Create one with sandbox_create (or list yours with sandbox_list), "
     "then work in it with the sandbox_id it returns: sandbox_exec runs commands, sandbox_run_code runs "
-    "snippets, file_* move files, git_* work on repositories, env_* hold environment variables. Files live "
-    "under /workspace (relative paths start there). Destroy sandboxes you no longer need with sandbox_destroy. "
+    "one-shot snippets, run_code runs code in a stateful context (variables persist between calls; charts "
+    "come back as images), file_* move files, watch_files reports changes, git_* work on repositories, "
+    "env_* hold environment variables. Files live under /workspace (relative paths start there). "
+    "Destroy sandboxes you no longer need with sandbox_destroy. "
     "Errors come back as tool results with a stable code, e.g. sandbox_not_found or insufficient_scope."
 )
 SCOPED_INSTRUCTIONS = (
     "These tools work in one VibeBox sandbox (a Linux container; your files live under /workspace, relative "
-    "paths start there): sandbox_exec runs commands, sandbox_run_code runs snippets, file_* move files, git_* "
+    "paths start there): sandbox_exec runs commands, sandbox_run_code runs one-shot snippets, run_code runs "
+    "code in a stateful context (variables persist; charts come back as images), file_* move files, git_* "
     "work on repositories, env_* hold environment variables, sandbox_info and sandbox_metrics describe it. "
     "Errors come back as tool results with a stable code."
 )

@@ -515,7 +515,21 @@ class CodeResultOut(Output):
     text: str | None = Field(None, description="text/plain.")
     html: str | None = Field(None, description="text/html (e.g. a DataFrame's table).")
     markdown: str | None = None
-    json_data: Any = Field(None, description="application/json.")
+    json_data: Any = Field(
+        None,
+        description="application/json: any JSON value.",
+        # a bare Any is `{}` in the schema, which strict clients warn accepts anything unsaid
+        json_schema_extra={
+            "anyOf": [
+                {"type": "object", "additionalProperties": True},
+                {"type": "array"},
+                {"type": "string"},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        },
+    )
     svg: str | None = None
     image: str | None = Field(None, description="The image's MIME type; the image itself is an image content block.")
 
