@@ -18,7 +18,6 @@ import functools
 import os
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -156,16 +155,6 @@ def label_routes(routes: list) -> list:
     for route in routes:
         route.callback = _Routed(route.callback, str(route.pattern))
     return routes
-
-
-@contextmanager
-def timed(histogram):
-    """Observes the block's duration on `histogram` (a labelled child), also when it raises."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        histogram.observe(time.perf_counter() - started)
 
 
 def mark_process_dead(pid: int | None = None) -> None:
