@@ -107,6 +107,7 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 UNMATCHED = "unmatched"
+STATIC = "static"
 
 if _MULTIPROC_DIR:
     # A process that exits (a uvicorn worker, the gateway) drops its live gauges itself; one that is
@@ -122,10 +123,12 @@ def multiprocess_dir() -> str:
 
 def route_of(request) -> str:
     """The URL pattern that served `request` (e.g. `api/v1/sandboxes/<str:sandbox_id>`), the same
-    for every id; `unmatched` when none did (a 404 of an unknown path, a request refused before
-    URL resolution). Never the raw path: label values stay bounded."""
+    for every id; `static` for a static file; `unmatched` when none did (a 404 of an unknown
+    path, a request refused before URL resolution). Never the raw path: label values stay bounded."""
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None) if match is not None else None
+    if not route and request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return STATIC  # WhiteNoise answers static files before URL resolution
     return route or UNMATCHED
 
 

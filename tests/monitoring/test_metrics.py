@@ -179,6 +179,14 @@ def test_a_thousand_ids_make_one_route_label(web, api_client):
 
 
 @pytest.mark.django_db
+def test_static_files_are_one_route(web):
+    labels = {"route": "static", "method": "GET", "status": "200"}
+    before = value(scrape(web), "vibebox_http_requests_total", **labels) or 0
+    assert web.get("/static/css/vibebox.css").status_code == 200
+    assert value(scrape(web), "vibebox_http_requests_total", **labels) == before + 1
+
+
+@pytest.mark.django_db
 def test_methods_are_bounded_too(web):
     labels = {"route": "healthz", "method": "other", "status": "200"}
     before = value(scrape(web), "vibebox_http_requests_total", **labels) or 0
