@@ -679,3 +679,20 @@ VIBEBOX_CONTEXT_MAX_PER_SANDBOX = env_int("VIBEBOX_CONTEXT_MAX_PER_SANDBOX", 16)
 # File watch over Server-Sent Events (GET /api/v1/sandboxes/{id}/files/watch; docs/api.md "File
 # watch"): a `: keep-alive` comment this often while nothing changes, so proxies keep it open.
 VIBEBOX_SSE_KEEPALIVE_SECONDS = env_duration("VIBEBOX_SSE_KEEPALIVE_SECONDS", "15s")
+
+# Metrics (GET /metrics, Prometheus text format; apps/monitoring, docs/monitoring.md "Metrics").
+# With a token, scrapers send `Authorization: Bearer <token>` (else 401); without one, only loopback
+# clients are answered (else 403). Every process records into PROMETHEUS_MULTIPROC_DIR (an
+# environment variable read by prometheus_client itself; `make run` sets and clears it).
+INSTALLED_APPS += ["apps.monitoring"]  # a tier above webhooks, below the dashboard)
+MIDDLEWARE.insert(0, "vibebox.metrics.HttpMetricsMiddleware")  # first: it times the whole chain
+VIBEBOX_METRICS_TOKEN = env_str("VIBEBOX_METRICS_TOKEN", "")
+# Per-sandbox series (vibebox_sandbox_cpu_seconds_total, _memory_bytes, _disk_bytes) carry a
+# `sandbox` label while this is on and at most VIBEBOX_METRICS_PER_SANDBOX_MAX sandboxes are
+# metered (running, paused, stopped); otherwise the label is "" and series are per template.
+VIBEBOX_METRICS_PER_SANDBOX = env_bool("VIBEBOX_METRICS_PER_SANDBOX", True)
+VIBEBOX_METRICS_PER_SANDBOX_MAX = env_int("VIBEBOX_METRICS_PER_SANDBOX_MAX", 1000)
+# How long a scrape waits for the engine's and Redis's answers (then reports them down).
+VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 0.5)
+# vibebox_build_info's version label; empty: the API version and the checkout's commit.
+VIBEBOX_VERSION = env_str("VIBEBOX_VERSION", "")
