@@ -51,8 +51,18 @@ def timeseries(title: str, queries: list[tuple[str, str]], *, unit: str = "short
     }
 
 
-def stat(title: str, expr: str, *, unit: str = "short", legend: str = "", thresholds=None, description: str = ""):
-    """One number (the query's last value). thresholds: [(value or None, color)], ascending."""
+def stat(
+    title: str,
+    expr: str,
+    *,
+    unit: str = "short",
+    legend: str = "",
+    thresholds=None,
+    description: str = "",
+    text: str = "auto",
+):
+    """One number (the query's last value; text="name": the series' legend instead, e.g. a version).
+    thresholds: [(value or None, color)], ascending."""
     steps = [{"value": value, "color": color} for value, color in (thresholds or [(None, "green")])]
     return {
         "type": "stat",
@@ -68,7 +78,7 @@ def stat(title: str, expr: str, *, unit: str = "short", legend: str = "", thresh
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "background",
             "graphMode": "none",
-            "textMode": "auto",
+            "textMode": text,
         },
     }
 
@@ -226,7 +236,7 @@ def overview() -> dict:
                     unit="s",
                     thresholds=[(None, "green"), (0.1, "orange")],
                 ),
-                stat("Version", "vibebox_build_info", legend="{{version}}"),
+                stat("Version", "vibebox_build_info", legend="{{version}}", text="name"),
             ],
             [
                 timeseries("Sandboxes by state", [("sum by (state) (vibebox_sandboxes)", "{{state}}")]),
