@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.waiting import wait_for
+from tests.waiting import WaitTimeout, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -191,6 +191,20 @@ def value(prometheus_url: str, promql: str) -> float | None:
         return None
     assert len(result) == 1, (promql, result)
     return float(result[0]["value"][1])
+
+
+def wait_value(prometheus_url: str, promql: str, expected: float, *, timeout: float = 60) -> None:
+    """Waits until `promql` answers `expected` (scrapes and evaluations come every second)."""
+    seen = []
+
+    def check() -> bool:
+        seen.append(value(prometheus_url, promql))
+        return seen[-1] == expected
+
+    try:
+        wait_for(check, timeout=timeout, interval=0.25, what=promql)
+    except WaitTimeout:
+        raise WaitTimeout(f"{promql}: waited {timeout:g} s for {expected}, last {seen[-1]}") from None
 
 
 class WebhookReceiver:

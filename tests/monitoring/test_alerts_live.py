@@ -37,11 +37,7 @@ def test_engine_down_fires_through_alertmanager_to_the_webhook_receiver(tmp_path
                 fors={"VibeBoxEngineDown": "2s"},
             )
             with prom.prometheus(config) as prometheus_url:
-                wait_for(
-                    lambda: prom.value(prometheus_url, 'up{job="vibebox"}') == 1,
-                    timeout=60,
-                    what="the VibeBox target up",
-                )
+                prom.wait_value(prometheus_url, 'up{job="vibebox"}', 1)
                 assert prom.value(prometheus_url, "vibebox_engine_up") == 0
                 assert prom.value(prometheus_url, "vibebox_redis_up") == 1
                 alerts = wait_for(

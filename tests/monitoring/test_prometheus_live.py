@@ -31,10 +31,6 @@ def call(url: str, secret: str, method: str, path: str, body: dict | None = None
         return response.status, json.load(response)
 
 
-def counted(prometheus_url: str, promql: str, expected: float) -> bool:
-    return prom.value(prometheus_url, promql) == expected
-
-
 def test_prometheus_counts_what_the_api_did_and_runs_every_rule_and_panel(
     tmp_path, api_key, templates, cleanup_sandbox_ids
 ):
@@ -46,7 +42,7 @@ def test_prometheus_counts_what_the_api_did_and_runs_every_rule_and_panel(
         config = prom.prometheus_config(tmp_path, vibebox=url.removeprefix("http://"), token_file=token_file)
         with prom.prometheus(config) as prometheus_url:
             # The scrape works with the token from the file (without it /metrics answers 401).
-            wait_for(lambda: counted(prometheus_url, 'up{job="vibebox"}', 1), timeout=60, what="the VibeBox target up")
+            prom.wait_value(prometheus_url, 'up{job="vibebox"}', 1)
             assert prom.value(prometheus_url, "vibebox_engine_up") == 1
             assert prom.value(prometheus_url, "vibebox_redis_up") == 1
             assert prom.value(prometheus_url, "count(vibebox_build_info)") == 1
@@ -77,11 +73,7 @@ def test_prometheus_counts_what_the_api_did_and_runs_every_rule_and_panel(
                 'sum(vibebox_sandboxes{state="running"})': CREATES,
             }
             for promql, count in expected.items():
-                wait_for(
-                    lambda promql=promql, count=count: counted(prometheus_url, promql, count),
-                    timeout=60,
-                    what=f"{promql} == {count} (now {prom.value(prometheus_url, promql)})",
-                )
+                prom.wait_value(prometheus_url, promql, count)
 
             # Every rule has been evaluated (1 s groups) and none failed.
             def evaluated_rules():
@@ -89,16 +81,11 @@ def test_prometheus_counts_what_the_api_did_and_runs_every_rule_and_panel(
                 rules = [rule for group in groups for rule in group["rules"]]
                 return rules if rules and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules) else []
 
-            wait_for(lambda: evaluated_rules() and prom.get_json(f"{prometheus_url}/api/v1/rules"), timeout=60)
-            rules = evaluated_rules()
+            rules = wait_for(evaluated_rules, timeout=60, what="every rule evaluated")
             assert len(rules) == len(prom.rule_expressions())
             assert [r["name"] for r in rules if r["health"] != "ok"] == [], [r.get("lastError") for r in rules]
-            # The SLIs have values now: the API answered no 5xx, every exec ran.
-            wait_for(
-                lambda: counted(prometheus_url, 'slo:sli_error:ratio_rate5m{slo="api_availability"}', 0),
-                timeout=60,
-                what="the api_availability SLI",
-            )
+            # The api_availability SLI has a value now: the API answered no 5xx.
+            prom.wait_value(prometheus_url, 'slo:sli_error:ratio_rate5m{slo="api_availability"}', 0)
 
             queries = {**prom.rule_expressions(), **prom.panel_queries()}
             failed = {}
@@ -107,5 +94,14 @@ def test_prometheus_counts_what_the_api_did_and_runs_every_rule_and_panel(
                 if answer["status"] != "success":
                     failed[where] = (expr, answer.get("error"))
             assert not failed, failed
-            # ... and the dashboards' main panels show what happened.
-            assert prom.value(prometheus_url, prom.fill_variables('sum(vibebox_sandboxes{state="running"})')) == CREATES
+            # ... and the panels show what happened.
+            running = panel_query("overview.json", "Running sandboxes")
+            assert prom.value(prometheus_url, running) == CREATES, running
+            by_outcome = prom.query(prometheus_url, panel_query("exec.json", "Execs / s by kind and outcome"))
+            assert {"kind": "exec", "outcome": "ok"} in [series["metric"] for series in by_outcome["data"]["result"]]
+
+
+def panel_query(dashboard: str, title: str) -> str:
+    """The (first) query of the panel titled `title`, its variables filled in as Grafana would."""
+    panel = next(p for p in prom.dashboards()[dashboard]["panels"] if p["title"] == title)
+    return prom.fill_variables(panel["targets"][0]["expr"])
