@@ -84,14 +84,22 @@ def stat(
 
 
 def table(title: str, queries: list[tuple[str, str]], *, unit: str = "short", description: str = ""):
-    """Instant queries as a table, one row per series."""
+    """Instant queries as a table, one row per series, the values' columns named by the legends."""
     panel = timeseries(title, queries, unit=unit, description=description)
     panel["type"] = "table"
     for target in panel["targets"]:
         target.update({"instant": True, "range": False, "format": "table"})
     panel["fieldConfig"]["defaults"].pop("custom")
     panel["options"] = {"showHeader": True}
-    panel["transformations"] = [{"id": "merge", "options": {}}]
+    # Grafana names a table query's value column "Value", or "Value #<refId>" with several queries.
+    if len(queries) == 1:
+        names = {"Value": "value"}
+    else:
+        names = {f"Value #{target['refId']}": target["legendFormat"] for target in panel["targets"]}
+    panel["transformations"] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": names}},
+    ]
     return panel
 
 
