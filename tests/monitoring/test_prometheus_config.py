@@ -62,6 +62,16 @@ def test_the_alerts_unit_tests_pass():
     assert out.count("SUCCESS") == len(tests), out
 
 
+def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_does_not():
+    fires, quiet = set(), set()
+    for path in (MONITORING / "tests").glob("*.yml"):
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check["exp_alerts"] else quiet).add(check["alertname"])
+    assert fires == ALERTS
+    assert quiet == ALERTS
+
+
 def test_the_issue_s_alerts_are_there_with_a_severity_and_a_summary():
     alerts = [rule for rule in rules() if "alert" in rule]
     assert {rule["alert"] for rule in alerts} == ALERTS
