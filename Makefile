@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -21,6 +21,10 @@ browser:
 
 typescript:
 	@bash scripts/typescript-setup.sh
+
+# Debian's prometheus + prometheus-alertmanager for the monitoring tests (tests/monitoring/).
+monitoring:
+	@bash scripts/monitoring-setup.sh
 
 venv: $(VENV)/.deps
 
@@ -57,7 +61,7 @@ run: setup
 		mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete; \
 		exec $(BIN)/honcho start -f Procfile
 
-test: setup browser typescript
+test: setup browser typescript monitoring
 	@$(BIN)/python manage.py sandboxd --check
 	@$(BIN)/pytest -n 3 --dist loadfile
 
