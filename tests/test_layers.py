@@ -25,6 +25,7 @@ TIERS = [
     {"agents"},
     {"billing"},  # above agents: model spend is read from the gateway's records
     {"webhooks"},  # above agents: an agent run's end is a webhook event
+    {"monitoring"},  # metrics, SLOs and status: read every app's state
     {"dashboard"},
 ]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
