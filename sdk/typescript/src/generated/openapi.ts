@@ -1831,6 +1831,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description GET /api/v1/status: component health, public (no secrets; the checks are kept a few
+         *     seconds per process, so calling it often costs the platform nothing more).
+         */
+        get: operations["status_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/status/slo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description GET /api/v1/status/slo: every SLO's SLI, error budget and burn rates; staff users only
+         *     (their session or a key of theirs, any scope).
+         */
+        get: operations["status_slo_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/templates": {
         parameters: {
             query?: never;
@@ -2607,6 +2647,12 @@ export interface components {
             ownKey?: boolean;
             sessions?: number;
             usage?: components["schemas"]["ModelUsage"];
+        };
+        ComponentHealth: {
+            name: components["schemas"]["NameEnum"];
+            status: components["schemas"]["StatusAcaEnum"];
+            /** @description A short fixed text: no addresses or error details. */
+            message: string;
         };
         Context: {
             /** @description ctx_… */
@@ -3574,6 +3620,16 @@ export interface components {
             /** @default false */
             overwrite: boolean;
         };
+        /**
+         * @description * `api` - api
+         *     * `engine` - engine
+         *     * `redis` - redis
+         *     * `workers` - workers
+         *     * `gateway` - gateway
+         *     * `pools` - pools
+         * @enum {string}
+         */
+        NameEnum: "api" | "engine" | "redis" | "workers" | "gateway" | "pools";
         Network: {
             internet: boolean;
             allow: string[];
@@ -3981,6 +4037,22 @@ export interface components {
              */
             included: string;
         };
+        PlatformStatus: {
+            /**
+             * @description down when the api, engine or redis is down; degraded when any component is not ok.
+             *
+             *     * `ok` - ok
+             *     * `degraded` - degraded
+             *     * `down` - down
+             */
+            status: components["schemas"]["StatusAcaEnum"];
+            components: components["schemas"]["ComponentHealth"][];
+            /**
+             * Format: date-time
+             * @description When the checks ran (kept a few seconds per server process).
+             */
+            checkedAt: string;
+        };
         Pool: {
             template: string;
             /** Format: double */
@@ -4350,6 +4422,63 @@ export interface components {
          * @enum {string}
          */
         ScopesEnum: "sandboxes:read" | "sandboxes:write" | "execute" | "keys:manage" | "templates:read" | "templates:submit" | "orgs:manage" | "audit:read" | "webhooks:manage" | "billing:read" | "billing:manage";
+        Slo: {
+            /** @description The SLO's stable id (settings.VIBEBOX_SLOS). */
+            name: string;
+            description: string;
+            /**
+             * Format: double
+             * @description The fraction of good events promised (0.999 is 99.9 %).
+             */
+            objective: number;
+            /** @description The SLO window, e.g. "30d". */
+            window: string;
+            /**
+             * Format: double
+             * @description Good events / all events over the window; null without events.
+             */
+            sli: number | null;
+            /**
+             * Format: double
+             * @description 1 - (1 - sli) / (1 - objective): 1 untouched, 0 spent, below 0 overspent.
+             */
+            errorBudgetRemaining: number;
+            burnRates: components["schemas"]["SloBurnRates"];
+            events: components["schemas"]["SloEvents"];
+            /** @description The SLI in PromQL, over the same metrics. */
+            query: string;
+        };
+        SloBurnRates: {
+            /**
+             * Format: double
+             * @description Error ratio over the last 1h divided by the error budget (1 - objective); null without events.
+             */
+            "1h": number | null;
+            /**
+             * Format: double
+             * @description Error ratio over the last 6h divided by the error budget (1 - objective); null without events.
+             */
+            "6h": number | null;
+            /**
+             * Format: double
+             * @description Error ratio over the last 1d divided by the error budget (1 - objective); null without events.
+             */
+            "1d": number | null;
+            /**
+             * Format: double
+             * @description Error ratio over the last 3d divided by the error budget (1 - objective); null without events.
+             */
+            "3d": number | null;
+        };
+        SloEvents: {
+            good: number;
+            total: number;
+        };
+        SloReport: {
+            slos: components["schemas"]["Slo"][];
+            /** Format: date-time */
+            computedAt: string;
+        };
         Snapshot: {
             id: string;
             name: string;
@@ -4426,6 +4555,13 @@ export interface components {
          * @enum {string}
          */
         StateEnum: "queued" | "building" | "smoke_testing" | "awaiting_review" | "published" | "rejected" | "failed" | "cancelled";
+        /**
+         * @description * `ok` - ok
+         *     * `degraded` - degraded
+         *     * `down` - down
+         * @enum {string}
+         */
+        StatusAcaEnum: "ok" | "degraded" | "down";
         StripeWebhookAck: {
             received: boolean;
             /** @description The event was handled before: nothing was done again. */
@@ -16407,6 +16543,116 @@ export interface operations {
             };
             /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    status_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlatformStatus"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    status_slo_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SloReport"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
