@@ -52,7 +52,10 @@ run: setup
 	@$(BIN)/python manage.py reconcile --startup
 	@$(BIN)/python manage.py warmpools --fill >/dev/null
 	@$(BIN)/python manage.py buildimages --background
-	@exec $(BIN)/honcho start -f Procfile
+	@# Metrics (docs/monitoring.md): every process records into one directory, emptied at each start.
+	@export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(VIBEBOX_DATA_DIR)/metrics}"; \
+		mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete; \
+		exec $(BIN)/honcho start -f Procfile
 
 test: setup browser typescript
 	@$(BIN)/python manage.py sandboxd --check

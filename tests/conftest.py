@@ -3,9 +3,11 @@
 import contextlib
 import importlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -249,8 +251,12 @@ def live_server(*, workers: int = 1, **extra_env):
     `workers` processes (VIBEBOX_WEB_WORKERS). Needs a transactional test. Yields (http url, pid of
     the server, the master's when there are several workers)."""
     port = _free_port()
+    # Its processes' metrics, in a directory of its own (vibebox/metrics.py), as `make run` sets it.
+    own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in extra_env
+    metrics_dir = tempfile.mkdtemp(prefix="vibebox-metrics-") if own_metrics_dir else ""
     env = {
         **os.environ,
+        **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if own_metrics_dir else {}),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
         "VIBEBOX_PORT": str(port),  # as the Procfile passes it: the server's own origins derive from it
@@ -281,3 +287,5 @@ def live_server(*, workers: int = 1, **extra_env):
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if own_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

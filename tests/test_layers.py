@@ -2,8 +2,8 @@
 fails here, with the file and line that brought it.
 
 - Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← agents ← billing ← webhooks ←
-  dashboard. A lower app never imports a higher one (or a sibling of its tier); it sends a signal that the higher app
-  receives (apps/<app>/signals.py, receivers.py).
+  monitoring ← dashboard. A lower app never imports a higher one (or a sibling of its tier); it sends a signal that
+  the higher app receives (apps/<app>/signals.py, receivers.py).
 - Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
   only the sandboxes app's services reach the driver: no interface (API views, consumers,
   management commands, vibebox/) and no other app.
@@ -25,7 +25,7 @@ TIERS = [
     {"agents"},
     {"billing"},  # above agents: model spend is read from the gateway's records
     {"webhooks"},  # above agents: an agent run's end is a webhook event
-    {"monitoring"},  # metrics, SLOs and status: read every app's state
+    {"monitoring"},  # metrics, SLOs, the status page: read every app below
     {"dashboard"},
 ]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}

@@ -257,3 +257,11 @@ EgressUnavailable = error(
     "This server cannot enforce egress policies (VIBEBOX_FIREWALL is off or iptables is missing); "
     "only the platform's policy (internet on, no lists) is possible.",
 )
+
+# Metrics (GET /metrics; apps/monitoring/exporter.py, docs/monitoring.md "Metrics").
+MetricsTokenRequired = error(
+    "metrics_token_required", 401, "GET /metrics needs Authorization: Bearer <VIBEBOX_METRICS_TOKEN>."
+)
+MetricsLoopbackOnly = error(
+    "metrics_loopback_only", 403, "Without VIBEBOX_METRICS_TOKEN, /metrics answers loopback clients only."
+)

@@ -87,7 +87,6 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.agents",
     "apps.webhooks",
-    "apps.monitoring",
     "apps.dashboard",
 ]
 
@@ -792,3 +791,19 @@ CELERY_BEAT_SCHEDULE["record-sli-samples"] = {
     "schedule": VIBEBOX_SLO_SAMPLE_INTERVAL,
     "options": {"expires": VIBEBOX_SLO_SAMPLE_INTERVAL},
 }
+# Metrics (GET /metrics, Prometheus text format; apps/monitoring, docs/monitoring.md "Metrics").
+# With a token, scrapers send `Authorization: Bearer <token>` (else 401); without one, only loopback
+# clients are answered (else 403). Every process records into PROMETHEUS_MULTIPROC_DIR (an
+# environment variable read by prometheus_client itself; `make run` sets and clears it).
+INSTALLED_APPS += ["apps.monitoring"]  # a tier above webhooks, below the dashboard)
+MIDDLEWARE.insert(0, "vibebox.metrics.HttpMetricsMiddleware")  # first: it times the whole chain
+VIBEBOX_METRICS_TOKEN = env_str("VIBEBOX_METRICS_TOKEN", "")
+# Per-sandbox series (vibebox_sandbox_cpu_seconds_total, _memory_bytes, _disk_bytes) carry a
+# `sandbox` label while this is on and at most VIBEBOX_METRICS_PER_SANDBOX_MAX sandboxes are
+# metered (running, paused, stopped); otherwise the label is "" and series are per template.
+VIBEBOX_METRICS_PER_SANDBOX = env_bool("VIBEBOX_METRICS_PER_SANDBOX", True)
+VIBEBOX_METRICS_PER_SANDBOX_MAX = env_int("VIBEBOX_METRICS_PER_SANDBOX_MAX", 1000)
+# How long a scrape waits for the engine's and Redis's answers (then reports them down).
+VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 0.5)
+# vibebox_build_info's version label; empty: the API version and the checkout's commit.
+VIBEBOX_VERSION = env_str("VIBEBOX_VERSION", "")

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
+from apps.monitoring import exporter as metrics_exporter
 from apps.orgs import web as orgs_web
 from apps.sso import forms as sso_forms
 
@@ -14,6 +15,7 @@ admin.site.login_form = sso_forms.AdminLoginForm
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_exporter.metrics_view, name="metrics"),  # Prometheus (docs/monitoring.md)
     path("api/v1/", include("vibebox.api.urls")),
     path(
         "api/docs",

@@ -19,6 +19,7 @@ gap between the samples around it).
 """
 
 import logging
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from apps.sandboxes.metrics import sandbox_meter, workspace_size
 from apps.sandboxes.models import Sandbox, Status
+from vibebox import metrics
 
 from . import rollup
 from .models import MeterSample
@@ -56,12 +58,13 @@ def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> Me
         cpu_ns, memory, rx, tx = reading.cpu_ns, reading.memory_bytes, reading.net_rx_bytes, reading.net_tx_bytes
     elif state not in STATE_ONLY:
         return None  # creating, destroying, destroyed, error: no container to count
+    previous_cpu = _previous_cpu(sandbox, boot) if boot else None
     workspace = None
     if measure_workspace and sandbox.status == Status.RUNNING:
         workspace = workspace_size(sandbox=sandbox)
     if workspace is None:
         workspace = _last_workspace(sandbox)
-    return MeterSample.objects.create(
+    taken = MeterSample.objects.create(
         sandbox=sandbox,
         org_id=sandbox.org_id,
         taken_at=timezone.now(),
@@ -73,6 +76,31 @@ def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> Me
         net_tx_bytes=tx,
         workspace_bytes=workspace,
     )
+    # vibebox_sandbox_cpu_seconds_total: the CPU time since this boot's previous sample (all of it
+    # for a boot's first). Memory and disk are read from the samples at scrape (apps/monitoring).
+    used = cpu_ns - previous_cpu if previous_cpu is not None and cpu_ns >= previous_cpu else cpu_ns
+    if used > 0:
+        label = sandbox.pk if metrics.per_sandbox(_metered_count()) else ""
+        metrics.SANDBOX_CPU_SECONDS.labels(label, sandbox.template.name).inc(used / 1e9)
+    return taken
+
+
+def _previous_cpu(sandbox: Sandbox, boot: str) -> int | None:
+    """The CPU counter of the sandbox's latest sample of the same boot (None: its first)."""
+    samples = MeterSample.objects.filter(sandbox=sandbox, boot=boot).order_by("-taken_at")
+    return samples.values_list("cpu_ns", flat=True).first()
+
+
+_counted: list = [0.0, 0]  # (when, how many) of the last _metered_count
+
+
+def _metered_count() -> int:
+    """How many sandboxes are metered (running, paused, stopped), counted at most once a minute
+    per process: whether the CPU counter carries a `sandbox` label (vibebox.metrics.per_sandbox)."""
+    now = time.monotonic()
+    if now - _counted[0] > 60 or not _counted[0]:
+        _counted[:] = [now, Sandbox.objects.filter(status__in=READ | STATE_ONLY).count()]
+    return _counted[1]
 
 
 def sample(sandbox: Sandbox, *, state: str | None = None, measure_workspace: bool = False) -> MeterSample | None:

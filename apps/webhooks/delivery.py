@@ -27,6 +27,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
 from vibebox import exceptions as errors
+from vibebox import metrics
 
 from . import safety, signing
 from .models import Delivery, DeliveryAttempt, Webhook
@@ -154,6 +155,14 @@ def attempt(delivery: Delivery, webhook: Webhook) -> DeliveryAttempt | None:
     return logged
 
 
+# vibebox_webhook_deliveries_total's outcome of an attempt, by the status it left the delivery in.
+OUTCOMES = {
+    Delivery.Status.SUCCEEDED: "delivered",
+    Delivery.Status.RETRYING: "retrying",
+    Delivery.Status.FAILED: "failed",
+}
+
+
 def _settle(delivery: Delivery, webhook: Webhook, *, ok: bool, status_code, duration: int) -> None:
     now = timezone.now()
     delivery.attempts += 1
@@ -170,6 +179,7 @@ def _settle(delivery: Delivery, webhook: Webhook, *, ok: bool, status_code, dura
     delivery.save(
         update_fields=["attempts", "response_status", "duration_ms", "status", "finished_at", "next_attempt_at"]
     )
+    transaction.on_commit(metrics.WEBHOOK_DELIVERIES.labels(OUTCOMES[delivery.status]).inc)
     if ok:
         Webhook.objects.filter(pk=webhook.pk, first_failure_at__isnull=False).update(first_failure_at=None)
         return

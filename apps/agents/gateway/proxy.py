@@ -22,7 +22,7 @@ from django.db import close_old_connections
 
 from apps.sandboxes import quotas as sandbox_quotas
 from apps.sandboxes.models import Status
-from vibebox import crypto, safejson
+from vibebox import crypto, metrics, safejson
 from vibebox import exceptions as errors
 
 from .. import mcp
@@ -327,6 +327,7 @@ async def proxy(scope, receive, send, setup) -> None:
             model, usage = meter.model, meter.usage
         if not model and content:
             model = _model_of(content)
+        _count(status, usage)
         await sync_to_async(_record, thread_sensitive=False)(
             setup, ask, session, target.path, status, model, usage, own
         )
@@ -345,7 +346,24 @@ def _ask_quota(setup) -> None:
         close_old_connections()
 
 
+# vibebox_gateway_tokens_total's kinds, from the Messages API's usage fields.
+TOKEN_KINDS = {
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_input_tokens": "cache_read",
+    "cache_creation_input_tokens": "cache_write",
+}
+
+
+def _count(status: int, usage: dict) -> None:
+    metrics.GATEWAY_REQUESTS.labels(str(status)).inc()
+    for field, kind in TOKEN_KINDS.items():
+        if usage.get(field):
+            metrics.GATEWAY_TOKENS.labels(kind).inc(int(usage[field]))
+
+
 async def refuse(send, refused: Refused) -> None:
+    _count(refused.status, {})
     body = anthropic_error(refused.kind, refused.message, refused.code)
     await respond_json(send, refused.status, body, refused.headers)
 

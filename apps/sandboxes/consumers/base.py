@@ -33,7 +33,7 @@ from apps.audit import context as audit_context
 from apps.keys.actors import actor_for
 from apps.keys.ws import authenticate, recheck
 from vibebox import exceptions as errors
-from vibebox import safejson
+from vibebox import metrics, safejson
 from vibebox.api.errors import envelope
 
 from .. import limits, selectors
@@ -83,6 +83,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         self._slot: limits.Slot | None = None
         self._watchdog: asyncio.Task | None = None
         self._cleaned_up = False
+        self._route = ""  # the route counted in vibebox_websocket_connections while open
 
     async def __call__(self, scope, receive, send):
         async def guarded_send(message):
@@ -99,6 +100,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
                 return
             if message["type"] == "websocket.accept":
                 self._accepted = True
+                self._route = metrics.websocket_route(self.scope)
+                metrics.WEBSOCKET_CONNECTIONS.labels(self._route).inc()
+            elif message["type"] == "websocket.send":
+                metrics.WEBSOCKET_MESSAGES.labels(metrics.websocket_route(self.scope), "out").inc()
 
         try:
             await super().__call__(scope, receive, guarded_send)
@@ -168,6 +173,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
             return
         self._cleaned_up = True
         self.ended = True
+        if self._route:
+            metrics.WEBSOCKET_CONNECTIONS.labels(self._route).dec()
+            self._route = ""
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         try:
@@ -229,6 +237,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
     # ---- messages ----
 
     async def websocket_receive(self, message):
+        metrics.WEBSOCKET_MESSAGES.labels(metrics.websocket_route(self.scope), "in").inc()
         if self.revoked or self.ended:
             return  # nothing more from a connection that is being closed
         data = message.get("text") if message.get("text") is not None else message.get("bytes") or b""

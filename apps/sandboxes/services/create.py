@@ -31,6 +31,7 @@ from apps.marketplace.selectors import (
 from apps.marketplace.services import template_use_record
 from apps.orgs.network import restricted, validate_network
 from vibebox import exceptions as errors
+from vibebox import metrics
 from vibebox.units import format_size
 
 from .. import events, quotas, states
@@ -266,6 +267,7 @@ def sandbox_create(
     maybe a candidate of an inactive template: the sandbox runs its image, never from a pool.
     `network_policy`: the create's egress policy keys (services/network.py), over the template's
     and the organization's."""
+    started = time.perf_counter()
     driver = get_driver()
     org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
@@ -368,6 +370,7 @@ def sandbox_create(
             raise
         template_services_start(sandbox)
         _publish_created(sandbox)
+        _observe_create(sandbox, started)
         return sandbox
 
     try:
@@ -396,6 +399,7 @@ def sandbox_create(
         with transaction.atomic():
             states.move(sandbox, {Status.CREATING}, Status.RUNNING)
             _publish_created(sandbox)
+        _observe_create(sandbox, started)
         return sandbox
 
     now = timezone.now()
@@ -410,7 +414,15 @@ def sandbox_create(
         # Destroyed while we were creating it: the destroy may have run before the container
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
+    else:
+        _observe_create(sandbox, started)
     return sandbox
+
+
+def _observe_create(sandbox: Sandbox, started: float) -> None:
+    """vibebox_sandbox_create_seconds: the create's whole time, warm (a pool's container) or cold."""
+    source = "warm" if sandbox.warm else "cold"
+    metrics.SANDBOX_CREATE_SECONDS.labels(sandbox.template.name, source).observe(time.perf_counter() - started)
 
 
 def _pooled_alive(sandbox: Sandbox) -> bool:

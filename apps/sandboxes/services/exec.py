@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.audit.services import record as audit
 from vibebox import exceptions as errors
+from vibebox import metrics
 
 from .. import events, exceeded, idle, languages, quotas
 from ..models import Execution, Sandbox, Status, new_execution_id
@@ -21,6 +22,9 @@ from .env import command_env, internal_env, prepare_env, redact, secret_values
 # Runs a command string with bash as a login shell, or sh where bash is absent.
 SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash -lc "$1"; else exec sh -c "$1"; fi'
 COMMAND_PREVIEW = 4096
+# sandboxd answers 128 + the signal for a command a signal ended: SIGKILL, SIGTERM, SIGINT, SIGHUP
+# count as `killed` in vibebox_exec_total (as does an out-of-memory kill).
+KILLED_EXIT_CODES = {128 + 9, 128 + 15, 128 + 2, 128 + 1}
 
 
 @dataclass
@@ -106,6 +110,7 @@ def prepare(
     full_env = command_env(sandbox, env, extra_env)
     record = {"id": new_execution_id(), **record}
     execution = Execution.objects.create(sandbox=sandbox, api_key=api_key, kind=kind, cwd=workdir, user=user, **record)
+    execution.streamed = on_output is not None  # for the metrics' kind (metric_kind)
     # The command's text (capped), never its output or its environment's values.
     audit(
         "command.executed" if kind == Execution.Kind.EXEC else "code.executed",
@@ -139,11 +144,37 @@ def prepare(
     return execution, request
 
 
+def metric_kind(execution: Execution) -> str:
+    """vibebox_exec_*'s kind: `execute` for code, `stream` for a command whose output streamed as
+    it came (WebSocket and streamed exec, background processes), else `exec`."""
+    if execution.kind == Execution.Kind.EXECUTE:
+        return "execute"
+    return "stream" if execution.background or getattr(execution, "streamed", False) else "exec"
+
+
+def _outcome(result: ExecResult) -> str:
+    if result.timed_out:
+        return "timeout"
+    if result.oom_killed or (result.exit_code is not None and result.exit_code in KILLED_EXIT_CODES):
+        return "killed"
+    return "ok" if result.exit_code == 0 else "error"
+
+
+def _count(execution: Execution, result: ExecResult | None) -> None:
+    kind = metric_kind(execution)
+    if result is None:
+        metrics.EXEC_TOTAL.labels(kind, "error").inc()
+        return
+    metrics.EXEC_TOTAL.labels(kind, _outcome(result)).inc()
+    metrics.EXEC_SECONDS.labels(kind, execution.language or "").observe(result.duration_ms / 1000)
+
+
 def failed(execution: Execution, exc: errors.ApplicationError) -> None:
     """The command could not run (or its end could not be learnt): the record says so."""
-    Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
+    if Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
         status=Execution.Status.ERROR, stderr=exc.message[:1000], finished_at=timezone.now()
-    )
+    ):
+        _count(execution, None)
 
 
 def _run(*, sandbox: Sandbox, **fields) -> tuple[Execution, ExecResult]:
@@ -199,6 +230,7 @@ def finish(execution: Execution, result: ExecResult, sandbox: Sandbox, stdout: b
             text=f"{execution.kind} {status} (exit {result.exit_code}, {result.duration_ms} ms)",
             data=data,
         )
+    _count(execution, result)
     return Outcome(execution, result, stdout_text, stderr_text, return_value)
 
 

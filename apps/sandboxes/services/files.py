@@ -16,6 +16,7 @@ import mimetypes
 import posixpath
 import tarfile
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from django.db import transaction
 
 from apps.audit.services import record
 from vibebox import exceptions as errors
+from vibebox import metrics
 
 from .. import events, exceeded, tarstream
 from ..models import Sandbox
@@ -45,9 +47,29 @@ class Download:
     filename: str
     length: int | None
     source: Iterator[bytes]  # the engine's stream: close it if the download is abandoned
+    # What went out, for vibebox_file_transfer_* (counted as `chunks` is read, recorded at close()).
+    sent: int = 0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    recorded: bool = False
+
+    def __post_init__(self):
+        self.chunks = self._counted(self.chunks)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.sent += len(chunk)
+            yield chunk
 
     def close(self) -> None:
         self.source.close()
+        if not self.recorded:
+            self.recorded = True
+            _transferred("download", self.sent, self.started)
+
+
+def _transferred(direction: str, size: int, started: float) -> None:
+    metrics.FILE_TRANSFER_BYTES.labels(direction).inc(size)
+    metrics.FILE_TRANSFER_SECONDS.labels(direction).observe(time.perf_counter() - started)
 
 
 def resolve(path: str | None) -> str:
@@ -98,6 +120,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
     target = resolve(path)
     if target == "/":
         raise errors.InvalidPath("Cannot write to /.")
+    started = time.perf_counter()
     with _disk_limit(sandbox, target), container_running(sandbox):
         info = get_driver().file_write(
             sandbox.container_name,
@@ -108,6 +131,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
             mode=mode,
             timeout=settings.VIBEBOX_EXEC_MAX_TIMEOUT,
         )
+    _transferred("upload", size, started)
     with transaction.atomic():  # the entry and its webhook deliveries together
         record("file.written", target=sandbox, changes={"path": target, "size": size})
         events.publish(
@@ -121,6 +145,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
     anything is written. Answers {path, entries} (the directory, how many entries were written)."""
     require_running(sandbox)
     target = resolve(path)
+    started = time.perf_counter()
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         size = copy_limited(stream, spool, limit)
         spool.seek(0)
@@ -128,6 +153,7 @@ def archive_upload(*, sandbox: Sandbox, path: str, stream, limit: int) -> dict:
         spool.seek(0)
         with _disk_limit(sandbox, target), container_running(sandbox):
             _untar_by_daemon(sandbox, target, spool, size, count)
+    _transferred("upload", size, started)
     with transaction.atomic():  # the entry and its webhook deliveries together
         record("archive.extracted", target=sandbox, changes={"path": target, "entries": count, "size": size})
         events.publish(

@@ -7,6 +7,7 @@ which both use it (exec resumes a paused sandbox on the way to a command).
 
 import contextlib
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from vibebox import exceptions as errors
+from vibebox import metrics
 
 from .. import events, exceeded, quotas, signals, states
 from ..models import Sandbox, Status, new_execution_id
@@ -139,7 +141,8 @@ def _unpause_applying(sandbox: Sandbox, name: str) -> None:
 
 
 def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
-    return _transition(
+    started = time.perf_counter()
+    _transition(
         sandbox,
         action="start",
         from_statuses=states.START_FROM,
@@ -148,6 +151,9 @@ def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
         call=lambda: _start_with_services(sandbox, lambda: get_driver().start(sandbox.container_name)),
         started_at=timezone.now(),
     )
+    if sandbox.status == Status.RUNNING:  # started (a failed start settled elsewhere: not timed)
+        metrics.SANDBOX_START_SECONDS.labels(sandbox.template.name).observe(time.perf_counter() - started)
+    return sandbox
 
 
 def sandbox_stop(*, sandbox: Sandbox) -> Sandbox:

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from apps.marketplace.models import Template
 from vibebox import exceptions as errors
+from vibebox import metrics
 from vibebox.units import format_size
 
 from ..models import PooledContainer, Sandbox, WarmPool
@@ -99,8 +100,10 @@ def pool_claim(pool: WarmPool | None, *, image: str = "") -> PooledContainer | N
         # Conditional: of two creates racing for this container only one deletes the row.
         if PooledContainer.objects.filter(pk=candidate.pk, status=PooledContainer.Status.READY).delete()[0]:
             WarmPool.objects.filter(pk=pool.pk).update(hits=F("hits") + 1)
+            transaction.on_commit(metrics.POOL_HITS.labels(template.name).inc)
             return candidate
     WarmPool.objects.filter(pk=pool.pk).update(misses=F("misses") + 1)
+    transaction.on_commit(metrics.POOL_MISSES.labels(template.name).inc)
     return None
 
 
