@@ -100,7 +100,8 @@ def _pools() -> Component:
         names = ", ".join(sorted({pool.template for pool in empty}))
         return Component("pools", DEGRADED, f"Empty (sandboxes start cold): {names}.")
     ready = sum(pool.size for pool in pools)
-    return Component("pools", OK, f"{ready} warm sandbox{'es' if ready != 1 else ''} ready in {len(pools)} pools.")
+    sandboxes = f"{ready} warm sandbox{'es' if ready != 1 else ''}"
+    return Component("pools", OK, f"{sandboxes} ready in {len(pools)} pool{'s' if len(pools) != 1 else ''}.")
 
 
 CHECKS = {
