@@ -786,6 +786,10 @@ VIBEBOX_SLO_SAMPLE_INTERVAL = env_duration("VIBEBOX_SLO_SAMPLE_INTERVAL", "60s")
 VIBEBOX_STATUS_CACHE_SECONDS = env_duration("VIBEBOX_STATUS_CACHE_SECONDS", "15s")
 VIBEBOX_STATUS_CHECK_TIMEOUT = env_duration("VIBEBOX_STATUS_CHECK_TIMEOUT", "2s")
 CELERY_IMPORTS = [*CELERY_IMPORTS, "apps.monitoring.slo"]
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
+    "HealthStatusEnum": "apps.monitoring.api.serializers.STATUSES",
+    "HealthComponentEnum": "apps.monitoring.api.serializers.COMPONENTS",
+}
 CELERY_BEAT_SCHEDULE["record-sli-samples"] = {
     "task": "apps.monitoring.slo.record_sli_samples",
     "schedule": VIBEBOX_SLO_SAMPLE_INTERVAL,

@@ -3,10 +3,11 @@
 from rest_framework import serializers
 
 STATUSES = ["ok", "degraded", "down"]
+COMPONENTS = ["api", "engine", "redis", "workers", "gateway", "pools"]
 
 
 class ComponentHealthSerializer(serializers.Serializer):
-    name = serializers.ChoiceField(choices=["api", "engine", "redis", "workers", "gateway", "pools"])
+    name = serializers.ChoiceField(choices=COMPONENTS)
     status = serializers.ChoiceField(choices=STATUSES)
     message = serializers.CharField(help_text="A short fixed text: no addresses or error details.")
 
