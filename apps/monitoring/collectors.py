@@ -29,20 +29,18 @@ logger = logging.getLogger(__name__)
 # thread until it ends, and the next scrapes' probes queue behind it and report 0 meanwhile.
 _probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="metrics-probe")
 _redis_lock = threading.Lock()
-_redis_client: redis.Redis | None = None
+_redis_clients: dict[str, redis.Redis] = {}  # by broker URL: its connection pool is reused
 # kombu's Redis transport keeps a queue's prioritised messages in lists beside it (priority steps 3, 6, 9).
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def _redis() -> redis.Redis:
-    global _redis_client
+    url = settings.CELERY_BROKER_URL
     with _redis_lock:
-        if _redis_client is None:
+        if url not in _redis_clients:
             timeout = settings.VIBEBOX_METRICS_PROBE_TIMEOUT
-            _redis_client = redis.Redis.from_url(
-                settings.CELERY_BROKER_URL, socket_connect_timeout=timeout, socket_timeout=timeout
-            )
-        return _redis_client
+            _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        return _redis_clients[url]
 
 
 def celery_queues() -> list[str]:
