@@ -234,3 +234,13 @@ def test_operators_override_slos_with_json_in_the_environment():
         done = _settings_with(bad)
         assert done.returncode != 0, bad
         assert "ImproperlyConfigured" in done.stderr and says in done.stderr, (bad, done.stderr)
+
+
+@pytest.mark.django_db
+def test_beats_task_records_from_the_processes_directory(monkeypatch, tmp_path):
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    _process_writes(directory, 5, 1, 0, 0, 0, 0, 0, 0, 0)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    assert slo.record_sli_samples() == 4  # one sample per SLO
+    assert SliSample.objects.get(slo="api_availability").good == 4

@@ -10,6 +10,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.monitoring import health
+from apps.sandboxes.models import WarmPool
+from apps.sandboxes.services import pools
+from tests.agents.test_gateway_failures import gateway
 from tests.conftest import live_server
 from tests.test_make_run import _free_port, own_redis  # noqa: F401 (own_redis: a fixture)
 from tests.waiting import wait_for
@@ -152,3 +155,48 @@ def test_workers_are_up_when_a_real_worker_answers(transactional_db, own_redis, 
                 lambda: (answer := workers())["status"] == "ok" and answer, timeout=180, interval=1, what="a worker"
             )
             assert up["message"] == "1 Celery worker answered."
+
+
+def _checked() -> dict:
+    health.forget()
+    return _components(APIClient().get("/api/v1/status").json())
+
+
+def test_the_engine_stopping_makes_the_platform_down(db, engine_fault):
+    assert _checked()["engine"]["status"] == "ok"
+    engine_fault.refuse()
+    components = _checked()
+    assert components["engine"] == {
+        "name": "engine",
+        "status": "down",
+        "message": "The container engine does not answer.",
+    }
+    assert APIClient().get("/api/v1/status").json()["status"] == "down"
+    engine_fault.restore()
+    assert _checked()["engine"]["status"] == "ok"
+
+
+@pytest.mark.timeout(180)
+def test_the_gateway_is_up_while_it_answers(db, settings):
+    settings.VIBEBOX_GATEWAY_URL = f"http://127.0.0.1:{_free_port()}"  # nobody there
+    down = {"name": "gateway", "status": "down", "message": "The model gateway does not answer."}
+    assert _checked()["gateway"] == down
+    with gateway(upstream="http://127.0.0.1:9", operator_key="sk-test-unused") as base:
+        settings.VIBEBOX_GATEWAY_URL = base
+        assert _checked()["gateway"] == {"name": "gateway", "status": "ok", "message": "The model gateway answers."}
+
+
+def test_an_empty_warm_pool_degrades_the_platform(transactional_db, templates, settings, docker_client):
+    settings.VIBEBOX_POOL_ENABLED = True
+    pool = WarmPool.objects.create(template=templates["python-3"], min_size=1, target_size=1, max_size=1)
+    assert _checked()["pools"] == {
+        "name": "pools",
+        "status": "degraded",
+        "message": "Empty (sandboxes start cold): python-3.13.",
+    }
+    try:
+        assert pools.pool_fill(pool) == 1
+        components = _checked()
+        assert components["pools"] == {"name": "pools", "status": "ok", "message": "1 warm sandbox ready in 1 pool."}
+    finally:
+        pools.pool_drain()
