@@ -16,7 +16,10 @@ class SliSample(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["slo", "minute"], name="monitoring_sli_sample_minute")]
-        indexes = [models.Index(fields=["slo", "-minute"], name="monitoring_sli_sample_recent")]
+        indexes = [
+            models.Index(fields=["slo", "-minute"], name="monitoring_sli_sample_recent"),
+            models.Index(fields=["minute"], name="monitoring_sli_sample_minute"),  # pruning
+        ]
 
     def __str__(self) -> str:
         return f"{self.slo} {self.minute:%Y-%m-%d %H:%M} {self.good}/{self.total}"

@@ -2,14 +2,19 @@
 database, and a real Celery worker; who may read the SLOs (GET /api/v1/status/slo); and a server
 whose Redis is gone, which says so without a 500."""
 
+import datetime as dt
+import re
+
 import pytest
 import requests
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.monitoring import health
+from apps.monitoring.models import SliSample
 from apps.sandboxes.models import WarmPool
 from apps.sandboxes.services import pools
 from tests.agents.test_gateway_failures import gateway
@@ -155,6 +160,18 @@ def test_workers_are_up_when_a_real_worker_answers(transactional_db, own_redis, 
                 lambda: (answer := workers())["status"] == "ok" and answer, timeout=180, interval=1, what="a worker"
             )
             assert up["message"] == "1 Celery worker answered."
+            # Beat's recorder has not written for 10 minutes: the workers answer, beat does not run.
+            SliSample.objects.create(
+                slo="api_availability",
+                minute=timezone.now().replace(second=0, microsecond=0) - dt.timedelta(minutes=10),
+                good_cumulative=0,
+                total_cumulative=0,
+            )
+            late = workers()
+            assert late["status"] == "degraded"
+            # 10 minutes, or 11 if a minute began in between.
+            stale = r"1 Celery worker answered\. Beat's last SLI sample is 1[01] min old\."
+            assert re.fullmatch(stale, late["message"]), late
 
 
 def _checked() -> dict:
