@@ -683,7 +683,8 @@ VIBEBOX_SSE_KEEPALIVE_SECONDS = env_duration("VIBEBOX_SSE_KEEPALIVE_SECONDS", "1
 # SLOs and the status page (apps/monitoring/slo.py, health.py; docs/monitoring.md "SLOs and the status
 # page"). Each SLO: an objective (the fraction of good events) over a window, and its SLI read from
 # the platform's own metrics (vibebox/metrics.py): `ratio` (a counter's series matching `good`, or
-# not matching `bad`, among those matching `total`; label -> anchored regex) or `latency` (a
+# not matching `bad`, among those matching `total`; label -> anchored regex; a label in both
+# takes bad's or good's pattern) or `latency` (a
 # histogram's bucket `le=threshold` over its count, series matching `labels`). Operators override
 # with JSON in the environment, merged by id over these: VIBEBOX_SLOS='{"api_availability":
 # {"objective": 0.995}, "exec_latency": null}' (null drops one; a new id needs a whole spec).
@@ -713,8 +714,8 @@ VIBEBOX_SLOS = {
         "sli": {
             "kind": "ratio",
             "metric": "vibebox_webhook_deliveries_total",
-            "total": {"outcome": "delivered|failed"},
-            "good": {"outcome": "delivered"},
+            "total": {"outcome": "delivered|failed"},  # a `retrying` attempt is neither
+            "bad": {"outcome": "failed"},
         },
     },
 }

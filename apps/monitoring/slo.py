@@ -106,21 +106,28 @@ def _good_and_total_selectors(slo: Slo) -> tuple[str, str]:
             _selector(f"{slo.metric}_bucket", slo.labels, extra=le),
             _selector(f"{slo.metric}_count", slo.labels),
         )
-    if slo.good is not None:
-        return _selector(slo.metric, {**slo.total, **slo.good}), _selector(slo.metric, slo.total)
-    return _selector(slo.metric, slo.total, negated=slo.bad), _selector(slo.metric, slo.total)
+    return _selector(slo.metric, {**slo.total, **(slo.good or {})}), _selector(slo.metric, slo.total)
+
+
+def error_ratio_query(slo: Slo, window: str) -> str:
+    """The fraction of bad events over `window`: what deploy/monitoring's recording rule
+    `slo:sli_error:ratio_rate<window>{slo="<id>"}` records (a ratio named by its bad series: 0, not
+    nothing, while there are none)."""
+    if slo.kind == "ratio" and slo.bad is not None:
+        bad = _selector(slo.metric, {**slo.total, **slo.bad})  # a label in both: bad's pattern
+        total = _selector(slo.metric, slo.total)
+        return f"(sum(rate({bad}[{window}])) or vector(0)) / sum(rate({total}[{window}]))"
+    good, total = _good_and_total_selectors(slo)
+    return f"1 - (sum(rate({good}[{window}])) / sum(rate({total}[{window}])))"
 
 
 def sli_query(slo: Slo, window: str | None = None) -> str:
     """The SLI in PromQL: the fraction of good events over `window` (default: the SLO's)."""
-    good, total = _good_and_total_selectors(slo)
     window = window or slo.window
+    if slo.kind == "ratio" and slo.bad is not None:
+        return f"1 - ({error_ratio_query(slo, window)})"
+    good, total = _good_and_total_selectors(slo)
     return f"sum(rate({good}[{window}])) / sum(rate({total}[{window}]))"
-
-
-def error_ratio_query(slo: Slo, window: str) -> str:
-    """The fraction of bad events over `window`: what `slo:sli_error:ratio_rate<window>` records."""
-    return f"1 - ({sli_query(slo, window)})"
 
 
 # --- reading the counters -------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def _counted(slo: Slo, samples) -> tuple[float, float]:
             total += value
             if slo.good is not None and _matches(labels, slo.good):
                 good += value
-            if slo.bad is not None and not _matches(labels, slo.bad):
+            if slo.bad is not None and not _matches(labels, {**slo.total, **slo.bad}):
                 good += value
     return good, total
 

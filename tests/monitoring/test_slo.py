@@ -5,6 +5,7 @@ counter resets, the PromQL of each SLI, and the settings' override and checks.""
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -45,7 +46,8 @@ def test_budget_and_burn_rates_from_samples_in_their_windows():
     assert api["burnRates"]["1d"] == pytest.approx(5.0)
     assert api["burnRates"]["3d"] == pytest.approx(20 / 5000 / 0.001)
     assert api["query"] == (
-        'sum(rate(vibebox_http_requests_total{status!~"5.."}[30d])) / sum(rate(vibebox_http_requests_total[30d]))'
+        '1 - ((sum(rate(vibebox_http_requests_total{status=~"5.."}[30d])) or vector(0))'
+        " / sum(rate(vibebox_http_requests_total[30d])))"
     )
 
     # No events at all: no SLI, the whole budget, no burn rate.
@@ -184,13 +186,35 @@ def test_every_sli_has_its_promql():
         ' / sum(rate(vibebox_exec_seconds_count{kind="exec"}[30d]))'
     )
     assert queries["webhook_delivery"] == (
-        'sum(rate(vibebox_webhook_deliveries_total{outcome="delivered"}[30d]))'
-        ' / sum(rate(vibebox_webhook_deliveries_total{outcome=~"delivered|failed"}[30d]))'
+        '1 - ((sum(rate(vibebox_webhook_deliveries_total{outcome="failed"}[30d])) or vector(0))'
+        ' / sum(rate(vibebox_webhook_deliveries_total{outcome=~"delivered|failed"}[30d])))'
     )
-    api = next(item for item in slo.slos() if item.name == "api_availability")
-    assert slo.error_ratio_query(api, "5m") == (
-        '1 - (sum(rate(vibebox_http_requests_total{status!~"5.."}[5m])) / sum(rate(vibebox_http_requests_total[5m])))'
+    # The error ratios deploy/monitoring records as slo:sli_error:ratio_rate<window>{slo="<id>"}.
+    by_name = {item.name: item for item in slo.slos()}
+    assert slo.error_ratio_query(by_name["api_availability"], "5m") == (
+        '(sum(rate(vibebox_http_requests_total{status=~"5.."}[5m])) or vector(0))'
+        " / sum(rate(vibebox_http_requests_total[5m]))"
     )
+    assert slo.error_ratio_query(by_name["exec_latency"], "1h") == (
+        '1 - (sum(rate(vibebox_exec_seconds_bucket{kind="exec",le="0.1"}[1h]))'
+        ' / sum(rate(vibebox_exec_seconds_count{kind="exec"}[1h])))'
+    )
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool: make monitoring installs Debian's prometheus")
+def test_every_query_is_valid_promql_for_promtool(tmp_path):
+    """Each SLI and error-ratio query, as recording rules, passes `promtool check rules`."""
+    rules = []
+    for item in slo.slos():
+        rules.append({"record": "slo:sli:ratio", "expr": slo.sli_query(item), "labels": {"slo": item.name}})
+        for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
+            expr = slo.error_ratio_query(item, window)
+            rules.append({"record": f"slo:sli_error:ratio_rate{window}", "expr": expr, "labels": {"slo": item.name}})
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps({"groups": [{"name": "slo", "rules": rules}]}))  # JSON is YAML
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in done.stdout, done.stdout
 
 
 def _settings_with(value: str) -> subprocess.CompletedProcess:
