@@ -12,6 +12,24 @@ logger = logging.getLogger(__name__)
 STATUS_CLASSES = {health.OK: "status-running", health.DEGRADED: "status-paused", health.DOWN: "status-error"}
 
 
+NONE = "\u2013"  # an en dash: no value (no events)
+
+
+def _percent(fraction: float | None, digits: int = 3) -> str:
+    return NONE if fraction is None else f"{round(fraction * 100, digits):g} %"
+
+
+def _shown(item: dict) -> dict:
+    """One SLO of the report with its numbers as the page shows them."""
+    return {
+        **item,
+        "objective_shown": _percent(item["objective"]),
+        "sli_shown": _percent(item["sli"]),
+        "budget_shown": _percent(item["errorBudgetRemaining"], 1),
+        "burn_shown": [(label, NONE if rate is None else f"{rate:.2f}") for label, rate in item["burnRates"].items()],
+    }
+
+
 def status_page(request):
     status = health.platform_status()
     components = [{**component, "css": STATUS_CLASSES[component["status"]]} for component in status["components"]]
@@ -19,6 +37,7 @@ def status_page(request):
     if request.user.is_authenticated and request.user.is_staff:
         try:
             report = slo.slo_report()
+            report = {**report, "slos": [_shown(item) for item in report["slos"]]}
         except Exception:  # the health part still shows; the reason goes to the log
             logger.exception("the SLO report failed")
             report_failed = True

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.monitoring import health
+from apps.monitoring import health, slo
 from apps.monitoring.models import SliSample
 from apps.sandboxes.models import WarmPool
 from apps.sandboxes.services import pools
@@ -120,9 +120,13 @@ def test_the_page_shows_health_to_everyone_and_slos_to_staff(owner, staff):
         assert 'id="status-slos"' not in text and "api_availability" not in text
     assert 'id="status-slos"' not in _session(owner).get("/status").content.decode()
 
+    slo.sli_sample_add(slo="api_availability", minute=timezone.now(), good=995, total=1000)
     text = _session(staff).get("/status/").content.decode()
     assert 'id="status-slos"' in text
     assert all(f'data-slo="{name}"' in text for name in SLO_NAMES)
+    row = text[text.index('data-slo="api_availability"') : text.index('data-slo="create_latency"')]
+    assert "99.9 % over 30d" in row and '<td class="sli">99.5 %</td>' in row
+    assert '<td class="budget">-400 %</td>' in row and '<td class="burn-1h">5.00</td>' in row
 
 
 def test_redis_unreachable_is_reported_down_without_a_500(transactional_db):
