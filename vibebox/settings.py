@@ -810,5 +810,8 @@ VIBEBOX_METRICS_PER_SANDBOX = env_bool("VIBEBOX_METRICS_PER_SANDBOX", True)
 VIBEBOX_METRICS_PER_SANDBOX_MAX = env_int("VIBEBOX_METRICS_PER_SANDBOX_MAX", 1000)
 # How long a scrape waits for the engine's and Redis's answers (then reports them down).
 VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 0.5)
+# The scrape-time gauges (database, engine, Redis, queues) are computed at most this often per web
+# process; scrapes in between answer the same reading (0: every scrape computes them).
+VIBEBOX_METRICS_SCRAPE_CACHE = env_duration("VIBEBOX_METRICS_SCRAPE_CACHE", "1s")
 # vibebox_build_info's version label; empty: the API version and the checkout's commit.
 VIBEBOX_VERSION = env_str("VIBEBOX_VERSION", "")

@@ -86,11 +86,25 @@ def _read(function, default):
         return default
 
 
+_cache_lock = threading.Lock()
+_cached: list = [0.0, []]  # (when, the families) of the last computation in this process
+
+
 class PlatformCollector(Collector):
     """The scrape-time metrics, for the /metrics view's registry (never the default one: a
-    collector there would run in every process that imports it)."""
+    collector there would run in every process that imports it). Computed at most once per
+    VIBEBOX_METRICS_SCRAPE_CACHE per process (several scrapers, or a fast one, share one reading)."""
 
     def collect(self):
+        ttl = settings.VIBEBOX_METRICS_SCRAPE_CACHE
+        if ttl <= 0:
+            return list(self._compute())
+        with _cache_lock:
+            if not _cached[0] or time.monotonic() - _cached[0] >= ttl:
+                _cached[:] = [time.monotonic(), list(self._compute())]
+            return _cached[1]
+
+    def _compute(self):
         deadline = time.monotonic() + settings.VIBEBOX_METRICS_PROBE_TIMEOUT
         engine = _probes.submit(_engine_probe)
         queues = _answer(_probes.submit(_redis_probe), "redis", deadline)

@@ -66,6 +66,12 @@ def scrape(client, **extra) -> dict:
     return parse(response.content.decode())
 
 
+@pytest.fixture(autouse=True)
+def fresh_readings(settings):
+    """Every scrape reads the database and probes again (no VIBEBOX_METRICS_SCRAPE_CACHE)."""
+    settings.VIBEBOX_METRICS_SCRAPE_CACHE = 0
+
+
 @pytest.fixture
 def web(client):
     """Django's test client (REMOTE_ADDR 127.0.0.1, a loopback client)."""
@@ -299,3 +305,15 @@ def test_a_hanging_engine_reports_down_within_the_probe_timeout(web, engine_faul
     samples = scrape(web)  # answered, not held by the engine
     assert value(samples, "vibebox_engine_up") == 0
     engine_fault.restore()
+
+
+@pytest.mark.django_db
+def test_readings_are_shared_within_the_scrape_cache(web, owner, templates, settings):
+    settings.VIBEBOX_METRICS_SCRAPE_CACHE = 3600
+    collectors._cached[:] = [0.0, []]  # no reading of another test's
+    template = templates["python-3.13"]
+    first = value(scrape(web), "vibebox_sandboxes", state="running", template=template.name) or 0
+    sandbox_row(owner, template, name="cached", status="running")
+    assert (value(scrape(web), "vibebox_sandboxes", state="running", template=template.name) or 0) == first
+    settings.VIBEBOX_METRICS_SCRAPE_CACHE = 0
+    assert value(scrape(web), "vibebox_sandboxes", state="running", template=template.name) == first + 1
