@@ -221,3 +221,15 @@ def test_an_empty_warm_pool_degrades_the_platform(transactional_db, templates, s
         assert components["pools"] == {"name": "pools", "status": "ok", "message": "1 warm sandbox ready in 1 pool."}
     finally:
         pools.pool_drain()
+
+
+def test_a_database_that_does_not_answer_is_reported_without_a_500(transactional_db):
+    dead = f"postgres://vibebox:unused@127.0.0.1:{_free_port()}/vibebox"  # a port nobody serves
+    with live_server(DATABASE_URL=dead, VIBEBOX_STATUS_CACHE_SECONDS="0") as (url, _pid):
+        response = requests.get(f"{url}/api/v1/status", timeout=60)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert _components(body)["api"] == {"name": "api", "status": "down", "message": "The database does not answer."}
+        assert body["status"] == "down" and "unused" not in response.text
+        page = requests.get(f"{url}/status/", timeout=60)
+        assert page.status_code == 200 and "The database does not answer." in page.text
