@@ -18,7 +18,6 @@ import functools
 import os
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -158,22 +157,13 @@ def label_routes(routes: list) -> list:
     return routes
 
 
-@contextmanager
-def timed(histogram):
-    """Observes the block's duration on `histogram` (a labelled child), also when it raises."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        histogram.observe(time.perf_counter() - started)
-
-
-def mark_process_dead(pid: int | None = None) -> None:
-    """Drops the live gauges (websocket connections) of a process that is exiting or gone; its
-    counters and histograms stay counted. A no-op outside multiprocess mode."""
-    if not _MULTIPROC_DIR:
-        return
-    multiprocess.mark_process_dead(pid or os.getpid(), _MULTIPROC_DIR)
+def mark_process_dead(pid: int | None = None, directory: str = "") -> None:
+    """Drops the live gauges (websocket connections) of a process that is exiting or gone, from
+    `directory` (default this process's PROMETHEUS_MULTIPROC_DIR); its counters and histograms
+    stay counted. A no-op outside multiprocess mode."""
+    directory = directory or _MULTIPROC_DIR
+    if directory:
+        multiprocess.mark_process_dead(pid or os.getpid(), directory)
 
 
 def per_sandbox(sandboxes: int) -> bool:

@@ -59,7 +59,7 @@ def forget_dead_processes(directory: str) -> None:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            metrics.mark_process_dead(pid)
+            metrics.mark_process_dead(pid, directory)
         except PermissionError:  # alive, someone else's
             pass
 

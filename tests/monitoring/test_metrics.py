@@ -2,6 +2,9 @@
 read it (a bearer token, else loopback only), bounded route labels, and the scrape-time gauges
 against the database, the real engine and a real Redis of the test's own."""
 
+import os
+import subprocess
+
 import pytest
 import redis
 from django.utils import timezone
@@ -9,7 +12,7 @@ from prometheus_client import REGISTRY, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.billing.models import MeterSample
-from apps.monitoring import collectors
+from apps.monitoring import collectors, exporter
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
 from tests.conftest import _free_port, sandbox_row
 from tests.test_make_run import redis_server
@@ -317,3 +320,15 @@ def test_readings_are_shared_within_the_scrape_cache(web, owner, templates, sett
     assert (value(scrape(web), "vibebox_sandboxes", state="running", template=template.name) or 0) == first
     settings.VIBEBOX_METRICS_SCRAPE_CACHE = 0
     assert value(scrape(web), "vibebox_sandboxes", state="running", template=template.name) == first + 1
+
+
+def test_a_killed_processs_live_gauges_leave_at_the_next_scrape(tmp_path):
+    """A process that died without saying so (SIGKILL) leaves its live-gauge file behind: the scrape
+    drops it; its counters stay, as do a live process's gauges."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    files = [f"gauge_livesum_{dead.pid}.db", f"counter_{dead.pid}.db", f"gauge_livesum_{os.getpid()}.db"]
+    for name in files:
+        (tmp_path / name).write_bytes(b"")
+    exporter.forget_dead_processes(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(files[1:])

@@ -191,3 +191,16 @@ def test_celery_workers_metrics_reach_the_web_processes(
         samples = wait_for(sampled, timeout=120, interval=0.5, what="the meter's CPU and memory in /metrics")
     # The worker's processes wrote files of their own beside the web workers'.
     assert len({path.stem.split("_")[-1] for path in directory.glob("counter_*.db")}) >= 2
+
+
+def test_a_live_server_with_a_token_wants_it(transactional_db):
+    with live_server(VIBEBOX_METRICS_TOKEN="scrape-me-token") as (url, _pid):
+        refused = httpx.get(f"{url}/metrics", timeout=30)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "metrics_token_required"
+        wrong = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert wrong.status_code == 401
+        answered = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-me-token"}, timeout=30)
+        assert answered.status_code == 200
+        assert answered.headers["content-type"].startswith("text/plain")
+        assert value(parse(answered.text), "vibebox_engine_up") == 1
