@@ -680,6 +680,122 @@ VIBEBOX_CONTEXT_MAX_PER_SANDBOX = env_int("VIBEBOX_CONTEXT_MAX_PER_SANDBOX", 16)
 # watch"): a `: keep-alive` comment this often while nothing changes, so proxies keep it open.
 VIBEBOX_SSE_KEEPALIVE_SECONDS = env_duration("VIBEBOX_SSE_KEEPALIVE_SECONDS", "15s")
 
+# SLOs and the status page (apps/monitoring/slo.py, health.py; docs/monitoring.md "SLOs and the status
+# page"). Each SLO: an objective (the fraction of good events) over a window, and its SLI read from
+# the platform's own metrics (vibebox/metrics.py): `ratio` (a counter's series matching `good`, or
+# not matching `bad`, among those matching `total`; label -> anchored regex; a label in both
+# takes bad's or good's pattern) or `latency` (a
+# histogram's bucket `le=threshold` over its count, series matching `labels`). Operators override
+# with JSON in the environment, merged by id over these: VIBEBOX_SLOS='{"api_availability":
+# {"objective": 0.995}, "exec_latency": null}' (null drops one; a new id needs a whole spec).
+VIBEBOX_SLOS = {
+    "api_availability": {
+        "description": "API requests answered without a server error (status below 500).",
+        "objective": 0.999,
+        "window": "30d",
+        "sli": {"kind": "ratio", "metric": "vibebox_http_requests_total", "bad": {"status": "5.."}},
+    },
+    "create_latency": {
+        "description": "Sandbox creates that took under 0.5 s.",
+        "objective": 0.95,
+        "window": "30d",
+        "sli": {"kind": "latency", "metric": "vibebox_sandbox_create_seconds", "threshold": 0.5},
+    },
+    "exec_latency": {
+        "description": "Commands (exec) that finished under 0.1 s.",
+        "objective": 0.95,
+        "window": "30d",
+        "sli": {"kind": "latency", "metric": "vibebox_exec_seconds", "threshold": 0.1, "labels": {"kind": "exec"}},
+    },
+    "webhook_delivery": {
+        "description": "Webhook deliveries delivered (not failed after their retries).",
+        "objective": 0.99,
+        "window": "30d",
+        "sli": {
+            "kind": "ratio",
+            "metric": "vibebox_webhook_deliveries_total",
+            "total": {"outcome": "delivered|failed"},  # a `retrying` attempt is neither
+            "bad": {"outcome": "failed"},
+        },
+    },
+}
+
+
+def _slo_spec(name: str, spec) -> dict:
+    """One SLO's spec, checked: a typo stops the server at start, never a 500 on the status page."""
+    import re as _re
+
+    from .units import parse_duration as _duration
+
+    where = f"VIBEBOX_SLOS[{name!r}]"
+    if not _re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name) or not isinstance(spec, dict):
+        raise ImproperlyConfigured(f"{where}: an id of [a-z0-9_] and an object")
+    objective, sli = spec.get("objective"), spec.get("sli")
+    if not isinstance(objective, int | float) or isinstance(objective, bool) or not 0 < objective < 1:
+        raise ImproperlyConfigured(f"{where}.objective must be a fraction between 0 and 1 (0.999 for 99.9 %)")
+    try:
+        if _duration(spec.get("window", "30d")) < 3600:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(f'{where}.window must be a duration of at least 1h (e.g. "30d")') from None
+    if not isinstance(sli, dict) or sli.get("kind") not in ("ratio", "latency"):
+        raise ImproperlyConfigured(f"{where}.sli needs kind (ratio or latency) and metric")
+    if not isinstance(sli.get("metric"), str):
+        raise ImproperlyConfigured(f"{where}.sli needs kind (ratio or latency) and metric")
+    for key in ("good", "bad", "total", "labels"):
+        matchers = sli.get(key, {})
+        if not isinstance(matchers, dict) or not all(isinstance(v, str) for v in matchers.values()):
+            raise ImproperlyConfigured(f"{where}.sli.{key} must map label names to regular expressions")
+        for value in matchers.values():
+            try:
+                _re.compile(value)
+            except _re.error:
+                raise ImproperlyConfigured(f"{where}.sli.{key}: {value!r} is not a regular expression") from None
+    if sli["kind"] == "ratio" and ("good" in sli) == ("bad" in sli):
+        raise ImproperlyConfigured(f"{where}.sli: a ratio names either good or bad series")
+    if sli["kind"] == "latency" and not isinstance(sli.get("threshold"), int | float):
+        raise ImproperlyConfigured(f"{where}.sli.threshold: the histogram bucket bound, in seconds")
+    return {"description": "", "window": "30d", **spec}
+
+
+def _slos_from_env(defaults: dict) -> dict:
+    import json as _json
+
+    raw = env_str("VIBEBOX_SLOS", "").strip()
+    slos = {name: dict(spec) for name, spec in defaults.items()}
+    if raw:
+        try:
+            overrides = _json.loads(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"VIBEBOX_SLOS is not valid JSON: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise ImproperlyConfigured("VIBEBOX_SLOS is a JSON object: {id: spec or null}")
+        for name, spec in overrides.items():
+            if spec is None:
+                slos.pop(name, None)
+            elif isinstance(spec, dict):
+                slos[name] = {**slos.get(name, {}), **spec}
+            else:
+                raise ImproperlyConfigured(f"VIBEBOX_SLOS[{name!r}]: an object, or null to drop it")
+    return {name: _slo_spec(name, spec) for name, spec in slos.items()}
+
+
+VIBEBOX_SLOS = _slos_from_env(VIBEBOX_SLOS)
+# How often beat records the SLIs' event counts (apps.monitoring.slo.record_sli_samples), and how
+# long the public status's component checks are kept per process (a caller cannot load the engine).
+VIBEBOX_SLO_SAMPLE_INTERVAL = env_duration("VIBEBOX_SLO_SAMPLE_INTERVAL", "60s")
+VIBEBOX_STATUS_CACHE_SECONDS = env_duration("VIBEBOX_STATUS_CACHE_SECONDS", "15s")
+VIBEBOX_STATUS_CHECK_TIMEOUT = env_duration("VIBEBOX_STATUS_CHECK_TIMEOUT", "2s")
+CELERY_IMPORTS = [*CELERY_IMPORTS, "apps.monitoring.slo"]
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
+    "HealthStatusEnum": "apps.monitoring.api.serializers.STATUSES",
+    "HealthComponentEnum": "apps.monitoring.api.serializers.COMPONENTS",
+}
+CELERY_BEAT_SCHEDULE["record-sli-samples"] = {
+    "task": "apps.monitoring.slo.record_sli_samples",
+    "schedule": VIBEBOX_SLO_SAMPLE_INTERVAL,
+    "options": {"expires": VIBEBOX_SLO_SAMPLE_INTERVAL},
+}
 # Metrics (GET /metrics, Prometheus text format; apps/monitoring, docs/monitoring.md "Metrics").
 # With a token, scrapers send `Authorization: Bearer <token>` (else 401); without one, only loopback
 # clients are answered (else 403). Every process records into PROMETHEUS_MULTIPROC_DIR (an

@@ -25,6 +25,7 @@ urlpatterns = [
     path("admin/login/", login_limits.limited(admin.site.login)),  # before the admin's own route: 429s
     path("admin/", admin.site.urls),
     path("invitations/<str:token>", orgs_web.invitation_page, name="invitation"),  # an invitation email's link
+    path("", include("apps.monitoring.status_urls")),  # the public /status page
     path("", include("apps.sso.urls")),
     path("", include("apps.dashboard.urls")),
 ]

@@ -13,5 +13,6 @@ urlpatterns = [
     path("", include("apps.webhooks.api.urls")),
     path("", include("apps.billing.api.urls")),
     path("", include("apps.billing.api.invoice_urls")),
+    path("", include("apps.monitoring.api.urls")),  # status, status/slo (docs/monitoring.md)
     path("schema", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
 ]
