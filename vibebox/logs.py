@@ -259,6 +259,8 @@ class RequestContext:
                 names = {name.lower() for name, _ in headers}
                 if b"x-request-id" not in names:
                     headers.append((b"x-request-id", request_id.encode()))
+                if server_span is not None:
+                    _name_span(server_span, scope, info)  # before the span ends with the body
                 parent = tracing.traceparent(server_span) if server_span is not None else ""
                 if parent and b"traceparent" not in names:
                     headers.append((b"traceparent", parent.encode()))
@@ -277,11 +279,6 @@ class RequestContext:
     def _access(scope, info: dict, status: int, started: float, server_span) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         fields = request_fields(info)
-        route = fields.get("route", "")
-        if server_span is not None and route and server_span.is_recording():
-            # The ASGI span only knew the method: name it after the route, as the metrics label it.
-            server_span.update_name(f"{scope.get('method', 'GET')} /{route}")
-            server_span.set_attribute("http.route", "/" + route)
         client = scope.get("client")
         access_logger.info(
             "%s %s %s %.1fms",
@@ -298,6 +295,15 @@ class RequestContext:
                 "client": client[0] if client else "",
             },
         )
+
+
+def _name_span(server_span, scope, info: dict) -> None:
+    """The ASGI span only knew the method (vibebox/tracing.py): name it after the Django route that
+    matched, if one did (`POST /api/v1/sandboxes/<str:sandbox_id>/exec`)."""
+    route = request_fields(info).get("route", "")
+    if route and route != "unmatched" and server_span.is_recording():
+        server_span.update_name(f"{scope.get('method', 'GET')} /{route}")
+        server_span.set_attribute("http.route", "/" + route)
 
 
 def attach_django_request(request) -> str:

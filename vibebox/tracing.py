@@ -149,18 +149,23 @@ def _setup_provider() -> None:
     trace.set_tracer_provider(provider)
 
 
-_ENGINE_PATH = re.compile(r"^/v[\d.]+")
-_ENGINE_OBJECT = re.compile(r"/(containers|volumes|networks|exec|images)/[^/]+")
+_ENGINE_VERSION = re.compile(r"^/v[\d.]+(?=/)")
+_ENGINE_OBJECT = re.compile(r"^/(containers|volumes|networks|exec|plugins)/(?!(?:create|json|prune)(?:/|$))[^/]+")
+# Image names hold slashes (vibebox/base:trixie): the operations that follow one are known.
+_ENGINE_IMAGE = re.compile(
+    r"^/images/(?!(?:create|json|prune|search|load|get)(?:/|$)).+?(/json|/history|/push|/tag|/get)?$"
+)
 
 
 def _engine_span_name(span, request) -> None:
     """docker-py talks to the engine over requests (http+docker://): name the span after the call
-    (`docker POST /containers/{id}/start`), ids left out of the name (they are in url.full)."""
+    (`docker POST /containers/{id}/start`), names and ids left out (they are in the span's URL)."""
     url = getattr(request, "url", "") or ""
     if not span.is_recording() or not url.startswith("http+docker://"):
         return
-    path = url.split("://", 1)[1].partition("/")[2].partition("?")[0]
-    path = _ENGINE_OBJECT.sub(r"/\1/{id}", _ENGINE_PATH.sub("", "/" + path))
+    path = "/" + url.split("://", 1)[1].partition("/")[2].partition("?")[0]
+    path = _ENGINE_VERSION.sub("", path)
+    path = _ENGINE_IMAGE.sub(r"/images/{id}\1", _ENGINE_OBJECT.sub(r"/\1/{id}", path))
     span.update_name(f"docker {request.method} {path}")
     span.set_attribute("peer.service", "docker")
 
@@ -214,4 +219,14 @@ def asgi(app):
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+    return OpenTelemetryMiddleware(app, default_span_details=_span_details, exclude_spans=["receive", "send"])
+
+
+def _span_details(scope) -> tuple[str, dict]:
+    """A request's span starts named by its method only, never its raw path (ids in paths would make
+    every name unique); vibebox.logs renames it after the Django route once one matched. /mcp's is
+    `POST /mcp`."""
+    if scope["type"] == "websocket":
+        return "WebSocket", {}
+    method = scope.get("method", "HTTP")
+    return (f"{method} /mcp", {}) if scope.get("path", "").rstrip("/") == "/mcp" else (method, {})
