@@ -13,9 +13,10 @@ app.autodiscover_tasks()
 # Workers and beat log through Django's LOGGING (VIBEBOX_LOG_FORMAT: JSON lines by default) instead
 # of Celery's own set-up, and trace when OTEL_EXPORTER_OTLP_ENDPOINT is set: a task's run continues
 # the trace its publisher put in the task's headers.
-from celery.signals import beat_init, setup_logging, worker_init, worker_process_init  # noqa: E402
+from celery.signals import beat_init, celeryd_init, setup_logging, worker_init, worker_process_init  # noqa: E402
 
 
+@celeryd_init.connect  # early: the worker's start-up warnings are log lines too
 @setup_logging.connect
 def _django_logging(**kwargs):
     import logging.config
@@ -23,6 +24,7 @@ def _django_logging(**kwargs):
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)  # Python's warnings (Celery's own) as log lines too
 
 
 @worker_init.connect
