@@ -118,7 +118,7 @@ def request_fields(info: dict | None) -> dict:
     if request is not None:
         match = getattr(request, "resolver_match", None)
         if match is not None:
-            fields["route"] = match.route or "unmatched"
+            fields["route"] = route_of(request)
             if match.kwargs.get("sandbox_id"):
                 fields["sandbox_id"] = str(match.kwargs["sandbox_id"])
         fields["org"], fields["key_id"] = _caller(info)
