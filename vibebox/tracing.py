@@ -182,10 +182,19 @@ def _instrument_libraries() -> None:
     RequestsInstrumentor().instrument(request_hook=_engine_span_name)
 
 
+# Probes and scrapes are not traced (a trace every few seconds per prober says nothing); the
+# standard OTEL_PYTHON_EXCLUDED_URLS (comma-separated regular expressions) replaces this list.
+DEFAULT_EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
+
+
+def excluded_urls() -> str:
+    return os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", "").strip() or DEFAULT_EXCLUDED_URLS
+
+
 def _instrument_django() -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    DjangoInstrumentor().instrument()
+    DjangoInstrumentor().instrument(excluded_urls=excluded_urls())
 
 
 def _trace_sql() -> None:
@@ -219,7 +228,9 @@ def asgi(app):
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(app, default_span_details=_span_details, exclude_spans=["receive", "send"])
+    return OpenTelemetryMiddleware(
+        app, excluded_urls=excluded_urls(), default_span_details=_span_details, exclude_spans=["receive", "send"]
+    )
 
 
 def _span_details(scope) -> tuple[str, dict]:

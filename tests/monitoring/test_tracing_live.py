@@ -134,6 +134,8 @@ def test_request_ids_are_echoed_when_sane_else_made_and_answered_on_every_respon
             assert answered != bad and answered.startswith("req_") and len(answered) == 20
         made = {client.get("/healthz").headers["x-request-id"] for _ in range(3)}
         assert len(made) == 3
+        # Probes are not traced (vibebox/tracing.py, DEFAULT_EXCLUDED_URLS): no traceparent.
+        assert "traceparent" not in client.get("/healthz").headers
         # Not only Django's answers: an anonymous API call (401), an unknown path (404), /mcp,
         # the body limit's 413, and a preview URL's refusal all carry one, and a traceparent.
         answers = [
