@@ -25,6 +25,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -45,11 +46,6 @@ def new_request_id() -> str:
 def request_id_from(value: str | None) -> str:
     """The client's id if it is sane, else a new one."""
     return value if value and _SANE_ID.match(value) else new_request_id()
-
-
-def current() -> dict | None:
-    """The request being handled in this context (a dict shared by every thread working on it)."""
-    return _request.get()
 
 
 def current_request_id() -> str:
@@ -76,8 +72,6 @@ def note(**fields) -> None:
 
 def log_format() -> str:
     """VIBEBOX_LOG_FORMAT: json or text; default json, text when standard error is a terminal."""
-    import os
-
     value = os.environ.get("VIBEBOX_LOG_FORMAT", "").strip().lower()
     if value in ("json", "text"):
         return value
@@ -271,12 +265,12 @@ class RequestContext:
             await self.app(scope, receive, send_with_ids)
         finally:
             try:
-                self._access(scope, info, status["code"] or 500, started, server_span)
+                self._access(scope, info, status["code"] or 500, started)
             finally:
                 unbind(token)
 
     @staticmethod
-    def _access(scope, info: dict, status: int, started: float, server_span) -> None:
+    def _access(scope, info: dict, status: int, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         fields = request_fields(info)
         client = scope.get("client")
