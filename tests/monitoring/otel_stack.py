@@ -80,6 +80,7 @@ TRACING = {
     "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans leave soon after they end
     "VIBEBOX_LOG_FORMAT": "json",
     "VIBEBOX_WEBHOOK_DISPATCH": "true",  # a create's event queues its sender from the request
+    "VIBEBOX_POOL_ENABLED": "true",  # creates ask a template's warm pool first (if it has one)
 }
 
 

@@ -1,7 +1,7 @@
 """Traces end to end (vibebox/tracing.py): the live server (the Procfile's uvicorn) and a real Celery
 worker export over OTLP/HTTP to a receiver on loopback (tests/monitoring/otlp.py, decoded with
 opentelemetry-proto). A create sent with the caller's traceparent is one trace: the request's server
-span, the create in the request thread, the engine's calls, the publish of the webhook's sender, the
+span, the create in the request thread, the warm pool's claim, the engine's calls, the publish of the webhook's sender, the
 worker's run of it and the delivery's POST, each under the right parent; the webhook request
 carries that trace's traceparent too. An exec's sandboxd call is a span of its request."""
 
@@ -12,7 +12,9 @@ import urllib.parse
 
 import httpx
 import pytest
+from django.conf import settings
 
+from apps.sandboxes.models import WarmPool
 from tests.monitoring.otel_stack import new_traceparent, stack  # noqa: F401 (stack: a fixture)
 from tests.monitoring.otlp import ancestors
 from tests.waiting import WaitTimeout, wait_for
@@ -42,13 +44,25 @@ def one(spans, predicate, what):
     return found[0]
 
 
-def test_a_create_is_one_trace_from_the_api_through_the_engine_to_the_webhook_delivery(
+def test_a_create_is_one_trace_from_the_api_through_the_pool_and_the_engine_to_the_webhook_delivery(
     api,
     stack,  # noqa: F811
+    templates,
     cleanup_sandbox_ids,
 ):
     hook = api.post("/api/v1/webhooks", json={"url": stack.hooks.url, "events": ["sandbox.created"]})
     assert hook.status_code == 201, hook.text
+    # An empty warm pool of the template (the server has pools on): the create asks it first, misses,
+    # and goes cold.
+    template = templates["python-3"]
+    WarmPool.objects.create(
+        template=template,
+        cpu=settings.VIBEBOX_DEFAULT_CPU,
+        memory=settings.VIBEBOX_DEFAULT_MEMORY,
+        min_size=0,
+        target_size=0,
+        max_size=0,
+    )
     header, trace_id, caller_span = new_traceparent()
 
     created = api.post("/api/v1/sandboxes", json={"template": "python-3"}, headers={"traceparent": header})
@@ -85,6 +99,10 @@ def test_a_create_is_one_trace_from_the_api_through_the_engine_to_the_webhook_de
     # The create ran in the request thread (vibebox/requestthreads.py), under the request's span.
     create = named(spans, "sandbox.create")[0]
     assert server in ancestors(create, spans)
+    # The warm pool was asked (a miss) within the create, before the engine's calls.
+    [claim] = named(spans, "pool.claim")
+    assert create in ancestors(claim, spans)
+    assert WarmPool.objects.get(template=template).misses == 1
     # The engine's calls (docker-py's HTTP over the socket), inside the create.
     engine = [s for s in spans if s.name.startswith("docker POST /containers/")]
     assert {s.name for s in engine} >= {"docker POST /containers/create", "docker POST /containers/{id}/start"}
