@@ -1,9 +1,10 @@
 """Traces end to end (vibebox/tracing.py): the live server (the Procfile's uvicorn) and a real Celery
 worker export over OTLP/HTTP to a receiver on loopback (tests/monitoring/otlp.py, decoded with
 opentelemetry-proto). A create sent with the caller's traceparent is one trace: the request's server
-span, the create in the request thread, the warm pool's claim, the engine's calls, the publish of the webhook's sender, the
-worker's run of it and the delivery's POST, each under the right parent; the webhook request
-carries that trace's traceparent too. An exec's sandboxd call is a span of its request."""
+span, the create in the request thread, the warm pool's claim, the engine's calls, the publish of
+the webhook's sender, the worker's run of it and the delivery's POST, each under the right parent;
+the webhook request carries that trace's traceparent too. An exec's sandboxd call is a span of its
+request."""
 
 from __future__ import annotations
 
