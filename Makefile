@@ -51,6 +51,9 @@ images-all: images
 sandboxd: venv host
 	@$(BIN)/python manage.py sandboxd
 
+# Logs (docs/monitoring.md, "Traces and logs"): text when make's output is a terminal (honcho's pipes
+# hide it from the processes), else JSON lines; VIBEBOX_LOG_FORMAT in the environment wins.
+run: export VIBEBOX_LOG_FORMAT ?= $(shell test -t 2 && echo text || echo json)
 run: setup
 	@$(BIN)/python manage.py bootstrap
 	@$(BIN)/python manage.py reconcile --startup

@@ -3,7 +3,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from vibebox import tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibebox.settings")
+# Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): set up before Django loads its middleware,
+# which Django's instrumentation joins (vibebox/tracing.py).
+tracing.configure(django=True)
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
@@ -16,6 +21,7 @@ from apps.sandboxes.preview.routing import PreviewRouter  # noqa: E402
 from apps.sandboxes.preview.tokens import RedactTokens  # noqa: E402
 from vibebox import exceptions as errors  # noqa: E402
 from vibebox.bodylimit import BodyLimitMiddleware  # noqa: E402
+from vibebox.logs import RequestContext  # noqa: E402
 from vibebox.origins import allowed_origins, origin_allowed, origins_of  # noqa: E402
 from vibebox.requestthreads import PooledRequestThreads  # noqa: E402
 from vibebox.routing import websocket_urlpatterns  # noqa: E402
@@ -71,3 +77,6 @@ application = PreviewRouter(
         }
     )
 )
+# Every request, previews' too: its id (X-Request-Id), traceparent, the access line (vibebox/logs.py),
+# inside the request's server span when tracing is on (vibebox/tracing.py).
+application = tracing.asgi(RequestContext(application))

@@ -15,7 +15,6 @@ the template.yaml and the form's framing; everything else VIBEBOX_REQUEST_MAX_BY
 
 import json
 import re
-import secrets
 
 from django.conf import settings
 
@@ -30,7 +29,6 @@ SUBMISSION_PATHS = (
     re.compile(r"^/marketplace/submit/?$"),
 )
 SUBMISSION_ROOM = 2 * 1024**2  # the Dockerfile (64 KiB), template.yaml (128 KiB), multipart framing
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def limit_for(method: str, path: str) -> int:
@@ -42,8 +40,9 @@ def limit_for(method: str, path: str) -> int:
 
 
 def _request_id(scope) -> str:
-    incoming = header(scope, b"x-request-id")
-    return incoming if _REQUEST_ID.match(incoming) else "req_" + secrets.token_hex(8)
+    from vibebox import logs  # the id vibebox.logs.RequestContext chose for this request
+
+    return logs.current_request_id() or logs.request_id_from(header(scope, b"x-request-id"))
 
 
 async def send_too_large(scope, send, limit: int) -> None:

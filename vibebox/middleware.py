@@ -1,5 +1,4 @@
 import hmac
-import secrets
 
 from asgiref.local import Local
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -13,29 +12,36 @@ from django_htmx.middleware import HtmxMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from apps.audit import context as audit_context
+from vibebox import logs
 
 _current = Local()
 
 
 def current_request_id() -> str:
-    return getattr(_current, "request_id", "")
+    return logs.current_request_id() or getattr(_current, "request_id", "")
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (`X-Request-Id`), echoed in error envelopes and logs."""
+    """Gives every request an id (`X-Request-Id`), echoed in error envelopes and logs: the one
+    vibebox.logs.RequestContext chose at the ASGI door, whose context this binds the request to (its
+    route, sandbox and caller go into log lines); without it (Django's test client), its own."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-Id", "")
-        if incoming and len(incoming) <= 64 and incoming.replace("-", "").replace("_", "").isalnum():
-            request_id = incoming
-        else:
-            request_id = "req_" + secrets.token_hex(8)
+        request_id = logs.attach_django_request(request)
+        token = None
+        if not request_id:
+            request_id = logs.request_id_from(request.headers.get("X-Request-Id"))
+            token = logs.bind(request_id, request=request)
         request.request_id = request_id
         _current.request_id = request_id
-        response = self.get_response(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            if token is not None:
+                logs.unbind(token)
         response["X-Request-Id"] = request_id
         return response
 

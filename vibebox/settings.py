@@ -369,15 +369,27 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_str("VIBEBOX_LOG_LEVEL", "INFO")
+# Structured logs (vibebox/logs.py; docs/monitoring.md, "Traces and logs"): VIBEBOX_LOG_FORMAT=json|text
+# (default json, text when standard error is a terminal); every line carries the request's id, trace
+# id, route, caller and sandbox while a request is handled. uvicorn's and Celery's loggers write
+# through the same handler; the access log is VibeBox's own (`vibebox.access`, uvicorn's is off in
+# the Procfile).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"vibebox": {"()": "vibebox.logs.formatter"}},
+    "filters": {"context": {"()": "vibebox.logs.ContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "vibebox", "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "vibebox": {"level": LOG_LEVEL},
         "apps": {"level": LOG_LEVEL},
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "celery": {"level": "INFO"},
     },
 }
 

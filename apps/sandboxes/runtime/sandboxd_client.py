@@ -25,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import hmac
 import http.client
@@ -40,6 +41,8 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+
+from vibebox import tracing
 
 from . import bounded
 from .base import (
@@ -69,6 +72,22 @@ HELLO_SECONDS = 5.0  # the identity exchange, before anything is sent
 HELLO_LIMIT = 16 * 1024  # bytes of a hello or kill answer (headers included)
 HEADER_LIMIT = 64 * 1024  # bytes of an exec answer's headers and JSON header line
 MAX_COUNT = 1 << 62  # byte counts beyond this are nonsense
+
+
+def _traced(name: str):
+    """A client span around a call to a sandbox's sandboxd (`sandboxd <name>`; vibebox/tracing.py).
+    The calls take (address, secret, container, ...); file calls' next argument is their kind."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(address, secret, container, *args, **kwargs):
+            what = f"{name} {args[0]}" if name == "file" and args else name
+            with tracing.span(f"sandboxd {what}", client=True, container=container):
+                return function(address, secret, container, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 class Unavailable(Exception):
@@ -336,6 +355,7 @@ def _flag(header: dict, name: str) -> bool:
     return value
 
 
+@_traced("run")
 def run(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult:
     """Runs the command through sandboxd. Raises Unavailable when sandboxd is not there and
     Refused when it did not start the command (nothing ran either way),
@@ -567,6 +587,7 @@ def _sender(raw):
     return send
 
 
+@_traced("stream")
 def stream(address: str, secret: str, container: str, request: ExecRequest) -> ExecResult:
     """Runs a command through sandboxd's /stream: output to `request.on_output` as it comes,
     stdin and signals from `request.control`. Raises Unavailable (not there) or Refused (it could
@@ -708,6 +729,7 @@ class _WatchStream:
         self._raw.close()
 
 
+@_traced("watch")
 def watch(address: str, secret: str, container: str, request: WatchRequest) -> _WatchStream:
     """Opens a file watch (POST /watch): the watch is in place when this returns. Unavailable when
     sandboxd is not there; WatchRefused when it did not start the watch. Iterating the answer
@@ -793,6 +815,7 @@ def _command_body(request: ExecRequest) -> dict:
     }
 
 
+@_traced("process start")
 def process_start(address: str, secret: str, container: str, request: ExecRequest) -> dict:
     """Starts a background process in sandboxd: {exec_id, pid, started_at}. Raises Unavailable
     when sandboxd is not there, Refused when it did not start it (409 the id is taken, 429 too many
@@ -801,6 +824,7 @@ def process_start(address: str, secret: str, container: str, request: ExecReques
     return _started(answer, request.exec_id, "process start")
 
 
+@_traced("terminal open")
 def terminal_open(
     address: str, secret: str, container: str, request: ExecRequest, *, cols: int, rows: int, idle_timeout: float
 ) -> dict:
@@ -818,11 +842,13 @@ def _listed(address: str, secret: str, container: str, kind: str, key: str) -> l
     return entries
 
 
+@_traced("process list")
 def process_list(address: str, secret: str, container: str) -> list[dict]:
     """The background processes sandboxd keeps (running and recently finished), oldest first."""
     return _listed(address, secret, container, "process", "processes")
 
 
+@_traced("terminal list")
 def terminal_list(address: str, secret: str, container: str) -> list[dict]:
     """The terminals sandboxd keeps (open and recently ended), oldest first."""
     return _listed(address, secret, container, "terminal", "terminals")
@@ -838,12 +864,14 @@ def _signalled(address: str, secret: str, container: str, kind: str, body: dict)
     return True
 
 
+@_traced("process kill")
 def process_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool:
     """Signals a background process (KILL: the kill contract with the sweep): True when sandboxd
     knows it, False when it does not (404); Unavailable when sandboxd is not there."""
     return _signalled(address, secret, container, "process", {"exec_id": exec_id, "signal": signal})
 
 
+@_traced("terminal kill")
 def terminal_kill(address: str, secret: str, container: str, exec_id: str, signal: str = "KILL") -> bool:
     """Signals a terminal (KILL: it ends, and every process it started with it; no sweep: what
     it started carries its marker): as process_kill."""
@@ -905,6 +933,7 @@ def _attach(
         raw.close()
 
 
+@_traced("process attach")
 def process_attach(
     address: str,
     secret: str,
@@ -939,6 +968,7 @@ def process_attach(
     return result, offset
 
 
+@_traced("terminal attach")
 def terminal_attach(
     address: str,
     secret: str,
@@ -1046,6 +1076,7 @@ def _refused(status: int, payload: bytes) -> FileRefused:
     return FileRefused(status, text.get("code", ""), text.get("error", ""), text.get("path", ""))
 
 
+@_traced("file")
 def file_call(address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float = 60.0):
     """files/stat, list, mkdir, move or delete: the answer's `result`. Raises Unavailable when
     sandboxd is not there (nothing was sent), FileRefused for a refusal."""
@@ -1121,6 +1152,7 @@ class FileStream:
         self._raw.close()
 
 
+@_traced("file")
 def file_stream(address: str, secret: str, container: str, kind: str, body: dict, *, timeout: float) -> FileStream:
     """files/read (the file Info first, in `header`) or files/tar. Raises Unavailable when sandboxd
     is not there, FileRefused when it refused (nothing was sent)."""
@@ -1152,6 +1184,7 @@ def file_stream(address: str, secret: str, container: str, kind: str, body: dict
         raise
 
 
+@_traced("file")
 def file_upload(
     address: str,
     secret: str,

@@ -31,7 +31,7 @@ from apps.marketplace.selectors import (
 from apps.marketplace.services import template_use_record
 from apps.orgs.network import restricted, validate_network
 from vibebox import exceptions as errors
-from vibebox import metrics
+from vibebox import logs, metrics, tracing
 from vibebox.units import format_size
 
 from .. import events, quotas, states
@@ -237,6 +237,7 @@ def _remove_quietly(sandbox: Sandbox) -> None:
 # ---- lifecycle ----
 
 
+@tracing.traced("sandbox.create")
 def sandbox_create(
     *,
     owner,
@@ -348,6 +349,7 @@ def sandbox_create(
                 sandbox.started_at = timezone.now()
             sandbox.name = name or f"{tmpl.name}-{sandbox.id[4:12].lower()}"
             sandbox.save(force_insert=True)
+            logs.note(sandbox_id=sandbox.id)  # the request's log lines name it from here on
             if template_version is None:  # a smoke test's sandbox is not a use
                 template_use_record(template=tmpl, version=version, org=sandbox.org, user=owner)
     except IntegrityError:

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from apps.marketplace.models import Template
 from vibebox import exceptions as errors
-from vibebox import metrics
+from vibebox import metrics, tracing
 from vibebox.units import format_size
 
 from ..models import PooledContainer, Sandbox, WarmPool
@@ -86,6 +86,7 @@ def pool_for(template: Template, *, cpu: float, memory: int) -> WarmPool | None:
     return pools.filter(template=template, cpu=cpu, memory=memory, enabled=True).first()
 
 
+@tracing.traced("pool.claim")
 def pool_claim(pool: WarmPool | None, *, image: str = "") -> PooledContainer | None:
     """Takes the oldest ready container of `image` (the image the create resolved: a bare name's
     newest version, a pin's version; default the pool's current image), never one of another

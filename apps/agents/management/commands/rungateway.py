@@ -26,5 +26,6 @@ class Command(BaseCommand):
             port=port,
             lifespan="off",
             log_level="warning",
+            log_config=None,  # Django's LOGGING (VIBEBOX_LOG_FORMAT), not uvicorn's own
             timeout_graceful_shutdown=5,
         )
