@@ -21,12 +21,12 @@ from common import live_server
 
 SEED = """
 from django.contrib.auth import get_user_model
-from apps.marketplace.models import Template
+from apps.marketplace.selectors import template_get
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox
 owner = get_user_model().objects.get(username="{user}")
 org = personal_org_ensure(user=owner)
-template = Template.objects.get(name="python-3")
+template = template_get(name="python-3")  # the alias: whichever python-3.x it names
 Sandbox.objects.bulk_create(
     [Sandbox(owner=owner, org=org, template=template, name=f"bench-{{i}}", image=template.image, cpu=1, memory=2**30,
              status="stopped") for i in range({count})]
