@@ -20,6 +20,7 @@ MENU = [  # (key, label, URL name, the permission it needs to show)
     ("usage", "Usage", "dashboard:usage", None),
     ("billing", "Billing", "dashboard:billing", "billing.read"),
     ("org", "Organization", "dashboard:org", None),
+    ("status", "Status", "status-page", None),  # component health for all; SLOs for staff (apps/monitoring)
 ]
 
 ORG_TABS = [  # (key, label, URL name, the permission it needs to show)

@@ -118,7 +118,9 @@ def test_the_page_shows_health_to_everyone_and_slos_to_staff(owner, staff):
         assert 'id="status-components"' in text
         assert all(f'data-component="{name}"' in text for name in COMPONENTS)
         assert 'id="status-slos"' not in text and "api_availability" not in text
-    assert 'id="status-slos"' not in _session(owner).get("/status").content.decode()
+    signed_in = _session(owner).get("/status").content.decode()
+    assert 'id="status-slos"' not in signed_in
+    assert 'href="/status"' in _session(owner).get("/sandboxes/").content.decode()  # in the dashboard's menu
 
     slo.sli_sample_add(slo="api_availability", minute=timezone.now(), good=995, total=1000)
     text = _session(staff).get("/status/").content.decode()
