@@ -299,6 +299,28 @@ export class VibeBox {
   }
 
   /**
+   * The platform's component health (API, engine, Redis, workers, gateway, pools); no key needed.
+   * @example
+   * ```ts
+   * const { status, components } = await vb.status(); // status: 'ok' | 'degraded' | 'down'
+   * ```
+   */
+  async status(): Promise<Schemas['PlatformStatus']> {
+    return this.transport.json<Schemas['PlatformStatus']>({ method: 'GET', path: `${API}/status` });
+  }
+
+  /**
+   * The SLOs with their SLI, error budget remaining and burn rates (a staff user's key; others get a `PermissionDeniedError`).
+   * @example
+   * ```ts
+   * for (const slo of (await vb.slo()).slos) console.log(slo.name, slo.errorBudgetRemaining);
+   * ```
+   */
+  async slo(): Promise<Schemas['SloReport']> {
+    return this.transport.json<Schemas['SloReport']>({ method: 'GET', path: `${API}/status/slo` });
+  }
+
+  /**
    * The templates you can create sandboxes from.
    * @example
    * ```ts

@@ -82,6 +82,24 @@ describe('configuration', () => {
   });
 });
 
+describe('status', () => {
+  test('component health for any caller, SLOs for staff only', async () => {
+    const outsider = new VibeBox({ apiKey: OUTSIDER_KEY, baseUrl: API_URL });
+    const health = await outsider.status();
+    assert.deepEqual(
+      health.components.map((component) => component.name).sort(),
+      ['api', 'engine', 'gateway', 'pools', 'redis', 'workers'],
+    );
+    assert.equal(health.components.find((component) => component.name === 'api')?.status, 'ok');
+    await assert.rejects(outsider.slo(), PermissionDeniedError);
+    const report = await vb.slo(); // the suite's key is a staff user's
+    assert.deepEqual(
+      report.slos.map((slo) => slo.name).sort(),
+      ['api_availability', 'create_latency', 'exec_latency', 'webhook_delivery'],
+    );
+  });
+});
+
 describe('typed errors', () => {
   test('a wrong key is an AuthenticationError with the server code and request id', async () => {
     const wrong = new VibeBox({ apiKey: 'vb_live_wrong', baseUrl: API_URL });

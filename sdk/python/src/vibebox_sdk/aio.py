@@ -446,5 +446,15 @@ class AsyncVibeBox(ClientCore):
     async def template(self, name: str) -> Template:
         return await self._transport.send(calls.template(name))
 
+    async def status(self) -> dict[str, Any]:
+        """`GET /api/v1/status` (no key needed): {"status": "ok" | "degraded" | "down", "components":
+        [{"name", "status", "message"}], "checked_at"} for the API, engine, Redis, workers, gateway, pools."""
+        return await self._transport.send(calls.platform_status())
+
+    async def slo(self) -> dict[str, Any]:
+        """`GET /api/v1/status/slo` (a staff user's key): each SLO's objective, SLI over its window,
+        error budget remaining and burn rates (`PermissionDeniedError` for others)."""
+        return await self._transport.send(calls.slo_report())
+
     async def health(self) -> dict[str, Any]:
         return await self._transport.send(calls.health())

@@ -797,6 +797,17 @@ def health() -> Call:
     return Call("GET", "/readyz", parse=parse, raise_for_status=False)
 
 
+# ---- the platform's status (docs/monitoring.md, "SLOs and the status page") ----
+
+
+def platform_status() -> Call:
+    return Call("GET", f"{API}/status", parse=_snake)
+
+
+def slo_report() -> Call:
+    return Call("GET", f"{API}/status/slo", parse=_snake)
+
+
 # ---- billing (docs/billing.md, docs/api.md#billing) ----
 
 BILLING = "billing"

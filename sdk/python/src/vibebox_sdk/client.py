@@ -285,6 +285,16 @@ class VibeBox(ClientCore):
     def template(self, name: str) -> Template:
         return self._transport.send(calls.template(name))
 
+    def status(self) -> dict[str, Any]:
+        """`GET /api/v1/status` (no key needed): {"status": "ok" | "degraded" | "down", "components":
+        [{"name", "status", "message"}], "checked_at"} for the API, engine, Redis, workers, gateway, pools."""
+        return self._transport.send(calls.platform_status())
+
+    def slo(self) -> dict[str, Any]:
+        """`GET /api/v1/status/slo` (a staff user's key): each SLO's objective, SLI over its window,
+        error budget remaining and burn rates (`PermissionDeniedError` for others)."""
+        return self._transport.send(calls.slo_report())
+
     def health(self) -> dict[str, Any]:
         """`/readyz`: {"status": "ok" | "unavailable", "checks": {...}, "status_code": 200 | 503}."""
         return self._transport.send(calls.health())
