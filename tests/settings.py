@@ -55,3 +55,7 @@ VIBEBOX_TEMPLATE_PIPELINE_DISPATCH = env_bool("VIBEBOX_TEMPLATE_PIPELINE_DISPATC
 # plan are on `internal` (seeded, no prices, no limits); billing's tests assign plans explicitly.
 VIBEBOX_DEFAULT_PLAN = env_str("VIBEBOX_DEFAULT_PLAN", "internal")  # noqa: F405
 VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", False)  # noqa: F405  (tests push invoices themselves)
+# A loaded CI machine answers slower than production's deadlines assume: the real engine and Redis
+# must not read as down because a probe took a second (tests of a hang set shorter ones).
+VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 5.0)  # noqa: F405
+VIBEBOX_STATUS_CHECK_TIMEOUT = env_duration("VIBEBOX_STATUS_CHECK_TIMEOUT", "10s")  # noqa: F405

@@ -192,6 +192,9 @@ class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
+    def formatException(self, ei) -> str:
+        return redact(super().formatException(ei))  # a traceback's locals and messages may hold a key
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         tags = [getattr(record, name, "") for name in ("request_id", "trace_id")]

@@ -19,7 +19,6 @@ The SDK and the `mcp` package are imported on first use: most processes never se
 
 import asyncio
 import json
-import secrets
 from collections import OrderedDict
 from urllib.parse import urlsplit
 
@@ -29,7 +28,7 @@ from django.http.request import split_domain_port, validate_host
 
 from apps.audit.context import VIA_HEADER, via_token
 from apps.keys.selectors import api_key_authenticate
-from vibebox import crypto
+from vibebox import crypto, logs
 from vibebox.asgiheaders import header
 
 PATH = "/mcp"
@@ -93,7 +92,10 @@ def _authenticate(secret: str):
 
 async def _refuse(send, status: int, code: str, message: str, headers: list | None = None) -> None:
     body = json.dumps(
-        {"error": {"code": code, "message": message, "details": {}}, "requestId": "req_" + secrets.token_hex(8)}
+        {
+            "error": {"code": code, "message": message, "details": {}},
+            "requestId": logs.current_request_id() or logs.new_request_id(),
+        }
     ).encode()
     await send(
         {

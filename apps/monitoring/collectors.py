@@ -10,7 +10,7 @@ read that fails leaves its gauges out (logged)."""
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import redis
@@ -62,6 +62,22 @@ def _redis_probe() -> dict[str, int]:
     return {queue: sum(answers[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)}
 
 
+_inflight: dict[str, Future] = {}
+_inflight_lock = threading.Lock()
+
+
+def _submit(what: str, probe) -> Future:
+    """One probe of a kind at a time: while the last one still hangs (an engine stuck for its whole
+    client timeout), a scrape waits on that one and reports it down rather than queue another, so a
+    stuck engine cannot take every thread of the pool and make Redis read as down too."""
+    with _inflight_lock:
+        running = _inflight.get(what)
+        if running is not None and not running.done():
+            return running
+        _inflight[what] = future = _probes.submit(probe)
+        return future
+
+
 def _answer(future, what: str, deadline: float):
     """The probe's answer, or None when it raised or is not done by `deadline` (monotonic)."""
     try:
@@ -106,8 +122,8 @@ class PlatformCollector(Collector):
 
     def _compute(self):
         deadline = time.monotonic() + settings.VIBEBOX_METRICS_PROBE_TIMEOUT
-        engine = _probes.submit(_engine_probe)
-        queues = _answer(_probes.submit(_redis_probe), "redis", deadline)
+        engine = _submit("engine", _engine_probe)
+        queues = _answer(_submit("redis", _redis_probe), "redis", deadline)
 
         yield GaugeMetricFamily(
             "vibebox_redis_up", "1 when Redis (broker, cache) answers.", value=int(queues is not None)

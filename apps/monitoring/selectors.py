@@ -2,6 +2,7 @@
 database has it now, across every organization (the exporter is an operator's view, never a
 customer's; GET /metrics is guarded by apps/monitoring/exporter.py)."""
 
+from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 
 from apps.billing.models import MeterSample
@@ -24,10 +25,15 @@ def sandbox_counts() -> dict[tuple[str, str], int]:
 
 
 def pool_ready() -> dict[str, int]:
-    """{template: containers ready in its enabled warm pools} (0 for an enabled pool with none)."""
-    counts = dict.fromkeys(WarmPool.objects.filter(enabled=True).values_list("template__name", flat=True), 0)
+    """{template: containers ready in its warm pools that should hold some} (0 for one with none):
+    the pools /status counts (on, enabled, a target above 0), so VibeBoxPoolEmpty and the status
+    page agree; none while pools are off."""
+    if not settings.VIBEBOX_POOL_ENABLED:
+        return {}
+    wanted = WarmPool.objects.filter(enabled=True, target_size__gt=0)
+    counts = dict.fromkeys(wanted.values_list("template__name", flat=True), 0)
     rows = (
-        PooledContainer.objects.filter(status=PooledContainer.Status.READY, pool__enabled=True)
+        PooledContainer.objects.filter(status=PooledContainer.Status.READY, pool__enabled=True, pool__target_size__gt=0)
         .values_list("pool__template__name")
         .annotate(count=Count("id"))
         .order_by()

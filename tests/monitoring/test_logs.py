@@ -54,6 +54,8 @@ def test_an_exception_is_one_json_line_with_its_traceback():
     assert "\n" not in text
     line = json.loads(text)
     assert "ValueError: boom" in line["exception"] and "AAAAAAAAAAAA" not in line["exception"]
+    plain = logs.TextFormatter().format(made)  # the text format (make run on a terminal) redacts too
+    assert "ValueError: boom" in plain and "AAAAAAAAAAAA" not in plain
 
 
 @pytest.mark.parametrize(

@@ -223,8 +223,11 @@ def test_the_database_gauges_match_the_database(web, owner, templates, settings)
         MeterSample.objects.create(
             sandbox=row, org_id=row.org_id, taken_at=now, state=row.status, memory_bytes=memory, workspace_bytes=disk
         )
+    settings.VIBEBOX_POOL_ENABLED = True
     pool = WarmPool.objects.create(template=python, cpu=1.0, memory=256 * 1024**2)
     WarmPool.objects.create(template=node, cpu=1.0, memory=256 * 1024**2)  # enabled, nothing ready
+    unpooled = templates["node-22-claude-code"]  # a pool meant to hold none is not "empty" (as /status sees it)
+    WarmPool.objects.create(template=unpooled, cpu=1.0, memory=256 * 1024**2, target_size=0)
     for status in ("ready", "ready", "creating"):
         PooledContainer.objects.create(pool=pool, image="x", status=status)
 
@@ -242,6 +245,7 @@ def test_the_database_gauges_match_the_database(web, owner, templates, settings)
     assert ("destroyed", node.name) not in gauged
     assert value(samples, "vibebox_pool_ready", template=python.name) == 2
     assert value(samples, "vibebox_pool_ready", template=node.name) == 0
+    assert value(samples, "vibebox_pool_ready", template=unpooled.name) is None
     # Each sandbox's latest sample (the workspace's latest measured one); stopped without samples: 0.
     assert value(samples, "vibebox_sandbox_memory_bytes", sandbox=rows[0].pk, template=python.name) == 1000
     assert value(samples, "vibebox_sandbox_disk_bytes", sandbox=rows[0].pk, template=python.name) == 10
