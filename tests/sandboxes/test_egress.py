@@ -23,7 +23,6 @@ from apps.sandboxes.specs import base_labels, network_name
 from tests.waiting import wait_for
 
 SUBNET = ipaddress.ip_network("10.213.77.0/30")  # checked unused on the test machines (ip addr, ip route)
-HOST_SIDE, NS_SIDE = (str(address) for address in SUBNET.hosts())
 PROBE = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); print('connected')"
 MARKER = "inside-the-private-namespace"
 HTTP_PROBE = "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
@@ -49,35 +48,39 @@ def network(docker_client, create_sandbox):
     return container, bridge, gateway
 
 
-@pytest.fixture
-def private_server(tmp_path):
-    """An HTTP server at NS_SIDE inside a network namespace of the test's own; yields its URL."""
+@contextlib.contextmanager
+def namespace_http_server(tmp_path, *, name: str, subnet, marker: str):
+    """An HTTP server serving `marker` at the second address of `subnet` (a /30), inside a network
+    namespace of the test's own joined to the host by a veth pair (the host side takes the first
+    address); yields {"url", "host_side", "port"}. `name` (5 letters) keeps concurrent tests'
+    namespaces and links apart; skips when the subnet is in use on this machine."""
+    host_side, ns_side = (str(address) for address in subnet.hosts())
     instance = django_settings.VIBEBOX_INSTANCE
-    namespace, host_veth, ns_veth = f"vbxeg-{instance}", f"vbxeg{instance}"[:13] + "h", f"vbxeg{instance}"[:13] + "n"
+    namespace, host_veth, ns_veth = f"{name}-{instance}", f"{name}{instance}"[:13] + "h", f"{name}{instance}"[:13] + "n"
     _ip("link", "del", host_veth, check=False)  # left by an interrupted run
     _ip("netns", "del", namespace, check=False)
     busy = _ip("-o", "addr").stdout + _ip("route").stdout
-    if str(SUBNET.network_address).rsplit(".", 1)[0] in busy:
-        pytest.skip(f"{SUBNET} is in use on this machine")
+    if str(subnet.network_address).rsplit(".", 1)[0] + "." in busy:
+        pytest.skip(f"{subnet} is in use on this machine")
     server = None
     try:
         _ip("netns", "add", namespace)
         _ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
         _ip("link", "set", ns_veth, "netns", namespace)
-        _ip("addr", "add", f"{HOST_SIDE}/{SUBNET.prefixlen}", "dev", host_veth)
+        _ip("addr", "add", f"{host_side}/{subnet.prefixlen}", "dev", host_veth)
         _ip("link", "set", host_veth, "up")
-        _ip("-n", namespace, "addr", "add", f"{NS_SIDE}/{SUBNET.prefixlen}", "dev", ns_veth)
+        _ip("-n", namespace, "addr", "add", f"{ns_side}/{subnet.prefixlen}", "dev", ns_veth)
         _ip("-n", namespace, "link", "set", ns_veth, "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
         port = _free_port()
-        (tmp_path / "index.html").write_text(MARKER)
+        (tmp_path / "index.html").write_text(marker)
         server = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server", str(port), "--bind", NS_SIDE],
+            ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server", str(port), "--bind", ns_side],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        url = f"http://{NS_SIDE}:{port}/"
+        url = f"http://{ns_side}:{port}/"
 
         def answers() -> bool:  # from the host (its own namespace's address): up once it answers
             assert server.poll() is None, "the namespace's server exited"
@@ -88,13 +91,20 @@ def private_server(tmp_path):
                 return False
 
         wait_for(answers, what="the namespace's server to answer")
-        yield {"url": url, "host_side": HOST_SIDE, "port": port}
+        yield {"url": url, "host_side": host_side, "port": port}
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
         _ip("link", "del", host_veth, check=False)
         _ip("netns", "del", namespace, check=False)
+
+
+@pytest.fixture
+def private_server(tmp_path):
+    """An HTTP server inside a network namespace of the test's own, on SUBNET."""
+    with namespace_http_server(tmp_path, name="vbxeg", subnet=SUBNET, marker=MARKER) as server:
+        yield server
 
 
 def rebuild_rules() -> None:

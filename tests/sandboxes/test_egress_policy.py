@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import firewall
 from apps.sandboxes.services.network import network_reconcile, network_resolve
 from tests.conftest import sandbox_row
-from tests.sandboxes.test_egress import rebuild_rules
+from tests.sandboxes.test_egress import _free_port, namespace_http_server, rebuild_rules
 from tests.waiting import wait_for
 from vibebox import exceptions as errors
 
@@ -40,7 +39,6 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the proxy process reads 
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SUBNET = ipaddress.ip_network("10.213.78.0/30")  # not test_egress.py's, so both can run at once
-HOST_SIDE, NS_SIDE = (str(address) for address in SUBNET.hosts())
 MARKER = "egress-policy-test-server"
 NS_MARKER = "inside-the-policy-namespace"
 
@@ -89,16 +87,6 @@ print(opener.open(sys.argv[1], timeout=5).read().decode())
 """
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{MARKER} {self.headers.get('Host')}".encode()
@@ -126,50 +114,9 @@ def loopback_server():
 
 @pytest.fixture
 def namespace_server(tmp_path):
-    """An HTTP server at NS_SIDE in a network namespace of the test's own; yields its URL."""
-    instance = django_settings.VIBEBOX_INSTANCE
-    namespace, host_veth, ns_veth = f"vbxep-{instance}", f"vbxep{instance}"[:13] + "h", f"vbxep{instance}"[:13] + "n"
-    _ip("link", "del", host_veth, check=False)
-    _ip("netns", "del", namespace, check=False)
-    busy = _ip("-o", "addr").stdout + _ip("route").stdout
-    if str(SUBNET.network_address).rsplit(".", 1)[0] + "." in busy:
-        pytest.skip(f"{SUBNET} is in use on this machine")
-    server = None
-    try:
-        _ip("netns", "add", namespace)
-        _ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
-        _ip("link", "set", ns_veth, "netns", namespace)
-        _ip("addr", "add", f"{HOST_SIDE}/{SUBNET.prefixlen}", "dev", host_veth)
-        _ip("link", "set", host_veth, "up")
-        _ip("-n", namespace, "addr", "add", f"{NS_SIDE}/{SUBNET.prefixlen}", "dev", ns_veth)
-        _ip("-n", namespace, "link", "set", ns_veth, "up")
-        _ip("-n", namespace, "link", "set", "lo", "up")
-        port = _free_port()
-        (tmp_path / "index.html").write_text(NS_MARKER)
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server", str(port), "--bind", NS_SIDE],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://{NS_SIDE}:{port}/"
-
-        def answers() -> bool:
-            assert server.poll() is None, "the namespace's server exited"
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(answers, what="the namespace's server to answer")
-        yield url
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        _ip("link", "del", host_veth, check=False)
-        _ip("netns", "del", namespace, check=False)
+    """An HTTP server in a network namespace of the test's own, on SUBNET; yields its URL."""
+    with namespace_http_server(tmp_path, name="vbxep", subnet=SUBNET, marker=NS_MARKER) as server:
+        yield server["url"]
 
 
 @pytest.fixture
