@@ -4,7 +4,7 @@ cost (another organization's sandbox is a 404); plans and the organization's pla
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -79,6 +79,13 @@ def _labels(org, group_by: str, keys) -> dict[str, str]:
     return {}
 
 
+MONEY_PLACES = Decimal("0.000001")  # the API's money fields (api/serializers.money: 6 places)
+
+
+def _shown(amount: Decimal) -> Decimal:
+    return Decimal(amount).quantize(MONEY_PLACES, rounding=ROUND_HALF_UP)
+
+
 def _flatten(group_by: str, groups: dict, labels: dict, value) -> list[dict]:
     """[{key, label, resource, ...value(resource, amount)}] from {group: {resource: amount}}, the
     resource grouping keyed by resource."""
@@ -139,7 +146,9 @@ def cost_breakdowns(*, actor: Actor, start: datetime, end: datetime, group_bys, 
 
 def _breakdown_of(actor: Actor, start, end, group_by: str, groups: dict, result) -> dict:
     labels = _labels(actor.org, group_by, groups)
-    items = _flatten(group_by, groups, labels, lambda resource, amount: {"amount": amount})
+    # Each amount at the places the API answers in (ROUND_HALF_UP), before anything is summed: the
+    # groups are their items' sum and the total the fee plus the groups', to the last place shown.
+    items = _flatten(group_by, groups, labels, lambda resource, amount: {"amount": _shown(amount)})
     per_group: dict = defaultdict(Decimal)
     for item in items:
         per_group[(item["key"], item["label"])] += item["amount"]
@@ -152,8 +161,8 @@ def _breakdown_of(actor: Actor, start, end, group_by: str, groups: dict, result)
         "to": end,
         "groupBy": group_by,
         "currency": result.currency,
-        "fee": result.fee,
-        "total": result.fee + sum(per_group.values(), Decimal(0)),
+        "fee": _shown(result.fee),
+        "total": _shown(result.fee) + sum(per_group.values(), Decimal(0)),
         "groups": summary,
         "items": items,
         "lineItems": result.items,
