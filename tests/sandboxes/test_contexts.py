@@ -151,6 +151,19 @@ def test_interrupt_keeps_state_restart_loses_it_delete(api_client, python):
     # a timeout interrupts too, the state stays
     answer = run(api_client, python, cid, "while True: pass", timeout=1)
     assert answer["error"]["name"] == "TimeoutError"
+    # so does a value whose __repr__ never ends; one whose __repr__ fails still shows its other forms
+    hang = run(api_client, python, cid, "class H:\n    def __repr__(self):\n        while True: pass\nH()", timeout=1)
+    assert hang["error"]["name"] == "TimeoutError" and hang["results"] == []
+    broken = run(
+        api_client,
+        python,
+        cid,
+        "class B:\n    def __repr__(self): raise ValueError('no')\n    def _repr_html_(self): return '<i>b</i>'\nB()",
+    )
+    assert broken["results"][0]["data"] == {
+        "text/plain": "<unrepresentable B: ValueError('no')>",
+        "text/html": "<i>b</i>",
+    }
     assert main_text(run(api_client, python, cid, "kept")) == "'yes'"
 
     restarted = api_client.post(f"{base(python)}/{cid}/restart")

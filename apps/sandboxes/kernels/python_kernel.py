@@ -220,7 +220,7 @@ class Kernel:
         data = {}
         try:
             data["text/plain"] = repr(obj)
-        except BaseException as exc:
+        except Exception as exc:  # an interrupt or a timeout (BaseExceptions) goes through
             data["text/plain"] = f"<unrepresentable {type(obj).__name__}: {exc!r}>"
         if self._is_figure(obj):
             png = self._figure_png(obj)
@@ -232,7 +232,7 @@ class Kernel:
                 continue
             try:
                 value = getattr(obj, method)()
-            except BaseException:  # noqa: S112
+            except Exception:  # noqa: S112
                 continue
             if isinstance(value, tuple) and value:
                 value = value[0]
@@ -260,12 +260,12 @@ class Kernel:
         try:
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", bbox_inches="tight")
-        except BaseException:
+        except Exception:
             return None
         finally:
             plt = sys.modules.get("matplotlib.pyplot")
             if plt is not None:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     plt.close(figure)
         return base64.b64encode(buffer.getvalue()).decode()
 
@@ -277,7 +277,7 @@ class Kernel:
             return
         try:
             figures = [plt.figure(number) for number in plt.get_fignums()]
-        except BaseException:
+        except Exception:
             return
         for figure in figures:
             png = self._figure_png(figure)
@@ -397,10 +397,10 @@ class Kernel:
             value = self._evaluate(body, namespace)
             if tail is not None:
                 value = self._evaluate(tail, namespace)
-                self.running = False
                 if value is not None:
                     namespace["_"] = value
-                    data = self.format(value)
+                    data = self.format(value)  # still interruptible: a __repr__ may hang
+                    self.running = False
                     execution.result(data, True)
         except Timeout:
             self.running = False
