@@ -16,6 +16,7 @@ import pytest
 import yaml
 from django.conf import settings as django_settings
 
+from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.models import Submission
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.submissions import submission_validate
@@ -45,6 +46,19 @@ def context_tar(directory) -> bytes:
 def test_there_are_at_least_ten_and_the_make_test_ones_are_among_them():
     assert len(NAMES) >= 10, NAMES
     assert set(NAMES) >= IN_MAKE_TEST
+
+
+@pytest.mark.django_db(transaction=False)
+def test_no_community_name_is_a_built_in_name_or_alias():
+    """A built-in's name or alias refuses a submission of that name (apps/marketplace/spec.py): caught
+    here in seconds, not after make test-marketplace's builds (CI: python-data's alias data-science)."""
+    taken = {}
+    for source in built_in_templates():
+        for name in [source.name, *(source.spec.get("aliases") or [])]:
+            taken[str(name)] = source.name
+    community = {yaml.safe_load((COMMUNITY / name / "template.yaml").read_text())["name"] for name in NAMES}
+    assert {name: taken[name] for name in community if name in taken} == {}
+    assert community == set(NAMES)  # each directory is named as its template
 
 
 def _why(submission: Submission) -> str:
