@@ -270,7 +270,7 @@ def test_npm_pack_installs_and_runs_the_three_line_example(
     """`npm pack` → install the tarball in an empty folder → the README's first example runs."""
     packed = json.loads(check(run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)])))
     files = {entry["path"] for entry in packed[0]["files"]}
-    assert {"dist/index.js", "dist/index.d.ts", "package.json", "README.md"} <= files, files
+    assert {"dist/index.js", "dist/index.d.ts", "dist/claude-agent.js", "package.json", "README.md"} <= files, files
     assert not any(name.startswith(("src/", "test/", "node_modules/")) for name in files), files
     app = tmp_path / "app"
     app.mkdir()
