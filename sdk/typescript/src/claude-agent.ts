@@ -365,17 +365,24 @@ function summarize(value: unknown): unknown {
   return text.length <= RESULT_LIMIT ? JSON.parse(text) : { truncated: true, preview: text.slice(0, 2000) };
 }
 
+/** A URL's user and password, never written to a run's record. */
+const CREDENTIALS = /:\/\/[^/@\s]*@/g;
+
 function label(item: unknown): string {
+  return rawLabel(item).replace(CREDENTIALS, '://').slice(0, 500);
+}
+
+function rawLabel(item: unknown): string {
   if (typeof item === 'function') return item.name || 'task';
-  if (typeof item === 'string') return item.slice(0, 500);
+  if (typeof item === 'string') return item;
   if (item && typeof item === 'object' && ('repo' in item || 'task' in item || 'command' in item)) {
     const task = item as { repo?: string; task?: string; command?: string };
-    return [task.repo, task.task ?? task.command].filter(Boolean).join(': ').slice(0, 500);
+    return [task.repo, task.task ?? task.command].filter(Boolean).join(': ');
   }
   try {
-    return (JSON.stringify(item) ?? String(item)).slice(0, 500);
+    return JSON.stringify(item) ?? String(item);
   } catch {
-    return String(item).slice(0, 500);
+    return String(item);
   }
 }
 

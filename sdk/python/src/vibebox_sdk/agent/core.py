@@ -463,11 +463,14 @@ def _label(item: Any) -> str:
         item = item[1]
     if callable(item):
         return getattr(item, "__name__", "task")
-    if isinstance(item, dict) and item.keys() <= ORCHESTRATED_KEYS:  # never a credential in the record
-        repo = re.sub(r"://[^/@]*@", "://", item.get("repo") or "")
-        return ": ".join(part for part in (repo, item.get("task") or item.get("command") or "") if part)[:500]
-    text = item if isinstance(item, str) else repr(item)
-    return text[:500]
+    if isinstance(item, dict) and item.keys() <= ORCHESTRATED_KEYS:
+        text = ": ".join(part for part in (item.get("repo"), item.get("task") or item.get("command")) if part)
+    else:
+        text = item if isinstance(item, str) else repr(item)
+    return CREDENTIALS.sub("://", text)[:500]  # never a URL's user and password in the record
+
+
+CREDENTIALS = re.compile(r"://[^/@\s]*@")
 
 
 class AgentTask:
