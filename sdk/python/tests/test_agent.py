@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import docker
 import pytest
 from conftest import OPERATOR_KEY, LiveServer
 from vibebox_sdk import VibeBox
@@ -260,3 +261,73 @@ def test_runs_are_recorded_for_the_dashboard(agent):
     assert tasks[0]["sandboxId"] == results[0]["sandbox"] and tasks[0]["result"] == results[0]
     assert "bad item" in tasks[1]["error"] and tasks[1]["attempts"] == 1 and tasks[1]["finishedAt"]
     assert run["id"] in [r["id"] for r in agent.runs()]
+
+
+# ---- execute_all with the spec's {"repo": ..., "task": ...} form: a server whose sandboxes reach a git server ----
+
+
+@pytest.fixture(scope="module")
+def git_server_and_vibebox(anthropic) -> Iterator[tuple[LiveServer, str]]:
+    """A smart-HTTP git server (tests/sandboxes/gitserver) on a network of its own, and a VibeBox
+    server (own instance label, model gateway to the `anthropic` stub) whose sandboxes join it.
+    Yields (server, the repository's URL with its credentials)."""
+    from common import live_server
+
+    from tests import sessions
+    from tests.sandboxes.conftest import start_http_git_server
+
+    instance = sessions.new_label("sdkgit", 10)
+    network_name = f"vibebox-{instance}-git"
+    labels = {"vibebox.test-fixture": "sdk-agent-git", "vibebox.test-instance": instance}
+    engine = docker.from_env()
+    image = next(image.tags[0] for image in engine.images.list("vibebox/python-3.13"))
+    gateway = {"VIBEBOX_ANTHROPIC_UPSTREAM": anthropic.url, "VIBEBOX_ANTHROPIC_API_KEY": OPERATOR_KEY}
+    with sessions.claimed(engine, instance):
+        network = engine.networks.create(network_name, driver="bridge", labels=labels)
+        token = uuid.uuid4().hex
+        git = start_http_git_server(
+            engine,
+            image,
+            name=f"vibebox-{instance}-git-http",
+            network=network_name,
+            labels=labels,
+            user="agent",
+            token=token,
+        )
+        try:
+            with live_server(instance, gateway=True, VIBEBOX_EXTRA_NETWORKS=network_name, **gateway) as running:
+                yield running, f"http://agent:{token}@git-http:8080/project.git"
+        finally:
+            git.remove(force=True)
+            network.reload()
+            for attached in network.containers:
+                network.disconnect(attached, force=True)
+            network.remove()
+            engine.close()
+
+
+def test_execute_all_takes_the_specs_repo_and_task_dicts(git_server_and_vibebox, anthropic):
+    """The spec's `orchestrator.execute_all([{"repo": ..., "task": ...}])`: each repo cloned into
+    /repo of its own sandbox, Claude (through the sandbox's gateway) working on the task there;
+    `{"repo", "command"}` runs a command in /repo. The run's record names no credential."""
+    server, repo = git_server_and_vibebox
+    anthropic.script("PY-ORCH-TESTS", [tool_use("run_command", command="cd /repo && npm test")], [text("tests ran")])
+    with VibeBoxAgent(api_key=server.key, base_url=server.url) as agent:
+        orchestrator = agent.orchestrate(max_workers=2, template="node-22-claude-code")
+        results = orchestrator.execute_all(
+            [
+                {"repo": repo, "task": "PY-ORCH-TESTS: Run tests"},
+                {"repo": repo, "branch": "develop", "command": "cat DEVELOP.md"},
+            ]
+        )
+        run = agent.run()
+        with pytest.raises(ValueError, match="unknown keys"):
+            orchestrator.execute_all([{"repo": repo, "tsak": "typo"}])
+        with pytest.raises(TypeError):
+            orchestrator.execute_all([42])
+    claude, command = results
+    assert claude.text == "tests ran" and "tests passed" in claude.tool_calls[0]["output"]
+    assert command.stdout == "develop branch\n"
+    assert run["kind"] == "orchestrate" and run["status"] == "completed" and run["counts"]["completed"] == 2
+    public = repo.replace(repo.split("://")[1].split("@")[0] + "@", "")
+    assert [t["name"] for t in run["tasks"]] == [f"{public}: PY-ORCH-TESTS: Run tests", f"{public}: cat DEVELOP.md"]

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -140,6 +141,13 @@ def anthropic() -> Iterator[anthropic_stub.Stub]:
     """The Anthropic API stub the server's model gateway forwards to, scripted for the Claude suite."""
     stub, http = anthropic_stub.start()
     stub.script("TS-WRITE", [tool_use("Write", file_path="ts.txt", content="from typescript\n")], [text("wrote it")])
+    stub.script(  # test/claude-agent.test.ts
+        "TS-AGENT-TASK",
+        [tool_use("run_command", command="echo from-ts > /workspace/out.txt && uname -s")],
+        [tool_use("read_file", path="out.txt")],
+        [text("done: from-ts")],
+    )
+    stub.script("TS-ANALYZE", [tool_use("run_command", command="cat /repo/package.json")], [text("analyzed")])
     yield stub
     http.shutdown()
 
@@ -262,7 +270,7 @@ def test_npm_pack_installs_and_runs_the_three_line_example(
     """`npm pack` → install the tarball in an empty folder → the README's first example runs."""
     packed = json.loads(check(run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)])))
     files = {entry["path"] for entry in packed[0]["files"]}
-    assert {"dist/index.js", "dist/index.d.ts", "package.json", "README.md"} <= files, files
+    assert {"dist/index.js", "dist/index.d.ts", "dist/claude-agent.js", "package.json", "README.md"} <= files, files
     assert not any(name.startswith(("src/", "test/", "node_modules/")) for name in files), files
     app = tmp_path / "app"
     app.mkdir()
@@ -328,6 +336,85 @@ def run_readme_examples(app: Path, suite_env: dict[str, str]) -> None:
         result = run([NODE, str(app / f"out/readme{number}.js")], cwd=project, timeout=300, **env)
         assert result.returncode == 0, f"README example {number} failed:\n{examples[number - 1]}\n{result.stderr}"
     assert (project / "local-dist/index.ts").is_file()
+
+
+EXAMPLES = ROOT / "examples" / "claude-agent"
+
+
+def api_get(server_env: dict[str, str], path: str) -> dict:
+    headers = {"Authorization": f"Bearer {server_env['VIBEBOX_API_KEY']}"}
+    answer = httpx.get(server_env["VIBEBOX_API_URL"] + path, headers=headers, timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
+@pytest.mark.timeout(900)
+def test_claude_agent_examples_run(
+    built: None, suite_env: dict[str, str], anthropic: anthropic_stub.Stub, tmp_path: Path
+) -> None:
+    """The product spec's three orchestrator programs (examples/claude-agent: parallel testing,
+    distributed build, multi-repo analysis), type-checked against the built package's
+    `@vibebox/sdk/claude-agent` export and run against the live server; Claude's calls go through
+    each sandbox's model gateway to the Anthropic stub."""
+    app = tmp_path / "app"
+    package = app / "node_modules" / "@vibebox" / "sdk"
+    package.mkdir(parents=True)
+    shutil.copy(PKG / "package.json", package / "package.json")
+    check(run([NODE, "node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--outDir", str(package / "dist")]))
+    for name in ("ws", "@types"):  # what the installed package would bring
+        (app / "node_modules" / name).symlink_to(PKG / "node_modules" / name)
+    (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
+    programs = sorted(EXAMPLES.glob("*.ts"))
+    assert [p.stem for p in programs] == ["distributed-build", "multi-repo-analysis", "parallel-testing"]
+    for program in programs:
+        shutil.copy(program, app / program.name)
+    (app / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "compilerOptions": {
+                    "target": "ES2022",
+                    "module": "NodeNext",
+                    "moduleResolution": "NodeNext",
+                    "strict": True,
+                    "noUncheckedIndexedAccess": True,
+                    "outDir": "out",
+                },
+                "include": ["*.ts"],
+            }
+        )
+    )
+    check(run([NODE, str(PKG / "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], cwd=app))
+    repo = authenticated_git_url(suite_env)
+
+    def example(name: str, **env: str) -> dict:
+        output = check(run([NODE, f"out/{name}.js"], cwd=app, timeout=600, **suite_env, **env))
+        return json.loads(output.strip().splitlines()[-1])
+
+    tested = example("parallel-testing", REPOS=f"{repo},{repo}", PARALLELISM="2")
+    assert {k: tested[k] for k in ("total", "passed", "avgCoverage")} == {"total": 2, "passed": 2, "avgCoverage": 0}
+    run_record = api_get(suite_env, f"/api/v1/agent-runs/{tested['runId']}")
+    assert run_record["kind"] == "map" and run_record["status"] == "completed"
+    assert [t["result"]["passed"] for t in run_record["tasks"]] == [True, True]
+    assert all(suite_env["VIBEBOX_TEST_GIT_TOKEN"] not in t["name"] for t in run_record["tasks"])
+
+    built_ = example("distributed-build", COMPONENTS="api,web,worker", WORKERS="2")
+    assert [a["artifact"] for a in built_["artifacts"]] == [
+        f'export const component = "{n}";' for n in ("api", "web", "worker")
+    ]
+    assert len(built_["workers"]) == 2 and {a["sandboxId"] for a in built_["artifacts"]} <= set(built_["workers"])
+    assert api_get(suite_env, f"/api/v1/agent-runs/{built_['runId']}")["counts"]["completed"] == 3
+
+    anthropic.script(
+        "TS-EXAMPLE-ANALYZE", [tool_use("run_command", command="cat /repo/package.json")], [text("a node project")]
+    )
+    analysed = example(
+        "multi-repo-analysis", REPOS=repo, PROMPT="TS-EXAMPLE-ANALYZE this repository", ANTHROPIC_API_KEY=""
+    )
+    assert analysed["report"] == [
+        {"repo": suite_env["VIBEBOX_TEST_GIT_URL"], "files": 2, "analysis": "a node project", "toolCalls": 1}
+    ]
+    assert api_get(suite_env, f"/api/v1/agent-runs/{analysed['runId']}")["kind"] == "orchestrate"
+    assert anthropic.conversation_requests("TS-EXAMPLE-ANALYZE")  # Claude's calls reached the stub
 
 
 def authenticated_git_url(env: dict[str, str]) -> str:

@@ -18,7 +18,17 @@ from .. import errors
 from ..aio import AsyncSandbox, AsyncVibeBox
 from ..durations import Duration
 from .context import Context
-from .core import GATEWAY_ENV, STRATEGIES, _label, claude_code_result, claude_credentials, claude_model, create_fields
+from .core import (
+    GATEWAY_ENV,
+    STRATEGIES,
+    _label,
+    check_orchestrated,
+    claude_code_result,
+    claude_credentials,
+    claude_model,
+    create_fields,
+    orchestrated_call,
+)
 from .records import AsyncRecorder
 from .results import TaskFailedError, TaskResult, Update
 from .tools import TOOLS, Loop, run_tool_async
@@ -235,13 +245,30 @@ class AsyncVibeBoxAgent:
                 runner.cancel()
 
     async def execute_all(self, tasks: Iterable[Any], *, max_workers: int = 5, template: str = "node-20", **options):
-        """`orchestrate(...).execute_all(tasks)` in one call: command strings or `fn(sandbox)`."""
+        """`orchestrate(...).execute_all(tasks)` in one call: command strings, `fn(sandbox)`, or the
+        spec's `{"repo": url, "task": prompt}` / `{"repo": url, "command": cmd}` (see `Orchestrator`)."""
+        model, engine = options.pop("model", None), options.pop("engine", "messages")
 
         async def job(task: Any, sandbox: AsyncSandbox) -> Any:
-            return await sandbox.exec(task) if isinstance(task, str) else await _maybe_await(task(sandbox))
+            if isinstance(task, str):
+                return await sandbox.exec(task)
+            if not isinstance(task, dict):
+                return await _maybe_await(task(sandbox))
+            if task.get("repo"):
+                await sandbox.git.clone(task["repo"], branch=task.get("branch"), path="/repo")
+            fn, args, *kwargs = orchestrated_call(self, task, sandbox, model, engine)
+            result = await fn(*args, **(kwargs[0] if kwargs else {}))
+            if task.get("command") and result.exit_code != 0:
+                raise errors.CommandExitError(result)
+            return result
 
         return await self.map(
-            list(tasks), job, parallelism=max_workers, template=template, kind="orchestrate", **options
+            check_orchestrated(list(tasks)),
+            job,
+            parallelism=max_workers,
+            template=template,
+            kind="orchestrate",
+            **options,
         )
 
     async def task(

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import queue
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -462,8 +463,14 @@ def _label(item: Any) -> str:
         item = item[1]
     if callable(item):
         return getattr(item, "__name__", "task")
-    text = item if isinstance(item, str) else repr(item)
-    return text[:500]
+    if isinstance(item, dict) and item.keys() <= ORCHESTRATED_KEYS:
+        text = ": ".join(part for part in (item.get("repo"), item.get("task") or item.get("command")) if part)
+    else:
+        text = item if isinstance(item, str) else repr(item)
+    return CREDENTIALS.sub("://", text)[:500]  # never a URL's user and password in the record
+
+
+CREDENTIALS = re.compile(r"://[^/@\s]*@")
 
 
 class AgentTask:
@@ -551,9 +558,40 @@ class AgentTask:
         return self._done.is_set()
 
 
+ORCHESTRATED_KEYS = {"repo", "task", "command", "branch"}
+
+
+def check_orchestrated(tasks: list[Any]) -> list[Any]:
+    """The tasks of `execute_all`, checked before any sandbox is made: a command string, a
+    `fn(sandbox)`, or the spec's `{"repo": url, "task": prompt}` (or `{"repo", "command"}`)."""
+    for index, task in enumerate(tasks):
+        if isinstance(task, str) or callable(task):
+            continue
+        if not isinstance(task, dict):
+            raise TypeError(f"task {index}: a command string, a function of a sandbox, or a dict, not {task!r}")
+        unknown = set(task) - ORCHESTRATED_KEYS
+        if unknown:
+            raise ValueError(f"task {index}: unknown keys {sorted(unknown)} (known: {sorted(ORCHESTRATED_KEYS)})")
+        if bool(task.get("task")) == bool(task.get("command")):
+            raise ValueError(f"task {index}: give one of 'task' (a prompt for Claude) or 'command'")
+    return tasks
+
+
+def orchestrated_call(agent: Any, task: dict[str, Any], sandbox: Any, model: str | None, engine: str):
+    """(what to call, its arguments) for a dict task once its repo is cloned: shared by both agents."""
+    repo = task.get("repo")
+    if task.get("task"):
+        return agent._claude_run, (sandbox, task["task"], engine, model, 20, 4096, bool(repo))
+    return sandbox.exec, (task["command"],), {"cwd": "/repo" if repo else None}
+
+
 class Orchestrator:
-    """`agent.orchestrate(max_workers=5)`: `execute_all(tasks)` runs shell command strings or
-    `fn(sandbox)` callables across up to `max_workers` sandboxes; results in order."""
+    """`agent.orchestrate(max_workers=5)`: `execute_all(tasks)` runs tasks across up to
+    `max_workers` sandboxes; results in order. A task is a shell command string (its ExecResult),
+    a `fn(sandbox)` (its value), or as in the spec `{"repo": url, "task": prompt}`: the repo is
+    cloned into /repo and Claude works on the prompt there (its TaskResult); `{"repo": url,
+    "command": cmd}` runs the command in /repo (a non-zero exit fails the task). `branch` picks
+    the branch to clone. `model` and `engine` (as for `task`) are options of `orchestrate`."""
 
     def __init__(self, agent: VibeBoxAgent, *, max_workers: int, template: str, options: dict[str, Any]) -> None:
         self.agent = agent
@@ -562,20 +600,31 @@ class Orchestrator:
         self.options = options
 
     def execute_all(self, tasks: Iterable[Any], **options: Any) -> list[Any]:
-        return self.agent.map(
-            list(tasks),
-            _job,
+        options = {**self.options, **options}
+        model, engine = options.pop("model", None), options.pop("engine", "messages")
+        agent = self.agent
+
+        def job(task: Any, sandbox: Sandbox) -> Any:
+            if isinstance(task, str):
+                return sandbox.exec(task)
+            if not isinstance(task, dict):
+                return task(sandbox)
+            if task.get("repo"):
+                sandbox.git.clone(task["repo"], branch=task.get("branch"), path="/repo")
+            fn, args, *kwargs = orchestrated_call(agent, task, sandbox, model, engine)
+            result = fn(*args, **(kwargs[0] if kwargs else {}))
+            if task.get("command") and result.exit_code != 0:
+                raise errors.CommandExitError(result)
+            return result
+
+        return agent.map(
+            check_orchestrated(list(tasks)),
+            job,
             parallelism=self.max_workers,
             template=self.template,
             kind="orchestrate",
-            **{**self.options, **options},
+            **options,
         )
-
-
-def _job(task: Any, sandbox: Sandbox) -> Any:
-    if isinstance(task, str):
-        return sandbox.exec(task)
-    return task(sandbox)
 
 
 class WorkerPool:
