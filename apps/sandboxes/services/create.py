@@ -34,7 +34,7 @@ from vibebox import exceptions as errors
 from vibebox import logs, metrics, tracing
 from vibebox.units import format_size
 
-from .. import events, quotas, states
+from .. import events, quotas, signals, states
 from ..models import Sandbox, Status
 from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
@@ -372,6 +372,7 @@ def sandbox_create(
             raise
         template_services_start(sandbox)
         _publish_created(sandbox)
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
         return sandbox
 
@@ -401,6 +402,7 @@ def sandbox_create(
         with transaction.atomic():
             states.move(sandbox, {Status.CREATING}, Status.RUNNING)
             _publish_created(sandbox)
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
         return sandbox
 
@@ -417,8 +419,24 @@ def sandbox_create(
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
     else:
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
     return sandbox
+
+
+def _announce_created(sandbox: Sandbox) -> None:
+    """Higher apps finish the create (agents: Claude Code when the template auto-starts it). If
+    one refuses, the sandbox is destroyed and its error is the create's answer."""
+    if sandbox.status != Status.RUNNING:
+        return
+    try:
+        signals.sandbox_created.send(sender=Sandbox, sandbox=sandbox, api_key=sandbox.api_key)
+    except BaseException:
+        try:
+            sandbox_destroy(sandbox=sandbox)
+        except errors.ApplicationError as exc:  # the reconcile pass finishes it
+            logger.warning("could not undo the create of %s: %s", sandbox.id, exc.message)
+        raise
 
 
 def _observe_create(sandbox: Sandbox, started: float) -> None:
