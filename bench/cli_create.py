@@ -101,6 +101,7 @@ def main() -> None:
         start = summary("vibebox --version (the CLI's own start)", cli_start(url, key, args.repeat, config=config))
         samples, hits = vibebox_create(url, key, args.repeat, warm=True, config=config)
         warm = ratio(summary(f"vibebox create → prompt, warm pool ({hits}/{args.repeat} warm)", samples), raw)
+        print(json.dumps([raw, start, warm]), file=sys.stderr, flush=True)  # kept if the cold half fails
     with live_server("benchclic", VIBEBOX_POOL_ENABLED="0") as server:
         samples, hits = vibebox_create(server.url, server.key, args.repeat, warm=False, config=config)
         cold = ratio(summary(f"vibebox create → prompt, pools off ({hits} warm)", samples), raw)
