@@ -8,7 +8,7 @@ import json
 import pytest
 from django.test import override_settings
 
-from apps.agents.models import ClaudeSetup
+from apps.agents.models import ClaudeAsk, ClaudeSetup
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.marketplace import spec as checks
@@ -16,6 +16,7 @@ from apps.marketplace.catalog import built_in_templates
 from apps.marketplace.models import Template
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Sandbox, Status
+from tests.waiting import wait_for
 from vibebox import exceptions as errors
 
 SPEC_TEMPLATE = "node-20-claude-code"
@@ -65,6 +66,48 @@ def test_a_sandbox_of_it_has_claude_enabled_at_create_with_the_callers_rights(
     # Enabling again is still allowed (200: it was enabled at create).
     again = caller.post(f"/api/v1/sandboxes/{sandbox.id}/claude/enable", {"mcp": True}, format="json")
     assert again.status_code == 200, again.content
+
+
+@pytest.mark.django_db(transaction=True)  # the ask runs in a thread of its own, on its own connection
+def test_asks_take_the_templates_model_and_permissions_unless_they_say_otherwise(api_client, templates):
+    spec = templates[SPEC_TEMPLATE]
+    Template.objects.create(
+        name="claude-planner",
+        display_name="Claude that plans",
+        image=spec.image,
+        user=spec.user,
+        workdir=spec.workdir,
+        languages=spec.languages,
+        claude={"autoStart": True, "model": "claude-test-model", "permissions": {"mode": "plan", "allow": ["Read"]}},
+    )
+    created = api_client.post("/api/v1/sandboxes", {"template": "claude-planner"}, format="json")
+    assert created.status_code == 201, created.content
+    sandbox_id = created.json()["id"]
+    try:
+        setup = ClaudeSetup.objects.get(sandbox_id=sandbox_id)
+        assert setup.mcp is False  # no `vibebox` in its mcpServers
+        base = f"/api/v1/sandboxes/{sandbox_id}/claude"
+        for body, expected in [
+            ({}, {"model": "claude-test-model", "permissionMode": "plan", "allowedTools": ["Read"]}),
+            (
+                {"model": "other-model", "permissionMode": "acceptEdits", "allowedTools": []},
+                {"model": "other-model", "permissionMode": "acceptEdits", "allowedTools": []},
+            ),
+        ]:
+            started = api_client.post(f"{base}/ask", {"prompt": "hello", "review": False, **body}, format="json")
+            assert started.status_code == 202, started.content
+            ask_id = started.json()["askId"]
+            options = ClaudeAsk.objects.get(pk=ask_id).options
+            assert {key: options[key] for key in expected} == expected
+            # No model gateway runs here: the ask is stopped, and ends, before the next.
+            api_client.post(f"{base}/asks/{ask_id}/cancel")
+            wait_for(
+                lambda ask_id=ask_id: ClaudeAsk.objects.get(pk=ask_id).status != "running",
+                timeout=120,
+                what="the ask to end",
+            )
+    finally:
+        assert api_client.delete(f"/api/v1/sandboxes/{sandbox_id}").status_code == 204
 
 
 def test_a_template_that_auto_starts_claude_without_having_it_refuses_the_create(owner, api_client, templates):
