@@ -35,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [
         ["lifecycle.py"],
+        ["cli_create.py"],
         ["exec.py"],
         ["files.py"],
         ["terminal.py"],

@@ -103,7 +103,7 @@ def seeded_plans(request):
 
 
 # The templates the suite creates sandboxes of; the other built-in ones are make test-templates'.
-SUITE_TEMPLATES = ["node-22-claude-code"]
+SUITE_TEMPLATES = ["node-22-claude-code", "node-20-claude-code"]
 
 
 @pytest.fixture(scope="session")

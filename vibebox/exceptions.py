@@ -61,6 +61,16 @@ InvalidMetadata = error("invalid_metadata", 400, "Metadata must be a map of shor
 MetadataTooLarge = error("metadata_too_large", 400, "Metadata is too large.")
 InvalidResources = error("invalid_resources", 400, "Invalid resources.")
 DiskLimitUnsupported = error("disk_limit_unsupported", 400, "This engine's storage driver cannot limit disk size.")
+# Ephemeral sandboxes' own limits (VIBEBOX_EPHEMERAL_*): details name the limit and the value asked.
+EphemeralTimeoutTooLong = error(
+    "ephemeral_timeout_too_long", 400, "An ephemeral sandbox's timeout is above this server's maximum."
+)
+EphemeralResourcesTooLarge = error(
+    "ephemeral_resources_too_large", 400, "An ephemeral sandbox asks for more CPU or memory than this server allows."
+)
+EphemeralLimitReached = error(
+    "ephemeral_limit_reached", 409, "The organization has as many live ephemeral sandboxes as this server allows."
+)
 QuotaExceeded = error("quota_exceeded", 402, "Quota exceeded.")  # details: quota, limit, used, requested
 GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 

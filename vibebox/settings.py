@@ -539,6 +539,12 @@ VIBEBOX_STOP_TIMEOUT = env_int("VIBEBOX_STOP_TIMEOUT", 5)
 
 VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT = env_duration("VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT", "30m")
 VIBEBOX_MAX_TIMEOUT = env_duration("VIBEBOX_MAX_TIMEOUT", "30d")
+# Ephemeral sandboxes (spec 3.3): their own ceilings, under the general ones (docs/operations.md).
+# 0 for CPU and memory: the general maximum; 0 for the count: no limit of its own.
+VIBEBOX_EPHEMERAL_MAX_TIMEOUT = env_duration("VIBEBOX_EPHEMERAL_MAX_TIMEOUT", "1d")
+VIBEBOX_EPHEMERAL_MAX_CPU = env_float("VIBEBOX_EPHEMERAL_MAX_CPU", 0.0)
+VIBEBOX_EPHEMERAL_MAX_MEMORY = env_size("VIBEBOX_EPHEMERAL_MAX_MEMORY", "0")
+VIBEBOX_EPHEMERAL_MAX_PER_ORG = env_int("VIBEBOX_EPHEMERAL_MAX_PER_ORG", 0)
 VIBEBOX_MAX_SANDBOXES_PER_OWNER = env_int("VIBEBOX_MAX_SANDBOXES_PER_OWNER", 50)
 # Per-owner totals across live sandboxes, and snapshot quotas (0: no limit).
 VIBEBOX_MAX_CPU_PER_OWNER = env_float("VIBEBOX_MAX_CPU_PER_OWNER", 32.0)

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.marketplace.template_keys import PERMISSION_MODES
 from apps.sandboxes import events
 from apps.sandboxes import quotas as sandbox_quotas
 from apps.sandboxes.runtime import bounded
@@ -27,11 +28,10 @@ from vibebox import exceptions as errors
 
 from . import review
 from .models import ChangeSet, ClaudeAsk, ClaudeEvent, ClaudeSession
-from .setup import mcp_config_path, setup_get, touch
+from .setup import mcp_config_path, setup_get, template_mcp_servers, touch
 
 logger = logging.getLogger(__name__)
 
-PERMISSION_MODES = ("acceptEdits", "default", "plan", "bypassPermissions", "dontAsk")
 LIVE_EVENT_LIMIT = 64 * 1024  # bigger events go to the WebSocket in summary; all are stored whole
 # Claude's output is printed in the sandbox, so it is hostile: one event line is at most this many
 # bytes (a longer one is stored as cut text), and an ask stores at most EVENTS_LIMIT events.
@@ -149,13 +149,20 @@ def ask_start(
     prompt: str,
     session_id: str | None = None,
     model: str | None = None,
-    permission_mode: str = "acceptEdits",
+    permission_mode: str | None = None,
     allowed_tools: list[str] | None = None,
     disallowed_tools: list[str] | None = None,
     max_turns: int | None = None,
     append_system_prompt: str | None = None,
     review: bool | None = None,
 ) -> ClaudeAsk:
+    # What the ask leaves out comes from the template (template.yaml `claude:`), else Claude's.
+    defaults = sandbox.template.claude or {}
+    permissions = defaults.get("permissions") or {}
+    model = model or defaults.get("model")
+    permission_mode = permission_mode or permissions.get("mode") or "acceptEdits"
+    allowed_tools = allowed_tools if allowed_tools is not None else permissions.get("allow")
+    disallowed_tools = disallowed_tools if disallowed_tools is not None else permissions.get("deny")
     _validate(prompt, model, allowed_tools, disallowed_tools, max_turns, permission_mode)
     setup = setup_get(sandbox)
     require_running(sandbox)
@@ -200,7 +207,7 @@ def _argv(ask: ClaudeAsk, session: ClaudeSession, setup, resume: bool) -> list[s
         argv += ["--max-turns", str(options["maxTurns"])]
     if options.get("appendSystemPrompt"):
         argv += ["--append-system-prompt", options["appendSystemPrompt"]]
-    if setup.mcp:
+    if setup.mcp or template_mcp_servers(ask.sandbox):
         argv += ["--mcp-config", mcp_config_path(setup)]
     if options.get("allowedTools"):
         argv += ["--allowedTools", *options["allowedTools"]]

@@ -116,16 +116,41 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
             sandbox=sandbox,
             changes={"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": {"value": token, "secret": True}},
         )
-    if mcp:
-        config = {
-            "mcpServers": {
-                "vibebox": {"type": "http", "url": f"{base_url}/mcp", "headers": {"Authorization": f"Bearer {token}"}}
+    servers = template_mcp_servers(sandbox)
+    if mcp or servers:
+        if mcp:
+            servers["vibebox"] = {
+                "type": "http",
+                "url": f"{base_url}/mcp",
+                "headers": {"Authorization": f"Bearer {token}"},
             }
-        }
+        config = {"mcpServers": servers}
         run_internal(
             sandbox, ("/bin/sh", "-c", WRITE, "sh", mcp_config_path(setup), json.dumps(config, indent=2)), timeout=30
         )
     return setup, created
+
+
+def template_mcp_servers(sandbox) -> dict:
+    """The MCP servers the template runs inside the sandbox (template.yaml `claude.mcpServers`,
+    validated by apps/marketplace/template_keys.py), VibeBox's own left out (enable's `mcp`)."""
+    servers = (sandbox.template.claude or {}).get("mcpServers") or {}
+    return {
+        name: {"type": "stdio", "command": found["command"], "args": found["args"], "env": found["env"]}
+        for name, found in servers.items()
+        if name != "vibebox"
+    }
+
+
+def claude_auto_start(*, sandbox, api_key=None) -> ClaudeSetup | None:
+    """At create (the sandboxes app's sandbox_created): a template with `claude.autoStart` gets
+    Claude Code enabled as `POST …/claude/enable` would with the creating key (its rights bound
+    the MCP key), with VibeBox's MCP server when the template lists `vibebox`."""
+    config = sandbox.template.claude or {}
+    if not config.get("autoStart"):
+        return None
+    found, _ = claude_enable(sandbox=sandbox, api_key=api_key, mcp="vibebox" in (config.get("mcpServers") or {}))
+    return found
 
 
 def _mint_mcp_key(sandbox, api_key: ApiKey | None) -> tuple[ApiKey, str]:

@@ -19,6 +19,8 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
+from . import template_keys
+
 BASE_DIR_NAME = "base"
 INCLUDE_DIR_NAME = "include"
 INCLUDE_RE = re.compile(r"^# vibebox:include ([a-z0-9][a-z0-9-]*)[ \t]*$", re.MULTILINE)
@@ -84,6 +86,17 @@ def built_in_templates() -> list[TemplateSource]:
     for spec_file in sorted(settings.VIBEBOX_IMAGES_DIR.glob("*/template.yaml")):
         spec = yaml.safe_load(spec_file.read_text())
         name = spec["name"]
+        try:  # the product spec's keys (spec 2.1), honoured or refused here, at start
+            template_keys.base_image(
+                spec.get("baseImage"),
+                names=[name, *map(str, spec.get("aliases") or [])],
+                prefix=settings.VIBEBOX_IMAGE_PREFIX,
+            )
+            spec["claude"] = template_keys.claude_config(spec.get("claude"), auto_start=spec.get("autoStart"))
+            spec["preInstalled"] = template_keys.pre_installed(spec.get("preInstalled"))
+            spec["ports"] = template_keys.ports(spec.get("ports"))
+        except ValueError as exc:
+            raise ValueError(f"{spec_file}: {exc}") from None
         suite = str(spec.get("base") or DEFAULT_SUITE)
         if suite not in SUITES:
             raise ValueError(f"{spec_file}: base {suite!r} is not one of {', '.join(SUITES)}")

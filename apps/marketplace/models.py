@@ -46,6 +46,9 @@ class Template(models.Model):
     # sandboxes, keys it sets only; null: none.
     network = models.JSONField(null=True, blank=True)
     smoke = models.TextField(blank=True)  # a command that proves the image works (exit 0)
+    # template.yaml's `claude:` (apps/marketplace/template_keys.py): {autoStart, model,
+    # permissions, mcpServers}; {} for a template without Claude Code settings.
+    claude = models.JSONField(default=dict, blank=True)
     services = models.TextField(blank=True)  # run (absolute path, as the user) after every start
     # The image: "" until its first build finishes (an older built image stays in use while a
     # new version builds). Its size is measured after the build.

@@ -49,6 +49,7 @@ def _spec_fields(source: TemplateSource) -> dict:
         "ports": spec.get("ports", []),
         "pre_installed": spec.get("preInstalled", {}),
         "cap_add": spec.get("capAdd", []),
+        "claude": spec.get("claude") or {},  # normalised by catalog.built_in_templates
         "network": validate_network(spec["network"], partial=True) if spec.get("network") is not None else None,
         "runtime": spec.get("runtime", "runc"),
         "built_in": True,

@@ -17,7 +17,7 @@ from apps.orgs.network import validate_network
 from vibebox import exceptions as errors
 from vibebox.units import parse_size
 
-from . import states
+from . import states, template_keys
 from .models import Submission, Template, TemplateVersion, VersionState, Visibility
 from .semver import semver_ok
 
@@ -37,6 +37,8 @@ RESERVED_NAMES = frozenset({"submit", "submissions", "review"})
 KNOWN_KEYS = {
     "name", "version", "displayName", "description", "tags", "languages", "icon", "readme", "ports",
     "smoke", "start", "resources", "changelog", "workdir", "env", "user", "network",
+    # The product spec's (spec 2.1; apps/marketplace/template_keys.py). baseImage is refused below.
+    "claude", "autoStart", "preInstalled", "baseImage",
 }  # fmt: skip
 
 
@@ -200,13 +202,39 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
                 problems.add(where, "invalid", found[0]["message"])
 
     ports = spec.get("ports")
+    port_details = []
     if ports is not None:
-        if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
+        if not isinstance(ports, list):
             problems.add("ports", "invalid", "A list of port numbers.")
         elif len(ports) > PORTS_MAX:
             problems.add("ports", "too_many", f"At most {PORTS_MAX}.")
-        elif any(not 1024 <= p <= 65535 for p in ports):
+        elif all(isinstance(p, int) and not isinstance(p, bool) for p in ports) and any(
+            not 1024 <= p <= 65535 for p in ports
+        ):
             problems.add("ports", "out_of_range", "Ports are 1024..65535 (no privileged ports).")
+        else:  # numbers, or the product spec's {container, protocol, description}
+            try:
+                port_details = template_keys.ports(ports)
+            except ValueError as exc:
+                problems.add("ports", "invalid", str(exc))
+
+    if spec.get("baseImage") is not None:
+        problems.add(
+            "baseImage",
+            "unsupported",
+            "A submission's image is built from its Dockerfile: start it FROM vibebox/<template> instead.",
+        )
+    claude = {}
+    try:
+        claude = template_keys.claude_config(spec.get("claude"), auto_start=spec.get("autoStart"))
+    except ValueError as exc:
+        problems.add("autoStart" if str(exc).startswith("autoStart") else "claude", "invalid", str(exc))
+    installed = None
+    if spec.get("preInstalled") is not None:
+        try:
+            installed = template_keys.pre_installed(spec["preInstalled"])
+        except ValueError as exc:
+            problems.add("preInstalled", "invalid", str(exc))
 
     env = spec.get("env")
     if env is not None and (
@@ -257,6 +285,13 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
     problems.raise_if_any(errors.InvalidTemplateYaml)
     accepted = dict(spec)
     accepted["readmeText"] = readme_text
+    if ports is not None:
+        accepted["ports"] = [port["container"] for port in port_details]
+        accepted["portDetails"] = port_details
+    accepted["claude"] = claude
+    accepted.pop("autoStart", None)  # folded into claude.autoStart
+    if installed is not None:
+        accepted["preInstalled"] = installed
     if resources:
         accepted["resources"] = {
             **({"cpu": float(resources["cpu"])} if resources.get("cpu") is not None else {}),

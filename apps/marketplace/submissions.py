@@ -338,7 +338,8 @@ def _template_fields(spec: dict) -> dict:
         "tags": [str(tag) for tag in spec.get("tags") or []],
         "icon": str(spec.get("icon") or ""),
         "readme": str(spec.get("readmeText") or ""),
-        "ports": [{"container": int(port), "protocol": "tcp"} for port in spec.get("ports") or []],
+        "ports": spec.get("portDetails")
+        or [{"container": int(port), "protocol": "tcp"} for port in spec.get("ports") or []],
         "smoke": str(spec.get("smoke") or ""),
         "services": "",
         "workdir": str(spec.get("workdir") or "/workspace"),
@@ -352,6 +353,9 @@ def _template_fields(spec: dict) -> dict:
             fields[field] = base[field]
     if spec.get("user"):
         fields["user"] = str(spec["user"])
+    if spec.get("preInstalled"):
+        fields["pre_installed"] = {**fields.get("pre_installed", {}), **spec["preInstalled"]}
+    fields["claude"] = dict(spec.get("claude") or {})  # validated (apps/marketplace/template_keys.py)
     return fields
 
 

@@ -28,3 +28,10 @@ sandbox_leaving = Signal()
 # organization's row lock (quotas.lock_org). A receiver (billing's quotas) refuses by raising an
 # ApplicationError (402 quota_exceeded), which the sender lets through: nothing is done.
 work_requested = Signal()
+
+# A create finished with the sandbox running (sent once, outside the create's transactions, by
+# services/create.py): `sandbox` and `api_key` (the creating key, or None for a signed-in user).
+# The agents app enables Claude Code here when the template asks for it (`claude.autoStart`),
+# with that key's rights. A receiver's ApplicationError undoes the create: the sandbox is
+# destroyed and the error is the create's answer (nothing half-made).
+sandbox_created = Signal()

@@ -310,8 +310,10 @@ def test_templates_without_claude_and_sandboxes_not_enabled(server):
         assert status == 200 and body["enabled"] is False
     finally:
         call(server, "DELETE", f"/api/v1/sandboxes/{plain['id']}")
-    status, alias = call(server, "GET", "/api/v1/templates/node-20-claude-code")
-    assert status == 200 and alias["name"] == TEMPLATE and "node-20-claude-code" in alias["aliases"]
+    # The product spec's node-20-claude-code is a template of its own: Claude enabled at create
+    # (tests/agents/test_claude_autostart.py).
+    status, spec = call(server, "GET", "/api/v1/templates/node-20-claude-code")
+    assert status == 200 and spec["name"] == "node-20-claude-code" and spec["claude"]["autoStart"] is True
 
 
 def test_gateway_checks_tokens_and_is_the_only_port_sandboxes_reach(server, sandbox, enabled, stub):

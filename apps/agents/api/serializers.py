@@ -36,8 +36,17 @@ class EnableSerializer(StrictSerializer):
 class AskSerializer(StrictSerializer):
     prompt = serializers.CharField(trim_whitespace=False, max_length=200_000)
     sessionId = serializers.CharField(required=False, allow_null=True, max_length=64)
-    model = serializers.CharField(required=False, allow_null=True, max_length=100)
-    permissionMode = serializers.ChoiceField(choices=PERMISSION_MODES, required=False, default="acceptEdits")
+    model = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text="Default: the template's `claude.model`, else Claude's.",
+    )
+    permissionMode = serializers.ChoiceField(
+        choices=PERMISSION_MODES,
+        required=False,
+        help_text="Default: the template's (template.yaml `claude.permissions`), else acceptEdits.",
+    )
     allowedTools = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
     disallowedTools = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
     maxTurns = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=500)

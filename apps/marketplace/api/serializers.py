@@ -27,6 +27,10 @@ class TemplateSerializer(serializers.Serializer):
     ports = serializers.ListField(child=serializers.DictField(), help_text="Ports the template expects to serve.")
     preInstalled = serializers.DictField(source="pre_installed")
     smoke = serializers.CharField(help_text="A shell command that exits 0 when the image works.")
+    claude = serializers.DictField(
+        help_text="Claude Code settings (template.yaml `claude:`): autoStart (enabled at create with the creating"
+        " key's rights), model, permissions {mode, allow, deny}, mcpServers; {} when it has none."
+    )
     builtIn = serializers.BooleanField(source="built_in")
     imageSize = serializers.IntegerField(
         source="image_size", allow_null=True, help_text="Bytes, measured after the build (shared layers included)."

@@ -34,7 +34,7 @@ from vibebox import exceptions as errors
 from vibebox import logs, metrics, tracing
 from vibebox.units import format_size
 
-from .. import events, quotas, states
+from .. import events, quotas, signals, states
 from ..models import Sandbox, Status
 from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
@@ -114,9 +114,15 @@ def _resources(resources: dict | None) -> tuple[float, int, int | None]:
 
 def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.datetime | None]:
     if not timeout and ephemeral:
-        timeout = settings.VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT
+        timeout = min(settings.VIBEBOX_EPHEMERAL_DEFAULT_TIMEOUT, settings.VIBEBOX_EPHEMERAL_MAX_TIMEOUT)
     if not timeout:
         return None, None
+    if ephemeral and timeout > settings.VIBEBOX_EPHEMERAL_MAX_TIMEOUT:
+        limit = int(settings.VIBEBOX_EPHEMERAL_MAX_TIMEOUT)
+        raise errors.EphemeralTimeoutTooLong(
+            f"An ephemeral sandbox lives at most {limit} seconds; ask for less, or create it not ephemeral.",
+            details={"max": limit, "requested": int(timeout)},
+        )
     if timeout > settings.VIBEBOX_MAX_TIMEOUT:
         raise errors.InvalidDuration(
             f"timeout is above the maximum of {int(settings.VIBEBOX_MAX_TIMEOUT)} seconds.",
@@ -124,6 +130,42 @@ def _expiry(timeout: float | None, ephemeral: bool) -> tuple[int | None, dt.date
         )
     seconds = max(1, int(timeout))
     return seconds, timezone.now() + dt.timedelta(seconds=seconds)
+
+
+def _ephemeral_resources(cpu: float, memory: int) -> None:
+    """An ephemeral sandbox's CPU and memory under VIBEBOX_EPHEMERAL_MAX_CPU / _MEMORY (0: the
+    general maximum, checked by _resources)."""
+    too_much = {}
+    if settings.VIBEBOX_EPHEMERAL_MAX_CPU and cpu > settings.VIBEBOX_EPHEMERAL_MAX_CPU:
+        too_much["cpu"] = {"max": settings.VIBEBOX_EPHEMERAL_MAX_CPU, "requested": cpu}
+    if settings.VIBEBOX_EPHEMERAL_MAX_MEMORY and memory > settings.VIBEBOX_EPHEMERAL_MAX_MEMORY:
+        too_much["memory"] = {"max": settings.VIBEBOX_EPHEMERAL_MAX_MEMORY, "requested": memory}
+    if too_much:
+        shown = {
+            "cpu": lambda v: f"{v:g} CPU",
+            "memory": lambda v: format_size(v),
+        }
+        raise errors.EphemeralResourcesTooLarge(
+            "Ephemeral sandboxes get at most "
+            + " and ".join(shown[k](v["max"]) for k, v in too_much.items())
+            + " on this server.",
+            details=too_much,
+        )
+
+
+def _ephemeral_count(org) -> None:
+    """At most VIBEBOX_EPHEMERAL_MAX_PER_ORG live ephemeral sandboxes per organization (called
+    under the organization's lock, quotas.lock_org, so two creates cannot both take the last)."""
+    limit = settings.VIBEBOX_EPHEMERAL_MAX_PER_ORG
+    if not limit:
+        return
+    live = Sandbox.objects.filter(org=org, ephemeral=True, status__in=states.ALIVE).count()
+    if live >= limit:
+        raise errors.EphemeralLimitReached(
+            f"The organization has {live} live ephemeral sandboxes, the most this server allows "
+            "(VIBEBOX_EPHEMERAL_MAX_PER_ORG); destroy one first.",
+            details={"limit": limit, "live": live},
+        )
 
 
 TEMPLATE_POLL_INTERVAL = 1.0
@@ -284,6 +326,8 @@ def sandbox_create(
     env = prepare_env(env or {})
     metadata = validate_metadata(metadata or {})
     cpu, memory, disk = _resources(resources)
+    if ephemeral:
+        _ephemeral_resources(cpu, memory)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
     requested = validate_network(network_policy, partial=True) if network_policy is not None else None
@@ -307,6 +351,8 @@ def sandbox_create(
             quotas.lock_org(org.pk if org else None)
             live = Sandbox.objects.filter(owner=owner, status__in=states.ALIVE)
             quotas.check_sandbox(owner, cpu=cpu, memory=memory, disk=disk)
+            if ephemeral:
+                _ephemeral_count(org)
             starts = bool(auto_start)  # (a pooled container: auto_start too)
             quotas.request_work(
                 org_id=org.pk if org else None,
@@ -372,6 +418,7 @@ def sandbox_create(
             raise
         template_services_start(sandbox)
         _publish_created(sandbox)
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
         return sandbox
 
@@ -401,6 +448,7 @@ def sandbox_create(
         with transaction.atomic():
             states.move(sandbox, {Status.CREATING}, Status.RUNNING)
             _publish_created(sandbox)
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
         return sandbox
 
@@ -417,8 +465,24 @@ def sandbox_create(
         # existed, so make sure it is gone.
         _remove_quietly(sandbox)
     else:
+        _announce_created(sandbox)
         _observe_create(sandbox, started)
     return sandbox
+
+
+def _announce_created(sandbox: Sandbox) -> None:
+    """Higher apps finish the create (agents: Claude Code when the template auto-starts it). If
+    one refuses, the sandbox is destroyed and its error is the create's answer."""
+    if sandbox.status != Status.RUNNING:
+        return
+    try:
+        signals.sandbox_created.send(sender=Sandbox, sandbox=sandbox, api_key=sandbox.api_key)
+    except BaseException:
+        try:
+            sandbox_destroy(sandbox=sandbox)
+        except errors.ApplicationError as exc:  # the reconcile pass finishes it
+            logger.warning("could not undo the create of %s: %s", sandbox.id, exc.message)
+        raise
 
 
 def _observe_create(sandbox: Sandbox, started: float) -> None:
@@ -536,7 +600,7 @@ def sandbox_update(
     if timeout is not UNSET:
         if not timeout and sandbox.ephemeral:
             raise errors.InvalidDuration("An ephemeral sandbox always has a timeout.")
-        fields["timeout_seconds"], fields["expires_at"] = _expiry(timeout, False)
+        fields["timeout_seconds"], fields["expires_at"] = _expiry(timeout, sandbox.ephemeral)
     if not fields:
         return sandbox
     try:

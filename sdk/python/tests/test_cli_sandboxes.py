@@ -72,6 +72,18 @@ def test_new_uses_the_configured_template_and_timeout(cli_env, vb):
         destroy(vb, data["id"])
 
 
+def test_create_is_new(cli_env, vb):
+    name = unique("cli-create")
+    try:
+        result = cli(cli_env, "create", "python-3", name, "--no-shell", "--json", "--ephemeral")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert (data["name"], data["template"], data["ephemeral"]) == (name, "python-3.13", True)
+        assert "same as `new`" in cli(cli_env, "--help").stdout
+    finally:
+        destroy(vb, name)
+
+
 def test_new_refuses_bad_options(cli_env):
     assert cli(cli_env, "new", "python-3", "--branch", "main", "--no-shell").returncode == 2
     assert cli(cli_env, "new", "python-3", "--timeout", "forever", "--no-shell").returncode == 2
@@ -80,9 +92,10 @@ def test_new_refuses_bad_options(cli_env):
     assert refused.returncode == 1 and "(invalid_git_url)" in refused.stderr
 
 
-def test_new_opens_a_shell_on_a_terminal(cli_env, vb):
-    name = unique("cli-new-tty")
-    child = pexpect.spawn(VIBEBOX, ["new", "python-3", name], env=cli_env, timeout=120, encoding="utf-8")
+@pytest.mark.parametrize("command", ["new", "create"])  # `create`: the product spec's name of `new`
+def test_new_opens_a_shell_on_a_terminal(cli_env, vb, command):
+    name = unique(f"cli-{command}-tty")
+    child = pexpect.spawn(VIBEBOX, [command, "python-3", name], env=cli_env, timeout=120, encoding="utf-8")
     try:
         child.expect(r"\$ ")
         child.sendline("echo in-$((20+3))")

@@ -1,6 +1,6 @@
 /**
  * `sandbox.claude`: Claude Code in the sandbox, under review (templates with Claude Code:
- * `node-22-claude-code`, alias `node-20-claude-code`).
+ * `node-22-claude-code`; `node-20-claude-code` has it enabled at create).
  * @module
  */
 

@@ -11,7 +11,7 @@ const vb = new VibeBox({ apiKey: API_KEY, baseUrl: API_URL });
 let sandbox: Sandbox;
 
 before(async () => {
-  sandbox = await vb.sandbox('node-20-claude-code');
+  sandbox = await vb.sandbox('node-22-claude-code');
   cleanupLater(() => sandbox.destroy());
 });
 

@@ -2210,9 +2210,18 @@ export interface components {
         AskRequest: {
             prompt: string;
             sessionId?: string | null;
+            /** @description Default: the template's `claude.model`, else Claude's. */
             model?: string | null;
-            /** @default acceptEdits */
-            permissionMode: components["schemas"]["PermissionModeEnum"];
+            /**
+             * @description Default: the template's (template.yaml `claude.permissions`), else acceptEdits.
+             *
+             *     * `acceptEdits` - acceptEdits
+             *     * `default` - default
+             *     * `plan` - plan
+             *     * `bypassPermissions` - bypassPermissions
+             *     * `dontAsk` - dontAsk
+             */
+            permissionMode?: components["schemas"]["PermissionModeEnum"];
             allowedTools?: string[];
             disallowedTools?: string[];
             maxTurns?: number | null;
@@ -4729,6 +4738,10 @@ export interface components {
             };
             /** @description A shell command that exits 0 when the image works. */
             smoke: string;
+            /** @description Claude Code settings (template.yaml `claude:`): autoStart (enabled at create with the creating key's rights), model, permissions {mode, allow, deny}, mcpServers; {} when it has none. */
+            claude: {
+                [key: string]: unknown;
+            };
             builtIn: boolean;
             /** @description Bytes, measured after the build (shared layers included). */
             imageSize: number | null;
@@ -4888,7 +4901,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;

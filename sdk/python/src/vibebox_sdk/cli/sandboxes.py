@@ -269,6 +269,8 @@ def logs(
 def register(app: typer.Typer) -> None:
     panel = "Sandboxes"
     app.command("new", rich_help_panel=panel)(new)
+    # The product spec's name for it (Phase 3: `vibebox create` → running).
+    app.command("create", help="Create a sandbox and open a shell in it (same as `new`).", rich_help_panel=panel)(new)
     app.command("ls", rich_help_panel=panel)(ls)
     app.command("info", rich_help_panel=panel)(info)
     for action in LIFECYCLE:
