@@ -87,3 +87,12 @@ def validate_submission(submission_id: str) -> str | None:
     """The marketplace's validation pipeline for one submission (apps/sandboxes/submissions.py),
     sent when it is queued. A redelivered task finds it no longer queued and does nothing."""
     return submission_validate(submission_id)
+
+
+@shared_task(ignore_result=True)
+def git_hook_pull(delivery_pk: int) -> str | None:
+    """Queued when an auto-pull webhook's push is accepted (services/git_hooks.py)."""
+    from .services.git_hooks import git_hook_run
+
+    delivery = git_hook_run(delivery_pk=delivery_pk)
+    return delivery.status if delivery else None
