@@ -89,13 +89,13 @@ def code(response) -> str:
 @pytest.fixture
 def row(owner, templates):
     sandbox = sandbox_row(owner, templates["python-3"])
-    SandboxGitConfig.objects.create(sandbox=sandbox, path="/workspace/repo", repo_url="http://x/p.git", branch="main")
+    SandboxGitConfig.objects.create(sandbox=sandbox, path="/repo", repo_url="http://x/p.git", branch="main")
     return sandbox
 
 
 def test_create_list_delete_with_audit_and_tenancy(api_client, outsider_client, row):
     hook = make_hook(api_client, row.id, path="/repo")
-    assert hook["branch"] == "main" and hook["path"] == "/workspace/repo" and hook["provider"] == "auto"
+    assert hook["branch"] == "main" and hook["path"] == "/repo" and hook["provider"] == "auto"
     assert hook["secret"].startswith("vbgh_") and len(hook["secret"]) > 40
     stored = GitHook.objects.get(pk=hook["id"])
     assert stored.secret != hook["secret"] and hook["secret"] not in stored.secret  # encrypted at rest
@@ -247,11 +247,19 @@ def server_push(git, branch: str, filename: str, text: str, *, new: bool = False
     return git.http_ref(branch)
 
 
-def run_last_delivery(hook: dict) -> GitHookDelivery:
-    delivery = GitHookDelivery.objects.filter(hook_id=hook["id"]).order_by("-id").first()
-    assert delivery.status == "queued"
-    assert tasks.git_hook_pull(delivery.pk) == GitHookDelivery.objects.get(pk=delivery.pk).status
-    return GitHookDelivery.objects.get(pk=delivery.pk)
+@pytest.fixture
+def run_last_delivery(django_capture_on_commit_callbacks):
+    """Runs the Celery task of the hook's last delivery (its events sent as after a commit)."""
+
+    def run(hook: dict) -> GitHookDelivery:
+        delivery = GitHookDelivery.objects.filter(hook_id=hook["id"]).order_by("-id").first()
+        assert delivery.status == "queued"
+        with django_capture_on_commit_callbacks(execute=True):
+            status = tasks.git_hook_pull(delivery.pk)
+        assert status == GitHookDelivery.objects.get(pk=delivery.pk).status
+        return GitHookDelivery.objects.get(pk=delivery.pk)
+
+    return run
 
 
 @pytest.fixture
@@ -267,7 +275,7 @@ def cloned(api_client, create_sandbox, git, owner):
     return sandbox["id"], branch, webhook
 
 
-def test_a_push_then_its_webhook_pulls_the_new_commit(api_client, git, cloned):
+def test_a_push_then_its_webhook_pulls_the_new_commit(api_client, git, cloned, run_last_delivery):
     sandbox_id, branch, webhook = cloned
     hook = make_hook(api_client, sandbox_id)  # the branch it was cloned at
     assert hook["branch"] == branch
@@ -297,7 +305,7 @@ def test_a_push_then_its_webhook_pulls_the_new_commit(api_client, git, cloned):
         assert sh(api_client, sandbox_id, f"cat {name}")["stdout"] == name
 
 
-def test_a_diverged_branch_is_left_alone_and_reported(api_client, git, cloned):
+def test_a_diverged_branch_is_left_alone_and_reported(api_client, git, cloned, run_last_delivery):
     sandbox_id, branch, webhook = cloned
     hook = make_hook(api_client, sandbox_id)
     # A commit in the sandbox and another on the server: not a fast-forward.
@@ -320,7 +328,7 @@ def test_a_diverged_branch_is_left_alone_and_reported(api_client, git, cloned):
     assert sent.event == "git.pull_failed" and sent.payload["data"]["status"] == "conflict"
 
 
-def test_uncommitted_changes_in_the_way_are_a_conflict(api_client, git, cloned):
+def test_uncommitted_changes_in_the_way_are_a_conflict(api_client, git, cloned, run_last_delivery):
     sandbox_id, branch, _ = cloned
     hook = make_hook(api_client, sandbox_id)
     sh(api_client, sandbox_id, "echo mine > START.md")
@@ -331,7 +339,7 @@ def test_uncommitted_changes_in_the_way_are_a_conflict(api_client, git, cloned):
     assert sh(api_client, sandbox_id, "cat START.md")["stdout"] == "mine\n"
 
 
-def test_a_stopped_sandbox_or_another_branch_checked_out_is_skipped(api_client, git, cloned):
+def test_a_stopped_sandbox_or_another_branch_checked_out_is_skipped(api_client, git, cloned, run_last_delivery):
     sandbox_id, branch, webhook = cloned
     hook = make_hook(api_client, sandbox_id)
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/git/checkout", {"branch": "other", "create": True},
@@ -340,7 +348,9 @@ def test_a_stopped_sandbox_or_another_branch_checked_out_is_skipped(api_client, 
     assert github_post(hook, push_payload(branch, sha)).status_code == 202
     delivery = run_last_delivery(hook)
     assert delivery.status == "skipped" and "on other" in delivery.detail
-    assert sh(api_client, sandbox_id, "git rev-parse --abbrev-ref HEAD; test -e A.md; echo $?")["stdout"] == "other\n1\n"
+    assert (
+        sh(api_client, sandbox_id, "git rev-parse --abbrev-ref HEAD; test -e A.md; echo $?")["stdout"] == "other\n1\n"
+    )
 
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
     sha = server_push(git, branch, "B.md", "b")
