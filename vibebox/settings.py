@@ -613,7 +613,7 @@ VIBEBOX_GIT_TIMEOUT = env_duration("VIBEBOX_GIT_TIMEOUT", "10m")
 VIBEBOX_GIT_AUTHOR_NAME = env_str("VIBEBOX_GIT_AUTHOR_NAME", "")  # default: the API key's user
 VIBEBOX_GIT_AUTHOR_EMAIL = env_str("VIBEBOX_GIT_AUTHOR_EMAIL", "")
 VIBEBOX_GIT_DIFF_LIMIT = env_size("VIBEBOX_GIT_DIFF_LIMIT", "2m")
-# Auto-pull webhooks (docs/git.md): POST /api/v1/git-hooks/{id} is unauthenticated but for the
+# Auto-pull webhooks (docs/api.md, "Auto-pull webhooks"): POST /api/v1/git-hooks/{id} is unauthenticated but for the
 # signature, so its body is capped (vibebox/bodylimit.py) and its rate counted per hook; a sandbox
 # holds this many hooks; each hook keeps its last deliveries (also what refuses replays).
 VIBEBOX_GIT_HOOK_MAX_BYTES = env_size("VIBEBOX_GIT_HOOK_MAX_BYTES", "1m")

@@ -330,7 +330,7 @@ def new_git_hook_id() -> str:
 
 
 class GitHook(models.Model):
-    """An auto-pull webhook (docs/git.md, "Auto-pull webhooks"): a push to `branch` that a git
+    """An auto-pull webhook (docs/api.md, "Auto-pull webhooks"): a push to `branch` that a git
     host reports to the hook's URL, signed with the hook's secret, pulls into `path` (fast-forward
     only). The secret is stored encrypted (vibebox.crypto), as git credentials are: GitHub and
     Gitea sign with it (HMAC), so it cannot be kept as a hash the way API keys are."""

@@ -1,4 +1,4 @@
-"""Auto-pull webhooks (issue 29 item 2, product spec 1.3; docs/git.md "Auto-pull webhooks").
+"""Auto-pull webhooks (issue 29 item 2, product spec 1.3; docs/api.md "Auto-pull webhooks").
 
 Signed payloads are posted the way GitHub, GitLab and Gitea post them, by an unauthenticated client;
 the pulls run against the tests' local git server (tests/sandboxes/conftest.py) on the real engine,
@@ -154,7 +154,7 @@ def test_bad_or_missing_signatures_are_401_and_change_nothing(api_client, row):
     refused = [
         github_post(hook, body, secret=wrong),
         github_post(hook, body, signature=""),
-        github_post(hook, body, signature="sha1=" + hashlib.sha1(body).hexdigest()),
+        github_post(hook, body, signature="sha1=" + hmac.new(hook["secret"].encode(), body, "sha1").hexdigest()),
         gitlab_post(hook, body, token=wrong),
         gitlab_post(hook, body, token=hook["secret"][:-1]),
         gitea_post(hook, body, secret=wrong),

@@ -1,4 +1,4 @@
-"""Auto-pull webhooks (docs/git.md "Auto-pull webhooks", docs/api.md):
+"""Auto-pull webhooks (docs/api.md "Auto-pull webhooks"):
 GET/POST /sandboxes/{id}/git/hooks, DELETE /sandboxes/{id}/git/hooks/{hookId} for the sandbox's
 users, and POST /git-hooks/{hookId}, which the git host calls (no API key: the signature is the
 authentication; its body capped by vibebox/bodylimit.py, its rate counted per hook)."""

@@ -1,4 +1,4 @@
-"""Auto-pull webhooks (product spec 1.3, docs/git.md "Auto-pull webhooks").
+"""Auto-pull webhooks (product spec 1.3, docs/api.md "Auto-pull webhooks").
 
 A hook belongs to one repository of one sandbox (`path`) and tracks one branch. Its URL
 (POST /api/v1/git-hooks/{id}) is what a git host's push webhook calls; the request carries no API
