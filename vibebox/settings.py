@@ -365,6 +365,8 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
         "WebhookEventEnum": "apps.webhooks.api.serializers.EVENT_NAMES",
         "InvoiceStatusEnum": "apps.billing.models.InvoiceStatus",
+        "GitHookProviderEnum": "apps.sandboxes.models.GitHook.Provider",
+        "GitHookDeliveryStatusEnum": "apps.sandboxes.models.GitHookDelivery.Status",
     },
 }
 
