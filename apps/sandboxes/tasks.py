@@ -16,6 +16,7 @@ from vibebox import exceptions as errors
 
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
+from .services.git_hooks import git_hook_run
 from .services.pools import pools_maintain
 from .submissions import submission_validate, submissions_interrupted
 
@@ -92,7 +93,5 @@ def validate_submission(submission_id: str) -> str | None:
 @shared_task(ignore_result=True)
 def git_hook_pull(delivery_pk: int) -> str | None:
     """Queued when an auto-pull webhook's push is accepted (services/git_hooks.py)."""
-    from .services.git_hooks import git_hook_run
-
     delivery = git_hook_run(delivery_pk=delivery_pk)
     return delivery.status if delivery else None

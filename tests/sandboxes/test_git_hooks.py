@@ -359,3 +359,10 @@ def test_a_stopped_sandbox_or_another_branch_checked_out_is_skipped(api_client, 
     assert delivery.status == "skipped" and "stopped" in delivery.detail
     statuses = [d.payload["data"]["status"] for d in Delivery.objects.filter(webhook=webhook).order_by("seq")]
     assert statuses == ["skipped", "skipped"]
+
+
+def test_the_queued_task_is_the_pull_task():
+    """The receiver queues the task by name (tasks.py imports the service): the name is the task's."""
+    from apps.sandboxes.services import git_hooks
+
+    assert tasks.git_hook_pull.name == git_hooks.PULL_TASK

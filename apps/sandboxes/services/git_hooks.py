@@ -30,6 +30,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from vibebox import crypto
 from vibebox import exceptions as errors
+from vibebox.celery import app as celery_app
 
 from .. import events
 from ..models import GitHook, GitHookDelivery, Sandbox, SandboxGitConfig, Status
@@ -194,11 +195,12 @@ def _prune(hook: GitHook) -> None:
         GitHookDelivery.objects.filter(pk__in=list(old)).delete()
 
 
-def _dispatch(delivery_pk: int) -> None:
-    from ..tasks import git_hook_pull  # tasks imports the services
+PULL_TASK = "apps.sandboxes.tasks.git_hook_pull"  # by name: tasks.py imports this module
 
+
+def _dispatch(delivery_pk: int) -> None:
     try:
-        git_hook_pull.delay(delivery_pk)
+        celery_app.send_task(PULL_TASK, args=[delivery_pk])
     except Exception as exc:  # the broker is down: the delivery stays queued, the host sees 202
         logger.warning("git hook delivery %s: pull not queued (%s)", delivery_pk, exc)
 
