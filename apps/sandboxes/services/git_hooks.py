@@ -242,6 +242,9 @@ def git_hook_run(*, delivery_pk: int) -> GitHookDelivery | None:
         )
         status = GitHookDelivery.Status.CONFLICT if conflict else GitHookDelivery.Status.FAILED
         return _finish(delivery, sandbox, status, exc.message, {**base, "code": exc.code})
+    except Exception:  # a bug or an engine hiccup: the delivery says so rather than staying `running`
+        logger.exception("git hook delivery %s: the pull failed", delivery_pk)
+        return _finish(delivery, sandbox, GitHookDelivery.Status.FAILED, "Internal error.", base)
     data = {**base, "before": done["before"], "commit": done["commit"], "updated": done["updated"]}
     return _finish(delivery, sandbox, GitHookDelivery.Status.PULLED, "", data, commit=done["commit"])
 
