@@ -59,3 +59,4 @@ VIBEBOX_STRIPE_DISPATCH = env_bool("VIBEBOX_STRIPE_DISPATCH", False)  # noqa: F4
 # must not read as down because a probe took a second (tests of a hang set shorter ones).
 VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 5.0)  # noqa: F405
 VIBEBOX_STATUS_CHECK_TIMEOUT = env_duration("VIBEBOX_STATUS_CHECK_TIMEOUT", "10s")  # noqa: F405
+VIBEBOX_GIT_HOOK_DISPATCH = env_bool("VIBEBOX_GIT_HOOK_DISPATCH", False)  # noqa: F405

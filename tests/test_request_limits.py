@@ -44,6 +44,8 @@ def json_operations(tmp_path_factory):
         # Stripe's webhook reads raw bytes that only a valid Stripe signature lets through to a
         # parser (404 while payments are off, else 400 stripe_signature_invalid: tests/billing).
         and path != "/api/v1/billing/stripe/webhook"
+        # The same for git hooks' receiving URL (the signature first, then the body: tests/sandboxes/test_git_hooks.py).
+        and path != "/api/v1/git-hooks/{hook_id}"
     )
 
 

@@ -10,7 +10,8 @@ truncated body) and the caller gets `413 request_too_large`.
 Uploads (the API's `POST …/files` and the dashboard's upload) have VIBEBOX_UPLOAD_MAX_BYTES;
 template submissions (the API's `POST /api/v1/marketplace/submissions` and the dashboard's submit
 form, multipart with a build context) VIBEBOX_TEMPLATE_CONTEXT_MAX plus room for the Dockerfile,
-the template.yaml and the form's framing; everything else VIBEBOX_REQUEST_MAX_BYTES.
+the template.yaml and the form's framing; the unauthenticated auto-pull webhook (POST
+/api/v1/git-hooks/{id}) VIBEBOX_GIT_HOOK_MAX_BYTES; everything else VIBEBOX_REQUEST_MAX_BYTES.
 """
 
 import json
@@ -28,6 +29,7 @@ SUBMISSION_PATHS = (
     re.compile(r"^/api/v1/marketplace/submissions/?$"),
     re.compile(r"^/marketplace/submit/?$"),
 )
+GIT_HOOK_PATH = re.compile(r"^/api/v1/git-hooks/[^/]+/?$")  # unauthenticated: a small cap
 SUBMISSION_ROOM = 2 * 1024**2  # the Dockerfile (64 KiB), template.yaml (128 KiB), multipart framing
 
 
@@ -36,6 +38,8 @@ def limit_for(method: str, path: str) -> int:
         return settings.VIBEBOX_UPLOAD_MAX_BYTES
     if method == "POST" and any(pattern.match(path) for pattern in SUBMISSION_PATHS):
         return max(settings.VIBEBOX_REQUEST_MAX_BYTES, settings.VIBEBOX_TEMPLATE_CONTEXT_MAX + SUBMISSION_ROOM)
+    if method == "POST" and GIT_HOOK_PATH.match(path):
+        return min(settings.VIBEBOX_REQUEST_MAX_BYTES, settings.VIBEBOX_GIT_HOOK_MAX_BYTES)
     return settings.VIBEBOX_REQUEST_MAX_BYTES
 
 

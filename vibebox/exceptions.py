@@ -180,6 +180,11 @@ NothingToCommit = error("nothing_to_commit", 409, "There is nothing to commit.")
 InvalidGitUrl = error("invalid_git_url", 400, "Invalid repository URL.")
 InvalidGitRef = error("invalid_git_ref", 400, "Invalid branch or ref name.")
 InvalidGitAuth = error("invalid_git_auth", 400, "Invalid git credentials.")
+GitHookNotFound = error("git_hook_not_found", 404, "No such git hook.")
+# Missing, wrong or for another provider: one code, so a caller learns nothing about which.
+GitHookSignatureInvalid = error(
+    "git_hook_signature_invalid", 401, "The webhook's signature or token does not match the hook's secret."
+)
 
 # Claude Code.
 ClaudeUnavailable = error("claude_unavailable", 409, "This sandbox's template has no Claude Code.")

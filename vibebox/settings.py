@@ -365,6 +365,8 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "apps.webhooks.models.Delivery.Status",
         "WebhookEventEnum": "apps.webhooks.api.serializers.EVENT_NAMES",
         "InvoiceStatusEnum": "apps.billing.models.InvoiceStatus",
+        "GitHookProviderEnum": "apps.sandboxes.models.GitHook.Provider",
+        "GitHookDeliveryStatusEnum": "apps.sandboxes.models.GitHookDelivery.Status",
     },
 }
 
@@ -619,6 +621,15 @@ VIBEBOX_GIT_TIMEOUT = env_duration("VIBEBOX_GIT_TIMEOUT", "10m")
 VIBEBOX_GIT_AUTHOR_NAME = env_str("VIBEBOX_GIT_AUTHOR_NAME", "")  # default: the API key's user
 VIBEBOX_GIT_AUTHOR_EMAIL = env_str("VIBEBOX_GIT_AUTHOR_EMAIL", "")
 VIBEBOX_GIT_DIFF_LIMIT = env_size("VIBEBOX_GIT_DIFF_LIMIT", "2m")
+# Auto-pull webhooks (docs/api.md, "Auto-pull webhooks"): POST /api/v1/git-hooks/{id} is unauthenticated but for the
+# signature, so its body is capped (vibebox/bodylimit.py) and its rate counted per hook; a sandbox
+# holds this many hooks; each hook keeps its last deliveries (also what refuses replays).
+VIBEBOX_GIT_HOOK_MAX_BYTES = env_size("VIBEBOX_GIT_HOOK_MAX_BYTES", "1m")
+VIBEBOX_GIT_HOOK_RATE = env_str("VIBEBOX_GIT_HOOK_RATE", "30/min")
+VIBEBOX_GIT_HOOKS_PER_SANDBOX = env_int("VIBEBOX_GIT_HOOKS_PER_SANDBOX", 10)
+VIBEBOX_GIT_HOOK_DELIVERIES_KEPT = env_int("VIBEBOX_GIT_HOOK_DELIVERIES_KEPT", 200)
+# Queue the pull as a Celery task when a push is accepted (tests call the task themselves).
+VIBEBOX_GIT_HOOK_DISPATCH = env_bool("VIBEBOX_GIT_HOOK_DISPATCH", True)
 
 # WebSockets: streams and terminals (docs/operations.md).
 VIBEBOX_WS_QUEUE_MESSAGES = env_int("VIBEBOX_WS_QUEUE_MESSAGES", 256)  # per client; a client this far behind is dropped

@@ -323,3 +323,71 @@ class CodeContext(models.Model):
     @property
     def kernel_id(self) -> str:
         return f"{self.id}-{self.generation}"
+
+
+def new_git_hook_id() -> str:
+    return random_id("ghk_", 24)  # in the hook's URL, which is not secret: the secret is
+
+
+class GitHook(models.Model):
+    """An auto-pull webhook (docs/api.md, "Auto-pull webhooks"): a push to `branch` that a git
+    host reports to the hook's URL, signed with the hook's secret, pulls into `path` (fast-forward
+    only). The secret is stored encrypted (vibebox.crypto), as git credentials are: GitHub and
+    Gitea sign with it (HMAC), so it cannot be kept as a hash the way API keys are."""
+
+    class Provider(models.TextChoices):
+        AUTO = "auto"  # told by the request's headers
+        GITHUB = "github"
+        GITLAB = "gitlab"
+        GITEA = "gitea"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_git_hook_id, editable=False)
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="git_hooks")
+    path = models.CharField(max_length=1024, default="/repo")
+    branch = models.CharField(max_length=255)
+    provider = models.CharField(max_length=8, choices=Provider.choices, default=Provider.AUTO)
+    secret = models.TextField()  # encrypted
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_delivery_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.branch} into {self.path}"
+
+
+class GitHookDelivery(models.Model):
+    """One accepted push of a hook; also what refuses a replay (the same delivery id or body)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"  # a worker took it
+        PULLED = "pulled"  # fast-forwarded, or already up to date
+        CONFLICT = "conflict"  # not a fast-forward, or local changes in the way: the tree is left alone
+        SKIPPED = "skipped"  # the sandbox was not running (stopped, or paused without autoResume)
+        FAILED = "failed"  # the fetch failed (credentials, network...)
+
+    hook = models.ForeignKey(GitHook, on_delete=models.CASCADE, related_name="deliveries")
+    delivery_id = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64)  # sha256 of the body
+    provider = models.CharField(max_length=8)
+    after = models.CharField(max_length=64, blank=True)  # the pushed commit, as the payload says
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    detail = models.TextField(blank=True)
+    commit = models.CharField(max_length=64, blank=True)  # HEAD after the pull
+    received_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["hook", "delivery_id"], name="unique_git_hook_delivery_id"),
+            models.UniqueConstraint(fields=["hook", "digest"], name="unique_git_hook_delivery_body"),
+        ]
+
+    def __str__(self):
+        return f"{self.delivery_id}: {self.status}"

@@ -23,7 +23,7 @@ from apps.orgs.actors import Actor
 from vibebox import exceptions as errors
 
 from . import states
-from .models import Sandbox, SandboxGrant, Snapshot, Status
+from .models import GitHook, Sandbox, SandboxGrant, Snapshot, Status
 
 READ, USE, MANAGE = "read", "use", "manage"
 LEVELS = {READ: 0, USE: 1, MANAGE: 2}  # a grant's level includes those below it
@@ -155,3 +155,18 @@ def grant_get(*, sandbox: Sandbox, grant_id: str) -> SandboxGrant:
     if grant is None:
         raise errors.GrantNotFound(details={"grant": grant_id[:64]})
     return grant
+
+
+def git_hook_list(*, sandbox: Sandbox):
+    return GitHook.objects.filter(sandbox=sandbox)  # at most VIBEBOX_GIT_HOOKS_PER_SANDBOX
+
+
+def git_hook_deliveries(*, hook: GitHook, limit: int = 10):
+    return list(hook.deliveries.order_by("-received_at", "-id")[:limit])
+
+
+def git_hook_get(*, sandbox: Sandbox, hook_id: str) -> GitHook:
+    hook = GitHook.objects.filter(sandbox=sandbox, pk=hook_id).first()
+    if hook is None:
+        raise errors.GitHookNotFound(details={"hook": hook_id[:64]})
+    return hook

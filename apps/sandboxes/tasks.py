@@ -16,6 +16,7 @@ from vibebox import exceptions as errors
 
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
+from .services.git_hooks import git_hook_run
 from .services.pools import pools_maintain
 from .submissions import submission_validate, submissions_interrupted
 
@@ -87,3 +88,10 @@ def validate_submission(submission_id: str) -> str | None:
     """The marketplace's validation pipeline for one submission (apps/sandboxes/submissions.py),
     sent when it is queued. A redelivered task finds it no longer queued and does nothing."""
     return submission_validate(submission_id)
+
+
+@shared_task(ignore_result=True)
+def git_hook_pull(delivery_pk: int) -> str | None:
+    """Queued when an auto-pull webhook's push is accepted (services/git_hooks.py)."""
+    delivery = git_hook_run(delivery_pk=delivery_pk)
+    return delivery.status if delivery else None

@@ -16,6 +16,9 @@ EVENTS: dict[str, str] = {
     "file.uploaded": "A file or archive was written into a sandbox.",
     "resource.limit_exceeded": "A sandbox or a command hit a limit (OOM kill, a command's timeout).",
     "snapshot.created": "A snapshot of a sandbox was taken.",
+    "git.pulled": "An auto-pull webhook's push was pulled into a sandbox's repository (fast-forward).",
+    "git.pull_failed": "An auto-pull webhook's push was not pulled: a conflict or a diverged branch (the tree is "
+    "left alone), a sandbox not running, or a failed fetch (data.status says which).",
     "claude.ask.finished": "A Claude Code ask finished.",
     "claude.changes.pending": "A Claude Code ask left changes to review.",
     "agent_run.finished": "An agent run finished.",

@@ -31,7 +31,15 @@ SAME = {
 }
 # The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
 CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}
-HANDLED = SAME | set(CLAUDE) | {"exec.finished", "file.uploaded", "sandbox.snapshotted", "sandbox.limit_exceeded"}
+# Auto-pull webhooks (apps/sandboxes/services/git_hooks.py): pulled, or not (conflict, skipped, failed).
+GIT = {
+    "git.autopull.pulled": "git.pulled",
+    "git.autopull.conflict": "git.pull_failed",
+    "git.autopull.skipped": "git.pull_failed",
+    "git.autopull.failed": "git.pull_failed",
+}
+HANDLED = SAME | set(CLAUDE) | set(GIT)
+HANDLED |= {"exec.finished", "file.uploaded", "sandbox.snapshotted", "sandbox.limit_exceeded"}
 LIMITED = {Execution.Status.TIMEOUT: "timeout"}
 
 
@@ -49,6 +57,11 @@ def _sandbox_event(sender, sandbox, type, data, **kwargs):
     elif type == "sandbox.snapshotted":
         snapshot = {"sandboxId": sandbox.id, "snapshotId": data.get("snapshot"), "name": data.get("name")}
         services.emit(org_id=org_id, type="snapshot.created", data=snapshot, sandbox=sandbox)
+    elif type in GIT:
+        status = type.rsplit(".", 1)[1]
+        services.emit(
+            org_id=org_id, type=GIT[type], data={"sandboxId": sandbox.id, "status": status, **data}, sandbox=sandbox
+        )
     elif type in CLAUDE:
         services.emit(org_id=org_id, type=CLAUDE[type], data={"sandboxId": sandbox.id, **data}, sandbox=sandbox)
     elif type == "sandbox.limit_exceeded":  # its container OOM-killed, or its disk limit on an upload

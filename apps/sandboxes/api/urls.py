@@ -7,6 +7,7 @@ from . import (
     env_views,
     exec_views,
     file_views,
+    git_hook_views,
     git_views,
     grant_views,
     metrics_views,
@@ -51,6 +52,10 @@ urlpatterns = [
     # File watch (SSE; the WebSocket is /ws/sandboxes/{id}/files/watch): before files/<path>, as mkdir and move.
     path("sandboxes/<str:sandbox_id>/files/watch", watch_views.FileWatchView.as_view()),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", file_views.FileView.as_view()),
+    # Auto-pull webhooks (before git/<name>: "hooks" is no git command).
+    path("sandboxes/<str:sandbox_id>/git/hooks", git_hook_views.GitHookListView.as_view()),
+    path("sandboxes/<str:sandbox_id>/git/hooks/<str:hook_id>", git_hook_views.GitHookDetailView.as_view()),
+    path("git-hooks/<str:hook_id>", git_hook_views.GitHookReceiveView.as_view()),
     *[path(f"sandboxes/<str:sandbox_id>/git/{name}", view) for name, view in git_views.views.items()],
     # code contexts (issue 25)
     path("sandboxes/<str:sandbox_id>/contexts", context_views.ContextListView.as_view()),

@@ -261,12 +261,13 @@ git for-each-ref --format='%(objectname)' refs/heads refs/remotes refs/tags | so
 exit 0
 """
 
-# argv: COMMIT DESCRIPTION. A pull's merge, as `git merge --no-edit` would do it but under
+# argv: COMMIT DESCRIPTION [ff-only]. A pull's merge, as `git merge --no-edit` would do it but under
 # LOCAL_ONLY (`git merge` starts `git stash create` for a real merge): already up to date,
 # a fast-forward, or a merge commit when git's merge is clean (a conflict changes nothing:
 # exit 3, the conflicted paths on stdout). COMMIT "FETCH_HEAD" takes the commit `git fetch`
 # marked for merging, and the message from FETCH_HEAD; else DESCRIPTION makes the message
-# ("branch 'x' of <url>").
+# ("branch 'x' of <url>"). With "ff-only" (auto-pull webhooks) a merge that is not a fast-forward
+# changes nothing: exit 4.
 MERGE_SCRIPT = r"""m=$1
 if [ "$m" = FETCH_HEAD ]; then
   f=$(git rev-parse --git-path FETCH_HEAD) || exit 128
@@ -281,6 +282,7 @@ if [ -z "$h" ]; then  # an unborn branch takes the commit as it is
 fi
 git merge-base --is-ancestor "$m" "$h" && exit 0
 if git merge-base --is-ancestor "$h" "$m"; then git merge -q --ff-only --no-stat "$m"; exit; fi
+[ "$3" != ff-only ] || { echo "Not a fast-forward: the branch and the fetched commit have diverged." >&2; exit 4; }
 git diff-index --cached --quiet "$h" -- || { echo "The index has staged changes: commit them first." >&2; exit 2; }
 out=$(git merge-tree --write-tree --name-only --no-messages "$h" "$m"); rc=$?
 if [ "$rc" = 1 ]; then printf '%s\n' "$out" | tail -n +2 | sort -u; exit 3; fi
@@ -706,7 +708,11 @@ def git_clone(
     return done
 
 
-def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None, user=None) -> dict:
+def git_pull(
+    *, sandbox: Sandbox, path=None, remote: str = "origin", branch=None, auth=None, user=None, ff_only=False
+) -> dict:
+    """`ff_only`: a fast-forward or nothing (a diverged branch is GitFailed with details.git
+    "not a fast-forward" and leaves the tree alone); the auto-pull webhooks pull this way."""
     require_running(sandbox)
     target = repo_path(path)
     check_ref(remote, "remote")
@@ -719,7 +725,7 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
         fetch = ["fetch", "-q", "--no-recurse-submodules", *(OWN_PATH_FETCH if own_path else [])]
         fetch += ["--", remote, *([branch] if branch else [])]
         _git(sandbox, fetch, path=target, network=True, own_path=own_path)
-        _merge(sandbox, target, "FETCH_HEAD", "", user)
+        _merge(sandbox, target, "FETCH_HEAD", "", user, ff_only)
     else:
         url, credentials = pinned
         state = _inspect(sandbox, target, branch)
@@ -742,16 +748,22 @@ def git_pull(*, sandbox: Sandbox, path=None, remote: str = "origin", branch=None
                  path=target, network=True, staging=staging)  # fmt: skip
         finally:
             _cleanup(sandbox, staging)
-        _merge(sandbox, target, f"refs/remotes/origin/{branch}", f"branch '{branch}' of {url}", user)
+        _merge(sandbox, target, f"refs/remotes/origin/{branch}", f"branch '{branch}' of {url}", user, ff_only)
     after = _head(sandbox, target)
     done = {"path": target, "before": before, "commit": after, "updated": before != after}
     audit.record("git.pulled", target=sandbox, changes={**done, "remote": remote, "branch": branch})
     return done
 
 
-def _merge(sandbox: Sandbox, target: str, commit: str, description: str, user) -> None:
+def _merge(sandbox: Sandbox, target: str, commit: str, description: str, user, ff_only: bool = False) -> None:
     """A pull's merge (MERGE_SCRIPT); a conflict changes nothing and answers which paths."""
-    result = run_git_script(sandbox, MERGE_SCRIPT, [commit, description], path=target, author=default_author(user))
+    args = [commit, description, *(["ff-only"] if ff_only else [])]
+    result = run_git_script(sandbox, MERGE_SCRIPT, args, path=target, author=default_author(user))
+    if result.exit_code == 4 and ff_only and not result.timed_out:
+        raise errors.GitFailed(
+            "Not a fast-forward: the sandbox's branch and the pushed branch have diverged; nothing was changed.",
+            details={"git": "not a fast-forward"},
+        )
     if result.exit_code == 3 and not result.timed_out:
         paths = [p for p in result.stdout.decode(errors="replace").splitlines() if p][:100]
         raise errors.GitFailed(

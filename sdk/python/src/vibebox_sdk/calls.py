@@ -335,6 +335,18 @@ def git_get(sandbox_id: str, operation: str, params: dict[str, Any]) -> Call:
     return Call("GET", sandbox_path(sandbox_id, "git", operation), params=clean, timeout=LONG, parse=_snake)
 
 
+def git_hooks_list(sandbox_id: str) -> Call:
+    return Call("GET", sandbox_path(sandbox_id, "git", "hooks"), parse=_snake)
+
+
+def git_hook_create(sandbox_id: str, fields: dict[str, Any]) -> Call:
+    return Call("POST", sandbox_path(sandbox_id, "git", "hooks"), json=body(**fields), parse=_snake)
+
+
+def git_hook_delete(sandbox_id: str, hook_id: str) -> Call:
+    return Call("DELETE", sandbox_path(sandbox_id, "git", "hooks", segment(hook_id)), parse=_none)
+
+
 # Snapshots and Claude Code: present in the SDK before the server has them (NotSupportedError until then).
 
 

@@ -183,6 +183,24 @@ class Git(_Namespace):
     def branches(self, *, path: str | None = None) -> Any:
         return self._get("branches", path=path)
 
+    def add_hook(self, *, branch: str | None = None, path: str | None = None, provider: str | None = None) -> Any:
+        """An auto-pull webhook: a push to `branch` (default: the branch cloned) pulls into `path`,
+        fast-forward only. Give the answer's `url` and `secret` (shown this once) to GitHub, GitLab
+        or Gitea; `provider`: "github", "gitlab", "gitea" or "auto" (the default).
+
+        hook = sandbox.git.add_hook(branch="main"); print(hook["url"], hook["secret"])
+        """
+        return self._send(calls.git_hook_create(self._sandbox_id(), {"branch": branch, "path": path,
+                                                                      "provider": provider}))  # fmt: skip
+
+    def hooks(self) -> Any:
+        """The sandbox's auto-pull webhooks (no secrets), each with its last `deliveries`."""
+        return self._send(calls.git_hooks_list(self._sandbox_id()))
+
+    def remove_hook(self, hook_id: str) -> Any:
+        """Deletes an auto-pull webhook; its URL answers 404 from then on."""
+        return self._send(calls.git_hook_delete(self._sandbox_id(), hook_id))
+
 
 class Keys:
     """API keys of the caller (`keys:manage` scope). `create` answers the only copy of the key (`.key`)."""

@@ -257,6 +257,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/git-hooks/{hook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Where a git host posts push events (no API key: the provider's signature or token is the authentication). 202 `queued`: the pull runs in the background; 200 `ignored` (another branch, another event), `duplicate` (a delivery id or body seen before) or `pong` (GitHub's ping). 401 git_hook_signature_invalid when the signature or token does not match. */
+        post: operations["git_hooks_receive"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/invitations/accept": {
         parameters: {
             query?: never;
@@ -1390,6 +1407,41 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/git/hooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The sandbox's auto-pull webhooks, oldest first, each with its last deliveries. */
+        get: operations["sandboxes_git_hooks_list"];
+        put?: never;
+        /** @description Creates an auto-pull webhook: give its `url` and `secret` to GitHub, GitLab or Gitea as a push webhook (content type JSON). A push to `branch` then pulls it into `path`, fast-forward only. The secret is shown this once. Needs what managing the sandbox needs. */
+        post: operations["sandboxes_git_hooks_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sandboxes/{sandbox_id}/git/hooks/{hook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** @description Deletes an auto-pull webhook: its URL answers 404 git_hook_not_found from then on. */
+        delete: operations["sandboxes_git_hooks_destroy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -3197,6 +3249,108 @@ export interface components {
             /** @description git's one-letter code: M, A, D, R, C, T. */
             status: string;
         };
+        GitHook: {
+            id: string;
+            sandboxId: string;
+            path: string;
+            branch: string;
+            provider: components["schemas"]["GitHookProviderEnum"];
+            /** @description Where the git host posts its push webhook. */
+            readonly url: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            lastDeliveryAt: string | null;
+            /** @description The last 10 accepted deliveries, newest first. */
+            readonly deliveries: components["schemas"]["GitHookDelivery"][];
+        };
+        /**
+         * @description * `auto` - auto
+         *     * `github` - github
+         *     * `gitlab` - gitlab
+         *     * `gitea` - gitea
+         * @enum {string}
+         */
+        GitHookCreateProviderEnum: "auto" | "github" | "gitlab" | "gitea";
+        GitHookCreateRequest: {
+            /** @description Repository path (default /repo). */
+            path?: string;
+            /** @description The branch whose pushes are pulled (default: the branch it was cloned at). */
+            branch?: string;
+            /**
+             * @description github, gitlab, gitea, or auto (told by each request's headers).
+             *
+             *     * `auto` - auto
+             *     * `github` - github
+             *     * `gitlab` - gitlab
+             *     * `gitea` - gitea
+             * @default auto
+             */
+            provider: components["schemas"]["GitHookCreateProviderEnum"];
+        };
+        GitHookCreated: {
+            id: string;
+            sandboxId: string;
+            path: string;
+            branch: string;
+            provider: components["schemas"]["GitHookProviderEnum"];
+            /** @description Where the git host posts its push webhook. */
+            readonly url: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            lastDeliveryAt: string | null;
+            /** @description The last 10 accepted deliveries, newest first. */
+            readonly deliveries: components["schemas"]["GitHookDelivery"][];
+            /** @description Shown this once: the webhook's secret (or GitLab's secret token). */
+            secret: string;
+        };
+        GitHookDelivery: {
+            deliveryId: string;
+            provider: string;
+            status: components["schemas"]["GitHookDeliveryStatusEnum"];
+            /** @description The pushed commit, as the payload said. */
+            after: string;
+            /** @description The repository's HEAD after the pull (pulled only). */
+            commit: string;
+            /** @description Why it was not pulled (conflict, skipped, failed). */
+            detail: string;
+            /** Format: date-time */
+            receivedAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+        };
+        /**
+         * @description * `queued` - Queued
+         *     * `running` - Running
+         *     * `pulled` - Pulled
+         *     * `conflict` - Conflict
+         *     * `skipped` - Skipped
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        GitHookDeliveryStatusEnum: "queued" | "running" | "pulled" | "conflict" | "skipped" | "failed";
+        /**
+         * @description * `auto` - Auto
+         *     * `github` - Github
+         *     * `gitlab` - Gitlab
+         *     * `gitea` - Gitea
+         * @enum {string}
+         */
+        GitHookProviderEnum: "auto" | "github" | "gitlab" | "gitea";
+        GitHookReceive: {
+            status: components["schemas"]["GitHookReceiveStatusEnum"];
+            deliveryId?: string;
+            reason?: string;
+        };
+        /**
+         * @description * `queued` - queued
+         *     * `duplicate` - duplicate
+         *     * `ignored` - ignored
+         *     * `pong` - pong
+         * @enum {string}
+         */
+        GitHookReceiveStatusEnum: "queued" | "duplicate" | "ignored" | "pong";
         GitLog: {
             path: string;
             /** @description Newest first. */
@@ -4846,7 +5000,7 @@ export interface components {
             filter?: components["schemas"]["WebhookFilterRequest"];
         };
         /** @enum {string} */
-        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published" | "template.rejected" | "billing.threshold_reached";
+        WebhookEventEnum: "*" | "sandbox.created" | "sandbox.started" | "sandbox.stopped" | "sandbox.destroyed" | "sandbox.paused" | "sandbox.resumed" | "sandbox.expired" | "sandbox.error" | "execution.completed" | "execution.failed" | "file.uploaded" | "resource.limit_exceeded" | "snapshot.created" | "git.pulled" | "git.pull_failed" | "claude.ask.finished" | "claude.changes.pending" | "agent_run.finished" | "key.created" | "key.revoked" | "template.published" | "template.rejected" | "billing.threshold_reached";
         WebhookFilterRequest: {
             sandboxId?: string;
             template?: string;
@@ -4901,7 +5055,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "git_hook_not_found" | "git_hook_signature_invalid" | "grant_not_found" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -6329,6 +6483,102 @@ export interface operations {
             };
             /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    git_hooks_receive: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Gitea */
+                "X-Gitea-Signature"?: string;
+                /** @description GitLab */
+                "X-Gitlab-Token"?: string;
+                /** @description GitHub */
+                "X-Hub-Signature-256"?: string;
+            };
+            path: {
+                hook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHookReceive"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHookReceive"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13999,6 +14249,229 @@ export interface operations {
             };
             /** @description git failed; message and details.git carry git's own message. error.code says which (docs/api.md lists them). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_git_hooks_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHook"][];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_git_hooks_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["GitHookCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHookCreated"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sandboxes_git_hooks_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                hook_id: string;
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -236,5 +236,59 @@ def log(
         output.line(f"{short(entry.get('sha'))[:10]}  {entry.get('date', '')}  {author}  {subject}")
 
 
+hook_app = typer.Typer(
+    help="Auto-pull webhooks: a push to a branch on GitHub, GitLab or Gitea pulls it into the sandbox.",
+    no_args_is_help=True,
+)
+git_app.add_typer(hook_app, name="hook")
+
+
+@hook_app.command("add")
+def hook_add(
+    sandbox: SandboxArg,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="The branch to track (default: the branch cloned).")
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="github, gitlab, gitea, or auto (told by each request).")
+    ] = "auto",
+    path: PathOption = DEFAULT_PATH,
+    json: JsonFlag = False,
+) -> None:
+    """Create an auto-pull webhook; prints its URL and secret (shown this once)."""
+    answer = get_sandbox(sandbox).git.add_hook(branch=branch, path=path, provider=provider)
+    if json:
+        output.print_json(answer)
+        return
+    output.line(f"hook {answer['id']}: pushes to {answer['branch']} pull into {answer['path']} (fast-forward only)")
+    output.line(f"url:    {answer['url']}")
+    output.line(f"secret: {answer['secret']}")
+    output.warn("the secret is shown this once: give it to the git host's webhook settings now")
+
+
+@hook_app.command("list")
+def hook_list(sandbox: SandboxArg, json: JsonFlag = False) -> None:
+    """List the sandbox's auto-pull webhooks with their last delivery."""
+    hooks = get_sandbox(sandbox).git.hooks()
+    if json:
+        output.print_json(hooks)
+        return
+    rows = []
+    for hook in hooks:
+        last = (hook.get("deliveries") or [{}])[0]
+        rows.append((hook["id"], hook["branch"], hook["path"], hook["provider"], last.get("status", "-"), hook["url"]))
+    output.table(["ID", "BRANCH", "PATH", "PROVIDER", "LAST", "URL"], rows)
+
+
+@hook_app.command("rm")
+def hook_rm(
+    sandbox: SandboxArg,
+    hook: Annotated[str, typer.Argument(help="The hook's id (ghk_…).", show_default=False)],
+) -> None:
+    """Delete an auto-pull webhook (its URL stops working)."""
+    get_sandbox(sandbox).git.remove_hook(hook)
+    output.line(f"deleted {hook}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(git_app, name="git", rich_help_panel="Git and Claude Code")
