@@ -72,6 +72,9 @@ class _Walk:
                 given = self.variables.get(value.name.value)
                 return given if isinstance(given, int) and given > 0 else DEFAULT_PAGE_SIZE
             return DEFAULT_PAGE_SIZE
+        selections = field.selection_set.selections if field.selection_set else ()
+        if any(isinstance(s, FieldNode) and s.name.value in ("edges", "nodes") for s in selections):
+            return DEFAULT_PAGE_SIZE  # a connection asked without `first` answers a default page
         return 1
 
     def cost(self, selection_set, seen=frozenset()) -> int:

@@ -49,6 +49,8 @@ def test_a_query_costing_more_than_the_limit_is_refused(owner, api_client, setti
     details = refused["errors"][0]["extensions"]["details"]
     assert details["limit"] == 1000 and details["cost"] > 1000
     assert error_codes(gql(api_client, costly, {"n": 1})) == []  # the page size from the variables: 304
+    without_first = "{ sandboxes { nodes { executions { nodes { id command stdout stderr } } } } }"
+    assert error_codes(gql(api_client, without_first)) == ["graphql_too_complex"]  # 20 x 20 x 5 by default
     aliased = "{ " + " ".join(f"a{n}: sandboxes(first: 100) {{ totalCount }}" for n in range(20)) + " }"
     assert error_codes(gql(api_client, aliased)) == ["graphql_too_complex"]  # aliases are no way around it
 
