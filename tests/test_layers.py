@@ -26,6 +26,7 @@ TIERS = [
     {"billing"},  # above agents: model spend is read from the gateway's records
     {"webhooks"},  # above agents: an agent run's end is a webhook event
     {"monitoring"},  # metrics, SLOs, the status page: read every app below
+    {"graphql_api"},  # the GraphQL API: an interface over every app below (docs/graphql.md)
     {"dashboard"},
 ]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}

@@ -280,3 +280,11 @@ MetricsTokenRequired = error(
 MetricsLoopbackOnly = error(
     "metrics_loopback_only", 403, "Without VIBEBOX_METRICS_TOKEN, /metrics answers loopback clients only."
 )
+
+# The GraphQL API (apps/graphql_api, docs/graphql.md "Limits"): refusals before anything executes.
+GraphqlInvalid = error("graphql_invalid", 400, "The GraphQL document is invalid.")
+GraphqlTooDeep = error("graphql_too_deep", 400, "The GraphQL query is nested too deeply.")
+GraphqlTooComplex = error("graphql_too_complex", 400, "The GraphQL query would cost too much.")
+GraphqlIntrospectionDisabled = error(
+    "graphql_introspection_disabled", 400, "GraphQL introspection is disabled on this server."
+)

@@ -844,3 +844,9 @@ VIBEBOX_METRICS_PROBE_TIMEOUT = env_float("VIBEBOX_METRICS_PROBE_TIMEOUT", 0.5)
 VIBEBOX_METRICS_SCRAPE_CACHE = env_duration("VIBEBOX_METRICS_SCRAPE_CACHE", "1s")
 # vibebox_build_info's version label; empty: the API version and the checkout's commit.
 VIBEBOX_VERSION = env_str("VIBEBOX_VERSION", "")
+# The GraphQL API at /graphql (apps/graphql_api, docs/graphql.md "Limits"): a tier above monitoring.
+INSTALLED_APPS += ["apps.graphql_api"]
+VIBEBOX_GRAPHQL_MAX_DEPTH = env_int("VIBEBOX_GRAPHQL_MAX_DEPTH", 10)  # nested selections per query
+VIBEBOX_GRAPHQL_MAX_COST = env_int("VIBEBOX_GRAPHQL_MAX_COST", 5000)  # fields, times the pages they ask for
+VIBEBOX_GRAPHQL_MAX_PAGE_SIZE = env_int("VIBEBOX_GRAPHQL_MAX_PAGE_SIZE", 100)  # a connection's `first`
+VIBEBOX_GRAPHQL_INTROSPECTION = env_bool("VIBEBOX_GRAPHQL_INTROSPECTION", True)  # __schema / __type (GraphiQL's)

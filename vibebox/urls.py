@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
+from apps.graphql_api.view import GraphQLView
 from apps.monitoring import exporter as metrics_exporter
 from apps.orgs import web as orgs_web
 from apps.sso import forms as sso_forms
@@ -17,6 +18,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_exporter.metrics_view, name="metrics"),  # Prometheus (docs/monitoring.md)
     path("api/v1/", include("vibebox.api.urls")),
+    path("graphql", GraphQLView.as_view(), name="graphql"),  # the GraphQL API (docs/graphql.md)
     path(
         "api/docs",
         SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
