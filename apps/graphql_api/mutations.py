@@ -274,6 +274,9 @@ GitCheckoutResult = serializer_type(git_schema.GitCheckoutResultSerializer, "Git
 SnapshotResult = serializer_type(sandbox_api.SnapshotSerializer, "MutatedSnapshot")
 ClaudeEnabled = serializer_type(agent_api.ClaudeEnabledSerializer, "ClaudeEnabled")
 ClaudeAskResult = serializer_type(agent_api.ClaudeAskSerializer, "ClaudeAskResult")
+ClaudeAskStarted = serializer_type(
+    agent_api.ClaudeAskStartedSerializer, "ClaudeAskStarted", "An ask begun: follow it on `stream` or claudeEvents."
+)
 ReviewResult = serializer_type(agent_api.ReviewResultSerializer, "ChangesReviewResult")
 ApiKeyResult = serializer_type(key_api.ApiKeySerializer, "MutatedApiKey")
 ApiKeyWithSecret = serializer_type(
@@ -925,7 +928,7 @@ class Mutation:
         return answer(ClaudeEnabled, agent_api.ClaudeEnabledSerializer, found)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/ask: starts an ask (follow it with claudeEvents).")
-    def claude_ask(self, info: Info, sandbox_id: strawberry.ID, input: ClaudeAskInput) -> ClaudeAskResult:
+    def claude_ask(self, info: Info, sandbox_id: strawberry.ID, input: ClaudeAskInput) -> ClaudeAskStarted:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(agent_api.AskSerializer, input)
@@ -942,7 +945,7 @@ class Mutation:
             append_system_prompt=data.get("appendSystemPrompt"),
             review=data.get("review"),
         )
-        return answer(ClaudeAskResult, agent_api.ClaudeAskSerializer, ask)
+        return answer(ClaudeAskStarted, agent_api.ClaudeAskStartedSerializer, ask)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/asks/{askId}/cancel.")
     def cancel_claude_ask(self, info: Info, sandbox_id: strawberry.ID, ask_id: str) -> ClaudeAskResult:

@@ -120,10 +120,17 @@ def test_sandbox_lifecycle(api_client, templates, cleanup_sandbox_ids, docker_cl
 
     # the same audit entries and webhook events as REST's
     actions = set(AuditEntry.objects.filter(target_id=sid).values_list("action", flat=True))
-    assert {"sandbox.stopped", "sandbox.started", "sandbox.paused", "sandbox.resumed"} <= actions
+    assert {"sandbox.stopped", "sandbox.started", "sandbox.restarted"} <= actions  # pause/resume: events only
     assert {"sandbox.updated", "sandbox.network_changed", "sandbox.destroyed"} <= actions
     events = list(Delivery.objects.filter(webhook_id=hook["id"]).values_list("event", flat=True))
-    for event in ["sandbox.created", "sandbox.started", "sandbox.stopped", "sandbox.paused", "sandbox.destroyed"]:
+    for event in [
+        "sandbox.created",
+        "sandbox.started",
+        "sandbox.stopped",
+        "sandbox.paused",
+        "sandbox.resumed",
+        "sandbox.destroyed",
+    ]:
         assert event in events
 
 
@@ -203,8 +210,8 @@ ON_SANDBOX = [
     ("mutation($id: ID!) { createSnapshot(sandboxId: $id) { id } }", {}, "sandboxes:write"),
     ('mutation($id: ID!) { restoreSnapshot(sandboxId: $id, snapshotId: "snap_x") { id } }', {}, "sandboxes:write"),
     ("mutation($id: ID!) { enableClaude(sandboxId: $id) { enabled } }", {}, "sandboxes:write"),
-    ('mutation($id: ID!) { claudeAsk(sandboxId: $id, input: {prompt: "hi"}) { id } }', {}, "execute"),
-    ('mutation($id: ID!) { cancelClaudeAsk(sandboxId: $id, askId: "ask_x") { id } }', {}, "execute"),
+    ('mutation($id: ID!) { claudeAsk(sandboxId: $id, input: {prompt: "hi"}) { askId stream } }', {}, "execute"),
+    ('mutation($id: ID!) { cancelClaudeAsk(sandboxId: $id, askId: "ask_x") { askId } }', {}, "execute"),
     ("mutation($id: ID!) { approveChanges(sandboxId: $id) { status } }", {}, "execute"),
     ("mutation($id: ID!) { rejectChanges(sandboxId: $id) { status } }", {}, "execute"),
 ]
