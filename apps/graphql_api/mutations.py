@@ -910,8 +910,9 @@ class Mutation:
     def delete_snapshot(self, info: Info, id: strawberry.ID) -> Deleted:
         require_scopes(info, SANDBOXES_WRITE)
         snapshot = selectors.snapshot_get(actor=_actor(info), snapshot_id=raw_id(id, "Snapshot"), need=selectors.MANAGE)
+        snapshot_id = snapshot.id  # delete() clears it
         snapshots.snapshot_delete(snapshot=snapshot)
-        return Deleted(id=snapshot.id)
+        return Deleted(id=snapshot_id)
 
     # -- Claude Code (docs/claude.md) --
 
@@ -1118,8 +1119,9 @@ class Mutation:
         membership = org_selectors.member_get(org=org, id=raw_id(member_id, "Member"))
         if membership.user_id != user.pk:
             actor_in(user=user, org=org).require("members.manage")
+        member_id = str(membership.pk)
         org_services.member_remove(membership=membership, by=user)
-        return Deleted(id=str(membership.pk))
+        return Deleted(id=member_id)
 
     @strawberry.mutation(
         description="As POST /orgs/{slug}/invitations: emails a signed link. Needs members.manage and the role's "
@@ -1137,8 +1139,9 @@ class Mutation:
         require_scopes(info, ORGS_MANAGE)
         org = _org(info, slug, "members.manage")
         invitation = org_selectors.invitation_get(org=org, id=raw_id(invitation_id, "Invitation"))
+        invitation_id = str(invitation.pk)
         org_services.invitation_revoke(invitation=invitation, by=_user(info))
-        return Deleted(id=str(invitation.pk))
+        return Deleted(id=invitation_id)
 
     # -- the marketplace --
 
