@@ -7,8 +7,10 @@ organization's object: its `*_not_found`), the REST request serializer on the in
 audit entry, emits the webhooks and checks quotas. No business logic lives here. Errors leave
 through errors.py with the REST code in `extensions.code`.
 
-Answers are the REST answers: types made from the REST response serializers (`serializer_type`),
-filled from the serializer's own `.data`, so a field here is the REST field of the same name.
+Sandboxes and snapshots are answered as the queries answer them (types.py's `Sandbox`, `Snapshot`:
+global ids, nested fields). The other answers are the REST answers: types made from the REST
+response serializers (`serializer_type`), filled from the serializer's own `.data`, so a field
+there is the REST field of the same name. Ids in arguments are global ids or the REST ids.
 """
 
 import base64
@@ -65,6 +67,8 @@ from apps.webhooks import selectors as webhook_selectors
 from apps.webhooks import services as webhook_services
 from apps.webhooks.api import serializers as webhook_api
 from vibebox import exceptions as errors
+
+from .types import Sandbox, Snapshot
 
 # ---- the request, the actor, scopes ----
 
@@ -258,7 +262,6 @@ def answer(type_, serializer_class, instance, **kwargs):
 
 
 NetworkPolicy = serializer_type(sandbox_api.NetworkSerializer, "NetworkPolicy")
-SandboxResult = serializer_type(sandbox_api.SandboxSerializer, "MutatedSandbox", "A sandbox as REST answers it.")
 ExecResult = serializer_type(sandbox_api.ExecResultSerializer, "ExecResult", "A command's result (exitCode, output).")
 ExecuteResult = serializer_type(sandbox_api.ExecuteResultSerializer, "ExecuteResult")
 BackgroundProcess = serializer_type(sandbox_schema.BackgroundProcessSerializer, "BackgroundProcess")
@@ -271,7 +274,6 @@ GitPullResult = serializer_type(git_schema.GitPullResultSerializer, "GitPullResu
 GitPushResult = serializer_type(git_schema.GitPushResultSerializer, "GitPushResult")
 GitCommitResult = serializer_type(git_schema.GitCommitResultSerializer, "GitCommitResult")
 GitCheckoutResult = serializer_type(git_schema.GitCheckoutResultSerializer, "GitCheckoutResult")
-SnapshotResult = serializer_type(sandbox_api.SnapshotSerializer, "MutatedSnapshot")
 ClaudeEnabled = serializer_type(agent_api.ClaudeEnabledSerializer, "ClaudeEnabled")
 ClaudeAskResult = serializer_type(agent_api.ClaudeAskSerializer, "ClaudeAskResult")
 ClaudeAskStarted = serializer_type(
@@ -511,8 +513,8 @@ class AddMemberInput:
 # ---- helpers of the resolvers ----
 
 
-def _sandbox_answer(sandbox):
-    return answer(SandboxResult, sandbox_api.SandboxSerializer, sandbox)
+def _sandbox_answer(sandbox) -> Sandbox:
+    return Sandbox.of(sandbox)
 
 
 def _update_fields(data: dict) -> dict:
@@ -603,7 +605,7 @@ class Mutation:
     # -- sandboxes --
 
     @strawberry.mutation(description="As POST /sandboxes: needs sandboxes:write and sandboxes.create.")
-    def create_sandbox(self, info: Info, input: CreateSandboxInput) -> SandboxResult:
+    def create_sandbox(self, info: Info, input: CreateSandboxInput) -> Sandbox:
         require_scopes(info, SANDBOXES_WRITE)
         actor = _actor(info)
         actor.require("sandboxes.create")
@@ -633,30 +635,30 @@ class Mutation:
         return _sandbox_answer(sandbox)
 
     @strawberry.mutation(description="As PATCH /sandboxes/{id}.")
-    def update_sandbox(self, info: Info, id: strawberry.ID, input: UpdateSandboxInput) -> SandboxResult:
+    def update_sandbox(self, info: Info, id: strawberry.ID, input: UpdateSandboxInput) -> Sandbox:
         require_scopes(info, SANDBOXES_WRITE)
         sandbox = _sandbox(info, id, selectors.MANAGE)
         data = validated(sandbox_api.SandboxUpdateSerializer, input)
         return _sandbox_answer(sandbox_update(sandbox=sandbox, **_update_fields(data)))
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/start.")
-    def start_sandbox(self, info: Info, id: strawberry.ID) -> SandboxResult:
+    def start_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_start)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/stop.")
-    def stop_sandbox(self, info: Info, id: strawberry.ID) -> SandboxResult:
+    def stop_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_stop)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/restart.")
-    def restart_sandbox(self, info: Info, id: strawberry.ID) -> SandboxResult:
+    def restart_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_restart)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/pause.")
-    def pause_sandbox(self, info: Info, id: strawberry.ID) -> SandboxResult:
+    def pause_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_pause)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/resume.")
-    def resume_sandbox(self, info: Info, id: strawberry.ID) -> SandboxResult:
+    def resume_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_resume)
 
     @strawberry.mutation(description="As DELETE /sandboxes/{id}.")
@@ -890,15 +892,15 @@ class Mutation:
     # -- snapshots --
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/snapshots.")
-    def create_snapshot(self, info: Info, sandbox_id: strawberry.ID, name: str | None = None) -> SnapshotResult:
+    def create_snapshot(self, info: Info, sandbox_id: strawberry.ID, name: str | None = None) -> Snapshot:
         require_scopes(info, SANDBOXES_WRITE)
         sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
         data = validated(sandbox_api.SnapshotCreateSerializer, {} if name is None else {"name": name})
         snapshot = snapshots.snapshot_create(sandbox=sandbox, name=data.get("name", ""))
-        return answer(SnapshotResult, sandbox_api.SnapshotSerializer, snapshot)
+        return Snapshot.of(snapshot)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/restore: the sandbox back to the snapshot.")
-    def restore_snapshot(self, info: Info, sandbox_id: strawberry.ID, snapshot_id: strawberry.ID) -> SandboxResult:
+    def restore_snapshot(self, info: Info, sandbox_id: strawberry.ID, snapshot_id: strawberry.ID) -> Sandbox:
         require_scopes(info, SANDBOXES_WRITE)
         actor = _actor(info)
         sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)

@@ -14,6 +14,7 @@ from apps.orgs import services as org_services
 from apps.orgs.models import Invitation, Membership, Organization
 from apps.sandboxes.models import Sandbox, Snapshot
 from apps.webhooks.models import Delivery, Webhook
+from tests.graphql.conftest import global_id
 from tests.sandboxes.conftest import git, git_servers  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -65,9 +66,9 @@ def graphql_hook(settings):
     return settings
 
 
-SANDBOX_FIELDS = "id name status template metadata resources { cpu memory } network { internet }"
+SANDBOX_FIELDS = "id sandboxId name status template metadata resources { cpu memory } network"
 CREATE = f"mutation($input: CreateSandboxInput!) {{ createSandbox(input: $input) {{ {SANDBOX_FIELDS} }} }}"
-ACTION = "mutation($id: ID!) {{ {name}(id: $id) {{ id status }} }}"
+ACTION = "mutation($id: ID!) {{ {name}(id: $id) {{ sandboxId status }} }}"
 CREATE_WEBHOOK = """mutation($input: CreateWebhookInput!) {
   createWebhook(input: $input) { id url events secret active filter }
 }"""
@@ -82,23 +83,24 @@ def test_sandbox_lifecycle(api_client, templates, cleanup_sandbox_ids, docker_cl
 
     created = ok(api_client, CREATE, input={"template": "python-3", "name": "gql-life", "metadata": {"team": "ml"}})
     sandbox = created["createSandbox"]
-    sid = sandbox["id"]
+    sid = sandbox["sandboxId"]
     cleanup_sandbox_ids.append(sid)
-    assert sandbox["status"] == "running" and sandbox["template"] == "python-3.13"
+    assert sandbox["id"] == global_id("Sandbox", sid)  # the same node as the queries'
+    assert sandbox["status"] == "RUNNING" and sandbox["template"] == "python-3.13"
     assert sandbox["metadata"] == {"team": "ml"} and sandbox["resources"]["memory"] == "256m"
     assert engine_state(docker_client, sid) == "running"
 
     def act(name: str) -> dict:
         return ok(api_client, ACTION.format(name=name), id=sid)[name]
 
-    assert act("stopSandbox")["status"] == "stopped" and engine_state(docker_client, sid) == "exited"
+    assert act("stopSandbox")["status"] == "STOPPED" and engine_state(docker_client, sid) == "exited"
     error = refused(api_client, ACTION.format(name="stopSandbox"), "sandbox_state_conflict", id=sid)
     assert error["extensions"]["status"] == 409
-    assert act("startSandbox")["status"] == "running" and engine_state(docker_client, sid) == "running"
-    assert act("pauseSandbox")["status"] == "paused" and engine_state(docker_client, sid) == "paused"
-    assert act("resumeSandbox")["status"] == "running" and engine_state(docker_client, sid) == "running"
+    assert act("startSandbox")["status"] == "RUNNING" and engine_state(docker_client, sid) == "running"
+    assert act("pauseSandbox")["status"] == "PAUSED" and engine_state(docker_client, sid) == "paused"
+    assert act("resumeSandbox")["status"] == "RUNNING" and engine_state(docker_client, sid) == "running"
     started = docker_client.api.inspect_container(sid)["State"]["StartedAt"]
-    assert act("restartSandbox")["status"] == "running"
+    assert act("restartSandbox")["status"] == "RUNNING"
     assert docker_client.api.inspect_container(sid)["State"]["StartedAt"] != started
 
     update = (
@@ -237,9 +239,9 @@ def test_another_orgs_sandbox_is_not_found_and_a_read_only_key_lacks_the_scope(
     assert not Snapshot.objects.exists()
     assert not AuditEntry.objects.filter(target_id=sid).exclude(action="sandbox.created").exists()
     # by its Relay global id too
-    global_id = base64.b64encode(f"Sandbox:{sid}".encode()).decode()
-    refused(outsider_client, ACTION.format(name="stopSandbox"), "sandbox_not_found", id=global_id)
-    assert ok(api_client, ACTION.format(name="stopSandbox"), id=global_id)["stopSandbox"]["status"] == "stopped"
+    node_id = global_id("Sandbox", sid)
+    refused(outsider_client, ACTION.format(name="stopSandbox"), "sandbox_not_found", id=node_id)
+    assert ok(api_client, ACTION.format(name="stopSandbox"), id=node_id)["stopSandbox"]["status"] == "STOPPED"
 
 
 # ---- commands, files, environment ----
@@ -379,16 +381,19 @@ def test_snapshot_create_restore_delete(api_client, outsider_client, readonly_cl
     sh(docker_client, sid, "echo before > /workspace/state.txt")
     snap = ok(
         api_client,
-        'mutation($id: ID!) { createSnapshot(sandboxId: $id, name: "gql-snap") { id name sandboxId size } }',
+        'mutation($id: ID!) { createSnapshot(sandboxId: $id, name: "gql-snap") { snapshotId name sandboxId size } }',
         id=sid,
     )["createSnapshot"]
     assert snap["name"] == "gql-snap" and snap["sandboxId"] == sid and snap["size"] > 0
+    snap["id"] = snap.pop("snapshotId")
     assert Snapshot.objects.filter(pk=snap["id"]).exists()
     sh(docker_client, sid, "echo after > /workspace/state.txt")
 
-    restore = "mutation($id: ID!, $snap: ID!) { restoreSnapshot(sandboxId: $id, snapshotId: $snap) { id status } }"
-    restored = ok(api_client, restore, id=sid, snap=snap["id"])["restoreSnapshot"]
-    assert restored == {"id": sid, "status": "running"}
+    restore = (
+        "mutation($id: ID!, $snap: ID!) { restoreSnapshot(sandboxId: $id, snapshotId: $snap) { sandboxId status } }"
+    )
+    restored = ok(api_client, restore, id=sid, snap=global_id("Snapshot", snap["id"]))["restoreSnapshot"]
+    assert restored == {"sandboxId": sid, "status": "RUNNING"}
     assert sh(docker_client, sid, "cat /workspace/state.txt") == "before\n"
     assert AuditEntry.objects.filter(action="sandbox.restored", target_id=sid).exists()
 
