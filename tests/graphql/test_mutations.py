@@ -14,8 +14,12 @@ from apps.orgs import services as org_services
 from apps.orgs.models import Invitation, Membership, Organization
 from apps.sandboxes.models import Sandbox, Snapshot
 from apps.webhooks.models import Delivery, Webhook
+from tests.agents.conftest import TEMPLATE as CLAUDE_TEMPLATE
+from tests.agents.conftest import call, server, stub  # noqa: F401 (fixtures)
+from tests.anthropic_stub import text, tool_use
 from tests.graphql.conftest import global_id
 from tests.sandboxes.conftest import git, git_servers  # noqa: F401 (fixtures)
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +81,9 @@ CREATE_WEBHOOK = """mutation($input: CreateWebhookInput!) {
 # ---- sandboxes: lifecycle ----
 
 
-def test_sandbox_lifecycle(api_client, templates, cleanup_sandbox_ids, docker_client, graphql_hook):
+def test_sandbox_lifecycle(
+    api_client, outsider_client, readonly_client, templates, cleanup_sandbox_ids, docker_client, graphql_hook
+):
     hook = ok(api_client, CREATE_WEBHOOK, input={"url": "http://127.0.0.1:9/hook", "events": ["*"]})["createWebhook"]
     assert hook["secret"].startswith("whsec_") and hook["events"] == ["*"]
 
@@ -114,6 +120,13 @@ def test_sandbox_lifecycle(api_client, templates, cleanup_sandbox_ids, docker_cl
     )
     policy = ok(api_client, network, id=sid, input={"internet": False, "allow": ["example.com"]})
     assert policy["setSandboxNetwork"] == {"internet": False, "allow": ["example.com"]}
+
+    # having created a sandbox from it, the owner may rate its template (REST's rule)
+    rate = 'mutation { rateTemplate(name: "python-3.13", rating: 5, text: "solid") { user rating text } }'
+    assert ok(api_client, rate)["rateTemplate"] == {"user": "owner", "rating": 5, "text": "solid"}
+    refused(outsider_client, rate, "review_not_allowed")  # never used it
+    error = refused(readonly_client, rate, "insufficient_scope")
+    assert error["extensions"]["details"]["missing"] == ["templates:submit"]
 
     destroyed = ok(api_client, "mutation($id: ID!) { destroySandbox(id: $id) { id deleted } }", id=sid)
     assert destroyed["destroySandbox"] == {"id": sid, "deleted": True}
@@ -529,3 +542,63 @@ def test_organizations_members_invitations(owner, outsider, make_key, client_for
     assert not Membership.objects.filter(pk=member["id"]).exists()
     assert ok(owner_client, 'mutation { deleteOrganization(slug: "gql-team") { deleted } }')["deleteOrganization"]
     assert not Organization.objects.filter(slug="gql-team").exists()
+
+
+# ---- Claude Code: a real sandbox on a throwaway server whose model gateway talks to a stub ----
+
+
+def test_claude_enable_ask_approve_and_reject(server, stub):  # noqa: F811
+    def run(query: str, **variables) -> dict:
+        status, body = call(server, "POST", "/graphql", {"query": query, "variables": variables})
+        assert status == 200 and "errors" not in body, body
+        return body["data"]
+
+    created = run(CREATE, input={"template": CLAUDE_TEMPLATE})["createSandbox"]
+    sid = created["sandboxId"]
+    try:
+        enabled = run("mutation($id: ID!) { enableClaude(sandboxId: $id) { enabled installed version } }", id=sid)
+        assert enabled["enableClaude"]["enabled"] is True and enabled["enableClaude"]["version"].startswith("2.")
+
+        ask = (
+            "mutation($id: ID!, $input: ClaudeAskInput!) {"
+            " claudeAsk(sandboxId: $id, input: $input) { askId sessionId status stream } }"
+        )
+
+        def finished(ask_id: str) -> dict:
+            def done():
+                _, body = call(server, "GET", f"/api/v1/sandboxes/{sid}/claude/asks/{ask_id}")
+                return body if body["status"] != "running" else None
+
+            return wait_for(done, timeout=120, interval=0.3, what=f"ask {ask_id} to finish")
+
+        stub.script("GQL-WRITE", [tool_use("Write", file_path="gql.txt", content="from graphql\n")], [text("Wrote.")])
+        started = run(ask, id=sid, input={"prompt": "GQL-WRITE please"})["claudeAsk"]
+        assert started["status"] == "running" and started["askId"] in started["stream"]
+        assert finished(started["askId"])["changeSetId"]
+        review = (
+            "mutation($id: ID!, $s: String) {{ {name}(sandboxId: $id, sessionId: $s)"
+            " {{ status changeSets {{ status files {{ path }} }} }} }}"
+        )
+        approved = run(review.format(name="approveChanges"), id=sid, s=started["sessionId"])["approveChanges"]
+        assert approved["status"] == "approved" and approved["changeSets"][0]["files"] == [{"path": "gql.txt"}]
+        _, shown = call(server, "POST", f"/api/v1/sandboxes/{sid}/exec", {"command": "cat /workspace/gql.txt"})
+        assert shown["stdout"] == "from graphql\n"
+
+        stub.script("GQL-DROP", [tool_use("Write", file_path="drop.txt", content="no\n")], [text("Wrote.")])
+        second = run(ask, id=sid, input={"prompt": "GQL-DROP please"})["claudeAsk"]  # a session of its own
+        assert finished(second["askId"])["changeSetId"]
+        rejected = run(review.format(name="rejectChanges"), id=sid, s=second["sessionId"])["rejectChanges"]
+        assert rejected["status"] == "rejected" and rejected["changeSets"][0]["status"] == "rejected"
+        _, again = call(
+            server, "POST", "/graphql", {"query": review.format(name="rejectChanges"), "variables": {"id": sid}}
+        )
+        assert again["errors"][0]["extensions"]["code"] == "no_pending_changes"
+        _, audit = call(server, "GET", f"/api/v1/sandboxes/{sid}/claude/changes?status=all&diff=false")
+        assert sorted(c["status"] for c in audit["data"]) == ["approved", "rejected"]
+    finally:
+        call(
+            server,
+            "POST",
+            "/graphql",
+            {"query": "mutation($id: ID!) { destroySandbox(id: $id) { id } }", "variables": {"id": sid}},
+        )
