@@ -32,7 +32,7 @@ from apps.agents.api import serializers as agent_api
 from apps.keys import selectors as key_selectors
 from apps.keys import services as key_services
 from apps.keys.api import serializers as key_api
-from apps.keys.models import ApiKey
+from apps.keys.models import ApiKey as ApiKeyRow
 from apps.keys.scopes import (
     EXECUTE,
     KEYS_MANAGE,
@@ -68,7 +68,8 @@ from apps.webhooks import services as webhook_services
 from apps.webhooks.api import serializers as webhook_api
 from vibebox import exceptions as errors
 
-from .types import Sandbox, Snapshot
+from .relay import to_global_id
+from .types import ApiKey, Sandbox, Snapshot, Webhook, WebhookDelivery, from_rest
 
 # ---- the request, the actor, scopes ----
 
@@ -77,7 +78,7 @@ def _actor(info: Info):
     return info.context.actor
 
 
-def _key(info: Info) -> ApiKey | None:
+def _key(info: Info) -> ApiKeyRow | None:
     return info.context.key
 
 
@@ -280,15 +281,34 @@ ClaudeAskStarted = serializer_type(
     agent_api.ClaudeAskStartedSerializer, "ClaudeAskStarted", "An ask begun: follow it on `stream` or claudeEvents."
 )
 ReviewResult = serializer_type(agent_api.ReviewResultSerializer, "ChangesReviewResult")
-ApiKeyResult = serializer_type(key_api.ApiKeySerializer, "MutatedApiKey")
-ApiKeyWithSecret = serializer_type(
-    key_api.ApiKeyWithSecretSerializer, "ApiKeyWithSecret", "A key with its secret (`key`), shown only here."
-)
-WebhookResult = serializer_type(webhook_api.WebhookSerializer, "MutatedWebhook")
-WebhookWithSecret = serializer_type(
-    webhook_api.WebhookWithSecretSerializer, "WebhookWithSecret", "A webhook with its signing secret, shown only here."
-)
-DeliveryResult = serializer_type(webhook_api.DeliverySerializer, "MutatedWebhookDelivery")
+
+
+@strawberry.type(description="A new API key and its secret (`key`), shown only here.")
+class ApiKeyWithSecret:
+    api_key: ApiKey
+    key: str = strawberry.field(description="The full key. Shown only in this answer.")
+
+
+@strawberry.type(description="A webhook and its signing secret (whsec_…), shown only here.")
+class WebhookWithSecret:
+    webhook: Webhook
+    secret: str = strawberry.field(description="The signing secret. Shown only in this answer.")
+
+
+def _api_key(row) -> ApiKey:
+    return from_rest(ApiKey, key_api.ApiKeySerializer(row).data, id=to_global_id("ApiKey", row.pk), key_id=row.pk)
+
+
+def _webhook(row) -> Webhook:
+    data = webhook_api.WebhookSerializer(row).data
+    return from_rest(Webhook, data, id=to_global_id("Webhook", row.pk), webhook_id=row.pk, _row=row)
+
+
+def _delivery(row) -> WebhookDelivery:
+    data = webhook_api.DeliverySerializer(row).data
+    return from_rest(WebhookDelivery, data, id=to_global_id("WebhookDelivery", row.pk), delivery_id=row.pk)
+
+
 OrganizationResult = serializer_type(org_api.OrganizationSerializer, "MutatedOrganization")
 MemberResult = serializer_type(org_api.MemberSerializer, "Member")
 InvitationResult = serializer_type(org_api.InvitationSerializer, "Invitation")
@@ -989,7 +1009,7 @@ class Mutation:
             rate_limit=data["rateLimit"],
             creator=_key(info),
         )
-        return answer(ApiKeyWithSecret, key_api.ApiKeyWithSecretSerializer, key, context={"secret": secret})
+        return ApiKeyWithSecret(api_key=_api_key(key), key=secret)
 
     @strawberry.mutation(description="As POST /keys/{id}/rotate: a new key; the old one works for gracePeriod.")
     def rotate_api_key(
@@ -1003,13 +1023,13 @@ class Mutation:
         new_key, secret = key_services.api_key_rotate(
             key=key, grace_seconds=data.get("gracePeriod"), creator=_key(info)
         )
-        return answer(ApiKeyWithSecret, key_api.ApiKeyWithSecretSerializer, new_key, context={"secret": secret})
+        return ApiKeyWithSecret(api_key=_api_key(new_key), key=secret)
 
     @strawberry.mutation(description="As DELETE /keys/{id}: answers the revoked key.")
-    def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKeyResult:
+    def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
         require_scopes(info, KEYS_MANAGE)
         key = key_selectors.api_key_get(user=_user(info), id=raw_id(id, "ApiKey"), manager=_actor(info))
-        return answer(ApiKeyResult, key_api.ApiKeySerializer, key_services.api_key_revoke(key=key, creator=_key(info)))
+        return _api_key(key_services.api_key_revoke(key=key, creator=_key(info)))
 
     # -- webhooks --
 
@@ -1018,16 +1038,16 @@ class Mutation:
         require_scopes(info, WEBHOOKS_MANAGE)
         data = validated(webhook_api.WebhookCreateSerializer, input)
         webhook, secret = webhook_services.webhook_create(actor=_actor(info), **data)
-        return answer(WebhookWithSecret, webhook_api.WebhookWithSecretSerializer, webhook, context={"secret": secret})
+        return WebhookWithSecret(webhook=_webhook(webhook), secret=secret)
 
     @strawberry.mutation(description="As PATCH /webhooks/{id}.")
-    def update_webhook(self, info: Info, id: strawberry.ID, input: UpdateWebhookInput) -> WebhookResult:
+    def update_webhook(self, info: Info, id: strawberry.ID, input: UpdateWebhookInput) -> Webhook:
         require_scopes(info, WEBHOOKS_MANAGE)
         actor = _actor(info)
         webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
         data = validated(webhook_api.WebhookUpdateSerializer, input)
         webhook = webhook_services.webhook_update(actor=actor, webhook=webhook, **data)
-        return answer(WebhookResult, webhook_api.WebhookSerializer, webhook)
+        return _webhook(webhook)
 
     @strawberry.mutation(description="As DELETE /webhooks/{id}.")
     def delete_webhook(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -1044,28 +1064,24 @@ class Mutation:
         actor = _actor(info)
         webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
         webhook, secret = webhook_services.webhook_rotate_secret(actor=actor, webhook=webhook)
-        return answer(WebhookWithSecret, webhook_api.WebhookWithSecretSerializer, webhook, context={"secret": secret})
+        return WebhookWithSecret(webhook=_webhook(webhook), secret=secret)
 
     @strawberry.mutation(description="As POST /webhooks/{id}/test: queues a webhook.test event to it.")
-    def test_webhook(self, info: Info, id: strawberry.ID) -> DeliveryResult:
+    def test_webhook(self, info: Info, id: strawberry.ID) -> WebhookDelivery:
         require_scopes(info, WEBHOOKS_MANAGE)
         actor = _actor(info)
         webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
-        return answer(
-            DeliveryResult, webhook_api.DeliverySerializer, webhook_services.webhook_test(actor=actor, webhook=webhook)
-        )
+        return _delivery(webhook_services.webhook_test(actor=actor, webhook=webhook))
 
     @strawberry.mutation(description="As POST /webhooks/{id}/deliveries/{deliveryId}/redeliver.")
     def redeliver_webhook_delivery(
         self, info: Info, webhook_id: strawberry.ID, delivery_id: strawberry.ID
-    ) -> DeliveryResult:
+    ) -> WebhookDelivery:
         require_scopes(info, WEBHOOKS_MANAGE)
         actor = _actor(info)
         webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(webhook_id, "Webhook"))
         delivery = webhook_selectors.delivery_get(webhook=webhook, id=raw_id(delivery_id, "WebhookDelivery"))
-        return answer(
-            DeliveryResult,
-            webhook_api.DeliverySerializer,
+        return _delivery(
             webhook_services.delivery_redeliver(actor=actor, delivery=delivery),
         )
 

@@ -74,7 +74,7 @@ SANDBOX_FIELDS = "id sandboxId name status template metadata resources { cpu mem
 CREATE = f"mutation($input: CreateSandboxInput!) {{ createSandbox(input: $input) {{ {SANDBOX_FIELDS} }} }}"
 ACTION = "mutation($id: ID!) {{ {name}(id: $id) {{ sandboxId status }} }}"
 CREATE_WEBHOOK = """mutation($input: CreateWebhookInput!) {
-  createWebhook(input: $input) { id url events secret active filter }
+  createWebhook(input: $input) { webhook { id webhookId url events active filter } secret }
 }"""
 
 
@@ -84,8 +84,9 @@ CREATE_WEBHOOK = """mutation($input: CreateWebhookInput!) {
 def test_sandbox_lifecycle(
     api_client, outsider_client, readonly_client, templates, cleanup_sandbox_ids, docker_client, graphql_hook
 ):
-    hook = ok(api_client, CREATE_WEBHOOK, input={"url": "http://127.0.0.1:9/hook", "events": ["*"]})["createWebhook"]
-    assert hook["secret"].startswith("whsec_") and hook["events"] == ["*"]
+    made = ok(api_client, CREATE_WEBHOOK, input={"url": "http://127.0.0.1:9/hook", "events": ["*"]})["createWebhook"]
+    hook = made["webhook"]
+    assert made["secret"].startswith("whsec_") and hook["events"] == ["*"]
 
     created = ok(api_client, CREATE, input={"template": "python-3", "name": "gql-life", "metadata": {"team": "ml"}})
     sandbox = created["createSandbox"]
@@ -137,7 +138,7 @@ def test_sandbox_lifecycle(
     actions = set(AuditEntry.objects.filter(target_id=sid).values_list("action", flat=True))
     assert {"sandbox.stopped", "sandbox.started", "sandbox.restarted"} <= actions  # pause/resume: events only
     assert {"sandbox.updated", "sandbox.network_changed", "sandbox.destroyed"} <= actions
-    events = list(Delivery.objects.filter(webhook_id=hook["id"]).values_list("event", flat=True))
+    events = list(Delivery.objects.filter(webhook_id=hook["webhookId"]).values_list("event", flat=True))
     for event in [
         "sandbox.created",
         "sandbox.started",
@@ -422,33 +423,36 @@ def test_snapshot_create_restore_delete(api_client, outsider_client, readonly_cl
 
 # ---- API keys ----
 
-CREATE_KEY = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { id name key scopes active } }"
+CREATE_KEY = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id keyId name scopes active } key } }"
 
 
 def test_api_keys_create_rotate_revoke(api_client, outsider_client, readonly_client, owner):
     client = APIClient()
-    created = ok(api_client, CREATE_KEY, input={"name": "from gql", "scopes": ["sandboxes:read"]})["createApiKey"]
-    assert created["key"].startswith("vb_") and created["scopes"] == ["sandboxes:read"] and created["active"]
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created['key']}")
+    answer = ok(api_client, CREATE_KEY, input={"name": "from gql", "scopes": ["sandboxes:read"]})["createApiKey"]
+    created, secret = answer["apiKey"], answer["key"]
+    assert secret.startswith("vb_") and created["scopes"] == ["sandboxes:read"] and created["active"]
+    assert created["id"] == global_id("ApiKey", created["keyId"])  # the node apiKeys lists
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert client.get("/api/v1/sandboxes").status_code == 200
-    assert AuditEntry.objects.filter(action="key.created", target_id=created["id"]).exists()
+    assert AuditEntry.objects.filter(action="key.created", target_id=created["keyId"]).exists()
     refused(api_client, CREATE_KEY, "validation_error", input={"name": "x", "scopes": ["root"]})
 
-    rotate = "mutation($id: ID!) { rotateApiKey(id: $id, gracePeriod: 0) { id key rotatedFrom } }"
-    rotated = ok(api_client, rotate, id=created["id"])["rotateApiKey"]
-    assert rotated["rotatedFrom"] == created["id"] and rotated["key"] != created["key"]
+    rotate = "mutation($id: ID!) { rotateApiKey(id: $id, gracePeriod: 0) { apiKey { keyId rotatedFrom } key } }"
+    answer = ok(api_client, rotate, id=created["id"])["rotateApiKey"]
+    rotated, rotated_secret = answer["apiKey"], answer["key"]
+    assert rotated["rotatedFrom"] == created["keyId"] and rotated_secret != secret
 
-    revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { id active revokedAt } }"
-    refused(outsider_client, revoke, "key_not_found", id=rotated["id"])
-    error = refused(readonly_client, revoke, "insufficient_scope", id=rotated["id"])
+    revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { keyId active revokedAt } }"
+    refused(outsider_client, revoke, "key_not_found", id=rotated["keyId"])
+    error = refused(readonly_client, revoke, "insufficient_scope", id=rotated["keyId"])
     assert error["extensions"]["details"]["missing"] == ["keys:manage"]
     refused(readonly_client, CREATE_KEY, "insufficient_scope", input={"name": "nope"})
-    assert ApiKey.objects.get(pk=rotated["id"]).is_active()
-    revoked = ok(api_client, revoke, id=rotated["id"])["revokeApiKey"]
+    assert ApiKey.objects.get(pk=rotated["keyId"]).is_active()
+    revoked = ok(api_client, revoke, id=rotated["keyId"])["revokeApiKey"]
     assert revoked["active"] is False and revoked["revokedAt"]
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {rotated['key']}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {rotated_secret}")
     assert client.get("/api/v1/sandboxes").status_code == 401
-    assert AuditEntry.objects.filter(action="key.revoked", target_id=rotated["id"]).exists()
+    assert AuditEntry.objects.filter(action="key.revoked", target_id=rotated["keyId"]).exists()
     assert ApiKey.objects.filter(user=owner, name="nope").count() == 0
 
 
@@ -456,14 +460,17 @@ def test_api_keys_create_rotate_revoke(api_client, outsider_client, readonly_cli
 
 
 def test_webhooks_create_update_test_rotate_delete(api_client, outsider_client, readonly_client, graphql_hook):
-    made = ok(
+    answer = ok(
         api_client,
         CREATE_WEBHOOK,
         input={"url": "http://127.0.0.1:9/a", "events": ["sandbox.created"], "filter": {"template": "python-3"}},
     )["createWebhook"]
-    assert made["filter"] == {"template": "python-3"} and made["secret"].startswith("whsec_")
+    made, secret = answer["webhook"], answer["secret"]
+    assert made["filter"] == {"template": "python-3"} and secret.startswith("whsec_")
+    assert made["id"] == global_id("Webhook", made["webhookId"])
     refused(api_client, CREATE_WEBHOOK, "unknown_event", input={"url": "http://127.0.0.1:9/a", "events": ["nope"]})
     refused(api_client, CREATE_WEBHOOK, "validation_error", input={"url": "ftp://x", "events": ["*"]})
+    wid = made["webhookId"]
 
     update = (
         "mutation($id: ID!, $input: UpdateWebhookInput!)"
@@ -472,26 +479,29 @@ def test_webhooks_create_update_test_rotate_delete(api_client, outsider_client, 
     refused(outsider_client, update, "webhook_not_found", id=made["id"], input={"active": False})
     error = refused(readonly_client, update, "insufficient_scope", id=made["id"], input={"active": False})
     assert error["extensions"]["details"]["missing"] == ["webhooks:manage"]
-    assert Webhook.objects.get(pk=made["id"]).active is True
+    assert Webhook.objects.get(pk=wid).active is True
     changed = ok(api_client, update, id=made["id"], input={"events": ["*"], "description": "all"})["updateWebhook"]
     assert changed == {"events": ["*"], "active": True, "description": "all"}
 
-    tested = ok(api_client, "mutation($id: ID!) { testWebhook(id: $id) { id event status } }", id=made["id"])
+    tested = ok(api_client, "mutation($id: ID!) { testWebhook(id: $id) { id deliveryId event status } }", id=wid)
     delivery = tested["testWebhook"]
-    assert delivery["event"] == "webhook.test" and Delivery.objects.filter(pk=delivery["id"]).exists()
-    again = "mutation($w: ID!, $d: ID!) { redeliverWebhookDelivery(webhookId: $w, deliveryId: $d) { id event } }"
+    assert delivery["event"] == "webhook.test" and Delivery.objects.filter(pk=delivery["deliveryId"]).exists()
+    again = (
+        "mutation($w: ID!, $d: ID!) { redeliverWebhookDelivery(webhookId: $w, deliveryId: $d)"
+        " { deliveryId event redeliveryOf } }"
+    )
     redelivered = ok(api_client, again, w=made["id"], d=delivery["id"])["redeliverWebhookDelivery"]
-    assert redelivered["event"] == "webhook.test" and redelivered["id"] != delivery["id"]
+    assert redelivered["event"] == "webhook.test" and redelivered["redeliveryOf"] == delivery["deliveryId"]
 
-    rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret previousSecretExpiresAt } }"
-    rotated = ok(api_client, rotate, id=made["id"])["rotateWebhookSecret"]
-    assert rotated["secret"] != made["secret"] and rotated["previousSecretExpiresAt"]
+    rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret webhook { previousSecretExpiresAt } } }"
+    rotated = ok(api_client, rotate, id=wid)["rotateWebhookSecret"]
+    assert rotated["secret"] != secret and rotated["webhook"]["previousSecretExpiresAt"]
 
     delete = "mutation($id: ID!) { deleteWebhook(id: $id) { id deleted } }"
-    refused(outsider_client, delete, "webhook_not_found", id=made["id"])
-    assert ok(api_client, delete, id=made["id"])["deleteWebhook"] == {"id": made["id"], "deleted": True}
-    assert not Webhook.objects.filter(pk=made["id"]).exists()
-    actions = set(AuditEntry.objects.filter(target_id=made["id"]).values_list("action", flat=True))
+    refused(outsider_client, delete, "webhook_not_found", id=wid)
+    assert ok(api_client, delete, id=wid)["deleteWebhook"] == {"id": wid, "deleted": True}
+    assert not Webhook.objects.filter(pk=wid).exists()
+    actions = set(AuditEntry.objects.filter(target_id=wid).values_list("action", flat=True))
     assert {"webhook.updated", "webhook.tested", "webhook.deleted"} <= actions
 
 
