@@ -423,7 +423,10 @@ def test_snapshot_create_restore_delete(api_client, outsider_client, readonly_cl
 
 # ---- API keys ----
 
-CREATE_KEY = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id keyId name scopes active } key } }"
+CREATE_KEY = (
+    "mutation($input: CreateApiKeyInput!) {"
+    " createApiKey(input: $input) { apiKey { id keyId name scopes active } key } }"
+)
 
 
 def test_api_keys_create_rotate_revoke(api_client, outsider_client, readonly_client, owner):
