@@ -7,8 +7,8 @@ organization's object: its `*_not_found`), the REST request serializer on the in
 audit entry, emits the webhooks and checks quotas. No business logic lives here. Errors leave
 through errors.py with the REST code in `extensions.code`.
 
-Sandboxes and snapshots are answered as the queries answer them (types.py's `Sandbox`, `Snapshot`:
-global ids, nested fields). The other answers are the REST answers: types made from the REST
+Sandboxes, snapshots, keys, webhooks and deliveries are answered as the queries answer them
+(types.py's types: global ids, nested fields). The other answers are the REST answers: types made from the REST
 response serializers (`serializer_type`), filled from the serializer's own `.data`, so a field
 there is the REST field of the same name. Ids in arguments are global ids or the REST ids.
 """
