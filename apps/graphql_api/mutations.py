@@ -52,7 +52,7 @@ from apps.sandboxes import processes, selectors
 from apps.sandboxes.api import git_schema
 from apps.sandboxes.api import schema as sandbox_schema
 from apps.sandboxes.api import serializers as sandbox_api
-from apps.sandboxes.services import env, files, git, snapshots
+from apps.sandboxes.services import env, files, git, grants, snapshots
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
 from apps.sandboxes.services.exec import require_not_paused, require_running, sandbox_exec, sandbox_execute
 from apps.sandboxes.services.lifecycle import (
@@ -312,6 +312,9 @@ def _delivery(row) -> WebhookDelivery:
 OrganizationResult = serializer_type(org_api.OrganizationSerializer, "MutatedOrganization")
 MemberResult = serializer_type(org_api.MemberSerializer, "Member")
 InvitationResult = serializer_type(org_api.InvitationSerializer, "Invitation")
+GrantResult = serializer_type(
+    sandbox_api.GrantSerializer, "SandboxGrant", "A member's or a team's access to a sandbox."
+)
 TemplateReview = serializer_type(market_api.ReviewSerializer, "TemplateReview")
 
 
@@ -537,6 +540,11 @@ def _sandbox_answer(sandbox) -> Sandbox:
     return Sandbox.of(sandbox)
 
 
+def _given(**arguments) -> dict:
+    """The arguments the caller gave (a REST body leaves out what is not sent)."""
+    return {name: value for name, value in arguments.items() if value is not strawberry.UNSET}
+
+
 def _update_fields(data: dict) -> dict:
     names = {
         "name": "name",
@@ -695,6 +703,42 @@ class Mutation:
         data = validated(sandbox_api.NetworkInputSerializer, input)
         sandbox = sandbox_network_update(sandbox=sandbox, changes=data)
         return build(NetworkPolicy, sandbox_api.network_representation(sandbox))
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/grants: shares the sandbox with a member (username or email) or a "
+        "team at `access` (read, use, manage); one holding a grant already gets this level."
+    )
+    def share_sandbox(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        access: str,
+        user: str | None = strawberry.UNSET,
+        team: str | None = strawberry.UNSET,
+    ) -> GrantResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, id, selectors.MANAGE)
+        data = validated(sandbox_api.GrantSetSerializer, _given(access=access, user=user, team=team))
+        grant, _created = grants.grant_set(
+            sandbox=sandbox, access=data["access"], user_ref=data.get("user"), team=data.get("team"), by=_user(info)
+        )
+        grant = selectors.grant_get(sandbox=sandbox, grant_id=grant.pk)
+        return answer(GrantResult, sandbox_api.GrantSerializer, grant)
+
+    @strawberry.mutation(
+        description="As DELETE /sandboxes/{id}/grants/{grantId}: revokes a grant (managing the sandbox, or "
+        "giving up one's own)."
+    )
+    def unshare_sandbox(self, info: Info, id: strawberry.ID, grant_id: strawberry.ID) -> Deleted:
+        require_scopes(info, SANDBOXES_WRITE)
+        actor = _actor(info)
+        sandbox = _sandbox(info, id, selectors.READ)
+        grant = selectors.grant_get(sandbox=sandbox, grant_id=raw_id(grant_id, "SandboxGrant"))
+        if grant.user_id != actor.user.pk:
+            selectors.check_access(actor, owner_id=sandbox.owner_id, need=selectors.MANAGE, sandbox_id=sandbox.pk)
+        deleted_id = str(grant.pk)
+        grants.grant_delete(grant=grant)
+        return Deleted(id=deleted_id)
 
     # -- commands --
 
@@ -1160,6 +1204,17 @@ class Mutation:
         invitation_id = str(invitation.pk)
         org_services.invitation_revoke(invitation=invitation, by=_user(info))
         return Deleted(id=invitation_id)
+
+    @strawberry.mutation(
+        description="As POST /invitations/accept: the caller joins the organization of the invitation link's "
+        "token with the invited role; answers the organization."
+    )
+    def accept_invitation(self, info: Info, token: str) -> OrganizationResult:
+        require_scopes(info, ORGS_MANAGE)
+        data = validated(org_api.InvitationAcceptSerializer, {"token": token})
+        invitation = org_selectors.invitation_by_token(token=data["token"])
+        org_services.invitation_accept(invitation=invitation, user=_user(info))
+        return _render_org(info, invitation.org)
 
     # -- the marketplace --
 

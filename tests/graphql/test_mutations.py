@@ -12,11 +12,13 @@ from apps.audit.models import AuditEntry
 from apps.keys.models import ApiKey
 from apps.orgs import services as org_services
 from apps.orgs.models import Invitation, Membership, Organization
-from apps.sandboxes.models import Sandbox, Snapshot
+from apps.orgs.tokens import invitation_token
+from apps.sandboxes.models import Sandbox, SandboxGrant, Snapshot
 from apps.webhooks.models import Delivery, Webhook
 from tests.agents.conftest import TEMPLATE as CLAUDE_TEMPLATE
 from tests.agents.conftest import call, server, stub  # noqa: F401 (fixtures)
 from tests.anthropic_stub import text, tool_use
+from tests.conftest import sandbox_row
 from tests.graphql.conftest import global_id
 from tests.sandboxes.conftest import git, git_servers  # noqa: F401 (fixtures)
 from tests.waiting import wait_for
@@ -615,3 +617,49 @@ def test_claude_enable_ask_approve_and_reject(server, stub):  # noqa: F811
             "/graphql",
             {"query": "mutation($id: ID!) { destroySandbox(id: $id) { id } }", "variables": {"id": sid}},
         )
+
+
+# ---- sharing a sandbox; accepting an invitation ----
+
+SHARE = 'mutation($id: ID!, $user: String) { shareSandbox(id: $id, access: "use", user: $user) { id user access } }'
+
+
+def test_share_and_unshare_a_sandbox(owner, outsider, client_for, outsider_client, templates):
+    org = org_services.org_create(user=owner, name="GQL Share")
+    org_services.member_add(org=org, user_ref="outsider", role="viewer", by=owner)
+    sandbox = sandbox_row(owner, templates["python-3"], org=org, name="shared")
+    owner_client = client_for(owner, org=org)
+
+    refused(outsider_client, SHARE, "sandbox_not_found", id=sandbox.pk, user="outsider")  # their own org's key
+    error = refused(client_for(owner, READ_ONLY, org=org), SHARE, "insufficient_scope", id=sandbox.pk, user="outsider")
+    assert error["extensions"]["details"]["missing"] == ["sandboxes:write"]
+    refused(owner_client, SHARE, "validation_error", id=sandbox.pk, user=None)  # a user or a team
+    refused(owner_client, SHARE, "member_not_found", id=sandbox.pk, user="nobody")
+    assert not SandboxGrant.objects.exists()
+
+    grant = ok(owner_client, SHARE, id=sandbox.pk, user="outsider")["shareSandbox"]
+    assert grant["user"] == "outsider" and grant["access"] == "use"
+    assert SandboxGrant.objects.get(pk=grant["id"]).access == "use"
+    unshare = "mutation($id: ID!, $g: ID!) { unshareSandbox(id: $id, grantId: $g) { id deleted } }"
+    viewer = client_for(outsider, org=org)  # now holding `use`: may not take others' grants, may give up its own
+    assert ok(viewer, unshare, id=sandbox.pk, g=grant["id"])["unshareSandbox"] == {"id": grant["id"], "deleted": True}
+    assert not SandboxGrant.objects.exists()
+    actions = list(AuditEntry.objects.filter(target_id=sandbox.pk).values_list("action", flat=True))
+    assert actions == ["grant.created", "grant.deleted"]
+
+
+def test_accept_an_invitation(owner, outsider, client_for, outsider_client):
+    outsider.email = "outsider@example.com"
+    outsider.save(update_fields=["email"])
+    org = org_services.org_create(user=owner, name="GQL Invite")
+    invitation, _ = org_services.invitation_create(
+        org=org, email="outsider@example.com", role="developer", base_url="http://testserver/", by=owner
+    )
+    accept = "mutation($token: String!) { acceptInvitation(token: $token) { slug role } }"
+    refused(outsider_client, accept, "invitation_not_found", token="not-a-token")
+    refused(client_for(outsider, READ_ONLY), accept, "insufficient_scope", token=invitation_token(invitation))
+    assert not Membership.objects.filter(org=org, user=outsider).exists()
+    joined = ok(outsider_client, accept, token=invitation_token(invitation))["acceptInvitation"]
+    assert joined == {"slug": org.slug, "role": "developer"}
+    assert Membership.objects.get(org=org, user=outsider).role_name == "developer"
+    refused(outsider_client, accept, "invitation_accepted", token=invitation_token(invitation))
