@@ -48,6 +48,7 @@ from apps.orgs import selectors as org_selectors
 from apps.orgs import services as org_services
 from apps.orgs.actors import actor_in
 from apps.orgs.api import serializers as org_api
+from apps.orgs.permissions import BUILTIN_ROLES
 from apps.sandboxes import processes, selectors
 from apps.sandboxes.api import git_schema
 from apps.sandboxes.api import schema as sandbox_schema
@@ -211,6 +212,8 @@ def _method_annotation(field, owner: str, name: str):
         return returned
     if returned == (str | None):
         return str | None
+    if returned == list[str]:
+        return list[str]
     return JSON
 
 
@@ -312,6 +315,8 @@ def _delivery(row) -> WebhookDelivery:
 OrganizationResult = serializer_type(org_api.OrganizationSerializer, "MutatedOrganization")
 MemberResult = serializer_type(org_api.MemberSerializer, "Member")
 InvitationResult = serializer_type(org_api.InvitationSerializer, "Invitation")
+RoleResult = serializer_type(org_api.RoleSerializer, "Role", "A role: built-in, or the organization's own.")
+TeamResult = serializer_type(org_api.TeamSerializer, "Team", "A team: its members inherit its role.")
 GrantResult = serializer_type(
     sandbox_api.GrantSerializer, "SandboxGrant", "A member's or a team's access to a sandbox."
 )
@@ -613,6 +618,17 @@ def _base_url(info: Info) -> str:
     """An invitation link's origin, as REST's (VIBEBOX_PUBLIC_URL wins in the service)."""
     request = info.context.request
     return request.build_absolute_uri("/") if request is not None else ""
+
+
+def _role(role):
+    """As the REST roles views' _role."""
+    data = {"name": role.name, "built_in": False, "description": role.description, "permissions": role.permissions}
+    return answer(RoleResult, org_api.RoleSerializer, data)
+
+
+def _not_builtin(name: str) -> None:
+    if name in BUILTIN_ROLES:
+        raise errors.RoleBuiltIn(details={"role": name})
 
 
 def _review(info: Info, id: str, session_id: str | None, approve: bool):
@@ -1215,6 +1231,97 @@ class Mutation:
         invitation = org_selectors.invitation_by_token(token=data["token"])
         org_services.invitation_accept(invitation=invitation, user=_user(info))
         return _render_org(info, invitation.org)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/invitations/{id}/resend: the email again, a fresh expiry.")
+    def resend_invitation(self, info: Info, slug: str, invitation_id: strawberry.ID) -> InvitationResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        invitation = org_selectors.invitation_get(org=org, id=raw_id(invitation_id, "Invitation"))
+        org_services.invitation_resend(invitation=invitation, by=_user(info), base_url=_base_url(info))
+        return answer(InvitationResult, org_api.InvitationSerializer, invitation)
+
+    # -- roles and teams (members.manage) --
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/roles: a custom role (you must hold what it grants).")
+    def create_role(
+        self, info: Info, slug: str, name: str, permissions: list[str], description: str | None = strawberry.UNSET
+    ) -> RoleResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        body = _given(name=name, permissions=permissions, description=description)
+        role = org_services.role_create(org=org, by=_user(info), **validated(org_api.RoleCreateSerializer, body))
+        return _role(role)
+
+    @strawberry.mutation(description="As PATCH /orgs/{slug}/roles/{name}: every holder's permissions change at once.")
+    def update_role(
+        self,
+        info: Info,
+        slug: str,
+        name: str,
+        permissions: list[str] | None = strawberry.UNSET,
+        description: str | None = strawberry.UNSET,
+    ) -> RoleResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        _not_builtin(name)
+        data = validated(org_api.RoleUpdateSerializer, _given(permissions=permissions, description=description))
+        role = org_selectors.role_get(org=org, name=name)
+        return _role(org_services.role_update(role=role, by=_user(info), **data))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/roles/{name} (refused while someone holds it).")
+    def delete_role(self, info: Info, slug: str, name: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        _not_builtin(name)
+        org_services.role_delete(role=org_selectors.role_get(org=org, name=name), by=_user(info))
+        return Deleted(id=name)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/teams.")
+    def create_team(self, info: Info, slug: str, name: str, role: str | None = strawberry.UNSET) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamCreateSerializer, _given(name=name, role=role))
+        team = org_services.team_create(org=org, by=_user(info), **data)
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team.name))
+
+    @strawberry.mutation(description='As PATCH /orgs/{slug}/teams/{name}: `newName`, `role` ("" takes it away).')
+    def update_team(
+        self,
+        info: Info,
+        slug: str,
+        name: str,
+        new_name: str | None = strawberry.UNSET,
+        role: str | None = strawberry.UNSET,
+    ) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamUpdateSerializer, _given(name=new_name, role=role))
+        team = org_services.team_update(team=org_selectors.team_get(org=org, name=name), by=_user(info), **data)
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team.name))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/teams/{name}.")
+    def delete_team(self, info: Info, slug: str, name: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        org_services.team_delete(team=org_selectors.team_get(org=org, name=name), by=_user(info))
+        return Deleted(id=name)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/teams/{name}/members: adds a member of the organization.")
+    def add_team_member(self, info: Info, slug: str, team: str, username: str) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamMemberAddSerializer, {"username": username})
+        found = org_selectors.team_get(org=org, name=team)
+        org_services.team_member_add(team=found, user_ref=data["username"], by=_user(info))
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/teams/{name}/members/{username}.")
+    def remove_team_member(self, info: Info, slug: str, team: str, username: str) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        found = org_selectors.team_get(org=org, name=team)
+        org_services.team_member_remove(team=found, user_ref=username, by=_user(info))
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team))
 
     # -- the marketplace --
 

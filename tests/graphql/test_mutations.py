@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.keys.models import ApiKey
+from apps.orgs import selectors as org_selectors
 from apps.orgs import services as org_services
 from apps.orgs.models import Invitation, Membership, Organization
 from apps.orgs.tokens import invitation_token
@@ -663,3 +664,51 @@ def test_accept_an_invitation(owner, outsider, client_for, outsider_client):
     assert joined == {"slug": org.slug, "role": "developer"}
     assert Membership.objects.get(org=org, user=outsider).role_name == "developer"
     refused(outsider_client, accept, "invitation_accepted", token=invitation_token(invitation))
+
+
+def test_roles_teams_and_resending_an_invitation(owner, outsider, client_for, outsider_client):
+    org = org_services.org_create(user=owner, name="GQL Roles")
+    org_services.member_add(org=org, user_ref="outsider", role="developer", by=owner)
+    admin = client_for(owner, org=org)
+    create_role = (
+        'mutation($perms: [String!]!) { createRole(slug: "gql-roles", name: "auditor", permissions: $perms)'
+        " { name builtIn permissions } }"
+    )
+    refused(outsider_client, create_role, "org_not_found", perms=["audit.read"])
+    member = client_for(outsider, org=org)  # a developer: no members.manage
+    error = refused(member, create_role, "permission_denied", perms=["audit.read"])
+    assert error["extensions"]["details"]["permission"] == "members.manage"
+    refused(admin, create_role, "validation_error", perms=["no.such"])
+    role = ok(admin, create_role, perms=["audit.read"])["createRole"]
+    assert role == {"name": "auditor", "builtIn": False, "permissions": ["audit.read"]}
+    update_role = (
+        'mutation($name: String!) { updateRole(slug: "gql-roles", name: $name, description: "reads") { description } }'
+    )
+    assert ok(admin, update_role, name="auditor")["updateRole"] == {"description": "reads"}
+    refused(admin, update_role, "role_built_in", name="owner")
+
+    team = 'mutation { createTeam(slug: "gql-roles", name: "ops", role: "auditor") { name role members } }'
+    assert ok(admin, team)["createTeam"] == {"name": "ops", "role": "auditor", "members": []}
+    add = 'mutation { addTeamMember(slug: "gql-roles", team: "ops", username: "outsider") { members } }'
+    assert ok(admin, add)["addTeamMember"]["members"] == ["outsider"]
+    assert "audit.read" in org_selectors.permissions_of(user=outsider, org=org)  # the team's role reaches them
+    refused(admin, 'mutation { deleteRole(slug: "gql-roles", name: "auditor") { id } }', "role_in_use")
+    rename = 'mutation { updateTeam(slug: "gql-roles", name: "ops", newName: "sre", role: "") { name role } }'
+    assert ok(admin, rename)["updateTeam"] == {"name": "sre", "role": None}
+    remove = 'mutation { removeTeamMember(slug: "gql-roles", team: "sre", username: "outsider") { members } }'
+    assert ok(admin, remove)["removeTeamMember"]["members"] == []
+    assert ok(admin, 'mutation { deleteTeam(slug: "gql-roles", name: "sre") { id deleted } }')["deleteTeam"]
+    assert ok(admin, 'mutation { deleteRole(slug: "gql-roles", name: "auditor") { deleted } }')["deleteRole"]
+    assert not org.roles.exists() and not org.teams.exists()
+    actions = set(AuditEntry.objects.filter(org_id=org.pk).values_list("action", flat=True))
+    assert {"role.created", "role.deleted", "team.created", "team.updated", "team.deleted"} <= actions
+
+    invitation, _ = org_services.invitation_create(
+        org=org, email="later@example.com", role="viewer", base_url="http://testserver/", by=owner
+    )
+    sent = invitation.sent_at
+    resend = 'mutation($i: ID!) { resendInvitation(slug: "gql-roles", invitationId: $i) { email sentAt } }'
+    refused(member, resend, "permission_denied", i=invitation.pk)
+    assert ok(admin, resend, i=invitation.pk)["resendInvitation"]["email"] == "later@example.com"
+    invitation.refresh_from_db()
+    assert invitation.sent_at > sent
