@@ -1,8 +1,1340 @@
+"""GraphQL mutations: every REST write, as the REST view does it (docs/graphql.md, "Mutations").
+
+Each resolver is the REST view again, in GraphQL's clothes: the same scope check (a key lacking
+one: `insufficient_scope` naming it), the same selector with the same access level (another
+organization's object: its `*_not_found`), the REST request serializer on the input (so the same
+`validation_error`/`unknown_field`... codes), then the same service function, which writes the
+audit entry, emits the webhooks and checks quotas. No business logic lives here. Errors leave
+through errors.py with the REST code in `extensions.code`.
+
+Sandboxes, snapshots, keys, webhooks and deliveries are answered as the queries answer them
+(types.py's types: global ids, nested fields). The other answers are the REST answers: types made from the REST
+response serializers (`serializer_type`), filled from the serializer's own `.data`, so a field
+there is the REST field of the same name. Ids in arguments are global ids or the REST ids.
+"""
+
+import base64
+import binascii
+import io
+import typing
+import warnings
+from enum import Enum
+
 import strawberry
+from django.conf import settings
+from rest_framework import serializers as drf
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from apps.agents import asks, changes, setup
+from apps.agents import selectors as agent_selectors
+from apps.agents.api import serializers as agent_api
+from apps.keys import selectors as key_selectors
+from apps.keys import services as key_services
+from apps.keys.api import serializers as key_api
+from apps.keys.models import ApiKey as ApiKeyRow
+from apps.keys.scopes import (
+    EXECUTE,
+    KEYS_MANAGE,
+    ORGS_MANAGE,
+    SANDBOXES_WRITE,
+    TEMPLATES_SUBMIT,
+    WEBHOOKS_MANAGE,
+)
+from apps.marketplace import selectors as market_selectors
+from apps.marketplace import services as market_services
+from apps.marketplace.api import serializers as market_api
+from apps.orgs import selectors as org_selectors
+from apps.orgs import services as org_services
+from apps.orgs.actors import actor_in
+from apps.orgs.api import serializers as org_api
+from apps.orgs.permissions import BUILTIN_ROLES
+from apps.sandboxes import processes, selectors
+from apps.sandboxes.api import git_schema
+from apps.sandboxes.api import schema as sandbox_schema
+from apps.sandboxes.api import serializers as sandbox_api
+from apps.sandboxes.services import env, files, git, grants, snapshots
+from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
+from apps.sandboxes.services.exec import require_not_paused, require_running, sandbox_exec, sandbox_execute
+from apps.sandboxes.services.lifecycle import (
+    sandbox_pause,
+    sandbox_restart,
+    sandbox_resume,
+    sandbox_start,
+    sandbox_stop,
+)
+from apps.sandboxes.services.network import sandbox_network_update
+from apps.webhooks import selectors as webhook_selectors
+from apps.webhooks import services as webhook_services
+from apps.webhooks.api import serializers as webhook_api
+from vibebox import exceptions as errors
+
+from .relay import to_global_id
+from .types import ApiKey, Sandbox, Snapshot, Webhook, WebhookDelivery, from_rest
+
+# ---- the request, the actor, scopes ----
 
 
-@strawberry.type
+def _actor(info: Info):
+    return info.context.actor
+
+
+def _key(info: Info) -> ApiKeyRow | None:
+    return info.context.key
+
+
+def _user(info: Info):
+    user = info.context.user
+    return user if user is not None and user.is_authenticated else None
+
+
+def require_scopes(info: Info, *scopes: str) -> None:
+    """As apps.keys.permissions.HasScopes for the REST view of the same write: a key lacking a
+    scope is 403 insufficient_scope naming it; a signed-in user (a session) acts with every scope."""
+    if _user(info) is None:
+        raise errors.NotAuthenticated()
+    info.context.require_scopes(*scopes)
+
+
+# ---- input: GraphQL input objects -> the REST body -> the REST serializer ----
+
+
+def _plain(value):
+    """A GraphQL input value as the REST JSON body would carry it (unset fields left out)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    definition = getattr(value, "__strawberry_definition__", None)
+    if definition is None:
+        return value
+    body = {}
+    for field in definition.fields:
+        item = getattr(value, field.python_name)
+        if item is strawberry.UNSET:
+            continue
+        body[field.graphql_name or _camel(field.python_name)] = _plain(item)
+    return body
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def validated(serializer_class, data) -> dict:
+    """The REST serializer's validated data: its errors are the REST view's (validation_error,
+    unknown_field...), raised as DRF's ValidationError for errors.py to render."""
+    body = serializer_class(data=_plain(data) if data is not None else {})
+    body.is_valid(raise_exception=True)
+    return body.validated_data
+
+
+# ---- ids: a global id (base64 "Type:id") or the REST id itself ----
+
+
+def raw_id(value: str, type_name: str) -> str:
+    """The REST id (or name) behind `value`: a global id of `type_name` decodes to it; anything
+    else is taken as the REST id, so both `sbx_…` and the Relay id work."""
+    text = str(value)
+    try:
+        decoded = base64.b64decode(text, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return text
+    kind, sep, ident = decoded.partition(":")
+    return ident if sep and kind == type_name and ident else text
+
+
+def _sandbox(info: Info, ref: str, need):
+    return selectors.sandbox_get(actor=_actor(info), ref=raw_id(ref, "Sandbox"), need=need)
+
+
+# ---- answers: types made from the REST response serializers ----
+
+
+def _scalar(name: str, description: str, convert=None):
+    """A custom scalar declared here, beside its only users. (Strawberry would rather have it in the
+    schema's scalar_map, which is schema.py's; its warning about that is silenced, not ignored:
+    the wrapper it deprecates is what scalar_map builds too.)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return strawberry.scalar(
+            typing.NewType(name, object),
+            serialize=convert or (lambda value: value),
+            parse_value=convert or (lambda value: value),
+            description=description,
+        )
+
+
+Long = _scalar("Long", "An integer beyond GraphQL's 32 bits (bytes, sizes).", int)
+
+_TYPES: dict[str, type] = {}
+_BY_CLASS: dict[type, type] = {}
+_LONG_NAMES = ("size", "bytes", "Bytes", "memory", "disk", "entries")
+
+
+def _annotation(field, owner: str, name: str):
+    if isinstance(field, drf.ListSerializer):
+        inner = serializer_type(type(field.child), owner + name[:1].upper() + name[1:])
+        annotation = list[inner]
+    elif isinstance(field, drf.Serializer):
+        annotation = serializer_type(type(field), owner + name[:1].upper() + name[1:])
+    elif isinstance(field, drf.ListField):
+        annotation = list[_annotation(field.child, owner, name)]
+    elif isinstance(field, drf.BooleanField):
+        annotation = bool
+    elif isinstance(field, drf.IntegerField):
+        annotation = Long if any(part in name for part in _LONG_NAMES) else int
+    elif isinstance(field, drf.FloatField):
+        annotation = float
+    elif isinstance(field, (drf.DictField, drf.JSONField)):
+        annotation = JSON
+    elif isinstance(field, drf.SerializerMethodField):
+        annotation = _method_annotation(field, owner, name)
+    elif isinstance(field, (drf.CharField, drf.ChoiceField, drf.DateTimeField, drf.DateField)):
+        annotation = str
+    else:
+        annotation = JSON
+    optional = not field.read_only and not field.required  # a field an answer may leave out
+    if getattr(field, "allow_null", False) or optional:
+        return annotation | None
+    return annotation
+
+
+def _method_annotation(field, owner: str, name: str):
+    serializer = field.parent
+    method = getattr(serializer, field.method_name or f"get_{name}", None)
+    declared = getattr(method, "_spectacular_annotation", {}).get("field")  # @extend_schema_field(Serializer)
+    if isinstance(declared, type) and issubclass(declared, drf.Serializer):
+        return serializer_type(declared, owner + name[:1].upper() + name[1:])
+    returned = typing.get_type_hints(method).get("return") if method is not None else None
+    if returned in (bool, str, int, float):
+        return returned
+    if returned == (str | None):
+        return str | None
+    if returned == list[str]:
+        return list[str]
+    return JSON
+
+
+def serializer_type(serializer_class, name: str, description: str | None = None) -> type:
+    """A GraphQL object type with the fields of a REST response serializer (same names, the JSON
+    types they render). One per name."""
+    if serializer_class in _BY_CLASS:
+        return _BY_CLASS[serializer_class]
+    if name in _TYPES:
+        return _TYPES[name]
+    fields = serializer_class().fields
+    namespace = {"__annotations__": {}, "__module__": __name__}
+    for field_name, field in fields.items():
+        if getattr(field, "write_only", False):
+            continue
+        namespace["__annotations__"][field_name] = _annotation(field, name, field_name)
+        namespace[field_name] = strawberry.field(default=None, description=str(field.help_text or "") or None)
+    made = strawberry.type(type(name, (), namespace), description=description or (serializer_class.__doc__ or None))
+    made._serializer_fields = fields  # for build()
+    _TYPES[name] = _BY_CLASS[serializer_class] = made
+    return made
+
+
+def build(type_, data):
+    """An instance of a serializer_type from the REST serializer's `.data`."""
+    if data is None:
+        return None
+    values = {}
+    for field in type_.__strawberry_definition__.fields:
+        value = data.get(field.python_name) if isinstance(data, dict) else None
+        values[field.python_name] = _build_value(field.type, value)
+    return type_(**values)
+
+
+def _build_value(annotation, value):
+    if value is None:
+        return None
+    inner = getattr(annotation, "of_type", annotation)  # StrawberryOptional / StrawberryList
+    if hasattr(annotation, "of_type") and isinstance(value, list):
+        return [_build_value(inner, item) for item in value]
+    if hasattr(inner, "of_type") and isinstance(value, list):
+        return [_build_value(inner.of_type, item) for item in value]
+    if getattr(inner, "__strawberry_definition__", None) is not None and isinstance(value, dict):
+        return build(inner, value)
+    return value
+
+
+def answer(type_, serializer_class, instance, **kwargs):
+    return build(type_, serializer_class(instance, **kwargs).data)
+
+
+NetworkPolicy = serializer_type(sandbox_api.NetworkSerializer, "NetworkPolicy")
+ExecResult = serializer_type(sandbox_api.ExecResultSerializer, "ExecResult", "A command's result (exitCode, output).")
+ExecuteResult = serializer_type(sandbox_api.ExecuteResultSerializer, "ExecuteResult")
+BackgroundProcess = serializer_type(sandbox_schema.BackgroundProcessSerializer, "BackgroundProcess")
+ProcessResult = serializer_type(sandbox_schema.ProcessSerializer, "ProcessResult")
+FileWritten = serializer_type(sandbox_schema.FileUploadedSerializer, "FileWritten")
+FilePath = serializer_type(sandbox_schema.FilePathSerializer, "FilePath")
+EnvVariable = serializer_type(sandbox_schema.EnvVarSerializer, "EnvVariable")
+GitCloneResult = serializer_type(git_schema.GitCloneResultSerializer, "GitCloneResult")
+GitPullResult = serializer_type(git_schema.GitPullResultSerializer, "GitPullResult")
+GitPushResult = serializer_type(git_schema.GitPushResultSerializer, "GitPushResult")
+GitCommitResult = serializer_type(git_schema.GitCommitResultSerializer, "GitCommitResult")
+GitCheckoutResult = serializer_type(git_schema.GitCheckoutResultSerializer, "GitCheckoutResult")
+ClaudeEnabled = serializer_type(agent_api.ClaudeEnabledSerializer, "ClaudeEnabled")
+ClaudeAskResult = serializer_type(agent_api.ClaudeAskSerializer, "ClaudeAskResult")
+ClaudeAskStarted = serializer_type(
+    agent_api.ClaudeAskStartedSerializer, "ClaudeAskStarted", "An ask begun: follow it on `stream` or claudeEvents."
+)
+ReviewResult = serializer_type(agent_api.ReviewResultSerializer, "ChangesReviewResult")
+
+
+@strawberry.type(description="A new API key and its secret (`key`), shown only here.")
+class ApiKeyWithSecret:
+    api_key: ApiKey
+    key: str = strawberry.field(description="The full key. Shown only in this answer.")
+
+
+@strawberry.type(description="A webhook and its signing secret (whsec_…), shown only here.")
+class WebhookWithSecret:
+    webhook: Webhook
+    secret: str = strawberry.field(description="The signing secret. Shown only in this answer.")
+
+
+def _api_key(row) -> ApiKey:
+    return from_rest(ApiKey, key_api.ApiKeySerializer(row).data, id=to_global_id("ApiKey", row.pk), key_id=row.pk)
+
+
+def _webhook(row) -> Webhook:
+    data = webhook_api.WebhookSerializer(row).data
+    return from_rest(Webhook, data, id=to_global_id("Webhook", row.pk), webhook_id=row.pk, _row=row)
+
+
+def _delivery(row) -> WebhookDelivery:
+    data = webhook_api.DeliverySerializer(row).data
+    return from_rest(WebhookDelivery, data, id=to_global_id("WebhookDelivery", row.pk), delivery_id=row.pk)
+
+
+OrganizationResult = serializer_type(org_api.OrganizationSerializer, "MutatedOrganization")
+MemberResult = serializer_type(org_api.MemberSerializer, "Member")
+InvitationResult = serializer_type(org_api.InvitationSerializer, "Invitation")
+RoleResult = serializer_type(org_api.RoleSerializer, "Role", "A role: built-in, or the organization's own.")
+TeamResult = serializer_type(org_api.TeamSerializer, "Team", "A team: its members inherit its role.")
+GrantResult = serializer_type(
+    sandbox_api.GrantSerializer, "SandboxGrant", "A member's or a team's access to a sandbox."
+)
+TemplateReview = serializer_type(market_api.ReviewSerializer, "TemplateReview")
+
+
+@strawberry.type(description="What a delete answers: the id of what is gone.")
+class Deleted:
+    id: str
+    deleted: bool = True
+
+
+# ---- inputs ----
+
+Duration = _scalar("Duration", "Seconds (a number) or a string such as '30s', '15m', '2h', '1d'.")
+Size = _scalar("Size", "Bytes (a number) or a string such as '512m', '1g'.")
+
+
+@strawberry.input
+class ResourcesInput:
+    cpu: float | None = strawberry.UNSET
+    memory: Size | None = strawberry.UNSET
+    disk: Size | None = strawberry.UNSET
+
+
+@strawberry.input(description="Egress policy; the keys given replace the sandbox's.")
+class NetworkInput:
+    internet: bool | None = strawberry.UNSET
+    allow: list[str] | None = strawberry.UNSET
+    deny: list[str] | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/sandboxes (docs/api.md).")
+class CreateSandboxInput:
+    template: str | None = strawberry.UNSET
+    snapshot: str | None = strawberry.UNSET
+    name: str | None = strawberry.UNSET
+    auto_start: bool | None = strawberry.UNSET
+    ephemeral: bool | None = strawberry.UNSET
+    timeout: Duration | None = strawberry.UNSET
+    env: JSON | None = strawberry.UNSET
+    metadata: JSON | None = strawberry.UNSET
+    resources: ResourcesInput | None = strawberry.UNSET
+    git: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="A repository URL, or {url, branch, path, depth, auth, failOnError}."
+    )
+    auto_pause: Duration | None = strawberry.UNSET
+    auto_resume: bool | None = strawberry.UNSET
+    pause_stops_timeout: bool | None = strawberry.UNSET
+    wait: bool | None = strawberry.UNSET
+    network: NetworkInput | None = strawberry.UNSET
+
+
+@strawberry.input(description="As PATCH /api/v1/sandboxes/{id}.")
+class UpdateSandboxInput:
+    name: str | None = strawberry.UNSET
+    metadata: JSON | None = strawberry.UNSET
+    timeout: Duration | None = strawberry.UNSET
+    auto_pause: Duration | None = strawberry.UNSET
+    auto_resume: bool | None = strawberry.UNSET
+    pause_stops_timeout: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/sandboxes/{id}/exec (without background: see startProcess).")
+class ExecInput:
+    command: JSON = strawberry.field(description="A shell command line (string) or an argv (list of strings).")
+    cwd: str | None = strawberry.UNSET
+    env: JSON | None = strawberry.UNSET
+    user: str | None = strawberry.UNSET
+    stdin: str | None = strawberry.UNSET
+    timeout: Duration | None = strawberry.UNSET
+    auto_resume: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/sandboxes/{id}/execute.")
+class ExecuteInput:
+    code: str
+    language: str | None = strawberry.UNSET
+    cwd: str | None = strawberry.UNSET
+    env: JSON | None = strawberry.UNSET
+    timeout: Duration | None = strawberry.UNSET
+    auto_resume: bool | None = strawberry.UNSET
+
+
+@strawberry.enum
+class FileEncoding(Enum):
+    UTF8 = "utf-8"
+    BASE64 = "base64"
+
+
+@strawberry.input(description="One variable of setEnv: a null value removes it.")
+class EnvVarInput:
+    name: str
+    value: str | None
+    secret: bool = False
+
+
+@strawberry.input
+class GitCloneInput:
+    url: str
+    branch: str | None = strawberry.UNSET
+    path: str | None = strawberry.UNSET
+    depth: int | None = strawberry.UNSET
+    auth: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class GitPullInput:
+    path: str | None = strawberry.UNSET
+    remote: str | None = strawberry.UNSET
+    branch: str | None = strawberry.UNSET
+    auth: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class GitPushInput:
+    path: str | None = strawberry.UNSET
+    remote: str | None = strawberry.UNSET
+    branch: str | None = strawberry.UNSET
+    auth: JSON | None = strawberry.UNSET
+    set_upstream: bool | None = strawberry.UNSET
+    force: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class GitAuthorInput:
+    name: str
+    email: str
+
+
+@strawberry.input
+class GitCommitInput:
+    message: str
+    path: str | None = strawberry.UNSET
+    all: bool | None = strawberry.UNSET
+    author: GitAuthorInput | None = strawberry.UNSET
+    allow_empty: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class GitCheckoutInput:
+    branch: str
+    path: str | None = strawberry.UNSET
+    create: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/sandboxes/{id}/claude/ask (docs/claude.md).")
+class ClaudeAskInput:
+    prompt: str
+    session_id: str | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    permission_mode: str | None = strawberry.UNSET
+    allowed_tools: list[str] | None = strawberry.UNSET
+    disallowed_tools: list[str] | None = strawberry.UNSET
+    max_turns: int | None = strawberry.UNSET
+    append_system_prompt: str | None = strawberry.UNSET
+    review: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class ClaudeEnableInput:
+    anthropic_api_key: str | None = strawberry.UNSET
+    mcp: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/keys.")
+class CreateApiKeyInput:
+    name: str
+    org: str | None = strawberry.UNSET
+    scopes: list[str] | None = strawberry.UNSET
+    expires_at: str | None = strawberry.UNSET
+    expires_in: Duration | None = strawberry.UNSET
+    test: bool | None = strawberry.UNSET
+    rate_limit: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class WebhookFilterInput:
+    sandbox_id: str | None = strawberry.UNSET
+    template: str | None = strawberry.UNSET
+    metadata: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/webhooks (docs/webhooks.md).")
+class CreateWebhookInput:
+    url: str
+    events: list[str]
+    description: str | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+    filter: WebhookFilterInput | None = strawberry.UNSET
+
+
+@strawberry.input(description="As PATCH /api/v1/webhooks/{id}.")
+class UpdateWebhookInput:
+    url: str | None = strawberry.UNSET
+    events: list[str] | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+    filter: WebhookFilterInput | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateOrganizationInput:
+    name: str
+    slug: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class UpdateOrganizationInput:
+    name: str | None = strawberry.UNSET
+    slug: str | None = strawberry.UNSET
+    registry_mirrors: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class AddMemberInput:
+    role: str
+    username: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+
+
+# ---- helpers of the resolvers ----
+
+
+def _sandbox_answer(sandbox) -> Sandbox:
+    return Sandbox.of(sandbox)
+
+
+def _given(**arguments) -> dict:
+    """The arguments the caller gave (a REST body leaves out what is not sent)."""
+    return {name: value for name, value in arguments.items() if value is not strawberry.UNSET}
+
+
+def _update_fields(data: dict) -> dict:
+    names = {
+        "name": "name",
+        "metadata": "metadata",
+        "timeout": "timeout",
+        "autoPause": "auto_pause",
+        "autoResume": "auto_resume",
+        "pauseStopsTimeout": "pause_stops_timeout",
+    }
+    return {python: data[api] for api, python in names.items() if api in data}
+
+
+def _lifecycle(info: Info, id: str, service):
+    require_scopes(info, SANDBOXES_WRITE)
+    sandbox = _sandbox(info, id, selectors.MANAGE)
+    return _sandbox_answer(service(sandbox=sandbox))
+
+
+def _file_sandbox(info: Info, id: str, auto_resume: bool):
+    """As file_views._sandbox for a write: USE access; autoResume resumes a paused sandbox first."""
+    sandbox = _sandbox(info, id, selectors.USE)
+    if auto_resume:
+        require_not_paused(sandbox, auto_resume=True)
+    return sandbox
+
+
+def _file_mode(value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        mode = int(str(value), 8)
+    except ValueError:
+        raise errors.ValidationFailed("mode is octal, like 0644 or 755.") from None
+    if not 0 <= mode <= 0o7777:
+        raise errors.ValidationFailed("mode is octal, like 0644 or 755.")
+    return mode
+
+
+def _env_answer(sandbox) -> list:
+    return [build(EnvVariable, {"name": name, **variable}) for name, variable in env.public(sandbox).items()]
+
+
+def _org(info: Info, slug: str, permission: str | None = None):
+    """As the REST orgs views' _org: the caller's organization by slug (a key acts only inside its
+    own: any other is org_not_found), where the caller holds `permission` (else 403 naming it)."""
+    user = _user(info)
+    org = org_selectors.org_get(user=user, slug=slug)
+    key_org = getattr(_key(info), "org_id", None)
+    if key_org is not None and key_org != org.pk:
+        raise errors.OrgNotFound(details={"org": slug})
+    if permission is not None:
+        actor_in(user=user, org=org).require(permission)
+    return org
+
+
+def _render_org(info: Info, org):
+    """As the REST orgs views' _render: the organization with the caller's role and permissions there."""
+    user = _user(info)
+    membership = org_selectors.membership_get(org=org, user=user)
+    org.role = membership.role_name if membership else ""
+    org.permissions = sorted(org_selectors.permissions_of(user=user, org=org))
+    return answer(OrganizationResult, org_api.OrganizationSerializer, org)
+
+
+def _base_url(info: Info) -> str:
+    """An invitation link's origin, as REST's (VIBEBOX_PUBLIC_URL wins in the service)."""
+    request = info.context.request
+    return request.build_absolute_uri("/") if request is not None else ""
+
+
+def _role(role):
+    """As the REST roles views' _role."""
+    data = {"name": role.name, "built_in": False, "description": role.description, "permissions": role.permissions}
+    return answer(RoleResult, org_api.RoleSerializer, data)
+
+
+def _not_builtin(name: str) -> None:
+    if name in BUILTIN_ROLES:
+        raise errors.RoleBuiltIn(details={"role": name})
+
+
+def _review(info: Info, id: str, session_id: str | None, approve: bool):
+    require_scopes(info, EXECUTE)
+    sandbox = _sandbox(info, id, selectors.USE)
+    data = validated(agent_api.ReviewSerializer, {"sessionId": session_id} if session_id else {})
+    action = changes.changes_approve if approve else changes.changes_reject
+    done = action(sandbox=sandbox, session_id=data.get("sessionId"), api_key=_key(info))
+    result = {"status": "approved" if approve else "rejected", "change_sets": done}
+    return answer(ReviewResult, agent_api.ReviewResultSerializer, result)
+
+
+# ---- the Mutation type ----
+
+
+@strawberry.type(description="Every REST write (docs/graphql.md, 'Mutations').")
 class Mutation:
-    @strawberry.mutation(description="Placeholder until the mutations land (issue 27).")
-    def noop(self) -> bool:
-        return True
+    # -- sandboxes --
+
+    @strawberry.mutation(description="As POST /sandboxes: needs sandboxes:write and sandboxes.create.")
+    def create_sandbox(self, info: Info, input: CreateSandboxInput) -> Sandbox:
+        require_scopes(info, SANDBOXES_WRITE)
+        actor = _actor(info)
+        actor.require("sandboxes.create")
+        data = validated(sandbox_api.SandboxCreateSerializer, input)
+        sandbox = sandbox_create(
+            owner=_user(info),
+            org=actor.org,
+            api_key=_key(info),
+            template=data.get("template"),
+            snapshot=selectors.snapshot_get(actor=actor, snapshot_id=raw_id(data["snapshot"], "Snapshot"))
+            if data.get("snapshot")
+            else None,
+            name=data.get("name"),
+            auto_start=data["autoStart"],
+            ephemeral=data["ephemeral"],
+            timeout=data.get("timeout"),
+            env=data.get("env"),
+            metadata=data.get("metadata"),
+            resources=data.get("resources"),
+            git_spec=data.get("git"),
+            auto_pause=data.get("autoPause"),
+            auto_resume=data["autoResume"],
+            pause_stops_timeout=data["pauseStopsTimeout"],
+            wait=data["wait"],
+            network_policy=data.get("network"),
+        )
+        return _sandbox_answer(sandbox)
+
+    @strawberry.mutation(description="As PATCH /sandboxes/{id}.")
+    def update_sandbox(self, info: Info, id: strawberry.ID, input: UpdateSandboxInput) -> Sandbox:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, id, selectors.MANAGE)
+        data = validated(sandbox_api.SandboxUpdateSerializer, input)
+        return _sandbox_answer(sandbox_update(sandbox=sandbox, **_update_fields(data)))
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/start.")
+    def start_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_start)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/stop.")
+    def stop_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_stop)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/restart.")
+    def restart_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_restart)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/pause.")
+    def pause_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_pause)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/resume.")
+    def resume_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_resume)
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}.")
+    def destroy_sandbox(self, info: Info, id: strawberry.ID) -> Deleted:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, id, selectors.MANAGE)
+        sandbox_destroy(sandbox=sandbox)
+        return Deleted(id=sandbox.id)
+
+    @strawberry.mutation(description="As PATCH /sandboxes/{id}/network: the egress policy.")
+    def set_sandbox_network(self, info: Info, id: strawberry.ID, input: NetworkInput) -> NetworkPolicy:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, id, selectors.MANAGE)
+        data = validated(sandbox_api.NetworkInputSerializer, input)
+        sandbox = sandbox_network_update(sandbox=sandbox, changes=data)
+        return build(NetworkPolicy, sandbox_api.network_representation(sandbox))
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/grants: shares the sandbox with a member (username or email) or a "
+        "team at `access` (read, use, manage); one holding a grant already gets this level."
+    )
+    def share_sandbox(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        access: str,
+        user: str | None = strawberry.UNSET,
+        team: str | None = strawberry.UNSET,
+    ) -> GrantResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, id, selectors.MANAGE)
+        data = validated(sandbox_api.GrantSetSerializer, _given(access=access, user=user, team=team))
+        grant, _created = grants.grant_set(
+            sandbox=sandbox, access=data["access"], user_ref=data.get("user"), team=data.get("team"), by=_user(info)
+        )
+        grant = selectors.grant_get(sandbox=sandbox, grant_id=grant.pk)
+        return answer(GrantResult, sandbox_api.GrantSerializer, grant)
+
+    @strawberry.mutation(
+        description="As DELETE /sandboxes/{id}/grants/{grantId}: revokes a grant (managing the sandbox, or "
+        "giving up one's own)."
+    )
+    def unshare_sandbox(self, info: Info, id: strawberry.ID, grant_id: strawberry.ID) -> Deleted:
+        require_scopes(info, SANDBOXES_WRITE)
+        actor = _actor(info)
+        sandbox = _sandbox(info, id, selectors.READ)
+        grant = selectors.grant_get(sandbox=sandbox, grant_id=raw_id(grant_id, "SandboxGrant"))
+        if grant.user_id != actor.user.pk:
+            selectors.check_access(actor, owner_id=sandbox.owner_id, need=selectors.MANAGE, sandbox_id=sandbox.pk)
+        deleted_id = str(grant.pk)
+        grants.grant_delete(grant=grant)
+        return Deleted(id=deleted_id)
+
+    # -- commands --
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/exec: runs a command, answers its result.")
+    def exec(self, info: Info, sandbox_id: strawberry.ID, input: ExecInput) -> ExecResult:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(sandbox_api.ExecSerializer, input)
+        outcome = sandbox_exec(
+            sandbox=sandbox,
+            command=data["command"],
+            cwd=data.get("cwd"),
+            env=data.get("env"),
+            user=data.get("user") or None,
+            stdin=data.get("stdin"),
+            timeout=data.get("timeout"),
+            auto_resume=data["autoResume"],
+            api_key=_key(info),
+        )
+        return answer(ExecResult, sandbox_api.ExecResultSerializer, outcome)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/exec with background: true (the command runs on).")
+    def start_process(self, info: Info, sandbox_id: strawberry.ID, input: ExecInput) -> BackgroundProcess:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(sandbox_api.ExecSerializer, input)
+        if data.get("stdin") is not None:
+            raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
+        if data["autoResume"]:
+            require_running(sandbox, auto_resume=True)
+        process = processes.process_start(
+            sandbox=sandbox,
+            command=data["command"],
+            cwd=data.get("cwd"),
+            env=data.get("env"),
+            user=data.get("user") or None,
+            timeout=data.get("timeout"),
+            api_key=_key(info),
+        )
+        return build(BackgroundProcess, {"processId": process.id, "executionId": process.id, "status": "running"})
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/processes/{processId}/kill.")
+    def kill_process(self, info: Info, sandbox_id: strawberry.ID, process_id: str) -> ProcessResult:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        return answer(
+            ProcessResult, sandbox_schema.ProcessSerializer, processes.process_kill(sandbox=sandbox, id=process_id)
+        )
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/execute: runs code in a language.")
+    def execute(self, info: Info, sandbox_id: strawberry.ID, input: ExecuteInput) -> ExecuteResult:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(sandbox_api.ExecuteSerializer, input)
+        outcome = sandbox_execute(
+            sandbox=sandbox,
+            code=data["code"],
+            language=data["language"],
+            cwd=data.get("cwd"),
+            env=data.get("env"),
+            timeout=data.get("timeout"),
+            auto_resume=data["autoResume"],
+            api_key=_key(info),
+        )
+        return answer(ExecuteResult, sandbox_api.ExecuteResultSerializer, outcome)
+
+    # -- files --
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/files?path=… with a raw body: writes one file (at most "
+        "VIBEBOX_UPLOAD_MAX_BYTES; larger files go through REST's streaming upload)."
+    )
+    def write_file(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        path: str,
+        content: str,
+        encoding: FileEncoding = FileEncoding.UTF8,
+        mode: str | None = None,
+        auto_resume: bool = False,
+    ) -> FileWritten:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        if not path:
+            raise errors.ValidationFailed("Give the destination path.")
+        if encoding is FileEncoding.BASE64:
+            try:
+                body = base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError):
+                raise errors.ValidationFailed("content is not valid base64.") from None
+        else:
+            body = content.encode()
+        limit = settings.VIBEBOX_UPLOAD_MAX_BYTES
+        if len(body) > limit:
+            raise errors.RequestTooLarge(details={"limit": limit})
+        written = files.file_upload(
+            sandbox=sandbox, path=path, fileobj=io.BytesIO(body), size=len(body), mode=_file_mode(mode)
+        )
+        return answer(FileWritten, sandbox_schema.FileUploadedSerializer, written)
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}/files/{path} (a directory needs recursive).")
+    def delete_file(
+        self, info: Info, sandbox_id: strawberry.ID, path: str, recursive: bool = False, auto_resume: bool = False
+    ) -> FilePath:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        files.file_delete(sandbox=sandbox, path=path, recursive=recursive)
+        return build(FilePath, {"path": files.resolve(path)})
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/files/mkdir.")
+    def make_directory(self, info: Info, sandbox_id: strawberry.ID, path: str, auto_resume: bool = False) -> FilePath:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        data = validated(sandbox_api.MkdirSerializer, {"path": path})
+        return build(FilePath, {"path": files.file_mkdir(sandbox=sandbox, path=data["path"])})
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/files/move.")
+    def move_file(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        source: str,
+        destination: str,
+        overwrite: bool = False,
+        auto_resume: bool = False,
+    ) -> FilePath:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        data = validated(
+            sandbox_api.MoveSerializer, {"source": source, "destination": destination, "overwrite": overwrite}
+        )
+        moved = files.file_move(
+            sandbox=sandbox, source=data["source"], destination=data["destination"], overwrite=data["overwrite"]
+        )
+        return build(FilePath, {"path": moved})
+
+    # -- environment --
+
+    @strawberry.mutation(
+        description="As PATCH /sandboxes/{id}/env (PUT with replace: true): a null value removes a variable. "
+        "Answers the variables (secret values as ********)."
+    )
+    def set_env(
+        self, info: Info, sandbox_id: strawberry.ID, variables: list[EnvVarInput], replace: bool = False
+    ) -> list[EnvVariable]:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        changes_ = {
+            item.name: None if item.value is None else {"value": item.value, "secret": item.secret}
+            for item in variables
+        }
+        return _env_answer(env.env_update(sandbox=sandbox, changes=changes_, replace=replace))
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}/env/{name}.")
+    def delete_env(self, info: Info, sandbox_id: strawberry.ID, name: str) -> list[EnvVariable]:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        return _env_answer(env.env_delete(sandbox=sandbox, name=name))
+
+    # -- git --
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/git/clone.")
+    def git_clone(self, info: Info, sandbox_id: strawberry.ID, input: GitCloneInput) -> GitCloneResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        d = validated(sandbox_api.GitCloneSerializer, input)
+        done = git.git_clone(
+            sandbox=sandbox, url=d["url"], branch=d.get("branch"), path=d.get("path"), depth=d.get("depth"),
+            auth=d.get("auth"),
+        )  # fmt: skip
+        return answer(GitCloneResult, git_schema.GitCloneResultSerializer, done)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/git/pull.")
+    def git_pull(self, info: Info, sandbox_id: strawberry.ID, input: GitPullInput | None = None) -> GitPullResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        d = validated(sandbox_api.GitPullSerializer, input)
+        done = git.git_pull(
+            sandbox=sandbox, path=d.get("path"), remote=d["remote"], branch=d.get("branch"), auth=d.get("auth"),
+            user=_user(info),
+        )  # fmt: skip
+        return answer(GitPullResult, git_schema.GitPullResultSerializer, done)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/git/push.")
+    def git_push(self, info: Info, sandbox_id: strawberry.ID, input: GitPushInput | None = None) -> GitPushResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        d = validated(sandbox_api.GitPushSerializer, input)
+        done = git.git_push(
+            sandbox=sandbox, path=d.get("path"), remote=d["remote"], branch=d.get("branch"), auth=d.get("auth"),
+            set_upstream=d["setUpstream"], force=d["force"],
+        )  # fmt: skip
+        return answer(GitPushResult, git_schema.GitPushResultSerializer, done)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/git/commit.")
+    def git_commit(self, info: Info, sandbox_id: strawberry.ID, input: GitCommitInput) -> GitCommitResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        d = validated(sandbox_api.GitCommitSerializer, input)
+        done = git.git_commit(
+            sandbox=sandbox, message=d["message"], path=d.get("path"), all=d["all"], author=d.get("author"),
+            allow_empty=d["allowEmpty"], user=_user(info),
+        )  # fmt: skip
+        return answer(GitCommitResult, git_schema.GitCommitResultSerializer, done)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/git/checkout.")
+    def git_checkout(self, info: Info, sandbox_id: strawberry.ID, input: GitCheckoutInput) -> GitCheckoutResult:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        d = validated(sandbox_api.GitCheckoutSerializer, input)
+        done = git.git_checkout(sandbox=sandbox, branch=d["branch"], path=d.get("path"), create=d["create"])
+        return answer(GitCheckoutResult, git_schema.GitCheckoutResultSerializer, done)
+
+    # -- snapshots --
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/snapshots.")
+    def create_snapshot(self, info: Info, sandbox_id: strawberry.ID, name: str | None = None) -> Snapshot:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        data = validated(sandbox_api.SnapshotCreateSerializer, {} if name is None else {"name": name})
+        snapshot = snapshots.snapshot_create(sandbox=sandbox, name=data.get("name", ""))
+        return Snapshot.of(snapshot)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/restore: the sandbox back to the snapshot.")
+    def restore_snapshot(self, info: Info, sandbox_id: strawberry.ID, snapshot_id: strawberry.ID) -> Sandbox:
+        require_scopes(info, SANDBOXES_WRITE)
+        actor = _actor(info)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        data = validated(sandbox_api.SnapshotRestoreSerializer, {"snapshot": raw_id(snapshot_id, "Snapshot")})
+        snapshot = selectors.snapshot_get(actor=actor, snapshot_id=data["snapshot"])
+        return _sandbox_answer(snapshots.snapshot_restore(sandbox=sandbox, snapshot=snapshot))
+
+    @strawberry.mutation(description="As DELETE /snapshots/{id}.")
+    def delete_snapshot(self, info: Info, id: strawberry.ID) -> Deleted:
+        require_scopes(info, SANDBOXES_WRITE)
+        snapshot = selectors.snapshot_get(actor=_actor(info), snapshot_id=raw_id(id, "Snapshot"), need=selectors.MANAGE)
+        snapshot_id = snapshot.id  # delete() clears it
+        snapshots.snapshot_delete(snapshot=snapshot)
+        return Deleted(id=snapshot_id)
+
+    # -- Claude Code (docs/claude.md) --
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/claude/enable.")
+    def enable_claude(
+        self, info: Info, sandbox_id: strawberry.ID, input: ClaudeEnableInput | None = None
+    ) -> ClaudeEnabled:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(agent_api.EnableSerializer, input)
+        found, _created = setup.claude_enable(
+            sandbox=sandbox, api_key=_key(info), anthropic_api_key=data.get("anthropicApiKey", ""), mcp=data["mcp"]
+        )
+        return answer(ClaudeEnabled, agent_api.ClaudeEnabledSerializer, found)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/claude/ask: starts an ask (follow it with claudeEvents).")
+    def claude_ask(self, info: Info, sandbox_id: strawberry.ID, input: ClaudeAskInput) -> ClaudeAskStarted:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(agent_api.AskSerializer, input)
+        ask = asks.ask_start(
+            sandbox=sandbox,
+            api_key=_key(info),
+            prompt=data["prompt"],
+            session_id=data.get("sessionId"),
+            model=data.get("model"),
+            permission_mode=data["permissionMode"],
+            allowed_tools=data.get("allowedTools"),
+            disallowed_tools=data.get("disallowedTools"),
+            max_turns=data.get("maxTurns"),
+            append_system_prompt=data.get("appendSystemPrompt"),
+            review=data.get("review"),
+        )
+        return answer(ClaudeAskStarted, agent_api.ClaudeAskStartedSerializer, ask)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/claude/asks/{askId}/cancel.")
+    def cancel_claude_ask(self, info: Info, sandbox_id: strawberry.ID, ask_id: str) -> ClaudeAskResult:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        ask = asks.ask_cancel(ask=agent_selectors.ask_get(sandbox=sandbox, ask_id=ask_id))
+        return answer(ClaudeAskResult, agent_api.ClaudeAskSerializer, ask)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/claude/approve: merges Claude's pending changes.")
+    def approve_changes(self, info: Info, sandbox_id: strawberry.ID, session_id: str | None = None) -> ReviewResult:
+        return _review(info, sandbox_id, session_id, approve=True)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/claude/reject: drops Claude's pending changes.")
+    def reject_changes(self, info: Info, sandbox_id: strawberry.ID, session_id: str | None = None) -> ReviewResult:
+        return _review(info, sandbox_id, session_id, approve=False)
+
+    # -- API keys --
+
+    @strawberry.mutation(description="As POST /keys: the new key's secret is in `key`, shown only here.")
+    def create_api_key(self, info: Info, input: CreateApiKeyInput) -> ApiKeyWithSecret:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        require_scopes(info, KEYS_MANAGE)
+        data = validated(key_api.ApiKeyCreateSerializer, input)
+        expires_at = data.get("expiresAt")
+        if data.get("expiresIn") is not None:
+            expires_at = timezone.now() + dt.timedelta(seconds=data["expiresIn"])
+        org = org_selectors.org_get(user=_user(info), slug=data["org"]) if data.get("org") else None
+        key, secret = key_services.api_key_create(
+            user=_user(info),
+            name=data["name"],
+            org=org,
+            scopes=data.get("scopes"),
+            expires_at=expires_at,
+            test=data["test"],
+            rate_limit=data["rateLimit"],
+            creator=_key(info),
+        )
+        return ApiKeyWithSecret(api_key=_api_key(key), key=secret)
+
+    @strawberry.mutation(description="As POST /keys/{id}/rotate: a new key; the old one works for gracePeriod.")
+    def rotate_api_key(
+        self, info: Info, id: strawberry.ID, grace_period: Duration | None = strawberry.UNSET
+    ) -> ApiKeyWithSecret:
+        require_scopes(info, KEYS_MANAGE)
+        data = validated(
+            key_api.ApiKeyRotateSerializer, {} if grace_period is strawberry.UNSET else {"gracePeriod": grace_period}
+        )
+        key = key_selectors.api_key_get(user=_user(info), id=raw_id(id, "ApiKey"))
+        new_key, secret = key_services.api_key_rotate(
+            key=key, grace_seconds=data.get("gracePeriod"), creator=_key(info)
+        )
+        return ApiKeyWithSecret(api_key=_api_key(new_key), key=secret)
+
+    @strawberry.mutation(description="As DELETE /keys/{id}: answers the revoked key.")
+    def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
+        require_scopes(info, KEYS_MANAGE)
+        key = key_selectors.api_key_get(user=_user(info), id=raw_id(id, "ApiKey"), manager=_actor(info))
+        return _api_key(key_services.api_key_revoke(key=key, creator=_key(info)))
+
+    # -- webhooks --
+
+    @strawberry.mutation(description="As POST /webhooks: its signing `secret` is shown only here.")
+    def create_webhook(self, info: Info, input: CreateWebhookInput) -> WebhookWithSecret:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        data = validated(webhook_api.WebhookCreateSerializer, input)
+        webhook, secret = webhook_services.webhook_create(actor=_actor(info), **data)
+        return WebhookWithSecret(webhook=_webhook(webhook), secret=secret)
+
+    @strawberry.mutation(description="As PATCH /webhooks/{id}.")
+    def update_webhook(self, info: Info, id: strawberry.ID, input: UpdateWebhookInput) -> Webhook:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        actor = _actor(info)
+        webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
+        data = validated(webhook_api.WebhookUpdateSerializer, input)
+        webhook = webhook_services.webhook_update(actor=actor, webhook=webhook, **data)
+        return _webhook(webhook)
+
+    @strawberry.mutation(description="As DELETE /webhooks/{id}.")
+    def delete_webhook(self, info: Info, id: strawberry.ID) -> Deleted:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        actor = _actor(info)
+        webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
+        webhook_id = webhook.id
+        webhook_services.webhook_delete(actor=actor, webhook=webhook)
+        return Deleted(id=webhook_id)
+
+    @strawberry.mutation(description="As POST /webhooks/{id}/rotate-secret: the previous secret signs beside it 24 h.")
+    def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> WebhookWithSecret:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        actor = _actor(info)
+        webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
+        webhook, secret = webhook_services.webhook_rotate_secret(actor=actor, webhook=webhook)
+        return WebhookWithSecret(webhook=_webhook(webhook), secret=secret)
+
+    @strawberry.mutation(description="As POST /webhooks/{id}/test: queues a webhook.test event to it.")
+    def test_webhook(self, info: Info, id: strawberry.ID) -> WebhookDelivery:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        actor = _actor(info)
+        webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(id, "Webhook"))
+        return _delivery(webhook_services.webhook_test(actor=actor, webhook=webhook))
+
+    @strawberry.mutation(description="As POST /webhooks/{id}/deliveries/{deliveryId}/redeliver.")
+    def redeliver_webhook_delivery(
+        self, info: Info, webhook_id: strawberry.ID, delivery_id: strawberry.ID
+    ) -> WebhookDelivery:
+        require_scopes(info, WEBHOOKS_MANAGE)
+        actor = _actor(info)
+        webhook = webhook_selectors.webhook_get(actor=actor, id=raw_id(webhook_id, "Webhook"))
+        delivery = webhook_selectors.delivery_get(webhook=webhook, id=raw_id(delivery_id, "WebhookDelivery"))
+        return _delivery(
+            webhook_services.delivery_redeliver(actor=actor, delivery=delivery),
+        )
+
+    # -- organizations, members, invitations --
+
+    @strawberry.mutation(description="As POST /orgs: a new organization, the caller its owner.")
+    def create_organization(self, info: Info, input: CreateOrganizationInput) -> OrganizationResult:
+        require_scopes(info, ORGS_MANAGE)
+        data = validated(org_api.OrganizationCreateSerializer, input)
+        return _render_org(info, org_services.org_create(user=_user(info), **data))
+
+    @strawberry.mutation(description="As PATCH /orgs/{slug}: needs org.manage.")
+    def update_organization(self, info: Info, slug: str, input: UpdateOrganizationInput) -> OrganizationResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        data = dict(validated(org_api.OrganizationUpdateSerializer, input))
+        if "registryMirrors" in data:
+            data["registry_mirrors"] = data.pop("registryMirrors")
+        return _render_org(info, org_services.org_update(org=org, **data))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}: needs org.delete.")
+    def delete_organization(self, info: Info, slug: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.delete")
+        org_id = org.pk
+        org_services.org_delete(org=org)
+        return Deleted(id=org_id)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/members: adds an existing user. Needs members.manage.")
+    def add_member(self, info: Info, slug: str, input: AddMemberInput) -> MemberResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.MemberAddSerializer, input)
+        membership = org_services.member_add(
+            org=org, user_ref=data.get("username") or data["email"], role=data["role"], by=_user(info)
+        )
+        return answer(MemberResult, org_api.MemberSerializer, membership)
+
+    @strawberry.mutation(description="As PATCH /orgs/{slug}/members/{id}: a member's role. Needs members.manage.")
+    def update_member(self, info: Info, slug: str, member_id: strawberry.ID, role: str) -> MemberResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.MemberUpdateSerializer, {"role": role})
+        membership = org_selectors.member_get(org=org, id=raw_id(member_id, "Member"))
+        membership = org_services.member_update(membership=membership, role=data["role"], by=_user(info))
+        return answer(MemberResult, org_api.MemberSerializer, membership)
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/members/{id}: members.manage, or yourself (leaving).")
+    def remove_member(self, info: Info, slug: str, member_id: strawberry.ID) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        user = _user(info)
+        org = _org(info, slug)
+        membership = org_selectors.member_get(org=org, id=raw_id(member_id, "Member"))
+        if membership.user_id != user.pk:
+            actor_in(user=user, org=org).require("members.manage")
+        member_id = str(membership.pk)
+        org_services.member_remove(membership=membership, by=user)
+        return Deleted(id=member_id)
+
+    @strawberry.mutation(
+        description="As POST /orgs/{slug}/invitations: emails a signed link. Needs members.manage and the role's "
+        "permissions; an address invited already gets it again."
+    )
+    def invite_member(self, info: Info, slug: str, email: str, role: str) -> InvitationResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.InvitationCreateSerializer, {"email": email, "role": role})
+        invitation, _created = org_services.invitation_create(org=org, by=_user(info), base_url=_base_url(info), **data)
+        return answer(InvitationResult, org_api.InvitationSerializer, invitation)
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/invitations/{id}: the link stops working.")
+    def revoke_invitation(self, info: Info, slug: str, invitation_id: strawberry.ID) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        invitation = org_selectors.invitation_get(org=org, id=raw_id(invitation_id, "Invitation"))
+        invitation_id = str(invitation.pk)
+        org_services.invitation_revoke(invitation=invitation, by=_user(info))
+        return Deleted(id=invitation_id)
+
+    @strawberry.mutation(
+        description="As POST /invitations/accept: the caller joins the organization of the invitation link's "
+        "token with the invited role; answers the organization."
+    )
+    def accept_invitation(self, info: Info, token: str) -> OrganizationResult:
+        require_scopes(info, ORGS_MANAGE)
+        data = validated(org_api.InvitationAcceptSerializer, {"token": token})
+        invitation = org_selectors.invitation_by_token(token=data["token"])
+        org_services.invitation_accept(invitation=invitation, user=_user(info))
+        return _render_org(info, invitation.org)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/invitations/{id}/resend: the email again, a fresh expiry.")
+    def resend_invitation(self, info: Info, slug: str, invitation_id: strawberry.ID) -> InvitationResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        invitation = org_selectors.invitation_get(org=org, id=raw_id(invitation_id, "Invitation"))
+        org_services.invitation_resend(invitation=invitation, by=_user(info), base_url=_base_url(info))
+        return answer(InvitationResult, org_api.InvitationSerializer, invitation)
+
+    # -- roles and teams (members.manage) --
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/roles: a custom role (you must hold what it grants).")
+    def create_role(
+        self, info: Info, slug: str, name: str, permissions: list[str], description: str | None = strawberry.UNSET
+    ) -> RoleResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        body = _given(name=name, permissions=permissions, description=description)
+        role = org_services.role_create(org=org, by=_user(info), **validated(org_api.RoleCreateSerializer, body))
+        return _role(role)
+
+    @strawberry.mutation(description="As PATCH /orgs/{slug}/roles/{name}: every holder's permissions change at once.")
+    def update_role(
+        self,
+        info: Info,
+        slug: str,
+        name: str,
+        permissions: list[str] | None = strawberry.UNSET,
+        description: str | None = strawberry.UNSET,
+    ) -> RoleResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        _not_builtin(name)
+        data = validated(org_api.RoleUpdateSerializer, _given(permissions=permissions, description=description))
+        role = org_selectors.role_get(org=org, name=name)
+        return _role(org_services.role_update(role=role, by=_user(info), **data))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/roles/{name} (refused while someone holds it).")
+    def delete_role(self, info: Info, slug: str, name: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        _not_builtin(name)
+        org_services.role_delete(role=org_selectors.role_get(org=org, name=name), by=_user(info))
+        return Deleted(id=name)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/teams.")
+    def create_team(self, info: Info, slug: str, name: str, role: str | None = strawberry.UNSET) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamCreateSerializer, _given(name=name, role=role))
+        team = org_services.team_create(org=org, by=_user(info), **data)
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team.name))
+
+    @strawberry.mutation(description='As PATCH /orgs/{slug}/teams/{name}: `newName`, `role` ("" takes it away).')
+    def update_team(
+        self,
+        info: Info,
+        slug: str,
+        name: str,
+        new_name: str | None = strawberry.UNSET,
+        role: str | None = strawberry.UNSET,
+    ) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamUpdateSerializer, _given(name=new_name, role=role))
+        team = org_services.team_update(team=org_selectors.team_get(org=org, name=name), by=_user(info), **data)
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team.name))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/teams/{name}.")
+    def delete_team(self, info: Info, slug: str, name: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        org_services.team_delete(team=org_selectors.team_get(org=org, name=name), by=_user(info))
+        return Deleted(id=name)
+
+    @strawberry.mutation(description="As POST /orgs/{slug}/teams/{name}/members: adds a member of the organization.")
+    def add_team_member(self, info: Info, slug: str, team: str, username: str) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        data = validated(org_api.TeamMemberAddSerializer, {"username": username})
+        found = org_selectors.team_get(org=org, name=team)
+        org_services.team_member_add(team=found, user_ref=data["username"], by=_user(info))
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/teams/{name}/members/{username}.")
+    def remove_team_member(self, info: Info, slug: str, team: str, username: str) -> TeamResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "members.manage")
+        found = org_selectors.team_get(org=org, name=team)
+        org_services.team_member_remove(team=found, user_ref=username, by=_user(info))
+        return answer(TeamResult, org_api.TeamSerializer, org_selectors.team_get(org=org, name=team))
+
+    # -- the marketplace --
+
+    @strawberry.mutation(
+        description="As POST /marketplace/templates/{name}/reviews: rates a template (1-5) you created a sandbox "
+        "from; sent again it is edited."
+    )
+    def rate_template(self, info: Info, name: str, rating: int, text: str | None = None) -> TemplateReview:
+        require_scopes(info, TEMPLATES_SUBMIT)
+        actor = _actor(info)
+        template = market_selectors.template_get(name=name, org=actor.org)
+        data = validated(
+            market_api.ReviewWriteSerializer, {"rating": rating, **({} if text is None else {"text": text})}
+        )
+        review, _created = market_services.review_upsert(actor, template=template, **data)
+        return answer(TemplateReview, market_api.ReviewSerializer, review)
