@@ -78,7 +78,9 @@ class AuditContextMiddleware:
 
     def __call__(self, request):
         path = request.path_info
-        source = "admin" if path.startswith("/admin/") else "api" if path.startswith("/api/") else "dashboard"
+        # /graphql is the same API as /api/ (GraphiQL's session calls included): its writes are "api".
+        is_api = path.startswith("/api/") or path == "/graphql"
+        source = "admin" if path.startswith("/admin/") else "api" if is_api else "dashboard"
         via = request.headers.get(audit_context.VIA_HEADER)
         if via and source == "api" and hmac.compare_digest(via, audit_context.via_token("mcp")):
             source = "mcp"

@@ -141,6 +141,8 @@ def test_sandbox_lifecycle(
     actions = set(AuditEntry.objects.filter(target_id=sid).values_list("action", flat=True))
     assert {"sandbox.stopped", "sandbox.started", "sandbox.restarted"} <= actions  # pause/resume: events only
     assert {"sandbox.updated", "sandbox.network_changed", "sandbox.destroyed"} <= actions
+    sources = set(AuditEntry.objects.filter(target_id=sid).values_list("source", flat=True))
+    assert sources == {"api"}, sources  # /graphql is the API, not the dashboard
     events = list(Delivery.objects.filter(webhook_id=hook["webhookId"]).values_list("event", flat=True))
     for event in [
         "sandbox.created",
