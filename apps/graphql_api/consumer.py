@@ -97,7 +97,9 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
         return response
 
     async def get_context(self, request, response) -> Context:
-        return get_context(user=self.user, key=self.key, session=self.scope.get("session"), scope=self.scope)
+        context = get_context(user=self.user, key=self.key, session=self.scope.get("session"), scope=self.scope)
+        context.connection_params = None  # where strawberry puts connection_init's payload
+        return context
 
     async def on_ws_connect(self, context):
         """connection_init: a connection that came without credentials brings them in its payload."""

@@ -174,7 +174,9 @@ def _sandbox_sync(context, ref: str, need: str):
 async def _listening(*groups: str):
     """A channel of this subscription's own, in `groups`; yields its next event (a coroutine)."""
     layer = get_channel_layer()
-    channel = await layer.new_channel("graphql")
+    # The layer's default prefix: channels_redis reads one real channel per process for all of them
+    # (another prefix would wait behind the consumers' reads of theirs).
+    channel = await layer.new_channel()
     added: list[str] = []
 
     async def next_event() -> dict:
