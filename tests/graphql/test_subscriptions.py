@@ -10,10 +10,17 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
+from django.test import Client as DjangoClient
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from apps.agents.asks import claude_group
+from apps.agents.models import ClaudeSession
+from apps.keys.services import api_key_revoke
+from apps.sandboxes import events
+from apps.sandboxes.models import Sandbox
 from tests.conftest import live_server
 from tests.graphql.conftest import global_id
 from tests.ws import Communicator
@@ -344,5 +351,68 @@ def test_document_limits_apply_as_over_http(api_key, settings, sandbox_id):
         deep = "subscription($id: ID!) { execStream(executionId: $id) { exit { status } } }"
         assert await error_of(sock, deep, {"id": "exec_x"}) == ["graphql_too_deep"]
         await sock.close()
+
+    async_to_sync(scenario)()
+
+
+def test_session_and_claude_events(owner, sandbox_id):
+    """A signed-in browser session (its cookie, as the dashboard's) subscribes; claudeEvents gets what
+    the Claude publisher sends to the sandbox's Claude group, filtered to the asked-for session."""
+    client = DjangoClient()
+    client.force_login(owner)
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    ClaudeSession.objects.create(id="sess_1", sandbox=sandbox, cwd="/workspace")
+
+    def publish(kind: str, session: str, seq: int):
+        events.publish(
+            sandbox=sandbox,
+            type=f"claude.{kind}",
+            text=kind,
+            data={"askId": "ask_1", "sessionId": session, "seq": seq, "kind": kind, "event": {"n": seq}},
+            groups=(claude_group(sandbox_id),),
+        )
+
+    async def scenario():
+        sock = Socket(headers=[(b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode())])
+        await sock.open()
+        fields = "{ type sandboxId askId sessionId seq kind data }"
+        one = await sock.subscribe(
+            f"subscription($id: ID!, $s: String) {{ claudeEvents(sandboxId: $id, sessionId: $s) {fields} }}",
+            {"id": sandbox_id, "s": "sess_1"},
+        )
+        every = await sock.subscribe(
+            f"subscription($id: ID!) {{ claudeEvents(sandboxId: $id) {fields} }}", {"id": sandbox_id}
+        )
+        await asyncio.sleep(0.5)  # both listen before anything is published
+        await asyncio.to_thread(publish, "init", "other", 1)
+        await asyncio.to_thread(publish, "assistant", "sess_1", 2)
+        got = await sock.until(every, lambda e: e["seq"] == 2, "claudeEvents")
+        assert [(e["type"], e["sessionId"]) for e in got] == [("claude.init", "other"), ("claude.assistant", "sess_1")]
+        assert got[1]["data"]["event"] == {"n": 2} and got[1]["sandboxId"] == sandbox_id
+        assert [e["seq"] for e in await sock.until(one, lambda e: True, "claudeEvents")] == [2]
+        # another sandbox's session, or none: not found, as over REST
+        assert await error_of(
+            sock,
+            'subscription($id: ID!) { claudeEvents(sandboxId: $id, sessionId: "nope") { type } }',
+            {"id": sandbox_id},
+        ) == ["claude_session_not_found"]
+        await sock.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_revoked_key_ends_the_socket(api_key, settings, sandbox_id):
+    settings.VIBEBOX_WS_RECHECK_SECONDS = 0.2
+
+    async def scenario():
+        sock = Socket(api_key[1])
+        await sock.open()
+        op = await sock.subscribe(SANDBOX_EVENTS, {"id": sandbox_id})
+        await sock.until(op, lambda e: e["type"] == "sandbox.started", "sandboxEvents")
+        await asyncio.to_thread(api_key_revoke, key=api_key[0])
+        while (message := await sock.receive(op))["type"] != "__closed__":
+            pass
+        assert (message["code"], message["reason"]) == (4401, "invalid_api_key")
 
     async_to_sync(scenario)()
