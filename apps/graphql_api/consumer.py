@@ -99,6 +99,7 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
     async def get_context(self, request, response) -> Context:
         context = get_context(user=self.user, key=self.key, session=self.scope.get("session"), scope=self.scope)
         context.connection_params = None  # where strawberry puts connection_init's payload
+        context.ws = self  # a subscription whose client stopped reading closes the socket (subscriptions.py)
         return context
 
     async def on_ws_connect(self, context):

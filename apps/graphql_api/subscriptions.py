@@ -12,8 +12,9 @@ Each one is fed by the same source as its REST WebSocket, with the same scopes a
 
 Every subscription listens on a channel of its own (never the connection's), so two subscriptions of
 one socket never see, wait for or block each other's messages. Producers in threads (engine streams)
-hand over through a bounded queue: a client that stops reading is dropped (`too_slow`), never buffered
-without end. Errors are REST's codes in `extensions` (consumer.py maps them as errors.py does).
+hand over through a bounded queue: a client that stops reading is dropped (its socket closed with 4008,
+as the other WebSockets drop it), never buffered without end. Errors are REST's codes in `extensions`
+(consumer.py maps them as errors.py does).
 """
 
 import asyncio
@@ -45,12 +46,11 @@ EVENT_MESSAGE = "sandbox.event"  # the channel-layer message type every publishe
 ENDED = ("sandbox.destroyed", "sandbox.expired")
 
 
-class TooSlow(errors.ApplicationError):
-    """Not a registered REST code: the WebSockets close such a client with 4008 instead."""
+SLOW_CLIENT_CLOSE = 4008  # as the other WebSockets close a client that stopped reading (consumers/streams.py)
 
-    code = "too_slow"
-    status = 408
-    message = "The client did not read its subscription fast enough; it was dropped."
+
+class TooSlow(Exception):
+    """The client stopped reading: its socket is closed with 4008 (the operation's end goes nowhere)."""
 
 
 # ---- types ----
@@ -199,7 +199,8 @@ async def _listening(*groups: str):
 class _Feed:
     """Items from threads and tasks to one subscription, in a bounded queue (a slow client is dropped)."""
 
-    def __init__(self):
+    def __init__(self, info: Info):
+        self.socket = getattr(info.context, "ws", None)  # the consumer (consumer.py), to close when dropped
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.VIBEBOX_WS_QUEUE_MESSAGES)
         self.dropped = False
@@ -235,6 +236,8 @@ class _Feed:
 
     def _drop(self) -> None:
         self.dropped = True
+        if self.socket is not None:
+            self.loop.create_task(self.socket.close(code=SLOW_CLIENT_CLOSE))
         with contextlib.suppress(asyncio.QueueEmpty):  # room for the marker that ends the subscription
             self.queue.get_nowait()
         self.queue.put_nowait(None)
@@ -368,7 +371,7 @@ class Subscription:
             ):
                 yield LogLine.of(entry)
             return
-        feed = _Feed()
+        feed = _Feed(info)
         followers: list = []
         pump: asyncio.Task | None = None
         try:
@@ -415,7 +418,7 @@ class Subscription:
             yield _exit_of(ended.exit)
             return
         process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=execution.id)
-        feed = _Feed()
+        feed = _Feed(info)
         loop = asyncio.get_running_loop()
 
         def listener(item):  # from the attach's thread: never block it
