@@ -4,6 +4,7 @@ consumer alike, through `get_context`."""
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import SimpleNamespace
 from typing import Any
 
 from apps.keys.actors import actor_for, actor_of
@@ -28,6 +29,11 @@ class Context:
         if self.request is not None:
             return actor_of(self.request)
         return actor_for(user=self.user, key=self.key, session=self.session)
+
+    @property
+    def guard_request(self):
+        """What apps/sandboxes/api/access.read_guard reads (`.auth`): the request, or the socket's key."""
+        return self.request if self.request is not None else SimpleNamespace(auth=self.key)
 
     @property
     def org(self):

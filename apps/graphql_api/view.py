@@ -60,6 +60,10 @@ def _wants_html(request) -> bool:
 class GraphQLView(APIView):
     required_scopes = {"GET": [], "POST": []}  # the fields check theirs (Context.require_scopes)
 
+    def perform_content_negotiation(self, request, force=False):
+        """JSON whatever the Accept header says: GraphiQL's HTML is rendered outside DRF (in `get`)."""
+        return super().perform_content_negotiation(request, force=True)
+
     def get(self, request):
         if _wants_html(request):
             return render(request._request, "graphql_api/graphiql.html", {"endpoint": request.path})

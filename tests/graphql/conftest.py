@@ -45,3 +45,7 @@ def graphql_live_server(transactional_db):
     for clients that need a socket (`gql`'s transports, WebSockets, the benchmark)."""
     with _live_server() as (url, _pid):
         yield url
+
+
+# The webhooks tests' local receiver and `hook` factory (a webhook created through REST).
+from tests.webhooks.conftest import hook, receiver  # noqa: E402, F401
