@@ -279,15 +279,17 @@ def _output(stream: str, data: bytes) -> ExecStreamMessage:
 
 def _execution(context, ref: str):
     """The execution and its sandbox, reached as the process WebSocket reaches them (use); another
-    organization's execution is not found, whatever its sandbox says."""
-    execution = Execution.objects.filter(pk=ref).only("id", "sandbox_id").first()
-    if execution is None:
+    organization's execution is not found, whatever its sandbox says. `ref`: an execution's id, or
+    the `<sandbox id>/<execution id>` inside an Execution's global id (types.py)."""
+    sandbox_ref, _, execution_id = ref.rpartition("/")
+    execution = Execution.objects.filter(pk=execution_id).only("id", "sandbox_id").first()
+    if execution is None or (sandbox_ref and execution.sandbox_id != sandbox_ref):
         raise errors.ExecutionNotFound(details={"executionId": ref})
     try:
         sandbox = selectors.sandbox_get(actor=context.actor, ref=execution.sandbox_id, need=selectors.USE)
     except errors.SandboxNotFound:
         raise errors.ExecutionNotFound(details={"executionId": ref}) from None
-    return sandbox, selectors.execution_get(sandbox=sandbox, id=ref)
+    return sandbox, selectors.execution_get(sandbox=sandbox, id=execution_id)
 
 
 def _may_see(context, event: dict) -> bool:

@@ -220,7 +220,7 @@ def test_exec_stream_of_a_background_command_and_of_a_finished_one(api_key, api_
         assert (await sock.receive(op))["type"] == "complete"
 
         # a finished one (by its global id): its stored output, then its exit
-        op = await sock.subscribe(EXEC_STREAM, {"id": global_id("Execution", finished)})
+        op = await sock.subscribe(EXEC_STREAM, {"id": global_id("Execution", f"{sandbox_id}/{finished}")})
         stream = await sock.until(op, lambda m: m["type"] == "exit", "execStream")
         assert stream[0]["type"] == "stdout" and stream[0]["data"] == "done\n"
         assert (stream[-1]["exit"]["status"], stream[-1]["exit"]["exitCode"]) == ("completed", 0)
@@ -333,6 +333,9 @@ def test_refusals(api_key, owner, outsider, make_key, outsider_client, sandbox_i
         assert await error_of(sock, LOGS, {"id": theirs, "follow": True}) == ["sandbox_not_found"]
         assert await error_of(sock, EXEC_STREAM, {"id": their_exec}) == ["execution_not_found"]
         assert await error_of(sock, EXEC_STREAM, {"id": "exec_nosuchthing"}) == ["execution_not_found"]
+        # their execution's id under one of my sandboxes is not found either
+        mislabelled = global_id("Execution", f"{sandbox_id}/{their_exec}")
+        assert await error_of(sock, EXEC_STREAM, {"id": mislabelled}) == ["execution_not_found"]
         claude = "subscription($id: ID!) { claudeEvents(sandboxId: $id) { type } }"
         assert await error_of(sock, claude, {"id": theirs}) == ["sandbox_not_found"]
         # a document that does not validate: REST's code for it
