@@ -77,6 +77,8 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
 
     async def connect(self):
         try:
+            if GRAPHQL_TRANSPORT_WS_PROTOCOL not in (self.scope.get("subprotocols") or []):
+                raise errors.NotAcceptable(f"Offer the {GRAPHQL_TRANSPORT_WS_PROTOCOL} subprotocol.")
             self.user, self.key, _ = await _authenticate(self.scope)
             if self.user is not None:
                 await self._hold_slot()

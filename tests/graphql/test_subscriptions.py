@@ -295,6 +295,12 @@ def test_refusals(api_key, owner, outsider, make_key, outsider_client, sandbox_i
         ).connect()
         assert (connected, code) == (False, 4401)
 
+        # not offering graphql-transport-ws: refused before the socket opens
+        refused = await Communicator(
+            application, "/graphql", headers=[(b"authorization", f"Bearer {api_key[1]}".encode())]
+        ).connect()
+        assert refused == (False, 4406)
+
         # no credentials at all: connection_init must bring them, else 4401
         sock = Socket()
         connected, _ = await sock.comm.connect()
