@@ -13,15 +13,17 @@ instead send the key in connection_init's payload (`connectionParams: {authoriza
 a connection_init with no valid credentials is closed with 4401 and the error code as reason. Each
 field then checks its own scopes (a missing one is the field's `insufficient_scope` error).
 
+Queries and mutations may go over the socket too: they run as over HTTP (Operations, below).
 The document limits (depth, cost, introspection) are the schema's extensions: the same as over HTTP.
 Errors carry REST's codes in `extensions` (errors.py), mapped here before they go out.
 """
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 from channels.db import database_sync_to_async
-from graphql import GraphQLSyntaxError
+from graphql import GraphQLError, GraphQLSyntaxError, OperationType, get_operation_ast, parse
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -35,7 +37,8 @@ from vibebox import exceptions as errors
 
 from .context import Context, get_context
 from .errors import map_errors
-from .schema import schema
+from .loaders import Loaders
+from .schema import MAX_TOKENS, schema
 
 MAX_SUBSCRIPTIONS = 50  # operations in flight on one socket
 INIT_TIMEOUT = dt.timedelta(seconds=30)  # to send connection_init
@@ -55,6 +58,54 @@ class Handler(BaseGraphQLTransportWSHandler):
         await super()._send_result_stream(operation, mapped())
 
 
+class Operations:
+    """The schema as the protocol handler runs it: subscriptions stream on the event loop; queries and
+    mutations run as over HTTP (schema.execute_sync, in a thread of their own, so their resolvers may
+    use the ORM and block) with fresh dataloaders each, and answer one result."""
+
+    def __init__(self, schema):
+        self.schema = schema
+
+    def __getattr__(self, name):
+        return getattr(self.schema, name)
+
+    async def stream(self, query, variable_values=None, context_value=None, root_value=None, operation_name=None):
+        if _is_subscription(query, operation_name):
+            return await self.schema.stream(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+            )
+        context = _fresh(context_value)
+        result = await database_sync_to_async(self.schema.execute_sync, thread_sensitive=False)(
+            query, variable_values=variable_values, context_value=context, operation_name=operation_name
+        )
+
+        async def one():
+            yield result
+
+        return one()
+
+
+def _is_subscription(query, operation_name) -> bool:
+    """True unless the document is a query or a mutation (a document that does not parse, or names no
+    operation, goes to the streaming path, which reports it)."""
+    try:
+        operation = get_operation_ast(parse(query, max_tokens=MAX_TOKENS), operation_name)
+    except (GraphQLError, TypeError):
+        return True
+    return operation is None or operation.operation == OperationType.SUBSCRIPTION
+
+
+def _fresh(context: Context) -> Context:
+    """The connection's context with this operation's own dataloaders (nothing cached from an earlier one)."""
+    fresh = dataclasses.replace(context, loaders=Loaders())
+    fresh.connection_params, fresh.ws = getattr(context, "connection_params", None), getattr(context, "ws", None)
+    return fresh
+
+
 def _key_from_params(params: dict) -> str:
     value = params.get("authorization") or params.get("Authorization") or ""
     if isinstance(value, str) and value.lower().startswith("bearer "):
@@ -69,7 +120,7 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(
-            schema=schema,
+            schema=Operations(schema),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=INIT_TIMEOUT,
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS,

@@ -274,6 +274,13 @@ def test_one_subscription_never_blocks_another(api_key, api_client, sandbox_id):
         while (message := await sock.receive(logs))["type"] == "next":
             pass
         assert message["type"] == "complete"
+        # a query beside them runs as over HTTP (the ORM, dataloaders) and answers once
+        query = await sock.subscribe("{ sandboxes(first: 5) { edges { node { id name status } } } }")
+        answer = await sock.receive(query)
+        assert "errors" not in answer["payload"], answer
+        nodes = [edge["node"] for edge in answer["payload"]["data"]["sandboxes"]["edges"]]
+        assert [(node["id"], node["status"]) for node in nodes] == [(global_id("Sandbox", sandbox_id), "RUNNING")]
+        assert (await sock.receive(query))["type"] == "complete"
         assert sock.pending[waiting] == []  # the silent one said nothing, and is still there
         await sock.complete(waiting)
         await sock.close()
