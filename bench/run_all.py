@@ -43,6 +43,7 @@ def main() -> None:
         ["gateway.py"],
         ["sdk_typescript.py"],
         ["api_load.py"],
+        ["graphql_vs_rest.py"],
         ["render.py"],
         ["scale.py", *(["--n", "1000"] if args.full else [])],
     ]

@@ -67,11 +67,54 @@ def _node_organization(info: Info, pk: str):
     return types.Organization.of(info.context.org)
 
 
+def _template(data: dict) -> types.Template:
+    return types.from_rest(types.Template, data, id=to_global_id("Template", data["name"]))
+
+
+def _api_key(data: dict) -> types.ApiKey:
+    return types.from_rest(types.ApiKey, data, id=to_global_id("ApiKey", data["id"]), key_id=data["id"])
+
+
+def _webhook(row) -> types.Webhook:
+    data = WebhookSerializer(row).data
+    return types.from_rest(types.Webhook, data, id=to_global_id("Webhook", row.pk), webhook_id=row.pk, _row=row)
+
+
+def _agent_run(row) -> types.AgentRun:
+    data = AgentRunSummarySerializer(row).data
+    return types.from_rest(types.AgentRun, data, id=to_global_id("AgentRun", row.pk), run_id=row.pk)
+
+
+def _node_template(info: Info, pk: str):
+    info.context.require_scopes(TEMPLATES_READ)
+    return _template(TemplateSerializer(template_selectors.template_get(name=pk, org=info.context.org)).data)
+
+
+def _node_api_key(info: Info, pk: str):
+    info.context.require_scopes(KEYS_MANAGE)
+    key = key_selectors.api_key_get(user=info.context.user, id=pk, manager=info.context.actor)
+    return _api_key(ApiKeySerializer(key).data)
+
+
+def _node_webhook(info: Info, pk: str):
+    info.context.require_scopes(WEBHOOKS_MANAGE)
+    return _webhook(webhook_selectors.webhook_get(actor=info.context.actor, id=pk))
+
+
+def _node_agent_run(info: Info, pk: str):
+    info.context.require_scopes(SANDBOXES_READ)
+    return _agent_run(runs.agent_run_get(actor=info.context.actor, run_id=pk))
+
+
 NODES = {
     "Sandbox": _node_sandbox,
     "Execution": _node_execution,
     "Snapshot": _node_snapshot,
     "Organization": _node_organization,
+    "Template": _node_template,
+    "ApiKey": _node_api_key,
+    "Webhook": _node_webhook,
+    "AgentRun": _node_agent_run,
 }
 
 
@@ -125,10 +168,7 @@ class Query:
     def templates(self, info: Info) -> list[types.Template] | None:
         info.context.require_scopes(TEMPLATES_READ)
         rows = template_selectors.template_list(info.context.org)
-        return [
-            types.from_rest(types.Template, data, id=to_global_id("Template", data["name"]))
-            for data in TemplateSerializer(rows, many=True).data
-        ]
+        return [_template(data) for data in TemplateSerializer(rows, many=True).data]
 
     @strawberry.field(description="The marketplace catalogue (REST: GET /marketplace/templates), featured first.")
     def marketplace_templates(
@@ -150,25 +190,12 @@ class Query:
         info.context.require_scopes(KEYS_MANAGE)
         context = info.context
         rows = key_selectors.api_key_list(user=context.user, everyone_in=context.actor if all else None)
-        return [
-            types.from_rest(types.ApiKey, data, id=to_global_id("ApiKey", data["id"]), key_id=data["id"])
-            for data in ApiKeySerializer(rows, many=True).data
-        ]
+        return [_api_key(data) for data in ApiKeySerializer(rows, many=True).data]
 
     @strawberry.field(description="The organization's webhooks (REST: GET /webhooks; webhooks.manage).")
     def webhooks(self, info: Info) -> list[types.Webhook] | None:
         info.context.require_scopes(WEBHOOKS_MANAGE)
-        rows = list(webhook_selectors.webhook_list(actor=info.context.actor))
-        return [
-            types.from_rest(
-                types.Webhook,
-                WebhookSerializer(row).data,
-                id=to_global_id("Webhook", row.pk),
-                webhook_id=row.pk,
-                _row=row,
-            )
-            for row in rows
-        ]
+        return [_webhook(row) for row in webhook_selectors.webhook_list(actor=info.context.actor)]
 
     @strawberry.field(description="The organization's audit log, newest first (REST: /orgs/{slug}/audit-log).")
     def audit_log(
@@ -194,12 +221,7 @@ class Query:
     ) -> Connection[types.AgentRun] | None:
         info.context.require_scopes(SANDBOXES_READ)
         rows = runs.agent_run_list(actor=info.context.actor)
-
-        def wrap(row):
-            data = AgentRunSummarySerializer(row).data
-            return types.from_rest(types.AgentRun, data, id=to_global_id("AgentRun", row.pk), run_id=row.pk)
-
-        return paginate(rows, first=first, after=after, wrap=wrap)
+        return paginate(rows, first=first, after=after, wrap=_agent_run)
 
     @strawberry.field(description="What the organization used in a window (REST: GET /billing/usage; billing.read).")
     def usage(

@@ -9,6 +9,7 @@ view itself is open to every valid key.
 
 from django.conf import settings
 from django.shortcuts import redirect, render
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -57,6 +58,7 @@ def _wants_html(request) -> bool:
     return request.method == "GET" and "text/html" in accept and "query" not in request.query_params
 
 
+@extend_schema(exclude=True)  # GraphQL describes itself (docs/schema.graphql), not in the OpenAPI document
 class GraphQLView(APIView):
     required_scopes = {"GET": [], "POST": []}  # the fields check theirs (Context.require_scopes)
 

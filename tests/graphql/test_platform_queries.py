@@ -100,3 +100,21 @@ def test_a_live_sandboxs_files_env_metrics_processes_git_and_claude(owner, api_c
     assert error["path"] == ["sandbox", "git", "status"]
     assert error["extensions"]["code"] == rest_git.json()["error"]["code"]
     assert error["extensions"]["status"] == rest_git.status_code
+
+
+def test_node_refetches_templates_keys_and_webhooks_and_hides_other_orgs(
+    owner, api_key, api_client, outsider_client, hook, templates
+):
+    created = hook()
+    ids = {
+        "Template": global_id("Template", "python-3.13"),
+        "ApiKey": global_id("ApiKey", api_key[0].pk),
+        "Webhook": global_id("Webhook", created["id"]),
+    }
+    query = "query($id: ID!) { node(id: $id) { id __typename } }"
+    for type_name, node_id in ids.items():
+        body = gql(api_client, query, {"id": node_id})
+        assert body["data"]["node"] == {"id": node_id, "__typename": type_name}, body
+    assert error_codes(gql(outsider_client, query, {"id": ids["ApiKey"]})) == ["key_not_found"]
+    assert error_codes(gql(outsider_client, query, {"id": ids["Webhook"]})) == ["webhook_not_found"]
+    assert gql(outsider_client, query, {"id": ids["Template"]})["data"]["node"]["id"] == ids["Template"]  # built-in
