@@ -13,7 +13,8 @@ instead send the key in connection_init's payload (`connectionParams: {authoriza
 a connection_init with no valid credentials is closed with 4401 and the error code as reason. Each
 field then checks its own scopes (a missing one is the field's `insufficient_scope` error).
 
-Queries and mutations may go over the socket too: they run as over HTTP (Operations, below).
+Queries and mutations may go over the socket too: they run as over HTTP (Operations, below). Every
+operation (a subscription's start included) spends one request of the key's rate budget, REST's.
 The document limits (depth, cost, introspection) are the schema's extensions: the same as over HTTP.
 Errors carry REST's codes in `extensions` (errors.py), mapped here before they go out.
 """
@@ -21,22 +22,26 @@ Errors carry REST's codes in `extensions` (errors.py), mapped here before they g
 import asyncio
 import dataclasses
 import datetime as dt
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from graphql import GraphQLError, GraphQLSyntaxError, OperationType, get_operation_ast, parse
+from rest_framework import exceptions as drf
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types.execution import PreExecutionError
 
 from apps.keys.services import api_key_use
+from apps.keys.throttles import ApiKeyRateThrottle
 from apps.keys.ws import authenticate
 from apps.sandboxes import limits
 from apps.sandboxes.consumers.base import BaseConsumer, close_code
 from vibebox import exceptions as errors
 
 from .context import Context, get_context
-from .errors import map_errors
+from .errors import graphql_error, map_errors
 from .loaders import Loaders
 from .schema import MAX_TOKENS, schema
 
@@ -70,7 +75,14 @@ class Operations:
         return getattr(self.schema, name)
 
     async def stream(self, query, variable_values=None, context_value=None, root_value=None, operation_name=None):
-        if _is_subscription(query, operation_name):
+        kind = _kind(query, operation_name)
+        try:  # each operation spends one request of the key's budget, shared with REST and HTTP GraphQL
+            await database_sync_to_async(_spend, thread_sensitive=False)(
+                context_value, "POST" if kind == OperationType.MUTATION else "GET"
+            )
+        except (errors.ApplicationError, drf.Throttled) as exc:
+            return _refused(exc)
+        if kind in (None, OperationType.SUBSCRIPTION):
             return await self.schema.stream(
                 query,
                 variable_values=variable_values,
@@ -89,14 +101,26 @@ class Operations:
         return one()
 
 
-def _is_subscription(query, operation_name) -> bool:
-    """True unless the document is a query or a mutation (a document that does not parse, or names no
-    operation, goes to the streaming path, which reports it)."""
+def _kind(query, operation_name) -> OperationType | None:
+    """The operation's type; None for a document that does not parse or names no operation (the
+    streaming path reports it)."""
     try:
         operation = get_operation_ast(parse(query, max_tokens=MAX_TOKENS), operation_name)
     except (GraphQLError, TypeError):
-        return True
-    return operation is None or operation.operation == OperationType.SUBSCRIPTION
+        return None
+    return operation.operation if operation is not None else None
+
+
+def _spend(context: Context, method: str) -> None:
+    """One request of the caller's rate budget (apps/keys/throttles.py: per key, else per user), as an
+    HTTP request to /graphql spends; a read passes uncounted when Redis is away, a mutation does not."""
+    throttle = ApiKeyRateThrottle()
+    if not throttle.allow_request(SimpleNamespace(auth=context.key, user=context.user, method=method), None):
+        raise drf.Throttled(wait=throttle.wait())
+
+
+async def _refused(exc: BaseException):
+    yield PreExecutionError(data=None, errors=[graphql_error(exc)])
 
 
 def _fresh(context: Context) -> Context:

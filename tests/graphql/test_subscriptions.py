@@ -15,6 +15,7 @@ from django.test import Client as DjangoClient
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
+from rest_framework.test import APIClient
 
 from apps.agents.asks import claude_group
 from apps.agents.models import ClaudeSession
@@ -432,3 +433,27 @@ def test_a_revoked_key_ends_the_socket(api_key, settings, sandbox_id):
         assert (message["code"], message["reason"]) == (4401, "invalid_api_key")
 
     async_to_sync(scenario)()
+
+
+def test_operations_spend_the_keys_rate_budget_shared_with_rest(owner, make_key, sandbox_id):
+    """A key allowed 3 requests a minute: one REST request, then two operations on the socket (a
+    query, a subscription's start) pass; the third is refused with REST's 429 code, and so is REST."""
+    key = make_key(owner, rate_limit="3/min")[1]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/api/v1/sandboxes").status_code == 200
+
+    async def scenario():
+        sock = Socket(key)
+        await sock.open()
+        query = await sock.subscribe("{ viewer { username } }")
+        assert (await sock.receive(query))["payload"]["data"] == {"viewer": {"username": "owner"}}
+        assert (await sock.receive(query))["type"] == "complete"
+        events = await sock.subscribe(SANDBOX_EVENTS, {"id": sandbox_id})
+        await sock.until(events, lambda e: e["type"] == "sandbox.started", "sandboxEvents")
+        assert await error_of(sock, "{ viewer { username } }") == ["rate_limited"]
+        await sock.close()
+
+    async_to_sync(scenario)()
+    response = client.get("/api/v1/sandboxes")
+    assert response.status_code == 429 and response.json()["error"]["code"] == "rate_limited"
