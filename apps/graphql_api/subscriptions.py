@@ -20,6 +20,7 @@ as the other WebSockets drop it), never buffered without end. Errors are REST's 
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -35,12 +36,15 @@ from strawberry.types import Info
 from apps.agents import selectors as agent_selectors
 from apps.agents.asks import claude_group
 from apps.agents.consumers import _backlog as claude_backlog
+from apps.keys.actors import actor_for
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
 from apps.sandboxes import events, logs, processes, selectors
 from apps.sandboxes.models import Execution, Status
 from vibebox import exceptions as errors
 
 from .relay import from_global_id
+
+logger = logging.getLogger(__name__)
 
 EVENT_MESSAGE = "sandbox.event"  # the channel-layer message type every publisher sends (events.py)
 ENDED = ("sandbox.destroyed", "sandbox.expired")
@@ -249,6 +253,54 @@ class _Feed:
         return item
 
 
+async def _watched(context, sandbox_id: str, need: str, source: AsyncGenerator):
+    """`source`'s items until the caller may no longer reach the sandbox as `need` says (a role
+    changed, a team left, a grant revoked: read afresh every VIBEBOX_WS_RECHECK_SECONDS, as the REST
+    WebSockets' watchdog does): then the subscription ends with that 403 (`permission_denied`)."""
+    check = asyncio.ensure_future(_access_lost(context, sandbox_id, need))
+    item: asyncio.Future | None = None
+    try:
+        while True:
+            item = asyncio.ensure_future(anext(source))
+            done, _ = await asyncio.wait({item, check}, return_when=asyncio.FIRST_COMPLETED)
+            if item not in done:
+                raise check.result()
+            try:
+                value = item.result()
+            except StopAsyncIteration:
+                return
+            yield value
+    finally:
+        check.cancel()
+        if item is not None and not item.done():  # the source is mid-step: stop it there first
+            item.cancel()
+            with contextlib.suppress(BaseException):
+                await item
+        await source.aclose()
+
+
+async def _access_lost(context, sandbox_id: str, need: str) -> errors.ApplicationError:
+    def problem():
+        actor = actor_for(user=context.user, key=context.key, session=context.session, fresh=True)
+        try:
+            selectors.sandbox_get(actor=actor, ref=sandbox_id, need=need)
+        except errors.PermissionDenied as exc:
+            return exc
+        except errors.ApplicationError:
+            return None  # gone: its stream ends by itself
+        return None
+
+    while True:
+        await asyncio.sleep(settings.VIBEBOX_WS_RECHECK_SECONDS)
+        try:
+            found = await sync_to_async(problem, thread_sensitive=False)()
+        except Exception as exc:  # the database is busy or away: try again next time
+            logger.warning("subscription re-check failed: %s", exc)
+            continue
+        if found is not None:
+            return found
+
+
 async def _pump_events(next_event, feed: _Feed, convert) -> None:
     while True:
         event = await next_event()
@@ -319,21 +371,26 @@ class Subscription:
     ) -> AsyncGenerator[SandboxEvent, None]:
         info.context.require_scopes(SANDBOXES_READ)
         sandbox = await _sandbox(info, id)
-        async with _listening(events.logs_group(sandbox.id)) as next_event:
-            # Listening first, then the kept ones: nothing falls between; what both had comes once.
-            kept = await sync_to_async(events.recent, thread_sensitive=False)(sandbox.id, since)
-            seen = {(event["type"], event["timestamp"]) for event in kept}
-            for event in kept:
-                yield SandboxEvent.of(event, replayed=True)
-                if event["type"] in ENDED:
-                    return
-            while True:
-                event = await next_event()
-                if (event["type"], event["timestamp"]) in seen:
-                    continue
-                yield SandboxEvent.of(event)
-                if event["type"] in ENDED:
-                    return
+
+        async def source():
+            async with _listening(events.logs_group(sandbox.id)) as next_event:
+                # Listening first, then the kept ones: nothing falls between; what both had comes once.
+                kept = await sync_to_async(events.recent, thread_sensitive=False)(sandbox.id, since)
+                seen = {(event["type"], event["timestamp"]) for event in kept}
+                for event in kept:
+                    yield SandboxEvent.of(event, replayed=True)
+                    if event["type"] in ENDED:
+                        return
+                while True:
+                    event = await next_event()
+                    if (event["type"], event["timestamp"]) in seen:
+                        continue
+                    yield SandboxEvent.of(event)
+                    if event["type"] in ENDED:
+                        return
+
+        async for item in _watched(info.context, sandbox.id, selectors.READ, source()):
+            yield item
 
     @strawberry.subscription(
         description="The caller's own events, live, as the webhooks deliver them (billing ones only to a "
@@ -364,37 +421,42 @@ class Subscription:
     ) -> AsyncGenerator[LogLine, None]:
         info.context.require_scopes(SANDBOXES_READ)
         sandbox = await _sandbox(info, sandbox_id)
-        since_at = logs.parse_since(since)
-        tail_n = logs.parse_tail("all" if tail is None else str(tail))
-        streams = [name for name, wanted in (("stdout", stdout), ("stderr", stderr)) if wanted]
-        if not follow:
-            for entry in await sync_to_async(logs.read, thread_sensitive=False)(
-                sandbox=sandbox, since=since_at, tail=tail_n, streams=streams
-            ):
-                yield LogLine.of(entry)
-            return
-        feed = _Feed(info)
-        followers: list = []
-        pump: asyncio.Task | None = None
-        try:
-            async with _listening(events.logs_group(sandbox.id)) as next_event:
-                started_at = time.time()
-                backlog = await sync_to_async(logs.read, thread_sensitive=False)(
+
+        async def source():
+            since_at = logs.parse_since(since)
+            tail_n = logs.parse_tail("all" if tail is None else str(tail))
+            streams = [name for name, wanted in (("stdout", stdout), ("stderr", stderr)) if wanted]
+            if not follow:
+                for entry in await sync_to_async(logs.read, thread_sensitive=False)(
                     sandbox=sandbox, since=since_at, tail=tail_n, streams=streams
-                )
-                for entry in backlog:
+                ):
                     yield LogLine.of(entry)
-                pump = asyncio.ensure_future(_pump_events(next_event, feed, events.as_log_line))
-                if sandbox.status in (Status.RUNNING, Status.PAUSED):
-                    for stream in streams:
-                        followers.append(await asyncio.to_thread(_follow, sandbox, stream, started_at, feed))
-                while True:
-                    yield LogLine.of(await feed.get())
-        finally:
-            if pump is not None:
-                pump.cancel()
-            for handle in followers:
-                await asyncio.to_thread(handle.close)
+                return
+            feed = _Feed(info)
+            followers: list = []
+            pump: asyncio.Task | None = None
+            try:
+                async with _listening(events.logs_group(sandbox.id)) as next_event:
+                    started_at = time.time()
+                    backlog = await sync_to_async(logs.read, thread_sensitive=False)(
+                        sandbox=sandbox, since=since_at, tail=tail_n, streams=streams
+                    )
+                    for entry in backlog:
+                        yield LogLine.of(entry)
+                    pump = asyncio.ensure_future(_pump_events(next_event, feed, events.as_log_line))
+                    if sandbox.status in (Status.RUNNING, Status.PAUSED):
+                        for stream in streams:
+                            followers.append(await asyncio.to_thread(_follow, sandbox, stream, started_at, feed))
+                    while True:
+                        yield LogLine.of(await feed.get())
+            finally:
+                if pump is not None:
+                    pump.cancel()
+                for handle in followers:
+                    await asyncio.to_thread(handle.close)
+
+        async for item in _watched(info.context, sandbox.id, selectors.READ, source()):
+            yield item
 
     @strawberry.subscription(
         description="A command's output and exit: a background process's from the start (as much as is kept), "
@@ -405,48 +467,53 @@ class Subscription:
         context = info.context
         context.require_scopes(EXECUTE)
         sandbox, execution = await sync_to_async(_execution)(context, _ref(execution_id, "Execution"))
-        if not execution.background and execution.status == Execution.Status.RUNNING:
-            # A foreground command streams only to its caller: wait for its end, then answer its record.
-            async with _listening(events.logs_group(sandbox.id)) as next_event:
-                execution = await sync_to_async(selectors.execution_get)(sandbox=sandbox, id=execution.id)
-                while execution.status == Execution.Status.RUNNING:
-                    event = await next_event()
-                    if event["type"] == "exec.finished" and event["data"].get("executionId") == execution.id:
-                        execution = await sync_to_async(selectors.execution_get)(sandbox=sandbox, id=execution.id)
-        if execution.status != Execution.Status.RUNNING:
-            ended = processes.EndedProcess.from_execution(execution)
-            for stream, data in ended.chunks:
-                yield _output(stream, data)
-            yield _exit_of(ended.exit)
-            return
-        process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=execution.id)
-        feed = _Feed(info)
-        loop = asyncio.get_running_loop()
 
-        def listener(item):  # from the attach's thread: never block it
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                loop.call_soon_threadsafe(feed.put_nowait, item)
-
-        backlog, dropped, exit_info = process.attach(listener)
-        try:
-            if dropped:
-                yield ExecStreamMessage(type="truncated", dropped_bytes=dropped)
-            for stream, data in backlog:
-                yield _output(stream, data)
-            if exit_info is not None:
-                yield _exit_of(exit_info)
+        async def source(execution=execution):
+            if not execution.background and execution.status == Execution.Status.RUNNING:
+                # A foreground command streams only to its caller: wait for its end, then answer its record.
+                async with _listening(events.logs_group(sandbox.id)) as next_event:
+                    execution = await sync_to_async(selectors.execution_get)(sandbox=sandbox, id=execution.id)
+                    while execution.status == Execution.Status.RUNNING:
+                        event = await next_event()
+                        if event["type"] == "exec.finished" and event["data"].get("executionId") == execution.id:
+                            execution = await sync_to_async(selectors.execution_get)(sandbox=sandbox, id=execution.id)
+            if execution.status != Execution.Status.RUNNING:
+                ended = processes.EndedProcess.from_execution(execution)
+                for stream, data in ended.chunks:
+                    yield _output(stream, data)
+                yield _exit_of(ended.exit)
                 return
-            while True:
-                item = await feed.get()
-                if item[0] == "output":
-                    yield _output(item[1], item[2])
-                elif item[0] == "lost":
-                    yield ExecStreamMessage(type="truncated", dropped_bytes=item[1])
-                elif item[0] == "exit":
-                    yield _exit_of(item[1])
+            process = await sync_to_async(processes.process_get)(sandbox=sandbox, id=execution.id)
+            feed = _Feed(info)
+            loop = asyncio.get_running_loop()
+
+            def listener(item):  # from the attach's thread: never block it
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                    loop.call_soon_threadsafe(feed.put_nowait, item)
+
+            backlog, dropped, exit_info = process.attach(listener)
+            try:
+                if dropped:
+                    yield ExecStreamMessage(type="truncated", dropped_bytes=dropped)
+                for stream, data in backlog:
+                    yield _output(stream, data)
+                if exit_info is not None:
+                    yield _exit_of(exit_info)
                     return
-        finally:
-            process.detach(listener)
+                while True:
+                    item = await feed.get()
+                    if item[0] == "output":
+                        yield _output(item[1], item[2])
+                    elif item[0] == "lost":
+                        yield ExecStreamMessage(type="truncated", dropped_bytes=item[1])
+                    elif item[0] == "exit":
+                        yield _exit_of(item[1])
+                        return
+            finally:
+                process.detach(listener)
+
+        async for item in _watched(info.context, sandbox.id, selectors.USE, source()):
+            yield item
 
     @strawberry.subscription(
         description="Claude's activity in a sandbox, live (claude.<kind>, claude.ask.started|finished, "
@@ -462,31 +529,36 @@ class Subscription:
     ) -> AsyncGenerator[ClaudeEvent, None]:
         info.context.require_scopes(SANDBOXES_READ)
         sandbox = await _sandbox(info, sandbox_id)
-        if session_id:  # another sandbox's session is not found here, as over REST
-            await sync_to_async(agent_selectors.session_get)(sandbox=sandbox, session_id=session_id)
-        seen: set = set()
 
-        def fresh(event: dict) -> bool:
-            data = event.get("data") or {}
-            if ask_id and data.get("askId") != ask_id:
-                return False
-            if session_id and data.get("sessionId") != session_id:
-                return False
-            mark = (data.get("askId"), data.get("seq"), event["type"] if data.get("seq") is None else "")
-            if mark in seen:
-                return False
-            seen.add(mark)
-            return True
+        async def source():
+            if session_id:  # another sandbox's session is not found here, as over REST
+                await sync_to_async(agent_selectors.session_get)(sandbox=sandbox, session_id=session_id)
+            seen: set = set()
 
-        async with _listening(claude_group(sandbox.id)) as next_event:
-            backlog = await sync_to_async(claude_backlog)(sandbox, ask_id) if ask_id else []
-            for event in backlog:
-                if fresh(event):
-                    yield ClaudeEvent.of(event)
-            while True:
-                event = await next_event()
-                if fresh(event):
-                    yield ClaudeEvent.of(event)
+            def fresh(event: dict) -> bool:
+                data = event.get("data") or {}
+                if ask_id and data.get("askId") != ask_id:
+                    return False
+                if session_id and data.get("sessionId") != session_id:
+                    return False
+                mark = (data.get("askId"), data.get("seq"), event["type"] if data.get("seq") is None else "")
+                if mark in seen:
+                    return False
+                seen.add(mark)
+                return True
+
+            async with _listening(claude_group(sandbox.id)) as next_event:
+                backlog = await sync_to_async(claude_backlog)(sandbox, ask_id) if ask_id else []
+                for event in backlog:
+                    if fresh(event):
+                        yield ClaudeEvent.of(event)
+                while True:
+                    event = await next_event()
+                    if fresh(event):
+                        yield ClaudeEvent.of(event)
+
+        async for item in _watched(info.context, sandbox.id, selectors.READ, source()):
+            yield item
 
 
 def _follow(sandbox, stream: str, since: float, feed: _Feed):

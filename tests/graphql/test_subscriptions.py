@@ -10,7 +10,9 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.test import Client as DjangoClient
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
@@ -19,7 +21,10 @@ from rest_framework.test import APIClient
 
 from apps.agents.asks import claude_group
 from apps.agents.models import ClaudeSession
+from apps.keys.scopes import ALL_SCOPES
 from apps.keys.services import api_key_revoke
+from apps.orgs import services as org_services
+from apps.orgs.models import Membership
 from apps.sandboxes import events
 from apps.sandboxes.models import Sandbox
 from tests.conftest import live_server
@@ -457,3 +462,42 @@ def test_operations_spend_the_keys_rate_budget_shared_with_rest(owner, make_key,
     async_to_sync(scenario)()
     response = client.get("/api/v1/sandboxes")
     assert response.status_code == 429 and response.json()["error"]["code"] == "rate_limited"
+
+
+def test_a_subscription_ends_when_its_user_may_no_longer_use_the_sandbox(owner, make_key, create_sandbox, settings):
+    """As the REST streams (tests/orgs/test_permission_changes.py): an admin follows a developer's
+    background command; once demoted to developer, that subscription ends with permission_denied,
+    re-checked within VIBEBOX_WS_RECHECK_SECONDS; the socket stays open for what they may still do."""
+    settings.VIBEBOX_WS_RECHECK_SECONDS = 0.5
+    org = org_services.org_create(user=owner, name="Acme", slug="acme")
+    admin = get_user_model().objects.create_user(username="admin-user")
+    developer = get_user_model().objects.create_user(username="dev-user")
+    org_services.member_add(org=org, user_ref="admin-user", role="admin")
+    org_services.member_add(org=org, user_ref="dev-user", role="developer")
+    dev_client = APIClient()
+    dev_client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(developer, ALL_SCOPES, org=org)[1]}")
+    sandbox = create_sandbox(client=dev_client)["id"]
+    process = post(
+        dev_client, f"/api/v1/sandboxes/{sandbox}/exec", {"command": "echo go; sleep 300", "background": True}, 202
+    )["executionId"]
+    secret = make_key(admin, ALL_SCOPES, org=org)[1]
+
+    @database_sync_to_async
+    def demote():
+        org_services.member_update(membership=Membership.objects.get(org=org, user=admin), role="developer")
+
+    async def scenario():
+        sock = Socket(secret)
+        await sock.open()
+        op = await sock.subscribe(EXEC_STREAM, {"id": process})
+        await sock.until(op, lambda m: m["type"] == "stdout", "execStream")
+        await demote()
+        message = await sock.receive(op)
+        assert codes(message) == ["permission_denied"], message
+        assert (await sock.receive(op))["type"] == "complete"
+        query = await sock.subscribe("{ viewer { username } }")
+        assert (await sock.receive(query))["payload"]["data"] == {"viewer": {"username": "admin-user"}}
+        await sock.close()
+
+    async_to_sync(scenario)()
+    post(dev_client, f"/api/v1/sandboxes/{sandbox}/processes/{process}/kill")
