@@ -34,7 +34,8 @@ def communicator(path: str, secret: str | None = None) -> Communicator:
     headers = [(b"host", b"testserver")]
     if secret:
         headers.append((b"authorization", f"Bearer {secret}".encode()))
-    return Communicator(application, path, headers=headers)
+    subprotocols = ["graphql-transport-ws"] if path.startswith("/graphql") else None
+    return Communicator(application, path, headers=headers, subprotocols=subprotocols)
 
 
 async def receive_until(comm, predicate, timeout=30.0) -> list[dict]:
@@ -78,6 +79,15 @@ async def watch_midstream(comm):
     assert await comm.receive_nothing(timeout=0.3)  # nothing changes in /workspace: no events
 
 
+async def graphql_midstream(comm):
+    """A live subscription left open, and a query answered beside it on the same socket."""
+    await comm.send_json_to({"type": "connection_init"})
+    assert json.loads(await comm.receive_from()) == {"type": "connection_ack"}
+    for op, query in (("1", "subscription { activity { type } }"), ("2", "{ viewer { username } }")):
+        await comm.send_json_to({"id": op, "type": "subscribe", "payload": {"query": query}})
+    await receive_until(comm, lambda m: m.get("id") == "2" and m.get("type") == "next")
+
+
 async def nothing(comm):
     assert await comm.receive_nothing(timeout=0.3)
 
@@ -94,6 +104,7 @@ ROUTES = {
     "ws/sandboxes/<str:sandbox_id>/terminal": ("/ws/sandboxes/{sandbox}/terminal", terminal_midstream),
     "ws/sandboxes/<str:sandbox_id>/claude": ("/ws/sandboxes/{sandbox}/claude", nothing),
     "ws/sandboxes/<str:sandbox_id>/files/watch": ("/ws/sandboxes/{sandbox}/files/watch", watch_midstream),
+    "graphql": ("/graphql", graphql_midstream),
     "ws/v1/marketplace/submissions/<str:submission_id>/log": (
         "/ws/v1/marketplace/submissions/{submission}/log",
         submission_log_midstream,
@@ -156,7 +167,13 @@ def test_drop_at_every_stage_leaves_a_clean_log(
 
         # refused: no credentials; an outsider (after the lookups started)
         comm = communicator(path)
-        assert await comm.connect(timeout=30) == (False, 4401)
+        if path == "/graphql":  # accepted: connection_init may bring the key (apps/graphql_api/consumer.py)
+            assert (await comm.connect(timeout=30))[0] is True
+            await comm.send_json_to({"type": "connection_init"})
+            closed = await comm.receive_output(timeout=30)
+            assert (closed["type"], closed["code"]) == ("websocket.close", 4401)
+        else:
+            assert await comm.connect(timeout=30) == (False, 4401)
         await comm.disconnect()
         comm = communicator(path, outsider_key)
         expected = 4404 if "sandbox" in path or "submissions" in path else True
