@@ -136,6 +136,24 @@ def org_delete(*, org: Organization) -> None:
         _changed(org, user)
 
 
+def org_erase(*, org: Organization, confirm: str) -> None:
+    """Deletion on request (docs/compliance.md): the organization's sandboxes are destroyed, its
+    snapshots deleted and its keys revoked (signals.org_erasing), then its rows removed as
+    org_delete does. The audit log is kept: entries name the organization by id, not foreign key,
+    and go only by retention (VIBEBOX_AUDIT_RETENTION_DAYS, apps/audit/services.prune).
+    `confirm` must repeat the slug, so a stray request cannot erase."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization is deleted only with its user.")
+    if confirm != org.slug:
+        raise errors.ValidationFailed(
+            "confirm must repeat the organization's slug.",
+            details={"fields": {"confirm": [{"message": "does not match the slug", "code": "invalid"}]}},
+        )
+    record("org.erasure_requested", target=org, changes={"slug": org.slug, "name": org.name})
+    signals.org_erasing.send(sender=Organization, org=org)
+    org_delete(org=org)
+
+
 def role_resolve(*, org: Organization, name: str) -> tuple[str, Role | None]:
     """(built-in role name, None) or ("", the org's custom role) for a role name."""
     if name in BUILTIN_ROLES:
