@@ -29,6 +29,7 @@ from .models import Organization
 
 FORMAT_VERSION = 1
 BATCH = 500  # rows read at a time
+HOPS = 4  # foreign keys between a row and its organization, at most
 # Fields that hold key material or Fernet ciphertexts (vibebox/crypto.py), by name: the HMAC of an
 # API key, a webhook's signing secret, kept git credentials, a caller's Anthropic key, the sandbox
 # environment (values encrypted), the SSO client secret.
@@ -39,28 +40,36 @@ def _secret(name: str) -> bool:
     return name in SECRET_FIELDS or _is_secret(name) or name.endswith("_hash")
 
 
+def _parent(model: type[models.Model], reachable: set) -> models.ForeignKey | None:
+    """The foreign key that says whose a row is: one to Organization if the model has it, else
+    the first declared (required before nullable) one to a model that belongs to an organization
+    (an execution's sandbox, not its key; a sandbox's org, never its template's owner: a public
+    template's users are other organizations)."""
+    keys = [field for field in model._meta.concrete_fields if field.many_to_one and field.related_model is not model]
+    direct = [field for field in keys if field.related_model is Organization]
+    if direct:
+        return direct[0]
+    keys.sort(key=lambda field: field.null)  # a required owner before an optional reference
+    return next((field for field in keys if field.related_model in reachable), None)
+
+
 def _paths() -> list[tuple[type[models.Model], str]]:
-    """(model, lookup to the organization) for every model that belongs to one: direct foreign
-    keys, then one hop further (rows of those rows). Concrete models only, each once."""
-    direct: list[tuple[type[models.Model], str]] = []
+    """(model, lookup to the organization) for every concrete model whose rows belong to one,
+    through its owning foreign keys (_parent), up to HOPS of them."""
+    reachable = {Organization}
+    for _ in range(HOPS):
+        reachable |= {model for model in apps.get_models() if _parent(model, reachable) is not None}
+    paths = []
     for model in apps.get_models():
-        for field in model._meta.get_fields():
-            if field.many_to_one and field.concrete and field.related_model is Organization:
-                direct.append((model, field.name))
-                break
-    seen = {model for model, _ in direct} | {Organization}
-    paths = list(direct)
-    for model in apps.get_models():
-        if model in seen:
+        if model is Organization or model not in reachable:
             continue
-        for field in model._meta.get_fields():
-            if not (field.many_to_one and field.concrete):
-                continue
-            parent = next((lookup for m, lookup in direct if m is field.related_model), None)
-            if parent is not None:
-                paths.append((model, f"{field.name}__{parent}"))
-                seen.add(model)
-                break
+        lookup, current = [], model
+        while current is not Organization and len(lookup) <= HOPS:
+            field = _parent(current, reachable)
+            lookup.append(field.name)
+            current = field.related_model
+        if current is Organization:
+            paths.append((model, "__".join(lookup)))
     return sorted(paths, key=lambda path: path[0]._meta.label_lower)
 
 

@@ -8,8 +8,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import ProtectedError, RestrictedError
+from django.db.models.deletion import Collector
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
@@ -136,6 +137,22 @@ def org_delete(*, org: Organization) -> None:
         _changed(org, user)
 
 
+def _delete_blockers(org: Organization) -> set[str]:
+    """Labels of the models whose rows would stop the organization's delete (PROTECT/RESTRICT),
+    beyond its own holders of custom roles, which org_delete removes first."""
+    collector = Collector(using=router.db_for_write(Organization))
+    try:
+        collector.collect([org])
+    except ProtectedError as exc:
+        rows = exc.protected_objects
+    except RestrictedError as exc:
+        rows = exc.restricted_objects
+    else:
+        return set()
+    own = {model._meta.label_lower for model in (Membership, Team, Invitation, Role)}
+    return {row._meta.label_lower for row in rows} - own
+
+
 def org_erase(*, org: Organization, confirm: str) -> None:
     """Deletion on request (docs/compliance.md): the organization's sandboxes are destroyed, its
     snapshots deleted and its keys revoked (signals.org_erasing), then its rows removed as
@@ -148,6 +165,14 @@ def org_erase(*, org: Organization, confirm: str) -> None:
         raise errors.ValidationFailed(
             "confirm must repeat the organization's slug.",
             details={"fields": {"confirm": [{"message": "does not match the slug", "code": "invalid"}]}},
+        )
+    emptied = set().union(
+        *(labels or set() for _, labels in signals.org_erasing.send(Organization, org=org, check=True))
+    )
+    blocking = _delete_blockers(org) - emptied
+    if blocking:  # refused before anything is destroyed (issued invoices are kept: billing.invoice)
+        raise errors.OrgNotEmpty(
+            "Something the erasure does not remove keeps the organization.", details={"blocking": sorted(blocking)}
         )
     record("org.erasure_requested", target=org, changes={"slug": org.slug, "name": org.name})
     signals.org_erasing.send(sender=Organization, org=org)

@@ -36,10 +36,12 @@ def _org_deleting(*, org, **_) -> None:
 
 
 @receiver(org_erasing, dispatch_uid="sandboxes.org_erasing")
-def _org_erasing(*, org, **_) -> None:
+def _org_erasing(*, org, check=False, **_) -> set[str] | None:
     """Erasure on request: every sandbox of the organization is destroyed (container, workspace,
     its keys) and every snapshot deleted (image and archive), each with its audit entry; an
     engine error stops the erasure (409/503 to the caller, who retries)."""
+    if check:
+        return {Sandbox._meta.label_lower, Snapshot._meta.label_lower}
     for sandbox in Sandbox.objects.filter(org=org).exclude(status=Status.DESTROYED):
         sandbox_destroy(sandbox=sandbox)
     for snapshot in Snapshot.objects.filter(org=org):

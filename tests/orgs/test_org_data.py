@@ -159,3 +159,32 @@ def test_a_personal_org_is_not_erased(owner, make_key):
     refused = _client(secret).post("/api/v1/orgs/owner/erase", {"confirm": "owner"}, format="json")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "personal_org"
     assert Organization.objects.filter(slug="owner").exists() and ApiKey.objects.get(pk=key.pk).revoked_at is None
+
+
+def test_an_org_with_issued_invoices_is_refused_before_anything_is_destroyed(owner, acme, make_key, create_sandbox):
+    """Invoices are financial records kept by the billing app (on_delete PROTECT): the erasure
+    says so up front instead of destroying sandboxes and then failing."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from apps.billing.models import Invoice
+
+    org, _ = acme
+    key, secret = make_key(owner, org=org)
+    sandbox = create_sandbox(client=_client(secret), name="stays")
+    Invoice.objects.create(
+        org=org,
+        number="VB-TEST-000001",
+        period_start=datetime(2026, 11, 1, tzinfo=UTC),
+        period_end=datetime(2026, 12, 1, tzinfo=UTC),
+        currency="USD",
+        subtotal=Decimal(0),
+        tax=Decimal(0),
+        total=Decimal(0),
+    )
+    refused = _client(secret).post("/api/v1/orgs/acme/erase", {"confirm": "acme"}, format="json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "org_not_empty"
+    assert refused.json()["error"]["details"]["blocking"] == ["billing.invoice"]
+    assert Sandbox.objects.get(pk=sandbox["id"]).status == "running"
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+    assert not AuditEntry.objects.filter(org_id=org.pk, action="org.erasure_requested").exists()
