@@ -18,7 +18,7 @@ from django.utils.text import slugify
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from . import selectors, signals, tokens
+from . import branding, selectors, signals, tokens
 from .mirrors import validate_mirrors
 from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES, OWNER, unknown
@@ -112,6 +112,27 @@ def org_update(
                 record("org.updated", target=org, changes=changed)
     except IntegrityError:
         raise errors.OrgSlugTaken(details={"slug": slug}) from None
+    return org
+
+
+def org_branding_update(*, org: Organization, values: dict) -> Organization:
+    """Sets the white-label overrides `values` names (branding.validate: "" or None clears one);
+    the others stay. One audit entry per override that changed (org.branding_updated)."""
+    clean = branding.validate(values)
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        before = dict(org.branding or {})
+        after = {**before, **clean}
+        after = {key: value for key, value in after.items() if value}
+        org.branding = after
+        org.save(update_fields=["branding"])
+        for key in sorted(set(before) | set(after)):
+            if before.get(key, "") != after.get(key, ""):
+                record(
+                    "org.branding_updated",
+                    target=org,
+                    changes={"setting": key, "before": before.get(key, ""), "after": after.get(key, "")},
+                )
     return org
 
 
@@ -416,9 +437,9 @@ def _invitation_link(invitation: Invitation, base_url: str) -> str:
     return f"{origin}/invitations/{tokens.invitation_token(invitation)}"
 
 
-def _deliver(subject: str, body: str, to: str) -> None:
+def _deliver(subject: str, body: str, to: str, sender: str) -> None:
     try:
-        send_mail(subject, body, None, [to])
+        send_mail(subject, body, sender, [to])
     except (smtplib.SMTPException, OSError):  # the invitation stands: it can be sent again
         logger.exception("Could not send the invitation email to %s", to)
 
@@ -426,7 +447,9 @@ def _deliver(subject: str, body: str, to: str) -> None:
 def _send_invitation(invitation: Invitation, *, base_url: str) -> None:
     """The invitation's email (plain text with the link), sent once the transaction commits."""
     inviter = invitation.invited_by
+    brand = branding.brand_for(invitation.org)  # the dashboard they are invited to; the sender: the installation's
     context = {
+        "brand": brand,
         "org": invitation.org,
         "role": invitation.role_name,
         "inviter": (inviter.get_full_name() or inviter.get_username()) if inviter else "",
@@ -436,7 +459,7 @@ def _send_invitation(invitation: Invitation, *, base_url: str) -> None:
     # One line: an organization's name may hold a line break, a header may not.
     subject = " ".join(render_to_string("orgs/invitation_email_subject.txt", context).split())
     body = render_to_string("orgs/invitation_email.txt", context)
-    transaction.on_commit(lambda: _deliver(subject, body, invitation.email))
+    transaction.on_commit(lambda: _deliver(subject, body, invitation.email, brand.email_from))
 
 
 def _invitation_times(invitation: Invitation) -> None:
