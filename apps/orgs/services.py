@@ -158,9 +158,11 @@ def org_delete(*, org: Organization) -> None:
         _changed(org, user)
 
 
-def _delete_blockers(org: Organization) -> set[str]:
-    """Labels of the models whose rows would stop the organization's delete (PROTECT/RESTRICT),
-    beyond its own holders of custom roles, which org_delete removes first."""
+def _delete_blockers(org: Organization, emptied: set[str]) -> set[str]:
+    """Labels of the models whose rows would stop the organization's delete (PROTECT/RESTRICT):
+    not its own holders of custom roles (org_delete removes them first), nor its own rows of the
+    models the erasure empties (`emptied`); another organization's sandbox of a template this one
+    owns does stop it."""
     collector = Collector(using=router.db_for_write(Organization))
     try:
         collector.collect([org])
@@ -171,7 +173,12 @@ def _delete_blockers(org: Organization) -> set[str]:
     else:
         return set()
     own = {model._meta.label_lower for model in (Membership, Team, Invitation, Role)}
-    return {row._meta.label_lower for row in rows} - own
+    return {
+        row._meta.label_lower
+        for row in rows
+        if row._meta.label_lower not in own
+        and not (row._meta.label_lower in emptied and getattr(row, "org_id", None) == org.pk)
+    }
 
 
 def org_erase(*, org: Organization, confirm: str) -> None:
@@ -190,7 +197,7 @@ def org_erase(*, org: Organization, confirm: str) -> None:
     emptied = set().union(
         *(labels or set() for _, labels in signals.org_erasing.send(Organization, org=org, check=True))
     )
-    blocking = _delete_blockers(org) - emptied
+    blocking = _delete_blockers(org, emptied)
     if blocking:  # refused before anything is destroyed (issued invoices are kept: billing.invoice)
         raise errors.OrgNotEmpty(
             "Something the erasure does not remove keeps the organization.", details={"blocking": sorted(blocking)}
