@@ -192,7 +192,7 @@ def org_erase(*, org: Organization, confirm: str) -> None:
     if confirm != org.slug:
         raise errors.ValidationFailed(
             "confirm must repeat the organization's slug.",
-            details={"fields": {"confirm": [{"message": "does not match the slug", "code": "invalid"}]}},
+            details={"fields": {"confirm": [{"message": "does not match the slug", "code": "confirm_mismatch"}]}},
         )
     emptied = set().union(
         *(labels or set() for _, labels in signals.org_erasing.send(Organization, org=org, check=True))

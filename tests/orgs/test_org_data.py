@@ -119,6 +119,7 @@ def test_an_owner_erases_the_org_sandboxes_keys_and_rows_go_the_audit_log_stays(
     assert APIClient().post("/api/v1/orgs/acme/erase", {"confirm": "acme"}, format="json").status_code == 401
     wrong = client.post("/api/v1/orgs/acme/erase", {"confirm": "acme-labs"}, format="json")
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "validation_error"
+    assert wrong.json()["error"]["details"]["fields"]["confirm"][0]["code"] == "confirm_mismatch"
     extra = client.post("/api/v1/orgs/acme/erase", {"confirm": "acme", "force": True}, format="json")
     assert extra.status_code == 400
     assert Organization.objects.filter(pk=org_id).exists()

@@ -141,7 +141,9 @@ class OrgEraseView(APIView):
         responses={204: None, **error_responses(409)},
         description="Needs org.delete. Deletion on request: destroys every sandbox of the organization, deletes "
         "its snapshots, revokes its keys and removes its rows; its audit log is kept until retention removes it. "
-        "`confirm` repeats the slug. Refused (409) for a personal organization. See docs/compliance.md.",
+        "`confirm` repeats the slug (else 400, field code confirm_mismatch). Refused (409) for a personal "
+        "organization, and before anything is destroyed when something erasure does not remove holds it "
+        "(org_not_empty, details.blocking: issued invoices). See docs/compliance.md.",
     )
     def post(self, request, slug):
         org = _org(request, slug, "org.delete")
