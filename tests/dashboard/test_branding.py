@@ -116,6 +116,7 @@ def test_an_orgs_overrides_brand_its_members_dashboard_set_by_org_manage_and_aud
     assert "· Owner Labs</title>" in html and "--accent: #123abc;" in html
     assert 'href="mailto:help@labs.test"' in html
     _no_default_brand(html, "/sandboxes/ with the organization's brand")
+
     def branding_entries():
         return AuditEntry.objects.filter(org_id=org.pk, action="org.branding_updated").order_by("seq")
 
