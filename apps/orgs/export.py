@@ -45,7 +45,11 @@ def _parent(model: type[models.Model], reachable: set) -> models.ForeignKey | No
     the first declared (required before nullable) one to a model that belongs to an organization
     (an execution's sandbox, not its key; a sandbox's org, never its template's owner: a public
     template's users are other organizations)."""
-    keys = [field for field in model._meta.concrete_fields if field.many_to_one and field.related_model is not model]
+    keys = [
+        field
+        for field in model._meta.concrete_fields
+        if (field.many_to_one or field.one_to_one) and field.related_model not in (model, None)
+    ]
     direct = [field for field in keys if field.related_model is Organization]
     if direct:
         return direct[0]
@@ -76,7 +80,9 @@ def _paths() -> list[tuple[type[models.Model], str]]:
 def _row(obj: models.Model) -> dict:
     data = serializers.serialize("python", [obj])[0]
     fields = {
-        name: (MASK if _secret(name) and value not in ("", None) else value) for name, value in data["fields"].items()
+        # Numbers stay (token counts are usage, not secrets); any text or map under such a name goes.
+        name: MASK if _secret(name) and value not in ("", None) and not isinstance(value, (int, float)) else value
+        for name, value in data["fields"].items()
     }
     return {"model": data["model"], "pk": data["pk"], "fields": fields}
 
