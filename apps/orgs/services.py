@@ -41,7 +41,8 @@ def _changed(org: Organization, user) -> None:
 
 
 def _free_slug(base: str) -> str:
-    base = (slugify(base)[:40].strip("-") or "org").lower()
+    # slugify keeps underscores, which a slug may not have (SLUG_PATTERN): "create_latency" -> "create-latency".
+    base = (slugify(base).replace("_", "-")[:40].strip("-") or "org").lower()
     slug, number = base, 1
     while Organization.objects.filter(slug=slug).exists():
         number += 1
