@@ -54,7 +54,15 @@ STATE_CODES = {
 # expiresAt depends on the clock; a page cursor must be one the server gave (opaque to a schema).
 # A deprecation's replacement must name a template; a rejection needs a reason (approve: false).
 # An egress policy's entry must be a domain, '*.domain', an IP or a CIDR (one pattern cannot say it).
-STATE_FIELD_CODES = {"in_the_past", "invalid_cursor", "unknown_template", "reason_required", "invalid_network_entry"}
+# An organization's erasure must repeat its slug (`confirm`).
+STATE_FIELD_CODES = {
+    "in_the_past",
+    "invalid_cursor",
+    "unknown_template",
+    "reason_required",
+    "invalid_network_entry",
+    "confirm_mismatch",
+}
 
 
 def _strings_for_ranges(body) -> bool:

@@ -257,7 +257,7 @@ StripeSignatureInvalid = error(
 PaymentProviderUnavailable = error("payment_provider_unavailable", 502, "The payment provider failed; try again.")
 
 # Preview URLs (apps/sandboxes/preview/, docs/api.md "Preview URLs").
-InvalidPort = error("invalid_port", 400, "A port is a number from 1 to 65535, and not one VibeBox reserves.")
+InvalidPort = error("invalid_port", 400, "A port is a number from 1 to 65535, and not one the server reserves.")
 
 # Code contexts (apps/sandboxes/contexts.py, docs/api.md "Code contexts").
 ContextNotFound = error("context_not_found", 404, "No such code context in this sandbox.")

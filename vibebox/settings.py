@@ -121,6 +121,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.dashboard.navigation.menu",
+                "apps.dashboard.navigation.brand",
             ],
         },
     },
@@ -412,7 +413,20 @@ EMAIL_USE_TLS = env_bool("VIBEBOX_EMAIL_STARTTLS", not EMAIL_USE_SSL)  # STARTTL
 if EMAIL_USE_SSL and EMAIL_USE_TLS:
     raise ImproperlyConfigured("VIBEBOX_EMAIL_SSL and VIBEBOX_EMAIL_STARTTLS cannot both be on: choose one.")
 EMAIL_TIMEOUT = env_duration("VIBEBOX_EMAIL_TIMEOUT", "10s")  # a hung mail server holds a request this long at most
-DEFAULT_FROM_EMAIL = env_str("VIBEBOX_EMAIL_FROM", "VibeBox <vibebox@localhost>")
+# ---- White-label (docs/operations.md, "Branding"): what users see the product called ----
+# Every page, email, CLI banner and API message names the product through these (apps/orgs/
+# branding.py); an organization may override them for its members' dashboard (not the sender).
+VIBEBOX_BRAND_NAME = env_str("VIBEBOX_BRAND_NAME", "VibeBox")
+VIBEBOX_BRAND_LOGO_URL = env_str("VIBEBOX_BRAND_LOGO_URL", "")  # https://… or /static/…; empty: the name
+VIBEBOX_BRAND_PRIMARY_COLOR = env_str("VIBEBOX_BRAND_PRIMARY_COLOR", "")  # #rrggbb; empty: the stylesheet's
+VIBEBOX_BRAND_PRIMARY_TEXT_COLOR = env_str("VIBEBOX_BRAND_PRIMARY_TEXT_COLOR", "")  # text on it
+VIBEBOX_BRAND_SUPPORT_URL = env_str("VIBEBOX_BRAND_SUPPORT_URL", "")  # https://… or mailto:…; empty: no link
+VIBEBOX_BRAND_DOCS_URL = env_str("VIBEBOX_BRAND_DOCS_URL", "/api/docs")
+# The sender of every email; VIBEBOX_EMAIL_FROM is its older name.
+VIBEBOX_BRAND_EMAIL_FROM = env_str(
+    "VIBEBOX_BRAND_EMAIL_FROM", env_str("VIBEBOX_EMAIL_FROM", f"{VIBEBOX_BRAND_NAME} <vibebox@localhost>")
+)
+DEFAULT_FROM_EMAIL = VIBEBOX_BRAND_EMAIL_FROM
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # ---- VibeBox product settings (docs/operations.md) ----
@@ -672,7 +686,7 @@ VIBEBOX_TAX_RATE = env_str("VIBEBOX_TAX_RATE", "0")
 # A month is closed this long after it ended, so the last hour's usage is rolled up first.
 VIBEBOX_INVOICE_CLOSE_DELAY = env_duration("VIBEBOX_INVOICE_CLOSE_DELAY", "2h")
 # Who issues the invoices: the PDF's letterhead (lines separated by "|").
-VIBEBOX_INVOICE_ISSUER = env_str("VIBEBOX_INVOICE_ISSUER", "VibeBox")
+VIBEBOX_INVOICE_ISSUER = env_str("VIBEBOX_INVOICE_ISSUER", VIBEBOX_BRAND_NAME)
 # Stripe (off unless the secret key is set): customers, Checkout for payment methods, invoices
 # pushed when closed, and the webhook endpoint POST /api/v1/billing/stripe/webhook.
 VIBEBOX_STRIPE_SECRET_KEY = env_str("VIBEBOX_STRIPE_SECRET_KEY", "")

@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
 from apps.orgs.actors import Actor
+from apps.orgs.branding import brand_for
 from apps.orgs.models import Organization
 
 from . import plans, services, stripe_api
@@ -55,7 +56,8 @@ def _tell(org: Organization, subject: str, body: str) -> None:
     if not to:
         return
     try:
-        send_mail(f"[VibeBox] {subject}", body, None, to)
+        brand = brand_for(org)
+        send_mail(f"[{brand.name}] {subject}", body, brand.email_from, to)
     except (smtplib.SMTPException, OSError):  # the state and the audit log say it anyway
         logger.exception("Could not email %s: %s", org.slug, subject)
 
@@ -120,7 +122,7 @@ def invoice_push(*, invoice: Invoice) -> str:
             customer_id=customer_id,
             currency=invoice.currency,
             metadata={"vibebox_invoice": invoice.pk, "vibebox_number": invoice.number, "vibebox_org": invoice.org_id},
-            description=f"VibeBox {invoice.number} ({invoice.period_start:%Y-%m})",
+            description=f"{brand_for(invoice.org).name} {invoice.number} ({invoice.period_start:%Y-%m})",
             key=base,
         )
         Invoice.objects.filter(pk=invoice.pk, stripe_invoice_id="").update(stripe_invoice_id=stripe_id)
@@ -240,7 +242,7 @@ def _invoice_payment_failed(stripe_invoice: dict) -> None:
     org = invoice.org
     url = stripe_invoice.get("hosted_invoice_url") or ""
     body = (
-        f"The payment of VibeBox invoice {invoice.number} ({invoice.total} {invoice.currency}, "
+        f"The payment of {brand_for(org).name} invoice {invoice.number} ({invoice.total} {invoice.currency}, "
         f"{invoice.period_start:%Y-%m}) for {org.name} ({org.slug}) failed.\n\n"
         f"Please update the payment method (POST /api/v1/billing/checkout, or the billing page) "
         f"{f'or pay it here: {url} ' if url else ''}"

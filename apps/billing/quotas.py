@@ -46,6 +46,7 @@ from django.utils import timezone
 from apps.agents.models import ModelUsage
 from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
+from apps.orgs.branding import brand_for
 from apps.orgs.models import Organization
 from apps.sandboxes import states
 from apps.sandboxes.models import Execution, Sandbox, Snapshot, Status
@@ -375,7 +376,8 @@ def _email(org, notice: Notice) -> None:
         return
     title = TITLES.get(notice.quota, notice.quota)
     used_text, limit_text = _show(notice.quota, notice.used), _show(notice.quota, notice.limit)
-    subject = f"[VibeBox] {org.name}: {notice.percent}% of {title} reached"
+    brand = brand_for(org)
+    subject = f"[{brand.name}] {org.name}: {notice.percent}% of {title} reached"
     body = f"{org.name} ({org.slug}) has used {used_text} of {limit_text}: {title} ({notice.period:%Y-%m}).\n"
     if notice.percent >= 100:
         if notice.quota == "monthly_budget":
@@ -387,7 +389,7 @@ def _email(org, notice: Notice) -> None:
             body += "\nWork that needs more of it is refused until the next month or a higher limit.\n"
     body += "\nGET /api/v1/billing/quotas shows every quota and what is used.\n"
     try:
-        send_mail(subject, body, None, to)
+        send_mail(subject, body, brand.email_from, to)
     except (smtplib.SMTPException, OSError):  # the notice and the webhook say it anyway
         logger.exception("Could not email %s of %s", org.slug, notice)
 

@@ -29,6 +29,7 @@ from apps.keys.actors import actor_of
 from apps.marketplace import selectors, services, states
 from apps.marketplace.models import SubmissionState, Visibility
 from apps.marketplace.submissions import REVIEW_PERMISSION, SUBMIT_PERMISSION, log_after
+from apps.orgs.branding import brand_for
 from vibebox import exceptions as errors
 
 from .markdown import render_markdown
@@ -382,7 +383,7 @@ def _require_reviewer(request) -> None:
     if not request.user.is_staff:
         raise DjangoPermissionDenied(
             f"The review queue needs the {REVIEW_PERMISSION} permission (staff): public templates are reviewed by "
-            "VibeBox staff."
+            f"{brand_for(None).name} staff."
         )
 
 

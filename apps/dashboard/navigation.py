@@ -9,6 +9,7 @@ from django.urls import NoReverseMatch, reverse
 
 from apps.keys.actors import actor_of
 from apps.orgs import selectors as org_selectors
+from apps.orgs.branding import brand_for
 
 CREATE_SANDBOXES = "sandboxes.create"
 
@@ -90,3 +91,12 @@ def org_tabs(actor) -> list[dict]:
         for key, label, name, permission in ORG_TABS
         if (permission is None or actor.can(permission)) and (url := _url(name))
     ]
+
+
+def brand(request) -> dict:
+    """Context processor: `brand` (apps/orgs/branding.Brand), the installation's with the
+    overrides of the organization the signed-in user acts in."""
+    org = None
+    if getattr(request, "user", None) is not None and request.user.is_authenticated:
+        org = actor_of(request).org
+    return {"brand": brand_for(org)}

@@ -10,6 +10,7 @@ urlpatterns = [
     path("orgs/new", orgs.org_create, name="org-create"),
     path("org/", orgs.org_page, name="org"),
     path("org/rename", orgs.org_rename, name="org-rename"),
+    path("org/branding", orgs.org_branding, name="org-branding"),
     path("org/leave", orgs.org_leave, name="org-leave"),
     path("org/members/add", orgs.member_add, name="org-member-add"),
     path("org/members/<int:member_id>/role", orgs.member_role, name="org-member-role"),

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.keys.actors import SESSION_ORG, actor_of
+from apps.orgs import branding
 from apps.orgs import selectors as org_selectors
 from apps.orgs import services as org_services
 from apps.orgs.actors import Actor
@@ -122,6 +123,10 @@ def _page(request, template: str, tab: str, actor: Actor, **context):
         "my_permissions": sorted(actor.permissions),
         "can_manage_members": actor.can(MEMBERS_MANAGE),
         "can_manage_org": actor.can(ORG_MANAGE),
+        "branding_fields": [
+            {"key": key, "label": label, "value": (actor.org.branding or {}).get(key, "")}
+            for key, label in branding.LABELS.items()
+        ],
         "role_choices": _role_choices(actor.org),
         "tab": tab,
         "tabs": org_tabs(actor),
@@ -223,6 +228,19 @@ def org_rename(request):
         lambda: org_services.org_update(org=actor.org, name=name, slug=slug or None),
         renamed,
         refused=actor.org.refresh_from_db,
+    )
+
+
+@writes_to("dashboard:org")
+def org_branding(request):
+    """The organization's white-label overrides (an empty field: the installation's)."""
+    actor = _actor(request, ORG_MANAGE)
+    values = {key: request.POST.get(key, "").strip() for key in branding.OVERRIDES if key in request.POST}
+    return carry_out(
+        request,
+        "dashboard:org",
+        lambda: org_services.org_branding_update(org=actor.org, values=values),
+        "Branding saved.",
     )
 
 

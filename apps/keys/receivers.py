@@ -6,10 +6,11 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from apps.orgs.models import Membership, Role, Team
-from apps.orgs.signals import membership_changed
+from apps.orgs.signals import membership_changed, org_erasing
 
 from . import keycache
 from .models import ApiKey
+from .services import api_key_revoke
 
 # Saves that change nothing a key's authentication depends on.
 _HARMLESS = {ApiKey: {"last_used_at"}, get_user_model(): {"last_login"}}
@@ -42,3 +43,13 @@ def _permissions_changed(sender, **kwargs):
 def _membership_changed(sender, **kwargs):
     """A member removed (or their role changed): their keys are read again, and refused if gone."""
     keycache.bump()
+
+
+@receiver(org_erasing, dispatch_uid="keys.org_erasing")
+def _org_erasing(*, org, check=False, **_) -> set[str] | None:
+    """Erasure on request: every live key of the organization is revoked (each audited as
+    key.revoked) before its rows go with the organization."""
+    if check:
+        return set()  # the rows cascade with the organization
+    for key in ApiKey.objects.filter(org=org, revoked_at__isnull=True):
+        api_key_revoke(key=key)

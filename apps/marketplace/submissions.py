@@ -18,6 +18,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.orgs.branding import brand_for
 from vibebox import exceptions as errors
 
 from . import spec as checks
@@ -566,11 +567,12 @@ def _email_author(submission: Submission, *, published: bool) -> None:
     if user is None or not user.email:
         return
     name = f"{submission.template_name}@{submission.version}"
+    brand = brand_for(None)  # the installation's: a public template is the platform's matter
     if published:
-        subject = f"[VibeBox] {name} is published"
+        subject = f"[{brand.name}] {name} is published"
         body = f"Your template {name} ({submission.visibility}) is published and can be used to create sandboxes.\n"
     else:
-        subject = f"[VibeBox] {name} was rejected"
+        subject = f"[{brand.name}] {name} was rejected"
         body = (
             f"Your template submission {submission.pk} ({name}) was rejected.\n\nReason: {submission.review_reason}\n"
         )
@@ -580,7 +582,7 @@ def _email_author(submission: Submission, *, published: bool) -> None:
 
     def deliver():
         try:
-            send_mail(subject, body, None, [to])
+            send_mail(subject, body, brand.email_from, [to])
         except (smtplib.SMTPException, OSError):
             logger.exception("Could not send the submission email to %s", to)
 

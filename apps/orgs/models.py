@@ -26,6 +26,9 @@ class Organization(models.Model):
     # The organization's default egress policy for new sandboxes (apps/orgs/network.py), keys
     # it sets only: {"internet": false, "allow": [...]}; null: the platform's. Admin-editable.
     egress_network = models.JSONField(null=True, blank=True)
+    # White-label overrides of the installation's brand for this organization's dashboard
+    # (apps/orgs/branding.py OVERRIDES: name, logoUrl, primaryColor...); set by org.manage.
+    branding = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -8,8 +8,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import ProtectedError, RestrictedError
+from django.db.models.deletion import Collector
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
@@ -17,7 +18,7 @@ from django.utils.text import slugify
 from apps.audit.services import record
 from vibebox import exceptions as errors
 
-from . import selectors, signals, tokens
+from . import branding, selectors, signals, tokens
 from .mirrors import validate_mirrors
 from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES, OWNER, unknown
@@ -40,7 +41,8 @@ def _changed(org: Organization, user) -> None:
 
 
 def _free_slug(base: str) -> str:
-    base = (slugify(base)[:40].strip("-") or "org").lower()
+    # slugify keeps underscores, which a slug may not have (SLUG_PATTERN): "create_latency" -> "create-latency".
+    base = (slugify(base).replace("_", "-")[:40].strip("-") or "org").lower()
     slug, number = base, 1
     while Organization.objects.filter(slug=slug).exists():
         number += 1
@@ -114,6 +116,27 @@ def org_update(
     return org
 
 
+def org_branding_update(*, org: Organization, values: dict) -> Organization:
+    """Sets the white-label overrides `values` names (branding.validate: "" or None clears one);
+    the others stay. One audit entry per override that changed (org.branding_updated)."""
+    clean = branding.validate(values)
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        before = dict(org.branding or {})
+        after = {**before, **clean}
+        after = {key: value for key, value in after.items() if value}
+        org.branding = after
+        org.save(update_fields=["branding"])
+        for key in sorted(set(before) | set(after)):
+            if before.get(key, "") != after.get(key, ""):
+                record(
+                    "org.branding_updated",
+                    target=org,
+                    changes={"setting": key, "before": before.get(key, ""), "after": after.get(key, "")},
+                )
+    return org
+
+
 def org_delete(*, org: Organization) -> None:
     """Deletes an organization with its keys and records; one that still has sandboxes or
     snapshots is refused (destroy them first), as is a personal one."""
@@ -134,6 +157,55 @@ def org_delete(*, org: Organization) -> None:
     users = get_user_model().objects.filter(pk__in=members)
     for user in users:
         _changed(org, user)
+
+
+def _delete_blockers(org: Organization, emptied: set[str]) -> set[str]:
+    """Labels of the models whose rows would stop the organization's delete (PROTECT/RESTRICT):
+    not its own holders of custom roles (org_delete removes them first), nor its own rows of the
+    models the erasure empties (`emptied`); another organization's sandbox of a template this one
+    owns does stop it."""
+    collector = Collector(using=router.db_for_write(Organization))
+    try:
+        collector.collect([org])
+    except ProtectedError as exc:
+        rows = exc.protected_objects
+    except RestrictedError as exc:
+        rows = exc.restricted_objects
+    else:
+        return set()
+    own = {model._meta.label_lower for model in (Membership, Team, Invitation, Role)}
+    return {
+        row._meta.label_lower
+        for row in rows
+        if row._meta.label_lower not in own
+        and not (row._meta.label_lower in emptied and getattr(row, "org_id", None) == org.pk)
+    }
+
+
+def org_erase(*, org: Organization, confirm: str) -> None:
+    """Deletion on request (docs/compliance.md): the organization's sandboxes are destroyed, its
+    snapshots deleted and its keys revoked (signals.org_erasing), then its rows removed as
+    org_delete does. The audit log is kept: entries name the organization by id, not foreign key,
+    and go only by retention (VIBEBOX_AUDIT_RETENTION_DAYS, apps/audit/services.prune).
+    `confirm` must repeat the slug, so a stray request cannot erase."""
+    if org.personal:
+        raise errors.PersonalOrg("A personal organization is deleted only with its user.")
+    if confirm != org.slug:
+        raise errors.ValidationFailed(
+            "confirm must repeat the organization's slug.",
+            details={"fields": {"confirm": [{"message": "does not match the slug", "code": "confirm_mismatch"}]}},
+        )
+    emptied = set().union(
+        *(labels or set() for _, labels in signals.org_erasing.send(Organization, org=org, check=True))
+    )
+    blocking = _delete_blockers(org, emptied)
+    if blocking:  # refused before anything is destroyed (issued invoices are kept: billing.invoice)
+        raise errors.OrgNotEmpty(
+            "Something the erasure does not remove keeps the organization.", details={"blocking": sorted(blocking)}
+        )
+    record("org.erasure_requested", target=org, changes={"slug": org.slug, "name": org.name})
+    signals.org_erasing.send(sender=Organization, org=org)
+    org_delete(org=org)
 
 
 def role_resolve(*, org: Organization, name: str) -> tuple[str, Role | None]:
@@ -373,9 +445,9 @@ def _invitation_link(invitation: Invitation, base_url: str) -> str:
     return f"{origin}/invitations/{tokens.invitation_token(invitation)}"
 
 
-def _deliver(subject: str, body: str, to: str) -> None:
+def _deliver(subject: str, body: str, to: str, sender: str) -> None:
     try:
-        send_mail(subject, body, None, [to])
+        send_mail(subject, body, sender, [to])
     except (smtplib.SMTPException, OSError):  # the invitation stands: it can be sent again
         logger.exception("Could not send the invitation email to %s", to)
 
@@ -383,7 +455,9 @@ def _deliver(subject: str, body: str, to: str) -> None:
 def _send_invitation(invitation: Invitation, *, base_url: str) -> None:
     """The invitation's email (plain text with the link), sent once the transaction commits."""
     inviter = invitation.invited_by
+    brand = branding.brand_for(invitation.org)  # the dashboard they are invited to; the sender: the installation's
     context = {
+        "brand": brand,
         "org": invitation.org,
         "role": invitation.role_name,
         "inviter": (inviter.get_full_name() or inviter.get_username()) if inviter else "",
@@ -393,7 +467,7 @@ def _send_invitation(invitation: Invitation, *, base_url: str) -> None:
     # One line: an organization's name may hold a line break, a header may not.
     subject = " ".join(render_to_string("orgs/invitation_email_subject.txt", context).split())
     body = render_to_string("orgs/invitation_email.txt", context)
-    transaction.on_commit(lambda: _deliver(subject, body, invitation.email))
+    transaction.on_commit(lambda: _deliver(subject, body, invitation.email, brand.email_from))
 
 
 def _invitation_times(invitation: Invitation) -> None:

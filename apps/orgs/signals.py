@@ -11,6 +11,14 @@ membership_changed = Signal()
 # live sandboxes or snapshots), else removes what only records it (destroyed sandboxes' rows).
 org_deleting = Signal()
 
+# An owner asked for the organization's erasure (apps/orgs/services.org_erase; sent before the
+# delete, outside any transaction, with `org`): receivers end what lives outside the database rows
+# (sandboxes: destroy them, delete snapshots; keys: revoke them) so org_deleting then lets it go.
+# A receiver that cannot finish raises an ApplicationError: the organization stays, to retry.
+# Sent first with `check=True`: receivers then change nothing and return the labels of the models
+# they empty ("sandboxes.sandbox"), so what else would stop the delete is refused up front.
+org_erasing = Signal()
+
 # A member is about to be removed from an organization (sent inside the removal's transaction, with
 # `org` and `user`): receivers drop what was given to them there (sandboxes: their grants).
 member_removing = Signal()

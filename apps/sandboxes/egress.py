@@ -242,7 +242,7 @@ class EgressProxy:
             503: "Service Unavailable",
             504: "Gateway Timeout",
         }
-        body = f"VibeBox egress proxy: {refused.reason}\n".encode()
+        body = f"{settings.VIBEBOX_BRAND_NAME} egress proxy: {refused.reason}\n".encode()
         head = (
             f"HTTP/1.1 {refused.status} {reasons.get(refused.status, 'Error')}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"

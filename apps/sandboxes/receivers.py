@@ -5,12 +5,13 @@ from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
 from apps.marketplace.signals import submission_queued
-from apps.orgs.signals import member_removing, org_deleting
+from apps.orgs.signals import member_removing, org_deleting, org_erasing
 from vibebox import exceptions as errors
 
 from .models import Sandbox, Snapshot, Status
-from .services.create import sandboxes_destroy_ephemeral_of_key
+from .services.create import sandbox_destroy, sandboxes_destroy_ephemeral_of_key
 from .services.grants import grants_of_member_delete
+from .services.snapshots import snapshot_delete
 from .tasks import validate_submission
 
 
@@ -32,6 +33,19 @@ def _org_deleting(*, org, **_) -> None:
             details={"sandboxes": live, "snapshots": snapshots},
         )
     Sandbox.objects.filter(org=org).delete()
+
+
+@receiver(org_erasing, dispatch_uid="sandboxes.org_erasing")
+def _org_erasing(*, org, check=False, **_) -> set[str] | None:
+    """Erasure on request: every sandbox of the organization is destroyed (container, workspace,
+    its keys) and every snapshot deleted (image and archive), each with its audit entry; an
+    engine error stops the erasure (409/503 to the caller, who retries)."""
+    if check:
+        return {Sandbox._meta.label_lower, Snapshot._meta.label_lower}
+    for sandbox in Sandbox.objects.filter(org=org).exclude(status=Status.DESTROYED):
+        sandbox_destroy(sandbox=sandbox)
+    for snapshot in Snapshot.objects.filter(org=org):
+        snapshot_delete(snapshot=snapshot)
 
 
 @receiver(member_removing, dispatch_uid="sandboxes.member_removing")

@@ -55,7 +55,7 @@ class SsoAdapter(DefaultSocialAccountAdapter):
             )
         if sociallogin.is_existing:
             if not sociallogin.user.is_active:
-                raise refused(request, "This account is deactivated; ask an administrator of VibeBox.")
+                raise refused(request, "This account is deactivated; ask an administrator of this server.")
             return
         # A new identity never takes over an existing account with the same email: the identity
         # provider is whatever an organization's owner configured, so it could assert anyone's email.

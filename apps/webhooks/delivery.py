@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from apps.orgs import selectors as org_selectors
+from apps.orgs.branding import brand_for
 from vibebox import exceptions as errors
 from vibebox import metrics
 
@@ -205,13 +206,14 @@ def _tell_admins(webhook: Webhook, reason: str) -> None:
     if not to:
         return
     body = (
-        f"VibeBox turned off the webhook {webhook.id} of {org.name} ({org.slug}), which posts to\n"
+        f"{brand_for(org).name} turned off the webhook {webhook.id} of {org.name} ({org.slug}), which posts to\n"
         f"{webhook.url}\nbecause {reason}.\n\nIts deliveries since then are kept, with each attempt's answer "
         "(GET /api/v1/webhooks/{id}/deliveries). Fix the endpoint, then turn the webhook on again:\n"
         f'PATCH /api/v1/webhooks/{webhook.id} {{"active": true}}\n'
     )
     try:
-        send_mail(f"[VibeBox] Webhook {webhook.id} turned off", body, None, to)
+        brand = brand_for(org)
+        send_mail(f"[{brand.name}] Webhook {webhook.id} turned off", body, brand.email_from, to)
     except (smtplib.SMTPException, OSError):  # the webhook's state and the audit log say it anyway
         logger.exception("Could not email %s that webhook %s was turned off", org.slug, webhook.id)
 

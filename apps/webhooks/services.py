@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from apps.orgs.actors import Actor
+from apps.orgs.branding import brand_for
 from vibebox import crypto
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
@@ -159,7 +160,7 @@ def webhook_test(*, actor: Actor, webhook: Webhook) -> Delivery:
     """Queues a `webhook.test` event to this endpoint alone, sent at once (outside the order of its
     events, even while it is inactive)."""
     actor.require("webhooks.manage")
-    data = {"webhookId": webhook.id, "message": "A test event from VibeBox."}
+    data = {"webhookId": webhook.id, "message": f"A test event from {brand_for(webhook.org).name}."}
     with transaction.atomic():
         delivery = _delivery(webhook, event_id=new_event_id(), payload=_payload(catalog.TEST, data), ordered=False)
         record("webhook.tested", target=webhook, changes={"delivery": delivery.id})

@@ -239,3 +239,18 @@ def test_builtin_roles_hold_only_listed_permissions():
 @pytest.fixture
 def template_row():
     return Template.objects.create(name="orgs-test", display_name="Orgs", image="vibebox/orgs-test:1", user="sandbox")
+
+
+def test_a_name_with_underscores_makes_a_valid_default_slug(owner, make_key):
+    # The schema fuzz's case: slugify keeps "_", which a slug may not hold.
+    created = _client(make_key(owner, ALL_SCOPES)[1]).post("/api/v1/orgs", {"name": "create_latency"}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["slug"] == "create-latency"
+
+
+def test_an_empty_audit_time_filter_is_refused(owner, make_key):
+    client = _client(make_key(owner, ALL_SCOPES)[1])
+    for path in ("/api/v1/orgs/owner/audit-log?until=", "/api/v1/orgs/owner/audit-log/export?since="):
+        refused = client.get(path)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error", path
+    assert client.get("/api/v1/orgs/owner/audit-log").status_code == 200

@@ -127,7 +127,7 @@ def route(method: str, raw_path: bytes, raw_query: bytes) -> Route:
         allowed, key, model = "GET", "/v1/models/{id}", match.group(1)
         path = "/v1/models/" + model
     else:
-        raise Refused(404, "not_found_error", f"{path} is not served by the VibeBox gateway.")
+        raise Refused(404, "not_found_error", f"{path} is not served by the {settings.VIBEBOX_BRAND_NAME} gateway.")
     if method != allowed:
         raise Refused(
             405,
@@ -269,7 +269,7 @@ async def proxy(scope, receive, send, setup) -> None:
         target = route(scope["method"], _raw_path(scope), scope.get("query_string") or b"")
         key, own = upstream_key(setup)
         if not key:
-            message = "VibeBox has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY), nor one given at enable."
+            message = "The server has no Anthropic API key (VIBEBOX_ANTHROPIC_API_KEY), nor one given at enable."
             raise Refused(503, "api_error", message, code=NO_UPSTREAM_KEY)
         if target.metered and not own:
             await sync_to_async(_ask_quota, thread_sensitive=False)(setup)

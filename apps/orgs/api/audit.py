@@ -70,7 +70,7 @@ class AuditCursor(CursorPagination):
 
 def _when(request, name: str):
     raw = request.query_params.get(name)
-    if not raw:
+    if raw is None:  # absent; given empty, it is no date-time (the schema says so): refused below
         return None
     try:
         value = parse_datetime(raw)

@@ -43,6 +43,10 @@ class OrganizationUpdateSerializer(StrictSerializer):
     )
 
 
+class OrganizationEraseSerializer(StrictSerializer):
+    confirm = serializers.CharField(max_length=50, help_text="The organization's slug, repeated.")
+
+
 class MemberSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField(source="user.username")

@@ -5,6 +5,8 @@ from . import audit, views
 urlpatterns = [
     path("orgs", views.OrgListView.as_view(), name="orgs"),
     path("orgs/<str:slug>", views.OrgDetailView.as_view(), name="org-detail"),
+    path("orgs/<str:slug>/export", views.OrgExportView.as_view(), name="org-export"),
+    path("orgs/<str:slug>/erase", views.OrgEraseView.as_view(), name="org-erase"),
     path("orgs/<str:slug>/members", views.MemberListView.as_view(), name="org-members"),
     path("orgs/<str:slug>/members/<str:member_id>", views.MemberDetailView.as_view(), name="org-member-detail"),
     path("orgs/<str:slug>/audit-log", audit.AuditLogView.as_view(), name="org-audit-log"),

@@ -1,3 +1,4 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -5,7 +6,7 @@ from rest_framework.views import APIView
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
-from .. import selectors, services
+from .. import export, selectors, services
 from ..actors import actor_in
 from ..models import Organization
 from ..permissions import BUILTIN_ROLES
@@ -17,6 +18,7 @@ from .serializers import (
     MemberSerializer,
     MemberUpdateSerializer,
     OrganizationCreateSerializer,
+    OrganizationEraseSerializer,
     OrganizationSerializer,
     OrganizationUpdateSerializer,
     RoleCreateSerializer,
@@ -112,6 +114,42 @@ class OrgDetailView(APIView):
     def delete(self, request, slug):
         org = _org(request, slug, "org.delete")
         services.org_delete(org=org)
+        return Response(status=204)
+
+
+class OrgExportView(APIView):
+    required_scopes = {"GET": [ORGS_MANAGE]}
+
+    @extend_schema(
+        operation_id="orgs_export",
+        responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY},
+        description="Needs org.manage (a key: orgs:manage). Every row of the organization, streamed as JSON lines: "
+        "a header line, the organization, its members' user names and emails, then each model's rows "
+        '(`{"model", "pk", "fields"}`, secrets written as "[redacted]"), then its audit log with hashes. '
+        "See docs/compliance.md.",
+    )
+    def get(self, request, slug):
+        return export.download(_org(request, slug, "org.manage"))
+
+
+class OrgEraseView(APIView):
+    required_scopes = {"POST": [ORGS_MANAGE]}
+
+    @extend_schema(
+        operation_id="orgs_erase",
+        request=OrganizationEraseSerializer,
+        responses={204: None, **error_responses(409)},
+        description="Needs org.delete. Deletion on request: destroys every sandbox of the organization, deletes "
+        "its snapshots, revokes its keys and removes its rows; its audit log is kept until retention removes it. "
+        "`confirm` repeats the slug (else 400, field code confirm_mismatch). Refused (409) for a personal "
+        "organization, and before anything is destroyed when something erasure does not remove holds it "
+        "(org_not_empty, details.blocking: issued invoices). See docs/compliance.md.",
+    )
+    def post(self, request, slug):
+        org = _org(request, slug, "org.delete")
+        body = OrganizationEraseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.org_erase(org=org, confirm=body.validated_data["confirm"])
         return Response(status=204)
 
 

@@ -4,6 +4,8 @@
 
 from html import escape
 
+from django.conf import settings
+
 # The path form shares the dashboard's origin: what it serves runs in an opaque origin.
 SANDBOX_CSP = b"sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
@@ -23,14 +25,15 @@ TITLES = {
 
 def render(status: int, code: str, message: str) -> bytes:
     title = TITLES.get(status, "Preview")
+    product = settings.VIBEBOX_BRAND_NAME
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{status} {escape(title)} · VibeBox preview</title>"
+        f"<title>{status} {escape(title)} · {escape(product)} preview</title>"
         "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}"
         "h1{font-size:1.4rem}code{background:#f3f3f3;padding:0 .25rem}</style></head><body>"
         f"<h1>{status} · {escape(title)}</h1><p>{escape(message)}</p>"
-        f"<p><small>VibeBox preview proxy · <code>{escape(code)}</code></small></p></body></html>\n"
+        f"<p><small>{escape(product)} preview proxy · <code>{escape(code)}</code></small></p></body></html>\n"
     ).encode()
 
 

@@ -40,7 +40,7 @@ def parse_port(value) -> int:
         raise errors.InvalidPort(details={"port": text[:20]})
     port = int(text)
     if port in RESERVED_PORTS:
-        raise errors.InvalidPort("VibeBox reserves this port in every sandbox.", details={"port": port})
+        raise errors.InvalidPort("The server reserves this port in every sandbox.", details={"port": port})
     return port
 
 

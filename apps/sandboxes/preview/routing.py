@@ -239,7 +239,7 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
     try:
         port = ports.parse_port(target.port_text)
     except errors.InvalidPort:
-        raise _refuse_not_found("The port is out of 1..65535, or reserved by VibeBox.") from None
+        raise _refuse_not_found("The port is out of 1..65535, or reserved by the server.") from None
     find = _sandbox_by_host_id if target.form == "host" else _sandbox
     sandbox = find(target.sandbox_ref)
     if sandbox is None or sandbox.status in (Status.DESTROYING, Status.DESTROYED):

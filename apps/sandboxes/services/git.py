@@ -829,7 +829,7 @@ def _pushed(sandbox: Sandbox, done: dict, force: bool) -> dict:
 def default_author(user) -> dict:
     name = settings.VIBEBOX_GIT_AUTHOR_NAME or (user.get_full_name() if user else "") or (user.username if user else "")
     email = settings.VIBEBOX_GIT_AUTHOR_EMAIL or (user.email if user else "") or f"{name or 'vibebox'}@vibebox.local"
-    return {"name": name or "VibeBox", "email": email}
+    return {"name": name or settings.VIBEBOX_BRAND_NAME, "email": email}
 
 
 def git_commit(

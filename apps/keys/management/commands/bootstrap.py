@@ -18,7 +18,7 @@ class Command(BaseCommand):
         url = f"http://{settings.VIBEBOX_HOST}:{settings.VIBEBOX_PORT}"
         users = get_user_model().objects
         if users.filter(is_superuser=True).exists():
-            self.stderr.write(f"VibeBox will serve on {url}  (API docs: {url}/api/docs)")
+            self.stderr.write(f"{settings.VIBEBOX_BRAND_NAME} will serve on {url}  (API docs: {url}/api/docs)")
             return
         password = secrets.token_urlsafe(12)
         admin = users.create_superuser(username=username, email="", password=password)
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    "VibeBox first run: save these now, they are not shown again.",
+                    f"{settings.VIBEBOX_BRAND_NAME} first run: save these now, they are not shown again.",
                     f"  URL:       {url}   (API docs: {url}/api/docs)",
                     f"  Admin:     {url}/admin/  user '{username}'  password '{password}'",
                     f"  API key:   {key}",

@@ -12,7 +12,7 @@ from rich.text import Text
 from .. import config, errors
 from ..client import VibeBox
 from . import output
-from .common import ERROR, JsonFlag, UsageError, check_duration, client, stdin_is_tty
+from .common import ERROR, PRODUCT, JsonFlag, UsageError, check_duration, client, stdin_is_tty
 
 ENV_NAMES = {"api_url": "VIBEBOX_API_URL", "api_key": "VIBEBOX_API_KEY"}
 config_app = typer.Typer(help="Read and change the config file (api_url, api_key, template, timeout).")
@@ -53,7 +53,7 @@ def init(
     asked = url is None or key is None
     if url is None:
         default = current.get("api_url") or os.environ.get("VIBEBOX_API_URL") or config.DEFAULT_URL
-        url = typer.prompt("VibeBox server URL", default=default, err=True)
+        url = typer.prompt(f"{PRODUCT} server URL", default=default, err=True)
     if key is None:
         existing = current.get("api_key")
         label = "API key (Enter keeps the current one)" if existing else "API key"

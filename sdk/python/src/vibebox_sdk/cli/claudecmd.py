@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from . import output
-from .common import ERROR, JsonFlag, get_sandbox
+from .common import ERROR, PRODUCT, JsonFlag, get_sandbox
 
 app = typer.Typer(help="Claude Code in a sandbox: ask, watch, review its changes.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def show(answer: Any, json: bool) -> None:
 @app.command("enable")
 def enable(
     sandbox: SandboxArg,
-    mcp: Annotated[bool, typer.Option("--mcp", help="Give Claude VibeBox's MCP server (this sandbox only).")] = False,
+    mcp: Annotated[bool, typer.Option("--mcp", help=f"Give Claude {PRODUCT}'s MCP server (this sandbox).")] = False,
     own_key: Annotated[
         bool, typer.Option("--own-key", help="Use your ANTHROPIC_API_KEY for this sandbox (kept on the server).")
     ] = False,

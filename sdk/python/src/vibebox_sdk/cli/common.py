@@ -20,6 +20,10 @@ NOT_FOUND = 3
 AUTH = 4
 TIMED_OUT = 124  # a command that reached its timeout (as timeout(1) does)
 
+# What the CLI calls the product in its banners, help and prompts: a white-labelled installation
+# sets VIBEBOX_BRAND_NAME for its users as the server does (docs/cli.md).
+PRODUCT = os.environ.get("VIBEBOX_BRAND_NAME", "").strip() or "VibeBox"
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 EnvOption = Annotated[
     list[str] | None,

@@ -36,12 +36,12 @@ from . import (
     webhooks,
 )
 from . import mcp as mcp_command
-from .common import AUTH, ERROR, NOT_FOUND, CliError
+from .common import AUTH, ERROR, NOT_FOUND, PRODUCT, CliError
 from .output import err
 
 app = typer.Typer(
     name="vibebox",
-    help="VibeBox from the command line: sandboxes for AI agents, their files, git, commands and shells.",
+    help=f"{PRODUCT} from the command line: sandboxes for AI agents, their files, git, commands and shells.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -61,7 +61,7 @@ def main(
         bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    """VibeBox from the command line. Set up with `vibebox init`; see docs/cli.md."""
+    """Sandboxes for AI agents from the command line. Set up with `vibebox init`; see docs/cli.md."""
 
 
 sandboxes.register(app)

@@ -20,7 +20,7 @@ def mcp(
         ),
     ] = None,
 ) -> None:
-    """Serve VibeBox's tools to an MCP client over stdin/stdout (JSON-RPC; nothing else is printed there).
+    """Serve the server's sandbox tools to an MCP client over stdin/stdout (JSON-RPC; nothing else is printed there).
 
     Uses the configured server and key (`VIBEBOX_API_URL` / `VIBEBOX_API_KEY`, or `vibebox init`):
     `claude mcp add vibebox -- vibebox mcp`. See docs/mcp.md.

@@ -243,7 +243,7 @@ def logs(
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each entry's time.")] = False,
     json: Annotated[bool, typer.Option("--json", help="JSON: an array, or one object per line with --follow.")] = False,
 ) -> None:
-    """Show a sandbox's container output and VibeBox events (stderr output goes to stderr)."""
+    """Show a sandbox's container output and the server's events (stderr output goes to stderr)."""
     check_duration(since, "--since")
     if tail is not None and tail != "all" and not tail.isdigit():
         raise UsageError("--tail takes a number or `all`")

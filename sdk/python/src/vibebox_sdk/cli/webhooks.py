@@ -13,10 +13,10 @@ from rich.text import Text
 
 from ..models import Delivery, Webhook
 from . import output
-from .common import JsonFlag, UsageError, client
+from .common import PRODUCT, JsonFlag, UsageError, client
 
 app = typer.Typer(
-    help="Webhooks: HTTPS endpoints VibeBox POSTs signed events to (needs webhooks.manage; a key: webhooks:manage).",
+    help=f"Webhooks: HTTPS endpoints {PRODUCT} POSTs signed events to (needs webhooks.manage; a key: webhooks:manage).",
     no_args_is_help=True,
 )
 WebhookArg = Annotated[str, typer.Argument(help="The webhook's id (whk_…).", show_default=False)]
