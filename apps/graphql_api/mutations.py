@@ -1021,7 +1021,7 @@ class Mutation:
             prompt=data["prompt"],
             session_id=data.get("sessionId"),
             model=data.get("model"),
-            permission_mode=data["permissionMode"],
+            permission_mode=data.get("permissionMode"),
             allowed_tools=data.get("allowedTools"),
             disallowed_tools=data.get("disallowedTools"),
             max_turns=data.get("maxTurns"),

@@ -9,6 +9,8 @@ import pytest
 from conftest import INSTANCE
 from vibebox_sdk import AsyncVibeBox, SandboxNotFoundError, SandboxNotRunningError
 
+from tests.waiting import wait_for
+
 
 def get(server, path: str, key: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -18,10 +20,14 @@ def get(server, path: str, key: str | None) -> httpx.Response:
 def test_metrics_of_a_busy_sandbox(sandbox):
     sandbox.exec("head -c 3145728 /dev/urandom > data.bin")
     sandbox.exec("timeout 20 sh -c 'while :; do :; done'", background=True)
-    metrics = sandbox.metrics()
+    # The busy loop shows (an idle sandbox reads ~0 %); how much of a core it gets depends on the
+    # machine's load (CI: 17 % with three test workers and more on two cores), so the bar is low and
+    # a few reads may be taken while the loop runs.
+    metrics = wait_for(
+        lambda: (m := sandbox.metrics())["cpu"]["percent"] > 5 and m, timeout=15, interval=1, what="the loop's CPU"
+    )
     assert metrics["sandbox_id"] == sandbox.id and metrics["status"] == "running"
-    assert metrics["cpu"]["percent"] > 20  # the busy loop (of one core)
-    assert metrics["cpu"]["limit"] == 1.0 and metrics["cpu"]["percent_of_limit"] > 20
+    assert metrics["cpu"]["limit"] == 1.0 and metrics["cpu"]["percent_of_limit"] > 5
     memory = metrics["memory"]
     assert 0 < memory["usage"] < memory["limit"] == 1024**3 and 0 < memory["percent"] < 100
     assert 3 * 1024**2 <= metrics["disk"]["workspace"] < 4 * 1024**2

@@ -178,7 +178,9 @@ def test_a_dropped_connection_is_opened_again(server, sandbox):
             wait_until(lambda: any(e.path == "/workspace/before.txt" for e in events), "the first event")
             opened = relay.accepted
             relay.cut()
-            wait_until(lambda: any(e.reason == "reconnect" for e in events), "the reconnect event")
+            # A watch that gave up says why (its error) instead of a bare timeout.
+            wait_until(lambda: watch.error or any(e.reason == "reconnect" for e in events), "the reconnect event")
+            assert watch.error is None, repr(watch.error)
             assert relay.accepted > opened
             reconnect = next(e for e in events if e.reason == "reconnect")
             assert (reconnect.type, reconnect.path) == ("overflow", "/workspace")
