@@ -142,6 +142,23 @@ def _session_for(*, sandbox, setup, session_id, review_mode, api_key, prompt) ->
     )
 
 
+def ask_start_from(*, sandbox, api_key, data: dict) -> ClaudeAsk:
+    """An ask from the ask body's validated fields (api.serializers.AskSerializer): REST's and GraphQL's."""
+    return ask_start(
+        sandbox=sandbox,
+        api_key=api_key,
+        prompt=data["prompt"],
+        session_id=data.get("sessionId"),
+        model=data.get("model"),
+        permission_mode=data.get("permissionMode"),
+        allowed_tools=data.get("allowedTools"),
+        disallowed_tools=data.get("disallowedTools"),
+        max_turns=data.get("maxTurns"),
+        append_system_prompt=data.get("appendSystemPrompt"),
+        review=data.get("review"),
+    )
+
+
 def ask_start(
     *,
     sandbox,

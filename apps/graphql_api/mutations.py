@@ -1015,19 +1015,7 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(agent_api.AskSerializer, input)
-        ask = asks.ask_start(
-            sandbox=sandbox,
-            api_key=_key(info),
-            prompt=data["prompt"],
-            session_id=data.get("sessionId"),
-            model=data.get("model"),
-            permission_mode=data.get("permissionMode"),
-            allowed_tools=data.get("allowedTools"),
-            disallowed_tools=data.get("disallowedTools"),
-            max_turns=data.get("maxTurns"),
-            append_system_prompt=data.get("appendSystemPrompt"),
-            review=data.get("review"),
-        )
+        ask = asks.ask_start_from(sandbox=sandbox, api_key=_key(info), data=data)
         return answer(ClaudeAskStarted, agent_api.ClaudeAskStartedSerializer, ask)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/asks/{askId}/cancel.")

@@ -95,19 +95,7 @@ class AskView(APIView):
         body = AskSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        ask = asks.ask_start(
-            sandbox=sandbox,
-            api_key=_key(request),
-            prompt=data["prompt"],
-            session_id=data.get("sessionId"),
-            model=data.get("model"),
-            permission_mode=data.get("permissionMode"),
-            allowed_tools=data.get("allowedTools"),
-            disallowed_tools=data.get("disallowedTools"),
-            max_turns=data.get("maxTurns"),
-            append_system_prompt=data.get("appendSystemPrompt"),
-            review=data.get("review"),
-        )
+        ask = asks.ask_start_from(sandbox=sandbox, api_key=_key(request), data=data)
         return Response(ClaudeAskStartedSerializer(ask).data, status=202)
 
 
