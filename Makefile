@@ -9,9 +9,9 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript graphiql monitoring venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
 
-setup: host venv migrate images graphiql
+setup: host venv migrate images
 
 host:
 	@bash scripts/host-setup.sh
@@ -21,10 +21,6 @@ browser:
 
 typescript:
 	@bash scripts/typescript-setup.sh
-
-# GraphiQL's assets for /graphql (static/vendor/graphiql, react, react-dom) from npm; not committed.
-graphiql:
-	@bash scripts/graphiql-setup.sh
 
 # Debian's prometheus + prometheus-alertmanager for the monitoring tests (tests/monitoring/).
 monitoring:

@@ -24,4 +24,9 @@ fetch htmx-ext-ws 2.0.4 htmx-ext-ws ws.js
 fetch @xterm/xterm 5.5.0 xterm lib/xterm.js css/xterm.css
 fetch @xterm/addon-fit 0.10.0 xterm-addon-fit lib/addon-fit.js
 fetch chart.js 4.4.7 chartjs dist/chart.umd.js
+# GraphiQL at /graphql (docs/graphql.md) and the React it runs on (~4 MB, committed like the rest so
+# `make run` needs neither npm nor the network for it).
+fetch graphiql 3.8.3 graphiql graphiql.min.js graphiql.min.css
+fetch react 18.3.1 react umd/react.production.min.js
+fetch react-dom 18.3.1 react-dom umd/react-dom.production.min.js
 ls -R "$OUT"
