@@ -862,5 +862,6 @@ VIBEBOX_VERSION = env_str("VIBEBOX_VERSION", "")
 INSTALLED_APPS += ["apps.graphql_api"]
 VIBEBOX_GRAPHQL_MAX_DEPTH = env_int("VIBEBOX_GRAPHQL_MAX_DEPTH", 10)  # nested selections per query
 VIBEBOX_GRAPHQL_MAX_COST = env_int("VIBEBOX_GRAPHQL_MAX_COST", 5000)  # fields, times the pages they ask for
+VIBEBOX_GRAPHQL_MAX_MUTATIONS = env_int("VIBEBOX_GRAPHQL_MAX_MUTATIONS", 10)  # writes in one document
 VIBEBOX_GRAPHQL_MAX_PAGE_SIZE = env_int("VIBEBOX_GRAPHQL_MAX_PAGE_SIZE", 100)  # a connection's `first`
 VIBEBOX_GRAPHQL_INTROSPECTION = env_bool("VIBEBOX_GRAPHQL_INTROSPECTION", True)  # __schema / __type (GraphiQL's)

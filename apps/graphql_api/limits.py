@@ -1,8 +1,11 @@
 """What one GraphQL document may ask for, checked before anything executes (HTTP and WebSocket):
 
 - depth: at most VIBEBOX_GRAPHQL_MAX_DEPTH nested selections (fragments counted where they are spread);
-- cost: every field costs 1, and a field taking `first` multiplies its selections' cost by the page
-  size it asks for (the default page size without `first`); at most VIBEBOX_GRAPHQL_MAX_COST;
+- cost: every field costs 1 (one that works inside the sandbox more: FIELD_COST), and a field taking
+  `first` multiplies its selections' cost by the page size it asks for (a variable's value, else its
+  declared default, else the default page size); at most VIBEBOX_GRAPHQL_MAX_COST;
+- mutations: at most VIBEBOX_GRAPHQL_MAX_MUTATIONS writes in one document (one document spends one
+  unit of the key's rate budget, as one REST request does: hundreds of aliased writes may not);
 - introspection (`__schema`, `__type`) unless VIBEBOX_GRAPHQL_INTROSPECTION is off.
 
 A refusal is a 400-class error with its own code (`graphql_too_deep`, `graphql_too_complex`,
@@ -20,6 +23,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableNode,
 )
@@ -31,12 +35,24 @@ from .errors import extensions_for
 from .relay import DEFAULT_PAGE_SIZE
 
 INTROSPECTION_FIELDS = {"__schema", "__type"}
+# Fields answered by asking the sandbox (sandboxd, the engine's stats, git in the container): each
+# one is a round trip of up to a second, so they weigh like a page of rows.
+FIELD_COST = {"metrics": 40, "files": 20, "git": 20, "processes": 20, "pendingChanges": 20, "sessions": 10}
 
 
 class _Walk:
     def __init__(self, document, variables: dict | None):
         self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         self.variables = variables or {}
+        # A variable the request leaves out takes its declared default (the largest, if several
+        # operations declare it): `query($n: Int = 100)` costs as `first: 100`.
+        self.defaults: dict[str, int] = {}
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                for variable in definition.variable_definitions or ():
+                    if isinstance(variable.default_value, IntValueNode):
+                        name = variable.variable.name.value
+                        self.defaults[name] = max(self.defaults.get(name, 0), int(variable.default_value.value))
         self.introspection = False
 
     def _fields(self, selection_set: SelectionSetNode | None, seen: frozenset = frozenset()) -> Iterator[tuple]:
@@ -69,7 +85,8 @@ class _Walk:
             if isinstance(value, IntValueNode):
                 return max(int(value.value), 0)
             if isinstance(value, VariableNode):
-                given = self.variables.get(value.name.value)
+                name = value.name.value
+                given = self.variables[name] if name in self.variables else self.defaults.get(name)
                 return given if isinstance(given, int) and given > 0 else DEFAULT_PAGE_SIZE
             return DEFAULT_PAGE_SIZE
         selections = field.selection_set.selections if field.selection_set else ()
@@ -80,9 +97,10 @@ class _Walk:
     def cost(self, selection_set, seen=frozenset()) -> int:
         total = 0
         for field, spread in self._fields(selection_set, seen):
-            if field.name.value.startswith("__"):
+            name = field.name.value
+            if name.startswith("__"):
                 continue
-            total += 1 + self._first(field) * self.cost(field.selection_set, spread)
+            total += FIELD_COST.get(name, 1) + self._first(field) * self.cost(field.selection_set, spread)
         return total
 
 
@@ -105,6 +123,15 @@ def check(document, variables: dict | None, operation_name: str | None = None) -
                 f"The query is {depth} levels deep; at most {limit}.",
                 {"depth": depth, "limit": limit},
             )
+        if operation.operation == OperationType.MUTATION:
+            writes = sum(1 for _ in walk._fields(operation.selection_set))
+            if writes > settings.VIBEBOX_GRAPHQL_MAX_MUTATIONS:
+                limit = settings.VIBEBOX_GRAPHQL_MAX_MUTATIONS
+                raise _refusal(
+                    app.GraphqlTooComplex,
+                    f"The document carries {writes} mutations; at most {limit} (send the others in more requests).",
+                    {"mutations": writes, "limit": limit},
+                )
         cost = walk.cost(operation.selection_set)
         if cost > settings.VIBEBOX_GRAPHQL_MAX_COST:
             limit = settings.VIBEBOX_GRAPHQL_MAX_COST

@@ -55,6 +55,29 @@ def test_a_query_costing_more_than_the_limit_is_refused(owner, api_client, setti
     assert error_codes(gql(api_client, aliased)) == ["graphql_too_complex"]  # aliases are no way around it
 
 
+def test_a_variables_declared_default_is_costed_and_sandbox_work_weighs_more(owner, api_client):
+    # `first: $n` with `$n` left out takes the declared default: costed as first: 100 (review: it was 20).
+    by_default = "query($n: Int = 100) { sandboxes(first: $n) { nodes { executions(first: $n) { nodes { id } } } } }"
+    assert error_codes(gql(api_client, by_default)) == ["graphql_too_complex"]
+    assert error_codes(gql(api_client, by_default, {"n": 2})) == []
+    # Each metrics read asks the sandbox and weighs 40: one page of 100 fits, twice that does not.
+    one_page = "{ sandboxes(first: 100) { nodes { metrics } } }"
+    assert error_codes(gql(api_client, one_page)) == []
+    aliased = "{ sandboxes(first: 100) { nodes { a: metrics b: metrics } } }"
+    assert error_codes(gql(api_client, aliased)) == ["graphql_too_complex"]
+
+
+def test_one_document_carries_at_most_ten_mutations(owner, api_client):
+    def writes(count: int) -> str:
+        write = 'setEnv(sandboxId: "sbx_none", variables: [{name: "A", value: "1"}]) { name }'
+        return "mutation { " + " ".join(f"w{n}: {write}" for n in range(count)) + " }"
+
+    refused = gql(api_client, writes(11))
+    assert error_codes(refused) == ["graphql_too_complex"] and refused["data"] is None
+    ran = gql(api_client, writes(10))  # runs: each write answers for itself (no such sandbox)
+    assert set(error_codes(ran)) == {"sandbox_not_found"}
+
+
 def test_introspection_is_on_by_default_and_can_be_switched_off(owner, api_client, settings):
     on = gql(api_client, "{ __schema { queryType { name } } }")
     assert on["data"]["__schema"]["queryType"]["name"] == "Query"
