@@ -11,6 +11,7 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client as DjangoClient
@@ -26,6 +27,7 @@ from apps.keys.services import api_key_revoke
 from apps.orgs import services as org_services
 from apps.orgs.models import Membership
 from apps.sandboxes import events
+from apps.sandboxes.events import activity_group
 from apps.sandboxes.models import Sandbox
 from tests.conftest import live_server
 from tests.graphql.conftest import global_id
@@ -37,6 +39,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PROTOCOL = "graphql-transport-ws"
 EVENT_FIELDS = "type sandboxId text data timestamp replayed"
 EXEC_FIELDS = "type data droppedBytes exit { status executionId exitCode durationMs truncated oomKilled errorCode }"
+
+
+async def listeners(group: str) -> int:
+    """How many channels the layer has in `group` (channels_redis keeps a group as a sorted set)."""
+    layer = get_channel_layer()
+    connection = layer.connection(layer.consistent_hash(group))
+    return await connection.zcard(layer._group_key(group))
+
+
+async def until_listening(group: str, before: int, more: int = 1) -> None:
+    """Waits until `more` subscriptions joined `group` (a deadline, not a fixed pause: on a loaded
+    machine the server may take seconds to register a subscription)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while await listeners(group) < before + more:
+        assert asyncio.get_running_loop().time() < deadline, f"no subscription joined {group}"
+        await asyncio.sleep(0.05)
 
 
 # ---- a graphql-transport-ws client over channels' communicator ----
@@ -146,7 +164,7 @@ def sandbox_id(create_sandbox):
 # ---- the lifecycle through a real client against the live server ----
 
 
-def test_gql_client_receives_created_started_and_exec_events(api_key, api_client, create_sandbox):
+def test_gql_client_receives_created_started_and_exec_events(owner, api_key, api_client, create_sandbox):
     """`gql` 4.4's graphql-transport-ws client, on the live uvicorn: `activity` sees a new sandbox's
     created → started → exec.started → exec.finished; `sandboxEvents` on the same socket replays the
     kept ones (created, started) then the exec's live; both end when asked, the socket stays open."""
@@ -156,9 +174,11 @@ def test_gql_client_receives_created_started_and_exec_events(api_key, api_client
         async def scenario():
             transport = WebsocketsTransport(url=ws_url, headers={"Authorization": f"Bearer {api_key[1]}"})
             async with Client(transport=transport, fetch_schema_from_transport=False) as session:
+                group = activity_group(owner.pk)
+                before = await listeners(group)
                 feed = session.subscribe(GraphQLRequest(ACTIVITY))
                 first = asyncio.ensure_future(anext(feed))
-                await asyncio.sleep(0.5)  # the subscription is registered before the sandbox exists
+                await until_listening(group, before)  # registered before the sandbox exists
                 created = await asyncio.to_thread(create_sandbox, template="python-3")
                 sandbox = created["id"]
                 activity = [(await first)["activity"]]
@@ -399,6 +419,7 @@ def test_session_and_claude_events(owner, sandbox_id):
         sock = Socket(headers=[(b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode())])
         await sock.open()
         fields = "{ type sandboxId askId sessionId seq kind data }"
+        before = await listeners(claude_group(sandbox_id))
         one = await sock.subscribe(
             f"subscription($id: ID!, $s: String) {{ claudeEvents(sandboxId: $id, sessionId: $s) {fields} }}",
             {"id": sandbox_id, "s": "sess_1"},
@@ -406,7 +427,7 @@ def test_session_and_claude_events(owner, sandbox_id):
         every = await sock.subscribe(
             f"subscription($id: ID!) {{ claudeEvents(sandboxId: $id) {fields} }}", {"id": sandbox_id}
         )
-        await asyncio.sleep(0.5)  # both listen before anything is published
+        await until_listening(claude_group(sandbox_id), before, more=2)  # both listen before anything is published
         await asyncio.to_thread(publish, "init", "other", 1)
         await asyncio.to_thread(publish, "assistant", "sess_1", 2)
         got = await sock.until(every, lambda e: e["seq"] == 2, "claudeEvents")
