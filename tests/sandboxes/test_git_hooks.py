@@ -192,6 +192,8 @@ def test_other_branches_events_and_replays_are_not_pulled(api_client, row):
     assert gitlab_post(hook, push_payload("main"), event="Tag Push Hook").json()["status"] == "ignored"
     not_json = github_post(hook, b"not json")
     assert not_json.status_code == 400 and code(not_json) == "invalid_json"
+    deep = github_post(hook, b"[" * 100_000 + b"]" * 100_000)  # signed, and nested past the parser
+    assert deep.status_code == 400 and code(deep) == "invalid_json"
     assert not GitHookDelivery.objects.exists()
     # The same delivery id with another (signed) body: GitHub's redelivery, or a replay: taken once.
     delivery = str(uuid.uuid4())

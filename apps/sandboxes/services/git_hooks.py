@@ -17,7 +17,6 @@ refused as a replay when its delivery id or its exact body was seen before for t
 
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from urllib.parse import parse_qs
@@ -28,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit import services as audit
-from vibebox import crypto
+from vibebox import crypto, safejson
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 
@@ -141,7 +140,7 @@ def _payload(body: bytes, content_type: str) -> dict:
     try:
         if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
             body = (parse_qs(body.decode(), max_num_fields=10).get("payload") or [""])[0].encode()
-        data = json.loads(body)
+        data = safejson.loads(body)  # deep nesting is a 400, not a RecursionError
     except (ValueError, UnicodeDecodeError):
         raise errors.InvalidJson("The push payload is not JSON.") from None
     if not isinstance(data, dict):
