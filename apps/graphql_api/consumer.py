@@ -39,6 +39,7 @@ from apps.keys.ws import authenticate
 from apps.sandboxes import limits
 from apps.sandboxes.consumers.base import BaseConsumer, close_code
 from vibebox import exceptions as errors
+from vibebox import safejson
 
 from .context import Context, get_context
 from .errors import graphql_error, map_errors
@@ -201,6 +202,14 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
         return await super().on_ws_connect(context)
 
     async def receive(self, text_data=None, bytes_data=None):
+        # The library parses frames with the standard parser: a frame nested past its recursion
+        # limit would raise out of the handler. Checked here first: 4400 as for any invalid message.
+        if text_data is not None:
+            try:
+                safejson.loads(text_data)
+            except ValueError:
+                await self.close(code=4400, reason="invalid_json")
+                return
         await GraphQLWSConsumer.receive(self, text_data=text_data, bytes_data=bytes_data)
 
     async def disconnect(self, code):

@@ -384,6 +384,17 @@ def test_refusals(api_key, owner, outsider, make_key, outsider_client, sandbox_i
     async_to_sync(scenario)()
 
 
+def test_a_frame_nested_past_the_parser_closes_the_socket_with_4400(api_key):
+    async def scenario():
+        sock = Socket(api_key[1])
+        await sock.open()
+        await sock.comm.send_to(text_data="[" * 100_000 + "]" * 100_000)
+        closed = await sock._read()
+        assert (closed["type"], closed["code"]) == ("__closed__", 4400), closed
+
+    async_to_sync(scenario)()
+
+
 def test_document_limits_apply_as_over_http(api_key, settings, sandbox_id):
     settings.VIBEBOX_GRAPHQL_MAX_DEPTH = 2
 
