@@ -29,6 +29,8 @@ import pytest
 
 from apps.keys.scopes import ALL_SCOPES
 from apps.marketplace.models import Template
+from apps.marketplace.services import template_use_record
+from apps.orgs.services import personal_org_ensure
 
 from .conftest import ROOT, _remove_all, live_server
 
@@ -39,6 +41,11 @@ EXAMPLES = int(os.environ.get("VIBEBOX_FUZZ_EXAMPLES", "12"))
 def fuzz_key(transactional_db, templates, make_key, django_user_model):
     # Staff: GET /api/v1/pools is for operators, and the run should reach it too.
     user = django_user_model.objects.create_user(username="fuzz", password="pw-fuzz", is_staff=True)
+    # Reviews are only for users who created a sandbox from the template: as if they had, so the
+    # run reaches POST …/reviews whatever order it creates in (else only 403s: "Authentication failed").
+    org = personal_org_ensure(user=user)
+    for template in Template.objects.all():
+        template_use_record(template=template, org=org, user=user)
     return make_key(user, ALL_SCOPES, name="fuzz", rate_limit="1000000/s")
 
 
