@@ -10,6 +10,7 @@ import io
 import logging
 import secrets
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,16 @@ def run_in(container, script: str, user: str = "root", env: dict | None = None) 
     result = container.exec_run(["sh", "-c", script], user=user, environment=env or {})
     assert result.exit_code == 0, result.output.decode()
     return result.output.decode()
+
+
+def read_in(container, script: str, user: str = "root") -> str:
+    """What `script` prints (stripped), which is never empty: asked again when the engine hands back
+    no output for a command that succeeded (Docker 20.10 now and then loses a quick exec's stream)."""
+    for _ in range(5):
+        if out := run_in(container, script, user=user).strip():
+            return out
+        time.sleep(0.2)
+    raise AssertionError(f"{script!r} printed nothing, five times")
 
 
 def start_http_git_server(
@@ -97,10 +108,10 @@ class GitServers:
         return {"type": "ssh", "privateKey": self.private_key, "knownHosts": self.known_hosts, **extra}
 
     def http_ref(self, ref: str) -> str:
-        return run_in(self.http, f"git --git-dir=/srv/git/project.git rev-parse {ref}").strip()
+        return read_in(self.http, f"git --git-dir=/srv/git/project.git rev-parse {ref}")
 
     def ssh_ref(self, ref: str) -> str:
-        return run_in(self.ssh, f"git --git-dir=/home/git/project.git rev-parse {ref}", user="git").strip()
+        return read_in(self.ssh, f"git --git-dir=/home/git/project.git rev-parse {ref}", user="git")
 
     def commit_on_http_server(self, filename: str, text: str) -> str:
         script = (

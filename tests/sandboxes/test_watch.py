@@ -4,6 +4,7 @@ with issue 25): a real sandbox, commands run through the API, their changes seen
 import contextlib
 import datetime as dt
 import os
+import time
 
 import pytest
 
@@ -23,13 +24,23 @@ def run(api_client, sandbox_id, command, **body):
     return response.json()["stdout"]
 
 
-def until(events, seen: list[WatchEvent], done) -> list[WatchEvent]:
+class Reading:
+    """A watch being read: its events, and why it ended when it ends too soon."""
+
+    def __init__(self, stream):
+        self.stream, self.events = stream, iter(stream)
+
+
+def until(reading: Reading, seen: list[WatchEvent], done) -> list[WatchEvent]:
     """Reads events into `seen` until done(seen) (the watch's own deadline bounds the wait)."""
-    for event in events:
+    started = time.monotonic()
+    for event in reading.events:
         seen.append(event)
         if done(seen):
             return seen
-    raise AssertionError(f"the watch ended first; saw {seen}")
+    raise AssertionError(
+        f"the watch ended first ({reading.stream.ended}, after {time.monotonic() - started:.1f} s); saw {seen}"
+    )
 
 
 def has(seen, kind, path, **fields):
@@ -50,7 +61,7 @@ def test_a_watch_sees_what_commands_do(api_client, create_sandbox, docker_client
     sandbox_id = create_sandbox(template="python-3")["id"]
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     stream = sandbox_watch(sandbox=sandbox, path="/workspace", excludes=["node_modules"], timeout=120)
-    events = iter(stream)
+    events = Reading(stream)
     seen: list[WatchEvent] = []
     try:
         run(api_client, sandbox_id, "mkdir -p src/deep")
@@ -112,6 +123,6 @@ def test_a_watch_sees_what_commands_do(api_client, create_sandbox, docker_client
         assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").json()["status"] == "paused"
         assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").json()["status"] == "running"
         run(api_client, sandbox_id, "echo after > resumed.txt")
-        until(iter(stream), [], lambda s: has(s, "write", "paused.txt") and has(s, "write", "resumed.txt"))
+        until(Reading(stream), [], lambda s: has(s, "write", "paused.txt") and has(s, "write", "resumed.txt"))
     finally:
         stream.close()

@@ -1,8 +1,10 @@
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vibebox.api.serializers import StrictSerializer, pattern_field
 
+from ..mirrors import MIRROR_MANAGERS, MIRROR_URL
 from ..permissions import PERMISSIONS
 
 # As services.SLUG_PATTERN (published in the document).
@@ -28,6 +30,21 @@ class OrganizationSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            manager: {"type": "string", "nullable": True, "maxLength": 500, "pattern": f"^{MIRROR_URL.pattern}$"}
+            for manager in MIRROR_MANAGERS
+        },
+        "additionalProperties": False,
+    }
+)
+class RegistryMirrorsField(serializers.DictField):
+    """{manager: URL or null}: checked by mirrors.validate_mirrors (code invalid_registry_mirror),
+    whose rules the document states (the managers it knows, the URL's pattern)."""
+
+
 class OrganizationCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     slug = pattern_field(SLUG, SLUG_MESSAGE, required=False, max_length=50, help_text="Default: made from the name.")
@@ -36,7 +53,7 @@ class OrganizationCreateSerializer(StrictSerializer):
 class OrganizationUpdateSerializer(StrictSerializer):
     name = serializers.CharField(required=False, max_length=100)
     slug = pattern_field(SLUG, SLUG_MESSAGE, required=False, max_length=50)
-    registryMirrors = serializers.DictField(
+    registryMirrors = RegistryMirrorsField(
         required=False,
         child=serializers.CharField(allow_null=True, max_length=500),
         help_text="Sets the mirrors it names ({manager: URL}); a null URL removes one. Others stay.",

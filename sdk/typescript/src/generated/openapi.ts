@@ -4141,7 +4141,12 @@ export interface components {
             slug?: string;
             /** @description Sets the mirrors it names ({manager: URL}); a null URL removes one. Others stay. */
             registryMirrors?: {
-                [key: string]: string | null;
+                pip?: string | null;
+                npm?: string | null;
+                cargo?: string | null;
+                gem?: string | null;
+                go?: string | null;
+                maven?: string | null;
             };
         };
         PatchedPortUpdateRequest: {
