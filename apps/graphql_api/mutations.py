@@ -30,8 +30,10 @@ from strawberry.types import Info
 from apps.agents import asks, changes, setup
 from apps.agents import selectors as agent_selectors
 from apps.agents.api import serializers as agent_api
+from apps.billing import payments
 from apps.billing import selectors as billing_selectors
 from apps.billing import services as billing_services
+from apps.billing.api import invoice_serializers as billing_invoice_api
 from apps.billing.api import serializers as billing_api
 from apps.keys import selectors as key_selectors
 from apps.keys import services as key_services
@@ -62,7 +64,7 @@ from apps.sandboxes.api import serializers as sandbox_api
 from apps.sandboxes.preview import services as preview
 from apps.sandboxes.services import env, files, git, git_hooks, grants, packages, snapshots
 from apps.sandboxes.services.create import sandbox_create_from, sandbox_destroy, sandbox_update
-from apps.sandboxes.services.exec import require_not_paused, sandbox_exec, sandbox_execute
+from apps.sandboxes.services.exec import require_not_paused, sandbox_exec_from, sandbox_execute_from
 from apps.sandboxes.services.lifecycle import (
     sandbox_pause,
     sandbox_restart,
@@ -71,6 +73,9 @@ from apps.sandboxes.services.lifecycle import (
     sandbox_stop,
 )
 from apps.sandboxes.services.network import sandbox_network_update
+from apps.sso import selectors as sso_selectors
+from apps.sso import services as sso_services
+from apps.sso.api import serializers as sso_api
 from apps.webhooks import selectors as webhook_selectors
 from apps.webhooks import services as webhook_services
 from apps.webhooks.api import serializers as webhook_api
@@ -346,6 +351,14 @@ TemplateSubmission = serializer_type(market_api.SubmissionSerializer, "TemplateS
 TemplateSubmissionDetail = serializer_type(market_api.SubmissionDetailSerializer, "TemplateSubmissionDetail")
 TemplateVersion = serializer_type(market_api.TemplateVersionSerializer, "TemplateVersion")
 MarketplaceTemplateDetail = serializer_type(market_api.CatalogueTemplateDetailSerializer, "MarketplaceTemplateDetail")
+CheckoutSession = serializer_type(
+    billing_invoice_api.CheckoutSessionSerializer,
+    "CheckoutSession",
+    "A Stripe Checkout session: send the browser to `url`.",
+)
+SsoConnectionResult = serializer_type(
+    sso_api.SsoConnectionSerializer, "SsoConnection", "An organization's single sign-on (never its secrets)."
+)
 OrgPlan = serializer_type(billing_api.OrgPlanSerializer, "OrgPlan", "An organization's plan, its changes and limits.")
 
 
@@ -584,6 +597,33 @@ class SubmitTemplateInput:
     visibility: str | None = strawberry.UNSET
 
 
+@strawberry.input(description="OIDC: the identity provider's issuer and this client.")
+class OidcSettingsInput:
+    server_url: str
+    client_id: str
+    client_secret: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Never answered; left out, the stored one is kept."
+    )
+
+
+@strawberry.input(description="SAML: the identity provider's entity ID, SSO URL and signing certificate.")
+class SamlSettingsInput:
+    entity_id: str
+    sso_url: str
+    x509cert: str
+
+
+@strawberry.input(description="As PUT /api/v1/orgs/{slug}/sso (docs/sso.md).")
+class SsoConnectionInput:
+    protocol: str
+    domains: list[str]
+    default_role: str | None = strawberry.UNSET
+    sso_required: bool | None = strawberry.UNSET
+    enabled: bool | None = strawberry.UNSET
+    oidc: OidcSettingsInput | None = strawberry.UNSET
+    saml: SamlSettingsInput | None = strawberry.UNSET
+
+
 # ---- helpers of the resolvers ----
 
 
@@ -694,6 +734,13 @@ def _catalogue(actor, template):
     found = market_selectors.catalogue_get(name=template.name, org=actor.org)
     context = {"versions": market_selectors.template_versions(found, org=actor.org)}
     return answer(MarketplaceTemplateDetail, market_api.CatalogueTemplateDetailSerializer, found, context=context)
+
+
+def _sso(info: Info, connection):
+    """As the REST SSO views' _render."""
+    request = info.context.request
+    data = sso_api.connection_data(connection, absolute_uri=request.build_absolute_uri)
+    return answer(SsoConnectionResult, sso_api.SsoConnectionSerializer, data)
 
 
 def _review(info: Info, id: str, session_id: str | None, approve: bool):
@@ -809,17 +856,7 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(sandbox_api.ExecSerializer, input)
-        outcome = sandbox_exec(
-            sandbox=sandbox,
-            command=data["command"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            user=data.get("user") or None,
-            stdin=data.get("stdin"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(info),
-        )
+        outcome = sandbox_exec_from(sandbox=sandbox, api_key=_key(info), data=data)
         return answer(ExecResult, sandbox_api.ExecResultSerializer, outcome)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/exec with background: true (the command runs on).")
@@ -843,16 +880,7 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(sandbox_api.ExecuteSerializer, input)
-        outcome = sandbox_execute(
-            sandbox=sandbox,
-            code=data["code"],
-            language=data["language"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(info),
-        )
+        outcome = sandbox_execute_from(sandbox=sandbox, api_key=_key(info), data=data)
         return answer(ExecuteResult, sandbox_api.ExecuteResultSerializer, outcome)
 
     # -- files --
@@ -1343,6 +1371,36 @@ class Mutation:
         org_services.org_erase(org=org, confirm=data["confirm"])
         return Deleted(id=org_id)
 
+    @strawberry.mutation(
+        description="As PUT /orgs/{slug}/sso: creates or replaces the single sign-on connection (OIDC or SAML). "
+        "Needs org.manage."
+    )
+    def set_sso(self, info: Info, slug: str, input: SsoConnectionInput) -> SsoConnectionResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        data = validated(sso_api.SsoConnectionSetSerializer, input)
+        return _sso(info, sso_services.sso_connection_set(org=org, **data))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/sso: its users and memberships stay. Needs org.manage.")
+    def delete_sso(self, info: Info, slug: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        sso_services.sso_connection_delete(org=org)
+        return Deleted(id=slug)
+
+    @strawberry.mutation(
+        description="As POST /orgs/{slug}/sso/verify: looks up each unverified domain's TXT record; the ones found "
+        "are verified. Needs org.manage."
+    )
+    def verify_sso_domains(self, info: Info, slug: str) -> SsoConnectionResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        connection = sso_selectors.connection_of(org=org)
+        if connection is None:
+            raise errors.SsoNotConfigured(details={"org": slug})
+        sso_services.sso_domains_verify(connection=connection)
+        return _sso(info, connection)
+
     @strawberry.mutation(description="As POST /orgs/{slug}/members: adds an existing user. Needs members.manage.")
     def add_member(self, info: Info, slug: str, input: AddMemberInput) -> MemberResult:
         require_scopes(info, ORGS_MANAGE)
@@ -1595,3 +1653,17 @@ class Mutation:
         return answer(
             OrgPlan, billing_api.OrgPlanSerializer, billing_selectors.org_plan(actor=actor, now=timezone.now())
         )
+
+    @strawberry.mutation(
+        description="As POST /billing/checkout: a Stripe Checkout session (setup mode: nothing is charged) where a "
+        "billing manager gives the payment method; payments_not_configured when this server takes none."
+    )
+    def start_checkout(
+        self, info: Info, success_url: str | None = strawberry.UNSET, cancel_url: str | None = strawberry.UNSET
+    ) -> CheckoutSession:
+        require_scopes(info, BILLING_MANAGE)
+        actor = _actor(info)
+        payments.checkout_check(actor=actor)
+        data = validated(billing_invoice_api.CheckoutSerializer, _given(successUrl=success_url, cancelUrl=cancel_url))
+        session = payments.checkout_start_from(actor=actor, data=data, origin=_origin(info))
+        return answer(CheckoutSession, billing_invoice_api.CheckoutSessionSerializer, session)

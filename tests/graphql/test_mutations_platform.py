@@ -19,6 +19,8 @@ from apps.orgs.models import Organization
 from apps.orgs.services import personal_org_ensure
 from apps.sandboxes import terminals
 from apps.sandboxes.models import Execution, GitHook, Sandbox
+from tests.billing import test_invoices as billing_invoices
+from tests.billing import test_stripe as billing_stripe
 from tests.conftest import sandbox_row
 from tests.graphql.test_mutations import ok, refused
 from tests.marketplace import conftest as marketplace
@@ -29,6 +31,9 @@ from vibebox.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# The billing tests' Stripe stub and billed organization (the owner's personal one).
+stripe = billing_stripe.stripe
+billed = billing_invoices.billed
 # The marketplace tests' fixtures: its own submissions directory (autouse), staff, publish.
 marketplace_dir = marketplace.marketplace_dir
 actor_of_user = marketplace.actor_of_user
@@ -345,6 +350,28 @@ def test_change_plan(api_client, client_for, owner, outsider):
     assert PlanAssignment.objects.filter(org=org).count() == 1
 
 
+CHECKOUT = "mutation($success: String) { startCheckout(successUrl: $success) { id url } }"
+
+
+def test_start_checkout(stripe, billed, api_client, client_for, owner, outsider, settings):
+    started = ok(api_client, CHECKOUT, success="https://app.example/ok")["startCheckout"]
+    assert started["id"].startswith("cs_test_") and started["url"] == f"{stripe.url}/pay/{started['id']}"
+    [session] = stripe.calls("POST", "/v1/checkout/sessions")
+    assert session["form"]["mode"] == "setup" and session["form"]["success_url"] == "https://app.example/ok"
+    assert session["form"]["cancel_url"] == "http://testserver/billing/?checkout=cancelled"  # REST's default
+    assert AuditEntry.objects.filter(org_id=billed.pk, action="billing.checkout_started").count() == 1
+
+    refused(api_client, CHECKOUT, "validation_error", success="not a url")
+    insufficient(client_for(owner, ["billing:read"]), CHECKOUT, "billing:manage")
+    team = org_services.org_create(user=owner, name="GQL Checkout")
+    org_services.member_add(org=team, user_ref="outsider", role="developer", by=owner)
+    error = refused(client_for(outsider, org=team), CHECKOUT, "permission_denied")
+    assert error["extensions"]["details"]["permission"] == "billing.manage"
+    assert len(stripe.calls("POST", "/v1/checkout/sessions")) == 1  # nothing more reached Stripe
+    settings.VIBEBOX_STRIPE_SECRET_KEY = ""
+    not_found(api_client, CHECKOUT, "payments_not_configured")
+
+
 # ---- an organization's erasure ----
 
 ERASE = (
@@ -374,3 +401,54 @@ def test_erase_organization(owner, outsider, client_for, make_key):
     assert not Organization.objects.filter(pk=org_id).exists()
     assert not ApiKey.objects.filter(pk=key.pk).exists()  # revoked, then removed with its rows
     assert AuditEntry.objects.filter(action="org.erasure_requested", changes__slug="gql-erase").exists()
+
+
+# ---- single sign-on ----
+
+SET_SSO = (
+    "mutation($slug: String!, $input: SsoConnectionInput!) { setSso(slug: $slug, input: $input)"
+    " { org protocol defaultRole enabled domains { domain verified recordName recordValue }"
+    " oidc { serverUrl clientId redirectUri } saml { acsUrl } } }"
+)
+VERIFY_SSO = "mutation($slug: String!) { verifySsoDomains(slug: $slug) { domains { domain verified } } }"
+DELETE_SSO = "mutation($slug: String!) { deleteSso(slug: $slug) { id deleted } }"
+OIDC_INPUT = {
+    "protocol": "oidc",
+    "domains": ["gql-sso.test"],
+    "oidc": {"serverUrl": "https://idp.gql-sso.test/", "clientId": "vibebox", "clientSecret": "s3cret"},
+}
+
+
+def test_single_sign_on(owner, outsider, client_for, settings):
+    from apps.sso.models import SsoConnection
+    from tests.sso.dns_server import DnsServer
+
+    org = org_services.org_create(user=owner, name="GQL SSO")
+    org_services.member_add(org=org, user_ref="outsider", role="admin", by=owner)  # admin lacks org.manage
+    client = client_for(owner, org=org)
+
+    made = ok(client, SET_SSO, slug=org.slug, input=OIDC_INPUT)["setSso"]
+    assert (made["org"], made["protocol"], made["defaultRole"]) == (org.slug, "oidc", "developer") and made["enabled"]
+    assert made["oidc"]["redirectUri"] == f"http://testserver/accounts/oidc/sso-{org.pk}/login/callback/"
+    assert made["saml"] is None and "s3cret" not in str(made)
+    (domain,) = made["domains"]
+    assert domain["domain"] == "gql-sso.test" and domain["verified"] is False
+    refused(client, SET_SSO, "validation_error", slug=org.slug, input={**OIDC_INPUT, "protocol": "kerberos"})
+
+    with DnsServer() as dns_server:
+        settings.VIBEBOX_SSO_DNS_SERVERS = [dns_server.address]
+        dns_server.records[domain["recordName"]] = [domain["recordValue"]]
+        verified = ok(client, VERIFY_SSO, slug=org.slug)["verifySsoDomains"]
+    assert verified["domains"] == [{"domain": "gql-sso.test", "verified": True}]
+
+    for document in (SET_SSO, VERIFY_SSO, DELETE_SSO):
+        variables = {"slug": org.slug, **({"input": OIDC_INPUT} if document is SET_SSO else {})}
+        insufficient(client_for(owner, ["sandboxes:read"], org=org), document, "orgs:manage", **variables)
+        error = refused(client_for(outsider, org=org), document, "permission_denied", **variables)
+        assert error["extensions"]["details"]["permission"] == "org.manage"
+        not_found(client_for(outsider), document, "org_not_found", **variables)  # a key of another organization
+    assert SsoConnection.objects.filter(org=org).count() == 1
+
+    assert ok(client, DELETE_SSO, slug=org.slug)["deleteSso"] == {"id": org.slug, "deleted": True}
+    assert not SsoConnection.objects.filter(org=org).exists()
+    not_found(client, DELETE_SSO, "sso_not_configured", slug=org.slug)

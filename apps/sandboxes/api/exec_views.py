@@ -7,7 +7,7 @@ from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
 from apps.sandboxes import logs, processes, selectors, terminals
-from apps.sandboxes.services.exec import sandbox_exec, sandbox_execute
+from apps.sandboxes.services.exec import sandbox_exec_from, sandbox_execute_from
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
@@ -50,17 +50,7 @@ class ExecView(APIView):
         if data["background"]:
             process = processes.process_start_from(sandbox=sandbox, api_key=_key(request), data=data)
             return Response(BackgroundProcessSerializer(processes.started_answer(process)).data, status=202)
-        outcome = sandbox_exec(
-            sandbox=sandbox,
-            command=data["command"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            user=data.get("user") or None,
-            stdin=data.get("stdin"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(request),
-        )
+        outcome = sandbox_exec_from(sandbox=sandbox, api_key=_key(request), data=data)
         return Response(ExecResultSerializer(outcome).data)
 
 
@@ -77,16 +67,7 @@ class ExecuteView(APIView):
         body = ExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        outcome = sandbox_execute(
-            sandbox=sandbox,
-            code=data["code"],
-            language=data["language"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(request),
-        )
+        outcome = sandbox_execute_from(sandbox=sandbox, api_key=_key(request), data=data)
         return Response(ExecuteResultSerializer(outcome).data)
 
 
