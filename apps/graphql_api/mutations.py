@@ -17,7 +17,6 @@ import base64
 import binascii
 import io
 import typing
-import warnings
 from enum import Enum
 
 import strawberry
@@ -164,18 +163,20 @@ def _sandbox(info: Info, ref: str, need):
 # ---- answers: types made from the REST response serializers ----
 
 
+# The custom scalars declared here, beside their only users: schema.py maps them (StrawberryConfig.scalar_map).
+SCALARS: dict = {}
+
+
 def _scalar(name: str, description: str, convert=None):
-    """A custom scalar declared here, beside its only users. (Strawberry would rather have it in the
-    schema's scalar_map, which is schema.py's; its warning about that is silenced, not ignored:
-    the wrapper it deprecates is what scalar_map builds too.)"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return strawberry.scalar(
-            typing.NewType(name, object),
-            serialize=convert or (lambda value: value),
-            parse_value=convert or (lambda value: value),
-            description=description,
-        )
+    """A custom scalar: the annotation type, its definition in SCALARS."""
+    annotation = typing.NewType(name, object)
+    SCALARS[annotation] = strawberry.scalar(
+        name=name,
+        description=description,
+        serialize=convert or (lambda value: value),
+        parse_value=convert or (lambda value: value),
+    )
+    return annotation
 
 
 Long = _scalar("Long", "An integer beyond GraphQL's 32 bits (bytes, sizes).", int)

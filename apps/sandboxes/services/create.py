@@ -279,7 +279,6 @@ def _remove_quietly(sandbox: Sandbox) -> None:
 # ---- lifecycle ----
 
 
-@tracing.traced("sandbox.create")
 def sandbox_create_from(*, actor, owner, api_key, data: dict) -> Sandbox:
     """A sandbox from the create body's validated fields (api.serializers.SandboxCreateSerializer):
     REST's and GraphQL's. `data["snapshot"]` is a snapshot id the actor may read."""
@@ -305,6 +304,7 @@ def sandbox_create_from(*, actor, owner, api_key, data: dict) -> Sandbox:
     )
 
 
+@tracing.traced("sandbox.create")
 def sandbox_create(
     *,
     owner,
