@@ -221,6 +221,13 @@ def test_the_receiving_endpoint_is_rate_limited_and_its_body_capped(api_client, 
     limited = github_post(hook, push_payload("main"))
     assert limited.status_code == 429 and code(limited) == "rate_limited" and "Retry-After" in limited.headers
     assert GitHookDelivery.objects.count() == 2
+    # Only authentic deliveries count: whoever knows the URL but not the secret cannot use up the
+    # budget of the real pushes (each of theirs is a 401, however many).
+    other = make_hook(api_client, row.id, path="/repo")
+    for _ in range(5):
+        refused = github_post(other, push_payload("main"), secret="not-its-secret")
+        assert refused.status_code == 401 and code(refused) == "git_hook_signature_invalid"
+    assert github_post(other, push_payload("main")).status_code == 202
     # The ASGI body limit (vibebox/bodylimit.py) gives this path its own, smaller cap.
     settings.VIBEBOX_GIT_HOOK_MAX_BYTES = 1024
     assert bodylimit.limit_for("POST", _path(hook)) == 1024
