@@ -234,6 +234,15 @@ def test_the_receiving_endpoint_is_rate_limited_and_its_body_capped(api_client, 
     assert bodylimit.limit_for("POST", hooks_url(row.id)) == settings.VIBEBOX_REQUEST_MAX_BYTES
 
 
+def test_a_destroyed_sandboxs_hooks_go_with_it(api_client, row):
+    hook = make_hook(api_client, row.id, path="/repo")
+    assert github_post(hook, push_payload("main")).status_code == 202
+    assert api_client.delete(f"/api/v1/sandboxes/{row.id}").status_code in (200, 202, 204)
+    assert not GitHook.objects.filter(pk=hook["id"]).exists()  # its secret is not kept either
+    gone = github_post(hook, push_payload("main"))
+    assert gone.status_code == 404 and code(gone) == "git_hook_not_found"
+
+
 # ---- real pulls: a push to the tests' git server, then its webhook ----
 
 

@@ -156,7 +156,8 @@ def git_hook_receive(
     past the signature; an unknown hook is 404 git_hook_not_found (its id is 144 random bits).
     `admit()` runs once the delivery is authentic (and may refuse it): the view counts the hook's
     rate there, so requests without its secret cannot use up the budget of the real pushes."""
-    hook = GitHook.objects.select_related("sandbox").filter(pk=hook_id).first() if len(hook_id) <= 32 else None
+    hooks = GitHook.objects.select_related("sandbox").exclude(sandbox__status=Status.DESTROYED)
+    hook = hooks.filter(pk=hook_id).first() if len(hook_id) <= 32 else None
     if hook is None:
         raise errors.GitHookNotFound()
     provider = hook.provider if hook.provider != Provider.AUTO else detect_provider(headers)
