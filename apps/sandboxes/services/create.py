@@ -35,7 +35,7 @@ from vibebox import logs, metrics, tracing
 from vibebox.units import format_size
 
 from .. import events, quotas, selectors, signals, states
-from ..models import Sandbox, Status
+from ..models import GitHook, Sandbox, Status
 from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 from . import git, network, pools, snapshots
@@ -581,6 +581,7 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     network.network_release(sandbox)
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+        GitHook.objects.filter(sandbox=sandbox).delete()  # its webhook URLs (and secrets) go with it: a push is a 404
         record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
         events.publish(sandbox=sandbox, type="sandbox.destroyed")
         if expired:
