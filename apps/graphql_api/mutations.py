@@ -730,6 +730,14 @@ def _code_context(info: Info, sandbox_id: str, context_id: str):
     return contexts.context_get(sandbox=sandbox, id=context_id)
 
 
+def _market_template(info: Info, name: str):
+    """As the marketplace views' writes: templates:submit, then the template the caller's
+    organization sees (another's private one: template_not_found). Answers (actor, template)."""
+    require_scopes(info, TEMPLATES_SUBMIT)
+    actor = _actor(info)
+    return actor, market_selectors.template_get(name=name, org=actor.org)
+
+
 def _catalogue(actor, template):
     """As the marketplace views' _detail: the catalogue entry with the versions `actor` sees."""
     found = market_selectors.catalogue_get(name=template.name, org=actor.org)
@@ -1562,9 +1570,7 @@ class Mutation:
         "from; sent again it is edited."
     )
     def rate_template(self, info: Info, name: str, rating: int, text: str | None = None) -> TemplateReview:
-        require_scopes(info, TEMPLATES_SUBMIT)
-        actor = _actor(info)
-        template = market_selectors.template_get(name=name, org=actor.org)
+        actor, template = _market_template(info, name)
         data = validated(
             market_api.ReviewWriteSerializer, {"rating": rating, **({} if text is None else {"text": text})}
         )
@@ -1608,9 +1614,7 @@ class Mutation:
     def yank_template_version(
         self, info: Info, name: str, version: str, reason: str | None = strawberry.UNSET
     ) -> TemplateVersion:
-        require_scopes(info, TEMPLATES_SUBMIT)
-        actor = _actor(info)
-        template = market_selectors.template_get(name=name, org=actor.org)
+        actor, template = _market_template(info, name)
         data = validated(market_api.YankSerializer, _given(reason=reason))
         row = market_services.version_yank(actor, template=template, version=version, reason=data["reason"])
         return answer(TemplateVersion, market_api.TemplateVersionSerializer, row)
@@ -1622,9 +1626,7 @@ class Mutation:
     def deprecate_template(
         self, info: Info, name: str, message: str, replacement: str | None = strawberry.UNSET
     ) -> MarketplaceTemplateDetail:
-        require_scopes(info, TEMPLATES_SUBMIT)
-        actor = _actor(info)
-        template = market_selectors.template_get(name=name, org=actor.org)
+        actor, template = _market_template(info, name)
         data = validated(market_api.DeprecateSerializer, _given(message=message, replacement=replacement))
         return _catalogue(actor, market_services.template_deprecate(actor, template=template, **data))
 
@@ -1634,9 +1636,7 @@ class Mutation:
     def feature_template(
         self, info: Info, name: str, featured: bool, rank: int | None = strawberry.UNSET
     ) -> MarketplaceTemplateDetail:
-        require_scopes(info, TEMPLATES_SUBMIT)
-        actor = _actor(info)
-        template = market_selectors.template_get(name=name, org=actor.org)
+        actor, template = _market_template(info, name)
         data = validated(market_api.FeatureSerializer, _given(featured=featured, rank=rank))
         return _catalogue(actor, market_services.template_feature(actor, template=template, **data))
 
