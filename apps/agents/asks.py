@@ -27,6 +27,7 @@ from apps.sandboxes.services.exec import require_running, run_internal, sandbox_
 from vibebox import exceptions as errors
 
 from . import review
+from .changes import changes_approve, claude_group
 from .models import ChangeSet, ClaudeAsk, ClaudeEvent, ClaudeSession, ClaudeSetup
 from .setup import mcp_config_path, setup_get, template_mcp_servers, touch
 
@@ -41,10 +42,6 @@ EVENTS_LIMIT = 20_000
 _running: dict[str, ExecControl] = {}
 _cancelled: set[str] = set()
 _lock = threading.Lock()
-
-
-def claude_group(sandbox_id: str) -> str:
-    return f"claude.{sandbox_id}"
 
 
 def _content(event: dict) -> list:
@@ -426,8 +423,6 @@ def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
     it is recorded, by the same service as `…/claude/approve`, the ask's key as the reviewer.
     Only when it is the session's one pending change set: earlier ones (made in assist mode)
     wait for a person, and a merge conflict leaves it pending; either way an event says why."""
-    from .changes import changes_approve  # changes.py imports this module (claude_group)
-
     if ClaudeSetup.objects.filter(sandbox=sandbox).values_list("mode", flat=True).first() != "autonomous":
         return
     if session.change_sets.filter(status=ChangeSet.Status.PENDING).exclude(pk=change.pk).exists():

@@ -15,8 +15,12 @@ from apps.sandboxes.services.exec import require_running
 from vibebox import exceptions as errors
 
 from . import review
-from .asks import claude_group
 from .models import ChangeSet, ClaudeAsk, ClaudeSession
+
+
+def claude_group(sandbox_id: str) -> str:
+    """The channel group of a sandbox's Claude events (asks.py publishes there, WS …/claude listens)."""
+    return f"claude.{sandbox_id}"
 
 
 def change_sets(*, sandbox, session_id: str | None = None, status: str | None = "pending"):

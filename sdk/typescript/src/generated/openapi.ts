@@ -2689,6 +2689,13 @@ export interface components {
          * @enum {string}
          */
         ClaudeMessageTypeEnum: "prompt" | "text" | "tool_use" | "tool_result" | "result";
+        /**
+         * @description * `human` - human
+         *     * `assist` - assist
+         *     * `autonomous` - autonomous
+         * @enum {string}
+         */
+        ClaudeModeEnum: "human" | "assist" | "autonomous";
         ClaudeSession: {
             sessionId: string;
             title: string;
@@ -2750,7 +2757,7 @@ export interface components {
              *     * `assist` - assist
              *     * `autonomous` - autonomous
              */
-            mode?: components["schemas"]["ModeEnum"];
+            mode?: components["schemas"]["ClaudeModeEnum"];
             /** @description The asks' default model set on the sandbox (null: none set). */
             model?: string | null;
             /** @description The asks' default permission mode set. */
@@ -3837,13 +3844,6 @@ export interface components {
         MkdirRequest: {
             path: string;
         };
-        /**
-         * @description * `human` - human
-         *     * `assist` - assist
-         *     * `autonomous` - autonomous
-         * @enum {string}
-         */
-        ModeEnum: "human" | "assist" | "autonomous";
         /** @description Model calls through VibeBox's gateway, summed. */
         ModelUsage: {
             requests: number;
@@ -4154,7 +4154,7 @@ export interface components {
              *     * `assist` - assist
              *     * `autonomous` - autonomous
              */
-            mode?: components["schemas"]["ModeEnum"];
+            mode?: components["schemas"]["ClaudeModeEnum"];
             /** @description The asks' default model; null or "": the template's `claude.model`, else Claude's. */
             model?: string | null;
             /**
