@@ -105,6 +105,7 @@ def test_setup_panel_bad_input_changes_nothing(browser, sandbox, setup):
 def test_human_mode_refuses_the_dashboards_ask(browser, sandbox, setup):
     url = f"/sandboxes/{sandbox.id}/claude"
     browser.post(url + "/setup", {"mode": "human", "key": "keep"})
+    assert b'id="claude-ask-human"' in browser.get(url).content  # the form says so; the server refuses anyway
     refused = browser.post(url + "/ask", {"prompt": "hi"}, follow=True)
     assert b"claude_disabled_by_mode" in refused.content
     assert not ClaudeAsk.objects.exists()
