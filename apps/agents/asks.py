@@ -423,7 +423,8 @@ def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
     it is recorded, by the same service as `…/claude/approve`, the ask's key as the reviewer.
     Only when it is the session's one pending change set: earlier ones (made in assist mode)
     wait for a person, and a merge conflict leaves it pending; either way an event says why."""
-    if ClaudeSetup.objects.filter(sandbox=sandbox).values_list("mode", flat=True).first() != "autonomous":
+    mode = ClaudeSetup.objects.filter(sandbox=sandbox).values_list("mode", flat=True).first()
+    if mode != ClaudeSetup.Mode.AUTONOMOUS:
         return
     if session.change_sets.filter(status=ChangeSet.Status.PENDING).exclude(pk=change.pk).exists():
         _publish(ask, "changes.not_applied", "Earlier changes of this session wait for review; these wait with them")
@@ -438,6 +439,9 @@ def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
             f"Claude's changes could not be applied ({exc.code}); review them",
             {"changeSetId": change.id, "code": exc.code, "details": exc.details},
         )
+    except Exception:  # the ask has ended already; its change set stays pending for a person
+        logger.exception("claude ask %s: autonomous apply failed", ask.id)
+        _publish(ask, "changes.not_applied", "Claude's changes could not be applied; review them")
 
 
 def _record_changes(ask, session, sandbox, start: str) -> ChangeSet | None:

@@ -5,7 +5,8 @@ API on container-less rows (what runs Claude is tests/agents/test_claude_modes_e
 import pytest
 from django.contrib.auth import get_user_model
 
-from apps.agents.models import ClaudeAsk, ClaudeSetup
+from apps.agents import asks
+from apps.agents.models import ChangeSet, ClaudeAsk, ClaudeSession, ClaudeSetup
 from apps.audit.models import AuditEntry
 from apps.keys.scopes import ALL_SCOPES, SANDBOXES_READ
 from apps.orgs import services as org_services
@@ -129,3 +130,26 @@ def test_human_mode_refuses_asks_through_rest(api_client, sandbox, setup):
     assert asked.json()["error"]["details"] == {"sandbox": sandbox.id, "mode": "human"}
     assert not ClaudeAsk.objects.filter(sandbox=sandbox).exists()
     assert not sandbox.claude_sessions.exists()
+
+
+def test_autonomous_leaves_a_change_set_pending_when_it_cannot_apply_it(sandbox, setup):
+    """The branches the e2e test does not reach: earlier pending change sets (made in assist mode)
+    keep the new one waiting with them, and a failed apply leaves it pending; assist never applies."""
+    session = ClaudeSession.objects.create(id="s-auto", sandbox=sandbox, cwd="/home/agent/wt", review=True)
+
+    def change(n):
+        ask = ClaudeAsk.objects.create(session=session, sandbox=sandbox, prompt=f"p{n}", status="completed")
+        return ask, ChangeSet.objects.create(session=session, ask=ask, base_commit="a" * 40, head_commit="b" * 40)
+
+    ask1, first = change(1)
+    asks._apply_if_autonomous(ask1, session, sandbox, first)  # assist: nothing happens
+    assert ChangeSet.objects.get(pk=first.pk).status == "pending"
+    ClaudeSetup.objects.filter(pk=setup.pk).update(mode="autonomous")
+    ask2, second = change(2)
+    asks._apply_if_autonomous(ask2, session, sandbox, second)  # the first still waits for a person
+    assert set(ChangeSet.objects.values_list("status", flat=True)) == {"pending"}
+    first.delete()
+    # No container behind this row: the merge fails, and the change set stays pending.
+    asks._apply_if_autonomous(ask2, session, sandbox, second)
+    assert ChangeSet.objects.get(pk=second.pk).status == "pending"
+    assert not AuditEntry.objects.filter(action="claude.changes_approved").exists()
