@@ -193,6 +193,15 @@ def setup_get(sandbox) -> ClaudeSetup:
 UNSET = object()
 
 
+def claude_setup_update_from(*, sandbox, data: dict) -> ClaudeSetup:
+    """claude_setup_update from the validated body of a PATCH of `…/claude/status`
+    (api.serializers.ClaudeSetupUpdateSerializer): REST's and GraphQL's. Only the fields given change."""
+    given = {"model": "model", "permission_mode": "permissionMode", "anthropic_api_key": "anthropicApiKey"}
+    return claude_setup_update(
+        sandbox=sandbox, mode=data.get("mode"), **{name: data[field] for name, field in given.items() if field in data}
+    )
+
+
 def claude_setup_update(
     *, sandbox, mode: str | None = None, model=UNSET, permission_mode=UNSET, anthropic_api_key=UNSET
 ) -> ClaudeSetup:

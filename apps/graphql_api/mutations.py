@@ -297,6 +297,10 @@ ClaudeAskStarted = serializer_type(
     agent_api.ClaudeAskStartedSerializer, "ClaudeAskStarted", "An ask begun: follow it on `stream` or claudeEvents."
 )
 ReviewResult = serializer_type(agent_api.ReviewResultSerializer, "ChangesReviewResult")
+# After the ask types: the usage type they share keeps its first name (ClaudeAskResultGatewayUsage).
+ClaudeSetupStatus = serializer_type(
+    agent_api.ClaudeStatusSerializer, "ClaudeSetupStatus", "A sandbox's Claude setup, as GET …/claude/status."
+)
 
 
 @strawberry.type(description="A new API key and its secret (`key`), shown only here.")
@@ -520,6 +524,14 @@ class ClaudeAskInput:
 class ClaudeEnableInput:
     anthropic_api_key: str | None = strawberry.UNSET
     mcp: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As PATCH /api/v1/sandboxes/{id}/claude/status: only the fields given change.")
+class ConfigureClaudeInput:
+    mode: str | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    permission_mode: str | None = strawberry.UNSET
+    anthropic_api_key: str | None = strawberry.UNSET
 
 
 @strawberry.input(description="As POST /api/v1/keys.")
@@ -1219,6 +1231,16 @@ class Mutation:
             sandbox=sandbox, api_key=_key(info), anthropic_api_key=data.get("anthropicApiKey", ""), mcp=data["mcp"]
         )
         return answer(ClaudeEnabled, agent_api.ClaudeEnabledSerializer, found)
+
+    @strawberry.mutation(
+        description="As PATCH /sandboxes/{id}/claude/status: the collaboration mode (human, assist, autonomous), "
+        "the asks' default model and permission mode, and whose Anthropic key pays (docs/claude.md)."
+    )
+    def configure_claude(self, info: Info, sandbox_id: strawberry.ID, input: ConfigureClaudeInput) -> ClaudeSetupStatus:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        setup.claude_setup_update_from(sandbox=sandbox, data=validated(agent_api.ClaudeSetupUpdateSerializer, input))
+        return answer(ClaudeSetupStatus, agent_api.ClaudeStatusSerializer, setup.claude_status(sandbox))
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/ask: starts an ask (follow it with claudeEvents).")
     def claude_ask(self, info: Info, sandbox_id: strawberry.ID, input: ClaudeAskInput) -> ClaudeAskStarted:

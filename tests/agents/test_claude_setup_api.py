@@ -11,6 +11,7 @@ from apps.audit.models import AuditEntry
 from apps.keys.scopes import ALL_SCOPES, SANDBOXES_READ
 from apps.orgs import services as org_services
 from tests.conftest import sandbox_row
+from tests.graphql.test_mutations import ok, refused
 from vibebox import crypto
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +154,31 @@ def test_autonomous_leaves_a_change_set_pending_when_it_cannot_apply_it(sandbox,
     asks._apply_if_autonomous(ask2, session, sandbox, second)
     assert ChangeSet.objects.get(pk=second.pk).status == "pending"
     assert not AuditEntry.objects.filter(action="claude.changes_approved").exists()
+
+
+CONFIGURE = """mutation($id: ID!, $input: ConfigureClaudeInput!) {
+  configureClaude(sandboxId: $id, input: $input) { mode model permissionMode effectiveModel ownKey }
+}"""
+
+
+def test_graphql_configure_claude_is_the_same_write(api_client, outsider_client, client_for, owner, sandbox, setup):
+    """GraphQL's configureClaude goes through the REST view's function: same checks, same audit entry."""
+    data = ok(api_client, CONFIGURE, id=sandbox.id, input={"mode": "human", "model": "claude-haiku-4-5"})
+    assert data["configureClaude"] == {
+        "mode": "human",
+        "model": "claude-haiku-4-5",
+        "permissionMode": None,
+        "effectiveModel": "claude-haiku-4-5",
+        "ownKey": False,
+    }
+    setup.refresh_from_db()
+    assert (setup.mode, setup.model) == ("human", "claude-haiku-4-5")
+    assert AuditEntry.objects.filter(action="claude.updated", target_id=sandbox.id).count() == 1
+    # REST's refusals: a mode that is none, a key without the scope, another organization's sandbox.
+    assert refused(api_client, CONFIGURE, "validation_error", id=sandbox.id, input={"mode": "chaos"})
+    narrow = refused(client_for(owner, [SANDBOXES_READ]), CONFIGURE, "insufficient_scope", id=sandbox.id, input={})
+    assert narrow["extensions"]["status"] == 403
+    gone = refused(outsider_client, CONFIGURE, "sandbox_not_found", id=sandbox.id, input={"mode": "assist"})
+    assert gone["extensions"]["status"] == 404
+    setup.refresh_from_db()
+    assert setup.mode == "human"

@@ -97,17 +97,7 @@ class StatusView(APIView):
         sandbox = _sandbox(request, sandbox_id)
         body = ClaudeSetupUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        given = {
-            "model": "model",
-            "permission_mode": "permissionMode",
-            "anthropic_api_key": "anthropicApiKey",
-        }
-        setup.claude_setup_update(
-            sandbox=sandbox,
-            mode=data.get("mode"),
-            **{name: data[field] for name, field in given.items() if field in data},
-        )
+        setup.claude_setup_update_from(sandbox=sandbox, data=body.validated_data)
         return Response(ClaudeStatusSerializer(setup.claude_status(sandbox)).data)
 
 
