@@ -38,19 +38,7 @@ def _port_rows(request, sandbox) -> tuple[list[dict], str]:
         logger.info("ports of %s: %s", sandbox.id, exc.message)
         return [], f"{exc.message} ({exc.code})"
     origin = request.build_absolute_uri("/")
-    rows = [
-        {
-            "port": info.port,
-            "listening": info.listening,
-            "declared": info.declared,
-            "public": info.public,
-            "address": info.address,
-            "description": info.description,
-            "url": links.host_url(sandbox.pk, info.port),
-            "path_url": links.path_url(sandbox.pk, info.port, origin=origin),
-        }
-        for info in listed
-    ]
+    rows = [services.port_answer(sandbox, info, origin=origin) for info in listed]  # as the API answers
     return rows, ""
 
 
