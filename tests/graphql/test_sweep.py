@@ -151,7 +151,7 @@ def test_every_field_over_http_leaks_and_writes_nothing_of_the_owners(
     with httpx.Client(
         base_url=graphql_live_server, headers={"Authorization": f"Bearer {outsider_secret}"}, timeout=60
     ) as client:
-        for kind, field_name, document in documents:
+        for _kind, _field, document in documents:
             text = str(_send(client, document))
             assert mine.sandbox.name not in text and mine.email not in text, (document, text[:500])
 
