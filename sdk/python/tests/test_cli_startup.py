@@ -28,6 +28,7 @@ HEAVY = (
     "vibebox_sdk.sandbox",
     "vibebox_sdk.streams",
     "vibebox_sdk.aio",
+    "vibebox_sdk.models",
 )
 
 PROBE = """

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .durations import Duration
-from .models import ExecutionResult
 
 if TYPE_CHECKING:
     from .aio import AsyncSandbox
+    from .models import ExecutionResult
     from .sandbox import Sandbox
 
 MANAGERS = ("pip", "uv", "npm", "cargo", "gem", "bundler", "go", "maven")

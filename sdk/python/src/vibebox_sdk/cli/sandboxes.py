@@ -11,7 +11,6 @@ import typer
 from rich.text import Text
 
 from .. import errors
-from ..models import LogEntry
 from . import output, shell
 from .common import (
     NOT_FOUND,
@@ -36,6 +35,7 @@ LIFECYCLE = {
 }
 
 if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..models import LogEntry
     from ..sandbox import Sandbox
 
 

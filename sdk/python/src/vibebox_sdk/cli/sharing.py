@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .. import errors
-from ..models import Grant
 from . import output
 from .common import JsonFlag, UsageError, get_sandbox
 from .sandboxes import SandboxArg
 
 if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..models import Grant
     from ..sandbox import Sandbox
 
 
