@@ -101,3 +101,34 @@ def test_every_public_name_resolves():
 def test_a_star_import_gets_every_public_name(tmp_path):
     body = "from vibebox_sdk import *\nassert VibeBox.__name__ == 'VibeBox' and AsyncVibeBox and __version__"
     assert "vibebox_sdk.aio" in probe(body, tmp_path=tmp_path)["loaded"]
+
+
+def test_a_command_runs_in_an_app_of_that_command_alone():
+    from vibebox_sdk.cli.main import app, command_app
+
+    narrowed = command_app(["create", "python-3.13", "x"])
+    assert [c.name for c in narrowed.registered_commands] == ["create"] and narrowed.registered_groups == []
+    orgs = command_app(["orgs", "list"])
+    assert orgs.registered_commands == [] and [g.name for g in orgs.registered_groups] == ["orgs"]
+    assert [c.callback.__name__ for c in command_app(["ls"]).registered_commands] == ["ls"]  # named after its function
+    for whole in ([], ["--help"], ["--version"], ["no-such-command"]):
+        assert command_app(whole) is app  # top-level options and unknown commands: the whole app
+    assert len(app.registered_commands) > 20  # the narrowing copied the app, never changed it
+
+
+@pytest.mark.parametrize("argv", [["create", "--help"], ["orgs", "list", "--help"], ["no-such-command"]])
+def test_help_and_errors_are_those_of_the_whole_app(argv, tmp_path):
+    """The narrowed app's help and usage errors read as the whole app's do."""
+    code = (
+        "import sys, typer\nfrom vibebox_sdk.cli.main import app, command_app\n"
+        "whole = sys.argv[1] == 'whole'\nargs = sys.argv[2:]\n"
+        "try:\n    (app if whole else command_app(args))(args=args, prog_name='vibebox')\n"
+        "except SystemExit as exit:\n    print('exit', exit.code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_CONFIG_HOME": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "100"}
+    answers = [
+        subprocess.run([sys.executable, "-c", code, which, *argv], env=env, capture_output=True, text=True, timeout=120)
+        for which in ("whole", "narrowed")
+    ]
+    assert answers[0].stdout == answers[1].stdout and answers[0].stderr == answers[1].stderr
+    assert "Usage: vibebox" in answers[1].stdout + answers[1].stderr
