@@ -118,13 +118,18 @@ def command_app(argv: list[str]) -> typer.Typer:
     command's signature into click parameters on each run (over 100 of them: a good part of the
     CLI's start), though one command runs. The whole app for anything else: top-level options
     (`--help`, `--version`), an unknown command (its error suggests the near ones), completion."""
-    if not argv or argv[0].startswith("-") or any(name.endswith("_COMPLETE") for name in os.environ):
+    if not argv or any(name.endswith("_COMPLETE") for name in os.environ):
         return app
     name = argv[0]
-    commands = [c for c in app.registered_commands if (c.name or command_name(c.callback.__name__)) == name]
-    groups = [g for g in app.registered_groups if g.name == name]
-    if not commands and not groups:
+    if argv == ["--version"]:
+        commands, groups = [], []  # the eager option prints and exits before any command is looked at
+    elif name.startswith("-"):
         return app
+    else:
+        commands = [c for c in app.registered_commands if (c.name or command_name(c.callback.__name__)) == name]
+        groups = [g for g in app.registered_groups if g.name == name]
+        if not commands and not groups:
+            return app
     narrowed = copy.copy(app)
     narrowed.registered_commands, narrowed.registered_groups = commands, groups
     return narrowed
