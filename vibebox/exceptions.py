@@ -191,6 +191,9 @@ ClaudeUnavailable = error("claude_unavailable", 409, "This sandbox's template ha
 ClaudeNotEnabled = error("claude_not_enabled", 409, "Claude Code is not enabled on this sandbox; POST claude/enable.")
 AskNotFound = error("ask_not_found", 404, "Ask not found.")
 AskRunning = error("ask_running", 409, "This session already has a running ask.")
+ClaudeDisabledByMode = error(
+    "claude_disabled_by_mode", 409, "This sandbox's collaboration mode is human: Claude asks are refused."
+)
 ClaudeSessionNotFound = error("claude_session_not_found", 404, "Claude session not found.")
 NoPendingChanges = error("no_pending_changes", 409, "There are no pending changes to review.")
 MergeConflict = error("merge_conflict", 409, "The changes conflict with what /workspace holds now.")

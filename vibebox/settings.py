@@ -353,6 +353,7 @@ SPECTACULAR_SETTINGS = {
         "LogEntryTypeEnum": "apps.sandboxes.api.schema.LOG_TYPES",
         "LogStreamEnum": "apps.sandboxes.api.schema.LOG_STREAMS",
         "GitTokenAuthTypeEnum": ["token"],
+        "ClaudeModeEnum": ["human", "assist", "autonomous"],  # apps.agents.models.ClaudeSetup.Mode
         "GitSshAuthTypeEnum": ["ssh"],
         "ScopesEnum": "apps.keys.scopes.ALL_SCOPES",
         "GrantAccessEnum": "apps.sandboxes.models.SandboxGrant.Access",

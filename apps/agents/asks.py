@@ -27,7 +27,8 @@ from apps.sandboxes.services.exec import require_running, run_internal, sandbox_
 from vibebox import exceptions as errors
 
 from . import review
-from .models import ChangeSet, ClaudeAsk, ClaudeEvent, ClaudeSession
+from .changes import changes_approve, claude_group
+from .models import ChangeSet, ClaudeAsk, ClaudeEvent, ClaudeSession, ClaudeSetup
 from .setup import mcp_config_path, setup_get, template_mcp_servers, touch
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ EVENTS_LIMIT = 20_000
 _running: dict[str, ExecControl] = {}
 _cancelled: set[str] = set()
 _lock = threading.Lock()
-
-
-def claude_group(sandbox_id: str) -> str:
-    return f"claude.{sandbox_id}"
 
 
 def _content(event: dict) -> list:
@@ -173,15 +170,19 @@ def ask_start(
     append_system_prompt: str | None = None,
     review: bool | None = None,
 ) -> ClaudeAsk:
-    # What the ask leaves out comes from the template (template.yaml `claude:`), else Claude's.
+    setup = setup_get(sandbox)
+    # The collaboration mode (docs/claude.md): every door (REST, GraphQL, dashboard) asks here.
+    if setup.mode == ClaudeSetup.Mode.HUMAN:
+        raise errors.ClaudeDisabledByMode(details={"sandbox": sandbox.id, "mode": setup.mode})
+    # What the ask leaves out comes from the sandbox's setup (PATCH …/claude/status), then the
+    # template (template.yaml `claude:`), else Claude's.
     defaults = sandbox.template.claude or {}
     permissions = defaults.get("permissions") or {}
-    model = model or defaults.get("model")
-    permission_mode = permission_mode or permissions.get("mode") or "acceptEdits"
+    model = model or setup.model or defaults.get("model")
+    permission_mode = permission_mode or setup.permission_mode or permissions.get("mode") or "acceptEdits"
     allowed_tools = allowed_tools if allowed_tools is not None else permissions.get("allow")
     disallowed_tools = disallowed_tools if disallowed_tools is not None else permissions.get("deny")
     _validate(prompt, model, allowed_tools, disallowed_tools, max_turns, permission_mode)
-    setup = setup_get(sandbox)
     require_running(sandbox)
     # The organization's model spend and budget (402 quota_exceeded), asked like every other work.
     sandbox_quotas.request_work(org_id=sandbox.org_id, action="ask", sandbox=sandbox, user=sandbox.owner)
@@ -413,6 +414,34 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
         touch(sandbox.claude)
         data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
         _publish(ask, "ask.finished", f"Claude ask {status}", data)
+    if change is not None:
+        _apply_if_autonomous(ask, session, sandbox, change)
+
+
+def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
+    """In autonomous mode, the ask's change set is approved (merged into /workspace) as soon as
+    it is recorded, by the same service as `…/claude/approve`, the ask's key as the reviewer.
+    Only when it is the session's one pending change set: earlier ones (made in assist mode)
+    wait for a person, and a merge conflict leaves it pending; either way an event says why."""
+    mode = ClaudeSetup.objects.filter(sandbox=sandbox).values_list("mode", flat=True).first()
+    if mode != ClaudeSetup.Mode.AUTONOMOUS:
+        return
+    if session.change_sets.filter(status=ChangeSet.Status.PENDING).exclude(pk=change.pk).exists():
+        _publish(ask, "changes.not_applied", "Earlier changes of this session wait for review; these wait with them")
+        return
+    try:
+        changes_approve(sandbox=sandbox, session_id=session.id, api_key=ask.api_key, automatic=True)
+    except errors.ApplicationError as exc:
+        logger.info("claude ask %s: autonomous apply failed: %s", ask.id, exc.message)
+        _publish(
+            ask,
+            "changes.not_applied",
+            f"Claude's changes could not be applied ({exc.code}); review them",
+            {"changeSetId": change.id, "code": exc.code, "details": exc.details},
+        )
+    except Exception:  # the ask has ended already; its change set stays pending for a person
+        logger.exception("claude ask %s: autonomous apply failed", ask.id)
+        _publish(ask, "changes.not_applied", "Claude's changes could not be applied; review them")
 
 
 def _record_changes(ask, session, sandbox, start: str) -> ChangeSet | None:

@@ -15,8 +15,12 @@ from apps.sandboxes.services.exec import require_running
 from vibebox import exceptions as errors
 
 from . import review
-from .asks import claude_group
 from .models import ChangeSet, ClaudeAsk, ClaudeSession
+
+
+def claude_group(sandbox_id: str) -> str:
+    """The channel group of a sandbox's Claude events (asks.py publishes there, WS …/claude listens)."""
+    return f"claude.{sandbox_id}"
 
 
 def change_sets(*, sandbox, session_id: str | None = None, status: str | None = "pending"):
@@ -49,7 +53,7 @@ def _sessions(sandbox, session_id: str | None) -> list[ClaudeSession]:
     return list(ClaudeSession.objects.filter(pk__in=ids).order_by("created_at"))
 
 
-def _review(*, sandbox, session_id, api_key, approve: bool) -> list[ChangeSet]:
+def _review(*, sandbox, session_id, api_key, approve: bool, automatic: bool = False) -> list[ChangeSet]:
     require_running(sandbox)
     done = []
     for session in _sessions(sandbox, session_id):
@@ -72,21 +76,34 @@ def _review(*, sandbox, session_id, api_key, approve: bool) -> list[ChangeSet]:
             record(
                 f"claude.changes_{status}",
                 target=sandbox,
-                changes={"session": session.id, "changeSets": [c.id for c in pending], "files": files[:100]},
+                changes={
+                    "session": session.id,
+                    "changeSets": [c.id for c in pending],
+                    "files": files[:100],
+                    **({"automatic": True} if automatic else {}),  # autonomous mode, no person
+                },
             )
         events.publish(
             sandbox=sandbox,
             type=f"claude.changes.{status}",
             text=f"Claude's changes {status}: {', '.join(files)[:200]}",
-            data={"sessionId": session.id, "changeSetIds": [c.id for c in pending], "files": files},
+            data={
+                "sessionId": session.id,
+                "changeSetIds": [c.id for c in pending],
+                "files": files,
+                "automatic": automatic,
+            },
             groups=(claude_group(sandbox.id),),
         )
         done += [ChangeSet.objects.get(pk=c.pk) for c in pending]
     return done
 
 
-def changes_approve(*, sandbox, session_id: str | None = None, api_key=None) -> list[ChangeSet]:
-    return _review(sandbox=sandbox, session_id=session_id, api_key=api_key, approve=True)
+def changes_approve(
+    *, sandbox, session_id: str | None = None, api_key=None, automatic: bool = False
+) -> list[ChangeSet]:
+    """`automatic`: applied by autonomous mode (asks.py), not by a person; said in the audit entry."""
+    return _review(sandbox=sandbox, session_id=session_id, api_key=api_key, approve=True, automatic=automatic)
 
 
 def changes_reject(*, sandbox, session_id: str | None = None, api_key=None) -> list[ChangeSet]:

@@ -18,7 +18,13 @@ def new_change_id() -> str:
 
 class ClaudeSetup(models.Model):
     """Claude Code enabled on a sandbox. The gateway token (given to the sandbox as its
-    ANTHROPIC_API_KEY) is stored only as a hash; a caller's own Anthropic key encrypted."""
+    ANTHROPIC_API_KEY) is stored only as a hash; a caller's own Anthropic key encrypted.
+    `mode` is the collaboration mode (docs/claude.md): enforced by asks.py."""
+
+    class Mode(models.TextChoices):
+        HUMAN = "human"  # Claude asks are refused
+        ASSIST = "assist"  # Claude's changes wait for a person's approval (review)
+        AUTONOMOUS = "autonomous"  # Claude's change sets are applied without review
 
     sandbox = models.OneToOneField("sandboxes.Sandbox", on_delete=models.CASCADE, related_name="claude")
     api_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -30,6 +36,9 @@ class ClaudeSetup(models.Model):
     mcp_key = models.TextField(blank=True)  # Fernet token of the VibeBox key the sandbox's MCP server uses
     enabled_at = models.DateTimeField(auto_now_add=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ASSIST)
+    model = models.CharField(max_length=100, blank=True)  # asks' default model, before the template's
+    permission_mode = models.CharField(max_length=32, blank=True)  # asks' default, before the template's
 
     def __str__(self):
         return f"claude on {self.sandbox_id}"

@@ -1,5 +1,7 @@
 """Reads for Claude: asks, sessions and their conversation, scoped to an owner's sandbox."""
 
+import json
+
 from apps.sandboxes.runtime import bounded
 from apps.sandboxes.services.exec import require_running, run_internal
 from vibebox import exceptions as errors
@@ -119,3 +121,71 @@ def transcript(sandbox, session: ClaudeSession) -> tuple[list[dict], bool]:
         except ValueError:
             continue
     return entries, result.truncated
+
+
+READ_TOOLS = {"Read": "file_path", "NotebookRead": "notebook_path"}  # Claude Code's file-reading tools
+INPUT_PREVIEW = 500  # characters of a tool call's input shown by the context inspector
+
+
+def session_context(session: ClaudeSession) -> dict:
+    """What Claude saw in a session, from its stored events (one query): the files it read (its
+    Read tools' paths, with how often), the tools it called (input cut at INPUT_PREVIEW, whether
+    the result was an error), and from its latest `init` event the model, working directory,
+    permission mode, tools and MCP servers it had. The events are Claude's own output, hostile:
+    every field is checked for its type."""
+    files: dict[str, int] = {}
+    calls: list[dict] = []
+    by_use_id: dict[str, dict] = {}
+    init: dict = {}
+    stored = ClaudeEvent.objects.filter(ask__session=session, type__in=("init", "tool_use", "tool_result"))
+    for event in stored.order_by("ask__started_at", "seq").only("ask_id", "seq", "type", "data").iterator():
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "init":
+            init = data
+            continue
+        for block in _blocks(
+            (data.get("message") or {}).get("content") if isinstance(data.get("message"), dict) else []
+        ):
+            if block.get("type") == "tool_use":
+                name = str(block.get("name") or "")[:200]
+                arguments = block.get("input")
+                path = arguments.get(READ_TOOLS[name]) if name in READ_TOOLS and isinstance(arguments, dict) else None
+                if isinstance(path, str) and path:
+                    files[path[:1000]] = files.get(path[:1000], 0) + 1
+                shown = json.dumps(arguments, ensure_ascii=False, default=str)
+                call = {
+                    "ask_id": event.ask_id,
+                    "seq": event.seq,
+                    "name": name,
+                    "input": shown[:INPUT_PREVIEW],
+                    "truncated": len(shown) > INPUT_PREVIEW,
+                    "is_error": None,  # no result seen (yet)
+                }
+                calls.append(call)
+                if isinstance(block.get("id"), str):
+                    by_use_id[block["id"]] = call
+            elif block.get("type") == "tool_result" and isinstance(block.get("tool_use_id"), str):
+                found = by_use_id.get(block["tool_use_id"])
+                if found is not None:
+                    found["is_error"] = bool(block.get("is_error"))
+    tools = (
+        [str(t)[:200] for t in init.get("tools") or [] if isinstance(t, str)]
+        if isinstance(init.get("tools"), list)
+        else []
+    )
+    servers = init.get("mcp_servers") if isinstance(init.get("mcp_servers"), list) else []
+    return {
+        "files_read": [{"path": path, "times": times} for path, times in files.items()],
+        "tool_calls": calls,
+        "seen_init": bool(init),
+        "model": str(init.get("model") or "")[:100],
+        "cwd": str(init.get("cwd") or "")[:300],
+        "permission_mode": str(init.get("permissionMode") or "")[:32],
+        "tools": [t for t in tools if not t.startswith("mcp__")],
+        "mcp_tools": [t for t in tools if t.startswith("mcp__")],
+        "mcp_servers": [
+            {"name": str(s.get("name") or "")[:100], "status": str(s.get("status") or "")[:32]}
+            for s in servers
+            if isinstance(s, dict)
+        ],
+    }

@@ -14,6 +14,7 @@ from apps.audit.services import record
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ, SANDBOXES_WRITE
 from apps.keys.services import api_key_create, api_keys_revoke_for_sandbox
+from apps.marketplace.template_keys import PERMISSION_MODES
 from apps.sandboxes.engine import sandbox_network_gateway
 from apps.sandboxes.services.env import env_update
 from apps.sandboxes.services.exec import require_running, run_internal
@@ -189,6 +190,66 @@ def setup_get(sandbox) -> ClaudeSetup:
     return setup
 
 
+UNSET = object()
+
+
+def claude_setup_update_from(*, sandbox, data: dict) -> ClaudeSetup:
+    """claude_setup_update from the validated body of a PATCH of `…/claude/status`
+    (api.serializers.ClaudeSetupUpdateSerializer): REST's and GraphQL's. Only the fields given change."""
+    given = {"model": "model", "permission_mode": "permissionMode", "anthropic_api_key": "anthropicApiKey"}
+    return claude_setup_update(
+        sandbox=sandbox, mode=data.get("mode"), **{name: data[field] for name, field in given.items() if field in data}
+    )
+
+
+def claude_setup_update(
+    *, sandbox, mode: str | None = None, model=UNSET, permission_mode=UNSET, anthropic_api_key=UNSET
+) -> ClaudeSetup:
+    """Changes what a PATCH of `…/claude/status` (and the dashboard's panel) may change without
+    enabling again: the collaboration mode, the asks' default model and permission mode ("" or
+    None: the template's), and whose Anthropic key pays (a key: the caller's own, stored
+    encrypted; "" or None: the operator's). MCP servers are changed by enabling again (the
+    sandbox's mcp.json holds the gateway token, which only enable makes). Works on a stopped
+    sandbox too: nothing runs in it."""
+    if mode is not None and mode not in ClaudeSetup.Mode.values:
+        raise errors.ValidationFailed(f"mode is one of {', '.join(ClaudeSetup.Mode.values)}.", details={"mode": mode})
+    if permission_mode not in (UNSET, None, "") and permission_mode not in PERMISSION_MODES:
+        raise errors.ValidationFailed(
+            f"permissionMode is one of {', '.join(PERMISSION_MODES)}.", details={"permissionMode": permission_mode}
+        )
+    if model not in (UNSET, None, "") and (model.startswith("-") or "\0" in model or len(model) > 100):
+        raise errors.ValidationFailed("model is a model name, e.g. claude-sonnet-4-5.")
+    with transaction.atomic():
+        setup = ClaudeSetup.objects.select_for_update().filter(sandbox=sandbox).first()
+        if setup is None:
+            raise errors.ClaudeNotEnabled(details={"sandbox": sandbox.id})
+        changes = {}
+        if mode is not None and mode != setup.mode:
+            changes["mode"] = [setup.mode, mode]
+            setup.mode = mode
+        if model is not UNSET and (model or "") != setup.model:
+            changes["model"] = [setup.model or None, model or None]
+            setup.model = model or ""
+        if permission_mode is not UNSET and (permission_mode or "") != setup.permission_mode:
+            changes["permissionMode"] = [setup.permission_mode or None, permission_mode or None]
+            setup.permission_mode = permission_mode or ""
+        if anthropic_api_key is not UNSET:
+            had = bool(setup.upstream_key)
+            setup.upstream_key = crypto.encrypt(anthropic_api_key) if anthropic_api_key else ""
+            if anthropic_api_key or had:  # a new own key is a change even when one was set
+                changes["modelKey"] = ["own" if had else "operator", "own" if anthropic_api_key else "operator"]
+        if changes:
+            setup.save(update_fields=["mode", "model", "permission_mode", "upstream_key"])
+            record("claude.updated", target=sandbox, changes=changes)
+    return setup
+
+
+def mcp_server_names(sandbox, setup: ClaudeSetup | None) -> list[str]:
+    """The MCP servers Claude is given in this sandbox: VibeBox's (enable's `mcp`) and the template's."""
+    names = ["vibebox"] if setup is not None and setup.mcp else []
+    return names + sorted(template_mcp_servers(sandbox))
+
+
 def setup_by_token(token: str) -> ClaudeSetup | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
@@ -205,6 +266,7 @@ def claude_status(sandbox) -> dict:
     setup = ClaudeSetup.objects.filter(sandbox=sandbox).first()
     if setup is None:
         return {"enabled": False, "version": None, "running_asks": [], "last_activity_at": None, "mcp": False}
+    defaults = sandbox.template.claude or {}
     running = list(
         ClaudeAsk.objects.filter(sandbox=sandbox, status=ClaudeAsk.Status.RUNNING).values_list("id", flat=True)
     )
@@ -215,7 +277,16 @@ def claude_status(sandbox) -> dict:
         "last_activity_at": max(filter(None, [setup.last_activity_at, setup.enabled_at])),
         "enabled_at": setup.enabled_at,
         "mcp": setup.mcp,
+        "mcp_servers": mcp_server_names(sandbox, setup),
         "own_key": bool(setup.upstream_key),
+        "mode": setup.mode,
+        "model": setup.model or None,
+        "permission_mode": setup.permission_mode or None,
+        # What an ask that names neither gets (asks.py): the setup's, else the template's.
+        "effective_model": setup.model or defaults.get("model") or None,
+        "effective_permission_mode": setup.permission_mode
+        or (defaults.get("permissions") or {}).get("mode")
+        or "acceptEdits",
         "sessions": sandbox.claude_sessions.count(),
         "usage": usage_totals(sandbox.model_usage.all()),
     }

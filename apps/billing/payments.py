@@ -23,6 +23,7 @@ from apps.orgs import selectors as org_selectors
 from apps.orgs.actors import Actor
 from apps.orgs.branding import brand_for
 from apps.orgs.models import Organization
+from vibebox import exceptions as errors
 
 from . import plans, services, stripe_api
 from .invoices import cents
@@ -80,6 +81,26 @@ def customer_ensure(*, org: Organization) -> str:
             record("billing.customer_created", target=account, org_id=org.pk, changes={"customer": customer_id})
     account.refresh_from_db(fields=["stripe_customer_id"])
     return account.stripe_customer_id
+
+
+def checkout_check(*, actor: Actor) -> None:
+    """Who asks, and whether this server takes payments at all: checked before what a checkout's
+    fields say (REST's and GraphQL's order)."""
+    actor.require("billing.manage")
+    if not enabled():
+        raise errors.PaymentsNotConfigured()
+
+
+def checkout_start_from(*, actor: Actor, data: dict, origin: str) -> dict:
+    """A checkout from the body's validated fields (api.invoice_serializers.CheckoutSerializer):
+    REST's and GraphQL's. The return URLs default to the billing page (VIBEBOX_PUBLIC_URL, else
+    `origin`, the server as the caller reached it)."""
+    page = f"{settings.VIBEBOX_PUBLIC_URL or origin.rstrip('/')}/billing/"
+    return checkout_start(
+        actor=actor,
+        success_url=data.get("successUrl") or f"{page}?checkout=done",
+        cancel_url=data.get("cancelUrl") or f"{page}?checkout=cancelled",
+    )
 
 
 def checkout_start(*, actor: Actor, success_url: str, cancel_url: str) -> dict:

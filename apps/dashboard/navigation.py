@@ -15,6 +15,7 @@ CREATE_SANDBOXES = "sandboxes.create"
 
 MENU = [  # (key, label, URL name, the permission it needs to show)
     ("activity", "Agent activity", "dashboard:activity", None),
+    ("claude", "Claude", "dashboard:claude", None),
     ("templates", "Templates", "dashboard:templates", None),
     ("marketplace", "Marketplace", "dashboard:marketplace", None),
     ("keys", "API keys", "dashboard:keys", None),

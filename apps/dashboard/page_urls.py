@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import account, activity, billing, sandbox_dev
+from . import account, activity, billing, claude, sandbox_dev
 
 urlpatterns = [
     path("sandboxes/<str:sandbox_id>/git", sandbox_dev.sandbox_git, name="sandbox-git"),
@@ -15,6 +15,8 @@ urlpatterns = [
         "sandboxes/<str:sandbox_id>/claude/approve", sandbox_dev.sandbox_claude_approve, name="sandbox-claude-approve"
     ),
     path("sandboxes/<str:sandbox_id>/claude/reject", sandbox_dev.sandbox_claude_reject, name="sandbox-claude-reject"),
+    path("sandboxes/<str:sandbox_id>/claude/setup", claude.sandbox_claude_setup, name="sandbox-claude-setup"),
+    path("claude/", claude.claude_page, name="claude"),
     path("activity/", activity.activity_page, name="activity"),
     path("activity/runs/<str:run_id>", activity.activity_run, name="activity-run"),
     path("templates/", account.templates_page, name="templates"),

@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from apps.agents import asks, changes, selectors, setup
-from apps.agents.models import ClaudeSession
+from apps.agents import asks, changes, metrics, selectors, setup
+from apps.agents.models import ClaudeSession, ClaudeSetup
+from apps.marketplace.template_keys import PERMISSION_MODES
 from apps.sandboxes.models import Status
 from apps.sandboxes.services import git
 from vibebox import exceptions as errors
@@ -208,6 +209,22 @@ def _claude_url(sandbox, **params) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+MODE_HELP = {
+    "human": "Claude asks are refused; you review what is pending and work by hand.",
+    "assist": "Claude's changes wait for your approval (unless an ask turns review off).",
+    "autonomous": "Claude's changes are applied to /workspace as soon as its ask ends (still recorded).",
+}
+
+
+def claude_setup_form(sandbox, status: dict) -> dict:
+    """What the setup panel shows: the choices and the current values (claude_status)."""
+    return {
+        "modes": [(value, label, MODE_HELP[value]) for value, label in ClaudeSetup.Mode.choices],
+        "permission_modes": PERMISSION_MODES,
+        "template_model": (sandbox.template.claude or {}).get("model") or "",
+    }
+
+
 def _pending(sandbox) -> tuple[list[dict], str]:
     found, problem = [], ""
     for change in changes.change_sets(sandbox=sandbox)[:20]:
@@ -235,6 +252,9 @@ def sandbox_claude(request, sandbox_id):
     pending, diff_problem = _pending(sandbox)
     context = {
         "claude": status,
+        "setup_form": claude_setup_form(sandbox, status),
+        "metrics": metrics.claude_metrics(sandboxes=[sandbox.pk]),
+        "inspected": selectors.session_context(session) if session else None,
         "sessions": sessions,
         "session": session,
         "conversation": selectors.conversation(session) if session else [],
@@ -248,6 +268,8 @@ def sandbox_claude(request, sandbox_id):
         return sandbox_page(request, sandbox, "claude", "dashboard/partials/claude_conversation.html", **context)
     if partial == "changes":
         return sandbox_page(request, sandbox, "claude", "dashboard/partials/claude_changes.html", **context)
+    if partial == "context":
+        return sandbox_page(request, sandbox, "claude", "dashboard/partials/claude_context.html", **context)
     return sandbox_page(request, sandbox, "claude", "dashboard/sandbox_claude.html", **context)
 
 

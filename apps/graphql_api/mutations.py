@@ -17,11 +17,11 @@ import base64
 import binascii
 import io
 import typing
-import warnings
 from enum import Enum
 
 import strawberry
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers as drf
 from strawberry.scalars import JSON
 from strawberry.types import Info
@@ -29,14 +29,21 @@ from strawberry.types import Info
 from apps.agents import asks, changes, setup
 from apps.agents import selectors as agent_selectors
 from apps.agents.api import serializers as agent_api
+from apps.billing import payments
+from apps.billing import selectors as billing_selectors
+from apps.billing import services as billing_services
+from apps.billing.api import invoice_serializers as billing_invoice_api
+from apps.billing.api import serializers as billing_api
 from apps.keys import selectors as key_selectors
 from apps.keys import services as key_services
 from apps.keys.api import serializers as key_api
 from apps.keys.models import ApiKey as ApiKeyRow
 from apps.keys.scopes import (
+    BILLING_MANAGE,
     EXECUTE,
     KEYS_MANAGE,
     ORGS_MANAGE,
+    SANDBOXES_READ,
     SANDBOXES_WRITE,
     TEMPLATES_SUBMIT,
     WEBHOOKS_MANAGE,
@@ -49,13 +56,14 @@ from apps.orgs import services as org_services
 from apps.orgs.actors import actor_in
 from apps.orgs.api import serializers as org_api
 from apps.orgs.permissions import BUILTIN_ROLES
-from apps.sandboxes import processes, selectors
-from apps.sandboxes.api import git_schema
+from apps.sandboxes import contexts, processes, selectors, terminals
+from apps.sandboxes.api import context_views, git_hook_views, git_schema, package_views, preview_views
 from apps.sandboxes.api import schema as sandbox_schema
 from apps.sandboxes.api import serializers as sandbox_api
-from apps.sandboxes.services import env, files, git, grants, snapshots
-from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
-from apps.sandboxes.services.exec import require_not_paused, require_running, sandbox_exec, sandbox_execute
+from apps.sandboxes.preview import services as preview
+from apps.sandboxes.services import env, files, git, git_hooks, grants, packages, snapshots
+from apps.sandboxes.services.create import sandbox_create_from, sandbox_destroy, sandbox_update
+from apps.sandboxes.services.exec import require_not_paused, sandbox_exec_from, sandbox_execute_from
 from apps.sandboxes.services.lifecycle import (
     sandbox_pause,
     sandbox_restart,
@@ -64,6 +72,9 @@ from apps.sandboxes.services.lifecycle import (
     sandbox_stop,
 )
 from apps.sandboxes.services.network import sandbox_network_update
+from apps.sso import selectors as sso_selectors
+from apps.sso import services as sso_services
+from apps.sso.api import serializers as sso_api
 from apps.webhooks import selectors as webhook_selectors
 from apps.webhooks import services as webhook_services
 from apps.webhooks.api import serializers as webhook_api
@@ -152,18 +163,20 @@ def _sandbox(info: Info, ref: str, need):
 # ---- answers: types made from the REST response serializers ----
 
 
+# The custom scalars declared here, beside their only users: schema.py maps them (StrawberryConfig.scalar_map).
+SCALARS: dict = {}
+
+
 def _scalar(name: str, description: str, convert=None):
-    """A custom scalar declared here, beside its only users. (Strawberry would rather have it in the
-    schema's scalar_map, which is schema.py's; its warning about that is silenced, not ignored:
-    the wrapper it deprecates is what scalar_map builds too.)"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return strawberry.scalar(
-            typing.NewType(name, object),
-            serialize=convert or (lambda value: value),
-            parse_value=convert or (lambda value: value),
-            description=description,
-        )
+    """A custom scalar: the annotation type, its definition in SCALARS."""
+    annotation = typing.NewType(name, object)
+    SCALARS[annotation] = strawberry.scalar(
+        name=name,
+        description=description,
+        serialize=convert or (lambda value: value),
+        parse_value=convert or (lambda value: value),
+    )
+    return annotation
 
 
 Long = _scalar("Long", "An integer beyond GraphQL's 32 bits (bytes, sizes).", int)
@@ -284,6 +297,10 @@ ClaudeAskStarted = serializer_type(
     agent_api.ClaudeAskStartedSerializer, "ClaudeAskStarted", "An ask begun: follow it on `stream` or claudeEvents."
 )
 ReviewResult = serializer_type(agent_api.ReviewResultSerializer, "ChangesReviewResult")
+# After the ask types: the usage type they share keeps its first name (ClaudeAskResultGatewayUsage).
+ClaudeSetupStatus = serializer_type(
+    agent_api.ClaudeStatusSerializer, "ClaudeSetupStatus", "A sandbox's Claude setup, as GET …/claude/status."
+)
 
 
 @strawberry.type(description="A new API key and its secret (`key`), shown only here.")
@@ -321,6 +338,33 @@ GrantResult = serializer_type(
     sandbox_api.GrantSerializer, "SandboxGrant", "A member's or a team's access to a sandbox."
 )
 TemplateReview = serializer_type(market_api.ReviewSerializer, "TemplateReview")
+Port = serializer_type(preview_views.PortSerializer, "Port", "A sandbox's port and its preview URLs (no token).")
+PreviewUrl = serializer_type(preview_views.PortUrlSerializer, "PreviewUrl", "A signed, expiring preview URL.")
+PackageInstall = serializer_type(
+    package_views.PackageInstallResultSerializer,
+    "PackageInstall",
+    "An install begun: follow it on execStream(executionId).",
+)
+CodeContext = serializer_type(context_views.ContextSerializer, "CodeContext", "A kernel that keeps state between runs.")
+CodeContextExecution = serializer_type(context_views.ContextExecutionSerializer, "CodeContextExecution")
+GitHookCreated = serializer_type(
+    git_hook_views.GitHookCreatedSerializer,
+    "GitHookCreated",
+    "An auto-pull webhook; its `secret` is shown only here.",
+)
+TemplateSubmission = serializer_type(market_api.SubmissionSerializer, "TemplateSubmission")
+TemplateSubmissionDetail = serializer_type(market_api.SubmissionDetailSerializer, "TemplateSubmissionDetail")
+TemplateVersion = serializer_type(market_api.TemplateVersionSerializer, "TemplateVersion")
+MarketplaceTemplateDetail = serializer_type(market_api.CatalogueTemplateDetailSerializer, "MarketplaceTemplateDetail")
+CheckoutSession = serializer_type(
+    billing_invoice_api.CheckoutSessionSerializer,
+    "CheckoutSession",
+    "A Stripe Checkout session: send the browser to `url`.",
+)
+SsoConnectionResult = serializer_type(
+    sso_api.SsoConnectionSerializer, "SsoConnection", "An organization's single sign-on (never its secrets)."
+)
+OrgPlan = serializer_type(billing_api.OrgPlanSerializer, "OrgPlan", "An organization's plan, its changes and limits.")
 
 
 @strawberry.type(description="What a delete answers: the id of what is gone.")
@@ -482,6 +526,14 @@ class ClaudeEnableInput:
     mcp: bool | None = strawberry.UNSET
 
 
+@strawberry.input(description="As PATCH /api/v1/sandboxes/{id}/claude/status: only the fields given change.")
+class ConfigureClaudeInput:
+    mode: str | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    permission_mode: str | None = strawberry.UNSET
+    anthropic_api_key: str | None = strawberry.UNSET
+
+
 @strawberry.input(description="As POST /api/v1/keys.")
 class CreateApiKeyInput:
     name: str
@@ -536,6 +588,53 @@ class AddMemberInput:
     role: str
     username: str | None = strawberry.UNSET
     email: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/sandboxes/{id}/packages.")
+class InstallPackagesInput:
+    manager: str
+    packages: list[str]
+    dev: bool | None = strawberry.UNSET
+    cwd: str | None = strawberry.UNSET
+    timeout: Duration | None = strawberry.UNSET
+    auto_resume: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/marketplace/submissions with a JSON body.")
+class SubmitTemplateInput:
+    dockerfile: str
+    template_yaml: str
+    context: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The build context: a tar (plain, gzip, bzip2 or xz), base64."
+    )
+    visibility: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="OIDC: the identity provider's issuer and this client.")
+class OidcSettingsInput:
+    server_url: str
+    client_id: str
+    client_secret: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Never answered; left out, the stored one is kept."
+    )
+
+
+@strawberry.input(description="SAML: the identity provider's entity ID, SSO URL and signing certificate.")
+class SamlSettingsInput:
+    entity_id: str
+    sso_url: str
+    x509cert: str
+
+
+@strawberry.input(description="As PUT /api/v1/orgs/{slug}/sso (docs/sso.md).")
+class SsoConnectionInput:
+    protocol: str
+    domains: list[str]
+    default_role: str | None = strawberry.UNSET
+    sso_required: bool | None = strawberry.UNSET
+    enabled: bool | None = strawberry.UNSET
+    oidc: OidcSettingsInput | None = strawberry.UNSET
+    saml: SamlSettingsInput | None = strawberry.UNSET
 
 
 # ---- helpers of the resolvers ----
@@ -631,6 +730,40 @@ def _not_builtin(name: str) -> None:
         raise errors.RoleBuiltIn(details={"role": name})
 
 
+def _origin(info: Info) -> str:
+    """The server's origin, as REST's request.build_absolute_uri("/")."""
+    request = info.context.request
+    return request.build_absolute_uri("/") if request is not None else "/"
+
+
+def _code_context(info: Info, sandbox_id: str, context_id: str):
+    """As context_views._context: the context of a sandbox the caller may use."""
+    sandbox = _sandbox(info, sandbox_id, selectors.USE)
+    return contexts.context_get(sandbox=sandbox, id=context_id)
+
+
+def _market_template(info: Info, name: str):
+    """As the marketplace views' writes: templates:submit, then the template the caller's
+    organization sees (another's private one: template_not_found). Answers (actor, template)."""
+    require_scopes(info, TEMPLATES_SUBMIT)
+    actor = _actor(info)
+    return actor, market_selectors.template_get(name=name, org=actor.org)
+
+
+def _catalogue(actor, template):
+    """As the marketplace views' _detail: the catalogue entry with the versions `actor` sees."""
+    found = market_selectors.catalogue_get(name=template.name, org=actor.org)
+    context = {"versions": market_selectors.template_versions(found, org=actor.org)}
+    return answer(MarketplaceTemplateDetail, market_api.CatalogueTemplateDetailSerializer, found, context=context)
+
+
+def _sso(info: Info, connection):
+    """As the REST SSO views' _render."""
+    request = info.context.request
+    data = sso_api.connection_data(connection, absolute_uri=request.build_absolute_uri)
+    return answer(SsoConnectionResult, sso_api.SsoConnectionSerializer, data)
+
+
 def _review(info: Info, id: str, session_id: str | None, approve: bool):
     require_scopes(info, EXECUTE)
     sandbox = _sandbox(info, id, selectors.USE)
@@ -653,29 +786,10 @@ class Mutation:
         require_scopes(info, SANDBOXES_WRITE)
         actor = _actor(info)
         actor.require("sandboxes.create")
+        if input.snapshot:  # a global id or the REST id, as the REST body's
+            input.snapshot = raw_id(input.snapshot, "Snapshot")
         data = validated(sandbox_api.SandboxCreateSerializer, input)
-        sandbox = sandbox_create(
-            owner=_user(info),
-            org=actor.org,
-            api_key=_key(info),
-            template=data.get("template"),
-            snapshot=selectors.snapshot_get(actor=actor, snapshot_id=raw_id(data["snapshot"], "Snapshot"))
-            if data.get("snapshot")
-            else None,
-            name=data.get("name"),
-            auto_start=data["autoStart"],
-            ephemeral=data["ephemeral"],
-            timeout=data.get("timeout"),
-            env=data.get("env"),
-            metadata=data.get("metadata"),
-            resources=data.get("resources"),
-            git_spec=data.get("git"),
-            auto_pause=data.get("autoPause"),
-            auto_resume=data["autoResume"],
-            pause_stops_timeout=data["pauseStopsTimeout"],
-            wait=data["wait"],
-            network_policy=data.get("network"),
-        )
+        sandbox = sandbox_create_from(actor=actor, owner=_user(info), api_key=_key(info), data=data)
         return _sandbox_answer(sandbox)
 
     @strawberry.mutation(description="As PATCH /sandboxes/{id}.")
@@ -763,17 +877,7 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(sandbox_api.ExecSerializer, input)
-        outcome = sandbox_exec(
-            sandbox=sandbox,
-            command=data["command"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            user=data.get("user") or None,
-            stdin=data.get("stdin"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(info),
-        )
+        outcome = sandbox_exec_from(sandbox=sandbox, api_key=_key(info), data=data)
         return answer(ExecResult, sandbox_api.ExecResultSerializer, outcome)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/exec with background: true (the command runs on).")
@@ -781,20 +885,8 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(sandbox_api.ExecSerializer, input)
-        if data.get("stdin") is not None:
-            raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
-        if data["autoResume"]:
-            require_running(sandbox, auto_resume=True)
-        process = processes.process_start(
-            sandbox=sandbox,
-            command=data["command"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            user=data.get("user") or None,
-            timeout=data.get("timeout"),
-            api_key=_key(info),
-        )
-        return build(BackgroundProcess, {"processId": process.id, "executionId": process.id, "status": "running"})
+        process = processes.process_start_from(sandbox=sandbox, api_key=_key(info), data=data)
+        return build(BackgroundProcess, processes.started_answer(process))
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/processes/{processId}/kill.")
     def kill_process(self, info: Info, sandbox_id: strawberry.ID, process_id: str) -> ProcessResult:
@@ -809,16 +901,7 @@ class Mutation:
         require_scopes(info, EXECUTE)
         sandbox = _sandbox(info, sandbox_id, selectors.USE)
         data = validated(sandbox_api.ExecuteSerializer, input)
-        outcome = sandbox_execute(
-            sandbox=sandbox,
-            code=data["code"],
-            language=data["language"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(info),
-        )
+        outcome = sandbox_execute_from(sandbox=sandbox, api_key=_key(info), data=data)
         return answer(ExecuteResult, sandbox_api.ExecuteResultSerializer, outcome)
 
     # -- files --
@@ -891,6 +974,145 @@ class Mutation:
             sandbox=sandbox, source=data["source"], destination=data["destination"], overwrite=data["overwrite"]
         )
         return build(FilePath, {"path": moved})
+
+    # -- ports and preview URLs (docs/api.md, "Preview URLs") --
+
+    @strawberry.mutation(
+        description="As PATCH /sandboxes/{id}/ports/{port}: public (anyone with its URL may open it) or private "
+        "again. Needs what managing the sandbox needs; audited."
+    )
+    def set_port_public(self, info: Info, sandbox_id: strawberry.ID, port: int, public: bool) -> Port:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        data = validated(preview_views.PortUpdateSerializer, {"public": public})
+        return build(
+            Port, preview.port_public_update(sandbox=sandbox, port=port, public=data["public"], origin=_origin(info))
+        )
+
+    @strawberry.mutation(
+        description="As GET /sandboxes/{id}/ports/{port}/url: a signed preview URL (and its token) that opens the "
+        "port until expiresAt. `expiresIn`: default 1h, at most 7d; `form`: host (default) or path."
+    )
+    def create_preview_url(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        port: int,
+        expires_in: Duration | None = None,
+        form: str | None = None,
+    ) -> PreviewUrl:
+        require_scopes(info, SANDBOXES_READ)
+        sandbox = _sandbox(info, sandbox_id, selectors.READ)
+        body = preview.preview_url(sandbox=sandbox, port=port, expires_in=expires_in, form=form, origin=_origin(info))
+        return answer(PreviewUrl, preview_views.PortUrlSerializer, body)
+
+    # -- packages --
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/packages: starts installing packages with the manager and answers at "
+        "once; follow the install on execStream(executionId)."
+    )
+    def install_packages(self, info: Info, sandbox_id: strawberry.ID, input: InstallPackagesInput) -> PackageInstall:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(package_views.PackageInstallSerializer, input)
+        install = packages.packages_install_from(sandbox=sandbox, api_key=_key(info), data=data)
+        return answer(PackageInstall, package_views.PackageInstallResultSerializer, install)
+
+    # -- code contexts (docs/api.md, "Code contexts") --
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/contexts: starts a kernel (python or javascript).")
+    def create_code_context(
+        self, info: Info, sandbox_id: strawberry.ID, language: str, cwd: str | None = strawberry.UNSET
+    ) -> CodeContext:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        data = validated(context_views.ContextCreateSerializer, _given(language=language, cwd=cwd))
+        context = contexts.context_create(sandbox=sandbox, language=data["language"], cwd=data.get("cwd") or None)
+        return answer(CodeContext, context_views.ContextSerializer, context)
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/contexts/{contextId}/execute: runs code in the context (an exception "
+        "is `error`; context_dead when its kernel is gone)."
+    )
+    def execute_in_code_context(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        context_id: str,
+        code: str,
+        timeout: Duration | None = strawberry.UNSET,
+    ) -> CodeContextExecution:
+        require_scopes(info, EXECUTE)
+        context = _code_context(info, sandbox_id, context_id)
+        data = validated(context_views.ContextExecuteSerializer, _given(code=code, timeout=timeout))
+        outcome = contexts.context_execute(
+            context=context, code=data["code"], timeout=data.get("timeout"), api_key=_key(info)
+        )
+        return answer(CodeContextExecution, context_views.ContextExecutionSerializer, outcome)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/contexts/{contextId}/interrupt: SIGINT to the kernel.")
+    def interrupt_code_context(self, info: Info, sandbox_id: strawberry.ID, context_id: str) -> CodeContext:
+        require_scopes(info, EXECUTE)
+        context = contexts.context_interrupt(context=_code_context(info, sandbox_id, context_id))
+        return answer(CodeContext, context_views.ContextSerializer, context)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/contexts/{contextId}/restart: a new kernel, no state.")
+    def restart_code_context(self, info: Info, sandbox_id: strawberry.ID, context_id: str) -> CodeContext:
+        require_scopes(info, EXECUTE)
+        context = contexts.context_restart(context=_code_context(info, sandbox_id, context_id))
+        return answer(CodeContext, context_views.ContextSerializer, context)
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}/contexts/{contextId}: ends the kernel.")
+    def delete_code_context(self, info: Info, sandbox_id: strawberry.ID, context_id: str) -> Deleted:
+        require_scopes(info, EXECUTE)
+        context = _code_context(info, sandbox_id, context_id)
+        deleted_id = context.id
+        contexts.context_delete(context=context)
+        return Deleted(id=deleted_id)
+
+    # -- terminals --
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}/terminals/{sessionId}: ends the terminal.")
+    def kill_terminal(self, info: Info, sandbox_id: strawberry.ID, session_id: str) -> Deleted:
+        require_scopes(info, EXECUTE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        terminals.terminal_kill(sandbox=sandbox, id=session_id)
+        return Deleted(id=session_id)
+
+    # -- git auto-pull webhooks (docs/api.md, "Auto-pull webhooks") --
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/git/hooks: an auto-pull webhook for a git host; its `secret` is shown "
+        "only here. Needs what managing the sandbox needs."
+    )
+    def create_git_hook(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        path: str | None = strawberry.UNSET,
+        branch: str | None = strawberry.UNSET,
+        provider: str | None = strawberry.UNSET,
+    ) -> GitHookCreated:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        data = validated(git_hook_views.GitHookCreateSerializer, _given(path=path, branch=branch, provider=provider))
+        hook, secret = git_hooks.git_hook_create(
+            sandbox=sandbox, path=data.get("path"), branch=data.get("branch"), provider=data["provider"],
+            user=_user(info),
+        )  # fmt: skip
+        hook.secret = secret  # the answer shows the secret, not its stored form
+        context = {"request": info.context.request}
+        return answer(GitHookCreated, git_hook_views.GitHookCreatedSerializer, hook, context=context)
+
+    @strawberry.mutation(description="As DELETE /sandboxes/{id}/git/hooks/{hookId}: its URL answers 404 from then on.")
+    def delete_git_hook(self, info: Info, sandbox_id: strawberry.ID, hook_id: str) -> Deleted:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.MANAGE)
+        hook = selectors.git_hook_get(sandbox=sandbox, hook_id=hook_id)
+        deleted_id = str(hook.pk)
+        git_hooks.git_hook_delete(hook=hook)
+        return Deleted(id=deleted_id)
 
     # -- environment --
 
@@ -1009,6 +1231,16 @@ class Mutation:
             sandbox=sandbox, api_key=_key(info), anthropic_api_key=data.get("anthropicApiKey", ""), mcp=data["mcp"]
         )
         return answer(ClaudeEnabled, agent_api.ClaudeEnabledSerializer, found)
+
+    @strawberry.mutation(
+        description="As PATCH /sandboxes/{id}/claude/status: the collaboration mode (human, assist, autonomous), "
+        "the asks' default model and permission mode, and whose Anthropic key pays (docs/claude.md)."
+    )
+    def configure_claude(self, info: Info, sandbox_id: strawberry.ID, input: ConfigureClaudeInput) -> ClaudeSetupStatus:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _sandbox(info, sandbox_id, selectors.USE)
+        setup.claude_setup_update_from(sandbox=sandbox, data=validated(agent_api.ClaudeSetupUpdateSerializer, input))
+        return answer(ClaudeSetupStatus, agent_api.ClaudeStatusSerializer, setup.claude_status(sandbox))
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/ask: starts an ask (follow it with claudeEvents).")
     def claude_ask(self, info: Info, sandbox_id: strawberry.ID, input: ClaudeAskInput) -> ClaudeAskStarted:
@@ -1157,6 +1389,48 @@ class Mutation:
         org_id = org.pk
         org_services.org_delete(org=org)
         return Deleted(id=org_id)
+
+    @strawberry.mutation(
+        description="As POST /orgs/{slug}/erase: deletion on request (docs/compliance.md). `confirm` repeats the "
+        "slug. Needs org.delete."
+    )
+    def erase_organization(self, info: Info, slug: str, confirm: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.delete")
+        data = validated(org_api.OrganizationEraseSerializer, {"confirm": confirm})
+        org_id = org.pk
+        org_services.org_erase(org=org, confirm=data["confirm"])
+        return Deleted(id=org_id)
+
+    @strawberry.mutation(
+        description="As PUT /orgs/{slug}/sso: creates or replaces the single sign-on connection (OIDC or SAML). "
+        "Needs org.manage."
+    )
+    def set_sso(self, info: Info, slug: str, input: SsoConnectionInput) -> SsoConnectionResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        data = validated(sso_api.SsoConnectionSetSerializer, input)
+        return _sso(info, sso_services.sso_connection_set(org=org, **data))
+
+    @strawberry.mutation(description="As DELETE /orgs/{slug}/sso: its users and memberships stay. Needs org.manage.")
+    def delete_sso(self, info: Info, slug: str) -> Deleted:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        sso_services.sso_connection_delete(org=org)
+        return Deleted(id=slug)
+
+    @strawberry.mutation(
+        description="As POST /orgs/{slug}/sso/verify: looks up each unverified domain's TXT record; the ones found "
+        "are verified. Needs org.manage."
+    )
+    def verify_sso_domains(self, info: Info, slug: str) -> SsoConnectionResult:
+        require_scopes(info, ORGS_MANAGE)
+        org = _org(info, slug, "org.manage")
+        connection = sso_selectors.connection_of(org=org)
+        if connection is None:
+            raise errors.SsoNotConfigured(details={"org": slug})
+        sso_services.sso_domains_verify(connection=connection)
+        return _sso(info, connection)
 
     @strawberry.mutation(description="As POST /orgs/{slug}/members: adds an existing user. Needs members.manage.")
     def add_member(self, info: Info, slug: str, input: AddMemberInput) -> MemberResult:
@@ -1318,11 +1592,101 @@ class Mutation:
         "from; sent again it is edited."
     )
     def rate_template(self, info: Info, name: str, rating: int, text: str | None = None) -> TemplateReview:
-        require_scopes(info, TEMPLATES_SUBMIT)
-        actor = _actor(info)
-        template = market_selectors.template_get(name=name, org=actor.org)
+        actor, template = _market_template(info, name)
         data = validated(
             market_api.ReviewWriteSerializer, {"rating": rating, **({} if text is None else {"text": text})}
         )
         review, _created = market_services.review_upsert(actor, template=template, **data)
         return answer(TemplateReview, market_api.ReviewSerializer, review)
+
+    @strawberry.mutation(
+        description="As POST /marketplace/submissions (JSON): queues a template version for validation. Needs "
+        "templates.submit."
+    )
+    def submit_template(self, info: Info, input: SubmitTemplateInput) -> TemplateSubmissionDetail:
+        require_scopes(info, TEMPLATES_SUBMIT)
+        data = validated(market_api.SubmissionCreateSerializer, input)
+        submission = market_services.submission_create_from(_actor(info), data=data)
+        return answer(TemplateSubmissionDetail, market_api.SubmissionDetailSerializer, submission)
+
+    @strawberry.mutation(description="As POST /marketplace/submissions/{id}/cancel: a queued submission.")
+    def cancel_template_submission(self, info: Info, id: strawberry.ID) -> TemplateSubmission:
+        require_scopes(info, TEMPLATES_SUBMIT)
+        submission = market_services.submission_cancel(_actor(info), str(id))
+        return answer(TemplateSubmission, market_api.SubmissionSerializer, submission)
+
+    @strawberry.mutation(
+        description="As POST /marketplace/submissions/{id}/review: approve (publish) or reject (with a reason). "
+        "Public submissions: staff only."
+    )
+    def review_template_submission(
+        self, info: Info, id: strawberry.ID, approve: bool, reason: str | None = strawberry.UNSET
+    ) -> TemplateSubmission:
+        require_scopes(info, TEMPLATES_SUBMIT)
+        data = validated(market_api.SubmissionReviewSerializer, _given(approve=approve, reason=reason))
+        submission = market_services.submission_review(
+            _actor(info), str(id), approve=data["approve"], reason=data.get("reason", "")
+        )
+        return answer(TemplateSubmission, market_api.SubmissionSerializer, submission)
+
+    @strawberry.mutation(
+        description="As POST /marketplace/templates/{name}/versions/{version}/yank: hides a version from new "
+        "creates. The template's organization's admins or staff."
+    )
+    def yank_template_version(
+        self, info: Info, name: str, version: str, reason: str | None = strawberry.UNSET
+    ) -> TemplateVersion:
+        actor, template = _market_template(info, name)
+        data = validated(market_api.YankSerializer, _given(reason=reason))
+        row = market_services.version_yank(actor, template=template, version=version, reason=data["reason"])
+        return answer(TemplateVersion, market_api.TemplateVersionSerializer, row)
+
+    @strawberry.mutation(
+        description="As POST /marketplace/templates/{name}/deprecate: sets or clears (empty message) a deprecation "
+        "notice with a suggested replacement."
+    )
+    def deprecate_template(
+        self, info: Info, name: str, message: str, replacement: str | None = strawberry.UNSET
+    ) -> MarketplaceTemplateDetail:
+        actor, template = _market_template(info, name)
+        data = validated(market_api.DeprecateSerializer, _given(message=message, replacement=replacement))
+        return _catalogue(actor, market_services.template_deprecate(actor, template=template, **data))
+
+    @strawberry.mutation(
+        description="As POST /marketplace/templates/{name}/feature: staff feature a template (a lower rank first)."
+    )
+    def feature_template(
+        self, info: Info, name: str, featured: bool, rank: int | None = strawberry.UNSET
+    ) -> MarketplaceTemplateDetail:
+        actor, template = _market_template(info, name)
+        data = validated(market_api.FeatureSerializer, _given(featured=featured, rank=rank))
+        return _catalogue(actor, market_services.template_feature(actor, template=template, **data))
+
+    # -- billing --
+
+    @strawberry.mutation(
+        description="As PUT /billing/plan: the organization on another plan from now or `effectiveFrom` (changes "
+        "scheduled after it are dropped). Needs billing.manage; audited."
+    )
+    def change_plan(self, info: Info, plan: str, effective_from: str | None = strawberry.UNSET) -> OrgPlan:
+        require_scopes(info, BILLING_MANAGE)
+        data = validated(billing_api.PlanChangeSerializer, _given(plan=plan, effectiveFrom=effective_from))
+        actor = _actor(info)
+        billing_services.plan_change(actor=actor, plan=data["plan"], effective_from=data.get("effectiveFrom"))
+        return answer(
+            OrgPlan, billing_api.OrgPlanSerializer, billing_selectors.org_plan(actor=actor, now=timezone.now())
+        )
+
+    @strawberry.mutation(
+        description="As POST /billing/checkout: a Stripe Checkout session (setup mode: nothing is charged) where a "
+        "billing manager gives the payment method; payments_not_configured when this server takes none."
+    )
+    def start_checkout(
+        self, info: Info, success_url: str | None = strawberry.UNSET, cancel_url: str | None = strawberry.UNSET
+    ) -> CheckoutSession:
+        require_scopes(info, BILLING_MANAGE)
+        actor = _actor(info)
+        payments.checkout_check(actor=actor)
+        data = validated(billing_invoice_api.CheckoutSerializer, _given(successUrl=success_url, cancelUrl=cancel_url))
+        session = payments.checkout_start_from(actor=actor, data=data, origin=_origin(info))
+        return answer(CheckoutSession, billing_invoice_api.CheckoutSessionSerializer, session)

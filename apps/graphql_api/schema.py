@@ -6,7 +6,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from .errors import RestErrors
 from .limits import Limits
-from .mutations import Mutation
+from .mutations import SCALARS, Mutation
 from .queries import Query
 from .subscriptions import Subscription
 
@@ -24,5 +24,5 @@ schema = VibeBoxSchema(
     subscription=Subscription,
     # Tokens first: a huge document is refused while parsing, before its depth could exhaust the stack.
     extensions=[lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS), Limits, RestErrors],
-    config=StrawberryConfig(disable_field_suggestions=True),
+    config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALARS),
 )

@@ -16,6 +16,7 @@ from .submissions import (  # noqa: F401  (the pipeline's calls: apps/marketplac
     submission_cancel,
     submission_candidate,
     submission_create,
+    submission_create_from,
     submission_fail,
     submission_log_append,
     submission_passed,

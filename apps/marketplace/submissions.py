@@ -7,6 +7,8 @@ The pipeline never moves a submission itself: it calls
 or submission_fail(step=..., message=...) at any point before the end.
 """
 
+import base64
+import binascii
 import logging
 import smtplib
 from pathlib import Path
@@ -99,6 +101,27 @@ def remove_context(submission: Submission) -> None:
             Path(submission.context_path).unlink(missing_ok=True)
         except OSError:  # pragma: no cover - logged, the row is what matters
             logger.exception("Could not remove %s", submission.context_path)
+
+
+def submission_create_from(actor, *, data: dict) -> Submission:
+    """A submission from the JSON body's validated fields (api.serializers.SubmissionCreateSerializer,
+    the context base64): REST's and GraphQL's."""
+    context = None
+    if data.get("context"):
+        try:
+            context = base64.b64decode(data["context"], validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.InvalidBuildContext(
+                "context: not base64.",
+                details={"fields": {"context": [{"message": "Not base64.", "code": "not_base64"}]}},
+            ) from None
+    return submission_create(
+        actor,
+        dockerfile=data["dockerfile"],
+        template_yaml=data["templateYaml"],
+        context=context,
+        visibility=data.get("visibility", Visibility.PRIVATE),
+    )
 
 
 def submission_create(

@@ -77,13 +77,22 @@ def _paths() -> list[tuple[type[models.Model], str]]:
     return sorted(paths, key=lambda path: path[0]._meta.label_lower)
 
 
+def _masked(name: str, value):
+    """`value` without secrets: under a secret's name (at any depth of a JSON field, such as an MCP
+    server's env or a sandbox's metadata) numbers stay (token counts are usage, not secrets) and any
+    text or map goes."""
+    if _secret(name) and value not in ("", None) and not isinstance(value, (int, float)):
+        return MASK
+    if isinstance(value, dict):
+        return {key: _masked(str(key), item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked("", item) for item in value]
+    return value
+
+
 def _row(obj: models.Model) -> dict:
     data = serializers.serialize("python", [obj])[0]
-    fields = {
-        # Numbers stay (token counts are usage, not secrets); any text or map under such a name goes.
-        name: MASK if _secret(name) and value not in ("", None) and not isinstance(value, (int, float)) else value
-        for name, value in data["fields"].items()
-    }
+    fields = {name: _masked(name, value) for name, value in data["fields"].items()}
     return {"model": data["model"], "pk": data["pk"], "fields": fields}
 
 

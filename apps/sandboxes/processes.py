@@ -185,6 +185,29 @@ class DaemonProcess:
         get_driver().process_kill(self.sandbox.container_name, self.id, signal)
 
 
+def process_start_from(*, sandbox: Sandbox, api_key, data: dict):
+    """A background command from the exec body's validated fields (api.serializers.ExecSerializer
+    with background): REST's and GraphQL's. Answers the started process."""
+    if data.get("stdin") is not None:
+        raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
+    if data["autoResume"]:
+        require_running(sandbox, auto_resume=True)
+    return process_start(
+        sandbox=sandbox,
+        command=data["command"],
+        cwd=data.get("cwd"),
+        env=data.get("env"),
+        user=data.get("user") or None,
+        timeout=data.get("timeout"),
+        api_key=api_key,
+    )
+
+
+def started_answer(process) -> dict:
+    """What a started background command answers (BackgroundProcessSerializer's fields)."""
+    return {"processId": process.id, "executionId": process.id, "status": "running"}
+
+
 def process_start(
     *, sandbox: Sandbox, command, cwd=None, env=None, user=None, timeout=None, api_key=None, preview=None
 ):

@@ -49,7 +49,7 @@
       try { event = JSON.parse(message.data); } catch (e) { return; }
       if (!event || !event.type) return;
       add(event);
-      if (event.type === "claude.ask.finished" || event.type === "claude.result") refresh("claude-conversation");
+      if (event.type === "claude.ask.finished" || event.type === "claude.result") { refresh("claude-conversation"); refresh("claude-context"); }
       if (event.type.startsWith("claude.changes") || event.type === "claude.ask.finished") refresh("claude-changes");
     };
     socket.onclose = () => {

@@ -252,7 +252,7 @@ def test_claude_tab(browser, outsider_browser, create_sandbox):
 
     python = create_sandbox()["id"]
     assert browser.get(f"/sandboxes/{python}/claude").status_code == 404
-    assert b"/claude" not in browser.get(f"/sandboxes/{python}/").content
+    assert f"/sandboxes/{python}/claude".encode() not in browser.get(f"/sandboxes/{python}/").content
 
     sandbox_id = create_sandbox(template="node-22-claude-code")["id"]
     url = f"/sandboxes/{sandbox_id}/claude"

@@ -41,7 +41,7 @@ def test_an_owner_exports_every_row_of_the_org_and_no_secret(owner, acme, make_k
     org, admin = acme
     key, secret = make_key(owner, org=org, name="ci")
     client = _client(secret)
-    sandbox = create_sandbox(client=client, name="exported")
+    sandbox = create_sandbox(client=client, name="exported", metadata={"deploy_token": "tok-s3cret-xyz", "team": "a"})
     ran = client.post(f"/api/v1/sandboxes/{sandbox['id']}/exec", {"command": "echo hi"}, format="json")
     assert ran.status_code == 200, ran.content
     env = client.put(
@@ -74,6 +74,9 @@ def test_an_owner_exports_every_row_of_the_org_and_no_secret(owner, acme, make_k
     assert env.status_code == 200, env.content  # the encrypted environment is never exported, not even as ciphertext
     assert by_model["sandboxes.sandbox"][0]["fields"]["env"] == "[redacted]"
     assert "hunter2-s3cret" not in body
+    # A secret inside a JSON field goes too, at any depth; what is beside it stays.
+    assert by_model["sandboxes.sandbox"][0]["fields"]["metadata"] == {"deploy_token": "[redacted]", "team": "a"}
+    assert "tok-s3cret-xyz" not in body
     assert secret not in body and key.key_hash not in body
     assert elsewhere["id"] not in body
     audit_rows = by_model["audit.auditentry"]

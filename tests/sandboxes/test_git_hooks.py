@@ -221,10 +221,26 @@ def test_the_receiving_endpoint_is_rate_limited_and_its_body_capped(api_client, 
     limited = github_post(hook, push_payload("main"))
     assert limited.status_code == 429 and code(limited) == "rate_limited" and "Retry-After" in limited.headers
     assert GitHookDelivery.objects.count() == 2
+    # Only authentic deliveries count: whoever knows the URL but not the secret cannot use up the
+    # budget of the real pushes (each of theirs is a 401, however many).
+    other = make_hook(api_client, row.id, path="/repo")
+    for _ in range(5):
+        refused = github_post(other, push_payload("main"), secret="not-its-secret")
+        assert refused.status_code == 401 and code(refused) == "git_hook_signature_invalid"
+    assert github_post(other, push_payload("main")).status_code == 202
     # The ASGI body limit (vibebox/bodylimit.py) gives this path its own, smaller cap.
     settings.VIBEBOX_GIT_HOOK_MAX_BYTES = 1024
     assert bodylimit.limit_for("POST", _path(hook)) == 1024
     assert bodylimit.limit_for("POST", hooks_url(row.id)) == settings.VIBEBOX_REQUEST_MAX_BYTES
+
+
+def test_a_destroyed_sandboxs_hooks_go_with_it(api_client, row):
+    hook = make_hook(api_client, row.id, path="/repo")
+    assert github_post(hook, push_payload("main")).status_code == 202
+    assert api_client.delete(f"/api/v1/sandboxes/{row.id}").status_code in (200, 202, 204)
+    assert not GitHook.objects.filter(pk=hook["id"]).exists()  # its secret is not kept either
+    gone = github_post(hook, push_payload("main"))
+    assert gone.status_code == 404 and code(gone) == "git_hook_not_found"
 
 
 # ---- real pulls: a push to the tests' git server, then its webhook ----

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from vibebox.api.serializers import StrictSerializer
 
 from ..asks import PERMISSION_MODES
-from ..models import ChangeSet, ClaudeAsk, ModelUsage
+from ..models import ChangeSet, ClaudeAsk, ClaudeSetup, ModelUsage
 from ..selectors import conversation
 from ..usage import totals
 
@@ -18,6 +18,7 @@ CHANGE_FILE_STATUSES = ["added", "modified", "deleted"]
 REVIEW_STATUSES = ["approved", "rejected"]
 MESSAGE_ROLES = ["user", "assistant", "tool", "result"]
 MESSAGE_TYPES = ["prompt", "text", "tool_use", "tool_result", "result"]
+MODES = ClaudeSetup.Mode.values
 
 
 class EnableSerializer(StrictSerializer):
@@ -58,6 +59,40 @@ class AskSerializer(StrictSerializer):
         allow_null=True,
         default=None,
         help_text="Claude works on its own branch and its changes wait for approval (default true for a new session).",
+    )
+
+
+class ClaudeSetupUpdateSerializer(StrictSerializer):
+    """PATCH …/claude/status: only the fields given change."""
+
+    mode = serializers.ChoiceField(
+        choices=MODES,
+        required=False,
+        help_text="Collaboration mode: human (Claude asks are refused, 409 claude_disabled_by_mode), assist"
+        " (Claude's changes wait for approval), autonomous (Claude's change sets are applied without review).",
+    )
+    model = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=100,
+        help_text="The asks' default model; null or \"\": the template's `claude.model`, else Claude's.",
+    )
+    permissionMode = serializers.ChoiceField(
+        choices=PERMISSION_MODES,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="The asks' default permission mode; null or \"\": the template's, else acceptEdits.",
+    )
+    anthropicApiKey = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        write_only=True,
+        max_length=500,
+        help_text='Your own Anthropic key for this sandbox\'s model calls (stored encrypted); null or "":'
+        " the operator's key.",
     )
 
 
@@ -138,6 +173,28 @@ class ClaudeStatusSerializer(serializers.Serializer):
     ownKey = serializers.BooleanField(source="own_key", required=False)
     sessions = serializers.IntegerField(required=False)
     usage = ModelUsageSerializer(required=False)
+    mode = serializers.ChoiceField(choices=MODES, required=False, help_text="The collaboration mode.")
+    model = serializers.CharField(
+        allow_null=True, required=False, help_text="The asks' default model set on the sandbox (null: none set)."
+    )
+    permissionMode = serializers.CharField(
+        source="permission_mode", allow_null=True, required=False, help_text="The asks' default permission mode set."
+    )
+    effectiveModel = serializers.CharField(
+        source="effective_model",
+        allow_null=True,
+        required=False,
+        help_text="What an ask naming no model gets: the sandbox's, else the template's (null: Claude's default).",
+    )
+    effectivePermissionMode = serializers.CharField(
+        source="effective_permission_mode", required=False, help_text="What an ask naming none gets."
+    )
+    mcpServers = serializers.ListField(
+        source="mcp_servers",
+        child=serializers.CharField(),
+        required=False,
+        help_text="The MCP servers Claude is given: `vibebox` (enable's mcp) and the template's.",
+    )
 
 
 class ClaudeAskOptionsSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from .serializers import (
     ClaudeEnabledSerializer,
     ClaudeSessionDetailSerializer,
     ClaudeSessionListSerializer,
+    ClaudeSetupUpdateSerializer,
     ClaudeStatusSerializer,
     EnableSerializer,
     ReviewResultSerializer,
@@ -75,11 +76,29 @@ class EnableView(APIView):
 
 
 class StatusView(APIView):
-    required_scopes = {"GET": [SANDBOXES_READ]}
+    required_scopes = {"GET": [SANDBOXES_READ], "PATCH": [SANDBOXES_WRITE]}
 
     @extend_schema(operation_id="claude_status", responses=ClaudeStatusSerializer)
     def get(self, request, sandbox_id):
         return Response(ClaudeStatusSerializer(setup.claude_status(_sandbox(request, sandbox_id))).data)
+
+    @extend_schema(
+        operation_id="claude_setup_update",
+        request=ClaudeSetupUpdateSerializer,
+        responses={200: ClaudeStatusSerializer, **error_responses(409)},
+        description=(
+            "Changes the sandbox's Claude setup without enabling again: the collaboration `mode`, the"
+            " asks' default `model` and `permissionMode`, and whose Anthropic key pays. Only the fields"
+            " given change; each change is an audit entry (`claude.updated`). MCP servers change by"
+            " enabling again. 409 claude_not_enabled before enable."
+        ),
+    )
+    def patch(self, request, sandbox_id):
+        sandbox = _sandbox(request, sandbox_id)
+        body = ClaudeSetupUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        setup.claude_setup_update_from(sandbox=sandbox, data=body.validated_data)
+        return Response(ClaudeStatusSerializer(setup.claude_status(sandbox)).data)
 
 
 class AskView(APIView):

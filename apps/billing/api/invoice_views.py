@@ -2,7 +2,6 @@
 a Checkout session for a payment method (billing.manage), and Stripe's webhook (no API auth:
 Stripe's signature is the authentication)."""
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -81,11 +80,6 @@ class InvoicePdfView(APIView):
         return response
 
 
-def _default_return_url(request) -> str:
-    origin = settings.VIBEBOX_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
-    return f"{origin}/billing/"
-
-
 class CheckoutView(APIView):
     required_scopes = {"POST": [BILLING_MANAGE]}
 
@@ -103,16 +97,11 @@ class CheckoutView(APIView):
         # and whether this server takes payments at all, before what the fields say.
         data = request.data
         actor = actor_of(request)
-        actor.require("billing.manage")
-        if not payments.enabled():
-            raise errors.PaymentsNotConfigured()
+        payments.checkout_check(actor=actor)
         body = CheckoutSerializer(data=data)
         body.is_valid(raise_exception=True)
-        default = _default_return_url(request)
-        session = payments.checkout_start(
-            actor=actor,
-            success_url=body.validated_data.get("successUrl") or f"{default}?checkout=done",
-            cancel_url=body.validated_data.get("cancelUrl") or f"{default}?checkout=cancelled",
+        session = payments.checkout_start_from(
+            actor=actor, data=body.validated_data, origin=request.build_absolute_uri("/")
         )
         return Response(CheckoutSessionSerializer(session).data, status=201)
 

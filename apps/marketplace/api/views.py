@@ -1,6 +1,3 @@
-import base64
-import binascii
-
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import GenericAPIView
@@ -88,42 +85,23 @@ def _text_part(data, name: str, limit: int) -> str:
     return str(value)
 
 
-def _submission_input(request) -> dict:
-    """The submission's parts, from a multipart form (files or text fields) or a JSON body."""
-    if request.content_type.startswith("multipart/"):
-        data = request.data
-        unknown = sorted(set(data) - {"dockerfile", "templateYaml", "context", "visibility"})
-        if unknown:
-            raise errors.ValidationFailed(
-                f"{unknown[0]}: Unknown field.",
-                details={"fields": {n: [{"message": "Unknown field.", "code": "unknown_field"}] for n in unknown}},
-            )
-        context = data.get("context")
-        if isinstance(context, str):
-            context = context.encode() if context else None
-        return {
-            "dockerfile": _text_part(data, "dockerfile", settings.VIBEBOX_TEMPLATE_DOCKERFILE_MAX * 2),
-            "template_yaml": _text_part(data, "templateYaml", 1024 * 1024),
-            "context": context,
-            "visibility": str(data.get("visibility") or "private"),
-        }
-    body = SubmissionCreateSerializer(data=request.data)
-    body.is_valid(raise_exception=True)
-    values = body.validated_data
-    context = None
-    if values.get("context"):
-        try:
-            context = base64.b64decode(values["context"], validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.InvalidBuildContext(
-                "context: not base64.",
-                details={"fields": {"context": [{"message": "Not base64.", "code": "not_base64"}]}},
-            ) from None
+def _multipart_input(request) -> dict:
+    """The submission's parts from a multipart form (files or text fields)."""
+    data = request.data
+    unknown = sorted(set(data) - {"dockerfile", "templateYaml", "context", "visibility"})
+    if unknown:
+        raise errors.ValidationFailed(
+            f"{unknown[0]}: Unknown field.",
+            details={"fields": {n: [{"message": "Unknown field.", "code": "unknown_field"}] for n in unknown}},
+        )
+    context = data.get("context")
+    if isinstance(context, str):
+        context = context.encode() if context else None
     return {
-        "dockerfile": values["dockerfile"],
-        "template_yaml": values["templateYaml"],
+        "dockerfile": _text_part(data, "dockerfile", settings.VIBEBOX_TEMPLATE_DOCKERFILE_MAX * 2),
+        "template_yaml": _text_part(data, "templateYaml", 1024 * 1024),
         "context": context,
-        "visibility": values.get("visibility", "private"),
+        "visibility": str(data.get("visibility") or "private"),
     }
 
 
@@ -165,7 +143,13 @@ class SubmissionListView(GenericAPIView):
         f"invalid_template_yaml / invalid_dockerfile / invalid_build_context / build_context_too_large. {SUBMIT}",
     )
     def post(self, request):
-        submission = services.submission_create(actor_of(request), **_submission_input(request))
+        actor = actor_of(request)
+        if request.content_type.startswith("multipart/"):
+            submission = services.submission_create(actor, **_multipart_input(request))
+        else:
+            body = SubmissionCreateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            submission = services.submission_create_from(actor, data=body.validated_data)
         return Response(SubmissionDetailSerializer(submission).data, status=202)
 
 

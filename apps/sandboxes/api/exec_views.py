@@ -7,7 +7,7 @@ from apps.keys.actors import actor_of
 from apps.keys.models import ApiKey
 from apps.keys.scopes import EXECUTE, SANDBOXES_READ
 from apps.sandboxes import logs, processes, selectors, terminals
-from apps.sandboxes.services.exec import require_running, sandbox_exec, sandbox_execute
+from apps.sandboxes.services.exec import sandbox_exec_from, sandbox_execute_from
 from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
@@ -48,32 +48,9 @@ class ExecView(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if data["background"]:
-            if data.get("stdin") is not None:
-                raise errors.ValidationFailed("A background command takes no stdin; use the exec WebSocket.")
-            if data["autoResume"]:
-                require_running(sandbox, auto_resume=True)
-            process = processes.process_start(
-                sandbox=sandbox,
-                command=data["command"],
-                cwd=data.get("cwd"),
-                env=data.get("env"),
-                user=data.get("user") or None,
-                timeout=data.get("timeout"),
-                api_key=_key(request),
-            )
-            answer = {"processId": process.id, "executionId": process.id, "status": "running"}
-            return Response(BackgroundProcessSerializer(answer).data, status=202)
-        outcome = sandbox_exec(
-            sandbox=sandbox,
-            command=data["command"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            user=data.get("user") or None,
-            stdin=data.get("stdin"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(request),
-        )
+            process = processes.process_start_from(sandbox=sandbox, api_key=_key(request), data=data)
+            return Response(BackgroundProcessSerializer(processes.started_answer(process)).data, status=202)
+        outcome = sandbox_exec_from(sandbox=sandbox, api_key=_key(request), data=data)
         return Response(ExecResultSerializer(outcome).data)
 
 
@@ -90,16 +67,7 @@ class ExecuteView(APIView):
         body = ExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        outcome = sandbox_execute(
-            sandbox=sandbox,
-            code=data["code"],
-            language=data["language"],
-            cwd=data.get("cwd"),
-            env=data.get("env"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(request),
-        )
+        outcome = sandbox_execute_from(sandbox=sandbox, api_key=_key(request), data=data)
         return Response(ExecuteResultSerializer(outcome).data)
 
 

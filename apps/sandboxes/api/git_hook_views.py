@@ -139,7 +139,8 @@ class _RawParser(BaseParser):
 
 class GitHookThrottle(BaseThrottle):
     """VIBEBOX_GIT_HOOK_RATE per hook id (known or not), counted in Redis like the API's per-key
-    rate (apps/keys/throttles.py); Redis down: refused with 503, as every write is."""
+    rate (apps/keys/throttles.py); Redis down: refused with 503, as every write is. Taken only
+    by authentic deliveries (git_hook_receive's `admit`)."""
 
     def __init__(self):
         self.wait_seconds = None
@@ -175,7 +176,7 @@ class GitHookReceiveSerializer(serializers.Serializer):
 class GitHookReceiveView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [GitHookThrottle]
+    throttle_classes = []  # GitHookThrottle, once the signature holds (post)
     parser_classes = [_RawParser]
 
     @extend_schema(
@@ -194,7 +195,16 @@ class GitHookReceiveView(APIView):
         "git_hook_signature_invalid when the signature or token does not match.",
     )
     def post(self, request, hook_id):
+        def admit():
+            throttle = GitHookThrottle()
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
+
         status, answer = git_hooks.git_hook_receive(
-            hook_id=hook_id, headers=request.headers, body=request.body, content_type=request.content_type or ""
+            hook_id=hook_id,
+            headers=request.headers,
+            body=request.body,
+            content_type=request.content_type or "",
+            admit=admit,
         )
         return Response(answer, status=status)

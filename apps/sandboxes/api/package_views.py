@@ -108,15 +108,5 @@ class PackagesView(APIView):
         sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id, need=selectors.USE)
         body = PackageInstallSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        install = packages.packages_install(
-            sandbox=sandbox,
-            manager=data["manager"],
-            packages=data["packages"],
-            dev=data["dev"],
-            cwd=data.get("cwd"),
-            timeout=data.get("timeout"),
-            auto_resume=data["autoResume"],
-            api_key=_key(request),
-        )
+        install = packages.packages_install_from(sandbox=sandbox, api_key=_key(request), data=body.validated_data)
         return Response(PackageInstallResultSerializer(install).data, status=202)

@@ -8,16 +8,11 @@ from rest_framework.views import APIView
 
 from apps.keys.actors import actor_of
 from apps.sandboxes import selectors
-from apps.sandboxes.preview import links, ports, services
-from vibebox import exceptions as errors
+from apps.sandboxes.preview import ports, services
 from vibebox.api.schema import error_responses
 from vibebox.api.serializers import StrictSerializer
-from vibebox.units import parse_duration
 
 from .views import READ_WRITE
-
-URL_DEFAULT_SECONDS = 3600
-URL_MAX_SECONDS = 7 * 86400
 
 
 class PortSerializer(serializers.Serializer):
@@ -51,17 +46,7 @@ class PortUpdateSerializer(StrictSerializer):
 
 
 def port_data(request, sandbox, info: ports.PortInfo) -> dict:
-    origin = request.build_absolute_uri("/")
-    return {
-        "port": info.port,
-        "listening": info.listening,
-        "declared": info.declared,
-        "public": info.public,
-        "address": info.address,
-        "description": info.description,
-        "url": links.host_url(sandbox.pk, info.port),
-        "pathUrl": links.path_url(sandbox.pk, info.port, origin=origin),
-    }
+    return services.port_answer(sandbox, info, origin=request.build_absolute_uri("/"))
 
 
 PORT_PARAMETER = OpenApiParameter("port", int, OpenApiParameter.PATH, description="1..65535, not 49983 (sandboxd's).")
@@ -103,27 +88,13 @@ class PortUrlView(APIView):
     )
     def get(self, request, sandbox_id, port):
         sandbox = selectors.sandbox_get(actor=actor_of(request), ref=sandbox_id)
-        port = ports.parse_port(port)
-        raw = request.query_params.get("expiresIn")
-        try:
-            seconds = URL_DEFAULT_SECONDS if raw in (None, "") else parse_duration(raw)
-        except ValueError as exc:
-            raise errors.InvalidDuration(f"expiresIn: {exc}", details={"field": "expiresIn"}) from None
-        if not 1 <= seconds <= URL_MAX_SECONDS:
-            raise errors.InvalidDuration(
-                "expiresIn is from 1 second to 7 days.", details={"field": "expiresIn", "max": URL_MAX_SECONDS}
-            )
-        form = request.query_params.get("form") or "host"
-        if form not in ("host", "path"):
-            raise errors.ValidationFailed(details={"fields": {"form": ["host or path."]}})
-        signed = links.signed_url(sandbox.pk, port, form=form, seconds=seconds, origin=request.build_absolute_uri("/"))
-        body = {
-            "port": port,
-            "url": signed.url,
-            "token": signed.token,
-            "expiresAt": signed.expires_at,
-            "public": ports.is_public(sandbox, port),
-        }
+        body = services.preview_url(
+            sandbox=sandbox,
+            port=port,
+            expires_in=request.query_params.get("expiresIn"),
+            form=request.query_params.get("form"),
+            origin=request.build_absolute_uri("/"),
+        )
         return Response(PortUrlSerializer(body).data)
 
 
@@ -143,9 +114,9 @@ class PortDetailView(APIView):
         port = ports.parse_port(port)
         body = PortUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        sandbox = services.port_public_set(sandbox=sandbox, port=port, public=body.validated_data["public"])
-        try:
-            found = ports.listening(sandbox)
-        except errors.ApplicationError:  # the flag is set; what listens is only unknown
-            found = ports.Listening(address="")
-        return Response(port_data(request, sandbox, ports.port_info(sandbox, port, found)))
+        public = body.validated_data["public"]
+        return Response(
+            services.port_public_update(
+                sandbox=sandbox, port=port, public=public, origin=request.build_absolute_uri("/")
+            )
+        )

@@ -8,7 +8,7 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes import selectors
 from apps.sandboxes.models import Status
-from apps.sandboxes.services.create import sandbox_create, sandbox_destroy, sandbox_update
+from apps.sandboxes.services.create import sandbox_create_from, sandbox_destroy, sandbox_update
 from apps.sandboxes.services.network import sandbox_network_update
 from vibebox.api.schema import error_responses
 
@@ -65,28 +65,11 @@ class SandboxListView(GenericAPIView):
         actor.require("sandboxes.create")
         body = SandboxCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        sandbox = sandbox_create(
+        sandbox = sandbox_create_from(
+            actor=actor,
             owner=request.user,
-            org=actor.org,
             api_key=request.auth if isinstance(request.auth, ApiKey) else None,
-            template=data.get("template"),
-            snapshot=selectors.snapshot_get(actor=actor, snapshot_id=data["snapshot"])
-            if data.get("snapshot")
-            else None,
-            name=data.get("name"),
-            auto_start=data["autoStart"],
-            ephemeral=data["ephemeral"],
-            timeout=data.get("timeout"),
-            env=data.get("env"),
-            metadata=data.get("metadata"),
-            resources=data.get("resources"),
-            git_spec=data.get("git"),
-            auto_pause=data.get("autoPause"),
-            auto_resume=data["autoResume"],
-            pause_stops_timeout=data["pauseStopsTimeout"],
-            wait=data["wait"],
-            network_policy=data.get("network"),
+            data=body.validated_data,
         )
         return Response(SandboxSerializer(sandbox).data, status=201)
 

@@ -34,8 +34,8 @@ from vibebox import exceptions as errors
 from vibebox import logs, metrics, tracing
 from vibebox.units import format_size
 
-from .. import events, quotas, signals, states
-from ..models import Sandbox, Status
+from .. import events, quotas, selectors, signals, states
+from ..models import GitHook, Sandbox, Status
 from ..runtime import get_driver
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 from . import git, network, pools, snapshots
@@ -277,6 +277,31 @@ def _remove_quietly(sandbox: Sandbox) -> None:
 
 
 # ---- lifecycle ----
+
+
+def sandbox_create_from(*, actor, owner, api_key, data: dict) -> Sandbox:
+    """A sandbox from the create body's validated fields (api.serializers.SandboxCreateSerializer):
+    REST's and GraphQL's. `data["snapshot"]` is a snapshot id the actor may read."""
+    return sandbox_create(
+        owner=owner,
+        org=actor.org,
+        api_key=api_key,
+        template=data.get("template"),
+        snapshot=selectors.snapshot_get(actor=actor, snapshot_id=data["snapshot"]) if data.get("snapshot") else None,
+        name=data.get("name"),
+        auto_start=data["autoStart"],
+        ephemeral=data["ephemeral"],
+        timeout=data.get("timeout"),
+        env=data.get("env"),
+        metadata=data.get("metadata"),
+        resources=data.get("resources"),
+        git_spec=data.get("git"),
+        auto_pause=data.get("autoPause"),
+        auto_resume=data["autoResume"],
+        pause_stops_timeout=data["pauseStopsTimeout"],
+        wait=data["wait"],
+        network_policy=data.get("network"),
+    )
 
 
 @tracing.traced("sandbox.create")
@@ -556,6 +581,7 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     network.network_release(sandbox)
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())
+        GitHook.objects.filter(sandbox=sandbox).delete()  # its webhook URLs (and secrets) go with it: a push is a 404
         record("sandbox.destroyed", target=sandbox, changes={"name": sandbox.name})
         events.publish(sandbox=sandbox, type="sandbox.destroyed")
         if expired:

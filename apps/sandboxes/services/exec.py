@@ -249,6 +249,22 @@ def command_argv(command: str | list[str]) -> tuple[tuple[str, ...], str]:
     return argv, preview
 
 
+def sandbox_exec_from(*, sandbox: Sandbox, api_key, data: dict) -> Outcome:
+    """A command from the exec body's validated fields (api.serializers.ExecSerializer, not in the
+    background): REST's and GraphQL's."""
+    return sandbox_exec(
+        sandbox=sandbox,
+        command=data["command"],
+        cwd=data.get("cwd"),
+        env=data.get("env"),
+        user=data.get("user") or None,
+        stdin=data.get("stdin"),
+        timeout=data.get("timeout"),
+        auto_resume=data["autoResume"],
+        api_key=api_key,
+    )
+
+
 def sandbox_exec(
     *,
     sandbox: Sandbox,
@@ -332,6 +348,20 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
 def _on_path(sandbox: Sandbox, word: str) -> bool:
     script = 'command -v -- "$1" >/dev/null 2>&1 && echo yes'
     return run_internal(sandbox, ("/bin/sh", "-lc", script, "sh", word), timeout=10).stdout.strip() == b"yes"
+
+
+def sandbox_execute_from(*, sandbox: Sandbox, api_key, data: dict) -> Outcome:
+    """Code from the execute body's validated fields (api.serializers.ExecuteSerializer): REST's and GraphQL's."""
+    return sandbox_execute(
+        sandbox=sandbox,
+        code=data["code"],
+        language=data["language"],
+        cwd=data.get("cwd"),
+        env=data.get("env"),
+        timeout=data.get("timeout"),
+        auto_resume=data["autoResume"],
+        api_key=api_key,
+    )
 
 
 def sandbox_execute(

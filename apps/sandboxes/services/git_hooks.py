@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -148,15 +149,22 @@ def _payload(body: bytes, content_type: str) -> dict:
     return data
 
 
-def git_hook_receive(*, hook_id: str, headers, body: bytes, content_type: str = "") -> tuple[int, dict]:
+def git_hook_receive(
+    *, hook_id: str, headers, body: bytes, content_type: str = "", admit: Callable[[], None] | None = None
+) -> tuple[int, dict]:
     """Checks a delivery and queues its pull: (HTTP status, answer). Only a hook's own secret gets
-    past the signature; an unknown hook is 404 git_hook_not_found (its id is 144 random bits)."""
-    hook = GitHook.objects.select_related("sandbox").filter(pk=hook_id).first() if len(hook_id) <= 32 else None
+    past the signature; an unknown hook is 404 git_hook_not_found (its id is 144 random bits).
+    `admit()` runs once the delivery is authentic (and may refuse it): the view counts the hook's
+    rate there, so requests without its secret cannot use up the budget of the real pushes."""
+    hooks = GitHook.objects.select_related("sandbox").exclude(sandbox__status=Status.DESTROYED)
+    hook = hooks.filter(pk=hook_id).first() if len(hook_id) <= 32 else None
     if hook is None:
         raise errors.GitHookNotFound()
     provider = hook.provider if hook.provider != Provider.AUTO else detect_provider(headers)
     if not provider or not verify(provider, crypto.decrypt(hook.secret), headers, body):
         raise errors.GitHookSignatureInvalid(details={"provider": provider or None})
+    if admit is not None:
+        admit()
     event = _header(headers, EVENT_HEADERS[provider])
     if provider == Provider.GITHUB and event == "ping":
         return 200, {"status": "pong", "hookId": hook.pk}

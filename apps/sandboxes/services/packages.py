@@ -301,6 +301,21 @@ class Install:
     status: str = "running"
 
 
+def packages_install_from(*, sandbox: Sandbox, api_key, data: dict) -> Install:
+    """An install from the install body's validated fields (api.package_views.PackageInstallSerializer):
+    REST's and GraphQL's."""
+    return packages_install(
+        sandbox=sandbox,
+        manager=data["manager"],
+        packages=data["packages"],
+        dev=data["dev"],
+        cwd=data.get("cwd"),
+        timeout=data.get("timeout"),
+        auto_resume=data["autoResume"],
+        api_key=api_key,
+    )
+
+
 def packages_install(
     *,
     sandbox: Sandbox,

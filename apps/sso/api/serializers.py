@@ -1,3 +1,4 @@
+from django.urls import reverse
 from rest_framework import serializers
 
 from apps.orgs.permissions import BUILTIN_ROLES, OWNER
@@ -81,3 +82,46 @@ class SsoConnectionSerializer(serializers.Serializer):
     saml = SamlSettingsReadSerializer(required=False)
     createdAt = serializers.DateTimeField()
     updatedAt = serializers.DateTimeField()
+
+
+def connection_data(connection: SsoConnection, *, absolute_uri) -> dict:
+    """A connection as SsoConnectionSerializer renders it (REST's and GraphQL's answer); `absolute_uri`
+    makes a path absolute (the request's build_absolute_uri): the URLs the IdP is given."""
+    app = connection.app
+    data = {
+        "org": connection.org.slug,
+        "protocol": connection.protocol,
+        "domains": [
+            {
+                "domain": domain.domain,
+                "verified": domain.verified_at is not None,
+                "verifiedAt": domain.verified_at,
+                "recordName": domain.record_name,
+                "recordValue": domain.record_value,
+            }
+            for domain in connection.domains.all()
+        ],
+        "defaultRole": connection.default_role,
+        "ssoRequired": connection.sso_required,
+        "enabled": connection.enabled,
+        "loginUrl": absolute_uri(reverse("sso-start")),
+        "createdAt": connection.created_at,
+        "updatedAt": connection.updated_at,
+    }
+    if app.provider == "openid_connect":
+        callback = reverse("openid_connect_callback", kwargs={"provider_id": app.provider_id})
+        data["oidc"] = {
+            "serverUrl": app.settings.get("server_url", ""),
+            "clientId": app.client_id,
+            "redirectUri": absolute_uri(callback),
+        }
+    else:
+        idp = app.settings.get("idp", {})
+        data["saml"] = {
+            "entityId": idp.get("entity_id", ""),
+            "ssoUrl": idp.get("sso_url", ""),
+            "x509cert": idp.get("x509cert", ""),
+            "spEntityId": absolute_uri(reverse("saml_metadata", args=[app.client_id])),
+            "acsUrl": absolute_uri(reverse("saml_acs", args=[app.client_id])),
+        }
+    return data

@@ -1,4 +1,3 @@
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,7 +9,7 @@ from vibebox import exceptions as errors
 from vibebox.api.schema import error_responses
 
 from .. import selectors, services
-from .serializers import SsoConnectionSerializer, SsoConnectionSetSerializer
+from .serializers import SsoConnectionSerializer, SsoConnectionSetSerializer, connection_data
 
 # The keys app's scope (apps/keys/scopes.py), as apps/orgs/api names it: every method changes or
 # shows an organization's settings.
@@ -28,44 +27,7 @@ def _org(request, slug: str) -> Organization:
 
 
 def _render(request, connection) -> dict:
-    app = connection.app
-    data = {
-        "org": connection.org.slug,
-        "protocol": connection.protocol,
-        "domains": [
-            {
-                "domain": domain.domain,
-                "verified": domain.verified_at is not None,
-                "verifiedAt": domain.verified_at,
-                "recordName": domain.record_name,
-                "recordValue": domain.record_value,
-            }
-            for domain in connection.domains.all()
-        ],
-        "defaultRole": connection.default_role,
-        "ssoRequired": connection.sso_required,
-        "enabled": connection.enabled,
-        "loginUrl": request.build_absolute_uri(reverse("sso-start")),
-        "createdAt": connection.created_at,
-        "updatedAt": connection.updated_at,
-    }
-    if app.provider == "openid_connect":
-        callback = reverse("openid_connect_callback", kwargs={"provider_id": app.provider_id})
-        data["oidc"] = {
-            "serverUrl": app.settings.get("server_url", ""),
-            "clientId": app.client_id,
-            "redirectUri": request.build_absolute_uri(callback),
-        }
-    else:
-        idp = app.settings.get("idp", {})
-        data["saml"] = {
-            "entityId": idp.get("entity_id", ""),
-            "ssoUrl": idp.get("sso_url", ""),
-            "x509cert": idp.get("x509cert", ""),
-            "spEntityId": request.build_absolute_uri(reverse("saml_metadata", args=[app.client_id])),
-            "acsUrl": request.build_absolute_uri(reverse("saml_acs", args=[app.client_id])),
-        }
-    return SsoConnectionSerializer(data).data
+    return SsoConnectionSerializer(connection_data(connection, absolute_uri=request.build_absolute_uri)).data
 
 
 class SsoConnectionView(APIView):

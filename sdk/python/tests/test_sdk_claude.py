@@ -10,7 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import OPERATOR_KEY, cli
-from vibebox_sdk import AsyncVibeBox, MergeConflictError, NoPendingChangesError, Sandbox, VibeBox
+from vibebox_sdk import (
+    AsyncVibeBox,
+    ClaudeDisabledByModeError,
+    MergeConflictError,
+    NoPendingChangesError,
+    Sandbox,
+    VibeBox,
+)
 
 from tests.anthropic_stub import text, tool_use
 
@@ -85,3 +92,19 @@ def test_cli_claude_ask_changes_approve(cli_env, claude_box, anthropic):
     status = json.loads(result.stdout)
     assert status["enabled"] is True and status["usage"]["requests"] >= 2
     assert cli(cli_env, "claude", "approve", claude_box.name).returncode == 1  # nothing pending
+
+
+def test_configure_sets_the_mode_and_defaults(claude_box):
+    status = claude_box.claude.configure(mode="human", model="claude-haiku-4-5", permission_mode="plan")
+    try:
+        assert (status["mode"], status["model"], status["permission_mode"]) == ("human", "claude-haiku-4-5", "plan")
+        assert status["effective_model"] == "claude-haiku-4-5"
+        with pytest.raises(ClaudeDisabledByModeError) as refused:
+            claude_box.claude.ask("hi", wait=False)
+        assert refused.value.details["mode"] == "human"
+        # None leaves a field alone; "" goes back to the template's default.
+        again = claude_box.claude.configure(model="")
+        assert again["mode"] == "human" and again["model"] is None and again["permission_mode"] == "plan"
+    finally:
+        claude_box.claude.configure(mode="assist", permission_mode="")
+    assert claude_box.claude.status()["mode"] == "assist"

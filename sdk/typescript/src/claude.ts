@@ -141,7 +141,7 @@ export class Claude {
     private readonly sandboxId: () => string,
   ) {}
 
-  private call<T>(method: 'GET' | 'POST', operation: string, fields?: Record<string, unknown>, query?: Query): Promise<T> {
+  private call<T>(method: 'GET' | 'POST' | 'PATCH', operation: string, fields?: Record<string, unknown>, query?: Query): Promise<T> {
     const path = sandboxPath(this.sandboxId(), 'claude', ...operation.split('/').map((part) => segment(part)));
     const call = { method, path, timeout: LONG, feature: FEATURE, ...(query ? { query } : {}) };
     return this.transport.json(fields ? { ...call, json: body(fields) } : call);
@@ -171,6 +171,20 @@ export class Claude {
    */
   status(): Promise<Schemas['ClaudeStatus']> {
     return this.call('GET', 'status');
+  }
+
+  /**
+   * Changes the sandbox's Claude setup (`PATCH …/claude/status`): the collaboration mode
+   * (`human`: asks refused with `ClaudeDisabledByModeError`; `assist`: changes wait for review;
+   * `autonomous`: change sets applied when their ask ends) and the asks' defaults. Fields left out
+   * stay as they are; `""` goes back to the template's default (for the key: the operator's).
+   * @example
+   * ```ts
+   * const status = await sandbox.claude.configure({ mode: 'autonomous', model: 'claude-sonnet-4-5' });
+   * ```
+   */
+  configure(options: Schemas['PatchedClaudeSetupUpdateRequest']): Promise<Schemas['ClaudeStatus']> {
+    return this.call('PATCH', 'status', { ...options });
   }
 
   /**

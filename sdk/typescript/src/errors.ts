@@ -381,6 +381,11 @@ export class AskRunningError extends ConflictError {
   static override defaultCode = 'ask_running';
 }
 
+/** 409: the sandbox's collaboration mode is `human`: Claude asks are refused. @example `if (e instanceof ClaudeDisabledByModeError) console.log(e.code)` */
+export class ClaudeDisabledByModeError extends ConflictError {
+  static override defaultCode = 'claude_disabled_by_mode';
+}
+
 /** 409: no Claude changes wait for review. @example `if (e instanceof NoPendingChangesError) …` */
 export class NoPendingChangesError extends ConflictError {
   static override defaultCode = 'no_pending_changes';
@@ -792,6 +797,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   claude_not_enabled: ClaudeNotEnabledError,
   ask_running: AskRunningError,
   no_pending_changes: NoPendingChangesError,
+  claude_disabled_by_mode: ClaudeDisabledByModeError,
   merge_conflict: MergeConflictError,
   webhook_not_found: WebhookNotFoundError,
   delivery_not_found: DeliveryNotFoundError,

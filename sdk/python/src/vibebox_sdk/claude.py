@@ -6,6 +6,7 @@
     for change in sandbox.claude.changes():
         print(change["diff"])
     sandbox.claude.approve()          # or .reject()
+    sandbox.claude.configure(mode="autonomous")   # or "human", "assist"; model=, permission_mode=
 
 Answers are dicts with snake_case keys. Events (`on_event`, `events()`) are the server's event
 messages as sent: {"type": "claude.tool_use", "text", "data": {"askId", "sessionId", "kind",
@@ -45,6 +46,30 @@ class Claude:
 
     def status(self) -> Any:
         return self._call("GET", "status")
+
+    def configure(
+        self,
+        *,
+        mode: str | None = None,
+        model: str | None = None,
+        permission_mode: str | None = None,
+        anthropic_api_key: str | None = None,
+    ) -> Any:
+        """Changes the sandbox's Claude setup (`PATCH …/claude/status`) and answers the status.
+        `mode`: "human" (asks refused: ClaudeDisabledByModeError), "assist" (changes wait for
+        review) or "autonomous" (change sets applied when their ask ends). `model`,
+        `permission_mode`: the asks' defaults; `anthropic_api_key`: your own key. None leaves a
+        field as it is; "" goes back to the template's default (for the key: the operator's).
+
+            sandbox.claude.configure(mode="autonomous", model="claude-sonnet-4-5")
+        """
+        fields = {
+            "mode": mode,
+            "model": model,
+            "permission_mode": permission_mode,
+            "anthropic_api_key": anthropic_api_key,
+        }
+        return self._call("PATCH", "status", fields)
 
     def start(
         self,

@@ -321,6 +321,10 @@ class AskRunningError(ConflictError):
     """409: that Claude session already has a running ask."""
 
 
+class ClaudeDisabledByModeError(ConflictError):
+    """409: the sandbox's collaboration mode is `human`; set `assist` or `autonomous` to ask Claude."""
+
+
 class NoPendingChangesError(ConflictError):
     """409: there are no Claude changes waiting for review."""
 
@@ -699,6 +703,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "claude_session_not_found": ClaudeSessionNotFoundError,
     "ask_running": AskRunningError,
     "no_pending_changes": NoPendingChangesError,
+    "claude_disabled_by_mode": ClaudeDisabledByModeError,
     "merge_conflict": MergeConflictError,
     "webhook_not_found": WebhookNotFoundError,
     "delivery_not_found": DeliveryNotFoundError,

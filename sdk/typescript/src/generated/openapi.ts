@@ -1075,7 +1075,8 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /** @description Changes the sandbox's Claude setup without enabling again: the collaboration `mode`, the asks' default `model` and `permissionMode`, and whose Anthropic key pays. Only the fields given change; each change is an audit entry (`claude.updated`). MCP servers change by enabling again. 409 claude_not_enabled before enable. */
+        patch: operations["claude_setup_update"];
         trace?: never;
     };
     "/api/v1/sandboxes/{sandbox_id}/contexts": {
@@ -2688,6 +2689,13 @@ export interface components {
          * @enum {string}
          */
         ClaudeMessageTypeEnum: "prompt" | "text" | "tool_use" | "tool_result" | "result";
+        /**
+         * @description * `human` - human
+         *     * `assist` - assist
+         *     * `autonomous` - autonomous
+         * @enum {string}
+         */
+        ClaudeModeEnum: "human" | "assist" | "autonomous";
         ClaudeSession: {
             sessionId: string;
             title: string;
@@ -2742,6 +2750,24 @@ export interface components {
             ownKey?: boolean;
             sessions?: number;
             usage?: components["schemas"]["ModelUsage"];
+            /**
+             * @description The collaboration mode.
+             *
+             *     * `human` - human
+             *     * `assist` - assist
+             *     * `autonomous` - autonomous
+             */
+            mode?: components["schemas"]["ClaudeModeEnum"];
+            /** @description The asks' default model set on the sandbox (null: none set). */
+            model?: string | null;
+            /** @description The asks' default permission mode set. */
+            permissionMode?: string | null;
+            /** @description What an ask naming no model gets: the sandbox's, else the template's (null: Claude's default). */
+            effectiveModel?: string | null;
+            /** @description What an ask naming none gets. */
+            effectivePermissionMode?: string;
+            /** @description The MCP servers Claude is given: `vibebox` (enable's mcp) and the template's. */
+            mcpServers?: string[];
         };
         ComponentHealth: {
             name: components["schemas"]["HealthComponentEnum"];
@@ -3863,6 +3889,8 @@ export interface components {
             /** Format: date-time */
             reachedAt: string;
         };
+        /** @enum {unknown} */
+        NullEnum: null;
         OidcSettingsRead: {
             serverUrl: string;
             clientId: string;
@@ -4116,6 +4144,31 @@ export interface components {
             error?: string | null;
             /** @description Any JSON, at most 64 KiB. */
             result?: unknown;
+        };
+        /** @description PATCH …/claude/status: only the fields given change. */
+        PatchedClaudeSetupUpdateRequest: {
+            /**
+             * @description Collaboration mode: human (Claude asks are refused, 409 claude_disabled_by_mode), assist (Claude's changes wait for approval), autonomous (Claude's change sets are applied without review).
+             *
+             *     * `human` - human
+             *     * `assist` - assist
+             *     * `autonomous` - autonomous
+             */
+            mode?: components["schemas"]["ClaudeModeEnum"];
+            /** @description The asks' default model; null or "": the template's `claude.model`, else Claude's. */
+            model?: string | null;
+            /**
+             * @description The asks' default permission mode; null or "": the template's, else acceptEdits.
+             *
+             *     * `acceptEdits` - acceptEdits
+             *     * `default` - default
+             *     * `plan` - plan
+             *     * `bypassPermissions` - bypassPermissions
+             *     * `dontAsk` - dontAsk
+             */
+            permissionMode?: (components["schemas"]["PermissionModeEnum"] | components["schemas"]["BlankEnum"] | components["schemas"]["NullEnum"]) | null;
+            /** @description Your own Anthropic key for this sandbox's model calls (stored encrypted); null or "": the operator's key. */
+            anthropicApiKey?: string | null;
         };
         /** @description NAME → a string or {value, secret}; null removes the variable. */
         PatchedEnvUpdateRequest: {
@@ -5098,7 +5151,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "git_hook_not_found" | "git_hook_signature_invalid" | "grant_not_found" | "graphql_introspection_disabled" | "graphql_invalid" | "graphql_too_complex" | "graphql_too_deep" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_disabled_by_mode" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "git_hook_not_found" | "git_hook_signature_invalid" | "grant_not_found" | "graphql_introspection_disabled" | "graphql_invalid" | "graphql_too_complex" | "graphql_too_deep" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
@@ -11843,6 +11896,104 @@ export interface operations {
             };
             /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests; Retry-After says when to retry. error.code says which (docs/api.md lists them). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error (5xx: internal, engine). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    claude_setup_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The sandbox's id (sbx_…) or name. */
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedClaudeSetupUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClaudeStatus"];
+                };
+            };
+            /** @description The request is invalid. error.code says which (docs/api.md lists them). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or a wrong, expired or revoked one. error.code says which (docs/api.md lists them). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused by a quota or the budget (quota_exceeded: details.quota, limit, used, requested). error.code says which (docs/api.md lists them). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Refused: the key lacks a scope, or the owner may not do this. error.code says which (docs/api.md lists them). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such object (someone else's is a 404 too). error.code says which (docs/api.md lists them). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state of the object. error.code says which (docs/api.md lists them). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
