@@ -68,13 +68,14 @@ def vibebox_create(url: str, key: str, repeat: int, *, warm: bool, config: str) 
     return samples, hits
 
 
-def cli_start(url: str, key: str, repeat: int, *, config: str) -> list[float]:
-    """The CLI's own start: `vibebox --version` (no request)."""
+def cli_start(url: str, key: str, repeat: int, *, config: str, argv: list[str] | None = None) -> list[float]:
+    """The CLI's own start: `vibebox --version` (no request); with `argv`, that command instead
+    (the baseline: the bare interpreter, `python -c pass`)."""
     env = _cli_env(url, key, config)
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run([VIBEBOX, "--version"], env=env, check=True, capture_output=True)
+        subprocess.run(argv or [VIBEBOX, "--version"], env=env, check=True, capture_output=True)
         samples.append(time.perf_counter() - started)
     return samples
 
@@ -98,14 +99,20 @@ def main() -> None:
         url, key = server.url, server.key
         image = api(url, key, "GET", f"/api/v1/templates/{TEMPLATE}")[1]["image"]
         raw = summary("docker run -it <image> bash → prompt (baseline)", docker_run(image, args.repeat))
-        start = summary("vibebox --version (the CLI's own start)", cli_start(url, key, args.repeat, config=config))
+        python = summary(
+            "python -c pass (the interpreter's start: baseline)",
+            cli_start(url, key, args.repeat, config=config, argv=[str(PYTHON), "-c", "pass"]),
+        )
+        start = ratio(
+            summary("vibebox --version (the CLI's own start)", cli_start(url, key, args.repeat, config=config)), python
+        )
         samples, hits = vibebox_create(url, key, args.repeat, warm=True, config=config)
         warm = ratio(summary(f"vibebox create → prompt, warm pool ({hits}/{args.repeat} warm)", samples), raw)
-        print(json.dumps([raw, start, warm]), file=sys.stderr, flush=True)  # kept if the cold half fails
+        print(json.dumps([raw, python, start, warm]), file=sys.stderr, flush=True)  # kept if the cold half fails
     with live_server("benchclic", VIBEBOX_POOL_ENABLED="0") as server:
         samples, hits = vibebox_create(server.url, server.key, args.repeat, warm=False, config=config)
         cold = ratio(summary(f"vibebox create → prompt, pools off ({hits} warm)", samples), raw)
-    print(json.dumps({"cli_create": [raw, start, warm, cold]}, indent=2))
+    print(json.dumps({"cli_create": [raw, python, start, warm, cold]}, indent=2))
 
 
 if __name__ == "__main__":

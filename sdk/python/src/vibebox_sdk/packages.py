@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import calls, errors
+from . import errors
 from .durations import Duration
-from .models import ExecutionResult
 
 if TYPE_CHECKING:
     from .aio import AsyncSandbox
+    from .models import ExecutionResult
     from .sandbox import Sandbox
 
 MANAGERS = ("pip", "uv", "npm", "cargo", "gem", "bundler", "go", "maven")
@@ -61,6 +61,8 @@ class Packages:
         from .sandbox import BackgroundProcess
 
         sandbox = self._sandbox
+        from . import calls  # httpx: not imported for `vibebox --help` (cli/packages.py reads MANAGERS)
+
         answer = sandbox._send(calls.install_packages(sandbox.id, _fields(packages, manager, dev, cwd, timeout)))
         process = BackgroundProcess(sandbox, answer)
         if not wait:
@@ -72,6 +74,8 @@ class Packages:
 
     def list(self, *, manager: str, cwd: str | None = None) -> Any:
         """What `manager` says is installed: `[Package(name, version), ...]`."""
+        from . import calls
+
         return self._sandbox._send(calls.list_packages(self._sandbox.id, manager, cwd))
 
 
@@ -95,6 +99,8 @@ class AsyncPackages:
         from .aio import AsyncBackgroundProcess
 
         sandbox = self._sandbox
+        from . import calls
+
         answer = await sandbox._send(calls.install_packages(sandbox.id, _fields(packages, manager, dev, cwd, timeout)))
         process = AsyncBackgroundProcess(sandbox, answer)
         if not wait:
@@ -105,4 +111,6 @@ class AsyncPackages:
         return _checked(await stream.wait(), check)
 
     async def list(self, *, manager: str, cwd: str | None = None) -> Any:
+        from . import calls
+
         return await self._sandbox._send(calls.list_packages(self._sandbox.id, manager, cwd))

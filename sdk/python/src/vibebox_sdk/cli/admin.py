@@ -10,7 +10,6 @@ import typer
 from rich.text import Text
 
 from .. import config, errors
-from ..client import VibeBox
 from . import output
 from .common import ERROR, PRODUCT, JsonFlag, UsageError, check_duration, client, stdin_is_tty
 
@@ -32,6 +31,8 @@ def mask(key: str | None) -> str:
 def verify(url: str, key: str) -> None:
     """Checks the key against the server: AuthenticationError (exit 4) when it is refused. A key
     that works but lacks the `sandboxes:read` scope is accepted."""
+    from ..client import VibeBox
+
     with VibeBox(api_key=key, base_url=url, max_retries=1) as vb:
         try:
             vb.list(limit=1)

@@ -8,12 +8,11 @@ import datetime
 import json as jsonlib
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .. import durations
-from ..models import AuditEntry
 from . import output
 from .common import JsonFlag, UsageError, client
 from .orgs import OrgOption, org_slug
@@ -37,6 +36,9 @@ UntilOption = Annotated[
     typer.Option("--until", help="Before this time: ISO 8601 with a zone, or how long ago (30m, 2h, 7d)."),
 ]
 CHANGES_WIDTH = 80
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import AuditEntry
 
 
 class Format(StrEnum):

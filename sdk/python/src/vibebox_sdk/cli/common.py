@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import config, durations
-from ..client import VibeBox
-from ..sandbox import Sandbox
+
+if TYPE_CHECKING:  # imported when a command makes its client: `vibebox --help` stays quick (no httpx)
+    from ..client import VibeBox
+    from ..sandbox import Sandbox
 
 OK = 0
 ERROR = 1
@@ -50,6 +52,8 @@ class UsageError(CliError):
 @functools.cache
 def client() -> VibeBox:
     """The client for this invocation: `VIBEBOX_API_URL`/`VIBEBOX_API_KEY`, else the config file."""
+    from ..client import VibeBox
+
     return VibeBox()
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..models import ExecutionResult
 from . import output
 from .common import (
     ERROR,
@@ -33,6 +32,9 @@ LanguageOption = Annotated[
     str | None,
     typer.Option("--language", "-l", help="javascript, typescript, python or shell (default: from the extension)."),
 ]
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import ExecutionResult
 
 
 def exit_code(result: ExecutionResult) -> int:

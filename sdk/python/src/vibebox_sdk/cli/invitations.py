@@ -3,12 +3,11 @@ vibebox invitations list|create|resend|revoke [--org SLUG] and vibebox invitatio
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import errors
-from ..models import Invitation
 from . import output
 from .common import JsonFlag, client
 from .orgs import OrgOption, RoleOption, org_slug, print_org
@@ -18,6 +17,9 @@ invitations_app = typer.Typer(
     no_args_is_help=True,
 )
 InvitationArg = Annotated[str, typer.Argument(help="The invitation's id (inv_…) or email.", show_default=False)]
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import Invitation
 
 
 def print_invitations(found: list[Invitation] | Invitation, json: bool) -> None:

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error, 2 usage error, 3 not found, 4 authentication or permi
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import Annotated, NoReturn
@@ -112,10 +113,37 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def command_app(argv: list[str]) -> typer.Typer:
+    """The app with only the top-level command `argv` starts with: typer turns every registered
+    command's signature into click parameters on each run (over 100 of them: a good part of the
+    CLI's start), though one command runs. The whole app for anything else: top-level options
+    (`--help`, `--version`), an unknown command (its error suggests the near ones), completion."""
+    if not argv or any(name.endswith("_COMPLETE") for name in os.environ):
+        return app
+    name = argv[0]
+    if argv == ["--version"]:
+        commands, groups = [], []  # the eager option prints and exits before any command is looked at
+    elif name.startswith("-"):
+        return app
+    else:
+        commands = [c for c in app.registered_commands if (c.name or command_name(c.callback.__name__)) == name]
+        groups = [g for g in app.registered_groups if g.name == name]
+        if not commands and not groups:
+            return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands, narrowed.registered_groups = commands, groups
+    return narrowed
+
+
+def command_name(function_name: str) -> str:
+    return function_name.lower().replace("_", "-")  # as typer names a command after its function
+
+
 def run(argv: list[str] | None = None) -> None:
     """The console script's entry point: runs the command, mapping SDK errors to exit codes."""
     try:
-        app(args=argv, prog_name="vibebox")
+        args = sys.argv[1:] if argv is None else argv
+        command_app(args)(args=args, prog_name="vibebox")
     except errors.VibeBoxError as error:
         fail(describe(error), exit_code(error))
     except CliError as error:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from ..models import MarketplaceTemplate, Submission
 from . import output
 from .admin import template_app
 from .common import ERROR, JsonFlag, UsageError, client
@@ -29,6 +28,9 @@ STATE_STYLES = {
     "failed": "red",
     "cancelled": "dim",
 }
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import MarketplaceTemplate, Submission
 
 
 class State(StrEnum):

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..aio import AsyncVibeBox
 from .common import CliError
 
 
@@ -31,6 +30,8 @@ def mcp(
         from ..mcp import run_stdio
     except ModuleNotFoundError as error:
         raise CliError(f"{error}; install it with: pip install 'vibebox-sdk[mcp]'") from None
+    from ..aio import AsyncVibeBox
+
     client = AsyncVibeBox()  # AuthenticationError (exit 4) when no key is configured
 
     async def serve() -> None:

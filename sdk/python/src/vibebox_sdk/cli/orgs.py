@@ -3,12 +3,11 @@ vibebox members list|add|set-role|remove [--org SLUG]."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import errors
-from ..models import Member, Organization
 from . import output
 from .common import JsonFlag, UsageError, client
 from .sandboxes import confirm
@@ -29,6 +28,9 @@ RoleOption = Annotated[
     str, typer.Option("--role", help="owner, admin, developer, viewer, billing or a custom role.", show_default=False)
 ]
 MemberArg = Annotated[str, typer.Argument(help="The member's username, email or id.", show_default=False)]
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import Member, Organization
 
 
 def print_orgs(found: list[Organization], json: bool) -> None:

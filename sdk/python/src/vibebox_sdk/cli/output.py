@@ -13,15 +13,15 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..archive import Progress as ProgressCallback
-from ..sandbox import Sandbox
+if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..archive import Progress as ProgressCallback
+    from ..sandbox import Sandbox
 
 STATUS_STYLES = {
     "running": "green",
@@ -57,6 +57,8 @@ err = _console(stderr=True)
 def to_data(value: Any) -> Any:
     """A JSON-ready view: a model's `raw` (the server's camelCase object) when it has one, a
     sandbox's info, dataclasses as dicts, containers recursively."""
+    from ..sandbox import Sandbox
+
     if isinstance(value, Sandbox):
         return to_data(value.info)
     raw = getattr(value, "raw", None)
@@ -184,6 +186,8 @@ def transfer(description: str) -> Iterator[ProgressCallback | None]:
     if not _is_tty(sys.stderr):
         yield None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

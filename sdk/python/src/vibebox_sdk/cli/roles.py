@@ -4,11 +4,10 @@ vibebox teams list|show|create|update|delete|add-member|remove-member [--org SLU
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..models import Role, Team
 from . import output
 from .common import JsonFlag, UsageError, client
 from .orgs import OrgOption, org_slug
@@ -27,6 +26,9 @@ UserArg = Annotated[str, typer.Argument(help="A member's username.", show_defaul
 DescriptionOption = Annotated[
     str | None, typer.Option("--description", help="What the role is for (at most 200 characters).")
 ]
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import Role, Team
 
 
 def permission_list(value: str | None) -> list[str] | None:

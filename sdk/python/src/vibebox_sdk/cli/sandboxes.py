@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from .. import errors
-from ..models import LogEntry
-from ..sandbox import Sandbox
 from . import output, shell
 from .common import (
     NOT_FOUND,
@@ -35,6 +33,10 @@ LIFECYCLE = {
     "pause": "Freeze every process of a running sandbox (memory and files are kept).",
     "resume": "Resume a paused sandbox where it was.",
 }
+
+if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..models import LogEntry
+    from ..sandbox import Sandbox
 
 
 def new(

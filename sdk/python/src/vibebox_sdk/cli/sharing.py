@@ -5,16 +5,18 @@ vibebox grants SANDBOX and vibebox unshare SANDBOX GRANT."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import errors
-from ..models import Grant
-from ..sandbox import Sandbox
 from . import output
 from .common import JsonFlag, UsageError, get_sandbox
 from .sandboxes import SandboxArg
+
+if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..models import Grant
+    from ..sandbox import Sandbox
 
 
 class Access(StrEnum):

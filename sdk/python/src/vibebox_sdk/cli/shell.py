@@ -18,16 +18,24 @@ import termios
 import threading
 import tty
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from websockets.exceptions import ConnectionClosed
 
-from ..sandbox import Sandbox
-from ..streams import Terminal
 from .common import CliError, get_sandbox
 
 PIPED_TIMEOUT = 0  # the server's maximum (1 h) for a shell fed from a pipe
+
+if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..sandbox import Sandbox
+    from ..streams import Terminal
+
+
+def _connection_closed() -> type[Exception]:
+    """websockets' ConnectionClosed, imported when a shell opens (not for every command)."""
+    from websockets.exceptions import ConnectionClosed
+
+    return ConnectionClosed
 
 
 def terminal_size() -> tuple[int, int]:
@@ -109,7 +117,7 @@ class Session:
         try:
             with raw_mode(self.stdin):
                 self.reader.start()
-                with contextlib.suppress(ConnectionClosed):
+                with contextlib.suppress(_connection_closed()):
                     self._forward_input()
         finally:
             signal.signal(signal.SIGWINCH, previous)
@@ -135,7 +143,7 @@ def piped(sandbox: Sandbox, *, cwd: str | None = None, shell: str | None = None)
 
     def feed() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with contextlib.suppress(ConnectionClosed, OSError):
+        with contextlib.suppress(_connection_closed(), OSError):
             while chunk := os.read(sys.stdin.fileno(), 65536):
                 stream.send_stdin(decoder.decode(chunk))
             stream.send_stdin(decoder.decode(b"", final=True))

@@ -10,16 +10,19 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from watchfiles import Change, watch
 
 from .. import errors
 from ..archive import excluded
-from ..sandbox import Sandbox
 from . import output
 from .common import JsonFlag, UsageError, get_sandbox, split_target
+
+if TYPE_CHECKING:  # annotations only: `vibebox --help` imports neither the client nor watchfiles
+    from watchfiles import Change
+
+    from ..sandbox import Sandbox
 
 ExcludeOption = Annotated[
     list[str] | None,
@@ -142,6 +145,8 @@ class Syncer:
     def apply(self, changes: set[tuple[Change, str]]) -> None:
         """Brings each changed path up to date from what is on disk now (so a file saved by
         rename-over counts once, as an upload)."""
+        from watchfiles import Change
+
         kinds: dict[str, set[Change]] = {}
         for change, path in changes:
             kinds.setdefault(path, set()).add(change)
@@ -175,6 +180,8 @@ class Syncer:
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
+            from watchfiles import watch
+
             for changes in watch(self.root, watch_filter=None, debounce=400, stop_event=stop, raise_interrupt=False):
                 self.apply(changes)
         finally:

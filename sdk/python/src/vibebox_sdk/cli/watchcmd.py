@@ -6,15 +6,17 @@ import os
 import signal
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..watch import FileEvent, FileWatch
 from . import output
 from .common import check_duration, get_sandbox
 
 STOP_SECONDS = 5.0
+
+if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
+    from ..watch import FileEvent, FileWatch
 
 
 def describe(event: FileEvent) -> str:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json as jsonlib
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from ..models import Delivery, Webhook
 from . import output
 from .common import PRODUCT, JsonFlag, UsageError, client
 
@@ -37,6 +36,9 @@ MetadataFilter = Annotated[
 SECRET_NOTE = "store the secret now: it is not shown again (`vibebox webhooks rotate-secret` makes a new one)"  # noqa: S105  (a message, not a secret)
 STATUS_STYLES = {"succeeded": "green", "pending": "cyan", "retrying": "yellow", "failed": "red"}
 BODY_WIDTH = 200
+
+if TYPE_CHECKING:  # annotations only: the models are imported with the client
+    from ..models import Delivery, Webhook
 
 
 class Status(StrEnum):
