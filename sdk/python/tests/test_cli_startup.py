@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,18 @@ def test_every_public_name_resolves():
     for name in vibebox_sdk.__all__:
         assert getattr(vibebox_sdk, name) is not None, name
     assert set(vibebox_sdk.__all__) <= set(dir(vibebox_sdk))
+    # The three lists of the same names (__all__, the lazy map, the type checkers' imports) agree,
+    # and every error class the SDK raises is among them.
+    assert set(vibebox_sdk.__all__) == set(vibebox_sdk._SOURCES) | {"__version__"}
+    raised = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.VibeBoxError)
+    }
+    assert raised <= set(vibebox_sdk.__all__), raised - set(vibebox_sdk.__all__)
+    source = (Path(vibebox_sdk.__file__)).read_text()
+    checked = source[source.index("if TYPE_CHECKING:") : source.index("_SOURCES")]
+    assert all(re.search(rf"\b{name}\b", checked) for name in vibebox_sdk._SOURCES)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         vibebox_sdk.Nope  # noqa: B018
 
