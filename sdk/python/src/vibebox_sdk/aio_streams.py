@@ -31,7 +31,7 @@ async def open_ws(url: str, api_key: str | None) -> ClientConnection:
             return await connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT, max_size=None)
         except InvalidStatus as error:
             raise refused_upgrade(error) from error
-        except (OSError, InvalidMessage) as error:
+        except (OSError, InvalidMessage, ConnectionClosed) as error:  # also one dropped mid-handshake
             if attempt + 1 == HANDSHAKE_ATTEMPTS:
                 raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
             await asyncio.sleep(0.2 * (attempt + 1))

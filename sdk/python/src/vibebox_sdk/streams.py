@@ -113,7 +113,7 @@ def open_ws(url: str, api_key: str | None) -> ClientConnection:
             )
         except InvalidStatus as error:
             raise refused_upgrade(error) from error
-        except (OSError, InvalidMessage) as error:
+        except (OSError, InvalidMessage, ConnectionClosed) as error:  # also one dropped mid-handshake
             if attempt + 1 == HANDSHAKE_ATTEMPTS:
                 raise errors.ConnectionError(f"cannot open {url.split('?')[0]}: {error}") from error
             time.sleep(0.2 * (attempt + 1))
