@@ -154,6 +154,14 @@ def test_every_page_renders_and_the_list_loads_fast(server, context):
     for path in ["/templates/", "/keys/", "/usage/", "/activity/"]:
         response = page.goto(f"{server.url}{path}")
         assert response.status == 200, path
+    # The daily charts (static/js/daily_chart.js, shared by both pages) are drawn, without a script error.
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    for path, canvas in (("/usage/", "usage-chart"), ("/claude/", "claude-chart")):
+        page.goto(f"{server.url}{path}")
+        drawn = "(id) => window.Chart.getChart(document.getElementById(id))?.data.datasets.length ?? 0"
+        assert page.evaluate(drawn, canvas) == 2, path
+    assert errors == []
 
 
 def test_a_refused_boosted_request_is_reported_not_swallowed(server, context):
