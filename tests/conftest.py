@@ -246,10 +246,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(*, workers: int = 1, **extra_env):
+def live_server(*, workers: int = 1, output=None, **extra_env):
     """The Procfile's web server (uvicorn and its flags) on loopback, on the test database, with
     `workers` processes (VIBEBOX_WEB_WORKERS). Needs a transactional test. Yields (http url, pid of
-    the server, the master's when there are several workers)."""
+    the server, the master's when there are several workers). `output`: a file for the server's
+    stdout and stderr (default: this process's stderr); given, not by redirecting sys.stderr, where
+    another test's leftover thread could write too."""
     port = _free_port()
     # Its processes' metrics, in a directory of its own (vibebox/metrics.py), as `make run` sets it.
     own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in extra_env
@@ -267,8 +269,8 @@ def live_server(*, workers: int = 1, **extra_env):
         [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
         env=env,
-        stdout=sys.stderr,
-        stderr=sys.stderr,
+        stdout=output or sys.stderr,
+        stderr=output or sys.stderr,
     )
     url = f"http://127.0.0.1:{port}"
     try:

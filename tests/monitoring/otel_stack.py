@@ -96,8 +96,7 @@ def stack(django_db_setup, tmp_path_factory):
             env = worker_env(redis_url, **QUIET_PASSES, **tracing)
             stack.enter_context(celery_worker(env, worker_log))
             log = stack.enter_context(server_log.open("w"))
-            with contextlib.redirect_stderr(log):  # live_server hands the server sys.stderr
-                url, _pid = stack.enter_context(live_server(REDIS_URL=redis_url, **tracing))
+            url, _pid = stack.enter_context(live_server(output=log, REDIS_URL=redis_url, **tracing))
             yield Stack(url, otlp, hooks, server_log, worker_log)
     finally:
         hooks.stop()

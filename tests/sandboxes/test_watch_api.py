@@ -79,8 +79,13 @@ def test_websocket_watch(api_client, api_key, create_sandbox, docker_client):
         connected, _ = await comm.connect()
         assert connected  # the watch is in place: what the command does next is seen
         seen: list = []
-        await exec_(api_client, sandbox_id, f"{HUNDRED}; mkdir -p node_modules/x sub; mv f1 sub/moved")
-        await read_until(comm, seen, lambda s: created(s) >= NAMES and any(e.get("type") == "rename" for e in s))
+        await exec_(api_client, sandbox_id, f"{HUNDRED}; mkdir -p node_modules/x sub")
+        await read_until(comm, seen, lambda s: created(s) >= NAMES | {"/workspace/sub"})
+        # Now that `sub` is watched, a move into it is a rename. (A move into a directory made by
+        # the same command may land before its watch is in place: inotify then tells only that f1
+        # went, and the new directory's scan reports sub/moved as created.)
+        await exec_(api_client, sandbox_id, "mv f1 sub/moved")
+        await read_until(comm, seen, lambda s: any(e.get("type") == "rename" for e in s))
         rename = next(e for e in seen if e.get("type") == "rename")
         assert rename["path"] == "/workspace/sub/moved" and rename["from"] == "/workspace/f1", rename
         assert not [e for e in seen if "node_modules" in e.get("path", "")], "an excluded path was reported"

@@ -261,8 +261,7 @@ def uvicorn_server(transactional_db, templates, tmp_path):
     log_path = tmp_path / "server.log"
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "w"))
-        with contextlib.redirect_stderr(log):  # live_server hands the server sys.stderr
-            url, _pid = stack.enter_context(live_server())
+        url, _pid = stack.enter_context(live_server(output=log))
         yield url, log_path
 
 
