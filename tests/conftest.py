@@ -32,6 +32,7 @@ from apps.sandboxes.runtime import get_driver
 from bench.common import procfile_server
 from tests import sessions
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
+from tests.gitservers import git, git_servers, recording_git_server  # noqa: F401 (fixtures: defined once)
 from tests.waiting import wait_for
 
 TEST_LABELS = {"vibebox.managed": "1", "vibebox.instance": django_settings.VIBEBOX_INSTANCE}

@@ -21,7 +21,6 @@ from tests.agents.conftest import call, server, stub  # noqa: F401 (fixtures)
 from tests.anthropic_stub import text, tool_use
 from tests.conftest import sandbox_row
 from tests.graphql.conftest import global_id
-from tests.sandboxes.conftest import git, git_servers  # noqa: F401 (fixtures)
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -358,7 +357,7 @@ def test_exec_execute_files_and_env(api_client, create_sandbox, docker_client):
 GIT = "mutation($id: ID!, $input: {kind}Input!) {{ {name}(sandboxId: $id, input: $input) {{ {fields} }} }}"
 
 
-def test_git_clone_commit_push_checkout_pull(api_client, create_sandbox, git, docker_client):  # noqa: F811
+def test_git_clone_commit_push_checkout_pull(api_client, create_sandbox, git, docker_client):
     sid = create_sandbox(template="python-3")["id"]
     clone = GIT.format(kind="GitClone", name="gitClone", fields="path branch commit url")
     cloned = ok(api_client, clone, id=sid, input={"url": git.http_url, "auth": git.token_auth(), "path": "/repo"})

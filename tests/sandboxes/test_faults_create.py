@@ -17,7 +17,7 @@ from apps.sandboxes.runtime.docker import DockerDriver
 from apps.sandboxes.services import pools
 from tests import sessions
 from tests.conftest import INSTANCE_LABEL
-from tests.sandboxes.conftest import FIXTURE_LABELS, GIT_NETWORK
+from tests.gitservers import FIXTURE_LABELS, GIT_NETWORK
 from vibebox import exceptions as errors
 
 # ---- the fault tool itself ----

@@ -1,7 +1,7 @@
 """Auto-pull webhooks (issue 29 item 2, product spec 1.3; docs/api.md "Auto-pull webhooks").
 
 Signed payloads are posted the way GitHub, GitLab and Gitea post them, by an unauthenticated client;
-the pulls run against the tests' local git server (tests/sandboxes/conftest.py) on the real engine,
+the pulls run against the tests' local git server (tests/gitservers.py) on the real engine,
 through the Celery task's function (tests run no worker: VIBEBOX_GIT_HOOK_DISPATCH is off)."""
 
 import hashlib
@@ -19,9 +19,8 @@ from apps.sandboxes import events, tasks
 from apps.sandboxes.models import GitHook, GitHookDelivery, SandboxGitConfig
 from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import sandbox_row
+from tests.gitservers import run_in
 from vibebox import bodylimit
-
-from .conftest import run_in
 
 
 def hooks_url(sandbox_id: str) -> str:
@@ -334,12 +333,13 @@ def test_a_diverged_branch_is_left_alone_and_reported(api_client, git, cloned, r
     assert response.status_code == 200, response.content
     local = response.json()["commit"]
     sh(api_client, sandbox_id, "echo dirty >> START.md")  # and an uncommitted change
-    sha = server_push(git, branch, "SERVER.md", "server")
+    server_file = f"SERVER-{branch}.md"  # main may hold a SERVER.md of test_git.py's, on the same server
+    sha = server_push(git, branch, server_file, "server")
     assert github_post(hook, push_payload(branch, sha)).status_code == 202
 
     delivery = run_last_delivery(hook)
     assert delivery.status == "conflict" and "fast-forward" in delivery.detail, delivery.detail
-    after = sh(api_client, sandbox_id, "git rev-parse HEAD; test -e SERVER.md; echo $?; cat START.md")["stdout"]
+    after = sh(api_client, sandbox_id, f"git rev-parse HEAD; test -e {server_file}; echo $?; cat START.md")["stdout"]
     assert after == f"{local}\n1\nstartdirty\n"  # the tree as it was: HEAD, files and the local change
     assert "git.autopull.conflict" in [e["type"] for e in events.recent(sandbox_id)]
     sent = Delivery.objects.get(webhook=webhook)

@@ -21,7 +21,7 @@ from asgiref.sync import async_to_sync
 from apps.agents.models import ChangeSet, ClaudeAsk, ClaudeSession
 from apps.keys.scopes import SANDBOXES_READ, SANDBOXES_WRITE
 from apps.sandboxes.models import Sandbox
-from tests.sandboxes.conftest import run_in
+from tests.gitservers import run_in
 from tests.waiting import wait_for
 
 POLLER = r"""

@@ -268,13 +268,13 @@ def test_runs_are_recorded_for_the_dashboard(agent):
 
 @pytest.fixture(scope="module")
 def git_server_and_vibebox(anthropic) -> Iterator[tuple[LiveServer, str]]:
-    """A smart-HTTP git server (tests/sandboxes/gitserver) on a network of its own, and a VibeBox
+    """A smart-HTTP git server (tests/gitserver) on a network of its own, and a VibeBox
     server (own instance label, model gateway to the `anthropic` stub) whose sandboxes join it.
     Yields (server, the repository's URL with its credentials)."""
     from common import live_server
 
     from tests import sessions
-    from tests.sandboxes.conftest import start_http_git_server
+    from tests.gitservers import start_http_git_server
 
     instance = sessions.new_label("sdkgit", 10)
     network_name = f"vibebox-{instance}-git"

@@ -39,7 +39,7 @@ from apps.marketplace.catalog import built_in_templates  # noqa: E402
 from apps.sandboxes.runtime import get_driver  # noqa: E402
 from tests import anthropic_stub, sessions  # noqa: E402
 from tests.anthropic_stub import text, tool_use  # noqa: E402
-from tests.sandboxes.conftest import start_http_git_server  # noqa: E402
+from tests.gitservers import start_http_git_server  # noqa: E402
 
 # A label of this session's own, claimed like a test session's (tests/sessions.py): a run killed
 # half-way leaves its server's sandboxes and its git server to the next session's sweep.

@@ -3,6 +3,10 @@
 Both run as containers on a Docker network of their own; sandboxes join it through the
 VIBEBOX_EXTRA_NETWORKS setting, as an operator's internal git server would be reached.
 Nothing leaves the machine.
+
+The fixtures are defined once, here, and made visible to every test by tests/conftest.py. A test
+module must not import them: pytest would hold a second session-wide copy for that module, whose
+set-up replaces the first copy's containers (same names, new credentials) under its tests.
 """
 
 import contextlib
