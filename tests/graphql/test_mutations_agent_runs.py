@@ -262,3 +262,14 @@ def test_roles_refuse_as_rest_does(owner, make_key):
         assert error["extensions"]["details"]["permission"] == "sandboxes.manage_all", error
     assert AgentRun.objects.get(pk=made["runId"]).status == "running"
     assert ok(clients["developer"], CREATE, input={"name": "mine"})["createAgentRun"]["status"] == "running"
+
+
+def test_a_runs_tasks_are_read_through_the_queries_too(api_client, outsider_client, run):
+    query = (
+        "{ agentRuns { nodes { runId tasks(first: 1) { totalCount pageInfo { hasNextPage } nodes { id name } } } } }"
+    )
+    (found,) = ok(api_client, query)["agentRuns"]["nodes"]
+    assert found["runId"] == run["id"] and found["tasks"]["totalCount"] == 2
+    assert found["tasks"]["pageInfo"]["hasNextPage"] is True
+    assert found["tasks"]["nodes"] == [{"id": run["tasks"][0]["id"], "name": "a"}]
+    assert ok(outsider_client, query)["agentRuns"]["nodes"] == []
