@@ -296,6 +296,51 @@ def _task_event(task: AgentTask) -> None:
     events.publish_owner(task.run.owner_id, f"agent.task.{task.status}", f"task {label} {task.status}", data)
 
 
+# ---- from a request body: REST's views and GraphQL's mutations share these ----
+# `data` is the validated body of the REST request serializer (api.run_serializers), camelCase keys.
+
+TASK_FIELDS = {
+    "status": "status",
+    "sandboxId": "sandbox_id",
+    "attempts": "attempts",
+    "error": "error",
+    "result": "result",
+}
+
+
+def agent_run_create_from(*, actor: Actor, owner, api_key, data: dict) -> AgentRun:
+    """A run from the create body (AgentRunCreateSerializer): POST /agent-runs and createAgentRun.
+    The caller has checked `sandboxes.create` first, as for a sandbox."""
+    return agent_run_create(
+        owner=owner,
+        org=actor.org,
+        api_key=api_key,
+        name=data["name"],
+        kind=data["kind"],
+        parallelism=data.get("parallelism"),
+        template=data.get("template"),
+        metadata=data.get("metadata"),
+        tasks=data.get("tasks"),
+    )
+
+
+def agent_run_finish_from(*, run: AgentRun, data: dict) -> AgentRun:
+    """PATCH /agent-runs/{id} and finishAgentRun (AgentRunUpdateSerializer's body)."""
+    return agent_run_finish(run=run, status=data["status"])
+
+
+def agent_tasks_add_from(*, run: AgentRun, data: dict) -> list[AgentTask]:
+    """POST /agent-runs/{id}/tasks and addAgentTasks (AgentTasksAddSerializer's body)."""
+    return agent_tasks_add(run=run, tasks=data["tasks"])
+
+
+def agent_task_update_from(*, task: AgentTask, data: dict) -> AgentTask:
+    """PATCH /agent-runs/{id}/tasks/{taskId} and updateAgentTask (AgentTaskUpdateSerializer's
+    body): only the fields given change."""
+    changes = {python: data[api] for api, python in TASK_FIELDS.items() if api in data}
+    return agent_task_update(task=task, **changes)
+
+
 def agent_run_delete(*, run: AgentRun) -> None:
     with transaction.atomic():
         record("agent_run.deleted", target=run, changes={"name": run.name})

@@ -7,7 +7,7 @@ organization's object: its `*_not_found`), the REST request serializer on the in
 audit entry, emits the webhooks and checks quotas. No business logic lives here. Errors leave
 through errors.py with the REST code in `extensions.code`.
 
-Sandboxes, snapshots, keys, webhooks and deliveries are answered as the queries answer them
+Sandboxes, snapshots, keys, webhooks, deliveries and agent runs are answered as the queries answer them
 (types.py's types: global ids, nested fields). The other answers are the REST answers: types made from the REST
 response serializers (`serializer_type`), filled from the serializer's own `.data`, so a field
 there is the REST field of the same name. Ids in arguments are global ids or the REST ids.
@@ -27,7 +27,9 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from apps.agents import asks, changes, setup
+from apps.agents import runs as agent_runs
 from apps.agents import selectors as agent_selectors
+from apps.agents.api import run_serializers as run_api
 from apps.agents.api import serializers as agent_api
 from apps.billing import payments
 from apps.billing import selectors as billing_selectors
@@ -81,7 +83,7 @@ from apps.webhooks.api import serializers as webhook_api
 from vibebox import exceptions as errors
 
 from .relay import to_global_id
-from .types import ApiKey, Sandbox, Snapshot, Webhook, WebhookDelivery, from_rest
+from .types import AgentRun, AgentTask, ApiKey, Sandbox, Snapshot, Webhook, WebhookDelivery, from_rest
 
 # ---- the request, the actor, scopes ----
 
@@ -637,6 +639,35 @@ class SsoConnectionInput:
     saml: SamlSettingsInput | None = strawberry.UNSET
 
 
+@strawberry.input(description="A task of createAgentRun or addAgentTasks.")
+class AgentTaskInput:
+    name: str
+    metadata: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(description="As POST /api/v1/agent-runs (docs/api.md, 'Agent runs').")
+class CreateAgentRunInput:
+    name: str
+    kind: str | None = strawberry.field(
+        default=strawberry.UNSET, description="map (default), task, pool, orchestrate or stream."
+    )
+    parallelism: int | None = strawberry.UNSET
+    template: str | None = strawberry.UNSET
+    metadata: JSON | None = strawberry.UNSET
+    tasks: list[AgentTaskInput] | None = strawberry.field(default=strawberry.UNSET, description="Indexes 0, 1, 2…")
+
+
+@strawberry.input(description="As PATCH /api/v1/agent-runs/{id}/tasks/{taskId}: only the fields given change.")
+class UpdateAgentTaskInput:
+    status: str | None = strawberry.field(
+        default=strawberry.UNSET, description="pending, running, completed, failed or cancelled."
+    )
+    sandbox_id: str | None = strawberry.UNSET
+    attempts: int | None = strawberry.UNSET
+    error: str | None = strawberry.UNSET
+    result: JSON | None = strawberry.field(default=strawberry.UNSET, description="Any JSON, at most 64 KiB.")
+
+
 # ---- helpers of the resolvers ----
 
 
@@ -762,6 +793,18 @@ def _sso(info: Info, connection):
     request = info.context.request
     data = sso_api.connection_data(connection, absolute_uri=request.build_absolute_uri)
     return answer(SsoConnectionResult, sso_api.SsoConnectionSerializer, data)
+
+
+def _agent_run(info: Info, id: str):
+    """As run_views._run for a write: sandboxes:write, then the run of the caller's organization
+    reached as using its owner's sandbox would be (another organization's: agent_run_not_found)."""
+    require_scopes(info, SANDBOXES_WRITE)
+    return agent_runs.agent_run_get(actor=_actor(info), run_id=raw_id(id, "AgentRun"), need=selectors.USE)
+
+
+def _agent_run_answer(info: Info, run) -> AgentRun:
+    """As run_views._full: the run read again, its task counts as they are now."""
+    return AgentRun.of(agent_runs.agent_run_get(actor=_actor(info), run_id=run.pk, need=selectors.USE))
 
 
 def _review(info: Info, id: str, session_id: str | None, approve: bool):
@@ -1264,6 +1307,56 @@ class Mutation:
     @strawberry.mutation(description="As POST /sandboxes/{id}/claude/reject: drops Claude's pending changes.")
     def reject_changes(self, info: Info, sandbox_id: strawberry.ID, session_id: str | None = None) -> ReviewResult:
         return _review(info, sandbox_id, session_id, approve=False)
+
+    # -- agent runs (docs/api.md, "Agent runs") --
+
+    @strawberry.mutation(
+        description="As POST /agent-runs: records an orchestration run and its tasks. Needs sandboxes:write and "
+        "sandboxes.create."
+    )
+    def create_agent_run(self, info: Info, input: CreateAgentRunInput) -> AgentRun:
+        require_scopes(info, SANDBOXES_WRITE)
+        actor = _actor(info)
+        actor.require("sandboxes.create")
+        data = validated(run_api.AgentRunCreateSerializer, input)
+        run = agent_runs.agent_run_create_from(actor=actor, owner=_user(info), api_key=_key(info), data=data)
+        return _agent_run_answer(info, run)
+
+    @strawberry.mutation(
+        description="As PATCH /agent-runs/{id}: ends a running run as completed, failed or cancelled (cancelling "
+        "also cancels its open tasks); a finished run cannot change again (agent_run_finished)."
+    )
+    def finish_agent_run(self, info: Info, id: strawberry.ID, status: str) -> AgentRun:
+        run = _agent_run(info, id)
+        data = validated(run_api.AgentRunUpdateSerializer, {"status": status})
+        return _agent_run_answer(info, agent_runs.agent_run_finish_from(run=run, data=data))
+
+    @strawberry.mutation(description="As DELETE /agent-runs/{id}: the run and its tasks.")
+    def delete_agent_run(self, info: Info, id: strawberry.ID) -> Deleted:
+        run = _agent_run(info, id)
+        agent_runs.agent_run_delete(run=run)
+        return Deleted(id=run.pk)
+
+    @strawberry.mutation(
+        description="As POST /agent-runs/{id}/tasks: appends tasks to a running run (their indexes continue)."
+    )
+    def add_agent_tasks(self, info: Info, run_id: strawberry.ID, tasks: list[AgentTaskInput]) -> list[AgentTask]:
+        run = _agent_run(info, run_id)
+        data = validated(run_api.AgentTasksAddSerializer, {"tasks": _plain(tasks)})
+        return [AgentTask.of(task) for task in agent_runs.agent_tasks_add_from(run=run, data=data)]
+
+    @strawberry.mutation(
+        description="As PATCH /agent-runs/{id}/tasks/{taskId}: a task's progress (a finished task keeps its status: "
+        "agent_task_finished)."
+    )
+    def update_agent_task(
+        self, info: Info, run_id: strawberry.ID, task_id: str, input: UpdateAgentTaskInput
+    ) -> AgentTask:
+        task = agent_runs.agent_task_get(run=_agent_run(info, run_id), task_id=task_id)
+        if input.sandbox_id:  # a global id or the REST id, as the REST body's
+            input.sandbox_id = raw_id(input.sandbox_id, "Sandbox")
+        data = validated(run_api.AgentTaskUpdateSerializer, input)
+        return AgentTask.of(agent_runs.agent_task_update_from(task=task, data=data))
 
     # -- API keys --
 

@@ -7,7 +7,6 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from apps.agents import runs
-from apps.agents.api.run_serializers import AgentRunSummarySerializer
 from apps.audit import selectors as audit_selectors
 from apps.billing import selectors as billing_selectors
 from apps.billing.api.serializers import UsageSerializer
@@ -81,8 +80,7 @@ def _webhook(row) -> types.Webhook:
 
 
 def _agent_run(row) -> types.AgentRun:
-    data = AgentRunSummarySerializer(row).data
-    return types.from_rest(types.AgentRun, data, id=to_global_id("AgentRun", row.pk), run_id=row.pk)
+    return types.AgentRun.of(row)
 
 
 def _node_template(info: Info, pk: str):

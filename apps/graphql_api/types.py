@@ -11,7 +11,9 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from apps.agents import changes as agent_changes
+from apps.agents import runs as agent_runs
 from apps.agents import selectors as agent_selectors
+from apps.agents.api.run_serializers import AgentRunSummarySerializer, AgentTaskSerializer
 from apps.agents.api.serializers import ChangeSetListSerializer, ClaudeSessionListSerializer
 from apps.billing import selectors as billing_selectors
 from apps.billing.api.serializers import SandboxCostSerializer
@@ -493,8 +495,29 @@ class AuditEntry:
     hash: str
 
 
+@strawberry.type(description="A task of an agent run (REST: /agent-runs/{id}/tasks/{taskId}); `id` is its REST id.")
+class AgentTask:
+    id: str
+    index: int
+    name: str
+    status: str
+    sandbox_id: str | None
+    attempts: int
+    error: str | None
+    result: JSON | None
+    metadata: JSON
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_ms: int | None
+
+    @classmethod
+    def of(cls, row) -> "AgentTask":
+        return from_rest(cls, AgentTaskSerializer(row).data)
+
+
 @strawberry.type(description="An agent run (REST: /agent-runs).")
 class AgentRun(Node):
+    _row: strawberry.Private[object]
     run_id: str
     name: str
     kind: str
@@ -506,3 +529,13 @@ class AgentRun(Node):
     created_at: dt.datetime
     finished_at: dt.datetime | None
     duration_ms: int | None
+
+    @classmethod
+    def of(cls, row) -> "AgentRun":
+        """A run as agent_runs.agent_run_get/agent_run_list answer it (its counts annotated)."""
+        data = AgentRunSummarySerializer(row).data
+        return from_rest(cls, data, id=to_global_id("AgentRun", row.pk), run_id=row.pk, _row=row)
+
+    @strawberry.field(description="Its tasks in index order (REST: the run's `tasks`).")
+    def tasks(self, first: int | None = None, after: str | None = None) -> Connection[AgentTask]:
+        return paginate(agent_runs.agent_run_tasks(self._row), first=first, after=after, wrap=AgentTask.of)

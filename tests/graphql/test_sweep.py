@@ -23,6 +23,8 @@ from graphql import (
 )
 from graphql.utilities import ast_from_value
 
+from apps.agents import runs as agent_runs
+from apps.agents.models import AgentRun, AgentTask
 from apps.audit.models import AuditEntry
 from apps.graphql_api.schema import schema
 from apps.keys.models import ApiKey
@@ -49,6 +51,20 @@ class Owner:
         user.email = f"owner-{secrets.token_hex(6)}@example.test"
         user.save(update_fields=["email"])
         self.email = user.email
+        self.run = agent_runs.agent_run_create(
+            owner=user, org=self.org, name=f"sweep-run-{secrets.token_hex(6)}", tasks=[{"name": "sweep-task"}]
+        )
+        self.task = AgentTask.objects.get(run=self.run)
+
+
+# Arguments naming an object that is not a sandbox: (field, argument) -> the owner's object's id.
+OWNED = {
+    ("finishAgentRun", "id"): lambda owner: owner.run.pk,
+    ("deleteAgentRun", "id"): lambda owner: owner.run.pk,
+    ("addAgentTasks", "runId"): lambda owner: owner.run.pk,
+    ("updateAgentTask", "runId"): lambda owner: owner.run.pk,
+    ("updateAgentTask", "taskId"): lambda owner: owner.task.pk,
+}
 
 
 def _value(type_, name: str, owner: Owner):
@@ -101,7 +117,9 @@ def _document(kind: str, field_name: str, field, owner: Owner) -> str:
     args = []
     for arg_name, arg in field.args.items():
         if isinstance(arg.type, GraphQLNonNull) and arg.default_value is Undefined:
-            literal = ast_from_value(_value(arg.type, arg_name, owner), arg.type)
+            given = OWNED.get((field_name, arg_name))
+            value = given(owner) if given is not None else _value(arg.type, arg_name, owner)
+            literal = ast_from_value(value, arg.type)
             assert literal is not None, (field_name, arg_name)
             args.append(f"{arg_name}: {print_ast(literal)}")
     call = f"{field_name}({', '.join(args)})" if args else field_name
@@ -126,6 +144,10 @@ def _owners_state(owner: Owner, *, status: bool = True) -> tuple:
         (sandbox.name, sandbox.metadata, sandbox.timeout_seconds, sandbox.auto_pause_seconds),
         sandbox.status if status else None,
         ApiKey.objects.filter(org=owner.org, revoked_at__isnull=True).count(),
+        list(AgentRun.objects.filter(org=owner.org).values_list("pk", "status", "finished_at")),
+        list(
+            AgentTask.objects.filter(run__org=owner.org).values_list("pk", "status", "attempts", "sandbox_id", "error")
+        ),
     )
 
 
@@ -144,6 +166,8 @@ def test_every_field_over_http_leaks_and_writes_nothing_of_the_owners(
     mine = Owner(owner, templates)
     documents = _documents(mine)
     assert len([d for d in documents if d[0] == "mutation"]) == len(SCHEMA.mutation_type.fields) > 50
+    mutations = SCHEMA.mutation_type.fields
+    assert all(field in mutations and arg in mutations[field].args for field, arg in OWNED), OWNED  # none renamed
     _key, outsider_secret = make_key(outsider, ALL_SCOPES, rate_limit="1000000/s")
     _key, reader_secret = make_key(owner, READ_SCOPES, rate_limit="1000000/s")
     before = _owners_state(mine)
@@ -154,6 +178,7 @@ def test_every_field_over_http_leaks_and_writes_nothing_of_the_owners(
         for _kind, _field, document in documents:
             text = str(_send(client, document))
             assert mine.sandbox.name not in text and mine.email not in text, (document, text[:500])
+            assert mine.run.name not in text, (document, text[:500])
 
     assert _owners_state(mine) == before
     before = _owners_state(mine, status=False)

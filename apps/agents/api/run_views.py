@@ -78,17 +78,8 @@ class AgentRunListView(GenericAPIView):
         actor.require("sandboxes.create")
         body = AgentRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        run = runs.agent_run_create(
-            owner=request.user,
-            org=actor.org,
-            api_key=_key(request),
-            name=data["name"],
-            kind=data["kind"],
-            parallelism=data.get("parallelism"),
-            template=data.get("template"),
-            metadata=data.get("metadata"),
-            tasks=data.get("tasks"),
+        run = runs.agent_run_create_from(
+            actor=actor, owner=request.user, api_key=_key(request), data=body.validated_data
         )
         return Response(_full(request, run.id), status=201)
 
@@ -109,7 +100,7 @@ class AgentRunDetailView(APIView):
         run = _run(request, run_id)
         body = AgentRunUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        runs.agent_run_finish(run=run, status=body.validated_data["status"])
+        runs.agent_run_finish_from(run=run, data=body.validated_data)
         return Response(_full(request, run_id))
 
     @extend_schema(operation_id="agent_runs_destroy", responses={204: None})
@@ -130,7 +121,7 @@ class AgentTaskListView(APIView):
         run = _run(request, run_id)
         body = AgentTasksAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        added = runs.agent_tasks_add(run=run, tasks=body.validated_data["tasks"])
+        added = runs.agent_tasks_add_from(run=run, data=body.validated_data)
         return Response(AgentTaskListSerializer({"tasks": added}).data, status=201)
 
 
@@ -150,12 +141,4 @@ class AgentTaskDetailView(APIView):
         task = runs.agent_task_get(run=_run(request, run_id), task_id=task_id)
         body = AgentTaskUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        names = {
-            "status": "status",
-            "sandboxId": "sandbox_id",
-            "attempts": "attempts",
-            "error": "error",
-            "result": "result",
-        }
-        changes = {python: body.validated_data[api] for api, python in names.items() if api in body.validated_data}
-        return Response(AgentTaskSerializer(runs.agent_task_update(task=task, **changes)).data)
+        return Response(AgentTaskSerializer(runs.agent_task_update_from(task=task, data=body.validated_data)).data)
