@@ -16,13 +16,11 @@ there is the REST field of the same name. Ids in arguments are global ids or the
 import base64
 import binascii
 import io
-import typing
 from enum import Enum
 
 import strawberry
 from django.conf import settings
 from django.utils import timezone
-from rest_framework import serializers as drf
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -83,6 +81,7 @@ from apps.webhooks.api import serializers as webhook_api
 from vibebox import exceptions as errors
 
 from .relay import to_global_id
+from .rest_types import answer, build, scalar, serializer_type
 from .types import AgentRun, AgentTask, ApiKey, Sandbox, Snapshot, Webhook, WebhookDelivery, from_rest
 
 # ---- the request, the actor, scopes ----
@@ -162,123 +161,7 @@ def _sandbox(info: Info, ref: str, need):
     return selectors.sandbox_get(actor=_actor(info), ref=raw_id(ref, "Sandbox"), need=need)
 
 
-# ---- answers: types made from the REST response serializers ----
-
-
-# The custom scalars declared here, beside their only users: schema.py maps them (StrawberryConfig.scalar_map).
-SCALARS: dict = {}
-
-
-def _scalar(name: str, description: str, convert=None):
-    """A custom scalar: the annotation type, its definition in SCALARS."""
-    annotation = typing.NewType(name, object)
-    SCALARS[annotation] = strawberry.scalar(
-        name=name,
-        description=description,
-        serialize=convert or (lambda value: value),
-        parse_value=convert or (lambda value: value),
-    )
-    return annotation
-
-
-Long = _scalar("Long", "An integer beyond GraphQL's 32 bits (bytes, sizes).", int)
-
-_TYPES: dict[str, type] = {}
-_BY_CLASS: dict[type, type] = {}
-_LONG_NAMES = ("size", "bytes", "Bytes", "memory", "disk", "entries")
-
-
-def _annotation(field, owner: str, name: str):
-    if isinstance(field, drf.ListSerializer):
-        inner = serializer_type(type(field.child), owner + name[:1].upper() + name[1:])
-        annotation = list[inner]
-    elif isinstance(field, drf.Serializer):
-        annotation = serializer_type(type(field), owner + name[:1].upper() + name[1:])
-    elif isinstance(field, drf.ListField):
-        annotation = list[_annotation(field.child, owner, name)]
-    elif isinstance(field, drf.BooleanField):
-        annotation = bool
-    elif isinstance(field, drf.IntegerField):
-        annotation = Long if any(part in name for part in _LONG_NAMES) else int
-    elif isinstance(field, drf.FloatField):
-        annotation = float
-    elif isinstance(field, (drf.DictField, drf.JSONField)):
-        annotation = JSON
-    elif isinstance(field, drf.SerializerMethodField):
-        annotation = _method_annotation(field, owner, name)
-    elif isinstance(field, (drf.CharField, drf.ChoiceField, drf.DateTimeField, drf.DateField)):
-        annotation = str
-    else:
-        annotation = JSON
-    optional = not field.read_only and not field.required  # a field an answer may leave out
-    if getattr(field, "allow_null", False) or optional:
-        return annotation | None
-    return annotation
-
-
-def _method_annotation(field, owner: str, name: str):
-    serializer = field.parent
-    method = getattr(serializer, field.method_name or f"get_{name}", None)
-    declared = getattr(method, "_spectacular_annotation", {}).get("field")  # @extend_schema_field(Serializer)
-    if isinstance(declared, type) and issubclass(declared, drf.Serializer):
-        return serializer_type(declared, owner + name[:1].upper() + name[1:])
-    returned = typing.get_type_hints(method).get("return") if method is not None else None
-    if returned in (bool, str, int, float):
-        return returned
-    if returned == (str | None):
-        return str | None
-    if returned == list[str]:
-        return list[str]
-    return JSON
-
-
-def serializer_type(serializer_class, name: str, description: str | None = None) -> type:
-    """A GraphQL object type with the fields of a REST response serializer (same names, the JSON
-    types they render). One per name."""
-    if serializer_class in _BY_CLASS:
-        return _BY_CLASS[serializer_class]
-    if name in _TYPES:
-        return _TYPES[name]
-    fields = serializer_class().fields
-    namespace = {"__annotations__": {}, "__module__": __name__}
-    for field_name, field in fields.items():
-        if getattr(field, "write_only", False):
-            continue
-        namespace["__annotations__"][field_name] = _annotation(field, name, field_name)
-        namespace[field_name] = strawberry.field(default=None, description=str(field.help_text or "") or None)
-    made = strawberry.type(type(name, (), namespace), description=description or (serializer_class.__doc__ or None))
-    made._serializer_fields = fields  # for build()
-    _TYPES[name] = _BY_CLASS[serializer_class] = made
-    return made
-
-
-def build(type_, data):
-    """An instance of a serializer_type from the REST serializer's `.data`."""
-    if data is None:
-        return None
-    values = {}
-    for field in type_.__strawberry_definition__.fields:
-        value = data.get(field.python_name) if isinstance(data, dict) else None
-        values[field.python_name] = _build_value(field.type, value)
-    return type_(**values)
-
-
-def _build_value(annotation, value):
-    if value is None:
-        return None
-    inner = getattr(annotation, "of_type", annotation)  # StrawberryOptional / StrawberryList
-    if hasattr(annotation, "of_type") and isinstance(value, list):
-        return [_build_value(inner, item) for item in value]
-    if hasattr(inner, "of_type") and isinstance(value, list):
-        return [_build_value(inner.of_type, item) for item in value]
-    if getattr(inner, "__strawberry_definition__", None) is not None and isinstance(value, dict):
-        return build(inner, value)
-    return value
-
-
-def answer(type_, serializer_class, instance, **kwargs):
-    return build(type_, serializer_class(instance, **kwargs).data)
-
+# ---- answers: types made from the REST response serializers (rest_types.py) ----
 
 NetworkPolicy = serializer_type(sandbox_api.NetworkSerializer, "NetworkPolicy")
 ExecResult = serializer_type(sandbox_api.ExecResultSerializer, "ExecResult", "A command's result (exitCode, output).")
@@ -377,8 +260,8 @@ class Deleted:
 
 # ---- inputs ----
 
-Duration = _scalar("Duration", "Seconds (a number) or a string such as '30s', '15m', '2h', '1d'.")
-Size = _scalar("Size", "Bytes (a number) or a string such as '512m', '1g'.")
+Duration = scalar("Duration", "Seconds (a number) or a string such as '30s', '15m', '2h', '1d'.")
+Size = scalar("Size", "Bytes (a number) or a string such as '512m', '1g'.")
 
 
 @strawberry.input

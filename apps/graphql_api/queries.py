@@ -23,6 +23,11 @@ from vibebox import exceptions as errors
 
 from . import types
 from .relay import Connection, Node, from_global_id, paginate, pk_of, to_global_id
+from .rest_types import answer, serializer_type
+
+BillingUsage = serializer_type(
+    UsageSerializer, "BillingUsage", "What an organization used in a window (GET /billing/usage)."
+)
 
 
 @strawberry.input(
@@ -224,7 +229,7 @@ class Query:
     @strawberry.field(description="What the organization used in a window (REST: GET /billing/usage; billing.read).")
     def usage(
         self, info: Info, start: dt.datetime | None = None, end: dt.datetime | None = None, group_by: str = "resource"
-    ) -> JSON | None:
+    ) -> BillingUsage | None:
         info.context.require_scopes(BILLING_READ)
         if group_by not in billing_selectors.GROUPINGS:
             raise errors.UnknownGroupBy(
@@ -232,4 +237,4 @@ class Query:
             )
         start, end = billing_selectors.window(start, end)
         result = billing_selectors.usage(actor=info.context.actor, start=start, end=end, group_by=group_by)
-        return UsageSerializer(result).data
+        return answer(BillingUsage, UsageSerializer, result)

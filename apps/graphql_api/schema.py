@@ -6,8 +6,9 @@ from strawberry.schema.config import StrawberryConfig
 
 from .errors import RestErrors
 from .limits import Limits
-from .mutations import SCALARS, Mutation
+from .mutations import Mutation
 from .queries import Query
+from .rest_types import SCALARS
 from .subscriptions import Subscription
 
 MAX_TOKENS = 5000

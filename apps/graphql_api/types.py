@@ -14,7 +14,7 @@ from apps.agents import changes as agent_changes
 from apps.agents import runs as agent_runs
 from apps.agents import selectors as agent_selectors
 from apps.agents.api.run_serializers import AgentRunSummarySerializer, AgentTaskSerializer
-from apps.agents.api.serializers import ChangeSetListSerializer, ClaudeSessionListSerializer
+from apps.agents.api.serializers import ChangeSetSerializer, ClaudeSessionSerializer
 from apps.billing import selectors as billing_selectors
 from apps.billing.api.serializers import SandboxCostSerializer
 from apps.keys.scopes import ALL_SCOPES, BILLING_READ, SANDBOXES_READ
@@ -24,7 +24,7 @@ from apps.sandboxes import processes as process_service
 from apps.sandboxes.api import git_schema
 from apps.sandboxes.api.access import read_guard
 from apps.sandboxes.api.metrics_views import SandboxMetricsSerializer
-from apps.sandboxes.api.schema import FileListSerializer, ProcessListSerializer
+from apps.sandboxes.api.schema import FileListSerializer, ProcessSerializer
 from apps.sandboxes.api.serializers import network_representation
 from apps.sandboxes.services import env as env_service
 from apps.sandboxes.services import files as files_service
@@ -36,10 +36,21 @@ from vibebox import exceptions as errors
 from vibebox.units import format_size
 
 from .relay import Connection, Edge, Node, PageInfo, decode_cursor, encode_cursor, page_size, paginate, to_global_id
+from .rest_types import answer, serializer_type
 
 SandboxStatus = strawberry.enum(sandbox_models.Status, name="SandboxStatus")
 ExecutionStatus = strawberry.enum(sandbox_models.Execution.Status, name="ExecutionStatus")
 ExecutionKind = strawberry.enum(sandbox_models.Execution.Kind, name="ExecutionKind")
+
+# What a sandbox's REST sub-resources answer, typed from their response serializers (rest_types.py).
+FileList = serializer_type(FileListSerializer, "FileList", "A directory listing (GET /sandboxes/{id}/files).")
+SandboxMetrics = serializer_type(SandboxMetricsSerializer, "SandboxMetrics", "GET /sandboxes/{id}/metrics.")
+SandboxCost = serializer_type(SandboxCostSerializer, "SandboxCost", "GET /sandboxes/{id}/cost.")
+ProcessResult = serializer_type(ProcessSerializer, "ProcessResult", "A background process.")
+GitStatus = serializer_type(git_schema.GitStatusSerializer, "GitStatus", "GET /sandboxes/{id}/git/status.")
+GitLog = serializer_type(git_schema.GitLogSerializer, "GitLog", "GET /sandboxes/{id}/git/log.")
+ClaudeSession = serializer_type(ClaudeSessionSerializer, "ClaudeSession", "A Claude Code session.")
+ChangeSet = serializer_type(ChangeSetSerializer, "ChangeSet", "Claude's changes of one ask, for review.")
 
 
 @strawberry.type(description="An organization: everything you can see belongs to one.")
@@ -289,11 +300,11 @@ class Sandbox(Node):
         return list(env_service.public(self._row))
 
     @strawberry.field(description="A directory listing, as GET /sandboxes/{id}/files?path=&recursive=.")
-    def files(self, info: Info, path: str = "", recursive: bool = False) -> JSON | None:
+    def files(self, info: Info, path: str = "", recursive: bool = False) -> FileList | None:
         info.context.require_scopes(SANDBOXES_READ)
         read_guard(info.context.guard_request, self._row)
         entries = files_service.file_list(sandbox=self._row, path=path, recursive=recursive)
-        return FileListSerializer({"path": files_service.resolve(path), "entries": entries}).data
+        return answer(FileList, FileListSerializer, {"path": files_service.resolve(path), "entries": entries})
 
     @strawberry.field(description="Its git repository's status and log (GET /sandboxes/{id}/git/…).")
     def git(self, info: Info, path: str | None = None) -> "Git | None":
@@ -301,19 +312,20 @@ class Sandbox(Node):
         return Git(_sandbox=self._row, _path=path)
 
     @strawberry.field(description="CPU, memory, disk and pids now, as GET /sandboxes/{id}/metrics.")
-    def metrics(self, info: Info) -> JSON | None:
+    def metrics(self, info: Info) -> SandboxMetrics | None:
         info.context.require_scopes(SANDBOXES_READ)
-        return SandboxMetricsSerializer(sandbox_metrics.sandbox_metrics(sandbox=self._row)).data
+        return answer(SandboxMetrics, SandboxMetricsSerializer, sandbox_metrics.sandbox_metrics(sandbox=self._row))
 
     @strawberry.field(description="What it cost so far, as GET /sandboxes/{id}/cost (billing:read).")
-    def cost(self, info: Info) -> JSON | None:
+    def cost(self, info: Info) -> SandboxCost | None:
         info.context.require_scopes(BILLING_READ)
-        return SandboxCostSerializer(billing_selectors.sandbox_cost(actor=info.context.actor, ref=self._row.pk)).data
+        found = billing_selectors.sandbox_cost(actor=info.context.actor, ref=self._row.pk)
+        return answer(SandboxCost, SandboxCostSerializer, found)
 
-    @strawberry.field(description="Its background processes, as GET /sandboxes/{id}/processes.")
-    def processes(self, info: Info) -> JSON | None:
+    @strawberry.field(description="Its running background processes, as GET /sandboxes/{id}/processes.")
+    def processes(self, info: Info) -> list[ProcessResult] | None:
         info.context.require_scopes(SANDBOXES_READ)
-        return ProcessListSerializer({"processes": process_service.process_list(sandbox=self._row)}).data
+        return [answer(ProcessResult, ProcessSerializer, p) for p in process_service.process_list(sandbox=self._row)]
 
     @strawberry.field(description="Claude Code in it: sessions and pending change sets.")
     def claude(self, info: Info) -> "Claude | None":
@@ -327,15 +339,16 @@ class Git:
     _path: strawberry.Private[str | None]
 
     @strawberry.field(description="As GET /git/status.")
-    def status(self, info: Info) -> JSON:
+    def status(self, info: Info) -> GitStatus:
         read_guard(info.context.guard_request, self._sandbox)
-        return git_schema.GitStatusSerializer(git_service.git_status(sandbox=self._sandbox, path=self._path)).data
+        found = git_service.git_status(sandbox=self._sandbox, path=self._path)
+        return answer(GitStatus, git_schema.GitStatusSerializer, found)
 
     @strawberry.field(description="As GET /git/log (limit: default 20, at most 500).")
-    def log(self, info: Info, limit: int = 20) -> JSON:
+    def log(self, info: Info, limit: int = 20) -> GitLog:
         read_guard(info.context.guard_request, self._sandbox)
         found = git_service.git_log(sandbox=self._sandbox, path=self._path, limit=limit)
-        return git_schema.GitLogSerializer(found).data
+        return answer(GitLog, git_schema.GitLogSerializer, found)
 
 
 @strawberry.type(description="Claude Code in a sandbox (REST: /sandboxes/{id}/claude/…).")
@@ -343,17 +356,18 @@ class Claude:
     _sandbox: strawberry.Private[sandbox_models.Sandbox]
 
     @strawberry.field(description="As GET /claude/sessions (the newest 200).")
-    def sessions(self) -> JSON:
-        return ClaudeSessionListSerializer({"data": agent_selectors.session_list(sandbox=self._sandbox)[:200]}).data
+    def sessions(self) -> list[ClaudeSession]:
+        found = agent_selectors.session_list(sandbox=self._sandbox)[:200]
+        return [answer(ClaudeSession, ClaudeSessionSerializer, session) for session in found]
 
     @strawberry.field(description="As GET /claude/changes?status=pending (the newest 100, with their diffs).")
-    def pending_changes(self, info: Info, diff: bool = True) -> JSON:
+    def pending_changes(self, info: Info, diff: bool = True) -> list[ChangeSet]:
         found = list(agent_changes.change_sets(sandbox=self._sandbox, session_id=None, status="pending")[:100])
         diffs = {}
         if diff and found:
             read_guard(info.context.guard_request, self._sandbox)  # diffs run git in the sandbox
             diffs = {c.id: agent_changes.change_diff(self._sandbox, c) for c in found}
-        return ChangeSetListSerializer({"data": found}, context={"diffs": diffs}).data
+        return [answer(ChangeSet, ChangeSetSerializer, c, context={"diffs": diffs}) for c in found]
 
 
 # Types rendered from the REST serializers' output, so each field is exactly REST's value. ---------

@@ -61,9 +61,9 @@ def test_a_variables_declared_default_is_costed_and_sandbox_work_weighs_more(own
     assert error_codes(gql(api_client, by_default)) == ["graphql_too_complex"]
     assert error_codes(gql(api_client, by_default, {"n": 2})) == []
     # Each metrics read asks the sandbox and weighs 40: one page of 100 fits, twice that does not.
-    one_page = "{ sandboxes(first: 100) { nodes { metrics } } }"
+    one_page = "{ sandboxes(first: 100) { nodes { metrics { status } } } }"
     assert error_codes(gql(api_client, one_page)) == []
-    aliased = "{ sandboxes(first: 100) { nodes { a: metrics b: metrics } } }"
+    aliased = "{ sandboxes(first: 100) { nodes { a: metrics { status } b: metrics { status } } } }"
     assert error_codes(gql(api_client, aliased)) == ["graphql_too_complex"]
 
 

@@ -55,32 +55,47 @@ def test_webhooks_with_deliveries_audit_log_agent_runs_and_usage(owner, api_clie
     runs = gql(api_client, "{ agentRuns { totalCount nodes { runId } } }")
     assert runs["data"]["agentRuns"] == {"totalCount": 0, "nodes": []}
 
-    usage = gql(api_client, '{ usage(groupBy: "resource") }')
+    window = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+    usage = gql(
+        api_client,
+        """query($start: DateTime, $end: DateTime) { usage(start: $start, end: $end, groupBy: "resource") {
+            from to groupBy items { key label resource quantity unit } } }""",
+        window,
+    )
     assert error_codes(usage) == []
-    rest_usage = api_client.get("/api/v1/billing/usage?groupBy=resource").json()
-    assert usage["data"]["usage"]["items"] == rest_usage["items"]
-    assert error_codes(gql(api_client, '{ usage(groupBy: "nope") }')) == ["unknown_group_by"]
+    rest_usage = api_client.get(
+        "/api/v1/billing/usage", {"groupBy": "resource", "from": window["start"], "to": window["end"]}
+    ).json()
+    assert usage["data"]["usage"] == rest_usage  # typed, and each field REST's value
+    assert error_codes(gql(api_client, '{ usage(groupBy: "nope") { groupBy } }')) == ["unknown_group_by"]
 
 
 def test_a_key_without_the_scope_gets_nulls_not_data(owner, client_for, hook):
     hook()
     client = client_for(owner, [TEMPLATES_READ])
-    body = gql(client, "{ webhooks { url } auditLog { totalCount } usage }")
+    body = gql(client, "{ webhooks { url } auditLog { totalCount } usage { groupBy } }")
     assert body["data"] == {"webhooks": None, "auditLog": None, "usage": None}
     assert error_codes(body) == ["insufficient_scope"] * 3
 
 
 def test_a_live_sandboxs_files_env_metrics_processes_git_and_claude(owner, api_client, create_sandbox):
-    sandbox = create_sandbox(env={"VISIBLE": "1"})
+    sandbox = create_sandbox(env={"VISIBLE": "1"}, resources={"memory": "3g"})  # a limit past GraphQL's Int
     executed = api_client.post(
         f"/api/v1/sandboxes/{sandbox['id']}/exec", {"command": "echo hi > /workspace/hello.txt"}, format="json"
     )
     assert executed.status_code == 200, executed.content
     query = """query($id: ID) { sandbox(id: $id) {
-        status env files(path: "") metrics processes cost
+        status env
+        files(path: "") { path entries { path name size isDir type mode modifiedAt symlinkTarget } }
+        metrics {
+            sandboxId status timestamp cpu { limit onlineCpus } memory { usage limit }
+            disk { limit } pids { current limit }
+        }
+        processes { processId command running }
+        cost { sandboxId since total ratePerHour currency }
         lastExecution { exitCode command }
-        claude { sessions pendingChanges }
-        git { status }
+        claude { sessions { sessionId } pendingChanges { id } }
+        git { status { branch } }
     } }"""
     body = gql(api_client, query, {"id": sandbox["id"]})
     found = body["data"]["sandbox"]
@@ -88,11 +103,14 @@ def test_a_live_sandboxs_files_env_metrics_processes_git_and_claude(owner, api_c
     rest_files = api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/files").json()
     assert found["files"] == rest_files and "hello.txt" in str(found["files"])
     assert found["lastExecution"] == {"exitCode": 0, "command": "echo hi > /workspace/hello.txt"}
-    assert set(found["metrics"]) == set(api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/metrics").json())
-    assert found["processes"] == api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/processes").json()
+    rest_metrics = api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/metrics").json()
+    assert set(found["metrics"]) == set(rest_metrics)
+    assert found["metrics"]["memory"]["limit"] == rest_metrics["memory"]["limit"] > 2**31  # Long: past GraphQL's Int
+    assert found["metrics"]["pids"]["limit"] == rest_metrics["pids"]["limit"]
+    assert found["processes"] == api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/processes").json()["processes"]
     rest_cost = api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/cost").json()
-    assert found["cost"] and set(found["cost"]) == set(rest_cost)
-    assert found["claude"] == {"sessions": {"data": []}, "pendingChanges": {"data": []}}
+    assert found["cost"] == rest_cost
+    assert found["claude"] == {"sessions": [], "pendingChanges": []}
     # /repo is not a repository here: REST's code for that, on the field alone
     rest_git = api_client.get(f"/api/v1/sandboxes/{sandbox['id']}/git/status")
     assert found["git"] is None
