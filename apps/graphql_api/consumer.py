@@ -48,6 +48,9 @@ from .schema import MAX_TOKENS, schema
 
 MAX_SUBSCRIPTIONS = 50  # operations in flight on one socket
 INIT_TIMEOUT = dt.timedelta(seconds=30)  # to send connection_init
+# A socket that came without credentials holds no stream slot yet, so nothing bounds how many there
+# are: it gets graphql-ws's own default wait (3 s; plus margin for a slow client) to authenticate.
+ANONYMOUS_INIT_TIMEOUT = dt.timedelta(seconds=5)
 
 
 class Handler(BaseGraphQLTransportWSHandler):
@@ -158,6 +161,8 @@ class GraphQLConsumer(GraphQLWSConsumer, BaseConsumer):
             self.user, self.key, _ = await _authenticate(self.scope)
             if self.user is not None:
                 await self._hold_slot()
+            else:
+                self.connection_init_wait_timeout = ANONYMOUS_INIT_TIMEOUT
         except errors.ApplicationError as exc:
             await self._release_slot()
             await self.refuse(exc)

@@ -346,6 +346,13 @@ def test_refusals(api_key, owner, outsider, make_key, outsider_client, sandbox_i
         closed = await sock._read()
         assert (closed["code"], closed["reason"]) == (4401, "invalid_api_key")
 
+        # no credentials and no connection_init: closed after the anonymous wait (5 s), not the 30 s
+        # a connection with credentials gets (4408: graphql-transport-ws's init timeout)
+        sock = Socket()
+        await sock.comm.connect()
+        closed = await sock.comm.receive_output(timeout=20)
+        assert (closed["type"], closed.get("code")) == ("websocket.close", 4408), closed
+
         # the key in connection_init's payload (browsers' graphql-ws clients) works
         sock = Socket()
         await sock.open({"authorization": f"Bearer {api_key[1]}"})
