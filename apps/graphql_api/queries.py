@@ -224,7 +224,7 @@ class Query:
     ) -> Connection[types.AgentRun] | None:
         info.context.require_scopes(SANDBOXES_READ)
         rows = runs.agent_run_list(actor=info.context.actor)
-        return paginate(rows, first=first, after=after, wrap=_agent_run)
+        return paginate(rows, first=first, after=after, wrap=_agent_run, on_page=info.context.loaders.seen_runs)
 
     @strawberry.field(description="What the organization used in a window (REST: GET /billing/usage; billing.read).")
     def usage(

@@ -11,7 +11,6 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from apps.agents import changes as agent_changes
-from apps.agents import runs as agent_runs
 from apps.agents import selectors as agent_selectors
 from apps.agents.api.run_serializers import AgentRunSummarySerializer, AgentTaskSerializer
 from apps.agents.api.serializers import ChangeSetSerializer, ClaudeSessionSerializer
@@ -192,6 +191,21 @@ def _window(first: int | None, after: str | None) -> tuple[int, int]:
     return (decode_cursor(after) + 1 if after else 0), page_size(first)
 
 
+def loaded_page(rows: list, start: int, size: int, wrap, count) -> Connection:
+    """A connection from a loader's rows start..start+size+1 (the extra one: is there a next page)."""
+    edges = [Edge(cursor=encode_cursor(start + index), node=wrap(row)) for index, row in enumerate(rows[:size])]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        _count=count,
+    )
+
+
 @strawberry.type(description="An isolated container with a workspace (REST: /sandboxes/{id}).")
 class Sandbox(Node):
     _row: strawberry.Private[sandbox_models.Sandbox]
@@ -260,24 +274,10 @@ class Sandbox(Node):
     @strawberry.field(description="Its executions, newest first (batched across a page of sandboxes).")
     def executions(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Execution]:
         info.context.require_scopes(SANDBOXES_READ)
-        loaders = info.context.loaders
+        loaders, sandbox_id = info.context.loaders, self._row.pk
         start, size = _window(first, after)
-        rows = loaders.executions(self._row.pk, offset=start, limit=size + 1)
-        has_next = len(rows) > size
-        edges = [
-            Edge(cursor=encode_cursor(start + index), node=Execution.of(row)) for index, row in enumerate(rows[:size])
-        ]
-        sandbox_id = self._row.pk
-        return Connection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next,
-                has_previous_page=start > 0,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-            _count=lambda: loaders.execution_count(sandbox_id),
-        )
+        rows = loaders.executions(sandbox_id, offset=start, limit=size + 1)
+        return loaded_page(rows, start, size, Execution.of, lambda: loaders.execution_count(sandbox_id))
 
     @strawberry.field(description="Its newest execution, or null (batched across a page of sandboxes).")
     def last_execution(self, info: Info) -> Execution | None:
@@ -550,6 +550,10 @@ class AgentRun(Node):
         data = AgentRunSummarySerializer(row).data
         return from_rest(cls, data, id=to_global_id("AgentRun", row.pk), run_id=row.pk, _row=row)
 
-    @strawberry.field(description="Its tasks in index order (REST: the run's `tasks`).")
-    def tasks(self, first: int | None = None, after: str | None = None) -> Connection[AgentTask]:
-        return paginate(agent_runs.agent_run_tasks(self._row), first=first, after=after, wrap=AgentTask.of)
+    @strawberry.field(description="Its tasks in index order (REST: the run's `tasks`; batched across a page of runs).")
+    def tasks(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[AgentTask]:
+        loaders, run_id = info.context.loaders, self._row.pk
+        loaders.seen_runs([self._row])  # a run fetched alone (node, a mutation's answer) loads too
+        start, size = _window(first, after)
+        rows = loaders.agent_tasks(run_id, offset=start, limit=size + 1)
+        return loaded_page(rows, start, size, AgentTask.of, lambda: loaders.agent_task_count(run_id))

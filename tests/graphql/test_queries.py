@@ -3,7 +3,9 @@
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.agents import runs
 from apps.keys.scopes import SANDBOXES_READ, TEMPLATES_READ
+from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import Execution
 from tests.conftest import sandbox_row
 from tests.graphql.conftest import error_codes, global_id, gql
@@ -172,6 +174,31 @@ def test_one_hundred_sandboxes_with_nested_executions_cost_a_constant_number_of_
     hundred = queries_for(100)
     assert hundred == ten, f"{ten} queries for 10 sandboxes, {hundred} for 100: one query per row somewhere"
     assert hundred <= 15, hundred
+
+
+def test_agent_runs_with_their_tasks_cost_a_constant_number_of_queries(owner, api_client):
+    query = "{ agentRuns(first: 50) { nodes { name tasks(first: 2) { totalCount nodes { name index } } } } }"
+    org = personal_org_ensure(user=owner)
+
+    def queries_for(count: int) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            body = gql(api_client, query)
+        assert error_codes(body) == []
+        nodes = body["data"]["agentRuns"]["nodes"]
+        assert len(nodes) == count
+        assert all(n["tasks"]["totalCount"] == 3 for n in nodes)
+        assert all([t["index"] for t in n["tasks"]["nodes"]] == [0, 1] for n in nodes)  # each run's own first two
+        return len(captured.captured_queries)
+
+    gql(api_client, "{ viewer { username } }")
+    tasks = [{"name": f"t{i}"} for i in range(3)]
+    for n in range(5):
+        runs.agent_run_create(owner=owner, org=org, name=f"a{n}", tasks=tasks)
+    five = queries_for(5)
+    for n in range(45):
+        runs.agent_run_create(owner=owner, org=org, name=f"b{n}", tasks=tasks)
+    fifty = queries_for(50)
+    assert fifty == five, f"{five} queries for 5 runs, {fifty} for 50: one query per run somewhere"
 
 
 def test_get_runs_queries_and_refuses_mutations(owner, api_client):
