@@ -16,6 +16,7 @@ from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.models import CodeContext, Sandbox
 from apps.webhooks.models import Delivery, Webhook
 from tests.conftest import sandbox_row
+from vibebox import bodylimit
 from vibebox.api.parsers import JSONParser
 
 from .conftest import live_server
@@ -207,6 +208,7 @@ ROUTES = [
     ("POST", "/login/", LIMIT),
     ("POST", "/api/v1/nothing-here", LIMIT),
     ("POST", "/api/v1/sandboxes/sbx_nothing/files", UPLOAD_LIMIT),
+    ("POST", "/graphql", LIMIT),  # JSON; multipart (uploads) below
 ]
 
 
@@ -220,6 +222,19 @@ def test_a_declared_oversize_body_is_413_before_a_byte_is_read(small_limits_serv
         error = json.loads(body)["error"]
         assert error["code"] == "request_too_large" and error["details"] == {"limit": limit}, path
         assert response_headers["connection"] == "close"
+
+
+def test_a_multipart_graphql_request_has_the_upload_limit(small_limits_server, api_key):
+    """GraphQL's uploads (the multipart request spec) may be as large as REST's, plus the form's room."""
+    multipart = {**_auth(api_key), "Content-Type": "multipart/form-data; boundary=x"}
+    status, _, body = _raw(small_limits_server, "POST", "/graphql", {**multipart, "Content-Length": "60000000"})
+    assert status == 413
+    assert json.loads(body)["error"]["details"] == {"limit": UPLOAD_LIMIT + bodylimit.SUBMISSION_ROOM}
+    # a body past the JSON limit gets through to the view (a malformed form here: its 400, not a 413)
+    over_json_limit = b"--x\r\n" + b" " * (LIMIT + 10)
+    headers = {**multipart, "Content-Length": str(len(over_json_limit))}
+    status, _, body = _raw(small_limits_server, "POST", "/graphql", headers, [over_json_limit])
+    assert status == 400, body[:300]
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(small_limits_server, api_key):

@@ -7,7 +7,8 @@ ASGI middleware sits in front of both. A declared `Content-Length` above the lim
 and the first chunk past the limit ends it: the app sees the client go away (it never gets a
 truncated body) and the caller gets `413 request_too_large`.
 
-Uploads (the API's `POST …/files` and the dashboard's upload) have VIBEBOX_UPLOAD_MAX_BYTES;
+Uploads (the API's `POST …/files`, the dashboard's upload, and GraphQL's multipart requests:
+`POST /graphql` as multipart/form-data) have VIBEBOX_UPLOAD_MAX_BYTES;
 template submissions (the API's `POST /api/v1/marketplace/submissions` and the dashboard's submit
 form, multipart with a build context) VIBEBOX_TEMPLATE_CONTEXT_MAX plus room for the Dockerfile,
 the template.yaml and the form's framing; the unauthenticated auto-pull webhook (POST
@@ -30,12 +31,15 @@ SUBMISSION_PATHS = (
     re.compile(r"^/marketplace/submit/?$"),
 )
 GIT_HOOK_PATH = re.compile(r"^/api/v1/git-hooks/[^/]+/?$")  # unauthenticated: a small cap
+GRAPHQL_PATH = re.compile(r"^/graphql/?$")  # multipart: the GraphQL multipart request spec's uploads
 SUBMISSION_ROOM = 2 * 1024**2  # the Dockerfile (64 KiB), template.yaml (128 KiB), multipart framing
 
 
-def limit_for(method: str, path: str) -> int:
+def limit_for(method: str, path: str, content_type: str = "") -> int:
     if method == "POST" and any(pattern.match(path) for pattern in UPLOAD_PATHS):
         return settings.VIBEBOX_UPLOAD_MAX_BYTES
+    if method == "POST" and GRAPHQL_PATH.match(path) and content_type.startswith("multipart/form-data"):
+        return settings.VIBEBOX_UPLOAD_MAX_BYTES + SUBMISSION_ROOM  # a file, plus the operations and map
     if method == "POST" and any(pattern.match(path) for pattern in SUBMISSION_PATHS):
         return max(settings.VIBEBOX_REQUEST_MAX_BYTES, settings.VIBEBOX_TEMPLATE_CONTEXT_MAX + SUBMISSION_ROOM)
     if method == "POST" and GIT_HOOK_PATH.match(path):
@@ -80,7 +84,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = limit_for(scope["method"], scope["path"])
+        content_type = header(scope, b"content-type").strip().lower()
+        limit = limit_for(scope["method"], scope["path"], content_type)
         length = header(scope, b"content-length").strip()
         if length.isdigit() and int(length) > limit:
             await send_too_large(scope, send, limit)

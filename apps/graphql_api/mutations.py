@@ -20,7 +20,9 @@ from enum import Enum
 
 import strawberry
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
+from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -57,7 +59,7 @@ from apps.orgs.actors import actor_in
 from apps.orgs.api import serializers as org_api
 from apps.orgs.permissions import BUILTIN_ROLES
 from apps.sandboxes import contexts, processes, selectors, terminals
-from apps.sandboxes.api import context_views, git_hook_views, git_schema, package_views, preview_views
+from apps.sandboxes.api import context_views, file_views, git_hook_views, git_schema, package_views, preview_views
 from apps.sandboxes.api import schema as sandbox_schema
 from apps.sandboxes.api import serializers as sandbox_api
 from apps.sandboxes.preview import services as preview
@@ -170,6 +172,7 @@ BackgroundProcess = serializer_type(sandbox_schema.BackgroundProcessSerializer, 
 ProcessResult = serializer_type(sandbox_schema.ProcessSerializer, "ProcessResult")
 FileWritten = serializer_type(sandbox_schema.FileUploadedSerializer, "FileWritten")
 FilePath = serializer_type(sandbox_schema.FilePathSerializer, "FilePath")
+ArchiveExtracted = serializer_type(sandbox_schema.ArchiveUploadedSerializer, "ArchiveExtracted")
 EnvVariable = serializer_type(sandbox_schema.EnvVarSerializer, "EnvVariable")
 GitCloneResult = serializer_type(git_schema.GitCloneResultSerializer, "GitCloneResult")
 GitPullResult = serializer_type(git_schema.GitPullResultSerializer, "GitPullResult")
@@ -589,6 +592,14 @@ def _file_sandbox(info: Info, id: str, auto_resume: bool):
     return sandbox
 
 
+def _upload(value):
+    """A file part of a multipart request (view.py puts it in the variables); anything else (a string
+    sent as the variable, or over the WebSocket) is refused."""
+    if not isinstance(value, UploadedFile):
+        raise errors.ValidationFailed("Send the file as a GraphQL multipart request (operations, map, the file part).")
+    return value
+
+
 def _file_mode(value: str | None) -> int | None:
     if value in (None, ""):
         return None
@@ -864,6 +875,38 @@ class Mutation:
             sandbox=sandbox, path=path, fileobj=io.BytesIO(body), size=len(body), mode=_file_mode(mode)
         )
         return answer(FileWritten, sandbox_schema.FileUploadedSerializer, written)
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/files with a multipart `file`: send the request as a GraphQL multipart "
+        "request (operations, map, the file). At `path`, else under the file's own name; a `path` ending in / is "
+        "a directory to put it in."
+    )
+    def upload_file(
+        self,
+        info: Info,
+        sandbox_id: strawberry.ID,
+        file: Upload,
+        path: str | None = None,
+        mode: str | None = None,
+        auto_resume: bool = False,
+    ) -> FileWritten:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        written = file_views.uploaded_file_write(sandbox=sandbox, upload=_upload(file), path=path, mode=mode)
+        return answer(FileWritten, sandbox_schema.FileUploadedSerializer, written)
+
+    @strawberry.mutation(
+        description="As POST /sandboxes/{id}/files with a tar archive (plain or gzipped), extracted at `path`: "
+        "a GraphQL multipart request. Unsafe entries refuse the whole archive before anything is written."
+    )
+    def upload_archive(
+        self, info: Info, sandbox_id: strawberry.ID, archive: Upload, path: str, auto_resume: bool = False
+    ) -> ArchiveExtracted:
+        require_scopes(info, SANDBOXES_WRITE)
+        sandbox = _file_sandbox(info, sandbox_id, auto_resume)
+        limit = settings.VIBEBOX_UPLOAD_MAX_BYTES
+        result = files.archive_upload(sandbox=sandbox, path=path, stream=_upload(archive), limit=limit)
+        return answer(ArchiveExtracted, sandbox_schema.ArchiveUploadedSerializer, result)
 
     @strawberry.mutation(description="As DELETE /sandboxes/{id}/files/{path} (a directory needs recursive).")
     def delete_file(

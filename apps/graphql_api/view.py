@@ -11,7 +11,9 @@ from django.conf import settings
 from django.shortcuts import redirect, render
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions as drf
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -53,6 +55,59 @@ def _field(name: str, message: str) -> app.ApplicationError:
     )
 
 
+def multipart_operations(request) -> dict:
+    """The GraphQL multipart request spec (github.com/jaydenseric/graphql-multipart-request-spec):
+    `operations` (the JSON body), `map` (file part -> where it goes in the variables, e.g.
+    {"0": ["variables.file"]}) and the file parts. Answers the body with each file in its place.
+    One operation per request (no batches)."""
+    operations = _json_part(request, "operations")
+    mapping = _json_part(request, "map")
+    if not isinstance(operations, dict):
+        raise _field("operations", "one operation, a JSON object (batches are not taken)")
+    if not isinstance(mapping, dict):
+        raise _field("map", "a JSON object: file part -> its paths in the variables")
+    for part, paths in mapping.items():
+        upload = request.FILES.get(part)
+        if upload is None:
+            raise _field("map", f"no file part named {part[:40]!r}")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _field("map", f"{part[:40]!r}: a list of paths such as variables.file")
+        for path in paths:
+            _place(operations, path, upload)
+    return operations
+
+
+def _json_part(request, name: str):
+    raw = request.data.get(name)
+    if not isinstance(raw, str):
+        raise _field(name, "a form field holding JSON is required")
+    try:
+        return parse_json(raw.encode())
+    except drf.ParseError:
+        raise _field(name, "not valid JSON") from None
+
+
+def _place(operations: dict, path: str, upload) -> None:
+    """`upload` at `path` (variables.file, variables.files.0) where the client put a null."""
+    head, *steps = path.split(".")
+    where = operations.get("variables") if head == "variables" else None
+    for index, step in enumerate(steps):
+        last = index == len(steps) - 1
+        if isinstance(where, dict) and step in where:
+            if last and where[step] is None:
+                where[step] = upload
+                return
+            where = where[step]
+        elif isinstance(where, list) and step.isdigit() and int(step) < len(where):
+            if last and where[int(step)] is None:
+                where[int(step)] = upload
+                return
+            where = where[int(step)]
+        else:
+            break
+    raise _field("map", f"{path[:80]!r} is not a null in the operation's variables")
+
+
 def _wants_html(request) -> bool:
     accept = request.headers.get("Accept", "")
     return request.method == "GET" and "text/html" in accept and "query" not in request.query_params
@@ -61,6 +116,10 @@ def _wants_html(request) -> bool:
 @extend_schema(exclude=True)  # GraphQL describes itself (docs/schema.graphql), not in the OpenAPI document
 class GraphQLView(APIView):
     required_scopes = {"GET": [], "POST": []}  # the fields check theirs (Context.require_scopes)
+    parser_classes = [
+        *api_settings.DEFAULT_PARSER_CLASSES,
+        MultiPartParser,
+    ]  # multipart: uploads (multipart_operations)
 
     def perform_content_negotiation(self, request, force=False):
         """JSON whatever the Accept header says: GraphiQL's HTML is rendered outside DRF (in `get`)."""
@@ -79,7 +138,8 @@ class GraphQLView(APIView):
         return self._run(request, params.get("query"), variables, params.get("operationName"), QUERIES_ONLY)
 
     def post(self, request):
-        body = request.data
+        multipart = (request.content_type or "").startswith("multipart/form-data")
+        body = multipart_operations(request) if multipart else request.data
         if not isinstance(body, dict):
             raise app.ValidationFailed("The body is a JSON object: {query, variables?, operationName?}.")
         unknown = sorted(set(body) - BODY_FIELDS)

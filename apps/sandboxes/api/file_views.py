@@ -62,6 +62,19 @@ def _mode(value) -> int | None:
     return mode
 
 
+def uploaded_file_write(*, sandbox, upload, path: str | None, mode: str | None) -> dict:
+    """A multipart upload (Django's UploadedFile) written into the sandbox: at `path`, else under
+    its own name; a `path` ending in / is a directory to put it in. POST …/files (multipart) and
+    GraphQL's uploadFile share it."""
+    limit = settings.VIBEBOX_UPLOAD_MAX_BYTES
+    if upload.size > limit:
+        raise errors.RequestTooLarge(details={"limit": limit})
+    path = path or upload.name
+    if path.endswith("/"):
+        path = posixpath.join(path, posixpath.basename(upload.name))
+    return files.file_upload(sandbox=sandbox, path=path, fileobj=upload, size=upload.size, mode=_mode(mode))
+
+
 class FilesView(APIView):
     """GET: list a directory. POST: upload a file (multipart or raw body) or a tar archive."""
 
@@ -111,13 +124,9 @@ class FilesView(APIView):
             upload = django_request.FILES.get("file")
             if upload is None:
                 raise errors.ValidationFailed("multipart upload needs a 'file' field.")
-            if upload.size > limit:
-                raise errors.RequestTooLarge(details={"limit": limit})
-            path = django_request.POST.get("path") or request.query_params.get("path") or upload.name
-            if path.endswith("/"):
-                path = posixpath.join(path, posixpath.basename(upload.name))
-            mode = _mode(django_request.POST.get("mode") or request.query_params.get("mode"))
-            written = files.file_upload(sandbox=sandbox, path=path, fileobj=upload, size=upload.size, mode=mode)
+            path = django_request.POST.get("path") or request.query_params.get("path")
+            mode = django_request.POST.get("mode") or request.query_params.get("mode")
+            written = uploaded_file_write(sandbox=sandbox, upload=upload, path=path, mode=mode)
             return Response(FileUploadedSerializer(written).data, status=201)
         path = request.query_params.get("path")
         if not path:
