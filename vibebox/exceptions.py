@@ -288,6 +288,12 @@ MetricsLoopbackOnly = error(
 GraphqlInvalid = error("graphql_invalid", 400, "The GraphQL document is invalid.")
 GraphqlTooDeep = error("graphql_too_deep", 400, "The GraphQL query is nested too deeply.")
 GraphqlTooComplex = error("graphql_too_complex", 400, "The GraphQL query would cost too much.")
+# Apollo's persisted-query links recognise the first by its message: it must stay this word.
+PersistedQueryNotFound = error("persisted_query_not_found", 404, "PersistedQueryNotFound")
+PersistedQueryNotSupported = error("persisted_query_not_supported", 400, "PersistedQueryNotSupported")
+PersistedQueryHashMismatch = error(
+    "persisted_query_hash_mismatch", 400, "The persisted query's sha256Hash is not the SHA-256 of its query."
+)
 GraphqlIntrospectionDisabled = error(
     "graphql_introspection_disabled", 400, "GraphQL introspection is disabled on this server."
 )

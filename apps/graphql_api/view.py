@@ -24,6 +24,7 @@ from vibebox import exceptions as app
 from vibebox.api.parsers import parse_json
 from vibebox.middleware import current_request_id
 
+from . import persisted
 from .context import get_context
 from .errors import extensions_for, map_errors
 from .schema import schema
@@ -135,7 +136,14 @@ class GraphQLView(APIView):
                 variables = parse_json(variables.encode())
             except drf.ParseError:
                 raise _field("variables", "not a JSON object") from None
-        return self._run(request, params.get("query"), variables, params.get("operationName"), QUERIES_ONLY)
+        extensions = params.get("extensions")
+        if extensions:
+            try:
+                extensions = parse_json(extensions.encode())
+            except drf.ParseError:
+                raise _field("extensions", "not a JSON object") from None
+        query = persisted.resolve(params.get("query"), extensions)
+        return self._run(request, query, variables, params.get("operationName"), QUERIES_ONLY)
 
     def post(self, request):
         multipart = (request.content_type or "").startswith("multipart/form-data")
@@ -145,7 +153,8 @@ class GraphQLView(APIView):
         unknown = sorted(set(body) - BODY_FIELDS)
         if unknown:
             raise app.UnknownField(details={"fields": unknown})
-        return self._run(request, body.get("query"), body.get("variables"), body.get("operationName"), EVERY_OPERATION)
+        query = persisted.resolve(body.get("query"), body.get("extensions"))
+        return self._run(request, query, body.get("variables"), body.get("operationName"), EVERY_OPERATION)
 
     def _run(self, request, query, variables, operation_name, allowed) -> Response:
         if not isinstance(query, str) or not query.strip():
