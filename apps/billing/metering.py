@@ -237,11 +237,6 @@ def sample_soon(sandbox: Sandbox) -> None:
         sample(sandbox)
 
 
-def after_samples_pending() -> int:
-    """Samples `sample_soon` queued in this process and not taken yet (tests wait for 0)."""
-    return _after.pending()
-
-
 def _due(key: str, interval: float) -> bool:
     """Whether what `key` names is due (at most once per `interval`, across processes: Redis)."""
     try:
