@@ -16,13 +16,25 @@ workspace cannot change).
 
 Sampling never fails its caller: an error is logged and the sample skipped (the rollup spans the
 gap between the samples around it).
+
+The sample after a change into a running or paused state reads the engine, whose stats collector
+answers on its once-a-second pass (up to a second per read): it is taken off the request by
+`sample_soon`, a background thread of the process that made the change (samples of many
+sandboxes read together, on the same pass). A change into `stopped` is sampled at once (no engine
+call).
 """
 
+import atexit
 import logging
+import os
+import queue
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 
 from apps.sandboxes.metrics import sandbox_meter, workspace_size
@@ -112,6 +124,117 @@ def sample(sandbox: Sandbox, *, state: str | None = None, measure_workspace: boo
     except Exception:
         logger.exception("meter sample of %s failed", sandbox.pk)
         return None
+
+
+# ---- the samples after a lifecycle change, off the request (sample_soon) ----
+
+AFTER_QUEUE_SIZE = 10_000  # sandboxes waiting; past it, the caller samples itself (nothing is lost)
+AFTER_READERS = 8  # engine reads at once: sandboxes changed together are read on the same pass
+AFTER_FLUSH_SECONDS = 30  # how long a process's exit waits for the samples it still owes
+
+
+class _After:
+    """One daemon thread per process taking the after-change samples queued by `sample_soon`, in
+    order: it takes every sandbox queued so far as one batch and reads them in parallel (at most
+    one entry per sandbox is queued: a second change before its sample coalesces into it), then
+    the next batch. Started on first use (in each process: a Celery worker's children too)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.queue: queue.Queue[str] = queue.Queue(maxsize=AFTER_QUEUE_SIZE)
+        self.expected: dict[str, tuple[str, object]] = {}  # sandbox id -> (status, started_at) to sample
+        self.busy = 0  # batches being sampled
+
+    def _start(self) -> None:
+        if self.pid == os.getpid():
+            return
+        self.pid = os.getpid()
+        self.queue = queue.Queue(maxsize=AFTER_QUEUE_SIZE)  # a forked child starts empty
+        self.expected = {}
+        self.busy = 0
+        threading.Thread(target=self._run, daemon=True, name="meter-after").start()
+
+    def put(self, sandbox: Sandbox) -> bool:
+        """Queues a sample of `sandbox` in the state it is in now; False when the queue is full."""
+        expected = (sandbox.status, sandbox.started_at)
+        with self.lock:
+            self._start()
+            if sandbox.pk in self.expected:
+                self.expected[sandbox.pk] = expected  # its queued sample reads the latest state
+                return True
+            try:
+                self.queue.put_nowait(sandbox.pk)
+            except queue.Full:
+                return False
+            self.expected[sandbox.pk] = expected
+            return True
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.expected) + self.busy
+
+    def _run(self) -> None:
+        readers = ThreadPoolExecutor(max_workers=AFTER_READERS, thread_name_prefix="meter-after-read")
+        while True:
+            batch = [self.queue.get()]
+            while True:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            with self.lock:
+                jobs = [(pk, self.expected.pop(pk)) for pk in batch if pk in self.expected]
+                self.busy += 1
+            try:
+                list(readers.map(lambda job: _sample_after(*job), jobs))
+            finally:
+                with self.lock:
+                    self.busy -= 1
+
+    def flush(self, timeout: float = AFTER_FLUSH_SECONDS) -> bool:
+        """Waits (up to `timeout`) until every queued sample was taken: at a process's exit."""
+        if self.pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+_after = _After()
+atexit.register(_after.flush)
+
+
+def _sample_after(pk: str, expected: tuple[str, object]) -> None:
+    """The queued sample of one sandbox, if it is still in the state its change left it in (same
+    status, same boot). Otherwise a later change happened before the engine could be read: that
+    change's own samples (before leaving, after) mark it, and this one would be in the wrong state.
+    """
+    try:
+        sandbox = Sandbox.objects.filter(pk=pk).select_related("template").first()
+        if sandbox is None or (sandbox.status, sandbox.started_at) != expected:
+            return
+        try:
+            _take(sandbox, state=None, measure_workspace=False)
+        except Exception:
+            if Sandbox.objects.filter(pk=pk).exists():
+                logger.exception("meter sample of %s failed", pk)
+            # else: the row went away during the read (a test's database flushed): nothing to meter
+    except Exception:
+        logger.exception("meter sample of %s failed", pk)
+    finally:
+        connections.close_all()  # this reader's connections: the thread may sit idle for long
+
+
+def sample_soon(sandbox: Sandbox) -> None:
+    """The sample after a lifecycle change: at once for a state read without the engine (stopped,
+    or nothing to read), else by this process's background sampler, within about a second (the
+    engine's stats pass) and off the caller's request. A full queue samples here instead."""
+    if sandbox.status not in READ or not _after.put(sandbox):
+        sample(sandbox)
 
 
 def _due(key: str, interval: float) -> bool:

@@ -35,10 +35,12 @@ def sample_before_leaving(sender, sandbox, state, **kwargs):
 
 @receiver(sandbox_event, dispatch_uid="billing.meter.after")
 def sample_after_change(sender, sandbox, type, **kwargs):
-    """A sample once the change is committed (the event is sent inside its transaction)."""
+    """A sample once the change is committed (the event is sent inside its transaction): a running
+    or paused sandbox's by the background sampler (metering.sample_soon: the engine's stats take up
+    to a second, which a create or start no longer waits for), a stopped one's at once."""
     if type not in SAMPLED_AFTER:
         return
-    transaction.on_commit(lambda: metering.sample(sandbox), robust=True)
+    transaction.on_commit(lambda: metering.sample_soon(sandbox), robust=True)
 
 
 # ---- quotas (apps/billing/quotas.py): every request for work is checked ----

@@ -10,7 +10,7 @@ import pytest
 
 from apps.billing import metering, rollup
 from apps.billing.models import MeterSample, UsageRecord
-from apps.sandboxes.models import Sandbox
+from apps.sandboxes.models import Sandbox, Status
 from tests.conftest import sandbox_row
 from tests.waiting import wait_for
 
@@ -44,6 +44,16 @@ def _window(sandbox, first, last) -> list[MeterSample]:
             "taken_at", "pk"
         )
     )
+
+
+def _sampled_after_change(sandbox, **where) -> MeterSample:
+    """The sample after a lifecycle change, which billing takes in the background (off the
+    request): waits until it is there (`where`: what tells it apart)."""
+
+    def found():
+        return MeterSample.objects.filter(sandbox=sandbox, **where).order_by("-taken_at", "-pk").first()
+
+    return wait_for(found, timeout=60, what=f"the meter's sample after the change ({where})")
 
 
 def _sample_every(seconds: float, until) -> None:
@@ -98,8 +108,9 @@ def test_counters_start_again_after_a_stop_and_a_start(transactional_db, api_cli
     _exec(api_client, sandbox_id, ["python3", "-c", burn], timeout=60)
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/stop").status_code == 200
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/start").status_code == 200
-    _exec(api_client, sandbox_id, ["python3", "-c", burn], timeout=60)
     sandbox.refresh_from_db()
+    _sampled_after_change(sandbox, state="running", boot=sandbox.started_at.isoformat())
+    _exec(api_client, sandbox_id, ["python3", "-c", burn], timeout=60)
     metering.sample(sandbox)
 
     samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
@@ -124,12 +135,32 @@ def test_a_sandbox_whose_container_vanished_is_skipped(
 ):
     sandbox_id = create_sandbox(template="python-3")["id"]
     sandbox = Sandbox.objects.get(pk=sandbox_id)
+    _sampled_after_change(sandbox, state="running")  # the create's, before the container goes
     before = MeterSample.objects.filter(sandbox=sandbox).count()
     docker_client.containers.get(sandbox.container_name).remove(force=True)  # behind VibeBox's back
     assert metering.sample(sandbox) is None
     assert metering.sample_all()["skipped"] >= 1
     assert MeterSample.objects.filter(sandbox=sandbox).count() == before
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") and "meter" in r.getMessage()]
+
+
+@pytest.mark.timeout(300)
+def test_after_change_samples_running_in_the_background_stopped_at_once(transactional_db, api_client, create_sandbox):
+    """A create's sample (running: an engine read) is taken by the background sampler, not in the
+    request; a stop's (state only) is there when the stop answers; a queued sample whose state
+    the sandbox has left since is not taken (the later change's own samples mark it)."""
+    sandbox = Sandbox.objects.get(pk=create_sandbox(template="python-3")["id"])
+    boot = sandbox.started_at.isoformat()
+    created = _sampled_after_change(sandbox, state="running", boot=boot)
+    assert created.cpu_ns > 0  # a real reading of the new container
+    assert api_client.post(f"/api/v1/sandboxes/{sandbox.id}/stop").status_code == 200
+    samples = MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk")
+    states = list(samples.values_list("state", flat=True))
+    assert states[-2:] == ["running", "stopped"], states  # the tail before the stop, then the stop's
+    before = MeterSample.objects.filter(sandbox=sandbox).count()
+    running_then = (Status.RUNNING, dt.datetime.fromisoformat(boot))
+    metering._sample_after(sandbox.pk, running_then)  # a sample queued while it ran, read after the stop
+    assert MeterSample.objects.filter(sandbox=sandbox).count() == before
 
 
 # ---- the rollup's arithmetic, on samples written here ----
@@ -258,9 +289,11 @@ def test_a_pause_keeps_the_counters_and_is_timed_as_paused(transactional_db, api
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/pause").status_code == 200
     sandbox.refresh_from_db()
+    _sampled_after_change(sandbox, state="paused")
     paused = metering.sample(sandbox)
     assert paused is not None and paused.state == "paused"  # a paused container is read too
     assert api_client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").status_code == 200
+    _sampled_after_change(sandbox, state="running", taken_at__gt=paused.taken_at)
     samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
     states = [s.state for s in samples]
     # ... the tail before the pause, after the pause, ours, after the resume
@@ -280,6 +313,7 @@ def test_a_snapshot_restore_samples_the_old_container_and_the_new_boot(transacti
     restored = api_client.post(f"/api/v1/sandboxes/{sandbox_id}/restore", body, format="json")
     assert restored.status_code == 200, restored.content
     sandbox = Sandbox.objects.get(pk=sandbox_id)
+    _sampled_after_change(sandbox, state="running", boot=sandbox.started_at.isoformat())
     samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
     old, new = samples[-2:]
     assert (old.state, new.state) == ("running", "running")

@@ -12,6 +12,7 @@ from django.conf import settings as django_settings
 from apps.sandboxes.runtime import docker as docker_module
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.runtime.docker import DockerDriver
+from tests.waiting import wait_for
 
 MIB = 1024**2
 FULL = ("No space left on device", "Disk quota exceeded")
@@ -83,3 +84,15 @@ def test_a_probe_container_left_by_a_killed_process_is_removed_by_the_next_probe
     monkeypatch.setattr(docker_module, "PROBE_LEFT_AFTER", -60.0)  # count it as old
     DockerDriver().engine_info()  # a new process's first look probes
     assert not docker_client.containers.list(all=True, filters={"id": left})
+
+
+def test_a_stale_look_at_the_engine_is_answered_at_once_and_renewed_in_the_background():
+    """After the first look, a create never waits for the probe again: past the TTL the cached
+    answer is given and a background thread looks again."""
+    driver = DockerDriver()
+    first = driver.engine_info()  # a process's first look: this one waits
+    looked_at, cached = driver._engine_info
+    driver._engine_info = (looked_at - docker_module._ENGINE_INFO_TTL - 1, cached)  # stale
+    assert driver.engine_info() == first  # from the cache, at once
+    wait_for(lambda: driver._engine_info[0] > looked_at, what="the look at the engine in the background")
+    assert driver.engine_info() == first

@@ -437,6 +437,7 @@ class DockerDriver:
         self._secret = secret  # each container's sandboxd token derives from it
         self._daemons: dict[str, str] = {}  # container name -> its sandboxd's address
         self._engine_info: tuple[float, EngineInfo] | None = None
+        self._engine_info_refreshing = threading.Lock()  # held while a background look runs
         self._disk_counts_image = False  # the engine's size limit counts the image too
 
     # ---- connection and error translation ----
@@ -475,10 +476,31 @@ class DockerDriver:
 
     def engine_info(self) -> EngineInfo:
         """The engine's version and storage driver, and whether it enforces disk limits (found
-        out once by creating, not starting, a container with one). Kept for a few minutes."""
+        out once by creating, not starting, a container with one). Kept for a few minutes, then
+        looked at again in the background: only a process's first look waits (a create pays a
+        probe's create and remove once per process, not every few minutes)."""
         cached = self._engine_info
-        if cached is not None and time.monotonic() - cached[0] < _ENGINE_INFO_TTL:
-            return cached[1]
+        if cached is None:
+            return self._look_at_engine(first=True)
+        if time.monotonic() - cached[0] >= _ENGINE_INFO_TTL:
+            self._look_at_engine_soon()
+        return cached[1]
+
+    def _look_at_engine_soon(self) -> None:
+        if not self._engine_info_refreshing.acquire(blocking=False):
+            return  # one look at a time
+
+        def look() -> None:
+            try:
+                self._look_at_engine(first=False)
+            except Exception as exc:  # the engine away: the next call after the TTL looks again
+                logger.warning("could not look at the engine again: %s", exc)
+            finally:
+                self._engine_info_refreshing.release()
+
+        threading.Thread(target=look, daemon=True, name="engine-info").start()
+
+    def _look_at_engine(self, *, first: bool) -> EngineInfo:
         with self._engine():
             info = self.client.info()
             storage = info.get("Driver", "")
@@ -488,7 +510,7 @@ class DockerDriver:
         result = EngineInfo(version=info.get("ServerVersion", ""), storage_driver=storage, supports_disk_limit=supports)
         if supports is not None:
             self._engine_info = (time.monotonic(), result)
-        if cached is None and not supports:
+        if first and not supports:
             logger.warning(
                 "disk limits are off: the engine's storage (%s on %s) cannot limit a container's size "
                 "(docs/operations.md, Disk limits); sandboxes get no disk size unless one is asked for, "
@@ -529,9 +551,17 @@ class DockerDriver:
         except APIError as exc:
             logger.info("disk limit probe (%d bytes): %s", size, exc.explanation or exc)
             return False
-        with contextlib.suppress(NotFound):  # (another process's sweep took it)
-            self.client.api.remove_container(created["Id"], force=True)
+        # The answer is in: the probe goes in the background (an engine's remove takes a good part
+        # of a second; a process killed before it is done leaves one for _remove_left_probes).
+        threading.Thread(target=self._remove_probe, args=(created["Id"],), daemon=True, name="probe-remove").start()
         return True
+
+    def _remove_probe(self, container_id: str) -> None:
+        try:
+            with contextlib.suppress(NotFound):  # (another process's sweep took it)
+                self.client.api.remove_container(container_id, force=True)
+        except Exception as exc:  # the next probe removes it once PROBE_LEFT_AFTER old
+            logger.warning("could not remove the disk-limit probe container %s: %s", container_id[:12], exc)
 
     def _remove_left_probes(self) -> None:
         """Probe containers carry no sandbox or instance label, so neither reconcile nor a test

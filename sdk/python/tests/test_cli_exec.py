@@ -158,6 +158,7 @@ def test_claude_commands_on_a_template_without_it(cli_env, box):
     for args, code in (
         (["enable", box.name], "claude_unavailable"),
         (["ask", box.name, "Add tests"], "claude_not_enabled"),
+        (["configure", box.name, "--mode", "human"], "claude_not_enabled"),
     ):
         result = cli(cli_env, "claude", *args)
         assert result.returncode == 1

@@ -108,3 +108,46 @@ def test_configure_sets_the_mode_and_defaults(claude_box):
     finally:
         claude_box.claude.configure(mode="assist", permission_mode="")
     assert claude_box.claude.status()["mode"] == "assist"
+
+
+def test_cli_claude_configure(cli_env, claude_box):
+    def configure(*options: str, env: dict[str, str] = cli_env):
+        return cli(env, "claude", "configure", claude_box.name, *options)
+
+    result = configure("--mode", "autonomous", "--model", "claude-haiku-4-5", "--permission-mode", "plan", "--json")
+    try:
+        assert result.returncode == 0, result.stderr
+        wanted = ("autonomous", "claude-haiku-4-5", "plan")
+        shown = json.loads(result.stdout)
+        assert (shown["mode"], shown["model"], shown["permission_mode"]) == wanted
+        status = claude_box.claude.status()  # what the server keeps
+        assert (status["mode"], status["model"], status["permission_mode"]) == wanted
+        assert status["own_key"] is False
+
+        # Only what is given changes; '' goes back to the template's default.
+        result = configure("--model", "")
+        assert result.returncode == 0, result.stderr
+        assert "autonomous" in result.stdout  # the status, as fields
+        status = claude_box.claude.status()
+        assert (status["mode"], status["model"], status["permission_mode"]) == ("autonomous", None, "plan")
+
+        assert configure("--own-key", env={**cli_env, "ANTHROPIC_API_KEY": "sk-ant-cli-own"}).returncode == 0
+        assert claude_box.claude.status()["own_key"] is True
+        unset = configure("--own-key", env={k: v for k, v in cli_env.items() if k != "ANTHROPIC_API_KEY"})
+        assert unset.returncode == 1 and "ANTHROPIC_API_KEY is not set" in unset.stderr
+        assert claude_box.claude.status()["own_key"] is True  # nothing sent
+
+        refused = configure("--mode", "solo")
+        assert refused.returncode == 1 and "(validation_error)" in refused.stderr
+        nothing = configure()
+        assert nothing.returncode == 2 and "nothing to change" in nothing.stderr
+    finally:
+        back = configure("--mode", "assist", "--model", "", "--permission-mode", "", "--platform-key", "--json")
+    assert back.returncode == 0, back.stderr
+    status = claude_box.claude.status()
+    assert (status["mode"], status["model"], status["permission_mode"], status["own_key"]) == (
+        "assist",
+        None,
+        None,
+        False,
+    )

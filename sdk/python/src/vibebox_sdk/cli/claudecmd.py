@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from . import output
-from .common import ERROR, PRODUCT, JsonFlag, get_sandbox
+from .common import ERROR, PRODUCT, JsonFlag, UsageError, get_sandbox
 
 app = typer.Typer(help="Claude Code in a sandbox: ask, watch, review its changes.", no_args_is_help=True)
 
@@ -47,6 +47,57 @@ def enable(
 def status(sandbox: SandboxArg, json: JsonFlag = False) -> None:
     """Claude Code in a sandbox: enabled, version, running asks, usage."""
     show(get_sandbox(sandbox).claude.status(), json)
+
+
+@app.command("configure")
+def configure(
+    sandbox: SandboxArg,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="human (asks refused), assist (changes wait for review) or autonomous (applied at once).",
+            metavar="human|assist|autonomous",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="The asks' default model, e.g. claude-sonnet-4-5; '' the template's.")
+    ] = None,
+    permission_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--permission-mode",
+            help="The asks' default: acceptEdits, default, plan, bypassPermissions or dontAsk; '' the template's.",
+        ),
+    ] = None,
+    own_key: Annotated[
+        bool | None,
+        typer.Option(
+            "--own-key/--platform-key",
+            help="Pay with your ANTHROPIC_API_KEY (kept on the server), or go back to the platform's key.",
+            show_default=False,
+        ),
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Change Claude's setup in a sandbox: collaboration mode, default model and permission mode,
+    whose Anthropic key pays. Only the options given change; prints the status."""
+    import os
+
+    key = None
+    if own_key:
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            output.warn("--own-key: ANTHROPIC_API_KEY is not set")
+            raise typer.Exit(ERROR)
+    elif own_key is False:
+        key = ""  # the platform's (operator's) key
+    if mode is None and model is None and permission_mode is None and own_key is None:
+        raise UsageError("nothing to change: give --mode, --model, --permission-mode, --own-key or --platform-key")
+    status = get_sandbox(sandbox).claude.configure(
+        mode=mode, model=model, permission_mode=permission_mode, anthropic_api_key=key
+    )
+    show(status, json)
 
 
 def _print_event(event: dict) -> None:
