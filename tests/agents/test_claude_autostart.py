@@ -68,6 +68,30 @@ def test_a_sandbox_of_it_has_claude_enabled_at_create_with_the_callers_rights(
     assert again.status_code == 200, again.content
 
 
+def test_a_sandbox_created_stopped_gets_claude_at_its_first_start_only(owner, client_for, create_sandbox, templates):
+    caller = client_for(owner, [SANDBOXES_READ, SANDBOXES_WRITE], test=True, name="stopped creator")
+    created = create_sandbox(client=caller, template=SPEC_TEMPLATE, timeout="1h", autoStart=False)
+    assert created["status"] == "stopped"
+    assert not ClaudeSetup.objects.filter(sandbox_id=created["id"]).exists()  # nothing runs to enable it in
+
+    started = caller.post(f"/api/v1/sandboxes/{created['id']}/start")
+    assert started.status_code == 200, started.content
+    setup = ClaudeSetup.objects.get(sandbox_id=created["id"])
+    assert setup.mcp is True and setup.api_key.name == "stopped creator"  # the creating key's rights
+    assert caller.get(f"/api/v1/sandboxes/{created['id']}/claude/status").json()["enabled"] is True
+
+    # Set up by hand afterwards, it stays so across a stop and a start: only the first start finishes the create.
+    changed = caller.patch(
+        f"/api/v1/sandboxes/{created['id']}/claude/status", {"mode": "human", "model": "claude-custom"}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert caller.post(f"/api/v1/sandboxes/{created['id']}/stop").status_code == 200
+    assert caller.post(f"/api/v1/sandboxes/{created['id']}/start").status_code == 200
+    status = caller.get(f"/api/v1/sandboxes/{created['id']}/claude/status").json()
+    assert (status["mode"], status["model"]) == ("human", "claude-custom")
+    assert ClaudeSetup.objects.filter(sandbox_id=created["id"]).get().pk == setup.pk
+
+
 @pytest.mark.django_db(transaction=True)  # the ask runs in a thread of its own, on its own connection
 def test_asks_take_the_templates_model_and_permissions_unless_they_say_otherwise(api_client, templates):
     spec = templates[SPEC_TEMPLATE]

@@ -142,6 +142,7 @@ def _unpause_applying(sandbox: Sandbox, name: str) -> None:
 
 def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
     started = time.perf_counter()
+    first_start = sandbox.started_at is None  # created stopped, never run
     _transition(
         sandbox,
         action="start",
@@ -153,7 +154,19 @@ def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
     )
     if sandbox.status == Status.RUNNING:  # started (a failed start settled elsewhere: not timed)
         metrics.SANDBOX_START_SECONDS.labels(sandbox.template.name).observe(time.perf_counter() - started)
+        if first_start:
+            _finish_create(sandbox)
     return sandbox
+
+
+def _finish_create(sandbox: Sandbox) -> None:
+    """A sandbox created stopped is finished by the higher apps at its first start, as a create
+    that starts it is (create._announce_created: Claude Code when its template auto-starts it).
+    A refusal there does not undo the start: it is logged, and `POST …/claude/enable` says why."""
+    try:
+        signals.sandbox_created.send(sender=Sandbox, sandbox=sandbox, api_key=sandbox.api_key)
+    except errors.ApplicationError as exc:
+        logger.warning("finishing the create of %s at its first start: %s (%s)", sandbox.id, exc.message, exc.code)
 
 
 def sandbox_stop(*, sandbox: Sandbox) -> Sandbox:
