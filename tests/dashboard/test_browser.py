@@ -258,3 +258,45 @@ def test_a_webhook_is_added_and_its_test_event_shows_live(server, context):
     expect(page.locator("#delivery-list tbody tr[data-status=pending]")).to_have_count(1)
     server.manage("shell", "-c", SEND_WEBHOOK.format(id=webhook_id))
     expect(page.locator("#delivery-list tbody tr[data-status=retrying]")).to_have_count(1)  # polled, no reload
+
+
+CLAUDE_ROW = (
+    "from apps.sandboxes.models import Sandbox; from apps.marketplace.models import Template;"
+    "from apps.agents.models import ClaudeSetup; from apps.orgs.services import personal_org_ensure;"
+    "from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{user}');"
+    "t = Template.objects.get(name='node-22-claude-code');"
+    "s = Sandbox.objects.create(owner=u, org=personal_org_ensure(user=u), name='claude-panel', template=t,"
+    " image=t.image, status='stopped', cpu=1, memory=2**30);"
+    "ClaudeSetup.objects.create(sandbox=s, version='2.1', home='/home/agent', token_hash='c' * 64); print(s.id)"
+)
+CLAUDE_SETUP = (
+    "from apps.agents.models import ClaudeSetup; c = ClaudeSetup.objects.get(sandbox_id='{id}');"
+    "import json; print(json.dumps([c.mode, c.model, c.permission_mode]))"
+)
+
+
+def test_the_claude_panel_sets_the_mode_model_and_permissions(server, context):
+    """The Claude tab's setup panel (issue 29 item 4) in a browser: the choices saved through the
+    server, the mode shown, and the ask form closed in human-only mode."""
+    from playwright.sync_api import expect
+
+    sandbox_id = server.manage("shell", "-c", CLAUDE_ROW.format(user=server.user)).strip().splitlines()[-1]
+    assert sandbox_id.startswith("sbx_"), sandbox_id
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, server)
+    page.goto(f"{server.url}/sandboxes/{sandbox_id}/claude")
+    expect(page.locator("#claude-mode-badge")).to_have_text("assist mode")
+    page.locator("#claude-mode-human").check()
+    page.get_by_label("Default model").fill("claude-haiku-4-5")
+    page.get_by_label("Default permission mode").select_option("plan")
+    page.locator("#claude-setup-save").click()
+
+    expect(page.locator("#claude-mode-badge")).to_have_text("human mode")
+    expect(page.locator("#claude-ask-human")).to_be_visible()
+    expect(page.locator("#claude-ask")).to_be_disabled()
+    expect(page.get_by_label("Default model")).to_have_value("claude-haiku-4-5")
+    saved = json.loads(server.manage("shell", "-c", CLAUDE_SETUP.format(id=sandbox_id)).strip().splitlines()[-1])
+    assert saved == ["human", "claude-haiku-4-5", "plan"]
+    assert errors == []
