@@ -79,9 +79,16 @@ def multipart_operations(request) -> dict:
 
 
 def _json_part(request, name: str):
-    raw = request.data.get(name)
-    if not isinstance(raw, str):
+    if not isinstance(request.data.get(name), str):
         raise _field(name, "a form field holding JSON is required")
+    return _json_param(request.data, name)
+
+
+def _json_param(params, name: str):
+    """The JSON in a query parameter or form field `name`; None when absent or empty."""
+    raw = params.get(name)
+    if not raw:
+        return None
     try:
         return parse_json(raw.encode())
     except drf.ParseError:
@@ -130,18 +137,7 @@ class GraphQLView(APIView):
         if _wants_html(request):
             return render(request._request, "graphql_api/graphiql.html", {"endpoint": request.path})
         params = request.query_params
-        variables = params.get("variables")
-        if variables:
-            try:
-                variables = parse_json(variables.encode())
-            except drf.ParseError:
-                raise _field("variables", "not a JSON object") from None
-        extensions = params.get("extensions")
-        if extensions:
-            try:
-                extensions = parse_json(extensions.encode())
-            except drf.ParseError:
-                raise _field("extensions", "not a JSON object") from None
+        variables, extensions = _json_param(params, "variables"), _json_param(params, "extensions")
         query = persisted.resolve(params.get("query"), extensions)
         return self._run(request, query, variables, params.get("operationName"), QUERIES_ONLY)
 
