@@ -127,6 +127,17 @@ def test_bad_bodies_are_400(api_client, receiver):
     assert not Webhook.objects.exists()
 
 
+def test_the_url_pattern_matches_as_the_document_publishes_it(api_client, receiver):
+    """The OpenAPI document's pattern is ECMAScript's: \\s there is not Python's (which also takes
+    \\x1c-\\x1f); the schema fuzzer found a URL with \\x1c the document allows and the server refused."""
+    allowed = api_client.post("/api/v1/webhooks", {"url": receiver.url + "/a\x1cb", "events": ["*"]}, format="json")
+    assert allowed.status_code == 201, allowed.content
+    for url in (receiver.url + "/a\ufeffb", receiver.url + "/a b", receiver.url + "\n"):
+        refused = api_client.post("/api/v1/webhooks", {"url": url, "events": ["*"]}, format="json")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error", url
+    assert Webhook.objects.count() == 1
+
+
 def test_http_and_private_targets_are_refused_without_the_settings(api_client, webhook_settings):
     webhook_settings.VIBEBOX_WEBHOOK_ALLOW_HTTP = False
     webhook_settings.VIBEBOX_WEBHOOK_ALLOW_PRIVATE = False

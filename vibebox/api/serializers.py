@@ -7,6 +7,7 @@ stay in before they reach timedelta, SQLite or Docker.
 """
 
 import math
+import re
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -17,12 +18,47 @@ from vibebox.units import DURATION_MAX, SIZE_MAX, parse_duration, parse_size
 INT64_MAX = 2**63 - 1  # SQLite's and Docker's integers
 
 
+# ECMAScript's \s (what the published pattern means to a client): Python's also takes \x1c-\x1f and
+# \x85 and leaves out \ufeff, so a URL with \x1c matched the document and was refused here.
+ECMA_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def ecma_regex(pattern: str) -> re.Pattern:
+    r"""`pattern` compiled to match as ECMAScript does: `\s`/`\S` as ECMAScript's, `\d`, `\w` and
+    `\b` ASCII-only (re.ASCII)."""
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            if escaped == "s":
+                out.append(ECMA_SPACE if in_class else f"[{ECMA_SPACE}]")
+            elif escaped == "S" and not in_class:
+                out.append(f"[^{ECMA_SPACE}]")
+            else:
+                out.append(char + escaped)
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        i += 1
+    return re.compile("".join(out), re.ASCII)
+
+
 class FullMatchValidator(RegexValidator):
-    """RegexValidator on the whole value (Python's `$` also matches before a final newline;
-    the published ECMAScript pattern does not)."""
+    r"""RegexValidator on the whole value, as the published ECMAScript pattern matches (Python's `$`
+    also matches before a final newline, its `\s` takes more characters, its `\d` other digits).
+    `regex` stays the pattern as written: the OpenAPI document publishes it."""
+
+    def __init__(self, regex, *args, **kwargs):
+        super().__init__(regex, *args, **kwargs)
+        self.ecma = ecma_regex(regex)
 
     def __call__(self, value):
-        if not isinstance(value, str) or not self.regex.fullmatch(value):
+        if not isinstance(value, str) or not self.ecma.fullmatch(value):
             raise serializers.ValidationError(self.message, code=self.code)
 
 
