@@ -75,8 +75,8 @@ test: setup browser typescript monitoring
 # The tests where the database matters, against a real PostgreSQL on loopback: a fresh cluster in
 # var/postgres on a free port, started before pytest and stopped after it (scripts/test-postgres.sh
 # keeps the list of tests and why; docs/operations.md, "PostgreSQL").
+# (setup builds sandboxd; its go tests are make test's, the same on either database.)
 test-postgres: setup postgres
-	@$(BIN)/python manage.py sandboxd --check
 	@bash scripts/test-postgres.sh
 
 bench: setup
