@@ -47,7 +47,8 @@ class RequestIdMiddleware:
 
 
 class NulCharacterMiddleware:
-    """A NUL character (`%00`) in the path or the query string is a 400, before any view reads it:
+    """A NUL character (`%00`) in the path or the query string is a 400 nul_character, before any
+    view reads it:
     PostgreSQL cannot store or compare a string holding one (psycopg refuses it: a 500), SQLite
     can, and no identifier, name or filter of ours has one. JSON bodies are checked by the API's
     parser (vibebox/api/parsers.py), form fields by Django's and DRF's CharFields."""
@@ -62,9 +63,9 @@ class NulCharacterMiddleware:
 
             from vibebox.api.errors import envelope
 
-            message = "The path or query string holds a NUL character (%00)."
+            message = "The path or query string holds a NUL character (%00), which no field takes."
             if request.path_info.startswith("/api/"):
-                return JsonResponse(envelope("validation_error", message), status=400)
+                return JsonResponse(envelope("nul_character", message, {"in": "url"}), status=400)
             return HttpResponseBadRequest(message, content_type="text/plain")
         return self.get_response(request)
 

@@ -4,7 +4,7 @@ The standard parser recurses once per level, so a body of 100,000 `[` raised Rec
 500). Here anything that is not a JSON document of at most `safejson.MAX_DEPTH` levels, with
 finite numbers only (`NaN`, `Infinity` and `1e400` have no place in a request) and no NUL character
 in a string or key (`\u0000`: PostgreSQL stores none, in text or jsonb; DRF's CharFields refuse it
-already, this covers the JSON fields too), is a ParseError: `400 invalid_json`.
+already, this covers the JSON fields too: `400 nul_character`), is a ParseError: `400 invalid_json`.
 """
 
 import math
@@ -13,7 +13,12 @@ from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
+from vibebox import exceptions as errors
 from vibebox import safejson
+
+
+class _NulCharacter(ValueError):
+    pass
 
 
 def _check_values(value) -> None:
@@ -25,7 +30,7 @@ def _check_values(value) -> None:
                 raise ValueError("numbers must be finite")
         elif isinstance(item, str):
             if "\x00" in item:
-                raise ValueError("strings must not hold a NUL character (\\u0000)")
+                raise _NulCharacter
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
@@ -34,10 +39,13 @@ def _check_values(value) -> None:
 
 
 def parse_json(raw: bytes, encoding: str = "utf-8"):
-    """The document in `raw`; ParseError (400 invalid_json) for anything else."""
+    """The document in `raw`; ParseError (400 invalid_json) for anything else, and 400
+    nul_character for a string or key holding a NUL character."""
     try:
         value = safejson.loads(raw.decode(encoding))
         _check_values(value)
+    except _NulCharacter:
+        raise errors.NulCharacter(details={"in": "body"}) from None
     except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and safejson.TooDeep are ValueErrors
         raise ParseError(f"The request body is not valid JSON: {exc}") from None
     return value
