@@ -32,11 +32,13 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # in docs/operations.md ("PostgreSQL"). In: every service and selector behind the API and GraphQL
 # (organizations, roles and grants, keys, audit chain, billing, webhooks' outbox, marketplace
 # records), the locking and race tests (concurrent creates against quotas: tests/races.py's users;
-# select_for_update paths; submissions' name lock), JSON fields (metadata filters, settings) and
-# case-insensitive lookups. Out: what drives the Docker engine, sandboxd, browsers, monitoring
-# stacks and template builds the same way on either database (the SQLite pass covers them), and
-# SQLite-only features (tests/orgs/test_backup.py: backupdb copies a SQLite file and refuses on
-# PostgreSQL). Measured time: docs/benchmarks.md ("PostgreSQL pass").
+# select_for_update paths; tests/test_postgres_locking.py), JSON fields (metadata filters,
+# settings), the schema fuzzer (every endpoint with strings no test writes by hand: it found
+# PostgreSQL's refusal of NUL characters) and the request limits. Out: what drives the Docker
+# engine, sandboxd, browsers, monitoring stacks and template builds the same way on either
+# database (the SQLite pass covers them), and SQLite-only features (tests/orgs/test_backup.py:
+# backupdb copies a SQLite file and refuses on PostgreSQL). Measured time: docs/benchmarks.md
+# ("The PostgreSQL pass").
 SUBSET=(
     tests/orgs
     tests/keys
@@ -69,6 +71,8 @@ SUBSET=(
     tests/test_api_contract.py
     tests/test_database_url.py
     tests/test_postgres_locking.py
+    tests/test_request_limits.py
+    tests/test_schema_fuzz.py
 )
 # Out of the directories above: backupdb is SQLite's; the two metering tests hold a sandbox busy
 # for 60 s to check the engine's CPU and memory counters (3.5 of the pass's minutes, the same rows
