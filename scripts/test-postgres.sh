@@ -54,6 +54,7 @@ SUBSET=(
     tests/graphql/test_queries.py
     tests/graphql/test_mutations.py
     tests/graphql/test_mutations_platform.py
+    tests/graphql/test_mutations_agent_runs.py
     tests/graphql/test_platform_queries.py
     tests/graphql/test_limits.py
     tests/marketplace/test_catalogue.py
