@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript monitoring venv images images-all sandboxd migrate run test test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring postgres venv images images-all sandboxd migrate run test test-postgres test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -25,6 +25,10 @@ typescript:
 # Debian's prometheus + prometheus-alertmanager for the monitoring tests (tests/monitoring/).
 monitoring:
 	@bash scripts/monitoring-setup.sh
+
+# Debian's postgresql for `make test-postgres` (installed when missing; its own service stays off).
+postgres:
+	@bash scripts/postgres-setup.sh
 
 venv: $(VENV)/.deps
 
@@ -67,6 +71,13 @@ run: setup
 test: setup browser typescript monitoring
 	@$(BIN)/python manage.py sandboxd --check
 	@$(BIN)/pytest -n 3 --dist loadfile
+
+# The tests where the database matters, against a real PostgreSQL on loopback: a fresh cluster in
+# var/postgres on a free port, started before pytest and stopped after it (scripts/test-postgres.sh
+# keeps the list of tests and why; docs/operations.md, "PostgreSQL").
+# (setup builds sandboxd; its go tests are make test's, the same on either database.)
+test-postgres: setup postgres
+	@bash scripts/test-postgres.sh
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py

@@ -31,6 +31,7 @@ from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
 from bench.common import procfile_server
 from tests import sessions
+from tests.database import child_database_url
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
 from tests.gitservers import git, git_servers, recording_git_server  # noqa: F401 (fixtures: defined once)
 from tests.waiting import wait_for
@@ -261,7 +262,7 @@ def live_server(*, workers: int = 1, output=None, **extra_env):
         **os.environ,
         **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if own_metrics_dir else {}),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "VIBEBOX_PORT": str(port),  # as the Procfile passes it: the server's own origins derive from it
         **extra_env,
     }

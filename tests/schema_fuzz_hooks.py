@@ -31,6 +31,9 @@ DURATION_OR_SIZE = {"timeout", "autoPause", "expiresIn", "gracePeriod", "memory"
 # Rules on state or on names that a schema cannot state (each field's description says them):
 STATE_CODES = {
     "unknown_template",  # `template` must name a template installed on this server
+    # No string (path, query, body, map key) holds a NUL character: PostgreSQL stores none
+    # (docs/api.md; a pattern on every string of the document would say it, at a price).
+    "nul_character",
     "invalid_metadata",  # metadata keys: 1-64 of letters, digits, _.:/- (OpenAPI 3.0 has no propertyNames)
     "metadata_too_large",  # at most VIBEBOX_METADATA_MAX_BYTES of JSON in all
     "invalid_env",  # environment variable names (no propertyNames either)

@@ -95,7 +95,13 @@ def test_a_session_on_a_live_sessions_label_stops_before_touching_anything(our_s
     assert code == pytest.ExitCode.USAGE_ERROR, output
     assert f"test instance {OURS!r} is held by another test session" in output
     assert_intact(our_sandbox, api_client)
-    assert Path(connection.settings_dict["NAME"]).exists()  # our database: not replaced
+    # Our database: not replaced (SQLite's file is there; a database server still has it).
+    if connection.vendor == "sqlite":
+        assert Path(connection.settings_dict["NAME"]).exists()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [connection.settings_dict["NAME"]])
+            assert cursor.fetchone() == (1,)
 
 
 def test_what_a_killed_session_left_is_swept_and_an_unknown_owners_is_not(

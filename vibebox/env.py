@@ -6,7 +6,7 @@ so a typo in the environment stops the server at start instead of misbehaving la
 
 import ipaddress
 import os
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -96,9 +96,25 @@ def env_size(name: str, default: str | int | None) -> int | None:
 
 
 def database_from_url(url: str) -> dict:
-    """A DATABASES entry from postgres://user:pass@host:port/name (or sqlite:///path)."""
+    """A DATABASES entry from postgres://user:pass@host:port/name?opt=value (or sqlite:///path).
+
+    PostgreSQL: each process keeps its connection for `conn_max_age` seconds (default 60; 0 closes
+    it after each request) and checks it before reusing it (`conn_health_checks`, default on), so
+    a restarted server or a dropped connection costs a reconnect, not a failed request. Any other
+    query parameter is a libpq connection parameter (`sslmode=verify-full`, `sslrootcert=…`,
+    `application_name=…`); `connect_timeout` defaults to 10 seconds, so an unreachable server
+    fails a request instead of holding it."""
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql", "pgsql"):
+        options = {name: values[-1] for name, values in parse_qs(parsed.query, strict_parsing=False).items()}
+        try:
+            conn_max_age = int(options.pop("conn_max_age", 60))
+        except ValueError:
+            raise ImproperlyConfigured("DATABASE_URL: conn_max_age must be a number of seconds") from None
+        health_checks = options.pop("conn_health_checks", "true").strip().lower()
+        if health_checks not in _TRUE | _FALSE:
+            raise ImproperlyConfigured("DATABASE_URL: conn_health_checks must be true or false")
+        options.setdefault("connect_timeout", "10")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
@@ -106,8 +122,9 @@ def database_from_url(url: str) -> dict:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
+            "CONN_MAX_AGE": conn_max_age,
+            "CONN_HEALTH_CHECKS": health_checks in _TRUE,
+            "OPTIONS": options,
         }
     if parsed.scheme == "sqlite":
         return sqlite_database(parsed.path)

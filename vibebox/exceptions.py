@@ -39,6 +39,8 @@ UnknownField = error("unknown_field", 400, "The request has fields this endpoint
 InvalidDuration = error("invalid_duration", 400, "Invalid duration.")
 InvalidSize = error("invalid_size", 400, "Invalid size.")
 InvalidJson = error("invalid_json", 400, "The request body is not valid JSON.")
+# No field takes one: PostgreSQL stores none (in text or jsonb) and compares none.
+NulCharacter = error("nul_character", 400, "The request holds a NUL character (\\u0000, %00), which no field takes.")
 NotAuthenticated = error("not_authenticated", 401, "Authentication credentials were not provided.")
 InvalidApiKey = error("invalid_api_key", 401, "The API key is invalid, expired or revoked.")
 PermissionDenied = error("permission_denied", 403, "You do not have permission to do this.")

@@ -46,6 +46,30 @@ class RequestIdMiddleware:
         return response
 
 
+class NulCharacterMiddleware:
+    """A NUL character (`%00`) in the path or the query string is a 400 nul_character, before any
+    view reads it:
+    PostgreSQL cannot store or compare a string holding one (psycopg refuses it: a 500), SQLite
+    can, and no identifier, name or filter of ours has one. JSON bodies are checked by the API's
+    parser (vibebox/api/parsers.py), form fields by Django's and DRF's CharFields."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path_info or "%00" in query or "\x00" in query:
+            from django.http import HttpResponseBadRequest, JsonResponse
+
+            from vibebox.api.errors import envelope
+
+            message = "The path or query string holds a NUL character (%00), which no field takes."
+            if request.path_info.startswith("/api/"):
+                return JsonResponse(envelope("nul_character", message, {"in": "url"}), status=400)
+            return HttpResponseBadRequest(message, content_type="text/plain")
+        return self.get_response(request)
+
+
 # Under ASGI, Django runs a middleware that can do both in async mode, and Django's own
 # (MiddlewareMixin) then hands each process_request/process_view/process_response to a thread:
 # about 30 thread hops per request, 7 of a trivial request's 8 ms. Sync-only, the whole chain

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 # Django's and the libraries' middleware, each marked sync-only (vibebox/middleware.py says why).
 MIDDLEWARE = [
     "vibebox.middleware.RequestIdMiddleware",
+    "vibebox.middleware.NulCharacterMiddleware",
     "vibebox.middleware.Security",
     "vibebox.middleware.WhiteNoise",
     "vibebox.middleware.Session",

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -235,10 +235,17 @@ def _write(sandbox: Sandbox, hour: datetime, amounts: dict) -> bool:
         if existing is None:
             if not any(amounts.values()):
                 return False
-            UsageRecord.objects.create(
-                sandbox=sandbox, org_id=sandbox.org_id, template=sandbox.template.name, hour=hour, **amounts
-            )
-            return True
+            try:
+                # A savepoint: on PostgreSQL another rollup (the beat pass, an invoice's) may insert
+                # this sandbox-hour between the select (no row to lock) and this insert, and a failed
+                # insert would abort the whole transaction. SQLite serializes writers: never there.
+                with transaction.atomic():
+                    UsageRecord.objects.create(
+                        sandbox=sandbox, org_id=sandbox.org_id, template=sandbox.template.name, hour=hour, **amounts
+                    )
+                return True
+            except IntegrityError:
+                existing = UsageRecord.objects.select_for_update().get(sandbox=sandbox, hour=hour)
         if all(getattr(existing, k) == v for k, v in amounts.items()):
             return False  # unchanged: not even updated_at moves
         for field, value in amounts.items():

@@ -18,7 +18,7 @@ class SliSample(models.Model):
         constraints = [models.UniqueConstraint(fields=["slo", "minute"], name="monitoring_sli_sample_minute")]
         indexes = [
             models.Index(fields=["slo", "-minute"], name="monitoring_sli_sample_recent"),
-            models.Index(fields=["minute"], name="monitoring_sli_sample_minute"),  # pruning
+            models.Index(fields=["minute"], name="monitoring_sli_sample_prune"),  # pruning
         ]
 
     def __str__(self) -> str:

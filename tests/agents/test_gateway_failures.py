@@ -28,7 +28,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings as django_settings
 
 from apps.agents.models import ClaudeSetup, ModelUsage
 from apps.agents.setup import TOKEN_PREFIX, token_hash
@@ -36,6 +35,7 @@ from apps.sandboxes.models import Sandbox
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
 from tests.conftest import _free_port, sandbox_row
+from tests.database import child_database_url
 from vibebox import crypto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def gateway(*, upstream: str, operator_key: str):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "VIBEBOX_ANTHROPIC_UPSTREAM": upstream,
         "VIBEBOX_ANTHROPIC_API_KEY": operator_key,
     }

@@ -31,6 +31,7 @@ from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import firewall
 from apps.sandboxes.services.network import network_reconcile, network_resolve
 from tests.conftest import sandbox_row
+from tests.database import child_database_url
 from tests.sandboxes.test_egress import _free_port, namespace_http_server, rebuild_rules
 from tests.waiting import wait_for
 from vibebox import exceptions as errors
@@ -138,7 +139,7 @@ def egress(bridge, settings):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "VIBEBOX_EGRESS_ALLOW_PRIVATE": f"127.0.0.0/8,{SUBNET}",
     }
     process = subprocess.Popen(

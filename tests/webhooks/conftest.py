@@ -19,6 +19,8 @@ from django.conf import settings as django_settings
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from tests.database import child_database_url
+
 
 class Receiver:
     """Records what it is sent; answers with the next of `answers` (a status code, or
@@ -135,7 +137,7 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        DATABASE_URL=child_database_url(),
         REDIS_URL=redis_url,
         VIBEBOX_PORT="1",  # names the worker (Procfile); nothing listens
         **extra,

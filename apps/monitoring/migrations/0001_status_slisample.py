@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('total_cumulative', models.FloatField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['slo', '-minute'], name='monitoring_sli_sample_recent'), models.Index(fields=['minute'], name='monitoring_sli_sample_minute')],
+                'indexes': [models.Index(fields=['slo', '-minute'], name='monitoring_sli_sample_recent'), models.Index(fields=['minute'], name='monitoring_sli_sample_prune')],
                 'constraints': [models.UniqueConstraint(fields=('slo', 'minute'), name='monitoring_sli_sample_minute')],
             },
         ),

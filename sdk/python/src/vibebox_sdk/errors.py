@@ -690,6 +690,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "payload_too_large": RequestTooLargeError,  # older servers' code for it
     "invalid_json": ValidationError,
     "malformed_request": ValidationError,  # older servers' code for invalid_json
+    "nul_character": ValidationError,
     "rate_limited": RateLimitError,
     "too_many_streams": RateLimitError,  # too many open streams, terminals or background processes
     "runtime_unavailable": ServiceUnavailableError,
