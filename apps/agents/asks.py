@@ -394,8 +394,11 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
     turns = _number(result.get("num_turns"), 1_000_000)
     duration = _number(result.get("duration_ms"), 2**31 - 1)
     usage = result.get("usage")
-    # The change set exists before the ask stops being `running`: whoever sees it finished can review.
+    # The change set exists, and in autonomous mode is applied, before the ask stops being `running`:
+    # whoever sees it finished can review it, or finds /workspace changed.
     change = _record_changes(ask, session, sandbox, start) if session.review and start else None
+    if change is not None:
+        _apply_if_autonomous(ask, session, sandbox, change)
     with transaction.atomic():  # the ask's end and its event (webhook deliveries) together
         ClaudeAsk.objects.filter(pk=ask.pk).update(
             status=status,
@@ -414,8 +417,6 @@ def _finish(ask, session, sandbox, lines: _Lines, outcome, failure: str, cancell
         touch(sandbox.claude)
         data = {"status": status, "costUsd": cost, "changeSetId": change.id if change else None}
         _publish(ask, "ask.finished", f"Claude ask {status}", data)
-    if change is not None:
-        _apply_if_autonomous(ask, session, sandbox, change)
 
 
 def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
@@ -430,7 +431,9 @@ def _apply_if_autonomous(ask, session, sandbox, change: ChangeSet) -> None:
         _publish(ask, "changes.not_applied", "Earlier changes of this session wait for review; these wait with them")
         return
     try:
-        changes_approve(sandbox=sandbox, session_id=session.id, api_key=ask.api_key, automatic=True)
+        changes_approve(
+            sandbox=sandbox, session_id=session.id, api_key=ask.api_key, automatic=True, finishing_ask=ask.pk
+        )
     except errors.ApplicationError as exc:
         logger.info("claude ask %s: autonomous apply failed: %s", ask.id, exc.message)
         _publish(

@@ -36,16 +36,15 @@ def change_diff(sandbox, change: ChangeSet) -> tuple[str, bool]:
     return review.diff(sandbox, worktree=change.session.cwd, base=change.base_commit, head=change.head_commit)
 
 
-def _sessions(sandbox, session_id: str | None) -> list[ClaudeSession]:
+def _sessions(sandbox, session_id: str | None, finishing_ask: str | None = None) -> list[ClaudeSession]:
     if session_id and not ClaudeSession.objects.filter(pk=session_id, sandbox=sandbox).exists():
         raise errors.ClaudeSessionNotFound(details={"sessionId": session_id})
     pending = change_sets(sandbox=sandbox, session_id=session_id)
     ids = list(dict.fromkeys(pending.values_list("session_id", flat=True)))
     if not ids:
         raise errors.NoPendingChanges(details={"sessionId": session_id} if session_id else {})
-    busy = ClaudeAsk.objects.filter(session_id__in=ids, status=ClaudeAsk.Status.RUNNING).values_list(
-        "session_id", flat=True
-    )
+    running = ClaudeAsk.objects.filter(session_id__in=ids, status=ClaudeAsk.Status.RUNNING).exclude(pk=finishing_ask)
+    busy = running.values_list("session_id", flat=True)
     if busy:
         raise errors.AskRunning(
             "Claude is still working in this session; wait for the ask or cancel it.", details={"sessionId": busy[0]}
@@ -53,10 +52,12 @@ def _sessions(sandbox, session_id: str | None) -> list[ClaudeSession]:
     return list(ClaudeSession.objects.filter(pk__in=ids).order_by("created_at"))
 
 
-def _review(*, sandbox, session_id, api_key, approve: bool, automatic: bool = False) -> list[ChangeSet]:
+def _review(
+    *, sandbox, session_id, api_key, approve: bool, automatic: bool = False, finishing_ask: str | None = None
+) -> list[ChangeSet]:
     require_running(sandbox)
     done = []
-    for session in _sessions(sandbox, session_id):
+    for session in _sessions(sandbox, session_id, finishing_ask):
         pending = list(change_sets(sandbox=sandbox, session_id=session.id))
         head = pending[-1].head_commit
         if approve:
@@ -100,10 +101,18 @@ def _review(*, sandbox, session_id, api_key, approve: bool, automatic: bool = Fa
 
 
 def changes_approve(
-    *, sandbox, session_id: str | None = None, api_key=None, automatic: bool = False
+    *, sandbox, session_id: str | None = None, api_key=None, automatic: bool = False, finishing_ask: str | None = None
 ) -> list[ChangeSet]:
-    """`automatic`: applied by autonomous mode (asks.py), not by a person; said in the audit entry."""
-    return _review(sandbox=sandbox, session_id=session_id, api_key=api_key, approve=True, automatic=automatic)
+    """`automatic`: applied by autonomous mode (asks.py), not by a person; said in the audit entry.
+    `finishing_ask`: that ask applies its own changes as it ends (still `running` until they are in)."""
+    return _review(
+        sandbox=sandbox,
+        session_id=session_id,
+        api_key=api_key,
+        approve=True,
+        automatic=automatic,
+        finishing_ask=finishing_ask,
+    )
 
 
 def changes_reject(*, sandbox, session_id: str | None = None, api_key=None) -> list[ChangeSet]:
