@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript monitoring postgres venv images images-all sandboxd migrate run test test-postgres test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd migrate run test test-postgres test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -25,6 +25,10 @@ typescript:
 # Debian's prometheus + prometheus-alertmanager for the monitoring tests (tests/monitoring/).
 monitoring:
 	@bash scripts/monitoring-setup.sh
+
+# Debian's haproxy and nginx for the deployment and HA tests (deploy/'s configurations, started on loopback).
+proxies:
+	@bash scripts/proxies-setup.sh
 
 # Debian's postgresql for `make test-postgres` (installed when missing; its own service stays off).
 postgres:
@@ -68,7 +72,7 @@ run: setup
 		mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete; \
 		exec $(BIN)/honcho start -f Procfile
 
-test: setup browser typescript monitoring
+test: setup browser typescript monitoring proxies
 	@$(BIN)/python manage.py sandboxd --check
 	@$(BIN)/pytest -n 3 --dist loadfile
 
