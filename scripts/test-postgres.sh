@@ -72,6 +72,7 @@ SUBSET=(
     tests/test_api_contract.py
     tests/test_database_url.py
     tests/test_postgres_locking.py
+    tests/test_database_unavailable.py
     tests/test_request_limits.py
     tests/test_schema_fuzz.py
 )
