@@ -70,6 +70,10 @@ def test_the_backing_services_and_the_layout(compose):
     # HAProxy's configuration is deploy/haproxy/haproxy.cfg (written with the HA work), Prometheus's
     # the monitoring files as they are.
     assert "./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in services["haproxy"]["volumes"]
+    # Its servers (the file's VIBEBOX_WEB<n> variables) are the web slots, every one of them.
+    balanced = {v for k, v in services["haproxy"]["environment"].items() if re.fullmatch(r"VIBEBOX_WEB\d+", k)}
+    slots = {f"127.0.0.1:{s['environment']['VIBEBOX_PORT']}" for n, s in services.items() if n.startswith("web-")}
+    assert balanced == slots
     mounted = services["prometheus"]["volumes"]
     for name in ("prometheus.yml", "alerts.yml"):
         assert f"./monitoring/{name}:/etc/prometheus/{name}:ro" in mounted
