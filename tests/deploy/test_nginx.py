@@ -253,3 +253,45 @@ def test_body_limits_are_the_apps(proxied, path, content_type):
     assert head.startswith(b"HTTP/1.1 413"), head
     error = json.loads(body)["error"]
     assert error["code"] == "request_too_large" and error["details"]["limit"] == limit
+
+
+SITE = "served by a sandbox, through nginx"
+
+
+def test_a_sandbox_s_server_answers_on_its_preview_host_through_nginx(proxied, api_client, create_sandbox, api_key):
+    """A real sandbox's http.server on port 3000, made public, reached as
+    https://3000-<id>.preview.example.com/ through nginx; and the API, asked through nginx for the
+    port's path-form link, builds it from the scheme and host nginx passed on (https, the API host)."""
+    https, _http, _url, context = proxied
+    sandbox_id = create_sandbox(template="python-3")["id"]
+    ran = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec",
+        {"command": f"mkdir -p /workspace/site && printf %s '{SITE}' > /workspace/site/index.html"},
+        format="json",
+    )
+    assert ran.json()["exitCode"] == 0, ran.content
+    started = api_client.post(
+        f"/api/v1/sandboxes/{sandbox_id}/exec",
+        {"command": "cd /workspace/site && exec python3 -m http.server 3000", "background": True},
+        format="json",
+    )
+    assert started.status_code == 202, started.content
+
+    def listening() -> bool:
+        ports = api_client.get(f"/api/v1/sandboxes/{sandbox_id}/ports").json()["ports"]
+        return any(entry["port"] == 3000 and entry["listening"] for entry in ports)
+
+    wait_for(listening, timeout=60, interval=0.2, what="the sandbox's server")
+    made_public = api_client.patch(f"/api/v1/sandboxes/{sandbox_id}/ports/3000", {"public": True}, format="json")
+    assert made_public.status_code == 200, made_public.content
+    host = f"3000-{sandbox_id}.{PREVIEW_DOMAIN}".lower()  # as browsers send it
+    with httpx.Client(verify=context, timeout=60) as client:
+        page = client.get(f"{https}/", headers={"Host": host})
+        assert page.status_code == 200 and page.text == SITE
+        link = client.get(
+            f"{https}/api/v1/sandboxes/{sandbox_id}/ports/3000/url",
+            params={"form": "path"},
+            headers={"Host": API_HOST, "Authorization": f"Bearer {api_key[1]}"},
+        )
+    assert link.status_code == 200, link.text
+    assert link.json()["url"].startswith(f"https://{API_HOST}/preview/{sandbox_id}/3000/"), link.json()
