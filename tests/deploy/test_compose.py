@@ -3,6 +3,7 @@ answers here to pull its images; docs/deploy.md says what was and was not run)."
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,10 @@ def test_the_procfile_commands_are_what_shells_run():
     for process, command in procfile().items():
         assert shlex.split(command)[0] == "exec", process
     assert Path(ROOT / "Procfile").exists()
+
+
+def test_the_operator_s_secrets_are_never_committed():
+    """The files compose reads secrets from are git-ignored."""
+    for path in ("deploy/vibebox.env", "deploy/secrets/postgres-password", "deploy/secrets/metrics-token"):
+        result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert result.returncode == 0, f"{path} is not ignored"
