@@ -157,3 +157,22 @@ def test_the_operator_s_secrets_are_never_committed():
     for path in ("deploy/vibebox.env", "deploy/secrets/postgres-password", "deploy/secrets/metrics-token"):
         result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
         assert result.returncode == 0, f"{path} is not ignored"
+
+
+def test_the_dockerfile_copies_what_exists_to_where_the_procfile_runs():
+    """deploy/Dockerfile is not built here (no registry: docs/deploy.md); what can be checked is
+    checked: Debian underneath, the app where the Procfile's relative .venv/bin/... paths resolve,
+    every COPY source present, and the build context's ignore file beside it."""
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line[0].isspace()]
+    instructions = [(word, rest) for word, *rests in instructions if not word.startswith("#") for rest in rests or [""]]
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("debian:")
+    assert ("WORKDIR", "/opt/vibebox") in instructions
+    assert any(word == "RUN" and "python3 -m venv .venv" in rest for word, rest in instructions)
+    for word, rest in instructions:
+        if word == "COPY":
+            *sources, _target = rest.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+    ignored = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().split()
+    assert {"var", ".venv", ".git", "deploy/secrets", "deploy/vibebox.env"} <= set(ignored)
