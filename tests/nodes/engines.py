@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HERE = Path(__file__).parent / "engine"
-ENGINE_IMAGE = "vibebox-test/docker-engine:1"
+ENGINE_IMAGE = "vibebox-test/docker-engine:3"
 ENGINE_PORT = 2376
-API_VERSION = "1.41"  # Debian bookworm's docker.io (20.10)
+API_VERSION = "1.41"  # Docker 20.10 (bookworm's docker.io) and later
 
 
 @dataclass(frozen=True)
@@ -164,9 +164,14 @@ def fixed_address_network(client, name: str, labels: dict[str, str]):
 
 def start_engine(client, *, name: str, network, address: str, labels: dict[str, str]) -> Engine:
     began = time.monotonic()
-    host_config = client.api.create_host_config(cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], mem_limit="1g")
+    # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
+    # container a session keyring ("unable to join session keyring: operation not permitted").
+    host_config = client.api.create_host_config(
+        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="1g"
+    )
     # `--security-opt systempaths=unconfined` is the CLI's name for these two (the API has no such option).
     host_config.update(MaskedPaths=[], ReadonlyPaths=[])
+    host_config["CgroupnsMode"] = "private"  # its cgroups, mounted afresh by the entrypoint, are its own
     container = client.api.create_container(
         ENGINE_IMAGE,
         name=name,

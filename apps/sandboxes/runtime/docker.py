@@ -556,6 +556,8 @@ class DockerDriver:
             yield
         except errors.ApplicationError:
             raise
+        except APIError as exc:  # the engine answered (an HTTPError: before RequestException)
+            raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
         except (requests.exceptions.RequestException, ConnectionError, OSError) as exc:
             reason = node_failure_reason(str(exc))
             url = self._node.url if self._node else ""
@@ -563,8 +565,6 @@ class DockerDriver:
                 _NODE_MESSAGES[reason].format(url=url) + ".",
                 details={"reason": reason, "node": url, "error": str(exc)[:300]},
             ) from None
-        except APIError as exc:
-            raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
         except DockerException as exc:
             reason = node_failure_reason(str(exc))
             url = self._node.url if self._node else ""
