@@ -7,7 +7,9 @@ import subprocess
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from apps.marketplace.catalog import base_image
 from apps.sandboxes import sandboxd
@@ -235,3 +237,19 @@ def test_the_health_check_follows_an_engine_that_stops_and_starts(docker_nodes, 
 
     node_state_set(name="node-b", state=Node.State.DRAINING)  # an operator's: the check keeps it
     assert check_nodes() == {"node-b": "draining"}
+
+
+def test_the_admin_lists_nodes_and_never_shows_the_key(docker_nodes, client):
+    admin = get_user_model().objects.create_superuser(username="root", password="pw-root-1234")
+    client.force_login(admin)
+    engine = docker_nodes[0]
+    node = _add(engine, "node-a")
+    stored = Node.objects.get(pk=node.pk).tls_key
+    for url in ("/admin/sandboxes/node/", reverse("admin:sandboxes_node_change", args=[node.pk])):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"node-a" in response.content and engine.url.encode() in response.content
+        assert engine.client_pem.key not in response.content and stored.encode() not in response.content
+    assert client.get("/admin/sandboxes/node/add/").status_code == 403  # manage.py addnode checks first
+    response = client.post(reverse("admin:sandboxes_node_delete", args=[node.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not Node.objects.exists()
