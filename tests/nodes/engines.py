@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HERE = Path(__file__).parent / "engine"
-ENGINE_IMAGE = "vibebox-test/docker-engine:3"
+ENGINE_IMAGE = "vibebox-test/docker-engine:8"
 ENGINE_PORT = 2376
 API_VERSION = "1.41"  # Docker 20.10 (bookworm's docker.io) and later
 
@@ -115,6 +115,7 @@ class Engine:
     ca: CertificateAuthority
     client_pem: Pem
     client_dir: Path  # the client's files (ca.pem, cert.pem, key.pem), as an operator has them
+    verify_clients: bool = True
     started_in: float = 0.0  # seconds from `docker run` to the engine answering over TLS
 
     @property
@@ -135,6 +136,11 @@ class Engine:
         code, output = self.container.exec_run(["docker", *args])
         assert code == 0, output.decode(errors="replace")
         return output.decode()
+
+    def put_server_certificate(self, server: Pem) -> None:
+        """The engine's TLS material (read by dockerd when it starts)."""
+        files = {"ca.pem": self.ca.pem, "server-cert.pem": server.cert, "server-key.pem": server.key, "ready": b""}
+        self.container.put_archive("/", _tar({f"certs/{k}": v for k, v in files.items()}))
 
     def stop(self) -> None:
         self.container.stop(timeout=10)
@@ -162,7 +168,11 @@ def fixed_address_network(client, name: str, labels: dict[str, str]):
     return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam)
 
 
-def start_engine(client, *, name: str, network, address: str, labels: dict[str, str]) -> Engine:
+def start_engine(
+    client, *, name: str, network, address: str, labels: dict[str, str], verify_clients: bool = True
+) -> Engine:
+    """An engine at `address` on `network`; `verify_clients=False`: one that answers clients
+    without a certificate (as dockerd --tls without --tlsverify does)."""
     began = time.monotonic()
     # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
     # container a session keyring ("unable to join session keyring: operation not permitted").
@@ -177,6 +187,7 @@ def start_engine(client, *, name: str, network, address: str, labels: dict[str, 
         name=name,
         hostname=name,
         labels=labels,
+        environment={"ENGINE_TLS_VERIFY": "1" if verify_clients else "0"},
         host_config=host_config,
         networking_config=client.api.create_networking_config(
             {network.name: client.api.create_endpoint_config(ipv4_address=address)}
@@ -186,21 +197,21 @@ def start_engine(client, *, name: str, network, address: str, labels: dict[str, 
     ca = CertificateAuthority(f"{name} CA")
     server = ca.issue(name, server_ip=address)
     client_pem = ca.issue("vibebox-test-client")
-    files = {"ca.pem": ca.pem, "server-cert.pem": server.cert, "server-key.pem": server.key, "ready": b""}
-    container.put_archive("/", _tar({f"certs/{k}": v for k, v in files.items()}))
+    client_dir = Path(tempfile.mkdtemp(prefix=f"{name}-client-"))
+    engine = Engine(container, address, ca, client_pem, client_dir, verify_clients=verify_clients)
+    engine.put_server_certificate(server)
     container.start()
-    engine = Engine(container, address, ca, client_pem, Path(tempfile.mkdtemp(prefix=f"{name}-client-")))
     engine.write_client_files(engine.client_dir)
     wait_until_answering(engine)
     engine.started_in = time.monotonic() - began
     return engine
 
 
-def wait_until_answering(engine: Engine, timeout: float = 120.0) -> None:
+def wait_until_answering(engine: Engine, timeout: float = 60.0) -> None:
     files = engine.client_dir
-    tls = docker.tls.TLSConfig(
-        client_cert=(str(files / "cert.pem"), str(files / "key.pem")), ca_cert=str(files / "ca.pem"), verify=True
-    )
+    # An engine that does not verify clients refuses a certificate it cannot verify: none is offered.
+    pair = (str(files / "cert.pem"), str(files / "key.pem")) if engine.verify_clients else None
+    tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=str(files / "ca.pem"), verify=True)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -2,6 +2,8 @@
 registering one over mutual TLS, each way a registration is refused, the driver of a node, and
 the health check following an engine that stops and starts again."""
 
+import ipaddress
+import shutil
 import socket
 import subprocess
 from io import StringIO
@@ -17,7 +19,8 @@ from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, get_driver
 from apps.sandboxes.services.nodes import node_add, node_state_set
 from apps.sandboxes.tasks import check_nodes
-from tests.nodes.engines import CertificateAuthority
+from tests.nodes.engines import ENGINE_PORT, CertificateAuthority, start_engine
+from tests.waiting import wait_for
 from vibebox.crypto import decrypt
 
 pytestmark = pytest.mark.django_db
@@ -119,6 +122,48 @@ def test_a_client_certificate_the_engine_does_not_trust_is_refused(docker_nodes,
         "--tlscert", str(tmp_path / "cert.pem"), "--tlskey", str(tmp_path / "key.pem"),
     )  # fmt: skip
     assert "refused the client certificate" in message and "client_certificate_refused" in message
+
+
+@pytest.fixture
+def open_engine(docker_nodes, docker_client):
+    """A third engine, for one test: it answers clients that have no certificate (dockerd --tls with no
+    CA: it still refuses a client certificate it cannot verify)."""
+    network_name = next(iter(docker_nodes[0].container.attrs["NetworkSettings"]["Networks"]))
+    network = docker_client.networks.get(network_name)
+    subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+    name = f"{docker_nodes[0].container.name.rsplit('-', 1)[0]}-open"
+    engine = start_engine(
+        docker_client, name=name, network=network, address=str(subnet[20]),
+        labels=docker_nodes[0].container.labels, verify_clients=False,
+    )  # fmt: skip
+    yield engine
+    engine.container.remove(force=True, v=True)
+    shutil.rmtree(engine.client_dir, ignore_errors=True)
+
+
+def test_an_engine_that_answers_clients_without_a_certificate_is_refused(open_engine, tmp_path):
+    files = _files(open_engine, tmp_path)
+    message = _refused("node-o", open_engine.url, "--tlscacert", str(files["ca"]))
+    assert "answers clients without a certificate" in message and "run dockerd with --tlsverify" in message
+
+    # The same engine with a certificate that names another address.
+    open_engine.stop()
+    open_engine.put_server_certificate(open_engine.ca.issue("elsewhere", server_ip="192.0.2.1"))
+    open_engine.container.start()
+    wait_for(lambda: _listening(open_engine), what="the engine to listen again")
+    message = _refused(
+        "node-o", open_engine.url, "--tlscacert", str(files["ca"]),
+        "--tlscert", str(files["cert"]), "--tlskey", str(files["key"]),
+    )  # fmt: skip
+    assert "certificate does not name the address" in message and "server_certificate_name" in message
+
+
+def _listening(engine) -> bool:
+    try:
+        socket.create_connection((engine.address, ENGINE_PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_an_unreachable_engine_is_refused(docker_nodes, tmp_path):

@@ -13,11 +13,15 @@ grep -E ' - cgroup2? ' /proc/self/mountinfo | while read -r line; do
     options="$(echo "$line" | sed -E 's/.* - cgroup2? [^ ]+ //')"
     umount "$point" && mount -t "$type" -o "$options" "$type" "$point" || echo "cannot remount $point" >&2
 done
+# ENGINE_TLS_VERIFY=0: an engine that does not ask clients for a certificate (addnode must refuse it).
+# (dockerd 26 asks for and verifies client certificates unless told --tlsverify=false, and reads
+# ~/.docker/ca.pem when given no CA: that one gets an empty --tlscacert.)
+verify="--tlsverify --tlscacert=/certs/ca.pem"
+[ "${ENGINE_TLS_VERIFY:-1}" = 0 ] && verify="--tls --tlsverify=false --tlscacert="
 exec dockerd \
     --host=unix:///var/run/docker.sock \
     --host=tcp://0.0.0.0:2376 \
-    --tlsverify \
-    --tlscacert=/certs/ca.pem \
+    $verify \
     --tlscert=/certs/server-cert.pem \
     --tlskey=/certs/server-key.pem \
     ${ENGINE_ARGS:-}
