@@ -67,6 +67,11 @@ class NodeAdmin(AuditedAdmin):
     def has_add_permission(self, request):
         return False  # manage.py addnode: it checks the engine before anything is saved
 
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "state":  # down is for the health check to say, not an operator
+            kwargs["choices"] = [(s.value, s.label) for s in (Node.State.HEALTHY, Node.State.DRAINING)]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
     @admin.display(description="memory (MiB)")
     def memory_mib(self, node):
         return node.memory // 1024**2

@@ -296,5 +296,7 @@ def test_the_admin_lists_nodes_and_never_shows_the_key(docker_nodes, client):
         assert b"node-a" in response.content and engine.url.encode() in response.content
         assert engine.client_pem.key not in response.content and stored.encode() not in response.content
     assert client.get("/admin/sandboxes/node/add/").status_code == 403  # manage.py addnode checks first
+    change = client.get(reverse("admin:sandboxes_node_change", args=[node.pk])).content
+    assert b'value="draining"' in change and b'value="down"' not in change  # down: the health check's
     response = client.post(reverse("admin:sandboxes_node_delete", args=[node.pk]), {"post": "yes"})
     assert response.status_code == 302 and not Node.objects.exists()
