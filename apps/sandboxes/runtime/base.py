@@ -137,6 +137,39 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
+class NodeConnection:
+    """How to reach a node's engine (docs/nodes.md): its URL and mutual TLS material, in PEM.
+    Empty `cert`/`key`: no client certificate is offered (the engine should refuse that)."""
+
+    url: str  # tcp://host:2376
+    ca: str
+    cert: str = ""
+    key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class NodeEngine:
+    """What a node's engine says about itself."""
+
+    version: str
+    api_version: str
+    memory: int  # bytes
+    cpus: int
+    os: str
+    arch: str
+    storage_driver: str
+
+
+# Why a node's engine could not be used (RuntimeUnavailable's details["reason"] from a node call).
+NODE_UNREACHABLE = "unreachable"  # nothing answers at the address (refused, no route, timed out)
+NODE_SERVER_UNTRUSTED = "server_certificate_untrusted"  # its certificate is not signed by the given CA
+NODE_SERVER_NAME = "server_certificate_name"  # its certificate does not name the address
+NODE_CLIENT_REFUSED = "client_certificate_refused"  # it refused the client certificate (or its absence)
+NODE_NO_CLIENT_AUTH = "client_certificate_not_required"  # it answers clients without a certificate
+NODE_NOT_DOCKER = "not_docker"  # something answers TLS there, but not a Docker engine
+
+
+@dataclass(frozen=True)
 class ContainerStats:
     """A running container's resource use, as the engine measures it."""
 
@@ -432,6 +465,8 @@ class ExecResult:
 class RuntimeDriver(Protocol):
     def ping(self) -> None: ...
     def engine_info(self) -> EngineInfo: ...
+    def node_engine(self) -> NodeEngine: ...  # the engine's version and capacity (docs/nodes.md)
+    def close(self) -> None: ...
 
     # Containers (addressed by name or id).
     def create(self, spec: ContainerSpec) -> ContainerInfo: ...

@@ -12,11 +12,14 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 
 import docker
@@ -31,6 +34,11 @@ from .base import (
     BUILD_OWNER_LABEL,
     DAEMON_BINARY,
     DAEMON_MOUNT,
+    NODE_CLIENT_REFUSED,
+    NODE_NOT_DOCKER,
+    NODE_SERVER_NAME,
+    NODE_SERVER_UNTRUSTED,
+    NODE_UNREACHABLE,
     NOT_BUILD_LABELS,
     BuildFailed,
     BuildLeftover,
@@ -47,6 +55,8 @@ from .base import (
     ImageDetails,
     ImageInfo,
     MeterReading,
+    NodeConnection,
+    NodeEngine,
     PathStat,
     ProcessInfo,
     TerminalExit,
@@ -425,9 +435,46 @@ class _TranslatedStream:
         self._stream.close()
 
 
+NODE_API_VERSION = "1.41"  # the API version spoken to a node's engine: Docker 20.10 and later
+
+
+def node_failure_reason(text: str) -> str:
+    """Which NODE_* reason a failed connection to a node's engine is, from the error's text (the
+    TLS library says it only there)."""
+    lowered = text.lower()
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        if "mismatch" in lowered or "doesn't match" in lowered:
+            return NODE_SERVER_NAME
+        return NODE_SERVER_UNTRUSTED
+    refused_client = ("certificate required", "certificate_required", "bad certificate", "bad_certificate")
+    if any(marker in lowered for marker in (*refused_client, "unknown ca", "unknown_ca")):
+        return NODE_CLIENT_REFUSED
+    if "wrong version number" in lowered or "record layer failure" in lowered:
+        return NODE_NOT_DOCKER  # something answers, not with TLS
+    return NODE_UNREACHABLE
+
+
+_NODE_MESSAGES = {
+    NODE_UNREACHABLE: "The node's engine cannot be reached at {url}",
+    NODE_SERVER_UNTRUSTED: "The node's engine at {url} has a certificate the given CA did not sign (--tlscacert)",
+    NODE_SERVER_NAME: "The node's engine certificate does not name the address of {url}",
+    NODE_CLIENT_REFUSED: "The node's engine at {url} refused the client certificate (--tlscert, --tlskey)",
+    NODE_NOT_DOCKER: "What answers at {url} is not a Docker engine speaking TLS",
+}
+
+
+def _write_private(path: str, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
 class DockerDriver:
-    def __init__(self, base_url: str | None = None, timeout: int = 120, secret: str = ""):
-        self._base_url = base_url
+    def __init__(
+        self, base_url: str | None = None, timeout: int = 120, secret: str = "", node: NodeConnection | None = None
+    ):
+        self._base_url = node.url if node is not None else base_url
+        self._node = node  # a registered node's engine (mutual TLS), else the local one
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -447,14 +494,45 @@ class DockerDriver:
         if self._client is None:
             with self._lock, self._engine():
                 if self._client is None:
-                    if self._base_url:
+                    if self._node is not None:
+                        self._client = self._node_client(self._node)
+                    elif self._base_url:
                         self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
                     else:
                         self._client = docker.from_env(timeout=self._timeout)
         return self._client
 
+    def _node_client(self, node: NodeConnection) -> docker.DockerClient:
+        """A client of a node's engine over TCP with mutual TLS. docker-py's TLSConfig takes files:
+        the PEMs go to a private directory (0700, files 0600) removed with the driver."""
+        directory = tempfile.mkdtemp(prefix="vibebox-node-")
+        weakref.finalize(self, shutil.rmtree, directory, True)
+        ca = os.path.join(directory, "ca.pem")
+        _write_private(ca, node.ca)
+        pair = None
+        if node.cert and node.key:
+            pair = (os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
+            _write_private(pair[0], node.cert)
+            _write_private(pair[1], node.key)
+        tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=ca, verify=True)
+        client = docker.DockerClient(base_url=node.url, tls=tls, timeout=self._timeout, version=NODE_API_VERSION)
+        # requests would take REQUESTS_CA_BUNDLE (or a proxy) from the environment over the node's CA.
+        client.api.trust_env = False
+        return client
+
+    def close(self) -> None:
+        """Closes the engine connection (a node's driver that is replaced or no longer used)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
     @contextlib.contextmanager
     def _engine(self):
+        if self._node is not None:
+            with self._node_engine_errors():
+                yield
+            return
         try:
             yield
         except errors.ApplicationError:
@@ -470,9 +548,54 @@ class DockerDriver:
         except requests.exceptions.RequestException as exc:
             raise errors.RuntimeUnavailable(details={"reason": str(exc)[:300]}) from None
 
+    @contextlib.contextmanager
+    def _node_engine_errors(self):
+        """A node's engine errors: a connection that fails says why (NODE_* reasons), so an
+        operator can tell a wrong CA from a refused client certificate from a host that is away."""
+        try:
+            yield
+        except errors.ApplicationError:
+            raise
+        except APIError as exc:  # the engine answered (an HTTPError: before RequestException)
+            raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
+        except (requests.exceptions.RequestException, ConnectionError, OSError) as exc:
+            reason = node_failure_reason(str(exc))
+            url = self._node.url if self._node else ""
+            raise errors.RuntimeUnavailable(
+                _NODE_MESSAGES[reason].format(url=url) + ".",
+                details={"reason": reason, "node": url, "error": str(exc)[:300]},
+            ) from None
+        except DockerException as exc:
+            reason = node_failure_reason(str(exc))
+            url = self._node.url if self._node else ""
+            raise errors.RuntimeUnavailable(
+                _NODE_MESSAGES[reason].format(url=url) + ".",
+                details={"reason": reason, "node": url, "error": str(exc)[:300]},
+            ) from None
+
     def ping(self) -> None:
         with self._engine():
             self.client.ping()
+
+    def node_engine(self) -> NodeEngine:
+        with self._engine():
+            try:
+                info, version = self.client.info(), self.client.version()
+                return NodeEngine(
+                    version=str(info["ServerVersion"]),
+                    api_version=str(version["ApiVersion"]),
+                    memory=int(info["MemTotal"]),
+                    cpus=int(info["NCPU"]),
+                    os=str(info.get("OperatingSystem", "")),
+                    arch=str(info.get("Architecture", "")),
+                    storage_driver=str(info.get("Driver", "")),
+                )
+            except (KeyError, TypeError, ValueError, requests.exceptions.JSONDecodeError) as exc:
+                url = self._base_url or ""
+                raise errors.RuntimeUnavailable(
+                    _NODE_MESSAGES[NODE_NOT_DOCKER].format(url=url) + ".",
+                    details={"reason": NODE_NOT_DOCKER, "node": url, "error": str(exc)[:300]},
+                ) from None
 
     def engine_info(self) -> EngineInfo:
         """The engine's version and storage driver, and whether it enforces disk limits (found
