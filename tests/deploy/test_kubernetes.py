@@ -299,9 +299,11 @@ def test_the_ingress_serves_the_public_and_preview_hosts(layout):
     rules = {rule["host"]: rule for rule in ingress["spec"]["rules"]}
     assert set(rules) == {public, preview}
     assert public in settings["VIBEBOX_ALLOWED_HOSTS"].split(",")
+    web_ports = {port["name"] for port in _by_kind(docs, "Service")["web"]["spec"]["ports"]}
     for rule in rules.values():
         [path] = rule["http"]["paths"]
         assert path["path"] == "/" and path["backend"]["service"]["name"] == "web"
+        assert path["backend"]["service"]["port"]["name"] in web_ports
     [tls] = ingress["spec"]["tls"]
     assert set(tls["hosts"]) == {public, preview} and tls["secretName"]
     notes = ingress["metadata"]["annotations"]
