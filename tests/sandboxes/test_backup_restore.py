@@ -26,6 +26,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from apps.sandboxes.models import Sandbox, Snapshot
 from apps.sandboxes.runtime import get_driver
+from apps.sandboxes.specs import disk_limits_on
 from tests.conftest import ROOT, TEST_LABELS, live_server
 from tests.database import child_database_url
 
@@ -107,9 +108,14 @@ def _workspace_file(docker_client, image: str, volume: str, path: str) -> bytes:
         container.remove(force=True)
 
 
+@pytest.mark.parametrize("workspace", ["volume", "layer"])
 def test_backup_then_restore_onto_a_fresh_machine(
-    settings, api_client, api_key, create_sandbox, receiver, fresh_database, docker_client, tmp_path
+    workspace, settings, api_client, api_key, create_sandbox, receiver, fresh_database, docker_client, tmp_path
 ):
+    """`workspace`: the sandbox's /workspace in a named volume (no disk limit), or in its
+    container's layer (a disk limit, where the engine enforces them: docs/operations.md)."""
+    if workspace == "volume":
+        settings.VIBEBOX_DEFAULT_DISK = 0
     settings.VIBEBOX_WEBHOOK_ALLOW_HTTP = settings.VIBEBOX_WEBHOOK_ALLOW_PRIVATE = True
     settings.VIBEBOX_WEBHOOK_DISPATCH = False
     receiver_url, received = receiver
@@ -124,6 +130,8 @@ def test_backup_then_restore_onto_a_fresh_machine(
     assert hook.status_code == 201, hook.content
     hook = hook.json()
     volume = f"{sandbox['id']}-workspace"
+    if workspace == "volume":
+        assert get_driver().volume_exists(volume)
 
     out = io.StringIO()
     call_command("backup", "--volumes", "--output", str(tmp_path / "backups"), stdout=out, stderr=io.StringIO())
@@ -133,6 +141,9 @@ def test_backup_then_restore_onto_a_fresh_machine(
         manifest = json.loads(opened.extractfile("manifest.json").read())
     assert manifest["database"]["vendor"] == connection.vendor
     assert {p["kind"] for p in manifest["parts"]} >= {"database", "secret_key", "volume"}
+    saved = next(p for p in manifest["parts"] if p["kind"] == "volume")
+    expected = "container" if workspace == "layer" and disk_limits_on() else "volume"
+    assert saved["volume"] == volume and saved["source"] == expected
 
     # The machine is lost: its container and volume, its data directory and its database.
     image = Sandbox.objects.get(pk=sandbox["id"]).image
