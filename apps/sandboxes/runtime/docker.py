@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
@@ -80,6 +81,8 @@ _ENGINE_INFO_TTL = 300.0
 NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (another process creating it)
 FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
 FILL_STARTED_LABEL = "vibebox.fill-started"
+BACKUP_HELPER_IMAGE = "vibebox/backup-helper:1"  # DockerDriver._backup_helper_image
+CHUNK_BYTES = 1 << 20
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
@@ -1304,6 +1307,95 @@ class DockerDriver:
     def remove_volume(self, name: str) -> None:
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_volume(name, force=True)
+
+    # ---- backups: volumes as tar files, through a helper container never started ----
+
+    def _backup_helper_image(self) -> str:
+        """A tiny image of its own (one empty /workspace directory, made with `docker import`) for
+        the helper containers: a volume is read and written without any template image."""
+        if not self.image_exists(BACKUP_HELPER_IMAGE):
+            layer = io.BytesIO()
+            with tarfile.open(fileobj=layer, mode="w") as archive:
+                entry = tarfile.TarInfo("workspace")
+                entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(entry)
+            repository, _, tag = BACKUP_HELPER_IMAGE.rpartition(":")
+            with self._engine():
+                self.client.api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+        return BACKUP_HELPER_IMAGE
+
+    @contextlib.contextmanager
+    def _volume_helper(self, volume: str, labels: dict[str, str]) -> Iterator[str]:
+        """A created (never started) container with `volume` at /workspace; removed afterwards."""
+        image = self._backup_helper_image()
+        name = f"{volume}-backup"
+        with self._engine():
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)  # left by a process killed mid-way
+            self.client.api.create_container(
+                image,
+                command=["backup"],  # never started
+                name=name,
+                labels=labels,
+                host_config=self.client.api.create_host_config(
+                    mounts=[Mount(target="/workspace", source=volume, type="volume", no_copy=True)],
+                    network_mode="none",
+                ),
+            )
+        try:
+            yield name
+        finally:
+            with self._engine(), contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
+
+    def volume_exists(self, volume: str) -> bool:
+        with self._engine():
+            try:
+                self.client.api.inspect_volume(volume)
+                return True
+            except NotFound:
+                return False
+
+    def volume_export(self, volume: str, target) -> int:
+        if not self.volume_exists(volume):
+            raise errors.RuntimeFailure(f"No volume {volume} in the engine.")
+        with self._engine():
+            labels = self.client.api.inspect_volume(volume).get("Labels") or {}
+        with self._volume_helper(volume, labels) as helper:
+            chunks, _ = self.get_archive(helper, "/workspace")
+            size = 0
+            with open(target, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+        return size
+
+    def volume_import(self, volume: str, source, *, labels: dict[str, str], replace: bool = False) -> None:
+        with self._engine():
+            if replace:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_volume(volume, force=True)
+            self.client.volumes.create(name=volume, labels=labels)
+        with self._volume_helper(volume, labels) as helper, open(source, "rb") as data:
+            self.put_archive(helper, "/", iter(lambda: data.read(CHUNK_BYTES), b""))
+
+    def image_save(self, tag: str, target) -> int:
+        size = 0
+        with self._engine():
+            try:
+                chunks = self.client.api.get_image(tag)
+            except (ImageNotFound, NotFound):
+                raise errors.RuntimeFailure(f"No image {tag} in the engine.") from None
+            with open(target, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+        return size
+
+    def image_load(self, source) -> None:
+        with self._engine(), open(source, "rb") as data:
+            for _ in self.client.api.load_image(data):
+                pass
 
     def remove_network(self, name: str) -> None:
         """Removes the network and its firewall rules (its containers must be gone)."""
