@@ -10,9 +10,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import docker
@@ -29,6 +27,8 @@ from vibebox_sdk import (
     ValidationError,
     VibeBox,
 )
+
+from tests.relay import Relay
 
 HUNDRED = "for i in $(seq 100); do echo $i > f$i; done"
 NAMES = {f"/workspace/f{i}" for i in range(1, 101)}
@@ -117,53 +117,6 @@ def test_refusals(server, sandbox, outsider_key):
         Sandbox(other, sandbox.info).files.watch()  # another user's sandbox does not exist for them
     with VibeBox(api_key="vb_live_nonsense", base_url=server.url) as anonymous, pytest.raises(AuthenticationError):
         Sandbox(anonymous, sandbox.info).files.watch()
-
-
-class Relay:
-    """A TCP relay between the SDK and the server whose connections the test can cut (a network
-    that drops), so the watch's reconnection is seen for real."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        self.sockets.clear()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
 
 
 def test_a_dropped_connection_is_opened_again(server, sandbox):
