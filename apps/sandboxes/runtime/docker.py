@@ -561,14 +561,7 @@ class DockerDriver:
             raise
         except APIError as exc:  # the engine answered (an HTTPError: before RequestException)
             raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
-        except (requests.exceptions.RequestException, ConnectionError, OSError) as exc:
-            reason = node_failure_reason(str(exc))
-            url = self._node.url if self._node else ""
-            raise errors.RuntimeUnavailable(
-                _NODE_MESSAGES[reason].format(url=url) + ".",
-                details={"reason": reason, "node": url, "error": str(exc)[:300]},
-            ) from None
-        except DockerException as exc:
+        except (requests.exceptions.RequestException, ConnectionError, OSError, DockerException) as exc:
             reason = node_failure_reason(str(exc))
             url = self._node.url if self._node else ""
             raise errors.RuntimeUnavailable(
