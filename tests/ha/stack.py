@@ -98,9 +98,12 @@ def _terminate(process: subprocess.Popen, *, group: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def ha_stack(*, output=None, web: int = WEB_PROCESSES, celery: int = 0, **extra_env) -> Iterator[Stack]:
+def ha_stack(
+    *, output=None, web: int = WEB_PROCESSES, celery: int = 0, beat: Path | None = None, **extra_env
+) -> Iterator[Stack]:
     """`web` web processes (at most the `server` lines of haproxy.cfg: 3) and `celery` Celery
-    workers, HAProxy in front; waits until HAProxy sees every web process up. Needs a transactional
+    workers (the Procfile's `worker` line on every queue; with `beat`, a schedule file, the first
+    one embeds Celery beat), HAProxy in front; waits until HAProxy sees every web process up. Needs a transactional
     test (the processes read this session's test database)."""
     binary = haproxy_binary()
     assert binary, "haproxy is not installed (make proxies)"
@@ -135,7 +138,7 @@ def ha_stack(*, output=None, web: int = WEB_PROCESSES, celery: int = 0, **extra_
 
             workers.append(
                 subprocess.Popen(
-                    ["bash", "-c", worker_command()],
+                    ["bash", "-c", worker_command(beat_schedule=beat if index == 0 else None)],
                     cwd=ROOT,
                     env={**env, "VIBEBOX_PORT": f"ha{index}"},  # names the worker (Procfile)
                     stdout=out,
