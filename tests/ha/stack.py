@@ -140,7 +140,7 @@ def ha_stack(
                 subprocess.Popen(
                     ["bash", "-c", worker_command(beat_schedule=beat if index == 0 else None)],
                     cwd=ROOT,
-                    env={**env, "VIBEBOX_PORT": f"ha{index}"},  # names the worker (Procfile)
+                    env={**env, "VIBEBOX_PORT": str(index + 1)},  # names the worker (Procfile): worker-1@...
                     stdout=out,
                     stderr=out,
                     start_new_session=True,
@@ -175,6 +175,15 @@ def ha_stack(
 
         # Generous: on a loaded 2-core machine three Django starts at once take a while.
         wait_for(all_up, timeout=180, interval=0.3, what="HAProxy to see every web process up")
+        if workers:
+            from vibebox.celery import app
+
+            def workers_answer():
+                for worker in workers:
+                    assert worker.poll() is None, "a Celery worker exited"
+                return len(app.control.ping(timeout=1)) >= len(workers)
+
+            wait_for(workers_answer, timeout=180, interval=0.5, what="every Celery worker to answer a ping")
         with urllib.request.urlopen(f"{stack.url}/healthz", timeout=10) as answer:
             assert answer.status == 200
         yield stack
