@@ -16,22 +16,21 @@ cd "$REPO_DIR"
 DATA_DIR="${VIBEBOX_DATA_DIR:-$REPO_DIR/var}"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-# Through the load balancer, as they are: the tests that reach a live server (tests.conftest.live_server):
-# the README's REST example, background processes and their streams surviving a killed server
-# (test_stateless), a real terminal client shared by two sockets, WebSocket refusals over HTTP,
-# streamed uploads, Server-Sent Events, per-owner stream caps (counted across processes), GraphQL
-# subscriptions. Out: the tests of one server process itself (its memory under a slow client),
-# which HAProxy's URL hides, and the in-process ones (no server: the same on any layout).
+# Through the load balancer, as they are: tests that reach a live server (tests.conftest.live_server):
+# background processes and their streams surviving a killed server (test_stateless), a real
+# terminal client shared by two sockets, WebSocket refusals over HTTP, Server-Sent Events, per-owner
+# stream caps (counted across processes); and the webhooks' worker killed mid-delivery (drill b).
+# Out, for time (make test runs them on one server): the README example, streamed uploads, GraphQL
+# subscriptions; and the tests of one server process itself (its memory under a slow client), which
+# HAProxy's URL hides.
 MODULES=(
     tests/ha
-    tests/test_live_server.py
     tests/sandboxes/test_stateless.py
     tests/sandboxes/test_terminal.py::test_real_client_resize_cat_ctrl_c_and_shared_session
     tests/sandboxes/test_ws_access.py::test_live_server_answers_refusals_over_http
-    tests/sandboxes/test_streamed_upload.py
     tests/sandboxes/test_watch_api.py::test_server_sent_events
     tests/sandboxes/test_process_limits.py::test_live_server_answers_429_with_details
-    tests/graphql/test_subscriptions.py::test_gql_client_receives_created_started_and_exec_events
+    tests/webhooks/test_worker_killed.py
 )
 
 log() { printf 'test-ha: %s\n' "$*" >&2; }
