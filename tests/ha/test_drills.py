@@ -56,7 +56,7 @@ def call(url: str, secret: str, method: str = "GET", body: dict | None = None, t
         return 0, {"raw": str(exc)}, {}
 
 
-def test_drill_a_web_process_killed_during_a_burst(api_key, templates, cleanup_sandbox_ids, docker_client):
+def test_drill_a_web_process_killed_during_a_burst(api_key, templates, cleanup_sandbox_ids, docker_client, capsys):
     """kill -9 of one of three web processes while 200 API calls go through HAProxy: under 1 % fail,
     no write is done twice, no container is left without its sandbox."""
     secret = api_key[1]
@@ -108,11 +108,13 @@ def test_drill_a_web_process_killed_during_a_burst(api_key, templates, cleanup_s
     orphans = sandbox_containers - live
     retries = sum(int(row.get("wretr") or 0) for row in stats.values())
     redispatches = sum(int(row.get("wredis") or 0) for row in stats.values())
-    print(
-        f"\nHA drill kill -9 web: {BURST} calls in {elapsed:.1f} s (2 at a time), {victim.name} killed after "
-        f"{killed_at}; failed {len(failed)} ({100 * len(failed) / BURST:.1f} %): {failed}; served by {dict(served)}; "
-        f"HAProxy retries {retries}, redispatches {redispatches}; orphan containers {len(orphans)}"
-    )
+    with capsys.disabled():  # the numbers show in make test-ha's output
+        print(
+            f"\nHA drill kill -9 web: {BURST} calls in {elapsed:.1f} s (2 at a time), {victim.name} killed after "
+            f"{killed_at}; failed {len(failed)} ({100 * len(failed) / BURST:.1f} %): {failed}; "
+            f"served by {dict(served)}; "
+            f"HAProxy retries {retries}, redispatches {redispatches}; orphan containers {len(orphans)}"
+        )
     assert len(failed) / BURST < 0.01, failed
     assert not orphans, orphans
     for index, status, body, _ in results:
@@ -132,7 +134,7 @@ def _pg():
     )
 
 
-def test_drill_postgresql_restarted(api_key, templates):
+def test_drill_postgresql_restarted(api_key, templates, capsys):
     """PostgreSQL stopped then started under three web processes: meanwhile every API call is
     answered at once with 503 `database_unavailable` and a Retry-After; then they recover by
     themselves (no process restarted)."""
@@ -168,11 +170,13 @@ def test_drill_postgresql_restarted(api_key, templates):
         after = collections.Counter(call(f"{stack.url}/api/v1/sandboxes", secret)[0] for _ in range(30))
     connection.close()
     codes = collections.Counter((status, code) for status, code, *_ in down)
-    print(
-        f"\nHA drill PostgreSQL restart: while down {dict(codes)}, slowest answer {max(d[-1] for d in down):.2f} s, "
-        f"Retry-After {sorted({d[2] for d in down}, key=str)}, backends {sorted({d[3] for d in down}, key=str)}; "
-        f"first 200 {recovered - stopped_at:.1f} s after the start began; then 30 calls: {dict(after)}"
-    )
+    with capsys.disabled():  # the numbers show in make test-ha's output
+        print(
+            f"\nHA drill PostgreSQL restart: while down {dict(codes)}, "
+            f"slowest answer {max(d[-1] for d in down):.2f} s, "
+            f"Retry-After {sorted({d[2] for d in down}, key=str)}, backends {sorted({d[3] for d in down}, key=str)}; "
+            f"first 200 {recovered - stopped_at:.1f} s after the start began; then 30 calls: {dict(after)}"
+        )
     assert all(status == 503 and code == "database_unavailable" for status, code, *_ in down), down
     assert all(retry_after for _, _, retry_after, *_ in down), down
     assert after == {200: 30}
@@ -203,7 +207,7 @@ def _pings(client) -> bool:
         return False
 
 
-def test_drill_redis_restarted(api_key, owner, templates, hook, receiver, tmp_path):
+def test_drill_redis_restarted(api_key, owner, templates, hook, receiver, tmp_path, capsys):
     """Redis stopped and started under three web processes and two Celery workers (beat embedded
     in one): the processes reconnect by themselves, and every webhook event (before, while Redis is
     down, after) reaches the receiver exactly once: the outbox is in the database."""
@@ -246,12 +250,14 @@ def test_drill_redis_restarted(api_key, owner, templates, hook, receiver, tmp_pa
         )
         delivered_at = time.monotonic()
     ids = [request["headers"].get("webhook-id") for request in receiver.requests]
-    print(
-        f"\nHA drill Redis restart: down {downtime:.1f} s (readyz meanwhile {dict(during)}); every process ready "
-        f"{ready_at - down_at - downtime:.1f} s after the start; 12 writes after: {dict(writes)}; 15 events (5 before, "
-        f"5 while down, 5 after) -> {len(ids)} requests, {len(set(ids))} distinct webhook-ids, the last delivered "
-        f"{delivered_at - down_at:.1f} s after the stop"
-    )
+    with capsys.disabled():  # the numbers show in make test-ha's output
+        print(
+            f"\nHA drill Redis restart: down {downtime:.1f} s (readyz meanwhile {dict(during)}); every process ready "
+            f"{ready_at - down_at - downtime:.1f} s after the start; 12 writes after: {dict(writes)}; "
+            f"15 events (5 before, "
+            f"5 while down, 5 after) -> {len(ids)} requests, {len(set(ids))} distinct webhook-ids, the last delivered "
+            f"{delivered_at - down_at:.1f} s after the stop"
+        )
     assert writes == {201: 12}
     assert len(set(ids)) == 15
     assert Delivery.objects.count() == 15
