@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -118,7 +117,10 @@ def ha_stack(
         "VIBEBOX_PORT": str(haproxy_port),
         **extra_env,
     }
-    out = output or sys.stderr
+    # The processes' output: `output`, else a file of the stack's own (its tail goes with a failure
+    # to start), not this process's stderr (pytest's capsys replaces it with a stream without fileno).
+    log_path = directory / "processes.log"
+    out = output or open(log_path, "ab")  # noqa: SIM115 (closed in finally)
     webs: list[Web] = []
     workers: list[subprocess.Popen] = []
     haproxy = None
@@ -174,7 +176,11 @@ def ha_stack(
                 return False
 
         # Generous: on a loaded 2-core machine three Django starts at once take a while.
-        wait_for(all_up, timeout=180, interval=0.3, what="HAProxy to see every web process up")
+        try:
+            wait_for(all_up, timeout=180, interval=0.3, what="HAProxy to see every web process up")
+        except AssertionError as exc:
+            tail = log_path.read_text(errors="replace")[-4000:] if output is None else ""
+            raise AssertionError(f"{exc}\n-- the processes' output:\n{tail}") from exc
         if workers:
             from vibebox.celery import app
 
@@ -194,4 +200,6 @@ def ha_stack(
             _terminate(item.process)
         for worker in workers:
             _terminate(worker, group=True)
+        if output is None:
+            out.close()
         shutil.rmtree(directory, ignore_errors=True)
