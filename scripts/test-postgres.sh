@@ -36,8 +36,9 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # settings), the schema fuzzer (every endpoint with strings no test writes by hand: it found
 # PostgreSQL's refusal of NUL characters) and the request limits. Out: what drives the Docker
 # engine, sandboxd, browsers, monitoring stacks and template builds the same way on either
-# database (the SQLite pass covers them), and SQLite-only features (tests/orgs/test_backup.py:
-# backupdb copies a SQLite file and refuses on PostgreSQL). Measured time: docs/benchmarks.md
+# database (the SQLite pass covers them). Backups are in (pg_dump and pg_restore are
+# PostgreSQL's own path: tests/orgs/test_backup.py, tests/sandboxes/test_backup_restore.py).
+# Measured time: docs/benchmarks.md
 # ("The PostgreSQL pass").
 SUBSET=(
     tests/orgs
@@ -65,6 +66,7 @@ SUBSET=(
     tests/sandboxes/test_access.py
     tests/sandboxes/test_api_shapes.py
     tests/sandboxes/test_reconcile.py
+    tests/sandboxes/test_backup_restore.py
     tests/agents/test_agent_runs.py
     tests/sso/test_api.py
     tests/test_admin.py
@@ -72,14 +74,14 @@ SUBSET=(
     tests/test_api_contract.py
     tests/test_database_url.py
     tests/test_postgres_locking.py
+    tests/test_database_unavailable.py
     tests/test_request_limits.py
     tests/test_schema_fuzz.py
 )
-# Out of the directories above: backupdb is SQLite's; the two metering tests hold a sandbox busy
+# Out of the directories above: the two metering tests hold a sandbox busy
 # for 60 s to check the engine's CPU and memory counters (3.5 of the pass's minutes, the same rows
 # written either way: the rest of test_metering.py covers the rollup's SQL).
 DESELECT=(
-    --deselect tests/orgs/test_backup.py
     --deselect tests/billing/test_metering.py::test_one_cpu_for_60_seconds_is_metered_60_cpu_seconds
     --deselect tests/billing/test_metering.py::test_200_mib_held_for_60_seconds_is_metered_200_mib_on_average
 )

@@ -62,6 +62,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_METER_ROLLUP_INTERVAL="1s",
         VIBEBOX_METER_PRUNE_INTERVAL="1s",
         VIBEBOX_SLO_SAMPLE_INTERVAL="1s",
+        VIBEBOX_NODE_CHECK_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -85,6 +86,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "prune-meter-samples",
         "check-quotas",
         "record-sli-samples",
+        "check-nodes",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 

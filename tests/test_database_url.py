@@ -19,7 +19,7 @@ def test_a_postgres_url_keeps_connections_checks_them_and_passes_libpq_options()
         "vibebox",
     )
     assert database["CONN_MAX_AGE"] == 60 and database["CONN_HEALTH_CHECKS"] is True
-    assert database["OPTIONS"] == {"sslmode": "verify-full", "connect_timeout": "10"}
+    assert database["OPTIONS"] == {"sslmode": "verify-full", "connect_timeout": "5"}
 
     tuned = database_from_url("postgresql://u@h/db?conn_max_age=0&conn_health_checks=false&connect_timeout=3")
     assert (tuned["CONN_MAX_AGE"], tuned["CONN_HEALTH_CHECKS"]) == (0, False)

@@ -33,7 +33,7 @@ TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
 DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
 # (file, function) -> why its project import sits inside it.
 LATE_IMPORTS = {
-    ("apps/sandboxes/runtime/__init__.py", "get_driver"): "only the configured driver is loaded",
+    ("apps/sandboxes/runtime/__init__.py", "_driver_class"): "only the configured driver is loaded",
 }
 
 

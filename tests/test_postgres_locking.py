@@ -11,9 +11,12 @@ from decimal import Decimal
 
 import pytest
 from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 
 from apps.billing import rollup
 from apps.billing.models import UsageRecord
+from apps.sandboxes.models import PooledContainer, WarmPool
+from apps.sandboxes.services import pools
 from tests.conftest import sandbox_row
 from tests.waiting import wait_for
 
@@ -65,3 +68,34 @@ def test_two_rollups_writing_the_same_new_sandbox_hour_both_finish(owner, templa
     assert outcome == [False]  # it found the same amounts already there: nothing to change
     record = UsageRecord.objects.get(sandbox=sandbox, hour=HOUR)
     assert (record.cpu_seconds, record.running_seconds) == (Decimal(30), Decimal(60))
+
+
+def test_two_creates_take_two_warm_containers_without_waiting_for_each_other(templates):
+    """Two creates racing for a warm pool's oldest container: the first holds it in its (still
+    open) transaction, the second skips the locked row and takes the next one at once
+    (apps/sandboxes/services/pools.py `pool_claim`, SELECT … FOR UPDATE SKIP LOCKED): neither
+    waits on the other, and no container is handed out twice."""
+    template = templates["python-3"]
+    pool = WarmPool.objects.create(template=template, cpu=1.0, memory=1024**3)
+    now = timezone.now()
+    rows = [
+        PooledContainer.objects.create(
+            pool=pool, image=template.image, status=PooledContainer.Status.READY, ready_at=now + dt.timedelta(seconds=i)
+        )
+        for i in range(2)
+    ]
+    with transaction.atomic():
+        first = pools.pool_claim(pool)
+        assert first is not None and first.pk == rows[0].pk  # the oldest, its row locked until commit
+        thread, outcome = _in_thread(lambda: _claim_in_transaction(pool))
+        thread.join(timeout=60)  # it must finish while this transaction still holds its row
+        assert not thread.is_alive(), "the second create waited for the first one's transaction"
+    assert [claimed.pk for claimed in outcome] == [rows[1].pk]
+    assert not PooledContainer.objects.filter(pool=pool).exists()
+    pool.refresh_from_db()
+    assert pool.hits == 2 and pool.misses == 0
+
+
+def _claim_in_transaction(pool):
+    with transaction.atomic():
+        return pools.pool_claim(pool)

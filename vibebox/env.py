@@ -102,7 +102,7 @@ def database_from_url(url: str) -> dict:
     it after each request) and checks it before reusing it (`conn_health_checks`, default on), so
     a restarted server or a dropped connection costs a reconnect, not a failed request. Any other
     query parameter is a libpq connection parameter (`sslmode=verify-full`, `sslrootcert=…`,
-    `application_name=…`); `connect_timeout` defaults to 10 seconds, so an unreachable server
+    `application_name=…`); `connect_timeout` defaults to 5 seconds, so an unreachable server
     fails a request instead of holding it."""
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql", "pgsql"):
@@ -114,7 +114,7 @@ def database_from_url(url: str) -> dict:
         health_checks = options.pop("conn_health_checks", "true").strip().lower()
         if health_checks not in _TRUE | _FALSE:
             raise ImproperlyConfigured("DATABASE_URL: conn_health_checks must be true or false")
-        options.setdefault("connect_timeout", "10")
+        options.setdefault("connect_timeout", "5")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),

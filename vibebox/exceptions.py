@@ -211,6 +211,10 @@ RateLimiterUnavailable = error(
     "rate_limiter_unavailable", 503, "Limits cannot be counted right now (Redis is unreachable); try again shortly."
 )
 
+# The database cannot be reached (vibebox/database.py): nothing can be read or written; every
+# process reconnects by itself once it is back.
+DatabaseUnavailable = error("database_unavailable", 503, "The database is unreachable right now; try again shortly.")
+
 # Single sign-on (apps/sso).
 SsoNotConfigured = error("sso_not_configured", 404, "This organization has no single sign-on connection.")
 SsoDomainTaken = error("sso_domain_taken", 409, "Another organization's single sign-on already has this email domain.")

@@ -869,3 +869,15 @@ VIBEBOX_GRAPHQL_MAX_PAGE_SIZE = env_int("VIBEBOX_GRAPHQL_MAX_PAGE_SIZE", 100)  #
 VIBEBOX_GRAPHQL_INTROSPECTION = env_bool("VIBEBOX_GRAPHQL_INTROSPECTION", True)  # __schema / __type (GraphiQL's)
 VIBEBOX_GRAPHQL_PERSISTED_QUERIES = env_bool("VIBEBOX_GRAPHQL_PERSISTED_QUERIES", True)  # Apollo's APQ
 VIBEBOX_GRAPHQL_PERSISTED_QUERY_TTL = env_int("VIBEBOX_GRAPHQL_PERSISTED_QUERY_TTL", 7 * 86400)  # seconds kept
+
+# ---- Nodes: Docker engines beside the local one (docs/nodes.md) ----
+# How often each registered node's engine is checked, how long a check may take, and after how many
+# failed checks in a row a healthy node is marked down (it is healthy again at its next answer).
+VIBEBOX_NODE_CHECK_INTERVAL = env_duration("VIBEBOX_NODE_CHECK_INTERVAL", "30s")
+VIBEBOX_NODE_CHECK_TIMEOUT = env_duration("VIBEBOX_NODE_CHECK_TIMEOUT", "10s")
+VIBEBOX_NODE_DOWN_AFTER = env_int("VIBEBOX_NODE_DOWN_AFTER", 3)
+CELERY_BEAT_SCHEDULE["check-nodes"] = {
+    "task": "apps.sandboxes.tasks.check_nodes",
+    "schedule": VIBEBOX_NODE_CHECK_INTERVAL,
+    "options": {"expires": VIBEBOX_NODE_CHECK_INTERVAL},
+}

@@ -17,7 +17,7 @@ from rest_framework.exceptions import APIException
 from strawberry.extensions import SchemaExtension
 
 from vibebox import exceptions as app
-from vibebox.api.errors import TOO_LARGE, exception_handler
+from vibebox.api.errors import TOO_LARGE, database_unavailable_error, exception_handler
 
 logger = logging.getLogger("vibebox.graphql")
 
@@ -27,6 +27,7 @@ INTERNAL_MESSAGE = "Internal server error."
 
 def rest_error(exc: BaseException) -> tuple[str, int, str, dict]:
     """(code, status, message, details) exactly as REST would answer `exc`."""
+    exc = database_unavailable_error(exc) or exc
     if isinstance(exc, KNOWN):
         response = exception_handler(exc, {})
         body = response.data["error"]

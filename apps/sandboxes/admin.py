@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from apps.audit.admin import AuditedAdmin
 
-from .models import PooledContainer, Sandbox, WarmPool
+from .models import Node, PooledContainer, Sandbox, WarmPool
+from .services.nodes import node_remove
 
 
 @admin.register(Sandbox)
@@ -35,3 +36,49 @@ class WarmPoolAdmin(AuditedAdmin):
     list_editable = ("enabled", "min_size", "max_size")
     readonly_fields = ("target_size", "hits", "misses", "replaced", "last_ready_ms", "updated_at")
     inlines = [PooledContainerInline]
+
+
+@admin.register(Node)
+class NodeAdmin(AuditedAdmin):
+    """Docker engines beside the local one (docs/nodes.md). A node is added with `manage.py addnode`
+    (its engine must answer over mutual TLS first); here an operator drains it, labels it, or
+    removes it. The client key is never shown."""
+
+    list_display = ("name", "docker_url", "state", "failures", "last_seen", "engine_version", "cpus", "memory_mib")
+    list_filter = ("state",)
+    search_fields = ("name", "docker_url")
+    fields = (
+        "name",
+        "docker_url",
+        "state",
+        "labels",
+        "failures",
+        "last_seen",
+        "last_error",
+        "engine_version",
+        "cpus",
+        "memory",
+        "tls_ca",
+        "tls_cert",
+        "created_at",
+    )
+    readonly_fields = tuple(field for field in fields if field not in ("state", "labels"))
+
+    def has_add_permission(self, request):
+        return False  # manage.py addnode: it checks the engine before anything is saved
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "state":  # down is for the health check to say, not an operator
+            kwargs["choices"] = [(s.value, s.label) for s in (Node.State.HEALTHY, Node.State.DRAINING)]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    @admin.display(description="memory (MiB)")
+    def memory_mib(self, node):
+        return node.memory // 1024**2
+
+    def delete_model(self, request, obj):
+        node_remove(name=obj.name)
+
+    def delete_queryset(self, request, queryset):
+        for node in queryset:
+            node_remove(name=node.name)

@@ -2,7 +2,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from vibebox.crypto import decrypt
 from vibebox.ids import random_id
+
+from .runtime.base import NodeConnection
 
 
 def new_sandbox_id() -> str:
@@ -391,3 +394,38 @@ class GitHookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.delivery_id}: {self.status}"
+
+
+class Node(models.Model):
+    """A Docker engine beside the local one, reached over TCP with mutual TLS (docs/nodes.md).
+    The local engine is the implicit default node: it has no row, and with no rows nothing
+    changes. The client key is stored encrypted (vibebox.crypto), as other secrets are."""
+
+    class State(models.TextChoices):
+        HEALTHY = "healthy"
+        DOWN = "down"  # stopped answering the health checks (VIBEBOX_NODE_DOWN_AFTER in a row)
+        DRAINING = "draining"  # set by an operator: checked, but takes no new sandboxes
+
+    name = models.SlugField(max_length=63, unique=True)
+    docker_url = models.CharField(max_length=255)  # tcp://host:2376
+    tls_ca = models.TextField()  # PEM
+    tls_cert = models.TextField()  # PEM, the client certificate
+    tls_key = models.TextField()  # PEM, the client key, encrypted
+    state = models.CharField(max_length=8, choices=State.choices, default=State.HEALTHY)
+    failures = models.PositiveIntegerField(default=0)  # failed health checks in a row
+    last_seen = models.DateTimeField(null=True, blank=True)  # last answered a check
+    last_error = models.TextField(blank=True)
+    engine_version = models.CharField(max_length=64, blank=True)
+    memory = models.BigIntegerField(default=0)  # bytes, the engine's MemTotal
+    cpus = models.PositiveIntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def connection(self) -> NodeConnection:
+        return NodeConnection(url=self.docker_url, ca=self.tls_ca, cert=self.tls_cert, key=decrypt(self.tls_key))

@@ -23,7 +23,7 @@ from apps.orgs.actors import Actor
 from vibebox import exceptions as errors
 
 from . import states
-from .models import GitHook, Sandbox, SandboxGrant, Snapshot, Status
+from .models import GitHook, Node, Sandbox, SandboxGrant, Snapshot, Status
 
 READ, USE, MANAGE = "read", "use", "manage"
 LEVELS = {READ: 0, USE: 1, MANAGE: 2}  # a grant's level includes those below it
@@ -170,3 +170,8 @@ def git_hook_get(*, sandbox: Sandbox, hook_id: str) -> GitHook:
     if hook is None:
         raise errors.GitHookNotFound(details={"hook": hook_id[:64]})
     return hook
+
+
+def nodes_list() -> QuerySet[Node]:
+    """The registered nodes (the local engine, the implicit default node, has no row)."""
+    return Node.objects.all()

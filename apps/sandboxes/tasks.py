@@ -17,6 +17,7 @@ from vibebox import exceptions as errors
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
 from .services.git_hooks import git_hook_run
+from .services.nodes import nodes_check
 from .services.pools import pools_maintain
 from .submissions import submission_validate, submissions_interrupted
 
@@ -41,6 +42,16 @@ def reconcile_sandboxes() -> dict:
         if not held:
             return {"skipped": "another reconcile pass is running"}
         return sandbox_reconcile().as_dict()
+
+
+@shared_task(ignore_result=True)
+def check_nodes() -> dict:
+    """Celery beat runs this every VIBEBOX_NODE_CHECK_INTERVAL: each registered node's engine is
+    checked; one that stops answering is marked down, and healthy again when it answers."""
+    with single_pass("check-nodes") as held:
+        if not held:
+            return {"skipped": "another node check is running"}
+        return nodes_check()
 
 
 @shared_task(ignore_result=True)

@@ -37,7 +37,9 @@ def pooled_containers(docker_client):
     return docker_client.containers.list(all=True, filters={"label": [INSTANCE_LABEL, "vibebox.pool=python-3.13"]})
 
 
-def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbox_ids):
+def test_fill_take_refill(
+    python_pool, pool_settings, api_client, docker_client, cleanup_sandbox_ids, django_capture_on_commit_callbacks
+):
     assert pools.pool_fill(pools.pool_get(python_pool)) == 2
     rows = list(PooledContainer.objects.filter(status=PooledContainer.Status.READY))
     assert len(rows) == 2 and all(r.ready_ms for r in rows)
@@ -51,9 +53,13 @@ def test_fill_take_refill(python_pool, api_client, docker_client, cleanup_sandbo
     assert api_client.get("/api/v1/sandboxes").json()["count"] == 0
     assert api_client.get(f"/api/v1/sandboxes/{rows[0].id}").status_code == 404
 
-    response = api_client.post(
-        "/api/v1/sandboxes", {"template": "python-3", "name": "warm-one", "env": {"A": "1"}}, format="json"
-    )
+    # Hits and misses count when the create commits (outside its transaction: concurrent creates
+    # would wait on the pool's row): run the commit callbacks, the refill's aside.
+    pool_settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = False
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(
+            "/api/v1/sandboxes", {"template": "python-3", "name": "warm-one", "env": {"A": "1"}}, format="json"
+        )
     assert response.status_code == 201, response.content
     body = response.json()
     cleanup_sandbox_ids.append(body["id"])
@@ -125,9 +131,13 @@ def test_creates_that_do_not_match_miss_the_pool(python_pool, api_client, cleanu
     assert response.json()["warm"] is False  # node-20 has no pool here
 
 
-def test_an_empty_pool_counts_a_miss_and_creates_cold(python_pool, api_client, cleanup_sandbox_ids):
+def test_an_empty_pool_counts_a_miss_and_creates_cold(
+    python_pool, pool_settings, api_client, cleanup_sandbox_ids, django_capture_on_commit_callbacks
+):
     pools.pool_get(python_pool)
-    response = api_client.post("/api/v1/sandboxes", {"template": "python-3"}, format="json")
+    pool_settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = False
+    with django_capture_on_commit_callbacks(execute=True):  # the miss counts at the create's commit
+        response = api_client.post("/api/v1/sandboxes", {"template": "python-3"}, format="json")
     cleanup_sandbox_ids.append(response.json()["id"])
     assert response.status_code == 201 and response.json()["warm"] is False
     assert WarmPool.objects.get(template=python_pool).misses == 1

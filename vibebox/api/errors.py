@@ -1,14 +1,16 @@
 """Renders every API error in one envelope with a stable code."""
 
 import logging
+import sys
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from vibebox import database
 from vibebox import exceptions as app
 from vibebox.middleware import current_request_id
 
@@ -76,9 +78,19 @@ def too_large_error(exc) -> app.ApplicationError:
 TOO_LARGE = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
 
 
+def database_unavailable_error(exc: BaseException) -> app.ApplicationError | None:
+    """`503 database_unavailable` for an error that means the database cannot be reached (logged
+    without a traceback: the cause is outside this request), else None."""
+    if not database.unavailable(exc):
+        return None
+    logger.warning("database unavailable: %s", str(exc).strip()[:300])
+    return app.DatabaseUnavailable(headers={"Retry-After": str(database.RETRY_AFTER_SECONDS)})
+
+
 def exception_handler(exc, context):
     if isinstance(exc, TOO_LARGE):
         exc = too_large_error(exc)
+    exc = database_unavailable_error(exc) or exc
     if isinstance(exc, app.ApplicationError):
         return Response(envelope(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers)
     if isinstance(exc, Http404):
@@ -128,6 +140,19 @@ def handler400(request, exception=None):
 
 
 def handler500(request):
+    # Django calls this inside its `except` (django.core.handlers.exception), so the exception is at
+    # hand: one raised before any view (a middleware's session or key lookup) with the database
+    # down is a 503 here, for the API, GraphQL and the dashboard alike.
+    unavailable = database_unavailable_error(sys.exception())
+    if unavailable is not None:
+        headers = unavailable.headers
+        if _is_api(request) or request.path.startswith("/graphql"):
+            body = envelope(unavailable.code, unavailable.message)
+            return JsonResponse(body, status=unavailable.status, headers=headers)
+        from django.template.loader import render_to_string
+
+        html = render_to_string("503.html", {"message": unavailable.message})  # no request: no database
+        return HttpResponse(html, status=unavailable.status, headers=headers)
     if _is_api(request):
         return JsonResponse(envelope("internal_error", "Internal server error."), status=500)
     from django.views.defaults import server_error

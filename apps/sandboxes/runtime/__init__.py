@@ -1,4 +1,5 @@
-from functools import cache
+import threading
+from typing import Protocol
 
 from django.conf import settings
 
@@ -16,6 +17,8 @@ from .base import (
     FileStream,
     ImageInfo,
     MeterReading,
+    NodeConnection,
+    NodeEngine,
     PathStat,
     RuntimeDriver,
 )
@@ -34,20 +37,80 @@ __all__ = [
     "FileStream",
     "ImageInfo",
     "MeterReading",
+    "NodeConnection",
+    "NodeEngine",
     "PathStat",
     "RuntimeDriver",
+    "forget_node_driver",
     "get_driver",
+    "node_driver",
 ]
 
 
-@cache
-def get_driver() -> RuntimeDriver:
-    if settings.VIBEBOX_RUNTIME_DRIVER == "docker":
-        from .docker import DockerDriver
+class Node(Protocol):
+    """What get_driver needs of a registered node (apps.sandboxes.models.Node)."""
 
-        return DockerDriver(
-            base_url=settings.VIBEBOX_DOCKER_HOST or None,
-            timeout=settings.VIBEBOX_DOCKER_TIMEOUT,
-            secret=settings.SECRET_KEY,
-        )
-    raise ValueError(f"unknown VIBEBOX_RUNTIME_DRIVER {settings.VIBEBOX_RUNTIME_DRIVER!r}")
+    pk: object
+
+    def connection(self) -> NodeConnection: ...
+
+
+_drivers: dict[object, RuntimeDriver] = {}  # None (the local engine) or (node pk, connection) -> driver
+_drivers_lock = threading.Lock()
+
+
+def get_driver(node: Node | None = None) -> RuntimeDriver:
+    """The driver of the local engine (no node: the implicit default node, as it always was), or
+    of a registered node's engine over mutual TLS. One driver per node, kept; a node whose address
+    or certificates changed gets a new one (docs/nodes.md)."""
+    connection = None if node is None else node.connection()
+    key = None if node is None else (node.pk, connection)
+    driver = _drivers.get(key)
+    if driver is not None:
+        return driver
+    driver_class = _driver_class()
+    with _drivers_lock:
+        driver = _drivers.get(key)
+        if driver is None:
+            if node is None:
+                driver = driver_class(
+                    base_url=settings.VIBEBOX_DOCKER_HOST or None,
+                    timeout=settings.VIBEBOX_DOCKER_TIMEOUT,
+                    secret=settings.SECRET_KEY,
+                )
+            else:
+                for stale in [k for k in _drivers if k is not None and k[0] == node.pk]:
+                    _drivers.pop(stale).close()
+                timeout = settings.VIBEBOX_DOCKER_TIMEOUT
+                driver = driver_class(timeout=timeout, secret=settings.SECRET_KEY, node=connection)
+            _drivers[key] = driver
+    return driver
+
+
+def node_driver(connection: NodeConnection, *, timeout: int) -> RuntimeDriver:
+    """A driver for a node's engine that is not kept (a check before the node is registered, or
+    a health check with a short timeout): the caller closes it."""
+    return _driver_class()(timeout=timeout, secret=settings.SECRET_KEY, node=connection)
+
+
+def _driver_class():
+    if settings.VIBEBOX_RUNTIME_DRIVER != "docker":
+        raise ValueError(f"unknown VIBEBOX_RUNTIME_DRIVER {settings.VIBEBOX_RUNTIME_DRIVER!r}")
+    from .docker import DockerDriver
+
+    return DockerDriver
+
+
+def forget_node_driver(pk: object) -> None:
+    """Drops the kept driver of a node (removed)."""
+    with _drivers_lock:
+        for stale in [k for k in _drivers if k is not None and k[0] == pk]:
+            _drivers.pop(stale).close()
+
+
+def _drivers_clear() -> None:
+    with _drivers_lock:
+        _drivers.clear()
+
+
+get_driver.cache_clear = _drivers_clear  # as functools.cache had it (tests reset the driver this way)

@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 # Where every sandbox mounts sandboxd's volume (read-only), and its binary there.
@@ -134,6 +135,39 @@ class EngineInfo:
     version: str
     storage_driver: str
     supports_disk_limit: bool
+
+
+@dataclass(frozen=True)
+class NodeConnection:
+    """How to reach a node's engine (docs/nodes.md): its URL and mutual TLS material, in PEM.
+    Empty `cert`/`key`: no client certificate is offered (the engine should refuse that)."""
+
+    url: str  # tcp://host:2376
+    ca: str
+    cert: str = ""
+    key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class NodeEngine:
+    """What a node's engine says about itself."""
+
+    version: str
+    api_version: str
+    memory: int  # bytes
+    cpus: int
+    os: str
+    arch: str
+    storage_driver: str
+
+
+# Why a node's engine could not be used (RuntimeUnavailable's details["reason"] from a node call).
+NODE_UNREACHABLE = "unreachable"  # nothing answers at the address (refused, no route, timed out)
+NODE_SERVER_UNTRUSTED = "server_certificate_untrusted"  # its certificate is not signed by the given CA
+NODE_SERVER_NAME = "server_certificate_name"  # its certificate does not name the address
+NODE_CLIENT_REFUSED = "client_certificate_refused"  # it refused the client certificate (or its absence)
+NODE_NO_CLIENT_AUTH = "client_certificate_not_required"  # it answers clients without a certificate
+NODE_NOT_DOCKER = "not_docker"  # something answers TLS there, but not a Docker engine
 
 
 @dataclass(frozen=True)
@@ -432,6 +466,8 @@ class ExecResult:
 class RuntimeDriver(Protocol):
     def ping(self) -> None: ...
     def engine_info(self) -> EngineInfo: ...
+    def node_engine(self) -> NodeEngine: ...  # the engine's version and capacity (docs/nodes.md)
+    def close(self) -> None: ...
 
     # Containers (addressed by name or id).
     def create(self, spec: ContainerSpec) -> ContainerInfo: ...
@@ -559,6 +595,12 @@ class RuntimeDriver(Protocol):
     def list_volumes(self, labels: dict[str, str]) -> list[str]: ...
     def volume_from_image(self, volume: str, *, image: str, path: str, labels: dict[str, str]) -> None: ...
     def remove_volume(self, name: str) -> None: ...
+    # Backups (docs/operations.md, "Backups"): a volume's files as a tar file at `target`, and a
+    # volume (created, or replaced with `replace`) holding a tar file's files; through a helper
+    # container that is never started, of a tiny image the driver makes itself (no template needed).
+    def volume_export(self, volume: str, target: Path) -> int: ...  # answers the tar's size
+    def volume_import(self, volume: str, source: Path, *, labels: dict[str, str], replace: bool = False) -> None: ...
+    def volume_exists(self, volume: str) -> bool: ...
     # model_gateway False: not even the model gateway's port on the host is reachable (build networks).
     def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str: ...
     def network_gateway(self, name: str) -> str: ...
@@ -588,6 +630,9 @@ class RuntimeDriver(Protocol):
         limits: BuildLimits | None = None,  # an untrusted Dockerfile's (BuildFailed says why it stopped)
     ) -> None: ...
     def image_remove(self, tag: str) -> None: ...
+    # An image (its layers, tags and labels) as a `docker save` tar at `target`; and loading one back.
+    def image_save(self, tag: str, target: Path) -> int: ...  # answers the tar's size
+    def image_load(self, source: Path) -> None: ...
     def image_details(self, tag: str) -> ImageDetails | None: ...  # None: no such image
     # The image's regular files with the setuid or setgid bit or file capabilities, read from its
     # exported filesystem (nothing of the image runs): path -> "<bits>:<size>:<sha256>[:cap=<hex>]".

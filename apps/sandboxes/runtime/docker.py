@@ -8,15 +8,19 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 
 import docker
@@ -31,6 +35,11 @@ from .base import (
     BUILD_OWNER_LABEL,
     DAEMON_BINARY,
     DAEMON_MOUNT,
+    NODE_CLIENT_REFUSED,
+    NODE_NOT_DOCKER,
+    NODE_SERVER_NAME,
+    NODE_SERVER_UNTRUSTED,
+    NODE_UNREACHABLE,
     NOT_BUILD_LABELS,
     BuildFailed,
     BuildLeftover,
@@ -47,6 +56,8 @@ from .base import (
     ImageDetails,
     ImageInfo,
     MeterReading,
+    NodeConnection,
+    NodeEngine,
     PathStat,
     ProcessInfo,
     TerminalExit,
@@ -70,6 +81,8 @@ _ENGINE_INFO_TTL = 300.0
 NETWORK_CREATE_SECONDS = 10.0  # how long a refused network create is retried (another process creating it)
 FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
 FILL_STARTED_LABEL = "vibebox.fill-started"
+BACKUP_HELPER_IMAGE = "vibebox/backup-helper:1"  # DockerDriver._backup_helper_image
+CHUNK_BYTES = 1 << 20
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
@@ -425,9 +438,46 @@ class _TranslatedStream:
         self._stream.close()
 
 
+NODE_API_VERSION = "1.41"  # the API version spoken to a node's engine: Docker 20.10 and later
+
+
+def node_failure_reason(text: str) -> str:
+    """Which NODE_* reason a failed connection to a node's engine is, from the error's text (the
+    TLS library says it only there)."""
+    lowered = text.lower()
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        if "mismatch" in lowered or "doesn't match" in lowered:
+            return NODE_SERVER_NAME
+        return NODE_SERVER_UNTRUSTED
+    refused_client = ("certificate required", "certificate_required", "bad certificate", "bad_certificate")
+    if any(marker in lowered for marker in (*refused_client, "unknown ca", "unknown_ca")):
+        return NODE_CLIENT_REFUSED
+    if "wrong version number" in lowered or "record layer failure" in lowered:
+        return NODE_NOT_DOCKER  # something answers, not with TLS
+    return NODE_UNREACHABLE
+
+
+_NODE_MESSAGES = {
+    NODE_UNREACHABLE: "The node's engine cannot be reached at {url}",
+    NODE_SERVER_UNTRUSTED: "The node's engine at {url} has a certificate the given CA did not sign (--tlscacert)",
+    NODE_SERVER_NAME: "The node's engine certificate does not name the address of {url}",
+    NODE_CLIENT_REFUSED: "The node's engine at {url} refused the client certificate (--tlscert, --tlskey)",
+    NODE_NOT_DOCKER: "What answers at {url} is not a Docker engine speaking TLS",
+}
+
+
+def _write_private(path: str, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
 class DockerDriver:
-    def __init__(self, base_url: str | None = None, timeout: int = 120, secret: str = ""):
-        self._base_url = base_url
+    def __init__(
+        self, base_url: str | None = None, timeout: int = 120, secret: str = "", node: NodeConnection | None = None
+    ):
+        self._base_url = node.url if node is not None else base_url
+        self._node = node  # a registered node's engine (mutual TLS), else the local one
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -447,14 +497,45 @@ class DockerDriver:
         if self._client is None:
             with self._lock, self._engine():
                 if self._client is None:
-                    if self._base_url:
+                    if self._node is not None:
+                        self._client = self._node_client(self._node)
+                    elif self._base_url:
                         self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
                     else:
                         self._client = docker.from_env(timeout=self._timeout)
         return self._client
 
+    def _node_client(self, node: NodeConnection) -> docker.DockerClient:
+        """A client of a node's engine over TCP with mutual TLS. docker-py's TLSConfig takes files:
+        the PEMs go to a private directory (0700, files 0600) removed with the driver."""
+        directory = tempfile.mkdtemp(prefix="vibebox-node-")
+        weakref.finalize(self, shutil.rmtree, directory, True)
+        ca = os.path.join(directory, "ca.pem")
+        _write_private(ca, node.ca)
+        pair = None
+        if node.cert and node.key:
+            pair = (os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
+            _write_private(pair[0], node.cert)
+            _write_private(pair[1], node.key)
+        tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=ca, verify=True)
+        client = docker.DockerClient(base_url=node.url, tls=tls, timeout=self._timeout, version=NODE_API_VERSION)
+        # requests would take REQUESTS_CA_BUNDLE (or a proxy) from the environment over the node's CA.
+        client.api.trust_env = False
+        return client
+
+    def close(self) -> None:
+        """Closes the engine connection (a node's driver that is replaced or no longer used)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
     @contextlib.contextmanager
     def _engine(self):
+        if self._node is not None:
+            with self._node_engine_errors():
+                yield
+            return
         try:
             yield
         except errors.ApplicationError:
@@ -470,9 +551,54 @@ class DockerDriver:
         except requests.exceptions.RequestException as exc:
             raise errors.RuntimeUnavailable(details={"reason": str(exc)[:300]}) from None
 
+    @contextlib.contextmanager
+    def _node_engine_errors(self):
+        """A node's engine errors: a connection that fails says why (NODE_* reasons), so an
+        operator can tell a wrong CA from a refused client certificate from a host that is away."""
+        try:
+            yield
+        except errors.ApplicationError:
+            raise
+        except APIError as exc:  # the engine answered (an HTTPError: before RequestException)
+            raise errors.RuntimeFailure(str(exc.explanation or exc)[:500]) from None
+        except (requests.exceptions.RequestException, ConnectionError, OSError) as exc:
+            reason = node_failure_reason(str(exc))
+            url = self._node.url if self._node else ""
+            raise errors.RuntimeUnavailable(
+                _NODE_MESSAGES[reason].format(url=url) + ".",
+                details={"reason": reason, "node": url, "error": str(exc)[:300]},
+            ) from None
+        except DockerException as exc:
+            reason = node_failure_reason(str(exc))
+            url = self._node.url if self._node else ""
+            raise errors.RuntimeUnavailable(
+                _NODE_MESSAGES[reason].format(url=url) + ".",
+                details={"reason": reason, "node": url, "error": str(exc)[:300]},
+            ) from None
+
     def ping(self) -> None:
         with self._engine():
             self.client.ping()
+
+    def node_engine(self) -> NodeEngine:
+        with self._engine():
+            try:
+                info, version = self.client.info(), self.client.version()
+                return NodeEngine(
+                    version=str(info["ServerVersion"]),
+                    api_version=str(version["ApiVersion"]),
+                    memory=int(info["MemTotal"]),
+                    cpus=int(info["NCPU"]),
+                    os=str(info.get("OperatingSystem", "")),
+                    arch=str(info.get("Architecture", "")),
+                    storage_driver=str(info.get("Driver", "")),
+                )
+            except (KeyError, TypeError, ValueError, requests.exceptions.JSONDecodeError) as exc:
+                url = self._base_url or ""
+                raise errors.RuntimeUnavailable(
+                    _NODE_MESSAGES[NODE_NOT_DOCKER].format(url=url) + ".",
+                    details={"reason": NODE_NOT_DOCKER, "node": url, "error": str(exc)[:300]},
+                ) from None
 
     def engine_info(self) -> EngineInfo:
         """The engine's version and storage driver, and whether it enforces disk limits (found
@@ -1181,6 +1307,95 @@ class DockerDriver:
     def remove_volume(self, name: str) -> None:
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_volume(name, force=True)
+
+    # ---- backups: volumes as tar files, through a helper container never started ----
+
+    def _backup_helper_image(self) -> str:
+        """A tiny image of its own (one empty /workspace directory, made with `docker import`) for
+        the helper containers: a volume is read and written without any template image."""
+        if not self.image_exists(BACKUP_HELPER_IMAGE):
+            layer = io.BytesIO()
+            with tarfile.open(fileobj=layer, mode="w") as archive:
+                entry = tarfile.TarInfo("workspace")
+                entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(entry)
+            repository, _, tag = BACKUP_HELPER_IMAGE.rpartition(":")
+            with self._engine():
+                self.client.api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+        return BACKUP_HELPER_IMAGE
+
+    @contextlib.contextmanager
+    def _volume_helper(self, volume: str, labels: dict[str, str]) -> Iterator[str]:
+        """A created (never started) container with `volume` at /workspace; removed afterwards."""
+        image = self._backup_helper_image()
+        name = f"{volume}-backup"
+        with self._engine():
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)  # left by a process killed mid-way
+            self.client.api.create_container(
+                image,
+                command=["backup"],  # never started
+                name=name,
+                labels=labels,
+                host_config=self.client.api.create_host_config(
+                    mounts=[Mount(target="/workspace", source=volume, type="volume", no_copy=True)],
+                    network_mode="none",
+                ),
+            )
+        try:
+            yield name
+        finally:
+            with self._engine(), contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
+
+    def volume_exists(self, volume: str) -> bool:
+        with self._engine():
+            try:
+                self.client.api.inspect_volume(volume)
+                return True
+            except NotFound:
+                return False
+
+    def volume_export(self, volume: str, target) -> int:
+        if not self.volume_exists(volume):
+            raise errors.RuntimeFailure(f"No volume {volume} in the engine.")
+        with self._engine():
+            labels = self.client.api.inspect_volume(volume).get("Labels") or {}
+        with self._volume_helper(volume, labels) as helper:
+            chunks, _ = self.get_archive(helper, "/workspace")
+            size = 0
+            with open(target, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+        return size
+
+    def volume_import(self, volume: str, source, *, labels: dict[str, str], replace: bool = False) -> None:
+        with self._engine():
+            if replace:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_volume(volume, force=True)
+            self.client.volumes.create(name=volume, labels=labels)
+        with self._volume_helper(volume, labels) as helper, open(source, "rb") as data:
+            self.put_archive(helper, "/", iter(lambda: data.read(CHUNK_BYTES), b""))
+
+    def image_save(self, tag: str, target) -> int:
+        size = 0
+        with self._engine():
+            try:
+                chunks = self.client.api.get_image(tag)
+            except (ImageNotFound, NotFound):
+                raise errors.RuntimeFailure(f"No image {tag} in the engine.") from None
+            with open(target, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+        return size
+
+    def image_load(self, source) -> None:
+        with self._engine(), open(source, "rb") as data:
+            for _ in self.client.api.load_image(data):
+                pass
 
     def remove_network(self, name: str) -> None:
         """Removes the network and its firewall rules (its containers must be gone)."""

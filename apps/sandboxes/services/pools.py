@@ -97,15 +97,29 @@ def pool_claim(pool: WarmPool | None, *, image: str = "") -> PooledContainer | N
     ready = PooledContainer.objects.filter(
         pool=pool, status=PooledContainer.Status.READY, image=image or template.image
     )
-    for candidate in ready.order_by("ready_at")[:3]:
-        # Conditional: of two creates racing for this container only one deletes the row.
-        if PooledContainer.objects.filter(pk=candidate.pk, status=PooledContainer.Status.READY).delete()[0]:
-            WarmPool.objects.filter(pk=pool.pk).update(hits=F("hits") + 1)
-            transaction.on_commit(metrics.POOL_HITS.labels(template.name).inc)
-            return candidate
-    WarmPool.objects.filter(pk=pool.pk).update(misses=F("misses") + 1)
-    transaction.on_commit(metrics.POOL_MISSES.labels(template.name).inc)
+    # Creates compete for the oldest container: on PostgreSQL each locks the row it takes and the
+    # others skip locked rows, so a concurrent create takes the next container at once instead of
+    # waiting for the first create's transaction to end (and then finding its row gone). SQLite
+    # ignores the lock: its IMMEDIATE transactions already run one create at a time.
+    candidate = ready.order_by("ready_at").select_for_update(skip_locked=True).first()
+    # Conditional all the same: a row locked by us cannot change under us, but a backend without
+    # row locks has only this to stop two creates taking one container.
+    if (
+        candidate is not None
+        and (PooledContainer.objects.filter(pk=candidate.pk, status=PooledContainer.Status.READY).delete()[0])
+    ):
+        transaction.on_commit(lambda: _count(pool, hit=True))
+        return candidate
+    transaction.on_commit(lambda: _count(pool, hit=False))
     return None
+
+
+def _count(pool: WarmPool, *, hit: bool) -> None:
+    """A claim's hit or miss, counted once its create commits: outside the create's transaction,
+    where the pool row's lock would make every concurrent create wait for this one."""
+    field = "hits" if hit else "misses"
+    WarmPool.objects.filter(pk=pool.pk).update(**{field: F(field) + 1})
+    (metrics.POOL_HITS if hit else metrics.POOL_MISSES).labels(pool.template.name).inc()
 
 
 def _target(pool: WarmPool, now) -> int:

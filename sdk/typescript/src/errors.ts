@@ -794,6 +794,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   template_unavailable: TemplateUnavailableError,
   template_building: TemplateBuildingError,
   rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
+  database_unavailable: ServiceUnavailableError, // a write may be half-done: not retried
   claude_unavailable: ClaudeUnavailableError,
   claude_not_enabled: ClaudeNotEnabledError,
   ask_running: AskRunningError,

@@ -698,6 +698,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "template_unavailable": TemplateUnavailableError,
     "template_building": TemplateBuildingError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
+    "database_unavailable": ServiceUnavailableError,  # a write may be half-done: not retried
     "claude_unavailable": ClaudeUnavailableError,
     "claude_not_enabled": ClaudeNotEnabledError,
     "ask_not_found": AskNotFoundError,

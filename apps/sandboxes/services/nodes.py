@@ -1,0 +1,179 @@
+"""Nodes (docs/nodes.md): Docker engines beside the local one, reached over TCP with mutual TLS.
+
+A node is registered only after its engine answered with the given certificates, and refused
+when it answers without any (anyone reaching it would be root on it). The health check marks a
+node down after VIBEBOX_NODE_DOWN_AFTER failed checks in a row and healthy again when it answers;
+a draining node is checked but keeps its state (an operator's choice).
+"""
+
+import logging
+import re
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from vibebox import exceptions as errors
+from vibebox.crypto import encrypt
+
+from ..models import Node
+from ..runtime import NodeConnection, NodeEngine, forget_node_driver, node_driver
+from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
+
+logger = logging.getLogger(__name__)
+
+LOCAL_NODE = "local"  # the implicit default node: this host's engine (no row)
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _refused(message: str, field: str) -> errors.ApplicationError:
+    return errors.ValidationFailed(message, details={"field": field})
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "tcp" or not parts.hostname or not port or parts.path not in ("", "/") or parts.query:
+        raise _refused(f"The node's URL must be tcp://HOST:PORT (got {url!r}).", "url")
+    return f"tcp://{parts.netloc}"
+
+
+def _check_pem(ca: str, cert: str, key: str) -> None:
+    try:
+        x509.load_pem_x509_certificates(ca.encode())
+    except ValueError:
+        raise _refused("The CA file (--tlscacert) holds no PEM certificate.", "tlscacert") from None
+    if bool(cert) != bool(key):
+        raise _refused("A client certificate needs its key: give both --tlscert and --tlskey.", "tlscert")
+    if cert:
+        try:
+            x509.load_pem_x509_certificate(cert.encode())
+        except ValueError:
+            raise _refused("The client certificate file (--tlscert) holds no PEM certificate.", "tlscert") from None
+        try:
+            load_pem_private_key(key.encode(), password=None)
+        except (ValueError, TypeError):
+            raise _refused(
+                "The client key file (--tlskey) holds no PEM private key (or one with a passphrase).", "tlskey"
+            ) from None
+
+
+def node_engine_look(connection: NodeConnection) -> NodeEngine:
+    """What the engine at `connection` says about itself, through a driver that is not kept."""
+    driver = node_driver(connection, timeout=settings.VIBEBOX_NODE_CHECK_TIMEOUT)
+    try:
+        return driver.node_engine()
+    finally:
+        driver.close()
+
+
+def _requires_client_certificates(connection: NodeConnection) -> None:
+    """Refuses an engine that answers a client without a certificate."""
+    try:
+        node_engine_look(NodeConnection(url=connection.url, ca=connection.ca))
+    except errors.RuntimeUnavailable as exc:
+        if exc.details.get("reason") == NODE_CLIENT_REFUSED:
+            return
+        raise
+    raise errors.ValidationFailed(
+        f"The engine at {connection.url} answers clients without a certificate (anyone who reaches it is "
+        "root on that host): run dockerd with --tlsverify.",
+        details={"reason": NODE_NO_CLIENT_AUTH, "node": connection.url},
+    )
+
+
+def node_add(
+    *, name: str, docker_url: str, ca: str, cert: str = "", key: str = "", labels: dict[str, str] | None = None
+) -> Node:
+    """Registers a node once its engine answered over mutual TLS; nothing is saved otherwise."""
+    if not NAME_RE.match(name) or name == LOCAL_NODE:
+        raise _refused(
+            f"A node's name is 1-63 lowercase letters, digits and dashes, not {LOCAL_NODE!r} (got {name!r}).", "name"
+        )
+    if Node.objects.filter(name=name).exists():
+        raise _refused(f"A node named {name!r} is registered already.", "name")
+    url = _check_url(docker_url)
+    _check_pem(ca, cert, key)
+    connection = NodeConnection(url=url, ca=ca, cert=cert, key=key)
+    if not cert:
+        _requires_client_certificates(connection)  # refuses an engine that answers without one
+        raise _refused(f"The engine at {url} requires a client certificate: give --tlscert and --tlskey.", "tlscert")
+    engine = node_engine_look(connection)
+    _requires_client_certificates(connection)
+    try:
+        with transaction.atomic():
+            node = Node.objects.create(
+                name=name,
+                docker_url=url,
+                tls_ca=ca,
+                tls_cert=cert,
+                tls_key=encrypt(key),
+                labels=labels or {},
+                last_seen=timezone.now(),
+                engine_version=engine.version,
+                memory=engine.memory,
+                cpus=engine.cpus,
+            )
+    except IntegrityError:
+        raise _refused(f"A node named {name!r} is registered already.", "name") from None
+    logger.info("node %s added: %s, Docker %s, %d CPUs", name, url, engine.version, engine.cpus)
+    return node
+
+
+def node_remove(*, name: str) -> None:
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        raise errors.NotFound(f"No node is named {name!r}.")
+    node.delete()
+    forget_node_driver(node.pk)
+
+
+def node_state_set(*, name: str, state: str) -> Node:
+    """An operator drains a node (it takes no new sandboxes) or puts it back (healthy; the next
+    check marks it down if it does not answer)."""
+    if state not in (Node.State.DRAINING, Node.State.HEALTHY):
+        raise _refused("A node is set to draining or healthy; down is for the health check to say.", "state")
+    updated = Node.objects.filter(name=name).update(state=state, failures=0)
+    if not updated:
+        raise errors.NotFound(f"No node is named {name!r}.")
+    return Node.objects.get(name=name)
+
+
+def node_check(*, node: Node) -> str:
+    """One health check of `node`: its engine answers (engine info refreshed, a down node is
+    healthy again) or not (one more failure; at VIBEBOX_NODE_DOWN_AFTER a healthy node is down).
+    Answers the node's state after the check."""
+    rows = Node.objects.filter(pk=node.pk)
+    try:
+        engine = node_engine_look(node.connection())
+    except errors.ApplicationError as exc:
+        rows.update(failures=F("failures") + 1, last_error=exc.message[:1000])
+        if rows.filter(state=Node.State.HEALTHY, failures__gte=settings.VIBEBOX_NODE_DOWN_AFTER).update(
+            state=Node.State.DOWN
+        ):
+            logger.warning("node %s is down: %s", node.name, exc.message)
+    else:
+        rows.update(
+            failures=0,
+            last_seen=timezone.now(),
+            last_error="",
+            engine_version=engine.version,
+            memory=engine.memory,
+            cpus=engine.cpus,
+        )
+        if rows.filter(state=Node.State.DOWN).update(state=Node.State.HEALTHY):
+            logger.warning("node %s is back: healthy", node.name)
+    node.refresh_from_db()
+    return node.state
+
+
+def nodes_check() -> dict[str, str]:
+    """Every registered node checked once (Celery beat's check_nodes): name -> state."""
+    return {node.name: node_check(node=node) for node in Node.objects.all()}

@@ -1,0 +1,228 @@
+"""Docker engines in containers, for the nodes tests: each one a "node" reached over TCP with
+mutual TLS, as a remote host would be.
+
+The engine image is built from the Debian base image with Debian's docker.io (engine/). It runs
+with `--cap-add ALL --cap-drop SYS_RESOURCE --security-opt systempaths=unconfined` (`--privileged`
+is refused on this machine), on a network of its own with a fixed address, so a stopped and
+started engine keeps the address its server certificate names. The certificates are made here
+with `cryptography`: a CA, a server certificate for the engine's address, a client certificate.
+"""
+
+import contextlib
+import datetime
+import io
+import ipaddress
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HERE = Path(__file__).parent / "engine"
+ENGINE_IMAGE = "vibebox-test/docker-engine:8"
+ENGINE_PORT = 2376
+API_VERSION = "1.41"  # Docker 20.10 (bookworm's docker.io) and later
+
+
+@dataclass(frozen=True)
+class Pem:
+    cert: bytes
+    key: bytes
+
+
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key) -> bytes:
+    encoding, private = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(encoding, private, serialization.NoEncryption())
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+    )
+
+
+@dataclass
+class CertificateAuthority:
+    name: str
+    key: object = field(default_factory=_key)
+
+    def __post_init__(self):
+        self.cert = (
+            _builder(self.name, _name(self.name), self.key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(self, common_name: str, *, server_ip: str | None = None) -> Pem:
+        key = _key()
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_ip else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            _builder(common_name, self.cert.subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if server_ip:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]), critical=False
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
+        return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@dataclass
+class Engine:
+    """One nested engine: its container (on the outer engine), address and TLS material."""
+
+    container: object
+    address: str
+    ca: CertificateAuthority
+    client_pem: Pem
+    client_dir: Path  # the client's files (ca.pem, cert.pem, key.pem), as an operator has them
+    verify_clients: bool = True
+    started_in: float = 0.0  # seconds from `docker run` to the engine answering over TLS
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.address}:{ENGINE_PORT}"
+
+    def write_client_files(self, directory: Path) -> dict[str, Path]:
+        """The CA, client certificate and key as files (what an operator hands to addnode)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem"}
+        paths["ca"].write_bytes(self.ca.pem)
+        paths["cert"].write_bytes(self.client_pem.cert)
+        paths["key"].write_bytes(self.client_pem.key)
+        return paths
+
+    def docker(self, *args: str) -> str:
+        """`docker <args>` run inside the engine's container, against the nested engine."""
+        code, output = self.container.exec_run(["docker", *args])
+        assert code == 0, output.decode(errors="replace")
+        return output.decode()
+
+    def put_server_certificate(self, server: Pem) -> None:
+        """The engine's TLS material (read by dockerd when it starts)."""
+        files = {"ca.pem": self.ca.pem, "server-cert.pem": server.cert, "server-key.pem": server.key, "ready": b""}
+        self.container.put_archive("/", _tar({f"certs/{k}": v for k, v in files.items()}))
+
+    def stop(self) -> None:
+        self.container.stop(timeout=10)
+
+    def start(self) -> None:
+        self.container.start()
+        wait_until_answering(self)
+
+
+def build_engine_image(client, base_image: str) -> str:
+    client.images.build(
+        path=str(HERE), dockerfile="engine.Dockerfile", tag=ENGINE_IMAGE, buildargs={"BASE_IMAGE": base_image}, rm=True
+    )
+    return ENGINE_IMAGE
+
+
+def fixed_address_network(client, name: str, labels: dict[str, str]):
+    """A bridge network with a configured subnet (the engine picks a free one first), so its
+    containers can have fixed addresses."""
+    probe = client.networks.create(name, driver="bridge", labels=labels)
+    subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]
+    probe.remove()
+    pool = docker.types.IPAMPool(subnet=subnet)
+    ipam = docker.types.IPAMConfig(pool_configs=[pool])
+    return client.networks.create(name, driver="bridge", labels=labels, ipam=ipam)
+
+
+def start_engine(
+    client, *, name: str, network, address: str, labels: dict[str, str], verify_clients: bool = True
+) -> Engine:
+    """An engine at `address` on `network`; `verify_clients=False`: one that answers clients
+    without a certificate (as dockerd --tls without --tlsverify does)."""
+    began = time.monotonic()
+    # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
+    # container a session keyring ("unable to join session keyring: operation not permitted").
+    host_config = client.api.create_host_config(
+        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="1g"
+    )
+    # `--security-opt systempaths=unconfined` is the CLI's name for these two (the API has no such option).
+    host_config.update(MaskedPaths=[], ReadonlyPaths=[])
+    host_config["CgroupnsMode"] = "private"  # its cgroups, mounted afresh by the entrypoint, are its own
+    container = client.api.create_container(
+        ENGINE_IMAGE,
+        name=name,
+        hostname=name,
+        labels=labels,
+        environment={"ENGINE_TLS_VERIFY": "1" if verify_clients else "0"},
+        host_config=host_config,
+        networking_config=client.api.create_networking_config(
+            {network.name: client.api.create_endpoint_config(ipv4_address=address)}
+        ),
+    )
+    container = client.containers.get(container["Id"])
+    ca = CertificateAuthority(f"{name} CA")
+    server = ca.issue(name, server_ip=address)
+    client_pem = ca.issue("vibebox-test-client")
+    client_dir = Path(tempfile.mkdtemp(prefix=f"{name}-client-"))
+    engine = Engine(container, address, ca, client_pem, client_dir, verify_clients=verify_clients)
+    engine.put_server_certificate(server)
+    container.start()
+    engine.write_client_files(engine.client_dir)
+    wait_until_answering(engine)
+    engine.started_in = time.monotonic() - began
+    return engine
+
+
+def wait_until_answering(engine: Engine, timeout: float = 60.0) -> None:
+    files = engine.client_dir
+    # An engine that does not verify clients refuses a certificate it cannot verify: none is offered.
+    pair = (str(files / "cert.pem"), str(files / "key.pem")) if engine.verify_clients else None
+    tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=str(files / "ca.pem"), verify=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client = docker.DockerClient(base_url=engine.url, tls=tls, timeout=5, version=API_VERSION)
+            client.api.trust_env = False  # else requests takes REQUESTS_CA_BUNDLE over the engine's CA
+            with contextlib.closing(client):
+                client.ping()
+                return
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            engine.container.reload()
+            if engine.container.status != "running" or time.monotonic() > deadline:
+                logs = engine.container.logs(tail=40).decode(errors="replace")
+                raise AssertionError(f"engine {engine.container.name} did not answer:\n{logs}") from None
+            time.sleep(0.2)
