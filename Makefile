@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd migrate run test test-postgres test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd migrate run test test-postgres test-ha test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -83,6 +83,12 @@ test: setup browser typescript monitoring proxies
 # (setup builds sandboxd; its go tests are make test's, the same on either database.)
 test-postgres: setup postgres
 	@bash scripts/test-postgres.sh
+
+# Several processes behind HAProxy, and the failover drills (docs/operations.md, "Several processes
+# and HAProxy"): three web processes, Celery workers, a Redis and a PostgreSQL of the run's own,
+# HAProxy with deploy/haproxy/haproxy.cfg in front (scripts/test-ha.sh keeps the list of tests).
+test-ha: setup postgres proxies
+	@bash scripts/test-ha.sh
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py

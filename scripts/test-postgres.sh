@@ -165,6 +165,8 @@ export DATABASE_URL="postgres://vibebox:$password@127.0.0.1:$port/vibebox"
 PGPASSWORD="$password" "$BIN_DIR/psql" -h 127.0.0.1 -p "$port" -U vibebox -d postgres -q -v ON_ERROR_STOP=1 \
     -c "CREATE DATABASE vibebox" || die "could not create the database"
 log "PostgreSQL on 127.0.0.1:$port (log: $PG_DIR/server.log)"
+# For the tests that stop and start this server (tests/ha/test_drills.py, `make test-ha`).
+export VIBEBOX_PG_DATA="$PGDATA" VIBEBOX_PG_CTL="$BIN_DIR/pg_ctl" VIBEBOX_PG_SERVER_USER="$server_user"
 
 if [ "$#" -eq 0 ]; then
     set -- -n "${VIBEBOX_PG_TEST_WORKERS:-3}" --dist loadfile "${DESELECT[@]}" "${SUBSET[@]}"

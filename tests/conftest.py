@@ -249,12 +249,27 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def live_server(*, workers: int = 1, output=None, **extra_env):
+    """single_live_server; or, under `make test-ha` (VIBEBOX_TEST_HA=1), three web processes behind
+    HAProxy with deploy/haproxy/haproxy.cfg (tests/ha/stack.py): the same (url, pid), the url
+    HAProxy's, the pid the first web process's."""
+    if os.environ.get("VIBEBOX_TEST_HA"):
+        from tests.ha.stack import ha_stack
+
+        with ha_stack(output=output, **extra_env) as stack:
+            yield stack.url, stack.webs[0].pid
+        return
+    with single_live_server(workers=workers, output=output, **extra_env) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def single_live_server(*, workers: int = 1, output=None, port: int = 0, **extra_env):
     """The Procfile's web server (uvicorn and its flags) on loopback, on the test database, with
     `workers` processes (VIBEBOX_WEB_WORKERS). Needs a transactional test. Yields (http url, pid of
     the server, the master's when there are several workers). `output`: a file for the server's
     stdout and stderr (default: this process's stderr); given, not by redirecting sys.stderr, where
     another test's leftover thread could write too."""
-    port = _free_port()
+    port = port or _free_port()
     # Its processes' metrics, in a directory of its own (vibebox/metrics.py), as `make run` sets it.
     own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in extra_env
     metrics_dir = tempfile.mkdtemp(prefix="vibebox-metrics-") if own_metrics_dir else ""

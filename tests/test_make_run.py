@@ -335,3 +335,24 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
     assert make_run.api("DELETE", f"/api/v1/sandboxes/{idle['id']}")[0] == 204
     left = make_run.stop()
     assert not left, f"still running after make run was stopped again: {left}"
+
+
+def _procfile_argv(name: str, **env: str) -> list[str]:
+    """The arguments the Procfile's `name` line runs with `env` (bash expands it as honcho's shell
+    does; `exec` swapped for a printer of its arguments, one a line)."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
+    command = line.split(":", 1)[1].strip().replace("exec ", "printf '%s\\n' ", 1)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VIBEBOX_")}
+    done = subprocess.run(["bash", "-c", command], env={**base, **env}, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def test_web_and_celery_workers_are_set_by_the_environment():
+    """VIBEBOX_WEB_WORKERS is uvicorn's --workers, VIBEBOX_CELERY_WORKERS the `celery` queue's
+    worker's --concurrency (docs/operations.md, "Several processes and HAProxy"); 1 and 2 unset."""
+    web = _procfile_argv("web", VIBEBOX_WEB_WORKERS="3")
+    assert web[web.index("--workers") + 1] == "3"
+    assert "--concurrency=4" in _procfile_argv("worker", VIBEBOX_CELERY_WORKERS="4")
+    assert "--concurrency=2" in _procfile_argv("worker")
+    default = _procfile_argv("web")
+    assert default[default.index("--workers") + 1] == "1"
