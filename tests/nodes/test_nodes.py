@@ -64,6 +64,9 @@ def test_addnode_registers_an_engine_and_stores_what_it_says(docker_nodes, tmp_p
     node = Node.objects.get(name="node-a")
     version, cpus, memory = engine.docker("info", "--format", "{{.ServerVersion}} {{.NCPU}} {{.MemTotal}}").split()
     assert (node.engine_version, node.cpus, node.memory) == (version, int(cpus), int(memory))
+    # Never btrfs in a test engine: stopping it would turn off the host engine's btrfs quotas
+    # (tests/nodes/engine/entrypoint.sh).
+    assert engine.docker("info", "--format", "{{.Driver}}").strip() == "vfs"
     assert node.state == Node.State.HEALTHY and node.last_seen is not None and node.labels == {"zone": "test"}
     assert node.docker_url == engine.url
     key = files["key"].read_text()
