@@ -177,8 +177,13 @@ def start_engine(
     # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
     # container a session keyring ("unable to join session keyring: operation not permitted").
     host_config = client.api.create_host_config(
-        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="1g"
+        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="2g"
     )
+    # Its images and containers in memory, off the host engine's filesystem: on btrfs with quotas
+    # (the host's disk limits) dropping the layer of an engine full of vfs copies keeps the kernel's
+    # cleaner busy for minutes and every container create on the host waits behind it. (A restart
+    # empties it: the tests ship what they run each time.)
+    host_config["Tmpfs"] = {"/var/lib/docker": "rw,exec,suid,dev,size=1g"}  # Docker mounts noexec unless told
     # `--security-opt systempaths=unconfined` is the CLI's name for these two (the API has no such option).
     host_config.update(MaskedPaths=[], ReadonlyPaths=[])
     host_config["CgroupnsMode"] = "private"  # its cgroups, mounted afresh by the entrypoint, are its own

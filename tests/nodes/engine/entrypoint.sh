@@ -18,9 +18,9 @@ done
 # ~/.docker/ca.pem when given no CA: that one gets an empty --tlscacert.)
 verify="--tlsverify --tlscacert=/certs/ca.pem"
 [ "${ENGINE_TLS_VERIFY:-1}" = 0 ] && verify="--tls --tlsverify=false --tlscacert="
-# vfs, never btrfs: this engine's /var/lib/docker sits on the host engine's filesystem, and
-# dockerd's btrfs driver disables btrfs quotas for the whole filesystem when it stops, which
-# turns off the host engine's disk limits for every later test (disk_limit_unsupported).
+# vfs, never btrfs: were this engine's /var/lib/docker on the host engine's btrfs (it is a tmpfs:
+# tests/nodes/engines.py), dockerd's btrfs driver would disable btrfs quotas for the whole
+# filesystem when it stops, turning off the host engine's disk limits (disk_limit_unsupported).
 exec dockerd \
     --storage-driver=vfs \
     --host=unix:///var/run/docker.sock \
