@@ -4,6 +4,7 @@ Benchmarks are not tests: they print ratios of VibeBox's API against raw docker-
 measured in the same run, and docs/benchmarks.md records their output.
 """
 
+import contextlib
 import json
 import os
 import shlex
@@ -59,10 +60,32 @@ def timed(fn, repeat: int) -> list[float]:
     return samples
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on loopback's `port`. A free port is only
+    free when asked: another server can take it before this one binds, answer its /healthz, and
+    be tested in its place (a key "invalid" there) while this one fails to bind."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(descriptor) in inodes:
+                return True
+    return False
 
 
 @dataclass
@@ -107,8 +130,8 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
         }
         env.pop("DATABASE_URL", None)
         if gateway:
-            env["VIBEBOX_GATEWAY_PORT"] = str(_free_port())
-        port = _free_port()
+            env["VIBEBOX_GATEWAY_PORT"] = str(free_port())
+        port = free_port()
         env["VIBEBOX_PORT"] = str(port)  # where the gateway's MCP tools reach the API
         server = LiveServer(url=f"http://127.0.0.1:{port}", key="", pid=0, env=env)
         server.manage("migrate", "-v", "0")
@@ -131,13 +154,15 @@ def live_server(instance: str = "bench", *, gateway: bool = False, **extra_env: 
             # Generous: on a loaded 2-core machine Django's start alone has taken over 10 s.
             deadline = time.monotonic() + 60
             while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the VibeBox server on {server.url} did not start")
                 try:
-                    urllib.request.urlopen(f"{server.url}/healthz", timeout=1).read()
-                    break
+                    if listens(process.pid, port):  # not another server that took the port
+                        urllib.request.urlopen(f"{server.url}/healthz", timeout=1).read()
+                        break
                 except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the VibeBox server on {server.url} did not start") from None
-                    time.sleep(0.1)
+                    pass
+                time.sleep(0.1)
             yield server
         finally:
             for child in [process, *helpers]:

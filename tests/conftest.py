@@ -4,7 +4,6 @@ import contextlib
 import importlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from apps.orgs.services import personal_org_ensure
 from apps.sandboxes.images import pooled_template_names, templates_sync
 from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
-from bench.common import procfile_server
+from bench.common import free_port, listens, procfile_server
 from tests import sessions
 from tests.database import child_database_url
 from tests.faults import engine_fault  # noqa: F401 (the fixture, for every test)
@@ -241,12 +240,6 @@ def create_sandbox(api_client, templates, cleanup_sandbox_ids):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def live_server(*, workers: int = 1, output=None, **extra_env):
     """single_live_server; or, under `make test-ha` (VIBEBOX_TEST_HA=1), three web processes behind
@@ -269,7 +262,7 @@ def single_live_server(*, workers: int = 1, output=None, port: int = 0, **extra_
     the server, the master's when there are several workers). `output`: a file for the server's
     stdout and stderr (default: this process's stderr); given, not by redirecting sys.stderr, where
     another test's leftover thread could write too."""
-    port = port or _free_port()
+    port = port or free_port()
     # Its processes' metrics, in a directory of its own (vibebox/metrics.py), as `make run` sets it.
     own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in extra_env
     metrics_dir = tempfile.mkdtemp(prefix="vibebox-metrics-") if own_metrics_dir else ""
@@ -294,6 +287,8 @@ def single_live_server(*, workers: int = 1, output=None, port: int = 0, **extra_
 
         def healthy() -> bool:
             assert process.poll() is None, "the live server exited"
+            if not listens(process.pid, port):  # not yet, or another server took the port
+                return False
             try:
                 with urllib.request.urlopen(f"{url}/healthz", timeout=2):
                     return True

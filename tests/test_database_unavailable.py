@@ -10,7 +10,6 @@ process answers without a restart. (`make test-ha` restarts a real PostgreSQL un
 processes.)
 """
 
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -18,15 +17,10 @@ import requests
 from django.conf import settings as django_settings
 
 from apps.keys.secrets import generate_key
+from bench.common import free_port
 from tests.conftest import live_server
 from tests.database import child_database_url
 from tests.relay import Relay
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _assert_unavailable(response: requests.Response) -> None:
@@ -38,7 +32,7 @@ def _assert_unavailable(response: requests.Response) -> None:
 @pytest.mark.parametrize("kind", ["postgres", "sqlite"])
 def test_a_server_whose_database_refuses_answers_503_everywhere(kind, tmp_path):
     if kind == "postgres":
-        database_url = f"postgres://vibebox:secret@127.0.0.1:{_free_port()}/vibebox"
+        database_url = f"postgres://vibebox:secret@127.0.0.1:{free_port()}/vibebox"
     else:
         database_url = f"sqlite://{tmp_path}/missing-directory/vibebox.sqlite3"
     with live_server(DATABASE_URL=database_url) as (url, _pid):

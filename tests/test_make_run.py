@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from tests import waiting
-from tests.conftest import _free_port
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -50,7 +50,7 @@ def wait_for(condition, what: str, deadline: float = DEADLINE, log: Path | None 
 def redis_server(directory: Path):
     """A Redis server of one's own on a free loopback port (broker, cache, channel layer), its
     files in `directory`; yields its URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(directory)],
         stdout=subprocess.DEVNULL,
@@ -201,9 +201,9 @@ def make_run(tmp_path, own_redis, docker_client):
         VIBEBOX_CACHE_PREFIX=f"vibebox-{instance}",
         REDIS_URL=own_redis,
         VIBEBOX_HOST="127.0.0.1",
-        VIBEBOX_PORT=str(_free_port()),
-        VIBEBOX_GATEWAY_PORT=str(_free_port()),
-        VIBEBOX_EGRESS_PROXY_PORT=str(_free_port()),
+        VIBEBOX_PORT=str(free_port()),
+        VIBEBOX_GATEWAY_PORT=str(free_port()),
+        VIBEBOX_EGRESS_PROXY_PORT=str(free_port()),
         # Beat reconciles every 2 s, so expiry and auto-pause come quickly.
         VIBEBOX_RECONCILE_INTERVAL="2s",
         # Beat does not fill pools during the test: a pooled container comes from `warmpools --fill`
@@ -308,19 +308,29 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
 
     wait_for(refilled, "the warm pool's refill after the take", log=make_run.log)
 
+    # Beat sent the reconcile task and the worker ran it: the passes that expired and paused. A
+    # pass reports when it ends, after the rest of its work (a loaded machine makes that seconds
+    # after the sandbox was seen destroyed): wait for the reports before stopping the worker.
+    def passes() -> list[str]:
+        lines = make_run.output().splitlines()
+        return [line for line in lines if "reconcile_sandboxes[" in line and "succeeded" in line]
+
+    def reported():
+        done = passes()
+        expired_by = any("'expired'" in line and expiring["id"] in line for line in done)
+        paused_by = any("'auto_paused'" in line and idle["id"] in line for line in done)
+        return done if expired_by and paused_by else None
+
+    wait_for(reported, "the reconcile passes' reports of the expiry and the auto-pause", log=make_run.log)
     pids = make_run.pids()
     assert set(pids) == set(PROCESSES) and all(_alive(pid) for pid in pids.values()), make_run.output()
     left = make_run.stop()
     assert not left, f"still running after make run was stopped: {left}"
 
-    # Beat sent the reconcile task and the worker ran it: the passes that expired and paused.
     output = make_run.output()
     assert "Sending due task reconcile-sandboxes (apps.sandboxes.tasks.reconcile_sandboxes)" in output
-    done = [line for line in output.splitlines() if "reconcile_sandboxes[" in line and "succeeded" in line]
-    assert any("'expired'" in line and expiring["id"] in line for line in done), output
-    assert any("'auto_paused'" in line and idle["id"] in line for line in done), output
     # Passes never overlap (apps/sandboxes/tasks.py): two once destroyed the same expired sandbox.
-    assert not [line for line in done if "'failed'" in line], output
+    assert not [line for line in passes() if "'failed'" in line], output
 
     # `make run` again on the same data directory: no second admin or key (the first key still
     # works), and the paused sandbox is still paused.

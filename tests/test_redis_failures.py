@@ -34,6 +34,7 @@ from apps.agents.models import AgentRun
 from apps.keys.models import ApiKey
 from apps.sandboxes import limits
 from apps.sandboxes.models import Sandbox
+from bench.common import free_port
 from tests.conftest import INSTANCE_LABEL, live_server
 from tests.ws import Communicator
 from vibebox.asgi import application
@@ -41,17 +42,11 @@ from vibebox.asgi import application
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class OwnRedis:
     """A throw-away redis-server on loopback (no persistence), that a test can kill and restart."""
 
     def __init__(self, directory):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.directory = directory
         self.process: subprocess.Popen | None = None

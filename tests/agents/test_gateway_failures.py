@@ -34,7 +34,7 @@ from apps.agents.setup import TOKEN_PREFIX, token_hash
 from apps.sandboxes.models import Sandbox
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
-from tests.conftest import _free_port, sandbox_row
+from tests.conftest import free_port, sandbox_row
 from tests.database import child_database_url
 from vibebox import crypto
 
@@ -59,7 +59,7 @@ def post(base: str, token: str | None, path: str = "/v1/messages", body: dict | 
 @contextlib.contextmanager
 def gateway(*, upstream: str, operator_key: str):
     """`manage.py rungateway` on a free loopback port, on the test database; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from bench.common import free_port
 from tests.conftest import live_server
 from tests.waiting import wait_for
 from vibebox.bodylimit import limit_for
@@ -37,12 +38,6 @@ API_HOST = "vibebox.example.com"
 PREVIEW_DOMAIN = "preview.example.com"
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (make proxies installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -129,7 +124,7 @@ def proxied(transactional_db, tmp_path):
     extra = {"VIBEBOX_ALLOWED_HOSTS": f"{API_HOST},127.0.0.1,localhost", "VIBEBOX_PREVIEW_DOMAIN": PREVIEW_DOMAIN}
     with live_server(**extra) as (url, _pid):
         upstream_port = int(url.rsplit(":", 1)[1])
-        http_port, https_port = _free_port(), _free_port()
+        http_port, https_port = free_port(), free_port()
         conf = _configure(tmp_path, http_port=http_port, https_port=https_port, upstream_port=upstream_port)
         tested = subprocess.run(_nginx(conf, "-t"), capture_output=True, text=True)
         assert tested.returncode == 0, tested.stderr
@@ -151,7 +146,7 @@ def proxied(transactional_db, tmp_path):
 
 
 def test_nginx_t_accepts_the_configuration(tmp_path):
-    conf = _configure(tmp_path, http_port=_free_port(), https_port=_free_port(), upstream_port=_free_port())
+    conf = _configure(tmp_path, http_port=free_port(), https_port=free_port(), upstream_port=free_port())
     result = subprocess.run(_nginx(conf, "-t"), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr and "test is successful" in result.stderr

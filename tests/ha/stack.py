@@ -23,19 +23,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import procfile_server
+from bench.common import free_port, procfile_server
 from tests.database import child_database_url
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 WEB_PROCESSES = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def haproxy_binary() -> str | None:

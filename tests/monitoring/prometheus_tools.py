@@ -10,7 +10,6 @@ import importlib.util
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import urllib.error
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.common import free_port
 from tests.waiting import WaitTimeout, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +35,6 @@ def tool(name: str) -> str:
     if not path:
         pytest.skip(f"{name} is not installed (scripts/monitoring-setup.sh, run by make test, installs it)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def closed_address() -> str:

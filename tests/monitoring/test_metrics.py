@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apps.billing.models import MeterSample
 from apps.monitoring import collectors, exporter
 from apps.sandboxes.models import PooledContainer, Sandbox, WarmPool
-from tests.conftest import _free_port, sandbox_row
+from tests.conftest import free_port, sandbox_row
 from tests.test_make_run import redis_server
 from vibebox import metrics
 
@@ -295,7 +295,7 @@ def test_queue_lengths_are_the_brokers(web, own_redis):
 
 @pytest.mark.django_db
 def test_redis_down_never_fails_the_scrape(web, settings):
-    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
     samples = scrape(web)
     assert value(samples, "vibebox_redis_up") == 0
     assert not [labels for name, labels in samples if name == "vibebox_celery_queue_length"]

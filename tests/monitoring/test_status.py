@@ -19,7 +19,7 @@ from apps.sandboxes.models import WarmPool
 from apps.sandboxes.services import pools
 from tests.agents.test_gateway_failures import gateway
 from tests.conftest import live_server
-from tests.test_make_run import _free_port, own_redis  # noqa: F401 (own_redis: a fixture)
+from tests.test_make_run import free_port, own_redis  # noqa: F401 (own_redis: a fixture)
 from tests.waiting import wait_for
 from tests.webhooks.conftest import QUIET_PASSES, celery_worker, worker_env
 
@@ -132,7 +132,7 @@ def test_the_page_shows_health_to_everyone_and_slos_to_staff(owner, staff):
 
 
 def test_redis_unreachable_is_reported_down_without_a_500(transactional_db):
-    dead = f"redis://127.0.0.1:{_free_port()}/0"  # a port nobody serves
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # a port nobody serves
     with live_server(REDIS_URL=dead, VIBEBOX_STATUS_CACHE_SECONDS="0") as (url, _pid):
         response = requests.get(f"{url}/api/v1/status", timeout=60)
         assert response.status_code == 200, response.text
@@ -201,7 +201,7 @@ def test_the_engine_stopping_makes_the_platform_down(db, engine_fault):
 
 @pytest.mark.timeout(180)
 def test_the_gateway_is_up_while_it_answers(db, settings):
-    settings.VIBEBOX_GATEWAY_URL = f"http://127.0.0.1:{_free_port()}"  # nobody there
+    settings.VIBEBOX_GATEWAY_URL = f"http://127.0.0.1:{free_port()}"  # nobody there
     down = {"name": "gateway", "status": "down", "message": "The model gateway does not answer."}
     assert _checked()["gateway"] == down
     with gateway(upstream="http://127.0.0.1:9", operator_key="sk-test-unused") as base:
@@ -226,7 +226,7 @@ def test_an_empty_warm_pool_degrades_the_platform(transactional_db, templates, s
 
 
 def test_a_database_that_does_not_answer_is_reported_without_a_500(transactional_db):
-    dead = f"postgres://vibebox:unused@127.0.0.1:{_free_port()}/vibebox"  # a port nobody serves
+    dead = f"postgres://vibebox:unused@127.0.0.1:{free_port()}/vibebox"  # a port nobody serves
     with live_server(DATABASE_URL=dead, VIBEBOX_STATUS_CACHE_SECONDS="0") as (url, _pid):
         response = requests.get(f"{url}/api/v1/status", timeout=60)
         assert response.status_code == 200, response.text

@@ -20,6 +20,7 @@ from django.conf import settings as django_settings
 from apps.sandboxes.runtime import firewall
 from apps.sandboxes.runtime.docker import DockerDriver
 from apps.sandboxes.specs import base_labels, network_name
+from bench.common import free_port
 from tests.waiting import wait_for
 
 SUBNET = ipaddress.ip_network("10.213.77.0/30")  # checked unused on the test machines (ip addr, ip route)
@@ -30,12 +31,6 @@ HTTP_PROBE = "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -72,7 +67,7 @@ def namespace_http_server(tmp_path, *, name: str, subnet, marker: str):
         _ip("-n", namespace, "addr", "add", f"{ns_side}/{subnet.prefixlen}", "dev", ns_veth)
         _ip("-n", namespace, "link", "set", ns_veth, "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
-        port = _free_port()
+        port = free_port()
         (tmp_path / "index.html").write_text(marker)
         server = subprocess.Popen(
             ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server", str(port), "--bind", ns_side],
@@ -186,7 +181,7 @@ def test_dns_to_the_hosts_resolvers_stays_allowed(network):
 def test_the_gateway_port_is_open_on_the_gateway_address_only(network, private_server, settings):
     """Issue 17, item 14: a listener on the gateway's port at another host address is out of reach."""
     container, bridge, gateway = network
-    port = _free_port()
+    port = free_port()
     listeners, accepted = [], []
     for address in (gateway, private_server["host_side"]):
         listener = socket.socket()

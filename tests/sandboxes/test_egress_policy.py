@@ -32,7 +32,7 @@ from apps.sandboxes.runtime import firewall
 from apps.sandboxes.services.network import network_reconcile, network_resolve
 from tests.conftest import sandbox_row
 from tests.database import child_database_url
-from tests.sandboxes.test_egress import _free_port, namespace_http_server, rebuild_rules
+from tests.sandboxes.test_egress import free_port, namespace_http_server, rebuild_rules
 from tests.waiting import wait_for
 from vibebox import exceptions as errors
 
@@ -135,7 +135,7 @@ def egress(bridge, settings):
     the operator lets the proxy reach loopback (the test's servers) and SUBNET. Yields the bridge
     and the gateway."""
     name, gateway = bridge
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -356,7 +356,7 @@ def test_the_mirror_and_the_model_gateway_stay_reachable_without_internet(
     org = personal_org_ensure(user=owner)
     org.registry_mirrors = {"pip": f"http://mirror.localhost:{loopback_server}/simple"}
     org.save(update_fields=["registry_mirrors"])
-    gateway, port = egress["gateway"], _free_port()
+    gateway, port = egress["gateway"], free_port()
     listener = socket.socket()
     listener.bind((gateway, port))
     listener.listen()

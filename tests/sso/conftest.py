@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 
 from apps.orgs.models import Membership, Organization
+from bench.common import free_port
 from tests.conftest import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +29,6 @@ IDP_USERS = [
     {"username": "mallory", "email": "mallory@elsewhere.test", "password": IDP_PASSWORD},
 ]
 OIDC_CLIENTS = ("vibebox", "wrong-audience", "expired", "wrong-issuer")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rsa_key_pem() -> bytes:

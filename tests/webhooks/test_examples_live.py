@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from apps.webhooks.signing import new_secret
-from tests.conftest import ROOT, _free_port, live_server
+from tests.conftest import ROOT, free_port, live_server
 from tests.test_make_run import redis_server
 from tests.waiting import WaitTimeout, async_wait_for
 from tests.webhooks.conftest import QUIET_PASSES, celery_worker, worker_env
@@ -178,7 +178,7 @@ def answered(detail: dict) -> list[tuple[int | None, dict]]:
 
 
 async def test_an_example_stores_each_real_event_once_through_redeliveries_and_a_rotation(kind, stack, api, receivers):
-    port = _free_port()
+    port = free_port()
     hook = await create_hook(api, port)
     old = hook["secret"]
     receiver = await receivers.start(kind, old, port=port, name="receiver")
@@ -242,7 +242,7 @@ async def test_an_example_stores_each_real_event_once_through_redeliveries_and_a
 
 
 async def test_an_example_with_the_wrong_secret_refuses_and_the_delivery_fails(kind, stack, api, receivers):
-    port = _free_port()
+    port = free_port()
     hook = await create_hook(api, port)
     receiver = await receivers.start(kind, new_secret(), port=port, name="wrong")
     test = await call(api, "POST", f"/api/v1/webhooks/{hook['id']}/test", 202)
@@ -276,7 +276,7 @@ async def test_a_real_sandbox_s_events_reach_both_examples_once_each_in_order(
     kinds = ("sandbox.created", "sandbox.started", "sandbox.destroyed")
     running = {}
     for kind in ("python", "node"):
-        port = _free_port()
+        port = free_port()
         hook = await create_hook(api, port, events=kinds)
         running[kind] = (hook, await receivers.start(kind, hook["secret"], port=port, name=kind))
     sandbox = await call(api, "POST", "/api/v1/sandboxes", 201, json={"template": "python-3", "name": "hooked"})
@@ -313,7 +313,7 @@ def readme_commands(kind: str) -> list[str]:
 async def test_the_readme_s_three_commands_against_the_live_server(kind, stack, api, api_key, receivers, tmp_path):
     """The README's commands as written (port 8001 aside): an endpoint made with curl, the receiver
     started with the secret from its answer, a test event that the receiver processes."""
-    port = _free_port()
+    port = free_port()
     create, receive, test = (command.replace("8001", str(port)) for command in readme_commands(kind))
     folder = tmp_path / "readme"
     folder.mkdir()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import threading
 
 import httpx2
 import pytest
 import uvicorn
+from common import free_port
 from conftest import VIBEBOX
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -70,12 +70,6 @@ def test_build_server_in_process(server, sandbox, node_sandbox):
     asyncio.run(scenario())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(app, port: int):
     """uvicorn on loopback in a thread, with --lifespan off like VibeBox's own server."""
@@ -102,7 +96,7 @@ def test_http_app_fixed_on_one_sandbox(server, sandbox, node_sandbox):
         return clients[0]
 
     app = http_app(factory, sandbox_id=sandbox.id)
-    with serve(app, _free_port()) as url:
+    with serve(app, free_port()) as url:
 
         async def scenario():
             http = httpx2.AsyncClient(headers={"X-Gateway-Token": "t0k"}, timeout=httpx2.Timeout(30, read=300))
