@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from django.apps import apps as django_apps
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError, connection
 from rest_framework.test import APIClient
 
 from apps.billing.models import Plan
@@ -101,6 +102,24 @@ def seeded_plans(request):
         request.getfixturevalue("_django_db_helper")
         if not Plan.objects.filter(slug=django_settings.VIBEBOX_DEFAULT_PLAN).exists():
             SEED_PLANS(django_apps, None)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and on PostgreSQL, before it drops the test database, the database's other
+    sessions ended: threads of this process keep connections of their own (asgiref's and channels'
+    executor threads behind the WebSocket tests), and PostgreSQL refuses to drop a database in use
+    (the database stayed, with a warning)."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), contextlib.suppress(DatabaseError):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
 
 
 # The templates the suite creates sandboxes of; the other built-in ones are make test-templates'.

@@ -26,12 +26,12 @@ import io
 import json
 import linecache
 import os
+import select
 import signal
 import socket
 import sys
 import termios
 import threading
-import time
 import traceback
 import types
 import warnings
@@ -45,6 +45,7 @@ MIME_METHODS = (
 )
 FLUSH_SECONDS = 0.05
 CHUNK = 16 * 1024
+DRAIN_SECONDS = 10  # at most, at a request's end, for output its code wrote to fds 1 and 2
 _real_stderr = os.fdopen(os.dup(2), "w", buffering=1)
 
 
@@ -171,6 +172,8 @@ class Kernel:
         builtins.display = self.display
         self.loop = asyncio.new_event_loop()
         self.pipes = {}
+        self.forwarded = {}  # bytes read from each pipe and passed on (under `pumped`)
+        self.pumped = threading.Condition()
 
     # ---- output written to file descriptors 1 and 2 (subprocesses, C code) ----
 
@@ -179,33 +182,55 @@ class Kernel:
             read, write = os.pipe()
             os.dup2(write, fd)
             os.close(write)
+            os.set_blocking(read, False)
             self.pipes[stream] = read
+            self.forwarded[stream] = 0
             threading.Thread(target=self._pump, args=(read, stream), daemon=True).start()
 
     def _pump(self, fd: int, stream: str) -> None:
+        """Forwards what is written to fd 1 or 2 to the running request. A read and its forwarding
+        happen under `pumped` (the wait for data does not), and `forwarded` counts the bytes: a byte
+        that left the pipe is always forwarded too once `pumped` is free, which `_drain` relies on."""
         while True:
             try:
-                data = os.read(fd, CHUNK)
-            except OSError:
+                select.select([fd], [], [])
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
                 return
-            if not data:
-                return
-            current = self.current
-            if current is not None:
-                current.write(stream, data.decode("utf-8", "replace"))
+            with self.pumped:
+                try:
+                    data = os.read(fd, CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                current = self.current
+                if current is not None:
+                    current.write(stream, data.decode("utf-8", "replace"))
+                self.forwarded[stream] += len(data)
+                self.pumped.notify_all()
 
     def _drain(self) -> None:
-        """Waits (briefly) until what was written to fds 1 and 2 before now is forwarded."""
-        for fd in self.pipes.values():
-            for _ in range(100):
+        """Waits until what was written to fds 1 and 2 before now is forwarded: the bytes forwarded
+        so far plus those still in the pipe, counted at once under `pumped`. A byte the pump has read
+        but not yet passed on cannot be missed (it reads and forwards under `pumped`), however late a
+        busy machine runs its thread. Bounded (a pump stuck on a client that stopped reading)."""
+        with self.pumped:
+            targets = {}
+            for stream, fd in self.pipes.items():
                 buf = bytearray(4)
                 try:
                     fcntl.ioctl(fd, termios.FIONREAD, buf)
                 except OSError:
-                    break
-                if int.from_bytes(buf, sys.byteorder) == 0:
-                    break
-                time.sleep(0.005)
+                    continue
+                targets[stream] = self.forwarded[stream] + int.from_bytes(buf, sys.byteorder)
+            self.pumped.wait_for(
+                lambda: all(self.forwarded[stream] >= target for stream, target in targets.items()),
+                timeout=DRAIN_SECONDS,
+            )
 
     # ---- rich output ----
 
