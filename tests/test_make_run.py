@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.common import listens
 from tests import waiting
 from tests.conftest import free_port
 
@@ -142,6 +143,9 @@ class MakeRun:
 
     def healthy(self) -> bool:
         assert self.process.poll() is None, f"make run exited ({self.process.returncode}):\n{self.output()}"
+        web = self.pids().get("web")
+        if web is None or not listens(web, int(self.env["VIBEBOX_PORT"])):  # not another test's server
+            return False
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=5):
                 return True

@@ -32,6 +32,7 @@ import pytest
 from apps.agents.models import ClaudeSetup, ModelUsage
 from apps.agents.setup import TOKEN_PREFIX, token_hash
 from apps.sandboxes.models import Sandbox
+from bench.common import listens
 from tests import anthropic_stub
 from tests.agents.conftest import OPERATOR_KEY, TEMPLATE, call, sh
 from tests.conftest import free_port, sandbox_row
@@ -74,6 +75,8 @@ def gateway(*, upstream: str, operator_key: str):
         deadline = time.monotonic() + 60  # Django's start alone has taken over 10 s on a busy machine
         while True:
             try:
+                if not listens(process.pid, port):  # not yet, or another test's server took the port
+                    raise ConnectionRefusedError(f"the gateway does not listen on {port}")
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2):
                     break
             except OSError:

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import free_port, procfile_server
+from bench.common import free_port, listens, procfile_server
 from tests.database import child_database_url
 from tests.waiting import wait_for
 
@@ -159,6 +159,8 @@ def ha_stack(
             assert haproxy.poll() is None, "haproxy exited"
             for item in webs:
                 assert item.process.poll() is None, f"{item.name} exited"
+                if not listens(item.process.pid, item.port):
+                    return False
                 try:  # HAProxy starts with its servers UP: each process must answer first
                     with urllib.request.urlopen(f"http://127.0.0.1:{item.port}/healthz", timeout=2):
                         pass
