@@ -52,6 +52,8 @@ const usage = `usage:
                  [--log-dir DIR]
                  [--max-processes 64] [--process-buffer 1048576] [--process-keep 1h]
                  [--max-terminals 32] [--terminal-buffer 262144]
+  sandboxd relay --cert PEM --key PEM --client-ca PEM --allow CIDR[,CIDR] [--ports 49983[,PORT]]
+                 [--listen :2377] [--max-tunnels 1024] [--idle 10m]
   sandboxd version
 `
 
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "serve":
 		return serve(args[1:], stderr)
+	case "relay":
+		return relayCommand(args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

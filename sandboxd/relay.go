@@ -1,0 +1,120 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"vibebox.dev/sandboxd/internal/relay"
+)
+
+// relayCommand is `sandboxd relay`: run on a remote Docker node (docs/nodes.md), with the node
+// engine's own TLS material: its certificate and key, and the CA that signs VibeBox's client
+// certificate (dockerd's --tlscert, --tlskey, --tlscacert).
+func relayCommand(args []string, stderr io.Writer) int {
+	flags := flag.NewFlagSet("sandboxd relay", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	listen := flags.String("listen", ":2377", "address to accept tunnels on (TLS)")
+	certFile := flags.String("cert", "", "the relay's certificate (PEM)")
+	keyFile := flags.String("key", "", "its private key (PEM)")
+	caFile := flags.String("client-ca", "", "the CA whose client certificates are accepted (PEM)")
+	allow := flags.String("allow", "", "networks tunnels may go to, comma-separated CIDRs (the node's sandbox bridges)")
+	ports := flags.String("ports", "49983", "ports tunnels may go to, comma-separated")
+	maxTunnels := flags.Int("max-tunnels", 1024, "tunnels open at once")
+	idle := flags.Duration("idle", 10*time.Minute, "a tunnel with no byte either way this long is closed")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	logger := log.New(stderr, "sandboxd relay: ", 0)
+	cfg, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
+	if err != nil || flags.NArg() > 0 {
+		if err == nil {
+			err = fmt.Errorf("unexpected argument %q", flags.Arg(0))
+		}
+		fmt.Fprintf(stderr, "sandboxd relay: %v\n", err)
+		return 2
+	}
+	cfg.Log = logger
+	listener, err := net.Listen("tcp", *listen)
+	if err != nil {
+		logger.Printf("cannot listen: %v", err)
+		return 1
+	}
+	server := relay.New(cfg)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT) // as a container's PID 1 nothing else ends it
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	select {
+	case <-stop:
+		listener.Close()
+		return 0
+	case err := <-served:
+		logger.Printf("serving stopped: %v", err)
+		return 1
+	}
+}
+
+func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int, idle time.Duration) (relay.Config, error) {
+	var cfg relay.Config
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return cfg, errors.New("--cert, --key and --client-ca are required: the relay serves only mutual TLS")
+	}
+	certificate, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return cfg, fmt.Errorf("--cert/--key: %w", err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return cfg, fmt.Errorf("--client-ca: %w", err)
+	}
+	clientCAs := x509.NewCertPool()
+	if !clientCAs.AppendCertsFromPEM(caPEM) {
+		return cfg, errors.New("--client-ca: no PEM certificate in " + caFile)
+	}
+	for _, item := range strings.Split(allow, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(item)
+		if err != nil {
+			return cfg, fmt.Errorf("--allow: %w", err)
+		}
+		cfg.Allow = append(cfg.Allow, prefix.Masked())
+	}
+	if len(cfg.Allow) == 0 {
+		return cfg, errors.New("--allow: name at least one network (the node's sandbox bridges)")
+	}
+	cfg.Ports = map[uint16]bool{}
+	for _, item := range strings.Split(ports, ",") {
+		port, err := strconv.ParseUint(strings.TrimSpace(item), 10, 16)
+		if err != nil || port == 0 {
+			return cfg, fmt.Errorf("--ports: %q is not a port", item)
+		}
+		cfg.Ports[uint16(port)] = true
+	}
+	if maxTunnels < 1 || idle <= 0 {
+		return cfg, errors.New("--max-tunnels must be 1 or more, --idle more than 0")
+	}
+	cfg.TLS = &tls.Config{
+		Certificates: []tls.Certificate{certificate},
+		ClientCAs:    clientCAs,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	cfg.MaxConns, cfg.Idle = maxTunnels, idle
+	cfg.Handshake, cfg.Dial = 10*time.Second, 5*time.Second
+	return cfg, nil
+}

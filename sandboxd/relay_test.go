@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vibebox.dev/sandboxd/internal/reaper"
+	"vibebox.dev/sandboxd/internal/testsupport"
+)
+
+// relayFiles writes a node CA, the relay's certificate and key; answers their paths, the CA and a
+// client certificate of that CA.
+func relayFiles(t *testing.T) (string, string, string, testsupport.Authority, tls.Certificate) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testsupport.NewAuthority(t, "node CA")
+	certPEM, keyPEM := testsupport.PEMs(t, ca.Issue(t, "relay", x509.ExtKeyUsageServerAuth))
+	paths := map[string][]byte{"ca.pem": ca.PEM(), "cert.pem": certPEM, "key.pem": keyPEM}
+	for name, data := range paths {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem"), ca,
+		ca.Issue(t, "vibebox-server", x509.ExtKeyUsageClientAuth)
+}
+
+func TestRelayFlagsAreChecked(t *testing.T) {
+	cert, key, ca, _, _ := relayFiles(t)
+	for _, args := range [][]string{
+		{"relay"}, // no TLS material: it serves only mutual TLS
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca},                                  // no --allow
+		{"relay", "--cert", cert, "--key", key, "--client-ca", cert + "x", "--allow", "10.0.0.0/8"}, // no such CA file
+		{"relay", "--cert", cert, "--key", key, "--client-ca", key, "--allow", "10.0.0.0/8"},        // no certificate in it
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.300/8"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "0"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "x"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--max-tunnels", "0"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "extra"},
+	} {
+		var errs strings.Builder
+		if code := run(args, io.Discard, &errs); code != 2 || errs.Len() == 0 {
+			t.Errorf("%q: exit %d (%q), want 2 and a reason", args, code, errs.String())
+		}
+	}
+}
+
+// The binary as a node runs it: a tunnel through it to a server on loopback, then SIGTERM.
+func TestATunnelThroughTheRelayBinary(t *testing.T) {
+	cert, key, ca, authority, client := relayFiles(t)
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	go func() {
+		conn, err := target.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		io.WriteString(conn, "sandboxd says: "+line)
+	}()
+	_, port, _ := net.SplitHostPort(target.Addr().String())
+	addr := freePort(t)
+	null, _ := os.Open(os.DevNull)
+	defer null.Close()
+	argv := []string{"sandboxd", "relay", "--listen", addr, "--cert", cert, "--key", key, "--client-ca", ca,
+		"--allow", "127.0.0.1/32", "--ports", port}
+	attr := &syscall.ProcAttr{Env: []string{asMain + "=1"}, Files: []uintptr{null.Fd(), null.Fd(), null.Fd()}}
+	pid, exited, err := reaper.Spawn(binary, argv, attr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	var conn *tls.Conn
+	testsupport.Eventually(t, "the relay listens", 10*time.Second, func() bool {
+		conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: authority.Pool, Certificates: []tls.Certificate{client}})
+		return err == nil
+	})
+	defer conn.Close()
+	io.WriteString(conn, "CONNECT "+target.Addr().String()+" HTTP/1.1\r\n\r\n")
+	reader := bufio.NewReader(conn)
+	response, err := http.ReadResponse(reader, &http.Request{Method: http.MethodConnect})
+	if err != nil || response.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT: %v %v", response, err)
+	}
+	io.WriteString(conn, "hello\n")
+	if answer, _ := reader.ReadString('\n'); answer != "sandboxd says: hello\n" {
+		t.Fatalf("through the tunnel: %q", answer)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case status := <-exited:
+		if status.ExitStatus() != 0 {
+			t.Fatalf("SIGTERM: exit %d", status.ExitStatus())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end on SIGTERM")
+	}
+}
