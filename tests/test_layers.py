@@ -7,6 +7,8 @@ fails here, with the file and line that brought it.
 - Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
   only the sandboxes app's services reach the driver: no interface (API views, consumers,
   management commands, vibebox/) and no other app.
+- A sandbox (or snapshot) lives on one engine, its node's (docs/nodes.md): code that has one at
+  hand reaches the driver through `driver_for(it)`, never a bare `get_driver()` (the local engine's).
 - No import inside a function hides a loop: project imports sit at the top of the module, but
   in AppConfig.ready() (where receivers connect) and where listed below with the reason.
 """
@@ -83,6 +85,7 @@ def test_only_the_docker_driver_imports_docker():
 
 
 INTERFACES = ("/api/", "/consumers/", "/management/")
+DRIVER_GETTERS = ("get_driver", "driver_for")
 
 
 def test_only_the_sandboxes_services_reach_the_driver():
@@ -92,7 +95,7 @@ def test_only_the_sandboxes_services_reach_the_driver():
         if inside:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and any(alias.name == "get_driver" for alias in node.names):
+            if isinstance(node, ast.ImportFrom) and any(alias.name in DRIVER_GETTERS for alias in node.names):
                 found.append(f"{path}:{node.lineno}")
     assert not found, f"call a service of apps/sandboxes instead of the driver: {found}"
 
@@ -119,3 +122,64 @@ def test_the_listed_late_imports_are_still_there():
             if is_function and any(_imported(node, path) for node in ast.walk(function)):
                 present.add((path, function.name))
     assert set(LATE_IMPORTS) <= present, sorted(set(LATE_IMPORTS) - present)
+
+
+# (file, function) -> why it calls the local engine's driver with a sandbox at hand.
+LOCAL_ENGINE_CALLS = {
+    ("apps/sandboxes/reconcile.py", "sandbox_reconcile"): "lists the local engine's containers and volumes "
+    "(reconcile per node is phase 2, docs/nodes.md)",
+    ("apps/sandboxes/services/network.py", "network_reconcile"): "rewrites this host's firewall, which holds the "
+    "local engine's sandboxes only (a node's rules go through its relay: phase 2)",
+}
+ON_ENGINE = {"sandbox", "snapshot"}
+
+
+def _binds(function: ast.AST) -> set[str]:
+    """The names a function binds: its parameters and every name assigned anywhere in it (loops,
+    `with ... as`, comprehensions; nested functions' too: simple, and errs on the strict side)."""
+    arguments = function.args
+    params = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]
+    names = {a.arg for a in params if a is not None}
+    return names | {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _bare_get_driver_calls():
+    """(path, outermost function with a sandbox or snapshot at hand, line) of each `get_driver()`
+    called with no node inside such a function (or a function nested in one)."""
+    found = []
+
+    def visit(node, path, holder):
+        for child in ast.iter_child_nodes(node):
+            inner = holder
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):  # (a lambda is inside one)
+                if holder is None and _binds(child) & ON_ENGINE:
+                    inner = child
+            elif (
+                holder is not None
+                and isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Name)
+                and child.func.id == "get_driver"
+                and not child.args
+                and not child.keywords
+            ):
+                found.append((path, holder.name, child.lineno))
+            visit(child, path, inner)
+
+    for path, tree in _sources("apps", "vibebox"):
+        visit(tree, path, None)
+    return found
+
+
+def test_a_sandbox_at_hand_is_driven_on_its_own_engine():
+    found = [
+        f"{path}:{line} {function}()"
+        for path, function, line in _bare_get_driver_calls()
+        if (path, function) not in LOCAL_ENGINE_CALLS
+    ]
+    assert not found, "use driver_for(sandbox) (or the snapshot's), not get_driver():\n" + "\n".join(found)
+
+
+def test_the_listed_local_engine_calls_are_still_there():
+    """An exemption whose call went away is dropped from LOCAL_ENGINE_CALLS."""
+    present = {(path, function) for path, function, _ in _bare_get_driver_calls()}
+    assert set(LOCAL_ENGINE_CALLS) <= present, sorted(set(LOCAL_ENGINE_CALLS) - present)

@@ -214,7 +214,7 @@ def _sample_after(pk: str, expected: tuple[str, object]) -> None:
     change's own samples (before leaving, after) mark it, and this one would be in the wrong state.
     """
     try:
-        sandbox = Sandbox.objects.filter(pk=pk).select_related("template").first()
+        sandbox = Sandbox.objects.filter(pk=pk).select_related("template", "node").first()
         if sandbox is None or (sandbox.status, sandbox.started_at) != expected:
             return
         try:
@@ -251,7 +251,7 @@ def sample_all() -> dict:
     per VIBEBOX_METER_STOPPED_INTERVAL a state-only sample of each stopped sandbox. Answers counts
     for the task's log."""
     taken = skipped = 0
-    for sandbox in Sandbox.objects.filter(status__in=READ).select_related("template").order_by("pk"):
+    for sandbox in Sandbox.objects.filter(status__in=READ).select_related("template", "node").order_by("pk"):
         due = sandbox.status == Status.RUNNING and _due(
             f"billing:meter:workspace:{sandbox.pk}", settings.VIBEBOX_METER_WORKSPACE_INTERVAL
         )
@@ -286,7 +286,7 @@ def live_rows(org, *, sandbox: Sandbox | None = None, now=None) -> list[dict]:
     else:
         recent = MeterSample.objects.filter(org=org, taken_at__gte=current - rollup.HOUR)
         ids = recent.values_list("sandbox_id", flat=True).distinct()
-        sandboxes = Sandbox.objects.filter(pk__in=ids).select_related("template").order_by("pk")
+        sandboxes = Sandbox.objects.filter(pk__in=ids).select_related("template", "node").order_by("pk")
     rows = []
     for row in sandboxes:
         amounts = live_usage(row, now=now)

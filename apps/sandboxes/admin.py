@@ -3,7 +3,7 @@ from django.contrib import admin
 from apps.audit.admin import AuditedAdmin
 
 from .models import Node, PooledContainer, Sandbox, WarmPool
-from .services.nodes import node_remove
+from .services.nodes import node_holdings, node_remove, node_state_set
 
 
 @admin.register(Sandbox)
@@ -75,6 +75,27 @@ class NodeAdmin(AuditedAdmin):
     @admin.display(description="memory (MiB)")
     def memory_mib(self, node):
         return node.memory // 1024**2
+
+    def save_model(self, request, obj, form, change):
+        """Only what the operator changed is written (the health check updates the rest meanwhile);
+        a state set here goes through node_state_set, which starts the failure count again."""
+        if "state" in form.changed_data:
+            node_state_set(name=obj.name, state=obj.state)
+        fields = [field for field in form.changed_data if field != "state"]
+        if fields:
+            obj.save(update_fields=fields)
+        obj.refresh_from_db()
+
+    def get_deleted_objects(self, objs, request):
+        """What the confirmation page lists, by node_remove's rule (not the ORM's PROTECT, which
+        would count destroyed sandboxes too): a node that holds sandboxes or snapshots is not
+        deleted here (`manage.py removenode NAME --force` is)."""
+        protected = []
+        for node in objs:
+            sandboxes, snapshots = node_holdings(node)
+            protected += [f"{node.name}: sandbox {s} ({s.status})" for s in sandboxes]
+            protected += [f"{node.name}: snapshot {s.pk}" for s in snapshots]
+        return [str(node) for node in objs], {Node._meta.verbose_name_plural: len(objs)}, set(), protected
 
     def delete_model(self, request, obj):
         node_remove(name=obj.name)

@@ -34,7 +34,7 @@ from vibebox import exceptions as errors
 
 from . import languages
 from .models import CodeContext, Execution, Sandbox, Status
-from .runtime import ExecRequest, ExecResult, bounded, get_driver
+from .runtime import ExecRequest, ExecResult, bounded, driver_for
 from .services.env import command_env, redact, secret_values
 from .services.exec import COMMAND_PREVIEW, failed, finish, prepare, require_running, resolve_cwd, resolve_timeout
 from .services.lifecycle import container_running
@@ -86,7 +86,7 @@ def _kernels(sandbox: Sandbox) -> dict[str, bool] | None:
         return None
     if sandbox.status != Status.RUNNING:
         return {}
-    return {info.exec_id: info.running for info in get_driver().process_list(sandbox.container_name)}
+    return {info.exec_id: info.running for info in driver_for(sandbox).process_list(sandbox.container_name)}
 
 
 def _status(context: CodeContext, kernels: dict[str, bool] | None, now) -> str:
@@ -133,7 +133,7 @@ def _start_kernel(sandbox: Sandbox, context: CodeContext) -> None:
         timeout=KERNEL_LIFETIME,  # sandboxd's longest: it lives until deleted, restarted or its sandbox stops
     )
     with container_running(sandbox):
-        get_driver().process_start(sandbox.container_name, request)
+        driver_for(sandbox).process_start(sandbox.container_name, request)
 
 
 def _kill_kernel(sandbox: Sandbox, context: CodeContext) -> None:
@@ -142,7 +142,7 @@ def _kill_kernel(sandbox: Sandbox, context: CodeContext) -> None:
     if sandbox.status != Status.RUNNING:
         return  # a stopped sandbox has no kernel left
     try:
-        get_driver().process_kill(sandbox.container_name, context.kernel_id, "KILL")
+        driver_for(sandbox).process_kill(sandbox.container_name, context.kernel_id, "KILL")
     except errors.ApplicationError as exc:
         logger.info("could not end kernel %s: %s", context.kernel_id, exc.message)
 
@@ -180,7 +180,7 @@ def _check_cwd(sandbox: Sandbox, path: str) -> None:
     """A directory the sandbox user can enter, else 400 (sandboxd would refuse to start the kernel)."""
     try:
         with container_running(sandbox):
-            info = get_driver().file_stat(sandbox.container_name, path, user=sandbox.template.user, follow=True)
+            info = driver_for(sandbox).file_stat(sandbox.container_name, path, user=sandbox.template.user, follow=True)
     except (errors.FileNotFound, errors.FilePermissionDenied) as exc:
         raise errors.ValidationFailed(
             f"cwd {path} is not a directory the sandbox user can use: {exc.message}",
@@ -202,7 +202,7 @@ def context_interrupt(*, context: CodeContext) -> ContextView:
     KeyboardInterrupt error, the state stays."""
     sandbox = context.sandbox
     require_running(sandbox)
-    if not get_driver().process_kill(sandbox.container_name, context.kernel_id, "INT"):
+    if not driver_for(sandbox).process_kill(sandbox.container_name, context.kernel_id, "INT"):
         raise errors.ContextDead(details={"contextId": context.id})
     record("context.interrupted", target=sandbox, changes={"context": context.id})
     return context_view(context)
@@ -444,7 +444,7 @@ def context_execute(
     try:
         try:
             with container_running(sandbox):
-                result = get_driver().exec(sandbox.container_name, request)
+                result = driver_for(sandbox).exec(sandbox.container_name, request)
         except errors.ApplicationError as exc:
             failed(execution, exc)
             raise
@@ -473,7 +473,7 @@ def _unfinished(sandbox, context, outcome, result: ExecResult, client_stderr: by
     if result.timed_out:
         outcome.timed_out = True
         try:
-            get_driver().process_kill(sandbox.container_name, context.kernel_id, "INT")
+            driver_for(sandbox).process_kill(sandbox.container_name, context.kernel_id, "INT")
         except errors.ApplicationError as exc:
             logger.info("could not interrupt kernel %s: %s", context.kernel_id, exc.message)
         error = {

@@ -7,7 +7,7 @@ from vibebox.units import parse_duration
 
 from . import events
 from .models import Sandbox, Status
-from .runtime import get_driver
+from .runtime import driver_for
 
 STREAMS = ("stdout", "stderr")
 
@@ -42,7 +42,7 @@ def line(stream: str, timestamp: float, text: str) -> dict:
 
 def follow(*, sandbox: Sandbox, stream: str, since: float):
     """The container's new output on `stream` as it comes: iterate it, close() it when done."""
-    return get_driver().logs(sandbox.container_name, stream=stream, since=since, tail=0, follow=True)
+    return driver_for(sandbox).logs(sandbox.container_name, stream=stream, since=since, tail=0, follow=True)
 
 
 def read(
@@ -50,7 +50,7 @@ def read(
 ) -> list[dict]:
     entries: list[dict] = []
     if sandbox.container_id and sandbox.status not in (Status.DESTROYED, Status.DESTROYING, Status.CREATING):
-        driver = get_driver()
+        driver = driver_for(sandbox)
         for stream in streams:
             for timestamp, text in driver.logs(
                 sandbox.container_name, stream=stream, since=since, tail=tail, follow=False

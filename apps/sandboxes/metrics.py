@@ -9,7 +9,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from .models import Sandbox, Status
-from .runtime import MeterReading, get_driver
+from .runtime import MeterReading, driver_for
 from .services.exec import run_internal
 
 WORKSPACE = "/workspace"
@@ -35,7 +35,7 @@ def sandbox_meter(*, sandbox: Sandbox) -> tuple[str, MeterReading] | None:
     counters could be of either boot; the start's own sample follows)."""
     boot = sandbox.started_at
     try:
-        reading = get_driver().meter(sandbox.container_name)
+        reading = driver_for(sandbox).meter(sandbox.container_name)
     except errors.SandboxNotFound:
         return None
     if Sandbox.objects.filter(pk=sandbox.pk).values_list("started_at", flat=True).first() != boot:
@@ -50,7 +50,7 @@ def sandbox_metrics(*, sandbox: Sandbox) -> dict:
         raise errors.SandboxNotRunning(
             f"The sandbox is {sandbox.status}; metrics are measured while it runs.", details={"status": sandbox.status}
         )
-    stats = get_driver().stats(sandbox.container_name)
+    stats = driver_for(sandbox).stats(sandbox.container_name)
     # A paused sandbox's processes are frozen: nothing can run in it to measure the workspace.
     workspace = _workspace_bytes(sandbox) if sandbox.status == Status.RUNNING else None
     limit = stats.memory_limit or sandbox.memory

@@ -78,6 +78,9 @@ class Sandbox(models.Model):
     destroyed_at = models.DateTimeField(null=True, blank=True)
     # Preview URLs: flags per port, {"3000": {"public": true}} (apps/sandboxes/preview/).
     ports = models.JSONField(default=dict, blank=True)
+    # The engine the container lives on: null is the local engine (docs/nodes.md). Chosen once, at
+    # create; every engine call for the sandbox goes through runtime.driver_for(sandbox).
+    node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.PROTECT, related_name="sandboxes")
 
     class Meta:
         ordering = ["-created_at"]
@@ -236,6 +239,8 @@ class Snapshot(models.Model):
     image = models.CharField(max_length=200)  # the committed image's tag
     image_bytes = models.PositiveBigIntegerField(default=0)  # what the commit adds to the template image
     workspace_bytes = models.PositiveBigIntegerField(default=0)
+    # The engine holding the image: null is the local engine (docs/nodes.md).
+    node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots")
     workspace_sha256 = models.CharField(max_length=64, blank=True)  # of the archive, checked before each use
     created_at = models.DateTimeField(auto_now_add=True)
 

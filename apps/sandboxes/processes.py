@@ -27,7 +27,7 @@ from vibebox import exceptions as errors
 
 from . import limits
 from .models import Execution, Sandbox, Status
-from .runtime import ExecRequest, ExecResult, get_driver
+from .runtime import ExecRequest, ExecResult, driver_for
 from .services.env import redact, secret_values
 from .services.exec import (
     COMMAND_PREVIEW,
@@ -159,7 +159,7 @@ class DaemonProcess:
                 on_output=lambda stream, data: listener(("output", stream, data)),
             )
             try:
-                result = get_driver().process_attach(
+                result = driver_for(self.sandbox).process_attach(
                     self.sandbox.container_name,
                     self.id,
                     request=request,
@@ -182,7 +182,7 @@ class DaemonProcess:
 
     def signal(self, signal: str) -> None:
         require_running(self.sandbox)  # a frozen sandboxd would not answer
-        get_driver().process_kill(self.sandbox.container_name, self.id, signal)
+        driver_for(self.sandbox).process_kill(self.sandbox.container_name, self.id, signal)
 
 
 def process_start_from(*, sandbox: Sandbox, api_key, data: dict):
@@ -234,7 +234,7 @@ def process_start(
         )
         try:
             with container_running(sandbox):
-                get_driver().process_start(sandbox.container_name, request)
+                driver_for(sandbox).process_start(sandbox.container_name, request)
         except errors.ApplicationError as exc:
             failed(execution, exc)
             raise
@@ -256,7 +256,7 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
     )
     try:
         try:
-            result = get_driver().process_attach(sandbox.container_name, execution.id, request=request)
+            result = driver_for(sandbox).process_attach(sandbox.container_name, execution.id, request=request)
         except errors.ApplicationError as exc:
             logger.info("lost sight of process %s: %s", execution.id, exc.message)
             if not _still_known(sandbox, execution.id):  # the sandbox stopped or restarted: it ended
@@ -273,7 +273,7 @@ def _follow(sandbox: Sandbox, execution: Execution, slot) -> None:
 
 def _still_known(sandbox: Sandbox, execution_id: str) -> bool:
     try:
-        listed = get_driver().process_list(sandbox.container_name)
+        listed = driver_for(sandbox).process_list(sandbox.container_name)
     except errors.ApplicationError:
         return False
     return any(info.exec_id == execution_id and info.running for info in listed)
@@ -321,7 +321,7 @@ def record_ended(sandbox: Sandbox, *, now) -> int:
     running = {e.id: e for e in _running(sandbox).filter(started_at__lt=horizon)}
     if not running or sandbox.status != Status.RUNNING:
         return 0
-    listed = get_driver().process_list(sandbox.container_name)
+    listed = driver_for(sandbox).process_list(sandbox.container_name)
     known = {info.exec_id: info for info in listed}
     recorded = 0
     for execution_id, execution in running.items():
@@ -333,7 +333,7 @@ def record_ended(sandbox: Sandbox, *, now) -> int:
             request = ExecRequest(
                 argv=(), exec_id=execution_id, timeout=60, output_limit=settings.VIBEBOX_EXEC_STORED_OUTPUT
             )
-            result = get_driver().process_attach(sandbox.container_name, execution_id, request=request)
+            result = driver_for(sandbox).process_attach(sandbox.container_name, execution_id, request=request)
             finish(execution, _settled(result), sandbox, result.stdout)
             recorded += 1
     return recorded

@@ -34,7 +34,7 @@ from vibebox import exceptions as errors
 
 from . import events, exceeded, idle, processes, signals, states
 from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
-from .runtime import ExecRequest, get_driver
+from .runtime import ExecRequest, driver_for, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
 from .services import network, snapshots
 from .services.create import sandbox_destroy
@@ -92,7 +92,7 @@ def _exited(sandbox: Sandbox, now) -> None:
     """A running row whose container exited: `stopped`, and if the OOM killer ended it (the
     engine's State.OOMKilled, one inspect for such rare rows), `sandbox.limit_exceeded` (memory)
     in the same transaction."""
-    inspected = get_driver().inspect(sandbox.container_name)
+    inspected = driver_for(sandbox).inspect(sandbox.container_name)
     oom = inspected is not None and inspected.oom_killed
     reason = OOM_REASON if oom else "container exited"
     with transaction.atomic():
@@ -122,13 +122,13 @@ def _kill_strays(sandboxes, containers, report: Report) -> None:
         users, ended = sorted({sandbox.template.user, "0"}), 0
         keep = None
         with _step(report, sandbox.id, "list the terminals of"):
-            listed = get_driver().terminal_list(sandbox.container_name)
+            listed = driver_for(sandbox).terminal_list(sandbox.container_name)
             keep = processes.running_ids(sandbox) + [t.exec_id for t in listed if t.running]
         if keep is None:  # which terminals run is unknown: end nothing there this time
             continue
         for user in users:
             with _step(report, sandbox.id, f"end stray commands (as user {user}) in"):
-                get_driver().exec(
+                driver_for(sandbox).exec(
                     sandbox.container_name,
                     ExecRequest(
                         argv=("sh", "-c", STRAYS, "sh", *keep),
@@ -148,7 +148,7 @@ def _remove_lost_snapshot_images(now: dt.datetime, report: Report) -> None:
     Only images older than VIBEBOX_STUCK_AFTER: a snapshot being taken has its image first."""
     before = (now - dt.timedelta(seconds=settings.VIBEBOX_STUCK_AFTER)).timestamp()
     images = []
-    with _step(report, "snapshot images", "list"):
+    with _step(report, "snapshot images", "list"):  # the local engine's (per node: phase 2, docs/nodes.md)
         images = [i for i in get_driver().list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
     known = set(
         Snapshot.objects.filter(pk__in=[i.labels["vibebox.snapshot-id"] for i in images]).values_list("pk", flat=True)
@@ -170,6 +170,8 @@ def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
 def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:
     """One pass. `startup=True` treats every transitional row as stuck (no request is running)."""
     now = now or timezone.now()
+    # The local engine's containers, volumes and images. Every sandbox is on it today (no placement
+    # yet); reconcile per node, scoped by label to each node's engine, is phase 2 (docs/nodes.md).
     driver = get_driver()
     report = Report()
     # A sandbox's container has its id as its name; another with its label is one a restore set aside.
@@ -180,7 +182,9 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             aside[sandbox_id] = container
         else:
             containers[sandbox_id] = container
-    live = {s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template", "api_key")}
+    live = {
+        s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template", "api_key", "node")
+    }
     busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
     # Warm-pool containers belong to their pool's rows until a sandbox takes them.
     known = set(live) | set(PooledContainer.objects.values_list("id", flat=True))

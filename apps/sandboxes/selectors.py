@@ -95,7 +95,8 @@ def sandbox_list(
 def sandbox_get(*, actor: Actor, ref: str, need: str = READ) -> Sandbox:
     """By id (`sbx_…`) or by name (live sandboxes only; names are unique per member: the actor's
     own first, else the organization's only one by that name)."""
-    qs = Sandbox.objects.filter(org=actor.org).select_related("template")
+    # Its node too: every engine call for it goes through driver_for(sandbox) (no second query).
+    qs = Sandbox.objects.filter(org=actor.org).select_related("template", "node")
     try:  # get(), not first(): no ORDER BY to build on every call (ids are unique)
         sandbox = qs.get(pk=ref) if ref.startswith("sbx_") else _by_name(actor, qs, ref)
     except Sandbox.DoesNotExist:
@@ -130,7 +131,7 @@ def execution_get(*, sandbox: Sandbox, id: str):
 def snapshot_get(*, actor: Actor, snapshot_id: str, need: str = READ) -> Snapshot:
     """A snapshot is reached as its sandbox would be (READ to use it for a new sandbox, MANAGE to
     delete it); its sandbox's grants give READ only (deleting one is its owner's role's matter)."""
-    snapshot = Snapshot.objects.filter(org=actor.org, pk=snapshot_id).select_related("template").first()
+    snapshot = Snapshot.objects.filter(org=actor.org, pk=snapshot_id).select_related("template", "node").first()
     if snapshot is None:
         raise errors.SnapshotNotFound(details={"snapshot": snapshot_id})
     granted_by = snapshot.sandbox_id if need == READ else None

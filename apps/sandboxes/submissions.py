@@ -68,7 +68,7 @@ from vibebox import redisdb
 from vibebox.units import format_size
 
 from . import processes
-from .runtime import get_driver
+from .runtime import driver_for, get_driver
 from .runtime.base import BUILD_OWNER_LABEL, BuildFailed, BuildLimits
 from .services.create import sandbox_create, sandbox_destroy
 from .services.exec import sandbox_exec
@@ -813,7 +813,7 @@ def smoke_test(submission: Submission, version: TemplateVersion) -> str:
                 ) from None
             output += f"$ {start} &\n"
         if ports:
-            address = get_driver().container_address(sandbox.container_name)
+            address = driver_for(sandbox).container_address(sandbox.container_name)
             silent = _ports_silent(address, ports, deadline=time.monotonic() + timeout)
             if silent:
                 output += f"ports that did not answer within {timeout:g} s: {', '.join(map(str, silent))}\n"

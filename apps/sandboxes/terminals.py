@@ -39,7 +39,7 @@ from vibebox.ids import random_id
 
 from . import idle, limits, quotas
 from .models import Sandbox, Status
-from .runtime import ExecRequest, get_driver
+from .runtime import ExecRequest, RuntimeDriver, driver_for
 from .runtime.base import STDIN_BUFFER, ExecControl
 from .runtime.scripts import MARKER_ENV
 from .services.env import command_env
@@ -78,6 +78,7 @@ class Spec:
     user: str
     env: dict[str, str]
     workdir: str
+    driver: RuntimeDriver  # the sandbox's engine's (driver_for)
 
 
 def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
@@ -92,6 +93,7 @@ def prepare(sandbox: Sandbox, *, cwd: str | None) -> Spec:
         user=sandbox.template.user,
         env=command_env(sandbox),
         workdir=resolve_cwd(sandbox, cwd),
+        driver=driver_for(sandbox),
     )
 
 
@@ -165,9 +167,19 @@ class DaemonSession:
     """One client attached to a terminal kept by the sandbox's sandboxd: a thread follows
     /terminal/attach into the client's queue; keystrokes and resizes go through `control`."""
 
-    def __init__(self, session_id: str, *, sandbox_id: str, container: str, shell: str, cols: int, rows: int):
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        sandbox_id: str,
+        container: str,
+        driver: RuntimeDriver,
+        shell: str,
+        cols: int,
+        rows: int,
+    ):
         self.id = session_id
-        self.sandbox_id, self.container = sandbox_id, container
+        self.sandbox_id, self.container, self.driver = sandbox_id, container, driver
         self.shell, self.cols, self.rows = shell, cols, rows
         self.loop = asyncio.get_running_loop()
         self.control = ExecControl()
@@ -207,7 +219,7 @@ class DaemonSession:
 
     async def kill(self) -> None:
         """Ends the terminal and everything it started; every client gets its exit."""
-        await asyncio.to_thread(get_driver().terminal_kill, self.container, self.id)
+        await asyncio.to_thread(self.driver.terminal_kill, self.container, self.id)
 
     async def detach(self, client: Client) -> None:
         self.stop.set()
@@ -225,7 +237,7 @@ class DaemonSession:
         )
         try:
             try:
-                ended = get_driver().terminal_attach(
+                ended = self.driver.terminal_attach(
                     self.container, self.id, request=request, start=start, stop=self.stop, on_lost=self._lost
                 )
             except Exception as exc:  # never a thread dying silently with its client left hanging
@@ -301,7 +313,7 @@ class DaemonSession:
             return False
 
 
-def _hold_slot(container: str, session_id: str, slot) -> None:
+def _hold_slot(driver: RuntimeDriver, container: str, session_id: str, slot) -> None:
     """Gives the opener's slot back once its terminal in sandboxd has ended, or its sandbox
     stopped or went away. A paused sandbox's terminal (frozen, not listed) keeps its slot, and so
     does one whose sandboxd fails to answer for a little while."""
@@ -310,7 +322,7 @@ def _hold_slot(container: str, session_id: str, slot) -> None:
         while failures < SLOT_FAILURES:
             time.sleep(SLOT_POLL_SECONDS)
             try:
-                listed = get_driver().terminal_list(container)
+                listed = driver.terminal_list(container)
             except errors.ApplicationError:
                 listed = None
             if listed is not None:
@@ -319,7 +331,7 @@ def _hold_slot(container: str, session_id: str, slot) -> None:
                 failures = 0
                 continue
             try:
-                info = get_driver().inspect(container)
+                info = driver.inspect(container)
             except errors.ApplicationError:
                 info = None
             if info is None or info.status not in ("running", "paused"):
@@ -335,8 +347,8 @@ class _Opening:
     an answer that failed): a terminal sandboxd opened all the same is killed, since nobody else
     knows its id and it would run, uncounted, until its idle timeout."""
 
-    def __init__(self, container: str, session_id: str):
-        self.container, self.session_id = container, session_id
+    def __init__(self, driver: RuntimeDriver, container: str, session_id: str):
+        self.driver, self.container, self.session_id = driver, container, session_id
         self.lock = threading.Lock()
         self.opened = False
         self.abandoned = False
@@ -345,7 +357,7 @@ class _Opening:
         """In a worker thread; the caller abandons the opening when this raises."""
         try:
             idle_timeout = float(settings.VIBEBOX_TERMINAL_IDLE_TIMEOUT)
-            get_driver().terminal_open(self.container, request, cols=cols, rows=rows, idle_timeout=idle_timeout)
+            self.driver.terminal_open(self.container, request, cols=cols, rows=rows, idle_timeout=idle_timeout)
         except errors.ApplicationError as exc:
             reason = (exc.details or {}).get("reason", "")
             if reason.startswith("sandboxd_") and reason != "sandboxd_unavailable":
@@ -371,7 +383,7 @@ class _Opening:
 
     def _kill(self) -> None:
         try:
-            get_driver().terminal_kill(self.container, self.session_id)
+            self.driver.terminal_kill(self.container, self.session_id)
         except Exception as exc:  # it then ends at its idle timeout, as before
             logger.warning("terminal %s: could not end an abandoned terminal: %s", self.session_id, exc)
 
@@ -381,7 +393,7 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
     slot = await asyncio.to_thread(limits.acquire, limits.TERMINALS, spec.owner_id)  # or 429 too_many_streams
     session_id = random_id("term_", 20)
     env = {"TERM": "xterm-256color", **spec.env, MARKER_ENV: session_id}
-    opening = _Opening(spec.container, session_id)
+    opening = _Opening(spec.driver, spec.container, session_id)
     try:
         request = ExecRequest(
             argv=_argv(shell), exec_id=session_id, env=env, user=spec.user, workdir=spec.workdir, timeout=0
@@ -392,10 +404,16 @@ async def open_session(spec: Spec, *, shell: str, cols: int, rows: int, client: 
         slot.release()
         raise
     threading.Thread(
-        target=_hold_slot, args=(spec.container, session_id, slot), daemon=True, name=f"slot-{session_id}"
+        target=_hold_slot, args=(spec.driver, spec.container, session_id, slot), daemon=True, name=f"slot-{session_id}"
     ).start()
     session = DaemonSession(
-        session_id, sandbox_id=spec.sandbox_id, container=spec.container, shell=shell, cols=cols, rows=rows
+        session_id,
+        sandbox_id=spec.sandbox_id,
+        container=spec.container,
+        driver=spec.driver,
+        shell=shell,
+        cols=cols,
+        rows=rows,
     )
     session.start(client, "start")
     return session
@@ -406,7 +424,7 @@ def _in_daemon(sandbox: Sandbox) -> list:
     if sandbox.status != Status.RUNNING:
         return []
     with container_running(sandbox):
-        listed = get_driver().terminal_list(sandbox.container_name)
+        listed = driver_for(sandbox).terminal_list(sandbox.container_name)
     return [t for t in listed if t.running and t.exec_id.startswith("term_")]
 
 
@@ -454,7 +472,7 @@ def terminal_kill(*, sandbox: Sandbox, id: str) -> None:
     require_running(sandbox)  # a frozen sandboxd would not answer
     if not _valid_id(id) or not any(t.exec_id == id for t in _in_daemon(sandbox)):
         raise _not_found(id)
-    if not get_driver().terminal_kill(sandbox.container_name, id):
+    if not driver_for(sandbox).terminal_kill(sandbox.container_name, id):
         raise _not_found(id)
     record("terminal.killed", target=sandbox, changes={"terminal": id})
 
@@ -470,6 +488,7 @@ async def join(session_id: str, *, sandbox: Sandbox, client: Client) -> DaemonSe
         session_id,
         sandbox_id=sandbox.id,
         container=sandbox.container_name,
+        driver=await asyncio.to_thread(driver_for, sandbox),  # may read the node row
         shell=_shell_of(info.argv),
         cols=info.cols,
         rows=info.rows,

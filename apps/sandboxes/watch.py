@@ -18,7 +18,7 @@ from vibebox.ids import random_id
 from vibebox.units import parse_duration
 
 from .models import Sandbox
-from .runtime import get_driver
+from .runtime import driver_for
 from .runtime.base import WatchEvent, WatchRequest, WatchStream
 from .services.exec import require_running
 from .services.files import resolve
@@ -73,7 +73,7 @@ def sandbox_watch(
         timeout=limit,
     )
     with container_running(sandbox):
-        return get_driver().watch(sandbox.container_name, request)
+        return driver_for(sandbox).watch(sandbox.container_name, request)
 
 
 # ---- the public API's side (REST/SSE and WebSocket) ----

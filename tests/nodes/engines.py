@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import io
 import ipaddress
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -231,3 +232,14 @@ def wait_until_answering(engine: Engine, timeout: float = 60.0) -> None:
                 logs = engine.container.logs(tail=40).decode(errors="replace")
                 raise AssertionError(f"engine {engine.container.name} did not answer:\n{logs}") from None
             time.sleep(0.2)
+
+
+def ship(engine: Engine, image: str) -> None:
+    """The image onto the node's engine (phase 2 does this in the product: docs/nodes.md)."""
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    try:
+        load = ["docker", "exec", "-i", engine.container.name, "docker", "load", "-q"]
+        subprocess.run(load, stdin=save.stdout, check=True, capture_output=True, timeout=300)
+    finally:
+        save.stdout.close()
+        assert save.wait(timeout=60) == 0

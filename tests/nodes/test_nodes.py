@@ -5,7 +5,6 @@ the health check following an engine that stops and starts again."""
 import ipaddress
 import shutil
 import socket
-import subprocess
 from io import StringIO
 
 import pytest
@@ -19,7 +18,7 @@ from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, get_driver
 from apps.sandboxes.services.nodes import node_add, node_state_set
 from apps.sandboxes.tasks import check_nodes
-from tests.nodes.engines import ENGINE_PORT, CertificateAuthority, start_engine
+from tests.nodes.engines import ENGINE_PORT, CertificateAuthority, ship, start_engine
 from tests.waiting import wait_for
 from vibebox.crypto import decrypt
 
@@ -217,17 +216,6 @@ def test_files_that_hold_no_pem_are_refused(docker_nodes, tmp_path):
     )  # fmt: skip
 
 
-def _ship(engine, image: str) -> None:
-    """The image onto the node's engine (phase 2 does this in the product: docs/nodes.md)."""
-    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    try:
-        load = ["docker", "exec", "-i", engine.container.name, "docker", "load", "-q"]
-        subprocess.run(load, stdin=save.stdout, check=True, capture_output=True, timeout=300)
-    finally:
-        save.stdout.close()
-        assert save.wait(timeout=60) == 0
-
-
 def test_the_driver_of_a_node_runs_containers_on_that_engine(docker_nodes, docker_client):
     engine = docker_nodes[1]
     node = _add(engine, "node-b")
@@ -238,7 +226,7 @@ def test_the_driver_of_a_node_runs_containers_on_that_engine(docker_nodes, docke
 
     image, daemon_image = base_image(), sandboxd.image(base_image())
     for tag in (image, daemon_image):
-        _ship(engine, tag)
+        ship(engine, tag)
     name, labels = "vibebox-node-test-box", {"vibebox.test": "node-driver"}
     daemon_volume = "vibebox-node-test-sandboxd"
     driver.volume_from_image(daemon_volume, image=daemon_image, path=DAEMON_MOUNT, labels=labels)

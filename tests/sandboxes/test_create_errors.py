@@ -80,8 +80,9 @@ def test_engine_down_is_503_and_leaves_nothing(api_client, nothing_left, monkeyp
     from apps.sandboxes import runtime
     from apps.sandboxes.runtime.docker import DockerDriver
 
-    monkeypatch.setattr(runtime, "get_driver", lambda: DockerDriver(base_url="unix:///nonexistent/docker.sock"))
-    monkeypatch.setattr("apps.sandboxes.services.create.get_driver", runtime.get_driver)
+    # runtime.driver_for (what create calls for its sandbox) asks runtime.get_driver.
+    broken = DockerDriver(base_url="unix:///nonexistent/docker.sock")
+    monkeypatch.setattr(runtime, "get_driver", lambda node=None: broken)
     response = api_client.post("/api/v1/sandboxes", {"template": "python-3"}, format="json")
     assert response.status_code == 503, response.content
     assert response.json()["error"]["code"] == "runtime_unavailable"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from vibebox import exceptions as errors
 
 from ..models import Sandbox, Status
-from ..runtime import ExecRequest, get_driver
+from ..runtime import ExecRequest, driver_for
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
 
 RESERVED_PORTS = frozenset({DAEMON_PORT})
@@ -117,7 +117,7 @@ def listening(sandbox: Sandbox, *, max_age: float = CACHE_SECONDS) -> Listening:
         cached = _cache.get(sandbox.pk)
     if cached is not None and cached[0] == _stamp(sandbox) and now - cached[1] <= max_age:
         return cached[2]
-    driver = get_driver()
+    driver = driver_for(sandbox)
     request = ExecRequest(
         argv=("sh", "-c", READ_COMMAND),
         exec_id=f"preview_ports_{secrets.token_hex(8)}",

@@ -41,10 +41,19 @@ __all__ = [
     "NodeEngine",
     "PathStat",
     "RuntimeDriver",
+    "driver_for",
     "forget_node_driver",
     "get_driver",
     "node_driver",
 ]
+
+
+class OnNode(Protocol):
+    """What driver_for needs: a sandbox or a snapshot (apps.sandboxes.models), or anything else that
+    lives on one engine (node_id None: the local engine)."""
+
+    node_id: object
+    node: "Node | None"
 
 
 class Node(Protocol):
@@ -85,6 +94,15 @@ def get_driver(node: Node | None = None) -> RuntimeDriver:
                 driver = driver_class(timeout=timeout, secret=settings.SECRET_KEY, node=connection)
             _drivers[key] = driver
     return driver
+
+
+def driver_for(obj: OnNode) -> RuntimeDriver:
+    """The driver of the engine a sandbox (or snapshot) lives on: every engine call made for one
+    goes through here (docs/nodes.md, tests/test_layers.py). A sandbox on the local engine costs no
+    query; one on a node reads the node row once unless it was loaded with select_related("node")."""
+    if obj.node_id is None:
+        return get_driver()
+    return get_driver(obj.node)
 
 
 def node_driver(connection: NodeConnection, *, timeout: int) -> RuntimeDriver:

@@ -46,7 +46,7 @@ from django.utils import timezone
 from apps.audit.services import record
 
 from ..models import Sandbox, Snapshot, Status
-from ..runtime import get_driver
+from ..runtime import driver_for, get_driver
 from ..specs import base_labels
 
 FORMAT = "vibebox-backup"
@@ -243,7 +243,7 @@ def _save_workspace(driver, sandbox: Sandbox, target: Path) -> str:
 
 
 def _live_sandboxes():
-    return Sandbox.objects.exclude(status=Status.DESTROYED).order_by("created_at")
+    return Sandbox.objects.select_related("node").exclude(status=Status.DESTROYED).order_by("created_at")
 
 
 # ---- backup ----
@@ -259,7 +259,6 @@ def backup_create(
     output.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = timezone.now()
     target = output / f"{PREFIX}{now:%Y%m%dT%H%M%S%fZ}{SUFFIX}"
-    driver = get_driver() if volumes or snapshots else None
     with tempfile.TemporaryDirectory(dir=output, prefix=".staging-") as staging:
         folder = Path(staging)
         parts: list[dict] = []
@@ -282,13 +281,16 @@ def backup_create(
         if volumes:
             (folder / "volumes").mkdir()
             for sandbox in _live_sandboxes():
-                source = _save_workspace(driver, sandbox, folder / "volumes" / f"{sandbox.volume_name}.tar")
+                source = _save_workspace(
+                    driver_for(sandbox), sandbox, folder / "volumes" / f"{sandbox.volume_name}.tar"
+                )
                 if source:
                     name = f"volumes/{sandbox.volume_name}.tar"
                     part(name, "volume", volume=sandbox.volume_name, sandbox=sandbox.id, source=source)
         if snapshots:
             (folder / "snapshots").mkdir()
-            for snapshot in Snapshot.objects.order_by("created_at"):
+            for snapshot in Snapshot.objects.select_related("node").order_by("created_at"):
+                driver = driver_for(snapshot)  # the engine holding its image
                 if driver.image_exists(snapshot.image):
                     driver.image_save(snapshot.image, folder / "snapshots" / f"{snapshot.id}.image.tar")
                     part(
@@ -434,6 +436,7 @@ def backup_restore(*, archive_path: Path, force: bool = False, volumes: bool = T
         parts = manifest["parts"]
         wanted_volumes = [p for p in parts if p["kind"] == "volume"] if volumes else []
         images = [p for p in parts if p["kind"] == "snapshot_image"] if snapshots else []
+        # Into the local engine (volumes and snapshot images; onto nodes: not yet, docs/nodes.md).
         driver = get_driver() if wanted_volumes or images else None
         taken = [p["volume"] for p in wanted_volumes if driver.volume_exists(p["volume"])]
         if taken and not force:

@@ -36,7 +36,7 @@ from vibebox.units import format_size
 
 from .. import events, quotas, selectors, signals, states
 from ..models import GitHook, Sandbox, Status
-from ..runtime import get_driver
+from ..runtime import driver_for
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
 from . import git, network, pools, snapshots
 from .env import prepare_env
@@ -269,9 +269,9 @@ def _wait_for_image(template: Template, *, wait: bool) -> Template:
 
 
 def _remove_quietly(sandbox: Sandbox) -> None:
-    get_driver().egress_rules_remove(sandbox.container_name, network_name())
+    driver_for(sandbox).egress_rules_remove(sandbox.container_name, network_name())
     try:
-        get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
+        driver_for(sandbox).remove(sandbox.container_name, volume=sandbox.volume_name)
     except errors.ApplicationError as exc:  # the reconciler removes it later by label
         logger.warning("could not remove container of %s: %s", sandbox.id, exc.message)
 
@@ -336,7 +336,6 @@ def sandbox_create(
     `network_policy`: the create's egress policy keys (services/network.py), over the template's
     and the organization's."""
     started = time.perf_counter()
-    driver = get_driver()
     org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
         tmpl, version, image = template_version.template, template_version.version, template_version.image
@@ -409,6 +408,7 @@ def sandbox_create(
                 auto_pause_seconds=_auto_pause(auto_pause),
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
+                node=None,  # the local engine: placement on nodes is phase 2 (docs/nodes.md)
             )
             # Only a container of the very image this create resolved (the template's newest version
             # for a bare name, the pinned one's for a pin): a pooled container of an older version
@@ -447,6 +447,7 @@ def sandbox_create(
         _observe_create(sandbox, started)
         return sandbox
 
+    driver = driver_for(sandbox)
     try:
         if not sandbox.warm:
             driver.ensure_network(network_name(), base_labels())
@@ -456,7 +457,7 @@ def sandbox_create(
         if auto_start or clone or snapshot or sandbox.warm:
             network.network_apply(sandbox)  # its egress policy, before anything of the sandbox's runs
         if snapshot:
-            snapshots.restore_workspace(sandbox.container_name, snapshot)
+            snapshots.restore_workspace(sandbox, snapshot)
         if auto_start or sandbox.warm:
             template_services_start(sandbox)
         if clone:
@@ -520,7 +521,7 @@ def _pooled_alive(sandbox: Sandbox) -> bool:
     """Whether the pooled container a create took is still running (one inspect). If the engine
     cannot tell, the create fails like a cold one: no row, the container removed if possible."""
     try:
-        info = get_driver().inspect(sandbox.container_name)
+        info = driver_for(sandbox).inspect(sandbox.container_name)
     except BaseException:
         _remove_quietly(sandbox)
         Sandbox.objects.filter(pk=sandbox.pk).delete()
@@ -577,7 +578,7 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     before = states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
     announce_leaving(sandbox, before)
-    get_driver().remove(sandbox.container_name, volume=sandbox.volume_name)
+    driver_for(sandbox).remove(sandbox.container_name, volume=sandbox.volume_name)
     network.network_release(sandbox)
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         states.move(sandbox, {Status.DESTROYING}, Status.DESTROYED, destroyed_at=timezone.now())

@@ -15,7 +15,7 @@ from vibebox import metrics
 
 from .. import events, exceeded, idle, languages, quotas
 from ..models import Execution, Sandbox, Status, new_execution_id
-from ..runtime import ExecRequest, ExecResult, bounded, get_driver
+from ..runtime import ExecRequest, ExecResult, bounded, driver_for
 from . import lifecycle
 from .env import command_env, internal_env, prepare_env, redact, secret_values
 
@@ -181,7 +181,7 @@ def _run(*, sandbox: Sandbox, **fields) -> tuple[Execution, ExecResult]:
     execution, request = prepare(sandbox=sandbox, **fields)
     try:
         with lifecycle.container_running(sandbox):
-            result = get_driver().exec(sandbox.container_name, request)
+            result = driver_for(sandbox).exec(sandbox.container_name, request)
     except errors.ApplicationError as exc:
         failed(execution, exc)
         raise
@@ -342,7 +342,7 @@ def run_internal(sandbox: Sandbox, argv: tuple[str, ...], *, timeout: float = 60
         output_limit=output_limit,
     )
     with lifecycle.container_running(sandbox):
-        return get_driver().exec(sandbox.container_name, request)
+        return driver_for(sandbox).exec(sandbox.container_name, request)
 
 
 def _on_path(sandbox: Sandbox, word: str) -> bool:

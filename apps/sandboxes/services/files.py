@@ -30,7 +30,7 @@ from vibebox import metrics
 
 from .. import events, exceeded, tarstream
 from ..models import Sandbox
-from ..runtime import FileInfo, get_driver
+from ..runtime import FileInfo, driver_for
 from .exec import require_not_paused, require_running
 from .lifecycle import container_running
 
@@ -122,7 +122,7 @@ def file_upload(*, sandbox: Sandbox, path: str, fileobj, size: int, mode: int | 
         raise errors.InvalidPath("Cannot write to /.")
     started = time.perf_counter()
     with _disk_limit(sandbox, target), container_running(sandbox):
-        info = get_driver().file_write(
+        info = driver_for(sandbox).file_write(
             sandbox.container_name,
             target,
             fileobj,
@@ -167,7 +167,7 @@ def _untar_by_daemon(sandbox: Sandbox, target: str, spool, size: int, count: int
     extracted by sandboxd."""
     compression = tarfile_compression(spool)
     spool.seek(0)
-    driver = get_driver()
+    driver = driver_for(sandbox)
     user, timeout = _user(sandbox), settings.VIBEBOX_EXEC_MAX_TIMEOUT
 
     def extract(fileobj, length: int, gzipped: bool):
@@ -225,7 +225,7 @@ def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bo
         pass
     # A stopped sandbox keeps its files: the engine's archive API.
     target = _archive_path(path)
-    driver = get_driver()
+    driver = driver_for(sandbox)
     for _ in range(10):  # follow symlinks to files, inside the container
         stat = driver.path_stat(sandbox.container_name, target)
         if stat is None:
@@ -246,7 +246,7 @@ def file_download(*, sandbox: Sandbox, path: str, as_tar: bool = False, gzip: bo
 
 def _download_by_daemon(sandbox: Sandbox, target: str, as_tar: bool, gzip: bool) -> Download:
     """Through sandboxd; 409 sandbox_not_running from the driver when the container is not running."""
-    driver, name, user = get_driver(), sandbox.container_name, _user(sandbox)
+    driver, name, user = driver_for(sandbox), sandbox.container_name, _user(sandbox)
     timeout = settings.VIBEBOX_EXEC_MAX_TIMEOUT
     stat = driver.file_stat(name, target, user=user, follow=not as_tar)
     filename = posixpath.basename(target) or "root"
@@ -289,7 +289,7 @@ def file_list(*, sandbox: Sandbox, path: str, recursive: bool = False) -> list[F
     limit = settings.VIBEBOX_FILE_LIST_LIMIT + 1
     require_running(sandbox)
     with container_running(sandbox):
-        entries, _ = get_driver().file_list(
+        entries, _ = driver_for(sandbox).file_list(
             sandbox.container_name, target, user=_user(sandbox), recursive=recursive, limit=limit
         )
     return entries
@@ -301,7 +301,7 @@ def file_delete(*, sandbox: Sandbox, path: str, recursive: bool = False) -> None
         raise errors.InvalidPath(f"Refusing to delete {target}.")
     require_running(sandbox)
     with container_running(sandbox):
-        get_driver().file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
+        driver_for(sandbox).file_delete(sandbox.container_name, target, user=_user(sandbox), recursive=recursive)
     record("file.deleted", target=sandbox, changes={"path": target, "recursive": recursive})
 
 
@@ -310,7 +310,7 @@ def file_mkdir(*, sandbox: Sandbox, path: str) -> str:
     target = resolve(path)
     require_running(sandbox)
     with container_running(sandbox):
-        get_driver().file_mkdir(sandbox.container_name, target, user=_user(sandbox))
+        driver_for(sandbox).file_mkdir(sandbox.container_name, target, user=_user(sandbox))
     record("directory.created", target=sandbox, changes={"path": target})
     return target
 
@@ -320,6 +320,8 @@ def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: boo
     source, destination = resolve(source), resolve(destination)
     require_running(sandbox)
     with container_running(sandbox):
-        get_driver().file_move(sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite)
+        driver_for(sandbox).file_move(
+            sandbox.container_name, source, destination, user=_user(sandbox), overwrite=overwrite
+        )
     record("file.moved", target=sandbox, changes={"from": source, "to": destination, "overwrite": overwrite})
     return destination

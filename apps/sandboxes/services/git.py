@@ -46,7 +46,7 @@ from vibebox import crypto
 from vibebox import exceptions as errors
 
 from ..models import Sandbox, SandboxGitConfig, new_execution_id
-from ..runtime import ExecRequest, ExecResult, get_driver
+from ..runtime import ExecRequest, ExecResult, driver_for
 from .env import SYSTEM_PATH, internal_env, redact
 from .exec import require_running
 from .lifecycle import container_running
@@ -458,7 +458,7 @@ def _exec(sandbox, argv, *, user, env, workdir="/", stdin=None, timeout=None, ou
         output_limit=output_limit,
     )
     with container_running(sandbox):
-        return get_driver().exec(sandbox.container_name, request)
+        return driver_for(sandbox).exec(sandbox.container_name, request)
 
 
 def _runner_config(url: str, auth: GitAuth) -> dict[str, str]:

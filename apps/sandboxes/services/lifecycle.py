@@ -19,7 +19,7 @@ from vibebox import metrics
 
 from .. import events, exceeded, quotas, signals, states
 from ..models import Sandbox, Status, new_execution_id
-from ..runtime import ExecRequest, get_driver
+from ..runtime import ExecRequest, driver_for
 from . import network
 from .env import internal_env
 
@@ -104,7 +104,7 @@ def template_services_start(sandbox: Sandbox) -> None:
         output_limit=64 * 1024,
     )
     try:
-        result = get_driver().exec(sandbox.container_name, request)
+        result = driver_for(sandbox).exec(sandbox.container_name, request)
     except errors.ApplicationError as exc:
         failure = exc.message
     else:
@@ -122,18 +122,18 @@ def _start_with_services(sandbox: Sandbox, call) -> None:
     except BaseException:
         # Not running unrestricted: stopped again (the row follows the container: _settle).
         with contextlib.suppress(errors.ApplicationError):
-            get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+            driver_for(sandbox).stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
         raise
     template_services_start(sandbox)
 
 
 def _stop_releasing(sandbox: Sandbox) -> None:
-    get_driver().stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+    driver_for(sandbox).stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
     network.network_release(sandbox)  # its address goes to the next container
 
 
 def _unpause_applying(sandbox: Sandbox, name: str) -> None:
-    get_driver().unpause(name)
+    driver_for(sandbox).unpause(name)
     try:  # its address and rules stayed while paused: this only repairs what a reload removed
         network.network_apply(sandbox)
     except errors.ApplicationError as exc:
@@ -149,7 +149,7 @@ def sandbox_start(*, sandbox: Sandbox) -> Sandbox:
         from_statuses=states.START_FROM,
         via=Status.STARTING,
         to=Status.RUNNING,
-        call=lambda: _start_with_services(sandbox, lambda: get_driver().start(sandbox.container_name)),
+        call=lambda: _start_with_services(sandbox, lambda: driver_for(sandbox).start(sandbox.container_name)),
         started_at=timezone.now(),
     )
     if sandbox.status == Status.RUNNING:  # started (a failed start settled elsewhere: not timed)
@@ -189,7 +189,7 @@ def sandbox_restart(*, sandbox: Sandbox) -> Sandbox:
         via=Status.STARTING,
         to=Status.RUNNING,
         call=lambda: _start_with_services(
-            sandbox, lambda: get_driver().restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
+            sandbox, lambda: driver_for(sandbox).restart(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
         ),
         started_at=timezone.now(),
     )
@@ -204,7 +204,7 @@ def sandbox_pause(*, sandbox: Sandbox, reason: str = "", note: str = "") -> Sand
         action="pause",
         from_statuses=states.PAUSE_FROM,
         to=Status.PAUSED,
-        call=get_driver().pause,
+        call=driver_for(sandbox).pause,
         fields={"paused_at": timezone.now()},
         reason=reason,
         note=note or reason,
@@ -261,7 +261,7 @@ def container_running(sandbox: Sandbox):
         yield
     except (errors.RuntimeFailure, errors.RuntimeUnavailable, errors.SandboxNotRunning) as exc:
         try:
-            container = get_driver().inspect(sandbox.container_name)
+            container = driver_for(sandbox).inspect(sandbox.container_name)
         except errors.ApplicationError:
             raise exc from None
         if container is not None and container.status == "running":
@@ -292,7 +292,7 @@ def _settle(sandbox: Sandbox, *, action: str, at: str, before: str, to: str, fai
     """
     undo = undo or {}
     try:
-        container = get_driver().inspect(sandbox.container_name)
+        container = driver_for(sandbox).inspect(sandbox.container_name)
     except errors.ApplicationError:
         states.move(sandbox, {at}, before, **undo)
         raise failure from None

@@ -27,7 +27,7 @@ from vibebox import exceptions as errors
 from .. import states
 from ..engine import sandbox_network_gateway
 from ..models import Sandbox, Status
-from ..runtime import EgressRules, firewall, get_driver
+from ..runtime import EgressRules, driver_for, firewall, get_driver
 from ..specs import network_name
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     if rules is not None and not firewall_available():
         raise errors.EgressUnavailable()
     try:
-        addresses = get_driver().egress_rules_set(
+        addresses = driver_for(sandbox).egress_rules_set(
             sandbox.container_name, network_name(), rules, keep_previous=keep_previous
         )
     except errors.ApplicationError:
@@ -118,7 +118,7 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
 def network_release(sandbox: Sandbox) -> None:
     """Drops the sandbox's rules (it stopped or is gone: its address goes to another). Never raises."""
     try:
-        get_driver().egress_rules_remove(sandbox.container_name, network_name())
+        driver_for(sandbox).egress_rules_remove(sandbox.container_name, network_name())
     except errors.ApplicationError as exc:
         logger.warning("could not remove egress rules of %s: %s", sandbox.id, exc.message)
     Sandbox.objects.filter(pk=sandbox.pk).update(network_address="")
@@ -131,6 +131,8 @@ def network_reconcile() -> int:
     if not firewall_available():
         return 0
     before = _restricted()
+    # The local host's firewall, so the local engine's sandboxes (a node's rules go through its
+    # relay: phase 2, docs/nodes.md).
     get_driver().egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
     # A PATCH or a start that landed while the pass ran wrote its row before setting its rules,
     # which the pass may just have overwritten with what it read: set those once more now.
@@ -146,9 +148,10 @@ def network_reconcile() -> int:
 
 
 def _restricted() -> dict[str, tuple[Sandbox, EgressRules]]:
-    """The sandboxes holding an address whose policy the kernel must enforce, with their rules."""
+    """The local engine's sandboxes holding an address whose policy this host's kernel must
+    enforce, with their rules."""
     found = {}
-    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS).select_related("org"):
+    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS, node=None).select_related("org"):
         rules = rules_for(sandbox)
         if rules is not None:
             found[sandbox.pk] = (sandbox, rules)

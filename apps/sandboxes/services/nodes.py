@@ -17,16 +17,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.audit.services import record
 from vibebox import exceptions as errors
 from vibebox.crypto import encrypt
 
-from ..models import Node
+from .. import events, states
+from ..models import Node, Sandbox, Snapshot, Status
 from ..runtime import NodeConnection, NodeEngine, forget_node_driver, node_driver
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
+from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
 
 LOCAL_NODE = "local"  # the implicit default node: this host's engine (no row)
+NODE_REMOVED = "node removed"  # the status reason of a sandbox whose node was removed (--force)
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -127,12 +131,60 @@ def node_add(
     return node
 
 
-def node_remove(*, name: str) -> None:
-    node = Node.objects.filter(name=name).first()
-    if node is None:
-        raise errors.NotFound(f"No node is named {name!r}.")
-    node.delete()
+def node_holdings(node: Node) -> tuple[list[Sandbox], list[Snapshot]]:
+    """What keeps a node from being removed: its sandboxes that are not destroyed, its snapshots."""
+    sandboxes = list(Sandbox.objects.filter(node=node, status__in=states.ALIVE).order_by("created_at"))
+    return sandboxes, list(Snapshot.objects.filter(node=node).order_by("created_at"))
+
+
+def node_remove(*, name: str, force: bool = False) -> None:
+    """Forgets a node (its engine and what runs there are left as they are). Refused while a
+    sandbox that is not destroyed, or a snapshot, is on it, unless `force`: such sandboxes are then
+    `error` ("node removed"; a destroy of one then only ends its row) and such snapshots are deleted
+    (their image was on that engine), each with an audit entry. Destroyed sandboxes' rows forget
+    the node."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update().filter(name=name).first()
+        if node is None:
+            raise errors.NotFound(f"No node is named {name!r}.")
+        sandboxes, snaps = node_holdings(node)
+        if (sandboxes or snaps) and not force:
+            raise errors.ValidationFailed(
+                f"Node {name!r} still holds {len(sandboxes)} sandbox(es) and {len(snaps)} snapshot(s): destroy or "
+                "delete them first, or remove it with --force (its sandboxes become error, its snapshots are "
+                "deleted).",
+                details={
+                    "reason": "node_in_use",
+                    "node": name,
+                    "sandboxes": [s.pk for s in sandboxes[:20]],
+                    "snapshots": [s.pk for s in snaps[:20]],
+                },
+            )
+        for sandbox in sandboxes:
+            # Off the node too: a destroy of it then finds no container on the local engine and ends.
+            states.move(sandbox, states.ALIVE, Status.ERROR, status_reason=NODE_REMOVED, node=None)
+            record("sandbox.node_removed", target=sandbox, changes={"node": name, "status": Status.ERROR})
+            events.publish(sandbox=sandbox, type="sandbox.error", data={"reason": NODE_REMOVED})
+        for snapshot in snaps:
+            record("snapshot.deleted", target=snapshot, changes={"name": snapshot.name, "reason": NODE_REMOVED})
+            archive_path(snapshot).unlink(missing_ok=True)
+            snapshot.delete()
+        Sandbox.objects.filter(node=node, status=Status.DESTROYED).update(node=None)
+        record(
+            "node.removed",
+            target=node,
+            changes={
+                "docker_url": node.docker_url,
+                "force": force,
+                "sandboxes": [s.pk for s in sandboxes],
+                "snapshots": [s.pk for s in snaps],
+            },
+        )
+        node.delete()
     forget_node_driver(node.pk)
+    logger.warning(
+        "node %s removed%s", name, f" (forced: {len(sandboxes)} sandboxes, {len(snaps)} snapshots)" if force else ""
+    )
 
 
 def node_state_set(*, name: str, state: str) -> Node:

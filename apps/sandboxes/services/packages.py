@@ -26,7 +26,7 @@ from vibebox import exceptions as errors
 
 from .. import processes
 from ..models import Sandbox, new_execution_id
-from ..runtime import ExecRequest, bounded, get_driver
+from ..runtime import ExecRequest, bounded, driver_for
 from . import lifecycle
 from .env import command_env, plain, redact, secret_values
 from .exec import require_running, resolve_cwd
@@ -281,7 +281,7 @@ def _project_dir_ensure(sandbox: Sandbox, workdir: str) -> None:
         output_limit=4096,
     )
     with lifecycle.container_running(sandbox):
-        result = get_driver().exec(sandbox.container_name, request)
+        result = driver_for(sandbox).exec(sandbox.container_name, request)
     if result.exit_code != 0 or result.timed_out:
         reason = redact(result.stderr[-500:].decode("utf-8", errors="replace").strip(), secret_values(sandbox))
         raise errors.InvalidPath(
@@ -516,7 +516,7 @@ def packages_list(*, sandbox: Sandbox, manager: str, cwd: str | None = None) -> 
         output_limit=LIST_OUTPUT_LIMIT,
     )
     with lifecycle.container_running(sandbox):
-        result = get_driver().exec(sandbox.container_name, request)
+        result = driver_for(sandbox).exec(sandbox.container_name, request)
     ok_codes = (0, 1) if manager == "npm" else (0,)  # npm ls exits 1 on extraneous or missing ones
     if result.timed_out or result.truncated or result.exit_code not in ok_codes:
         stderr = redact(result.stderr[-2000:].decode("utf-8", errors="replace"), secret_values(sandbox))

@@ -28,7 +28,7 @@ from vibebox.ids import random_id
 
 from .. import events, quotas, states
 from ..models import Sandbox, Snapshot, Status
-from ..runtime import get_driver
+from ..runtime import driver_for
 from ..specs import base_labels, sandbox_spec
 from . import network
 from .lifecycle import announce_leaving, claim_checked
@@ -46,10 +46,10 @@ def image_tag(snapshot: Snapshot) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-{settings.VIBEBOX_INSTANCE}:{snapshot.id}"
 
 
-def _save_workspace(container: str, target: Path) -> tuple[int, str]:
+def _save_workspace(sandbox: Sandbox, target: Path) -> tuple[int, str]:
     """Streams the workspace volume's tar to `target` (atomically); answers its size and digest."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    chunks, _ = get_driver().get_archive(container, "/workspace")
+    chunks, _ = driver_for(sandbox).get_archive(sandbox.container_name, "/workspace")
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
     size, digest = 0, hashlib.sha256()
     try:
@@ -98,7 +98,7 @@ def check_usable(snapshot: Snapshot) -> None:
     damaged, before anything of a sandbox is touched."""
     path = archive_path(snapshot)
     reason = ""
-    if not get_driver().image_exists(snapshot.image):
+    if not driver_for(snapshot).image_exists(snapshot.image):
         reason = "image_missing"
     elif not path.is_file():
         reason = "archive_missing"
@@ -108,12 +108,12 @@ def check_usable(snapshot: Snapshot) -> None:
         raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": reason})
 
 
-def restore_workspace(container: str, snapshot: Snapshot) -> None:
+def restore_workspace(sandbox: Sandbox, snapshot: Snapshot) -> None:
     """Writes the snapshot's workspace into a started container's (fresh) workspace."""
     path = archive_path(snapshot)
     try:
         chunks = _read(path)
-        get_driver().put_archive(container, "/", chunks)
+        driver_for(sandbox).put_archive(sandbox.container_name, "/", chunks)
     except OSError:
         raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "archive_unreadable"}) from None
 
@@ -127,13 +127,14 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
         )
     quotas.check_snapshot(sandbox.owner)  # count, and bytes already at the limit: before taking anything
     quotas.request_work(org_id=sandbox.org_id, action="snapshot", sandbox=sandbox, user=sandbox.owner, snapshots=1)
-    driver = get_driver()
+    driver = driver_for(sandbox)
     snapshot = Snapshot(
         owner=sandbox.owner,
         org_id=sandbox.org_id,
         sandbox=sandbox,
         sandbox_name=sandbox.name,
         template=sandbox.template,
+        node_id=sandbox.node_id,  # the image is committed on the sandbox's engine
     )
     snapshot.name = name or f"{sandbox.name}-{timezone.now():%Y%m%d-%H%M%S}"
     snapshot.image = image_tag(snapshot)
@@ -143,9 +144,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
     try:
         labels = {**base_labels(), "vibebox.snapshot-id": snapshot.id}
         snapshot.image_bytes = driver.commit(sandbox.container_name, image=snapshot.image, labels=labels)
-        snapshot.workspace_bytes, snapshot.workspace_sha256 = _save_workspace(
-            sandbox.container_name, archive_path(snapshot)
-        )
+        snapshot.workspace_bytes, snapshot.workspace_sha256 = _save_workspace(sandbox, archive_path(snapshot))
     except BaseException:
         _remove_data(snapshot)
         raise
@@ -180,7 +179,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
 
 def _remove_data(snapshot: Snapshot) -> None:
     try:
-        get_driver().image_remove(snapshot.image)
+        driver_for(snapshot).image_remove(snapshot.image)
     except errors.ApplicationError as exc:
         logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
     archive_path(snapshot).unlink(missing_ok=True)
@@ -207,7 +206,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     # budget are asked first, as a start or resume is (a budget-paused sandbox stays paused).
     before = claim_checked(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
     announce_leaving(sandbox, before)  # the old container's counters end with it
-    driver = get_driver()
+    driver = driver_for(sandbox)
     old_volume = sandbox.volume_name
     aside = f"{sandbox.container_name}-replaced"
     try:
@@ -227,7 +226,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
         info = driver.start(sandbox.container_name)
         # The new container's address gets the sandbox's egress policy; the old one's keeps it.
         network.network_apply(sandbox, keep_previous=True)
-        restore_workspace(sandbox.container_name, snapshot)
+        restore_workspace(sandbox, snapshot)
         if before == Status.STOPPED:
             info = driver.stop(sandbox.container_name, settings.VIBEBOX_STOP_TIMEOUT)
             network.network_release(sandbox)
@@ -246,7 +245,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
         status_reason="",
         **({"stopped_at": now} if before == Status.STOPPED else {"started_at": now}),
     )
-    _remove_replaced(aside, old_volume)
+    _remove_replaced(sandbox, aside, old_volume)
     if moved:
         record("sandbox.restored", target=sandbox, changes={"snapshot": snapshot.id})
         events.publish(sandbox=sandbox, type="sandbox.restored", data={"snapshot": snapshot.id})
@@ -255,7 +254,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
 
 def _roll_back(sandbox: Sandbox, aside: str, volume: str | None, before: str, exc: BaseException) -> None:
     """A failed restore: the new container and workspace go, the old container gets its name back."""
-    driver = get_driver()
+    driver = driver_for(sandbox)
     try:
         driver.remove(sandbox.container_name, volume=volume)
         driver.rename(aside, sandbox.container_name)
@@ -283,8 +282,8 @@ def restore_roll_back(sandbox: Sandbox, aside) -> None:
     )
 
 
-def _remove_replaced(aside: str, volume: str | None) -> None:
+def _remove_replaced(sandbox: Sandbox, aside: str, volume: str | None) -> None:
     try:
-        get_driver().remove(aside, volume=volume)
+        driver_for(sandbox).remove(aside, volume=volume)
     except errors.ApplicationError as exc:  # reconcile removes a left-over `-replaced` container
         logger.warning("could not remove replaced container %s: %s", aside, exc.message)
