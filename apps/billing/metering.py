@@ -3,9 +3,11 @@
 A sample holds the container's cumulative counters (CPU time, network bytes in and out since its
 start, `boot`), its resident memory then, the sandbox's state and its workspace's last measured
 size. The sampler task reads every running and paused sandbox each VIBEBOX_METER_INTERVAL; the
-lifecycle adds a sample just before a stop, restart, pause or destroy (sandboxes'
-`sandbox_leaving` signal: the counters' tail, before the container's end resets them) and just
-after a create, start, restart, resume, stop or pause (receivers.py). Stopped sandboxes cost no
+lifecycle adds a sample just before a stop, restart or destroy (sandboxes' `sandbox_leaving`
+signal: the counters' tail, before the container's end resets them) and just after a create,
+start, restart, resume, stop or pause (receivers.py). A pause resets nothing: its running tail is
+the reading after it, dated when the pause began (`_running_until`), so a pause waits for no
+stats read. Stopped sandboxes cost no
 engine call: a state-only sample every VIBEBOX_METER_STOPPED_INTERVAL keeps their storage and
 stopped time counted.
 
@@ -59,7 +61,13 @@ def _last_workspace(sandbox: Sandbox) -> int | None:
     )
 
 
-def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> MeterSample | None:
+def _take(
+    sandbox: Sandbox, *, state: str | None, measure_workspace: bool, running_until=None, still=None
+) -> MeterSample | None:
+    """`running_until`: the sandbox was paused then (its counters frozen since): the same reading
+    is also its running tail, a `running` sample at that time, written first. `still`: whether the
+    sandbox is still in the state sampled, asked after the engine's read (which can wait up to a
+    second, long enough for another change: its own samples mark it, this one is dropped)."""
     state = state or sandbox.status
     boot, cpu_ns, memory, rx, tx = "", 0, 0, 0, 0
     if state in READ:
@@ -76,11 +84,9 @@ def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> Me
         workspace = workspace_size(sandbox=sandbox)
     if workspace is None:
         workspace = _last_workspace(sandbox)
-    taken = MeterSample.objects.create(
+    reading = dict(
         sandbox=sandbox,
         org_id=sandbox.org_id,
-        taken_at=timezone.now(),
-        state=state,
         boot=boot,
         cpu_ns=cpu_ns,
         memory_bytes=memory,
@@ -88,6 +94,15 @@ def _take(sandbox: Sandbox, *, state: str | None, measure_workspace: bool) -> Me
         net_tx_bytes=tx,
         workspace_bytes=workspace,
     )
+    if still is not None and not still():
+        return None
+    if running_until is not None and state == Status.PAUSED:
+        # Never before a sample already written (one whose read was under way when the pause
+        # began): the counters only grow along the samples.
+        latest = MeterSample.objects.filter(sandbox=sandbox).order_by("-taken_at").values_list("taken_at", flat=True)
+        running_until = max(running_until, latest.first() or running_until)
+        MeterSample.objects.create(taken_at=running_until, state=Status.RUNNING, **reading)
+    taken = MeterSample.objects.create(taken_at=timezone.now(), state=state, **reading)
     # vibebox_sandbox_cpu_seconds_total: the CPU time since this boot's previous sample (all of it
     # for a boot's first). Memory and disk are read from the samples at scrape (apps/monitoring).
     used = cpu_ns - previous_cpu if previous_cpu is not None and cpu_ns >= previous_cpu else cpu_ns
@@ -143,7 +158,7 @@ class _After:
         self.lock = threading.Lock()
         self.pid = 0
         self.queue: queue.Queue[str] = queue.Queue(maxsize=AFTER_QUEUE_SIZE)
-        self.expected: dict[str, tuple[str, object]] = {}  # sandbox id -> (status, started_at) to sample
+        self.expected: dict[str, tuple] = {}  # sandbox id -> (status, started_at, running_until) to sample
         self.busy = 0  # batches being sampled
 
     def _start(self) -> None:
@@ -157,7 +172,7 @@ class _After:
 
     def put(self, sandbox: Sandbox) -> bool:
         """Queues a sample of `sandbox` in the state it is in now; False when the queue is full."""
-        expected = (sandbox.status, sandbox.started_at)
+        expected = (sandbox.status, sandbox.started_at, _running_until(sandbox))
         with self.lock:
             self._start()
             if sandbox.pk in self.expected:
@@ -208,17 +223,30 @@ _after = _After()
 atexit.register(_after.flush)
 
 
-def _sample_after(pk: str, expected: tuple[str, object]) -> None:
+def _running_until(sandbox: Sandbox):
+    """When a just-paused sandbox stopped running (its pause's claim): a pause takes no sample
+    before the engine call (the counters survive it, and the engine's stats read can wait up to a
+    second); its running tail is the reading after, dated then (_take)."""
+    return sandbox.paused_at if sandbox.status == Status.PAUSED else None
+
+
+def _sample_after(pk: str, expected: tuple) -> None:
     """The queued sample of one sandbox, if it is still in the state its change left it in (same
     status, same boot). Otherwise a later change happened before the engine could be read: that
     change's own samples (before leaving, after) mark it, and this one would be in the wrong state.
     """
     try:
         sandbox = Sandbox.objects.filter(pk=pk).select_related("template", "node").first()
-        if sandbox is None or (sandbox.status, sandbox.started_at) != expected:
+        if sandbox is None or (sandbox.status, sandbox.started_at, _running_until(sandbox)) != expected:
             return
         try:
-            _take(sandbox, state=None, measure_workspace=False)
+            _take(
+                sandbox,
+                state=None,
+                measure_workspace=False,
+                running_until=expected[2],
+                still=lambda: Sandbox.objects.filter(pk=pk, status=expected[0], started_at=expected[1]).exists(),
+            )
         except Exception:
             if Sandbox.objects.filter(pk=pk).exists():
                 logger.exception("meter sample of %s failed", pk)
@@ -234,7 +262,10 @@ def sample_soon(sandbox: Sandbox) -> None:
     or nothing to read), else by this process's background sampler, within about a second (the
     engine's stats pass) and off the caller's request. A full queue samples here instead."""
     if sandbox.status not in READ or not _after.put(sandbox):
-        sample(sandbox)
+        try:
+            _take(sandbox, state=None, measure_workspace=False, running_until=_running_until(sandbox))
+        except Exception:
+            logger.exception("meter sample of %s failed", sandbox.pk)
 
 
 def _due(key: str, interval: float) -> bool:

@@ -28,8 +28,8 @@ SAMPLED_AFTER = {
 
 @receiver(sandbox_leaving, dispatch_uid="billing.meter.leaving")
 def sample_before_leaving(sender, sandbox, state, **kwargs):
-    """The counters' tail, before a stop, restart, pause, destroy or snapshot restore ends or
-    resets them; recorded in the state the sandbox is leaving."""
+    """The counters' tail, before a stop, restart, destroy or snapshot restore ends or resets them;
+    recorded in the state the sandbox is leaving (a pause's tail: metering._running_until)."""
     metering.sample(sandbox, state=state)
 
 

@@ -12,7 +12,7 @@ reconcile_pass = Signal()
 # so they commit or roll back with the change; a receiver ignores the types it has no use for.
 sandbox_event = Signal()
 
-# Just before the engine is asked to stop, restart, pause or destroy a sandbox, or to replace its
+# Just before the engine is asked to stop, restart or destroy a sandbox, or to replace its
 # container by a snapshot's (the row has claimed the move): `sandbox` and `state`, the status it
 # is leaving (running, paused, stopped...). Billing reads the counters' tail here, before the
 # container's end resets them. Sent with send_robust: a receiver's error is logged, never raised

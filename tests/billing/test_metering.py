@@ -298,8 +298,15 @@ def test_a_pause_keeps_the_counters_and_is_timed_as_paused(transactional_db, api
     _sampled_after_change(sandbox, state="running", taken_at__gt=paused.taken_at)
     samples = list(MeterSample.objects.filter(sandbox=sandbox).order_by("taken_at", "pk"))
     states = [s.state for s in samples]
-    # ... the tail before the pause, after the pause, ours, after the resume
+    # ... the running tail, after the pause, ours, after the resume
     assert states[-4:] == ["running", "paused", "paused", "running"], states
+    # The pause read nothing before the engine call: its one read after is also the running tail,
+    # dated when the pause began (the counters have not moved since the freeze).
+    first_paused = next(i for i, s in enumerate(samples) if s.state == "paused")
+    tail, after = samples[first_paused - 1], samples[first_paused]
+    # (later than paused_at only when a sample whose read began before the pause was written after it)
+    assert tail.state == "running" and sandbox.paused_at <= tail.taken_at < after.taken_at
+    assert (tail.cpu_ns, tail.net_rx_bytes, tail.boot) == (after.cpu_ns, after.net_rx_bytes, after.boot)
     assert len({s.boot for s in samples}) == 1  # one boot: a pause does not reset the counters
     counters = [s.cpu_ns for s in samples]
     assert counters == sorted(counters)

@@ -29,7 +29,9 @@ OOM_REASON = "container OOM-killed"  # statusReason of a sandbox whose container
 SERVICES_TIMEOUT = 120
 
 PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "pause": "paused", "resume": "resumed"}
-LEAVING = {"stop", "restart", "pause"}  # actions that end or reset the container's counters (signals.sandbox_leaving)
+# Actions that end or reset the container's counters (signals.sandbox_leaving). Not a pause: the
+# counters survive it, and billing's running tail is the reading after it (apps/billing/metering.py).
+LEAVING = {"stop", "restart"}
 
 
 def announce_leaving(sandbox: Sandbox, state: str) -> None:
