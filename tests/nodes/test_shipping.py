@@ -152,3 +152,20 @@ def test_a_bigger_image_is_streamed_never_held_whole(docker_nodes, docker_client
 
     with pytest.raises(errors.RuntimeFailure):  # the engine's refusal, as the seam's error
         get_driver(node).image_load(iter([b"not a tar" * 1000]))
+
+
+def test_a_source_that_fails_mid_stream_loads_nothing(docker_nodes, own_tag):
+    engine = docker_nodes[0]
+    node = _add(engine, "node-a")
+    tag = own_tag(sandboxd.image(base_image()), "cut", engine)
+
+    def cut_short():
+        for number, chunk in enumerate(get_driver().image_save(tag)):
+            if number == 10:
+                raise errors.RuntimeUnavailable("the source engine went away")
+            yield chunk
+
+    with pytest.raises(errors.RuntimeUnavailable, match="the source engine went away"):
+        get_driver(node).image_load(cut_short())
+    assert not get_driver(node).image_exists(tag)
+    assert node_ship_image(node=node, tag=tag).sent > 0  # and a later ship works
