@@ -138,6 +138,7 @@ def test_webhook_tasks_and_builds_have_a_queue_and_worker_of_their_own():
     webhooks_line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("webhooks:"))
     assert "--pool=threads" in webhooks_line
     builds = {"apps.sandboxes.tasks.build_templates", "apps.sandboxes.tasks.validate_submission"}
+    builds |= {"apps.sandboxes.tasks.ship_image", "apps.sandboxes.tasks.prepare_node"}  # images to nodes
     assert builds <= set(app.tasks)
     for task in [name for name in app.tasks if name.startswith("apps.")]:
         queue = app.amqp.router.route({}, task)["queue"].name

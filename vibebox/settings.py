@@ -172,6 +172,8 @@ CELERY_TASK_ROUTES = {
     "apps.webhooks.tasks.*": {"queue": "webhooks"},
     "apps.sandboxes.tasks.build_templates": {"queue": "builds"},
     "apps.sandboxes.tasks.validate_submission": {"queue": "builds"},
+    "apps.sandboxes.tasks.ship_image": {"queue": "builds"},  # nodes: images streamed to a node (docs/nodes.md)
+    "apps.sandboxes.tasks.prepare_node": {"queue": "builds"},
 }
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 # How often API keys' request counts move from Redis into the database (apps/keys/usage.py).

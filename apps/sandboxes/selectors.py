@@ -176,3 +176,11 @@ def git_hook_get(*, sandbox: Sandbox, hook_id: str) -> GitHook:
 def nodes_list() -> QuerySet[Node]:
     """The registered nodes (the local engine, the implicit default node, has no row)."""
     return Node.objects.all()
+
+
+def node_get(*, name: str) -> Node:
+    """A registered node by name (NotFound when none is)."""
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        raise errors.NotFound(f"No node is named {name!r}.")
+    return node

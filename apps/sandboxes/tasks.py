@@ -16,8 +16,9 @@ from vibebox import exceptions as errors
 
 from .images import templates_sync
 from .reconcile import sandbox_reconcile
+from .selectors import node_get
 from .services.git_hooks import git_hook_run
-from .services.nodes import nodes_check
+from .services.nodes import node_prepare, node_ship_image, nodes_check
 from .services.pools import pools_maintain
 from .submissions import submission_validate, submissions_interrupted
 
@@ -106,3 +107,18 @@ def git_hook_pull(delivery_pk: int) -> str | None:
     """Queued when an auto-pull webhook's push is accepted (services/git_hooks.py)."""
     delivery = git_hook_run(delivery_pk=delivery_pk)
     return delivery.status if delivery else None
+
+
+@shared_task(ignore_result=True)
+def ship_image(node_name: str, tag: str) -> dict:
+    """Streams a local image to a node (services/nodes.py, node_ship_image): idempotent, so a
+    redelivered task sends nothing the node has. On the `builds` queue, with the image builds."""
+    shipped = node_ship_image(node=node_get(name=node_name), tag=tag)
+    return {"node": node_name, "image": shipped.tag, "id": shipped.image_id, "sent": shipped.sent}
+
+
+@shared_task(ignore_result=True)
+def prepare_node(node_name: str) -> dict:
+    """sandboxd's image and volume on a node (services/nodes.py, node_prepare): idempotent."""
+    prepared = node_prepare(node=node_get(name=node_name))
+    return {"node": node_name, "volume": prepared.volume, "sent": prepared.image.sent}

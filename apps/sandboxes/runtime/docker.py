@@ -83,6 +83,7 @@ FILL_SECONDS = 60.0  # how long a volume's fill waits for another process's fill
 FILL_STARTED_LABEL = "vibebox.fill-started"
 BACKUP_HELPER_IMAGE = "vibebox/backup-helper:1"  # DockerDriver._backup_helper_image
 CHUNK_BYTES = 1 << 20
+IMAGE_LOAD_TIMEOUT = 600  # seconds an image load may wait for the engine's answer (DockerDriver.image_load)
 DAEMON_WAIT_SECONDS = 10.0  # how long a running container's sandboxd may take to answer (just started)
 PROBE_LABELS = {"vibebox.probe": "disk-limit"}
 PROBE_LEFT_AFTER = 300.0  # a probe container this old was left by a process killed mid-probe
@@ -1372,23 +1373,60 @@ class DockerDriver:
         with self._volume_helper(volume, labels) as helper, open(source, "rb") as data:
             self.put_archive(helper, "/", iter(lambda: data.read(CHUNK_BYTES), b""))
 
-    def image_save(self, tag: str, target) -> int:
-        size = 0
+    def image_save(self, tag: str) -> Iterator[bytes]:
+        """The image as a `docker save` tar (GET /images/{name}/get), in chunks of at most
+        CHUNK_BYTES read as they arrive: never held whole. The request is made here (a missing
+        image fails now); iterate to the end, or close the iterator, to let the connection go."""
+        api = self.client.api
         with self._engine():
+            response = api._get(api._url("/images/{0}/get", tag), stream=True)
+            if response.status_code == 404:
+                response.close()
+                raise errors.RuntimeFailure(f"No image {tag} in the engine.")
             try:
-                chunks = self.client.api.get_image(tag)
-            except (ImageNotFound, NotFound):
-                raise errors.RuntimeFailure(f"No image {tag} in the engine.") from None
-            with open(target, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    size += len(chunk)
-        return size
+                api._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
+        return self._image_chunks(response)
 
-    def image_load(self, source) -> None:
-        with self._engine(), open(source, "rb") as data:
-            for _ in self.client.api.load_image(data):
-                pass
+    def _image_chunks(self, response) -> Iterator[bytes]:
+        try:
+            with self._engine():
+                yield from response.iter_content(CHUNK_BYTES)
+        finally:
+            response.close()
+
+    def image_load(self, chunks: Iterable[bytes]) -> list[str]:
+        """Loads a `docker save` tar (POST /images/load), sent as it is read from `chunks`
+        (chunked transfer encoding: never held whole). Answers what the engine says it loaded
+        ("name:tag", or an image id for an untagged one). An error the engine reports in its
+        progress stream (a broken tar) is a RuntimeFailure; an error raised by `chunks` (its source
+        engine failing) passes through, and cuts the engine's tar short."""
+        api = self.client.api
+        loaded: list[str] = []
+        with self._engine():
+            # The engine answers once it has read the whole tar and registered its layers, which
+            # can take longer than the driver's timeout on a big image.
+            response = api._post(
+                api._url("/images/load"), data=iter(chunks), params={"quiet": False}, stream=True,
+                timeout=IMAGE_LOAD_TIMEOUT,
+            )  # fmt: skip
+            try:
+                api._raise_for_status(response)
+                for item in api._stream_helper(response, decode=True):
+                    if not isinstance(item, dict):
+                        continue
+                    if item.get("error") or item.get("errorDetail"):
+                        message = item.get("error") or (item.get("errorDetail") or {}).get("message")
+                        raise errors.RuntimeFailure(f"The engine did not load the image: {message}"[:500])
+                    text = str(item.get("stream") or "").strip()
+                    for prefix in ("Loaded image: ", "Loaded image ID: "):
+                        if text.startswith(prefix):
+                            loaded.append(text.removeprefix(prefix))
+            finally:
+                response.close()
+        return loaded
 
     def remove_network(self, name: str) -> None:
         """Removes the network and its firewall rules (its containers must be gone)."""

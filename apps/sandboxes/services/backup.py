@@ -292,7 +292,9 @@ def backup_create(
             for snapshot in Snapshot.objects.select_related("node").order_by("created_at"):
                 driver = driver_for(snapshot)  # the engine holding its image
                 if driver.image_exists(snapshot.image):
-                    driver.image_save(snapshot.image, folder / "snapshots" / f"{snapshot.id}.image.tar")
+                    with open(folder / "snapshots" / f"{snapshot.id}.image.tar", "wb") as out:
+                        for chunk in driver.image_save(snapshot.image):
+                            out.write(chunk)
                     part(
                         f"snapshots/{snapshot.id}.image.tar",
                         "snapshot_image",
@@ -455,7 +457,8 @@ def backup_restore(*, archive_path: Path, force: bool = False, volumes: bool = T
             labels = {**base_labels(), "vibebox.sandbox-id": entry["sandbox"]}
             driver.volume_import(entry["volume"], staged[entry["name"]], labels=labels, replace=force)
         for entry in images:
-            driver.image_load(staged[entry["name"]])
+            with open(staged[entry["name"]], "rb") as data:
+                driver.image_load(iter(lambda data=data: data.read(CHUNK), b""))
         if snapshots:
             folder = Path(settings.VIBEBOX_SNAPSHOT_DIR)
             for entry in parts:

@@ -4,10 +4,16 @@ A node is registered only after its engine answered with the given certificates,
 when it answers without any (anyone reaching it would be root on it). The health check marks a
 node down after VIBEBOX_NODE_DOWN_AFTER failed checks in a row and healthy again when it answers;
 a draining node is checked but keeps its state (an operator's choice).
+
+Images reach a node from the local engine, streamed from one engine's `docker save` into the
+other's `docker load` (no registry is assumed); node_prepare ships sandboxd's image and makes its
+volume there, as sandboxd.build does locally.
 """
 
 import logging
 import re
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -18,12 +24,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.marketplace.catalog import base_image
 from vibebox import exceptions as errors
 from vibebox.crypto import encrypt
 
-from .. import events, states
+from .. import events, sandboxd, states
 from ..models import Node, Sandbox, Snapshot, Status
-from ..runtime import NodeConnection, NodeEngine, forget_node_driver, node_driver
+from ..runtime import DAEMON_MOUNT, NodeConnection, NodeEngine, forget_node_driver, get_driver, node_driver
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
 from .snapshots import archive_path
 
@@ -229,3 +236,88 @@ def node_check(*, node: Node) -> str:
 def nodes_check() -> dict[str, str]:
     """Every registered node checked once (Celery beat's check_nodes): name -> state."""
     return {node.name: node_check(node=node) for node in Node.objects.all()}
+
+
+@dataclass(frozen=True)
+class ShippedImage:
+    """One image on a node after node_ship_image: `sent` bytes streamed (0: the node had it
+    already, nothing was sent) in `seconds`."""
+
+    tag: str
+    image_id: str
+    sent: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PreparedNode:
+    """A node after node_prepare: sandboxd's image there, and its volume (`volume_made`: made by
+    this call, not found in place)."""
+
+    image: ShippedImage
+    volume: str
+    volume_made: bool
+
+
+def _healthy(node: Node) -> Node:
+    """The node's row as it is now, refused unless healthy (a draining node takes nothing new,
+    a down one cannot be reached)."""
+    node = Node.objects.filter(pk=node.pk).first() or node
+    if node.state != Node.State.HEALTHY:
+        raise errors.ValidationFailed(
+            f"Node {node.name!r} is {node.state}: images are shipped only to a healthy node.",
+            details={"reason": "node_not_healthy", "node": node.name, "state": node.state},
+        )
+    return node
+
+
+def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
+    """The local engine's image `tag` on the node's engine, streamed from the local `docker save`
+    into the node's `docker load` (never held whole), then checked: the node must have the tag with
+    the same image id. Idempotent: nothing is sent when the node has the tag with that id already.
+    Refused unless the node is healthy."""
+    node = _healthy(node)
+    local, remote = get_driver(), get_driver(node)
+    source = local.image_details(tag)
+    if source is None:
+        raise errors.NotFound(f"No image {tag} on the local engine to ship.", details={"image": tag})
+    there = remote.image_details(tag)
+    if there is not None and there.id == source.id:
+        logger.info("image %s is on node %s already (%s): nothing sent", tag, node.name, source.id)
+        return ShippedImage(tag=tag, image_id=source.id, sent=0, seconds=0.0)
+    began, sent = time.monotonic(), 0
+
+    def counted():
+        nonlocal sent
+        for chunk in local.image_save(tag):
+            sent += len(chunk)
+            yield chunk
+
+    remote.image_load(counted())
+    seconds = time.monotonic() - began
+    there = remote.image_details(tag)
+    if there is None or there.id != source.id:
+        raise errors.RuntimeFailure(
+            f"Image {tag} was sent to node {node.name!r}, but the node has "
+            + (f"another image under that tag ({there.id})." if there else "no such tag after the load."),
+            details={"image": tag, "node": node.name, "expected": source.id, "found": there.id if there else None},
+        )
+    logger.info("image %s shipped to node %s: %d bytes in %.1f s (%s)", tag, node.name, sent, seconds, source.id)
+    return ShippedImage(tag=tag, image_id=source.id, sent=sent, seconds=seconds)
+
+
+def node_prepare(*, node: Node) -> PreparedNode:
+    """What a node needs before sandboxes run there, as far as it is built: sandboxd's image
+    shipped, and sandboxd's volume made from it under the same name as on the local engine (the
+    way sandboxd.build makes it locally). Idempotent. sandboxd is built locally first if it is not
+    (as the first sandbox create of a fresh server does)."""
+    node = _healthy(node)
+    volume = sandboxd.volume_for_sandboxes()
+    base = base_image()
+    image = node_ship_image(node=node, tag=sandboxd.image(base))
+    remote = get_driver(node)
+    made = not remote.volume_exists(volume)
+    labels = {"vibebox.sandboxd": sandboxd.digest(base)}  # as sandboxd.build labels it locally
+    remote.volume_from_image(volume, image=image.tag, path=DAEMON_MOUNT, labels=labels)
+    logger.info("node %s prepared: sandboxd %s, volume %s%s", node.name, image.tag, volume, " made" if made else "")
+    return PreparedNode(image=image, volume=volume, volume_made=made)

@@ -1,0 +1,43 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.sandboxes.selectors import node_get
+from apps.sandboxes.services.nodes import node_prepare, node_ship_image
+from vibebox import exceptions as errors
+
+
+class Command(BaseCommand):
+    help = (
+        'Stream images from the local engine to a registered, healthy node (docs/nodes.md, "Shipping images"). '
+        "Idempotent: an image the node has already (same tag, same id) is not sent again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("node")
+        parser.add_argument("tags", nargs="*", metavar="TAG", help="local images to ship")
+        parser.add_argument(
+            "--sandboxd",
+            action="store_true",
+            help="also ship sandboxd's image and make its volume on the node (built locally first if missing)",
+        )
+
+    def handle(self, *args, node, tags, sandboxd, **options):
+        if not tags and not sandboxd:
+            raise CommandError("Name at least one image (TAG), or give --sandboxd.")
+        try:
+            target = node_get(name=node)
+            if sandboxd:
+                prepared = node_prepare(node=target)
+                self._said(node, prepared.image)
+                made = "made" if prepared.volume_made else "in place already"
+                self.stdout.write(f"{node}: sandboxd volume {prepared.volume} {made}")
+            for tag in tags:
+                self._said(node, node_ship_image(node=target, tag=tag))
+        except errors.ApplicationError as exc:
+            raise CommandError(exc.message) from None
+
+    def _said(self, node, shipped) -> None:
+        if shipped.sent:
+            size, seconds = shipped.sent / 1024**2, shipped.seconds
+            self.stdout.write(f"{node}: {shipped.tag} shipped ({size:.1f} MiB in {seconds:.1f} s, {shipped.image_id})")
+        else:
+            self.stdout.write(f"{node}: {shipped.tag} is there already ({shipped.image_id}), nothing sent")
