@@ -243,3 +243,16 @@ def ship(engine: Engine, image: str) -> None:
     finally:
         save.stdout.close()
         assert save.wait(timeout=60) == 0
+
+
+def add_node(engine: Engine, name: str):
+    """`engine` registered as node `name` through the service `addnode` calls (checked over TLS)."""
+    from apps.sandboxes.services.nodes import node_add  # Django's: this module's engines need none
+
+    return node_add(
+        name=name,
+        docker_url=engine.url,
+        ca=engine.ca.pem.decode(),
+        cert=engine.client_pem.cert.decode(),
+        key=engine.client_pem.key.decode(),
+    )

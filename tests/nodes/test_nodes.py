@@ -16,9 +16,9 @@ from apps.marketplace.catalog import base_image
 from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, get_driver
-from apps.sandboxes.services.nodes import node_add, node_state_set
+from apps.sandboxes.services.nodes import node_state_set
 from apps.sandboxes.tasks import check_nodes
-from tests.nodes.engines import ENGINE_PORT, CertificateAuthority, ship, start_engine
+from tests.nodes.engines import ENGINE_PORT, CertificateAuthority, add_node, ship, start_engine
 from tests.waiting import wait_for
 from vibebox.crypto import decrypt
 
@@ -40,16 +40,6 @@ def _refused(*args: str) -> str:
         _addnode(*args)
     assert not Node.objects.exists()  # nothing saved
     return str(refused.value)
-
-
-def _add(engine, name: str) -> Node:
-    return node_add(
-        name=name,
-        docker_url=engine.url,
-        ca=engine.ca.pem.decode(),
-        cert=engine.client_pem.cert.decode(),
-        key=engine.client_pem.key.decode(),
-    )
 
 
 def test_addnode_registers_an_engine_and_stores_what_it_says(docker_nodes, tmp_path):
@@ -218,7 +208,7 @@ def test_files_that_hold_no_pem_are_refused(docker_nodes, tmp_path):
 
 def test_the_driver_of_a_node_runs_containers_on_that_engine(docker_nodes, docker_client):
     engine = docker_nodes[1]
-    node = _add(engine, "node-b")
+    node = add_node(engine, "node-b")
     driver = get_driver(node)
     assert get_driver(Node.objects.get(pk=node.pk)) is driver  # kept per node
     assert get_driver() is not driver  # the local engine's is another one
@@ -254,7 +244,7 @@ def test_the_health_check_follows_an_engine_that_stops_and_starts(docker_nodes, 
     settings.VIBEBOX_NODE_DOWN_AFTER = 2
     settings.VIBEBOX_NODE_CHECK_TIMEOUT = 5
     engine = docker_nodes[1]
-    node = _add(engine, "node-b")
+    node = add_node(engine, "node-b")
     assert check_nodes() == {"node-b": "healthy"}
     seen = Node.objects.get(pk=node.pk).last_seen
     engine.stop()
@@ -279,7 +269,7 @@ def test_the_admin_lists_nodes_and_never_shows_the_key(docker_nodes, client):
     admin = get_user_model().objects.create_superuser(username="root", password="pw-root-1234")
     client.force_login(admin)
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     stored = Node.objects.get(pk=node.pk).tls_key
     for url in ("/admin/sandboxes/node/", reverse("admin:sandboxes_node_change", args=[node.pk])):
         response = client.get(url)

@@ -21,21 +21,10 @@ from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, Snapshot
 from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, driver_for, get_driver
 from apps.sandboxes.services.lifecycle import sandbox_stop
-from apps.sandboxes.services.nodes import node_add
 from tests.conftest import sandbox_row
-from tests.nodes.engines import CertificateAuthority, ship
+from tests.nodes.engines import CertificateAuthority, add_node, ship
 
 pytestmark = pytest.mark.django_db
-
-
-def _add(engine, name: str) -> Node:
-    return node_add(
-        name=name,
-        docker_url=engine.url,
-        ca=engine.ca.pem.decode(),
-        cert=engine.client_pem.cert.decode(),
-        key=engine.client_pem.key.decode(),
-    )
 
 
 @pytest.fixture
@@ -57,7 +46,7 @@ def test_a_sandbox_on_the_local_engine_gets_its_driver_without_a_query(owner, te
 
 def test_every_call_for_a_sandbox_on_a_node_goes_to_that_engine(docker_nodes, docker_client, owner, template):
     engine = docker_nodes[1]
-    node = _add(engine, "node-b")
+    node = add_node(engine, "node-b")
     driver = get_driver(node)
     sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, node=node).pk)
     assert driver_for(sandbox) is driver and driver_for(Snapshot(node=node)) is driver
@@ -83,7 +72,7 @@ def test_every_call_for_a_sandbox_on_a_node_goes_to_that_engine(docker_nodes, do
 
 
 def test_removenode_refuses_while_sandboxes_or_snapshots_are_on_the_node(docker_nodes, owner, template, client):
-    node = _add(docker_nodes[0], "node-a")
+    node = add_node(docker_nodes[0], "node-a")
     live = sandbox_row(owner, template, name="live", node=node)
     gone = sandbox_row(owner, template, name="gone", status="destroyed", node=node)
     snapshot = _snapshot(live, node)
@@ -119,7 +108,7 @@ def test_removenode_refuses_while_sandboxes_or_snapshots_are_on_the_node(docker_
 
 
 def test_the_admin_deletes_a_node_only_destroyed_sandboxes_were_on(docker_nodes, owner, template, client):
-    node = _add(docker_nodes[0], "node-a")
+    node = add_node(docker_nodes[0], "node-a")
     gone = sandbox_row(owner, template, name="gone", status="destroyed", node=node)
     client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-root-1234"))
     response = client.post(reverse("admin:sandboxes_node_delete", args=[node.pk]), {"post": "yes"})
@@ -129,7 +118,7 @@ def test_the_admin_deletes_a_node_only_destroyed_sandboxes_were_on(docker_nodes,
 
 
 def test_an_operator_setting_the_state_in_the_admin_starts_the_failure_count_again(docker_nodes, client):
-    node = _add(docker_nodes[0], "node-a")
+    node = add_node(docker_nodes[0], "node-a")
     Node.objects.filter(pk=node.pk).update(state=Node.State.DRAINING, failures=2)
     client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-root-1234"))
     url = reverse("admin:sandboxes_node_change", args=[node.pk])

@@ -15,22 +15,13 @@ from apps.sandboxes import sandboxd, tasks
 from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import DAEMON_BINARY, get_driver
 from apps.sandboxes.runtime.docker import CHUNK_BYTES
-from apps.sandboxes.services.nodes import node_add, node_prepare, node_ship_image
+from apps.sandboxes.services.nodes import node_prepare, node_ship_image
+from tests.nodes.engines import add_node
 from vibebox import exceptions as errors
 
 pytestmark = pytest.mark.django_db
 
 INSTANCE = settings.VIBEBOX_INSTANCE
-
-
-def _add(engine, name: str) -> Node:
-    return node_add(
-        name=name,
-        docker_url=engine.url,
-        ca=engine.ca.pem.decode(),
-        cert=engine.client_pem.cert.decode(),
-        key=engine.client_pem.key.decode(),
-    )
 
 
 @pytest.fixture
@@ -57,7 +48,7 @@ def _node_image_id(engine, tag: str) -> str:
 
 def test_an_image_ships_once_and_is_not_sent_again(docker_nodes, docker_client, own_tag):
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     tag = own_tag(sandboxd.image(base_image()), "small", engine)
     local_id = docker_client.images.get(tag).id
     assert not get_driver(node).image_exists(tag)
@@ -76,7 +67,7 @@ def test_an_image_ships_once_and_is_not_sent_again(docker_nodes, docker_client, 
 
 def test_prepare_ships_sandboxd_and_makes_its_volume_there(docker_nodes, docker_client):
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     tag, volume = sandboxd.image(base_image()), sandboxd.volume(base_image())
     driver = get_driver(node)
     try:
@@ -108,7 +99,7 @@ def test_prepare_ships_sandboxd_and_makes_its_volume_there(docker_nodes, docker_
 
 def test_a_node_that_is_not_healthy_is_refused(docker_nodes, own_tag):
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     tag = own_tag(sandboxd.image(base_image()), "refused", engine)
     for state in (Node.State.DOWN, Node.State.DRAINING):
         Node.objects.filter(pk=node.pk).update(state=state)
@@ -130,7 +121,7 @@ def test_a_node_that_is_not_healthy_is_refused(docker_nodes, own_tag):
 
 def test_a_bigger_image_is_streamed_never_held_whole(docker_nodes, docker_client, own_tag):
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     local = get_driver()
     sizes = [len(chunk) for chunk in local.image_save(base_image())]
     assert sum(sizes) > 20 * CHUNK_BYTES and max(sizes) <= CHUNK_BYTES  # read in chunks, as they come
@@ -156,7 +147,7 @@ def test_a_bigger_image_is_streamed_never_held_whole(docker_nodes, docker_client
 
 def test_a_source_that_fails_mid_stream_loads_nothing(docker_nodes, own_tag):
     engine = docker_nodes[0]
-    node = _add(engine, "node-a")
+    node = add_node(engine, "node-a")
     tag = own_tag(sandboxd.image(base_image()), "cut", engine)
 
     def cut_short():
