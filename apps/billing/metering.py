@@ -130,12 +130,15 @@ def _metered_count() -> int:
     return _counted[1]
 
 
-def sample(sandbox: Sandbox, *, state: str | None = None, measure_workspace: bool = False) -> MeterSample | None:
+def sample(
+    sandbox: Sandbox, *, state: str | None = None, measure_workspace: bool = False, running_until=None
+) -> MeterSample | None:
     """Writes one sample of `sandbox` as it is now (`state`: the state to record, default its
-    status; the lifecycle passes the state a sandbox is leaving). None when nothing was sampled: a
-    state with no container, a vanished container, or an error (logged, never raised)."""
+    status; the lifecycle passes the state a sandbox is leaving; `running_until`: as `_take`). None
+    when nothing was sampled: a state with no container, a vanished container, or an error
+    (logged, never raised)."""
     try:
-        return _take(sandbox, state=state, measure_workspace=measure_workspace)
+        return _take(sandbox, state=state, measure_workspace=measure_workspace, running_until=running_until)
     except Exception:
         logger.exception("meter sample of %s failed", sandbox.pk)
         return None
@@ -262,10 +265,7 @@ def sample_soon(sandbox: Sandbox) -> None:
     or nothing to read), else by this process's background sampler, within about a second (the
     engine's stats pass) and off the caller's request. A full queue samples here instead."""
     if sandbox.status not in READ or not _after.put(sandbox):
-        try:
-            _take(sandbox, state=None, measure_workspace=False, running_until=_running_until(sandbox))
-        except Exception:
-            logger.exception("meter sample of %s failed", sandbox.pk)
+        sample(sandbox, running_until=_running_until(sandbox))
 
 
 def _due(key: str, interval: float) -> bool:
