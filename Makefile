@@ -75,8 +75,8 @@ run: setup
 test: setup browser typescript monitoring proxies
 	@$(BIN)/python manage.py sandboxd --check
 	@# --durations: the slowest tests are listed at the end, where CI's time goes (it must stay < 90 min).
-	@# tests/ha are make test-ha's (its own Redis and PostgreSQL: the drills need both).
-	@$(BIN)/pytest -n 3 --dist loadfile --durations=40 --ignore=tests/ha
+	@# tests/ha and the live-restore drill are make test-ha's (its own Redis and PostgreSQL: the drills need both).
+	@$(BIN)/pytest -n 3 --dist loadfile --durations=40 --ignore=tests/ha --ignore=tests/nodes/test_live_restore.py
 
 # The tests where the database matters, against a real PostgreSQL on loopback: a fresh cluster in
 # var/postgres on a free port, started before pytest and stopped after it (scripts/test-postgres.sh

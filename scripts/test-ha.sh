@@ -19,7 +19,8 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # Through the load balancer, as they are: tests that reach a live server (tests.conftest.live_server):
 # background processes and their streams surviving a killed server (test_stateless), a real
 # terminal client shared by two sockets, WebSocket refusals over HTTP, Server-Sent Events, per-owner
-# stream caps (counted across processes); and the webhooks' worker killed mid-delivery (drill b).
+# stream caps (counted across processes); the webhooks' worker killed mid-delivery (drill b); and a
+# node's dockerd restarted with live-restore (drill e, on a nested engine of its own).
 # Out, for time (make test runs them on one server): the README example, streamed uploads, GraphQL
 # subscriptions; and the tests of one server process itself (its memory under a slow client), which
 # HAProxy's URL hides.
@@ -31,6 +32,7 @@ MODULES=(
     tests/sandboxes/test_watch_api.py::test_server_sent_events
     tests/sandboxes/test_process_limits.py::test_live_server_answers_429_with_details
     tests/webhooks/test_worker_killed.py
+    tests/nodes/test_live_restore.py
 )
 
 log() { printf 'test-ha: %s\n' "$*" >&2; }

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HERE = Path(__file__).parent / "engine"
-ENGINE_IMAGE = "vibebox-test/docker-engine:8"
+ENGINE_IMAGE = "vibebox-test/docker-engine:9"
 ENGINE_PORT = 2376
 API_VERSION = "1.41"  # Docker 20.10 (bookworm's docker.io) and later
 
@@ -170,10 +170,18 @@ def fixed_address_network(client, name: str, labels: dict[str, str]):
 
 
 def start_engine(
-    client, *, name: str, network, address: str, labels: dict[str, str], verify_clients: bool = True
+    client,
+    *,
+    name: str,
+    network,
+    address: str,
+    labels: dict[str, str],
+    verify_clients: bool = True,
+    environment: dict[str, str] | None = None,
 ) -> Engine:
     """An engine at `address` on `network`; `verify_clients=False`: one that answers clients
-    without a certificate (as dockerd --tls without --tlsverify does)."""
+    without a certificate (as dockerd --tls without --tlsverify does); `environment`: more for the
+    entrypoint (engine/entrypoint.sh: ENGINE_ARGS, ENGINE_SUPERVISE)."""
     began = time.monotonic()
     # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
     # container a session keyring ("unable to join session keyring: operation not permitted").
@@ -193,7 +201,7 @@ def start_engine(
         name=name,
         hostname=name,
         labels=labels,
-        environment={"ENGINE_TLS_VERIFY": "1" if verify_clients else "0"},
+        environment={"ENGINE_TLS_VERIFY": "1" if verify_clients else "0", **(environment or {})},
         host_config=host_config,
         networking_config=client.api.create_networking_config(
             {network.name: client.api.create_endpoint_config(ipv4_address=address)}

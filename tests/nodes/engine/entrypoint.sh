@@ -21,7 +21,7 @@ verify="--tlsverify --tlscacert=/certs/ca.pem"
 # vfs, never btrfs: were this engine's /var/lib/docker on the host engine's btrfs (it is a tmpfs:
 # tests/nodes/engines.py), dockerd's btrfs driver would disable btrfs quotas for the whole
 # filesystem when it stops, turning off the host engine's disk limits (disk_limit_unsupported).
-exec dockerd \
+set -- \
     --storage-driver=vfs \
     --host=unix:///var/run/docker.sock \
     --host=tcp://0.0.0.0:2376 \
@@ -29,3 +29,22 @@ exec dockerd \
     --tlscert=/certs/server-cert.pem \
     --tlskey=/certs/server-key.pem \
     ${ENGINE_ARGS:-}
+[ "${ENGINE_SUPERVISE:-0}" = 1 ] || exec dockerd "$@"
+# ENGINE_SUPERVISE=1 (the live-restore drill, with ENGINE_ARGS=--live-restore): this shell stays
+# PID 1 and starts dockerd again whenever it exits, as systemd's Restart= would on a host, so the
+# drill can stop dockerd alone (its pid is in /run/engine-dockerd.pid; the image has no pkill) while
+# containerd and the containers' shims keep running. A TERM to the container stops dockerd and
+# ends the loop.
+stopping=0
+trap 'stopping=1; kill -TERM "$daemon" 2>/dev/null || true' TERM INT
+while :; do
+    dockerd "$@" &
+    daemon=$!
+    echo "$daemon" >/run/engine-dockerd.pid
+    wait "$daemon" || true
+    # `wait` returns early when a trapped signal arrives: wait for dockerd itself to end.
+    while kill -0 "$daemon" 2>/dev/null; do wait "$daemon" || true; done
+    [ "$stopping" = 1 ] && exit 0
+    echo "engine-entrypoint: dockerd exited; starting it again" >&2
+    sleep 0.5
+done
