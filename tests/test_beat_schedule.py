@@ -63,6 +63,7 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         VIBEBOX_METER_PRUNE_INTERVAL="1s",
         VIBEBOX_SLO_SAMPLE_INTERVAL="1s",
         VIBEBOX_NODE_CHECK_INTERVAL="1s",
+        VIBEBOX_NODE_IMAGE_SYNC_INTERVAL="1s",
     )
     sent = subprocess.run(
         [str(PYTHON), "manage.py", "shell", "-c", SEND_AS_BEAT_DOES],
@@ -87,12 +88,13 @@ def test_passes_queued_while_no_worker_ran_are_dropped(own_redis, tmp_path):  # 
         "check-quotas",
         "record-sli-samples",
         "check-nodes",
+        "sync-node-images",
     }
     wait_for(lambda: time.monotonic() > sent_at + 2, "the passes' interval to pass")
 
-    # Both Celery workers of the Procfile: the default queue's and the webhooks' (each its queue).
+    # The Celery workers of the Procfile: the default queue's, the webhooks' and the builds' (each its queue).
     logs, processes = [], []
-    for name in ("worker", "webhooks"):
+    for name in ("worker", "webhooks", "builds"):
         line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
         logs.append(tmp_path / f"{name}.log")
         with logs[-1].open("wb") as out:
@@ -138,7 +140,11 @@ def test_webhook_tasks_and_builds_have_a_queue_and_worker_of_their_own():
     webhooks_line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("webhooks:"))
     assert "--pool=threads" in webhooks_line
     builds = {"apps.sandboxes.tasks.build_templates", "apps.sandboxes.tasks.validate_submission"}
-    builds |= {"apps.sandboxes.tasks.ship_image", "apps.sandboxes.tasks.prepare_node"}  # images to nodes
+    builds |= {
+        "apps.sandboxes.tasks.ship_image",
+        "apps.sandboxes.tasks.prepare_node",
+        "apps.sandboxes.tasks.sync_node_images",
+    }  # nodes
     assert builds <= set(app.tasks)
     for task in [name for name in app.tasks if name.startswith("apps.")]:
         queue = app.amqp.router.route({}, task)["queue"].name

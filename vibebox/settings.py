@@ -174,6 +174,7 @@ CELERY_TASK_ROUTES = {
     "apps.sandboxes.tasks.validate_submission": {"queue": "builds"},
     "apps.sandboxes.tasks.ship_image": {"queue": "builds"},  # nodes: images streamed to a node (docs/nodes.md)
     "apps.sandboxes.tasks.prepare_node": {"queue": "builds"},
+    "apps.sandboxes.tasks.sync_node_images": {"queue": "builds"},
 }
 VIBEBOX_RECONCILE_INTERVAL = env_duration("VIBEBOX_RECONCILE_INTERVAL", "60s")
 # How often API keys' request counts move from Redis into the database (apps/keys/usage.py).
@@ -882,4 +883,12 @@ CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "task": "apps.sandboxes.tasks.check_nodes",
     "schedule": VIBEBOX_NODE_CHECK_INTERVAL,
     "options": {"expires": VIBEBOX_NODE_CHECK_INTERVAL},
+}
+# How often every healthy node is given the template images it lacks (besides when a template is
+# published and when a node is added or back: docs/nodes.md, "Shipping images to nodes").
+VIBEBOX_NODE_IMAGE_SYNC_INTERVAL = env_duration("VIBEBOX_NODE_IMAGE_SYNC_INTERVAL", "10m")
+CELERY_BEAT_SCHEDULE["sync-node-images"] = {
+    "task": "apps.sandboxes.tasks.sync_node_images",
+    "schedule": VIBEBOX_NODE_IMAGE_SYNC_INTERVAL,
+    "options": {"expires": VIBEBOX_NODE_IMAGE_SYNC_INTERVAL},
 }

@@ -4,13 +4,14 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from apps.keys.signals import api_key_revoked
-from apps.marketplace.signals import submission_queued
+from apps.marketplace.signals import submission_queued, template_published
 from apps.orgs.signals import member_removing, org_deleting, org_erasing
 from vibebox import exceptions as errors
 
 from .models import Sandbox, Snapshot, Status
 from .services.create import sandbox_destroy, sandboxes_destroy_ephemeral_of_key
 from .services.grants import grants_of_member_delete
+from .services.node_images import nodes_images_sync_soon
 from .services.snapshots import snapshot_delete
 from .tasks import validate_submission
 
@@ -60,3 +61,10 @@ def _submission_queued(*, submission, **_) -> None:
     """A template submission waits for its validation (sent after its commit): the worker runs it."""
     if settings.VIBEBOX_TEMPLATE_PIPELINE_DISPATCH:
         validate_submission.delay(submission.pk)
+
+
+@receiver(template_published, dispatch_uid="sandboxes.template_published")
+def _template_published(**_) -> None:
+    """A template's new image (a built-in's build, a marketplace version) goes out to the nodes
+    ahead of the creates placed there (services/node_images.py); nothing when no node is registered."""
+    nodes_images_sync_soon()

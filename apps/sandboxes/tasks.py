@@ -18,6 +18,7 @@ from .images import templates_sync
 from .reconcile import sandbox_reconcile
 from .selectors import node_get
 from .services.git_hooks import git_hook_run
+from .services.node_images import nodes_images_sync
 from .services.nodes import node_prepare, node_ship_image, nodes_check
 from .services.pools import pools_maintain
 from .submissions import submission_validate, submissions_interrupted
@@ -122,3 +123,14 @@ def prepare_node(node_name: str) -> dict:
     """sandboxd's image and volume on a node (services/nodes.py, node_prepare): idempotent."""
     prepared = node_prepare(node=node_get(name=node_name))
     return {"node": node_name, "volume": prepared.volume, "sent": prepared.image.sent}
+
+
+@shared_task(ignore_result=True)
+def sync_node_images(node_name: str | None = None) -> dict:
+    """Every healthy node (or the one named) prepared and given every template image it lacks
+    (services/node_images.py): sent when a template is published or a node added or back, and by
+    beat every VIBEBOX_NODE_IMAGE_SYNC_INTERVAL. On the `builds` queue; one pass at a time."""
+    with single_pass("node-images") as held:
+        if not held:
+            return {"skipped": "another node images pass is running"}
+        return nodes_images_sync(name=node_name)

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.sandboxes.selectors import node_get
+from apps.sandboxes.services.node_images import node_images_sync
 from apps.sandboxes.services.nodes import node_prepare, node_ship_image
 from vibebox import exceptions as errors
 
@@ -19,12 +20,29 @@ class Command(BaseCommand):
             action="store_true",
             help="also ship sandboxd's image and make its volume on the node (built locally first if missing)",
         )
+        parser.add_argument(
+            "--templates",
+            action="store_true",
+            help="sandboxd and every template image a sandbox can be created from (what beat's sync-node-images does)",
+        )
 
-    def handle(self, *args, node, tags, sandboxd, **options):
-        if not tags and not sandboxd:
-            raise CommandError("Name at least one image (TAG), or give --sandboxd.")
+    def handle(self, *args, node, tags, sandboxd, templates, **options):
+        if not tags and not sandboxd and not templates:
+            raise CommandError("Name at least one image (TAG), or give --sandboxd or --templates.")
         try:
             target = node_get(name=node)
+            if templates:
+                done = node_images_sync(node=target)
+                for tag, sent in done.sent.items():
+                    self.stdout.write(f"{node}: {tag} shipped ({sent / 1024**2:.1f} MiB)")
+                for tag in done.present:
+                    self.stdout.write(f"{node}: {tag} is there already, nothing sent")
+                for tag in done.missing:
+                    self.stdout.write(f"{node}: {tag} is not on the local engine (not built yet?), skipped")
+                for tag, message in done.failed.items():
+                    self.stderr.write(f"{node}: {tag} failed: {message}")
+                if done.failed:
+                    raise CommandError(f"{len(done.failed)} image(s) could not be shipped to {node}.")
             if sandboxd:
                 prepared = node_prepare(node=target)
                 self._said(node, prepared.image)
