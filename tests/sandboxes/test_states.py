@@ -56,3 +56,16 @@ def test_only_a_destroy_claims_an_unreachable_sandbox(owner, template):
     assert states.actions_from(Status.UNREACHABLE) == ["destroy"]
     assert states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy") == "unreachable"
     assert (sandbox.status, sandbox.status_reason) == ("destroying", "node down")  # what reconcile waits for
+
+
+def test_the_dashboard_shows_an_unreachable_sandbox_and_offers_destroy(owner, template, client):
+    sandbox = sandbox_row(owner, template, status="unreachable", status_reason="node down", container_id="c1")
+    client.force_login(owner)
+    listing = client.get("/sandboxes/")
+    assert listing.status_code == 200 and b"status-unreachable" in listing.content
+    page = client.get(f"/sandboxes/{sandbox.id}/")
+    assert page.status_code == 200 and b"unreachable" in page.content and b"node down" in page.content
+    assert client.get(f"/sandboxes/{sandbox.id}/metrics").status_code in (200, 409)
+    assert client.post(f"/sandboxes/{sandbox.id}/actions/destroy").status_code in (200, 204, 302)
+    sandbox.refresh_from_db()
+    assert (sandbox.status, sandbox.status_reason) == ("destroying", "node down")  # finished when the node returns
