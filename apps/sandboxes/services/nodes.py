@@ -243,8 +243,12 @@ def node_check(*, node: Node) -> str:
     elif returned:
         from ..reconcile import sandbox_reconcile  # it calls the services: imported late, no cycle
 
-        report = sandbox_reconcile(node=node)
-        logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
+        try:
+            report = sandbox_reconcile(node=node)
+        except Exception:  # the other nodes are still checked; the next full pass reconciles this one
+            logger.exception("node %s is back, but its reconcile failed", node.name)
+        else:
+            logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
     return node.state
 
 
