@@ -144,6 +144,11 @@ SnapshotUnusable = error(
     "snapshot_unusable", 409, "The snapshot cannot be used: its image or workspace archive is missing or damaged."
 )
 SandboxPaused = error("sandbox_paused", 409, "The sandbox is paused; resume it first (or pass autoResume).")
+SandboxUnreachable = error(
+    "sandbox_unreachable",
+    409,
+    "The sandbox's node is down: nothing can reach it until the node returns (a destroy is finished then).",
+)
 SandboxOutdated = error(
     "sandbox_outdated",
     409,

@@ -2,14 +2,17 @@
 the meter's samples at lifecycle changes, and the quota check of every request for work."""
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.dispatch import receiver
 
 from apps.orgs.models import Organization
+from apps.sandboxes.models import Status
 from apps.sandboxes.signals import sandbox_event, sandbox_leaving, work_requested
 
 from . import metering, quotas
+from .models import MeterSample
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ SAMPLED_AFTER = {
     "sandbox.stopped",
     "sandbox.paused",
     "sandbox.restored",  # a snapshot's container replaced the sandbox's
+    "sandbox.reachable",  # its node answered again: the sandbox follows its container there
 }
 
 
@@ -31,6 +35,32 @@ def sample_before_leaving(sender, sandbox, state, **kwargs):
     """The counters' tail, before a stop, restart, destroy or snapshot restore ends or resets them;
     recorded in the state the sandbox is leaving (a pause's tail: metering._running_until)."""
     metering.sample(sandbox, state=state)
+
+
+@receiver(sandbox_event, dispatch_uid="billing.meter.unreachable")
+def mark_unreachable(sender, sandbox, type, **kwargs):
+    """A sandbox whose node is down cannot be read: a sample in state `unreachable`, dated just after
+    its last sample (the last thing known of it), so the rollup counts nothing from there until the
+    first reading after the node's return: no running, paused, memory or workspace time (the
+    counters are the last read ones, so that reading adds only what the container really used). No
+    mark without an earlier sample: no baseline."""
+    if type != "sandbox.unreachable":
+        return
+    last = MeterSample.objects.filter(sandbox=sandbox).order_by("-taken_at").first()
+    if last is None:
+        return
+    MeterSample.objects.create(
+        sandbox=sandbox,
+        org_id=sandbox.org_id,
+        taken_at=last.taken_at + timedelta(microseconds=1),
+        state=Status.UNREACHABLE,
+        boot=last.boot,
+        cpu_ns=last.cpu_ns,
+        memory_bytes=last.memory_bytes,
+        net_rx_bytes=last.net_rx_bytes,
+        net_tx_bytes=last.net_tx_bytes,
+        workspace_bytes=last.workspace_bytes,
+    )
 
 
 @receiver(sandbox_event, dispatch_uid="billing.meter.after")

@@ -49,7 +49,9 @@ def read(
     *, sandbox: Sandbox, since: float | None, tail: int | None, streams=STREAMS, include_events=True
 ) -> list[dict]:
     entries: list[dict] = []
-    if sandbox.container_id and sandbox.status not in (Status.DESTROYED, Status.DESTROYING, Status.CREATING):
+    # An unreachable sandbox's container (its node is down) cannot be read: its events alone.
+    gone = (Status.DESTROYED, Status.DESTROYING, Status.CREATING, Status.UNREACHABLE)
+    if sandbox.container_id and sandbox.status not in gone:
         driver = driver_for(sandbox)
         for stream in streams:
             for timestamp, text in driver.logs(

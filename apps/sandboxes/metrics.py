@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from vibebox import exceptions as errors
 
+from . import states
 from .models import Sandbox, Status
 from .runtime import MeterReading, driver_for
 from .services.exec import run_internal
@@ -46,6 +47,7 @@ def sandbox_meter(*, sandbox: Sandbox) -> tuple[str, MeterReading] | None:
 def sandbox_metrics(*, sandbox: Sandbox) -> dict:
     """What GET /sandboxes/{id}/metrics answers (running or paused sandboxes), as
     SandboxMetricsSerializer renders it."""
+    states.require_reachable(sandbox)
     if sandbox.status not in (Status.RUNNING, Status.PAUSED):
         raise errors.SandboxNotRunning(
             f"The sandbox is {sandbox.status}; metrics are measured while it runs.", details={"status": sandbox.status}

@@ -34,6 +34,7 @@ class Status(models.TextChoices):
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
     ERROR = "error"
+    UNREACHABLE = "unreachable"  # its node is down (docs/nodes.md): back to what the engine says when it returns
 
 
 class Sandbox(models.Model):

@@ -1,9 +1,19 @@
-"""Keeps the database and the engine in agreement (run at start-up and every minute).
+"""Keeps the database and the engines in agreement (run at start-up and every minute).
+
+The container and volume part runs per engine, each with its own rows: the local engine with the
+rows on no node, and each `healthy` or `draining` node (docs/nodes.md) with its rows, through
+`get_driver(node)`. A `down` node is skipped, its rows untouched (they are `unreachable`:
+services/nodes.py), and so is a node whose listing fails in the pass (the error is in the
+report: never are its sandboxes marked vanished). `sandbox_reconcile(node=...)` runs that part
+for one node: the health check does it when a down node answers again. Per engine:
 
 - containers and volumes of this instance with no live sandbox row (nor warm-pool row) are
   removed (orphans);
 - live rows whose container vanished are marked `error` with a reason;
 - rows stuck in a transitional state are finished from what the engine says;
+- `unreachable` rows (their node was down and is back) follow their container: `running`,
+  `paused` or `stopped`, or `error` ("container lost with node") when it is gone; destroys asked
+  for while the node was down (`destroying`, reason "node down") are finished at once;
 - running rows whose container exited are marked `stopped`;
 - expired sandboxes are destroyed (a paused one with `pauseStopsTimeout` waits), and so are
   ephemeral sandboxes whose creating API key was revoked;
@@ -15,10 +25,15 @@
   killed: nobody can follow them any more (sandboxd's background processes and terminals stay:
   any server serves them).
 
+Once per pass, not per engine (and not in a pass for one node): lost snapshot images (the local
+engine's: snapshots are committed there until placement puts sandboxes on nodes), abandoned
+executions (the database's), the egress firewall rewrite (this host's, for the local engine's
+sandboxes), and the other apps' receivers.
+
 Each object is one step: if the engine refuses it (or anything else goes wrong with it), the
 failure is logged and reported under `failed` and the pass goes on with the others; the next pass
-tries again. Only a failure to list the engine's containers ends the pass: without the list,
-"gone" cannot be told from "unknown".
+tries again. Only a failure to list the local engine's containers ends the pass: without the
+list, "gone" cannot be told from "unknown" (a node's failure skips that node alone).
 """
 
 import contextlib
@@ -33,7 +48,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import events, exceeded, idle, processes, signals, states
-from .models import Execution, PooledContainer, Sandbox, Snapshot, Status
+from .models import Execution, Node, PooledContainer, Sandbox, Snapshot, Status
 from .runtime import ExecRequest, driver_for, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
 from .services import network, snapshots
@@ -59,11 +74,27 @@ class Report:
     key_revoked: list[str] = field(default_factory=list)
     auto_paused: list[str] = field(default_factory=list)
     snapshot_images_removed: list[str] = field(default_factory=list)
+    returned: list[str] = field(default_factory=list)  # unreachable, their node back: following their container
+    lost: list[str] = field(default_factory=list)  # unreachable, their node back without their container: error
     failed: dict[str, str] = field(default_factory=dict)  # sandbox, container, volume or image -> why
+    # Each registered node's own findings (also in the lists above, which span every engine), or
+    # why it was skipped ({"skipped": "down"}, {"skipped": "<listing error>"}); the local engine's
+    # are only in the lists above.
+    nodes: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         fields = {key: value for key, value in self.__dict__.items() if key != "more"}
         return {key: value for key, value in {**fields, **self.more}.items() if value}
+
+    def add(self, other: "Report") -> None:
+        """Another engine's findings, into this pass's."""
+        for key, value in other.__dict__.items():
+            if isinstance(value, list):
+                getattr(self, key).extend(value)
+            elif isinstance(value, dict):
+                getattr(self, key).update(value)
+            else:
+                setattr(self, key, getattr(self, key) + value)
 
 
 def _reason(exc: Exception) -> str:
@@ -110,6 +141,25 @@ def _finish_stuck(sandbox: Sandbox, container, report: Report) -> None:
         stopped = {"stopped_at": timezone.now(), "paused_at": None} if target == Status.STOPPED else {}
         states.move(sandbox, {sandbox.status}, target, status_reason=reason, **stopped)
     report.finished.append(sandbox.id)
+
+
+def _returned(sandbox: Sandbox, container, report: Report) -> None:
+    """An `unreachable` sandbox whose node answers again follows its container there; gone, it is
+    `error` ("container lost with node")."""
+    now = timezone.now()
+    target = states.of_container(container)
+    with transaction.atomic():  # the move and its events (webhook deliveries, the meter's mark) together
+        if target == Status.ERROR:
+            if states.move(sandbox, {Status.UNREACHABLE}, Status.ERROR, status_reason=states.LOST_WITH_NODE):
+                events.publish(sandbox=sandbox, type="sandbox.error", data={"reason": states.LOST_WITH_NODE})
+                report.lost.append(sandbox.id)
+            return
+        fields = {"paused_at": sandbox.paused_at or now} if target == Status.PAUSED else {"paused_at": None}
+        if target == Status.STOPPED:
+            fields["stopped_at"] = now
+        if states.move(sandbox, {Status.UNREACHABLE}, target, status_reason="", **fields):
+            events.publish(sandbox=sandbox, type="sandbox.reachable", data={"status": target})
+            report.returned.append(sandbox.id)
 
 
 def _kill_strays(sandboxes, containers, report: Report) -> None:
@@ -167,14 +217,9 @@ def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
     return idle.idle_since(sandbox) <= now - dt.timedelta(seconds=sandbox.auto_pause_seconds)
 
 
-def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) -> Report:
-    """One pass. `startup=True` treats every transitional row as stuck (no request is running)."""
-    now = now or timezone.now()
-    # The local engine's containers, volumes and images. Every sandbox is on it today (no placement
-    # yet); reconcile per node, scoped by label to each node's engine, is phase 2 (docs/nodes.md).
-    driver = get_driver()
-    report = Report()
-    # A sandbox's container has its id as its name; another with its label is one a restore set aside.
+def _listing(driver) -> tuple[dict, dict]:
+    """An engine's containers of this instance: by sandbox id, and the ones a restore set aside. A
+    sandbox's container has its id as its name; another with its label is one a restore set aside."""
     containers, aside = {}, {}
     for container in driver.list_containers(base_labels()):
         sandbox_id = container.labels.get("vibebox.sandbox-id", "")
@@ -182,12 +227,19 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             aside[sandbox_id] = container
         else:
             containers[sandbox_id] = container
-    live = {
-        s.id: s for s in Sandbox.objects.filter(status__in=states.ALIVE).select_related("template", "api_key", "node")
-    }
-    busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
+    return containers, aside
+
+
+def _engine_pass(
+    node: Node | None, live: dict[str, Sandbox], *, listing, pooled: set[str], busy: set[str], startup: bool, now
+) -> Report:
+    """The containers, volumes and rows of one engine (`node` None: the local one): `live` are the
+    live rows on it, `listing` what _listing() found there."""
+    driver = get_driver(node)
+    report = Report()
+    containers, aside = listing
     # Warm-pool containers belong to their pool's rows until a sandbox takes them.
-    known = set(live) | set(PooledContainer.objects.values_list("id", flat=True))
+    known = set(live) | pooled
 
     for sandbox_id, container in containers.items():
         if sandbox_id not in known:
@@ -216,12 +268,16 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     for sandbox in live.values():
         container = containers.get(sandbox.id)
         with _step(report, sandbox.id, "reconcile sandbox"):
-            if sandbox.status in states.TRANSITIONAL:
+            # A destroy asked for while the node was down waited for its return: no request is on it.
+            left_for_return = sandbox.status == Status.DESTROYING and sandbox.status_reason == states.NODE_DOWN
+            if sandbox.status == Status.UNREACHABLE:
+                _returned(sandbox, container, report)
+            elif sandbox.status in states.TRANSITIONAL:
                 if sandbox.updated_at <= stuck_before and sandbox.id in aside:
                     # A restore that never finished: the set-aside container is the sandbox.
                     snapshots.restore_roll_back(sandbox, aside.pop(sandbox.id))
                     report.finished.append(sandbox.id)
-                elif sandbox.updated_at <= stuck_before:
+                elif sandbox.updated_at <= stuck_before or left_for_return:
                     _finish_stuck(sandbox, container, report)
             elif container is None and sandbox.status != Status.ERROR:
                 with transaction.atomic():  # the move and its webhook deliveries together
@@ -243,7 +299,6 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
             elif _idle(sandbox, now, busy):
                 sandbox_pause(sandbox=sandbox)
                 report.auto_paused.append(sandbox.id)
-    _remove_lost_snapshot_images(now, report)
     running = [s for s in live.values() if s.status == Status.RUNNING and s.id in containers]
     if startup:
         _kill_strays(running, containers, report)
@@ -251,6 +306,53 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
         if containers[sandbox.id].has_daemon:
             with _step(report, sandbox.id, "record ended background processes of"):
                 report.processes_recorded += processes.record_ended(sandbox, now=now)
+    return report
+
+
+def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None, node: Node | None = None) -> Report:
+    """One pass: the local engine and every healthy or draining node, then the once-a-pass parts;
+    with `node`, that node's engine and rows alone. `startup=True` treats every transitional row as
+    stuck (no request is running)."""
+    now = now or timezone.now()
+    report = Report()
+    if node is None:
+        engines = [None, *Node.objects.filter(state__in=[Node.State.HEALTHY, Node.State.DRAINING])]
+        for down in Node.objects.filter(state=Node.State.DOWN).values_list("name", flat=True):
+            report.nodes[down] = {"skipped": Node.State.DOWN}
+    else:
+        node = Node.objects.filter(pk=node.pk).first() or node  # its state now
+        engines = [node] if node.state != Node.State.DOWN else []
+        if not engines:
+            report.nodes[node.name] = {"skipped": Node.State.DOWN}
+    for engine in engines:
+        if engine is None:
+            listing = _listing(get_driver())  # the local engine: a failure ends the pass
+        else:
+            try:
+                listing = _listing(get_driver(engine))
+            except Exception as exc:  # never "vanished" for what could not be listed
+                logger.warning("reconcile skipped node %s: %s", engine.name, _reason(exc))
+                report.failed[f"node {engine.name}"] = _reason(exc)
+                report.nodes[engine.name] = {"skipped": _reason(exc)}
+                continue
+        # The rows after the listing: a container made meanwhile has its row (never an orphan).
+        rows = Sandbox.objects.filter(status__in=states.ALIVE, node=engine)
+        live = {s.id: s for s in rows.select_related("template", "api_key", "node")}
+        busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
+        pooled = set(PooledContainer.objects.values_list("id", flat=True))
+        found = _engine_pass(engine, live, listing=listing, pooled=pooled, busy=busy, startup=startup, now=now)
+        report.add(found)
+        if engine is not None and found.as_dict():
+            report.nodes[engine.name] = found.as_dict()
+    if node is None:
+        _once_a_pass(report, startup=startup, now=now)
+    if report.as_dict():
+        logger.info("reconciled: %s", report.as_dict())
+    return report
+
+
+def _once_a_pass(report: Report, *, startup: bool, now: dt.datetime) -> None:
+    _remove_lost_snapshot_images(now, report)
     # An execution still `running` past the longest possible timeout lost its server (a restart).
     abandoned = now - dt.timedelta(seconds=settings.VIBEBOX_EXEC_MAX_TIMEOUT + settings.VIBEBOX_STUCK_AFTER)
     report.executions_abandoned = Execution.objects.filter(
@@ -258,10 +360,8 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None) 
     ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
     with _step(report, "egress rules", "rewrite"):
         # Each restricted sandbox's kernel rules at its current address, and nothing else: what a
-        # firewall reload, a crash or a container that died behind VibeBox's back left.
+        # firewall reload, a crash or a container that died behind VibeBox's back left (this host's
+        # firewall: the local engine's sandboxes; a node's rules are phase 2, docs/nodes.md).
         network.network_reconcile()
     for _, counts in signals.reconcile_pass.send(sender=Report, startup=startup):
         report.more.update(counts or {})
-    if report.as_dict():
-        logger.info("reconciled: %s", report.as_dict())
-    return report

@@ -7,6 +7,9 @@
     running <-> paused
     any but destroyed -> destroying -> destroyed
     anything -> error (with a reason), when the engine says the container is gone
+    running | paused -> unreachable -> running | paused | stopped | error
+                                              (its node is down; back to what the node's engine
+                                               says when it returns: docs/nodes.md)
 
 When the engine fails a move, the row follows the container (`of_container`): back where it
 was, `stopped` or `error` with a reason, or on to the target when the engine did the move and
@@ -41,6 +44,12 @@ ACTIONS_FROM = {
 }
 UPDATE_FROM = set(ALIVE) - {Status.DESTROYING}
 TRANSITIONAL = {Status.CREATING, Status.STARTING, Status.STOPPING, Status.DESTROYING}
+# A node that went down takes its running and paused sandboxes to `unreachable` (nodes.node_check);
+# when it returns, reconcile moves each to what the node's engine says (of_container).
+UNREACHABLE_FROM = {Status.RUNNING, Status.PAUSED}
+RETURN_TO = {Status.RUNNING, Status.PAUSED, Status.STOPPED, Status.ERROR}
+NODE_DOWN = "node down"  # the status reason of an unreachable sandbox
+LOST_WITH_NODE = "container lost with node"  # ... of one whose container was gone when its node returned
 
 
 def actions_from(status: str) -> list[str]:
@@ -65,11 +74,24 @@ def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> st
     """Like move(), but a loss is a 409. Returns the status the sandbox had before."""
     before = sandbox.status
     if not move(sandbox, from_statuses, to, **fields):
+        if sandbox.status == Status.UNREACHABLE:
+            raise errors.SandboxUnreachable(details={"status": sandbox.status, "node": node_name(sandbox)})
         raise errors.SandboxStateConflict(
             f"Cannot {action} a sandbox that is {sandbox.status}.",
             details={"status": sandbox.status, "allowedFrom": sorted(from_statuses)},
         )
     return before
+
+
+def node_name(sandbox: Sandbox) -> str | None:
+    """The name of the node a sandbox is on (None: the local engine), for error details."""
+    return sandbox.node.name if sandbox.node_id else None
+
+
+def require_reachable(sandbox: Sandbox) -> None:
+    """409 sandbox_unreachable for a sandbox whose node is down: nothing can reach its container."""
+    if sandbox.status == Status.UNREACHABLE:
+        raise errors.SandboxUnreachable(details={"status": sandbox.status, "node": node_name(sandbox)})
 
 
 def of_container(container) -> str:

@@ -10,6 +10,7 @@ from apps.keys.models import ApiKey
 from apps.keys.scopes import SANDBOXES_WRITE
 from vibebox import exceptions as errors
 
+from .. import states
 from ..models import Sandbox, Status
 from ..services.exec import require_not_paused
 
@@ -21,6 +22,7 @@ def may_write(request) -> bool:
 
 def read_guard(request, sandbox: Sandbox, *, auto_resume: bool = False) -> None:
     """Call before a read that needs the sandbox unfrozen; `auto_resume`: the request asked."""
+    states.require_reachable(sandbox)  # its node is down: 409 sandbox_unreachable
     writer = may_write(request)
     if auto_resume and not writer:
         raise errors.InsufficientScope(

@@ -3,6 +3,8 @@ from typing import Protocol
 
 from django.conf import settings
 
+from vibebox import exceptions as errors
+
 from .base import (
     DAEMON_BINARY,
     DAEMON_MOUNT,
@@ -99,7 +101,11 @@ def get_driver(node: Node | None = None) -> RuntimeDriver:
 def driver_for(obj: OnNode) -> RuntimeDriver:
     """The driver of the engine a sandbox (or snapshot) lives on: every engine call made for one
     goes through here (docs/nodes.md, tests/test_layers.py). A sandbox on the local engine costs no
-    query; one on a node reads the node row once unless it was loaded with select_related("node")."""
+    query; one on a node reads the node row once unless it was loaded with select_related("node").
+    A sandbox that is `unreachable` (its node is down) gets none: 409 sandbox_unreachable, before
+    any wait on an engine that does not answer (services check first; this is the net under them)."""
+    if getattr(obj, "status", None) == "unreachable":  # models.Status.UNREACHABLE (a Snapshot has no such status)
+        raise errors.SandboxUnreachable(details={"status": "unreachable"})
     if obj.node_id is None:
         return get_driver()
     return get_driver(obj.node)

@@ -571,12 +571,16 @@ def sandbox_destroy(*, sandbox: Sandbox, expired: bool = False) -> Sandbox:
     `expired` (the reconcile pass: its timeout passed) adds `sandbox.expired` after
     `sandbox.destroyed`, in the same transaction.
 
-    If the engine is unreachable the row stays `destroying` and the reconciler finishes it.
+    If the engine is unreachable the row stays `destroying` and the reconciler finishes it. An
+    `unreachable` sandbox (its node is down) is left `destroying` at once: reconcile finishes it when
+    the node returns (docs/nodes.md).
     """
     if sandbox.status == Status.DESTROYED:
         return sandbox
     before = states.claim(sandbox, states.DESTROY_FROM, Status.DESTROYING, "destroy")
     api_keys_revoke_for_sandbox(sandbox_id=sandbox.id)  # keys made for it (Claude's MCP key) die first
+    if before == Status.UNREACHABLE:
+        return sandbox
     announce_leaving(sandbox, before)
     driver_for(sandbox).remove(sandbox.container_name, volume=sandbox.volume_name)
     network.network_release(sandbox)

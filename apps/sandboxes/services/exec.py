@@ -13,7 +13,7 @@ from apps.audit.services import record as audit
 from vibebox import exceptions as errors
 from vibebox import metrics
 
-from .. import events, exceeded, idle, languages, quotas
+from .. import events, exceeded, idle, languages, quotas, states
 from ..models import Execution, Sandbox, Status, new_execution_id
 from ..runtime import ExecRequest, ExecResult, bounded, driver_for
 from . import lifecycle
@@ -71,7 +71,9 @@ def require_running(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
 
 
 def require_not_paused(sandbox: Sandbox, *, auto_resume: bool = False) -> None:
-    """Also for uploads and downloads, which work on a stopped sandbox but not on a frozen one."""
+    """Also for uploads and downloads, which work on a stopped sandbox but not on a frozen one.
+    A sandbox whose node is down is 409 sandbox_unreachable."""
+    states.require_reachable(sandbox)
     if sandbox.status == Status.PAUSED:
         if not (auto_resume or sandbox.auto_resume):
             raise errors.SandboxPaused(details={"status": sandbox.status})

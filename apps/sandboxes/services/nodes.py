@@ -3,7 +3,9 @@
 A node is registered only after its engine answered with the given certificates, and refused
 when it answers without any (anyone reaching it would be root on it). The health check marks a
 node down after VIBEBOX_NODE_DOWN_AFTER failed checks in a row and healthy again when it answers;
-a draining node is checked but keeps its state (an operator's choice).
+a draining node is checked but keeps its state (an operator's choice). A down node's running and
+paused sandboxes are `unreachable`; when it answers again it is reconciled (sandbox_reconcile with
+the node): each follows its container there.
 
 Images reach a node from the local engine, streamed from one engine's `docker save` into the
 other's `docker load` (no registry is assumed); node_prepare ships sandboxd's image and makes its
@@ -208,8 +210,13 @@ def node_state_set(*, name: str, state: str) -> Node:
 def node_check(*, node: Node) -> str:
     """One health check of `node`: its engine answers (engine info refreshed, a down node is
     healthy again) or not (one more failure; at VIBEBOX_NODE_DOWN_AFTER a healthy node is down).
-    Answers the node's state after the check."""
+    Answers the node's state after the check.
+
+    While the node is down (each check, so a sandbox a request moved meanwhile is not missed), its
+    running and paused sandboxes become `unreachable`; a node that answers again is reconciled
+    here, under the health pass's lock (its sandboxes follow their containers)."""
     rows = Node.objects.filter(pk=node.pk)
+    returned = False
     try:
         engine = node_engine_look(node.connection())
     except errors.ApplicationError as exc:
@@ -229,8 +236,36 @@ def node_check(*, node: Node) -> str:
         )
         if rows.filter(state=Node.State.DOWN).update(state=Node.State.HEALTHY):
             logger.warning("node %s is back: healthy", node.name)
+            returned = True
     node.refresh_from_db()
+    if node.state == Node.State.DOWN:
+        node_sandboxes_unreachable(node=node)
+    elif returned:
+        from ..reconcile import sandbox_reconcile  # it calls the services: imported late, no cycle
+
+        try:
+            report = sandbox_reconcile(node=node)
+        except Exception:  # the other nodes are still checked; the next full pass reconciles this one
+            logger.exception("node %s is back, but its reconcile failed", node.name)
+        else:
+            logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
     return node.state
+
+
+def node_sandboxes_unreachable(*, node: Node) -> list[str]:
+    """The down node's running and paused sandboxes become `unreachable` ("node down"), each
+    through states.move with a `sandbox.unreachable` event. Answers their ids."""
+    moved = []
+    for sandbox in Sandbox.objects.filter(node=node, status__in=states.UNREACHABLE_FROM).select_related("node"):
+        with transaction.atomic():  # the move and its event's receivers (webhooks, the meter's mark) together
+            if states.move(sandbox, states.UNREACHABLE_FROM, Status.UNREACHABLE, status_reason=states.NODE_DOWN):
+                events.publish(
+                    sandbox=sandbox, type="sandbox.unreachable", data={"reason": states.NODE_DOWN, "node": node.name}
+                )
+                moved.append(sandbox.pk)
+    if moved:
+        logger.warning("node %s is down: %d sandbox(es) unreachable", node.name, len(moved))
+    return moved
 
 
 def nodes_check() -> dict[str, str]:

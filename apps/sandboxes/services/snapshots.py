@@ -120,6 +120,7 @@ def restore_workspace(sandbox: Sandbox, snapshot: Snapshot) -> None:
 
 def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
     """Freezes the sandbox (if it runs), commits its container and copies its workspace, thaws it."""
+    states.require_reachable(sandbox)
     if sandbox.status not in SNAPSHOT_FROM:
         raise errors.SandboxStateConflict(
             f"Cannot snapshot a sandbox that is {sandbox.status}.",

@@ -316,6 +316,11 @@ export class SandboxPausedError extends SandboxNotRunningError {
   static override defaultCode = 'sandbox_paused';
 }
 
+/** 409: the sandbox's node is down; nothing reaches it until the node returns (a destroy is accepted and finished then). @example `await sandbox.destroy()` */
+export class SandboxUnreachableError extends SandboxNotRunningError {
+  static override defaultCode = 'sandbox_unreachable';
+}
+
 /** 409: the context's interpreter is gone (its sandbox stopped, or it died): restart it. @example `await ctx.restart()` */
 export class ContextDeadError extends ConflictError {
   static override defaultCode = 'context_dead';
@@ -781,6 +786,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   invitation_email_mismatch: InvitationEmailMismatchError,
   sandbox_not_running: SandboxNotRunningError,
   sandbox_paused: SandboxPausedError,
+  sandbox_unreachable: SandboxUnreachableError,
   sandbox_outdated: SandboxOutdatedError,
   disk_full: DiskFullError,
   request_too_large: RequestTooLargeError,

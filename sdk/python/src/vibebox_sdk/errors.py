@@ -246,6 +246,13 @@ class SandboxPausedError(SandboxNotRunningError):
     default_code = "sandbox_paused"
 
 
+class SandboxUnreachableError(SandboxNotRunningError):
+    """409: the sandbox's node is down; nothing reaches it until the node returns (its status
+    then follows the node's engine). A destroy is accepted and finished when the node returns."""
+
+    default_code = "sandbox_unreachable"
+
+
 class SandboxOutdatedError(ConflictError):
     """409: the sandbox's container was made before sandboxd (an upgraded server) and cannot run
     commands or file operations; snapshot it and restore the snapshot to give it a current one."""
@@ -683,6 +690,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "file_not_found": SandboxFileNotFoundError,
     "sandbox_not_running": SandboxNotRunningError,
     "sandbox_paused": SandboxPausedError,
+    "sandbox_unreachable": SandboxUnreachableError,
     "sandbox_outdated": SandboxOutdatedError,
     "snapshot_not_found": SnapshotNotFoundError,
     "snapshot_unusable": SnapshotUnusableError,

@@ -33,6 +33,7 @@ STATUS_STYLES = {
     "destroying": "magenta",
     "destroyed": "dim",
     "error": "red",
+    "unreachable": "red",
 }
 
 

@@ -56,7 +56,9 @@ class SandboxOut(Output):
     id: str = Field(description="The sandbox id (sbx_...): pass it as sandbox_id to the other tools.")
     name: str
     template: str
-    status: str = Field(description="creating, running, paused, stopped, destroying, destroyed or error.")
+    status: str = Field(
+        description="creating, running, paused, stopped, destroying, destroyed, error or unreachable (node down)."
+    )
     status_reason: str = ""
     ephemeral: bool = False
     created_at: str | None = None
