@@ -249,6 +249,9 @@ def node_check(*, node: Node) -> str:
             logger.exception("node %s is back, but its reconcile failed", node.name)
         else:
             logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
+        from .node_images import nodes_images_sync_soon  # it calls node_prepare: imported late, no cycle
+
+        nodes_images_sync_soon(name=node.name)  # what it missed while down (publications, sandboxd)
     return node.state
 
 
