@@ -20,6 +20,7 @@ from .base import (
     NodeConnection,
     NodeEngine,
     PathStat,
+    RelaySpec,
     RuntimeDriver,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "NodeConnection",
     "NodeEngine",
     "PathStat",
+    "RelaySpec",
     "RuntimeDriver",
     "driver_for",
     "forget_node_driver",

@@ -12,6 +12,8 @@ import socket
 import ssl
 import tempfile
 
+from .pem import write_private
+
 HEAD_LIMIT = 8 << 10
 BODY_LIMIT = 1 << 10
 
@@ -33,9 +35,7 @@ def client_context(*, ca: str, cert: str, key: str) -> ssl.SSLContext:
     with tempfile.TemporaryDirectory(prefix="vibebox-relay-") as directory:
         paths = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
         for path, text in zip(paths, (cert, key), strict=True):
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(text)
+            write_private(path, text)
         context.load_cert_chain(*paths)
     return context
 
