@@ -5,6 +5,7 @@ container's bridge address, which only the node can route."""
 
 import io
 import json
+import os
 import ssl
 
 import pytest
@@ -12,8 +13,8 @@ import pytest
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes import sandboxd
-from apps.sandboxes.models import Node, Sandbox
-from apps.sandboxes.runtime import ContainerSpec, get_driver, sandboxd_client
+from apps.sandboxes.models import Node, Sandbox, new_execution_id
+from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.files import file_download, file_upload
@@ -132,5 +133,15 @@ def test_the_services_reach_a_sandbox_on_the_node_through_the_relay(relayed_node
         streamed = sandbox_exec(sandbox=sandbox, command=script, timeout=60, on_output=on_output)
         assert streamed.result.exit_code == 0 and streamed.stdout == "first\nsecond\n"
         assert b"".join(seen) == b"first\nsecond\n" and b"second" not in seen[0]
+
+        # Both ways at once on one tunnel: stdin sent by the stream's feeding thread while this one
+        # reads `cat`'s output of it as it comes.
+        stdin, echoed = os.urandom(6 * 1024**2), bytearray()
+        request = ExecRequest(
+            argv=("cat",), exec_id=new_execution_id(), workdir="/", stdin=stdin, timeout=60,
+            on_output=lambda stream, chunk: echoed.extend(chunk),
+        )  # fmt: skip
+        result = driver.exec(sandbox.container_name, request)
+        assert result.exit_code == 0 and result.stdout_bytes == len(stdin) and bytes(echoed) == stdin
     finally:
         driver.remove(sandbox.container_name)
