@@ -1,10 +1,12 @@
 """The server's side of `sandboxd relay` (docs/sandboxd.md, "The relay"): a TLS connection to a
-node's relay with the client certificate `addnode` stored, one `CONNECT address:port`, and the
-socket is then the target's (a sandbox's sandboxd on the node's bridge).
+node's relay with the client certificate VibeBox minted for that node (node_prepare), one
+`CONNECT address:port`, and the socket is then the target's (a sandbox's sandboxd on the node's
+bridge).
 
-Not used by the driver yet (docs/nodes.md, order of work): sandboxd_client will dial through it
-for a sandbox on a remote node. Everything the relay answers is read with a bound: its answer
-head is at most HEAD_LIMIT bytes, a refusal's body at most BODY_LIMIT.
+sandboxd_client dials through it for a sandbox on a remote node (a sandboxd_client.Relayed
+address, made by the node's driver); node_prepare checks a relay it started with it. Everything
+the relay answers is read with a bound: its answer head is at most HEAD_LIMIT bytes, a refusal's
+body at most BODY_LIMIT.
 """
 
 import os

@@ -419,7 +419,7 @@ def _relay_host(node: Node) -> str:
 
 
 def _relay_credentials(node: Node) -> Node:
-    """The node's relay credentials, minted once (docs/nodes.md, "The relay's credentials"): a CA
+    """The node's relay credentials, minted once (docs/nodes.md, "The relay: sandboxd on a node"): a CA
     of the node's own (its key is used here and dropped), the relay's server certificate naming the
     node's host (an IP SAN for an address, a DNS SAN for a name), and this server's client
     certificate. Keys are stored encrypted; the relay's key leaves this server only through the
