@@ -7,14 +7,17 @@ import io
 import json
 import os
 import ssl
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
+from apps.sandboxes.runtime.base import WatchRequest
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.files import file_download, file_upload
@@ -93,6 +96,29 @@ def test_prepare_starts_the_relay_and_a_second_prepare_changes_nothing(relayed_n
     with pytest.raises((ssl.SSLError, ConnectionError)):
         tunnel(where, ("127.0.0.1", sandboxd_client.PORT), context=foreign, timeout=10)
 
+    # Another argument (the port) replaces it; it answers there, with the same credentials.
+    Node.objects.filter(pk=node.pk).update(relay_port=2399)
+    moved = node_prepare(node=node)
+    replaced = _inspect(engine, RELAY_NAME)
+    assert moved.relay_started and replaced["Id"] != relay["Id"] and ":2399" in replaced["Args"]
+    with pytest.raises(RelayRefused) as refused:
+        tunnel((engine.address, 2399), ("127.0.0.1", sandboxd_client.PORT), context=context, timeout=10)
+    assert refused.value.status == 403
+
+
+def test_addnode_takes_the_relays_port(docker_nodes):
+    engine = docker_nodes[0]
+    files = engine.write_client_files(engine.client_dir)
+    flags = ["--tlscacert", str(files["ca"]), "--tlscert", str(files["cert"]), "--tlskey", str(files["key"])]
+    with pytest.raises(CommandError, match=r"The relay's port is 1-65535 \(got 70000\)"):
+        call_command("addnode", "node-a", engine.url, *flags, "--relay-port", "70000", stdout=StringIO())
+    assert not Node.objects.exists()
+    call_command("addnode", "node-a", engine.url, *flags, "--relay-port", "2400", stdout=StringIO())
+    assert Node.objects.get(name="node-a").relay_port == 2400
+    call_command("addnode", "node-c", engine.url, *flags, stdout=StringIO())
+    node = Node.objects.get(name="node-c")
+    assert node.relay_port == 2377 and not node.relay_ca  # minted by node_prepare, not before
+
 
 def test_the_services_reach_a_sandbox_on_the_node_through_the_relay(relayed_node, docker_client, owner, template):
     engine, node, prepared = relayed_node
@@ -143,5 +169,27 @@ def test_the_services_reach_a_sandbox_on_the_node_through_the_relay(relayed_node
         )  # fmt: skip
         result = driver.exec(sandbox.container_name, request)
         assert result.exit_code == 0 and result.stdout_bytes == len(stdin) and bytes(echoed) == stdin
+
+        # A background process, a terminal and a file watch: the same dialler.
+        name = sandbox.container_name
+        background = ExecRequest(argv=("sh", "-c", "echo in the background"), exec_id=new_execution_id(), workdir="/")
+        driver.process_start(name, background)
+        ended = driver.process_attach(name, background.exec_id, request=background)
+        assert (ended.exit_code, ended.stdout) == (0, b"in the background\n")
+        assert background.exec_id in [p.exec_id for p in driver.process_list(name)]
+        shown = bytearray()
+        terminal = ExecRequest(
+            argv=("sh", "-c", "echo on a terminal"), exec_id=new_execution_id(), workdir="/",
+            on_output=lambda stream, chunk: shown.extend(chunk),
+        )  # fmt: skip
+        driver.terminal_open(name, terminal, cols=80, rows=24, idle_timeout=0)
+        closed = driver.terminal_attach(name, terminal.exec_id, request=terminal)
+        assert closed.exit_code == 0 and b"on a terminal" in shown
+        watch = driver.watch(name, WatchRequest(path="/workspace", watch_id="relay-watch", timeout=60))
+        try:
+            file_upload(sandbox=sandbox, path="/workspace/watched.txt", fileobj=io.BytesIO(b"x"), size=1)
+            assert any(event.path == "watched.txt" for event in watch)
+        finally:
+            watch.close()
     finally:
         driver.remove(sandbox.container_name)
