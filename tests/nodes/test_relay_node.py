@@ -16,7 +16,7 @@ from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, new_execution_id
-from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
+from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.base import WatchRequest
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
 from apps.sandboxes.services.exec import sandbox_exec
@@ -25,6 +25,7 @@ from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare
 from apps.sandboxes.specs import network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import CertificateAuthority, add_node
+from vibebox import exceptions as errors
 from vibebox.crypto import decrypt
 
 pytestmark = pytest.mark.django_db
@@ -118,6 +119,27 @@ def test_addnode_takes_the_relays_port(docker_nodes):
     call_command("addnode", "node-c", engine.url, *flags, stdout=StringIO())
     node = Node.objects.get(name="node-c")
     assert node.relay_port == 2377 and not node.relay_ca  # minted by node_prepare, not before
+
+    # Its sandboxd cannot be reached before then: a clear error, nothing dialled.
+    daemon_image, daemon_volume = sandboxd.image(base_image()), "vibebox-node-norelay-sandboxd"
+    for tag in (base_image(), daemon_image):
+        node_ship_image(node=node, tag=tag)
+    driver = get_driver(node)
+    driver.volume_from_image(daemon_volume, image=daemon_image, path=DAEMON_MOUNT, labels={"vibebox.test": "norelay"})
+    spec = ContainerSpec(
+        name="vibebox-norelay", image=base_image(), labels={"vibebox.test": "norelay"}, env={}, volume=None,
+        network="bridge", daemon_volume=daemon_volume, memory=256 * 1024**2,
+    )  # fmt: skip
+    try:
+        driver.start(driver.create(spec).name)
+        request = ExecRequest(argv=("true",), exec_id=new_execution_id(), workdir="/")
+        with pytest.raises(errors.RuntimeFailure) as failed:
+            driver.exec(spec.name, request)
+        assert failed.value.details["reason"] == "node_no_relay"
+        assert "manage.py shipimage NODE --sandboxd" in failed.value.message
+    finally:
+        driver.remove(spec.name)
+        driver.remove_volume(daemon_volume)
 
 
 def test_the_services_reach_a_sandbox_on_the_node_through_the_relay(relayed_node, docker_client, owner, template):
