@@ -182,7 +182,8 @@ class _Connection(http.client.HTTPConnection):
 
 class _RelayedConnection(_Connection):
     """The same, through a node's relay: a TLS connection to the relay and one CONNECT to the
-    container's sandboxd; then the same HTTP, under the same budgets, inside the tunnel."""
+    container's sandboxd; then the same HTTP, under the same budgets, inside the tunnel (through
+    relay.bridge: a local socket, so the threads of a stream never share the TLS socket)."""
 
     def __init__(self, address: Relayed):
         super().__init__(address.host)
@@ -196,9 +197,13 @@ class _RelayedConnection(_Connection):
             )
         except relay.RelayRefused as exc:  # 502: sandboxd does not accept (yet); 403: not this node's
             raise ConnectionError(f"the node's relay refused the tunnel: {exc}") from None
-        with contextlib.suppress(OSError):
+        try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = bounded.BoundedSocket(raw, self.budget)
+            local = relay.bridge(raw)  # one thread on the TLS socket; ours is a plain one
+        except BaseException:
+            raw.close()
+            raise
+        self.sock = bounded.BoundedSocket(local, self.budget)
 
 
 def _read_exact(response, size: int, digest) -> bytes:
