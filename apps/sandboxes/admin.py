@@ -42,7 +42,7 @@ class WarmPoolAdmin(AuditedAdmin):
 class NodeAdmin(AuditedAdmin):
     """Docker engines beside the local one (docs/nodes.md). A node is added with `manage.py addnode`
     (its engine must answer over mutual TLS first); here an operator drains it, labels it, or
-    removes it. The client key is never shown."""
+    removes it. The client keys (the engine's and the relay's) are never shown."""
 
     list_display = ("name", "docker_url", "state", "failures", "last_seen", "engine_version", "cpus", "memory_mib")
     list_filter = ("state",)
@@ -60,6 +60,9 @@ class NodeAdmin(AuditedAdmin):
         "memory",
         "tls_ca",
         "tls_cert",
+        "relay_port",
+        "relay_ca",
+        "relay_image",
         "created_at",
     )
     readonly_fields = tuple(field for field in fields if field not in ("state", "labels"))

@@ -426,6 +426,16 @@ class Node(models.Model):
     cpus = models.PositiveIntegerField(default=0)
     labels = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The node's relay (docs/nodes.md): credentials VibeBox mints at node_prepare (a CA of the
+    # node's own, whose key is not kept; the relay's server certificate for the node's host; a
+    # client certificate for this server), keys encrypted. Empty relay_ca: not prepared yet.
+    relay_port = models.PositiveIntegerField(default=2377)
+    relay_ca = models.TextField(blank=True)  # PEM
+    relay_cert = models.TextField(blank=True)  # PEM, this server's client certificate
+    relay_key = models.TextField(blank=True)  # PEM, its key, encrypted
+    relay_server_cert = models.TextField(blank=True)  # PEM, the relay's certificate
+    relay_server_key = models.TextField(blank=True)  # PEM, the relay's key, encrypted (sent to the node only)
+    relay_image = models.CharField(max_length=128, blank=True)  # the image id the relay last started from
 
     class Meta:
         ordering = ["name"]
@@ -434,4 +444,13 @@ class Node(models.Model):
         return self.name
 
     def connection(self) -> NodeConnection:
-        return NodeConnection(url=self.docker_url, ca=self.tls_ca, cert=self.tls_cert, key=decrypt(self.tls_key))
+        return NodeConnection(
+            url=self.docker_url,
+            ca=self.tls_ca,
+            cert=self.tls_cert,
+            key=decrypt(self.tls_key),
+            relay_port=self.relay_port,
+            relay_ca=self.relay_ca,
+            relay_cert=self.relay_cert,
+            relay_key=decrypt(self.relay_key) if self.relay_key else "",
+        )

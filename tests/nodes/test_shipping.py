@@ -15,7 +15,8 @@ from apps.sandboxes import sandboxd, tasks
 from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import DAEMON_BINARY, get_driver
 from apps.sandboxes.runtime.docker import CHUNK_BYTES
-from apps.sandboxes.services.nodes import node_prepare, node_ship_image
+from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
+from apps.sandboxes.specs import network_name
 from tests.nodes.engines import add_node
 from vibebox import exceptions as errors
 
@@ -93,7 +94,10 @@ def test_prepare_ships_sandboxd_and_makes_its_volume_there(docker_nodes, docker_
         out = StringIO()
         call_command("shipimage", "node-a", "--sandboxd", stdout=out)
         assert f"node-a: sandboxd volume {volume} in place already" in out.getvalue()
+        assert "node-a: relay on port 2377 running already" in out.getvalue()  # tests/nodes/test_relay_node.py
     finally:
+        driver.relay_remove(RELAY_NAME, RELAY_VOLUME)
+        driver.remove_network(network_name())
         driver.remove_volume(volume)
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.marketplace.catalog import base_image
 from apps.sandboxes import sandboxd
 from apps.sandboxes.runtime import DAEMON_MOUNT
-from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
+from apps.sandboxes.runtime.relay import RelayRefused, bridge, client_context, tunnel
 from apps.sandboxes.runtime.sandboxd_client import PORT
 from bench.common import free_port
 from tests.nodes.engines import CertificateAuthority
@@ -80,6 +80,16 @@ def test_a_tunnel_reaches_a_sandboxs_sandboxd_and_nothing_else(relay):
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == {"ok": True}, answer
+
+    # The same through a bridge (what sandboxd_client uses): a plain local socket, the relay's end
+    # an EOF there.
+    with bridge(tunnel(address, (target, PORT), context=context, timeout=10)) as local:
+        local.settimeout(10)
+        local.sendall(b"GET / HTTP/1.1\r\nHost: sandboxd\r\nConnection: close\r\n\r\n")
+        bridged = b""
+        while chunk := local.recv(4096):
+            bridged += chunk
+    assert bridged.partition(b"\r\n\r\n")[2] == body and bridged.startswith(b"HTTP/1.1 200")
 
     # Another port of the same sandbox, and an address outside its network: refused, reasons named.
     with pytest.raises(RelayRefused) as refused:

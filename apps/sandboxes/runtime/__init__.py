@@ -22,6 +22,7 @@ from .base import (
     NodeConnection,
     NodeEngine,
     PathStat,
+    RelaySpec,
     RuntimeDriver,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "NodeConnection",
     "NodeEngine",
     "PathStat",
+    "RelaySpec",
     "RuntimeDriver",
     "driver_for",
     "forget_node_driver",

@@ -146,6 +146,28 @@ class NodeConnection:
     ca: str
     cert: str = ""
     key: str = field(default="", repr=False)
+    # The node's relay (docs/nodes.md, "How the server reaches sandboxd on a remote node"): its
+    # port on the URL's host, the CA VibeBox minted for it and VibeBox's client certificate and key.
+    # No relay_ca: none yet (node_prepare starts it), and sandboxd there cannot be reached.
+    relay_port: int = 0
+    relay_ca: str = ""
+    relay_cert: str = ""
+    relay_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class RelaySpec:
+    """A node's relay container (docs/nodes.md): `image` run as `entrypoint` + `command` with the
+    host's network, its TLS files (name -> bytes) in volume `volume`, mounted read-only at `mount`."""
+
+    name: str
+    image: str
+    entrypoint: tuple[str, ...]
+    command: tuple[str, ...]
+    volume: str
+    mount: str
+    files: dict[str, bytes] = field(repr=False, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -604,6 +626,10 @@ class RuntimeDriver(Protocol):
     # model_gateway False: not even the model gateway's port on the host is reachable (build networks).
     def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str: ...
     def network_gateway(self, name: str) -> str: ...
+    def network_subnets(self, name: str) -> list[str]: ...
+    # A node's relay (docs/nodes.md): running as the spec says (True: started or replaced now).
+    def relay_ensure(self, spec: RelaySpec) -> bool: ...
+    def relay_remove(self, name: str, volume: str) -> None: ...
     def remove_network(self, name: str) -> None: ...
     # Limited builds' networks with these labels (name -> its `vibebox.build` label), and the
     # removal of one with whatever step containers are still on it.

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -22,6 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
+from urllib.parse import urlsplit
 
 import docker
 import requests
@@ -30,7 +32,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import bounded, docker_logs, firewall, sandboxd_client
+from . import bounded, docker_logs, firewall, relay, sandboxd_client
 from .base import (
     BUILD_OWNER_LABEL,
     DAEMON_BINARY,
@@ -60,12 +62,14 @@ from .base import (
     NodeEngine,
     PathStat,
     ProcessInfo,
+    RelaySpec,
     TerminalExit,
     TerminalInfo,
     WatchEvent,
     WatchRequest,
     WatchStream,
 )
+from .pem import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -467,10 +471,18 @@ _NODE_MESSAGES = {
 }
 
 
-def _write_private(path: str, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(text)
+RELAY_CONFIG_LABEL = "vibebox.relay-config"  # a digest of the relay's image id, arguments and files
+
+
+def _private_tar(files: dict[str, bytes]) -> bytes:
+    """Files owned by root, readable by root only."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), 0o400, 0, 0
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 class DockerDriver:
@@ -486,7 +498,8 @@ class DockerDriver:
         self._network_lock = threading.Lock()  # one create at a time in this process
         self._fill_lock = threading.Lock()  # one volume fill at a time in this process
         self._secret = secret  # each container's sandboxd token derives from it
-        self._daemons: dict[str, str] = {}  # container name -> its sandboxd's address
+        self._daemons: dict[str, str | sandboxd_client.Relayed] = {}  # container name -> its sandboxd's address
+        self._relay_context: ssl.SSLContext | None = None  # a node's relay: built once, on first use
         self._engine_info: tuple[float, EngineInfo] | None = None
         self._engine_info_refreshing = threading.Lock()  # held while a background look runs
         self._disk_counts_image = False  # the engine's size limit counts the image too
@@ -512,12 +525,12 @@ class DockerDriver:
         directory = tempfile.mkdtemp(prefix="vibebox-node-")
         weakref.finalize(self, shutil.rmtree, directory, True)
         ca = os.path.join(directory, "ca.pem")
-        _write_private(ca, node.ca)
+        write_private(ca, node.ca)
         pair = None
         if node.cert and node.key:
             pair = (os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
-            _write_private(pair[0], node.cert)
-            _write_private(pair[1], node.key)
+            write_private(pair[0], node.cert)
+            write_private(pair[1], node.key)
         tls = docker.tls.TLSConfig(client_cert=pair, ca_cert=ca, verify=True)
         client = docker.DockerClient(base_url=node.url, tls=tls, timeout=self._timeout, version=NODE_API_VERSION)
         # requests would take REQUESTS_CA_BUNDLE (or a proxy) from the environment over the node's CA.
@@ -795,7 +808,7 @@ class DockerDriver:
         data = self.client.api.inspect_container(name)
         self._daemons.pop(name, None)
         with contextlib.suppress(errors.ApplicationError):  # none: looked up (and refused) when used
-            self._daemons[name] = _daemon_address(data)
+            self._daemons[name] = self._reach(_daemon_address(data))
         return _info_from_inspect(data)
 
     def start(self, name: str) -> ContainerInfo:
@@ -921,8 +934,29 @@ class DockerDriver:
                 raise errors.SandboxNotRunning(
                     "The sandbox's container is gone.", details={"status": "missing"}
                 ) from None
-            address = self._daemons[name] = _daemon_address(data)
+            address = self._daemons[name] = self._reach(_daemon_address(data))
         return address
+
+    def _reach(self, address: str) -> "str | sandboxd_client.Relayed":
+        """How this driver reaches a sandboxd at `address` (on the engine's bridge): the address
+        itself on the local engine; on a node, through the node's relay (docs/nodes.md), with the
+        driver's one TLS context."""
+        node = self._node
+        if node is None:
+            return address
+        if not node.relay_ca:
+            raise errors.RuntimeFailure(
+                "The node has no relay yet: prepare it (manage.py shipimage NODE --sandboxd).",
+                details={"reason": "node_no_relay", "node": node.url},
+            )
+        if self._relay_context is None:
+            with self._lock:
+                if self._relay_context is None:
+                    self._relay_context = relay.client_context(
+                        ca=node.relay_ca, cert=node.relay_cert, key=node.relay_key
+                    )
+        host = urlsplit(node.url).hostname or ""
+        return sandboxd_client.Relayed(address, (host, node.relay_port), node.url, self._relay_context)
 
     def _call_daemon(self, name: str, call):
         """`call(address)` against the container's sandboxd. A sandboxd that cannot be greeted
@@ -1443,8 +1477,11 @@ class DockerDriver:
             return bridge
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
-        # The model gateway's port is open on that one address only.
-        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
+        # The model gateway's port is open on that one address only. On a node the rules belong
+        # on that host, not this one: not written yet (docs/nodes.md, "Egress firewall rules on a
+        # remote node").
+        if self._node is None:
+            firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
         self._networks[name] = dict(labels)
         return bridge
 
@@ -1472,6 +1509,78 @@ class DockerDriver:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def network_subnets(self, name: str) -> list[str]:
+        """The network's subnets (CIDRs), as its IPAM configuration has them."""
+        with self._engine():
+            data = self.client.api.inspect_network(name)
+        return [c["Subnet"] for c in ((data.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
+
+    def relay_ensure(self, spec: RelaySpec) -> bool:
+        """A node's relay running as `spec` says (docs/nodes.md): left alone when a container of
+        that name runs with the same image id, arguments and files (True: started now). Otherwise
+        it is replaced: its files are written into its volume through a container that is never
+        started (put_archive, over this engine's mutual TLS), then it is created with the host's
+        network, a read-only root, no capabilities, no-new-privileges, restarted unless stopped."""
+        with self._engine():
+            image_id = self.client.api.inspect_image(spec.image)["Id"]
+            files = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(spec.files.items())}
+            config = json.dumps([image_id, list(spec.entrypoint), list(spec.command), spec.mount, files])
+            digest = hashlib.sha256(config.encode()).hexdigest()
+            try:
+                data = self.client.api.inspect_container(spec.name)
+            except NotFound:
+                data = None
+            if data is not None:
+                labels = (data.get("Config") or {}).get("Labels") or {}
+                if labels.get(RELAY_CONFIG_LABEL) == digest and (data.get("State") or {}).get("Running"):
+                    return False
+                self.client.api.remove_container(spec.name, force=True)
+            self.client.volumes.create(name=spec.volume, labels=spec.labels)
+            writer = f"{spec.name}-files"
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(writer, force=True)
+            self.client.api.create_container(
+                spec.image,
+                command=["fill"],  # never started
+                name=writer,
+                labels=spec.labels,
+                host_config=self.client.api.create_host_config(
+                    mounts=[Mount(target=spec.mount, source=spec.volume, type="volume")], network_mode="none"
+                ),
+            )
+            try:
+                self.client.api.put_archive(writer, spec.mount, _private_tar(spec.files))
+            finally:
+                with contextlib.suppress(NotFound):
+                    self.client.api.remove_container(writer, force=True)
+            host_config = self.client.api.create_host_config(
+                network_mode="host",
+                restart_policy={"Name": "unless-stopped"},
+                read_only=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mounts=[Mount(target=spec.mount, source=spec.volume, type="volume", read_only=True)],
+                log_config=LogConfig(type="local", config={"max-size": "10m", "max-file": "3"}),
+            )
+            self.client.api.create_container(
+                spec.image,
+                entrypoint=list(spec.entrypoint),
+                command=list(spec.command),
+                name=spec.name,
+                labels={**spec.labels, RELAY_CONFIG_LABEL: digest},
+                host_config=host_config,
+            )
+            self.client.api.start(spec.name)
+        return True
+
+    def relay_remove(self, name: str, volume: str) -> None:
+        """A node's relay and its files gone (nothing when they are not there)."""
+        with self._engine():
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(name, force=True)
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_volume(volume, force=True)
 
     def network_gateway(self, name: str) -> str:
         """The host's address on the network (where sandboxes reach the model gateway)."""

@@ -1,19 +1,31 @@
 """The server's side of `sandboxd relay` (docs/sandboxd.md, "The relay"): a TLS connection to a
-node's relay with the client certificate `addnode` stored, one `CONNECT address:port`, and the
-socket is then the target's (a sandbox's sandboxd on the node's bridge).
+node's relay with the client certificate VibeBox minted for that node (node_prepare), one
+`CONNECT address:port`, and the socket is then the target's (a sandbox's sandboxd on the node's
+bridge).
 
-Not used by the driver yet (docs/nodes.md, order of work): sandboxd_client will dial through it
-for a sandbox on a remote node. Everything the relay answers is read with a bound: its answer
-head is at most HEAD_LIMIT bytes, a refusal's body at most BODY_LIMIT.
+sandboxd_client dials through it for a sandbox on a remote node (a sandboxd_client.Relayed
+address, made by the node's driver); node_prepare checks a relay it started with it. Everything
+the relay answers is read with a bound: its answer head is at most HEAD_LIMIT bytes, a refusal's
+body at most BODY_LIMIT.
 """
 
+import contextlib
+import logging
 import os
+import select
 import socket
 import ssl
 import tempfile
+import threading
+
+from .pem import write_private
+
+logger = logging.getLogger(__name__)
 
 HEAD_LIMIT = 8 << 10
 BODY_LIMIT = 1 << 10
+PUMP_CHUNK = 64 << 10  # bytes read or sent at once by a bridge's pump
+PUMP_BUFFER = 256 << 10  # bytes a bridge holds each way before it stops reading that side
 
 
 class RelayRefused(Exception):
@@ -33,9 +45,7 @@ def client_context(*, ca: str, cert: str, key: str) -> ssl.SSLContext:
     with tempfile.TemporaryDirectory(prefix="vibebox-relay-") as directory:
         paths = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
         for path, text in zip(paths, (cert, key), strict=True):
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(text)
+            write_private(path, text)
         context.load_cert_chain(*paths)
     return context
 
@@ -95,3 +105,96 @@ def _body(sock: ssl.SSLSocket, headers: dict[str, str]) -> str:
             break
         body += chunk
     return body.decode("utf-8", "replace").strip()
+
+
+def bridge(tls: ssl.SSLSocket) -> socket.socket:
+    """A plain local socket carrying `tls`'s bytes both ways. OpenSSL does not promise that one
+    thread may read an SSL object while another writes it, and sandboxd's streams do exactly that
+    (stdin and signals from one thread, output read by another): here a single thread, the pump,
+    is the only one that touches `tls`. The caller's end behaves as the tunnel would: EOF when the
+    relay's side ends; closing it ends the tunnel (and so a command streaming on it)."""
+    ours, theirs = socket.socketpair()
+    try:
+        threading.Thread(target=_pump, args=(tls, theirs), name="relay-pump", daemon=True).start()
+    except BaseException:
+        for sock in (ours, theirs, tls):
+            sock.close()
+        raise
+    return ours
+
+
+def _pump(tls: ssl.SSLSocket, local: socket.socket) -> None:
+    try:
+        _pump_until_done(tls, local)
+    except (OSError, ValueError) as exc:  # ssl.SSLError included: either side broke
+        logger.debug("relay tunnel ended: %s: %s", type(exc).__name__, exc)
+    finally:
+        with contextlib.suppress(OSError):
+            local.close()
+        with contextlib.suppress(OSError):
+            tls.close()
+
+
+def _pump_until_done(tls: ssl.SSLSocket, local: socket.socket) -> None:
+    """Non-blocking both ways, bounded buffers (a side is not read while its buffer is full), until
+    the relay's side ended and what it sent was handed on, or the local side closed."""
+    tls.setblocking(False)
+    local.setblocking(False)
+    to_tls, to_local = bytearray(), bytearray()
+    sending = b""  # what SSL_write is retrying: the same bytes until they go
+    tls_ended = False
+    read_waits, write_waits = "r", "w"  # what the last blocked TLS read / write waited for
+    while True:
+        if tls_ended and not to_local:
+            return
+        can_read_tls = not tls_ended and len(to_local) < PUMP_BUFFER
+        has_for_tls = bool(sending or to_tls)
+        rlist, wlist = [], []
+        if can_read_tls:
+            (rlist if read_waits == "r" else wlist).append(tls)
+        if has_for_tls:
+            (wlist if write_waits == "w" else rlist).append(tls)
+        if len(to_tls) < PUMP_BUFFER:
+            rlist.append(local)
+        if to_local:
+            wlist.append(local)
+        buffered = can_read_tls and tls.pending() > 0  # decrypted already: select would not see it
+        readable, writable, _ = select.select(rlist, wlist, [], 0 if buffered else None)
+        if can_read_tls and (buffered or tls in readable or tls in writable):
+            try:
+                data = tls.recv(PUMP_CHUNK)
+                read_waits = "r"
+                if data:
+                    to_local += data
+                else:
+                    tls_ended = True
+            except ssl.SSLWantReadError:
+                read_waits = "r"
+            except ssl.SSLWantWriteError:
+                read_waits = "w"
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                tls_ended = True
+        if has_for_tls and not tls_ended and (tls in writable or tls in readable):
+            if not sending:
+                sending = bytes(to_tls[:PUMP_CHUNK])
+                del to_tls[:PUMP_CHUNK]
+            try:
+                sent = tls.send(sending)
+                sending = sending[sent:]
+                write_waits = "w"
+            except ssl.SSLWantWriteError:
+                write_waits = "w"
+            except ssl.SSLWantReadError:
+                write_waits = "r"
+        if local in readable:
+            try:
+                data = local.recv(PUMP_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            if data == b"":
+                return  # the caller closed its end: the tunnel ends
+            if data:
+                to_tls += data
+        if to_local and local in writable:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                del to_local[: local.send(to_local)]

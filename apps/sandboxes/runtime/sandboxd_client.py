@@ -36,6 +36,7 @@ import os
 import secrets
 import select
 import socket
+import ssl
 import struct
 import tarfile
 import threading
@@ -44,7 +45,7 @@ from collections.abc import Iterator
 
 from vibebox import tracing
 
-from . import bounded
+from . import bounded, relay
 from .base import (
     DAEMON_USER_LABEL,
     WATCH_END_REASONS,
@@ -144,6 +145,23 @@ def whole(request: ExecRequest) -> bool:
     return request.on_output is None and request.control is None and len(request.stdin or b"") <= 16 * 1024 * 1024
 
 
+@dataclasses.dataclass(frozen=True)
+class Relayed:
+    """The address of a sandboxd on a remote node, reached through that node's relay
+    (docs/nodes.md; runtime/relay.py): the container's address on the node's bridge, the relay's
+    (host, port), and the node (so two nodes' containers at the same bridge address are never
+    taken for each other, nor for a local one: the idle pool keys on the whole address). The
+    driver makes one per container and hands it where a local address (a str) would go."""
+
+    host: str
+    relay: tuple[str, int]
+    node: object
+    context: ssl.SSLContext = dataclasses.field(compare=False, hash=False, repr=False)
+
+
+RELAY_CONNECT_TIMEOUT = 5.0  # the relay's TCP connect, TLS handshake and its answer to the CONNECT
+
+
 class _Connection(http.client.HTTPConnection):
     """http.client over a socket whose every read is charged to the current exchange's budget."""
 
@@ -162,6 +180,32 @@ class _Connection(http.client.HTTPConnection):
             self.sock.budget = budget
 
 
+class _RelayedConnection(_Connection):
+    """The same, through a node's relay: a TLS connection to the relay and one CONNECT to the
+    container's sandboxd; then the same HTTP, under the same budgets, inside the tunnel (through
+    relay.bridge: a local socket, so the threads of a stream never share the TLS socket)."""
+
+    def __init__(self, address: Relayed):
+        super().__init__(address.host)
+        self.relayed = address
+
+    def connect(self) -> None:
+        where = self.relayed
+        try:
+            raw = relay.tunnel(
+                where.relay, (self.host, self.port), context=where.context, timeout=RELAY_CONNECT_TIMEOUT
+            )
+        except relay.RelayRefused as exc:  # 502: sandboxd does not accept (yet); 403: not this node's
+            raise ConnectionError(f"the node's relay refused the tunnel: {exc}") from None
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            local = relay.bridge(raw)  # one thread on the TLS socket; ours is a plain one
+        except BaseException:
+            raw.close()
+            raise
+        self.sock = bounded.BoundedSocket(local, self.budget)
+
+
 def _read_exact(response, size: int, digest) -> bytes:
     data = response.read(size) if size else b""
     if len(data) != size:
@@ -177,7 +221,7 @@ class _Session:
         self.address = address
         self.container = container
         self.key = token(secret, container)
-        self.connection = _Connection(address)
+        self.connection = _Connection(address) if type(address) is str else _RelayedConnection(address)
         self.server_nonce = secrets.token_hex(16)
         self.daemon_nonce = ""
         self.asked = ""  # the fresh server nonce the last request asked the next nonce under

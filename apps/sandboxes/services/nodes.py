@@ -12,6 +12,8 @@ other's `docker load` (no registry is assumed); node_prepare ships sandboxd's im
 volume there, as sandboxd.build does locally.
 """
 
+import datetime
+import ipaddress
 import logging
 import re
 import time
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -28,12 +33,24 @@ from django.utils import timezone
 from apps.audit.services import record
 from apps.marketplace.catalog import base_image
 from vibebox import exceptions as errors
-from vibebox.crypto import encrypt
+from vibebox.crypto import decrypt, encrypt
 
 from .. import events, sandboxd, states
 from ..models import Node, Sandbox, Snapshot, Status
-from ..runtime import DAEMON_MOUNT, NodeConnection, NodeEngine, forget_node_driver, get_driver, node_driver
+from ..runtime import (
+    DAEMON_BINARY,
+    DAEMON_MOUNT,
+    NodeConnection,
+    NodeEngine,
+    RelaySpec,
+    forget_node_driver,
+    get_driver,
+    node_driver,
+)
+from ..runtime import relay as relay_client
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
+from ..runtime.sandboxd_client import PORT as DAEMON_PORT
+from ..specs import base_labels, network_name
 from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
@@ -41,6 +58,12 @@ logger = logging.getLogger(__name__)
 LOCAL_NODE = "local"  # the implicit default node: this host's engine (no row)
 NODE_REMOVED = "node removed"  # the status reason of a sandbox whose node was removed (--force)
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+RELAY_PORT = 2377  # the relay's default port on a node (addnode --relay-port)
+RELAY_NAME = "vibebox-relay"  # its container on the node
+RELAY_VOLUME = "vibebox-relay-tls"  # its certificate, key and client CA, mounted read-only
+RELAY_MOUNT = "/tls"
+RELAY_ANSWER_SECONDS = 30.0  # for a relay just started to answer over mutual TLS
+RELAY_VALID_DAYS = 3650  # its credentials (minted once per node: no rotation yet)
 
 
 def _refused(message: str, field: str) -> errors.ApplicationError:
@@ -103,13 +126,23 @@ def _requires_client_certificates(connection: NodeConnection) -> None:
 
 
 def node_add(
-    *, name: str, docker_url: str, ca: str, cert: str = "", key: str = "", labels: dict[str, str] | None = None
+    *,
+    name: str,
+    docker_url: str,
+    ca: str,
+    cert: str = "",
+    key: str = "",
+    labels: dict[str, str] | None = None,
+    relay_port: int = RELAY_PORT,
 ) -> Node:
-    """Registers a node once its engine answered over mutual TLS; nothing is saved otherwise."""
+    """Registers a node once its engine answered over mutual TLS; nothing is saved otherwise.
+    `relay_port`: where the node's relay will listen (node_prepare starts it)."""
     if not NAME_RE.match(name) or name == LOCAL_NODE:
         raise _refused(
             f"A node's name is 1-63 lowercase letters, digits and dashes, not {LOCAL_NODE!r} (got {name!r}).", "name"
         )
+    if not 1 <= relay_port <= 65535:
+        raise _refused(f"The relay's port is 1-65535 (got {relay_port}).", "relay_port")
     if Node.objects.filter(name=name).exists():
         raise _refused(f"A node named {name!r} is registered already.", "name")
     url = _check_url(docker_url)
@@ -129,6 +162,7 @@ def node_add(
                 tls_cert=cert,
                 tls_key=encrypt(key),
                 labels=labels or {},
+                relay_port=relay_port,
                 last_seen=timezone.now(),
                 engine_version=engine.version,
                 memory=engine.memory,
@@ -290,11 +324,15 @@ class ShippedImage:
 @dataclass(frozen=True)
 class PreparedNode:
     """A node after node_prepare: sandboxd's image there, and its volume (`volume_made`: made by
-    this call, not found in place)."""
+    this call, not found in place); its relay (`relay_started`: started or replaced by this call,
+    not found running as it should) on `relay_port`, allowed to open sandboxd on `subnets`."""
 
     image: ShippedImage
     volume: str
     volume_made: bool
+    relay_started: bool = False
+    relay_port: int = 0
+    subnets: tuple[str, ...] = ()
 
 
 def _healthy(node: Node) -> Node:
@@ -314,7 +352,11 @@ def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
     into the node's `docker load` (never held whole), then checked: the node must have the tag with
     the same image id. Idempotent: nothing is sent when the node has the tag with that id already.
     Refused unless the node is healthy."""
-    node = _healthy(node)
+    return _ship(_healthy(node), tag)
+
+
+def _ship(node: Node, tag: str) -> ShippedImage:
+    """node_ship_image for a node whose row was just read and found healthy."""
     local, remote = get_driver(), get_driver(node)
     source = local.image_details(tag)
     if source is None:
@@ -345,17 +387,173 @@ def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
 
 
 def node_prepare(*, node: Node) -> PreparedNode:
-    """What a node needs before sandboxes run there, as far as it is built: sandboxd's image
-    shipped, and sandboxd's volume made from it under the same name as on the local engine (the
-    way sandboxd.build makes it locally). Idempotent. sandboxd is built locally first if it is not
-    (as the first sandbox create of a fresh server does)."""
-    node = _healthy(node)
+    """What a node needs before sandboxes run there: sandboxd's image shipped, sandboxd's volume
+    made from it under the same name as on the local engine (the way sandboxd.build makes it
+    locally), the sandbox network made as on the local engine, and the node's relay running
+    (credentials minted the first time) and answering over mutual TLS. Idempotent. sandboxd is
+    built locally first if it is not (as the first sandbox create of a fresh server does)."""
+    node = _healthy(node)  # read once, passed on
     volume = sandboxd.volume_for_sandboxes()
     base = base_image()
-    image = node_ship_image(node=node, tag=sandboxd.image(base))
+    image = _ship(node, sandboxd.image(base))
     remote = get_driver(node)
     made = not remote.volume_exists(volume)
     labels = {"vibebox.sandboxd": sandboxd.digest(base)}  # as sandboxd.build labels it locally
     remote.volume_from_image(volume, image=image.tag, path=DAEMON_MOUNT, labels=labels)
-    logger.info("node %s prepared: sandboxd %s, volume %s%s", node.name, image.tag, volume, " made" if made else "")
-    return PreparedNode(image=image, volume=volume, volume_made=made)
+    node = _relay_credentials(node)
+    remote = get_driver(node)  # its connection now carries the relay's client credentials
+    network = network_name()
+    remote.ensure_network(network, base_labels())
+    subnets = tuple(remote.network_subnets(network))
+    if not subnets:
+        raise errors.RuntimeFailure(f"The sandbox network {network} on node {node.name!r} has no subnet.")
+    started = remote.relay_ensure(_relay_spec(node, image.tag, subnets))
+    _relay_answers(node)
+    Node.objects.filter(pk=node.pk).update(relay_image=image.image_id)
+    logger.info(
+        "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",
+        node.name,
+        image.tag,
+        volume,
+        " made" if made else "",
+        node.relay_port,
+        "started" if started else "running already",
+        ",".join(subnets),
+    )
+    return PreparedNode(
+        image=image, volume=volume, volume_made=made, relay_started=started, relay_port=node.relay_port, subnets=subnets
+    )
+
+
+def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
+    files = {
+        "ca.pem": node.relay_ca.encode(),
+        "cert.pem": node.relay_server_cert.encode(),
+        "key.pem": decrypt(node.relay_server_key).encode(),
+    }
+    command = (
+        "relay",
+        "--listen", f":{node.relay_port}",
+        "--cert", f"{RELAY_MOUNT}/cert.pem",
+        "--key", f"{RELAY_MOUNT}/key.pem",
+        "--client-ca", f"{RELAY_MOUNT}/ca.pem",
+        "--allow", ",".join(subnets),
+        "--ports", str(DAEMON_PORT),
+    )  # fmt: skip
+    return RelaySpec(
+        name=RELAY_NAME,
+        image=image,
+        entrypoint=(DAEMON_BINARY,),
+        command=command,
+        volume=RELAY_VOLUME,
+        mount=RELAY_MOUNT,
+        files=files,
+        labels={"vibebox.relay": "1"},  # not vibebox.managed: no sandbox, reconcile leaves it alone
+    )
+
+
+def _relay_host(node: Node) -> str:
+    return urlsplit(node.docker_url).hostname or ""
+
+
+def _relay_credentials(node: Node) -> Node:
+    """The node's relay credentials, minted once (docs/nodes.md, "The relay: sandboxd on a node"): a CA
+    of the node's own (its key is used here and dropped), the relay's server certificate naming the
+    node's host (an IP SAN for an address, a DNS SAN for a name), and this server's client
+    certificate. Keys are stored encrypted; the relay's key leaves this server only through the
+    node's engine API."""
+    if node.relay_ca:
+        return node
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vibebox relay CA {node.name}")])
+    ca = (
+        _certificate(ca_name, ca_name, ca_key.public_key(), now)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    host = _relay_host(node)
+    try:
+        san = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        san = x509.DNSName(host)
+    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    server = (
+        _certificate(_cn(f"vibebox relay {node.name}"), ca.subject, server_key.public_key(), now)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    client = (
+        _certificate(_cn("vibebox server"), ca.subject, client_key.public_key(), now)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    fields = {
+        "relay_ca": _pem(ca),
+        "relay_server_cert": _pem(server),
+        "relay_server_key": encrypt(_key_pem(server_key)),
+        "relay_cert": _pem(client),
+        "relay_key": encrypt(_key_pem(client_key)),
+    }
+    # Conditional: two prepares at once keep the first one's credentials.
+    Node.objects.filter(pk=node.pk, relay_ca="").update(**fields)
+    node = Node.objects.get(pk=node.pk)
+    logger.info("node %s: relay credentials minted (SAN %s)", node.name, host)
+    return node
+
+
+def _cn(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key, now) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=RELAY_VALID_DAYS))
+    )
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _relay_answers(node: Node) -> None:
+    """The relay answers over mutual TLS: a CONNECT to an address it must refuse (loopback) is
+    refused by the relay itself (403), which proves the handshake both ways and the relay's
+    reading; nothing is opened. Waits up to RELAY_ANSWER_SECONDS for a relay just started."""
+    connection = node.connection()
+    context = relay_client.client_context(ca=connection.relay_ca, cert=connection.relay_cert, key=connection.relay_key)
+    where = (_relay_host(node), node.relay_port)
+    deadline = time.monotonic() + RELAY_ANSWER_SECONDS
+    while True:
+        try:
+            relay_client.tunnel(where, ("127.0.0.1", DAEMON_PORT), context=context, timeout=5).close()
+        except relay_client.RelayRefused as exc:
+            if exc.status == 403:
+                return
+            failure = f"{exc.status} {exc.message}"
+        except OSError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            failure = "it opened a tunnel to loopback"
+        if time.monotonic() > deadline:
+            raise errors.RuntimeFailure(
+                f"The relay of node {node.name!r} does not answer at {where[0]}:{where[1]}: {failure}"[:500],
+                details={"reason": "relay_unavailable", "node": node.name},
+            )
+        time.sleep(0.2)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.sandboxes.services.nodes import node_add
+from apps.sandboxes.services.nodes import RELAY_PORT, node_add
 from vibebox import exceptions as errors
 
 
@@ -28,8 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--tlscert", help="the client certificate (PEM)")
         parser.add_argument("--tlskey", help="the client key (PEM, no passphrase; stored encrypted)")
         parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeat)")
+        parser.add_argument(
+            "--relay-port",
+            type=int,
+            default=RELAY_PORT,
+            help=f"the port the node's relay listens on (default {RELAY_PORT}; started by shipimage NODE --sandboxd)",
+        )
 
-    def handle(self, *args, name, url, tlscacert, tlscert, tlskey, label, **options):
+    def handle(self, *args, name, url, tlscacert, tlscert, tlskey, label, relay_port, **options):
         labels = {}
         for item in label:
             key, sep, value = item.partition("=")
@@ -44,6 +50,7 @@ class Command(BaseCommand):
                 cert=_read(tlscert, "--tlscert"),
                 key=_read(tlskey, "--tlskey"),
                 labels=labels,
+                relay_port=relay_port,
             )
         except errors.ApplicationError as exc:
             reason = exc.details.get("reason")

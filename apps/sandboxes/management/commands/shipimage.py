@@ -18,7 +18,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sandboxd",
             action="store_true",
-            help="also ship sandboxd's image and make its volume on the node (built locally first if missing)",
+            help=(
+                "also ship sandboxd's image, make its volume and start the relay on the node "
+                "(built locally first if missing)"
+            ),
         )
         parser.add_argument(
             "--templates",
@@ -48,6 +51,8 @@ class Command(BaseCommand):
                 self._said(node, prepared.image)
                 made = "made" if prepared.volume_made else "in place already"
                 self.stdout.write(f"{node}: sandboxd volume {prepared.volume} {made}")
+                relay = "started" if prepared.relay_started else "running already"
+                self.stdout.write(f"{node}: relay on port {prepared.relay_port} {relay}")
             for tag in tags:
                 self._said(node, node_ship_image(node=target, tag=tag))
         except errors.ApplicationError as exc:
