@@ -171,6 +171,9 @@ def node_add(
     except IntegrityError:
         raise _refused(f"A node named {name!r} is registered already.", "name") from None
     logger.info("node %s added: %s, Docker %s, %d CPUs", name, url, engine.version, engine.cpus)
+    from .node_images import nodes_images_sync_soon  # it calls node_prepare: imported late, no cycle
+
+    nodes_images_sync_soon(name=node.name)  # sandboxd, its relay and the template images, off addnode's check
     return node
 
 
