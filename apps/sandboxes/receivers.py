@@ -11,7 +11,7 @@ from vibebox import exceptions as errors
 from .models import Sandbox, Snapshot, Status
 from .services.create import sandbox_destroy, sandboxes_destroy_ephemeral_of_key
 from .services.grants import grants_of_member_delete
-from .services.node_images import nodes_images_sync_soon
+from .services.nodes import nodes_images_sync_soon
 from .services.snapshots import snapshot_delete
 from .tasks import validate_submission
 

@@ -10,19 +10,14 @@ a node that missed a publication, a shipment that failed)."""
 import logging
 from dataclasses import dataclass, field
 
-from django.db import transaction
-
 from apps.marketplace.models import BuildState, Template, TemplateVersion, VersionState
 from vibebox import exceptions as errors
-from vibebox.celery import app as celery_app
 
 from ..models import Node
 from ..runtime import get_driver
 from .nodes import node_prepare, node_ship_image
 
 logger = logging.getLogger(__name__)
-
-SYNC_TASK = "apps.sandboxes.tasks.sync_node_images"  # by name: tasks.py imports this module
 
 
 @dataclass
@@ -86,13 +81,3 @@ def nodes_images_sync(*, name: str | None = None) -> dict[str, dict]:
             logger.warning("node %s not synced: %s", node.name, exc.message)
             done[node.name] = {"error": exc.message}
     return done
-
-
-def nodes_images_sync_soon(*, name: str | None = None) -> None:
-    """Sends the sync task after the current transaction commits (what it ships must be
-    committed), when a healthy node is there to receive anything (no node: no task, no cost)."""
-    nodes = Node.objects.filter(state=Node.State.HEALTHY)
-    if name is not None:
-        nodes = nodes.filter(name=name)
-    if nodes.exists():
-        transaction.on_commit(lambda: celery_app.signature(SYNC_TASK, kwargs={"node_name": name}).delay())

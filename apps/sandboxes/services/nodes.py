@@ -33,6 +33,7 @@ from django.utils import timezone
 from apps.audit.services import record
 from apps.marketplace.catalog import base_image
 from vibebox import exceptions as errors
+from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt, encrypt
 
 from .. import events, sandboxd, states
@@ -55,6 +56,7 @@ from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
 
+SYNC_TASK = "apps.sandboxes.tasks.sync_node_images"  # by name: tasks.py imports this module
 LOCAL_NODE = "local"  # the implicit default node: this host's engine (no row)
 NODE_REMOVED = "node removed"  # the status reason of a sandbox whose node was removed (--force)
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -171,8 +173,6 @@ def node_add(
     except IntegrityError:
         raise _refused(f"A node named {name!r} is registered already.", "name") from None
     logger.info("node %s added: %s, Docker %s, %d CPUs", name, url, engine.version, engine.cpus)
-    from .node_images import nodes_images_sync_soon  # it calls node_prepare: imported late, no cycle
-
     nodes_images_sync_soon(name=node.name)  # sandboxd, its relay and the template images, off addnode's check
     return node
 
@@ -286,8 +286,6 @@ def node_check(*, node: Node) -> str:
             logger.exception("node %s is back, but its reconcile failed", node.name)
         else:
             logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
-        from .node_images import nodes_images_sync_soon  # it calls node_prepare: imported late, no cycle
-
         nodes_images_sync_soon(name=node.name)  # what it missed while down (publications, sandboxd)
     return node.state
 
@@ -306,6 +304,17 @@ def node_sandboxes_unreachable(*, node: Node) -> list[str]:
     if moved:
         logger.warning("node %s is down: %d sandbox(es) unreachable", node.name, len(moved))
     return moved
+
+
+def nodes_images_sync_soon(*, name: str | None = None) -> None:
+    """Sends the node images sync (tasks.sync_node_images: services/node_images.py) after the
+    current transaction commits (what it ships must be committed), when a healthy node is there to
+    receive anything (no node: no task, one query)."""
+    nodes = Node.objects.filter(state=Node.State.HEALTHY)
+    if name is not None:
+        nodes = nodes.filter(name=name)
+    if nodes.exists():
+        transaction.on_commit(lambda: celery_app.signature(SYNC_TASK, kwargs={"node_name": name}).delay())
 
 
 def nodes_check() -> dict[str, str]:
