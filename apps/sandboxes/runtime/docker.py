@@ -475,10 +475,18 @@ def _write_private(path: str, text: str) -> None:
 
 class DockerDriver:
     def __init__(
-        self, base_url: str | None = None, timeout: int = 120, secret: str = "", node: NodeConnection | None = None
+        self,
+        base_url: str | None = None,
+        timeout: int = 120,
+        secret: str = "",
+        node: NodeConnection | None = None,
+        firewall_runner: firewall.Runner | None = None,
     ):
         self._base_url = node.url if node is not None else base_url
         self._node = node  # a registered node's engine (mutual TLS), else the local one
+        # Where its bridges' iptables rules run: this host for the local engine; a node's relay
+        # (firewall_remote.RelayRunner) for a node, and never this host for a node given none.
+        self._firewall = firewall_runner or (firewall.LOCAL if node is None else firewall.NONE)
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -1432,7 +1440,7 @@ class DockerDriver:
         """Removes the network and its firewall rules (its containers must be gone)."""
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_network(name)
-        firewall.remove_bridge_rules(_bridge(name))
+        firewall.remove_bridge_rules(_bridge(name), runner=self._firewall)
         self._networks.pop(name, None)
 
     def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str:
@@ -1444,7 +1452,7 @@ class DockerDriver:
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only.
-        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
+        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway, runner=self._firewall)
         self._networks[name] = dict(labels)
         return bridge
 
@@ -1870,7 +1878,9 @@ class DockerDriver:
         bridge = _bridge(network)
         addresses = self.container_network_addresses(name, network)
         try:
-            firewall.sandbox_rules_set(bridge, name, addresses, rules, keep_previous=keep_previous)
+            firewall.sandbox_rules_set(
+                bridge, name, addresses, rules, keep_previous=keep_previous, runner=self._firewall
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             stderr = (getattr(exc, "stderr", "") or "").strip()
             raise errors.RuntimeFailure(
@@ -1880,7 +1890,7 @@ class DockerDriver:
 
     def egress_rules_remove(self, name: str, network: str) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            firewall.sandbox_rules_remove(_bridge(network), name)
+            firewall.sandbox_rules_remove(_bridge(network), name, runner=self._firewall)
 
     def egress_rules_replace_all(self, network: str, wanted: list[tuple[str, EgressRules]]) -> None:
         """Exactly these sandboxes' rules (container name, rules) on the network, at their current
@@ -1888,7 +1898,7 @@ class DockerDriver:
         bridge = _bridge(network)
         found = [(name, self.container_network_addresses(name, network), rules) for name, rules in wanted]
         try:
-            firewall.sandbox_rules_replace_all(bridge, [entry for entry in found if entry[1]])
+            firewall.sandbox_rules_replace_all(bridge, [entry for entry in found if entry[1]], runner=self._firewall)
         except (OSError, subprocess.SubprocessError) as exc:
             raise errors.RuntimeFailure(f"Could not set egress rules: {exc}"[:500]) from None
 
