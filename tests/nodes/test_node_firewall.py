@@ -18,7 +18,7 @@ from apps.sandboxes import sandboxd
 from apps.sandboxes.runtime import firewall
 from apps.sandboxes.runtime.base import EgressRules, NodeConnection
 from apps.sandboxes.runtime.docker import DockerDriver
-from apps.sandboxes.runtime.firewall_remote import RelayFirewallRefused, RelayRunner
+from apps.sandboxes.runtime.firewall_remote import RelayFirewallRefused, RelayRunner, runner_for_node
 from apps.sandboxes.runtime.relay import client_context
 from tests.nodes import engines
 from tests.nodes.engines import CertificateAuthority
@@ -60,8 +60,8 @@ def node_relay(docker_nodes):
         "--listen", f"{engine.address}:{RELAY_PORT}", "--cert", "/tls/cert.pem", "--key", "/tls/key.pem",
         "--client-ca", "/tls/ca.pem", "--allow", "10.255.255.0/24", "--firewall",
     )  # fmt: skip
-    context = client_context(ca=ca.pem.decode(), cert=client.cert.decode(), key=client.key.decode())
-    runner = RelayRunner((engine.address, RELAY_PORT), context=context, name="node-1")
+    connection = NodeConnection(url=engine.url, ca=ca.pem.decode(), cert=client.cert.decode(), key=client.key.decode())
+    runner = runner_for_node(connection, relay_port=RELAY_PORT, name="node-1")
 
     def answering():
         try:
@@ -181,3 +181,22 @@ def test_the_relay_runs_only_the_firewalls_binaries(node_relay):
     )
     with pytest.raises(OSError):
         intruder.run("iptables", ["-w", "-S"])
+
+
+def test_a_node_without_a_relay_runs_nothing_here_and_refuses_egress_rules():
+    """A node's driver given no runner (firewall.NONE): nothing reaches this host's iptables, the
+    bridge is reported not isolated, and a restricted sandbox's rules fail loudly."""
+    before = _local_chains()
+    assert not firewall.isolate_bridge("vbx-nfw-none", "10.255.0.1", runner=firewall.NONE)
+    assert not firewall.available(firewall.NONE)
+    with pytest.raises(OSError, match="no firewall agent"):
+        firewall.sandbox_rules_set(
+            "vbx-nfw-none", "sbx_x", ["10.255.0.5"], EgressRules(closed=True), runner=firewall.NONE
+        )
+    with pytest.raises(OSError, match="no firewall agent"):
+        firewall.sandbox_rules_replace_all(
+            "vbx-nfw-none", [("sbx_x", ["10.255.0.5"], EgressRules(closed=True))], runner=firewall.NONE
+        )
+    firewall.sandbox_rules_set("vbx-nfw-none", "sbx_x", ["10.255.0.5"], None, runner=firewall.NONE)  # no rules: fine
+    firewall.remove_bridge_rules("vbx-nfw-none", runner=firewall.NONE)
+    assert _local_chains() == before

@@ -147,7 +147,8 @@ class LocalRunner:
 
 class NoRunner:
     """A node's driver given no relay: nothing is run, and never on this host (its bridges are not
-    here). isolate_bridge answers False and per-sandbox rules are not available."""
+    here). isolate_bridge answers False; a sandbox's egress rules cannot be put in force (OSError:
+    a restricted policy is never left unenforced in silence)."""
 
     name = "none"
     model_gateway = False
@@ -448,6 +449,8 @@ def sandbox_rules_set(
     none, and any entry for it or for those addresses goes; `keep_previous`: its entries for
     other addresses stay, as for the container a restore set aside, still running). Raises OSError or
     subprocess.SubprocessError when the rules could not be set. Nothing without the firewall."""
+    if rules is not None and addresses and isinstance(runner, NoRunner) and settings.VIBEBOX_FIREWALL:
+        raise OSError("no firewall agent for this node: the sandbox's egress rules cannot be set")
     if not available(runner):
         return
     chain = sandbox_chain_name(sandbox_id)
@@ -478,6 +481,8 @@ def sandbox_rules_replace_all(
 ) -> None:
     """Rewrites the bridge's per-sandbox rules to exactly `wanted` ((sandbox id, addresses,
     rules) of each restricted sandbox): the reconcile pass, after a firewall reload or a crash."""
+    if wanted and isinstance(runner, NoRunner) and settings.VIBEBOX_FIREWALL:
+        raise OSError("no firewall agent for this node: the sandboxes' egress rules cannot be set")
     if not available(runner):
         return
     resolvers = runner.resolvers()

@@ -21,6 +21,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from .base import NodeConnection
+from .relay import client_context
 
 ANSWER_LIMIT = 8 << 20  # the relay caps stdout and stderr at 1 MiB each; JSON escapes may grow them
 COMMAND_SECONDS = 30  # the relay's own deadline for one command
@@ -33,6 +37,15 @@ class RelayFirewallRefused(subprocess.SubprocessError):
     def __init__(self, status: int, message: str):
         super().__init__(f"the node's relay answered {status}: {message}")
         self.status, self.message = status, message
+
+
+def runner_for_node(connection: NodeConnection, *, relay_port: int, name: str) -> "RelayRunner":
+    """The runner of a registered node: its relay on the engine's host at `relay_port`, trusted
+    with the engine's CA and opened with the client certificate `addnode` stored (the relay runs
+    with the engine's own TLS files, docs/sandboxd.md "The relay")."""
+    host = urlsplit(connection.url).hostname or ""
+    context = client_context(ca=connection.ca, cert=connection.cert, key=connection.key)
+    return RelayRunner((host, relay_port), context=context, name=name)
 
 
 class RelayRunner:
