@@ -52,7 +52,7 @@ const usage = `usage:
                  [--log-dir DIR]
                  [--max-processes 64] [--process-buffer 1048576] [--process-keep 1h]
                  [--max-terminals 32] [--terminal-buffer 262144]
-  sandboxd relay --cert PEM --key PEM --client-ca PEM --allow CIDR[,CIDR] [--ports 49983[,PORT]]
+  sandboxd relay --cert PEM --key PEM --client-ca PEM --allow CIDR[,CIDR] [--ports 49983[,PORT]] [--firewall]
                  [--listen :2377] [--max-tunnels 1024] [--idle 10m]
   sandboxd version
 `

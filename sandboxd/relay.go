@@ -34,6 +34,7 @@ func relayCommand(args []string, stderr io.Writer) int {
 	ports := flags.String("ports", "49983", "ports tunnels may go to, comma-separated")
 	maxTunnels := flags.Int("max-tunnels", 1024, "tunnels open at once")
 	idle := flags.Duration("idle", 10*time.Minute, "a tunnel with no byte either way this long is closed")
+	firewall := flags.Bool("firewall", false, "also run the server's iptables commands on this host (GET and POST /firewall)")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -47,6 +48,10 @@ func relayCommand(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Log = logger
+	if *firewall { // needs --network host and CAP_NET_ADMIN (docs/sandboxd.md, "The firewall agent")
+		cfg.Firewall = &relay.Firewall{Search: relay.DefaultSearch, Deadline: 30 * time.Second,
+			ResolvConf: []string{"/etc/resolv.conf"}}
+	}
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {
 		logger.Printf("cannot listen: %v", err)

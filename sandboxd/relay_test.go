@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,6 +100,55 @@ func TestATunnelThroughTheRelayBinary(t *testing.T) {
 	io.WriteString(conn, "hello\n")
 	if answer, _ := reader.ReadString('\n'); answer != "sandboxd says: hello\n" {
 		t.Fatalf("through the tunnel: %q", answer)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case status := <-exited:
+		if status.ExitStatus() != 0 {
+			t.Fatalf("SIGTERM: exit %d", status.ExitStatus())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end on SIGTERM")
+	}
+}
+
+// The binary with --firewall: GET /firewall answers what the host has; a binary not on the list
+// is refused (nothing else is run here: the test host's iptables are not the test's to change).
+func TestTheRelayBinaryWithFirewall(t *testing.T) {
+	cert, key, ca, authority, client := relayFiles(t)
+	addr := freePort(t)
+	null, _ := os.Open(os.DevNull)
+	defer null.Close()
+	argv := []string{"sandboxd", "relay", "--listen", addr, "--cert", cert, "--key", key, "--client-ca", ca,
+		"--allow", "127.0.0.1/32", "--firewall"}
+	attr := &syscall.ProcAttr{Env: []string{asMain + "=1"}, Files: []uintptr{null.Fd(), null.Fd(), null.Fd()}}
+	pid, exited, err := reaper.Spawn(binary, argv, attr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	ask := func(raw string) (int, string) {
+		var conn *tls.Conn
+		testsupport.Eventually(t, "the relay listens", 10*time.Second, func() bool {
+			conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: authority.Pool, Certificates: []tls.Certificate{client}})
+			return err == nil
+		})
+		defer conn.Close()
+		io.WriteString(conn, raw)
+		response, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(response.Body)
+		return response.StatusCode, string(body)
+	}
+	if status, body := ask("GET /firewall HTTP/1.1\r\nHost: relay\r\n\r\n"); status != http.StatusOK || !strings.Contains(body, `"binaries":[`) {
+		t.Fatalf("GET /firewall: %d %q", status, body)
+	}
+	request := `{"binary":"sh","args":["-c","id"]}`
+	raw := "POST /firewall HTTP/1.1\r\nHost: relay\r\nContent-Length: " + strconv.Itoa(len(request)) + "\r\n\r\n" + request
+	if status, body := ask(raw); status != http.StatusForbidden || !strings.Contains(body, `"sh" is not one of`) {
+		t.Fatalf("POST /firewall sh: %d %q", status, body)
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	select {

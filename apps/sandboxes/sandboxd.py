@@ -1,7 +1,9 @@
 """sandboxd's build: from its Go source (sandboxd/) to the read-only volume sandboxes mount.
 
 The Dockerfile's stages: `toolchain` (Debian's Go on the base image), `build` (gofmt, go vet and
-a static binary), `sandboxd` (the binary alone, at /opt/vibebox/sandboxd) and `check` (go test).
+a static binary), `sandboxd` (the binary alone, at /opt/vibebox/sandboxd), `relay` (the binary
+on the base image with Debian's iptables: a remote node's relay and firewall agent, docs/nodes.md)
+and `check` (go test).
 Names carry a digest of the source, the base image and the extra CA bundle, so a changed source
 builds a new volume and an unchanged one is never built twice.
 """
@@ -31,6 +33,11 @@ def digest(base: str) -> str:
 
 def image(base: str) -> str:
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/sandboxd:{digest(base)}"
+
+
+def relay_image(base: str) -> str:
+    """The relay's image (`sandboxd relay --firewall` needs iptables): same digest as sandboxd's."""
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/sandboxd-relay:{digest(base)}"
 
 
 def volume(base: str) -> str:
@@ -81,6 +88,18 @@ def build(*, log=log_to_stderr) -> str:
     name = volume(base)
     driver.volume_from_image(name, image=tag, path=DAEMON_MOUNT, labels={"vibebox.sandboxd": digest(base)})
     return name
+
+
+def relay_build(*, log=log_to_stderr) -> str:
+    """Builds the relay's image (the `relay` stage) unless built; answers its tag. Shipped to a
+    node like any image (services/nodes.py, node_ship_image) and run there with `--network host
+    --cap-add NET_ADMIN --cap-add NET_RAW`, as `/opt/vibebox/sandboxd relay ... --firewall`."""
+    base = base_image_build(log=log)
+    tag = relay_image(base)
+    if not get_driver().image_exists(tag):
+        log(f"building sandboxd's relay -> {tag}")
+        _build(tag=tag, target="relay", base=base, log=log)
+    return tag
 
 
 _volume: str | None = None

@@ -186,13 +186,16 @@ def start_engine(
     # seccomp unconfined: the default profile refuses keyctl, and runc in the engine gives every
     # container a session keyring ("unable to join session keyring: operation not permitted").
     host_config = client.api.create_host_config(
-        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="2g"
+        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined"], mem_limit="4g"
     )
     # Its images and containers in memory, off the host engine's filesystem: on btrfs with quotas
     # (the host's disk limits) dropping the layer of an engine full of vfs copies keeps the kernel's
     # cleaner busy for minutes and every container create on the host waits behind it. (A restart
     # empties it: the tests ship what they run each time.)
-    host_config["Tmpfs"] = {"/var/lib/docker": "rw,exec,suid,dev,size=1g"}  # Docker mounts noexec unless told
+    # 3 GiB at most (pages are used only as filled, and count in the 4 GiB limit): vfs keeps a whole
+    # copy of the filesystem per layer and per container, and a prepared node holds the base image,
+    # sandboxd, the relay's image (base + iptables) and its sandboxes.
+    host_config["Tmpfs"] = {"/var/lib/docker": "rw,exec,suid,dev,size=3g"}  # Docker mounts noexec unless told
     # `--security-opt systempaths=unconfined` is the CLI's name for these two (the API has no such option).
     host_config.update(MaskedPaths=[], ReadonlyPaths=[])
     host_config["CgroupnsMode"] = "private"  # its cgroups, mounted afresh by the entrypoint, are its own
@@ -264,3 +267,15 @@ def add_node(engine: Engine, name: str):
         cert=engine.client_pem.cert.decode(),
         key=engine.client_pem.key.decode(),
     )
+
+
+def unprepare(engine: Engine) -> None:
+    """The engine as a bare node again (its own CLI, not VibeBox's driver): every container,
+    VibeBox's networks and volumes (sandboxd's, the relay's files) gone, so a test of what
+    node_prepare makes does not find it made by an earlier test on the session's engines."""
+    script = (
+        "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
+        "docker network rm $(docker network ls -q --filter label=vibebox.managed) >/dev/null 2>&1; "
+        "docker volume rm $(docker volume ls -q --filter name=vibebox-) >/dev/null 2>&1; true"
+    )
+    engine.container.exec_run(["sh", "-c", script])

@@ -14,7 +14,7 @@ from apps.sandboxes import sandboxd, tasks
 from apps.sandboxes.models import Node
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services.node_images import node_images_sync, nodes_images_sync, wanted_images
-from tests.nodes.engines import add_node
+from tests.nodes.engines import add_node, unprepare
 from vibebox.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
@@ -38,8 +38,9 @@ def tags(docker_client, docker_nodes):
     yield tag
     for tag in made:
         docker_client.images.remove(tag)
-        for engine in docker_nodes:
-            engine.container.exec_run(["docker", "rmi", tag])
+    for engine in docker_nodes:
+        unprepare(engine)  # the relay and volume node_prepare made
+        engine.container.exec_run(["sh", "-c", f"docker rmi {' '.join(made)} >/dev/null 2>&1; true"])
 
 
 def _template(name: str, image: str, **fields) -> Template:
@@ -47,7 +48,7 @@ def _template(name: str, image: str, **fields) -> Template:
 
 
 def test_every_creatable_image_goes_to_each_healthy_node_once(docker_nodes, tags):
-    # Only this test's templates (the session's built-in rows are not for a 1 GiB nested engine).
+    # Only this test's templates (the session's built-in rows would fill a nested engine).
     Template.objects.update(is_active=False)
     current, pinned, yanked, inactive = tags("current"), tags("pinned"), tags("yanked"), tags("inactive")
     market = _template("sync-market", current)

@@ -47,9 +47,9 @@ def relayed_node(docker_nodes):
     try:
         yield engine, node, prepared
     finally:
-        driver = get_driver(node)
+        driver = get_driver(Node.objects.get(pk=node.pk))
+        driver.remove_network(network_name())  # its firewall rules go through the relay: first
         driver.relay_remove(RELAY_NAME, RELAY_VOLUME)
-        driver.remove_network(network_name())
 
 
 def _inspect(engine, name: str) -> dict:
@@ -66,12 +66,14 @@ def test_prepare_starts_the_relay_and_a_second_prepare_changes_nothing(relayed_n
     host = relay["HostConfig"]
     assert relay["State"]["Running"] and host["NetworkMode"] == "host" and host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert sorted(host["CapAdd"]) == ["NET_ADMIN", "NET_RAW"]  # the firewall agent's, nothing else
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     assert [(m["Name"], m["Destination"], m["RW"]) for m in relay["Mounts"]] == [(RELAY_VOLUME, "/tls", False)]
     args = relay["Args"]
     assert args[args.index("--allow") + 1] == ",".join(prepared.subnets)
     assert args[args.index("--ports") + 1] == str(sandboxd_client.PORT) and ":2377" in args
-    assert relay["Image"] == docker_client.images.get(sandboxd.image(base_image())).id
+    assert "--firewall" in args
+    assert relay["Image"] == docker_client.images.get(sandboxd.relay_image(base_image())).id
     assert not docker_client.containers.list(all=True, filters={"name": f"^{RELAY_NAME}$"})  # not on this engine
 
     again = node_prepare(node=node)  # the same image, arguments and files: left alone

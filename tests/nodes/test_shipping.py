@@ -17,7 +17,7 @@ from apps.sandboxes.runtime import DAEMON_BINARY, get_driver
 from apps.sandboxes.runtime.docker import CHUNK_BYTES
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
 from apps.sandboxes.specs import network_name
-from tests.nodes.engines import add_node
+from tests.nodes.engines import add_node, unprepare
 from vibebox import exceptions as errors
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +68,7 @@ def test_an_image_ships_once_and_is_not_sent_again(docker_nodes, docker_client, 
 
 def test_prepare_ships_sandboxd_and_makes_its_volume_there(docker_nodes, docker_client):
     engine = docker_nodes[0]
+    unprepare(engine)  # made here, not by an earlier test
     node = add_node(engine, "node-a")
     tag, volume = sandboxd.image(base_image()), sandboxd.volume(base_image())
     driver = get_driver(node)
@@ -96,8 +97,8 @@ def test_prepare_ships_sandboxd_and_makes_its_volume_there(docker_nodes, docker_
         assert f"node-a: sandboxd volume {volume} in place already" in out.getvalue()
         assert "node-a: relay on port 2377 running already" in out.getvalue()  # tests/nodes/test_relay_node.py
     finally:
+        get_driver(Node.objects.get(pk=node.pk)).remove_network(network_name())  # through the relay: first
         driver.relay_remove(RELAY_NAME, RELAY_VOLUME)
-        driver.remove_network(network_name())
         driver.remove_volume(volume)
 
 

@@ -158,7 +158,8 @@ class NodeConnection:
 @dataclass(frozen=True)
 class RelaySpec:
     """A node's relay container (docs/nodes.md): `image` run as `entrypoint` + `command` with the
-    host's network, its TLS files (name -> bytes) in volume `volume`, mounted read-only at `mount`."""
+    host's network, its TLS files (name -> bytes) in volume `volume`, mounted read-only at `mount`,
+    with the capabilities `cap_add` only."""
 
     name: str
     image: str
@@ -168,6 +169,7 @@ class RelaySpec:
     mount: str
     files: dict[str, bytes] = field(repr=False, hash=False)
     labels: dict[str, str] = field(default_factory=dict, hash=False)
+    cap_add: tuple[str, ...] = ()  # the firewall agent's (NET_ADMIN, NET_RAW): all others dropped
 
 
 @dataclass(frozen=True)
@@ -624,7 +626,9 @@ class RuntimeDriver(Protocol):
     def volume_import(self, volume: str, source: Path, *, labels: dict[str, str], replace: bool = False) -> None: ...
     def volume_exists(self, volume: str) -> bool: ...
     # model_gateway False: not even the model gateway's port on the host is reachable (build networks).
-    def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str: ...
+    def ensure_network(
+        self, name: str, labels: dict[str, str], *, model_gateway: bool = True, isolate: bool = True
+    ) -> str: ...
     def network_gateway(self, name: str) -> str: ...
     def network_subnets(self, name: str) -> list[str]: ...
     # A node's relay (docs/nodes.md): running as the spec says (True: started or replaced now).

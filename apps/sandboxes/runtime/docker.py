@@ -32,7 +32,7 @@ from docker.types import LogConfig, Mount
 
 from vibebox import exceptions as errors
 
-from . import bounded, docker_logs, firewall, relay, sandboxd_client
+from . import bounded, docker_logs, firewall, firewall_remote, relay, sandboxd_client
 from .base import (
     BUILD_OWNER_LABEL,
     DAEMON_BINARY,
@@ -487,10 +487,20 @@ def _private_tar(files: dict[str, bytes]) -> bytes:
 
 class DockerDriver:
     def __init__(
-        self, base_url: str | None = None, timeout: int = 120, secret: str = "", node: NodeConnection | None = None
+        self,
+        base_url: str | None = None,
+        timeout: int = 120,
+        secret: str = "",
+        node: NodeConnection | None = None,
+        firewall_runner: firewall.Runner | None = None,
     ):
         self._base_url = node.url if node is not None else base_url
         self._node = node  # a registered node's engine (mutual TLS), else the local one
+        # Where its bridges' iptables rules run: this host for the local engine; a node's relay
+        # (firewall_remote.RelayRunner) for a node, and never this host for a node with no relay.
+        if firewall_runner is None and node is not None and node.relay_ca:
+            firewall_runner = firewall_remote.runner_for_node(node, name=urlsplit(node.url).netloc)
+        self._firewall = firewall_runner or (firewall.LOCAL if node is None else firewall.NONE)
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -1466,22 +1476,27 @@ class DockerDriver:
         """Removes the network and its firewall rules (its containers must be gone)."""
         with self._engine(), contextlib.suppress(NotFound):
             self.client.api.remove_network(name)
-        firewall.remove_bridge_rules(_bridge(name))
+        firewall.remove_bridge_rules(_bridge(name), runner=self._firewall)
         self._networks.pop(name, None)
 
-    def ensure_network(self, name: str, labels: dict[str, str], *, model_gateway: bool = True) -> str:
+    def ensure_network(
+        self, name: str, labels: dict[str, str], *, model_gateway: bool = True, isolate: bool = True
+    ) -> str:
         """A bridge network with inter-container traffic off and no way into the host (but the
-        model gateway's port, unless `model_gateway` is False)."""
+        model gateway's port, unless `model_gateway` is False); `isolate=False`: made, not yet
+        isolated (a node before its relay runs)."""
         bridge = _bridge(name)
         if name in self._networks:
             return bridge
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
-        # The model gateway's port is open on that one address only. On a node the rules belong
-        # on that host, not this one: not written yet (docs/nodes.md, "Egress firewall rules on a
-        # remote node").
-        if self._node is None:
-            firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway)
+        # The model gateway's port is open on that one address only (a node has no such exception:
+        # its runner says so). On a node the rules go through its relay: `isolate=False` is
+        # node_prepare's first call, before the relay runs (it needs the network's subnets first),
+        # and the network is not counted as ensured until a call isolates it.
+        if not isolate:
+            return bridge
+        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway, runner=self._firewall)
         self._networks[name] = dict(labels)
         return bridge
 
@@ -1521,11 +1536,14 @@ class DockerDriver:
         that name runs with the same image id, arguments and files (True: started now). Otherwise
         it is replaced: its files are written into its volume through a container that is never
         started (put_archive, over this engine's mutual TLS), then it is created with the host's
-        network, a read-only root, no capabilities, no-new-privileges, restarted unless stopped."""
+        network, a read-only root, only the spec's capabilities, no-new-privileges, restarted
+        unless stopped."""
         with self._engine():
             image_id = self.client.api.inspect_image(spec.image)["Id"]
             files = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(spec.files.items())}
-            config = json.dumps([image_id, list(spec.entrypoint), list(spec.command), spec.mount, files])
+            config = json.dumps(
+                [image_id, list(spec.entrypoint), list(spec.command), spec.mount, files, list(spec.cap_add)]
+            )
             digest = hashlib.sha256(config.encode()).hexdigest()
             try:
                 data = self.client.api.inspect_container(spec.name)
@@ -1558,7 +1576,9 @@ class DockerDriver:
                 network_mode="host",
                 restart_policy={"Name": "unless-stopped"},
                 read_only=True,
+                tmpfs={"/run": "size=1m"},  # iptables' lock (xtables.lock) under a read-only root
                 cap_drop=["ALL"],
+                cap_add=list(spec.cap_add) or None,
                 security_opt=["no-new-privileges"],
                 mounts=[Mount(target=spec.mount, source=spec.volume, type="volume", read_only=True)],
                 log_config=LogConfig(type="local", config={"max-size": "10m", "max-file": "3"}),
@@ -1979,7 +1999,9 @@ class DockerDriver:
         bridge = _bridge(network)
         addresses = self.container_network_addresses(name, network)
         try:
-            firewall.sandbox_rules_set(bridge, name, addresses, rules, keep_previous=keep_previous)
+            firewall.sandbox_rules_set(
+                bridge, name, addresses, rules, keep_previous=keep_previous, runner=self._firewall
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             stderr = (getattr(exc, "stderr", "") or "").strip()
             raise errors.RuntimeFailure(
@@ -1989,7 +2011,7 @@ class DockerDriver:
 
     def egress_rules_remove(self, name: str, network: str) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            firewall.sandbox_rules_remove(_bridge(network), name)
+            firewall.sandbox_rules_remove(_bridge(network), name, runner=self._firewall)
 
     def egress_rules_replace_all(self, network: str, wanted: list[tuple[str, EgressRules]]) -> None:
         """Exactly these sandboxes' rules (container name, rules) on the network, at their current
@@ -1997,7 +2019,7 @@ class DockerDriver:
         bridge = _bridge(network)
         found = [(name, self.container_network_addresses(name, network), rules) for name, rules in wanted]
         try:
-            firewall.sandbox_rules_replace_all(bridge, [entry for entry in found if entry[1]])
+            firewall.sandbox_rules_replace_all(bridge, [entry for entry in found if entry[1]], runner=self._firewall)
         except (OSError, subprocess.SubprocessError) as exc:
             raise errors.RuntimeFailure(f"Could not set egress rules: {exc}"[:500]) from None
 

@@ -22,6 +22,14 @@ present):
   bridge (VIBEBOX_EXTRA_NETWORKS) enters from that bridge, not the sandbox bridge: not touched.
 
 Each chain is replaced in one iptables-restore transaction, so a rebuild never leaves it open.
+
+Where the commands run is a `Runner`: `LOCAL` (the default) runs them on this host, as always; a
+remote node's driver has a `firewall_remote.RelayRunner` that sends each command to the node's
+relay (`sandboxd relay --firewall`, docs/nodes.md "Egress firewall rules on a remote node"). The
+binaries present, the resolvers and the lock are the runner's too. On a node the model gateway's
+and the egress proxy's INPUT exceptions are not made (`Runner.model_gateway` False): those
+services are the server's, not the node's, so the node's bridge chain drops every new connection
+into the node's host.
 """
 
 import contextlib
@@ -34,6 +42,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from django.conf import settings
 
@@ -99,42 +108,118 @@ def egress_chain_name(bridge: str) -> str:
     return f"VIBEBOX-OUT-{bridge}"[:28]
 
 
-def _run(family: Family, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([family.binary, "-w", *args], capture_output=True, text=True, check=check, timeout=30)
+class Runner(Protocol):
+    """Where the iptables commands run (this host, or a node through its relay)."""
+
+    name: str  # for logs: "local", "node NAME"
+    model_gateway: bool  # whether the server's own services (model gateway, egress proxy) are reachable
+
+    def run(self, binary: str, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        """Runs one of iptables, ip6tables, iptables-restore, ip6tables-restore; answers (exit code,
+        stdout, stderr). Raises OSError or subprocess.SubprocessError when it could not be run."""
+
+    def has(self, binary: str) -> bool: ...
+
+    def resolvers(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]: ...
+
+    def lock(self) -> contextlib.AbstractContextManager: ...
+
+
+class LocalRunner:
+    """This host's iptables, as the firewall always ran them."""
+
+    name = "local"
+    model_gateway = True
+
+    def run(self, binary: str, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        done = subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=30)
+        return done.returncode, done.stdout, done.stderr
+
+    def has(self, binary: str) -> bool:
+        return shutil.which(binary) is not None
+
+    def resolvers(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return host_resolvers()
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        return _rules_lock()
+
+
+class NoRunner:
+    """A node's driver given no relay: nothing is run, and never on this host (its bridges are not
+    here). isolate_bridge answers False; a sandbox's egress rules cannot be put in force (OSError:
+    a restricted policy is never left unenforced in silence)."""
+
+    name = "none"
+    model_gateway = False
+
+    def run(self, binary: str, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        raise OSError("no firewall agent for this engine")
+
+    def has(self, binary: str) -> bool:
+        return False
+
+    def resolvers(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return []
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+LOCAL = LocalRunner()
+NONE = NoRunner()
+
+
+def _run(family: Family, *args: str, check: bool = True, runner: Runner = LOCAL) -> subprocess.CompletedProcess:
+    return _call(runner, family.binary, ["-w", *args], check=check)
+
+
+def _call(runner: Runner, binary: str, args: list[str], *, stdin: str | None = None, check: bool = True):
+    code, stdout, stderr = runner.run(binary, args, stdin)
+    if check and code != 0:
+        raise subprocess.CalledProcessError(code, [binary, *args], stdout, stderr)
+    return subprocess.CompletedProcess([binary, *args], code, stdout, stderr)
+
+
+def _restore(family: Family, payload: str, runner: Runner) -> None:
+    _call(runner, family.restore, ["-w", "--noflush"], stdin=payload)
 
 
 def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return _run(IPV4, *args, check=check)
 
 
-def _families() -> list[Family]:
-    found = [family for family in (IPV4, IPV6) if shutil.which(family.binary) and shutil.which(family.restore)]
+def _families(runner: Runner = LOCAL) -> list[Family]:
+    found = [family for family in (IPV4, IPV6) if runner.has(family.binary) and runner.has(family.restore)]
     return found
 
 
-def isolate_bridge(bridge: str, gateway: str | None = None, *, model_gateway: bool = True) -> bool:
+def isolate_bridge(
+    bridge: str, gateway: str | None = None, *, model_gateway: bool = True, runner: Runner = LOCAL
+) -> bool:
     """Installs (idempotently) the rules for one bridge; `gateway`: the host's address on it,
     where sandboxes reach the model gateway (`model_gateway` False: not even that port, as for
-    the marketplace's build networks). False when they could not be set."""
+    the marketplace's build networks; never on a node's runner). False when they could not be set."""
     if not settings.VIBEBOX_FIREWALL:
         return False
-    if shutil.which("iptables") is None:
-        logger.warning("iptables not found: sandboxes on %s can reach the host and private networks", bridge)
-        return False
-    families = _families()
-    if IPV6 not in families:
-        logger.warning("ip6tables not found: IPv6 traffic from %s is not filtered", bridge)
     try:
+        if not runner.has("iptables"):
+            reason = "iptables not found (%s): sandboxes on %s can reach the host and private networks"
+            logger.warning(reason, runner.name, bridge)
+            return False
+        families = _families(runner)
+        if IPV6 not in families:
+            logger.warning("ip6tables not found (%s): IPv6 traffic from %s is not filtered", runner.name, bridge)
         allowed = allowed_private()
-        resolvers = host_resolvers()
-        with _rules_lock():
+        resolvers = runner.resolvers()
+        with runner.lock():
             for family in families:
-                gateways = gateway_addresses(gateway, family) if model_gateway else []
-                _rebuild(family, bridge, gateways, allowed, resolvers)
+                gateways = gateway_addresses(gateway, family) if model_gateway and runner.model_gateway else []
+                _rebuild(family, bridge, gateways, allowed, resolvers, runner)
         return True
     except (subprocess.SubprocessError, OSError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
-        logger.warning("could not set firewall rules for %s: %s %s", bridge, exc, stderr.strip())
+        logger.warning("could not set firewall rules for %s (%s): %s %s", bridge, runner.name, exc, stderr.strip())
         return False
 
 
@@ -192,12 +277,15 @@ def host_resolvers() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return found
 
 
-def _forward_parent(family: Family) -> str:
+def _forward_parent(family: Family, runner: Runner = LOCAL) -> str:
     """DOCKER-USER when Docker made it (its documented place for rules of ours), else FORWARD."""
-    return "DOCKER-USER" if _run(family, "-n", "-L", "DOCKER-USER", check=False).returncode == 0 else "FORWARD"
+    listed = _run(family, "-n", "-L", "DOCKER-USER", check=False, runner=runner)
+    return "DOCKER-USER" if listed.returncode == 0 else "FORWARD"
 
 
-def _rebuild(family: Family, bridge: str, gateways: list[str], allowed: list, resolvers: list) -> None:
+def _rebuild(
+    family: Family, bridge: str, gateways: list[str], allowed: list, resolvers: list, runner: Runner = LOCAL
+) -> None:
     inbound, outbound = chain_name(bridge), egress_chain_name(bridge)
     established = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"]
     # A declared chain is made, or emptied when it exists (--noflush leaves every other chain alone).
@@ -224,47 +312,45 @@ def _rebuild(family: Family, bridge: str, gateways: list[str], allowed: list, re
     reject = ["-j", "REJECT", "--reject-with", family.reject]
     rules += [["-A", outbound, "-d", cidr, *reject] for cidr in family.private]
 
-    jumps = [("INPUT", inbound), (_forward_parent(family), outbound)]
+    jumps = [("INPUT", inbound), (_forward_parent(family, runner), outbound)]
     for parent, chain in jumps:
-        if _run(family, "-C", parent, "-i", bridge, "-j", chain, check=False).returncode != 0:
+        if _run(family, "-C", parent, "-i", bridge, "-j", chain, check=False, runner=runner).returncode != 0:
             rules.append(["-I", parent, "1", "-i", bridge, "-j", chain])
     payload = "*filter\n" + "".join(" ".join(rule) + "\n" for rule in rules) + "COMMIT\n"
-    subprocess.run(
-        [family.restore, "-w", "--noflush"], input=payload, capture_output=True, text=True, check=True, timeout=30
-    )
+    _restore(family, payload, runner)
 
 
-def rules(bridge: str, *, ipv6: bool = False) -> list[str]:
+def rules(bridge: str, *, ipv6: bool = False, runner: Runner = LOCAL) -> list[str]:
     """The rules in force for a bridge (`iptables -S` lines: the jumps to our chains, then the
     chains), for checks and diagnostics."""
     family = IPV6 if ipv6 else IPV4
     chains = (chain_name(bridge), egress_chain_name(bridge))
     lines = []
     for parent in ("INPUT", "DOCKER-USER", "FORWARD"):
-        listed = _run(family, "-S", parent, check=False).stdout.splitlines()
+        listed = _run(family, "-S", parent, check=False, runner=runner).stdout.splitlines()
         lines += [line for line in listed if any(line.endswith(f"-j {chain}") for chain in chains)]
     for chain in chains:
-        lines += _run(family, "-S", chain, check=False).stdout.splitlines()
+        lines += _run(family, "-S", chain, check=False, runner=runner).stdout.splitlines()
     return lines
 
 
-def remove_bridge_rules(bridge: str) -> None:
+def remove_bridge_rules(bridge: str, *, runner: Runner = LOCAL) -> None:
     """Removes the rules of a bridge that is gone (a throwaway instance's)."""
-    if not settings.VIBEBOX_FIREWALL or shutil.which("iptables") is None:
+    if not settings.VIBEBOX_FIREWALL or not runner.has("iptables"):
         return
-    with _rules_lock():
-        for family in _families():
+    with runner.lock():
+        for family in _families(runner):
             for parent, chain in (
                 ("INPUT", chain_name(bridge)),
                 ("DOCKER-USER", egress_chain_name(bridge)),
                 ("FORWARD", egress_chain_name(bridge)),
             ):
-                while _run(family, "-D", parent, "-i", bridge, "-j", chain, check=False).returncode == 0:
+                while _run(family, "-D", parent, "-i", bridge, "-j", chain, check=False, runner=runner).returncode == 0:
                     pass
             for chain in (chain_name(bridge), egress_chain_name(bridge)):
-                _run(family, "-F", chain, check=False)
-                _run(family, "-X", chain, check=False)
-        remove_policy_rules(bridge)
+                _run(family, "-F", chain, check=False, runner=runner)
+                _run(family, "-X", chain, check=False, runner=runner)
+        remove_policy_rules(bridge, runner=runner)
 
 
 # ---- per-sandbox egress policies (docs/operations.md, "Egress policy") ----
@@ -304,26 +390,28 @@ def sandbox_chain_name(sandbox_id: str) -> str:
     return f"VBX-{sandbox_id.removeprefix('sbx_')}"[:28]
 
 
-def available() -> bool:
-    """Whether per-sandbox rules can be set here (the firewall is on and iptables is installed)."""
-    return bool(settings.VIBEBOX_FIREWALL) and shutil.which("iptables") is not None
+def available(runner: Runner = LOCAL) -> bool:
+    """Whether per-sandbox rules can be set there (the firewall is on and iptables is installed)."""
+    return bool(settings.VIBEBOX_FIREWALL) and runner.has("iptables")
 
 
-def _dispatch(family: Family, bridge: str) -> dict[str, str]:
+def _dispatch(family: Family, bridge: str, runner: Runner = LOCAL) -> dict[str, str]:
     """The dispatch chain's entries: source network ("172.18.0.5/32") -> sandbox chain."""
     chain = policy_chain_name(bridge)
     found = {}
-    for line in _run(family, "-S", chain, check=False).stdout.splitlines():
+    for line in _run(family, "-S", chain, check=False, runner=runner).stdout.splitlines():
         fields = line.split()
         if fields[:2] == ["-A", chain] and "-s" in fields and "-j" in fields:
             found[fields[fields.index("-s") + 1]] = fields[fields.index("-j") + 1]
     return found
 
 
-def _write_policies(family: Family, bridge: str, entries: dict[str, str], chains: dict[str, list], old: dict) -> None:
+def _write_policies(
+    family: Family, bridge: str, entries: dict[str, str], chains: dict[str, list], old: dict, runner: Runner = LOCAL
+) -> None:
     dispatch = policy_chain_name(bridge)
-    if _run(family, "-n", "-L", dispatch, check=False).returncode != 0:
-        _run(family, "-N", dispatch)
+    if _run(family, "-n", "-L", dispatch, check=False, runner=runner).returncode != 0:
+        _run(family, "-N", dispatch, runner=runner)
     rules = [[f":{chain}", "-", "[0:0]"] for chain in chains]
     rules += [["-F", chain] for chain in chains]
     rules += [["-F", dispatch], ["-A", dispatch, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"]]
@@ -332,13 +420,11 @@ def _write_policies(family: Family, bridge: str, entries: dict[str, str], chains
         rules += [["-A", chain, *rule] for rule in body]
     for chain in sorted(set(old.values()) - set(entries.values()) - set(chains)):
         rules += [["-F", chain], ["-X", chain]]  # no longer jumped to
-    parent = _forward_parent(family)
-    if _run(family, "-C", parent, "-i", bridge, "-j", dispatch, check=False).returncode != 0:
+    parent = _forward_parent(family, runner)
+    if _run(family, "-C", parent, "-i", bridge, "-j", dispatch, check=False, runner=runner).returncode != 0:
         rules.append(["-I", parent, "1", "-i", bridge, "-j", dispatch])
     payload = "*filter\n" + "".join(" ".join(rule) + "\n" for rule in rules) + "COMMIT\n"
-    subprocess.run(
-        [family.restore, "-w", "--noflush"], input=payload, capture_output=True, text=True, check=True, timeout=30
-    )
+    _restore(family, payload, runner)
 
 
 def _sources(addresses, family: Family) -> list[str]:
@@ -351,19 +437,27 @@ def _sources(addresses, family: Family) -> list[str]:
 
 
 def sandbox_rules_set(
-    bridge: str, sandbox_id: str, addresses: list[str], rules: EgressRules | None, *, keep_previous: bool = False
+    bridge: str,
+    sandbox_id: str,
+    addresses: list[str],
+    rules: EgressRules | None,
+    *,
+    keep_previous: bool = False,
+    runner: Runner = LOCAL,
 ) -> None:
     """Puts one sandbox's rules in force for its `addresses` on the bridge (`rules` None: it has
     none, and any entry for it or for those addresses goes; `keep_previous`: its entries for
     other addresses stay, as for the container a restore set aside, still running). Raises OSError or
     subprocess.SubprocessError when the rules could not be set. Nothing without the firewall."""
-    if not available():
+    if rules is not None and addresses and isinstance(runner, NoRunner) and settings.VIBEBOX_FIREWALL:
+        raise OSError("no firewall agent for this node: the sandbox's egress rules cannot be set")
+    if not available(runner):
         return
     chain = sandbox_chain_name(sandbox_id)
-    resolvers = host_resolvers()
-    with _rules_lock():
-        for family in _families():
-            old = _dispatch(family, bridge)
+    resolvers = runner.resolvers()
+    with runner.lock():
+        for family in _families(runner):
+            old = _dispatch(family, bridge, runner)
             sources = _sources(addresses, family)
             entries = {
                 source: name
@@ -375,22 +469,26 @@ def sandbox_rules_set(
                 entries.update(dict.fromkeys(sources, chain))
                 chains[chain] = _policy_body(rules, family, resolvers)
             if entries != old or chains:
-                _write_policies(family, bridge, entries, chains, old)
+                _write_policies(family, bridge, entries, chains, old, runner)
 
 
-def sandbox_rules_remove(bridge: str, sandbox_id: str) -> None:
-    sandbox_rules_set(bridge, sandbox_id, [], None)
+def sandbox_rules_remove(bridge: str, sandbox_id: str, *, runner: Runner = LOCAL) -> None:
+    sandbox_rules_set(bridge, sandbox_id, [], None, runner=runner)
 
 
-def sandbox_rules_replace_all(bridge: str, wanted: list[tuple[str, list[str], EgressRules]]) -> None:
+def sandbox_rules_replace_all(
+    bridge: str, wanted: list[tuple[str, list[str], EgressRules]], *, runner: Runner = LOCAL
+) -> None:
     """Rewrites the bridge's per-sandbox rules to exactly `wanted` ((sandbox id, addresses,
     rules) of each restricted sandbox): the reconcile pass, after a firewall reload or a crash."""
-    if not available():
+    if wanted and isinstance(runner, NoRunner) and settings.VIBEBOX_FIREWALL:
+        raise OSError("no firewall agent for this node: the sandboxes' egress rules cannot be set")
+    if not available(runner):
         return
-    resolvers = host_resolvers()
-    with _rules_lock():
-        for family in _families():
-            old = _dispatch(family, bridge)
+    resolvers = runner.resolvers()
+    with runner.lock():
+        for family in _families(runner):
+            old = _dispatch(family, bridge, runner)
             entries, chains = {}, {}
             for sandbox_id, addresses, rules in wanted:
                 sources = _sources(addresses, family)
@@ -398,29 +496,29 @@ def sandbox_rules_replace_all(bridge: str, wanted: list[tuple[str, list[str], Eg
                     chain = sandbox_chain_name(sandbox_id)
                     entries.update(dict.fromkeys(sources, chain))
                     chains[chain] = _policy_body(rules, family, resolvers)
-            _write_policies(family, bridge, entries, chains, old)
+            _write_policies(family, bridge, entries, chains, old, runner)
 
 
-def sandbox_rules(bridge: str, sandbox_id: str, *, ipv6: bool = False) -> list[str]:
+def sandbox_rules(bridge: str, sandbox_id: str, *, ipv6: bool = False, runner: Runner = LOCAL) -> list[str]:
     """The dispatch entries and the chain of one sandbox (`iptables -S` lines), for checks."""
     family = IPV6 if ipv6 else IPV4
     chain = sandbox_chain_name(sandbox_id)
-    lines = [line for line in _run(family, "-S", policy_chain_name(bridge), check=False).stdout.splitlines()]
-    lines = [line for line in lines if line.endswith(f"-j {chain}")]
-    return lines + _run(family, "-S", chain, check=False).stdout.splitlines()
+    listed = _run(family, "-S", policy_chain_name(bridge), check=False, runner=runner).stdout.splitlines()
+    lines = [line for line in listed if line.endswith(f"-j {chain}")]
+    return lines + _run(family, "-S", chain, check=False, runner=runner).stdout.splitlines()
 
 
-def remove_policy_rules(bridge: str) -> None:
+def remove_policy_rules(bridge: str, *, runner: Runner = LOCAL) -> None:
     """Removes the bridge's per-sandbox rules (remove_bridge_rules' part for them)."""
-    if not available():
+    if not available(runner):
         return
     dispatch = policy_chain_name(bridge)
-    for family in _families():
-        chains = set(_dispatch(family, bridge).values())
+    for family in _families(runner):
+        chains = set(_dispatch(family, bridge, runner).values())
         for parent in ("DOCKER-USER", "FORWARD"):
-            while _run(family, "-D", parent, "-i", bridge, "-j", dispatch, check=False).returncode == 0:
+            while _run(family, "-D", parent, "-i", bridge, "-j", dispatch, check=False, runner=runner).returncode == 0:
                 pass
         for chain in [dispatch, *sorted(chains)]:
-            _run(family, "-F", chain, check=False)
+            _run(family, "-F", chain, check=False, runner=runner)
         for chain in [dispatch, *sorted(chains)]:
-            _run(family, "-X", chain, check=False)
+            _run(family, "-X", chain, check=False, runner=runner)

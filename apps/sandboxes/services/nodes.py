@@ -401,9 +401,10 @@ def _ship(node: Node, tag: str) -> ShippedImage:
 def node_prepare(*, node: Node) -> PreparedNode:
     """What a node needs before sandboxes run there: sandboxd's image shipped, sandboxd's volume
     made from it under the same name as on the local engine (the way sandboxd.build makes it
-    locally), the sandbox network made as on the local engine, and the node's relay running
-    (credentials minted the first time) and answering over mutual TLS. Idempotent. sandboxd is
-    built locally first if it is not (as the first sandbox create of a fresh server does)."""
+    locally), the sandbox network made as on the local engine, the node's relay running (its
+    image, sandboxd's binary with iptables, shipped; credentials minted the first time) and
+    answering over mutual TLS, and the network's firewall rules written through it. Idempotent.
+    sandboxd and the relay's image are built locally first if they are not."""
     node = _healthy(node)  # read once, passed on
     volume = sandboxd.volume_for_sandboxes()
     base = base_image()
@@ -412,16 +413,20 @@ def node_prepare(*, node: Node) -> PreparedNode:
     made = not remote.volume_exists(volume)
     labels = {"vibebox.sandboxd": sandboxd.digest(base)}  # as sandboxd.build labels it locally
     remote.volume_from_image(volume, image=image.tag, path=DAEMON_MOUNT, labels=labels)
+    relay_image = _ship(node, sandboxd.relay_build())  # sandboxd's binary with iptables: --firewall
     node = _relay_credentials(node)
     remote = get_driver(node)  # its connection now carries the relay's client credentials
     network = network_name()
-    remote.ensure_network(network, base_labels())
+    # The network first (the relay is told its subnets), isolated once the relay runs: the node's
+    # firewall rules go through it (runtime/firewall_remote.py).
+    remote.ensure_network(network, base_labels(), isolate=False)
     subnets = tuple(remote.network_subnets(network))
     if not subnets:
         raise errors.RuntimeFailure(f"The sandbox network {network} on node {node.name!r} has no subnet.")
-    started = remote.relay_ensure(_relay_spec(node, image.tag, subnets))
+    started = remote.relay_ensure(_relay_spec(node, relay_image.tag, subnets))
     _relay_answers(node)
-    Node.objects.filter(pk=node.pk).update(relay_image=image.image_id)
+    remote.ensure_network(network, base_labels())
+    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.image_id)
     logger.info(
         "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",
         node.name,
@@ -451,6 +456,7 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         "--client-ca", f"{RELAY_MOUNT}/ca.pem",
         "--allow", ",".join(subnets),
         "--ports", str(DAEMON_PORT),
+        "--firewall",  # the node's bridge rules (runtime/firewall_remote.py)
     )  # fmt: skip
     return RelaySpec(
         name=RELAY_NAME,
@@ -461,6 +467,7 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         mount=RELAY_MOUNT,
         files=files,
         labels={"vibebox.relay": "1"},  # not vibebox.managed: no sandbox, reconcile leaves it alone
+        cap_add=("NET_ADMIN", "NET_RAW"),  # iptables on the node's host (--firewall), nothing else
     )
 
 

@@ -35,6 +35,7 @@ type Config struct {
 	Idle      time.Duration   // a tunnel with no byte either way this long is closed
 	Dial      time.Duration   // to connect to the target
 	Log       *log.Logger
+	Firewall  *Firewall // --firewall: GET and POST /firewall run iptables here (firewall.go); nil: off
 }
 
 // maxHeader bounds the CONNECT request: a line and a few headers, never more.
@@ -88,10 +89,15 @@ func (r *Relay) handle(conn *tls.Conn) {
 		return
 	}
 	peer := certificates[0].Subject.CommonName
-	reader := bufio.NewReaderSize(io.LimitReader(conn, maxHeader), 1024)
+	limit := &io.LimitedReader{R: conn, N: maxHeader} // raised for a firewall request's body only
+	reader := bufio.NewReaderSize(limit, 1024)
 	request, err := http.ReadRequest(reader)
 	if err != nil {
 		answer(conn, http.StatusBadRequest, "a CONNECT request of at most 8 KiB was expected")
+		return
+	}
+	if r.cfg.Firewall != nil && request.Method != http.MethodConnect && request.URL.Path == "/firewall" {
+		r.serveFirewall(conn, peer, request, limit)
 		return
 	}
 	target, status, why := r.check(request)
