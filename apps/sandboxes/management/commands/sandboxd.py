@@ -9,9 +9,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--check", action="store_true", help="run sandboxd's go test suite (always runs)")
+        parser.add_argument(
+            "--relay",
+            action="store_true",
+            help="also build the nodes' relay image (sandboxd with iptables; node_prepare builds it when missing)",
+        )
 
-    def handle(self, *args, check, **options):
+    def handle(self, *args, check, relay, **options):
         try:
+            if relay:
+                self.stderr.write(f"sandboxd: relay image {sandboxd.relay_build(log=self.stderr.write)}")
             if check:
                 sandboxd.check(log=self.stderr.write)
                 self.stderr.write("sandboxd: go test passed")
