@@ -10,10 +10,12 @@ autoStart false where the test checks only where the container is: a started san
 steps (services, clones) reach sandboxd, which the server cannot reach on a node yet (the relay is
 another step of phase 2)."""
 
+import threading
+
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -23,6 +25,7 @@ from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
+from apps.sandboxes.specs import base_labels
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, ship
 from vibebox import exceptions as errors
@@ -230,7 +233,40 @@ def test_no_room_anywhere_is_503_no_capacity_with_nothing_made(
     assert error["code"] == "no_capacity" and error["details"] == {"memory": settings.VIBEBOX_DEFAULT_MEMORY}
     assert "node-a" not in response.content.decode()  # a tenant is not told the engines
     assert Sandbox.objects.count() == rows and not Sandbox.objects.filter(name="nowhere").exists()
-    labels = {"vibebox.owner": str(owner.pk)}
+    labels = {**base_labels(), "vibebox.owner": str(owner.pk)}  # this session's (other sessions share the engine)
     assert not get_driver(node_a).list_containers(labels)
-    assert not docker_client.containers.list(all=True, filters={"label": [f"vibebox.owner={owner.pk}"]})
-    assert not get_driver().list_containers(labels)
+    assert not docker_client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_at_once_cannot_both_take_the_last_room(node_a, owner, template, local_memory, settings):
+    """Two owners (their own locks do not serialise them) create at once where node-a has room for
+    one: the node's row lock and the recount leave the other no room (the local engine is full)."""
+    settings.VIBEBOX_NODE_MEMORY_RESERVE = 0
+    _fill_local(owner, template, local_memory, leave=0)
+    Node.objects.filter(pk=node_a.pk).update(memory=300 * MiB)
+    other = get_user_model().objects.create_user(username="other", password="pw-other")
+    barrier, outcomes, made = threading.Barrier(2), [], []
+
+    def create(user):
+        try:
+            barrier.wait()
+            sandbox = sandbox_create(owner=user, template="placed", auto_start=False, resources={"memory": 256 * MiB})
+            made.append(sandbox)
+            outcomes.append(sandbox.node.name if sandbox.node else "local")
+        except errors.ApplicationError as exc:
+            outcomes.append(exc.code)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=create, args=(user,)) for user in (owner, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    try:
+        assert sorted(outcomes) == ["no_capacity", "node-a"]
+        assert Sandbox.objects.filter(node=node_a).count() == 1
+    finally:
+        for sandbox in made:
+            sandbox_destroy(sandbox=sandbox)

@@ -40,7 +40,7 @@ from apps.orgs.network import restricted
 from vibebox import exceptions as errors
 
 from ..models import Node, Sandbox, Status
-from ..runtime import get_driver
+from ..runtime import get_driver, node_driver
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +101,23 @@ def _local_engine_memory() -> int:
 
 def engine_images(node: Node | None) -> frozenset[str] | None:
     """The template images (tags) on the node's engine (None: the local engine), kept for
-    VIBEBOX_NODE_IMAGES_TTL; None when the engine could not list them (kept as long, so a broken
-    node costs one failed call per TTL, not one per create)."""
+    VIBEBOX_NODE_IMAGES_TTL; None when the engine could not list them within
+    VIBEBOX_NODE_CHECK_TIMEOUT (kept as long, so a node that is away costs one failed call per TTL,
+    not one per create)."""
     key = node.pk if node is not None else None
     now = time.monotonic()
     cached = _images.get(key)
     if cached is not None and now - cached[0] < settings.VIBEBOX_NODE_IMAGES_TTL:
         return cached[1]
     try:
-        tags = frozenset(image.tag for image in get_driver(node).list_images(IMAGE_LABELS))
+        if node is None:
+            tags = frozenset(image.tag for image in get_driver().list_images(IMAGE_LABELS))
+        else:  # with the health check's short timeout: a node that is away must not hold a create long
+            driver = node_driver(node.connection(), timeout=settings.VIBEBOX_NODE_CHECK_TIMEOUT)
+            try:
+                tags = frozenset(image.tag for image in driver.list_images(IMAGE_LABELS))
+            finally:
+                driver.close()
     except errors.ApplicationError as exc:
         logger.warning("placement: could not list the images of %s: %s", node.name if node else LOCAL, exc.message)
         tags = None
