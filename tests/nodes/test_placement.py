@@ -20,9 +20,9 @@ from django.db import close_old_connections, transaction
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes import sandboxd
-from apps.sandboxes.models import Node, Sandbox, Snapshot
+from apps.sandboxes.models import Node, PooledContainer, Sandbox, Snapshot, WarmPool
 from apps.sandboxes.runtime import get_driver
-from apps.sandboxes.services import placement
+from apps.sandboxes.services import placement, pools
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import base_labels
@@ -270,3 +270,36 @@ def test_two_creates_at_once_cannot_both_take_the_last_room(node_a, owner, templ
     finally:
         for sandbox in made:
             sandbox_destroy(sandbox=sandbox)
+
+
+def test_the_warm_pool_serves_only_a_local_pick(node_a, docker_client, owner, template, local_memory, settings):
+    """The pool is the local engine's: a create placed locally takes a pooled container; one placed
+    on a node is made there, cold, and leaves the pooled container in the pool."""
+    settings.VIBEBOX_POOL_ENABLED, settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = True, False
+    pool = WarmPool.objects.create(
+        template=template,
+        cpu=settings.VIBEBOX_DEFAULT_CPU,
+        memory=settings.VIBEBOX_DEFAULT_MEMORY,
+        min_size=1,
+        target_size=1,
+        max_size=1,
+    )
+    made = []
+    try:
+        assert pools.pool_fill(pool) == 1
+        Node.objects.filter(pk=node_a.pk).update(memory=local_memory // 2)  # more room locally
+        made.append(sandbox_create(owner=owner, template="placed"))
+        assert made[-1].warm and made[-1].node_id is None and made[-1].status == "running"
+
+        assert pools.pool_fill(pool) == 1
+        pooled = PooledContainer.objects.get(status=PooledContainer.Status.READY)
+        _fill_local(owner, template, local_memory, leave=0)  # now node-a has the room
+        made.append(sandbox_create(owner=owner, template="placed"))
+        assert not made[-1].warm and made[-1].node_id == node_a.pk and made[-1].status == "running"
+        assert get_driver(node_a).inspect(made[-1].container_name).status == "running"
+        assert PooledContainer.objects.filter(pk=pooled.pk, status=PooledContainer.Status.READY).exists()
+        assert docker_client.containers.get(pooled.id).status == "running"  # still in the pool, untouched
+    finally:
+        for sandbox in made:
+            sandbox_destroy(sandbox=sandbox)
+        pools.pool_drain()
