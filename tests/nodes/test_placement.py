@@ -24,6 +24,7 @@ from apps.sandboxes.models import Node, PooledContainer, Sandbox, Snapshot, Warm
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import placement, pools
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
+from apps.sandboxes.services.network import sandbox_network_update
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import base_labels
 from tests.conftest import sandbox_row
@@ -123,6 +124,15 @@ def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, templa
         assert sandbox.node_id == node_a.pk and sandbox.status == "running" and not sandbox.warm
         assert get_driver(node_a).inspect(sandbox.container_name).status == "running"
         assert not docker_client.containers.list(all=True, filters={"name": sandbox.container_name})
+        # This host's firewall and egress proxy know nothing of it: its address is on the node's bridge.
+        sandbox.refresh_from_db()
+        assert sandbox.network_address == ""
+        # A restricted policy cannot be enforced there yet: refused, the open one kept.
+        before = sandbox.network
+        with pytest.raises(errors.EgressUnavailable):
+            sandbox_network_update(sandbox=sandbox, changes={"internet": False})
+        sandbox.refresh_from_db()
+        assert sandbox.network == before
     finally:
         sandbox_destroy(sandbox=sandbox)
 
