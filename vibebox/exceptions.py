@@ -75,6 +75,8 @@ EphemeralLimitReached = error(
 )
 QuotaExceeded = error("quota_exceeded", 402, "Quota exceeded.")  # details: quota, limit, used, requested
 GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
+# Placement (apps/sandboxes/services/placement.py, docs/nodes.md "Placement"): no engine has room.
+NoCapacity = error("no_capacity", 503, "No engine has room for this sandbox right now; try again later.")
 
 # Templates.
 TemplateNotFound = error("template_not_found", 404, "Template not found.")

@@ -879,6 +879,11 @@ VIBEBOX_GRAPHQL_PERSISTED_QUERY_TTL = env_int("VIBEBOX_GRAPHQL_PERSISTED_QUERY_T
 VIBEBOX_NODE_CHECK_INTERVAL = env_duration("VIBEBOX_NODE_CHECK_INTERVAL", "30s")
 VIBEBOX_NODE_CHECK_TIMEOUT = env_duration("VIBEBOX_NODE_CHECK_TIMEOUT", "10s")
 VIBEBOX_NODE_DOWN_AFTER = env_int("VIBEBOX_NODE_DOWN_AFTER", 3)
+# Placement of new sandboxes (apps/sandboxes/services/placement.py): the share of each engine's
+# memory kept free for the engine and the OS (0.1: 10 %), and how long a node's list of template
+# images is kept by each process before it is asked again.
+VIBEBOX_NODE_MEMORY_RESERVE = env_float("VIBEBOX_NODE_MEMORY_RESERVE", 0.1)
+VIBEBOX_NODE_IMAGES_TTL = env_duration("VIBEBOX_NODE_IMAGES_TTL", "30s")
 CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "task": "apps.sandboxes.tasks.check_nodes",
     "schedule": VIBEBOX_NODE_CHECK_INTERVAL,

@@ -38,7 +38,7 @@ from .. import events, quotas, selectors, signals, states
 from ..models import GitHook, Sandbox, Status
 from ..runtime import driver_for
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
-from . import git, network, pools, snapshots
+from . import git, network, placement, pools, snapshots
 from .env import prepare_env
 from .lifecycle import announce_leaving, template_services_start
 
@@ -366,6 +366,11 @@ def sandbox_create(
     )
     pool = pools.pool_for(tmpl, cpu=cpu, memory=memory) if poolable else None
     warm = pool is not None
+    # The engines that may take it (engine calls, cached; with no node registered one query): before
+    # the transaction, which then only counts and picks (docs/nodes.md, "Placement").
+    engines = placement.placement_candidates(
+        image=snapshot.image if snapshot else image, snapshot=snapshot, policy=policy, disk=disk
+    )
 
     try:
         with transaction.atomic():
@@ -389,6 +394,7 @@ def sandbox_create(
             )
             if name is not None and live.filter(name=name).exists():
                 raise errors.SandboxNameTaken(details={"name": name})
+            node = placement.node_pick(engines, memory=memory)  # the chosen node's row locked until commit
             sandbox = Sandbox(
                 owner=owner,
                 org=org,
@@ -408,12 +414,13 @@ def sandbox_create(
                 auto_pause_seconds=_auto_pause(auto_pause),
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
-                node=None,  # the local engine: placement on nodes is phase 2 (docs/nodes.md)
+                node=node,  # None: the local engine
             )
             # Only a container of the very image this create resolved (the template's newest version
             # for a bare name, the pinned one's for a pin): a pooled container of an older version
             # (warmed before a publish the pool has not caught up with) never serves it.
-            pooled = pools.pool_claim(pool, image=image) if warm else None
+            # Warm pools are the local engine's (per-node pools are a later step): a hit only there.
+            pooled = pools.pool_claim(pool, image=image) if warm and node is None else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
                 sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
                 sandbox.status = Status.CREATING if clone else Status.RUNNING

@@ -100,6 +100,16 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     rules = rules_for(sandbox)
     if rules is not None and not firewall_available():
         raise errors.EgressUnavailable()
+    if sandbox.node_id is not None:
+        # This host's firewall cannot reach a node (per-node rules are a later step, docs/nodes.md):
+        # placement keeps restricted sandboxes local, so a restricted policy here is refused (a PATCH
+        # then puts the old one back). Nothing is written on this host either: an address on the
+        # node's bridge may be a local sandbox's too, whose rules (and proxy lookups) it must not touch.
+        if rules is not None:
+            raise errors.EgressUnavailable(
+                "A sandbox on a node cannot have a restricted egress policy yet (its rules are this server's)."
+            )
+        return
     try:
         addresses = driver_for(sandbox).egress_rules_set(
             sandbox.container_name, network_name(), rules, keep_previous=keep_previous
@@ -242,10 +252,13 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
 
 
 def sandbox_by_address(address: str) -> Sandbox | None:
-    """The sandbox holding this address on the bridge: the one started last, should a row whose
-    container died behind VibeBox's back still claim it."""
+    """The local engine's sandbox holding this address on the bridge (a node's sandbox holds an
+    address on that node's bridge): the one started last, should a row whose container died behind
+    VibeBox's back still claim it."""
     return (
-        Sandbox.objects.filter(network_address=address, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING])
+        Sandbox.objects.filter(
+            network_address=address, node=None, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING]
+        )
         .select_related("org")
         .order_by("-started_at")
         .first()

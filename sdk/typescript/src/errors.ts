@@ -475,6 +475,11 @@ export class TemplateBuildingError extends ServiceUnavailableError {
   retryAfter: number | undefined;
 }
 
+/** 503: no engine of the server has room for the sandbox right now (its memory is held by other sandboxes); nothing was made. Try again later, or ask for less memory. @example `if (e instanceof NoCapacityError) console.log(e.details.memory)` */
+export class NoCapacityError extends ServiceUnavailableError {
+  static override defaultCode = 'no_capacity';
+}
+
 /** 507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space and try again. @example `if (e instanceof DiskFullError) console.log(e.details.path)` */
 export class DiskFullError extends ServerError {
   static override defaultCode = 'disk_full';
@@ -799,6 +804,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   runtime_unavailable: ServiceUnavailableError,
   template_unavailable: TemplateUnavailableError,
   template_building: TemplateBuildingError,
+  no_capacity: NoCapacityError,
   rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
   database_unavailable: ServiceUnavailableError, // a write may be half-done: not retried
   claude_unavailable: ClaudeUnavailableError,

@@ -187,7 +187,12 @@ function watched(
 }
 
 // Error codes of a 503 that mean nothing was started: a POST may be sent again.
-const NOTHING_STARTED = new Set(['runtime_unavailable', 'template_unavailable', 'rate_limiter_unavailable']);
+const NOTHING_STARTED = new Set([
+  'runtime_unavailable',
+  'template_unavailable',
+  'rate_limiter_unavailable',
+  'no_capacity',
+]);
 
 /**
  * The API's JSON answers and raw responses, with retries. Shared by a client's sandboxes.

@@ -414,6 +414,13 @@ class TemplateBuildingError(ServiceUnavailableError):
         self.retry_after = retry_after
 
 
+class NoCapacityError(ServiceUnavailableError):
+    """503: no engine of the server has room for the sandbox right now (its memory is held by
+    other sandboxes); nothing was made. Try again later, or ask for less memory."""
+
+    default_code = "no_capacity"
+
+
 class DiskFullError(ServerError):
     """507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space
     (delete files, or raise `resources.disk` on a new sandbox) and try again."""
@@ -705,6 +712,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "disk_full": DiskFullError,
     "template_unavailable": TemplateUnavailableError,
     "template_building": TemplateBuildingError,
+    "no_capacity": NoCapacityError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
     "database_unavailable": ServiceUnavailableError,  # a write may be half-done: not retried
     "claude_unavailable": ClaudeUnavailableError,

@@ -87,7 +87,7 @@ class RetryPolicy:
         return None
 
 
-NOTHING_STARTED = frozenset({"runtime_unavailable", "template_unavailable", "rate_limiter_unavailable"})
+NOTHING_STARTED = frozenset({"runtime_unavailable", "template_unavailable", "rate_limiter_unavailable", "no_capacity"})
 
 
 def _nothing_started(response: httpx.Response) -> bool:
