@@ -20,7 +20,8 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # background processes and their streams surviving a killed server (test_stateless), a real
 # terminal client shared by two sockets, WebSocket refusals over HTTP, Server-Sent Events, per-owner
 # stream caps (counted across processes); the webhooks' worker killed mid-delivery (drill b); and a
-# node's dockerd restarted with live-restore (drill e, on a nested engine of its own).
+# node's dockerd restarted with live-restore (drill e, on a nested engine of its own); three nodes,
+# one stopped and brought back (drill f).
 # Out, for time (make test runs them on one server): the README example, streamed uploads, GraphQL
 # subscriptions; and the tests of one server process itself (its memory under a slow client), which
 # HAProxy's URL hides.
@@ -33,6 +34,7 @@ MODULES=(
     tests/sandboxes/test_process_limits.py::test_live_server_answers_429_with_details
     tests/webhooks/test_worker_killed.py
     tests/nodes/test_live_restore.py
+    tests/nodes/test_three_nodes.py
 )
 
 log() { printf 'test-ha: %s\n' "$*" >&2; }

@@ -20,10 +20,12 @@ from django.test import override_settings
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
-from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox
-from apps.sandboxes.runtime import DAEMON_MOUNT, ContainerSpec, get_driver
-from apps.sandboxes.services.nodes import node_check
+from apps.sandboxes.reconcile import sandbox_reconcile
+from apps.sandboxes.runtime import ContainerSpec, get_driver
+from apps.sandboxes.services.exec import sandbox_exec
+from apps.sandboxes.services.nodes import RELAY_NAME, node_check, node_prepare, node_ship_image
+from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes import engines
 
@@ -70,21 +72,22 @@ def _until(condition, what: str, timeout: float = 60.0) -> float:
 def test_a_node_whose_dockerd_restarts_with_live_restore_keeps_its_sandboxes(live_restore_engine, owner):
     engine = live_restore_engine
     node = engines.add_node(engine, "node-lr")
+    prepared = node_prepare(node=node)  # sandboxd, the relay (and its firewall agent), the network
+    node_ship_image(node=node, tag=base_image())
+    node.refresh_from_db()
     driver = get_driver(node)
-    template = Template.objects.create(name="lr", display_name="LR", image=base_image(), user="sandbox")
-    sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, node=node).pk)
-    image, daemon_image = base_image(), sandboxd.image(base_image())
-    for tag in (image, daemon_image):
-        engines.ship(engine, tag)
-    daemon_volume = "vibebox-node-lr-sandboxd"
-    driver.volume_from_image(daemon_volume, image=daemon_image, path=DAEMON_MOUNT, labels={"vibebox.test": "lr"})
+    template = Template.objects.create(name="lr", display_name="LR", image=base_image())  # no user: root
+    sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, node=node, image=base_image()).pk)
     spec = ContainerSpec(
-        name=sandbox.container_name, image=image, labels={"vibebox.test": "lr"}, env={}, volume=None,
-        network="bridge", daemon_volume=daemon_volume, memory=256 * 1024**2,
+        name=sandbox.container_name, image=base_image(),
+        labels={**base_labels(), "vibebox.sandbox-id": sandbox.pk}, env={}, volume=None,
+        network=network_name(), daemon_volume=prepared.volume, memory=256 * 1024**2,
     )  # fmt: skip
     driver.start(driver.create(spec).name)
+    assert sandbox_exec(sandbox=sandbox, command="echo before").stdout == "before\n"  # through the relay
     identity = "{{.State.Pid}} {{.State.StartedAt}}"
     before = engine.docker("inspect", "-f", identity, sandbox.container_name).strip()
+    relay_before = engine.docker("inspect", "-f", identity, RELAY_NAME).strip()
 
     began = time.monotonic()
     engine.container.exec_run(["sh", "-c", "kill -TERM $(cat /run/engine-dockerd.pid)"])
@@ -92,21 +95,31 @@ def test_a_node_whose_dockerd_restarts_with_live_restore_keeps_its_sandboxes(liv
     assert node_check(node=node) == Node.State.HEALTHY  # checked while dockerd is away
     node.refresh_from_db()
     failures_while_away = node.failures
+    # sandboxd answers through the relay while the engine's API is away: neither needs dockerd.
+    answered_while_away = sandbox_exec(sandbox=sandbox, command="echo during").stdout == "during\n"
+    away_still = not _answers(driver)
     _until(lambda: _answers(driver), "the engine's API coming back")
     away = time.monotonic() - began - gone_after
 
     assert failures_while_away <= 1 < settings.VIBEBOX_NODE_DOWN_AFTER
+    assert answered_while_away
     assert node_check(node=node) == Node.State.HEALTHY
     node.refresh_from_db()
     assert node.failures == 0
-    # The container was not restarted: the same process, started at the same time.
+    # Neither the sandbox's container nor the relay was restarted: the same processes.
     assert engine.docker("inspect", "-f", identity, sandbox.container_name).strip() == before
-    assert driver.inspect(sandbox.container_name).status == "running"
+    assert engine.docker("inspect", "-f", identity, RELAY_NAME).strip() == relay_before
     assert "dockerd exited; starting it again" in engine.container.logs().decode(errors="replace")
+    # Reconcile finds the container with its labels: nothing vanished, nothing removed.
+    report = sandbox_reconcile(node=node)
+    assert sandbox.pk not in report.vanished and not report.orphans_removed
     sandbox.refresh_from_db()
     assert sandbox.status == "running"
+    assert sandbox_exec(sandbox=sandbox, command="echo after").stdout == "after\n"
     sys.__stderr__.write(
         f"\nHA drill (e) live-restore: engine API away {away:.2f} s (gone {gone_after:.2f} s after the TERM); "
         f"failures counted while away: {failures_while_away} (down after {settings.VIBEBOX_NODE_DOWN_AFTER}); "
-        "container kept its process\n"
+        f"sandboxd answered through the relay while away: {answered_while_away} (API still away then: "
+        f"{away_still}); container and relay kept their processes; reconcile: nothing vanished\n"
     )
+    driver.remove(sandbox.container_name)
