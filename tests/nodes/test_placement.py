@@ -6,9 +6,8 @@ is 503 no_capacity with nothing made.
 
 The local engine is made to look full with sandbox rows holding its memory (rows with no
 container), since both engines report the same host's memory. Creates on a node run with
-autoStart false where the test checks only where the container is: a started sandbox's later
-steps (services, clones) reach sandboxd, which the server cannot reach on a node yet (the relay is
-another step of phase 2)."""
+autoStart false where the test checks only where the container is; commands in sandboxes placed on
+nodes (through their relays) are drill (f), tests/nodes/test_three_nodes.py."""
 
 import threading
 
