@@ -75,7 +75,7 @@ def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> st
     before = sandbox.status
     if not move(sandbox, from_statuses, to, **fields):
         if sandbox.status == Status.UNREACHABLE:
-            raise errors.SandboxUnreachable(details={"status": sandbox.status, "node": node_name(sandbox)})
+            raise errors.SandboxUnreachable(details={"status": sandbox.status})
         raise errors.SandboxStateConflict(
             f"Cannot {action} a sandbox that is {sandbox.status}.",
             details={"status": sandbox.status, "allowedFrom": sorted(from_statuses)},
@@ -83,15 +83,10 @@ def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> st
     return before
 
 
-def node_name(sandbox: Sandbox) -> str | None:
-    """The name of the node a sandbox is on (None: the local engine), for error details."""
-    return sandbox.node.name if sandbox.node_id else None
-
-
 def require_reachable(sandbox: Sandbox) -> None:
     """409 sandbox_unreachable for a sandbox whose node is down: nothing can reach its container."""
     if sandbox.status == Status.UNREACHABLE:
-        raise errors.SandboxUnreachable(details={"status": sandbox.status, "node": node_name(sandbox)})
+        raise errors.SandboxUnreachable(details={"status": sandbox.status})
 
 
 def of_container(container) -> str:

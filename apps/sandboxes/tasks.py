@@ -125,12 +125,16 @@ def prepare_node(node_name: str) -> dict:
     return {"node": node_name, "volume": prepared.volume, "sent": prepared.image.sent}
 
 
-@shared_task(ignore_result=True)
-def sync_node_images(node_name: str | None = None) -> dict:
+@shared_task(bind=True, ignore_result=True, max_retries=40)
+def sync_node_images(self, node_name: str | None = None) -> dict:
     """Every healthy node (or the one named) prepared and given every template image it lacks
     (services/node_images.py): sent when a template is published or a node added or back, and by
-    beat every VIBEBOX_NODE_IMAGE_SYNC_INTERVAL. On the `builds` queue; one pass at a time."""
+    beat every VIBEBOX_NODE_IMAGE_SYNC_INTERVAL. On the `builds` queue; one pass at a time. A
+    named node's pass (just added, or back) that finds another running waits for it (every 30 s)
+    rather than for beat's next pass: the node is placeable only once prepared."""
     with single_pass("node-images") as held:
         if not held:
+            if node_name is not None:
+                raise self.retry(countdown=30)
             return {"skipped": "another node images pass is running"}
         return nodes_images_sync(name=node_name)

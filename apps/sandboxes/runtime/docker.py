@@ -957,7 +957,7 @@ class DockerDriver:
         if not node.relay_ca:
             raise errors.RuntimeFailure(
                 "The node has no relay yet: prepare it (manage.py shipimage NODE --sandboxd).",
-                details={"reason": "node_no_relay", "node": node.url},
+                details={"reason": "node_no_relay"},  # no node address: callers are tenants
             )
         if self._relay_context is None:
             with self._lock:
@@ -1486,17 +1486,26 @@ class DockerDriver:
         model gateway's port, unless `model_gateway` is False); `isolate=False`: made, not yet
         isolated (a node before its relay runs)."""
         bridge = _bridge(name)
-        if name in self._networks:
+        if isolate and name in self._networks:
             return bridge
         with self._network_lock, self._engine():
             gateway = _ipv4_gateway(self._network_created(name, bridge, labels))
         # The model gateway's port is open on that one address only (a node has no such exception:
         # its runner says so). On a node the rules go through its relay: `isolate=False` is
-        # node_prepare's first call, before the relay runs (it needs the network's subnets first),
-        # and the network is not counted as ensured until a call isolates it.
+        # node_prepare's first call, before the relay runs (it needs the network's subnets first);
+        # it also forgets that the network was isolated, so node_prepare's next call writes the
+        # rules again (a node rebooted or flushed loses them, and this process would not know).
         if not isolate:
+            self._networks.pop(name, None)
             return bridge
-        firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway, runner=self._firewall)
+        isolated = firewall.isolate_bridge(bridge, gateway, model_gateway=model_gateway, runner=self._firewall)
+        if not isolated and self._node is not None and firewall.enabled():
+            # Locally a host without iptables is a development set-up (logged); a node whose bridge
+            # could not be isolated must take no sandbox (node_prepare fails, placement skips it).
+            raise errors.RuntimeFailure(
+                f"The sandbox network {name} on the node could not be isolated (its relay's firewall).",
+                details={"reason": "node_isolation"},
+            )
         self._networks[name] = dict(labels)
         return bridge
 

@@ -200,7 +200,7 @@ def isolate_bridge(
     """Installs (idempotently) the rules for one bridge; `gateway`: the host's address on it,
     where sandboxes reach the model gateway (`model_gateway` False: not even that port, as for
     the marketplace's build networks; never on a node's runner). False when they could not be set."""
-    if not settings.VIBEBOX_FIREWALL:
+    if not enabled():
         return False
     try:
         if not runner.has("iptables"):
@@ -390,9 +390,14 @@ def sandbox_chain_name(sandbox_id: str) -> str:
     return f"VBX-{sandbox_id.removeprefix('sbx_')}"[:28]
 
 
+def enabled() -> bool:
+    """Whether the operator left the firewall on (VIBEBOX_FIREWALL)."""
+    return bool(settings.VIBEBOX_FIREWALL)
+
+
 def available(runner: Runner = LOCAL) -> bool:
     """Whether per-sandbox rules can be set there (the firewall is on and iptables is installed)."""
-    return bool(settings.VIBEBOX_FIREWALL) and runner.has("iptables")
+    return enabled() and runner.has("iptables")
 
 
 def _dispatch(family: Family, bridge: str, runner: Runner = LOCAL) -> dict[str, str]:

@@ -72,14 +72,19 @@ class RelayRunner:
             if exc.status == 504:  # the relay killed it at its deadline, as subprocess.run's timeout would
                 raise subprocess.TimeoutExpired([binary, *args], COMMAND_SECONDS, stderr=exc.message) from None
             raise
-        return int(answer["code"]), str(answer.get("stdout", "")), str(answer.get("stderr", ""))
+        code, stdout, stderr = answer.get("code"), answer.get("stdout", ""), answer.get("stderr", "")
+        if type(code) is not int or not isinstance(stdout, str) or not isinstance(stderr, str):
+            raise ConnectionError("the node's relay answered a command without an exit code and its output")
+        return code, stdout, stderr
 
     def has(self, binary: str) -> bool:
-        return binary in self._node_info().get("binaries", [])
+        binaries = self._node_info().get("binaries", [])
+        return isinstance(binaries, list) and binary in binaries
 
     def resolvers(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         found = []
-        for name in self._node_info().get("resolvers", []):
+        listed = self._node_info().get("resolvers", [])
+        for name in listed if isinstance(listed, list) else []:
             try:
                 address = ipaddress.ip_address(str(name).split("%", 1)[0])
             except ValueError:

@@ -297,9 +297,7 @@ def node_sandboxes_unreachable(*, node: Node) -> list[str]:
     for sandbox in Sandbox.objects.filter(node=node, status__in=states.UNREACHABLE_FROM).select_related("node"):
         with transaction.atomic():  # the move and its event's receivers (webhooks, the meter's mark) together
             if states.move(sandbox, states.UNREACHABLE_FROM, Status.UNREACHABLE, status_reason=states.NODE_DOWN):
-                events.publish(
-                    sandbox=sandbox, type="sandbox.unreachable", data={"reason": states.NODE_DOWN, "node": node.name}
-                )
+                events.publish(sandbox=sandbox, type="sandbox.unreachable", data={"reason": states.NODE_DOWN})
                 moved.append(sandbox.pk)
     if moved:
         logger.warning("node %s is down: %d sandbox(es) unreachable", node.name, len(moved))
@@ -423,9 +421,15 @@ def node_prepare(*, node: Node) -> PreparedNode:
     subnets = tuple(remote.network_subnets(network))
     if not subnets:
         raise errors.RuntimeFailure(f"The sandbox network {network} on node {node.name!r} has no subnet.")
-    started = remote.relay_ensure(_relay_spec(node, relay_image.tag, subnets))
-    _relay_answers(node)
-    remote.ensure_network(network, base_labels())
+    try:
+        started = remote.relay_ensure(_relay_spec(node, relay_image.tag, subnets))
+        _relay_answers(node)
+        remote.ensure_network(network, base_labels())
+    except Exception:
+        # A relay replaced but not answering, or a network left unisolated: not placeable until a
+        # later prepare succeeds (placement.placeable reads relay_image).
+        Node.objects.filter(pk=node.pk).update(relay_image="")
+        raise
     Node.objects.filter(pk=node.pk).update(relay_image=relay_image.image_id)
     logger.info(
         "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",

@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 LOCAL = "local"  # the local engine's name in placement (services.nodes.LOCAL_NODE)
 # A sandbox in these states holds its memory limit on its engine (a stopped one holds none).
-HOLDING = (Status.CREATING, Status.STARTING, Status.RUNNING, Status.PAUSED)
+# (An unreachable one still runs there, and a stopping one until it has stopped.)
+HOLDING = (Status.CREATING, Status.STARTING, Status.RUNNING, Status.PAUSED, Status.STOPPING, Status.UNREACHABLE)
 # The images placement looks for: template images (built-in and marketplace), as built here.
 IMAGE_LABELS = {"vibebox.managed-image": "1"}
 
@@ -149,14 +150,18 @@ def placement_candidates(
         return Candidates(anywhere=True)
     local = Candidate(node=None, memory=_local_engine_memory())
     nodes = [n for n in nodes if placeable(n) and (not disk or _enforces_disk(n))]
+    if policy is not None and restricted(policy):  # a sandbox's own rules: this host's firewall only
+        if snapshot is not None and snapshot.node_id is not None:
+            raise errors.EgressUnavailable(
+                "A restricted egress policy is enforced on this server's engine only; the snapshot is on another."
+            )
+        return Candidates(engines=(local,), why="egress")
     if snapshot is not None:
         # Its image is on its node only (shipping it at create is a later step).
         if snapshot.node_id is None:
             return Candidates(engines=(local,), why="snapshot")
         engines = tuple(Candidate(node=n, memory=n.memory) for n in nodes if n.pk == snapshot.node_id)
         return Candidates(engines=engines, why="snapshot")
-    if policy is not None and restricted(policy):
-        return Candidates(engines=(local,), why="egress")  # the firewall writes this host's rules only
     engines = [local, *(Candidate(node=n, memory=n.memory) for n in nodes)]
     having = []
     for engine in engines:
@@ -186,18 +191,22 @@ def _free(engine: Candidate, used: int) -> int:
     return engine.memory - used - int(engine.memory * settings.VIBEBOX_NODE_MEMORY_RESERVE)
 
 
-def _lock_engine(engine: Candidate) -> Candidate | None:
-    """The engine locked for the rest of the transaction (its row, as it is now; None: it is no
-    longer placeable)."""
-    if engine.node is None:
+def _lock_engines(engines: tuple[Candidate, ...]) -> list[Candidate]:
+    """The engines locked for the rest of the transaction, always in one order (the local engine's
+    advisory lock, then the node rows by pk, in one query): two creates never each hold a lock the
+    other waits for (PostgreSQL would abort one of them). Each node as its row is now; one no
+    longer placeable (drained or down meanwhile) is left out."""
+    locked = []
+    if any(e.node is None for e in engines):
         if connection.vendor == "postgresql":  # no row to lock; SQLite runs one write transaction at a time
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["vibebox.placement:local"])
-        return engine
-    node = Node.objects.select_for_update().filter(pk=engine.node.pk).first()
-    if node is None or not placeable(node):
-        return None
-    return Candidate(node=node, memory=node.memory)
+        locked.append(next(e for e in engines if e.node is None))
+    wanted = [e.node.pk for e in engines if e.node is not None]
+    if wanted:
+        rows = Node.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
+        locked += [Candidate(node=node, memory=node.memory) for node in rows if placeable(node)]
+    return locked
 
 
 def _key(engine: Candidate) -> int | None:
@@ -209,19 +218,13 @@ def node_pick(candidates: Candidates, *, memory: int) -> Node | None:
     the transaction that writes its row. 503 no_capacity when no candidate has room."""
     if candidates.anywhere:
         return None
-    use = _use(candidates.engines) if candidates.engines else {}
-    free = {e.name: _free(e, use.get(_key(e), (0, 0))[0]) for e in candidates.engines}
+    engines = _lock_engines(candidates.engines)  # then counted once, under the locks
+    use = _use(tuple(engines)) if engines else {}
+    free = {e.name: _free(e, use.get(_key(e), (0, 0))[0]) for e in engines}
     # Most free memory first; ties: fewest sandboxes, then the name.
-    ranked = sorted(candidates.engines, key=lambda e: (-free[e.name], use.get(_key(e), (0, 0))[1], e.name))
-    for engine in ranked:
-        if free[engine.name] < memory:
-            break  # none after it has more room
-        locked = _lock_engine(engine)
-        if locked is None:  # drained or down meanwhile
-            continue
-        used, _ = _use((locked,)).get(_key(locked), (0, 0))  # counted again under the lock
-        if _free(locked, used) >= memory:
-            return locked.node
+    ranked = sorted(engines, key=lambda e: (-free[e.name], use.get(_key(e), (0, 0))[1], e.name))
+    if ranked and free[ranked[0].name] >= memory:
+        return ranked[0].node
     # The engines and their free memory go to the log, not to the caller (a tenant sees no node).
     logger.warning("placement: no room for %d bytes (%s): free %s", memory, candidates.why or "any engine", free)
     raise errors.NoCapacity(

@@ -126,15 +126,34 @@ func (f *Firewall) check(request FirewallRequest) (string, int, string) {
 		if len(arg) > maxArg || strings.ContainsRune(arg, 0) {
 			return "", http.StatusBadRequest, fmt.Sprintf("an argument is over %d bytes or holds a NUL", maxArg)
 		}
-		// iptables runs the program --modprobe names: never a way to run anything else.
-		if arg == "-M" || strings.HasPrefix(arg, "--modprobe") {
+		if modprobeOption(arg) {
 			return "", http.StatusForbidden, "--modprobe is refused"
+		}
+	}
+	// An iptables-restore payload is options too, a line at a time.
+	for _, line := range strings.Split(request.Stdin, "\n") {
+		for _, token := range strings.Fields(line) {
+			if modprobeOption(token) {
+				return "", http.StatusForbidden, "--modprobe is refused"
+			}
 		}
 	}
 	if strings.Contains(request.Stdin, "modprobe") {
 		return "", http.StatusForbidden, "--modprobe is refused"
 	}
 	return path, 0, ""
+}
+
+// modprobeOption reports whether token is iptables' --modprobe (-M), which runs the program it
+// names: never a way to run anything else. Every spelling getopt takes is caught: the long option
+// or any prefix of it ("--modp=/bin/sh"), and M in a cluster of short options ("-M/bin/sh",
+// "-wM"). No option firewall.py sends has a capital M.
+func modprobeOption(token string) bool {
+	if name, ok := strings.CutPrefix(token, "--"); ok {
+		name, _, _ = strings.Cut(name, "=")
+		return name != "" && strings.HasPrefix("modprobe", name)
+	}
+	return strings.HasPrefix(token, "-") && strings.ContainsRune(token[1:], 'M')
 }
 
 // capped keeps the first maxOutput bytes written to it.
