@@ -539,6 +539,8 @@ VIBEBOX_POOL_DEMAND_WINDOW = env_duration("VIBEBOX_POOL_DEMAND_WINDOW", "10m")
 VIBEBOX_POOL_INTERVAL = env_duration("VIBEBOX_POOL_INTERVAL", "30s")
 # Refill right after a take, in a background thread of the process that took (off in unit tests).
 VIBEBOX_POOL_REFILL_AFTER_TAKE = env_bool("VIBEBOX_POOL_REFILL_AFTER_TAKE", True)
+# Pools on nodes too: each placeable node keeps each pool's size warm, as the local engine does.
+VIBEBOX_POOL_NODES = env_bool("VIBEBOX_POOL_NODES", True)
 
 # Snapshots: workspace archives live here (the committed images in the engine).
 VIBEBOX_SNAPSHOT_DIR = Path(env_str("VIBEBOX_SNAPSHOT_DIR", str(DATA_DIR / "snapshots")))

@@ -21,7 +21,7 @@ class SandboxAdmin(AuditedAdmin):
 
 class PooledContainerInline(admin.TabularInline):
     model = PooledContainer
-    fields = ("id", "status", "image", "created_at", "ready_at", "ready_ms")
+    fields = ("id", "node", "status", "image", "created_at", "ready_at", "ready_ms")  # node: empty = local
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -211,6 +211,10 @@ class PooledContainer(models.Model):
 
     id = models.CharField(primary_key=True, max_length=32, default=new_sandbox_id, editable=False)
     pool = models.ForeignKey(WarmPool, on_delete=models.CASCADE, related_name="containers")
+    # The engine it is on (null: the local engine). A pool's size applies on each placeable engine
+    # (docs/nodes.md, "Per-node warm pools"); a removed node's rows go with it (its containers stay
+    # there, as everything else of a removed node does).
+    node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.CASCADE, related_name="pooled")
     image = models.CharField(max_length=200)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATING)
     container_id = models.CharField(max_length=80, blank=True)

@@ -238,7 +238,7 @@ def _engine_pass(
     driver = get_driver(node)
     report = Report()
     containers, aside = listing
-    # Warm-pool containers belong to their pool's rows until a sandbox takes them.
+    # Warm-pool containers belong to their pool's rows (on this engine) until a sandbox takes them.
     known = set(live) | pooled
 
     for sandbox_id, container in containers.items():
@@ -339,7 +339,7 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None, 
         rows = Sandbox.objects.filter(status__in=states.ALIVE, node=engine)
         live = {s.id: s for s in rows.select_related("template", "api_key", "node")}
         busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
-        pooled = set(PooledContainer.objects.values_list("id", flat=True))
+        pooled = set(PooledContainer.objects.filter(node=engine).values_list("id", flat=True))  # this engine's
         found = _engine_pass(engine, live, listing=listing, pooled=pooled, busy=busy, startup=startup, now=now)
         report.add(found)
         if engine is not None and found.as_dict():

@@ -306,8 +306,9 @@ def test_two_creates_at_once_cannot_both_take_the_last_room(node_a, owner, templ
 
 
 def test_the_warm_pool_serves_only_a_local_pick(node_a, docker_client, owner, template, local_memory, settings):
-    """The pool is the local engine's: a create placed locally takes a pooled container; one placed
-    on a node is made there, cold, and leaves the pooled container in the pool."""
+    """The pool filled on the local engine only: a create placed locally takes a pooled container;
+    one placed on a node takes from the node's pool only (empty here: made there, cold) and leaves
+    the local pooled container in the pool (a node's own pool: test_node_pools.py)."""
     settings.VIBEBOX_POOL_ENABLED, settings.VIBEBOX_POOL_REFILL_AFTER_TAKE = True, False
     pool = WarmPool.objects.create(
         template=template,

@@ -419,8 +419,8 @@ def sandbox_create(
             # Only a container of the very image this create resolved (the template's newest version
             # for a bare name, the pinned one's for a pin): a pooled container of an older version
             # (warmed before a publish the pool has not caught up with) never serves it.
-            # Warm pools are the local engine's (per-node pools are a later step): a hit only there.
-            pooled = pools.pool_claim(pool, image=image) if warm and node is None else None
+            # From the picked engine's pool only (placement first: a warm hit never overrides it).
+            pooled = pools.pool_claim(pool, image=image, node=node) if warm else None
             if pooled is not None:  # a started container, ready: it becomes this sandbox
                 sandbox.id, sandbox.warm, sandbox.container_id = pooled.id, True, pooled.container_id
                 sandbox.status = Status.CREATING if clone else Status.RUNNING
@@ -433,7 +433,7 @@ def sandbox_create(
     except IntegrityError:
         raise errors.SandboxNameTaken(details={"name": name}) from None
     if warm:
-        transaction.on_commit(lambda: pools.refill_soon(pool))
+        transaction.on_commit(lambda: pools.refill_soon(pool, node))
     if sandbox.warm and not _pooled_alive(sandbox):
         # It died in the pool since its last health check: a cold container takes its place.
         _remove_quietly(sandbox)

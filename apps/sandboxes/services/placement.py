@@ -21,8 +21,9 @@ Constraints until later steps of phase 2 exist:
   at create is not built);
 - a sandbox whose egress policy needs rules of its own (apps.orgs.network.restricted) goes to the
   local engine: the firewall (runtime/firewall.py) writes only this host's rules;
-- warm pools are the local engine's: a create takes from one only when the pick is the local engine
-  (services/create.py).
+
+Warm pools are per engine (services/pools.py): the create takes from the picked engine's pool
+only, after the pick. Pooled containers are not counted in an engine's free memory.
 """
 
 from __future__ import annotations
