@@ -21,6 +21,7 @@ from vibebox import exceptions as errors
 from ..models import Sandbox, Status
 from ..runtime import ExecRequest, driver_for
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
+from ..runtime.sandboxd_client import Relayed
 
 RESERVED_PORTS = frozenset({DAEMON_PORT})
 CACHE_SECONDS = 2.0
@@ -97,6 +98,9 @@ def reachable(address: str) -> bool:
 class Listening:
     address: str  # the sandbox's address on the sandbox network ("" when it is not running)
     ports: dict[int, str] = field(default_factory=dict)  # port -> the address it listens on
+    # A sandbox on a node: its node's relay, through which its ports are dialled (the address is
+    # on the node's bridge); None on the local engine.
+    relay: Relayed | None = None
 
 
 _cache: dict[str, tuple[tuple, float, Listening]] = {}
@@ -129,7 +133,11 @@ def listening(sandbox: Sandbox, *, max_age: float = CACHE_SECONDS) -> Listening:
     ports = {port: address for port, address in parse_tables(result.stdout.decode("ascii", "replace")).items()}
     for port in RESERVED_PORTS:
         ports.pop(port, None)
-    found = Listening(address=driver.container_address(sandbox.container_name), ports=ports)
+    reach = driver.container_reach(sandbox.container_name)
+    if isinstance(reach, Relayed):
+        found = Listening(address=reach.host, ports=ports, relay=reach)
+    else:
+        found = Listening(address=reach, ports=ports)
     with _cache_lock:
         if len(_cache) > 10000:  # a process that served many sandboxes: start over
             _cache.clear()
