@@ -2,6 +2,8 @@
 /proc/net/tcp and /proc/net/tcp6 (a command run through sandboxd as the sandbox user: sandboxd's
 file reads refuse /proc), the template's declared ports, and the public flags kept on the Sandbox
 (`ports`: {"3000": {"public": true}}). Reserved ports (sandboxd's) are never listed or proxied.
+For a sandbox on a node the command goes through the node's relay like every sandboxd call, and
+the answer carries the relay the proxy dials its ports through (`Listening.relay`).
 
 What the sandbox prints is hostile: lines are parsed strictly, malformed ones skipped, and at
 most MAX_LINES lines of each table are read (the kernel lists listening sockets first).
