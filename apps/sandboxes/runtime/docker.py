@@ -2045,6 +2045,11 @@ class DockerDriver:
             raise errors.RuntimeFailure("The sandbox has no address on its network.")
         return address
 
+    def container_reach(self, name: str) -> "str | sandboxd_client.Relayed":
+        """How this server dials a port of the running container (a preview's): its address on the
+        local engine; on a node, that address through the node's relay (docs/nodes.md)."""
+        return self._reach(self.container_address(name))
+
     def image_remove(self, tag: str) -> None:
         with self._engine(), contextlib.suppress(ImageNotFound, NotFound):
             self.client.api.remove_image(tag, force=True)  # containers made from it keep running

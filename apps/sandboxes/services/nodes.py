@@ -459,7 +459,7 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         "--key", f"{RELAY_MOUNT}/key.pem",
         "--client-ca", f"{RELAY_MOUNT}/ca.pem",
         "--allow", ",".join(subnets),
-        "--ports", str(DAEMON_PORT),
+        "--ports", "1-65535",  # sandboxd's and any port a preview opens; never the node's own addresses
         "--firewall",  # the node's bridge rules (runtime/firewall_remote.py)
     )  # fmt: skip
     return RelaySpec(
