@@ -16,7 +16,7 @@ import json
 import pytest
 from django.conf import settings as django_settings
 
-from apps.sandboxes import runtime
+from apps.sandboxes import runtime, sandboxd
 from apps.sandboxes.runtime import ContainerSpec, EgressRules, firewall, hardening, sandboxd_client
 from apps.sandboxes.runtime import kubernetes as k
 from apps.sandboxes.runtime.base import DAEMON_BINARY, DAEMON_MOUNT, DAEMON_USER_LABEL, RuntimeDriver
@@ -339,5 +339,28 @@ def test_the_setting_selects_the_kubernetes_driver_and_nodes_are_refused(setting
         assert isinstance(driver, k.KubernetesDriver) and driver.namespace == settings.VIBEBOX_KUBERNETES_NAMESPACE
         with pytest.raises(errors.RuntimeUnsupported):
             runtime.node_driver(runtime.NodeConnection(url="tcp://127.0.0.1:2376", ca=""), timeout=5)
+        assert sandboxd.volume_for_sandboxes() == ""  # no Docker volume: the driver copies sandboxd from its image
     finally:
         runtime.get_driver.cache_clear()
+
+
+# Pod Security Standards, "baseline" (kubernetes.io/docs/concepts/security/pod-security-standards):
+# the capabilities a container may add. "restricted" allows NET_BIND_SERVICE alone, and no root:
+# sandboxd (root, six capabilities) needs baseline (docs/kubernetes.md).
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+
+
+def test_the_pod_passes_pod_security_baseline_with_every_allowed_capability():
+    pod = pod_of(spec(cap_add=tuple(django_settings.VIBEBOX_ALLOWED_CAPABILITIES)))["spec"]
+    assert not {"hostNetwork", "hostPID", "hostIPC", "hostUsers"} & set(pod)
+    assert "sysctls" not in pod["securityContext"]
+    assert pod["securityContext"]["seccompProfile"]["type"] != "Unconfined"
+    for container in pod["containers"] + pod["initContainers"]:
+        context = container["securityContext"]
+        assert not context.get("privileged") and "windowsOptions" not in context and "procMount" not in context
+        assert set(context["capabilities"].get("add", [])) <= BASELINE_CAPABILITIES
+        assert not any(port.get("hostPort") for port in container.get("ports", []))
+    assert not any("hostPath" in volume for volume in pod["volumes"])
