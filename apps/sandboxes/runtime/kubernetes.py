@@ -848,6 +848,11 @@ class KubernetesDriver(SandboxdCalls):
         address = ((pod or {}).get("status") or {}).get("podIP")
         return [address] if address else []
 
+    def egress_available(self) -> bool:
+        """Sandboxes can have egress rules of their own: each has its NetworkPolicy (enforced by
+        the cluster's CNI, which the API cannot tell: docs/kubernetes.md)."""
+        return True
+
     def egress_rules_remove(self, name: str, network: str) -> None:
         with contextlib.suppress(errors.SandboxNotFound):
             self.egress_rules_set(name, network, None)
