@@ -6,21 +6,26 @@ the driver's own pure builders and validated against the Kubernetes API's schema
 the versions tests/deploy/test_kubernetes.py checks (its helper). The hardening is asserted against
 runtime/hardening.py and the settings (the Docker driver reads the same ones), never against
 copied constants. Nothing here talks to an API server: the methods Kubernetes cannot do are shown
-to refuse before any call (a driver whose kubeconfig does not exist would fail otherwise)."""
+to refuse before any call (a driver whose kubeconfig does not exist would fail otherwise). The
+deploy component that gives the control plane what the driver needs (RBAC, the sandboxes'
+namespace, the token) is rendered by `kubectl kustomize` and checked against the driver's lists."""
 
 import base64
 import inspect
 import ipaddress
 import json
+import shutil
+import subprocess
 
 import pytest
+import yaml
 from django.conf import settings as django_settings
 
 from apps.sandboxes import runtime, sandboxd
 from apps.sandboxes.runtime import ContainerSpec, EgressRules, firewall, hardening, sandboxd_client
 from apps.sandboxes.runtime import kubernetes as k
 from apps.sandboxes.runtime.base import DAEMON_BINARY, DAEMON_MOUNT, DAEMON_USER_LABEL, RuntimeDriver
-from tests.deploy.test_kubernetes import VERSIONS, assert_valid
+from tests.deploy.test_kubernetes import KUBERNETES, VERSIONS, assert_valid
 from vibebox import exceptions as errors
 
 NAMESPACE = "vibebox-sandboxes"
@@ -364,3 +369,84 @@ def test_the_pod_passes_pod_security_baseline_with_every_allowed_capability():
         assert set(context["capabilities"].get("add", [])) <= BASELINE_CAPABILITIES
         assert not any(port.get("hostPort") for port in container.get("ports", []))
     assert not any("hostPath" in volume for volume in pod["volumes"])
+
+
+RUNTIME_OVERLAY = KUBERNETES / "overlays" / "kubernetes-runtime"
+
+
+@pytest.fixture(scope="module")
+def runtime_layout() -> list[dict]:
+    """What `kubectl apply -k deploy/kubernetes/overlays/kubernetes-runtime` would send, rendered
+    offline by kubectl's kustomize (the component's JSON patches are kustomize's, not the test's)."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: the component cannot be rendered")
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(RUNTIME_OVERLAY)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def _one(docs: list[dict], kind: str, name: str) -> dict:
+    [doc] = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def _grants(role: dict) -> dict[tuple[str, str], set[str]]:
+    grants: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                grants.setdefault((group, resource), set()).update(rule["verbs"])
+    return grants
+
+
+def test_the_runtime_component_renders_valid_kubernetes(runtime_layout):
+    for version in VERSIONS:
+        for doc in runtime_layout:
+            assert_valid(doc, version, "kubernetes-runtime: ")
+
+
+def test_the_runtime_component_grants_exactly_what_the_driver_calls(runtime_layout):
+    settings = _one(runtime_layout, "ConfigMap", "vibebox-settings")["data"]
+    assert settings["VIBEBOX_RUNTIME_DRIVER"] == "kubernetes"
+    namespace = _one(runtime_layout, "Namespace", settings["VIBEBOX_KUBERNETES_NAMESPACE"])
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    role = _one(runtime_layout, "Role", "vibebox-sandboxes")
+    assert role["metadata"]["namespace"] == settings["VIBEBOX_KUBERNETES_NAMESPACE"]
+    assert _grants(role) == k.NAMESPACE_PERMISSIONS
+    assert _grants(_one(runtime_layout, "ClusterRole", "vibebox-sandbox-nodes")) == k.CLUSTER_PERMISSIONS
+    account = _one(runtime_layout, "ServiceAccount", "vibebox")["metadata"]
+    for binding in ("RoleBinding", "ClusterRoleBinding"):
+        [bound] = [b for b in runtime_layout if b["kind"] == binding]
+        [subject] = bound["subjects"]
+        assert (subject["name"], subject["namespace"]) == (account["name"], account["namespace"])
+    assert account["namespace"] == settings["VIBEBOX_KUBERNETES_CONTROL_NAMESPACE"]
+
+
+def test_only_the_pods_that_drive_sandboxes_get_the_token(runtime_layout):
+    drivers = {"web", "worker", "builds", "vibebox-setup"}
+    workloads = [d for d in runtime_layout if d["kind"] in ("Deployment", "Job")]
+    assert drivers <= {d["metadata"]["name"] for d in workloads}
+    for doc in workloads:
+        mounted = doc["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        assert mounted is (doc["metadata"]["name"] in drivers), doc["metadata"]["name"]
+    [setup] = _one(runtime_layout, "Job", "vibebox-setup")["spec"]["template"]["spec"]["containers"]
+    script = setup["command"][2]
+    assert "buildimages --no-build" in script and "manage.py sandboxd" not in script and "migrate" in script
+
+
+def test_sandbox_pods_reach_the_gateway_and_the_egress_proxy(runtime_layout):
+    settings = _one(runtime_layout, "ConfigMap", "vibebox-settings")["data"]
+    policy = _one(runtime_layout, "NetworkPolicy", "sandbox-pods-ingress")["spec"]
+    [rule] = policy["ingress"]
+    [peer] = rule["from"]
+    assert (
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        == (settings["VIBEBOX_KUBERNETES_NAMESPACE"])
+    )
+    # The driver's namespace policy lets sandboxes out to exactly these pods.
+    sandboxes = k.network_policy(
+        "n", {}, namespace="x", control_namespace=settings["VIBEBOX_KUBERNETES_CONTROL_NAMESPACE"]
+    )
+    [reached] = sandboxes["spec"]["egress"][0]["to"]
+    assert reached["podSelector"]["matchExpressions"] == policy["podSelector"]["matchExpressions"]

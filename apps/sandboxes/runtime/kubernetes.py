@@ -91,6 +91,21 @@ DNS_PEER = {
     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
 }
 
+# The API calls this driver makes, as RBAC rules: (API group, resource) -> verbs, in the sandboxes'
+# namespace and cluster-wide (deploy/kubernetes/components/kubernetes-runtime/rbac.yaml grants
+# exactly these; tests/runtime/test_kubernetes_objects.py compares).
+NAMESPACE_PERMISSIONS = {
+    ("", "secrets"): {"create", "get", "list", "patch", "delete"},  # records (patch: the started mark)
+    ("", "pods"): {"create", "get", "list", "delete"},
+    ("", "persistentvolumeclaims"): {"create", "get", "list", "delete"},
+    ("", "pods/log"): {"get"},
+    ("networking.k8s.io", "networkpolicies"): {"create", "get", "list", "update", "delete"},
+}
+CLUSTER_PERMISSIONS = {
+    ("", "nodes"): {"list"},  # node_engine
+    ("", "nodes/proxy"): {"get"},  # the kubelet's stats/summary and configz
+}
+
 # What this driver cannot do on Kubernetes: feature -> why (RuntimeUnsupported's details.feature;
 # docs/kubernetes.md lists them). Each method below that raises names one.
 UNSUPPORTED = {
