@@ -449,6 +449,21 @@ VIBEBOX_RUNTIME_DRIVER = env_str("VIBEBOX_RUNTIME_DRIVER", "docker")
 VIBEBOX_DOCKER_HOST = env_str("DOCKER_HOST", "")
 # How long one engine call may take before it fails as runtime_unavailable (a hung engine).
 VIBEBOX_DOCKER_TIMEOUT = env_duration("VIBEBOX_DOCKER_TIMEOUT", 120)
+# The Kubernetes runtime driver (VIBEBOX_RUNTIME_DRIVER=kubernetes, docs/kubernetes.md): sandboxes
+# are Pods in one namespace of the cluster the kubeconfig names (empty: the in-cluster service
+# account), sandboxd copied from an image holding /opt/vibebox/sandboxd and `cp` (sandboxd-relay's),
+# workspaces PVCs of the storage class (empty: the cluster's default), the control plane's
+# pods in VIBEBOX_KUBERNETES_CONTROL_NAMESPACE (the only ones that reach sandboxes).
+VIBEBOX_KUBECONFIG = env_str("VIBEBOX_KUBECONFIG", "")
+VIBEBOX_KUBERNETES_CONTEXT = env_str("VIBEBOX_KUBERNETES_CONTEXT", "")
+VIBEBOX_KUBERNETES_NAMESPACE = env_str("VIBEBOX_KUBERNETES_NAMESPACE", "vibebox-sandboxes")
+VIBEBOX_KUBERNETES_CONTROL_NAMESPACE = env_str("VIBEBOX_KUBERNETES_CONTROL_NAMESPACE", "vibebox")
+VIBEBOX_KUBERNETES_SANDBOXD_IMAGE = env_str("VIBEBOX_KUBERNETES_SANDBOXD_IMAGE", "")
+VIBEBOX_KUBERNETES_STORAGE_CLASS = env_str("VIBEBOX_KUBERNETES_STORAGE_CLASS", "")
+VIBEBOX_KUBERNETES_WORKSPACE_SIZE = env_size("VIBEBOX_KUBERNETES_WORKSPACE_SIZE", "10g")
+# A Pod has no pids limit of its own: a start is refused on a node whose kubelet's podPidsLimit is
+# unset or above the sandbox's VIBEBOX_PIDS_LIMIT (read from the node's /configz).
+VIBEBOX_KUBERNETES_REQUIRE_PIDS_LIMIT = env_bool("VIBEBOX_KUBERNETES_REQUIRE_PIDS_LIMIT", True)
 VIBEBOX_IMAGE_PREFIX = env_str("VIBEBOX_IMAGE_PREFIX", "vibebox")
 VIBEBOX_IMAGES_DIR = Path(env_str("VIBEBOX_IMAGES_DIR", str(BASE_DIR / "images")))
 # sandboxd's Go source, built into a read-only volume every sandbox mounts (docs/sandboxd.md).

@@ -111,6 +111,8 @@ def _step(report: Report, what: str, action: str):
         yield
     except (errors.SandboxStateConflict, errors.SandboxNotFound):
         pass  # a request moved (or removed) it meanwhile; the next pass looks again
+    except errors.RuntimeUnsupported:
+        pass  # the runtime has no such thing (the Kubernetes driver's images): nothing to reconcile
     except errors.ApplicationError as exc:
         logger.warning("reconcile could not %s %s: %s", action, what, _reason(exc))
         report.failed[what] = _reason(exc)

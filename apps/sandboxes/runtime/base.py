@@ -2,7 +2,10 @@
 
 `docker.py` implements it for the Docker Engine; a Kubernetes driver can sit beside it.
 Drivers raise `vibebox.exceptions.RuntimeUnavailable` when the engine cannot be reached
-and `RuntimeFailure` for other engine errors.
+and `RuntimeFailure` for other engine errors. A method a driver cannot implement on its engine
+at all raises `RuntimeUnsupported` (501 runtime_unsupported, details {"feature", "runtime"}),
+before touching anything: never a different error, never a partial effect (the Kubernetes
+driver's list: docs/kubernetes.md, "What the driver cannot do").
 """
 
 import contextlib
@@ -29,6 +32,7 @@ class ContainerSpec:
     volume: str | None  # named volume mounted at /workspace; None: /workspace is in the writable layer
     network: str
     # sandboxd's volume: sandboxd is PID 1 (as root, mounted read-only) and runs commands as `user`.
+    # The Kubernetes driver ignores it (sandboxd comes from its own image setting).
     daemon_volume: str
     extra_networks: tuple[str, ...] = ()  # operator-chosen networks (say, an internal git server)
     user: str = ""
