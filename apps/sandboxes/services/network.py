@@ -26,7 +26,7 @@ from vibebox import exceptions as errors
 
 from .. import states
 from ..engine import sandbox_network_gateway
-from ..models import Sandbox, Status
+from ..models import Node, Sandbox, Status
 from ..runtime import EgressRules, driver_for, firewall, get_driver
 from ..specs import network_name
 
@@ -98,22 +98,16 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     if fresh is not None:
         sandbox.network = fresh  # a PATCH that raced in wins
     rules = rules_for(sandbox)
-    if rules is not None and not firewall_available():
+    driver = driver_for(sandbox)  # the sandbox's engine: this host's firewall, or its node's through the relay
+    if rules is not None and not (firewall_available() and driver.egress_available()):
         raise errors.EgressUnavailable()
-    if sandbox.node_id is not None:
-        # This host's firewall cannot reach a node (per-node rules are a later step, docs/nodes.md):
-        # placement keeps restricted sandboxes local, so a restricted policy here is refused (a PATCH
-        # then puts the old one back). Nothing is written on this host either: an address on the
-        # node's bridge may be a local sandbox's too, whose rules (and proxy lookups) it must not touch.
-        if rules is not None:
-            raise errors.EgressUnavailable(
-                "A sandbox on a node cannot have a restricted egress policy yet (its rules are this server's)."
-            )
-        return
-    try:
-        addresses = driver_for(sandbox).egress_rules_set(
-            sandbox.container_name, network_name(), rules, keep_previous=keep_previous
+    if rules is not None and sandbox.node_id is not None and rules.closed and not node_proxy_reachable():
+        # Its commands would be sent to an egress proxy that a node's sandboxes cannot reach.
+        raise errors.EgressUnavailable(
+            "A sandbox on a node cannot have an egress policy that goes through the egress proxy yet."
         )
+    try:
+        addresses = driver.egress_rules_set(sandbox.container_name, network_name(), rules, keep_previous=keep_previous)
     except errors.ApplicationError:
         if rules is not None:
             raise
@@ -137,16 +131,28 @@ def network_release(sandbox: Sandbox) -> None:
 
 def network_reconcile() -> int:
     """Rewrites every restricted sandbox's rules at its current address and drops the rest (a
-    firewall reload, a crash, a container that died): the reconcile pass. Answers how many."""
+    firewall reload, a crash, a container that died): the reconcile pass, on the local engine and
+    on every healthy prepared node (through its relay). Answers how many."""
     if not firewall_available():
         return 0
-    before = _restricted()
-    # The local host's firewall, so the local engine's sandboxes (a node's rules go through its
-    # relay: phase 2, docs/nodes.md).
-    get_driver().egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
+    count = 0
+    for node in [None, *Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="")]:
+        try:
+            count += _reconcile_engine(node)
+        except errors.ApplicationError as exc:  # one node's failure does not stop the others'
+            logger.warning("egress rules of %s not rewritten: %s", node.name if node else "local", exc.message)
+    return count
+
+
+def _reconcile_engine(node: Node | None) -> int:
+    driver = get_driver(node)
+    if node is not None and not driver.egress_available():
+        return 0
+    before = _restricted(node)
+    driver.egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
     # A PATCH or a start that landed while the pass ran wrote its row before setting its rules,
     # which the pass may just have overwritten with what it read: set those once more now.
-    after = _restricted()
+    after = _restricted(node)
     for pk in before.keys() | after.keys():
         if pk not in after or pk not in before or after[pk][1] != before[pk][1]:
             sandbox = (after.get(pk) or before[pk])[0]
@@ -157,15 +163,21 @@ def network_reconcile() -> int:
     return len(before)
 
 
-def _restricted() -> dict[str, tuple[Sandbox, EgressRules]]:
-    """The local engine's sandboxes holding an address whose policy this host's kernel must
-    enforce, with their rules."""
+def _restricted(node: Node | None = None) -> dict[str, tuple[Sandbox, EgressRules]]:
+    """One engine's sandboxes holding an address whose policy its kernel must enforce (None: the
+    local engine's), with their rules."""
     found = {}
-    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS, node=None).select_related("org"):
+    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS, node=node).select_related("org", "node"):
         rules = rules_for(sandbox)
         if rules is not None:
             found[sandbox.pk] = (sandbox, rules)
     return found
+
+
+def node_proxy_reachable() -> bool:
+    """Whether a node's sandboxes can reach the egress proxy (not yet: docs/nodes.md, "The
+    server's services from a node")."""
+    return False
 
 
 def firewall_available() -> bool:
