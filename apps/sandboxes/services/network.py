@@ -15,6 +15,7 @@ proxy.
 
 import ipaddress
 import logging
+import time
 import urllib.parse
 
 from django.conf import settings
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 # States in which a sandbox's container may hold its address (and its rules must be in force).
 HOLDS_ADDRESS = {Status.RUNNING, Status.PAUSED, Status.STARTING, Status.CREATING, Status.STOPPING}
 _gateways: dict[str, str] = {}
+_node_gateways: dict[tuple, tuple[float, str]] = {}  # (node pk, network) -> (when, its bridge's gateway)
+NODE_GATEWAY_TTL = 60.0
 
 
 def network_resolve(*, org, template, requested: dict | None) -> dict:
@@ -175,9 +178,9 @@ def _restricted(node: Node | None = None) -> dict[str, tuple[Sandbox, EgressRule
 
 
 def node_proxy_reachable() -> bool:
-    """Whether a node's sandboxes can reach the egress proxy (not yet: docs/nodes.md, "The
-    server's services from a node")."""
-    return False
+    """Whether a node's sandboxes can reach the egress proxy: through back links (docs/nodes.md,
+    "The server's services from a node"), unless VIBEBOX_NODE_BACK_LINKS is 0."""
+    return settings.VIBEBOX_NODE_BACK_LINKS > 0
 
 
 def firewall_available() -> bool:
@@ -226,9 +229,23 @@ def network_view(sandbox: Sandbox) -> dict:
 # ---- the commands' part ----
 
 
-def proxy_url() -> str:
+def node_gateway(sandbox: Sandbox) -> str:
+    """A node sandbox's way to the server's services: its bridge's gateway on the node, where the
+    node's relay listens for the back links (the same ports as here). Kept a minute per node (a
+    node prepared again may have made its network anew)."""
+    key, now = (sandbox.node_id, network_name()), time.monotonic()
+    found = _node_gateways.get(key)
+    if found is None or now - found[0] > NODE_GATEWAY_TTL:
+        found = (now, driver_for(sandbox).network_gateway(network_name()))
+        _node_gateways[key] = found
+    return found[1]
+
+
+def proxy_url(sandbox: Sandbox | None = None) -> str:
     host = settings.VIBEBOX_EGRESS_PROXY_HOST
-    if not host or host in ("0.0.0.0", "::"):  # noqa: S104
+    if sandbox is not None and sandbox.node_id is not None:
+        host = node_gateway(sandbox)
+    elif not host or host in ("0.0.0.0", "::"):  # noqa: S104
         name = network_name()
         if name not in _gateways:
             _gateways[name] = sandbox_network_gateway()
@@ -244,7 +261,7 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
     keeps it (and the sandbox's own loopback) direct."""
     if not proxied(policy_of(sandbox)):
         return {}
-    url = proxy_url()
+    url = proxy_url(sandbox)
     direct = ["localhost", "127.0.0.1", "::1", urllib.parse.urlsplit(url).hostname or ""]
     for host in (settings.VIBEBOX_GATEWAY_HOST, urllib.parse.urlsplit(settings.VIBEBOX_GATEWAY_URL).hostname):
         if host and host not in direct:  # the model gateway, however sandboxes are told to reach it
@@ -263,13 +280,13 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
 # ---- the proxy's part (apps/sandboxes/egress.py) ----
 
 
-def sandbox_by_address(address: str) -> Sandbox | None:
-    """The local engine's sandbox holding this address on the bridge (a node's sandbox holds an
-    address on that node's bridge): the one started last, should a row whose container died behind
-    VibeBox's back still claim it."""
+def sandbox_by_address(address: str, *, node_id: int | None = None) -> Sandbox | None:
+    """The sandbox holding this address on the bridge of the local engine (`node_id` None) or of
+    that node (addresses repeat across engines: a back link names its node, backlinks.py): the one
+    started last, should a row whose container died behind VibeBox's back still claim it."""
     return (
         Sandbox.objects.filter(
-            network_address=address, node=None, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING]
+            network_address=address, node_id=node_id, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING]
         )
         .select_related("org")
         .order_by("-started_at")
