@@ -8,7 +8,8 @@ knows the sandbox by (node, bridge address).
 A sandbox whose policy goes through the egress proxy is placed on the node; through its
 HTTPS_PROXY (the node's bridge gateway) a CONNECT to an allowed address of the nodes' LAN is
 established and one to another is refused by its policy; a request with its gateway token reaches
-the gateway, which calls the stub with the operator's key. Targets are the test's own: node-2's
+the gateway, which calls the stub with the operator's key. A local sandbox at the same address with
+an open policy is not taken for it. Targets are the test's own: node-2's
 engine port and a listener of the test's own (test_node_egress.py's)."""
 
 import asyncio
@@ -21,6 +22,7 @@ import pytest
 import uvicorn
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from apps.agents.models import ClaudeSetup
 from apps.agents.setup import gateway_url, token_hash
@@ -28,6 +30,7 @@ from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes.backlinks import BackLinks
 from apps.sandboxes.egress import EgressProxy
+from apps.sandboxes.models import Sandbox
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import network, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
@@ -166,7 +169,12 @@ def test_a_node_sandbox_reaches_the_egress_proxy_and_the_model_gateway(
         proxy = f"http://{node_gateway}:{django_settings.VIBEBOX_EGRESS_PROXY_PORT}"
         assert network.proxy_env(sandbox)["HTTPS_PROXY"] == proxy  # its bridge's gateway on the node
 
-        # The egress proxy, through the node's relay and a back link, knows the sandbox (node, address).
+        # The egress proxy, through the node's relay and a back link, knows the sandbox (node, address):
+        # a local sandbox at the same address (bridges may overlap), open and started later, is not it.
+        address = Sandbox.objects.get(pk=sandbox.pk).network_address
+        assert address
+        twin = sandbox_row(owner, sandbox.template, name="twin", network_address=address, started_at=timezone.now())
+        assert network.sandbox_by_address(address) == twin
         allowed = _sh(api_client, sandbox, CONNECT.format(target=f"{target}:{ENGINE_PORT}"))
         assert allowed.startswith("HTTP/1.1 200"), allowed
         refused = _sh(api_client, sandbox, CONNECT.format(target=f"{docker_nodes[1].address}:{ENGINE_PORT}"))
