@@ -148,6 +148,10 @@ class BackLinks:
                     logger.warning("back link %s to node %s: %s (tried again every %s s)", service, link.name, exc,
                                    RETRY_SECONDS)  # fmt: skip
                 await asyncio.sleep(RETRY_SECONDS)
+            except Exception:  # a bug must not quietly take a link away: logged, and parked again
+                failures += 1
+                logger.exception("back link %s to node %s failed", service, link.name)
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _park(self, link: Link, service: str):
         """Parks one connection; answers (sandbox address, reader, writer) once paired, None if

@@ -7,7 +7,8 @@ key), changed with `PATCH …/network`, and in force in two places:
   proxy, for closing its direct connections; set after every start (before anything of the
   sandbox's runs), dropped at stop and destroy, and rewritten by the reconcile pass;
 - the egress proxy (apps/sandboxes/egress.py), which knows the sandbox by that address
-  (`network_address`) and reads its policy from the row on every connection.
+  (`network_address`; a node's sandbox by its node and that address, through a back link:
+  apps/sandboxes/backlinks.py) and reads its policy from the row on every connection.
 
 Commands get HTTP(S)_PROXY and NO_PROXY (`proxy_env`) only when their sandbox's policy needs the
 proxy.
@@ -101,13 +102,20 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     if fresh is not None:
         sandbox.network = fresh  # a PATCH that raced in wins
     rules = rules_for(sandbox)
-    driver = driver_for(sandbox)  # the sandbox's engine: this host's firewall, or its node's through the relay
+    try:
+        driver = driver_for(sandbox)  # the sandbox's engine: this host's firewall, or its node's through the relay
+    except errors.ApplicationError:
+        if rules is not None:
+            raise
+        logger.warning("could not clear egress rules for %s: its engine is out of reach", sandbox.id)
+        return
     if rules is not None and not (firewall_available() and driver.egress_available()):
         raise errors.EgressUnavailable()
     if rules is not None and sandbox.node_id is not None and rules.closed and not node_proxy_reachable():
         # Its commands would be sent to an egress proxy that a node's sandboxes cannot reach.
         raise errors.EgressUnavailable(
-            "A sandbox on a node cannot have an egress policy that goes through the egress proxy yet."
+            "A sandbox on a node cannot have an egress policy that goes through the egress proxy while "
+            "back links are off (VIBEBOX_NODE_BACK_LINKS=0)."
         )
     try:
         addresses = driver.egress_rules_set(sandbox.container_name, network_name(), rules, keep_previous=keep_previous)
