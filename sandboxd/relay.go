@@ -35,11 +35,18 @@ func relayCommand(args []string, stderr io.Writer) int {
 	maxTunnels := flags.Int("max-tunnels", 1024, "tunnels open at once")
 	idle := flags.Duration("idle", 10*time.Minute, "a tunnel with no byte either way this long is closed")
 	firewall := flags.Bool("firewall", false, "also run the server's iptables commands on this host (GET and POST /firewall)")
+	back := flags.String("back", "", "the server's services for the node's sandboxes: NAME=ADDRESS:PORT, comma-separated (back links)")
+	backWaiting := flags.Int("back-waiting", 64, "server connections parked per back link service")
+	backPark := flags.Duration("back-park", time.Minute, "a parked server connection no sandbox took is answered 204 after this")
+	backWait := flags.Duration("back-wait", 10*time.Second, "a sandbox's connection waits this long for a parked server connection")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
 	logger := log.New(stderr, "sandboxd relay: ", 0)
 	cfg, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
+	if err == nil {
+		cfg.Back, err = backConfig(*back, *backWaiting, *backPark, *backWait) // relay_back.go
+	}
 	if err != nil || flags.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected argument %q", flags.Arg(0))

@@ -134,10 +134,7 @@ def test_the_listed_late_imports_are_still_there():
 
 # (file, function) -> why it calls the local engine's driver with a sandbox at hand. (Reconcile
 # is per engine: `get_driver(node)` for each node's rows, None for the local engine's.)
-LOCAL_ENGINE_CALLS = {
-    ("apps/sandboxes/services/network.py", "network_reconcile"): "rewrites this host's firewall, which holds the "
-    "local engine's sandboxes only (a node's rules go through its relay: phase 2)",
-}
+LOCAL_ENGINE_CALLS: dict[tuple[str, str], str] = {}  # none left: network_reconcile is per engine too
 ON_ENGINE = {"sandbox", "snapshot"}
 
 

@@ -901,6 +901,9 @@ VIBEBOX_NODE_DOWN_AFTER = env_int("VIBEBOX_NODE_DOWN_AFTER", 3)
 # images is kept by each process before it is asked again.
 VIBEBOX_NODE_MEMORY_RESERVE = env_float("VIBEBOX_NODE_MEMORY_RESERVE", 0.1)
 VIBEBOX_NODE_IMAGES_TTL = env_duration("VIBEBOX_NODE_IMAGES_TTL", "30s")
+# Back links (docs/nodes.md, "The server's services from a node"): server connections the egress
+# proxy process keeps parked at each node's relay per service (model gateway, egress proxy); 0: none.
+VIBEBOX_NODE_BACK_LINKS = env_int("VIBEBOX_NODE_BACK_LINKS", 4)
 CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "task": "apps.sandboxes.tasks.check_nodes",
     "schedule": VIBEBOX_NODE_CHECK_INTERVAL,

@@ -1579,6 +1579,15 @@ class DockerDriver(SandboxdCalls):
             ) from None
         return addresses
 
+    def egress_available(self) -> bool:
+        """Whether this engine's sandboxes can have egress rules of their own: the firewall on and
+        iptables where its bridge is (this host's, or a prepared node's through its relay's agent)."""
+        try:
+            return firewall.available(self._firewall)
+        except (OSError, subprocess.SubprocessError) as exc:
+            logger.warning("firewall of %s cannot say what it has: %s", self._firewall.name, exc)
+            return False
+
     def egress_rules_remove(self, name: str, network: str) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             firewall.sandbox_rules_remove(_bridge(network), name, runner=self._firewall)

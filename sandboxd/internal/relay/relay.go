@@ -36,6 +36,7 @@ type Config struct {
 	Dial      time.Duration   // to connect to the target
 	Log       *log.Logger
 	Firewall  *Firewall // --firewall: GET and POST /firewall run iptables here (firewall.go); nil: off
+	Back      *Back     // --back: the server's services for the node's sandboxes (reverse.go); nil: off
 
 	// More ports a tunnel may go to, inclusive ranges (a node's relay: 1-65535, previews' ports).
 	PortRanges [][2]uint16
@@ -62,6 +63,11 @@ func New(cfg Config) *Relay {
 // Serve accepts until the listener is closed; it answers the listener's error then.
 func (r *Relay) Serve(listener net.Listener) error {
 	tlsListener := tls.NewListener(listener, r.cfg.TLS)
+	if r.cfg.Back != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		r.serveBackListeners(stop)
+	}
 	for {
 		conn, err := tlsListener.Accept()
 		if err != nil {
@@ -105,6 +111,10 @@ func (r *Relay) handle(conn *tls.Conn) {
 	}
 	if r.cfg.Firewall != nil && request.Method != http.MethodConnect && request.URL.Path == "/firewall" {
 		r.serveFirewall(conn, peer, request, limit)
+		return
+	}
+	if r.cfg.Back != nil && isBack(request) {
+		r.serveBack(conn, peer, request)
 		return
 	}
 	target, status, why := r.check(request)
