@@ -95,13 +95,14 @@ func TestABackLinkPairsASandboxWithAParkedServerConnection(t *testing.T) {
 
 func TestBackLinksAreBounded(t *testing.T) {
 	address := freePort(t)
-	f := start(t, nil, withBack(address, func(b *Back) { b.MaxWaiting, b.Park, b.Wait = 1, 200*time.Millisecond, 100*time.Millisecond }))
+	f := start(t, nil, withBack(address, func(b *Back) { b.MaxWaiting, b.Park, b.Wait = 1, 2*time.Second, 100*time.Millisecond }))
 	// A sandbox's connection with no server connection parked is closed after Wait.
 	lonely := sandbox(t, address)
 	if data, _ := io.ReadAll(lonely); len(data) != 0 {
 		t.Fatalf("a sandbox with no server got %q", data)
 	}
-	// One parked connection per service at most here: the second is 503.
+	// One parked connection per service at most here: the second is 503 (Park is long enough that
+	// the first is still parked on a loaded machine).
 	_, first := f.park(t, "gateway")
 	_, second := f.park(t, "gateway")
 	refused, err := http.ReadResponse(second, nil)
