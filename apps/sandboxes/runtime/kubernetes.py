@@ -968,6 +968,10 @@ class KubernetesDriver(SandboxdCalls):
         self._daemons.pop(name, None)
         return self._daemon(name)
 
+    def container_reach(self, name: str) -> str:
+        """A preview dials the Pod's IP itself: the control plane runs in the cluster (no relay)."""
+        return self.container_address(name)
+
     def logs(self, name: str, *, stream: str, since: float | None, tail: int | None, follow: bool):
         """The Pod's log. Kubernetes keeps stdout and stderr in one log: both are `stdout` here
         (`stderr` is empty), and a stopped sandbox's log went with its Pod."""
