@@ -52,6 +52,7 @@ from ..runtime import relay as relay_client
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
 from ..specs import base_labels, network_name
+from .placement import check_labels
 from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def node_add(
         raise _refused(f"The relay's port is 1-65535 (got {relay_port}).", "relay_port")
     if Node.objects.filter(name=name).exists():
         raise _refused(f"A node named {name!r} is registered already.", "name")
+    labels = check_labels(labels or {}, field="label")
     url = _check_url(docker_url)
     _check_pem(ca, cert, key)
     connection = NodeConnection(url=url, ca=ca, cert=cert, key=key)
