@@ -17,6 +17,7 @@ from apps.marketplace.models import Template
 from apps.sandboxes.models import Node, Sandbox, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
+from apps.sandboxes.services.create import sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
 from apps.sandboxes.specs import base_labels, network_name
@@ -148,3 +149,16 @@ def test_removenode_of_a_down_node_says_what_is_left(docker_nodes):
     assert out.getvalue().strip() == "node node-a removed" and not Node.objects.exists()
     assert "not cleaned up (the node is down)" in err.getvalue() and f"docker rm -f {RELAY_NAME}" in err.getvalue()
     assert AuditEntry.objects.get(action="node.removed").changes["cleaned"] is False
+
+
+def test_destroy_takes_the_status_before_from_the_row_it_locks(owner, template):
+    """The instance says running; its row says unreachable (the node went down meanwhile): the
+    destroy goes by the row, leaves it destroying for reconcile and never dials the node."""
+    node = Node.objects.create(
+        name="gone", docker_url="tcp://127.0.0.1:1", tls_ca="", tls_cert="", tls_key="", relay_image="x"
+    )  # nothing listens there: a call would fail, not wait
+    sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, name="stale", node=node).pk)
+    Sandbox.objects.filter(pk=sandbox.pk).update(status="unreachable")
+    assert sandbox.status == "running"  # stale
+    assert sandbox_destroy(sandbox=sandbox).status == "destroying"
+    assert Sandbox.objects.get(pk=sandbox.pk).status == "destroying"

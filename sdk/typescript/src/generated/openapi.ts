@@ -2971,6 +2971,13 @@ export interface components {
              */
             mcp: boolean;
         };
+        EnginePool: {
+            /** @description A node's name, or `local` (this server's engine). */
+            engine: string;
+            /** @description Ready containers on that engine. */
+            size: number;
+            creating: number;
+        };
         /** @description NAME → {value, secret}. */
         EnvMap: {
             [key: string]: components["schemas"]["EnvVarValue"];
@@ -4326,8 +4333,9 @@ export interface components {
             /** @description e.g. 1g */
             memory: string;
             enabled: boolean;
-            /** @description Ready containers. */
+            /** @description Ready containers, on every engine (`engines` has each one's). */
             size: number;
+            /** @description On every engine. */
             creating: number;
             targetSize: number;
             minSize: number;
@@ -4339,6 +4347,8 @@ export interface components {
             /** @description Containers replaced after failed health checks. */
             replaced: number;
             lastReadyMs: number | null;
+            /** @description Per engine: `local`, then each node the pool is kept on (placeable, VIBEBOX_POOL_NODES), then any other engine that still has containers of it. */
+            engines: components["schemas"]["EnginePool"][];
         };
         PoolList: {
             pools: components["schemas"]["Pool"][];
