@@ -14,12 +14,14 @@ from django.core.management import CommandError, call_command
 from apps.audit.models import AuditEntry
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
-from apps.sandboxes.models import Node, Sandbox, new_execution_id
+from apps.sandboxes.models import Node, Sandbox, Snapshot, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
-from apps.sandboxes.services.create import sandbox_destroy
+from apps.sandboxes.services import placement
+from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
+from apps.sandboxes.services.snapshots import snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, unprepare
@@ -162,3 +164,27 @@ def test_destroy_takes_the_status_before_from_the_row_it_locks(owner, template):
     assert sandbox.status == "running"  # stale
     assert sandbox_destroy(sandbox=sandbox).status == "destroying"
     assert Sandbox.objects.get(pk=sandbox.pk).status == "destroying"
+
+
+def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, owner, template, settings):
+    """The snapshot's node drained: the create goes to the local engine, the snapshot's image
+    streamed there from the node; the workspace comes from the archive as always. Deleting the
+    snapshot removes the copy too."""
+    settings.VIBEBOX_DEFAULT_DISK = None
+    _engine, node, ready = prepared
+    placement.placement_caches_clear()
+    source = _sandbox_on(node, owner, template, ready, "source")
+    sandbox_exec(sandbox=source, command="echo kept > /workspace/note.txt")
+    snapshot = snapshot_create(sandbox=source)
+    assert snapshot.node_id == node.pk and not get_driver().image_exists(snapshot.image)
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DRAINING)
+    copy = sandbox_create(owner=owner, template=None, snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    try:
+        assert copy.node_id is None and copy.status == "running"
+        assert get_driver().image_exists(snapshot.image)  # shipped from the node
+        assert sandbox_exec(sandbox=copy, command="cat /workspace/note.txt").stdout == "kept\n"
+    finally:
+        sandbox_destroy(sandbox=copy)
+    snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    assert not get_driver().image_exists(snapshot.image)  # the copy went with it
+    assert not get_driver(node).image_exists(snapshot.image)

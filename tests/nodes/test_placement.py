@@ -297,14 +297,20 @@ def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, l
     # Far more room locally: the snapshot's node all the same.
     Node.objects.filter(pk=node_a.pk).update(memory=4 * 1024 * MiB)
     assert _pick(on_node.image, snapshot=on_node) == "node-a"
-    # The local engine full, node-a with room: a local snapshot stays local, and is refused.
+    # The local engine full, node-a with room: a local snapshot's create goes there (its image is
+    # shipped there by the create: tests/nodes/test_node_ops.py).
     _fill_local(owner, template, local_memory, leave=0)
     assert _pick(template.image) == "node-a"
-    with pytest.raises(errors.NoCapacity) as refused:
-        _pick(local.image, snapshot=local)
-    assert "where the snapshot is" in refused.value.message
-    # The snapshot's node drained: nowhere else can take it.
+    assert _pick(local.image, snapshot=local) == "node-a"
+    # The snapshot's node drained (its image can still be read) and the local engine full: no room.
     Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
+    with pytest.raises(errors.NoCapacity) as refused:
+        _pick(on_node.image, snapshot=on_node)
+    assert "where the snapshot is" in refused.value.message
+    Sandbox.objects.filter(name="local-hog").delete()  # room locally again: shipped here
+    assert _pick(on_node.image, snapshot=on_node) == "local"
+    # Down: its image cannot be read, so nowhere.
+    Node.objects.filter(pk=node_a.pk).update(state=Node.State.DOWN)
     with pytest.raises(errors.NoCapacity):
         _pick(on_node.image, snapshot=on_node)
 

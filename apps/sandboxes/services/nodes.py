@@ -432,33 +432,47 @@ def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
 
 def _ship(node: Node, tag: str) -> ShippedImage:
     """node_ship_image for a node whose row was just read and found healthy."""
-    local, remote = get_driver(), get_driver(node)
-    source = local.image_details(tag)
-    if source is None:
-        raise errors.NotFound(f"No image {tag} on the local engine to ship.", details={"image": tag})
-    there = remote.image_details(tag)
-    if there is not None and there.id == source.id:
-        logger.info("image %s is on node %s already (%s): nothing sent", tag, node.name, source.id)
-        return ShippedImage(tag=tag, image_id=source.id, sent=0, seconds=0.0)
+    return image_stream(tag, source=None, target=node)
+
+
+def image_stream(tag: str, *, source: Node | None, target: Node | None) -> ShippedImage:
+    """Image `tag` from one engine (`source`; None: the local engine) onto another (`target`),
+    streamed from the source's `docker save` into the target's `docker load`, then checked (the
+    same image id under the tag there). Nothing is sent when the target has it already. The
+    engines' states are the caller's to check."""
+    give, take = get_driver(source), get_driver(target)
+    where, there_name = (source.name if source else LOCAL_NODE), (target.name if target else LOCAL_NODE)
+    image = give.image_details(tag)
+    if image is None:
+        raise errors.NotFound(
+            f"No image {tag} on the " + (f"node {where!r}" if source else "local engine") + " to ship.",
+            details={"image": tag},
+        )
+    there = take.image_details(tag)
+    if there is not None and there.id == image.id:
+        logger.info("image %s is on %s already (%s): nothing sent", tag, there_name, image.id)
+        return ShippedImage(tag=tag, image_id=image.id, sent=0, seconds=0.0)
     began, sent = time.monotonic(), 0
 
     def counted():
         nonlocal sent
-        for chunk in local.image_save(tag):
+        for chunk in give.image_save(tag):
             sent += len(chunk)
             yield chunk
 
-    remote.image_load(counted())
+    take.image_load(counted())
     seconds = time.monotonic() - began
-    there = remote.image_details(tag)
-    if there is None or there.id != source.id:
+    there = take.image_details(tag)
+    if there is None or there.id != image.id:
         raise errors.RuntimeFailure(
-            f"Image {tag} was sent to node {node.name!r}, but the node has "
+            f"Image {tag} was sent to node {there_name!r}, but the node has "
             + (f"another image under that tag ({there.id})." if there else "no such tag after the load."),
-            details={"image": tag, "node": node.name, "expected": source.id, "found": there.id if there else None},
+            details={"image": tag, "node": there_name, "expected": image.id, "found": there.id if there else None},
         )
-    logger.info("image %s shipped to node %s: %d bytes in %.1f s (%s)", tag, node.name, sent, seconds, source.id)
-    return ShippedImage(tag=tag, image_id=source.id, sent=sent, seconds=seconds)
+    logger.info(
+        "image %s shipped from %s to %s: %d bytes in %.1f s (%s)", tag, where, there_name, sent, seconds, image.id
+    )
+    return ShippedImage(tag=tag, image_id=image.id, sent=sent, seconds=seconds)
 
 
 def node_prepare(*, node: Node) -> PreparedNode:

@@ -120,6 +120,9 @@ class Candidates:
     engines: tuple[Candidate, ...] = ()
     anywhere: bool = False
     why: str = ""
+    # A snapshot's create: its engine's key (node pk, None: local), taken first when it has room;
+    # the other engines then get the snapshot's image shipped (services/node_images.py).
+    home: tuple[int | None, ...] = ()
 
 
 def placement_caches_clear() -> None:
@@ -197,7 +200,7 @@ def placement_candidates(
     that has every one of them (the local engine's: VIBEBOX_LOCAL_NODE_LABELS). 400
     no_matching_node when no engine has them, whatever its state, or when the rule that binds the
     create (its snapshot's engine, the local engine for a restricted policy) names one without them."""
-    nodes = list(Node.objects.all())  # no rows: the fast path, this query only
+    nodes = registered = list(Node.objects.all())  # no rows: the fast path, this query only
     local_ok = not labels or _matches(settings.VIBEBOX_LOCAL_NODE_LABELS, labels)
     if labels and not local_ok and not any(_matches(n.labels, labels) for n in nodes):
         raise _no_match(labels, "")
@@ -215,15 +218,15 @@ def placement_candidates(
             raise _no_match(labels, "egress")
         return Candidates(engines=(_local(),), why="egress")
     if snapshot is not None:
-        # Its image is on its node only (shipping it at create is a later step).
-        if snapshot.node_id is None:
-            if not local_ok:
-                raise _no_match(labels, "snapshot")
-            return Candidates(engines=(_local(),), why="snapshot")
-        if labels and not _matches(getattr(snapshot.node, "labels", None), labels):
-            raise _no_match(labels, "snapshot")
-        engines = tuple(_of(n) for n in nodes if n.pk == snapshot.node_id)
-        return Candidates(engines=engines, why="snapshot")
+        # Its image is on its engine: that one first; any other (with the labels) when it is full
+        # or not placeable but answers (draining), the image then shipped there from it
+        # (sandbox_create). A down engine's image cannot be read: its create waits for it.
+        others = [*([_local()] if local_ok else []), *(_of(n) for n in nodes)]
+        home = [e for e in others if _key(e) == snapshot.node_id]
+        if any(n.pk == snapshot.node_id and n.state == Node.State.DOWN for n in registered):
+            others = []
+        rest = [e for e in others if _key(e) != snapshot.node_id]
+        return Candidates(engines=(*home, *rest), why="snapshot", home=(snapshot.node_id,) if home else ())
     if not local_ok and not nodes:  # the engines with the labels take nothing now: 503 no_capacity
         return Candidates(engines=(), why="labels")
     engines = [*([_local()] if local_ok else []), *(_of(n) for n in nodes)]
@@ -244,7 +247,6 @@ def _no_match(labels: dict[str, str], why: str) -> errors.ApplicationError:
     because = {
         "egress": " (a sandbox with a restricted egress policy runs on this server's own engine, which has not "
         "these labels)",
-        "snapshot": " (a create from a snapshot runs where the snapshot is, which has not these labels)",
     }.get(why, "")
     return errors.NoMatchingNode(
         f"No engine of this server has the node labels {labels}{because}.", details={"nodeLabels": labels}
@@ -312,7 +314,8 @@ def node_pick(candidates: Candidates, *, memory: int, cpu: float = 0.0) -> Node 
     free_cpu = {e.name: _free_cpu(e, held[e.name][2]) for e in engines}
     # Of those with room for both, the most free memory first; ties: fewest sandboxes, then the name.
     fitting = [e for e in engines if free[e.name] >= memory and free_cpu[e.name] >= cpu]
-    ranked = sorted(fitting, key=lambda e: (-free[e.name], held[e.name][1], e.name))
+    # A snapshot's own engine first (its image is there); the others rank as usual.
+    ranked = sorted(fitting, key=lambda e: (_key(e) not in candidates.home, -free[e.name], held[e.name][1], e.name))
     if ranked:
         return ranked[0].node
     # The engines and their free memory go to the log, not to the caller (a tenant sees no node).
@@ -327,7 +330,8 @@ def node_pick(candidates: Candidates, *, memory: int, cpu: float = 0.0) -> Node 
     raise errors.NoCapacity(
         "No engine has room for this sandbox right now"
         + {
-            "snapshot": " (a create from a snapshot runs where the snapshot is)",
+            "snapshot": " (a create from a snapshot runs where the snapshot is, or where its image can be shipped "
+            "from there)",
             "egress": " (a sandbox with a restricted egress policy runs on this server's own engine)",
             "labels": " (among the engines with the node labels asked for)",
             "image": " (the template's image is not yet on an engine with the node labels asked for)",
