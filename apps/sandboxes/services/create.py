@@ -38,9 +38,10 @@ from .. import events, quotas, selectors, signals, states
 from ..models import GitHook, Sandbox, Status
 from ..runtime import driver_for
 from ..specs import base_labels, default_disk, disk_limits_on, network_name, sandbox_spec
-from . import git, network, node_images, placement, pools, snapshots
+from . import git, network, placement, pools, snapshots
 from .env import prepare_env
 from .lifecycle import announce_leaving, template_services_start
+from .shipping import snapshot_image_ship
 
 logger = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ def sandbox_create(
         if not sandbox.warm:
             driver.ensure_network(network_name(), base_labels())
             if snapshot and sandbox.node_id != snapshot.node_id:  # its engine was full or draining
-                node_images.snapshot_image_ship(snapshot=snapshot, node=sandbox.node)
+                snapshot_image_ship(snapshot=snapshot, node=sandbox.node)
             info = driver.create(sandbox_spec(sandbox))
             if auto_start or clone or snapshot:
                 info = driver.start(sandbox.container_name)

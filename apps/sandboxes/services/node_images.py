@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from apps.marketplace.models import BuildState, Template, TemplateVersion, VersionState
 from vibebox import exceptions as errors
 
-from ..models import Node, Snapshot
+from ..models import Node
 from ..runtime import get_driver
-from .nodes import ShippedImage, image_stream, node_prepare, node_ship_image
+from .nodes import node_prepare, node_ship_image
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,3 @@ def nodes_images_sync(*, name: str | None = None) -> dict[str, dict]:
             logger.warning("node %s not synced: %s", node.name, exc.message)
             done[node.name] = {"error": exc.message}
     return done
-
-
-def snapshot_image_ship(*, snapshot: Snapshot, node: Node | None) -> ShippedImage:
-    """The snapshot's image onto `node` (None: the local engine), streamed from the engine the
-    snapshot was taken on (docs/nodes.md, "A snapshot's image on another engine"): a create or
-    restore from it runs elsewhere when that engine is full or draining. Nothing is sent when the
-    image is there already. The copy is removed with the snapshot (snapshots._remove_data)."""
-    if snapshot.node_id == (node.pk if node is not None else None):
-        return ShippedImage(tag=snapshot.image, image_id="", sent=0, seconds=0.0)
-    return image_stream(snapshot.image, source=snapshot.node, target=node)

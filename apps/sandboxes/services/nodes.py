@@ -53,6 +53,7 @@ from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
 from ..specs import base_labels, network_name
 from .placement import check_labels
+from .shipping import ShippedImage, image_stream
 from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
@@ -386,17 +387,6 @@ def nodes_check() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ShippedImage:
-    """One image on a node after node_ship_image: `sent` bytes streamed (0: the node had it
-    already, nothing was sent) in `seconds`."""
-
-    tag: str
-    image_id: str
-    sent: int
-    seconds: float
-
-
-@dataclass(frozen=True)
 class PreparedNode:
     """A node after node_prepare: sandboxd's image there, and its volume (`volume_made`: made by
     this call, not found in place); its relay (`relay_started`: started or replaced by this call,
@@ -433,46 +423,6 @@ def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
 def _ship(node: Node, tag: str) -> ShippedImage:
     """node_ship_image for a node whose row was just read and found healthy."""
     return image_stream(tag, source=None, target=node)
-
-
-def image_stream(tag: str, *, source: Node | None, target: Node | None) -> ShippedImage:
-    """Image `tag` from one engine (`source`; None: the local engine) onto another (`target`),
-    streamed from the source's `docker save` into the target's `docker load`, then checked (the
-    same image id under the tag there). Nothing is sent when the target has it already. The
-    engines' states are the caller's to check."""
-    give, take = get_driver(source), get_driver(target)
-    where, there_name = (source.name if source else LOCAL_NODE), (target.name if target else LOCAL_NODE)
-    image = give.image_details(tag)
-    if image is None:
-        raise errors.NotFound(
-            f"No image {tag} on the " + (f"node {where!r}" if source else "local engine") + " to ship.",
-            details={"image": tag},
-        )
-    there = take.image_details(tag)
-    if there is not None and there.id == image.id:
-        logger.info("image %s is on %s already (%s): nothing sent", tag, there_name, image.id)
-        return ShippedImage(tag=tag, image_id=image.id, sent=0, seconds=0.0)
-    began, sent = time.monotonic(), 0
-
-    def counted():
-        nonlocal sent
-        for chunk in give.image_save(tag):
-            sent += len(chunk)
-            yield chunk
-
-    take.image_load(counted())
-    seconds = time.monotonic() - began
-    there = take.image_details(tag)
-    if there is None or there.id != image.id:
-        raise errors.RuntimeFailure(
-            f"Image {tag} was sent to node {there_name!r}, but the node has "
-            + (f"another image under that tag ({there.id})." if there else "no such tag after the load."),
-            details={"image": tag, "node": there_name, "expected": image.id, "found": there.id if there else None},
-        )
-    logger.info(
-        "image %s shipped from %s to %s: %d bytes in %.1f s (%s)", tag, where, there_name, sent, seconds, image.id
-    )
-    return ShippedImage(tag=tag, image_id=image.id, sent=sent, seconds=seconds)
 
 
 def node_prepare(*, node: Node) -> PreparedNode:

@@ -121,7 +121,7 @@ class Candidates:
     anywhere: bool = False
     why: str = ""
     # A snapshot's create: its engine's key (node pk, None: local), taken first when it has room;
-    # the other engines then get the snapshot's image shipped (services/node_images.py).
+    # the other engines then get the snapshot's image shipped (services/shipping.py).
     home: tuple[int | None, ...] = ()
 
 

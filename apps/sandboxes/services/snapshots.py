@@ -32,6 +32,7 @@ from ..runtime import driver_for, get_driver
 from ..specs import base_labels, sandbox_spec
 from . import network
 from .lifecycle import announce_leaving, claim_checked
+from .shipping import snapshot_image_ship
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
@@ -185,7 +186,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
 
 def _remove_data(snapshot: Snapshot) -> None:
     """The snapshot's image on its engine, and the copies shipped to others (a create or restore
-    that ran elsewhere: node_images.snapshot_image_ship) on every engine that answers; then its
+    that ran elsewhere: shipping.snapshot_image_ship) on every engine that answers; then its
     archive. With no node registered: one query more than the image's removal."""
     engines = {snapshot.node_id: snapshot.node if snapshot.node_id else None, None: None}
     for node in Node.objects.exclude(state=Node.State.DOWN):
@@ -233,8 +234,6 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     spec = sandbox_spec(new)
     try:
         if snapshot.node_id != sandbox.node_id:  # another sandbox's snapshot, taken on another engine
-            from .node_images import snapshot_image_ship  # it imports nodes, which imports this module
-
             snapshot_image_ship(snapshot=snapshot, node=sandbox.node)
         try:
             info = driver.create(spec)
