@@ -31,15 +31,22 @@ func relayCommand(args []string, stderr io.Writer) int {
 	keyFile := flags.String("key", "", "its private key (PEM)")
 	caFile := flags.String("client-ca", "", "the CA whose client certificates are accepted (PEM)")
 	allow := flags.String("allow", "", "networks tunnels may go to, comma-separated CIDRs (the node's sandbox bridges)")
-	ports := flags.String("ports", "49983", "ports tunnels may go to, comma-separated")
+	ports := flags.String("ports", "49983", "ports tunnels may go to, comma-separated, each a port or a range LOW-HIGH (1-65535)")
 	maxTunnels := flags.Int("max-tunnels", 1024, "tunnels open at once")
 	idle := flags.Duration("idle", 10*time.Minute, "a tunnel with no byte either way this long is closed")
 	firewall := flags.Bool("firewall", false, "also run the server's iptables commands on this host (GET and POST /firewall)")
+	back := flags.String("back", "", "the server's services for the node's sandboxes: NAME=ADDRESS:PORT, comma-separated (back links)")
+	backWaiting := flags.Int("back-waiting", 64, "server connections parked per back link service")
+	backPark := flags.Duration("back-park", time.Minute, "a parked server connection no sandbox took is answered 204 after this")
+	backWait := flags.Duration("back-wait", 10*time.Second, "a sandbox's connection waits this long for a parked server connection")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
 	logger := log.New(stderr, "sandboxd relay: ", 0)
 	cfg, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
+	if err == nil {
+		cfg.Back, err = backConfig(*back, *backWaiting, *backPark, *backWait) // relay_back.go
+	}
 	if err != nil || flags.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected argument %q", flags.Arg(0))
@@ -104,12 +111,24 @@ func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int,
 	}
 	cfg.Ports = map[uint16]bool{}
 	for _, item := range strings.Split(ports, ",") {
-		port, err := strconv.ParseUint(strings.TrimSpace(item), 10, 16)
-		if err != nil || port == 0 {
-			return cfg, fmt.Errorf("--ports: %q is not a port", item)
+		low, high, isRange := strings.Cut(strings.TrimSpace(item), "-")
+		first, err := strconv.ParseUint(low, 10, 16)
+		last := first
+		if isRange && err == nil {
+			last, err = strconv.ParseUint(high, 10, 16)
 		}
-		cfg.Ports[uint16(port)] = true
+		if err != nil || first == 0 || last < first {
+			return cfg, fmt.Errorf("--ports: %q is not a port or a range LOW-HIGH of ports", item)
+		}
+		if isRange {
+			cfg.PortRanges = append(cfg.PortRanges, [2]uint16{uint16(first), uint16(last)})
+		} else {
+			cfg.Ports[uint16(first)] = true
+		}
 	}
+	// Inside the bridges, the host's own addresses (each bridge's gateway) are refused: a tunnel
+	// reaches sandboxes, never the node itself (docs/sandboxd.md, "The relay").
+	cfg.HostAddrs = relay.HostAddresses
 	if maxTunnels < 1 || idle <= 0 {
 		return cfg, errors.New("--max-tunnels must be 1 or more, --idle more than 0")
 	}

@@ -46,6 +46,10 @@ func TestRelayFlagsAreChecked(t *testing.T) {
 		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.300/8"},
 		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "0"},
 		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "x"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "0-10"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "50-40"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "1-65536"},
+		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--ports", "1-"},
 		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "--max-tunnels", "0"},
 		{"relay", "--cert", cert, "--key", key, "--client-ca", ca, "--allow", "10.0.0.0/8", "extra"},
 	} {
@@ -158,5 +162,18 @@ func TestTheRelayBinaryWithFirewall(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the relay did not end on SIGTERM")
+	}
+}
+
+func TestRelayPortsTakeRanges(t *testing.T) {
+	cert, key, ca, _, _ := relayFiles(t)
+	cfg, err := relayConfig(cert, key, ca, "10.0.0.0/8", "49983, 3000-3999,8080-8080", 4, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := [][2]uint16{{3000, 3999}, {8080, 8080}}
+	if len(cfg.Ports) != 1 || !cfg.Ports[49983] || len(cfg.PortRanges) != 2 || cfg.PortRanges[0] != ranges[0] ||
+		cfg.PortRanges[1] != ranges[1] || cfg.HostAddrs == nil {
+		t.Fatalf("ports %v, ranges %v, host addresses checked: %v", cfg.Ports, cfg.PortRanges, cfg.HostAddrs != nil)
 	}
 }

@@ -4,7 +4,8 @@ fails here, with the file and line that brought it.
 - Apps depend one way: orgs ← keys ← sso ← marketplace ← sandboxes ← agents ← billing ← webhooks ←
   monitoring ← dashboard. A lower app never imports a higher one (or a sibling of its tier); it sends a signal that
   the higher app receives (apps/<app>/signals.py, receivers.py).
-- Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, and
+- Only the engine layer's Docker driver (apps/sandboxes/runtime/docker.py) imports `docker`, only
+  its Kubernetes driver (runtime/kubernetes.py) imports `kubernetes`, and
   only the sandboxes app's services reach the driver: no interface (API views, consumers,
   management commands, vibebox/) and no other app.
 - A sandbox (or snapshot) lives on one engine, its node's (docs/nodes.md): code that has one at
@@ -33,6 +34,7 @@ TIERS = [
 ]
 TIER = {app: number for number, apps in enumerate(TIERS) for app in apps}
 DOCKER_DRIVER = "apps/sandboxes/runtime/docker.py"
+KUBERNETES_DRIVER = "apps/sandboxes/runtime/kubernetes.py"
 # (file, function) -> why its project import sits inside it.
 LATE_IMPORTS = {
     ("apps/sandboxes/runtime/__init__.py", "_driver_class"): "only the configured driver is loaded",
@@ -76,14 +78,18 @@ def test_every_app_has_a_tier():
     assert apps <= set(TIER), f"add {sorted(apps - set(TIER))} to TIERS (and to DESIGN.md §2)"
 
 
-def test_only_the_docker_driver_imports_docker():
+ENGINE_CLIENTS = {"docker": DOCKER_DRIVER, "kubernetes": KUBERNETES_DRIVER}  # client package -> its one importer
+
+
+def test_only_the_drivers_import_their_engine_clients():
     found = [
-        f"{path}:{node.lineno}"
-        for path, tree in _sources()
+        f"{path}:{node.lineno} imports {module}"
+        for path, tree in _sources("apps", "vibebox")
         for node in ast.walk(tree)
-        if any(module.split(".")[0] == "docker" for module in _imported(node, path)) and path != DOCKER_DRIVER
+        for module in _imported(node, path)
+        if module.split(".")[0] in ENGINE_CLIENTS and path != ENGINE_CLIENTS[module.split(".")[0]]
     ]
-    assert not found, f"only {DOCKER_DRIVER} may import docker: {found}"
+    assert not found, f"only {DOCKER_DRIVER} may import docker, only {KUBERNETES_DRIVER} kubernetes: {found}"
 
 
 INTERFACES = ("/api/", "/consumers/", "/management/")
@@ -128,10 +134,7 @@ def test_the_listed_late_imports_are_still_there():
 
 # (file, function) -> why it calls the local engine's driver with a sandbox at hand. (Reconcile
 # is per engine: `get_driver(node)` for each node's rows, None for the local engine's.)
-LOCAL_ENGINE_CALLS = {
-    ("apps/sandboxes/services/network.py", "network_reconcile"): "rewrites this host's firewall, which holds the "
-    "local engine's sandboxes only (a node's rules go through its relay: phase 2)",
-}
+LOCAL_ENGINE_CALLS: dict[tuple[str, str], str] = {}  # none left: network_reconcile is per engine too
 ON_ENGINE = {"sandbox", "snapshot"}
 
 

@@ -138,6 +138,9 @@ KeyInactive = error("key_inactive", 409, "The key is revoked or expired.")
 # Runtime.
 RuntimeUnavailable = error("runtime_unavailable", 503, "The container engine is not reachable.")
 RuntimeFailure = error("runtime_error", 502, "The container engine failed.")
+# A driver (runtime/base.py) that cannot do what was asked on its engine at all: the Kubernetes
+# driver's pause, snapshots, image builds... (docs/kubernetes.md). details: feature, runtime.
+RuntimeUnsupported = error("runtime_unsupported", 501, "This server's sandbox runtime cannot do that.")
 InvalidEnv = error("invalid_env", 400, "Environment variables must be a map of NAME to string.")
 
 # Commands, code, files, environment.

@@ -449,6 +449,21 @@ VIBEBOX_RUNTIME_DRIVER = env_str("VIBEBOX_RUNTIME_DRIVER", "docker")
 VIBEBOX_DOCKER_HOST = env_str("DOCKER_HOST", "")
 # How long one engine call may take before it fails as runtime_unavailable (a hung engine).
 VIBEBOX_DOCKER_TIMEOUT = env_duration("VIBEBOX_DOCKER_TIMEOUT", 120)
+# The Kubernetes runtime driver (VIBEBOX_RUNTIME_DRIVER=kubernetes, docs/kubernetes.md): sandboxes
+# are Pods in one namespace of the cluster the kubeconfig names (empty: the in-cluster service
+# account), sandboxd copied from an image holding /opt/vibebox/sandboxd and `cp` (sandboxd-relay's),
+# workspaces PVCs of the storage class (empty: the cluster's default), the control plane's
+# pods in VIBEBOX_KUBERNETES_CONTROL_NAMESPACE (the only ones that reach sandboxes).
+VIBEBOX_KUBECONFIG = env_str("VIBEBOX_KUBECONFIG", "")
+VIBEBOX_KUBERNETES_CONTEXT = env_str("VIBEBOX_KUBERNETES_CONTEXT", "")
+VIBEBOX_KUBERNETES_NAMESPACE = env_str("VIBEBOX_KUBERNETES_NAMESPACE", "vibebox-sandboxes")
+VIBEBOX_KUBERNETES_CONTROL_NAMESPACE = env_str("VIBEBOX_KUBERNETES_CONTROL_NAMESPACE", "vibebox")
+VIBEBOX_KUBERNETES_SANDBOXD_IMAGE = env_str("VIBEBOX_KUBERNETES_SANDBOXD_IMAGE", "")
+VIBEBOX_KUBERNETES_STORAGE_CLASS = env_str("VIBEBOX_KUBERNETES_STORAGE_CLASS", "")
+VIBEBOX_KUBERNETES_WORKSPACE_SIZE = env_size("VIBEBOX_KUBERNETES_WORKSPACE_SIZE", "10g")
+# A Pod has no pids limit of its own: a start is refused on a node whose kubelet's podPidsLimit is
+# unset or above the sandbox's VIBEBOX_PIDS_LIMIT (read from the node's /configz).
+VIBEBOX_KUBERNETES_REQUIRE_PIDS_LIMIT = env_bool("VIBEBOX_KUBERNETES_REQUIRE_PIDS_LIMIT", True)
 VIBEBOX_IMAGE_PREFIX = env_str("VIBEBOX_IMAGE_PREFIX", "vibebox")
 VIBEBOX_IMAGES_DIR = Path(env_str("VIBEBOX_IMAGES_DIR", str(BASE_DIR / "images")))
 # sandboxd's Go source, built into a read-only volume every sandbox mounts (docs/sandboxd.md).
@@ -892,6 +907,9 @@ VIBEBOX_NODE_IMAGES_TTL = env_duration("VIBEBOX_NODE_IMAGES_TTL", "30s")
 # ("region=eu,disk=ssd"; the local engine has no row).
 VIBEBOX_NODE_CPU_OVERCOMMIT = env_float("VIBEBOX_NODE_CPU_OVERCOMMIT", 4.0)
 VIBEBOX_LOCAL_NODE_LABELS = dict(item.partition("=")[::2] for item in env_list("VIBEBOX_LOCAL_NODE_LABELS", []))
+# Back links (docs/nodes.md, "The server's services from a node"): server connections the egress
+# proxy process keeps parked at each node's relay per service (model gateway, egress proxy); 0: none.
+VIBEBOX_NODE_BACK_LINKS = env_int("VIBEBOX_NODE_BACK_LINKS", 4)
 CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "task": "apps.sandboxes.tasks.check_nodes",
     "schedule": VIBEBOX_NODE_CHECK_INTERVAL,

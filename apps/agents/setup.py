@@ -18,6 +18,7 @@ from apps.marketplace.template_keys import PERMISSION_MODES
 from apps.sandboxes.engine import sandbox_network_gateway
 from apps.sandboxes.services.env import env_update
 from apps.sandboxes.services.exec import require_running, run_internal
+from apps.sandboxes.services.network import node_gateway
 from vibebox import crypto
 from vibebox import exceptions as errors
 
@@ -61,8 +62,12 @@ def token_hash(token: str) -> str:
     return hmac.new(key, b"gateway:" + token.encode(), hashlib.sha256).hexdigest()
 
 
-def gateway_url() -> str:
-    """The gateway's address as sandboxes reach it."""
+def gateway_url(sandbox=None) -> str:
+    """The gateway's address as sandboxes reach it (`sandbox` on a node: its bridge's gateway there,
+    where the node's relay takes it to this server's gateway: docs/nodes.md, "The server's services
+    from a node")."""
+    if sandbox is not None and sandbox.node_id is not None:
+        return f"http://{node_gateway(sandbox)}:{settings.VIBEBOX_GATEWAY_PORT}"
     if settings.VIBEBOX_GATEWAY_URL:
         return settings.VIBEBOX_GATEWAY_URL
     host = settings.VIBEBOX_GATEWAY_HOST
@@ -96,7 +101,7 @@ def claude_enable(*, sandbox, api_key=None, anthropic_api_key: str = "", mcp: bo
     require_running(sandbox)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     found = _probe(sandbox, token)
-    base_url = gateway_url()
+    base_url = gateway_url(sandbox)
     with transaction.atomic():
         setup = ClaudeSetup.objects.select_for_update().filter(sandbox=sandbox).first()
         created = setup is None

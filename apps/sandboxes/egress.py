@@ -32,6 +32,7 @@ from django.db import close_old_connections
 
 from apps.orgs.network import address_matches, name_matches, proxied, stored
 
+from .backlinks import BackLinks
 from .runtime.firewall import PRIVATE_V4, PRIVATE_V6
 from .services.network import mirror_hosts, sandbox_by_address
 
@@ -73,11 +74,12 @@ class Refused(Exception):
         self.reason = reason
 
 
-def _lookup(address: str) -> Policy | None:
-    """The policy of the sandbox at this bridge address (a database read, in a thread)."""
+def _lookup(address: str, node_id: int | None = None) -> Policy | None:
+    """The policy of the sandbox at this bridge address (`node_id`: on that node's bridge, for a
+    connection that came through a back link; None: the local engine's), a database read in a thread."""
     close_old_connections()
     try:
-        sandbox = sandbox_by_address(address)
+        sandbox = sandbox_by_address(address, node_id=node_id)
         if sandbox is None:
             return None
         policy = stored(sandbox.network)
@@ -206,21 +208,28 @@ def parse_target(method: bytes, target: bytes) -> tuple[str, int, bytes]:
 class EgressProxy:
     def __init__(self, *, lookup=None):
         self.lookup = lookup or sync_to_async(_lookup, thread_sensitive=False)
+        self.node_lookup = sync_to_async(_lookup, thread_sensitive=False)
         self.total = asyncio.Semaphore(settings.VIBEBOX_EGRESS_PROXY_CONNECTIONS)
         self.per_source: dict[str, int] = {}
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(self.handle, host, port, limit=HEAD_LIMIT, reuse_address=True)
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = (writer.get_extra_info("peername") or ("", 0))[0]
-        if self.total.locked() or self.per_source.get(peer, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
+    async def handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, peer: str = "", node_id: int | None = None
+    ) -> None:
+        """One connection. From a node's sandbox (backlinks.py): `peer` its bridge address and
+        `node_id` its node, as the node's relay told them; else the connection's source address."""
+        if node_id is None:
+            peer = (writer.get_extra_info("peername") or ("", 0))[0]
+        source = peer if node_id is None else f"{peer}@{node_id}"  # the per-sandbox cap's key
+        if self.total.locked() or self.per_source.get(source, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
             await self._answer(writer, Refused(503, "too many connections through the egress proxy"))
             return
-        self.per_source[peer] = self.per_source.get(peer, 0) + 1
+        self.per_source[source] = self.per_source.get(source, 0) + 1
         try:
             async with self.total:
-                await self._serve_one(peer, reader, writer)
+                await self._serve_one(peer, reader, writer, node_id)
         except Refused as refused:
             await self._answer(writer, refused)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
@@ -228,9 +237,9 @@ class EgressProxy:
         except Exception:
             logger.exception("egress proxy: a connection from %s failed", peer)
         finally:
-            self.per_source[peer] -= 1
-            if not self.per_source[peer]:
-                del self.per_source[peer]
+            self.per_source[source] -= 1
+            if not self.per_source[source]:
+                del self.per_source[source]
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -252,7 +261,7 @@ class EgressProxy:
             writer.write(head.encode() + body)
             await asyncio.wait_for(writer.drain(), 5)
 
-    async def _serve_one(self, peer: str, reader, writer) -> None:
+    async def _serve_one(self, peer: str, reader, writer, node_id: int | None = None) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except asyncio.LimitOverrunError:
@@ -266,7 +275,7 @@ class EgressProxy:
             host, port, path = parse_target(method, target)
         except UnicodeError:
             raise Refused(400, "invalid request target") from None
-        policy = await self.lookup(peer)
+        policy = await (self.lookup(peer) if node_id is None else self.node_lookup(peer, node_id))
         if policy is None:
             raise Refused(403, f"{peer} is not a sandbox with an egress policy")
         if not host_allowed(host, port, policy):
@@ -342,8 +351,13 @@ class EgressProxy:
 
 
 async def run(host: str, port: int, *, ready=None) -> None:
-    server = await EgressProxy().serve(host, port)
+    proxy = EgressProxy()
+    server = await proxy.serve(host, port)
+    links = asyncio.create_task(BackLinks(proxy).run())  # nodes' sandboxes: the gateway and this proxy
     if ready is not None:
         ready()
-    async with server:
-        await server.serve_forever()
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        links.cancel()

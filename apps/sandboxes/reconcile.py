@@ -111,6 +111,8 @@ def _step(report: Report, what: str, action: str):
         yield
     except (errors.SandboxStateConflict, errors.SandboxNotFound):
         pass  # a request moved (or removed) it meanwhile; the next pass looks again
+    except errors.RuntimeUnsupported:
+        pass  # the runtime has no such thing (the Kubernetes driver's images): nothing to reconcile
     except errors.ApplicationError as exc:
         logger.warning("reconcile could not %s %s: %s", action, what, _reason(exc))
         report.failed[what] = _reason(exc)
@@ -360,8 +362,8 @@ def _once_a_pass(report: Report, *, startup: bool, now: dt.datetime) -> None:
     ).update(status=Execution.Status.ERROR, stderr="The server stopped while this ran.", finished_at=now)
     with _step(report, "egress rules", "rewrite"):
         # Each restricted sandbox's kernel rules at its current address, and nothing else: what a
-        # firewall reload, a crash or a container that died behind VibeBox's back left (this host's
-        # firewall: the local engine's sandboxes; a node's rules are phase 2, docs/nodes.md).
+        # firewall reload, a crash or a container that died behind VibeBox's back left (each engine's:
+        # this host's firewall, and each healthy prepared node's through its relay, docs/nodes.md).
         network.network_reconcile()
     for _, counts in signals.reconcile_pass.send(sender=Report, startup=startup):
         report.more.update(counts or {})

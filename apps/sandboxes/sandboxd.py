@@ -111,6 +111,8 @@ def volume_for_sandboxes() -> str:
     and `make test` build it first; a process finds it in place). Once per process: the first
     creates of a fresh server arrive together, and each would otherwise fill the volume."""
     global _volume
+    if settings.VIBEBOX_RUNTIME_DRIVER == "kubernetes":
+        return ""  # the driver copies sandboxd from VIBEBOX_KUBERNETES_SANDBOXD_IMAGE (docs/kubernetes.md)
     if _volume is None:
         with _volume_lock:
             if _volume is None:

@@ -164,15 +164,21 @@ def test_strict_validation_refuses_an_unknown_field():
         kubernetes_validate.validate(wrong, VERSIONS[0], strict=True)
 
 
+def assert_valid(doc: dict, version: str, where: str = "") -> None:
+    """`doc` is a valid object of Kubernetes `version`, strictly (an unknown field fails); the
+    Kubernetes driver's objects are checked with it too (tests/runtime/test_kubernetes_objects.py)."""
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = "/".join(str(part) for part in exc.path)
+        pytest.fail(f"{where}{doc['kind']}/{doc['metadata']['name']} at {path}: {exc.message} ({version})")
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_document_is_valid_kubernetes(layout, version):
     name, docs = layout
     for doc in docs:
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = "/".join(str(part) for part in exc.path)
-            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {path}: {exc.message} ({version})")
+        assert_valid(doc, version, f"{name}: ")
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))

@@ -95,7 +95,8 @@ def test_a_nodes_bridge_is_isolated_through_its_relay(node_relay, docker_nodes, 
                                               cert=engine.client_pem.cert.decode(),
                                               key=engine.client_pem.key.decode()),
                           firewall_runner=runner)  # fmt: skip
-    settings.VIBEBOX_GATEWAY_PORT = 8093  # set, to show that a node's chain opens no gateway port
+    settings.VIBEBOX_GATEWAY_PORT, settings.VIBEBOX_EGRESS_PROXY_PORT = 8093, 8094
+    settings.VIBEBOX_NODE_BACK_LINKS = 0  # no back links: not even the gateway's port is opened
     bridge = driver.ensure_network(NETWORK, {"vibebox.test": "node-firewall"})
     try:
         # The chains are in the node's kernel: its INPUT and DOCKER-USER jump to them.
@@ -106,12 +107,25 @@ def test_a_nodes_bridge_is_isolated_through_its_relay(node_relay, docker_nodes, 
         assert f"-A INPUT -i {bridge} -j {inbound}" in listed
         assert f"-A DOCKER-USER -i {bridge} -j {outbound}" in listed
         # Nothing into the node's host but replies: no model gateway (nor proxy) exception there.
-        assert [line for line in listed.splitlines() if line.startswith(f"-A {inbound} ")] == [
+        replies_then_drop = [
             f"-A {inbound} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
             f"-A {inbound} -j DROP",
         ]
+        assert [line for line in listed.splitlines() if line.startswith(f"-A {inbound} ")] == replies_then_drop
         assert f"-A INPUT -i {bridge} -j {inbound}" in firewall.rules(bridge, runner=runner)
         gateway = driver.network_gateway(NETWORK)
+        # With back links (the default) the relay's two ports on the bridge's gateway, and nothing else.
+        settings.VIBEBOX_NODE_BACK_LINKS = 4
+        assert firewall.isolate_bridge(bridge, gateway, runner=runner)
+        opened = [f"-A {inbound} -d {gateway}/32 -p tcp -m tcp --dport {port} -j RETURN" for port in (8093, 8094)]
+        listed = _exec(engine, "iptables", "-w", "-S", inbound)[1].splitlines()
+        assert [line for line in listed if line.startswith(f"-A {inbound} ")] == [
+            replies_then_drop[0],
+            *opened,
+            replies_then_drop[1],
+        ]
+        settings.VIBEBOX_NODE_BACK_LINKS = 0
+        assert firewall.isolate_bridge(bridge, gateway, runner=runner)
         engine.docker("run", "-d", "--name", PROBE, "--network", NETWORK, image, "sleep", "600")
 
         # The rules act: the node's host (its engine's port 2376, on the bridge's gateway and on the

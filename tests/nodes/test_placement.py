@@ -1,8 +1,8 @@
 """Placement of new sandboxes over the local engine and the nodes (docs/nodes.md, "Placement"), with
 real nested engines and the real database: the most free memory wins (ties: fewest sandboxes, then
 the name), draining and down nodes and nodes without the image are never picked, a snapshot's
-create stays on the snapshot's node, a restricted egress policy stays local, and no room anywhere
-is 503 no_capacity with nothing made.
+create stays on the snapshot's node, a policy that needs the egress proxy stays local without back
+links, and no room anywhere is 503 no_capacity with nothing made.
 
 The local engine is made to look full with sandbox rows holding its memory (rows with no
 container), since both engines report the same host's memory. Creates on a node run with
@@ -24,7 +24,7 @@ from apps.sandboxes.models import Node, PooledContainer, Sandbox, Snapshot, Warm
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import placement, pools
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
-from apps.sandboxes.services.network import sandbox_network_update
+from apps.sandboxes.services.network import sandbox_by_address, sandbox_network_update
 from apps.sandboxes.services.nodes import node_add, node_prepare
 from apps.sandboxes.specs import base_labels
 from tests.conftest import sandbox_row
@@ -146,7 +146,7 @@ def test_a_create_goes_to_the_node_with_the_most_free_memory(
     assert _pick(template.image) == "local"
 
 
-def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, template, local_memory):
+def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, template, local_memory, settings):
     """Without services or a clone, a started create needs no sandboxd call: it runs there."""
     _fill_local(owner, template, local_memory, leave=0)
     sandbox = sandbox_create(owner=owner, template="placed", resources={"memory": 256 * MiB})
@@ -154,10 +154,12 @@ def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, templa
         assert sandbox.node_id == node_a.pk and sandbox.status == "running" and not sandbox.warm
         assert get_driver(node_a).inspect(sandbox.container_name).status == "running"
         assert not docker_client.containers.list(all=True, filters={"name": sandbox.container_name})
-        # This host's firewall and egress proxy know nothing of it: its address is on the node's bridge.
+        # Its address is on the node's bridge: this host's egress proxy does not take it for a local one's.
         sandbox.refresh_from_db()
-        assert sandbox.network_address == ""
-        # A restricted policy cannot be enforced there yet: refused, the open one kept.
+        assert sandbox.network_address and sandbox_by_address(sandbox.network_address) is None
+        # Without back links a policy that goes through the egress proxy cannot be enforced there:
+        # refused, the open one kept (test_node_egress.py, test_node_backlinks.py: with them it is).
+        settings.VIBEBOX_NODE_BACK_LINKS = 0
         before = sandbox.network
         with pytest.raises(errors.EgressUnavailable):
             sandbox_network_update(sandbox=sandbox, changes={"internet": False})
@@ -236,9 +238,10 @@ def test_node_labels_choose_the_engines_and_none_matching_is_400(node_a, api_cli
     with pytest.raises(errors.NoMatchingNode) as refused:
         _pick(template.image, labels={"region": "us"})
     assert refused.value.details == {"nodeLabels": {"region": "us"}} and "node-a" not in refused.value.message
-    # Bound elsewhere: a restricted policy runs on the local engine, which has not the labels.
-    with pytest.raises(errors.NoMatchingNode, match="restricted egress policy"):
-        _pick(template.image, labels=eu, policy={"internet": False, "allow": [], "deny": []})
+    # A restricted policy goes where it can be enforced and the labels are: node-a's relay enforces it.
+    assert _pick(template.image, labels=eu, policy={"internet": True, "allow": [], "deny": ["203.0.113.0/24"]}) == (
+        "node-a"
+    )
     # The only matching node drained: it exists, so 503 no_capacity (retried), not 400.
     Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
     with pytest.raises(errors.NoCapacity, match="node labels"):
@@ -315,15 +318,20 @@ def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, l
         _pick(on_node.image, snapshot=on_node)
 
 
-def test_a_sandbox_with_a_restricted_egress_policy_stays_local(node_a, owner, template, local_memory):
+def test_a_restricted_policy_goes_where_it_can_be_enforced(node_a, owner, template, local_memory, settings):
     _fill_local(owner, template, local_memory, leave=512 * MiB)
     open_policy = {"internet": True, "allow": [], "deny": []}
     assert _pick(template.image, policy=open_policy) == "node-a"
-    for policy in (
+    # A chain of its own: written on the node through its relay (test_node_egress.py); through the
+    # egress proxy: reached from the node by back links (test_node_backlinks.py).
+    proxied = (
         {"internet": False, "allow": [], "deny": []},  # the proxy: its direct connections closed
-        {"internet": True, "allow": [], "deny": ["203.0.113.0/24"]},  # a chain of its own
         {"internet": True, "allow": [], "deny": ["example.com"]},  # a name: only the proxy can tell
-    ):
+    )
+    for policy in ({"internet": True, "allow": [], "deny": ["203.0.113.0/24"]}, *proxied):
+        assert _pick(template.image, policy=policy) == "node-a"
+    settings.VIBEBOX_NODE_BACK_LINKS = 0  # no back links: the proxy is out of a node's reach
+    for policy in proxied:
         assert _pick(template.image, policy=policy) == "local"
     with pytest.raises(errors.NoCapacity) as refused:
         _pick(template.image, memory=1024 * MiB, policy={"internet": False, "allow": [], "deny": []})

@@ -71,7 +71,7 @@ def test_prepare_starts_the_relay_and_a_second_prepare_changes_nothing(relayed_n
     assert [(m["Name"], m["Destination"], m["RW"]) for m in relay["Mounts"]] == [(RELAY_VOLUME, "/tls", False)]
     args = relay["Args"]
     assert args[args.index("--allow") + 1] == ",".join(prepared.subnets)
-    assert args[args.index("--ports") + 1] == str(sandboxd_client.PORT) and ":2377" in args
+    assert args[args.index("--ports") + 1] == "1-65535" and ":2377" in args  # sandboxd's and previews' ports
     assert "--firewall" in args
     assert relay["Image"] == docker_client.images.get(sandboxd.relay_image(base_image())).id
     assert not docker_client.containers.list(all=True, filters={"name": f"^{RELAY_NAME}$"})  # not on this engine

@@ -2,6 +2,8 @@
 /proc/net/tcp and /proc/net/tcp6 (a command run through sandboxd as the sandbox user: sandboxd's
 file reads refuse /proc), the template's declared ports, and the public flags kept on the Sandbox
 (`ports`: {"3000": {"public": true}}). Reserved ports (sandboxd's) are never listed or proxied.
+For a sandbox on a node the command goes through the node's relay like every sandboxd call, and
+the answer carries the relay the proxy dials its ports through (`Listening.relay`).
 
 What the sandbox prints is hostile: lines are parsed strictly, malformed ones skipped, and at
 most MAX_LINES lines of each table are read (the kernel lists listening sockets first).
@@ -21,6 +23,7 @@ from vibebox import exceptions as errors
 from ..models import Sandbox, Status
 from ..runtime import ExecRequest, driver_for
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
+from ..runtime.sandboxd_client import Relayed
 
 RESERVED_PORTS = frozenset({DAEMON_PORT})
 CACHE_SECONDS = 2.0
@@ -97,6 +100,9 @@ def reachable(address: str) -> bool:
 class Listening:
     address: str  # the sandbox's address on the sandbox network ("" when it is not running)
     ports: dict[int, str] = field(default_factory=dict)  # port -> the address it listens on
+    # A sandbox on a node: its node's relay, through which its ports are dialled (the address is
+    # on the node's bridge); None on the local engine.
+    relay: Relayed | None = None
 
 
 _cache: dict[str, tuple[tuple, float, Listening]] = {}
@@ -129,7 +135,11 @@ def listening(sandbox: Sandbox, *, max_age: float = CACHE_SECONDS) -> Listening:
     ports = {port: address for port, address in parse_tables(result.stdout.decode("ascii", "replace")).items()}
     for port in RESERVED_PORTS:
         ports.pop(port, None)
-    found = Listening(address=driver.container_address(sandbox.container_name), ports=ports)
+    reach = driver.container_reach(sandbox.container_name)
+    if isinstance(reach, Relayed):
+        found = Listening(address=reach.host, ports=ports, relay=reach)
+    else:
+        found = Listening(address=reach, ports=ports)
     with _cache_lock:
         if len(_cache) > 10000:  # a process that served many sandboxes: start over
             _cache.clear()

@@ -10,6 +10,11 @@ is hostile: hop-by-hop headers are dropped, cookies it sets lose their Domain (a
 form, are kept under the preview's path, never VibeBox's own names), the path form gets the
 sandbox CSP and loses headers that would reach the dashboard's origin (HSTS, Clear-Site-Data), and
 response headers are capped (h11's own limit, then MAX_HEADERS / MAX_HEADER_BYTES).
+
+A sandbox on a node (`admitted.relay`) is reached the same way through its node's relay
+(runtime/relay.py, docs/nodes.md): HTTP over a pool whose connections are relay tunnels
+(`_RelayBackend`, on the event loop), WebSockets through the relay as an HTTPS proxy (the
+`websockets` client's own CONNECT, with the node's client certificate).
 """
 
 import asyncio
@@ -17,6 +22,7 @@ import contextlib
 import logging
 import time
 
+import httpcore
 import httpx
 import websockets
 from asgiref.sync import sync_to_async
@@ -24,6 +30,7 @@ from django.conf import settings
 from websockets.asyncio.client import connect as ws_connect
 
 from .. import idle
+from ..runtime import relay as relay_client
 from . import pages, tokens
 
 logger = logging.getLogger(__name__)
@@ -196,6 +203,105 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
+# ---- through a node's relay ----
+
+
+class _RelayStream(httpcore.AsyncNetworkStream):
+    """A relay tunnel (asyncio streams over TLS) as httpcore's connections read and write it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader, self._writer = reader, writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return await asyncio.wait_for(self._reader.read(max_bytes), timeout)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            await asyncio.wait_for(self._writer.drain(), timeout)
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()  # the TLS shutdown ends in the background: a pool never waits on it
+
+    def get_extra_info(self, info: str):
+        if info == "is_readable":  # an idle pooled connection the other side ended is not reused
+            return self._reader.at_eof() or self._reader.exception() is not None
+        return None
+
+
+class _RelayBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's dialler for one node: every connection a CONNECT through the node's relay to
+    the sandbox's address and port. The relay's 502 (nothing accepts there) is a connect error,
+    as a refused connection is locally; another refusal is a proxy error."""
+
+    def __init__(self, relay: tuple[str, int], context):
+        self.relay, self.context = relay, context
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            reader, writer = await relay_client.open_tunnel(
+                self.relay, (host, port), context=self.context, timeout=timeout or 30.0
+            )
+        except relay_client.RelayRefused as exc:
+            if exc.status == 502:
+                raise httpcore.ConnectError(exc.message) from None
+            logger.warning("the relay %s:%s refused a preview's tunnel to %s:%s: %s", *self.relay, host, port, exc)
+            raise httpcore.ProxyError(f"the relay refused the tunnel ({exc.status})") from None
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return _RelayStream(reader, writer)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _RelayTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (its request mapping and error translation) over a pool that dials
+    through a node's relay: httpx takes no network backend itself, httpcore's pool does."""
+
+    def __init__(self, relay: tuple[str, int], context):
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=None,
+            max_keepalive_connections=200,
+            keepalive_expiry=30,
+            network_backend=_RelayBackend(relay, context),
+        )
+
+
+_relay_clients: dict[tuple, tuple[object, httpx.AsyncClient]] = {}
+
+
+def _relay_client(relayed) -> httpx.AsyncClient:
+    """One pooled client per event loop and node's relay (`relayed`: a sandboxd_client.Relayed; a
+    node's containers may share bridge addresses with another's: pools never mix). A node whose
+    credentials changed (another TLS context) gets a new one."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), relayed.relay, relayed.node)
+    held = _relay_clients.get(key)
+    if held is None or held[0] is not relayed.context or held[1].is_closed:
+        timeout = httpx.Timeout(connect=settings.VIBEBOX_PREVIEW_CONNECT_TIMEOUT, read=None, write=None, pool=None)
+        client = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False,
+            transport=_RelayTransport(relayed.relay, relayed.context),
+        )  # fmt: skip
+        held = _relay_clients[key] = (relayed.context, client)
+    return held[1]
+
+
 class _ClientGone(Exception):
     pass
 
@@ -225,14 +331,15 @@ async def relay_http(scope, receive, send, *, target, admitted) -> None:
     if not has_body:
         body_done.set()
     url = httpx.URL(scheme="http", host=admitted.address, port=admitted.port, raw_path=target.path.encode("latin-1"))
-    request = _client().build_request(scope["method"], url, headers=headers, content=body() if has_body else None)
+    client = _client() if admitted.relay is None else _relay_client(admitted.relay)
+    request = client.build_request(scope["method"], url, headers=headers, content=body() if has_body else None)
     if not has_body:
         request.headers.pop("content-length", None)
 
     async def relay():
         try:
             response = await asyncio.wait_for(
-                _client().send(request, stream=True), timeout=settings.VIBEBOX_PREVIEW_HEADERS_TIMEOUT
+                client.send(request, stream=True), timeout=settings.VIBEBOX_PREVIEW_HEADERS_TIMEOUT
             )
         except _ClientGone:
             return
@@ -250,6 +357,10 @@ async def relay_http(scope, receive, send, *, target, admitted) -> None:
                 send, 502, "port_not_listening",
                 f"Nothing accepts connections on port {admitted.port} in the sandbox.", head=head,
             )  # fmt: skip
+        except httpx.ProxyError:  # a node's relay refused the tunnel (logged with its reason)
+            return await pages.send_page(
+                send, 502, "preview_unreachable", "The sandbox's port cannot be reached now.", head=head
+            )
         except httpx.HTTPError as exc:
             return await pages.send_page(
                 send, 502, "preview_bad_response", f"The sandbox's server answered badly: {str(exc)[:200]}", head=head
@@ -315,6 +426,11 @@ async def relay_websocket(scope, receive, send, *, target, admitted) -> None:
     uri = f"ws://{host}:{admitted.port}{target.path}"
     subprotocols = list(scope.get("subprotocols") or ()) or None
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request_headers(scope, target, websocket=True)]
+    through: dict = {"proxy": None}
+    if admitted.relay is not None:  # a node's sandbox: its relay is an HTTPS proxy with mutual TLS
+        relay_host, relay_port = admitted.relay.relay
+        relay_host = f"[{relay_host}]" if ":" in relay_host else relay_host
+        through = {"proxy": f"https://{relay_host}:{relay_port}", "proxy_ssl": admitted.relay.context}
     try:
         upstream = await ws_connect(
             uri,
@@ -324,7 +440,7 @@ async def relay_websocket(scope, receive, send, *, target, admitted) -> None:
             max_size=WS_MAX_SIZE,
             compression=None,
             user_agent_header=None,
-            proxy=None,
+            **through,
         )
     except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
         logger.info("preview %s:%s: websocket not opened: %s", admitted.sandbox_id, admitted.port, exc)

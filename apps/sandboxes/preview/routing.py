@@ -120,6 +120,7 @@ class Admitted:
     port: int
     address: str
     set_cookie: str | None = None  # a token was accepted: the cookie to set (and the redirect to make)
+    relay: object = None  # a sandbox on a node: its relay (a sandboxd_client.Relayed), which proxy.py dials through
 
 
 class Refused(Exception):
@@ -326,7 +327,7 @@ def _admit(scope, target: Target, *, redirect: bool) -> Admitted:
             "can reach. Bind it to 0.0.0.0 (or ::), then reload.",
             4502,
         )
-    return Admitted(sandbox_id=sandbox.pk, port=port, address=found.address, set_cookie=set_cookie)
+    return Admitted(sandbox_id=sandbox.pk, port=port, address=found.address, set_cookie=set_cookie, relay=found.relay)
 
 
 # ---- the ASGI app ----

@@ -85,7 +85,9 @@ def get_driver(node: Node | None = None) -> RuntimeDriver:
     with _drivers_lock:
         driver = _drivers.get(key)
         if driver is None:
-            if node is None:
+            if settings.VIBEBOX_RUNTIME_DRIVER == "kubernetes":
+                driver = driver_class(connection)  # kubernetes.driver_from_settings: no nodes there
+            elif node is None:
                 driver = driver_class(
                     base_url=settings.VIBEBOX_DOCKER_HOST or None,
                     timeout=settings.VIBEBOX_DOCKER_TIMEOUT,
@@ -115,11 +117,18 @@ def driver_for(obj: OnNode) -> RuntimeDriver:
 
 def node_driver(connection: NodeConnection, *, timeout: int) -> RuntimeDriver:
     """A driver for a node's engine that is not kept (a check before the node is registered, or
-    a health check with a short timeout): the caller closes it."""
+    a health check with a short timeout): the caller closes it. Nodes are Docker engines: the
+    Kubernetes runtime refuses them (501 runtime_unsupported)."""
+    if settings.VIBEBOX_RUNTIME_DRIVER == "kubernetes":
+        return _driver_class()(connection)
     return _driver_class()(timeout=timeout, secret=settings.SECRET_KEY, node=connection)
 
 
 def _driver_class():
+    if settings.VIBEBOX_RUNTIME_DRIVER == "kubernetes":  # docs/kubernetes.md
+        from .kubernetes import driver_from_settings
+
+        return driver_from_settings
     if settings.VIBEBOX_RUNTIME_DRIVER != "docker":
         raise ValueError(f"unknown VIBEBOX_RUNTIME_DRIVER {settings.VIBEBOX_RUNTIME_DRIVER!r}")
     from .docker import DockerDriver

@@ -2,7 +2,10 @@
 
 `docker.py` implements it for the Docker Engine; a Kubernetes driver can sit beside it.
 Drivers raise `vibebox.exceptions.RuntimeUnavailable` when the engine cannot be reached
-and `RuntimeFailure` for other engine errors.
+and `RuntimeFailure` for other engine errors. A method a driver cannot implement on its engine
+at all raises `RuntimeUnsupported` (501 runtime_unsupported, details {"feature", "runtime"}),
+before touching anything: never a different error, never a partial effect (the Kubernetes
+driver's list: docs/kubernetes.md, "What the driver cannot do").
 """
 
 import contextlib
@@ -29,6 +32,7 @@ class ContainerSpec:
     volume: str | None  # named volume mounted at /workspace; None: /workspace is in the writable layer
     network: str
     # sandboxd's volume: sandboxd is PID 1 (as root, mounted read-only) and runs commands as `user`.
+    # The Kubernetes driver ignores it (sandboxd comes from its own image setting).
     daemon_volume: str
     extra_networks: tuple[str, ...] = ()  # operator-chosen networks (say, an internal git server)
     user: str = ""
@@ -508,6 +512,7 @@ class RuntimeDriver(Protocol):
         self, name: str, network: str, rules: EgressRules | None, *, keep_previous: bool = False
     ) -> list[str]: ...
     def egress_rules_remove(self, name: str, network: str) -> None: ...
+    def egress_available(self) -> bool: ...
     def egress_rules_replace_all(self, network: str, wanted: "list[tuple[str, EgressRules]]") -> None: ...
     def unpause(self, name: str) -> None: ...
     def stats(self, name: str) -> ContainerStats: ...
@@ -675,5 +680,8 @@ class RuntimeDriver(Protocol):
     def image_files(self, tag: str, paths: tuple[str, ...]) -> dict[str, bytes | None]: ...
     # The address of a running container on its (first) network, where the server reaches its ports.
     def container_address(self, name: str) -> str: ...
+    # How the server dials a port of it: that address (a str) on the local engine; on a node, a
+    # sandboxd_client.Relayed (the address, reached through the node's relay).
+    def container_reach(self, name: str) -> object: ...
     def commit(self, name: str, *, image: str, labels: dict[str, str]) -> int: ...  # answers the layer's size
     def list_images(self, labels: dict[str, str]) -> list[ImageInfo]: ...

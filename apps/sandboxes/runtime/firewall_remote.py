@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 from .base import NodeConnection
 from .relay import client_context
 
@@ -52,7 +54,12 @@ class RelayRunner:
     """firewall.Runner for a node: `relay` is (host, port) of the node's relay, `context` from
     relay.client_context (the node's CA, VibeBox's client certificate), `name` the node's."""
 
-    model_gateway = False  # the server's gateway and egress proxy are not on the node
+    @property
+    def model_gateway(self) -> bool:
+        """The node's relay serves back links to the server's gateway and egress proxy on the
+        bridge's gateway, at their ports (docs/nodes.md, "The server's services from a node"):
+        those ports are open there, unless back links are off."""
+        return settings.VIBEBOX_NODE_BACK_LINKS > 0
 
     def __init__(self, relay: tuple[str, int], *, context: ssl.SSLContext, name: str, timeout: float = 10.0):
         self.relay, self.context, self.name = relay, context, f"node {name}"

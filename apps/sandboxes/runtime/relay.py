@@ -1,14 +1,16 @@
 """The server's side of `sandboxd relay` (docs/sandboxd.md, "The relay"): a TLS connection to a
 node's relay with the client certificate VibeBox minted for that node (node_prepare), one
 `CONNECT address:port`, and the socket is then the target's (a sandbox's sandboxd on the node's
-bridge).
+bridge, or a port of the sandbox a preview opens).
 
 sandboxd_client dials through it for a sandbox on a remote node (a sandboxd_client.Relayed
-address, made by the node's driver); node_prepare checks a relay it started with it. Everything
+address, made by the node's driver); node_prepare checks a relay it started with it; the preview
+proxy opens a sandbox's port through it (`open_tunnel`, on the event loop). Everything
 the relay answers is read with a bound: its answer head is at most HEAD_LIMIT bytes, a refusal's
 body at most BODY_LIMIT.
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -60,9 +62,7 @@ def tunnel(
     raw = socket.create_connection(relay, timeout)
     try:
         sock = context.wrap_socket(raw, server_hostname=relay[0])
-        host, port = target
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        sock.sendall(_connect_request(target))
         status, headers = _answer_head(sock)
         if status != 200:
             raise RelayRefused(status, _body(sock, headers))
@@ -70,6 +70,51 @@ def tunnel(
     except BaseException:
         raw.close()
         raise
+
+
+async def open_tunnel(
+    relay: tuple[str, int], target: tuple[str, int], *, context: ssl.SSLContext, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """`tunnel` on the event loop (the preview proxy's HTTP to a port of a sandbox on a node): the
+    same TLS, CONNECT and bounds, and the streams are then the target's. Raises RelayRefused,
+    OSError (ssl.SSLError and ConnectionError included), or TimeoutError after `timeout`."""
+
+    async def opened():
+        reader, writer = await asyncio.open_connection(relay[0], relay[1], ssl=context, server_hostname=relay[0])
+        try:
+            writer.write(_connect_request(target))
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                raise ConnectionError("the relay closed the connection before answering") from None
+            except asyncio.LimitOverrunError:
+                head = b""
+            if not head or len(head) > HEAD_LIMIT:
+                raise ConnectionError(f"the relay's answer head is over {HEAD_LIMIT} bytes")
+            status, headers = _parse_head(head)
+            if status != 200:
+                try:
+                    body = await reader.readexactly(_body_length(headers))
+                except asyncio.IncompleteReadError as exc:
+                    body = exc.partial
+                raise RelayRefused(status, body.decode("utf-8", "replace").strip())
+            return reader, writer
+        except BaseException:
+            writer.close()
+            raise
+
+    return await asyncio.wait_for(opened(), timeout)
+
+
+def _connect_request(target: tuple[str, int]) -> bytes:
+    host, port = target
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+
+
+def _body_length(headers: dict[str, str]) -> int:
+    length = headers.get("content-length", "")
+    return min(int(length), BODY_LIMIT) if length.isdigit() else BODY_LIMIT
 
 
 def _answer_head(sock: ssl.SSLSocket) -> tuple[int, dict[str, str]]:
@@ -83,6 +128,10 @@ def _answer_head(sock: ssl.SSLSocket) -> tuple[int, dict[str, str]]:
         head += byte
         if len(head) > HEAD_LIMIT:
             raise ConnectionError(f"the relay's answer head is over {HEAD_LIMIT} bytes")
+    return _parse_head(head)
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -96,8 +145,7 @@ def _answer_head(sock: ssl.SSLSocket) -> tuple[int, dict[str, str]]:
 
 
 def _body(sock: ssl.SSLSocket, headers: dict[str, str]) -> str:
-    length = headers.get("content-length", "")
-    wanted = min(int(length), BODY_LIMIT) if length.isdigit() else BODY_LIMIT
+    wanted = _body_length(headers)
     body = b""
     while len(body) < wanted:
         chunk = sock.recv(wanted - len(body))

@@ -7,7 +7,8 @@ key), changed with `PATCH …/network`, and in force in two places:
   proxy, for closing its direct connections; set after every start (before anything of the
   sandbox's runs), dropped at stop and destroy, and rewritten by the reconcile pass;
 - the egress proxy (apps/sandboxes/egress.py), which knows the sandbox by that address
-  (`network_address`) and reads its policy from the row on every connection.
+  (`network_address`; a node's sandbox by its node and that address, through a back link:
+  apps/sandboxes/backlinks.py) and reads its policy from the row on every connection.
 
 Commands get HTTP(S)_PROXY and NO_PROXY (`proxy_env`) only when their sandbox's policy needs the
 proxy.
@@ -15,6 +16,7 @@ proxy.
 
 import ipaddress
 import logging
+import time
 import urllib.parse
 
 from django.conf import settings
@@ -26,7 +28,7 @@ from vibebox import exceptions as errors
 
 from .. import states
 from ..engine import sandbox_network_gateway
-from ..models import Sandbox, Status
+from ..models import Node, Sandbox, Status
 from ..runtime import EgressRules, driver_for, firewall, get_driver
 from ..specs import network_name
 
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 # States in which a sandbox's container may hold its address (and its rules must be in force).
 HOLDS_ADDRESS = {Status.RUNNING, Status.PAUSED, Status.STARTING, Status.CREATING, Status.STOPPING}
 _gateways: dict[str, str] = {}
+_node_gateways: dict[tuple, tuple[float, str]] = {}  # (node pk, network) -> (when, its bridge's gateway)
+NODE_GATEWAY_TTL = 60.0
 
 
 def network_resolve(*, org, template, requested: dict | None) -> dict:
@@ -98,22 +102,23 @@ def network_apply(sandbox: Sandbox, *, keep_previous: bool = False) -> None:
     if fresh is not None:
         sandbox.network = fresh  # a PATCH that raced in wins
     rules = rules_for(sandbox)
-    if rules is not None and not firewall_available():
-        raise errors.EgressUnavailable()
-    if sandbox.node_id is not None:
-        # This host's firewall cannot reach a node (per-node rules are a later step, docs/nodes.md):
-        # placement keeps restricted sandboxes local, so a restricted policy here is refused (a PATCH
-        # then puts the old one back). Nothing is written on this host either: an address on the
-        # node's bridge may be a local sandbox's too, whose rules (and proxy lookups) it must not touch.
-        if rules is not None:
-            raise errors.EgressUnavailable(
-                "A sandbox on a node cannot have a restricted egress policy yet (its rules are this server's)."
-            )
-        return
     try:
-        addresses = driver_for(sandbox).egress_rules_set(
-            sandbox.container_name, network_name(), rules, keep_previous=keep_previous
+        driver = driver_for(sandbox)  # the sandbox's engine: this host's firewall, or its node's through the relay
+    except errors.ApplicationError:
+        if rules is not None:
+            raise
+        logger.warning("could not clear egress rules for %s: its engine is out of reach", sandbox.id)
+        return
+    if rules is not None and not (firewall_available() and driver.egress_available()):
+        raise errors.EgressUnavailable()
+    if rules is not None and sandbox.node_id is not None and rules.closed and not node_proxy_reachable():
+        # Its commands would be sent to an egress proxy that a node's sandboxes cannot reach.
+        raise errors.EgressUnavailable(
+            "A sandbox on a node cannot have an egress policy that goes through the egress proxy while "
+            "back links are off (VIBEBOX_NODE_BACK_LINKS=0)."
         )
+    try:
+        addresses = driver.egress_rules_set(sandbox.container_name, network_name(), rules, keep_previous=keep_previous)
     except errors.ApplicationError:
         if rules is not None:
             raise
@@ -137,16 +142,28 @@ def network_release(sandbox: Sandbox) -> None:
 
 def network_reconcile() -> int:
     """Rewrites every restricted sandbox's rules at its current address and drops the rest (a
-    firewall reload, a crash, a container that died): the reconcile pass. Answers how many."""
+    firewall reload, a crash, a container that died): the reconcile pass, on the local engine and
+    on every healthy prepared node (through its relay). Answers how many."""
     if not firewall_available():
         return 0
-    before = _restricted()
-    # The local host's firewall, so the local engine's sandboxes (a node's rules go through its
-    # relay: phase 2, docs/nodes.md).
-    get_driver().egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
+    count = 0
+    for node in [None, *Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="")]:
+        try:
+            count += _reconcile_engine(node)
+        except errors.ApplicationError as exc:  # one node's failure does not stop the others'
+            logger.warning("egress rules of %s not rewritten: %s", node.name if node else "local", exc.message)
+    return count
+
+
+def _reconcile_engine(node: Node | None) -> int:
+    driver = get_driver(node)
+    if node is not None and not driver.egress_available():
+        return 0
+    before = _restricted(node)
+    driver.egress_rules_replace_all(network_name(), [(s.container_name, rules) for s, rules in before.values()])
     # A PATCH or a start that landed while the pass ran wrote its row before setting its rules,
     # which the pass may just have overwritten with what it read: set those once more now.
-    after = _restricted()
+    after = _restricted(node)
     for pk in before.keys() | after.keys():
         if pk not in after or pk not in before or after[pk][1] != before[pk][1]:
             sandbox = (after.get(pk) or before[pk])[0]
@@ -157,15 +174,21 @@ def network_reconcile() -> int:
     return len(before)
 
 
-def _restricted() -> dict[str, tuple[Sandbox, EgressRules]]:
-    """The local engine's sandboxes holding an address whose policy this host's kernel must
-    enforce, with their rules."""
+def _restricted(node: Node | None = None) -> dict[str, tuple[Sandbox, EgressRules]]:
+    """One engine's sandboxes holding an address whose policy its kernel must enforce (None: the
+    local engine's), with their rules."""
     found = {}
-    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS, node=None).select_related("org"):
+    for sandbox in Sandbox.objects.filter(status__in=HOLDS_ADDRESS, node=node).select_related("org", "node"):
         rules = rules_for(sandbox)
         if rules is not None:
             found[sandbox.pk] = (sandbox, rules)
     return found
+
+
+def node_proxy_reachable() -> bool:
+    """Whether a node's sandboxes can reach the egress proxy: through back links (docs/nodes.md,
+    "The server's services from a node"), unless VIBEBOX_NODE_BACK_LINKS is 0."""
+    return settings.VIBEBOX_NODE_BACK_LINKS > 0
 
 
 def firewall_available() -> bool:
@@ -214,9 +237,23 @@ def network_view(sandbox: Sandbox) -> dict:
 # ---- the commands' part ----
 
 
-def proxy_url() -> str:
+def node_gateway(sandbox: Sandbox) -> str:
+    """A node sandbox's way to the server's services: its bridge's gateway on the node, where the
+    node's relay listens for the back links (the same ports as here). Kept a minute per node (a
+    node prepared again may have made its network anew)."""
+    key, now = (sandbox.node_id, network_name()), time.monotonic()
+    found = _node_gateways.get(key)
+    if found is None or now - found[0] > NODE_GATEWAY_TTL:
+        found = (now, driver_for(sandbox).network_gateway(network_name()))
+        _node_gateways[key] = found
+    return found[1]
+
+
+def proxy_url(sandbox: Sandbox | None = None) -> str:
     host = settings.VIBEBOX_EGRESS_PROXY_HOST
-    if not host or host in ("0.0.0.0", "::"):  # noqa: S104
+    if sandbox is not None and sandbox.node_id is not None:
+        host = node_gateway(sandbox)
+    elif not host or host in ("0.0.0.0", "::"):  # noqa: S104
         name = network_name()
         if name not in _gateways:
             _gateways[name] = sandbox_network_gateway()
@@ -232,7 +269,7 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
     keeps it (and the sandbox's own loopback) direct."""
     if not proxied(policy_of(sandbox)):
         return {}
-    url = proxy_url()
+    url = proxy_url(sandbox)
     direct = ["localhost", "127.0.0.1", "::1", urllib.parse.urlsplit(url).hostname or ""]
     for host in (settings.VIBEBOX_GATEWAY_HOST, urllib.parse.urlsplit(settings.VIBEBOX_GATEWAY_URL).hostname):
         if host and host not in direct:  # the model gateway, however sandboxes are told to reach it
@@ -251,13 +288,13 @@ def proxy_env(sandbox: Sandbox) -> dict[str, str]:
 # ---- the proxy's part (apps/sandboxes/egress.py) ----
 
 
-def sandbox_by_address(address: str) -> Sandbox | None:
-    """The local engine's sandbox holding this address on the bridge (a node's sandbox holds an
-    address on that node's bridge): the one started last, should a row whose container died behind
-    VibeBox's back still claim it."""
+def sandbox_by_address(address: str, *, node_id: int | None = None) -> Sandbox | None:
+    """The sandbox holding this address on the bridge of the local engine (`node_id` None) or of
+    that node (addresses repeat across engines: a back link names its node, backlinks.py): the one
+    started last, should a row whose container died behind VibeBox's back still claim it."""
     return (
         Sandbox.objects.filter(
-            network_address=address, node=None, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING]
+            network_address=address, node_id=node_id, status__in=[Status.RUNNING, Status.CREATING, Status.STARTING]
         )
         .select_related("org")
         .order_by("-started_at")

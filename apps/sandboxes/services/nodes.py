@@ -12,6 +12,7 @@ other's `docker load` (no registry is assumed); node_prepare ships sandboxd's im
 volume there, as sandboxd.build does locally.
 """
 
+import dataclasses
 import datetime
 import ipaddress
 import logging
@@ -451,7 +452,9 @@ def node_prepare(*, node: Node) -> PreparedNode:
     if not subnets:
         raise errors.RuntimeFailure(f"The sandbox network {network} on node {node.name!r} has no subnet.")
     try:
-        started = remote.relay_ensure(_relay_spec(node, relay_image.tag, subnets))
+        spec = _relay_spec(node, relay_image.tag, subnets)
+        spec = dataclasses.replace(spec, command=spec.command + _back_args(remote.network_gateway(network)))
+        started = remote.relay_ensure(spec)
         _relay_answers(node)
         remote.ensure_network(network, base_labels())
     except Exception:
@@ -488,7 +491,7 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         "--key", f"{RELAY_MOUNT}/key.pem",
         "--client-ca", f"{RELAY_MOUNT}/ca.pem",
         "--allow", ",".join(subnets),
-        "--ports", str(DAEMON_PORT),
+        "--ports", "1-65535",  # sandboxd's and any port a preview opens; never the node's own addresses
         "--firewall",  # the node's bridge rules (runtime/firewall_remote.py)
     )  # fmt: skip
     return RelaySpec(
@@ -502,6 +505,17 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         labels={"vibebox.relay": "1"},  # not vibebox.managed: no sandbox, reconcile leaves it alone
         cap_add=("NET_ADMIN", "NET_RAW"),  # iptables on the node's host (--firewall), nothing else
     )
+
+
+def _back_args(gateway: str) -> tuple[str, ...]:
+    """The relay's back links (docs/nodes.md, "The server's services from a node"): the model
+    gateway and the egress proxy for the node's sandboxes, on its bridge's gateway at the ports
+    they have here (the node's bridge rules open those ports: RelayRunner.model_gateway)."""
+    if settings.VIBEBOX_NODE_BACK_LINKS <= 0:
+        return ()
+    services = {"gateway": settings.VIBEBOX_GATEWAY_PORT, "egress": settings.VIBEBOX_EGRESS_PROXY_PORT}
+    back = ",".join(f"{name}={gateway}:{port}" for name, port in services.items() if port)
+    return ("--back", back) if back else ()
 
 
 def _relay_host(node: Node) -> str:

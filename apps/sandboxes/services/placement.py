@@ -24,7 +24,9 @@ Constraints until later steps of phase 2 exist:
 - a create from a snapshot goes to the snapshot's node (its image is there; shipping it elsewhere
   at create is not built);
 - a sandbox whose egress policy needs rules of its own (apps.orgs.network.restricted) goes to the
-  local engine: the firewall (runtime/firewall.py) writes only this host's rules;
+  local engine or a node whose relay's firewall agent has iptables (its rules are written there
+  through the relay); one whose policy goes through the egress proxy only where that proxy is
+  reachable (services.network.node_proxy_reachable);
 
 Warm pools are per engine (services/pools.py): the create takes from the picked engine's pool
 only, after the pick. Pooled containers are not counted in an engine's free memory.
@@ -42,11 +44,12 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from apps.orgs.network import restricted
+from apps.orgs.network import proxied, restricted
 from vibebox import exceptions as errors
 
 from ..models import Node, Sandbox, Status
 from ..runtime import get_driver, node_driver
+from . import network
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +187,15 @@ def _enforces_disk(node: Node) -> bool:
         return False
 
 
+def _enforces_egress(node: Node, policy: dict) -> bool:
+    """Whether a restricted egress policy can be enforced on the node: its relay's firewall agent
+    has iptables (asked through the relay, kept a few minutes by its runner) and, for a policy
+    that goes through the egress proxy, the node's sandboxes can reach that proxy."""
+    if proxied(policy) and not network.node_proxy_reachable():
+        return False
+    return get_driver(node).egress_available()
+
+
 def placement_candidates(
     *,
     image: str,
@@ -194,7 +206,7 @@ def placement_candidates(
 ) -> Candidates:
     """The engines that may take a new sandbox of `image` (before the create's transaction: it
     may call engines). `snapshot`: a create from it goes to its node; `policy`: the sandbox's
-    effective egress policy (one that needs rules of its own keeps it on the local engine);
+    effective egress policy (one that needs rules of its own goes where they can be enforced);
     `disk`: its disk size, which only an engine that enforces one may take (the local engine's
     support was checked by the create); `labels` (a create's nodeLabels, checked): only an engine
     that has every one of them (the local engine's: VIBEBOX_LOCAL_NODE_LABELS). 400
@@ -209,14 +221,16 @@ def placement_candidates(
     if labels:
         nodes = [n for n in nodes if _matches(n.labels, labels)]
     nodes = [n for n in nodes if placeable(n) and (not disk or _enforces_disk(n))]
-    if policy is not None and restricted(policy):  # a sandbox's own rules: this host's firewall only
-        if snapshot is not None and snapshot.node_id is not None:
+    if policy is not None and restricted(policy):  # a sandbox's own rules: nodes whose firewall can hold them
+        nodes = [n for n in nodes if _enforces_egress(n, policy)]
+        if snapshot is not None and snapshot.node_id is not None and all(n.pk != snapshot.node_id for n in nodes):
             raise errors.EgressUnavailable(
-                "A restricted egress policy is enforced on this server's engine only; the snapshot is on another."
+                "This restricted egress policy cannot be enforced on the engine the snapshot is on."
             )
-        if not local_ok:
-            raise _no_match(labels, "egress")
-        return Candidates(engines=(_local(),), why="egress")
+        if not nodes:
+            if not local_ok:
+                raise _no_match(labels, "egress")
+            return Candidates(engines=(_local(),), why="egress")
     if snapshot is not None:
         # Its image is on its engine: that one first; any other (with the labels) when it is full
         # or not placeable but answers (draining), the image then shipped there from it
@@ -245,8 +259,8 @@ def placement_candidates(
 def _no_match(labels: dict[str, str], why: str) -> errors.ApplicationError:
     """400 no_matching_node; a tenant is told which rule bound the create, never a node."""
     because = {
-        "egress": " (a sandbox with a restricted egress policy runs on this server's own engine, which has not "
-        "these labels)",
+        "egress": " (a sandbox with a restricted egress policy runs only where it can be enforced: no engine with "
+        "these labels can)",
     }.get(why, "")
     return errors.NoMatchingNode(
         f"No engine of this server has the node labels {labels}{because}.", details={"nodeLabels": labels}
@@ -332,7 +346,7 @@ def node_pick(candidates: Candidates, *, memory: int, cpu: float = 0.0) -> Node 
         + {
             "snapshot": " (a create from a snapshot runs where the snapshot is, or where its image can be shipped "
             "from there)",
-            "egress": " (a sandbox with a restricted egress policy runs on this server's own engine)",
+            "egress": " (a sandbox with a restricted egress policy runs only where it can be enforced)",
             "labels": " (among the engines with the node labels asked for)",
             "image": " (the template's image is not yet on an engine with the node labels asked for)",
         }.get(candidates.why, "")

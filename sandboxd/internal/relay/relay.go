@@ -36,6 +36,14 @@ type Config struct {
 	Dial      time.Duration   // to connect to the target
 	Log       *log.Logger
 	Firewall  *Firewall // --firewall: GET and POST /firewall run iptables here (firewall.go); nil: off
+	Back      *Back     // --back: the server's services for the node's sandboxes (reverse.go); nil: off
+
+	// More ports a tunnel may go to, inclusive ranges (a node's relay: 1-65535, previews' ports).
+	PortRanges [][2]uint16
+	// The host's own addresses (HostAddresses), refused even inside Allow: a bridge's gateway is
+	// the node's host, which a tunnel never reaches. Asked at each CONNECT (bridges come and go);
+	// an error refuses the tunnel. Nil: no such check (tests on loopback).
+	HostAddrs func() ([]netip.Addr, error)
 }
 
 // maxHeader bounds the CONNECT request: a line and a few headers, never more.
@@ -55,6 +63,11 @@ func New(cfg Config) *Relay {
 // Serve accepts until the listener is closed; it answers the listener's error then.
 func (r *Relay) Serve(listener net.Listener) error {
 	tlsListener := tls.NewListener(listener, r.cfg.TLS)
+	if r.cfg.Back != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		r.serveBackListeners(stop)
+	}
 	for {
 		conn, err := tlsListener.Accept()
 		if err != nil {
@@ -98,6 +111,10 @@ func (r *Relay) handle(conn *tls.Conn) {
 	}
 	if r.cfg.Firewall != nil && request.Method != http.MethodConnect && request.URL.Path == "/firewall" {
 		r.serveFirewall(conn, peer, request, limit)
+		return
+	}
+	if r.cfg.Back != nil && isBack(request) {
+		r.serveBack(conn, peer, request)
 		return
 	}
 	target, status, why := r.check(request)
@@ -150,15 +167,71 @@ func (r *Relay) check(request *http.Request) (netip.AddrPort, int, string) {
 	}
 	addr = addr.Unmap()
 	port, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil || !r.cfg.Ports[uint16(port)] {
+	if err != nil || !r.portAllowed(uint16(port)) {
 		return netip.AddrPort{}, http.StatusForbidden, "port " + portText + " is not one the relay opens"
 	}
 	for _, prefix := range r.cfg.Allow {
 		if prefix.Contains(addr) {
+			if status, why := r.hostAddress(addr); status != 0 {
+				return netip.AddrPort{}, status, why
+			}
 			return netip.AddrPortFrom(addr, uint16(port)), 0, ""
 		}
 	}
 	return netip.AddrPort{}, http.StatusForbidden, addr.String() + " is not in a network the relay opens"
+}
+
+func (r *Relay) portAllowed(port uint16) bool {
+	if port == 0 {
+		return false
+	}
+	if r.cfg.Ports[port] {
+		return true
+	}
+	for _, span := range r.cfg.PortRanges {
+		if span[0] <= port && port <= span[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// hostAddress refuses an address of the relay's host (HostAddrs), and everything when they cannot be read.
+func (r *Relay) hostAddress(addr netip.Addr) (int, string) {
+	if r.cfg.HostAddrs == nil {
+		return 0, ""
+	}
+	own, err := r.cfg.HostAddrs()
+	if err != nil {
+		return http.StatusServiceUnavailable, "the host's addresses cannot be read: " + err.Error()
+	}
+	for _, item := range own {
+		if item.Unmap() == addr {
+			return http.StatusForbidden, addr.String() + " is an address of the relay's host, not a sandbox's"
+		}
+	}
+	return 0, ""
+}
+
+// HostAddresses answers the addresses of this host's interfaces but loopback ones (with
+// --network host, the node's: each sandbox bridge's gateway among them). Loopback is left out: it
+// is never inside a bridge's subnet, so only an --allow that names it explicitly reaches it.
+func HostAddresses() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var own []netip.Addr
+	for _, item := range addrs {
+		prefix, ok := item.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		if addr, ok := netip.AddrFromSlice(prefix.IP); ok && !addr.Unmap().IsLoopback() {
+			own = append(own, addr.Unmap())
+		}
+	}
+	return own, nil
 }
 
 // splice copies both ways until both have ended, each direction's end passed on as a half-close;

@@ -250,3 +250,53 @@ func TestAQuietTunnelIsClosedAndASilentClientToo(t *testing.T) {
 		t.Fatal("the relay waited forever for a CONNECT")
 	}
 }
+
+// A node's relay opens a range of ports (every one a preview may need) on its bridges, but never
+// an address of its own host there (a bridge's gateway), and nothing when those cannot be read.
+func TestPortRangesAndTheHostsOwnAddresses(t *testing.T) {
+	port := echo(t)
+	var hostErr error
+	f := start(t, nil, func(cfg *Config) {
+		cfg.PortRanges = [][2]uint16{{uint16(port) - 1, uint16(port)}}
+		cfg.HostAddrs = func() ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("::ffff:127.0.0.3")}, hostErr
+		}
+	})
+	if status, body, _ := f.connect(t, "127.0.0.1:"+strconv.Itoa(port)); status != http.StatusOK {
+		t.Fatalf("a port in the range: %d %q", status, body)
+	}
+	cases := []struct {
+		target string
+		status int
+		reason string
+	}{
+		{"127.0.0.1:" + strconv.Itoa(port+1), http.StatusForbidden, "port " + strconv.Itoa(port+1) + " is not"},
+		{"127.0.0.1:0", http.StatusForbidden, "port 0 is not"},
+		{"127.0.0.2:" + strconv.Itoa(port), http.StatusForbidden, "127.0.0.2 is an address of the relay's host"},
+		{"[::ffff:127.0.0.3]:" + strconv.Itoa(port), http.StatusForbidden, "127.0.0.3 is an address of the relay's host"},
+	}
+	for _, c := range cases {
+		if status, body, _ := f.connect(t, c.target); status != c.status || !strings.Contains(body, c.reason) {
+			t.Fatalf("%s: %d %q, want %d %q", c.target, status, body, c.status, c.reason)
+		}
+	}
+	hostErr = io.ErrUnexpectedEOF // the host's addresses unknown: nothing is opened
+	if status, body, _ := f.connect(t, "127.0.0.1:"+strconv.Itoa(port)); status != http.StatusServiceUnavailable || !strings.Contains(body, "host's addresses cannot be read") {
+		t.Fatalf("unknown host addresses: %d %q", status, body)
+	}
+	if strings.Contains(f.logs.String(), "tunnel ") { // (the first one's line comes when it ends)
+		t.Fatalf("a refused request opened a tunnel:\n%s", f.logs)
+	}
+}
+
+func TestHostAddressesLeaveLoopbackOut(t *testing.T) {
+	own, err := HostAddresses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range own {
+		if addr.IsLoopback() || addr.Is4In6() {
+			t.Fatalf("%s among the host's addresses", addr)
+		}
+	}
+}
