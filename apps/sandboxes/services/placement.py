@@ -21,8 +21,9 @@ Two steps, so that no engine is called while the create's transaction holds its 
   use counted again before it is answered. No candidate with room: 503 no_capacity.
 
 Constraints until later steps of phase 2 exist:
-- a create from a snapshot goes to the snapshot's node (its image is there; shipping it elsewhere
-  at create is not built);
+- a create from a snapshot goes to the snapshot's engine when it has room (its image is there),
+  else to another, the image shipped there by the create (services/shipping.py); never while the
+  snapshot's node is down (its image cannot be read);
 - a sandbox whose egress policy needs rules of its own (apps.orgs.network.restricted) goes to the
   local engine or a node whose relay's firewall agent has iptables (its rules are written there
   through the relay); one whose policy goes through the egress proxy only where that proxy is
