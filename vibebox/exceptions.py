@@ -77,6 +77,7 @@ QuotaExceeded = error("quota_exceeded", 402, "Quota exceeded.")  # details: quot
 GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 # Placement (apps/sandboxes/services/placement.py, docs/nodes.md "Placement"): no engine has room.
 NoCapacity = error("no_capacity", 503, "No engine has room for this sandbox right now; try again later.")
+NoMatchingNode = error("no_matching_node", 400, "No engine of this server has the node labels asked for.")
 
 # Templates.
 TemplateNotFound = error("template_not_found", 404, "Template not found.")

@@ -901,6 +901,12 @@ VIBEBOX_NODE_DOWN_AFTER = env_int("VIBEBOX_NODE_DOWN_AFTER", 3)
 # images is kept by each process before it is asked again.
 VIBEBOX_NODE_MEMORY_RESERVE = env_float("VIBEBOX_NODE_MEMORY_RESERVE", 0.1)
 VIBEBOX_NODE_IMAGES_TTL = env_duration("VIBEBOX_NODE_IMAGES_TTL", "30s")
+# Placement by CPU (docs/nodes.md, "Placement"): the CPUs an engine's sandboxes may ask for in all,
+# as a multiple of its CPUs (CPU limits are quotas, not reservations: 4 lets four busy sandboxes of 1
+# CPU share each core); the local engine's labels, which a create's nodeLabels may ask for
+# ("region=eu,disk=ssd"; the local engine has no row).
+VIBEBOX_NODE_CPU_OVERCOMMIT = env_float("VIBEBOX_NODE_CPU_OVERCOMMIT", 4.0)
+VIBEBOX_LOCAL_NODE_LABELS = dict(item.partition("=")[::2] for item in env_list("VIBEBOX_LOCAL_NODE_LABELS", []))
 # Back links (docs/nodes.md, "The server's services from a node"): server connections the egress
 # proxy process keeps parked at each node's relay per service (model gateway, egress proxy); 0: none.
 VIBEBOX_NODE_BACK_LINKS = env_int("VIBEBOX_NODE_BACK_LINKS", 4)

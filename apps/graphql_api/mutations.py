@@ -300,6 +300,9 @@ class CreateSandboxInput:
     pause_stops_timeout: bool | None = strawberry.UNSET
     wait: bool | None = strawberry.UNSET
     network: NetworkInput | None = strawberry.UNSET
+    node_labels: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Run only on an engine that has all these labels, e.g. {region: eu}."
+    )
 
 
 @strawberry.input(description="As PATCH /api/v1/sandboxes/{id}.")

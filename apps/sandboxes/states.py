@@ -19,6 +19,7 @@ Each move is a conditional UPDATE (`WHERE status IN (...)`), so of two concurren
 requests only one can win; the loser gets 409 sandbox_state_conflict.
 """
 
+from django.db import transaction
 from django.utils import timezone
 
 from vibebox import exceptions as errors
@@ -71,9 +72,14 @@ def move(sandbox: Sandbox, from_statuses, to: str, **fields) -> bool:
 
 
 def claim(sandbox: Sandbox, from_statuses, to: str, action: str, **fields) -> str:
-    """Like move(), but a loss is a 409. Returns the status the sandbox had before."""
-    before = sandbox.status
-    if not move(sandbox, from_statuses, to, **fields):
+    """Like move(), but a loss is a 409. Returns the status the sandbox had before the move, read
+    from its row, locked for the move (the instance may be stale: a node went down meanwhile and
+    its row is `unreachable`, another request stopped it...)."""
+    with transaction.atomic():
+        rows = Sandbox.objects.select_for_update().filter(pk=sandbox.pk)
+        before = rows.values_list("status", flat=True).first()
+        moved = move(sandbox, from_statuses, to, **fields)
+    if not moved:
         if sandbox.status == Status.UNREACHABLE:
             raise errors.SandboxUnreachable(details={"status": sandbox.status})
         raise errors.SandboxStateConflict(

@@ -88,6 +88,10 @@ def test_a_node_pool_is_filled_and_a_create_placed_there_is_a_warm_hit(
     # a second pass finds both pools full and healthy.
     again = pools.pools_maintain()
     assert again["pooled@node-a"] == {"replaced": 0, "started": 0} and again["pooled"]["started"] == 0
+    # GET /api/v1/pools: per engine, and the sums kept.
+    (stats,) = [s for s in pools.pool_stats() if s.template == "pooled"]
+    assert [(e.engine, e.size, e.creating) for e in stats.engines] == [("local", 1, 0), ("node-a", 1, 0)]
+    assert (stats.size, stats.creating) == (2, 0)
 
     _fill_local(pool.template)
     with django_capture_on_commit_callbacks(execute=True):  # the hit is counted at commit

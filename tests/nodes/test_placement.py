@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections, transaction
+from django.test import override_settings
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -24,7 +25,7 @@ from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import placement, pools
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.network import sandbox_by_address, sandbox_network_update
-from apps.sandboxes.services.nodes import node_prepare
+from apps.sandboxes.services.nodes import node_add, node_prepare
 from apps.sandboxes.specs import base_labels
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, ship, unprepare
@@ -66,9 +67,9 @@ def _fill_local(owner, template, memory: int, *, leave: int) -> None:
     sandbox_row(hog, template, name="local-hog", memory=room)
 
 
-def _pick(image: str, memory: int = 256 * MiB, **kwargs) -> str:
+def _pick(image: str, memory: int = 256 * MiB, cpu: float = 0.0, **kwargs) -> str:
     with transaction.atomic():
-        node = placement.node_pick(placement.placement_candidates(image=image, **kwargs), memory=memory)
+        node = placement.node_pick(placement.placement_candidates(image=image, **kwargs), memory=memory, cpu=cpu)
     return node.name if node is not None else "local"
 
 
@@ -114,7 +115,13 @@ def test_with_no_node_the_pick_is_local_with_one_query_and_no_engine_call(owner,
     with django_assert_num_queries(0):
         assert placement.node_pick(candidates, memory=1 << 40) is None  # nothing counted: as before nodes
     # Placement's engine calls (memory, image lists) fill its caches: none was made.
-    assert placement._local_memory is None and not placement._images
+    assert placement._local_engine is None and not placement._images
+    # Node labels the local engine has (VIBEBOX_LOCAL_NODE_LABELS): the same; others: 400, one query.
+    with django_assert_num_queries(1), override_settings(VIBEBOX_LOCAL_NODE_LABELS={"region": "eu"}):
+        assert placement.placement_candidates(image=template.image, labels={"region": "eu"}).anywhere
+    with django_assert_num_queries(1), pytest.raises(errors.NoMatchingNode):
+        placement.placement_candidates(image=template.image, labels={"region": "eu"})
+    assert placement._local_engine is None and not placement._images
 
 
 def test_a_create_goes_to_the_node_with_the_most_free_memory(
@@ -219,6 +226,71 @@ def test_ties_go_to_the_fewest_sandboxes_then_to_the_name(node_a, docker_nodes, 
     assert _pick(template.image) == "node-a"
 
 
+def test_node_labels_choose_the_engines_and_none_matching_is_400(node_a, api_client, owner, template, settings):
+    Node.objects.filter(pk=node_a.pk).update(labels={"region": "eu", "disk": "ssd"})
+    eu = {"region": "eu"}
+    assert _pick(template.image) == "local"  # as much room, no labels asked: the name
+    assert _pick(template.image, labels=eu) == "node-a"  # only node-a has them
+    assert _pick(template.image, labels={"region": "eu", "disk": "ssd"}) == "node-a"
+    settings.VIBEBOX_LOCAL_NODE_LABELS = {"region": "eu"}  # the local engine has them too: the name again
+    assert _pick(template.image, labels=eu) == "local"
+    settings.VIBEBOX_LOCAL_NODE_LABELS = {}
+    with pytest.raises(errors.NoMatchingNode) as refused:
+        _pick(template.image, labels={"region": "us"})
+    assert refused.value.details == {"nodeLabels": {"region": "us"}} and "node-a" not in refused.value.message
+    # A restricted policy goes where it can be enforced and the labels are: node-a's relay enforces it.
+    assert _pick(template.image, labels=eu, policy={"internet": True, "allow": [], "deny": ["203.0.113.0/24"]}) == (
+        "node-a"
+    )
+    # The only matching node drained: it exists, so 503 no_capacity (retried), not 400.
+    Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
+    with pytest.raises(errors.NoCapacity, match="node labels"):
+        _pick(template.image, labels=eu)
+    Node.objects.filter(pk=node_a.pk).update(state=Node.State.HEALTHY)
+
+    # Through the API: 400 no_matching_node with nothing made; a bad label is a validation error.
+    rows = Sandbox.objects.count()
+    for labels, code in (({"region": "us"}, "no_matching_node"), ({"Region!": "eu"}, "validation_error")):
+        response = api_client.post(
+            "/api/v1/sandboxes", {"template": "placed", "autoStart": False, "nodeLabels": labels}, format="json"
+        )
+        assert response.status_code == 400 and response.json()["error"]["code"] == code, response.content
+    assert Sandbox.objects.count() == rows
+    response = api_client.post(
+        "/api/v1/sandboxes", {"template": "placed", "autoStart": False, "nodeLabels": eu}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert Sandbox.objects.get(pk=response.json()["id"]).node_id == node_a.pk
+    sandbox_destroy(sandbox=Sandbox.objects.get(pk=response.json()["id"]))
+
+    # addnode checks the labels first (nothing dialled for a bad one).
+    with pytest.raises(errors.ValidationFailed, match="Invalid label"):
+        node_add(name="node-x", docker_url="tcp://192.0.2.1:2376", ca="", labels={"zone": "eu west"})
+
+
+def test_cpus_are_counted_beside_memory(docker_nodes, owner, template, settings):
+    settings.VIBEBOX_NODE_CPU_OVERCOMMIT = 1.0  # an engine's sandboxes ask for its CPUs at most
+    node_b = _as_prepared(add_node(docker_nodes[1], "node-b"))
+    ship(docker_nodes[1], template.image)
+    local_cpus = get_driver().node_engine().cpus
+    assert node_b.cpus >= 1 and local_cpus >= 1
+    hog, _ = get_user_model().objects.get_or_create(username="hog")
+    sandbox_row(hog, template, name="local-cpus", cpu=local_cpus, memory=MiB)  # every local CPU asked for
+    sandbox_row(hog, template, name="node-cpus", cpu=0.5, memory=2 * MiB, node=node_b)  # less memory free there
+    assert _pick(template.image) == "local"  # asking for no CPU: the most free memory
+    assert _pick(template.image, cpu=1) == "node-b"  # the local CPUs are all asked for
+    Sandbox.objects.filter(name="node-cpus").update(cpu=node_b.cpus - 0.5)
+    assert _pick(template.image, cpu=0.5) == "node-b"
+    with pytest.raises(errors.NoCapacity, match="fewer CPUs") as refused:
+        _pick(template.image, cpu=1)
+    assert refused.value.details == {"memory": 256 * MiB, "cpu": 1}
+    Sandbox.objects.filter(name="node-cpus").update(status="stopped")  # a stopped sandbox holds none
+    assert _pick(template.image, cpu=1) == "node-b"
+    settings.VIBEBOX_NODE_CPU_OVERCOMMIT = 4.0  # the default: four times the CPUs
+    Sandbox.objects.filter(name="node-cpus").update(status="running")
+    assert _pick(template.image, cpu=1) == "local"  # room for it on both: the most free memory
+
+
 def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, local_memory):
     source = sandbox_row(owner, template, name="source", node=node_a, status="stopped")
     on_node = Snapshot.objects.create(
@@ -228,14 +300,20 @@ def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, l
     # Far more room locally: the snapshot's node all the same.
     Node.objects.filter(pk=node_a.pk).update(memory=4 * 1024 * MiB)
     assert _pick(on_node.image, snapshot=on_node) == "node-a"
-    # The local engine full, node-a with room: a local snapshot stays local, and is refused.
+    # The local engine full, node-a with room: a local snapshot's create goes there (its image is
+    # shipped there by the create: tests/nodes/test_node_ops.py).
     _fill_local(owner, template, local_memory, leave=0)
     assert _pick(template.image) == "node-a"
-    with pytest.raises(errors.NoCapacity) as refused:
-        _pick(local.image, snapshot=local)
-    assert "where the snapshot is" in refused.value.message
-    # The snapshot's node drained: nowhere else can take it.
+    assert _pick(local.image, snapshot=local) == "node-a"
+    # The snapshot's node drained (its image can still be read) and the local engine full: no room.
     Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
+    with pytest.raises(errors.NoCapacity) as refused:
+        _pick(on_node.image, snapshot=on_node)
+    assert "where the snapshot is" in refused.value.message
+    Sandbox.objects.filter(name="local-hog").delete()  # room locally again: shipped here
+    assert _pick(on_node.image, snapshot=on_node) == "local"
+    # Down: its image cannot be read, so nowhere.
+    Node.objects.filter(pk=node_a.pk).update(state=Node.State.DOWN)
     with pytest.raises(errors.NoCapacity):
         _pick(on_node.image, snapshot=on_node)
 
@@ -270,7 +348,10 @@ def test_no_room_anywhere_is_503_no_capacity_with_nothing_made(
     )
     assert response.status_code == 503, response.content
     error = response.json()["error"]
-    assert error["code"] == "no_capacity" and error["details"] == {"memory": settings.VIBEBOX_DEFAULT_MEMORY}
+    assert error["code"] == "no_capacity" and error["details"] == {
+        "memory": settings.VIBEBOX_DEFAULT_MEMORY,
+        "cpu": settings.VIBEBOX_DEFAULT_CPU,
+    }
     assert "node-a" not in response.content.decode()  # a tenant is not told the engines
     assert Sandbox.objects.count() == rows and not Sandbox.objects.filter(name="nowhere").exists()
     labels = {**base_labels(), "vibebox.owner": str(owner.pk)}  # this session's (other sessions share the engine)

@@ -220,6 +220,7 @@ def test_pools_endpoint_for_operators_only(python_pool, owner, client_for, clien
             "hitRate": None,
             "replaced": 0,
             "lastReadyMs": stats[0]["lastReadyMs"],
+            "engines": [{"engine": "local", "size": 2, "creating": 0}],
         }
     ]
     assert stats[0]["lastReadyMs"] > 0

@@ -281,14 +281,21 @@ class SizeTextField(serializers.CharField):
         return format_size(value)
 
 
+class EnginePoolSerializer(serializers.Serializer):
+    # renders an apps.sandboxes.services.pools.EnginePoolStats
+    engine = serializers.CharField(help_text="A node's name, or `local` (this server's engine).")
+    size = serializers.IntegerField(help_text="Ready containers on that engine.")
+    creating = serializers.IntegerField()
+
+
 class PoolSerializer(serializers.Serializer):
     # renders an apps.sandboxes.services.pools.PoolStats
     template = serializers.CharField()
     cpu = serializers.FloatField()
     memory = SizeTextField(help_text="e.g. 1g")
     enabled = serializers.BooleanField()
-    size = serializers.IntegerField(help_text="Ready containers.")
-    creating = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="Ready containers, on every engine (`engines` has each one's).")
+    creating = serializers.IntegerField(help_text="On every engine.")
     targetSize = serializers.IntegerField(source="target_size")
     minSize = serializers.IntegerField(source="min_size")
     maxSize = serializers.IntegerField(source="max_size")
@@ -297,6 +304,11 @@ class PoolSerializer(serializers.Serializer):
     hitRate = serializers.FloatField(source="hit_rate", allow_null=True)
     replaced = serializers.IntegerField(help_text="Containers replaced after failed health checks.")
     lastReadyMs = serializers.IntegerField(source="last_ready_ms", allow_null=True)
+    engines = EnginePoolSerializer(
+        many=True,
+        help_text="Per engine: `local`, then each node the pool is kept on (placeable, VIBEBOX_POOL_NODES), then any "
+        "other engine that still has containers of it.",
+    )
 
 
 class PoolListSerializer(serializers.Serializer):

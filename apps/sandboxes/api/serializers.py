@@ -156,6 +156,13 @@ class SandboxCreateSerializer(StrictSerializer):
         help_text="Egress policy; keys not given come from the template's, then the organization's default, then the "
         "platform's (internet on, no lists).",
     )
+    nodeLabels = serializers.DictField(
+        child=serializers.CharField(max_length=63),
+        required=False,
+        help_text="Run only on an engine of this server that has all these labels (the operator sets them: "
+        "docs/nodes.md), e.g. {\"region\": \"eu\"}. At most 16; keys: lowercase letters, digits, '.', '_', '/', '-'; "
+        "values: letters, digits, '.', '_', '-' (1-63 each). 400 no_matching_node when no engine has them.",
+    )
 
 
 class SandboxUpdateSerializer(StrictSerializer):

@@ -41,6 +41,7 @@ from ..specs import base_labels, default_disk, disk_limits_on, network_name, san
 from . import git, network, placement, pools, snapshots
 from .env import prepare_env
 from .lifecycle import announce_leaving, template_services_start
+from .shipping import snapshot_image_ship
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +302,7 @@ def sandbox_create_from(*, actor, owner, api_key, data: dict) -> Sandbox:
         pause_stops_timeout=data["pauseStopsTimeout"],
         wait=data["wait"],
         network_policy=data.get("network"),
+        node_labels=data.get("nodeLabels"),
     )
 
 
@@ -326,6 +328,7 @@ def sandbox_create(
     wait: bool = False,
     template_version=None,
     network_policy: dict | None = None,
+    node_labels: dict | None = None,
 ) -> Sandbox:
     """Creates and (unless auto_start is false) starts a sandbox; with `git_spec`, the sandbox
     is `running` only once the repository is cloned, and a failed clone undoes the create. It
@@ -334,7 +337,8 @@ def sandbox_create(
     `template_version` (internal: the marketplace pipeline's smoke test) is a TemplateVersion,
     maybe a candidate of an inactive template: the sandbox runs its image, never from a pool.
     `network_policy`: the create's egress policy keys (services/network.py), over the template's
-    and the organization's."""
+    and the organization's. `node_labels`: only an engine with all of them takes it (400
+    no_matching_node when none has them: docs/nodes.md, "Placement")."""
     started = time.perf_counter()
     org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
@@ -354,6 +358,7 @@ def sandbox_create(
         _ephemeral_resources(cpu, memory)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
+    labels = placement.check_labels(node_labels) if node_labels else None
     requested = validate_network(network_policy, partial=True) if network_policy is not None else None
     policy = network.network_resolve(org=org, template=tmpl, requested=requested)
     if restricted(policy) and not network.firewall_available():
@@ -369,7 +374,7 @@ def sandbox_create(
     # The engines that may take it (engine calls, cached; with no node registered one query): before
     # the transaction, which then only counts and picks (docs/nodes.md, "Placement").
     engines = placement.placement_candidates(
-        image=snapshot.image if snapshot else image, snapshot=snapshot, policy=policy, disk=disk
+        image=snapshot.image if snapshot else image, snapshot=snapshot, policy=policy, disk=disk, labels=labels
     )
 
     try:
@@ -394,7 +399,7 @@ def sandbox_create(
             )
             if name is not None and live.filter(name=name).exists():
                 raise errors.SandboxNameTaken(details={"name": name})
-            node = placement.node_pick(engines, memory=memory)  # the chosen node's row locked until commit
+            node = placement.node_pick(engines, memory=memory, cpu=cpu)  # the chosen node's row locked until commit
             sandbox = Sandbox(
                 owner=owner,
                 org=org,
@@ -458,6 +463,8 @@ def sandbox_create(
     try:
         if not sandbox.warm:
             driver.ensure_network(network_name(), base_labels())
+            if snapshot and sandbox.node_id != snapshot.node_id:  # its engine was full or draining
+                snapshot_image_ship(snapshot=snapshot, node=sandbox.node)
             info = driver.create(sandbox_spec(sandbox))
             if auto_start or clone or snapshot:
                 info = driver.start(sandbox.container_name)

@@ -53,6 +53,8 @@ from ..runtime import relay as relay_client
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
 from ..specs import base_labels, network_name
+from .placement import check_labels
+from .shipping import ShippedImage, image_stream
 from .snapshots import archive_path
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ RELAY_NAME = "vibebox-relay"  # its container on the node
 RELAY_VOLUME = "vibebox-relay-tls"  # its certificate, key and client CA, mounted read-only
 RELAY_MOUNT = "/tls"
 RELAY_ANSWER_SECONDS = 30.0  # for a relay just started to answer over mutual TLS
-RELAY_VALID_DAYS = 3650  # its credentials (minted once per node: no rotation yet)
+RELAY_VALID_DAYS = 3650  # its credentials (minted once per node; rotatenode mints new ones)
 
 
 def _refused(message: str, field: str) -> errors.ApplicationError:
@@ -148,6 +150,7 @@ def node_add(
         raise _refused(f"The relay's port is 1-65535 (got {relay_port}).", "relay_port")
     if Node.objects.filter(name=name).exists():
         raise _refused(f"A node named {name!r} is registered already.", "name")
+    labels = check_labels(labels or {}, field="label")
     url = _check_url(docker_url)
     _check_pem(ca, cert, key)
     connection = NodeConnection(url=url, ca=ca, cert=cert, key=key)
@@ -184,12 +187,27 @@ def node_holdings(node: Node) -> tuple[list[Sandbox], list[Snapshot]]:
     return sandboxes, list(Snapshot.objects.filter(node=node).order_by("created_at"))
 
 
-def node_remove(*, name: str, force: bool = False) -> None:
-    """Forgets a node (its engine and what runs there are left as they are). Refused while a
-    sandbox that is not destroyed, or a snapshot, is on it, unless `force`: such sandboxes are then
-    `error` ("node removed"; a destroy of one then only ends its row) and such snapshots are deleted
-    (their image was on that engine), each with an audit entry. Destroyed sandboxes' rows forget
-    the node."""
+@dataclass(frozen=True)
+class RemovedNode:
+    """What node_remove did on the node's engine: `reached` (False: it was down or did not answer,
+    `error` says why, and what VibeBox had made there stays); VibeBox's containers there
+    (`containers`: sandboxes' and pooled ones) and their workspaces removed, the sandbox network and
+    the isolation rules its relay wrote, then the relay and its files."""
+
+    name: str
+    reached: bool
+    containers: int = 0
+    volumes: int = 0
+    error: str = ""
+
+
+def node_remove(*, name: str, force: bool = False) -> RemovedNode:
+    """Forgets a node, and takes away what VibeBox made on its engine when it answers
+    (node_clean_up). Refused while a sandbox that is not destroyed, or a snapshot, is on it,
+    unless `force`: such sandboxes are then `error` ("node removed"; a destroy of one then only
+    ends its row; their containers and workspaces on the node go with the clean-up) and such
+    snapshots are deleted (their image was on that engine), each with an audit entry. Destroyed
+    sandboxes' rows forget the node."""
     with transaction.atomic():
         node = Node.objects.select_for_update().filter(name=name).first()
         if node is None:
@@ -198,8 +216,8 @@ def node_remove(*, name: str, force: bool = False) -> None:
         if (sandboxes or snaps) and not force:
             raise errors.ValidationFailed(
                 f"Node {name!r} still holds {len(sandboxes)} sandbox(es) and {len(snaps)} snapshot(s): destroy or "
-                "delete them first, or remove it with --force (its sandboxes become error, its snapshots are "
-                "deleted).",
+                "delete them first, or remove it with --force (its sandboxes become error and their containers are "
+                "removed from the node, its snapshots are deleted).",
                 details={
                     "reason": "node_in_use",
                     "node": name,
@@ -217,6 +235,14 @@ def node_remove(*, name: str, force: bool = False) -> None:
             archive_path(snapshot).unlink(missing_ok=True)
             snapshot.delete()
         Sandbox.objects.filter(node=node, status=Status.DESTROYED).update(node=None)
+        pk = node.pk
+        node.delete()  # its pooled rows go with it (CASCADE); their containers with the clean-up
+        node.pk = pk  # the driver below is the removed row's (its connection, its relay's credentials)
+    # After the commit: no create is placed there any more while its engine is cleaned (and an engine
+    # that does not answer holds no lock).
+    removed = node_clean_up(node) if node.state != Node.State.DOWN else _not_reached(node, f"the node is {node.state}")
+    forget_node_driver(node.pk)
+    with transaction.atomic():
         record(
             "node.removed",
             target=node,
@@ -225,13 +251,53 @@ def node_remove(*, name: str, force: bool = False) -> None:
                 "force": force,
                 "sandboxes": [s.pk for s in sandboxes],
                 "snapshots": [s.pk for s in snaps],
+                "cleaned": removed.reached,
+                "containers": removed.containers,
+                **({"error": removed.error} if removed.error else {}),
             },
         )
-        node.delete()
-    forget_node_driver(node.pk)
     logger.warning(
-        "node %s removed%s", name, f" (forced: {len(sandboxes)} sandboxes, {len(snaps)} snapshots)" if force else ""
+        "node %s removed%s; %s",
+        name,
+        f" (forced: {len(sandboxes)} sandboxes, {len(snaps)} snapshots)" if force else "",
+        f"{removed.containers} container(s) and its relay removed there" if removed.reached else removed.error,
     )
+    return removed
+
+
+def _not_reached(node: Node, why: str) -> RemovedNode:
+    return RemovedNode(
+        name=node.name,
+        reached=False,
+        error=f"not cleaned up ({why}): on the node, `docker rm -f {RELAY_NAME}`, `docker volume rm "
+        f"{RELAY_VOLUME}`, and VibeBox's containers (label vibebox.instance={settings.VIBEBOX_INSTANCE}); a "
+        "reboot drops the relay's iptables rules",
+    )
+
+
+def node_clean_up(node: Node) -> RemovedNode:
+    """What VibeBox made on a node's engine, gone (node_remove): this instance's containers there
+    (sandboxes, pooled ones) and their volumes, the sandbox network with the isolation rules the
+    relay wrote for its bridge (removed through the relay, so first), then the relay's container and
+    its files. Images and sandboxd's volume stay (a node added again starts from them). An engine
+    that does not answer: a RemovedNode that says what is left."""
+    driver = get_driver(node)
+    try:
+        labels = base_labels()
+        containers = driver.list_containers(labels)
+        for container in containers:
+            driver.remove(container.name)
+        volumes = driver.list_volumes(labels)
+        for volume in volumes:
+            driver.remove_volume(volume)
+        if node.relay_ca:
+            driver.remove_network(network_name())  # the rules through the relay's firewall agent
+        driver.relay_remove(RELAY_NAME, RELAY_VOLUME)
+    except (errors.ApplicationError, OSError) as exc:
+        message = exc.message if isinstance(exc, errors.ApplicationError) else f"{type(exc).__name__}: {exc}"
+        logger.warning("node %s removed, but its engine was not cleaned up: %s", node.name, message)
+        return _not_reached(node, message[:300])
+    return RemovedNode(name=node.name, reached=True, containers=len(containers), volumes=len(volumes))
 
 
 def node_state_set(*, name: str, state: str) -> Node:
@@ -322,17 +388,6 @@ def nodes_check() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ShippedImage:
-    """One image on a node after node_ship_image: `sent` bytes streamed (0: the node had it
-    already, nothing was sent) in `seconds`."""
-
-    tag: str
-    image_id: str
-    sent: int
-    seconds: float
-
-
-@dataclass(frozen=True)
 class PreparedNode:
     """A node after node_prepare: sandboxd's image there, and its volume (`volume_made`: made by
     this call, not found in place); its relay (`relay_started`: started or replaced by this call,
@@ -368,33 +423,7 @@ def node_ship_image(*, node: Node, tag: str) -> ShippedImage:
 
 def _ship(node: Node, tag: str) -> ShippedImage:
     """node_ship_image for a node whose row was just read and found healthy."""
-    local, remote = get_driver(), get_driver(node)
-    source = local.image_details(tag)
-    if source is None:
-        raise errors.NotFound(f"No image {tag} on the local engine to ship.", details={"image": tag})
-    there = remote.image_details(tag)
-    if there is not None and there.id == source.id:
-        logger.info("image %s is on node %s already (%s): nothing sent", tag, node.name, source.id)
-        return ShippedImage(tag=tag, image_id=source.id, sent=0, seconds=0.0)
-    began, sent = time.monotonic(), 0
-
-    def counted():
-        nonlocal sent
-        for chunk in local.image_save(tag):
-            sent += len(chunk)
-            yield chunk
-
-    remote.image_load(counted())
-    seconds = time.monotonic() - began
-    there = remote.image_details(tag)
-    if there is None or there.id != source.id:
-        raise errors.RuntimeFailure(
-            f"Image {tag} was sent to node {node.name!r}, but the node has "
-            + (f"another image under that tag ({there.id})." if there else "no such tag after the load."),
-            details={"image": tag, "node": node.name, "expected": source.id, "found": there.id if there else None},
-        )
-    logger.info("image %s shipped to node %s: %d bytes in %.1f s (%s)", tag, node.name, sent, seconds, source.id)
-    return ShippedImage(tag=tag, image_id=source.id, sent=sent, seconds=seconds)
+    return image_stream(tag, source=None, target=node)
 
 
 def node_prepare(*, node: Node) -> PreparedNode:
@@ -494,13 +523,22 @@ def _relay_host(node: Node) -> str:
 
 
 def _relay_credentials(node: Node) -> Node:
-    """The node's relay credentials, minted once (docs/nodes.md, "The relay: sandboxd on a node"): a CA
-    of the node's own (its key is used here and dropped), the relay's server certificate naming the
-    node's host (an IP SAN for an address, a DNS SAN for a name), and this server's client
-    certificate. Keys are stored encrypted; the relay's key leaves this server only through the
-    node's engine API."""
+    """The node's relay credentials, minted once (docs/nodes.md, "The relay: sandboxd on a node");
+    node_relay_rotate mints new ones. Keys are stored encrypted; the relay's key leaves this server
+    only through the node's engine API."""
     if node.relay_ca:
         return node
+    # Conditional: two prepares at once keep the first one's credentials.
+    Node.objects.filter(pk=node.pk, relay_ca="").update(**_relay_minted(node))
+    node = Node.objects.get(pk=node.pk)
+    logger.info("node %s: relay credentials minted (SAN %s)", node.name, _relay_host(node))
+    return node
+
+
+def _relay_minted(node: Node) -> dict[str, str]:
+    """New relay credentials for `node`, as Node fields: a CA of the node's own (its key is used here
+    and dropped), the relay's server certificate naming the node's host (an IP SAN for an address, a
+    DNS SAN for a name), and this server's client certificate."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vibebox relay CA {node.name}")])
@@ -529,18 +567,62 @@ def _relay_credentials(node: Node) -> Node:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    fields = {
+    return {
         "relay_ca": _pem(ca),
         "relay_server_cert": _pem(server),
         "relay_server_key": encrypt(_key_pem(server_key)),
         "relay_cert": _pem(client),
         "relay_key": encrypt(_key_pem(client_key)),
     }
-    # Conditional: two prepares at once keep the first one's credentials.
-    Node.objects.filter(pk=node.pk, relay_ca="").update(**fields)
-    node = Node.objects.get(pk=node.pk)
-    logger.info("node %s: relay credentials minted (SAN %s)", node.name, host)
-    return node
+
+
+def relay_fingerprint(pem: str) -> str:
+    """A certificate's SHA-256 fingerprint (hex), as audit entries and `rotatenode` name it."""
+    return x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex() if pem else ""
+
+
+@dataclass(frozen=True)
+class RotatedRelay:
+    """A node's relay after node_relay_rotate: the client certificates' fingerprints before and after."""
+
+    node: str
+    old: str
+    new: str
+    prepared: PreparedNode
+
+
+def node_relay_rotate(*, name: str) -> RotatedRelay:
+    """New relay credentials for a healthy, prepared node (docs/nodes.md, "Rotating the relay's
+    credentials"): a new CA, server certificate and client certificate are minted and stored, and
+    node_prepare replaces the relay with them (its files changed). The old client certificate is
+    refused from then on (the relay trusts the new CA only); sandboxes keep running (only the relay's
+    container is replaced), but tunnels open through the old relay are cut. Every process picks up
+    the new credentials with the node's row (a driver is kept per connection). Audited
+    (`node.relay_rotated`, the fingerprints). A relay that does not answer with the new credentials
+    leaves the node unplaceable (relay_image cleared) until a later prepare succeeds."""
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        raise errors.NotFound(f"No node is named {name!r}.")
+    if node.state != Node.State.HEALTHY:
+        raise errors.ValidationFailed(
+            f"Node {name!r} is {node.state}: its relay can be replaced only while it is healthy.",
+            details={"reason": "node_not_healthy", "node": name, "state": node.state},
+        )
+    if not node.relay_ca:
+        raise errors.ValidationFailed(
+            f"Node {name!r} has no relay yet (nothing to rotate): prepare it (manage.py shipimage {name} --sandboxd).",
+            details={"reason": "node_no_relay", "node": name},
+        )
+    old = relay_fingerprint(node.relay_cert)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(**_relay_minted(node))
+        node = Node.objects.get(pk=node.pk)
+        new = relay_fingerprint(node.relay_cert)
+        record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})
+    forget_node_driver(node.pk)  # this process's driver holds the old client context
+    prepared = node_prepare(node=node)
+    logger.warning("node %s: relay credentials rotated (client certificate %s -> %s)", name, old[:16], new[:16])
+    return RotatedRelay(node=name, old=old, new=new, prepared=prepared)
 
 
 def _cn(name: str) -> x509.Name:

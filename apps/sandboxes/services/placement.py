@@ -9,16 +9,21 @@ Two steps, so that no engine is called while the create's transaction holds its 
   it), kept if their engine has the image (each engine's list of
   template images is kept VIBEBOX_NODE_IMAGES_TTL per process; a node whose listing fails is
   skipped). If none has it, the local engine (where images are built).
-- `node_pick` (inside the transaction, before the row's insert): the candidate with the most free
-  memory, counted from the database in one aggregate query: the engine's memory, minus the memory
-  limits of its sandboxes that hold memory, minus VIBEBOX_NODE_MEMORY_RESERVE. Ties go to the
-  fewest sandboxes, then to the name (the local engine is `local`). The chosen node's row is locked
+  A create's node labels (`nodeLabels`) keep only the engines that have them all (the local
+  engine's: VIBEBOX_LOCAL_NODE_LABELS); none has them at all: 400 no_matching_node.
+- `node_pick` (inside the transaction, before the row's insert): of the candidates with room for
+  the sandbox's memory and CPUs, the one with the most free memory, counted from the database in
+  one aggregate query: the engine's memory, minus the memory limits of its sandboxes that hold
+  memory, minus VIBEBOX_NODE_MEMORY_RESERVE; its CPUs times VIBEBOX_NODE_CPU_OVERCOMMIT minus the
+  CPUs those sandboxes ask for. Ties go to the fewest sandboxes, then to the name (the local
+  engine is `local`). The chosen node's row is locked
   (`select_for_update`; the local engine, which has no row, an advisory lock on PostgreSQL) and its
   use counted again before it is answered. No candidate with room: 503 no_capacity.
 
 Constraints until later steps of phase 2 exist:
-- a create from a snapshot goes to the snapshot's node (its image is there; shipping it elsewhere
-  at create is not built);
+- a create from a snapshot goes to the snapshot's engine when it has room (its image is there),
+  else to another, the image shipped there by the create (services/shipping.py); never while the
+  snapshot's node is down (its image cannot be read);
 - a sandbox whose egress policy needs rules of its own (apps.orgs.network.restricted) goes to the
   local engine or a node whose relay's firewall agent has iptables (its rules are written there
   through the relay); one whose policy goes through the egress proxy only where that proxy is
@@ -31,6 +36,7 @@ only, after the pick. Pooled containers are not counted in an engine's free memo
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -55,8 +61,13 @@ HOLDING = (Status.CREATING, Status.STARTING, Status.RUNNING, Status.PAUSED, Stat
 # The images placement looks for: template images (built-in and marketplace), as built here.
 IMAGE_LABELS = {"vibebox.managed-image": "1"}
 
+# A node label (addnode --label, a create's nodeLabels): lowercase key, value of letters, digits, . _ -
+LABEL_KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._/-]{0,61}[a-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+MAX_LABELS = 16
+
 _lock = threading.Lock()
-_local_memory: int | None = None  # the local engine's MemTotal, read once per process
+_local_engine: tuple[int, int] | None = None  # the local engine's (MemTotal, CPUs), read once per process
 _images: dict[int | None, tuple[float, frozenset[str] | None]] = {}  # node pk (None: local) -> (when, tags)
 
 
@@ -67,10 +78,38 @@ def placeable(node: Node) -> bool:
     return node.state == Node.State.HEALTHY and bool(node.relay_image)
 
 
+def check_labels(labels, *, field: str = "nodeLabels") -> dict[str, str]:
+    """Labels as a node carries them and a create asks for them: at most MAX_LABELS, each key
+    lowercase letters, digits and `. _ / -` (1-63), each value letters, digits and `. _ -` (1-63).
+    400 validation_error naming the field otherwise."""
+    problems = []
+    if not isinstance(labels, dict):
+        problems.append("an object of label names to values")
+    elif len(labels) > MAX_LABELS:
+        problems.append(f"at most {MAX_LABELS} labels")
+    else:
+        for key, value in labels.items():
+            if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+                problems.append(f"{key!r}: a key is 1-63 lowercase letters, digits, '.', '_', '/', '-'")
+            elif not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
+                problems.append(f"{key}: a value is 1-63 letters, digits, '.', '_', '-'")
+    if problems:
+        raise errors.ValidationFailed(
+            f"Invalid {field}: " + "; ".join(problems[:5]) + ".", details={"fields": {field: problems[:5]}}
+        )
+    return dict(labels)
+
+
+def _matches(have, wanted: dict[str, str]) -> bool:
+    """Whether an engine's labels (a node's row, VIBEBOX_LOCAL_NODE_LABELS) hold every wanted one."""
+    return isinstance(have, dict) and all(have.get(key) == value for key, value in wanted.items())
+
+
 @dataclass(frozen=True)
 class Candidate:
     node: Node | None  # None: the local engine
     memory: int  # bytes, the engine's MemTotal
+    cpus: int = 0  # the engine's CPUs (0: not known, not counted)
 
     @property
     def name(self) -> str:
@@ -85,23 +124,31 @@ class Candidates:
     engines: tuple[Candidate, ...] = ()
     anywhere: bool = False
     why: str = ""
+    # A snapshot's create: its engine's key (node pk, None: local), taken first when it has room;
+    # the other engines then get the snapshot's image shipped (services/shipping.py).
+    home: tuple[int | None, ...] = ()
 
 
 def placement_caches_clear() -> None:
     """Forgets the engines' memory and image lists (tests; an operator's change is seen after the TTL)."""
-    global _local_memory
+    global _local_engine
     with _lock:
-        _local_memory = None
+        _local_engine = None
         _images.clear()
 
 
-def _local_engine_memory() -> int:
-    global _local_memory
-    if _local_memory is None:
-        memory = get_driver().node_engine().memory
+def _local() -> Candidate:
+    """The local engine as a candidate (its memory and CPUs read once per process)."""
+    global _local_engine
+    if _local_engine is None:
+        engine = get_driver().node_engine()
         with _lock:
-            _local_memory = memory
-    return _local_memory
+            _local_engine = (engine.memory, engine.cpus)
+    return Candidate(node=None, memory=_local_engine[0], cpus=_local_engine[1])
+
+
+def _of(node: Node) -> Candidate:
+    return Candidate(node=node, memory=node.memory, cpus=node.cpus)
 
 
 def engine_images(node: Node | None) -> frozenset[str] | None:
@@ -151,17 +198,29 @@ def _enforces_egress(node: Node, policy: dict) -> bool:
 
 
 def placement_candidates(
-    *, image: str, snapshot=None, policy: dict | None = None, disk: int | None = None
+    *,
+    image: str,
+    snapshot=None,
+    policy: dict | None = None,
+    disk: int | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Candidates:
     """The engines that may take a new sandbox of `image` (before the create's transaction: it
     may call engines). `snapshot`: a create from it goes to its node; `policy`: the sandbox's
     effective egress policy (one that needs rules of its own goes where they can be enforced);
     `disk`: its disk size, which only an engine that enforces one may take (the local engine's
-    support was checked by the create)."""
-    nodes = list(Node.objects.all())  # no rows: the fast path, this query only
+    support was checked by the create); `labels` (a create's nodeLabels, checked): only an engine
+    that has every one of them (the local engine's: VIBEBOX_LOCAL_NODE_LABELS). 400
+    no_matching_node when no engine has them, whatever its state, or when the rule that binds the
+    create (its snapshot's engine, the local engine for a restricted policy) names one without them."""
+    nodes = registered = list(Node.objects.all())  # no rows: the fast path, this query only
+    local_ok = not labels or _matches(settings.VIBEBOX_LOCAL_NODE_LABELS, labels)
+    if labels and not local_ok and not any(_matches(n.labels, labels) for n in nodes):
+        raise _no_match(labels, "")
     if not nodes:
         return Candidates(anywhere=True)
-    local = Candidate(node=None, memory=_local_engine_memory())
+    if labels:
+        nodes = [n for n in nodes if _matches(n.labels, labels)]
     nodes = [n for n in nodes if placeable(n) and (not disk or _enforces_disk(n))]
     if policy is not None and restricted(policy):  # a sandbox's own rules: nodes whose firewall can hold them
         nodes = [n for n in nodes if _enforces_egress(n, policy)]
@@ -170,26 +229,48 @@ def placement_candidates(
                 "This restricted egress policy cannot be enforced on the engine the snapshot is on."
             )
         if not nodes:
-            return Candidates(engines=(local,), why="egress")
+            if not local_ok:
+                raise _no_match(labels, "egress")
+            return Candidates(engines=(_local(),), why="egress")
     if snapshot is not None:
-        # Its image is on its node only (shipping it at create is a later step).
-        if snapshot.node_id is None:
-            return Candidates(engines=(local,), why="snapshot")
-        engines = tuple(Candidate(node=n, memory=n.memory) for n in nodes if n.pk == snapshot.node_id)
-        return Candidates(engines=engines, why="snapshot")
-    engines = [local, *(Candidate(node=n, memory=n.memory) for n in nodes)]
+        # Its image is on its engine: that one first; any other (with the labels) when it is full
+        # or not placeable but answers (draining), the image then shipped there from it
+        # (sandbox_create). A down engine's image cannot be read: its create waits for it.
+        others = [*([_local()] if local_ok else []), *(_of(n) for n in nodes)]
+        home = [e for e in others if _key(e) == snapshot.node_id]
+        if any(n.pk == snapshot.node_id and n.state == Node.State.DOWN for n in registered):
+            others = []
+        rest = [e for e in others if _key(e) != snapshot.node_id]
+        return Candidates(engines=(*home, *rest), why="snapshot", home=(snapshot.node_id,) if home else ())
+    if not local_ok and not nodes:  # the engines with the labels take nothing now: 503 no_capacity
+        return Candidates(engines=(), why="labels")
+    engines = [*([_local()] if local_ok else []), *(_of(n) for n in nodes)]
     having = []
     for engine in engines:
         tags = engine_images(engine.node)
         if (tags is None and engine.node is None) or (tags is not None and image in tags):
             having.append(engine)  # the local engine whose listing failed: its own error comes at create
     if not having:  # nowhere yet: the local engine, where images are built (never wait for a transfer)
-        return Candidates(engines=(local,), why="image")
-    return Candidates(engines=tuple(having))
+        if not local_ok:  # the labelled nodes get it from the next sync: 503 no_capacity meanwhile
+            return Candidates(engines=(), why="image")
+        return Candidates(engines=(_local(),), why="image")
+    return Candidates(engines=tuple(having), why="labels" if labels else "")
 
 
-def _use(engines: tuple[Candidate, ...]) -> dict[int | None, tuple[int, int]]:
-    """node pk (None: local) -> (memory limits held, sandboxes holding it): one aggregate query."""
+def _no_match(labels: dict[str, str], why: str) -> errors.ApplicationError:
+    """400 no_matching_node; a tenant is told which rule bound the create, never a node."""
+    because = {
+        "egress": " (a sandbox with a restricted egress policy runs only where it can be enforced: no engine with "
+        "these labels can)",
+    }.get(why, "")
+    return errors.NoMatchingNode(
+        f"No engine of this server has the node labels {labels}{because}.", details={"nodeLabels": labels}
+    )
+
+
+def _use(engines: tuple[Candidate, ...]) -> dict[int | None, tuple[int, int, float]]:
+    """node pk (None: local) -> (memory limits held, sandboxes holding it, CPUs they ask for): one
+    aggregate query."""
     where = Q(node_id__in=[e.node.pk for e in engines if e.node is not None])
     if any(e.node is None for e in engines):
         where |= Q(node__isnull=True)
@@ -197,13 +278,20 @@ def _use(engines: tuple[Candidate, ...]) -> dict[int | None, tuple[int, int]]:
         Sandbox.objects.filter(where, status__in=HOLDING)
         .order_by()
         .values("node_id")
-        .annotate(used=Sum("memory"), count=Count("id"))
+        .annotate(used=Sum("memory"), count=Count("id"), cpu=Sum("cpu"))
     )
-    return {row["node_id"]: (int(row["used"] or 0), row["count"]) for row in rows}
+    return {row["node_id"]: (int(row["used"] or 0), row["count"], float(row["cpu"] or 0)) for row in rows}
 
 
 def _free(engine: Candidate, used: int) -> int:
     return engine.memory - used - int(engine.memory * settings.VIBEBOX_NODE_MEMORY_RESERVE)
+
+
+def _free_cpu(engine: Candidate, used: float) -> float:
+    """The CPUs the engine's sandboxes may still ask for (an engine whose CPUs are not known: no limit)."""
+    if not engine.cpus:
+        return float("inf")
+    return engine.cpus * settings.VIBEBOX_NODE_CPU_OVERCOMMIT - used
 
 
 def _lock_engines(engines: tuple[Candidate, ...]) -> list[Candidate]:
@@ -220,7 +308,7 @@ def _lock_engines(engines: tuple[Candidate, ...]) -> list[Candidate]:
     wanted = [e.node.pk for e in engines if e.node is not None]
     if wanted:
         rows = Node.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
-        locked += [Candidate(node=node, memory=node.memory) for node in rows if placeable(node)]
+        locked += [_of(node) for node in rows if placeable(node)]
     return locked
 
 
@@ -228,26 +316,41 @@ def _key(engine: Candidate) -> int | None:
     return engine.node.pk if engine.node is not None else None
 
 
-def node_pick(candidates: Candidates, *, memory: int) -> Node | None:
-    """The node a new sandbox with a `memory` limit goes to (None: the local engine); call inside
-    the transaction that writes its row. 503 no_capacity when no candidate has room."""
+def node_pick(candidates: Candidates, *, memory: int, cpu: float = 0.0) -> Node | None:
+    """The node a new sandbox with a `memory` limit and `cpu` CPUs goes to (None: the local
+    engine); call inside the transaction that writes its row. 503 no_capacity when no candidate
+    has room for both."""
     if candidates.anywhere:
         return None
     engines = _lock_engines(candidates.engines)  # then counted once, under the locks
     use = _use(tuple(engines)) if engines else {}
-    free = {e.name: _free(e, use.get(_key(e), (0, 0))[0]) for e in engines}
-    # Most free memory first; ties: fewest sandboxes, then the name.
-    ranked = sorted(engines, key=lambda e: (-free[e.name], use.get(_key(e), (0, 0))[1], e.name))
-    if ranked and free[ranked[0].name] >= memory:
+    held = {e.name: use.get(_key(e), (0, 0, 0.0)) for e in engines}
+    free = {e.name: _free(e, held[e.name][0]) for e in engines}
+    free_cpu = {e.name: _free_cpu(e, held[e.name][2]) for e in engines}
+    # Of those with room for both, the most free memory first; ties: fewest sandboxes, then the name.
+    fitting = [e for e in engines if free[e.name] >= memory and free_cpu[e.name] >= cpu]
+    # A snapshot's own engine first (its image is there); the others rank as usual.
+    ranked = sorted(fitting, key=lambda e: (_key(e) not in candidates.home, -free[e.name], held[e.name][1], e.name))
+    if ranked:
         return ranked[0].node
     # The engines and their free memory go to the log, not to the caller (a tenant sees no node).
-    logger.warning("placement: no room for %d bytes (%s): free %s", memory, candidates.why or "any engine", free)
+    logger.warning(
+        "placement: no room for %d bytes and %s CPUs (%s): free %s, CPUs %s",
+        memory,
+        cpu,
+        candidates.why or "any engine",
+        free,
+        free_cpu,
+    )
     raise errors.NoCapacity(
         "No engine has room for this sandbox right now"
         + {
-            "snapshot": " (a create from a snapshot runs where the snapshot is)",
+            "snapshot": " (a create from a snapshot runs where the snapshot is, or where its image can be shipped "
+            "from there)",
             "egress": " (a sandbox with a restricted egress policy runs only where it can be enforced)",
+            "labels": " (among the engines with the node labels asked for)",
+            "image": " (the template's image is not yet on an engine with the node labels asked for)",
         }.get(candidates.why, "")
-        + "; try again later, or ask for less memory.",
-        details={"memory": memory},
+        + "; try again later, or ask for less memory or fewer CPUs.",
+        details={"memory": memory, "cpu": cpu},
     )

@@ -341,6 +341,15 @@ def refill_soon(pool: WarmPool | None, node: Node | None = None) -> None:
 
 
 @dataclass(frozen=True)
+class EnginePoolStats:
+    """One pool on one engine (`engine`: a node's name, or `local`)."""
+
+    engine: str
+    size: int  # ready containers there
+    creating: int
+
+
+@dataclass(frozen=True)
 class PoolStats:
     template: str
     cpu: float
@@ -356,16 +365,35 @@ class PoolStats:
     hit_rate: float | None  # of the creates that asked the pool; None before any
     replaced: int  # containers replaced after failed health checks
     last_ready_ms: int | None
+    # Per engine: the local one and every engine pools are kept on (pool_engines), then any other
+    # engine that still has rows; `size` and `creating` above are their sums.
+    engines: tuple[EnginePoolStats, ...] = ()
 
 
 def pool_stats() -> list[PoolStats]:
-    """Per pool: sizes, hits, misses, replacements and time-to-ready (for GET /api/v1/pools)."""
+    """Per pool: sizes (in all and per engine), hits, misses, replacements and time-to-ready (for
+    GET /api/v1/pools)."""
     pools = WarmPool.objects.select_related("template").annotate(
         ready=Count("containers", filter=Q(containers__status=PooledContainer.Status.READY)),
         creating=Count("containers", filter=Q(containers__status=PooledContainer.Status.CREATING)),
     )
+    kept = [_engine_name(node) for node in pool_engines()[0]]
+    counts: dict[int, dict[str, dict[str, int]]] = {}  # pool pk -> engine -> status -> containers
+    rows = PooledContainer.objects.order_by().values("pool_id", "node__name", "status").annotate(n=Count("id"))
+    for row in rows:
+        engine = counts.setdefault(row["pool_id"], {}).setdefault(row["node__name"] or "local", {})
+        engine[row["status"]] = row["n"]
     stats = []
     for pool in pools.order_by("template__name", "cpu", "memory"):
+        mine = counts.get(pool.pk, {})
+        engines = tuple(
+            EnginePoolStats(
+                engine=name,
+                size=mine.get(name, {}).get(PooledContainer.Status.READY, 0),
+                creating=mine.get(name, {}).get(PooledContainer.Status.CREATING, 0),
+            )
+            for name in [*kept, *sorted(set(mine) - set(kept))]
+        )
         taken = pool.hits + pool.misses
         stats.append(
             PoolStats(
@@ -383,6 +411,7 @@ def pool_stats() -> list[PoolStats]:
                 hit_rate=round(pool.hits / taken, 3) if taken else None,
                 replaced=pool.replaced,
                 last_ready_ms=pool.last_ready_ms,
+                engines=engines,
             )
         )
     return stats

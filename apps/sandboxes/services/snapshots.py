@@ -27,11 +27,12 @@ from vibebox import exceptions as errors
 from vibebox.ids import random_id
 
 from .. import events, quotas, states
-from ..models import Sandbox, Snapshot, Status
-from ..runtime import driver_for
+from ..models import Node, Sandbox, Snapshot, Status
+from ..runtime import driver_for, get_driver
 from ..specs import base_labels, sandbox_spec
 from . import network
 from .lifecycle import announce_leaving, claim_checked
+from .shipping import snapshot_image_ship
 
 logger = logging.getLogger(__name__)
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
@@ -96,6 +97,11 @@ def _archive_intact(path: Path, snapshot: Snapshot) -> bool:
 def check_usable(snapshot: Snapshot) -> None:
     """Refuses (409 snapshot_unusable) a snapshot whose image or workspace archive is gone or
     damaged, before anything of a sandbox is touched."""
+    if snapshot.node_id is not None and snapshot.node.state == Node.State.DOWN:  # not dialled: it would wait
+        raise errors.RuntimeUnavailable(
+            "The engine that holds this snapshot's image is not answering; try again later.",
+            details={"reason": "snapshot_engine_down"},
+        )
     path = archive_path(snapshot)
     reason = ""
     if not driver_for(snapshot).image_exists(snapshot.image):
@@ -179,10 +185,17 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
 
 
 def _remove_data(snapshot: Snapshot) -> None:
-    try:
-        driver_for(snapshot).image_remove(snapshot.image)
-    except errors.ApplicationError as exc:
-        logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
+    """The snapshot's image on its engine, and the copies shipped to others (a create or restore
+    that ran elsewhere: shipping.snapshot_image_ship) on every engine that answers; then its
+    archive. With no node registered: one query more than the image's removal."""
+    engines = {snapshot.node_id: snapshot.node if snapshot.node_id else None, None: None}
+    for node in Node.objects.exclude(state=Node.State.DOWN):
+        engines.setdefault(node.pk, node)
+    for node in engines.values():
+        try:
+            get_driver(node).image_remove(snapshot.image)  # nothing when it is not there
+        except errors.ApplicationError as exc:
+            logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
     archive_path(snapshot).unlink(missing_ok=True)
 
 
@@ -220,6 +233,8 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     new.workspace_volume = f"{sandbox.id}-workspace-{random_id('', 8).lower()}"
     spec = sandbox_spec(new)
     try:
+        if snapshot.node_id != sandbox.node_id:  # another sandbox's snapshot, taken on another engine
+            snapshot_image_ship(snapshot=snapshot, node=sandbox.node)
         try:
             info = driver.create(spec)
         except errors.TemplateUnavailable:  # the image went after the check

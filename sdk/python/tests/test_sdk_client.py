@@ -9,6 +9,7 @@ from vibebox_sdk import (
     ClaudeNotEnabledError,
     ClaudeUnavailableError,
     ConflictError,
+    NoMatchingNodeError,
     PermissionDeniedError,
     SandboxNotFoundError,
     SandboxPausedError,
@@ -133,6 +134,9 @@ def test_errors_carry_codes(vb, server):
         vb.create("python-3", timeout="forever")
     assert info.value.code == "invalid_duration"
     assert info.value.status == 400
+    with pytest.raises(NoMatchingNodeError) as info:  # node labels no engine of the server has
+        vb.create("python-3", node_labels={"region": "nowhere"})
+    assert isinstance(info.value, ValidationError) and info.value.details == {"nodeLabels": {"region": "nowhere"}}
     with pytest.raises(ConflictError) as info, vb.with_sandbox("python-3", name="dup"):
         vb.create("python-3", name="dup")
     assert info.value.code == "sandbox_name_taken"

@@ -480,6 +480,11 @@ export class NoCapacityError extends ServiceUnavailableError {
   static override defaultCode = 'no_capacity';
 }
 
+/** 400: no engine of the server has the `nodeLabels` a create asked for (`details.nodeLabels`), or the engine the create must run on has not them; nothing was made, a retry does not help. @example `if (e instanceof NoMatchingNodeError) console.log(e.details.nodeLabels)` */
+export class NoMatchingNodeError extends ValidationError {
+  static override defaultCode = 'no_matching_node';
+}
+
 /** 507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space and try again. @example `if (e instanceof DiskFullError) console.log(e.details.path)` */
 export class DiskFullError extends ServerError {
   static override defaultCode = 'disk_full';
@@ -805,6 +810,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   template_unavailable: TemplateUnavailableError,
   template_building: TemplateBuildingError,
   no_capacity: NoCapacityError,
+  no_matching_node: NoMatchingNodeError,
   rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
   database_unavailable: ServiceUnavailableError, // a write may be half-done: not retried
   claude_unavailable: ClaudeUnavailableError,

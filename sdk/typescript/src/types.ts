@@ -125,6 +125,8 @@ export interface CreateOptions {
   wait?: boolean;
   /** The egress policy; keys left out come from the template's and the organization's defaults. */
   network?: NetworkChanges;
+  /** Run only on an engine of the server that has all these labels (`{ region: 'eu' }`); `NoMatchingNodeError` when none has them. */
+  nodeLabels?: Record<string, string>;
 }
 
 /**

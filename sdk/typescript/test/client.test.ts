@@ -8,6 +8,7 @@ import { after, describe, test } from 'node:test';
 import {
   AuthenticationError,
   ConnectionError,
+  NoMatchingNodeError,
   NotSupportedError,
   PermissionDeniedError,
   RateLimitError,
@@ -130,6 +131,10 @@ describe('typed errors', () => {
     const unknown = await vb.create({ template: 'no-such-template' }).catch((e: unknown) => e);
     assert.ok(unknown instanceof VibeBoxError && unknown.status === 400, String(unknown));
     assert.equal(unknown.code, 'unknown_template');
+    // Node labels no engine of the server has: 400, a ValidationError of its own.
+    const nowhere = await vb.create({ template: 'node-20', nodeLabels: { region: 'nowhere' } }).catch((e: unknown) => e);
+    assert.ok(nowhere instanceof NoMatchingNodeError && nowhere instanceof ValidationError, String(nowhere));
+    assert.deepEqual(nowhere.details, { nodeLabels: { region: 'nowhere' } });
     await assert.rejects(vb.template('no-such-template'), TemplateNotFoundError);
     assert.equal((await vb.list()).length, before);
   });

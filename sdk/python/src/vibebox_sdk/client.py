@@ -43,6 +43,7 @@ def create_fields(
     pause_stops_timeout: bool | None = None,
     wait: bool | None = None,
     network: dict[str, Any] | None = None,
+    node_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     if isinstance(git, dict):
         git = calls.body(**git)
@@ -62,6 +63,7 @@ def create_fields(
         "snapshot": snapshot.id if isinstance(snapshot, Snapshot) else snapshot,
         "wait": wait,
         "network": network,
+        "node_labels": node_labels,
     }
 
 
@@ -159,7 +161,9 @@ class VibeBox(ClientCore):
         the template's image is still being built, the server waits for it, up to its
         VIBEBOX_TEMPLATE_WAIT, instead of raising `TemplateBuildingError`), `network` (the egress
         policy: {"internet": False, "allow": ["pypi.org", "*.npmjs.org", "140.82.112.0/20"],
-        "deny": [...]}; keys left out come from the template's and the organization's defaults).
+        "deny": [...]}; keys left out come from the template's and the organization's defaults),
+        `node_labels` ({"region": "eu"}: only an engine of the server with all these labels runs it;
+        `NoMatchingNodeError` when none has them).
         """
         return self._wrap(self._transport.send(calls.create_sandbox(create_fields(template, **options))))
 

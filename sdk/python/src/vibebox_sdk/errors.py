@@ -421,6 +421,14 @@ class NoCapacityError(ServiceUnavailableError):
     default_code = "no_capacity"
 
 
+class NoMatchingNodeError(ValidationError):
+    """400: no engine of the server has the `node_labels` a create asked for (`details.nodeLabels`),
+    or the engine the create must run on (its snapshot's, the server's own for a restricted egress
+    policy) has not them. Nothing was made; a retry does not help."""
+
+    default_code = "no_matching_node"
+
+
 class DiskFullError(ServerError):
     """507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space
     (delete files, or raise `resources.disk` on a new sandbox) and try again."""
@@ -713,6 +721,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "template_unavailable": TemplateUnavailableError,
     "template_building": TemplateBuildingError,
     "no_capacity": NoCapacityError,
+    "no_matching_node": NoMatchingNodeError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
     "database_unavailable": ServiceUnavailableError,  # a write may be half-done: not retried
     "claude_unavailable": ClaudeUnavailableError,

@@ -1,0 +1,190 @@
+"""Node operations on a real nested engine (docs/nodes.md): `rotatenode` gives the relay new
+credentials while a sandbox on the node keeps running (and answers through the new relay), the old
+client certificate is refused afterwards; `removenode` takes away what VibeBox made on the node
+(its containers and workspaces, the sandbox network and the isolation rules the relay wrote, the
+relay and its files), refuses while a sandbox lives there unless --force."""
+
+import json
+import ssl
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.audit.models import AuditEntry
+from apps.marketplace.catalog import base_image
+from apps.marketplace.models import Template
+from apps.sandboxes.models import Node, Sandbox, Snapshot, new_execution_id
+from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
+from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
+from apps.sandboxes.services import placement
+from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
+from apps.sandboxes.services.exec import sandbox_exec
+from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
+from apps.sandboxes.services.snapshots import snapshot_create, snapshot_delete
+from apps.sandboxes.specs import base_labels, network_name
+from tests.conftest import sandbox_row
+from tests.nodes.engines import add_node, unprepare
+from vibebox.crypto import decrypt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def template(db):
+    return Template.objects.create(name="node-ops", display_name="Node ops", image=base_image(), user="root")
+
+
+@pytest.fixture
+def prepared(docker_nodes):
+    """node-b (the second nested engine), prepared: sandboxd, the sandbox network, the relay. Bare
+    again afterwards."""
+    engine = docker_nodes[1]
+    node = add_node(engine, "node-b")
+    prepared = node_prepare(node=node)
+    node_ship_image(node=node, tag=base_image())
+    node.refresh_from_db()
+    yield engine, node, prepared
+    unprepare(engine)
+
+
+def _sandbox_on(node: Node, owner, template, prepared, name: str) -> Sandbox:
+    """A running sandbox on the node: its row and its container (on the sandbox network, with a
+    workspace volume, labelled as a sandbox's are)."""
+    sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, name=name, node=node, image=base_image()).pk)
+    spec = ContainerSpec(
+        name=sandbox.container_name, image=base_image(), labels={**base_labels(), "vibebox.sandbox-id": sandbox.id},
+        env={}, volume=sandbox.volume_name, network=network_name(), daemon_volume=prepared.volume,
+        memory=256 * 1024**2,
+    )  # fmt: skip
+    driver = get_driver(node)
+    driver.start(driver.create(spec).name)
+    return sandbox
+
+
+def _context(node: Node) -> ssl.SSLContext:
+    return client_context(ca=node.relay_ca, cert=node.relay_cert, key=decrypt(node.relay_key))
+
+
+def _chains(engine) -> list[str]:
+    """The node host's VibeBox chains (the relay runs iptables in the engine container's namespace)."""
+    code, output = engine.container.exec_run(["iptables", "-w", "-S"])
+    assert code == 0, output
+    return [line for line in output.decode().splitlines() if "VIBEBOX" in line]
+
+
+def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_running(prepared, owner, template):
+    engine, node, ready = prepared
+    sandbox = _sandbox_on(node, owner, template, ready, "kept")
+    assert sandbox_exec(sandbox=sandbox, command="echo before").stdout == "before\n"
+    driver = get_driver(node)
+    background = ExecRequest(argv=("sleep", "600"), exec_id=new_execution_id(), workdir="/")
+    driver.process_start(sandbox.container_name, background)
+    container = driver.inspect(sandbox.container_name)
+    relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
+    old_context, where = _context(node), (engine.address, node.relay_port)
+
+    out = StringIO()
+    call_command("rotatenode", "node-b", stdout=out)
+    node.refresh_from_db()
+    assert "relay credentials rotated" in out.getvalue() and node.relay_image  # placeable still
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before  # replaced
+
+    # The old client certificate is refused by the new relay (its CA is not trusted any more)...
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tunnel(where, ("127.0.0.1", sandboxd_client.PORT), context=old_context, timeout=10)
+    # ...the new one opens it (a CONNECT it refuses itself: the handshake went both ways).
+    with pytest.raises(RelayRefused) as refused:
+        tunnel(where, ("127.0.0.1", sandboxd_client.PORT), context=_context(node), timeout=10)
+    assert refused.value.status == 403
+
+    # The sandbox kept running (same container, its background process alive), reached through the new relay.
+    sandbox.refresh_from_db()
+    after = get_driver(node).inspect(sandbox.container_name)
+    assert (after.id, after.status, after.started_at) == (container.id, "running", container.started_at)
+    assert sandbox_exec(sandbox=sandbox, command="echo after").stdout == "after\n"
+    running = {p.exec_id: p for p in get_driver(node).process_list(sandbox.container_name)}
+    assert running[background.exec_id].running  # its background process runs on
+    entry = AuditEntry.objects.get(action="node.relay_rotated")
+    assert entry.changes["client_certificate"]["old"] != entry.changes["client_certificate"]["new"]
+
+    # A node that is not prepared, or not healthy, is refused with its reason; nothing changes.
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DRAINING)
+    with pytest.raises(CommandError, match=r"only while it is healthy\. \(node_not_healthy\)"):
+        call_command("rotatenode", "node-b", stdout=StringIO())
+    with pytest.raises(CommandError, match="No node is named 'nope'"):
+        call_command("rotatenode", "nope", stdout=StringIO())
+
+
+def test_removenode_takes_away_the_relay_its_rules_and_vibeboxs_containers(prepared, owner, template):
+    engine, node, ready = prepared
+    sandbox = _sandbox_on(node, owner, template, ready, "live")
+    assert any("-j VIBEBOX-" in line for line in _chains(engine))  # the bridge's rules, through the relay
+
+    with pytest.raises(CommandError, match=r"still holds 1 sandbox\(es\).*--force"):
+        call_command("removenode", "node-b", stdout=StringIO())
+    assert get_driver(node).inspect(sandbox.container_name).status == "running"  # nothing changed
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["State"]["Running"]
+
+    out = StringIO()
+    call_command("removenode", "node-b", "--force", stdout=out)
+    assert out.getvalue().startswith("node node-b removed: 1 container(s), "), out.getvalue()
+    assert not Node.objects.exists()
+    sandbox.refresh_from_db()
+    assert (sandbox.status, sandbox.status_reason, sandbox.node_id) == ("error", "node removed", None)
+    names = engine.docker("ps", "-a", "--format", "{{.Names}}").split()
+    assert sandbox.container_name not in names and RELAY_NAME not in names
+    volumes = engine.docker("volume", "ls", "--format", "{{.Name}}").split()
+    assert RELAY_VOLUME not in volumes and sandbox.volume_name not in volumes
+    assert ready.volume in volumes  # sandboxd's stays, as do the images
+    assert network_name() not in engine.docker("network", "ls", "--format", "{{.Name}}").split()
+    assert _chains(engine) == []  # the isolation rules went (through the relay, before it)
+    entry = AuditEntry.objects.get(action="node.removed")
+    assert entry.changes["cleaned"] is True and entry.changes["containers"] == 1 and entry.changes["force"]
+
+
+def test_removenode_of_a_down_node_says_what_is_left(docker_nodes):
+    node = add_node(docker_nodes[0], "node-a")
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DOWN)
+    out, err = StringIO(), StringIO()
+    call_command("removenode", "node-a", stdout=out, stderr=err)
+    assert out.getvalue().strip() == "node node-a removed" and not Node.objects.exists()
+    assert "not cleaned up (the node is down)" in err.getvalue() and f"docker rm -f {RELAY_NAME}" in err.getvalue()
+    assert AuditEntry.objects.get(action="node.removed").changes["cleaned"] is False
+
+
+def test_destroy_takes_the_status_before_from_the_row_it_locks(owner, template):
+    """The instance says running; its row says unreachable (the node went down meanwhile): the
+    destroy goes by the row, leaves it destroying for reconcile and never dials the node."""
+    node = Node.objects.create(
+        name="gone", docker_url="tcp://127.0.0.1:1", tls_ca="", tls_cert="", tls_key="", relay_image="x"
+    )  # nothing listens there: a call would fail, not wait
+    sandbox = Sandbox.objects.get(pk=sandbox_row(owner, template, name="stale", node=node).pk)
+    Sandbox.objects.filter(pk=sandbox.pk).update(status="unreachable")
+    assert sandbox.status == "running"  # stale
+    assert sandbox_destroy(sandbox=sandbox).status == "destroying"
+    assert Sandbox.objects.get(pk=sandbox.pk).status == "destroying"
+
+
+def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, owner, template, settings):
+    """The snapshot's node drained: the create goes to the local engine, the snapshot's image
+    streamed there from the node; the workspace comes from the archive as always. Deleting the
+    snapshot removes the copy too."""
+    settings.VIBEBOX_DEFAULT_DISK = None
+    _engine, node, ready = prepared
+    placement.placement_caches_clear()
+    source = _sandbox_on(node, owner, template, ready, "source")
+    sandbox_exec(sandbox=source, command="echo kept > /workspace/note.txt")
+    snapshot = snapshot_create(sandbox=source)
+    assert snapshot.node_id == node.pk and not get_driver().image_exists(snapshot.image)
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DRAINING)
+    copy = sandbox_create(owner=owner, template=None, snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    try:
+        assert copy.node_id is None and copy.status == "running"
+        assert get_driver().image_exists(snapshot.image)  # shipped from the node
+        assert sandbox_exec(sandbox=copy, command="cat /workspace/note.txt").stdout == "kept\n"
+    finally:
+        sandbox_destroy(sandbox=copy)
+    snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    assert not get_driver().image_exists(snapshot.image)  # the copy went with it
+    assert not get_driver(node).image_exists(snapshot.image)
