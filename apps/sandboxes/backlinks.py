@@ -29,7 +29,7 @@ from django.db import close_old_connections
 
 from .engine import sandbox_network_gateway
 from .models import Node
-from .runtime.relay import client_context
+from .runtime.relay import node_context
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _links() -> dict[int, tuple[tuple, Link]]:
         for node in Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="").exclude(relay_ca=""):
             connection = node.connection()
             host = urlsplit(connection.url).hostname or ""  # the relay's host, as runner_for_node has it
-            context = client_context(ca=connection.relay_ca, cert=connection.relay_cert, key=connection.relay_key)
+            context = node_context(connection)
             found[node.pk] = ((connection.url, connection.relay_port, connection.relay_ca), Link(
                 node_id=node.pk, name=node.name, host=host, port=connection.relay_port, context=context
             ))  # fmt: skip

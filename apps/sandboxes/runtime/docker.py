@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import socket
-import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -333,8 +332,12 @@ class DockerDriver(SandboxdCalls):
         self._node = node  # a registered node's engine (mutual TLS), else the local one
         # Where its bridges' iptables rules run: this host for the local engine; a node's relay
         # (firewall_remote.RelayRunner) for a node, and never this host for a node with no relay.
-        if firewall_runner is None and node is not None and node.relay_ca:
-            firewall_runner = firewall_remote.runner_for_node(node, name=urlsplit(node.url).netloc)
+        # A node's relay: one TLS context for the driver's tunnels and its firewall runner.
+        self._relay_context = relay.node_context(node) if node is not None and node.relay_ca else None
+        if firewall_runner is None and self._relay_context is not None:
+            firewall_runner = firewall_remote.runner_for_node(
+                node, name=urlsplit(node.url).netloc, context=self._relay_context
+            )
         self._firewall = firewall_runner or (firewall.LOCAL if node is None else firewall.NONE)
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
@@ -344,7 +347,6 @@ class DockerDriver(SandboxdCalls):
         self._fill_lock = threading.Lock()  # one volume fill at a time in this process
         self._secret = secret  # each container's sandboxd token derives from it
         self._daemons: dict[str, str | sandboxd_client.Relayed] = {}  # container name -> its sandboxd's address
-        self._relay_context: ssl.SSLContext | None = None  # a node's relay: built once, on first use
         self._engine_info: tuple[float, EngineInfo] | None = None
         self._engine_info_refreshing = threading.Lock()  # held while a background look runs
         self._disk_counts_image = False  # the engine's size limit counts the image too
@@ -781,12 +783,6 @@ class DockerDriver(SandboxdCalls):
                 "The node has no relay yet: prepare it (manage.py shipimage NODE --sandboxd).",
                 details={"reason": "node_no_relay"},  # no node address: callers are tenants
             )
-        if self._relay_context is None:
-            with self._lock:
-                if self._relay_context is None:
-                    self._relay_context = relay.client_context(
-                        ca=node.relay_ca, cert=node.relay_cert, key=node.relay_key
-                    )
         host = urlsplit(node.url).hostname or ""
         return sandboxd_client.Relayed(address, (host, node.relay_port), node.url, self._relay_context)
 

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from .base import NodeConnection
-from .relay import client_context
 
 ANSWER_LIMIT = 8 << 20  # the relay caps stdout and stderr at 1 MiB each; JSON escapes may grow them
 COMMAND_SECONDS = 30  # the relay's own deadline for one command
@@ -41,12 +40,11 @@ class RelayFirewallRefused(subprocess.SubprocessError):
         self.status, self.message = status, message
 
 
-def runner_for_node(connection: NodeConnection, *, name: str) -> "RelayRunner":
+def runner_for_node(connection: NodeConnection, *, name: str, context: ssl.SSLContext) -> "RelayRunner":
     """The runner of a registered node: its relay on the engine's host at the connection's
     `relay_port`, trusted with the CA VibeBox minted for it and opened with VibeBox's client
     certificate (docs/nodes.md, "The relay: sandboxd on a node")."""
     host = urlsplit(connection.url).hostname or ""
-    context = client_context(ca=connection.relay_ca, cert=connection.relay_cert, key=connection.relay_key)
     return RelayRunner((host, connection.relay_port), context=context, name=name)
 
 

@@ -52,6 +52,12 @@ def client_context(*, ca: str, cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def node_context(connection) -> ssl.SSLContext:
+    """client_context from a node's connection (runtime.NodeConnection: relay_ca, relay_cert and the
+    decrypted relay_key): one per kept driver, shared by its tunnels and its firewall runner."""
+    return client_context(ca=connection.relay_ca, cert=connection.relay_cert, key=connection.relay_key)
+
+
 def tunnel(
     relay: tuple[str, int], target: tuple[str, int], *, context: ssl.SSLContext, timeout: float
 ) -> ssl.SSLSocket:

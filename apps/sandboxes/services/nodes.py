@@ -656,7 +656,7 @@ def _relay_answers(node: Node) -> None:
     refused by the relay itself (403), which proves the handshake both ways and the relay's
     reading; nothing is opened. Waits up to RELAY_ANSWER_SECONDS for a relay just started."""
     connection = node.connection()
-    context = relay_client.client_context(ca=connection.relay_ca, cert=connection.relay_cert, key=connection.relay_key)
+    context = relay_client.node_context(connection)
     where = (_relay_host(node), node.relay_port)
     deadline = time.monotonic() + RELAY_ANSWER_SECONDS
     while True:
