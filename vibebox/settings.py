@@ -525,6 +525,16 @@ VIBEBOX_ALLOWED_RUNTIMES = env_list("VIBEBOX_ALLOWED_RUNTIMES", ["runc"])
 VIBEBOX_ALLOWED_CAPABILITIES = env_list(
     "VIBEBOX_ALLOWED_CAPABILITIES", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE"]
 )
+# Never NET_RAW or NET_ADMIN: with either a sandbox could forge another's address on its bridge,
+# and the egress proxy, the firewall's per-sandbox rules and nodes' back links all tell sandboxes
+# apart by address (docs/nodes.md, docs/operations.md).
+_allowed_caps = {c.upper().removeprefix("CAP_") for c in VIBEBOX_ALLOWED_CAPABILITIES}
+_forbidden_caps = {"NET_RAW", "NET_ADMIN", "ALL"} & _allowed_caps
+if _forbidden_caps:
+    raise ImproperlyConfigured(
+        f"VIBEBOX_ALLOWED_CAPABILITIES may not include {', '.join(sorted(_forbidden_caps))}: a sandbox "
+        "could take another's network address (docs/operations.md)."
+    )
 VIBEBOX_FIREWALL = env_bool("VIBEBOX_FIREWALL", True)
 # Docker networks sandboxes also join (an internal git server, a package mirror). Sandboxes can
 # reach each other on these, so use them only for networks made for this purpose.

@@ -19,7 +19,7 @@ from apps.sandboxes.runtime import firewall
 from apps.sandboxes.runtime.base import EgressRules, NodeConnection
 from apps.sandboxes.runtime.docker import DockerDriver
 from apps.sandboxes.runtime.firewall_remote import RelayFirewallRefused, RelayRunner, runner_for_node
-from apps.sandboxes.runtime.relay import client_context
+from apps.sandboxes.runtime.relay import client_context, node_context
 from tests.nodes import engines
 from tests.nodes.engines import CertificateAuthority
 from tests.waiting import wait_for
@@ -64,7 +64,7 @@ def node_relay(docker_nodes):
         url=engine.url, ca=engine.ca.pem.decode(), relay_port=RELAY_PORT, relay_ca=ca.pem.decode(),
         relay_cert=client.cert.decode(), relay_key=client.key.decode(),
     )  # fmt: skip
-    runner = runner_for_node(connection, name="node-1")
+    runner = runner_for_node(connection, name="node-1", context=node_context(connection))
 
     def answering():
         try:

@@ -1,6 +1,9 @@
 """Every hardening setting, checked on a real container (DESIGN.md §3)."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -152,3 +155,14 @@ def test_firewall_rules_stay_in_order_when_processes_set_them_at_once(settings):
     finally:
         firewall.remove_bridge_rules(bridge)
     assert firewall.rules(bridge) == [] and firewall.rules(bridge, ipv6=True) == []
+
+
+@pytest.mark.parametrize("caps", ["CHOWN,NET_RAW", "cap_net_admin", "ALL"])
+def test_capabilities_that_forge_addresses_are_refused_at_startup(caps):
+    """The egress proxy, the firewall and nodes' back links tell sandboxes apart by address: an
+    operator cannot let templates add what would forge one (vibebox/settings.py)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vibebox.settings", "VIBEBOX_ALLOWED_CAPABILITIES": caps}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "VIBEBOX_ALLOWED_CAPABILITIES may not include" in done.stderr, done.stderr[-2000:]

@@ -598,8 +598,8 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
     refused from then on (the relay trusts the new CA only); sandboxes keep running (only the relay's
     container is replaced), but tunnels open through the old relay are cut. Every process picks up
     the new credentials with the node's row (a driver is kept per connection). Audited
-    (`node.relay_rotated`, the fingerprints). A relay that does not answer with the new credentials
-    leaves the node unplaceable (relay_image cleared) until a later prepare succeeds."""
+    (`node.relay_rotated`, the fingerprints). The node is unplaceable from the new credentials
+    until the relay answers with them; one that does not stays so until a later prepare succeeds."""
     node = Node.objects.filter(name=name).first()
     if node is None:
         raise errors.NotFound(f"No node is named {name!r}.")
@@ -614,8 +614,12 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
             details={"reason": "node_no_relay", "node": name},
         )
     old = relay_fingerprint(node.relay_cert)
+    # Images shipped and built first, with the old credentials still in force: the new ones cut
+    # every tunnel until the relay runs with them, so that gap is only the relay's restart.
+    node_prepare(node=node)
     with transaction.atomic():
-        Node.objects.filter(pk=node.pk).update(**_relay_minted(node))
+        # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
+        Node.objects.filter(pk=node.pk).update(**_relay_minted(node), relay_image="")
         node = Node.objects.get(pk=node.pk)
         new = relay_fingerprint(node.relay_cert)
         record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})

@@ -75,4 +75,15 @@ def snapshot_image_ship(*, snapshot: Snapshot, node: Node | None) -> ShippedImag
     already. The copies are removed with the snapshot (snapshots._remove_data)."""
     if snapshot.node_id == (node.pk if node is not None else None):
         return ShippedImage(tag=snapshot.image, image_id="", sent=0, seconds=0.0)
-    return image_stream(snapshot.image, source=snapshot.node, target=node)
+    # A tenant's call: image_stream's errors name engines, which are the operator's to read (log).
+    try:
+        return image_stream(snapshot.image, source=snapshot.node, target=node)
+    except errors.NotFound as exc:
+        logger.warning("snapshot %s cannot be shipped: %s", snapshot.pk, exc)
+        raise errors.SnapshotUnusable(details={"snapshot": snapshot.id, "reason": "image_missing"}) from exc
+    except errors.RuntimeFailure as exc:
+        logger.warning("snapshot %s could not be shipped: %s %s", snapshot.pk, exc, getattr(exc, "details", None))
+        raise errors.RuntimeFailure(
+            "The snapshot's image could not be copied to where the sandbox runs.",
+            details={"reason": "snapshot_ship_failed"},
+        ) from exc
