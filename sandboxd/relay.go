@@ -39,13 +39,15 @@ func relayCommand(args []string, stderr io.Writer) int {
 	backWaiting := flags.Int("back-waiting", 64, "server connections parked per back link service")
 	backPark := flags.Duration("back-park", time.Minute, "a parked server connection no sandbox took is answered 204 after this")
 	backWait := flags.Duration("back-wait", 10*time.Second, "a sandbox's connection waits this long for a parked server connection")
+	backMax := flags.Int("back-max", relay.DefaultBackMax, "sandbox connections to back links open or waiting at once (not counted in --max-tunnels)")
+	backPerSource := flags.Int("back-per-source", relay.DefaultBackPerSource, "of those, from one source address")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
 	logger := log.New(stderr, "sandboxd relay: ", 0)
 	cfg, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
 	if err == nil {
-		cfg.Back, err = backConfig(*back, *backWaiting, *backPark, *backWait) // relay_back.go
+		cfg.Back, err = backConfig(*back, *backWaiting, *backPark, *backWait, *backMax, *backPerSource) // relay_back.go
 	}
 	if err != nil || flags.NArg() > 0 {
 		if err == nil {

@@ -14,15 +14,15 @@ import (
 var backName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 // backConfig parses `--back NAME=ADDRESS:PORT[,…]` (docs/sandboxd.md, "Back links"); "" is none (nil).
-func backConfig(spec string, waiting int, park, wait time.Duration) (*relay.Back, error) {
+func backConfig(spec string, waiting int, park, wait time.Duration, most, perSource int) (*relay.Back, error) {
 	if strings.TrimSpace(spec) == "" {
 		return nil, nil
 	}
-	if waiting < 1 || park <= 0 || wait <= 0 {
-		return nil, errors.New("--back-waiting must be 1 or more, --back-park and --back-wait more than 0")
+	if waiting < 1 || park <= 0 || wait <= 0 || most < 1 || perSource < 1 {
+		return nil, errors.New("--back-waiting, --back-max and --back-per-source must be 1 or more, --back-park and --back-wait more than 0")
 	}
 	back := &relay.Back{Services: map[string]netip.AddrPort{}, MaxWaiting: waiting, Park: park, Wait: wait,
-		Retry: 2 * time.Second}
+		Retry: 2 * time.Second, MaxConns: most, PerSource: perSource}
 	for _, item := range strings.Split(spec, ",") {
 		name, address, found := strings.Cut(strings.TrimSpace(item), "=")
 		if !found || !backName.MatchString(name) {

@@ -31,21 +31,78 @@ type Back struct {
 	Park       time.Duration             // a parked connection no sandbox took is answered 204 after this
 	Wait       time.Duration             // a sandbox's connection waits this long for a parked one, then is closed
 	Retry      time.Duration             // between attempts to listen on an address not there yet
+	// Sandbox connections open or waiting at once, all services together (0: DefaultBackMax): a
+	// pool of their own, never the tunnels' (--max-tunnels); more are closed at once.
+	MaxConns int
+	// Of those, from one source address (0: DefaultBackPerSource); more are closed at once.
+	PerSource int
 
-	once    sync.Once
-	queues  map[string]chan net.Conn // unbuffered: a send is a pairing
-	waiting map[string]*atomic.Int64
+	once     sync.Once
+	queues   map[string]chan *backConn // unbuffered: a send is a pairing
+	waiting  map[string]*atomic.Int64
+	slots    chan struct{}
+	mu       sync.Mutex
+	bySource map[netip.Addr]int
+}
+
+// The defaults of --back-max and --back-per-source.
+const (
+	DefaultBackMax       = 256
+	DefaultBackPerSource = 8
+)
+
+// backConn is a sandbox's connection on its way to a parked server connection: the bytes it sent
+// first (it is paired only once it sent some) and the release of its slot and source count.
+type backConn struct {
+	conn    *net.TCPConn
+	first   []byte
+	release func()
 }
 
 func (b *Back) init() {
 	b.once.Do(func() {
-		b.queues = map[string]chan net.Conn{}
+		b.queues = map[string]chan *backConn{}
 		b.waiting = map[string]*atomic.Int64{}
 		for name := range b.Services {
-			b.queues[name] = make(chan net.Conn)
+			b.queues[name] = make(chan *backConn)
 			b.waiting[name] = &atomic.Int64{}
 		}
+		if b.MaxConns <= 0 {
+			b.MaxConns = DefaultBackMax
+		}
+		if b.PerSource <= 0 {
+			b.PerSource = DefaultBackPerSource
+		}
+		b.slots = make(chan struct{}, b.MaxConns)
+		b.bySource = map[netip.Addr]int{}
 	})
+}
+
+// take counts one more connection from source, or answers why it is refused; release undoes it
+// (once, whoever calls it).
+func (b *Back) take(source netip.Addr) (release func(), why string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bySource[source] >= b.PerSource {
+		return nil, fmt.Sprintf("%d connections from it are open or waiting", b.PerSource)
+	}
+	select {
+	case b.slots <- struct{}{}:
+	default:
+		return nil, fmt.Sprintf("%d back link connections are open or waiting", b.MaxConns)
+	}
+	b.bySource[source]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.bySource[source]--; b.bySource[source] <= 0 {
+				delete(b.bySource, source)
+			}
+			<-b.slots
+		})
+	}, ""
 }
 
 // serveBackListeners listens for each service until the relay's listener is closed (`stop`).
@@ -95,7 +152,10 @@ func (r *Relay) backListen(name string, address netip.AddrPort, stop <-chan stru
 	}
 }
 
-// backAccepted pairs one sandbox connection with a parked server connection, or closes it.
+// backAccepted pairs one sandbox connection with a parked server connection, or closes it. It
+// holds a slot of the back links' own pool and counts against its source's cap from here until it
+// is closed; it takes a parked server connection only once it sent its first bytes (the gateway's
+// and the proxy's clients speak first), so one that sends nothing holds none.
 func (r *Relay) backAccepted(name string, conn *net.TCPConn) {
 	b := r.cfg.Back
 	source, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
@@ -108,21 +168,37 @@ func (r *Relay) backAccepted(name string, conn *net.TCPConn) {
 		conn.Close()
 		return
 	}
-	select {
-	case r.slots <- struct{}{}:
-	default:
-		r.cfg.Log.Printf("back link %s: refused %s: %d tunnels are open", name, source, r.cfg.MaxConns)
+	release, why := b.take(source.Addr().Unmap())
+	if release == nil {
+		r.cfg.Log.Printf("back link %s: refused %s: %s", name, source, why)
 		conn.Close()
 		return
 	}
-	timer := time.NewTimer(b.Wait)
+	paired := false
+	defer func() {
+		if !paired {
+			conn.Close()
+			release()
+		}
+	}()
+	deadline := time.Now().Add(b.Wait)
+	_ = conn.SetReadDeadline(deadline)
+	first := make([]byte, 4096)
+	n, err := conn.Read(first)
+	if n == 0 {
+		if isTimeout(err) {
+			r.cfg.Log.Printf("back link %s: %s sent nothing within %s: closed", name, source, b.Wait)
+		}
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
-	case b.queues[name] <- conn: // the parked connection's goroutine owns it (and the slot) now
+	case b.queues[name] <- &backConn{conn: conn, first: first[:n], release: release}:
+		paired = true // the parked connection's goroutine owns it (and its slot) now
 	case <-timer.C:
-		<-r.slots
 		r.cfg.Log.Printf("back link %s: %s waited %s for the server: closed", name, source, b.Wait)
-		conn.Close()
 	}
 }
 
@@ -157,10 +233,9 @@ func (r *Relay) serveBack(conn *tls.Conn, peer string, request *http.Request) {
 	}()
 	timer := time.NewTimer(b.Park)
 	defer timer.Stop()
-	var sandbox *net.TCPConn
+	var accepted *backConn
 	select {
-	case accepted := <-queue:
-		sandbox = accepted.(*net.TCPConn)
+	case accepted = <-queue:
 	case <-gone:
 		return
 	case <-timer.C:
@@ -170,7 +245,8 @@ func (r *Relay) serveBack(conn *tls.Conn, peer string, request *http.Request) {
 		_, _ = io.WriteString(conn, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
 		return
 	}
-	defer func() { <-r.slots }()
+	sandbox := accepted.conn
+	defer accepted.release()
 	defer sandbox.Close()
 	_ = conn.SetReadDeadline(time.Now()) // ends the watching read; anything else it got: no pairing
 	if err := <-gone; !isTimeout(err) {
@@ -183,8 +259,12 @@ func (r *Relay) serveBack(conn *tls.Conn, peer string, request *http.Request) {
 	if _, err := io.WriteString(conn, head); err != nil {
 		return
 	}
+	if _, err := conn.Write(accepted.first); err != nil { // what the sandbox sent before the pairing
+		return
+	}
 	started := time.Now()
 	sent, received := r.splice(conn, sandbox)
+	received += int64(len(accepted.first))
 	r.cfg.Log.Printf("back link %s %s -> server (%s): %d bytes to the sandbox, %d from it, %s", name,
 		sandbox.RemoteAddr(), peer, sent, received, time.Since(started).Round(time.Millisecond))
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,24 +96,25 @@ func TestABackLinkPairsASandboxWithAParkedServerConnection(t *testing.T) {
 
 func TestBackLinksAreBounded(t *testing.T) {
 	address := freePort(t)
-	f := start(t, nil, withBack(address, func(b *Back) { b.MaxWaiting, b.Park, b.Wait = 1, 2*time.Second, 100*time.Millisecond }))
+	f := start(t, nil, withBack(address, func(b *Back) { b.MaxWaiting, b.Park, b.Wait = 1, time.Minute, 100*time.Millisecond }))
 	// A sandbox's connection with no server connection parked is closed after Wait.
 	lonely := sandbox(t, address)
 	if data, _ := io.ReadAll(lonely); len(data) != 0 {
 		t.Fatalf("a sandbox with no server got %q", data)
 	}
-	// One parked connection per service at most here: the second is 503 (Park is long enough that
-	// the first is still parked on a loaded machine).
+	// One parked connection per service at most here: of two, one is answered 503 at once, the
+	// other stays parked (for Park, a minute; both are closed at the end).
 	_, first := f.park(t, "gateway")
 	_, second := f.park(t, "gateway")
-	refused, err := http.ReadResponse(second, nil)
-	if err != nil || refused.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("a second parked connection: %v, %v", refused, err)
+	answers := make(chan *http.Response, 2)
+	for _, reader := range []*bufio.Reader{first, second} {
+		go func() {
+			answer, _ := http.ReadResponse(reader, nil)
+			answers <- answer
+		}()
 	}
-	// Not taken within Park: 204, and the server parks again.
-	expired, err := http.ReadResponse(first, nil)
-	if err != nil || expired.StatusCode != http.StatusNoContent {
-		t.Fatalf("a parked connection no sandbox took: %v, %v", expired, err)
+	if refused := <-answers; refused == nil || refused.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("one of two parked connections: %v", refused)
 	}
 	// An unknown service, and CONNECT-style paths, get nothing.
 	_, unknown := f.park(t, "database")
@@ -126,6 +128,102 @@ func TestBackLinksAreBounded(t *testing.T) {
 			t.Fatalf("no certificate got %q", data)
 		}
 		conn.Close()
+	}
+}
+
+func TestAParkedConnectionNoSandboxTookIsAnswered204(t *testing.T) {
+	address := freePort(t)
+	f := start(t, nil, withBack(address, func(b *Back) { b.Park = time.Millisecond }))
+	// Not taken within Park: 204, and the server parks again.
+	for range 2 {
+		_, reader := f.park(t, "gateway")
+		expired, err := http.ReadResponse(reader, nil)
+		if err != nil || expired.StatusCode != http.StatusNoContent {
+			t.Fatalf("a parked connection no sandbox took: %v, %v", expired, err)
+		}
+	}
+}
+
+// sandboxFrom connects to the back link's address from a given loopback source address.
+func sandboxFrom(t *testing.T, address netip.AddrPort, source string) *net.TCPConn {
+	t.Helper()
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := dialer.Dial("tcp", address.String())
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+			return conn.(*net.TCPConn)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closedFirst answers which of the connections the relay closes first (the others are waiting
+// for a server connection for a minute): the relay counts them in whatever order its goroutines run.
+func closedFirst(t *testing.T, conns ...*net.TCPConn) int {
+	t.Helper()
+	closed := make(chan int, len(conns))
+	for i, conn := range conns {
+		go func() {
+			if data, _ := io.ReadAll(conn); len(data) != 0 {
+				t.Errorf("a waiting sandbox got %q", data)
+			}
+			closed <- i
+		}()
+	}
+	return <-closed
+}
+
+func TestASourcePastItsCapIsClosedWhileAnotherStillPairs(t *testing.T) {
+	address := freePort(t)
+	f := start(t, nil, withBack(address, func(b *Back) { b.Wait, b.PerSource = time.Minute, 2 }))
+	// Three connections from one sandbox that send nothing: two wait, the third is closed at once.
+	greedy := []*net.TCPConn{sandboxFrom(t, address, "127.0.0.1"), sandboxFrom(t, address, "127.0.0.1"),
+		sandboxFrom(t, address, "127.0.0.1")}
+	closedFirst(t, greedy...)
+	// Another sandbox pairs with the one parked server connection: the waiting ones sent nothing,
+	// so they took none.
+	_, reader := f.park(t, "gateway")
+	other := sandboxFrom(t, address, "127.0.0.2")
+	io.WriteString(other, "hello\n")
+	other.CloseWrite()
+	answer, err := http.ReadResponse(reader, nil)
+	if err != nil || answer.StatusCode != http.StatusOK {
+		t.Fatalf("parked connection answered %v, %v", answer, err)
+	}
+	if peer := answer.Header.Get("Vibebox-Peer"); peer != other.LocalAddr().String() {
+		t.Fatalf("Vibebox-Peer %q, the other sandbox is %s", peer, other.LocalAddr())
+	}
+	if got, _ := io.ReadAll(reader); string(got) != "hello\n" {
+		t.Fatalf("the server got %q", got)
+	}
+}
+
+func TestBackLinksFillingTheirPoolLeaveTunnelsWorking(t *testing.T) {
+	port := echo(t)
+	address := freePort(t)
+	f := start(t, []int{port}, func(cfg *Config) {
+		withBack(address, func(b *Back) { b.Wait, b.MaxConns = time.Minute, 2 })(cfg)
+		cfg.MaxConns = 2
+	})
+	// Three sandbox connections (from three sources) for a pool of two: one is closed at once.
+	closedFirst(t, sandboxFrom(t, address, "127.0.0.1"), sandboxFrom(t, address, "127.0.0.2"),
+		sandboxFrom(t, address, "127.0.0.3"))
+	// The two waiting hold none of the tunnels' slots: two tunnels open.
+	for range 2 {
+		status, _, conn := f.connect(t, "127.0.0.1:"+strconv.Itoa(port))
+		if status != http.StatusOK {
+			t.Fatalf("CONNECT answered %d with the back links' pool full", status)
+		}
+		io.WriteString(conn, "hi\n")
+		conn.CloseWrite()
+		if got, _ := io.ReadAll(conn); string(got) != "HI\n" {
+			t.Fatalf("the tunnel carried %q", got)
+		}
 	}
 }
 
