@@ -3,7 +3,7 @@ the model gateway and the egress proxy, which run on this server, without the no
 the server.
 
 The egress proxy process (`manage.py runegress`) keeps VIBEBOX_NODE_BACK_LINKS mutual-TLS
-connections parked at each healthy prepared node's relay for each service (`GET /back/gateway`,
+connections parked at each prepared node's relay (healthy or draining; not down) for each service (`GET /back/gateway`,
 `GET /back/egress`, the node's relay credentials: the same as the sandboxd tunnels'). When a
 sandbox there connects to the service's address on its bridge, the relay answers one parked
 request `200` with the sandbox's bridge address (`Vibebox-Peer`) and splices; this side then
@@ -52,11 +52,12 @@ class Link:
 
 
 def _links() -> dict[int, tuple[tuple, Link]]:
-    """node pk -> (its connection's identity, a Link template) for every healthy prepared node."""
+    """node pk -> (its connection's identity, a Link template) for every prepared node not down
+    (a draining node's running sandboxes keep the gateway and the egress proxy)."""
     close_old_connections()
     try:
         found = {}
-        for node in Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="").exclude(relay_ca=""):
+        for node in Node.objects.exclude(state=Node.State.DOWN).exclude(relay_image="").exclude(relay_ca=""):
             connection = node.connection()
             host = urlsplit(connection.url).hostname or ""  # the relay's host, as runner_for_node has it
             context = node_context(connection)
