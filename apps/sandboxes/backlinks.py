@@ -8,7 +8,9 @@ connections parked at each prepared node's relay (healthy or draining; not down)
 sandbox there connects to the service's address on its bridge, the relay answers one parked
 request `200` with the sandbox's bridge address (`Vibebox-Peer`) and splices; this side then
 - for `gateway`: connects to the model gateway where it listens on this host and copies both ways
-  (the gateway knows the sandbox by its token, never by an address);
+  (the gateway knows the sandbox by its token, never by an address), at most
+  VIBEBOX_EGRESS_PROXY_PER_SANDBOX at once per sandbox (node and address; more: `503`), counted by
+  the egress proxy's counter under their own key;
 - for `egress`: serves the connection in this process's egress proxy, as the sandbox at that
   address **on that node** (`sandbox_by_address(address, node=…)`): the node is the one whose
   relay this connection was dialled to and verified, so an address that is also a local
@@ -40,6 +42,11 @@ RETRY_SECONDS = 2.0  # after a failed dial or a refusal
 REFRESH_SECONDS = 15.0  # the nodes' list read again
 CONNECT_SECONDS = 10.0
 BUFFER = 64 * 1024
+_REFUSAL = b"model gateway: too many connections from this sandbox\n"
+GATEWAY_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_REFUSAL)
+) + _REFUSAL
 
 
 @dataclass(frozen=True)
@@ -187,10 +194,17 @@ class BackLinks:
 
     async def _serve(self, link: Link, service: str, address: str, reader, writer) -> None:
         self.paired += 1
+        if service == "egress":  # its caps (all, and per sandbox: `address@node`) are the proxy's
+            await self.proxy.handle(reader, writer, peer=address, node_id=link.node_id)
+            return
+        source = f"gateway {address}@{link.node_id}"  # the gateway's own count per sandbox, as the proxy's
+        if not self.proxy.admit(source):
+            with contextlib.suppress(Exception):
+                writer.write(GATEWAY_REFUSED)
+                await asyncio.wait_for(writer.drain(), 5)
+            writer.close()
+            return
         try:
-            if service == "egress":
-                await self.proxy.handle(reader, writer, peer=address, node_id=link.node_id)
-                return
             if self.gateway is None:  # read once: rungateway's address does not move
                 self.gateway = await sync_to_async(gateway_address, thread_sensitive=False)()
             host, port = self.gateway
@@ -204,6 +218,7 @@ class BackLinks:
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             logger.info("back link %s from %s on node %s ended: %s", service, address, link.name, exc)
         finally:
+            self.proxy.release(source)
             with contextlib.suppress(Exception):
                 writer.close()
 

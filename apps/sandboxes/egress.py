@@ -223,10 +223,9 @@ class EgressProxy:
         if node_id is None:
             peer = (writer.get_extra_info("peername") or ("", 0))[0]
         source = peer if node_id is None else f"{peer}@{node_id}"  # the per-sandbox cap's key
-        if self.total.locked() or self.per_source.get(source, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
+        if self.total.locked() or not self.admit(source):
             await self._answer(writer, Refused(503, "too many connections through the egress proxy"))
             return
-        self.per_source[source] = self.per_source.get(source, 0) + 1
         try:
             async with self.total:
                 await self._serve_one(peer, reader, writer, node_id)
@@ -237,11 +236,23 @@ class EgressProxy:
         except Exception:
             logger.exception("egress proxy: a connection from %s failed", peer)
         finally:
-            self.per_source[source] -= 1
-            if not self.per_source[source]:
-                del self.per_source[source]
+            self.release(source)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def admit(self, source: str) -> bool:
+        """Counts one more connection of `source` (a sandbox: its address, or `address@node`; the
+        back links' gateway pairings: `gateway address@node`), unless it holds
+        VIBEBOX_EGRESS_PROXY_PER_SANDBOX already; `release` when it ends."""
+        if self.per_source.get(source, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
+            return False
+        self.per_source[source] = self.per_source.get(source, 0) + 1
+        return True
+
+    def release(self, source: str) -> None:
+        self.per_source[source] -= 1
+        if not self.per_source[source]:
+            del self.per_source[source]
 
     async def _answer(self, writer, refused: Refused) -> None:
         reasons = {

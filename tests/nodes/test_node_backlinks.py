@@ -158,7 +158,7 @@ CONNECT = (
 
 
 def test_a_node_sandbox_reaches_the_egress_proxy_and_the_model_gateway(
-    node_a, target, docker_nodes, services, stub, owner, api_client
+    node_a, target, docker_nodes, services, stub, owner, api_client, settings
 ):
     links, loop = services
     policy = {"internet": False, "allow": [f"{target}/32"]}  # through the proxy: only the target
@@ -196,11 +196,19 @@ def test_a_node_sandbox_reaches_the_egress_proxy_and_the_model_gateway(
         assert calls and calls[-1]["headers"].get("x-api-key") == OPERATOR_KEY
         assert links.paired >= 3
 
+        # Past the per-sandbox cap (VIBEBOX_EGRESS_PROXY_PER_SANDBOX, counted per node and address) a
+        # gateway pairing is refused (0 here: the next one is past it) and the gateway never sees it.
+        cap, settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX = settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX, 0
+        seen = len(stub.requests)
+        gateway_call = f"exec 3<>/dev/tcp/{host}/{port} && printf '{request}' >&3 && timeout 10 cat <&3"
+        assert _sh(api_client, sandbox, gateway_call).startswith("HTTP/1.1 503")
+        assert len(stub.requests) == seen
+        settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX = cap
+
         # A draining node keeps its links (its running sandboxes keep the gateway); a down one loses them.
         Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
         asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)
         assert node_a.pk in links.nodes
-        gateway_call = f"exec 3<>/dev/tcp/{host}/{port} && printf '{request}' >&3 && timeout 10 cat <&3"
         assert _sh(api_client, sandbox, gateway_call).startswith("HTTP/1.1 200")
         Node.objects.filter(pk=node_a.pk).update(state=Node.State.DOWN)
         asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)
