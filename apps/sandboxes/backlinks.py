@@ -32,6 +32,7 @@ from django.db import close_old_connections
 from .engine import sandbox_network_gateway
 from .models import Node
 from .runtime.relay import node_context
+from .splice import splice
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,9 @@ class BackLinks:
                 asyncio.open_connection(host, port, limit=BUFFER), CONNECT_SECONDS
             )
             try:
-                await splice(reader, writer, upstream_reader, upstream_writer)
+                await splice(
+                    reader, writer, upstream_reader, upstream_writer, idle=settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
+                )
             finally:
                 upstream_writer.close()
         except (OSError, TimeoutError, ssl.SSLError) as exc:
@@ -221,27 +224,3 @@ class BackLinks:
             self.proxy.release(source)
             with contextlib.suppress(Exception):
                 writer.close()
-
-
-async def splice(reader, writer, upstream_reader, upstream_writer) -> None:
-    """Copies both ways until both ended (each end passed on as a half-close where the transport
-    has one); a side quiet for VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT ends it."""
-    idle = settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
-
-    async def copy(source, sink):
-        try:
-            while data := await asyncio.wait_for(source.read(BUFFER), idle):
-                sink.write(data)
-                await asyncio.wait_for(sink.drain(), idle)
-        finally:
-            with contextlib.suppress(Exception):
-                if sink.can_write_eof():
-                    sink.write_eof()
-
-    tasks = [asyncio.create_task(copy(reader, upstream_writer)), asyncio.create_task(copy(upstream_reader, writer))]
-    try:
-        await asyncio.wait([tasks[1]])  # the service's answer ended: the exchange is over
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,7 +14,8 @@ An asyncio forward proxy on the sandbox bridge's gateway address (like the model
   host's own addresses are refused unless VIBEBOX_EGRESS_ALLOW_PRIVATE lists them;
   `localhost` and `*.localhost` are loopback (RFC 6761), never asked of DNS;
 - caps: connections at once (all, and per sandbox), the request head's size and the time to
-  send it, DNS and connect deadlines, an idle deadline on every tunnel.
+  send it, DNS and connect deadlines, an idle deadline on every tunnel (no byte either way for
+  VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT: splice.py, shared with the back links).
 """
 
 import asyncio
@@ -35,6 +36,7 @@ from apps.orgs.network import address_matches, name_matches, proxied, stored
 from .backlinks import BackLinks
 from .runtime.firewall import PRIVATE_V4, PRIVATE_V6
 from .services.network import mirror_hosts, sandbox_by_address
+from .splice import splice
 
 logger = logging.getLogger(__name__)
 
@@ -326,36 +328,12 @@ class EgressProxy:
                 kept.insert(0, b"Host: " + authority.encode())
                 request = b" ".join((method, path, version)) + b"\r\n" + b"".join(line + b"\r\n" for line in kept)
                 upstream_writer.write(request + b"Connection: close\r\n\r\n")
-            await self._pipe(reader, writer, upstream_reader, upstream_writer)
+            await splice(
+                reader, writer, upstream_reader, upstream_writer, idle=settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
+            )
         finally:
             with contextlib.suppress(Exception):
                 upstream_writer.close()
-
-    async def _pipe(self, reader, writer, upstream_reader, upstream_writer) -> None:
-        idle = settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
-
-        async def copy(source, sink):
-            try:
-                while True:
-                    data = await asyncio.wait_for(source.read(BUFFER), idle)
-                    if not data:
-                        break
-                    sink.write(data)
-                    await asyncio.wait_for(sink.drain(), idle)
-            finally:
-                with contextlib.suppress(Exception):
-                    if sink.can_write_eof():
-                        sink.write_eof()
-
-        tasks = [asyncio.create_task(copy(reader, upstream_writer)), asyncio.create_task(copy(upstream_reader, writer))]
-        try:
-            # The response's end (upstream closes) ends the exchange; a client that stops sending
-            # only half-closes.
-            await asyncio.wait([tasks[1]])
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _log(self, policy: Policy, host: str, port: int, what: str) -> None:
         logger.info("egress proxy: %s %s:%s %s", policy.sandbox_id, host, port, what)
