@@ -3,12 +3,14 @@ the model gateway and the egress proxy, which run on this server, without the no
 the server.
 
 The egress proxy process (`manage.py runegress`) keeps VIBEBOX_NODE_BACK_LINKS mutual-TLS
-connections parked at each healthy prepared node's relay for each service (`GET /back/gateway`,
+connections parked at each prepared node's relay (healthy or draining; not down) for each service (`GET /back/gateway`,
 `GET /back/egress`, the node's relay credentials: the same as the sandboxd tunnels'). When a
 sandbox there connects to the service's address on its bridge, the relay answers one parked
 request `200` with the sandbox's bridge address (`Vibebox-Peer`) and splices; this side then
 - for `gateway`: connects to the model gateway where it listens on this host and copies both ways
-  (the gateway knows the sandbox by its token, never by an address);
+  (the gateway knows the sandbox by its token, never by an address), at most
+  VIBEBOX_EGRESS_PROXY_PER_SANDBOX at once per sandbox (node and address; more: `503`), counted by
+  the egress proxy's counter under their own key;
 - for `egress`: serves the connection in this process's egress proxy, as the sandbox at that
   address **on that node** (`sandbox_by_address(address, node=…)`): the node is the one whose
   relay this connection was dialled to and verified, so an address that is also a local
@@ -30,6 +32,7 @@ from django.db import close_old_connections
 from .engine import sandbox_network_gateway
 from .models import Node
 from .runtime.relay import node_context
+from .splice import splice
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ RETRY_SECONDS = 2.0  # after a failed dial or a refusal
 REFRESH_SECONDS = 15.0  # the nodes' list read again
 CONNECT_SECONDS = 10.0
 BUFFER = 64 * 1024
+_REFUSAL = b"model gateway: too many connections from this sandbox\n"
+GATEWAY_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_REFUSAL)
+) + _REFUSAL
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,12 @@ class Link:
 
 
 def _links() -> dict[int, tuple[tuple, Link]]:
-    """node pk -> (its connection's identity, a Link template) for every healthy prepared node."""
+    """node pk -> (its connection's identity, a Link template) for every prepared node not down
+    (a draining node's running sandboxes keep the gateway and the egress proxy)."""
     close_old_connections()
     try:
         found = {}
-        for node in Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="").exclude(relay_ca=""):
+        for node in Node.objects.exclude(state=Node.State.DOWN).exclude(relay_image="").exclude(relay_ca=""):
             connection = node.connection()
             host = urlsplit(connection.url).hostname or ""  # the relay's host, as runner_for_node has it
             context = node_context(connection)
@@ -186,10 +195,17 @@ class BackLinks:
 
     async def _serve(self, link: Link, service: str, address: str, reader, writer) -> None:
         self.paired += 1
+        if service == "egress":  # its caps (all, and per sandbox: `address@node`) are the proxy's
+            await self.proxy.handle(reader, writer, peer=address, node_id=link.node_id)
+            return
+        source = f"gateway {address}@{link.node_id}"  # the gateway's own count per sandbox, as the proxy's
+        if not self.proxy.admit(source):
+            with contextlib.suppress(Exception):
+                writer.write(GATEWAY_REFUSED)
+                await asyncio.wait_for(writer.drain(), 5)
+            writer.close()
+            return
         try:
-            if service == "egress":
-                await self.proxy.handle(reader, writer, peer=address, node_id=link.node_id)
-                return
             if self.gateway is None:  # read once: rungateway's address does not move
                 self.gateway = await sync_to_async(gateway_address, thread_sensitive=False)()
             host, port = self.gateway
@@ -197,35 +213,14 @@ class BackLinks:
                 asyncio.open_connection(host, port, limit=BUFFER), CONNECT_SECONDS
             )
             try:
-                await splice(reader, writer, upstream_reader, upstream_writer)
+                await splice(
+                    reader, writer, upstream_reader, upstream_writer, idle=settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
+                )
             finally:
                 upstream_writer.close()
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             logger.info("back link %s from %s on node %s ended: %s", service, address, link.name, exc)
         finally:
+            self.proxy.release(source)
             with contextlib.suppress(Exception):
                 writer.close()
-
-
-async def splice(reader, writer, upstream_reader, upstream_writer) -> None:
-    """Copies both ways until both ended (each end passed on as a half-close where the transport
-    has one); a side quiet for VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT ends it."""
-    idle = settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
-
-    async def copy(source, sink):
-        try:
-            while data := await asyncio.wait_for(source.read(BUFFER), idle):
-                sink.write(data)
-                await asyncio.wait_for(sink.drain(), idle)
-        finally:
-            with contextlib.suppress(Exception):
-                if sink.can_write_eof():
-                    sink.write_eof()
-
-    tasks = [asyncio.create_task(copy(reader, upstream_writer)), asyncio.create_task(copy(upstream_reader, writer))]
-    try:
-        await asyncio.wait([tasks[1]])  # the service's answer ended: the exchange is over
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,7 +14,8 @@ An asyncio forward proxy on the sandbox bridge's gateway address (like the model
   host's own addresses are refused unless VIBEBOX_EGRESS_ALLOW_PRIVATE lists them;
   `localhost` and `*.localhost` are loopback (RFC 6761), never asked of DNS;
 - caps: connections at once (all, and per sandbox), the request head's size and the time to
-  send it, DNS and connect deadlines, an idle deadline on every tunnel.
+  send it, DNS and connect deadlines, an idle deadline on every tunnel (no byte either way for
+  VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT: splice.py, shared with the back links).
 """
 
 import asyncio
@@ -35,6 +36,7 @@ from apps.orgs.network import address_matches, name_matches, proxied, stored
 from .backlinks import BackLinks
 from .runtime.firewall import PRIVATE_V4, PRIVATE_V6
 from .services.network import mirror_hosts, sandbox_by_address
+from .splice import splice
 
 logger = logging.getLogger(__name__)
 
@@ -223,10 +225,9 @@ class EgressProxy:
         if node_id is None:
             peer = (writer.get_extra_info("peername") or ("", 0))[0]
         source = peer if node_id is None else f"{peer}@{node_id}"  # the per-sandbox cap's key
-        if self.total.locked() or self.per_source.get(source, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
+        if self.total.locked() or not self.admit(source):
             await self._answer(writer, Refused(503, "too many connections through the egress proxy"))
             return
-        self.per_source[source] = self.per_source.get(source, 0) + 1
         try:
             async with self.total:
                 await self._serve_one(peer, reader, writer, node_id)
@@ -237,11 +238,23 @@ class EgressProxy:
         except Exception:
             logger.exception("egress proxy: a connection from %s failed", peer)
         finally:
-            self.per_source[source] -= 1
-            if not self.per_source[source]:
-                del self.per_source[source]
+            self.release(source)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def admit(self, source: str) -> bool:
+        """Counts one more connection of `source` (a sandbox: its address, or `address@node`; the
+        back links' gateway pairings: `gateway address@node`), unless it holds
+        VIBEBOX_EGRESS_PROXY_PER_SANDBOX already; `release` when it ends."""
+        if self.per_source.get(source, 0) >= settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX:
+            return False
+        self.per_source[source] = self.per_source.get(source, 0) + 1
+        return True
+
+    def release(self, source: str) -> None:
+        self.per_source[source] -= 1
+        if not self.per_source[source]:
+            del self.per_source[source]
 
     async def _answer(self, writer, refused: Refused) -> None:
         reasons = {
@@ -315,36 +328,12 @@ class EgressProxy:
                 kept.insert(0, b"Host: " + authority.encode())
                 request = b" ".join((method, path, version)) + b"\r\n" + b"".join(line + b"\r\n" for line in kept)
                 upstream_writer.write(request + b"Connection: close\r\n\r\n")
-            await self._pipe(reader, writer, upstream_reader, upstream_writer)
+            await splice(
+                reader, writer, upstream_reader, upstream_writer, idle=settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
+            )
         finally:
             with contextlib.suppress(Exception):
                 upstream_writer.close()
-
-    async def _pipe(self, reader, writer, upstream_reader, upstream_writer) -> None:
-        idle = settings.VIBEBOX_EGRESS_PROXY_IDLE_TIMEOUT
-
-        async def copy(source, sink):
-            try:
-                while True:
-                    data = await asyncio.wait_for(source.read(BUFFER), idle)
-                    if not data:
-                        break
-                    sink.write(data)
-                    await asyncio.wait_for(sink.drain(), idle)
-            finally:
-                with contextlib.suppress(Exception):
-                    if sink.can_write_eof():
-                        sink.write_eof()
-
-        tasks = [asyncio.create_task(copy(reader, upstream_writer)), asyncio.create_task(copy(upstream_reader, writer))]
-        try:
-            # The response's end (upstream closes) ends the exchange; a client that stops sending
-            # only half-closes.
-            await asyncio.wait([tasks[1]])
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _log(self, policy: Policy, host: str, port: int, what: str) -> None:
         logger.info("egress proxy: %s %s:%s %s", policy.sandbox_id, host, port, what)

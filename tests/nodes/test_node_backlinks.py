@@ -30,7 +30,7 @@ from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes.backlinks import BackLinks
 from apps.sandboxes.egress import EgressProxy
-from apps.sandboxes.models import Sandbox
+from apps.sandboxes.models import Node, Sandbox
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import network, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
@@ -158,9 +158,9 @@ CONNECT = (
 
 
 def test_a_node_sandbox_reaches_the_egress_proxy_and_the_model_gateway(
-    node_a, target, docker_nodes, services, stub, owner, api_client
+    node_a, target, docker_nodes, services, stub, owner, api_client, settings
 ):
-    links, _ = services
+    links, loop = services
     policy = {"internet": False, "allow": [f"{target}/32"]}  # through the proxy: only the target
     sandbox = sandbox_create(owner=owner, template="back-node", network_policy=policy)
     try:
@@ -195,5 +195,24 @@ def test_a_node_sandbox_reaches_the_egress_proxy_and_the_model_gateway(
         calls = [r for r in stub.requests if r["path"] == "/v1/models"]
         assert calls and calls[-1]["headers"].get("x-api-key") == OPERATOR_KEY
         assert links.paired >= 3
+
+        # Past the per-sandbox cap (VIBEBOX_EGRESS_PROXY_PER_SANDBOX, counted per node and address) a
+        # gateway pairing is refused (0 here: the next one is past it) and the gateway never sees it.
+        cap, settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX = settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX, 0
+        seen = len(stub.requests)
+        gateway_call = f"exec 3<>/dev/tcp/{host}/{port} && printf '{request}' >&3 && timeout 10 cat <&3"
+        assert _sh(api_client, sandbox, gateway_call).startswith("HTTP/1.1 503")
+        assert len(stub.requests) == seen
+        settings.VIBEBOX_EGRESS_PROXY_PER_SANDBOX = cap
+
+        # A draining node keeps its links (its running sandboxes keep the gateway); a down one loses them.
+        Node.objects.filter(pk=node_a.pk).update(state=Node.State.DRAINING)
+        asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)
+        assert node_a.pk in links.nodes
+        assert _sh(api_client, sandbox, gateway_call).startswith("HTTP/1.1 200")
+        Node.objects.filter(pk=node_a.pk).update(state=Node.State.DOWN)
+        asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)
+        assert node_a.pk not in links.nodes
+        Node.objects.filter(pk=node_a.pk).update(state=Node.State.HEALTHY)
     finally:
         sandbox_destroy(sandbox=sandbox)

@@ -19,6 +19,7 @@ A sandbox on a node (`admitted.relay`) is reached the same way through its node'
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -281,25 +282,56 @@ class _RelayTransport(httpx.AsyncHTTPTransport):
             network_backend=_RelayBackend(relay, context),
         )
 
+    def busy(self) -> bool:
+        """Whether a request is in flight (or a connection being made) through this pool."""
+        return any(not connection.is_idle() and not connection.is_closed() for connection in self._pool.connections)
 
-_relay_clients: dict[tuple, tuple[object, httpx.AsyncClient]] = {}
+
+RELAY_CLIENT_UNUSED = 10 * 60.0  # a node's client not asked for this long (and idle) is closed: a removed node's
+
+
+@dataclasses.dataclass
+class _Held:
+    relay: tuple[str, int]
+    context: object
+    client: httpx.AsyncClient
+    transport: _RelayTransport
+    used: float
+
+
+_relay_clients: dict[tuple, _Held] = {}  # (event loop, node) -> its client
+_closing: set[asyncio.Task] = set()
+
+
+def _close_later(client: httpx.AsyncClient) -> None:
+    task = asyncio.get_running_loop().create_task(client.aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _relay_client(relayed) -> httpx.AsyncClient:
-    """One pooled client per event loop and node's relay (`relayed`: a sandboxd_client.Relayed; a
-    node's containers may share bridge addresses with another's: pools never mix). A node whose
-    credentials changed (another TLS context) gets a new one."""
+    """One pooled client per event loop and node (`relayed`: a sandboxd_client.Relayed; a node's
+    containers may share bridge addresses with another's: pools never mix). A node whose relay or
+    credentials changed (another address or TLS context) gets a new one, the one it replaces is
+    closed (its relay was replaced too); a node's client not asked for in RELAY_CLIENT_UNUSED and
+    idle is closed and forgotten (a removed node's does not stay)."""
     loop = asyncio.get_running_loop()
-    key = (id(loop), relayed.relay, relayed.node)
+    now = time.monotonic()
+    for key, held in list(_relay_clients.items()):
+        if key[0] == id(loop) and now - held.used > RELAY_CLIENT_UNUSED and not held.transport.busy():
+            del _relay_clients[key]
+            _close_later(held.client)
+    key = (id(loop), relayed.node)
     held = _relay_clients.get(key)
-    if held is None or held[0] is not relayed.context or held[1].is_closed:
+    if held is None or held.context is not relayed.context or held.relay != relayed.relay or held.client.is_closed:
+        if held is not None and not held.client.is_closed:
+            _close_later(held.client)
         timeout = httpx.Timeout(connect=settings.VIBEBOX_PREVIEW_CONNECT_TIMEOUT, read=None, write=None, pool=None)
-        client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False,
-            transport=_RelayTransport(relayed.relay, relayed.context),
-        )  # fmt: skip
-        held = _relay_clients[key] = (relayed.context, client)
-    return held[1]
+        transport = _RelayTransport(relayed.relay, relayed.context)
+        client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
+        held = _relay_clients[key] = _Held(relayed.relay, relayed.context, client, transport, now)
+    held.used = now
+    return held.client
 
 
 class _ClientGone(Exception):

@@ -143,11 +143,11 @@ def network_release(sandbox: Sandbox) -> None:
 def network_reconcile() -> int:
     """Rewrites every restricted sandbox's rules at its current address and drops the rest (a
     firewall reload, a crash, a container that died): the reconcile pass, on the local engine and
-    on every healthy prepared node (through its relay). Answers how many."""
+    on every prepared node not down (healthy or draining, through its relay). Answers how many."""
     if not firewall_available():
         return 0
     count = 0
-    for node in [None, *Node.objects.filter(state=Node.State.HEALTHY).exclude(relay_image="")]:
+    for node in [None, *Node.objects.exclude(state=Node.State.DOWN).exclude(relay_image="")]:
         try:
             count += _reconcile_engine(node)
         except errors.ApplicationError as exc:  # one node's failure does not stop the others'
