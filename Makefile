@@ -77,8 +77,9 @@ test: setup browser typescript monitoring proxies
 	@# The nodes' relay image (tests/nodes prepare nodes with it): built here once, not in a test.
 	@$(BIN)/python manage.py sandboxd --relay
 	@# --durations: the slowest tests are listed at the end, where CI's time goes (it must stay < 90 min).
+	@# --no-loadscope-reorder: files in tests/conftest.py's order, the longest first (HEAVY_FIRST).
 	@# tests/ha and the nodes' drills (live-restore, three nodes) are make test-ha's (its own Redis and PostgreSQL: the drills need both).
-	@$(BIN)/pytest -n 3 --dist loadfile --durations=40 --ignore=tests/ha --ignore=tests/nodes/test_live_restore.py --ignore=tests/nodes/test_three_nodes.py
+	@$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=40 --ignore=tests/ha --ignore=tests/nodes/test_live_restore.py --ignore=tests/nodes/test_three_nodes.py
 
 # The tests where the database matters, against a real PostgreSQL on loopback: a fresh cluster in
 # var/postgres on a free port, started before pytest and stopped after it (scripts/test-postgres.sh
