@@ -12,10 +12,12 @@ import contextlib
 import datetime
 import io
 import ipaddress
+import socket
 import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,3 +281,38 @@ def unprepare(engine: Engine) -> None:
         "docker volume rm $(docker volume ls -q --filter name=vibebox-) >/dev/null 2>&1; true"
     )
     engine.container.exec_run(["sh", "-c", script])
+
+
+def listening(address: str, port: int = ENGINE_PORT) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=2):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def lan_listener(client, *, network: str, host: int, name: str, instance: str) -> Iterator[str]:
+    """A listener of the test's own at the `host`-th address of the nodes' LAN (`network`), on
+    ENGINE_PORT: the engine image's docker-proxy, which accepts and has no backend. Yields its
+    address; removed after."""
+    from tests.waiting import wait_for
+
+    lan = client.networks.get(network)
+    address = str(ipaddress.ip_network(lan.attrs["IPAM"]["Config"][0]["Subnet"])[host])
+    api = client.api
+    listen = (
+        f"exec docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port {ENGINE_PORT}"
+        " -container-ip 127.0.0.1 -container-port 9 3>/dev/null"
+    )
+    endpoint = api.create_endpoint_config(ipv4_address=address)
+    created = api.create_container(
+        ENGINE_IMAGE, name=name, entrypoint=["sh", "-c", listen],
+        labels={"vibebox.test-fixture": "nodes", "vibebox.test-instance": instance},
+        host_config=api.create_host_config(network_mode=lan.name),
+        networking_config=api.create_networking_config({lan.name: endpoint}),
+    )  # fmt: skip
+    try:
+        api.start(created["Id"])
+        wait_for(lambda: listening(address), timeout=30, what="the LAN target")
+        yield address
+    finally:
+        api.remove_container(created["Id"], force=True)

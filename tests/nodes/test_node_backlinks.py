@@ -13,8 +13,6 @@ an open policy is not taken for it. Targets are the test's own: node-2's
 engine port and a listener of the test's own (test_node_egress.py's)."""
 
 import asyncio
-import contextlib
-import ipaddress
 import socket
 import threading
 
@@ -38,7 +36,7 @@ from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests import anthropic_stub
 from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_IMAGE, ENGINE_PORT, add_node, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, lan_listener, ship, unprepare
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the gateway and the proxy read rows in threads
@@ -57,33 +55,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def target(docker_nodes, docker_client):
-    """A listener of the test's own on the nodes' LAN (the engine image's docker-proxy)."""
-    lan = docker_client.networks.get(f"vibebox-{INSTANCE}-nodes")
-    address = str(ipaddress.ip_network(lan.attrs["IPAM"]["Config"][0]["Subnet"])[41])
-    api = docker_client.api
-    listen = (
-        f"exec docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port {ENGINE_PORT}"
-        " -container-ip 127.0.0.1 -container-port 9 3>/dev/null"
-    )
-    endpoint = api.create_endpoint_config(ipv4_address=address)
-    created = api.create_container(
-        ENGINE_IMAGE, name=TARGET, entrypoint=["sh", "-c", listen],
-        labels={"vibebox.test-fixture": "nodes", "vibebox.test-instance": INSTANCE},
-        host_config=api.create_host_config(network_mode=lan.name),
-        networking_config=api.create_networking_config({lan.name: endpoint}),
-    )  # fmt: skip
-    try:
-        api.start(created["Id"])
-        wait_for(lambda: _listening(address), timeout=30, what="the LAN target")
+    """A listener of the test's own on the nodes' LAN."""
+    with lan_listener(
+        docker_client, network=f"vibebox-{INSTANCE}-nodes", host=41, name=TARGET, instance=INSTANCE
+    ) as address:
         yield address
-    finally:
-        api.remove_container(created["Id"], force=True)
-
-
-def _listening(address: str) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((address, ENGINE_PORT), timeout=2):
-        return True
-    return False
 
 
 @pytest.fixture

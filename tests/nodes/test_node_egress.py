@@ -7,10 +7,6 @@ them; the reconcile pass rewrites them on the node.
 Targets are the test's own containers on the nodes' LAN: the second nested engine's TLS port, and
 a listener the test starts at another address."""
 
-import contextlib
-import ipaddress
-import socket
-
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -24,8 +20,7 @@ from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_IMAGE, ENGINE_PORT, add_node, ship, unprepare
-from tests.waiting import wait_for
+from tests.nodes.engines import ENGINE_PORT, add_node, lan_listener, ship, unprepare
 
 pytestmark = pytest.mark.django_db
 
@@ -36,33 +31,11 @@ TARGET = f"vibebox-{INSTANCE}-egress-target"
 @pytest.fixture
 def lan(docker_nodes, docker_client):
     """(allowed, denied): node-2's engine port, and a listener of the test's own at another address
-    of the nodes' LAN (the engine image's docker-proxy, which accepts and has no backend)."""
-    network = docker_client.networks.get(f"vibebox-{INSTANCE}-nodes")
-    address = str(ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])[40])
-    api = docker_client.api
-    listen = (
-        f"exec docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port {ENGINE_PORT}"
-        " -container-ip 127.0.0.1 -container-port 9 3>/dev/null"
-    )
-    endpoint = api.create_endpoint_config(ipv4_address=address)
-    created = api.create_container(
-        ENGINE_IMAGE, name=TARGET, entrypoint=["sh", "-c", listen],
-        labels={"vibebox.test-fixture": "nodes", "vibebox.test-instance": INSTANCE},
-        host_config=api.create_host_config(network_mode=network.name),
-        networking_config=api.create_networking_config({network.name: endpoint}),
-    )  # fmt: skip
-    try:
-        api.start(created["Id"])
-        wait_for(lambda: _listening(address), timeout=30, what="the LAN target")
+    of the nodes' LAN."""
+    with lan_listener(
+        docker_client, network=f"vibebox-{INSTANCE}-nodes", host=40, name=TARGET, instance=INSTANCE
+    ) as address:
         yield docker_nodes[1].address, address
-    finally:
-        api.remove_container(created["Id"], force=True)
-
-
-def _listening(address: str) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((address, ENGINE_PORT), timeout=2):
-        return True
-    return False
 
 
 @pytest.fixture
