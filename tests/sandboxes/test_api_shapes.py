@@ -40,7 +40,7 @@ from apps.sandboxes.consumers.terminal import _message
 from apps.sandboxes.models import Execution, Sandbox, Snapshot
 from apps.sandboxes.runtime.base import ExecResult, FileInfo
 from apps.sandboxes.services.exec import Outcome
-from apps.sandboxes.services.pools import PoolStats
+from apps.sandboxes.services.pools import EnginePoolStats, PoolStats
 from vibebox import exceptions as errors
 
 
@@ -296,6 +296,10 @@ def test_pools():
         hit_rate=0.667,
         replaced=0,
         last_ready_ms=None,
+        engines=(
+            EnginePoolStats(engine="local", size=1, creating=1),
+            EnginePoolStats(engine="node-a", size=1, creating=0),
+        ),
     )
     assert PoolListSerializer({"pools": [stats]}).data == {
         "pools": [
@@ -314,6 +318,10 @@ def test_pools():
                 "hitRate": 0.667,
                 "replaced": 0,
                 "lastReadyMs": None,
+                "engines": [
+                    {"engine": "local", "size": 1, "creating": 1},
+                    {"engine": "node-a", "size": 1, "creating": 0},
+                ],
             }
         ]
     }
