@@ -55,6 +55,8 @@ TooManyStreams = error("too_many_streams", 429, "Too many open streams, backgrou
 # Sandboxes.
 SandboxNotFound = error("sandbox_not_found", 404, "Sandbox not found.")
 SandboxStateConflict = error("sandbox_state_conflict", 409, "The sandbox is not in a state that allows this.")
+# Recover (services/recovery.py): details.reason says why (image_missing).
+SandboxUnrecoverable = error("sandbox_unrecoverable", 409, "The sandbox cannot be recovered.")
 SandboxNameTaken = error("sandbox_name_taken", 409, "A sandbox with this name already exists.")
 SandboxNameAmbiguous = error(
     "sandbox_name_ambiguous", 409, "Several members' sandboxes have this name; use the sandbox's id."

@@ -27,6 +27,7 @@ SAMPLED_AFTER = {
     "sandbox.paused",
     "sandbox.restored",  # a snapshot's container replaced the sandbox's
     "sandbox.reachable",  # its node answered again: the sandbox follows its container there
+    "sandbox.recovered",  # out of error: its container found, or a new one made (stopped)
 }
 
 

@@ -18,7 +18,7 @@ from apps.orgs import selectors as org_selectors
 from apps.sandboxes import selectors, states
 from apps.sandboxes.metrics import sandbox_metrics as measure
 from apps.sandboxes.models import SandboxGrant, Status
-from apps.sandboxes.services import create, grants, lifecycle
+from apps.sandboxes.services import create, grants, lifecycle, recovery
 from vibebox import exceptions as errors
 from vibebox.units import parse_duration, parse_size
 
@@ -33,6 +33,7 @@ ACTIONS = {
     "restart": lifecycle.sandbox_restart,
     "pause": lifecycle.sandbox_pause,
     "resume": lifecycle.sandbox_resume,
+    "recover": recovery.sandbox_recover,
     "destroy": create.sandbox_destroy,
 }
 

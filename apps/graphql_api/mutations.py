@@ -74,6 +74,7 @@ from apps.sandboxes.services.lifecycle import (
     sandbox_stop,
 )
 from apps.sandboxes.services.network import sandbox_network_update
+from apps.sandboxes.services.recovery import sandbox_recover
 from apps.sso import selectors as sso_selectors
 from apps.sso import services as sso_services
 from apps.sso.api import serializers as sso_api
@@ -750,6 +751,10 @@ class Mutation:
     @strawberry.mutation(description="As POST /sandboxes/{id}/restart.")
     def restart_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
         return _lifecycle(info, id, sandbox_restart)
+
+    @strawberry.mutation(description="As POST /sandboxes/{id}/recover: a sandbox in error made usable again.")
+    def recover_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:
+        return _lifecycle(info, id, sandbox_recover)
 
     @strawberry.mutation(description="As POST /sandboxes/{id}/pause.")
     def pause_sandbox(self, info: Info, id: strawberry.ID) -> Sandbox:

@@ -7,6 +7,7 @@
     running <-> paused
     any but destroyed -> destroying -> destroyed
     anything -> error (with a reason), when the engine says the container is gone
+    error -> starting -> stopped | running | paused   (recover: its container made again, or found)
     running | paused -> unreachable -> running | paused | stopped | error
                                               (its node is down; back to what the node's engine
                                                says when it returns: docs/nodes.md)
@@ -34,6 +35,7 @@ RESTART_FROM = {Status.RUNNING, Status.STOPPED}
 PAUSE_FROM = {Status.RUNNING}
 RESUME_FROM = {Status.PAUSED}
 DESTROY_FROM = set(ALIVE)
+RECOVER_FROM = {Status.ERROR}
 # The lifecycle actions and the states each may start from, in the order interfaces offer them.
 ACTIONS_FROM = {
     "start": START_FROM,
@@ -41,6 +43,7 @@ ACTIONS_FROM = {
     "restart": RESTART_FROM,
     "pause": PAUSE_FROM,
     "resume": RESUME_FROM,
+    "recover": RECOVER_FROM,
     "destroy": DESTROY_FROM,
 }
 UPDATE_FROM = set(ALIVE) - {Status.DESTROYING}

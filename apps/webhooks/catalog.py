@@ -12,6 +12,7 @@ EVENTS: dict[str, str] = {
     "sandbox.expired": "A sandbox reached its timeout and was stopped or destroyed.",
     "sandbox.error": "A sandbox went into the error state.",
     "sandbox.unreachable": "A sandbox's node stopped answering: the sandbox is unreachable until the node returns.",
+    "sandbox.recovered": "A sandbox in error was recovered (POST …/recover): its container found, or made again.",
     "execution.completed": "A command or code run finished with exit code 0 (data: the execution).",
     "execution.failed": "A command or code run finished otherwise (non-zero exit, timeout).",
     "file.uploaded": "A file or archive was written into a sandbox.",

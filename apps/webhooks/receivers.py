@@ -29,6 +29,7 @@ SAME = {
     "sandbox.expired",  # by the reconcile pass, after the sandbox.destroyed its timeout caused
     "sandbox.error",  # by the reconcile pass: the container vanished (the sandbox's statusReason says)
     "sandbox.unreachable",  # by the nodes' health check: its node is down
+    "sandbox.recovered",  # POST …/recover: out of error (the sandbox's statusReason says how)
 }
 # The agents app's Claude events (apps/agents/asks.py), published on the sandbox's stream.
 CLAUDE = {"claude.ask.finished": "claude.ask.finished", "claude.changes": "claude.changes.pending"}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.sandboxes.services import lifecycle
+from apps.sandboxes.services import lifecycle, recovery
 
 from . import (
     context_views,
@@ -29,6 +29,7 @@ urlpatterns = [
     path("sandboxes/<str:sandbox_id>/start", views.action_view(lifecycle.sandbox_start, "start")),
     path("sandboxes/<str:sandbox_id>/stop", views.action_view(lifecycle.sandbox_stop, "stop")),
     path("sandboxes/<str:sandbox_id>/restart", views.action_view(lifecycle.sandbox_restart, "restart")),
+    path("sandboxes/<str:sandbox_id>/recover", views.action_view(recovery.sandbox_recover, "recover")),
     path("sandboxes/<str:sandbox_id>/pause", views.action_view(lifecycle.sandbox_pause, "pause")),
     path("sandboxes/<str:sandbox_id>/resume", views.action_view(lifecycle.sandbox_resume, "resume")),
     path("sandboxes/<str:sandbox_id>/exec", exec_views.ExecView.as_view()),

@@ -341,6 +341,11 @@ export class SnapshotUnusableError extends ConflictError {
   static override defaultCode = 'snapshot_unusable';
 }
 
+/** 409: `recover()` cannot make the sandbox's container again: its image is gone (`details.reason` `image_missing`). @example `if (e instanceof SandboxUnrecoverableError) console.log(e.details)` */
+export class SandboxUnrecoverableError extends ConflictError {
+  static override defaultCode = 'sandbox_unrecoverable';
+}
+
 /** 409: an organization keeps at least one owner: make another member an owner first. @example `if (e instanceof LastOwnerError) console.log(e.details.org)` */
 export class LastOwnerError extends ConflictError {
   static override defaultCode = 'last_owner';
@@ -776,6 +781,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   file_not_found: FileNotFoundError,
   snapshot_not_found: SnapshotNotFoundError,
   snapshot_unusable: SnapshotUnusableError,
+  sandbox_unrecoverable: SandboxUnrecoverableError,
   ask_not_found: AskNotFoundError,
   org_not_found: OrgNotFoundError,
   member_not_found: MemberNotFoundError,

@@ -319,6 +319,18 @@ export class Sandbox {
   }
 
   /**
+   * Makes a sandbox in `error` usable again: its container as found, or made again `stopped` with
+   * its workspace where a restore put it (`statusReason` says which); then `start()`.
+   * @example
+   * ```ts
+   * if (sandbox.status === 'error') await (await sandbox.recover()).start();
+   * ```
+   */
+  recover(): SandboxChain<Sandbox> {
+    return this.chain(this.action('recover'));
+  }
+
+  /**
    * Removes the container and its workspace. Idempotent.
    * @example
    * ```ts

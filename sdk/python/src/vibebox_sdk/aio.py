@@ -116,6 +116,9 @@ class AsyncSandbox:
     async def resume(self) -> AsyncSandbox:
         return await self._action(calls.sandbox_action(self.id, "resume"))
 
+    async def recover(self) -> AsyncSandbox:
+        return await self._action(calls.sandbox_action(self.id, "recover"))
+
     async def destroy(self) -> None:
         await self._send(calls.destroy_sandbox(self.id))
         self.info.status = "destroyed"

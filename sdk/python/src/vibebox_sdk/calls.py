@@ -166,7 +166,7 @@ def destroy_sandbox(sandbox_id: str) -> Call:
 
 
 def sandbox_action(sandbox_id: str, action: str) -> Call:
-    """start, stop, restart, pause, resume."""
+    """start, stop, restart, pause, resume, recover."""
     return Call("POST", sandbox_path(sandbox_id, action), timeout=LONG, parse=_sandbox)
 
 

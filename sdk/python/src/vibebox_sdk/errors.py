@@ -308,6 +308,13 @@ class SnapshotUnusableError(ConflictError):
     default_code = "snapshot_unusable"
 
 
+class SandboxUnrecoverableError(ConflictError):
+    """409: `recover()` cannot make the sandbox's container again: its image is gone
+    (`details["reason"]` `image_missing`; a snapshot's image comes back with `restore --snapshots`)."""
+
+    default_code = "sandbox_unrecoverable"
+
+
 class ClaudeUnavailableError(ConflictError):
     """409: the sandbox's template has no Claude Code (use `node-22-claude-code`)."""
 
@@ -709,6 +716,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "sandbox_outdated": SandboxOutdatedError,
     "snapshot_not_found": SnapshotNotFoundError,
     "snapshot_unusable": SnapshotUnusableError,
+    "sandbox_unrecoverable": SandboxUnrecoverableError,
     "request_too_large": RequestTooLargeError,
     "payload_too_large": RequestTooLargeError,  # older servers' code for it
     "invalid_json": ValidationError,

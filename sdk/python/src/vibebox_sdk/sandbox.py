@@ -143,6 +143,11 @@ class Sandbox:
     def resume(self) -> Sandbox:
         return self._set(self._send(calls.sandbox_action(self.id, "resume")))
 
+    def recover(self) -> Sandbox:
+        """A sandbox in `error` made usable again: its container as found, or made again `stopped`
+        with its workspace where a restore put it (`info.status_reason` says); then `start()`."""
+        return self._set(self._send(calls.sandbox_action(self.id, "recover")))
+
     def destroy(self) -> None:
         """Removes the container and its workspace. Idempotent."""
         self._send(calls.destroy_sandbox(self.id))

@@ -32,6 +32,7 @@ LIFECYCLE = {
     "restart": "Restart a running sandbox.",
     "pause": "Freeze every process of a running sandbox (memory and files are kept).",
     "resume": "Resume a paused sandbox where it was.",
+    "recover": "Make a sandbox in error usable again (its container found, or made again stopped).",
 }
 
 if TYPE_CHECKING:  # annotations only: `vibebox --help` does not import the client (httpx, websockets)
