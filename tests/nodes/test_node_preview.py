@@ -1,13 +1,17 @@
 """Preview URLs of a sandbox placed on a node (docs/nodes.md, "Previews on a node"): its ports are
 listed through sandboxd (through the node's relay), and the real preview proxy (VibeBox's ASGI app,
 driven in this process: no server to start) reaches a port of it through the node's relay, for HTTP
-and WebSockets. The relay opens any port on
+and WebSockets. HTTP goes through the proxy's own transport (`_RelayTransport`, httpx's and
+httpcore's public API only: an httpx upgrade that broke it fails here), whose requests in flight,
+errors, replacement and forgetting are checked through the same relay. The relay opens any port on
 the node's sandbox bridge, and refuses the node's own address there and any address off it.
 
 The sandbox's server is preview_server.pl: the base image (all a node gets here) has perl, not
 python."""
 
+import asyncio
 import base64
+import dataclasses
 import json
 from collections.abc import Awaitable
 from pathlib import Path
@@ -21,8 +25,10 @@ from django.db.models import Sum
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
 from apps.sandboxes.models import Sandbox
+from apps.sandboxes.preview import proxy
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
+from apps.sandboxes.runtime.sandboxd_client import Relayed
 from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare, node_ship_image
@@ -76,7 +82,9 @@ def _path(url: str) -> str:
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
 
 
-def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(on_node, api_client, docker_client, docker_nodes):
+def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(
+    on_node, api_client, docker_client, docker_nodes, monkeypatch
+):
     engine, node, sandbox = on_node
     assert sandbox.node_id == node.pk and sandbox.status == "running"
     assert not docker_client.containers.list(all=True, filters={"name": f"^{sandbox.container_name}$"})
@@ -94,6 +102,46 @@ def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(on_node, api_cl
     url = api_client.get(f"/api/v1/sandboxes/{sandbox.id}/ports/{PORT}/url").json()["url"]
     other = f"{PORT + 1}-{sandbox.id}.preview.localhost".lower()
     other_url = api_client.get(f"/api/v1/sandboxes/{sandbox.id}/ports/{PORT + 1}/url").json()["url"]
+    relayed = get_driver(node).container_reach(sandbox.container_name)  # as admission hands it to the proxy
+    assert isinstance(relayed, Relayed)
+    address = relayed.host
+    context = client_context(ca=node.relay_ca, cert=node.relay_cert, key=decrypt(node.relay_key))
+    gateway = json.loads(engine.docker("network", "inspect", network_name()))[0]["IPAM"]["Config"][0]["Gateway"]
+
+    async def through_the_transport():
+        """The proxy's HTTP to a node, as it holds it: an httpx client per loop and node over
+        `_RelayTransport`, whose requests in flight decide when an unused client may be closed."""
+        loop = id(asyncio.get_running_loop())
+        used = [held for (on, _), held in proxy._relay_clients.items() if on == loop]
+        assert len(used) == 1 and isinstance(used[0].transport, proxy._RelayTransport)
+        assert not used[0].transport.busy()  # the pages' responses were closed
+        client = proxy._relay_client(relayed)
+        held = proxy._relay_clients[(loop, relayed.node)]
+        unused = proxy.RELAY_CLIENT_UNUSED
+        async with client.stream("GET", f"http://{address}:{PORT}/streamed") as response:
+            assert response.status_code == 200 and held.transport.busy()
+            monkeypatch.setattr(proxy, "RELAY_CLIENT_UNUSED", -1.0)  # every client counts as unused
+            assert proxy._relay_client(relayed) is client  # but this one is busy: kept
+            assert (await response.aread()).decode() == BODY
+        assert not held.transport.busy()
+        # httpcore's errors as the httpx ones relay_http answers: the relay's 502 (nothing accepts
+        # there) a connect error, its 403 (the node's own address) a proxy error.
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://{address}:{PORT + 1}/")
+        with pytest.raises(httpx.ProxyError):
+            await client.get(f"http://{gateway}:{PORT}/")
+        assert not held.transport.busy()
+        fresh = proxy._relay_client(relayed)  # idle and unused: closed and forgotten, a new one made
+        await asyncio.gather(*proxy._closing)
+        assert fresh is not client and client.is_closed
+        monkeypatch.setattr(proxy, "RELAY_CLIENT_UNUSED", unused)
+        # Another TLS context for the node (a rotation): a new client, the one it replaces closed.
+        rotated = proxy._relay_client(dataclasses.replace(relayed, context=context))
+        await asyncio.gather(*proxy._closing)
+        assert rotated is not fresh and fresh.is_closed
+        page = await rotated.get(f"http://{address}:{PORT}/")
+        assert page.status_code == 200 and page.text == BODY
+        await rotated.aclose()
 
     async def through_the_preview_proxy():
         """VibeBox's ASGI app (the preview router and proxy in front of Django), in this process."""
@@ -120,15 +168,14 @@ def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(on_node, api_cl
         await ws.send_to(bytes_data=b"\x00\x01\xff" * 100)
         assert await ws.receive_from() == b"\x00\x01\xff" * 100
         await ws.disconnect()
+        await through_the_transport()
 
     async_to_sync(through_the_preview_proxy)()
 
     # Those went through the node's relay (its log has a line per tunnel, when it ends): the two
-    # pages and the WebSocket.
-    address = get_driver(node).container_address(sandbox.container_name)
-
+    # pages, the WebSocket, and the transport's stream and page (the server closes each connection).
     def tunnels() -> bool:
-        return engine.docker("logs", "vibebox-relay").count(f"-> {address}:{PORT}:") >= 3
+        return engine.docker("logs", "vibebox-relay").count(f"-> {address}:{PORT}:") >= 5
 
     wait_for(tunnels, what="the relay's lines for the preview's tunnels")
 
@@ -136,7 +183,6 @@ def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(on_node, api_cl
     # (the bridge's gateway: the node's engine listens on it), nothing off the bridge.
     relay = json.loads(engine.docker("inspect", "vibebox-relay"))[0]["Args"]
     assert relay[relay.index("--ports") + 1] == "1-65535"
-    context = client_context(ca=node.relay_ca, cert=node.relay_cert, key=decrypt(node.relay_key))
     where = (engine.address, node.relay_port)
     with tunnel(where, (address, PORT), context=context, timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -144,7 +190,6 @@ def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(on_node, api_cl
         while chunk := sock.recv(4096):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(BODY.encode())
-    gateway = json.loads(engine.docker("network", "inspect", network_name()))[0]["IPAM"]["Config"][0]["Gateway"]
     refusals = {
         (gateway, ENGINE_PORT): "is an address of the relay's host",
         (gateway, PORT): "is an address of the relay's host",

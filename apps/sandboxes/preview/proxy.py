@@ -12,9 +12,10 @@ sandbox CSP and loses headers that would reach the dashboard's origin (HSTS, Cle
 response headers are capped (h11's own limit, then MAX_HEADERS / MAX_HEADER_BYTES).
 
 A sandbox on a node (`admitted.relay`) is reached the same way through its node's relay
-(runtime/relay.py, docs/nodes.md): HTTP over a pool whose connections are relay tunnels
-(`_RelayBackend`, on the event loop), WebSockets through the relay as an HTTPS proxy (the
-`websockets` client's own CONNECT, with the node's client certificate).
+(runtime/relay.py, docs/nodes.md): HTTP through a transport of ours (`_RelayTransport`) over an
+httpcore pool whose connections are relay tunnels (`_RelayBackend`, on the event loop), public API
+of httpx and httpcore only; WebSockets through the relay as an HTTPS proxy (the `websockets`
+client's own CONNECT, with the node's client certificate).
 """
 
 import asyncio
@@ -269,22 +270,111 @@ class _RelayBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class _RelayTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (its request mapping and error translation) over a pool that dials
-    through a node's relay: httpx takes no network backend itself, httpcore's pool does."""
+# httpcore's errors as the httpx ones relay_http handles (the most specific first: a subclass
+# before its base).
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors():
+    """httpcore's exceptions raised as httpx's; anything else (the request body's _ClientGone, a
+    cancellation) passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        for theirs, ours in _HTTPX_ERRORS:
+            if isinstance(exc, theirs):
+                raise ours(str(exc)) from exc
+        raise
+
+
+class _RelayBody(httpx.AsyncByteStream):
+    """An httpcore response's body as httpx streams it; closing it (httpx does, once read or
+    abandoned) gives the connection back to the pool and ends the request's time in flight."""
+
+    def __init__(self, response: httpcore.Response, done):
+        self._response, self._done = response, done
+
+    async def __aiter__(self):
+        with _as_httpx_errors():
+            async for chunk in self._response.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        done, self._done = self._done, None
+        if done is None:
+            return
+        try:
+            with _as_httpx_errors():
+                await self._response.aclose()
+        finally:
+            done()
+
+
+class _RelayTransport(httpx.AsyncBaseTransport):
+    """httpx's requests over an httpcore connection pool of ours whose connections are relay
+    tunnels (httpx takes no network backend; httpcore's pool does): public API of both only. A
+    request is in flight from when it is sent until its response's body is closed (or it failed);
+    `busy` says whether any is, so the owner knows when closing the pool would cut one."""
 
     def __init__(self, relay: tuple[str, int], context):
-        super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
+        self.pool = httpcore.AsyncConnectionPool(
             max_connections=None,
             max_keepalive_connections=200,
             keepalive_expiry=30,
             network_backend=_RelayBackend(relay, context),
         )
+        self.in_flight = 0
 
     def busy(self) -> bool:
-        """Whether a request is in flight (or a connection being made) through this pool."""
-        return any(not connection.is_idle() and not connection.is_closed() for connection in self._pool.connections)
+        """Whether a request is in flight (being sent, its connection being made, or its response
+        not yet closed) through this transport."""
+        return self.in_flight > 0
+
+    def _done(self) -> None:
+        self.in_flight -= 1
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        sent = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,  # streamed as it comes (an async iterable of bytes)
+            extensions=request.extensions,  # the client's timeouts, which httpcore applies
+        )
+        self.in_flight += 1
+        try:
+            with _as_httpx_errors():
+                response = await self.pool.handle_async_request(sent)
+        except BaseException:
+            self._done()
+            raise
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_RelayBody(response, self._done),
+            extensions=response.extensions,  # http_version, reason_phrase
+        )
+
+    async def aclose(self) -> None:
+        """Closes every connection of the pool (a response still streaming is cut)."""
+        await self.pool.aclose()
 
 
 RELAY_CLIENT_UNUSED = 10 * 60.0  # a node's client not asked for this long (and idle) is closed: a removed node's
