@@ -9,25 +9,37 @@ import ssl
 from io import StringIO
 
 import pytest
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEntry
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
+from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, Snapshot, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
 from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
-from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
+from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, node_prepare, node_ship_image
 from apps.sandboxes.services.snapshots import snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, unprepare
+from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks sent run at once, in this process (the test has no worker)."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
 
 
 @pytest.fixture
@@ -188,3 +200,39 @@ def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, o
     snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
     assert not get_driver().image_exists(snapshot.image)  # the copy went with it
     assert not get_driver(node).image_exists(snapshot.image)
+
+
+def test_a_node_with_an_older_relay_is_not_placeable_until_its_check_prepares_it_again(
+    prepared, eager_celery, django_capture_on_commit_callbacks
+):
+    """A node prepared with a relay image other than the one this source builds (an older
+    sandboxd: no back links, no preview port ranges) is not placeable; its health check sends the
+    node sync, whose node_prepare records the current relay (the relay, whose image and arguments
+    did not change here, is left running). A ship-only prepare (rotatenode's first pass) leaves
+    the relay and its record alone."""
+    engine, node, _ = prepared
+    Template.objects.update(is_active=False)  # the sync ships no template image
+    relay = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
+    placement.placement_caches_clear()
+    assert placement.placeable(node) and node.relay_image == sandboxd.relay_current()
+    assert "node-b" in [c.name for c in placement.placement_candidates(image=base_image()).engines]
+
+    older = "vibebox/sandboxd-relay:000000000000"
+    Node.objects.filter(pk=node.pk).update(relay_image=older)
+    node.refresh_from_db()
+    assert not placement.placeable(node)
+    assert [c.name for c in placement.placement_candidates(image=base_image()).engines] == ["local"]
+    shipped = node_prepare(node=node, relay=False)  # ships only: the relay is not looked at
+    assert not shipped.relay_started and shipped.image.sent == 0
+    assert Node.objects.get(pk=node.pk).relay_image == older
+
+    cache.delete(f"node-relay-stale:{node.pk}:{sandboxd.relay_current()}")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert node_check(node=node) == "healthy"
+    assert len(callbacks) == 1  # the node sync, run here (eager)
+    node.refresh_from_db()
+    assert node.relay_image == sandboxd.relay_current() and placement.placeable(node)
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        node_check(node=node)
+    assert callbacks == []  # current: nothing sent

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -354,7 +355,32 @@ def node_check(*, node: Node) -> str:
         else:
             logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
         nodes_images_sync_soon(name=node.name)  # what it missed while down (publications, sandboxd)
+    elif node_relay_stale(node):
+        _stale_sync_soon(node)
     return node.state
+
+
+def node_relay_stale(node: Node) -> bool:
+    """Whether the node was prepared with a relay image other than the current one (another
+    sandboxd source: sandboxd.relay_current): it is not placeable until prepared again."""
+    return bool(node.relay_image) and node.relay_image != sandboxd.relay_current()
+
+
+def _stale_sync_soon(node: Node) -> None:
+    """The node sync (node_prepare first) for a healthy node whose relay is stale, sent by its health
+    check at most once per VIBEBOX_NODE_IMAGE_SYNC_INTERVAL for a given current image (a prepare
+    that fails is tried again by the next one, or by beat's sync), not at every check."""
+    if node.state != Node.State.HEALTHY:
+        return
+    key = f"node-relay-stale:{node.pk}:{sandboxd.relay_current()}"
+    if cache.add(key, 1, timeout=max(1, int(settings.VIBEBOX_NODE_IMAGE_SYNC_INTERVAL))):
+        logger.warning(
+            "node %s runs relay %s, not %s: not placeable until prepared again (sent)",
+            node.name,
+            node.relay_image,
+            sandboxd.relay_current(),
+        )
+        nodes_images_sync_soon(name=node.name)
 
 
 def node_sandboxes_unreachable(*, node: Node) -> list[str]:
@@ -426,13 +452,18 @@ def _ship(node: Node, tag: str) -> ShippedImage:
     return image_stream(tag, source=None, target=node)
 
 
-def node_prepare(*, node: Node) -> PreparedNode:
+def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
     """What a node needs before sandboxes run there: sandboxd's image shipped, sandboxd's volume
     made from it under the same name as on the local engine (the way sandboxd.build makes it
     locally), the sandbox network made as on the local engine, the node's relay running (its
     image, sandboxd's binary with iptables, shipped; credentials minted the first time) and
-    answering over mutual TLS, and the network's firewall rules written through it. Idempotent.
-    sandboxd and the relay's image are built locally first if they are not."""
+    answering over mutual TLS, and the network's firewall rules written through it; then the
+    relay's image (tag) is recorded (placement.placeable compares it with the current one).
+    Idempotent. sandboxd and the relay's image are built locally first if they are not.
+
+    `relay=False` ships only (sandboxd's image and volume, the relay's image): the relay, the
+    network, its rules and the recorded image are left as they are (node_relay_rotate's first
+    pass, before the new credentials)."""
     node = _healthy(node)  # read once, passed on
     volume = sandboxd.volume_for_sandboxes()
     base = base_image()
@@ -442,6 +473,9 @@ def node_prepare(*, node: Node) -> PreparedNode:
     labels = {"vibebox.sandboxd": sandboxd.digest(base)}  # as sandboxd.build labels it locally
     remote.volume_from_image(volume, image=image.tag, path=DAEMON_MOUNT, labels=labels)
     relay_image = _ship(node, sandboxd.relay_build())  # sandboxd's binary with iptables: --firewall
+    if not relay:
+        logger.info("node %s: sandboxd %s and the relay's image %s shipped", node.name, image.tag, relay_image.tag)
+        return PreparedNode(image=image, volume=volume, volume_made=made, relay_port=node.relay_port)
     node = _relay_credentials(node)
     remote = get_driver(node)  # its connection now carries the relay's client credentials
     network = network_name()
@@ -462,7 +496,7 @@ def node_prepare(*, node: Node) -> PreparedNode:
         # later prepare succeeds (placement.placeable reads relay_image).
         Node.objects.filter(pk=node.pk).update(relay_image="")
         raise
-    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.image_id)
+    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.tag)  # its source's digest: placeable
     logger.info(
         "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",
         node.name,
@@ -615,8 +649,9 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
         )
     old = relay_fingerprint(node.relay_cert)
     # Images shipped and built first, with the old credentials still in force: the new ones cut
-    # every tunnel until the relay runs with them, so that gap is only the relay's restart.
-    node_prepare(node=node)
+    # every tunnel until the relay runs with them, so that gap is only the relay's restart. Only
+    # shipped: the relay and the network's rules are the second pass's, with the new credentials.
+    node_prepare(node=node, relay=False)
     with transaction.atomic():
         # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
         Node.objects.filter(pk=node.pk).update(**_relay_minted(node), relay_image="")
