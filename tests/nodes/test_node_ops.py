@@ -23,7 +23,7 @@ from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, node_prepare, node_ship_image
-from apps.sandboxes.services.snapshots import snapshot_create, snapshot_delete
+from apps.sandboxes.services.snapshots import archive_path, snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, unprepare
@@ -178,10 +178,12 @@ def test_destroy_takes_the_status_before_from_the_row_it_locks(owner, template):
     assert Sandbox.objects.get(pk=sandbox.pk).status == "destroying"
 
 
-def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, owner, template, settings):
+def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(
+    prepared, owner, template, settings, eager_celery, django_capture_on_commit_callbacks
+):
     """The snapshot's node drained: the create goes to the local engine, the snapshot's image
     streamed there from the node; the workspace comes from the archive as always. Deleting the
-    snapshot removes the copy too."""
+    snapshot removes the copy too (the node's image in a task after the commit)."""
     settings.VIBEBOX_DEFAULT_DISK = None
     _engine, node, ready = prepared
     placement.placement_caches_clear()
@@ -197,9 +199,41 @@ def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, o
         assert sandbox_exec(sandbox=copy, command="cat /workspace/note.txt").stdout == "kept\n"
     finally:
         sandbox_destroy(sandbox=copy)
-    snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    # In the request: the row, the archive and the local copy; the node's image is the task's.
+    assert not Snapshot.objects.filter(pk=snapshot.pk).exists() and not archive_path(snapshot).exists()
     assert not get_driver().image_exists(snapshot.image)  # the copy went with it
+    assert get_driver(node).image_exists(snapshot.image) and len(callbacks) == 1
+    callbacks[0]()  # the task, sent after the commit (eager here)
     assert not get_driver(node).image_exists(snapshot.image)
+
+
+def test_a_deleted_snapshots_image_on_a_down_node_goes_when_the_node_returns(
+    prepared, owner, template, settings, eager_celery, django_capture_on_commit_callbacks
+):
+    """The node is down when the snapshot is deleted: the request and the task leave it alone; the
+    health check that finds it back reconciles it, and the image of the snapshot that no longer
+    exists goes (this instance's only: another instance's snapshot image there stays)."""
+    engine, node, ready = prepared
+    source = _sandbox_on(node, owner, template, ready, "source")
+    snapshot = snapshot_create(sandbox=source)
+    kept = snapshot_create(sandbox=source)  # still a snapshot: its image stays
+    # Another instance's snapshot image on the node, whose snapshot this database does not know: not ours.
+    other = "vibebox/snapshot-another:gone"
+    labels = {"vibebox.managed": "1", "vibebox.instance": "another", "vibebox.snapshot-id": "snp_another"}
+    engine.docker("commit", *(f"--change=LABEL {k}={v}" for k, v in labels.items()), source.container_name, other)
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DOWN)
+    with django_capture_on_commit_callbacks(execute=True):
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    assert get_driver(node).image_exists(snapshot.image)  # down: not dialled, the copy stays
+    settings.VIBEBOX_STUCK_AFTER = 0  # its image is older than that: not one being taken
+    assert node_check(node=node) == "healthy"  # back: reconciled
+    assert not get_driver(node).image_exists(snapshot.image)
+    assert get_driver(node).image_exists(kept.image) and get_driver(node).image_exists(other)
+    with django_capture_on_commit_callbacks(execute=True):
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=kept.pk))
+    assert not get_driver(node).image_exists(kept.image)  # a healthy node's: by the task at once
 
 
 def test_a_node_with_an_older_relay_is_not_placeable_until_its_check_prepares_it_again(
