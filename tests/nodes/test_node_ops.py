@@ -19,7 +19,7 @@ from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, Snapshot, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
-from apps.sandboxes.services import placement
+from apps.sandboxes.services import nodes, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, node_prepare, node_ship_image
@@ -126,6 +126,38 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
         call_command("rotatenode", "node-b", stdout=StringIO())
     with pytest.raises(CommandError, match="No node is named 'nope'"):
         call_command("rotatenode", "nope", stdout=StringIO())
+
+
+def test_rotation_overlaps_the_old_and_the_new_credentials(prepared, owner, template):
+    """rotatenode's two steps, one at a time: during the overlap the relay takes the old and the new
+    client certificate and both the old CA and the row's bundle verify it (a process with the old
+    row still opens a tunnel to sandboxd, and so does one with the new row); after the switch the
+    old certificate is refused, and a process that still has the overlap's row gets in."""
+    engine, node, ready = prepared
+    sandbox = _sandbox_on(node, owner, template, ready, "overlap")
+    address = engine.docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", sandbox.container_name
+    ).strip()
+    where, sandboxd_at = (engine.address, node.relay_port), (address, sandboxd_client.PORT)
+    old_context = _context(node)
+    minted = nodes._relay_minted(node)
+
+    nodes.node_relay_overlap(node=node, minted=minted)
+    node.refresh_from_db()
+    assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_image  # answered: placeable
+    overlap_context = _context(node)
+    for context in (old_context, overlap_context):  # both open sandboxd's port through the relay
+        tunnel(where, sandboxd_at, context=context, timeout=10).close()
+    assert sandbox_exec(sandbox=sandbox, command="echo overlap").stdout == "overlap\n"
+
+    nodes.node_relay_switch(node=node, minted=minted)
+    node.refresh_from_db()
+    assert node.relay_ca.count("BEGIN CERTIFICATE") == 1 and node.relay_ca == minted["relay_ca"]
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tunnel(where, sandboxd_at, context=old_context, timeout=10)
+    for context in (overlap_context, _context(node)):
+        tunnel(where, sandboxd_at, context=context, timeout=10).close()
+    assert sandbox_exec(sandbox=sandbox, command="echo switched").stdout == "switched\n"
 
 
 def test_removenode_takes_away_the_relay_its_rules_and_vibeboxs_containers(prepared, owner, template):
