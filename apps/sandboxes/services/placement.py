@@ -48,6 +48,7 @@ from django.db.models import Count, Q, Sum
 from apps.orgs.network import proxied, restricted
 from vibebox import exceptions as errors
 
+from .. import sandboxd
 from ..models import Node, Sandbox, Status
 from ..runtime import get_driver, node_driver
 from . import network
@@ -78,9 +79,8 @@ def placeable(node: Node) -> bool:
     is from an older image (another sandboxd source) lacks what came since (back links, preview
     port ranges): not placeable until prepared again, which its next health check sends
     (services/nodes.py, node_check). No engine call: the current image's tag comes from the source."""
-    from ..sandboxd import relay_current  # kept per process
-
-    return node.state == Node.State.HEALTHY and bool(node.relay_image) and node.relay_image == relay_current()
+    current = sandboxd.relay_current()  # kept per process
+    return node.state == Node.State.HEALTHY and bool(node.relay_image) and node.relay_image == current
 
 
 def check_labels(labels, *, field: str = "nodeLabels") -> dict[str, str]:
