@@ -134,7 +134,11 @@ def test_the_listed_late_imports_are_still_there():
 
 # (file, function) -> why it calls the local engine's driver with a sandbox at hand. (Reconcile
 # is per engine: `get_driver(node)` for each node's rows, None for the local engine's.)
-LOCAL_ENGINE_CALLS: dict[tuple[str, str], str] = {}  # none left: network_reconcile is per engine too
+LOCAL_ENGINE_CALLS: dict[tuple[str, str], str] = {
+    # The local engine's copy of a deleted snapshot's image (its own, or one a create shipped there)
+    # goes in the request; the nodes' copies in a task (docs/nodes.md, "Deleting a snapshot").
+    ("apps/sandboxes/services/snapshots.py", "snapshot_delete"): "the local engine's copy, on purpose",
+}
 ON_ENGINE = {"sandbox", "snapshot"}
 
 

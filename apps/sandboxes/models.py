@@ -439,7 +439,7 @@ class Node(models.Model):
     relay_key = models.TextField(blank=True)  # PEM, its key, encrypted
     relay_server_cert = models.TextField(blank=True)  # PEM, the relay's certificate
     relay_server_key = models.TextField(blank=True)  # PEM, the relay's key, encrypted (sent to the node only)
-    relay_image = models.CharField(max_length=128, blank=True)  # the image id the relay last started from
+    relay_image = models.CharField(max_length=128, blank=True)  # the image (tag) the relay last started from
 
     class Meta:
         ordering = ["name"]

@@ -20,15 +20,15 @@ for one node: the health check does it when a down node answers again. Per engin
 - running sandboxes with `autoPause` and no use (API, commands, terminal input) for that
   long, and no command running, are paused;
 - executions left `running` by a server that stopped are marked `error`;
-- snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed;
+- snapshot images whose snapshot row is gone (older than VIBEBOX_STUCK_AFTER) are removed
+  (this instance's: a deleted snapshot's copy on a node that was down when it was deleted too);
 - at start-up, commands and terminals a previous server started (marked VIBEBOX_EXEC_ID) are
   killed: nobody can follow them any more (sandboxd's background processes and terminals stay:
   any server serves them).
 
-Once per pass, not per engine (and not in a pass for one node): lost snapshot images (the local
-engine's: snapshots are committed there until placement puts sandboxes on nodes), abandoned
-executions (the database's), the egress firewall rewrite (this host's, for the local engine's
-sandboxes), and the other apps' receivers.
+Once per pass, not per engine (and not in a pass for one node): abandoned executions (the
+database's), the egress firewall rewrite (this host's, for the local engine's sandboxes), and the
+other apps' receivers.
 
 Each object is one step: if the engine refuses it (or anything else goes wrong with it), the
 failure is logged and reported under `failed` and the pass goes on with the others; the next pass
@@ -48,7 +48,7 @@ from django.utils import timezone
 from vibebox import exceptions as errors
 
 from . import events, exceeded, idle, processes, signals, states
-from .models import Execution, Node, PooledContainer, Sandbox, Snapshot, Status
+from .models import Execution, Node, PooledContainer, Sandbox, Status
 from .runtime import ExecRequest, driver_for, get_driver
 from .runtime.scripts import REAPER_ID, STRAYS
 from .services import network, snapshots
@@ -195,21 +195,19 @@ def _kill_strays(sandboxes, containers, report: Report) -> None:
             report.strays_ended.append(sandbox.id)
 
 
-def _remove_lost_snapshot_images(now: dt.datetime, report: Report) -> None:
-    """Snapshot images whose row is gone (a snapshot that failed half-way, a deleted database).
-    Only images older than VIBEBOX_STUCK_AFTER: a snapshot being taken has its image first."""
+def _remove_lost_snapshot_images(engine: Node | None, now: dt.datetime, report: Report) -> None:
+    """Snapshot images on one engine whose row is gone (a deleted snapshot whose copy was on a node
+    that was down, a snapshot that failed half-way, a deleted database): services/snapshots.py,
+    lost_snapshot_images. Only images older than VIBEBOX_STUCK_AFTER: a snapshot being taken has
+    its image first."""
     before = (now - dt.timedelta(seconds=settings.VIBEBOX_STUCK_AFTER)).timestamp()
     images = []
-    with _step(report, "snapshot images", "list"):  # the local engine's (per node: phase 2, docs/nodes.md)
-        images = [i for i in get_driver().list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
-    known = set(
-        Snapshot.objects.filter(pk__in=[i.labels["vibebox.snapshot-id"] for i in images]).values_list("pk", flat=True)
-    )
+    with _step(report, "snapshot images" + (f" of node {engine.name}" if engine else ""), "list"):
+        images = snapshots.lost_snapshot_images(node=engine, older_than=before)
     for image in images:
-        if image.labels["vibebox.snapshot-id"] not in known and image.created < before:
-            with _step(report, image.tag, "remove lost snapshot image"):
-                get_driver().image_remove(image.tag)
-                report.snapshot_images_removed.append(image.tag)
+        with _step(report, image.tag, "remove lost snapshot image"):
+            get_driver(engine).image_remove(image.tag)
+            report.snapshot_images_removed.append(image.tag)
 
 
 def _idle(sandbox: Sandbox, now: dt.datetime, busy: set[str]) -> bool:
@@ -343,6 +341,7 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None, 
         busy = set(Execution.objects.filter(status=Execution.Status.RUNNING).values_list("sandbox_id", flat=True))
         pooled = set(PooledContainer.objects.filter(node=engine).values_list("id", flat=True))  # this engine's
         found = _engine_pass(engine, live, listing=listing, pooled=pooled, busy=busy, startup=startup, now=now)
+        _remove_lost_snapshot_images(engine, now, found)  # per engine: a node back from down too
         report.add(found)
         if engine is not None and found.as_dict():
             report.nodes[engine.name] = found.as_dict()
@@ -354,7 +353,6 @@ def sandbox_reconcile(*, startup: bool = False, now: dt.datetime | None = None, 
 
 
 def _once_a_pass(report: Report, *, startup: bool, now: dt.datetime) -> None:
-    _remove_lost_snapshot_images(now, report)
     # An execution still `running` past the longest possible timeout lost its server (a restart).
     abandoned = now - dt.timedelta(seconds=settings.VIBEBOX_EXEC_MAX_TIMEOUT + settings.VIBEBOX_STUCK_AFTER)
     report.executions_abandoned = Execution.objects.filter(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from apps.marketplace.catalog import extra_ca_bytes, tree_digest
+from apps.marketplace.catalog import base_image, extra_ca_bytes, tree_digest
 from vibebox import exceptions as errors
 
 from .images import base_image_build, log_to_stderr
@@ -38,6 +38,27 @@ def image(base: str) -> str:
 def relay_image(base: str) -> str:
     """The relay's image (`sandboxd relay --firewall` needs iptables): same digest as sandboxd's."""
     return f"{settings.VIBEBOX_IMAGE_PREFIX}/sandboxd-relay:{digest(base)}"
+
+
+_relay_current: dict[tuple, str] = {}
+
+
+def relay_current() -> str:
+    """The relay image's tag every node should run now: what `manage.py sandboxd --relay` builds
+    (relay_build), from the source alone (no engine call, nothing built). Kept per process, keyed
+    by the settings it is made from: a process's source does not change under it. A node whose
+    recorded relay image (Node.relay_image) is another one is stale: not placeable until prepared
+    again (services/placement.py, placeable; services/nodes.py, node_check sends the sync)."""
+    key = (
+        settings.VIBEBOX_IMAGE_PREFIX,
+        str(settings.VIBEBOX_SANDBOXD_DIR),
+        str(settings.VIBEBOX_IMAGES_DIR),
+        settings.VIBEBOX_DEBIAN_MIRROR,
+    )
+    tag = _relay_current.get(key)
+    if tag is None:
+        tag = _relay_current[key] = relay_image(base_image())
+    return tag
 
 
 def volume(base: str) -> str:

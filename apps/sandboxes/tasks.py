@@ -21,6 +21,7 @@ from .services.git_hooks import git_hook_run
 from .services.node_images import nodes_images_sync
 from .services.nodes import node_prepare, node_ship_image, nodes_check
 from .services.pools import pools_maintain
+from .services.snapshots import snapshot_copies_remove
 from .submissions import submission_validate, submissions_interrupted
 
 
@@ -138,3 +139,14 @@ def sync_node_images(self, node_name: str | None = None) -> dict:
                 raise self.retry(countdown=30)
             return {"skipped": "another node images pass is running"}
         return nodes_images_sync(name=node_name)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=5)
+def remove_snapshot_copies(self, image: str, node_names: list[str] | None = None) -> dict:
+    """A deleted snapshot's image off the nodes (services/snapshots.py, snapshot_delete: sent after
+    the commit when a node is registered). The nodes that failed are tried again (5 times, a minute
+    apart); a node that is down loses it when it returns (reconcile's lost snapshot images)."""
+    done = snapshot_copies_remove(image=image, nodes=node_names)
+    if done.failed:
+        raise self.retry(kwargs={"image": image, "node_names": sorted(done.failed)}, countdown=60)
+    return {"image": image, "removed": list(done.removed), "down": list(done.down)}

@@ -9,25 +9,37 @@ import ssl
 from io import StringIO
 
 import pytest
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEntry
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
+from apps.sandboxes import sandboxd
 from apps.sandboxes.models import Node, Sandbox, Snapshot, new_execution_id
 from apps.sandboxes.runtime import ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
-from apps.sandboxes.services import placement
+from apps.sandboxes.services import nodes, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
-from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_prepare, node_ship_image
-from apps.sandboxes.services.snapshots import snapshot_create, snapshot_delete
+from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, node_prepare, node_ship_image
+from apps.sandboxes.services.snapshots import archive_path, snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, unprepare
+from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks sent run at once, in this process (the test has no worker)."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
 
 
 @pytest.fixture
@@ -116,6 +128,38 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
         call_command("rotatenode", "nope", stdout=StringIO())
 
 
+def test_rotation_overlaps_the_old_and_the_new_credentials(prepared, owner, template):
+    """rotatenode's two steps, one at a time: during the overlap the relay takes the old and the new
+    client certificate and both the old CA and the row's bundle verify it (a process with the old
+    row still opens a tunnel to sandboxd, and so does one with the new row); after the switch the
+    old certificate is refused, and a process that still has the overlap's row gets in."""
+    engine, node, ready = prepared
+    sandbox = _sandbox_on(node, owner, template, ready, "overlap")
+    address = engine.docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", sandbox.container_name
+    ).strip()
+    where, sandboxd_at = (engine.address, node.relay_port), (address, sandboxd_client.PORT)
+    old_context = _context(node)
+    minted = nodes._relay_minted(node)
+
+    nodes.node_relay_overlap(node=node, minted=minted)
+    node.refresh_from_db()
+    assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_image  # answered: placeable
+    overlap_context = _context(node)
+    for context in (old_context, overlap_context):  # both open sandboxd's port through the relay
+        tunnel(where, sandboxd_at, context=context, timeout=10).close()
+    assert sandbox_exec(sandbox=sandbox, command="echo overlap").stdout == "overlap\n"
+
+    nodes.node_relay_switch(node=node, minted=minted)
+    node.refresh_from_db()
+    assert node.relay_ca.count("BEGIN CERTIFICATE") == 1 and node.relay_ca == minted["relay_ca"]
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tunnel(where, sandboxd_at, context=old_context, timeout=10)
+    for context in (overlap_context, _context(node)):
+        tunnel(where, sandboxd_at, context=context, timeout=10).close()
+    assert sandbox_exec(sandbox=sandbox, command="echo switched").stdout == "switched\n"
+
+
 def test_removenode_takes_away_the_relay_its_rules_and_vibeboxs_containers(prepared, owner, template):
     engine, node, ready = prepared
     sandbox = _sandbox_on(node, owner, template, ready, "live")
@@ -166,10 +210,12 @@ def test_destroy_takes_the_status_before_from_the_row_it_locks(owner, template):
     assert Sandbox.objects.get(pk=sandbox.pk).status == "destroying"
 
 
-def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, owner, template, settings):
+def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(
+    prepared, owner, template, settings, eager_celery, django_capture_on_commit_callbacks
+):
     """The snapshot's node drained: the create goes to the local engine, the snapshot's image
     streamed there from the node; the workspace comes from the archive as always. Deleting the
-    snapshot removes the copy too."""
+    snapshot removes the copy too (the node's image in a task after the commit)."""
     settings.VIBEBOX_DEFAULT_DISK = None
     _engine, node, ready = prepared
     placement.placement_caches_clear()
@@ -185,6 +231,74 @@ def test_a_create_from_a_snapshot_on_a_draining_node_ships_its_image(prepared, o
         assert sandbox_exec(sandbox=copy, command="cat /workspace/note.txt").stdout == "kept\n"
     finally:
         sandbox_destroy(sandbox=copy)
-    snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    # In the request: the row, the archive and the local copy; the node's image is the task's.
+    assert not Snapshot.objects.filter(pk=snapshot.pk).exists() and not archive_path(snapshot).exists()
     assert not get_driver().image_exists(snapshot.image)  # the copy went with it
+    assert get_driver(node).image_exists(snapshot.image) and len(callbacks) == 1
+    callbacks[0]()  # the task, sent after the commit (eager here)
     assert not get_driver(node).image_exists(snapshot.image)
+
+
+def test_a_deleted_snapshots_image_on_a_down_node_goes_when_the_node_returns(
+    prepared, owner, template, settings, eager_celery, django_capture_on_commit_callbacks
+):
+    """The node is down when the snapshot is deleted: the request and the task leave it alone; the
+    health check that finds it back reconciles it, and the image of the snapshot that no longer
+    exists goes (this instance's only: another instance's snapshot image there stays)."""
+    engine, node, ready = prepared
+    source = _sandbox_on(node, owner, template, ready, "source")
+    snapshot = snapshot_create(sandbox=source)
+    kept = snapshot_create(sandbox=source)  # still a snapshot: its image stays
+    # Another instance's snapshot image on the node, whose snapshot this database does not know: not ours.
+    other = "vibebox/snapshot-another:gone"
+    labels = {"vibebox.managed": "1", "vibebox.instance": "another", "vibebox.snapshot-id": "snp_another"}
+    engine.docker("commit", *(f"--change=LABEL {k}={v}" for k, v in labels.items()), source.container_name, other)
+    Node.objects.filter(pk=node.pk).update(state=Node.State.DOWN)
+    with django_capture_on_commit_callbacks(execute=True):
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+    assert get_driver(node).image_exists(snapshot.image)  # down: not dialled, the copy stays
+    settings.VIBEBOX_STUCK_AFTER = 0  # its image is older than that: not one being taken
+    assert node_check(node=node) == "healthy"  # back: reconciled
+    assert not get_driver(node).image_exists(snapshot.image)
+    assert get_driver(node).image_exists(kept.image) and get_driver(node).image_exists(other)
+    with django_capture_on_commit_callbacks(execute=True):
+        snapshot_delete(snapshot=Snapshot.objects.get(pk=kept.pk))
+    assert not get_driver(node).image_exists(kept.image)  # a healthy node's: by the task at once
+
+
+def test_a_node_with_an_older_relay_is_not_placeable_until_its_check_prepares_it_again(
+    prepared, eager_celery, django_capture_on_commit_callbacks
+):
+    """A node prepared with a relay image other than the one this source builds (an older
+    sandboxd: no back links, no preview port ranges) is not placeable; its health check sends the
+    node sync, whose node_prepare records the current relay (the relay, whose image and arguments
+    did not change here, is left running). A ship-only prepare (rotatenode's first pass) leaves
+    the relay and its record alone."""
+    engine, node, _ = prepared
+    Template.objects.update(is_active=False)  # the sync ships no template image
+    relay = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
+    placement.placement_caches_clear()
+    assert placement.placeable(node) and node.relay_image == sandboxd.relay_current()
+    assert "node-b" in [c.name for c in placement.placement_candidates(image=base_image()).engines]
+
+    older = "vibebox/sandboxd-relay:000000000000"
+    Node.objects.filter(pk=node.pk).update(relay_image=older)
+    node.refresh_from_db()
+    assert not placement.placeable(node)
+    assert [c.name for c in placement.placement_candidates(image=base_image()).engines] == ["local"]
+    shipped = node_prepare(node=node, relay=False)  # ships only: the relay is not looked at
+    assert not shipped.relay_started and shipped.image.sent == 0
+    assert Node.objects.get(pk=node.pk).relay_image == older
+
+    cache.delete(f"node-relay-stale:{node.pk}:{sandboxd.relay_current()}")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert node_check(node=node) == "healthy"
+    assert len(callbacks) == 1  # the node sync, run here (eager)
+    node.refresh_from_db()
+    assert node.relay_image == sandboxd.relay_current() and placement.placeable(node)
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        node_check(node=node)
+    assert callbacks == []  # current: nothing sent

@@ -89,7 +89,7 @@ def node_a(docker_nodes, template):
 def _as_prepared(node: Node) -> Node:
     """A node placement may pick, for tests of the pick alone: what node_prepare records once the
     node's relay answers, without the relay (node_a is prepared for real)."""
-    Node.objects.filter(pk=node.pk).update(relay_image="sha256:" + "0" * 64)
+    Node.objects.filter(pk=node.pk).update(relay_image=sandboxd.relay_current())
     node.refresh_from_db()
     return node
 

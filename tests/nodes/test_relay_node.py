@@ -80,7 +80,7 @@ def test_prepare_starts_the_relay_and_a_second_prepare_changes_nothing(relayed_n
     assert not again.relay_started and again.image.sent == 0 and not again.volume_made
     assert _inspect(engine, RELAY_NAME)["Id"] == relay["Id"]
     node.refresh_from_db()
-    assert node.relay_image == relay["Image"]
+    assert node.relay_image == sandboxd.relay_image(base_image()) == sandboxd.relay_current()  # its tag: placeable
 
     # The keys are stored encrypted; nothing on the row holds a key in clear.
     row = json.dumps(Node.objects.filter(pk=node.pk).values()[0], default=str)

@@ -30,6 +30,9 @@ from .base import NodeConnection
 ANSWER_LIMIT = 8 << 20  # the relay caps stdout and stderr at 1 MiB each; JSON escapes may grow them
 COMMAND_SECONDS = 30  # the relay's own deadline for one command
 INFO_SECONDS = 300  # how long the node's binaries and resolvers are taken as known
+# A connection the relay refuses (its container being replaced: rotatenode, a prepare) or whose
+# handshake fails (its credentials switching) is tried again for this long; nothing was sent.
+RESTART_SECONDS = 5.0
 
 
 class RelayFirewallRefused(subprocess.SubprocessError):
@@ -120,6 +123,16 @@ class RelayRunner:
     def _request(self, method: str, body: str | None, timeout: float) -> dict:
         host, port = self.relay
         connection = http.client.HTTPSConnection(host, port, context=self.context, timeout=timeout)
+        deadline = time.monotonic() + RESTART_SECONDS
+        while True:
+            try:
+                connection.connect()
+                break
+            except (ConnectionRefusedError, ssl.SSLError):
+                connection.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         try:
             headers = {"Content-Type": "application/json"} if body is not None else {}
             connection.request(method, "/firewall", body=body.encode() if body is not None else None, headers=headers)

@@ -17,6 +17,7 @@ import datetime
 import ipaddress
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -354,7 +356,32 @@ def node_check(*, node: Node) -> str:
         else:
             logger.warning("node %s reconciled on its return: %s", node.name, report.as_dict() or "nothing to do")
         nodes_images_sync_soon(name=node.name)  # what it missed while down (publications, sandboxd)
+    elif node_relay_stale(node):
+        _stale_sync_soon(node)
     return node.state
+
+
+def node_relay_stale(node: Node) -> bool:
+    """Whether the node was prepared with a relay image other than the current one (another
+    sandboxd source: sandboxd.relay_current): it is not placeable until prepared again."""
+    return bool(node.relay_image) and node.relay_image != sandboxd.relay_current()
+
+
+def _stale_sync_soon(node: Node) -> None:
+    """The node sync (node_prepare first) for a healthy node whose relay is stale, sent by its health
+    check at most once per VIBEBOX_NODE_IMAGE_SYNC_INTERVAL for a given current image (a prepare
+    that fails is tried again by the next one, or by beat's sync), not at every check."""
+    if node.state != Node.State.HEALTHY:
+        return
+    key = f"node-relay-stale:{node.pk}:{sandboxd.relay_current()}"
+    if cache.add(key, 1, timeout=max(1, int(settings.VIBEBOX_NODE_IMAGE_SYNC_INTERVAL))):
+        logger.warning(
+            "node %s runs relay %s, not %s: not placeable until prepared again (sent)",
+            node.name,
+            node.relay_image,
+            sandboxd.relay_current(),
+        )
+        nodes_images_sync_soon(name=node.name)
 
 
 def node_sandboxes_unreachable(*, node: Node) -> list[str]:
@@ -426,13 +453,18 @@ def _ship(node: Node, tag: str) -> ShippedImage:
     return image_stream(tag, source=None, target=node)
 
 
-def node_prepare(*, node: Node) -> PreparedNode:
+def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
     """What a node needs before sandboxes run there: sandboxd's image shipped, sandboxd's volume
     made from it under the same name as on the local engine (the way sandboxd.build makes it
     locally), the sandbox network made as on the local engine, the node's relay running (its
     image, sandboxd's binary with iptables, shipped; credentials minted the first time) and
-    answering over mutual TLS, and the network's firewall rules written through it. Idempotent.
-    sandboxd and the relay's image are built locally first if they are not."""
+    answering over mutual TLS, and the network's firewall rules written through it; then the
+    relay's image (tag) is recorded (placement.placeable compares it with the current one).
+    Idempotent. sandboxd and the relay's image are built locally first if they are not.
+
+    `relay=False` ships only (sandboxd's image and volume, the relay's image): the relay, the
+    network, its rules and the recorded image are left as they are (node_relay_rotate's first
+    pass, before the new credentials)."""
     node = _healthy(node)  # read once, passed on
     volume = sandboxd.volume_for_sandboxes()
     base = base_image()
@@ -442,6 +474,9 @@ def node_prepare(*, node: Node) -> PreparedNode:
     labels = {"vibebox.sandboxd": sandboxd.digest(base)}  # as sandboxd.build labels it locally
     remote.volume_from_image(volume, image=image.tag, path=DAEMON_MOUNT, labels=labels)
     relay_image = _ship(node, sandboxd.relay_build())  # sandboxd's binary with iptables: --firewall
+    if not relay:
+        logger.info("node %s: sandboxd %s and the relay's image %s shipped", node.name, image.tag, relay_image.tag)
+        return PreparedNode(image=image, volume=volume, volume_made=made, relay_port=node.relay_port)
     node = _relay_credentials(node)
     remote = get_driver(node)  # its connection now carries the relay's client credentials
     network = network_name()
@@ -462,7 +497,7 @@ def node_prepare(*, node: Node) -> PreparedNode:
         # later prepare succeeds (placement.placeable reads relay_image).
         Node.objects.filter(pk=node.pk).update(relay_image="")
         raise
-    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.image_id)
+    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.tag)  # its source's digest: placeable
     logger.info(
         "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",
         node.name,
@@ -541,13 +576,17 @@ def _relay_minted(node: Node) -> dict[str, str]:
     DNS SAN for a name), and this server's client certificate."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vibebox relay CA {node.name}")])
+    # A name of its own per CA, and key identifiers: during a rotation the relay and this server
+    # hold the old and the new CA at once, and OpenSSL finds an issuer by its name (then its key id).
+    ca_name = _cn(f"vibebox relay CA {node.name} {now:%Y%m%d} {secrets.token_hex(4)}")
     ca = (
         _certificate(ca_name, ca_name, ca_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    issuer = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     host = _relay_host(node)
     try:
         san = x509.IPAddress(ipaddress.ip_address(host))
@@ -559,12 +598,14 @@ def _relay_minted(node: Node) -> dict[str, str]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(issuer, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     client = (
         _certificate(_cn("vibebox server"), ca.subject, client_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(issuer, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return {
@@ -593,13 +634,21 @@ class RotatedRelay:
 
 def node_relay_rotate(*, name: str) -> RotatedRelay:
     """New relay credentials for a healthy, prepared node (docs/nodes.md, "Rotating the relay's
-    credentials"): a new CA, server certificate and client certificate are minted and stored, and
-    node_prepare replaces the relay with them (its files changed). The old client certificate is
-    refused from then on (the relay trusts the new CA only); sandboxes keep running (only the relay's
-    container is replaced), but tunnels open through the old relay are cut. Every process picks up
-    the new credentials with the node's row (a driver is kept per connection). Audited
-    (`node.relay_rotated`, the fingerprints). The node is unplaceable from the new credentials
-    until the relay answers with them; one that does not stays so until a later prepare succeeds."""
+    credentials"): a new CA, server certificate and client certificate are minted, and the relay is
+    switched to them in two steps, so that no call is refused for its credentials meanwhile:
+    1. the overlap: the relay trusts the old and the new CA for client certificates and still
+       presents its old server certificate; the row holds the new client certificate and both CAs
+       (so a process that has the old row, or the new one, completes a handshake with the relay
+       before, during and after the switch);
+    2. the end: the relay trusts the new CA only and presents the new server certificate; the row
+       holds the new CA only. The old client certificate is refused from then on.
+    Each step replaces the relay's container (its files changed): sandboxes keep running, tunnels
+    open through the relay are cut, and a connection tried while the relay restarts is refused and
+    tried again by sandboxd's calls (runtime/sandboxd_calls.py, _call_daemon). Every process picks
+    up the credentials with the node's row (a driver is kept per connection). Audited
+    (`node.relay_rotated`, the client certificates' fingerprints). The node is unplaceable from the
+    new credentials until the relay answers with them; one that does not stays so until a later
+    prepare succeeds."""
     node = Node.objects.filter(name=name).first()
     if node is None:
         raise errors.NotFound(f"No node is named {name!r}.")
@@ -614,19 +663,52 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
             details={"reason": "node_no_relay", "node": name},
         )
     old = relay_fingerprint(node.relay_cert)
-    # Images shipped and built first, with the old credentials still in force: the new ones cut
-    # every tunnel until the relay runs with them, so that gap is only the relay's restart.
-    node_prepare(node=node)
-    with transaction.atomic():
-        # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
-        Node.objects.filter(pk=node.pk).update(**_relay_minted(node), relay_image="")
-        node = Node.objects.get(pk=node.pk)
-        new = relay_fingerprint(node.relay_cert)
-        record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})
-    forget_node_driver(node.pk)  # this process's driver holds the old client context
-    prepared = node_prepare(node=node)
+    # Images shipped and built first, with the old credentials still in force: the relay's restarts
+    # are then short. Only shipped: the relay and the network's rules are the next steps'.
+    node_prepare(node=node, relay=False)
+    minted = _relay_minted(node)
+    node_relay_overlap(node=node, minted=minted)
+    node = Node.objects.get(pk=node.pk)
+    new = relay_fingerprint(node.relay_cert)
+    prepared = node_relay_switch(node=node, minted=minted)
     logger.warning("node %s: relay credentials rotated (client certificate %s -> %s)", name, old[:16], new[:16])
     return RotatedRelay(node=name, old=old, new=new, prepared=prepared)
+
+
+def node_relay_overlap(*, node: Node, minted: dict[str, str]) -> PreparedNode:
+    """Rotation's first step (node_relay_rotate): the new client certificate stored with both CAs
+    (the new one first; `relay_ca` holds the two PEMs), the relay's server certificate kept, and the
+    relay replaced with them: it accepts the old and the new client certificate, and both the old
+    CA and the bundle verify its server certificate. (The old `relay_ca` is kept whole: after a
+    rotation cut short it may be a bundle whose older CA signed the server certificate still in
+    use.) Audited here."""
+    old = relay_fingerprint(node.relay_cert)
+    with transaction.atomic():
+        # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
+        Node.objects.filter(pk=node.pk).update(
+            relay_ca=minted["relay_ca"] + node.relay_ca,  # PEMs end with a newline
+            relay_cert=minted["relay_cert"],
+            relay_key=minted["relay_key"],
+            relay_image="",
+        )
+        new = relay_fingerprint(minted["relay_cert"])
+        record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})
+    forget_node_driver(node.pk)  # this process's driver holds the old client context
+    return node_prepare(node=Node.objects.get(pk=node.pk))
+
+
+def node_relay_switch(*, node: Node, minted: dict[str, str]) -> PreparedNode:
+    """Rotation's last step: the new CA alone and the new server certificate, the relay replaced
+    with them. A process that still has the overlap's row verifies the new server certificate (its
+    bundle holds the new CA) and its client certificate is the new one."""
+    Node.objects.filter(pk=node.pk).update(
+        relay_ca=minted["relay_ca"],
+        relay_server_cert=minted["relay_server_cert"],
+        relay_server_key=minted["relay_server_key"],
+        relay_image="",
+    )
+    forget_node_driver(node.pk)
+    return node_prepare(node=Node.objects.get(pk=node.pk))
 
 
 def _cn(name: str) -> x509.Name:

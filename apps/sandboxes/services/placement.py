@@ -48,6 +48,7 @@ from django.db.models import Count, Q, Sum
 from apps.orgs.network import proxied, restricted
 from vibebox import exceptions as errors
 
+from .. import sandboxd
 from ..models import Node, Sandbox, Status
 from ..runtime import get_driver, node_driver
 from . import network
@@ -73,9 +74,13 @@ _images: dict[int | None, tuple[float, frozenset[str] | None]] = {}  # node pk (
 
 def placeable(node: Node) -> bool:
     """Whether a node may take new sandboxes. The one place that says so: healthy, and prepared
-    (node_prepare recorded its relay's image once the relay answered: sandboxd there is reachable
-    and its sandbox network isolated through it)."""
-    return node.state == Node.State.HEALTHY and bool(node.relay_image)
+    with the current relay (node_prepare recorded its relay's image once the relay answered:
+    sandboxd there is reachable and its sandbox network isolated through it). A node whose relay
+    is from an older image (another sandboxd source) lacks what came since (back links, preview
+    port ranges): not placeable until prepared again, which its next health check sends
+    (services/nodes.py, node_check). No engine call: the current image's tag comes from the source."""
+    current = sandboxd.relay_current()  # kept per process
+    return node.state == Node.State.HEALTHY and bool(node.relay_image) and node.relay_image == current
 
 
 def check_labels(labels, *, field: str = "nodeLabels") -> dict[str, str]:

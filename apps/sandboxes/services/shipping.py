@@ -72,7 +72,7 @@ def snapshot_image_ship(*, snapshot: Snapshot, node: Node | None) -> ShippedImag
     """The snapshot's image onto `node` (None: the local engine), streamed from the engine the
     snapshot was taken on (docs/nodes.md, "Placement"): a create or restore from it that runs
     elsewhere because that engine is full or draining. Nothing is sent when the image is there
-    already. The copies are removed with the snapshot (snapshots._remove_data)."""
+    already. The copies are removed with the snapshot (snapshots.snapshot_delete)."""
     if snapshot.node_id == (node.pk if node is not None else None):
         return ShippedImage(tag=snapshot.image, image_id="", sent=0, seconds=0.0)
     # A tenant's call: image_stream's errors name engines, which are the operator's to read (log).

@@ -15,6 +15,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -24,17 +25,19 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from vibebox import exceptions as errors
+from vibebox.celery import app as celery_app
 from vibebox.ids import random_id
 
 from .. import events, quotas, states
 from ..models import Node, Sandbox, Snapshot, Status
-from ..runtime import driver_for, get_driver
+from ..runtime import ImageInfo, driver_for, get_driver
 from ..specs import base_labels, sandbox_spec
 from . import network
 from .lifecycle import announce_leaving, claim_checked
 from .shipping import snapshot_image_ship
 
 logger = logging.getLogger(__name__)
+COPIES_TASK = "apps.sandboxes.tasks.remove_snapshot_copies"  # by name: tasks.py imports this module
 SNAPSHOT_FROM = {Status.RUNNING, Status.PAUSED, Status.STOPPED}
 CHUNK = 1024 * 1024
 
@@ -185,26 +188,80 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
 
 
 def _remove_data(snapshot: Snapshot) -> None:
-    """The snapshot's image on its engine, and the copies shipped to others (a create or restore
-    that ran elsewhere: shipping.snapshot_image_ship) on every engine that answers; then its
-    archive. With no node registered: one query more than the image's removal."""
-    engines = {snapshot.node_id: snapshot.node if snapshot.node_id else None, None: None}
-    for node in Node.objects.exclude(state=Node.State.DOWN):
-        engines.setdefault(node.pk, node)
-    for node in engines.values():
-        try:
-            get_driver(node).image_remove(snapshot.image)  # nothing when it is not there
-        except errors.ApplicationError as exc:
-            logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
+    """A snapshot that failed half-way: its image on its engine (the sandbox's: no copy exists yet)
+    and its archive."""
+    try:
+        driver_for(snapshot).image_remove(snapshot.image)  # nothing when it is not there
+    except errors.ApplicationError as exc:  # reconcile removes a lost snapshot image later
+        logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
     archive_path(snapshot).unlink(missing_ok=True)
 
 
 def snapshot_delete(*, snapshot: Snapshot) -> None:
-    """Removes the snapshot (sandboxes created from it keep running)."""
-    _remove_data(snapshot)
+    """Removes the snapshot (sandboxes created from it keep running). In the request: its archive,
+    its image on the local engine (its own, or a copy a create or restore shipped there), its row
+    and audit entry. Its image on the nodes (its own when it was taken on one, and the copies
+    shipped there: shipping.snapshot_image_ship) goes after the commit, in a task
+    (tasks.remove_snapshot_copies, retried), so a slow node never holds the request; a node that is
+    down then loses it when it returns (reconcile's lost snapshot images, per engine). With no node
+    registered: one query more than before nodes, no task."""
+    try:
+        get_driver().image_remove(snapshot.image)  # nothing when it is not there
+    except errors.ApplicationError as exc:  # reconcile removes a lost snapshot image later
+        logger.warning("could not remove snapshot image %s: %s", snapshot.image, exc.message)
+    archive_path(snapshot).unlink(missing_ok=True)
+    image = snapshot.image
     with transaction.atomic():
         record("snapshot.deleted", target=snapshot, changes={"name": snapshot.name})
         snapshot.delete()
+        if Node.objects.exists():
+            transaction.on_commit(lambda: celery_app.signature(COPIES_TASK, kwargs={"image": image}).delay())
+
+
+@dataclass(frozen=True)
+class RemovedCopies:
+    """What snapshot_copies_remove did: the nodes it removed the image from (or found without it),
+    the ones it could not (name -> why: the task tries them again), and those it left alone because
+    they are down (reconcile removes it there when they return)."""
+
+    image: str
+    removed: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+    down: tuple[str, ...] = ()
+
+
+def snapshot_copies_remove(*, image: str, nodes: list[str] | None = None) -> RemovedCopies:
+    """A deleted snapshot's image (`image`: its tag, this instance's) off every registered node (or
+    the ones named) that is not down. One node's failure does not stop the others."""
+    removed, failed, down = [], {}, []
+    rows = Node.objects.order_by("name")
+    if nodes is not None:
+        rows = rows.filter(name__in=nodes)
+    for node in rows:
+        if node.state == Node.State.DOWN:  # not dialled: its reconcile on return removes it
+            down.append(node.name)
+            continue
+        try:
+            get_driver(node).image_remove(image)  # nothing when it is not there
+        except errors.ApplicationError as exc:
+            logger.warning("could not remove snapshot image %s from node %s: %s", image, node.name, exc.message)
+            failed[node.name] = exc.message
+        else:
+            removed.append(node.name)
+    return RemovedCopies(image=image, removed=tuple(removed), failed=failed, down=tuple(down))
+
+
+def lost_snapshot_images(*, node: Node | None, older_than: float) -> list[ImageInfo]:
+    """The snapshot images on an engine (`node`; None: the local engine) whose snapshot row is gone
+    (a deleted snapshot whose copy was on a node that was down or failed, a snapshot that failed
+    half-way, a deleted database), created before `older_than` (a timestamp: a snapshot being
+    taken has its image before its row). Only this instance's: its labels (vibebox.managed,
+    vibebox.instance) and a snapshot id."""
+    images = [i for i in get_driver(node).list_images(base_labels()) if i.labels.get("vibebox.snapshot-id")]
+    known = set(
+        Snapshot.objects.filter(pk__in=[i.labels["vibebox.snapshot-id"] for i in images]).values_list("pk", flat=True)
+    )
+    return [i for i in images if i.labels["vibebox.snapshot-id"] not in known and i.created < older_than]
 
 
 def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
