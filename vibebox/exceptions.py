@@ -80,6 +80,9 @@ GrantNotFound = error("grant_not_found", 404, "No such grant on this sandbox.")
 # Placement (apps/sandboxes/services/placement.py, docs/nodes.md "Placement"): no engine has room.
 NoCapacity = error("no_capacity", 503, "No engine has room for this sandbox right now; try again later.")
 NoMatchingNode = error("no_matching_node", 400, "No engine of this server has the node labels asked for.")
+# Node labels required with two values for one key (a create's, its template's, its organization's,
+# its snapshot's: apps/orgs/labels.py labels_merge). details: key, values {where: value}.
+NodeLabelsConflict = error("node_labels_conflict", 400, "A node label is required with two different values.")
 
 # Templates.
 TemplateNotFound = error("template_not_found", 404, "Template not found.")

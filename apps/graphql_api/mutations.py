@@ -473,6 +473,10 @@ class UpdateOrganizationInput:
     name: str | None = strawberry.UNSET
     slug: str | None = strawberry.UNSET
     registry_mirrors: JSON | None = strawberry.UNSET
+    node_labels: JSON | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The node labels every new sandbox's engine must have: replaces the set ({} clears it).",
+    )
 
 
 @strawberry.input
@@ -1407,6 +1411,8 @@ class Mutation:
         data = dict(validated(org_api.OrganizationUpdateSerializer, input))
         if "registryMirrors" in data:
             data["registry_mirrors"] = data.pop("registryMirrors")
+        if "nodeLabels" in data:
+            data["node_labels"] = data.pop("nodeLabels")
         return _render_org(info, org_services.org_update(org=org, **data))
 
     @strawberry.mutation(description="As DELETE /orgs/{slug}: needs org.delete.")

@@ -57,6 +57,9 @@ class Organization(Node):
     slug: str
     name: str
     personal: bool
+    node_labels: JSON = strawberry.field(
+        description="The node labels the engine of each of its new sandboxes must have ({} for none), as REST's."
+    )
     created_at: dt.datetime
 
     @classmethod
@@ -66,6 +69,7 @@ class Organization(Node):
             slug=org.slug,
             name=org.name,
             personal=org.personal_for_id is not None,
+            node_labels=dict(org.node_labels or {}),
             created_at=org.created_at,
         )
 
@@ -168,6 +172,9 @@ class Snapshot(Node):
     size: float = strawberry.field(description="Bytes: imageBytes + workspaceBytes.")
     image_bytes: float
     workspace_bytes: float
+    node_labels: JSON = strawberry.field(
+        description="Its sandbox's node labels: creates and restores from it honour them."
+    )
     created_at: dt.datetime
 
     @classmethod
@@ -182,6 +189,7 @@ class Snapshot(Node):
             size=row.image_bytes + row.workspace_bytes,
             image_bytes=row.image_bytes,
             workspace_bytes=row.workspace_bytes,
+            node_labels=dict(row.node_labels or {}),
             created_at=row.created_at,
         )
 
@@ -229,6 +237,10 @@ class Sandbox(Node):
     auto_resume: bool
     pause_stops_timeout: bool
     metadata: JSON
+    node_labels: JSON = strawberry.field(
+        description="The node labels its engine has to have (the create's, its template's, its organization's and its "
+        "snapshot's, merged), as REST's `nodeLabels`."
+    )
 
     @classmethod
     def of(cls, row) -> "Sandbox":
@@ -255,6 +267,7 @@ class Sandbox(Node):
             auto_resume=row.auto_resume,
             pause_stops_timeout=row.pause_stops_timeout,
             metadata=row.metadata,
+            node_labels=dict(row.node_labels or {}),
         )
 
     @strawberry.field
@@ -416,6 +429,7 @@ class Template(Node):
     official: bool
     visibility: str
     latest_version: str
+    node_labels: JSON = strawberry.field(description="The node labels its sandboxes' engine must have (template.yaml).")
 
 
 @strawberry.type(description="A marketplace catalogue entry (REST: /marketplace/templates), with its stats.")

@@ -3,9 +3,10 @@
 A key is read from the database on its first request; later requests with the same secret find it
 here. Whatever can make a key stop working, or change what it may do, bumps one generation counter
 in Redis (`bump`, on commit): a revoke, a rotation, an edit or delete of the key (admin included),
-an edit of its user (deactivation). Each request reads the counter in the same round trip that
-counts its usage (usage.count_if_current); a counter that moved empties this process's cache and
-the key is read again. Expiry needs no bump: it is checked on every request against the clock.
+an edit of its user (deactivation) or of its organization (whose settings a create reads: node
+labels, egress policy, registry mirrors). Each request reads the counter in the same round trip
+that counts its usage (usage.count_if_current); a counter that moved empties this process's cache
+and the key is read again. Expiry needs no bump: it is checked on every request against the clock.
 
 Redis down: nothing is cached or counted there; every request reads the database (and usage
 falls back to it, as before). A change made while Redis was down could not bump the counter, so a

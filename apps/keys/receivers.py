@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from apps.orgs.models import Membership, Role, Team
+from apps.orgs.models import Membership, Organization, Role, Team
 from apps.orgs.signals import membership_changed, org_erasing
 
 from . import keycache
@@ -37,6 +37,15 @@ def _permissions_changed(sender, **kwargs):
     """Keys carry their user's permissions (selectors.api_key_authenticate): any change to a
     membership, a role or a team, through the services or the admin, has every key read again."""
     keycache.bump()
+
+
+@receiver(post_save, sender=Organization)
+def _org_changed(sender, created=False, **kwargs):
+    """A key carries its organization (selectors.api_key_authenticate), whose settings a create
+    reads (its node labels, egress policy, registry mirrors): an edit, through the services or the
+    admin, has every key read again."""
+    if not created:
+        keycache.bump()
 
 
 @receiver(membership_changed)

@@ -19,6 +19,9 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
+from apps.orgs.labels import check_labels
+from vibebox import exceptions as errors
+
 from . import template_keys
 
 BASE_DIR_NAME = "base"
@@ -95,6 +98,9 @@ def built_in_templates() -> list[TemplateSource]:
             spec["claude"] = template_keys.claude_config(spec.get("claude"), auto_start=spec.get("autoStart"))
             spec["preInstalled"] = template_keys.pre_installed(spec.get("preInstalled"))
             spec["ports"] = template_keys.ports(spec.get("ports"))
+            spec["nodeLabels"] = check_labels(spec.get("nodeLabels") or {})  # its sandboxes' engines must have them
+        except errors.ValidationFailed as exc:
+            raise ValueError(f"{spec_file}: {exc.message}") from None
         except ValueError as exc:
             raise ValueError(f"{spec_file}: {exc}") from None
         suite = str(spec.get("base") or DEFAULT_SUITE)

@@ -45,6 +45,9 @@ class Template(models.Model):
     # template.yaml's `network:` (apps/orgs/network.py): the default egress policy of its
     # sandboxes, keys it sets only; null: none.
     network = models.JSONField(null=True, blank=True)
+    # template.yaml's `nodeLabels:` (apps/orgs/labels.py): the node labels its sandboxes' engine must
+    # have ({"gpu": "true"}), merged with a create's; {}: none.
+    node_labels = models.JSONField(default=dict, blank=True)
     smoke = models.TextField(blank=True)  # a command that proves the image works (exit 0)
     # template.yaml's `claude:` (apps/marketplace/template_keys.py): {autoStart, model,
     # permissions, mcpServers}; {} for a template without Claude Code settings.

@@ -52,6 +52,7 @@ def _spec_fields(source: TemplateSource) -> dict:
         "cap_add": spec.get("capAdd", []),
         "claude": spec.get("claude") or {},  # normalised by catalog.built_in_templates
         "network": validate_network(spec["network"], partial=True) if spec.get("network") is not None else None,
+        "node_labels": dict(spec.get("nodeLabels") or {}),  # checked by catalog.built_in_templates
         "runtime": spec.get("runtime", "runc"),
         "built_in": True,
         "official": True,

@@ -13,6 +13,7 @@ import yaml
 from django.conf import settings
 from django.db.models import Q
 
+from apps.orgs.labels import check_labels
 from apps.orgs.network import validate_network
 from vibebox import exceptions as errors
 from vibebox.units import parse_size
@@ -36,7 +37,7 @@ CONTEXT_MEMBERS_MAX = 20000
 RESERVED_NAMES = frozenset({"submit", "submissions", "review"})
 KNOWN_KEYS = {
     "name", "version", "displayName", "description", "tags", "languages", "icon", "readme", "ports",
-    "smoke", "start", "resources", "changelog", "workdir", "env", "user", "network",
+    "smoke", "start", "resources", "changelog", "workdir", "env", "user", "network", "nodeLabels",
     # The product spec's (spec 2.1; apps/marketplace/template_keys.py). baseImage is refused below.
     "claude", "autoStart", "preInstalled", "baseImage",
 }  # fmt: skip
@@ -200,6 +201,12 @@ def validate_spec(text: str, *, org, visibility: str, context_files: dict[str, b
         except errors.ValidationFailed as exc:
             for where, found in (exc.details or {}).get("fields", {}).items():
                 problems.add(where, "invalid", found[0]["message"])
+
+    if spec.get("nodeLabels") is not None:  # the node labels its sandboxes' engine must have
+        try:
+            spec["nodeLabels"] = check_labels(spec["nodeLabels"])
+        except errors.ValidationFailed as exc:
+            problems.add("nodeLabels", "invalid", exc.message)
 
     ports = spec.get("ports")
     port_details = []

@@ -370,6 +370,7 @@ def _template_fields(spec: dict) -> dict:
         "default_env": {str(k): str(v) for k, v in (spec.get("env") or {}).items()},
         "default_resources": dict(spec.get("resources") or {}),
         "network": spec.get("network"),  # validated (apps/marketplace/spec.py)
+        "node_labels": dict(spec.get("nodeLabels") or {}),  # validated (apps/marketplace/spec.py)
     }
     base = spec.get("baseTemplate") or {}
     for field in ("user", "uid", "gid", "package_managers", "pre_installed"):

@@ -4,6 +4,7 @@ from django.contrib import admin
 from apps.audit.admin import AuditedAdmin
 from vibebox import exceptions as errors
 
+from .labels import check_labels
 from .models import Invitation, Membership, Organization, Role, Team
 from .network import validate_network
 
@@ -22,7 +23,15 @@ class OrganizationForm(forms.ModelForm):
             "egress_network": 'Default egress policy of new sandboxes, e.g. {"internet": false, "allow": '
             '["api.github.com", "*.npmjs.org", "140.82.112.0/20"]}; only the keys given apply (a template\'s '
             "and the create's win). Empty: the platform's (internet on).",
+            "node_labels": 'Node labels the engine of each new sandbox must have, e.g. {"dedicated": "acme"} '
+            "(docs/nodes.md, Placement); merged with a create's and its template's. Empty: none.",
         }
+
+    def clean_node_labels(self):
+        try:
+            return check_labels(self.cleaned_data.get("node_labels") or {}, field="node_labels")
+        except errors.ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
 
     def clean_egress_network(self):
         value = self.cleaned_data.get("egress_network")

@@ -26,6 +26,9 @@ class Organization(models.Model):
     # The organization's default egress policy for new sandboxes (apps/orgs/network.py), keys
     # it sets only: {"internet": false, "allow": [...]}; null: the platform's. Admin-editable.
     egress_network = models.JSONField(null=True, blank=True)
+    # The node labels the engine of every new sandbox of the organization must have (apps/orgs/labels.py;
+    # dedicated nodes, a region), merged with a create's; {}: none. Set by org.manage.
+    node_labels = models.JSONField(default=dict, blank=True)
     # White-label overrides of the installation's brand for this organization's dashboard
     # (apps/orgs/branding.py OVERRIDES: name, logoUrl, primaryColor...); set by org.manage.
     branding = models.JSONField(default=dict, blank=True)

@@ -19,6 +19,7 @@ from apps.audit.services import record
 from vibebox import exceptions as errors
 
 from . import branding, selectors, signals, tokens
+from .labels import check_labels
 from .mirrors import validate_mirrors
 from .models import Invitation, Membership, Organization, Role, Team
 from .permissions import BUILTIN_ROLES, OWNER, unknown
@@ -90,10 +91,23 @@ def org_create(*, user, name: str, slug: str | None = None) -> Organization:
 
 
 def org_update(
-    *, org: Organization, name: str | None = None, slug: str | None = None, registry_mirrors: dict | None = None
+    *,
+    org: Organization,
+    name: str | None = None,
+    slug: str | None = None,
+    registry_mirrors: dict | None = None,
+    node_labels: dict | None = None,
 ) -> Organization:
-    """`registry_mirrors` changes the mirrors it names ({manager: URL}; a null URL removes one)."""
-    before = {"name": org.name, "slug": org.slug, "registry_mirrors": dict(org.registry_mirrors or {})}
+    """`registry_mirrors` changes the mirrors it names ({manager: URL}; a null URL removes one);
+    `node_labels` replaces the labels every new sandbox's engine must have ({} clears them)."""
+    before = {
+        "name": org.name,
+        "slug": org.slug,
+        "registry_mirrors": dict(org.registry_mirrors or {}),
+        "node_labels": dict(org.node_labels or {}),
+    }
+    if node_labels is not None:
+        org.node_labels = check_labels(node_labels)
     if registry_mirrors is not None:
         valid = validate_mirrors(registry_mirrors)
         merged = {**before["registry_mirrors"], **valid}
@@ -107,7 +121,7 @@ def org_update(
         org.slug = slug
     try:
         with transaction.atomic():
-            org.save(update_fields=["name", "slug", "registry_mirrors"])
+            org.save(update_fields=["name", "slug", "registry_mirrors", "node_labels"])
             changed = {f: [before[f], getattr(org, f)] for f in before if before[f] != getattr(org, f)}
             if changed:
                 record("org.updated", target=org, changes=changed)

@@ -82,6 +82,10 @@ class Sandbox(models.Model):
     # The engine the container lives on: null is the local engine (docs/nodes.md). Chosen once, at
     # create; every engine call for the sandbox goes through runtime.driver_for(sandbox).
     node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.PROTECT, related_name="sandboxes")
+    # The node labels its engine must have (docs/nodes.md, "Placement"): the create's `nodeLabels`
+    # merged with its template's, its organization's and its snapshot's, as placement used them;
+    # its snapshots keep them, so a create or restore from one runs only where they are.
+    node_labels = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -247,6 +251,8 @@ class Snapshot(models.Model):
     # The engine holding the image: null is the local engine (docs/nodes.md).
     node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots")
     workspace_sha256 = models.CharField(max_length=64, blank=True)  # of the archive, checked before each use
+    # Its sandbox's node labels (Sandbox.node_labels): a create or restore from it runs only where they are.
+    node_labels = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -85,6 +85,7 @@ def test_the_sandbox_rendering_equals_its_declared_fields(owner):
         started_at=now.replace(microsecond=0),
         stopped_at=now.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))),
         destroyed_at=now,
+        node_labels={"region": "eu", "gpu": "true"},
     )
     for sandbox in Sandbox.objects.filter(pk__in=[bare.pk, full.pk]).prefetch_related("template"):
         rendered = SandboxSerializer(sandbox).data

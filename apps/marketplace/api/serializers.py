@@ -31,6 +31,12 @@ class TemplateSerializer(serializers.Serializer):
         help_text="Claude Code settings (template.yaml `claude:`): autoStart (enabled at create with the creating"
         " key's rights), model, permissions {mode, allow, deny}, mcpServers; {} when it has none."
     )
+    nodeLabels = serializers.DictField(
+        source="node_labels",
+        child=serializers.CharField(),
+        help_text="The node labels its sandboxes' engine must have (template.yaml `nodeLabels:`, e.g. "
+        '{"gpu": "true"}), merged with a create\'s; {} for none.',
+    )
     builtIn = serializers.BooleanField(source="built_in")
     imageSize = serializers.IntegerField(
         source="image_size", allow_null=True, help_text="Bytes, measured after the build (shared layers included)."

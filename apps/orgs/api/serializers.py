@@ -27,6 +27,12 @@ class OrganizationSerializer(serializers.Serializer):
         help_text="Package registries used instead of the public ones by installs in this organization's "
         "sandboxes: {manager: URL} for pip (also uv), npm, cargo, gem (also bundler), go, maven.",
     )
+    nodeLabels = serializers.DictField(
+        source="node_labels",
+        child=serializers.CharField(),
+        help_text="The node labels the engine of each new sandbox of the organization must have (dedicated nodes, "
+        'a region), merged with a create\'s nodeLabels; {} for none (docs/nodes.md, "Placement").',
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
 
@@ -57,6 +63,12 @@ class OrganizationUpdateSerializer(StrictSerializer):
         required=False,
         child=serializers.CharField(allow_null=True, max_length=500),
         help_text="Sets the mirrors it names ({manager: URL}); a null URL removes one. Others stay.",
+    )
+    nodeLabels = serializers.DictField(
+        required=False,
+        child=serializers.CharField(max_length=63),
+        help_text="Replaces the organization's node labels ({} clears them). At most 16; keys: lowercase letters, "
+        "digits, '.', '_', '/', '-'; values: letters, digits, '.', '_', '-' (1-63 each).",
     )
 
 

@@ -95,7 +95,8 @@ class OrgDetailView(APIView):
         request=OrganizationUpdateSerializer,
         responses={200: OrganizationSerializer, **error_responses(409)},
         description="Needs the org.manage permission. `registryMirrors` changes the package registry mirrors "
-        "it names (a null URL removes one); audited as org.updated.",
+        "it names (a null URL removes one); `nodeLabels` replaces the node labels every new sandbox's engine must "
+        'have ({} clears them; docs/nodes.md, "Placement"); audited as org.updated.',
     )
     def patch(self, request, slug):
         org = _org(request, slug, "org.manage")
@@ -104,6 +105,8 @@ class OrgDetailView(APIView):
         data = dict(body.validated_data)
         if "registryMirrors" in data:
             data["registry_mirrors"] = data.pop("registryMirrors")
+        if "nodeLabels" in data:
+            data["node_labels"] = data.pop("nodeLabels")
         return Response(_render(request, services.org_update(org=org, **data)))
 
     @extend_schema(

@@ -161,7 +161,9 @@ class SandboxCreateSerializer(StrictSerializer):
         required=False,
         help_text="Run only on an engine of this server that has all these labels (the operator sets them: "
         "docs/nodes.md), e.g. {\"region\": \"eu\"}. At most 16; keys: lowercase letters, digits, '.', '_', '/', '-'; "
-        "values: letters, digits, '.', '_', '-' (1-63 each). 400 no_matching_node when no engine has them.",
+        "values: letters, digits, '.', '_', '-' (1-63 each). Merged with those its template and its organization "
+        "(and its snapshot) require: a key asked with another value is 400 node_labels_conflict. 400 "
+        "no_matching_node when no engine has them.",
     )
 
 
@@ -212,6 +214,12 @@ class SandboxSerializer(serializers.Serializer):
     pauseStopsTimeout = serializers.BooleanField(source="pause_stops_timeout")
     lastActivityAt = serializers.DateTimeField(source="last_activity_at", allow_null=True)
     network = serializers.SerializerMethodField()
+    nodeLabels = serializers.DictField(
+        source="node_labels",
+        child=serializers.CharField(),
+        help_text="The node labels its engine has to have: the create's nodeLabels merged with those its template, "
+        "its organization and its snapshot require ({} for none). Its snapshots keep them.",
+    )
 
     @extend_schema_field(NetworkSerializer)
     def get_network(self, sandbox) -> dict:
@@ -254,6 +262,7 @@ class SandboxSerializer(serializers.Serializer):
             "pauseStopsTimeout": sandbox.pause_stops_timeout,
             "lastActivityAt": _datetime(sandbox.last_activity_at),
             "network": network_representation(sandbox),
+            "nodeLabels": dict(sandbox.node_labels or {}),
         }
 
 
@@ -444,6 +453,11 @@ class SnapshotSerializer(serializers.Serializer):
         source="image_bytes", help_text="What the snapshot adds to the template image."
     )
     workspaceBytes = serializers.IntegerField(source="workspace_bytes", help_text="The workspace archive.")
+    nodeLabels = serializers.DictField(
+        source="node_labels",
+        child=serializers.CharField(),
+        help_text="Its sandbox's node labels: a create or restore from it runs only on an engine that has them.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
 

@@ -29,6 +29,7 @@ from apps.marketplace.selectors import (
     version_resolve,
 )
 from apps.marketplace.services import template_use_record
+from apps.orgs.labels import check_labels, labels_merge
 from apps.orgs.network import restricted, validate_network
 from vibebox import exceptions as errors
 from vibebox import logs, metrics, tracing
@@ -337,8 +338,10 @@ def sandbox_create(
     `template_version` (internal: the marketplace pipeline's smoke test) is a TemplateVersion,
     maybe a candidate of an inactive template: the sandbox runs its image, never from a pool.
     `network_policy`: the create's egress policy keys (services/network.py), over the template's
-    and the organization's. `node_labels`: only an engine with all of them takes it (400
-    no_matching_node when none has them: docs/nodes.md, "Placement")."""
+    and the organization's. `node_labels`: only an engine with all of them takes it, and with those
+    its template, its organization and its snapshot require (merged, kept on the sandbox; one key
+    asked with two values: 400 node_labels_conflict; no engine with them: 400 no_matching_node:
+    docs/nodes.md, "Placement")."""
     started = time.perf_counter()
     org = org or acting_org(user=owner, key=api_key)
     if template_version is not None:
@@ -358,7 +361,12 @@ def sandbox_create(
         _ephemeral_resources(cpu, memory)
     timeout_seconds, expires_at = _expiry(timeout, ephemeral)
     clone = git.parse_spec(git_spec) if git_spec is not None else None
-    labels = placement.check_labels(node_labels) if node_labels else None
+    labels = labels_merge(
+        ("request", check_labels(node_labels) if node_labels else None),
+        ("template", tmpl.node_labels),
+        ("organization", getattr(org, "node_labels", None)),
+        ("snapshot", snapshot.node_labels if snapshot else None),
+    )
     requested = validate_network(network_policy, partial=True) if network_policy is not None else None
     policy = network.network_resolve(org=org, template=tmpl, requested=requested)
     if restricted(policy) and not network.firewall_available():
@@ -374,7 +382,7 @@ def sandbox_create(
     # The engines that may take it (engine calls, cached; with no node registered one query): before
     # the transaction, which then only counts and picks (docs/nodes.md, "Placement").
     engines = placement.placement_candidates(
-        image=snapshot.image if snapshot else image, snapshot=snapshot, policy=policy, disk=disk, labels=labels
+        image=snapshot.image if snapshot else image, snapshot=snapshot, policy=policy, disk=disk, labels=labels or None
     )
 
     try:
@@ -420,6 +428,7 @@ def sandbox_create(
                 auto_resume=auto_resume,
                 pause_stops_timeout=pause_stops_timeout,
                 node=node,  # None: the local engine
+                node_labels=labels,
             )
             # Only a container of the very image this create resolved (the template's newest version
             # for a bare name, the pinned one's for a pin): a pooled container of an older version
@@ -556,6 +565,7 @@ def _publish_created(sandbox: Sandbox) -> None:
             "timeout": sandbox.timeout_seconds,
             "env": sorted(sandbox.env),  # names only
             "network": sandbox.network,
+            **({"nodeLabels": sandbox.node_labels} if sandbox.node_labels else {}),
         },
     )
     events.publish(sandbox=sandbox, type="sandbox.created", data=data)

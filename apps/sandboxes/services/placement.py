@@ -9,8 +9,10 @@ Two steps, so that no engine is called while the create's transaction holds its 
   it), kept if their engine has the image (each engine's list of
   template images is kept VIBEBOX_NODE_IMAGES_TTL per process; a node whose listing fails is
   skipped). If none has it, the local engine (where images are built).
-  A create's node labels (`nodeLabels`) keep only the engines that have them all (the local
-  engine's: VIBEBOX_LOCAL_NODE_LABELS); none has them at all: 400 no_matching_node.
+  A create's node labels (its `nodeLabels` merged with its template's, its organization's and its
+  snapshot's: sandbox_create) keep only the engines that have them all (the local engine's:
+  VIBEBOX_LOCAL_NODE_LABELS); none has them at all: 400 no_matching_node. The sandbox keeps them
+  (`Sandbox.node_labels`), and its snapshots too: a restore elsewhere checks them (engine_has).
 - `node_pick` (inside the transaction, before the row's insert): of the candidates with room for
   the sandbox's memory and CPUs, the one with the most free memory, counted from the database in
   one aggregate query: the engine's memory, minus the memory limits of its sandboxes that hold
@@ -36,7 +38,6 @@ only, after the pick. Pooled containers are not counted in an engine's free memo
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
+from apps.orgs.labels import check_labels  # noqa: F401 (services/nodes.py checks addnode's labels with it)
 from apps.orgs.network import proxied, restricted
 from vibebox import exceptions as errors
 
@@ -62,11 +64,6 @@ HOLDING = (Status.CREATING, Status.STARTING, Status.RUNNING, Status.PAUSED, Stat
 # The images placement looks for: template images (built-in and marketplace), as built here.
 IMAGE_LABELS = {"vibebox.managed-image": "1"}
 
-# A node label (addnode --label, a create's nodeLabels): lowercase key, value of letters, digits, . _ -
-LABEL_KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._/-]{0,61}[a-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-MAX_LABELS = 16
-
 _lock = threading.Lock()
 _local_engine: tuple[int, int] | None = None  # the local engine's (MemTotal, CPUs), read once per process
 _images: dict[int | None, tuple[float, frozenset[str] | None]] = {}  # node pk (None: local) -> (when, tags)
@@ -83,31 +80,21 @@ def placeable(node: Node) -> bool:
     return node.state == Node.State.HEALTHY and bool(node.relay_image) and node.relay_image == current
 
 
-def check_labels(labels, *, field: str = "nodeLabels") -> dict[str, str]:
-    """Labels as a node carries them and a create asks for them: at most MAX_LABELS, each key
-    lowercase letters, digits and `. _ / -` (1-63), each value letters, digits and `. _ -` (1-63).
-    400 validation_error naming the field otherwise."""
-    problems = []
-    if not isinstance(labels, dict):
-        problems.append("an object of label names to values")
-    elif len(labels) > MAX_LABELS:
-        problems.append(f"at most {MAX_LABELS} labels")
-    else:
-        for key, value in labels.items():
-            if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
-                problems.append(f"{key!r}: a key is 1-63 lowercase letters, digits, '.', '_', '/', '-'")
-            elif not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
-                problems.append(f"{key}: a value is 1-63 letters, digits, '.', '_', '-'")
-    if problems:
-        raise errors.ValidationFailed(
-            f"Invalid {field}: " + "; ".join(problems[:5]) + ".", details={"fields": {field: problems[:5]}}
-        )
-    return dict(labels)
-
-
 def _matches(have, wanted: dict[str, str]) -> bool:
     """Whether an engine's labels (a node's row, VIBEBOX_LOCAL_NODE_LABELS) hold every wanted one."""
     return isinstance(have, dict) and all(have.get(key) == value for key, value in wanted.items())
+
+
+def engine_has(node: Node | None, labels: dict[str, str]) -> bool:
+    """Whether the engine (a node, None: the local engine) has every one of the labels."""
+    return _matches(node.labels if node is not None else settings.VIBEBOX_LOCAL_NODE_LABELS, labels)
+
+
+def require_labels(node: Node | None, labels: dict[str, str] | None) -> None:
+    """400 no_matching_node when the engine a sandbox is bound to (a restore's: the sandbox's) has
+    not every one of the labels (a snapshot's: it runs only where they are)."""
+    if labels and not engine_has(node, labels):
+        raise _no_match(labels, "bound")
 
 
 @dataclass(frozen=True)
@@ -214,7 +201,7 @@ def placement_candidates(
     may call engines). `snapshot`: a create from it goes to its node; `policy`: the sandbox's
     effective egress policy (one that needs rules of its own goes where they can be enforced);
     `disk`: its disk size, which only an engine that enforces one may take (the local engine's
-    support was checked by the create); `labels` (a create's nodeLabels, checked): only an engine
+    support was checked by the create); `labels` (a create's merged node labels: sandbox_create): only an engine
     that has every one of them (the local engine's: VIBEBOX_LOCAL_NODE_LABELS). 400
     no_matching_node when no engine has them, whatever its state, or when the rule that binds the
     create (its snapshot's engine, the local engine for a restricted policy) names one without them."""
@@ -267,6 +254,7 @@ def _no_match(labels: dict[str, str], why: str) -> errors.ApplicationError:
     because = {
         "egress": " (a sandbox with a restricted egress policy runs only where it can be enforced: no engine with "
         "these labels can)",
+        "bound": " (the engine this sandbox runs on has not them)",
     }.get(why, "")
     return errors.NoMatchingNode(
         f"No engine of this server has the node labels {labels}{because}.", details={"nodeLabels": labels}

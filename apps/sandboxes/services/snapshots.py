@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import record
+from apps.orgs.labels import labels_merge
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 from vibebox.ids import random_id
@@ -32,7 +33,7 @@ from .. import events, quotas, states
 from ..models import Node, Sandbox, Snapshot, Status
 from ..runtime import ImageInfo, driver_for, get_driver
 from ..specs import base_labels, sandbox_spec
-from . import network
+from . import network, placement
 from .lifecycle import announce_leaving, claim_checked
 from .shipping import snapshot_image_ship
 
@@ -145,6 +146,7 @@ def snapshot_create(*, sandbox: Sandbox, name: str = "") -> Snapshot:
         sandbox_name=sandbox.name,
         template=sandbox.template,
         node_id=sandbox.node_id,  # the image is committed on the sandbox's engine
+        node_labels=sandbox.node_labels,  # a create or restore from it runs only where they are
     )
     snapshot.name = name or f"{sandbox.name}-{timezone.now():%Y%m%d-%H%M%S}"
     snapshot.image = image_tag(snapshot)
@@ -273,6 +275,9 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
     the new one is built under the sandbox's name with a new workspace, and the old one is removed
     only once the new one is ready. On failure the new one goes and the old one gets its name back."""
     check_usable(snapshot)
+    # Its node labels: the sandbox's engine must have them (400 no_matching_node), and it keeps them.
+    placement.require_labels(sandbox.node, snapshot.node_labels)
+    labels = labels_merge(("sandbox", sandbox.node_labels), ("snapshot", snapshot.node_labels))
     # A paused or stopped sandbox's restore starts a container: its organization's quotas and
     # budget are asked first, as a start or resume is (a budget-paused sandbox stays paused).
     before = claim_checked(sandbox, SNAPSHOT_FROM, Status.STARTING, "restore")
@@ -316,6 +321,7 @@ def snapshot_restore(*, sandbox: Sandbox, snapshot: Snapshot) -> Sandbox:
         workspace_volume=new.workspace_volume if spec.volume else "",
         paused_at=None,
         status_reason="",
+        node_labels=labels,
         **({"stopped_at": now} if before == Status.STOPPED else {"started_at": now}),
     )
     _remove_replaced(sandbox, aside, old_volume)

@@ -15,6 +15,8 @@ from vibebox_sdk import (
     LastOwnerError,
     Member,
     MemberNotFoundError,
+    NodeLabelsConflictError,
+    NoMatchingNodeError,
     Organization,
     OrgNotFoundError,
     PermissionDeniedError,
@@ -34,6 +36,26 @@ from vibebox_sdk import (
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_an_organizations_node_labels_bind_its_creates(vb):
+    """Node labels the organization requires (docs/nodes.md, "Placement"): set by org.manage, merged
+    with a create's; the server's engine has none, so a create is refused with nothing made."""
+    own = vb.orgs.list()[0]
+    assert own.node_labels == {}
+    try:
+        assert vb.orgs.update(own, node_labels={"dedicated": "sdk"}).node_labels == {"dedicated": "sdk"}
+        assert vb.orgs.get(own).node_labels == {"dedicated": "sdk"}
+        with pytest.raises(NodeLabelsConflictError) as conflict:
+            vb.create("python-3", node_labels={"dedicated": "other"})
+        assert isinstance(conflict.value, NoMatchingNodeError) and conflict.value.status == 400
+        assert conflict.value.details == {"key": "dedicated", "values": {"request": "other", "organization": "sdk"}}
+        with pytest.raises(NoMatchingNodeError) as nowhere:
+            vb.create("python-3")
+        assert nowhere.value.details == {"nodeLabels": {"dedicated": "sdk"}}
+    finally:
+        vb.orgs.update(own, node_labels={})
+    assert vb.orgs.get(own).node_labels == {}
 
 
 @pytest.fixture

@@ -490,6 +490,11 @@ export class NoMatchingNodeError extends ValidationError {
   static override defaultCode = 'no_matching_node';
 }
 
+/** 400: one node label is required with two values (the create's `nodeLabels`, its template's, its organization's, its snapshot's): no engine can have both; nothing was made. @example `if (e instanceof NodeLabelsConflictError) console.log(e.details.key, e.details.values)` */
+export class NodeLabelsConflictError extends NoMatchingNodeError {
+  static override defaultCode = 'node_labels_conflict';
+}
+
 /** 507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space and try again. @example `if (e instanceof DiskFullError) console.log(e.details.path)` */
 export class DiskFullError extends ServerError {
   static override defaultCode = 'disk_full';
@@ -817,6 +822,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   template_building: TemplateBuildingError,
   no_capacity: NoCapacityError,
   no_matching_node: NoMatchingNodeError,
+  node_labels_conflict: NodeLabelsConflictError,
   rate_limiter_unavailable: ServiceUnavailableError, // Redis down: nothing was done, retry later
   database_unavailable: ServiceUnavailableError, // a write may be half-done: not retried
   claude_unavailable: ClaudeUnavailableError,

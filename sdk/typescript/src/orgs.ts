@@ -35,6 +35,11 @@ export interface OrgUpdateOptions {
    * npm: 'https://…' }` (pip, npm, cargo, gem, go, maven); `null` removes one, others stay.
    */
   registryMirrors?: Record<string, string | null>;
+  /**
+   * The node labels the engine of every new sandbox of the organization must have (`{ dedicated: 'acme' }`),
+   * merged with a create's `nodeLabels`: replaces the set, `{}` clears it.
+   */
+  nodeLabels?: Record<string, string>;
 }
 
 /**

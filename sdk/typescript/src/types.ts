@@ -125,7 +125,7 @@ export interface CreateOptions {
   wait?: boolean;
   /** The egress policy; keys left out come from the template's and the organization's defaults. */
   network?: NetworkChanges;
-  /** Run only on an engine of the server that has all these labels (`{ region: 'eu' }`); `NoMatchingNodeError` when none has them. */
+  /** Run only on an engine of the server that has all these labels (`{ region: 'eu' }`), merged with those the template and the organization require (kept as the sandbox's `nodeLabels`); `NoMatchingNodeError` when none has them, `NodeLabelsConflictError` when one is required with another value. */
   nodeLabels?: Record<string, string>;
 }
 

@@ -10,6 +10,8 @@ import {
   ConflictError,
   LastOwnerError,
   MemberNotFoundError,
+  NoMatchingNodeError,
+  NodeLabelsConflictError,
   OrgNotFoundError,
   PermissionDeniedError,
   RoleBuiltInError,
@@ -45,6 +47,24 @@ describe('orgs', () => {
     // The outsider's key sees its own personal organization, not this one.
     const outsider = new VibeBox({ apiKey: OUTSIDER_KEY, baseUrl: API_URL });
     await assert.rejects(outsider.orgs.get(own.slug), OrgNotFoundError);
+  });
+
+  test("the organization's node labels bind its creates (the server's engine has none)", async () => {
+    const [own] = await vb.orgs.list();
+    assert.ok(own);
+    assert.deepEqual(own.nodeLabels, {});
+    try {
+      assert.deepEqual((await vb.orgs.update(own, { nodeLabels: { dedicated: 'ts' } })).nodeLabels, { dedicated: 'ts' });
+      const conflict = await vb.create({ template: 'node-20', nodeLabels: { dedicated: 'other' } }).catch((e: unknown) => e);
+      assert.ok(conflict instanceof NodeLabelsConflictError && conflict instanceof NoMatchingNodeError, String(conflict));
+      assert.deepEqual(conflict.details, { key: 'dedicated', values: { request: 'other', organization: 'ts' } });
+      const nowhere = await vb.create({ template: 'node-20' }).catch((e: unknown) => e);
+      assert.ok(nowhere instanceof NoMatchingNodeError && !(nowhere instanceof NodeLabelsConflictError), String(nowhere));
+      assert.deepEqual(nowhere.details, { nodeLabels: { dedicated: 'ts' } });
+    } finally {
+      await vb.orgs.update(own, { nodeLabels: {} });
+    }
+    assert.deepEqual((await vb.orgs.get(own)).nodeLabels, {});
   });
 
   test('create, a key in it, members and roles, last owner, rename, delete', async () => {

@@ -436,6 +436,14 @@ class NoMatchingNodeError(ValidationError):
     default_code = "no_matching_node"
 
 
+class NodeLabelsConflictError(NoMatchingNodeError):
+    """400: one node label is required with two values (the create's `node_labels`, its template's,
+    its organization's, its snapshot's): no engine can have both. `details.key` names it,
+    `details.values` who asked for what. Nothing was made."""
+
+    default_code = "node_labels_conflict"
+
+
 class DiskFullError(ServerError):
     """507: the sandbox's disk is full (an upload, say); what was there is kept. Free some space
     (delete files, or raise `resources.disk` on a new sandbox) and try again."""
@@ -730,6 +738,7 @@ _BY_CODE: dict[str, type[VibeBoxError]] = {
     "template_building": TemplateBuildingError,
     "no_capacity": NoCapacityError,
     "no_matching_node": NoMatchingNodeError,
+    "node_labels_conflict": NodeLabelsConflictError,
     "rate_limiter_unavailable": ServiceUnavailableError,  # Redis down: nothing was done, retry later
     "database_unavailable": ServiceUnavailableError,  # a write may be half-done: not retried
     "claude_unavailable": ClaudeUnavailableError,

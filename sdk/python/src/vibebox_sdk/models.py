@@ -63,6 +63,9 @@ class SandboxInfo(_Model):
     metadata: dict[str, str] = field(default_factory=dict)
     warm: bool = False
     network: dict[str, Any] = field(default_factory=dict)  # the egress policy: internet, allow, deny, proxied
+    # The node labels its engine has to have: the create's node_labels, its template's, its
+    # organization's and its snapshot's, merged ({} for none).
+    node_labels: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -205,6 +208,7 @@ class Template(_Model):
     build_progress: dict[str, int] | None = None
     build_message: str = ""
     build_seconds: float | None = None
+    node_labels: dict[str, str] = field(default_factory=dict)  # its sandboxes' engine must have them
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -246,6 +250,7 @@ class Snapshot(_Model):
     size: int | None = None
     image_bytes: int | None = None
     workspace_bytes: int | None = None
+    node_labels: dict[str, str] = field(default_factory=dict)  # its sandbox's: creates and restores from it honour them
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -262,6 +267,7 @@ class Organization(_Model):
     role: str = ""
     permissions: list[str] = field(default_factory=list)
     registry_mirrors: dict[str, str] = field(default_factory=dict)
+    node_labels: dict[str, str] = field(default_factory=dict)  # every new sandbox's engine must have them
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

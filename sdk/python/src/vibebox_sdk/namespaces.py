@@ -280,11 +280,13 @@ class Orgs:
         name: str | None = None,
         slug: str | None = None,
         registry_mirrors: dict[str, str | None] | None = None,
+        node_labels: dict[str, str] | None = None,
     ) -> Any:
-        """Renames it, gives it a new `slug`, or sets the package registry mirrors its sandboxes'
-        installs use (`{"pip": "https://…/simple", "npm": "https://…"}`; a None URL removes one).
-        Needs the org.manage permission."""
-        fields = {"name": name, "slug": slug, "registry_mirrors": registry_mirrors}
+        """Renames it, gives it a new `slug`, sets the package registry mirrors its sandboxes'
+        installs use (`{"pip": "https://…/simple", "npm": "https://…"}`; a None URL removes one), or
+        replaces the node labels every new sandbox's engine must have (`{"dedicated": "acme"}`; `{}`
+        clears them). Needs the org.manage permission."""
+        fields = {"name": name, "slug": slug, "registry_mirrors": registry_mirrors, "node_labels": node_labels}
         return self._send(calls.org_update(slug_of(org), fields))
 
     def delete(self, org: OrgRef) -> Any:

@@ -555,7 +555,7 @@ export interface paths {
         delete: operations["orgs_destroy"];
         options?: never;
         head?: never;
-        /** @description Needs the org.manage permission. `registryMirrors` changes the package registry mirrors it names (a null URL removes one); audited as org.updated. */
+        /** @description Needs the org.manage permission. `registryMirrors` changes the package registry mirrors it names (a null URL removes one); `nodeLabels` replaces the node labels every new sandbox's engine must have ({} clears them; docs/nodes.md, "Placement"); audited as org.updated. */
         patch: operations["orgs_update"];
         trace?: never;
     };
@@ -3967,6 +3967,10 @@ export interface components {
             registryMirrors: {
                 [key: string]: string;
             };
+            /** @description The node labels the engine of each new sandbox of the organization must have (dedicated nodes, a region), merged with a create's nodeLabels; {} for none (docs/nodes.md, "Placement"). */
+            nodeLabels: {
+                [key: string]: string;
+            };
             /** Format: date-time */
             createdAt: string;
         };
@@ -4224,6 +4228,10 @@ export interface components {
                 gem?: string | null;
                 go?: string | null;
                 maven?: string | null;
+            };
+            /** @description Replaces the organization's node labels ({} clears them). At most 16; keys: lowercase letters, digits, '.', '_', '/', '-'; values: letters, digits, '.', '_', '-' (1-63 each). */
+            nodeLabels?: {
+                [key: string]: string;
             };
         };
         PatchedPortUpdateRequest: {
@@ -4608,6 +4616,10 @@ export interface components {
             /** Format: date-time */
             lastActivityAt: string | null;
             readonly network: components["schemas"]["Network"];
+            /** @description The node labels its engine has to have: the create's nodeLabels merged with those its template, its organization and its snapshot require ({} for none). Its snapshots keep them. */
+            nodeLabels: {
+                [key: string]: string;
+            };
         };
         SandboxCost: {
             sandboxId: string;
@@ -4671,7 +4683,7 @@ export interface components {
             wait: boolean;
             /** @description Egress policy; keys not given come from the template's, then the organization's default, then the platform's (internet on, no lists). */
             network?: components["schemas"]["NetworkInputRequest"];
-            /** @description Run only on an engine of this server that has all these labels (the operator sets them: docs/nodes.md), e.g. {"region": "eu"}. At most 16; keys: lowercase letters, digits, '.', '_', '/', '-'; values: letters, digits, '.', '_', '-' (1-63 each). 400 no_matching_node when no engine has them. */
+            /** @description Run only on an engine of this server that has all these labels (the operator sets them: docs/nodes.md), e.g. {"region": "eu"}. At most 16; keys: lowercase letters, digits, '.', '_', '/', '-'; values: letters, digits, '.', '_', '-' (1-63 each). Merged with those its template and its organization (and its snapshot) require: a key asked with another value is 400 node_labels_conflict. 400 no_matching_node when no engine has them. */
             nodeLabels?: {
                 [key: string]: string;
             };
@@ -4789,6 +4801,10 @@ export interface components {
             imageBytes: number;
             /** @description The workspace archive. */
             workspaceBytes: number;
+            /** @description Its sandbox's node labels: a create or restore from it runs only on an engine that has them. */
+            nodeLabels: {
+                [key: string]: string;
+            };
             /** Format: date-time */
             createdAt: string;
         };
@@ -5024,6 +5040,10 @@ export interface components {
             claude: {
                 [key: string]: unknown;
             };
+            /** @description The node labels its sandboxes' engine must have (template.yaml `nodeLabels:`, e.g. {"gpu": "true"}), merged with a create's; {} for none. */
+            nodeLabels: {
+                [key: string]: string;
+            };
             builtIn: boolean;
             /** @description Bytes, measured after the build (shared layers included). */
             imageSize: number | null;
@@ -5183,7 +5203,7 @@ export interface components {
          * @description The error codes the server knows today (new ones may come).
          * @enum {string}
          */
-        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_disabled_by_mode" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "database_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "git_hook_not_found" | "git_hook_signature_invalid" | "grant_not_found" | "graphql_introspection_disabled" | "graphql_invalid" | "graphql_too_complex" | "graphql_too_deep" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_capacity" | "no_matching_node" | "no_pending_changes" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "nul_character" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "persisted_query_hash_mismatch" | "persisted_query_not_found" | "persisted_query_not_supported" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "runtime_unsupported" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "sandbox_unreachable" | "sandbox_unrecoverable" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
+        ErrorCode: "agent_run_finished" | "agent_run_not_found" | "agent_task_finished" | "agent_task_not_found" | "already_member" | "ask_not_found" | "ask_running" | "billing_not_configured" | "billing_window_too_long" | "build_context_too_large" | "claude_disabled_by_mode" | "claude_not_enabled" | "claude_session_not_found" | "claude_unavailable" | "context_dead" | "context_not_found" | "database_unavailable" | "delivery_not_found" | "disk_full" | "disk_limit_unsupported" | "egress_unavailable" | "env_var_not_found" | "ephemeral_limit_reached" | "ephemeral_resources_too_large" | "ephemeral_timeout_too_long" | "execution_not_found" | "file_conflict" | "file_not_found" | "file_permission_denied" | "git_auth_failed" | "git_clone_failed" | "git_error" | "git_hook_not_found" | "git_hook_signature_invalid" | "grant_not_found" | "graphql_introspection_disabled" | "graphql_invalid" | "graphql_too_complex" | "graphql_too_deep" | "insufficient_scope" | "internal_error" | "invalid_api_key" | "invalid_archive" | "invalid_billing_window" | "invalid_build_context" | "invalid_dockerfile" | "invalid_duration" | "invalid_effective_from" | "invalid_env" | "invalid_git_auth" | "invalid_git_ref" | "invalid_git_url" | "invalid_json" | "invalid_metadata" | "invalid_package_spec" | "invalid_path" | "invalid_port" | "invalid_registry_mirror" | "invalid_resources" | "invalid_scope" | "invalid_size" | "invalid_template_yaml" | "invalid_webhook_url" | "invitation_accepted" | "invitation_email_mismatch" | "invitation_expired" | "invitation_not_found" | "invoice_not_found" | "key_inactive" | "key_not_found" | "last_owner" | "member_not_found" | "merge_conflict" | "metadata_too_large" | "method_not_allowed" | "metrics_loopback_only" | "metrics_token_required" | "mixed_currencies" | "no_capacity" | "no_matching_node" | "no_pending_changes" | "node_labels_conflict" | "not_a_git_repository" | "not_acceptable" | "not_authenticated" | "not_found" | "nothing_to_commit" | "nul_character" | "org_not_empty" | "org_not_found" | "org_slug_taken" | "package_list_failed" | "path_not_writable" | "payment_provider_unavailable" | "payments_not_configured" | "permission_denied" | "persisted_query_hash_mismatch" | "persisted_query_not_found" | "persisted_query_not_supported" | "personal_org" | "plan_change_conflict" | "plan_currency_change" | "plan_in_use" | "plan_not_found" | "quota_exceeded" | "rate_limited" | "rate_limiter_unavailable" | "request_too_large" | "review_not_allowed" | "role_built_in" | "role_in_use" | "role_name_taken" | "role_not_found" | "runtime_error" | "runtime_unavailable" | "runtime_unsupported" | "sandbox_name_ambiguous" | "sandbox_name_taken" | "sandbox_not_found" | "sandbox_not_running" | "sandbox_outdated" | "sandbox_paused" | "sandbox_state_conflict" | "sandbox_unreachable" | "sandbox_unrecoverable" | "scope_escalation" | "snapshot_not_found" | "snapshot_unusable" | "sso_domain_taken" | "sso_not_configured" | "stripe_signature_invalid" | "submission_not_found" | "submission_state_conflict" | "team_name_taken" | "team_not_found" | "template_building" | "template_name_taken" | "template_not_found" | "template_unavailable" | "template_version_not_found" | "template_version_yanked" | "terminal_not_found" | "too_many_streams" | "unknown_event" | "unknown_export_format" | "unknown_field" | "unknown_group_by" | "unknown_permission" | "unknown_role" | "unknown_template" | "unknown_template_version" | "unsupported_language" | "unsupported_media_type" | "unsupported_package_manager" | "user_not_found" | "user_required" | "validation_error" | "webhook_not_found" | "webhook_target_refused";
     };
     responses: never;
     parameters: never;
