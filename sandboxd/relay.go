@@ -59,7 +59,7 @@ func relayCommand(args []string, stderr io.Writer) int {
 	cfg.Log = logger
 	if *firewall { // needs --network host and CAP_NET_ADMIN (docs/sandboxd.md, "The firewall agent")
 		cfg.Firewall = &relay.Firewall{Search: relay.DefaultSearch, Deadline: 30 * time.Second,
-			ResolvConf: []string{"/etc/resolv.conf"}}
+			DNS: relay.DefaultDNSFiles}
 	}
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {

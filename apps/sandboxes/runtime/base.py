@@ -174,6 +174,9 @@ class RelaySpec:
     files: dict[str, bytes] = field(repr=False, hash=False)
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     cap_add: tuple[str, ...] = ()  # the firewall agent's (NET_ADMIN, NET_RAW): all others dropped
+    # (host path, container path): the node's files bound read-only, each left out when the node
+    # has no such file (the relay's resolvers: sandboxd/internal/relay/resolvers.go)
+    host_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1109,6 +1109,7 @@ class DockerDriver(SandboxdCalls):
             files = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(spec.files.items())}
             config = json.dumps(
                 [image_id, list(spec.entrypoint), list(spec.command), spec.mount, files, list(spec.cap_add)]
+                + ([[list(pair) for pair in spec.host_files]] if spec.host_files else [])
             )
             digest = hashlib.sha256(config.encode()).hexdigest()
             try:
@@ -1138,25 +1139,38 @@ class DockerDriver(SandboxdCalls):
             finally:
                 with contextlib.suppress(NotFound):
                     self.client.api.remove_container(writer, force=True)
-            host_config = self.client.api.create_host_config(
-                network_mode="host",
-                restart_policy={"Name": "unless-stopped"},
-                read_only=True,
-                tmpfs={"/run": "size=1m"},  # iptables' lock (xtables.lock) under a read-only root
-                cap_drop=["ALL"],
-                cap_add=list(spec.cap_add) or None,
-                security_opt=["no-new-privileges"],
-                mounts=[Mount(target=spec.mount, source=spec.volume, type="volume", read_only=True)],
-                log_config=LogConfig(type="local", config={"max-size": "10m", "max-file": "3"}),
-            )
-            self.client.api.create_container(
-                spec.image,
-                entrypoint=list(spec.entrypoint),
-                command=list(spec.command),
-                name=spec.name,
-                labels={**spec.labels, RELAY_CONFIG_LABEL: digest},
-                host_config=host_config,
-            )
+            binds = list(spec.host_files)
+            while True:
+                host_config = self.client.api.create_host_config(
+                    network_mode="host",
+                    restart_policy={"Name": "unless-stopped"},
+                    read_only=True,
+                    tmpfs={"/run": "size=1m"},  # iptables' lock (xtables.lock) under a read-only root
+                    cap_drop=["ALL"],
+                    cap_add=list(spec.cap_add) or None,
+                    security_opt=["no-new-privileges"],
+                    mounts=[
+                        Mount(target=spec.mount, source=spec.volume, type="volume", read_only=True),
+                        *(Mount(target=inside, source=path, type="bind", read_only=True) for path, inside in binds),
+                    ],
+                    log_config=LogConfig(type="local", config={"max-size": "10m", "max-file": "3"}),
+                )
+                try:
+                    self.client.api.create_container(
+                        spec.image,
+                        entrypoint=list(spec.entrypoint),
+                        command=list(spec.command),
+                        name=spec.name,
+                        labels={**spec.labels, RELAY_CONFIG_LABEL: digest},
+                        host_config=host_config,
+                    )
+                    break
+                except APIError as exc:  # a node without one of the files: bound without it
+                    said = str(exc.explanation or exc)
+                    missing = [pair for pair in binds if "does not exist" in said and pair[0] in said]
+                    if not missing:
+                        raise
+                    binds.remove(missing[0])
             self.client.api.start(spec.name)
         return True
 

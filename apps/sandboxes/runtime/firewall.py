@@ -80,7 +80,12 @@ PRIVATE_V6 = (
 )
 # Where Docker's embedded DNS gets its upstream servers (it forwards a container's queries from
 # the container's namespace, so through FORWARD: a private resolver must stay reachable on 53).
-RESOLV_CONF_PATHS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+# Docker's choice (docker_resolvers): daemon.json's `dns`, else resolv.conf's nameservers, or
+# systemd-resolved's upstream list when resolv.conf names only resolved's stub. A node's relay
+# makes the same choice from the node's files (sandboxd/internal/relay/resolvers.go).
+RESOLV_CONF = "/etc/resolv.conf"
+RESOLVED_CONF = "/run/systemd/resolve/resolv.conf"
+RESOLVED_STUB = "127.0.0.53"
 DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
 
 
@@ -255,21 +260,50 @@ def gateway_addresses(gateway: str | None, family: Family) -> list[str]:
 
 
 def host_resolvers() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The DNS servers Docker's embedded DNS forwards to (loopback ones are used from the host's
-    own namespace and need nothing)."""
-    names: list[str] = []
-    for path in RESOLV_CONF_PATHS:
-        with contextlib.suppress(OSError):
-            for line in Path(path).read_text().splitlines():
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    names.append(fields[1])
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        names += [str(name) for name in json.loads(Path(DOCKER_DAEMON_JSON).read_text()).get("dns") or []]
-    found = []
-    for name in names:
+    """The DNS servers Docker's embedded DNS forwards to from this host's files."""
+    texts = []
+    for path in (RESOLV_CONF, RESOLVED_CONF, DOCKER_DAEMON_JSON):
         try:
-            address = ipaddress.ip_address(name.split("%", 1)[0])
+            texts.append(Path(path).read_text(errors="replace"))
+        except OSError:
+            texts.append("")
+    return usable_resolvers(docker_resolvers(*texts))
+
+
+def _nameservers(text: str) -> list[str]:
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            found.append(fields[1])
+    return found
+
+
+def docker_resolvers(resolv_conf: str, resolved_conf: str, daemon_json: str) -> list[str]:
+    """Docker's choice of its containers' upstream DNS servers from the three files' texts (""
+    for a missing one): daemon.json's `dns` when it lists any, else resolv.conf's nameservers, or
+    systemd-resolved's upstream list when resolv.conf names nothing but resolved's stub."""
+    try:
+        listed = json.loads(daemon_json).get("dns") if daemon_json.strip() else None
+    except (ValueError, AttributeError):
+        listed = None
+    if isinstance(listed, list) and (chosen := [str(name).strip() for name in listed if str(name).strip()]):
+        return chosen
+    chosen = _nameservers(resolv_conf)
+    if chosen and all(name == RESOLVED_STUB for name in chosen):
+        chosen = _nameservers(resolved_conf) or chosen
+    return chosen
+
+
+def usable_resolvers(names) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses among `names` the bridge rules open port 53 to, once each: loopback ones are
+    left out (Docker's embedded DNS reaches them from the host's own namespace: nothing to open;
+    Docker's fallback to public servers needs nothing either, public addresses staying reachable),
+    and so is what is not an address. The local host's and a node's relay's lists alike."""
+    found = []
+    for name in names if isinstance(names, list) else []:
+        try:
+            address = ipaddress.ip_address(str(name).split("%", 1)[0])
         except ValueError:
             continue
         if not address.is_loopback and address not in found:

@@ -5,8 +5,10 @@ there, on the node's host; nothing runs on this one.
 One HTTPS request per command, over the mutual TLS the relay's CONNECT tunnels use
 (`relay.client_context`): `POST /firewall` with `{"binary", "args", "stdin"}`, answered
 `{"code", "stdout", "stderr"}`; `GET /firewall` says which binaries the node has and its
-resolvers (the relay's /etc/resolv.conf: with `--network host`, the host's, as Docker's embedded
-DNS forwards to them). Every call has a deadline, and every answer is read with a bound.
+resolvers, chosen from the node's files as Docker chooses them (daemon.json's `dns`, resolv.conf,
+systemd-resolved's upstream list: sandboxd/internal/relay/resolvers.go), loopback ones left out
+here as for this host (firewall.usable_resolvers). Every call has a deadline, and every answer is
+read with a bound.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from . import firewall
 from .base import NodeConnection
 
 ANSWER_LIMIT = 8 << 20  # the relay caps stdout and stderr at 1 MiB each; JSON escapes may grow them
@@ -90,16 +93,7 @@ class RelayRunner:
         return isinstance(binaries, list) and binary in binaries
 
     def resolvers(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        found = []
-        listed = self._node_info().get("resolvers", [])
-        for name in listed if isinstance(listed, list) else []:
-            try:
-                address = ipaddress.ip_address(str(name).split("%", 1)[0])
-            except ValueError:
-                continue
-            if not address.is_loopback and address not in found:
-                found.append(address)
-        return found
+        return firewall.usable_resolvers(self._node_info().get("resolvers", []))
 
     @contextlib.contextmanager
     def lock(self):

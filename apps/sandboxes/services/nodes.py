@@ -69,6 +69,7 @@ RELAY_PORT = 2377  # the relay's default port on a node (addnode --relay-port)
 RELAY_NAME = "vibebox-relay"  # its container on the node
 RELAY_VOLUME = "vibebox-relay-tls"  # its certificate, key and client CA, mounted read-only
 RELAY_MOUNT = "/tls"
+RELAY_DNS_FILES = ("/etc/docker/daemon.json", "/run/systemd/resolve/resolv.conf")  # the node's, read-only
 RELAY_ANSWER_SECONDS = 30.0  # for a relay just started to answer over mutual TLS
 RELAY_VALID_DAYS = 3650  # its credentials (minted once per node; rotatenode mints new ones)
 
@@ -539,6 +540,9 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         files=files,
         labels={"vibebox.relay": "1"},  # not vibebox.managed: no sandbox, reconcile leaves it alone
         cap_add=("NET_ADMIN", "NET_RAW"),  # iptables on the node's host (--firewall), nothing else
+        # Where Docker's containers get their DNS servers from, for the firewall agent's resolvers
+        # (sandboxd/internal/relay/resolvers.go reads them under /host); absent ones are left out.
+        host_files=tuple((path, f"/host{path}") for path in RELAY_DNS_FILES),
     )
 
 

@@ -40,10 +40,10 @@ const (
 
 // Firewall is the agent's configuration; nil in Config: the relay serves CONNECT only.
 type Firewall struct {
-	Search     []string      // directories the binaries are looked up in
-	Deadline   time.Duration // for one command; it is killed (its process group) after it
-	ResolvConf []string      // files whose nameserver lines GET /firewall reports
-	mu         sync.Mutex    // one command at a time
+	Search   []string      // directories the binaries are looked up in
+	Deadline time.Duration // for one command; it is killed (its process group) after it
+	DNS      DNSFiles      // where GET /firewall's resolvers are read (resolvers.go)
+	mu       sync.Mutex    // one command at a time
 }
 
 // FirewallRequest is POST /firewall's body.
@@ -93,18 +93,7 @@ func (f *Firewall) info() FirewallInfo {
 			found.Binaries = append(found.Binaries, name)
 		}
 	}
-	for _, path := range f.ResolvConf {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) >= 2 && fields[0] == "nameserver" && len(found.Resolvers) < 32 {
-				found.Resolvers = append(found.Resolvers, fields[1])
-			}
-		}
-	}
+	found.Resolvers = f.DNS.Resolvers()
 	return found
 }
 

@@ -42,7 +42,7 @@ func fakeBinaries(t *testing.T) string {
 
 func withFirewall(dir string, deadline time.Duration) func(*Config) {
 	return func(cfg *Config) {
-		cfg.Firewall = &Firewall{Search: []string{dir, "/usr/bin", "/bin"}, Deadline: deadline, ResolvConf: []string{filepath.Join(dir, "resolv.conf")}}
+		cfg.Firewall = &Firewall{Search: []string{dir, "/usr/bin", "/bin"}, Deadline: deadline, DNS: DNSFiles{ResolvConf: filepath.Join(dir, "resolv.conf")}}
 	}
 }
 
