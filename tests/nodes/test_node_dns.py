@@ -18,7 +18,7 @@ from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests.conftest import sandbox_row
-from tests.nodes.engines import _tar, add_node, ship, unprepare
+from tests.nodes.engines import add_node, ship, unprepare
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +31,10 @@ def dns_node(docker_nodes, settings):
     settings.VIBEBOX_POOL_ENABLED = False
     engine = docker_nodes[0]
     # The running dockerd does not read it again: only the relay does (and Docker would at its restart).
-    daemon = json.dumps({"dns": [RESOLVER, "127.0.0.1"]}).encode()
-    engine.container.put_archive("/etc/docker", _tar({"daemon.json": daemon}))
+    daemon = json.dumps({"dns": [RESOLVER, "127.0.0.1"]})
+    write = f"mkdir -p /etc/docker && echo '{daemon}' >/etc/docker/daemon.json"  # 0644, as a host has it
+    written = engine.container.exec_run(["sh", "-c", write])
+    assert written.exit_code == 0, written.output
     Template.objects.update(is_active=False)
     template = Template.objects.create(name="dns-node", display_name="DNS", image=base_image())
     node = add_node(engine, "node-dns")
