@@ -35,6 +35,7 @@ MODULES=(
     tests/webhooks/test_worker_killed.py
     tests/nodes/test_live_restore.py
     tests/nodes/test_three_nodes.py
+    tests/nodes/test_overlapping_nodes.py
 )
 
 log() { printf 'test-ha: %s\n' "$*" >&2; }
