@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,7 +43,7 @@ func relayCommand(args []string, stderr io.Writer) int {
 		return 2
 	}
 	logger := log.New(stderr, "sandboxd relay: ", 0)
-	cfg, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
+	cfg, credentials, err := relayConfig(*certFile, *keyFile, *caFile, *allow, *ports, *maxTunnels, *idle)
 	if err == nil {
 		cfg.Back, err = backConfig(*back, *backWaiting, *backPark, *backWait, *backMax, *backPerSource) // relay_back.go
 	}
@@ -69,34 +67,47 @@ func relayCommand(args []string, stderr io.Writer) int {
 	server := relay.New(cfg)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT) // as a container's PID 1 nothing else ends it
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP) // the TLS files read again (docs/sandboxd.md, "The relay")
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
-	select {
-	case <-stop:
-		listener.Close()
-		return 0
-	case err := <-served:
-		logger.Printf("serving stopped: %v", err)
-		return 1
+	logger.Printf("listening on %s, TLS files %s", listener.Addr(), credentials.Digest())
+	for {
+		select {
+		case <-reload:
+			reloadCredentials(credentials, logger)
+		case <-stop:
+			listener.Close()
+			return 0
+		case err := <-served:
+			logger.Printf("serving stopped: %v", err)
+			return 1
+		}
 	}
 }
 
-func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int, idle time.Duration) (relay.Config, error) {
-	var cfg relay.Config
+// reloadCredentials is SIGHUP's: new handshakes get the files as they are now, established
+// connections keep theirs; files that cannot be used leave the ones in force as they were.
+func reloadCredentials(credentials *relay.Credentials, logger *log.Logger) {
+	before := credentials.Digest()
+	digest, err := credentials.Reload()
+	switch {
+	case err != nil:
+		logger.Printf("reload refused, TLS files %s kept: %v", before, err)
+	case digest == before:
+		logger.Printf("reloaded: TLS files %s unchanged", digest)
+	default:
+		logger.Printf("reloaded: TLS files %s -> %s", before, digest)
+	}
+}
+
+func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int, idle time.Duration) (cfg relay.Config, credentials *relay.Credentials, err error) {
 	if certFile == "" || keyFile == "" || caFile == "" {
-		return cfg, errors.New("--cert, --key and --client-ca are required: the relay serves only mutual TLS")
+		return cfg, nil, errors.New("--cert, --key and --client-ca are required: the relay serves only mutual TLS")
 	}
-	certificate, err := tls.LoadX509KeyPair(certFile, keyFile)
+	credentials, err = relay.LoadCredentials(certFile, keyFile, caFile) // read again on SIGHUP
 	if err != nil {
-		return cfg, fmt.Errorf("--cert/--key: %w", err)
-	}
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return cfg, fmt.Errorf("--client-ca: %w", err)
-	}
-	clientCAs := x509.NewCertPool()
-	if !clientCAs.AppendCertsFromPEM(caPEM) {
-		return cfg, errors.New("--client-ca: no PEM certificate in " + caFile)
+		return cfg, nil, err
 	}
 	for _, item := range strings.Split(allow, ",") {
 		if item = strings.TrimSpace(item); item == "" {
@@ -104,12 +115,12 @@ func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int,
 		}
 		prefix, err := netip.ParsePrefix(item)
 		if err != nil {
-			return cfg, fmt.Errorf("--allow: %w", err)
+			return cfg, nil, fmt.Errorf("--allow: %w", err)
 		}
 		cfg.Allow = append(cfg.Allow, prefix.Masked())
 	}
 	if len(cfg.Allow) == 0 {
-		return cfg, errors.New("--allow: name at least one network (the node's sandbox bridges)")
+		return cfg, nil, errors.New("--allow: name at least one network (the node's sandbox bridges)")
 	}
 	cfg.Ports = map[uint16]bool{}
 	for _, item := range strings.Split(ports, ",") {
@@ -120,7 +131,7 @@ func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int,
 			last, err = strconv.ParseUint(high, 10, 16)
 		}
 		if err != nil || first == 0 || last < first {
-			return cfg, fmt.Errorf("--ports: %q is not a port or a range LOW-HIGH of ports", item)
+			return cfg, nil, fmt.Errorf("--ports: %q is not a port or a range LOW-HIGH of ports", item)
 		}
 		if isRange {
 			cfg.PortRanges = append(cfg.PortRanges, [2]uint16{uint16(first), uint16(last)})
@@ -132,15 +143,10 @@ func relayConfig(certFile, keyFile, caFile, allow, ports string, maxTunnels int,
 	// reaches sandboxes, never the node itself (docs/sandboxd.md, "The relay").
 	cfg.HostAddrs = relay.HostAddresses
 	if maxTunnels < 1 || idle <= 0 {
-		return cfg, errors.New("--max-tunnels must be 1 or more, --idle more than 0")
+		return cfg, nil, errors.New("--max-tunnels must be 1 or more, --idle more than 0")
 	}
-	cfg.TLS = &tls.Config{
-		Certificates: []tls.Certificate{certificate},
-		ClientCAs:    clientCAs,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}
+	cfg.TLS = credentials.ServerConfig()
 	cfg.MaxConns, cfg.Idle = maxTunnels, idle
 	cfg.Handshake, cfg.Dial = 10*time.Second, 5*time.Second
-	return cfg, nil
+	return cfg, credentials, nil
 }

@@ -165,7 +165,7 @@ func stopRelay(t *testing.T, pid int, exited <-chan syscall.WaitStatus) {
 
 func TestRelayPortsTakeRanges(t *testing.T) {
 	cert, key, ca, _, _ := relayFiles(t)
-	cfg, err := relayConfig(cert, key, ca, "10.0.0.0/8", "49983, 3000-3999,8080-8080", 4, time.Minute)
+	cfg, _, err := relayConfig(cert, key, ca, "10.0.0.0/8", "49983, 3000-3999,8080-8080", 4, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +174,56 @@ func TestRelayPortsTakeRanges(t *testing.T) {
 		cfg.PortRanges[1] != ranges[1] || cfg.HostAddrs == nil {
 		t.Fatalf("ports %v, ranges %v, host addresses checked: %v", cfg.Ports, cfg.PortRanges, cfg.HostAddrs != nil)
 	}
+}
+
+// SIGHUP: the binary reads its TLS files again (docs/sandboxd.md, "The relay"): files it cannot
+// use are refused and logged, the relay serving on; good ones take new handshakes.
+func TestTheRelayBinaryReloadsOnSIGHUP(t *testing.T) {
+	cert, key, ca, authority, client := relayFiles(t)
+	addr := freePort(t)
+	logs, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	null, _ := os.Open(os.DevNull)
+	defer null.Close()
+	argv := []string{"sandboxd", "relay", "--listen", addr, "--cert", cert, "--key", key, "--client-ca", ca,
+		"--allow", "127.0.0.1/32"}
+	attr := &syscall.ProcAttr{Env: []string{asMain + "=1"}, Files: []uintptr{null.Fd(), null.Fd(), logs.Fd()}}
+	pid, exited, err := reaper.Spawn(binary, argv, attr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	other := testsupport.NewAuthority(t, "new CA")
+	otherClient := other.Issue(t, "vibebox-server", x509.ExtKeyUsageClientAuth)
+	handshake := func(certificate tls.Certificate) error { // the relay's own refusal of loopback's port 1 after it
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: authority.Pool, Certificates: []tls.Certificate{certificate}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		io.WriteString(conn, "CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n")
+		_, err = http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodConnect})
+		return err
+	}
+	testsupport.Eventually(t, "the relay listens", 10*time.Second, func() bool { return handshake(client) == nil })
+	logged := func(what string) bool {
+		data, _ := os.ReadFile(logs.Name())
+		return strings.Contains(string(data), what)
+	}
+	os.WriteFile(ca, []byte("not a certificate\n"), 0o600)
+	syscall.Kill(pid, syscall.SIGHUP)
+	testsupport.Eventually(t, "the refusal logged", 10*time.Second, func() bool { return logged("reload refused") })
+	if err := handshake(client); err != nil {
+		t.Fatalf("after a refused reload: %v", err)
+	}
+	os.WriteFile(ca, append(other.PEM(), authority.PEM()...), 0o600)
+	syscall.Kill(pid, syscall.SIGHUP)
+	testsupport.Eventually(t, "the new CA trusted", 10*time.Second, func() bool { return handshake(otherClient) == nil })
+	if !logged("reloaded: TLS files") {
+		t.Fatal("the reload was not logged")
+	}
+	stopRelay(t, pid, exited)
 }

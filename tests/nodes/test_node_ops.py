@@ -1,6 +1,7 @@
 """Node operations on a real nested engine (docs/nodes.md): `rotatenode` gives the relay new
-credentials while a sandbox on the node keeps running (and answers through the new relay), the old
-client certificate is refused afterwards; `removenode` takes away what VibeBox made on the node
+credentials while a sandbox on the node keeps running (and answers through the relay), the same
+relay reloaded (a tunnel opened before it goes on; a relay from an older image is replaced), the
+old client certificate is refused afterwards; `removenode` takes away what VibeBox made on the node
 (its containers and workspaces, the sandbox network and the isolation rules the relay wrote, the
 relay and its files), refuses while a sandbox lives there unless --force."""
 
@@ -78,6 +79,13 @@ def _context(node: Node) -> ssl.SSLContext:
     return client_context(ca=node.relay_ca, cert=node.relay_cert, key=decrypt(node.relay_key))
 
 
+def _address(engine, sandbox: Sandbox) -> str:
+    """The sandbox's address on the node's bridge."""
+    return engine.docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", sandbox.container_name
+    ).strip()
+
+
 def _chains(engine) -> list[str]:
     """The node host's VibeBox chains (the relay runs iptables in the engine container's namespace)."""
     code, output = engine.container.exec_run(["iptables", "-w", "-S"])
@@ -95,12 +103,18 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
     container = driver.inspect(sandbox.container_name)
     relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
     old_context, where = _context(node), (engine.address, node.relay_port)
+    held = tunnel(where, (_address(engine, sandbox), sandboxd_client.PORT), context=old_context, timeout=10)
 
     out = StringIO()
     call_command("rotatenode", "node-b", stdout=out)
     node.refresh_from_db()
     assert "relay credentials rotated" in out.getvalue() and node.relay_image  # placeable still
-    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before  # replaced
+    assert out.getvalue().rstrip().endswith("reloaded")
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before  # the same relay, reloaded
+    # The tunnel opened with the old credentials before the rotation still reaches sandboxd.
+    with held:
+        held.sendall(b"GET /nothing HTTP/1.1\r\nHost: sandboxd\r\nConnection: close\r\n\r\n")
+        assert held.makefile("rb").readline().startswith(b"HTTP/1.1 ")
 
     # The old client certificate is refused by the new relay (its CA is not trusted any more)...
     with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -128,31 +142,35 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
         call_command("rotatenode", "nope", stdout=StringIO())
 
 
-def test_rotation_overlaps_the_old_and_the_new_credentials(prepared, owner, template):
+def test_rotation_overlaps_the_old_and_the_new_credentials(prepared, owner, template, monkeypatch):
     """rotatenode's two steps, one at a time: during the overlap the relay takes the old and the new
     client certificate and both the old CA and the row's bundle verify it (a process with the old
     row still opens a tunnel to sandboxd, and so does one with the new row); after the switch the
-    old certificate is refused, and a process that still has the overlap's row gets in."""
+    old certificate is refused, and a process that still has the overlap's row gets in. The overlap
+    reloads the relay; the switch, for a relay whose image is not the current source's (one that
+    cannot reload), replaces it."""
     engine, node, ready = prepared
     sandbox = _sandbox_on(node, owner, template, ready, "overlap")
-    address = engine.docker(
-        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", sandbox.container_name
-    ).strip()
-    where, sandboxd_at = (engine.address, node.relay_port), (address, sandboxd_client.PORT)
+    where, sandboxd_at = (engine.address, node.relay_port), (_address(engine, sandbox), sandboxd_client.PORT)
     old_context = _context(node)
     minted = nodes._relay_minted(node)
+    relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
 
-    nodes.node_relay_overlap(node=node, minted=minted)
+    overlap = nodes.node_relay_overlap(node=node, minted=minted)
     node.refresh_from_db()
     assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_image  # answered: placeable
+    assert overlap.relay_reloaded and not overlap.relay_started
+    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before
     overlap_context = _context(node)
     for context in (old_context, overlap_context):  # both open sandboxd's port through the relay
         tunnel(where, sandboxd_at, context=context, timeout=10).close()
     assert sandbox_exec(sandbox=sandbox, command="echo overlap").stdout == "overlap\n"
 
-    nodes.node_relay_switch(node=node, minted=minted)
+    monkeypatch.setattr(sandboxd, "relay_current", lambda: "vibebox/sandboxd-relay:older")  # it cannot reload
+    switched = nodes.node_relay_switch(node=node, minted=minted)
     node.refresh_from_db()
     assert node.relay_ca.count("BEGIN CERTIFICATE") == 1 and node.relay_ca == minted["relay_ca"]
+    assert switched.relay_started and json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before
     with pytest.raises((ssl.SSLError, ConnectionError)):
         tunnel(where, sandboxd_at, context=old_context, timeout=10)
     for context in (overlap_context, _context(node)):

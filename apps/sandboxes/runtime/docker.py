@@ -306,6 +306,7 @@ _NODE_MESSAGES = {
 
 
 RELAY_CONFIG_LABEL = "vibebox.relay-config"  # a digest of the relay's image id, arguments and files
+RELAY_BASE_LABEL = "vibebox.relay-base"  # the same but the files (which a reload changes: relay_ensure)
 
 
 def _private_tar(files: dict[str, bytes]) -> bytes:
@@ -1097,48 +1098,42 @@ class DockerDriver(SandboxdCalls):
             data = self.client.api.inspect_network(name)
         return [c["Subnet"] for c in ((data.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
-    def relay_ensure(self, spec: RelaySpec) -> bool:
-        """A node's relay running as `spec` says (docs/nodes.md): left alone when a container of
-        that name runs with the same image id, arguments and files (True: started now). Otherwise
-        it is replaced: its files are written into its volume through a container that is never
-        started (put_archive, over this engine's mutual TLS), then it is created with the host's
-        network, a read-only root, only the spec's capabilities, no-new-privileges, restarted
-        unless stopped."""
+    def relay_ensure(self, spec: RelaySpec, *, replace: bool = False) -> str:
+        """A node's relay running as `spec` says (docs/nodes.md): "running" when a container of that
+        name runs with the same image id, arguments and files, and is left alone. When only its files
+        differ and `spec.reloads` (its image reads them again on SIGHUP; the label
+        `vibebox.relay-base` names what it was started with but the files), they are written into
+        its volume and it is sent SIGHUP: "reloaded", the same container, its tunnels not cut.
+        Otherwise (or `replace`) it is replaced, "started": its files are written into its volume
+        through a container that is never started (put_archive, over this engine's mutual TLS), then
+        it is created with the host's network, a read-only root, only the spec's capabilities,
+        no-new-privileges, restarted unless stopped."""
         with self._engine():
             image_id = self.client.api.inspect_image(spec.image)["Id"]
             files = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(spec.files.items())}
-            config = json.dumps(
-                [image_id, list(spec.entrypoint), list(spec.command), spec.mount, files, list(spec.cap_add)]
-                + ([[list(pair) for pair in spec.host_files]] if spec.host_files else [])
-            )
-            digest = hashlib.sha256(config.encode()).hexdigest()
+            started_with = [image_id, list(spec.entrypoint), list(spec.command), spec.mount, list(spec.cap_add)]
+            if spec.host_files:
+                started_with.append([list(pair) for pair in spec.host_files])
+            digest = hashlib.sha256(json.dumps([*started_with[:4], files, *started_with[4:]]).encode()).hexdigest()
+            base = hashlib.sha256(json.dumps(started_with).encode()).hexdigest()
             try:
                 data = self.client.api.inspect_container(spec.name)
             except NotFound:
                 data = None
             if data is not None:
                 labels = (data.get("Config") or {}).get("Labels") or {}
-                if labels.get(RELAY_CONFIG_LABEL) == digest and (data.get("State") or {}).get("Running"):
-                    return False
+                running = bool((data.get("State") or {}).get("Running"))
+                if running and not replace and labels.get(RELAY_CONFIG_LABEL) == digest:
+                    return "running"
+                if running and not replace and spec.reloads and labels.get(RELAY_BASE_LABEL) == base:
+                    if self._relay_files(spec) == files:
+                        return "running"  # reloaded by an earlier call
+                    self._relay_files_write(spec)
+                    self.client.api.kill(spec.name, signal="SIGHUP")
+                    return "reloaded"
                 self.client.api.remove_container(spec.name, force=True)
             self.client.volumes.create(name=spec.volume, labels=spec.labels)
-            writer = f"{spec.name}-files"
-            with contextlib.suppress(NotFound):
-                self.client.api.remove_container(writer, force=True)
-            self.client.api.create_container(
-                spec.image,
-                command=["fill"],  # never started
-                name=writer,
-                labels=spec.labels,
-                host_config=self.client.api.create_host_config(
-                    mounts=[Mount(target=spec.mount, source=spec.volume, type="volume")], network_mode="none"
-                ),
-            )
-            try:
-                self.client.api.put_archive(writer, spec.mount, _private_tar(spec.files))
-            finally:
-                with contextlib.suppress(NotFound):
-                    self.client.api.remove_container(writer, force=True)
+            self._relay_files_write(spec)
             binds = list(spec.host_files)
             while True:
                 host_config = self.client.api.create_host_config(
@@ -1161,7 +1156,7 @@ class DockerDriver(SandboxdCalls):
                         entrypoint=list(spec.entrypoint),
                         command=list(spec.command),
                         name=spec.name,
-                        labels={**spec.labels, RELAY_CONFIG_LABEL: digest},
+                        labels={**spec.labels, RELAY_CONFIG_LABEL: digest, RELAY_BASE_LABEL: base},
                         host_config=host_config,
                     )
                     break
@@ -1172,7 +1167,40 @@ class DockerDriver(SandboxdCalls):
                         raise
                     binds.remove(missing[0])
             self.client.api.start(spec.name)
-        return True
+        return "started"
+
+    def _relay_files_write(self, spec: RelaySpec) -> None:
+        """The spec's files in the relay's volume, through a container that is never started (the
+        relay mounts it read-only)."""
+        writer = f"{spec.name}-files"
+        with contextlib.suppress(NotFound):
+            self.client.api.remove_container(writer, force=True)
+        self.client.api.create_container(
+            spec.image,
+            command=["fill"],  # never started
+            name=writer,
+            labels=spec.labels,
+            host_config=self.client.api.create_host_config(
+                mounts=[Mount(target=spec.mount, source=spec.volume, type="volume")], network_mode="none"
+            ),
+        )
+        try:
+            self.client.api.put_archive(writer, spec.mount, _private_tar(spec.files))
+        finally:
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(writer, force=True)
+
+    def _relay_files(self, spec: RelaySpec) -> dict[str, str]:
+        """The SHA-256 of each of the spec's files as the running relay's volume has them (an empty
+        digest for one missing)."""
+        stream, _ = self.client.api.get_archive(spec.name, spec.mount)
+        found: dict[str, str] = {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r") as archive:
+            for member in archive.getmembers():
+                name = member.name.split("/", 1)[1] if "/" in member.name else ""
+                if name in spec.files and member.isfile():
+                    found[name] = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+        return {name: found.get(name, "") for name in sorted(spec.files)}
 
     def relay_remove(self, name: str, volume: str) -> None:
         """A node's relay and its files gone (nothing when they are not there)."""

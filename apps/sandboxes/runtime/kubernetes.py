@@ -1066,7 +1066,7 @@ class KubernetesDriver(SandboxdCalls):
     def network_subnets(self, name: str) -> list[str]:
         raise unsupported("network_address")
 
-    def relay_ensure(self, spec) -> bool:
+    def relay_ensure(self, spec, *, replace: bool = False) -> str:
         raise unsupported("nodes")
 
     def relay_remove(self, name: str, volume: str) -> None:

@@ -71,6 +71,7 @@ RELAY_VOLUME = "vibebox-relay-tls"  # its certificate, key and client CA, mounte
 RELAY_MOUNT = "/tls"
 RELAY_DNS_FILES = ("/etc/docker/daemon.json", "/run/systemd/resolve/resolv.conf")  # the node's, read-only
 RELAY_ANSWER_SECONDS = 30.0  # for a relay just started to answer over mutual TLS
+RELAY_RELOAD_SECONDS = 10.0  # for a relay sent SIGHUP to answer with its new files (then it is replaced)
 RELAY_VALID_DAYS = 3650  # its credentials (minted once per node; rotatenode mints new ones)
 
 
@@ -419,12 +420,14 @@ def nodes_check() -> dict[str, str]:
 class PreparedNode:
     """A node after node_prepare: sandboxd's image there, and its volume (`volume_made`: made by
     this call, not found in place); its relay (`relay_started`: started or replaced by this call,
-    not found running as it should) on `relay_port`, allowed to open sandboxd on `subnets`."""
+    not found running as it should; `relay_reloaded`: the same relay told to read its changed
+    files) on `relay_port`, allowed to open sandboxd on `subnets`."""
 
     image: ShippedImage
     volume: str
     volume_made: bool
     relay_started: bool = False
+    relay_reloaded: bool = False
     relay_port: int = 0
     subnets: tuple[str, ...] = ()
 
@@ -490,8 +493,17 @@ def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
     try:
         spec = _relay_spec(node, relay_image.tag, subnets)
         spec = dataclasses.replace(spec, command=spec.command + _back_args(remote.network_gateway(network)))
-        started = remote.relay_ensure(spec)
-        _relay_answers(node)
+        outcome = remote.relay_ensure(spec)
+        if outcome == "reloaded":
+            try:
+                _relay_answers(node, seconds=RELAY_RELOAD_SECONDS)
+            except errors.RuntimeFailure as exc:
+                # Its files refused (the relay logs why and keeps the old ones) or the signal lost:
+                # replaced as a relay that cannot reload is.
+                logger.warning("node %s: the relay did not reload (%s), replacing it", node.name, exc)
+                outcome = remote.relay_ensure(spec, replace=True)
+        if outcome != "reloaded":
+            _relay_answers(node)
         remote.ensure_network(network, base_labels())
     except Exception:
         # A relay replaced but not answering, or a network left unisolated: not placeable until a
@@ -506,11 +518,17 @@ def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
         volume,
         " made" if made else "",
         node.relay_port,
-        "started" if started else "running already",
+        {"running": "running already"}.get(outcome, outcome),
         ",".join(subnets),
     )
     return PreparedNode(
-        image=image, volume=volume, volume_made=made, relay_started=started, relay_port=node.relay_port, subnets=subnets
+        image=image,
+        volume=volume,
+        volume_made=made,
+        relay_started=outcome == "started",
+        relay_reloaded=outcome == "reloaded",
+        relay_port=node.relay_port,
+        subnets=subnets,
     )
 
 
@@ -543,6 +561,9 @@ def _relay_spec(node: Node, image: str, subnets: tuple[str, ...]) -> RelaySpec:
         # Where Docker's containers get their DNS servers from, for the firewall agent's resolvers
         # (sandboxd/internal/relay/resolvers.go reads them under /host); absent ones are left out.
         host_files=tuple((path, f"/host{path}") for path in RELAY_DNS_FILES),
+        # Relays from this source read their files again on SIGHUP; one from an older image is
+        # replaced (its image id differs from this one's, so relay_ensure replaces it anyway).
+        reloads=image == sandboxd.relay_current(),
     )
 
 
@@ -634,6 +655,7 @@ class RotatedRelay:
     old: str
     new: str
     prepared: PreparedNode
+    reloaded: bool = False  # both steps reloaded the same relay (none replaced it)
 
 
 def node_relay_rotate(*, name: str) -> RotatedRelay:
@@ -646,10 +668,12 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
        before, during and after the switch);
     2. the end: the relay trusts the new CA only and presents the new server certificate; the row
        holds the new CA only. The old client certificate is refused from then on.
-    Each step replaces the relay's container (its files changed): sandboxes keep running, tunnels
-    open through the relay are cut, and a connection tried while the relay restarts is refused and
-    tried again by sandboxd's calls (runtime/sandboxd_calls.py, _call_daemon). Every process picks
-    up the credentials with the node's row (a driver is kept per connection). Audited
+    Each step writes the relay's new files into its volume and has the relay read them again
+    (SIGHUP, relay_ensure): the same container, its open tunnels not cut, new handshakes with the
+    new files. A relay from an older image, or one that does not answer with its new files, is
+    replaced instead: tunnels open through it are cut, and a connection tried while it restarts is
+    refused and tried again by sandboxd's calls (runtime/sandboxd_calls.py, _call_daemon). Every
+    process picks up the credentials with the node's row (a driver is kept per connection). Audited
     (`node.relay_rotated`, the client certificates' fingerprints). The node is unplaceable from the
     new credentials until the relay answers with them; one that does not stays so until a later
     prepare succeeds."""
@@ -671,21 +695,28 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
     # are then short. Only shipped: the relay and the network's rules are the next steps'.
     node_prepare(node=node, relay=False)
     minted = _relay_minted(node)
-    node_relay_overlap(node=node, minted=minted)
+    overlap = node_relay_overlap(node=node, minted=minted)
     node = Node.objects.get(pk=node.pk)
     new = relay_fingerprint(node.relay_cert)
     prepared = node_relay_switch(node=node, minted=minted)
-    logger.warning("node %s: relay credentials rotated (client certificate %s -> %s)", name, old[:16], new[:16])
-    return RotatedRelay(node=name, old=old, new=new, prepared=prepared)
+    reloaded = overlap.relay_reloaded and prepared.relay_reloaded
+    logger.warning(
+        "node %s: relay credentials rotated (client certificate %s -> %s), relay %s",
+        name,
+        old[:16],
+        new[:16],
+        "reloaded" if reloaded else "replaced",
+    )
+    return RotatedRelay(node=name, old=old, new=new, prepared=prepared, reloaded=reloaded)
 
 
 def node_relay_overlap(*, node: Node, minted: dict[str, str]) -> PreparedNode:
     """Rotation's first step (node_relay_rotate): the new client certificate stored with both CAs
     (the new one first; `relay_ca` holds the two PEMs), the relay's server certificate kept, and the
-    relay replaced with them: it accepts the old and the new client certificate, and both the old
-    CA and the bundle verify its server certificate. (The old `relay_ca` is kept whole: after a
-    rotation cut short it may be a bundle whose older CA signed the server certificate still in
-    use.) Audited here."""
+    relay reloaded (or replaced: node_prepare) with them: it accepts the old and the new client
+    certificate, and both the old CA and the bundle verify its server certificate. (The old
+    `relay_ca` is kept whole: after a rotation cut short it may be a bundle whose older CA signed
+    the server certificate still in use.) Audited here."""
     old = relay_fingerprint(node.relay_cert)
     with transaction.atomic():
         # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
@@ -702,8 +733,8 @@ def node_relay_overlap(*, node: Node, minted: dict[str, str]) -> PreparedNode:
 
 
 def node_relay_switch(*, node: Node, minted: dict[str, str]) -> PreparedNode:
-    """Rotation's last step: the new CA alone and the new server certificate, the relay replaced
-    with them. A process that still has the overlap's row verifies the new server certificate (its
+    """Rotation's last step: the new CA alone and the new server certificate, the relay reloaded (or
+    replaced) with them. A process that still has the overlap's row verifies the new server certificate (its
     bundle holds the new CA) and its client certificate is the new one."""
     Node.objects.filter(pk=node.pk).update(
         relay_ca=minted["relay_ca"],
@@ -741,14 +772,15 @@ def _key_pem(key) -> str:
     ).decode()
 
 
-def _relay_answers(node: Node) -> None:
+def _relay_answers(node: Node, *, seconds: float = RELAY_ANSWER_SECONDS) -> None:
     """The relay answers over mutual TLS: a CONNECT to an address it must refuse (loopback) is
     refused by the relay itself (403), which proves the handshake both ways and the relay's
-    reading; nothing is opened. Waits up to RELAY_ANSWER_SECONDS for a relay just started."""
+    reading; nothing is opened. Waits up to `seconds` for a relay just started (or reloaded: the
+    row's credentials get in only once it has read its new files)."""
     connection = node.connection()
     context = relay_client.node_context(connection)
     where = (_relay_host(node), node.relay_port)
-    deadline = time.monotonic() + RELAY_ANSWER_SECONDS
+    deadline = time.monotonic() + seconds
     while True:
         try:
             relay_client.tunnel(where, ("127.0.0.1", DAEMON_PORT), context=context, timeout=5).close()

@@ -6,10 +6,10 @@ from vibebox import exceptions as errors
 
 class Command(BaseCommand):
     help = (
-        "Mint new credentials for a node's relay (a new CA, server and client certificate) and restart the relay with "
-        'them (docs/nodes.md, "Rotating the relay\'s credentials"). Sandboxes keep running; the old client certificate '
-        "is refused afterwards; tunnels open through the old relay (running commands' streams, terminals, watches) "
-        "are cut. The node must be healthy and prepared."
+        "Mint new credentials for a node's relay (a new CA, server and client certificate) and have the relay read "
+        'them while it runs (docs/nodes.md, "Rotating the relay\'s credentials"). Sandboxes keep running and open '
+        "tunnels are kept; the old client certificate is refused afterwards. A relay from an older image is restarted "
+        "instead (its open tunnels cut). The node must be healthy and prepared."
     )
 
     def add_arguments(self, parser):
@@ -23,5 +23,5 @@ class Command(BaseCommand):
             raise CommandError(f"node {name}: {exc.message}" + (f" ({reason})" if reason else "")) from None
         self.stdout.write(
             f"node {name}: relay credentials rotated (client certificate {rotated.old[:16]}… -> {rotated.new[:16]}…), "
-            f"relay on port {rotated.prepared.relay_port} restarted"
+            f"relay on port {rotated.prepared.relay_port} {'reloaded' if rotated.reloaded else 'restarted'}"
         )

@@ -51,7 +51,9 @@ class Command(BaseCommand):
                 self._said(node, prepared.image)
                 made = "made" if prepared.volume_made else "in place already"
                 self.stdout.write(f"{node}: sandboxd volume {prepared.volume} {made}")
-                relay = "started" if prepared.relay_started else "running already"
+                relay = "running already"
+                if prepared.relay_started or prepared.relay_reloaded:
+                    relay = "started" if prepared.relay_started else "reloaded"
                 self.stdout.write(f"{node}: relay on port {prepared.relay_port} {relay}")
             for tag in tags:
                 self._said(node, node_ship_image(node=target, tag=tag))
