@@ -58,9 +58,13 @@ def sandbox_recover(*, sandbox: Sandbox) -> Sandbox:
         raise
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
         paused_at = sandbox.paused_at if to == Status.PAUSED else None
-        states.move(sandbox, {Status.STARTING}, to, paused_at=paused_at, **fields)
-        record("sandbox.recovered", target=sandbox, changes={"container": how, "status": to})
-        events.publish(sandbox=sandbox, type="sandbox.recovered", data={"container": how})
+        moved = states.move(sandbox, {Status.STARTING}, to, paused_at=paused_at, **fields)
+        if moved:
+            record("sandbox.recovered", target=sandbox, changes={"container": how, "status": to})
+            events.publish(sandbox=sandbox, type="sandbox.recovered", data={"container": how})
+    if not moved and how == "made":  # a destroy won meanwhile: what was made here goes too
+        with contextlib.suppress(errors.ApplicationError):
+            driver.remove(sandbox.container_name, volume=sandbox.volume_name)
     return sandbox
 
 
