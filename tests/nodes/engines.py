@@ -289,6 +289,13 @@ def listening(address: str, port: int = ENGINE_PORT) -> bool:
     return False
 
 
+def free_port() -> int:
+    """A loopback port free now (for a server process a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def lan_listener(client, *, network: str, host: int, name: str, instance: str) -> Iterator[str]:
     """A listener of the test's own at the `host`-th address of the nodes' LAN (`network`), on

@@ -13,7 +13,6 @@ an open policy is not taken for it. Targets are the test's own: node-2's
 engine port and a listener of the test's own (test_node_egress.py's)."""
 
 import asyncio
-import socket
 import threading
 
 import pytest
@@ -36,7 +35,7 @@ from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests import anthropic_stub
 from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, lan_listener, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, free_port, lan_listener, ship, unprepare
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the gateway and the proxy read rows in threads
@@ -45,12 +44,6 @@ INSTANCE = django_settings.VIBEBOX_INSTANCE
 TARGET = f"vibebox-{INSTANCE}-back-target"
 OPERATOR_KEY = "sk-ant-operator-" + "b" * 24
 TOKEN = "vbgw_" + "t" * 40  # a test's gateway token
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -73,7 +66,7 @@ def stub():
 def services(settings, stub):
     """The model gateway on loopback (uvicorn in a thread) and this side of the back links with an
     egress proxy (an event loop in a thread); yields the BackLinks."""
-    settings.VIBEBOX_GATEWAY_PORT, settings.VIBEBOX_EGRESS_PROXY_PORT = _free_port(), _free_port()
+    settings.VIBEBOX_GATEWAY_PORT, settings.VIBEBOX_EGRESS_PROXY_PORT = free_port(), free_port()
     settings.VIBEBOX_ANTHROPIC_UPSTREAM, settings.VIBEBOX_ANTHROPIC_API_KEY = stub.url, OPERATOR_KEY
     settings.VIBEBOX_NODE_BACK_LINKS = 2
     from apps.agents.gateway.asgi import application  # sets tracing up: imported by this test only

@@ -14,7 +14,6 @@ scripts/test-ha.sh sets)."""
 
 import asyncio
 import os
-import socket
 import sys
 import threading
 
@@ -33,7 +32,7 @@ from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, lan_listener, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, free_port, lan_listener, ship, unprepare
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),  # the proxy reads rows in its thread
@@ -48,12 +47,6 @@ CONNECT = (
     "p=${{HTTPS_PROXY#http://}}; exec 3<>/dev/tcp/${{p%:*}}/${{p##*:}} && "
     "printf 'CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\n\\r\\n' >&3 && timeout 10 head -n 1 <&3"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -72,7 +65,7 @@ def twins(docker_nodes, target, settings):
     settings.VIBEBOX_DEFAULT_DISK = None  # the nested engines (vfs) cannot limit a container's disk
     settings.VIBEBOX_POOL_ENABLED = False
     settings.VIBEBOX_EGRESS_ALLOW_PRIVATE = [f"{target}/32", f"{docker_nodes[1].address}/32"]  # the proxy's check
-    settings.VIBEBOX_EGRESS_PROXY_PORT, settings.VIBEBOX_NODE_BACK_LINKS = _free_port(), 2
+    settings.VIBEBOX_EGRESS_PROXY_PORT, settings.VIBEBOX_NODE_BACK_LINKS = free_port(), 2
     settings.VIBEBOX_GATEWAY_PORT = 0  # no model gateway here: only the proxy's back links
     Template.objects.update(is_active=False)
     template = Template.objects.create(name="twin-node", display_name="Twin", image=base_image())

@@ -22,32 +22,16 @@ import (
 
 // lines is a target that answers each line it reads, in upper case, at once.
 func lines(t *testing.T) int {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { listener.Close() })
-	go func() {
+	return serve(t, func(conn net.Conn) {
+		reader := bufio.NewReader(conn)
 		for {
-			conn, err := listener.Accept()
+			line, err := reader.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				reader := bufio.NewReader(conn)
-				for {
-					line, err := reader.ReadString('\n')
-					if err != nil {
-						return
-					}
-					io.WriteString(conn, strings.ToUpper(line))
-				}
-			}()
+			io.WriteString(conn, strings.ToUpper(line))
 		}
-	}()
-	return listener.Addr().(*net.TCPAddr).Port
+	})
 }
 
 func writeFiles(t *testing.T, dir string, files map[string][]byte) {

@@ -61,6 +61,14 @@ func start(t *testing.T, ports []int, change func(*Config)) fixture {
 
 // echo is a target that answers each line in upper case and closes its side after the client's.
 func echo(t *testing.T) int {
+	return serve(t, func(conn net.Conn) {
+		data, _ := io.ReadAll(conn) // until the client's half-close
+		conn.Write(bytes.ToUpper(data))
+	})
+}
+
+// serve runs a target on loopback, each connection handled by handle (then closed); its port.
+func serve(t *testing.T, handle func(net.Conn)) int {
 	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,8 +83,7 @@ func echo(t *testing.T) int {
 			}
 			go func() {
 				defer conn.Close()
-				data, _ := io.ReadAll(conn) // until the client's half-close
-				conn.Write(bytes.ToUpper(data))
+				handle(conn)
 			}()
 		}
 	}()
