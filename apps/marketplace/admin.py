@@ -1,12 +1,29 @@
+from django import forms
 from django.contrib import admin
 
 from apps.audit.admin import AuditedAdmin
+from apps.orgs.labels import check_labels
+from vibebox import exceptions as errors
 
 from .models import Review, Submission, Template, TemplateVersion
 
 
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = Template
+        fields = "__all__"  # noqa: DJ007 (the admin's form of every field, as before)
+
+    def clean_node_labels(self):
+        # Checked as template.yaml's are: a malformed value would fail every create from it.
+        try:
+            return check_labels(self.cleaned_data.get("node_labels") or {}, field="node_labels")
+        except errors.ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(Template)
 class TemplateAdmin(AuditedAdmin):
+    form = TemplateForm
     list_display = (
         "name",
         "display_name",

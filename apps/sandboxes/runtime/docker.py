@@ -1126,9 +1126,12 @@ class DockerDriver(SandboxdCalls):
                 if running and not replace and labels.get(RELAY_CONFIG_LABEL) == digest:
                     return "running"
                 if running and not replace and spec.reloads and labels.get(RELAY_BASE_LABEL) == base:
-                    if self._relay_files(spec) == files:
-                        return "running"  # reloaded by an earlier call
-                    self._relay_files_write(spec)
+                    # Its volume may hold these files already (an earlier reload, or one cut short
+                    # between the write and the signal): signalled again all the same, since a reload
+                    # of unchanged files changes nothing, and the caller checks that it answers with
+                    # them ("reloaded"), replacing it if it does not.
+                    if self._relay_files(spec) != files:
+                        self._relay_files_write(spec)
                     self.client.api.kill(spec.name, signal="SIGHUP")
                     return "reloaded"
                 self.client.api.remove_container(spec.name, force=True)

@@ -43,8 +43,8 @@ CHUNK = 1024 * 1024
 
 def sandbox_recover(*, sandbox: Sandbox) -> Sandbox:
     states.claim(sandbox, states.RECOVER_FROM, Status.STARTING, "recover")
-    driver = driver_for(sandbox)
     try:
+        driver = driver_for(sandbox)
         found = driver.inspect(sandbox.container_name)
         if found is not None:
             to, how, fields = states.of_container(found), "found", {"container_id": found.id, "status_reason": ""}
@@ -57,12 +57,14 @@ def sandbox_recover(*, sandbox: Sandbox) -> Sandbox:
         states.move(sandbox, {Status.STARTING}, Status.ERROR)
         raise
     with transaction.atomic():  # the move, its entry and its webhook deliveries together
-        paused_at = sandbox.paused_at if to == Status.PAUSED else None
+        paused_at = (sandbox.paused_at or timezone.now()) if to == Status.PAUSED else None
         moved = states.move(sandbox, {Status.STARTING}, to, paused_at=paused_at, **fields)
         if moved:
             record("sandbox.recovered", target=sandbox, changes={"container": how, "status": to})
             events.publish(sandbox=sandbox, type="sandbox.recovered", data={"container": how})
-    if not moved and how == "made":  # a destroy won meanwhile: what was made here goes too
+    # Lost to a destroy meanwhile: what was made here goes too. Lost to reconcile (a recover it
+    # took for stuck), the row follows the container as reconcile found it: nothing is removed.
+    if not moved and how == "made" and sandbox.status in (Status.DESTROYING, Status.DESTROYED):
         with contextlib.suppress(errors.ApplicationError):
             driver.remove(sandbox.container_name, volume=sandbox.volume_name)
     return sandbox
@@ -91,7 +93,18 @@ def _remake(sandbox: Sandbox, driver: RuntimeDriver) -> dict:
     if spec.volume:
         workspace = "its workspace volume" if restored else "an empty workspace (its volume is gone)"
     elif restored:
-        _copy_in(driver, sandbox.volume_name, info)
+        # A long copy must not look stuck to reconcile (VIBEBOX_STUCK_AFTER counts from updated_at).
+        Sandbox.objects.filter(pk=sandbox.pk, status=Status.STARTING).update(updated_at=timezone.now())
+        try:
+            _copy_in(driver, sandbox.volume_name, info)
+        except BaseException as exc:
+            # The half-made container goes (a next recover would "find" it and copy nothing); the
+            # restored volume stays for that next recover.
+            with contextlib.suppress(errors.ApplicationError):
+                driver.remove(info.name)
+            if isinstance(exc, OSError):  # the server's scratch space (a full disk)
+                raise errors.RuntimeFailure(f"Could not copy the restored workspace: {exc}") from None
+            raise
         workspace = "its workspace copied from the restored volume"
     else:
         workspace = "an empty workspace (no copy of it was restored)"
@@ -106,7 +119,7 @@ def _remake(sandbox: Sandbox, driver: RuntimeDriver) -> dict:
 def _copy_in(driver: RuntimeDriver, volume: str, container: ContainerInfo) -> None:
     """The restored volume's files into the new container's layer (a disk-limited workspace lives
     there, where the limit applies), then the volume goes: it was only the backup's carrier."""
-    with tempfile.TemporaryDirectory(prefix="vibebox-recover-") as folder:
+    with tempfile.TemporaryDirectory(dir=settings.DATA_DIR, prefix=".recover-") as folder:  # beside restores
         path = Path(folder) / "workspace.tar"
         driver.volume_export(volume, path)  # a tar of workspace/...
         with path.open("rb") as data:

@@ -217,7 +217,11 @@ def snapshot_delete(*, snapshot: Snapshot) -> None:
         record("snapshot.deleted", target=snapshot, changes={"name": snapshot.name})
         snapshot.delete()
         if Node.objects.exists():
-            transaction.on_commit(lambda: celery_app.signature(COPIES_TASK, kwargs={"image": image}).delay())
+            # robust: a broker that is down does not turn the done delete into a 500 (the nodes'
+            # copies then go with reconcile's sweep of lost snapshot images, per engine)
+            transaction.on_commit(
+                lambda: celery_app.signature(COPIES_TASK, kwargs={"image": image}).delay(), robust=True
+            )
 
 
 @dataclass(frozen=True)
