@@ -210,6 +210,9 @@ def make_run(tmp_path, own_redis, docker_client):
         VIBEBOX_EGRESS_PROXY_PORT=str(free_port()),
         # Beat reconciles every 2 s, so expiry and auto-pause come quickly.
         VIBEBOX_RECONCILE_INTERVAL="2s",
+        # And the shortest autoPause is 4 s, not 10 s: the test waits for the expiry and the
+        # auto-pause with seven processes running, and each second of it costs CPU.
+        VIBEBOX_AUTO_PAUSE_MIN="4s",
         # Beat does not fill pools during the test: a pooled container comes from `warmpools --fill`
         # (before the processes start) or from the refill after a take.
         VIBEBOX_POOL_INTERVAL="1h",
@@ -283,10 +286,10 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
 
     wait_for(gateway_answers, "the model gateway", log=make_run.log)
 
-    status, expiring = make_run.api("POST", "/api/v1/sandboxes", {"template": "python-3", "timeout": "15s"})
+    status, expiring = make_run.api("POST", "/api/v1/sandboxes", {"template": "python-3", "timeout": "6s"})
     assert status == 201, expiring
     assert expiring["warm"] is True and expiring["id"] == pooled[0].name  # taken from the pool
-    status, idle = make_run.api("POST", "/api/v1/sandboxes", {"template": "python-3", "autoPause": "10s"})
+    status, idle = make_run.api("POST", "/api/v1/sandboxes", {"template": "python-3", "autoPause": "4s"})
     assert status == 201, idle
 
     def expired():
@@ -301,8 +304,8 @@ def test_make_run_serves_and_beat_expires_and_pauses(make_run, docker_client):
         container = make_run.containers(f"vibebox.sandbox-id={idle['id']}")
         return body["status"] == "paused" and [c.status for c in container] == ["paused"]
 
-    wait_for(expired, "beat to expire the sandbox with a 15 s timeout", log=make_run.log)
-    wait_for(paused, "beat to auto-pause the sandbox idle for 10 s", log=make_run.log)
+    wait_for(expired, "beat to expire the sandbox with a 6 s timeout", log=make_run.log)
+    wait_for(paused, "beat to auto-pause the sandbox idle for 4 s", log=make_run.log)
     assert make_run.row_status(expiring["id"]) == "destroyed"
 
     # The web process refilled the pool after the take (production setting; beat's pass is an hour away).

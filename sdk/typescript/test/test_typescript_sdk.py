@@ -282,19 +282,29 @@ def test_types_match_the_servers_openapi_document(built: None) -> None:
     check(run([NODE, "scripts/generate-types.mjs", "--check"], VIBEBOX_PYTHON=sys.executable))
 
 
+@pytest.fixture(scope="session")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`npm pack` once for the session: its prepack script builds dist/ (tsc -p tsconfig.json), and
+    the tarball is what `npm publish` would upload. Answers the tarball's path and npm's report of it;
+    dist/ is left built for the tests that use the package without installing it."""
+    destination = tmp_path_factory.mktemp("packed")
+    report = json.loads(check(run(["npm", "pack", "--json", "--pack-destination", str(destination)])))[0]
+    return destination / report["filename"], report
+
+
 @pytest.mark.timeout(900)  # pack, install, type-check, then nine programs that each make sandboxes
 def test_npm_pack_installs_and_runs_the_three_line_example(
-    built: None, suite_env: dict[str, str], tmp_path: Path
+    built: None, packed: tuple[Path, dict], suite_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`npm pack` → install the tarball in an empty folder → the README's first example runs."""
-    packed = json.loads(check(run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)])))
-    files = {entry["path"] for entry in packed[0]["files"]}
+    tarball_path, report = packed
+    files = {entry["path"] for entry in report["files"]}
     assert {"dist/index.js", "dist/index.d.ts", "dist/claude-agent.js", "package.json", "README.md"} <= files, files
     assert not any(name.startswith(("src/", "test/", "node_modules/")) for name in files), files
     app = tmp_path / "app"
     app.mkdir()
     (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
-    tarball = str(tmp_path / packed[0]["filename"])
+    tarball = str(tarball_path)
     # Offline: scripts/typescript-setup.sh has put the SDK's dependencies and @types/node@20 in npm's cache.
     check(run(["npm", "install", "--offline", "--no-audit", "--no-fund", tarball, "@types/node@20"], cwd=app))
     required = check(run([NODE, "-e", "console.log(typeof require('@vibebox/sdk').VibeBox)"], cwd=app))
@@ -369,7 +379,11 @@ def api_get(server_env: dict[str, str], path: str) -> dict:
 
 @pytest.mark.timeout(900)
 def test_claude_agent_examples_run(
-    built: None, suite_env: dict[str, str], anthropic: anthropic_stub.Stub, tmp_path: Path
+    built: None,
+    packed: tuple[Path, dict],
+    suite_env: dict[str, str],
+    anthropic: anthropic_stub.Stub,
+    tmp_path: Path,
 ) -> None:
     """The product spec's three orchestrator programs (examples/claude-agent: parallel testing,
     distributed build, multi-repo analysis), type-checked against the built package's
@@ -379,7 +393,8 @@ def test_claude_agent_examples_run(
     package = app / "node_modules" / "@vibebox" / "sdk"
     package.mkdir(parents=True)
     shutil.copy(PKG / "package.json", package / "package.json")
-    check(run([NODE, "node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--outDir", str(package / "dist")]))
+    # The package as `npm pack` built it (its prepack: tsc -p tsconfig.json into dist/), not a second compile.
+    shutil.copytree(PKG / "dist", package / "dist")
     for name in ("ws", "@types"):  # what the installed package would bring
         (app / "node_modules" / name).symlink_to(PKG / "node_modules" / name)
     (app / "package.json").write_text('{"name": "app", "version": "1.0.0", "type": "module", "private": true}\n')
