@@ -12,7 +12,7 @@ from .semver import semver_key
 
 SUGGESTIONS_MAX = 3
 # "go-1.21" -> "go", "python-3.11-claude-code" -> "python": the name before its version.
-FAMILY_RE = re.compile(r"^(.*?)(?:-\d.*)?$")
+FAMILY_RE = re.compile(r"^(.*?)(?:-\d.*)?$", re.S)  # re.S: a name holding a newline (the schema fuzzer) still matches
 
 
 def visible_to(org) -> Q:
