@@ -91,14 +91,14 @@ def test_create_form(browser, templates, cleanup_sandbox_ids):
 @pytest.mark.parametrize("status", [s for s in Status.values if s != Status.DESTROYED])
 def test_the_page_offers_exactly_the_actions_its_state_accepts(browser, owner, templates, status):
     """The buttons come from states.py, as the API's checks do: an errored sandbox used to be
-    offered "start", which answered 409."""
+    offered "start", which answered 409; it is offered "recover" (its container made again)."""
     template = templates["python-3"]
     sandbox = sandbox_row(owner, template, name=f"s-{status}", status=status)
     page = browser.get(f"/sandboxes/{sandbox.id}/").content.decode()
     offered = re.findall(rf'/sandboxes/{sandbox.id}/actions/(\w+)"', page)
     assert offered == states.actions_from(status)
     if status == Status.ERROR:
-        assert offered == ["destroy"]
+        assert offered == ["recover", "destroy"]
     # What is not offered is refused by the service before the engine is asked: nothing changes.
     for action in sorted(set(states.ACTIONS_FROM) - set(offered)):
         browser.post(f"/sandboxes/{sandbox.id}/actions/{action}")

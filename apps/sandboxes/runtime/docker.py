@@ -350,6 +350,10 @@ class DockerDriver(SandboxdCalls):
         self._daemons: dict[str, str | sandboxd_client.Relayed] = {}  # container name -> its sandboxd's address
         self._engine_info: tuple[float, EngineInfo] | None = None
         self._engine_info_refreshing = threading.Lock()  # held while a background look runs
+        # A process's first look, one at a time: concurrent first creates wait for one probe rather
+        # than each probing (a burst of distinct engine URLs overflowed docker-py's per-URL pool
+        # cache, whose eviction closed a pool a request was still reading: a 500 under load).
+        self._engine_info_first = threading.Lock()
         self._disk_counts_image = False  # the engine's size limit counts the image too
 
     # ---- connection and error translation ----
@@ -462,7 +466,10 @@ class DockerDriver(SandboxdCalls):
         probe's create and remove once per process, not every few minutes)."""
         cached = self._engine_info
         if cached is None:
-            return self._look_at_engine(first=True)
+            with self._engine_info_first:
+                cached = self._engine_info
+                if cached is None:
+                    return self._look_at_engine(first=True)
         if time.monotonic() - cached[0] >= _ENGINE_INFO_TTL:
             self._look_at_engine_soon()
         return cached[1]
