@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from apps.audit.services import record
 from apps.marketplace.catalog import base_image
+from apps.orgs.labels import check_labels
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt, encrypt
@@ -55,7 +56,6 @@ from ..runtime import relay as relay_client
 from ..runtime.base import NODE_CLIENT_REFUSED, NODE_NO_CLIENT_AUTH
 from ..runtime.sandboxd_client import PORT as DAEMON_PORT
 from ..specs import base_labels, network_name
-from .placement import check_labels
 from .shipping import ShippedImage, image_stream
 from .snapshots import archive_path
 

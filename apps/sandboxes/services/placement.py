@@ -46,7 +46,6 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from apps.orgs.labels import check_labels  # noqa: F401 (services/nodes.py checks addnode's labels with it)
 from apps.orgs.network import proxied, restricted
 from vibebox import exceptions as errors
 

@@ -35,6 +35,7 @@ from ..models import Sandbox, Status
 from ..runtime import ContainerInfo, RuntimeDriver, driver_for
 from ..specs import sandbox_spec
 from . import network
+from .snapshots import is_snapshot_image
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,8 @@ def _image(sandbox: Sandbox, driver: RuntimeDriver) -> tuple[str, str]:
     """The image to make the container from, and a note when it is not the recorded one."""
     if driver.image_exists(sandbox.image):
         return sandbox.image, ""
-    snapshots = f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-"
     current = sandbox.template.image
-    if sandbox.image.startswith(snapshots) or not current or not driver.image_exists(current):
+    if is_snapshot_image(sandbox.image) or not current or not driver.image_exists(current):
         raise errors.SandboxUnrecoverable(
             "The sandbox's image is not in its engine (a snapshot's image comes back with `restore --snapshots`).",
             details={"sandbox": sandbox.id, "reason": "image_missing", "image": sandbox.image},

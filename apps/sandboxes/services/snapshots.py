@@ -47,8 +47,17 @@ def archive_path(snapshot: Snapshot) -> Path:
     return Path(settings.VIBEBOX_SNAPSHOT_DIR) / f"{snapshot.id}.tar"
 
 
+def _image_prefix() -> str:
+    return f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-"
+
+
 def image_tag(snapshot: Snapshot) -> str:
-    return f"{settings.VIBEBOX_IMAGE_PREFIX}/snapshot-{settings.VIBEBOX_INSTANCE}:{snapshot.id}"
+    return f"{_image_prefix()}{settings.VIBEBOX_INSTANCE}:{snapshot.id}"
+
+
+def is_snapshot_image(tag: str) -> bool:
+    """Whether `tag` names a snapshot's image, of any instance (a restored database may carry another's)."""
+    return tag.startswith(_image_prefix())
 
 
 def _save_workspace(sandbox: Sandbox, target: Path) -> tuple[int, str]:

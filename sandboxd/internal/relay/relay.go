@@ -131,7 +131,8 @@ func (r *Relay) handle(conn *tls.Conn) {
 		return
 	}
 	upstream, err := net.DialTimeout("tcp", target.String(), r.cfg.Dial)
-	if err != nil {
+	if err != nil { // the reason in the log only: a client learns no more than "cannot connect"
+		r.cfg.Log.Printf("refused %s (%s) CONNECT %s: %v", conn.RemoteAddr(), peer, target, err)
 		answer(conn, http.StatusBadGateway, "cannot connect to "+target.String())
 		return
 	}
