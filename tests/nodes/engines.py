@@ -271,6 +271,26 @@ def add_node(engine: Engine, name: str):
     )
 
 
+def fill_local_engine(template, *, leave: int = 0, count_used: bool = False):
+    """The local engine made to look full: a row of another user ("hog") holding all its memory
+    after the reserve but `leave` bytes (less what its rows hold already, with `count_used`), so
+    placement picks a node. Django's, imported here (this module's engines need none)."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db.models import Sum
+
+    from apps.sandboxes.models import Sandbox
+    from apps.sandboxes.runtime import get_driver
+    from tests.conftest import sandbox_row
+
+    hog, _ = get_user_model().objects.get_or_create(username="hog")
+    memory = get_driver().node_engine().memory
+    room = memory - int(memory * settings.VIBEBOX_NODE_MEMORY_RESERVE) - leave
+    if count_used:
+        room -= Sandbox.objects.filter(node=None).aggregate(total=Sum("memory"))["total"] or 0
+    return sandbox_row(hog, template, name="local-hog", memory=max(room, 1))
+
+
 def unprepare(engine: Engine) -> None:
     """The engine as a bare node again (its own CLI, not VibeBox's driver): every container,
     VibeBox's networks and volumes (sandboxd's, the relay's files) gone, so a test of what

@@ -18,7 +18,6 @@ import threading
 import pytest
 import uvicorn
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from apps.agents.models import ClaudeSetup
@@ -35,7 +34,7 @@ from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
 from tests import anthropic_stub
 from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, free_port, lan_listener, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, fill_local_engine, free_port, lan_listener, ship, unprepare
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the gateway and the proxy read rows in threads
@@ -103,9 +102,7 @@ def node_a(docker_nodes, target, services, settings):
     node_prepare(node=node)  # its relay with --back, its bridge's INPUT open at those two ports
     node.refresh_from_db()
     placement.placement_caches_clear()
-    hog, _ = get_user_model().objects.get_or_create(username="hog")
-    memory = get_driver().node_engine().memory  # the local engine made to look full
-    sandbox_row(hog, template, name="local-hog", memory=memory - int(memory * settings.VIBEBOX_NODE_MEMORY_RESERVE))
+    fill_local_engine(template)
     links, loop = services
     asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)  # its links parked from now
     yield node

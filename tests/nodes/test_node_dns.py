@@ -7,8 +7,6 @@ node's kernel. The address is never sent anything: the test reads the rules."""
 import json
 
 import pytest
-from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -17,8 +15,7 @@ from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
-from tests.conftest import sandbox_row
-from tests.nodes.engines import add_node, ship, unprepare
+from tests.nodes.engines import add_node, fill_local_engine, ship, unprepare
 
 pytestmark = pytest.mark.django_db
 
@@ -43,10 +40,7 @@ def dns_node(docker_nodes, settings):
         node_prepare(node=node)
         node.refresh_from_db()
         placement.placement_caches_clear()
-        hog, _ = get_user_model().objects.get_or_create(username="hog")
-        memory = get_driver().node_engine().memory  # the local engine made to look full
-        reserve = int(memory * django_settings.VIBEBOX_NODE_MEMORY_RESERVE)
-        sandbox_row(hog, template, name="local-hog", memory=memory - reserve)
+        fill_local_engine(template)
         yield engine, node
     finally:
         placement.placement_caches_clear()

@@ -9,7 +9,6 @@ a listener the test starts at another address."""
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -19,8 +18,7 @@ from apps.sandboxes.services import network, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
-from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, lan_listener, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, fill_local_engine, lan_listener, ship, unprepare
 
 pytestmark = pytest.mark.django_db
 
@@ -53,11 +51,7 @@ def node_a(docker_nodes, lan, settings):
     node_prepare(node=node)
     node.refresh_from_db()
     placement.placement_caches_clear()
-    hog, _ = get_user_model().objects.get_or_create(username="hog")
-    memory = get_driver().node_engine().memory  # the local engine made to look full
-    sandbox_row(
-        hog, template, name="local-hog", memory=memory - int(memory * django_settings.VIBEBOX_NODE_MEMORY_RESERVE)
-    )
+    fill_local_engine(template)
     yield node
     placement.placement_caches_clear()
     unprepare(engine)

@@ -9,8 +9,6 @@ node returns because no row knows them); VIBEBOX_POOL_NODES off keeps pools loca
 The local engine is made to look full as in test_placement.py (a row holding its memory)."""
 
 import pytest
-from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -20,8 +18,7 @@ from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.services import placement, pools
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
-from tests.conftest import sandbox_row
-from tests.nodes.engines import add_node, ship, unprepare
+from tests.nodes.engines import add_node, fill_local_engine, ship, unprepare
 
 pytestmark = pytest.mark.django_db
 
@@ -66,14 +63,6 @@ def _on(node):
     return PooledContainer.objects.filter(node=node)
 
 
-def _fill_local(template) -> None:
-    """A row on the local engine holding all its memory (after the reserve): placement picks the node."""
-    hog, _ = get_user_model().objects.get_or_create(username="hog")
-    memory = get_driver().node_engine().memory
-    room = memory - int(memory * django_settings.VIBEBOX_NODE_MEMORY_RESERVE)
-    sandbox_row(hog, template, name="local-hog", memory=room)
-
-
 def test_a_node_pool_is_filled_and_a_create_placed_there_is_a_warm_hit(
     node_a, pool, owner, api_client, docker_client, django_capture_on_commit_callbacks
 ):
@@ -93,7 +82,7 @@ def test_a_node_pool_is_filled_and_a_create_placed_there_is_a_warm_hit(
     assert [(e.engine, e.size, e.creating) for e in stats.engines] == [("local", 1, 0), ("node-a", 1, 0)]
     assert (stats.size, stats.creating) == (2, 0)
 
-    _fill_local(pool.template)
+    fill_local_engine(pool.template)
     with django_capture_on_commit_callbacks(execute=True):  # the hit is counted at commit
         sandbox = sandbox_create(owner=owner, template="pooled")
     try:

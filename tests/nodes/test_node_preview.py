@@ -19,12 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth import get_user_model
-from django.db.models import Sum
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
-from apps.sandboxes.models import Sandbox
 from apps.sandboxes.preview import proxy
 from apps.sandboxes.runtime import get_driver
 from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
@@ -33,8 +30,7 @@ from apps.sandboxes.services import placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare, node_ship_image
 from apps.sandboxes.specs import network_name
-from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, fill_local_engine, unprepare
 from tests.waiting import wait_for
 from tests.ws import Communicator
 from vibebox.asgi import application
@@ -60,11 +56,7 @@ def on_node(docker_nodes, settings, owner):
     node_ship_image(node=node, tag=base_image())
     node_prepare(node=node)
     node.refresh_from_db()
-    hog, _ = get_user_model().objects.get_or_create(username="hog")
-    memory = get_driver().node_engine().memory
-    reserve = int(memory * settings.VIBEBOX_NODE_MEMORY_RESERVE)
-    used = Sandbox.objects.filter(node=None).aggregate(total=Sum("memory"))["total"] or 0
-    sandbox_row(hog, template, name="local-hog", memory=max(memory - reserve - used, 1))
+    fill_local_engine(template, count_used=True)
     sandbox = sandbox_create(owner=owner, template=template.name)
     try:
         yield engine, node, sandbox

@@ -19,7 +19,6 @@ import threading
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 
 from apps.marketplace.catalog import base_image
 from apps.marketplace.models import Template
@@ -31,8 +30,7 @@ from apps.sandboxes.services import network, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.nodes import node_prepare
 from apps.sandboxes.specs import network_name
-from tests.conftest import sandbox_row
-from tests.nodes.engines import ENGINE_PORT, add_node, free_port, lan_listener, ship, unprepare
+from tests.nodes.engines import ENGINE_PORT, add_node, fill_local_engine, free_port, lan_listener, ship, unprepare
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),  # the proxy reads rows in its thread
@@ -82,10 +80,7 @@ def twins(docker_nodes, target, settings):
             node.refresh_from_db()
             nodes.append(node)
         placement.placement_caches_clear()
-        hog, _ = get_user_model().objects.get_or_create(username="hog")
-        memory = get_driver().node_engine().memory  # the local engine made to look full
-        reserve = int(memory * django_settings.VIBEBOX_NODE_MEMORY_RESERVE)
-        sandbox_row(hog, template, name="local-hog", memory=memory - reserve)
+        fill_local_engine(template)
         links = BackLinks(EgressProxy(), gateway=None)
         running.start()
         asyncio.run_coroutine_threadsafe(links.refresh(), loop).result(timeout=30)  # parked at both relays

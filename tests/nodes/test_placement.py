@@ -12,7 +12,6 @@ nodes (through their relays) are drill (f), tests/nodes/test_three_nodes.py."""
 import threading
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections, transaction
 from django.test import override_settings
@@ -28,7 +27,7 @@ from apps.sandboxes.services.network import sandbox_by_address, sandbox_network_
 from apps.sandboxes.services.nodes import node_add, node_prepare
 from apps.sandboxes.specs import base_labels
 from tests.conftest import sandbox_row
-from tests.nodes.engines import add_node, ship, unprepare
+from tests.nodes.engines import add_node, fill_local_engine, ship, unprepare
 from vibebox import exceptions as errors
 
 pytestmark = pytest.mark.django_db
@@ -57,14 +56,6 @@ def template(db):
 @pytest.fixture
 def local_memory():
     return get_driver().node_engine().memory
-
-
-def _fill_local(owner, template, memory: int, *, leave: int) -> None:
-    """A row on the local engine holding all its memory (after the reserve) but `leave` bytes: another
-    user's (the owner's own quotas stay out of it)."""
-    hog, _ = get_user_model().objects.get_or_create(username="hog")
-    room = memory - int(memory * django_settings.VIBEBOX_NODE_MEMORY_RESERVE) - leave
-    sandbox_row(hog, template, name="local-hog", memory=room)
 
 
 def _pick(image: str, memory: int = 256 * MiB, cpu: float = 0.0, **kwargs) -> str:
@@ -97,7 +88,7 @@ def _as_prepared(node: Node) -> Node:
 def test_a_node_not_prepared_is_never_picked(docker_nodes, owner, template, local_memory):
     node = add_node(docker_nodes[1], "node-b")  # healthy, but no relay yet: sandboxd unreachable there
     ship(docker_nodes[1], template.image)
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     placement.placement_caches_clear()
     assert [c.name for c in placement.placement_candidates(image=template.image).engines] == ["local"]
     node_prepare(node=node)
@@ -127,7 +118,7 @@ def test_with_no_node_the_pick_is_local_with_one_query_and_no_engine_call(owner,
 def test_a_create_goes_to_the_node_with_the_most_free_memory(
     node_a, docker_client, owner, template, local_memory, settings
 ):
-    _fill_local(owner, template, local_memory, leave=512 * MiB)
+    fill_local_engine(template, leave=512 * MiB)
     Node.objects.filter(pk=node_a.pk).update(memory=local_memory)  # 512 MiB free locally, most of it there
     sandbox = sandbox_create(owner=owner, template="placed", auto_start=False, resources={"memory": 256 * MiB})
     try:
@@ -148,7 +139,7 @@ def test_a_create_goes_to_the_node_with_the_most_free_memory(
 
 def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, template, local_memory, settings):
     """Without services or a clone, a started create needs no sandboxd call: it runs there."""
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     sandbox = sandbox_create(owner=owner, template="placed", resources={"memory": 256 * MiB})
     try:
         assert sandbox.node_id == node_a.pk and sandbox.status == "running" and not sandbox.warm
@@ -170,7 +161,7 @@ def test_a_started_sandbox_runs_on_the_node(node_a, docker_client, owner, templa
 
 
 def test_draining_and_down_nodes_are_never_picked(node_a, owner, template, local_memory):
-    _fill_local(owner, template, local_memory, leave=512 * MiB)
+    fill_local_engine(template, leave=512 * MiB)
     assert _pick(template.image) == "node-a"
     for state in (Node.State.DRAINING, Node.State.DOWN):
         Node.objects.filter(pk=node_a.pk).update(state=state)
@@ -180,7 +171,7 @@ def test_draining_and_down_nodes_are_never_picked(node_a, owner, template, local
 
 
 def test_a_sandbox_with_a_disk_size_goes_only_where_the_engine_enforces_it(node_a, owner, template, local_memory):
-    _fill_local(owner, template, local_memory, leave=512 * MiB)
+    fill_local_engine(template, leave=512 * MiB)
     assert _pick(template.image) == "node-a"
     assert not get_driver(node_a).engine_info().supports_disk_limit  # vfs
     assert _pick(template.image, disk=1024 * MiB) == "local"
@@ -190,7 +181,7 @@ def test_a_node_without_the_image_is_not_picked_while_another_has_it(
     node_a, docker_nodes, owner, template, local_memory
 ):
     node_b = _as_prepared(add_node(docker_nodes[1], "node-b"))  # never given the image
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     Node.objects.filter(pk=node_b.pk).update(memory=node_a.memory * 2)  # the most room, but no image
     assert _pick(template.image) == "node-a"
 
@@ -211,7 +202,7 @@ def test_a_node_without_the_image_is_not_picked_while_another_has_it(
 def test_ties_go_to_the_fewest_sandboxes_then_to_the_name(node_a, docker_nodes, owner, template, local_memory):
     node_b = _as_prepared(add_node(docker_nodes[1], "node-b"))
     ship(docker_nodes[1], template.image)
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     same = 8 * 1024 * MiB
     Node.objects.filter(pk__in=[node_a.pk, node_b.pk]).update(memory=same)
     assert _pick(template.image) == "node-a"  # the same room, no sandboxes: the name
@@ -302,7 +293,7 @@ def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, l
     assert _pick(on_node.image, snapshot=on_node) == "node-a"
     # The local engine full, node-a with room: a local snapshot's create goes there (its image is
     # shipped there by the create: tests/nodes/test_node_ops.py).
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     assert _pick(template.image) == "node-a"
     assert _pick(local.image, snapshot=local) == "node-a"
     # The snapshot's node drained (its image can still be read) and the local engine full: no room.
@@ -319,7 +310,7 @@ def test_a_snapshot_create_stays_on_the_snapshot_node(node_a, owner, template, l
 
 
 def test_a_restricted_policy_goes_where_it_can_be_enforced(node_a, owner, template, local_memory, settings):
-    _fill_local(owner, template, local_memory, leave=512 * MiB)
+    fill_local_engine(template, leave=512 * MiB)
     open_policy = {"internet": True, "allow": [], "deny": []}
     assert _pick(template.image, policy=open_policy) == "node-a"
     # A chain of its own: written on the node through its relay (test_node_egress.py); through the
@@ -364,7 +355,7 @@ def test_two_creates_at_once_cannot_both_take_the_last_room(node_a, owner, templ
     """Two owners (their own locks do not serialise them) create at once where node-a has room for
     one: the node's row lock and the recount leave the other no room (the local engine is full)."""
     settings.VIBEBOX_NODE_MEMORY_RESERVE = 0
-    _fill_local(owner, template, local_memory, leave=0)
+    fill_local_engine(template)
     Node.objects.filter(pk=node_a.pk).update(memory=300 * MiB)
     other = get_user_model().objects.create_user(username="other", password="pw-other")
     barrier, outcomes, made = threading.Barrier(2), [], []
@@ -415,7 +406,7 @@ def test_the_warm_pool_serves_only_a_local_pick(node_a, docker_client, owner, te
 
         assert pools.pool_fill(pool) == 1
         pooled = PooledContainer.objects.get(status=PooledContainer.Status.READY)
-        _fill_local(owner, template, local_memory, leave=0)  # now node-a has the room
+        fill_local_engine(template)  # now node-a has the room
         made.append(sandbox_create(owner=owner, template="placed"))
         assert not made[-1].warm and made[-1].node_id == node_a.pk and made[-1].status == "running"
         assert get_driver(node_a).inspect(made[-1].container_name).status == "running"
