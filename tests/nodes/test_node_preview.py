@@ -127,13 +127,27 @@ def test_a_preview_of_a_sandbox_on_a_node_goes_through_its_relay(
         await asyncio.gather(*proxy._closing)
         assert fresh is not client and client.is_closed
         monkeypatch.setattr(proxy, "RELAY_CLIENT_UNUSED", unused)
-        # Another TLS context for the node (a rotation): a new client, the one it replaces closed.
-        rotated = proxy._relay_client(dataclasses.replace(relayed, context=context))
+        # Another TLS context for the node (a rotation) while a response streams: a new client; the
+        # one it replaces finishes that response and is closed once idle.
+        async with fresh.stream("GET", f"http://{address}:{PORT}/streamed") as response:
+            rotated = proxy._relay_client(dataclasses.replace(relayed, context=context))
+            await asyncio.gather(*proxy._closing)
+            assert rotated is not fresh and not fresh.is_closed
+            assert (await response.aread()).decode() == BODY
+        assert proxy._relay_client(dataclasses.replace(relayed, context=context)) is rotated
         await asyncio.gather(*proxy._closing)
-        assert rotated is not fresh and fresh.is_closed
-        page = await rotated.get(f"http://{address}:{PORT}/")
+        assert fresh.is_closed and not proxy._retiring
+        # Another one again with nothing in flight: the one it replaces closed at once.
+        again = proxy._relay_client(
+            dataclasses.replace(
+                relayed, context=client_context(ca=node.relay_ca, cert=node.relay_cert, key=decrypt(node.relay_key))
+            )
+        )
+        await asyncio.gather(*proxy._closing)
+        assert again is not rotated and rotated.is_closed
+        page = await again.get(f"http://{address}:{PORT}/")
         assert page.status_code == 200 and page.text == BODY
-        await rotated.aclose()
+        await again.aclose()
 
     async def through_the_preview_proxy():
         """VibeBox's ASGI app (the preview router and proxy in front of Django), in this process."""
