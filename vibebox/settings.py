@@ -920,6 +920,11 @@ VIBEBOX_LOCAL_NODE_LABELS = dict(item.partition("=")[::2] for item in env_list("
 # Back links (docs/nodes.md, "The server's services from a node"): server connections the egress
 # proxy process keeps parked at each node's relay per service (model gateway, egress proxy); 0: none.
 VIBEBOX_NODE_BACK_LINKS = env_int("VIBEBOX_NODE_BACK_LINKS", 4)
+# rotatenode (docs/nodes.md, "Rotating the relay's credentials"): how long every process may go on
+# using a node's row it read before the row changed (back links read the rows every 15 s, previews
+# keep a sandbox's relay for 2 s, a sandboxd call retries for 10 s); the relay stops accepting a
+# row's credentials only this long after the row that replaces them was written.
+VIBEBOX_NODE_ROTATION_GRACE = env_duration("VIBEBOX_NODE_ROTATION_GRACE", "30s")
 CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "task": "apps.sandboxes.tasks.check_nodes",
     "schedule": VIBEBOX_NODE_CHECK_INTERVAL,

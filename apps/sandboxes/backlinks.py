@@ -69,7 +69,10 @@ def _links() -> dict[int, tuple[tuple, Link]]:
             connection = node.connection()
             host = urlsplit(connection.url).hostname or ""  # the relay's host, as runner_for_node has it
             context = node_context(connection)
-            found[node.pk] = ((connection.url, connection.relay_port, connection.relay_ca), Link(
+            # Its client certificate too: a rotation changes it alone (step 2), and the relay then
+            # refuses the old one once the rotation's grace has passed (docs/nodes.md).
+            identity = (connection.url, connection.relay_port, connection.relay_ca, connection.relay_cert)
+            found[node.pk] = (identity, Link(
                 node_id=node.pk, name=node.name, host=host, port=connection.relay_port, context=context
             ))  # fmt: skip
         return found

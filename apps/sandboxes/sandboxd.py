@@ -54,6 +54,7 @@ def relay_current() -> str:
         str(settings.VIBEBOX_SANDBOXD_DIR),
         str(settings.VIBEBOX_IMAGES_DIR),
         settings.VIBEBOX_DEBIAN_MIRROR,
+        settings.VIBEBOX_EXTRA_CA_CERTS,  # the digest holds the extra CA bundle: another setting, another tag
     )
     tag = _relay_current.get(key)
     if tag is None:

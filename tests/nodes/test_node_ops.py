@@ -1,17 +1,23 @@
 """Node operations on a real nested engine (docs/nodes.md): `rotatenode` gives the relay new
 credentials while a sandbox on the node keeps running (and answers through the relay), the same
-relay reloaded (a tunnel opened before it goes on; a relay from an older image is replaced), the
-old client certificate is refused afterwards; `removenode` takes away what VibeBox made on the node
+relay reloaded (a tunnel opened before it goes on; a relay from an older image is replaced), no
+call refused meanwhile to a thread that reads the row afresh, a row held from before refused only
+once the row moved past it, the old client certificate refused afterwards, a node sync meanwhile
+refused rather than writing old files; `removenode` takes away what VibeBox made on the node
 (its containers and workspaces, the sandbox network and the isolation rules the relay wrote, the
 relay and its files), refuses while a sandbox lives there unless --force."""
 
 import json
 import ssl
+import threading
+import time
 from io import StringIO
 
 import pytest
+from cryptography import x509
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.db import connection as db_connection
 
 from apps.audit.models import AuditEntry
 from apps.marketplace.catalog import base_image
@@ -23,11 +29,13 @@ from apps.sandboxes.runtime.relay import RelayRefused, client_context, tunnel
 from apps.sandboxes.services import nodes, placement
 from apps.sandboxes.services.create import sandbox_create, sandbox_destroy
 from apps.sandboxes.services.exec import sandbox_exec
+from apps.sandboxes.services.node_images import nodes_images_sync
 from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, node_prepare, node_ship_image
 from apps.sandboxes.services.snapshots import archive_path, snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
 from tests.nodes.engines import add_node, unprepare
+from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt
 
@@ -86,6 +94,77 @@ def _address(engine, sandbox: Sandbox) -> str:
     ).strip()
 
 
+def _issuers(pem: str) -> set[x509.Name]:
+    return {certificate.issuer for certificate in x509.load_pem_x509_certificates(pem.encode())}
+
+
+def _subjects(pem: str) -> set[x509.Name]:
+    return {certificate.subject for certificate in x509.load_pem_x509_certificates(pem.encode())}
+
+
+def _refusal_explained(held: Node, now: Node) -> bool:
+    """Whether the relay may refuse the credentials of the row `held` when the row is `now`: the
+    relay's files follow the row (each step writes the row, then reloads the relay), so a refusal
+    is right only when `now`'s server certificate is not signed by a CA of `held`'s list, or
+    `held`'s client certificate not by a CA of `now`'s."""
+    return not _issuers(now.relay_server_cert) & _subjects(held.relay_ca) or not _issuers(held.relay_cert) & _subjects(
+        now.relay_ca
+    )
+
+
+def _sandboxd_answers(where, target, context: ssl.SSLContext) -> None:
+    """A request to sandboxd through a new tunnel: raises when the relay refuses the credentials."""
+    with tunnel(where, target, context=context, timeout=10) as sock:
+        sock.sendall(b"GET /nothing HTTP/1.1\r\nHost: sandboxd\r\nConnection: close\r\n\r\n")
+        line = sock.makefile("rb").readline()
+    if not line.startswith(b"HTTP/1.1 "):
+        raise ConnectionError(f"sandboxd did not answer through the tunnel: {line!r}")
+
+
+class Watcher(threading.Thread):
+    """Another process's view during a rotation (its own database connection): each round reads
+    the node's row afresh and opens sandboxd through the relay with it (`refused`: those that
+    failed, which must be none), and with every earlier row it has seen, as processes that keep a
+    row a while do; such a row refused must be explained by the row as it is then (`unexplained`:
+    those that were not), and is then retired."""
+
+    def __init__(self, node_pk, where, target):
+        super().__init__(daemon=True)
+        self.node_pk, self.where, self.target = node_pk, where, target
+        self.stop, self.started_calls = threading.Event(), threading.Event()
+        self.rows: dict[tuple, Node] = {}  # (relay_ca, relay_cert) -> the row, in the order seen
+        self.contexts: dict[tuple, ssl.SSLContext] = {}
+        self.calls, self.refused, self.unexplained, self.retired = 0, [], [], []
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                row = Node.objects.get(pk=self.node_pk)
+                key = (row.relay_ca, row.relay_cert)
+                if key not in self.rows:
+                    self.rows[key], self.contexts[key] = row, _context(row)
+                try:
+                    _sandboxd_answers(self.where, self.target, self.contexts[key])
+                except Exception as exc:
+                    self.refused.append(repr(exc))
+                self.calls += 1
+                self.started_calls.set()
+                for held in [k for k in self.rows if k != key and k not in self.retired]:
+                    try:
+                        _sandboxd_answers(self.where, self.target, self.contexts[held])
+                    except (ssl.SSLError, ConnectionError) as exc:
+                        if _refusal_explained(self.rows[held], Node.objects.get(pk=self.node_pk)):
+                            self.retired.append(held)
+                        else:
+                            self.unexplained.append(repr(exc))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.started_calls.set()
+            db_connection.close()
+
+
 def _chains(engine) -> list[str]:
     """The node host's VibeBox chains (the relay runs iptables in the engine container's namespace)."""
     code, output = engine.container.exec_run(["iptables", "-w", "-S"])
@@ -93,7 +172,12 @@ def _chains(engine) -> list[str]:
     return [line for line in output.decode().splitlines() if "VIBEBOX" in line]
 
 
-def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_running(prepared, owner, template):
+@pytest.mark.django_db(transaction=True)  # the watcher reads the row in its thread
+def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_running(prepared, owner, template, settings):
+    """While rotatenode runs, a thread that reads the row afresh for each call is never refused; one
+    that keeps each row it saw is refused only once the row has moved past it (the rows from before
+    step 2 in the end, those after never)."""
+    settings.VIBEBOX_NODE_ROTATION_GRACE = 2  # every round of the watcher reads the row again
     engine, node, ready = prepared
     sandbox = _sandbox_on(node, owner, template, ready, "kept")
     assert sandbox_exec(sandbox=sandbox, command="echo before").stdout == "before\n"
@@ -103,11 +187,35 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
     container = driver.inspect(sandbox.container_name)
     relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
     old_context, where = _context(node), (engine.address, node.relay_port)
-    held = tunnel(where, (_address(engine, sandbox), sandboxd_client.PORT), context=old_context, timeout=10)
+    sandboxd_at = (_address(engine, sandbox), sandboxd_client.PORT)
+    held = tunnel(where, sandboxd_at, context=old_context, timeout=10)
+    before = Node.objects.get(pk=node.pk)
+    watcher = Watcher(node.pk, where, sandboxd_at)
+    watcher.start()
+    watcher.started_calls.wait()
 
     out = StringIO()
-    call_command("rotatenode", "node-b", stdout=out)
+    try:
+        call_command("rotatenode", "node-b", stdout=out)
+    finally:
+        watcher.stop.set()
+        watcher.join()
     node.refresh_from_db()
+    assert watcher.error is None and watcher.calls > 0
+    assert watcher.refused == [] and watcher.unexplained == []
+    # It saw the row before the rotation and the last one; in the end the rows it kept from before
+    # step 2 (the old client certificate) are refused, the later ones get in.
+    rows = list(watcher.rows.values())
+    assert (rows[0].relay_ca, rows[0].relay_cert) == (before.relay_ca, before.relay_cert)
+    assert (rows[-1].relay_ca, rows[-1].relay_cert) == (node.relay_ca, node.relay_cert)
+    for key, row in watcher.rows.items():
+        if _refusal_explained(row, node):
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                _sandboxd_answers(where, sandboxd_at, watcher.contexts[key])
+        else:
+            _sandboxd_answers(where, sandboxd_at, watcher.contexts[key])
+    assert _refusal_explained(rows[0], node)
+    print(f"rotation watched: {watcher.calls} calls, {len(rows)} rows seen, {len(watcher.retired)} retired")
     assert "relay credentials rotated" in out.getvalue() and node.relay_image  # placeable still
     assert out.getvalue().rstrip().endswith("reloaded")
     assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before  # the same relay, reloaded
@@ -142,40 +250,121 @@ def test_rotatenode_gives_the_relay_new_credentials_and_the_sandbox_keeps_runnin
         call_command("rotatenode", "nope", stdout=StringIO())
 
 
-def test_rotation_overlaps_the_old_and_the_new_credentials(prepared, owner, template, monkeypatch):
-    """rotatenode's two steps, one at a time: during the overlap the relay takes the old and the new
-    client certificate and both the old CA and the row's bundle verify it (a process with the old
-    row still opens a tunnel to sandboxd, and so does one with the new row); after the switch the
-    old certificate is refused, and a process that still has the overlap's row gets in. The overlap
-    reloads the relay; the switch, for a relay whose image is not the current source's (one that
-    cannot reload), replaces it."""
+def _accepted(where, target, context: ssl.SSLContext) -> bool:
+    try:
+        _sandboxd_answers(where, target, context)
+    except (ssl.SSLError, ConnectionError):
+        return False
+    return True
+
+
+def test_rotation_steps_accept_every_rows_credentials_until_a_later_row_retires_them(
+    prepared, owner, template, monkeypatch
+):
+    """rotatenode's four steps, one at a time (the caller's waits left out): after each, which
+    rows' credentials the relay accepts. Trust: R0 (the row before) and R1 (both CAs, the old client
+    certificate) get in, and so does the new client certificate. Client: R2 (the new client
+    certificate) too. Serve, for a relay whose image is not the current source's (replaced, not
+    reloaded): R0 is refused (its CA alone does not verify the new server certificate: the grace
+    before this step), R1 and R2 get in. End: the old client certificate is refused (R1), R2 and R4
+    get in. The node stays placeable; a command runs after each step."""
     engine, node, ready = prepared
-    sandbox = _sandbox_on(node, owner, template, ready, "overlap")
+    sandbox = _sandbox_on(node, owner, template, ready, "steps")
     where, sandboxd_at = (engine.address, node.relay_port), (_address(engine, sandbox), sandboxd_client.PORT)
-    old_context = _context(node)
+    r0, before = _context(node), Node.objects.get(pk=node.pk)
     minted = nodes._relay_minted(node)
     relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
 
-    overlap = nodes.node_relay_overlap(node=node, minted=minted)
+    trusted = nodes.node_relay_trust(node=node, minted=minted)
     node.refresh_from_db()
-    assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_image  # answered: placeable
-    assert overlap.relay_reloaded and not overlap.relay_started
+    assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_cert != minted["relay_cert"]
+    assert trusted.relay_reloaded and not trusted.relay_started and node.relay_image  # placeable
     assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before
-    overlap_context = _context(node)
-    for context in (old_context, overlap_context):  # both open sandboxd's port through the relay
-        tunnel(where, sandboxd_at, context=context, timeout=10).close()
-    assert sandbox_exec(sandbox=sandbox, command="echo overlap").stdout == "overlap\n"
+    r1 = _context(node)
+    new_client = client_context(ca=node.relay_ca, cert=minted["relay_cert"], key=decrypt(minted["relay_key"]))
+    assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, new_client))
+    assert sandbox_exec(sandbox=sandbox, command="echo trust").stdout == "trust\n"
+
+    nodes.node_relay_client(node=node, minted=minted)
+    node.refresh_from_db()
+    assert node.relay_cert == minted["relay_cert"] and node.relay_ca.count("BEGIN CERTIFICATE") == 2
+    r2 = _context(node)
+    assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, r2))
+    entry = AuditEntry.objects.get(action="node.relay_rotated")
+    assert entry.changes["client_certificate"]["new"] == nodes.relay_fingerprint(minted["relay_cert"])
+    assert sandbox_exec(sandbox=sandbox, command="echo client").stdout == "client\n"
 
     monkeypatch.setattr(sandboxd, "relay_current", lambda: "vibebox/sandboxd-relay:older")  # it cannot reload
-    switched = nodes.node_relay_switch(node=node, minted=minted)
+    served = nodes.node_relay_serve(node=node, minted=minted)
+    monkeypatch.undo()
     node.refresh_from_db()
-    assert node.relay_ca.count("BEGIN CERTIFICATE") == 1 and node.relay_ca == minted["relay_ca"]
-    assert switched.relay_started and json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before
-    with pytest.raises((ssl.SSLError, ConnectionError)):
-        tunnel(where, sandboxd_at, context=old_context, timeout=10)
-    for context in (overlap_context, _context(node)):
-        tunnel(where, sandboxd_at, context=context, timeout=10).close()
-    assert sandbox_exec(sandbox=sandbox, command="echo switched").stdout == "switched\n"
+    assert served.relay_started and json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before
+    assert node.relay_server_cert == minted["relay_server_cert"] and node.relay_image
+    assert not _accepted(where, sandboxd_at, r0)  # the old CA alone: the new server certificate fails
+    assert _accepted(where, sandboxd_at, r1) and _accepted(where, sandboxd_at, r2)
+    assert sandbox_exec(sandbox=sandbox, command="echo serve").stdout == "serve\n"
+
+    ended = nodes.node_relay_end(node=node, minted=minted, before=before)
+    node.refresh_from_db()
+    assert ended.relay_reloaded and node.relay_ca == minted["relay_ca"] and node.relay_image
+    assert not _accepted(where, sandboxd_at, r1)  # the old client certificate
+    assert _accepted(where, sandboxd_at, r2) and _accepted(where, sandboxd_at, _context(node))
+    assert sandbox_exec(sandbox=sandbox, command="echo end").stdout == "end\n"
+
+
+@pytest.mark.django_db(transaction=True)  # the rotation runs in a thread of its own
+def test_a_node_sync_and_a_rotation_never_interleave(prepared, settings):
+    """A node sync during a rotation is refused (relay_busy) and writes nothing; a rotation that
+    finds a prepare holding the node's relay lock waits for it, then runs. Each time the relay ends
+    with the rotation's files (read back from the running relay)."""
+    settings.VIBEBOX_NODE_ROTATION_GRACE = 3  # the rotation holds the lock that long at least
+    Template.objects.update(is_active=False)  # the sync ships no template image
+    engine, node, _ = prepared
+    stale = Node.objects.get(pk=node.pk)  # a sync's row, read before the rotation
+
+    def rotate(done: dict):
+        try:
+            done["rotated"] = nodes.node_relay_rotate(name="node-b")
+        except BaseException as exc:
+            done["error"] = exc
+        finally:
+            db_connection.close()
+
+    done = {}
+    rotation = threading.Thread(target=rotate, args=(done,), daemon=True)
+    rotation.start()
+    while Node.objects.get(pk=node.pk).relay_ca == stale.relay_ca and rotation.is_alive():
+        time.sleep(0.1)  # until step 1 wrote the row
+    synced = nodes_images_sync(name="node-b")
+    with pytest.raises(errors.ValidationFailed) as busy:
+        node_prepare(node=stale)
+    rotation.join()
+    assert "error" not in done, done
+    assert "being rotated" in synced["node-b"]["error"] and busy.value.details["reason"] == "relay_busy"
+    _relay_files_are_the_rows(engine, node)
+
+    # A prepare holds the lock (it read the row under it: the rotation's last one): the rotation
+    # waits for it, and the row is unchanged until the prepare lets go.
+    before = Node.objects.get(pk=node.pk)
+    done = {}
+    with nodes._relay_lock(node, holder="prepare"):
+        rotation = threading.Thread(target=rotate, args=(done,), daemon=True)
+        rotation.start()
+        node_prepare(node=stale, held=True)  # writes the row's files as they are (stale is read again)
+        time.sleep(1)
+        assert Node.objects.get(pk=node.pk).relay_ca == before.relay_ca and rotation.is_alive()
+    rotation.join()
+    assert "error" not in done, done
+    node.refresh_from_db()
+    assert node.relay_ca != before.relay_ca and done["rotated"].old == nodes.relay_fingerprint(before.relay_cert)
+    _relay_files_are_the_rows(engine, node)
+
+
+def _relay_files_are_the_rows(engine, node: Node) -> None:
+    """The files the running relay reads are the node's row's credentials."""
+    node.refresh_from_db()
+    for name, pem in (("ca.pem", node.relay_ca), ("cert.pem", node.relay_server_cert)):
+        assert engine.docker("exec", RELAY_NAME, "cat", f"/tls/{name}") == pem, name
 
 
 def test_removenode_takes_away_the_relay_its_rules_and_vibeboxs_containers(prepared, owner, template):

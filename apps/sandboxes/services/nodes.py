@@ -12,12 +12,14 @@ other's `docker load` (no registry is assumed); node_prepare ships sandboxd's im
 volume there, as sandboxd.build does locally.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import ipaddress
 import logging
 import re
 import secrets
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -73,6 +75,10 @@ RELAY_DNS_FILES = ("/etc/docker/daemon.json", "/run/systemd/resolve/resolv.conf"
 RELAY_ANSWER_SECONDS = 30.0  # for a relay just started to answer over mutual TLS
 RELAY_RELOAD_SECONDS = 10.0  # for a relay sent SIGHUP to answer with its new files (then it is replaced)
 RELAY_VALID_DAYS = 3650  # its credentials (minted once per node; rotatenode mints new ones)
+# One writer of a node's relay files at a time (_relay_lock): a prepare waits this long for another
+# prepare (or a rotation for a prepare) to end; a prepare that finds a rotation does not wait.
+RELAY_LOCK_WAIT = 120.0
+RELAY_LOCK_SECONDS = 600  # a prepare's lock lapses after this (a worker killed while it held it)
 
 
 def _refused(message: str, field: str) -> errors.ApplicationError:
@@ -457,7 +463,16 @@ def _ship(node: Node, tag: str) -> ShippedImage:
     return image_stream(tag, source=None, target=node)
 
 
-def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
+@dataclass(frozen=True)
+class _Proof:
+    """What a relay must do once it has read its files (a rotation's step): accept `accepted` (a
+    CONNECT it refuses itself, 403) and, when given, refuse `refused` at the handshake."""
+
+    accepted: ssl.SSLContext
+    refused: ssl.SSLContext | None = None
+
+
+def node_prepare(*, node: Node, relay: bool = True, held: bool = False, proof: _Proof | None = None) -> PreparedNode:
     """What a node needs before sandboxes run there: sandboxd's image shipped, sandboxd's volume
     made from it under the same name as on the local engine (the way sandboxd.build makes it
     locally), the sandbox network made as on the local engine, the node's relay running (its
@@ -468,7 +483,14 @@ def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
 
     `relay=False` ships only (sandboxd's image and volume, the relay's image): the relay, the
     network, its rules and the recorded image are left as they are (node_relay_rotate's first
-    pass, before the new credentials)."""
+    pass, before the new credentials).
+
+    The relay's part runs under the node's relay lock (_relay_lock), its row read again once the
+    lock is held: a prepare (a node sync, `shipimage --sandboxd`) never writes files from a row a
+    rotation has changed since. One that finds a rotation running is refused (`relay_busy`: the
+    next sync prepares it); one that finds another prepare waits for it. `held`: the caller (a
+    rotation's step) holds the lock; `proof`: what the relay must do once it has read its files
+    (a reloaded relay that does not is replaced)."""
     node = _healthy(node)  # read once, passed on
     volume = sandboxd.volume_for_sandboxes()
     base = base_image()
@@ -481,6 +503,18 @@ def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
     if not relay:
         logger.info("node %s: sandboxd %s and the relay's image %s shipped", node.name, image.tag, relay_image.tag)
         return PreparedNode(image=image, volume=volume, volume_made=made, relay_port=node.relay_port)
+    if held:
+        return _relay_prepare(node, image, volume, made, relay_image, proof=proof)
+    with _relay_lock(node, holder="prepare"):
+        return _relay_prepare(node, image, volume, made, relay_image, proof=proof)
+
+
+def _relay_prepare(
+    node: Node, image: ShippedImage, volume: str, made: bool, relay_image: ShippedImage, *, proof: _Proof | None
+) -> PreparedNode:
+    """node_prepare's relay part, under the node's relay lock: the row is read again here (what a
+    rotation wrote before this prepare got the lock), so the files written are the row's as it is."""
+    node = _healthy(node)
     node = _relay_credentials(node)
     remote = get_driver(node)  # its connection now carries the relay's client credentials
     network = network_name()
@@ -496,14 +530,14 @@ def node_prepare(*, node: Node, relay: bool = True) -> PreparedNode:
         outcome = remote.relay_ensure(spec)
         if outcome == "reloaded":
             try:
-                _relay_answers(node, seconds=RELAY_RELOAD_SECONDS)
+                _relay_answers(node, seconds=RELAY_RELOAD_SECONDS, proof=proof)
             except errors.RuntimeFailure as exc:
                 # Its files refused (the relay logs why and keeps the old ones) or the signal lost:
                 # replaced as a relay that cannot reload is.
                 logger.warning("node %s: the relay did not reload (%s), replacing it", node.name, exc)
                 outcome = remote.relay_ensure(spec, replace=True)
         if outcome != "reloaded":
-            _relay_answers(node)
+            _relay_answers(node, proof=proof)
         remote.ensure_network(network, base_labels())
     except Exception:
         # A relay replaced but not answering, or a network left unisolated: not placeable until a
@@ -655,28 +689,43 @@ class RotatedRelay:
     old: str
     new: str
     prepared: PreparedNode
-    reloaded: bool = False  # both steps reloaded the same relay (none replaced it)
+    reloaded: bool = False  # every step reloaded the same relay (none replaced it)
 
 
 def node_relay_rotate(*, name: str) -> RotatedRelay:
     """New relay credentials for a healthy, prepared node (docs/nodes.md, "Rotating the relay's
-    credentials"): a new CA, server certificate and client certificate are minted, and the relay is
-    switched to them in two steps, so that no call is refused for its credentials meanwhile:
-    1. the overlap: the relay trusts the old and the new CA for client certificates and still
-       presents its old server certificate; the row holds the new client certificate and both CAs
-       (so a process that has the old row, or the new one, completes a handshake with the relay
-       before, during and after the switch);
-    2. the end: the relay trusts the new CA only and presents the new server certificate; the row
-       holds the new CA only. The old client certificate is refused from then on.
-    Each step writes the relay's new files into its volume and has the relay read them again
-    (SIGHUP, relay_ensure): the same container, its open tunnels not cut, new handshakes with the
-    new files. A relay from an older image, or one that does not answer with its new files, is
-    replaced instead: tunnels open through it are cut, and a connection tried while it restarts is
-    refused and tried again by sandboxd's calls (runtime/sandboxd_calls.py, _call_daemon). Every
-    process picks up the credentials with the node's row (a driver is kept per connection). Audited
-    (`node.relay_rotated`, the client certificates' fingerprints). The node is unplaceable from the
-    new credentials until the relay answers with them; one that does not stays so until a later
-    prepare succeeds."""
+    credentials"): a new CA, server certificate and client certificate are minted, and the row and
+    the relay are moved to them in four steps such that the relay, at every moment, accepts the
+    credentials of every row a process may still hold. A process presents the row's client
+    certificate and verifies the relay's server certificate against the row's CA list (`relay_ca`);
+    the relay trusts the CAs of its `ca.pem` for client certificates. So a row's credentials get in
+    while the relay's server certificate is signed by a CA of the row, and the row's client
+    certificate by a CA the relay trusts. The steps (R0: the row before; each writes the row, then,
+    where the relay's files change, reloads the relay and proves it has read them):
+    1. trust (node_relay_trust): R1 = the new CA added before the old one(s) in `relay_ca`; the
+       relay reloaded: it trusts both CAs and still presents the old server certificate, which R0's
+       and R1's CA lists verify. Proved: the new client certificate (not in any row yet) gets in;
+    2. client (node_relay_client): R2 = the new client certificate and key (audited,
+       `node.relay_rotated`); the relay's files are unchanged (it trusts the new CA since step 1);
+    3. serve (node_relay_serve): R3 = the new server certificate and key (the CA list still both:
+       processes' connections are unchanged, no driver or context changes); the relay reloaded
+       presents it. R0 cannot verify it (the old CA alone, and the old CA's key is gone: nothing
+       can be signed for both), so this step waits until VIBEBOX_NODE_ROTATION_GRACE has passed
+       since R1 was written: every process has read the row again by then. R1 to R3 verify it
+       (their lists hold the new CA). Proved: the new CA alone verifies the relay;
+    4. end (node_relay_end): R4 = the new CA alone; the relay reloaded trusts it alone: the old
+       client certificate (R0's, R1's) is refused from then on. It waits until the grace has passed
+       since R2 was written. R2 to R4 get in. Proved: the old client certificate is refused.
+    The whole rotation holds the node's relay lock (_relay_lock): a node sync's prepare meanwhile is
+    refused (`relay_busy`) rather than write files from a row it read before a step; a rotation
+    waits for a prepare that holds it. A relay from an older image, or one that does not prove a
+    step within RELAY_RELOAD_SECONDS, is replaced instead (its tunnels cut; a connection tried
+    while it restarts is refused and tried again by sandboxd's calls, _call_daemon). A process
+    picks up the credentials with the node's row (a driver is kept per node and connection); one
+    that keeps a row longer than the grace (an operation that began before step 1 and makes a new
+    connection to the relay after step 3) is refused. The node stays placeable throughout; a step
+    that fails leaves it unplaceable until a later prepare succeeds, and the row where that step
+    left it (rotatenode again starts from it)."""
     node = Node.objects.filter(name=name).first()
     if node is None:
         raise errors.NotFound(f"No node is named {name!r}.")
@@ -690,16 +739,24 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
             f"Node {name!r} has no relay yet (nothing to rotate): prepare it (manage.py shipimage {name} --sandboxd).",
             details={"reason": "node_no_relay", "node": name},
         )
-    old = relay_fingerprint(node.relay_cert)
     # Images shipped and built first, with the old credentials still in force: the relay's restarts
     # are then short. Only shipped: the relay and the network's rules are the next steps'.
     node_prepare(node=node, relay=False)
     minted = _relay_minted(node)
-    overlap = node_relay_overlap(node=node, minted=minted)
-    node = Node.objects.get(pk=node.pk)
-    new = relay_fingerprint(node.relay_cert)
-    prepared = node_relay_switch(node=node, minted=minted)
-    reloaded = overlap.relay_reloaded and prepared.relay_reloaded
+    grace = settings.VIBEBOX_NODE_ROTATION_GRACE
+    with _relay_lock(node, holder="rotation", seconds=int(3 * grace) + RELAY_LOCK_SECONDS):
+        node = _healthy(node)  # the row as it is under the lock (a prepare may have minted or changed it)
+        before = node
+        trusted = node_relay_trust(node=node, minted=minted)
+        r1 = time.monotonic()  # R1 was written before this
+        node_relay_client(node=node, minted=minted)
+        r2 = time.monotonic()
+        _wait_until(r1 + grace)
+        served = node_relay_serve(node=node, minted=minted)
+        _wait_until(r2 + grace)
+        prepared = node_relay_end(node=node, minted=minted, before=before)
+    old, new = relay_fingerprint(before.relay_cert), relay_fingerprint(minted["relay_cert"])
+    reloaded = trusted.relay_reloaded and served.relay_reloaded and prepared.relay_reloaded
     logger.warning(
         "node %s: relay credentials rotated (client certificate %s -> %s), relay %s",
         name,
@@ -710,40 +767,67 @@ def node_relay_rotate(*, name: str) -> RotatedRelay:
     return RotatedRelay(node=name, old=old, new=new, prepared=prepared, reloaded=reloaded)
 
 
-def node_relay_overlap(*, node: Node, minted: dict[str, str]) -> PreparedNode:
-    """Rotation's first step (node_relay_rotate): the new client certificate stored with both CAs
-    (the new one first; `relay_ca` holds the two PEMs), the relay's server certificate kept, and the
-    relay reloaded (or replaced: node_prepare) with them: it accepts the old and the new client
-    certificate, and both the old CA and the bundle verify its server certificate. (The old
-    `relay_ca` is kept whole: after a rotation cut short it may be a bundle whose older CA signed
-    the server certificate still in use.) Audited here."""
-    old = relay_fingerprint(node.relay_cert)
-    with transaction.atomic():
-        # Unplaceable until the relay answers with the new credentials (node_prepare sets it again).
-        Node.objects.filter(pk=node.pk).update(
-            relay_ca=minted["relay_ca"] + node.relay_ca,  # PEMs end with a newline
-            relay_cert=minted["relay_cert"],
-            relay_key=minted["relay_key"],
-            relay_image="",
-        )
-        new = relay_fingerprint(minted["relay_cert"])
-        record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})
-    forget_node_driver(node.pk)  # this process's driver holds the old client context
-    return node_prepare(node=Node.objects.get(pk=node.pk))
+def _wait_until(moment: float) -> None:
+    """Sleeps until time.monotonic() is `moment` (a rotation's grace)."""
+    time.sleep(max(0.0, moment - time.monotonic()))
 
 
-def node_relay_switch(*, node: Node, minted: dict[str, str]) -> PreparedNode:
-    """Rotation's last step: the new CA alone and the new server certificate, the relay reloaded (or
-    replaced) with them. A process that still has the overlap's row verifies the new server certificate (its
-    bundle holds the new CA) and its client certificate is the new one."""
-    Node.objects.filter(pk=node.pk).update(
-        relay_ca=minted["relay_ca"],
-        relay_server_cert=minted["relay_server_cert"],
-        relay_server_key=minted["relay_server_key"],
-        relay_image="",
+def _minted_context(minted: dict[str, str], *, ca: str, cert: str = "", key: str = "") -> ssl.SSLContext:
+    """A client context with `ca`, and the minted client certificate unless `cert` and `key` are given."""
+    return relay_client.client_context(
+        ca=ca, cert=cert or minted["relay_cert"], key=key or decrypt(minted["relay_key"])
     )
-    forget_node_driver(node.pk)
-    return node_prepare(node=Node.objects.get(pk=node.pk))
+
+
+def node_relay_trust(*, node: Node, minted: dict[str, str]) -> PreparedNode:
+    """Rotation's step 1 (node_relay_rotate; the caller holds the relay lock): the new CA stored
+    before the CA list the row has (`relay_ca` then holds the PEMs of both; kept whole: after a
+    rotation cut short it may be a bundle whose older CA signed the server certificate still in
+    use), client and server certificates unchanged; the relay reloaded with it (node_prepare) and
+    proved to accept the new client certificate, which no row holds yet."""
+    node = Node.objects.get(pk=node.pk)
+    bundle = minted["relay_ca"] + node.relay_ca  # PEMs end with a newline
+    Node.objects.filter(pk=node.pk).update(relay_ca=bundle)
+    proof = _Proof(accepted=_minted_context(minted, ca=bundle))
+    return node_prepare(node=Node.objects.get(pk=node.pk), held=True, proof=proof)
+
+
+def node_relay_client(*, node: Node, minted: dict[str, str]) -> None:
+    """Rotation's step 2: the new client certificate and key in the row, audited
+    (`node.relay_rotated`: the old and new client certificates' fingerprints); the relay's files are
+    unchanged (it trusts the new CA since step 1): it is checked to answer with the row."""
+    node = Node.objects.get(pk=node.pk)
+    old, new = relay_fingerprint(node.relay_cert), relay_fingerprint(minted["relay_cert"])
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(relay_cert=minted["relay_cert"], relay_key=minted["relay_key"])
+        record("node.relay_rotated", target=node, changes={"client_certificate": {"old": old, "new": new}})
+    try:
+        _relay_answers(Node.objects.get(pk=node.pk), seconds=RELAY_RELOAD_SECONDS)
+    except errors.RuntimeFailure:
+        Node.objects.filter(pk=node.pk).update(relay_image="")  # not placeable until prepared again
+        raise
+
+
+def node_relay_serve(*, node: Node, minted: dict[str, str]) -> PreparedNode:
+    """Rotation's step 3: the new server certificate and key in the row (its CA list still both),
+    the relay reloaded with them and proved to present the new one (the new CA alone verifies it).
+    Every row from step 1 on verifies it; the row from before the rotation does not (the caller
+    waits VIBEBOX_NODE_ROTATION_GRACE after step 1 first)."""
+    Node.objects.filter(pk=node.pk).update(
+        relay_server_cert=minted["relay_server_cert"], relay_server_key=minted["relay_server_key"]
+    )
+    proof = _Proof(accepted=_minted_context(minted, ca=minted["relay_ca"]))
+    return node_prepare(node=Node.objects.get(pk=node.pk), held=True, proof=proof)
+
+
+def node_relay_end(*, node: Node, minted: dict[str, str], before: Node) -> PreparedNode:
+    """Rotation's last step: the new CA alone in the row, the relay reloaded with it and proved to
+    refuse the client certificate of `before` (the row before the rotation) at the handshake. Rows
+    from step 2 on get in; the caller waits VIBEBOX_NODE_ROTATION_GRACE after step 2 first."""
+    Node.objects.filter(pk=node.pk).update(relay_ca=minted["relay_ca"])
+    refused = _minted_context(minted, ca=minted["relay_ca"], cert=before.relay_cert, key=decrypt(before.relay_key))
+    proof = _Proof(accepted=_minted_context(minted, ca=minted["relay_ca"]), refused=refused)
+    return node_prepare(node=Node.objects.get(pk=node.pk), held=True, proof=proof)
 
 
 def _cn(name: str) -> x509.Name:
@@ -772,29 +856,80 @@ def _key_pem(key) -> str:
     ).decode()
 
 
-def _relay_answers(node: Node, *, seconds: float = RELAY_ANSWER_SECONDS) -> None:
+def _relay_answers(node: Node, *, seconds: float = RELAY_ANSWER_SECONDS, proof: _Proof | None = None) -> None:
     """The relay answers over mutual TLS: a CONNECT to an address it must refuse (loopback) is
     refused by the relay itself (403), which proves the handshake both ways and the relay's
     reading; nothing is opened. Waits up to `seconds` for a relay just started (or reloaded: the
-    row's credentials get in only once it has read its new files)."""
-    connection = node.connection()
-    context = relay_client.node_context(connection)
+    row's credentials get in only once it has read its new files). With a `proof`, its `accepted`
+    context is used instead of the row's, and its `refused` one must fail the handshake (a rotation's
+    step: what proves the relay has read the files, where the row's credentials would get in before)."""
+    context = proof.accepted if proof is not None else relay_client.node_context(node.connection())
     where = (_relay_host(node), node.relay_port)
     deadline = time.monotonic() + seconds
     while True:
-        try:
-            relay_client.tunnel(where, ("127.0.0.1", DAEMON_PORT), context=context, timeout=5).close()
-        except relay_client.RelayRefused as exc:
-            if exc.status == 403:
-                return
-            failure = f"{exc.status} {exc.message}"
-        except OSError as exc:
-            failure = f"{type(exc).__name__}: {exc}"
-        else:
-            failure = "it opened a tunnel to loopback"
+        failure = _relay_refuses_itself(where, context)
+        if not failure and proof is not None and proof.refused is not None:
+            try:
+                relay_client.tunnel(where, ("127.0.0.1", DAEMON_PORT), context=proof.refused, timeout=5).close()
+            except ConnectionRefusedError as exc:  # not listening (a relay restarting): not a refusal
+                failure = f"{type(exc).__name__}: {exc}"
+            except (ssl.SSLError, ConnectionError):
+                return  # refused at the handshake (TLS 1.3: at the first read after it, or closed)
+            except relay_client.RelayRefused:
+                failure = "it still accepts the client certificate it must refuse"
+            except OSError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                failure = "it opened a tunnel to loopback"
+        if not failure:
+            return
         if time.monotonic() > deadline:
             raise errors.RuntimeFailure(
                 f"The relay of node {node.name!r} does not answer at {where[0]}:{where[1]}: {failure}"[:500],
                 details={"reason": "relay_unavailable", "node": node.name},
             )
         time.sleep(0.2)
+
+
+def _relay_refuses_itself(where: tuple[str, int], context: ssl.SSLContext) -> str:
+    """Empty when the relay at `where` refuses a CONNECT to loopback itself (403) for `context`,
+    else why not."""
+    try:
+        relay_client.tunnel(where, ("127.0.0.1", DAEMON_PORT), context=context, timeout=5).close()
+    except relay_client.RelayRefused as exc:
+        return "" if exc.status == 403 else f"{exc.status} {exc.message}"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "it opened a tunnel to loopback"
+
+
+@contextlib.contextmanager
+def _relay_lock(node: Node, *, holder: str, seconds: int = RELAY_LOCK_SECONDS):
+    """The node's relay lock (a cache key, as tasks.single_pass's): whoever holds it reads the row
+    and writes the relay's files; nobody else does. `holder`: "prepare" (node_prepare) or
+    "rotation" (node_relay_rotate, which holds it through all its steps and waits). A prepare that
+    finds a rotation is refused at once (`relay_busy`), so a sync never writes files from a row the
+    rotation is changing; anything else waits up to RELAY_LOCK_WAIT for the holder. The lock lapses
+    after `seconds` (a process killed while it held it)."""
+    key, token = f"node-relay-lock:{node.pk}", f"{holder}:{secrets.token_hex(8)}"
+    deadline = time.monotonic() + RELAY_LOCK_WAIT
+    while not cache.add(key, token, timeout=seconds):
+        other = str(cache.get(key) or "")
+        rotating = other.startswith("rotation:")
+        if rotating and holder == "rotation":
+            why = "another rotation of its relay (rotatenode) is running"
+        elif rotating:
+            why = "its relay's credentials are being rotated (rotatenode): the next sync prepares it"
+        elif time.monotonic() > deadline:
+            why = f"another prepare of its relay held it for {RELAY_LOCK_WAIT:.0f} s"
+        else:
+            time.sleep(0.2)
+            continue
+        raise errors.ValidationFailed(
+            f"Node {node.name!r}: {why}.", details={"reason": "relay_busy", "node": node.name}
+        )
+    try:
+        yield
+    finally:
+        if cache.get(key) == token:  # not a later holder's (ours lapsed)
+            cache.delete(key)

@@ -7,9 +7,11 @@ from vibebox import exceptions as errors
 class Command(BaseCommand):
     help = (
         "Mint new credentials for a node's relay (a new CA, server and client certificate) and have the relay read "
-        'them while it runs (docs/nodes.md, "Rotating the relay\'s credentials"). Sandboxes keep running and open '
-        "tunnels are kept; the old client certificate is refused afterwards. A relay from an older image is restarted "
-        "instead (its open tunnels cut). The node must be healthy and prepared."
+        "them while it runs, in steps where it accepts every process's row (docs/nodes.md, \"Rotating the relay's "
+        'credentials"): it takes VIBEBOX_NODE_ROTATION_GRACE (30 s) and three reloads, and a node sync meanwhile is '
+        "refused. Sandboxes keep running and open tunnels are kept; the old client certificate is refused afterwards. "
+        "A relay from an older image is restarted instead (its open tunnels cut). "
+        "The node must be healthy and prepared."
     )
 
     def add_arguments(self, parser):
