@@ -14,7 +14,7 @@ import time
 import pytest
 from django.conf import settings as django_settings
 
-from apps.marketplace.catalog import built_in_templates
+from apps.marketplace.catalog import base_image, built_in_templates
 from apps.sandboxes import sandboxd
 from apps.sandboxes.runtime import DAEMON_BINARY, DAEMON_MOUNT, ContainerSpec, ExecRequest, get_driver, sandboxd_client
 from apps.sandboxes.runtime.base import ExecControl
@@ -404,3 +404,15 @@ def test_fills_of_one_volume_at_once_all_succeed(daemon_volume, docker_client):
         assert not docker_client.containers.list(all=True, filters={"name": f"{name}-fill"})
     finally:
         driver.remove_volume(name)
+
+
+def test_the_current_relay_tag_follows_the_extra_ca_setting(settings, tmp_path):
+    """relay_current is kept per process by the settings its digest is made from: the extra CA
+    bundle's setting among them (another bundle, another relay image: a node running the other one
+    is stale)."""
+    settings.VIBEBOX_EXTRA_CA_CERTS = ""
+    plain = sandboxd.relay_current()
+    bundle = tmp_path / "extra-ca.pem"
+    bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n")
+    settings.VIBEBOX_EXTRA_CA_CERTS = str(bundle)
+    assert sandboxd.relay_current() == sandboxd.relay_image(base_image()) != plain
