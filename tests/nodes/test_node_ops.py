@@ -34,7 +34,7 @@ from apps.sandboxes.services.nodes import RELAY_NAME, RELAY_VOLUME, node_check, 
 from apps.sandboxes.services.snapshots import archive_path, snapshot_create, snapshot_delete
 from apps.sandboxes.specs import base_labels, network_name
 from tests.conftest import sandbox_row
-from tests.nodes.engines import add_node, unprepare
+from tests.nodes.engines import add_node, free_port, unprepare
 from vibebox import exceptions as errors
 from vibebox.celery import app as celery_app
 from vibebox.crypto import decrypt
@@ -509,3 +509,14 @@ def test_a_node_with_an_older_relay_is_not_placeable_until_its_check_prepares_it
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         node_check(node=node)
     assert callbacks == []  # current: nothing sent
+
+
+def test_the_relay_lock_fails_closed_when_redis_is_unreachable(settings):
+    """No lock, no relay files: with the cache's Redis unreachable (nothing listens at its port) a
+    prepare's relay part or a rotation is refused (relay_lock_unavailable) before anything is done."""
+    node = Node.objects.create(name="lockless", docker_url="tcp://127.0.0.1:1", tls_ca="", tls_cert="", tls_key="")
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    for holder in ("prepare", "rotation"):
+        with pytest.raises(errors.RuntimeFailure) as failed, nodes._relay_lock(node, holder=holder):
+            pytest.fail("the lock was taken without Redis")
+        assert failed.value.details == {"reason": "relay_lock_unavailable", "node": "lockless"}

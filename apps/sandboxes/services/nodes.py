@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -913,8 +914,8 @@ def _relay_lock(node: Node, *, holder: str, seconds: int = RELAY_LOCK_SECONDS):
     after `seconds` (a process killed while it held it)."""
     key, token = f"node-relay-lock:{node.pk}", f"{holder}:{secrets.token_hex(8)}"
     deadline = time.monotonic() + RELAY_LOCK_WAIT
-    while not cache.add(key, token, timeout=seconds):
-        other = str(cache.get(key) or "")
+    while not _cache_call(node, cache.add, key, token, timeout=seconds):
+        other = str(_cache_call(node, cache.get, key) or "")
         rotating = other.startswith("rotation:")
         if rotating and holder == "rotation":
             why = "another rotation of its relay (rotatenode) is running"
@@ -931,5 +932,18 @@ def _relay_lock(node: Node, *, holder: str, seconds: int = RELAY_LOCK_SECONDS):
     try:
         yield
     finally:
-        if cache.get(key) == token:  # not a later holder's (ours lapsed)
-            cache.delete(key)
+        with contextlib.suppress(redis.RedisError):  # unreachable: the lock lapses on its own
+            if cache.get(key) == token:  # not a later holder's (ours lapsed)
+                cache.delete(key)
+
+
+def _cache_call(node: Node, call, *args, **kwargs):
+    """A call to the cache for the relay lock: Redis unreachable fails the prepare or rotation (never
+    a write of the relay's files without the lock)."""
+    try:
+        return call(*args, **kwargs)
+    except redis.RedisError as exc:
+        raise errors.RuntimeFailure(
+            f"Node {node.name!r}: the relay lock cannot be taken (Redis: {type(exc).__name__}); try again.",
+            details={"reason": "relay_lock_unavailable", "node": node.name},
+        ) from None
