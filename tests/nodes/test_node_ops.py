@@ -317,7 +317,7 @@ def test_a_node_sync_and_a_rotation_never_interleave(prepared, settings):
     """A node sync during a rotation is refused (relay_busy) and writes nothing; a rotation that
     finds a prepare holding the node's relay lock waits for it, then runs. Each time the relay ends
     with the rotation's files (read back from the running relay)."""
-    settings.VIBEBOX_NODE_ROTATION_GRACE = 3  # the rotation holds the lock that long at least
+    settings.VIBEBOX_NODE_ROTATION_GRACE = 5  # the rotation holds the lock that long at least
     Template.objects.update(is_active=False)  # the sync ships no template image
     engine, node, _ = prepared
     stale = Node.objects.get(pk=node.pk)  # a sync's row, read before the rotation
