@@ -22,17 +22,13 @@ import json
 import shutil
 import subprocess
 import tarfile
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
-from django.conf import settings as django_settings
 
-from apps.marketplace.catalog import extra_ca_bytes, tree_digest
-from apps.sandboxes.images import base_image_build
 from apps.sandboxes.runtime import get_driver
 from tests.conftest import TEST_LABELS
+from tests.deploy import helm_render
 from tests.deploy.test_kubernetes import (  # noqa: F401 (the shared checks: collected here with this module's `layout`)
     KUBERNETES,
     VERSIONS,
@@ -65,7 +61,6 @@ from tests.runtime.test_kubernetes_objects import (  # noqa: F401 (the component
 
 HELM = KUBERNETES / "helm"
 CHART = HELM / "vibebox"
-RENDER = HELM / "render"
 # The kustomize name of each object the chart names `<fullname><suffix>`.
 KUSTOMIZE_NAMES = {
     "": "vibebox",
@@ -100,28 +95,12 @@ class RenderError(Exception):
 
 @pytest.fixture(scope="session")
 def renderer() -> str:
-    """The renderer's image, built unless the engine has it (a digest of its source, the base
-    image and the extra CA names it): about a minute and a half cold, nothing warm."""
-    base = base_image_build()
-    tag = f"{django_settings.VIBEBOX_IMAGE_PREFIX}/helm-render:{tree_digest(RENDER, base.encode(), extra_ca_bytes())}"
-    driver = get_driver()
-    if not driver.image_exists(tag):
-        lines: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="vibebox-helm-render-") as context:
-            shutil.copytree(RENDER, context, dirs_exist_ok=True)
-            Path(context, "extra-ca.crt").write_bytes(extra_ca_bytes())
-            try:
-                driver.image_build(
-                    context=context,
-                    tag=tag,
-                    target="render",
-                    buildargs={"BASE_IMAGE": base},
-                    labels={"vibebox.helm-render": "1"},
-                    log=lines.append,
-                )
-            except Exception as exc:
-                pytest.fail(f"the renderer did not build: {exc}\n" + "\n".join(lines[-40:]))
-    return tag
+    """The renderer's image (tests/deploy/helm_render.py): nothing to do when `make test` built it."""
+    lines: list[str] = []
+    try:
+        return helm_render.build(log=lines.append)
+    except Exception as exc:
+        pytest.fail(f"the chart's test renderer did not build: {exc}\n" + "\n".join(lines))
 
 
 def render_text(
