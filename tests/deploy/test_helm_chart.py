@@ -104,16 +104,16 @@ def renderer() -> str:
 
 
 def render_text(
-    image: str, values: dict | None = None, *, name: str = "vibebox", namespace: str = "vibebox"
+    image: str, values: dict | None = None, *, name: str = "vibebox", namespace: str = "vibebox", sets: tuple = ()
 ) -> tuple[str, str]:
     """`helm template <name> CHART -n <namespace> -f <values>` by the test renderer: its stdout
     (the manifests) and stderr (NOTES.txt); RenderError with its message when the chart fails to
     render. Each distinct input is rendered once per session."""
-    return _render(image, json.dumps(values or {}, sort_keys=True), name, namespace)
+    return _render(image, json.dumps(values or {}, sort_keys=True), name, namespace, sets)
 
 
 @functools.cache
-def _render(image: str, values: str, name: str, namespace: str) -> tuple[str, str]:
+def _render(image: str, values: str, name: str, namespace: str, sets: tuple) -> tuple[str, str]:
     """The chart and the values go into the renderer's container by the engine's API (no mount)."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -122,7 +122,8 @@ def _render(image: str, values: str, name: str, namespace: str) -> tuple[str, st
         info = tarfile.TarInfo("in/values.yaml")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    args = ["-name", name, "-namespace", namespace, "-f", "/in/values.yaml", "-notes", "/in/chart/vibebox"]
+    args = ["-name", name, "-namespace", namespace, "-f", "/in/values.yaml", "-notes"]
+    args += [f"--set={item}" for item in sets] + ["/in/chart/vibebox"]
     container = get_driver().client.containers.create(image, args, labels=TEST_LABELS, network_disabled=True)
     try:
         container.put_archive("/", archive.getvalue())
@@ -336,6 +337,20 @@ def test_scheduling_image_and_naming_values(value_sets):
         assert data["persistentVolumeClaim"]["claimName"] == "shared-data"
         assert doc["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "platform"
         assert [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s] == ["vb-settings"]
+
+
+def test_set_overrides_values_with_typed_scalars(renderer):
+    """`--set` (simple keys only in the test renderer) wins over -f, with helm's typing of scalars."""
+    docs = render(
+        renderer,
+        VALUE_SETS["existing-secret"],
+        sets=("web.autoscaling.enabled=false", "web.replicaCount=4", "existingSecret=from-set"),
+    )
+    assert not [doc for doc in docs if doc["kind"] == "HorizontalPodAutoscaler"]
+    web = _by_kind(docs, "Deployment")["vibebox-web"]
+    assert web["spec"]["replicas"] == 4
+    [container] = _containers(web)
+    assert {"secretRef": {"name": "from-set"}} in container["envFrom"]
 
 
 def test_a_settings_change_rolls_the_pods(renderer):

@@ -12,16 +12,14 @@
 // `helm template` are the real checks (docs/kubernetes.md).
 //
 // Usage: helm-render [-name vibebox] [-namespace vibebox] [-f values.yaml]... [--set a.b=c]...
-// [-notes] CHART, where CHART is a directory, or "-" for a tar on stdin (-f paths are then in it).
+// [-notes] CHART (a directory).
 package main
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -63,7 +61,7 @@ func main() {
 	flag.Var(&sets, "set", "a.b.c=value (repeatable)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fail(errors.New("usage: helm-render [flags] CHART|-"))
+		fail(errors.New("usage: helm-render [flags] CHART"))
 	}
 	files, err := load(flag.Arg(0))
 	fail(err)
@@ -82,27 +80,9 @@ func fail(err error) {
 	}
 }
 
-// load answers every file of the chart (a directory, or a tar on stdin) by its slash path.
+// load answers every file of the chart's directory by its slash path.
 func load(from string) (map[string]string, error) {
 	files := map[string]string{}
-	if from == "-" {
-		reader := tar.NewReader(os.Stdin)
-		for {
-			header, err := reader.Next()
-			if err == io.EOF {
-				return files, nil
-			} else if err != nil {
-				return nil, err
-			}
-			if header.Typeflag == tar.TypeReg {
-				data, err := io.ReadAll(reader)
-				if err != nil {
-					return nil, err
-				}
-				files[path.Clean(header.Name)] = string(data)
-			}
-		}
-	}
 	err := filepath.WalkDir(from, func(file string, entry fs.DirEntry, err error) error {
 		if err != nil || entry.IsDir() {
 			return err
@@ -128,8 +108,10 @@ func render(files map[string]string, name, namespace string, valueFiles, sets []
 	values := map[string]interface{}{}
 	for _, file := range append([]string{path.Join(chartDir, "values.yaml")}, valueFiles...) {
 		more := map[string]interface{}{}
-		text, ok := files[path.Clean(file)]
-		if !ok && file != path.Join(chartDir, "values.yaml") {
+		text, ok := files[file]
+		if !ok && file == path.Join(chartDir, "values.yaml") {
+			continue // a chart may have no values.yaml
+		} else if !ok {
 			data, err := os.ReadFile(file)
 			if err != nil {
 				return "", "", err
