@@ -81,12 +81,10 @@ run: setup
 SUITE_ARGS := -n 3 --dist loadfile --no-loadscope-reorder --durations=40 --ignore=tests/ha \
 	--ignore=tests/nodes/test_live_restore.py --ignore=tests/nodes/test_three_nodes.py
 
-test: setup browser typescript monitoring proxies
+test: setup browser typescript monitoring proxies helm-render
 	@$(BIN)/python manage.py sandboxd --check
 	@# The nodes' relay image (tests/nodes prepare nodes with it): built here once, not in a test.
 	@$(BIN)/python manage.py sandboxd --relay
-	@# The Helm chart's test renderer, likewise (tests/deploy/test_helm_chart.py).
-	@$(MAKE) --no-print-directory helm-render
 	@# --durations: the slowest tests are listed at the end, where CI's time goes (it must stay < 90 min).
 	@# --no-loadscope-reorder: files in tests/conftest.py's order, the longest first (HEAVY_FIRST).
 	@# tests/ha and the nodes' drills (live-restore, three nodes) are make test-ha's (its own Redis and PostgreSQL: the drills need both).
