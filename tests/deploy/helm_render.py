@@ -21,7 +21,7 @@ RENDER = ROOT / "deploy" / "kubernetes" / "helm" / "render"
 
 
 def build(*, log=lambda line: print(line, file=sys.stderr)) -> str:
-    """The renderer's image tag, built unless the engine has it (about a minute and a half cold);
+    """The renderer's image tag, built unless the engine has it (1.5 to 3 minutes cold: docs/kubernetes.md);
     a failed build raises the engine's error after `log` saw its last lines (gofmt, go vet)."""
     base = base_image_build(log=log)
     tag = f"{settings.VIBEBOX_IMAGE_PREFIX}/helm-render:{tree_digest(RENDER, base.encode(), extra_ca_bytes())}"
