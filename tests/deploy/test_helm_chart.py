@@ -34,7 +34,6 @@ from tests.deploy.test_kubernetes import (  # noqa: F401 (the shared checks: col
     VERSIONS,
     _by_kind,
     _containers,
-    _settings,
     assert_valid,
     overlay_documents,
     test_beat_is_one_pod_replaced_not_rolled,
