@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd migrate run test test-postgres test-postgres-all test-ha test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd helm-render migrate run test test-postgres test-postgres-all test-ha test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -59,6 +59,11 @@ images-all: images
 sandboxd: venv host
 	@$(BIN)/python manage.py sandboxd
 
+# The Helm chart's test renderer (deploy/kubernetes/helm/render, docs/kubernetes.md): gofmt + go vet +
+# build from Debian's Go and Sprig on the base image, once per source (tests/deploy/test_helm_chart.py).
+helm-render: venv host
+	@$(BIN)/python manage.py shell -v 0 -c 'from tests.deploy.helm_render import build; build()'
+
 # Logs (docs/monitoring.md, "Traces and logs"): text when make's output is a terminal (honcho's pipes
 # hide it from the processes), else JSON lines; VIBEBOX_LOG_FORMAT in the environment wins.
 run: export VIBEBOX_LOG_FORMAT ?= $(shell test -t 2 && echo text || echo json)
@@ -76,7 +81,7 @@ run: setup
 SUITE_ARGS := -n 3 --dist loadfile --no-loadscope-reorder --durations=40 --ignore=tests/ha \
 	--ignore=tests/nodes/test_live_restore.py --ignore=tests/nodes/test_three_nodes.py
 
-test: setup browser typescript monitoring proxies
+test: setup browser typescript monitoring proxies helm-render
 	@$(BIN)/python manage.py sandboxd --check
 	@# The nodes' relay image (tests/nodes prepare nodes with it): built here once, not in a test.
 	@$(BIN)/python manage.py sandboxd --relay
@@ -117,7 +122,7 @@ test-templates: images-all
 test-marketplace: images-all
 	@VIBEBOX_TEMPLATE_BUILD_CPUS=2 $(BIN)/pytest -m marketplace -n 2 --dist load tests/marketplace/test_community.py
 
-lint: venv typescript sandboxd
+lint: venv typescript sandboxd helm-render
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@cd sdk/typescript && node node_modules/typescript/bin/tsc -p tsconfig.test.json --noEmit

@@ -1,0 +1,394 @@
+"""deploy/kubernetes/helm/vibebox: the Helm chart, rendered and validated offline.
+
+There is no helm binary here, so the chart is rendered by deploy/kubernetes/helm/render: a TEST
+renderer that implements helm's engine over Helm's own function library (Sprig v3) and YAML library
+(sigs.k8s.io/yaml), as Debian packages them, built offline from the project's Debian base image
+(once, then cached in the engine under a digest of its source, the base image and the extra CA).
+It is not helm: where helm exists, `helm lint` and `helm template` are the real checks
+(docs/kubernetes.md, "Helm chart").
+
+Every rendered document is parsed as YAML (a template whose indentation breaks fails here) and
+validated strictly for the oldest and newest Kubernetes the manifests claim, with the helper of
+tests/deploy/test_kubernetes.py. The property checks of the kustomize layouts (hardening, probes,
+processes, ports, selectors, secrets, policies) and of the kubernetes-runtime component
+(tests/runtime/test_kubernetes_objects.py) are imported, not copied, so one list of checks runs on
+both: pytest collects them here with this module's `layout` and `runtime_layout`. Helm names
+objects `<release fullname>-<component>`; `kustomize_names` maps them back to the kustomize names
+those checks use. Never applied to a cluster, and never rendered by helm itself here."""
+
+import functools
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+import yaml
+
+from apps.sandboxes.runtime import get_driver
+from tests.conftest import TEST_LABELS
+from tests.deploy import helm_render
+from tests.deploy.test_kubernetes import (  # noqa: F401 (the shared checks: collected here with this module's `layout`)
+    KUBERNETES,
+    VERSIONS,
+    _by_kind,
+    _containers,
+    assert_valid,
+    overlay_documents,
+    test_beat_is_one_pod_replaced_not_rolled,
+    test_deployments_select_their_own_pods,
+    test_every_container_is_hardened,
+    test_every_document_is_valid_kubernetes,
+    test_every_named_port_exists,
+    test_every_procfile_process_is_a_workload_running_its_command,
+    test_no_command_uses_kubernetes_variable_expansion,
+    test_no_secret_is_inlined,
+    test_the_disruption_budget_and_autoscaler_are_web_s,
+    test_the_ingress_serves_the_public_and_preview_hosts,
+    test_the_network_policies_deny_by_default,
+    test_the_setup_job_runs_compose_s_setup_script,
+    test_web_runs_three_pods_with_healthz_probes,
+)
+from tests.runtime.test_kubernetes_objects import (  # noqa: F401 (the component's checks, with `runtime_layout`)
+    RUNTIME_OVERLAY,
+    test_only_the_pods_that_drive_sandboxes_get_the_token,
+    test_sandbox_pods_reach_the_gateway_and_the_egress_proxy,
+    test_the_runtime_component_grants_exactly_what_the_driver_calls,
+    test_the_runtime_component_renders_valid_kubernetes,
+)
+
+HELM = KUBERNETES / "helm"
+CHART = HELM / "vibebox"
+# The kustomize name of each object the chart names `<fullname><suffix>`.
+KUSTOMIZE_NAMES = {
+    "": "vibebox",
+    "-settings": "vibebox-settings",
+    "-data": "vibebox-data",
+    "-setup": "vibebox-setup",
+    "-sandboxes": "vibebox-sandboxes",
+    "-sandbox-nodes": "vibebox-sandbox-nodes",
+    **{
+        f"-{name}": name
+        for name in (
+            *("web", "worker", "builds", "webhooks", "beat", "gateway", "egress"),
+            *("default-deny-ingress", "web-ingress", "sandbox-services-ingress", "sandbox-pods-ingress"),
+        )
+    },
+}
+HELM_ONLY_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "checksum/settings",
+}
+
+
+# ---- the renderer ----
+
+
+class RenderError(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def renderer() -> str:
+    """The renderer's image (tests/deploy/helm_render.py): nothing to do when `make test` built it."""
+    lines: list[str] = []
+    try:
+        return helm_render.build(log=lines.append)
+    except Exception as exc:
+        pytest.fail(f"the chart's test renderer did not build: {exc}\n" + "\n".join(lines))
+
+
+def render_text(
+    image: str, values: dict | None = None, *, name: str = "vibebox", namespace: str = "vibebox", sets: tuple = ()
+) -> tuple[str, str]:
+    """`helm template <name> CHART -n <namespace> -f <values>` by the test renderer: its stdout
+    (the manifests) and stderr (NOTES.txt); RenderError with its message when the chart fails to
+    render. Each distinct input is rendered once per session."""
+    return _render(image, json.dumps(values or {}, sort_keys=True), name, namespace, sets)
+
+
+@functools.cache
+def _render(image: str, values: str, name: str, namespace: str, sets: tuple) -> tuple[str, str]:
+    """The chart and the values go into the renderer's container by the engine's API (no mount)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(CHART, arcname="in/chart/vibebox")
+        data = values.encode()  # JSON is YAML
+        info = tarfile.TarInfo("in/values.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    args = ["-name", name, "-namespace", namespace, "-f", "/in/values.yaml", "-notes"]
+    args += [f"--set={item}" for item in sets] + ["/in/chart/vibebox"]
+    container = get_driver().client.containers.create(image, args, labels=TEST_LABELS, network_disabled=True)
+    try:
+        container.put_archive("/", archive.getvalue())
+        container.start()
+        status = container.wait(timeout=60)["StatusCode"]
+        out = container.logs(stdout=True, stderr=False).decode()
+        err = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        raise RenderError(err.strip())
+    return out, err
+
+
+def render(image: str, values: dict | None = None, **kwargs) -> list[dict]:
+    out, _ = render_text(image, values, **kwargs)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def fullname(release: str, values: dict | None = None) -> str:
+    """values.yaml's helper vibebox.fullname, for the names below."""
+    values = values or {}
+    if values.get("fullnameOverride"):
+        return values["fullnameOverride"]
+    name = values.get("nameOverride") or "vibebox"
+    return release if name in release else f"{release}-{name}"
+
+
+def kustomize_names(docs: list[dict], full: str) -> list[dict]:
+    """The documents with every string that is `<fullname><suffix>` (names, references) replaced by
+    the kustomize name KUSTOMIZE_NAMES gives it: what the shared checks look objects up by."""
+    names = {full + suffix: name for suffix, name in KUSTOMIZE_NAMES.items()}
+
+    def walk(value):
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    return [walk(doc) for doc in docs]
+
+
+NAMESPACE = {"namespace": {"create": True}}
+# Two renderings for the shared checks: the defaults (release vibebox), and another release name
+# with the namespace made by the chart (so the Pod Security check has a Namespace to read).
+LAYOUTS = {
+    "helm": ("vibebox", {}),
+    "helm-release-edge": ("edge", NAMESPACE),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(LAYOUTS))
+def layout(request, renderer) -> tuple[str, list[dict]]:
+    release, values = LAYOUTS[request.param]
+    return request.param, kustomize_names(render(renderer, values, name=release), fullname(release, values))
+
+
+RUNTIME_VALUES = {"runtime": {"kubernetes": {"enabled": True}}, **NAMESPACE}
+
+
+@pytest.fixture(scope="module")
+def runtime_layout(renderer) -> list[dict]:
+    return kustomize_names(render(renderer, RUNTIME_VALUES), "vibebox")
+
+
+# ---- the chart is the kustomize production overlay (and the component) ----
+
+
+def _normalized(docs: list[dict], full: str) -> dict[tuple[str, str], dict]:
+    """Documents without what only Helm adds (its labels, the settings' checksum annotation), keyed
+    by kind and kustomize name; the settings that name the web Service by its name."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            out = {key: strip(item) for key, item in value.items() if key not in HELM_ONLY_LABELS}
+            return {key: item for key, item in out.items() if not (key == "annotations" and item == {})}
+        if isinstance(value, list):
+            return [strip(item) for item in value]
+        return value
+
+    keyed = {(doc["kind"], doc["metadata"]["name"]): strip(doc) for doc in kustomize_names(docs, full)}
+    settings = keyed.get(("ConfigMap", "vibebox-settings"), {}).get("data", {})
+    if settings:
+        assert settings["VIBEBOX_MCP_API_URL"] == f"http://{full}-web"
+        assert settings["VIBEBOX_ALLOWED_HOSTS"].endswith(f",localhost,{full}-web")
+        settings["VIBEBOX_MCP_API_URL"] = "http://web"
+        settings["VIBEBOX_ALLOWED_HOSTS"] = settings["VIBEBOX_ALLOWED_HOSTS"].replace(f",{full}-web", ",web")
+    return keyed
+
+
+def _assert_same_objects(helm: dict, kustomize: dict) -> None:
+    assert set(helm) == set(kustomize)
+    for key, doc in kustomize.items():
+        assert helm[key] == doc, f"the chart renders {key} differently from kustomize"
+
+
+def test_the_default_values_render_the_production_overlay_s_objects(renderer):
+    """Field for field, the chart with its defaults (and namespace.create, which the base does) is
+    the kustomize production overlay (tests/deploy/test_kubernetes.py proves that overlay is what
+    `kubectl kustomize` renders), less Helm's labels, whatever the release's name."""
+    helm = _normalized(render(renderer, NAMESPACE, name="edge"), "edge-vibebox")
+    kustomize = {(doc["kind"], doc["metadata"]["name"]): doc for doc in overlay_documents()}
+    _assert_same_objects(helm, kustomize)
+
+
+def test_runtime_kubernetes_renders_the_kubernetes_runtime_overlay_s_objects(renderer):
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: the kubernetes-runtime overlay cannot be rendered")
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(RUNTIME_OVERLAY)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    rendered = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    helm = _normalized(render(renderer, RUNTIME_VALUES), "vibebox")
+    _assert_same_objects(helm, {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered})
+
+
+# ---- other values ----
+
+VALUE_SETS = {
+    "ingress-tls": {
+        "ingress": {
+            "className": "nginx-internal",
+            "tls": [{"secretName": "api-tls", "hosts": ["eu-1.vibebox.example.com"]}, {"secretName": "preview-tls"}],
+        }
+    },
+    "existing-secret": {"existingSecret": "prod-vibebox", "dockerTLS": {"existingSecret": "prod-docker-client"}},
+    "autoscaling-off": {
+        "web": {"autoscaling": {"enabled": False}, "replicaCount": 5, "podDisruptionBudget": {"enabled": False}}
+    },
+    "scheduling": {
+        "fullnameOverride": "vb",
+        "image": {"repository": "registry.internal/vibebox", "tag": "2027.1.0", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "vibebox", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["cp"]}]}]
+                }
+            }
+        },
+        "persistence": {"existingClaim": "shared-data"},
+        "ingress": {"enabled": False},
+        "networkPolicy": {"enabled": False},
+        "podAnnotations": {"example.com/team": "platform"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def value_sets(renderer) -> dict[str, list[dict]]:
+    return {name: render(renderer, values) for name, values in VALUE_SETS.items()}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_value_set_renders_valid_kubernetes(value_sets, version):
+    for name, docs in value_sets.items():
+        assert docs
+        for doc in docs:
+            assert_valid(doc, version, f"helm {name}: ")
+
+
+def _workloads(docs: list[dict]) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] in ("Deployment", "Job")]
+
+
+def test_ingress_tls_values(value_sets):
+    [ingress] = [doc for doc in value_sets["ingress-tls"] if doc["kind"] == "Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "nginx-internal"
+    hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+    assert hosts == ["eu-1.vibebox.example.com", "*.preview.eu-1.example.com"]
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "api-tls", "hosts": ["eu-1.vibebox.example.com"]},
+        {"secretName": "preview-tls", "hosts": hosts},  # no hosts: every host of the rules
+    ]
+
+
+def test_existing_secret_values(value_sets):
+    docs = value_sets["existing-secret"]
+    assert not [doc for doc in docs if doc["kind"] == "Secret"]
+    for doc in _workloads(docs):
+        [container] = _containers(doc)
+        assert [source.get("secretRef", {}).get("name") for source in container["envFrom"]][1] == "prod-vibebox"
+        [tls] = [v for v in doc["spec"]["template"]["spec"]["volumes"] if v["name"] == "docker-tls"]
+        assert tls["secret"]["secretName"] == "prod-docker-client"
+
+
+def test_autoscaling_off_values(value_sets):
+    docs = value_sets["autoscaling-off"]
+    assert not [doc for doc in docs if doc["kind"] in ("HorizontalPodAutoscaler", "PodDisruptionBudget")]
+    assert _by_kind(docs, "Deployment")["vibebox-web"]["spec"]["replicas"] == 5
+
+
+def test_scheduling_image_and_naming_values(value_sets):
+    docs = value_sets["scheduling"]
+    values = VALUE_SETS["scheduling"]
+    assert {doc["metadata"]["name"] for doc in docs if doc["kind"] == "Deployment"} == {
+        f"vb-{name}" for name in ("web", "worker", "builds", "webhooks", "beat", "gateway", "egress")
+    }
+    kinds = {doc["kind"] for doc in docs}
+    assert not kinds & {"Ingress", "NetworkPolicy", "PersistentVolumeClaim"}
+    for doc in _workloads(docs):
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == values["nodeSelector"] and pod["tolerations"] == values["tolerations"]
+        assert pod["affinity"] == values["affinity"] and pod["imagePullSecrets"] == [{"name": "registry"}]
+        [container] = pod["containers"]
+        assert container["image"] == "registry.internal/vibebox:2027.1.0" and container["imagePullPolicy"] == "Always"
+        [data] = [v for v in pod["volumes"] if v["name"] == "data"]
+        assert data["persistentVolumeClaim"]["claimName"] == "shared-data"
+        assert doc["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "platform"
+        assert [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s] == ["vb-settings"]
+
+
+def test_set_overrides_values_with_typed_scalars(renderer):
+    """`--set` (simple keys only in the test renderer) wins over -f, with helm's typing of scalars."""
+    docs = render(
+        renderer,
+        VALUE_SETS["existing-secret"],
+        sets=("web.autoscaling.enabled=false", "web.replicaCount=4", "existingSecret=from-set"),
+    )
+    assert not [doc for doc in docs if doc["kind"] == "HorizontalPodAutoscaler"]
+    web = _by_kind(docs, "Deployment")["vibebox-web"]
+    assert web["spec"]["replicas"] == 4
+    [container] = _containers(web)
+    assert {"secretRef": {"name": "from-set"}} in container["envFrom"]
+
+
+def test_a_settings_change_rolls_the_pods(renderer):
+    """checksum/settings: a changed ConfigMap changes every pod template (envFrom is read at start)."""
+
+    def checksums(docs):
+        return {doc["metadata"]["annotations"]["checksum/settings"] for doc in _workloads_templates(docs)}
+
+    default = checksums(render(renderer))
+    changed = checksums(render(renderer, {"settings": {"VIBEBOX_WEB_WORKERS": "8"}}))
+    assert len(default) == 1 and len(changed) == 1 and default != changed
+
+
+def _workloads_templates(docs: list[dict]) -> list[dict]:
+    return [doc["spec"]["template"] for doc in _workloads(docs)]
+
+
+# ---- failures: clear, and caught ----
+
+
+def test_a_missing_required_value_fails_with_its_message(renderer):
+    with pytest.raises(RenderError, match=r"existingSecret: name the Secret holding VIBEBOX_SECRET_KEY"):
+        render(renderer, {"existingSecret": ""})
+
+
+def test_a_secret_in_the_settings_fails_the_render(renderer):
+    with pytest.raises(RenderError, match=r"settings\.DATABASE_URL looks secret"):
+        render(renderer, {"settings": {"DATABASE_URL": "postgres://vibebox@db/vibebox"}})
+
+
+def test_a_value_that_breaks_the_indentation_is_caught(renderer):
+    """A value spliced in unquoted (the ingress class) with a newline and an indented line: the
+    stream no longer parses, and the test's YAML parse is what catches it."""
+    with pytest.raises(yaml.YAMLError):
+        render(renderer, {"ingress": {"className": "nginx\n    extra: [broken"}})
+
+
+def test_notes_are_not_in_the_manifests(renderer):
+    out, notes = render_text(renderer, RUNTIME_VALUES)
+    assert "NOTES.txt" not in out and "is installed as" not in out
+    assert "job/vibebox-setup" in notes and "vibebox-sandboxes" in notes
+    assert "# Source: vibebox/templates/web.yaml" in out
