@@ -520,3 +520,20 @@ def test_the_relay_lock_fails_closed_when_redis_is_unreachable(settings):
         with pytest.raises(errors.RuntimeFailure) as failed, nodes._relay_lock(node, holder=holder):
             pytest.fail("the lock was taken without Redis")
         assert failed.value.details == {"reason": "relay_lock_unavailable", "node": "lockless"}
+
+
+def test_a_holder_whose_relay_lock_lapsed_writes_nothing():
+    """The check a holder makes right before it writes the relay's files: its own token still in
+    the cache, else relay_busy (a prepare that ran past the lapse, or whose key Redis lost)."""
+    node = Node.objects.create(name="lapsed", docker_url="tcp://127.0.0.1:1", tls_ca="", tls_cert="", tls_key="")
+    with pytest.raises(errors.ValidationFailed):  # outside the lock: never held
+        nodes._relay_lock_still_held(node)
+    with nodes._relay_lock(node, holder="prepare"):
+        nodes._relay_lock_still_held(node)  # held: no error
+        cache.delete(f"node-relay-lock:{node.pk}")  # lapsed (or lost in a Redis restart)
+        cache.add(f"node-relay-lock:{node.pk}", "prepare:another", timeout=60)  # and taken by another
+        with pytest.raises(errors.ValidationFailed) as lost:
+            nodes._relay_lock_still_held(node)
+        assert lost.value.details == {"reason": "relay_busy", "node": "lapsed"}
+    assert cache.get(f"node-relay-lock:{node.pk}") == "prepare:another"  # the other holder's is left
+    cache.delete(f"node-relay-lock:{node.pk}")

@@ -390,12 +390,20 @@ class _Held:
 
 
 _relay_clients: dict[tuple, _Held] = {}  # (event loop, node) -> its client
-_retiring: list[tuple[int, _Held]] = []  # (event loop, client) replaced while a response streamed
 _closing: set[asyncio.Task] = set()
+RETIRE_AFTER = 2.0  # a client handed out this recently may be about to send (in_flight not raised yet)
 
 
-def _close_later(client: httpx.AsyncClient) -> None:
-    task = asyncio.get_running_loop().create_task(client.aclose())
+def _retire(held: _Held) -> None:
+    """Closes a client no longer handed out once nothing is in flight through it and it was not
+    just handed out: a rotation reloads the relay, whose open tunnels go on (docs/nodes.md)."""
+
+    async def close_when_idle() -> None:
+        while held.transport.busy() or time.monotonic() - held.used < RETIRE_AFTER:
+            await asyncio.sleep(0.5)
+        await held.client.aclose()
+
+    task = asyncio.get_running_loop().create_task(close_when_idle())
     _closing.add(task)
     task.add_done_callback(_closing.discard)
 
@@ -405,26 +413,19 @@ def _relay_client(relayed) -> httpx.AsyncClient:
     containers may share bridge addresses with another's: pools never mix). A node whose relay or
     credentials changed (another address or TLS context) gets a new one, the one it replaces is
     closed (its relay was replaced too); a node's client not asked for in RELAY_CLIENT_UNUSED and
-    idle is closed and forgotten (a removed node's does not stay). A replaced client with a response
-    in flight (a download, server-sent events) is closed once it is idle, not at once: a rotation
-    reloads the relay, whose open tunnels go on (docs/nodes.md)."""
+    idle is closed and forgotten (a removed node's does not stay). A replaced client finishes what
+    is in flight through it (a download, server-sent events) and is closed once idle (_retire)."""
     loop = asyncio.get_running_loop()
     now = time.monotonic()
     for key, held in list(_relay_clients.items()):
         if key[0] == id(loop) and now - held.used > RELAY_CLIENT_UNUSED and not held.transport.busy():
             del _relay_clients[key]
-            _close_later(held.client)
-    for entry in [entry for entry in _retiring if entry[0] == id(loop) and not entry[1].transport.busy()]:
-        _retiring.remove(entry)
-        _close_later(entry[1].client)
+            _retire(held)
     key = (id(loop), relayed.node)
     held = _relay_clients.get(key)
     if held is None or held.context is not relayed.context or held.relay != relayed.relay or held.client.is_closed:
         if held is not None and not held.client.is_closed:
-            if held.transport.busy():
-                _retiring.append((id(loop), held))
-            else:
-                _close_later(held.client)
+            _retire(held)
         timeout = httpx.Timeout(connect=settings.VIBEBOX_PREVIEW_CONNECT_TIMEOUT, read=None, write=None, pool=None)
         transport = _RelayTransport(relayed.relay, relayed.context)
         client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)

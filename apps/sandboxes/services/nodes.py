@@ -20,6 +20,7 @@ import logging
 import re
 import secrets
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -528,6 +529,7 @@ def _relay_prepare(
     try:
         spec = _relay_spec(node, relay_image.tag, subnets)
         spec = dataclasses.replace(spec, command=spec.command + _back_args(remote.network_gateway(network)))
+        _relay_lock_still_held(node)  # the files are the row's as read under the lock
         outcome = remote.relay_ensure(spec)
         if outcome == "reloaded":
             try:
@@ -545,7 +547,10 @@ def _relay_prepare(
         # later prepare succeeds (placement.placeable reads relay_image).
         Node.objects.filter(pk=node.pk).update(relay_image="")
         raise
-    Node.objects.filter(pk=node.pk).update(relay_image=relay_image.tag)  # its source's digest: placeable
+    # Placeable (its source's digest) only if the row is still the one its files were written from.
+    written = {f: getattr(node, f) for f in ("relay_ca", "relay_cert", "relay_server_cert")}
+    if not Node.objects.filter(pk=node.pk, **written).update(relay_image=relay_image.tag):
+        logger.warning("node %s: its relay credentials changed during this prepare; the next one records it", node.name)
     logger.info(
         "node %s prepared: sandboxd %s, volume %s%s, relay on port %d %s (allowed %s)",
         node.name,
@@ -929,12 +934,29 @@ def _relay_lock(node: Node, *, holder: str, seconds: int = RELAY_LOCK_SECONDS):
         raise errors.ValidationFailed(
             f"Node {node.name!r}: {why}.", details={"reason": "relay_busy", "node": node.name}
         )
+    _held_locks.__dict__[node.pk] = (key, token)
     try:
         yield
     finally:
+        _held_locks.__dict__.pop(node.pk, None)
         with contextlib.suppress(redis.RedisError):  # unreachable: the lock lapses on its own
             if cache.get(key) == token:  # not a later holder's (ours lapsed)
                 cache.delete(key)
+
+
+_held_locks = threading.local()  # node pk -> (key, token) of the relay lock this thread holds
+
+
+def _relay_lock_still_held(node: Node) -> None:
+    """Raised `relay_busy` unless this thread still holds the node's relay lock: a prepare that ran
+    past the lock's lapse, or whose key Redis lost in a restart, writes no relay files (another
+    holder may have written newer ones)."""
+    key, token = _held_locks.__dict__.get(node.pk, ("", ""))
+    if not token or _cache_call(node, cache.get, key) != token:
+        raise errors.ValidationFailed(
+            f"Node {node.name!r}: its relay lock lapsed or was lost while this prepare ran; the next sync prepares it.",
+            details={"reason": "relay_busy", "node": node.name},
+        )
 
 
 def _cache_call(node: Node, call, *args, **kwargs):
