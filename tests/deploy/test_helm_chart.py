@@ -16,6 +16,7 @@ both: pytest collects them here with this module's `layout` and `runtime_layout`
 objects `<release fullname>-<component>`; `kustomize_names` maps them back to the kustomize names
 those checks use. Never applied to a cluster, and never rendered by helm itself here."""
 
+import copy
 import functools
 import io
 import json
@@ -66,6 +67,7 @@ KUSTOMIZE_NAMES = {
     "-settings": "vibebox-settings",
     "-data": "vibebox-data",
     "-setup": "vibebox-setup",
+    "-setup-settings": "vibebox-setup-settings",
     "-sandboxes": "vibebox-sandboxes",
     "-sandbox-nodes": "vibebox-sandbox-nodes",
     **{
@@ -76,8 +78,9 @@ KUSTOMIZE_NAMES = {
         )
     },
 }
+# Keys only Helm's objects carry; and any key under helm.sh/ (the chart label, hook and
+# resource-policy annotations).
 HELM_ONLY_LABELS = {
-    "helm.sh/chart",
     "app.kubernetes.io/instance",
     "app.kubernetes.io/version",
     "app.kubernetes.io/managed-by",
@@ -192,25 +195,51 @@ def runtime_layout(renderer) -> list[dict]:
 # ---- the chart is the kustomize production overlay (and the component) ----
 
 
+SETUP_HOOK = {
+    "helm.sh/hook": "post-install,pre-upgrade",
+    "helm.sh/hook-delete-policy": "before-hook-creation",
+}
+
+
 def _normalized(docs: list[dict], full: str) -> dict[tuple[str, str], dict]:
-    """Documents without what only Helm adds (its labels, the settings' checksum annotation), keyed
-    by kind and kustomize name; the settings that name the web Service by its name."""
+    """Documents without what only Helm adds (its labels, the settings' checksum annotation, the
+    hook and resource-policy annotations), keyed by kind and kustomize name; the settings that name
+    the web Service by its name. The setup hook's copy of the settings is set aside once shown to be
+    the release's settings, and the Job's reference to it is mapped back to vibebox-settings."""
 
     def strip(value):
         if isinstance(value, dict):
-            out = {key: strip(item) for key, item in value.items() if key not in HELM_ONLY_LABELS}
+            out = {
+                key: strip(item)
+                for key, item in value.items()
+                if key not in HELM_ONLY_LABELS and not key.startswith("helm.sh/")
+            }
             return {key: item for key, item in out.items() if not (key == "annotations" and item == {})}
         if isinstance(value, list):
             return [strip(item) for item in value]
         return value
 
     keyed = {(doc["kind"], doc["metadata"]["name"]): strip(doc) for doc in kustomize_names(docs, full)}
+    hook_settings = keyed.pop(("ConfigMap", "vibebox-setup-settings"))
+    assert hook_settings["data"] == keyed[("ConfigMap", "vibebox-settings")]["data"]
+    [container] = _containers(keyed[("Job", "vibebox-setup")])
+    for source in container["envFrom"]:
+        if source.get("configMapRef", {}).get("name") == "vibebox-setup-settings":
+            source["configMapRef"]["name"] = "vibebox-settings"
     settings = keyed.get(("ConfigMap", "vibebox-settings"), {}).get("data", {})
     if settings:
         assert settings["VIBEBOX_MCP_API_URL"] == f"http://{full}-web"
         assert settings["VIBEBOX_ALLOWED_HOSTS"].endswith(f",localhost,{full}-web")
         settings["VIBEBOX_MCP_API_URL"] = "http://web"
         settings["VIBEBOX_ALLOWED_HOSTS"] = settings["VIBEBOX_ALLOWED_HOSTS"].replace(f",{full}-web", ",web")
+    return keyed
+
+
+def _kustomize_side(docs: list[dict]) -> dict[tuple[str, str], dict]:
+    """kustomize's objects keyed as _normalized's, less what the chart leaves out on purpose: the
+    setup Job's ttlSecondsAfterFinished (the chart's Job is a hook, kept until the next release's)."""
+    keyed = {(doc["kind"], doc["metadata"]["name"]): copy.deepcopy(doc) for doc in docs}
+    del keyed[("Job", "vibebox-setup")]["spec"]["ttlSecondsAfterFinished"]
     return keyed
 
 
@@ -225,8 +254,7 @@ def test_the_default_values_render_the_production_overlay_s_objects(renderer):
     the kustomize production overlay (tests/deploy/test_kubernetes.py proves that overlay is what
     `kubectl kustomize` renders), less Helm's labels, whatever the release's name."""
     helm = _normalized(render(renderer, NAMESPACE, name="edge"), "edge-vibebox")
-    kustomize = {(doc["kind"], doc["metadata"]["name"]): doc for doc in overlay_documents()}
-    _assert_same_objects(helm, kustomize)
+    _assert_same_objects(helm, _kustomize_side(overlay_documents()))
 
 
 def test_runtime_kubernetes_renders_the_kubernetes_runtime_overlay_s_objects(renderer):
@@ -237,7 +265,37 @@ def test_runtime_kubernetes_renders_the_kubernetes_runtime_overlay_s_objects(ren
     ).stdout
     rendered = [doc for doc in yaml.safe_load_all(rendered) if doc]
     helm = _normalized(render(renderer, RUNTIME_VALUES), "vibebox")
-    _assert_same_objects(helm, {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered})
+    _assert_same_objects(helm, _kustomize_side(rendered))
+
+
+@pytest.mark.parametrize("values", [{}, RUNTIME_VALUES], ids=["docker", "kubernetes-runtime"])
+def test_the_setup_job_is_a_hook_run_before_the_deployments_roll(renderer, values):
+    """A Job's pod template is immutable and every release changes it (image, checksum, chart
+    label): as a hook, helm deletes the previous Job and makes a new one each release, before an
+    upgrade's Deployments roll (pre-upgrade) and after a first install's objects (post-install:
+    the ServiceAccount, the data claim and the RBAC it needs are release objects, not hooks). Its
+    settings are a hook copy made just before it (lower weight): at pre-upgrade the release's
+    ConfigMap still holds the previous release's settings."""
+    docs = render(renderer, values)
+    job = _by_kind(docs, "Job")["vibebox-setup"]
+    annotations = job["metadata"]["annotations"]
+    assert {key: annotations[key] for key in SETUP_HOOK} == SETUP_HOOK
+    assert "ttlSecondsAfterFinished" not in job["spec"], "kept for its logs until the next release's"
+    [container] = _containers(job)
+    [source] = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
+    assert source == "vibebox-setup-settings"
+    configmaps = _by_kind(docs, "ConfigMap")
+    copy_annotations = configmaps[source]["metadata"]["annotations"]
+    assert {key: copy_annotations[key] for key in SETUP_HOOK} == SETUP_HOOK
+    assert int(copy_annotations["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+    assert configmaps[source]["data"] == configmaps["vibebox-settings"]["data"]
+    # Everything else is a release object (the Job needs the ServiceAccount, the claim, the RBAC).
+    hooks = [doc["metadata"]["name"] for doc in docs if "helm.sh/hook" in doc["metadata"].get("annotations", {})]
+    assert sorted(hooks) == ["vibebox-setup", "vibebox-setup-settings"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] in _by_kind(docs, "ServiceAccount")
+    [data] = [v for v in pod["volumes"] if v["name"] == "data"]
+    assert data["persistentVolumeClaim"]["claimName"] in _by_kind(docs, "PersistentVolumeClaim")
 
 
 # ---- other values ----
@@ -335,7 +393,8 @@ def test_scheduling_image_and_naming_values(value_sets):
         [data] = [v for v in pod["volumes"] if v["name"] == "data"]
         assert data["persistentVolumeClaim"]["claimName"] == "shared-data"
         assert doc["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "platform"
-        assert [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s] == ["vb-settings"]
+        settings = "vb-setup-settings" if doc["kind"] == "Job" else "vb-settings"
+        assert [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s] == [settings]
 
 
 def test_set_overrides_values_with_typed_scalars(renderer):

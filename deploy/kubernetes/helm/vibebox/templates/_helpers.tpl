@@ -59,7 +59,8 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 
 {{/*
 The pod template every workload shares: (dict "root" $ "component" "web" "command" "..." "grace" 35
-"container" "<extra container fields as YAML>" "spec" "<extra pod spec fields as YAML>").
+"container" "<extra container fields as YAML>" "spec" "<extra pod spec fields as YAML>"
+"settings" "<the ConfigMap's suffix: settings, or setup-settings for the setup hook>").
 Non-root, read-only root, no capabilities, RuntimeDefault seccomp; /tmp and the metrics directory
 as emptyDirs; the shared data volume; the Docker client certificate read-only.
 */}}
@@ -104,7 +105,7 @@ spec:
       workingDir: /opt/vibebox
       envFrom:
         - configMapRef:
-            name: {{ include "vibebox.fullname" $root }}-settings
+            name: {{ include "vibebox.fullname" $root }}-{{ .settings | default "settings" }}
         - secretRef:
             name: {{ include "vibebox.secretName" $root }}
       resources:
@@ -169,4 +170,57 @@ spec:
         matchLabels:
           {{- include "vibebox.selectorLabels" . | nindent 10 }}
   {{- end }}
+{{- end }}
+
+{{/* The settings' data (every setting that is not secret), for the release's ConfigMap and the
+setup hook's copy of it: "KEY: \"value\"" lines. */}}
+{{- define "vibebox.settingsData" -}}
+{{- $fullname := include "vibebox.fullname" . }}
+{{- $public := required "publicHost: the API and dashboard host" .Values.publicHost }}
+{{- $settings := dict
+    "VIBEBOX_PRODUCTION" "1"
+    "VIBEBOX_INSTANCE" "prod"
+    "VIBEBOX_DATA_DIR" "/var/lib/vibebox"
+    "PROMETHEUS_MULTIPROC_DIR" "/var/lib/vibebox-metrics"
+    "VIBEBOX_LOG_FORMAT" "json"
+    "PYTHONDONTWRITEBYTECODE" "1"
+    "HOME" "/tmp"
+    "VIBEBOX_PUBLIC_URL" (printf "https://%s" $public)
+    "VIBEBOX_ALLOWED_HOSTS" (printf "%s,localhost,%s-web" $public $fullname)
+    "VIBEBOX_CSRF_TRUSTED_ORIGINS" (printf "https://%s" $public)
+    "VIBEBOX_PREVIEW_DOMAIN" (required "previewDomain: the previews' domain" .Values.previewDomain)
+    "VIBEBOX_PREVIEW_URL_SCHEME" "https"
+    "FORWARDED_ALLOW_IPS" "*"
+    "VIBEBOX_WEB_WORKERS" "2"
+    "DOCKER_TLS_VERIFY" "1"
+    "DOCKER_CERT_PATH" "/etc/vibebox/docker"
+    "VIBEBOX_GATEWAY_HOST" "0.0.0.0"
+    "VIBEBOX_EGRESS_PROXY_HOST" "0.0.0.0"
+    "VIBEBOX_MCP_API_URL" (printf "http://%s-web" $fullname) }}
+{{- if .Values.runtime.kubernetes.enabled }}
+{{- $_ := set $settings "VIBEBOX_RUNTIME_DRIVER" "kubernetes" }}
+{{- $_ := set $settings "VIBEBOX_KUBERNETES_NAMESPACE" .Values.runtime.kubernetes.namespace }}
+{{- $_ := set $settings "VIBEBOX_KUBERNETES_CONTROL_NAMESPACE" .Release.Namespace }}
+{{- $_ := set $settings "VIBEBOX_KUBERNETES_SANDBOXD_IMAGE" (required "runtime.kubernetes.sandboxdImage" .Values.runtime.kubernetes.sandboxdImage) }}
+{{- $_ := set $settings "VIBEBOX_IMAGE_PREFIX" (required "runtime.kubernetes.imagePrefix" .Values.runtime.kubernetes.imagePrefix) }}
+{{- end }}
+{{- range $key, $value := merge (deepCopy (.Values.settings | default dict)) $settings }}
+{{- if regexMatch "(?i)SECRET|PASSWORD|TOKEN|_KEY$|CREDENTIAL|^(DATABASE|REDIS)_URL$" $key }}
+{{- fail (printf "settings.%s looks secret: put it in the Secret existingSecret names, not in values" $key) }}
+{{- end }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The setup Job's hook annotations, and its settings' copy's (lower weight: made first). A hook of
+post-install (after the release's objects: the ServiceAccount, the data claim, the RBAC exist) and
+pre-upgrade (before the Deployments roll: migrations first). A hook is not one of the release's
+objects: helm deletes the previous one just before making the next (before-hook-creation), so the
+finished Job stays for its logs until the next release; `helm uninstall` leaves the last ones.
+*/}}
+{{- define "vibebox.setupHook" -}}
+helm.sh/hook: post-install,pre-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation
 {{- end }}
