@@ -169,12 +169,10 @@ def kustomize_names(docs: list[dict], full: str) -> list[dict]:
     return [walk(doc) for doc in docs]
 
 
-NAMESPACE = {"namespace": {"create": True}}
-# Two renderings for the shared checks: the defaults (release vibebox), and another release name
-# with the namespace made by the chart (so the Pod Security check has a Namespace to read).
+# Two renderings for the shared checks: the defaults (release vibebox), and another release name.
 LAYOUTS = {
     "helm": ("vibebox", {}),
-    "helm-release-edge": ("edge", NAMESPACE),
+    "helm-release-edge": ("edge", {}),
 }
 
 
@@ -184,7 +182,7 @@ def layout(request, renderer) -> tuple[str, list[dict]]:
     return request.param, kustomize_names(render(renderer, values, name=release), fullname(release, values))
 
 
-RUNTIME_VALUES = {"runtime": {"kubernetes": {"enabled": True}}, **NAMESPACE}
+RUNTIME_VALUES = {"runtime": {"kubernetes": {"enabled": True}}}
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +235,12 @@ def _normalized(docs: list[dict], full: str) -> dict[tuple[str, str], dict]:
 
 def _kustomize_side(docs: list[dict]) -> dict[tuple[str, str], dict]:
     """kustomize's objects keyed as _normalized's, less what the chart leaves out on purpose: the
-    setup Job's ttlSecondsAfterFinished (the chart's Job is a hook, kept until the next release's)."""
+    setup Job's ttlSecondsAfterFinished (the chart's Job is a hook, kept until the next release's)
+    and the namespace `vibebox` (helm's release namespace is made before the release: the chart
+    never makes it)."""
     keyed = {(doc["kind"], doc["metadata"]["name"]): copy.deepcopy(doc) for doc in docs}
     del keyed[("Job", "vibebox-setup")]["spec"]["ttlSecondsAfterFinished"]
+    del keyed[("Namespace", "vibebox")]
     return keyed
 
 
@@ -250,10 +251,10 @@ def _assert_same_objects(helm: dict, kustomize: dict) -> None:
 
 
 def test_the_default_values_render_the_production_overlay_s_objects(renderer):
-    """Field for field, the chart with its defaults (and namespace.create, which the base does) is
-    the kustomize production overlay (tests/deploy/test_kubernetes.py proves that overlay is what
+    """Field for field, the chart with its defaults is the kustomize production overlay (less the
+    overlay's Namespace: the release's namespace exists before helm installs into it) (tests/deploy/test_kubernetes.py proves that overlay is what
     `kubectl kustomize` renders), less Helm's labels, whatever the release's name."""
-    helm = _normalized(render(renderer, NAMESPACE, name="edge"), "edge-vibebox")
+    helm = _normalized(render(renderer, name="edge"), "edge-vibebox")
     _assert_same_objects(helm, _kustomize_side(overlay_documents()))
 
 
@@ -296,6 +297,19 @@ def test_the_setup_job_is_a_hook_run_before_the_deployments_roll(renderer, value
     assert pod["serviceAccountName"] in _by_kind(docs, "ServiceAccount")
     [data] = [v for v in pod["volumes"] if v["name"] == "data"]
     assert data["persistentVolumeClaim"]["claimName"] in _by_kind(docs, "PersistentVolumeClaim")
+
+
+def test_the_chart_never_makes_its_release_namespace(renderer):
+    """Helm stores the release in its namespace before making anything: a Namespace object of the
+    release would clash with --create-namespace and be deleted (with the operator's Secrets) by
+    helm uninstall. The only Namespace is the sandboxes' (with the kubernetes runtime). The old
+    `namespace.create` value is gone: setting it changes nothing."""
+    for values in ({}, RUNTIME_VALUES, {"namespace": {"create": True}}):
+        docs = render(renderer, values, namespace="vb-prod")
+        namespaces = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Namespace"]
+        assert namespaces == (["vibebox-sandboxes"] if values is RUNTIME_VALUES else [])
+        assert {doc["metadata"].get("namespace", "vb-prod") for doc in docs} <= {"vb-prod", "vibebox-sandboxes"}
+    assert not (CHART / "templates" / "namespace.yaml").exists()
 
 
 # ---- other values ----
