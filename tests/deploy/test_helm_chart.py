@@ -312,6 +312,18 @@ def test_the_chart_never_makes_its_release_namespace(renderer):
     assert not (CHART / "templates" / "namespace.yaml").exists()
 
 
+def test_uninstall_keeps_the_data_and_the_sandboxes(renderer):
+    """helm uninstall deletes a release's objects unless helm.sh/resource-policy is keep: the data
+    claim (VIBEBOX_DATA_DIR) and the sandboxes' namespace (every sandbox) are kept."""
+    docs = render(renderer, RUNTIME_VALUES)
+    kept = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in docs
+        if doc["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+    }
+    assert kept == {("PersistentVolumeClaim", "vibebox-data"), ("Namespace", "vibebox-sandboxes")}
+
+
 # ---- other values ----
 
 VALUE_SETS = {
