@@ -251,9 +251,10 @@ def _assert_same_objects(helm: dict, kustomize: dict) -> None:
 
 
 def test_the_default_values_render_the_production_overlay_s_objects(renderer):
-    """Field for field, the chart with its defaults is the kustomize production overlay (less the
-    overlay's Namespace: the release's namespace exists before helm installs into it) (tests/deploy/test_kubernetes.py proves that overlay is what
-    `kubectl kustomize` renders), less Helm's labels, whatever the release's name."""
+    """Field for field, the chart with its defaults is the kustomize production overlay
+    (tests/deploy/test_kubernetes.py proves that overlay is what `kubectl kustomize` renders), less
+    Helm's labels and what _kustomize_side takes out (the release's namespace exists before helm
+    installs into it), whatever the release's name."""
     helm = _normalized(render(renderer, name="edge"), "edge-vibebox")
     _assert_same_objects(helm, _kustomize_side(overlay_documents()))
 
@@ -327,6 +328,7 @@ def test_uninstall_keeps_the_data_and_the_sandboxes(renderer):
 # ---- other values ----
 
 VALUE_SETS = {
+    "runtime-service-account": {**RUNTIME_VALUES, "serviceAccount": {"create": False, "name": "vibebox-driver"}},
     "ingress-tls": {
         "ingress": {
             "className": "nginx-internal",
@@ -463,6 +465,24 @@ def test_a_missing_required_value_fails_with_its_message(renderer):
 def test_a_secret_in_the_settings_fails_the_render(renderer):
     with pytest.raises(RenderError, match=r"settings\.DATABASE_URL looks secret"):
         render(renderer, {"settings": {"DATABASE_URL": "postgres://vibebox@db/vibebox"}})
+
+
+def test_the_runtime_s_rbac_is_never_bound_to_the_default_service_account(renderer):
+    """serviceAccount.create false with the kubernetes runtime needs a named ServiceAccount: the
+    namespace's `default` would get nodes/proxy (exec in any Pod) for every pod using it."""
+    unnamed = {**RUNTIME_VALUES, "serviceAccount": {"create": False}}
+    with pytest.raises(RenderError, match=r"serviceAccount\.name: with serviceAccount\.create false"):
+        render(renderer, unnamed)
+    named = render(renderer, VALUE_SETS["runtime-service-account"])
+    assert not [doc for doc in named if doc["kind"] == "ServiceAccount"]
+    for binding in ("RoleBinding", "ClusterRoleBinding"):
+        [bound] = [doc for doc in named if doc["kind"] == binding]
+        assert bound["subjects"] == [{"kind": "ServiceAccount", "name": "vibebox-driver", "namespace": "vibebox"}]
+    for doc in _workloads(named):
+        assert doc["spec"]["template"]["spec"]["serviceAccountName"] == "vibebox-driver"
+    # Without the runtime nothing is bound: the default ServiceAccount (no token mounted) is fine.
+    plain = render(renderer, {"serviceAccount": {"create": False}})
+    assert {doc["spec"]["template"]["spec"]["serviceAccountName"] for doc in _workloads(plain)} == {"default"}
 
 
 def test_a_value_that_breaks_the_indentation_is_caught(renderer):

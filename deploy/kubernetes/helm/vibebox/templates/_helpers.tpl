@@ -36,11 +36,17 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
+{{/* The ServiceAccount. Not made and not named: the namespace's "default", unless the kubernetes
+runtime would bind its RBAC (nodes/proxy included) to it, which fails the render. */}}
 {{- define "vibebox.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "vibebox.fullname" .) .Values.serviceAccount.name }}
+{{- else if .Values.serviceAccount.name }}
+{{- .Values.serviceAccount.name }}
+{{- else if .Values.runtime.kubernetes.enabled }}
+{{- fail "serviceAccount.name: with serviceAccount.create false and runtime.kubernetes.enabled, name the ServiceAccount to bind the runtime's RBAC to (nodes/proxy included); the namespace's default one would give it to every pod that uses it" }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- "default" }}
 {{- end }}
 {{- end }}
 
