@@ -485,6 +485,60 @@ def test_the_runtime_s_rbac_is_never_bound_to_the_default_service_account(render
     assert {doc["spec"]["template"]["spec"]["serviceAccountName"] for doc in _workloads(plain)} == {"default"}
 
 
+def _selects_pod(selector: dict, labels: dict) -> bool:
+    """A label selector (matchLabels and `In` matchExpressions) against a pod's labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_two_releases_in_one_namespace_keep_apart(renderer):
+    """Two releases with the kubernetes runtime in one namespace: each one's policies select its own
+    pods only (by app.kubernetes.io/instance), and each has its own sandboxes' namespace, which its
+    settings, RBAC and policies name."""
+    releases = {
+        "blue": render(renderer, RUNTIME_VALUES, name="blue"),
+        "green": render(
+            renderer, {"runtime": {"kubernetes": {"enabled": True, "namespace": "green-sandboxes"}}}, name="green"
+        ),
+    }
+    pods = {
+        release: {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"] for doc in _workloads(docs)}
+        for release, docs in releases.items()
+    }
+    for release, docs in releases.items():
+        for doc in docs:
+            assert_valid(doc, VERSIONS[0], f"helm {release}: ")
+        for policy in _by_kind(docs, "NetworkPolicy").values():
+            selector = policy["spec"]["podSelector"]
+            if not selector:
+                continue  # default-deny-ingress: every pod of the namespace, denying only
+            for other, labels in pods.items():
+                chosen = {name for name, pod in labels.items() if _selects_pod(selector, pod)}
+                assert chosen if other == release else not chosen, (policy["metadata"]["name"], other, chosen)
+    namespaces = {}
+    for release, docs in releases.items():
+        [namespace] = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Namespace"]
+        namespaces[release] = namespace
+        settings = _by_kind(docs, "ConfigMap")[f"{release}-vibebox-settings"]["data"]
+        assert settings["VIBEBOX_KUBERNETES_NAMESPACE"] == namespace
+        assert _by_kind(docs, "Role")[f"{release}-vibebox-sandboxes"]["metadata"]["namespace"] == namespace
+        [rule] = _by_kind(docs, "NetworkPolicy")[f"{release}-vibebox-sandbox-pods-ingress"]["spec"]["ingress"]
+        assert rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+    assert namespaces == {"blue": "vibebox-sandboxes", "green": "green-sandboxes"}
+
+
+def test_name_override_with_the_runtime_fails(renderer):
+    """The driver's sandbox policies let in the control plane by app.kubernetes.io/name: vibebox."""
+    with pytest.raises(RenderError, match=r"nameOverride: keep it empty with runtime\.kubernetes\.enabled"):
+        render(renderer, {**RUNTIME_VALUES, "nameOverride": "sandboxes-cp"})
+    assert render(renderer, {"nameOverride": "cp"})  # fine without the runtime
+
+
 def test_a_value_that_breaks_the_indentation_is_caught(renderer):
     """A value spliced in unquoted (the ingress class) with a newline and an indented line: the
     stream no longer parses, and the test's YAML parse is what catches it."""
