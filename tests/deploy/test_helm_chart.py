@@ -20,6 +20,7 @@ import copy
 import functools
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -328,6 +329,8 @@ def test_uninstall_keeps_the_data_and_the_sandboxes(renderer):
 # ---- other values ----
 
 VALUE_SETS = {
+    "service-port": {"web": {"service": {"port": 8080}}},
+    "single-web": {"web": {"autoscaling": {"enabled": False}, "replicaCount": 1}},
     "runtime-service-account": {**RUNTIME_VALUES, "serviceAccount": {"create": False, "name": "vibebox-driver"}},
     "ingress-tls": {
         "ingress": {
@@ -402,6 +405,44 @@ def test_autoscaling_off_values(value_sets):
     docs = value_sets["autoscaling-off"]
     assert not [doc for doc in docs if doc["kind"] in ("HorizontalPodAutoscaler", "PodDisruptionBudget")]
     assert _by_kind(docs, "Deployment")["vibebox-web"]["spec"]["replicas"] == 5
+
+
+def test_the_mcp_api_url_follows_the_web_service_s_port(value_sets):
+    docs = value_sets["service-port"]
+    [port] = _by_kind(docs, "Service")["vibebox-web"]["spec"]["ports"]
+    assert port["port"] == 8080
+    assert _by_kind(docs, "ConfigMap")["vibebox-settings"]["data"]["VIBEBOX_MCP_API_URL"] == "http://vibebox-web:8080"
+
+
+def test_the_disruption_budget_is_rendered_only_when_it_can_be_met(renderer, value_sets):
+    """minAvailable 2 over one web pod would block every node drain: no budget then. It is there
+    when web's fewest pods (the autoscaler's minimum, or replicaCount) exceed minAvailable."""
+    single = value_sets["single-web"]
+    assert not _by_kind(single, "PodDisruptionBudget")
+    assert _by_kind(single, "Deployment")["vibebox-web"]["spec"]["replicas"] == 1
+    cases = {
+        (False, 3, 3): True,  # (autoscaling, replicaCount, minReplicas): budget?
+        (False, 2, 3): False,
+        (True, 1, 3): True,
+        (True, 5, 2): False,
+    }
+    for (autoscaling, replicas, minimum), expected in cases.items():
+        web = {"autoscaling": {"enabled": autoscaling, "minReplicas": minimum}, "replicaCount": replicas}
+        docs = render(renderer, {"web": web})
+        budgets = _by_kind(docs, "PodDisruptionBudget")
+        assert bool(budgets) is expected, (autoscaling, replicas, minimum)
+        if budgets:
+            assert budgets["vibebox-web"]["spec"]["minAvailable"] == 2
+            for doc in budgets.values():
+                assert_valid(doc, VERSIONS[0])
+
+
+def test_the_docker_client_certificate_is_optional_with_the_kubernetes_runtime(renderer):
+    """No Docker host with the kubernetes runtime: its pods start without the Secret."""
+    for values, optional in (({}, None), (RUNTIME_VALUES, True)):
+        for doc in _workloads(render(renderer, values)):
+            [tls] = [v for v in doc["spec"]["template"]["spec"]["volumes"] if v["name"] == "docker-tls"]
+            assert tls["secret"].get("optional") is optional, doc["metadata"]["name"]
 
 
 def test_scheduling_image_and_naming_values(value_sets):
@@ -537,6 +578,23 @@ def test_name_override_with_the_runtime_fails(renderer):
     with pytest.raises(RenderError, match=r"nameOverride: keep it empty with runtime\.kubernetes\.enabled"):
         render(renderer, {**RUNTIME_VALUES, "nameOverride": "sandboxes-cp"})
     assert render(renderer, {"nameOverride": "cp"})  # fine without the runtime
+
+
+@pytest.mark.parametrize(
+    ("value", "read", "quoted"),
+    [(5368709120, "5.36870912e+09", "5368709120"), (True, "true", "true"), (0.5, "0.5", "0.5")],
+    ids=["big", "bool", "fraction"],
+)
+def test_an_unquoted_setting_fails_the_render(renderer, value, read, quoted):
+    """helm reads an unquoted number in values as a float64 (toString gives 5.36870912e+09, which
+    VibeBox would not parse): every setting must be a string, and the message names the key and
+    the quoted value to write."""
+    message = f'settings.VIBEBOX_MAX_DISK is {read}, not a string: quote it (VIBEBOX_MAX_DISK: "{quoted}")'
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(renderer, {"settings": {"VIBEBOX_MAX_DISK": value}})
+    # --set types 4 as an integer too (helm's strvals): refused the same way; --set-string is a string.
+    with pytest.raises(RenderError, match=re.escape("settings.VIBEBOX_WEB_WORKERS is 4, not a string")):
+        render(renderer, sets=("settings.VIBEBOX_WEB_WORKERS=4",))
 
 
 def test_a_value_that_breaks_the_indentation_is_caught(renderer):

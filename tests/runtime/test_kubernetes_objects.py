@@ -430,6 +430,9 @@ def test_only_the_pods_that_drive_sandboxes_get_the_token(runtime_layout):
     for doc in workloads:
         mounted = doc["spec"]["template"]["spec"]["automountServiceAccountToken"]
         assert mounted is (doc["metadata"]["name"] in drivers), doc["metadata"]["name"]
+    for doc in workloads:  # no Docker host: its client certificate need not exist
+        [tls] = [v for v in doc["spec"]["template"]["spec"]["volumes"] if v["name"] == "docker-tls"]
+        assert tls["secret"]["optional"] is True, doc["metadata"]["name"]
     [setup] = _one(runtime_layout, "Job", "vibebox-setup")["spec"]["template"]["spec"]["containers"]
     script = setup["command"][2]
     assert "buildimages --no-build" in script and "manage.py sandboxd" not in script and "migrate" in script

@@ -68,7 +68,8 @@ The pod template every workload shares: (dict "root" $ "component" "web" "comman
 "container" "<extra container fields as YAML>" "spec" "<extra pod spec fields as YAML>"
 "settings" "<the ConfigMap's suffix: settings, or setup-settings for the setup hook>").
 Non-root, read-only root, no capabilities, RuntimeDefault seccomp; /tmp and the metrics directory
-as emptyDirs; the shared data volume; the Docker client certificate read-only.
+as emptyDirs; the shared data volume; the Docker client certificate read-only (optional with the
+kubernetes runtime, which talks to no Docker host).
 */}}
 {{- define "vibebox.podTemplate" -}}
 {{- $root := .root -}}
@@ -152,6 +153,9 @@ spec:
       secret:
         secretName: {{ $root.Values.dockerTLS.existingSecret }}
         defaultMode: 288
+        {{- if $root.Values.runtime.kubernetes.enabled }}
+        optional: true
+        {{- end }}
   {{- with .spec }}
   {{- . | nindent 2 }}
   {{- end }}
@@ -202,13 +206,22 @@ setup hook's copy of it: "KEY: \"value\"" lines. */}}
     "DOCKER_CERT_PATH" "/etc/vibebox/docker"
     "VIBEBOX_GATEWAY_HOST" "0.0.0.0"
     "VIBEBOX_EGRESS_PROXY_HOST" "0.0.0.0"
-    "VIBEBOX_MCP_API_URL" (printf "http://%s-web" $fullname) }}
+    "VIBEBOX_MCP_API_URL" (printf "http://%s-web%s" $fullname (ternary "" (printf ":%d" (int .Values.web.service.port)) (eq (int .Values.web.service.port) 80))) }}
 {{- if .Values.runtime.kubernetes.enabled }}
 {{- $_ := set $settings "VIBEBOX_RUNTIME_DRIVER" "kubernetes" }}
 {{- $_ := set $settings "VIBEBOX_KUBERNETES_NAMESPACE" .Values.runtime.kubernetes.namespace }}
 {{- $_ := set $settings "VIBEBOX_KUBERNETES_CONTROL_NAMESPACE" .Release.Namespace }}
 {{- $_ := set $settings "VIBEBOX_KUBERNETES_SANDBOXD_IMAGE" (required "runtime.kubernetes.sandboxdImage" .Values.runtime.kubernetes.sandboxdImage) }}
 {{- $_ := set $settings "VIBEBOX_IMAGE_PREFIX" (required "runtime.kubernetes.imagePrefix" .Values.runtime.kubernetes.imagePrefix) }}
+{{- end }}
+{{- range $key, $value := .Values.settings | default dict }}
+{{- if not (kindIs "string" $value) }}
+{{- $quoted := $value }}
+{{- if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+{{- $quoted = int64 $value }}
+{{- end }}
+{{- fail (printf "settings.%s is %v, not a string: quote it (%s: \"%v\"); helm reads an unquoted number as a float (5368709120 becomes 5.36870912e+09) and true as a boolean (on the command line: --set-string)" $key $value $key $quoted) }}
+{{- end }}
 {{- end }}
 {{- range $key, $value := merge (deepCopy (.Values.settings | default dict)) $settings }}
 {{- if regexMatch "(?i)SECRET|PASSWORD|TOKEN|_KEY$|CREDENTIAL|^(DATABASE|REDIS)_URL$" $key }}
