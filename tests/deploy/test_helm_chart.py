@@ -109,7 +109,8 @@ def renderer() -> str:
 def render_text(
     image: str, values: dict | None = None, *, name: str = "vibebox", namespace: str = "vibebox", sets: tuple = ()
 ) -> tuple[str, str]:
-    """`helm template <name> CHART -n <namespace> -f <values>` by the test renderer: its stdout
+    """`helm template <name> CHART -n <namespace> -f <values> [--set ...]` by the test renderer (`sets`:
+    each a --set argument, or "--set-string <argument>"): its stdout
     (the manifests) and stderr (NOTES.txt); RenderError with its message when the chart fails to
     render. Each distinct input is rendered once per session."""
     return _render(image, json.dumps(values or {}, sort_keys=True), name, namespace, sets)
@@ -126,7 +127,9 @@ def _render(image: str, values: str, name: str, namespace: str, sets: tuple) -> 
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     args = ["-name", name, "-namespace", namespace, "-f", "/in/values.yaml", "-notes"]
-    args += [f"--set={item}" for item in sets] + ["/in/chart/vibebox"]
+    # An item "--set-string a=b" is passed as it is; any other item is a --set.
+    args += [item.replace(" ", "=", 1) if item.startswith("--set-string ") else f"--set={item}" for item in sets]
+    args += ["/in/chart/vibebox"]
     container = get_driver().client.containers.create(image, args, labels=TEST_LABELS, network_disabled=True)
     try:
         container.put_archive("/", archive.getvalue())
@@ -467,17 +470,32 @@ def test_scheduling_image_and_naming_values(value_sets):
 
 
 def test_set_overrides_values_with_typed_scalars(renderer):
-    """`--set` (simple keys only in the test renderer) wins over -f, with helm's typing of scalars."""
+    """`--set` wins over -f, with helm's strvals typing of scalars (true/false/null in any case,
+    integers not starting with 0; 0755 stays a string), commas between assignments, backslash
+    escapes in keys; `--set-string` keeps a string."""
     docs = render(
         renderer,
         VALUE_SETS["existing-secret"],
-        sets=("web.autoscaling.enabled=false", "web.replicaCount=4", "existingSecret=from-set"),
+        sets=(
+            "web.autoscaling.enabled=FALSE,web.replicaCount=4",
+            "existingSecret=from-set",
+            "image.tag=0755",
+            r"podAnnotations.example\.com/team=platform\,infra",
+            "--set-string settings.VIBEBOX_WEB_WORKERS=8",
+        ),
     )
     assert not [doc for doc in docs if doc["kind"] == "HorizontalPodAutoscaler"]
     web = _by_kind(docs, "Deployment")["vibebox-web"]
     assert web["spec"]["replicas"] == 4
     [container] = _containers(web)
     assert {"secretRef": {"name": "from-set"}} in container["envFrom"]
+    assert container["image"].endswith(":0755")
+    assert web["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "platform,infra"
+    assert _by_kind(docs, "ConfigMap")["vibebox-settings"]["data"]["VIBEBOX_WEB_WORKERS"] == "8"
+    # What the test renderer does not implement fails rather than differ from helm.
+    for unsupported in ("ingress.tls[0].secretName=x", "imagePullSecrets={a,b}"):
+        with pytest.raises(RenderError, match="not implemented by the test renderer"):
+            render(renderer, sets=(unsupported,))
 
 
 def test_a_settings_change_rolls_the_pods(renderer):

@@ -4,15 +4,24 @@
 // and Helm's additions (include, tpl, toYaml, fromYaml, fromYamlArray, toJson, fromJson,
 // fromJsonArray, required, lookup answering an empty map as `helm template` does) over
 // sigs.k8s.io/yaml, with missingkey=zero and "<no value>" removed, as Helm's engine does.
-// .Values is values.yaml deep-merged with each -f file (null removes a key) and each --set
-// a.b.c=value (a scalar only; no lists or escapes). .Release, .Chart (Chart.yaml), .Capabilities
+// .Values is values.yaml deep-merged with each -f file (null removes a key), then each --set and
+// --set-string in order. --set follows helm's strvals parser (pkg/strvals) for scalars: several
+// assignments split at unescaped commas (a=1,b=2), keys at unescaped dots, a backslash escapes
+// the next character; values typed as helm's typedVal does: true, false and null in any case, 0,
+// and base-10 integers not starting with 0 become int64 (0755 and 1.5 stay strings); --set-string
+// keeps every value a string. Not implemented (an error, never a silent difference): list
+// indexes (a[0]=x) and list values ({a,b}). .Release, .Chart (Chart.yaml), .Capabilities
 // (a fixed Kubernetes 1.30) and .Template are Helm's. Templates named _* are not rendered, and
 // NOTES.txt goes to stderr with -notes, never into the manifest stream. Not implemented:
 // subcharts, .Files, hooks, --show-only, schema validation. Where helm exists, `helm lint` and
 // `helm template` are the real checks (docs/kubernetes.md).
 //
-// Usage: helm-render [-name vibebox] [-namespace vibebox] [-f values.yaml]... [--set a.b=c]...
-// [-notes] CHART (a directory).
+// The template functions and YAML library are Sprig v3 and sigs.k8s.io/yaml as Debian packages them
+// (possibly other versions than a given helm release vendors), so their behaviour is helm's only as
+// far as those versions agree.
+//
+// Usage: helm-render [-name vibebox] [-namespace vibebox] [-f values.yaml]... [--set a.b=c,d=e]...
+// [--set-string a.b=c]... [-notes] CHART (a directory).
 package main
 
 import (
@@ -40,6 +49,26 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
+// assignment is one --set or --set-string argument, in command-line order.
+type assignment struct {
+	text    string
+	strings bool
+}
+
+type assignments []assignment
+
+// typed is the flag.Value of --set (strings false) and --set-string (strings true).
+type typed struct {
+	to      *assignments
+	strings bool
+}
+
+func (t typed) String() string { return "" }
+func (t typed) Set(v string) error {
+	*t.to = append(*t.to, assignment{v, t.strings})
+	return nil
+}
+
 // versions is .Capabilities.APIVersions: Has answers true for the groups the chart uses.
 type versions []string
 
@@ -56,9 +85,11 @@ func main() {
 	name := flag.String("name", "vibebox", "release name")
 	namespace := flag.String("namespace", "vibebox", "release namespace")
 	notes := flag.Bool("notes", false, "print NOTES.txt, rendered, to stderr")
-	var valueFiles, sets list
+	var valueFiles list
+	var sets assignments
 	flag.Var(&valueFiles, "f", "a values file (repeatable; later wins)")
-	flag.Var(&sets, "set", "a.b.c=value (repeatable)")
+	flag.Var(typed{&sets, false}, "set", "a.b.c=value[,d=value] (repeatable; helm's typing)")
+	flag.Var(typed{&sets, true}, "set-string", "a.b.c=value[,d=value] (repeatable; strings)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fail(errors.New("usage: helm-render [flags] CHART"))
@@ -94,7 +125,7 @@ func load(from string) (map[string]string, error) {
 	return files, err
 }
 
-func render(files map[string]string, name, namespace string, valueFiles, sets []string) (string, string, error) {
+func render(files map[string]string, name, namespace string, valueFiles []string, sets assignments) (string, string, error) {
 	chartDir := ""
 	for file := range files {
 		if path.Base(file) == "Chart.yaml" && (chartDir == "" || len(file) < len(chartDir)) {
@@ -124,11 +155,13 @@ func render(files map[string]string, name, namespace string, valueFiles, sets []
 		values = merge(values, more)
 	}
 	for _, set := range sets {
-		key, value, ok := strings.Cut(set, "=")
-		if !ok {
-			return "", "", fmt.Errorf("--set %q: no '='", set)
+		parsed, err := parseSet(set.text, set.strings)
+		if err != nil {
+			return "", "", err
 		}
-		values = merge(values, nested(strings.Split(key, "."), scalar(value)))
+		for _, one := range parsed {
+			values = merge(values, nested(one.keys, one.value))
+		}
 	}
 	// Chart.yaml's keys as Helm's Metadata fields: name -> .Chart.Name, appVersion -> .Chart.AppVersion.
 	meta := map[string]interface{}{}
@@ -291,18 +324,88 @@ func nested(keys []string, value interface{}) map[string]interface{} {
 	return map[string]interface{}{keys[0]: nested(keys[1:], value)}
 }
 
-// scalar types a --set value as Helm's strvals does: true, false, null and integers; else a string.
-func scalar(text string) interface{} {
-	switch text {
-	case "true":
-		return true
-	case "false":
-		return false
-	case "null":
-		return nil
+type setValue struct {
+	keys  []string
+	value interface{}
+}
+
+// parseSet splits one --set argument as helm's strvals does for scalars: assignments at unescaped
+// commas, keys at unescaped dots, a backslash escaping the next character.
+func parseSet(text string, asString bool) ([]setValue, error) {
+	var out []setValue
+	runes := []rune(text)
+	for i := 0; i < len(runes); {
+		var keys []string
+		var key []rune
+		for ; ; i++ {
+			if i == len(runes) {
+				return nil, fmt.Errorf("--set %q: key %q has no value", text, string(key))
+			}
+			r := runes[i]
+			if r == '\\' && i+1 < len(runes) {
+				i++
+				key = append(key, runes[i])
+				continue
+			}
+			if r == '[' {
+				return nil, fmt.Errorf("--set %q: list indexes are not implemented by the test renderer", text)
+			}
+			if r == ',' {
+				return nil, fmt.Errorf("--set %q: key %q has no value", text, string(key))
+			}
+			if r == '.' || r == '=' {
+				keys = append(keys, string(key))
+				key = nil
+				if r == '=' {
+					i++
+					break
+				}
+				continue
+			}
+			key = append(key, r)
+		}
+		var value []rune
+		for ; i < len(runes) && runes[i] != ','; i++ {
+			if runes[i] == '\\' && i+1 < len(runes) {
+				i++
+			}
+			value = append(value, runes[i])
+		}
+		i++ // the comma
+		if !asString && len(value) > 0 && value[0] == '{' {
+			return nil, fmt.Errorf("--set %q: list values are not implemented by the test renderer", text)
+		}
+		for _, key := range keys {
+			if key == "" {
+				return nil, fmt.Errorf("--set %q: an empty key", text)
+			}
+		}
+		out = append(out, setValue{keys, scalar(string(value), asString)})
 	}
-	if number, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return number
+	return out, nil
+}
+
+// scalar types a --set value as helm's strvals typedVal does: true, false and null in any case;
+// 0, and base-10 integers that do not start with 0, as int64; anything else a string. --set-string
+// (asString) keeps it a string.
+func scalar(text string, asString bool) interface{} {
+	if asString {
+		return text
+	}
+	switch {
+	case strings.EqualFold(text, "true"):
+		return true
+	case strings.EqualFold(text, "false"):
+		return false
+	case strings.EqualFold(text, "null"):
+		return nil
+	case text == "0":
+		return int64(0)
+	}
+	if text != "" && text[0] != '0' {
+		if number, err := strconv.ParseInt(text, 10, 64); err == nil {
+			return number
+		}
 	}
 	return text
 }
