@@ -626,4 +626,5 @@ def test_notes_are_not_in_the_manifests(renderer):
     out, notes = render_text(renderer, RUNTIME_VALUES)
     assert "NOTES.txt" not in out and "is installed as" not in out
     assert "job/vibebox-setup" in notes and "vibebox-sandboxes" in notes
+    assert "helm uninstall keeps the data claim vibebox-data and the sandboxes' namespace vibebox-sandboxes" in notes
     assert "# Source: vibebox/templates/web.yaml" in out

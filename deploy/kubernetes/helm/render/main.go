@@ -13,7 +13,8 @@
 // indexes (a[0]=x) and list values ({a,b}). .Release, .Chart (Chart.yaml), .Capabilities
 // (a fixed Kubernetes 1.30) and .Template are Helm's. Templates named _* are not rendered, and
 // NOTES.txt goes to stderr with -notes, never into the manifest stream. Not implemented:
-// subcharts, .Files, hooks, --show-only, schema validation. Where helm exists, `helm lint` and
+// subcharts, .Files, hook ordering (hooks are printed with the rest, as `helm template` does),
+// --show-only, schema validation. Where helm exists, `helm lint` and
 // `helm template` are the real checks (docs/kubernetes.md).
 //
 // The template functions and YAML library are Sprig v3 and sigs.k8s.io/yaml as Debian packages them
