@@ -208,3 +208,27 @@ def test_the_dockerfile_copies_what_exists_to_where_the_procfile_runs():
     tracked = subprocess.run(["git", "ls-files", "deploy/ca"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert tracked.stdout.split() == ["deploy/ca/README"]
     assert subprocess.run(["git", "check-ignore", "-q", "deploy/ca/proxy.crt"], cwd=ROOT).returncode == 0
+
+
+def test_the_test_override_swaps_images_and_paths_only(compose):
+    """deploy/compose.test.yaml (make test-compose) changes what a machine without a registry cannot
+    have and nothing the smoke test is about: the VibeBox services keep their commands, environment
+    and healthchecks' tests; the backing services get the Debian image and its paths."""
+    override = yaml.safe_load((ROOT / "deploy" / "compose.test.yaml").read_text())
+    assert set(override["services"]) == set(compose["services"])
+    allowed = {
+        "vibebox": {"image", "build", "healthcheck"},
+        "postgres": {"image", "entrypoint", "stop_signal"},
+        "redis": {"image", "user", "working_dir"},
+        "haproxy": {"image", "command", "healthcheck", "stop_signal"},
+        "prometheus": {"image", "user", "working_dir", "entrypoint", "volumes"},
+    }
+    for name, service in override["services"].items():
+        kind = "vibebox" if compose["services"][name].get("image") == VIBEBOX_IMAGE else name
+        assert set(service) <= allowed[kind], (name, set(service) - allowed[kind])
+        assert set(service.get("healthcheck", {})) <= {"interval"}, name
+        if "build" in service:
+            assert service["build"] == {"args": {"BASE_IMAGE": "${VIBEBOX_COMPOSE_BASE_IMAGE:?a Debian 12 image}"}}
+    # Prometheus: only its configuration file is another (the run's web-1 port).
+    volumes = override["services"]["prometheus"]["volumes"]
+    assert [v.rsplit(":", 2)[1:] for v in volumes] == [["/etc/prometheus/prometheus.yml", "ro"]]
