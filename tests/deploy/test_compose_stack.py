@@ -103,11 +103,27 @@ def _print_logs() -> None:
         print(f"----- {service} -----\n{logs.stdout}{logs.stderr}")
 
 
-def take_down() -> None:
-    """What an operator does to remove the deployment for good: the instance's sandboxes and pools
-    first (the stack made them through the engine, not compose), then compose's own."""
-    if any(c["Service"] == "web-1" and c["State"] == "running" for c in containers()):
-        manage("dropinstance", "--yes")
+def take_down(*, strict: bool = True) -> None:
+    """What docs/deploy.md tells an operator to remove the deployment for good: stop every process
+    (nothing refills a pool meanwhile), remove the instance's sandboxes, pools and network (the
+    stack made them through the engine, not compose) with a one-off setup container, then compose's
+    own containers, volumes and networks. `strict`: each step must succeed."""
+    compose("stop", "--timeout", "20", timeout=300, check=strict)
+    dropped = compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "setup",
+        ".venv/bin/python",
+        "manage.py",
+        "dropinstance",
+        "--yes",
+        timeout=300,
+        check=strict,
+    )
+    if strict:
+        assert f"instance {STACK_INSTANCE}: removed" in dropped.stderr, dropped.stderr
     compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=300)
 
 
@@ -118,7 +134,7 @@ class Stack:
         self.down = False
         self.broken = False  # `up` failed
 
-    def take_down(self) -> None:
+    def take_down(self, *, strict: bool = True) -> None:
         """Prints the services' logs first when a test of this module failed (while they are
         there to print), then takes the stack down (take_down above)."""
         if self.broken or self.request.session.testsfailed > self.failed_before:
@@ -126,7 +142,7 @@ class Stack:
             with capture.global_and_fixture_disabled():
                 _print_logs()
         self.down = True
-        take_down()
+        take_down(strict=strict)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +158,8 @@ def stack(request):
             pytest.fail("the stack did not come up: see the services' logs above")
         yield state
     finally:
-        if not state.down:
-            state.take_down()
+        if not state.down:  # a failure before the last test: down whatever it takes
+            state.take_down(strict=False)
 
 
 @pytest.fixture(scope="module")
