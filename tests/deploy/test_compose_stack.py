@@ -12,6 +12,7 @@ module's fixture does the same if that test never ran, and prints the services' 
 
 import json
 import os
+import re
 import subprocess
 import uuid
 
@@ -63,6 +64,9 @@ VIBEBOX_SERVICES = [
 ]
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # compose's line erasing, even with --ansi never
+
+
 def compose(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([COMPOSE, *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -100,7 +104,7 @@ def _print_logs() -> None:
     ]
     for service in bad or [c["Service"] for c in listed]:
         logs = compose("logs", "--no-color", "--tail", "60", service, check=False)
-        print(f"----- {service} -----\n{logs.stdout}{logs.stderr}")
+        print(f"----- {service} -----\n" + ANSI.sub("", logs.stdout + logs.stderr))
 
 
 def take_down(*, strict: bool = True) -> None:
