@@ -83,7 +83,7 @@ compose() {
 # after compose's own `down -v`; the same label the stack's reconcile keeps to.
 sweep() {
     local ids
-    ids="$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")"
+    ids="$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.oneoff)"
     [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
     ids="$(docker ps -aq --filter "label=vibebox.instance=$STACK_INSTANCE")"
     [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
