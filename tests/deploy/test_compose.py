@@ -111,6 +111,8 @@ def test_the_backing_services_and_the_layout(compose):
     for name, service in _vibebox_services(compose).items():
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}, name
         assert service["env_file"] == "vibebox.env" and service["network_mode"] == "host", name
+        # One PID namespace: the metrics files are named after pids (vibebox/metrics.py).
+        assert service["pid"] == "host", name
         assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"], name
         if name != "setup":
             assert service["restart"] == "unless-stopped", name
