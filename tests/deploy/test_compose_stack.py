@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import uuid
+from pathlib import Path
 
 import docker
 import pytest
@@ -260,6 +261,19 @@ def test_a_sandbox_s_life_through_haproxy(stack, api, receiver):  # noqa: F811 (
         what="the sandbox's webhooks",
     )
     assert {"sandbox.created", "sandbox.destroyed"} <= types
+
+    # The webhooks worker counted them in the shared metrics volume, and web-1 (another container)
+    # answers them: one /metrics for every process of the host.
+    token = (Path(os.environ["VIBEBOX_COMPOSE_DIR"]) / "secrets" / "metrics-token").read_text().strip()
+
+    def delivered_total() -> float:
+        scraped = requests.get(f"http://{WEB1}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert scraped.status_code == 200, scraped.text[:2000]
+        found = re.search(r'^vibebox_webhook_deliveries_total\{outcome="delivered"\} (\S+)$', scraped.text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    # (the worker counts a delivery once it is answered: a moment after the receiver saw it)
+    wait_for(lambda: delivered_total() >= 2, timeout=60, interval=1, what="2 deliveries counted")
 
 
 def test_prometheus_scrapes_web_1(stack):
