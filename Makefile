@@ -9,7 +9,7 @@ export VIBEBOX_HOST ?= 127.0.0.1
 export VIBEBOX_PORT ?= 8000
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd helm-render migrate run test test-postgres test-postgres-all test-ha test-templates test-marketplace lint format bench clean-containers
+.PHONY: setup host browser typescript monitoring postgres proxies venv images images-all sandboxd helm-render migrate run test test-postgres test-postgres-all test-ha test-compose test-templates test-marketplace lint format bench clean-containers
 
 setup: host venv migrate images
 
@@ -108,6 +108,13 @@ test-postgres-all: setup browser typescript monitoring proxies postgres
 # HAProxy with deploy/haproxy/haproxy.cfg in front (scripts/test-ha.sh keeps the list of tests).
 test-ha: setup postgres proxies
 	@bash scripts/test-ha.sh
+
+# The production layout for real: deploy/Dockerfile and deploy/compose.yaml, built from Debian with
+# debootstrap (no registry) and run with Docker Compose v2 (Debian 13's) on free ports: `up --wait`,
+# a smoke test through HAProxy, Prometheus's scrape, `down -v` (docs/deploy.md, "What is run").
+# Reuses the sandbox images `make images` built; scripts/test-compose.sh does the rest.
+test-compose: setup
+	@bash scripts/test-compose.sh
 
 bench: setup
 	@cd bench && ../$(BIN)/python run_all.py

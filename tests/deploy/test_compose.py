@@ -1,5 +1,5 @@
-"""deploy/compose.yaml, read as YAML (the compose file cannot be run on this machine: no registry
-answers here to pull its images; docs/deploy.md says what was and was not run)."""
+"""deploy/compose.yaml, read as YAML: what it says, checked without running it (`make test-compose`
+runs it: tests/deploy/test_compose_stack.py; docs/deploy.md, "What is run")."""
 
 import re
 import shlex
@@ -52,15 +52,36 @@ def test_every_procfile_process_runs_with_its_command(compose):
     assert [n for n in services if n.startswith("beat")] == ["beat"]
 
 
+# The one interpolation compose itself does in commands: a port, with its production default.
+PORT_VARIABLE = re.compile(r"\$\{VIBEBOX_[A-Z0-9]+_PORT:-\d+\}")
+
+
 def test_a_single_unescaped_dollar_would_be_compose_s(compose):
     """compose interpolates a lone $VAR when it reads the file (from the operator's shell): every
-    $ meant for the container's shell is doubled."""
+    $ meant for the container's shell is doubled; the only lone ones are the documented ports
+    (`${VIBEBOX_<NAME>_PORT:-<default>}`)."""
     for name, service in compose["services"].items():
         command = service.get("command")
         texts = [command] if isinstance(command, str) else list(command or [])
         health = service.get("healthcheck", {}).get("test", [])
         for text in [*texts, *health]:
-            assert not re.search(r"(?<!\$)\$(?!\$)", text.replace("$$", "")), (name, text)
+            text = PORT_VARIABLE.sub("", text.replace("$$", ""))
+            assert not re.search(r"(?<!\$)\$(?!\$)", text), (name, text)
+
+
+def test_the_ports_default_to_production_s(compose):
+    """Each port variable's default is the port docs/deploy.md and the other files name, and the
+    web slots' ports are given to HAProxy through the same variables."""
+    services = compose["services"]
+    assert "port=${VIBEBOX_POSTGRES_PORT:-5432}" in services["postgres"]["command"]
+    assert "${VIBEBOX_REDIS_PORT:-6379}" in services["redis"]["command"]
+    assert "--web.listen-address=127.0.0.1:${VIBEBOX_PROMETHEUS_PORT:-9090}" in services["prometheus"]["command"]
+    assert services["haproxy"]["environment"]["VIBEBOX_HAPROXY_BIND"] == "${VIBEBOX_HAPROXY_BIND:-:8080}"
+    for n, port in ((1, 8000), (2, 8010), (3, 8020)):
+        assert services[f"web-{n}"]["environment"]["VIBEBOX_PORT"] == f"${{VIBEBOX_WEB{n}_PORT:-{port}}}"
+    # Prometheus scrapes web-1 at its default port.
+    prometheus_yml = yaml.safe_load((ROOT / "deploy" / "monitoring" / "prometheus.yml").read_text())
+    assert prometheus_yml["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
 
 
 def test_the_backing_services_and_the_layout(compose):
@@ -86,15 +107,21 @@ def test_the_backing_services_and_the_layout(compose):
     # The VibeBox processes: the image deploy/Dockerfile builds, the engine's socket, the shared
     # data and metrics volumes, the environment file, the host's network (sandbox bridge, firewall).
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert dockerfile.startswith("#") and re.search(r"^FROM debian:", dockerfile, re.M)
+    assert dockerfile.startswith("#") and re.search(r"^ARG BASE_IMAGE=debian:", dockerfile, re.M)
     for name, service in _vibebox_services(compose).items():
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}, name
         assert service["env_file"] == "vibebox.env" and service["network_mode"] == "host", name
+        # One PID namespace: the metrics files are named after pids (vibebox/metrics.py).
+        assert service["pid"] == "host", name
         assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"], name
         if name != "setup":
             assert service["restart"] == "unless-stopped", name
             assert service["depends_on"]["setup"] == {"condition": "service_completed_successfully"}, name
             assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+    # setup: debootstrap needs no more than Docker's defaults (docs/deploy.md); never privileged.
+    setup = services["setup"]
+    assert "privileged" not in setup and "security_opt" not in setup
+    assert set(setup["cap_add"]) == {"NET_ADMIN", "NET_RAW"}
 
 
 def test_every_long_running_service_has_a_healthcheck(compose):
@@ -160,13 +187,15 @@ def test_the_operator_s_secrets_are_never_committed():
 
 
 def test_the_dockerfile_copies_what_exists_to_where_the_procfile_runs():
-    """deploy/Dockerfile is not built here (no registry: docs/deploy.md); what can be checked is
-    checked: Debian underneath, the app where the Procfile's relative .venv/bin/... paths resolve,
-    every COPY source present, and the build context's ignore file beside it."""
+    """deploy/Dockerfile (built by `make test-compose`): Debian underneath by default (the base a
+    build argument), the app where the Procfile's relative .venv/bin/... paths resolve, every COPY
+    source present, the build context's ignore file beside it, and no extra CA unless one is put
+    in deploy/ca/ (git-ignored)."""
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line[0].isspace()]
     instructions = [(word, rest) for word, *rests in instructions if not word.startswith("#") for rest in rests or [""]]
-    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("debian:")
+    assert instructions[0] == ("ARG", "BASE_IMAGE=debian:bookworm-slim")
+    assert instructions[1] == ("FROM", "${BASE_IMAGE}")
     assert ("WORKDIR", "/opt/vibebox") in instructions
     assert any(word == "RUN" and "python3 -m venv .venv" in rest for word, rest in instructions)
     for word, rest in instructions:
@@ -176,3 +205,31 @@ def test_the_dockerfile_copies_what_exists_to_where_the_procfile_runs():
                 assert (ROOT / source).exists(), source
     ignored = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().split()
     assert {"var", ".venv", ".git", "deploy/secrets", "deploy/vibebox.env"} <= set(ignored)
+    assert ("COPY", "deploy/ca/ /usr/local/share/ca-certificates/vibebox/") in instructions
+    tracked = subprocess.run(["git", "ls-files", "deploy/ca"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout.split() == ["deploy/ca/README"]
+    assert subprocess.run(["git", "check-ignore", "-q", "deploy/ca/proxy.crt"], cwd=ROOT).returncode == 0
+
+
+def test_the_test_override_swaps_images_and_paths_only(compose):
+    """deploy/compose.test.yaml (make test-compose) changes what a machine without a registry cannot
+    have and nothing the smoke test is about: the VibeBox services keep their commands, environment
+    and healthchecks' tests; the backing services get the Debian image and its paths."""
+    override = yaml.safe_load((ROOT / "deploy" / "compose.test.yaml").read_text())
+    assert set(override["services"]) == set(compose["services"])
+    allowed = {
+        "vibebox": {"image", "build", "healthcheck"},
+        "postgres": {"image", "entrypoint", "stop_signal"},
+        "redis": {"image", "user", "working_dir"},
+        "haproxy": {"image", "command", "healthcheck", "stop_signal"},
+        "prometheus": {"image", "user", "working_dir", "entrypoint", "volumes"},
+    }
+    for name, service in override["services"].items():
+        kind = "vibebox" if compose["services"][name].get("image") == VIBEBOX_IMAGE else name
+        assert set(service) <= allowed[kind], (name, set(service) - allowed[kind])
+        assert set(service.get("healthcheck", {})) <= {"interval"}, name
+        if "build" in service:
+            assert service["build"] == {"args": {"BASE_IMAGE": "${VIBEBOX_COMPOSE_BASE_IMAGE:?a Debian 12 image}"}}
+    # Prometheus: only its configuration file is another (the run's web-1 port).
+    volumes = override["services"]["prometheus"]["volumes"]
+    assert [v.rsplit(":", 2)[1:] for v in volumes] == [["/etc/prometheus/prometheus.yml", "ro"]]
