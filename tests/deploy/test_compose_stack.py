@@ -35,22 +35,6 @@ HAPROXY = f"http://{os.environ.get('VIBEBOX_COMPOSE_HAPROXY', '')}"
 PROMETHEUS = f"http://{os.environ.get('VIBEBOX_COMPOSE_PROMETHEUS', '')}"
 WEB1 = os.environ.get("VIBEBOX_COMPOSE_WEB1", "")
 
-LONG_RUNNING = [
-    "postgres",
-    "redis",
-    "web-1",
-    "web-2",
-    "web-3",
-    "worker-1",
-    "worker-2",
-    "builds",
-    "webhooks",
-    "beat",
-    "gateway",
-    "egress",
-    "haproxy",
-    "prometheus",
-]
 VIBEBOX_SERVICES = [
     "web-1",
     "web-2",
@@ -63,6 +47,7 @@ VIBEBOX_SERVICES = [
     "gateway",
     "egress",
 ]
+LONG_RUNNING = ["postgres", "redis", *VIBEBOX_SERVICES, "haproxy", "prometheus"]
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # compose's line erasing, even with --ansi never
