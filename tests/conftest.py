@@ -277,9 +277,9 @@ def _remove_snapshot_images():
     left would show up in the next test's image listings (they name this session's instance)."""
     labels = [f"vibebox.instance={django_settings.VIBEBOX_INSTANCE}", "vibebox.snapshot-id"]
     with contextlib.closing(docker.from_env()) as client:
-        for image in client.images.list(filters={"label": labels}):
+        for image in sessions.image_ids(client, {"label": labels}):
             with contextlib.suppress(docker.errors.NotFound):
-                client.images.remove(image.id, force=True)
+                client.images.remove(image, force=True)
 
 
 @pytest.fixture

@@ -141,7 +141,8 @@ def remove_instance(
     instance = {"label": [f"vibebox.instance={label}"]}
     fixture_filters = {"label": [f"vibebox.test-instance={label}"]}
     for filters in (instance, fixture_filters) if fixtures else (instance,):
-        for container in client.containers.list(all=True, filters=filters):
+        # ignore_removed: other sessions' workers sweep the same dead session at the same moment
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
             with _logged(f"container {container.name}"):
                 container.remove(force=True, v=True)
                 removed.append(f"container {container.name}")
@@ -158,15 +159,21 @@ def remove_instance(
                 for network in found:
                     network.remove()
             removed += [f"network {name}"] if found else []
-    for image in client.images.list(filters=instance):
-        with _logged(f"image {image.id}"):
-            client.images.remove(image.id, force=True)
-            removed.append(f"image {image.short_id}")
+    for image in image_ids(client, instance):
+        with _logged(f"image {image}"):
+            client.images.remove(image, force=True)
+            removed.append(f"image {image[7:19]}")
     for path in sqlite_files(data_dir, label) if data_dir else []:
         if path.exists():
             path.unlink()
             removed.append(f"file {path}")
     return removed
+
+
+def image_ids(client, filters: dict) -> list[str]:
+    """The ids of the images the filters match, from one listing: docker-py's images.list inspects
+    each one after listing, and raises when another process removed one in between."""
+    return [row["Id"] for row in client.api.images(filters=filters)]
 
 
 def dead_sessions(client) -> dict[str, str]:
