@@ -275,41 +275,43 @@ def test_rotation_steps_accept_every_rows_credentials_until_a_later_row_retires_
     minted = nodes._relay_minted(node)
     relay_before = json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"]
 
-    trusted = nodes.node_relay_trust(node=node, minted=minted)
-    node.refresh_from_db()
-    assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_cert != minted["relay_cert"]
-    assert trusted.relay_reloaded and not trusted.relay_started and node.relay_image  # placeable
-    assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before
-    r1 = _context(node)
-    new_client = client_context(ca=node.relay_ca, cert=minted["relay_cert"], key=decrypt(minted["relay_key"]))
-    assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, new_client))
-    assert sandbox_exec(sandbox=sandbox, command="echo trust").stdout == "trust\n"
+    # The steps under the node's relay lock, as node_relay_rotate runs them (each checks it holds it).
+    with nodes._relay_lock(node, holder="rotation"):
+        trusted = nodes.node_relay_trust(node=node, minted=minted)
+        node.refresh_from_db()
+        assert node.relay_ca.count("BEGIN CERTIFICATE") == 2 and node.relay_cert != minted["relay_cert"]
+        assert trusted.relay_reloaded and not trusted.relay_started and node.relay_image  # placeable
+        assert json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] == relay_before
+        r1 = _context(node)
+        new_client = client_context(ca=node.relay_ca, cert=minted["relay_cert"], key=decrypt(minted["relay_key"]))
+        assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, new_client))
+        assert sandbox_exec(sandbox=sandbox, command="echo trust").stdout == "trust\n"
 
-    nodes.node_relay_client(node=node, minted=minted)
-    node.refresh_from_db()
-    assert node.relay_cert == minted["relay_cert"] and node.relay_ca.count("BEGIN CERTIFICATE") == 2
-    r2 = _context(node)
-    assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, r2))
-    entry = AuditEntry.objects.get(action="node.relay_rotated")
-    assert entry.changes["client_certificate"]["new"] == nodes.relay_fingerprint(minted["relay_cert"])
-    assert sandbox_exec(sandbox=sandbox, command="echo client").stdout == "client\n"
+        nodes.node_relay_client(node=node, minted=minted)
+        node.refresh_from_db()
+        assert node.relay_cert == minted["relay_cert"] and node.relay_ca.count("BEGIN CERTIFICATE") == 2
+        r2 = _context(node)
+        assert all(_accepted(where, sandboxd_at, context) for context in (r0, r1, r2))
+        entry = AuditEntry.objects.get(action="node.relay_rotated")
+        assert entry.changes["client_certificate"]["new"] == nodes.relay_fingerprint(minted["relay_cert"])
+        assert sandbox_exec(sandbox=sandbox, command="echo client").stdout == "client\n"
 
-    monkeypatch.setattr(sandboxd, "relay_current", lambda: "vibebox/sandboxd-relay:older")  # it cannot reload
-    served = nodes.node_relay_serve(node=node, minted=minted)
-    monkeypatch.undo()
-    node.refresh_from_db()
-    assert served.relay_started and json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before
-    assert node.relay_server_cert == minted["relay_server_cert"] and node.relay_image
-    assert not _accepted(where, sandboxd_at, r0)  # the old CA alone: the new server certificate fails
-    assert _accepted(where, sandboxd_at, r1) and _accepted(where, sandboxd_at, r2)
-    assert sandbox_exec(sandbox=sandbox, command="echo serve").stdout == "serve\n"
+        monkeypatch.setattr(sandboxd, "relay_current", lambda: "vibebox/sandboxd-relay:older")  # it cannot reload
+        served = nodes.node_relay_serve(node=node, minted=minted)
+        monkeypatch.undo()
+        node.refresh_from_db()
+        assert served.relay_started and json.loads(engine.docker("inspect", RELAY_NAME))[0]["Id"] != relay_before
+        assert node.relay_server_cert == minted["relay_server_cert"] and node.relay_image
+        assert not _accepted(where, sandboxd_at, r0)  # the old CA alone: the new server certificate fails
+        assert _accepted(where, sandboxd_at, r1) and _accepted(where, sandboxd_at, r2)
+        assert sandbox_exec(sandbox=sandbox, command="echo serve").stdout == "serve\n"
 
-    ended = nodes.node_relay_end(node=node, minted=minted, before=before)
-    node.refresh_from_db()
-    assert ended.relay_reloaded and node.relay_ca == minted["relay_ca"] and node.relay_image
-    assert not _accepted(where, sandboxd_at, r1)  # the old client certificate
-    assert _accepted(where, sandboxd_at, r2) and _accepted(where, sandboxd_at, _context(node))
-    assert sandbox_exec(sandbox=sandbox, command="echo end").stdout == "end\n"
+        ended = nodes.node_relay_end(node=node, minted=minted, before=before)
+        node.refresh_from_db()
+        assert ended.relay_reloaded and node.relay_ca == minted["relay_ca"] and node.relay_image
+        assert not _accepted(where, sandboxd_at, r1)  # the old client certificate
+        assert _accepted(where, sandboxd_at, r2) and _accepted(where, sandboxd_at, _context(node))
+        assert sandbox_exec(sandbox=sandbox, command="echo end").stdout == "end\n"
 
 
 @pytest.mark.django_db(transaction=True)  # the rotation runs in a thread of its own
